@@ -1,0 +1,22 @@
+//! Journal event kinds: dotted nouns with past-tense outcomes.
+//!
+//! Kept as string constants (not an enum) because the journal must carry kinds written by newer
+//! versions of agp, and an auditor's verifier must not reject a log for a kind it does not know.
+
+pub const SESSION_STARTED: &str = "session.started";
+pub const SESSION_ENDED: &str = "session.ended";
+pub const SESSION_REAPED: &str = "session.reaped";
+pub const TOOL_CALL_REQUESTED: &str = "tool_call.requested";
+pub const POLICY_DECIDED: &str = "policy.decided";
+pub const APPROVAL_REQUESTED: &str = "approval.requested";
+pub const APPROVAL_GRANTED: &str = "approval.granted";
+pub const APPROVAL_DENIED: &str = "approval.denied";
+pub const APPROVAL_TIMEOUT: &str = "approval.timeout";
+pub const APPROVAL_REJECTED: &str = "approval.rejected";
+pub const TOOL_CALL_RESULT: &str = "tool_call.result";
+pub const SANDBOX_PREFLIGHT: &str = "sandbox.preflight";
+pub const EGRESS_ALLOWED: &str = "egress.allowed";
+pub const EGRESS_DENIED: &str = "egress.denied";
+pub const GATEWAY_REJECTED: &str = "gateway.rejected";
+pub const KEY_ROTATED: &str = "key.rotated";
+pub const JOURNAL_RECOVERED: &str = "journal.recovered";

@@ -1,0 +1,34 @@
+//! The append-only signed journal, as the loop sees it.
+
+use serde_json::Value;
+
+/// Where an appended event landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendReceipt {
+    /// Leaf index of the event (its `seq`).
+    pub seq: u64,
+    /// RFC 6962 leaf hash of the event line: SHA-256(0x00 || line).
+    pub leaf_hash: [u8; 32],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("journal refused the event: {0}")]
+    Refused(String),
+    #[error("journal is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// An append-only journal. `append` returns only once the event is durable under the journal's
+/// configured durability mode; an error means the event may not be relied upon, and the caller
+/// must fail closed (deny) instead of acting on it.
+pub trait Journal: Send + Sync {
+    fn append(
+        &self,
+        kind: &str,
+        session: Option<&str>,
+        body: Value,
+    ) -> Result<AppendReceipt, JournalError>;
+}

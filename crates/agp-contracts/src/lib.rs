@@ -1,0 +1,25 @@
+//! Shared vocabulary of agp.
+//!
+//! Every part of agp (journal, policy, approval channels, sandbox, intendants, daemon) talks
+//! through the types and traits here, so a part can be replaced without touching the loop that
+//! drives it. This crate deliberately has no async runtime and no I/O.
+
+pub mod approval;
+pub mod call;
+pub mod canonical;
+pub mod events;
+pub mod journal;
+pub mod policy;
+pub mod sandbox;
+
+pub use approval::{ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approver, ChannelError};
+pub use call::ToolCall;
+pub use journal::{AppendReceipt, Journal, JournalError};
+pub use policy::{ApprovalSpec, Decision, EvalContext, PartFinding, PolicyEngine, Verdict};
+pub use sandbox::{
+    ExecOutput, ExecRequest, Isolation, SandboxError, SandboxProvider, SandboxSpec,
+};
+
+/// A boxed, sendable future: keeps the async traits object-safe without pulling in a runtime or
+/// the `async-trait` macro.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

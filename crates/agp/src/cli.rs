@@ -1,0 +1,64 @@
+//! Command-line surface. Each subcommand's arguments live next to its implementation in `cmd/`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+use crate::exit::EXIT_CODES_HELP;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agp",
+    version,
+    about = "agp, the agent governance plane: every tool call an AI coding agent attempts is \
+             checked against policy, approved by a human when policy says so, run in a sandbox \
+             and written to a signed audit journal.",
+    after_help = EXIT_CODES_HELP,
+    after_long_help = EXIT_CODES_HELP,
+)]
+pub struct Cli {
+    /// agp home directory [default: $AGP_HOME, else ~/.agp]
+    #[arg(long, global = true, env = "AGP_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an agp home with a commented config.toml, a default policy and an empty journal.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Init(cmd::init::InitArgs),
+    /// Create the Ed25519 journal signing key (or rotate it).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Keygen(cmd::keygen::KeygenArgs),
+    /// Show the journal public key (C2SP verifier key, PEM, allowed_signers).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Key(cmd::key::KeyArgs),
+    /// Verify the journal offline: chain, Merkle tree, signed checkpoints.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Verify(cmd::verify::VerifyArgs),
+    /// Inspect the journal: show events, inclusion and consistency proofs.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Journal(cmd::journal::JournalArgs),
+    /// Check, explain and test policies; import Claude Code permissions.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Policy(cmd::policy::PolicyArgs),
+    /// Run an agent session under governance.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Run(cmd::run::RunArgs),
+    /// Run the agp daemon (gateway, policy, approvals, journal) in the foreground.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Daemon(cmd::daemon::DaemonArgs),
+    /// List sessions, or show one session's timeline.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Sessions(cmd::sessions::SessionsArgs),
+    /// Check that this agp home is healthy, with a fix for every problem.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Doctor(cmd::doctor::DoctorArgs),
+    /// Measure agp's speed targets on this machine.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Bench(cmd::bench::BenchArgs),
+}

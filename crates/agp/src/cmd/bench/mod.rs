@@ -1,0 +1,47 @@
+//! `agp bench`: measure agp's speed targets on this machine.
+
+pub mod gateway;
+pub mod journal;
+pub mod policy;
+pub mod sandbox;
+pub mod verify;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use crate::exit::{Exit, EXIT_CODES_HELP};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub target: BenchTarget,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchTarget {
+    /// Journal append throughput under a durability mode.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Journal(journal::JournalBenchArgs),
+    /// Offline verification throughput and memory.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Verify(verify::VerifyBenchArgs),
+    /// Policy evaluation latency (parsing included) with a large rule set.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Policy(policy::PolicyBenchArgs),
+    /// Gateway round trips through a real daemon over a Unix socket.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Gateway(gateway::GatewayBenchArgs),
+    /// Sandbox spawn latency.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Sandbox(sandbox::SandboxBenchArgs),
+}
+
+pub fn run(args: BenchArgs) -> Result<Exit> {
+    match args.target {
+        BenchTarget::Journal(a) => journal::run(a),
+        BenchTarget::Verify(a) => verify::run(a),
+        BenchTarget::Policy(a) => policy::run(a),
+        BenchTarget::Gateway(a) => gateway::run(a),
+        BenchTarget::Sandbox(a) => sandbox::run(a),
+    }
+}

@@ -1,0 +1,36 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod daemon;
+pub mod doctor;
+pub mod init;
+pub mod journal;
+pub mod key;
+pub mod keygen;
+pub mod policy;
+pub mod run;
+pub mod sessions;
+pub mod verify;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::exit::Exit;
+use crate::home::Home;
+
+pub fn dispatch(cli: Cli) -> Result<Exit> {
+    let home = Home::resolve(cli.home.as_deref())?;
+    match cli.command {
+        Command::Init(args) => init::run(&home, args),
+        Command::Keygen(args) => keygen::run(&home, args),
+        Command::Key(args) => key::run(&home, args),
+        Command::Verify(args) => verify::run(&home, args),
+        Command::Journal(args) => journal::run(&home, args),
+        Command::Policy(args) => policy::run(&home, args),
+        Command::Run(args) => run::run(&home, args),
+        Command::Daemon(args) => daemon::run(&home, args),
+        Command::Sessions(args) => sessions::run(&home, args),
+        Command::Doctor(args) => doctor::run(&home, args),
+        Command::Bench(args) => bench::run(args),
+    }
+}

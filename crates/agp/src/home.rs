@@ -1,0 +1,74 @@
+//! The agp home: where keys, policy, journal and state live.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// Layout of an agp home directory (`$AGP_HOME`, default `~/.agp`).
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// Resolve the home from `--home`, then `$AGP_HOME` (clap fills both into `explicit`), then
+    /// `~/.agp`.
+    pub fn resolve(explicit: Option<&Path>) -> Result<Self> {
+        let root = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let Some(user_home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) else {
+                    bail!("cannot find the agp home: neither --home, AGP_HOME nor HOME is set");
+                };
+                PathBuf::from(user_home).join(".agp")
+            }
+        };
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    pub fn policy(&self) -> PathBuf {
+        self.root.join("policy.toml")
+    }
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+    pub fn journal_dir(&self) -> PathBuf {
+        self.root.join("journal")
+    }
+    pub fn state_db(&self) -> PathBuf {
+        self.root.join("state.db")
+    }
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    /// Fails with a fix when the home has not been created yet.
+    pub fn require_initialized(&self) -> Result<()> {
+        if !self.config().is_file() {
+            bail!(
+                "no agp home at {} (run `agp init` first, or pass --home / set AGP_HOME)",
+                self.root.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Creates `dir` (and parents) and forces mode 0700 on it.
+    pub fn create_private_dir(dir: &Path) -> Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot set mode 0700 on {}", dir.display()))?;
+        Ok(())
+    }
+}
