@@ -27,6 +27,31 @@ pub struct ApprovalRequest {
     pub expires_at_ms: u64,
 }
 
+impl ApprovalRequest {
+    /// The first 12 hex digits of `input_sha256`, for display next to the call. The full hash
+    /// stays the binding; the short form only helps a human match what they saw elsewhere.
+    pub fn short_hash(&self) -> &str {
+        let end = self
+            .input_sha256
+            .char_indices()
+            .nth(12)
+            .map_or(self.input_sha256.len(), |(i, _)| i);
+        &self.input_sha256[..end]
+    }
+}
+
+/// Values of [`Approver::via`] used by the channels agp ships.
+pub mod via {
+    /// A person at the controlling terminal.
+    pub const TERMINAL: &str = "terminal";
+    /// Answers read from an `--approver-script` file: a test and demo facility, never a person.
+    pub const TERMINAL_SCRIPT: &str = "terminal-script";
+    /// `--auto-approve`: nobody looked at the call.
+    pub const AUTO: &str = "auto";
+    pub const SLACK: &str = "slack";
+    pub const WEB: &str = "web";
+}
+
 /// A person (or, loudly, a flag such as `--auto-approve`) who decided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approver {
@@ -36,6 +61,17 @@ pub struct Approver {
     pub name: String,
     /// The channel it came through (`terminal`, `slack`, `web`, `auto`).
     pub via: String,
+}
+
+impl Approver {
+    /// The approver journaled for every call granted under `--auto-approve`.
+    pub fn auto_approve() -> Self {
+        Approver {
+            id: "auto-approve".to_owned(),
+            name: "--auto-approve".to_owned(),
+            via: via::AUTO.to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +89,13 @@ pub enum ApprovalOutcome {
     Timeout,
     /// The channel could not put the question to anyone (no TTY, channel down, ...).
     Unavailable { reason: String },
+}
+
+impl ApprovalOutcome {
+    /// Only a reached quorum lets a call run; every other outcome denies it.
+    pub fn is_granted(&self) -> bool {
+        matches!(self, ApprovalOutcome::Granted { by } if !by.is_empty())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,4 +124,51 @@ pub trait ApprovalChannel: Send + Sync {
         session: Option<&'a str>,
         body: &'a Value,
     ) -> BoxFuture<'a, Result<(), ChannelError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(hash: &str) -> ApprovalRequest {
+        ApprovalRequest {
+            session: "s".into(),
+            call_id: "c".into(),
+            tool: "Bash".into(),
+            redacted_input: json!({"command": "ls"}),
+            input_sha256: hash.into(),
+            rule_id: None,
+            reason: "r".into(),
+            approvers: vec![],
+            quorum: 1,
+            expires_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn short_hash_is_a_prefix_and_tolerates_short_values() {
+        assert_eq!(request(&"ab".repeat(32)).short_hash(), "abababababab");
+        assert_eq!(request("abc").short_hash(), "abc");
+    }
+
+    #[test]
+    fn only_a_nonempty_grant_is_granted() {
+        assert!(ApprovalOutcome::Granted {
+            by: vec![Approver::auto_approve()]
+        }
+        .is_granted());
+        assert!(!ApprovalOutcome::Granted { by: vec![] }.is_granted());
+        assert!(!ApprovalOutcome::Timeout.is_granted());
+        assert!(!ApprovalOutcome::Unavailable { reason: "x".into() }.is_granted());
+    }
+
+    #[test]
+    fn auto_approver_is_recognisable_in_the_journal() {
+        let v = serde_json::to_value(Approver::auto_approve()).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": "auto-approve", "name": "--auto-approve", "via": "auto"})
+        );
+    }
 }

@@ -8,6 +8,7 @@ pub mod approval;
 pub mod call;
 pub mod canonical;
 pub mod events;
+pub mod intendant;
 pub mod journal;
 pub mod policy;
 pub mod sandbox;
@@ -16,9 +17,7 @@ pub use approval::{ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approver, 
 pub use call::ToolCall;
 pub use journal::{AppendReceipt, Journal, JournalError};
 pub use policy::{ApprovalSpec, Decision, EvalContext, PartFinding, PolicyEngine, Verdict};
-pub use sandbox::{
-    ExecOutput, ExecRequest, Isolation, SandboxError, SandboxProvider, SandboxSpec,
-};
+pub use sandbox::{ExecOutput, ExecRequest, Isolation, SandboxError, SandboxProvider, SandboxSpec};
 
 /// A boxed, sendable future: keeps the async traits object-safe without pulling in a runtime or
 /// the `async-trait` macro.
