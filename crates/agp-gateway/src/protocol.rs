@@ -1,0 +1,237 @@
+//! Messages exchanged on the gateway socket. Every message is a JSON object whose `type` field
+//! names it; an unknown `type` is a protocol error (the daemon answers with an error frame and
+//! closes the connection).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Version spoken by this build. The daemon refuses a hello with any other version rather than
+/// guessing at a peer's semantics.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// How a session's tool calls are carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionMode {
+    /// The agent executes tools itself; the daemon only rules and journals (live agents with hooks).
+    Gate,
+    /// The daemon runs allowed calls in the session's sandbox and returns their output (scripted
+    /// intendant).
+    ProxyExec,
+}
+
+impl SessionMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionMode::Gate => "gate",
+            SessionMode::ProxyExec => "proxy_exec",
+        }
+    }
+}
+
+/// One tool call as the agent's harness reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallRequest {
+    /// Unique within the session; a repeated id is refused as a replay.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_use_id: Option<String>,
+    pub tool: String,
+    pub input: Value,
+    pub cwd: String,
+}
+
+/// What the tool produced, reported by an agent that executed it itself (gate mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCallResult {
+    /// The id of the request this result belongs to.
+    pub id: String,
+    pub ok: bool,
+    /// Output, already redacted and truncated by the sender; the daemon redacts again.
+    pub output: String,
+    /// SHA-256 (hex) of the full, unredacted output as the tool produced it.
+    pub output_sha256: String,
+}
+
+/// Messages a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// First message of a session connection.
+    Hello {
+        protocol: u32,
+        token: String,
+    },
+    /// Control: create a session on a running daemon. Authenticated by the daemon's admin token
+    /// (a 0600 file next to the socket), never by a session token.
+    OpenSession {
+        protocol: u32,
+        admin_token: String,
+        intendant: String,
+        repo: String,
+        #[serde(default)]
+        task: String,
+        mode: SessionMode,
+    },
+    ToolCallRequest(ToolCallRequest),
+    ToolCallResult(ToolCallResult),
+    /// The agent is done; the session is closed and `session.ended` journaled.
+    EndSession {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<String>,
+    },
+}
+
+/// The daemon's answer to a tool call request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictMessage {
+    pub id: String,
+    /// `allow` or `deny`: a `require` is resolved by an approver before the daemon answers.
+    pub decision: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<String>,
+    /// Who decided a `require` (`auto-approve`, `tty:alice`, ...), or `remembered:<who>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// Input the agent must run instead of its own (none today; reserved for rewrites).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_input: Option<Value>,
+    pub input_sha256: String,
+}
+
+impl VerdictMessage {
+    pub fn is_allow(&self) -> bool {
+        self.decision == "allow"
+    }
+}
+
+/// Outcome of a call the daemon ran in the sandbox (proxy-exec mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    pub id: String,
+    /// Exit code 0 and not timed out.
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub timed_out: bool,
+    /// Combined output, redacted and truncated.
+    pub output: String,
+    #[serde(default)]
+    pub truncated: bool,
+    /// SHA-256 (hex) of the full output before redaction.
+    pub output_sha256: String,
+}
+
+/// Machine-readable error classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    FrameTooLarge,
+    Malformed,
+    UnknownMessage,
+    ProtocolVersion,
+    Unauthenticated,
+    BadToken,
+    SessionClosed,
+    ReplayedId,
+    UnknownCall,
+    InvalidCall,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::UnknownMessage => "unknown_message",
+            ErrorCode::ProtocolVersion => "protocol_version",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::BadToken => "bad_token",
+            ErrorCode::SessionClosed => "session_closed",
+            ErrorCode::ReplayedId => "replayed_id",
+            ErrorCode::UnknownCall => "unknown_call",
+            ErrorCode::InvalidCall => "invalid_call",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Messages the daemon sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome {
+        protocol: u32,
+        session: String,
+        mode: SessionMode,
+    },
+    SessionOpened {
+        session: String,
+        token: String,
+        mode: SessionMode,
+    },
+    Verdict(VerdictMessage),
+    ExecResult(ExecResult),
+    /// A reported `tool_call_result` is journaled.
+    ResultRecorded {
+        id: String,
+    },
+    SessionEnded {
+        session: String,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn messages_carry_a_type_tag() {
+        let m = ClientMessage::ToolCallRequest(ToolCallRequest {
+            id: "c1".into(),
+            tool_use_id: Some("toolu_1".into()),
+            tool: "Bash".into(),
+            input: json!({"command": "ls"}),
+            cwd: "/repo".into(),
+        });
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["type"], "tool_call_request");
+        assert_eq!(v["tool_use_id"], "toolu_1");
+        assert_eq!(serde_json::from_value::<ClientMessage>(v).unwrap(), m);
+
+        let e = ServerMessage::Error {
+            code: ErrorCode::ReplayedId,
+            message: "seen".into(),
+            id: None,
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "error", "code": "replayed_id", "message": "seen"})
+        );
+    }
+
+    #[test]
+    fn unknown_type_and_missing_fields_are_refused() {
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"shell","cmd":"x"}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"hello","protocol":1}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"protocol":1,"token":"t"}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>(r#"[1,2]"#).is_err());
+    }
+}
