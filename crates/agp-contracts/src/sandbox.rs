@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// HOME inside a sandbox: an empty tmpfs, never the invoking user's real home.
+pub const SANDBOX_HOME: &str = "/home/agent";
+
 /// What a session's sandbox is made of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxSpec {
@@ -23,6 +26,36 @@ pub struct SandboxSpec {
     pub share_network: bool,
     #[serde(default)]
     pub limits: ResourceLimits,
+    /// Host paths bound at another path inside (a seeded login, managed hook settings, a
+    /// writable agent state directory). Applied after the repo and `ro_binds`, so a bind may
+    /// land inside the tmpfs HOME or a tmpfs `/etc` entry.
+    #[serde(default)]
+    pub binds: Vec<BindMount>,
+}
+
+impl SandboxSpec {
+    /// A spec with no extra environment, binds or limits: the strictest starting point.
+    pub fn new(session: impl Into<String>, repo: impl Into<PathBuf>) -> Self {
+        Self {
+            session: session.into(),
+            repo: repo.into(),
+            env: Vec::new(),
+            ro_binds: Vec::new(),
+            share_network: false,
+            limits: ResourceLimits::default(),
+            binds: Vec::new(),
+        }
+    }
+}
+
+/// One host path made visible inside the sandbox at `dest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindMount {
+    pub source: PathBuf,
+    pub dest: PathBuf,
+    /// Read-write when true; read-only (the default) otherwise.
+    #[serde(default)]
+    pub writable: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +84,9 @@ pub struct ExecOutput {
     pub stderr: Vec<u8>,
     pub timed_out: bool,
     pub duration_ms: u64,
+    /// stdout or stderr went over the provider's capture cap and was cut.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// What a provider actually guarantees, stated honestly so it can be journaled and shown.
@@ -64,6 +100,37 @@ pub struct Isolation {
     /// Free-text caveats (e.g. "resource limits not enforced: no cgroup delegation").
     #[serde(default)]
     pub caveats: Vec<String>,
+}
+
+/// One isolation property proven (or not) from inside a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreflightCheck {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// The result of a preflight, journaled as `sandbox.preflight`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreflightReport {
+    pub provider: String,
+    /// True only when there is at least one check and every check passed, or when the provider
+    /// is the explicit `none` opt-out (which proves nothing and says so in `checks`).
+    pub passed: bool,
+    pub checks: Vec<PreflightCheck>,
+    pub duration_ms: u64,
+}
+
+impl PreflightReport {
+    /// The failed checks, as one line for an error message.
+    pub fn failure_summary(&self) -> String {
+        self.checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,4 +156,15 @@ pub trait SandboxProvider: Send + Sync {
         -> Result<ExecOutput, SandboxError>;
     fn teardown(&self, session: Self::Session) -> Result<(), SandboxError>;
     fn isolation(&self) -> Isolation;
+
+    /// Prove the isolation from inside the session's sandbox. `Ok` only when every check
+    /// passed; otherwise [`SandboxError::PreflightFailed`], and the session must be refused.
+    /// A provider that cannot prove anything fails closed by default.
+    fn preflight(&self, session: &Self::Session) -> Result<PreflightReport, SandboxError> {
+        let _ = session;
+        Err(SandboxError::PreflightFailed(format!(
+            "provider {} has no preflight",
+            self.isolation().provider
+        )))
+    }
 }
