@@ -1,0 +1,324 @@
+//! The bubblewrap provider.
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use agp_contracts::sandbox::{
+    ExecOutput, ExecRequest, Isolation, PreflightReport, ResourceLimits, SandboxError,
+    SandboxProvider, SandboxSpec,
+};
+
+use crate::{env, layout, limits, preflight, run, DEFAULT_OUTPUT_CAP};
+
+/// How to install bubblewrap, for the error shown when it is missing.
+pub fn install_hint(looked_at: &str) -> String {
+    format!(
+        "bubblewrap (bwrap) not found ({looked_at}); install it with `apt-get install bubblewrap` \
+         (Debian/Ubuntu), `dnf install bubblewrap` (Fedora/RHEL) or `pacman -S bubblewrap` (Arch), \
+         or opt out explicitly with `--sandbox none` (nothing is then isolated)"
+    )
+}
+
+/// Runs commands in per-call bubblewrap sandboxes built from a session's spec.
+#[derive(Debug, Clone)]
+pub struct BubblewrapProvider {
+    /// `Err` holds where we looked, for the install hint.
+    bwrap: Result<PathBuf, String>,
+    output_cap: usize,
+    protected: Vec<PathBuf>,
+}
+
+/// A session: the validated spec turned into bubblewrap arguments and an environment.
+/// Each command gets fresh namespaces; only the repository persists between commands.
+#[derive(Debug, Clone)]
+pub struct BubblewrapSession {
+    id: String,
+    repo: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(String, String)>,
+    limits: ResourceLimits,
+}
+
+impl BubblewrapSession {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The canonical repository path (the same inside and outside).
+    pub fn repo(&self) -> &Path {
+        &self.repo
+    }
+}
+
+impl Default for BubblewrapProvider {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BubblewrapProvider {
+    /// Use the `bwrap` found on PATH.
+    pub fn new() -> Self {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let found = std::env::split_paths(&path)
+            .map(|dir| dir.join("bwrap"))
+            .find(|p| is_executable(p));
+        Self {
+            bwrap: found.ok_or_else(|| "not on PATH".to_string()),
+            output_cap: DEFAULT_OUTPUT_CAP,
+            protected: Vec::new(),
+        }
+    }
+
+    /// Use this bwrap executable.
+    pub fn with_bwrap_path(path: impl Into<PathBuf>) -> Self {
+        Self {
+            bwrap: Ok(path.into()),
+            ..Self::new()
+        }
+    }
+
+    /// Cap on captured stdout and on captured stderr of one command (each).
+    pub fn output_cap(mut self, bytes: usize) -> Self {
+        self.output_cap = bytes;
+        self
+    }
+
+    /// A host path a session's repository must never contain (agp's own home, say): such a
+    /// repository is refused, since it is mounted read-write.
+    pub fn protect(mut self, path: impl Into<PathBuf>) -> Self {
+        self.protected.push(path.into());
+        self
+    }
+
+    /// The bwrap executable, or [`SandboxError::Missing`] with install instructions.
+    pub fn bwrap(&self) -> Result<&Path, SandboxError> {
+        match &self.bwrap {
+            Ok(p) if is_executable(p) => Ok(p),
+            Ok(p) => Err(SandboxError::Missing(install_hint(&format!(
+                "no executable at {}",
+                p.display()
+            )))),
+            Err(where_) => Err(SandboxError::Missing(install_hint(where_))),
+        }
+    }
+
+    /// A sandboxed command for a long-running process with its own stdio (an agent CLI):
+    /// the caller sets stdin/stdout/stderr and spawns it. The process and everything it starts
+    /// die with the returned child's parent (`--die-with-parent`).
+    pub fn command(
+        &self,
+        session: &BubblewrapSession,
+        argv: &[String],
+        cwd: &Path,
+    ) -> Result<Command, SandboxError> {
+        self.sandboxed(session, None, argv, cwd)
+    }
+
+    pub(crate) fn sandboxed(
+        &self,
+        session: &BubblewrapSession,
+        status_fd: Option<RawFd>,
+        argv: &[String],
+        cwd: &Path,
+    ) -> Result<Command, SandboxError> {
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err(SandboxError::Refused("empty command".into()));
+        }
+        if argv.iter().any(|a| a.contains('\0')) {
+            return Err(SandboxError::Refused("command contains a NUL byte".into()));
+        }
+        layout::check_cwd(cwd, &session.repo)?;
+        let mut cmd = Command::new(self.bwrap()?);
+        cmd.args(&session.args);
+        if let Some(fd) = status_fd {
+            cmd.arg("--json-status-fd").arg(fd.to_string());
+        }
+        cmd.arg("--chdir").arg(cwd).arg("--").args(argv);
+        // bwrap passes its own environment on, so clearing it here is what clears the
+        // sandbox's (and keeps values off bwrap's command line, visible in the host's ps).
+        cmd.env_clear().envs(session.env.iter().map(|(k, v)| (k, v)));
+        cmd.current_dir("/");
+        limits::install(&mut cmd, &session.limits, status_fd);
+        Ok(cmd)
+    }
+
+    /// Run the preflight and return the full report, whether it passed or not (for
+    /// `agp doctor --json` and for journaling). [`SandboxProvider::preflight`] is the gate.
+    pub fn run_preflight(
+        &self,
+        session: &BubblewrapSession,
+    ) -> Result<PreflightReport, SandboxError> {
+        preflight::run(self, session)
+    }
+
+    pub(crate) fn exec_inner(
+        &self,
+        session: &BubblewrapSession,
+        request: &ExecRequest,
+    ) -> Result<(ExecOutput, Vec<serde_json::Value>), SandboxError> {
+        let (read_end, write_end) = status_pipe()?;
+        let cmd = self.sandboxed(
+            session,
+            Some(write_end.as_raw_fd()),
+            &request.argv,
+            &request.cwd,
+        )?;
+        let result = run::run(
+            cmd,
+            request.stdin.as_deref(),
+            request.timeout,
+            self.output_cap,
+            false,
+        );
+        drop(write_end);
+        let captured = result?;
+        let status = read_status(read_end);
+        let exit_from_status = status
+            .iter()
+            .find_map(|v| v.get("exit-code").and_then(|c| c.as_i64()))
+            .map(|c| c as i32);
+        let exit_code = match (captured.timed_out, exit_from_status) {
+            (true, _) => None,
+            (false, Some(code)) => Some(code),
+            (false, None) => {
+                let stderr = String::from_utf8_lossy(&captured.stderr);
+                if stderr.starts_with("bwrap: execvp") {
+                    // The sandbox was fine; the program does not exist inside it.
+                    Some(127)
+                } else {
+                    return Err(SandboxError::Refused(format!(
+                        "bubblewrap could not set up the sandbox: {}",
+                        stderr.trim()
+                    )));
+                }
+            }
+        };
+        Ok((
+            ExecOutput {
+                exit_code,
+                stdout: captured.stdout,
+                stderr: captured.stderr,
+                timed_out: captured.timed_out,
+                duration_ms: captured.duration.as_millis() as u64,
+                truncated: captured.truncated,
+            },
+            status,
+        ))
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn status_pipe() -> Result<(std::fs::File, OwnedFd), SandboxError> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((std::fs::File::from(read), write))
+}
+
+/// bubblewrap's status documents. bwrap never hands the descriptor to the sandboxed command,
+/// and every write end is closed by now, so this reads to EOF without blocking.
+fn read_status(mut file: std::fs::File) -> Vec<serde_json::Value> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    if file.read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
+    serde_json::Deserializer::from_slice(&bytes)
+        .into_iter::<serde_json::Value>()
+        .map_while(Result::ok)
+        .collect()
+}
+
+impl SandboxProvider for BubblewrapProvider {
+    type Session = BubblewrapSession;
+
+    fn spawn(&self, spec: &SandboxSpec) -> Result<BubblewrapSession, SandboxError> {
+        self.bwrap()?;
+        if spec.session.is_empty() {
+            return Err(SandboxError::Refused("empty session id".into()));
+        }
+        let repo = layout::check_repo(&spec.repo, &self.protected)?;
+        let args = layout::bwrap_args(spec, &repo)?;
+        let env = env::build(&spec.env)?;
+        Ok(BubblewrapSession {
+            id: spec.session.clone(),
+            repo,
+            args,
+            env,
+            limits: spec.limits.clone(),
+        })
+    }
+
+    fn exec(
+        &self,
+        session: &BubblewrapSession,
+        request: &ExecRequest,
+    ) -> Result<ExecOutput, SandboxError> {
+        if request.timeout.is_zero() {
+            return Err(SandboxError::Refused("zero timeout".into()));
+        }
+        self.exec_inner(session, request).map(|(out, _)| out)
+    }
+
+    fn teardown(&self, session: BubblewrapSession) -> Result<(), SandboxError> {
+        // Nothing outlives a command: each exec's namespaces, tmpfs HOME and /tmp die with
+        // it. Dropping the session forgets its arguments.
+        drop(session);
+        Ok(())
+    }
+
+    fn isolation(&self) -> Isolation {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let mut caveats = vec![
+            "no seccomp filter: the sandbox reaches the kernel's full (namespaced) system call surface".to_string(),
+            "each command gets fresh namespaces and an empty tmpfs HOME and /tmp; only the repository persists between commands".to_string(),
+            "max_cpu_seconds is RLIMIT_CPU: per process, not per session".to_string(),
+            "max_memory_bytes is RLIMIT_AS per process; the tmpfs HOME and /tmp are each capped at the same size".to_string(),
+            "extra read-only and read-write binds expose exactly what they name".to_string(),
+        ];
+        if root {
+            caveats.push(
+                "agp runs as root: the sandboxed process keeps kernel uid 0 without any capability, so files visible inside and owned by root are accessible per their owner bits (only system directories, read-only, and the repository are visible)".to_string(),
+            );
+            caveats.push(
+                "max_processes (RLIMIT_NPROC) is not enforced: the kernel exempts root".to_string(),
+            );
+        } else {
+            caveats.push(
+                "max_processes (RLIMIT_NPROC) counts every process of the invoking user, not only the sandbox's".to_string(),
+            );
+        }
+        Isolation {
+            provider: "bubblewrap".into(),
+            network_isolated: true,
+            filesystem_isolated: true,
+            pid_isolated: true,
+            caveats,
+        }
+    }
+
+    fn preflight(&self, session: &BubblewrapSession) -> Result<PreflightReport, SandboxError> {
+        let report = preflight::run(self, session)?;
+        if report.passed {
+            Ok(report)
+        } else {
+            Err(SandboxError::PreflightFailed(report.failure_summary()))
+        }
+    }
+}
+
+/// Default timeout of one preflight run.
+pub(crate) const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);

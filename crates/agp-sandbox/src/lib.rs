@@ -1,0 +1,24 @@
+//! Sandbox providers for agp.
+//!
+//! - [`BubblewrapProvider`]: every command runs in fresh user, pid, ipc, uts, net (no network)
+//!   and mount namespaces built by `bwrap`, with all capabilities dropped, system directories
+//!   read-only, only the repository writable, a tmpfs HOME and `/tmp`, a cleared environment
+//!   and resource limits. [`BubblewrapProvider::preflight`] proves the isolation from inside
+//!   instead of trusting the flags.
+//! - [`NoSandbox`]: the explicit `--sandbox none` opt-out, which isolates nothing and says so.
+//!
+//! Everything here is blocking (it spawns processes); async callers use a blocking thread.
+
+mod bwrap;
+mod env;
+mod layout;
+mod limits;
+mod none;
+mod preflight;
+mod run;
+
+pub use bwrap::{install_hint, BubblewrapProvider, BubblewrapSession};
+pub use none::{NoSandbox, NoSandboxSession};
+
+/// Default cap on captured stdout and on captured stderr of one command (each).
+pub const DEFAULT_OUTPUT_CAP: usize = 1024 * 1024;

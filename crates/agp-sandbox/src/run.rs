@@ -1,0 +1,164 @@
+//! Run one command to completion: stdin fed, stdout and stderr captured under a cap, a
+//! timeout that kills the whole sandbox (or process group), nothing left running.
+
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use agp_contracts::sandbox::SandboxError;
+
+/// How long to wait for output pipes to close after the process is gone (a descendant that
+/// escaped the process group may hold them; only possible without a sandbox).
+const PIPE_GRACE: Duration = Duration::from_millis(500);
+
+pub(crate) struct Captured {
+    pub status: Option<ExitStatus>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub truncated: bool,
+    pub timed_out: bool,
+    pub duration: Duration,
+}
+
+#[derive(Default)]
+struct Sink {
+    bytes: Vec<u8>,
+    truncated: bool,
+    done: bool,
+}
+
+type Shared = Arc<(Mutex<Sink>, Condvar)>;
+
+fn drain(mut from: impl Read + Send + 'static, cap: usize) -> Shared {
+    let sink: Shared = Arc::new((Mutex::new(Sink::default()), Condvar::new()));
+    let out = Arc::clone(&sink);
+    thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let mut s = out.0.lock().unwrap_or_else(|p| p.into_inner());
+                    let room = cap.saturating_sub(s.bytes.len());
+                    let keep = room.min(n);
+                    s.bytes.extend_from_slice(&buf[..keep]);
+                    if keep < n {
+                        // Keep reading (and discarding) so the writer never blocks on a
+                        // full pipe.
+                        s.truncated = true;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        out.0.lock().unwrap_or_else(|p| p.into_inner()).done = true;
+        out.1.notify_all();
+    });
+    sink
+}
+
+fn take(sink: &Shared, deadline: Instant) -> (Vec<u8>, bool) {
+    let (lock, cond) = &**sink;
+    let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
+    while !s.done {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        s = cond
+            .wait_timeout(s, deadline - now)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    let truncated = s.truncated || !s.done;
+    (std::mem::take(&mut s.bytes), truncated)
+}
+
+/// Block until the child has exited without reaping it, so its pid stays valid for a kill.
+fn exited_signal(pid: u32) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || loop {
+        // SAFETY: waitid writes into a zeroed siginfo we own; WNOWAIT leaves the child
+        // unreaped so `Child::wait` still owns reaping.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            let _ = tx.send(());
+            return;
+        }
+    });
+    rx
+}
+
+/// Spawn `cmd` and run it to completion. `kill_group` puts the child in its own process group
+/// and kills the group on timeout (used without a sandbox; bubblewrap's pid namespace dies
+/// with bwrap).
+pub(crate) fn run(
+    mut cmd: Command,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+    cap: usize,
+    kill_group: bool,
+) -> Result<Captured, SandboxError> {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    if kill_group {
+        cmd.process_group(0);
+    }
+    let started = Instant::now();
+    let mut child: Child = cmd.spawn()?;
+    let pid = child.id();
+
+    if let (Some(mut pipe), Some(input)) = (child.stdin.take(), stdin) {
+        let input = input.to_vec();
+        // A command that does not read its stdin closes the pipe: EPIPE is not an error.
+        thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let out = drain(child.stdout.take().expect("stdout piped"), cap);
+    let err = drain(child.stderr.take().expect("stderr piped"), cap);
+
+    let exited = exited_signal(pid);
+    let timed_out = exited.recv_timeout(timeout).is_err();
+    // The child is not reaped yet (on timeout it may still run), so its pid and process
+    // group id cannot have been reused.
+    if kill_group {
+        // Also reaps descendants left in the group after a normal exit: nothing outlives
+        // the call.
+        // SAFETY: kill only sends a signal.
+        unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+    } else if timed_out {
+        let _ = child.kill();
+    }
+    let status = child.wait()?;
+    let duration = started.elapsed();
+    let deadline = Instant::now() + PIPE_GRACE;
+    let (stdout, t1) = take(&out, deadline);
+    let (stderr, t2) = take(&err, deadline);
+    Ok(Captured {
+        status: if timed_out { None } else { Some(status) },
+        stdout,
+        stderr,
+        truncated: t1 || t2,
+        timed_out,
+        duration,
+    })
+}
