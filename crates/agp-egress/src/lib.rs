@@ -1,0 +1,38 @@
+//! agp's egress control for sandboxed agents.
+//!
+//! The sandbox has no network. The agent reaches the outside only through [`EgressProxy`], an
+//! HTTP proxy agp runs on the host side, listening on a Unix socket whose directory is bound
+//! read-only into the sandbox (so the sandbox can connect but cannot replace it). The proxy
+//! speaks plain proxy requests (absolute `http://` URIs) and `CONNECT host:port` (for https,
+//! which stays end-to-end TLS); DNS is resolved on the host, never inside. Only hosts on the
+//! [`Allowlist`] are reached, and every attempt — allowed or refused, well-formed or not — is
+//! reported to an [`EgressObserver`] first (the daemon journals `egress.allowed` /
+//! `egress.denied`). An allowed attempt whose report fails is refused: nothing leaves the
+//! sandbox unrecorded.
+//!
+//! Everything that arrives on the socket is an unverified claim: the agent's own shell can reach
+//! it too. The proxy therefore trusts nothing but the allowlist, and records the caller's host
+//! pid (`SO_PEERCRED`) only as a hint.
+//!
+//! [`bridge`] is the small forwarder run inside the sandbox for clients (Codex) that can only
+//! talk to a TCP proxy: it listens on `127.0.0.1:PORT` inside the sandbox's own network
+//! namespace and forwards each connection, byte for byte, to the bridged Unix socket.
+
+pub mod allowlist;
+pub mod bridge;
+mod observer;
+mod proxy;
+
+pub use allowlist::{authority_of_url, normalize_host, Allowlist};
+pub use observer::{EgressAttempt, EgressObserver, JournalObserver, MemoryObserver};
+pub use proxy::{EgressProxy, ProxyConfig, RunningProxy, MAX_HEAD_BYTES};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    #[error("bad egress allowlist entry {0}")]
+    BadAllowlistEntry(String),
+    #[error("bad URL {0}")]
+    BadUrl(String),
+    #[error("egress proxy I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}

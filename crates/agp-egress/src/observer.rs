@@ -1,0 +1,100 @@
+//! Where egress attempts are reported.
+
+use std::sync::{Arc, Mutex};
+
+use agp_contracts::events::{EGRESS_ALLOWED, EGRESS_DENIED};
+use agp_contracts::Journal;
+use serde::Serialize;
+use serde_json::json;
+
+/// One connection attempt through the proxy, as judged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EgressAttempt {
+    /// `CONNECT`, or the HTTP method of a plain proxy request; empty when the request could not
+    /// be parsed.
+    pub method: String,
+    /// Destination host (normalized), when one could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub allowed: bool,
+    /// Why it was allowed or refused.
+    pub reason: String,
+    /// Host pid of the connecting process (`SO_PEERCRED`): a hint, not an identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_pid: Option<i32>,
+}
+
+/// Receives every attempt before the proxy acts on it. An `Err` for an allowed attempt makes the
+/// proxy refuse the connection (fail closed: nothing leaves unrecorded).
+pub trait EgressObserver: Send + Sync {
+    fn observe(&self, attempt: &EgressAttempt) -> Result<(), String>;
+}
+
+/// Journals attempts as `egress.allowed` / `egress.denied` in a session.
+pub struct JournalObserver {
+    journal: Arc<dyn Journal>,
+    session: String,
+}
+
+impl JournalObserver {
+    pub fn new(journal: Arc<dyn Journal>, session: impl Into<String>) -> Self {
+        Self {
+            journal,
+            session: session.into(),
+        }
+    }
+}
+
+impl EgressObserver for JournalObserver {
+    fn observe(&self, attempt: &EgressAttempt) -> Result<(), String> {
+        let kind = if attempt.allowed {
+            EGRESS_ALLOWED
+        } else {
+            EGRESS_DENIED
+        };
+        let mut body = json!({
+            "method": attempt.method,
+            "reason": attempt.reason,
+        });
+        if let Some(h) = &attempt.host {
+            body["host"] = json!(h);
+        }
+        if let Some(p) = attempt.port {
+            body["port"] = json!(p);
+        }
+        if let Some(pid) = attempt.peer_pid {
+            body["peer_pid"] = json!(pid);
+        }
+        self.journal
+            .append(kind, Some(&self.session), body)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Keeps attempts in memory (tests, and callers that journal them later in one place).
+#[derive(Default, Clone)]
+pub struct MemoryObserver {
+    attempts: Arc<Mutex<Vec<EgressAttempt>>>,
+}
+
+impl MemoryObserver {
+    pub fn attempts(&self) -> Vec<EgressAttempt> {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl EgressObserver for MemoryObserver {
+    fn observe(&self, attempt: &EgressAttempt) -> Result<(), String> {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(attempt.clone());
+        Ok(())
+    }
+}

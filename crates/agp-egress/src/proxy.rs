@@ -1,0 +1,481 @@
+//! The host-side HTTP proxy on a Unix socket.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::allowlist::{authority_of_url, normalize_host, split_host_port, Allowlist};
+use crate::observer::{EgressAttempt, EgressObserver};
+use crate::EgressError;
+
+/// Largest request head (request line plus headers) the proxy reads; larger heads are refused
+/// with 431 so a client cannot make the proxy buffer without bound.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// Hop-by-hop and proxy headers never forwarded upstream (`Host` is rewritten from the target).
+const DROPPED_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "proxy-connection",
+    "proxy-authorization",
+    "keep-alive",
+    "upgrade",
+    "te",
+];
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Where to listen; the file must not exist yet. Put it in a directory that is bound
+    /// read-only into the sandbox.
+    pub socket: PathBuf,
+    pub allowlist: Allowlist,
+    /// How long a client may take to send its request head.
+    pub head_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Connections served at once; more are refused with 503.
+    pub max_connections: usize,
+}
+
+impl ProxyConfig {
+    pub fn new(socket: impl Into<PathBuf>, allowlist: Allowlist) -> Self {
+        Self {
+            socket: socket.into(),
+            allowlist,
+            head_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            max_connections: 256,
+        }
+    }
+}
+
+pub struct EgressProxy;
+
+impl EgressProxy {
+    /// Binds the socket (mode 0600) and serves it on a thread of its own, with its own
+    /// single-threaded runtime, until the returned handle is stopped or dropped.
+    pub fn start(
+        config: ProxyConfig,
+        observer: Arc<dyn EgressObserver>,
+    ) -> Result<RunningProxy, EgressError> {
+        let listener = std::os::unix::net::UnixListener::bind(&config.socket)?;
+        std::fs::set_permissions(&config.socket, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let socket = config.socket.clone();
+        let shared = Arc::new(Shared {
+            slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
+            config,
+            observer,
+        });
+        let thread = std::thread::Builder::new()
+            .name("agp-egress".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match UnixListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(_) => return,
+                    };
+                    serve(listener, shared, stop_rx).await;
+                });
+            })?;
+        Ok(RunningProxy {
+            socket,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A serving proxy. Dropping it stops the proxy and removes the socket.
+pub struct RunningProxy {
+    socket: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningProxy {
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Shared {
+    config: ProxyConfig,
+    observer: Arc<dyn EgressObserver>,
+    slots: Arc<Semaphore>,
+}
+
+async fn serve(listener: UnixListener, shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = shared.clone();
+                tokio::spawn(async move { handle(stream, shared).await });
+            }
+        }
+    }
+}
+
+/// What a request head asked for.
+struct Target {
+    method: String,
+    host: String,
+    port: u16,
+    /// Bytes to send upstream before piping: the rewritten head (plain requests) or nothing
+    /// (CONNECT).
+    upstream_head: Option<Vec<u8>>,
+}
+
+enum HeadError {
+    TooLarge,
+    Malformed(String),
+    /// The client closed before sending anything: not an attempt.
+    Empty,
+}
+
+async fn handle(mut client: UnixStream, shared: Arc<Shared>) {
+    let peer_pid = client.peer_cred().ok().and_then(|c| c.pid());
+    let attempt = |method: &str, host: Option<&str>, port: Option<u16>, allowed, reason: String| {
+        EgressAttempt {
+            method: method.to_owned(),
+            host: host.map(str::to_owned),
+            port,
+            allowed,
+            reason,
+            peer_pid,
+        }
+    };
+
+    let Ok(_slot) = shared.slots.clone().try_acquire_owned() else {
+        let a = attempt("", None, None, false, "too many open connections".into());
+        let _ = report(&shared, a).await;
+        refuse(&mut client, 503, "too many open connections").await;
+        return;
+    };
+
+    let read = tokio::time::timeout(shared.config.head_timeout, read_head(&mut client)).await;
+    let (head, leftover) = match read {
+        Err(_) => {
+            let a = attempt("", None, None, false, "no request head in time".into());
+            let _ = report(&shared, a).await;
+            refuse(&mut client, 408, "no request head in time").await;
+            return;
+        }
+        Ok(Err(HeadError::Empty)) => return,
+        Ok(Err(HeadError::TooLarge)) => {
+            let why = format!("request head over {MAX_HEAD_BYTES} bytes");
+            let _ = report(&shared, attempt("", None, None, false, why.clone())).await;
+            refuse(&mut client, 431, &why).await;
+            return;
+        }
+        Ok(Err(HeadError::Malformed(why))) => {
+            let why = format!("malformed request: {why}");
+            let _ = report(&shared, attempt("", None, None, false, why.clone())).await;
+            refuse(&mut client, 400, &why).await;
+            return;
+        }
+        Ok(Ok(parts)) => parts,
+    };
+
+    let target = match parse_target(&head) {
+        Ok(t) => t,
+        Err((method, why)) => {
+            let _ = report(&shared, attempt(&method, None, None, false, why.clone())).await;
+            refuse(&mut client, 400, &why).await;
+            return;
+        }
+    };
+    let (host, port) = (target.host.as_str(), target.port);
+
+    if !shared.config.allowlist.allows(host, port) {
+        let why = format!("{host}:{port} is not on the egress allowlist");
+        let a = attempt(&target.method, Some(host), Some(port), false, why.clone());
+        let _ = report(&shared, a).await;
+        refuse(&mut client, 403, &why).await;
+        return;
+    }
+    let a = attempt(
+        &target.method,
+        Some(host),
+        Some(port),
+        true,
+        "on the egress allowlist".into(),
+    );
+    if let Err(e) = report(&shared, a).await {
+        // Fail closed: an allowed connection that cannot be recorded does not happen.
+        refuse(&mut client, 503, &format!("egress not recorded: {e}")).await;
+        return;
+    }
+
+    let connect = tokio::time::timeout(
+        shared.config.connect_timeout,
+        TcpStream::connect((host, port)),
+    )
+    .await;
+    let mut upstream = match connect {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            refuse(
+                &mut client,
+                502,
+                &format!("cannot reach {host}:{port}: {e}"),
+            )
+            .await;
+            return;
+        }
+        Err(_) => {
+            refuse(
+                &mut client,
+                504,
+                &format!("timed out reaching {host}:{port}"),
+            )
+            .await;
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+
+    let started = match &target.upstream_head {
+        None => {
+            client
+                .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                .await
+        }
+        Some(h) => upstream.write_all(h).await,
+    };
+    if started.is_err() {
+        return;
+    }
+    if !leftover.is_empty() && upstream.write_all(&leftover).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+}
+
+async fn report(shared: &Arc<Shared>, attempt: EgressAttempt) -> Result<(), String> {
+    let observer = shared.observer.clone();
+    // The observer may do blocking I/O (a durable journal append).
+    tokio::task::spawn_blocking(move || observer.observe(&attempt))
+        .await
+        .map_err(|e| format!("egress observer failed: {e}"))?
+}
+
+async fn refuse(client: &mut UnixStream, status: u16, why: &str) {
+    let text = match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Gateway Timeout",
+    };
+    let body = format!("agp egress: {why}\n");
+    let response = format!(
+        "HTTP/1.1 {status} {text}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\nX-Agp-Egress: refused\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.write_all(response.as_bytes()).await;
+    let _ = client.shutdown().await;
+}
+
+/// Reads until the end of the request head; returns the head and any bytes read past it.
+async fn read_head(client: &mut UnixStream) -> Result<(Vec<u8>, Vec<u8>), HeadError> {
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let room = (MAX_HEAD_BYTES + 1)
+            .saturating_sub(buf.len())
+            .min(chunk.len());
+        if room == 0 {
+            return Err(HeadError::TooLarge);
+        }
+        let n = client
+            .read(&mut chunk[..room])
+            .await
+            .map_err(|e| HeadError::Malformed(e.to_string()))?;
+        if n == 0 {
+            return Err(if buf.is_empty() {
+                HeadError::Empty
+            } else {
+                HeadError::Malformed("connection closed inside the request head".into())
+            });
+        }
+        let scan_from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(pos) = find_head_end(&buf[scan_from..]) {
+            let end = scan_from + pos;
+            if end > MAX_HEAD_BYTES {
+                return Err(HeadError::TooLarge);
+            }
+            let leftover = buf.split_off(end);
+            return Ok((buf, leftover));
+        }
+    }
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// Judges the request head; the error carries the method (when known) and why it is refused.
+fn parse_target(head: &[u8]) -> Result<Target, (String, String)> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err((String::new(), "incomplete head".into())),
+        Err(e) => return Err((String::new(), format!("malformed request: {e}"))),
+    }
+    let method = req.method.unwrap_or_default().to_owned();
+    let target = req.path.unwrap_or_default();
+    let fail = |why: String| (method.clone(), why);
+
+    if method.eq_ignore_ascii_case("CONNECT") {
+        let (host, port) = split_host_port(target).map_err(fail)?;
+        let port = port.ok_or_else(|| fail(format!("CONNECT target {target:?} has no port")))?;
+        let host = normalize_host(host).map_err(fail)?;
+        return Ok(Target {
+            method: "CONNECT".into(),
+            host,
+            port,
+            upstream_head: None,
+        });
+    }
+
+    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Err(fail("https must be proxied with CONNECT".into()));
+    }
+    if !lower.starts_with("http://") {
+        return Err(fail(format!(
+            "not a proxy request (target {:?}): use an absolute http:// URI or CONNECT",
+            truncate(target, 100)
+        )));
+    }
+    let (host, port) = authority_of_url(target).map_err(|e| fail(e.to_string()))?;
+    let after_scheme = &target["http://".len()..];
+    let path_start = after_scheme.find(['/', '?']).unwrap_or(after_scheme.len());
+    let authority = &after_scheme[..path_start];
+    let path = match &after_scheme[path_start..] {
+        "" => "/".to_owned(),
+        p if p.starts_with('?') => format!("/{p}"),
+        p => p.to_owned(),
+    };
+    let path = path.split('#').next().unwrap_or("/").to_owned();
+
+    let mut out = Vec::with_capacity(head.len() + 64);
+    out.extend_from_slice(format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n").as_bytes());
+    for h in req.headers.iter() {
+        if DROPPED_HEADERS
+            .iter()
+            .any(|d| h.name.eq_ignore_ascii_case(d))
+        {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    // One request per connection: a follow-up request for another host must come through a
+    // new connection and be judged again.
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    Ok(Target {
+        method,
+        host,
+        port,
+        upstream_head: Some(out),
+    })
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_targets() {
+        let t = parse_target(b"CONNECT API.Example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("api.example.com", 443));
+        assert!(t.upstream_head.is_none());
+        assert!(parse_target(b"CONNECT example.com HTTP/1.1\r\n\r\n").is_err());
+        assert!(parse_target(b"CONNECT [::1]:22 HTTP/1.1\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn plain_requests_are_rewritten_to_origin_form() {
+        let t = parse_target(
+            b"POST http://127.0.0.1:9000/v1/messages?beta=true HTTP/1.1\r\nHost: evil.com\r\n\
+              Proxy-Authorization: x\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 9000));
+        let head = String::from_utf8(t.upstream_head.unwrap()).unwrap();
+        assert!(
+            head.starts_with("POST /v1/messages?beta=true HTTP/1.1\r\nHost: 127.0.0.1:9000\r\n")
+        );
+        assert!(!head.contains("evil.com"));
+        assert!(!head.to_ascii_lowercase().contains("proxy-authorization"));
+        assert!(head.contains("Content-Length: 2\r\n"));
+        assert!(head.ends_with("Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn non_proxy_forms_are_refused() {
+        for bad in [
+            &b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"[..],
+            b"GET https://example.com/ HTTP/1.1\r\n\r\n",
+            b"GET ftp://example.com/ HTTP/1.1\r\n\r\n",
+            b"GET http://user@example.com/ HTTP/1.1\r\n\r\n",
+            b"GET http://127.1/ HTTP/1.1\r\n\r\n",
+            b"NOT A REQUEST\r\n\r\n",
+        ] {
+            assert!(
+                parse_target(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Server-Sent Event streams in the two wire formats.
+
+use serde_json::{json, Value};
+
+use crate::{anthropic_tool, responses_tool, Turn};
+
+fn event(out: &mut String, name: &str, data: &Value) {
+    out.push_str("event: ");
+    out.push_str(name);
+    out.push_str("\ndata: ");
+    out.push_str(&data.to_string());
+    out.push_str("\n\n");
+}
+
+/// Anthropic Messages stream: message_start, one content block (start, delta, stop),
+/// message_delta with the stop reason, message_stop.
+pub(crate) fn anthropic(turn: &Turn, id: u64) -> Vec<u8> {
+    let mut out = String::new();
+    event(
+        &mut out,
+        "message_start",
+        &json!({"type": "message_start", "message": {
+            "id": format!("msg_fake_{id}"), "type": "message", "role": "assistant",
+            "model": "claude-fake", "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+    );
+    let (block, delta, stop_reason) = match anthropic_tool(turn) {
+        Some((name, input)) => (
+            json!({"type": "tool_use", "id": format!("toolu_fake_{id}"), "name": name, "input": {}}),
+            json!({"type": "input_json_delta", "partial_json": input.to_string()}),
+            "tool_use",
+        ),
+        None => {
+            let Turn::Text(text) = turn else {
+                unreachable!("non-tool turns are text")
+            };
+            (
+                json!({"type": "text", "text": ""}),
+                json!({"type": "text_delta", "text": text}),
+                "end_turn",
+            )
+        }
+    };
+    event(
+        &mut out,
+        "content_block_start",
+        &json!({"type": "content_block_start", "index": 0, "content_block": block}),
+    );
+    event(
+        &mut out,
+        "content_block_delta",
+        &json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+    );
+    event(
+        &mut out,
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": 0}),
+    );
+    event(
+        &mut out,
+        "message_delta",
+        &json!({"type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+                "usage": {"output_tokens": 5}}),
+    );
+    event(&mut out, "message_stop", &json!({"type": "message_stop"}));
+    out.into_bytes()
+}
+
+/// OpenAI Responses stream: response.created, the output item (added, done),
+/// response.completed with usage.
+pub(crate) fn responses(turn: &Turn, id: u64) -> Vec<u8> {
+    let item = match responses_tool(turn) {
+        Some((name, input)) => json!({
+            "type": "function_call", "id": format!("fc_fake_{id}"),
+            "call_id": format!("call_fake_{id}"), "name": name,
+            "arguments": input.to_string(), "status": "completed"}),
+        None => {
+            let Turn::Text(text) = turn else {
+                unreachable!("non-tool turns are text")
+            };
+            json!({
+                "type": "message", "id": format!("msg_fake_{id}"), "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": text, "annotations": []}]})
+        }
+    };
+    let response = |status: &str, output: Value| {
+        json!({"id": format!("resp_fake_{id}"), "object": "response", "status": status,
+               "model": "gpt-fake", "output": output})
+    };
+    let mut out = String::new();
+    event(
+        &mut out,
+        "response.created",
+        &json!({"type": "response.created", "response": response("in_progress", json!([]))}),
+    );
+    event(
+        &mut out,
+        "response.output_item.added",
+        &json!({"type": "response.output_item.added", "output_index": 0, "item": item}),
+    );
+    event(
+        &mut out,
+        "response.output_item.done",
+        &json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+    );
+    let mut done = response("completed", json!([item]));
+    done["usage"] = json!({
+        "input_tokens": 10, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 15});
+    event(
+        &mut out,
+        "response.completed",
+        &json!({"type": "response.completed", "response": done}),
+    );
+    out.into_bytes()
+}
