@@ -1,1 +1,107 @@
-//! (being written)
+//! The agp daemon: serves the gateway socket and mediates every tool call.
+//!
+//! `mediate()` is the loop: policy → journal the decision → (require) approval bound to the
+//! call's input hash, with a timeout → journal the outcome → (proxy-exec) run in the sandbox and
+//! journal the result → reply. Nothing is delivered before it is journaled; a journal failure
+//! turns the answer into deny.
+
+pub mod exec;
+mod framing;
+mod mediate;
+mod outbox;
+mod recovery;
+mod server;
+mod session;
+pub mod store;
+mod util;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agp_contracts::sandbox::ResourceLimits;
+use agp_contracts::{ApprovalChannel, Journal, PolicyEngine};
+use serde_json::Value;
+
+pub use mediate::{CallReply, Mediator};
+pub use server::{Daemon, DaemonError};
+pub use session::{SessionInfo, SessionParams};
+
+/// The ONE redaction function of agp (from `agp-policy`), injected so the daemon never has a
+/// second, weaker copy.
+pub trait Redactor: Send + Sync {
+    fn redact_value(&self, value: &Value) -> Value;
+    fn redact_text(&self, text: &str) -> String;
+}
+
+/// What the daemon is assembled from. Every part is a contract trait: a new channel, policy
+/// engine, journal or sandbox plugs in without touching the loop.
+#[derive(Clone)]
+pub struct Parts {
+    pub journal: Arc<dyn Journal>,
+    pub policy: Arc<dyn PolicyEngine>,
+    pub channel: Arc<dyn ApprovalChannel>,
+    /// `None`: proxy-exec sessions are refused (gate mode still works).
+    pub sandbox: Option<Arc<dyn exec::SandboxFactory>>,
+    pub redactor: Arc<dyn Redactor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Directory holding the socket and the admin token (created 0700).
+    pub run_dir: PathBuf,
+    pub state_db: PathBuf,
+    /// agp's own home (protected by policy).
+    pub agp_home: PathBuf,
+    /// The user's home, for `~/` in policy rules.
+    pub user_home: PathBuf,
+    pub approval_timeout: Duration,
+    /// Longest a proxy-executed tool may run.
+    pub exec_timeout: Duration,
+    /// Bytes of (redacted) output journaled and returned per call.
+    pub output_limit: usize,
+    /// A session whose heartbeat is older than this is reaped on start.
+    pub lease_ttl: Duration,
+    /// Environment given to proxy-exec sandboxes (everything else is cleared).
+    pub sandbox_env: Vec<(String, String)>,
+    pub sandbox_limits: ResourceLimits,
+}
+
+impl DaemonConfig {
+    pub fn new(agp_home: PathBuf, user_home: PathBuf) -> Self {
+        Self {
+            run_dir: agp_home.join("run"),
+            state_db: agp_home.join("state.db"),
+            agp_home,
+            user_home,
+            approval_timeout: Duration::from_secs(300),
+            exec_timeout: Duration::from_secs(120),
+            output_limit: 64 * 1024,
+            lease_ttl: Duration::from_secs(60),
+            sandbox_env: vec![
+                (
+                    "PATH".into(),
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                ),
+                ("LANG".into(), "C.UTF-8".into()),
+                ("TERM".into(), "dumb".into()),
+            ],
+            sandbox_limits: ResourceLimits {
+                max_processes: Some(512),
+                max_memory_bytes: Some(4 << 30),
+                max_cpu_seconds: Some(600),
+            },
+        }
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.run_dir.join("gateway.sock")
+    }
+
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.run_dir.join("admin.token")
+    }
+}

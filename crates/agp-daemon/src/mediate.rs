@@ -1,0 +1,742 @@
+//! The governed loop for one tool call.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agp_contracts::canonical::sha256_hex;
+use agp_contracts::events::*;
+use agp_contracts::{
+    ApprovalOutcome, ApprovalRequest, ApprovalSpec, Approver, Decision, JournalError, ToolCall,
+    Verdict,
+};
+use agp_gateway::{
+    ErrorCode, ExecResult, SessionMode, ToolCallRequest, ToolCallResult, VerdictMessage,
+};
+use serde_json::{json, Value};
+
+use crate::exec::{self, ToolError};
+use crate::session::{AwaitingResult, Registry, SessionState};
+use crate::store::{PendingRow, Store, StoreError};
+use crate::util::{now_ms, truncate_utf8};
+use crate::{DaemonConfig, Parts};
+
+/// Longest accepted call id or tool name: ids are opaque, but unbounded ones only bloat the
+/// journal and the replay table.
+const MAX_ID_LEN: usize = 256;
+
+/// A request the gateway must refuse outright (error frame + `gateway.rejected`), as opposed to
+/// a call that is judged and denied.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What the daemon answers to one call.
+#[derive(Debug, Clone)]
+pub struct CallReply {
+    pub verdict: VerdictMessage,
+    /// Proxy-exec mode, allowed calls: the sandboxed execution.
+    pub result: Option<ExecResult>,
+}
+
+/// How a `require` ended.
+pub(crate) struct ApprovalEnd {
+    pub granted: bool,
+    pub by: Option<String>,
+    pub reason: String,
+}
+
+pub struct Mediator {
+    pub(crate) parts: Parts,
+    pub(crate) config: DaemonConfig,
+    pub(crate) store: Arc<Store>,
+    pub(crate) sessions: Registry,
+    /// Lease owner id of this daemon instance.
+    pub(crate) owner: String,
+    pub(crate) outbox_wake: tokio::sync::Notify,
+    /// (session, input_sha256) → until when an approval is remembered, and who gave it.
+    remembered: Mutex<HashMap<RememberKey, (Instant, Vec<Approver>)>>,
+}
+
+/// (session, input_sha256).
+type RememberKey = (String, String);
+
+fn approver_names(by: &[Approver]) -> String {
+    by.iter()
+        .map(|a| a.id.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Mediator {
+    pub(crate) fn new(
+        parts: Parts,
+        config: DaemonConfig,
+        store: Arc<Store>,
+        owner: String,
+    ) -> Self {
+        Self {
+            parts,
+            config,
+            store,
+            sessions: Registry::default(),
+            owner,
+            outbox_wake: tokio::sync::Notify::new(),
+            remembered: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Appends to the journal off the async threads. Returns only once the entry is durable.
+    pub(crate) async fn journal(
+        &self,
+        kind: &'static str,
+        session: Option<&str>,
+        body: Value,
+    ) -> Result<(), JournalError> {
+        let journal = self.parts.journal.clone();
+        let session = session.map(str::to_owned);
+        tokio::task::spawn_blocking(move || journal.append(kind, session.as_deref(), body))
+            .await
+            .map_err(|e| JournalError::Unavailable(format!("journal task failed: {e}")))?
+            .map(|_| ())
+    }
+
+    pub(crate) async fn db<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Invalid(format!("state task failed: {e}")))?
+    }
+
+    /// Queues a best-effort projection to the approval channel (never blocks the loop).
+    pub(crate) async fn project(&self, kind: &'static str, session: Option<&str>, body: Value) {
+        let session = session.map(str::to_owned);
+        let text = body.to_string();
+        let queued = self
+            .db(move |s| s.enqueue_outbox(kind, session.as_deref(), &text, now_ms()))
+            .await;
+        match queued {
+            Ok(_) => self.outbox_wake.notify_one(),
+            Err(e) => tracing::warn!("cannot queue {kind} projection: {e}"),
+        }
+    }
+
+    fn deny(
+        &self,
+        id: &str,
+        input_sha256: &str,
+        reason: String,
+        rule_id: Option<String>,
+    ) -> CallReply {
+        CallReply {
+            verdict: VerdictMessage {
+                id: id.to_owned(),
+                decision: Decision::Deny.as_str().to_owned(),
+                reason,
+                rule_id,
+                approved_by: None,
+                updated_input: None,
+                input_sha256: input_sha256.to_owned(),
+            },
+            result: None,
+        }
+    }
+
+    fn journal_failed(&self, id: &str, hash: &str, e: &JournalError) -> CallReply {
+        tracing::error!("journal append failed, denying call {id}: {e}");
+        self.deny(
+            id,
+            hash,
+            format!("agp could not record this call in its journal ({e}); denied"),
+            None,
+        )
+    }
+
+    /// Judges one call and, in proxy-exec mode, runs it when allowed.
+    pub(crate) async fn mediate(
+        &self,
+        session: &Arc<SessionState>,
+        req: ToolCallRequest,
+    ) -> Result<CallReply, Rejection> {
+        if session.is_ended() {
+            return Err(Rejection::new(
+                ErrorCode::SessionClosed,
+                "the session has ended",
+            ));
+        }
+        if req.id.is_empty() || req.id.len() > MAX_ID_LEN {
+            return Err(Rejection::new(
+                ErrorCode::InvalidCall,
+                "call id must be 1..=256 bytes",
+            ));
+        }
+        if req.tool.is_empty() || req.tool.len() > MAX_ID_LEN {
+            return Err(Rejection::new(
+                ErrorCode::InvalidCall,
+                "tool name must be 1..=256 bytes",
+            ));
+        }
+        let (sid, cid) = (session.id.clone(), req.id.clone());
+        match self.db(move |s| s.record_call(&sid, &cid, now_ms())).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Rejection::new(
+                    ErrorCode::ReplayedId,
+                    format!("call id {:?} was already used in this session", req.id),
+                ))
+            }
+            Err(e) => {
+                tracing::error!("state database failed: {e}");
+                return Err(Rejection::new(
+                    ErrorCode::Internal,
+                    "agp state is unavailable",
+                ));
+            }
+        }
+
+        let call = ToolCall {
+            id: req.id,
+            session: session.id.clone(),
+            tool_use_id: req.tool_use_id,
+            tool: req.tool,
+            input: req.input,
+            cwd: PathBuf::from(&req.cwd),
+        };
+        let hashed = if call.input.is_object() {
+            call.input_sha256().map_err(|e| e.to_string())
+        } else {
+            Err("tool input must be a JSON object".to_owned())
+        };
+        let input_sha256 = match hashed {
+            Ok(h) => h,
+            Err(problem) => return Ok(self.refuse_unhashable(session, &call, problem).await),
+        };
+
+        let redacted = self.parts.redactor.redact_value(&call.input);
+        let requested = json!({
+            "call_id": call.id,
+            "tool_use_id": call.tool_use_id,
+            "tool": call.tool,
+            "input": redacted,
+            "input_sha256": input_sha256,
+            "cwd": call.cwd,
+            "mode": session.mode.as_str(),
+        });
+        if let Err(e) = self
+            .journal(TOOL_CALL_REQUESTED, Some(&session.id), requested)
+            .await
+        {
+            return Ok(self.journal_failed(&call.id, &input_sha256, &e));
+        }
+
+        let verdict = self.parts.policy.evaluate(&call, &session.ctx);
+        let decided = json!({
+            "call_id": call.id,
+            "tool": call.tool,
+            "input_sha256": input_sha256,
+            "decision": verdict.decision,
+            "reason": verdict.reason,
+            "rule_id": verdict.rule_id,
+            "deciding_part": verdict.deciding_part,
+            "policy_sha256": verdict.policy_sha256,
+            "parts": verdict.parts,
+        });
+        if let Err(e) = self
+            .journal(POLICY_DECIDED, Some(&session.id), decided)
+            .await
+        {
+            return Ok(self.journal_failed(&call.id, &input_sha256, &e));
+        }
+
+        let approved_by = match verdict.decision {
+            Decision::Allow => None,
+            Decision::Deny => {
+                self.project(
+                    "call.denied",
+                    Some(&session.id),
+                    json!({"call_id": call.id, "tool": call.tool, "input": redacted,
+                           "reason": verdict.reason, "rule_id": verdict.rule_id}),
+                )
+                .await;
+                return Ok(self.deny(
+                    &call.id,
+                    &input_sha256,
+                    format!("denied by agp policy: {}", verdict.reason),
+                    verdict.rule_id.clone(),
+                ));
+            }
+            Decision::Require => {
+                let end = self
+                    .approve(session, &call, &input_sha256, &redacted, &verdict)
+                    .await;
+                if !end.granted {
+                    self.project(
+                        "call.denied",
+                        Some(&session.id),
+                        json!({"call_id": call.id, "tool": call.tool, "input": redacted,
+                               "reason": end.reason, "rule_id": verdict.rule_id}),
+                    )
+                    .await;
+                    return Ok(self.deny(
+                        &call.id,
+                        &input_sha256,
+                        end.reason,
+                        verdict.rule_id.clone(),
+                    ));
+                }
+                end.by
+            }
+        };
+
+        let verdict_msg = VerdictMessage {
+            id: call.id.clone(),
+            decision: Decision::Allow.as_str().to_owned(),
+            reason: verdict.reason.clone(),
+            rule_id: verdict.rule_id.clone(),
+            approved_by,
+            updated_input: None,
+            input_sha256: input_sha256.clone(),
+        };
+        match session.mode {
+            SessionMode::Gate => {
+                session.expect_result(
+                    &call.id,
+                    AwaitingResult {
+                        tool: call.tool.clone(),
+                        input_sha256,
+                    },
+                );
+                Ok(CallReply {
+                    verdict: verdict_msg,
+                    result: None,
+                })
+            }
+            SessionMode::ProxyExec => {
+                let result = self.execute(session, &call, &input_sha256).await;
+                Ok(CallReply {
+                    verdict: verdict_msg,
+                    result: Some(result),
+                })
+            }
+        }
+    }
+
+    /// A call whose input cannot be hashed canonically (floats, non-object) cannot be bound to an
+    /// approval: journal it without the input and deny.
+    async fn refuse_unhashable(
+        &self,
+        session: &Arc<SessionState>,
+        call: &ToolCall,
+        problem: String,
+    ) -> CallReply {
+        let reason = format!("input refused: {problem}");
+        let requested = json!({
+            "call_id": call.id, "tool_use_id": call.tool_use_id, "tool": call.tool,
+            "input": null, "input_sha256": null, "input_error": problem, "cwd": call.cwd,
+            "mode": session.mode.as_str(),
+        });
+        let decided = json!({
+            "call_id": call.id, "tool": call.tool, "input_sha256": null, "decision": "deny",
+            "reason": reason, "rule_id": "agp.invalid-input",
+            "policy_sha256": self.parts.policy.policy_sha256(),
+        });
+        for (kind, body) in [(TOOL_CALL_REQUESTED, requested), (POLICY_DECIDED, decided)] {
+            if let Err(e) = self.journal(kind, Some(&session.id), body).await {
+                return self.journal_failed(&call.id, "", &e);
+            }
+        }
+        self.deny(&call.id, "", reason, Some("agp.invalid-input".into()))
+    }
+
+    fn remembered_by(&self, session: &str, input_sha256: &str) -> Option<Vec<Approver>> {
+        let mut map = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (session.to_owned(), input_sha256.to_owned());
+        match map.get(&key) {
+            Some((until, by)) if *until > Instant::now() => Some(by.clone()),
+            Some(_) => {
+                map.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, session: &str, input_sha256: &str, secs: u64, by: Vec<Approver>) {
+        let until = Instant::now() + Duration::from_secs(secs);
+        self.remembered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((session.to_owned(), input_sha256.to_owned()), (until, by));
+    }
+
+    /// Puts a `require` to the approval channel and journals how it ended. Every path that is
+    /// not a journaled grant denies.
+    async fn approve(
+        &self,
+        session: &Arc<SessionState>,
+        call: &ToolCall,
+        input_sha256: &str,
+        redacted: &Value,
+        verdict: &Verdict,
+    ) -> ApprovalEnd {
+        let spec = verdict.approval.clone().unwrap_or(ApprovalSpec {
+            approvers: Vec::new(),
+            quorum: 1,
+            remember_secs: None,
+        });
+        let channel = self.parts.channel.name().to_owned();
+        let denied = |reason: String| ApprovalEnd {
+            granted: false,
+            by: None,
+            reason,
+        };
+
+        if let Some(by) = self.remembered_by(&session.id, input_sha256) {
+            let body = json!({
+                "call_id": call.id, "input_sha256": input_sha256, "by": by,
+                "channel": channel, "remembered": true,
+            });
+            return match self
+                .journal(APPROVAL_GRANTED, Some(&session.id), body)
+                .await
+            {
+                Ok(()) => ApprovalEnd {
+                    granted: true,
+                    by: Some(format!("remembered:{}", approver_names(&by))),
+                    reason: verdict.reason.clone(),
+                },
+                Err(e) => denied(format!("agp could not journal the approval ({e}); denied")),
+            };
+        }
+
+        let now = now_ms();
+        let expires_at_ms = now + self.config.approval_timeout.as_millis() as i64;
+        let request = ApprovalRequest {
+            session: session.id.clone(),
+            call_id: call.id.clone(),
+            tool: call.tool.clone(),
+            redacted_input: redacted.clone(),
+            input_sha256: input_sha256.to_owned(),
+            rule_id: verdict.rule_id.clone(),
+            reason: verdict.reason.clone(),
+            approvers: spec.approvers.clone(),
+            quorum: spec.quorum.max(1),
+            expires_at_ms: expires_at_ms as u64,
+        };
+        let row = PendingRow {
+            session: session.id.clone(),
+            call_id: call.id.clone(),
+            input_sha256: input_sha256.to_owned(),
+            request_json: serde_json::to_string(&request).unwrap_or_default(),
+            expires_at_ms,
+        };
+        if let Err(e) = self.db(move |s| s.insert_pending(&row, now)).await {
+            return denied(format!(
+                "agp could not record the pending approval ({e}); denied"
+            ));
+        }
+        let body = json!({
+            "call_id": call.id, "tool": call.tool, "input_sha256": input_sha256,
+            "rule_id": verdict.rule_id, "reason": verdict.reason, "channel": channel,
+            "approvers": request.approvers, "quorum": request.quorum,
+            "expires_at_ms": expires_at_ms,
+        });
+        if let Err(e) = self
+            .journal(APPROVAL_REQUESTED, Some(&session.id), body)
+            .await
+        {
+            self.resolve(&session.id, &call.id, input_sha256, "failed")
+                .await;
+            return denied(format!(
+                "agp could not journal the approval request ({e}); denied"
+            ));
+        }
+
+        let started = Instant::now();
+        let asked = tokio::time::timeout(
+            self.config.approval_timeout,
+            self.parts.channel.request_approval(&request),
+        )
+        .await;
+        let outcome = match asked {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => ApprovalOutcome::Unavailable {
+                reason: e.to_string(),
+            },
+            Err(_elapsed) => ApprovalOutcome::Timeout,
+        };
+        self.conclude(
+            session.id.as_str(),
+            &request,
+            &channel,
+            outcome,
+            spec.remember_secs,
+            started.elapsed(),
+        )
+        .await
+    }
+
+    pub(crate) async fn resolve(
+        &self,
+        session: &str,
+        call_id: &str,
+        hash: &str,
+        status: &'static str,
+    ) -> bool {
+        let (s, c, h) = (session.to_owned(), call_id.to_owned(), hash.to_owned());
+        match self
+            .db(move |st| st.resolve_pending(&s, &c, &h, status, now_ms()))
+            .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!("cannot resolve pending approval {call_id}: {e}");
+                false
+            }
+        }
+    }
+
+    /// Checks, resolves and journals an approval outcome. Shared with restart recovery.
+    pub(crate) async fn conclude(
+        &self,
+        session: &str,
+        request: &ApprovalRequest,
+        channel: &str,
+        outcome: ApprovalOutcome,
+        remember_secs: Option<u64>,
+        waited: Duration,
+    ) -> ApprovalEnd {
+        let outcome = self.check_grant(request, outcome);
+        let (status, kind, body, end) = match &outcome {
+            ApprovalOutcome::Granted { by } => (
+                "granted",
+                APPROVAL_GRANTED,
+                json!({"call_id": request.call_id, "input_sha256": request.input_sha256,
+                       "by": by, "channel": channel, "waited_ms": waited.as_millis() as u64}),
+                ApprovalEnd {
+                    granted: true,
+                    by: Some(approver_names(by)),
+                    reason: request.reason.clone(),
+                },
+            ),
+            ApprovalOutcome::Denied { by, reason } => (
+                "denied",
+                APPROVAL_DENIED,
+                json!({"call_id": request.call_id, "input_sha256": request.input_sha256,
+                       "by": by, "reason": reason, "channel": channel,
+                       "waited_ms": waited.as_millis() as u64}),
+                ApprovalEnd {
+                    granted: false,
+                    by: Some(by.id.clone()),
+                    reason: match reason {
+                        Some(r) => format!("denied by approver {}: {r}", by.name),
+                        None => format!("denied by approver {}", by.name),
+                    },
+                },
+            ),
+            ApprovalOutcome::Timeout => (
+                "timeout",
+                APPROVAL_TIMEOUT,
+                json!({"call_id": request.call_id, "input_sha256": request.input_sha256,
+                       "channel": channel, "waited_ms": waited.as_millis() as u64}),
+                ApprovalEnd {
+                    granted: false,
+                    by: None,
+                    reason: format!("approval timed out after {} s; denied", waited.as_secs()),
+                },
+            ),
+            ApprovalOutcome::Unavailable { reason } => (
+                "unavailable",
+                APPROVAL_DENIED,
+                json!({"call_id": request.call_id, "input_sha256": request.input_sha256,
+                       "by": null, "unavailable": true, "reason": reason, "channel": channel}),
+                ApprovalEnd {
+                    granted: false,
+                    by: None,
+                    reason: format!(
+                        "approval required but no approver available ({reason}); denied"
+                    ),
+                },
+            ),
+        };
+        if !self
+            .resolve(session, &request.call_id, &request.input_sha256, status)
+            .await
+        {
+            return ApprovalEnd {
+                granted: false,
+                by: None,
+                reason: "the approval was no longer pending; denied".into(),
+            };
+        }
+        if let Err(e) = self.journal(kind, Some(session), body).await {
+            return ApprovalEnd {
+                granted: false,
+                by: None,
+                reason: format!("agp could not journal the approval outcome ({e}); denied"),
+            };
+        }
+        if end.granted {
+            if let (Some(secs), ApprovalOutcome::Granted { by }) = (remember_secs, &outcome) {
+                if secs > 0 {
+                    self.remember(session, &request.input_sha256, secs, by.clone());
+                }
+            }
+        }
+        end
+    }
+
+    /// A grant counts only with enough distinct approvers, each allowed by the rule (the
+    /// operator's explicit `--auto-approve` stands in for the allowlist and is journaled as such).
+    fn check_grant(&self, request: &ApprovalRequest, outcome: ApprovalOutcome) -> ApprovalOutcome {
+        let ApprovalOutcome::Granted { by } = &outcome else {
+            return outcome;
+        };
+        let mut ids: Vec<&str> = by.iter().map(|a| a.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let outsider = by.iter().find(|a| {
+            !request.approvers.is_empty()
+                && a.via != agp_contracts::approval::via::AUTO
+                && !request.approvers.contains(&a.id)
+        });
+        if let Some(a) = outsider {
+            return ApprovalOutcome::Unavailable {
+                reason: format!("{} is not an allowed approver for this rule", a.id),
+            };
+        }
+        if ids.is_empty() || (ids.len() as u32) < request.quorum.max(1) {
+            return ApprovalOutcome::Unavailable {
+                reason: format!(
+                    "quorum not reached: {} distinct approver(s), {} needed",
+                    ids.len(),
+                    request.quorum.max(1)
+                ),
+            };
+        }
+        outcome
+    }
+
+    /// Runs an allowed call in the session's sandbox and journals its result. The result is
+    /// only returned once journaled; otherwise the output is withheld.
+    async fn execute(
+        &self,
+        session: &Arc<SessionState>,
+        call: &ToolCall,
+        input_sha256: &str,
+    ) -> ExecResult {
+        let ran = match session.sandbox.clone() {
+            None => Err(ToolError::Invalid("this session has no sandbox".into())),
+            Some(sandbox) => {
+                let tool = call.tool.clone();
+                let input = call.input.clone();
+                let cwd = exec::call_cwd(&session.repo, &call.cwd.to_string_lossy());
+                let timeout = self.config.exec_timeout;
+                tokio::task::spawn_blocking(move || {
+                    exec::run_tool(sandbox.as_ref(), &tool, &input, &cwd, timeout)
+                })
+                .await
+                .unwrap_or_else(|e| Err(ToolError::Invalid(format!("sandbox task failed: {e}"))))
+            }
+        };
+        let (exit_code, timed_out, raw, cut_by_sandbox, error) = match ran {
+            Ok(out) => (
+                out.exit_code,
+                out.timed_out,
+                out.output,
+                out.truncated,
+                None,
+            ),
+            Err(e) => (None, false, Vec::new(), false, Some(e.to_string())),
+        };
+        let output_sha256 = sha256_hex(&raw);
+        let text = match &error {
+            Some(e) => format!("agp: tool not run: {e}"),
+            None => String::from_utf8_lossy(&raw).into_owned(),
+        };
+        let redacted = self.parts.redactor.redact_text(&text);
+        let (shown, cut) = truncate_utf8(&redacted, self.config.output_limit);
+        let result = ExecResult {
+            id: call.id.clone(),
+            ok: error.is_none() && exit_code == Some(0) && !timed_out,
+            exit_code,
+            timed_out,
+            output: shown.to_owned(),
+            truncated: cut || cut_by_sandbox,
+            output_sha256,
+        };
+        let body = json!({
+            "call_id": call.id, "tool": call.tool, "input_sha256": input_sha256,
+            "ok": result.ok, "exit_code": exit_code, "timed_out": timed_out,
+            "error": error, "output": result.output, "truncated": result.truncated,
+            "output_bytes": raw.len(), "output_sha256": result.output_sha256,
+            "reported_by": "sandbox",
+        });
+        match self
+            .journal(TOOL_CALL_RESULT, Some(&session.id), body)
+            .await
+        {
+            Ok(()) => result,
+            Err(e) => ExecResult {
+                ok: false,
+                output: format!("agp could not journal the result ({e}); output withheld"),
+                truncated: false,
+                ..result
+            },
+        }
+    }
+
+    /// Gate mode: journals what the agent reports a tool produced.
+    pub(crate) async fn record_result(
+        &self,
+        session: &Arc<SessionState>,
+        result: ToolCallResult,
+    ) -> Result<(), Rejection> {
+        let valid_hash = result.output_sha256.len() == 64
+            && result
+                .output_sha256
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !valid_hash {
+            return Err(Rejection::new(
+                ErrorCode::InvalidCall,
+                "output_sha256 must be 64 lowercase hex digits",
+            ));
+        }
+        let Some(awaited) = session.take_expected(&result.id) else {
+            return Err(Rejection::new(
+                ErrorCode::UnknownCall,
+                format!(
+                    "no allowed call {:?} awaits a result in this session",
+                    result.id
+                ),
+            ));
+        };
+        let redacted = self.parts.redactor.redact_text(&result.output);
+        let (shown, cut) = truncate_utf8(&redacted, self.config.output_limit);
+        let body = json!({
+            "call_id": result.id, "tool": awaited.tool, "input_sha256": awaited.input_sha256,
+            "ok": result.ok, "output": shown, "truncated": cut,
+            "output_sha256": result.output_sha256, "reported_by": "agent",
+        });
+        self.journal(TOOL_CALL_RESULT, Some(&session.id), body)
+            .await
+            .map_err(|e| Rejection::new(ErrorCode::Internal, format!("result not journaled: {e}")))
+    }
+}

@@ -1,0 +1,121 @@
+//! What a starting daemon does about the previous one's leftovers: reap sessions whose lease
+//! expired, and settle approvals that were pending when it stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agp_contracts::events::{APPROVAL_TIMEOUT, SESSION_REAPED};
+use agp_contracts::{ApprovalOutcome, ApprovalRequest, JournalError};
+use serde_json::json;
+
+use crate::mediate::Mediator;
+use crate::store::{PendingRow, StoreError};
+use crate::util::now_ms;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// Reaps expired sessions and settles pending approvals. Approvals still within their time are
+/// re-attached: put to the channel again for the time left, and the outcome journaled. The
+/// agent that asked is gone (its connection died with the old daemon and it was denied), so a
+/// late grant is recorded, never executed.
+pub async fn recover(m: &Arc<Mediator>) -> Result<Vec<tokio::task::JoinHandle<()>>, RecoveryError> {
+    let ttl = m.config.lease_ttl.as_millis() as i64;
+    let now = now_ms();
+    let reaped = m.db(move |s| s.reap_expired(now - ttl, now)).await?;
+    for row in &reaped {
+        m.journal(
+            SESSION_REAPED,
+            Some(&row.id),
+            json!({"session": row.id, "intendant": row.intendant, "lease_owner": row.lease_owner,
+                   "fencing_token": row.fencing_token, "last_heartbeat_ms": row.heartbeat_ms}),
+        )
+        .await?;
+    }
+
+    let pending = m.db(|s| s.pending()).await?;
+    let mut reattached = Vec::new();
+    for row in pending {
+        let active = {
+            let id = row.session.clone();
+            m.db(move |s| s.session(&id))
+                .await?
+                .is_some_and(|s| s.status == "active")
+        };
+        let request: Option<ApprovalRequest> = serde_json::from_str(&row.request_json).ok();
+        let left = row.expires_at_ms - now_ms();
+        match request {
+            Some(request) if active && left > 0 => {
+                let m = m.clone();
+                reattached.push(tokio::spawn(async move {
+                    reattach(m, request, Duration::from_millis(left as u64)).await;
+                }));
+            }
+            _ => expire(m, &row, active).await?,
+        }
+    }
+    Ok(reattached)
+}
+
+async fn expire(
+    m: &Arc<Mediator>,
+    row: &PendingRow,
+    session_active: bool,
+) -> Result<(), RecoveryError> {
+    let (s, c, h) = (
+        row.session.clone(),
+        row.call_id.clone(),
+        row.input_sha256.clone(),
+    );
+    if !m
+        .db(move |st| st.resolve_pending(&s, &c, &h, "timeout", now_ms()))
+        .await?
+    {
+        return Ok(());
+    }
+    m.journal(
+        APPROVAL_TIMEOUT,
+        Some(&row.session),
+        json!({"call_id": row.call_id, "input_sha256": row.input_sha256,
+               "channel": m.parts.channel.name(), "recovered": true,
+               "reason": if session_active { "expired while the daemon was down" }
+                         else { "the session ended while the daemon was down" }}),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn reattach(m: Arc<Mediator>, request: ApprovalRequest, left: Duration) {
+    let channel = m.parts.channel.name().to_owned();
+    let started = std::time::Instant::now();
+    let outcome = match tokio::time::timeout(left, m.parts.channel.request_approval(&request)).await
+    {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => ApprovalOutcome::Unavailable {
+            reason: e.to_string(),
+        },
+        Err(_) => ApprovalOutcome::Timeout,
+    };
+    let session = request.session.clone();
+    let end = m
+        .conclude(
+            &session,
+            &request,
+            &channel,
+            outcome,
+            None,
+            started.elapsed(),
+        )
+        .await;
+    tracing::info!(
+        "re-attached approval {} settled: granted={} ({})",
+        request.call_id,
+        end.granted,
+        end.reason
+    );
+}

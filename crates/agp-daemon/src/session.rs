@@ -1,0 +1,134 @@
+//! Live sessions held by this daemon.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use agp_contracts::EvalContext;
+use agp_gateway::SessionMode;
+
+use crate::exec::SessionSandbox;
+
+/// What a caller asks for when opening a session.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    pub intendant: String,
+    pub repo: PathBuf,
+    pub task: String,
+    pub mode: SessionMode,
+}
+
+/// A session as handed back to whoever opened it: the token is the only credential.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: String,
+    pub token: String,
+    pub mode: SessionMode,
+    pub repo: PathBuf,
+}
+
+/// A gate-mode call that was allowed and whose result the agent may report once.
+#[derive(Debug, Clone)]
+pub(crate) struct AwaitingResult {
+    pub tool: String,
+    pub input_sha256: String,
+}
+
+pub(crate) struct SessionState {
+    pub id: String,
+    pub mode: SessionMode,
+    pub repo: PathBuf,
+    pub fencing_token: i64,
+    pub sandbox: Option<Arc<dyn SessionSandbox>>,
+    pub ctx: EvalContext,
+    ended: AtomicBool,
+    awaiting: Mutex<HashMap<String, AwaitingResult>>,
+}
+
+impl SessionState {
+    pub fn new(
+        id: String,
+        mode: SessionMode,
+        repo: PathBuf,
+        fencing_token: i64,
+        sandbox: Option<Arc<dyn SessionSandbox>>,
+        ctx: EvalContext,
+    ) -> Self {
+        Self {
+            id,
+            mode,
+            repo,
+            fencing_token,
+            sandbox,
+            ctx,
+            ended: AtomicBool::new(false),
+            awaiting: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    /// Marks the session ended; `true` for the caller that ended it.
+    pub fn mark_ended(&self) -> bool {
+        !self.ended.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn expect_result(&self, call_id: &str, awaiting: AwaitingResult) {
+        self.awaiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(call_id.to_owned(), awaiting);
+    }
+
+    /// Takes the awaited result slot: a result is accepted once, and only for an allowed call.
+    pub fn take_expected(&self, call_id: &str) -> Option<AwaitingResult> {
+        self.awaiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(call_id)
+    }
+}
+
+/// Sessions by the SHA-256 of their token (the token itself is never stored).
+#[derive(Default)]
+pub(crate) struct Registry {
+    by_token: RwLock<HashMap<String, Arc<SessionState>>>,
+}
+
+impl Registry {
+    pub fn get(&self, token_sha256: &str) -> Option<Arc<SessionState>> {
+        self.by_token
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token_sha256)
+            .cloned()
+    }
+
+    pub fn insert(&self, token_sha256: String, state: Arc<SessionState>) {
+        self.by_token
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token_sha256, state);
+    }
+
+    pub fn remove_session(&self, id: &str) -> Option<Arc<SessionState>> {
+        let mut map = self.by_token.write().unwrap_or_else(|p| p.into_inner());
+        let key = map
+            .iter()
+            .find(|(_, s)| s.id == id)
+            .map(|(k, _)| k.clone())?;
+        map.remove(&key)
+    }
+
+    pub fn all(&self) -> Vec<Arc<SessionState>> {
+        self.by_token
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,923 @@
+//! Tests of the loop through the real socket with the real blocking client. The journal, policy,
+//! channel and sandbox here are small in-test implementations of the contracts (the integration
+//! tests under crates/agp/tests use the real ones).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agp_contracts::sandbox::{PreflightCheck, PreflightReport};
+use agp_contracts::{
+    AppendReceipt, ApprovalChannel, ApprovalOutcome, ApprovalRequest, ApprovalSpec, Approver,
+    BoxFuture, ChannelError, Decision, EvalContext, ExecOutput, ExecRequest, Isolation, Journal,
+    JournalError, PolicyEngine, SandboxError, SandboxProvider, SandboxSpec, ToolCall, Verdict,
+};
+use agp_gateway::{Client, ClientError, ErrorCode, SessionMode, ToolCallRequest, ToolCallResult};
+use serde_json::{json, Value};
+
+use crate::exec::Provider;
+use crate::{Daemon, DaemonConfig, Parts, Redactor, SessionParams};
+
+#[derive(Default)]
+struct MemJournal {
+    events: Mutex<Vec<(String, Option<String>, Value)>>,
+    broken: AtomicBool,
+}
+
+impl Journal for MemJournal {
+    fn append(
+        &self,
+        kind: &str,
+        session: Option<&str>,
+        body: Value,
+    ) -> Result<AppendReceipt, JournalError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(JournalError::Unavailable("disk on fire".into()));
+        }
+        // The real journal refuses non-canonical bodies; so does this one.
+        agp_contracts::canonical::to_canonical_string(&body)
+            .map_err(|e| JournalError::Refused(e.to_string()))?;
+        let mut ev = self.events.lock().unwrap();
+        ev.push((kind.to_owned(), session.map(str::to_owned), body));
+        Ok(AppendReceipt {
+            seq: ev.len() as u64 - 1,
+            leaf_hash: [0; 32],
+        })
+    }
+}
+
+impl MemJournal {
+    fn kinds(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.0.clone())
+            .collect()
+    }
+    fn of(&self, kind: &str) -> Vec<Value> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.0 == kind)
+            .map(|e| e.2.clone())
+            .collect()
+    }
+    fn dump(&self) -> String {
+        serde_json::to_string(
+            &*self
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|e| (&e.0, &e.2))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap()
+    }
+}
+
+/// Bash containing "rm" → deny; Write → require (remembered 60 s when the path says so); Edit →
+/// require with quorum 2; everything else allow.
+struct RulePolicy;
+
+impl PolicyEngine for RulePolicy {
+    fn evaluate(&self, call: &ToolCall, _ctx: &EvalContext) -> Verdict {
+        let cmd = call
+            .input
+            .get("command")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let path = call
+            .input
+            .get("file_path")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let (decision, rule, approval) = match call.tool.as_str() {
+            "Bash" if cmd.contains("rm ") => (Decision::Deny, "no-rm", None),
+            "Write" => (
+                Decision::Require,
+                "writes",
+                Some(ApprovalSpec {
+                    approvers: vec![],
+                    quorum: 1,
+                    remember_secs: path.contains("remember").then_some(60),
+                }),
+            ),
+            "Edit" => (
+                Decision::Require,
+                "edits",
+                Some(ApprovalSpec {
+                    approvers: vec![],
+                    quorum: 2,
+                    remember_secs: None,
+                }),
+            ),
+            _ => (Decision::Allow, "default-allow", None),
+        };
+        Verdict {
+            decision,
+            reason: format!("rule {rule}"),
+            rule_id: Some(rule.into()),
+            deciding_part: None,
+            policy_sha256: "p0".into(),
+            approval,
+            parts: vec![],
+        }
+    }
+    fn policy_sha256(&self) -> String {
+        "p0".into()
+    }
+}
+
+/// Answers from a queue; an empty queue never answers (a human who walked away).
+#[derive(Default)]
+struct QueueChannel {
+    answers: Mutex<VecDeque<ApprovalOutcome>>,
+    asked: AtomicUsize,
+    projected: Mutex<Vec<String>>,
+}
+
+impl ApprovalChannel for QueueChannel {
+    fn name(&self) -> &str {
+        "queue"
+    }
+    fn request_approval<'a>(
+        &'a self,
+        _r: &'a ApprovalRequest,
+    ) -> BoxFuture<'a, Result<ApprovalOutcome, ChannelError>> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        let next = self.answers.lock().unwrap().pop_front();
+        Box::pin(async move {
+            match next {
+                Some(o) => Ok(o),
+                None => std::future::pending().await,
+            }
+        })
+    }
+    fn project<'a>(
+        &'a self,
+        kind: &'a str,
+        _s: Option<&'a str>,
+        _b: &'a Value,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
+        self.projected.lock().unwrap().push(kind.to_owned());
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Runs commands on the host (isolates nothing): enough for the loop's tests.
+struct HostProvider;
+
+impl SandboxProvider for HostProvider {
+    type Session = PathBuf;
+    fn spawn(&self, spec: &SandboxSpec) -> Result<PathBuf, SandboxError> {
+        Ok(spec.repo.clone())
+    }
+    fn exec(&self, _s: &PathBuf, r: &ExecRequest) -> Result<ExecOutput, SandboxError> {
+        let out = std::process::Command::new(&r.argv[0])
+            .args(&r.argv[1..])
+            .current_dir(&r.cwd)
+            .output()?;
+        Ok(ExecOutput {
+            exit_code: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+            timed_out: false,
+            duration_ms: 0,
+            truncated: false,
+        })
+    }
+    fn teardown(&self, _s: PathBuf) -> Result<(), SandboxError> {
+        Ok(())
+    }
+    fn isolation(&self) -> Isolation {
+        Isolation {
+            provider: "host-test".into(),
+            network_isolated: false,
+            filesystem_isolated: false,
+            pid_isolated: false,
+            caveats: vec![],
+        }
+    }
+    fn preflight(&self, _s: &PathBuf) -> Result<PreflightReport, SandboxError> {
+        Ok(PreflightReport {
+            provider: "host-test".into(),
+            passed: true,
+            checks: vec![PreflightCheck {
+                name: "test".into(),
+                passed: true,
+                detail: "".into(),
+            }],
+            duration_ms: 0,
+        })
+    }
+}
+
+struct SecretRedactor;
+impl Redactor for SecretRedactor {
+    fn redact_value(&self, v: &Value) -> Value {
+        serde_json::from_str(&self.redact_text(&v.to_string())).unwrap()
+    }
+    fn redact_text(&self, t: &str) -> String {
+        t.replace("sk-SECRET", "[REDACTED]")
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    repo: PathBuf,
+    config: DaemonConfig,
+    journal: Arc<MemJournal>,
+    channel: Arc<QueueChannel>,
+    rt: tokio::runtime::Runtime,
+    daemon: Arc<Daemon>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn parts(journal: &Arc<MemJournal>, channel: &Arc<QueueChannel>) -> Parts {
+    Parts {
+        journal: journal.clone(),
+        policy: Arc::new(RulePolicy),
+        channel: channel.clone(),
+        sandbox: Some(Arc::new(Provider(Arc::new(HostProvider)))),
+        redactor: Arc::new(SecretRedactor),
+    }
+}
+
+impl Fixture {
+    fn new(approval_timeout: Duration) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        let mut config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+        config.approval_timeout = approval_timeout;
+        let journal = Arc::new(MemJournal::default());
+        let channel = Arc::new(QueueChannel::default());
+        Self::with(dir, repo, config, journal, channel)
+    }
+
+    fn with(
+        dir: tempfile::TempDir,
+        repo: PathBuf,
+        config: DaemonConfig,
+        journal: Arc<MemJournal>,
+        channel: Arc<QueueChannel>,
+    ) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let daemon = rt
+            .block_on(Daemon::start(config.clone(), parts(&journal, &channel)))
+            .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let served = rt.spawn(daemon.clone().serve(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            _dir: dir,
+            repo,
+            config,
+            journal,
+            channel,
+            rt,
+            daemon,
+            stop: Some(tx),
+            served: Some(served),
+        }
+    }
+
+    fn session(&self, mode: SessionMode) -> String {
+        let params = SessionParams {
+            intendant: "test".into(),
+            repo: self.repo.clone(),
+            task: "t sk-SECRET".into(),
+            mode,
+        };
+        self.rt
+            .block_on(self.daemon.open_session(params))
+            .unwrap()
+            .token
+    }
+
+    fn client(&self, token: &str) -> Client {
+        let mut c = Client::connect(&self.config.socket_path(), Duration::from_secs(20)).unwrap();
+        c.hello(token).unwrap();
+        c
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+            let _ = self.rt.block_on(self.served.take().unwrap());
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn bash(id: &str, command: &str) -> ToolCallRequest {
+    ToolCallRequest {
+        id: id.into(),
+        tool_use_id: None,
+        tool: "Bash".into(),
+        input: json!({"command": command}),
+        cwd: String::new(),
+    }
+}
+
+fn write(id: &str, path: &str) -> ToolCallRequest {
+    ToolCallRequest {
+        id: id.into(),
+        tool_use_id: Some("toolu_x".into()),
+        tool: "Write".into(),
+        input: json!({"file_path": path, "content": "x"}),
+        cwd: String::new(),
+    }
+}
+
+fn human(id: &str) -> Approver {
+    Approver {
+        id: id.into(),
+        name: id.into(),
+        via: "terminal".into(),
+    }
+}
+
+#[test]
+fn allow_runs_in_the_sandbox_and_journals_request_decision_result_in_order() {
+    let f = Fixture::new(Duration::from_secs(5));
+    let token = f.session(SessionMode::ProxyExec);
+    let mut c = f.client(&token);
+    let reply = c.request_exec(&bash("c1", "echo hi sk-SECRET")).unwrap();
+    assert!(reply.verdict.is_allow());
+    let result = reply.result.unwrap();
+    assert!(result.ok);
+    assert_eq!(result.output, "hi [REDACTED]\n");
+    // The hash covers the real output, not the redacted one.
+    assert_eq!(
+        result.output_sha256,
+        agp_contracts::canonical::sha256_hex(b"hi sk-SECRET\n")
+    );
+    let kinds = f.journal.kinds();
+    let tail: Vec<&str> = kinds
+        .iter()
+        .map(String::as_str)
+        .skip_while(|k| *k != "tool_call.requested")
+        .collect();
+    assert_eq!(
+        tail,
+        ["tool_call.requested", "policy.decided", "tool_call.result"]
+    );
+    assert!(kinds.starts_with(&["sandbox.preflight".to_owned(), "session.started".to_owned()]));
+    assert!(
+        !f.journal.dump().contains("sk-SECRET"),
+        "secret leaked: {}",
+        f.journal.dump()
+    );
+    let decided = &f.journal.of("policy.decided")[0];
+    assert_eq!(decided["rule_id"], "default-allow");
+    assert_eq!(decided["policy_sha256"], "p0");
+    assert_eq!(
+        decided["input_sha256"],
+        f.journal.of("tool_call.requested")[0]["input_sha256"]
+    );
+}
+
+#[test]
+fn deny_never_executes() {
+    let f = Fixture::new(Duration::from_secs(5));
+    let token = f.session(SessionMode::ProxyExec);
+    let mut c = f.client(&token);
+    let marker = f.repo.join("marker");
+    std::fs::write(&marker, "x").unwrap();
+    let reply = c
+        .request_exec(&bash("c1", &format!("rm {}", marker.display())))
+        .unwrap();
+    assert_eq!(reply.verdict.decision, "deny");
+    assert_eq!(reply.verdict.rule_id.as_deref(), Some("no-rm"));
+    assert!(reply.result.is_none());
+    assert!(marker.exists());
+    assert!(f.journal.of("tool_call.result").is_empty());
+}
+
+#[test]
+fn require_granted_runs_and_journals_who() {
+    let f = Fixture::new(Duration::from_secs(5));
+    f.channel
+        .answers
+        .lock()
+        .unwrap()
+        .push_back(ApprovalOutcome::Granted {
+            by: vec![human("alice")],
+        });
+    let token = f.session(SessionMode::ProxyExec);
+    let mut c = f.client(&token);
+    let reply = c.request_exec(&write("c1", "out.txt")).unwrap();
+    assert!(reply.verdict.is_allow(), "{reply:?}");
+    assert_eq!(reply.verdict.approved_by.as_deref(), Some("alice"));
+    assert!(f.repo.join("out.txt").is_file());
+    let granted = &f.journal.of("approval.granted")[0];
+    assert_eq!(granted["by"][0]["id"], "alice");
+    let kinds = f.journal.kinds();
+    let i = kinds
+        .iter()
+        .position(|k| k == "approval.requested")
+        .unwrap();
+    assert_eq!(
+        &kinds[i..],
+        ["approval.requested", "approval.granted", "tool_call.result"]
+    );
+}
+
+#[test]
+fn human_deny_timeout_and_no_approver_are_distinct_denials() {
+    let f = Fixture::new(Duration::from_millis(300));
+    {
+        let mut q = f.channel.answers.lock().unwrap();
+        q.push_back(ApprovalOutcome::Denied {
+            by: human("bob"),
+            reason: Some("no".into()),
+        });
+        q.push_back(ApprovalOutcome::Unavailable {
+            reason: "no terminal".into(),
+        });
+    }
+    let token = f.session(SessionMode::ProxyExec);
+    let mut c = f.client(&token);
+    let r1 = c.request_exec(&write("c1", "a")).unwrap();
+    assert_eq!(r1.verdict.decision, "deny");
+    assert!(r1.verdict.reason.contains("bob"));
+    let r2 = c.request_exec(&write("c2", "b")).unwrap();
+    assert!(
+        r2.verdict.reason.contains("no approver available"),
+        "{}",
+        r2.verdict.reason
+    );
+    // Queue empty: the channel never answers → timeout.
+    let r3 = c.request_exec(&write("c3", "c")).unwrap();
+    assert_eq!(r3.verdict.decision, "deny");
+    assert!(r3.verdict.reason.contains("timed out"));
+    assert_eq!(f.journal.of("approval.denied").len(), 2);
+    assert_eq!(f.journal.of("approval.timeout").len(), 1);
+    assert!(f.journal.of("tool_call.result").is_empty());
+    assert!(!f.repo.join("a").exists() && !f.repo.join("c").exists());
+}
+
+#[test]
+fn quorum_is_checked_by_the_daemon_too() {
+    let f = Fixture::new(Duration::from_secs(5));
+    // Edit needs 2 distinct approvers; the same person twice is one.
+    f.channel
+        .answers
+        .lock()
+        .unwrap()
+        .push_back(ApprovalOutcome::Granted {
+            by: vec![human("alice"), human("alice")],
+        });
+    let token = f.session(SessionMode::ProxyExec);
+    let mut c = f.client(&token);
+    let req = ToolCallRequest {
+        id: "e1".into(),
+        tool_use_id: None,
+        tool: "Edit".into(),
+        input: json!({"file_path": "x", "old_string": "a", "new_string": "b"}),
+        cwd: String::new(),
+    };
+    let r = c.request_exec(&req).unwrap();
+    assert_eq!(r.verdict.decision, "deny");
+    assert!(r.verdict.reason.contains("quorum"));
+}
+
+#[test]
+fn remembered_approval_is_not_asked_again_and_is_journaled_as_remembered() {
+    let f = Fixture::new(Duration::from_secs(5));
+    f.channel
+        .answers
+        .lock()
+        .unwrap()
+        .push_back(ApprovalOutcome::Granted {
+            by: vec![human("alice")],
+        });
+    let token = f.session(SessionMode::ProxyExec);
+    let mut c = f.client(&token);
+    assert!(c
+        .request_exec(&write("c1", "remember.txt"))
+        .unwrap()
+        .verdict
+        .is_allow());
+    let second = c.request_exec(&write("c2", "remember.txt")).unwrap();
+    assert!(second.verdict.is_allow());
+    assert_eq!(
+        second.verdict.approved_by.as_deref(),
+        Some("remembered:alice")
+    );
+    assert_eq!(f.channel.asked.load(Ordering::SeqCst), 1);
+    let grants = f.journal.of("approval.granted");
+    assert_eq!(grants[1]["remembered"], true);
+    // A different input is asked again (and, with nobody answering, times out).
+}
+
+#[test]
+fn journal_failure_denies_and_executes_nothing() {
+    let f = Fixture::new(Duration::from_secs(5));
+    let token = f.session(SessionMode::ProxyExec);
+    let mut c = f.client(&token);
+    f.journal.broken.store(true, Ordering::SeqCst);
+    let reply = c.request_exec(&bash("c1", "touch made")).unwrap();
+    assert_eq!(reply.verdict.decision, "deny");
+    assert!(reply.verdict.reason.contains("journal"));
+    assert!(!f.repo.join("made").exists());
+}
+
+#[test]
+fn float_input_cannot_be_bound_and_is_denied() {
+    let f = Fixture::new(Duration::from_secs(5));
+    let token = f.session(SessionMode::ProxyExec);
+    let mut c = f.client(&token);
+    let req = ToolCallRequest {
+        id: "f1".into(),
+        tool_use_id: None,
+        tool: "Bash".into(),
+        input: json!({"command": "true", "timeout": 1.5}),
+        cwd: String::new(),
+    };
+    let reply = c.request_exec(&req).unwrap();
+    assert_eq!(reply.verdict.decision, "deny");
+    assert_eq!(reply.verdict.rule_id.as_deref(), Some("agp.invalid-input"));
+}
+
+fn expect_refused(r: Result<impl std::fmt::Debug, ClientError>, code: ErrorCode) {
+    match r {
+        Err(ClientError::Refused { code: c, .. }) if c == code => {}
+        other => panic!("expected {code}, got {other:?}"),
+    }
+}
+
+#[test]
+fn replayed_ids_wrong_tokens_and_garbage_are_rejected_journaled_and_the_daemon_keeps_serving() {
+    use std::io::{Read, Write};
+    let f = Fixture::new(Duration::from_secs(5));
+    let token = f.session(SessionMode::ProxyExec);
+    let mut c = f.client(&token);
+    c.request_exec(&bash("c1", "true")).unwrap();
+    expect_refused(c.request_exec(&bash("c1", "true")), ErrorCode::ReplayedId);
+    // Replays are refused on a fresh connection too.
+    expect_refused(
+        f.client(&token).request_exec(&bash("c1", "true")),
+        ErrorCode::ReplayedId,
+    );
+
+    let sock = f.config.socket_path();
+    let mut bad = Client::connect(&sock, Duration::from_secs(5)).unwrap();
+    expect_refused(bad.hello("not-a-token"), ErrorCode::BadToken);
+
+    let raw = |bytes: &[u8]| -> String {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(bytes);
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    assert!(raw(b"garbage\n").contains("\"malformed\""));
+    assert!(raw(b"{\"type\":\"exec_shell\"}\n").contains("\"unknown_message\""));
+    assert!(
+        raw(b"{\"type\":\"hello\",\"protocol\":99,\"token\":\"x\"}\n")
+            .contains("\"protocol_version\"")
+    );
+    assert!(raw(b"{\"type\":\"tool_call_request\",\"id\":\"x\",\"tool\":\"Bash\",\"input\":{},\"cwd\":\"\"}\n").contains("\"unauthenticated\""));
+    let mut huge = vec![b'{'; agp_gateway::MAX_FRAME_BYTES + 100];
+    huge.push(b'\n');
+    assert!(raw(&huge).contains("\"frame_too_large\""));
+    expect_refused(
+        Client::connect(&sock, Duration::from_secs(5))
+            .unwrap()
+            .open_session(
+                "wrong",
+                "x",
+                f.repo.to_str().unwrap(),
+                "",
+                SessionMode::Gate,
+            ),
+        ErrorCode::BadToken,
+    );
+
+    let rejected: Vec<String> = f
+        .journal
+        .of("gateway.rejected")
+        .iter()
+        .map(|b| b["code"].as_str().unwrap().to_owned())
+        .collect();
+    for code in [
+        "replayed_id",
+        "bad_token",
+        "malformed",
+        "unknown_message",
+        "protocol_version",
+        "unauthenticated",
+        "frame_too_large",
+    ] {
+        assert!(
+            rejected.iter().any(|c| c == code),
+            "{code} not journaled: {rejected:?}"
+        );
+    }
+    // Still serving.
+    assert!(f
+        .client(&token)
+        .request_exec(&bash("c2", "true"))
+        .unwrap()
+        .verdict
+        .is_allow());
+}
+
+#[test]
+fn gate_mode_replies_verdict_and_journals_reported_result_once() {
+    let f = Fixture::new(Duration::from_secs(5));
+    let token = f.session(SessionMode::Gate);
+    let mut c = f.client(&token);
+    let v = c.request(&bash("g1", "ls")).unwrap();
+    assert!(v.is_allow());
+    let result = ToolCallResult {
+        id: "g1".into(),
+        ok: true,
+        output: "file sk-SECRET".into(),
+        output_sha256: "a".repeat(64),
+    };
+    c.report_result(&result).unwrap();
+    let journaled = &f.journal.of("tool_call.result")[0];
+    assert_eq!(journaled["output"], "file [REDACTED]");
+    assert_eq!(journaled["reported_by"], "agent");
+    let mut c2 = f.client(&token);
+    expect_refused(c2.report_result(&result), ErrorCode::UnknownCall);
+    // A denied call has no result to report.
+    let mut c3 = f.client(&token);
+    assert_eq!(c3.request(&bash("g2", "rm x")).unwrap().decision, "deny");
+    expect_refused(
+        c3.report_result(&ToolCallResult {
+            id: "g2".into(),
+            ..result
+        }),
+        ErrorCode::UnknownCall,
+    );
+}
+
+#[test]
+fn concurrent_sessions_are_served_at_once() {
+    let f = Fixture::new(Duration::from_secs(2));
+    // A require that never resolves must not hold up other sessions' calls.
+    let slow_token = f.session(SessionMode::ProxyExec);
+    let sock = f.config.socket_path();
+    let slow = std::thread::spawn(move || {
+        let mut c = Client::connect(&sock, Duration::from_secs(10)).unwrap();
+        c.hello(&slow_token).unwrap();
+        c.request_exec(&write("w1", "never")).unwrap()
+    });
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let token = f.session(SessionMode::ProxyExec);
+            let sock = f.config.socket_path();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&sock, Duration::from_secs(10)).unwrap();
+                c.hello(&token).unwrap();
+                for j in 0..10 {
+                    assert!(c
+                        .request_exec(&bash(&format!("c{i}-{j}"), "true"))
+                        .unwrap()
+                        .verdict
+                        .is_allow());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(f.journal.of("tool_call.result").len(), 80);
+    // Eventually the slow one times out (2 s) and is denied, not left hanging.
+    assert_eq!(slow.join().unwrap().verdict.decision, "deny");
+}
+
+#[test]
+fn pending_approvals_survive_a_restart_and_are_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let mut config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    config.approval_timeout = Duration::from_millis(400);
+    let journal = Arc::new(MemJournal::default());
+    // First daemon: the call is put to a channel that never answers; the daemon "dies" (its
+    // runtime is dropped without shutdown) while the approval is pending.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let channel = Arc::new(QueueChannel::default());
+    let daemon = rt
+        .block_on(Daemon::start(config.clone(), parts(&journal, &channel)))
+        .unwrap();
+    let token = rt
+        .block_on(daemon.open_session(SessionParams {
+            intendant: "t".into(),
+            repo: repo.clone(),
+            task: String::new(),
+            mode: SessionMode::Gate,
+        }))
+        .unwrap()
+        .token;
+    rt.spawn(daemon.clone().serve(std::future::pending()));
+    let sock = config.socket_path();
+    let waiter = std::thread::spawn(move || {
+        let mut c = Client::connect(&sock, Duration::from_secs(10)).unwrap();
+        c.hello(&token).unwrap();
+        c.request(&write("p1", "x"))
+    });
+    while journal.of("approval.requested").is_empty() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    rt.shutdown_background();
+    drop(daemon);
+    // The client learns nothing good: its connection died (the hook turns that into deny).
+    assert!(waiter.join().unwrap().is_err());
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Second daemon: the approval expired while it was down → approval.timeout, recovered.
+    let f = Fixture::with(
+        dir,
+        repo,
+        config,
+        journal.clone(),
+        Arc::new(QueueChannel::default()),
+    );
+    let timeouts = journal.of("approval.timeout");
+    assert_eq!(timeouts.len(), 1, "{}", journal.dump());
+    assert_eq!(timeouts[0]["call_id"], "p1");
+    assert_eq!(timeouts[0]["recovered"], true);
+    drop(f);
+}
+
+#[test]
+fn a_pending_approval_within_its_time_is_reattached_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let mut config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    config.approval_timeout = Duration::from_secs(30);
+    let journal = Arc::new(MemJournal::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let daemon = rt
+        .block_on(Daemon::start(
+            config.clone(),
+            parts(&journal, &Arc::new(QueueChannel::default())),
+        ))
+        .unwrap();
+    let token = rt
+        .block_on(daemon.open_session(SessionParams {
+            intendant: "t".into(),
+            repo: repo.clone(),
+            task: String::new(),
+            mode: SessionMode::Gate,
+        }))
+        .unwrap()
+        .token;
+    rt.spawn(daemon.clone().serve(std::future::pending()));
+    let sock = config.socket_path();
+    let waiter = std::thread::spawn(move || {
+        let mut c = Client::connect(&sock, Duration::from_secs(10)).unwrap();
+        c.hello(&token).unwrap();
+        c.request(&write("p1", "x"))
+    });
+    while journal.of("approval.requested").is_empty() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    rt.shutdown_background();
+    drop(daemon);
+    assert!(waiter.join().unwrap().is_err());
+
+    let channel = Arc::new(QueueChannel::default());
+    channel
+        .answers
+        .lock()
+        .unwrap()
+        .push_back(ApprovalOutcome::Denied {
+            by: human("carol"),
+            reason: None,
+        });
+    let f = Fixture::with(dir, repo, config, journal.clone(), channel.clone());
+    f.rt.block_on(f.daemon.settle_recovered());
+    assert_eq!(channel.asked.load(Ordering::SeqCst), 1);
+    let denied = journal.of("approval.denied");
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0]["by"]["id"], "carol");
+}
+
+#[test]
+fn expired_leases_are_reaped_on_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let mut config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    config.lease_ttl = Duration::from_millis(200);
+    let journal = Arc::new(MemJournal::default());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let daemon = rt
+        .block_on(Daemon::start(
+            config.clone(),
+            parts(&journal, &Arc::new(QueueChannel::default())),
+        ))
+        .unwrap();
+    let id = rt
+        .block_on(daemon.open_session(SessionParams {
+            intendant: "t".into(),
+            repo: repo.clone(),
+            task: String::new(),
+            mode: SessionMode::Gate,
+        }))
+        .unwrap()
+        .id;
+    drop(daemon);
+    drop(rt);
+    std::thread::sleep(Duration::from_millis(300));
+    let _f = Fixture::with(
+        dir,
+        repo,
+        config,
+        journal.clone(),
+        Arc::new(QueueChannel::default()),
+    );
+    let reaped = journal.of("session.reaped");
+    assert_eq!(reaped.len(), 1);
+    assert_eq!(reaped[0]["session"], id.as_str());
+}
+
+#[test]
+fn socket_and_run_dir_are_private_and_a_second_daemon_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new(Duration::from_secs(5));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&f.config.run_dir), 0o700);
+    assert_eq!(mode(&f.config.socket_path()), 0o600);
+    assert_eq!(mode(&f.config.admin_token_path()), 0o600);
+    let again = f.rt.block_on(Daemon::start(
+        f.config.clone(),
+        parts(&f.journal, &f.channel),
+    ));
+    assert!(matches!(again, Err(crate::DaemonError::AlreadyRunning(_))));
+}
+
+#[test]
+fn admin_channel_opens_a_session_and_ending_it_closes_the_token() {
+    let f = Fixture::new(Duration::from_secs(5));
+    let admin = std::fs::read_to_string(f.config.admin_token_path()).unwrap();
+    let mut c = Client::connect(&f.config.socket_path(), Duration::from_secs(5)).unwrap();
+    let opened = c
+        .open_session(
+            &admin,
+            "claude-code",
+            f.repo.to_str().unwrap(),
+            "fix it",
+            SessionMode::Gate,
+        )
+        .unwrap();
+    let mut s = f.client(&opened.token);
+    assert!(s.request(&bash("a1", "ls")).unwrap().is_allow());
+    s.end_session(Some("completed")).unwrap();
+    let mut again = Client::connect(&f.config.socket_path(), Duration::from_secs(5)).unwrap();
+    assert!(again.hello(&opened.token).is_err());
+    assert_eq!(f.journal.of("session.ended").len(), 1);
+    // Projections reach the channel through the outbox.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !f
+        .channel
+        .projected
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|k| k == "session.ended")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "session.ended never projected"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
