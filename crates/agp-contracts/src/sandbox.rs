@@ -152,8 +152,11 @@ pub trait SandboxProvider: Send + Sync {
     type Session: Send + Sync;
 
     fn spawn(&self, spec: &SandboxSpec) -> Result<Self::Session, SandboxError>;
-    fn exec(&self, session: &Self::Session, request: &ExecRequest)
-        -> Result<ExecOutput, SandboxError>;
+    fn exec(
+        &self,
+        session: &Self::Session,
+        request: &ExecRequest,
+    ) -> Result<ExecOutput, SandboxError>;
     fn teardown(&self, session: Self::Session) -> Result<(), SandboxError>;
     fn isolation(&self) -> Isolation;
 

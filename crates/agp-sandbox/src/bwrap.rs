@@ -141,7 +141,8 @@ impl BubblewrapProvider {
         cmd.arg("--chdir").arg(cwd).arg("--").args(argv);
         // bwrap passes its own environment on, so clearing it here is what clears the
         // sandbox's (and keeps values off bwrap's command line, visible in the host's ps).
-        cmd.env_clear().envs(session.env.iter().map(|(k, v)| (k, v)));
+        cmd.env_clear()
+            .envs(session.env.iter().map(|(k, v)| (k, v)));
         cmd.current_dir("/");
         limits::install(&mut cmd, &session.limits, status_fd);
         Ok(cmd)

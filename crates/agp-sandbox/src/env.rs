@@ -3,7 +3,8 @@
 use agp_contracts::sandbox::{SandboxError, SANDBOX_HOME};
 
 /// A PATH that only names system directories (the only ones mounted).
-pub(crate) const SANDBOX_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
+pub(crate) const SANDBOX_PATH: &str =
+    "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
 
 /// Host variables copied in when set: locale and terminal only, never credentials.
 const HOST_PASSTHROUGH: &[&str] = &[

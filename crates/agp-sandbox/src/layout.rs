@@ -81,8 +81,24 @@ const PROC_MASKED_DIRS: &[&str] = &["acpi", "scsi"];
 /// Directories the repository must not be, or contain: binding such a repo read-write would
 /// expose the host.
 const NEVER_REPO: &[&str] = &[
-    "/", "/tmp", "/home", "/root", "/etc", "/usr", "/var", "/run", "/boot", "/opt", "/srv",
-    "/mnt", "/media", "/bin", "/sbin", "/lib", "/lib64", SANDBOX_HOME,
+    "/",
+    "/tmp",
+    "/home",
+    "/root",
+    "/etc",
+    "/usr",
+    "/var",
+    "/run",
+    "/boot",
+    "/opt",
+    "/srv",
+    "/mnt",
+    "/media",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    SANDBOX_HOME,
 ];
 const NEVER_UNDER: &[&str] = &["/proc", "/sys", "/dev"];
 
@@ -93,15 +109,17 @@ fn push(args: &mut Vec<OsString>, parts: &[&dyn AsRef<std::ffi::OsStr>]) {
 /// Lexically absolute, with no `.` or `..` components.
 fn is_clean_absolute(p: &Path) -> bool {
     p.is_absolute()
-        && p
-            .components()
+        && p.components()
             .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
 /// The repository, canonical, checked against everything it must not expose.
 pub(crate) fn check_repo(repo: &Path, protected: &[PathBuf]) -> Result<PathBuf, SandboxError> {
     let canonical = std::fs::canonicalize(repo).map_err(|e| {
-        SandboxError::Refused(format!("repository {} is not accessible: {e}", repo.display()))
+        SandboxError::Refused(format!(
+            "repository {} is not accessible: {e}",
+            repo.display()
+        ))
     })?;
     if !canonical.is_dir() {
         return Err(SandboxError::Refused(format!(
@@ -168,7 +186,10 @@ fn check_source(source: &Path) -> Result<PathBuf, SandboxError> {
         )));
     }
     std::fs::canonicalize(source).map_err(|e| {
-        SandboxError::Refused(format!("bind source {} is not accessible: {e}", source.display()))
+        SandboxError::Refused(format!(
+            "bind source {} is not accessible: {e}",
+            source.display()
+        ))
     })
 }
 
@@ -252,7 +273,14 @@ pub(crate) fn bwrap_args(spec: &SandboxSpec, repo: &Path) -> Result<Vec<OsString
     push(&mut args, &[&"--size", &tmpfs_size, &"--tmpfs", &"/tmp"]);
     push(
         &mut args,
-        &[&"--perms", &"0700", &"--size", &tmpfs_size, &"--tmpfs", &SANDBOX_HOME],
+        &[
+            &"--perms",
+            &"0700",
+            &"--size",
+            &tmpfs_size,
+            &"--tmpfs",
+            &SANDBOX_HOME,
+        ],
     );
 
     push(&mut args, &[&"--bind", &repo, &repo]);
@@ -299,7 +327,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let agp_home = dir.path().join("agp-home");
         std::fs::create_dir(&agp_home).unwrap();
-        assert!(check_repo(dir.path(), &[agp_home.clone()]).is_err());
+        assert!(check_repo(dir.path(), std::slice::from_ref(&agp_home)).is_err());
         assert!(check_repo(dir.path(), &[]).is_ok());
         assert!(check_repo(&dir.path().join("missing"), &[]).is_err());
     }

@@ -190,7 +190,8 @@ pub(crate) fn run(
             leaked_writes.push(t.display().to_string());
         }
     }
-    let accepted = |l: &TcpListener| !matches!(l.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock);
+    let accepted =
+        |l: &TcpListener| !matches!(l.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock);
     let loopback_accepted = accepted(&listener) || listener6.as_ref().is_some_and(accepted);
 
     let mut checks = Vec::new();
@@ -203,10 +204,7 @@ pub(crate) fn run(
         }
     };
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let probes: HashMap<&str, &str> = stdout
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .collect();
+    let probes: HashMap<&str, &str> = stdout.lines().filter_map(|l| l.split_once('\t')).collect();
     let get = |k: &str| probes.get(k).copied().unwrap_or("(no result)");
 
     let completed = output.exit_code == Some(0) && probes.get("done") == Some(&"ok");
@@ -278,7 +276,10 @@ pub(crate) fn run(
         && (0..write_dirs.len()).all(|i| probes.contains_key(format!("write{i}").as_str()));
     let mut detail = write_detail.join("; ");
     if !leaked_writes.is_empty() {
-        detail = format!("file appeared on the host: {}; {detail}", leaked_writes.join(", "));
+        detail = format!(
+            "file appeared on the host: {}; {detail}",
+            leaked_writes.join(", ")
+        );
     }
     checks.push(check("write_outside_repo_blocked", writes_ok, detail));
 

@@ -1,0 +1,144 @@
+//! Shared fixture for the sandbox tests: a host temp dir holding a repo and a sibling
+//! "outside" directory, and a bubblewrap session on the repo.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agp_contracts::sandbox::{ExecOutput, ExecRequest, SandboxProvider, SandboxSpec};
+use agp_sandbox::{BubblewrapProvider, BubblewrapSession};
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub outside: PathBuf,
+    pub provider: BubblewrapProvider,
+    pub session: BubblewrapSession,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self::with_spec(|_| {})
+    }
+
+    pub fn with_spec(edit: impl FnOnce(&mut SandboxSpec)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&repo).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        let repo = std::fs::canonicalize(repo).unwrap();
+        let outside = std::fs::canonicalize(outside).unwrap();
+        let provider = BubblewrapProvider::new();
+        let mut spec = SandboxSpec::new("test-session", &repo);
+        edit(&mut spec);
+        let session = provider.spawn(&spec).expect("spawn sandbox session");
+        Self {
+            dir,
+            repo,
+            outside,
+            provider,
+            session,
+        }
+    }
+
+    /// Run a bash script inside the sandbox, in the repo.
+    pub fn sh(&self, script: &str) -> ExecOutput {
+        self.sh_timeout(script, Duration::from_secs(20))
+    }
+
+    pub fn sh_timeout(&self, script: &str, timeout: Duration) -> ExecOutput {
+        self.provider
+            .exec(
+                &self.session,
+                &ExecRequest {
+                    argv: vec!["bash".into(), "-c".into(), script.into()],
+                    cwd: self.repo.clone(),
+                    stdin: None,
+                    timeout,
+                },
+            )
+            .expect("exec in sandbox")
+    }
+}
+
+pub fn stdout(out: &ExecOutput) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &ExecOutput) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn real_home() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+}
+
+pub fn token() -> String {
+    let mut b = [0u8; 8];
+    getrandom_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn getrandom_bytes(b: &mut [u8]) {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(b)
+        .unwrap();
+}
+
+/// A file in the real HOME with secret content, removed on drop.
+pub struct HomeCanary {
+    pub path: PathBuf,
+    pub content: String,
+}
+
+impl HomeCanary {
+    pub fn place() -> Self {
+        let path = real_home().join(format!(".agp-test-canary-{}", token()));
+        let content = format!("secret-{}", token());
+        std::fs::write(&path, &content).unwrap();
+        Self { path, content }
+    }
+}
+
+impl Drop for HomeCanary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Host processes whose command line contains `marker`.
+pub fn host_pids_with(marker: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Ok(cmdline) = std::fs::read(Path::new("/proc").join(pid.to_string()).join("cmdline"))
+        {
+            if String::from_utf8_lossy(&cmdline).contains(marker) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Wait (bounded) until no host process carries `marker`; returns the survivors.
+pub fn wait_gone(marker: &str, within: Duration) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let pids = host_pids_with(marker);
+        if pids.is_empty() || std::time::Instant::now() >= deadline {
+            return pids;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
