@@ -15,50 +15,34 @@ const SYSTEM_DIRS: &[&str] = &[
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
 ];
 
-/// `/etc` entries programs need (name resolution files, dynamic linker, certificates, locale,
-/// shell start-up, git). Deliberately absent: shadow/gshadow, sudoers, ssh, ssl private keys
-/// are not a concern since only the listed names are bound, and files that often carry
-/// credentials (npmrc, pip.conf, environment, netrc-like configs).
+/// `/etc` entries programs need: users and groups, name resolution, the dynamic linker cache,
+/// certificates, time zone, shell start-up, git. An allowlist, so shadow files, sudoers, ssh
+/// host keys, private TLS keys and configs that often carry credentials (npmrc, pip.conf,
+/// environment) never appear. Each entry is one mount (~0.1 ms per spawn): keep it short.
 const ETC_ENTRIES: &[&str] = &[
     "passwd",
     "group",
     "hosts",
-    "host.conf",
     "nsswitch.conf",
     "resolv.conf",
-    "gai.conf",
     "protocols",
     "services",
-    "networks",
     "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
     "alternatives",
     "ssl/certs",
     "ssl/openssl.cnf",
-    "ca-certificates",
-    "ca-certificates.conf",
     "pki/tls/certs",
     "pki/ca-trust",
     "crypto-policies",
     "localtime",
-    "timezone",
-    "locale.alias",
     "locale.conf",
     "bash.bashrc",
-    "bashrc",
     "profile",
     "profile.d",
-    "inputrc",
     "gitconfig",
-    "mime.types",
-    "magic",
-    "magic.mime",
     "os-release",
     "lsb-release",
-    "debian_version",
     "shells",
-    "terminfo",
     "mtab",
 ];
 
