@@ -8,6 +8,7 @@
 //! All three implement [`agp_contracts::ApprovalChannel`] and are cancel-safe.
 
 mod auto;
+mod choice;
 mod queue;
 pub mod render;
 pub mod sanitize;
@@ -16,5 +17,6 @@ mod terminal;
 mod tty;
 
 pub use auto::{AutoApproveChannel, BANNER as AUTO_APPROVE_BANNER};
+pub use choice::{ApproverChoice, ChoiceError};
 pub use script::{ScriptAnswer, ScriptedApprover};
-pub use terminal::{TerminalChannel, NO_TERMINAL, TERMINAL_CLOSED};
+pub use terminal::{TerminalChannel, IN_BACKGROUND, NO_TERMINAL, TERMINAL_CLOSED};

@@ -17,6 +17,9 @@ use crate::tty::{Ready, Tty, CONTROLLING_TTY};
 
 /// Reason given when there is no terminal to ask. The loop turns it into a deny.
 pub const NO_TERMINAL: &str = "no approver available: no terminal";
+/// Reason given when agp runs as a background job of its terminal.
+pub const IN_BACKGROUND: &str =
+    "no approver available: agp is a background job of its terminal (bring it to the foreground)";
 /// Reason given when the terminal went away (hang-up) while or before asking.
 pub const TERMINAL_CLOSED: &str = "no approver available: the terminal was closed";
 
@@ -127,12 +130,17 @@ fn local_approver() -> Approver {
     }
 }
 
-/// One line for a projected event, escaped and kept short.
+/// One line for a projected event, escaped and kept short: `tool: reason` when the event has
+/// them (a denial), otherwise the body as compact JSON.
 pub(crate) fn note_line(kind: &str, session: Option<&str>, body: &Value) -> String {
     const MAX: usize = 300;
-    let mut body = body.to_string();
-    if body.chars().count() > MAX {
-        body = body.chars().take(MAX).collect::<String>() + "…";
+    let field = |k: &str| body.get(k).and_then(Value::as_str);
+    let mut text = match (field("tool"), field("reason")) {
+        (Some(tool), Some(reason)) => format!("{tool}: {reason}"),
+        _ => body.to_string(),
+    };
+    if text.chars().count() > MAX {
+        text = text.chars().take(MAX).collect::<String>() + "…";
     }
     format!(
         "agp: {} {}{}\n",
@@ -140,7 +148,7 @@ pub(crate) fn note_line(kind: &str, session: Option<&str>, body: &Value) -> Stri
         session
             .map(|s| format!("[{}] ", escape(s)))
             .unwrap_or_default(),
-        escape(&body)
+        escape(&text)
     )
 }
 
@@ -184,6 +192,12 @@ impl Prompter for TtyPrompter {
         let deadline = job.deadline();
         if Instant::now() >= deadline {
             return Asked::Decided(Ok(ApprovalOutcome::Timeout));
+        }
+        if self.tty.in_background() {
+            // Not `closed`: the job may be brought to the foreground later.
+            return Asked::Decided(Ok(ApprovalOutcome::Unavailable {
+                reason: IN_BACKGROUND.to_owned(),
+            }));
         }
         let mode = match self.tty.single_keys() {
             Ok(guard) => guard,
@@ -290,4 +304,23 @@ enum Key {
     Deny,
     Expired,
     Closed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn notes_are_short_escaped_single_lines() {
+        let denial = json!({"tool": "Bash", "reason": "guard\u{1b}[2J", "input": {"command": "x"}});
+        assert_eq!(
+            note_line("call.denied", Some("s1"), &denial),
+            "agp: call.denied [s1] Bash: guard\\e[2J\n"
+        );
+        let long = json!({"blob": "y".repeat(1000)});
+        let line = note_line("session.started", None, &long);
+        assert!(line.chars().count() < 340 && line.ends_with("…\n"));
+        assert_eq!(line.matches('\n').count(), 1);
+    }
 }

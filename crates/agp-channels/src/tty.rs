@@ -60,6 +60,17 @@ impl Tty {
         Ok(KeyModeGuard { tty: self, saved })
     }
 
+    /// True when this is agp's controlling terminal and another job holds its foreground (agp
+    /// was started with `&`): reading it or changing its mode would stop agp with SIGTTIN or
+    /// SIGTTOU, freezing every session. A terminal that is not agp's controlling terminal is
+    /// not subject to job control.
+    pub fn in_background(&self) -> bool {
+        match termios::tcgetpgrp(&self.file) {
+            Ok(foreground) => foreground != rustix::process::getpgrp(),
+            Err(_) => false,
+        }
+    }
+
     /// Waits until input arrives, `wake` becomes readable, or `deadline` passes.
     pub fn wait(&self, wake: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<Ready> {
         loop {
