@@ -1,0 +1,134 @@
+//! Counting votes on one approval: N distinct approvals grant, any deny wins, and a second
+//! click by the same person counts once.
+
+use agp_contracts::{ApprovalOutcome, Approver};
+
+use crate::pending::PendingRecord;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vote {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tally {
+    /// Counted; more approvals are needed.
+    Counted { have: usize, need: usize },
+    /// This person already voted allow; nothing changed.
+    Duplicate,
+    /// The record is now decided with this outcome.
+    Decided(ApprovalOutcome),
+}
+
+/// Applies one vote by an already-authorised approver to an undecided record.
+pub fn apply(record: &mut PendingRecord, approver: Approver, vote: Vote) -> Tally {
+    debug_assert!(record.outcome.is_none());
+    let need = record.request.quorum.max(1) as usize;
+    match vote {
+        Vote::Deny => {
+            let outcome = ApprovalOutcome::Denied {
+                by: approver,
+                reason: Some("denied in Slack".into()),
+            };
+            record.outcome = Some(outcome.clone());
+            Tally::Decided(outcome)
+        }
+        Vote::Allow => {
+            if record.votes.iter().any(|a| a.id == approver.id) {
+                return Tally::Duplicate;
+            }
+            record.votes.push(approver);
+            if record.votes.len() >= need {
+                let outcome = ApprovalOutcome::Granted {
+                    by: record.votes.clone(),
+                };
+                record.outcome = Some(outcome.clone());
+                Tally::Decided(outcome)
+            } else {
+                Tally::Counted {
+                    have: record.votes.len(),
+                    need,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agp_contracts::ApprovalRequest;
+    use serde_json::json;
+
+    fn rec(quorum: u32) -> PendingRecord {
+        PendingRecord {
+            nonce: "n".into(),
+            request: ApprovalRequest {
+                session: "s".into(),
+                call_id: "c".into(),
+                tool: "Bash".into(),
+                redacted_input: json!({}),
+                input_sha256: "h".into(),
+                rule_id: None,
+                reason: "r".into(),
+                approvers: vec![],
+                quorum,
+                expires_at_ms: 0,
+            },
+            channel: "C".into(),
+            thread_ts: None,
+            message_ts: Some("1".into()),
+            votes: vec![],
+            outcome: None,
+        }
+    }
+
+    fn who(id: &str) -> Approver {
+        Approver {
+            id: id.into(),
+            name: id.to_lowercase(),
+            via: "slack".into(),
+        }
+    }
+
+    #[test]
+    fn two_of_three_with_a_duplicate() {
+        let mut r = rec(2);
+        assert_eq!(
+            apply(&mut r, who("U1"), Vote::Allow),
+            Tally::Counted { have: 1, need: 2 }
+        );
+        assert_eq!(apply(&mut r, who("U1"), Vote::Allow), Tally::Duplicate);
+        match apply(&mut r, who("U2"), Vote::Allow) {
+            Tally::Decided(ApprovalOutcome::Granted { by }) => {
+                assert_eq!(
+                    by.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+                    ["U1", "U2"]
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn deny_wins_after_approvals() {
+        let mut r = rec(3);
+        apply(&mut r, who("U1"), Vote::Allow);
+        apply(&mut r, who("U2"), Vote::Allow);
+        let t = apply(&mut r, who("U3"), Vote::Deny);
+        assert!(
+            matches!(t, Tally::Decided(ApprovalOutcome::Denied { ref by, .. }) if by.id == "U3")
+        );
+        assert!(!r.outcome.unwrap().is_granted());
+    }
+
+    #[test]
+    fn quorum_zero_means_one() {
+        let mut r = rec(0);
+        assert!(matches!(
+            apply(&mut r, who("U1"), Vote::Allow),
+            Tally::Decided(ApprovalOutcome::Granted { .. })
+        ));
+    }
+}
