@@ -78,7 +78,9 @@ pub struct ExecRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecOutput {
-    /// Exit code, or `None` when killed by a signal or the timeout.
+    /// Exit code, or `None` when killed by the timeout (or, without a sandbox, by a signal).
+    /// Inside bubblewrap a command killed by a signal is reported as 128 + the signal, and
+    /// a program that does not exist inside the sandbox as 127.
     pub exit_code: Option<i32>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,

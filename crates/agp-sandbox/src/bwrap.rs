@@ -5,6 +5,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use agp_contracts::sandbox::{
@@ -12,7 +13,8 @@ use agp_contracts::sandbox::{
     SandboxProvider, SandboxSpec,
 };
 
-use crate::{env, layout, limits, preflight, run, DEFAULT_OUTPUT_CAP};
+use crate::cgroup::PidsCgroup;
+use crate::{cgroup, env, layout, limits, preflight, run, DEFAULT_OUTPUT_CAP};
 
 /// How to install bubblewrap, for the error shown when it is missing.
 pub fn install_hint(looked_at: &str) -> String {
@@ -30,6 +32,8 @@ pub struct BubblewrapProvider {
     bwrap: Result<PathBuf, String>,
     output_cap: usize,
     protected: Vec<PathBuf>,
+    /// Whether per-session pids cgroups can be made here (probed once).
+    cgroups: OnceLock<bool>,
 }
 
 /// A session: the validated spec turned into bubblewrap arguments and an environment.
@@ -40,7 +44,9 @@ pub struct BubblewrapSession {
     repo: PathBuf,
     args: Vec<OsString>,
     env: Vec<(String, String)>,
+    /// Limits applied with setrlimit (max_processes is left out when a cgroup holds it).
     limits: ResourceLimits,
+    pids: Option<Arc<PidsCgroup>>,
 }
 
 impl BubblewrapSession {
@@ -51,6 +57,12 @@ impl BubblewrapSession {
     /// The canonical repository path (the same inside and outside).
     pub fn repo(&self) -> &Path {
         &self.repo
+    }
+
+    /// Whether `max_processes` is held by a per-session pids cgroup (rather than
+    /// RLIMIT_NPROC).
+    pub fn process_limit_by_cgroup(&self) -> bool {
+        self.pids.is_some()
     }
 }
 
@@ -71,6 +83,7 @@ impl BubblewrapProvider {
             bwrap: found.ok_or_else(|| "not on PATH".to_string()),
             output_cap: DEFAULT_OUTPUT_CAP,
             protected: Vec::new(),
+            cgroups: OnceLock::new(),
         }
     }
 
@@ -144,7 +157,12 @@ impl BubblewrapProvider {
         cmd.env_clear()
             .envs(session.env.iter().map(|(k, v)| (k, v)));
         cmd.current_dir("/");
-        limits::install(&mut cmd, &session.limits, status_fd);
+        limits::install(
+            &mut cmd,
+            &session.limits,
+            status_fd,
+            session.pids.as_ref().map(|c| c.procs_fd()),
+        );
         Ok(cmd)
     }
 
@@ -213,6 +231,19 @@ impl BubblewrapProvider {
     }
 }
 
+impl BubblewrapProvider {
+    fn cgroups_available(&self) -> bool {
+        *self.cgroups.get_or_init(cgroup::available)
+    }
+}
+
+fn random_hex() -> Result<String, SandboxError> {
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| SandboxError::Io(std::io::Error::other(format!("no randomness: {e}"))))?;
+    Ok(hex::encode(bytes))
+}
+
 fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
@@ -253,12 +284,25 @@ impl SandboxProvider for BubblewrapProvider {
         let repo = layout::check_repo(&spec.repo, &self.protected)?;
         let args = layout::bwrap_args(spec, &repo)?;
         let env = env::build(&spec.env)?;
+        let mut limits = spec.limits.clone();
+        let pids = match limits.max_processes {
+            Some(max) if self.cgroups_available() => {
+                let name = format!("agp-sandbox-{}-{}", std::process::id(), random_hex()?);
+                let cgroup = PidsCgroup::create(&name, max)?;
+                if cgroup.is_some() {
+                    limits.max_processes = None;
+                }
+                cgroup.map(Arc::new)
+            }
+            _ => None,
+        };
         Ok(BubblewrapSession {
             id: spec.session.clone(),
             repo,
             args,
             env,
-            limits: spec.limits.clone(),
+            limits,
+            pids,
         })
     }
 
@@ -274,8 +318,9 @@ impl SandboxProvider for BubblewrapProvider {
     }
 
     fn teardown(&self, session: BubblewrapSession) -> Result<(), SandboxError> {
-        // Nothing outlives a command: each exec's namespaces, tmpfs HOME and /tmp die with
-        // it. Dropping the session forgets its arguments.
+        // Each exec's namespaces, tmpfs HOME and /tmp die with it. Dropping the session's
+        // last handle kills whatever is left in its pids cgroup (a long-running command)
+        // and removes the cgroup.
         drop(session);
         Ok(())
     }
@@ -294,14 +339,14 @@ impl SandboxProvider for BubblewrapProvider {
             caveats.push(
                 "agp runs as root: the sandboxed process keeps kernel uid 0 without any capability, so files visible inside and owned by root are accessible per their owner bits (only system directories, read-only, and the repository are visible)".to_string(),
             );
-            caveats.push(
-                "max_processes (RLIMIT_NPROC) is not enforced: the kernel exempts root".to_string(),
-            );
-        } else {
-            caveats.push(
-                "max_processes (RLIMIT_NPROC) counts every process of the invoking user, not only the sandbox's".to_string(),
-            );
         }
+        caveats.push(if self.cgroups_available() {
+            "max_processes is a per-session pids cgroup (pids.max), shared by all commands of the session".to_string()
+        } else if root {
+            "max_processes (RLIMIT_NPROC) is not enforced: the kernel exempts root, and no pids cgroup can be created here".to_string()
+        } else {
+            "max_processes (RLIMIT_NPROC) counts every process of the invoking user, not only the sandbox's (no pids cgroup can be created here)".to_string()
+        });
         Isolation {
             provider: "bubblewrap".into(),
             network_isolated: true,

@@ -10,6 +10,7 @@
 //! Everything here is blocking (it spawns processes); async callers use a blocking thread.
 
 mod bwrap;
+mod cgroup;
 mod env;
 mod layout;
 mod limits;

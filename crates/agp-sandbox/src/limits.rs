@@ -15,15 +15,28 @@ const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
 /// `keep_fd` (bwrap's status pipe), so nothing the agp process inherited (a terminal, a
 /// socket, a pipe of its parent) leaks into the sandbox. Marking instead of closing keeps the
 /// standard library's exec-error pipe working.
-pub(crate) fn install(cmd: &mut Command, limits: &ResourceLimits, keep_fd: Option<RawFd>) {
+/// `cgroup_procs`, when given, is a session cgroup's `cgroup.procs`: the child moves itself
+/// into it, so bwrap and everything in the sandbox count against the cgroup's limits.
+pub(crate) fn install(
+    cmd: &mut Command,
+    limits: &ResourceLimits,
+    keep_fd: Option<RawFd>,
+    cgroup_procs: Option<RawFd>,
+) {
     let nproc = limits.max_processes;
     let memory = limits.max_memory_bytes;
     let cpu = limits.max_cpu_seconds;
     // SAFETY: the closure runs in the forked child before exec. It only performs
-    // async-signal-safe system calls (close_range/fcntl, setrlimit, keyctl) on values copied
+    // async-signal-safe system calls (write, close_range/fcntl, setrlimit, keyctl) on values copied
     // into the closure, allocates nothing and takes no locks.
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(fd) = cgroup_procs {
+                // "0" moves the writing process.
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             cloexec_from(3)?;
             if let Some(fd) = keep_fd {
                 if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {

@@ -68,10 +68,8 @@ pub fn run(args: SandboxBenchArgs) -> Result<Exit> {
     if args.spawns == 0 {
         bail!("--spawns must be at least 1");
     }
-    let scratch = Scratch(std::env::temp_dir().join(format!(
-        "agp-bench-sandbox-{}",
-        std::process::id()
-    )));
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("agp-bench-sandbox-{}", std::process::id())));
     std::fs::create_dir(&scratch.0)
         .with_context(|| format!("creating scratch repository {}", scratch.0.display()))?;
 
@@ -80,9 +78,7 @@ pub fn run(args: SandboxBenchArgs) -> Result<Exit> {
         .spawn(&SandboxSpec::new("bench", &scratch.0))
         .context("starting a sandbox session")?;
     let started = Instant::now();
-    provider
-        .preflight(&session)
-        .context("sandbox preflight")?;
+    provider.preflight(&session).context("sandbox preflight")?;
     let preflight = started.elapsed();
 
     let request = ExecRequest {
@@ -94,7 +90,9 @@ pub fn run(args: SandboxBenchArgs) -> Result<Exit> {
     let mut samples = Vec::with_capacity(args.spawns);
     for i in 0..args.warmup + args.spawns {
         let t = Instant::now();
-        let out = provider.exec(&session, &request).context("sandboxed spawn")?;
+        let out = provider
+            .exec(&session, &request)
+            .context("sandboxed spawn")?;
         let elapsed = t.elapsed();
         if out.exit_code != Some(0) {
             bail!(
@@ -162,7 +160,11 @@ pub fn run(args: SandboxBenchArgs) -> Result<Exit> {
             if figures.target_met { "met" } else { "MISSED" }
         );
     }
-    Ok(if figures.target_met { Exit::Ok } else { Exit::Bad })
+    Ok(if figures.target_met {
+        Exit::Ok
+    } else {
+        Exit::Bad
+    })
 }
 
 #[cfg(test)]
