@@ -1,0 +1,662 @@
+//! Evaluation: one tool call → one [`Verdict`], judged part by part.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use agp_contracts::{ApprovalSpec, Decision, EvalContext, PartFinding, PolicyEngine, ToolCall, Verdict};
+use serde_json::Value;
+
+use crate::file::{Policy, Rule};
+use crate::guards::{destructive, egress, protected, supply, GuardHit, GuardId};
+use crate::matcher::{domain_matches, file_class, url_host, FileClass, Matcher, Spec};
+use crate::paths::{self, Bases};
+use crate::shell::{self, basename, Part, SimpleCommand, Word};
+
+/// Rule lookup tables built once per policy, so a 500-rule policy costs a hash lookup per
+/// command rather than a scan.
+#[derive(Debug, Clone, Default)]
+pub struct RuleIndex {
+    bash_by_word: HashMap<String, Vec<usize>>,
+    bash_any: Vec<usize>,
+    read_rules: Vec<usize>,
+    write_rules: Vec<usize>,
+    /// Read-class rules that deny or require (checked against paths a command mentions).
+    read_restrict: Vec<usize>,
+    /// Rules with a `WebFetch(domain:…)` matcher.
+    domain_rules: Vec<usize>,
+}
+
+impl RuleIndex {
+    pub fn build(rules: &[Rule]) -> Self {
+        let mut ix = RuleIndex::default();
+        for (i, rule) in rules.iter().enumerate() {
+            let mut any_bash = false;
+            for m in &rule.matchers {
+                if m.applies_to_tool("Bash") {
+                    match &m.spec {
+                        Spec::Command(p) => match &p.first_word {
+                            Some(w) => {
+                                let list = ix.bash_by_word.entry(basename(w).to_string()).or_default();
+                                if list.last() != Some(&i) {
+                                    list.push(i);
+                                }
+                            }
+                            None => any_bash = true,
+                        },
+                        _ => any_bash = true,
+                    }
+                }
+                if m.applies_to_class(FileClass::Read) {
+                    push_once(&mut ix.read_rules, i);
+                    if rule.effect != Decision::Allow {
+                        push_once(&mut ix.read_restrict, i);
+                    }
+                }
+                if m.applies_to_class(FileClass::Write) {
+                    push_once(&mut ix.write_rules, i);
+                }
+                if matches!(m.spec, Spec::Domain(_)) {
+                    push_once(&mut ix.domain_rules, i);
+                }
+            }
+            if any_bash {
+                ix.bash_any.push(i);
+            }
+        }
+        ix
+    }
+}
+
+fn push_once(v: &mut Vec<usize>, i: usize) {
+    if v.last() != Some(&i) {
+        v.push(i);
+    }
+}
+
+/// Where paths are resolved from during one evaluation.
+#[derive(Debug, Clone)]
+pub struct Scene {
+    pub bases: Bases,
+    pub agp_home: PathBuf,
+    /// Directories a relative path may be relative to (the call's directory and every `cd`).
+    pub cwds: Vec<PathBuf>,
+    /// A `cd` went somewhere only known at run time.
+    pub cwd_unknown: bool,
+}
+
+impl Scene {
+    pub fn new(ctx: &EvalContext, cwd: &Path) -> Self {
+        let cwd = if cwd.as_os_str().is_empty() || cwd.is_relative() {
+            ctx.project_root.join(cwd)
+        } else {
+            cwd.to_path_buf()
+        };
+        let bases = Bases::new(&cwd, &ctx.project_root, &ctx.home);
+        Self {
+            cwds: vec![bases.cwd.clone()],
+            agp_home: paths::canonicalize_lenient(&ctx.agp_home),
+            bases,
+            cwd_unknown: false,
+        }
+    }
+
+    /// Every path `raw` may name (one per possible working directory).
+    pub fn resolve_all(&self, raw: &str) -> Vec<PathBuf> {
+        if raw.starts_with('/') || raw == "~" || raw.starts_with("~/") {
+            vec![paths::resolve(raw, &self.bases.cwd, &self.bases.home)]
+        } else {
+            self.cwds
+                .iter()
+                .map(|c| paths::resolve(raw, c, &self.bases.home))
+                .collect()
+        }
+    }
+
+    fn is_relative(raw: &str) -> bool {
+        !(raw.starts_with('/') || raw == "~" || raw.starts_with("~/"))
+    }
+}
+
+/// One part's judgment.
+#[derive(Debug, Clone)]
+struct Judgment {
+    decision: Decision,
+    rule_id: Option<String>,
+    reason: String,
+    approval: Option<ApprovalSpec>,
+}
+
+/// Keeps the strictest judgment; on a tie the first one pushed stays.
+#[derive(Default)]
+struct Strictest(Option<Judgment>);
+
+impl Strictest {
+    fn push(&mut self, j: Judgment) {
+        if self.0.as_ref().is_none_or(|b| j.decision > b.decision) {
+            self.0 = Some(j);
+        }
+    }
+    fn guard(&mut self, policy: &Policy, hit: GuardHit) {
+        if policy.guard_enabled(hit.guard) {
+            self.push(Judgment {
+                decision: hit.decision,
+                rule_id: Some(hit.guard.as_str().to_string()),
+                reason: hit.reason,
+                approval: None,
+            });
+        }
+    }
+    fn builtin(&mut self, id: &str, decision: Decision, reason: impl Into<String>) {
+        self.push(Judgment {
+            decision,
+            rule_id: Some(id.to_string()),
+            reason: reason.into(),
+            approval: None,
+        });
+    }
+}
+
+fn rule_judgment(rule: &Rule, matcher: &Matcher, what: &str) -> Judgment {
+    Judgment {
+        decision: rule.effect,
+        rule_id: Some(rule.id.clone()),
+        reason: rule.reason.clone().unwrap_or_else(|| {
+            format!("rule `{}` ({}) {}s {what}", rule.id, matcher.source, rule.effect)
+        }),
+        approval: rule.approval.clone(),
+    }
+}
+
+/// Best rule among `candidates` (ascending rule order): deny > require > allow, then order.
+fn best_rule<'p>(
+    policy: &'p Policy,
+    candidates: impl Iterator<Item = usize>,
+    mut matches: impl FnMut(&Rule, &Matcher) -> bool,
+) -> Option<(&'p Rule, &'p Matcher)> {
+    let mut best: Option<(&Rule, &Matcher)> = None;
+    for i in candidates {
+        let rule = &policy.rules[i];
+        if best.is_some_and(|(b, _)| rule.effect <= b.effect) {
+            continue;
+        }
+        if let Some(m) = rule.matchers.iter().find(|m| matches(rule, m)) {
+            best = Some((rule, m));
+            if rule.effect == Decision::Deny {
+                break;
+            }
+        }
+    }
+    best
+}
+
+/// Programs living in the standard binary directories may be named by full path in allow rules'
+/// place; anything else keeps its path (so `/tmp/evil/git` is not `git` for an allow rule).
+fn std_bin(argv0: &str) -> bool {
+    match argv0.rsplit_once('/') {
+        None => true,
+        Some((dir, _)) => matches!(
+            dir,
+            "/bin" | "/usr/bin" | "/usr/local/bin" | "/sbin" | "/usr/sbin" | "/usr/local/sbin"
+        ),
+    }
+}
+
+impl Policy {
+    fn default_judgment(&self, what: &str) -> Judgment {
+        Judgment {
+            decision: self.default,
+            rule_id: None,
+            reason: format!("no rule matches {what}; the policy default is {}", self.default),
+            approval: None,
+        }
+    }
+
+    fn command_rule(&self, cmd: &SimpleCommand) -> Option<(&Rule, &Matcher)> {
+        let typed = cmd.line();
+        let plain = cmd.line_with_basename();
+        let allow_line = if cmd.argv.first().is_some_and(|w| std_bin(&w.text)) {
+            &plain
+        } else {
+            &typed
+        };
+        let mut cands: Vec<usize> = self.index.bash_any.clone();
+        if let Some(v) = self.index.bash_by_word.get(cmd.name()) {
+            cands.extend_from_slice(v);
+            cands.sort_unstable();
+            cands.dedup();
+        }
+        best_rule(self, cands.into_iter(), |rule, m| {
+            if !m.applies_to_tool("Bash") {
+                return false;
+            }
+            match &m.spec {
+                Spec::All => true,
+                Spec::Command(p) => {
+                    if rule.effect == Decision::Allow {
+                        // An allow pattern must cover arguments xargs appends at run time.
+                        p.matches(allow_line) && (!cmd.dynamic_tail || p.matches(&format!("{allow_line} x")))
+                    } else {
+                        p.matches(&typed) || p.matches(&plain)
+                    }
+                }
+                _ => false,
+            }
+        })
+    }
+
+    fn judge_command(&self, cmd: &SimpleCommand, scene: &Scene, acc: &mut Strictest) {
+        let rule = self.command_rule(cmd);
+        let explicitly_allowed = rule.is_some_and(|(r, _)| r.effect == Decision::Allow);
+        match rule {
+            Some((r, m)) => {
+                let mut j = rule_judgment(r, m, "this command");
+                if j.decision == Decision::Allow {
+                    if let Some(w) = cmd.args().iter().find(|w| w.substitution) {
+                        j = Judgment {
+                            decision: Decision::Require,
+                            rule_id: Some("shell".into()),
+                            reason: format!(
+                                "argument `{}` is computed by a command substitution, so no allow rule can vouch for it",
+                                w.text
+                            ),
+                            approval: None,
+                        };
+                    }
+                }
+                acc.push(j);
+            }
+            None => {}
+        }
+        for hit in destructive::check_command(cmd, scene) {
+            acc.guard(self, hit);
+        }
+        if let Some(hit) = supply::check_command(cmd) {
+            acc.guard(self, hit);
+        }
+        if let Some(eg) = egress::check_command(cmd) {
+            let domains_allow = eg.hosts_complete
+                && eg.hosts.iter().all(|h| self.domain_decision(h) == Some(Decision::Allow));
+            if !explicitly_allowed && !domains_allow {
+                acc.guard(self, eg.hit);
+            }
+            for h in &eg.hosts {
+                if let Some(d) = self.domain_decision(h) {
+                    if d > Decision::Allow {
+                        if let Some((r, m)) = self.domain_rule(h) {
+                            acc.push(rule_judgment(r, m, &format!("the host {h}")));
+                        }
+                    }
+                }
+            }
+        }
+        let name = cmd.name();
+        if cmd.wrappers.iter().any(|w| w == "sudo" || w == "doas")
+            || matches!(name, "sudo" | "doas" | "su" | "pkexec" | "runuser")
+        {
+            acc.guard(self, GuardHit::require(GuardId::Privilege, "runs with elevated privileges"));
+        }
+        if matches!(name, "cd" | "pushd") {
+            return;
+        }
+        self.judge_mentions(cmd, scene, acc);
+        if rule.is_none() {
+            acc.push(self.default_judgment("this command"));
+        }
+    }
+
+    /// Paths a command names are checked against credential guards and read restrictions, so
+    /// `cat .env` is judged like `Read(.env)`.
+    fn judge_mentions(&self, cmd: &SimpleCommand, scene: &Scene, acc: &mut Strictest) {
+        if matches!(cmd.name(), "echo" | "printf" | "true" | "false" | ":") {
+            return;
+        }
+        for w in cmd.args() {
+            if w.dynamic || w.text.is_empty() || w.text.len() > 4096 || w.text.contains("://") {
+                continue;
+            }
+            let t = w.text.as_str();
+            let candidate = if let Some(v) = t.strip_prefix('@') {
+                v
+            } else if t.starts_with('-') {
+                match t.split_once('=') {
+                    Some((_, v)) if v.contains('/') || v.starts_with('.') => v,
+                    _ => continue,
+                }
+            } else if let Some((_, v)) = t.split_once('=').filter(|(k, _)| !k.contains('/')) {
+                // `dd if=…`, `--file=…`-like key=value operands.
+                if v.is_empty() {
+                    continue;
+                }
+                v
+            } else {
+                t
+            };
+            for p in scene.resolve_all(candidate) {
+                if let Some(hit) = protected::check_read(&p, scene) {
+                    acc.guard(self, hit);
+                }
+                if !self.index.read_restrict.is_empty() {
+                    if let Some((r, m)) = best_rule(self, self.index.read_restrict.iter().copied(), |_, m| {
+                        m.applies_to_class(FileClass::Read) && path_spec_matches(m, &p, scene)
+                    }) {
+                        acc.push(rule_judgment(r, m, &format!("reading {}", p.display())));
+                    }
+                }
+            }
+        }
+    }
+
+    fn domain_rule(&self, host: &str) -> Option<(&Rule, &Matcher)> {
+        best_rule(self, self.index.domain_rules.iter().copied(), |_, m| {
+            matches!(&m.spec, Spec::Domain(d) if domain_matches(d, host))
+        })
+    }
+
+    fn domain_decision(&self, host: &str) -> Option<Decision> {
+        self.domain_rule(host).map(|(r, _)| r.effect)
+    }
+
+    /// A file read or write at a (raw) path, by a shell command or a file tool.
+    fn judge_path(&self, class: FileClass, tool: Option<&str>, raw: &str, scene: &Scene, acc: &mut Strictest) {
+        if Scene::is_relative(raw) && scene.cwd_unknown {
+            acc.builtin(
+                "shell",
+                Decision::Require,
+                format!("`{raw}` is relative to a directory only known at run time (cd)"),
+            );
+        }
+        let verb = match class {
+            FileClass::Read => "reading",
+            FileClass::Write => "writing",
+        };
+        for p in scene.resolve_all(raw) {
+            let what = format!("{verb} {}", p.display());
+            let list = match class {
+                FileClass::Read => &self.index.read_rules,
+                FileClass::Write => &self.index.write_rules,
+            };
+            let rule = match tool {
+                Some(t) => best_rule(self, 0..self.rules.len(), |_, m| {
+                    m.applies_to_tool(t) && path_spec_matches(m, &p, scene)
+                }),
+                None => best_rule(self, list.iter().copied(), |_, m| {
+                    m.applies_to_class(class) && path_spec_matches(m, &p, scene)
+                }),
+            };
+            match rule {
+                Some((r, m)) => acc.push(rule_judgment(r, m, &what)),
+                None => acc.push(self.default_judgment(&what)),
+            }
+            let hit = match class {
+                FileClass::Read => protected::check_read(&p, scene),
+                FileClass::Write => protected::check_write(&p, scene).or_else(|| destructive::check_write(&p)),
+            };
+            if let Some(hit) = hit {
+                acc.guard(self, hit);
+            }
+        }
+    }
+
+    fn judge_bash(&self, command: &str, scene: &mut Scene) -> Vec<(String, Judgment)> {
+        let analysis = shell::analyze(command);
+        let mut whole: HashMap<usize, Vec<GuardHit>> = HashMap::new();
+        for (i, hit) in destructive::check_analysis(&analysis) {
+            whole.entry(i).or_default().push(hit);
+        }
+        let mut out = Vec::with_capacity(analysis.parts.len());
+        for (i, part) in analysis.parts.iter().enumerate() {
+            let mut acc = Strictest::default();
+            for hit in whole.remove(&i).unwrap_or_default() {
+                acc.guard(self, hit);
+            }
+            match part {
+                Part::Command(cmd) => {
+                    self.judge_command(cmd, scene, &mut acc);
+                    track_cd(cmd, scene);
+                }
+                Part::Write { path, via } => self.judge_file_word(FileClass::Write, path, via, scene, &mut acc),
+                Part::Read { path, via } => self.judge_file_word(FileClass::Read, path, via, scene, &mut acc),
+                Part::Opaque { reason, .. } => {
+                    acc.builtin("shell", Decision::Require, reason.clone());
+                    if self.default == Decision::Deny {
+                        acc.push(self.default_judgment("what cannot be judged statically"));
+                    }
+                }
+            }
+            let j = acc.0.unwrap_or_else(|| self.default_judgment("this part"));
+            out.push((part.label(), j));
+        }
+        if out.is_empty() {
+            out.push((command.trim().to_string(), self.default_judgment("an empty command")));
+        }
+        out
+    }
+
+    fn judge_file_word(&self, class: FileClass, path: &Word, via: &str, scene: &Scene, acc: &mut Strictest) {
+        if path.dynamic {
+            acc.builtin(
+                "shell",
+                Decision::Require,
+                format!("`{via}` names a file only known at run time"),
+            );
+            return;
+        }
+        self.judge_path(class, None, &path.text, scene, acc);
+    }
+
+    fn judge_tool(&self, call: &ToolCall, scene: &mut Scene) -> Vec<(String, Judgment)> {
+        let input = &call.input;
+        let s = |k: &str| input.get(k).and_then(Value::as_str);
+        let tool = call.tool.as_str();
+        match tool {
+            "Bash" => self.judge_bash(s("command").unwrap_or(""), scene),
+            _ if file_class(tool).is_some() => {
+                let class = file_class(tool).unwrap_or(FileClass::Read);
+                let raw = match tool {
+                    "NotebookEdit" | "NotebookRead" => s("notebook_path"),
+                    "Glob" | "Grep" | "LS" => s("path"),
+                    _ => s("file_path"),
+                };
+                let mut targets = vec![raw.unwrap_or(".").to_string()];
+                if tool == "Glob" {
+                    if let Some(pattern) = s("pattern") {
+                        let literal: String = pattern.split(['*', '?', '[', '{']).next().unwrap_or("").to_string();
+                        let dir = literal.rsplit_once('/').map_or("", |(d, _)| d);
+                        if !dir.is_empty() || literal.starts_with('/') {
+                            let base = raw.unwrap_or(".");
+                            let joined = if dir.starts_with('/') || dir.starts_with('~') {
+                                dir.to_string()
+                            } else {
+                                format!("{}/{dir}", base.trim_end_matches('/'))
+                            };
+                            targets.push(if joined.is_empty() { "/".into() } else { joined });
+                        }
+                    }
+                }
+                targets
+                    .into_iter()
+                    .map(|t| {
+                        let mut acc = Strictest::default();
+                        self.judge_path(class, Some(tool), &t, scene, &mut acc);
+                        let j = acc.0.unwrap_or_else(|| self.default_judgment("this call"));
+                        (format!("{tool}:{t}"), j)
+                    })
+                    .collect()
+            }
+            "WebFetch" => {
+                let url = s("url").unwrap_or("");
+                let mut acc = Strictest::default();
+                let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+                match url_host(url).filter(|_| scheme_ok) {
+                    Some(host) => {
+                        match best_rule(self, 0..self.rules.len(), |_, m| {
+                            m.applies_to_tool("WebFetch")
+                                && match &m.spec {
+                                    Spec::All => true,
+                                    Spec::Domain(d) => domain_matches(d, &host),
+                                    _ => false,
+                                }
+                        }) {
+                            Some((r, m)) => acc.push(rule_judgment(r, m, &format!("fetching from {host}"))),
+                            None => acc.push(self.default_judgment(&format!("fetching from {host}"))),
+                        }
+                    }
+                    None => acc.builtin("schema", Decision::Require, "cannot tell which http(s) host this URL fetches from"),
+                }
+                vec![(format!("WebFetch:{url}"), acc.0.unwrap_or_else(|| self.default_judgment("this call")))]
+            }
+            _ => {
+                let mut acc = Strictest::default();
+                match best_rule(self, 0..self.rules.len(), |_, m| {
+                    m.applies_to_tool(tool) && matches!(m.spec, Spec::All)
+                }) {
+                    Some((r, m)) => acc.push(rule_judgment(r, m, "this tool")),
+                    None => acc.push(self.default_judgment(&format!("the tool {tool}"))),
+                }
+                vec![(tool.to_string(), acc.0.unwrap_or_else(|| self.default_judgment("this call")))]
+            }
+        }
+    }
+
+    /// Judges a call. Never fails: what cannot be judged is required or denied.
+    pub fn evaluate_call(&self, call: &ToolCall, ctx: &EvalContext) -> Verdict {
+        if let Err(reason) = crate::schema::check(&call.tool, &call.input) {
+            return self.single(Decision::Deny, "schema", &call.tool, reason);
+        }
+        if self.guard_enabled(GuardId::Secrets) {
+            let kinds = crate::redact::find_secrets_in_value(&call.input);
+            if !kinds.is_empty() {
+                return self.single(
+                    Decision::Deny,
+                    GuardId::Secrets.as_str(),
+                    "input",
+                    format!(
+                        "the input contains a secret value ({}); never put secrets in tool inputs — \
+                         refer to them instead (e.g. an environment variable such as \"$API_TOKEN\", \
+                         or a secret reference your tooling resolves)",
+                        kinds.join(", ")
+                    ),
+                );
+            }
+        }
+        let mut scene = Scene::new(ctx, &call.cwd);
+        let judged = self.judge_tool(call, &mut scene);
+        let mut deciding = 0;
+        for (i, (_, j)) in judged.iter().enumerate() {
+            if j.decision > judged[deciding].1.decision {
+                deciding = i;
+            }
+        }
+        let (label, j) = &judged[deciding];
+        let decision = j.decision;
+        let approval = (decision == Decision::Require).then(|| {
+            let mut spec = j.approval.clone().unwrap_or(ApprovalSpec {
+                approvers: Vec::new(),
+                quorum: 1,
+                remember_secs: None,
+            });
+            for (_, other) in &judged {
+                if other.decision == Decision::Require {
+                    if let Some(a) = &other.approval {
+                        spec.quorum = spec.quorum.max(a.quorum);
+                    }
+                }
+            }
+            spec
+        });
+        let reason = if judged.len() > 1 {
+            format!("{} (part: {label})", j.reason)
+        } else {
+            j.reason.clone()
+        };
+        Verdict {
+            decision,
+            reason: crate::redact::redact_str(&reason),
+            rule_id: j.rule_id.clone(),
+            deciding_part: (judged.len() > 1).then(|| crate::redact::redact_str(label)),
+            policy_sha256: self.sha256.clone(),
+            approval,
+            parts: judged
+                .iter()
+                .map(|(label, j)| PartFinding {
+                    part: crate::redact::redact_str(label),
+                    decision: j.decision,
+                    rule_id: j.rule_id.clone(),
+                    reason: crate::redact::redact_str(&j.reason),
+                })
+                .collect(),
+        }
+    }
+
+    fn single(&self, decision: Decision, id: &str, part: &str, reason: String) -> Verdict {
+        Verdict {
+            decision,
+            reason: reason.clone(),
+            rule_id: Some(id.to_string()),
+            deciding_part: None,
+            policy_sha256: self.sha256.clone(),
+            approval: (decision == Decision::Require).then(|| ApprovalSpec {
+                approvers: Vec::new(),
+                quorum: 1,
+                remember_secs: None,
+            }),
+            parts: vec![PartFinding {
+                part: part.to_string(),
+                decision,
+                rule_id: Some(id.to_string()),
+                reason,
+            }],
+        }
+    }
+}
+
+fn path_spec_matches(m: &Matcher, p: &Path, scene: &Scene) -> bool {
+    match &m.spec {
+        Spec::All => true,
+        Spec::Path(pat) => pat.matches(p, &scene.bases),
+        _ => false,
+    }
+}
+
+/// Follows `cd` so later relative paths are judged against every directory they may be in.
+fn track_cd(cmd: &SimpleCommand, scene: &mut Scene) {
+    if !matches!(cmd.name(), "cd" | "pushd" | "popd") {
+        return;
+    }
+    let target = crate::guards::operands(cmd.args()).into_iter().next();
+    match target {
+        Some(w) if !w.dynamic && w.text != "-" && cmd.name() != "popd" => {
+            let new: Vec<PathBuf> = scene.resolve_all(&w.text);
+            for p in new {
+                if !scene.cwds.contains(&p) {
+                    scene.cwds.push(p);
+                }
+            }
+        }
+        None if cmd.name() == "cd" => {
+            let home = scene.bases.home.clone();
+            if !scene.cwds.contains(&home) {
+                scene.cwds.push(home);
+            }
+        }
+        _ => scene.cwd_unknown = true,
+    }
+}
+
+impl PolicyEngine for Policy {
+    fn evaluate(&self, call: &ToolCall, ctx: &EvalContext) -> Verdict {
+        // A bug in the engine must not take the gate down or let the call through.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.evaluate_call(call, ctx)))
+            .unwrap_or_else(|_| {
+                self.single(
+                    Decision::Deny,
+                    "internal",
+                    &call.tool,
+                    "the policy engine failed while judging this call".into(),
+                )
+            })
+    }
+    fn policy_sha256(&self) -> String {
+        self.sha256.clone()
+    }
+}

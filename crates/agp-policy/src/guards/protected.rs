@@ -1,0 +1,170 @@
+//! The `protected-paths` guard: files whose change hands an attacker code execution or the
+//! audit trail (deny), and credentials whose reading needs a human (require).
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use super::{GuardHit, GuardId};
+use crate::engine::Scene;
+
+const G: GuardId = GuardId::ProtectedPaths;
+
+struct Sets {
+    /// Relative to the user's home.
+    home_writes: GlobSet,
+    /// Absolute paths (without the leading `/`), including `**/…` anywhere-patterns.
+    abs_writes: GlobSet,
+    home_reads: GlobSet,
+    abs_reads: GlobSet,
+    /// Credential look-alikes that are templates, not secrets.
+    read_exceptions: GlobSet,
+}
+
+fn set(patterns: &[&str]) -> GlobSet {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        // Constant patterns, covered by the unit tests.
+        b.add(Glob::new(p).expect("protected path pattern"));
+    }
+    b.build().expect("protected path set")
+}
+
+fn sets() -> &'static Sets {
+    static SETS: OnceLock<Sets> = OnceLock::new();
+    SETS.get_or_init(|| Sets {
+        home_writes: set(&[
+            ".bashrc",
+            ".bash_profile",
+            ".bash_login",
+            ".bash_logout",
+            ".profile",
+            ".zshrc",
+            ".zshenv",
+            ".zprofile",
+            ".zlogin",
+            ".zlogout",
+            ".cshrc",
+            ".tcshrc",
+            ".kshrc",
+            ".inputrc",
+            ".config/fish/**",
+            ".ssh",
+            ".ssh/**",
+            ".gitconfig",
+            ".config/git/**",
+            ".claude/settings.json",
+            ".claude/settings.local.json",
+            ".codex/config.toml",
+            ".config/autostart/**",
+            ".config/systemd/**",
+        ]),
+        abs_writes: set(&[
+            "etc/profile",
+            "etc/profile.d/**",
+            "etc/bash.bashrc",
+            "etc/bashrc",
+            "etc/zsh/**",
+            "etc/zshrc",
+            "etc/environment",
+            "etc/sudoers",
+            "etc/sudoers.d/**",
+            "etc/crontab",
+            "etc/cron.*/**",
+            "etc/ld.so.preload",
+            "**/.git/hooks",
+            "**/.git/hooks/**",
+            "**/.git/config",
+            "**/.claude/settings.json",
+            "**/.claude/settings.local.json",
+        ]),
+        home_reads: set(&[
+            ".ssh/id_*",
+            ".ssh/*_rsa",
+            ".ssh/*_ed25519",
+            ".aws/credentials",
+            ".aws/config",
+            ".netrc",
+            ".git-credentials",
+            ".docker/config.json",
+            ".kube/config",
+            ".config/gh/hosts.yml",
+            ".npmrc",
+            ".pypirc",
+            ".gnupg/**",
+            ".config/gcloud/**",
+            ".azure/**",
+        ]),
+        abs_reads: set(&[
+            "**/.env",
+            "**/.env.*",
+            "**/*.pem",
+            "**/*.key",
+            "**/*.p12",
+            "**/*.pfx",
+            "**/id_rsa",
+            "**/id_ed25519",
+            "**/id_ecdsa",
+            "etc/shadow",
+            "etc/gshadow",
+            "etc/sudoers",
+        ]),
+        read_exceptions: set(&[
+            "**/.env.example",
+            "**/.env.sample",
+            "**/.env.template",
+            "**/.env.dist",
+            "**/*.pub",
+        ]),
+    })
+}
+
+fn rel_home<'a>(path: &'a Path, scene: &Scene) -> Option<&'a Path> {
+    path.strip_prefix(&scene.bases.home).ok()
+}
+
+fn rel_abs(path: &Path) -> &Path {
+    path.strip_prefix("/").unwrap_or(path)
+}
+
+/// A write to `path` (canonical).
+pub fn check_write(path: &Path, scene: &Scene) -> Option<GuardHit> {
+    if path.starts_with(&scene.agp_home) {
+        return Some(GuardHit::deny(
+            G,
+            format!("{} is inside agp's own home", path.display()),
+        ));
+    }
+    let s = sets();
+    let hit = rel_home(path, scene).is_some_and(|r| s.home_writes.is_match(r))
+        || s.abs_writes.is_match(rel_abs(path));
+    hit.then(|| {
+        GuardHit::deny(
+            G,
+            format!(
+                "{} is protected (shell start-up files, git hooks and config, ssh keys, agent hook settings)",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// A read of `path` (canonical).
+pub fn check_read(path: &Path, scene: &Scene) -> Option<GuardHit> {
+    if path.starts_with(scene.agp_home.join("keys")) {
+        return Some(GuardHit::deny(G, format!("{} holds agp's signing keys", path.display())));
+    }
+    let s = sets();
+    if s.read_exceptions.is_match(rel_abs(path)) {
+        return None;
+    }
+    let hit = rel_home(path, scene).is_some_and(|r| s.home_reads.is_match(r))
+        || s.abs_reads.is_match(rel_abs(path));
+    hit.then(|| {
+        GuardHit::require(
+            G,
+            format!("{} looks like a credential; reading it needs approval", path.display()),
+        )
+    })
+}

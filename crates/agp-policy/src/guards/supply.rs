@@ -1,0 +1,327 @@
+//! The `supply-chain` guard: package installs need approval showing what gets installed;
+//! names close to popular packages are flagged as likely typosquats; URL and git installs are
+//! called out.
+
+use super::{GuardHit, GuardId};
+use crate::shell::{SimpleCommand, Word};
+
+const G: GuardId = GuardId::SupplyChain;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ecosystem {
+    Npm,
+    PyPi,
+    Crates,
+    Gems,
+    Go,
+}
+
+impl Ecosystem {
+    fn label(self) -> &'static str {
+        match self {
+            Ecosystem::Npm => "npm",
+            Ecosystem::PyPi => "PyPI",
+            Ecosystem::Crates => "crates.io",
+            Ecosystem::Gems => "RubyGems",
+            Ecosystem::Go => "Go",
+        }
+    }
+    fn popular(self) -> &'static [&'static str] {
+        match self {
+            Ecosystem::Npm => POPULAR_NPM,
+            Ecosystem::PyPi => POPULAR_PYPI,
+            Ecosystem::Crates => POPULAR_CRATES,
+            Ecosystem::Gems => POPULAR_GEMS,
+            Ecosystem::Go => &[],
+        }
+    }
+}
+
+/// Shipped list of widely used packages (typosquat targets).
+const POPULAR_NPM: &[&str] = &[
+    "react", "react-dom", "lodash", "express", "axios", "chalk", "commander", "typescript",
+    "webpack", "babel-core", "moment", "request", "debug", "uuid", "dotenv", "eslint",
+    "prettier", "jest", "mocha", "vue", "angular", "next", "nuxt", "svelte", "vite", "rollup",
+    "esbuild", "yargs", "minimist", "cross-env", "rimraf", "mkdirp", "glob", "semver",
+    "body-parser", "cors", "jsonwebtoken", "bcrypt", "mongoose", "mongodb", "redis", "pg",
+    "mysql", "sequelize", "socket.io", "ws", "node-fetch", "underscore", "async", "bluebird",
+    "colors", "inquirer", "ora", "nodemon", "electron", "puppeteer", "tailwindcss", "postcss",
+    "autoprefixer", "classnames", "styled-components", "redux", "react-router", "zod",
+    "date-fns", "dayjs", "rxjs", "tslib", "core-js", "qs", "fs-extra", "chokidar", "jquery",
+    "bootstrap", "handlebars", "ejs", "pug", "graphql", "apollo-server", "prisma", "openai",
+    "@anthropic-ai/sdk", "@types/node", "ts-node", "nodemailer", "sharp", "cheerio",
+];
+
+const POPULAR_PYPI: &[&str] = &[
+    "requests", "numpy", "pandas", "django", "flask", "fastapi", "urllib3", "setuptools",
+    "pip", "wheel", "six", "python-dateutil", "pyyaml", "boto3", "botocore", "certifi",
+    "idna", "charset-normalizer", "cryptography", "pytest", "scipy", "matplotlib",
+    "scikit-learn", "tensorflow", "torch", "keras", "pillow", "beautifulsoup4", "lxml",
+    "sqlalchemy", "psycopg2", "psycopg2-binary", "pydantic", "jinja2", "click", "colorama",
+    "tqdm", "attrs", "packaging", "typing-extensions", "virtualenv", "docker", "redis",
+    "celery", "selenium", "openai", "anthropic", "transformers", "opencv-python", "paramiko",
+    "pyjwt", "jsonschema", "aiohttp", "httpx", "uvicorn", "gunicorn", "black", "flake8",
+    "mypy", "pylint", "ruff", "poetry", "rich", "typer", "pymongo", "protobuf", "grpcio",
+    "python-dotenv", "pycryptodome", "nltk", "spacy",
+];
+
+const POPULAR_CRATES: &[&str] = &[
+    "serde", "serde_json", "tokio", "rand", "clap", "regex", "anyhow", "thiserror", "log",
+    "env_logger", "tracing", "futures", "reqwest", "hyper", "axum", "actix-web", "chrono",
+    "time", "uuid", "bytes", "itertools", "once_cell", "lazy_static", "syn", "quote",
+    "proc-macro2", "libc", "base64", "sha2", "hex", "rayon", "crossbeam", "parking_lot",
+    "dashmap", "tempfile", "walkdir", "glob", "toml", "serde_yaml", "rusqlite", "sqlx",
+    "diesel", "tonic", "prost", "url", "http", "tower", "criterion", "proptest", "indexmap",
+    "smallvec", "bitflags", "num-traits", "memchr", "nom", "ring", "rustls", "openssl",
+];
+
+const POPULAR_GEMS: &[&str] = &[
+    "rails", "rake", "bundler", "rspec", "nokogiri", "activesupport", "activerecord", "rack",
+    "puma", "sinatra", "devise", "pg", "mysql2", "redis", "sidekiq", "json", "thor",
+    "rubocop", "faraday", "httparty", "aws-sdk", "capistrano", "pry", "minitest",
+];
+
+/// One package an install command would fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub ecosystem: Ecosystem,
+    pub name: String,
+    /// Installed from a URL, a git repository or a local archive rather than the registry.
+    pub remote_source: bool,
+}
+
+fn normalize(eco: Ecosystem, name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    match eco {
+        Ecosystem::PyPi => lower.replace(['_', '.'], "-"),
+        Ecosystem::Crates => lower.replace('_', "-"),
+        _ => lower,
+    }
+}
+
+/// The popular package `name` likely imitates, if any.
+pub fn typosquat_of(eco: Ecosystem, name: &str) -> Option<&'static str> {
+    let n = normalize(eco, name);
+    if n.len() < 4 {
+        return None;
+    }
+    let mut best: Option<(&'static str, usize)> = None;
+    for p in eco.popular() {
+        let pn = normalize(eco, p);
+        if pn == n {
+            return None;
+        }
+        let squashed = |s: &str| s.replace(['-', '_', '.'], "");
+        let d = if squashed(&pn) == squashed(&n) {
+            1
+        } else {
+            strsim::damerau_levenshtein(&pn, &n)
+        };
+        let limit = if pn.len() >= 8 { 2 } else { 1 };
+        if d <= limit && best.is_none_or(|(_, bd)| d < bd) {
+            best = Some((p, d));
+        }
+    }
+    best.map(|(p, _)| p)
+}
+
+fn strip_version(eco: Ecosystem, spec: &str) -> String {
+    match eco {
+        Ecosystem::Npm => {
+            // `@scope/name@1.2` keeps its leading `@`.
+            let (scope, rest) = match spec.strip_prefix('@') {
+                Some(r) => ("@", r),
+                None => ("", spec),
+            };
+            format!("{scope}{}", rest.split('@').next().unwrap_or(rest))
+        }
+        Ecosystem::PyPi => spec
+            .split(['=', '<', '>', '!', '~', '[', ';', ' ', '@'])
+            .next()
+            .unwrap_or(spec)
+            .to_string(),
+        Ecosystem::Crates | Ecosystem::Go => spec.split('@').next().unwrap_or(spec).to_string(),
+        Ecosystem::Gems => spec.split(':').next().unwrap_or(spec).to_string(),
+    }
+}
+
+fn is_remote_source(spec: &str) -> bool {
+    spec.contains("://")
+        || spec.starts_with("git+")
+        || spec.starts_with("git@")
+        || spec.starts_with("github:")
+        || spec.starts_with("gitlab:")
+        || spec.starts_with("bitbucket:")
+        || spec.ends_with(".tgz")
+        || spec.ends_with(".tar.gz")
+        || spec.ends_with(".whl")
+        || spec.ends_with(".gem")
+        || spec.contains(" @ ")
+}
+
+/// Option words that take a value, per installer, so the value is not taken for a package.
+fn value_options(eco: Ecosystem) -> &'static [&'static str] {
+    match eco {
+        Ecosystem::Npm => &["--registry", "--prefix", "--tag", "-w", "--workspace", "--filter", "-C", "--dir"],
+        Ecosystem::PyPi => &[
+            "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-t", "--target",
+            "--prefix", "--root", "-c", "--constraint", "--python", "-p", "--platform",
+            "--python-version", "--group", "--optional", "--source",
+        ],
+        Ecosystem::Crates => &[
+            "--version", "--vers", "--root", "--features", "-F", "--git", "--branch", "--tag",
+            "--rev", "--path", "--registry", "--index", "-p", "--package", "--rename",
+            "--target", "--profile", "-j", "--jobs", "--manifest-path",
+        ],
+        Ecosystem::Gems => &["-v", "--version", "-s", "--source", "-i", "--install-dir"],
+        Ecosystem::Go => &["-C", "-modfile", "-tags"],
+    }
+}
+
+fn collect(eco: Ecosystem, args: &[Word], out: &mut Vec<Package>) -> bool {
+    let opts = value_options(eco);
+    let mut i = 0;
+    let mut remote_flag = false;
+    let mut from_file = false;
+    while i < args.len() {
+        let w = &args[i];
+        let t = w.text.as_str();
+        if matches!(t, "--git" | "--index-url" | "-i" | "--extra-index-url" | "--registry" | "-f" | "--find-links" | "--source" | "-s")
+            && !(eco == Ecosystem::Gems && t == "-i")
+        {
+            remote_flag = true;
+        }
+        if t.starts_with("--git=") || t.starts_with("--index-url=") || t.starts_with("--registry=") {
+            remote_flag = true;
+        }
+        if matches!(t, "-r" | "--requirement" | "-e" | "--editable") && eco == Ecosystem::PyPi {
+            from_file = t.starts_with("-r") || t.starts_with("--req");
+            if let Some(v) = args.get(i + 1) {
+                if is_remote_source(&v.text) {
+                    out.push(Package { ecosystem: eco, name: v.text.clone(), remote_source: true });
+                }
+            }
+            i += 2;
+            continue;
+        }
+        if t.starts_with('-') && t.len() > 1 {
+            if opts.contains(&t) {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        let remote = is_remote_source(t)
+            || (eco == Ecosystem::Npm && t.contains('/') && !t.starts_with('@') && !t.starts_with('.'));
+        let local = t.starts_with('.') || t.starts_with('/') || t.starts_with('~');
+        if !local || remote {
+            out.push(Package {
+                ecosystem: eco,
+                name: if remote { t.to_string() } else { strip_version(eco, t) },
+                remote_source: remote || w.dynamic,
+            });
+        }
+        i += 1;
+    }
+    if remote_flag {
+        for p in out.iter_mut() {
+            p.remote_source = true;
+        }
+    }
+    let _ = from_file;
+    remote_flag
+}
+
+/// The packages a command installs, or `None` when it is not an install.
+pub fn installs(cmd: &SimpleCommand) -> Option<Vec<Package>> {
+    let args = cmd.args();
+    let sub = |i: usize| args.get(i).map(|w| w.text.as_str()).unwrap_or("");
+    let mut out = Vec::new();
+    let (eco, rest): (Ecosystem, &[Word]) = match cmd.name() {
+        "npm" | "pnpm" | "yarn" | "bun" => match sub(0) {
+            "install" | "i" | "add" | "isntall" | "in" => (Ecosystem::Npm, &args[1..]),
+            "exec" | "dlx" | "x" => (Ecosystem::Npm, &args[1..2.min(args.len())]),
+            "global" if sub(1) == "add" => (Ecosystem::Npm, &args[2..]),
+            _ => return None,
+        },
+        "npx" | "bunx" | "pnpx" => {
+            let first = args.iter().position(|w| !w.text.starts_with('-'))?;
+            (Ecosystem::Npm, &args[first..first + 1])
+        }
+        n if n.starts_with("pip") || n == "pipx" => match sub(0) {
+            "install" | "run" => (Ecosystem::PyPi, &args[1..]),
+            _ => return None,
+        },
+        "uv" => match (sub(0), sub(1)) {
+            ("pip", "install") => (Ecosystem::PyPi, &args[2..]),
+            ("add", _) => (Ecosystem::PyPi, &args[1..]),
+            ("tool", "install" | "run") => (Ecosystem::PyPi, &args[2..]),
+            _ => return None,
+        },
+        "uvx" => {
+            let first = args.iter().position(|w| !w.text.starts_with('-'))?;
+            (Ecosystem::PyPi, &args[first..first + 1])
+        }
+        "poetry" if sub(0) == "add" => (Ecosystem::PyPi, &args[1..]),
+        n if n.starts_with("python") && sub(0) == "-m" && sub(1) == "pip" && sub(2) == "install" => {
+            (Ecosystem::PyPi, &args[3..])
+        }
+        "cargo" => match sub(0) {
+            "add" | "install" => (Ecosystem::Crates, &args[1..]),
+            _ => return None,
+        },
+        "gem" if sub(0) == "install" => (Ecosystem::Gems, &args[1..]),
+        "bundle" if sub(0) == "add" => (Ecosystem::Gems, &args[1..]),
+        "go" if matches!(sub(0), "get" | "install") => (Ecosystem::Go, &args[1..]),
+        _ => return None,
+    };
+    let remote_flag = collect(eco, rest, &mut out);
+    if out.is_empty() && remote_flag {
+        out.push(Package { ecosystem: eco, name: "(from a custom source)".into(), remote_source: true });
+    }
+    Some(out)
+}
+
+/// Checks one simple command.
+pub fn check_command(cmd: &SimpleCommand) -> Option<GuardHit> {
+    let packages = installs(cmd)?;
+    if packages.is_empty() {
+        // `npm install`, `pip install -r requirements.txt`: installs what the project pins.
+        return None;
+    }
+    let eco = packages[0].ecosystem;
+    let mut names = Vec::new();
+    let mut flags = Vec::new();
+    for p in &packages {
+        names.push(p.name.clone());
+        if p.remote_source {
+            flags.push(format!("{} comes from a URL, git or custom index, not the registry", p.name));
+        } else if let Some(real) = typosquat_of(p.ecosystem, &p.name) {
+            flags.push(format!("`{}` is a LIKELY TYPOSQUAT of the popular `{real}`", p.name));
+        }
+    }
+    let mut reason = format!("installs {} package(s) from {}: {}", names.len(), eco.label(), names.join(", "));
+    if !flags.is_empty() {
+        reason.push_str(" — ");
+        reason.push_str(&flags.join("; "));
+    }
+    Some(GuardHit::require(G, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typosquats() {
+        assert_eq!(typosquat_of(Ecosystem::Npm, "crossenv"), Some("cross-env"));
+        assert_eq!(typosquat_of(Ecosystem::Npm, "lodahs"), Some("lodash"));
+        assert_eq!(typosquat_of(Ecosystem::PyPi, "reqeusts"), Some("requests"));
+        assert_eq!(typosquat_of(Ecosystem::PyPi, "python-dateutils"), Some("python-dateutil"));
+        assert_eq!(typosquat_of(Ecosystem::PyPi, "Python_Dateutil"), None);
+        assert_eq!(typosquat_of(Ecosystem::Crates, "serde-json"), None);
+        assert_eq!(typosquat_of(Ecosystem::Crates, "tokoi"), Some("tokio"));
+        assert_eq!(typosquat_of(Ecosystem::Npm, "left-pad"), None);
+        assert_eq!(typosquat_of(Ecosystem::Npm, "react"), None);
+    }
+}

@@ -1,0 +1,236 @@
+//! Paths as the policy sees them: resolved against the call's directory and the user's home,
+//! symlinks and `..` resolved, then matched with gitignore-style patterns.
+
+use std::path::{Component, Path, PathBuf};
+
+use globset::{GlobBuilder, GlobMatcher};
+
+/// Expands `~`/`~/…`, makes `raw` absolute against `cwd`, then canonicalizes it.
+pub fn resolve(raw: &str, cwd: &Path, home: &Path) -> PathBuf {
+    let joined = if raw == "~" {
+        home.to_path_buf()
+    } else if let Some(rest) = raw.strip_prefix("~/") {
+        home.join(rest)
+    } else if raw.starts_with('/') {
+        PathBuf::from(raw)
+    } else {
+        cwd.join(raw)
+    };
+    canonicalize_lenient(&joined)
+}
+
+/// Like `fs::canonicalize`, but for paths that do not exist (yet) it canonicalizes the longest
+/// existing ancestor and appends the rest with `.` and `..` resolved lexically. A symlink that
+/// points outside a protected directory therefore cannot hide a write to it.
+pub fn canonicalize_lenient(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let comps: Vec<Component<'_>> = path.components().collect();
+    // The existing prefix is resolved by the OS (so `link/..` follows the link); only the
+    // missing tail is resolved lexically.
+    for k in (1..comps.len()).rev() {
+        let prefix: PathBuf = comps[..k].iter().collect();
+        if let Ok(mut out) = std::fs::canonicalize(&prefix) {
+            for c in &comps[k..] {
+                match c {
+                    Component::CurDir => {}
+                    Component::ParentDir => {
+                        out.pop();
+                    }
+                    other => out.push(other.as_os_str()),
+                }
+            }
+            return out;
+        }
+    }
+    lexical(path)
+}
+
+/// `.` and `..` removed without touching the file system (`..` at the root stays at the root).
+pub fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push("/");
+    }
+    out
+}
+
+/// Where a path pattern is anchored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    /// `./x` or `x`: the call's working directory.
+    Cwd,
+    /// `/x`: the project root.
+    Root,
+    /// `~/x`: the user's home.
+    Home,
+    /// `//x`: the file system root.
+    Absolute,
+}
+
+/// The directories patterns are anchored to, canonicalized.
+#[derive(Debug, Clone)]
+pub struct Bases {
+    pub cwd: PathBuf,
+    pub root: PathBuf,
+    pub home: PathBuf,
+}
+
+impl Bases {
+    pub fn new(cwd: &Path, root: &Path, home: &Path) -> Self {
+        Self {
+            cwd: canonicalize_lenient(cwd),
+            root: canonicalize_lenient(root),
+            home: canonicalize_lenient(home),
+        }
+    }
+    fn of(&self, anchor: Anchor) -> &Path {
+        match anchor {
+            Anchor::Cwd => &self.cwd,
+            Anchor::Root => &self.root,
+            Anchor::Home => &self.home,
+            Anchor::Absolute => Path::new("/"),
+        }
+    }
+}
+
+/// A gitignore-style path pattern from a rule such as `Edit(/src/**)`.
+#[derive(Debug, Clone)]
+pub struct PathPattern {
+    pub anchor: Anchor,
+    glob: GlobMatcher,
+    /// The pattern also matches everything below what it names (`/src` covers `/src/a.rs`).
+    below: GlobMatcher,
+    /// The pattern names the anchor directory itself (`/`, `./`, `/**`).
+    matches_base: bool,
+}
+
+impl PathPattern {
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        if spec.is_empty() {
+            return Err("empty path pattern".into());
+        }
+        let (anchor, rest) = if let Some(r) = spec.strip_prefix("//") {
+            (Anchor::Absolute, r.to_string())
+        } else if let Some(r) = spec.strip_prefix("~/") {
+            (Anchor::Home, r.to_string())
+        } else if spec == "~" {
+            (Anchor::Home, String::new())
+        } else if let Some(r) = spec.strip_prefix('/') {
+            (Anchor::Root, r.to_string())
+        } else if let Some(r) = spec.strip_prefix("./") {
+            (Anchor::Cwd, r.to_string())
+        } else if spec == "." {
+            (Anchor::Cwd, String::new())
+        } else if spec.trim_end_matches('/').contains('/') {
+            (Anchor::Cwd, spec.to_string())
+        } else {
+            // gitignore: a pattern without a slash matches at any depth.
+            (Anchor::Cwd, format!("**/{spec}"))
+        };
+        if rest.split('/').any(|c| c == "..") {
+            return Err(format!("path pattern `{spec}` must not contain `..`"));
+        }
+        let mut rest = rest.trim_start_matches('/').to_string();
+        if rest.ends_with('/') {
+            rest.push_str("**");
+        }
+        let matches_base = rest.is_empty() || rest == "**";
+        let pattern = if rest.is_empty() { "**".to_string() } else { rest };
+        let build = |p: &str| {
+            GlobBuilder::new(p)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map(|g| g.compile_matcher())
+                .map_err(|e| format!("bad path pattern `{spec}`: {}", e.kind()))
+        };
+        let glob = build(&pattern)?;
+        let below = if pattern.ends_with("**") {
+            glob.clone()
+        } else {
+            build(&format!("{pattern}/**"))?
+        };
+        Ok(Self {
+            anchor,
+            glob,
+            below,
+            matches_base,
+        })
+    }
+
+    /// `path` must already be canonical.
+    pub fn matches(&self, path: &Path, bases: &Bases) -> bool {
+        let base = bases.of(self.anchor);
+        let Ok(rel) = path.strip_prefix(base) else {
+            return false;
+        };
+        if rel.as_os_str().is_empty() {
+            return self.matches_base;
+        }
+        self.glob.is_match(rel) || self.below.is_match(rel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bases() -> Bases {
+        Bases {
+            cwd: PathBuf::from("/p/sub"),
+            root: PathBuf::from("/p"),
+            home: PathBuf::from("/h"),
+        }
+    }
+
+    fn m(spec: &str, path: &str) -> bool {
+        PathPattern::parse(spec).unwrap().matches(Path::new(path), &bases())
+    }
+
+    #[test]
+    fn anchors() {
+        assert!(m("/src/**", "/p/src/a/b.rs"));
+        assert!(!m("/src/**", "/p/sub/src/a.rs"));
+        assert!(m("./.env", "/p/sub/.env"));
+        assert!(!m("./.env", "/p/.env"));
+        assert!(m(".env", "/p/sub/deep/.env"));
+        assert!(m("~/.ssh/**", "/h/.ssh/id_rsa"));
+        assert!(m("//etc/passwd", "/etc/passwd"));
+        assert!(m("/src", "/p/src/main.rs"));
+        assert!(m("/", "/p"));
+        assert!(m("/**", "/p/anything/below"));
+        assert!(!m("/**", "/elsewhere"));
+        assert!(m("*.pem", "/p/sub/certs/server.pem"));
+        assert!(!m("/src/*.rs", "/p/src/a/b.rs"));
+        assert!(PathPattern::parse("/../x").is_err());
+    }
+
+    #[test]
+    fn canonicalizes_symlinks_and_missing_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        let canon_real = std::fs::canonicalize(&real).unwrap();
+        assert_eq!(
+            canonicalize_lenient(&dir.path().join("link/new/../file.txt")),
+            canon_real.join("file.txt")
+        );
+        assert_eq!(
+            resolve("link/x", dir.path(), Path::new("/h")),
+            canon_real.join("x")
+        );
+        assert_eq!(resolve("~/a/../b", Path::new("/"), Path::new("/nonexistent-h")), PathBuf::from("/nonexistent-h/b"));
+    }
+}

@@ -1,0 +1,571 @@
+//! From a raw argument vector to the commands that really run: wrappers stripped, `sh -c`,
+//! `eval`, `xargs`, `find -exec` seen through, files written by common commands extracted.
+
+use super::words::Word;
+use super::{dangerous_env, is_shell, Part, SimpleCommand, Walker};
+
+/// `/bin/rm` → `rm`.
+pub fn basename(path: &str) -> &str {
+    match path.rsplit_once('/') {
+        Some((_, base)) if !base.is_empty() => base,
+        _ => path,
+    }
+}
+
+/// How a wrapper command takes its options before the wrapped command.
+struct WrapperSpec {
+    /// Options that consume the next word (`-u USER`); `--opt=value` is handled generically.
+    with_value: &'static [&'static str],
+    /// Positional words between the options and the command (`timeout DURATION`).
+    positional: usize,
+    /// `NAME=VALUE` words may precede the command (`env`, `sudo`).
+    assignments: bool,
+}
+
+fn wrapper_spec(name: &str) -> Option<WrapperSpec> {
+    let spec = |with_value, positional, assignments| {
+        Some(WrapperSpec {
+            with_value,
+            positional,
+            assignments,
+        })
+    };
+    match name {
+        "env" => spec(&["-u", "--unset", "-C", "--chdir", "-P"], 0, true),
+        "timeout" => spec(&["-s", "--signal", "-k", "--kill-after"], 1, false),
+        "nice" => spec(&["-n", "--adjustment"], 0, false),
+        "nohup" | "builtin" | "unbuffer" => spec(&[], 0, false),
+        "time" => spec(&["-f", "--format", "-o", "--output"], 0, false),
+        "command" => spec(&[], 0, false),
+        "exec" => spec(&["-a"], 0, false),
+        "sudo" => spec(
+            &[
+                "-u", "--user", "-g", "--group", "-h", "--host", "-p", "--prompt", "-C",
+                "--close-from", "-D", "--chdir", "-r", "--role", "-t", "--type", "-T",
+                "--command-timeout", "-U", "--other-user", "-R", "--chroot",
+            ],
+            0,
+            true,
+        ),
+        "doas" => spec(&["-u", "-C"], 0, false),
+        "stdbuf" => spec(&["-i", "-o", "-e", "--input", "--output", "--error"], 0, false),
+        "ionice" => spec(&["-c", "--class", "-n", "--classdata"], 0, false),
+        "setsid" | "busybox" => spec(&[], 0, false),
+        "chroot" => spec(&["--userspec", "--groups"], 1, false),
+        "taskset" => spec(&[], 1, false),
+        "xargs" => spec(
+            &[
+                "-a", "--arg-file", "-d", "--delimiter", "-E", "-e", "--eof", "-I", "-L",
+                "--max-lines", "-n", "--max-args", "-P", "--max-procs", "-s", "--max-chars",
+                "--process-slot-var",
+            ],
+            0,
+            false,
+        ),
+        _ => None,
+    }
+}
+
+fn is_option(w: &Word) -> bool {
+    w.text.len() > 1 && w.text.starts_with('-') && !w.dynamic
+}
+
+fn is_assignment(w: &Word) -> bool {
+    if w.dynamic && !w.text.contains('=') {
+        return false;
+    }
+    match w.text.split_once('=') {
+        Some((name, _)) => {
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+/// Index of the wrapped command in `argv` (which starts with the wrapper), if any.
+fn wrapped_start(argv: &[Word], spec: &WrapperSpec, env: &mut Vec<String>) -> Option<usize> {
+    let mut i = 1;
+    while i < argv.len() {
+        let w = &argv[i];
+        if w.text == "--" && !w.dynamic {
+            i += 1;
+            break;
+        }
+        if !is_option(w) {
+            break;
+        }
+        let t = w.text.as_str();
+        if t.starts_with("--") {
+            if !t.contains('=') && spec.with_value.contains(&t) {
+                i += 1;
+            }
+        } else if spec.with_value.contains(&t) {
+            i += 1;
+        }
+        i += 1;
+    }
+    if spec.assignments {
+        while i < argv.len() && is_assignment(&argv[i]) {
+            if let Some((name, _)) = argv[i].text.split_once('=') {
+                env.push(name.to_string());
+            }
+            i += 1;
+        }
+    }
+    i += spec.positional;
+    (i < argv.len()).then_some(i)
+}
+
+impl Walker {
+    /// Judges one simple command given as words. Returns the index of its [`Part::Command`].
+    pub(crate) fn simple(
+        &mut self,
+        mut argv: Vec<Word>,
+        mut env: Vec<String>,
+        mut wrappers: Vec<String>,
+        mut dynamic_tail: bool,
+        text: &str,
+        depth: u32,
+    ) -> Option<usize> {
+        loop {
+            let first = argv.first()?;
+            if first.dynamic {
+                self.opaque(
+                    text,
+                    "the program name is only known at run time (variable or substitution)",
+                );
+                return None;
+            }
+            let name = basename(&first.text).to_string();
+            if name == "env" {
+                if let Some(split) = env_split_string(&argv) {
+                    match split {
+                        Some(s) => self.analyze_source(&s, depth + 1),
+                        None => self.opaque(text, "env -S with a run-time string"),
+                    }
+                    return None;
+                }
+            }
+            if name == "watch" {
+                let rest = skip_options(&argv, &["-n", "--interval", "-d", "-g", "-q"]);
+                return self.run_joined(&argv[rest..], text, depth, "watch");
+            }
+            let Some(spec) = wrapper_spec(&name) else {
+                break;
+            };
+            let before = env.len();
+            match wrapped_start(&argv, &spec, &mut env) {
+                Some(start) => {
+                    for n in &env[before..] {
+                        if dangerous_env(n) {
+                            self.opaque(
+                                text,
+                                format!("setting {n} changes which program runs or what it loads"),
+                            );
+                        }
+                    }
+                    if name == "xargs" {
+                        dynamic_tail = true;
+                    }
+                    wrappers.push(name);
+                    argv.drain(..start);
+                }
+                None => {
+                    if name == "xargs" {
+                        // Bare `xargs` runs `echo` with the input as arguments.
+                        wrappers.push(name);
+                        argv = vec![Word::literal("echo")];
+                        dynamic_tail = true;
+                    } else if matches!(name.as_str(), "sudo" | "doas")
+                        && argv.iter().any(|w| matches!(w.text.as_str(), "-s" | "-i"))
+                    {
+                        self.opaque(text, "an interactive root shell cannot be judged");
+                    }
+                    break;
+                }
+            }
+        }
+
+        let index = self.out.parts.len();
+        let cmd = SimpleCommand {
+            argv,
+            wrappers,
+            env,
+            dynamic_tail,
+        };
+        let name = cmd.name().to_string();
+        let args: Vec<Word> = cmd.args().to_vec();
+        let wrappers_now = cmd.wrappers.clone();
+        self.out.parts.push(Part::Command(cmd));
+
+        if is_shell(&name) {
+            self.shell_c(&name, &args, text, depth);
+        } else if name == "eval" {
+            self.opaque(text, "eval runs text as code");
+            self.run_joined(&args, text, depth, "eval");
+        } else if name == "trap" {
+            if let Some(action) = args.iter().find(|w| !is_option(w)) {
+                if action.dynamic {
+                    self.opaque(text, "trap action only known at run time");
+                } else {
+                    self.analyze_source(&action.text.clone(), depth + 1);
+                }
+            }
+        } else if let Some(why) = inline_code(&name, &args) {
+            self.opaque(text, why);
+        } else if name == "find" {
+            self.find_exec(&args, &wrappers_now, text, depth);
+        }
+        for path in derived_writes(&name, &args) {
+            let via = format!("{name} {}", path.text);
+            self.write_target(path, via);
+        }
+        Some(index)
+    }
+
+    /// `sh -c 'STRING'`: the string is parsed as shell in its own right.
+    fn shell_c(&mut self, name: &str, args: &[Word], text: &str, depth: u32) {
+        let mut i = 0;
+        let mut c_flag = false;
+        while i < args.len() {
+            let w = &args[i];
+            let t = w.text.as_str();
+            if w.dynamic {
+                break;
+            }
+            if t == "--" {
+                i += 1;
+                break;
+            }
+            if t == "-o" || t == "+o" || t == "--rcfile" || t == "--init-file" || t == "-O" {
+                i += 2;
+                continue;
+            }
+            if t.len() > 1 && (t.starts_with('-') || t.starts_with('+')) {
+                if !t.starts_with("--") && t[1..].contains('c') {
+                    c_flag = true;
+                }
+                i += 1;
+                continue;
+            }
+            break;
+        }
+        if name == "busybox" {
+            return;
+        }
+        if c_flag {
+            match args.get(i) {
+                Some(code) if !code.dynamic => {
+                    let code = code.text.clone();
+                    self.analyze_source(&code, depth + 1)
+                }
+                Some(_) => self.opaque(text, format!("{name} -c with code only known at run time")),
+                None => self.opaque(text, format!("{name} -c without code")),
+            }
+        }
+    }
+
+    /// Words joined by spaces and parsed as shell (`eval`, `watch`).
+    fn run_joined(&mut self, args: &[Word], text: &str, depth: u32, what: &str) -> Option<usize> {
+        if args.iter().any(|w| w.dynamic) {
+            self.opaque(text, format!("{what} with code only known at run time"));
+            return None;
+        }
+        let joined = args
+            .iter()
+            .map(|w| w.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !joined.trim().is_empty() {
+            self.analyze_source(&joined, depth + 1);
+        }
+        None
+    }
+
+    /// `find … -exec CMD … ;` runs CMD for every file found.
+    fn find_exec(&mut self, args: &[Word], wrappers: &[String], text: &str, depth: u32) {
+        let mut i = 0;
+        while i < args.len() {
+            let t = args[i].text.as_str();
+            if matches!(t, "-exec" | "-execdir" | "-ok" | "-okdir") {
+                let start = i + 1;
+                let mut end = start;
+                while end < args.len() && !matches!(args[end].text.as_str(), ";" | "+") {
+                    end += 1;
+                }
+                if end > start {
+                    let mut w = wrappers.to_vec();
+                    w.push("find -exec".to_string());
+                    self.simple(
+                        args[start..end].to_vec(),
+                        Vec::new(),
+                        w,
+                        false,
+                        text,
+                        depth,
+                    );
+                }
+                i = end + 1;
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// `env -S STRING` / `--split-string=STRING`: `Some(Some(s))` when present and static.
+fn env_split_string(argv: &[Word]) -> Option<Option<String>> {
+    let mut i = 1;
+    while i < argv.len() {
+        let w = &argv[i];
+        let t = w.text.as_str();
+        if t == "-S" || t == "--split-string" {
+            return Some(argv.get(i + 1).filter(|w| !w.dynamic).map(|w| w.text.clone()));
+        }
+        if let Some(rest) = t.strip_prefix("--split-string=") {
+            return Some((!w.dynamic).then(|| rest.to_string()));
+        }
+        if let Some(rest) = t.strip_prefix("-S") {
+            if !rest.is_empty() && !t.starts_with("--") {
+                return Some((!w.dynamic).then(|| rest.to_string()));
+            }
+        }
+        if !is_option(w) {
+            return None;
+        }
+        i += 1;
+    }
+    None
+}
+
+fn skip_options(argv: &[Word], with_value: &[&str]) -> usize {
+    let mut i = 1;
+    while i < argv.len() && is_option(&argv[i]) {
+        if argv[i].text == "--" {
+            return i + 1;
+        }
+        if with_value.contains(&argv[i].text.as_str()) {
+            i += 1;
+        }
+        i += 1;
+    }
+    i.min(argv.len())
+}
+
+/// Does this interpreter invocation carry inline code? Returns the reason.
+fn inline_code(name: &str, args: &[Word]) -> Option<String> {
+    let short_cluster = |flags: &[char], stop_at_positional: bool| -> bool {
+        for w in args {
+            let t = w.text.as_str();
+            if t == "--" {
+                return false;
+            }
+            if t.starts_with('-') && !t.starts_with("--") && t.len() > 1 {
+                if t[1..].chars().any(|c| flags.contains(&c)) {
+                    return true;
+                }
+            } else if !t.starts_with('-') && stop_at_positional {
+                return false;
+            }
+        }
+        false
+    };
+    let long = |names: &[&str]| {
+        args.iter().any(|w| {
+            let t = w.text.as_str();
+            names
+                .iter()
+                .any(|n| t == *n || (t.starts_with(n) && t[n.len()..].starts_with('=')))
+        })
+    };
+    let found = if name.starts_with("python") || name.starts_with("pypy") {
+        // `python -m pytest -c` must not count: scan only up to the first positional/`-m`.
+        let mut hit = false;
+        for w in args {
+            let t = w.text.as_str();
+            if t == "-m" || !t.starts_with('-') || t == "--" {
+                break;
+            }
+            if !t.starts_with("--") && t[1..].contains('c') {
+                hit = true;
+                break;
+            }
+        }
+        hit
+    } else {
+        match name {
+            "node" | "nodejs" => short_cluster(&['e', 'p'], true) || long(&["--eval", "--print"]),
+            "bun" => {
+                short_cluster(&['e'], true)
+                    || long(&["--eval", "--print"])
+                    || args.first().is_some_and(|w| w.text == "eval")
+            }
+            "deno" => args.first().is_some_and(|w| w.text == "eval"),
+            "perl" | "ruby" => short_cluster(&['e', 'E'], true),
+            "php" => short_cluster(&['r'], true),
+            "lua" | "luajit" | "Rscript" | "osascript" => short_cluster(&['e'], true),
+            "pwsh" | "powershell" => args.iter().any(|w| {
+                let t = w.text.to_ascii_lowercase();
+                matches!(
+                    t.as_str(),
+                    "-c" | "-command" | "-e" | "-ec" | "-encodedcommand" | "/c"
+                )
+            }),
+            "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => awk_runs_programs(args),
+            _ => false,
+        }
+    };
+    found.then(|| format!("inline code passed to {name} cannot be judged"))
+}
+
+/// An awk program that runs commands (`system()`, `| "cmd"`, `"cmd" | getline`) or writes files.
+fn awk_runs_programs(args: &[Word]) -> bool {
+    let mut i = 0;
+    while i < args.len() {
+        let t = args[i].text.as_str();
+        if t == "-f" || t.starts_with("--file") {
+            return false;
+        }
+        if matches!(t, "-F" | "-v" | "--assign" | "--field-separator") {
+            i += 2;
+            continue;
+        }
+        if t.starts_with('-') && t.len() > 1 {
+            i += 1;
+            continue;
+        }
+        let p = &args[i];
+        return p.dynamic || p.text.contains("system") || p.text.contains('|') || p.text.contains('>');
+    }
+    false
+}
+
+fn non_options<'a>(args: &'a [Word], with_value: &[&str]) -> Vec<&'a Word> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut opts_done = false;
+    while i < args.len() {
+        let w = &args[i];
+        if !opts_done && w.text == "--" {
+            opts_done = true;
+        } else if !opts_done && is_option(w) {
+            if with_value.contains(&w.text.as_str()) {
+                i += 1;
+            }
+        } else {
+            out.push(w);
+        }
+        i += 1;
+    }
+    out
+}
+
+fn option_value<'a>(args: &'a [Word], short: &[&str], long: &[&str]) -> Vec<&'a Word> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let t = args[i].text.as_str();
+        if short.contains(&t) || long.contains(&t) {
+            if let Some(v) = args.get(i + 1) {
+                out.push(v);
+            }
+            i += 2;
+            continue;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Files that common commands write, so that `cp x ~/.bashrc` is judged like a write of
+/// `~/.bashrc`.
+pub fn derived_writes(name: &str, args: &[Word]) -> Vec<Word> {
+    let own = |v: Vec<&Word>| v.into_iter().cloned().collect::<Vec<Word>>();
+    let with_eq = |prefix: &str| -> Vec<Word> {
+        args.iter()
+            .filter_map(|w| {
+                w.text.strip_prefix(prefix).map(|rest| Word {
+                    text: rest.to_string(),
+                    dynamic: w.dynamic,
+                    substitution: w.substitution,
+                })
+            })
+            .collect()
+    };
+    match name {
+        "tee" => own(non_options(args, &["--output-error"])),
+        "cp" | "mv" | "ln" | "install" | "rsync" | "scp" => {
+            let mut t = own(option_value(args, &["-t"], &["--target-directory"]));
+            t.extend(with_eq("--target-directory="));
+            if t.is_empty() {
+                let rest = non_options(args, &["-S", "-m", "-o", "-g", "-e", "--suffix"]);
+                if rest.len() >= 2 {
+                    if let Some(last) = rest.last() {
+                        // `scp`/`rsync` targets like `host:path` are remote, not local writes.
+                        if !matches!(name, "scp" | "rsync") || !last.text.contains(':') {
+                            t.push((*last).clone());
+                        }
+                    }
+                }
+            }
+            t
+        }
+        "touch" | "mkdir" | "rmdir" | "rm" | "shred" | "unlink" | "truncate" => own(non_options(
+            args,
+            &["-d", "-t", "-r", "-m", "-s", "--reference", "--size", "--mode", "-n"],
+        )),
+        "chmod" | "chown" | "chgrp" => {
+            let rest = non_options(args, &[]);
+            if args.iter().any(|w| w.text.starts_with("--reference")) {
+                own(rest)
+            } else {
+                rest.into_iter().skip(1).cloned().collect()
+            }
+        }
+        "dd" => with_eq("of="),
+        "sed" => {
+            let in_place = args
+                .iter()
+                .any(|w| w.text.starts_with("-i") || w.text.starts_with("--in-place"));
+            if !in_place {
+                return Vec::new();
+            }
+            let script_given = args
+                .iter()
+                .any(|w| matches!(w.text.as_str(), "-e" | "-f" | "--expression" | "--file"));
+            let rest = non_options(args, &["-e", "-f", "--expression", "--file", "-l"]);
+            rest.into_iter()
+                .skip(usize::from(!script_given))
+                .cloned()
+                .collect()
+        }
+        "perl" => {
+            let in_place = args.iter().any(|w| {
+                let t = w.text.as_str();
+                t.starts_with('-') && !t.starts_with("--") && t[1..].contains('i')
+            });
+            if !in_place {
+                return Vec::new();
+            }
+            own(non_options(args, &["-e", "-E", "-I", "-M"]))
+        }
+        "curl" => {
+            let mut t = own(option_value(
+                args,
+                &["-o", "-D", "-c"],
+                &["--output", "--dump-header", "--cookie-jar"],
+            ));
+            t.extend(with_eq("--output="));
+            t
+        }
+        "wget" => {
+            let mut t = own(option_value(args, &["-O", "-P"], &["--output-document"]));
+            t.extend(with_eq("--output-document="));
+            t.extend(with_eq("--directory-prefix="));
+            t
+        }
+        _ => Vec::new(),
+    }
+}

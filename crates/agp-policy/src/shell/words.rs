@@ -1,0 +1,244 @@
+//! Turning tree-sitter word nodes into the values the shell would see, when that can be known
+//! statically.
+
+use tree_sitter::Node;
+
+/// One word of a command line after quote removal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Word {
+    /// The value the shell would pass, when `dynamic` is false; otherwise the source text.
+    pub text: String,
+    /// Contains a variable expansion, a substitution, a glob or anything else only known at run
+    /// time.
+    pub dynamic: bool,
+    /// Contains a command or process substitution (its commands are judged as parts of their
+    /// own, but the word's value is unknowable).
+    pub substitution: bool,
+}
+
+impl Word {
+    pub fn literal(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            dynamic: false,
+            substitution: false,
+        }
+    }
+}
+
+/// Computes the word a node stands for.
+pub fn word_of(node: Node<'_>, src: &str) -> Word {
+    let mut out = Word::literal(String::new());
+    append(node, src, &mut out, false);
+    out
+}
+
+fn text<'a>(node: Node<'_>, src: &'a str) -> &'a str {
+    src.get(node.byte_range()).unwrap_or("")
+}
+
+fn append(node: Node<'_>, src: &str, out: &mut Word, in_string: bool) {
+    match node.kind() {
+        "word" | "command_name" if node.named_child_count() == 0 => {
+            let raw = text(node, src);
+            if has_unquoted_glob(raw) {
+                out.dynamic = true;
+            }
+            out.text.push_str(&unescape_bare(raw));
+        }
+        "number" if node.named_child_count() == 0 => out.text.push_str(text(node, src)),
+        "raw_string" => {
+            let raw = text(node, src);
+            out.text
+                .push_str(raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')).unwrap_or(raw));
+        }
+        "string_content" => out.text.push_str(&unescape_double(text(node, src))),
+        "string" | "translated_string" => {
+            // Literal text between children (e.g. `"a"` has no string_content child in some
+            // grammar versions) is recovered from the source span.
+            let full = text(node, src);
+            if node.named_child_count() == 0 {
+                let inner = full
+                    .trim_start_matches('$')
+                    .strip_prefix('"')
+                    .and_then(|r| r.strip_suffix('"'))
+                    .unwrap_or("");
+                out.text.push_str(&unescape_double(inner));
+                return;
+            }
+            let mut cursor = node.walk();
+            for child in node.named_children(&mut cursor) {
+                append(child, src, out, true);
+            }
+        }
+        "ansi_c_string" => match decode_ansi_c(text(node, src)) {
+            Some(decoded) => out.text.push_str(&decoded),
+            None => {
+                out.dynamic = true;
+                out.text.push_str(text(node, src));
+            }
+        },
+        "concatenation" | "command_name" => {
+            let mut cursor = node.walk();
+            for child in node.children(&mut cursor) {
+                if child.is_named() {
+                    append(child, src, out, in_string);
+                } else {
+                    // Unnamed tokens inside a concatenation are literal punctuation.
+                    out.text.push_str(text(child, src));
+                }
+            }
+        }
+        "command_substitution" | "process_substitution" => {
+            out.dynamic = true;
+            out.substitution = true;
+            out.text.push_str(text(node, src));
+        }
+        _ => {
+            // simple_expansion, expansion, arithmetic_expansion, brace_expression, array, ...
+            out.dynamic = true;
+            if contains_substitution(node) {
+                out.substitution = true;
+            }
+            out.text.push_str(text(node, src));
+        }
+    }
+}
+
+fn contains_substitution(node: Node<'_>) -> bool {
+    if matches!(node.kind(), "command_substitution" | "process_substitution") {
+        return true;
+    }
+    let mut cursor = node.walk();
+    let found = node.named_children(&mut cursor).any(contains_substitution);
+    found
+}
+
+/// Backslash removal outside quotes: `r\m` is `rm`.
+fn unescape_bare(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('\n') | None => {}
+                Some(n) => out.push(n),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Backslash removal inside double quotes, where only `$`, `` ` ``, `"`, `\` and newline are
+/// special.
+fn unescape_double(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.peek() {
+                Some('$' | '`' | '"' | '\\') => out.push(chars.next().unwrap_or('\\')),
+                Some('\n') => {
+                    chars.next();
+                }
+                _ => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn has_unquoted_glob(raw: &str) -> bool {
+    let mut escaped = false;
+    for c in raw.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '*' | '?' | '[' => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Decodes `$'...'`; `None` for escapes we do not model (then the word counts as dynamic).
+fn decode_ansi_c(raw: &str) -> Option<String> {
+    let inner = raw.strip_prefix("$'")?.strip_suffix('\'')?;
+    let mut out = String::new();
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let e = chars.next()?;
+        match e {
+            'n' => out.push('\n'),
+            't' => out.push('\t'),
+            'r' => out.push('\r'),
+            'a' => out.push('\u{7}'),
+            'b' => out.push('\u{8}'),
+            'e' | 'E' => out.push('\u{1b}'),
+            'f' => out.push('\u{c}'),
+            'v' => out.push('\u{b}'),
+            '\\' | '\'' | '"' | '?' => out.push(e),
+            'x' => {
+                let mut v = 0u32;
+                let mut n = 0;
+                while n < 2 {
+                    match chars.peek().and_then(|c| c.to_digit(16)) {
+                        Some(d) => {
+                            v = v * 16 + d;
+                            chars.next();
+                            n += 1;
+                        }
+                        None => break,
+                    }
+                }
+                if n == 0 {
+                    return None;
+                }
+                out.push(char::from_u32(v)?);
+            }
+            '0'..='7' => {
+                let mut v = e.to_digit(8)?;
+                let mut n = 1;
+                while n < 3 {
+                    match chars.peek().and_then(|c| c.to_digit(8)) {
+                        Some(d) => {
+                            v = v * 8 + d;
+                            chars.next();
+                            n += 1;
+                        }
+                        None => break,
+                    }
+                }
+                out.push(char::from_u32(v)?);
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescapes() {
+        assert_eq!(unescape_bare(r"r\m"), "rm");
+        assert_eq!(unescape_double(r#"a\"b\$c\d"#), r#"a"b$c\d"#);
+        assert_eq!(decode_ansi_c(r"$'\x72\155'").as_deref(), Some("rm"));
+        assert_eq!(decode_ansi_c(r"$'\u0041'"), None);
+        assert!(has_unquoted_glob("/bin/r?"));
+        assert!(!has_unquoted_glob(r"a\*"));
+    }
+}
