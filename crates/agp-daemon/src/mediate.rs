@@ -66,6 +66,8 @@ pub struct Mediator {
     /// Lease owner id of this daemon instance.
     pub(crate) owner: String,
     pub(crate) outbox_wake: tokio::sync::Notify,
+    /// One delivery pass at a time: an item is never projected twice concurrently.
+    pub(crate) outbox_lock: tokio::sync::Mutex<()>,
     /// (session, input_sha256) → until when an approval is remembered, and who gave it.
     remembered: Mutex<HashMap<RememberKey, (Instant, Vec<Approver>)>>,
 }
@@ -94,6 +96,7 @@ impl Mediator {
             sessions: Registry::default(),
             owner,
             outbox_wake: tokio::sync::Notify::new(),
+            outbox_lock: tokio::sync::Mutex::new(()),
             remembered: Mutex::new(HashMap::new()),
         }
     }

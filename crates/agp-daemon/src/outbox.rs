@@ -20,6 +20,7 @@ pub fn backoff_ms(attempts_done: i64) -> i64 {
 
 /// Delivers every due item once; returns how many were attempted.
 pub async fn deliver_due(m: &Arc<Mediator>) -> usize {
+    let _one_pass = m.outbox_lock.lock().await;
     let due = match m.db(|s| s.due_outbox(now_ms(), 32)).await {
         Ok(d) => d,
         Err(e) => {

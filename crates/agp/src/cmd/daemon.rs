@@ -1,14 +1,299 @@
-//! `agp daemon`.
+//! `agp daemon`, and the assembly of a daemon from an agp home that `agp run` and `agp bench
+//! gateway` share.
 
-use anyhow::{bail, Result};
-use clap::Args;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agp_contracts::{ApprovalChannel, PolicyEngine};
+use agp_daemon::exec::{Provider, SandboxFactory};
+use agp_daemon::{DaemonConfig, Parts, Redactor};
+use agp_journal::writer::{Durability, JournalOptions, JournalWriter};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde_json::Value;
 
 use crate::exit::Exit;
 use crate::home::Home;
 
-#[derive(Debug, Args)]
-pub struct DaemonArgs {}
+/// Settings shared by every command that starts a daemon.
+#[derive(Debug, Clone, Args)]
+pub struct GovernArgs {
+    /// Policy file [default: <home>/policy.toml]
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Where allowed calls run: `bwrap` (bubblewrap, the default) or `none` (no isolation at
+    /// all; journaled as such) [default: config.toml [sandbox] provider, else bwrap]
+    #[arg(long, value_enum)]
+    pub sandbox: Option<SandboxChoice>,
+    /// Approve every call the policy sends for approval, without asking anyone. Demos and CI
+    /// only: loud, and journaled as the approver.
+    #[arg(long, conflicts_with = "approver_script")]
+    pub auto_approve: bool,
+    /// Read approval answers (`allow`, `deny [reason]`, `timeout`, one a line) from FILE instead
+    /// of the terminal. A test and demo facility, journaled as such.
+    #[arg(long, value_name = "FILE")]
+    pub approver_script: Option<PathBuf>,
+    /// Seconds to wait for an approver before denying [default: config.toml
+    /// [approvals] timeout_secs, else 300]
+    #[arg(long, value_name = "SECS", env = "AGP_APPROVAL_TIMEOUT_SECS")]
+    pub approval_timeout: Option<u64>,
+    /// Journal durability: `entry` or `group` [default: config.toml [journal] durability]
+    #[arg(long, value_name = "MODE")]
+    pub durability: Option<String>,
+}
 
-pub fn run(_home: &Home, _args: DaemonArgs) -> Result<Exit> {
-    bail!("`agp daemon` is not built yet")
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxChoice {
+    Bwrap,
+    None,
+}
+
+/// The parts of config.toml the daemon reads. Unknown sections belong to other commands.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    journal: JournalSection,
+    #[serde(default)]
+    approvals: ApprovalsSection,
+    #[serde(default)]
+    sandbox: SandboxSection,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct JournalSection {
+    durability: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ApprovalsSection {
+    timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct SandboxSection {
+    provider: Option<String>,
+}
+
+fn read_config(home: &Home) -> Result<ConfigFile> {
+    let path = home.config();
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+}
+
+/// The ONE redaction function, from agp-policy.
+struct PolicyRedactor;
+
+impl Redactor for PolicyRedactor {
+    fn redact_value(&self, value: &Value) -> Value {
+        agp_policy::redact::redact_value(value)
+    }
+    fn redact_text(&self, text: &str) -> String {
+        agp_policy::redact::redact_str(text)
+    }
+}
+
+/// A daemon ready to start, and what it was built from (for messages).
+pub struct Assembly {
+    pub config: DaemonConfig,
+    pub parts: Parts,
+    pub policy_path: PathBuf,
+    pub sandbox: SandboxChoice,
+    pub channel: &'static str,
+    pub journal: Arc<JournalWriter>,
+}
+
+pub fn policy_path(home: &Home, explicit: Option<&Path>) -> PathBuf {
+    explicit
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| home.policy())
+}
+
+pub fn load_policy(path: &Path) -> Result<Arc<dyn PolicyEngine>> {
+    if !path.is_file() {
+        bail!(
+            "no policy at {} (run `agp init` to create the default one, or pass --policy FILE)",
+            path.display()
+        );
+    }
+    let policy = agp_policy::Policy::load(path)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("policy {} is invalid", path.display()))?;
+    Ok(Arc::new(policy))
+}
+
+pub fn open_journal(home: &Home, durability: Durability) -> Result<Arc<JournalWriter>> {
+    let key_path = home.keys_dir().join(agp_journal::keys::SIGNER_FILE);
+    if !key_path.exists() {
+        bail!(
+            "no journal signing key at {} (run `agp keygen`)",
+            key_path.display()
+        );
+    }
+    let key = agp_journal::keys::load_signer_key(&key_path)
+        .with_context(|| format!("cannot load the journal key {}", key_path.display()))?;
+    let writer = JournalWriter::open(
+        &home.journal_dir(),
+        key,
+        JournalOptions::with_durability(durability),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the journal in {} (is another agp daemon or run using this home?)",
+            home.journal_dir().display()
+        )
+    })?;
+    Ok(Arc::new(writer))
+}
+
+pub fn sandbox_factory(home: &Home, choice: SandboxChoice) -> Arc<dyn SandboxFactory> {
+    match choice {
+        SandboxChoice::Bwrap => Arc::new(Provider(Arc::new(
+            agp_sandbox::BubblewrapProvider::new().protect(home.root()),
+        ))),
+        SandboxChoice::None => Arc::new(Provider(Arc::new(agp_sandbox::NoSandbox::new()))),
+    }
+}
+
+fn user_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// Builds the daemon for `home`: journal (with the home's key), policy, approval channel and
+/// sandbox. Nothing is started.
+pub fn assemble(home: &Home, args: &GovernArgs) -> Result<Assembly> {
+    home.require_initialized()?;
+    let file = read_config(home)?;
+    let durability: Durability = args
+        .durability
+        .as_deref()
+        .or(file.journal.durability.as_deref())
+        .unwrap_or("entry")
+        .parse()
+        .map_err(|e: String| anyhow!(e))?;
+    let sandbox = match (args.sandbox, file.sandbox.provider.as_deref()) {
+        (Some(choice), _) => choice,
+        (None, None | Some("bwrap")) => SandboxChoice::Bwrap,
+        (None, Some("none")) => SandboxChoice::None,
+        (None, Some(other)) => bail!(
+            "{}: [sandbox] provider {other:?} is unknown (expected \"bwrap\" or \"none\")",
+            home.config().display()
+        ),
+    };
+    let approval_timeout = args
+        .approval_timeout
+        .or(file.approvals.timeout_secs)
+        .unwrap_or(300);
+    if approval_timeout == 0 {
+        bail!("the approval timeout must be at least 1 second");
+    }
+
+    let policy_path = policy_path(home, args.policy.as_deref());
+    let policy = load_policy(&policy_path)?;
+    let (channel, channel_name): (Arc<dyn ApprovalChannel>, &'static str) = if args.auto_approve {
+        (
+            Arc::new(agp_channels::AutoApproveChannel::new()),
+            "auto-approve",
+        )
+    } else if let Some(script) = &args.approver_script {
+        let approver = agp_channels::ScriptedApprover::new(script)
+            .with_context(|| format!("cannot use approver script {}", script.display()))?;
+        (Arc::new(approver), "approver-script")
+    } else {
+        let terminal = agp_channels::TerminalChannel::controlling();
+        if !terminal.is_available() {
+            eprintln!(
+                    "agp: no terminal and no other approval channel: calls that need approval will be denied"
+                );
+        }
+        (Arc::new(terminal), "terminal")
+    };
+    let journal = open_journal(home, durability)?;
+
+    let mut config = DaemonConfig::new(home.root().to_path_buf(), user_home());
+    config.run_dir = home.run_dir();
+    config.state_db = home.state_db();
+    config.approval_timeout = Duration::from_secs(approval_timeout);
+    let parts = Parts {
+        journal: journal.clone(),
+        policy,
+        channel,
+        sandbox: Some(sandbox_factory(home, sandbox)),
+        redactor: Arc::new(PolicyRedactor),
+    };
+    Ok(Assembly {
+        config,
+        parts,
+        policy_path,
+        sandbox,
+        channel: channel_name,
+        journal,
+    })
+}
+
+/// A runtime sized for a 2-core box: the daemon's work is mostly waiting on I/O and on
+/// blocking journal/sandbox threads.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn warn_if_unsandboxed(choice: SandboxChoice) {
+    if choice == SandboxChoice::None {
+        eprintln!(
+            "agp: WARNING: --sandbox none: allowed calls run directly on this machine with your \
+             privileges (no isolation; journaled)"
+        );
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub govern: GovernArgs,
+}
+
+pub fn run(home: &Home, args: DaemonArgs) -> Result<Exit> {
+    let assembly = assemble(home, &args.govern)?;
+    warn_if_unsandboxed(assembly.sandbox);
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let daemon = agp_daemon::Daemon::start(assembly.config, assembly.parts)
+            .await
+            .context("cannot start the daemon")?;
+        println!(
+            "agp daemon: listening on {} (policy {}, approvals via {}, sandbox {:?}); Ctrl-C to stop",
+            daemon.socket_path().display(),
+            assembly.policy_path.display(),
+            assembly.channel,
+            assembly.sandbox,
+        );
+        daemon.serve(shutdown_signal()).await;
+        println!("agp daemon: stopped");
+        anyhow::Ok(())
+    })?;
+    Ok(Exit::Ok)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the daemon can still be stopped by SIGKILL; recovery on the
+        // next start settles what it left.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }

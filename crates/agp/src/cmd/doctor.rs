@@ -1,14 +1,240 @@
-//! `agp doctor`.
+//! `agp doctor`: is this agp home healthy? One line per check, each failure with a fix.
 
-use anyhow::{bail, Result};
+use std::os::unix::fs::PermissionsExt;
+
+use agp_contracts::{SandboxProvider, SandboxSpec};
+use anyhow::Result;
 use clap::Args;
+use serde::Serialize;
 
+use crate::cmd::daemon::load_policy;
 use crate::exit::Exit;
 use crate::home::Home;
 
 #[derive(Debug, Args)]
-pub struct DoctorArgs {}
+pub struct DoctorArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// Policy file to check [default: <home>/policy.toml]
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<std::path::PathBuf>,
+}
 
-pub fn run(_home: &Home, _args: DoctorArgs) -> Result<Exit> {
-    bail!("`agp doctor` is not built yet")
+#[derive(Debug, Serialize)]
+struct Check {
+    check: &'static str,
+    ok: bool,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
+}
+
+fn pass(check: &'static str, detail: impl Into<String>) -> Check {
+    Check {
+        check,
+        ok: true,
+        detail: detail.into(),
+        fix: None,
+    }
+}
+
+fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        check,
+        ok: false,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+pub fn run(home: &Home, args: DoctorArgs) -> Result<Exit> {
+    let mut checks = Vec::new();
+    if home.config().is_file() {
+        checks.push(pass(
+            "home",
+            format!("agp home at {}", home.root().display()),
+        ));
+        checks.push(check_key(home));
+        checks.push(check_policy(home, args.policy.as_deref()));
+        checks.push(check_journal(home));
+        checks.push(check_state(home));
+        checks.push(check_sandbox(home));
+    } else {
+        checks.push(fail(
+            "home",
+            format!("no agp home at {}", home.root().display()),
+            "run `agp init` (or pass --home / set AGP_HOME)",
+        ));
+    }
+    let ok = checks.iter().all(|c| c.ok);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"ok": ok, "checks": checks}))?
+        );
+    } else {
+        for c in &checks {
+            let mark = if c.ok { "✓" } else { "✗" };
+            match &c.fix {
+                Some(fix) => println!("{mark} {:<8} {} — fix: {fix}", c.check, c.detail),
+                None => println!("{mark} {:<8} {}", c.check, c.detail),
+            }
+        }
+    }
+    Ok(if ok { Exit::Ok } else { Exit::Bad })
+}
+
+fn check_key(home: &Home) -> Check {
+    let path = home.keys_dir().join(agp_journal::keys::SIGNER_FILE);
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(_) => {
+            return fail(
+                "key",
+                format!("no journal signing key at {}", path.display()),
+                "run `agp keygen`",
+            )
+        }
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return fail(
+            "key",
+            format!("{} has mode {mode:04o}: readable by others", path.display()),
+            format!("chmod 600 {}", path.display()),
+        );
+    }
+    match agp_journal::keys::load_signer_key(&path) {
+        Ok(_) => pass(
+            "key",
+            format!("{} present, mode {mode:04o}", path.display()),
+        ),
+        Err(e) => fail(
+            "key",
+            e.to_string(),
+            "restore the key from your backup, or `agp keygen --rotate` (see `agp keygen --help`)",
+        ),
+    }
+}
+
+fn check_policy(home: &Home, explicit: Option<&std::path::Path>) -> Check {
+    let path = crate::cmd::daemon::policy_path(home, explicit);
+    match load_policy(&path) {
+        Ok(p) => pass(
+            "policy",
+            format!(
+                "{} valid (sha256 {})",
+                path.display(),
+                &p.policy_sha256()[..12.min(p.policy_sha256().len())]
+            ),
+        ),
+        Err(e) => fail(
+            "policy",
+            format!("{e:#}"),
+            format!("`agp policy check {}` shows every problem", path.display()),
+        ),
+    }
+}
+
+fn check_journal(home: &Home) -> Check {
+    let dir = home.journal_dir();
+    if !dir.join(agp_journal::ENTRIES_FILE).exists() {
+        return pass("journal", "empty (created by the first session)");
+    }
+    let pub_path = home.keys_dir().join(agp_journal::keys::VERIFIER_FILE);
+    let key = match agp_journal::keys::load_verifier_key(&pub_path.to_string_lossy()) {
+        Ok(k) => k,
+        Err(e) => {
+            return fail(
+                "journal",
+                format!("cannot load the public key: {e}"),
+                "`agp key` shows the key; restore keys/journal.pub from your records",
+            )
+        }
+    };
+    let opts = agp_journal::VerifyOptions {
+        trusted_key: key,
+        trusted_checkpoint: None,
+    };
+    match agp_journal::verify_dir(&dir, &opts) {
+        Ok(r) if r.intact => pass(
+            "journal",
+            format!("verifies: {} entries, {} sealed", r.entries, r.sealed_size),
+        ),
+        Ok(r) => fail(
+            "journal",
+            format!("does NOT verify ({} problem(s))", r.errors().count()),
+            "run `agp verify` for details; do not delete the journal, it is evidence",
+        ),
+        Err(e) => fail("journal", e.to_string(), "run `agp verify` for details"),
+    }
+}
+
+fn check_state(home: &Home) -> Check {
+    let db = home.state_db();
+    if !db.exists() {
+        return pass(
+            "state",
+            "no state database yet (created by the first daemon start)",
+        );
+    }
+    let fix = format!(
+        "stop the daemon and move {} aside (sessions are also in the journal)",
+        db.display()
+    );
+    match agp_daemon::store::Store::open_existing(&db) {
+        Ok(store) => match store.quick_check() {
+            Ok(r) if r == "ok" => pass(
+                "state",
+                format!(
+                    "{} ok (schema v{})",
+                    db.display(),
+                    store.schema_version().unwrap_or(0)
+                ),
+            ),
+            Ok(r) => fail("state", format!("integrity check: {r}"), fix),
+            Err(e) => fail("state", e.to_string(), fix),
+        },
+        Err(e) => fail("state", e.to_string(), fix),
+    }
+}
+
+fn check_sandbox(home: &Home) -> Check {
+    let provider = agp_sandbox::BubblewrapProvider::new().protect(home.root());
+    if let Err(e) = provider.bwrap() {
+        return fail("sandbox", e.to_string(), "apt-get install bubblewrap");
+    }
+    // A fresh scratch repository outside the agp home (the provider refuses one inside it).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let scratch = std::env::temp_dir().join(format!("agp-doctor-{}-{nanos}", std::process::id()));
+    if let Err(e) = std::fs::create_dir(&scratch) {
+        return fail(
+            "sandbox",
+            format!("cannot create {}: {e}", scratch.display()),
+            "check $TMPDIR",
+        );
+    }
+    let spec = SandboxSpec::new("doctor", &scratch);
+    let proven = provider.spawn(&spec).and_then(|s| provider.preflight(&s));
+    let _ = std::fs::remove_dir_all(&scratch);
+    match proven {
+        Ok(report) if report.passed => pass(
+            "sandbox",
+            format!("bubblewrap preflight passed ({} checks, {} ms)", report.checks.len(), report.duration_ms),
+        ),
+        Ok(report) => fail(
+            "sandbox",
+            format!("preflight failed: {}", report.failure_summary()),
+            "the kernel must allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or run as root",
+        ),
+        Err(e) => fail(
+            "sandbox",
+            e.to_string(),
+            "the kernel must allow user namespaces for bubblewrap; see `agp doctor --json` for details",
+        ),
+    }
 }

@@ -1,14 +1,222 @@
-//! `agp run`.
+//! `agp run`: one governed session with an in-process daemon.
 
-use anyhow::{bail, Result};
-use clap::Args;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use agp_daemon::{Daemon, SessionParams};
+use agp_gateway::{Client, SessionMode};
+use agp_intendants::{RunReport, Script, ScriptedIntendant};
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+
+use crate::cmd::daemon::{assemble, runtime, warn_if_unsandboxed, GovernArgs};
 use crate::exit::Exit;
 use crate::home::Home;
 
-#[derive(Debug, Args)]
-pub struct RunArgs {}
+/// How much longer than the approval timeout the intendant waits for an answer, so a slow
+/// human turns into the daemon's journaled timeout, never into a client-side error.
+const REPLY_MARGIN: Duration = Duration::from_secs(30);
 
-pub fn run(_home: &Home, _args: RunArgs) -> Result<Exit> {
-    bail!("`agp run` is not built yet")
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IntendantChoice {
+    /// A script of tool calls (YAML or JSON), sent through the gateway as an agent would.
+    Scripted,
+    /// Claude Code (not in this build).
+    ClaudeCode,
+    /// OpenAI Codex (not in this build).
+    Codex,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Which agent to govern.
+    #[arg(long, value_enum)]
+    pub intendant: IntendantChoice,
+    /// The script of tool calls (scripted intendant).
+    #[arg(long, value_name = "FILE", required_if_eq("intendant", "scripted"))]
+    pub script: Option<PathBuf>,
+    /// The repository the agent works in (read-write inside the sandbox).
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// What the agent is asked to do (journaled with the session).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub task: String,
+    #[command(flatten)]
+    pub govern: GovernArgs,
+}
+
+pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
+    if args.intendant != IntendantChoice::Scripted {
+        bail!("only `--intendant scripted` is available in this build");
+    }
+    let script_path = args.script.as_deref().context("--script is required")?;
+    let script = Script::load(script_path)
+        .with_context(|| format!("cannot use script {}", script_path.display()))?;
+    let repo = std::fs::canonicalize(&args.repo)
+        .with_context(|| format!("repository {}", args.repo.display()))?;
+    let user_home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let intendant = ScriptedIntendant::new(script, user_home);
+
+    let assembly = assemble(home, &args.govern)?;
+    warn_if_unsandboxed(assembly.sandbox);
+    let reply_timeout = assembly.config.approval_timeout + REPLY_MARGIN;
+    let journal_dir = home.journal_dir();
+    let verifier = home.keys_dir().join(agp_journal::keys::VERIFIER_FILE);
+
+    let rt = runtime()?;
+    let outcome = rt.block_on(async {
+        let daemon = Daemon::start(assembly.config, assembly.parts)
+            .await
+            .context("cannot start the agp daemon")?;
+        let socket = daemon.socket_path().to_path_buf();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(daemon.clone().serve(async move {
+            let _ = stopped.await;
+        }));
+        let session = daemon
+            .open_session(SessionParams {
+                intendant: "scripted".into(),
+                repo: repo.clone(),
+                task: args.task.clone(),
+                mode: SessionMode::ProxyExec,
+            })
+            .await;
+        let session = match session {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = stop.send(());
+                let _ = served.await;
+                return Err(anyhow::Error::new(e).context("cannot start the session"));
+            }
+        };
+        println!(
+            "agp: session {} · intendant scripted · repo {} · sandbox {:?} · approvals via {}",
+            session.id,
+            repo.display(),
+            assembly.sandbox,
+            assembly.channel
+        );
+        let id = session.id.clone();
+        let token = session.token.clone();
+        let repo_for_agent = repo.clone();
+        // The intendant is a blocking gateway client, exactly as a real agent's hook would be.
+        let report = tokio::task::spawn_blocking(move || {
+            drive(&socket, &token, reply_timeout, &intendant, &repo_for_agent)
+        })
+        .await
+        .context("the intendant thread failed")?;
+        // Ends the session even when the intendant's connection broke.
+        let status = match &report {
+            Ok(r) if r.failure().is_none() => "completed",
+            _ => "failed",
+        };
+        if let Err(e) = daemon.end_session(&id, status).await {
+            eprintln!("agp: error: cannot end session {id}: {e}");
+        }
+        let _ = stop.send(());
+        let _ = served.await;
+        anyhow::Ok((id, report))
+    });
+    drop(rt);
+    // The writer holds the journal lock and flushes its last checkpoint when the last handle
+    // goes; by now the daemon and its parts are gone.
+    drop(assembly.journal);
+    let (session, report) = outcome?;
+    let report = report?;
+
+    summarize(&session, &report);
+    let verified = verify(&journal_dir, &verifier);
+    let mismatches = report.mismatches().len();
+    if report.failure().is_some() || mismatches > 0 || !verified {
+        return Ok(Exit::Bad);
+    }
+    Ok(Exit::Ok)
+}
+
+fn drive(
+    socket: &Path,
+    token: &str,
+    reply_timeout: Duration,
+    intendant: &ScriptedIntendant,
+    repo: &Path,
+) -> Result<RunReport> {
+    let mut client = Client::connect(socket, reply_timeout).context("cannot reach the gateway")?;
+    client.hello(token).context("gateway refused the session")?;
+    let report = intendant.run(&mut client, repo, |call| println!("{}", call.line()));
+    Ok(report)
+}
+
+fn summarize(session: &str, report: &RunReport) {
+    let approved = report
+        .calls
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.outcome,
+                agp_intendants::CallOutcome::Allowed {
+                    approved_by: Some(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    println!(
+        "agp: session {session}: {} calls, {} allowed ({} after approval), {} denied",
+        report.calls.len(),
+        report.allowed(),
+        approved,
+        report.denied()
+    );
+    if let Some(failure) = report.failure() {
+        println!(
+            "agp: ✗ the gateway failed ({failure}); {} call(s) not sent",
+            report.not_run
+        );
+    }
+    let mismatches = report.mismatches();
+    if !mismatches.is_empty() {
+        println!(
+            "agp: ✗ {} call(s) did not get the outcome the script expects",
+            mismatches.len()
+        );
+    }
+}
+
+/// Verifies the journal against the home's public key and prints one line.
+fn verify(journal_dir: &Path, verifier: &Path) -> bool {
+    let key = match agp_journal::keys::load_verifier_key(&verifier.to_string_lossy()) {
+        Ok(k) => k,
+        Err(e) => {
+            println!("agp: ✗ journal not verified: {e}");
+            return false;
+        }
+    };
+    let opts = agp_journal::verify::VerifyOptions {
+        trusted_key: key,
+        trusted_checkpoint: None,
+    };
+    match agp_journal::verify::verify_dir(journal_dir, &opts) {
+        Ok(r) if r.intact => {
+            println!(
+                "agp: ✓ journal verified: {} entries, {} sealed by a signed checkpoint",
+                r.entries, r.sealed_size
+            );
+            true
+        }
+        Ok(r) => {
+            let first = r
+                .errors()
+                .next()
+                .map(|f| format!("{f:?}"))
+                .unwrap_or_default();
+            println!("agp: ✗ journal verification FAILED: {first}");
+            false
+        }
+        Err(e) => {
+            println!("agp: ✗ journal not verified: {e}");
+            false
+        }
+    }
 }

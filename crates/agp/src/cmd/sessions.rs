@@ -1,14 +1,206 @@
-//! `agp sessions`.
+//! `agp sessions`: list sessions (from the state database) or show one session's timeline (from
+//! the journal, the record of truth).
 
-use anyhow::{bail, Result};
-use clap::Args;
+use std::io::BufRead;
+
+use agp_daemon::store::Store;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
 
 use crate::exit::Exit;
 use crate::home::Home;
 
 #[derive(Debug, Args)]
-pub struct SessionsArgs {}
+pub struct SessionsArgs {
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Option<SessionsCommand>,
+}
 
-pub fn run(_home: &Home, _args: SessionsArgs) -> Result<Exit> {
-    bail!("`agp sessions` is not built yet")
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// One session's timeline from the journal.
+    Show {
+        /// Session id (as listed by `agp sessions`).
+        id: String,
+    },
+}
+
+pub fn run(home: &Home, args: SessionsArgs) -> Result<Exit> {
+    home.require_initialized()?;
+    match args.command {
+        None => list(home, args.json),
+        Some(SessionsCommand::Show { id }) => show(home, &id, args.json),
+    }
+}
+
+fn fmt_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000) as u64;
+    agp_journal::event::format_rfc3339(secs, 0)
+        .trim_end_matches(".000000Z")
+        .replace('T', " ")
+        + "Z"
+}
+
+fn list(home: &Home, json_out: bool) -> Result<Exit> {
+    let db = home.state_db();
+    let rows = if db.exists() {
+        Store::open_existing(&db)
+            .with_context(|| format!("cannot open {}", db.display()))?
+            .sessions()?
+    } else {
+        Vec::new()
+    };
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(Exit::Ok);
+    }
+    if rows.is_empty() {
+        println!("no sessions yet (start one with `agp run`)");
+        return Ok(Exit::Ok);
+    }
+    println!(
+        "{:<20} {:<11} {:<10} {:<11} {:<21} {}",
+        "SESSION", "INTENDANT", "MODE", "STATUS", "STARTED", "REPO"
+    );
+    for r in rows {
+        println!(
+            "{:<20} {:<11} {:<10} {:<11} {:<21} {}",
+            r.id,
+            r.intendant,
+            r.mode,
+            r.status,
+            fmt_ms(r.started_at_ms),
+            r.repo
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// One line describing an event, from the fields the daemon journals.
+fn describe(kind: &str, body: &Value) -> String {
+    let s = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
+    let call = s("call_id");
+    match kind {
+        "session.started" => format!(
+            "{} session, intendant {}, repo {}",
+            s("mode"),
+            s("intendant"),
+            s("repo")
+        ),
+        "session.ended" | "session.reaped" => s("status").to_owned(),
+        "sandbox.preflight" => {
+            let passed = body
+                .pointer("/report/passed")
+                .or_else(|| body.get("passed"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let provider = body
+                .pointer("/isolation/provider")
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            format!("{provider}: {}", if passed { "passed" } else { "FAILED" })
+        }
+        "tool_call.requested" => {
+            let input = body.get("input").map(Value::to_string).unwrap_or_default();
+            let short: String = input.chars().take(80).collect();
+            format!("{call} {} {short}", s("tool"))
+        }
+        "policy.decided" => format!(
+            "{call} {} ({}): {}",
+            s("decision"),
+            body.get("rule_id")
+                .and_then(Value::as_str)
+                .unwrap_or("default"),
+            s("reason")
+        ),
+        "approval.requested" => format!("{call} asked via {}", s("channel")),
+        "approval.granted" => {
+            let by: Vec<&str> = body
+                .get("by")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|x| x.get("id")?.as_str()).collect())
+                .unwrap_or_default();
+            let remembered = if body.get("remembered") == Some(&Value::Bool(true)) {
+                " (remembered)"
+            } else {
+                ""
+            };
+            format!("{call} by {}{remembered}", by.join(", "))
+        }
+        "approval.denied" => format!(
+            "{call} by {}: {}",
+            body.pointer("/by/id")
+                .and_then(Value::as_str)
+                .unwrap_or("nobody"),
+            s("reason")
+        ),
+        "approval.timeout" => format!(
+            "{call} after {} ms",
+            body.get("waited_ms").unwrap_or(&json!("?"))
+        ),
+        "tool_call.result" => format!(
+            "{call} ok={} exit={} output_sha256={}",
+            body.get("ok").unwrap_or(&Value::Null),
+            body.get("exit_code").unwrap_or(&Value::Null),
+            &s("output_sha256").get(..12).unwrap_or("")
+        ),
+        "gateway.rejected" => format!("{}: {}", s("code"), s("message")),
+        _ => String::new(),
+    }
+}
+
+fn show(home: &Home, id: &str, json_out: bool) -> Result<Exit> {
+    let path = home.journal_dir().join(agp_journal::ENTRIES_FILE);
+    let file = std::fs::File::open(&path)
+        .with_context(|| format!("cannot read the journal {}", path.display()))?;
+    let mut events = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+            // A torn last line is the journal's business (`agp verify` reports it).
+            eprintln!("agp: skipping unreadable journal line {}", n + 1);
+            continue;
+        };
+        if entry.get("session").and_then(Value::as_str) == Some(id) {
+            events.push(entry);
+        }
+    }
+    if events.is_empty() {
+        bail!("no journal entries for session {id:?} (list sessions with `agp sessions`)");
+    }
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&events)?);
+        return Ok(Exit::Ok);
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) ends the listing quietly.
+    if writeln!(
+        out,
+        "session {id}: {} journal entries (run `agp verify` to check them)",
+        events.len()
+    )
+    .is_err()
+    {
+        return Ok(Exit::Ok);
+    }
+    for e in &events {
+        let kind = e.get("kind").and_then(Value::as_str).unwrap_or("?");
+        let body = e.get("body").cloned().unwrap_or(Value::Null);
+        let line = format!(
+            "{:>6}  {}  {:<20} {}",
+            e.get("seq").and_then(Value::as_u64).unwrap_or(0),
+            e.get("ts").and_then(Value::as_str).unwrap_or(""),
+            kind,
+            describe(kind, &body)
+        );
+        if writeln!(out, "{}", agp_channels::sanitize::escape(&line)).is_err() {
+            break;
+        }
+    }
+    Ok(Exit::Ok)
 }
