@@ -8,6 +8,7 @@ use agp_contracts::approval::via;
 use agp_contracts::{
     ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approver, BoxFuture, ChannelError,
 };
+use rustix::process::Signal;
 use serde_json::Value;
 
 use crate::queue::{now_ms, Active, Asked, Prompter, Queue};
@@ -253,6 +254,9 @@ impl Prompter for TtyPrompter {
             match buf[0] {
                 b'a' | b'A' | b'y' | b'Y' => break Some(Key::Allow),
                 b'd' | b'D' | b'n' | b'N' => break Some(Key::Deny),
+                // Ctrl-C and Ctrl-\: what the terminal would have signalled.
+                0x03 => break Some(Key::Interrupt(Signal::INT)),
+                0x1c => break Some(Key::Interrupt(Signal::QUIT)),
                 b'?' => {
                     let _ = self.tty.write_all(&render::details(req, now_ms()));
                 }
@@ -262,6 +266,15 @@ impl Prompter for TtyPrompter {
         drop(mode);
         match answer {
             None => self.withdrawn(),
+            Some(Key::Interrupt(signal)) => {
+                self.say("^C\n  interrupted: nothing was approved\n");
+                // The terminal mode is restored (the guard is dropped); now do what the key
+                // means. If agp handles or ignores the signal, the call is denied.
+                let _ = rustix::process::kill_process(rustix::process::getpid(), signal);
+                Asked::Decided(Ok(ApprovalOutcome::Unavailable {
+                    reason: "no approver available: the prompt was interrupted".to_owned(),
+                }))
+            }
             Some(Key::Closed) => {
                 self.say("\n");
                 self.unavailable(TERMINAL_CLOSED)
@@ -300,6 +313,7 @@ impl Prompter for TtyPrompter {
 }
 
 enum Key {
+    Interrupt(Signal),
     Allow,
     Deny,
     Expired,

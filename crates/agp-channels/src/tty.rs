@@ -47,13 +47,14 @@ impl Tty {
         termios::tcflush(&self.file, QueueSelector::IFlush).map_err(io::Error::from)
     }
 
-    /// Switches to single-key input without echo until the guard drops. Signals (Ctrl-C) stay
-    /// enabled: interrupting agp must still work, and it fails closed.
+    /// Switches to single-key input without echo until the guard drops. The terminal does not
+    /// turn Ctrl-C into a signal meanwhile: the prompt restores the mode first and then raises
+    /// the signal itself, so an interrupted agp never leaves the terminal without echo.
     pub fn single_keys(&self) -> io::Result<KeyModeGuard<'_>> {
         let saved = termios::tcgetattr(&self.file)?;
         let mut raw = saved.clone();
         raw.local_modes
-            .remove(LocalModes::ICANON | LocalModes::ECHO);
+            .remove(LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG);
         raw.special_codes[SpecialCodeIndex::VMIN] = 1;
         raw.special_codes[SpecialCodeIndex::VTIME] = 0;
         termios::tcsetattr(&self.file, OptionalActions::Now, &raw)?;
