@@ -554,10 +554,12 @@ impl Inner {
             || record.channel != click.channel_id
         {
             Some(RejectReason::Mismatch)
+        } else if now_ms() >= record.request.expires_at_ms
+            || record.outcome == Some(ApprovalOutcome::Timeout)
+        {
+            Some(RejectReason::Expired)
         } else if record.outcome.is_some() {
             Some(RejectReason::Replayed)
-        } else if now_ms() >= record.request.expires_at_ms {
-            Some(RejectReason::Expired)
         } else if user.is_bot || user.id == self.bot_user {
             Some(RejectReason::Bot)
         } else {
