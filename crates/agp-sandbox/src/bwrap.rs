@@ -14,7 +14,7 @@ use agp_contracts::sandbox::{
 };
 
 use crate::cgroup::PidsCgroup;
-use crate::{cgroup, env, layout, limits, preflight, run, DEFAULT_OUTPUT_CAP};
+use crate::{cgroup, env, layout, limits, preflight, run, seccomp, DEFAULT_OUTPUT_CAP};
 
 /// How to install bubblewrap, for the error shown when it is missing.
 pub fn install_hint(looked_at: &str) -> String {
@@ -121,7 +121,8 @@ impl BubblewrapProvider {
     }
 
     /// A sandboxed command for a long-running process with its own stdio (an agent CLI):
-    /// the caller sets stdin/stdout/stderr and spawns it. The process and everything it starts
+    /// the caller sets stdin/stdout/stderr and spawns it, once (the command carries a
+    /// one-shot seccomp program). The process and everything it starts
     /// die with the returned child's parent (`--die-with-parent`).
     pub fn command(
         &self,
@@ -148,8 +149,14 @@ impl BubblewrapProvider {
         layout::check_cwd(cwd, &session.repo)?;
         let mut cmd = Command::new(self.bwrap()?);
         cmd.args(&session.args);
+        let mut inherit = limits::Inherit::default();
         if let Some(fd) = status_fd {
             cmd.arg("--json-status-fd").arg(fd.to_string());
+            inherit.borrowed.push(fd);
+        }
+        if let Some(program) = seccomp::program_fd()? {
+            cmd.arg("--seccomp").arg(program.as_raw_fd().to_string());
+            inherit.owned.push(program);
         }
         cmd.arg("--chdir").arg(cwd).arg("--").args(argv);
         // bwrap passes its own environment on, so clearing it here is what clears the
@@ -160,7 +167,7 @@ impl BubblewrapProvider {
         limits::install(
             &mut cmd,
             &session.limits,
-            status_fd,
+            inherit,
             session.pids.as_ref().map(|c| c.procs_fd()),
         );
         Ok(cmd)
@@ -329,7 +336,11 @@ impl SandboxProvider for BubblewrapProvider {
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         let mut caveats = vec![
-            "no seccomp filter: the sandbox reaches the kernel's full (namespaced) system call surface".to_string(),
+            if seccomp::SUPPORTED {
+                "seccomp is a denylist of rarely needed, risky system calls (keyrings, modules, BPF, perf, userfaultfd, mounts, namespaces, file handles); the rest of the kernel's system call surface stays reachable".to_string()
+            } else {
+                "no seccomp filter on this architecture: the kernel's full system call surface is reachable".to_string()
+            },
             "each command gets fresh namespaces and an empty tmpfs HOME and /tmp; only the repository persists between commands".to_string(),
             "max_cpu_seconds is RLIMIT_CPU: per process, not per session".to_string(),
             "max_memory_bytes is RLIMIT_AS per process; the tmpfs HOME and /tmp are each capped at the same size".to_string(),

@@ -17,6 +17,7 @@ mod limits;
 mod none;
 mod preflight;
 mod run;
+mod seccomp;
 
 pub use bwrap::{install_hint, BubblewrapProvider, BubblewrapSession};
 pub use none::{NoSandbox, NoSandboxSession};

@@ -3,7 +3,7 @@
 //! Everything set here is inherited by bwrap and by the sandboxed command.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -12,15 +12,23 @@ use agp_contracts::sandbox::ResourceLimits;
 const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
 
 /// Install the pre-exec hook. Every descriptor above stderr is marked close-on-exec, except
-/// `keep_fd` (bwrap's status pipe), so nothing the agp process inherited (a terminal, a
+/// those in `inherit` (bwrap's status pipe and seccomp program), so nothing the agp process inherited (a terminal, a
 /// socket, a pipe of its parent) leaks into the sandbox. Marking instead of closing keeps the
 /// standard library's exec-error pipe working.
 /// `cgroup_procs`, when given, is a session cgroup's `cgroup.procs`: the child moves itself
 /// into it, so bwrap and everything in the sandbox count against the cgroup's limits.
+/// Descriptors bwrap must inherit: `owned` ones live as long as the command (moved into the
+/// hook), `borrowed` ones are kept open by the caller until the spawn.
+#[derive(Default)]
+pub(crate) struct Inherit {
+    pub owned: Vec<OwnedFd>,
+    pub borrowed: Vec<RawFd>,
+}
+
 pub(crate) fn install(
     cmd: &mut Command,
     limits: &ResourceLimits,
-    keep_fd: Option<RawFd>,
+    inherit: Inherit,
     cgroup_procs: Option<RawFd>,
 ) {
     let nproc = limits.max_processes;
@@ -38,7 +46,8 @@ pub(crate) fn install(
                 }
             }
             cloexec_from(3)?;
-            if let Some(fd) = keep_fd {
+            let kept = inherit.owned.iter().map(AsRawFd::as_raw_fd);
+            for fd in kept.chain(inherit.borrowed.iter().copied()) {
                 if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                     return Err(io::Error::last_os_error());
                 }

@@ -76,7 +76,7 @@ impl SandboxProvider for NoSandbox {
             .current_dir(&request.cwd)
             .env_clear()
             .envs(session.env.iter().map(|(k, v)| (k, v)));
-        limits::install(&mut cmd, &session.limits, None, None);
+        limits::install(&mut cmd, &session.limits, limits::Inherit::default(), None);
         let captured = match run::run(
             cmd,
             request.stdin.as_deref(),

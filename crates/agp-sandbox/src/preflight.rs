@@ -35,7 +35,9 @@ one routes "$routes"
 one netns "$(readlink /proc/self/ns/net)"
 one pidns "$(readlink /proc/self/ns/pid)"
 one userns "$(readlink /proc/self/ns/user)"
-while IFS=$'\t' read -r k v; do [ "$k" = CapEff: ] && one capeff "$v"; done < /proc/self/status
+while IFS=$'\t' read -r k v; do
+  case $k in CapEff:) one capeff "$v" ;; Seccomp:) one seccomp "$v" ;; NoNewPrivs:) one nonewprivs "$v" ;; esac
+done < /proc/self/status
 i=0
 for t in "$@"; do
   if out=$( ( : > "$t" ) 2>&1 ); then one "write$i" WROTE; else one "write$i" "$out"; fi
@@ -297,15 +299,23 @@ pub(crate) fn run(
 
     // Namespaces and capabilities, read from inside.
     let (pidns, userns, capeff) = (get("pidns"), get("userns"), get("capeff").trim());
+    let (seccomp, nnp) = (get("seccomp").trim(), get("nonewprivs").trim());
+    // Seccomp mode 2 = filter; required where agp ships a filter for the architecture.
+    let seccomp_ok = !crate::seccomp::SUPPORTED || seccomp == "2";
     let ns_ok = pidns.starts_with("pid:[")
         && pidns != own_ns("pid")
         && userns.starts_with("user:[")
         && userns != own_ns("user")
-        && capeff == "0000000000000000";
+        && capeff == "0000000000000000"
+        && nnp == "1"
+        && seccomp_ok;
     checks.push(check(
         "namespaces_and_capabilities",
         ns_ok,
-        format!("pid {pidns}, user {userns}, effective capabilities {capeff}"),
+        format!(
+            "pid {pidns}, user {userns}, effective capabilities {capeff}, no_new_privs {nnp}, \
+             seccomp mode {seccomp}"
+        ),
     ));
 
     Ok(finish(checks, started))

@@ -325,34 +325,51 @@ fn process_limit_is_enforced_or_honestly_not() {
     }
 }
 
+/// Not a test on its own: the stand-in daemon of `killing_the_parent_kills_the_sandbox`, run
+/// in a child process of this test binary. Starts a sandboxed long-running command through
+/// the provider, as the agent launcher does, then waits to be killed.
+#[test]
+fn die_with_parent_helper() {
+    let (Some(marker), Some(repo)) = (
+        std::env::var_os("AGP_DWP_MARKER"),
+        std::env::var_os("AGP_DWP_REPO"),
+    ) else {
+        return;
+    };
+    let provider = agp_sandbox::BubblewrapProvider::new();
+    let session = provider
+        .spawn(&agp_contracts::sandbox::SandboxSpec::new("dwp", &repo))
+        .unwrap();
+    let script = format!("exec -a {} sleep 300", marker.to_string_lossy());
+    let mut child = provider
+        .command(
+            &session,
+            &["bash".into(), "-c".into(), script],
+            session.repo(),
+        )
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let _ = child.wait();
+}
+
 #[test]
 fn killing_the_parent_kills_the_sandbox() {
     let fx = Fixture::new();
     let marker = format!("agp-dwp-{}", token());
-    let cmd = fx
-        .provider
-        .command(
-            &fx.session,
-            &[
-                "bash".into(),
-                "-c".into(),
-                format!("exec -a {marker} sleep 300"),
-            ],
-            &fx.repo,
-        )
-        .unwrap();
-    // A wrapper process stands in for the daemon: it starts bwrap and is then killed.
-    let mut wrapper = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(r#""$@" & wait"#)
-        .arg("wrapper")
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .env_clear()
-        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+    let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "die_with_parent_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("AGP_DWP_MARKER", &marker)
+        .env("AGP_DWP_REPO", &fx.repo)
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while host_pids_with(&format!("{marker}\0")).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
@@ -360,8 +377,8 @@ fn killing_the_parent_kills_the_sandbox() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    wrapper.kill().unwrap();
-    wrapper.wait().unwrap();
+    parent.kill().unwrap();
+    parent.wait().unwrap();
     let survivors = wait_gone(&marker, Duration::from_secs(5));
     assert!(
         survivors.is_empty(),
@@ -615,4 +632,87 @@ fn long_running_command_gets_its_own_stdio() {
     }
     drop(stdin);
     assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn seeded_files_land_read_only_and_state_dirs_writable() {
+    let seed = tempfile::tempdir().unwrap();
+    let settings = seed.path().join("managed-settings.json");
+    std::fs::write(&settings, "{\"allowManagedHooksOnly\": true}\n").unwrap();
+    let state = seed.path().join("codex-home");
+    std::fs::create_dir(&state).unwrap();
+    let (s2, st2) = (settings.clone(), state.clone());
+    let fx = Fixture::with_spec(move |spec| {
+        spec.binds.push(BindMount {
+            source: s2,
+            dest: "/etc/claude-code/managed-settings.json".into(),
+            writable: false,
+        });
+        spec.binds.push(BindMount {
+            source: st2,
+            dest: "/home/agent/.codex".into(),
+            writable: true,
+        });
+    });
+    let out = fx.sh(
+        "export LC_ALL=C; cat /etc/claude-code/managed-settings.json; \
+         echo '{}' > /etc/claude-code/managed-settings.json && echo EDITED; \
+         mkdir /etc/claude-code/managed-settings.d && echo ADDED; \
+         rm -f /etc/claude-code/managed-settings.json && echo REMOVED; \
+         echo state > /home/agent/.codex/auth.json && echo STATE-WRITTEN",
+    );
+    let s = stdout(&out);
+    assert!(
+        s.starts_with("{\"allowManagedHooksOnly\": true}\n"),
+        "{out:?}"
+    );
+    for bad in ["EDITED", "ADDED", "REMOVED"] {
+        assert!(!s.contains(bad), "{bad}: {s}");
+    }
+    assert!(s.contains("STATE-WRITTEN"), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(&settings).unwrap(),
+        "{\"allowManagedHooksOnly\": true}\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("auth.json")).unwrap(),
+        "state\n"
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn risky_system_calls_are_refused_by_seccomp() {
+    let fx = Fixture::new();
+    // keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING), bpf(0, 0, 0),
+    // userfaultfd(0), unshare(CLONE_NEWNS), getpid through the x32 ABI.
+    let python = [
+        "import ctypes",
+        "libc = ctypes.CDLL(None, use_errno=True)",
+        "calls = [('keyctl', 250, (0, -3)), ('bpf', 321, (0, 0, 0)), ('userfaultfd', 323, (0,)),",
+        "         ('unshare', 272, (0x20000,)), ('x32_getpid', 0x40000000 | 39, ())]",
+        "for name, nr, args in calls:",
+        "    r = libc.syscall(nr, *args)",
+        "    print(name, r, ctypes.get_errno())",
+        "print('getpid', libc.syscall(39))",
+    ]
+    .join("\n");
+    let out = fx.sh(&format!(
+        "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; python3 -c \"{python}\""
+    ));
+    let s = stdout(&out);
+    assert!(s.contains("Seccomp:\t2"), "{out:?}");
+    assert!(s.contains("NoNewPrivs:\t1"), "{out:?}");
+    for name in ["keyctl", "bpf", "userfaultfd", "unshare", "x32_getpid"] {
+        assert!(
+            s.lines().any(|l| l == format!("{name} -1 1")),
+            "{name} not refused with EPERM: {s}"
+        );
+    }
+    // Ordinary calls still work.
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("getpid ") && !l.starts_with("getpid -1")),
+        "{s}"
+    );
 }

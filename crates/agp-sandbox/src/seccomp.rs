@@ -1,0 +1,160 @@
+//! A small seccomp filter (classic BPF, handed to bubblewrap with `--seccomp FD`) that refuses
+//! with EPERM the system calls a coding agent never needs and that widen the kernel surface or
+//! reach state namespaces do not isolate: keyrings, kernel modules and kexec, BPF and perf,
+//! userfaultfd, mounts and namespace changes, file handles (the "shocker" escape), the kernel
+//! log, swap, quotas, reboot. Calls from another ABI (i386 or x32 on x86_64) are refused as a
+//! whole, so the list cannot be bypassed through a second system call table.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+
+use agp_contracts::sandbox::SandboxError;
+
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JEQ_K: u16 = 0x15;
+const BPF_JGE_K: u16 = 0x35;
+const BPF_RET_K: u16 = 0x06;
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const OFFSET_NR: u32 = 0;
+const OFFSET_ARCH: u32 = 4;
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+/// Never matches: architectures without a filter do not use it (see [`SUPPORTED`]).
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const AUDIT_ARCH: u32 = 0;
+/// x32 system calls on x86_64 carry this bit in the number.
+#[cfg(target_arch = "x86_64")]
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// Refused with EPERM.
+const DENIED: &[libc::c_long] = &[
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_bpf,
+    libc::SYS_perf_event_open,
+    libc::SYS_userfaultfd,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_reboot,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_acct,
+    libc::SYS_quotactl,
+    libc::SYS_syslog,
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_open_tree,
+    libc::SYS_move_mount,
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_unshare,
+    libc::SYS_setns,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_lookup_dcookie,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_iopl,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_ioperm,
+];
+
+fn insn(code: u16, jt: u8, jf: u8, k: u32) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[0..2].copy_from_slice(&code.to_ne_bytes());
+    b[2] = jt;
+    b[3] = jf;
+    b[4..8].copy_from_slice(&k.to_ne_bytes());
+    b
+}
+
+/// The compiled filter, as the `struct sock_filter` array bubblewrap reads.
+pub(crate) fn program() -> Vec<u8> {
+    let deny = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    let mut p: Vec<[u8; 8]> = vec![
+        insn(BPF_LD_W_ABS, 0, 0, OFFSET_ARCH),
+        // Native ABI: skip the next instruction; otherwise refuse.
+        insn(BPF_JEQ_K, 1, 0, AUDIT_ARCH),
+        insn(BPF_RET_K, 0, 0, deny),
+        insn(BPF_LD_W_ABS, 0, 0, OFFSET_NR),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    {
+        p.push(insn(BPF_JGE_K, 0, 1, X32_SYSCALL_BIT));
+        p.push(insn(BPF_RET_K, 0, 0, deny));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = BPF_JGE_K;
+    for nr in DENIED {
+        p.push(insn(BPF_JEQ_K, 0, 1, *nr as u32));
+        p.push(insn(BPF_RET_K, 0, 0, deny));
+    }
+    p.push(insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW));
+    p.concat()
+}
+
+/// Whether this architecture has a filter (x86_64, aarch64).
+pub(crate) const SUPPORTED: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+/// A pipe whose read end holds the program (it fits the pipe buffer), for `--seccomp FD`.
+/// `None` on architectures without a filter.
+pub(crate) fn program_fd() -> Result<Option<OwnedFd>, SandboxError> {
+    if !SUPPORTED {
+        return Ok(None);
+    }
+    let bytes = program();
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    let (read, write) = unsafe {
+        use std::os::fd::FromRawFd;
+        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+    };
+    let mut writer = std::fs::File::from(write);
+    writer.write_all(&bytes)?;
+    drop(writer);
+    Ok(Some(read))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_is_well_formed() {
+        let p = program();
+        assert_eq!(p.len() % 8, 0);
+        let n = p.len() / 8;
+        assert!(n < 4096, "BPF_MAXINSNS");
+        // Ends in ALLOW; every denied number appears once.
+        let last = &p[p.len() - 8..];
+        assert_eq!(u16::from_ne_bytes([last[0], last[1]]), BPF_RET_K);
+        assert_eq!(
+            u32::from_ne_bytes(last[4..8].try_into().unwrap()),
+            SECCOMP_RET_ALLOW
+        );
+        for nr in DENIED {
+            let hits = p
+                .chunks(8)
+                .filter(|i| {
+                    u16::from_ne_bytes([i[0], i[1]]) == BPF_JEQ_K
+                        && u32::from_ne_bytes(i[4..8].try_into().unwrap()) == *nr as u32
+                })
+                .count();
+            assert_eq!(hits, 1, "syscall {nr}");
+        }
+    }
+}
