@@ -5,6 +5,9 @@
 //! Claude Code and Codex adapters implement the same [`agp_contracts::intendant::IntendantAdapter`]
 //! contract.
 
+pub mod claude_code;
+pub mod codex;
+pub mod live;
 pub mod script;
 pub mod scripted;
 

@@ -1,0 +1,326 @@
+//! Claude Code, governed through its hooks, inside agp's sandbox.
+//!
+//! The hook wiring lives in the MANAGED settings file (`/etc/claude-code/managed-settings.json`,
+//! bound read-only) with `allowManagedHooksOnly: true`, so neither the agent nor the repository
+//! can add, remove or shadow a hook: project and `--settings` hooks are suppressed. agp never
+//! passes `--bare` (it skips every hook) nor any flag that loads other settings.
+
+use std::path::PathBuf;
+
+use agp_contracts::intendant::{
+    Delivery, IntendantAdapter, IntendantError, LaunchContext, LaunchPlan, ProcessPlan, SeededFile,
+};
+use agp_contracts::sandbox::SANDBOX_HOME;
+use serde_json::{json, Value};
+
+use crate::live::{self, LiveConfig};
+
+pub const NAME: &str = "claude-code";
+/// Where Claude Code reads managed settings.
+pub const MANAGED_SETTINGS: &str = "/etc/claude-code/managed-settings.json";
+/// The vendor's API host when no `ANTHROPIC_BASE_URL` is configured.
+pub const DEFAULT_API: &str = "https://api.anthropic.com";
+
+/// Host environment variables passed through when set (the user's own configuration of the
+/// agent; agp holds no model key).
+pub const PASSTHROUGH_ENV: &[&str] = &[
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "ANTHROPIC_MODEL",
+    "ANTHROPIC_SMALL_FAST_MODEL",
+];
+
+/// Flags that would skip or replace the managed hook wiring.
+const FORBIDDEN_FLAGS: &[&str] = &[
+    "--bare",
+    "--settings",
+    "--managed-settings",
+    "--setting-sources",
+    "--dangerously-skip-permissions",
+];
+
+pub struct ClaudeCodeAdapter {
+    pub config: LiveConfig,
+    /// The user's existing Claude Code login (`~/.claude/.credentials.json`), bound read-only
+    /// when present.
+    pub credentials: Option<PathBuf>,
+}
+
+impl ClaudeCodeAdapter {
+    pub fn new(config: LiveConfig, user_home: &std::path::Path) -> Self {
+        let creds = user_home.join(".claude/.credentials.json");
+        Self {
+            config,
+            credentials: creds.is_file().then_some(creds),
+        }
+    }
+
+    /// The API base URL the agent will use.
+    pub fn api_base_url(&self) -> String {
+        self.config
+            .passthrough_env
+            .iter()
+            .find(|(k, _)| k == "ANTHROPIC_BASE_URL")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| DEFAULT_API.into())
+    }
+
+    /// The managed settings: agp's hooks on every tool, and nothing else may add hooks.
+    pub fn managed_settings(&self, ctx: &LaunchContext) -> Value {
+        let hook = json!([{
+            "matcher": "*",
+            "hooks": [{
+                "type": "command",
+                "command": live::hook_command(ctx),
+                "timeout": self.config.harness_hook_timeout_secs(),
+            }],
+        }]);
+        json!({
+            "allowManagedHooksOnly": true,
+            "disableAllHooks": false,
+            "hooks": {"PreToolUse": hook, "PostToolUse": hook},
+        })
+    }
+}
+
+impl IntendantAdapter for ClaudeCodeAdapter {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn delivery(&self) -> Delivery {
+        Delivery::Hook
+    }
+
+    fn plan(&self, ctx: &LaunchContext) -> Result<LaunchPlan, IntendantError> {
+        let task = live::check_task(NAME, ctx)?;
+        let exe = live::agent_exe("claude");
+        let mut argv = vec![exe.display().to_string()];
+        if !ctx.interactive {
+            argv.extend(["-p".into(), "--output-format".into(), "json".into()]);
+        }
+        if !task.is_empty() {
+            argv.push(task);
+        }
+        let mut env = live::base_env(ctx, &self.config);
+        for (k, v) in [
+            ("DISABLE_TELEMETRY", "1"),
+            ("DISABLE_ERROR_REPORTING", "1"),
+            ("DISABLE_AUTOUPDATER", "1"),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+        ] {
+            env.push((k.into(), v.into()));
+        }
+        let settings = serde_json::to_vec_pretty(&self.managed_settings(ctx))
+            .map_err(|e| IntendantError::Invalid(e.to_string()))?;
+        let mut ro_binds = vec![(self.config.binary.clone(), exe)];
+        if let Some(c) = &self.credentials {
+            ro_binds.push((
+                c.clone(),
+                PathBuf::from(SANDBOX_HOME).join(".claude/.credentials.json"),
+            ));
+        }
+        let (host, port) = authority(&self.api_base_url())?;
+        Ok(LaunchPlan::Process(ProcessPlan {
+            argv,
+            env,
+            cwd: ctx.repo.clone(),
+            files: vec![SeededFile {
+                path: MANAGED_SETTINGS.into(),
+                contents: settings,
+                mode: 0o644,
+                read_only: true,
+            }],
+            ro_binds,
+            egress_hosts: vec![format!("{host}:{port}")],
+            interactive: ctx.interactive,
+        }))
+    }
+
+    fn verify_wiring(&self, ctx: &LaunchContext, plan: &LaunchPlan) -> Result<(), IntendantError> {
+        let LaunchPlan::Process(p) = plan else {
+            return Err(live::unverified(NAME, "not a process launch"));
+        };
+        if let Some(flag) = p.argv.iter().find(|a| {
+            FORBIDDEN_FLAGS
+                .iter()
+                .any(|f| a.as_str() == *f || a.starts_with(&format!("{f}=")))
+        }) {
+            return Err(live::unverified(
+                NAME,
+                format!("{flag} would bypass the managed hooks"),
+            ));
+        }
+        let file = p
+            .files
+            .iter()
+            .find(|f| f.path == std::path::Path::new(MANAGED_SETTINGS))
+            .ok_or_else(|| live::unverified(NAME, "no managed settings in the plan"))?;
+        if !file.read_only {
+            return Err(live::unverified(
+                NAME,
+                "the managed settings would be writable",
+            ));
+        }
+        let settings: Value = serde_json::from_slice(&file.contents)
+            .map_err(|e| live::unverified(NAME, format!("managed settings are not JSON: {e}")))?;
+        if settings["allowManagedHooksOnly"] != true {
+            return Err(live::unverified(NAME, "allowManagedHooksOnly is not set"));
+        }
+        if settings["disableAllHooks"] == true {
+            return Err(live::unverified(NAME, "disableAllHooks is set"));
+        }
+        let command = live::hook_command(ctx);
+        for event in ["PreToolUse", "PostToolUse"] {
+            let wired = settings["hooks"][event].as_array().is_some_and(|groups| {
+                groups.iter().any(|g| {
+                    matches!(g["matcher"].as_str(), Some("*") | Some("") | None)
+                        && g["hooks"].as_array().is_some_and(|hs| {
+                            hs.iter()
+                                .any(|h| h["type"] == "command" && h["command"] == command.as_str())
+                        })
+                })
+            });
+            if !wired {
+                return Err(live::unverified(
+                    NAME,
+                    format!("no agp hook on every tool for {event}"),
+                ));
+            }
+        }
+        live::check_env(NAME, ctx, &p.env)
+    }
+}
+
+/// Host and port of an http(s) base URL (IPv6 literals are not supported here).
+pub(crate) fn authority(url: &str) -> Result<(String, u16), IntendantError> {
+    let bad = || IntendantError::Invalid(format!("API base URL {url:?} is not an http(s) URL"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let default = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => return Err(bad()),
+    };
+    let auth = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let (host, port) = match auth.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
+        None => (auth, default),
+    };
+    if host.is_empty() || host.contains(['[', ']', ':', '@']) {
+        return Err(bad());
+    }
+    Ok((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agp_contracts::intendant::GatewayEndpoint;
+
+    fn ctx() -> LaunchContext {
+        LaunchContext {
+            session: "s1".into(),
+            repo: "/src/repo".into(),
+            task: Some("fix the bug".into()),
+            gateway: GatewayEndpoint {
+                socket: live::GATEWAY_SOCKET.into(),
+                token: "tok".into(),
+            },
+            agp_exe: live::AGP_EXE.into(),
+            interactive: false,
+        }
+    }
+
+    fn adapter() -> ClaudeCodeAdapter {
+        ClaudeCodeAdapter {
+            config: LiveConfig {
+                binary: "/opt/claude".into(),
+                hook_timeout_secs: 330,
+                passthrough_env: vec![(
+                    "ANTHROPIC_BASE_URL".into(),
+                    "http://127.0.0.1:4000".into(),
+                )],
+            },
+            credentials: None,
+        }
+    }
+
+    #[test]
+    fn plan_is_headless_with_managed_hooks_and_model_egress() {
+        let a = adapter();
+        let plan = a.plan(&ctx()).unwrap();
+        a.verify_wiring(&ctx(), &plan).unwrap();
+        let LaunchPlan::Process(p) = plan else {
+            panic!()
+        };
+        assert_eq!(
+            p.argv,
+            [
+                "/run/agp/bin/claude",
+                "-p",
+                "--output-format",
+                "json",
+                "fix the bug"
+            ]
+        );
+        assert_eq!(p.egress_hosts, ["127.0.0.1:4000"]);
+        assert!(p.env.contains(&("AGP_SESSION_TOKEN".into(), "tok".into())));
+        assert!(p
+            .env
+            .contains(&("HTTPS_PROXY".into(), "http://127.0.0.1:3128".into())));
+        let s: Value = serde_json::from_slice(&p.files[0].contents).unwrap();
+        assert_eq!(
+            s["hooks"]["PreToolUse"][0]["hooks"][0]["command"],
+            "/run/agp/bin/agp hook"
+        );
+        assert_eq!(s["hooks"]["PreToolUse"][0]["hooks"][0]["timeout"], 390);
+    }
+
+    #[test]
+    fn wiring_that_could_be_bypassed_is_refused() {
+        let a = adapter();
+        let good = a.plan(&ctx()).unwrap();
+        let mutate = |f: &dyn Fn(&mut ProcessPlan)| {
+            let LaunchPlan::Process(mut p) = good.clone() else {
+                panic!()
+            };
+            f(&mut p);
+            a.verify_wiring(&ctx(), &LaunchPlan::Process(p))
+        };
+        assert!(mutate(&|p| p.argv.push("--bare".into())).is_err());
+        assert!(mutate(&|p| p.argv.push("--settings=/x".into())).is_err());
+        assert!(mutate(&|p| p.files[0].read_only = false).is_err());
+        assert!(mutate(&|p| p.files.clear()).is_err());
+        assert!(mutate(&|p| {
+            let mut s: Value = serde_json::from_slice(&p.files[0].contents).unwrap();
+            s["allowManagedHooksOnly"] = json!(false);
+            p.files[0].contents = s.to_string().into_bytes();
+        })
+        .is_err());
+        assert!(mutate(&|p| {
+            let mut s: Value = serde_json::from_slice(&p.files[0].contents).unwrap();
+            s["hooks"]["PreToolUse"][0]["matcher"] = json!("Read");
+            p.files[0].contents = s.to_string().into_bytes();
+        })
+        .is_err());
+        assert!(mutate(&|p| p.env.retain(|(k, _)| k != "AGP_SESSION_TOKEN")).is_err());
+        assert!(a.verify_wiring(&ctx(), &LaunchPlan::InProcess).is_err());
+    }
+
+    #[test]
+    fn tasks_and_urls_are_checked() {
+        let a = adapter();
+        let mut c = ctx();
+        c.task = Some("--bare".into());
+        assert!(a.plan(&c).is_err());
+        c.task = None;
+        assert!(a.plan(&c).is_err());
+        assert_eq!(
+            authority("https://api.anthropic.com").unwrap(),
+            ("api.anthropic.com".into(), 443)
+        );
+        assert!(authority("ftp://x").is_err());
+    }
+}

@@ -1,0 +1,434 @@
+//! OpenAI Codex, governed through its hooks, inside agp's sandbox.
+//!
+//! The hooks live in `/etc/codex/requirements.toml` (bound read-only), which Codex runs without a
+//! trust step, with `allow_managed_hooks_only = true` so no user or project hook is loaded. Codex
+//! skips an untrusted hook SILENTLY, so before launch agp proves the wiring from inside the same
+//! sandbox: `codex app-server` `hooks/list` must report agp's hook as managed and enabled for
+//! every tool, before and after the call ([`check_hooks_list`]). Codex's own bubblewrap sandbox
+//! cannot nest inside agp's, so it runs with `--sandbox danger-full-access`: agp's sandbox is
+//! the boundary.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use agp_contracts::intendant::{
+    Delivery, IntendantAdapter, IntendantError, LaunchContext, LaunchPlan, ProcessPlan, SeededFile,
+};
+use agp_contracts::sandbox::SANDBOX_HOME;
+use serde_json::{json, Value};
+
+use crate::live::{self, LiveConfig};
+
+pub const NAME: &str = "codex";
+pub const REQUIREMENTS: &str = "/etc/codex/requirements.toml";
+/// Vendor endpoints when no custom provider is configured (API key and ChatGPT login).
+pub const DEFAULT_HOSTS: &[&str] = &["api.openai.com:443", "chatgpt.com:443"];
+
+/// Flags that would skip or weaken the hook wiring.
+const FORBIDDEN_FLAGS: &[&str] = &[
+    "--dangerously-bypass-hook-trust",
+    "--dangerously-bypass-approvals-and-sandbox",
+];
+/// The only `-c` overrides agp passes. Without DNS in the sandbox, Codex's analytics lookup
+/// would add seconds to every run.
+const ALLOWED_OVERRIDES: &[&str] = &["analytics.enabled=false"];
+
+pub struct CodexAdapter {
+    pub config: LiveConfig,
+    /// The user's Codex auth (`$CODEX_HOME/auth.json`), bound read-only when present.
+    pub auth: Option<PathBuf>,
+    /// The user's Codex config (`$CODEX_HOME/config.toml`: model and provider), bound read-only
+    /// when present. Its hooks never run (`allow_managed_hooks_only`).
+    pub user_config: Option<PathBuf>,
+    /// `base_url` of the configured model provider, when it is not the vendor's.
+    pub provider_base_url: Option<String>,
+}
+
+impl CodexAdapter {
+    /// The managed requirements: agp's hooks on every tool, nothing else may add hooks.
+    pub fn requirements(&self, ctx: &LaunchContext) -> String {
+        let command = toml_string(&live::hook_command(ctx));
+        let timeout = self.config.harness_hook_timeout_secs();
+        let mut out = String::from(
+            "# Written by agp for this session; bound read-only into the sandbox.\n\
+             allow_managed_hooks_only = true\n",
+        );
+        for event in ["PreToolUse", "PostToolUse"] {
+            out.push_str(&format!(
+                "\n[[hooks.{event}]]\nmatcher = \"*\"\n[[hooks.{event}.hooks]]\ntype = \"command\"\n\
+                 command = {command}\ntimeout = {timeout}\n"
+            ));
+        }
+        out
+    }
+
+    /// The command that lists Codex's hooks (run in the session's sandbox by the launcher).
+    pub fn probe_argv(&self) -> Vec<String> {
+        vec![
+            live::agent_exe("codex").display().to_string(),
+            "app-server".into(),
+            "-c".into(),
+            ALLOWED_OVERRIDES[0].into(),
+        ]
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+impl IntendantAdapter for CodexAdapter {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn delivery(&self) -> Delivery {
+        Delivery::Hook
+    }
+
+    fn plan(&self, ctx: &LaunchContext) -> Result<LaunchPlan, IntendantError> {
+        let task = live::check_task(NAME, ctx)?;
+        let exe = live::agent_exe("codex");
+        let mut argv = vec![exe.display().to_string()];
+        if !ctx.interactive {
+            argv.push("exec".into());
+            argv.push("--skip-git-repo-check".into());
+        }
+        argv.extend(
+            [
+                "--sandbox",
+                "danger-full-access",
+                "--disable",
+                "plugins",
+                "-c",
+                ALLOWED_OVERRIDES[0],
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        if !task.is_empty() {
+            argv.push(task);
+        }
+        let codex_home = PathBuf::from(SANDBOX_HOME).join(".codex");
+        let mut env = live::base_env(ctx, &self.config);
+        env.push(("CODEX_HOME".into(), codex_home.display().to_string()));
+        let mut ro_binds = vec![(self.config.binary.clone(), exe)];
+        if let Some(a) = &self.auth {
+            ro_binds.push((a.clone(), codex_home.join("auth.json")));
+        }
+        if let Some(c) = &self.user_config {
+            ro_binds.push((c.clone(), codex_home.join("config.toml")));
+        }
+        let egress_hosts = match &self.provider_base_url {
+            Some(url) => {
+                let (h, p) = crate::claude_code::authority(url)?;
+                vec![format!("{h}:{p}")]
+            }
+            None => DEFAULT_HOSTS.iter().map(|s| s.to_string()).collect(),
+        };
+        Ok(LaunchPlan::Process(ProcessPlan {
+            argv,
+            env,
+            cwd: ctx.repo.clone(),
+            files: vec![SeededFile {
+                path: REQUIREMENTS.into(),
+                contents: self.requirements(ctx).into_bytes(),
+                mode: 0o644,
+                read_only: true,
+            }],
+            ro_binds,
+            egress_hosts,
+            interactive: ctx.interactive,
+        }))
+    }
+
+    /// The static half of the proof (the plan); the launcher adds the dynamic half with
+    /// [`probe_hooks`] inside the sandbox.
+    fn verify_wiring(&self, ctx: &LaunchContext, plan: &LaunchPlan) -> Result<(), IntendantError> {
+        let LaunchPlan::Process(p) = plan else {
+            return Err(live::unverified(NAME, "not a process launch"));
+        };
+        if let Some(flag) = p.argv.iter().find(|a| {
+            FORBIDDEN_FLAGS
+                .iter()
+                .any(|f| a.as_str() == *f || a.starts_with(&format!("{f}=")))
+        }) {
+            return Err(live::unverified(
+                NAME,
+                format!("{flag} could bypass the managed hooks"),
+            ));
+        }
+        for (i, a) in p.argv.iter().enumerate() {
+            let value = match a.as_str() {
+                "-c" | "--config" => p.argv.get(i + 1).map(String::as_str),
+                _ => a.strip_prefix("--config="),
+            };
+            if let Some(v) = value {
+                if !ALLOWED_OVERRIDES.contains(&v) {
+                    return Err(live::unverified(
+                        NAME,
+                        format!("config override {v:?} is not allowed"),
+                    ));
+                }
+            }
+        }
+        let sandbox_off = p
+            .argv
+            .windows(2)
+            .any(|w| w[0] == "--sandbox" && w[1] == "danger-full-access");
+        if !sandbox_off {
+            // Codex's own bwrap cannot nest in agp's: every command would fail.
+            return Err(live::unverified(
+                NAME,
+                "Codex's own sandbox must be off inside agp's",
+            ));
+        }
+        let file = p
+            .files
+            .iter()
+            .find(|f| f.path == Path::new(REQUIREMENTS))
+            .ok_or_else(|| live::unverified(NAME, "no managed requirements in the plan"))?;
+        if !file.read_only {
+            return Err(live::unverified(
+                NAME,
+                "the managed requirements would be writable",
+            ));
+        }
+        let text = std::str::from_utf8(&file.contents)
+            .map_err(|_| live::unverified(NAME, "requirements are not UTF-8"))?;
+        if !text
+            .lines()
+            .any(|l| l.trim() == "allow_managed_hooks_only = true")
+        {
+            return Err(live::unverified(
+                NAME,
+                "allow_managed_hooks_only is not set",
+            ));
+        }
+        live::check_env(NAME, ctx, &p.env)
+    }
+}
+
+/// Runs `codex app-server` (the command given, already sandboxed by the caller) and proves from
+/// its `hooks/list` that agp's hook is managed, enabled and matches every tool, before and after
+/// each call.
+pub fn probe_hooks(
+    mut cmd: Command,
+    ctx: &LaunchContext,
+    timeout: Duration,
+) -> Result<(), IntendantError> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().map_err(|e| {
+        live::unverified(
+            NAME,
+            format!("cannot start `codex app-server` to list hooks: {e}"),
+        )
+    })?;
+    let result = exchange(&mut child, ctx, timeout);
+    let _ = child.kill();
+    let _ = child.wait();
+    check_hooks_list(&result?, ctx)
+}
+
+fn exchange(
+    child: &mut std::process::Child,
+    ctx: &LaunchContext,
+    timeout: Duration,
+) -> Result<Value, IntendantError> {
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| live::unverified(NAME, "no stdin"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| live::unverified(NAME, "no stdout"))?;
+    let requests = [
+        json!({"id": 1, "method": "initialize",
+               "params": {"clientInfo": {"name": "agp", "version": env!("CARGO_PKG_VERSION")}}}),
+        json!({"method": "initialized"}),
+        json!({"id": 2, "method": "hooks/list", "params": {"cwds": [ctx.repo]}}),
+    ];
+    for r in requests {
+        writeln!(stdin, "{r}")
+            .map_err(|e| live::unverified(NAME, format!("codex app-server: {e}")))?;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["id"] == 2 {
+                    let _ = tx.send(v);
+                    break;
+                }
+            }
+        }
+    });
+    let reply = rx
+        .recv_timeout(timeout)
+        .map_err(|_| live::unverified(NAME, "`codex app-server` did not list its hooks in time"))?;
+    drop(stdin);
+    if !reply["error"].is_null() {
+        return Err(live::unverified(
+            NAME,
+            format!("hooks/list failed: {}", reply["error"]),
+        ));
+    }
+    Ok(reply["result"].clone())
+}
+
+/// The proof itself, on a `hooks/list` result.
+pub fn check_hooks_list(result: &Value, ctx: &LaunchContext) -> Result<(), IntendantError> {
+    let entries = result["data"]
+        .as_array()
+        .ok_or_else(|| live::unverified(NAME, "hooks/list returned no data"))?;
+    let entry = entries
+        .iter()
+        .find(|e| e["cwd"].as_str() == Some(&ctx.repo.display().to_string()))
+        .or(entries.first())
+        .ok_or_else(|| live::unverified(NAME, "hooks/list returned no entry for the repository"))?;
+    if let Some(errors) = entry["errors"].as_array().filter(|e| !e.is_empty()) {
+        return Err(live::unverified(
+            NAME,
+            format!("Codex reports hook errors: {errors:?}"),
+        ));
+    }
+    let command = live::hook_command(ctx);
+    let hooks = entry["hooks"].as_array().cloned().unwrap_or_default();
+    for event in ["preToolUse", "postToolUse"] {
+        let active = hooks.iter().any(|h| {
+            h["eventName"] == event
+                && h["command"] == command.as_str()
+                && h["enabled"] == true
+                && h["isManaged"] == true
+                && matches!(h["trustStatus"].as_str(), Some("managed") | Some("trusted"))
+                && matches!(h["matcher"].as_str(), Some("*") | Some("") | None)
+        });
+        if !active {
+            return Err(live::unverified(
+                NAME,
+                format!("Codex does not report agp's {event} hook as managed, enabled and on every tool"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agp_contracts::intendant::GatewayEndpoint;
+
+    fn ctx() -> LaunchContext {
+        LaunchContext {
+            session: "s1".into(),
+            repo: "/src/repo".into(),
+            task: Some("fix it".into()),
+            gateway: GatewayEndpoint {
+                socket: live::GATEWAY_SOCKET.into(),
+                token: "tok".into(),
+            },
+            agp_exe: live::AGP_EXE.into(),
+            interactive: false,
+        }
+    }
+
+    fn adapter() -> CodexAdapter {
+        CodexAdapter {
+            config: LiveConfig {
+                binary: "/opt/codex".into(),
+                hook_timeout_secs: 100,
+                passthrough_env: vec![],
+            },
+            auth: None,
+            user_config: None,
+            provider_base_url: Some("http://127.0.0.1:5000/v1".into()),
+        }
+    }
+
+    fn hook(event: &str, trust: &str) -> Value {
+        json!({"eventName": event, "command": "/run/agp/bin/agp hook", "enabled": true,
+               "isManaged": true, "trustStatus": trust, "matcher": "*"})
+    }
+
+    #[test]
+    fn plan_turns_codex_sandbox_off_and_wires_managed_hooks() {
+        let a = adapter();
+        let plan = a.plan(&ctx()).unwrap();
+        a.verify_wiring(&ctx(), &plan).unwrap();
+        let LaunchPlan::Process(p) = plan else {
+            panic!()
+        };
+        assert_eq!(p.argv[1], "exec");
+        assert!(p
+            .argv
+            .windows(2)
+            .any(|w| w == ["--sandbox", "danger-full-access"]));
+        assert_eq!(p.egress_hosts, ["127.0.0.1:5000"]);
+        let text = String::from_utf8(p.files[0].contents.clone()).unwrap();
+        assert!(text.contains("allow_managed_hooks_only = true"));
+        assert!(text.contains("[[hooks.PostToolUse.hooks]]"));
+        assert!(text.contains("command = \"/run/agp/bin/agp hook\""));
+        assert!(text.contains("timeout = 160"));
+    }
+
+    #[test]
+    fn weakened_plans_are_refused() {
+        let a = adapter();
+        let LaunchPlan::Process(good) = a.plan(&ctx()).unwrap() else {
+            panic!()
+        };
+        let check = |p: ProcessPlan| a.verify_wiring(&ctx(), &LaunchPlan::Process(p));
+        let mut p = good.clone();
+        p.argv.push("--dangerously-bypass-hook-trust".into());
+        assert!(check(p).is_err());
+        let mut p = good.clone();
+        p.argv.extend(["-c".into(), "hooks={}".into()]);
+        assert!(check(p).is_err());
+        let mut p = good.clone();
+        p.argv.retain(|a| a != "danger-full-access");
+        assert!(check(p).is_err());
+        let mut p = good.clone();
+        p.files[0].contents = b"[hooks]".to_vec();
+        assert!(check(p).is_err());
+        let mut p = good;
+        p.files[0].read_only = false;
+        assert!(check(p).is_err());
+    }
+
+    #[test]
+    fn hooks_list_must_prove_both_hooks_managed() {
+        let ok = json!({"data": [{"cwd": "/src/repo", "errors": [], "hooks": [
+            hook("preToolUse", "managed"), hook("postToolUse", "managed")]}]});
+        check_hooks_list(&ok, &ctx()).unwrap();
+        for bad in [
+            json!({"data": [{"cwd": "/src/repo", "errors": [], "hooks": [hook("preToolUse", "managed")]}]}),
+            json!({"data": [{"cwd": "/src/repo", "errors": [], "hooks": [
+                hook("preToolUse", "untrusted"), hook("postToolUse", "managed")]}]}),
+            json!({"data": [{"cwd": "/src/repo", "errors": ["bad"], "hooks": [
+                hook("preToolUse", "managed"), hook("postToolUse", "managed")]}]}),
+            json!({"data": []}),
+            json!({}),
+        ] {
+            assert!(check_hooks_list(&bad, &ctx()).is_err(), "{bad}");
+        }
+        let mut disabled = ok.clone();
+        disabled["data"][0]["hooks"][0]["enabled"] = json!(false);
+        assert!(check_hooks_list(&disabled, &ctx()).is_err());
+    }
+}

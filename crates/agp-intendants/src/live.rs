@@ -1,0 +1,144 @@
+//! What the live-agent adapters (Claude Code, Codex) share: where things are inside the
+//! sandbox, the environment every agent gets, and the hook command line.
+//!
+//! The launcher binds the host paths at these places; the adapters only plan with them.
+
+use std::path::{Path, PathBuf};
+
+use agp_contracts::intendant::{IntendantError, LaunchContext};
+use agp_contracts::sandbox::SANDBOX_HOME;
+
+/// Directory of executables bound into the sandbox (agp itself, the agent CLI).
+pub const BIN_DIR: &str = "/run/agp/bin";
+/// agp's executable inside the sandbox: what the hook wiring calls.
+pub const AGP_EXE: &str = "/run/agp/bin/agp";
+/// The session's gateway socket inside the sandbox.
+pub const GATEWAY_SOCKET: &str = "/run/agp/gateway/gateway.sock";
+/// The egress proxy's socket directory inside the sandbox (bound read-only).
+pub const EGRESS_DIR: &str = "/run/agp/egress";
+pub const EGRESS_SOCKET: &str = "/run/agp/egress/egress.sock";
+/// Where the in-sandbox bridge listens (the sandbox has a network namespace of its own, so any
+/// port is free).
+pub const BRIDGE_ADDR: &str = "127.0.0.1:3128";
+
+/// Variables the hook reads (mirrors `agp hook`).
+pub const ENV_SOCKET: &str = "AGP_GATEWAY_SOCKET";
+pub const ENV_TOKEN: &str = "AGP_SESSION_TOKEN";
+pub const ENV_HOOK_TIMEOUT: &str = "AGP_HOOK_TIMEOUT_SECS";
+
+/// Settings every live adapter needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveConfig {
+    /// The agent CLI's executable on the host.
+    pub binary: PathBuf,
+    /// Longest the hook waits for a verdict (approval timeout plus a margin).
+    pub hook_timeout_secs: u64,
+    /// Host environment values to pass through (credentials the user configured for the agent,
+    /// a base URL); everything else is cleared.
+    pub passthrough_env: Vec<(String, String)>,
+}
+
+impl LiveConfig {
+    /// How long the harness lets the hook run: longer than the hook's own wait, so the hook
+    /// always answers (deny on timeout) before the harness gives up on it — a harness that kills
+    /// a hook treats it as a non-blocking error.
+    pub fn harness_hook_timeout_secs(&self) -> u64 {
+        self.hook_timeout_secs + 60
+    }
+}
+
+/// The hook command line the harness runs.
+pub fn hook_command(ctx: &LaunchContext) -> String {
+    format!("{} hook", ctx.agp_exe.display())
+}
+
+/// The environment every live agent gets: a clean PATH, the sandbox HOME, the gateway, and the
+/// egress bridge as its proxy.
+pub fn base_env(ctx: &LaunchContext, cfg: &LiveConfig) -> Vec<(String, String)> {
+    let proxy = format!("http://{BRIDGE_ADDR}");
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "PATH".into(),
+            format!("{BIN_DIR}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"),
+        ),
+        ("HOME".into(), SANDBOX_HOME.into()),
+        ("TMPDIR".into(), "/tmp".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        (ENV_SOCKET.into(), ctx.gateway.socket.display().to_string()),
+        (ENV_TOKEN.into(), ctx.gateway.token.clone()),
+        (ENV_HOOK_TIMEOUT.into(), cfg.hook_timeout_secs.to_string()),
+    ];
+    for var in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        env.push((var.into(), proxy.clone()));
+    }
+    // Loopback too must go through the proxy: nothing but the bridge listens inside.
+    env.push(("NO_PROXY".into(), String::new()));
+    env.push(("no_proxy".into(), String::new()));
+    if ctx.interactive {
+        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into());
+        env.push(("TERM".into(), term));
+    } else {
+        env.push(("TERM".into(), "dumb".into()));
+    }
+    for (k, v) in &cfg.passthrough_env {
+        if !env.iter().any(|(e, _)| e == k) {
+            env.push((k.clone(), v.clone()));
+        }
+    }
+    env
+}
+
+/// The agent CLI's path inside the sandbox.
+pub fn agent_exe(name: &str) -> PathBuf {
+    Path::new(BIN_DIR).join(name)
+}
+
+/// A task must not be read as an option by the CLI.
+pub fn check_task(intendant: &str, ctx: &LaunchContext) -> Result<String, IntendantError> {
+    let task = ctx.task.clone().unwrap_or_default();
+    if task.trim().is_empty() && !ctx.interactive {
+        return Err(IntendantError::Invalid(format!(
+            "{intendant}: --task is required for a headless run"
+        )));
+    }
+    if task.starts_with('-') {
+        return Err(IntendantError::Invalid(format!(
+            "{intendant}: the task must not start with '-' (it would be read as an option)"
+        )));
+    }
+    Ok(task)
+}
+
+pub(crate) fn unverified(intendant: &str, message: impl Into<String>) -> IntendantError {
+    IntendantError::WiringUnverified {
+        intendant: intendant.into(),
+        message: message.into(),
+    }
+}
+
+/// Checks the environment the plan gives the agent reaches the session's gateway.
+pub(crate) fn check_env(
+    intendant: &str,
+    ctx: &LaunchContext,
+    env: &[(String, String)],
+) -> Result<(), IntendantError> {
+    let get = |k: &str| {
+        env.iter()
+            .rev()
+            .find(|(e, _)| e == k)
+            .map(|(_, v)| v.as_str())
+    };
+    if get(ENV_SOCKET) != Some(&ctx.gateway.socket.display().to_string()) {
+        return Err(unverified(
+            intendant,
+            format!("{ENV_SOCKET} does not name the session's gateway"),
+        ));
+    }
+    if get(ENV_TOKEN) != Some(ctx.gateway.token.as_str()) {
+        return Err(unverified(
+            intendant,
+            format!("{ENV_TOKEN} is not the session's token"),
+        ));
+    }
+    Ok(())
+}
