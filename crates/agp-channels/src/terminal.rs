@@ -117,13 +117,16 @@ impl ApprovalChannel for TerminalChannel {
     }
 }
 
-/// The person at this terminal, as journaled: `tty:<user>`.
+/// The person at this terminal, as journaled: `tty:<user>`, the user being the account agp runs
+/// as (from the password database; `$USER` only when the account has no local entry).
 fn local_approver() -> Approver {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
+    let uid = rustix::process::getuid().as_raw();
+    let user = std::fs::read_to_string("/etc/passwd")
         .ok()
+        .and_then(|passwd| user_of(&passwd, uid))
+        .or_else(|| std::env::var("USER").ok())
         .filter(|u| !u.is_empty() && !u.chars().any(crate::sanitize::is_unsafe))
-        .unwrap_or_else(|| format!("uid{}", rustix::process::getuid().as_raw()));
+        .unwrap_or_else(|| format!("uid{uid}"));
     Approver {
         id: format!("tty:{user}"),
         name: user,
@@ -131,14 +134,33 @@ fn local_approver() -> Approver {
     }
 }
 
-/// One line for a projected event, escaped and kept short: `tool: reason` when the event has
-/// them (a denial), otherwise the body as compact JSON.
+/// The account name for `uid` in passwd(5) text.
+fn user_of(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?.parse::<u32>().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_owned())
+    })
+}
+
+/// One line for a projected event, escaped and kept short: `tool: reason` for a denial, the
+/// intendant and repo for a session start, the status for a session end, otherwise the body as
+/// compact JSON.
 pub(crate) fn note_line(kind: &str, session: Option<&str>, body: &Value) -> String {
     const MAX: usize = 300;
     let field = |k: &str| body.get(k).and_then(Value::as_str);
-    let mut text = match (field("tool"), field("reason")) {
-        (Some(tool), Some(reason)) => format!("{tool}: {reason}"),
-        _ => body.to_string(),
+    let mut text = if let (Some(tool), Some(reason)) = (field("tool"), field("reason")) {
+        format!("{tool}: {reason}")
+    } else if let Some(intendant) = field("intendant") {
+        format!(
+            "intendant {intendant} · repo {}",
+            field("repo").unwrap_or("?")
+        )
+    } else if let Some(status) = field("status") {
+        status.to_owned()
+    } else {
+        body.to_string()
     };
     if text.chars().count() > MAX {
         text = text.chars().take(MAX).collect::<String>() + "…";
@@ -332,9 +354,27 @@ mod tests {
             note_line("call.denied", Some("s1"), &denial),
             "agp: call.denied [s1] Bash: guard\\e[2J\n"
         );
+        let ended = json!({"session": "s1", "status": "completed", "lease_held": true});
+        assert_eq!(
+            note_line("session.ended", Some("s1"), &ended),
+            "agp: session.ended [s1] completed\n"
+        );
+        let started = json!({"intendant": "scripted", "repo": "/r", "isolation": {"x": 1}});
+        assert_eq!(
+            note_line("session.started", Some("s1"), &started),
+            "agp: session.started [s1] intendant scripted · repo /r\n"
+        );
         let long = json!({"blob": "y".repeat(1000)});
         let line = note_line("session.started", None, &long);
         assert!(line.chars().count() < 340 && line.ends_with("…\n"));
         assert_eq!(line.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn finds_the_account_name_for_a_uid() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nbroken\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        assert_eq!(user_of(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_of(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(user_of(passwd, 7), None);
     }
 }
