@@ -9,6 +9,12 @@ use sha2::{Digest, Sha256};
 
 pub type Hash = [u8; 32];
 
+/// A hash in standard base64, as checkpoints and tlog-proofs write it.
+pub fn to_base64(h: &Hash) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(h)
+}
+
 /// Root of the empty tree: SHA-256 of the empty string.
 pub fn empty_root() -> Hash {
     Sha256::digest([]).into()

@@ -166,13 +166,23 @@ pub struct Consistency {
 
 /// Proves that the journal's latest checkpoint extends `old_note` (both verified with `key`),
 /// and checks the proof.
+///
+/// The old checkpoint may be signed by `key` or by one of `earlier_keys` (keys the journal
+/// rotated away from, as a verified report lists them).
 pub fn consistency(
     dir: &Path,
     old_note: &[u8],
     key: &VerifierKey,
+    earlier_keys: &[VerifierKey],
 ) -> Result<Consistency, ProofError> {
-    let old = Checkpoint::open(old_note, key)
-        .map_err(|e| ProofError::Checkpoint(format!("old checkpoint: {e}")))?;
+    let old = match std::iter::once(key)
+        .chain(earlier_keys)
+        .find_map(|k| Checkpoint::open(old_note, k).ok())
+    {
+        Some(cp) => cp,
+        None => Checkpoint::open(old_note, key)
+            .map_err(|e| ProofError::Checkpoint(format!("old checkpoint: {e}")))?,
+    };
     let (new, _) = latest_checkpoint(dir, key)?;
     if old.size > new.size {
         return Err(ProofError::Truncated {

@@ -310,12 +310,26 @@ pub fn verify_streams<E: BufRead, C: BufRead + 'static>(
     latest_sig: Option<Vec<u8>>,
     opts: &VerifyOptions,
 ) -> Result<Report, VerifyError> {
+    // A trusted checkpoint signed by the trusted key is checked now; one signed by an earlier
+    // key of the journal (before a rotation) is checked against the key ranges when the stream
+    // reaches its size.
     let trusted = match &opts.trusted_checkpoint {
         None => None,
-        Some(bytes) => Some(
-            Checkpoint::open(bytes, &opts.trusted_key)
-                .map_err(|e| VerifyError::BadTrustedCheckpoint(e.to_string()))?,
-        ),
+        Some(bytes) => match Checkpoint::open(bytes, &opts.trusted_key) {
+            Ok(cp) => Some((cp, None)),
+            Err(e) => {
+                let cp = parse_checkpoint_unverified(bytes)
+                    .map_err(|_| VerifyError::BadTrustedCheckpoint(e.to_string()))?;
+                if cp.origin != opts.trusted_key.name() {
+                    return Err(VerifyError::BadTrustedCheckpoint(format!(
+                        "it is for log {:?}, not {:?}",
+                        cp.origin,
+                        opts.trusted_key.name()
+                    )));
+                }
+                Some((cp, Some(bytes.clone())))
+            }
+        },
     };
     let mut v = Verifier::new(opts.trusted_key.clone(), trusted);
     v.notes = checkpoints.map(NoteReader::new);
@@ -364,7 +378,8 @@ struct GapPending {
 
 struct Verifier {
     trusted_key: VerifierKey,
-    trusted_cp: Option<Checkpoint>,
+    /// The auditor's checkpoint, and its note when its signature is still to be checked.
+    trusted_cp: Option<(Checkpoint, Option<Vec<u8>>)>,
     frontier: Frontier,
     prev_leaf: Option<Hash>,
     expected_seq: u64,
@@ -389,7 +404,7 @@ struct Verifier {
 }
 
 impl Verifier {
-    fn new(trusted_key: VerifierKey, trusted_cp: Option<Checkpoint>) -> Self {
+    fn new(trusted_key: VerifierKey, trusted_cp: Option<(Checkpoint, Option<Vec<u8>>)>) -> Self {
         Self {
             trusted_key,
             trusted_cp,
@@ -547,7 +562,7 @@ impl Verifier {
         for p in [&self.next_stored, &self.latest].into_iter().flatten() {
             next = next.min(p.cp.size);
         }
-        if let Some(t) = &self.trusted_cp {
+        if let Some((t, _)) = &self.trusted_cp {
             next = next.min(t.size);
         }
         self.next_check = next;
@@ -598,8 +613,10 @@ impl Verifier {
                 }
             }
         }
-        if let Some(t) = self.trusted_cp.take_if(|t| t.size == size) {
-            if t.root != self.frontier.root() {
+        if let Some((t, unverified)) = self.trusted_cp.take_if(|(t, _)| t.size == size) {
+            if !self.trusted_signature_ok(&t, unverified) {
+                // check_signature reported why.
+            } else if t.root != self.frontier.root() {
                 self.report(
                     Code::Forked,
                     None,
@@ -1021,7 +1038,10 @@ impl Verifier {
                 );
             }
         }
-        if let Some(t) = self.trusted_cp.take() {
+        if let Some((t, unverified)) = self.trusted_cp.take() {
+            if !self.trusted_signature_ok(&t, unverified) {
+                return self.finish_report(size);
+            }
             self.report(
                 Code::Truncated,
                 None,
@@ -1031,6 +1051,10 @@ impl Verifier {
                 format!("the trusted checkpoint covers {} entries but the journal has {size}: entries were deleted", t.size),
             );
         }
+        self.finish_report(size)
+    }
+
+    fn finish_report(mut self, size: u64) -> Result<Report, VerifyError> {
         if self.latest_missing && size > 0 {
             self.report(
                 Code::StaleCheckpoint,
@@ -1082,6 +1106,21 @@ impl Verifier {
             },
         };
         Ok(report)
+    }
+
+    /// Whether the trusted checkpoint is signed by a key valid for its size (reporting if not).
+    fn trusted_signature_ok(&mut self, t: &Checkpoint, unverified: Option<Vec<u8>>) -> bool {
+        match unverified {
+            None => true,
+            Some(note) => {
+                let p = Pending {
+                    label: "trusted checkpoint".into(),
+                    note,
+                    cp: t.clone(),
+                };
+                self.check_signature(&p).is_some()
+            }
+        }
     }
 
     fn check_trust(&mut self, size: u64) {

@@ -1,14 +1,318 @@
-//! `agp journal`.
+//! `agp journal`: show events, inclusion receipts, consistency proofs, recovery.
 
-use anyhow::{bail, Result};
-use clap::Args;
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::PathBuf;
 
-use crate::exit::Exit;
+use agp_journal::proof::{self, ProofError};
+use agp_journal::{JournalOptions, JournalWriter};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use crate::exit::{Exit, EXIT_CODES_HELP};
 use crate::home::Home;
 
 #[derive(Debug, Args)]
-pub struct JournalArgs {}
+pub struct JournalArgs {
+    #[command(subcommand)]
+    pub command: JournalCommand,
+}
 
-pub fn run(_home: &Home, _args: JournalArgs) -> Result<Exit> {
-    bail!("`agp journal` is not built yet")
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Print events readably (or as JSON lines), optionally filtered.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Show {
+        /// Only events of this session
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+        /// Only events of this kind (e.g. policy.decided)
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+        /// Print the matching events as JSON lines, exactly as journaled
+        #[arg(long)]
+        json: bool,
+        /// Journal folder [default: <home>/journal]
+        #[arg(long, value_name = "DIR")]
+        journal: Option<PathBuf>,
+    },
+    /// Print a C2SP tlog-proof receipt for one entry: index, inclusion proof, latest checkpoint.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Proof {
+        /// The entry's seq
+        #[arg(long, value_name = "N")]
+        seq: u64,
+        /// Verifier key to check the checkpoint with [default: <home>/keys/journal.pub]
+        #[arg(long, value_name = "VKEY_OR_FILE")]
+        key: Option<String>,
+    },
+    /// Check a tlog-proof receipt offline against the exact entry line and a verifier key.
+    #[command(name = "verify-proof", after_help = EXIT_CODES_HELP)]
+    VerifyProof {
+        /// The receipt printed by `agp journal proof`
+        file: PathBuf,
+        /// A file holding the exact journal line the receipt is for
+        #[arg(long, value_name = "LINE_FILE")]
+        entry: PathBuf,
+        /// Verifier key (string or file); a key shipped with the receipt proves nothing
+        #[arg(long, value_name = "VKEY_OR_FILE")]
+        key: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prove that the journal extends an older checkpoint (RFC 6962 consistency proof).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Consistency {
+        /// A signed checkpoint kept earlier
+        old_checkpoint: PathBuf,
+        /// Verifier key [default: <home>/keys/journal.pub]
+        #[arg(long, value_name = "VKEY_OR_FILE")]
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open the journal for writing and close it: moves a torn last line aside (journaled as
+    /// journal.recovered) and seals entries after the last checkpoint. Refuses a journal that
+    /// fails verification.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Recover,
+}
+
+pub fn run(home: &Home, args: JournalArgs) -> Result<Exit> {
+    match args.command {
+        JournalCommand::Show {
+            session,
+            kind,
+            json,
+            journal,
+        } => show(
+            journal.unwrap_or_else(|| home.journal_dir()),
+            session.as_deref(),
+            kind.as_deref(),
+            json,
+        ),
+        JournalCommand::Proof { seq, key } => {
+            let key = crate::cmd::keygen::resolve_verifier(home, key.as_deref())?;
+            match proof::build_inclusion(&home.journal_dir(), seq, &key) {
+                Ok(p) => {
+                    print!("{p}");
+                    Ok(Exit::Ok)
+                }
+                Err(e) => proof_failure(e),
+            }
+        }
+        JournalCommand::VerifyProof {
+            file,
+            entry,
+            key,
+            json,
+        } => {
+            let key = crate::cmd::keygen::resolve_verifier(home, Some(&key))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let line = std::fs::read(&entry)
+                .with_context(|| format!("cannot read {}", entry.display()))?;
+            match proof::verify_inclusion(&text, &line, &key) {
+                Ok(inc) => {
+                    if json {
+                        println!(
+                            "{}",
+                            json!({"valid": true, "index": inc.index, "tree_size": inc.checkpoint.size, "origin": inc.checkpoint.origin, "key_id": key.id_hex()})
+                        );
+                    } else {
+                        println!(
+                            "valid: the entry is seq {} of {} (size {}, signed by key id {})",
+                            inc.index,
+                            inc.checkpoint.origin,
+                            inc.checkpoint.size,
+                            key.id_hex()
+                        );
+                    }
+                    Ok(Exit::Ok)
+                }
+                Err(e) => {
+                    if json {
+                        println!("{}", json!({"valid": false, "error": e.to_string()}));
+                    }
+                    proof_failure(e)
+                }
+            }
+        }
+        JournalCommand::Consistency {
+            old_checkpoint,
+            key,
+            json,
+        } => {
+            let key = crate::cmd::keygen::resolve_verifier(home, key.as_deref())?;
+            let old = std::fs::read(&old_checkpoint)
+                .with_context(|| format!("cannot read {}", old_checkpoint.display()))?;
+            // Checkpoints signed before a key rotation are checked with the journal's earlier
+            // keys, which the verified journal vouches for.
+            let report = agp_journal::verify_dir(
+                &home.journal_dir(),
+                &agp_journal::VerifyOptions {
+                    trusted_key: key.clone(),
+                    trusted_checkpoint: None,
+                },
+            )?;
+            let earlier: Vec<agp_journal::VerifierKey> = if report.intact {
+                report
+                    .keys
+                    .iter()
+                    .filter_map(|k| k.verifier.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            match proof::consistency(&home.journal_dir(), &old, &key, &earlier) {
+                Ok(c) => {
+                    let b64 = agp_journal::merkle::to_base64;
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&json!({
+                                "consistent": true,
+                                "old_size": c.old.size, "old_root": b64(&c.old.root),
+                                "new_size": c.new.size, "new_root": b64(&c.new.root),
+                                "proof": c.proof.iter().map(b64).collect::<Vec<_>>(),
+                            }))?
+                        );
+                    } else {
+                        println!(
+                            "consistent: the journal at size {} extends the checkpoint at size {}",
+                            c.new.size, c.old.size
+                        );
+                        println!(
+                            "old root {}\nnew root {}",
+                            b64(&c.old.root),
+                            b64(&c.new.root)
+                        );
+                        println!("consistency proof ({} hashes):", c.proof.len());
+                        for h in &c.proof {
+                            println!("{}", b64(h));
+                        }
+                    }
+                    Ok(Exit::Ok)
+                }
+                Err(e) => {
+                    if json {
+                        println!("{}", json!({"consistent": false, "error": e.to_string()}));
+                    }
+                    proof_failure(e)
+                }
+            }
+        }
+        JournalCommand::Recover => recover(home),
+    }
+}
+
+/// I/O problems mean "could not run" (2); anything else means the proof does not hold (1).
+fn proof_failure(e: ProofError) -> Result<Exit> {
+    match e {
+        ProofError::Io { .. } => Err(e.into()),
+        other => {
+            eprintln!("agp: {other}");
+            Ok(Exit::Bad)
+        }
+    }
+}
+
+fn recover(home: &Home) -> Result<Exit> {
+    let key_path = crate::cmd::keygen::signer_path(home);
+    let key = agp_journal::keys::load_signer_key(&key_path)
+        .with_context(|| format!("cannot load the journal key {}", key_path.display()))?;
+    let writer = match JournalWriter::open(&home.journal_dir(), key, JournalOptions::default()) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("agp: error: cannot recover the journal: {e}");
+            return Ok(Exit::Bad);
+        }
+    };
+    let s = writer.open_summary().clone();
+    writer.close().context("cannot close the journal")?;
+    if let Some(p) = &s.torn_file {
+        println!(
+            "moved a torn last line ({} bytes) to {}",
+            s.torn_bytes,
+            p.display()
+        );
+    }
+    if s.unsealed > 0 {
+        println!(
+            "sealed {} entries that followed the last checkpoint",
+            s.unsealed
+        );
+    }
+    match s.recovered_seq {
+        Some(seq) => println!("journaled the recovery as journal.recovered at seq {seq}"),
+        None => println!("nothing to recover: the journal was complete and sealed"),
+    }
+    Ok(Exit::Ok)
+}
+
+fn show(dir: PathBuf, session: Option<&str>, kind: Option<&str>, json: bool) -> Result<Exit> {
+    let path = dir.join(agp_journal::ENTRIES_FILE);
+    let file =
+        std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut buf = Vec::new();
+    let mut lineno = 0u64;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        lineno += 1;
+        if buf.last() != Some(&b'\n') {
+            writeln!(
+                out,
+                "(line {lineno}: torn last line, {} bytes, not shown)",
+                buf.len()
+            )?;
+            break;
+        }
+        let line = &buf[..buf.len() - 1];
+        let Ok(v) = serde_json::from_slice::<Value>(line) else {
+            writeln!(out, "(line {lineno}: not JSON; run `agp verify`)")?;
+            continue;
+        };
+        if session.is_some_and(|s| v["session"].as_str() != Some(s)) {
+            continue;
+        }
+        if kind.is_some_and(|k| v["kind"].as_str() != Some(k)) {
+            continue;
+        }
+        let result = if json {
+            out.write_all(line).and_then(|()| out.write_all(b"\n"))
+        } else {
+            writeln!(out, "{}", human_line(&v))
+        };
+        if let Err(e) = result {
+            // A closed pipe (`| head`) ends the listing quietly.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(Exit::Ok);
+            }
+            return Err(e.into());
+        }
+    }
+    out.flush().ok();
+    Ok(Exit::Ok)
+}
+
+fn human_line(v: &Value) -> String {
+    let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+    let seq = v["seq"].as_u64().map_or("?".to_string(), |n| n.to_string());
+    let session = v["session"].as_str().unwrap_or("-");
+    let mut body = agp_contracts::canonical::to_canonical_string(&v["body"])
+        .unwrap_or_else(|_| v["body"].to_string());
+    if body.chars().count() > 160 {
+        body = body.chars().take(157).collect::<String>() + "...";
+    }
+    format!(
+        "{seq:>6}  {}  {:<20}  {session:<12}  {body}",
+        s("ts"),
+        s("kind")
+    )
 }

@@ -1,14 +1,54 @@
-//! `agp key`.
+//! `agp key show`: the journal's public key in every form an auditor may need.
 
-use anyhow::{bail, Result};
-use clap::Args;
+use agp_journal::keys;
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use serde_json::json;
 
-use crate::exit::Exit;
+use crate::exit::{Exit, EXIT_CODES_HELP};
 use crate::home::Home;
 
 #[derive(Debug, Args)]
-pub struct KeyArgs {}
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
 
-pub fn run(_home: &Home, _args: KeyArgs) -> Result<Exit> {
-    bail!("`agp key` is not built yet")
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Print the public key: C2SP verifier key, PEM (SPKI) and OpenSSH allowed_signers line.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Show {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(home: &Home, args: KeyArgs) -> Result<Exit> {
+    match args.command {
+        KeyCommand::Show { json } => {
+            let key = crate::cmd::keygen::home_verifier(home)?;
+            if json {
+                let out = json!({
+                    "name": key.name(),
+                    "key_id": key.id_hex(),
+                    "verifier_key": key.to_string(),
+                    "pem": keys::public_key_pem(&key),
+                    "allowed_signers": keys::allowed_signers_line(&key),
+                    "ssh_identity": keys::ssh_identity(&key),
+                    "ssh_namespace": agp_journal::sshsig::CHECKPOINT_NAMESPACE,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                crate::cmd::keygen::print_public(&key);
+                println!(
+                    "check checkpoint.sig without agp: ssh-keygen -Y verify -f allowed_signers -I {} -n {} -s checkpoint.sig < checkpoint",
+                    keys::ssh_identity(&key),
+                    agp_journal::sshsig::CHECKPOINT_NAMESPACE
+                );
+            }
+            Ok(Exit::Ok)
+        }
+    }
 }

@@ -1,14 +1,228 @@
-//! `agp keygen`.
+//! `agp keygen`: create (or rotate) the Ed25519 journal signing key.
 
-use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+use agp_journal::keys::{self, ALLOWED_SIGNERS_FILE, PEM_FILE, SIGNER_FILE, VERIFIER_FILE};
+use agp_journal::{JournalOptions, JournalWriter, SignerKey, VerifierKey};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::exit::Exit;
 use crate::home::Home;
 
 #[derive(Debug, Args)]
-pub struct KeygenArgs {}
+#[command(
+    long_about = "Create the Ed25519 journal signing key from the OS random number generator \
+    (keys/journal.key, mode 0600, never overwritten without --force), write its public forms \
+    (keys/journal.pub: C2SP verifier key; keys/journal.pub.pem: PEM SPKI; keys/allowed_signers: \
+    for ssh-keygen -Y verify), and start the journal with a signed journal.created entry and \
+    checkpoint.\n\nWith --rotate, a new key replaces the current one: the journal records a \
+    key.rotated entry signed by the current key naming the new verifier key, and checkpoints \
+    from then on are signed by the new key."
+)]
+pub struct KeygenArgs {
+    /// Replace an existing key. Refused when the journal already has entries (use --rotate).
+    #[arg(long, conflicts_with = "rotate")]
+    pub force: bool,
+    /// Rotate the key of an existing journal (journaled as key.rotated, signed by the old key).
+    #[arg(long)]
+    pub rotate: bool,
+    /// Name of the journal: the checkpoint origin and key name
+    /// [default: config.toml [journal] origin, else agp.local/journal/<random>]
+    #[arg(long, value_name = "NAME")]
+    pub origin: Option<String>,
+}
 
-pub fn run(_home: &Home, _args: KeygenArgs) -> Result<Exit> {
-    bail!("`agp keygen` is not built yet")
+/// Path of the signer key in `home`.
+pub fn signer_path(home: &Home) -> PathBuf {
+    home.keys_dir().join(SIGNER_FILE)
+}
+
+/// The verifier key configured in `home` (keys/journal.pub).
+pub fn home_verifier(home: &Home) -> Result<VerifierKey> {
+    let path = home.keys_dir().join(VERIFIER_FILE);
+    if !path.exists() {
+        bail!(
+            "no verifier key at {} (run `agp keygen`, or pass --key)",
+            path.display()
+        );
+    }
+    keys::load_verifier_key(&path.to_string_lossy())
+        .with_context(|| format!("cannot load the verifier key {}", path.display()))
+}
+
+/// The key given with `--key` (a key string or a file), else the home's.
+pub fn resolve_verifier(home: &Home, arg: Option<&str>) -> Result<VerifierKey> {
+    match arg {
+        Some(a) => keys::load_verifier_key(a).with_context(|| format!("cannot use --key {a}")),
+        None => home_verifier(home),
+    }
+}
+
+pub fn run(home: &Home, args: KeygenArgs) -> Result<Exit> {
+    home.require_initialized()?;
+    Home::create_private_dir(&home.keys_dir())?;
+    Home::create_private_dir(&home.journal_dir())?;
+    if args.rotate {
+        return rotate(home);
+    }
+    let key_path = signer_path(home);
+    if key_path.exists() {
+        if !args.force {
+            bail!(
+                "{} already exists (use --rotate to rotate it; --force replaces it only while the journal is empty)",
+                key_path.display()
+            );
+        }
+        if journal_has_entries(&home.journal_dir())? {
+            bail!(
+                "the journal in {} is signed by the current key: replacing the key would make it \
+                 impossible to extend; use `agp keygen --rotate`",
+                home.journal_dir().display()
+            );
+        }
+        std::fs::remove_file(&key_path)
+            .with_context(|| format!("cannot remove {}", key_path.display()))?;
+    }
+    let origin = match args.origin {
+        Some(o) => o,
+        None => configured_origin(home)?.unwrap_or_else(random_origin),
+    };
+    let key = SignerKey::generate(&origin).context("cannot create the key")?;
+    keys::write_signer_key_new(&key_path, &key)?;
+    write_public_forms(home, key.verifier())?;
+    let writer = JournalWriter::open(&home.journal_dir(), key.clone(), JournalOptions::default())
+        .context("cannot start the journal")?;
+    let created = writer.open_summary().created;
+    writer.close().context("cannot close the journal")?;
+    println!("created journal key {}", key_path.display());
+    print_public(key.verifier());
+    if created {
+        println!(
+            "started the journal in {} with a signed journal.created entry",
+            home.journal_dir().display()
+        );
+    }
+    println!("next: `agp verify` checks the journal offline with this public key");
+    Ok(Exit::Ok)
+}
+
+fn rotate(home: &Home) -> Result<Exit> {
+    let key_path = signer_path(home);
+    let next_path = home.keys_dir().join(format!("{SIGNER_FILE}.next"));
+    let old = keys::load_signer_key(&key_path)
+        .with_context(|| format!("cannot load the current key {}", key_path.display()))?;
+    // The new key is on disk before the journal names it, so a crash can be finished later.
+    let pending = if next_path.exists() {
+        Some(
+            keys::load_signer_key(&next_path)
+                .with_context(|| format!("cannot load the pending key {}", next_path.display()))?,
+        )
+    } else {
+        None
+    };
+    let report = agp_journal::verify_dir(
+        &home.journal_dir(),
+        &agp_journal::VerifyOptions {
+            trusted_key: old.verifier().clone(),
+            trusted_checkpoint: None,
+        },
+    );
+    if let (Some(next), Ok(report)) = (&pending, &report) {
+        if report.active_key() == Some(next.verifier()) {
+            // An earlier rotation was journaled but the key files were not swapped yet.
+            finish_rotation(home, &old, next, &next_path)?;
+            println!(
+                "finished an interrupted rotation to key id {}",
+                next.verifier().id_hex()
+            );
+            return Ok(Exit::Ok);
+        }
+    }
+    if pending.is_some() {
+        std::fs::remove_file(&next_path)
+            .with_context(|| format!("cannot remove {}", next_path.display()))?;
+    }
+    let new = SignerKey::generate(old.name()).context("cannot create the key")?;
+    keys::write_signer_key_new(&next_path, &new)?;
+    let writer = JournalWriter::open(&home.journal_dir(), old.clone(), JournalOptions::default())
+        .context("cannot open the journal to rotate its key")?;
+    let receipt = writer
+        .rotate(new.clone())
+        .context("cannot journal the key rotation")?;
+    writer.close().context("cannot close the journal")?;
+    drop(writer);
+    finish_rotation(home, &old, &new, &next_path)?;
+    println!(
+        "rotated the journal key: {} -> {} (key.rotated at seq {})",
+        old.verifier().id_hex(),
+        new.verifier().id_hex(),
+        receipt.seq
+    );
+    print_public(new.verifier());
+    println!("auditors who hold the old key can keep verifying; the journal proves the hand-over");
+    Ok(Exit::Ok)
+}
+
+fn finish_rotation(home: &Home, old: &SignerKey, new: &SignerKey, next_path: &Path) -> Result<()> {
+    let key_path = signer_path(home);
+    let retired = home
+        .keys_dir()
+        .join(format!("{SIGNER_FILE}.retired-{}", old.verifier().id_hex()));
+    std::fs::rename(&key_path, &retired)
+        .with_context(|| format!("cannot retire {}", key_path.display()))?;
+    std::fs::rename(next_path, &key_path)
+        .with_context(|| format!("cannot install {}", key_path.display()))?;
+    write_public_forms(home, new.verifier())
+}
+
+fn journal_has_entries(dir: &Path) -> Result<bool> {
+    let path = dir.join(agp_journal::ENTRIES_FILE);
+    match std::fs::metadata(&path) {
+        Ok(m) => Ok(m.len() > 0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn configured_origin(home: &Home) -> Result<Option<String>> {
+    let text = std::fs::read_to_string(home.config())
+        .with_context(|| format!("cannot read {}", home.config().display()))?;
+    let value: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("cannot parse {}", home.config().display()))?;
+    Ok(value
+        .get("journal")
+        .and_then(|j| j.get("origin"))
+        .and_then(|o| o.as_str())
+        .map(str::to_string))
+}
+
+fn random_origin() -> String {
+    // A throwaway key only to draw random bytes from the OS RNG the same way keys are made.
+    let k = SignerKey::generate("x").expect("the OS random number generator works");
+    format!("agp.local/journal/{}", &k.verifier().id_hex())
+}
+
+fn write_public_forms(home: &Home, key: &VerifierKey) -> Result<()> {
+    let dir = home.keys_dir();
+    let forms = [
+        (VERIFIER_FILE, format!("{key}\n")),
+        (PEM_FILE, keys::public_key_pem(key)),
+        (
+            ALLOWED_SIGNERS_FILE,
+            format!("{}\n", keys::allowed_signers_line(key)),
+        ),
+    ];
+    for (name, text) in forms {
+        crate::cmd::init::write_file(&dir.join(name), &text, true)?;
+    }
+    Ok(())
+}
+
+/// Prints the public forms of `key`.
+pub fn print_public(key: &VerifierKey) {
+    println!("key id:           {}", key.id_hex());
+    println!("verifier key:     {key}");
+    println!("allowed_signers:  {}", keys::allowed_signers_line(key));
+    print!("PEM (SPKI):\n{}", keys::public_key_pem(key));
 }

@@ -1,14 +1,111 @@
-//! `agp verify`.
+//! `agp verify`: check the journal offline.
 
-use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+use agp_journal::{verify_dir, Severity, VerifyError, VerifyOptions};
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::exit::Exit;
 use crate::home::Home;
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {}
+#[command(
+    long_about = "Verify the journal offline, streaming (memory does not grow with its \
+    length): every line is RFC 8785 canonical JSON, seq is contiguous, each prev is the hash of \
+    the line before, the RFC 6962 Merkle tree is recomputed, and every stored checkpoint is \
+    signed by a key valid for its tree size (key rotations included), names this log, never \
+    shrinks, and matches the recomputed root. With --trusted-checkpoint, a checkpoint you kept \
+    earlier also detects a truncated or rewritten (forked) history.\n\n\
+    Prints one line per finding, then a summary. A torn last line (crash) and entries after the \
+    last checkpoint (not yet signed) are warnings; everything else is an error.\n\n\
+    THE KEY MATTERS: verification proves the journal was written by the holder of the key you \
+    verify with. The default is this home's keys/journal.pub. Verifying with a key found next to \
+    a journal someone handed you proves nothing (whoever rewrote the journal could replace that \
+    key too): pass the key you obtained through a channel you trust."
+)]
+pub struct VerifyArgs {
+    /// Journal folder to verify [default: <home>/journal]
+    #[arg(long, value_name = "DIR")]
+    pub journal: Option<PathBuf>,
+    /// Verifier key: a C2SP verifier key (<name>+<keyid>+<base64>) or a file holding one
+    /// [default: <home>/keys/journal.pub]
+    #[arg(long, value_name = "VKEY_OR_FILE")]
+    pub key: Option<String>,
+    /// A signed checkpoint you kept earlier (detects TRUNCATED and FORKED)
+    #[arg(long, value_name = "FILE")]
+    pub trusted_checkpoint: Option<PathBuf>,
+    /// Machine-readable report
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_home: &Home, _args: VerifyArgs) -> Result<Exit> {
-    bail!("`agp verify` is not built yet")
+pub fn run(home: &Home, args: VerifyArgs) -> Result<Exit> {
+    let key = crate::cmd::keygen::resolve_verifier(home, args.key.as_deref())?;
+    let dir = args.journal.unwrap_or_else(|| home.journal_dir());
+    let trusted_checkpoint = match &args.trusted_checkpoint {
+        None => None,
+        Some(p) => Some(
+            std::fs::read(p)
+                .with_context(|| format!("cannot read the trusted checkpoint {}", p.display()))?,
+        ),
+    };
+    let opts = VerifyOptions {
+        trusted_key: key.clone(),
+        trusted_checkpoint,
+    };
+    let report = match verify_dir(&dir, &opts) {
+        Ok(r) => r,
+        Err(e @ VerifyError::MissingEntries(_)) => {
+            return Err(anyhow::anyhow!(e).context(
+                "nothing to verify (run `agp keygen` to start the journal, or pass --journal)",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for f in &report.findings {
+            println!("{f}");
+        }
+        if report.more_findings > 0 {
+            println!("... and {} more findings", report.more_findings);
+        }
+        let errors = report.errors().count();
+        let warnings = report
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+            .count();
+        if report.intact {
+            println!(
+                "journal intact: {} entr{}, signed up to size {} by key id {}{}",
+                report.entries,
+                if report.entries == 1 { "y" } else { "ies" },
+                report.sealed_size,
+                report
+                    .active_key()
+                    .map(|k| k.id_hex())
+                    .unwrap_or_else(|| key.id_hex()),
+                if warnings > 0 {
+                    format!(
+                        " ({warnings} warning{})",
+                        if warnings == 1 { "" } else { "s" }
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        } else {
+            println!(
+                "journal NOT intact: {errors} error{} in {} ({} entries checked with key id {})",
+                if errors == 1 { "" } else { "s" },
+                dir.display(),
+                report.entries,
+                key.id_hex()
+            );
+        }
+    }
+    Ok(if report.intact { Exit::Ok } else { Exit::Bad })
 }
