@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use agp_contracts::{ApprovalSpec, Decision, EvalContext, PartFinding, PolicyEngine, ToolCall, Verdict};
+use agp_contracts::{
+    ApprovalSpec, Decision, EvalContext, PartFinding, PolicyEngine, ToolCall, Verdict,
+};
 use serde_json::Value;
 
 use crate::file::{Policy, Rule};
@@ -36,7 +38,8 @@ impl RuleIndex {
                     match &m.spec {
                         Spec::Command(p) => match &p.first_word {
                             Some(w) => {
-                                let list = ix.bash_by_word.entry(basename(w).to_string()).or_default();
+                                let list =
+                                    ix.bash_by_word.entry(basename(w).to_string()).or_default();
                                 if list.last() != Some(&i) {
                                     list.push(i);
                                 }
@@ -161,18 +164,21 @@ fn rule_judgment(rule: &Rule, matcher: &Matcher, what: &str) -> Judgment {
         decision: rule.effect,
         rule_id: Some(rule.id.clone()),
         reason: rule.reason.clone().unwrap_or_else(|| {
-            format!("rule `{}` ({}) {}s {what}", rule.id, matcher.source, rule.effect)
+            format!(
+                "rule `{}` ({}) {}s {what}",
+                rule.id, matcher.source, rule.effect
+            )
         }),
         approval: rule.approval.clone(),
     }
 }
 
 /// Best rule among `candidates` (ascending rule order): deny > require > allow, then order.
-fn best_rule<'p>(
-    policy: &'p Policy,
+fn best_rule(
+    policy: &Policy,
     candidates: impl Iterator<Item = usize>,
     mut matches: impl FnMut(&Rule, &Matcher) -> bool,
-) -> Option<(&'p Rule, &'p Matcher)> {
+) -> Option<(&Rule, &Matcher)> {
     let mut best: Option<(&Rule, &Matcher)> = None;
     for i in candidates {
         let rule = &policy.rules[i];
@@ -206,7 +212,10 @@ impl Policy {
         Judgment {
             decision: self.default,
             rule_id: None,
-            reason: format!("no rule matches {what}; the policy default is {}", self.default),
+            reason: format!(
+                "no rule matches {what}; the policy default is {}",
+                self.default
+            ),
             approval: None,
         }
     }
@@ -234,7 +243,8 @@ impl Policy {
                 Spec::Command(p) => {
                     if rule.effect == Decision::Allow {
                         // An allow pattern must cover arguments xargs appends at run time.
-                        p.matches(allow_line) && (!cmd.dynamic_tail || p.matches(&format!("{allow_line} x")))
+                        p.matches(allow_line)
+                            && (!cmd.dynamic_tail || p.matches(&format!("{allow_line} x")))
                     } else {
                         p.matches(&typed) || p.matches(&plain)
                     }
@@ -245,14 +255,20 @@ impl Policy {
     }
 
     fn judge_command(&self, cmd: &SimpleCommand, scene: &Scene, acc: &mut Strictest) {
+        if scene.cwd_unknown {
+            acc.builtin(
+                "shell",
+                Decision::Require,
+                "runs in a directory only known at run time (an earlier cd to a variable)",
+            );
+        }
         let rule = self.command_rule(cmd);
         let explicitly_allowed = rule.is_some_and(|(r, _)| r.effect == Decision::Allow);
-        match rule {
-            Some((r, m)) => {
-                let mut j = rule_judgment(r, m, "this command");
-                if j.decision == Decision::Allow {
-                    if let Some(w) = cmd.args().iter().find(|w| w.substitution) {
-                        j = Judgment {
+        if let Some((r, m)) = rule {
+            let mut j = rule_judgment(r, m, "this command");
+            if j.decision == Decision::Allow {
+                if let Some(w) = cmd.args().iter().find(|w| w.substitution) {
+                    j = Judgment {
                             decision: Decision::Require,
                             rule_id: Some("shell".into()),
                             reason: format!(
@@ -261,11 +277,9 @@ impl Policy {
                             ),
                             approval: None,
                         };
-                    }
                 }
-                acc.push(j);
             }
-            None => {}
+            acc.push(j);
         }
         for hit in destructive::check_command(cmd, scene) {
             acc.guard(self, hit);
@@ -275,7 +289,10 @@ impl Policy {
         }
         if let Some(eg) = egress::check_command(cmd) {
             let domains_allow = eg.hosts_complete
-                && eg.hosts.iter().all(|h| self.domain_decision(h) == Some(Decision::Allow));
+                && eg
+                    .hosts
+                    .iter()
+                    .all(|h| self.domain_decision(h) == Some(Decision::Allow));
             if !explicitly_allowed && !domains_allow {
                 acc.guard(self, eg.hit);
             }
@@ -293,7 +310,10 @@ impl Policy {
         if cmd.wrappers.iter().any(|w| w == "sudo" || w == "doas")
             || matches!(name, "sudo" | "doas" | "su" | "pkexec" | "runuser")
         {
-            acc.guard(self, GuardHit::require(GuardId::Privilege, "runs with elevated privileges"));
+            acc.guard(
+                self,
+                GuardHit::require(GuardId::Privilege, "runs with elevated privileges"),
+            );
         }
         if matches!(name, "cd" | "pushd") {
             return;
@@ -336,9 +356,11 @@ impl Policy {
                     acc.guard(self, hit);
                 }
                 if !self.index.read_restrict.is_empty() {
-                    if let Some((r, m)) = best_rule(self, self.index.read_restrict.iter().copied(), |_, m| {
-                        m.applies_to_class(FileClass::Read) && path_spec_matches(m, &p, scene)
-                    }) {
+                    if let Some((r, m)) =
+                        best_rule(self, self.index.read_restrict.iter().copied(), |_, m| {
+                            m.applies_to_class(FileClass::Read) && path_spec_matches(m, &p, scene)
+                        })
+                    {
                         acc.push(rule_judgment(r, m, &format!("reading {}", p.display())));
                     }
                 }
@@ -347,9 +369,11 @@ impl Policy {
     }
 
     fn domain_rule(&self, host: &str) -> Option<(&Rule, &Matcher)> {
-        best_rule(self, self.index.domain_rules.iter().copied(), |_, m| {
-            matches!(&m.spec, Spec::Domain(d) if domain_matches(d, host))
-        })
+        best_rule(
+            self,
+            self.index.domain_rules.iter().copied(),
+            |_, m| matches!(&m.spec, Spec::Domain(d) if domain_matches(d, host)),
+        )
     }
 
     fn domain_decision(&self, host: &str) -> Option<Decision> {
@@ -357,7 +381,14 @@ impl Policy {
     }
 
     /// A file read or write at a (raw) path, by a shell command or a file tool.
-    fn judge_path(&self, class: FileClass, tool: Option<&str>, raw: &str, scene: &Scene, acc: &mut Strictest) {
+    fn judge_path(
+        &self,
+        class: FileClass,
+        tool: Option<&str>,
+        raw: &str,
+        scene: &Scene,
+        acc: &mut Strictest,
+    ) {
         if Scene::is_relative(raw) && scene.cwd_unknown {
             acc.builtin(
                 "shell",
@@ -383,16 +414,20 @@ impl Policy {
                     m.applies_to_class(class) && path_spec_matches(m, &p, scene)
                 }),
             };
-            match rule {
-                Some((r, m)) => acc.push(rule_judgment(r, m, &what)),
-                None => acc.push(self.default_judgment(&what)),
+            if let Some((r, m)) = rule {
+                acc.push(rule_judgment(r, m, &what));
             }
             let hit = match class {
                 FileClass::Read => protected::check_read(&p, scene),
-                FileClass::Write => protected::check_write(&p, scene).or_else(|| destructive::check_write(&p)),
+                FileClass::Write => {
+                    protected::check_write(&p, scene).or_else(|| destructive::check_write(&p))
+                }
             };
             if let Some(hit) = hit {
                 acc.guard(self, hit);
+            }
+            if rule.is_none() {
+                acc.push(self.default_judgment(&what));
             }
         }
     }
@@ -414,8 +449,12 @@ impl Policy {
                     self.judge_command(cmd, scene, &mut acc);
                     track_cd(cmd, scene);
                 }
-                Part::Write { path, via } => self.judge_file_word(FileClass::Write, path, via, scene, &mut acc),
-                Part::Read { path, via } => self.judge_file_word(FileClass::Read, path, via, scene, &mut acc),
+                Part::Write { path, via } => {
+                    self.judge_file_word(FileClass::Write, path, via, scene, &mut acc)
+                }
+                Part::Read { path, via } => {
+                    self.judge_file_word(FileClass::Read, path, via, scene, &mut acc)
+                }
                 Part::Opaque { reason, .. } => {
                     acc.builtin("shell", Decision::Require, reason.clone());
                     if self.default == Decision::Deny {
@@ -427,12 +466,22 @@ impl Policy {
             out.push((part.label(), j));
         }
         if out.is_empty() {
-            out.push((command.trim().to_string(), self.default_judgment("an empty command")));
+            out.push((
+                command.trim().to_string(),
+                self.default_judgment("an empty command"),
+            ));
         }
         out
     }
 
-    fn judge_file_word(&self, class: FileClass, path: &Word, via: &str, scene: &Scene, acc: &mut Strictest) {
+    fn judge_file_word(
+        &self,
+        class: FileClass,
+        path: &Word,
+        via: &str,
+        scene: &Scene,
+        acc: &mut Strictest,
+    ) {
         if path.dynamic {
             acc.builtin(
                 "shell",
@@ -460,7 +509,11 @@ impl Policy {
                 let mut targets = vec![raw.unwrap_or(".").to_string()];
                 if tool == "Glob" {
                     if let Some(pattern) = s("pattern") {
-                        let literal: String = pattern.split(['*', '?', '[', '{']).next().unwrap_or("").to_string();
+                        let literal: String = pattern
+                            .split(['*', '?', '[', '{'])
+                            .next()
+                            .unwrap_or("")
+                            .to_string();
                         let dir = literal.rsplit_once('/').map_or("", |(d, _)| d);
                         if !dir.is_empty() || literal.starts_with('/') {
                             let base = raw.unwrap_or(".");
@@ -469,7 +522,11 @@ impl Policy {
                             } else {
                                 format!("{}/{dir}", base.trim_end_matches('/'))
                             };
-                            targets.push(if joined.is_empty() { "/".into() } else { joined });
+                            targets.push(if joined.is_empty() {
+                                "/".into()
+                            } else {
+                                joined
+                            });
                         }
                     }
                 }
@@ -497,13 +554,24 @@ impl Policy {
                                     _ => false,
                                 }
                         }) {
-                            Some((r, m)) => acc.push(rule_judgment(r, m, &format!("fetching from {host}"))),
-                            None => acc.push(self.default_judgment(&format!("fetching from {host}"))),
+                            Some((r, m)) => {
+                                acc.push(rule_judgment(r, m, &format!("fetching from {host}")))
+                            }
+                            None => {
+                                acc.push(self.default_judgment(&format!("fetching from {host}")))
+                            }
                         }
                     }
-                    None => acc.builtin("schema", Decision::Require, "cannot tell which http(s) host this URL fetches from"),
+                    None => acc.builtin(
+                        "schema",
+                        Decision::Require,
+                        "cannot tell which http(s) host this URL fetches from",
+                    ),
                 }
-                vec![(format!("WebFetch:{url}"), acc.0.unwrap_or_else(|| self.default_judgment("this call")))]
+                vec![(
+                    format!("WebFetch:{url}"),
+                    acc.0.unwrap_or_else(|| self.default_judgment("this call")),
+                )]
             }
             _ => {
                 let mut acc = Strictest::default();
@@ -513,7 +581,10 @@ impl Policy {
                     Some((r, m)) => acc.push(rule_judgment(r, m, "this tool")),
                     None => acc.push(self.default_judgment(&format!("the tool {tool}"))),
                 }
-                vec![(tool.to_string(), acc.0.unwrap_or_else(|| self.default_judgment("this call")))]
+                vec![(
+                    tool.to_string(),
+                    acc.0.unwrap_or_else(|| self.default_judgment("this call")),
+                )]
             }
         }
     }
@@ -646,15 +717,17 @@ fn track_cd(cmd: &SimpleCommand, scene: &mut Scene) {
 impl PolicyEngine for Policy {
     fn evaluate(&self, call: &ToolCall, ctx: &EvalContext) -> Verdict {
         // A bug in the engine must not take the gate down or let the call through.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.evaluate_call(call, ctx)))
-            .unwrap_or_else(|_| {
-                self.single(
-                    Decision::Deny,
-                    "internal",
-                    &call.tool,
-                    "the policy engine failed while judging this call".into(),
-                )
-            })
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.evaluate_call(call, ctx)
+        }))
+        .unwrap_or_else(|_| {
+            self.single(
+                Decision::Deny,
+                "internal",
+                &call.tool,
+                "the policy engine failed while judging this call".into(),
+            )
+        })
     }
     fn policy_sha256(&self) -> String {
         self.sha256.clone()

@@ -191,7 +191,13 @@ impl Policy {
         let mut errors = Vec::new();
         if let Some(v) = &raw.version {
             if *v.get_ref() != 1 {
-                errors.push(diag(v.span(), format!("unsupported policy version {} (this agp reads version 1)", v.get_ref())));
+                errors.push(diag(
+                    v.span(),
+                    format!(
+                        "unsupported policy version {} (this agp reads version 1)",
+                        v.get_ref()
+                    ),
+                ));
             }
         }
         let default = raw
@@ -210,7 +216,11 @@ impl Policy {
                     on.span(),
                     format!(
                         "unknown guard `{name}` (known: {})",
-                        GuardId::ALL.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
+                        GuardId::ALL
+                            .iter()
+                            .map(|g| g.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 )),
             }
@@ -226,17 +236,28 @@ impl Policy {
             } else if let Some(prev) = seen_ids.get(&id) {
                 errors.push(diag(
                     r.id.span(),
-                    format!("duplicate rule id `{id}` (first defined at line {})", prev.line),
+                    format!(
+                        "duplicate rule id `{id}` (first defined at line {})",
+                        prev.line
+                    ),
                 ));
             } else {
                 seen_ids.insert(id.clone(), Location::of(text, r.id.span().start));
             }
-            if GuardId::parse(&id).is_some() || matches!(id.as_str(), "schema" | "shell" | "default") {
-                errors.push(diag(r.id.span(), format!("rule id `{id}` is reserved for a built-in check")));
+            if GuardId::parse(&id).is_some()
+                || matches!(id.as_str(), "schema" | "shell" | "default")
+            {
+                errors.push(diag(
+                    r.id.span(),
+                    format!("rule id `{id}` is reserved for a built-in check"),
+                ));
             }
             let effect = Decision::from(*r.effect.get_ref());
             if r.matchers.get_ref().is_empty() {
-                errors.push(diag(r.matchers.span(), format!("rule `{id}` has an empty `match` list")));
+                errors.push(diag(
+                    r.matchers.span(),
+                    format!("rule `{id}` has an empty `match` list"),
+                ));
             }
             let mut matchers = Vec::new();
             let mut matcher_locations = Vec::new();
@@ -256,12 +277,19 @@ impl Policy {
                         errors.push(diag(q.span(), "quorum must be at least 1".into()));
                     }
                 }
-                let approvers = r.approvers.as_ref().map(|a| a.get_ref().clone()).unwrap_or_default();
+                let approvers = r
+                    .approvers
+                    .as_ref()
+                    .map(|a| a.get_ref().clone())
+                    .unwrap_or_default();
                 if !approvers.is_empty() && (quorum as usize) > approvers.len() {
                     if let Some(q) = &r.quorum {
                         errors.push(diag(
                             q.span(),
-                            format!("quorum {quorum} is larger than the {} listed approvers", approvers.len()),
+                            format!(
+                                "quorum {quorum} is larger than the {} listed approvers",
+                                approvers.len()
+                            ),
                         ));
                     }
                 }
@@ -282,7 +310,11 @@ impl Policy {
                 })
             } else {
                 for (present, name, sp) in [
-                    (r.approvers.as_ref().map(|a| a.span()), "approvers", None::<()>),
+                    (
+                        r.approvers.as_ref().map(|a| a.span()),
+                        "approvers",
+                        None::<()>,
+                    ),
                     (r.quorum.as_ref().map(|a| a.span()), "quorum", None),
                     (r.remember.as_ref().map(|a| a.span()), "remember", None),
                 ] {
@@ -313,7 +345,10 @@ impl Policy {
                 errors.push(diag(t.span(), "test `input` must be a table".into()));
             }
             tests.push(PolicyTest {
-                name: tr.name.clone().unwrap_or_else(|| format!("test #{}", i + 1)),
+                name: tr
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("test #{}", i + 1)),
                 tool: tr.tool.get_ref().clone(),
                 input: tr.input.clone(),
                 cwd: tr.cwd.clone(),
@@ -422,7 +457,10 @@ mod tests {
         let text = "[[rule]]\nid = \"a\"\neffect = \"allow\"\nmatch = [\"Bash\"]\nquorum = 2\n";
         assert!(Policy::from_str(text, "p").is_err());
         let text = "bogus = 1\n";
-        assert!(Policy::from_str(text, "p").unwrap_err().to_string().starts_with("p:1:1: "));
+        assert!(Policy::from_str(text, "p")
+            .unwrap_err()
+            .to_string()
+            .starts_with("p:1:1: "));
     }
 
     #[test]

@@ -277,7 +277,11 @@ pub fn domain_matches(pattern: &str, host: &str) -> bool {
 pub fn url_host(url: &str) -> Option<String> {
     let rest = match url.split_once("://") {
         Some((scheme, rest)) => {
-            if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) {
+            if scheme.is_empty()
+                || !scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+            {
                 return None;
             }
             rest
@@ -322,7 +326,13 @@ mod tests {
         assert!(!cm("git status", "git status --short"));
         assert!(cm("* --version", "cargo --version"));
         assert!(cm("*", "anything at all"));
-        assert_eq!(CommandPattern::parse("npm run *").unwrap().first_word.as_deref(), Some("npm"));
+        assert_eq!(
+            CommandPattern::parse("npm run *")
+                .unwrap()
+                .first_word
+                .as_deref(),
+            Some("npm")
+        );
         assert_eq!(CommandPattern::parse("ls*").unwrap().first_word, None);
     }
 
@@ -354,7 +364,10 @@ mod tests {
         assert!(domain_matches("*.example.com", "api.example.com"));
         assert!(!domain_matches("*.example.com", "example.com"));
         assert!(!domain_matches("*.example.com", "evilexample.com"));
-        assert_eq!(url_host("https://user:pw@API.github.com:443/x?y").as_deref(), Some("api.github.com"));
+        assert_eq!(
+            url_host("https://user:pw@API.github.com:443/x?y").as_deref(),
+            Some("api.github.com")
+        );
         assert_eq!(url_host("github.com/foo").as_deref(), Some("github.com"));
         assert_eq!(url_host("http://[::1]:80/").as_deref(), Some("::1"));
         assert_eq!(url_host("https:///x"), None);

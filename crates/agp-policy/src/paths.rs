@@ -146,7 +146,11 @@ impl PathPattern {
             rest.push_str("**");
         }
         let matches_base = rest.is_empty() || rest == "**";
-        let pattern = if rest.is_empty() { "**".to_string() } else { rest };
+        let pattern = if rest.is_empty() {
+            "**".to_string()
+        } else {
+            rest
+        };
         let build = |p: &str| {
             GlobBuilder::new(p)
                 .literal_separator(true)
@@ -195,7 +199,9 @@ mod tests {
     }
 
     fn m(spec: &str, path: &str) -> bool {
-        PathPattern::parse(spec).unwrap().matches(Path::new(path), &bases())
+        PathPattern::parse(spec)
+            .unwrap()
+            .matches(Path::new(path), &bases())
     }
 
     #[test]
@@ -231,6 +237,9 @@ mod tests {
             resolve("link/x", dir.path(), Path::new("/h")),
             canon_real.join("x")
         );
-        assert_eq!(resolve("~/a/../b", Path::new("/"), Path::new("/nonexistent-h")), PathBuf::from("/nonexistent-h/b"));
+        assert_eq!(
+            resolve("~/a/../b", Path::new("/"), Path::new("/nonexistent-h")),
+            PathBuf::from("/nonexistent-h/b")
+        );
     }
 }

@@ -112,7 +112,9 @@ pub fn find_secrets(text: &str) -> Vec<SecretMatch> {
             let Some(m) = caps.get(det.group) else {
                 continue;
             };
-            if det.min_entropy > 0.0 && (entropy(m.as_str()) < det.min_entropy || is_reference(m.as_str())) {
+            if det.min_entropy > 0.0
+                && (entropy(m.as_str()) < det.min_entropy || is_reference(m.as_str()))
+            {
                 continue;
             }
             if found.iter().any(|f| m.start() < f.end && f.start < m.end()) {
@@ -205,18 +207,33 @@ mod tests {
             (fake("AKIA", "IOSFODNN7EXAMPLE"), "aws-access-key"),
             (fake("ghp_", &"a1B2".repeat(9)), "github-token"),
             (fake("xoxb-", "1234567890-abcdefghij"), "slack-token"),
-            (fake("sk-ant-", "api03-abcdefghijklmnopqrstuv"), "anthropic-key"),
+            (
+                fake("sk-ant-", "api03-abcdefghijklmnopqrstuv"),
+                "anthropic-key",
+            ),
             (fake("sk-proj-", &"Ab3x".repeat(10)), "openai-key"),
             (
-                fake("eyJhbGciOiJIUzI1NiJ9.", "eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+                fake(
+                    "eyJhbGciOiJIUzI1NiJ9.",
+                    "eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+                ),
                 "jwt",
             ),
             (
-                fake("-----BEGIN RSA PRIVATE", " KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----"),
+                fake(
+                    "-----BEGIN RSA PRIVATE",
+                    " KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+                ),
                 "private-key",
             ),
-            (fake("API_TOKEN=", "q8Zr3xK9vLm2Pw7Tn4Yb"), "secret-assignment"),
-            (fake("postgres://admin:", "S3cr3tPassw0rd@db"), "password-in-url"),
+            (
+                fake("API_TOKEN=", "q8Zr3xK9vLm2Pw7Tn4Yb"),
+                "secret-assignment",
+            ),
+            (
+                fake("postgres://admin:", "S3cr3tPassw0rd@db"),
+                "password-in-url",
+            ),
         ];
         for (text, kind) in cases {
             let found = find_secrets(&format!("echo {text} done"));
@@ -238,7 +255,11 @@ mod tests {
             "cargo test --workspace",
             "sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
         ] {
-            assert!(find_secrets(text).is_empty(), "{text}: {:?}", find_secrets(text));
+            assert!(
+                find_secrets(text).is_empty(),
+                "{text}: {:?}",
+                find_secrets(text)
+            );
         }
     }
 

@@ -12,7 +12,13 @@ enum Kind {
     Array,
 }
 
-fn field(obj: &Map<String, Value>, tool: &str, name: &str, kind: Kind, required: bool) -> Result<(), String> {
+fn field(
+    obj: &Map<String, Value>,
+    tool: &str,
+    name: &str,
+    kind: Kind,
+    required: bool,
+) -> Result<(), String> {
     let Some(v) = obj.get(name) else {
         return if required {
             Err(format!("{tool} input is missing `{name}`"))
@@ -38,7 +44,10 @@ fn field(obj: &Map<String, Value>, tool: &str, name: &str, kind: Kind, required:
             Kind::Bool => "true or false",
             Kind::Array => "an array",
         };
-        return Err(format!("{tool} input `{name}` must be {want}, got {}", type_name(v)));
+        return Err(format!(
+            "{tool} input `{name}` must be {want}, got {}",
+            type_name(v)
+        ));
     }
     if let Some(s) = v.as_str() {
         if s.contains('\0') {
@@ -63,7 +72,10 @@ fn type_name(v: &Value) -> &'static str {
 /// `Ok` when `input` has the shape `tool` takes; otherwise the reason to deny.
 pub fn check(tool: &str, input: &Value) -> Result<(), String> {
     let Some(obj) = input.as_object() else {
-        return Err(format!("{tool} input must be a JSON object, got {}", type_name(input)));
+        return Err(format!(
+            "{tool} input must be a JSON object, got {}",
+            type_name(input)
+        ));
     };
     use Kind::*;
     let f = |name, kind, required| field(obj, tool, name, kind, required);
@@ -92,7 +104,10 @@ pub fn check(tool: &str, input: &Value) -> Result<(), String> {
         "MultiEdit" => {
             f("file_path", NonEmptyStr, true)?;
             f("edits", Array, true)?;
-            let edits = obj.get("edits").and_then(Value::as_array).map_or(&[][..], |v| v.as_slice());
+            let edits = obj
+                .get("edits")
+                .and_then(Value::as_array)
+                .map_or(&[][..], |v| v.as_slice());
             if edits.is_empty() {
                 return Err("MultiEdit input `edits` must not be empty".into());
             }
@@ -145,8 +160,16 @@ mod tests {
         assert!(check("Bash", &json!("ls")).is_err());
         assert!(check("Read", &json!({"file_path": "a\u{0}b"})).is_err());
         assert!(check("Write", &json!({"file_path": "a"})).is_err());
-        assert!(check("MultiEdit", &json!({"file_path": "a", "edits": [{"old_string": "a"}]})).is_err());
-        assert!(check("MultiEdit", &json!({"file_path": "a", "edits": [{"old_string": "a", "new_string": "b"}]})).is_ok());
+        assert!(check(
+            "MultiEdit",
+            &json!({"file_path": "a", "edits": [{"old_string": "a"}]})
+        )
+        .is_err());
+        assert!(check(
+            "MultiEdit",
+            &json!({"file_path": "a", "edits": [{"old_string": "a", "new_string": "b"}]})
+        )
+        .is_ok());
         assert!(check("mcp__x__y", &json!({"anything": 1})).is_ok());
         assert!(check("mcp__x__y", &json!(null)).is_err());
     }

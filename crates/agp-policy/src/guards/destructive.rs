@@ -10,8 +10,26 @@ const G: GuardId = GuardId::Destructive;
 
 /// System directories whose recursive deletion or re-permissioning breaks the machine.
 const SYSTEM_DIRS: &[&str] = &[
-    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/opt", "/proc",
-    "/root", "/sbin", "/srv", "/sys", "/usr", "/var", "/Users", "/System", "/Library",
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/opt",
+    "/proc",
+    "/root",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/usr",
+    "/var",
+    "/Users",
+    "/System",
+    "/Library",
     "/Applications",
 ];
 
@@ -61,14 +79,25 @@ fn names_home(text: &str) -> bool {
         || text.contains("$USER")
 }
 
-fn recursive_targets(cmd: &SimpleCommand, targets: &[&Word], what: &str, scene: &Scene) -> Vec<GuardHit> {
+fn recursive_targets(
+    cmd: &SimpleCommand,
+    targets: &[&Word],
+    what: &str,
+    scene: &Scene,
+) -> Vec<GuardHit> {
     let mut hits = Vec::new();
     for w in targets {
-        if w.dynamic {
+        // A glob (`*`, `/*`) names the directory it expands in; only `$…` and `` `…` `` are
+        // truly unknown.
+        let glob_only = w.dynamic && !w.substitution && !w.text.contains(['$', '`']);
+        if w.dynamic && !glob_only {
             let bare = w.text.replace(['"', '{', '}'], "");
             let trimmed = bare.trim_end_matches(['/', '*']);
             if names_home(&w.text) && matches!(trimmed, "~" | "$HOME" | "/home/$USER" | "") {
-                hits.push(GuardHit::deny(G, format!("{what} of your home directory ({})", w.text)));
+                hits.push(GuardHit::deny(
+                    G,
+                    format!("{what} of your home directory ({})", w.text),
+                ));
             } else {
                 hits.push(GuardHit::require(
                     G,
@@ -116,7 +145,28 @@ pub fn check_command(cmd: &SimpleCommand, scene: &Scene) -> Vec<GuardHit> {
                     matches!(p[0].text.as_str(), "-exec" | "-execdir" | "-ok" | "-okdir")
                         && crate::shell::basename(&p[1].text) == "rm"
                 });
-            if !deletes {
+            // `find . -name '*.o' -delete` removes a selection, not the tree.
+            let filtered = args.iter().any(|w| {
+                matches!(
+                    w.text.as_str(),
+                    "-name"
+                        | "-iname"
+                        | "-path"
+                        | "-ipath"
+                        | "-regex"
+                        | "-iregex"
+                        | "-type"
+                        | "-mtime"
+                        | "-mmin"
+                        | "-newer"
+                        | "-size"
+                        | "-empty"
+                        | "-user"
+                        | "-group"
+                        | "-perm"
+                )
+            });
+            if !deletes || filtered {
                 return Vec::new();
             }
             let roots: Vec<&Word> = args
@@ -138,8 +188,24 @@ pub fn check_command(cmd: &SimpleCommand, scene: &Scene) -> Vec<GuardHit> {
             let targets: Vec<&Word> = ops.into_iter().skip(1).collect();
             recursive_targets(cmd, &targets, &format!("recursive {name}"), scene)
         }
-        n if n.starts_with("mkfs") || matches!(n, "mke2fs" | "mkswap" | "wipefs" | "fdisk" | "sfdisk" | "parted" | "sgdisk" | "cfdisk" | "blkdiscard") => {
-            vec![GuardHit::deny(G, format!("{n} rewrites a disk or partition"))]
+        n if n.starts_with("mkfs")
+            || matches!(
+                n,
+                "mke2fs"
+                    | "mkswap"
+                    | "wipefs"
+                    | "fdisk"
+                    | "sfdisk"
+                    | "parted"
+                    | "sgdisk"
+                    | "cfdisk"
+                    | "blkdiscard"
+            ) =>
+        {
+            vec![GuardHit::deny(
+                G,
+                format!("{n} rewrites a disk or partition"),
+            )]
         }
         "git" => git(cmd),
         _ => Vec::new(),
@@ -149,7 +215,12 @@ pub fn check_command(cmd: &SimpleCommand, scene: &Scene) -> Vec<GuardHit> {
 /// A write (redirection, `dd of=`, `cp`…) to a block or character device.
 pub fn check_write(path: &Path) -> Option<GuardHit> {
     let s = path.to_string_lossy();
-    if s.starts_with("/dev/") && !matches!(s.as_ref(), "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/tty") {
+    if s.starts_with("/dev/")
+        && !matches!(
+            s.as_ref(),
+            "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/tty"
+        )
+    {
         return Some(GuardHit::deny(G, format!("writes to the device {s}")));
     }
     None
@@ -159,7 +230,10 @@ pub fn check_write(path: &Path) -> Option<GuardHit> {
 pub fn check_analysis(a: &Analysis) -> Vec<(usize, GuardHit)> {
     let mut hits = Vec::new();
     if a.fork_bomb {
-        hits.push((0, GuardHit::deny(G, "fork bomb (a function that spawns itself)")));
+        hits.push((
+            0,
+            GuardHit::deny(G, "fork bomb (a function that spawns itself)"),
+        ));
     }
     for feed in &a.feeds {
         let fetched = feed.producers.iter().find_map(|i| match &a.parts[*i] {
@@ -174,7 +248,10 @@ pub fn check_analysis(a: &Analysis) -> Vec<(usize, GuardHit)> {
                         *i,
                         GuardHit::deny(
                             G,
-                            format!("runs code obtained from {source} ({} executes it)", c.name()),
+                            format!(
+                                "runs code obtained from {source} ({} executes it)",
+                                c.name()
+                            ),
                         ),
                     ));
                 }
@@ -214,7 +291,10 @@ fn git(cmd: &SimpleCommand) -> Vec<GuardHit> {
             i += 2;
             continue;
         }
-        if matches!(t, "-C" | "--git-dir" | "--work-tree" | "--namespace" | "--exec-path") {
+        if matches!(
+            t,
+            "-C" | "--git-dir" | "--work-tree" | "--namespace" | "--exec-path"
+        ) {
             i += 2;
             continue;
         }
@@ -229,10 +309,24 @@ fn git(cmd: &SimpleCommand) -> Vec<GuardHit> {
     let req = |why: &str| GuardHit::require(G, why.to_string());
     match sub.text.as_str() {
         "push" => {
-            let forced = has_flag(rest, &['f', 'd'], &["force", "force-with-lease", "force-if-includes", "mirror", "delete", "prune"])
-                || operands(rest).iter().any(|w| w.text.starts_with('+') || w.text.starts_with(':'));
+            let forced = has_flag(
+                rest,
+                &['f', 'd'],
+                &[
+                    "force",
+                    "force-with-lease",
+                    "force-if-includes",
+                    "mirror",
+                    "delete",
+                    "prune",
+                ],
+            ) || operands(rest)
+                .iter()
+                .any(|w| w.text.starts_with('+') || w.text.starts_with(':'));
             if forced {
-                hits.push(req("force push or remote ref deletion rewrites shared history"));
+                hits.push(req(
+                    "force push or remote ref deletion rewrites shared history",
+                ));
             }
         }
         "reset" if has_flag(rest, &[], &["hard", "merge", "keep"]) => {
@@ -251,14 +345,25 @@ fn git(cmd: &SimpleCommand) -> Vec<GuardHit> {
             hits.push(req("rewrites history"))
         }
         "commit" if has_flag(rest, &[], &["amend"]) => hits.push(req("rewrites the last commit")),
-        "reflog" if rest.first().is_some_and(|w| matches!(w.text.as_str(), "expire" | "delete")) => {
+        "reflog"
+            if rest
+                .first()
+                .is_some_and(|w| matches!(w.text.as_str(), "expire" | "delete")) =>
+        {
             hits.push(req("deletes reflog entries"))
         }
         "update-ref" if has_flag(rest, &['d'], &["delete"]) => hits.push(req("deletes a ref")),
-        "branch" if has_flag(rest, &['D'], &[]) || (has_flag(rest, &['d'], &["delete"]) && has_flag(rest, &['f'], &["force"])) => {
+        "branch"
+            if has_flag(rest, &['D'], &[])
+                || (has_flag(rest, &['d'], &["delete"]) && has_flag(rest, &['f'], &["force"])) =>
+        {
             hits.push(req("force-deletes a branch"))
         }
-        "stash" if rest.first().is_some_and(|w| matches!(w.text.as_str(), "drop" | "clear")) => {
+        "stash"
+            if rest
+                .first()
+                .is_some_and(|w| matches!(w.text.as_str(), "drop" | "clear")) =>
+        {
             hits.push(req("drops stashed work"))
         }
         "gc" if rest.iter().any(|w| w.text.starts_with("--prune")) => {

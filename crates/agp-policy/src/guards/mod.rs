@@ -58,7 +58,9 @@ impl GuardId {
                 "package installs show their package names for approval, typosquats flagged, \
                  URL/git installs (require)"
             }
-            GuardId::NetworkEgress => "curl, wget, nc, ssh, scp, rsync to a remote (require unless a rule allows)",
+            GuardId::NetworkEgress => {
+                "curl, wget, nc, ssh, scp, rsync to a remote (require unless a rule allows)"
+            }
             GuardId::Privilege => "sudo, doas, su (require)",
         }
     }

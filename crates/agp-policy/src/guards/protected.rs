@@ -153,7 +153,10 @@ pub fn check_write(path: &Path, scene: &Scene) -> Option<GuardHit> {
 /// A read of `path` (canonical).
 pub fn check_read(path: &Path, scene: &Scene) -> Option<GuardHit> {
     if path.starts_with(scene.agp_home.join("keys")) {
-        return Some(GuardHit::deny(G, format!("{} holds agp's signing keys", path.display())));
+        return Some(GuardHit::deny(
+            G,
+            format!("{} holds agp's signing keys", path.display()),
+        ));
     }
     let s = sets();
     if s.read_exceptions.is_match(rel_abs(path)) {
@@ -164,7 +167,10 @@ pub fn check_read(path: &Path, scene: &Scene) -> Option<GuardHit> {
     hit.then(|| {
         GuardHit::require(
             G,
-            format!("{} looks like a credential; reading it needs approval", path.display()),
+            format!(
+                "{} looks like a credential; reading it needs approval",
+                path.display()
+            ),
         )
     })
 }

@@ -39,46 +39,255 @@ impl Ecosystem {
 
 /// Shipped list of widely used packages (typosquat targets).
 const POPULAR_NPM: &[&str] = &[
-    "react", "react-dom", "lodash", "express", "axios", "chalk", "commander", "typescript",
-    "webpack", "babel-core", "moment", "request", "debug", "uuid", "dotenv", "eslint",
-    "prettier", "jest", "mocha", "vue", "angular", "next", "nuxt", "svelte", "vite", "rollup",
-    "esbuild", "yargs", "minimist", "cross-env", "rimraf", "mkdirp", "glob", "semver",
-    "body-parser", "cors", "jsonwebtoken", "bcrypt", "mongoose", "mongodb", "redis", "pg",
-    "mysql", "sequelize", "socket.io", "ws", "node-fetch", "underscore", "async", "bluebird",
-    "colors", "inquirer", "ora", "nodemon", "electron", "puppeteer", "tailwindcss", "postcss",
-    "autoprefixer", "classnames", "styled-components", "redux", "react-router", "zod",
-    "date-fns", "dayjs", "rxjs", "tslib", "core-js", "qs", "fs-extra", "chokidar", "jquery",
-    "bootstrap", "handlebars", "ejs", "pug", "graphql", "apollo-server", "prisma", "openai",
-    "@anthropic-ai/sdk", "@types/node", "ts-node", "nodemailer", "sharp", "cheerio",
+    "react",
+    "react-dom",
+    "lodash",
+    "express",
+    "axios",
+    "chalk",
+    "commander",
+    "typescript",
+    "webpack",
+    "babel-core",
+    "moment",
+    "request",
+    "debug",
+    "uuid",
+    "dotenv",
+    "eslint",
+    "prettier",
+    "jest",
+    "mocha",
+    "vue",
+    "angular",
+    "next",
+    "nuxt",
+    "svelte",
+    "vite",
+    "rollup",
+    "esbuild",
+    "yargs",
+    "minimist",
+    "cross-env",
+    "rimraf",
+    "mkdirp",
+    "glob",
+    "semver",
+    "body-parser",
+    "cors",
+    "jsonwebtoken",
+    "bcrypt",
+    "mongoose",
+    "mongodb",
+    "redis",
+    "pg",
+    "mysql",
+    "sequelize",
+    "socket.io",
+    "ws",
+    "node-fetch",
+    "underscore",
+    "async",
+    "bluebird",
+    "colors",
+    "inquirer",
+    "ora",
+    "nodemon",
+    "electron",
+    "puppeteer",
+    "tailwindcss",
+    "postcss",
+    "autoprefixer",
+    "classnames",
+    "styled-components",
+    "redux",
+    "react-router",
+    "zod",
+    "date-fns",
+    "dayjs",
+    "rxjs",
+    "tslib",
+    "core-js",
+    "qs",
+    "fs-extra",
+    "chokidar",
+    "jquery",
+    "bootstrap",
+    "handlebars",
+    "ejs",
+    "pug",
+    "graphql",
+    "apollo-server",
+    "prisma",
+    "openai",
+    "@anthropic-ai/sdk",
+    "@types/node",
+    "ts-node",
+    "nodemailer",
+    "sharp",
+    "cheerio",
 ];
 
 const POPULAR_PYPI: &[&str] = &[
-    "requests", "numpy", "pandas", "django", "flask", "fastapi", "urllib3", "setuptools",
-    "pip", "wheel", "six", "python-dateutil", "pyyaml", "boto3", "botocore", "certifi",
-    "idna", "charset-normalizer", "cryptography", "pytest", "scipy", "matplotlib",
-    "scikit-learn", "tensorflow", "torch", "keras", "pillow", "beautifulsoup4", "lxml",
-    "sqlalchemy", "psycopg2", "psycopg2-binary", "pydantic", "jinja2", "click", "colorama",
-    "tqdm", "attrs", "packaging", "typing-extensions", "virtualenv", "docker", "redis",
-    "celery", "selenium", "openai", "anthropic", "transformers", "opencv-python", "paramiko",
-    "pyjwt", "jsonschema", "aiohttp", "httpx", "uvicorn", "gunicorn", "black", "flake8",
-    "mypy", "pylint", "ruff", "poetry", "rich", "typer", "pymongo", "protobuf", "grpcio",
-    "python-dotenv", "pycryptodome", "nltk", "spacy",
+    "requests",
+    "numpy",
+    "pandas",
+    "django",
+    "flask",
+    "fastapi",
+    "urllib3",
+    "setuptools",
+    "pip",
+    "wheel",
+    "six",
+    "python-dateutil",
+    "pyyaml",
+    "boto3",
+    "botocore",
+    "certifi",
+    "idna",
+    "charset-normalizer",
+    "cryptography",
+    "pytest",
+    "scipy",
+    "matplotlib",
+    "scikit-learn",
+    "tensorflow",
+    "torch",
+    "keras",
+    "pillow",
+    "beautifulsoup4",
+    "lxml",
+    "sqlalchemy",
+    "psycopg2",
+    "psycopg2-binary",
+    "pydantic",
+    "jinja2",
+    "click",
+    "colorama",
+    "tqdm",
+    "attrs",
+    "packaging",
+    "typing-extensions",
+    "virtualenv",
+    "docker",
+    "redis",
+    "celery",
+    "selenium",
+    "openai",
+    "anthropic",
+    "transformers",
+    "opencv-python",
+    "paramiko",
+    "pyjwt",
+    "jsonschema",
+    "aiohttp",
+    "httpx",
+    "uvicorn",
+    "gunicorn",
+    "black",
+    "flake8",
+    "mypy",
+    "pylint",
+    "ruff",
+    "poetry",
+    "rich",
+    "typer",
+    "pymongo",
+    "protobuf",
+    "grpcio",
+    "python-dotenv",
+    "pycryptodome",
+    "nltk",
+    "spacy",
 ];
 
 const POPULAR_CRATES: &[&str] = &[
-    "serde", "serde_json", "tokio", "rand", "clap", "regex", "anyhow", "thiserror", "log",
-    "env_logger", "tracing", "futures", "reqwest", "hyper", "axum", "actix-web", "chrono",
-    "time", "uuid", "bytes", "itertools", "once_cell", "lazy_static", "syn", "quote",
-    "proc-macro2", "libc", "base64", "sha2", "hex", "rayon", "crossbeam", "parking_lot",
-    "dashmap", "tempfile", "walkdir", "glob", "toml", "serde_yaml", "rusqlite", "sqlx",
-    "diesel", "tonic", "prost", "url", "http", "tower", "criterion", "proptest", "indexmap",
-    "smallvec", "bitflags", "num-traits", "memchr", "nom", "ring", "rustls", "openssl",
+    "serde",
+    "serde_json",
+    "tokio",
+    "rand",
+    "clap",
+    "regex",
+    "anyhow",
+    "thiserror",
+    "log",
+    "env_logger",
+    "tracing",
+    "futures",
+    "reqwest",
+    "hyper",
+    "axum",
+    "actix-web",
+    "chrono",
+    "time",
+    "uuid",
+    "bytes",
+    "itertools",
+    "once_cell",
+    "lazy_static",
+    "syn",
+    "quote",
+    "proc-macro2",
+    "libc",
+    "base64",
+    "sha2",
+    "hex",
+    "rayon",
+    "crossbeam",
+    "parking_lot",
+    "dashmap",
+    "tempfile",
+    "walkdir",
+    "glob",
+    "toml",
+    "serde_yaml",
+    "rusqlite",
+    "sqlx",
+    "diesel",
+    "tonic",
+    "prost",
+    "url",
+    "http",
+    "tower",
+    "criterion",
+    "proptest",
+    "indexmap",
+    "smallvec",
+    "bitflags",
+    "num-traits",
+    "memchr",
+    "nom",
+    "ring",
+    "rustls",
+    "openssl",
 ];
 
 const POPULAR_GEMS: &[&str] = &[
-    "rails", "rake", "bundler", "rspec", "nokogiri", "activesupport", "activerecord", "rack",
-    "puma", "sinatra", "devise", "pg", "mysql2", "redis", "sidekiq", "json", "thor",
-    "rubocop", "faraday", "httparty", "aws-sdk", "capistrano", "pry", "minitest",
+    "rails",
+    "rake",
+    "bundler",
+    "rspec",
+    "nokogiri",
+    "activesupport",
+    "activerecord",
+    "rack",
+    "puma",
+    "sinatra",
+    "devise",
+    "pg",
+    "mysql2",
+    "redis",
+    "sidekiq",
+    "json",
+    "thor",
+    "rubocop",
+    "faraday",
+    "httparty",
+    "aws-sdk",
+    "capistrano",
+    "pry",
+    "minitest",
 ];
 
 /// One package an install command would fetch.
@@ -162,16 +371,57 @@ fn is_remote_source(spec: &str) -> bool {
 /// Option words that take a value, per installer, so the value is not taken for a package.
 fn value_options(eco: Ecosystem) -> &'static [&'static str] {
     match eco {
-        Ecosystem::Npm => &["--registry", "--prefix", "--tag", "-w", "--workspace", "--filter", "-C", "--dir"],
+        Ecosystem::Npm => &[
+            "--registry",
+            "--prefix",
+            "--tag",
+            "-w",
+            "--workspace",
+            "--filter",
+            "-C",
+            "--dir",
+        ],
         Ecosystem::PyPi => &[
-            "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-t", "--target",
-            "--prefix", "--root", "-c", "--constraint", "--python", "-p", "--platform",
-            "--python-version", "--group", "--optional", "--source",
+            "-i",
+            "--index-url",
+            "--extra-index-url",
+            "-f",
+            "--find-links",
+            "-t",
+            "--target",
+            "--prefix",
+            "--root",
+            "-c",
+            "--constraint",
+            "--python",
+            "-p",
+            "--platform",
+            "--python-version",
+            "--group",
+            "--optional",
+            "--source",
         ],
         Ecosystem::Crates => &[
-            "--version", "--vers", "--root", "--features", "-F", "--git", "--branch", "--tag",
-            "--rev", "--path", "--registry", "--index", "-p", "--package", "--rename",
-            "--target", "--profile", "-j", "--jobs", "--manifest-path",
+            "--version",
+            "--vers",
+            "--root",
+            "--features",
+            "-F",
+            "--git",
+            "--branch",
+            "--tag",
+            "--rev",
+            "--path",
+            "--registry",
+            "--index",
+            "-p",
+            "--package",
+            "--rename",
+            "--target",
+            "--profile",
+            "-j",
+            "--jobs",
+            "--manifest-path",
         ],
         Ecosystem::Gems => &["-v", "--version", "-s", "--source", "-i", "--install-dir"],
         Ecosystem::Go => &["-C", "-modfile", "-tags"],
@@ -186,19 +436,34 @@ fn collect(eco: Ecosystem, args: &[Word], out: &mut Vec<Package>) -> bool {
     while i < args.len() {
         let w = &args[i];
         let t = w.text.as_str();
-        if matches!(t, "--git" | "--index-url" | "-i" | "--extra-index-url" | "--registry" | "-f" | "--find-links" | "--source" | "-s")
-            && !(eco == Ecosystem::Gems && t == "-i")
+        if matches!(
+            t,
+            "--git"
+                | "--index-url"
+                | "-i"
+                | "--extra-index-url"
+                | "--registry"
+                | "-f"
+                | "--find-links"
+                | "--source"
+                | "-s"
+        ) && !(eco == Ecosystem::Gems && t == "-i")
         {
             remote_flag = true;
         }
-        if t.starts_with("--git=") || t.starts_with("--index-url=") || t.starts_with("--registry=") {
+        if t.starts_with("--git=") || t.starts_with("--index-url=") || t.starts_with("--registry=")
+        {
             remote_flag = true;
         }
         if matches!(t, "-r" | "--requirement" | "-e" | "--editable") && eco == Ecosystem::PyPi {
             from_file = t.starts_with("-r") || t.starts_with("--req");
             if let Some(v) = args.get(i + 1) {
                 if is_remote_source(&v.text) {
-                    out.push(Package { ecosystem: eco, name: v.text.clone(), remote_source: true });
+                    out.push(Package {
+                        ecosystem: eco,
+                        name: v.text.clone(),
+                        remote_source: true,
+                    });
                 }
             }
             i += 2;
@@ -212,12 +477,19 @@ fn collect(eco: Ecosystem, args: &[Word], out: &mut Vec<Package>) -> bool {
             continue;
         }
         let remote = is_remote_source(t)
-            || (eco == Ecosystem::Npm && t.contains('/') && !t.starts_with('@') && !t.starts_with('.'));
+            || (eco == Ecosystem::Npm
+                && t.contains('/')
+                && !t.starts_with('@')
+                && !t.starts_with('.'));
         let local = t.starts_with('.') || t.starts_with('/') || t.starts_with('~');
         if !local || remote {
             out.push(Package {
                 ecosystem: eco,
-                name: if remote { t.to_string() } else { strip_version(eco, t) },
+                name: if remote {
+                    t.to_string()
+                } else {
+                    strip_version(eco, t)
+                },
                 remote_source: remote || w.dynamic,
             });
         }
@@ -263,7 +535,11 @@ pub fn installs(cmd: &SimpleCommand) -> Option<Vec<Package>> {
             (Ecosystem::PyPi, &args[first..first + 1])
         }
         "poetry" if sub(0) == "add" => (Ecosystem::PyPi, &args[1..]),
-        n if n.starts_with("python") && sub(0) == "-m" && sub(1) == "pip" && sub(2) == "install" => {
+        n if n.starts_with("python")
+            && sub(0) == "-m"
+            && sub(1) == "pip"
+            && sub(2) == "install" =>
+        {
             (Ecosystem::PyPi, &args[3..])
         }
         "cargo" => match sub(0) {
@@ -277,7 +553,11 @@ pub fn installs(cmd: &SimpleCommand) -> Option<Vec<Package>> {
     };
     let remote_flag = collect(eco, rest, &mut out);
     if out.is_empty() && remote_flag {
-        out.push(Package { ecosystem: eco, name: "(from a custom source)".into(), remote_source: true });
+        out.push(Package {
+            ecosystem: eco,
+            name: "(from a custom source)".into(),
+            remote_source: true,
+        });
     }
     Some(out)
 }
@@ -295,12 +575,23 @@ pub fn check_command(cmd: &SimpleCommand) -> Option<GuardHit> {
     for p in &packages {
         names.push(p.name.clone());
         if p.remote_source {
-            flags.push(format!("{} comes from a URL, git or custom index, not the registry", p.name));
+            flags.push(format!(
+                "{} comes from a URL, git or custom index, not the registry",
+                p.name
+            ));
         } else if let Some(real) = typosquat_of(p.ecosystem, &p.name) {
-            flags.push(format!("`{}` is a LIKELY TYPOSQUAT of the popular `{real}`", p.name));
+            flags.push(format!(
+                "`{}` is a LIKELY TYPOSQUAT of the popular `{real}`",
+                p.name
+            ));
         }
     }
-    let mut reason = format!("installs {} package(s) from {}: {}", names.len(), eco.label(), names.join(", "));
+    let mut reason = format!(
+        "installs {} package(s) from {}: {}",
+        names.len(),
+        eco.label(),
+        names.join(", ")
+    );
     if !flags.is_empty() {
         reason.push_str(" — ");
         reason.push_str(&flags.join("; "));
@@ -317,7 +608,10 @@ mod tests {
         assert_eq!(typosquat_of(Ecosystem::Npm, "crossenv"), Some("cross-env"));
         assert_eq!(typosquat_of(Ecosystem::Npm, "lodahs"), Some("lodash"));
         assert_eq!(typosquat_of(Ecosystem::PyPi, "reqeusts"), Some("requests"));
-        assert_eq!(typosquat_of(Ecosystem::PyPi, "python-dateutils"), Some("python-dateutil"));
+        assert_eq!(
+            typosquat_of(Ecosystem::PyPi, "python-dateutils"),
+            Some("python-dateutil")
+        );
         assert_eq!(typosquat_of(Ecosystem::PyPi, "Python_Dateutil"), None);
         assert_eq!(typosquat_of(Ecosystem::Crates, "serde-json"), None);
         assert_eq!(typosquat_of(Ecosystem::Crates, "tokoi"), Some("tokio"));

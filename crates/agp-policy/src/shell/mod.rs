@@ -70,11 +70,20 @@ impl SimpleCommand {
 pub enum Part {
     Command(SimpleCommand),
     /// A redirection (or a command like `tee`, `cp`) writes this path.
-    Write { path: Word, via: String },
+    Write {
+        path: Word,
+        via: String,
+    },
     /// A redirection reads this path (`< file`).
-    Read { path: Word, via: String },
+    Read {
+        path: Word,
+        via: String,
+    },
     /// Something that cannot be judged statically; never allowed.
-    Opaque { text: String, reason: String },
+    Opaque {
+        text: String,
+        reason: String,
+    },
 }
 
 impl Part {
@@ -153,7 +162,16 @@ pub(crate) struct Walker {
 pub fn is_shell(name: &str) -> bool {
     matches!(
         name,
-        "sh" | "bash" | "zsh" | "dash" | "ksh" | "mksh" | "ash" | "fish" | "csh" | "tcsh" | "busybox"
+        "sh" | "bash"
+            | "zsh"
+            | "dash"
+            | "ksh"
+            | "mksh"
+            | "ash"
+            | "fish"
+            | "csh"
+            | "tcsh"
+            | "busybox"
     )
 }
 
@@ -338,8 +356,8 @@ impl Walker {
                         // `>&2`, `2>&1` and `>&-` duplicate or close descriptors; `>& file`
                         // writes a file.
                         let t = path.text.as_str();
-                        let is_fd = t == "-"
-                            || t.trim_end_matches('-').chars().all(|c| c.is_ascii_digit());
+                        let is_fd =
+                            t == "-" || t.trim_end_matches('-').chars().all(|c| c.is_ascii_digit());
                         if !is_fd || path.dynamic {
                             if op.starts_with('>') {
                                 self.write_target(path, via);
@@ -360,10 +378,16 @@ impl Walker {
                     if is_shell(name) {
                         let mut cursor = node.walk();
                         let content: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
-                        for c in content.into_iter().filter(|c| c.kind() != "file_descriptor") {
+                        for c in content
+                            .into_iter()
+                            .filter(|c| c.kind() != "file_descriptor")
+                        {
                             let w = words::word_of(c, src);
                             if w.dynamic {
-                                self.opaque(node_text(node, src), "shell code computed at run time");
+                                self.opaque(
+                                    node_text(node, src),
+                                    "shell code computed at run time",
+                                );
                             } else {
                                 self.analyze_source(&w.text, depth + 1);
                             }
@@ -427,7 +451,10 @@ impl Walker {
             return;
         }
         if path.dynamic {
-            self.opaque(&via, "the file this redirection writes is only known at run time");
+            self.opaque(
+                &via,
+                "the file this redirection writes is only known at run time",
+            );
         }
         self.out.parts.push(Part::Write { path, via });
     }

@@ -40,23 +40,60 @@ fn wrapper_spec(name: &str) -> Option<WrapperSpec> {
         "exec" => spec(&["-a"], 0, false),
         "sudo" => spec(
             &[
-                "-u", "--user", "-g", "--group", "-h", "--host", "-p", "--prompt", "-C",
-                "--close-from", "-D", "--chdir", "-r", "--role", "-t", "--type", "-T",
-                "--command-timeout", "-U", "--other-user", "-R", "--chroot",
+                "-u",
+                "--user",
+                "-g",
+                "--group",
+                "-h",
+                "--host",
+                "-p",
+                "--prompt",
+                "-C",
+                "--close-from",
+                "-D",
+                "--chdir",
+                "-r",
+                "--role",
+                "-t",
+                "--type",
+                "-T",
+                "--command-timeout",
+                "-U",
+                "--other-user",
+                "-R",
+                "--chroot",
             ],
             0,
             true,
         ),
         "doas" => spec(&["-u", "-C"], 0, false),
-        "stdbuf" => spec(&["-i", "-o", "-e", "--input", "--output", "--error"], 0, false),
+        "stdbuf" => spec(
+            &["-i", "-o", "-e", "--input", "--output", "--error"],
+            0,
+            false,
+        ),
         "ionice" => spec(&["-c", "--class", "-n", "--classdata"], 0, false),
         "setsid" | "busybox" => spec(&[], 0, false),
         "chroot" => spec(&["--userspec", "--groups"], 1, false),
         "taskset" => spec(&[], 1, false),
         "xargs" => spec(
             &[
-                "-a", "--arg-file", "-d", "--delimiter", "-E", "-e", "--eof", "-I", "-L",
-                "--max-lines", "-n", "--max-args", "-P", "--max-procs", "-s", "--max-chars",
+                "-a",
+                "--arg-file",
+                "-d",
+                "--delimiter",
+                "-E",
+                "-e",
+                "--eof",
+                "-I",
+                "-L",
+                "--max-lines",
+                "-n",
+                "--max-args",
+                "-P",
+                "--max-procs",
+                "-s",
+                "--max-chars",
                 "--process-slot-var",
             ],
             0,
@@ -298,14 +335,7 @@ impl Walker {
                 if end > start {
                     let mut w = wrappers.to_vec();
                     w.push("find -exec".to_string());
-                    self.simple(
-                        args[start..end].to_vec(),
-                        Vec::new(),
-                        w,
-                        false,
-                        text,
-                        depth,
-                    );
+                    self.simple(args[start..end].to_vec(), Vec::new(), w, false, text, depth);
                 }
                 i = end + 1;
             } else {
@@ -322,7 +352,11 @@ fn env_split_string(argv: &[Word]) -> Option<Option<String>> {
         let w = &argv[i];
         let t = w.text.as_str();
         if t == "-S" || t == "--split-string" {
-            return Some(argv.get(i + 1).filter(|w| !w.dynamic).map(|w| w.text.clone()));
+            return Some(
+                argv.get(i + 1)
+                    .filter(|w| !w.dynamic)
+                    .map(|w| w.text.clone()),
+            );
         }
         if let Some(rest) = t.strip_prefix("--split-string=") {
             return Some((!w.dynamic).then(|| rest.to_string()));
@@ -437,7 +471,10 @@ fn awk_runs_programs(args: &[Word]) -> bool {
             continue;
         }
         let p = &args[i];
-        return p.dynamic || p.text.contains("system") || p.text.contains('|') || p.text.contains('>');
+        return p.dynamic
+            || p.text.contains("system")
+            || p.text.contains('|')
+            || p.text.contains('>');
     }
     false
 }
@@ -514,7 +551,17 @@ pub fn derived_writes(name: &str, args: &[Word]) -> Vec<Word> {
         }
         "touch" | "mkdir" | "rmdir" | "rm" | "shred" | "unlink" | "truncate" => own(non_options(
             args,
-            &["-d", "-t", "-r", "-m", "-s", "--reference", "--size", "--mode", "-n"],
+            &[
+                "-d",
+                "-t",
+                "-r",
+                "-m",
+                "-s",
+                "--reference",
+                "--size",
+                "--mode",
+                "-n",
+            ],
         )),
         "chmod" | "chown" | "chgrp" => {
             let rest = non_options(args, &[]);

@@ -35,14 +35,27 @@ fn splits_lists_pipelines_and_substitutions() {
         cmds("git status && ls -la | grep x; echo $(whoami) > out.txt"),
         ["git status", "ls -la", "grep x", "whoami", "echo $(whoami)"]
     );
-    assert_eq!(cmds("(cd a && make) || { echo no; }"), ["cd a", "make", "echo no"]);
-    assert_eq!(cmds("diff <(sort a) <(sort b)"), ["sort a", "sort b", "diff <(sort a) <(sort b)"]);
+    assert_eq!(
+        cmds("(cd a && make) || { echo no; }"),
+        ["cd a", "make", "echo no"]
+    );
+    assert_eq!(
+        cmds("diff <(sort a) <(sort b)"),
+        ["sort a", "sort b", "diff <(sort a) <(sort b)"]
+    );
     assert_eq!(writes("echo $(whoami) > out.txt"), ["out.txt"]);
 }
 
 #[test]
 fn quoting_and_paths_are_normalized() {
-    for src in ["rm -rf x", "/bin/rm -rf x", "\"rm\" -rf x", "r\\m -rf x", "'rm' \"-rf\" x", "$'\\x72m' -rf x"] {
+    for src in [
+        "rm -rf x",
+        "/bin/rm -rf x",
+        "\"rm\" -rf x",
+        "r\\m -rf x",
+        "'rm' \"-rf\" x",
+        "$'\\x72m' -rf x",
+    ] {
         assert_eq!(cmds(src), ["rm -rf x"], "{src}");
     }
 }
@@ -62,17 +75,26 @@ fn wrappers_are_stripped() {
         assert_eq!(cmds(src), ["rm -rf x"], "{src}");
     }
     assert_eq!(cmds("ls | xargs rm -f"), ["ls", "rm -f"]);
-    assert_eq!(cmds("find . -name '*.o' -exec rm -f {} \\;"), ["find . -name *.o -exec rm -f {} ;", "rm -f {}"]);
+    assert_eq!(
+        cmds("find . -name '*.o' -exec rm -f {} \\;"),
+        ["find . -name *.o -exec rm -f {} ;", "rm -f {}"]
+    );
 }
 
 #[test]
 fn nested_shells_are_parsed() {
     assert_eq!(cmds("bash -c 'rm -rf x'"), ["bash -c rm -rf x", "rm -rf x"]);
-    assert_eq!(cmds("sh -lc \"sudo sh -c 'rm -rf x'\"").last().unwrap(), "rm -rf x");
+    assert_eq!(
+        cmds("sh -lc \"sudo sh -c 'rm -rf x'\"").last().unwrap(),
+        "rm -rf x"
+    );
     assert!(opaque("bash -c \"$CMD\""));
     assert!(opaque("eval 'ls'"));
     assert_eq!(cmds("eval 'rm -rf x'").last().unwrap(), "rm -rf x");
-    assert_eq!(cmds("bash <<'EOF'\nrm -rf x\nEOF").last().unwrap(), "rm -rf x");
+    assert_eq!(
+        cmds("bash <<'EOF'\nrm -rf x\nEOF").last().unwrap(),
+        "rm -rf x"
+    );
 }
 
 #[test]

@@ -29,7 +29,7 @@ impl Word {
 /// Computes the word a node stands for.
 pub fn word_of(node: Node<'_>, src: &str) -> Word {
     let mut out = Word::literal(String::new());
-    append(node, src, &mut out, false);
+    append(node, src, &mut out);
     out
 }
 
@@ -37,7 +37,7 @@ fn text<'a>(node: Node<'_>, src: &'a str) -> &'a str {
     src.get(node.byte_range()).unwrap_or("")
 }
 
-fn append(node: Node<'_>, src: &str, out: &mut Word, in_string: bool) {
+fn append(node: Node<'_>, src: &str, out: &mut Word) {
     match node.kind() {
         "word" | "command_name" if node.named_child_count() == 0 => {
             let raw = text(node, src);
@@ -49,8 +49,11 @@ fn append(node: Node<'_>, src: &str, out: &mut Word, in_string: bool) {
         "number" if node.named_child_count() == 0 => out.text.push_str(text(node, src)),
         "raw_string" => {
             let raw = text(node, src);
-            out.text
-                .push_str(raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')).unwrap_or(raw));
+            out.text.push_str(
+                raw.strip_prefix('\'')
+                    .and_then(|r| r.strip_suffix('\''))
+                    .unwrap_or(raw),
+            );
         }
         "string_content" => out.text.push_str(&unescape_double(text(node, src))),
         "string" | "translated_string" => {
@@ -68,7 +71,7 @@ fn append(node: Node<'_>, src: &str, out: &mut Word, in_string: bool) {
             }
             let mut cursor = node.walk();
             for child in node.named_children(&mut cursor) {
-                append(child, src, out, true);
+                append(child, src, out);
             }
         }
         "ansi_c_string" => match decode_ansi_c(text(node, src)) {
@@ -82,7 +85,7 @@ fn append(node: Node<'_>, src: &str, out: &mut Word, in_string: bool) {
             let mut cursor = node.walk();
             for child in node.children(&mut cursor) {
                 if child.is_named() {
-                    append(child, src, out, in_string);
+                    append(child, src, out);
                 } else {
                     // Unnamed tokens inside a concatenation are literal punctuation.
                     out.text.push_str(text(child, src));
