@@ -61,4 +61,7 @@ pub enum Command {
     /// Measure agp's speed targets on this machine.
     #[command(after_help = EXIT_CODES_HELP)]
     Bench(cmd::bench::BenchArgs),
+    /// Check the Slack approval channel, or post a test approval and wait for a click.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Slack(cmd::slack::SlackArgs),
 }

@@ -10,6 +10,7 @@ pub mod keygen;
 pub mod policy;
 pub mod run;
 pub mod sessions;
+pub mod slack;
 pub mod verify;
 
 use anyhow::Result;
@@ -32,5 +33,6 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Sessions(args) => sessions::run(&home, args),
         Command::Doctor(args) => doctor::run(&home, args),
         Command::Bench(args) => bench::run(args),
+        Command::Slack(args) => slack::run(&home, args),
     }
 }

@@ -1,0 +1,143 @@
+//! `agp slack`: check the Slack channel's tokens, or put a test approval to the configured
+//! channel and wait for someone to click.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agp_contracts::{canonical, ApprovalChannel, ApprovalOutcome, ApprovalRequest};
+use agp_slack::{SlackApi, SlackChannel, SlackConfig, SqliteStore};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::exit::{Exit, EXIT_CODES_HELP};
+use crate::home::Home;
+
+#[derive(Debug, Args)]
+pub struct SlackArgs {
+    /// Slack settings file (mode 0600) [default: <home>/slack.toml]; AGP_SLACK_* variables
+    /// override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: SlackCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlackCommand {
+    /// Check both tokens (auth.test with the bot token, apps.connections.open with the
+    /// app-level token) without posting anything.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Check,
+    /// Post a test approval to the configured channel and wait for a click on Allow or Deny.
+    /// Exit 0 when someone allowed the test call, 1 when it was denied or nobody decided.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Test {
+        /// How long to wait for a click.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        timeout: u64,
+    },
+}
+
+pub fn run(home: &Home, args: SlackArgs) -> Result<Exit> {
+    let file = args
+        .config
+        .unwrap_or_else(|| home.root().join("slack.toml"));
+    let cfg = SlackConfig::load(&file).context("cannot load the Slack settings")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match args.command {
+        SlackCommand::Check => rt.block_on(check(&cfg)),
+        SlackCommand::Test { timeout } => rt.block_on(test(cfg, Duration::from_secs(timeout))),
+    }
+}
+
+async fn check(cfg: &SlackConfig) -> Result<Exit> {
+    let api = SlackApi::new(cfg);
+    let mut bad = false;
+    match api.auth_test().await {
+        Ok(a) => println!("✓ bot token: {} ({}) in team {}", a.user, a.user_id, a.team),
+        Err(e) => {
+            println!("✗ bot token: {e}");
+            bad = true;
+        }
+    }
+    match api.connections_open().await {
+        Ok(_) => println!("✓ app-level token: Socket Mode URL issued"),
+        Err(e) => {
+            println!(
+                "✗ app-level token: {e} (Socket Mode needs an xapp- token with connections:write)"
+            );
+            bad = true;
+        }
+    }
+    Ok(if bad { Exit::Bad } else { Exit::Ok })
+}
+
+async fn test(cfg: SlackConfig, wait: Duration) -> Result<Exit> {
+    let channel_id = cfg.channel.clone();
+    // The test approval needs no durability: an in-memory store keeps state.db untouched.
+    let store = Arc::new(SqliteStore::open_in_memory()?);
+    let channel = SlackChannel::builder(cfg, store)
+        .start()
+        .await
+        .context("cannot start the Slack channel")?;
+    if !channel.wait_connected(1, Duration::from_secs(30)).await {
+        anyhow::bail!("Slack Socket Mode did not connect within 30 s");
+    }
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+    let session = format!("slack-test-{now_ms}");
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    channel
+        .project(
+            agp_contracts::events::SESSION_STARTED,
+            Some(&session),
+            &json!({"intendant": "agp slack test", "repo": "-", "task": "check the Slack approval channel", "started_by": user}),
+        )
+        .await?;
+    let input = json!({"command": "echo 'agp slack test'"});
+    let request = ApprovalRequest {
+        session,
+        call_id: "slack-test-1".into(),
+        tool: "Bash".into(),
+        input_sha256: canonical::sha256_of_value(&input)?,
+        redacted_input: input,
+        rule_id: Some("slack.test".into()),
+        reason: "agp slack test: press Allow or Deny to check that approvals reach agp".into(),
+        approvers: Vec::new(),
+        quorum: 1,
+        expires_at_ms: now_ms + wait.as_millis() as u64,
+    };
+    println!(
+        "posted a test approval to {channel_id}; waiting up to {} s for a click",
+        wait.as_secs()
+    );
+    let outcome = channel.request_approval(&request).await?;
+    let who = |a: &agp_contracts::Approver| format!("{} ({})", a.name, a.id);
+    Ok(match outcome {
+        ApprovalOutcome::Granted { by } => {
+            let names: Vec<_> = by.iter().map(who).collect();
+            println!("✓ allowed by {}", names.join(", "));
+            Exit::Ok
+        }
+        ApprovalOutcome::Denied { by, .. } => {
+            println!(
+                "✗ denied by {} (the channel works; the test call was denied)",
+                who(&by)
+            );
+            Exit::Bad
+        }
+        ApprovalOutcome::Timeout => {
+            println!("✗ nobody decided within {} s", wait.as_secs());
+            Exit::Bad
+        }
+        ApprovalOutcome::Unavailable { reason } => {
+            println!("✗ not decided: {reason}");
+            Exit::Bad
+        }
+    })
+}
