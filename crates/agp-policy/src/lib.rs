@@ -8,10 +8,13 @@
 pub mod engine;
 pub mod file;
 pub mod guards;
+pub mod import;
+pub mod lint;
 pub mod matcher;
 pub mod paths;
 pub mod redact;
 pub mod schema;
+pub mod selftest;
 pub mod shell;
 
 pub use engine::Scene;
