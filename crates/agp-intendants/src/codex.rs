@@ -65,7 +65,7 @@ impl CodexAdapter {
     }
 
     /// The command that lists Codex's hooks (run in the session's sandbox by the launcher).
-    pub fn probe_argv(&self) -> Vec<String> {
+    pub fn probe_argv() -> Vec<String> {
         vec![
             live::agent_exe("codex").display().to_string(),
             "app-server".into(),

@@ -64,4 +64,11 @@ pub enum Command {
     /// Check the Slack approval channel, or post a test approval and wait for a click.
     #[command(after_help = EXIT_CODES_HELP)]
     Slack(cmd::slack::SlackArgs),
+    /// Gate one tool call of a Claude Code or Codex session (run by the agent's harness as its
+    /// PreToolUse / PostToolUse / PermissionRequest hook; reads the event on stdin).
+    #[command(after_help = cmd::hook::HOOK_EXIT_HELP)]
+    Hook(cmd::hook::HookArgs),
+    /// Forward 127.0.0.1:PORT inside the sandbox to agp's egress proxy socket, and run the agent.
+    #[command(hide = true, after_help = EXIT_CODES_HELP)]
+    EgressBridge(cmd::egress_bridge::EgressBridgeArgs),
 }

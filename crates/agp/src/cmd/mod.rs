@@ -3,12 +3,15 @@
 pub mod bench;
 pub mod daemon;
 pub mod doctor;
+pub mod egress_bridge;
+pub mod hook;
 pub mod init;
 pub mod journal;
 pub mod key;
 pub mod keygen;
 pub mod policy;
 pub mod run;
+pub mod run_agent;
 pub mod sessions;
 pub mod slack;
 pub mod verify;
@@ -20,8 +23,15 @@ use crate::exit::Exit;
 use crate::home::Home;
 
 pub fn dispatch(cli: Cli) -> Result<Exit> {
+    // These run inside the sandbox and need no agp home; `hook` must reach its own error
+    // handling (deny, exit 2) whatever the environment.
+    let command = match cli.command {
+        Command::Hook(args) => return hook::run(args),
+        Command::EgressBridge(args) => return egress_bridge::run(args),
+        other => other,
+    };
     let home = Home::resolve(cli.home.as_deref())?;
-    match cli.command {
+    match command {
         Command::Init(args) => init::run(&home, args),
         Command::Keygen(args) => keygen::run(&home, args),
         Command::Key(args) => key::run(&home, args),
@@ -34,5 +44,6 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Doctor(args) => doctor::run(&home, args),
         Command::Bench(args) => bench::run(args),
         Command::Slack(args) => slack::run(&home, args),
+        Command::Hook(_) | Command::EgressBridge(_) => unreachable!("dispatched above"),
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use agp_daemon::{Daemon, SessionParams};
 use agp_gateway::{Client, SessionMode};
 use agp_intendants::{RunReport, Script, ScriptedIntendant};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use crate::cmd::daemon::{assemble, runtime, warn_if_unsandboxed, GovernArgs};
@@ -21,9 +21,9 @@ const REPLY_MARGIN: Duration = Duration::from_secs(30);
 pub enum IntendantChoice {
     /// A script of tool calls (YAML or JSON), sent through the gateway as an agent would.
     Scripted,
-    /// Claude Code (not in this build).
+    /// Claude Code, run inside agp's sandbox with agp's hooks.
     ClaudeCode,
-    /// OpenAI Codex (not in this build).
+    /// OpenAI Codex, run inside agp's sandbox with agp's hooks.
     Codex,
 }
 
@@ -41,13 +41,30 @@ pub struct RunArgs {
     /// What the agent is asked to do (journaled with the session).
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub task: String,
+    /// Give a live agent (claude-code, codex) the terminal instead of running it headless.
+    #[arg(long)]
+    pub interactive: bool,
     #[command(flatten)]
     pub govern: GovernArgs,
 }
 
 pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
-    if args.intendant != IntendantChoice::Scripted {
-        bail!("only `--intendant scripted` is available in this build");
+    let live = match args.intendant {
+        IntendantChoice::Scripted => None,
+        IntendantChoice::ClaudeCode => Some(crate::cmd::run_agent::LiveAgent::ClaudeCode),
+        IntendantChoice::Codex => Some(crate::cmd::run_agent::LiveAgent::Codex),
+    };
+    if let Some(agent) = live {
+        return crate::cmd::run_agent::run(
+            home,
+            crate::cmd::run_agent::AgentRunArgs {
+                agent,
+                repo: &args.repo,
+                task: &args.task,
+                interactive: args.interactive,
+                govern: &args.govern,
+            },
+        );
     }
     let script_path = args.script.as_deref().context("--script is required")?;
     let script = Script::load(script_path)

@@ -1,0 +1,446 @@
+//! `agp run --intendant claude-code|codex`: a real agent CLI, governed.
+//!
+//! One session with an in-process daemon in gate mode. The agent runs INSIDE a bubblewrap
+//! sandbox: the repository read-write, a tmpfs HOME seeded only with the user's existing login
+//! (read-only), agp's hook wiring in the CLI's managed settings (read-only, the only hooks
+//! allowed), and no network: the only way out is agp's egress proxy on the host side, reached
+//! through a read-only bound Unix socket and an in-sandbox bridge, which lets the model API host
+//! (and the domains config.toml allows) through and journals every attempt.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agp_contracts::events::SANDBOX_PREFLIGHT;
+use agp_contracts::intendant::{
+    GatewayEndpoint, IntendantAdapter, LaunchContext, LaunchPlan, ProcessPlan,
+};
+use agp_contracts::sandbox::{BindMount, ResourceLimits, SandboxSpec};
+use agp_contracts::{Journal, SandboxProvider};
+use agp_daemon::{Daemon, SessionParams};
+use agp_egress::{Allowlist, EgressProxy, JournalObserver, ProxyConfig};
+use agp_gateway::SessionMode;
+use agp_intendants::claude_code::{self, ClaudeCodeAdapter};
+use agp_intendants::codex::{self, CodexAdapter};
+use agp_intendants::live::{self, LiveConfig};
+use agp_sandbox::BubblewrapProvider;
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::json;
+
+use crate::cmd::daemon::{assemble, runtime, GovernArgs, SandboxChoice};
+use crate::exit::Exit;
+use crate::home::Home;
+
+/// How much longer than the approval timeout the hook waits for a verdict.
+const HOOK_MARGIN_SECS: u64 = 30;
+/// Longest the Codex hook proof may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Environment variables naming the agent executables (else `claude` / `codex` on PATH).
+pub const ENV_CLAUDE_BIN: &str = "AGP_CLAUDE_BIN";
+pub const ENV_CODEX_BIN: &str = "AGP_CODEX_BIN";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveAgent {
+    ClaudeCode,
+    Codex,
+}
+
+impl LiveAgent {
+    fn name(self) -> &'static str {
+        match self {
+            LiveAgent::ClaudeCode => claude_code::NAME,
+            LiveAgent::Codex => codex::NAME,
+        }
+    }
+}
+
+/// What `agp run` hands over for a live agent.
+pub struct AgentRunArgs<'a> {
+    pub agent: LiveAgent,
+    pub repo: &'a Path,
+    pub task: &'a str,
+    pub interactive: bool,
+    pub govern: &'a GovernArgs,
+}
+
+/// The `[egress]` section of config.toml.
+#[derive(Debug, Default, serde::Deserialize)]
+struct EgressSection {
+    /// Hosts (or `*.domain`) the agent may reach besides its model API.
+    #[serde(default)]
+    allow: Vec<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ConfigEgress {
+    #[serde(default)]
+    egress: EgressSection,
+}
+
+fn policy_egress(home: &Home) -> Result<Vec<String>> {
+    let path = home.config();
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let cfg: ConfigEgress =
+        toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+    Ok(cfg.egress.allow)
+}
+
+fn find_binary(agent: LiveAgent) -> Result<PathBuf> {
+    let (var, exe, install) = match agent {
+        LiveAgent::ClaudeCode => (
+            ENV_CLAUDE_BIN,
+            "claude",
+            "npm install -g @anthropic-ai/claude-code",
+        ),
+        LiveAgent::Codex => (ENV_CODEX_BIN, "codex", "npm install -g @openai/codex"),
+    };
+    let found = match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(p) => Some(PathBuf::from(p)),
+        None => std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join(exe))
+            .find(|p| p.is_file()),
+    };
+    let path = found.ok_or_else(|| {
+        anyhow!("{} is not installed ({exe} not on PATH and {var} not set): install it with `{install}`, or set {var}", agent.name())
+    })?;
+    // The npm launcher scripts are symlinks to the native binary: bind the binary itself.
+    std::fs::canonicalize(&path).with_context(|| format!("{var}: {}", path.display()))
+}
+
+fn host_env(names: &[&str]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .filter_map(|n| std::env::var(n).ok().map(|v| (n.to_string(), v)))
+        .collect()
+}
+
+/// The user's Codex home on the host: `$CODEX_HOME`, else `~/.codex`.
+fn codex_home(user_home: &Path) -> PathBuf {
+    std::env::var_os("CODEX_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| user_home.join(".codex"))
+}
+
+/// The configured model provider's base URL and key variable, from the user's Codex config.
+fn codex_provider(config: Option<&Path>) -> Result<(Option<String>, Option<String>)> {
+    let Some(path) = config else {
+        return Ok((None, None));
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: toml::Value =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let Some(provider) = value.get("model_provider").and_then(|v| v.as_str()) else {
+        return Ok((None, None));
+    };
+    let table = value.get("model_providers").and_then(|p| p.get(provider));
+    let url = table
+        .and_then(|t| t.get("base_url"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let key = table
+        .and_then(|t| t.get("env_key"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    Ok((url, key))
+}
+
+fn adapter(
+    agent: LiveAgent,
+    binary: PathBuf,
+    hook_timeout_secs: u64,
+    user_home: &Path,
+) -> Result<Box<dyn IntendantAdapter>> {
+    Ok(match agent {
+        LiveAgent::ClaudeCode => Box::new(ClaudeCodeAdapter::new(
+            LiveConfig {
+                binary,
+                hook_timeout_secs,
+                passthrough_env: host_env(claude_code::PASSTHROUGH_ENV),
+            },
+            user_home,
+        )),
+        LiveAgent::Codex => {
+            let home = codex_home(user_home);
+            let existing = |name: &str| Some(home.join(name)).filter(|p| p.is_file());
+            let user_config = existing("config.toml");
+            let (provider_base_url, key_var) = codex_provider(user_config.as_deref())?;
+            let mut vars = vec!["OPENAI_API_KEY", "CODEX_API_KEY"];
+            if let Some(k) = key_var.as_deref() {
+                vars.push(k);
+            }
+            Box::new(CodexAdapter {
+                config: LiveConfig {
+                    binary,
+                    hook_timeout_secs,
+                    passthrough_env: host_env(&vars),
+                },
+                auth: existing("auth.json"),
+                user_config,
+                provider_base_url,
+            })
+        }
+    })
+}
+
+pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
+    let agent = args.agent;
+    if args.govern.sandbox == Some(SandboxChoice::None) {
+        bail!(
+            "{} runs only inside agp's sandbox; for agents without it use `agp daemon` with `agp install-hooks`",
+            agent.name()
+        );
+    }
+    let repo = std::fs::canonicalize(args.repo)
+        .with_context(|| format!("repository {}", args.repo.display()))?;
+    let user_home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let binary = find_binary(agent)?;
+    let agp_exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .context("cannot find agp's own executable")?;
+    let extra_egress = policy_egress(home)?;
+    let provider = Arc::new(BubblewrapProvider::new().protect(home.root()));
+    provider.bwrap().map_err(|e| anyhow!("{e}"))?;
+
+    let assembly = assemble(home, args.govern)?;
+    let hook_timeout = assembly.config.approval_timeout.as_secs() + HOOK_MARGIN_SECS;
+    let adapter = adapter(agent, binary, hook_timeout, &user_home)?;
+    let journal: Arc<dyn Journal> = assembly.parts.journal.clone();
+    Home::create_private_dir(&home.run_dir())?;
+    let scratch = tempfile::Builder::new()
+        .prefix("agent-")
+        .tempdir_in(home.run_dir())
+        .context("cannot create the session's scratch directory")?;
+
+    let rt = runtime()?;
+    let outcome = rt.block_on(async {
+        let daemon = Daemon::start(assembly.config, assembly.parts)
+            .await
+            .context("cannot start the agp daemon")?;
+        let gateway = daemon.socket_path().to_path_buf();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(daemon.clone().serve(async move {
+            let _ = stopped.await;
+        }));
+        let session = daemon
+            .open_session(SessionParams {
+                intendant: agent.name().into(),
+                repo: repo.clone(),
+                task: args.task.to_owned(),
+                mode: SessionMode::Gate,
+            })
+            .await;
+        let session = match session {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = stop.send(());
+                let _ = served.await;
+                return Err(anyhow::Error::new(e).context("cannot start the session"));
+            }
+        };
+        println!(
+            "agp: session {} · intendant {} · repo {} · sandbox bubblewrap · approvals via {}",
+            session.id,
+            agent.name(),
+            repo.display(),
+            assembly.channel
+        );
+        let ctx = LaunchContext {
+            session: session.id.clone(),
+            repo: repo.clone(),
+            task: Some(args.task.to_owned()).filter(|t| !t.is_empty()),
+            gateway: GatewayEndpoint {
+                socket: live::GATEWAY_SOCKET.into(),
+                token: session.token.clone(),
+            },
+            agp_exe: live::AGP_EXE.into(),
+            interactive: args.interactive,
+        };
+        let host = HostPaths {
+            gateway,
+            agp_exe,
+            scratch: scratch.path().to_path_buf(),
+            extra_egress,
+        };
+        let provider = provider.clone();
+        let journal = journal.clone();
+        let launched = tokio::task::spawn_blocking(move || {
+            launch(agent, adapter.as_ref(), &ctx, &host, &provider, journal)
+        })
+        .await
+        .map_err(|e| anyhow!("the launcher thread failed: {e}"))
+        .and_then(|r| r);
+        let status = match &launched {
+            Ok(0) => "completed",
+            _ => "failed",
+        };
+        if let Err(e) = daemon.end_session(&session.id, status).await {
+            eprintln!("agp: error: cannot end session {}: {e}", session.id);
+        }
+        let _ = stop.send(());
+        let _ = served.await;
+        anyhow::Ok((session.id, launched))
+    });
+    drop(rt);
+    drop(journal);
+    drop(assembly.journal);
+    let (session, launched) = outcome?;
+    let code = launched?;
+    if code == 0 {
+        println!(
+            "agp: session {session}: {} exited 0; `agp verify` checks the journal",
+            agent.name()
+        );
+        Ok(Exit::Ok)
+    } else {
+        println!(
+            "agp: session {session}: {} exited with status {code}",
+            agent.name()
+        );
+        Ok(Exit::Bad)
+    }
+}
+
+/// Host-side paths the sandbox is built from.
+struct HostPaths {
+    gateway: PathBuf,
+    agp_exe: PathBuf,
+    scratch: PathBuf,
+    extra_egress: Vec<String>,
+}
+
+/// Plans, proves and starts the agent; returns its exit status. Blocking.
+fn launch(
+    agent: LiveAgent,
+    adapter: &dyn IntendantAdapter,
+    ctx: &LaunchContext,
+    host: &HostPaths,
+    provider: &BubblewrapProvider,
+    journal: Arc<dyn Journal>,
+) -> Result<i32> {
+    let plan = adapter.plan(ctx)?;
+    adapter.verify_wiring(ctx, &plan)?;
+    let LaunchPlan::Process(plan) = plan else {
+        bail!("{} did not plan a process", agent.name());
+    };
+
+    // Egress: the model API and the configured domains, nothing else; every attempt journaled.
+    let mut hosts = plan.egress_hosts.clone();
+    hosts.extend(host.extra_egress.iter().cloned());
+    let allowlist = Allowlist::parse(&hosts).context("egress allowlist")?;
+    let egress_dir = host.scratch.join("egress");
+    std::fs::create_dir(&egress_dir)?;
+    std::fs::set_permissions(&egress_dir, std::fs::Permissions::from_mode(0o700))?;
+    let proxy = EgressProxy::start(
+        ProxyConfig::new(egress_dir.join("egress.sock"), allowlist),
+        Arc::new(JournalObserver::new(journal.clone(), ctx.session.clone())),
+    )
+    .context("cannot start the egress proxy")?;
+
+    let spec = sandbox_spec(ctx, &plan, host, &egress_dir)?;
+    let sandbox = provider.spawn(&spec).map_err(|e| anyhow!("{e}"))?;
+    let report = provider
+        .run_preflight(&sandbox)
+        .map_err(|e| anyhow!("{e}"))?;
+    journal
+        .append(
+            SANDBOX_PREFLIGHT,
+            Some(&ctx.session),
+            serde_json::to_value(&report)?,
+        )
+        .context("cannot journal the sandbox preflight")?;
+    if !report.passed {
+        bail!("sandbox preflight failed: {}", report.failure_summary());
+    }
+
+    if agent == LiveAgent::Codex {
+        // Codex skips an untrusted hook silently: prove from inside this very sandbox that it
+        // will run agp's hook, or refuse to start.
+        let probe = CodexAdapter::probe_argv();
+        let cmd = provider
+            .command(&sandbox, &probe, &plan.cwd)
+            .map_err(|e| anyhow!("{e}"))?;
+        codex::probe_hooks(cmd, ctx, PROBE_TIMEOUT)?;
+        journal.append(
+            "intendant.wiring_verified",
+            Some(&ctx.session),
+            json!({"intendant": agent.name(), "method": "codex app-server hooks/list"}),
+        )?;
+    }
+
+    let mut argv = vec![
+        live::AGP_EXE.to_string(),
+        "egress-bridge".into(),
+        "--listen".into(),
+        live::BRIDGE_ADDR.into(),
+        "--socket".into(),
+        live::EGRESS_SOCKET.into(),
+        "--".into(),
+    ];
+    argv.extend(plan.argv.iter().cloned());
+    let mut cmd = provider
+        .command(&sandbox, &argv, &plan.cwd)
+        .map_err(|e| anyhow!("{e}"))?;
+    if !plan.interactive {
+        cmd.stdin(Stdio::null());
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {} in the sandbox", agent.name()))?;
+    let _ = provider.teardown(sandbox);
+    proxy.stop();
+    Ok(status.code().unwrap_or(128))
+}
+
+/// The sandbox for the agent: the plan's environment and binds, plus the gateway socket, the
+/// egress socket directory and agp itself, all read-only.
+fn sandbox_spec(
+    ctx: &LaunchContext,
+    plan: &ProcessPlan,
+    host: &HostPaths,
+    egress_dir: &Path,
+) -> Result<SandboxSpec> {
+    let mut spec = SandboxSpec::new(ctx.session.clone(), ctx.repo.clone());
+    spec.env = plan.env.clone();
+    // No address-space limit: the agent runtimes reserve far more virtual memory than they use.
+    spec.limits = ResourceLimits::default();
+    let ro = |source: &Path, dest: &Path| BindMount {
+        source: source.to_path_buf(),
+        dest: dest.to_path_buf(),
+        writable: false,
+    };
+    spec.binds
+        .push(ro(&host.gateway, Path::new(live::GATEWAY_SOCKET)));
+    spec.binds.push(ro(egress_dir, Path::new(live::EGRESS_DIR)));
+    spec.binds.push(ro(&host.agp_exe, Path::new(live::AGP_EXE)));
+    for (source, dest) in &plan.ro_binds {
+        spec.binds.push(ro(source, dest));
+    }
+    let files = host.scratch.join("files");
+    for (i, f) in plan.files.iter().enumerate() {
+        let name = f
+            .path
+            .file_name()
+            .ok_or_else(|| anyhow!("seeded file {} has no name", f.path.display()))?;
+        let dir = files.join(i.to_string());
+        std::fs::create_dir_all(&dir)?;
+        let source = dir.join(name);
+        std::fs::write(&source, &f.contents)
+            .with_context(|| format!("cannot write {}", source.display()))?;
+        std::fs::set_permissions(&source, std::fs::Permissions::from_mode(f.mode))?;
+        spec.binds.push(BindMount {
+            source,
+            dest: f.path.clone(),
+            writable: !f.read_only,
+        });
+    }
+    Ok(spec)
+}
