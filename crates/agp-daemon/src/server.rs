@@ -9,7 +9,7 @@ use std::time::Duration;
 use agp_contracts::canonical::sha256_hex;
 use agp_contracts::events::{GATEWAY_REJECTED, SANDBOX_PREFLIGHT, SESSION_ENDED, SESSION_STARTED};
 use agp_contracts::{EvalContext, JournalError, SandboxSpec};
-use agp_gateway::frame::{decode, encode};
+use agp_gateway::frame::encode;
 use agp_gateway::{
     ClientMessage, ErrorCode, FrameError, ServerMessage, SessionMode, PROTOCOL_VERSION,
 };
@@ -519,6 +519,8 @@ impl Daemon {
         id: Option<String>,
     ) -> std::io::Result<()> {
         let session = conn.session.as_ref().map(|s| s.id.clone());
+        // Ids are the client's: bound what of them reaches the journal.
+        let id = id.map(|i| crate::util::truncate_utf8(&i, 256).0.to_owned());
         let body =
             json!({"code": code.as_str(), "message": message, "call_id": id, "peer": conn.peer});
         if let Err(e) = self
@@ -559,7 +561,18 @@ async fn send(conn: &mut Conn, message: &ServerMessage) -> std::io::Result<()> {
 /// Classifies a frame: not JSON / not an object / no type → malformed; an unknown type →
 /// unknown_message; a known type with bad fields → malformed.
 fn parse(frame: &[u8]) -> Result<ClientMessage, (ErrorCode, String)> {
-    let value: Value = decode(frame).map_err(|e| (ErrorCode::Malformed, e.to_string()))?;
+    // Error texts never quote the frame: they are journaled, and a frame may carry secrets.
+    let value: Value = serde_json::from_slice(frame).map_err(|e| {
+        (
+            ErrorCode::Malformed,
+            format!(
+                "not valid JSON ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
     let Some(kind) = value.get("type").and_then(Value::as_str) else {
         return Err((
             ErrorCode::Malformed,
@@ -573,14 +586,15 @@ fn parse(frame: &[u8]) -> Result<ClientMessage, (ErrorCode, String)> {
         "tool_call_result",
         "end_session",
     ];
-    if !KNOWN.contains(&kind) {
-        let shown: String = kind.chars().take(64).collect();
-        return Err((
-            ErrorCode::UnknownMessage,
-            format!("unknown message type {shown:?}"),
-        ));
-    }
-    serde_json::from_value(value).map_err(|e| (ErrorCode::Malformed, e.to_string()))
+    let Some(kind) = KNOWN.iter().find(|k| **k == kind) else {
+        return Err((ErrorCode::UnknownMessage, "unknown message type".into()));
+    };
+    serde_json::from_value(value).map_err(|_| {
+        (
+            ErrorCode::Malformed,
+            format!("the fields do not form a valid `{kind}` message"),
+        )
+    })
 }
 
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
