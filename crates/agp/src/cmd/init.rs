@@ -16,6 +16,7 @@ pub struct InitArgs {
 }
 
 const DEFAULT_CONFIG: &str = include_str!("../../assets/config.toml");
+const DEFAULT_POLICY: &str = include_str!("../../assets/policy.toml");
 
 pub fn run(home: &Home, args: InitArgs) -> Result<Exit> {
     let config = home.config();
@@ -29,6 +30,11 @@ pub fn run(home: &Home, args: InitArgs) -> Result<Exit> {
     Home::create_private_dir(&home.journal_dir())?;
     Home::create_private_dir(&home.keys_dir())?;
     write_file(&config, DEFAULT_CONFIG, args.force)?;
+    // An existing policy is the user's own work: kept even with --force.
+    let policy = home.policy();
+    if !policy.exists() {
+        write_file(&policy, DEFAULT_POLICY, false)?;
+    }
     println!("created agp home at {}", home.root().display());
     println!("next: `agp keygen` to create the journal signing key");
     Ok(Exit::Ok)

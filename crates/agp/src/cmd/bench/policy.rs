@@ -1,13 +1,225 @@
-//! `agp bench policy`.
+//! `agp bench policy`: evaluation latency, shell parsing included, with a large rule set.
 
-use anyhow::{bail, Result};
+use std::path::Path;
+use std::time::Instant;
+
+use agp_contracts::{EvalContext, PolicyEngine as _, ToolCall};
+use agp_policy::Policy;
+use anyhow::{Context, Result};
 use clap::Args;
+use serde_json::json;
 
+use super::journal::BenchDir;
 use crate::exit::Exit;
 
 #[derive(Debug, Args)]
-pub struct PolicyBenchArgs {}
+#[command(
+    long_about = "Evaluate typical tool calls (shell commands parsed with tree-sitter-bash, \
+    file reads and writes) against a generated policy: the default policy plus generated rules \
+    up to --rules, in a temporary project. The measuring thread is pinned to one CPU. Reports \
+    p50/p99/max per call and overall. Target: p99 <= 20 us with 500 rules; exits 1 when missed."
+)]
+pub struct PolicyBenchArgs {
+    /// Number of rules in the generated policy
+    #[arg(long, default_value_t = 500)]
+    pub rules: usize,
+    /// Timed evaluations per call
+    #[arg(long, default_value_t = 5_000)]
+    pub iterations: usize,
+    /// p99 target in microseconds
+    #[arg(long, default_value_t = 20.0)]
+    pub target_us: f64,
+    /// Machine-readable report
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: PolicyBenchArgs) -> Result<Exit> {
-    bail!("`agp bench policy` is not built yet")
+/// Typical calls an agent makes (tool, input).
+pub fn typical_calls() -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        ("Bash", json!({"command": "git status"})),
+        (
+            "Bash",
+            json!({"command": "cargo test --workspace 2>&1 | tail -n 50"}),
+        ),
+        ("Bash", json!({"command": "ls -la src && cat README.md"})),
+        ("Bash", json!({"command": "npm run build > build.log"})),
+        ("Bash", json!({"command": "grep -rn TODO src | head -20"})),
+        (
+            "Bash",
+            json!({"command": "git add -A && git commit -m 'fix: handle empty input'"}),
+        ),
+        ("Bash", json!({"command": "rm -rf build"})),
+        (
+            "Bash",
+            json!({"command": "curl -s https://api.github.com/repos/a/b | jq .name"}),
+        ),
+        ("Read", json!({"file_path": "src/main.rs"})),
+        (
+            "Edit",
+            json!({"file_path": "src/main.rs", "old_string": "a", "new_string": "b"}),
+        ),
+    ]
+}
+
+/// The default policy plus generated rules (a mix of effects and matcher kinds, some of them
+/// wildcard patterns that every command has to be checked against).
+pub fn generated_policy(rules: usize) -> String {
+    let mut text = include_str!("../../../assets/policy.toml").to_string();
+    let base = Policy::from_str(&text, "default").map_or(0, |p| p.rules().len());
+    for i in 0..rules.saturating_sub(base) {
+        let effect = ["allow", "require", "deny"][i % 3];
+        let matcher = match i % 10 {
+            0..=5 => format!("Bash(tool{i} *)"),
+            6 => format!("Read(/generated/dir{i}/**)"),
+            7 => format!("Edit(/generated/out{i}/**)"),
+            8 => format!("WebFetch(domain:host{i}.example)"),
+            _ => format!("Bash(* --flag{i}*)"),
+        };
+        text.push_str(&format!(
+            "\n[[rule]]\nid = \"gen-{i}\"\neffect = \"{effect}\"\nmatch = [\"{matcher}\"]\n"
+        ));
+    }
+    text
+}
+
+fn pin_to_one_cpu() -> bool {
+    // SAFETY: cpu_set_t is plain data; zeroed is a valid empty set, CPU_SET writes inside it,
+    // and sched_setaffinity(0, …) only affects the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let cpu = libc::sched_getcpu().max(0) as usize;
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn setup_project(dir: &Path) -> Result<()> {
+    for d in ["src", ".git/hooks"] {
+        std::fs::create_dir_all(dir.join(d)).with_context(|| format!("cannot create {d}"))?;
+    }
+    for f in ["src/main.rs", "README.md", "Cargo.toml"] {
+        std::fs::write(dir.join(f), "x").with_context(|| format!("cannot write {f}"))?;
+    }
+    Ok(())
+}
+
+pub fn run(args: PolicyBenchArgs) -> Result<Exit> {
+    let dir = BenchDir::new(None)?;
+    let project = dir.path.join("project");
+    setup_project(&project)?;
+    let text = generated_policy(args.rules);
+    let policy = Policy::from_str(&text, "generated").context("generated policy does not load")?;
+    let ctx = EvalContext {
+        project_root: project.clone(),
+        home: dir.path.join("home"),
+        agp_home: dir.path.join("home/.agp"),
+    };
+    let pinned = pin_to_one_cpu();
+    let calls: Vec<ToolCall> = typical_calls()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (tool, input))| ToolCall {
+            id: format!("bench-{i}"),
+            session: "bench".into(),
+            tool_use_id: None,
+            tool: tool.into(),
+            input,
+            cwd: project.clone(),
+        })
+        .collect();
+    let iterations = args.iterations.max(1);
+    let mut all = Vec::with_capacity(iterations * calls.len());
+    let mut per_call = Vec::new();
+    for call in &calls {
+        for _ in 0..iterations.min(500) {
+            std::hint::black_box(policy.evaluate(call, &ctx));
+        }
+        let mut samples = Vec::with_capacity(iterations);
+        let mut decision = None;
+        for _ in 0..iterations {
+            let t = Instant::now();
+            let v = policy.evaluate(call, &ctx);
+            samples.push(t.elapsed().as_nanos() as u64);
+            decision = Some(v.decision);
+        }
+        all.extend_from_slice(&samples);
+        samples.sort_unstable();
+        let label = match call.input.get("command").and_then(|c| c.as_str()) {
+            Some(c) => c.to_string(),
+            None => format!(
+                "{} {}",
+                call.tool,
+                call.input
+                    .get("file_path")
+                    .and_then(|f| f.as_str())
+                    .unwrap_or("")
+            ),
+        };
+        per_call.push((
+            label,
+            decision,
+            percentile(&samples, 0.5),
+            percentile(&samples, 0.99),
+            *samples.last().unwrap_or(&0),
+        ));
+    }
+    all.sort_unstable();
+    let p50 = percentile(&all, 0.5);
+    let p99 = percentile(&all, 0.99);
+    let max = *all.last().unwrap_or(&0);
+    let us = |ns: u64| ns as f64 / 1000.0;
+    let ok = us(p99) <= args.target_us;
+    if args.json {
+        let calls: Vec<_> = per_call
+            .iter()
+            .map(|(l, d, a, b, c)| json!({"call": l, "decision": d, "p50_us": us(*a), "p99_us": us(*b), "max_us": us(*c)}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "rules": policy.rules().len(),
+                "iterations_per_call": iterations,
+                "pinned_to_one_cpu": pinned,
+                "p50_us": us(p50), "p99_us": us(p99), "max_us": us(max),
+                "target_p99_us": args.target_us, "met": ok, "calls": calls,
+            }))?
+        );
+    } else {
+        println!(
+            "policy evaluation, {} rules, {iterations} runs per call, {}",
+            policy.rules().len(),
+            if pinned {
+                "pinned to one CPU"
+            } else {
+                "not pinned (sched_setaffinity failed)"
+            }
+        );
+        for (label, d, a, b, c) in &per_call {
+            let d = d.map(|d| d.as_str()).unwrap_or("?");
+            println!(
+                "  p50 {:>7.1} us  p99 {:>7.1} us  max {:>8.1} us  {d:<7}  {label}",
+                us(*a),
+                us(*b),
+                us(*c)
+            );
+        }
+        println!(
+            "overall: p50 {:.1} us, p99 {:.1} us, max {:.1} us (target p99 <= {} us: {})",
+            us(p50),
+            us(p99),
+            us(max),
+            args.target_us,
+            if ok { "met" } else { "MISSED" }
+        );
+    }
+    Ok(if ok { Exit::Ok } else { Exit::Bad })
 }
