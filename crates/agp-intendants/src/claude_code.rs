@@ -73,7 +73,7 @@ impl ClaudeCodeAdapter {
             "matcher": "*",
             "hooks": [{
                 "type": "command",
-                "command": live::hook_command(ctx),
+                "command": live::hook_command(ctx, NAME),
                 "timeout": self.config.harness_hook_timeout_secs(),
             }],
         }]);
@@ -172,7 +172,7 @@ impl IntendantAdapter for ClaudeCodeAdapter {
         if settings["disableAllHooks"] == true {
             return Err(live::unverified(NAME, "disableAllHooks is set"));
         }
-        let command = live::hook_command(ctx);
+        let command = live::hook_command(ctx, NAME);
         for event in ["PreToolUse", "PostToolUse"] {
             let wired = settings["hooks"][event].as_array().is_some_and(|groups| {
                 groups.iter().any(|g| {
@@ -273,7 +273,7 @@ mod tests {
         let s: Value = serde_json::from_slice(&p.files[0].contents).unwrap();
         assert_eq!(
             s["hooks"]["PreToolUse"][0]["hooks"][0]["command"],
-            "/run/agp/bin/agp hook"
+            "/run/agp/bin/agp hook --harness claude-code"
         );
         assert_eq!(s["hooks"]["PreToolUse"][0]["hooks"][0]["timeout"], 390);
     }

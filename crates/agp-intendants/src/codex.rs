@@ -49,7 +49,7 @@ pub struct CodexAdapter {
 impl CodexAdapter {
     /// The managed requirements: agp's hooks on every tool, nothing else may add hooks.
     pub fn requirements(&self, ctx: &LaunchContext) -> String {
-        let command = toml_string(&live::hook_command(ctx));
+        let command = toml_string(&live::hook_command(ctx, NAME));
         let timeout = self.config.harness_hook_timeout_secs();
         let mut out = String::from(
             "# Written by agp for this session; bound read-only into the sandbox.\n\
@@ -308,7 +308,7 @@ pub fn check_hooks_list(result: &Value, ctx: &LaunchContext) -> Result<(), Inten
             format!("Codex reports hook errors: {errors:?}"),
         ));
     }
-    let command = live::hook_command(ctx);
+    let command = live::hook_command(ctx, NAME);
     let hooks = entry["hooks"].as_array().cloned().unwrap_or_default();
     for event in ["preToolUse", "postToolUse"] {
         let active = hooks.iter().any(|h| {
@@ -362,7 +362,7 @@ mod tests {
     }
 
     fn hook(event: &str, trust: &str) -> Value {
-        json!({"eventName": event, "command": "/run/agp/bin/agp hook", "enabled": true,
+        json!({"eventName": event, "command": "/run/agp/bin/agp hook --harness codex", "enabled": true,
                "isManaged": true, "trustStatus": trust, "matcher": "*"})
     }
 
@@ -383,7 +383,7 @@ mod tests {
         let text = String::from_utf8(p.files[0].contents.clone()).unwrap();
         assert!(text.contains("allow_managed_hooks_only = true"));
         assert!(text.contains("[[hooks.PostToolUse.hooks]]"));
-        assert!(text.contains("command = \"/run/agp/bin/agp hook\""));
+        assert!(text.contains("command = \"/run/agp/bin/agp hook --harness codex\""));
         assert!(text.contains("timeout = 160"));
     }
 

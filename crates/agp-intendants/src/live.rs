@@ -47,9 +47,9 @@ impl LiveConfig {
     }
 }
 
-/// The hook command line the harness runs.
-pub fn hook_command(ctx: &LaunchContext) -> String {
-    format!("{} hook", ctx.agp_exe.display())
+/// The hook command line the harness runs (`harness` is `agp hook --harness`'s value).
+pub fn hook_command(ctx: &LaunchContext, harness: &str) -> String {
+    format!("{} hook --harness {harness}", ctx.agp_exe.display())
 }
 
 /// The environment every live agent gets: a clean PATH, the sandbox HOME, the gateway, and the

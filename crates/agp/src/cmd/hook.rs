@@ -49,7 +49,19 @@ Environment (set by `agp run`):
   AGP_HOOK_TIMEOUT_SECS  longest wait for a verdict (approval timeout plus a margin)";
 
 #[derive(Debug, Args)]
-pub struct HookArgs {}
+pub struct HookArgs {
+    /// Which harness runs the hook: their decision formats differ (Codex 0.169 rejects an
+    /// explicit "allow" as an unsupported output and then runs the tool anyway, so agp answers
+    /// it with no objection instead).
+    #[arg(long, value_enum, default_value = "claude-code")]
+    pub harness: Harness,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Harness {
+    ClaudeCode,
+    Codex,
+}
 
 /// The harness event being handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +91,7 @@ pub struct Answer {
     pub exit: Exit,
 }
 
-pub fn run(_args: HookArgs) -> Result<Exit> {
+pub fn run(args: HookArgs) -> Result<Exit> {
     install_panic_deny();
     let answer = std::panic::catch_unwind(|| {
         let env = HookEnv::from_process();
@@ -94,7 +106,7 @@ pub fn run(_args: HookArgs) -> Result<Exit> {
                 None,
                 &format!("hook event over {MAX_STDIN_BYTES} bytes on stdin"),
             ),
-            Ok(_) => handle(&stdin, &env),
+            Ok(_) => handle(&stdin, &env, args.harness),
         }
     })
     .unwrap_or_else(|_| failure(None, "agp hook crashed"));
@@ -132,7 +144,7 @@ impl HookEnv {
 }
 
 /// Handles one hook event. Never panics on bad input; every error becomes a deny.
-pub fn handle(stdin: &[u8], env: &HookEnv) -> Answer {
+pub fn handle(stdin: &[u8], env: &HookEnv, harness: Harness) -> Answer {
     let input: Value = match serde_json::from_slice(stdin) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => return failure(None, "the hook event on stdin is not a JSON object"),
@@ -145,13 +157,13 @@ pub fn handle(stdin: &[u8], env: &HookEnv) -> Answer {
             &format!("agp hook does not handle the event {name:?}"),
         );
     };
-    match gate(event, &input, env) {
+    match gate(event, &input, env, harness) {
         Ok(answer) => answer,
         Err(e) => failure(Some(event), &format!("{e:#}")),
     }
 }
 
-fn gate(event: Event, input: &Value, env: &HookEnv) -> Result<Answer> {
+fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<Answer> {
     let socket = env.socket.as_deref().ok_or_else(|| {
         anyhow!("{ENV_SOCKET} is not set: this agent was not started by `agp run`")
     })?;
@@ -192,7 +204,7 @@ fn gate(event: Event, input: &Value, env: &HookEnv) -> Result<Answer> {
             let verdict = connect(socket, token, timeout)?
                 .request(&request)
                 .context("asking the agp daemon")?;
-            Ok(verdict_answer(event, &verdict))
+            Ok(verdict_answer(event, harness, &verdict))
         }
         Event::PostToolUse => {
             let tool_use_id = tool_use_id.ok_or_else(|| {
@@ -229,7 +241,7 @@ fn connect(socket: &Path, token: &str, timeout: Duration) -> Result<Client> {
     Ok(client)
 }
 
-fn verdict_answer(event: Event, v: &VerdictMessage) -> Answer {
+fn verdict_answer(event: Event, harness: Harness, v: &VerdictMessage) -> Answer {
     let rule = v
         .rule_id
         .as_deref()
@@ -243,6 +255,9 @@ fn verdict_answer(event: Event, v: &VerdictMessage) -> Answer {
             .unwrap_or_default();
         let reason = format!("agp allowed this call: {}{rule}{by}", v.reason);
         let stdout = match event {
+            Event::PreToolUse if harness == Harness::Codex && v.updated_input.is_none() => {
+                json!({})
+            }
             Event::PermissionRequest => json!({"hookSpecificOutput": {
                 "hookEventName": "PermissionRequest",
                 "decision": {"behavior": "allow"}}}),
@@ -400,7 +415,7 @@ mod tests {
     #[test]
     fn allow_and_deny_verdicts_map_to_the_harness_shape() {
         let (_d, p, h) = daemon("{\"type\":\"verdict\",\"id\":\"tu:toolu_1\",\"decision\":\"allow\",\"reason\":\"read-only\",\"rule_id\":\"r1\",\"input_sha256\":\"ab\"}\n");
-        let a = handle(&pre("ls"), &env(Some(p)));
+        let a = handle(&pre("ls"), &env(Some(p)), Harness::ClaudeCode);
         assert_eq!(a.exit, Exit::Ok);
         assert_eq!(
             a.stdout["hookSpecificOutput"]["permissionDecision"],
@@ -413,7 +428,7 @@ mod tests {
         assert_eq!(sent["input"]["command"], "ls");
 
         let (_d, p, _h) = daemon("{\"type\":\"verdict\",\"id\":\"tu:toolu_1\",\"decision\":\"deny\",\"reason\":\"rm is forbidden\",\"rule_id\":\"no-rm\",\"input_sha256\":\"ab\"}\n");
-        let a = handle(&pre("rm -rf /"), &env(Some(p)));
+        let a = handle(&pre("rm -rf /"), &env(Some(p)), Harness::Codex);
         assert_eq!(a.exit, Exit::Ok);
         let out = &a.stdout["hookSpecificOutput"];
         assert_eq!(out["permissionDecision"], "deny");
@@ -422,9 +437,16 @@ mod tests {
     }
 
     #[test]
+    fn codex_allow_is_no_objection() {
+        let (_d, p, _h) = daemon("{\"type\":\"verdict\",\"id\":\"tu:toolu_1\",\"decision\":\"allow\",\"reason\":\"ok\",\"input_sha256\":\"ab\"}\n");
+        let a = handle(&pre("ls"), &env(Some(p)), Harness::Codex);
+        assert_eq!((a.exit, a.stdout), (Exit::Ok, json!({})));
+    }
+
+    #[test]
     fn unknown_decisions_deny() {
         let (_d, p, _h) = daemon("{\"type\":\"verdict\",\"id\":\"tu:toolu_1\",\"decision\":\"maybe\",\"reason\":\"?\",\"input_sha256\":\"ab\"}\n");
-        let a = handle(&pre("ls"), &env(Some(p)));
+        let a = handle(&pre("ls"), &env(Some(p)), Harness::ClaudeCode);
         assert_eq!(a.stdout["hookSpecificOutput"]["permissionDecision"], "deny");
     }
 
@@ -458,7 +480,7 @@ mod tests {
             (pre("ls"), env(Some(dir.path().join("none.sock")))),
         ];
         for (stdin, e) in cases {
-            let a = handle(&stdin, &e);
+            let a = handle(&stdin, &e, Harness::Codex);
             assert_eq!(
                 a.exit,
                 Exit::CannotRun,
@@ -478,7 +500,7 @@ mod tests {
             "{\"type\":\"verdict\",\"id\":\"other\",\"decision\":\"allow\",\"reason\":\"\",\"input_sha256\":\"\"}\n",
         ] {
             let (_d, p, _h) = daemon(reply);
-            let a = handle(&pre("ls"), &env(Some(p)));
+            let a = handle(&pre("ls"), &env(Some(p)), Harness::ClaudeCode);
             assert_eq!(a.exit, Exit::CannotRun, "{reply}");
             assert_eq!(a.stdout["hookSpecificOutput"]["permissionDecision"], "deny");
         }
@@ -490,7 +512,11 @@ mod tests {
         let stdin = json!({"hook_event_name": "PostToolUse", "tool_name": "Bash", "cwd": "/r",
             "tool_input": {"command": "echo hi"}, "tool_use_id": "toolu_1",
             "tool_response": {"stdout": "hi\n", "stderr": "", "interrupted": false}});
-        let a = handle(stdin.to_string().as_bytes(), &env(Some(p)));
+        let a = handle(
+            stdin.to_string().as_bytes(),
+            &env(Some(p)),
+            Harness::ClaudeCode,
+        );
         assert_eq!(a.exit, Exit::Ok);
         let sent = h.join().unwrap();
         assert_eq!(sent["type"], "tool_call_result");
@@ -506,7 +532,11 @@ mod tests {
         let (_d, p, h) = daemon("{\"type\":\"verdict\",\"id\":\"perm:toolu_1\",\"decision\":\"deny\",\"reason\":\"no\",\"input_sha256\":\"ab\"}\n");
         let stdin = json!({"hook_event_name": "PermissionRequest", "tool_name": "Bash",
             "tool_input": {"command": "ls"}, "tool_use_id": "toolu_1"});
-        let a = handle(stdin.to_string().as_bytes(), &env(Some(p)));
+        let a = handle(
+            stdin.to_string().as_bytes(),
+            &env(Some(p)),
+            Harness::ClaudeCode,
+        );
         assert_eq!(
             a.stdout["hookSpecificOutput"]["decision"]["behavior"],
             "deny"
