@@ -312,6 +312,14 @@ impl Fixture {
         c
     }
 
+    fn daemon_store_session(&self, id: &str) -> crate::store::SessionRow {
+        crate::store::Store::open_existing(&self.config.state_db)
+            .unwrap()
+            .session(id)
+            .unwrap()
+            .unwrap()
+    }
+
     fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -920,4 +928,133 @@ fn admin_channel_opens_a_session_and_ending_it_closes_the_token() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_live_session_of_a_dead_daemon_is_taken_over_with_a_new_fencing_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    let journal = Arc::new(MemJournal::default());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let daemon = rt
+        .block_on(Daemon::start(
+            config.clone(),
+            parts(&journal, &Arc::new(QueueChannel::default())),
+        ))
+        .unwrap();
+    let opened = rt
+        .block_on(daemon.open_session(SessionParams {
+            intendant: "t".into(),
+            repo: repo.clone(),
+            task: String::new(),
+            mode: SessionMode::Gate,
+        }))
+        .unwrap();
+    drop(daemon);
+    drop(rt);
+
+    // Within the lease: not reaped; the token still works and the new daemon takes the lease.
+    let f = Fixture::with(
+        dir,
+        repo,
+        config,
+        journal.clone(),
+        Arc::new(QueueChannel::default()),
+    );
+    assert!(journal.of("session.reaped").is_empty());
+    let mut c = f.client(&opened.token);
+    assert!(c.request(&bash("t1", "ls")).unwrap().is_allow());
+    let resumed: Vec<Value> = journal
+        .of("session.started")
+        .into_iter()
+        .filter(|b| b["resumed"] == true)
+        .collect();
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0]["fencing_token"], 2);
+    let row = f.daemon_store_session(&opened.id);
+    assert_eq!(row.fencing_token, 2);
+    assert_ne!(row.lease_owner, "");
+}
+
+/// A channel whose projections always fail.
+struct BrokenProjector(QueueChannel);
+impl ApprovalChannel for BrokenProjector {
+    fn name(&self) -> &str {
+        "broken"
+    }
+    fn request_approval<'a>(
+        &'a self,
+        r: &'a ApprovalRequest,
+    ) -> BoxFuture<'a, Result<ApprovalOutcome, ChannelError>> {
+        self.0.request_approval(r)
+    }
+    fn project<'a>(
+        &'a self,
+        _k: &'a str,
+        _s: Option<&'a str>,
+        _b: &'a Value,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async {
+            Err(ChannelError::Failed {
+                channel: "broken".into(),
+                message: "down".into(),
+            })
+        })
+    }
+}
+
+#[test]
+fn a_failing_projection_is_retried_with_backoff_and_never_blocks_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    let journal = Arc::new(MemJournal::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut p = parts(&journal, &Arc::new(QueueChannel::default()));
+    p.channel = Arc::new(BrokenProjector(QueueChannel::default()));
+    let daemon = rt.block_on(Daemon::start(config.clone(), p)).unwrap();
+    let token = rt
+        .block_on(daemon.open_session(SessionParams {
+            intendant: "t".into(),
+            repo,
+            task: String::new(),
+            mode: SessionMode::Gate,
+        }))
+        .unwrap()
+        .token;
+    rt.spawn(daemon.clone().serve(std::future::pending()));
+    let mut c = Client::connect(&config.socket_path(), Duration::from_secs(10)).unwrap();
+    c.hello(&token).unwrap();
+    // Calls go through while the channel is down (denials are queued too).
+    assert_eq!(c.request(&bash("d1", "rm x")).unwrap().decision, "deny");
+    assert!(c.request(&bash("a1", "ls")).unwrap().is_allow());
+    let store = crate::store::Store::open_existing(&config.state_db).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let due_later = store.due_outbox(i64::MAX, 10).unwrap();
+        if due_later.len() == 2 && due_later.iter().all(|r| r.attempts >= 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "projections were not attempted: {due_later:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Failed attempts wait for their backoff instead of being retried at once.
+    assert!(store
+        .due_outbox(crate::util::now_ms(), 10)
+        .unwrap()
+        .is_empty());
+    rt.shutdown_background();
 }
