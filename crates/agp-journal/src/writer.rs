@@ -57,6 +57,10 @@ pub struct JournalOptions {
     pub durability: Durability,
     pub group_max_entries: usize,
     pub group_max_wait: Duration,
+    /// Least time between two background checkpoints. Each checkpoint costs every verifier a
+    /// signature check, so under load they are coalesced to at most one per interval; close,
+    /// open and rotation always write one.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for JournalOptions {
@@ -65,6 +69,7 @@ impl Default for JournalOptions {
             durability: Durability::Entry,
             group_max_entries: 64,
             group_max_wait: Duration::from_millis(2),
+            checkpoint_interval: Duration::from_millis(20),
         }
     }
 }
@@ -650,12 +655,21 @@ fn committer(sh: Arc<Shared>, mut file: File) {
 }
 
 fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<File>>) {
+    let mut last_seal: Option<Instant> = None;
     let mut st = sh.lock();
     loop {
         if st.failed.is_some() {
             break;
         }
         let pending = st.to_seal.0 > st.sealed && st.sealer_idle;
+        if pending && !st.closing {
+            if let Some(wait) = last_seal.and_then(|t| sh.opts.checkpoint_interval.checked_sub(t.elapsed())) {
+                if !wait.is_zero() {
+                    st = sh.seal_cv.wait_timeout(st, wait).unwrap_or_else(|p| p.into_inner()).0;
+                    continue;
+                }
+            }
+        }
         if !pending {
             if st.closing
                 && (st.buf_entries == 0 || st.failed.is_some())
@@ -674,6 +688,7 @@ fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<File>>) {
             let mut cps = checkpoints.lock().unwrap_or_else(|p| p.into_inner());
             write_checkpoint(&sh.dir, &mut cps, &[&signer], size, root, false)
         };
+        last_seal = Some(Instant::now());
         st = sh.lock();
         st.sealer_idle = true;
         match res {
