@@ -23,6 +23,8 @@ use crate::socket::{self, Backoff, ConnStatus, EnvelopeHandler};
 use crate::votes::{self, Tally, Vote};
 
 const NAME: &str = "slack";
+/// Timers fire this long after an expiry, so a wall-clock check at wake-up sees it passed.
+const CLOCK_MARGIN_MS: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlackError {
@@ -162,6 +164,11 @@ impl SlackChannelBuilder {
             post_retry: self.post_retry,
             bot_user: auth.user_id,
         });
+        // Approvals a previous process posted: re-attached if the daemon asks again, and in
+        // any case timed out (message updated) at their expiry.
+        for r in inner.store.undecided()? {
+            inner.clone().expire_later(r.nonce, r.request.expires_at_ms);
+        }
         let socket = handle.spawn(socket::run(api, inner.clone(), status_tx, self.backoff));
         Ok(SlackChannel {
             inner,
@@ -244,17 +251,23 @@ struct Inner {
     bot_user: String,
 }
 
-/// Removes the waiter when `request_approval`'s future finishes or is dropped.
-struct WaiterGuard<'a> {
-    inner: &'a Inner,
+/// Removes the waiter when `request_approval`'s future finishes or is dropped. A caller that
+/// gives up early (drops the future) leaves an undecided record behind; it is still timed out
+/// at its expiry, so the message loses its buttons and says so.
+struct WaiterGuard {
+    inner: Arc<Inner>,
     nonce: String,
+    expires_at_ms: u64,
 }
 
-impl Drop for WaiterGuard<'_> {
+impl Drop for WaiterGuard {
     fn drop(&mut self) {
         if let Ok(mut w) = self.inner.waiters.lock() {
             w.remove(&self.nonce);
         }
+        self.inner
+            .clone()
+            .expire_later(self.nonce.clone(), self.expires_at_ms);
     }
 }
 
@@ -269,7 +282,24 @@ fn new_nonce() -> Result<String, SlackError> {
 }
 
 impl Inner {
-    async fn request(&self, request: &ApprovalRequest) -> Result<ApprovalOutcome, SlackError> {
+    /// After `expires_at_ms`, times the record out unless it was decided meanwhile.
+    fn expire_later(self: Arc<Self>, nonce: String, expires_at_ms: u64) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            let wait = expires_at_ms.saturating_sub(now_ms()) + CLOCK_MARGIN_MS;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            if let Err(e) = self.time_out(&nonce).await {
+                tracing::error!(error = %e, "cannot time out a Slack approval");
+            }
+        });
+    }
+
+    async fn request(
+        self: &Arc<Self>,
+        request: &ApprovalRequest,
+    ) -> Result<ApprovalOutcome, SlackError> {
         if let Some(reason) = self.unreachable_quorum(request) {
             return Ok(ApprovalOutcome::Unavailable { reason });
         }
@@ -309,18 +339,34 @@ impl Inner {
                 .expect("waiters lock")
                 .insert(record.nonce.clone(), tx);
             let guard = WaiterGuard {
-                inner: self,
+                inner: self.clone(),
                 nonce: record.nonce.clone(),
+                expires_at_ms: record.request.expires_at_ms,
             };
             (record, rx, guard)
         };
         let deadline = record.request.expires_at_ms;
+        if now_ms() >= deadline {
+            return self.time_out(&record.nonce).await;
+        }
         if record.message_ts.is_none() {
-            if let Err(e) = self.post(&record, deadline).await {
+            // Posting runs as its own task: if the caller gives up mid-post, the message ts
+            // is still stored, so the message can be closed at expiry instead of being left
+            // with live buttons.
+            let me = self.clone();
+            let rec = record.clone();
+            let posted = tokio::spawn(async move { me.post(&rec, deadline).await })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(SlackError::Store(StoreError::Corrupt(format!(
+                        "posting task failed: {e}"
+                    ))))
+                });
+            if let Err(e) = posted {
                 return self.finish_unposted(&record.nonce, e).await;
             }
         }
-        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
+        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()) + CLOCK_MARGIN_MS);
         tokio::select! {
             got = rx => match got {
                 Ok(outcome) => Ok(outcome),
@@ -421,6 +467,10 @@ impl Inner {
             };
             if let Some(o) = r.outcome {
                 return Ok(o);
+            }
+            if now_ms() < r.request.expires_at_ms {
+                // Woken early (clock step): a later timer or the waiter will finish it.
+                return Ok(ApprovalOutcome::Timeout);
             }
             r.outcome = Some(ApprovalOutcome::Timeout);
             self.store.save(&r)?;
@@ -536,6 +586,13 @@ impl Inner {
                 return Ok(());
             }
         };
+        // Membership in the configured approvers (a network call for a user group) is settled
+        // before taking the lock; the request's own approver list is checked under it.
+        let configured = if click.action == ACTION_DETAILS {
+            Ok(false)
+        } else {
+            self.configured_approver(&user).await
+        };
         let _lock = self.decide.lock().await;
         let record = match self.store.load(&value.n)? {
             None => {
@@ -590,7 +647,7 @@ impl Inner {
             }
             return Ok(());
         }
-        match self.may_decide(&user, &record.request).await {
+        match configured.map(|c| c && may_decide(&user, &record.request)) {
             Ok(true) => {}
             Ok(false) => {
                 drop(_lock);
@@ -677,16 +734,9 @@ impl Inner {
         Ok(())
     }
 
-    /// Whether `user` is a configured approver allowed by the request's approver list.
-    async fn may_decide(
-        &self,
-        user: &crate::api::UserInfo,
-        request: &ApprovalRequest,
-    ) -> Result<bool, ApiError> {
+    /// Whether `user` is one of the configured approvers (listed, or in the approver group).
+    async fn configured_approver(&self, user: &crate::api::UserInfo) -> Result<bool, ApiError> {
         if user.deleted || user.is_bot {
-            return Ok(false);
-        }
-        if !request.approvers.is_empty() && !request_names(request, &user.id) {
             return Ok(false);
         }
         if self.cfg.approvers.iter().any(|a| a == &user.id) {
@@ -754,6 +804,14 @@ impl Inner {
             tracing::warn!(error = %e, "cannot send an ephemeral note");
         }
     }
+}
+
+/// Whether a configured approver may decide this request: a person, named by the request's
+/// approver list when it has one.
+fn may_decide(user: &crate::api::UserInfo, request: &ApprovalRequest) -> bool {
+    !user.deleted
+        && !user.is_bot
+        && (request.approvers.is_empty() || request_names(request, &user.id))
 }
 
 /// Whether the request's approver list names this Slack user (`U123` or `slack:U123`).

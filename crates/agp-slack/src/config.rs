@@ -175,10 +175,13 @@ impl SlackConfig {
                 "no approvers: list Slack user ids in approvers or set approver_group".into(),
             ));
         }
-        if !(self.api_url.starts_with("https://") || self.api_url.starts_with("http://")) {
+        // Tokens travel in the Authorization header: plain http only to this machine (tests,
+        // a local relay), never across a network.
+        if !(self.api_url.starts_with("https://") || is_loopback_url(&self.api_url, "http://")) {
             return Err(ConfigError::Invalid {
                 field: "api_url",
-                message: "must be an http(s) URL".into(),
+                message: "must be an https:// URL (http:// only to 127.0.0.1, ::1 or localhost)"
+                    .into(),
             });
         }
         if !self.api_url.ends_with('/') {
@@ -186,6 +189,25 @@ impl SlackConfig {
         }
         Ok(self)
     }
+}
+
+/// Whether `url` has `scheme` and a loopback host.
+pub(crate) fn is_loopback_url(url: &str, scheme: &str) -> bool {
+    let Some(rest) = url.strip_prefix(scheme) else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Slack ids are upper-case alphanumerics (`U024BE7LH`, `C0123`, `S0614TZR7`).
@@ -281,6 +303,27 @@ mod tests {
         assert_eq!(cfg.app_token.expose(), "xapp-file");
         assert_eq!(cfg.api_url, "http://127.0.0.1:1/api/");
         assert_eq!(cfg.approver_group.as_deref(), Some("S1"));
+    }
+
+    #[test]
+    fn plain_http_is_only_for_loopback() {
+        assert!(is_loopback_url("http://127.0.0.1:8080/api/", "http://"));
+        assert!(is_loopback_url("http://[::1]:1/api/", "http://"));
+        assert!(is_loopback_url("http://localhost/api/", "http://"));
+        assert!(!is_loopback_url("http://slack.example.com/api/", "http://"));
+        assert!(!is_loopback_url(
+            "http://127.0.0.1@evil.example/api/",
+            "http://"
+        ));
+        assert!(!is_loopback_url(
+            "http://127.0.0.1.evil.example/",
+            "http://"
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let mut e: Vec<(&str, &str)> = FULL.to_vec();
+        e.push((ENV_API_URL, "http://slack.example.com/api/"));
+        let err = SlackConfig::load_with(&dir.path().join("x.toml"), env(&e)).unwrap_err();
+        assert!(err.to_string().contains("https"), "{err}");
     }
 
     #[test]

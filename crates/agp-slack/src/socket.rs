@@ -130,6 +130,13 @@ async fn connect_once<H: EnvelopeHandler>(
     if url.starts_with("wss://") && tls.is_none() {
         return dropped("no TLS configuration".into(), false);
     }
+    // The URL's ticket is a credential: unencrypted only to this machine (tests).
+    if !(url.starts_with("wss://") || crate::config::is_loopback_url(url, "ws://")) {
+        return dropped(
+            "refusing a Socket Mode URL that is neither wss:// nor loopback".into(),
+            false,
+        );
+    }
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));

@@ -11,7 +11,7 @@ use agp_slack::fake::{self, FakeSlack, PostedMessage};
 use agp_slack::{Backoff, PendingStore, Secret, SlackChannel, SlackConfig, SqliteStore};
 use serde_json::{json, Value};
 
-const WAIT: Duration = Duration::from_secs(10);
+const WAIT: Duration = Duration::from_secs(20);
 
 /// Collects what the channel journals (the daemon passes its real journal here).
 #[derive(Default)]
@@ -646,4 +646,69 @@ async fn bad_tokens_are_refused_at_start_without_leaking_them() {
     let text = err.to_string();
     assert!(text.contains("invalid_auth"), "{text}");
     assert!(!text.contains("wrong-secret-value"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_approval_still_loses_its_buttons_at_expiry() {
+    let r = rig().await;
+    let ch = Arc::new(r.channel(&["UALICE"]).await);
+    let h = ask(&ch, request("c1", 1, Duration::from_millis(1200)));
+    let msg = approval(&r.fake, 0).await;
+    // The daemon gives up on the call (its own timeout, a cancelled session).
+    h.abort();
+    wait_final(&r.fake, &msg.ts, "Timed out").await;
+    r.fake.click("UALICE", &msg.ts, "agp_allow").ok();
+    let stored = r.store.undecided().unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_that_expired_while_the_daemon_was_down_are_closed_on_start() {
+    let r = rig().await;
+    // The first daemon runs on a runtime of its own, killed (shut down with every task and
+    // timer) after posting: as close to SIGKILL as a test in one process gets.
+    let cfg = config(&r.fake, &["UALICE"]);
+    let store = r.store.clone();
+    let req = request("c1", 1, Duration::from_millis(1500));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let ch = SlackChannel::builder(cfg, store.clone())
+                .start()
+                .await
+                .unwrap();
+            let ch = Arc::new(ch);
+            let _h = ask(&ch, req);
+            for _ in 0..400 {
+                if store
+                    .undecided()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r.message_ts.is_some())
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("approval never posted");
+        });
+        rt.shutdown_background();
+    })
+    .join()
+    .unwrap();
+    let msg = approval(&r.fake, 0).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(
+        r.store.undecided().unwrap().len(),
+        1,
+        "the killed daemon decided nothing"
+    );
+    assert!(r.fake.message(&msg.ts).unwrap().has_buttons());
+    let _second = r.channel(&["UALICE"]).await;
+    wait_final(&r.fake, &msg.ts, "Timed out").await;
+    assert!(r.store.undecided().unwrap().is_empty());
 }
