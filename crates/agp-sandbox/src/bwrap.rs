@@ -1,6 +1,5 @@
 //! The bubblewrap provider.
 
-use std::ffi::OsString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -42,7 +41,7 @@ pub struct BubblewrapProvider {
 pub struct BubblewrapSession {
     id: String,
     repo: PathBuf,
-    args: Vec<OsString>,
+    layout: Arc<layout::Layout>,
     env: Vec<(String, String)>,
     /// Limits applied with setrlimit (max_processes is left out when a cgroup holds it).
     limits: ResourceLimits,
@@ -148,8 +147,21 @@ impl BubblewrapProvider {
         }
         layout::check_cwd(cwd, &session.repo)?;
         let mut cmd = Command::new(self.bwrap()?);
-        cmd.args(&session.args);
         let mut inherit = limits::Inherit::default();
+        cmd.args(&session.layout.head);
+        for path in &session.layout.etc_files {
+            let file = match std::fs::File::open(path) {
+                Ok(f) => f,
+                // Gone since the session started: the sandbox just lacks it too.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let fd = OwnedFd::from(file);
+            cmd.arg("--perms").arg("0644").arg("--file");
+            cmd.arg(fd.as_raw_fd().to_string()).arg(path);
+            inherit.owned.push(fd);
+        }
+        cmd.args(&session.layout.tail);
         if let Some(fd) = status_fd {
             cmd.arg("--json-status-fd").arg(fd.to_string());
             inherit.borrowed.push(fd);
@@ -289,7 +301,7 @@ impl SandboxProvider for BubblewrapProvider {
             return Err(SandboxError::Refused("empty session id".into()));
         }
         let repo = layout::check_repo(&spec.repo, &self.protected)?;
-        let args = layout::bwrap_args(spec, &repo)?;
+        let layout = Arc::new(layout::bwrap_args(spec, &repo)?);
         let env = env::build(&spec.env)?;
         let mut limits = spec.limits.clone();
         let pids = match limits.max_processes {
@@ -306,7 +318,7 @@ impl SandboxProvider for BubblewrapProvider {
         Ok(BubblewrapSession {
             id: spec.session.clone(),
             repo,
-            args,
+            layout,
             env,
             limits,
             pids,

@@ -177,8 +177,18 @@ fn check_source(source: &Path) -> Result<PathBuf, SandboxError> {
     })
 }
 
-/// The bubblewrap arguments for a spec (everything before `--chdir` and the command).
-pub(crate) fn bwrap_args(spec: &SandboxSpec, repo: &Path) -> Result<Vec<OsString>, SandboxError> {
+/// The bubblewrap arguments for a spec (everything before `--chdir` and the command), in
+/// two halves with the `/etc` files to copy in between: those are passed as `--file FD`,
+/// opened afresh for every command, because a copy into the sandbox's root tmpfs costs no
+/// mount (each bind mount costs bubblewrap a mount-table scan, ~0.1-0.3 ms per spawn).
+#[derive(Debug)]
+pub(crate) struct Layout {
+    pub head: Vec<OsString>,
+    pub etc_files: Vec<PathBuf>,
+    pub tail: Vec<OsString>,
+}
+
+pub(crate) fn bwrap_args(spec: &SandboxSpec, repo: &Path) -> Result<Layout, SandboxError> {
     if spec.share_network {
         return Err(SandboxError::Refused(
             "share_network is not supported: egress goes through agp's proxy socket".into(),
@@ -216,6 +226,11 @@ pub(crate) fn bwrap_args(spec: &SandboxSpec, repo: &Path) -> Result<Vec<OsString
         }
     }
 
+    // Directories bubblewrap creates implicitly get mode 0700; /etc and /home are
+    // world-readable on any host.
+    push(&mut args, &[&"--perms", &"0755", &"--dir", &"/etc"]);
+    push(&mut args, &[&"--perms", &"0755", &"--dir", &"/home"]);
+    let mut etc_files = Vec::new();
     for entry in ETC_ENTRIES {
         let path = Path::new("/etc").join(entry);
         match std::fs::symlink_metadata(&path) {
@@ -223,10 +238,12 @@ pub(crate) fn bwrap_args(spec: &SandboxSpec, repo: &Path) -> Result<Vec<OsString
                 let target = std::fs::read_link(&path)?;
                 push(&mut args, &[&"--symlink", &target, &path]);
             }
-            Ok(_) => push(&mut args, &[&"--ro-bind", &path, &path]),
-            Err(_) => {}
+            Ok(m) if m.is_file() => etc_files.push(path),
+            Ok(m) if m.is_dir() => push(&mut args, &[&"--ro-bind", &path, &path]),
+            _ => {}
         }
     }
+    let head = std::mem::take(&mut args);
 
     // A fresh procfs for the new pid namespace. bubblewrap leaves /proc/sys writable when
     // the directory itself is not writable, and a caller whose kernel uid is 0 (agp run as
@@ -287,7 +304,11 @@ pub(crate) fn bwrap_args(spec: &SandboxSpec, repo: &Path) -> Result<Vec<OsString
     }
 
     push(&mut args, &[&"--remount-ro", &"/"]);
-    Ok(args)
+    Ok(Layout {
+        head,
+        etc_files,
+        tail: args,
+    })
 }
 
 /// Size cap of each tmpfs (HOME, /tmp) when the spec sets no memory limit.

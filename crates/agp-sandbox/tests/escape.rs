@@ -20,7 +20,9 @@ fn normal_work_in_the_repo_succeeds() {
         "set -e; git init -q . && git -c user.email=a@b -c user.name=t add README.md && \
          git status --porcelain; ls; cat README.md; echo made-inside > new.txt; \
          mkdir -p sub/dir && echo deep > sub/dir/f; pwd; echo \"home=$HOME\"; \
-         echo tmp > /tmp/x && cat /tmp/x; echo h > \"$HOME/h\" && cat \"$HOME/h\"",
+         echo tmp > /tmp/x && cat /tmp/x; echo h > \"$HOME/h\" && cat \"$HOME/h\"; \
+         stat -c 'mode %a' /etc /home; head -n 1 /etc/passwd; \
+         (echo x >> /etc/passwd) 2>/dev/null || echo PASSWD-READ-ONLY",
     );
     assert_eq!(out.exit_code, Some(0), "stderr: {}", stderr(&out));
     let s = stdout(&out);
@@ -28,6 +30,10 @@ fn normal_work_in_the_repo_succeeds() {
     assert!(s.contains("hello from the host"), "{s}");
     assert!(s.contains(&fx.repo.display().to_string()), "{s}");
     assert!(s.contains("home=/home/agent"), "{s}");
+    assert!(s.contains("mode 755\nmode 755\n"), "{s}");
+    let host_passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    assert!(s.contains(host_passwd.lines().next().unwrap()), "{s}");
+    assert!(s.contains("PASSWD-READ-ONLY"), "{s}");
     assert_eq!(
         std::fs::read_to_string(fx.repo.join("new.txt")).unwrap(),
         "made-inside\n"
