@@ -357,6 +357,7 @@ impl SandboxProvider for BubblewrapProvider {
             "max_cpu_seconds is RLIMIT_CPU: per process, not per session".to_string(),
             "max_memory_bytes is RLIMIT_AS per process; the tmpfs HOME and /tmp are each capped at the same size".to_string(),
             "extra read-only and read-write binds expose exactly what they name".to_string(),
+            "the repository is writable except .git/hooks and .git/config (code git would run on the host); other files a host tool may execute later (Makefile, .envrc, editor tasks) are not protected".to_string(),
         ];
         if root {
             caveats.push(

@@ -62,6 +62,10 @@ const PROC_MASKED_FILES: &[&str] = &[
 ];
 const PROC_MASKED_DIRS: &[&str] = &["acpi", "scsi"];
 
+/// Paths inside the repository kept read-only when present: git executes what they name on
+/// the host, outside the sandbox.
+pub(crate) const GIT_READ_ONLY: &[&str] = &[".git/hooks", ".git/config"];
+
 /// Directories the repository must not be, or contain: binding such a repo read-write would
 /// expose the host.
 const NEVER_REPO: &[&str] = &[
@@ -285,6 +289,15 @@ pub(crate) fn bwrap_args(spec: &SandboxSpec, repo: &Path) -> Result<Layout, Sand
     );
 
     push(&mut args, &[&"--bind", &repo, &repo]);
+    // Git runs these on the host later (hooks; config keys such as core.hooksPath,
+    // core.fsmonitor, core.sshCommand): a sandboxed command must not plant code there.
+    for rel in GIT_READ_ONLY {
+        let path = repo.join(rel);
+        let real = std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_symlink());
+        if real {
+            push(&mut args, &[&"--ro-bind", &path, &path]);
+        }
+    }
 
     for source in &spec.ro_binds {
         let canonical = check_source(source)?;

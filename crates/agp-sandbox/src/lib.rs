@@ -1,10 +1,13 @@
 //! Sandbox providers for agp.
 //!
 //! - [`BubblewrapProvider`]: every command runs in fresh user, pid, ipc, uts, net (no network)
-//!   and mount namespaces built by `bwrap`, with all capabilities dropped, system directories
-//!   read-only, only the repository writable, a tmpfs HOME and `/tmp`, a cleared environment
-//!   and resource limits. [`BubblewrapProvider::preflight`] proves the isolation from inside
-//!   instead of trusting the flags.
+//!   and mount namespaces built by `bwrap`, with all capabilities dropped, no_new_privs and a
+//!   seccomp denylist, system directories read-only, only the repository writable (minus
+//!   `.git/hooks` and `.git/config`), a tmpfs HOME and `/tmp`, a cleared environment, no
+//!   inherited descriptors, and resource limits (setrlimit; a per-session pids cgroup where
+//!   one can be made). The preflight (`SandboxProvider::preflight`, or
+//!   [`BubblewrapProvider::run_preflight`] for the full report) proves the isolation from
+//!   inside instead of trusting the flags.
 //! - [`NoSandbox`]: the explicit `--sandbox none` opt-out, which isolates nothing and says so.
 //!
 //! Everything here is blocking (it spawns processes); async callers use a blocking thread.

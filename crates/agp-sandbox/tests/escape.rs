@@ -722,3 +722,48 @@ fn risky_system_calls_are_refused_by_seccomp() {
         "{s}"
     );
 }
+
+#[test]
+fn git_hooks_and_config_cannot_be_planted_from_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::fs::canonicalize(dir.path()).unwrap();
+    let init = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&repo)
+        .status()
+        .unwrap();
+    assert!(init.success());
+    let config_before = std::fs::read_to_string(repo.join(".git/config")).unwrap();
+    let provider = agp_sandbox::BubblewrapProvider::new();
+    let session = provider
+        .spawn(&agp_contracts::sandbox::SandboxSpec::new("s", &repo))
+        .unwrap();
+    let out = provider
+        .exec(
+            &session,
+            &ExecRequest {
+                argv: vec![
+                    "bash".into(),
+                    "-c".into(),
+                    "printf '#!/bin/sh\\ntouch /tmp/pwned\\n' > .git/hooks/post-checkout && echo HOOK; \
+                     git config core.fsmonitor 'touch /tmp/pwned' && echo CONFIG; \
+                     echo ok > tracked.txt && git add tracked.txt && \
+                     git -c user.email=a@b -c user.name=t commit -qm x && echo COMMITTED"
+                        .into(),
+                ],
+                cwd: repo.clone(),
+                stdin: None,
+                timeout: Duration::from_secs(20),
+            },
+        )
+        .unwrap();
+    let s = stdout(&out);
+    assert!(!s.contains("HOOK") && !s.contains("CONFIG"), "{out:?}");
+    // Ordinary git work still goes through.
+    assert!(s.contains("COMMITTED"), "{out:?}");
+    assert!(!repo.join(".git/hooks/post-checkout").exists());
+    assert_eq!(
+        std::fs::read_to_string(repo.join(".git/config")).unwrap(),
+        config_before
+    );
+}
