@@ -32,6 +32,10 @@ pub enum SlackError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("Slack channel task failed: {0}")]
+    Task(String),
     #[error("must be started inside a tokio runtime")]
     NoRuntime,
 }
@@ -357,11 +361,7 @@ impl Inner {
             let rec = record.clone();
             let posted = tokio::spawn(async move { me.post(&rec, deadline).await })
                 .await
-                .unwrap_or_else(|e| {
-                    Err(SlackError::Store(StoreError::Corrupt(format!(
-                        "posting task failed: {e}"
-                    ))))
-                });
+                .unwrap_or_else(|e| Err(SlackError::Task(e.to_string())));
             if let Err(e) = posted {
                 return self.finish_unposted(&record.nonce, e).await;
             }

@@ -18,6 +18,7 @@ pub mod channel;
 pub mod config;
 pub mod pending;
 pub mod secret;
+pub mod setup;
 pub mod socket;
 pub mod votes;
 
@@ -29,6 +30,7 @@ pub use channel::{RejectReason, Rejection, SlackChannel, SlackChannelBuilder, Sl
 pub use config::{ConfigError, SlackConfig};
 pub use pending::{PendingRecord, PendingStore, SqliteStore, StoreError};
 pub use secret::Secret;
+pub use setup::{check_tokens, open_channel, settings_path, setup, SlackSetup, TokenCheck};
 pub use socket::{Backoff, ConnStatus};
 
 /// Milliseconds since the Unix epoch.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agp_contracts::{canonical, ApprovalChannel, ApprovalOutcome, ApprovalRequest};
-use agp_slack::{SlackApi, SlackChannel, SlackConfig, SqliteStore};
+use agp_slack::{SlackChannel, SlackConfig, SqliteStore};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -57,25 +57,18 @@ pub fn run(home: &Home, args: SlackArgs) -> Result<Exit> {
 }
 
 async fn check(cfg: &SlackConfig) -> Result<Exit> {
-    let api = SlackApi::new(cfg);
-    let mut bad = false;
-    match api.auth_test().await {
+    let result = agp_slack::check_tokens(cfg).await;
+    match &result.bot {
         Ok(a) => println!("✓ bot token: {} ({}) in team {}", a.user, a.user_id, a.team),
-        Err(e) => {
-            println!("✗ bot token: {e}");
-            bad = true;
-        }
+        Err(e) => println!("✗ bot token: {e}"),
     }
-    match api.connections_open().await {
-        Ok(_) => println!("✓ app-level token: Socket Mode URL issued"),
-        Err(e) => {
-            println!(
-                "✗ app-level token: {e} (Socket Mode needs an xapp- token with connections:write)"
-            );
-            bad = true;
-        }
+    match &result.app {
+        Ok(()) => println!("✓ app-level token: Socket Mode URL issued"),
+        Err(e) => println!(
+            "✗ app-level token: {e} (Socket Mode needs an xapp- token with connections:write)"
+        ),
     }
-    Ok(if bad { Exit::Bad } else { Exit::Ok })
+    Ok(if result.ok() { Exit::Ok } else { Exit::Bad })
 }
 
 async fn test(cfg: SlackConfig, wait: Duration) -> Result<Exit> {
