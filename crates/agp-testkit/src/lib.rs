@@ -189,8 +189,14 @@ fn respond(api: Api, state: &Mutex<State>, path: &str, body: Value) -> Vec<u8> {
     } else {
         Turn::Text("ok".into())
     };
-    let id = st.next_id;
-    st.next_id += 1;
+    // Tool call ids count scripted turns only (`toolu_fake_1` is the first scripted call),
+    // whatever auxiliary requests the client makes in between.
+    let id = if has_tools {
+        st.next_id += 1;
+        st.next_id - 1
+    } else {
+        0
+    };
     st.requests.push(RecordedRequest {
         method: "POST".into(),
         path: path.into(),
