@@ -63,8 +63,8 @@ fn list(home: &Home, json_out: bool) -> Result<Exit> {
         return Ok(Exit::Ok);
     }
     println!(
-        "{:<20} {:<11} {:<10} {:<11} {:<21} {}",
-        "SESSION", "INTENDANT", "MODE", "STATUS", "STARTED", "REPO"
+        "{:<20} {:<11} {:<10} {:<11} {:<21} REPO",
+        "SESSION", "INTENDANT", "MODE", "STATUS", "STARTED"
     );
     for r in rows {
         println!(
