@@ -59,7 +59,7 @@ struct Figures {
 }
 
 /// A scratch agp home and the daemon serving it; both gone on drop.
-struct Bench {
+pub(super) struct Bench {
     dir: PathBuf,
     daemon: Option<Child>,
 }
@@ -114,7 +114,7 @@ fn rss_mb(pid: u32) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -122,7 +122,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-fn start(durability: &str) -> Result<(Bench, PathBuf, String)> {
+/// A scratch home and a real `agp daemon` allowing `Bash(true)` (shared with `bench hook`).
+pub(super) fn start(durability: &str) -> Result<(Bench, PathBuf, String)> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

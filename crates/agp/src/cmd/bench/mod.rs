@@ -1,6 +1,7 @@
 //! `agp bench`: measure agp's speed targets on this machine.
 
 pub mod gateway;
+pub mod hook;
 pub mod journal;
 pub mod policy;
 pub mod sandbox;
@@ -31,6 +32,9 @@ pub enum BenchTarget {
     /// Gateway round trips through a real daemon over a Unix socket.
     #[command(after_help = EXIT_CODES_HELP)]
     Gateway(gateway::GatewayBenchArgs),
+    /// `agp hook` per-call cost: process start to decision printed, against a real daemon.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Hook(hook::HookBenchArgs),
     /// Sandbox spawn latency.
     #[command(after_help = EXIT_CODES_HELP)]
     Sandbox(sandbox::SandboxBenchArgs),
@@ -43,5 +47,6 @@ pub fn run(args: BenchArgs) -> Result<Exit> {
         BenchTarget::Policy(a) => policy::run(a),
         BenchTarget::Gateway(a) => gateway::run(a),
         BenchTarget::Sandbox(a) => sandbox::run(a),
+        BenchTarget::Hook(a) => hook::run(a),
     }
 }
