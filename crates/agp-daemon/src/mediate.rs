@@ -51,6 +51,18 @@ pub struct CallReply {
     pub result: Option<ExecResult>,
 }
 
+/// What the blocking front half of mediation produced.
+enum Front {
+    /// Answered already (a refusal of the input, or a journal failure turned into deny).
+    Replied(CallReply),
+    Judged {
+        call: ToolCall,
+        input_sha256: String,
+        redacted: Value,
+        verdict: Verdict,
+    },
+}
+
 /// How a `require` ended.
 pub(crate) struct ApprovalEnd {
     pub granted: bool,
@@ -173,7 +185,7 @@ impl Mediator {
 
     /// Judges one call and, in proxy-exec mode, runs it when allowed.
     pub(crate) async fn mediate(
-        &self,
+        self: &Arc<Self>,
         session: &Arc<SessionState>,
         req: ToolCallRequest,
     ) -> Result<CallReply, Rejection> {
@@ -195,77 +207,25 @@ impl Mediator {
                 "tool name must be 1..=256 bytes",
             ));
         }
-        let (sid, cid) = (session.id.clone(), req.id.clone());
-        match self.db(move |s| s.record_call(&sid, &cid, now_ms())).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(Rejection::new(
-                    ErrorCode::ReplayedId,
-                    format!("call id {:?} was already used in this session", req.id),
-                ))
-            }
-            Err(e) => {
-                tracing::error!("state database failed: {e}");
-                return Err(Rejection::new(
-                    ErrorCode::Internal,
-                    "agp state is unavailable",
-                ));
-            }
-        }
-
-        let call = ToolCall {
-            id: req.id,
-            session: session.id.clone(),
-            tool_use_id: req.tool_use_id,
-            tool: req.tool,
-            input: req.input,
-            cwd: PathBuf::from(&req.cwd),
-        };
-        let hashed = if call.input.is_object() {
-            call.input_sha256().map_err(|e| e.to_string())
-        } else {
-            Err("tool input must be a JSON object".to_owned())
-        };
-        let input_sha256 = match hashed {
-            Ok(h) => h,
-            Err(problem) => return Ok(self.refuse_unhashable(session, &call, problem).await),
-        };
-
-        let redacted = self.parts.redactor.redact_value(&call.input);
-        let requested = json!({
-            "call_id": call.id,
-            "tool_use_id": call.tool_use_id,
-            "tool": call.tool,
-            "input": redacted,
-            "input_sha256": input_sha256,
-            "cwd": call.cwd,
-            "mode": session.mode.as_str(),
-        });
-        if let Err(e) = self
-            .journal(TOOL_CALL_REQUESTED, Some(&session.id), requested)
+        // Replay check, redaction, the policy and both journal appends run in ONE blocking
+        // task: none of them belongs on the async workers, and one hop instead of four keeps
+        // the allow path short.
+        let me = self.clone();
+        let state = session.clone();
+        let front = tokio::task::spawn_blocking(move || me.front(&state, req))
             .await
-        {
-            return Ok(self.journal_failed(&call.id, &input_sha256, &e));
-        }
-
-        let verdict = self.parts.policy.evaluate(&call, &session.ctx);
-        let decided = json!({
-            "call_id": call.id,
-            "tool": call.tool,
-            "input_sha256": input_sha256,
-            "decision": verdict.decision,
-            "reason": verdict.reason,
-            "rule_id": verdict.rule_id,
-            "deciding_part": verdict.deciding_part,
-            "policy_sha256": verdict.policy_sha256,
-            "parts": verdict.parts,
-        });
-        if let Err(e) = self
-            .journal(POLICY_DECIDED, Some(&session.id), decided)
-            .await
-        {
-            return Ok(self.journal_failed(&call.id, &input_sha256, &e));
-        }
+            .map_err(|e| {
+                Rejection::new(ErrorCode::Internal, format!("mediation task failed: {e}"))
+            })?;
+        let (call, input_sha256, redacted, verdict) = match front? {
+            Front::Replied(reply) => return Ok(reply),
+            Front::Judged {
+                call,
+                input_sha256,
+                redacted,
+                verdict,
+            } => (call, input_sha256, redacted, verdict),
+        };
 
         let approved_by = match verdict.decision {
             Decision::Allow => None,
@@ -340,11 +300,106 @@ impl Mediator {
         }
     }
 
+    /// The blocking front half of mediation: replay check, hashing, redaction, the policy, and
+    /// the durable `tool_call.requested` and `policy.decided` entries.
+    fn front(&self, session: &SessionState, req: ToolCallRequest) -> Result<Front, Rejection> {
+        match self.store.record_call(&session.id, &req.id, now_ms()) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Rejection::new(
+                    ErrorCode::ReplayedId,
+                    format!("call id {:?} was already used in this session", req.id),
+                ))
+            }
+            Err(e) => {
+                tracing::error!("state database failed: {e}");
+                return Err(Rejection::new(
+                    ErrorCode::Internal,
+                    "agp state is unavailable",
+                ));
+            }
+        }
+
+        let call = ToolCall {
+            id: req.id,
+            session: session.id.clone(),
+            tool_use_id: req.tool_use_id,
+            tool: req.tool,
+            input: req.input,
+            cwd: PathBuf::from(&req.cwd),
+        };
+        let hashed = if call.input.is_object() {
+            call.input_sha256().map_err(|e| e.to_string())
+        } else {
+            Err("tool input must be a JSON object".to_owned())
+        };
+        let input_sha256 = match hashed {
+            Ok(h) => h,
+            Err(problem) => {
+                return Ok(Front::Replied(
+                    self.refuse_unhashable(session, &call, problem),
+                ))
+            }
+        };
+
+        let redacted = self.parts.redactor.redact_value(&call.input);
+        let requested = json!({
+            "call_id": call.id,
+            "tool_use_id": call.tool_use_id,
+            "tool": call.tool,
+            "input": redacted,
+            "input_sha256": input_sha256,
+            "cwd": call.cwd,
+            "mode": session.mode.as_str(),
+        });
+        if let Err(e) = self
+            .parts
+            .journal
+            .append(TOOL_CALL_REQUESTED, Some(&session.id), requested)
+        {
+            return Ok(Front::Replied(self.journal_failed(
+                &call.id,
+                &input_sha256,
+                &e,
+            )));
+        }
+
+        let verdict = self.parts.policy.evaluate(&call, &session.ctx);
+        let decided = json!({
+            "call_id": call.id,
+            "tool": call.tool,
+            "input_sha256": input_sha256,
+            "decision": verdict.decision,
+            "reason": verdict.reason,
+            "rule_id": verdict.rule_id,
+            "deciding_part": verdict.deciding_part,
+            "policy_sha256": verdict.policy_sha256,
+            "parts": verdict.parts,
+        });
+        if let Err(e) = self
+            .parts
+            .journal
+            .append(POLICY_DECIDED, Some(&session.id), decided)
+        {
+            return Ok(Front::Replied(self.journal_failed(
+                &call.id,
+                &input_sha256,
+                &e,
+            )));
+        }
+        Ok(Front::Judged {
+            call,
+            input_sha256,
+            redacted,
+            verdict,
+        })
+    }
+
     /// A call whose input cannot be hashed canonically (floats, non-object) cannot be bound to an
     /// approval: journal it without the input and deny.
-    async fn refuse_unhashable(
+    fn refuse_unhashable(
         &self,
-        session: &Arc<SessionState>,
+        session: &SessionState,
         call: &ToolCall,
         problem: String,
     ) -> CallReply {
@@ -360,7 +415,7 @@ impl Mediator {
             "policy_sha256": self.parts.policy.policy_sha256(),
         });
         for (kind, body) in [(TOOL_CALL_REQUESTED, requested), (POLICY_DECIDED, decided)] {
-            if let Err(e) = self.journal(kind, Some(&session.id), body).await {
+            if let Err(e) = self.parts.journal.append(kind, Some(&session.id), body) {
                 return self.journal_failed(&call.id, "", &e);
             }
         }
