@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// One session's cgroup. Every command of the session is moved into it before bwrap starts,
@@ -83,9 +83,36 @@ impl Drop for PidsCgroup {
 }
 
 /// Whether per-session pids cgroups can be made here (probed by making and removing one).
+/// Also removes empty session cgroups left by agp processes that no longer exist (a daemon
+/// that was killed cannot run its teardown).
 pub(crate) fn available() -> bool {
     let name = format!("agp-sandbox-probe-{}", std::process::id());
-    matches!(PidsCgroup::create(&name, 1), Ok(Some(_)))
+    let ok = matches!(PidsCgroup::create(&name, 1), Ok(Some(_)));
+    if ok {
+        sweep_stale();
+    }
+    ok
+}
+
+fn sweep_stale() {
+    let Some(base) = pids_base() else { return };
+    let Ok(entries) = std::fs::read_dir(&base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(owner) = name
+            .strip_prefix("agp-sandbox-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(owner.to_string()).exists() {
+            // Fails harmlessly (EBUSY) if something still runs in it.
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
 }
 
 struct Mount {
@@ -150,4 +177,49 @@ fn pids_base() -> Option<PathBuf> {
         .iter()
         .filter(|m| m.fstype == "cgroup" && m.super_opts.split(',').any(|o| o == "pids"))
         .find_map(|m| join_under(m, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_session_cgroups_of_dead_processes_are_swept() {
+        let Some(base) = pids_base() else {
+            eprintln!("SKIPPED: no pids cgroup hierarchy here");
+            return;
+        };
+        // A pid above the kernel's maximum cannot be alive.
+        let stale = base.join("agp-sandbox-99999999-deadbeef");
+        if std::fs::create_dir(&stale).is_err() {
+            eprintln!("SKIPPED: cgroup hierarchy not writable");
+            return;
+        }
+        let live = base.join(format!("agp-sandbox-{}-cafebabe", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
+        sweep_stale();
+        let (stale_gone, live_kept) = (!stale.exists(), live.exists());
+        let _ = std::fs::remove_dir(&stale);
+        let _ = std::fs::remove_dir(&live);
+        assert!(stale_gone, "{} was not swept", stale.display());
+        assert!(live_kept, "a live process's cgroup was removed");
+    }
+
+    #[test]
+    fn a_session_cgroup_holds_its_limit_and_goes_away() {
+        let name = format!("agp-sandbox-{}-unit", std::process::id());
+        let Some(cg) = PidsCgroup::create(&name, 7).unwrap() else {
+            eprintln!("SKIPPED: no writable pids cgroup here");
+            return;
+        };
+        let dir = cg.dir.clone();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("pids.max"))
+                .unwrap()
+                .trim(),
+            "7"
+        );
+        drop(cg);
+        assert!(!dir.exists());
+    }
 }
