@@ -14,6 +14,10 @@
 //! timeout               # answer nothing: the request times out (and is denied)
 //! ```
 //!
+//! With a FIFO, the worker blocks reading until a line (or end-of-file) arrives; an answer that
+//! arrives for a request the caller has meanwhile given up on is consumed by that request and
+//! reported as not applied, never carried over to the next one.
+//!
 //! Fail closed: an unreadable script, an unknown answer or running out of answers gives
 //! `Unavailable` (the loop denies), and once the script is broken every later request does too.
 
@@ -373,5 +377,61 @@ mod tests {
         .expect("worker must not stay stuck on a withdrawn request")
         .unwrap();
         assert!(next.is_granted());
+    }
+
+    /// A test harness can feed answers through a FIFO as prompts appear (issue 5's real-client
+    /// tests do): the script is opened on first use and read a line at a time.
+    #[tokio::test]
+    async fn answers_can_arrive_through_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("answers.fifo");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let out = Shared::default();
+        let channel = ScriptedApprover::with_output(&fifo, Box::new(out.clone())).unwrap();
+        let seen = out.clone();
+        let writer = std::thread::spawn(move || {
+            let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            for (k, answer) in ["allow\n", "deny no\n"].into_iter().enumerate() {
+                // Answer only once the prompt has been shown, as a harness would.
+                let shown = || {
+                    String::from_utf8_lossy(&seen.0.lock().unwrap())
+                        .matches("approval required")
+                        .count()
+                };
+                while shown() <= k {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                w.write_all(answer.as_bytes()).unwrap();
+                w.flush().unwrap();
+            }
+        });
+        assert!(channel
+            .request_approval(&request("1", 60_000))
+            .await
+            .unwrap()
+            .is_granted());
+        let second = channel
+            .request_approval(&request("2", 60_000))
+            .await
+            .unwrap();
+        assert!(
+            matches!(second, ApprovalOutcome::Denied { .. }),
+            "{second:?}"
+        );
+        writer.join().unwrap();
+        // The writer closed the FIFO: no answers left, fail closed.
+        let third = channel
+            .request_approval(&request("3", 60_000))
+            .await
+            .unwrap();
+        assert!(
+            matches!(third, ApprovalOutcome::Unavailable { .. }),
+            "{third:?}"
+        );
     }
 }
