@@ -230,7 +230,10 @@ impl SlackApi {
             .unwrap_or(&id)
             .to_owned();
         Ok(UserInfo {
-            is_bot: u["is_bot"].as_bool().unwrap_or(false) || id == "USLACKBOT",
+            // App users act for an app, not a person: treated as bots.
+            is_bot: u["is_bot"].as_bool().unwrap_or(false)
+                || u["is_app_user"].as_bool().unwrap_or(false)
+                || id == "USLACKBOT",
             deleted: u["deleted"].as_bool().unwrap_or(false),
             id,
             name,

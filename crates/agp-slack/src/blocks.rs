@@ -15,13 +15,13 @@ const SECTION_CHARS: usize = 2800;
 /// Slack allows 50 blocks in a message.
 const MAX_DETAIL_SECTIONS: usize = 45;
 
-/// What each button carries. The nonce is the binding; call id and hash let a click on a stale
-/// or foreign message be told apart from an unknown one.
+/// What each button carries. The nonce is the binding (the record it names says which call);
+/// the input hash lets a click on a stale or altered button be told apart from an unknown one.
+/// Fixed size, whatever the call id, so it always fits Slack's 2000-character limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ButtonValue {
     pub v: u8,
     pub n: String,
-    pub c: String,
     pub h: String,
 }
 
@@ -44,6 +44,15 @@ pub fn escape(s: &str) -> String {
 /// Text fit for a ``` code block: escaped, and a run of three backticks cannot close it.
 fn code(s: &str) -> String {
     escape(s).replace("```", "`\u{200b}``")
+}
+
+/// Short agent-controlled fields (tool, rule, ids) clipped so a block stays within Slack's
+/// limits whatever the agent sent.
+fn clip(s: &str, max: usize) -> String {
+    match truncate_chars(s, max) {
+        (head, true) => format!("{head}…"),
+        (all, false) => all.to_owned(),
+    }
 }
 
 fn truncate_chars(s: &str, max: usize) -> (&str, bool) {
@@ -76,21 +85,21 @@ fn summary_blocks(request: &ApprovalRequest, preview_chars: usize) -> Vec<Value>
     let rule = request
         .rule_id
         .as_deref()
-        .map(|r| format!("`{}`", code(r)))
+        .map(|r| format!("`{}`", code(&clip(r, 200))))
         .unwrap_or_else(|| "(none)".into());
     vec![
         section(format!(
             "*Approval needed:* `{}`\n*Rule:* {}\n*Reason:* {}",
-            code(&request.tool),
+            code(&clip(&request.tool, 200)),
             rule,
-            escape(&request.reason)
+            escape(&clip(&request.reason, 1000))
         )),
         section(preview),
         json!({"type": "context", "elements": [mrkdwn(format!(
             "input sha256 `{}` · call `{}` · session `{}` · needs {} approval(s) · expires {}",
             code(request.short_hash()),
-            code(&request.call_id),
-            code(&request.session),
+            code(&clip(&request.call_id, 100)),
+            code(&clip(&request.session, 100)),
             request.quorum.max(1),
             format_ms(request.expires_at_ms),
         ))]}),
@@ -107,7 +116,6 @@ pub fn approval_blocks(
     let value = ButtonValue {
         v: 1,
         n: nonce.to_owned(),
-        c: request.call_id.clone(),
         h: request.input_sha256.clone(),
     }
     .encode();
@@ -193,8 +201,8 @@ pub fn details_blocks(request: &ApprovalRequest) -> Value {
     let input = pretty_input(request);
     let mut blocks = vec![section(format!(
         "*Full input of* `{}` (call `{}`, sha256 `{}`):",
-        code(&request.tool),
-        code(&request.call_id),
+        code(&clip(&request.tool, 200)),
+        code(&clip(&request.call_id, 100)),
         code(&request.input_sha256)
     ))];
     let chars: Vec<char> = input.chars().collect();
@@ -307,9 +315,33 @@ mod tests {
         assert_eq!(els[1]["style"], "danger");
         assert!(els[2].get("style").is_none());
         let v = ButtonValue::decode(els[0]["value"].as_str().unwrap()).unwrap();
-        assert_eq!((v.n.as_str(), v.c.as_str()), ("nonce1", "c1"));
+        assert_eq!(v.n, "nonce1");
+        assert_eq!(v.h, "0123456789abcdef".repeat(4));
         assert!(all_text(&b).contains("0123456789ab"));
         assert!(all_text(&b).contains("shell.rm"));
+    }
+
+    #[test]
+    fn huge_agent_fields_still_fit_slack_limits() {
+        let mut r = req(json!({"command": "ls"}));
+        r.tool = "T".repeat(10_000);
+        r.call_id = "c".repeat(10_000);
+        r.reason = "r".repeat(10_000);
+        r.rule_id = Some("x".repeat(10_000));
+        let b = approval_blocks(&r, &"n".repeat(64), 600, &[]);
+        for block in b.as_array().unwrap() {
+            let t = block["text"]["text"]
+                .as_str()
+                .or(block["elements"][0]["text"].as_str());
+            if let Some(t) = t {
+                assert!(t.chars().count() <= 3000, "{}", t.len());
+            }
+            for e in block["elements"].as_array().into_iter().flatten() {
+                if let Some(v) = e["value"].as_str() {
+                    assert!(v.len() <= 2000);
+                }
+            }
+        }
     }
 
     #[test]

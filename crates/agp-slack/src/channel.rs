@@ -58,7 +58,7 @@ pub enum RejectReason {
     Replayed,
     /// Past the request's expiry.
     Expired,
-    /// The nonce is known but the click's call id, input hash, channel or message differ.
+    /// The nonce is known but the click's input hash, channel or message differ.
     Mismatch,
     /// The clicker is not a configured approver for this request.
     NotApprover,
@@ -605,8 +605,7 @@ impl Inner {
         };
         // Order matters only for the reason reported; none of these checks changes the record,
         // so a refused click never burns the nonce.
-        let refused = if record.request.call_id != value.c
-            || record.request.input_sha256 != value.h
+        let refused = if record.request.input_sha256 != value.h
             || record.message_ts.as_deref() != Some(click.message_ts.as_str())
             || record.channel != click.channel_id
         {

@@ -712,3 +712,20 @@ async fn approvals_that_expired_while_the_daemon_was_down_are_closed_on_start() 
     wait_final(&r.fake, &msg.ts, "Timed out").await;
     assert!(r.store.undecided().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_disabled_backs_off_then_reconnects_and_bad_urls_are_retried() {
+    let r = rig().await;
+    let ch = Arc::new(r.channel(&["UALICE"]).await);
+    r.fake.disconnect("link_disabled").unwrap();
+    assert!(r.fake.wait_hellos(2, WAIT).await);
+    // apps.connections.open failing (e.g. Socket Mode off) is retried with backoff.
+    r.fake.fail("apps.connections.open", 2, "invalid_auth");
+    r.fake.drop_connection().unwrap();
+    assert!(r.fake.wait_hellos(3, WAIT).await);
+    assert!(r.fake.calls("apps.connections.open").len() >= 5);
+    let h = ask(&ch, request("c1", 1, Duration::from_secs(30)));
+    let msg = approval(&r.fake, 0).await;
+    r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
+    assert!(outcome(h).await.is_granted());
+}
