@@ -37,9 +37,42 @@ pub fn seconds_left(req: &ApprovalRequest, now_ms: u64) -> u64 {
     req.expires_at_ms.saturating_sub(now_ms).div_ceil(1000)
 }
 
+/// Columns to lay agent text out in when the terminal does not say (or for a non-terminal).
+pub const DEFAULT_WIDTH: usize = 100;
+
+/// Appends `text` after `prefix`, cut into pieces that fit `width` columns. Every piece after
+/// the first starts with a `┆` continuation marker in the same column, so agent text that would
+/// otherwise wrap onto a fresh terminal line can never pose as one of agp's own lines (a fake
+/// "decide:" or "rule" line). Non-ASCII characters are counted as two columns, erring towards
+/// wrapping early.
+fn push_wrapped(out: &mut String, prefix: &str, text: &str, width: usize) {
+    let indent = prefix.chars().count();
+    let room = width.saturating_sub(indent + 1).max(20);
+    let cont = format!("{}┆ ", " ".repeat(indent.saturating_sub(2)));
+    let mut used = 0;
+    out.push_str(prefix);
+    for c in text.chars() {
+        let w = if c.is_ascii() { 1 } else { 2 };
+        if used + w > room {
+            out.push('\n');
+            out.push_str(&cont);
+            used = 0;
+        }
+        out.push(c);
+        used += w;
+    }
+    out.push('\n');
+}
+
 /// The prompt shown for a request: tool, rule and reason, short input hash, the full redacted
-/// input, and the keys.
-pub fn prompt(req: &ApprovalRequest, waiting: usize, now_ms: u64, style: Style) -> String {
+/// input, and the keys, laid out for a terminal `width` columns wide.
+pub fn prompt(
+    req: &ApprovalRequest,
+    waiting: usize,
+    now_ms: u64,
+    style: Style,
+    width: usize,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out);
     let _ = writeln!(
@@ -47,17 +80,17 @@ pub fn prompt(req: &ApprovalRequest, waiting: usize, now_ms: u64, style: Style) 
         "{}",
         style.bold("──── agp: approval required ────────────────────────────────")
     );
-    let _ = writeln!(out, "  tool     {}", escape(&req.tool));
+    push_wrapped(&mut out, "  tool     ", &escape(&req.tool), width);
     let rule = req.rule_id.as_deref().unwrap_or("(policy default)");
-    let _ = writeln!(out, "  rule     {}", escape(rule));
-    let _ = writeln!(out, "  reason   {}", escape(&req.reason));
+    push_wrapped(&mut out, "  rule     ", &escape(rule), width);
+    push_wrapped(&mut out, "  reason   ", &escape(&req.reason), width);
     let _ = writeln!(
         out,
         "  input    sha256 {}…  (? shows the full hash)",
         escape(req.short_hash())
     );
     for line in input_lines(req) {
-        let _ = writeln!(out, "    {line}");
+        push_wrapped(&mut out, "    ", &line, width);
     }
     if waiting > 0 {
         let _ = writeln!(out, "  ({waiting} more request(s) waiting after this one)");
@@ -112,7 +145,7 @@ mod tests {
 
     #[test]
     fn prompt_shows_everything_and_no_agent_control_characters() {
-        let text = prompt(&req(), 2, 1_000, Style::Plain);
+        let text = prompt(&req(), 2, 1_000, Style::Plain, DEFAULT_WIDTH);
         for needle in [
             "Bash",
             "net.require",
@@ -142,5 +175,30 @@ mod tests {
     fn expired_requests_show_zero_seconds() {
         assert_eq!(seconds_left(&req(), 20_000), 0);
         assert_eq!(seconds_left(&req(), 10_499), 1);
+    }
+
+    #[test]
+    fn long_agent_text_is_wrapped_with_a_marker_so_it_cannot_forge_a_line() {
+        let mut r = req();
+        // Padding meant to push a fake prompt line to the start of a terminal row.
+        let forged = format!("ls{}decide: allowed by policy", " ".repeat(200));
+        r.redacted_input = serde_json::json!({ "command": forged });
+        r.reason = format!("part: {}rule     safe", " ".repeat(150));
+        let width = 80;
+        let text = prompt(&r, 0, 1_000, Style::Plain, width);
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= width,
+                "{line:?} is wider than {width}"
+            );
+            let fresh = line.starts_with("decide:") || line.starts_with("  rule");
+            assert!(
+                !fresh || !line.contains("policy") && !line.contains("safe"),
+                "agent text starts a line of its own: {line:?}"
+            );
+        }
+        assert!(text.contains("┆ "));
+        assert_eq!(text.lines().filter(|l| l.starts_with("decide:")).count(), 1);
+        assert_eq!(text.lines().filter(|l| l.starts_with("  rule")).count(), 1);
     }
 }

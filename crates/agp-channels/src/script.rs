@@ -184,7 +184,13 @@ impl ScriptPrompter {
 
 impl Prompter for ScriptPrompter {
     fn ask(&mut self, job: &Active<'_>) -> Asked {
-        let prompt = render::prompt(job.request, job.waiting, now_ms(), Style::Plain);
+        let prompt = render::prompt(
+            job.request,
+            job.waiting,
+            now_ms(),
+            Style::Plain,
+            render::DEFAULT_WIDTH,
+        );
         self.say(&prompt);
         let (line, answer) = match self.next_answer() {
             Ok(a) => a,

@@ -235,7 +235,7 @@ impl Prompter for TtyPrompter {
         };
         // Discard before showing: nothing typed before the prompt was visible can answer it.
         let _ = self.tty.discard_input();
-        let prompt = render::prompt(req, job.waiting, now_ms(), self.style);
+        let prompt = render::prompt(req, job.waiting, now_ms(), self.style, self.tty.width());
         let _ = self.tty.write_all(&prompt);
 
         let mut quiet_until: Option<Instant> = None;

@@ -41,6 +41,14 @@ impl Tty {
         (&self.file).write_all(text.as_bytes())
     }
 
+    /// The terminal's width in columns, or a default when it does not say.
+    pub fn width(&self) -> usize {
+        match termios::tcgetwinsize(&self.file) {
+            Ok(size) if size.ws_col >= 20 => usize::from(size.ws_col),
+            _ => crate::render::DEFAULT_WIDTH,
+        }
+    }
+
     /// Drops typed-ahead input, so a key pressed before a prompt was shown (or meant for a
     /// withdrawn prompt) can never answer the next one.
     pub fn discard_input(&self) -> io::Result<()> {
