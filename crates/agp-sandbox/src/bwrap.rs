@@ -13,7 +13,7 @@ use agp_contracts::sandbox::{
 };
 
 use crate::cgroup::PidsCgroup;
-use crate::{cgroup, env, layout, limits, preflight, run, seccomp, DEFAULT_OUTPUT_CAP};
+use crate::{cgroup, env, gitguard, layout, limits, preflight, run, seccomp, DEFAULT_OUTPUT_CAP};
 
 /// How to install bubblewrap, for the error shown when it is missing.
 pub fn install_hint(looked_at: &str) -> String {
@@ -161,6 +161,8 @@ impl BubblewrapProvider {
             cmd.arg(fd.as_raw_fd().to_string()).arg(path);
             inherit.owned.push(fd);
         }
+        cmd.args(&session.layout.mid);
+        gitguard::protect(&session.repo, &mut cmd, &mut inherit)?;
         cmd.args(&session.layout.tail);
         if let Some(fd) = status_fd {
             cmd.arg("--json-status-fd").arg(fd.to_string());
@@ -357,7 +359,7 @@ impl SandboxProvider for BubblewrapProvider {
             "max_cpu_seconds is RLIMIT_CPU: per process, not per session".to_string(),
             "max_memory_bytes is RLIMIT_AS per process; the tmpfs HOME and /tmp are each capped at the same size".to_string(),
             "extra read-only and read-write binds expose exactly what they name".to_string(),
-            "the repository is writable except .git/hooks and .git/config (code git would run on the host); other files a host tool may execute later (Makefile, .envrc, editor tasks) are not protected".to_string(),
+            "the repository is writable except .git/hooks and .git/config, and .git cannot be renamed away (code git would run on the host); a .git planted in a subdirectory and other files a host tool may execute later (Makefile, .envrc, editor tasks, package scripts) are not protected".to_string(),
         ];
         if root {
             caveats.push(

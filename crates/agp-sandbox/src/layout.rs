@@ -62,10 +62,6 @@ const PROC_MASKED_FILES: &[&str] = &[
 ];
 const PROC_MASKED_DIRS: &[&str] = &["acpi", "scsi"];
 
-/// Paths inside the repository kept read-only when present: git executes what they name on
-/// the host, outside the sandbox.
-pub(crate) const GIT_READ_ONLY: &[&str] = &[".git/hooks", ".git/config"];
-
 /// Directories the repository must not be, or contain: binding such a repo read-write would
 /// expose the host.
 const NEVER_REPO: &[&str] = &[
@@ -166,19 +162,29 @@ fn check_dest(dest: &Path) -> Result<(), SandboxError> {
     Ok(())
 }
 
-fn check_source(source: &Path) -> Result<PathBuf, SandboxError> {
+/// A bind source: absolute, existing, and not inside the repository. bubblewrap resolves the
+/// path again for every command, and a sandboxed command could have replaced a path inside
+/// the (writable) repository with a symlink to anywhere on the host.
+fn check_source(source: &Path, repo: &Path) -> Result<PathBuf, SandboxError> {
     if !source.is_absolute() {
         return Err(SandboxError::Refused(format!(
             "bind source {} is not absolute",
             source.display()
         )));
     }
-    std::fs::canonicalize(source).map_err(|e| {
+    let canonical = std::fs::canonicalize(source).map_err(|e| {
         SandboxError::Refused(format!(
             "bind source {} is not accessible: {e}",
             source.display()
         ))
-    })
+    })?;
+    if canonical.starts_with(repo) || source.starts_with(repo) {
+        return Err(SandboxError::Refused(format!(
+            "bind source {} lies inside the repository, which the sandbox can rewrite",
+            source.display()
+        )));
+    }
+    Ok(canonical)
 }
 
 /// The bubblewrap arguments for a spec (everything before `--chdir` and the command), in
@@ -189,6 +195,9 @@ fn check_source(source: &Path) -> Result<PathBuf, SandboxError> {
 pub(crate) struct Layout {
     pub head: Vec<OsString>,
     pub etc_files: Vec<PathBuf>,
+    /// From /proc to the repository bind.
+    pub mid: Vec<OsString>,
+    /// Extra binds and the final read-only remount.
     pub tail: Vec<OsString>,
 }
 
@@ -289,18 +298,11 @@ pub(crate) fn bwrap_args(spec: &SandboxSpec, repo: &Path) -> Result<Layout, Sand
     );
 
     push(&mut args, &[&"--bind", &repo, &repo]);
-    // Git runs these on the host later (hooks; config keys such as core.hooksPath,
-    // core.fsmonitor, core.sshCommand): a sandboxed command must not plant code there.
-    for rel in GIT_READ_ONLY {
-        let path = repo.join(rel);
-        let real = std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_symlink());
-        if real {
-            push(&mut args, &[&"--ro-bind", &path, &path]);
-        }
-    }
+    // The git protections (see gitguard) go here, per command.
+    let mid = std::mem::take(&mut args);
 
     for source in &spec.ro_binds {
-        let canonical = check_source(source)?;
+        let canonical = check_source(source, repo)?;
         check_dest(source)?;
         push(&mut args, &[&"--ro-bind", &canonical, source]);
     }
@@ -310,7 +312,7 @@ pub(crate) fn bwrap_args(spec: &SandboxSpec, repo: &Path) -> Result<Layout, Sand
         writable,
     } in &spec.binds
     {
-        let canonical = check_source(source)?;
+        let canonical = check_source(source, repo)?;
         check_dest(dest)?;
         let flag = if *writable { "--bind" } else { "--ro-bind" };
         push(&mut args, &[&flag, &canonical, dest]);
@@ -320,6 +322,7 @@ pub(crate) fn bwrap_args(spec: &SandboxSpec, repo: &Path) -> Result<Layout, Sand
     Ok(Layout {
         head,
         etc_files,
+        mid,
         tail: args,
     })
 }

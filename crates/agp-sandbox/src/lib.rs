@@ -15,6 +15,7 @@
 mod bwrap;
 mod cgroup;
 mod env;
+mod gitguard;
 mod layout;
 mod limits;
 mod none;

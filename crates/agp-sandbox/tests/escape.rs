@@ -767,3 +767,76 @@ fn git_hooks_and_config_cannot_be_planted_from_inside() {
         config_before
     );
 }
+
+#[test]
+fn git_dir_cannot_be_swapped_to_expose_the_host() {
+    let canary = HomeCanary::place();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::fs::canonicalize(dir.path()).unwrap();
+    assert!(std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&repo)
+        .status()
+        .unwrap()
+        .success());
+    let provider = agp_sandbox::BubblewrapProvider::new();
+    let session = provider
+        .spawn(&agp_contracts::sandbox::SandboxSpec::new("s", &repo))
+        .unwrap();
+    let run = |script: String| {
+        provider
+            .exec(
+                &session,
+                &ExecRequest {
+                    argv: vec!["bash".into(), "-c".into(), script],
+                    cwd: repo.clone(),
+                    stdin: None,
+                    timeout: Duration::from_secs(20),
+                },
+            )
+            .unwrap()
+    };
+    // Try to move .git away and put symlinks where the protected paths were. A path-based
+    // bind would follow them on the host for the next command: /etc is a target that exists
+    // on both sides, so the host's whole /etc (shadow included) would be mounted inside.
+    let first = run(
+        "mv .git .git-moved && echo MOVED; rm -rf .git/hooks && echo REMOVED; \
+         mkdir -p .git && ln -sfn /etc .git/hooks && ln -sfn /etc/shadow .git/config && echo PLANTED; true"
+            .to_string(),
+    );
+    assert!(!stdout(&first).contains("MOVED"), "{first:?}");
+    assert!(!stdout(&first).contains("REMOVED"), "{first:?}");
+    assert!(repo.join(".git/hooks").is_dir() && !repo.join(".git-moved").exists());
+    // Whatever was planted, a later command must not see the real HOME.
+    let second = run(format!(
+        "cat '{c}' /etc/shadow .git/config 2>&1; ls -A /root 2>&1; true",
+        c = canary.path.display(),
+    ));
+    let s = stdout(&second);
+    assert!(!s.contains(&canary.content), "{second:?}");
+    assert!(
+        s.contains("/etc/shadow: No such file or directory"),
+        "{second:?}"
+    );
+    assert!(!s.contains("root:"), "{second:?}");
+}
+
+#[test]
+fn bind_sources_inside_the_repo_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::fs::canonicalize(dir.path()).unwrap();
+    std::fs::create_dir(repo.join("cache")).unwrap();
+    let mut spec = agp_contracts::sandbox::SandboxSpec::new("s", &repo);
+    spec.ro_binds.push(repo.join("cache"));
+    let err = agp_sandbox::BubblewrapProvider::new()
+        .spawn(&spec)
+        .unwrap_err();
+    assert!(err.to_string().contains("inside the repository"), "{err}");
+    let mut spec = agp_contracts::sandbox::SandboxSpec::new("s", &repo);
+    spec.binds.push(BindMount {
+        source: repo.join("cache"),
+        dest: "/home/agent/.cache".into(),
+        writable: true,
+    });
+    assert!(agp_sandbox::BubblewrapProvider::new().spawn(&spec).is_err());
+}
