@@ -13,8 +13,8 @@ use crate::cmd::daemon::{assemble, runtime, warn_if_unsandboxed, GovernArgs};
 use crate::exit::Exit;
 use crate::home::Home;
 
-/// How much longer than the approval timeout the intendant waits for an answer, so a slow
-/// human turns into the daemon's journaled timeout, never into a client-side error.
+/// How much longer than the approval (or execution) timeout the intendant waits for an answer,
+/// so a slow human turns into the daemon's journaled timeout, never into a client-side error.
 const REPLY_MARGIN: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,7 +78,13 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
 
     let assembly = assemble(home, &args.govern)?;
     warn_if_unsandboxed(assembly.sandbox);
-    let reply_timeout = assembly.config.approval_timeout + REPLY_MARGIN;
+    // Each answer is either a verdict (after at most the approval timeout) or a sandboxed
+    // result (after at most the exec timeout).
+    let reply_timeout = assembly
+        .config
+        .approval_timeout
+        .max(assembly.config.exec_timeout)
+        + REPLY_MARGIN;
     let journal_dir = home.journal_dir();
     let verifier = home.keys_dir().join(agp_journal::keys::VERIFIER_FILE);
 
