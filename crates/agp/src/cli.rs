@@ -68,6 +68,10 @@ pub enum Command {
     /// PreToolUse / PostToolUse / PermissionRequest hook; reads the event on stdin).
     #[command(after_help = cmd::hook::HOOK_EXIT_HELP)]
     Hook(cmd::hook::HookArgs),
+    /// Wire `agp hook` into Claude Code or Codex settings, for use with `agp daemon` without
+    /// agp's sandbox (weaker than `agp run`: no sandbox, no egress control).
+    #[command(after_help = EXIT_CODES_HELP)]
+    InstallHooks(cmd::install_hooks::InstallHooksArgs),
     /// Forward 127.0.0.1:PORT inside the sandbox to agp's egress proxy socket, and run the agent.
     #[command(hide = true, after_help = EXIT_CODES_HELP)]
     EgressBridge(cmd::egress_bridge::EgressBridgeArgs),

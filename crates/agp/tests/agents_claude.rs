@@ -306,3 +306,72 @@ fn base_env(world: &World, model: &FakeModel) -> Vec<(String, String)> {
         ),
     ]
 }
+
+/// `agp install-hooks --claude --project` plus `agp daemon` (no agp sandbox): the hook attaches
+/// to the daemon with its admin token, and policy and journal govern the normal Claude Code.
+#[test]
+fn claude_code_with_install_hooks_and_agp_daemon() {
+    let Some(claude) = claude() else { return };
+    let world = World::new();
+    let out = Command::new(AGP)
+        .arg("--home")
+        .arg(&world.home)
+        .args(["install-hooks", "--claude", "--project"])
+        .arg(&world.repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("WARNING"));
+    let mut daemon = Command::new(AGP)
+        .arg("--home")
+        .arg(&world.home)
+        .args(["daemon", "--sandbox", "none", "--policy"])
+        .arg(&world.policy)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = world.home.join("run/gateway.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(&socket).is_err() || !world.home.join("run/admin.token").exists() {
+        assert!(Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let model = FakeModel::anthropic(vec![
+        Turn::Shell("echo attached > made.txt".into()),
+        Turn::Shell("rm -rf made.txt".into()),
+    ])
+    .unwrap();
+    let out = Command::new(&claude)
+        .args(["-p", "do it", "--output-format", "json"])
+        .current_dir(&world.repo)
+        .env_clear()
+        .envs(base_env(&world, &model))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(world.repo.join("made.txt")).unwrap(),
+        "attached\n"
+    );
+    let told = result_for(&model.tool_results(), "toolu_fake_2");
+    assert!(told.contains("agp denied this call"), "{told}");
+    let j = world.journal();
+    assert_eq!(
+        of_call(&j, "tool_call.result", &call_id(1)).len(),
+        1,
+        "{j:#?}"
+    );
+    let sessions: Vec<&Value> = j
+        .iter()
+        .filter(|e| e["kind"] == "session.started")
+        .collect();
+    assert_eq!(sessions.len(), 1, "one agp session per Claude Code session");
+    let v = world.verify();
+    assert!(v.status.success(), "{}", text(&v.stdout));
+}

@@ -50,6 +50,11 @@ Environment (set by `agp run`):
 
 #[derive(Debug, Args)]
 pub struct HookArgs {
+    /// Without AGP_GATEWAY_SOCKET / AGP_SESSION_TOKEN, attach to the `agp daemon` of the agp
+    /// home (--home / AGP_HOME / ~/.agp): one gate-mode session per harness session, opened
+    /// with the daemon's admin token. Written by `agp install-hooks`; no sandbox in that mode.
+    #[arg(long)]
+    pub attach: bool,
     /// Which harness runs the hook: their decision formats differ (Codex 0.169 rejects an
     /// explicit "allow" as an unsupported output and then runs the tool anyway, so agp answers
     /// it with no objection instead).
@@ -61,6 +66,15 @@ pub struct HookArgs {
 pub enum Harness {
     ClaudeCode,
     Codex,
+}
+
+impl Harness {
+    pub fn name(self) -> &'static str {
+        match self {
+            Harness::ClaudeCode => "claude-code",
+            Harness::Codex => "codex",
+        }
+    }
 }
 
 /// The harness event being handled.
@@ -91,10 +105,17 @@ pub struct Answer {
     pub exit: Exit,
 }
 
-pub fn run(args: HookArgs) -> Result<Exit> {
+pub fn run(args: HookArgs, home: Option<&Path>) -> Result<Exit> {
     install_panic_deny();
     let answer = std::panic::catch_unwind(|| {
-        let env = HookEnv::from_process();
+        let mut env = HookEnv::from_process();
+        if args.attach {
+            env.attach = Some(
+                crate::home::Home::resolve(home)
+                    .map(|h| h.run_dir())
+                    .map_err(|e| format!("{e:#}")),
+            );
+        }
         let mut stdin = Vec::new();
         let read = std::io::stdin()
             .lock()
@@ -120,6 +141,8 @@ pub struct HookEnv {
     pub socket: Option<PathBuf>,
     pub token: Option<String>,
     pub timeout: Result<Duration, String>,
+    /// `--attach`: the agp home's run directory (or why it could not be found).
+    pub attach: Option<Result<PathBuf, String>>,
 }
 
 impl HookEnv {
@@ -139,6 +162,7 @@ impl HookEnv {
                 .map(PathBuf::from),
             token: std::env::var(ENV_TOKEN).ok().filter(|s| !s.is_empty()),
             timeout,
+            attach: None,
         }
     }
 }
@@ -164,13 +188,18 @@ pub fn handle(stdin: &[u8], env: &HookEnv, harness: Harness) -> Answer {
 }
 
 fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<Answer> {
-    let socket = env.socket.as_deref().ok_or_else(|| {
-        anyhow!("{ENV_SOCKET} is not set: this agent was not started by `agp run`")
-    })?;
-    let token = env.token.as_deref().ok_or_else(|| {
-        anyhow!("{ENV_TOKEN} is not set: this agent was not started by `agp run`")
-    })?;
     let timeout = env.timeout.clone().map_err(|e| anyhow!(e))?;
+    let client = || -> Result<Client> {
+        match (&env.socket, &env.token, &env.attach) {
+            (Some(socket), Some(token), _) => connect(socket, token, timeout),
+            (_, _, Some(Ok(run_dir))) => attach(run_dir, harness, input, timeout),
+            (_, _, Some(Err(e))) => Err(anyhow!("cannot find the agp home to attach to: {e}")),
+            _ => Err(anyhow!(
+                "{ENV_SOCKET} and {ENV_TOKEN} are not set: this agent was not started by `agp run` \
+                 (for `agp daemon`, install the hooks with `agp install-hooks`)"
+            )),
+        }
+    };
     let tool = input["tool_name"]
         .as_str()
         .filter(|t| !t.is_empty())
@@ -201,7 +230,7 @@ fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<
                 input: tool_input,
                 cwd,
             };
-            let verdict = connect(socket, token, timeout)?
+            let verdict = client()?
                 .request(&request)
                 .context("asking the agp daemon")?;
             Ok(verdict_answer(event, harness, &verdict))
@@ -217,7 +246,7 @@ fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<
                 output: truncate_utf8(&full, MAX_REPORTED_OUTPUT).to_owned(),
                 output_sha256: sha256_hex(full.as_bytes()),
             };
-            connect(socket, token, timeout)?
+            client()?
                 .report_result(&result)
                 .context("reporting the tool result to the agp daemon")?;
             Ok(Answer {
@@ -239,6 +268,57 @@ fn connect(socket: &Path, token: &str, timeout: Duration) -> Result<Client> {
     let mut client = Client::connect(socket, timeout)?;
     client.hello(token).context("opening the session")?;
     Ok(client)
+}
+
+/// `--attach`: the session of this harness session on the home's daemon, opened on first use.
+fn attach(run_dir: &Path, harness: Harness, input: &Value, timeout: Duration) -> Result<Client> {
+    use agp_gateway::{ClientError, ErrorCode, SessionMode};
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+    let socket = run_dir.join("gateway.sock");
+    let harness_session = input["session_id"].as_str().unwrap_or("-");
+    let key = sha256_hex(format!("{}:{harness_session}", harness.name()).as_bytes());
+    let dir = run_dir.join("hook-sessions");
+    let cache = dir.join(&key[..32]);
+    if let Ok(token) = std::fs::read_to_string(&cache) {
+        let mut c = Client::connect(&socket, timeout)?;
+        match c.hello(token.trim()) {
+            Ok(_) => return Ok(c),
+            // The daemon restarted or ended the session: open a new one.
+            Err(ClientError::Refused {
+                code: ErrorCode::BadToken | ErrorCode::SessionClosed,
+                ..
+            }) => {
+                let _ = std::fs::remove_file(&cache);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let admin_path = run_dir.join("admin.token");
+    let admin = std::fs::read_to_string(&admin_path).with_context(|| {
+        format!(
+            "cannot read {} (is `agp daemon` running for this home?)",
+            admin_path.display()
+        )
+    })?;
+    let cwd = input["cwd"].as_str().unwrap_or("/");
+    let opened = Client::connect(&socket, timeout)?
+        .open_session(admin.trim(), harness.name(), cwd, "", SessionMode::Gate)
+        .context("opening a session on the agp daemon")?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&cache)
+        .with_context(|| format!("cannot write {}", cache.display()))?;
+    file.write_all(opened.token.as_bytes())?;
+    connect(&socket, &opened.token, timeout)
 }
 
 fn verdict_answer(event: Event, harness: Harness, v: &VerdictMessage) -> Answer {
@@ -379,6 +459,7 @@ mod tests {
             socket,
             token: Some("tok".into()),
             timeout: Ok(Duration::from_secs(5)),
+            attach: None,
         }
     }
 

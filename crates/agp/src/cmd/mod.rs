@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod egress_bridge;
 pub mod hook;
 pub mod init;
+pub mod install_hooks;
 pub mod journal;
 pub mod key;
 pub mod keygen;
@@ -26,7 +27,7 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
     // These run inside the sandbox and need no agp home; `hook` must reach its own error
     // handling (deny, exit 2) whatever the environment.
     let command = match cli.command {
-        Command::Hook(args) => return hook::run(args),
+        Command::Hook(args) => return hook::run(args, cli.home.as_deref()),
         Command::EgressBridge(args) => return egress_bridge::run(args),
         other => other,
     };
@@ -44,6 +45,7 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Doctor(args) => doctor::run(&home, args),
         Command::Bench(args) => bench::run(args),
         Command::Slack(args) => slack::run(&home, args),
+        Command::InstallHooks(args) => install_hooks::run(&home, args),
         Command::Hook(_) | Command::EgressBridge(_) => unreachable!("dispatched above"),
     }
 }

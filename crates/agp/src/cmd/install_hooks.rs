@@ -1,0 +1,209 @@
+//! `agp install-hooks`: wire `agp hook --attach` into a Claude Code or Codex configuration, for
+//! people who run their agent normally and want agp's policy, approvals and journal through a
+//! running `agp daemon`.
+//!
+//! WEAKER than `agp run`: no sandbox (allowed commands run with the user's privileges and
+//! network), no egress control, and the hook settings live in files the agent's own commands
+//! could change (the policy's protected-paths guard denies the obvious edits, but a program the
+//! policy allowed is not watched). Said on every install.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgGroup, Args};
+use serde_json::{json, Value};
+
+use crate::exit::Exit;
+use crate::home::Home;
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("agent").required(true).args(["claude", "codex"])))]
+#[command(group(ArgGroup::new("scope").required(true).args(["project", "user"])))]
+pub struct InstallHooksArgs {
+    /// Claude Code: `.claude/settings.json` of the project, or `~/.claude/settings.json`.
+    #[arg(long)]
+    pub claude: bool,
+    /// Codex: `.codex/hooks.json` of the project, or `$CODEX_HOME/hooks.json` (~/.codex).
+    #[arg(long)]
+    pub codex: bool,
+    /// Install for one project directory.
+    #[arg(long, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Install for the current user (every project).
+    #[arg(long)]
+    pub user: bool,
+}
+
+/// Single-quotes `s` for the harness's shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn user_home() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .context("HOME is not set")
+}
+
+/// Whether a hook entry is one agp installed (so a reinstall replaces it).
+fn is_agp_hook(h: &Value) -> bool {
+    h["command"]
+        .as_str()
+        .is_some_and(|c| c.contains(" hook --harness ") && c.ends_with(" --attach"))
+}
+
+/// Adds agp's hooks to a Claude-format settings object, replacing earlier agp entries.
+fn merge(mut settings: Value, command: &str) -> Result<Value> {
+    if !settings.is_object() {
+        bail!("the settings file does not hold a JSON object");
+    }
+    if !settings["hooks"].is_object() {
+        if !settings["hooks"].is_null() {
+            bail!("its \"hooks\" is not an object");
+        }
+        settings["hooks"] = json!({});
+    }
+    for event in ["PreToolUse", "PostToolUse"] {
+        let groups = &mut settings["hooks"][event];
+        if groups.is_null() {
+            *groups = json!([]);
+        }
+        let list = groups
+            .as_array_mut()
+            .with_context(|| format!("its hooks.{event} is not a list"))?;
+        for g in list.iter_mut() {
+            if let Some(hs) = g["hooks"].as_array_mut() {
+                hs.retain(|h| !is_agp_hook(h));
+            }
+        }
+        list.retain(|g| g["hooks"].as_array().is_none_or(|hs| !hs.is_empty()));
+        list.push(json!({"matcher": "*", "hooks": [{
+            "type": "command", "command": command, "timeout": 3600}]}));
+    }
+    Ok(settings)
+}
+
+fn write_atomically(path: &Path, value: &Value) -> Result<()> {
+    let dir = path.parent().context("settings path has no directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(serde_json::to_string_pretty(value)?.as_bytes())?;
+    tmp.write_all(b"\n")?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+pub fn run(home: &Home, args: InstallHooksArgs) -> Result<Exit> {
+    let (harness, file) = match (args.claude, &args.project) {
+        (true, Some(dir)) => ("claude-code", dir.join(".claude/settings.json")),
+        (true, None) => ("claude-code", user_home()?.join(".claude/settings.json")),
+        (false, Some(dir)) => ("codex", dir.join(".codex/hooks.json")),
+        (false, None) => {
+            let codex_home = std::env::var_os("CODEX_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .map_or_else(|| user_home().map(|h| h.join(".codex")), Ok)?;
+            ("codex", codex_home.join("hooks.json"))
+        }
+    };
+    if let Some(dir) = &args.project {
+        if !dir.is_dir() {
+            bail!("project directory {} does not exist", dir.display());
+        }
+    }
+    let exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .context("cannot find agp's own executable")?;
+    let home_dir = std::path::absolute(home.root()).context("agp home path")?;
+    let command = format!(
+        "{} --home {} hook --harness {harness} --attach",
+        shell_quote(&exe.display().to_string()),
+        shell_quote(&home_dir.display().to_string())
+    );
+    let existing = match std::fs::read_to_string(&file) {
+        Ok(text) if text.trim().is_empty() => json!({}),
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", file.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => json!({}),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    };
+    let merged = merge(existing, &command).with_context(|| format!("{}", file.display()))?;
+    write_atomically(&file, &merged)?;
+
+    println!(
+        "agp: installed the agp hook (PreToolUse, PostToolUse) for {harness} in {}",
+        file.display()
+    );
+    println!(
+        "agp: start `agp --home {} daemon` before the agent: while it is not running, every tool call is denied",
+        home_dir.display()
+    );
+    println!(
+        "agp: WARNING: this mode is weaker than `agp run`: no sandbox and no egress control; \
+         allowed commands run with your privileges and network, and the agent's own programs \
+         could edit {}",
+        file.display()
+    );
+    if harness == "codex" {
+        println!(
+            "agp: WARNING: Codex skips untrusted hooks SILENTLY: review and trust the agp hook in \
+             Codex before relying on it (`agp run --intendant codex` proves its wiring instead)"
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_keeps_other_hooks_and_replaces_agp_ones() {
+        let existing = json!({"model": "x", "hooks": {"PreToolUse": [
+            {"matcher": "Bash", "hooks": [{"type": "command", "command": "mine.sh"}]},
+            {"matcher": "*", "hooks": [{"type": "command",
+                "command": "'/old/agp' --home '/h' hook --harness claude-code --attach"}]}]}});
+        let merged = merge(
+            existing,
+            "NEW --home 'h' hook --harness claude-code --attach",
+        )
+        .unwrap();
+        let pre = merged["hooks"]["PreToolUse"].as_array().unwrap();
+        assert_eq!(pre.len(), 2);
+        assert_eq!(pre[0]["hooks"][0]["command"], "mine.sh");
+        assert!(pre[1]["hooks"][0]["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("NEW"));
+        assert_eq!(merged["hooks"]["PostToolUse"].as_array().unwrap().len(), 1);
+        assert_eq!(merged["model"], "x");
+        // Idempotent.
+        let again = merge(
+            merged.clone(),
+            "NEW --home 'h' hook --harness claude-code --attach",
+        )
+        .unwrap();
+        assert_eq!(again, merged);
+    }
+
+    #[test]
+    fn malformed_settings_are_refused() {
+        assert!(merge(json!([1]), "c").is_err());
+        assert!(merge(json!({"hooks": 3}), "c").is_err());
+        assert!(merge(json!({"hooks": {"PreToolUse": {}}}), "c").is_err());
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("/a b/it's"), r"'/a b/it'\''s'");
+    }
+}
