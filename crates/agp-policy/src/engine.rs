@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use agp_contracts::{
     ApprovalSpec, Decision, EvalContext, PartFinding, PolicyEngine, ToolCall, Verdict,
@@ -26,6 +27,49 @@ pub struct RuleIndex {
     read_restrict: Vec<usize>,
     /// Rules with a `WebFetch(domain:…)` matcher.
     domain_rules: Vec<usize>,
+    /// For file tools and WebFetch: the rules with a matcher that applies to the tool.
+    by_tool: HashMap<&'static str, Vec<usize>>,
+}
+
+const INDEXED_TOOLS: &[&str] = &[
+    "Read",
+    "Glob",
+    "Grep",
+    "LS",
+    "NotebookRead",
+    "Write",
+    "Edit",
+    "MultiEdit",
+    "NotebookEdit",
+    "WebFetch",
+];
+
+/// Two ascending index lists merged, without duplicates.
+fn merged<'a>(a: &'a [usize], b: &'a [usize]) -> impl Iterator<Item = usize> + 'a {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        let next = match (a.get(i), b.get(j)) {
+            (Some(&x), Some(&y)) if x == y => {
+                i += 1;
+                j += 1;
+                x
+            }
+            (Some(&x), Some(&y)) if x < y => {
+                i += 1;
+                x
+            }
+            (_, Some(&y)) => {
+                j += 1;
+                y
+            }
+            (Some(&x), None) => {
+                i += 1;
+                x
+            }
+            (None, None) => return None,
+        };
+        Some(next)
+    })
 }
 
 impl RuleIndex {
@@ -65,6 +109,11 @@ impl RuleIndex {
             if any_bash {
                 ix.bash_any.push(i);
             }
+            for t in INDEXED_TOOLS {
+                if rule.matchers.iter().any(|m| m.applies_to_tool(t)) {
+                    ix.by_tool.entry(t).or_default().push(i);
+                }
+            }
         }
         ix
     }
@@ -87,17 +136,55 @@ pub struct Scene {
     pub cwd_unknown: bool,
 }
 
+/// Canonical forms of the session's fixed directories (project root, home, agp home). They are
+/// set by the daemon, not by the agent, so resolving them once per policy saves a dozen
+/// syscalls per call. The call's own working directory is resolved every time, unless it is
+/// the project root itself.
+#[derive(Debug, Clone, Default)]
+pub struct BaseCache(Arc<RwLock<HashMap<PathBuf, PathBuf>>>);
+
+impl BaseCache {
+    fn get(&self, p: &Path) -> PathBuf {
+        if let Some(hit) = self.0.read().ok().and_then(|m| m.get(p).cloned()) {
+            return hit;
+        }
+        let canon = paths::canonicalize_lenient(p);
+        if let Ok(mut m) = self.0.write() {
+            if m.len() > 64 {
+                m.clear();
+            }
+            m.insert(p.to_path_buf(), canon.clone());
+        }
+        canon
+    }
+}
+
 impl Scene {
+    /// Resolves the call's directories without a cache.
     pub fn new(ctx: &EvalContext, cwd: &Path) -> Self {
+        Self::with_cache(ctx, cwd, &BaseCache::default())
+    }
+
+    fn with_cache(ctx: &EvalContext, cwd: &Path, cache: &BaseCache) -> Self {
         let cwd = if cwd.as_os_str().is_empty() || cwd.is_relative() {
             ctx.project_root.join(cwd)
         } else {
             cwd.to_path_buf()
         };
-        let bases = Bases::new(&cwd, &ctx.project_root, &ctx.home);
+        let root = cache.get(&ctx.project_root);
+        let cwd = if cwd == ctx.project_root {
+            root.clone()
+        } else {
+            paths::canonicalize_lenient(&cwd)
+        };
+        let bases = Bases {
+            cwd,
+            root,
+            home: cache.get(&ctx.home),
+        };
         Self {
             cwds: vec![bases.cwd.clone()],
-            agp_home: paths::canonicalize_lenient(&ctx.agp_home),
+            agp_home: cache.get(&ctx.agp_home),
             bases,
             cwd_unknown: false,
         }
@@ -208,6 +295,15 @@ fn std_bin(argv0: &str) -> bool {
 }
 
 impl Policy {
+    /// Candidate rules for a tool call (indexed for file tools and WebFetch).
+    fn tool_rules(&self, tool: &str) -> Box<dyn Iterator<Item = usize> + '_> {
+        if INDEXED_TOOLS.contains(&tool) {
+            Box::new(self.index.by_tool.get(tool).into_iter().flatten().copied())
+        } else {
+            Box::new(0..self.rules.len())
+        }
+    }
+
     fn default_judgment(&self, what: &str) -> Judgment {
         Judgment {
             decision: self.default,
@@ -228,13 +324,12 @@ impl Policy {
         } else {
             &typed
         };
-        let mut cands: Vec<usize> = self.index.bash_any.clone();
-        if let Some(v) = self.index.bash_by_word.get(cmd.name()) {
-            cands.extend_from_slice(v);
-            cands.sort_unstable();
-            cands.dedup();
-        }
-        best_rule(self, cands.into_iter(), |rule, m| {
+        let by_word = self
+            .index
+            .bash_by_word
+            .get(cmd.name())
+            .map_or(&[][..], |v| v.as_slice());
+        best_rule(self, merged(&self.index.bash_any, by_word), |rule, m| {
             if !m.applies_to_tool("Bash") {
                 return false;
             }
@@ -407,7 +502,7 @@ impl Policy {
                 FileClass::Write => &self.index.write_rules,
             };
             let rule = match tool {
-                Some(t) => best_rule(self, 0..self.rules.len(), |_, m| {
+                Some(t) => best_rule(self, self.tool_rules(t), |_, m| {
                     m.applies_to_tool(t) && path_spec_matches(m, &p, scene)
                 }),
                 None => best_rule(self, list.iter().copied(), |_, m| {
@@ -546,7 +641,7 @@ impl Policy {
                 let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
                 match url_host(url).filter(|_| scheme_ok) {
                     Some(host) => {
-                        match best_rule(self, 0..self.rules.len(), |_, m| {
+                        match best_rule(self, self.tool_rules("WebFetch"), |_, m| {
                             m.applies_to_tool("WebFetch")
                                 && match &m.spec {
                                     Spec::All => true,
@@ -610,7 +705,7 @@ impl Policy {
                 );
             }
         }
-        let mut scene = Scene::new(ctx, &call.cwd);
+        let mut scene = Scene::with_cache(ctx, &call.cwd, &self.base_cache);
         let judged = self.judge_tool(call, &mut scene);
         let mut deciding = 0;
         for (i, (_, j)) in judged.iter().enumerate() {

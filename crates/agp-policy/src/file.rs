@@ -162,6 +162,7 @@ pub struct Policy {
     pub(crate) disabled_guards: HashSet<GuardId>,
     pub(crate) tests: Vec<PolicyTest>,
     pub(crate) index: crate::engine::RuleIndex,
+    pub(crate) base_cache: crate::engine::BaseCache,
 }
 
 impl Policy {
@@ -370,6 +371,7 @@ impl Policy {
             disabled_guards,
             tests,
             index,
+            base_cache: Default::default(),
         })
     }
 

@@ -183,8 +183,8 @@ impl Matcher {
 /// the bare prefix, so `npm run *` covers `npm run` and `npm run build` but not `npm runx`.
 #[derive(Debug, Clone)]
 pub struct CommandPattern {
-    /// Literal pieces between `*`s.
-    pieces: Vec<String>,
+    /// Literal pieces between `*`s, with a precomputed substring searcher each.
+    pieces: Vec<(String, memchr::memmem::Finder<'static>)>,
     leading_star: bool,
     trailing_star: bool,
     /// The text before a trailing ` *`, matched exactly as an alternative.
@@ -205,10 +205,15 @@ impl CommandPattern {
         let bare_prefix = p.strip_suffix(" *").map(|s| s.trim_end().to_string());
         let leading_star = p.starts_with('*');
         let trailing_star = p.ends_with('*');
-        let pieces: Vec<String> = p
+        let pieces = p
             .split('*')
             .filter(|s| !s.is_empty())
-            .map(str::to_string)
+            .map(|s| {
+                (
+                    s.to_string(),
+                    memchr::memmem::Finder::new(s.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let first_word = (!leading_star)
             .then(|| {
@@ -234,12 +239,17 @@ impl CommandPattern {
     }
 }
 
-fn wildcard(text: &str, pieces: &[String], leading: bool, trailing: bool) -> bool {
+fn wildcard(
+    text: &str,
+    pieces: &[(String, memchr::memmem::Finder<'static>)],
+    leading: bool,
+    trailing: bool,
+) -> bool {
     if pieces.is_empty() {
         return leading || trailing || text.is_empty();
     }
     let mut rest = text;
-    for (i, piece) in pieces.iter().enumerate() {
+    for (i, (piece, finder)) in pieces.iter().enumerate() {
         let first = i == 0;
         let last = i == pieces.len() - 1;
         if first && !leading {
@@ -255,7 +265,7 @@ fn wildcard(text: &str, pieces: &[String], leading: bool, trailing: bool) -> boo
         if last && !trailing {
             return rest.len() >= piece.len() && rest.ends_with(piece.as_str());
         }
-        match rest.find(piece.as_str()) {
+        match finder.find(rest.as_bytes()) {
             Some(pos) => rest = &rest[pos + piece.len()..],
             None => return false,
         }

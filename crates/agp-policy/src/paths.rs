@@ -5,8 +5,19 @@ use std::path::{Component, Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
 
-/// Expands `~`/`~/…`, makes `raw` absolute against `cwd`, then canonicalizes it.
+/// Expands `~`/`~/…`, makes `raw` absolute against `cwd`, then canonicalizes it. `cwd` and
+/// `home` must already be canonical.
 pub fn resolve(raw: &str, cwd: &Path, home: &Path) -> PathBuf {
+    // Fast path for the common bare name (`status`, `main.rs`): inside a canonical directory it
+    // is canonical unless it is itself a symlink, which one lstat tells.
+    if !raw.is_empty() && !raw.contains('/') && !matches!(raw, "." | ".." | "~") {
+        let candidate = cwd.join(raw);
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(m) if !m.file_type().is_symlink() => return candidate,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return candidate,
+            _ => return canonicalize_lenient(&candidate),
+        }
+    }
     let joined = if raw == "~" {
         home.to_path_buf()
     } else if let Some(rest) = raw.strip_prefix("~/") {
@@ -87,6 +98,7 @@ pub struct Bases {
 }
 
 impl Bases {
+    /// Canonicalizes all three.
     pub fn new(cwd: &Path, root: &Path, home: &Path) -> Self {
         Self {
             cwd: canonicalize_lenient(cwd),
@@ -113,6 +125,8 @@ pub struct PathPattern {
     below: GlobMatcher,
     /// The pattern names the anchor directory itself (`/`, `./`, `/**`).
     matches_base: bool,
+    /// Text every match starts with (before the first glob character): a cheap pre-check.
+    literal_prefix: String,
 }
 
 impl PathPattern {
@@ -165,25 +179,61 @@ impl PathPattern {
         } else {
             build(&format!("{pattern}/**"))?
         };
+        let literal_prefix = pattern
+            .split(['*', '?', '[', '{', '\\'])
+            .next()
+            .unwrap_or("")
+            .to_string();
         Ok(Self {
             anchor,
             glob,
             below,
             matches_base,
+            literal_prefix,
         })
     }
 
     /// `path` must already be canonical.
     pub fn matches(&self, path: &Path, bases: &Bases) -> bool {
-        let base = bases.of(self.anchor);
-        let Ok(rel) = path.strip_prefix(base) else {
+        let Some(rel) = relative_to(path, bases.of(self.anchor)) else {
             return false;
         };
         if rel.as_os_str().is_empty() {
             return self.matches_base;
         }
+        {
+            use std::os::unix::ffi::OsStrExt;
+            if !rel
+                .as_os_str()
+                .as_bytes()
+                .starts_with(self.literal_prefix.as_bytes())
+            {
+                return false;
+            }
+        }
         self.glob.is_match(rel) || self.below.is_match(rel)
     }
+}
+
+/// `path` below `base` (both canonical), compared as bytes: `Path::strip_prefix` walks
+/// components and dominated evaluation time with hundreds of path rules.
+pub fn relative_to<'a>(path: &'a Path, base: &Path) -> Option<&'a Path> {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let p = path.as_os_str().as_bytes();
+    let b = base.as_os_str().as_bytes();
+    let b = if b.len() > 1 {
+        b.strip_suffix(b"/").unwrap_or(b)
+    } else {
+        b
+    };
+    let rest = p.strip_prefix(b)?;
+    let rest = if b == b"/" || rest.is_empty() {
+        rest
+    } else {
+        rest.strip_prefix(b"/")?
+    };
+    Some(Path::new(OsStr::from_bytes(rest)))
 }
 
 #[cfg(test)]
@@ -220,6 +270,17 @@ mod tests {
         assert!(m("*.pem", "/p/sub/certs/server.pem"));
         assert!(!m("/src/*.rs", "/p/src/a/b.rs"));
         assert!(PathPattern::parse("/../x").is_err());
+        assert!(!m("/src/**", "/p/srcx/a.rs"));
+        assert!(!m("~/.ssh/**", "/hx/.ssh/a"));
+        assert_eq!(
+            relative_to(Path::new("/a/b"), Path::new("/")),
+            Some(Path::new("a/b"))
+        );
+        assert_eq!(
+            relative_to(Path::new("/a"), Path::new("/a")),
+            Some(Path::new(""))
+        );
+        assert_eq!(relative_to(Path::new("/ab"), Path::new("/a")), None);
     }
 
     #[test]

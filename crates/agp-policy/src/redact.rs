@@ -28,6 +28,15 @@ struct Detector {
     min_entropy: f64,
 }
 
+/// One pass over the text tells which detectors can match at all; most texts have none.
+fn prefilter() -> &'static regex::RegexSet {
+    static SET: OnceLock<regex::RegexSet> = OnceLock::new();
+    SET.get_or_init(|| {
+        // Built from the same constant patterns as the detectors.
+        regex::RegexSet::new(detectors().iter().map(|d| d.re.as_str())).expect("secret prefilter")
+    })
+}
+
 fn detectors() -> &'static [Detector] {
     static DETECTORS: OnceLock<Vec<Detector>> = OnceLock::new();
     DETECTORS.get_or_init(|| {
@@ -107,7 +116,14 @@ fn is_reference(value: &str) -> bool {
 /// Every secret-shaped value in `text`, in order, without overlaps.
 pub fn find_secrets(text: &str) -> Vec<SecretMatch> {
     let mut found: Vec<SecretMatch> = Vec::new();
-    for det in detectors() {
+    let candidates = prefilter().matches(text);
+    if !candidates.matched_any() {
+        return found;
+    }
+    for (i, det) in detectors().iter().enumerate() {
+        if !candidates.matched(i) {
+            continue;
+        }
         for caps in det.re.captures_iter(text) {
             let Some(m) = caps.get(det.group) else {
                 continue;

@@ -121,7 +121,7 @@ fn sets() -> &'static Sets {
 }
 
 fn rel_home<'a>(path: &'a Path, scene: &Scene) -> Option<&'a Path> {
-    path.strip_prefix(&scene.bases.home).ok()
+    crate::paths::relative_to(path, &scene.bases.home)
 }
 
 fn rel_abs(path: &Path) -> &Path {
@@ -130,7 +130,7 @@ fn rel_abs(path: &Path) -> &Path {
 
 /// A write to `path` (canonical).
 pub fn check_write(path: &Path, scene: &Scene) -> Option<GuardHit> {
-    if path.starts_with(&scene.agp_home) {
+    if crate::paths::relative_to(path, &scene.agp_home).is_some() {
         return Some(GuardHit::deny(
             G,
             format!("{} is inside agp's own home", path.display()),
@@ -152,7 +152,7 @@ pub fn check_write(path: &Path, scene: &Scene) -> Option<GuardHit> {
 
 /// A read of `path` (canonical).
 pub fn check_read(path: &Path, scene: &Scene) -> Option<GuardHit> {
-    if path.starts_with(scene.agp_home.join("keys")) {
+    if crate::paths::relative_to(path, &scene.agp_home.join("keys")).is_some() {
         return Some(GuardHit::deny(
             G,
             format!("{} holds agp's signing keys", path.display()),
