@@ -93,7 +93,7 @@ impl ScriptedApprover {
             out,
             approver: Approver {
                 id: format!("script:{name}"),
-                name: format!("approver script {}", path.display()),
+                name: format!("{} (approver script)", path.display()),
                 via: via::TERMINAL_SCRIPT.to_owned(),
             },
         };

@@ -297,6 +297,11 @@ fn parse_call(path: &str, index: usize, item: Value) -> Result<ScriptCall, Scrip
     let parsed: Tool = serde_json::from_value(Value::Object(tagged))
         .map_err(|e| fail(tool, format!("invalid input: {e}")))?;
     validate(&parsed).map_err(|m| fail(tool, m))?;
+    // The daemon binds approvals to the canonical form of the input; refuse here, with the
+    // call's number, what it would refuse later (integers beyond 2^53).
+    let input = parsed.resolved_input(Path::new("/"), Path::new("/"));
+    agp_contracts::canonical::to_canonical_string(&input)
+        .map_err(|e| fail(tool, format!("input cannot be hashed: {e}")))?;
     Ok(ScriptCall {
         index,
         name,
@@ -562,6 +567,14 @@ calls:
             (
                 format!("{two}tool: Read\n    input: {{file_path: a, limit: -1}}"),
                 "call 2 (Read): invalid input",
+            ),
+            (
+                format!("{two}tool: Read\n    input: {{file_path: a, limit: 1.5}}"),
+                "call 2 (Read): invalid input",
+            ),
+            (
+                format!("{two}tool: Bash\n    input: {{command: ls, timeout: 18014398509481984}}"),
+                "call 2 (Bash): input cannot be hashed",
             ),
         ];
         for (text, want) in cases {
