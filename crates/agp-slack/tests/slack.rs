@@ -729,3 +729,45 @@ async fn link_disabled_backs_off_then_reconnects_and_bad_urls_are_retried() {
     r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
     assert!(outcome(h).await.is_granted());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_approvals_do_not_cross() {
+    let r = rig().await;
+    let ch = Arc::new(r.channel(&["UALICE"]).await);
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let mut req = request(&format!("c{i}"), 1, Duration::from_secs(30));
+        req.input_sha256 = format!("{i:02}").repeat(32);
+        handles.push(ask(&ch, req));
+    }
+    let mut msgs = Vec::new();
+    for i in 0..8 {
+        msgs.push(approval(&r.fake, i).await);
+    }
+    // Even calls allowed, odd denied, clicked in reverse order.
+    for m in msgs.iter().rev() {
+        let call = serde_json::from_str::<Value>(&button_value(m, "agp_allow")).unwrap()["h"]
+            .as_str()
+            .unwrap()[..2]
+            .parse::<usize>()
+            .unwrap();
+        let action = if call % 2 == 0 {
+            "agp_allow"
+        } else {
+            "agp_deny"
+        };
+        r.fake.click("UALICE", &m.ts, action).unwrap();
+    }
+    for (i, h) in handles.into_iter().enumerate() {
+        let o = outcome(h).await;
+        assert_eq!(o.is_granted(), i % 2 == 0, "call c{i}: {o:?}");
+    }
+    // All in the same session thread, one root.
+    let roots = r
+        .fake
+        .messages()
+        .into_iter()
+        .filter(|m| m.thread_ts.is_none())
+        .count();
+    assert_eq!(roots, 1);
+}
