@@ -54,6 +54,8 @@ fn claude_code_governed_session() {
         // 8, 9: approval granted, approval denied
         Turn::Shell("mkdir approved-dir".into()),
         Turn::Shell("mkdir denied-dir".into()),
+        // 10: a domain the policy allows (WebFetch(domain:…)) passes the proxy
+        Turn::Shell("python3 fetch_allowed.py".into()),
         Turn::Text("finished".into()),
     ];
     let model = FakeModel::anthropic(turns).unwrap();
@@ -160,6 +162,15 @@ fn claude_code_governed_session() {
     let told = result_for(&results, "toolu_fake_9");
     assert!(told.contains("not today"), "{told}");
     assert_eq!(of_call(&j, "approval.denied", &call_id(9)).len(), 1);
+
+    // 10: the policy's WebFetch domain is on the egress allowlist (the host then has no such
+    // name, so the fetch itself fails after the proxy let it through).
+    assert!(
+        j.iter().any(|e| e["kind"] == "egress.allowed"
+            && e["body"]["host"] == "allowed.example"
+            && e["body"]["port"] == 80),
+        "{j:#?}"
+    );
 
     // The sandbox was proven before the agent started, and the journal verifies.
     assert!(j

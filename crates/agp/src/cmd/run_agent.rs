@@ -89,6 +89,24 @@ fn policy_egress(home: &Home) -> Result<Vec<String>> {
     Ok(cfg.egress.allow)
 }
 
+/// Domains the policy allows the agent to fetch (`WebFetch(domain:…)` in allow rules): the
+/// sandbox may reach them too.
+fn policy_domains(path: &Path) -> Result<Vec<String>> {
+    let policy = agp_policy::Policy::load(path)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("policy {} is invalid", path.display()))?;
+    Ok(policy
+        .rules()
+        .iter()
+        .filter(|r| r.effect == agp_contracts::Decision::Allow)
+        .flat_map(|r| r.matchers.iter())
+        .filter_map(|m| match &m.spec {
+            agp_policy::matcher::Spec::Domain(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect())
+}
+
 fn find_binary(agent: LiveAgent) -> Result<PathBuf> {
     let (var, exe, install) = match agent {
         LiveAgent::ClaudeCode => (
@@ -206,11 +224,12 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
     let agp_exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .context("cannot find agp's own executable")?;
-    let extra_egress = policy_egress(home)?;
     let provider = Arc::new(BubblewrapProvider::new().protect(home.root()));
     provider.bwrap().map_err(|e| anyhow!("{e}"))?;
 
     let assembly = assemble(home, args.govern)?;
+    let mut extra_egress = policy_egress(home)?;
+    extra_egress.extend(policy_domains(&assembly.policy_path)?);
     let hook_timeout = assembly.config.approval_timeout.as_secs() + HOOK_MARGIN_SECS;
     let adapter = adapter(agent, binary, hook_timeout, &user_home)?;
     let journal: Arc<dyn Journal> = assembly.parts.journal.clone();

@@ -37,6 +37,12 @@ match = ["Edit(/**)"]
 reason = "writing inside the project"
 
 [[rule]]
+id = "docs-site"
+effect = "allow"
+match = ["WebFetch(domain:allowed.example)"]
+reason = "the docs site"
+
+[[rule]]
 id = "needs-human"
 effect = "require"
 match = ["Bash(mkdir *)"]
@@ -235,6 +241,12 @@ pub fn write_scripts(world: &World, outside: &std::path::Path, settings: &str) {
     w(
         "edit_settings.py",
         format!("open({settings:?}, 'w').write('{{}}')\n"),
+    );
+    w(
+        "fetch_allowed.py",
+        "import urllib.request as u\ntry:\n    u.urlopen('http://allowed.example/docs', timeout=10)\n\
+         except Exception as e:\n    print('fetch failed:', e)\n"
+            .into(),
     );
     w(
         "fetch.py",
