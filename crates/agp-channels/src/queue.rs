@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agp_contracts::{ApprovalOutcome, ApprovalRequest, ChannelError};
+use agp_contracts::{ApprovalOutcome, ApprovalRequest, Approver, ChannelError};
 use futures_channel::oneshot;
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::pipe::{pipe_with, PipeFlags};
@@ -97,6 +97,26 @@ impl Active<'_> {
             }
         }
     }
+}
+
+/// Why `approver` cannot decide `request` on their own, if they cannot: the request names other
+/// approvers, or needs more distinct people than one channel user. Asking anyway would only
+/// collect an answer the daemon must refuse.
+pub(crate) fn ineligible(request: &ApprovalRequest, approver: &Approver) -> Option<String> {
+    if !request.approvers.is_empty() && !request.approvers.contains(&approver.id) {
+        return Some(format!(
+            "no approver available: only {} may approve this call, and {} is not one of them",
+            request.approvers.join(", "),
+            approver.id
+        ));
+    }
+    if request.quorum > 1 {
+        return Some(format!(
+            "no approver available: this call needs {} distinct approvers; {} is one person",
+            request.quorum, approver.id
+        ));
+    }
+    None
 }
 
 /// Unix time in milliseconds.
@@ -225,5 +245,40 @@ fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(approvers: &[&str], quorum: u32) -> ApprovalRequest {
+        ApprovalRequest {
+            session: "s".into(),
+            call_id: "c".into(),
+            tool: "Bash".into(),
+            redacted_input: serde_json::json!({}),
+            input_sha256: "0".repeat(64),
+            rule_id: None,
+            reason: "r".into(),
+            approvers: approvers.iter().map(|a| a.to_string()).collect(),
+            quorum,
+            expires_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn only_named_approvers_and_single_person_quorums_are_asked() {
+        let me = Approver {
+            id: "tty:alice".into(),
+            name: "alice".into(),
+            via: "terminal".into(),
+        };
+        assert_eq!(ineligible(&request(&[], 1), &me), None);
+        assert_eq!(ineligible(&request(&["tty:alice", "U1"], 1), &me), None);
+        let other = ineligible(&request(&["U1"], 1), &me).unwrap();
+        assert!(other.contains("only U1 may approve"), "{other}");
+        let quorum = ineligible(&request(&[], 2), &me).unwrap();
+        assert!(quorum.contains("needs 2 distinct approvers"), "{quorum}");
     }
 }

@@ -31,7 +31,7 @@ use agp_contracts::{
 };
 use serde_json::Value;
 
-use crate::queue::{now_ms, Active, Asked, Prompter, Queue};
+use crate::queue::{ineligible, now_ms, Active, Asked, Prompter, Queue};
 use crate::render::{self, Style};
 use crate::sanitize::escape;
 use crate::terminal::note_line;
@@ -184,6 +184,11 @@ impl ScriptPrompter {
 
 impl Prompter for ScriptPrompter {
     fn ask(&mut self, job: &Active<'_>) -> Asked {
+        // Checked before reading, so an answer is never spent on a request it cannot decide.
+        if let Some(reason) = ineligible(job.request, &self.approver) {
+            self.say(&format!("agp: {}\n", escape(&reason)));
+            return Asked::Decided(Ok(ApprovalOutcome::Unavailable { reason }));
+        }
         let prompt = render::prompt(
             job.request,
             job.waiting,
@@ -333,6 +338,26 @@ mod tests {
         }
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert!(text.contains("approval required") && text.contains("git push"));
+    }
+
+    #[tokio::test]
+    async fn requests_the_script_cannot_decide_do_not_spend_an_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("answers");
+        std::fs::write(&path, "allow\n").unwrap();
+        let channel = ScriptedApprover::with_output(&path, Box::new(Shared::default())).unwrap();
+        let mut named = request("1", 60_000);
+        named.approvers = vec!["U012ABCDEF".into()];
+        let out = channel.request_approval(&named).await.unwrap();
+        assert!(
+            matches!(out, ApprovalOutcome::Unavailable { .. }),
+            "{out:?}"
+        );
+        let next = channel
+            .request_approval(&request("2", 60_000))
+            .await
+            .unwrap();
+        assert!(next.is_granted(), "the answer is still there: {next:?}");
     }
 
     #[tokio::test]

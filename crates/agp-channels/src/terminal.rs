@@ -11,7 +11,7 @@ use agp_contracts::{
 use rustix::process::Signal;
 use serde_json::Value;
 
-use crate::queue::{now_ms, Active, Asked, Prompter, Queue};
+use crate::queue::{ineligible, now_ms, Active, Asked, Prompter, Queue};
 use crate::render::{self, Style};
 use crate::sanitize::escape;
 use crate::tty::{Ready, Tty, CONTROLLING_TTY};
@@ -215,6 +215,14 @@ impl Prompter for TtyPrompter {
         let deadline = job.deadline();
         if Instant::now() >= deadline {
             return Asked::Decided(Ok(ApprovalOutcome::Timeout));
+        }
+        if let Some(reason) = ineligible(req, &self.approver) {
+            self.say(&format!(
+                "\nagp: {} call not put to you: {}\n",
+                escape(&req.tool),
+                escape(&reason)
+            ));
+            return Asked::Decided(Ok(ApprovalOutcome::Unavailable { reason }));
         }
         if self.tty.in_background() {
             // Not `closed`: the job may be brought to the foreground later.

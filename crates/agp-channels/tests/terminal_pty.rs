@@ -484,3 +484,25 @@ fn ctrl_c_restores_the_terminal_before_interrupting() {
     );
     pty.wait_for("interrupted: nothing was approved", 1);
 }
+
+#[test]
+fn calls_the_terminal_user_cannot_decide_alone_are_not_put_to_them() {
+    let pty = Pty::open();
+    let channel = Arc::new(pty.channel());
+    let mut two_people = request("c-quorum");
+    two_people.quorum = 2;
+    let mut named = request("c-named");
+    named.approvers = vec!["U012ABCDEF".into()];
+    for (req, why) in [
+        (two_people, "needs 2 distinct approvers"),
+        (named, "only U012ABCDEF may approve"),
+    ] {
+        let outcome = ask_in_background(&channel, req).join().unwrap();
+        match outcome {
+            ApprovalOutcome::Unavailable { reason } => assert!(reason.contains(why), "{reason}"),
+            other => panic!("expected unavailable, got {other:?}"),
+        }
+    }
+    let shown = pty.wait_for("call not put to you", 2);
+    assert!(!shown.contains("decide:"), "nobody was asked:\n{shown}");
+}
