@@ -88,21 +88,34 @@ fn write_value(value: &Value, out: &mut String) -> Result<(), CanonicalError> {
 
 fn write_string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{09}' => out.push_str("\\t"),
-            '\u{0a}' => out.push_str("\\n"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\u{0d}' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
+    // Copy runs of characters that need no escaping in one go; only '"', '\\' and control
+    // characters are escaped (RFC 8785 leaves everything else, '/' and non-ASCII included, as is).
+    let bytes = s.as_bytes();
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            0x08 => Some("\\b"),
+            0x09 => Some("\\t"),
+            0x0a => Some("\\n"),
+            0x0c => Some("\\f"),
+            0x0d => Some("\\r"),
+            0x00..=0x1f => Some(""),
+            _ => None,
+        };
+        if let Some(esc) = escape {
+            // Control and escape bytes are ASCII, so `i` is a character boundary.
+            out.push_str(&s[run_start..i]);
+            if esc.is_empty() {
+                out.push_str(&format!("\\u{b:04x}"));
+            } else {
+                out.push_str(esc);
             }
-            c => out.push(c),
+            run_start = i + 1;
         }
     }
+    out.push_str(&s[run_start..]);
     out.push('"');
 }
 

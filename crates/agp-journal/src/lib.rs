@@ -15,6 +15,7 @@
 
 pub mod checkpoint;
 pub mod event;
+pub mod jcs;
 pub mod keys;
 pub mod merkle;
 pub mod note;

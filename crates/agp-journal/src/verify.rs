@@ -16,8 +16,11 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
 
+use std::borrow::Cow;
+
 use crate::checkpoint::Checkpoint;
-use crate::event::{self, GENESIS_PREV, JOURNAL_CREATED, KEY_ROTATED};
+use crate::event::{self, JOURNAL_CREATED, KEY_ROTATED};
+use crate::jcs::{self, JcsError};
 use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::note::{parse_note, VerifierKey, SIG_PREFIX};
 use crate::sshsig;
@@ -386,6 +389,8 @@ struct Verifier {
     quiet: u8,
     gap: Option<GapPending>,
     keys: Vec<KeyRange>,
+    /// Hex id of the key in force (compared with every line's key_id).
+    active_id_hex: String,
     findings: Vec<Finding>,
     more_findings: u64,
     root_mismatch_reported: bool,
@@ -414,6 +419,7 @@ impl Verifier {
             quiet: 0,
             gap: None,
             keys: Vec::new(),
+            active_id_hex: String::new(),
             findings: Vec::new(),
             more_findings: 0,
             root_mismatch_reported: false,
@@ -781,17 +787,34 @@ impl Verifier {
     fn check_entry(&mut self, line: &[u8], pos: u64, leaf: &Hash) {
         let quiet = self.quiet > 0;
         self.quiet = self.quiet.saturating_sub(1);
-        let value: Value = match serde_json::from_slice(line) {
-            Ok(v) => v,
-            Err(e) => {
-                self.resolve_gap(None, pos);
-                self.entry_finding(Code::MalformedEntry, pos, format!("not JSON: {e}"));
-                self.expected_seq += 1;
-                return;
+        // Canonical form first: one pass over the bytes, no value built.
+        let jcs = jcs::check_canonical_object(line);
+        if let Err(JcsError::NotJson(m, at)) = &jcs {
+            let msg = format!("not JSON: {m} at byte {at}");
+            self.resolve_gap(None, pos);
+            self.entry_finding(Code::MalformedEntry, pos, msg);
+            self.expected_seq += 1;
+            return;
+        }
+        // Then the envelope, borrowing from the line. A line with a repeated member name is
+        // read the way serde_json reads it (the last one wins) to keep checking the chain.
+        let reparsed;
+        let env = match serde_json::from_slice::<Envelope<'_>>(line) {
+            Ok(e) => Ok(e),
+            Err(e) if matches!(jcs, Err(JcsError::DuplicateKey(_))) => {
+                reparsed = serde_json::from_slice::<Value>(line)
+                    .ok()
+                    .and_then(|v| to_canonical_string(&v).ok())
+                    .unwrap_or_default();
+                serde_json::from_str::<Envelope<'_>>(&reparsed).map_err(|_| e)
             }
+            Err(e) => Err(e),
         };
-        let fields = match Fields::extract(&value) {
-            Ok(f) => f,
+        let env = match env
+            .map_err(|e| e.to_string())
+            .and_then(|e| e.validate().map(|()| e))
+        {
+            Ok(e) => e,
             Err(msg) => {
                 self.resolve_gap(None, pos);
                 self.entry_finding(Code::BadSchema, pos, msg);
@@ -799,36 +822,37 @@ impl Verifier {
                 return;
             }
         };
-        if self.resolve_gap(Some(fields.seq), pos) {
+        if self.resolve_gap(Some(env.seq), pos) {
             return;
         }
-        match to_canonical_string(&value) {
-            Ok(c) if c.as_bytes() == line => {}
-            Ok(_) if has_duplicate_keys(line) => {
-                self.entry_finding(Code::DuplicateKey, pos, "a member name appears twice".into())
-            }
-            Ok(_) => self.entry_finding(
+        match jcs {
+            Ok(()) => {}
+            Err(JcsError::DuplicateKey(k)) => self.entry_finding(
+                Code::DuplicateKey,
+                pos,
+                format!("member name {k:?} appears twice in one object"),
+            ),
+            Err(e) => self.entry_finding(
                 Code::NotCanonical,
                 pos,
-                "the line is not the RFC 8785 canonical form of its JSON (whitespace, key order or escaping changed)".into(),
+                format!("the line is not the RFC 8785 canonical form of its JSON ({e})"),
             ),
-            Err(e) => self.entry_finding(Code::NotCanonical, pos, e.to_string()),
         }
         let expected = self.expected_seq;
-        self.expected_seq = expected.max(fields.seq.saturating_add(1));
-        if fields.seq != expected {
+        self.expected_seq = expected.max(env.seq.saturating_add(1));
+        if env.seq != expected {
             if !quiet {
-                if fields.seq > expected {
+                if env.seq > expected {
                     self.gap = Some(GapPending {
                         expected,
-                        found: fields.seq,
+                        found: env.seq,
                         line: pos + 1,
                     });
                 } else if self.prev_leaf.as_ref() == Some(leaf) {
                     self.entry_finding(
                         Code::DuplicateLine,
                         pos,
-                        format!("line {} repeats line {} (seq {})", pos + 1, pos, fields.seq),
+                        format!("line {} repeats line {} (seq {})", pos + 1, pos, env.seq),
                     );
                 } else {
                     self.entry_finding(
@@ -836,7 +860,7 @@ impl Verifier {
                         pos,
                         format!(
                             "expected seq {expected}, found seq {} again: a line was inserted or replayed before line {}",
-                            fields.seq,
+                            env.seq,
                             pos + 1
                         ),
                     );
@@ -844,11 +868,8 @@ impl Verifier {
             }
             self.quiet = 2;
         } else if !quiet {
-            let want_prev = match &self.prev_leaf {
-                None => GENESIS_PREV.to_string(),
-                Some(p) => hex::encode(p),
-            };
-            if fields.prev != want_prev {
+            let want_prev = self.prev_leaf.unwrap_or([0; 32]);
+            if decode_hex32(&env.prev) != Some(want_prev) {
                 if pos == 0 {
                     self.entry_finding(
                         Code::BadGenesis,
@@ -875,7 +896,7 @@ impl Verifier {
                 }
             }
         }
-        self.check_keys(&fields, pos);
+        self.check_keys(&env, pos);
     }
 
     /// Settles a pending seq gap once the next line's seq is known. Returns true when the current
@@ -925,30 +946,28 @@ impl Verifier {
         }
     }
 
-    fn check_keys(&mut self, f: &Fields<'_>, pos: u64) {
+    fn check_keys(&mut self, f: &Envelope<'_>, pos: u64) {
         if pos == 0 {
             self.genesis(f);
             return;
         }
-        let Some(active) = self.keys.last().map(|k| k.verifier().clone()) else {
+        if self.keys.is_empty() {
             return;
-        };
-        if f.key_id != active.id_hex() {
-            self.entry_finding(
-                Code::KeyIdMismatch,
-                pos,
-                format!(
-                    "key_id {} is not the key in force ({})",
-                    f.key_id,
-                    active.id_hex()
-                ),
+        }
+        if f.key_id != self.active_id_hex {
+            let msg = format!(
+                "key_id {} is not the key in force ({})",
+                f.key_id, self.active_id_hex
             );
+            self.entry_finding(Code::KeyIdMismatch, pos, msg);
         }
         if f.kind == KEY_ROTATED && f.seq == pos {
+            let active = self.keys.last().expect("checked").verifier().clone();
             match check_rotation(f, &active, pos) {
                 Ok(new) => {
                     let last = self.keys.last_mut().expect("checked");
                     last.to_size = Some(pos + 1);
+                    self.active_id_hex = new.id_hex();
                     self.keys.push(KeyRange {
                         key: new.to_string(),
                         key_id: new.id_hex(),
@@ -962,18 +981,18 @@ impl Verifier {
         }
     }
 
-    fn genesis(&mut self, f: &Fields<'_>) {
+    fn genesis(&mut self, f: &Envelope<'_>) {
         let key = (|| {
             if f.kind != JOURNAL_CREATED {
                 return Err(format!("entry 0 is {:?}, not {JOURNAL_CREATED:?}", f.kind));
             }
-            let key_s = f
-                .body
+            let body = f.body_map()?;
+            let key_s = body
                 .get("key")
                 .and_then(Value::as_str)
                 .ok_or("no body.key")?;
             let key = VerifierKey::parse(key_s).map_err(|e| e.to_string())?;
-            if f.body.get("origin").and_then(Value::as_str) != Some(key.name()) {
+            if body.get("origin").and_then(Value::as_str) != Some(key.name()) {
                 return Err("body.origin is not the key's name".to_string());
             }
             if f.key_id != key.id_hex() {
@@ -982,13 +1001,16 @@ impl Verifier {
             Ok(key)
         })();
         match key {
-            Ok(key) => self.keys.push(KeyRange {
-                key: key.to_string(),
-                key_id: key.id_hex(),
-                from_size: 0,
-                to_size: None,
-                verifier: Some(key),
-            }),
+            Ok(key) => {
+                self.active_id_hex = key.id_hex();
+                self.keys.push(KeyRange {
+                    key: key.to_string(),
+                    key_id: key.id_hex(),
+                    from_size: 0,
+                    to_size: None,
+                    verifier: Some(key),
+                })
+            }
             Err(msg) => self.entry_finding(Code::BadGenesis, 0, msg),
         }
     }
@@ -1169,10 +1191,10 @@ pub fn rotation_statement(origin: &str, seq: u64, new_key: &str) -> String {
     format!("agp key rotation\n{origin}\n{seq}\n{new_key}\n")
 }
 
-fn check_rotation(f: &Fields<'_>, active: &VerifierKey, pos: u64) -> Result<VerifierKey, String> {
+fn check_rotation(f: &Envelope<'_>, active: &VerifierKey, pos: u64) -> Result<VerifierKey, String> {
+    let body = f.body_map()?;
     let get = |k: &str| {
-        f.body
-            .get(k)
+        body.get(k)
             .and_then(Value::as_str)
             .ok_or(format!("no body.{k}"))
     };
@@ -1195,109 +1217,80 @@ fn check_rotation(f: &Fields<'_>, active: &VerifierKey, pos: u64) -> Result<Veri
     Ok(new)
 }
 
-struct Fields<'a> {
+/// The fields every event has, borrowed from the line.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    v: u64,
     seq: u64,
-    kind: &'a str,
-    prev: &'a str,
-    key_id: &'a str,
-    body: &'a serde_json::Map<String, Value>,
+    #[serde(borrow)]
+    ts: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    session: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    prev: Cow<'a, str>,
+    #[serde(borrow)]
+    key_id: Cow<'a, str>,
+    #[serde(borrow)]
+    body: &'a serde_json::value::RawValue,
 }
 
-impl<'a> Fields<'a> {
-    fn extract(v: &'a Value) -> Result<Self, String> {
-        let obj = v.as_object().ok_or("the line is not a JSON object")?;
-        let get = |k: &str| obj.get(k).ok_or(format!("missing field {k:?}"));
-        if get("v")?.as_u64() != Some(event::VERSION) {
-            return Err(format!("unsupported version v={}", get("v")?));
+impl Envelope<'_> {
+    fn validate(&self) -> Result<(), String> {
+        if self.v != event::VERSION {
+            return Err(format!("unsupported version v={}", self.v));
         }
-        let seq = get("seq")?
-            .as_u64()
-            .ok_or("seq is not an unsigned integer")?;
-        let ts = get("ts")?.as_str().ok_or("ts is not a string")?;
-        if !event::is_rfc3339_utc(ts) {
-            return Err(format!("ts {ts:?} is not an RFC 3339 UTC timestamp"));
+        if !event::is_rfc3339_utc(&self.ts) {
+            return Err(format!("ts {:?} is not an RFC 3339 UTC timestamp", self.ts));
         }
-        let kind = get("kind")?.as_str().ok_or("kind is not a string")?;
-        event::check_kind(kind).map_err(|e| e.to_string())?;
-        match get("session")? {
-            Value::Null => {}
-            Value::String(s) => event::check_session(s).map_err(|e| e.to_string())?,
-            _ => return Err("session is neither null nor a string".into()),
+        event::check_kind(&self.kind).map_err(|e| e.to_string())?;
+        if let Some(s) = &self.session {
+            event::check_session(s).map_err(|e| e.to_string())?;
         }
-        let prev = get("prev")?.as_str().ok_or("prev is not a string")?;
-        if prev.len() != 64
-            || !prev
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if decode_hex32(&self.prev).is_none() {
             return Err("prev is not 64 lowercase hex digits".into());
         }
-        let key_id = get("key_id")?.as_str().ok_or("key_id is not a string")?;
-        let body = get("body")?.as_object().ok_or("body is not an object")?;
-        Ok(Self {
-            seq,
-            kind,
-            prev,
-            key_id,
-            body,
-        })
+        if self.key_id.len() != 8 || !is_lower_hex(&self.key_id) {
+            return Err("key_id is not 8 lowercase hex digits".into());
+        }
+        if !self.body.get().starts_with('{') {
+            return Err("body is not an object".into());
+        }
+        Ok(())
     }
+
+    fn body_map(&self) -> Result<serde_json::Map<String, Value>, String> {
+        serde_json::from_str(self.body.get()).map_err(|e| format!("body: {e}"))
+    }
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Lowercase hex of exactly 32 bytes.
+fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = (nibble(b[2 * i])? << 4) | nibble(b[2 * i + 1])?;
+    }
+    Some(out)
 }
 
 fn parse_checkpoint_unverified(note: &[u8]) -> Result<Checkpoint, String> {
     let parsed = parse_note(note).map_err(|e| e.to_string())?;
     Checkpoint::parse_text(parsed.text).map_err(|e| e.to_string())
-}
-
-/// Whether some JSON object in `line` repeats a member name (serde_json keeps the last one
-/// silently, so this needs its own pass; only run when a line already failed the JCS check).
-fn has_duplicate_keys(line: &[u8]) -> bool {
-    struct Walk;
-    impl<'de> serde::Deserialize<'de> for Walk {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(WalkVisitor)
-        }
-    }
-    struct WalkVisitor;
-    impl<'de> serde::de::Visitor<'de> for WalkVisitor {
-        type Value = Walk;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("JSON")
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<Walk, E> {
-            Ok(Walk)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Walk, E> {
-            Ok(Walk)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Walk, E> {
-            Ok(Walk)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Walk, E> {
-            Ok(Walk)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Walk, E> {
-            Ok(Walk)
-        }
-        fn visit_unit<E>(self) -> Result<Walk, E> {
-            Ok(Walk)
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Walk, A::Error> {
-            while seq.next_element::<Walk>()?.is_some() {}
-            Ok(Walk)
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Walk, A::Error> {
-            let mut seen = std::collections::HashSet::new();
-            while let Some(k) = map.next_key::<String>()? {
-                if !seen.insert(k) {
-                    return Err(serde::de::Error::custom("duplicate member name"));
-                }
-                map.next_value::<Walk>()?;
-            }
-            Ok(Walk)
-        }
-    }
-    matches!(serde_json::from_slice::<Walk>(line), Err(e) if e.to_string().contains("duplicate member name"))
 }
 
 enum NoteItem {
@@ -1386,13 +1379,6 @@ impl<R: BufRead> NoteReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn duplicate_keys_are_found_at_any_depth() {
-        assert!(has_duplicate_keys(br#"{"a":1,"a":2}"#));
-        assert!(has_duplicate_keys(br#"{"a":{"b":[{"c":1,"c":1}]}}"#));
-        assert!(!has_duplicate_keys(br#"{"a":{"a":1},"b":[1,2,{"a":2}]}"#));
-    }
 
     #[test]
     fn note_reader_splits_concatenated_notes_and_spots_a_torn_end() {

@@ -663,9 +663,15 @@ fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<File>>) {
         }
         let pending = st.to_seal.0 > st.sealed && st.sealer_idle;
         if pending && !st.closing {
-            if let Some(wait) = last_seal.and_then(|t| sh.opts.checkpoint_interval.checked_sub(t.elapsed())) {
+            if let Some(wait) =
+                last_seal.and_then(|t| sh.opts.checkpoint_interval.checked_sub(t.elapsed()))
+            {
                 if !wait.is_zero() {
-                    st = sh.seal_cv.wait_timeout(st, wait).unwrap_or_else(|p| p.into_inner()).0;
+                    st = sh
+                        .seal_cv
+                        .wait_timeout(st, wait)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
                     continue;
                 }
             }
