@@ -80,12 +80,33 @@ pub struct Mediator {
     pub(crate) outbox_wake: tokio::sync::Notify,
     /// One delivery pass at a time: an item is never projected twice concurrently.
     pub(crate) outbox_lock: tokio::sync::Mutex<()>,
-    /// (session, input_sha256) → until when an approval is remembered, and who gave it.
+    /// Approvals a rule lets the daemon remember: until when, and who gave them.
     remembered: Mutex<HashMap<RememberKey, (Instant, Vec<Approver>)>>,
 }
 
-/// (session, input_sha256).
-type RememberKey = (String, String);
+/// What must be identical for a remembered approval to cover a later call: the same session,
+/// tool, working directory and input, judged by the same rule. The input hash alone would let
+/// an approval of one tool (or one directory) cover another with the same input.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct RememberKey {
+    session: String,
+    tool: String,
+    cwd: String,
+    input_sha256: String,
+    rule_id: Option<String>,
+}
+
+impl RememberKey {
+    fn of(call: &ToolCall, input_sha256: &str, rule_id: Option<&str>) -> Self {
+        Self {
+            session: call.session.clone(),
+            tool: call.tool.clone(),
+            cwd: call.cwd.to_string_lossy().into_owned(),
+            input_sha256: input_sha256.to_owned(),
+            rule_id: rule_id.map(str::to_owned),
+        }
+    }
+}
 
 fn approver_names(by: &[Approver]) -> String {
     by.iter()
@@ -422,25 +443,20 @@ impl Mediator {
         self.deny(&call.id, "", reason, Some("agp.invalid-input".into()))
     }
 
-    fn remembered_by(&self, session: &str, input_sha256: &str) -> Option<Vec<Approver>> {
+    fn remembered_by(&self, key: &RememberKey) -> Option<Vec<Approver>> {
         let mut map = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (session.to_owned(), input_sha256.to_owned());
-        match map.get(&key) {
-            Some((until, by)) if *until > Instant::now() => Some(by.clone()),
-            Some(_) => {
-                map.remove(&key);
-                None
-            }
-            None => None,
-        }
+        let now = Instant::now();
+        // Expired entries go on every lookup, so the map never outgrows the live window.
+        map.retain(|_, (until, _)| *until > now);
+        map.get(key).map(|(_, by)| by.clone())
     }
 
-    fn remember(&self, session: &str, input_sha256: &str, secs: u64, by: Vec<Approver>) {
+    fn remember(&self, key: RememberKey, secs: u64, by: Vec<Approver>) {
         let until = Instant::now() + Duration::from_secs(secs);
         self.remembered
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((session.to_owned(), input_sha256.to_owned()), (until, by));
+            .insert(key, (until, by));
     }
 
     /// Puts a `require` to the approval channel and journals how it ended. Every path that is
@@ -465,7 +481,15 @@ impl Mediator {
             reason,
         };
 
-        if let Some(by) = self.remembered_by(&session.id, input_sha256) {
+        let key = RememberKey::of(call, input_sha256, verdict.rule_id.as_deref());
+        // Only a rule that allows remembering may reuse an earlier approval.
+        let may_remember = spec.remember_secs.is_some_and(|s| s > 0);
+        let remembered = if may_remember {
+            self.remembered_by(&key)
+        } else {
+            None
+        };
+        if let Some(by) = remembered {
             let body = json!({
                 "call_id": call.id, "input_sha256": input_sha256, "by": by,
                 "channel": channel, "remembered": true,
@@ -544,7 +568,7 @@ impl Mediator {
             &request,
             &channel,
             outcome,
-            spec.remember_secs,
+            spec.remember_secs.filter(|s| *s > 0).map(|s| (s, key)),
             started.elapsed(),
         )
         .await
@@ -577,7 +601,7 @@ impl Mediator {
         request: &ApprovalRequest,
         channel: &str,
         outcome: ApprovalOutcome,
-        remember_secs: Option<u64>,
+        remember: Option<(u64, RememberKey)>,
         waited: Duration,
     ) -> ApprovalEnd {
         let outcome = self.check_grant(request, outcome);
@@ -651,10 +675,8 @@ impl Mediator {
             };
         }
         if end.granted {
-            if let (Some(secs), ApprovalOutcome::Granted { by }) = (remember_secs, &outcome) {
-                if secs > 0 {
-                    self.remember(session, &request.input_sha256, secs, by.clone());
-                }
+            if let (Some((secs, key)), ApprovalOutcome::Granted { by }) = (remember, &outcome) {
+                self.remember(key, secs, by.clone());
             }
         }
         end

@@ -1058,3 +1058,24 @@ fn a_failing_projection_is_retried_with_backoff_and_never_blocks_calls() {
         .is_empty());
     rt.shutdown_background();
 }
+
+#[test]
+fn a_remembered_approval_covers_only_the_same_tool_cwd_and_input() {
+    let f = Fixture::new(Duration::from_millis(300));
+    f.channel
+        .answers
+        .lock()
+        .unwrap()
+        .push_back(ApprovalOutcome::Granted {
+            by: vec![human("alice")],
+        });
+    let token = f.session(SessionMode::Gate);
+    let mut c = f.client(&token);
+    assert!(c.request(&write("c1", "remember.txt")).unwrap().is_allow());
+    assert!(c.request(&write("c2", "remember.txt")).unwrap().is_allow());
+    // Same input, another working directory: asked again (nobody answers → timeout → deny).
+    let mut elsewhere = write("c3", "remember.txt");
+    elsewhere.cwd = "/somewhere/else".into();
+    assert_eq!(c.request(&elsewhere).unwrap().decision, "deny");
+    assert_eq!(f.channel.asked.load(Ordering::SeqCst), 2);
+}
