@@ -12,6 +12,10 @@ use crate::mediate::Mediator;
 use crate::store::{PendingRow, StoreError};
 use crate::util::now_ms;
 
+/// How long settled bookkeeping (call ids of ended sessions, delivered projections, settled
+/// approvals) is kept; the journal keeps everything forever.
+const RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
     #[error(transparent)]
@@ -36,6 +40,11 @@ pub async fn recover(m: &Arc<Mediator>) -> Result<Vec<tokio::task::JoinHandle<()
                    "fencing_token": row.fencing_token, "last_heartbeat_ms": row.heartbeat_ms}),
         )
         .await?;
+    }
+
+    let pruned = m.db(move |s| s.prune(now - RETENTION_MS)).await?;
+    if pruned > 0 {
+        tracing::info!("pruned {pruned} settled state rows older than 7 days");
     }
 
     let pending = m.db(|s| s.pending()).await?;

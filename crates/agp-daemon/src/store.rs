@@ -469,6 +469,29 @@ impl Store {
         Ok(())
     }
 
+    /// Drops bookkeeping nobody needs any more: call ids of sessions that ended before
+    /// `before_ms` (their ids can no longer be replayed: the session is closed), delivered
+    /// projections and settled approvals older than that. Sessions and dead letters stay.
+    pub fn prune(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut n = tx.execute(
+            "DELETE FROM calls WHERE session IN
+                 (SELECT id FROM sessions WHERE status != 'active' AND ended_at_ms < ?1)",
+            [before_ms],
+        )?;
+        n += tx.execute(
+            "DELETE FROM outbox WHERE status = 'delivered' AND created_at_ms < ?1",
+            [before_ms],
+        )?;
+        n += tx.execute(
+            "DELETE FROM pending_approvals WHERE status != 'pending' AND resolved_at_ms < ?1",
+            [before_ms],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// (pending, delivered, dead) counts.
     pub fn outbox_counts(&self) -> Result<(i64, i64, i64), StoreError> {
         Ok(self.conn().query_row(
@@ -560,6 +583,37 @@ mod tests {
         assert!(s.resolve_pending("s1", "c1", "aa", "granted", 2).unwrap());
         assert!(!s.resolve_pending("s1", "c1", "aa", "denied", 3).unwrap());
         assert!(s.pending().unwrap().is_empty());
+    }
+
+    #[test]
+    fn prune_keeps_live_sessions_pending_approvals_and_dead_letters() {
+        let s = store_with_session();
+        s.insert_session("old", "scripted", "/r", "", "gate", "t-old", "d1", 10)
+            .unwrap();
+        s.record_call("s1", "c1", 10).unwrap();
+        s.record_call("old", "c1", 10).unwrap();
+        assert!(s.end_session("old", "completed", 1, 20).unwrap());
+        let row = |call: &str| PendingRow {
+            session: "s1".into(),
+            call_id: call.into(),
+            input_sha256: "h".into(),
+            request_json: "{}".into(),
+            expires_at_ms: 100,
+        };
+        s.insert_pending(&row("p1"), 10).unwrap();
+        s.insert_pending(&row("p2"), 10).unwrap();
+        s.resolve_pending("s1", "p1", "h", "granted", 20).unwrap();
+        let delivered = s.enqueue_outbox("k", None, "{}", 10).unwrap();
+        s.outbox_delivered(delivered).unwrap();
+        let dead = s.enqueue_outbox("k", None, "{}", 10).unwrap();
+        s.outbox_failed(dead, "x", 0, true).unwrap();
+
+        assert_eq!(s.prune(1000).unwrap(), 3);
+        assert!(s.call_seen("s1", "c1").unwrap());
+        assert!(!s.call_seen("old", "c1").unwrap());
+        assert_eq!(s.pending().unwrap().len(), 1);
+        assert_eq!(s.outbox_counts().unwrap(), (0, 0, 1));
+        assert_eq!(s.sessions().unwrap().len(), 2);
     }
 
     #[test]
