@@ -78,7 +78,12 @@ mod tests {
             ApproverChoice::from_flags(true, Some("a".into())),
             Err(ChoiceError::Conflict)
         ));
-        let script = ApproverChoice::from_flags(false, Some("answers".into())).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let answers = dir.path().join("answers");
+        let missing = ApproverChoice::from_flags(false, Some(answers.clone())).unwrap();
+        assert!(matches!(missing.build(), Err(ChoiceError::Start { .. })));
+        std::fs::write(&answers, "allow\n").unwrap();
+        let script = ApproverChoice::from_flags(false, Some(answers)).unwrap();
         assert_eq!(script.build().unwrap().name(), "terminal-script");
         assert_eq!(ApproverChoice::AutoApprove.build().unwrap().name(), "auto");
         assert_eq!(ApproverChoice::Terminal.build().unwrap().name(), "terminal");

@@ -81,6 +81,9 @@ impl ScriptedApprover {
         path: &Path,
         out: Box<dyn Write + Send>,
     ) -> std::io::Result<ScriptedApprover> {
+        // Fail at start-up on a missing script. Only metadata is read: opening a FIFO would
+        // block until its writer appears.
+        std::fs::metadata(path)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -363,9 +366,12 @@ mod tests {
     #[tokio::test]
     async fn exhausted_or_missing_scripts_are_unavailable() {
         let dir = tempfile::tempdir().unwrap();
-        let missing =
-            ScriptedApprover::with_output(&dir.path().join("nope"), Box::new(Shared::default()))
-                .unwrap();
+        let nope = dir.path().join("nope");
+        assert!(ScriptedApprover::with_output(&nope, Box::new(Shared::default())).is_err());
+        // A script that disappears after start-up fails closed at the first request.
+        std::fs::write(&nope, "allow\n").unwrap();
+        let missing = ScriptedApprover::with_output(&nope, Box::new(Shared::default())).unwrap();
+        std::fs::remove_file(&nope).unwrap();
         let out = missing
             .request_approval(&request("1", 60_000))
             .await
