@@ -5,6 +5,27 @@
 //! [`ClientMessage::Hello`] carrying the per-session token; after that the connection belongs to
 //! that one session. This crate is std + serde only so that a short-lived hook process can use
 //! [`client::Client`] without paying for an async runtime.
+//!
+//! A session connection, one JSON object per line (client `>`, daemon `<`):
+//!
+//! ```text
+//! > {"type":"hello","protocol":1,"token":"<64 hex>"}
+//! < {"type":"welcome","protocol":1,"session":"s-…","mode":"gate"}
+//! > {"type":"tool_call_request","id":"c1","tool_use_id":"toolu_1","tool":"Bash","input":{"command":"ls"},"cwd":"/repo"}
+//! < {"type":"verdict","id":"c1","decision":"allow","reason":"…","rule_id":"read-only","input_sha256":"…"}
+//! > {"type":"tool_call_result","id":"c1","ok":true,"output":"…","output_sha256":"…"}   (gate mode)
+//! < {"type":"result_recorded","id":"c1"}
+//! ```
+//!
+//! In proxy-exec mode an allowed verdict is followed by `{"type":"exec_result",…}` with the
+//! sandboxed execution's redacted, truncated output and the hash of the full output. A `require`
+//! is settled by an approver before the verdict is sent, so the client waits as long as the
+//! approval timeout plus a margin. Any protocol violation (oversize, malformed or unknown frame,
+//! wrong token, replayed id, a call before hello) gets `{"type":"error","code":…,"message":…}`
+//! and the connection is closed; the client must treat every error as a deny.
+//!
+//! Sessions are created by the daemon's owner (in-process, or through `open_session` with the
+//! admin token kept in a 0600 file next to the socket).
 
 pub mod client;
 pub mod frame;
