@@ -123,16 +123,32 @@ impl IntendantAdapter for ClaudeCodeAdapter {
             ));
         }
         let (host, port) = authority(&self.api_base_url())?;
+        let mut files = vec![SeededFile {
+            path: MANAGED_SETTINGS.into(),
+            contents: settings,
+            mode: 0o644,
+            read_only: true,
+        }];
+        if ctx.interactive {
+            // A fresh HOME would start the first-run onboarding, whose connectivity check goes
+            // to the vendor host whatever the base URL, and the folder-trust prompt. The user
+            // chose the repository by launching agp on it; the hooks are managed either way.
+            let state = json!({
+                "hasCompletedOnboarding": true,
+                "projects": {ctx.repo.display().to_string(): {"hasTrustDialogAccepted": true}},
+            });
+            files.push(SeededFile {
+                path: PathBuf::from(SANDBOX_HOME).join(".claude.json"),
+                contents: state.to_string().into_bytes(),
+                mode: 0o600,
+                read_only: false,
+            });
+        }
         Ok(LaunchPlan::Process(ProcessPlan {
             argv,
             env,
             cwd: ctx.repo.clone(),
-            files: vec![SeededFile {
-                path: MANAGED_SETTINGS.into(),
-                contents: settings,
-                mode: 0o644,
-                read_only: true,
-            }],
+            files,
             ro_binds,
             egress_hosts: vec![format!("{host}:{port}")],
             interactive: ctx.interactive,
