@@ -202,6 +202,24 @@ impl Scene {
         }
     }
 
+    /// Like [`resolve_all`](Self::resolve_all) without following symlinks.
+    pub fn lexical_all(&self, raw: &str) -> Vec<PathBuf> {
+        let expand = |base: &Path| {
+            if raw == "~" {
+                self.bases.home.clone()
+            } else if let Some(rest) = raw.strip_prefix("~/") {
+                paths::lexical(&self.bases.home.join(rest))
+            } else {
+                paths::lexical(&base.join(raw))
+            }
+        };
+        if Self::is_relative(raw) {
+            self.cwds.iter().map(|c| expand(c)).collect()
+        } else {
+            vec![expand(&self.bases.cwd)]
+        }
+    }
+
     fn is_relative(raw: &str) -> bool {
         !(raw.starts_with('/') || raw == "~" || raw.starts_with("~/"))
     }

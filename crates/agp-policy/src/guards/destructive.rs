@@ -26,6 +26,13 @@ const SYSTEM_DIRS: &[&str] = &[
     "/srv",
     "/sys",
     "/usr",
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/local",
+    "/usr/share",
+    "/var/lib",
     "/var",
     "/Users",
     "/System",
@@ -68,7 +75,11 @@ fn target_dirs(w: &Word, scene: &Scene) -> Vec<PathBuf> {
     if t.is_empty() {
         t = if w.text.starts_with('/') { "/" } else { "." };
     }
-    scene.resolve_all(t)
+    // Both the path as written and where it leads: deleting the symlink /bin is as fatal as
+    // deleting /usr/bin.
+    let mut out = scene.resolve_all(t);
+    out.extend(scene.lexical_all(t));
+    out
 }
 
 fn names_home(text: &str) -> bool {

@@ -155,8 +155,10 @@ fn unescape_double(raw: &str) -> String {
     out
 }
 
+/// Globs and brace expansions (`{rm,-rf,/}`, `{1..3}`) are only resolved at run time.
 fn has_unquoted_glob(raw: &str) -> bool {
     let mut escaped = false;
+    let mut brace_open = false;
     for c in raw.chars() {
         if escaped {
             escaped = false;
@@ -165,6 +167,8 @@ fn has_unquoted_glob(raw: &str) -> bool {
         match c {
             '\\' => escaped = true,
             '*' | '?' | '[' => return true,
+            '{' => brace_open = true,
+            '}' if brace_open => return true,
             _ => {}
         }
     }
@@ -243,5 +247,7 @@ mod tests {
         assert_eq!(decode_ansi_c(r"$'\u0041'"), None);
         assert!(has_unquoted_glob("/bin/r?"));
         assert!(!has_unquoted_glob(r"a\*"));
+        assert!(has_unquoted_glob("{rm,-rf,/}"));
+        assert!(!has_unquoted_glob(r"\{a,b}"));
     }
 }
