@@ -49,6 +49,15 @@ pub enum SandboxChoice {
     None,
 }
 
+impl std::fmt::Display for SandboxChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SandboxChoice::Bwrap => "bwrap",
+            SandboxChoice::None => "none (NO isolation)",
+        })
+    }
+}
+
 /// The parts of config.toml the daemon reads. Unknown sections belong to other commands.
 #[derive(Debug, Default, serde::Deserialize)]
 struct ConfigFile {
@@ -269,7 +278,7 @@ pub fn run(home: &Home, args: DaemonArgs) -> Result<Exit> {
             .await
             .context("cannot start the daemon")?;
         println!(
-            "agp daemon: listening on {} (policy {}, approvals via {}, sandbox {:?}); Ctrl-C to stop",
+            "agp daemon: listening on {} (policy {}, approvals via {}, sandbox {}); Ctrl-C to stop",
             daemon.socket_path().display(),
             assembly.policy_path.display(),
             assembly.channel,

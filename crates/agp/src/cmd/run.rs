@@ -115,7 +115,7 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
             }
         };
         println!(
-            "agp: session {} · intendant scripted · repo {} · sandbox {:?} · approvals via {}",
+            "agp: session {} · intendant scripted · repo {} · sandbox {} · approvals via {}",
             session.id,
             repo.display(),
             assembly.sandbox,
