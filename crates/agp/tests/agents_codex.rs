@@ -323,3 +323,47 @@ fn codex_exec(world: &World, model: &FakeModel, codex: &std::path::Path) -> Comm
     .env("FAKE_API_KEY", "not-a-real-key");
     cmd
 }
+
+/// A Codex whose `hooks/list` does not show agp's hook as managed and enabled (as an old or
+/// patched build that would skip it silently): `agp run` refuses to start it. A stand-in
+/// executable plays that Codex, so this runs whether or not the real client is installed.
+#[test]
+fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new();
+    let fake = world.dir.path().join("codex");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n\
+         if [ \"$1\" = app-server ]; then\n\
+           while read -r line; do\n\
+             case \"$line\" in *'\"id\":2'*) echo '{\"id\":2,\"result\":{\"data\":[{\"cwd\":\"/\",\"hooks\":[],\"warnings\":[],\"errors\":[]}]}}';; esac\n\
+           done\n\
+           exit 0\n\
+         fi\n\
+         touch ran-ungoverned\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let codex_home = world.dir.path().join("codex-home");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    let out = world.run(
+        "codex",
+        &[
+            ("AGP_CODEX_BIN", fake.to_str().unwrap()),
+            ("CODEX_HOME", codex_home.to_str().unwrap()),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("hook wiring not verified"), "{stderr}");
+    assert!(
+        !world.repo.join("ran-ungoverned").exists(),
+        "the agent started anyway"
+    );
+    let j = world.journal();
+    assert!(j
+        .iter()
+        .any(|e| e["kind"] == "session.ended" && e["body"]["status"] == "failed"));
+}
