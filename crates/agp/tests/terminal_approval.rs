@@ -1,0 +1,177 @@
+//! The README's interactive path with the real binary: `agp run` on the demo, with a real
+//! pseudo-terminal as its controlling terminal, and the test pressing keys like the human at it.
+//! Real socket, real bubblewrap, real SQLite, real signed journal.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+use serde_json::Value;
+
+const AGP: &str = env!("CARGO_BIN_EXE_agp");
+const WAIT: Duration = Duration::from_secs(120);
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn agp(home: &Path, user_home: &Path, args: &[&str]) {
+    let out = Command::new(AGP)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("HOME", user_home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "agp {args:?}: {out:?}");
+}
+
+/// Everything the terminal shows, read from the pty's master side.
+struct Screen {
+    master: Arc<File>,
+    text: Arc<Mutex<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Screen {
+    fn wait_for(&self, needle: &str, times: usize) -> String {
+        let start = Instant::now();
+        loop {
+            let text = String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned();
+            if text.matches(needle).count() >= times {
+                return text;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "no {needle:?} x{times} on the terminal:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn press(&self, key: &[u8]) {
+        (&*self.master).write_all(key).unwrap();
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("agp-home");
+    let user_home = dir.path().join("user");
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(user_home.join(".ssh")).unwrap();
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(workspace().join("examples/demo-repo"))
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    agp(&home, &user_home, &["init"]);
+    agp(&home, &user_home, &["keygen"]);
+
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let slave_path = ptsname(&master, Vec::new()).unwrap().into_string().unwrap();
+    rustix::io::ioctl_fionbio(&master, true).unwrap();
+    let slave = File::options()
+        .read(true)
+        .write(true)
+        .open(&slave_path)
+        .unwrap();
+
+    // `setsid --ctty` makes the pty (its stdin) the controlling terminal of a new session, so
+    // agp's /dev/tty is this pty, exactly as in a terminal window.
+    let mut child = Command::new("setsid")
+        .args(["--ctty", "--wait"])
+        .arg(AGP)
+        .arg("--home")
+        .arg(&home)
+        .args(["run", "--intendant", "scripted", "--script"])
+        .arg(workspace().join("examples/demo.yaml"))
+        .arg("--repo")
+        .arg(&repo)
+        .env("HOME", &user_home)
+        .env("NO_COLOR", "1")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+
+    let screen = Screen {
+        master: Arc::new(File::from(master)),
+        text: Arc::default(),
+        stop: Arc::default(),
+    };
+    let (reader, text, stop) = (
+        Arc::clone(&screen.master),
+        Arc::clone(&screen.text),
+        Arc::clone(&screen.stop),
+    );
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while !stop.load(Ordering::SeqCst) {
+            match (&*reader).read(&mut buf) {
+                Ok(n) if n > 0 => text.lock().unwrap().extend_from_slice(&buf[..n]),
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+
+    // First `require`: `rm notes.txt` (policy default). Look at the details, then allow.
+    let shown = screen.wait_for("decide:", 1);
+    assert!(shown.contains("rm notes.txt"), "{shown}");
+    screen.press(b"?");
+    screen.wait_for("input sha256   ", 1);
+    screen.press(b"y");
+    // Second `require`: `git push origin main` (the push rule). Deny.
+    let shown = screen.wait_for("decide:", 3);
+    assert!(shown.contains("git push origin main"), "{shown}");
+    screen.press(b"n");
+
+    let status = child.wait().unwrap();
+    let shown = screen.wait_for("journal verified", 1);
+    assert!(status.success(), "agp run failed ({status:?}):\n{shown}");
+    assert!(shown.contains("allowed by tty:"), "{shown}");
+    assert!(shown.contains("denied by tty:"), "{shown}");
+    assert!(
+        shown.contains("13 calls, 8 allowed (1 after approval), 5 denied"),
+        "{shown}"
+    );
+    assert!(!repo.join("notes.txt").exists(), "the approved rm ran");
+
+    // The journal names the person at the terminal for both decisions.
+    let entries: Vec<Value> = std::fs::read_to_string(home.join("journal/entries.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for kind in ["approval.granted", "approval.denied"] {
+        let e = entries
+            .iter()
+            .find(|e| e["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}"));
+        let by = if kind == "approval.granted" {
+            &e["body"]["by"][0]
+        } else {
+            &e["body"]["by"]
+        };
+        assert_eq!(by["via"], "terminal", "{e}");
+        assert!(by["id"].as_str().unwrap().starts_with("tty:"), "{e}");
+    }
+}
