@@ -83,6 +83,13 @@ fn sets() -> &'static Sets {
             "**/.claude/settings.local.json",
         ]),
         home_reads: set(&[
+            // The credential directories themselves (Grep/Glob/LS over ~/.ssh reads the keys).
+            ".ssh",
+            ".aws",
+            ".gnupg",
+            ".kube",
+            ".docker",
+            ".config/gh",
             ".ssh/id_*",
             ".ssh/*_rsa",
             ".ssh/*_ed25519",
@@ -176,4 +183,84 @@ pub fn check_read(path: &Path, scene: &Scene) -> Option<GuardHit> {
             ),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn scene() -> Scene {
+        Scene::new(
+            &agp_contracts::EvalContext {
+                project_root: PathBuf::from("/nonexistent-p"),
+                home: PathBuf::from("/nonexistent-h"),
+                agp_home: PathBuf::from("/nonexistent-h/.agp"),
+            },
+            Path::new("/nonexistent-p"),
+        )
+    }
+
+    #[test]
+    fn writes() {
+        let s = scene();
+        for p in [
+            "/nonexistent-h/.bashrc",
+            "/nonexistent-h/.zshrc",
+            "/nonexistent-h/.ssh/authorized_keys",
+            "/nonexistent-h/.ssh",
+            "/nonexistent-h/.config/fish/config.fish",
+            "/nonexistent-h/.gitconfig",
+            "/nonexistent-h/.claude/settings.json",
+            "/nonexistent-h/.agp/policy.toml",
+            "/nonexistent-h/.agp",
+            "/nonexistent-p/.git/hooks/pre-commit",
+            "/nonexistent-p/sub/.git/config",
+            "/nonexistent-p/.claude/settings.local.json",
+            "/etc/profile.d/x.sh",
+            "/etc/claude-code/managed-settings.json",
+        ] {
+            let hit = check_write(Path::new(p), &s).unwrap_or_else(|| panic!("{p} not protected"));
+            assert_eq!(hit.decision, agp_contracts::Decision::Deny, "{p}");
+        }
+        for p in [
+            "/nonexistent-p/src/main.rs",
+            "/nonexistent-h/notes.txt",
+            "/nonexistent-p/.gitignore",
+            "/nonexistent-h/.agpx",
+        ] {
+            assert!(check_write(Path::new(p), &s).is_none(), "{p}");
+        }
+    }
+
+    #[test]
+    fn reads() {
+        let s = scene();
+        for p in [
+            "/nonexistent-h/.ssh/id_ed25519",
+            "/nonexistent-h/.ssh",
+            "/nonexistent-h/.aws/credentials",
+            "/nonexistent-h/.netrc",
+            "/nonexistent-p/.env",
+            "/nonexistent-p/app/.env.production",
+            "/nonexistent-p/tls/server.key",
+            "/nonexistent-p/tls/server.pem",
+            "/etc/shadow",
+        ] {
+            let hit = check_read(Path::new(p), &s).unwrap_or_else(|| panic!("{p} not flagged"));
+            assert_eq!(hit.decision, agp_contracts::Decision::Require, "{p}");
+        }
+        assert_eq!(
+            check_read(Path::new("/nonexistent-h/.agp/keys/journal.key"), &s).map(|h| h.decision),
+            Some(agp_contracts::Decision::Deny)
+        );
+        for p in [
+            "/nonexistent-h/.ssh/id_ed25519.pub",
+            "/nonexistent-p/.env.example",
+            "/nonexistent-p/src/key.rs",
+            "/nonexistent-p/README.md",
+        ] {
+            assert!(check_read(Path::new(p), &s).is_none(), "{p}");
+        }
+    }
 }
