@@ -32,6 +32,33 @@ fn agp(home: &Path, user_home: &Path, args: &[&str]) {
     assert!(out.status.success(), "agp {args:?}: {out:?}");
 }
 
+/// A fresh agp home (initialized, with a key), a user home and a copy of the demo repo.
+fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("agp-home");
+    let user_home = dir.path().join("user");
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(user_home.join(".ssh")).unwrap();
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(workspace().join("examples/demo-repo"))
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    agp(&home, &user_home, &["init"]);
+    agp(&home, &user_home, &["keygen"]);
+    (dir, home, user_home, repo)
+}
+
+fn journal(home: &Path) -> Vec<Value> {
+    std::fs::read_to_string(home.join("journal/entries.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Everything the terminal shows, read from the pty's master side.
 struct Screen {
     master: Arc<File>,
@@ -68,20 +95,7 @@ impl Drop for Screen {
 
 #[test]
 fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(user_home.join(".ssh")).unwrap();
-    let copied = Command::new("cp")
-        .arg("-r")
-        .arg(workspace().join("examples/demo-repo"))
-        .arg(&repo)
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    agp(&home, &user_home, &["init"]);
-    agp(&home, &user_home, &["keygen"]);
+    let (_dir, home, user_home, repo) = setup();
 
     let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
     grantpt(&master).unwrap();
@@ -156,11 +170,7 @@ fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
     assert!(!repo.join("notes.txt").exists(), "the approved rm ran");
 
     // The journal names the person at the terminal for both decisions.
-    let entries: Vec<Value> = std::fs::read_to_string(home.join("journal/entries.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let entries = journal(&home);
     for kind in ["approval.granted", "approval.denied"] {
         let e = entries
             .iter()
@@ -173,5 +183,59 @@ fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
         };
         assert_eq!(by["via"], "terminal", "{e}");
         assert!(by["id"].as_str().unwrap().starts_with("tty:"), "{e}");
+    }
+}
+
+/// `--auto-approve` is loud and is the approver of record: the banner, one line per grant, and
+/// the journal naming `--auto-approve`. The demo's call meant to be denied by a person is then
+/// approved too, and the self-check says so (exit 1).
+#[test]
+fn auto_approve_is_loud_and_journaled_as_the_approver() {
+    let (_dir, home, user_home, repo) = setup();
+    let out = Command::new("setsid")
+        .arg("--wait")
+        .arg(AGP)
+        .arg("--home")
+        .arg(&home)
+        .args([
+            "run",
+            "--intendant",
+            "scripted",
+            "--auto-approve",
+            "--script",
+        ])
+        .arg(workspace().join("examples/demo.yaml"))
+        .arg("--repo")
+        .arg(&repo)
+        .env("HOME", &user_home)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("--auto-approve is ON"), "{stderr}");
+    assert_eq!(stderr.matches("AUTO-APPROVED").count(), 2, "{stderr}");
+    assert_eq!(
+        stdout.matches("approved by auto-approve").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(stdout.contains("✗ expected deny"), "{stdout}");
+    assert!(stdout.contains("journal verified"), "{stdout}");
+
+    let entries = journal(&home);
+    let granted: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["kind"] == "approval.granted")
+        .collect();
+    assert_eq!(granted.len(), 2);
+    for e in granted {
+        assert_eq!(
+            e["body"]["by"],
+            serde_json::json!([{"id": "auto-approve", "name": "--auto-approve", "via": "auto"}]),
+            "{e}"
+        );
     }
 }
