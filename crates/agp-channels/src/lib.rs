@@ -14,6 +14,8 @@ pub mod render;
 pub mod sanitize;
 mod script;
 mod terminal;
+#[cfg(test)]
+mod test_support;
 mod tty;
 
 pub use auto::{AutoApproveChannel, BANNER as AUTO_APPROVE_BANNER};

@@ -1,9 +1,11 @@
 //! agp's intendants: the agents agp governs.
 //!
-//! Today: the scripted intendant ([`ScriptedIntendant`]), which sends a script of tool calls
-//! (Claude Code's vocabulary) through the gateway in proxy-exec mode, for demos and tests. The
-//! Claude Code and Codex adapters implement the same [`agp_contracts::intendant::IntendantAdapter`]
-//! contract.
+//! - the scripted intendant ([`ScriptedIntendant`]): sends a script of tool calls (Claude Code's
+//!   vocabulary) through the gateway in proxy-exec mode, for demos and tests;
+//! - the Claude Code and Codex adapters ([`claude_code`], [`codex`], sharing [`live`]): real
+//!   agent CLIs launched in the sandbox with agp's hook wired in (gate mode).
+//!
+//! All of them implement [`agp_contracts::intendant::IntendantAdapter`].
 
 pub mod claude_code;
 pub mod codex;
