@@ -109,6 +109,10 @@ struct State {
     buf_entries: usize,
     buf_since: Option<Instant>,
     durable: u64,
+    /// Appenders waiting for the lines in `buf` to become durable (woken one by one with
+    /// `unpark`, so a commit does not make all of them fight for this lock).
+    waiters: Vec<std::thread::Thread>,
+    committer: CommitterState,
     /// Latest durable (size, root), for the sealer.
     to_seal: (u64, Hash),
     sealed: u64,
@@ -117,10 +121,22 @@ struct State {
     sealer_idle: bool,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CommitterState {
+    /// Waiting for a first entry.
+    Idle,
+    /// Group mode: waiting for the group to fill or its time to run out.
+    Filling,
+    /// Writing and syncing: it looks at the queue again when done.
+    Busy,
+}
+
 struct Shared {
     state: Mutex<State>,
     work: Condvar,
-    durable_cv: Condvar,
+    /// Mirrors `State::durable` so waiting appenders can check it without the lock.
+    durable: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicBool,
     seal_cv: Condvar,
     opts: JournalOptions,
     dir: PathBuf,
@@ -286,6 +302,8 @@ impl JournalWriter {
             buf_entries: 0,
             buf_since: None,
             durable: report.entries,
+            waiters: Vec::new(),
+            committer: CommitterState::Idle,
             to_seal: (report.entries, report.tail.frontier.root()),
             sealed: report.sealed_size,
             failed: None,
@@ -295,7 +313,8 @@ impl JournalWriter {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             work: Condvar::new(),
-            durable_cv: Condvar::new(),
+            durable: std::sync::atomic::AtomicU64::new(report.entries),
+            failed: std::sync::atomic::AtomicBool::new(false),
             seal_cv: Condvar::new(),
             opts,
             dir: dir.to_path_buf(),
@@ -391,7 +410,8 @@ impl JournalWriter {
         let body = event::canonical_body(body).map_err(|e| JournalError::Refused(e.to_string()))?;
         let st = self.shared.lock();
         let (st, receipt) = self.enqueue(st, kind, session, &body)?;
-        self.wait_durable(st, receipt)
+        drop(st);
+        self.wait_durable(receipt)
     }
 
     /// Composes the next line under the lock and hands it to the committer.
@@ -433,7 +453,17 @@ impl JournalWriter {
         if st.buf_since.is_none() {
             st.buf_since = Some(Instant::now());
         }
-        self.shared.work.notify_one();
+        st.waiters.push(std::thread::current());
+        // Wake the committer only when it waits for exactly this: every futex wake is a syscall
+        // and often a context switch.
+        let wake = match st.committer {
+            CommitterState::Idle => true,
+            CommitterState::Filling => st.buf_entries >= self.shared.opts.group_max_entries,
+            CommitterState::Busy => false,
+        };
+        if wake {
+            self.shared.work.notify_one();
+        }
         Ok((
             st,
             AppendReceipt {
@@ -443,22 +473,21 @@ impl JournalWriter {
         ))
     }
 
-    fn wait_durable(
-        &self,
-        mut st: MutexGuard<'_, State>,
-        receipt: AppendReceipt,
-    ) -> Result<AppendReceipt, JournalError> {
-        while st.durable <= receipt.seq {
-            if let Some(f) = &st.failed {
-                return Err(JournalError::Unavailable(f.clone()));
+    fn wait_durable(&self, receipt: AppendReceipt) -> Result<AppendReceipt, JournalError> {
+        use std::sync::atomic::Ordering;
+        let sh = &*self.shared;
+        loop {
+            if sh.durable.load(Ordering::Acquire) > receipt.seq {
+                return Ok(receipt);
             }
-            st = self
-                .shared
-                .durable_cv
-                .wait(st)
-                .unwrap_or_else(|p| p.into_inner());
+            if sh.failed.load(Ordering::Acquire) {
+                let msg = sh.lock().failed.clone().unwrap_or_default();
+                return Err(JournalError::Unavailable(msg));
+            }
+            // The committer unparks every waiter of a batch after its fdatasync; a stray
+            // wake-up just loops.
+            std::thread::park();
         }
-        Ok(receipt)
     }
 
     /// Waits until the sealer is idle, then writes a checkpoint for the durable size
@@ -539,7 +568,8 @@ impl JournalWriter {
         // by the new key (valid from size seq + 1).
         st.key_id = new_key.verifier().id_hex();
         *sh.key.lock().unwrap_or_else(|p| p.into_inner()) = new_key.clone();
-        let waited = self.wait_durable(st, receipt);
+        drop(st);
+        let waited = self.wait_durable(receipt);
         let res = waited.and_then(|receipt| {
             let (size, root) = sh.lock().to_seal;
             let mut cps = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
@@ -598,6 +628,7 @@ impl Journal for JournalWriter {
 }
 
 fn committer(sh: Arc<Shared>, mut file: File) {
+    use std::sync::atomic::Ordering;
     let group = sh.opts.durability == Durability::Group;
     let mut spare: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut st = sh.lock();
@@ -609,6 +640,7 @@ fn committer(sh: Arc<Shared>, mut file: File) {
             if st.closing {
                 break;
             }
+            st.committer = CommitterState::Idle;
             st = sh.work.wait(st).unwrap_or_else(|p| p.into_inner());
             continue;
         }
@@ -616,6 +648,7 @@ fn committer(sh: Arc<Shared>, mut file: File) {
             let since = st.buf_since.unwrap_or_else(Instant::now);
             let waited = since.elapsed();
             if waited < sh.opts.group_max_wait {
+                st.committer = CommitterState::Filling;
                 let (g, _) = sh
                     .work
                     .wait_timeout(st, sh.opts.group_max_wait - waited)
@@ -624,7 +657,9 @@ fn committer(sh: Arc<Shared>, mut file: File) {
                 continue;
             }
         }
+        st.committer = CommitterState::Busy;
         std::mem::swap(&mut st.buf, &mut spare);
+        let waiters = std::mem::take(&mut st.waiters);
         st.buf_entries = 0;
         st.buf_since = None;
         let end = st.next_seq;
@@ -639,18 +674,34 @@ fn committer(sh: Arc<Shared>, mut file: File) {
         match res {
             Ok(()) => {
                 st.durable = end;
+                sh.durable.store(end, Ordering::Release);
                 st.to_seal = (end, root);
                 sh.seal_cv.notify_all();
             }
             Err(e) => {
                 // The in-memory chain is ahead of the file now: refuse everything until reopened.
                 st.failed = Some(format!("journal write failed: {e}; reopen the journal"));
+                sh.failed.store(true, Ordering::Release);
             }
         }
-        sh.durable_cv.notify_all();
+        drop(st);
+        for t in waiters {
+            t.unpark();
+        }
+        st = sh.lock();
     }
+    // Nobody will commit what is still queued: release its appenders with the failure.
+    if st.failed.is_none() && !st.waiters.is_empty() {
+        st.failed = Some("the journal stopped before committing".into());
+    }
+    if st.failed.is_some() {
+        sh.failed.store(true, Ordering::Release);
+    }
+    let waiters = std::mem::take(&mut st.waiters);
     drop(st);
-    sh.durable_cv.notify_all();
+    for t in waiters {
+        t.unpark();
+    }
     sh.seal_cv.notify_all();
 }
 
@@ -701,8 +752,13 @@ fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<File>>) {
             Ok(()) => st.sealed = st.sealed.max(size),
             Err(e) => st.failed = Some(format!("writing a checkpoint failed: {e}")),
         }
+        if st.failed.is_some() {
+            sh.failed.store(true, std::sync::atomic::Ordering::Release);
+            for t in std::mem::take(&mut st.waiters) {
+                t.unpark();
+            }
+        }
         sh.seal_cv.notify_all();
-        sh.durable_cv.notify_all();
     }
 }
 
