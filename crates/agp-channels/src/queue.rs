@@ -67,8 +67,10 @@ impl Active<'_> {
 
     /// When the request expires, on the monotonic clock.
     pub fn deadline(&self) -> Instant {
-        let left = self.request.expires_at_ms.saturating_sub(now_ms());
-        Instant::now() + Duration::from_millis(left)
+        // Capped: an absurd expiry must not overflow the clock (a panic would stop the worker).
+        const LONGEST: Duration = Duration::from_secs(7 * 24 * 3600);
+        let left = Duration::from_millis(self.request.expires_at_ms.saturating_sub(now_ms()));
+        Instant::now() + left.min(LONGEST)
     }
 
     /// Waits, with no terminal involved, until the caller gives up or the request expires.
@@ -264,6 +266,31 @@ mod tests {
             approvers: approvers.iter().map(|a| a.to_string()).collect(),
             quorum,
             expires_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn deadlines_follow_the_expiry_and_never_overflow() {
+        let (reply, _answer) = oneshot::channel();
+        let (wake, _wake_tx) = pipe_with(PipeFlags::CLOEXEC).unwrap();
+        let mut req = request(&[], 1);
+        for (expires, low, high) in [
+            (u64::MAX, 6 * 24 * 3600, 8 * 24 * 3600),
+            (now_ms() + 60_000, 50, 70),
+            (0, 0, 1),
+        ] {
+            req.expires_at_ms = expires;
+            let active = Active {
+                request: &req,
+                waiting: 0,
+                reply: &reply,
+                wake: wake.as_fd(),
+            };
+            let left = active.deadline().saturating_duration_since(Instant::now());
+            assert!(
+                left >= Duration::from_secs(low) && left <= Duration::from_secs(high),
+                "{expires}: {left:?}"
+            );
         }
     }
 

@@ -352,6 +352,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_absurd_expiry_does_not_break_the_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("answers");
+        std::fs::write(&path, "allow\nallow\n").unwrap();
+        let channel = ScriptedApprover::with_output(&path, Box::new(Shared::default())).unwrap();
+        let mut forever = request("1", 0);
+        forever.expires_at_ms = u64::MAX;
+        assert!(channel
+            .request_approval(&forever)
+            .await
+            .unwrap()
+            .is_granted());
+        assert!(channel
+            .request_approval(&request("2", 60_000))
+            .await
+            .unwrap()
+            .is_granted());
+    }
+
+    #[tokio::test]
     async fn exhausted_or_missing_scripts_are_unavailable() {
         let dir = tempfile::tempdir().unwrap();
         let nope = dir.path().join("nope");
