@@ -432,6 +432,7 @@ impl Policy {
             return;
         }
         self.judge_mentions(cmd, scene, acc);
+        self.judge_file_readers(cmd, scene, acc);
         if rule.is_none() {
             acc.push(self.default_judgment("this command"));
         }
@@ -478,6 +479,58 @@ impl Policy {
                     }
                 }
             }
+        }
+    }
+
+    /// Commands whose job is to read the files they are given: their files are judged as
+    /// reads under the `Read` rules, so `cat /etc/hosts` needs what `Read(//etc/hosts)` needs.
+    fn judge_file_readers(&self, cmd: &SimpleCommand, scene: &Scene, acc: &mut Strictest) {
+        let name = cmd.name();
+        let pattern_first = matches!(name, "grep" | "egrep" | "fgrep" | "rg" | "ag" | "jq" | "yq");
+        let reader = pattern_first
+            || matches!(
+                name,
+                "cat"
+                    | "tac"
+                    | "head"
+                    | "tail"
+                    | "less"
+                    | "more"
+                    | "nl"
+                    | "wc"
+                    | "od"
+                    | "xxd"
+                    | "hexdump"
+                    | "strings"
+                    | "base64"
+                    | "md5sum"
+                    | "sha1sum"
+                    | "sha256sum"
+                    | "sha512sum"
+                    | "cksum"
+                    | "diff"
+                    | "cmp"
+                    | "sort"
+                    | "uniq"
+                    | "bat"
+                    | "view"
+            );
+        if !reader {
+            return;
+        }
+        let args = cmd.args();
+        let explicit_pattern = args
+            .iter()
+            .any(|w| matches!(w.text.as_str(), "-e" | "-f" | "--regexp" | "--file"));
+        let mut ops = crate::guards::operands(args).into_iter();
+        if pattern_first && !explicit_pattern {
+            ops.next();
+        }
+        for w in ops {
+            if w.dynamic || w.text == "-" || w.text.is_empty() {
+                continue;
+            }
+            self.judge_path(FileClass::Read, None, &w.text, scene, acc);
         }
     }
 
