@@ -717,6 +717,7 @@ async fn approvals_that_expired_while_the_daemon_was_down_are_closed_on_start() 
 async fn link_disabled_backs_off_then_reconnects_and_bad_urls_are_retried() {
     let r = rig().await;
     let ch = Arc::new(r.channel(&["UALICE"]).await);
+    assert!(r.fake.wait_hellos(1, WAIT).await);
     r.fake.disconnect("link_disabled").unwrap();
     assert!(r.fake.wait_hellos(2, WAIT).await);
     // apps.connections.open failing (e.g. Socket Mode off) is retried with backoff.
