@@ -84,15 +84,17 @@ impl Daemon {
             // Left by a daemon that died: nobody is listening on it.
             std::fs::remove_file(&socket).map_err(io_err(&socket))?;
         }
-        let listener = UnixListener::bind(&socket).map_err(io_err(&socket))?;
-        // The 0700 directory already keeps others out; 0600 on the socket says so twice.
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-            .map_err(io_err(&socket))?;
-
+        // The admin token is in place before the socket exists: whoever can connect can also
+        // read a complete token (it is renamed into place, never seen half-written).
         let admin_token = random_hex(32).map_err(|e| DaemonError::Random(e.to_string()))?;
         let admin_token_path = config.admin_token_path();
         write_private(&admin_token_path, admin_token.as_bytes())
             .map_err(io_err(&admin_token_path))?;
+
+        let listener = UnixListener::bind(&socket).map_err(io_err(&socket))?;
+        // The 0700 directory already keeps others out; 0600 on the socket says so twice.
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(&socket))?;
 
         let db = config.state_db.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&db))
@@ -597,15 +599,18 @@ fn parse(frame: &[u8]) -> Result<ClientMessage, (ErrorCode, String)> {
     })
 }
 
+/// Writes a 0600 file atomically (temporary file, fsync, rename).
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let _ = std::fs::remove_file(path);
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)?;
+        .open(&tmp)?;
     f.write_all(data)?;
-    f.sync_all()
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 fn eval_ctx(m: &Mediator, repo: &Path) -> EvalContext {

@@ -134,8 +134,7 @@ pub(super) fn start(durability: &str) -> Result<(Bench, PathBuf, String)> {
         daemon: None,
     };
     let home = dir.join("home");
-    let repo = dir.join("repo");
-    std::fs::create_dir_all(&repo)?;
+    std::fs::create_dir_all(dir.join("repo"))?;
     agp(&home, &["init"])?;
     agp(&home, &["keygen"])?;
     let policy = dir.join("bench-policy.toml");
@@ -174,10 +173,8 @@ pub(super) fn start(durability: &str) -> Result<(Bench, PathBuf, String)> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    // The token file is written after bind; wait until it is complete.
-    std::thread::sleep(Duration::from_millis(50));
+    // The daemon renames the complete token into place before it binds the socket.
     let admin_token = std::fs::read_to_string(&admin)?;
-    let _ = repo;
     Ok((bench, socket, admin_token))
 }
 
