@@ -984,6 +984,64 @@ mod tests {
     }
 
     #[test]
+    fn refuses_to_extend_a_truncated_or_tampered_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SignerKey::generate("agp.test/log").unwrap();
+        let w = JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap();
+        for i in 0..5 {
+            w.append("a.b", None, json!({"i": i})).unwrap();
+        }
+        w.close().unwrap();
+        drop(w);
+        let entries = dir.path().join(ENTRIES_FILE);
+        let text = std::fs::read_to_string(&entries).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+
+        // Shorter than its last checkpoint.
+        std::fs::write(&entries, format!("{}\n", lines[..4].join("\n"))).unwrap();
+        let err =
+            JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+
+        // An altered entry must not be laundered by a fresh signature.
+        let altered = text.replace("{\"i\":2}", "{\"i\":7}");
+        std::fs::write(&entries, altered).unwrap();
+        let err =
+            JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("fails verification"), "{err}");
+        std::fs::write(&entries, &text).unwrap();
+        JournalWriter::open(dir.path(), key, JournalOptions::default())
+            .unwrap()
+            .close()
+            .unwrap();
+    }
+
+    #[test]
+    fn torn_checkpoint_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SignerKey::generate("agp.test/log").unwrap();
+        JournalWriter::open(dir.path(), key.clone(), JournalOptions::default())
+            .unwrap()
+            .close()
+            .unwrap();
+        let cps = dir.path().join(CHECKPOINTS_FILE);
+        let mut f = OpenOptions::new().append(true).open(&cps).unwrap();
+        f.write_all(b"agp.test/log\n9\n").unwrap();
+        let report = verify_dir(dir.path(), &opts(&key)).unwrap();
+        assert!(report.intact && report.has(Code::TornCheckpoint));
+        JournalWriter::open(dir.path(), key.clone(), JournalOptions::default())
+            .unwrap()
+            .close()
+            .unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("checkpoints.torn")).unwrap(),
+            b"agp.test/log\n9\n"
+        );
+        let report = verify_dir(dir.path(), &opts(&key)).unwrap();
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+    }
+
+    #[test]
     fn rotation_hands_over_to_the_new_key() {
         let dir = tempfile::tempdir().unwrap();
         let k1 = SignerKey::generate("agp.test/log").unwrap();
