@@ -10,6 +10,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // `agp hook` runs once per tool call of a governed agent: it skips the full CLI parser.
+    if let Some(code) = cmd::hook::fast_path() {
+        return code.into();
+    }
     let cli = cli::Cli::parse();
     match cmd::dispatch(cli) {
         Ok(code) => code.into(),

@@ -105,6 +105,46 @@ pub struct Answer {
     pub exit: Exit,
 }
 
+/// `agp [--home DIR] hook [--harness H] [--attach]`, recognised without building the whole
+/// command line (clap's tree of every subcommand costs a good part of a millisecond, paid on
+/// every tool call). Anything else, `--help` included, returns `None` and goes through clap.
+pub fn fast_path() -> Option<Exit> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let mut rest = args.iter().map(|a| a.to_str());
+    let mut home: Option<PathBuf> = None;
+    let mut first = rest.next()??;
+    if first == "--home" {
+        home = Some(PathBuf::from(rest.next()??));
+        first = rest.next()??;
+    } else if let Some(h) = first.strip_prefix("--home=") {
+        home = Some(PathBuf::from(h));
+        first = rest.next()??;
+    }
+    if first != "hook" {
+        return None;
+    }
+    let mut parsed = HookArgs {
+        attach: false,
+        harness: Harness::ClaudeCode,
+    };
+    while let Some(arg) = rest.next() {
+        match arg? {
+            "--attach" => parsed.attach = true,
+            "--harness" => {
+                parsed.harness = match rest.next()?? {
+                    "claude-code" => Harness::ClaudeCode,
+                    "codex" => Harness::Codex,
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        }
+    }
+    // clap would have filled --home from AGP_HOME too.
+    let home = home.or_else(|| std::env::var_os("AGP_HOME").map(PathBuf::from));
+    Some(run(parsed, home.as_deref()).unwrap_or(Exit::CannotRun))
+}
+
 pub fn run(args: HookArgs, home: Option<&Path>) -> Result<Exit> {
     install_panic_deny();
     let answer = std::panic::catch_unwind(|| {

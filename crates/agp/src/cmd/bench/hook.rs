@@ -26,9 +26,13 @@ pub struct HookBenchArgs {
     /// Untimed invocations first.
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
-    /// Journal durability of the daemon under test.
-    #[arg(long, default_value = "group", value_parser = ["entry", "group"])]
+    /// Journal durability of the daemon under test (config.toml's default is entry).
+    #[arg(long, default_value = "entry", value_parser = ["entry", "group"])]
     pub durability: String,
+    /// Answer from an in-process stand-in that allows at once instead of a real daemon: the
+    /// hook's own cost (process start, stdin, two frames, stdout), without policy or journal.
+    #[arg(long)]
+    pub stand_in: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -37,7 +41,8 @@ pub struct HookBenchArgs {
 #[derive(Debug, Serialize)]
 struct Figures {
     calls: usize,
-    durability: String,
+    /// `daemon (entry)`, `daemon (group)` or `stand-in`.
+    backend: String,
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
@@ -46,15 +51,62 @@ struct Figures {
     met: bool,
 }
 
+/// What answers the hook; dropped after the run (stops the daemon, removes scratch files).
+enum Backend {
+    Daemon(#[allow(dead_code)] super::gateway::Bench),
+    StandIn(#[allow(dead_code)] tempfile::TempDir),
+}
+
+/// A gateway peer that welcomes any token and allows every call at once.
+fn stand_in() -> Result<(tempfile::TempDir, std::path::PathBuf)> {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir()?;
+    let socket = dir.path().join("gw.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket)?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(stream) = conn else { return };
+            let Ok(read_half) = stream.try_clone() else {
+                continue;
+            };
+            let mut reader = BufReader::new(read_half);
+            let mut writer = stream;
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                let msg: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                let reply = match msg["type"].as_str() {
+                    Some("hello") => {
+                        json!({"type": "welcome", "protocol": agp_gateway::PROTOCOL_VERSION,
+                                            "session": "bench", "mode": "gate"})
+                    }
+                    _ => json!({"type": "verdict", "id": msg["id"], "decision": "allow",
+                                "reason": "stand-in", "input_sha256": ""}),
+                };
+                if writeln!(writer, "{reply}").is_err() {
+                    break;
+                }
+                line.clear();
+            }
+        }
+    });
+    Ok((dir, socket))
+}
+
 pub fn run(args: HookBenchArgs) -> Result<Exit> {
     if args.calls == 0 {
         bail!("--calls must be at least 1");
     }
-    let (bench, socket, admin) = start(&args.durability)?;
-    let mut control = Client::connect(&socket, Duration::from_secs(10))?;
-    let session = control
-        .open_session(admin.trim(), "bench", "/", "", SessionMode::Gate)
-        .context("cannot open a bench session")?;
+    let (bench, socket, token) = if args.stand_in {
+        let (dir, socket) = stand_in()?;
+        (Backend::StandIn(dir), socket, "stand-in".to_string())
+    } else {
+        let (bench, socket, admin) = start(&args.durability)?;
+        let mut control = Client::connect(&socket, Duration::from_secs(10))?;
+        let session = control
+            .open_session(admin.trim(), "bench", "/", "", SessionMode::Gate)
+            .context("cannot open a bench session")?;
+        (Backend::Daemon(bench), socket, session.token)
+    };
     let exe = std::env::current_exe().context("cannot find the agp executable")?;
 
     let mut samples = Vec::with_capacity(args.calls);
@@ -69,7 +121,7 @@ pub fn run(args: HookBenchArgs) -> Result<Exit> {
             .args(["hook", "--harness", "claude-code"])
             .env_clear()
             .env("AGP_GATEWAY_SOCKET", &socket)
-            .env("AGP_SESSION_TOKEN", &session.token)
+            .env("AGP_SESSION_TOKEN", &token)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -98,7 +150,11 @@ pub fn run(args: HookBenchArgs) -> Result<Exit> {
     samples.sort();
     let f = Figures {
         calls: args.calls,
-        durability: args.durability.clone(),
+        backend: if args.stand_in {
+            "stand-in".into()
+        } else {
+            format!("daemon ({} durability)", args.durability)
+        },
         p50_ms: percentile(&samples, 0.50),
         p99_ms: percentile(&samples, 0.99),
         max_ms: percentile(&samples, 1.0),
@@ -114,8 +170,8 @@ pub fn run(args: HookBenchArgs) -> Result<Exit> {
         println!("{}", serde_json::to_string(&f)?);
     } else {
         println!(
-            "agp hook, process start to decision printed (allow path, real daemon, {} durability), {} calls:",
-            f.durability, f.calls
+            "agp hook, process start to decision printed (allow path, {}), {} calls:",
+            f.backend, f.calls
         );
         println!(
             "  p50 {:.2} ms (target <= {TARGET_P50_MS} ms) {}",
