@@ -98,3 +98,77 @@ impl EgressObserver for MemoryObserver {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agp_contracts::{AppendReceipt, JournalError};
+    use serde_json::Value;
+
+    /// An in-memory journal that can be told to fail.
+    #[derive(Default)]
+    struct Recorded {
+        events: Mutex<Vec<(String, Option<String>, Value)>>,
+        fail: bool,
+    }
+
+    impl Journal for Recorded {
+        fn append(
+            &self,
+            kind: &str,
+            session: Option<&str>,
+            body: Value,
+        ) -> Result<AppendReceipt, JournalError> {
+            if self.fail {
+                return Err(JournalError::Unavailable("disk full".into()));
+            }
+            let mut e = self.events.lock().unwrap();
+            e.push((kind.into(), session.map(str::to_owned), body));
+            Ok(AppendReceipt {
+                seq: e.len() as u64,
+                leaf_hash: [0; 32],
+            })
+        }
+    }
+
+    fn attempt(allowed: bool) -> EgressAttempt {
+        EgressAttempt {
+            method: "CONNECT".into(),
+            host: Some("api.example.com".into()),
+            port: Some(443),
+            allowed,
+            reason: "r".into(),
+            peer_pid: Some(7),
+        }
+    }
+
+    #[test]
+    fn attempts_are_journaled_with_their_kind_and_session() {
+        let journal = Arc::new(Recorded::default());
+        let obs = JournalObserver::new(journal.clone(), "s1");
+        obs.observe(&attempt(true)).unwrap();
+        obs.observe(&attempt(false)).unwrap();
+        let e = journal.events.lock().unwrap();
+        assert_eq!(e[0].0, EGRESS_ALLOWED);
+        assert_eq!(e[1].0, EGRESS_DENIED);
+        assert_eq!(e[0].1.as_deref(), Some("s1"));
+        assert_eq!(
+            e[0].2,
+            json!({"method": "CONNECT", "reason": "r", "host": "api.example.com",
+                   "port": 443, "peer_pid": 7})
+        );
+    }
+
+    #[test]
+    fn a_journal_failure_is_reported() {
+        let journal = Arc::new(Recorded {
+            fail: true,
+            ..Default::default()
+        });
+        let obs = JournalObserver::new(journal, "s1");
+        assert!(obs
+            .observe(&attempt(true))
+            .unwrap_err()
+            .contains("disk full"));
+    }
+}
