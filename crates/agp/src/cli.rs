@@ -32,13 +32,13 @@ pub enum Command {
     #[command(after_help = EXIT_CODES_HELP)]
     Init(cmd::init::InitArgs),
     /// Create the Ed25519 journal signing key (or rotate it).
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = EXIT_CODES_HELP, long_about = cmd::keygen::LONG_ABOUT)]
     Keygen(cmd::keygen::KeygenArgs),
     /// Show the journal public key (C2SP verifier key, PEM, allowed_signers).
     #[command(after_help = EXIT_CODES_HELP)]
     Key(cmd::key::KeyArgs),
     /// Verify the journal offline: chain, Merkle tree, signed checkpoints.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = EXIT_CODES_HELP, long_about = cmd::verify::LONG_ABOUT)]
     Verify(cmd::verify::VerifyArgs),
     /// Inspect the journal: show events, inclusion and consistency proofs.
     #[command(after_help = EXIT_CODES_HELP)]

@@ -10,16 +10,17 @@ use clap::Args;
 use crate::exit::Exit;
 use crate::home::Home;
 
-#[derive(Debug, Args)]
-#[command(
-    long_about = "Create the Ed25519 journal signing key from the OS random number generator \
+/// Shown by `--help` (the doc line in cli.rs is the short form).
+pub const LONG_ABOUT: &str =
+    "Create the Ed25519 journal signing key from the OS random number generator \
     (keys/journal.key, mode 0600, never overwritten without --force), write its public forms \
     (keys/journal.pub: C2SP verifier key; keys/journal.pub.pem: PEM SPKI; keys/allowed_signers: \
     for ssh-keygen -Y verify), and start the journal with a signed journal.created entry and \
     checkpoint.\n\nWith --rotate, a new key replaces the current one: the journal records a \
     key.rotated entry signed by the current key naming the new verifier key, and checkpoints \
-    from then on are signed by the new key."
-)]
+    from then on are signed by the new key.";
+
+#[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Replace an existing key. Refused when the journal already has entries (use --rotate).
     #[arg(long, conflicts_with = "rotate")]

@@ -9,9 +9,9 @@ use clap::Args;
 use crate::exit::Exit;
 use crate::home::Home;
 
-#[derive(Debug, Args)]
-#[command(
-    long_about = "Verify the journal offline, streaming (memory does not grow with its \
+/// Shown by `--help` (the doc line in cli.rs is the short form).
+pub const LONG_ABOUT: &str =
+    "Verify the journal offline, streaming (memory does not grow with its \
     length): every line is RFC 8785 canonical JSON, seq is contiguous, each prev is the hash of \
     the line before, the RFC 6962 Merkle tree is recomputed, and every stored checkpoint is \
     signed by a key valid for its tree size (key rotations included), names this log, never \
@@ -22,8 +22,9 @@ use crate::home::Home;
     THE KEY MATTERS: verification proves the journal was written by the holder of the key you \
     verify with. The default is this home's keys/journal.pub. Verifying with a key found next to \
     a journal someone handed you proves nothing (whoever rewrote the journal could replace that \
-    key too): pass the key you obtained through a channel you trust."
-)]
+    key too): pass the key you obtained through a channel you trust.";
+
+#[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Journal folder to verify [default: <home>/journal]
     #[arg(long, value_name = "DIR")]
