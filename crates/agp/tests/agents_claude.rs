@@ -386,3 +386,72 @@ fn claude_code_with_install_hooks_and_agp_daemon() {
     let v = world.verify();
     assert!(v.status.success(), "{}", text(&v.stdout));
 }
+
+/// `agp run` itself (its in-process daemon) killed with SIGKILL while an approval is pending:
+/// the sandboxed agent dies with it (bubblewrap's die-with-parent) and the call never runs.
+#[test]
+fn claude_code_dies_with_agp_run_killed_mid_approval() {
+    let Some(claude) = claude() else { return };
+    let world = World::new();
+    let model = FakeModel::anthropic(vec![Turn::Shell("mkdir needs-approval".into())]).unwrap();
+    let approvals = world.file("approvals.txt", "timeout\n");
+    let mut run = Command::new(AGP)
+        .arg("--home")
+        .arg(&world.home)
+        .args(["run", "--intendant", "claude-code", "--repo"])
+        .arg(&world.repo)
+        .args(["--task", "make a directory", "--policy"])
+        .arg(&world.policy)
+        .arg("--approver-script")
+        .arg(&approvals)
+        .args(["--approval-timeout", "60"])
+        .env("AGP_CLAUDE_BIN", &claude)
+        .env("ANTHROPIC_BASE_URL", model.base_url())
+        .env("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !journal(&world.home)
+        .iter()
+        .any(|e| e["kind"] == "approval.requested")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the approval was never requested"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The sandbox's processes run with the repository as their working directory.
+    let repo = std::fs::canonicalize(&world.repo).unwrap();
+    let in_repo = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            .filter(|e| std::fs::read_link(e.path().join("cwd")).ok().as_deref() == Some(&repo))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert!(
+        !in_repo().is_empty(),
+        "no sandboxed agent is waiting: the check would prove nothing"
+    );
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive = in_repo();
+        if alive.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sandbox processes outlived agp run: {alive:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!world.repo.join("needs-approval").exists(), "the call ran");
+}
