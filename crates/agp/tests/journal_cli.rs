@@ -54,7 +54,10 @@ fn inclusion_receipt_verifies_offline_and_rejects_another_entry() {
     let o = run(&["--home", h.home_arg(), "journal", "proof", "--seq", "7"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let receipt = String::from_utf8(o.stdout).unwrap();
-    assert!(receipt.starts_with("c2sp.org/tlog-proof@v1\nindex 7\n"), "{receipt}");
+    assert!(
+        receipt.starts_with("c2sp.org/tlog-proof@v1\nindex 7\n"),
+        "{receipt}"
+    );
     let dir = h.tmp.path();
     std::fs::write(dir.join("r.tlog-proof"), &receipt).unwrap();
     let lines = h.lines();
@@ -76,7 +79,11 @@ fn inclusion_receipt_verifies_offline_and_rejects_another_entry() {
     };
     let o = check("e7", vkey.to_str().unwrap());
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("valid: the entry is seq 7"), "{}", text(&o));
+    assert!(
+        text(&o).contains("valid: the entry is seq 7"),
+        "{}",
+        text(&o)
+    );
     let o = check("e8", vkey.to_str().unwrap());
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let other = agp_journal::SignerKey::generate(h.key().name()).unwrap();
@@ -94,16 +101,32 @@ fn consistency_proves_append_only_growth_and_catches_a_fork() {
     let old = h.tmp.path().join("old.checkpoint");
     std::fs::copy(h.journal().join("checkpoint"), &old).unwrap();
     h.append(7);
-    let o = run(&["--home", h.home_arg(), "journal", "consistency", old.to_str().unwrap(), "--json"]);
+    let o = run(&[
+        "--home",
+        h.home_arg(),
+        "journal",
+        "consistency",
+        old.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!((v["old_size"].as_u64(), v["new_size"].as_u64()), (Some(5), Some(12)));
+    assert_eq!(
+        (v["old_size"].as_u64(), v["new_size"].as_u64()),
+        (Some(5), Some(12))
+    );
     assert!(!v["proof"].as_array().unwrap().is_empty());
 
     // Rewrite history from scratch with the same key: the old checkpoint no longer fits.
     std::fs::remove_dir_all(h.journal()).unwrap();
     h.append(11);
-    let o = run(&["--home", h.home_arg(), "journal", "consistency", old.to_str().unwrap()]);
+    let o = run(&[
+        "--home",
+        h.home_arg(),
+        "journal",
+        "consistency",
+        old.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("does not extend"), "{}", text(&o));
 }
@@ -130,7 +153,13 @@ fn rotation_is_journaled_and_both_keys_verify() {
     // The auditor's checkpoint from before the rotation still anchors the history.
     let (code, r) = h.verify(&["--trusted-checkpoint", old_cp.to_str().unwrap()]);
     assert_eq!(code, 0, "{r:#}");
-    let o = run(&["--home", h.home_arg(), "journal", "consistency", old_cp.to_str().unwrap()]);
+    let o = run(&[
+        "--home",
+        h.home_arg(),
+        "journal",
+        "consistency",
+        old_cp.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
     // A checkpoint signed by the retired key for a size past its range is refused.
@@ -166,13 +195,77 @@ fn rotation_is_journaled_and_both_keys_verify() {
 #[test]
 fn show_filters_by_kind_and_session() {
     let h = Home::with_20_entries();
-    let o = run(&["--home", h.home_arg(), "journal", "show", "--kind", "journal.created", "--json"]);
+    let o = run(&[
+        "--home",
+        h.home_arg(),
+        "journal",
+        "show",
+        "--kind",
+        "journal.created",
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = String::from_utf8(o.stdout).unwrap();
     assert_eq!(out.lines().count(), 1);
     assert_eq!(out.trim(), h.lines()[0]);
-    let o = run(&["--home", h.home_arg(), "journal", "show", "--session", "s-1"]);
+    let o = run(&[
+        "--home",
+        h.home_arg(),
+        "journal",
+        "show",
+        "--session",
+        "s-1",
+    ]);
     let out = String::from_utf8(o.stdout).unwrap();
     assert_eq!(out.lines().count(), 19, "{out}");
-    assert!(out.lines().all(|l| l.contains("tool_call.requested")), "{out}");
+    assert!(
+        out.lines().all(|l| l.contains("tool_call.requested")),
+        "{out}"
+    );
+}
+
+#[test]
+fn keygen_refuses_to_orphan_a_journal_whose_key_is_missing() {
+    let h = Home::with_20_entries();
+    std::fs::remove_file(h.root.join("keys/journal.key")).unwrap();
+    let o = run(&["--home", h.home_arg(), "keygen"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("restore that key"), "{}", text(&o));
+    assert!(!h.root.join("keys/journal.key").exists());
+}
+
+#[test]
+fn bench_out_folder_verifies_with_its_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("bench");
+    let o = run(&[
+        "bench",
+        "journal",
+        "--entries",
+        "300",
+        "--durability",
+        "group",
+        "--threads",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["entries"], 300);
+    assert!(v["entries_per_sec"].as_f64().unwrap() > 0.0);
+    let key = out.join("journal.pub");
+    let o = run(&[
+        "verify",
+        "--journal",
+        out.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["entries"], 301);
+    assert_eq!(r["findings"], serde_json::Value::Array(vec![]));
 }

@@ -68,6 +68,14 @@ pub fn run(home: &Home, args: KeygenArgs) -> Result<Exit> {
         return rotate(home);
     }
     let key_path = signer_path(home);
+    if !key_path.exists() && journal_has_entries(&home.journal_dir())? {
+        bail!(
+            "the journal in {} was started with a key that is no longer at {}: restore that key \
+             (a new one could not extend the journal), or move the journal away to start a new one",
+            home.journal_dir().display(),
+            key_path.display()
+        );
+    }
     if key_path.exists() {
         if !args.force {
             bail!(
