@@ -16,6 +16,16 @@ impl<R: AsyncBufRead + Unpin> AsyncFrameReader<R> {
         }
     }
 
+    /// Completes when the peer closes (or the connection fails) while no frame is expected.
+    /// Data arriving instead (a pipelined frame) stays buffered for `read_frame`, and this
+    /// never completes. Cancel-safe.
+    pub async fn peer_closed(&mut self) {
+        match self.inner.fill_buf().await {
+            Ok(data) if !data.is_empty() => std::future::pending().await,
+            _ => {}
+        }
+    }
+
     /// The next frame's payload (without `\n`), `None` at a clean end of stream.
     pub async fn read_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
         self.buf.clear();

@@ -51,6 +51,28 @@ pub struct CallReply {
     pub result: Option<ExecResult>,
 }
 
+/// Raised when the agent that asked disconnects: a pending approval is settled as a denial
+/// and nothing is executed for a caller that is gone.
+#[derive(Clone)]
+pub(crate) struct Abandon(tokio::sync::watch::Receiver<bool>);
+
+impl Abandon {
+    pub fn new() -> (tokio::sync::watch::Sender<bool>, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tx, Self(rx))
+    }
+
+    pub fn is_raised(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes once the signal is raised (or its sender is gone: the caller is gone too).
+    pub async fn raised(&self) {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
 /// What the blocking front half of mediation produced.
 enum Front {
     /// Answered already (a refusal of the input, or a journal failure turned into deny).
@@ -209,6 +231,7 @@ impl Mediator {
         self: &Arc<Self>,
         session: &Arc<SessionState>,
         req: ToolCallRequest,
+        abandon: Abandon,
     ) -> Result<CallReply, Rejection> {
         if session.is_ended() {
             return Err(Rejection::new(
@@ -267,7 +290,7 @@ impl Mediator {
             }
             Decision::Require => {
                 let end = self
-                    .approve(session, &call, &input_sha256, &redacted, &verdict)
+                    .approve(session, &call, &input_sha256, &redacted, &verdict, &abandon)
                     .await;
                 if !end.granted {
                     self.project(
@@ -312,7 +335,7 @@ impl Mediator {
                 })
             }
             SessionMode::ProxyExec => {
-                let result = self.execute(session, &call, &input_sha256).await;
+                let result = self.execute(session, &call, &input_sha256, &abandon).await;
                 Ok(CallReply {
                     verdict: verdict_msg,
                     result: Some(result),
@@ -468,6 +491,7 @@ impl Mediator {
         input_sha256: &str,
         redacted: &Value,
         verdict: &Verdict,
+        abandon: &Abandon,
     ) -> ApprovalEnd {
         let spec = verdict.approval.clone().unwrap_or(ApprovalSpec {
             approvers: Vec::new(),
@@ -554,14 +578,19 @@ impl Mediator {
         let asked = tokio::time::timeout(
             self.config.approval_timeout,
             self.parts.channel.request_approval(&request),
-        )
-        .await;
-        let outcome = match asked {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(e)) => ApprovalOutcome::Unavailable {
-                reason: e.to_string(),
+        );
+        let outcome = tokio::select! {
+            asked = asked => match asked {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(e)) => ApprovalOutcome::Unavailable {
+                    reason: e.to_string(),
+                },
+                Err(_elapsed) => ApprovalOutcome::Timeout,
             },
-            Err(_elapsed) => ApprovalOutcome::Timeout,
+            // The channel future is dropped (channels are cancel-safe): a late click is void.
+            () = abandon.raised() => ApprovalOutcome::Unavailable {
+                reason: "the agent disconnected before a decision".into(),
+            },
         };
         self.conclude(
             session.id.as_str(),
@@ -720,8 +749,12 @@ impl Mediator {
         session: &Arc<SessionState>,
         call: &ToolCall,
         input_sha256: &str,
+        abandon: &Abandon,
     ) -> ExecResult {
         let ran = match session.sandbox.clone() {
+            _ if abandon.is_raised() => Err(ToolError::Invalid(
+                "the agent disconnected before the call ran; not run".into(),
+            )),
             None => Err(ToolError::Invalid("this session has no sandbox".into())),
             Some(sandbox) => {
                 let tool = call.tool.clone();

@@ -18,7 +18,7 @@ use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::framing::AsyncFrameReader;
-use crate::mediate::{Mediator, Rejection};
+use crate::mediate::{Abandon, Mediator, Rejection};
 use crate::session::{SessionInfo, SessionParams, SessionState};
 use crate::store::{Store, StoreError};
 use crate::util::{now_ms, random_hex};
@@ -358,7 +358,27 @@ impl Daemon {
             }
             (ClientMessage::ToolCallRequest(req), Some(state)) => {
                 let id = req.id.clone();
-                match m.mediate(&state, req).await {
+                // Mediation runs as its own task so that a caller who hangs up is noticed: a
+                // pending approval is then settled (journaled) and nothing runs for it.
+                let (raise, abandon) = Abandon::new();
+                let mediator = m.clone();
+                let mut task =
+                    tokio::spawn(async move { mediator.mediate(&state, req, abandon).await });
+                let joined = tokio::select! {
+                    joined = &mut task => joined,
+                    () = conn.reader.peer_closed() => {
+                        let _ = raise.send(true);
+                        let _ = task.await;
+                        return Ok(false);
+                    }
+                };
+                let mediated = joined.unwrap_or_else(|e| {
+                    Err(Rejection {
+                        code: ErrorCode::Internal,
+                        message: format!("mediation failed: {e}"),
+                    })
+                });
+                match mediated {
                     Ok(reply) => {
                         send(conn, &ServerMessage::Verdict(reply.verdict)).await?;
                         if let Some(result) = reply.result {

@@ -1079,3 +1079,41 @@ fn a_remembered_approval_covers_only_the_same_tool_cwd_and_input() {
     assert_eq!(c.request(&elsewhere).unwrap().decision, "deny");
     assert_eq!(f.channel.asked.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn an_agent_that_hangs_up_during_an_approval_gets_its_approval_settled_and_nothing_runs() {
+    use std::io::Write;
+    let f = Fixture::new(Duration::from_secs(60));
+    let token = f.session(SessionMode::ProxyExec);
+    {
+        let mut raw = std::os::unix::net::UnixStream::connect(f.config.socket_path()).unwrap();
+        let hello = serde_json::json!({"type": "hello", "protocol": 1, "token": token});
+        let call = serde_json::json!({"type": "tool_call_request", "id": "w1", "tool": "Write",
+                                      "input": {"file_path": "gone.txt", "content": "x"}, "cwd": ""});
+        raw.write_all(format!("{hello}\n{call}\n").as_bytes())
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while f.journal.of("approval.requested").is_empty() {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    } // The agent hangs up while the approval is pending.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while f.journal.of("approval.denied").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "abandoned approval never settled: {}",
+            f.journal.dump()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let denied = &f.journal.of("approval.denied")[0];
+    assert!(
+        denied["reason"].as_str().unwrap().contains("disconnected"),
+        "{denied}"
+    );
+    assert!(f.journal.of("tool_call.result").is_empty());
+    assert!(!f.repo.join("gone.txt").exists());
+    let store = crate::store::Store::open_existing(&f.config.state_db).unwrap();
+    assert!(store.pending().unwrap().is_empty());
+}
