@@ -22,7 +22,9 @@
 //! is settled by an approver before the verdict is sent, so the client waits as long as the
 //! approval timeout plus a margin. Any protocol violation (oversize, malformed or unknown frame,
 //! wrong token, replayed id, a call before hello) gets `{"type":"error","code":…,"message":…}`
-//! and the connection is closed; the client must treat every error as a deny.
+//! and the connection is closed; the client must treat every error as a deny. A client that
+//! closes its side (even half-closes it) while waiting has left: the daemon settles the call as
+//! denied and runs nothing for it.
 //!
 //! Sessions are created by the daemon's owner (in-process, or through `open_session` with the
 //! admin token kept in a 0600 file next to the socket).
