@@ -134,6 +134,7 @@ pub struct Scene {
     pub cwds: Vec<PathBuf>,
     /// A `cd` went somewhere only known at run time.
     pub cwd_unknown: bool,
+    memo: std::cell::RefCell<Vec<(String, Vec<PathBuf>)>>,
 }
 
 /// Canonical forms of the session's fixed directories (project root, home, agp home). They are
@@ -187,19 +188,36 @@ impl Scene {
             agp_home: cache.get(&ctx.agp_home),
             bases,
             cwd_unknown: false,
+            memo: Default::default(),
         }
     }
 
     /// Every path `raw` may name (one per possible working directory).
     pub fn resolve_all(&self, raw: &str) -> Vec<PathBuf> {
-        if raw.starts_with('/') || raw == "~" || raw.starts_with("~/") {
+        // The same word is often looked at by several checks; resolve it once per evaluation
+        // (the memo is cleared whenever a `cd` changes what relative paths mean).
+        if let Some(hit) = self
+            .memo
+            .borrow()
+            .iter()
+            .find(|(k, _)| k == raw)
+            .map(|(_, v)| v.clone())
+        {
+            return hit;
+        }
+        let out: Vec<PathBuf> = if raw.starts_with('/') || raw == "~" || raw.starts_with("~/") {
             vec![paths::resolve(raw, &self.bases.cwd, &self.bases.home)]
         } else {
             self.cwds
                 .iter()
                 .map(|c| paths::resolve(raw, c, &self.bases.home))
                 .collect()
+        };
+        let mut memo = self.memo.borrow_mut();
+        if memo.len() < 64 {
+            memo.push((raw.to_string(), out.clone()));
         }
+        out
     }
 
     /// Like [`resolve_all`](Self::resolve_all) without following symlinks.
@@ -610,6 +628,21 @@ impl Policy {
             for hit in whole.remove(&i).unwrap_or_default() {
                 acc.guard(self, hit);
             }
+            let label = part.label();
+            // Quote removal and `$'\x..'` decoding can assemble a secret the raw input scan
+            // could not see (`'AKIA''…'`), so the normalized parts are scanned as well.
+            if self.guard_enabled(GuardId::Secrets) {
+                let kinds: Vec<&str> = crate::redact::find_secrets(&label)
+                    .iter()
+                    .map(|m| m.kind)
+                    .collect();
+                if !kinds.is_empty() {
+                    acc.guard(
+                        self,
+                        GuardHit::deny(GuardId::Secrets, secrets_reason(&kinds)),
+                    );
+                }
+            }
             match part {
                 Part::Command(cmd) => {
                     self.judge_command(cmd, scene, &mut acc);
@@ -629,7 +662,7 @@ impl Policy {
                 }
             }
             let j = acc.0.unwrap_or_else(|| self.default_judgment("this part"));
-            out.push((part.label(), j));
+            out.push((label, j));
         }
         if out.is_empty() {
             out.push((
@@ -767,12 +800,7 @@ impl Policy {
                     Decision::Deny,
                     GuardId::Secrets.as_str(),
                     "input",
-                    format!(
-                        "the input contains a secret value ({}); never put secrets in tool inputs — \
-                         refer to them instead (e.g. an environment variable such as \"$API_TOKEN\", \
-                         or a secret reference your tooling resolves)",
-                        kinds.join(", ")
-                    ),
+                    secrets_reason(&kinds),
                 );
             }
         }
@@ -847,6 +875,15 @@ impl Policy {
     }
 }
 
+fn secrets_reason(kinds: &[&str]) -> String {
+    format!(
+        "the input contains a secret value ({}); never put secrets in tool inputs — refer to \
+         them instead (e.g. an environment variable such as \"$API_TOKEN\", or a secret \
+         reference your tooling resolves)",
+        kinds.join(", ")
+    )
+}
+
 fn path_spec_matches(m: &Matcher, p: &Path, scene: &Scene) -> bool {
     match &m.spec {
         Spec::All => true,
@@ -867,6 +904,7 @@ fn track_cd(cmd: &SimpleCommand, scene: &mut Scene) {
             for p in new {
                 if !scene.cwds.contains(&p) {
                     scene.cwds.push(p);
+                    scene.memo.borrow_mut().clear();
                 }
             }
         }
@@ -874,6 +912,7 @@ fn track_cd(cmd: &SimpleCommand, scene: &mut Scene) {
             let home = scene.bases.home.clone();
             if !scene.cwds.contains(&home) {
                 scene.cwds.push(home);
+                scene.memo.borrow_mut().clear();
             }
         }
         _ => scene.cwd_unknown = true,
