@@ -720,11 +720,13 @@ pub(crate) async fn open_session(
         SessionMode::ProxyExec => Some(spawn_sandbox(m, &id, &repo).await?),
     };
     let isolation = m.parts.sandbox.as_ref().map(|f| f.isolation());
+    // The task is user text: it may carry a secret, so only its redacted form is kept.
+    let task = m.parts.redactor.redact_text(&params.task);
     let row = (
         id.clone(),
         params.intendant.clone(),
         repo.to_string_lossy().into_owned(),
-        params.task.clone(),
+        task.clone(),
         params.mode.as_str(),
         token_sha256.clone(),
         m.owner.clone(),
@@ -752,7 +754,6 @@ pub(crate) async fn open_session(
             return Err(e.into());
         }
     };
-    let task = m.parts.redactor.redact_text(&params.task);
     let body = json!({
         "session": id, "intendant": params.intendant, "repo": repo, "task": task,
         "mode": params.mode.as_str(), "lease_owner": m.owner, "fencing_token": fencing,
