@@ -393,6 +393,14 @@ fn allow_runs_in_the_sandbox_and_journals_request_decision_result_in_order() {
         "secret leaked: {}",
         f.journal.dump()
     );
+    let stored = crate::store::Store::open_existing(&f.config.state_db)
+        .unwrap()
+        .sessions()
+        .unwrap();
+    assert!(
+        stored.iter().all(|r| r.task == "t [REDACTED]"),
+        "{stored:?}"
+    );
     let decided = &f.journal.of("policy.decided")[0];
     assert_eq!(decided["rule_id"], "default-allow");
     assert_eq!(decided["policy_sha256"], "p0");
