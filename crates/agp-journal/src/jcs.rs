@@ -295,7 +295,16 @@ impl<'a> Scanner<'a> {
                     }
                 }
                 0x00..=0x1f => return Err(self.not_json("control character in string")),
-                _ => self.i += 1,
+                _ => {
+                    // Skip the plain run up to the next quote, backslash or control byte.
+                    self.i += 1;
+                    while let Some(&c) = self.b.get(self.i) {
+                        if c == b'"' || c == b'\\' || c < 0x20 {
+                            break;
+                        }
+                        self.i += 1;
+                    }
+                }
             }
         }
     }

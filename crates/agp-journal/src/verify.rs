@@ -810,11 +810,11 @@ impl Verifier {
             }
             Err(e) => Err(e),
         };
-        let env = match env
+        let validated = env
             .map_err(|e| e.to_string())
-            .and_then(|e| e.validate().map(|()| e))
-        {
-            Ok(e) => e,
+            .and_then(|e| e.validate().map(|prev| (e, prev)));
+        let (env, prev) = match validated {
+            Ok(x) => x,
             Err(msg) => {
                 self.resolve_gap(None, pos);
                 self.entry_finding(Code::BadSchema, pos, msg);
@@ -869,7 +869,7 @@ impl Verifier {
             self.quiet = 2;
         } else if !quiet {
             let want_prev = self.prev_leaf.unwrap_or([0; 32]);
-            if decode_hex32(&env.prev) != Some(want_prev) {
+            if prev != want_prev {
                 if pos == 0 {
                     self.entry_finding(
                         Code::BadGenesis,
@@ -1237,7 +1237,8 @@ struct Envelope<'a> {
 }
 
 impl Envelope<'_> {
-    fn validate(&self) -> Result<(), String> {
+    /// Checks the fields and returns `prev` decoded.
+    fn validate(&self) -> Result<Hash, String> {
         if self.v != event::VERSION {
             return Err(format!("unsupported version v={}", self.v));
         }
@@ -1248,16 +1249,14 @@ impl Envelope<'_> {
         if let Some(s) = &self.session {
             event::check_session(s).map_err(|e| e.to_string())?;
         }
-        if decode_hex32(&self.prev).is_none() {
-            return Err("prev is not 64 lowercase hex digits".into());
-        }
+        let prev = decode_hex32(&self.prev).ok_or("prev is not 64 lowercase hex digits")?;
         if self.key_id.len() != 8 || !is_lower_hex(&self.key_id) {
             return Err("key_id is not 8 lowercase hex digits".into());
         }
         if !self.body.get().starts_with('{') {
             return Err("body is not an object".into());
         }
-        Ok(())
+        Ok(prev)
     }
 
     fn body_map(&self) -> Result<serde_json::Map<String, Value>, String> {
@@ -1276,16 +1275,29 @@ fn decode_hex32(s: &str) -> Option<[u8; 32]> {
     if b.len() != 64 {
         return None;
     }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+    // 0xff marks a byte that is not a lowercase hex digit.
+    const LUT: [u8; 256] = {
+        let mut t = [0xffu8; 256];
+        let mut i = 0;
+        while i < 10 {
+            t[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            t[b'a' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        t
     };
     let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = (nibble(b[2 * i])? << 4) | nibble(b[2 * i + 1])?;
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let (hi, lo) = (LUT[pair[0] as usize], LUT[pair[1] as usize]);
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 0x0f);
     }
-    Some(out)
+    (bad & 0xf0 == 0).then_some(out)
 }
 
 fn parse_checkpoint_unverified(note: &[u8]) -> Result<Checkpoint, String> {
@@ -1379,6 +1391,16 @@ impl<R: BufRead> NoteReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex32_accepts_only_lowercase_hex_of_32_bytes() {
+        let h = [0xabu8; 32];
+        assert_eq!(decode_hex32(&hex::encode(h)), Some(h));
+        assert_eq!(decode_hex32(&hex::encode(h).to_uppercase()), None);
+        assert_eq!(decode_hex32(&"0g".repeat(32)), None);
+        assert_eq!(decode_hex32("00"), None);
+        assert_eq!(decode_hex32(crate::event::GENESIS_PREV), Some([0; 32]));
+    }
 
     #[test]
     fn note_reader_splits_concatenated_notes_and_spots_a_torn_end() {
