@@ -813,12 +813,10 @@ fn may_decide(user: &crate::api::UserInfo, request: &ApprovalRequest) -> bool {
         && (request.approvers.is_empty() || request_names(request, &user.id))
 }
 
-/// Whether the request's approver list names this Slack user (`U123` or `slack:U123`).
+/// Whether the request's approver list names this Slack user id. Exact match, as the daemon
+/// checks the granted approvers' ids again against the same list.
 fn request_names(request: &ApprovalRequest, user_id: &str) -> bool {
-    request
-        .approvers
-        .iter()
-        .any(|a| a == user_id || a.strip_prefix("slack:") == Some(user_id))
+    request.approvers.iter().any(|a| a == user_id)
 }
 
 /// The parts of a `block_actions` payload agp uses.

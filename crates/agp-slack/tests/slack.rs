@@ -447,7 +447,7 @@ async fn an_unreachable_quorum_is_refused_up_front() {
     assert!(matches!(o, ApprovalOutcome::Unavailable { .. }), "{o:?}");
     // The request's own approver list narrows who may decide.
     let mut only_bob = request("c2", 1, Duration::from_secs(30));
-    only_bob.approvers = vec!["slack:UBOB".into()];
+    only_bob.approvers = vec!["UBOB".into()];
     let o = ch.request_approval(&only_bob).await.unwrap();
     assert!(matches!(o, ApprovalOutcome::Unavailable { .. }), "{o:?}");
 }
