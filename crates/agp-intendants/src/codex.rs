@@ -31,6 +31,9 @@ const FORBIDDEN_FLAGS: &[&str] = &[
     "--dangerously-bypass-hook-trust",
     "--dangerously-bypass-approvals-and-sandbox",
 ];
+/// The feature whose TTY command sessions `write_stdin` could type into past every hook.
+pub const NO_TTY_FEATURE: &str = "unified_exec_tty";
+
 /// The only `-c` overrides agp passes. Without DNS in the sandbox, Codex's analytics lookup
 /// would add seconds to every run.
 const ALLOWED_OVERRIDES: &[&str] = &["analytics.enabled=false"];
@@ -112,6 +115,11 @@ impl IntendantAdapter for CodexAdapter {
                 "danger-full-access",
                 "--disable",
                 "plugins",
+                // Codex 0.169 runs no hook for `write_stdin`: with TTY sessions an allowed
+                // long-running command (a REPL, `make -f -`) would take unjudged input. Without
+                // a TTY the command's stdin is closed, and `write_stdin` can only poll output.
+                "--disable",
+                NO_TTY_FEATURE,
                 "-c",
                 ALLOWED_OVERRIDES[0],
             ]
@@ -188,6 +196,16 @@ impl IntendantAdapter for CodexAdapter {
             .argv
             .windows(2)
             .any(|w| w[0] == "--sandbox" && w[1] == "danger-full-access");
+        let tty_off = p
+            .argv
+            .windows(2)
+            .any(|w| w[0] == "--disable" && w[1] == NO_TTY_FEATURE);
+        if !tty_off {
+            return Err(live::unverified(
+                NAME,
+                "TTY command sessions must be off: `write_stdin` into them runs no hook",
+            ));
+        }
         if !sandbox_off {
             // Codex's own bwrap cannot nest in agp's: every command would fail.
             return Err(live::unverified(
@@ -402,6 +420,9 @@ mod tests {
         assert!(check(p).is_err());
         let mut p = good.clone();
         p.argv.retain(|a| a != "danger-full-access");
+        assert!(check(p).is_err());
+        let mut p = good.clone();
+        p.argv.retain(|a| a != NO_TTY_FEATURE);
         assert!(check(p).is_err());
         let mut p = good.clone();
         p.files[0].contents = b"[hooks]".to_vec();

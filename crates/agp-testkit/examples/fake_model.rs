@@ -1,5 +1,5 @@
 //! Runs a fake model by hand, for trying a real client against it:
-//! `cargo run -p agp-testkit --example fake_model -- anthropic|openai SECONDS 'shell:CMD' 'text:T'...`
+//! `cargo run -p agp-testkit --example fake_model -- anthropic|openai SECONDS 'shell:CMD' 'tool:NAME:JSON' 'text:T'...`
 //! Prints the base URL, serves for SECONDS, then prints every recorded request body.
 
 use agp_testkit::{Api, FakeModel, Turn};
@@ -20,7 +20,15 @@ fn main() {
         .map(|t| match t.split_once(':') {
             Some(("shell", c)) => Turn::Shell(c.into()),
             Some(("text", c)) => Turn::Text(c.into()),
-            _ => panic!("turn must be shell:CMD or text:TEXT"),
+            Some(("stdin", c)) => Turn::WriteStdin(c.replace("\\n", "\n")),
+            Some(("tool", rest)) => {
+                let (name, input) = rest.split_once(':').expect("tool:NAME:JSON");
+                Turn::Tool {
+                    name: name.into(),
+                    input: serde_json::from_str(input).expect("tool input is JSON"),
+                }
+            }
+            _ => panic!("turn must be shell:CMD, tool:NAME:JSON or text:TEXT"),
         })
         .collect();
     let model = FakeModel::start(api, turns).expect("start");

@@ -35,6 +35,9 @@ pub enum Turn {
     Tool { name: String, input: Value },
     /// Answer with text and end the turn.
     Text(String),
+    /// Codex only: type `chars` into the command session the previous tool output named
+    /// ("session ID N") with the `write_stdin` tool.
+    WriteStdin(String),
 }
 
 /// One request the fake model received.
@@ -197,6 +200,14 @@ fn respond(api: Api, state: &Mutex<State>, path: &str, body: Value) -> Vec<u8> {
     } else {
         0
     };
+    let turn = match turn {
+        Turn::WriteStdin(chars) => Turn::Tool {
+            name: "write_stdin".into(),
+            input: json!({"session_id": last_session_id(&body), "chars": chars,
+                          "yield_time_ms": 1000}),
+        },
+        other => other,
+    };
     st.requests.push(RecordedRequest {
         method: "POST".into(),
         path: path.into(),
@@ -210,6 +221,20 @@ fn respond(api: Api, state: &Mutex<State>, path: &str, body: Value) -> Vec<u8> {
     }
 }
 
+/// The last "session ID N" a tool output in the conversation named (0 when none).
+fn last_session_id(body: &Value) -> u64 {
+    let text = body.to_string();
+    text.rmatch_indices("session ID ")
+        .find_map(|(i, m)| {
+            let digits: String = text[i + m.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 /// The Claude Code tool call for a shell command.
 fn anthropic_tool(turn: &Turn) -> Option<(String, Value)> {
     match turn {
@@ -218,7 +243,7 @@ fn anthropic_tool(turn: &Turn) -> Option<(String, Value)> {
             json!({"command": cmd, "description": "scripted by the fake model"}),
         )),
         Turn::Tool { name, input } => Some((name.clone(), input.clone())),
-        Turn::Text(_) => None,
+        Turn::Text(_) | Turn::WriteStdin(_) => None,
     }
 }
 
@@ -227,7 +252,7 @@ fn responses_tool(turn: &Turn) -> Option<(String, Value)> {
     match turn {
         Turn::Shell(cmd) => Some(("exec_command".into(), json!({"cmd": cmd}))),
         Turn::Tool { name, input } => Some((name.clone(), input.clone())),
-        Turn::Text(_) => None,
+        Turn::Text(_) | Turn::WriteStdin(_) => None,
     }
 }
 
@@ -323,6 +348,15 @@ mod tests {
             m.tool_results()[0].1,
             "Command blocked by PreToolUse hook: no"
         );
+    }
+
+    #[test]
+    fn write_stdin_targets_the_last_named_session() {
+        let m = FakeModel::openai(vec![Turn::WriteStdin("hi\n".into())]).unwrap();
+        let body = r#"{"tools":[{"type":"function"}],"input":[{"type":"function_call_output","call_id":"c","output":"Process running with session ID 4242\nOutput:"}]}"#;
+        let out = post(m.addr(), "/v1/responses", body);
+        assert!(out.contains(r#""name":"write_stdin""#), "{out}");
+        assert!(out.contains(r#"\"session_id\":4242"#), "{out}");
     }
 
     #[test]

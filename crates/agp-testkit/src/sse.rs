@@ -31,8 +31,9 @@ pub(crate) fn anthropic(turn: &Turn, id: u64) -> Vec<u8> {
             "tool_use",
         ),
         None => {
-            let Turn::Text(text) = turn else {
-                unreachable!("non-tool turns are text")
+            let text = match turn {
+                Turn::Text(t) => t.as_str(),
+                _ => "(no such turn for this API)",
             };
             (
                 json!({"type": "text", "text": ""}),
@@ -76,8 +77,9 @@ pub(crate) fn responses(turn: &Turn, id: u64) -> Vec<u8> {
             "call_id": format!("call_fake_{id}"), "name": name,
             "arguments": input.to_string(), "status": "completed"}),
         None => {
-            let Turn::Text(text) = turn else {
-                unreachable!("non-tool turns are text")
+            let text = match turn {
+                Turn::Text(t) => t.as_str(),
+                _ => "(no such turn for this API)",
             };
             json!({
                 "type": "message", "id": format!("msg_fake_{id}"), "role": "assistant",

@@ -70,6 +70,12 @@ fn codex_governed_session() {
         // 8, 9: approval granted, approval denied
         Turn::Shell("mkdir approved-dir".into()),
         Turn::Shell("mkdir denied-dir".into()),
+        // 10, 11: a TTY session and `write_stdin` into it (Codex runs no hook for write_stdin)
+        Turn::Tool {
+            name: "exec_command".into(),
+            input: serde_json::json!({"cmd": "cat > typed.txt", "tty": true, "yield_time_ms": 300}),
+        },
+        Turn::WriteStdin("typed past the hook\n".into()),
         Turn::Text("finished".into()),
     ];
     let model = FakeModel::openai(turns).unwrap();
@@ -176,6 +182,16 @@ fn codex_governed_session() {
     let told = result_for(&results, "call_fake_9");
     assert!(told.contains("not today"), "{told}");
     assert_eq!(of_call(&j, "approval.denied", &codex_call_id(9)).len(), 1);
+
+    // 10, 11: no TTY sessions, so nothing can be typed into a running command past the hook.
+    let told = result_for(&results, "call_fake_10");
+    assert!(told.contains("TTY execution is disabled"), "{told}");
+    assert!(
+        !world.repo.join("typed.txt").exists()
+            || std::fs::read_to_string(world.repo.join("typed.txt"))
+                .unwrap()
+                .is_empty()
+    );
 
     // The sandbox was proven before the agent started, and the journal verifies.
     assert!(j
