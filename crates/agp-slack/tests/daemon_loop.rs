@@ -96,30 +96,7 @@ async fn a_require_verdict_is_approved_in_slack_by_the_people_the_policy_names()
         slack.add_user(id, name);
     }
     let journal = Arc::new(Recorder::default());
-    let mut cfg = SlackConfig::new(
-        Secret::new(fake::BOT_TOKEN),
-        Secret::new(fake::APP_TOKEN),
-        fake::CHANNEL,
-    );
-    cfg.api_url = slack.api_url();
-    cfg.approvers = vec!["UALICE".into(), "UBOB".into(), "UCAROL".into()];
-    let store = Arc::new(SqliteStore::open(&config.state_db).unwrap());
-    let channel = SlackChannel::builder(cfg.validate().unwrap(), store)
-        .journal(journal.clone())
-        .start()
-        .await
-        .unwrap();
-    assert!(channel.wait_connected(1, WAIT).await);
-
-    let policy = agp_policy::Policy::from_str(POLICY, "test policy").unwrap();
-    let parts = Parts {
-        journal: journal.clone(),
-        policy: Arc::new(policy),
-        channel: Arc::new(channel),
-        sandbox: None,
-        redactor: Arc::new(PolicyRedactor),
-    };
-    let daemon = Daemon::start(config.clone(), parts).await.unwrap();
+    let daemon = daemon_with_slack(&config, slack_config(&slack), journal.clone()).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(daemon.clone().serve(async move {
         let _ = stopped.await;
