@@ -313,19 +313,16 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
     drop(assembly.journal);
     let (session, launched) = outcome?;
     let code = launched?;
-    if code == 0 {
-        println!(
-            "agp: session {session}: {} exited 0; `agp verify` checks the journal",
-            agent.name()
-        );
-        Ok(Exit::Ok)
+    let outcome = if code == 0 {
+        "exited 0".to_string()
     } else {
-        println!(
-            "agp: session {session}: {} exited with status {code}",
-            agent.name()
-        );
-        Ok(Exit::Bad)
-    }
+        format!("exited with status {code}")
+    };
+    println!(
+        "agp: session {session}: {} {outcome}; timeline: `agp sessions show {session}`; check the journal: `agp verify`",
+        agent.name()
+    );
+    Ok(if code == 0 { Exit::Ok } else { Exit::Bad })
 }
 
 /// Host-side paths the sandbox is built from.
