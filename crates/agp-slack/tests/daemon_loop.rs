@@ -84,12 +84,7 @@ impl Redactor for PolicyRedactor {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_require_verdict_is_approved_in_slack_by_the_people_the_policy_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo: PathBuf = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let mut config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
-    config.approval_timeout = Duration::from_secs(60);
-    std::fs::create_dir_all(config.state_db.parent().unwrap()).unwrap();
+    let (_dir, repo, config) = daemon_dirs();
 
     let slack = FakeSlack::start().await.unwrap();
     for (id, name) in [("UALICE", "Alice"), ("UBOB", "Bob"), ("UCAROL", "Carol")] {
@@ -188,6 +183,17 @@ async fn a_require_verdict_is_approved_in_slack_by_the_people_the_policy_names()
     let _ = served.await;
 }
 
+/// A repository and a daemon configuration in a fresh tempdir (kept alive by the caller).
+fn daemon_dirs() -> (tempfile::TempDir, PathBuf, DaemonConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo: PathBuf = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let mut config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    config.approval_timeout = Duration::from_secs(60);
+    std::fs::create_dir_all(config.state_db.parent().unwrap()).unwrap();
+    (dir, repo, config)
+}
+
 fn slack_config(slack: &FakeSlack) -> SlackConfig {
     let mut cfg = SlackConfig::new(
         Secret::new(fake::BOT_TOKEN),
@@ -224,12 +230,7 @@ async fn daemon_with_slack(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_killed_mid_approval_reattaches_to_the_slack_message_and_keeps_the_votes() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo: PathBuf = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let mut config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
-    config.approval_timeout = Duration::from_secs(60);
-    std::fs::create_dir_all(config.state_db.parent().unwrap()).unwrap();
+    let (_dir, repo, config) = daemon_dirs();
     let slack = FakeSlack::start().await.unwrap();
     for (id, name) in [("UALICE", "Alice"), ("UBOB", "Bob")] {
         slack.add_user(id, name);

@@ -389,6 +389,22 @@ async fn forged_or_foreign_buttons_are_refused() {
     assert!(matches!(outcome(h2).await, ApprovalOutcome::Denied { .. }));
 }
 
+/// Puts a quorum-2 request and has Alice allow it (counted, not decided).
+async fn alice_allowed_one_of_two(
+    r: &Rig,
+    ch: &Arc<SlackChannel>,
+) -> (tokio::task::JoinHandle<ApprovalOutcome>, PostedMessage) {
+    let h = ask(ch, request("c1", 2, Duration::from_secs(30)));
+    let msg = approval(&r.fake, 0).await;
+    r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
+    assert!(r
+        .fake
+        .wait_ephemeral("UALICE", "1 of 2", WAIT)
+        .await
+        .is_some());
+    (h, msg)
+}
+
 fn nonce_of(msg: &PostedMessage) -> String {
     let v: Value = serde_json::from_str(&button_value(msg, "agp_allow")).unwrap();
     v["n"].as_str().unwrap().to_owned()
@@ -398,14 +414,7 @@ fn nonce_of(msg: &PostedMessage) -> String {
 async fn two_of_three_quorum_counts_a_duplicate_click_once() {
     let r = rig().await;
     let ch = Arc::new(r.channel(&["UALICE", "UBOB", "UCAROL"]).await);
-    let h = ask(&ch, request("c1", 2, Duration::from_secs(30)));
-    let msg = approval(&r.fake, 0).await;
-    r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
-    assert!(r
-        .fake
-        .wait_ephemeral("UALICE", "1 of 2", WAIT)
-        .await
-        .is_some());
+    let (h, msg) = alice_allowed_one_of_two(&r, &ch).await;
     r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
     assert!(r.journal.wait_rejection("duplicate_vote").await);
     assert!(!h.is_finished());
@@ -421,14 +430,7 @@ async fn two_of_three_quorum_counts_a_duplicate_click_once() {
 async fn any_deny_wins_over_earlier_approvals() {
     let r = rig().await;
     let ch = Arc::new(r.channel(&["UALICE", "UBOB", "UCAROL"]).await);
-    let h = ask(&ch, request("c1", 2, Duration::from_secs(30)));
-    let msg = approval(&r.fake, 0).await;
-    r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
-    assert!(r
-        .fake
-        .wait_ephemeral("UALICE", "1 of 2", WAIT)
-        .await
-        .is_some());
+    let (h, msg) = alice_allowed_one_of_two(&r, &ch).await;
     r.fake.click("UCAROL", &msg.ts, "agp_deny").unwrap();
     match outcome(h).await {
         ApprovalOutcome::Denied { by, .. } => assert_eq!(by.name, "Carol"),
@@ -498,14 +500,7 @@ async fn details_shows_the_whole_input_to_the_clicker_only() {
 async fn disconnects_mid_approval_reconnect_through_a_fresh_url() {
     let r = rig().await;
     let ch = Arc::new(r.channel(&["UALICE", "UBOB"]).await);
-    let h = ask(&ch, request("c1", 2, Duration::from_secs(30)));
-    let msg = approval(&r.fake, 0).await;
-    r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
-    assert!(r
-        .fake
-        .wait_ephemeral("UALICE", "1 of 2", WAIT)
-        .await
-        .is_some());
+    let (h, msg) = alice_allowed_one_of_two(&r, &ch).await;
     // Slack asks for a refresh: a new apps.connections.open and a new socket.
     r.fake.disconnect("refresh_requested").unwrap();
     assert!(r.fake.wait_hellos(2, WAIT).await);
