@@ -263,6 +263,17 @@ pub fn warn_if_unsandboxed(choice: SandboxChoice) {
     }
 }
 
+/// The daemon's own warnings and errors (journal failures, outbox dead letters) go to stderr;
+/// RUST_LOG refines them (e.g. `RUST_LOG=agp_daemon=debug`).
+pub fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     #[command(flatten)]
@@ -270,6 +281,7 @@ pub struct DaemonArgs {
 }
 
 pub fn run(home: &Home, args: DaemonArgs) -> Result<Exit> {
+    init_logging("agp_daemon=info");
     let assembly = assemble(home, &args.govern)?;
     warn_if_unsandboxed(assembly.sandbox);
     let rt = runtime()?;

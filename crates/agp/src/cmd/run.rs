@@ -76,6 +76,7 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
         .unwrap_or_else(|| PathBuf::from("/"));
     let intendant = ScriptedIntendant::new(script, user_home);
 
+    crate::cmd::daemon::init_logging("agp_daemon=warn");
     let assembly = assemble(home, &args.govern)?;
     warn_if_unsandboxed(assembly.sandbox);
     // Each answer is either a verdict (after at most the approval timeout) or a sandboxed
