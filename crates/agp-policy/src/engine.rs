@@ -360,6 +360,8 @@ impl Policy {
         } else {
             &typed
         };
+        // The program was typed without a directory: both forms are the same line.
+        let same_line = typed == plain;
         let by_word = self
             .index
             .bash_by_word
@@ -377,7 +379,7 @@ impl Policy {
                         p.matches(allow_line)
                             && (!cmd.dynamic_tail || p.matches(&format!("{allow_line} x")))
                     } else {
-                        p.matches(&typed) || p.matches(&plain)
+                        p.matches(&typed) || (!same_line && p.matches(&plain))
                     }
                 }
                 _ => false,

@@ -169,11 +169,13 @@ pub fn check_read(path: &Path, scene: &Scene) -> Option<GuardHit> {
         ));
     }
     let s = sets();
-    if s.read_exceptions.is_match(rel_abs(path)) {
+    // One candidate for both absolute sets: building it allocates.
+    let abs = globset::Candidate::new(rel_abs(path));
+    if s.read_exceptions.is_match_candidate(&abs) {
         return None;
     }
     let hit = rel_home(path, scene).is_some_and(|r| s.home_reads.is_match(r))
-        || s.abs_reads.is_match(rel_abs(path));
+        || s.abs_reads.is_match_candidate(&abs);
     hit.then(|| {
         GuardHit::require(
             G,
