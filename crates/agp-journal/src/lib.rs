@@ -12,6 +12,33 @@
 //! * [`keys`], [`note`], [`sshsig`], [`checkpoint`], [`merkle`]: the building blocks.
 //!
 //! No async runtime and no agp daemon code: an auditor can depend on this crate alone.
+//!
+//! ```
+//! use agp_contracts::Journal as _;
+//! use agp_journal::{keys, Durability, JournalOptions, JournalWriter, SignerKey, VerifyOptions};
+//!
+//! # let home = tempfile::tempdir().unwrap();
+//! # let key_file = home.path().join("journal.key");
+//! # keys::write_signer_key_new(&key_file, &SignerKey::generate("agp.local/journal/demo").unwrap()).unwrap();
+//! // The writer: one per journal folder (an exclusive lock enforces it), shared between threads.
+//! let key = keys::load_signer_key(&key_file)?; // refuses a key file others can read
+//! let journal = JournalWriter::open(
+//!     &home.path().join("journal"),
+//!     key.clone(),
+//!     JournalOptions::with_durability(Durability::Group),
+//! )?;
+//! let receipt = journal.append("session.started", Some("s-1"), serde_json::json!({"repo": "/src"}))?;
+//! assert_eq!(receipt.seq, 1); // seq 0 is the journal.created entry
+//! journal.close()?; // final checkpoint, everything fsynced
+//!
+//! // The verifier, as an auditor runs it with a key obtained independently.
+//! let report = agp_journal::verify_dir(
+//!     &home.path().join("journal"),
+//!     &VerifyOptions { trusted_key: key.verifier().clone(), trusted_checkpoint: None },
+//! )?;
+//! assert!(report.intact && report.findings.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod checkpoint;
 pub mod event;

@@ -874,6 +874,13 @@ mod tests {
     }
 
     #[test]
+    fn writer_is_shareable_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<JournalWriter>();
+        assert_send_sync::<Arc<dyn Journal>>();
+    }
+
+    #[test]
     fn appends_verify_and_reopen_continues_the_chain() {
         let dir = tempfile::tempdir().unwrap();
         let key = SignerKey::generate("agp.test/log").unwrap();
