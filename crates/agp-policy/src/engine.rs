@@ -715,18 +715,18 @@ impl Policy {
                             .next()
                             .unwrap_or("")
                             .to_string();
-                        let dir = literal.rsplit_once('/').map_or("", |(d, _)| d);
-                        if !dir.is_empty() || literal.starts_with('/') {
+                        // The directory the pattern itself reaches into (`/etc/*`, `../x/*`).
+                        let dir = match literal.rsplit_once('/') {
+                            Some(("", _)) => "/",
+                            Some((d, _)) => d,
+                            None => "",
+                        };
+                        if !dir.is_empty() {
                             let base = raw.unwrap_or(".");
-                            let joined = if dir.starts_with('/') || dir.starts_with('~') {
+                            targets.push(if dir.starts_with('/') || dir.starts_with('~') {
                                 dir.to_string()
                             } else {
                                 format!("{}/{dir}", base.trim_end_matches('/'))
-                            };
-                            targets.push(if joined.is_empty() {
-                                "/".into()
-                            } else {
-                                joined
                             });
                         }
                     }

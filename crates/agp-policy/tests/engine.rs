@@ -322,3 +322,21 @@ fn default_deny_applies_to_what_cannot_be_judged() {
     assert_eq!(bash(&p, &w, "eval 'echo hi'").decision, Decision::Deny);
     assert_eq!(bash(&p, &w, "ls").decision, Decision::Deny);
 }
+
+#[test]
+fn glob_patterns_reaching_outside_are_judged_where_they_reach() {
+    let w = World::new();
+    let p = policy("[[rule]]\nid = \"r\"\neffect = \"allow\"\nmatch = [\"Read(/**)\"]\n");
+    let g = |pattern: &str| eval(&p, &w, "Glob", json!({ "pattern": pattern })).decision;
+    assert_eq!(g("src/**/*.rs"), Decision::Allow);
+    assert_eq!(g("/etc/*"), Decision::Require);
+    assert_eq!(g("/e*"), Decision::Require);
+    assert_eq!(g("../../*"), Decision::Require);
+    let v = eval(
+        &p,
+        &w,
+        "Grep",
+        json!({ "pattern": "x", "path": w.home.join(".ssh") }),
+    );
+    assert_eq!(v.rule_id.as_deref(), Some("protected-paths"), "{v:?}");
+}

@@ -603,6 +603,61 @@ pub fn check_command(cmd: &SimpleCommand) -> Option<GuardHit> {
 mod tests {
     use super::*;
 
+    fn names(src: &str) -> Option<Vec<(String, bool)>> {
+        let a = crate::shell::analyze(src);
+        let cmd = a.commands().next().map(|(_, c)| c.clone())?;
+        installs(&cmd).map(|v| v.into_iter().map(|p| (p.name, p.remote_source)).collect())
+    }
+
+    #[test]
+    fn extracts_packages() {
+        let n = |s: &str| names(s).unwrap_or_else(|| panic!("{s} is an install"));
+        assert_eq!(
+            n("npm install --save-dev @types/node@20 lodash@^4"),
+            [("@types/node".into(), false), ("lodash".into(), false)]
+        );
+        assert_eq!(
+            n("pip install 'requests>=2' 'flask[async]'"),
+            [("requests".into(), false), ("flask".into(), false)]
+        );
+        assert_eq!(n("pip install -r requirements.txt"), []);
+        assert_eq!(
+            n("cargo add serde --features derive"),
+            [("serde".into(), false)]
+        );
+        assert_eq!(
+            n("cargo install --git https://x.example/r.git tool"),
+            [("tool".into(), true)]
+        );
+        assert_eq!(
+            n("npm i github:user/repo"),
+            [("github:user/repo".into(), true)]
+        );
+        assert_eq!(
+            n("go install golang.org/x/tools/gopls@latest"),
+            [("golang.org/x/tools/gopls".into(), false)]
+        );
+        assert_eq!(n("npx cowsay hi"), [("cowsay".into(), false)]);
+        assert_eq!(n("python3 -m pip install numpy"), [("numpy".into(), false)]);
+        assert!(names("npm run build").is_none());
+        assert!(names("cargo build").is_none());
+        let hit = check_command(
+            &crate::shell::analyze("npm install crossenv")
+                .commands()
+                .next()
+                .unwrap()
+                .1
+                .clone(),
+        )
+        .unwrap();
+        assert!(
+            hit.reason
+                .contains("LIKELY TYPOSQUAT of the popular `cross-env`"),
+            "{}",
+            hit.reason
+        );
+    }
+
     #[test]
     fn typosquats() {
         assert_eq!(typosquat_of(Ecosystem::Npm, "crossenv"), Some("cross-env"));

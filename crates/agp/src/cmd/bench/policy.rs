@@ -94,6 +94,16 @@ fn pin_to_one_cpu() -> bool {
     }
 }
 
+/// The 1-minute load average: p99 latencies on a shared machine mean little without it.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -189,19 +199,21 @@ pub fn run(args: PolicyBenchArgs) -> Result<Exit> {
                 "rules": policy.rules().len(),
                 "iterations_per_call": iterations,
                 "pinned_to_one_cpu": pinned,
+                "load_average_1m": load_average(),
                 "p50_us": us(p50), "p99_us": us(p99), "max_us": us(max),
                 "target_p99_us": args.target_us, "met": ok, "calls": calls,
             }))?
         );
     } else {
         println!(
-            "policy evaluation, {} rules, {iterations} runs per call, {}",
+            "policy evaluation, {} rules, {iterations} runs per call, {}, load average {}",
             policy.rules().len(),
             if pinned {
                 "pinned to one CPU"
             } else {
                 "not pinned (sched_setaffinity failed)"
-            }
+            },
+            load_average().map_or("unknown".to_string(), |l| format!("{l:.2}"))
         );
         for (label, d, a, b, c) in &per_call {
             let d = d.map(|d| d.as_str()).unwrap_or("?");
