@@ -198,6 +198,8 @@ pub struct Tail {
     pub checkpoints_torn: bool,
     /// Largest size any checkpoint (valid or not) claims.
     pub max_checkpoint_size: u64,
+    /// SHA-256 (hex) of every torn tail a `journal.recovered` entry records.
+    pub recorded_torn: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -960,6 +962,22 @@ impl Verifier {
                 f.key_id, self.active_id_hex
             );
             self.entry_finding(Code::KeyIdMismatch, pos, msg);
+        }
+        if f.kind == event::JOURNAL_RECOVERED {
+            if let Ok(body) = f.body_map() {
+                let shas = body
+                    .get("torn_sha256")
+                    .into_iter()
+                    .chain(
+                        body.get("earlier_torn")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|t| t.get("sha256")),
+                    )
+                    .filter_map(Value::as_str);
+                self.tail.recorded_torn.extend(shas.map(str::to_string));
+            }
         }
         if f.kind == KEY_ROTATED && f.seq == pos {
             let active = self.keys.last().expect("checked").verifier().clone();

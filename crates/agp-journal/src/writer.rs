@@ -355,23 +355,44 @@ impl JournalWriter {
                 &json!({"origin": signer.name(), "key": signer.verifier().to_string()}),
             )?;
             me.summary.created = true;
-        } else if me.summary.torn_bytes > 0 || me.summary.unsealed > 0 {
-            let mut body = json!({
-                "unsealed_from": report.sealed_size,
-                "unsealed_entries": me.summary.unsealed,
-                "torn_bytes": me.summary.torn_bytes,
-            });
-            if let Some(p) = &me.summary.torn_file {
-                let torn = std::fs::read(p).map_err(|e| io_err("cannot read", p, e))?;
-                body["torn_file"] = json!(p.file_name().map(|n| n.to_string_lossy().into_owned()));
-                body["torn_sha256"] = json!(agp_contracts::canonical::sha256_hex(&torn));
+        } else {
+            // Torn tails moved aside by an open that crashed before journaling them.
+            let orphans = unrecorded_torn_files(
+                dir,
+                &report.tail.recorded_torn,
+                me.summary.torn_file.as_deref(),
+            )?;
+            if me.summary.torn_bytes > 0 || me.summary.unsealed > 0 || !orphans.is_empty() {
+                let r = me.journal_recovery(report.sealed_size, orphans)?;
+                me.summary.recovered_seq = Some(r.seq);
             }
-            let r = me.append_inner(JOURNAL_RECOVERED, None, &body)?;
-            me.summary.recovered_seq = Some(r.seq);
         }
         // A fresh checkpoint (and checkpoint.sig) for what is there now.
         me.seal_now(true)?;
         Ok(me)
+    }
+
+    fn journal_recovery(
+        &self,
+        unsealed_from: u64,
+        orphans: Vec<Value>,
+    ) -> Result<AppendReceipt, JournalError> {
+        {
+            let mut body = json!({
+                "unsealed_from": unsealed_from,
+                "unsealed_entries": self.summary.unsealed,
+                "torn_bytes": self.summary.torn_bytes,
+            });
+            if !orphans.is_empty() {
+                body["earlier_torn"] = Value::Array(orphans);
+            }
+            if let Some(p) = &self.summary.torn_file {
+                let torn = std::fs::read(p).map_err(|e| io_err("cannot read", p, e))?;
+                body["torn_file"] = json!(p.file_name().map(|n| n.to_string_lossy().into_owned()));
+                body["torn_sha256"] = json!(agp_contracts::canonical::sha256_hex(&torn));
+            }
+            self.append_inner(JOURNAL_RECOVERED, None, &body)
+        }
     }
 
     /// What opening found and did.
@@ -819,6 +840,40 @@ fn replace_file(dir: &Path, name: &str, data: &[u8], sync: bool) -> Result<(), J
     std::fs::rename(&tmp, &path).map_err(|e| io_err("cannot replace", &path, e))
 }
 
+/// `entries.jsonl.torn*` files in `dir` (other than `current`) whose content no
+/// `journal.recovered` entry records, as `{file, bytes, sha256}`.
+fn unrecorded_torn_files(
+    dir: &Path,
+    recorded: &[String],
+    current: Option<&Path>,
+) -> Result<Vec<Value>, JournalError> {
+    let prefix = format!("{ENTRIES_FILE}.torn");
+    let mut out = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| io_err("cannot list", dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+                && Some(p.as_path()) != current
+        })
+        .collect();
+    names.sort();
+    for p in names {
+        let data = std::fs::read(&p).map_err(|e| io_err("cannot read", &p, e))?;
+        let sha = agp_contracts::canonical::sha256_hex(&data);
+        if !recorded.contains(&sha) {
+            out.push(json!({
+                "file": p.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "bytes": data.len(),
+                "sha256": sha,
+            }));
+        }
+    }
+    Ok(out)
+}
+
 /// `base`, or `base.1`, `base.2`, ...: the first name not taken in `dir`.
 fn free_name(dir: &Path, base: &str) -> PathBuf {
     let first = dir.join(base);
@@ -1046,6 +1101,28 @@ mod tests {
         );
         let report = verify_dir(dir.path(), &opts(&key)).unwrap();
         assert!(report.findings.is_empty(), "{:?}", report.findings);
+    }
+
+    #[test]
+    fn a_torn_tail_moved_aside_but_never_journaled_is_journaled_on_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SignerKey::generate("agp.test/log").unwrap();
+        JournalWriter::open(dir.path(), key.clone(), JournalOptions::default())
+            .unwrap()
+            .close()
+            .unwrap();
+        // As if an open had moved a torn line aside and crashed before journaling it.
+        std::fs::write(dir.path().join("entries.jsonl.torn"), b"{\"half").unwrap();
+        let w = JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap();
+        assert_eq!(w.open_summary().recovered_seq, Some(1));
+        w.close().unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(dir.path().join(ENTRIES_FILE)).unwrap();
+        let rec: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(rec["body"]["earlier_torn"][0]["bytes"], 6);
+        // Recorded now: the next open has nothing to add.
+        let w = JournalWriter::open(dir.path(), key, JournalOptions::default()).unwrap();
+        assert_eq!(w.open_summary().recovered_seq, None);
     }
 
     #[test]
