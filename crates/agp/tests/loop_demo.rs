@@ -280,3 +280,55 @@ fn the_sandbox_confines_calls_the_policy_allowed() {
         "{results:?}"
     );
 }
+
+#[test]
+fn agp_run_uses_a_running_agp_daemon_for_its_session() {
+    let env = setup();
+    let answers = workspace().join("examples/demo.answers");
+    let socket = env.home.join("run/gateway.sock");
+    let mut daemon = Command::new("setsid")
+        .arg("-w")
+        .arg(AGP)
+        .arg("--home")
+        .arg(&env.home)
+        .args(["daemon", "--approver-script"])
+        .arg(&answers)
+        .env("HOME", &env.user_home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(std::time::Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let script = workspace().join("examples/demo.yaml");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--intendant",
+            "scripted",
+            "--script",
+            script.to_str().unwrap(),
+            "--repo",
+            env.repo.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        agp(&env.home, &env.user_home, &args)
+    };
+    // Settings of an in-process daemon cannot silently be ignored.
+    let refused = run(&["--auto-approve"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let out = run(&[]);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let stdout = ok(&out);
+    assert!(stdout.contains("on the running agp daemon"), "{stdout}");
+    assert!(
+        stdout.contains("13 calls, 8 allowed (1 after approval), 5 denied"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("✓ journal verified"), "{stdout}");
+}

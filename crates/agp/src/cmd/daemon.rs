@@ -91,6 +91,13 @@ fn read_config(home: &Home) -> Result<ConfigFile> {
     toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
 }
 
+/// The approval timeout configured for this home (config.toml, else 300 s).
+pub fn configured_approval_timeout(home: &Home) -> Result<Duration> {
+    Ok(Duration::from_secs(
+        read_config(home)?.approvals.timeout_secs.unwrap_or(300),
+    ))
+}
+
 /// The ONE redaction function, from agp-policy.
 struct PolicyRedactor;
 

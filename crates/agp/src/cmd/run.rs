@@ -6,7 +6,7 @@ use std::time::Duration;
 use agp_daemon::{Daemon, SessionParams};
 use agp_gateway::{Client, SessionMode};
 use agp_intendants::{RunReport, Script, ScriptedIntendant};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
 use crate::cmd::daemon::{assemble, runtime, warn_if_unsandboxed, GovernArgs};
@@ -75,6 +75,10 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/"));
     let intendant = ScriptedIntendant::new(script, user_home);
+
+    if let Some(running) = running_daemon(home)? {
+        return run_on_daemon(home, &args, &running, &intendant, &repo);
+    }
 
     crate::cmd::daemon::init_logging("agp_daemon=warn");
     let assembly = assemble(home, &args.govern)?;
@@ -243,4 +247,107 @@ fn verify(journal_dir: &Path, verifier: &Path) -> bool {
             false
         }
     }
+}
+
+/// An `agp daemon` serving this home: its socket and admin token.
+struct RunningDaemon {
+    socket: PathBuf,
+    admin_token: String,
+}
+
+/// Finds a live daemon for `home` (its socket accepts a connection).
+fn running_daemon(home: &Home) -> Result<Option<RunningDaemon>> {
+    let socket = home.run_dir().join("gateway.sock");
+    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        return Ok(None);
+    }
+    let token_path = home.run_dir().join("admin.token");
+    let admin_token = std::fs::read_to_string(&token_path).with_context(|| {
+        format!(
+            "an agp daemon is serving {} but its admin token {} is unreadable",
+            socket.display(),
+            token_path.display()
+        )
+    })?;
+    Ok(Some(RunningDaemon {
+        socket,
+        admin_token: admin_token.trim().to_owned(),
+    }))
+}
+
+/// Runs the script as a session of the `agp daemon` already serving this home: its policy,
+/// approval channel and sandbox apply.
+fn run_on_daemon(
+    home: &Home,
+    args: &RunArgs,
+    daemon: &RunningDaemon,
+    intendant: &ScriptedIntendant,
+    repo: &Path,
+) -> Result<Exit> {
+    let g = &args.govern;
+    if g.policy.is_some()
+        || g.sandbox.is_some()
+        || g.auto_approve
+        || g.approver_script.is_some()
+        || g.durability.is_some()
+    {
+        bail!(
+            "an agp daemon is already serving this home ({}): its own policy, approvals and \
+             sandbox apply; drop --policy/--sandbox/--auto-approve/--approver-script/--durability, \
+             or stop the daemon to run with them",
+            daemon.socket.display()
+        );
+    }
+    let mut control = Client::connect(&daemon.socket, Duration::from_secs(30))
+        .context("cannot reach the agp daemon")?;
+    let opened = control
+        .open_session(
+            &daemon.admin_token,
+            "scripted",
+            &repo.to_string_lossy(),
+            &args.task,
+            SessionMode::ProxyExec,
+        )
+        .context("the agp daemon refused the session")?;
+    println!(
+        "agp: session {} · intendant scripted · repo {} · on the running agp daemon ({})",
+        opened.session,
+        repo.display(),
+        daemon.socket.display()
+    );
+    // The daemon's approval timeout is its own (flag or config); wait for the longest it
+    // could take.
+    let approval = match g.approval_timeout {
+        Some(secs) => Duration::from_secs(secs),
+        None => crate::cmd::daemon::configured_approval_timeout(home)?,
+    };
+    let reply_timeout = approval.max(Duration::from_secs(120)) + REPLY_MARGIN;
+    let mut client =
+        Client::connect(&daemon.socket, reply_timeout).context("cannot reach the gateway")?;
+    client
+        .hello(&opened.token)
+        .context("gateway refused the session")?;
+    let report = intendant.run(&mut client, repo, |call| println!("{}", call.line()));
+    let status = if report.failure().is_none() {
+        "completed"
+    } else {
+        "failed"
+    };
+    // A failed call closed that connection: end the session on a fresh one.
+    let ended = Client::connect(&daemon.socket, Duration::from_secs(30)).and_then(|mut c| {
+        c.hello(&opened.token)?;
+        c.end_session(Some(status))
+    });
+    if let Err(e) = ended {
+        eprintln!("agp: error: cannot end session {}: {e}", opened.session);
+    }
+    summarize(&opened.session, &report);
+    let verified = verify(
+        &home.journal_dir(),
+        &home.keys_dir().join(agp_journal::keys::VERIFIER_FILE),
+    );
+    if report.failure().is_some() || !report.mismatches().is_empty() || !verified {
+        return Ok(Exit::Bad);
+    }
+    Ok(Exit::Ok)
 }
