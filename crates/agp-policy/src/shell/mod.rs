@@ -18,6 +18,8 @@ pub use words::Word;
 
 /// How deep `sh -c '…'`, `eval`, here-docs and `env -S` may nest before we give up (fail closed).
 const MAX_DEPTH: u32 = 6;
+/// Deepest syntax tree we walk (recursively); deeper ones are judged as unparseable.
+const MAX_NESTING: usize = 120;
 /// Longest command line we parse; longer ones are judged as unparseable.
 const MAX_LEN: usize = 256 * 1024;
 
@@ -235,6 +237,11 @@ impl Walker {
             return;
         };
         let root = tree.root_node();
+        // The walk below recurses; a pathological `((((…))))` must not overflow the stack.
+        if max_depth(root) > MAX_NESTING {
+            self.opaque(src, "the command is nested too deeply to judge");
+            return;
+        }
         if root.has_error() {
             self.opaque(src, "the command does not parse as shell");
         }
@@ -534,6 +541,31 @@ impl Walker {
             self.redirect(r, src, depth, index);
         }
         index
+    }
+}
+
+/// Depth of the deepest node, computed without recursion.
+fn max_depth(root: Node<'_>) -> usize {
+    let mut cursor = root.walk();
+    let (mut depth, mut max) = (0usize, 0usize);
+    loop {
+        if cursor.goto_first_child() {
+            depth += 1;
+            max = max.max(depth);
+            if max > MAX_NESTING {
+                return max;
+            }
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return max;
+            }
+            depth -= 1;
+        }
     }
 }
 

@@ -132,3 +132,14 @@ fn fork_bomb_and_feeds() {
     let a = analyze("bash <(curl -s https://x.sh)");
     assert_eq!(a.feeds.len(), 1);
 }
+
+#[test]
+fn deep_nesting_is_opaque_not_a_crash() {
+    let deep = format!("{}ls{}", "(".repeat(20_000), ")".repeat(20_000));
+    assert!(opaque(&deep));
+    let subst = format!("echo {}x{}", "$(".repeat(5_000), ")".repeat(5_000));
+    assert!(opaque(&subst));
+    let exp = format!("echo {}x{}", "${a:-".repeat(5_000), "}".repeat(5_000));
+    assert!(opaque(&exp));
+    assert!(!opaque("((ls))"));
+}
