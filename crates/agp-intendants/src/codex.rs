@@ -243,10 +243,19 @@ impl IntendantAdapter for CodexAdapter {
 /// its `hooks/list` that agp's hook is managed, enabled and matches every tool, before and after
 /// each call.
 pub fn probe_hooks(
-    mut cmd: Command,
+    cmd: Command,
     ctx: &LaunchContext,
     timeout: Duration,
 ) -> Result<(), IntendantError> {
+    check_hooks_list(&list_hooks(cmd, &ctx.repo, timeout)?, ctx)
+}
+
+/// Runs `codex app-server` (the command given) and returns its `hooks/list` result for `cwd`.
+pub fn list_hooks(
+    mut cmd: Command,
+    cwd: &Path,
+    timeout: Duration,
+) -> Result<Value, IntendantError> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -256,15 +265,15 @@ pub fn probe_hooks(
             format!("cannot start `codex app-server` to list hooks: {e}"),
         )
     })?;
-    let result = exchange(&mut child, ctx, timeout);
+    let result = exchange(&mut child, cwd, timeout);
     let _ = child.kill();
     let _ = child.wait();
-    check_hooks_list(&result?, ctx)
+    result
 }
 
 fn exchange(
     child: &mut std::process::Child,
-    ctx: &LaunchContext,
+    cwd: &Path,
     timeout: Duration,
 ) -> Result<Value, IntendantError> {
     let mut stdin = child
@@ -279,7 +288,7 @@ fn exchange(
         json!({"id": 1, "method": "initialize",
                "params": {"clientInfo": {"name": "agp", "version": env!("CARGO_PKG_VERSION")}}}),
         json!({"method": "initialized"}),
-        json!({"id": 2, "method": "hooks/list", "params": {"cwds": [ctx.repo]}}),
+        json!({"id": 2, "method": "hooks/list", "params": {"cwds": [cwd]}}),
     ];
     for r in requests {
         writeln!(stdin, "{r}")

@@ -383,3 +383,35 @@ fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
         .iter()
         .any(|e| e["kind"] == "session.ended" && e["body"]["status"] == "failed"));
 }
+
+/// `agp install-hooks --codex` asks Codex whether it will run the hook: a fresh user hook is
+/// untrusted (Codex would skip it silently), which is reported with exit code 1.
+#[test]
+fn codex_install_hooks_reports_an_untrusted_hook() {
+    let Some(codex) = codex() else { return };
+    let world = World::new();
+    let codex_home = world.dir.path().join("codex-home");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    let out = Command::new(AGP)
+        .arg("--home")
+        .arg(&world.home)
+        .args(["install-hooks", "--codex", "--user"])
+        .env("CODEX_HOME", &codex_home)
+        .env("AGP_CODEX_BIN", &codex)
+        .current_dir(&world.repo)
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("Codex will SKIP the agp preToolUse hook (status: untrusted)"),
+        "{stdout}"
+    );
+    let hooks: Value =
+        serde_json::from_str(&std::fs::read_to_string(codex_home.join("hooks.json")).unwrap())
+            .unwrap();
+    assert!(hooks["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+        .as_str()
+        .unwrap()
+        .ends_with("hook --harness codex --attach"));
+}

@@ -154,12 +154,64 @@ pub fn run(home: &Home, args: InstallHooksArgs) -> Result<Exit> {
         file.display()
     );
     if harness == "codex" {
-        println!(
-            "agp: WARNING: Codex skips untrusted hooks SILENTLY: review and trust the agp hook in \
-             Codex before relying on it (`agp run --intendant codex` proves its wiring instead)"
-        );
+        let cwd = match &args.project {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir().context("current directory")?,
+        };
+        return check_codex(&command, &cwd);
     }
     Ok(Exit::Ok)
+}
+
+/// Codex skips an untrusted hook SILENTLY: ask Codex itself (`app-server` `hooks/list`) whether
+/// it will run the hook just installed, and say so. Exit 1 when it will not.
+fn check_codex(command: &str, cwd: &Path) -> Result<Exit> {
+    let codex = std::env::var_os(crate::cmd::run_agent::ENV_CODEX_BIN)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|d| d.join("codex"))
+                .find(|p| p.is_file())
+        });
+    let Some(codex) = codex else {
+        println!(
+            "agp: WARNING: codex not found, so agp cannot check that Codex will run the hook; \
+             Codex skips untrusted hooks SILENTLY: trust the agp hook in Codex before relying on it"
+        );
+        return Ok(Exit::Ok);
+    };
+    let mut cmd = std::process::Command::new(&codex);
+    cmd.args(["app-server", "-c", "analytics.enabled=false"])
+        .current_dir(cwd);
+    let listed = agp_intendants::codex::list_hooks(cmd, cwd, std::time::Duration::from_secs(30))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hooks: Vec<Value> = listed["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|d| d["hooks"].as_array().cloned().unwrap_or_default())
+        .filter(|h| h["command"] == command)
+        .collect();
+    let mut active = 0;
+    for event in ["preToolUse", "postToolUse"] {
+        match hooks.iter().find(|h| h["eventName"] == event) {
+            None => println!("agp: ✗ Codex does not list the agp {event} hook (an untrusted project's config is not loaded)"),
+            Some(h) => {
+                let trust = h["trustStatus"].as_str().unwrap_or("unknown");
+                let ok = h["enabled"] == true && matches!(trust, "trusted" | "managed");
+                if ok {
+                    active += 1;
+                    println!("agp: ✓ Codex will run the agp {event} hook ({trust})");
+                } else {
+                    println!(
+                        "agp: ✗ Codex will SKIP the agp {event} hook (status: {trust}): trust it in Codex, then run this again"
+                    );
+                }
+            }
+        }
+    }
+    Ok(if active == 2 { Exit::Ok } else { Exit::Bad })
 }
 
 #[cfg(test)]
