@@ -229,16 +229,20 @@ impl JournalWriter {
             },
         )
         .map_err(|e| JournalError::Unavailable(e.to_string()))?;
-        let tolerated = |c: Code| {
+        // What a crash (or power loss: the sealer does not fsync) can leave, all of it rewritten
+        // below. `journal/checkpoint` is a copy of the last stored checkpoint, so a damaged one
+        // is replaced too; everything else refuses the open.
+        let tolerated = |f: &crate::Finding| {
             matches!(
-                c,
+                f.code,
                 Code::TornTail
                     | Code::UnsealedTail
                     | Code::TornCheckpoint
                     | Code::StaleCheckpoint
                     | Code::MissingSshsig
                     | Code::SshsigInvalid
-            )
+            ) || (f.code == Code::CheckpointMalformed
+                && f.checkpoint.as_deref() == Some(CHECKPOINT_FILE))
         };
         if report.has(Code::Truncated) {
             return Err(JournalError::Unavailable(format!(
@@ -260,7 +264,7 @@ impl JournalWriter {
         if let Some(bad) = report
             .findings
             .iter()
-            .find(|f| f.severity == Severity::Error && !tolerated(f.code))
+            .find(|f| f.severity == Severity::Error && !tolerated(f))
         {
             return Err(JournalError::Unavailable(format!(
                 "the journal fails verification, refusing to extend it: {bad} (run `agp verify`)"
@@ -1076,6 +1080,25 @@ mod tests {
             .unwrap()
             .close()
             .unwrap();
+    }
+
+    #[test]
+    fn a_damaged_latest_checkpoint_is_rewritten_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SignerKey::generate("agp.test/log").unwrap();
+        JournalWriter::open(dir.path(), key.clone(), JournalOptions::default())
+            .unwrap()
+            .close()
+            .unwrap();
+        // Power loss after renaming an unsynced file: an empty checkpoint.
+        std::fs::write(dir.path().join(CHECKPOINT_FILE), b"").unwrap();
+        assert!(!verify_dir(dir.path(), &opts(&key)).unwrap().intact);
+        JournalWriter::open(dir.path(), key.clone(), JournalOptions::default())
+            .unwrap()
+            .close()
+            .unwrap();
+        let report = verify_dir(dir.path(), &opts(&key)).unwrap();
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
     }
 
     #[test]
