@@ -11,6 +11,22 @@ use clap::{Args, Subcommand};
 use crate::exit::{Exit, EXIT_CODES_HELP};
 use crate::home::Home;
 
+/// Like `println!`, but a reader that goes away (`agp policy explain … | head`) ends the output
+/// instead of panicking.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+macro_rules! print {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
     #[command(subcommand)]
