@@ -214,6 +214,12 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
             agent.name()
         );
     }
+    if args.task.trim().is_empty() && !args.interactive {
+        bail!(
+            "--task is required to run {} headless (or pass --interactive)",
+            agent.name()
+        );
+    }
     let repo = std::fs::canonicalize(args.repo)
         .with_context(|| format!("repository {}", args.repo.display()))?;
     let user_home = std::env::var_os("HOME")
