@@ -310,19 +310,15 @@ impl Policy {
                     remember_secs,
                 })
             } else {
-                for (present, name, sp) in [
-                    (
-                        r.approvers.as_ref().map(|a| a.span()),
-                        "approvers",
-                        None::<()>,
-                    ),
-                    (r.quorum.as_ref().map(|a| a.span()), "quorum", None),
-                    (r.remember.as_ref().map(|a| a.span()), "remember", None),
-                ] {
-                    let _ = sp;
-                    if let Some(s) = present {
+                let extras = [
+                    ("approvers", r.approvers.as_ref().map(|a| a.span())),
+                    ("quorum", r.quorum.as_ref().map(|a| a.span())),
+                    ("remember", r.remember.as_ref().map(|a| a.span())),
+                ];
+                for (name, span) in extras {
+                    if let Some(span) = span {
                         errors.push(diag(
-                            s,
+                            span,
                             format!("`{name}` only applies to rules with effect = \"require\""),
                         ));
                     }

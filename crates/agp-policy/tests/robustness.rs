@@ -65,13 +65,20 @@ fn shellish() -> impl Strategy<Value = String> {
     prop::collection::vec(atoms, 0..24).prop_map(|v| v.concat())
 }
 
+fn fixture() -> &'static (common::World, Policy) {
+    static FIXTURE: std::sync::OnceLock<(common::World, Policy)> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let policy = Policy::from_str(common::DEFAULT_POLICY, "policy.toml").unwrap();
+        (common::World::new(), policy)
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_commands_are_judged_without_panicking(cmd in shellish()) {
-        let world = common::World::new();
-        let policy = Policy::from_str(common::DEFAULT_POLICY, "policy.toml").unwrap();
+        let (world, policy) = fixture();
         // `evaluate_call` has no panic guard, so a panic fails the test.
         let v = policy.evaluate_call(&world.call("Bash", json!({ "command": cmd })), &world.ctx);
         prop_assert!(!v.parts.is_empty());

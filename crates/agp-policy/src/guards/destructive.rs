@@ -184,7 +184,6 @@ pub fn check_command(cmd: &SimpleCommand, scene: &Scene) -> Vec<GuardHit> {
                 .iter()
                 .take_while(|w| !w.text.starts_with('-') && !matches!(w.text.as_str(), "(" | "!"))
                 .collect();
-            let roots = if roots.is_empty() { vec![] } else { roots };
             if roots.is_empty() {
                 let dot = Word::literal(".");
                 return recursive_targets(cmd, &[&dot], "find -delete", scene);

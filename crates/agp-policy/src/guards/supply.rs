@@ -432,7 +432,6 @@ fn collect(eco: Ecosystem, args: &[Word], out: &mut Vec<Package>) -> bool {
     let opts = value_options(eco);
     let mut i = 0;
     let mut remote_flag = false;
-    let mut from_file = false;
     while i < args.len() {
         let w = &args[i];
         let t = w.text.as_str();
@@ -456,7 +455,6 @@ fn collect(eco: Ecosystem, args: &[Word], out: &mut Vec<Package>) -> bool {
             remote_flag = true;
         }
         if matches!(t, "-r" | "--requirement" | "-e" | "--editable") && eco == Ecosystem::PyPi {
-            from_file = t.starts_with("-r") || t.starts_with("--req");
             if let Some(v) = args.get(i + 1) {
                 if is_remote_source(&v.text) {
                     out.push(Package {
@@ -500,7 +498,6 @@ fn collect(eco: Ecosystem, args: &[Word], out: &mut Vec<Package>) -> bool {
             p.remote_source = true;
         }
     }
-    let _ = from_file;
     remote_flag
 }
 

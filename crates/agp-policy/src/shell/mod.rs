@@ -251,7 +251,7 @@ impl Walker {
     fn walk(&mut self, node: Node<'_>, src: &str, depth: u32) {
         match node.kind() {
             "command" => {
-                self.command(node, src, depth, &[]);
+                self.command(node, src, depth);
             }
             "redirected_statement" => self.redirected(node, src, depth),
             "pipeline" => self.pipeline(node, src, depth),
@@ -319,7 +319,7 @@ impl Walker {
         let body = node.child_by_field_name("body");
         if let Some(body) = body {
             if body.kind() == "command" {
-                consumer = self.command(body, src, depth, &[]);
+                consumer = self.command(body, src, depth);
             } else {
                 self.walk(body, src, depth);
             }
@@ -487,13 +487,7 @@ impl Walker {
     }
 
     /// Handles one `command` node; returns the part index of the (outer) simple command.
-    fn command(
-        &mut self,
-        node: Node<'_>,
-        src: &str,
-        depth: u32,
-        _inherited: &[String],
-    ) -> Option<usize> {
+    fn command(&mut self, node: Node<'_>, src: &str, depth: u32) -> Option<usize> {
         let mut argv: Vec<Word> = Vec::new();
         let mut env: Vec<String> = Vec::new();
         let mut redirects: Vec<Node<'_>> = Vec::new();
