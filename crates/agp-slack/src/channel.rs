@@ -165,6 +165,7 @@ impl SlackChannelBuilder {
             waiters: Mutex::new(HashMap::new()),
             decide: tokio::sync::Mutex::new(()),
             roots: tokio::sync::Mutex::new(()),
+            posted: tokio::sync::Notify::new(),
             post_retry: self.post_retry,
             bot_user: auth.user_id,
         });
@@ -251,6 +252,8 @@ struct Inner {
     decide: tokio::sync::Mutex<()>,
     /// Serialises creation of session root messages.
     roots: tokio::sync::Mutex<()>,
+    /// Signalled when an approval's message ts is stored.
+    posted: tokio::sync::Notify,
     post_retry: Duration,
     bot_user: String,
 }
@@ -425,6 +428,7 @@ impl Inner {
                     r.thread_ts = Some(root);
                     r.message_ts = Some(ts);
                     self.store.save(&r)?;
+                    self.posted.notify_waiters();
                     return Ok(());
                 }
                 Err(e) => {
@@ -593,15 +597,14 @@ impl Inner {
         } else {
             self.configured_approver(&user).await
         };
-        let _lock = self.decide.lock().await;
-        let record = match self.store.load(&value.n)? {
-            None => {
-                drop(_lock);
+        let (_lock, record) = match self.load_posted(&value.n).await? {
+            (lock, Some(r)) => (lock, r),
+            (lock, None) => {
+                drop(lock);
                 self.reject(click, None, RejectReason::UnknownNonce, Some(&user.name))
                     .await;
                 return Ok(());
             }
-            Some(r) => r,
         };
         // Order matters only for the reason reported; none of these checks changes the record,
         // so a refused click never burns the nonce.
@@ -731,6 +734,33 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// Takes the decision lock and loads the record of `nonce`. A click can arrive between
+    /// chat.postMessage answering and the message ts being stored; such a click waits for the
+    /// ts (bounded) instead of being refused as a mismatch.
+    async fn load_posted(
+        &self,
+        nonce: &str,
+    ) -> Result<(tokio::sync::MutexGuard<'_, ()>, Option<PendingRecord>), SlackError> {
+        for _ in 0..10 {
+            let notified = self.posted.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let lock = self.decide.lock().await;
+            let record = self.store.load(nonce)?;
+            let posting = record
+                .as_ref()
+                .is_some_and(|r| r.message_ts.is_none() && r.outcome.is_none());
+            if !posting {
+                return Ok((lock, record));
+            }
+            drop(lock);
+            let _ = tokio::time::timeout(Duration::from_millis(500), notified).await;
+        }
+        let lock = self.decide.lock().await;
+        let record = self.store.load(nonce)?;
+        Ok((lock, record))
     }
 
     /// Whether `user` is one of the configured approvers (listed, or in the approver group).

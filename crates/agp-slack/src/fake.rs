@@ -80,6 +80,7 @@ struct State {
     calls: Vec<(String, Instant)>,
     rate_limits: HashMap<String, (u32, u64)>,
     failures: HashMap<String, (u32, String)>,
+    delays: HashMap<String, Duration>,
     tickets: HashSet<String>,
     conn: Option<(u64, mpsc::UnboundedSender<WsCmd>)>,
     conn_seq: u64,
@@ -183,6 +184,12 @@ impl FakeSlack {
     pub fn rate_limit(&self, method: &str, times: u32, retry_after_s: u64) {
         self.shared
             .with(|s| s.rate_limits.insert(method.into(), (times, retry_after_s)));
+    }
+
+    /// Calls of `method` take effect at once but are answered only after `delay` (a slow
+    /// network between Slack and agp).
+    pub fn delay(&self, method: &str, delay: Duration) {
+        self.shared.with(|s| s.delays.insert(method.into(), delay));
     }
 
     /// The next `times` calls of `method` answer `{"ok":false,"error":error}`.
@@ -452,6 +459,9 @@ async fn serve_http(shared: Arc<Shared>, mut stream: TcpStream) {
         .unwrap_or("")
         .to_owned();
     let reply = shared.with(|s| api_method(&shared, s, &method, &token, &params));
+    if let Some(d) = shared.with(|s| s.delays.get(&method).copied()) {
+        tokio::time::sleep(d).await;
+    }
     let _ = write_response(&mut stream, "200 OK", "", &reply.to_string()).await;
 }
 

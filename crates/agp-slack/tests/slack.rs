@@ -767,3 +767,20 @@ async fn concurrent_approvals_do_not_cross() {
         .count();
     assert_eq!(roots, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_racing_the_post_reply_waits_for_it_instead_of_being_refused() {
+    let r = rig().await;
+    let ch = Arc::new(r.channel(&["UALICE"]).await);
+    // The message exists in Slack (people can click) before agp learns its ts.
+    r.fake.delay("chat.postMessage", Duration::from_millis(700));
+    let h = ask(&ch, request("c1", 1, Duration::from_secs(30)));
+    let msg = approval(&r.fake, 0).await;
+    r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
+    assert_eq!(granted_ids(&outcome(h).await), ["UALICE"]);
+    assert!(
+        r.journal.rejections().is_empty(),
+        "{:?}",
+        r.journal.rejections()
+    );
+}
