@@ -30,6 +30,8 @@ pub enum EventError {
     BodyNotObject,
     #[error("event body is not JCS-trivial: {0}")]
     NotCanonical(String),
+    #[error("event body is {0} bytes, more than a journal line may hold")]
+    TooLarge(usize),
 }
 
 pub fn check_kind(kind: &str) -> Result<(), EventError> {
@@ -67,6 +69,10 @@ pub fn canonical_body(body: &Value) -> Result<String, EventError> {
     // one-pass check the verifier applies to every line).
     crate::jcs::check_canonical_object(text.as_bytes())
         .map_err(|e| EventError::NotCanonical(format!("does not round-trip: {e}")))?;
+    // Room for the envelope: the verifier holds at most MAX_LINE bytes of a line.
+    if text.len() > crate::verify::MAX_LINE - 4096 {
+        return Err(EventError::TooLarge(text.len()));
+    }
     Ok(text)
 }
 

@@ -345,28 +345,96 @@ pub fn verify_streams<E: BufRead, C: BufRead + 'static>(
     let mut buf = Vec::with_capacity(4096);
     let mut offset = 0u64;
     loop {
-        buf.clear();
-        let n = entries
-            .read_until(b'\n', &mut buf)
-            .map_err(|source| VerifyError::Io {
-                path: PathBuf::new(),
-                source,
-            })?;
-        if n == 0 {
-            break;
+        let line = read_line(&mut entries, &mut buf).map_err(|source| VerifyError::Io {
+            path: PathBuf::new(),
+            source,
+        })?;
+        match line {
+            Line::Eof => break,
+            Line::Torn(n) => {
+                v.tail.torn_len = n;
+                break;
+            }
+            Line::Complete => {
+                offset += buf.len() as u64 + 1;
+                v.entry(&buf);
+            }
+            Line::TooLong { len, leaf } => {
+                offset += len + 1;
+                v.oversized_entry(len, leaf);
+            }
         }
-        if buf.last() != Some(&b'\n') {
-            v.tail.torn_len = n as u64;
-            break;
-        }
-        offset += n as u64;
-        v.entry(&buf[..n - 1]);
         if v.frontier.size() == v.next_check {
             v.check_at_size();
         }
     }
     v.tail.good_len = offset;
     v.finish()
+}
+
+/// Longest line the verifier holds in memory (and the writer writes). Longer lines are hashed
+/// as they stream by and reported, so a hostile file cannot make memory grow.
+pub const MAX_LINE: usize = 16 << 20;
+
+enum Line {
+    Eof,
+    /// `buf` holds a complete line (without its newline).
+    Complete,
+    /// A last line without a newline, of this many bytes.
+    Torn(u64),
+    /// A complete line longer than `MAX_LINE`: its length and leaf hash.
+    TooLong {
+        len: u64,
+        leaf: Hash,
+    },
+}
+
+fn read_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Line> {
+    use sha2::{Digest, Sha256};
+    buf.clear();
+    let mut total: u64 = 0;
+    let mut hasher: Option<Sha256> = None;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(if total == 0 {
+                Line::Eof
+            } else {
+                Line::Torn(total)
+            });
+        }
+        let (part, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i + 1)),
+            None => (chunk, None),
+        };
+        total += part.len() as u64;
+        if hasher.is_none() && buf.len() + part.len() > MAX_LINE {
+            let mut h = Sha256::new();
+            h.update([0u8]);
+            h.update(&*buf);
+            buf.clear();
+            hasher = Some(h);
+        }
+        match &mut hasher {
+            Some(h) => h.update(part),
+            None => buf.extend_from_slice(part),
+        }
+        let used = done.unwrap_or(part.len());
+        r.consume(used);
+        if done.is_some() {
+            return Ok(match hasher {
+                None => Line::Complete,
+                Some(h) => Line::TooLong {
+                    len: total,
+                    leaf: h.finalize().into(),
+                },
+            });
+        }
+    }
 }
 
 struct Pending {
@@ -775,6 +843,21 @@ impl Verifier {
                 format!("{e} (over journal/checkpoint)"),
             );
         }
+    }
+
+    fn oversized_entry(&mut self, len: u64, leaf: Hash) {
+        let pos = self.frontier.size();
+        self.resolve_gap(None, pos);
+        self.entry_finding(
+            Code::MalformedEntry,
+            pos,
+            format!("the line is {len} bytes, longer than any entry agp writes ({MAX_LINE})"),
+        );
+        self.expected_seq += 1;
+        self.quiet = 1;
+        self.frontier.push(leaf);
+        self.prev_leaf = Some(leaf);
+        self.tail.last_leaf = Some(leaf);
     }
 
     fn entry(&mut self, line: &[u8]) {
@@ -1409,6 +1492,34 @@ impl<R: BufRead> NoteReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_line_hashes_oversized_lines_without_holding_them() {
+        let long = vec![b'x'; MAX_LINE + 10];
+        let mut data = b"{}\n".to_vec();
+        data.extend_from_slice(&long);
+        data.extend_from_slice(b"\nab");
+        let mut r = std::io::BufReader::with_capacity(4096, std::io::Cursor::new(data));
+        let mut buf = Vec::new();
+        assert!(matches!(
+            read_line(&mut r, &mut buf).unwrap(),
+            Line::Complete
+        ));
+        assert_eq!(buf, b"{}");
+        match read_line(&mut r, &mut buf).unwrap() {
+            Line::TooLong { len, leaf } => {
+                assert_eq!(len as usize, long.len());
+                assert_eq!(leaf, leaf_hash(&long));
+            }
+            _ => panic!("expected an oversized line"),
+        }
+        assert!(buf.capacity() <= 2 * MAX_LINE);
+        assert!(matches!(
+            read_line(&mut r, &mut buf).unwrap(),
+            Line::Torn(2)
+        ));
+        assert!(matches!(read_line(&mut r, &mut buf).unwrap(), Line::Eof));
+    }
 
     #[test]
     fn hex32_accepts_only_lowercase_hex_of_32_bytes() {
