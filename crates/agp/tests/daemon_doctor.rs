@@ -93,3 +93,18 @@ fn doctor_passes_on_a_healthy_home_and_names_each_problem_with_a_fix() {
         );
     }
 }
+
+#[test]
+fn doctor_flags_a_home_configured_without_a_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    assert!(agp(&home, &["init"]).status.success());
+    assert!(agp(&home, &["keygen"]).status.success());
+    let config = home.join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[sandbox]\nprovider = \"none\"\n");
+    std::fs::write(&config, text).unwrap();
+    let (code, report) = doctor(&home);
+    assert_eq!(code, 1);
+    assert_eq!(failed(&report), ["sandbox"]);
+}

@@ -91,6 +91,18 @@ fn read_config(home: &Home) -> Result<ConfigFile> {
     toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
 }
 
+/// The sandbox configured for this home (config.toml `[sandbox] provider`, else bwrap).
+pub fn configured_sandbox(home: &Home) -> Result<SandboxChoice> {
+    match read_config(home)?.sandbox.provider.as_deref() {
+        None | Some("bwrap") => Ok(SandboxChoice::Bwrap),
+        Some("none") => Ok(SandboxChoice::None),
+        Some(other) => bail!(
+            "{}: [sandbox] provider {other:?} is unknown (expected \"bwrap\" or \"none\")",
+            home.config().display()
+        ),
+    }
+}
+
 /// The approval timeout configured for this home (config.toml, else 300 s).
 pub fn configured_approval_timeout(home: &Home) -> Result<Duration> {
     Ok(Duration::from_secs(
@@ -191,14 +203,9 @@ pub fn assemble(home: &Home, args: &GovernArgs) -> Result<Assembly> {
         .unwrap_or("entry")
         .parse()
         .map_err(|e: String| anyhow!(e))?;
-    let sandbox = match (args.sandbox, file.sandbox.provider.as_deref()) {
-        (Some(choice), _) => choice,
-        (None, None | Some("bwrap")) => SandboxChoice::Bwrap,
-        (None, Some("none")) => SandboxChoice::None,
-        (None, Some(other)) => bail!(
-            "{}: [sandbox] provider {other:?} is unknown (expected \"bwrap\" or \"none\")",
-            home.config().display()
-        ),
+    let sandbox = match args.sandbox {
+        Some(choice) => choice,
+        None => configured_sandbox(home)?,
     };
     let approval_timeout = args
         .approval_timeout

@@ -201,6 +201,17 @@ fn check_state(home: &Home) -> Check {
 }
 
 fn check_sandbox(home: &Home) -> Check {
+    match crate::cmd::daemon::configured_sandbox(home) {
+        Ok(crate::cmd::daemon::SandboxChoice::Bwrap) => {}
+        Ok(crate::cmd::daemon::SandboxChoice::None) => {
+            return fail(
+                "sandbox",
+                "config.toml sets [sandbox] provider = \"none\": allowed calls run unisolated",
+                format!("set provider = \"bwrap\" in {}", home.config().display()),
+            )
+        }
+        Err(e) => return fail("sandbox", format!("{e:#}"), "fix config.toml"),
+    }
     let provider = agp_sandbox::BubblewrapProvider::new().protect(home.root());
     if let Err(e) = provider.bwrap() {
         return fail("sandbox", e.to_string(), "apt-get install bubblewrap");
