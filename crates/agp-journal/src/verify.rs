@@ -656,7 +656,7 @@ impl Verifier {
             if let Some(k) = self.check_signed(&p, true) {
                 if size >= self.sealed_size {
                     self.sealed_size = size;
-                    self.sealed_key = Some(self.sealed_key.map_or(k, |s| s.max(k)).max(k));
+                    self.sealed_key = Some(self.sealed_key.map_or(k, |s| s.max(k)));
                 }
             }
             // Reading the checkpoints file can only fail on I/O; then stop reading it.
