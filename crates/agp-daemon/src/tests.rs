@@ -1125,3 +1125,67 @@ fn an_agent_that_hangs_up_during_an_approval_gets_its_approval_settled_and_nothi
     let store = crate::store::Store::open_existing(&f.config.state_db).unwrap();
     assert!(store.pending().unwrap().is_empty());
 }
+
+/// A sandbox that proves itself but then fails every command.
+struct FailingProvider;
+impl SandboxProvider for FailingProvider {
+    type Session = ();
+    fn spawn(&self, _spec: &SandboxSpec) -> Result<(), SandboxError> {
+        Ok(())
+    }
+    fn exec(&self, _s: &(), _r: &ExecRequest) -> Result<ExecOutput, SandboxError> {
+        Err(SandboxError::Refused("namespace creation failed".into()))
+    }
+    fn teardown(&self, _s: ()) -> Result<(), SandboxError> {
+        Ok(())
+    }
+    fn isolation(&self) -> Isolation {
+        HostProvider.isolation()
+    }
+    fn preflight(&self, _s: &()) -> Result<PreflightReport, SandboxError> {
+        HostProvider.preflight(&PathBuf::new())
+    }
+}
+
+#[test]
+fn a_sandbox_failure_is_journaled_as_an_error_result_never_as_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    let journal = Arc::new(MemJournal::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut p = parts(&journal, &Arc::new(QueueChannel::default()));
+    p.sandbox = Some(Arc::new(Provider(Arc::new(FailingProvider))));
+    let daemon = rt.block_on(Daemon::start(config.clone(), p)).unwrap();
+    let token = rt
+        .block_on(daemon.open_session(SessionParams {
+            intendant: "t".into(),
+            repo,
+            task: String::new(),
+            mode: SessionMode::ProxyExec,
+        }))
+        .unwrap()
+        .token;
+    rt.spawn(daemon.clone().serve(std::future::pending()));
+    let mut c = Client::connect(&config.socket_path(), Duration::from_secs(10)).unwrap();
+    c.hello(&token).unwrap();
+    let reply = c.request_exec(&bash("x1", "echo hi")).unwrap();
+    let result = reply.result.unwrap();
+    assert!(!result.ok);
+    assert!(
+        result.output.contains("namespace creation failed"),
+        "{result:?}"
+    );
+    let journaled = &journal.of("tool_call.result")[0];
+    assert_eq!(journaled["ok"], false);
+    assert!(journaled["error"]
+        .as_str()
+        .unwrap()
+        .contains("namespace creation failed"));
+    rt.shutdown_background();
+}
