@@ -104,6 +104,12 @@ async fn no_token_in_logs_or_journal() {
         .unwrap();
     fake.send_raw("{garbage").unwrap();
     fake.click("UMALLORY", &msg.ts, "agp_allow").unwrap();
+    for _ in 0..400 {
+        if !journal.0.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     fake.disconnect("refresh_requested").unwrap();
     assert!(fake.wait_hellos(2, Duration::from_secs(20)).await);
     fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
