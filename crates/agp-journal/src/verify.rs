@@ -340,7 +340,7 @@ pub fn verify_streams<E: BufRead, C: BufRead + 'static>(
     v.notes = checkpoints.map(NoteReader::new);
     v.load_next_stored()?;
     v.set_latest(latest, latest_sig);
-    v.check_at_size();
+    v.check_at_size()?;
 
     let mut buf = Vec::with_capacity(4096);
     let mut offset = 0u64;
@@ -365,7 +365,7 @@ pub fn verify_streams<E: BufRead, C: BufRead + 'static>(
             }
         }
         if v.frontier.size() == v.next_check {
-            v.check_at_size();
+            v.check_at_size()?;
         }
     }
     v.tail.good_len = offset;
@@ -645,7 +645,7 @@ impl Verifier {
     }
 
     /// Runs every check due at the current tree size.
-    fn check_at_size(&mut self) {
+    fn check_at_size(&mut self) -> Result<(), VerifyError> {
         let size = self.frontier.size();
         loop {
             let due = matches!(&self.next_stored, Some(p) if p.cp.size == size);
@@ -659,10 +659,7 @@ impl Verifier {
                     self.sealed_key = Some(self.sealed_key.map_or(k, |s| s.max(k)));
                 }
             }
-            // Reading the checkpoints file can only fail on I/O; then stop reading it.
-            if self.load_next_stored().is_err() {
-                self.notes = None;
-            }
+            self.load_next_stored()?;
         }
         if matches!(&self.latest, Some(p) if p.cp.size == size) {
             let p = self.latest.take().expect("checked");
@@ -708,6 +705,7 @@ impl Verifier {
             }
         }
         self.recompute_next_check();
+        Ok(())
     }
 
     /// Signature, origin and root of one checkpoint at the current size. Returns the index of
