@@ -39,7 +39,11 @@ const NEEDLES: &[&str] = &[
     "agpa",
     "aida",
     "aroa",
-    "gh",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
     "github_pat_",
     "xox",
     "hooks.slack.com",
@@ -52,7 +56,6 @@ const NEEDLES: &[&str] = &[
     "secret",
     "token",
     "pass",
-    "api",
     "key",
     "credential",
     "auth",
@@ -63,6 +66,7 @@ fn needles() -> &'static aho_corasick::AhoCorasick {
     AC.get_or_init(|| {
         aho_corasick::AhoCorasick::builder()
             .ascii_case_insensitive(true)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(NEEDLES)
             .expect("secret needles")
     })
