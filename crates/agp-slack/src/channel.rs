@@ -619,6 +619,9 @@ impl Inner {
             Some(RejectReason::Expired)
         } else if record.outcome.is_some() {
             Some(RejectReason::Replayed)
+        } else if user.id != click.user_id {
+            // users.info must describe the clicker; anything else cannot be trusted.
+            Some(RejectReason::LookupFailed)
         } else if user.is_bot || user.id == self.bot_user {
             Some(RejectReason::Bot)
         } else {
