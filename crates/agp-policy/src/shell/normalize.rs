@@ -448,6 +448,7 @@ fn inline_code(name: &str, args: &[Word]) -> Option<String> {
                 )
             }),
             "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => awk_runs_programs(args),
+            "sed" | "gsed" => sed_runs_programs(args),
             _ => false,
         }
     };
@@ -477,6 +478,45 @@ fn awk_runs_programs(args: &[Word]) -> bool {
             || p.text.contains('>');
     }
     false
+}
+
+/// A sed script that runs commands (`e`, the `s///e` flag) or writes files (`w`, `s///w`).
+fn sed_runs_programs(args: &[Word]) -> bool {
+    let mut scripts: Vec<&Word> = option_value(args, &["-e"], &["--expression"]);
+    let explicit = !scripts.is_empty()
+        || args
+            .iter()
+            .any(|w| matches!(w.text.as_str(), "-f" | "--file"));
+    if !explicit {
+        if let Some(first) = non_options(args, &["-l", "-f", "--file"]).first() {
+            scripts.push(first);
+        }
+    }
+    scripts.iter().any(|w| {
+        if w.dynamic {
+            return true;
+        }
+        let b = w.text.as_bytes();
+        b.iter().enumerate().any(|(i, c)| {
+            let prev = if i == 0 { b';' } else { b[i - 1] };
+            match c {
+                // `e cmd` / `1e` / `$e`, and flags right after a closing delimiter (`s/a/b/e`).
+                b'e' | b'w' | b'W' => {
+                    matches!(
+                        prev,
+                        b';' | b'\n' | b'{' | b'}' | b' ' | b'0'
+                            ..=b'9' | b'$' | b'/' | b'|' | b'#' | b',' | b':'
+                    ) && b.get(i + 1).is_none_or(|n| {
+                        matches!(
+                            n,
+                            b' ' | b';' | b'\n' | b'}' | b'g' | b'p' | b'I' | b'i' | b'm' | b'M'
+                        )
+                    })
+                }
+                _ => false,
+            }
+        })
+    })
 }
 
 fn non_options<'a>(args: &'a [Word], with_value: &[&str]) -> Vec<&'a Word> {
@@ -542,7 +582,34 @@ pub fn derived_writes(name: &str, args: &[Word]) -> Vec<Word> {
         "vi" | "vim" | "nvim" | "nano" | "emacs" | "ed" | "ex" | "pico" | "micro" | "joe" => {
             own(non_options(args, &["-c", "-u", "-S", "--cmd", "-e", "-i"]))
         }
-        "git" => git_config_writes(args),
+        "git" => {
+            let mut t = git_config_writes(args);
+            t.extend(with_eq("--output="));
+            t.extend(own(option_value(
+                args,
+                &[],
+                &["--output", "--output-directory"],
+            )));
+            t.extend(with_eq("--output-directory="));
+            t
+        }
+        "sort" => {
+            let mut t = own(option_value(args, &["-o"], &["--output"]));
+            t.extend(with_eq("--output="));
+            t
+        }
+        "uniq" => non_options(args, &["-f", "-s", "-w"])
+            .into_iter()
+            .skip(1)
+            .take(1)
+            .cloned()
+            .collect(),
+        "tree" => own(option_value(args, &["-o"], &[])),
+        "find" => own(option_value(
+            args,
+            &["-fprint", "-fprint0", "-fls", "-fprintf"],
+            &[],
+        )),
         "cp" | "install" | "rsync" | "scp" => {
             let mut t = own(option_value(args, &["-t"], &["--target-directory"]));
             t.extend(with_eq("--target-directory="));
