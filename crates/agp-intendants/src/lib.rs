@@ -9,6 +9,7 @@
 
 pub mod claude_code;
 pub mod codex;
+pub mod demo;
 pub mod live;
 pub mod script;
 pub mod scripted;

@@ -30,14 +30,16 @@ pub enum IntendantChoice {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Which agent to govern.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, default_value = "scripted")]
     pub intendant: IntendantChoice,
-    /// The script of tool calls (scripted intendant).
-    #[arg(long, value_name = "FILE", required_if_eq("intendant", "scripted"))]
+    /// The script of tool calls (scripted intendant) [default: the embedded demo, which runs on
+    /// a fresh copy of the demo repository unless --repo is given].
+    #[arg(long, value_name = "FILE")]
     pub script: Option<PathBuf>,
-    /// The repository the agent works in (read-write inside the sandbox).
+    /// The repository the agent works in (read-write inside the sandbox). Required except for
+    /// the embedded demo.
     #[arg(long, value_name = "DIR")]
-    pub repo: PathBuf,
+    pub repo: Option<PathBuf>,
     /// What the agent is asked to do (journaled with the session).
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub task: String,
@@ -55,22 +57,43 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
         IntendantChoice::Codex => Some(crate::cmd::run_agent::LiveAgent::Codex),
     };
     if let Some(agent) = live {
+        let repo = args
+            .repo
+            .as_deref()
+            .context("--repo is required for a live agent: the repository it works in")?;
         return crate::cmd::run_agent::run(
             home,
             crate::cmd::run_agent::AgentRunArgs {
                 agent,
-                repo: &args.repo,
+                repo,
                 task: &args.task,
                 interactive: args.interactive,
                 govern: &args.govern,
             },
         );
     }
-    let script_path = args.script.as_deref().context("--script is required")?;
-    let script = Script::load(script_path)
-        .with_context(|| format!("cannot use script {}", script_path.display()))?;
-    let repo = std::fs::canonicalize(&args.repo)
-        .with_context(|| format!("repository {}", args.repo.display()))?;
+    // Checked before anything is written, so a home that is not ready leaves no demo copy behind.
+    home.require_initialized()?;
+    let (script, repo_arg) = match (&args.script, &args.repo) {
+        (Some(path), Some(repo)) => {
+            let script = Script::load(path)
+                .with_context(|| format!("cannot use script {}", path.display()))?;
+            (script, repo.clone())
+        }
+        (Some(_), None) => {
+            bail!("--repo is required with --script: the repository the script works in")
+        }
+        (None, repo) => {
+            let script = agp_intendants::demo::script().context("the embedded demo script")?;
+            let repo = match repo {
+                Some(repo) => repo.clone(),
+                None => fresh_demo_repo()?,
+            };
+            (script, repo)
+        }
+    };
+    let repo = std::fs::canonicalize(&repo_arg)
+        .with_context(|| format!("repository {}", repo_arg.display()))?;
     let user_home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/"));
@@ -161,6 +184,23 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
         return Ok(Exit::Bad);
     }
     Ok(Exit::Ok)
+}
+
+/// A fresh copy of the embedded demo repository in the system temp dir (never inside the agp
+/// home, which the policy protects), kept after the run so the user can look at what changed.
+fn fresh_demo_repo() -> Result<PathBuf> {
+    let dir = tempfile::Builder::new()
+        .prefix("agp-demo-repo-")
+        .tempdir()
+        .context("cannot create a directory for the demo repository")?
+        .keep();
+    agp_intendants::demo::materialize_repo(&dir)
+        .with_context(|| format!("cannot write the demo repository to {}", dir.display()))?;
+    println!(
+        "agp: embedded demo on a fresh copy of the demo repository: {}",
+        dir.display()
+    );
+    Ok(dir)
 }
 
 fn drive(
