@@ -4,6 +4,43 @@
 //! Code's permission syntax, shell commands parsed into their parts, and built-in guards
 //! (destructive commands, protected paths, secrets, supply chain, network egress). Evaluation
 //! never fails: what cannot be judged is required or denied, never allowed.
+//!
+//! ```
+//! use agp_contracts::{Decision, EvalContext, PolicyEngine, ToolCall};
+//! use agp_policy::Policy;
+//!
+//! let policy = Policy::from_str(
+//!     r#"
+//!     [[rule]]
+//!     id = "git"
+//!     effect = "allow"
+//!     match = ["Bash(git status *)", "Bash(git diff *)"]
+//!     "#,
+//!     "policy.toml",
+//! )
+//! .expect("a malformed policy is an error naming file:line:col");
+//! let ctx = EvalContext {
+//!     project_root: "/repo".into(),
+//!     home: "/home/dev".into(),
+//!     agp_home: "/home/dev/.agp".into(),
+//! };
+//! let call = |command: &str| ToolCall {
+//!     id: "1".into(),
+//!     session: "s".into(),
+//!     tool_use_id: None,
+//!     tool: "Bash".into(),
+//!     input: serde_json::json!({ "command": command }),
+//!     cwd: "/repo".into(),
+//! };
+//! assert_eq!(policy.evaluate(&call("git status"), &ctx).decision, Decision::Allow);
+//! // Every part must be allowed; the strictest part decides.
+//! let v = policy.evaluate(&call("git status && rm -rf ~"), &ctx);
+//! assert_eq!(v.decision, Decision::Deny);
+//! assert_eq!(v.rule_id.as_deref(), Some("destructive"));
+//! // One redaction function for everything that leaves the daemon.
+//! let key = format!("AKIA{}", "IOSFODNN7EXAMPLE");
+//! assert_eq!(agp_policy::redact_str(&key), "[REDACTED:aws-access-key]");
+//! ```
 
 pub mod engine;
 pub mod file;
