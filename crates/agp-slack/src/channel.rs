@@ -160,7 +160,7 @@ impl SlackChannelBuilder {
         let inner = Arc::new(Inner {
             cfg: self.cfg,
             api: api.clone(),
-            store: self.store,
+            db: Db(self.store),
             journal: self.journal,
             waiters: Mutex::new(HashMap::new()),
             decide: tokio::sync::Mutex::new(()),
@@ -171,7 +171,7 @@ impl SlackChannelBuilder {
         });
         // Approvals a previous process posted: re-attached if the daemon asks again, and in
         // any case timed out (message updated) at their expiry.
-        for r in inner.store.undecided()? {
+        for r in inner.db.0.undecided()? {
             inner.clone().expire_later(r.nonce, r.request.expires_at_ms);
         }
         let socket = handle.spawn(socket::run(api, inner.clone(), status_tx, self.backoff));
@@ -237,14 +237,14 @@ impl SlackChannel {
 
     /// Approvals posted before and still undecided (what a restarted daemon should re-request).
     pub fn undecided(&self) -> Result<Vec<PendingRecord>, SlackError> {
-        Ok(self.inner.store.undecided()?)
+        Ok(self.inner.db.0.undecided()?)
     }
 }
 
 struct Inner {
     cfg: SlackConfig,
     api: SlackApi,
-    store: Arc<dyn PendingStore>,
+    db: Db,
     journal: Option<Arc<dyn Journal>>,
     /// Requests being awaited in this process, by nonce.
     waiters: Mutex<HashMap<String, oneshot::Sender<ApprovalOutcome>>>,
@@ -256,6 +256,63 @@ struct Inner {
     posted: tokio::sync::Notify,
     post_retry: Duration,
     bot_user: String,
+}
+
+/// The pending store, used off the async threads: SQLite commits wait for the disk.
+#[derive(Clone)]
+struct Db(Arc<dyn PendingStore>);
+
+impl Db {
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn PendingStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, SlackError> {
+        let store = self.0.clone();
+        // Not cancelled with the caller: a save that started completes.
+        tokio::task::spawn_blocking(move || f(&*store))
+            .await
+            .map_err(|e| SlackError::Task(e.to_string()))?
+            .map_err(SlackError::from)
+    }
+
+    async fn load(&self, nonce: &str) -> Result<Option<PendingRecord>, SlackError> {
+        let nonce = nonce.to_owned();
+        self.run(move |s| s.load(&nonce)).await
+    }
+
+    async fn save(&self, record: &PendingRecord) -> Result<(), SlackError> {
+        let record = record.clone();
+        self.run(move |s| s.save(&record)).await
+    }
+
+    async fn load_for_call(
+        &self,
+        session: &str,
+        call_id: &str,
+        input_sha256: &str,
+    ) -> Result<Option<PendingRecord>, SlackError> {
+        let (s1, c, h) = (
+            session.to_owned(),
+            call_id.to_owned(),
+            input_sha256.to_owned(),
+        );
+        self.run(move |s| s.load_for_call(&s1, &c, &h)).await
+    }
+
+    async fn session_root(&self, session: &str) -> Result<Option<String>, SlackError> {
+        let session = session.to_owned();
+        self.run(move |s| s.session_root(&session)).await
+    }
+
+    async fn set_session_root(
+        &self,
+        session: &str,
+        channel: &str,
+        ts: &str,
+    ) -> Result<(), SlackError> {
+        let (s1, c, t) = (session.to_owned(), channel.to_owned(), ts.to_owned());
+        self.run(move |s| s.set_session_root(&s1, &c, &t)).await
+    }
 }
 
 /// Removes the waiter when `request_approval`'s future finishes or is dropped. A caller that
@@ -314,11 +371,11 @@ impl Inner {
         // and register as its waiter, atomically with respect to clicks.
         let (record, rx, _guard) = {
             let _lock = self.decide.lock().await;
-            let record = match self.store.load_for_call(
-                &request.session,
-                &request.call_id,
-                &request.input_sha256,
-            )? {
+            let record = match self
+                .db
+                .load_for_call(&request.session, &request.call_id, &request.input_sha256)
+                .await?
+            {
                 Some(r) => {
                     if let Some(outcome) = r.outcome {
                         return Ok(outcome);
@@ -336,7 +393,7 @@ impl Inner {
                         votes: Vec::new(),
                         outcome: None,
                     };
-                    self.store.save(&r)?;
+                    self.db.save(&r).await?;
                     r
                 }
             };
@@ -422,12 +479,13 @@ impl Inner {
                 Ok((root, ts)) => {
                     let _lock = self.decide.lock().await;
                     let mut r = self
-                        .store
-                        .load(&record.nonce)?
+                        .db
+                        .load(&record.nonce)
+                        .await?
                         .unwrap_or_else(|| record.clone());
                     r.thread_ts = Some(root);
                     r.message_ts = Some(ts);
-                    self.store.save(&r)?;
+                    self.db.save(&r).await?;
                     self.posted.notify_waiters();
                     return Ok(());
                 }
@@ -453,12 +511,12 @@ impl Inner {
         let outcome = ApprovalOutcome::Unavailable {
             reason: format!("could not post the approval to Slack before it expired: {err}"),
         };
-        if let Some(mut r) = self.store.load(nonce)? {
+        if let Some(mut r) = self.db.load(nonce).await? {
             if let Some(o) = r.outcome {
                 return Ok(o);
             }
             r.outcome = Some(outcome.clone());
-            self.store.save(&r)?;
+            self.db.save(&r).await?;
         }
         Ok(outcome)
     }
@@ -466,7 +524,7 @@ impl Inner {
     async fn time_out(&self, nonce: &str) -> Result<ApprovalOutcome, SlackError> {
         let record = {
             let _lock = self.decide.lock().await;
-            let Some(mut r) = self.store.load(nonce)? else {
+            let Some(mut r) = self.db.load(nonce).await? else {
                 return Ok(ApprovalOutcome::Timeout);
             };
             if let Some(o) = r.outcome {
@@ -477,7 +535,7 @@ impl Inner {
                 return Ok(ApprovalOutcome::Timeout);
             }
             r.outcome = Some(ApprovalOutcome::Timeout);
-            self.store.save(&r)?;
+            self.db.save(&r).await?;
             r
         };
         self.show_outcome(&record, &ApprovalOutcome::Timeout).await;
@@ -498,7 +556,7 @@ impl Inner {
     /// The session's root message ts, posting one (from `body`, or a bare one) if needed.
     async fn ensure_root(&self, session: &str, body: Option<&Value>) -> Result<String, SlackError> {
         let _lock = self.roots.lock().await;
-        let existing = self.store.session_root(session)?;
+        let existing = self.db.session_root(session).await?;
         let (text, blocks) = blocks::session_root_blocks(session, body.unwrap_or(&Value::Null));
         match existing {
             Some(ts) => {
@@ -514,8 +572,9 @@ impl Inner {
                     .api
                     .post_message(&self.cfg.channel, &text, Some(&blocks), None)
                     .await?;
-                self.store
-                    .set_session_root(session, &self.cfg.channel, &ts)?;
+                self.db
+                    .set_session_root(session, &self.cfg.channel, &ts)
+                    .await?;
                 Ok(ts)
             }
         }
@@ -584,7 +643,7 @@ impl Inner {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(error = %e, "users.info failed for a clicker");
-                let record = self.store.load(&value.n)?;
+                let record = self.db.load(&value.n).await?;
                 self.reject(click, record.as_ref(), RejectReason::LookupFailed, None)
                     .await;
                 return Ok(());
@@ -701,7 +760,7 @@ impl Inner {
                 .await;
             }
             Tally::Counted { have, need } => {
-                self.store.save(&updated)?;
+                self.db.save(&updated).await?;
                 drop(_lock);
                 let blocks = blocks::approval_blocks(
                     &updated.request,
@@ -723,7 +782,7 @@ impl Inner {
             }
             Tally::Decided(outcome) => {
                 // Stored before anyone is told: the decision must survive a crash right here.
-                self.store.save(&updated)?;
+                self.db.save(&updated).await?;
                 let waiter = self
                     .waiters
                     .lock()
@@ -751,7 +810,7 @@ impl Inner {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let lock = self.decide.lock().await;
-            let record = self.store.load(nonce)?;
+            let record = self.db.load(nonce).await?;
             let posting = record
                 .as_ref()
                 .is_some_and(|r| r.message_ts.is_none() && r.outcome.is_none());
@@ -762,7 +821,7 @@ impl Inner {
             let _ = tokio::time::timeout(Duration::from_millis(500), notified).await;
         }
         let lock = self.decide.lock().await;
-        let record = self.store.load(nonce)?;
+        let record = self.db.load(nonce).await?;
         Ok((lock, record))
     }
 
