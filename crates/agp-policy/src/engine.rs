@@ -647,6 +647,9 @@ impl Policy {
             }
             match part {
                 Part::Command(cmd) => {
+                    if let Some(dir) = &cmd.chdir {
+                        enter_dir(dir, scene);
+                    }
                     self.judge_command(cmd, scene, &mut acc);
                     track_cd(cmd, scene);
                 }
@@ -891,6 +894,21 @@ fn path_spec_matches(m: &Matcher, p: &Path, scene: &Scene) -> bool {
         Spec::All => true,
         Spec::Path(pat) => pat.matches(p, &scene.bases),
         _ => false,
+    }
+}
+
+/// Adds a directory relative paths may be relative to from now on (never removes one: judging
+/// against every candidate is the strict choice).
+fn enter_dir(dir: &Word, scene: &mut Scene) {
+    if dir.dynamic || dir.text == "-" {
+        scene.cwd_unknown = true;
+        return;
+    }
+    for p in scene.resolve_all(&dir.text) {
+        if !scene.cwds.contains(&p) {
+            scene.cwds.push(p);
+            scene.memo.borrow_mut().clear();
+        }
     }
 }
 

@@ -34,6 +34,8 @@ pub struct SimpleCommand {
     pub env: Vec<String>,
     /// `xargs` appends arguments only known at run time.
     pub dynamic_tail: bool,
+    /// The command runs in another directory (`env -C DIR`, `sudo -D DIR`).
+    pub chdir: Option<Word>,
 }
 
 impl SimpleCommand {

@@ -166,6 +166,7 @@ impl Walker {
         text: &str,
         depth: u32,
     ) -> Option<usize> {
+        let mut chdir: Option<Word> = None;
         loop {
             let first = argv.first()?;
             if first.dynamic {
@@ -193,6 +194,12 @@ impl Walker {
                 break;
             };
             let before = env.len();
+            if matches!(name.as_str(), "env" | "sudo") {
+                // `env -C DIR cmd` / `sudo -D DIR cmd` run cmd somewhere else.
+                if let Some(dir) = chdir_option(&argv, &spec) {
+                    chdir = Some(dir);
+                }
+            }
             match wrapped_start(&argv, &spec, &mut env) {
                 Some(start) => {
                     for n in &env[before..] {
@@ -231,6 +238,7 @@ impl Walker {
             wrappers,
             env,
             dynamic_tail,
+            chdir,
         };
         let name = cmd.name().to_string();
         let args: Vec<Word> = cmd.args().to_vec();
@@ -343,6 +351,26 @@ impl Walker {
             }
         }
     }
+}
+
+/// The directory `env -C DIR` / `--chdir=DIR` / `sudo -D DIR` switches to.
+fn chdir_option(argv: &[Word], spec: &WrapperSpec) -> Option<Word> {
+    let end = wrapped_start(argv, spec, &mut Vec::new()).unwrap_or(argv.len());
+    let mut i = 1;
+    while i < end {
+        let t = argv[i].text.as_str();
+        if matches!(t, "-C" | "--chdir" | "-D") {
+            return argv.get(i + 1).cloned();
+        }
+        if let Some(v) = t.strip_prefix("--chdir=") {
+            return Some(Word {
+                text: v.to_string(),
+                ..argv[i].clone()
+            });
+        }
+        i += 1;
+    }
+    None
 }
 
 /// `env -S STRING` / `--split-string=STRING`: `Some(Some(s))` when present and static.
