@@ -113,6 +113,8 @@ struct State {
     /// `unpark`, so a commit does not make all of them fight for this lock).
     waiters: Vec<std::thread::Thread>,
     committer: CommitterState,
+    /// Entry durability: an appender is writing and syncing (the leader of the current batch).
+    committing: bool,
     /// Latest durable (size, root), for the sealer.
     to_seal: (u64, Hash),
     sealed: u64,
@@ -139,6 +141,9 @@ struct Shared {
     failed: std::sync::atomic::AtomicBool,
     seal_cv: Condvar,
     opts: JournalOptions,
+    /// The O_APPEND handle lines are written through (one writer at a time: the committer
+    /// thread in group mode, the leading appender in entry mode).
+    file: Mutex<File>,
     dir: PathBuf,
     key: Mutex<Arc<SignerKey>>,
 }
@@ -308,12 +313,16 @@ impl JournalWriter {
             durable: report.entries,
             waiters: Vec::new(),
             committer: CommitterState::Idle,
+            committing: false,
             to_seal: (report.entries, report.tail.frontier.root()),
             sealed: report.sealed_size,
             failed: None,
             closing: false,
             sealer_idle: true,
         };
+        let writer_file = entries
+            .try_clone()
+            .map_err(|e| io_err("cannot open", &entries_path, e))?;
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             work: Condvar::new(),
@@ -321,20 +330,21 @@ impl JournalWriter {
             failed: std::sync::atomic::AtomicBool::new(false),
             seal_cv: Condvar::new(),
             opts,
+            file: Mutex::new(writer_file),
             dir: dir.to_path_buf(),
             key: Mutex::new(Arc::new(key)),
         });
-        let writer_file = entries
-            .try_clone()
-            .map_err(|e| io_err("cannot open", &entries_path, e))?;
         let checkpoints = Arc::new(Mutex::new(checkpoints));
-        let committer = {
+        let mut threads = Vec::new();
+        if shared.opts.durability == Durability::Group {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("agp-journal-commit".into())
-                .spawn(move || committer(shared, writer_file))
-                .map_err(JournalError::Io)?
-        };
+            threads.push(
+                std::thread::Builder::new()
+                    .name("agp-journal-commit".into())
+                    .spawn(move || committer(shared))
+                    .map_err(JournalError::Io)?,
+            );
+        }
         let sealer = {
             let shared = shared.clone();
             let cps = checkpoints.clone();
@@ -343,9 +353,10 @@ impl JournalWriter {
                 .spawn(move || sealer(shared, cps))
                 .map_err(JournalError::Io)?
         };
+        threads.push(sealer);
         let mut me = Self {
             shared,
-            threads: Mutex::new(vec![committer, sealer]),
+            threads: Mutex::new(threads),
             checkpoints,
             summary,
             _entries_lock: entries,
@@ -435,8 +446,89 @@ impl JournalWriter {
         let body = event::canonical_body(body).map_err(|e| JournalError::Refused(e.to_string()))?;
         let st = self.shared.lock();
         let (st, receipt) = self.enqueue(st, kind, session, &body)?;
-        drop(st);
-        self.wait_durable(receipt)
+        self.await_durable(st, receipt)
+    }
+
+    fn await_durable<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+        receipt: AppendReceipt,
+    ) -> Result<AppendReceipt, JournalError> {
+        if self.shared.opts.durability == Durability::Entry {
+            self.commit_or_follow(st, receipt)
+        } else {
+            drop(st);
+            self.wait_durable(receipt)
+        }
+    }
+
+    /// Entry durability without a hand-off: the first appender to find no commit running
+    /// writes and syncs everything queued (its own line and any that arrived meanwhile), then
+    /// releases the others; they either find their line durable or lead the next commit. A
+    /// single appender thus pays one fdatasync and no thread switches per entry.
+    fn commit_or_follow<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        receipt: AppendReceipt,
+    ) -> Result<AppendReceipt, JournalError> {
+        use std::sync::atomic::Ordering;
+        let sh = &*self.shared;
+        loop {
+            if st.durable > receipt.seq {
+                return Ok(receipt);
+            }
+            if let Some(f) = &st.failed {
+                return Err(JournalError::Unavailable(f.clone()));
+            }
+            if st.committing {
+                drop(st);
+                std::thread::park();
+                st = sh.lock();
+                continue;
+            }
+            st.committing = true;
+            let buf = std::mem::take(&mut st.buf);
+            let batch = std::mem::take(&mut st.waiters);
+            st.buf_entries = 0;
+            st.buf_since = None;
+            let end = st.next_seq;
+            let frontier = st.frontier.clone();
+            drop(st);
+
+            let res = {
+                let mut file = sh.file.lock().unwrap_or_else(|p| p.into_inner());
+                file.write_all(&buf).and_then(|()| file.sync_data())
+            };
+            let root = frontier.root();
+
+            st = sh.lock();
+            st.committing = false;
+            match res {
+                Ok(()) => {
+                    st.durable = end;
+                    sh.durable.store(end, Ordering::Release);
+                    st.to_seal = (end, root);
+                    sh.seal_cv.notify_all();
+                }
+                Err(e) => {
+                    st.failed = Some(format!("journal write failed: {e}; reopen the journal"));
+                    sh.failed.store(true, Ordering::Release);
+                }
+            }
+            // Release this batch, and wake those queued meanwhile so one of them leads the
+            // next commit (they stay registered until a commit covers them).
+            let me = std::thread::current().id();
+            let wake: Vec<std::thread::Thread> = batch
+                .into_iter()
+                .chain(st.waiters.iter().cloned())
+                .filter(|t| t.id() != me)
+                .collect();
+            drop(st);
+            for t in wake {
+                t.unpark();
+            }
+            st = sh.lock();
+        }
     }
 
     /// Composes the next line under the lock and hands it to the committer.
@@ -482,6 +574,8 @@ impl JournalWriter {
         // Wake the committer only when it waits for exactly this: every futex wake is a syscall
         // and often a context switch.
         let wake = match st.committer {
+            // Entry durability has no committer thread: appenders commit themselves.
+            _ if self.shared.opts.durability == Durability::Entry => false,
             CommitterState::Idle => true,
             CommitterState::Filling => st.buf_entries >= self.shared.opts.group_max_entries,
             CommitterState::Busy => false,
@@ -593,8 +687,7 @@ impl JournalWriter {
         // by the new key (valid from size seq + 1).
         st.key_id = new_key.verifier().id_hex();
         *sh.key.lock().unwrap_or_else(|p| p.into_inner()) = new_key.clone();
-        drop(st);
-        let waited = self.wait_durable(receipt);
+        let waited = self.await_durable(st, receipt);
         let res = waited.and_then(|receipt| {
             let (size, root) = sh.lock().to_seal;
             let mut cps = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
@@ -652,7 +745,7 @@ impl Journal for JournalWriter {
     }
 }
 
-fn committer(sh: Arc<Shared>, mut file: File) {
+fn committer(sh: Arc<Shared>) {
     use std::sync::atomic::Ordering;
     let group = sh.opts.durability == Durability::Group;
     let mut spare: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -691,7 +784,10 @@ fn committer(sh: Arc<Shared>, mut file: File) {
         let frontier = st.frontier.clone();
         drop(st);
 
-        let res = file.write_all(&spare).and_then(|()| file.sync_data());
+        let res = {
+            let mut file = sh.file.lock().unwrap_or_else(|p| p.into_inner());
+            file.write_all(&spare).and_then(|()| file.sync_data())
+        };
         spare.clear();
         let root = frontier.root();
 
@@ -965,14 +1061,23 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_entry_appends_are_all_durable_and_verify() {
+        concurrent_appends(Durability::Entry);
+    }
+
+    #[test]
     fn concurrent_group_appends_are_all_durable_and_verify() {
+        concurrent_appends(Durability::Group);
+    }
+
+    fn concurrent_appends(durability: Durability) {
         let dir = tempfile::tempdir().unwrap();
         let key = SignerKey::generate("agp.test/log").unwrap();
         let w = Arc::new(
             JournalWriter::open(
                 dir.path(),
                 key.clone(),
-                JournalOptions::with_durability(Durability::Group),
+                JournalOptions::with_durability(durability),
             )
             .unwrap(),
         );
