@@ -409,6 +409,14 @@ impl FakeSlack {
         self.send(WsCmd::Close)
     }
 
+    /// Sends `{"type":"disconnect","reason":reason}` and keeps the connection open, as Slack
+    /// does for a while after `refresh_requested` or `warning`.
+    pub fn disconnect_soft(&self, reason: &str) -> Result<(), String> {
+        let msg = json!({"type": "disconnect", "reason": reason,
+                         "debug_info": {"host": "fake-slack"}});
+        self.send(WsCmd::Text(msg.to_string()))
+    }
+
     /// Drops the TCP connection without a close frame.
     pub fn drop_connection(&self) -> Result<(), String> {
         self.send(WsCmd::Abort)

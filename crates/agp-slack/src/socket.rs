@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::Connector;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::api::SlackApi;
 
@@ -23,6 +24,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
 const IDLE_LIMIT: Duration = Duration::from_secs(90);
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// How long a connection Slack asked us to leave is still read (Slack closes it within ~10 s).
+const DRAIN_FOR: Duration = Duration::from_secs(15);
 
 /// Connection state, observable by callers (tests, `agp slack test`, doctor).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -120,6 +123,41 @@ fn tls_connector() -> Option<Connector> {
     }
 }
 
+/// Reads a connection Slack is retiring: acknowledges and dispatches what still arrives, for at
+/// most `DRAIN_FOR`.
+async fn drain<H: EnvelopeHandler>(
+    mut ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    handler: Arc<H>,
+) {
+    let deadline = Instant::now() + DRAIN_FOR;
+    loop {
+        let msg = tokio::select! {
+            m = ws.next() => m,
+            _ = tokio::time::sleep_until(deadline) => break,
+        };
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+            Some(Ok(_)) => continue,
+        };
+        let Ok(envelope @ Value::Object(_)) = serde_json::from_str::<Value>(text.as_str()) else {
+            continue;
+        };
+        if let Some(id) = envelope.get("envelope_id").and_then(Value::as_str) {
+            let ack = json!({"envelope_id": id}).to_string();
+            if ws.send(Message::Text(ack.into())).await.is_err() {
+                break;
+            }
+        }
+        if envelope.get("type").and_then(Value::as_str) == Some("interactive") {
+            if let Some(p @ Value::Object(_)) = envelope.get("payload") {
+                handler.clone().interactive(p.clone());
+            }
+        }
+    }
+    let _ = ws.close(None).await;
+}
+
 async fn connect_once<H: EnvelopeHandler>(
     url: &str,
     tls: &Option<Connector>,
@@ -210,11 +248,14 @@ async fn connect_once<H: EnvelopeHandler>(
             }
             Some("disconnect") => {
                 let reason = envelope.get("reason").and_then(Value::as_str).unwrap_or("");
-                let _ = ws.close(None).await;
-                return match reason {
-                    "link_disabled" => Ended::LinkDisabled,
-                    _ => Ended::Refresh,
-                };
+                if reason == "link_disabled" {
+                    let _ = ws.close(None).await;
+                    return Ended::LinkDisabled;
+                }
+                // Slack may still deliver on this connection until it closes it: keep reading
+                // (and acknowledging) it while the replacement is opened, so no click is lost.
+                tokio::spawn(drain(ws, handler.clone()));
+                return Ended::Refresh;
             }
             Some("interactive") => match envelope.get("payload") {
                 Some(p @ Value::Object(_)) => handler.clone().interactive(p.clone()),

@@ -784,3 +784,23 @@ async fn a_click_racing_the_post_reply_waits_for_it_instead_of_being_refused() {
         r.journal.rejections()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_on_a_connection_being_refreshed_is_still_acknowledged_and_counted() {
+    let r = rig().await;
+    let ch = Arc::new(r.channel(&["UALICE"]).await);
+    let h = ask(&ch, request("c1", 1, Duration::from_secs(30)));
+    let msg = approval(&r.fake, 0).await;
+    // Slack announces the refresh but still delivers on the old connection for a while.
+    r.fake.disconnect_soft("refresh_requested").unwrap();
+    let env = r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
+    assert!(
+        r.fake.wait_ack(&env, WAIT).await,
+        "the click on the old connection was dropped"
+    );
+    assert_eq!(granted_ids(&outcome(h).await), ["UALICE"]);
+    assert!(
+        r.fake.wait_hellos(2, WAIT).await,
+        "no replacement connection"
+    );
+}
