@@ -94,6 +94,31 @@ fn pin_to_one_cpu() -> bool {
     }
 }
 
+struct CallResult {
+    label: String,
+    decision: &'static str,
+    p50: u64,
+    p99: u64,
+    max: u64,
+    cpu_mean: u64,
+    parse_mean: u64,
+}
+
+/// CPU time this thread has used, in ns: unlike wall time it does not count the time other
+/// processes on a busy machine held the CPU.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant libc defines.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// The 1-minute load average: p99 latencies on a shared machine mean little without it.
 fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
@@ -149,18 +174,34 @@ pub fn run(args: PolicyBenchArgs) -> Result<Exit> {
     let iterations = args.iterations.max(1);
     let mut all = Vec::with_capacity(iterations * calls.len());
     let mut per_call = Vec::new();
+    let (mut cpu_total, mut parse_total) = (0u64, 0u64);
     for call in &calls {
         for _ in 0..iterations.min(500) {
             std::hint::black_box(policy.evaluate(call, &ctx));
         }
         let mut samples = Vec::with_capacity(iterations);
         let mut decision = None;
+        let cpu_start = thread_cpu_ns();
         for _ in 0..iterations {
             let t = Instant::now();
             let v = policy.evaluate(call, &ctx);
             samples.push(t.elapsed().as_nanos() as u64);
             decision = Some(v.decision);
         }
+        let cpu = thread_cpu_ns().saturating_sub(cpu_start) / iterations as u64;
+        cpu_total += cpu;
+        // Shell parsing alone, to show how much of the evaluation it is.
+        let parse = match call.input.get("command").and_then(|c| c.as_str()) {
+            Some(command) => {
+                let start = thread_cpu_ns();
+                for _ in 0..iterations {
+                    std::hint::black_box(agp_policy::shell::analyze(command));
+                }
+                thread_cpu_ns().saturating_sub(start) / iterations as u64
+            }
+            None => 0,
+        };
+        parse_total += parse;
         all.extend_from_slice(&samples);
         samples.sort_unstable();
         let label = match call.input.get("command").and_then(|c| c.as_str()) {
@@ -174,24 +215,32 @@ pub fn run(args: PolicyBenchArgs) -> Result<Exit> {
                     .unwrap_or("")
             ),
         };
-        per_call.push((
+        per_call.push(CallResult {
             label,
-            decision,
-            percentile(&samples, 0.5),
-            percentile(&samples, 0.99),
-            *samples.last().unwrap_or(&0),
-        ));
+            decision: decision.map_or("?", |d| d.as_str()),
+            p50: percentile(&samples, 0.5),
+            p99: percentile(&samples, 0.99),
+            max: *samples.last().unwrap_or(&0),
+            cpu_mean: cpu,
+            parse_mean: parse,
+        });
     }
     all.sort_unstable();
     let p50 = percentile(&all, 0.5);
     let p99 = percentile(&all, 0.99);
     let max = *all.last().unwrap_or(&0);
+    let cpu_mean = cpu_total / calls.len().max(1) as u64;
+    let parse_mean = parse_total / calls.len().max(1) as u64;
     let us = |ns: u64| ns as f64 / 1000.0;
     let ok = us(p99) <= args.target_us;
     if args.json {
         let calls: Vec<_> = per_call
             .iter()
-            .map(|(l, d, a, b, c)| json!({"call": l, "decision": d, "p50_us": us(*a), "p99_us": us(*b), "max_us": us(*c)}))
+            .map(|c| {
+                json!({"call": c.label, "decision": c.decision, "p50_us": us(c.p50),
+                    "p99_us": us(c.p99), "max_us": us(c.max), "cpu_mean_us": us(c.cpu_mean),
+                    "parse_cpu_mean_us": us(c.parse_mean)})
+            })
             .collect();
         println!(
             "{}",
@@ -201,6 +250,7 @@ pub fn run(args: PolicyBenchArgs) -> Result<Exit> {
                 "pinned_to_one_cpu": pinned,
                 "load_average_1m": load_average(),
                 "p50_us": us(p50), "p99_us": us(p99), "max_us": us(max),
+                "cpu_mean_us": us(cpu_mean), "parse_cpu_mean_us": us(parse_mean),
                 "target_p99_us": args.target_us, "met": ok, "calls": calls,
             }))?
         );
@@ -215,20 +265,26 @@ pub fn run(args: PolicyBenchArgs) -> Result<Exit> {
             },
             load_average().map_or("unknown".to_string(), |l| format!("{l:.2}"))
         );
-        for (label, d, a, b, c) in &per_call {
-            let d = d.map(|d| d.as_str()).unwrap_or("?");
+        println!("  wall-clock p50 / p99 / max, then mean CPU time per evaluation (of which shell parsing)");
+        for c in &per_call {
             println!(
-                "  p50 {:>7.1} us  p99 {:>7.1} us  max {:>8.1} us  {d:<7}  {label}",
-                us(*a),
-                us(*b),
-                us(*c)
+                "  p50 {:>6.1} us  p99 {:>6.1} us  max {:>8.1} us  cpu {:>5.1} us ({:>4.1})  {:<7}  {}",
+                us(c.p50),
+                us(c.p99),
+                us(c.max),
+                us(c.cpu_mean),
+                us(c.parse_mean),
+                c.decision,
+                c.label
             );
         }
         println!(
-            "overall: p50 {:.1} us, p99 {:.1} us, max {:.1} us (target p99 <= {} us: {})",
+            "overall: p50 {:.1} us, p99 {:.1} us, max {:.1} us, mean CPU {:.1} us \
+             (target p99 <= {} us: {})",
             us(p50),
             us(p99),
             us(max),
+            us(cpu_mean),
             args.target_us,
             if ok { "met" } else { "MISSED" }
         );
