@@ -26,12 +26,17 @@ fn crash_child_writer() {
         return;
     };
     let group = std::env::var(MODE_ENV).as_deref() == Ok("group");
-    let key = agp_journal::keys::load_signer_key(
-        &std::path::Path::new(&home).join("keys/journal.key"),
-    )
-    .unwrap();
-    let opts = JournalOptions::with_durability(if group { Durability::Group } else { Durability::Entry });
-    let w = Arc::new(JournalWriter::open(&std::path::Path::new(&home).join("journal"), key, opts).unwrap());
+    let key =
+        agp_journal::keys::load_signer_key(&std::path::Path::new(&home).join("keys/journal.key"))
+            .unwrap();
+    let opts = JournalOptions::with_durability(if group {
+        Durability::Group
+    } else {
+        Durability::Entry
+    });
+    let w = Arc::new(
+        JournalWriter::open(&std::path::Path::new(&home).join("journal"), key, opts).unwrap(),
+    );
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let threads = if group { 8 } else { 1 };
     let handles: Vec<_> = (0..threads)
@@ -113,7 +118,11 @@ fn sigkill_mid_stream_loses_nothing_acknowledged() {
     assert_eq!(r["findings"], serde_json::Value::Array(vec![]), "{r:#}");
 
     let lines = h.lines();
-    assert!(acked.len() > 50, "only {} appends acknowledged", acked.len());
+    assert!(
+        acked.len() > 50,
+        "only {} appends acknowledged",
+        acked.len()
+    );
     for (seq, leaf) in &acked {
         let line = lines
             .get(*seq as usize)

@@ -38,7 +38,11 @@ fn ssh_keygen_verifies_checkpoint_sig() {
     let checkpoint = std::fs::read(h.journal().join("checkpoint")).unwrap();
     let o = ssh_verify(&h, &checkpoint);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("Good \"agp-journal-checkpoint\" signature"), "{}", text(&o));
+    assert!(
+        text(&o).contains("Good \"agp-journal-checkpoint\" signature"),
+        "{}",
+        text(&o)
+    );
     // The same signature over an altered checkpoint is refused.
     let mut altered = checkpoint.clone();
     let n = altered.len();
@@ -137,7 +141,10 @@ fn key_show_prints_every_public_form() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let vkey = std::fs::read_to_string(h.vkey_file()).unwrap();
     assert_eq!(v["verifier_key"].as_str().unwrap(), vkey.trim());
-    assert!(v["pem"].as_str().unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
+    assert!(v["pem"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----"));
     assert!(v["allowed_signers"]
         .as_str()
         .unwrap()

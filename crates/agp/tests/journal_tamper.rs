@@ -72,9 +72,17 @@ fn deleted_tail_with_cleaned_checkpoints_is_caught_by_a_trusted_checkpoint() {
     h.write_lines(&lines);
     let cps = std::fs::read_to_string(h.journal().join("checkpoints")).unwrap();
     let notes = split_notes(&cps);
-    let small: String = notes.iter().filter(|n| note_size(n) <= 17).cloned().collect();
+    let small: String = notes
+        .iter()
+        .filter(|n| note_size(n) <= 17)
+        .cloned()
+        .collect();
     std::fs::write(h.journal().join("checkpoints"), &small).unwrap();
-    std::fs::write(h.journal().join("checkpoint"), notes.iter().rfind(|n| note_size(n) <= 17).unwrap()).unwrap();
+    std::fs::write(
+        h.journal().join("checkpoint"),
+        notes.iter().rfind(|n| note_size(n) <= 17).unwrap(),
+    )
+    .unwrap();
     std::fs::remove_file(h.journal().join("checkpoint.sig")).unwrap();
 
     // Without the auditor's checkpoint the loss is invisible (only warnings).
@@ -148,7 +156,10 @@ fn reserialized_line_is_not_canonical() {
     set_line(&h, 5, reorder_keys);
     let (code, r) = h.verify(&[]);
     assert_eq!(code, 1);
-    assert_eq!(error_codes(&r), ["CHAIN_BROKEN", "NOT_CANONICAL", "ROOT_MISMATCH"]);
+    assert_eq!(
+        error_codes(&r),
+        ["CHAIN_BROKEN", "NOT_CANONICAL", "ROOT_MISMATCH"]
+    );
     assert_eq!(finding(&r, "NOT_CANONICAL")["seq"], 5);
 
     let h = Home::with_20_entries();
@@ -161,10 +172,15 @@ fn reserialized_line_is_not_canonical() {
 fn duplicate_json_key_is_reported() {
     let h = Home::with_20_entries();
     // serde_json keeps the last value: the duplicate must not slip through.
-    set_line(&h, 5, |l| l.replacen("{\"body\":", "{\"kind\":\"approval.granted\",\"body\":", 1));
+    set_line(&h, 5, |l| {
+        l.replacen("{\"body\":", "{\"kind\":\"approval.granted\",\"body\":", 1)
+    });
     let (code, r) = h.verify(&[]);
     assert_eq!(code, 1);
-    assert_eq!(error_codes(&r), ["CHAIN_BROKEN", "DUPLICATE_KEY", "ROOT_MISMATCH"]);
+    assert_eq!(
+        error_codes(&r),
+        ["CHAIN_BROKEN", "DUPLICATE_KEY", "ROOT_MISMATCH"]
+    );
     assert_eq!(finding(&r, "DUPLICATE_KEY")["seq"], 5);
 }
 
@@ -245,7 +261,13 @@ fn rewritten_history_is_forked() {
     copy_dir(&snapshot, &h.journal());
     let w = agp_journal::JournalWriter::open(&h.journal(), h.key(), Default::default()).unwrap();
     for i in 0..10 {
-        agp_contracts::Journal::append(&w, "tool_call.requested", None, serde_json::json!({"other": i})).unwrap();
+        agp_contracts::Journal::append(
+            &w,
+            "tool_call.requested",
+            None,
+            serde_json::json!({"other": i}),
+        )
+        .unwrap();
     }
     w.close().unwrap();
     let (code, r) = h.verify(&[]);
@@ -259,18 +281,28 @@ fn rewritten_history_is_forked() {
 fn torn_last_line_is_a_crash_and_recovers_on_next_open() {
     let h = Home::with_20_entries();
     let before = h.lines();
-    let mut f = std::fs::OpenOptions::new().append(true).open(h.entries()).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(h.entries())
+        .unwrap();
     std::io::Write::write_all(&mut f, b"{\"body\":{\"tool\":\"Ba").unwrap();
     drop(f);
     let (code, r) = h.verify(&[]);
     assert_eq!(code, 0, "a crash is not tampering: {r:#}");
     assert!(error_codes(&r).is_empty());
     let f = finding(&r, "TORN_TAIL");
-    assert_eq!((f["severity"].as_str(), f["line"].as_u64()), (Some("warning"), Some(21)));
+    assert_eq!(
+        (f["severity"].as_str(), f["line"].as_u64()),
+        (Some("warning"), Some(21))
+    );
 
     let o = run(&["--home", h.home_arg(), "journal", "recover"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("journal.recovered at seq 20"), "{}", text(&o));
+    assert!(
+        text(&o).contains("journal.recovered at seq 20"),
+        "{}",
+        text(&o)
+    );
     let torn = std::fs::read(h.journal().join("entries.jsonl.torn")).unwrap();
     assert_eq!(torn, b"{\"body\":{\"tool\":\"Ba");
     let after = h.lines();
@@ -289,10 +321,19 @@ fn wrong_or_unusable_key_and_missing_journal() {
     let other = agp_journal::SignerKey::generate(h.key().name()).unwrap();
     let (code, r) = h.verify(&["--key", &other.verifier().to_string()]);
     assert_eq!(code, 1);
-    assert!(error_codes(&r).contains(&"UNTRUSTED_KEY".to_string()), "{r:#}");
+    assert!(
+        error_codes(&r).contains(&"UNTRUSTED_KEY".to_string()),
+        "{r:#}"
+    );
     let o = run(&["--home", h.home_arg(), "verify", "--key", "not-a-key"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let o = run(&["--home", h.home_arg(), "verify", "--journal", "/nonexistent/journal"]);
+    let o = run(&[
+        "--home",
+        h.home_arg(),
+        "verify",
+        "--journal",
+        "/nonexistent/journal",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).starts_with("agp: error:"), "{}", text(&o));
 }
@@ -331,5 +372,8 @@ fn flip_signature_bit(note: &str) -> String {
     let mut sig = sig.as_bytes().to_vec();
     let i = ALPHABET.iter().position(|&c| c == sig[30]).unwrap();
     sig[30] = ALPHABET[i ^ 1];
-    format!("{head}\n\u{2014} {name} {}\n", String::from_utf8(sig).unwrap())
+    format!(
+        "{head}\n\u{2014} {name} {}\n",
+        String::from_utf8(sig).unwrap()
+    )
 }

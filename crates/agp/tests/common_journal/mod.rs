@@ -68,7 +68,8 @@ impl Home {
 
     /// Appends `n` tool-call events in one writer session (closed with a checkpoint).
     pub fn append(&self, n: u64) {
-        let w = JournalWriter::open(&self.journal(), self.key(), JournalOptions::default()).unwrap();
+        let w =
+            JournalWriter::open(&self.journal(), self.key(), JournalOptions::default()).unwrap();
         for i in 0..n {
             w.append(
                 "tool_call.requested",
@@ -151,7 +152,13 @@ pub fn reorder_keys(line: &str) -> String {
     let parts: Vec<String> = v
         .iter()
         .rev()
-        .map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap(), serde_json::to_string(v).unwrap()))
+        .map(|(k, v)| {
+            format!(
+                "{}:{}",
+                serde_json::to_string(k).unwrap(),
+                serde_json::to_string(v).unwrap()
+            )
+        })
         .collect();
     format!("{{{}}}", parts.join(","))
 }
