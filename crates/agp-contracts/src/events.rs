@@ -20,3 +20,11 @@ pub const EGRESS_DENIED: &str = "egress.denied";
 pub const GATEWAY_REJECTED: &str = "gateway.rejected";
 pub const KEY_ROTATED: &str = "key.rotated";
 pub const JOURNAL_RECOVERED: &str = "journal.recovered";
+pub const JOURNAL_CREATED: &str = "journal.created";
+/// Before a live agent starts, agp proved its hook wiring is active (e.g. Codex reports agp's
+/// hook as managed and enabled).
+pub const INTENDANT_WIRING_VERIFIED: &str = "intendant.wiring_verified";
+
+/// Kinds projected to approval channels (Slack, terminal notes) without being journal kinds of
+/// their own: a denial is journaled as `policy.decided` / `approval.denied`.
+pub const PROJECTED_CALL_DENIED: &str = "call.denied";

@@ -275,7 +275,7 @@ impl Mediator {
             Decision::Allow => None,
             Decision::Deny => {
                 self.project(
-                    "call.denied",
+                    PROJECTED_CALL_DENIED,
                     Some(&session.id),
                     json!({"call_id": call.id, "tool": call.tool, "input": redacted,
                            "reason": verdict.reason, "rule_id": verdict.rule_id}),
@@ -294,7 +294,7 @@ impl Mediator {
                     .await;
                 if !end.granted {
                     self.project(
-                        "call.denied",
+                        PROJECTED_CALL_DENIED,
                         Some(&session.id),
                         json!({"call_id": call.id, "tool": call.tool, "input": redacted,
                                "reason": end.reason, "rule_id": verdict.rule_id}),

@@ -392,7 +392,7 @@ fn launch(
             .map_err(|e| anyhow!("{e}"))?;
         codex::probe_hooks(cmd, ctx, PROBE_TIMEOUT)?;
         journal.append(
-            "intendant.wiring_verified",
+            agp_contracts::events::INTENDANT_WIRING_VERIFIED,
             Some(&ctx.session),
             json!({"intendant": agent.name(), "method": "codex app-server hooks/list"}),
         )?;
