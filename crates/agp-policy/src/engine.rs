@@ -205,7 +205,17 @@ impl Scene {
         {
             return hit;
         }
-        let out: Vec<PathBuf> = if raw.starts_with('/') || raw == "~" || raw.starts_with("~/") {
+        let out: Vec<PathBuf> = if raw.starts_with('/') {
+            // Most absolute paths an agent sends are inside the project or home: walk only the
+            // part below that (already canonical) directory.
+            let under = [&self.bases.cwd, &self.bases.root, &self.bases.home]
+                .into_iter()
+                .find_map(|b| {
+                    let rest = paths::relative_to(Path::new(raw), b)?;
+                    paths::resolve_under(b, rest.to_str()?)
+                });
+            vec![under.unwrap_or_else(|| paths::resolve(raw, &self.bases.cwd, &self.bases.home))]
+        } else if raw == "~" || raw.starts_with("~/") {
             vec![paths::resolve(raw, &self.bases.cwd, &self.bases.home)]
         } else {
             self.cwds

@@ -8,14 +8,14 @@ use globset::{GlobBuilder, GlobMatcher};
 /// Expands `~`/`~/…`, makes `raw` absolute against `cwd`, then canonicalizes it. `cwd` and
 /// `home` must already be canonical.
 pub fn resolve(raw: &str, cwd: &Path, home: &Path) -> PathBuf {
-    // Fast path for the common bare name (`status`, `main.rs`): inside a canonical directory it
-    // is canonical unless it is itself a symlink, which one lstat tells.
-    if !raw.is_empty() && !raw.contains('/') && !matches!(raw, "." | ".." | "~") {
-        let candidate = cwd.join(raw);
-        match std::fs::symlink_metadata(&candidate) {
-            Ok(m) if !m.file_type().is_symlink() => return candidate,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return candidate,
-            _ => return canonicalize_lenient(&candidate),
+    if !raw.is_empty() && !raw.starts_with('/') && !raw.starts_with('~') {
+        if let Some(p) = resolve_under(cwd, raw) {
+            return p;
+        }
+    }
+    if let Some(rest) = raw.strip_prefix("~/") {
+        if let Some(p) = resolve_under(home, rest) {
+            return p;
         }
     }
     let joined = if raw == "~" {
@@ -28,6 +28,33 @@ pub fn resolve(raw: &str, cwd: &Path, home: &Path) -> PathBuf {
         cwd.join(raw)
     };
     canonicalize_lenient(&joined)
+}
+
+/// `rel` (relative, without `.` or `..` components) below the canonical directory `base`,
+/// canonicalized with one `lstat` per component instead of a full `realpath`: only a symlink
+/// on the way sends it down the general path. `None` when `rel` has dot components.
+pub fn resolve_under(base: &Path, rel: &str) -> Option<PathBuf> {
+    if rel.split('/').any(|c| c == "." || c == "..") {
+        return None;
+    }
+    let mut cur = base.to_path_buf();
+    let mut comps = rel.split('/').filter(|c| !c.is_empty());
+    while let Some(c) = comps.next() {
+        cur.push(c);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if !m.file_type().is_symlink() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Nothing below a missing component exists: the rest is already canonical.
+                cur.extend(comps);
+                return Some(cur);
+            }
+            _ => {
+                cur.extend(comps);
+                return Some(canonicalize_lenient(&cur));
+            }
+        }
+    }
+    Some(cur)
 }
 
 /// Like `fs::canonicalize`, but for paths that do not exist (yet) it canonicalizes the longest
@@ -281,6 +308,30 @@ mod tests {
             Some(Path::new(""))
         );
         assert_eq!(relative_to(Path::new("/ab"), Path::new("/a")), None);
+    }
+
+    #[test]
+    fn resolves_below_a_canonical_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(base.join("real")).unwrap();
+        std::os::unix::fs::symlink(base.join("real"), base.join("link")).unwrap();
+        std::os::unix::fs::symlink("/etc", base.join("real/out")).unwrap();
+        assert_eq!(
+            resolve_under(&base, "link/x/y"),
+            Some(base.join("real/x/y"))
+        );
+        assert_eq!(resolve_under(&base, "real//x"), Some(base.join("real/x")));
+        assert_eq!(
+            resolve_under(&base, "missing/a/b"),
+            Some(base.join("missing/a/b"))
+        );
+        assert_eq!(
+            resolve_under(&base, "link/out/passwd"),
+            Some(PathBuf::from("/etc/passwd"))
+        );
+        assert_eq!(resolve_under(&base, "real/../x"), None);
+        assert_eq!(resolve_under(&base, "./x"), None);
     }
 
     #[test]
