@@ -99,6 +99,23 @@ pub fn lint(policy: &Policy) -> Vec<Finding> {
             }
         }
     }
+    for t in policy.tests() {
+        if let Some(want) = &t.rule {
+            let known = rules.iter().any(|r| &r.id == want)
+                || crate::guards::GuardId::parse(want).is_some()
+                || matches!(want.as_str(), "default" | "schema" | "shell" | "internal");
+            if !known {
+                out.push(at(
+                    &t.location,
+                    Severity::Error,
+                    format!(
+                        "test `{}` expects rule `{want}`, which is neither a rule nor a guard",
+                        t.name
+                    ),
+                ));
+            }
+        }
+    }
     out
 }
 
@@ -249,6 +266,18 @@ mod tests {
             "{f:#?}"
         );
         assert!(f[0].contains("rule `a`"), "{f:#?}");
+    }
+
+    #[test]
+    fn tests_must_name_real_rules() {
+        let text = "[[rule]]\nid = \"a\"\neffect = \"allow\"\nmatch = [\"Read\"]\n\
+                    [[test]]\ntool = \"Read\"\ninput = { file_path = \"x\" }\nexpect = \"allow\"\nrule = \"b\"\n";
+        let f = findings(text);
+        assert!(
+            f.iter()
+                .any(|l| l.starts_with("p.toml:5:1: error: test `test #1` expects rule `b`")),
+            "{f:#?}"
+        );
     }
 
     #[test]

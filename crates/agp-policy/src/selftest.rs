@@ -42,7 +42,9 @@ pub fn run_tests(policy: &Policy, ctx: &EvalContext) -> Vec<TestOutcome> {
                     verdict.reason
                 ));
             } else if let Some(want) = &t.rule {
-                if verdict.rule_id.as_deref() != Some(want.as_str()) {
+                // `rule = "default"` expects the policy default to decide.
+                let got = verdict.rule_id.as_deref().unwrap_or("default");
+                if got != want {
                     failure = Some(format!(
                         "expected rule `{want}` to decide, but `{}` did ({})",
                         verdict.rule_id.as_deref().unwrap_or("default"),
