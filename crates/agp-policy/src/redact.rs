@@ -152,9 +152,19 @@ fn entropy(s: &str) -> f64 {
         .sum()
 }
 
-/// Values that name a secret instead of containing one (`$TOKEN`, `${{ secrets.X }}`).
+/// Values that name a secret instead of containing one (`$TOKEN`, `${{ secrets.X }}`), and
+/// paths, URLs and dotted names that merely sit next to a secret-sounding key
+/// (`TOKEN_FILE=/run/secrets/token`, `auth_host=login.example.com`).
 fn is_reference(value: &str) -> bool {
-    value.starts_with('$') || value.starts_with("agp:") || value.contains("{{")
+    value.starts_with('$')
+        || value.starts_with("agp:")
+        || value.contains("{{")
+        || value.starts_with(['/', '~', '.'])
+        || value.contains("://")
+        || (value.contains('.')
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b)))
 }
 
 /// Every secret-shaped value in `text`, in order, without overlaps.
@@ -317,6 +327,9 @@ mod tests {
             "TOKEN_COUNT=aaaaaaaaaaaaaaaaaaaaaa",
             "cargo test --workspace",
             "sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "export GITHUB_TOKEN_FILE=/home/dev/.config/gh/token.txt",
+            "AUTH_SERVER=login.internal.example.com",
+            "SECRET_REF=agp:vault/prod/db-password",
         ] {
             assert!(
                 find_secrets(text).is_empty(),
