@@ -251,7 +251,7 @@ impl Walker {
     }
 
     fn walk(&mut self, node: Node<'_>, src: &str, depth: u32) {
-        match node.kind() {
+        match kind(node) {
             "command" => {
                 self.command(node, src, depth);
             }
@@ -285,7 +285,7 @@ impl Walker {
 
     /// Assignments that change which program runs or what it loads cannot be judged.
     fn assignment(&mut self, node: Node<'_>, src: &str) {
-        if let Some(name) = node.child_by_field_name("name") {
+        if let Some(name) = field(node, grammar().name) {
             let name = node_text(name, src);
             if dangerous_env(name) {
                 self.opaque(
@@ -318,9 +318,9 @@ impl Walker {
 
     fn redirected(&mut self, node: Node<'_>, src: &str, depth: u32) {
         let mut consumer = None;
-        let body = node.child_by_field_name("body");
+        let body = field(node, grammar().body);
         if let Some(body) = body {
-            if body.kind() == "command" {
+            if kind(body) == "command" {
                 consumer = self.command(body, src, depth);
             } else {
                 self.walk(body, src, depth);
@@ -333,7 +333,7 @@ impl Walker {
             if Some(child.id()) == body_id {
                 continue;
             }
-            match child.kind() {
+            match kind(child) {
                 "file_redirect" | "heredoc_redirect" | "herestring_redirect" => {
                     self.redirect(child, src, depth, consumer)
                 }
@@ -348,10 +348,10 @@ impl Walker {
             Part::Command(c) => Some(c.name().to_string()),
             _ => None,
         });
-        match node.kind() {
+        match kind(node) {
             "file_redirect" => {
                 let op = operator(node, src);
-                let Some(dest) = node.child_by_field_name("destination") else {
+                let Some(dest) = field(node, grammar().destination) else {
                     return;
                 };
                 let start = self.out.parts.len();
@@ -389,7 +389,7 @@ impl Walker {
                         let content: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
                         for c in content
                             .into_iter()
-                            .filter(|c| c.kind() != "file_descriptor")
+                            .filter(|c| kind(*c) != "file_descriptor")
                         {
                             let w = words::word_of(c, src);
                             if w.dynamic {
@@ -414,7 +414,7 @@ impl Walker {
                 let mut cursor = node.walk();
                 let children: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
                 for child in children {
-                    match child.kind() {
+                    match kind(child) {
                         "heredoc_body" => {
                             self.walk_substitutions(child, src, depth);
                             if let Some(name) = &consumer_name {
@@ -477,7 +477,7 @@ impl Walker {
 
     /// Walks only the command and process substitutions inside a word.
     fn walk_substitutions(&mut self, node: Node<'_>, src: &str, depth: u32) {
-        if matches!(node.kind(), "command_substitution" | "process_substitution") {
+        if matches!(kind(node), "command_substitution" | "process_substitution") {
             self.walk_children(node, src, depth);
             return;
         }
@@ -497,9 +497,9 @@ impl Walker {
         let mut cursor = node.walk();
         let children: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
         for child in children {
-            match child.kind() {
+            match kind(child) {
                 "variable_assignment" => {
-                    if let Some(name) = child.child_by_field_name("name") {
+                    if let Some(name) = field(child, grammar().name) {
                         env.push(node_text(name, src).to_string());
                     }
                     self.assignment(child, src);
@@ -565,6 +565,50 @@ fn max_depth(root: Node<'_>) -> usize {
     }
 }
 
+/// Node kind names and field ids looked up once: `Node::kind()` converts a C string on every
+/// call and `child_by_field_name` searches the field table, which together cost as much as
+/// parsing.
+struct Grammar {
+    kinds: Vec<&'static str>,
+    name: Option<std::num::NonZeroU16>,
+    body: Option<std::num::NonZeroU16>,
+    destination: Option<std::num::NonZeroU16>,
+}
+
+fn grammar() -> &'static Grammar {
+    static GRAMMAR: std::sync::OnceLock<Grammar> = std::sync::OnceLock::new();
+    GRAMMAR.get_or_init(|| {
+        let lang: tree_sitter::Language = tree_sitter_bash::LANGUAGE.into();
+        let kinds = (0..lang.node_kind_count())
+            .map(|id| {
+                u16::try_from(id)
+                    .ok()
+                    .and_then(|id| lang.node_kind_for_id(id))
+                    .unwrap_or("")
+            })
+            .collect();
+        Grammar {
+            kinds,
+            name: lang.field_id_for_name("name"),
+            body: lang.field_id_for_name("body"),
+            destination: lang.field_id_for_name("destination"),
+        }
+    })
+}
+
+/// `kind(node)` without the per-call C string conversion.
+pub(crate) fn kind(node: Node<'_>) -> &'static str {
+    let g = grammar();
+    match g.kinds.get(usize::from(node.kind_id())) {
+        Some(k) if !k.is_empty() => k,
+        _ => node.kind(),
+    }
+}
+
+fn field<'t>(node: Node<'t>, id: Option<std::num::NonZeroU16>) -> Option<Node<'t>> {
+    node.child_by_field_id(id?.get())
+}
+
 pub(crate) fn node_text<'a>(node: Node<'_>, src: &'a str) -> &'a str {
     src.get(node.byte_range()).unwrap_or("")
 }
@@ -628,19 +672,19 @@ pub fn dangerous_env(name: &str) -> bool {
 }
 
 fn is_fork_bomb(node: Node<'_>, src: &str) -> bool {
-    let Some(name) = node.child_by_field_name("name") else {
+    let Some(name) = field(node, grammar().name) else {
         return false;
     };
     let name = node_text(name, src);
-    let Some(body) = node.child_by_field_name("body") else {
+    let Some(body) = field(node, grammar().body) else {
         return false;
     };
     calls_itself(body, src, name)
 }
 
 fn calls_itself(node: Node<'_>, src: &str, name: &str) -> bool {
-    if node.kind() == "command" {
-        if let Some(n) = node.child_by_field_name("name") {
+    if kind(node) == "command" {
+        if let Some(n) = field(node, grammar().name) {
             if node_text(n, src) == name {
                 return true;
             }

@@ -38,7 +38,7 @@ fn text<'a>(node: Node<'_>, src: &'a str) -> &'a str {
 }
 
 fn append(node: Node<'_>, src: &str, out: &mut Word) {
-    match node.kind() {
+    match super::kind(node) {
         "word" | "command_name" if node.named_child_count() == 0 => {
             let raw = text(node, src);
             if has_unquoted_glob(raw) {
@@ -109,7 +109,10 @@ fn append(node: Node<'_>, src: &str, out: &mut Word) {
 }
 
 fn contains_substitution(node: Node<'_>) -> bool {
-    if matches!(node.kind(), "command_substitution" | "process_substitution") {
+    if matches!(
+        super::kind(node),
+        "command_substitution" | "process_substitution"
+    ) {
         return true;
     }
     let mut cursor = node.walk();
