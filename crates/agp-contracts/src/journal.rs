@@ -31,4 +31,19 @@ pub trait Journal: Send + Sync {
         session: Option<&str>,
         body: Value,
     ) -> Result<AppendReceipt, JournalError>;
+
+    /// Appends `events` (kind, session, body) in order and returns once all of them are durable,
+    /// with their receipts in the same order. A journal that can should make them consecutive
+    /// and share one durable wait between them (the signed journal does). This default appends
+    /// one by one, so on an error a prefix may already be appended. Either way an error means
+    /// the caller must fail closed, exactly as for `append`.
+    fn append_batch(
+        &self,
+        events: &[(&str, Option<&str>, Value)],
+    ) -> Result<Vec<AppendReceipt>, JournalError> {
+        events
+            .iter()
+            .map(|(kind, session, body)| self.append(kind, *session, body.clone()))
+            .collect()
+    }
 }

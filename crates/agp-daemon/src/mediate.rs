@@ -396,18 +396,9 @@ impl Mediator {
             "cwd": call.cwd,
             "mode": session.mode.as_str(),
         });
-        if let Err(e) = self
-            .parts
-            .journal
-            .append(TOOL_CALL_REQUESTED, Some(&session.id), requested)
-        {
-            return Ok(Front::Replied(self.journal_failed(
-                &call.id,
-                &input_sha256,
-                &e,
-            )));
-        }
-
+        // Evaluating acts on nothing and cannot fail, so it runs before the request entry is
+        // durable: both entries go in as one batch (consecutive, one durable wait), and nothing
+        // is answered before both are.
         let verdict = self.parts.policy.evaluate(&call, &session.ctx);
         let decided = json!({
             "call_id": call.id,
@@ -420,11 +411,11 @@ impl Mediator {
             "policy_sha256": verdict.policy_sha256,
             "parts": verdict.parts,
         });
-        if let Err(e) = self
-            .parts
-            .journal
-            .append(POLICY_DECIDED, Some(&session.id), decided)
-        {
+        let events = [
+            (TOOL_CALL_REQUESTED, Some(session.id.as_str()), requested),
+            (POLICY_DECIDED, Some(session.id.as_str()), decided),
+        ];
+        if let Err(e) = self.parts.journal.append_batch(&events) {
             return Ok(Front::Replied(self.journal_failed(
                 &call.id,
                 &input_sha256,
@@ -458,10 +449,12 @@ impl Mediator {
             "reason": reason, "rule_id": "agp.invalid-input",
             "policy_sha256": self.parts.policy.policy_sha256(),
         });
-        for (kind, body) in [(TOOL_CALL_REQUESTED, requested), (POLICY_DECIDED, decided)] {
-            if let Err(e) = self.parts.journal.append(kind, Some(&session.id), body) {
-                return self.journal_failed(&call.id, "", &e);
-            }
+        let events = [
+            (TOOL_CALL_REQUESTED, Some(session.id.as_str()), requested),
+            (POLICY_DECIDED, Some(session.id.as_str()), decided),
+        ];
+        if let Err(e) = self.parts.journal.append_batch(&events) {
+            return self.journal_failed(&call.id, "", &e);
         }
         self.deny(&call.id, "", reason, Some("agp.invalid-input".into()))
     }

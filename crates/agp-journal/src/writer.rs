@@ -1,17 +1,26 @@
 //! The single journal writer of an agp home.
 //!
-//! Appenders compose their line under one short lock (seq, prev, Merkle frontier), hand it to
-//! a committer thread and wait. The committer writes everything pending in one `write` on an
-//! `O_APPEND` file and makes it durable with one `fdatasync`; in `group` mode it first waits
-//! up to 2 ms or until 64 entries are pending. Only then are the appenders released. A sealer
-//! thread signs a checkpoint for the latest durable size after each commit, coalescing when it
-//! falls behind, so signing never sits between an append and its fsync. A checkpoint is only
-//! ever written for entries that are already durable.
+//! Appenders compose their lines under one short lock (seq, prev, Merkle frontier) and queue
+//! them. Commits are leader/follower: an appender that finds no commit running becomes the
+//! leader and at once writes what is queued in one `write` on an `O_APPEND` file and makes it
+//! durable with one `fdatasync`; appends that arrive meanwhile queue up and form the next
+//! commit, led by one of them. An append returns only once a commit covered it. So a lone
+//! appender pays one `fdatasync` and no thread hand-off, and batches grow only with concurrency.
+//!
+//! `group` durability bounds a commit to `group_max_entries` (64) entries and lets a leader
+//! linger for appends that are already being composed by other threads (never for appends that
+//! have not started), at most `group_max_wait` (2 ms) after the oldest queued entry; `entry`
+//! durability never lingers and commits everything queued. A sealer thread signs a checkpoint
+//! for the latest durable size after commits (at most one per `checkpoint_interval`, coalescing
+//! when it falls behind), so signing never sits between an append and its fsync. A checkpoint
+//! is only ever written for entries that are already durable.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,10 +41,13 @@ use crate::{CHECKPOINTS_FILE, CHECKPOINT_FILE, ENTRIES_FILE, SSHSIG_FILE};
 /// When an append counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// fdatasync before each append returns (concurrent appends may share one fdatasync).
+    /// fdatasync before each append returns; appends that arrive while a commit runs share the
+    /// next fdatasync, however many they are.
     #[default]
     Entry,
-    /// Batch up to `group_max_entries` or `group_max_wait`, then one fdatasync and one checkpoint.
+    /// Group commit: at most `group_max_entries` per fdatasync; a commit starts at once when
+    /// none is running, and lingers only for appends already being composed by other threads,
+    /// at most `group_max_wait` after its oldest entry was queued.
     Group,
 }
 
@@ -104,17 +116,23 @@ struct State {
     prev: Hash,
     frontier: Frontier,
     key_id: String,
-    /// Lines composed and not yet taken by the committer.
+    /// Lines composed and not yet taken by a commit.
     buf: Vec<u8>,
     buf_entries: usize,
+    /// When the oldest line in `buf` was queued.
     buf_since: Option<Instant>,
+    /// A drained buffer kept for reuse.
+    spare: Vec<u8>,
+    /// Group durability: where `buf` can be cut after every `group_max_entries` lines.
+    marks: VecDeque<Mark>,
     durable: u64,
-    /// Appenders waiting for the lines in `buf` to become durable (woken one by one with
-    /// `unpark`, so a commit does not make all of them fight for this lock).
-    waiters: Vec<std::thread::Thread>,
-    committer: CommitterState,
-    /// Entry durability: an appender is writing and syncing (the leader of the current batch).
+    /// Appenders waiting for their entries (up to the seq given) to become durable, woken with
+    /// `unpark` one by one, so a commit does not make all of them fight for this lock.
+    waiters: Vec<(u64, std::thread::Thread)>,
+    /// An appender is writing and syncing (the leader of the current commit).
     committing: bool,
+    /// The leader waits on `Shared::work` for appends being composed.
+    lingering: bool,
     /// Latest durable (size, root), for the sealer.
     to_seal: (u64, Hash),
     sealed: u64,
@@ -123,26 +141,23 @@ struct State {
     sealer_idle: bool,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum CommitterState {
-    /// Waiting for a first entry.
-    Idle,
-    /// Group mode: waiting for the group to fill or its time to run out.
-    Filling,
-    /// Writing and syncing: it looks at the queue again when done.
-    Busy,
+/// A cut point in `State::buf`: the first `bytes` bytes hold the entries below `end`, whose
+/// tree has this frontier (a commit of just those entries can then name its root).
+struct Mark {
+    end: u64,
+    bytes: usize,
+    frontier: Frontier,
 }
 
 struct Shared {
     state: Mutex<State>,
+    /// A lingering leader waits here for appends being composed.
     work: Condvar,
-    /// Mirrors `State::durable` so waiting appenders can check it without the lock.
-    durable: std::sync::atomic::AtomicU64,
-    failed: std::sync::atomic::AtomicBool,
+    /// Appenders between entering `append` and queueing their lines (group durability only).
+    arriving: AtomicUsize,
     seal_cv: Condvar,
     opts: JournalOptions,
-    /// The O_APPEND handle lines are written through (one writer at a time: the committer
-    /// thread in group mode, the leading appender in entry mode).
+    /// The O_APPEND handle lines are written through (by one commit leader at a time).
     file: Mutex<File>,
     dir: PathBuf,
     key: Mutex<Arc<SignerKey>>,
@@ -310,10 +325,12 @@ impl JournalWriter {
             buf: Vec::with_capacity(64 * 1024),
             buf_entries: 0,
             buf_since: None,
+            spare: Vec::with_capacity(64 * 1024),
+            marks: VecDeque::new(),
             durable: report.entries,
             waiters: Vec::new(),
-            committer: CommitterState::Idle,
             committing: false,
+            lingering: false,
             to_seal: (report.entries, report.tail.frontier.root()),
             sealed: report.sealed_size,
             failed: None,
@@ -326,8 +343,7 @@ impl JournalWriter {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             work: Condvar::new(),
-            durable: std::sync::atomic::AtomicU64::new(report.entries),
-            failed: std::sync::atomic::AtomicBool::new(false),
+            arriving: AtomicUsize::new(0),
             seal_cv: Condvar::new(),
             opts,
             file: Mutex::new(writer_file),
@@ -336,15 +352,6 @@ impl JournalWriter {
         });
         let checkpoints = Arc::new(Mutex::new(checkpoints));
         let mut threads = Vec::new();
-        if shared.opts.durability == Durability::Group {
-            let shared = shared.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("agp-journal-commit".into())
-                    .spawn(move || committer(shared))
-                    .map_err(JournalError::Io)?,
-            );
-        }
         let sealer = {
             let shared = shared.clone();
             let cps = checkpoints.clone();
@@ -439,43 +446,73 @@ impl JournalWriter {
         session: Option<&str>,
         body: &Value,
     ) -> Result<AppendReceipt, JournalError> {
-        event::check_kind(kind).map_err(|e| JournalError::Refused(e.to_string()))?;
-        if let Some(s) = session {
-            event::check_session(s).map_err(|e| JournalError::Refused(e.to_string()))?;
-        }
-        let body = event::canonical_body(body).map_err(|e| JournalError::Refused(e.to_string()))?;
-        let st = self.shared.lock();
-        let (st, receipt) = self.enqueue(st, kind, session, &body)?;
-        self.await_durable(st, receipt)
+        let arrival = Arrival::new(&self.shared);
+        let body = check_event(kind, session, body)?;
+        let mut st = self.shared.lock();
+        arrival.settle(&mut st);
+        check_open(&st)?;
+        let receipt = self.compose(&mut st, kind, session, &body);
+        self.await_durable(st, receipt.seq)?;
+        Ok(receipt)
     }
 
+    /// Appends `events` as consecutive entries (no other append lands between them) and returns
+    /// once all of them are durable under the journal's durability: one wait, usually one
+    /// fdatasync, for the lot. Every event is checked before any is queued, so a refused event
+    /// appends none of them. An error means none of them may be relied upon.
+    pub fn append_batch(
+        &self,
+        events: &[(&str, Option<&str>, Value)],
+    ) -> Result<Vec<AppendReceipt>, JournalError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let arrival = Arrival::new(&self.shared);
+        let bodies = events
+            .iter()
+            .map(|(kind, session, body)| check_event(kind, *session, body))
+            .collect::<Result<Vec<String>, JournalError>>()?;
+        let mut st = self.shared.lock();
+        arrival.settle(&mut st);
+        check_open(&st)?;
+        let receipts: Vec<AppendReceipt> = events
+            .iter()
+            .zip(&bodies)
+            .map(|((kind, session, _), body)| self.compose(&mut st, kind, *session, body))
+            .collect();
+        let last = receipts.last().map_or(0, |r| r.seq);
+        self.await_durable(st, last)?;
+        Ok(receipts)
+    }
+
+    /// Waits (leading commits when none runs) until every entry up to `last` is durable.
+    /// `st` must still be the guard under which those entries were queued.
     fn await_durable<'a>(
         &'a self,
-        st: MutexGuard<'a, State>,
-        receipt: AppendReceipt,
-    ) -> Result<AppendReceipt, JournalError> {
-        if self.shared.opts.durability == Durability::Entry {
-            self.commit_or_follow(st, receipt)
-        } else {
-            drop(st);
-            self.wait_durable(receipt)
-        }
+        mut st: MutexGuard<'a, State>,
+        last: u64,
+    ) -> Result<(), JournalError> {
+        st.waiters.push((last, std::thread::current()));
+        self.commit_or_follow(st, last)
     }
 
-    /// Entry durability without a hand-off: the first appender to find no commit running
-    /// writes and syncs everything queued (its own line and any that arrived meanwhile), then
-    /// releases the others; they either find their line durable or lead the next commit. A
-    /// single appender thus pays one fdatasync and no thread switches per entry.
+    /// Leader/follower commit, with no hand-off to another thread: the first waiting appender
+    /// to find no commit running writes and syncs what is queued (its own lines and any that
+    /// arrived meanwhile; in group durability at most `group_max_entries`), then releases the
+    /// appenders that commit covered. When it is done itself and others still wait, it wakes one
+    /// of them to lead the next commit; the rest stay parked until a commit covers them.
     fn commit_or_follow<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
-        receipt: AppendReceipt,
-    ) -> Result<AppendReceipt, JournalError> {
-        use std::sync::atomic::Ordering;
+        last: u64,
+    ) -> Result<(), JournalError> {
         let sh = &*self.shared;
+        let group = sh.opts.durability == Durability::Group;
+        let cap = sh.opts.group_max_entries.max(1);
+        let me = std::thread::current().id();
         loop {
-            if st.durable > receipt.seq {
-                return Ok(receipt);
+            if st.durable > last {
+                return Ok(());
             }
             if let Some(f) = &st.failed {
                 return Err(JournalError::Unavailable(f.clone()));
@@ -487,12 +524,28 @@ impl JournalWriter {
                 continue;
             }
             st.committing = true;
-            let buf = std::mem::take(&mut st.buf);
-            let batch = std::mem::take(&mut st.waiters);
-            st.buf_entries = 0;
-            st.buf_since = None;
-            let end = st.next_seq;
-            let frontier = st.frontier.clone();
+            if group {
+                st = self.linger(st, cap);
+            }
+            let (mut buf, end, frontier) = if group && st.buf_entries > cap {
+                let mark = st.marks.pop_front().expect("a full group has a mark");
+                let rest = st.buf.split_off(mark.bytes);
+                let head = std::mem::replace(&mut st.buf, rest);
+                st.buf_entries -= cap;
+                for m in st.marks.iter_mut() {
+                    m.bytes -= mark.bytes;
+                }
+                // `buf_since` stays: the rest was queued later, so keeping the older time can
+                // only shorten a later linger, never stretch it past `group_max_wait`.
+                (head, mark.end, mark.frontier)
+            } else {
+                let spare = std::mem::take(&mut st.spare);
+                let all = std::mem::replace(&mut st.buf, spare);
+                st.buf_entries = 0;
+                st.buf_since = None;
+                st.marks.clear();
+                (all, st.next_seq, st.frontier.clone())
+            };
             drop(st);
 
             let res = {
@@ -506,23 +559,34 @@ impl JournalWriter {
             match res {
                 Ok(()) => {
                     st.durable = end;
-                    sh.durable.store(end, Ordering::Release);
                     st.to_seal = (end, root);
                     sh.seal_cv.notify_all();
                 }
                 Err(e) => {
+                    // The in-memory chain is ahead of the file now: refuse everything until
+                    // the journal is reopened.
                     st.failed = Some(format!("journal write failed: {e}; reopen the journal"));
-                    sh.failed.store(true, Ordering::Release);
                 }
             }
-            // Release this batch, and wake those queued meanwhile so one of them leads the
-            // next commit (they stay registered until a commit covers them).
-            let me = std::thread::current().id();
-            let wake: Vec<std::thread::Thread> = batch
-                .into_iter()
-                .chain(st.waiters.iter().cloned())
-                .filter(|t| t.id() != me)
-                .collect();
+            let failed = st.failed.is_some();
+            let durable = st.durable;
+            let mut wake = Vec::new();
+            st.waiters.retain(|(upto, t)| {
+                let released = failed || *upto < durable;
+                if released && t.id() != me {
+                    wake.push(t.clone());
+                }
+                !released
+            });
+            if failed || durable > last {
+                if let Some((_, next)) = st.waiters.first() {
+                    wake.push(next.clone());
+                }
+            }
+            buf.clear();
+            if buf.capacity() > st.spare.capacity() {
+                st.spare = buf;
+            }
             drop(st);
             for t in wake {
                 t.unpark();
@@ -531,20 +595,43 @@ impl JournalWriter {
         }
     }
 
-    /// Composes the next line under the lock and hands it to the committer.
-    fn enqueue<'a>(
-        &'a self,
-        mut st: MutexGuard<'a, State>,
+    /// Group durability: the leader waits for appends that other threads are composing right
+    /// now, so that they share this commit, while the commit has room and its oldest entry has
+    /// been queued for less than `group_max_wait`. Nobody composing means no wait: a lone
+    /// appender is never delayed.
+    fn linger<'a>(&self, mut st: MutexGuard<'a, State>, cap: usize) -> MutexGuard<'a, State> {
+        let sh = &*self.shared;
+        while st.buf_entries < cap
+            && sh.arriving.load(Ordering::Acquire) > 0
+            && !st.closing
+            && st.failed.is_none()
+        {
+            let Some(left) = st
+                .buf_since
+                .and_then(|since| sh.opts.group_max_wait.checked_sub(since.elapsed()))
+                .filter(|left| !left.is_zero())
+            else {
+                break;
+            };
+            st.lingering = true;
+            st = sh
+                .work
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            st.lingering = false;
+        }
+        st
+    }
+
+    /// Composes the next line under the lock and queues it for a commit.
+    fn compose(
+        &self,
+        st: &mut State,
         kind: &str,
         session: Option<&str>,
         body: &str,
-    ) -> Result<(MutexGuard<'a, State>, AppendReceipt), JournalError> {
-        if let Some(f) = &st.failed {
-            return Err(JournalError::Unavailable(f.clone()));
-        }
-        if st.closing {
-            return Err(JournalError::Unavailable("the journal is closed".into()));
-        }
+    ) -> AppendReceipt {
         let seq = st.next_seq;
         let prev_hex = if seq == 0 {
             GENESIS_PREV.to_string()
@@ -570,42 +657,24 @@ impl JournalWriter {
         if st.buf_since.is_none() {
             st.buf_since = Some(Instant::now());
         }
-        st.waiters.push(std::thread::current());
-        // Wake the committer only when it waits for exactly this: every futex wake is a syscall
-        // and often a context switch.
-        let wake = match st.committer {
-            // Entry durability has no committer thread: appenders commit themselves.
-            _ if self.shared.opts.durability == Durability::Entry => false,
-            CommitterState::Idle => true,
-            CommitterState::Filling => st.buf_entries >= self.shared.opts.group_max_entries,
-            CommitterState::Busy => false,
-        };
-        if wake {
-            self.shared.work.notify_one();
-        }
-        Ok((
-            st,
-            AppendReceipt {
-                seq,
-                leaf_hash: leaf,
-            },
-        ))
-    }
-
-    fn wait_durable(&self, receipt: AppendReceipt) -> Result<AppendReceipt, JournalError> {
-        use std::sync::atomic::Ordering;
         let sh = &*self.shared;
-        loop {
-            if sh.durable.load(Ordering::Acquire) > receipt.seq {
-                return Ok(receipt);
+        if sh.opts.durability == Durability::Group {
+            let cap = sh.opts.group_max_entries.max(1);
+            if st.buf_entries.is_multiple_of(cap) {
+                let mark = Mark {
+                    end: st.next_seq,
+                    bytes: st.buf.len(),
+                    frontier: st.frontier.clone(),
+                };
+                st.marks.push_back(mark);
+                if st.lingering {
+                    sh.work.notify_all();
+                }
             }
-            if sh.failed.load(Ordering::Acquire) {
-                let msg = sh.lock().failed.clone().unwrap_or_default();
-                return Err(JournalError::Unavailable(msg));
-            }
-            // The committer unparks every waiter of a batch after its fdatasync; a stray
-            // wake-up just loops.
-            std::thread::park();
+        }
+        AppendReceipt {
+            seq,
+            leaf_hash: leaf,
         }
     }
 
@@ -671,13 +740,13 @@ impl JournalWriter {
             "new_key": new_vkey,
             "signature": B64.encode(old.sign_raw(statement.as_bytes())),
         });
-        let body =
-            event::canonical_body(&body).map_err(|e| JournalError::Refused(e.to_string()))?;
-        let enqueued = self.enqueue(st, KEY_ROTATED, None, &body);
-        let (mut st, receipt) = match enqueued {
-            Ok(x) => x,
+        let queued = check_event(KEY_ROTATED, None, &body).and_then(|body| {
+            check_open(&st)?;
+            Ok(self.compose(&mut st, KEY_ROTATED, None, &body))
+        });
+        let receipt = match queued {
+            Ok(r) => r,
             Err(e) => {
-                let mut st = sh.lock();
                 st.sealer_idle = true;
                 sh.seal_cv.notify_all();
                 return Err(e);
@@ -687,7 +756,7 @@ impl JournalWriter {
         // by the new key (valid from size seq + 1).
         st.key_id = new_key.verifier().id_hex();
         *sh.key.lock().unwrap_or_else(|p| p.into_inner()) = new_key.clone();
-        let waited = self.await_durable(st, receipt);
+        let waited = self.await_durable(st, receipt.seq).map(|()| receipt);
         let res = waited.and_then(|receipt| {
             let (size, root) = sh.lock().to_seal;
             let mut cps = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
@@ -743,87 +812,75 @@ impl Journal for JournalWriter {
     ) -> Result<AppendReceipt, JournalError> {
         self.append_inner(kind, session, &body)
     }
+
+    fn append_batch(
+        &self,
+        events: &[(&str, Option<&str>, Value)],
+    ) -> Result<Vec<AppendReceipt>, JournalError> {
+        JournalWriter::append_batch(self, events)
+    }
 }
 
-fn committer(sh: Arc<Shared>) {
-    use std::sync::atomic::Ordering;
-    let group = sh.opts.durability == Durability::Group;
-    let mut spare: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut st = sh.lock();
-    loop {
-        if st.failed.is_some() {
-            break;
-        }
-        if st.buf_entries == 0 {
-            if st.closing {
-                break;
-            }
-            st.committer = CommitterState::Idle;
-            st = sh.work.wait(st).unwrap_or_else(|p| p.into_inner());
-            continue;
-        }
-        if group && !st.closing && st.buf_entries < sh.opts.group_max_entries {
-            let since = st.buf_since.unwrap_or_else(Instant::now);
-            let waited = since.elapsed();
-            if waited < sh.opts.group_max_wait {
-                st.committer = CommitterState::Filling;
-                let (g, _) = sh
-                    .work
-                    .wait_timeout(st, sh.opts.group_max_wait - waited)
-                    .unwrap_or_else(|p| p.into_inner());
-                st = g;
-                continue;
-            }
-        }
-        st.committer = CommitterState::Busy;
-        std::mem::swap(&mut st.buf, &mut spare);
-        let waiters = std::mem::take(&mut st.waiters);
-        st.buf_entries = 0;
-        st.buf_since = None;
-        let end = st.next_seq;
-        let frontier = st.frontier.clone();
-        drop(st);
+/// Checks an event and returns its canonical body.
+fn check_event(kind: &str, session: Option<&str>, body: &Value) -> Result<String, JournalError> {
+    event::check_kind(kind).map_err(|e| JournalError::Refused(e.to_string()))?;
+    if let Some(s) = session {
+        event::check_session(s).map_err(|e| JournalError::Refused(e.to_string()))?;
+    }
+    event::canonical_body(body).map_err(|e| JournalError::Refused(e.to_string()))
+}
 
-        let res = {
-            let mut file = sh.file.lock().unwrap_or_else(|p| p.into_inner());
-            file.write_all(&spare).and_then(|()| file.sync_data())
-        };
-        spare.clear();
-        let root = frontier.root();
+fn check_open(st: &State) -> Result<(), JournalError> {
+    if let Some(f) = &st.failed {
+        return Err(JournalError::Unavailable(f.clone()));
+    }
+    if st.closing {
+        return Err(JournalError::Unavailable("the journal is closed".into()));
+    }
+    Ok(())
+}
 
-        st = sh.lock();
-        match res {
-            Ok(()) => {
-                st.durable = end;
-                sh.durable.store(end, Ordering::Release);
-                st.to_seal = (end, root);
-                sh.seal_cv.notify_all();
-            }
-            Err(e) => {
-                // The in-memory chain is ahead of the file now: refuse everything until reopened.
-                st.failed = Some(format!("journal write failed: {e}; reopen the journal"));
-                sh.failed.store(true, Ordering::Release);
+/// Counts an appender in `Shared::arriving` from the moment it enters `append` until its
+/// lines are queued (or refused), so that a lingering group leader knows it is coming. Only
+/// group durability lingers, so only it counts.
+struct Arrival<'a> {
+    sh: &'a Shared,
+    counted: bool,
+}
+
+impl<'a> Arrival<'a> {
+    fn new(sh: &'a Shared) -> Self {
+        let counted = sh.opts.durability == Durability::Group;
+        if counted {
+            sh.arriving.fetch_add(1, Ordering::AcqRel);
+        }
+        Self { sh, counted }
+    }
+
+    /// Stops counting, under the state lock (so a lingering leader, which checks the count
+    /// under that lock, cannot miss the wake-up). Call it before queueing under the same guard.
+    fn settle(mut self, st: &mut State) {
+        self.leave(st);
+    }
+
+    fn leave(&mut self, st: &State) {
+        if std::mem::take(&mut self.counted) {
+            let before = self.sh.arriving.fetch_sub(1, Ordering::AcqRel);
+            if before == 1 && st.lingering {
+                self.sh.work.notify_all();
             }
         }
-        drop(st);
-        for t in waiters {
-            t.unpark();
+    }
+}
+
+impl Drop for Arrival<'_> {
+    fn drop(&mut self) {
+        // Refused before reaching the lock.
+        if self.counted {
+            let st = self.sh.lock();
+            self.leave(&st);
         }
-        st = sh.lock();
     }
-    // Nobody will commit what is still queued: release its appenders with the failure.
-    if st.failed.is_none() && !st.waiters.is_empty() {
-        st.failed = Some("the journal stopped before committing".into());
-    }
-    if st.failed.is_some() {
-        sh.failed.store(true, Ordering::Release);
-    }
-    let waiters = std::mem::take(&mut st.waiters);
-    drop(st);
-    for t in waiters {
-        t.unpark();
-    }
-    sh.seal_cv.notify_all();
 }
 
 fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<File>>) {
@@ -874,8 +931,7 @@ fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<File>>) {
             Err(e) => st.failed = Some(format!("writing a checkpoint failed: {e}")),
         }
         if st.failed.is_some() {
-            sh.failed.store(true, std::sync::atomic::Ordering::Release);
-            for t in std::mem::take(&mut st.waiters) {
+            for (_, t) in std::mem::take(&mut st.waiters) {
                 t.unpark();
             }
         }
@@ -1105,6 +1161,111 @@ mod tests {
         let report = verify_dir(dir.path(), &opts(&key)).unwrap();
         assert!(report.findings.is_empty(), "{:?}", report.findings);
         assert_eq!(report.entries, 401);
+    }
+
+    #[test]
+    fn small_groups_cut_at_their_bound_and_every_checkpoint_verifies() {
+        // Groups of 3 with batches of 2 from 12 threads: commits are cut mid-queue and batches
+        // straddle the cuts; a checkpoint after every commit checks each cut's root.
+        let dir = tempfile::tempdir().unwrap();
+        let key = SignerKey::generate("agp.test/log").unwrap();
+        let jopts = JournalOptions {
+            group_max_entries: 3,
+            checkpoint_interval: Duration::ZERO,
+            ..JournalOptions::with_durability(Durability::Group)
+        };
+        let w = Arc::new(JournalWriter::open(dir.path(), key.clone(), jopts).unwrap());
+        let handles: Vec<_> = (0..12)
+            .map(|t| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    let mut seqs = Vec::new();
+                    for i in 0..20 {
+                        let events = [
+                            ("tool_call.requested", Some("s"), json!({"t": t, "i": i})),
+                            ("policy.decided", Some("s"), json!({"t": t, "i": i})),
+                        ];
+                        let r = w.append_batch(&events).unwrap();
+                        assert_eq!(r[1].seq, r[0].seq + 1, "a batch is consecutive");
+                        seqs.extend(r.iter().map(|r| r.seq));
+                    }
+                    seqs
+                })
+            })
+            .collect();
+        let mut seqs: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=480).collect::<Vec<_>>());
+        w.close().unwrap();
+        let report = verify_dir(dir.path(), &opts(&key)).unwrap();
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        assert_eq!(report.entries, 481);
+    }
+
+    #[test]
+    fn a_lone_group_append_does_not_wait_for_the_group_to_fill() {
+        // With an hour's bound, an append that waited for company would never return.
+        let dir = tempfile::tempdir().unwrap();
+        let key = SignerKey::generate("agp.test/log").unwrap();
+        let jopts = JournalOptions {
+            group_max_wait: Duration::from_secs(3600),
+            ..JournalOptions::with_durability(Durability::Group)
+        };
+        let w = JournalWriter::open(dir.path(), key.clone(), jopts).unwrap();
+        for i in 0..20 {
+            assert_eq!(w.append("a.b", None, json!({"i": i})).unwrap().seq, i + 1);
+            // Each append is durable when it returns, before the next one starts.
+            assert_eq!(w.len(), i + 2);
+        }
+        let r = w
+            .append_batch(&[("a.b", None, json!({})), ("a.c", Some("s"), json!({}))])
+            .unwrap();
+        assert_eq!((r[0].seq, r[1].seq), (21, 22));
+        w.close().unwrap();
+        let report = verify_dir(dir.path(), &opts(&key)).unwrap();
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+    }
+
+    #[test]
+    fn a_batch_with_a_refused_event_appends_nothing() {
+        for durability in [Durability::Entry, Durability::Group] {
+            let dir = tempfile::tempdir().unwrap();
+            let key = SignerKey::generate("agp.test/log").unwrap();
+            let w = JournalWriter::open(
+                dir.path(),
+                key.clone(),
+                JournalOptions::with_durability(durability),
+            )
+            .unwrap();
+            let events = [
+                ("tool_call.requested", Some("s"), json!({"ok": 1})),
+                ("policy.decided", Some("s"), json!({"f": 0.5})),
+            ];
+            assert!(matches!(
+                w.append_batch(&events),
+                Err(JournalError::Refused(_))
+            ));
+            assert_eq!(w.len(), 1);
+            assert!(w.append_batch(&[]).unwrap().is_empty());
+            // Through the trait too (the daemon holds a `dyn Journal`).
+            let dynw: &dyn Journal = &w;
+            let r = dynw
+                .append_batch(&[("a.b", None, json!({})), ("a.c", None, json!({}))])
+                .unwrap();
+            assert_eq!((r[0].seq, r[1].seq), (1, 2));
+            w.close().unwrap();
+            let text = std::fs::read_to_string(dir.path().join(ENTRIES_FILE)).unwrap();
+            assert!(
+                !text.contains("tool_call.requested"),
+                "nothing of the refused batch"
+            );
+            let report = verify_dir(dir.path(), &opts(&key)).unwrap();
+            assert!(report.findings.is_empty(), "{:?}", report.findings);
+            assert_eq!(report.entries, 3);
+        }
     }
 
     #[test]

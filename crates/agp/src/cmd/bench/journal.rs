@@ -18,7 +18,7 @@ use crate::exit::Exit;
     long_about = "Append N tool-call-sized events to a fresh journal (new key, temporary \
     folder) and report entries per second. Each append returns only once durable under the \
     chosen mode. Targets on a 2-core machine: entry >= 5,000/s (one fdatasync each, single \
-    appender), group >= 80,000/s (concurrent appenders, 64 entries or 2 ms per fdatasync)."
+    appender), group >= 80,000/s (concurrent appenders, up to 64 entries per fdatasync)."
 )]
 pub struct JournalBenchArgs {
     /// Number of events to append
