@@ -68,6 +68,9 @@ pub struct DaemonConfig {
     /// Environment given to proxy-exec sandboxes (everything else is cleared).
     pub sandbox_env: Vec<(String, String)>,
     pub sandbox_limits: ResourceLimits,
+    /// Who starts the sessions of this daemon (`started_by` in `session.started`): the OS user
+    /// running it, since the gateway socket (0600 in a 0700 directory) admits only that user.
+    pub operator: String,
 }
 
 impl DaemonConfig {
@@ -94,6 +97,10 @@ impl DaemonConfig {
                 max_memory_bytes: Some(4 << 30),
                 max_cpu_seconds: Some(600),
             },
+            operator: std::env::var("USER")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "unknown".into()),
         }
     }
 

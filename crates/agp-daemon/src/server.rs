@@ -760,6 +760,7 @@ pub(crate) async fn open_session(
         "policy_sha256": m.parts.policy.policy_sha256(), "isolation": isolation,
         "approval_channel": m.parts.channel.name(),
         "approval_timeout_secs": m.config.approval_timeout.as_secs(),
+        "started_by": m.config.operator,
     });
     if let Err(e) = m.journal(SESSION_STARTED, Some(&id), body.clone()).await {
         if let Some(sb) = sandbox {

@@ -9,18 +9,39 @@ use serde_json::Value;
 
 const AGP: &str = env!("CARGO_BIN_EXE_agp");
 
+/// Slack settings from the environment of whoever runs the tests must not leak in.
+const SLACK_VARS: [&str; 7] = [
+    "AGP_SLACK_BOT_TOKEN",
+    "AGP_SLACK_APP_TOKEN",
+    "AGP_SLACK_CHANNEL",
+    "AGP_SLACK_APPROVERS",
+    "AGP_SLACK_APPROVER_GROUP",
+    "AGP_SLACK_API_URL",
+    "AGP_APPROVAL_CHANNEL",
+];
+
 fn agp(home: &Path, args: &[&str]) -> Output {
-    Command::new(AGP)
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    agp_env(home, args, &[])
+}
+
+fn agp_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(AGP);
+    cmd.arg("--home").arg(home).args(args).stdin(Stdio::null());
+    for var in SLACK_VARS {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
 }
 
 fn doctor(home: &Path) -> (i32, Value) {
-    let out = agp(home, &["doctor", "--json"]);
+    doctor_env(home, &[])
+}
+
+fn doctor_env(home: &Path, env: &[(&str, &str)]) -> (i32, Value) {
+    let out = agp_env(home, &["doctor", "--json"], env);
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!("{e}: {}", String::from_utf8_lossy(&out.stdout));
     });
@@ -65,7 +86,12 @@ fn doctor_passes_on_a_healthy_home_and_names_each_problem_with_a_fix() {
     assert!(human.status.success());
     assert_eq!(
         String::from_utf8_lossy(&human.stdout).matches('✓').count(),
-        6
+        7
+    );
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("slack    not configured (optional)"),
+        "{}",
+        String::from_utf8_lossy(&human.stdout)
     );
 
     // A key readable by others, a broken policy, a tampered journal: each is a ✗.
@@ -107,4 +133,118 @@ fn doctor_flags_a_home_configured_without_a_sandbox() {
     let (code, report) = doctor(&home);
     assert_eq!(code, 1);
     assert_eq!(failed(&report), ["sandbox"]);
+}
+
+fn slack_check(report: &Value) -> Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "slack")
+        .unwrap_or_else(|| panic!("no slack check: {report}"))
+        .clone()
+}
+
+/// Runs `agp doctor` off the async workers: the fake Slack must keep answering meanwhile.
+async fn doctor_async(home: &Path, env: Vec<(String, String)>) -> (i32, Value) {
+    let home = home.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        doctor_env(&home, &env)
+    })
+    .await
+    .unwrap()
+}
+
+/// Slack is optional; once configured, doctor asks the (fake) Slack whether both tokens work,
+/// and a bad token, an unsafe settings file or a config that needs Slack without it is a ✗.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_slack_tokens_against_slack() {
+    use agp_slack::fake::{self, FakeSlack};
+    let slack = FakeSlack::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    assert!(agp(&home, &["init"]).status.success());
+    assert!(agp(&home, &["keygen"]).status.success());
+
+    let env = |bot: &str| -> Vec<(String, String)> {
+        [
+            ("AGP_SLACK_BOT_TOKEN", bot),
+            ("AGP_SLACK_APP_TOKEN", fake::APP_TOKEN),
+            ("AGP_SLACK_CHANNEL", fake::CHANNEL),
+            ("AGP_SLACK_APPROVERS", "UALICE"),
+            ("AGP_SLACK_API_URL", slack.api_url().as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+
+    // Configured from the environment, both tokens accepted by auth.test / connections.open.
+    let before = slack.calls("auth.test").len();
+    let (code, report) = doctor_async(&home, env(fake::BOT_TOKEN)).await;
+    assert_eq!(code, 0, "{report}");
+    let check = slack_check(&report);
+    assert_eq!(check["ok"], true, "{check}");
+    assert!(
+        check["detail"].as_str().unwrap().contains(fake::BOT_USER),
+        "{check}"
+    );
+    assert_eq!(
+        slack.calls("auth.test").len(),
+        before + 1,
+        "doctor never asked Slack"
+    );
+
+    // A token Slack refuses: ✗ with the fix, and the token itself is never printed.
+    let (code, report) = doctor_async(&home, env("xoxb-not-the-right-secret")).await;
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(failed(&report), ["slack"]);
+    let check = slack_check(&report);
+    assert!(
+        check["detail"].as_str().unwrap().contains("invalid_auth"),
+        "{check}"
+    );
+    assert!(
+        check["fix"].as_str().unwrap().contains("agp slack check"),
+        "{check}"
+    );
+    assert!(
+        !report.to_string().contains("not-the-right-secret"),
+        "{report}"
+    );
+
+    // A settings file others can read is refused, even with good tokens in it.
+    let settings = home.join("slack.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "bot_token = \"{}\"\napp_token = \"{}\"\nchannel = \"{}\"\napprovers = [\"UALICE\"]\napi_url = \"{}\"\n",
+            fake::BOT_TOKEN,
+            fake::APP_TOKEN,
+            fake::CHANNEL,
+            slack.api_url()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, report) = doctor_async(&home, Vec::new()).await;
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(failed(&report), ["slack"]);
+    assert!(!report.to_string().contains(fake::BOT_TOKEN), "{report}");
+
+    // The same file at 0600 is a working configuration.
+    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, report) = doctor_async(&home, Vec::new()).await;
+    assert_eq!(code, 0, "{report}");
+
+    // config.toml sends approvals to Slack, but Slack is not configured: ✗.
+    std::fs::remove_file(&settings).unwrap();
+    let config = home.join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[approvals]\nchannel = \"slack\"\n");
+    std::fs::write(&config, text).unwrap();
+    let (code, report) = doctor_async(&home, Vec::new()).await;
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(failed(&report), ["slack"]);
 }

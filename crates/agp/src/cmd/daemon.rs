@@ -38,6 +38,11 @@ pub struct GovernArgs {
     /// [approvals] timeout_secs, else 300]
     #[arg(long, value_name = "SECS", env = "AGP_APPROVAL_TIMEOUT_SECS")]
     pub approval_timeout: Option<u64>,
+    /// Where approvals go: `terminal` (the controlling TTY) or `slack` (settings in
+    /// <home>/slack.toml and AGP_SLACK_*; see `agp slack check`) [default: config.toml
+    /// [approvals] channel, else terminal]
+    #[arg(long, value_enum, value_name = "CHANNEL", env = "AGP_APPROVAL_CHANNEL")]
+    pub approval_channel: Option<ChannelChoice>,
     /// Journal durability: `entry` or `group` [default: config.toml [journal] durability]
     #[arg(long, value_name = "MODE")]
     pub durability: Option<String>,
@@ -47,6 +52,14 @@ pub struct GovernArgs {
 pub enum SandboxChoice {
     Bwrap,
     None,
+}
+
+/// The human approval channel of a daemon (`--auto-approve` and `--approver-script` replace it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelChoice {
+    Terminal,
+    Slack,
 }
 
 impl std::fmt::Display for SandboxChoice {
@@ -77,6 +90,7 @@ struct JournalSection {
 #[derive(Debug, Default, serde::Deserialize)]
 struct ApprovalsSection {
     timeout_secs: Option<u64>,
+    channel: Option<ChannelChoice>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -101,6 +115,14 @@ pub fn configured_sandbox(home: &Home) -> Result<SandboxChoice> {
             home.config().display()
         ),
     }
+}
+
+/// The human approval channel configured for this home (config.toml, else terminal).
+pub fn configured_channel(home: &Home) -> Result<ChannelChoice> {
+    Ok(read_config(home)?
+        .approvals
+        .channel
+        .unwrap_or(ChannelChoice::Terminal))
 }
 
 /// The approval timeout configured for this home (config.toml, else 300 s).
@@ -191,9 +213,45 @@ fn user_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
+/// The name of the user this process runs as: the passwd entry of the effective uid (which the
+/// environment cannot fake), else $USER, else the bare uid.
+fn os_user() -> String {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0u8; 4096];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call: `pwd` is writable storage for one passwd,
+    // `buf` outlives the use of the strings it backs, and `found` receives null or `pwd`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            pwd.as_mut_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc == 0 && !found.is_null() {
+        // SAFETY: getpwuid_r succeeded and filled `pwd`; pw_name points into `buf` and is
+        // NUL-terminated.
+        let name = unsafe { std::ffi::CStr::from_ptr((*found).pw_name) };
+        if let Ok(name) = name.to_str() {
+            if !name.is_empty() {
+                return name.to_owned();
+            }
+        }
+    }
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
 /// Builds the daemon for `home`: journal (with the home's key), policy, approval channel and
-/// sandbox. Nothing is started.
-pub fn assemble(home: &Home, args: &GovernArgs) -> Result<Assembly> {
+/// sandbox. The daemon itself is not started, but a Slack channel connects (Socket Mode) on
+/// `rt`, the runtime the daemon will run on, and journals refused clicks.
+pub fn assemble(home: &Home, args: &GovernArgs, rt: &tokio::runtime::Runtime) -> Result<Assembly> {
     home.require_initialized()?;
     let file = read_config(home)?;
     let durability: Durability = args
@@ -217,6 +275,20 @@ pub fn assemble(home: &Home, args: &GovernArgs) -> Result<Assembly> {
 
     let policy_path = policy_path(home, args.policy.as_deref());
     let policy = load_policy(&policy_path)?;
+    let human = args
+        .approval_channel
+        .or(file.approvals.channel)
+        .unwrap_or(ChannelChoice::Terminal);
+    if args.approval_channel == Some(ChannelChoice::Slack)
+        && (args.auto_approve || args.approver_script.is_some())
+    {
+        bail!(
+            "--approval-channel slack (or AGP_APPROVAL_CHANNEL=slack) cannot be combined with \
+             --auto-approve or --approver-script: choose one way to approve"
+        );
+    }
+    // The journal comes first: the Slack channel journals the clicks it refuses.
+    let journal = open_journal(home, durability)?;
     let (channel, channel_name): (Arc<dyn ApprovalChannel>, &'static str) = if args.auto_approve {
         (
             Arc::new(agp_channels::AutoApproveChannel::new()),
@@ -226,21 +298,23 @@ pub fn assemble(home: &Home, args: &GovernArgs) -> Result<Assembly> {
         let approver = agp_channels::ScriptedApprover::new(script)
             .with_context(|| format!("cannot use approver script {}", script.display()))?;
         (Arc::new(approver), "approver-script")
+    } else if human == ChannelChoice::Slack {
+        (Arc::new(slack_channel(home, &journal, rt)?), "slack")
     } else {
         let terminal = agp_channels::TerminalChannel::controlling();
         if !terminal.is_available() {
             eprintln!(
-                    "agp: no terminal and no other approval channel: calls that need approval will be denied"
-                );
+                "agp: no terminal and no other approval channel: calls that need approval will be denied"
+            );
         }
         (Arc::new(terminal), "terminal")
     };
-    let journal = open_journal(home, durability)?;
 
     let mut config = DaemonConfig::new(home.root().to_path_buf(), user_home());
     config.run_dir = home.run_dir();
     config.state_db = home.state_db();
     config.approval_timeout = Duration::from_secs(approval_timeout);
+    config.operator = os_user();
     let parts = Parts {
         journal: journal.clone(),
         policy,
@@ -255,6 +329,36 @@ pub fn assemble(home: &Home, args: &GovernArgs) -> Result<Assembly> {
         sandbox,
         channel: channel_name,
         journal,
+    })
+}
+
+/// The Slack channel of this home, connected on `rt`. Slack was asked for, so a missing or
+/// invalid setting refuses to start rather than quietly using another channel.
+fn slack_channel(
+    home: &Home,
+    journal: &Arc<JournalWriter>,
+    rt: &tokio::runtime::Runtime,
+) -> Result<agp_slack::SlackChannel> {
+    match agp_slack::setup(home.root()) {
+        agp_slack::SlackSetup::NotConfigured => bail!(
+            "approvals go to Slack, but Slack is not configured: create {} (mode 0600) or set \
+             AGP_SLACK_BOT_TOKEN, AGP_SLACK_APP_TOKEN, AGP_SLACK_CHANNEL and AGP_SLACK_APPROVERS \
+             (see `agp slack check`)",
+            agp_slack::settings_path(home.root()).display()
+        ),
+        agp_slack::SlackSetup::Invalid(e) => {
+            bail!("approvals go to Slack, but the Slack settings are invalid: {e}")
+        }
+        agp_slack::SlackSetup::Configured(_) => {}
+    }
+    let journal: Arc<dyn agp_contracts::Journal> = journal.clone();
+    rt.block_on(agp_slack::open_channel(
+        home.root(),
+        &home.state_db(),
+        journal,
+    ))
+    .map_err(|e| {
+        anyhow!("cannot start the Slack approval channel: {e} (check it with `agp slack check`)")
     })
 }
 
@@ -296,9 +400,9 @@ pub struct DaemonArgs {
 
 pub fn run(home: &Home, args: DaemonArgs) -> Result<Exit> {
     init_logging("agp_daemon=info");
-    let assembly = assemble(home, &args.govern)?;
-    warn_if_unsandboxed(assembly.sandbox);
     let rt = runtime()?;
+    let assembly = assemble(home, &args.govern, &rt)?;
+    warn_if_unsandboxed(assembly.sandbox);
     rt.block_on(async move {
         let daemon = agp_daemon::Daemon::start(assembly.config, assembly.parts)
             .await

@@ -60,6 +60,7 @@ pub fn run(home: &Home, args: DoctorArgs) -> Result<Exit> {
         checks.push(check_journal(home));
         checks.push(check_state(home));
         checks.push(check_sandbox(home));
+        checks.push(check_slack(home));
     } else {
         checks.push(fail(
             "home",
@@ -247,5 +248,58 @@ fn check_sandbox(home: &Home) -> Check {
             e.to_string(),
             "the kernel must allow user namespaces for bubblewrap; see `agp doctor --json` for details",
         ),
+    }
+}
+
+/// Slack is optional; once configured (slack.toml or AGP_SLACK_BOT_TOKEN) both tokens must work,
+/// and a home whose config.toml sends approvals to Slack must have it configured.
+fn check_slack(home: &Home) -> Check {
+    let required = match crate::cmd::daemon::configured_channel(home) {
+        Ok(choice) => choice == crate::cmd::daemon::ChannelChoice::Slack,
+        Err(e) => return fail("slack", format!("{e:#}"), "fix config.toml"),
+    };
+    let settings = agp_slack::settings_path(home.root());
+    let cfg = match agp_slack::setup(home.root()) {
+        agp_slack::SlackSetup::NotConfigured if required => {
+            return fail(
+                "slack",
+                "config.toml sends approvals to Slack ([approvals] channel = \"slack\"), but Slack is not configured",
+                format!(
+                    "create {} (mode 0600; see crates/agp-slack/README.md) or set AGP_SLACK_*",
+                    settings.display()
+                ),
+            )
+        }
+        agp_slack::SlackSetup::NotConfigured => {
+            return pass("slack", "not configured (optional)");
+        }
+        agp_slack::SlackSetup::Invalid(e) => {
+            return fail(
+                "slack",
+                e.to_string(),
+                format!("fix {} or the AGP_SLACK_* variables", settings.display()),
+            )
+        }
+        agp_slack::SlackSetup::Configured(cfg) => cfg,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail("slack", format!("cannot start a runtime: {e}"), "retry"),
+    };
+    let result = rt.block_on(agp_slack::check_tokens(&cfg));
+    let fix = "check the tokens with `agp slack check`";
+    match (&result.bot, &result.app) {
+        (Ok(who), Ok(())) => pass(
+            "slack",
+            format!(
+                "bot {} ({}) in team {}, Socket Mode token accepted, channel {}",
+                who.user, who.user_id, who.team, cfg.channel
+            ),
+        ),
+        (Err(e), _) => fail("slack", format!("bot token refused: {e}"), fix),
+        (Ok(_), Err(e)) => fail("slack", format!("app-level token refused: {e}"), fix),
     }
 }

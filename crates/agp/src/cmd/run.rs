@@ -104,7 +104,8 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
     }
 
     crate::cmd::daemon::init_logging("agp_daemon=warn");
-    let assembly = assemble(home, &args.govern)?;
+    let rt = runtime()?;
+    let assembly = assemble(home, &args.govern, &rt)?;
     warn_if_unsandboxed(assembly.sandbox);
     // Each answer is either a verdict (after at most the approval timeout) or a sandboxed
     // result (after at most the exec timeout).
@@ -116,7 +117,6 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
     let journal_dir = home.journal_dir();
     let verifier = home.keys_dir().join(agp_journal::keys::VERIFIER_FILE);
 
-    let rt = runtime()?;
     let outcome = rt.block_on(async {
         let daemon = Daemon::start(assembly.config, assembly.parts)
             .await
@@ -329,11 +329,13 @@ fn run_on_daemon(
         || g.sandbox.is_some()
         || g.auto_approve
         || g.approver_script.is_some()
+        || g.approval_channel.is_some()
         || g.durability.is_some()
     {
         bail!(
             "an agp daemon is already serving this home ({}): its own policy, approvals and \
-             sandbox apply; drop --policy/--sandbox/--auto-approve/--approver-script/--durability, \
+             sandbox apply; drop --policy/--sandbox/--auto-approve/--approver-script/\
+             --approval-channel/--durability, \
              or stop the daemon to run with them",
             daemon.socket.display()
         );

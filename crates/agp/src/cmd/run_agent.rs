@@ -233,7 +233,8 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
     let provider = Arc::new(BubblewrapProvider::new().protect(home.root()));
     provider.bwrap().map_err(|e| anyhow!("{e}"))?;
 
-    let assembly = assemble(home, args.govern)?;
+    let rt = runtime()?;
+    let assembly = assemble(home, args.govern, &rt)?;
     let mut extra_egress = policy_egress(home)?;
     extra_egress.extend(policy_domains(&assembly.policy_path)?);
     let hook_timeout = assembly.config.approval_timeout.as_secs() + HOOK_MARGIN_SECS;
@@ -245,7 +246,6 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
         .tempdir_in(home.run_dir())
         .context("cannot create the session's scratch directory")?;
 
-    let rt = runtime()?;
     let outcome = rt.block_on(async {
         let daemon = Daemon::start(assembly.config, assembly.parts)
             .await
