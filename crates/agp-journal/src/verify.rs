@@ -287,8 +287,15 @@ pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<Report, VerifyErro
             Err(e) => Err(io(&p)(e)),
         }
     };
-    let latest = read_opt(CHECKPOINT_FILE)?;
-    let latest_sig = read_opt(SSHSIG_FILE)?;
+    // The writer replaces `checkpoint.sig` and `checkpoint` under an exclusive lock on the
+    // directory; a shared lock reads them as one pair. A copy where locking is not possible
+    // (read-only media, another filesystem) has no live writer, so the lock is best effort.
+    let (latest, latest_sig) = {
+        let dir_lock = File::open(dir).ok().filter(|d| d.lock_shared().is_ok());
+        let pair = (read_opt(CHECKPOINT_FILE)?, read_opt(SSHSIG_FILE)?);
+        drop(dir_lock);
+        pair
+    };
     verify_streams(
         BufReader::with_capacity(1 << 20, entries),
         checkpoints,

@@ -970,11 +970,17 @@ fn write_checkpoint(
             .sync_data()
             .map_err(|e| io_err("cannot sync", &cps_path, e))?;
     }
+    // A verifier running beside a live writer takes a shared lock on the directory, so it never
+    // reads a `checkpoint` with the `checkpoint.sig` of its neighbour.
+    let dir_handle = File::open(dir).map_err(|e| io_err("cannot open", dir, e))?;
+    dir_handle
+        .lock()
+        .map_err(|e| io_err("cannot lock", dir, e))?;
     replace_file(dir, SSHSIG_FILE, sig.as_bytes(), sync)?;
     replace_file(dir, CHECKPOINT_FILE, note.as_bytes(), sync)?;
     if sync {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
+        dir_handle
+            .sync_all()
             .map_err(|e| io_err("cannot sync", dir, e))?;
     }
     Ok(())
