@@ -377,3 +377,166 @@ async fn a_misconfigured_slack_refuses_to_start() {
     nothing_journaled(&world.home);
     assert!(slack.messages().is_empty(), "{:?}", slack.messages());
 }
+
+/// `agp daemon --approval-channel slack`, killed with SIGKILL on drop.
+struct SlackDaemon(std::process::Child);
+
+impl Drop for SlackDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_slack_daemon(world: &World, slack_url: &str, log: &str) -> SlackDaemon {
+    let mut cmd = Command::new("setsid");
+    for var in AMBIENT {
+        cmd.env_remove(var);
+    }
+    let log = std::fs::File::create(world.dir.path().join(log)).unwrap();
+    cmd.arg("-w")
+        .arg(AGP)
+        .arg("--home")
+        .arg(&world.home)
+        .args(["daemon", "--sandbox", "none", "--approval-timeout", "120"])
+        .arg("--policy")
+        .arg(&world.policy)
+        .args(["--approval-channel", "slack"])
+        .env("AGP_SLACK_BOT_TOKEN", fake::BOT_TOKEN)
+        .env("AGP_SLACK_APP_TOKEN", fake::APP_TOKEN)
+        .env("AGP_SLACK_CHANNEL", fake::CHANNEL)
+        .env("AGP_SLACK_APPROVERS", "UALICE,UBOB")
+        .env("AGP_SLACK_API_URL", slack_url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    let daemon = SlackDaemon(cmd.spawn().unwrap());
+    let socket = world.home.join("run/gateway.sock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agp daemon did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon
+}
+
+/// A gate session's call that needs approval, sent from a thread; true if it was allowed.
+fn ask(world: &World, command: &str) -> std::thread::JoinHandle<bool> {
+    use agp_gateway::{Client, SessionMode, ToolCallRequest};
+    let socket = world.home.join("run/gateway.sock");
+    let admin = std::fs::read_to_string(world.home.join("run/admin.token")).unwrap();
+    let repo = world.repo.clone();
+    let command = command.to_owned();
+    std::thread::spawn(move || {
+        let mut control = Client::connect(&socket, Duration::from_secs(10)).unwrap();
+        let opened = control
+            .open_session(
+                admin.trim(),
+                "test",
+                repo.to_str().unwrap(),
+                "",
+                SessionMode::Gate,
+            )
+            .unwrap();
+        let mut c = Client::connect(&socket, Duration::from_secs(150)).unwrap();
+        c.hello(&opened.token).unwrap();
+        let reply = c.request(&ToolCallRequest {
+            id: "slack-1".into(),
+            tool_use_id: None,
+            tool: "Bash".into(),
+            input: serde_json::json!({ "command": command }),
+            cwd: repo.display().to_string(),
+        });
+        matches!(reply, Ok(v) if v.is_allow())
+    })
+}
+
+async fn wait_journal(world: &World, what: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(e) = world.journal().into_iter().find(|e| what(e)) {
+            return e;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the journal never got the entry: {:#?}",
+            world.journal()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The daemon journals clicks its Slack channel refuses, and a daemon killed while an approval
+/// is pending re-attaches to the message it posted: the click after the restart decides it,
+/// and nothing is posted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_journals_refused_clicks_and_reattaches_after_a_restart() {
+    let world = World::new();
+    let slack = fake_slack().await;
+    slack.add_user("UMALLORY", "Mallory");
+    let url = slack.api_url();
+    let mut first = {
+        let (w, u) = (&world, url.clone());
+        tokio::task::block_in_place(|| start_slack_daemon(w, &u, "daemon-1.log"))
+    };
+    let waiter = ask(&world, "mkdir after-restart");
+    let msg = slack
+        .wait_message(Duration::from_secs(60), |m: &PostedMessage| {
+            m.thread_ts.is_some() && m.has_buttons() && m.all_text().contains("after-restart")
+        })
+        .await
+        .unwrap_or_else(|| panic!("no approval in Slack: {:?}", slack.messages()));
+    assert!(slack.wait_hellos(1, Duration::from_secs(30)).await);
+
+    // Someone who is not an approver clicks Allow: refused and journaled, still pending.
+    slack.click("UMALLORY", &msg.ts, "agp_allow").unwrap();
+    let rejected = wait_journal(&world, |e| e["kind"] == "approval.rejected").await;
+    assert_eq!(
+        rejected["body"]["reason"], "not_an_approver",
+        "{rejected:#}"
+    );
+    assert_eq!(rejected["body"]["user"]["id"], "UMALLORY");
+    assert_eq!(rejected["body"]["call_id"], "slack-1");
+
+    // SIGKILL: the waiting call is not allowed by a dead daemon.
+    tokio::task::block_in_place(|| {
+        first.0.kill().unwrap();
+        first.0.wait().unwrap();
+    });
+    assert!(!tokio::task::spawn_blocking(move || waiter.join().unwrap())
+        .await
+        .unwrap());
+
+    let second = tokio::task::block_in_place(|| start_slack_daemon(&world, &url, "daemon-2.log"));
+    assert!(slack.wait_hellos(2, Duration::from_secs(30)).await);
+    slack.click("UALICE", &msg.ts, "agp_allow").unwrap();
+    let granted = wait_journal(&world, |e| e["kind"] == "approval.granted").await;
+    assert_eq!(granted["body"]["call_id"], "slack-1");
+    assert_eq!(
+        granted["body"]["by"],
+        serde_json::json!([{"id": "UALICE", "name": "Alice", "via": "slack"}]),
+        "{granted:#}"
+    );
+    let posted = slack
+        .messages()
+        .into_iter()
+        .filter(|m| m.thread_ts.is_some() && m.all_text().contains("mkdir after-restart"))
+        .count();
+    assert_eq!(
+        posted,
+        1,
+        "the approval was posted again: {:?}",
+        slack.messages()
+    );
+    drop(second);
+    let v = world.verify();
+    assert!(
+        v.status.success(),
+        "agp verify: {}{}",
+        text(&v.stdout),
+        text(&v.stderr)
+    );
+}
