@@ -134,7 +134,8 @@ fn assert_decided_in_slack(world: &World, slack: &FakeSlack, j: &[Value]) {
     let who = started[0]["body"]["started_by"]
         .as_str()
         .expect("session.started names who started it");
-    assert!(!who.is_empty());
+    let me = Command::new("id").arg("-un").output().unwrap();
+    assert_eq!(who, text(&me.stdout).trim(), "started_by is the OS user");
     let root = slack
         .messages()
         .into_iter()
@@ -371,6 +372,22 @@ async fn a_misconfigured_slack_refuses_to_start() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    let out = run(&mut cmd).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(first_line_error(&out).contains("Slack is not configured"));
+    nothing_journaled(&world.home);
+
+    // So does config.toml's [approvals] channel.
+    let config = world.home.join("config.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let slack_config =
+        original.replacen("\n[approvals]\n", "\n[approvals]\nchannel = \"slack\"\n", 1);
+    assert_ne!(
+        original, slack_config,
+        "agp init writes an [approvals] section"
+    );
+    std::fs::write(&config, slack_config).unwrap();
+    cmd.env_remove("AGP_APPROVAL_CHANNEL");
     let out = run(&mut cmd).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(first_line_error(&out).contains("Slack is not configured"));

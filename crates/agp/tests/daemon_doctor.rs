@@ -242,7 +242,11 @@ async fn doctor_checks_the_slack_tokens_against_slack() {
     std::fs::remove_file(&settings).unwrap();
     let config = home.join("config.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[approvals]\nchannel = \"slack\"\n");
+    text = if text.contains("\n[approvals]\n") {
+        text.replacen("\n[approvals]\n", "\n[approvals]\nchannel = \"slack\"\n", 1)
+    } else {
+        text + "\n[approvals]\nchannel = \"slack\"\n"
+    };
     std::fs::write(&config, text).unwrap();
     let (code, report) = doctor_async(&home, Vec::new()).await;
     assert_eq!(code, 1, "{report}");

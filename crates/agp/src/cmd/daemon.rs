@@ -39,8 +39,10 @@ pub struct GovernArgs {
     #[arg(long, value_name = "SECS", env = "AGP_APPROVAL_TIMEOUT_SECS")]
     pub approval_timeout: Option<u64>,
     /// Where approvals go: `terminal` (the controlling TTY) or `slack` (settings in
-    /// <home>/slack.toml and AGP_SLACK_*; see `agp slack check`) [default: config.toml
-    /// [approvals] channel, else terminal]
+    /// <home>/slack.toml and AGP_SLACK_*; see `agp slack check`). A Slack that cannot start
+    /// stops agp, it never falls back to the terminal. --auto-approve and --approver-script
+    /// replace the configured channel, but cannot be combined with this option set to slack
+    /// [default: config.toml [approvals] channel, else terminal]
     #[arg(long, value_enum, value_name = "CHANNEL", env = "AGP_APPROVAL_CHANNEL")]
     pub approval_channel: Option<ChannelChoice>,
     /// Journal durability: `entry` or `group` [default: config.toml [journal] durability]
@@ -215,7 +217,7 @@ fn user_home() -> PathBuf {
 
 /// The name of the user this process runs as: the passwd entry of the effective uid (which the
 /// environment cannot fake), else $USER, else the bare uid.
-fn os_user() -> String {
+pub fn os_user() -> String {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc::geteuid() };
     let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();

@@ -335,8 +335,8 @@ fn run_on_daemon(
         bail!(
             "an agp daemon is already serving this home ({}): its own policy, approvals and \
              sandbox apply; drop --policy/--sandbox/--auto-approve/--approver-script/\
-             --approval-channel/--durability, \
-             or stop the daemon to run with them",
+             --approval-channel/--durability (and AGP_APPROVAL_CHANNEL), or stop the daemon \
+             to run with them",
             daemon.socket.display()
         );
     }

@@ -43,7 +43,7 @@ pub enum SlackCommand {
 pub fn run(home: &Home, args: SlackArgs) -> Result<Exit> {
     let file = args
         .config
-        .unwrap_or_else(|| home.root().join("slack.toml"));
+        .unwrap_or_else(|| agp_slack::settings_path(home.root()));
     let cfg = SlackConfig::load(&file).context("cannot load the Slack settings")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -84,7 +84,7 @@ async fn test(cfg: SlackConfig, wait: Duration) -> Result<Exit> {
     }
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let session = format!("slack-test-{now_ms}");
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let user = crate::cmd::daemon::os_user();
     channel
         .project(
             agp_contracts::events::SESSION_STARTED,
