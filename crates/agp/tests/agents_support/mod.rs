@@ -1,15 +1,20 @@
-//! Shared by the real-agent tests (`agents_claude.rs`, `agents_codex.rs`): finds the pinned
-//! Claude Code and Codex installs (`.ci/run` puts them under `target/agent-clients`), builds an
-//! agp home with a test policy, and reads the journal.
+//! Shared by the real-agent tests (`agents_claude.rs`, `agents_codex.rs`, `agents_slack.rs`):
+//! finds the pinned Claude Code and Codex installs (`.ci/run` puts them under
+//! `target/agent-clients`), builds an agp home with a test policy, reads the journal, and holds
+//! the scripted calls and checks that the Claude Code and Codex tests share.
 //!
 //! When a client is not installed the tests SKIP WITH A LOUD MESSAGE (never silently); with
 //! `AGP_REQUIRE_AGENT_CLIENTS=1` they fail instead.
 
 #![allow(dead_code)]
 
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
+use agp_contracts::canonical::{sha256_hex, sha256_of_value};
+use agp_testkit::{FakeModel, Turn};
 use serde_json::Value;
 
 pub const AGP: &str = env!("CARGO_BIN_EXE_agp");
@@ -205,12 +210,12 @@ pub fn of_call<'a>(j: &'a [Value], kind: &str, call: &str) -> Vec<&'a Value> {
 
 /// The journal's call id of the n-th (1-based) scripted tool call of the fake model.
 pub fn call_id(n: u64) -> String {
-    format!("tu:toolu_fake_{n}")
+    CLAUDE_CALLS.journal(n)
 }
 
 /// The same for Codex (the Responses API names calls `call_…`).
 pub fn codex_call_id(n: u64) -> String {
-    format!("tu:call_fake_{n}")
+    CODEX_CALLS.journal(n)
 }
 
 /// The tool result text the model received for a call id (the harness's id, without `tu:`).
@@ -254,4 +259,276 @@ pub fn write_scripts(world: &World, outside: &std::path::Path, settings: &str) {
         "fetch.py",
         "import urllib.request as u\nu.urlopen('http://blocked.example/x', timeout=10)\n".into(),
     );
+}
+
+/// How the fake model names a client's n-th (1-based) scripted tool call: `toolu_fake_n` for
+/// the Anthropic API, `call_fake_n` for the OpenAI Responses API.
+#[derive(Clone, Copy)]
+pub struct CallNames(pub &'static str);
+
+pub const CLAUDE_CALLS: CallNames = CallNames("toolu_fake_");
+pub const CODEX_CALLS: CallNames = CallNames("call_fake_");
+
+impl CallNames {
+    /// The harness's id (what the model sees).
+    pub fn harness(self, n: u64) -> String {
+        format!("{}{n}", self.0)
+    }
+
+    /// The journal's call id.
+    pub fn journal(self, n: u64) -> String {
+        format!("tu:{}", self.harness(n))
+    }
+}
+
+/// Calls 1 to 9 of the governed-session tests, with the client's own way of writing the
+/// managed hook settings as call 6; each test appends its client-specific calls.
+pub fn governed_session_turns(six: Turn) -> Vec<Turn> {
+    vec![
+        // 1: allowed
+        Turn::Shell("echo hello > made.txt".into()),
+        // 2: denied
+        Turn::Shell("rm -rf keep".into()),
+        // 3: compound-command bypass attempt
+        Turn::Shell("echo fine && rm -rf keep".into()),
+        // 4: policy allows `python3 FILE`; the sandbox must stop its write outside the repo
+        Turn::Shell("python3 escape.py".into()),
+        // 5: editing the managed hook settings from inside
+        Turn::Shell("python3 edit_settings.py".into()),
+        // 6: the same by another way (client-specific)
+        six,
+        // 7: egress to a host that is not allowed
+        Turn::Shell("python3 fetch.py".into()),
+        // 8, 9: approval granted, approval denied
+        Turn::Shell("mkdir approved-dir".into()),
+        Turn::Shell("mkdir denied-dir".into()),
+    ]
+}
+
+/// What the model was told: (harness call id, result text, is_error), as `FakeModel::tool_results`.
+pub type ToolResults = Vec<(String, String, Option<bool>)>;
+
+/// The checks every governed session shares: `agp run` succeeded, the agent made every scripted
+/// call, and calls 1 to 9 of [`governed_session_turns`] were allowed, denied, sandboxed,
+/// refused egress and approved or denied as they must be. Returns what the model was told and
+/// the journal, for the client-specific checks.
+pub fn check_governed_session(
+    world: &World,
+    model: &FakeModel,
+    out: &Output,
+    calls: CallNames,
+    pwned: &Path,
+) -> (ToolResults, Vec<Value>) {
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "agp run failed: {}\n{stdout}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert_eq!(
+        model.remaining_turns(),
+        0,
+        "the agent stopped early: {stdout}"
+    );
+    let results = model.tool_results();
+    let j = world.journal();
+
+    // 1: allowed, ran, and the journal links request, decision and result with the right hashes.
+    assert_eq!(
+        std::fs::read_to_string(world.repo.join("made.txt")).unwrap(),
+        "hello\n"
+    );
+    let id = calls.journal(1);
+    let req = of_call(&j, "tool_call.requested", &id);
+    assert_eq!(req.len(), 1, "{j:#?}");
+    let input = &req[0]["body"]["input"];
+    assert_eq!(input["command"], "echo hello > made.txt");
+    let input_sha = sha256_of_value(input).unwrap();
+    assert_eq!(req[0]["body"]["input_sha256"], input_sha.as_str());
+    let decided = of_call(&j, "policy.decided", &id);
+    assert_eq!(decided[0]["body"]["decision"], "allow");
+    assert_eq!(decided[0]["body"]["input_sha256"], input_sha.as_str());
+    let result = of_call(&j, "tool_call.result", &id);
+    assert_eq!(result.len(), 1, "no result journaled for the allowed call");
+    assert_eq!(result[0]["body"]["ok"], true);
+    assert_eq!(result[0]["body"]["input_sha256"], input_sha.as_str());
+    let output = result[0]["body"]["output"].as_str().unwrap();
+    assert_eq!(
+        result[0]["body"]["output_sha256"],
+        sha256_hex(output.as_bytes()).as_str(),
+        "the output hash is the hash of what the tool returned"
+    );
+
+    // 2 and 3: denied, nothing ran, the model was told agp's reason.
+    assert!(world.repo.join("keep").is_dir(), "a denied rm ran");
+    for n in [2, 3] {
+        let told = result_for(&results, &calls.harness(n));
+        assert!(told.contains("agp denied this call"), "call {n}: {told}");
+        assert_eq!(
+            of_call(&j, "policy.decided", &calls.journal(n))[0]["body"]["decision"],
+            "deny"
+        );
+        assert!(of_call(&j, "tool_call.result", &calls.journal(n)).is_empty());
+    }
+    let compound = of_call(&j, "policy.decided", &calls.journal(3))[0];
+    assert_eq!(compound["body"]["deciding_part"], "rm -rf keep");
+
+    // 4: allowed by policy, stopped by the sandbox.
+    assert!(
+        !pwned.exists(),
+        "the sandbox let a write outside the repo through"
+    );
+    let d4 = of_call(&j, "policy.decided", &calls.journal(4))[0];
+    assert_eq!(d4["body"]["decision"], "allow", "{d4:#}");
+    let told = result_for(&results, &calls.harness(4));
+    assert!(
+        told.contains("No such file or directory") || told.contains("Read-only"),
+        "{told}"
+    );
+
+    // 5 and 6: the managed hook settings cannot be changed from inside.
+    let told = result_for(&results, &calls.harness(5));
+    assert!(told.contains("Read-only file system"), "{told}");
+    let told = result_for(&results, &calls.harness(6));
+    assert!(told.contains("agp denied this call"), "{told}");
+
+    // 7: egress refused by the proxy and journaled; the model API itself was allowed.
+    let denied: Vec<&Value> = j.iter().filter(|e| e["kind"] == "egress.denied").collect();
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["body"]["host"] == "blocked.example" && e["body"]["port"] == 80),
+        "{denied:#?}"
+    );
+    let model_port = model.addr().port();
+    assert!(j.iter().any(|e| e["kind"] == "egress.allowed"
+        && e["body"]["host"] == "127.0.0.1"
+        && e["body"]["port"] == model_port));
+    let told = result_for(&results, &calls.harness(7));
+    assert!(told.contains("403"), "{told}");
+
+    // 8 and 9: approval granted runs the call, approval denied does not and says why.
+    assert!(world.repo.join("approved-dir").is_dir());
+    assert_eq!(
+        of_call(&j, "approval.granted", &calls.journal(8)).len(),
+        1,
+        "{j:#?}"
+    );
+    assert!(!world.repo.join("denied-dir").exists());
+    let told = result_for(&results, &calls.harness(9));
+    assert!(told.contains("not today"), "{told}");
+    assert_eq!(of_call(&j, "approval.denied", &calls.journal(9)).len(), 1);
+    (results, j)
+}
+
+/// The sandbox was proven before the agent started, and the journal verifies.
+pub fn check_preflight_and_verify(world: &World, j: &[Value]) {
+    assert!(j
+        .iter()
+        .any(|e| e["kind"] == "sandbox.preflight" && e["body"]["passed"] == true));
+    let v = world.verify();
+    assert!(
+        v.status.success(),
+        "agp verify: {}{}",
+        text(&v.stdout),
+        text(&v.stderr)
+    );
+}
+
+/// Polls `ready` every 20 ms; fails with `what` once `secs` seconds have passed.
+pub fn wait_until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (30 s at most) until the journal under `home` shows an approval request.
+pub fn wait_for_approval_request(home: &Path) {
+    wait_until(30, "the approval was never requested", || {
+        journal(home)
+            .iter()
+            .any(|e| e["kind"] == "approval.requested")
+    });
+}
+
+/// `agp daemon --sandbox none` with the test policy and every approval left to time out (60 s),
+/// and a gate session opened on it for `intendant` with the admin token. Returns the daemon,
+/// its gateway socket and the session token.
+pub fn daemon_with_gate_session(world: &World, intendant: &str) -> (Child, PathBuf, String) {
+    let approvals = world.file("approvals.txt", "timeout\n");
+    let daemon = Command::new(AGP)
+        .arg("--home")
+        .arg(&world.home)
+        .args([
+            "daemon",
+            "--sandbox",
+            "none",
+            "--approval-timeout",
+            "60",
+            "--policy",
+        ])
+        .arg(&world.policy)
+        .arg("--approver-script")
+        .arg(&approvals)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = world.home.join("run/gateway.sock");
+    wait_until(20, "daemon did not start", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    let admin = std::fs::read_to_string(world.home.join("run/admin.token")).unwrap();
+    let mut client = agp_gateway::Client::connect(&socket, Duration::from_secs(10)).unwrap();
+    let session = client
+        .open_session(
+            admin.trim(),
+            intendant,
+            &world.repo.display().to_string(),
+            "",
+            agp_gateway::SessionMode::Gate,
+        )
+        .unwrap();
+    (daemon, socket, session.token)
+}
+
+/// Once `agent`'s call (its first) waits for approval, SIGKILLs `daemon`: the waiting hook
+/// denies, the agent ends normally, the call never ran, and the model was told agp could not
+/// check it.
+pub fn kill_daemon_mid_approval(
+    world: &World,
+    mut daemon: Child,
+    agent: Child,
+    model: &FakeModel,
+    calls: CallNames,
+) {
+    wait_for_approval_request(&world.home);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let out = agent.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!world.repo.join("needs-approval").exists(), "the call ran");
+    let told = result_for(&model.tool_results(), &calls.harness(1));
+    assert!(told.contains("agp could not check this call"), "{told}");
+}
+
+/// The agent (run with agp's hook and a gateway socket nobody listens on) ended normally, its
+/// call did not run, and the model was told agp could not check it.
+pub fn check_denied_without_daemon(
+    world: &World,
+    out: &Output,
+    model: &FakeModel,
+    calls: CallNames,
+) {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !world.repo.join("ran.txt").exists(),
+        "the call ran without a daemon"
+    );
+    let told = result_for(&model.tool_results(), &calls.harness(1));
+    assert!(told.contains("agp could not check this call"), "{told}");
 }
