@@ -47,3 +47,54 @@ pub trait Journal: Send + Sync {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Mutex;
+
+    /// Takes appends until `room` runs out.
+    struct Limited {
+        room: Mutex<usize>,
+        kinds: Mutex<Vec<String>>,
+    }
+
+    impl Journal for Limited {
+        fn append(
+            &self,
+            kind: &str,
+            _session: Option<&str>,
+            _body: Value,
+        ) -> Result<AppendReceipt, JournalError> {
+            let mut room = self.room.lock().unwrap();
+            if *room == 0 {
+                return Err(JournalError::Unavailable("full".into()));
+            }
+            *room -= 1;
+            let mut kinds = self.kinds.lock().unwrap();
+            kinds.push(kind.to_owned());
+            Ok(AppendReceipt {
+                seq: kinds.len() as u64 - 1,
+                leaf_hash: [0; 32],
+            })
+        }
+    }
+
+    #[test]
+    fn default_batch_appends_in_order_and_reports_a_failure() {
+        let j = Limited {
+            room: Mutex::new(3),
+            kinds: Mutex::new(Vec::new()),
+        };
+        let r = j
+            .append_batch(&[("a.one", None, json!({})), ("a.two", Some("s"), json!({}))])
+            .unwrap();
+        assert_eq!((r[0].seq, r[1].seq), (0, 1));
+        assert!(j
+            .append_batch(&[("b.one", None, json!({})), ("b.two", None, json!({}))])
+            .is_err());
+        // The default is not atomic: the prefix that fitted is in.
+        assert_eq!(*j.kinds.lock().unwrap(), ["a.one", "a.two", "b.one"]);
+    }
+}

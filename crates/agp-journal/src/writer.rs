@@ -67,7 +67,10 @@ impl std::str::FromStr for Durability {
 #[derive(Debug, Clone)]
 pub struct JournalOptions {
     pub durability: Durability,
+    /// Group durability: most entries one fdatasync covers; more queued wait for the next.
     pub group_max_entries: usize,
+    /// Group durability: longest a commit may wait, counted from its oldest entry, for appends
+    /// that other threads are composing. Never spent when nobody is composing.
     pub group_max_wait: Duration,
     /// Least time between two background checkpoints. Each checkpoint costs every verifier a
     /// signature check, so under load they are coalesced to at most one per interval; close,
@@ -570,19 +573,22 @@ impl JournalWriter {
             }
             let failed = st.failed.is_some();
             let durable = st.durable;
-            let mut wake = Vec::new();
+            let mut released = Vec::new();
             st.waiters.retain(|(upto, t)| {
-                let released = failed || *upto < durable;
-                if released && t.id() != me {
-                    wake.push(t.clone());
+                let done = failed || *upto < durable;
+                if done && t.id() != me {
+                    released.push(t.clone());
                 }
-                !released
+                !done
             });
+            // The next leader is woken first, so its commit overlaps waking this one's batch.
+            let mut wake = Vec::with_capacity(released.len() + 1);
             if failed || durable > last {
                 if let Some((_, next)) = st.waiters.first() {
                     wake.push(next.clone());
                 }
             }
+            wake.append(&mut released);
             buf.clear();
             if buf.capacity() > st.spare.capacity() {
                 st.spare = buf;
