@@ -38,17 +38,32 @@ fn crash_child_writer() {
         JournalWriter::open(&std::path::Path::new(&home).join("journal"), key, opts).unwrap(),
     );
     let out = Arc::new(Mutex::new(std::io::stdout()));
-    let threads = if group { 8 } else { 1 };
+    let threads = if group { 8 } else { 2 };
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let (w, out) = (w.clone(), out.clone());
             std::thread::spawn(move || {
                 for i in 0..1_000_000u64 {
-                    let r = w
-                        .append("tool_call.result", Some("crash"), json!({"t": t, "i": i}))
-                        .unwrap();
+                    // Odd threads append pairs with one durable wait, as the daemon does.
+                    let receipts = if t % 2 == 1 {
+                        w.append_batch(&[
+                            (
+                                "tool_call.requested",
+                                Some("crash"),
+                                json!({"t": t, "i": i}),
+                            ),
+                            ("policy.decided", Some("crash"), json!({"t": t, "i": i})),
+                        ])
+                        .unwrap()
+                    } else {
+                        vec![w
+                            .append("tool_call.result", Some("crash"), json!({"t": t, "i": i}))
+                            .unwrap()]
+                    };
                     let mut o = out.lock().unwrap();
-                    writeln!(o, "ok {} {}", r.seq, hex(&r.leaf_hash)).unwrap();
+                    for r in receipts {
+                        writeln!(o, "ok {} {}", r.seq, hex(&r.leaf_hash)).unwrap();
+                    }
                     o.flush().unwrap();
                 }
             })
