@@ -2,65 +2,17 @@
 //! journaled (expired → approval.timeout; still in time → re-asked and decided), nothing is
 //! lost, and the journal verifies.
 
-use std::os::unix::net::UnixStream;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use agp_gateway::{Client, SessionMode, ToolCallRequest};
 use serde_json::Value;
 
-const AGP: &str = env!("CARGO_BIN_EXE_agp");
+use support_loop::{agp_ok, init_home, start_daemon, Daemon};
 
-fn agp(home: &Path, args: &[&str]) {
-    let out = Command::new(AGP)
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "agp {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-struct Killable(Child);
-impl Drop for Killable {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(home: &Path, policy: &Path, approver: &Path, timeout_secs: u64) -> Killable {
-    let socket = home.join("run/gateway.sock");
-    let child = Command::new("setsid")
-        .arg("-w")
-        .arg(AGP)
-        .arg("--home")
-        .arg(home)
-        .args(["daemon", "--sandbox", "none", "--approval-timeout"])
-        .arg(timeout_secs.to_string())
-        .arg("--policy")
-        .arg(policy)
-        .arg("--approver-script")
-        .arg(approver)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let k = Killable(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    k
-}
+mod support_loop;
 
 fn entries(home: &Path) -> Vec<Value> {
     std::fs::read_to_string(home.join("journal/entries.jsonl"))
@@ -68,6 +20,22 @@ fn entries(home: &Path) -> Vec<Value> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
+}
+
+/// `agp daemon` with the test policy, approvals answered from `approver` within `timeout_secs`.
+fn start(home: &Path, policy: &Path, approver: &Path, timeout_secs: u64) -> Daemon {
+    let timeout = timeout_secs.to_string();
+    start_daemon(
+        home,
+        [
+            OsStr::new("--approval-timeout"),
+            OsStr::new(&timeout),
+            OsStr::new("--policy"),
+            policy.as_os_str(),
+            OsStr::new("--approver-script"),
+            approver.as_os_str(),
+        ],
+    )
 }
 
 fn wait_for(home: &Path, what: impl Fn(&Value) -> bool) -> Value {
@@ -107,8 +75,7 @@ fn setup() -> Setup {
         .status()
         .unwrap()
         .success());
-    agp(&home, &["init"]);
-    agp(&home, &["keygen"]);
+    init_home(&home, None);
     Setup {
         _dir: dir,
         home,
@@ -151,7 +118,7 @@ fn pending_call(s: &Setup) -> std::thread::JoinHandle<bool> {
     waiter
 }
 
-fn sigkill(k: &mut Killable) {
+fn sigkill(k: &mut Daemon) {
     k.0.kill().unwrap();
     k.0.wait().unwrap();
 }
@@ -173,7 +140,7 @@ fn an_approval_that_expired_while_the_daemon_was_dead_is_journaled_as_timeout() 
     assert_eq!(timeout["body"]["call_id"], "push-1");
     assert_eq!(timeout["body"]["recovered"], true);
     drop(daemon);
-    agp(&s.home, &["verify"]);
+    agp_ok(&s.home, None, &["verify"]);
 }
 
 #[test]
@@ -207,5 +174,5 @@ fn an_approval_still_in_time_is_reattached_and_decided_after_restart() {
             "approval.denied"
         ]
     );
-    agp(&s.home, &["verify"]);
+    agp_ok(&s.home, None, &["verify"]);
 }

@@ -2,85 +2,35 @@
 //! replayed ids and unknown messages: each is refused with an error frame, journaled as
 //! `gateway.rejected`, and the daemon keeps serving.
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agp_gateway::{Client, ClientError, ErrorCode, SessionMode, ToolCallRequest};
 use serde_json::Value;
 
-const AGP: &str = env!("CARGO_BIN_EXE_agp");
+use support_loop::{agp_ok, init_home, journal, start_daemon, Daemon};
 
-struct Daemon {
-    child: Child,
-}
+mod support_loop;
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// SIGTERM and wait: an orderly stop (sessions ended, socket removed).
+fn stop(mut daemon: Daemon) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(daemon.0.id() as libc::pid_t, libc::SIGTERM);
     }
-}
-
-impl Daemon {
-    /// SIGTERM and wait: an orderly stop (sessions ended, socket removed).
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = daemon.0.try_wait() {
+            assert!(status.success(), "daemon exited with {status}");
+            return;
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "daemon exited with {status}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("daemon did not stop on SIGTERM");
-    }
-}
-
-fn agp(home: &Path, args: &[&str]) -> String {
-    let out = Command::new(AGP)
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "agp {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn start_daemon(home: &Path, policy: &Path) -> Daemon {
-    let socket = home.join("run/gateway.sock");
-    let child = Command::new("setsid")
-        .arg("-w")
-        .arg(AGP)
-        .arg("--home")
-        .arg(home)
-        .args(["daemon", "--sandbox", "none", "--policy"])
-        .arg(policy)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = Daemon { child };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "daemon did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    d
+    panic!("daemon did not stop on SIGTERM");
 }
 
 fn raw_exchange(socket: &Path, bytes: &[u8]) -> String {
@@ -122,9 +72,8 @@ fn hostile_clients_are_refused_journaled_and_the_daemon_keeps_serving() {
         "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"ls\"\neffect = \"allow\"\nmatch = [\"Bash(ls)\"]\n",
     )
     .unwrap();
-    agp(&home, &["init"]);
-    agp(&home, &["keygen"]);
-    let daemon = start_daemon(&home, &policy);
+    init_home(&home, None);
+    let daemon = start_daemon(&home, [OsStr::new("--policy"), policy.as_os_str()]);
     let socket = home.join("run/gateway.sock");
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&home.join("run")), 0o700);
@@ -189,13 +138,9 @@ fn hostile_clients_are_refused_journaled_and_the_daemon_keeps_serving() {
     c3.hello(&session.token).unwrap();
     assert!(c3.request(&bash("c2", &repo)).unwrap().is_allow());
     c3.end_session(Some("completed")).unwrap();
-    daemon.stop();
+    stop(daemon);
 
-    let entries: Vec<Value> = std::fs::read_to_string(home.join("journal/entries.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let entries: Vec<Value> = journal(&home);
     let codes: Vec<&str> = entries
         .iter()
         .filter(|e| e["kind"] == "gateway.rejected")
@@ -214,5 +159,5 @@ fn hostile_clients_are_refused_journaled_and_the_daemon_keeps_serving() {
     // The rejected frames' contents never reach the journal.
     let text = std::fs::read_to_string(home.join("journal/entries.jsonl")).unwrap();
     assert!(!text.contains("run_shell") && !text.contains("aaaaaaaaaaaaaaaa"));
-    agp(&home, &["verify"]);
+    agp_ok(&home, None, &["verify"]);
 }

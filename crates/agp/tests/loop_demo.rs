@@ -6,12 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use support_loop::{demo_world, journal, workspace, DemoWorld, AGP};
 
-const AGP: &str = env!("CARGO_BIN_EXE_agp");
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support_loop;
 
 /// Runs agp without a controlling terminal (`setsid`), with HOME pointing at `user_home`.
 fn agp(home: &Path, user_home: &Path, args: &[&str]) -> Output {
@@ -39,42 +36,19 @@ fn ok(out: &Output) -> String {
     stdout
 }
 
-struct Env {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    user_home: PathBuf,
-    repo: PathBuf,
-}
-
-fn setup() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(user_home.join(".ssh")).unwrap();
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(workspace().join("examples/demo-repo"))
-        .arg(&repo)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    ok(&agp(&home, &user_home, &["init"]));
-    ok(&agp(&home, &user_home, &["keygen"]));
-    Env {
-        _dir: dir,
-        home,
-        user_home,
-        repo,
-    }
-}
-
-fn journal(home: &Path) -> Vec<Value> {
-    std::fs::read_to_string(home.join("journal/entries.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+/// `agp run --intendant scripted --script SCRIPT --repo REPO EXTRA…`.
+fn run_scripted(env: &DemoWorld, script: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "--intendant",
+        "scripted",
+        "--script",
+        script.to_str().unwrap(),
+        "--repo",
+        env.repo.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    agp(&env.home, &env.user_home, &args)
 }
 
 fn kind(e: &Value) -> &str {
@@ -83,23 +57,13 @@ fn kind(e: &Value) -> &str {
 
 #[test]
 fn demo_script_runs_end_to_end_and_every_call_is_journaled() {
-    let env = setup();
+    let env = demo_world();
     let script = workspace().join("examples/demo.yaml");
     let answers = workspace().join("examples/demo.answers");
-    let out = agp(
-        &env.home,
-        &env.user_home,
-        &[
-            "run",
-            "--intendant",
-            "scripted",
-            "--script",
-            script.to_str().unwrap(),
-            "--repo",
-            env.repo.to_str().unwrap(),
-            "--approver-script",
-            answers.to_str().unwrap(),
-        ],
+    let out = run_scripted(
+        &env,
+        &script,
+        &["--approver-script", answers.to_str().unwrap()],
     );
     let stdout = ok(&out);
     // One line per call, each meeting the script's expectation, then summary and verify.
@@ -197,26 +161,14 @@ fn demo_script_runs_end_to_end_and_every_call_is_journaled() {
 
 #[test]
 fn without_a_terminal_or_approver_require_means_deny() {
-    let env = setup();
+    let env = demo_world();
     let script = env.repo.join("../needs-approval.yaml");
     std::fs::write(
         &script,
         "calls:\n  - tool: Bash\n    input: { command: \"git push origin main\" }\n    expect: deny\n",
     )
     .unwrap();
-    let out = agp(
-        &env.home,
-        &env.user_home,
-        &[
-            "run",
-            "--intendant",
-            "scripted",
-            "--script",
-            script.to_str().unwrap(),
-            "--repo",
-            env.repo.to_str().unwrap(),
-        ],
-    );
+    let out = run_scripted(&env, &script, &[]);
     let stdout = ok(&out);
     assert!(stdout.contains("no approver available"), "{stdout}");
     let entries = journal(&env.home);
@@ -230,7 +182,7 @@ fn without_a_terminal_or_approver_require_means_deny() {
 
 #[test]
 fn the_sandbox_confines_calls_the_policy_allowed() {
-    let env = setup();
+    let env = demo_world();
     let policy = env.repo.join("../allow-all.toml");
     std::fs::write(&policy, "version = 1\ndefault = \"allow\"\n").unwrap();
     // Outside the repo and outside /tmp (which is a private tmpfs inside the sandbox).
@@ -249,21 +201,7 @@ fn the_sandbox_confines_calls_the_policy_allowed() {
         ),
     )
     .unwrap();
-    let out = agp(
-        &env.home,
-        &env.user_home,
-        &[
-            "run",
-            "--intendant",
-            "scripted",
-            "--script",
-            script.to_str().unwrap(),
-            "--repo",
-            env.repo.to_str().unwrap(),
-            "--policy",
-            policy.to_str().unwrap(),
-        ],
-    );
+    let out = run_scripted(&env, &script, &["--policy", policy.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         !outside.exists(),
@@ -283,7 +221,7 @@ fn the_sandbox_confines_calls_the_policy_allowed() {
 
 #[test]
 fn agp_run_uses_a_running_agp_daemon_for_its_session() {
-    let env = setup();
+    let env = demo_world();
     let answers = workspace().join("examples/demo.answers");
     let socket = env.home.join("run/gateway.sock");
     let mut daemon = Command::new("setsid")
@@ -305,19 +243,7 @@ fn agp_run_uses_a_running_agp_daemon_for_its_session() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let script = workspace().join("examples/demo.yaml");
-    let run = |extra: &[&str]| {
-        let mut args = vec![
-            "run",
-            "--intendant",
-            "scripted",
-            "--script",
-            script.to_str().unwrap(),
-            "--repo",
-            env.repo.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        agp(&env.home, &env.user_home, &args)
-    };
+    let run = |extra: &[&str]| run_scripted(&env, &script, extra);
     // Settings of an in-process daemon cannot silently be ignored.
     let refused = run(&["--auto-approve"]);
     assert_eq!(refused.status.code(), Some(2));

@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-const AGP: &str = env!("CARGO_BIN_EXE_agp");
+use support_loop::AGP;
+
+mod support_loop;
 
 /// A directory outside /tmp (a private tmpfs inside the sandbox), removed on drop.
 struct OutsideTmp(PathBuf);
@@ -48,8 +50,7 @@ fn allowed_calls_cannot_escape_the_sandbox() {
     std::fs::write(&canary, "CANARY-7f3a").unwrap();
     let written = outside.0.join("written.txt");
 
-    assert!(agp(&home, &user_home, &["init"]).status.success());
-    assert!(agp(&home, &user_home, &["keygen"]).status.success());
+    support_loop::init_home(&home, Some(&user_home));
     let policy = dir.path().join("allow-everything.toml");
     std::fs::write(
         &policy,

@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,52 +11,11 @@ use std::time::{Duration, Instant};
 
 use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use serde_json::Value;
+use support_loop::{demo_world, journal, workspace, AGP};
 
-const AGP: &str = env!("CARGO_BIN_EXE_agp");
+mod support_loop;
+
 const WAIT: Duration = Duration::from_secs(120);
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn agp(home: &Path, user_home: &Path, args: &[&str]) {
-    let out = Command::new(AGP)
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("HOME", user_home)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "agp {args:?}: {out:?}");
-}
-
-/// A fresh agp home (initialized, with a key), a user home and a copy of the demo repo.
-fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(user_home.join(".ssh")).unwrap();
-    let copied = Command::new("cp")
-        .arg("-r")
-        .arg(workspace().join("examples/demo-repo"))
-        .arg(&repo)
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    agp(&home, &user_home, &["init"]);
-    agp(&home, &user_home, &["keygen"]);
-    (dir, home, user_home, repo)
-}
-
-fn journal(home: &Path) -> Vec<Value> {
-    std::fs::read_to_string(home.join("journal/entries.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 /// Everything the terminal shows, read from the pty's master side.
 struct Screen {
@@ -95,7 +53,12 @@ impl Drop for Screen {
 
 #[test]
 fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
-    let (_dir, home, user_home, repo) = setup();
+    let support_loop::DemoWorld {
+        dir: _dir,
+        home,
+        user_home,
+        repo,
+    } = demo_world();
 
     let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
     grantpt(&master).unwrap();
@@ -191,7 +154,12 @@ fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
 /// approved too, and the self-check says so (exit 1).
 #[test]
 fn auto_approve_is_loud_and_journaled_as_the_approver() {
-    let (_dir, home, user_home, repo) = setup();
+    let support_loop::DemoWorld {
+        dir: _dir,
+        home,
+        user_home,
+        repo,
+    } = demo_world();
     let out = Command::new("setsid")
         .arg("--wait")
         .arg(AGP)

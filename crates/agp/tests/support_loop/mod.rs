@@ -1,0 +1,122 @@
+//! Set-up shared by the governed-loop tests that run the real `agp` binary (`loop_demo`,
+//! `loop_sandbox_escapes`, `terminal_approval`, `daemon_restart`, `gateway_adversarial`): an
+//! initialized and keyed agp home, a copy of the demo repository, a daemon in its own session,
+//! and the journal's entries.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const AGP: &str = env!("CARGO_BIN_EXE_agp");
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `agp --home HOME ARGS` (with `HOME=user_home` where given), which must succeed; its stdout.
+pub fn agp_ok(home: &Path, user_home: Option<&Path>, args: &[&str]) -> String {
+    let mut cmd = Command::new(AGP);
+    cmd.arg("--home").arg(home).args(args).stdin(Stdio::null());
+    if let Some(user_home) = user_home {
+        cmd.env("HOME", user_home);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "agp {args:?} ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `agp init` and `agp keygen` for a fresh home.
+pub fn init_home(home: &Path, user_home: Option<&Path>) {
+    agp_ok(home, user_home, &["init"]);
+    agp_ok(home, user_home, &["keygen"]);
+}
+
+/// A fresh agp home (initialized, with a key), a user home with an empty `.ssh` and a copy of
+/// the demo repo, in one tempdir.
+pub struct DemoWorld {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub user_home: PathBuf,
+    pub repo: PathBuf,
+}
+
+pub fn demo_world() -> DemoWorld {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("agp-home");
+    let user_home = dir.path().join("user");
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(user_home.join(".ssh")).unwrap();
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(workspace().join("examples/demo-repo"))
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    init_home(&home, Some(&user_home));
+    DemoWorld {
+        dir,
+        home,
+        user_home,
+        repo,
+    }
+}
+
+/// Every journal entry; the journal must exist and every line must be JSON.
+pub fn journal(home: &Path) -> Vec<Value> {
+    std::fs::read_to_string(home.join("journal/entries.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// An `agp daemon`, killed (SIGKILL) and reaped on drop.
+pub struct Daemon(pub Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `agp --home HOME daemon --sandbox none ARGS` in its own session (`setsid -w`), output
+/// discarded; returned once its gateway socket accepts connections (20 s at most).
+pub fn start_daemon<I, S>(home: &Path, args: I) -> Daemon
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let socket = home.join("run/gateway.sock");
+    let child = Command::new("setsid")
+        .arg("-w")
+        .arg(AGP)
+        .arg("--home")
+        .arg(home)
+        .args(["daemon", "--sandbox", "none"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = Daemon(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon
+}
