@@ -1,6 +1,6 @@
 //! `agp bench gateway`: allow-path round trips through a real `agp daemon` process over its
-//! Unix socket (policy, two durable journal appends, reply), with N concurrent clients; and the
-//! daemon's idle resident memory.
+//! Unix socket (policy, two journal entries made durable together, reply), with N concurrent
+//! clients; and the daemon's idle resident memory.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -308,7 +308,7 @@ pub fn run(args: GatewayBenchArgs) -> Result<Exit> {
         println!("{}", serde_json::to_string_pretty(&f)?);
     } else {
         let mark = |ok: bool| if ok { "✓" } else { "✗" };
-        println!("agp bench gateway: allow path (policy + 2 durable journal appends + reply), durability {}", f.durability);
+        println!("agp bench gateway: allow path (policy + 2 journal entries, one durable wait + reply), durability {}", f.durability);
         println!(
             "{} single client: p50 {:.3} ms, p99 {:.3} ms (target p99 <= {} ms)",
             mark(f.p99_met),
