@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use agp_gateway::{Client, SessionMode, ToolCallRequest};
+use agp_gateway::{Client, ToolCallRequest};
 use serde_json::Value;
 
-use support_loop::{agp_ok, init_home, start_daemon, Daemon};
+use support_loop::{agp_ok, init_home, open_gate_session, start_daemon, Daemon};
 
 mod support_loop;
 
@@ -89,21 +89,11 @@ fn setup() -> Setup {
 /// journal holds `approval.requested`.
 fn pending_call(s: &Setup) -> std::thread::JoinHandle<bool> {
     let socket = s.home.join("run/gateway.sock");
-    let admin = std::fs::read_to_string(s.home.join("run/admin.token")).unwrap();
+    let token = open_gate_session(&s.home, &s.repo);
     let repo = s.repo.clone();
     let waiter = std::thread::spawn(move || {
-        let mut control = Client::connect(&socket, Duration::from_secs(10)).unwrap();
-        let opened = control
-            .open_session(
-                &admin,
-                "test",
-                repo.to_str().unwrap(),
-                "",
-                SessionMode::Gate,
-            )
-            .unwrap();
         let mut c = Client::connect(&socket, Duration::from_secs(60)).unwrap();
-        c.hello(&opened.token).unwrap();
+        c.hello(&token).unwrap();
         let reply = c.request(&ToolCallRequest {
             id: "push-1".into(),
             tool_use_id: None,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use agp_gateway::{Client, ClientError, ErrorCode, SessionMode, ToolCallRequest};
 use serde_json::Value;
 
-use support_loop::{agp_ok, init_home, journal, start_daemon, Daemon};
+use support_loop::{agp_ok, init_home, journal, open_gate_session, start_daemon, Daemon};
 
 mod support_loop;
 
@@ -79,20 +79,10 @@ fn hostile_clients_are_refused_journaled_and_the_daemon_keeps_serving() {
     assert_eq!(mode(&home.join("run")), 0o700);
     assert_eq!(mode(&socket), 0o600);
 
-    let admin = std::fs::read_to_string(home.join("run/admin.token")).unwrap();
-    let mut control = Client::connect(&socket, Duration::from_secs(10)).unwrap();
-    let session = control
-        .open_session(
-            &admin,
-            "test",
-            repo.to_str().unwrap(),
-            "",
-            SessionMode::Gate,
-        )
-        .unwrap();
+    let token = open_gate_session(&home, &repo);
 
     let mut c = Client::connect(&socket, Duration::from_secs(10)).unwrap();
-    c.hello(&session.token).unwrap();
+    c.hello(&token).unwrap();
     assert!(c.request(&bash("c1", &repo)).unwrap().is_allow());
     // Replayed id: refused, on this connection and on a new one.
     assert_eq!(
@@ -100,7 +90,7 @@ fn hostile_clients_are_refused_journaled_and_the_daemon_keeps_serving() {
         ErrorCode::ReplayedId
     );
     let mut c2 = Client::connect(&socket, Duration::from_secs(10)).unwrap();
-    c2.hello(&session.token).unwrap();
+    c2.hello(&token).unwrap();
     assert_eq!(
         refused(c2.request(&bash("c1", &repo))),
         ErrorCode::ReplayedId
@@ -135,7 +125,7 @@ fn hostile_clients_are_refused_journaled_and_the_daemon_keeps_serving() {
 
     // Still serving the legitimate session.
     let mut c3 = Client::connect(&socket, Duration::from_secs(10)).unwrap();
-    c3.hello(&session.token).unwrap();
+    c3.hello(&token).unwrap();
     assert!(c3.request(&bash("c2", &repo)).unwrap().is_allow());
     c3.end_session(Some("completed")).unwrap();
     stop(daemon);

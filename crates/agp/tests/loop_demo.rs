@@ -6,21 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use support_loop::{demo_world, journal, workspace, DemoWorld, AGP};
+use support_loop::{agp_detached, demo_world, journal, workspace, DemoWorld, AGP};
 
 mod support_loop;
 
 /// Runs agp without a controlling terminal (`setsid`), with HOME pointing at `user_home`.
 fn agp(home: &Path, user_home: &Path, args: &[&str]) -> Output {
-    Command::new("setsid")
-        .arg("-w")
-        .arg(AGP)
-        .arg("--home")
-        .arg(home)
+    agp_detached(home, user_home)
         .args(args)
-        .env("HOME", user_home)
         .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
         .output()
         .expect("run agp")
 }
@@ -156,7 +150,7 @@ fn demo_script_runs_end_to_end_and_every_call_is_journaled() {
     let timeline = ok(&agp(&env.home, &env.user_home, &["sessions", "show", id]));
     assert!(timeline.contains("approval.granted"), "{timeline}");
     let doctor = ok(&agp(&env.home, &env.user_home, &["doctor"]));
-    assert_eq!(doctor.matches('✓').count(), 6, "{doctor}");
+    assert_eq!(doctor.matches('✓').count(), 7, "{doctor}");
 }
 
 #[test]

@@ -4,11 +4,8 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
-
-use support_loop::AGP;
 
 mod support_loop;
 
@@ -21,14 +18,8 @@ impl Drop for OutsideTmp {
 }
 
 fn agp(home: &Path, user_home: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("setsid")
-        .arg("-w")
-        .arg(AGP)
-        .arg("--home")
-        .arg(home)
+    support_loop::agp_detached(home, user_home)
         .args(args)
-        .env("HOME", user_home)
-        .stdin(Stdio::null())
         .output()
         .unwrap()
 }

@@ -36,6 +36,37 @@ pub fn agp_ok(home: &Path, user_home: Option<&Path>, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `agp --home HOME` without a controlling terminal (`setsid -w`), with `HOME=user_home` and
+/// no stdin; the caller adds the arguments.
+pub fn agp_detached(home: &Path, user_home: &Path) -> Command {
+    let mut cmd = Command::new("setsid");
+    cmd.arg("-w")
+        .arg(AGP)
+        .arg("--home")
+        .arg(home)
+        .env("HOME", user_home)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A gate session opened with the daemon's admin token for an intendant called `test` working
+/// in `repo`; its session token.
+pub fn open_gate_session(home: &Path, repo: &Path) -> String {
+    let socket = home.join("run/gateway.sock");
+    let admin = std::fs::read_to_string(home.join("run/admin.token")).unwrap();
+    let mut control = agp_gateway::Client::connect(&socket, Duration::from_secs(10)).unwrap();
+    control
+        .open_session(
+            &admin,
+            "test",
+            repo.to_str().unwrap(),
+            "",
+            agp_gateway::SessionMode::Gate,
+        )
+        .unwrap()
+        .token
+}
+
 /// `agp init` and `agp keygen` for a fresh home.
 pub fn init_home(home: &Path, user_home: Option<&Path>) {
     agp_ok(home, user_home, &["init"]);
