@@ -147,6 +147,11 @@ fn assert_decided_in_slack(world: &World, slack: &FakeSlack, j: &[Value]) {
         root.all_text()
     );
 
+    let raw = std::fs::read_to_string(world.home.join("journal/entries.jsonl")).unwrap();
+    for secret in [fake::BOT_TOKEN, fake::APP_TOKEN] {
+        assert!(!raw.contains(secret), "a Slack token is in the journal");
+    }
+
     let v = world.verify();
     assert!(
         v.status.success(),
@@ -162,7 +167,14 @@ async fn claude_code_require_is_decided_in_slack() {
     let Some(claude) = claude() else { return };
     let world = World::new();
     let slack = fake_slack().await;
+    // The agent's programs see their own environment: Slack's tokens must not be in it.
+    std::fs::write(
+        world.repo.join("env.py"),
+        "import os\nopen('env.txt', 'w').write(repr(dict(os.environ)))\n",
+    )
+    .unwrap();
     let model = FakeModel::anthropic(vec![
+        Turn::Shell("python3 env.py".into()),
         Turn::Shell("mkdir approved-dir".into()),
         Turn::Shell("mkdir denied-dir".into()),
         Turn::Text("finished".into()),
@@ -197,16 +209,21 @@ async fn claude_code_require_is_decided_in_slack() {
     assert_eq!(model.remaining_turns(), 0, "the agent stopped early");
 
     let j = world.journal();
-    assert_eq!(of_call(&j, "approval.granted", &call_id(1)).len(), 1);
-    assert_eq!(of_call(&j, "approval.denied", &call_id(2)).len(), 1);
+    let seen = std::fs::read_to_string(world.repo.join("env.txt")).expect("env.py ran");
+    assert!(seen.contains("PATH"), "{seen}");
+    for secret in [fake::BOT_TOKEN, fake::APP_TOKEN, "AGP_SLACK"] {
+        assert!(!seen.contains(secret), "the agent sees {secret}: {seen}");
+    }
+    assert_eq!(of_call(&j, "approval.granted", &call_id(2)).len(), 1);
+    assert_eq!(of_call(&j, "approval.denied", &call_id(3)).len(), 1);
     // The approved call ran in Claude Code and its result is journaled; the model was told
     // why the other was refused.
     assert_eq!(
-        of_call(&j, "tool_call.result", &call_id(1)).len(),
+        of_call(&j, "tool_call.result", &call_id(2)).len(),
         1,
         "{j:#?}"
     );
-    let told = result_for(&model.tool_results(), "toolu_fake_2");
+    let told = result_for(&model.tool_results(), "toolu_fake_3");
     assert!(told.contains("agp denied this call"), "{told}");
     assert_decided_in_slack(&world, &slack, &j);
 }
