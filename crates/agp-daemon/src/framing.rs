@@ -1,6 +1,7 @@
-//! Async counterpart of `agp_gateway::FrameReader`: the same cap, enforced before buffering.
+//! Async counterpart of `agp_gateway::FrameReader`: the same cap, enforced before buffering by
+//! the same scanning step (`agp_gateway::take_chunk`).
 
-use agp_gateway::{FrameError, MAX_FRAME_BYTES};
+use agp_gateway::{take_chunk, FrameError, MAX_FRAME_BYTES};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 pub struct AsyncFrameReader<R> {
@@ -38,18 +39,9 @@ impl<R: AsyncBufRead + Unpin> AsyncFrameReader<R> {
                     Err(FrameError::Truncated)
                 };
             }
-            let (take, done) = match available.iter().position(|&b| b == b'\n') {
-                Some(i) => (i, true),
-                None => (available.len(), false),
-            };
-            if self.buf.len() + take > MAX_FRAME_BYTES {
-                return Err(FrameError::TooLarge {
-                    limit: MAX_FRAME_BYTES,
-                });
-            }
-            self.buf.extend_from_slice(&available[..take]);
-            self.inner.consume(if done { take + 1 } else { take });
-            if done {
+            let step = take_chunk(&mut self.buf, available, MAX_FRAME_BYTES)?;
+            self.inner.consume(step.consume);
+            if step.complete {
                 return Ok(Some(&self.buf));
             }
         }

@@ -52,6 +52,39 @@ pub fn write_frame<W: Write, T: Serialize>(writer: &mut W, message: &T) -> Resul
     Ok(())
 }
 
+/// How far one chunk of buffered input took the frame being read (see [`take_chunk`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkStep {
+    /// Bytes to consume from the reader's buffer (the payload taken, plus the `\n` if any).
+    pub consume: usize,
+    /// The `\n` was found: the frame is complete.
+    pub complete: bool,
+}
+
+/// The scanning step of every frame reader (the blocking [`FrameReader`] and the daemon's async
+/// one): appends to `frame` the part of `available` up to the first `\n`, and says how much to
+/// consume and whether the frame is complete. Refuses with `TooLarge`, before appending anything,
+/// once the frame would exceed `limit`: so no reader ever buffers more than `limit` bytes of one
+/// frame, whatever the peer sends.
+pub fn take_chunk(
+    frame: &mut Vec<u8>,
+    available: &[u8],
+    limit: usize,
+) -> Result<ChunkStep, FrameError> {
+    let (take, complete) = match available.iter().position(|&b| b == b'\n') {
+        Some(i) => (i, true),
+        None => (available.len(), false),
+    };
+    if frame.len() + take > limit {
+        return Err(FrameError::TooLarge { limit });
+    }
+    frame.extend_from_slice(&available[..take]);
+    Ok(ChunkStep {
+        consume: if complete { take + 1 } else { take },
+        complete,
+    })
+}
+
 /// Reads frames from a buffered byte stream.
 pub struct FrameReader<R> {
     inner: R,
@@ -94,16 +127,9 @@ impl<R: BufRead> FrameReader<R> {
                     Err(FrameError::Truncated)
                 };
             }
-            let (take, done) = match available.iter().position(|&b| b == b'\n') {
-                Some(i) => (i, true),
-                None => (available.len(), false),
-            };
-            if self.buf.len() + take > self.limit {
-                return Err(FrameError::TooLarge { limit: self.limit });
-            }
-            self.buf.extend_from_slice(&available[..take]);
-            self.inner.consume(if done { take + 1 } else { take });
-            if done {
+            let step = take_chunk(&mut self.buf, available, self.limit)?;
+            self.inner.consume(step.consume);
+            if step.complete {
                 return Ok(Some(&self.buf));
             }
         }
@@ -122,6 +148,37 @@ impl<R: BufRead> FrameReader<R> {
 mod tests {
     use super::*;
     use std::io::{BufReader, Cursor, Read};
+
+    #[test]
+    fn take_chunk_appends_up_to_the_newline_and_refuses_before_appending_past_the_limit() {
+        let mut frame = b"ab".to_vec();
+        let step = take_chunk(&mut frame, b"cd\nef", 4).unwrap();
+        assert_eq!(
+            step,
+            ChunkStep {
+                consume: 3,
+                complete: true
+            }
+        );
+        assert_eq!(frame, b"abcd");
+
+        let mut frame = b"ab".to_vec();
+        let step = take_chunk(&mut frame, b"cd", 4).unwrap();
+        assert_eq!(
+            step,
+            ChunkStep {
+                consume: 2,
+                complete: false
+            }
+        );
+
+        let mut frame = b"ab".to_vec();
+        assert!(matches!(
+            take_chunk(&mut frame, b"cde\n", 4),
+            Err(FrameError::TooLarge { limit: 4 })
+        ));
+        assert_eq!(frame, b"ab", "nothing is appended past the limit");
+    }
 
     #[test]
     fn splits_frames_and_reports_clean_eof() {

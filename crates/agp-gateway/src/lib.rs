@@ -34,7 +34,7 @@ pub mod frame;
 pub mod protocol;
 
 pub use client::{Client, ClientError, ExecReply, SessionOpened};
-pub use frame::{FrameError, FrameReader, MAX_FRAME_BYTES};
+pub use frame::{take_chunk, ChunkStep, FrameError, FrameReader, MAX_FRAME_BYTES};
 pub use protocol::{
     ClientMessage, ErrorCode, ExecResult, ServerMessage, SessionMode, ToolCallRequest,
     ToolCallResult, VerdictMessage, PROTOCOL_VERSION,
