@@ -2,27 +2,15 @@
 //! `agp bench policy` reports p50/p99; this gives criterion's statistics for the same calls.
 
 use agp_contracts::{EvalContext, PolicyEngine, ToolCall};
+use agp_policy::bench_support::synthetic_policy;
 use agp_policy::Policy;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use serde_json::json;
 
+/// The same policy `agp bench policy` measures by default: agp's default policy topped up with
+/// generated rules.
 fn generated_policy(rules: usize) -> String {
-    let mut text = include_str!("../../agp/assets/policy.toml").to_string();
-    let base = Policy::from_str(&text, "default").map_or(0, |p| p.rules().len());
-    for i in 0..rules.saturating_sub(base) {
-        let effect = ["allow", "require", "deny"][i % 3];
-        let matcher = match i % 10 {
-            0..=5 => format!("Bash(tool{i} *)"),
-            6 => format!("Read(/generated/dir{i}/**)"),
-            7 => format!("Edit(/generated/out{i}/**)"),
-            8 => format!("WebFetch(domain:host{i}.example)"),
-            _ => format!("Bash(* --flag{i}*)"),
-        };
-        text.push_str(&format!(
-            "\n[[rule]]\nid = \"gen-{i}\"\neffect = \"{effect}\"\nmatch = [\"{matcher}\"]\n"
-        ));
-    }
-    text
+    synthetic_policy(include_str!("../../agp/assets/policy.toml"), rules)
 }
 
 fn bench(c: &mut Criterion) {

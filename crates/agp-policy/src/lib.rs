@@ -42,6 +42,8 @@
 //! assert_eq!(agp_policy::redact_str(&key), "[REDACTED:aws-access-key]");
 //! ```
 
+#[doc(hidden)]
+pub mod bench_support;
 pub mod engine;
 pub mod file;
 pub mod guards;

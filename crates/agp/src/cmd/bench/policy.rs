@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use agp_contracts::{EvalContext, PolicyEngine as _, ToolCall};
+use agp_policy::bench_support::synthetic_policy;
 use agp_policy::Policy;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -62,25 +63,10 @@ pub fn typical_calls() -> Vec<(&'static str, serde_json::Value)> {
     ]
 }
 
-/// The default policy plus generated rules (a mix of effects and matcher kinds, some of them
-/// wildcard patterns that every command has to be checked against).
+/// The default policy plus generated rules up to `rules` (see
+/// `agp_policy::bench_support::synthetic_policy`, which the criterion bench uses too).
 pub fn generated_policy(rules: usize) -> String {
-    let mut text = include_str!("../../../assets/policy.toml").to_string();
-    let base = Policy::from_str(&text, "default").map_or(0, |p| p.rules().len());
-    for i in 0..rules.saturating_sub(base) {
-        let effect = ["allow", "require", "deny"][i % 3];
-        let matcher = match i % 10 {
-            0..=5 => format!("Bash(tool{i} *)"),
-            6 => format!("Read(/generated/dir{i}/**)"),
-            7 => format!("Edit(/generated/out{i}/**)"),
-            8 => format!("WebFetch(domain:host{i}.example)"),
-            _ => format!("Bash(* --flag{i}*)"),
-        };
-        text.push_str(&format!(
-            "\n[[rule]]\nid = \"gen-{i}\"\neffect = \"{effect}\"\nmatch = [\"{matcher}\"]\n"
-        ));
-    }
-    text
+    synthetic_policy(include_str!("../../../assets/policy.toml"), rules)
 }
 
 fn pin_to_one_cpu() -> bool {
