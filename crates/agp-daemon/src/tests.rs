@@ -3,7 +3,7 @@
 //! tests under crates/agp/tests use the real ones).
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use agp_gateway::{Client, ClientError, ErrorCode, SessionMode, ToolCallRequest, 
 use serde_json::{json, Value};
 
 use crate::exec::Provider;
-use crate::{Daemon, DaemonConfig, Parts, Redactor, SessionParams};
+use crate::{Daemon, DaemonConfig, Parts, Redactor, SessionInfo, SessionParams};
 
 #[derive(Default)]
 struct MemJournal {
@@ -249,12 +249,83 @@ fn parts(journal: &Arc<MemJournal>, channel: &Arc<QueueChannel>) -> Parts {
     }
 }
 
+/// A tempdir holding a repository and a daemon config (home, run dir) of its own.
+fn world() -> (tempfile::TempDir, PathBuf, DaemonConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    (dir, repo, config)
+}
+
+/// A gate session for intendant `t` in `repo`, opened directly on the daemon.
+fn open_session(rt: &tokio::runtime::Runtime, daemon: &Daemon, repo: &Path) -> SessionInfo {
+    rt.block_on(daemon.open_session(SessionParams {
+        intendant: "t".into(),
+        repo: repo.to_path_buf(),
+        task: String::new(),
+        mode: SessionMode::Gate,
+    }))
+    .unwrap()
+}
+
+/// A first daemon (on `config`, journaling to `journal`) that dies, its runtime dropped without
+/// shutdown, while a client's call `p1` waits for an approval from a channel that never
+/// answers. The client learns nothing good: its connection died (the hook turns that into deny).
+fn die_with_a_pending_approval(config: &DaemonConfig, repo: &Path, journal: &Arc<MemJournal>) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let daemon = rt
+        .block_on(Daemon::start(
+            config.clone(),
+            parts(journal, &Arc::new(QueueChannel::default())),
+        ))
+        .unwrap();
+    let token = open_session(&rt, &daemon, repo).token;
+    rt.spawn(daemon.clone().serve(std::future::pending()));
+    let sock = config.socket_path();
+    let waiter = std::thread::spawn(move || {
+        let mut c = Client::connect(&sock, Duration::from_secs(10)).unwrap();
+        c.hello(&token).unwrap();
+        c.request(&write("p1", "x"))
+    });
+    while journal.of("approval.requested").is_empty() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    rt.shutdown_background();
+    drop(daemon);
+    assert!(waiter.join().unwrap().is_err());
+}
+
+/// A session opened on a first daemon (on `config`, journaling to `journal`) that then stops
+/// without ending it, its runtime dropped.
+fn a_session_of_a_stopped_daemon(
+    config: &DaemonConfig,
+    repo: &Path,
+    journal: &Arc<MemJournal>,
+) -> SessionInfo {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let daemon = rt
+        .block_on(Daemon::start(
+            config.clone(),
+            parts(journal, &Arc::new(QueueChannel::default())),
+        ))
+        .unwrap();
+    let opened = open_session(&rt, &daemon, repo);
+    drop(daemon);
+    drop(rt);
+    opened
+}
+
 impl Fixture {
     fn new(approval_timeout: Duration) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path().join("repo");
-        std::fs::create_dir(&repo).unwrap();
-        let mut config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+        let (dir, repo, mut config) = world();
         config.approval_timeout = approval_timeout;
         let journal = Arc::new(MemJournal::default());
         let channel = Arc::new(QueueChannel::default());
@@ -727,46 +798,10 @@ fn concurrent_sessions_are_served_at_once() {
 
 #[test]
 fn pending_approvals_survive_a_restart_and_are_settled() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let mut config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    let (dir, repo, mut config) = world();
     config.approval_timeout = Duration::from_millis(400);
     let journal = Arc::new(MemJournal::default());
-    // First daemon: the call is put to a channel that never answers; the daemon "dies" (its
-    // runtime is dropped without shutdown) while the approval is pending.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let channel = Arc::new(QueueChannel::default());
-    let daemon = rt
-        .block_on(Daemon::start(config.clone(), parts(&journal, &channel)))
-        .unwrap();
-    let token = rt
-        .block_on(daemon.open_session(SessionParams {
-            intendant: "t".into(),
-            repo: repo.clone(),
-            task: String::new(),
-            mode: SessionMode::Gate,
-        }))
-        .unwrap()
-        .token;
-    rt.spawn(daemon.clone().serve(std::future::pending()));
-    let sock = config.socket_path();
-    let waiter = std::thread::spawn(move || {
-        let mut c = Client::connect(&sock, Duration::from_secs(10)).unwrap();
-        c.hello(&token).unwrap();
-        c.request(&write("p1", "x"))
-    });
-    while journal.of("approval.requested").is_empty() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    rt.shutdown_background();
-    drop(daemon);
-    // The client learns nothing good: its connection died (the hook turns that into deny).
-    assert!(waiter.join().unwrap().is_err());
+    die_with_a_pending_approval(&config, &repo, &journal);
     std::thread::sleep(Duration::from_millis(500));
 
     // Second daemon: the approval expired while it was down → approval.timeout, recovered.
@@ -786,45 +821,10 @@ fn pending_approvals_survive_a_restart_and_are_settled() {
 
 #[test]
 fn a_pending_approval_within_its_time_is_reattached_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let mut config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    let (dir, repo, mut config) = world();
     config.approval_timeout = Duration::from_secs(30);
     let journal = Arc::new(MemJournal::default());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let daemon = rt
-        .block_on(Daemon::start(
-            config.clone(),
-            parts(&journal, &Arc::new(QueueChannel::default())),
-        ))
-        .unwrap();
-    let token = rt
-        .block_on(daemon.open_session(SessionParams {
-            intendant: "t".into(),
-            repo: repo.clone(),
-            task: String::new(),
-            mode: SessionMode::Gate,
-        }))
-        .unwrap()
-        .token;
-    rt.spawn(daemon.clone().serve(std::future::pending()));
-    let sock = config.socket_path();
-    let waiter = std::thread::spawn(move || {
-        let mut c = Client::connect(&sock, Duration::from_secs(10)).unwrap();
-        c.hello(&token).unwrap();
-        c.request(&write("p1", "x"))
-    });
-    while journal.of("approval.requested").is_empty() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    rt.shutdown_background();
-    drop(daemon);
-    assert!(waiter.join().unwrap().is_err());
+    die_with_a_pending_approval(&config, &repo, &journal);
 
     let channel = Arc::new(QueueChannel::default());
     channel
@@ -845,33 +845,10 @@ fn a_pending_approval_within_its_time_is_reattached_after_restart() {
 
 #[test]
 fn expired_leases_are_reaped_on_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let mut config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    let (dir, repo, mut config) = world();
     config.lease_ttl = Duration::from_millis(200);
     let journal = Arc::new(MemJournal::default());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let daemon = rt
-        .block_on(Daemon::start(
-            config.clone(),
-            parts(&journal, &Arc::new(QueueChannel::default())),
-        ))
-        .unwrap();
-    let id = rt
-        .block_on(daemon.open_session(SessionParams {
-            intendant: "t".into(),
-            repo: repo.clone(),
-            task: String::new(),
-            mode: SessionMode::Gate,
-        }))
-        .unwrap()
-        .id;
-    drop(daemon);
-    drop(rt);
+    let id = a_session_of_a_stopped_daemon(&config, &repo, &journal).id;
     std::thread::sleep(Duration::from_millis(300));
     let _f = Fixture::with(
         dir,
@@ -940,31 +917,9 @@ fn admin_channel_opens_a_session_and_ending_it_closes_the_token() {
 
 #[test]
 fn a_live_session_of_a_dead_daemon_is_taken_over_with_a_new_fencing_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    let (dir, repo, config) = world();
     let journal = Arc::new(MemJournal::default());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let daemon = rt
-        .block_on(Daemon::start(
-            config.clone(),
-            parts(&journal, &Arc::new(QueueChannel::default())),
-        ))
-        .unwrap();
-    let opened = rt
-        .block_on(daemon.open_session(SessionParams {
-            intendant: "t".into(),
-            repo: repo.clone(),
-            task: String::new(),
-            mode: SessionMode::Gate,
-        }))
-        .unwrap();
-    drop(daemon);
-    drop(rt);
+    let opened = a_session_of_a_stopped_daemon(&config, &repo, &journal);
 
     // Within the lease: not reaped; the token still works and the new daemon takes the lease.
     let f = Fixture::with(
