@@ -258,13 +258,27 @@ fn world() -> (tempfile::TempDir, PathBuf, DaemonConfig) {
     (dir, repo, config)
 }
 
-/// A gate session for intendant `t` in `repo`, opened directly on the daemon.
-fn open_session(rt: &tokio::runtime::Runtime, daemon: &Daemon, repo: &Path) -> SessionInfo {
+/// The runtime a daemon under test runs on.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A session for intendant `t` in `repo`, opened directly on the daemon.
+fn open_session(
+    rt: &tokio::runtime::Runtime,
+    daemon: &Daemon,
+    repo: &Path,
+    mode: SessionMode,
+) -> SessionInfo {
     rt.block_on(daemon.open_session(SessionParams {
         intendant: "t".into(),
         repo: repo.to_path_buf(),
         task: String::new(),
-        mode: SessionMode::Gate,
+        mode,
     }))
     .unwrap()
 }
@@ -273,18 +287,14 @@ fn open_session(rt: &tokio::runtime::Runtime, daemon: &Daemon, repo: &Path) -> S
 /// shutdown, while a client's call `p1` waits for an approval from a channel that never
 /// answers. The client learns nothing good: its connection died (the hook turns that into deny).
 fn die_with_a_pending_approval(config: &DaemonConfig, repo: &Path, journal: &Arc<MemJournal>) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let daemon = rt
         .block_on(Daemon::start(
             config.clone(),
             parts(journal, &Arc::new(QueueChannel::default())),
         ))
         .unwrap();
-    let token = open_session(&rt, &daemon, repo).token;
+    let token = open_session(&rt, &daemon, repo, SessionMode::Gate).token;
     rt.spawn(daemon.clone().serve(std::future::pending()));
     let sock = config.socket_path();
     let waiter = std::thread::spawn(move || {
@@ -317,7 +327,7 @@ fn a_session_of_a_stopped_daemon(
             parts(journal, &Arc::new(QueueChannel::default())),
         ))
         .unwrap();
-    let opened = open_session(&rt, &daemon, repo);
+    let opened = open_session(&rt, &daemon, repo, SessionMode::Gate);
     drop(daemon);
     drop(rt);
     opened
@@ -339,11 +349,7 @@ impl Fixture {
         journal: Arc<MemJournal>,
         channel: Arc<QueueChannel>,
     ) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let daemon = rt
             .block_on(Daemon::start(config.clone(), parts(&journal, &channel)))
             .unwrap();
@@ -973,28 +979,13 @@ impl ApprovalChannel for BrokenProjector {
 
 #[test]
 fn a_failing_projection_is_retried_with_backoff_and_never_blocks_calls() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    let (_dir, repo, config) = world();
     let journal = Arc::new(MemJournal::default());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let mut p = parts(&journal, &Arc::new(QueueChannel::default()));
     p.channel = Arc::new(BrokenProjector(QueueChannel::default()));
     let daemon = rt.block_on(Daemon::start(config.clone(), p)).unwrap();
-    let token = rt
-        .block_on(daemon.open_session(SessionParams {
-            intendant: "t".into(),
-            repo,
-            task: String::new(),
-            mode: SessionMode::Gate,
-        }))
-        .unwrap()
-        .token;
+    let token = open_session(&rt, &daemon, &repo, SessionMode::Gate).token;
     rt.spawn(daemon.clone().serve(std::future::pending()));
     let mut c = Client::connect(&config.socket_path(), Duration::from_secs(10)).unwrap();
     c.hello(&token).unwrap();
@@ -1104,28 +1095,13 @@ impl SandboxProvider for FailingProvider {
 
 #[test]
 fn a_sandbox_failure_is_journaled_as_an_error_result_never_as_success() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    let (_dir, repo, config) = world();
     let journal = Arc::new(MemJournal::default());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let mut p = parts(&journal, &Arc::new(QueueChannel::default()));
     p.sandbox = Some(Arc::new(Provider(Arc::new(FailingProvider))));
     let daemon = rt.block_on(Daemon::start(config.clone(), p)).unwrap();
-    let token = rt
-        .block_on(daemon.open_session(SessionParams {
-            intendant: "t".into(),
-            repo,
-            task: String::new(),
-            mode: SessionMode::ProxyExec,
-        }))
-        .unwrap()
-        .token;
+    let token = open_session(&rt, &daemon, &repo, SessionMode::ProxyExec).token;
     rt.spawn(daemon.clone().serve(std::future::pending()));
     let mut c = Client::connect(&config.socket_path(), Duration::from_secs(10)).unwrap();
     c.hello(&token).unwrap();
