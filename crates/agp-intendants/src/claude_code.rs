@@ -156,30 +156,14 @@ impl IntendantAdapter for ClaudeCodeAdapter {
     }
 
     fn verify_wiring(&self, ctx: &LaunchContext, plan: &LaunchPlan) -> Result<(), IntendantError> {
-        let LaunchPlan::Process(p) = plan else {
-            return Err(live::unverified(NAME, "not a process launch"));
-        };
-        if let Some(flag) = p.argv.iter().find(|a| {
-            FORBIDDEN_FLAGS
-                .iter()
-                .any(|f| a.as_str() == *f || a.starts_with(&format!("{f}=")))
-        }) {
+        let p = live::process_plan(NAME, plan)?;
+        if let Some(flag) = live::forbidden_flag(&p.argv, FORBIDDEN_FLAGS) {
             return Err(live::unverified(
                 NAME,
                 format!("{flag} would bypass the managed hooks"),
             ));
         }
-        let file = p
-            .files
-            .iter()
-            .find(|f| f.path == std::path::Path::new(MANAGED_SETTINGS))
-            .ok_or_else(|| live::unverified(NAME, "no managed settings in the plan"))?;
-        if !file.read_only {
-            return Err(live::unverified(
-                NAME,
-                "the managed settings would be writable",
-            ));
-        }
+        let file = live::managed_file(NAME, p, MANAGED_SETTINGS, "settings")?;
         let settings: Value = serde_json::from_slice(&file.contents)
             .map_err(|e| live::unverified(NAME, format!("managed settings are not JSON: {e}")))?;
         if settings["allowManagedHooksOnly"] != true {

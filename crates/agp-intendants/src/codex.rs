@@ -165,14 +165,8 @@ impl IntendantAdapter for CodexAdapter {
     /// The static half of the proof (the plan); the launcher adds the dynamic half with
     /// [`probe_hooks`] inside the sandbox.
     fn verify_wiring(&self, ctx: &LaunchContext, plan: &LaunchPlan) -> Result<(), IntendantError> {
-        let LaunchPlan::Process(p) = plan else {
-            return Err(live::unverified(NAME, "not a process launch"));
-        };
-        if let Some(flag) = p.argv.iter().find(|a| {
-            FORBIDDEN_FLAGS
-                .iter()
-                .any(|f| a.as_str() == *f || a.starts_with(&format!("{f}=")))
-        }) {
+        let p = live::process_plan(NAME, plan)?;
+        if let Some(flag) = live::forbidden_flag(&p.argv, FORBIDDEN_FLAGS) {
             return Err(live::unverified(
                 NAME,
                 format!("{flag} could bypass the managed hooks"),
@@ -213,17 +207,7 @@ impl IntendantAdapter for CodexAdapter {
                 "Codex's own sandbox must be off inside agp's",
             ));
         }
-        let file = p
-            .files
-            .iter()
-            .find(|f| f.path == Path::new(REQUIREMENTS))
-            .ok_or_else(|| live::unverified(NAME, "no managed requirements in the plan"))?;
-        if !file.read_only {
-            return Err(live::unverified(
-                NAME,
-                "the managed requirements would be writable",
-            ));
-        }
+        let file = live::managed_file(NAME, p, REQUIREMENTS, "requirements")?;
         let text = std::str::from_utf8(&file.contents)
             .map_err(|_| live::unverified(NAME, "requirements are not UTF-8"))?;
         if !text

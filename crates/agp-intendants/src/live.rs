@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use agp_contracts::intendant::{IntendantError, LaunchContext};
+use agp_contracts::intendant::{
+    IntendantError, LaunchContext, LaunchPlan, ProcessPlan, SeededFile,
+};
 use agp_contracts::sandbox::SANDBOX_HOME;
 
 /// Directory of executables bound into the sandbox (agp itself, the agent CLI).
@@ -114,6 +116,48 @@ pub(crate) fn unverified(intendant: &str, message: impl Into<String>) -> Intenda
         intendant: intendant.into(),
         message: message.into(),
     }
+}
+
+/// The process a live agent's plan launches; anything else cannot carry the hook wiring.
+pub(crate) fn process_plan<'a>(
+    intendant: &str,
+    plan: &'a LaunchPlan,
+) -> Result<&'a ProcessPlan, IntendantError> {
+    match plan {
+        LaunchPlan::Process(p) => Ok(p),
+        _ => Err(unverified(intendant, "not a process launch")),
+    }
+}
+
+/// The first argument that is one of `forbidden`, alone or as `FLAG=value`.
+pub(crate) fn forbidden_flag<'a>(argv: &'a [String], forbidden: &[&str]) -> Option<&'a String> {
+    argv.iter().find(|a| {
+        forbidden
+            .iter()
+            .any(|f| a.as_str() == *f || a.starts_with(&format!("{f}=")))
+    })
+}
+
+/// The managed file the plan seeds at `path` (the client's hook settings, called `what`),
+/// which must be there and read-only inside the sandbox.
+pub(crate) fn managed_file<'a>(
+    intendant: &str,
+    plan: &'a ProcessPlan,
+    path: &str,
+    what: &str,
+) -> Result<&'a SeededFile, IntendantError> {
+    let file = plan
+        .files
+        .iter()
+        .find(|f| f.path == Path::new(path))
+        .ok_or_else(|| unverified(intendant, format!("no managed {what} in the plan")))?;
+    if !file.read_only {
+        return Err(unverified(
+            intendant,
+            format!("the managed {what} would be writable"),
+        ));
+    }
+    Ok(file)
 }
 
 /// Checks the environment the plan gives the agent reaches the session's gateway.
