@@ -160,16 +160,7 @@ fn claude_code_with_install_hooks_and_agp_daemon() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("WARNING"));
-    let mut daemon = Command::new(AGP)
-        .arg("--home")
-        .arg(&world.home)
-        .args(["daemon", "--sandbox", "none", "--policy"])
-        .arg(&world.policy)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = daemon_command(&world).spawn().unwrap();
     let socket = world.home.join("run/gateway.sock");
     wait_until(20, "daemon did not start", || {
         UnixStream::connect(&socket).is_ok() && world.home.join("run/admin.token").exists()

@@ -454,28 +454,28 @@ pub fn wait_for_approval_request(home: &Path) {
     });
 }
 
+/// `agp daemon --sandbox none --policy POLICY` on the world's home (outside any agp sandbox:
+/// these tests exercise `agp hook` itself), output discarded; callers add options and spawn it.
+pub fn daemon_command(world: &World) -> Command {
+    let mut cmd = Command::new(AGP);
+    cmd.arg("--home")
+        .arg(&world.home)
+        .args(["daemon", "--sandbox", "none", "--policy"])
+        .arg(&world.policy)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
 /// `agp daemon --sandbox none` with the test policy and every approval left to time out (60 s),
 /// and a gate session opened on it for `intendant` with the admin token. Returns the daemon,
 /// its gateway socket and the session token.
 pub fn daemon_with_gate_session(world: &World, intendant: &str) -> (Child, PathBuf, String) {
     let approvals = world.file("approvals.txt", "timeout\n");
-    let daemon = Command::new(AGP)
-        .arg("--home")
-        .arg(&world.home)
-        .args([
-            "daemon",
-            "--sandbox",
-            "none",
-            "--approval-timeout",
-            "60",
-            "--policy",
-        ])
-        .arg(&world.policy)
-        .arg("--approver-script")
+    let daemon = daemon_command(world)
+        .args(["--approval-timeout", "60", "--approver-script"])
         .arg(&approvals)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let socket = world.home.join("run/gateway.sock");
