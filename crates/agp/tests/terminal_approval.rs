@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use serde_json::Value;
-use support_loop::{demo_world, journal, workspace, AGP};
+use support_loop::{demo_world, journal, workspace, DemoWorld, AGP};
 
 mod support_loop;
 
@@ -53,7 +53,7 @@ impl Drop for Screen {
 
 #[test]
 fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
-    let support_loop::DemoWorld {
+    let DemoWorld {
         dir: _dir,
         home,
         user_home,
@@ -154,7 +154,7 @@ fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
 /// approved too, and the self-check says so (exit 1).
 #[test]
 fn auto_approve_is_loud_and_journaled_as_the_approver() {
-    let support_loop::DemoWorld {
+    let DemoWorld {
         dir: _dir,
         home,
         user_home,
