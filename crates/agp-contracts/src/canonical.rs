@@ -136,14 +136,20 @@ mod tests {
     #[test]
     fn escapes_controls_as_rfc8785_requires() {
         let v = json!("a\"b\\c\u{1}\n\u{7f}/");
-        assert_eq!(to_canonical_string(&v).unwrap(), "\"a\\\"b\\\\c\\u0001\\n\u{7f}/\"");
+        assert_eq!(
+            to_canonical_string(&v).unwrap(),
+            "\"a\\\"b\\\\c\\u0001\\n\u{7f}/\""
+        );
     }
 
     #[test]
     fn sorts_by_utf16_code_units() {
         // U+1F600 (surrogates D83D DE00) sorts before U+FF61 in UTF-16 but after it in UTF-8.
         let v = json!({"\u{ff61}": 1, "\u{1f600}": 2});
-        assert_eq!(to_canonical_string(&v).unwrap(), "{\"\u{1f600}\":2,\"\u{ff61}\":1}");
+        assert_eq!(
+            to_canonical_string(&v).unwrap(),
+            "{\"\u{1f600}\":2,\"\u{ff61}\":1}"
+        );
     }
 
     #[test]
