@@ -231,18 +231,7 @@ impl JournalWriter {
             .mode(0o600)
             .open(&entries_path)
             .map_err(|e| io_err("cannot open", &entries_path, e))?;
-        match entries.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(JournalError::Unavailable(format!(
-                    "{} is locked by another writer (is the agp daemon running?)",
-                    entries_path.display()
-                )))
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(io_err("cannot lock", &entries_path, e))
-            }
-        }
+        lock_single_writer(&entries, &entries_path)?;
 
         let report = verify::verify_dir(
             dir,
@@ -824,6 +813,32 @@ impl Journal for JournalWriter {
         events: &[(&str, Option<&str>, Value)],
     ) -> Result<Vec<AppendReceipt>, JournalError> {
         JournalWriter::append_batch(self, events)
+    }
+}
+
+/// How long `open` keeps retrying a held lock. A lock held by a live writer (the daemon) is held
+/// for its whole life; this only rides out a just-closed writer of this very process whose
+/// descriptor a concurrently forked child still holds until it execs (flock locks belong to the
+/// open file description, which fork shares).
+const LOCK_RETRY_FOR: Duration = Duration::from_millis(1500);
+
+/// Takes the exclusive single-writer lock on `entries.jsonl`, or says who holds it.
+fn lock_single_writer(entries: &File, path: &Path) -> Result<(), JournalError> {
+    let deadline = Instant::now() + LOCK_RETRY_FOR;
+    loop {
+        match entries.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::Unavailable(format!(
+                    "{} is locked by another writer (is the agp daemon running?)",
+                    path.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err("cannot lock", path, e)),
+        }
     }
 }
 
