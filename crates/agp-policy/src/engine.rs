@@ -272,6 +272,18 @@ impl Strictest {
             self.0 = Some(j);
         }
     }
+    /// [`push`](Self::push) of a judgment with this `decision`, built only when it would be
+    /// kept: most judgments lose to an earlier one, and building their reason costs allocations.
+    fn push_with(&mut self, decision: Decision, make: impl FnOnce() -> Judgment) {
+        if self.0.as_ref().is_none_or(|b| decision > b.decision) {
+            let j = make();
+            debug_assert_eq!(j.decision, decision);
+            self.0 = Some(j);
+        }
+    }
+    fn push_rule(&mut self, rule: &Rule, matcher: &Matcher, what: impl FnOnce() -> String) {
+        self.push_with(rule.effect, || rule_judgment(rule, matcher, &what()));
+    }
     fn guard(&mut self, policy: &Policy, hit: GuardHit) {
         if policy.guard_enabled(hit.guard) {
             self.push(Judgment {
@@ -364,14 +376,23 @@ impl Policy {
 
     fn command_rule(&self, cmd: &SimpleCommand) -> Option<(&Rule, &Matcher)> {
         let typed = cmd.line();
-        let plain = cmd.line_with_basename();
+        // The program was typed without a directory: both forms are the same line, so the
+        // second one is only built when it differs.
+        let plain_owned = cmd
+            .argv
+            .first()
+            .is_some_and(|w| w.text.contains('/'))
+            .then(|| cmd.line_with_basename())
+            .filter(|plain| *plain != typed);
+        let same_line = plain_owned.is_none();
+        let plain = plain_owned.as_deref().unwrap_or(&typed);
         let allow_line = if cmd.argv.first().is_some_and(|w| std_bin(&w.text)) {
-            &plain
+            plain
         } else {
             &typed
         };
-        // The program was typed without a directory: both forms are the same line.
-        let same_line = typed == plain;
+        // xargs-style commands: the line with an argument appended, built once, on demand.
+        let tail_line = std::cell::OnceCell::new();
         let by_word = self
             .index
             .bash_by_word
@@ -387,9 +408,10 @@ impl Policy {
                     if rule.effect == Decision::Allow {
                         // An allow pattern must cover arguments xargs appends at run time.
                         p.matches(allow_line)
-                            && (!cmd.dynamic_tail || p.matches(&format!("{allow_line} x")))
+                            && (!cmd.dynamic_tail
+                                || p.matches(tail_line.get_or_init(|| format!("{allow_line} x"))))
                     } else {
-                        p.matches(&typed) || (!same_line && p.matches(&plain))
+                        p.matches(&typed) || (!same_line && p.matches(plain))
                     }
                 }
                 _ => false,
@@ -443,7 +465,7 @@ impl Policy {
                 if let Some(d) = self.domain_decision(h) {
                     if d > Decision::Allow {
                         if let Some((r, m)) = self.domain_rule(h) {
-                            acc.push(rule_judgment(r, m, &format!("the host {h}")));
+                            acc.push_rule(r, m, || format!("the host {h}"));
                         }
                     }
                 }
@@ -464,7 +486,7 @@ impl Policy {
         self.judge_mentions(cmd, scene, acc);
         self.judge_file_readers(cmd, scene, acc);
         if rule.is_none() {
-            acc.push(self.default_judgment("this command"));
+            acc.push_with(self.default, || self.default_judgment("this command"));
         }
     }
 
@@ -505,7 +527,7 @@ impl Policy {
                             m.applies_to_class(FileClass::Read) && path_spec_matches(m, &p, scene)
                         })
                     {
-                        acc.push(rule_judgment(r, m, &format!("reading {}", p.display())));
+                        acc.push_rule(r, m, || format!("reading {}", p.display()));
                     }
                 }
             }
@@ -597,7 +619,7 @@ impl Policy {
             FileClass::Write => "writing",
         };
         for p in scene.resolve_all(raw) {
-            let what = format!("{verb} {}", p.display());
+            let what = || format!("{verb} {}", p.display());
             let list = match class {
                 FileClass::Read => &self.index.read_rules,
                 FileClass::Write => &self.index.write_rules,
@@ -611,7 +633,7 @@ impl Policy {
                 }),
             };
             if let Some((r, m)) = rule {
-                acc.push(rule_judgment(r, m, &what));
+                acc.push_rule(r, m, what);
             }
             let hit = match class {
                 FileClass::Read => protected::check_read(&p, scene),
@@ -623,7 +645,7 @@ impl Policy {
                 acc.guard(self, hit);
             }
             if rule.is_none() {
-                acc.push(self.default_judgment(&what));
+                acc.push_with(self.default, || self.default_judgment(&what()));
             }
         }
     }
