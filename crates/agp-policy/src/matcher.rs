@@ -275,10 +275,27 @@ fn wildcard(
 
 /// Does `host` match a `domain:` pattern (`example.com` exactly, `*.example.com` subdomains)?
 pub fn domain_matches(pattern: &str, host: &str) -> bool {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    // Compared in place (ASCII case-insensitively) rather than through lowercased copies:
+    // every domain rule is checked against each host a command or fetch names.
+    // `lower` is compared as it is (patterns are lowercased when parsed), `host` as if
+    // ASCII-lowercased, like the copies this avoids.
+    fn lowered_eq(host: &[u8], lower: &[u8]) -> bool {
+        host.len() == lower.len()
+            && host
+                .iter()
+                .zip(lower)
+                .all(|(h, l)| h.to_ascii_lowercase() == *l)
+    }
+    let host = host.trim_end_matches('.').as_bytes();
     match pattern.strip_prefix("*.") {
-        Some(parent) => host.len() > parent.len() + 1 && host.ends_with(&format!(".{parent}")),
-        None => host == pattern,
+        Some(parent) => {
+            let parent = parent.as_bytes();
+            host.len() > parent.len() + 1 && {
+                let (head, tail) = host.split_at(host.len() - parent.len());
+                head.last() == Some(&b'.') && lowered_eq(tail, parent)
+            }
+        }
+        None => lowered_eq(host, pattern.as_bytes()),
     }
 }
 
