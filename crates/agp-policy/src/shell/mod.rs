@@ -240,7 +240,9 @@ impl Walker {
         };
         let root = tree.root_node();
         // The walk below recurses; a pathological `((((…))))` must not overflow the stack.
-        if max_depth(root) > MAX_NESTING {
+        // A tree with no more nodes than the limit cannot nest deeper than it; the node count
+        // is stored in the tree, so typical commands skip the depth walk.
+        if root.descendant_count() > MAX_NESTING && max_depth(root) > MAX_NESTING {
             self.opaque(src, "the command is nested too deeply to judge");
             return;
         }
@@ -277,8 +279,7 @@ impl Walker {
 
     fn walk_children(&mut self, node: Node<'_>, src: &str, depth: u32) {
         let mut cursor = node.walk();
-        let children: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
-        for child in children {
+        for child in node.named_children(&mut cursor) {
             self.walk(child, src, depth);
         }
     }
