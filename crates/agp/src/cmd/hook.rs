@@ -280,11 +280,18 @@ fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<
                 anyhow!("the PostToolUse event has no tool_use_id to link the result to")
             })?;
             let (ok, full) = tool_output(&input["tool_response"]);
+            // The daemon links the result to the approved call only when this hash equals the
+            // approved input's; without an input object it journals a mismatch.
+            let input_sha256 = match &input["tool_input"] {
+                v @ Value::Object(_) => agp_contracts::canonical::sha256_of_value(v).ok(),
+                _ => None,
+            };
             let result = ToolCallResult {
                 id: call_id(&tool_use_id),
                 ok,
                 output: truncate_utf8(&full, MAX_REPORTED_OUTPUT).to_owned(),
                 output_sha256: sha256_hex(full.as_bytes()),
+                input_sha256,
             };
             client()?
                 .report_result(&result)
@@ -646,6 +653,9 @@ mod tests {
         let text = stdin["tool_response"].to_string();
         assert_eq!(sent["output"], text);
         assert_eq!(sent["output_sha256"], sha256_hex(text.as_bytes()));
+        let input_hash =
+            agp_contracts::canonical::sha256_of_value(&json!({"command": "echo hi"})).unwrap();
+        assert_eq!(sent["input_sha256"], input_hash);
     }
 
     #[test]
