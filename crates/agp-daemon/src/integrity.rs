@@ -8,10 +8,13 @@
 
 use std::path::{Path, PathBuf};
 
-use agp_integrity::{Baseline, Limits};
+use agp_integrity::{Action, Baseline, Limits, Origin};
 use serde_json::{json, Value};
 
 use crate::mediate::Mediator;
+
+/// Findings listed in one `session.integrity` entry (all are counted and neutralized).
+const MAX_JOURNALED_FINDINGS: usize = 200;
 
 fn baseline_path(m: &Mediator, session: &str) -> PathBuf {
     m.config
@@ -74,13 +77,27 @@ pub(crate) async fn check(
     })
     .await;
     match checked {
-        Ok((report, quarantine)) => json!({
-            "session": session,
-            "by_session": report.by_session(),
-            "not_neutralized": report.not_neutralized(),
-            "quarantine": quarantine,
-            "report": report.to_json(),
-        }),
+        Ok((mut report, quarantine)) => {
+            let (by_session, not_neutralized) = (report.by_session(), report.not_neutralized());
+            // A session can make entries by the million; the journal keeps the counts and the
+            // findings that matter most (not neutralized, then the session's) up to a bound.
+            let total = report.findings.len();
+            report.findings.sort_by_key(|f| {
+                (
+                    !matches!(f.action, Action::NotNeutralized { .. }),
+                    f.origin == Origin::PreExisting,
+                )
+            });
+            report.findings.truncate(MAX_JOURNALED_FINDINGS);
+            json!({
+                "session": session,
+                "findings_total": total,
+                "by_session": by_session,
+                "not_neutralized": not_neutralized,
+                "quarantine": quarantine,
+                "report": report.to_json(),
+            })
+        }
         Err(e) => json!({
             "session": session,
             "report": {"complete": false, "incomplete": [format!("the check failed: {e}")],

@@ -96,6 +96,10 @@ pub struct Baseline {
     pub items: BTreeMap<String, Fingerprint>,
 }
 
+pub(crate) fn text(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
 fn key(kind: Kind, rel: &Path) -> String {
     let k = serde_json::to_value(kind)
         .ok()
@@ -129,7 +133,7 @@ pub enum Action {
     BitsCleared,
     CapabilityRemoved,
     Quarantined {
-        to: PathBuf,
+        to: String,
     },
     /// Could not be moved (another file system) so it was deleted; the report keeps what it was.
     Removed {
@@ -142,7 +146,9 @@ pub enum Action {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
-    pub path: PathBuf,
+    /// Relative to the root. Paths are text (invalid UTF-8 shown as U+FFFD) so that no file name
+    /// can make the report fail to serialize.
+    pub path: String,
     pub kind: Kind,
     pub detail: String,
     pub origin: Origin,
@@ -152,7 +158,7 @@ pub struct Finding {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
-    pub root: PathBuf,
+    pub root: String,
     /// `false`: the scan was bounded or could not read everything; see `incomplete`.
     pub complete: bool,
     pub incomplete: Vec<String>,
@@ -212,7 +218,7 @@ pub fn check(
         .items
         .iter()
         .map(|i| Finding {
-            path: i.rel.clone(),
+            path: text(&i.rel),
             kind: i.kind,
             detail: i.detail.clone(),
             origin: match baseline.map(|b| b.items.get(&key(i.kind, &i.rel))) {
@@ -226,7 +232,7 @@ pub fn check(
         .collect();
     neutralize::apply(root, quarantine, &scan.items, &mut findings);
     Report {
-        root: root.to_path_buf(),
+        root: text(root),
         complete: scan.incomplete.is_empty(),
         incomplete: scan.incomplete,
         entries_scanned: scan.entries,

@@ -16,7 +16,7 @@ use rustix::fs::{statat, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::walk::{fd_path, open_beneath, open_dir_at};
-use crate::{Action, Finding, Fingerprint, Item, Kind, Origin};
+use crate::{text, Action, Finding, Fingerprint, Item, Kind, Origin};
 
 pub(crate) fn apply(root: &Path, quarantine: &Path, items: &[Item], findings: &mut [Finding]) {
     let root_fd = rustix::fs::open(
@@ -73,7 +73,7 @@ pub(crate) fn apply(root: &Path, quarantine: &Path, items: &[Item], findings: &m
         );
         if under(&moved, &item.rel) && f.action == Action::Kept {
             f.action = Action::Quarantined {
-                to: quarantine.join(&item.rel),
+                to: text(&quarantine.join(&item.rel)),
             };
         } else if special {
             f.action = ctx.quarantine(item);
@@ -180,7 +180,7 @@ impl Ctx<'_> {
             .create(parent)
             .map_err(|e| format!("cannot create the quarantine {}: {e}", parent.display()))?;
         match rustix::fs::renameat(dir.as_fd(), &name, rustix::fs::CWD, &dest) {
-            Ok(()) => Ok(Action::Quarantined { to: dest }),
+            Ok(()) => Ok(Action::Quarantined { to: text(&dest) }),
             Err(Errno::XDEV) => move_across(dir.as_fd(), &name, kind, &dest),
             Err(e) => Err(format!("cannot move it to {}: {e}", dest.display())),
         }
@@ -232,9 +232,7 @@ fn move_across(
             });
         }
     }
-    Ok(Action::Quarantined {
-        to: dest.to_path_buf(),
-    })
+    Ok(Action::Quarantined { to: text(dest) })
 }
 
 fn copy_file(dir: BorrowedFd<'_>, name: &OsStr, dest: &Path) -> std::io::Result<()> {

@@ -37,14 +37,14 @@ fn git_dir(dir: &Path, extra: &[(&str, &str)]) {
 fn find<'a>(r: &'a Report, path: &str, kind: Kind) -> &'a Finding {
     r.findings
         .iter()
-        .find(|f| f.path == Path::new(path) && f.kind == kind)
+        .find(|f| f.path == path && f.kind == kind)
         .unwrap_or_else(|| panic!("no {kind:?} finding for {path}: {:#?}", r.findings))
 }
 
 fn quarantined(f: &Finding) -> &Path {
     match &f.action {
-        Action::Quarantined { to } => to,
-        other => panic!("{} not quarantined: {other:?}", f.path.display()),
+        Action::Quarantined { to } => Path::new(to),
+        other => panic!("{} not quarantined: {other:?}", f.path),
     }
 }
 
@@ -216,6 +216,26 @@ fn planted_git_metadata_is_quarantined_and_benign_nested_repos_kept() {
     // A nested repository with default config and sample hooks only is not a finding.
     assert!(f.root.join("plain/.git/HEAD").exists());
     assert!(!r.findings.iter().any(|x| x.path.starts_with("plain")));
+}
+
+#[test]
+fn names_that_are_not_utf8_or_hold_controls_are_reported_and_neutralized() {
+    use std::os::unix::ffi::OsStrExt;
+    let f = fixture();
+    let odd = f
+        .root
+        .join(std::ffi::OsStr::from_bytes(b"bad\xff\x1b[2Jname"));
+    mkfifo(&odd);
+    let r = check(&f.root, None, &f.quarantine, &Limits::default());
+    assert_eq!(r.findings.len(), 1);
+    quarantined(&r.findings[0]);
+    assert!(odd.symlink_metadata().is_err());
+    let v = r.to_json();
+    assert_eq!(v["findings"][0]["kind"], "fifo");
+    assert!(v["findings"][0]["path"]
+        .as_str()
+        .unwrap()
+        .starts_with("bad"));
 }
 
 #[test]
