@@ -963,6 +963,50 @@ fn expired_leases_are_reaped_on_start() {
     assert_eq!(reaped[0]["session"], id.as_str());
 }
 
+/// A session whose daemon died is still checked when it is reaped, against the snapshot the
+/// dead daemon stored when the session opened.
+#[test]
+fn a_reaped_session_is_checked_against_the_snapshot_taken_when_it_opened() {
+    let mkfifo = |p: &Path| {
+        assert!(std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .unwrap()
+            .success())
+    };
+    let (dir, repo, mut config) = world();
+    config.lease_ttl = Duration::from_millis(200);
+    mkfifo(&repo.join("before"));
+    let journal = Arc::new(MemJournal::default());
+    let id = a_session_of_a_stopped_daemon(&config, &repo, &journal).id;
+    mkfifo(&repo.join("planted"));
+    std::thread::sleep(Duration::from_millis(300));
+    let _f = Fixture::with(
+        dir,
+        repo.clone(),
+        config.clone(),
+        journal.clone(),
+        Arc::new(QueueChannel::default()),
+    );
+    let checked = journal.of("session.integrity");
+    assert_eq!(checked.len(), 1, "{}", journal.dump());
+    assert_eq!(checked[0]["session"], id.as_str());
+    let findings = checked[0]["report"]["findings"].as_array().unwrap();
+    let of = |p: &str| findings.iter().find(|f| f["path"] == p).unwrap();
+    assert_eq!(of("before")["origin"], "pre_existing");
+    assert_eq!(of("planted")["origin"], "new");
+    assert_eq!(of("planted")["action"], "quarantined");
+    assert!(repo.join("before").symlink_metadata().is_ok());
+    assert!(repo.join("planted").symlink_metadata().is_err());
+    assert!(config
+        .agp_home
+        .join("quarantine")
+        .join(&id)
+        .join("planted")
+        .symlink_metadata()
+        .is_ok());
+}
+
 #[test]
 fn socket_and_run_dir_are_private_and_a_second_daemon_is_refused() {
     use std::os::unix::fs::PermissionsExt;
