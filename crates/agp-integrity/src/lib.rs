@@ -61,6 +61,8 @@ pub enum Kind {
     EscapingSymlink,
     NestedGitMetadata,
     RepoGitMetadata,
+    /// A hook or redirect (commondir, alternates) in the repository's own git directory.
+    RepoGitHook,
 }
 
 /// Identity of a dangerous entry, to tell "already there at session start" from "made or

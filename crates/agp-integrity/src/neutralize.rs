@@ -69,7 +69,7 @@ pub(crate) fn apply(root: &Path, quarantine: &Path, items: &[Item], findings: &m
         }
         let special = matches!(
             item.kind,
-            Kind::Device | Kind::Socket | Kind::Fifo | Kind::EscapingSymlink
+            Kind::Device | Kind::Socket | Kind::Fifo | Kind::EscapingSymlink | Kind::RepoGitHook
         );
         if under(&moved, &item.rel) && f.action == Action::Kept {
             f.action = Action::Quarantined {

@@ -289,8 +289,31 @@ fn the_repository_own_git_config_is_reported_when_it_changes() {
     let g = find(&r, ".git", Kind::RepoGitMetadata);
     assert_eq!((g.origin, &g.action), (Origin::New, &Action::Reported));
     assert!(g.detail.contains("commondir"), "{}", g.detail);
-    // Never moved: it is the user's repository.
-    assert!(f.root.join(".git/commondir").exists());
+    // The redirect itself is moved out; the directory and its config stay.
+    let c = find(&r, ".git/commondir", Kind::RepoGitHook);
+    quarantined(c);
+    assert!(!f.root.join(".git/commondir").exists());
+    assert!(f.root.join(".git/config").exists());
+}
+
+#[test]
+fn hooks_added_to_the_repository_own_git_directory_are_quarantined_and_old_ones_kept() {
+    let f = fixture();
+    write(&f.root.join(".git/hooks/pre-push"), "#!/bin/sh\n");
+    let base = snapshot(&f.root, &Limits::default());
+    write(&f.root.join(".git/hooks/post-checkout"), "#!/bin/sh\nid\n");
+    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    let old = find(&r, ".git/hooks/pre-push", Kind::RepoGitHook);
+    assert_eq!(
+        (old.origin, &old.action),
+        (Origin::PreExisting, &Action::Kept)
+    );
+    let new = find(&r, ".git/hooks/post-checkout", Kind::RepoGitHook);
+    assert_eq!(new.origin, Origin::New);
+    quarantined(new);
+    assert!(f.root.join(".git/hooks/pre-push").exists());
+    assert!(!f.root.join(".git/hooks/post-checkout").exists());
+    assert!(f.root.join(".git/hooks/pre-commit.sample").exists());
 }
 
 #[test]

@@ -309,6 +309,34 @@ impl Walker<'_> {
             (fp.mode, fp.ctime, fp.ctime_nsec) = (0, 0, 0);
             self.item(rel.to_path_buf(), Kind::RepoGitMetadata, detail, fp);
         }
+        // What in it runs or redirects git and can be moved without breaking the repository:
+        // each hook, and the redirects a main git directory never needs.
+        let mut movable: Vec<(PathBuf, String)> = Vec::new();
+        if let Ok(hooks) = open_dir_at(fd, OsStr::new("hooks")) {
+            for name in read_names(hooks.as_fd()).unwrap_or_default() {
+                if !name.as_bytes().ends_with(b".sample") {
+                    movable.push((Path::new("hooks").join(&name), "a git hook".into()));
+                }
+            }
+        }
+        for (file, what) in [
+            ("commondir", "a commondir redirect"),
+            ("objects/info/alternates", "an alternates redirect"),
+        ] {
+            movable.push((PathBuf::from(file), what.into()));
+        }
+        for (inner, what) in movable {
+            let Ok(st) = statat(fd, &inner, AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            let detail = format!("{what} in the repository's own git directory");
+            self.item(
+                rel.join(inner),
+                Kind::RepoGitHook,
+                detail,
+                fingerprint(&st, None),
+            );
+        }
     }
 
     fn git_dir(&mut self, fd: BorrowedFd<'_>, rel: &Path, what: &str) {
