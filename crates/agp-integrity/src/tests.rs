@@ -357,3 +357,39 @@ fn the_report_serializes_with_its_actions() {
     let again: Baseline = serde_json::from_str(&text).unwrap();
     assert_eq!(again.items, base.items);
 }
+
+/// The quarantine on another file system (here /dev/shm when it is one): directories and
+/// symlinks are copied over and removed, special files removed and said so.
+#[test]
+fn a_quarantine_on_another_file_system_still_takes_everything_out() {
+    use std::os::unix::fs::MetadataExt;
+    let f = fixture();
+    let Ok(other) = tempfile::tempdir_in("/dev/shm") else {
+        return assert!(Path::new("/dev/shm").metadata().is_err());
+    };
+    let across =
+        std::fs::metadata(other.path()).unwrap().dev() != std::fs::metadata(&f.root).unwrap().dev();
+    let quarantine = other.path().join("q");
+    mkfifo(&f.root.join("pipe"));
+    symlink("/etc/passwd", f.root.join("passwd")).unwrap();
+    git_dir(
+        &f.root.join("n/.git"),
+        &[("hooks/pre-commit", "#!/bin/sh\nid\n")],
+    );
+    let r = check(&f.root, None, &quarantine, &Limits::default());
+    assert_eq!(r.not_neutralized(), 0, "{:#?}", r.findings);
+    for p in ["pipe", "passwd", "n/.git"] {
+        assert!(f.root.join(p).symlink_metadata().is_err(), "{p} kept");
+    }
+    assert_eq!(
+        std::fs::read_link(quarantine.join("passwd")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    assert!(quarantine.join("n/.git/hooks/pre-commit").is_file());
+    let pipe = find(&r, "pipe", Kind::Fifo);
+    if across {
+        assert!(matches!(pipe.action, Action::Removed { .. }), "{pipe:?}");
+    } else {
+        quarantined(pipe);
+    }
+}
