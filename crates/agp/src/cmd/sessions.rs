@@ -281,3 +281,37 @@ fn show(home: &Home, id: &str, json_out: bool) -> Result<Exit> {
     }
     Ok(Exit::Ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_flags_every_finding_an_incomplete_scan_and_unlinked_results() {
+        let entries = vec![
+            json!({"kind": "tool_call.result", "body": {"call_id": "c1"}}),
+            json!({"kind": "tool_call.result_mismatch", "body": {"call_id": "c2"}}),
+            json!({"kind": "session.integrity", "body": {"report": {
+                "complete": false, "incomplete": ["scan stopped after 5 entries (limit)"],
+                "findings": [
+                    {"path": "p", "kind": "fifo", "detail": "a fifo", "origin": "new",
+                     "action": "quarantined", "to": "/h/quarantine/s/p"},
+                    {"path": "old", "kind": "fifo", "detail": "a fifo", "origin": "pre_existing",
+                     "action": "kept"},
+                    {"path": "x", "kind": "setuid", "detail": "setuid", "origin": "new",
+                     "action": "not_neutralized", "error": "EPERM"}]}}}),
+        ];
+        let lines = flagged(&entries);
+        assert_eq!(lines.len(), 5, "{lines:#?}");
+        assert!(lines[0].contains("c2") && lines[0].contains("not linked"));
+        assert!(lines[1].contains("incomplete") && lines[1].contains("5 entries"));
+        assert!(lines[2].starts_with('✗') && lines[2].contains("moved to /h/quarantine/s/p"));
+        assert!(lines[3].starts_with('!') && lines[3].contains("kept"));
+        assert!(lines[4].contains("NOT NEUTRALIZED: EPERM"));
+        let shown = describe("session.integrity", &entries[2]["body"]);
+        assert!(
+            shown.contains("3 finding(s)") && shown.contains("INCOMPLETE"),
+            "{shown}"
+        );
+    }
+}
