@@ -129,7 +129,9 @@ impl Walker<'_> {
     }
 
     fn dir(&mut self, fd: BorrowedFd<'_>, rel: &Path, depth: usize, in_repo_git: bool) {
-        let names = match read_names(fd) {
+        // One directory holds at most what the entry bound has left (plus one, to notice it).
+        let left = self.limits.max_entries.saturating_sub(self.scan.entries) + 1;
+        let names = match read_names(fd, left) {
             Ok(n) => n,
             Err(e) => {
                 return self.incomplete(format!("cannot read directory {}: {e}", show(rel)));
@@ -313,7 +315,7 @@ impl Walker<'_> {
         // each hook, and the redirects a main git directory never needs.
         let mut movable: Vec<(PathBuf, String)> = Vec::new();
         if let Ok(hooks) = open_dir_at(fd, OsStr::new("hooks")) {
-            for name in read_names(hooks.as_fd()).unwrap_or_default() {
+            for name in read_names(hooks.as_fd(), 4096).unwrap_or_default() {
                 if !name.as_bytes().ends_with(b".sample") {
                     movable.push((Path::new("hooks").join(&name), "a git hook".into()));
                 }
@@ -433,9 +435,12 @@ pub(crate) fn open_beneath(root: BorrowedFd<'_>, rel: &Path) -> rustix::io::Resu
     )
 }
 
-fn read_names(fd: BorrowedFd<'_>) -> rustix::io::Result<Vec<std::ffi::OsString>> {
+fn read_names(fd: BorrowedFd<'_>, max: u64) -> rustix::io::Result<Vec<std::ffi::OsString>> {
     let mut names = Vec::new();
     for entry in Dir::read_from(fd)? {
+        if names.len() as u64 >= max {
+            break;
+        }
         let entry = entry?;
         let name: &CStr = entry.file_name();
         let bytes = name.to_bytes();
