@@ -22,6 +22,7 @@
 
 mod gitmeta;
 mod neutralize;
+mod repoconfig;
 mod walk;
 
 use std::collections::BTreeMap;
@@ -63,6 +64,8 @@ pub enum Kind {
     RepoGitMetadata,
     /// A hook or redirect (commondir, alternates) in the repository's own git directory.
     RepoGitHook,
+    /// Active keys the session added to the repository's own `.git/config`.
+    RepoGitConfig,
 }
 
 /// Identity of a dangerous entry, to tell "already there at session start" from "made or
@@ -96,6 +99,9 @@ pub struct Baseline {
     pub complete: bool,
     /// By `"<kind>:<relative path>"`.
     pub items: BTreeMap<String, Fingerprint>,
+    /// The repository's `.git/config` as it was, to put back if the session adds active keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_git_config: Option<String>,
 }
 
 pub(crate) fn text(p: &Path) -> String {
@@ -203,6 +209,7 @@ pub fn snapshot(root: &Path, limits: &Limits) -> Baseline {
             .into_iter()
             .map(|i| (key(i.kind, &i.rel), i.fp))
             .collect(),
+        repo_git_config: repoconfig::read(root),
     }
 }
 
@@ -233,6 +240,10 @@ pub fn check(
         })
         .collect();
     neutralize::apply(root, quarantine, &scan.items, &mut findings);
+    // Without a snapshot there is nothing to put back: the config is reported (above) only.
+    if let Some(before) = baseline.and_then(|b| b.repo_git_config.as_deref()) {
+        findings.extend(repoconfig::check(root, quarantine, before));
+    }
     Report {
         root: text(root),
         complete: scan.incomplete.is_empty(),

@@ -188,7 +188,7 @@ impl Ctx<'_> {
 }
 
 /// `path`, or `path.1`, `path.2`, ... when an earlier check already put something there.
-fn free_name(path: &Path) -> PathBuf {
+pub(crate) fn free_name(path: &Path) -> PathBuf {
     let mut candidate = path.to_path_buf();
     let mut n = 0;
     while candidate.symlink_metadata().is_ok() {

@@ -393,3 +393,36 @@ fn a_quarantine_on_another_file_system_still_takes_everything_out() {
         quarantined(pipe);
     }
 }
+
+#[test]
+fn active_keys_added_to_the_repository_config_are_undone() {
+    let f = fixture();
+    let config = f.root.join(".git/config");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let base = snapshot(&f.root, &Limits::default());
+    // Inert changes stay.
+    std::fs::write(&config, format!("{original}[user]\n\temail = a@b\n")).unwrap();
+    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    assert!(!r.findings.iter().any(|x| x.kind == Kind::RepoGitConfig));
+    // An fsmonitor command does not.
+    let evil = format!("{original}[core]\n\tfsmonitor = touch /tmp/pwned\n");
+    std::fs::write(&config, &evil).unwrap();
+    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    let c = find(&r, ".git/config", Kind::RepoGitConfig);
+    assert!(c.detail.contains("core.fsmonitor"), "{}", c.detail);
+    assert_eq!(std::fs::read_to_string(quarantined(c)).unwrap(), evil);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
+    // A config replaced by a symlink is moved, not followed, and restored too.
+    std::fs::remove_file(&config).unwrap();
+    symlink("/tmp/elsewhere-config", &config).unwrap();
+    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    let link = find(&r, ".git/config", Kind::EscapingSymlink);
+    let to = quarantined(link);
+    assert_eq!(
+        std::fs::read_link(to).unwrap(),
+        Path::new("/tmp/elsewhere-config")
+    );
+    let c = find(&r, ".git/config", Kind::RepoGitConfig);
+    assert_eq!(c.action, Action::Reported);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
+}
