@@ -5,9 +5,10 @@
 //! trust or run: files with setuid/setgid bits or file capabilities, device nodes, sockets,
 //! fifos, symlinks pointing outside the repository, and git metadata below the root (a nested
 //! `.git` directory, `.git` file or symlink, or a bare-repository-shaped directory) that carries
-//! hooks or configuration beyond a short list of inert keys. The repository's own `.git` is
-//! reported when its config-like files changed (it is the user's; moving it would break the
-//! repository).
+//! hooks or configuration beyond a short list of inert keys. In the repository's own `.git`,
+//! hooks and redirects (commondir, alternates) the session added are moved out one by one, and
+//! active keys it added to `config` are undone by putting the session-start text back (the
+//! directory itself is the user's and stays).
 //!
 //! What the session created or changed is neutralized, never silently kept: setuid/setgid
 //! bits cleared and capabilities removed in place; everything else moved to a quarantine
