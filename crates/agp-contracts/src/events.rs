@@ -6,6 +6,9 @@
 pub const SESSION_STARTED: &str = "session.started";
 pub const SESSION_ENDED: &str = "session.ended";
 pub const SESSION_REAPED: &str = "session.reaped";
+/// The end-of-session integrity report of the repository: what dangerous entries the session
+/// left and what was done to each (bits cleared, moved to the quarantine, kept as pre-existing).
+pub const SESSION_INTEGRITY: &str = "session.integrity";
 pub const TOOL_CALL_REQUESTED: &str = "tool_call.requested";
 pub const POLICY_DECIDED: &str = "policy.decided";
 pub const APPROVAL_REQUESTED: &str = "approval.requested";
@@ -14,6 +17,9 @@ pub const APPROVAL_DENIED: &str = "approval.denied";
 pub const APPROVAL_TIMEOUT: &str = "approval.timeout";
 pub const APPROVAL_REJECTED: &str = "approval.rejected";
 pub const TOOL_CALL_RESULT: &str = "tool_call.result";
+/// A gate-mode result whose reported input is not the input that was approved: journaled
+/// instead of a `tool_call.result`, so it is never linked to the approved call.
+pub const TOOL_CALL_RESULT_MISMATCH: &str = "tool_call.result_mismatch";
 pub const SANDBOX_PREFLIGHT: &str = "sandbox.preflight";
 pub const EGRESS_ALLOWED: &str = "egress.allowed";
 pub const EGRESS_DENIED: &str = "egress.denied";

@@ -7,6 +7,7 @@
 
 pub mod exec;
 mod framing;
+mod integrity;
 mod mediate;
 mod outbox;
 mod recovery;

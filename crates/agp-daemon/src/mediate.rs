@@ -836,12 +836,35 @@ impl Mediator {
         };
         let redacted = self.parts.redactor.redact_text(&result.output);
         let (shown, cut) = truncate_utf8(&redacted, self.config.output_limit);
-        let body = json!({
-            "call_id": result.id, "tool": awaited.tool, "input_sha256": awaited.input_sha256,
-            "ok": result.ok, "output": shown, "truncated": cut,
-            "output_sha256": result.output_sha256, "reported_by": "agent",
-        });
-        self.journal(TOOL_CALL_RESULT, Some(&session.id), body)
+        // The harness says which input the tool ran with; only the approved one links the
+        // result to the approved call. Anything else (another input, or none named) is a
+        // mismatch of its own kind, so no reader of the journal takes it for the call's result.
+        let (kind, body) = if result.input_sha256.as_deref() == Some(&awaited.input_sha256) {
+            let body = json!({
+                "call_id": result.id, "tool": awaited.tool, "input_sha256": awaited.input_sha256,
+                "ok": result.ok, "output": shown, "truncated": cut,
+                "output_sha256": result.output_sha256, "reported_by": "agent",
+            });
+            (TOOL_CALL_RESULT, body)
+        } else {
+            let reported = result
+                .input_sha256
+                .as_deref()
+                .map(|h| truncate_utf8(h, 128).0.to_owned());
+            let reason = match &reported {
+                Some(_) => "the reported result ran with an input other than the approved one",
+                None => "the reported result does not say which input it ran with",
+            };
+            let body = json!({
+                "call_id": result.id, "tool": awaited.tool,
+                "approved_input_sha256": awaited.input_sha256,
+                "reported_input_sha256": reported, "reason": reason,
+                "ok": result.ok, "output": shown, "truncated": cut,
+                "output_sha256": result.output_sha256, "reported_by": "agent",
+            });
+            (TOOL_CALL_RESULT_MISMATCH, body)
+        };
+        self.journal(kind, Some(&session.id), body)
             .await
             .map_err(|e| Rejection::new(ErrorCode::Internal, format!("result not journaled: {e}")))
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agp_contracts::events::{APPROVAL_TIMEOUT, SESSION_REAPED};
+use agp_contracts::events::{APPROVAL_TIMEOUT, SESSION_INTEGRITY, SESSION_REAPED};
 use agp_contracts::{ApprovalOutcome, ApprovalRequest, JournalError};
 use serde_json::json;
 
@@ -40,6 +40,11 @@ pub async fn recover(m: &Arc<Mediator>) -> Result<Vec<tokio::task::JoinHandle<()
                    "fencing_token": row.fencing_token, "last_heartbeat_ms": row.heartbeat_ms}),
         )
         .await?;
+        // The dead daemon never checked what the session left; the snapshot it stored says
+        // what was there before.
+        let report =
+            crate::integrity::check(m, &row.id, std::path::Path::new(&row.repo), None).await;
+        m.journal(SESSION_INTEGRITY, Some(&row.id), report).await?;
     }
 
     let pruned = m.db(move |s| s.prune(now - RETENTION_MS)).await?;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agp_contracts::canonical::sha256_hex;
-use agp_contracts::events::{GATEWAY_REJECTED, SANDBOX_PREFLIGHT, SESSION_ENDED, SESSION_STARTED};
+use agp_contracts::events::{
+    GATEWAY_REJECTED, SANDBOX_PREFLIGHT, SESSION_ENDED, SESSION_INTEGRITY, SESSION_STARTED,
+};
 use agp_contracts::{EvalContext, JournalError, SandboxSpec};
 use agp_gateway::frame::encode;
 use agp_gateway::{
@@ -714,6 +716,8 @@ pub(crate) async fn open_session(
     let id = format!("s-{}", rnd(8)?);
     let token = rnd(32)?;
     let token_sha256 = sha256_hex(token.as_bytes());
+    // Before anything of the session can run: what is already there is not the agent's doing.
+    let baseline = crate::integrity::snapshot(m, &id, &repo).await;
 
     let sandbox = match params.mode {
         SessionMode::Gate => None,
@@ -780,6 +784,7 @@ pub(crate) async fn open_session(
         sandbox,
         eval_ctx(m, &repo),
     ));
+    state.set_baseline(baseline);
     m.sessions.insert(token_sha256, state);
     m.project("session.started", Some(&id), body).await;
     Ok(SessionInfo {
@@ -806,9 +811,13 @@ pub(crate) async fn end_session(
             tracing::warn!("sandbox teardown failed: {e}");
         }
     }
+    // After the teardown nothing of the sandbox runs any more to race the check.
+    let integrity = crate::integrity::check(m, &state.id, &state.repo, state.take_baseline()).await;
     let (id, st, fencing) = (state.id.clone(), status.to_owned(), state.fencing_token);
     let ended = m
         .db(move |s| s.end_session(&id, &st, fencing, now_ms()))
+        .await?;
+    m.journal(SESSION_INTEGRITY, Some(&state.id), integrity)
         .await?;
     let body = json!({"session": state.id, "status": status, "lease_held": ended});
     m.journal(SESSION_ENDED, Some(&state.id), body.clone())

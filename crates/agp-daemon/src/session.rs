@@ -44,6 +44,8 @@ pub(crate) struct SessionState {
     pub ctx: EvalContext,
     ended: AtomicBool,
     awaiting: Mutex<HashMap<String, AwaitingResult>>,
+    /// Dangerous entries the repository held when the session opened.
+    baseline: Mutex<Option<agp_integrity::Baseline>>,
 }
 
 impl SessionState {
@@ -64,7 +66,19 @@ impl SessionState {
             ctx,
             ended: AtomicBool::new(false),
             awaiting: Mutex::new(HashMap::new()),
+            baseline: Mutex::new(None),
         }
+    }
+
+    pub fn set_baseline(&self, baseline: Option<agp_integrity::Baseline>) {
+        *self.baseline.lock().unwrap_or_else(|p| p.into_inner()) = baseline;
+    }
+
+    pub fn take_baseline(&self) -> Option<agp_integrity::Baseline> {
+        self.baseline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     pub fn is_ended(&self) -> bool {

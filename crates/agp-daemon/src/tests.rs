@@ -747,6 +747,7 @@ fn gate_mode_replies_verdict_and_journals_reported_result_once() {
         ok: true,
         output: "file sk-SECRET".into(),
         output_sha256: "a".repeat(64),
+        input_sha256: Some(v.input_sha256.clone()),
     };
     c.report_result(&result).unwrap();
     let journaled = &f.journal.of("tool_call.result")[0];
@@ -764,6 +765,100 @@ fn gate_mode_replies_verdict_and_journals_reported_result_once() {
         }),
         ErrorCode::UnknownCall,
     );
+}
+
+/// A PostToolUse forged (or changed by the harness) to report another input than the approved
+/// one: journaled as a mismatch, never as the approved call's result.
+#[test]
+fn a_result_for_another_input_is_a_mismatch_never_linked_to_the_approved_call() {
+    let f = Fixture::new(Duration::from_secs(5));
+    let token = f.session(SessionMode::Gate);
+    let mut c = f.client(&token);
+    let approved = c.request(&bash("m1", "ls")).unwrap();
+    assert!(approved.is_allow());
+    let other = agp_contracts::canonical::sha256_of_value(&json!({"command": "rm -rf ~"})).unwrap();
+    let forged = ToolCallResult {
+        id: "m1".into(),
+        ok: true,
+        output: "done".into(),
+        output_sha256: "b".repeat(64),
+        input_sha256: Some(other.clone()),
+    };
+    c.report_result(&forged).unwrap();
+    assert!(
+        f.journal.of("tool_call.result").is_empty(),
+        "{}",
+        f.journal.dump()
+    );
+    let m = &f.journal.of("tool_call.result_mismatch")[0];
+    assert_eq!(m["call_id"], "m1");
+    assert_eq!(m["approved_input_sha256"], approved.input_sha256.as_str());
+    assert_eq!(m["reported_input_sha256"], other.as_str());
+    // The slot is used up: the real result cannot be slipped in afterwards either.
+    let mut c2 = f.client(&token);
+    expect_refused(
+        c2.report_result(&ToolCallResult {
+            input_sha256: Some(approved.input_sha256.clone()),
+            ..forged.clone()
+        }),
+        ErrorCode::UnknownCall,
+    );
+    // A result that names no input at all is not linked either.
+    let mut c3 = f.client(&token);
+    assert!(c3.request(&bash("m2", "ls")).unwrap().is_allow());
+    c3.report_result(&ToolCallResult {
+        id: "m2".into(),
+        input_sha256: None,
+        ..forged
+    })
+    .unwrap();
+    let m = &f.journal.of("tool_call.result_mismatch")[1];
+    assert_eq!(
+        (m["call_id"].as_str(), &m["reported_input_sha256"]),
+        (Some("m2"), &Value::Null)
+    );
+    assert!(f.journal.of("tool_call.result").is_empty());
+}
+
+/// Whatever a session leaves in its repository is checked when it ends: planted items are
+/// neutralized and the report is journaled before `session.ended`; what was there before is
+/// reported as pre-existing and kept.
+#[test]
+fn ending_a_session_journals_the_integrity_report_and_quarantines_what_it_left() {
+    let mut f = Fixture::new(Duration::from_secs(5));
+    std::os::unix::fs::symlink("/usr/share", f.repo.join("old-link")).unwrap();
+    let token = f.session(SessionMode::Gate);
+    let mut c = f.client(&token);
+    std::os::unix::fs::symlink("/root/.ssh", f.repo.join("ssh")).unwrap();
+    let hooks = f.repo.join("sub/.git/hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    std::fs::create_dir_all(f.repo.join("sub/.git/objects")).unwrap();
+    std::fs::create_dir_all(f.repo.join("sub/.git/refs")).unwrap();
+    std::fs::write(f.repo.join("sub/.git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(hooks.join("pre-commit"), "#!/bin/sh\nid\n").unwrap();
+    c.end_session(Some("completed")).unwrap();
+    f.stop();
+
+    let kinds = f.journal.kinds();
+    let at = |k: &str| kinds.iter().position(|x| x == k).unwrap();
+    assert!(at("session.integrity") < at("session.ended"), "{kinds:?}");
+    let body = &f.journal.of("session.integrity")[0];
+    let findings = body["report"]["findings"].as_array().unwrap();
+    let by_path = |p: &str| findings.iter().find(|x| x["path"] == p).unwrap().clone();
+    let quarantine = f
+        .config
+        .agp_home
+        .join("quarantine")
+        .join(body["session"].as_str().unwrap());
+    assert_eq!(by_path("ssh")["action"], "quarantined");
+    assert_eq!(by_path("sub/.git")["action"], "quarantined");
+    assert_eq!(by_path("old-link")["origin"], "pre_existing");
+    assert_eq!(by_path("old-link")["action"], "kept");
+    assert!(f.repo.join("old-link").symlink_metadata().is_ok());
+    assert!(f.repo.join("ssh").symlink_metadata().is_err());
+    assert!(quarantine.join("sub/.git/hooks/pre-commit").exists());
+    assert_eq!(body["by_session"], 2);
+    assert_eq!(body["not_neutralized"], 0);
 }
 
 #[test]
@@ -866,6 +961,50 @@ fn expired_leases_are_reaped_on_start() {
     let reaped = journal.of("session.reaped");
     assert_eq!(reaped.len(), 1);
     assert_eq!(reaped[0]["session"], id.as_str());
+}
+
+/// A session whose daemon died is still checked when it is reaped, against the snapshot the
+/// dead daemon stored when the session opened.
+#[test]
+fn a_reaped_session_is_checked_against_the_snapshot_taken_when_it_opened() {
+    let mkfifo = |p: &Path| {
+        assert!(std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .unwrap()
+            .success())
+    };
+    let (dir, repo, mut config) = world();
+    config.lease_ttl = Duration::from_millis(200);
+    mkfifo(&repo.join("before"));
+    let journal = Arc::new(MemJournal::default());
+    let id = a_session_of_a_stopped_daemon(&config, &repo, &journal).id;
+    mkfifo(&repo.join("planted"));
+    std::thread::sleep(Duration::from_millis(300));
+    let _f = Fixture::with(
+        dir,
+        repo.clone(),
+        config.clone(),
+        journal.clone(),
+        Arc::new(QueueChannel::default()),
+    );
+    let checked = journal.of("session.integrity");
+    assert_eq!(checked.len(), 1, "{}", journal.dump());
+    assert_eq!(checked[0]["session"], id.as_str());
+    let findings = checked[0]["report"]["findings"].as_array().unwrap();
+    let of = |p: &str| findings.iter().find(|f| f["path"] == p).unwrap();
+    assert_eq!(of("before")["origin"], "pre_existing");
+    assert_eq!(of("planted")["origin"], "new");
+    assert_eq!(of("planted")["action"], "quarantined");
+    assert!(repo.join("before").symlink_metadata().is_ok());
+    assert!(repo.join("planted").symlink_metadata().is_err());
+    assert!(config
+        .agp_home
+        .join("quarantine")
+        .join(&id)
+        .join("planted")
+        .symlink_metadata()
+        .is_ok());
 }
 
 #[test]

@@ -51,6 +51,11 @@ pub struct ToolCallResult {
     pub output: String,
     /// SHA-256 (hex) of the full, unredacted output as the tool produced it.
     pub output_sha256: String,
+    /// SHA-256 (hex) of the canonical JSON of the input the tool ran with, as the harness
+    /// reports it. Unless it equals the approved call's `input_sha256` the result is journaled
+    /// as a mismatch, never linked to the approved call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_sha256: Option<String>,
 }
 
 /// Messages a client sends.

@@ -60,6 +60,11 @@ pub struct HookArgs {
     /// it with no objection instead).
     #[arg(long, value_enum, default_value = "claude-code")]
     pub harness: Harness,
+    /// With --attach: the project root the session is judged against (recorded by
+    /// `agp install-hooks --project`). Without it, the git repository around the first event's
+    /// directory; never the event's directory itself (see `session_root`).
+    #[arg(long, value_name = "DIR", requires = "attach")]
+    pub project: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -126,10 +131,12 @@ pub fn fast_path() -> Option<Exit> {
     let mut parsed = HookArgs {
         attach: false,
         harness: Harness::ClaudeCode,
+        project: None,
     };
     while let Some(arg) = rest.next() {
         match arg? {
             "--attach" => parsed.attach = true,
+            "--project" => parsed.project = Some(PathBuf::from(rest.next()??)),
             "--harness" => {
                 parsed.harness = match rest.next()?? {
                     "claude-code" => Harness::ClaudeCode,
@@ -139,6 +146,9 @@ pub fn fast_path() -> Option<Exit> {
             }
             _ => return None,
         }
+    }
+    if parsed.project.is_some() && !parsed.attach {
+        return None;
     }
     // clap would have filled --home from AGP_HOME too.
     let home = home.or_else(|| std::env::var_os("AGP_HOME").map(PathBuf::from));
@@ -155,6 +165,7 @@ pub fn run(args: HookArgs, home: Option<&Path>) -> Result<Exit> {
                     .map(|h| h.run_dir())
                     .map_err(|e| format!("{e:#}")),
             );
+            env.project = args.project.clone();
         }
         let mut stdin = Vec::new();
         let read = std::io::stdin()
@@ -183,6 +194,8 @@ pub struct HookEnv {
     pub timeout: Result<Duration, String>,
     /// `--attach`: the agp home's run directory (or why it could not be found).
     pub attach: Option<Result<PathBuf, String>>,
+    /// `--attach --project DIR`: the recorded project root.
+    pub project: Option<PathBuf>,
 }
 
 impl HookEnv {
@@ -203,6 +216,7 @@ impl HookEnv {
             token: std::env::var(ENV_TOKEN).ok().filter(|s| !s.is_empty()),
             timeout,
             attach: None,
+            project: None,
         }
     }
 }
@@ -232,7 +246,9 @@ fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<
     let client = || -> Result<Client> {
         match (&env.socket, &env.token, &env.attach) {
             (Some(socket), Some(token), _) => connect(socket, token, timeout),
-            (_, _, Some(Ok(run_dir))) => attach(run_dir, harness, input, timeout),
+            (_, _, Some(Ok(run_dir))) => {
+                attach(run_dir, harness, env.project.as_deref(), input, timeout)
+            }
             (_, _, Some(Err(e))) => Err(anyhow!("cannot find the agp home to attach to: {e}")),
             _ => Err(anyhow!(
                 "{ENV_SOCKET} and {ENV_TOKEN} are not set: this agent was not started by `agp run` \
@@ -280,11 +296,18 @@ fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<
                 anyhow!("the PostToolUse event has no tool_use_id to link the result to")
             })?;
             let (ok, full) = tool_output(&input["tool_response"]);
+            // The daemon links the result to the approved call only when this hash equals the
+            // approved input's; without an input object it journals a mismatch.
+            let input_sha256 = match &input["tool_input"] {
+                v @ Value::Object(_) => agp_contracts::canonical::sha256_of_value(v).ok(),
+                _ => None,
+            };
             let result = ToolCallResult {
                 id: call_id(&tool_use_id),
                 ok,
                 output: truncate_utf8(&full, MAX_REPORTED_OUTPUT).to_owned(),
                 output_sha256: sha256_hex(full.as_bytes()),
+                input_sha256,
             };
             client()?
                 .report_result(&result)
@@ -310,14 +333,61 @@ fn connect(socket: &Path, token: &str, timeout: Duration) -> Result<Client> {
     Ok(client)
 }
 
+/// The root a hook-mode session is judged against. An event's `cwd` is whatever directory the
+/// agent's shell happens to be in (`/` after a `cd /`), so it is never the root itself:
+/// - `--project DIR` (what `agp install-hooks --project` records) is the root;
+/// - otherwise (user-wide installs) the nearest directory at or above the event's `cwd` that
+///   holds a `.git` entry, found with lstat alone (running git there would read the repository's
+///   own config), and never `/` or the user's home (a dotfiles repository is not a project);
+/// - otherwise there is no project: the session's root is an empty directory of agp's, so
+///   every path is judged as outside the project (asks where a project rule would allow).
+pub fn session_root(project: Option<&Path>, cwd: Option<&str>, run_dir: &Path) -> Result<PathBuf> {
+    if let Some(p) = project {
+        if !p.is_absolute() {
+            bail!("--project {} is not an absolute path", p.display());
+        }
+        return Ok(p.to_path_buf());
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let found = cwd
+        .map(Path::new)
+        .filter(|c| c.is_absolute())
+        .and_then(|cwd| {
+            cwd.ancestors()
+                .take_while(|d| d.parent().is_some() && Some(*d) != home.as_deref())
+                .find(|d| d.join(".git").symlink_metadata().is_ok())
+                .map(Path::to_path_buf)
+        });
+    match found {
+        Some(root) => Ok(root),
+        None => {
+            use std::os::unix::fs::DirBuilderExt;
+            let none = run_dir.join("no-project");
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&none)
+                .with_context(|| format!("cannot create {}", none.display()))?;
+            Ok(none)
+        }
+    }
+}
+
 /// `--attach`: the session of this harness session on the home's daemon, opened on first use.
-fn attach(run_dir: &Path, harness: Harness, input: &Value, timeout: Duration) -> Result<Client> {
+fn attach(
+    run_dir: &Path,
+    harness: Harness,
+    project: Option<&Path>,
+    input: &Value,
+    timeout: Duration,
+) -> Result<Client> {
     use agp_gateway::{ClientError, ErrorCode, SessionMode};
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
     let socket = run_dir.join("gateway.sock");
     let harness_session = input["session_id"].as_str().unwrap_or("-");
-    let key = sha256_hex(format!("{}:{harness_session}", harness.name()).as_bytes());
+    let scope = project.map(|p| p.display().to_string()).unwrap_or_default();
+    let key = sha256_hex(format!("{}:{harness_session}:{scope}", harness.name()).as_bytes());
     let dir = run_dir.join("hook-sessions");
     let cache = dir.join(&key[..32]);
     if let Ok(token) = std::fs::read_to_string(&cache) {
@@ -341,9 +411,15 @@ fn attach(run_dir: &Path, harness: Harness, input: &Value, timeout: Duration) ->
             admin_path.display()
         )
     })?;
-    let cwd = input["cwd"].as_str().unwrap_or("/");
+    let root = session_root(project, input["cwd"].as_str(), run_dir)?;
     let opened = Client::connect(&socket, timeout)?
-        .open_session(admin.trim(), harness.name(), cwd, "", SessionMode::Gate)
+        .open_session(
+            admin.trim(),
+            harness.name(),
+            &root.to_string_lossy(),
+            "",
+            SessionMode::Gate,
+        )
         .context("opening a session on the agp daemon")?;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -500,6 +576,7 @@ mod tests {
             token: Some("tok".into()),
             timeout: Ok(Duration::from_secs(5)),
             attach: None,
+            project: None,
         }
     }
 
@@ -646,6 +723,9 @@ mod tests {
         let text = stdin["tool_response"].to_string();
         assert_eq!(sent["output"], text);
         assert_eq!(sent["output_sha256"], sha256_hex(text.as_bytes()));
+        let input_hash =
+            agp_contracts::canonical::sha256_of_value(&json!({"command": "echo hi"})).unwrap();
+        assert_eq!(sent["input_sha256"], input_hash);
     }
 
     #[test]
@@ -663,6 +743,30 @@ mod tests {
             "deny"
         );
         assert_eq!(h.join().unwrap()["id"], "perm:toolu_1");
+    }
+
+    #[test]
+    fn the_session_root_never_comes_from_the_events_cwd() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let project = dir.path().join("proj");
+        std::fs::create_dir_all(project.join(".git")).unwrap();
+        std::fs::create_dir_all(project.join("src/deep")).unwrap();
+        // A recorded project wins over any cwd, `/` included.
+        for cwd in [Some("/"), Some("/root"), None] {
+            assert_eq!(session_root(Some(&project), cwd, &run).unwrap(), project);
+        }
+        assert!(session_root(Some(Path::new("rel")), None, &run).is_err());
+        // User-wide installs: the repository around the cwd.
+        let deep = project.join("src/deep");
+        let got = session_root(None, deep.to_str(), &run).unwrap();
+        assert_eq!(got, project);
+        // Outside any repository (or a cwd of `/`, relative or missing): no project at all.
+        let none = run.join("no-project");
+        for cwd in [Some("/"), Some("relative"), None, dir.path().to_str()] {
+            assert_eq!(session_root(None, cwd, &run).unwrap(), none, "{cwd:?}");
+        }
+        assert!(none.is_dir() && std::fs::read_dir(&none).unwrap().next().is_none());
     }
 
     #[test]

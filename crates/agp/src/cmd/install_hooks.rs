@@ -50,9 +50,10 @@ fn user_home() -> Result<PathBuf> {
 
 /// Whether a hook entry is one agp installed (so a reinstall replaces it).
 fn is_agp_hook(h: &Value) -> bool {
-    h["command"]
-        .as_str()
-        .is_some_and(|c| c.contains(" hook --harness ") && c.ends_with(" --attach"))
+    h["command"].as_str().is_some_and(|c| {
+        c.contains(" hook --harness ")
+            && (c.ends_with(" --attach") || c.contains(" --attach --project "))
+    })
 }
 
 /// Adds agp's hooks to a Claude-format settings object, replacing earlier agp entries.
@@ -124,11 +125,20 @@ pub fn run(home: &Home, args: InstallHooksArgs) -> Result<Exit> {
         .and_then(std::fs::canonicalize)
         .context("cannot find agp's own executable")?;
     let home_dir = std::path::absolute(home.root()).context("agp home path")?;
-    let command = format!(
+    let mut command = format!(
         "{} --home {} hook --harness {harness} --attach",
         shell_quote(&exe.display().to_string()),
         shell_quote(&home_dir.display().to_string())
     );
+    // The project's root is recorded here, never taken from an event's cwd at run time.
+    if let Some(dir) = &args.project {
+        let root = std::fs::canonicalize(dir)
+            .with_context(|| format!("cannot resolve {}", dir.display()))?;
+        command.push_str(&format!(
+            " --project {}",
+            shell_quote(&root.display().to_string())
+        ));
+    }
     let existing = match std::fs::read_to_string(&file) {
         Ok(text) if text.trim().is_empty() => json!({}),
         Ok(text) => serde_json::from_str(&text)
@@ -245,6 +255,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(again, merged);
+        // An entry that records its project is agp's too.
+        let recorded = "NEW --home 'h' hook --harness claude-code --attach --project '/p'";
+        let replaced = merge(merged.clone(), recorded).unwrap();
+        let pre = replaced["hooks"]["PreToolUse"].as_array().unwrap();
+        assert_eq!(pre.len(), 2);
+        assert_eq!(pre[1]["hooks"][0]["command"], recorded);
     }
 
     #[test]

@@ -177,7 +177,7 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
     let (session, report) = outcome?;
     let report = report?;
 
-    summarize(&session, &report);
+    summarize(home, &session, &report);
     let verified = verify(&journal_dir, &verifier);
     let mismatches = report.mismatches().len();
     if report.failure().is_some() || mismatches > 0 || !verified {
@@ -216,7 +216,7 @@ fn drive(
     Ok(report)
 }
 
-fn summarize(session: &str, report: &RunReport) {
+fn summarize(home: &Home, session: &str, report: &RunReport) {
     let approved = report
         .calls
         .iter()
@@ -249,6 +249,12 @@ fn summarize(session: &str, report: &RunReport) {
             "agp: ✗ {} call(s) did not get the outcome the script expects",
             mismatches.len()
         );
+    }
+    // The integrity report and unlinked results, as journaled when the session ended.
+    if let Ok(entries) = crate::cmd::sessions::session_entries(home, session) {
+        for line in crate::cmd::sessions::flagged(&entries) {
+            println!("agp: {}", agp_channels::sanitize::escape(&line));
+        }
     }
 }
 
@@ -383,7 +389,7 @@ fn run_on_daemon(
     if let Err(e) = ended {
         eprintln!("agp: error: cannot end session {}: {e}", opened.session);
     }
-    summarize(&opened.session, &report);
+    summarize(home, &opened.session, &report);
     let verified = verify(
         &home.journal_dir(),
         &home.keys_dir().join(agp_journal::keys::VERIFIER_FILE),

@@ -328,6 +328,11 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
         "agp: session {session}: {} {outcome}; timeline: `agp sessions show {session}`; check the journal: `agp verify`",
         agent.name()
     );
+    if let Ok(entries) = crate::cmd::sessions::session_entries(home, &session) {
+        for line in crate::cmd::sessions::flagged(&entries) {
+            println!("agp: {}", agp_channels::sanitize::escape(&line));
+        }
+    }
     Ok(if code == 0 { Exit::Ok } else { Exit::Bad })
 }
 

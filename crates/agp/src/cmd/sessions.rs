@@ -149,11 +149,78 @@ fn describe(kind: &str, body: &Value) -> String {
             &s("output_sha256").get(..12).unwrap_or("")
         ),
         "gateway.rejected" => format!("{}: {}", s("code"), s("message")),
+        "tool_call.result_mismatch" => format!("{call} NOT LINKED: {}", s("reason")),
+        "session.integrity" => {
+            let findings = body
+                .pointer("/report/findings")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let complete = body.pointer("/report/complete") == Some(&Value::Bool(true));
+            format!(
+                "{findings} finding(s), {} by the session, {} not neutralized{}",
+                body.get("by_session").unwrap_or(&json!(0)),
+                body.get("not_neutralized").unwrap_or(&json!(0)),
+                if complete { "" } else { ", scan INCOMPLETE" }
+            )
+        }
         _ => String::new(),
     }
 }
 
-fn show(home: &Home, id: &str, json_out: bool) -> Result<Exit> {
+/// What a session's summary must flag, from its journal entries: the integrity report (each
+/// finding and what was done about it) and results not linked to their approved call.
+pub fn flagged(entries: &[Value]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for e in entries {
+        let body = &e["body"];
+        match e["kind"].as_str() {
+            Some("tool_call.result_mismatch") => lines.push(format!(
+                "✗ the result reported for {} ran with another input than the approved one;                  journaled as a mismatch, not linked to the call",
+                body["call_id"].as_str().unwrap_or("?")
+            )),
+            Some("session.integrity") => {
+                let report = &body["report"];
+                if report["complete"] != true {
+                    let why: Vec<&str> = report["incomplete"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    lines.push(format!(
+                        "✗ repository integrity scan incomplete: {}",
+                        why.join("; ")
+                    ));
+                }
+                for f in report["findings"].as_array().into_iter().flatten() {
+                    let done = match f["action"].as_str().unwrap_or("?") {
+                        "quarantined" => {
+                            format!("moved to {}", f["to"].as_str().unwrap_or("the quarantine"))
+                        }
+                        "kept" => "kept (already there when the session started)".into(),
+                        "reported" => "left in place: review it".into(),
+                        "bits_cleared" => "setuid/setgid bits cleared".into(),
+                        "capability_removed" => "file capabilities removed".into(),
+                        "removed" => format!("deleted ({})", f["why"].as_str().unwrap_or("")),
+                        "not_neutralized" => {
+                            format!("NOT NEUTRALIZED: {}", f["error"].as_str().unwrap_or(""))
+                        }
+                        other => other.to_owned(),
+                    };
+                    let mark = if f["origin"] == "pre_existing" { "!" } else { "✗" };
+                    lines.push(format!(
+                        "{mark} repository: {} — {}: {done}",
+                        f["path"].as_str().unwrap_or("?"),
+                        f["detail"].as_str().unwrap_or("")
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    lines
+}
+
+/// The journal entries of one session, in order.
+pub fn session_entries(home: &Home, id: &str) -> Result<Vec<Value>> {
     let path = home.journal_dir().join(agp_journal::ENTRIES_FILE);
     let file = std::fs::File::open(&path)
         .with_context(|| format!("cannot read the journal {}", path.display()))?;
@@ -169,6 +236,11 @@ fn show(home: &Home, id: &str, json_out: bool) -> Result<Exit> {
             events.push(entry);
         }
     }
+    Ok(events)
+}
+
+fn show(home: &Home, id: &str, json_out: bool) -> Result<Exit> {
+    let events = session_entries(home, id)?;
     if events.is_empty() {
         bail!("no journal entries for session {id:?} (list sessions with `agp sessions`)");
     }
@@ -199,8 +271,47 @@ fn show(home: &Home, id: &str, json_out: bool) -> Result<Exit> {
             describe(kind, &body)
         );
         if writeln!(out, "{}", agp_channels::sanitize::escape(&line)).is_err() {
+            return Ok(Exit::Ok);
+        }
+    }
+    for line in flagged(&events) {
+        if writeln!(out, "{}", agp_channels::sanitize::escape(&line)).is_err() {
             break;
         }
     }
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_flags_every_finding_an_incomplete_scan_and_unlinked_results() {
+        let entries = vec![
+            json!({"kind": "tool_call.result", "body": {"call_id": "c1"}}),
+            json!({"kind": "tool_call.result_mismatch", "body": {"call_id": "c2"}}),
+            json!({"kind": "session.integrity", "body": {"report": {
+                "complete": false, "incomplete": ["scan stopped after 5 entries (limit)"],
+                "findings": [
+                    {"path": "p", "kind": "fifo", "detail": "a fifo", "origin": "new",
+                     "action": "quarantined", "to": "/h/quarantine/s/p"},
+                    {"path": "old", "kind": "fifo", "detail": "a fifo", "origin": "pre_existing",
+                     "action": "kept"},
+                    {"path": "x", "kind": "setuid", "detail": "setuid", "origin": "new",
+                     "action": "not_neutralized", "error": "EPERM"}]}}}),
+        ];
+        let lines = flagged(&entries);
+        assert_eq!(lines.len(), 5, "{lines:#?}");
+        assert!(lines[0].contains("c2") && lines[0].contains("not linked"));
+        assert!(lines[1].contains("incomplete") && lines[1].contains("5 entries"));
+        assert!(lines[2].starts_with('✗') && lines[2].contains("moved to /h/quarantine/s/p"));
+        assert!(lines[3].starts_with('!') && lines[3].contains("kept"));
+        assert!(lines[4].contains("NOT NEUTRALIZED: EPERM"));
+        let shown = describe("session.integrity", &entries[2]["body"]);
+        assert!(
+            shown.contains("3 finding(s)") && shown.contains("INCOMPLETE"),
+            "{shown}"
+        );
+    }
 }
