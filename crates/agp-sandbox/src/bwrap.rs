@@ -363,7 +363,7 @@ impl SandboxProvider for BubblewrapProvider {
         ];
         if root {
             caveats.push(
-                "agp runs as root: the sandboxed process keeps kernel uid 0 without any capability, so files visible inside and owned by root are accessible per their owner bits (only system directories, read-only, and the repository are visible)".to_string(),
+                "agp runs as root: the sandboxed process keeps kernel uid 0 without any capability, so files visible inside and owned by root are accessible per their owner bits (only system directories, read-only, and the repository are visible); seccomp refuses setuid/setgid modes and device nodes, and file capabilities need a dropped capability, so no privilege is carried out in files".to_string(),
             );
         }
         caveats.push(if self.cgroups_available() {

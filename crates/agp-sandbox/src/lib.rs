@@ -2,7 +2,8 @@
 //!
 //! - [`BubblewrapProvider`]: every command runs in fresh user, pid, ipc, uts, net (no network)
 //!   and mount namespaces built by `bwrap`, with all capabilities dropped, no_new_privs and a
-//!   seccomp denylist, system directories read-only, only the repository writable (minus
+//!   seccomp denylist (which also refuses setuid/setgid modes and device nodes, see
+//!   `seccomp`), system directories read-only, only the repository writable (minus
 //!   `.git/hooks` and `.git/config`), a tmpfs HOME and `/tmp`, a cleared environment, no
 //!   inherited descriptors, and resource limits (setrlimit; a per-session pids cgroup where
 //!   one can be made). The preflight (`SandboxProvider::preflight`, or
