@@ -112,10 +112,10 @@ const UNINSPECTABLE: &[libc::c_long] = &[
     libc::SYS_io_uring_register,
 ];
 
-const S_ISUID_GID: u32 = (libc::S_ISUID | libc::S_ISGID) as u32;
-const S_IFMT: u32 = libc::S_IFMT as u32;
-const S_IFCHR: u32 = libc::S_IFCHR as u32;
-const S_IFBLK: u32 = libc::S_IFBLK as u32;
+const S_ISUID_GID: u32 = libc::S_ISUID | libc::S_ISGID;
+const S_IFMT: u32 = libc::S_IFMT;
+const S_IFCHR: u32 = libc::S_IFCHR;
+const S_IFBLK: u32 = libc::S_IFBLK;
 /// `__O_TMPFILE` (O_TMPFILE without O_DIRECTORY).
 const O_TMPFILE_BIT: u32 = (libc::O_TMPFILE & !libc::O_DIRECTORY) as u32;
 const O_CREATES: u32 = libc::O_CREAT as u32 | O_TMPFILE_BIT;
