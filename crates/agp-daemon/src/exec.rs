@@ -356,6 +356,7 @@ mod tests {
                 timed_out: false,
                 duration_ms: 0,
                 truncated: false,
+                ..Default::default()
             })
         }
         fn preflight(&self) -> Result<PreflightReport, SandboxError> {

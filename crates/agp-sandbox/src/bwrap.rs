@@ -129,7 +129,7 @@ impl BubblewrapProvider {
         argv: &[String],
         cwd: &Path,
     ) -> Result<Command, SandboxError> {
-        self.sandboxed(session, None, argv, cwd)
+        self.sandboxed(session, None, argv, cwd).map(|(cmd, _)| cmd)
     }
 
     pub(crate) fn sandboxed(
@@ -138,7 +138,7 @@ impl BubblewrapProvider {
         status_fd: Option<RawFd>,
         argv: &[String],
         cwd: &Path,
-    ) -> Result<Command, SandboxError> {
+    ) -> Result<(Command, gitguard::Snapshot), SandboxError> {
         if argv.is_empty() || argv[0].is_empty() {
             return Err(SandboxError::Refused("empty command".into()));
         }
@@ -162,7 +162,7 @@ impl BubblewrapProvider {
             inherit.owned.push(fd);
         }
         cmd.args(&session.layout.mid);
-        gitguard::protect(&session.repo, &mut cmd, &mut inherit)?;
+        let snapshot = gitguard::protect(&session.repo, &mut cmd, &mut inherit)?;
         cmd.args(&session.layout.tail);
         if let Some(fd) = status_fd {
             cmd.arg("--json-status-fd").arg(fd.to_string());
@@ -184,7 +184,7 @@ impl BubblewrapProvider {
             inherit,
             session.pids.as_ref().map(|c| c.procs_fd()),
         );
-        Ok(cmd)
+        Ok((cmd, snapshot))
     }
 
     /// Run the preflight and return the full report, whether it passed or not (for
@@ -202,7 +202,7 @@ impl BubblewrapProvider {
         request: &ExecRequest,
     ) -> Result<(ExecOutput, Vec<serde_json::Value>), SandboxError> {
         let (read_end, write_end) = status_pipe()?;
-        let cmd = self.sandboxed(
+        let (cmd, snapshot) = self.sandboxed(
             session,
             Some(write_end.as_raw_fd()),
             &request.argv,
@@ -216,6 +216,9 @@ impl BubblewrapProvider {
             false,
         );
         drop(write_end);
+        // Every process of the command is gone (its pid namespace died with bwrap), so
+        // nothing can race the check.
+        let git_metadata_removed = gitguard::scrub(&snapshot);
         let captured = result?;
         let status = read_status(read_end);
         let exit_from_status = status
@@ -246,6 +249,8 @@ impl BubblewrapProvider {
                 timed_out: captured.timed_out,
                 duration_ms: captured.duration.as_millis() as u64,
                 truncated: captured.truncated,
+                git_metadata_removed,
+                ..Default::default()
             },
             status,
         ))
@@ -359,7 +364,7 @@ impl SandboxProvider for BubblewrapProvider {
             "max_cpu_seconds is RLIMIT_CPU: per process, not per session".to_string(),
             "max_memory_bytes is RLIMIT_AS per process; the tmpfs HOME and /tmp are each capped at the same size".to_string(),
             "extra read-only and read-write binds expose exactly what they name".to_string(),
-            "the repository is writable except .git/hooks and .git/config, and .git cannot be renamed away (code git would run on the host); a .git planted in a subdirectory and other files a host tool may execute later (Makefile, .envrc, editor tasks, package scripts) are not protected".to_string(),
+            "the repository is writable, but its git directory only for what committing needs (objects, refs, logs, index, HEAD and the usual state files): existing config, hooks, info, worktrees, modules, alternates and the like are read-only, and metadata a command creates or replaces there (commondir, config.worktree, alternates, rebase/cherry-pick state) is removed after the command and reported; a long-running command (the agent CLI) gets the read-only half only; a .git planted in a subdirectory and other files a host tool may execute later (Makefile, .envrc, editor tasks, package scripts, hooks under core.hooksPath inside the work tree) are not protected".to_string(),
         ];
         if root {
             caveats.push(

@@ -1,22 +1,178 @@
-//! Keep a sandboxed command from planting code that git would later run on the host, outside
-//! the sandbox: `.git/hooks` and `.git/config` (core.hooksPath, core.fsmonitor,
-//! core.sshCommand, ...) are mounted read-only, and `.git` itself is bound onto itself so it is
-//! a mount point, which cannot be renamed away and rebuilt.
+//! Repository metadata is not the agent's to change: git run on the host later must never run
+//! code the sandbox planted (a `core.fsmonitor` in a config, a hook, a `commondir` pointing
+//! at a doctored git directory, an `info/attributes` filter, object alternates).
 //!
-//! The sources are opened afresh for every command with `O_NOFOLLOW` from the repository
-//! directory and handed to bubblewrap as descriptors (`--bind-fd`, `--ro-bind-fd`): a path
-//! would be resolved again by bubblewrap, and a sandboxed command that swapped `.git/hooks` for
-//! a symlink to, say, the real HOME would get that mounted into a later sandbox.
+//! # Design
+//!
+//! Git writes its top-level files (`index`, `HEAD`, `packed-refs`, `ORIG_HEAD`, ...) by
+//! creating `NAME.lock` next to them and renaming it over the old file, so the git directory
+//! itself must stay writable for commits to work; and a mount cannot forbid one name in a
+//! writable directory while allowing another. So the guard has two halves:
+//!
+//! 1. Before each command, every entry that exists at the top of the git directory and is
+//!    not in the writable set below ([`WRITABLE_FILES`], [`WRITABLE_DIRS`]) is bound
+//!    read-only over itself, by descriptor: `config`, `hooks/`, `info/`, `description`,
+//!    `worktrees/`, `modules/` (the submodules' git directories, whole), `commondir`,
+//!    `config.worktree`, `shallow`, whatever else is there. A mount point can be neither
+//!    written, removed nor renamed over, so these cannot change. The same holds for
+//!    `objects/info/alternates` and `http-alternates` when they exist, and for the `.git`
+//!    directory itself (it cannot be renamed away) or, in a linked worktree or submodule
+//!    checkout, the `.git` file naming the git directory.
+//! 2. After each command, the provider compares the top of the git directory and
+//!    `objects/info` with what was there before, on the host: an entry that is new or was
+//!    replaced and is not writable state (a planted `commondir`, `config.worktree`, `hooks/`
+//!    where there was none, `objects/info/alternates`, a rebase or cherry-pick state
+//!    directory with `exec` lines a host `git rebase --continue` would run, a symlink in
+//!    place of a writable file) is removed and reported ([`scrub`]); a top-level symlink the
+//!    command replaced (they cannot be bound over) is put back. Nothing else of the sandbox
+//!    runs between the command's end and the check: every process died with its namespace.
+//!
+//! A top-level symlink (a shared `hooks -> ../githooks`, say) whose target lies inside the
+//! repository gets its target bound read-only, so the hooks it names stay the user's.
+//!
+//! Left to others: a `.git` created in a subdirectory (a nested repository) or at the root of
+//! a directory that was no repository, and `.git` files of submodule checkouts, are ordinary
+//! files of the writable tree; the end-of-session integrity scan reports and neutralizes
+//! them. A long-running command (`BubblewrapProvider::command`, the agent CLI itself) gets
+//! half 1 only; what it creates is left to that scan too.
 
-use std::ffi::CString;
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use agp_contracts::sandbox::SandboxError;
 
 use crate::limits::Inherit;
+
+/// Top-level files of a git directory that everyday work (commit, merge, stash, tag, gc,
+/// bisect) rewrites, each also as `NAME.lock`. Their content is data git never executes.
+const WRITABLE_FILES: &[&str] = &[
+    "HEAD",
+    "index",
+    "ORIG_HEAD",
+    "FETCH_HEAD",
+    "MERGE_HEAD",
+    "MERGE_MSG",
+    "MERGE_MODE",
+    "MERGE_RR",
+    "MERGE_AUTOSTASH",
+    "AUTO_MERGE",
+    "COMMIT_EDITMSG",
+    "TAG_EDITMSG",
+    "SQUASH_MSG",
+    "CHERRY_PICK_HEAD",
+    "REVERT_HEAD",
+    "REBASE_HEAD",
+    "BISECT_LOG",
+    "BISECT_START",
+    "BISECT_NAMES",
+    "BISECT_EXPECTED_REV",
+    "BISECT_ANCESTORS_OK",
+    "BISECT_TERMS",
+    "BISECT_FIRST_PARENT",
+    "BISECT_HEAD",
+    "BISECT_RUN",
+    "packed-refs",
+    "gc.pid",
+    "gc.log",
+];
+/// Prefixes of data files git keeps at the top (split index).
+const WRITABLE_PREFIXES: &[&str] = &["sharedindex."];
+/// Top-level directories holding data only: objects, refs, reflogs, rerere's resolutions.
+const WRITABLE_DIRS: &[&str] = &["objects", "refs", "logs", "rr-cache"];
+/// What may appear in `objects/info` (commit-graphs, the dumb-protocol pack list); never
+/// `alternates` or `http-alternates`, which point object lookup elsewhere.
+const OBJECTS_INFO_WRITABLE: &[&str] = &["commit-graph", "commit-graphs", "packs"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    File,
+    Dir,
+    Symlink(PathBuf),
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    dev: u64,
+    ino: u64,
+    kind: Kind,
+}
+
+/// One directory's entries as they were before a command.
+#[derive(Debug)]
+struct DirState {
+    path: PathBuf,
+    entries: HashMap<OsString, Entry>,
+    allowed: fn(&OsStr, &Kind) -> bool,
+}
+
+/// What the git metadata looked like before a command, for [`scrub`].
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    dirs: Vec<DirState>,
+}
+
+fn entry_of(path: &Path) -> Option<Entry> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let ft = meta.file_type();
+    let kind = if ft.is_symlink() {
+        Kind::Symlink(std::fs::read_link(path).ok()?)
+    } else if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_file() {
+        Kind::File
+    } else {
+        Kind::Other
+    };
+    Some(Entry {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        kind,
+    })
+}
+
+fn list(dir: &Path) -> HashMap<OsString, Entry> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return HashMap::new();
+    };
+    read.flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            entry_of(&dir.join(&name)).map(|en| (name, en))
+        })
+        .collect()
+}
+
+fn top_allowed(name: &OsStr, kind: &Kind) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    match kind {
+        Kind::File => {
+            let base = name.strip_suffix(".lock").unwrap_or(name);
+            WRITABLE_FILES.contains(&base) || WRITABLE_PREFIXES.iter().any(|p| name.starts_with(p))
+        }
+        Kind::Dir => WRITABLE_DIRS.contains(&name),
+        _ => false,
+    }
+}
+
+fn objects_info_allowed(name: &OsStr, kind: &Kind) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    let base = name.strip_suffix(".lock").unwrap_or(name);
+    match kind {
+        Kind::File => OBJECTS_INFO_WRITABLE.contains(&base),
+        Kind::Dir => base == "commit-graphs",
+        _ => false,
+    }
+}
 
 fn open_at(dir: Option<&OwnedFd>, path: &Path, directory: bool) -> Option<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes()).ok()?;
@@ -31,47 +187,266 @@ fn open_at(dir: Option<&OwnedFd>, path: &Path, directory: bool) -> Option<OwnedF
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn is_regular(fd: &OwnedFd) -> bool {
-    // SAFETY: fstat writes into a zeroed struct we own.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0)
-        && st.st_mode & libc::S_IFMT == libc::S_IFREG
+fn ro_bind(cmd: &mut Command, inherit: &mut Inherit, fd: OwnedFd, dest: &Path) {
+    cmd.arg("--ro-bind-fd")
+        .arg(fd.as_raw_fd().to_string())
+        .arg(dest);
+    inherit.owned.push(fd);
 }
 
-/// Add the protections for `repo` (canonical) to a bwrap command. A repository without a
-/// `.git` directory (or whose `.git` is a file or symlink) gets none.
+/// The path a `/proc/self/fd/N` magic link names (the descriptor's real host path).
+fn fd_path(fd: &OwnedFd) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
+}
+
+/// Add the protections for `repo` (canonical) to a bwrap command, and return what the
+/// metadata looked like, for [`scrub`] after the command.
 pub(crate) fn protect(
     repo: &Path,
     cmd: &mut Command,
     inherit: &mut Inherit,
-) -> Result<(), SandboxError> {
+) -> Result<Snapshot, SandboxError> {
     let repo_fd = open_at(None, repo, true).ok_or_else(|| {
         SandboxError::Refused(format!(
             "repository {} is no longer accessible",
             repo.display()
         ))
     })?;
-    let Some(git) = open_at(Some(&repo_fd), Path::new(".git"), true) else {
-        return Ok(());
-    };
-    let git_dest = repo.join(".git");
-    let hooks = open_at(Some(&git), Path::new("hooks"), true);
-    let config = open_at(Some(&git), Path::new("config"), false).filter(is_regular);
-    cmd.arg("--bind-fd")
-        .arg(git.as_raw_fd().to_string())
-        .arg(&git_dest);
-    inherit.owned.push(git);
-    if let Some(fd) = hooks {
-        cmd.arg("--ro-bind-fd")
-            .arg(fd.as_raw_fd().to_string())
-            .arg(git_dest.join("hooks"));
-        inherit.owned.push(fd);
+    let mut snapshot = Snapshot::default();
+    let dot_git = repo.join(".git");
+    match entry_of(&dot_git).map(|e| e.kind) {
+        Some(Kind::Dir) => {
+            if let Some(git) = open_at(Some(&repo_fd), Path::new(".git"), true) {
+                // Bound over itself, so it cannot be renamed away for a doctored one.
+                cmd.arg("--bind-fd")
+                    .arg(git.as_raw_fd().to_string())
+                    .arg(&dot_git);
+                guard_git_dir(&git, &dot_git, repo, cmd, inherit, &mut snapshot);
+                inherit.owned.push(git);
+            }
+        }
+        Some(Kind::File) => {
+            // A linked worktree or submodule checkout: the file names the git directory.
+            if let Some(file) = open_at(Some(&repo_fd), Path::new(".git"), false) {
+                ro_bind(cmd, inherit, file, &dot_git);
+            }
+            if let Some(target) = gitdir_target(&dot_git) {
+                if target.starts_with(repo) && target != repo {
+                    if let Some(git) = open_at(None, &target, true) {
+                        guard_git_dir(&git, &target, repo, cmd, inherit, &mut snapshot);
+                        inherit.owned.push(git);
+                    }
+                }
+            }
+        }
+        Some(Kind::Symlink(_)) => {
+            // A symlink cannot be bound over: put it back after the command if replaced,
+            // and guard the directory it names when that lies inside the repository.
+            snapshot.dirs.push(DirState {
+                path: repo.to_path_buf(),
+                entries: [(
+                    OsString::from(".git"),
+                    entry_of(&dot_git).expect("just seen"),
+                )]
+                .into_iter()
+                .collect(),
+                allowed: |_, _| true,
+            });
+            if let Ok(target) = std::fs::canonicalize(&dot_git) {
+                if target.starts_with(repo) && target != repo && target.is_dir() {
+                    if let Some(git) = open_at(None, &target, true) {
+                        guard_git_dir(&git, &target, repo, cmd, inherit, &mut snapshot);
+                        inherit.owned.push(git);
+                    }
+                }
+            }
+        }
+        _ => {}
     }
-    if let Some(fd) = config {
-        cmd.arg("--ro-bind-fd")
-            .arg(fd.as_raw_fd().to_string())
-            .arg(git_dest.join("config"));
-        inherit.owned.push(fd);
+    Ok(snapshot)
+}
+
+/// The directory a `gitdir: PATH` file names, canonical.
+fn gitdir_target(file: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let rel = text.lines().next()?.strip_prefix("gitdir:")?.trim();
+    let path = file.parent()?.join(rel);
+    std::fs::canonicalize(path).ok()
+}
+
+fn guard_git_dir(
+    git: &OwnedFd,
+    dest: &Path,
+    repo: &Path,
+    cmd: &mut Command,
+    inherit: &mut Inherit,
+    snapshot: &mut Snapshot,
+) {
+    let Some(host) = fd_path(git) else { return };
+    let entries = list(&host);
+    for (name, entry) in &entries {
+        if top_allowed(name, &entry.kind) {
+            continue;
+        }
+        match &entry.kind {
+            Kind::Symlink(_) => {
+                if let Ok(target) = std::fs::canonicalize(host.join(name)) {
+                    if target.starts_with(repo) && target != repo {
+                        let is_dir = target.is_dir();
+                        if let Some(fd) = open_at(None, &target, is_dir) {
+                            ro_bind(cmd, inherit, fd, &target);
+                        }
+                    }
+                }
+            }
+            kind => {
+                if let Some(fd) = open_at(Some(git), Path::new(name), *kind == Kind::Dir) {
+                    ro_bind(cmd, inherit, fd, &dest.join(name));
+                }
+            }
+        }
     }
-    Ok(())
+    let info = host.join("objects/info");
+    let info_entries = list(&info);
+    for (name, entry) in &info_entries {
+        if objects_info_allowed(name, &entry.kind) || matches!(entry.kind, Kind::Symlink(_)) {
+            continue;
+        }
+        let rel = Path::new("objects/info").join(name);
+        if let Some(fd) = open_at(Some(git), &rel, entry.kind == Kind::Dir) {
+            ro_bind(cmd, inherit, fd, &dest.join(&rel));
+        }
+    }
+    snapshot.dirs.push(DirState {
+        path: host,
+        entries,
+        allowed: top_allowed,
+    });
+    snapshot.dirs.push(DirState {
+        path: info,
+        entries: info_entries,
+        allowed: objects_info_allowed,
+    });
+}
+
+fn describe(kind: &Kind) -> String {
+    match kind {
+        Kind::File => "file".into(),
+        Kind::Dir => "directory".into(),
+        Kind::Symlink(t) => format!("symlink to {}", t.display()),
+        Kind::Other => "special file".into(),
+    }
+}
+
+/// After a command: remove what it created or replaced in the git metadata that is not
+/// writable state, put back symlinks it replaced, and say what was done (`path (what)`).
+pub(crate) fn scrub(snapshot: &Snapshot) -> Vec<String> {
+    let mut report = Vec::new();
+    for dir in &snapshot.dirs {
+        let now = list(&dir.path);
+        for (name, entry) in &now {
+            let before = dir.entries.get(name);
+            if before == Some(entry) || (dir.allowed)(name, &entry.kind) {
+                continue;
+            }
+            let path = dir.path.join(name);
+            let removed = if entry.kind == Kind::Dir {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            let what = if before.is_some() { "replaced" } else { "new" };
+            report.push(match removed {
+                Ok(()) => format!(
+                    "{} (removed: {what} {})",
+                    path.display(),
+                    describe(&entry.kind)
+                ),
+                Err(e) => format!(
+                    "{} (COULD NOT BE REMOVED: {what} {}: {e})",
+                    path.display(),
+                    describe(&entry.kind)
+                ),
+            });
+        }
+        for (name, before) in &dir.entries {
+            let Kind::Symlink(target) = &before.kind else {
+                continue;
+            };
+            let path = dir.path.join(name);
+            if entry_of(&path).as_ref() == Some(before) {
+                continue;
+            }
+            match entry_of(&path).map(|e| e.kind) {
+                Some(Kind::Dir) => {
+                    let _ = std::fs::remove_dir_all(&path);
+                }
+                Some(_) => {
+                    let _ = std::fs::remove_file(&path);
+                }
+                None => {}
+            }
+            match std::os::unix::fs::symlink(target, &path) {
+                Ok(()) => report.push(format!(
+                    "{} (restored: symlink to {})",
+                    path.display(),
+                    target.display()
+                )),
+                Err(e) => report.push(format!(
+                    "{} (COULD NOT BE RESTORED as symlink to {}: {e})",
+                    path.display(),
+                    target.display()
+                )),
+            }
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writable_state_is_data_only() {
+        for (name, kind) in [
+            ("index", Kind::File),
+            ("index.lock", Kind::File),
+            ("HEAD", Kind::File),
+            ("packed-refs.lock", Kind::File),
+            ("sharedindex.0123", Kind::File),
+            ("refs", Kind::Dir),
+            ("objects", Kind::Dir),
+        ] {
+            assert!(top_allowed(OsStr::new(name), &kind), "{name}");
+        }
+        for (name, kind) in [
+            ("config", Kind::File),
+            ("config.lock", Kind::File),
+            ("config.worktree", Kind::File),
+            ("commondir", Kind::File),
+            ("gitdir", Kind::File),
+            ("hooks", Kind::Dir),
+            ("info", Kind::Dir),
+            ("modules", Kind::Dir),
+            ("worktrees", Kind::Dir),
+            ("rebase-merge", Kind::Dir),
+            ("sequencer", Kind::Dir),
+            ("index", Kind::Dir),
+            ("HEAD", Kind::Symlink("/etc/passwd".into())),
+            ("refs", Kind::Symlink("/".into())),
+            ("objects", Kind::File),
+        ] {
+            assert!(!top_allowed(OsStr::new(name), &kind), "{name} {kind:?}");
+        }
+        assert!(objects_info_allowed(
+            OsStr::new("commit-graph"),
+            &Kind::File
+        ));
+        assert!(!objects_info_allowed(OsStr::new("alternates"), &Kind::File));
+        assert!(!objects_info_allowed(
+            OsStr::new("http-alternates"),
+            &Kind::File
+        ));
+    }
 }

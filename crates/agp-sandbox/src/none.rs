@@ -93,6 +93,7 @@ impl SandboxProvider for NoSandbox {
                     timed_out: false,
                     duration_ms: 0,
                     truncated: false,
+                    ..Default::default()
                 })
             }
             Err(e) => return Err(e),
@@ -105,6 +106,7 @@ impl SandboxProvider for NoSandbox {
             timed_out: captured.timed_out,
             duration_ms: captured.duration.as_millis() as u64,
             truncated: captured.truncated,
+            ..Default::default()
         })
     }
 

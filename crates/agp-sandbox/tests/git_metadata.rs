@@ -1,0 +1,239 @@
+//! Repository metadata is not the agent's to change: everyday git works inside the sandbox,
+//! and nothing planted in the git directory makes host git run code afterwards. Real
+//! bubblewrap, real git on both sides; a planted command would create a marker file on the
+//! host.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn host_git(repo: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("git")
+        .args(["-c", "user.email=host@x", "-c", "user.name=host"])
+        .args(args)
+        .current_dir(repo)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .output()
+        .unwrap()
+}
+
+fn repo_fixture() -> Fixture {
+    let fx = Fixture::new();
+    assert!(host_git(&fx.repo, &["init", "-q", "-b", "main"])
+        .status
+        .success());
+    std::fs::write(fx.repo.join("a.txt"), "one\n").unwrap();
+    assert!(host_git(&fx.repo, &["add", "a.txt"]).status.success());
+    assert!(host_git(&fx.repo, &["commit", "-qm", "first"])
+        .status
+        .success());
+    fx
+}
+
+const GIT: &str = "git -c user.email=a@b -c user.name=agent";
+
+#[test]
+fn everyday_git_works_inside() {
+    let fx = repo_fixture();
+    let out = fx.sh(&format!(
+        "set -e; export LC_ALL=C; g() {{ {GIT} \"$@\"; }}\n\
+         echo two >> a.txt; g add a.txt; g commit -qm second; echo COMMIT\n\
+         g checkout -qb feature; echo f > f.txt; g add f.txt; g commit -qm feat; echo BRANCH\n\
+         echo dirty >> a.txt; g stash -q; g stash pop -q; g checkout -q a.txt; echo STASH\n\
+         g checkout -q main; echo m > m.txt; g add m.txt; g commit -qm onmain\n\
+         g merge -q --no-edit feature; echo MERGE\n\
+         g tag -a v1 -m v1; g tag light; echo TAG\n\
+         g checkout -qb topic HEAD~1; echo t > t.txt; g add t.txt; g commit -qm topic\n\
+         g rebase -q main; echo REBASE\n\
+         g checkout -qb pickme main; echo p > p.txt; g add p.txt; g commit -qm pick\n\
+         g checkout -q topic; g cherry-pick -x pickme >/dev/null; echo PICK\n\
+         g commit -q --amend -m topic2; g reset -q --hard HEAD; echo AMEND\n\
+         g gc -q; echo GC\n\
+         g pack-refs --all; g reflog expire --all; echo REFS\n\
+         g status --porcelain; g log --oneline | wc -l",
+    ));
+    let s = stdout(&out);
+    assert_eq!(out.exit_code, Some(0), "{s}\n{}", stderr(&out));
+    for step in [
+        "COMMIT", "BRANCH", "STASH", "MERGE", "TAG", "REBASE", "PICK", "AMEND", "GC", "REFS",
+    ] {
+        assert!(s.contains(step), "{step} missing: {s}\n{}", stderr(&out));
+    }
+    assert!(
+        out.git_metadata_removed.is_empty(),
+        "{:?}",
+        out.git_metadata_removed
+    );
+    // The host sees a sound repository with the agent's history.
+    let fsck = host_git(&fx.repo, &["fsck", "--no-progress"]);
+    assert!(fsck.status.success(), "{fsck:?}");
+    let log = host_git(&fx.repo, &["log", "--oneline", "main"]);
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(log.contains("onmain") && log.contains("feat"), "{log}");
+    let tags = host_git(&fx.repo, &["tag"]);
+    assert_eq!(String::from_utf8_lossy(&tags.stdout), "light\nv1\n");
+}
+
+#[test]
+fn planted_metadata_never_runs_on_the_host() {
+    let fx = repo_fixture();
+    let marker = fx.outside.join("pwned");
+    let m = marker.display();
+    let planted_hook = format!("#!/bin/sh\ntouch {m}\n");
+    std::fs::write(fx.outside.join("hook"), &planted_hook).unwrap();
+    let out = fx.sh(&format!(
+        "export LC_ALL=C\n\
+         # commondir to a doctored copy whose config runs a command (the reported attack)\n\
+         cp -r .git evilgit && printf '[core]\\n\\trepositoryformatversion = 0\\n\\tfsmonitor = touch {m}\\n' > evilgit/config && echo COPIED\n\
+         echo ../evilgit > .git/commondir && echo COMMONDIR\n\
+         printf '[core]\\n\\tfsmonitor = touch {m}\\n' > .git/config.worktree && echo CONFIG-WORKTREE\n\
+         printf '[core]\\n\\tfsmonitor = touch {m}\\n' >> .git/config && echo CONFIG\n\
+         mv .git/config .git/config.old && echo CONFIG-MOVED\n\
+         printf '#!/bin/sh\\ntouch {m}\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit && echo HOOK\n\
+         mv .git/hooks .git/hooks.old && echo HOOKS-MOVED\n\
+         mkdir -p .git/info && echo '* filter=evil' >> .git/info/attributes && echo ATTRIBUTES\n\
+         echo \"$PWD/evilgit/objects\" > .git/objects/info/alternates && echo ALTERNATES\n\
+         mkdir -p .git/worktrees/x && echo ../evilgit > .git/worktrees/x/commondir && echo WORKTREES\n\
+         mkdir -p .git/modules/sub && echo MODULES\n\
+         mkdir -p .git/rebase-merge && echo 'exec touch {m}' > .git/rebase-merge/git-rebase-todo && echo REBASE-STATE\n\
+         rm -f .git/ORIG_HEAD; ln -s /etc/passwd .git/ORIG_HEAD && echo SYMLINK\n\
+         rm -f .git/description && echo DESCRIPTION-GONE\n\
+         true",
+    ));
+    let s = stdout(&out);
+    let dump = format!(
+        "stdout:\n{s}\nstderr:\n{}\nremoved: {:#?}",
+        stderr(&out),
+        out.git_metadata_removed
+    );
+    // Existing metadata cannot even be changed inside.
+    for held in [
+        "CONFIG\n",
+        "CONFIG-MOVED",
+        "HOOK\n",
+        "HOOKS-MOVED",
+        "ATTRIBUTES",
+        "DESCRIPTION-GONE",
+    ] {
+        assert!(!s.contains(held), "{held} went through: {dump}");
+    }
+    // New metadata could be written inside, but was removed on the way out.
+    for name in [
+        "commondir",
+        "config.worktree",
+        "objects/info/alternates",
+        "worktrees",
+        "modules",
+        "rebase-merge",
+        "ORIG_HEAD",
+    ] {
+        let path = fx.repo.join(".git").join(name);
+        assert!(
+            std::fs::symlink_metadata(&path).is_err(),
+            "{name} survived: {dump}"
+        );
+        assert!(
+            out.git_metadata_removed
+                .iter()
+                .any(|r| r.starts_with(&path.display().to_string())),
+            "{name} not reported: {dump}"
+        );
+    }
+    // Host git, everyday commands: nothing planted runs.
+    std::fs::write(fx.repo.join("a.txt"), "host edit\n").unwrap();
+    for args in [
+        &["status"][..],
+        &["diff"],
+        &["add", "a.txt"],
+        &["commit", "-qm", "host commit"],
+        &["log", "-p", "-1"],
+        &["checkout", "-q", "-b", "other"],
+        &["rebase", "--continue"],
+    ] {
+        let _ = host_git(&fx.repo, args);
+        assert!(
+            !marker.exists(),
+            "host `git {args:?}` ran planted code: {dump}"
+        );
+    }
+    let log = host_git(&fx.repo, &["log", "--oneline"]);
+    assert!(String::from_utf8_lossy(&log.stdout).contains("host commit"));
+}
+
+#[test]
+fn a_shared_hooks_symlink_and_its_target_stay_the_users() {
+    let fx = repo_fixture();
+    let marker = fx.outside.join("pwned");
+    let m = marker.display();
+    std::fs::create_dir(fx.repo.join("githooks")).unwrap();
+    std::fs::write(fx.repo.join("githooks/README"), "team hooks\n").unwrap();
+    std::fs::remove_dir_all(fx.repo.join(".git/hooks")).unwrap();
+    std::os::unix::fs::symlink("../githooks", fx.repo.join(".git/hooks")).unwrap();
+    let out = fx.sh(&format!(
+        "printf '#!/bin/sh\\ntouch {m}\\n' > githooks/pre-commit && chmod +x githooks/pre-commit && echo VIA-TARGET\n\
+         rm .git/hooks && mkdir .git/hooks && printf '#!/bin/sh\\ntouch {m}\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit && echo REPLACED\n\
+         true"
+    ));
+    let s = stdout(&out);
+    assert!(!s.contains("VIA-TARGET"), "{s}");
+    assert_eq!(
+        std::fs::read_link(fx.repo.join(".git/hooks")).unwrap(),
+        Path::new("../githooks"),
+        "{:?}",
+        out.git_metadata_removed
+    );
+    std::fs::write(fx.repo.join("a.txt"), "host edit\n").unwrap();
+    let _ = host_git(&fx.repo, &["commit", "-qam", "host"]);
+    assert!(!marker.exists(), "a planted hook ran: {s}");
+}
+
+#[test]
+fn a_gitdir_file_cannot_be_repointed() {
+    // A linked worktree: `.git` is a file naming the git directory outside the repository.
+    let fx = Fixture::new();
+    let main = fx.outside.join("main");
+    std::fs::create_dir(&main).unwrap();
+    assert!(host_git(&main, &["init", "-q", "-b", "main"])
+        .status
+        .success());
+    assert!(
+        host_git(&main, &["commit", "-q", "--allow-empty", "-m", "x"])
+            .status
+            .success()
+    );
+    let wt = fx.repo.join("wt");
+    // The fixture's repo is the sandbox root; make the worktree the repo itself.
+    std::fs::remove_dir(&fx.repo).unwrap();
+    let added = host_git(
+        &main,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            fx.repo.to_str().unwrap(),
+            "-b",
+            "wt",
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let _ = wt;
+    let before = std::fs::read_to_string(fx.repo.join(".git")).unwrap();
+    let marker = fx.outside.join("pwned");
+    let out = fx.sh(&format!(
+        "mkdir evil && cd evil && git init -q && git config core.fsmonitor 'touch {}' && cd .. && \
+         echo 'gitdir: evil/.git' > .git && echo REPOINTED; rm -f .git && echo REMOVED; true",
+        marker.display()
+    ));
+    let s = stdout(&out);
+    assert!(!s.contains("REPOINTED") && !s.contains("REMOVED"), "{s}");
+    assert_eq!(
+        std::fs::read_to_string(fx.repo.join(".git")).unwrap(),
+        before
+    );
+    let _ = host_git(&fx.repo, &["status"]);
+    assert!(!marker.exists());
+}
