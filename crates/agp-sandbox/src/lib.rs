@@ -18,6 +18,7 @@ mod bwrap;
 mod cgroup;
 mod env;
 mod gitguard;
+mod growth;
 mod layout;
 mod limits;
 mod none;

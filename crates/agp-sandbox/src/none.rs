@@ -76,7 +76,12 @@ impl SandboxProvider for NoSandbox {
             .current_dir(&request.cwd)
             .env_clear()
             .envs(session.env.iter().map(|(k, v)| (k, v)));
-        limits::install(&mut cmd, &session.limits, limits::Inherit::default(), None);
+        limits::install(
+            &mut cmd,
+            &session.limits,
+            limits::Inherit::default(),
+            Vec::new(),
+        );
         let captured = match run::run(
             cmd,
             request.stdin.as_deref(),
