@@ -26,6 +26,20 @@ pub fn install_hint(looked_at: &str) -> String {
     )
 }
 
+/// The git metadata as it was before a long-running command (see
+/// [`BubblewrapProvider::command_guarded`]).
+#[derive(Debug)]
+pub struct GitMetadataGuard(gitguard::Snapshot);
+
+impl GitMetadataGuard {
+    /// Remove what was created or replaced in the git metadata since the command started and
+    /// is not commit state; `path (what)` for each. Run it after the command has exited:
+    /// while it runs, it could write again.
+    pub fn scrub(&self) -> Vec<String> {
+        gitguard::scrub(&self.0)
+    }
+}
+
 /// Runs commands in per-call bubblewrap sandboxes built from a session's spec.
 #[derive(Debug, Clone)]
 pub struct BubblewrapProvider {
@@ -139,6 +153,20 @@ impl BubblewrapProvider {
         cwd: &Path,
     ) -> Result<Command, SandboxError> {
         self.sandboxed(session, None, argv, cwd).map(|(cmd, _)| cmd)
+    }
+
+    /// [`Self::command`], plus the second half of the git metadata guard: call
+    /// [`GitMetadataGuard::scrub`] once the process has exited (the session's end, for an
+    /// agent CLI) to remove the metadata it created in the git directory, and journal what
+    /// it returns.
+    pub fn command_guarded(
+        &self,
+        session: &BubblewrapSession,
+        argv: &[String],
+        cwd: &Path,
+    ) -> Result<(Command, GitMetadataGuard), SandboxError> {
+        self.sandboxed(session, None, argv, cwd)
+            .map(|(cmd, snapshot)| (cmd, GitMetadataGuard(snapshot)))
     }
 
     pub(crate) fn sandboxed(

@@ -28,13 +28,34 @@
 //!    runs between the command's end and the check: every process died with its namespace.
 //!
 //! A top-level symlink (a shared `hooks -> ../githooks`, say) whose target lies inside the
-//! repository gets its target bound read-only, so the hooks it names stay the user's.
+//! repository gets its target bound read-only, so the hooks it names stay the user's; so do
+//! hooks that are symlinks into the work tree, and a `core.hooksPath` directory inside the
+//! work tree (husky's `.husky`), as git on the host resolves it.
 //!
-//! Left to others: a `.git` created in a subdirectory (a nested repository) or at the root of
-//! a directory that was no repository, and `.git` files of submodule checkouts, are ordinary
-//! files of the writable tree; the end-of-session integrity scan reports and neutralizes
-//! them. A long-running command (`BubblewrapProvider::command`, the agent CLI itself) gets
-//! half 1 only; what it creates is left to that scan too.
+//! A repository the command creates where there was none (`git init`) keeps its objects, refs
+//! and HEAD, but not its config, hooks or info: the same rule as for an existing one. A `.git`
+//! file or symlink created where there was none (a pointer to a doctored git directory) is
+//! removed.
+//!
+//! Measured with git 2.47 inside the sandbox (tests/git_metadata.rs): add, commit, amend,
+//! checkout -b, stash/stash pop, merge, tag (light and annotated), rebase, cherry-pick, reset,
+//! gc, pack-refs and reflog expire all work and leave nothing to remove. What does not: `git
+//! config` (the config is read-only; use `-c`), `git worktree add`, `git sparse-checkout`,
+//! writes inside submodules (their git directories under `modules/` are read-only whole), and
+//! a rebase, am or cherry-pick stopped on a conflict cannot be continued by a later command
+//! (its state directory is removed, since its todo list can hold `exec` lines a host
+//! `git rebase --continue` would run).
+//!
+//! Left to others: a `.git` created in a subdirectory (a nested repository) and `.git` files
+//! of submodule checkouts are ordinary files of the writable tree; the end-of-session
+//! integrity scan reports and neutralizes them. Hooks that are scripts running other files of
+//! the work tree (a pre-commit framework config, `npm test`) execute what the agent may have
+//! changed, like a Makefile does. A long-running command ([`BubblewrapProvider::command`], the
+//! agent CLI) gets half 1; half 2 runs when its owner calls
+//! [`crate::GitMetadataGuard::scrub`] (from [`BubblewrapProvider::command_guarded`]).
+//!
+//! [`BubblewrapProvider::command`]: crate::BubblewrapProvider::command
+//! [`BubblewrapProvider::command_guarded`]: crate::BubblewrapProvider::command_guarded
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
@@ -115,6 +136,8 @@ struct DirState {
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
     dirs: Vec<DirState>,
+    /// The repository had no `.git` before the command: one created by it keeps only data.
+    fresh_git: Option<PathBuf>,
 }
 
 fn entry_of(path: &Path) -> Option<Entry> {
@@ -261,9 +284,80 @@ pub(crate) fn protect(
                 }
             }
         }
-        _ => {}
+        Some(Kind::Other) => {}
+        None => snapshot.fresh_git = Some(dot_git),
     }
+    protect_hooks_path(repo, cmd, inherit);
     Ok(snapshot)
+}
+
+/// Hooks git runs from inside the work tree (`core.hooksPath = .husky` and the like) are as
+/// much the user's as `.git/hooks`: bound read-only. Asking git costs a process, so only
+/// when a config file git reads mentions hooksPath or an include.
+fn protect_hooks_path(repo: &Path, cmd: &mut Command, inherit: &mut Inherit) {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".config")));
+    let mut files = vec![repo.join(".git/config"), PathBuf::from("/etc/gitconfig")];
+    files.extend(home.map(|h| h.join(".gitconfig")));
+    files.extend(xdg.map(|x| x.join("git/config")));
+    let mentions = files.iter().any(|f| {
+        std::fs::read_to_string(f).is_ok_and(|t| {
+            let t = t.to_ascii_lowercase();
+            t.contains("hookspath") || t.contains("[include")
+        })
+    });
+    if !mentions {
+        return;
+    }
+    let Ok(out) = Command::new("git")
+        .arg("--git-dir")
+        .arg(repo.join(".git"))
+        .args(["config", "--get", "core.hooksPath"])
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_CONFIG")
+        .env_remove("GIT_CONFIG_PARAMETERS")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if value.is_empty() {
+        return;
+    }
+    // Relative to the work tree root, as git resolves it for a non-bare repository.
+    let Ok(dir) = std::fs::canonicalize(repo.join(&value)) else {
+        return;
+    };
+    if dir.starts_with(repo) && dir != repo && dir.is_dir() {
+        protect_hook_links(&dir, repo, cmd, inherit);
+        if let Some(fd) = open_at(None, &dir, true) {
+            ro_bind(cmd, inherit, fd, &dir);
+        }
+    }
+}
+
+/// Hooks that are symlinks into the work tree (`pre-commit -> ../../scripts/pre-commit`):
+/// their targets are bound read-only too.
+fn protect_hook_links(hooks: &Path, repo: &Path, cmd: &mut Command, inherit: &mut Inherit) {
+    let Ok(entries) = std::fs::read_dir(hooks) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            continue;
+        }
+        if let Ok(target) = std::fs::canonicalize(entry.path()) {
+            if target.starts_with(repo) && target != repo && !target.starts_with(hooks) {
+                if let Some(fd) = open_at(None, &target, target.is_dir()) {
+                    ro_bind(cmd, inherit, fd, &target);
+                }
+            }
+        }
+    }
 }
 
 /// The directory a `gitdir: PATH` file names, canonical.
@@ -284,6 +378,9 @@ fn guard_git_dir(
 ) {
     let Some(host) = fd_path(git) else { return };
     let entries = list(&host);
+    if let Ok(hooks) = std::fs::canonicalize(host.join("hooks")) {
+        protect_hook_links(&hooks, repo, cmd, inherit);
+    }
     for (name, entry) in &entries {
         if top_allowed(name, &entry.kind) {
             continue;
@@ -342,7 +439,39 @@ fn describe(kind: &Kind) -> String {
 /// writable state, put back symlinks it replaced, and say what was done (`path (what)`).
 pub(crate) fn scrub(snapshot: &Snapshot) -> Vec<String> {
     let mut report = Vec::new();
-    for dir in &snapshot.dirs {
+    let mut fresh = Vec::new();
+    if let Some(dot_git) = &snapshot.fresh_git {
+        match entry_of(dot_git).map(|e| e.kind) {
+            // A repository made by the command (`git init`): its objects, refs and HEAD stay,
+            // its config, hooks and info go, as if they had been planted in an existing one.
+            Some(Kind::Dir) => {
+                for (path, allowed) in [
+                    (dot_git.clone(), top_allowed as fn(&OsStr, &Kind) -> bool),
+                    (dot_git.join("objects/info"), objects_info_allowed),
+                ] {
+                    fresh.push(DirState {
+                        path,
+                        entries: HashMap::new(),
+                        allowed,
+                    });
+                }
+            }
+            // A gitdir pointer or symlink naming a git directory anywhere.
+            Some(kind) => {
+                let removed = std::fs::remove_file(dot_git);
+                report.push(match removed {
+                    Ok(()) => format!("{} (removed: new {})", dot_git.display(), describe(&kind)),
+                    Err(e) => format!(
+                        "{} (COULD NOT BE REMOVED: new {}: {e})",
+                        dot_git.display(),
+                        describe(&kind)
+                    ),
+                });
+            }
+            None => {}
+        }
+    }
+    for dir in snapshot.dirs.iter().chain(&fresh) {
         let now = list(&dir.path);
         for (name, entry) in &now {
             let before = dir.entries.get(name);

@@ -26,7 +26,7 @@ mod preflight;
 mod run;
 mod seccomp;
 
-pub use bwrap::{install_hint, BubblewrapProvider, BubblewrapSession};
+pub use bwrap::{install_hint, BubblewrapProvider, BubblewrapSession, GitMetadataGuard};
 pub use none::{NoSandbox, NoSandboxSession};
 
 /// Default cap on captured stdout and on captured stderr of one command (each).

@@ -237,3 +237,121 @@ fn a_gitdir_file_cannot_be_repointed() {
     let _ = host_git(&fx.repo, &["status"]);
     assert!(!marker.exists());
 }
+
+#[test]
+fn a_repository_made_inside_keeps_its_history_but_not_its_config_or_hooks() {
+    let fx = Fixture::new();
+    let marker = fx.outside.join("pwned");
+    let m = marker.display();
+    let out = fx.sh(&format!(
+        "set -e; git init -q -b main; git config core.fsmonitor 'touch {m}'; \
+         printf '#!/bin/sh\\ntouch {m}\\n' > .git/hooks/pre-commit; chmod +x .git/hooks/pre-commit; \
+         echo x > x.txt; {GIT} add x.txt; {GIT} commit -q --no-verify -m made-inside; echo MADE"
+    ));
+    assert!(stdout(&out).contains("MADE"), "{out:?}");
+    for gone in ["config", "hooks"] {
+        assert!(
+            !fx.repo.join(".git").join(gone).exists(),
+            "{gone} kept: {:?}",
+            out.git_metadata_removed
+        );
+    }
+    // The next command still has a working repository.
+    let next = fx.sh(&format!(
+        "{GIT} log --oneline | wc -l; echo y > y.txt; {GIT} add y.txt; {GIT} commit -qm second && echo OK"
+    ));
+    assert!(stdout(&next).contains("OK"), "{next:?}");
+    std::fs::write(fx.repo.join("x.txt"), "host\n").unwrap();
+    let _ = host_git(&fx.repo, &["status"]);
+    let _ = host_git(&fx.repo, &["commit", "-qam", "host"]);
+    assert!(!marker.exists(), "planted code ran on the host");
+    let log = host_git(&fx.repo, &["log", "--oneline"]);
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(log.contains("made-inside") && log.contains("host"), "{log}");
+}
+
+#[test]
+fn a_gitdir_file_planted_where_there_was_no_repository_is_removed() {
+    let fx = Fixture::new();
+    let marker = fx.outside.join("pwned");
+    let out = fx.sh(&format!(
+        "mkdir -p /tmp/e && cd /tmp/e && git init -q; cd {r}; mkdir evil && git init -q evil && \
+         git -C evil config core.fsmonitor 'touch {m}' && echo 'gitdir: evil/.git' > .git && echo PLANTED",
+        r = fx.repo.display(),
+        m = marker.display()
+    ));
+    assert!(stdout(&out).contains("PLANTED"), "{out:?}");
+    assert!(
+        !fx.repo.join(".git").exists(),
+        "{:?}",
+        out.git_metadata_removed
+    );
+    let _ = host_git(&fx.repo, &["status"]);
+    assert!(!marker.exists());
+}
+
+#[test]
+fn hooks_in_the_work_tree_stay_the_users() {
+    let fx = repo_fixture();
+    let marker = fx.outside.join("pwned");
+    let m = marker.display();
+    // core.hooksPath into the work tree (husky and friends) and a hook symlinked to a script.
+    std::fs::create_dir(fx.repo.join(".husky")).unwrap();
+    std::fs::write(fx.repo.join(".husky/pre-commit"), "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::create_dir(fx.repo.join("scripts")).unwrap();
+    std::fs::write(
+        fx.repo.join("scripts/post-commit.sh"),
+        "#!/bin/sh\nexit 0\n",
+    )
+    .unwrap();
+    for f in [".husky/pre-commit", "scripts/post-commit.sh"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(fx.repo.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::os::unix::fs::symlink(
+        "../scripts/post-commit.sh",
+        fx.repo.join(".husky/post-commit"),
+    )
+    .unwrap();
+    assert!(host_git(&fx.repo, &["config", "core.hooksPath", ".husky"])
+        .status
+        .success());
+    let out = fx.sh(&format!(
+        "printf '#!/bin/sh\\ntouch {m}\\n' > .husky/pre-commit && echo HUSKY; \
+         printf '#!/bin/sh\\ntouch {m}\\n' > .husky/pre-push && echo NEW-HOOK; \
+         printf '#!/bin/sh\\ntouch {m}\\n' > scripts/post-commit.sh && echo LINKED; \
+         echo ok > b.txt && {GIT} add b.txt && {GIT} commit -qm inside && echo COMMITTED"
+    ));
+    let s = stdout(&out);
+    assert!(
+        !s.contains("HUSKY") && !s.contains("NEW-HOOK") && !s.contains("LINKED"),
+        "{s}"
+    );
+    assert!(s.contains("COMMITTED"), "{out:?}");
+    std::fs::write(fx.repo.join("a.txt"), "host\n").unwrap();
+    let _ = host_git(&fx.repo, &["commit", "-qam", "host"]);
+    assert!(!marker.exists(), "a planted hook ran on the host");
+}
+
+#[test]
+fn a_long_running_command_is_scrubbed_when_it_ends() {
+    let fx = repo_fixture();
+    let (mut cmd, guard) = fx
+        .provider
+        .command_guarded(
+            &fx.session,
+            &[
+                "bash".into(),
+                "-c".into(),
+                "echo ../evil > .git/commondir; echo x > .git/config && echo CONFIG".into(),
+            ],
+            &fx.repo,
+        )
+        .unwrap();
+    let out = cmd.output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("CONFIG"));
+    assert!(fx.repo.join(".git/commondir").exists());
+    let removed = guard.scrub();
+    assert!(!fx.repo.join(".git/commondir").exists(), "{removed:?}");
+    assert_eq!(removed.len(), 1, "{removed:?}");
+}
