@@ -135,6 +135,7 @@ struct DirState {
 /// What the git metadata looked like before a command, for [`scrub`].
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
+    repo: PathBuf,
     dirs: Vec<DirState>,
     /// The repository had no `.git` before the command: one created by it keeps only data.
     fresh_git: Option<PathBuf>,
@@ -219,7 +220,45 @@ fn ro_bind(cmd: &mut Command, inherit: &mut Inherit, fd: OwnedFd, dest: &Path) {
 
 /// The path a `/proc/self/fd/N` magic link names (the descriptor's real host path).
 fn fd_path(fd: &OwnedFd) -> Option<PathBuf> {
-    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
+    std::fs::read_link(proc_path(fd)).ok()
+}
+
+/// A path that reaches the directory `fd` refers to whatever happens to the names leading to
+/// it: lookups below it start from the open directory itself.
+fn proc_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Open `rel` below `base` one component at a time without following any symlink, so that a
+/// directory swapped for a symlink (by a command still running) leads nowhere.
+fn open_beneath(base: &OwnedFd, rel: &Path, directory: bool) -> Option<OwnedFd> {
+    let mut parts: Vec<_> = rel.components().collect();
+    let last = parts.pop()?;
+    let mut dir: Option<OwnedFd> = None;
+    for part in parts {
+        let std::path::Component::Normal(name) = part else {
+            return None;
+        };
+        let next = open_at(Some(dir.as_ref().unwrap_or(base)), Path::new(name), true)?;
+        dir = Some(next);
+    }
+    let std::path::Component::Normal(name) = last else {
+        return None;
+    };
+    open_at(
+        Some(dir.as_ref().unwrap_or(base)),
+        Path::new(name),
+        directory,
+    )
+}
+
+/// Open a path that was resolved inside the repository, and keep it only if what was opened
+/// really lies inside it (a component may have been swapped since).
+fn open_inside(repo: &Path, target: &Path, directory: bool) -> Option<OwnedFd> {
+    let fd = open_at(None, target, directory)?;
+    fd_path(&fd)
+        .is_some_and(|p| p.starts_with(repo) && p != repo)
+        .then_some(fd)
 }
 
 /// Add the protections for `repo` (canonical) to a bwrap command, and return what the
@@ -235,7 +274,10 @@ pub(crate) fn protect(
             repo.display()
         ))
     })?;
-    let mut snapshot = Snapshot::default();
+    let mut snapshot = Snapshot {
+        repo: repo.to_path_buf(),
+        ..Snapshot::default()
+    };
     let dot_git = repo.join(".git");
     match entry_of(&dot_git).map(|e| e.kind) {
         Some(Kind::Dir) => {
@@ -254,11 +296,9 @@ pub(crate) fn protect(
                 ro_bind(cmd, inherit, file, &dot_git);
             }
             if let Some(target) = gitdir_target(&dot_git) {
-                if target.starts_with(repo) && target != repo {
-                    if let Some(git) = open_at(None, &target, true) {
-                        guard_git_dir(&git, &target, repo, cmd, inherit, &mut snapshot);
-                        inherit.owned.push(git);
-                    }
+                if let Some(git) = open_inside(repo, &target, true) {
+                    guard_git_dir(&git, &target, repo, cmd, inherit, &mut snapshot);
+                    inherit.owned.push(git);
                 }
             }
         }
@@ -276,11 +316,9 @@ pub(crate) fn protect(
                 allowed: |_, _| true,
             });
             if let Ok(target) = std::fs::canonicalize(&dot_git) {
-                if target.starts_with(repo) && target != repo && target.is_dir() {
-                    if let Some(git) = open_at(None, &target, true) {
-                        guard_git_dir(&git, &target, repo, cmd, inherit, &mut snapshot);
-                        inherit.owned.push(git);
-                    }
+                if let Some(git) = open_inside(repo, &target, true) {
+                    guard_git_dir(&git, &target, repo, cmd, inherit, &mut snapshot);
+                    inherit.owned.push(git);
                 }
             }
         }
@@ -332,11 +370,9 @@ fn protect_hooks_path(repo: &Path, cmd: &mut Command, inherit: &mut Inherit) {
     let Ok(dir) = std::fs::canonicalize(repo.join(&value)) else {
         return;
     };
-    if dir.starts_with(repo) && dir != repo && dir.is_dir() {
+    if let Some(fd) = open_inside(repo, &dir, true) {
         protect_hook_links(&dir, repo, cmd, inherit);
-        if let Some(fd) = open_at(None, &dir, true) {
-            ro_bind(cmd, inherit, fd, &dir);
-        }
+        ro_bind(cmd, inherit, fd, &dir);
     }
 }
 
@@ -351,8 +387,8 @@ fn protect_hook_links(hooks: &Path, repo: &Path, cmd: &mut Command, inherit: &mu
             continue;
         }
         if let Ok(target) = std::fs::canonicalize(entry.path()) {
-            if target.starts_with(repo) && target != repo && !target.starts_with(hooks) {
-                if let Some(fd) = open_at(None, &target, target.is_dir()) {
+            if !target.starts_with(hooks) {
+                if let Some(fd) = open_inside(repo, &target, target.is_dir()) {
                     ro_bind(cmd, inherit, fd, &target);
                 }
             }
@@ -377,7 +413,7 @@ fn guard_git_dir(
     snapshot: &mut Snapshot,
 ) {
     let Some(host) = fd_path(git) else { return };
-    let entries = list(&host);
+    let entries = list(&proc_path(git));
     if let Ok(hooks) = std::fs::canonicalize(host.join("hooks")) {
         protect_hook_links(&hooks, repo, cmd, inherit);
     }
@@ -388,11 +424,8 @@ fn guard_git_dir(
         match &entry.kind {
             Kind::Symlink(_) => {
                 if let Ok(target) = std::fs::canonicalize(host.join(name)) {
-                    if target.starts_with(repo) && target != repo {
-                        let is_dir = target.is_dir();
-                        if let Some(fd) = open_at(None, &target, is_dir) {
-                            ro_bind(cmd, inherit, fd, &target);
-                        }
+                    if let Some(fd) = open_inside(repo, &target, target.is_dir()) {
+                        ro_bind(cmd, inherit, fd, &target);
                     }
                 }
             }
@@ -404,14 +437,18 @@ fn guard_git_dir(
         }
     }
     let info = host.join("objects/info");
-    let info_entries = list(&info);
+    let info_fd = open_beneath(git, Path::new("objects/info"), true);
+    let info_entries = info_fd
+        .as_ref()
+        .map(|f| list(&proc_path(f)))
+        .unwrap_or_default();
     for (name, entry) in &info_entries {
         if objects_info_allowed(name, &entry.kind) || matches!(entry.kind, Kind::Symlink(_)) {
             continue;
         }
-        let rel = Path::new("objects/info").join(name);
-        if let Some(fd) = open_at(Some(git), &rel, entry.kind == Kind::Dir) {
-            ro_bind(cmd, inherit, fd, &dest.join(&rel));
+        let Some(info_fd) = &info_fd else { break };
+        if let Some(fd) = open_at(Some(info_fd), Path::new(name), entry.kind == Kind::Dir) {
+            ro_bind(cmd, inherit, fd, &dest.join("objects/info").join(name));
         }
     }
     snapshot.dirs.push(DirState {
@@ -471,14 +508,24 @@ pub(crate) fn scrub(snapshot: &Snapshot) -> Vec<String> {
             None => {}
         }
     }
+    let repo_fd = open_at(None, &snapshot.repo, true);
     for dir in snapshot.dirs.iter().chain(&fresh) {
-        let now = list(&dir.path);
+        // Reached from the repository one directory at a time, never through a symlink.
+        let opened = match dir.path.strip_prefix(&snapshot.repo) {
+            Ok(rel) if rel.as_os_str().is_empty() => open_at(None, &snapshot.repo, true),
+            Ok(rel) => repo_fd.as_ref().and_then(|r| open_beneath(r, rel, true)),
+            Err(_) => None,
+        };
+        let Some(opened) = opened else { continue };
+        let base = proc_path(&opened);
+        let now = list(&base);
         for (name, entry) in &now {
             let before = dir.entries.get(name);
             if before == Some(entry) || (dir.allowed)(name, &entry.kind) {
                 continue;
             }
-            let path = dir.path.join(name);
+            let shown = dir.path.join(name);
+            let path = base.join(name);
             let removed = if entry.kind == Kind::Dir {
                 std::fs::remove_dir_all(&path)
             } else {
@@ -488,12 +535,12 @@ pub(crate) fn scrub(snapshot: &Snapshot) -> Vec<String> {
             report.push(match removed {
                 Ok(()) => format!(
                     "{} (removed: {what} {})",
-                    path.display(),
+                    shown.display(),
                     describe(&entry.kind)
                 ),
                 Err(e) => format!(
                     "{} (COULD NOT BE REMOVED: {what} {}: {e})",
-                    path.display(),
+                    shown.display(),
                     describe(&entry.kind)
                 ),
             });
@@ -502,7 +549,8 @@ pub(crate) fn scrub(snapshot: &Snapshot) -> Vec<String> {
             let Kind::Symlink(target) = &before.kind else {
                 continue;
             };
-            let path = dir.path.join(name);
+            let shown = dir.path.join(name);
+            let path = base.join(name);
             if entry_of(&path).as_ref() == Some(before) {
                 continue;
             }
@@ -518,12 +566,12 @@ pub(crate) fn scrub(snapshot: &Snapshot) -> Vec<String> {
             match std::os::unix::fs::symlink(target, &path) {
                 Ok(()) => report.push(format!(
                     "{} (restored: symlink to {})",
-                    path.display(),
+                    shown.display(),
                     target.display()
                 )),
                 Err(e) => report.push(format!(
                     "{} (COULD NOT BE RESTORED as symlink to {}: {e})",
-                    path.display(),
+                    shown.display(),
                     target.display()
                 )),
             }
