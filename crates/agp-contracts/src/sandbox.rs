@@ -111,7 +111,8 @@ pub struct ExecRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecOutput {
-    /// Exit code, or `None` when killed by the timeout (or, without a sandbox, by a signal).
+    /// Exit code, or `None` when killed by the timeout or for a session bound (see
+    /// `limit_exceeded`), or, without a sandbox, by a signal.
     /// Inside bubblewrap a command killed by a signal is reported as 128 + the signal, and
     /// a program that does not exist inside the sandbox as 127.
     pub exit_code: Option<i32>,

@@ -253,13 +253,16 @@ impl BubblewrapProvider {
             &request.argv,
             &request.cwd,
         )?;
+        let mut watcher = session.growth.as_ref().map(|g| g.watcher());
         let result = run::run(
             cmd,
             request.stdin.as_deref(),
             request.timeout,
             self.output_cap,
             false,
+            watcher.as_mut().map(|w| w as &mut dyn FnMut() -> bool),
         );
+        drop(watcher);
         drop(write_end);
         // Every process of the command is gone (its pid namespace died with bwrap), so
         // nothing can race the check.
@@ -271,7 +274,7 @@ impl BubblewrapProvider {
             .iter()
             .find_map(|v| v.get("exit-code").and_then(|c| c.as_i64()))
             .map(|c| c as i32);
-        let exit_code = match (captured.timed_out, exit_from_status) {
+        let exit_code = match (captured.timed_out || captured.stopped, exit_from_status) {
             (true, _) => None,
             (false, Some(code)) => Some(code),
             (false, None) => {

@@ -88,6 +88,7 @@ impl SandboxProvider for NoSandbox {
             request.timeout,
             self.output_cap,
             true,
+            None,
         ) {
             Ok(c) => c,
             Err(SandboxError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -157,6 +157,26 @@ fn repository_growth_is_bounded_and_then_refused() {
 }
 
 #[test]
+fn a_command_writing_past_the_repository_bound_is_stopped() {
+    let fx = Fixture::with_spec(|spec| spec.limits.repo_growth_bytes = Some(4 * MIB));
+    // 200 MiB in 1 MiB files over about 20 s, far past the bound, unless stopped.
+    let out = fx.sh_timeout(
+        "for i in $(seq 200); do head -c 1M /dev/urandom > f$i.bin; sleep 0.1; done; echo FINISHED",
+        std::time::Duration::from_secs(120),
+    );
+    assert!(!stdout(&out).contains("FINISHED"), "{out:?}");
+    assert!(!out.timed_out, "{out:?}");
+    assert_eq!(out.exit_code, None, "{out:?}");
+    let hit = out
+        .limit_exceeded
+        .as_ref()
+        .expect("stopped for repo growth");
+    assert_eq!(hit.limit, "repo_growth");
+    let files = std::fs::read_dir(&fx.repo).unwrap().count();
+    assert!(files < 200, "{files} files written");
+}
+
+#[test]
 fn process_bound_hit_is_reported() {
     let fx = Fixture::with_spec(|spec| spec.limits.max_processes = Some(16));
     if !fx.session.process_limit_by_cgroup() {
