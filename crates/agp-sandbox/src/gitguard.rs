@@ -46,9 +46,13 @@
 //! (its state directory is removed, since its todo list can hold `exec` lines a host
 //! `git rebase --continue` would run).
 //!
-//! Left to others: a `.git` created in a subdirectory (a nested repository) and `.git` files
-//! of submodule checkouts are ordinary files of the writable tree; the end-of-session
-//! integrity scan reports and neutralizes them. Hooks that are scripts running other files of
+//! Submodule checkouts named by `.gitmodules` or by a `core.worktree` under `.git/modules`
+//! get the same treatment: their `.git` file is bound read-only, and a `.git` directory of
+//! one is guarded like the main one.
+//!
+//! Left to others: a `.git` created in a subdirectory (a nested repository), or one of a
+//! submodule the command hid from `.gitmodules` beforehand, is an ordinary part of the
+//! writable tree; the end-of-session integrity scan reports and neutralizes them. Hooks that are scripts running other files of
 //! the work tree (a pre-commit framework config, `npm test`) execute what the agent may have
 //! changed, like a Makefile does. A long-running command ([`BubblewrapProvider::command`], the
 //! agent CLI) gets half 1; half 2 runs when its owner calls
@@ -288,6 +292,7 @@ pub(crate) fn protect(
                     .arg(&dot_git);
                 guard_git_dir(&git, &dot_git, repo, cmd, inherit, &mut snapshot);
                 inherit.owned.push(git);
+                protect_submodules(repo, &dot_git, cmd, inherit, &mut snapshot);
             }
         }
         Some(Kind::File) => {
@@ -394,6 +399,84 @@ fn protect_hook_links(hooks: &Path, repo: &Path, cmd: &mut Command, inherit: &mu
             }
         }
     }
+}
+
+/// Submodule checkouts in the work tree: host git run in the superproject (`git status`)
+/// runs git in each, through the `.git` file that names its git directory, so that file is
+/// bound read-only; a submodule whose `.git` is a directory (not absorbed) is guarded like
+/// the main one. Found from `.gitmodules` and from the `core.worktree` of the git
+/// directories under `.git/modules`, as they are on the host before the command.
+fn protect_submodules(
+    repo: &Path,
+    main_git: &Path,
+    cmd: &mut Command,
+    inherit: &mut Inherit,
+    snapshot: &mut Snapshot,
+) {
+    let mut paths = Vec::new();
+    if let Ok(text) = std::fs::read_to_string(repo.join(".gitmodules")) {
+        paths.extend(config_values(&text, "path").map(|v| repo.join(v)));
+    }
+    // Names may hold slashes (modules/a/b); nested submodules sit under modules/*/modules.
+    let mut stack = vec![(main_git.join("modules"), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if depth > 8 || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = entry.path();
+            if path.join("HEAD").is_file() {
+                if let Ok(text) = std::fs::read_to_string(path.join("config")) {
+                    paths.extend(config_values(&text, "worktree").map(|v| path.join(v)));
+                }
+                stack.push((path.join("modules"), depth + 1));
+            } else {
+                stack.push((path, depth + 1));
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for path in paths {
+        let Ok(dir) = std::fs::canonicalize(&path) else {
+            continue;
+        };
+        if !dir.starts_with(repo) || dir == repo || !seen.insert(dir.clone()) {
+            continue;
+        }
+        let dot_git = dir.join(".git");
+        match entry_of(&dot_git).map(|e| e.kind) {
+            Some(Kind::File) => {
+                if let Some(fd) = open_inside(repo, &dot_git, false) {
+                    ro_bind(cmd, inherit, fd, &dot_git);
+                }
+            }
+            Some(Kind::Dir) => {
+                if let Some(git) = open_inside(repo, &dot_git, true) {
+                    cmd.arg("--bind-fd")
+                        .arg(git.as_raw_fd().to_string())
+                        .arg(&dot_git);
+                    guard_git_dir(&git, &dot_git, repo, cmd, inherit, snapshot);
+                    inherit.owned.push(git);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The values of `key = value` lines of a git config file, in any section (enough to find
+/// paths; a key of another section naming a path only adds protection).
+fn config_values<'a>(text: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    text.lines().filter_map(move |line| {
+        let (k, v) = line.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case(key)
+            .then(|| v.trim().trim_matches('"'))
+            .filter(|v| !v.is_empty())
+    })
 }
 
 /// The directory a `gitdir: PATH` file names, canonical.

@@ -355,3 +355,70 @@ fn a_long_running_command_is_scrubbed_when_it_ends() {
     assert!(!fx.repo.join(".git/commondir").exists(), "{removed:?}");
     assert_eq!(removed.len(), 1, "{removed:?}");
 }
+
+#[test]
+fn submodule_git_dirs_and_pointers_stay_the_users() {
+    let fx = repo_fixture();
+    let marker = fx.outside.join("pwned");
+    let m = marker.display();
+    // An absorbed submodule (`sub/.git` is a file naming `.git/modules/sub`) ...
+    let upstream = fx.outside.join("upstream");
+    std::fs::create_dir(&upstream).unwrap();
+    assert!(host_git(&upstream, &["init", "-q"]).status.success());
+    assert!(
+        host_git(&upstream, &["commit", "-q", "--allow-empty", "-m", "u"])
+            .status
+            .success()
+    );
+    let added = host_git(
+        &fx.repo,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            upstream.to_str().unwrap(),
+            "sub",
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
+    assert!(fx.repo.join("sub/.git").is_file());
+    // ... and one whose `.git` is a directory of its own.
+    let vend = fx.repo.join("vend");
+    std::fs::create_dir(&vend).unwrap();
+    assert!(host_git(&vend, &["init", "-q"]).status.success());
+    let mut gitmodules = std::fs::read_to_string(fx.repo.join(".gitmodules")).unwrap();
+    gitmodules.push_str("[submodule \"vend\"]\n\tpath = vend\n\turl = ./vend\n");
+    std::fs::write(fx.repo.join(".gitmodules"), gitmodules).unwrap();
+    let sub_pointer = std::fs::read_to_string(fx.repo.join("sub/.git")).unwrap();
+    let out = fx.sh(&format!(
+        "cp -r .git/modules/sub evil && printf '[core]\\n\\tfsmonitor = touch {m}\\n' >> evil/config; \
+         echo 'gitdir: ../evil' > sub/.git && echo REPOINTED; \
+         printf '[core]\\n\\tfsmonitor = touch {m}\\n' >> .git/modules/sub/config && echo MODULE-CONFIG; \
+         printf '[core]\\n\\tfsmonitor = touch {m}\\n' >> vend/.git/config && echo VEND-CONFIG; \
+         echo ../../evil > vend/.git/commondir && echo VEND-COMMONDIR; true"
+    ));
+    let s = stdout(&out);
+    for held in ["REPOINTED", "MODULE-CONFIG", "VEND-CONFIG"] {
+        assert!(
+            !s.contains(held),
+            "{held} went through: {s}\n{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(fx.repo.join("sub/.git")).unwrap(),
+        sub_pointer
+    );
+    assert!(
+        !vend.join(".git/commondir").exists(),
+        "{:?}",
+        out.git_metadata_removed
+    );
+    for args in [&["status"][..], &["submodule", "status"], &["diff"]] {
+        let _ = host_git(&fx.repo, args);
+        let _ = host_git(&vend, args);
+        assert!(!marker.exists(), "host `git {args:?}` ran planted code");
+    }
+}
