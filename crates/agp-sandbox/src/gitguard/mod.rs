@@ -61,17 +61,20 @@
 //! [`BubblewrapProvider::command`]: crate::BubblewrapProvider::command
 //! [`BubblewrapProvider::command_guarded`]: crate::BubblewrapProvider::command_guarded
 
+mod fs;
+mod worktree;
+
 use std::collections::HashMap;
-use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use agp_contracts::sandbox::SandboxError;
 
 use crate::limits::Inherit;
+use fs::{entry_of, fd_path, list, open_at, open_beneath, open_inside, proc_path, Entry, Kind};
+use worktree::{protect_hook_links, protect_hooks_path, protect_submodules};
 
 /// Top-level files of a git directory that everyday work (commit, merge, stash, tag, gc,
 /// bisect) rewrites, each also as `NAME.lock`. Their content is data git never executes.
@@ -113,21 +116,6 @@ const WRITABLE_DIRS: &[&str] = &["objects", "refs", "logs", "rr-cache"];
 /// `alternates` or `http-alternates`, which point object lookup elsewhere.
 const OBJECTS_INFO_WRITABLE: &[&str] = &["commit-graph", "commit-graphs", "packs"];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Kind {
-    File,
-    Dir,
-    Symlink(PathBuf),
-    Other,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    dev: u64,
-    ino: u64,
-    kind: Kind,
-}
-
 /// One directory's entries as they were before a command.
 #[derive(Debug)]
 struct DirState {
@@ -143,37 +131,6 @@ pub(crate) struct Snapshot {
     dirs: Vec<DirState>,
     /// The repository had no `.git` before the command: one created by it keeps only data.
     fresh_git: Option<PathBuf>,
-}
-
-fn entry_of(path: &Path) -> Option<Entry> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    let ft = meta.file_type();
-    let kind = if ft.is_symlink() {
-        Kind::Symlink(std::fs::read_link(path).ok()?)
-    } else if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_file() {
-        Kind::File
-    } else {
-        Kind::Other
-    };
-    Some(Entry {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        kind,
-    })
-}
-
-fn list(dir: &Path) -> HashMap<OsString, Entry> {
-    let Ok(read) = std::fs::read_dir(dir) else {
-        return HashMap::new();
-    };
-    read.flatten()
-        .filter_map(|e| {
-            let name = e.file_name();
-            entry_of(&dir.join(&name)).map(|en| (name, en))
-        })
-        .collect()
 }
 
 fn top_allowed(name: &OsStr, kind: &Kind) -> bool {
@@ -202,67 +159,11 @@ fn objects_info_allowed(name: &OsStr, kind: &Kind) -> bool {
     }
 }
 
-fn open_at(dir: Option<&OwnedFd>, path: &Path, directory: bool) -> Option<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut flags = libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW;
-    if directory {
-        flags |= libc::O_DIRECTORY;
-    }
-    let base = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-    // SAFETY: openat reads a NUL-terminated path we own; the result is a fresh descriptor.
-    let fd = unsafe { libc::openat(base, c.as_ptr(), flags) };
-    // SAFETY: a non-negative return is a descriptor owned by nothing else.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 fn ro_bind(cmd: &mut Command, inherit: &mut Inherit, fd: OwnedFd, dest: &Path) {
     cmd.arg("--ro-bind-fd")
         .arg(fd.as_raw_fd().to_string())
         .arg(dest);
     inherit.owned.push(fd);
-}
-
-/// The path a `/proc/self/fd/N` magic link names (the descriptor's real host path).
-fn fd_path(fd: &OwnedFd) -> Option<PathBuf> {
-    std::fs::read_link(proc_path(fd)).ok()
-}
-
-/// A path that reaches the directory `fd` refers to whatever happens to the names leading to
-/// it: lookups below it start from the open directory itself.
-fn proc_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
-
-/// Open `rel` below `base` one component at a time without following any symlink, so that a
-/// directory swapped for a symlink (by a command still running) leads nowhere.
-fn open_beneath(base: &OwnedFd, rel: &Path, directory: bool) -> Option<OwnedFd> {
-    let mut parts: Vec<_> = rel.components().collect();
-    let last = parts.pop()?;
-    let mut dir: Option<OwnedFd> = None;
-    for part in parts {
-        let std::path::Component::Normal(name) = part else {
-            return None;
-        };
-        let next = open_at(Some(dir.as_ref().unwrap_or(base)), Path::new(name), true)?;
-        dir = Some(next);
-    }
-    let std::path::Component::Normal(name) = last else {
-        return None;
-    };
-    open_at(
-        Some(dir.as_ref().unwrap_or(base)),
-        Path::new(name),
-        directory,
-    )
-}
-
-/// Open a path that was resolved inside the repository, and keep it only if what was opened
-/// really lies inside it (a component may have been swapped since).
-fn open_inside(repo: &Path, target: &Path, directory: bool) -> Option<OwnedFd> {
-    let fd = open_at(None, target, directory)?;
-    fd_path(&fd)
-        .is_some_and(|p| p.starts_with(repo) && p != repo)
-        .then_some(fd)
 }
 
 /// Add the protections for `repo` (canonical) to a bwrap command, and return what the
@@ -332,151 +233,6 @@ pub(crate) fn protect(
     }
     protect_hooks_path(repo, cmd, inherit);
     Ok(snapshot)
-}
-
-/// Hooks git runs from inside the work tree (`core.hooksPath = .husky` and the like) are as
-/// much the user's as `.git/hooks`: bound read-only. Asking git costs a process, so only
-/// when a config file git reads mentions hooksPath or an include.
-fn protect_hooks_path(repo: &Path, cmd: &mut Command, inherit: &mut Inherit) {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let xdg = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| home.as_ref().map(|h| h.join(".config")));
-    let mut files = vec![repo.join(".git/config"), PathBuf::from("/etc/gitconfig")];
-    files.extend(home.map(|h| h.join(".gitconfig")));
-    files.extend(xdg.map(|x| x.join("git/config")));
-    let mentions = files.iter().any(|f| {
-        std::fs::read_to_string(f).is_ok_and(|t| {
-            let t = t.to_ascii_lowercase();
-            t.contains("hookspath") || t.contains("[include")
-        })
-    });
-    if !mentions {
-        return;
-    }
-    let Ok(out) = Command::new("git")
-        .arg("--git-dir")
-        .arg(repo.join(".git"))
-        .args(["config", "--get", "core.hooksPath"])
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_CONFIG")
-        .env_remove("GIT_CONFIG_PARAMETERS")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-    else {
-        return;
-    };
-    let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if value.is_empty() {
-        return;
-    }
-    // Relative to the work tree root, as git resolves it for a non-bare repository.
-    let Ok(dir) = std::fs::canonicalize(repo.join(&value)) else {
-        return;
-    };
-    if let Some(fd) = open_inside(repo, &dir, true) {
-        protect_hook_links(&dir, repo, cmd, inherit);
-        ro_bind(cmd, inherit, fd, &dir);
-    }
-}
-
-/// Hooks that are symlinks into the work tree (`pre-commit -> ../../scripts/pre-commit`):
-/// their targets are bound read-only too.
-fn protect_hook_links(hooks: &Path, repo: &Path, cmd: &mut Command, inherit: &mut Inherit) {
-    let Ok(entries) = std::fs::read_dir(hooks) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if !entry.file_type().is_ok_and(|t| t.is_symlink()) {
-            continue;
-        }
-        if let Ok(target) = std::fs::canonicalize(entry.path()) {
-            if !target.starts_with(hooks) {
-                if let Some(fd) = open_inside(repo, &target, target.is_dir()) {
-                    ro_bind(cmd, inherit, fd, &target);
-                }
-            }
-        }
-    }
-}
-
-/// Submodule checkouts in the work tree: host git run in the superproject (`git status`)
-/// runs git in each, through the `.git` file that names its git directory, so that file is
-/// bound read-only; a submodule whose `.git` is a directory (not absorbed) is guarded like
-/// the main one. Found from `.gitmodules` and from the `core.worktree` of the git
-/// directories under `.git/modules`, as they are on the host before the command.
-fn protect_submodules(
-    repo: &Path,
-    main_git: &Path,
-    cmd: &mut Command,
-    inherit: &mut Inherit,
-    snapshot: &mut Snapshot,
-) {
-    let mut paths = Vec::new();
-    if let Ok(text) = std::fs::read_to_string(repo.join(".gitmodules")) {
-        paths.extend(config_values(&text, "path").map(|v| repo.join(v)));
-    }
-    // Names may hold slashes (modules/a/b); nested submodules sit under modules/*/modules.
-    let mut stack = vec![(main_git.join("modules"), 0)];
-    while let Some((dir, depth)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if depth > 8 || !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let path = entry.path();
-            if path.join("HEAD").is_file() {
-                if let Ok(text) = std::fs::read_to_string(path.join("config")) {
-                    paths.extend(config_values(&text, "worktree").map(|v| path.join(v)));
-                }
-                stack.push((path.join("modules"), depth + 1));
-            } else {
-                stack.push((path, depth + 1));
-            }
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    for path in paths {
-        let Ok(dir) = std::fs::canonicalize(&path) else {
-            continue;
-        };
-        if !dir.starts_with(repo) || dir == repo || !seen.insert(dir.clone()) {
-            continue;
-        }
-        let dot_git = dir.join(".git");
-        match entry_of(&dot_git).map(|e| e.kind) {
-            Some(Kind::File) => {
-                if let Some(fd) = open_inside(repo, &dot_git, false) {
-                    ro_bind(cmd, inherit, fd, &dot_git);
-                }
-            }
-            Some(Kind::Dir) => {
-                if let Some(git) = open_inside(repo, &dot_git, true) {
-                    cmd.arg("--bind-fd")
-                        .arg(git.as_raw_fd().to_string())
-                        .arg(&dot_git);
-                    guard_git_dir(&git, &dot_git, repo, cmd, inherit, snapshot);
-                    inherit.owned.push(git);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The values of `key = value` lines of a git config file, in any section (enough to find
-/// paths; a key of another section naming a path only adds protection).
-fn config_values<'a>(text: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    text.lines().filter_map(move |line| {
-        let (k, v) = line.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case(key)
-            .then(|| v.trim().trim_matches('"'))
-            .filter(|v| !v.is_empty())
-    })
 }
 
 /// The directory a `gitdir: PATH` file names, canonical.
