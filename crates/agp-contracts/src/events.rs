@@ -19,7 +19,8 @@ pub const SANDBOX_PREFLIGHT: &str = "sandbox.preflight";
 /// refused. Body: `call_id`, `limit`, `bound`, `observed`, `refused`, `message`.
 pub const SANDBOX_LIMIT_EXCEEDED: &str = "sandbox.limit_exceeded";
 /// Git metadata a command created or replaced (config-like files, hooks, alternates, state a
-/// host git would act on) was removed after it. Body: `call_id`, `removed` (paths, what).
+/// host git would act on) was moved to the git directory's `agp-quarantine/` (or deleted)
+/// after it. Body: `call_id`, `removed` (paths, what, where to).
 pub const SANDBOX_GIT_METADATA_REMOVED: &str = "sandbox.git_metadata_removed";
 pub const EGRESS_ALLOWED: &str = "egress.allowed";
 pub const EGRESS_DENIED: &str = "egress.denied";

@@ -128,8 +128,9 @@ pub struct ExecOutput {
     #[serde(default)]
     pub limit_exceeded: Option<LimitExceeded>,
     /// Git metadata the command created or replaced that the sandbox does not let persist
-    /// (config-like files, hooks, alternates, state a host git would act on), removed from the
-    /// host after the command, as `path (what it was)`.
+    /// (config-like files, hooks, alternates, state a host git would act on), moved out of the
+    /// way (to the git directory's `agp-quarantine/` folder, which git never reads) or removed
+    /// from the    /// host after the command, as `path (what it was)`.
     #[serde(default)]
     pub git_metadata_removed: Vec<String>,
 }

@@ -143,6 +143,19 @@ fn planted_metadata_never_runs_on_the_host() {
             "{name} not reported: {dump}"
         );
     }
+    // Kept for the user to inspect, where git never looks, and read-only from now on.
+    let quarantine = fx.repo.join(".git/agp-quarantine");
+    let folders: Vec<_> = std::fs::read_dir(&quarantine).unwrap().flatten().collect();
+    assert_eq!(folders.len(), 1, "{dump}");
+    let kept = folders[0].path();
+    assert_eq!(
+        std::fs::read_to_string(kept.join("commondir")).unwrap(),
+        "../evilgit\n"
+    );
+    assert!(kept.join("objects-info-alternates").is_file(), "{dump}");
+    let again = fx.sh("rm -rf .git/agp-quarantine/* && echo WIPED; true");
+    assert!(!stdout(&again).contains("WIPED"), "{again:?}");
+    assert!(kept.join("commondir").exists());
     // Host git, everyday commands: nothing planted runs.
     std::fs::write(fx.repo.join("a.txt"), "host edit\n").unwrap();
     for args in [

@@ -23,9 +23,14 @@
 //!    replaced and is not writable state (a planted `commondir`, `config.worktree`, `hooks/`
 //!    where there was none, `objects/info/alternates`, a rebase or cherry-pick state
 //!    directory with `exec` lines a host `git rebase --continue` would run, a symlink in
-//!    place of a writable file) is removed and reported ([`scrub`]); a top-level symlink the
-//!    command replaced (they cannot be bound over) is put back. Nothing else of the sandbox
-//!    runs between the command's end and the check: every process died with its namespace.
+//!    place of a writable file) is moved to `agp-quarantine/<time>-<pid>-<n>/` in that git
+//!    directory (git never reads it; the user can inspect it; later commands see it
+//!    read-only), or deleted where no such folder can be made, and reported ([`scrub`]). This
+//!    also keeps whatever a host git run wrote there during the command from being lost. A
+//!    top-level symlink the command replaced (they cannot be bound over) is put back.
+//!    Nothing else of the sandbox runs between the command's end and the check: every
+//!    process died with its namespace. (The check reaches each directory one component at a
+//!    time without following symlinks, in case another command of the session still runs.)
 //!
 //! A top-level symlink (a shared `hooks -> ../githooks`, say) whose target lies inside the
 //! repository gets its target bound read-only, so the hooks it names stay the user's; so do
@@ -116,12 +121,18 @@ const WRITABLE_DIRS: &[&str] = &["objects", "refs", "logs", "rr-cache"];
 /// `alternates` or `http-alternates`, which point object lookup elsewhere.
 const OBJECTS_INFO_WRITABLE: &[&str] = &["commit-graph", "commit-graphs", "packs"];
 
+/// Where removed metadata goes, inside the git directory it was taken from: git never reads
+/// it, the user can inspect it, and later commands see it read-only (it is not writable state).
+pub(crate) const QUARANTINE: &str = "agp-quarantine";
+
 /// One directory's entries as they were before a command.
 #[derive(Debug)]
 struct DirState {
     path: PathBuf,
     entries: HashMap<OsString, Entry>,
     allowed: fn(&OsStr, &Kind) -> bool,
+    /// The git directory whose quarantine takes what is removed here (none: deleted).
+    git_dir: Option<PathBuf>,
 }
 
 /// What the git metadata looked like before a command, for [`scrub`].
@@ -220,6 +231,7 @@ pub(crate) fn protect(
                 .into_iter()
                 .collect(),
                 allowed: |_, _| true,
+                git_dir: None,
             });
             if let Ok(target) = std::fs::canonicalize(&dot_git) {
                 if let Some(git) = open_inside(repo, &target, true) {
@@ -291,15 +303,59 @@ fn guard_git_dir(
         }
     }
     snapshot.dirs.push(DirState {
-        path: host,
+        path: host.clone(),
         entries,
         allowed: top_allowed,
+        git_dir: Some(host.clone()),
     });
     snapshot.dirs.push(DirState {
         path: info,
         entries: info_entries,
         allowed: objects_info_allowed,
+        git_dir: Some(host),
     });
+}
+
+/// This scrub's quarantine folders (`<git dir>/agp-quarantine/<time>-<pid>-<n>`), made on
+/// first use, one per git directory.
+#[derive(Default)]
+struct Quarantine {
+    made: HashMap<PathBuf, Option<(OwnedFd, PathBuf)>>,
+}
+
+impl Quarantine {
+    fn folder(
+        &mut self,
+        repo: &Path,
+        repo_fd: Option<&OwnedFd>,
+        git_dir: &Path,
+    ) -> Option<&(OwnedFd, PathBuf)> {
+        self.made
+            .entry(git_dir.to_path_buf())
+            .or_insert_with(|| {
+                let rel = git_dir.strip_prefix(repo).ok()?;
+                let git = open_beneath(repo_fd?, rel, true)?;
+                let root = proc_path(&git).join(QUARANTINE);
+                match std::fs::create_dir(&root) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(_) => return None,
+                }
+                let root_fd = open_at(Some(&git), Path::new(QUARANTINE), true)?;
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                for n in 0..100 {
+                    let name = format!("{secs}-{}-{n}", std::process::id());
+                    if std::fs::create_dir(proc_path(&root_fd).join(&name)).is_ok() {
+                        let fd = open_at(Some(&root_fd), Path::new(&name), true)?;
+                        return Some((fd, git_dir.join(QUARANTINE).join(name)));
+                    }
+                }
+                None
+            })
+            .as_ref()
+    }
 }
 
 fn describe(kind: &Kind) -> String {
@@ -329,6 +385,7 @@ pub(crate) fn scrub(snapshot: &Snapshot) -> Vec<String> {
                         path,
                         entries: HashMap::new(),
                         allowed,
+                        git_dir: Some(dot_git.clone()),
                     });
                 }
             }
@@ -348,6 +405,7 @@ pub(crate) fn scrub(snapshot: &Snapshot) -> Vec<String> {
         }
     }
     let repo_fd = open_at(None, &snapshot.repo, true);
+    let mut quarantine = Quarantine::default();
     for dir in snapshot.dirs.iter().chain(&fresh) {
         // Reached from the repository one directory at a time, never through a symlink.
         let opened = match dir.path.strip_prefix(&snapshot.repo) {
@@ -365,15 +423,39 @@ pub(crate) fn scrub(snapshot: &Snapshot) -> Vec<String> {
             }
             let shown = dir.path.join(name);
             let path = base.join(name);
-            let removed = if entry.kind == Kind::Dir {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
+            if dir.git_dir.as_ref() == Some(&dir.path)
+                && name == QUARANTINE
+                && entry.kind == Kind::Dir
+            {
+                continue;
+            }
             let what = if before.is_some() { "replaced" } else { "new" };
-            report.push(match removed {
-                Ok(()) => format!(
-                    "{} (removed: {what} {})",
+            let kept = dir
+                .git_dir
+                .as_ref()
+                .and_then(|g| quarantine.folder(&snapshot.repo, repo_fd.as_ref(), g));
+            let moved = kept.as_ref().and_then(|(fd, shown_q)| {
+                let prefix = if dir.git_dir.as_ref() == Some(&dir.path) {
+                    String::new()
+                } else {
+                    "objects-info-".to_string()
+                };
+                let mut dest = OsString::from(prefix);
+                dest.push(name);
+                std::fs::rename(&path, proc_path(fd).join(&dest))
+                    .ok()
+                    .map(|()| shown_q.join(&dest))
+            });
+            let outcome = match moved {
+                Some(to) => Ok(format!("moved to {}", to.display())),
+                None if entry.kind == Kind::Dir => {
+                    std::fs::remove_dir_all(&path).map(|()| "removed".to_string())
+                }
+                None => std::fs::remove_file(&path).map(|()| "removed".to_string()),
+            };
+            report.push(match outcome {
+                Ok(done) => format!(
+                    "{} ({what} {}: {done})",
                     shown.display(),
                     describe(&entry.kind)
                 ),
