@@ -26,6 +26,8 @@
 //! capabilities (`security.capability`) need CAP_SETFCAP, device nodes need CAP_MKNOD, and
 //! hard links to the host's setuid binaries cross a mount (EXDEV): every capability is dropped.
 //! seccomp cannot read the xattr name, so `setxattr` itself stays allowed for `user.*`.
+//! The price: nothing inside can make a setgid directory either (`mkdir -m 2775`, git with
+//! `core.sharedRepository = group` adding object directories), which fails with EPERM.
 //!
 //! Why seccomp and not the alternatives: `nosuid` on the repository bind changes only what
 //! the sandbox sees, not the bits the host later honours; running the agent under another
