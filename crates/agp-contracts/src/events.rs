@@ -21,6 +21,13 @@ pub const TOOL_CALL_RESULT: &str = "tool_call.result";
 /// instead of a `tool_call.result`, so it is never linked to the approved call.
 pub const TOOL_CALL_RESULT_MISMATCH: &str = "tool_call.result_mismatch";
 pub const SANDBOX_PREFLIGHT: &str = "sandbox.preflight";
+/// A command hit a session bound (memory, processes, repository growth): it was stopped, or
+/// refused. Body: `call_id`, `limit`, `bound`, `observed`, `refused`, `message`.
+pub const SANDBOX_LIMIT_EXCEEDED: &str = "sandbox.limit_exceeded";
+/// Git metadata a command created or replaced (config-like files, hooks, alternates, state a
+/// host git would act on) was moved to the git directory's `agp-quarantine/` (or deleted)
+/// after it. Body: `call_id`, `removed` (paths, what, where to).
+pub const SANDBOX_GIT_METADATA_REMOVED: &str = "sandbox.git_metadata_removed";
 pub const EGRESS_ALLOWED: &str = "egress.allowed";
 pub const EGRESS_DENIED: &str = "egress.denied";
 pub const GATEWAY_REJECTED: &str = "gateway.rejected";

@@ -60,9 +60,42 @@ pub struct BindMount {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceLimits {
+    /// Processes alive at once in the whole session (a pids cgroup where one can be made,
+    /// else RLIMIT_NPROC per process, which the kernel does not apply to root).
     pub max_processes: Option<u64>,
+    /// Address space of each process (RLIMIT_AS).
     pub max_memory_bytes: Option<u64>,
     pub max_cpu_seconds: Option<u64>,
+    /// Memory of the whole session, every command and its tmpfs pages together (a memory
+    /// cgroup where one can be made; otherwise not enforced beyond `max_memory_bytes`, and
+    /// the provider says so in its caveats).
+    #[serde(default)]
+    pub session_memory_bytes: Option<u64>,
+    /// Size of each per-command tmpfs (`/tmp` and HOME).
+    #[serde(default)]
+    pub tmpfs_bytes: Option<u64>,
+    /// How much the repository may grow over the session (bytes on disk). Also each file's
+    /// largest size (RLIMIT_FSIZE). Once over, further commands are refused.
+    #[serde(default)]
+    pub repo_growth_bytes: Option<u64>,
+}
+
+/// A session bound that a command hit (journaled as `sandbox.limit_exceeded`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitExceeded {
+    /// `session_memory`, `processes` or `repo_growth`.
+    pub limit: String,
+    pub bound: u64,
+    /// What was measured (bytes or processes); for `processes`, how many forks failed.
+    pub observed: u64,
+    /// One line for the agent and the human: what happened and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// One command to run inside a session's sandbox.
@@ -76,9 +109,10 @@ pub struct ExecRequest {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecOutput {
-    /// Exit code, or `None` when killed by the timeout (or, without a sandbox, by a signal).
+    /// Exit code, or `None` when killed by the timeout or for a session bound (see
+    /// `limit_exceeded`), or, without a sandbox, by a signal.
     /// Inside bubblewrap a command killed by a signal is reported as 128 + the signal, and
     /// a program that does not exist inside the sandbox as 127.
     pub exit_code: Option<i32>,
@@ -89,6 +123,16 @@ pub struct ExecOutput {
     /// stdout or stderr went over the provider's capture cap and was cut.
     #[serde(default)]
     pub truncated: bool,
+    /// A session bound this command hit (the command was stopped, or later ones will be
+    /// refused).
+    #[serde(default)]
+    pub limit_exceeded: Option<LimitExceeded>,
+    /// Git metadata the command created or replaced that the sandbox does not let persist
+    /// (config-like files, hooks, alternates, state a host git would act on), moved out of the
+    /// way (to the git directory's `agp-quarantine/` folder, which git never reads) or removed
+    /// from the    /// host after the command, as `path (what it was)`.
+    #[serde(default)]
+    pub git_metadata_removed: Vec<String>,
 }
 
 /// What a provider actually guarantees, stated honestly so it can be journaled and shown.
@@ -145,6 +189,9 @@ pub enum SandboxError {
     Io(#[from] std::io::Error),
     #[error("sandbox refused the request: {0}")]
     Refused(String),
+    /// A session bound is exhausted: the command was not run.
+    #[error("sandbox limit exceeded: {0}")]
+    LimitExceeded(LimitExceeded),
 }
 
 /// A sandbox technology. Blocking by design (it spawns processes); async callers use a

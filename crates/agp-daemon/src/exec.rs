@@ -87,7 +87,7 @@ impl<P: SandboxProvider + 'static> SandboxFactory for Provider<P> {
 }
 
 /// What running one tool produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolOutput {
     pub exit_code: Option<i32>,
     pub timed_out: bool,
@@ -95,6 +95,10 @@ pub struct ToolOutput {
     pub output: Vec<u8>,
     /// The sandbox cut the output at its capture cap.
     pub truncated: bool,
+    /// A session bound the command hit.
+    pub limit_exceeded: Option<agp_contracts::sandbox::LimitExceeded>,
+    /// Git metadata the sandbox removed after the command.
+    pub git_metadata_removed: Vec<String>,
 }
 
 impl ToolOutput {
@@ -159,6 +163,8 @@ fn run(
         timed_out: out.timed_out,
         output,
         truncated: out.truncated,
+        limit_exceeded: out.limit_exceeded,
+        git_metadata_removed: out.git_metadata_removed,
     })
 }
 
@@ -233,6 +239,7 @@ pub fn run_tool(
                         timed_out: false,
                         truncated: false,
                         output: format!("old_string not found in {path}\n").into_bytes(),
+                        ..Default::default()
                     })
                 }
                 (1, _) | (_, true) => text.replace(old, new),
@@ -245,6 +252,7 @@ pub fn run_tool(
                             "old_string occurs {n} times in {path}; pass replace_all or a unique string\n"
                         )
                         .into_bytes(),
+                        ..Default::default()
                     })
                 }
             };
@@ -356,6 +364,7 @@ mod tests {
                 timed_out: false,
                 duration_ms: 0,
                 truncated: false,
+                ..Default::default()
             })
         }
         fn preflight(&self) -> Result<PreflightReport, SandboxError> {

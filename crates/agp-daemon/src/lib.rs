@@ -97,6 +97,9 @@ impl DaemonConfig {
                 max_processes: Some(512),
                 max_memory_bytes: Some(4 << 30),
                 max_cpu_seconds: Some(600),
+                session_memory_bytes: Some(4 << 30),
+                tmpfs_bytes: Some(256 << 20),
+                repo_growth_bytes: Some(8 << 30),
             },
             operator: std::env::var("USER")
                 .ok()

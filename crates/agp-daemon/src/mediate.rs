@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use agp_contracts::canonical::sha256_hex;
 use agp_contracts::events::*;
 use agp_contracts::{
-    ApprovalOutcome, ApprovalRequest, ApprovalSpec, Approver, Decision, JournalError, ToolCall,
-    Verdict,
+    ApprovalOutcome, ApprovalRequest, ApprovalSpec, Approver, Decision, JournalError, SandboxError,
+    ToolCall, Verdict,
 };
 use agp_gateway::{
     ErrorCode, ExecResult, SessionMode, ToolCallRequest, ToolCallResult, VerdictMessage,
@@ -761,7 +761,19 @@ impl Mediator {
                 .unwrap_or_else(|e| Err(ToolError::Invalid(format!("sandbox task failed: {e}"))))
             }
         };
-        let (exit_code, timed_out, raw, cut_by_sandbox, error) = match ran {
+        // What the sandbox enforced on the way: journaled on their own, and told to the agent.
+        let (limit, refused, removed) = match &ran {
+            Ok(out) => (
+                out.limit_exceeded.clone(),
+                false,
+                out.git_metadata_removed.clone(),
+            ),
+            Err(ToolError::Sandbox(SandboxError::LimitExceeded(hit))) => {
+                (Some(hit.clone()), true, Vec::new())
+            }
+            Err(_) => (None, false, Vec::new()),
+        };
+        let (exit_code, timed_out, mut raw, cut_by_sandbox, error) = match ran {
             Ok(out) => (
                 out.exit_code,
                 out.timed_out,
@@ -771,6 +783,39 @@ impl Mediator {
             ),
             Err(e) => (None, false, Vec::new(), false, Some(e.to_string())),
         };
+        if let (Some(hit), false) = (&limit, refused) {
+            raw.extend_from_slice(format!("\nagp: {}\n", hit.message).as_bytes());
+        }
+        if !removed.is_empty() {
+            raw.extend_from_slice(
+                format!(
+                    "\nagp: git metadata is not the agent's to change; removed: {}\n",
+                    removed.join("; ")
+                )
+                .as_bytes(),
+            );
+        }
+        if let Some(hit) = &limit {
+            let body = json!({
+                "call_id": call.id, "limit": hit.limit, "bound": hit.bound,
+                "observed": hit.observed, "refused": refused, "message": hit.message,
+            });
+            if let Err(e) = self
+                .journal(SANDBOX_LIMIT_EXCEEDED, Some(&session.id), body)
+                .await
+            {
+                tracing::error!("could not journal a sandbox limit hit: {e}");
+            }
+        }
+        if !removed.is_empty() {
+            let body = json!({ "call_id": call.id, "removed": removed });
+            if let Err(e) = self
+                .journal(SANDBOX_GIT_METADATA_REMOVED, Some(&session.id), body)
+                .await
+            {
+                tracing::error!("could not journal removed git metadata: {e}");
+            }
+        }
         let output_sha256 = sha256_hex(&raw);
         let text = match &error {
             Some(e) => format!("agp: tool not run: {e}"),

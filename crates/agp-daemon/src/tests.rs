@@ -189,6 +189,7 @@ impl SandboxProvider for HostProvider {
             timed_out: false,
             duration_ms: 0,
             truncated: false,
+            ..Default::default()
         })
     }
     fn teardown(&self, _s: PathBuf) -> Result<(), SandboxError> {

@@ -12,8 +12,10 @@ use agp_contracts::sandbox::{
     SandboxProvider, SandboxSpec,
 };
 
-use crate::cgroup::PidsCgroup;
+use crate::cgroup::SessionCgroup;
+use crate::growth::RepoGrowth;
 use crate::{cgroup, env, gitguard, layout, limits, preflight, run, seccomp, DEFAULT_OUTPUT_CAP};
+use agp_contracts::sandbox::LimitExceeded;
 
 /// How to install bubblewrap, for the error shown when it is missing.
 pub fn install_hint(looked_at: &str) -> String {
@@ -24,6 +26,20 @@ pub fn install_hint(looked_at: &str) -> String {
     )
 }
 
+/// The git metadata as it was before a long-running command (see
+/// [`BubblewrapProvider::command_guarded`]).
+#[derive(Debug)]
+pub struct GitMetadataGuard(gitguard::Snapshot);
+
+impl GitMetadataGuard {
+    /// Remove what was created or replaced in the git metadata since the command started and
+    /// is not commit state; `path (what)` for each. Run it after the command has exited:
+    /// while it runs, it could write again.
+    pub fn scrub(&self) -> Vec<String> {
+        gitguard::scrub(&self.0)
+    }
+}
+
 /// Runs commands in per-call bubblewrap sandboxes built from a session's spec.
 #[derive(Debug, Clone)]
 pub struct BubblewrapProvider {
@@ -31,8 +47,8 @@ pub struct BubblewrapProvider {
     bwrap: Result<PathBuf, String>,
     output_cap: usize,
     protected: Vec<PathBuf>,
-    /// Whether per-session pids cgroups can be made here (probed once).
-    cgroups: OnceLock<bool>,
+    /// Which per-session cgroups can be made here (probed once).
+    cgroups: OnceLock<cgroup::Available>,
 }
 
 /// A session: the validated spec turned into bubblewrap arguments and an environment.
@@ -45,7 +61,8 @@ pub struct BubblewrapSession {
     env: Vec<(String, String)>,
     /// Limits applied with setrlimit (max_processes is left out when a cgroup holds it).
     limits: ResourceLimits,
-    pids: Option<Arc<PidsCgroup>>,
+    cgroup: Option<Arc<SessionCgroup>>,
+    growth: Option<Arc<RepoGrowth>>,
 }
 
 impl BubblewrapSession {
@@ -61,7 +78,13 @@ impl BubblewrapSession {
     /// Whether `max_processes` is held by a per-session pids cgroup (rather than
     /// RLIMIT_NPROC).
     pub fn process_limit_by_cgroup(&self) -> bool {
-        self.pids.is_some()
+        self.cgroup.as_ref().is_some_and(|c| c.limits_processes())
+    }
+
+    /// Whether `session_memory_bytes` is held by a per-session memory cgroup (otherwise only
+    /// the per-process RLIMIT_AS bounds memory).
+    pub fn memory_limit_by_cgroup(&self) -> bool {
+        self.cgroup.as_ref().is_some_and(|c| c.limits_memory())
     }
 }
 
@@ -129,7 +152,21 @@ impl BubblewrapProvider {
         argv: &[String],
         cwd: &Path,
     ) -> Result<Command, SandboxError> {
+        self.sandboxed(session, None, argv, cwd).map(|(cmd, _)| cmd)
+    }
+
+    /// [`Self::command`], plus the second half of the git metadata guard: call
+    /// [`GitMetadataGuard::scrub`] once the process has exited (the session's end, for an
+    /// agent CLI) to remove the metadata it created in the git directory, and journal what
+    /// it returns.
+    pub fn command_guarded(
+        &self,
+        session: &BubblewrapSession,
+        argv: &[String],
+        cwd: &Path,
+    ) -> Result<(Command, GitMetadataGuard), SandboxError> {
         self.sandboxed(session, None, argv, cwd)
+            .map(|(cmd, snapshot)| (cmd, GitMetadataGuard(snapshot)))
     }
 
     pub(crate) fn sandboxed(
@@ -138,7 +175,7 @@ impl BubblewrapProvider {
         status_fd: Option<RawFd>,
         argv: &[String],
         cwd: &Path,
-    ) -> Result<Command, SandboxError> {
+    ) -> Result<(Command, gitguard::Snapshot), SandboxError> {
         if argv.is_empty() || argv[0].is_empty() {
             return Err(SandboxError::Refused("empty command".into()));
         }
@@ -162,7 +199,7 @@ impl BubblewrapProvider {
             inherit.owned.push(fd);
         }
         cmd.args(&session.layout.mid);
-        gitguard::protect(&session.repo, &mut cmd, &mut inherit)?;
+        let snapshot = gitguard::protect(&session.repo, &mut cmd, &mut inherit)?;
         cmd.args(&session.layout.tail);
         if let Some(fd) = status_fd {
             cmd.arg("--json-status-fd").arg(fd.to_string());
@@ -182,9 +219,13 @@ impl BubblewrapProvider {
             &mut cmd,
             &session.limits,
             inherit,
-            session.pids.as_ref().map(|c| c.procs_fd()),
+            session
+                .cgroup
+                .as_ref()
+                .map(|c| c.procs_fds())
+                .unwrap_or_default(),
         );
-        Ok(cmd)
+        Ok((cmd, snapshot))
     }
 
     /// Run the preflight and return the full report, whether it passed or not (for
@@ -201,28 +242,39 @@ impl BubblewrapProvider {
         session: &BubblewrapSession,
         request: &ExecRequest,
     ) -> Result<(ExecOutput, Vec<serde_json::Value>), SandboxError> {
+        if let Some(growth) = &session.growth {
+            growth.admit().map_err(SandboxError::LimitExceeded)?;
+        }
+        let before = session.cgroup.as_ref().map(|c| c.counters());
         let (read_end, write_end) = status_pipe()?;
-        let cmd = self.sandboxed(
+        let (cmd, snapshot) = self.sandboxed(
             session,
             Some(write_end.as_raw_fd()),
             &request.argv,
             &request.cwd,
         )?;
+        let mut watcher = session.growth.as_ref().map(|g| g.watcher());
         let result = run::run(
             cmd,
             request.stdin.as_deref(),
             request.timeout,
             self.output_cap,
             false,
+            watcher.as_mut().map(|w| w as &mut dyn FnMut() -> bool),
         );
+        drop(watcher);
         drop(write_end);
+        // Every process of the command is gone (its pid namespace died with bwrap), so
+        // nothing can race the check.
+        let git_metadata_removed = gitguard::scrub(&snapshot);
+        let limit_exceeded = limit_hit(session, before);
         let captured = result?;
         let status = read_status(read_end);
         let exit_from_status = status
             .iter()
             .find_map(|v| v.get("exit-code").and_then(|c| c.as_i64()))
             .map(|c| c as i32);
-        let exit_code = match (captured.timed_out, exit_from_status) {
+        let exit_code = match (captured.timed_out || captured.stopped, exit_from_status) {
             (true, _) => None,
             (false, Some(code)) => Some(code),
             (false, None) => {
@@ -246,6 +298,8 @@ impl BubblewrapProvider {
                 timed_out: captured.timed_out,
                 duration_ms: captured.duration.as_millis() as u64,
                 truncated: captured.truncated,
+                git_metadata_removed,
+                limit_exceeded,
             },
             status,
         ))
@@ -253,9 +307,44 @@ impl BubblewrapProvider {
 }
 
 impl BubblewrapProvider {
-    fn cgroups_available(&self) -> bool {
+    fn cgroups_available(&self) -> cgroup::Available {
         *self.cgroups.get_or_init(cgroup::available)
     }
+}
+
+/// The first session bound the command just hit: memory (its biggest process was killed),
+/// processes (forks failed), repository growth (later commands are refused).
+fn limit_hit(
+    session: &BubblewrapSession,
+    before: Option<cgroup::Counters>,
+) -> Option<LimitExceeded> {
+    let from_cgroup = session
+        .cgroup
+        .as_ref()
+        .zip(before)
+        .and_then(|(c, before)| c.hits_since(before).into_iter().next())
+        .map(|(limit, bound, observed)| {
+            let message = match limit {
+                "session_memory" => format!(
+                    "the session's memory bound of {bound} bytes (config.toml [sandbox.limits] \
+                     session_memory_bytes) was reached (peak {observed} bytes): the kernel killed \
+                     the largest process of the command"
+                ),
+                _ => format!(
+                    "the session's bound of {bound} processes (config.toml [sandbox.limits] \
+                     processes) was reached: {observed} process creations failed"
+                ),
+            };
+            LimitExceeded {
+                limit: limit.to_string(),
+                bound,
+                observed,
+                message,
+            }
+        });
+    // The repository is measured after every command, so a later refusal has a fresh size.
+    let from_growth = session.growth.as_ref().and_then(|g| g.check());
+    from_cgroup.or(from_growth)
 }
 
 fn random_hex() -> Result<String, SandboxError> {
@@ -306,24 +395,29 @@ impl SandboxProvider for BubblewrapProvider {
         let layout = Arc::new(layout::bwrap_args(spec, &repo)?);
         let env = env::build(&spec.env)?;
         let mut limits = spec.limits.clone();
-        let pids = match limits.max_processes {
-            Some(max) if self.cgroups_available() => {
-                let name = format!("agp-sandbox-{}-{}", std::process::id(), random_hex()?);
-                let cgroup = PidsCgroup::create(&name, max)?;
-                if cgroup.is_some() {
-                    limits.max_processes = None;
-                }
-                cgroup.map(Arc::new)
-            }
-            _ => None,
+        let avail = self.cgroups_available();
+        let want_pids = limits.max_processes.filter(|_| avail.pids);
+        let want_memory = limits.session_memory_bytes.filter(|_| avail.memory);
+        let cgroup = if want_pids.is_some() || want_memory.is_some() {
+            let name = format!("agp-sandbox-{}-{}", std::process::id(), random_hex()?);
+            SessionCgroup::create(&name, want_pids, want_memory)?.map(Arc::new)
+        } else {
+            None
         };
+        if cgroup.as_ref().is_some_and(|c| c.limits_processes()) {
+            limits.max_processes = None;
+        }
+        let growth = limits
+            .repo_growth_bytes
+            .map(|bound| Arc::new(RepoGrowth::new(&repo, bound)));
         Ok(BubblewrapSession {
             id: spec.session.clone(),
             repo,
             layout,
             env,
             limits,
-            pids,
+            cgroup,
+            growth,
         })
     }
 
@@ -357,16 +451,23 @@ impl SandboxProvider for BubblewrapProvider {
             },
             "each command gets fresh namespaces and an empty tmpfs HOME and /tmp; only the repository persists between commands".to_string(),
             "max_cpu_seconds is RLIMIT_CPU: per process, not per session".to_string(),
-            "max_memory_bytes is RLIMIT_AS per process; the tmpfs HOME and /tmp are each capped at the same size".to_string(),
+            "max_memory_bytes is RLIMIT_AS per process; the tmpfs HOME and /tmp are each capped at tmpfs_bytes".to_string(),
+            "repo_growth_bytes is checked after each command (a walk of the repository) and by RLIMIT_FSIZE per file: one command can write past it before it is stopped; later commands are then refused until the repository is back under it".to_string(),
             "extra read-only and read-write binds expose exactly what they name".to_string(),
-            "the repository is writable except .git/hooks and .git/config, and .git cannot be renamed away (code git would run on the host); a .git planted in a subdirectory and other files a host tool may execute later (Makefile, .envrc, editor tasks, package scripts) are not protected".to_string(),
+            "the repository is writable, but its git directory only for what committing needs (objects, refs, logs, index, HEAD and the usual state files): existing config, hooks, info, worktrees, modules, alternates and the like are read-only, and metadata a command creates or replaces there (commondir, config.worktree, alternates, rebase/cherry-pick state) is moved to .git/agp-quarantine after the command and reported; hooks under core.hooksPath or symlinked into the work tree and submodule .git pointers are read-only too; a long-running command (the agent CLI) gets the second half only when its owner scrubs; a .git planted in a subdirectory and other files a host tool may execute later (Makefile, .envrc, editor tasks, package scripts, what a hook script runs) are not protected".to_string(),
         ];
         if root {
             caveats.push(
-                "agp runs as root: the sandboxed process keeps kernel uid 0 without any capability, so files visible inside and owned by root are accessible per their owner bits (only system directories, read-only, and the repository are visible)".to_string(),
+                "agp runs as root: the sandboxed process keeps kernel uid 0 without any capability, so files visible inside and owned by root are accessible per their owner bits (only system directories, read-only, and the repository are visible); seccomp refuses setuid/setgid modes and device nodes, and file capabilities need a dropped capability, so no privilege is carried out in files".to_string(),
             );
         }
-        caveats.push(if self.cgroups_available() {
+        let avail = self.cgroups_available();
+        caveats.push(if avail.memory {
+            "session_memory_bytes is a per-session memory cgroup (no swap), shared by all commands of the session and their tmpfs pages; when reached, the kernel kills the largest process".to_string()
+        } else {
+            "session_memory_bytes is NOT enforced: no memory cgroup can be created here; memory is bounded only per process (max_memory_bytes, RLIMIT_AS) and per tmpfs, so several processes together can use more".to_string()
+        });
+        caveats.push(if avail.pids {
             "max_processes is a per-session pids cgroup (pids.max), shared by all commands of the session".to_string()
         } else if root {
             "max_processes (RLIMIT_NPROC) is not enforced: the kernel exempts root, and no pids cgroup can be created here".to_string()

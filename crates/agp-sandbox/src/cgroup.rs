@@ -1,7 +1,15 @@
-//! A per-session pids cgroup, so `max_processes` holds even for root, whom the kernel exempts
-//! from RLIMIT_NPROC. Used when this process may create a child cgroup with a pids controller
-//! (cgroup v2 with `pids` delegated to our cgroup's children, or a writable cgroup v1 `pids`
-//! hierarchy); otherwise the provider falls back to RLIMIT_NPROC and says so in its caveats.
+//! Per-session cgroups: a pids cgroup, so `max_processes` holds even for root (whom the kernel
+//! exempts from RLIMIT_NPROC), and a memory cgroup, so `session_memory_bytes` bounds every
+//! command of the session together, tmpfs pages included (they are charged to the cgroup of
+//! the process that writes them). Used where this process may create a child cgroup with the
+//! controller: cgroup v2 with it enabled in our cgroup's `cgroup.subtree_control`, or a
+//! writable cgroup v1 hierarchy of it (both controllers may live in separate hierarchies).
+//! Where one cannot be made, the provider falls back to per-process rlimits and says so in
+//! its caveats.
+//!
+//! Every command of the session is moved into the cgroups before bwrap starts, so the limits
+//! span commands. What a command ran into is read back from the cgroup's event counters
+//! (`oom_kill`, pids `max`) before and after it, for a clear message and a journal entry.
 
 use std::fs::File;
 use std::io;
@@ -9,28 +17,23 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// One session's cgroup. Every command of the session is moved into it before bwrap starts,
-/// so the limit is per session, across commands. Removed (after killing anything left in it)
-/// when the last handle drops.
+/// Knobs that exist only with swap accounting; without it there is no swap to bound.
+const OPTIONAL_KNOBS: &[&str] = &["memory.swap.max", "memory.memsw.limit_in_bytes"];
+
+/// One controller's directory for one session.
 #[derive(Debug)]
-pub(crate) struct PidsCgroup {
+struct Group {
     dir: PathBuf,
     procs: File,
 }
 
-impl PidsCgroup {
-    /// The `cgroup.procs` descriptor the pre-exec hook writes "0" to (moves the writer).
-    pub(crate) fn procs_fd(&self) -> RawFd {
-        self.procs.as_raw_fd()
-    }
-
-    pub(crate) fn create(name: &str, max: u64) -> io::Result<Option<Self>> {
-        let Some(base) = pids_base() else {
-            return Ok(None);
-        };
+impl Group {
+    fn create(base: &Path, name: &str, settings: &[(&str, String)]) -> io::Result<Option<Self>> {
         let dir = base.join(name);
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
+            // v2 puts the controllers of both kinds in one directory.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e)
                 if matches!(
                     e.kind(),
@@ -42,7 +45,12 @@ impl PidsCgroup {
             Err(e) => return Err(e),
         }
         let made = (|| {
-            std::fs::write(dir.join("pids.max"), max.to_string())?;
+            for (file, value) in settings {
+                let path = dir.join(file);
+                if path.exists() || !OPTIONAL_KNOBS.contains(file) {
+                    std::fs::write(path, value)?;
+                }
+            }
             std::fs::OpenOptions::new()
                 .write(true)
                 .open(dir.join("cgroup.procs"))
@@ -63,9 +71,26 @@ impl PidsCgroup {
             .filter_map(|l| l.trim().parse().ok())
             .collect()
     }
+
+    /// A `key value` counter from a flat-keyed cgroup file.
+    fn counter(&self, file: &str, key: &str) -> Option<u64> {
+        let text = std::fs::read_to_string(self.dir.join(file)).ok()?;
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse().ok())?
+        })
+    }
+
+    fn value(&self, file: &str) -> Option<u64> {
+        std::fs::read_to_string(self.dir.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
 }
 
-impl Drop for PidsCgroup {
+impl Drop for Group {
     fn drop(&mut self) {
         // Nothing of the session outlives it; then the empty cgroup can go.
         for _ in 0..50 {
@@ -74,7 +99,7 @@ impl Drop for PidsCgroup {
                 // SAFETY: kill only sends a signal; these pids are members of our cgroup.
                 unsafe { libc::kill(*pid, libc::SIGKILL) };
             }
-            if std::fs::remove_dir(&self.dir).is_ok() {
+            if !self.dir.exists() || std::fs::remove_dir(&self.dir).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -82,21 +107,161 @@ impl Drop for PidsCgroup {
     }
 }
 
-/// Whether per-session pids cgroups can be made here (probed by making and removing one).
-/// Also removes empty session cgroups left by agp processes that no longer exist (a daemon
-/// that was killed cannot run its teardown).
-pub(crate) fn available() -> bool {
-    let name = format!("agp-sandbox-probe-{}", std::process::id());
-    let ok = matches!(PidsCgroup::create(&name, 1), Ok(Some(_)));
-    if ok {
-        sweep_stale();
-    }
-    ok
+/// Which cgroup version a controller lives in (their knobs and counters differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V1,
+    V2,
 }
 
-fn sweep_stale() {
-    let Some(base) = pids_base() else { return };
-    let Ok(entries) = std::fs::read_dir(&base) else {
+/// A session's cgroups. Removed (after killing anything left in them) when dropped.
+#[derive(Debug)]
+pub(crate) struct SessionCgroup {
+    pids: Option<(Group, u64)>,
+    memory: Option<(Group, Version, u64)>,
+}
+
+/// Counters read before a command, to tell what it ran into.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    oom_kills: u64,
+    pids_refused: u64,
+}
+
+/// A bound a command hit, as `(limit, bound, observed)`.
+pub(crate) type Hit = (&'static str, u64, u64);
+
+impl SessionCgroup {
+    /// Make the session's cgroups for the limits asked for. A controller that cannot be used
+    /// here is left out (the caller falls back to rlimits); `None` when neither was made.
+    pub(crate) fn create(
+        name: &str,
+        max_pids: Option<u64>,
+        max_memory: Option<u64>,
+    ) -> io::Result<Option<Self>> {
+        let pids = match (max_pids, base("pids")) {
+            (Some(max), Some((base, _))) => {
+                Group::create(&base, name, &[("pids.max", max.to_string())])?.map(|g| (g, max))
+            }
+            _ => None,
+        };
+        let memory = match (max_memory, base("memory")) {
+            (Some(max), Some((base, version))) => {
+                let settings: Vec<(&str, String)> = match version {
+                    // No swap either: the bound is on memory, not on memory plus swap.
+                    Version::V2 => vec![
+                        ("memory.max", max.to_string()),
+                        ("memory.swap.max", "0".into()),
+                    ],
+                    Version::V1 => vec![
+                        ("memory.limit_in_bytes", max.to_string()),
+                        ("memory.memsw.limit_in_bytes", max.to_string()),
+                    ],
+                };
+                Group::create(&base, name, &settings)?.map(|g| (g, version, max))
+            }
+            _ => None,
+        };
+        if pids.is_none() && memory.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Self { pids, memory }))
+    }
+
+    pub(crate) fn limits_processes(&self) -> bool {
+        self.pids.is_some()
+    }
+
+    pub(crate) fn limits_memory(&self) -> bool {
+        self.memory.is_some()
+    }
+
+    /// The `cgroup.procs` descriptors the pre-exec hook writes "0" to (moves the writer).
+    /// One per hierarchy: on cgroup v2 both controllers share a directory.
+    pub(crate) fn procs_fds(&self) -> Vec<RawFd> {
+        let mut fds = Vec::new();
+        if let Some((g, _)) = &self.pids {
+            fds.push((g.dir.clone(), g.procs.as_raw_fd()));
+        }
+        if let Some((g, _, _)) = &self.memory {
+            if !fds.iter().any(|(d, _)| *d == g.dir) {
+                fds.push((g.dir.clone(), g.procs.as_raw_fd()));
+            }
+        }
+        fds.into_iter().map(|(_, fd)| fd).collect()
+    }
+
+    pub(crate) fn counters(&self) -> Counters {
+        Counters {
+            oom_kills: self.oom_kills(),
+            pids_refused: self
+                .pids
+                .as_ref()
+                .and_then(|(g, _)| g.counter("pids.events", "max"))
+                .unwrap_or(0),
+        }
+    }
+
+    fn oom_kills(&self) -> u64 {
+        match &self.memory {
+            Some((g, Version::V2, _)) => g.counter("memory.events", "oom_kill"),
+            Some((g, Version::V1, _)) => g.counter("memory.oom_control", "oom_kill"),
+            None => None,
+        }
+        .unwrap_or(0)
+    }
+
+    /// What the session ran into since `before`.
+    pub(crate) fn hits_since(&self, before: Counters) -> Vec<Hit> {
+        let now = self.counters();
+        let mut hits = Vec::new();
+        if let Some((g, version, max)) = &self.memory {
+            if now.oom_kills > before.oom_kills {
+                let peak = match version {
+                    Version::V2 => g.value("memory.peak"),
+                    Version::V1 => g.value("memory.max_usage_in_bytes"),
+                };
+                hits.push(("session_memory", *max, peak.unwrap_or(*max)));
+            }
+        }
+        if let Some((_, max)) = &self.pids {
+            if now.pids_refused > before.pids_refused {
+                hits.push(("processes", *max, now.pids_refused - before.pids_refused));
+            }
+        }
+        hits
+    }
+}
+
+/// Which controllers can be used here (probed by making and removing a cgroup). Also removes
+/// empty session cgroups left by agp processes that no longer exist (a daemon that was killed
+/// cannot run its teardown).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Available {
+    pub pids: bool,
+    pub memory: bool,
+}
+
+pub(crate) fn available() -> Available {
+    let name = format!("agp-sandbox-probe-{}", std::process::id());
+    let probe = |controller: &str| {
+        let Some((base, _)) = base(controller) else {
+            return false;
+        };
+        let ok = matches!(Group::create(&base, &name, &[]), Ok(Some(_)));
+        if ok {
+            sweep_stale(&base);
+        }
+        ok
+    };
+    Available {
+        pids: probe("pids"),
+        memory: probe("memory"),
+    }
+}
+
+fn sweep_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
         return;
     };
     for entry in entries.flatten() {
@@ -149,34 +314,39 @@ fn join_under(mount: &Mount, path: &str) -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-/// Our own cgroup directory in a hierarchy whose children get a `pids.max`.
-fn pids_base() -> Option<PathBuf> {
+/// Our own cgroup directory in a hierarchy whose children get `controller`.
+fn base(controller: &str) -> Option<(PathBuf, Version)> {
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let mounts = mounts();
-    // cgroup v2, with pids enabled for our children.
-    if let Some(path) = own.lines().find_map(|l| l.strip_prefix("0::")) {
-        for m in mounts.iter().filter(|m| m.fstype == "cgroup2") {
-            if let Some(dir) = join_under(m, path) {
-                let delegated =
-                    std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
-                if delegated.split_whitespace().any(|c| c == "pids") {
-                    return Some(dir);
-                }
-            }
-        }
-    }
-    // cgroup v1 pids hierarchy.
-    let path = own.lines().find_map(|l| {
+    // cgroup v1 first: on a hybrid host the controller lives there, not in the unified tree.
+    let v1 = own.lines().find_map(|l| {
         let mut parts = l.splitn(3, ':');
         let _id = parts.next()?;
         let controllers = parts.next()?;
         let path = parts.next()?;
-        controllers.split(',').any(|c| c == "pids").then_some(path)
-    })?;
-    mounts
-        .iter()
-        .filter(|m| m.fstype == "cgroup" && m.super_opts.split(',').any(|o| o == "pids"))
-        .find_map(|m| join_under(m, path))
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then_some(path)
+    });
+    if let Some(path) = v1 {
+        return mounts
+            .iter()
+            .filter(|m| m.fstype == "cgroup" && m.super_opts.split(',').any(|o| o == controller))
+            .find_map(|m| join_under(m, path))
+            .map(|d| (d, Version::V1));
+    }
+    let path = own.lines().find_map(|l| l.strip_prefix("0::"))?;
+    for m in mounts.iter().filter(|m| m.fstype == "cgroup2") {
+        if let Some(dir) = join_under(m, path) {
+            let delegated =
+                std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+            if delegated.split_whitespace().any(|c| c == controller) {
+                return Some((dir, Version::V2));
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -185,7 +355,7 @@ mod tests {
 
     #[test]
     fn stale_session_cgroups_of_dead_processes_are_swept() {
-        let Some(base) = pids_base() else {
+        let Some((base, _)) = base("pids") else {
             eprintln!("SKIPPED: no pids cgroup hierarchy here");
             return;
         };
@@ -197,7 +367,7 @@ mod tests {
         }
         let live = base.join(format!("agp-sandbox-{}-cafebabe", std::process::id()));
         std::fs::create_dir(&live).unwrap();
-        sweep_stale();
+        sweep_stale(&base);
         let (stale_gone, live_kept) = (!stale.exists(), live.exists());
         let _ = std::fs::remove_dir(&stale);
         let _ = std::fs::remove_dir(&live);
@@ -206,20 +376,34 @@ mod tests {
     }
 
     #[test]
-    fn a_session_cgroup_holds_its_limit_and_goes_away() {
+    fn a_session_cgroup_holds_its_limits_and_goes_away() {
         let name = format!("agp-sandbox-{}-unit", std::process::id());
-        let Some(cg) = PidsCgroup::create(&name, 7).unwrap() else {
-            eprintln!("SKIPPED: no writable pids cgroup here");
+        let Some(cg) = SessionCgroup::create(&name, Some(7), Some(64 << 20)).unwrap() else {
+            eprintln!("SKIPPED: no writable pids or memory cgroup here");
             return;
         };
-        let dir = cg.dir.clone();
-        assert_eq!(
-            std::fs::read_to_string(dir.join("pids.max"))
-                .unwrap()
-                .trim(),
-            "7"
-        );
+        let mut dirs = Vec::new();
+        if let Some((g, _)) = &cg.pids {
+            assert_eq!(
+                std::fs::read_to_string(g.dir.join("pids.max"))
+                    .unwrap()
+                    .trim(),
+                "7"
+            );
+            dirs.push(g.dir.clone());
+        }
+        if let Some((g, version, _)) = &cg.memory {
+            let file = match version {
+                Version::V2 => "memory.max",
+                Version::V1 => "memory.limit_in_bytes",
+            };
+            assert_eq!(g.value(file), Some(64 << 20));
+            dirs.push(g.dir.clone());
+        }
+        assert!(!cg.procs_fds().is_empty());
         drop(cg);
-        assert!(!dir.exists());
+        for d in dirs {
+            assert!(!d.exists(), "{}", d.display());
+        }
     }
 }

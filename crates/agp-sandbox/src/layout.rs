@@ -281,7 +281,7 @@ pub(crate) fn bwrap_args(spec: &SandboxSpec, repo: &Path) -> Result<Layout, Sand
 
     let tmpfs_size = spec
         .limits
-        .max_memory_bytes
+        .tmpfs_bytes
         .unwrap_or(DEFAULT_TMPFS_BYTES)
         .to_string();
     push(&mut args, &[&"--size", &tmpfs_size, &"--tmpfs", &"/tmp"]);
@@ -327,8 +327,10 @@ pub(crate) fn bwrap_args(spec: &SandboxSpec, repo: &Path) -> Result<Layout, Sand
     })
 }
 
-/// Size cap of each tmpfs (HOME, /tmp) when the spec sets no memory limit.
-pub(crate) const DEFAULT_TMPFS_BYTES: u64 = 1024 * 1024 * 1024;
+/// Size cap of each tmpfs (HOME, /tmp) when the spec sets none. RAM-backed and made afresh
+/// for every command: enough for a build's scratch files, small enough that a few
+/// concurrent commands cannot exhaust the host.
+pub(crate) const DEFAULT_TMPFS_BYTES: u64 = 256 * 1024 * 1024;
 
 #[cfg(test)]
 mod tests {

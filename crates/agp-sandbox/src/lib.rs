@@ -2,12 +2,14 @@
 //!
 //! - [`BubblewrapProvider`]: every command runs in fresh user, pid, ipc, uts, net (no network)
 //!   and mount namespaces built by `bwrap`, with all capabilities dropped, no_new_privs and a
-//!   seccomp denylist, system directories read-only, only the repository writable (minus
-//!   `.git/hooks` and `.git/config`), a tmpfs HOME and `/tmp`, a cleared environment, no
-//!   inherited descriptors, and resource limits (setrlimit; a per-session pids cgroup where
-//!   one can be made). The preflight (`SandboxProvider::preflight`, or
-//!   [`BubblewrapProvider::run_preflight`] for the full report) proves the isolation from
-//!   inside instead of trusting the flags.
+//!   seccomp denylist (which also refuses setuid/setgid modes and device nodes, see
+//!   `seccomp`), system directories read-only, only the repository writable (its git
+//!   directory only for what committing needs, see `gitguard`), a small tmpfs HOME and
+//!   `/tmp`, a cleared environment, no inherited descriptors, and resource limits: setrlimit
+//!   per process, and per session a pids and a memory cgroup where they can be made and a
+//!   bound on repository growth (see `cgroup` and `growth`). The preflight
+//!   (`SandboxProvider::preflight`, or [`BubblewrapProvider::run_preflight`] for the full
+//!   report) proves the isolation from inside instead of trusting the flags.
 //! - [`NoSandbox`]: the explicit `--sandbox none` opt-out, which isolates nothing and says so.
 //!
 //! Everything here is blocking (it spawns processes); async callers use a blocking thread.
@@ -16,6 +18,7 @@ mod bwrap;
 mod cgroup;
 mod env;
 mod gitguard;
+mod growth;
 mod layout;
 mod limits;
 mod none;
@@ -23,7 +26,7 @@ mod preflight;
 mod run;
 mod seccomp;
 
-pub use bwrap::{install_hint, BubblewrapProvider, BubblewrapSession};
+pub use bwrap::{install_hint, BubblewrapProvider, BubblewrapSession, GitMetadataGuard};
 pub use none::{NoSandbox, NoSandboxSession};
 
 /// Default cap on captured stdout and on captured stderr of one command (each).

@@ -15,8 +15,8 @@ const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
 /// those in `inherit` (bwrap's status pipe and seccomp program), so nothing the agp process inherited (a terminal, a
 /// socket, a pipe of its parent) leaks into the sandbox. Marking instead of closing keeps the
 /// standard library's exec-error pipe working.
-/// `cgroup_procs`, when given, is a session cgroup's `cgroup.procs`: the child moves itself
-/// into it, so bwrap and everything in the sandbox count against the cgroup's limits.
+/// `cgroup_procs` are the session cgroups' `cgroup.procs` (one per hierarchy): the child moves
+/// itself into them, so bwrap and everything in the sandbox count against their limits.
 /// Descriptors bwrap must inherit: `owned` ones live as long as the command (moved into the
 /// hook), `borrowed` ones are kept open by the caller until the spawn.
 #[derive(Default)]
@@ -29,9 +29,10 @@ pub(crate) fn install(
     cmd: &mut Command,
     limits: &ResourceLimits,
     inherit: Inherit,
-    cgroup_procs: Option<RawFd>,
+    cgroup_procs: Vec<RawFd>,
 ) {
     let nproc = limits.max_processes;
+    let fsize = limits.repo_growth_bytes;
     let memory = limits.max_memory_bytes;
     let cpu = limits.max_cpu_seconds;
     // SAFETY: the closure runs in the forked child before exec. It only performs
@@ -39,7 +40,7 @@ pub(crate) fn install(
     // into the closure, allocates nothing and takes no locks.
     unsafe {
         cmd.pre_exec(move || {
-            if let Some(fd) = cgroup_procs {
+            for &fd in &cgroup_procs {
                 // "0" moves the writing process.
                 if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                     return Err(io::Error::last_os_error());
@@ -57,6 +58,11 @@ pub(crate) fn install(
             }
             if let Some(bytes) = memory {
                 set_limit(libc::RLIMIT_AS, bytes)?;
+            }
+            if let Some(bytes) = fsize {
+                // No single file may outgrow the whole repository bound (SIGXFSZ, or EFBIG
+                // where the signal is ignored); the session total is checked by the provider.
+                set_limit(libc::RLIMIT_FSIZE, bytes)?;
             }
             if let Some(seconds) = cpu {
                 set_limit(libc::RLIMIT_CPU, seconds)?;

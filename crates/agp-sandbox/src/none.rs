@@ -76,13 +76,19 @@ impl SandboxProvider for NoSandbox {
             .current_dir(&request.cwd)
             .env_clear()
             .envs(session.env.iter().map(|(k, v)| (k, v)));
-        limits::install(&mut cmd, &session.limits, limits::Inherit::default(), None);
+        limits::install(
+            &mut cmd,
+            &session.limits,
+            limits::Inherit::default(),
+            Vec::new(),
+        );
         let captured = match run::run(
             cmd,
             request.stdin.as_deref(),
             request.timeout,
             self.output_cap,
             true,
+            None,
         ) {
             Ok(c) => c,
             Err(SandboxError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -93,6 +99,7 @@ impl SandboxProvider for NoSandbox {
                     timed_out: false,
                     duration_ms: 0,
                     truncated: false,
+                    ..Default::default()
                 })
             }
             Err(e) => return Err(e),
@@ -105,6 +112,7 @@ impl SandboxProvider for NoSandbox {
             timed_out: captured.timed_out,
             duration_ms: captured.duration.as_millis() as u64,
             truncated: captured.truncated,
+            ..Default::default()
         })
     }
 

@@ -21,8 +21,13 @@ pub(crate) struct Captured {
     pub stderr: Vec<u8>,
     pub truncated: bool,
     pub timed_out: bool,
+    /// The watcher asked for the command to be stopped (and it was killed).
+    pub stopped: bool,
     pub duration: Duration,
 }
+
+/// How often a watcher is asked whether the command must stop.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct Sink {
@@ -104,13 +109,15 @@ fn exited_signal(pid: u32) -> mpsc::Receiver<()> {
 
 /// Spawn `cmd` and run it to completion. `kill_group` puts the child in its own process group
 /// and kills the group on timeout (used without a sandbox; bubblewrap's pid namespace dies
-/// with bwrap).
+/// with bwrap). `watch`, when given, is asked every [`WATCH_EVERY`] while the command runs;
+/// `true` stops it like a timeout would.
 pub(crate) fn run(
     mut cmd: Command,
     stdin: Option<&[u8]>,
     timeout: Duration,
     cap: usize,
     kill_group: bool,
+    mut watch: Option<&mut dyn FnMut() -> bool>,
 ) -> Result<Captured, SandboxError> {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -137,7 +144,29 @@ pub(crate) fn run(
     let err = drain(child.stderr.take().expect("stderr piped"), cap);
 
     let exited = exited_signal(pid);
-    let timed_out = exited.recv_timeout(timeout).is_err();
+    let deadline = started + timeout;
+    let mut stopped = false;
+    let timed_out = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break true;
+        }
+        let step = if watch.is_some() {
+            left.min(WATCH_EVERY)
+        } else {
+            left
+        };
+        match exited.recv_timeout(step) {
+            Ok(()) => break false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break true,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if watch.as_mut().is_some_and(|w| w()) {
+                    stopped = true;
+                    break false;
+                }
+            }
+        }
+    };
     // The child is not reaped yet (on timeout it may still run), so its pid and process
     // group id cannot have been reused.
     if kill_group {
@@ -145,7 +174,7 @@ pub(crate) fn run(
         // the call.
         // SAFETY: kill only sends a signal.
         unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
-    } else if timed_out {
+    } else if timed_out || stopped {
         let _ = child.kill();
     }
     let status = child.wait()?;
@@ -154,11 +183,16 @@ pub(crate) fn run(
     let (stdout, t1) = take(&out, deadline);
     let (stderr, t2) = take(&err, deadline);
     Ok(Captured {
-        status: if timed_out { None } else { Some(status) },
+        status: if timed_out || stopped {
+            None
+        } else {
+            Some(status)
+        },
         stdout,
         stderr,
         truncated: t1 || t2,
         timed_out,
+        stopped,
         duration,
     })
 }

@@ -24,8 +24,67 @@ fn our_cgroups() -> Vec<String> {
     found
 }
 
+/// The tests of this binary each count this process's session cgroups: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Directories named like this process's session cgroups in the memory hierarchy.
+fn our_memory_cgroups() -> Vec<std::path::PathBuf> {
+    let prefix = format!("agp-sandbox-{}-", std::process::id());
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let mut bases = Vec::new();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        let path = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "memory") {
+            bases.push(std::path::Path::new("/sys/fs/cgroup/memory").join(path));
+        } else if controllers.is_empty() {
+            bases.push(std::path::Path::new("/sys/fs/cgroup").join(path));
+        }
+    }
+    bases
+        .iter()
+        .filter_map(|b| std::fs::read_dir(b).ok())
+        .flat_map(|d| d.flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+#[test]
+fn the_session_memory_cgroup_goes_with_the_session() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let fx = Fixture::with_spec(|spec| spec.limits.session_memory_bytes = Some(512 << 20));
+    if !fx.session.memory_limit_by_cgroup() {
+        // SAFETY: geteuid has no preconditions.
+        assert_ne!(
+            unsafe { libc::geteuid() },
+            0,
+            "root without a memory cgroup here"
+        );
+        eprintln!("SKIPPED: no memory cgroup can be created here (not root)");
+        return;
+    }
+    assert_eq!(our_memory_cgroups().len(), 1, "{:?}", our_memory_cgroups());
+    assert_eq!(stdout(&fx.sh("echo in")), "in\n");
+    let Fixture {
+        provider, session, ..
+    } = fx;
+    provider.teardown(session).unwrap();
+    assert!(
+        our_memory_cgroups().is_empty(),
+        "{:?}",
+        our_memory_cgroups()
+    );
+}
+
 #[test]
 fn teardown_kills_leftovers_and_removes_the_session_cgroup() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let fx = Fixture::with_spec(|spec| spec.limits.max_processes = Some(32));
     if !fx.session.process_limit_by_cgroup() {
         // SAFETY: geteuid has no preconditions.

@@ -4,6 +4,7 @@ mod cli;
 mod cmd;
 mod exit;
 mod home;
+mod limits;
 
 use std::process::ExitCode;
 

@@ -98,6 +98,8 @@ struct ApprovalsSection {
 #[derive(Debug, Default, serde::Deserialize)]
 struct SandboxSection {
     provider: Option<String>,
+    #[serde(default)]
+    limits: crate::limits::LimitsSection,
 }
 
 fn read_config(home: &Home) -> Result<ConfigFile> {
@@ -317,6 +319,10 @@ pub fn assemble(home: &Home, args: &GovernArgs, rt: &tokio::runtime::Runtime) ->
     config.state_db = home.state_db();
     config.approval_timeout = Duration::from_secs(approval_timeout);
     config.operator = os_user();
+    file.sandbox
+        .limits
+        .apply(&mut config.sandbox_limits)
+        .with_context(|| format!("{} is not valid", home.config().display()))?;
     let parts = Parts {
         journal: journal.clone(),
         policy,
