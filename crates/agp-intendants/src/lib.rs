@@ -10,6 +10,7 @@
 pub mod claude_code;
 pub mod codex;
 pub mod demo;
+pub mod identity;
 pub mod install_layout;
 pub mod live;
 pub mod script;
