@@ -152,7 +152,8 @@ mod tests {
             CLAUDE_CODE.judge("claude-code", Some(Version(2, 1, 331))),
             VersionVerdict::Tested
         );
-        let VersionVerdict::Untested(w) = CLAUDE_CODE.judge("claude-code", Some(Version(2, 1, 400)))
+        let VersionVerdict::Untested(w) =
+            CLAUDE_CODE.judge("claude-code", Some(Version(2, 1, 400)))
         else {
             panic!()
         };
@@ -160,7 +161,10 @@ mod tests {
         let VersionVerdict::Refused(why) = CODEX.judge("codex", Some(Version(0, 160, 3))) else {
             panic!()
         };
-        assert!(why.contains("older than 0.169.0") && why.contains("hooks/list"), "{why}");
+        assert!(
+            why.contains("older than 0.169.0") && why.contains("hooks/list"),
+            "{why}"
+        );
         assert!(matches!(
             CODEX.judge("codex", None),
             VersionVerdict::Refused(_)
@@ -180,7 +184,10 @@ mod tests {
         check_pins("claude-code", &[], &sha, &f).unwrap();
         check_pins("claude-code", &[sha.to_uppercase()], &sha, &f).unwrap();
         let err = check_pins("claude-code", &["00".repeat(32)], &sha, &f).unwrap_err();
-        assert!(err.contains(&sha) && err.contains(&f.display().to_string()), "{err}");
+        assert!(
+            err.contains(&sha) && err.contains(&f.display().to_string()),
+            "{err}"
+        );
         assert!(err.contains("[intendants.claude-code]"), "{err}");
     }
 }

@@ -79,9 +79,10 @@ pub fn resolve(kind: AgentKind, found: &Path) -> Result<AgentInstall, LayoutErro
     }
     match native {
         Ok(()) => Ok(AgentInstall {
-            package_version: package_root.as_deref().and_then(manifest_version).or_else(|| {
-                real.parent().and_then(manifest_version)
-            }),
+            package_version: package_root
+                .as_deref()
+                .and_then(manifest_version)
+                .or_else(|| real.parent().and_then(manifest_version)),
             exe: real,
             bundle: None,
             path_dirs: Vec::new(),
@@ -222,9 +223,10 @@ fn codex_vendor_dir(exe: &Path) -> Result<Option<AgentInstall>, LayoutError> {
     })?;
     let triple = canonical(triple)?;
     let exe = canonical(exe)?;
-    let manifest: Option<serde_json::Value> = std::fs::read_to_string(triple.join("codex-package.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let manifest: Option<serde_json::Value> =
+        std::fs::read_to_string(triple.join("codex-package.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
     let declared = manifest
         .as_ref()
         .and_then(|m| m["pathDir"].as_str())

@@ -41,7 +41,11 @@ fn codex_package(nm: &Path) -> PathBuf {
 }
 
 fn codex_platform(pkg: &Path) -> PathBuf {
-    manifest(pkg, &format!("@openai/codex-{}", platform_suffix()), "0.171.0");
+    manifest(
+        pkg,
+        &format!("@openai/codex-{}", platform_suffix()),
+        "0.171.0",
+    );
     let triple = pkg.join("vendor").join(target_triple());
     put_native(&triple.join("bin/codex"));
     put_native(&triple.join("codex-path/rg"));
@@ -80,7 +84,10 @@ fn codex_global_install_resolves_the_nested_platform_binary() {
             .join(format!("@openai/codex-{}", platform_suffix())),
     );
     let got = resolve(AgentKind::Codex, &root.join("bin/codex.js")).unwrap();
-    assert_eq!(got.exe, std::fs::canonicalize(triple.join("bin/codex")).unwrap());
+    assert_eq!(
+        got.exe,
+        std::fs::canonicalize(triple.join("bin/codex")).unwrap()
+    );
 }
 
 #[test]
@@ -91,7 +98,10 @@ fn codex_older_vendor_layout_inside_the_main_package() {
     put_native(&triple.join("codex/codex"));
     put_native(&triple.join("path/rg"));
     let got = resolve(AgentKind::Codex, &root.join("bin/codex.js")).unwrap();
-    assert_eq!(got.exe, std::fs::canonicalize(triple.join("codex/codex")).unwrap());
+    assert_eq!(
+        got.exe,
+        std::fs::canonicalize(triple.join("codex/codex")).unwrap()
+    );
     assert_eq!(got.path_dirs, [PathBuf::from("path")]);
     assert_eq!(got.package_version.as_deref(), Some("0.171.0"));
 }
@@ -119,10 +129,7 @@ fn claude_stub_resolves_to_the_platform_package_binary() {
     let stub = b"#!/bin/sh\necho 'claude native binary not installed' >&2\nexit 1\n".repeat(8);
     put(&root.join("bin/claude.exe"), &stub, 0o755);
     // A stub that is not even a script (what some versions leave) is refused the same way.
-    let plat = nm.join(format!(
-        "@anthropic-ai/claude-code-{}",
-        platform_suffix()
-    ));
+    let plat = nm.join(format!("@anthropic-ai/claude-code-{}", platform_suffix()));
     manifest(&plat, "@anthropic-ai/claude-code-linux", "2.1.332");
     put_native(&plat.join("claude"));
     let got = resolve(AgentKind::ClaudeCode, &root.join("bin/claude.exe")).unwrap();
@@ -151,7 +158,10 @@ fn a_postinstalled_claude_exe_is_run_as_it_is() {
     manifest(&root, "@anthropic-ai/claude-code", "2.1.331");
     put_native(&root.join("bin/claude.exe"));
     let got = resolve(AgentKind::ClaudeCode, &root.join("bin/claude.exe")).unwrap();
-    assert_eq!(got.exe, std::fs::canonicalize(root.join("bin/claude.exe")).unwrap());
+    assert_eq!(
+        got.exe,
+        std::fs::canonicalize(root.join("bin/claude.exe")).unwrap()
+    );
     assert_eq!(got.package_version.as_deref(), Some("2.1.331"));
 }
 
@@ -169,7 +179,11 @@ fn a_plain_native_binary_anywhere() {
 fn binaries_for_another_machine_or_loader_are_refused_precisely() {
     let d = tempfile::tempdir().unwrap();
     let mut bytes = std::fs::read(native()).unwrap();
-    let other: u16 = if cfg!(target_arch = "aarch64") { 62 } else { 183 };
+    let other: u16 = if cfg!(target_arch = "aarch64") {
+        62
+    } else {
+        183
+    };
     bytes[18..20].copy_from_slice(&other.to_le_bytes());
     let foreign = d.path().join("foreign");
     put(&foreign, &bytes, 0o755);

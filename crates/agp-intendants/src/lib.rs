@@ -13,6 +13,7 @@ pub mod demo;
 pub mod identity;
 pub mod install_layout;
 pub mod live;
+pub mod proc_report;
 pub mod script;
 pub mod scripted;
 
