@@ -78,8 +78,15 @@ impl CodexAdapter {
 
     /// The command that lists Codex's hooks (run in the session's sandbox by the launcher).
     pub fn probe_argv(&self) -> Vec<String> {
+        probe_argv(&self.sandbox_exe())
+    }
+}
+
+/// `codex app-server` for Codex at `exe` in the sandbox.
+pub fn probe_argv(exe: &Path) -> Vec<String> {
+    {
         vec![
-            self.sandbox_exe().display().to_string(),
+            exe.display().to_string(),
             "app-server".into(),
             "-c".into(),
             ALLOWED_OVERRIDES[0].into(),

@@ -82,6 +82,9 @@ impl Harness {
 pub enum Event {
     PreToolUse,
     PostToolUse,
+    /// A tool call that failed. Claude Code 2.1.197 fires only this for a failed call; newer
+    /// versions fire it and PostToolUse, and the daemon keeps the first result of a call.
+    PostToolUseFailure,
     PermissionRequest,
 }
 
@@ -90,6 +93,7 @@ impl Event {
         match name {
             "PreToolUse" => Some(Self::PreToolUse),
             "PostToolUse" => Some(Self::PostToolUse),
+            "PostToolUseFailure" => Some(Self::PostToolUseFailure),
             "PermissionRequest" => Some(Self::PermissionRequest),
             _ => None,
         }
@@ -228,6 +232,7 @@ pub fn handle(stdin: &[u8], env: &HookEnv, harness: Harness) -> Answer {
 }
 
 fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<Answer> {
+    let name = input["hook_event_name"].as_str().unwrap_or_default();
     let timeout = env.timeout.clone().map_err(|e| anyhow!(e))?;
     let client = || -> Result<Client> {
         match (&env.socket, &env.token, &env.attach) {
@@ -275,20 +280,34 @@ fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<
                 .context("asking the agp daemon")?;
             Ok(verdict_answer(event, harness, &verdict))
         }
-        Event::PostToolUse => {
+        Event::PostToolUse | Event::PostToolUseFailure => {
             let tool_use_id = tool_use_id.ok_or_else(|| {
-                anyhow!("the PostToolUse event has no tool_use_id to link the result to")
+                anyhow!("the {name} event has no tool_use_id to link the result to")
             })?;
-            let (ok, full) = tool_output(&input["tool_response"]);
+            let (ok, full) = match event {
+                Event::PostToolUseFailure => (false, failure_output(input)),
+                _ => tool_output(&input["tool_response"]),
+            };
             let result = ToolCallResult {
                 id: call_id(&tool_use_id),
                 ok,
                 output: truncate_utf8(&full, MAX_REPORTED_OUTPUT).to_owned(),
                 output_sha256: sha256_hex(full.as_bytes()),
             };
-            client()?
-                .report_result(&result)
-                .context("reporting the tool result to the agp daemon")?;
+            match client()?.report_result(&result) {
+                Ok(()) => {}
+                // The other post event of the same failed call came first and its result is
+                // journaled: one result per call. (A call that was never allowed cannot have
+                // run, so there is nothing to record either way.)
+                Err(agp_gateway::ClientError::Refused {
+                    code: agp_gateway::ErrorCode::UnknownCall,
+                    ..
+                }) if event == Event::PostToolUseFailure => {}
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context("reporting the tool result to the agp daemon"))
+                }
+            }
             Ok(Answer {
                 stdout: json!({}),
                 stderr: None,
@@ -416,7 +435,9 @@ fn deny_json(event: Option<Event>, reason: &str) -> Value {
         Some(Event::PermissionRequest) => json!({"hookSpecificOutput": {
             "hookEventName": "PermissionRequest",
             "decision": {"behavior": "deny", "message": reason}}}),
-        Some(Event::PostToolUse) => json!({"decision": "block", "reason": reason}),
+        Some(Event::PostToolUse | Event::PostToolUseFailure) => {
+            json!({"decision": "block", "reason": reason})
+        }
         _ => json!({"hookSpecificOutput": {
             "hookEventName": "PreToolUse",
             "permissionDecision": "deny",
@@ -467,6 +488,16 @@ fn tool_output(response: &Value) -> (bool, String) {
         || response["exit_code"].as_i64().is_some_and(|c| c != 0)
         || response["exitCode"].as_i64().is_some_and(|c| c != 0);
     (!failed, text)
+}
+
+/// What a PostToolUseFailure event says went wrong (`error`, else the tool's response).
+fn failure_output(input: &Value) -> String {
+    match (&input["error"], &input["tool_response"]) {
+        (Value::String(e), _) => e.clone(),
+        (Value::Null, Value::Null) => String::new(),
+        (Value::Null, r) => tool_output(r).1,
+        (e, _) => e.to_string(),
+    }
 }
 
 fn truncate_utf8(s: &str, max: usize) -> &str {
@@ -646,6 +677,42 @@ mod tests {
         let text = stdin["tool_response"].to_string();
         assert_eq!(sent["output"], text);
         assert_eq!(sent["output_sha256"], sha256_hex(text.as_bytes()));
+    }
+
+    #[test]
+    fn post_tool_use_failure_reports_a_failed_result_once() {
+        let stdin = json!({"hook_event_name": "PostToolUseFailure", "tool_name": "Bash",
+            "cwd": "/r", "tool_input": {"command": "false"}, "tool_use_id": "toolu_1",
+            "error": "Exit code 1"});
+        let (_d, p, h) = daemon("{\"type\":\"result_recorded\",\"id\":\"tu:toolu_1\"}\n");
+        let a = handle(
+            stdin.to_string().as_bytes(),
+            &env(Some(p)),
+            Harness::ClaudeCode,
+        );
+        assert_eq!(a.exit, Exit::Ok);
+        let sent = h.join().unwrap();
+        assert_eq!(sent["id"], "tu:toolu_1");
+        assert_eq!(sent["ok"], false);
+        assert_eq!(sent["output"], "Exit code 1");
+        // Its PostToolUse came first and was journaled: the daemon refuses a second result.
+        let (_d, p, _h) =
+            daemon("{\"type\":\"error\",\"code\":\"unknown_call\",\"message\":\"no\"}\n");
+        let a = handle(
+            stdin.to_string().as_bytes(),
+            &env(Some(p)),
+            Harness::ClaudeCode,
+        );
+        assert_eq!(a.exit, Exit::Ok);
+        // Any other refusal is an error as before.
+        let (_d, p, _h) =
+            daemon("{\"type\":\"error\",\"code\":\"bad_token\",\"message\":\"no\"}\n");
+        let a = handle(
+            stdin.to_string().as_bytes(),
+            &env(Some(p)),
+            Harness::ClaudeCode,
+        );
+        assert_eq!(a.exit, Exit::CannotRun);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod agent_binary;
 pub mod bench;
 pub mod daemon;
 pub mod doctor;

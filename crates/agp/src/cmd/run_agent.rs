@@ -24,11 +24,13 @@ use agp_egress::{Allowlist, EgressProxy, JournalObserver, ProxyConfig};
 use agp_gateway::SessionMode;
 use agp_intendants::claude_code::{self, ClaudeCodeAdapter};
 use agp_intendants::codex::{self, CodexAdapter};
-use agp_intendants::live::{self, LiveConfig};
+use agp_intendants::install_layout::AgentKind;
+use agp_intendants::live;
 use agp_sandbox::BubblewrapProvider;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 
+use crate::cmd::agent_binary::{self, AgentBinary};
 use crate::cmd::daemon::{assemble, runtime, GovernArgs, SandboxChoice};
 use crate::exit::Exit;
 use crate::home::Home;
@@ -53,6 +55,25 @@ impl LiveAgent {
         match self {
             LiveAgent::ClaudeCode => claude_code::NAME,
             LiveAgent::Codex => codex::NAME,
+        }
+    }
+
+    fn kind(self) -> AgentKind {
+        match self {
+            LiveAgent::ClaudeCode => AgentKind::ClaudeCode,
+            LiveAgent::Codex => AgentKind::Codex,
+        }
+    }
+
+    /// The variable naming its executable, the name on PATH, and how to install it.
+    fn lookup(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            LiveAgent::ClaudeCode => (
+                ENV_CLAUDE_BIN,
+                "claude",
+                "npm install -g @anthropic-ai/claude-code",
+            ),
+            LiveAgent::Codex => (ENV_CODEX_BIN, "codex", "npm install -g @openai/codex"),
         }
     }
 }
@@ -107,28 +128,6 @@ fn policy_domains(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-fn find_binary(agent: LiveAgent) -> Result<PathBuf> {
-    let (var, exe, install) = match agent {
-        LiveAgent::ClaudeCode => (
-            ENV_CLAUDE_BIN,
-            "claude",
-            "npm install -g @anthropic-ai/claude-code",
-        ),
-        LiveAgent::Codex => (ENV_CODEX_BIN, "codex", "npm install -g @openai/codex"),
-    };
-    let found = match std::env::var_os(var).filter(|v| !v.is_empty()) {
-        Some(p) => Some(PathBuf::from(p)),
-        None => std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-            .map(|d| d.join(exe))
-            .find(|p| p.is_file()),
-    };
-    let path = found.ok_or_else(|| {
-        anyhow!("{} is not installed ({exe} not on PATH and {var} not set): install it with `{install}`, or set {var}", agent.name())
-    })?;
-    // The npm launcher scripts are symlinks to the native binary: bind the binary itself.
-    std::fs::canonicalize(&path).with_context(|| format!("{var}: {}", path.display()))
-}
-
 fn host_env(names: &[&str]) -> Vec<(String, String)> {
     names
         .iter()
@@ -170,17 +169,13 @@ fn codex_provider(config: Option<&Path>) -> Result<(Option<String>, Option<Strin
 
 fn adapter(
     agent: LiveAgent,
-    binary: PathBuf,
+    binary: &AgentBinary,
     hook_timeout_secs: u64,
     user_home: &Path,
 ) -> Result<Box<dyn IntendantAdapter>> {
     Ok(match agent {
         LiveAgent::ClaudeCode => Box::new(ClaudeCodeAdapter::new(
-            LiveConfig {
-                binary,
-                hook_timeout_secs,
-                passthrough_env: host_env(claude_code::PASSTHROUGH_ENV),
-            },
+            binary.live_config(hook_timeout_secs, host_env(claude_code::PASSTHROUGH_ENV)),
             user_home,
         )),
         LiveAgent::Codex => {
@@ -193,11 +188,7 @@ fn adapter(
                 vars.push(k);
             }
             Box::new(CodexAdapter {
-                config: LiveConfig {
-                    binary,
-                    hook_timeout_secs,
-                    passthrough_env: host_env(&vars),
-                },
+                config: binary.live_config(hook_timeout_secs, host_env(&vars)),
                 auth: existing("auth.json"),
                 user_config,
                 provider_base_url,
@@ -226,19 +217,29 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/"));
-    let binary = find_binary(agent)?;
     let agp_exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .context("cannot find agp's own executable")?;
     let provider = Arc::new(BubblewrapProvider::new().protect(home.root()));
     provider.bwrap().map_err(|e| anyhow!("{e}"))?;
+    let binary = agent_binary::prepare(
+        home,
+        agent.kind(),
+        agent.name(),
+        agent.lookup(),
+        &provider,
+        &repo,
+    )?;
+    if let Some(w) = &binary.warning {
+        eprintln!("agp: warning: {w}");
+    }
 
     let rt = runtime()?;
     let assembly = assemble(home, args.govern, &rt)?;
     let mut extra_egress = policy_egress(home)?;
     extra_egress.extend(policy_domains(&assembly.policy_path)?);
     let hook_timeout = assembly.config.approval_timeout.as_secs() + HOOK_MARGIN_SECS;
-    let adapter = adapter(agent, binary, hook_timeout, &user_home)?;
+    let adapter = adapter(agent, &binary, hook_timeout, &user_home)?;
     let journal: Arc<dyn Journal> = assembly.parts.journal.clone();
     Home::create_private_dir(&home.run_dir())?;
     let scratch = tempfile::Builder::new()
@@ -256,12 +257,15 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
             let _ = stopped.await;
         }));
         let session = daemon
-            .open_session(SessionParams {
-                intendant: agent.name().into(),
-                repo: repo.clone(),
-                task: args.task.to_owned(),
-                mode: SessionMode::Gate,
-            })
+            .open_identified_session(
+                SessionParams {
+                    intendant: agent.name().into(),
+                    repo: repo.clone(),
+                    task: args.task.to_owned(),
+                    mode: SessionMode::Gate,
+                },
+                binary.identity(),
+            )
             .await;
         let session = match session {
             Ok(s) => s,
@@ -271,10 +275,18 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
                 return Err(anyhow::Error::new(e).context("cannot start the session"));
             }
         };
+        if let Some(w) = &binary.warning {
+            let body = json!({"intendant": agent.name(), "warning": w,
+                              "version": binary.version.to_string(), "sha256": binary.sha256});
+            if let Err(e) = journal.append(INTENDANT_VERSION_UNTESTED, Some(&session.id), body) {
+                eprintln!("agp: error: cannot journal the version warning: {e}");
+            }
+        }
         println!(
-            "agp: session {} · intendant {} · repo {} · sandbox bubblewrap · approvals via {}",
+            "agp: session {} · intendant {} {} · repo {} · sandbox bubblewrap · approvals via {}",
             session.id,
             agent.name(),
+            binary.version,
             repo.display(),
             assembly.channel
         );
@@ -291,6 +303,8 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
         };
         let host = HostPaths {
             gateway,
+            agent_exe: live::agent_placement(&binary.live_config(0, Vec::new()), agent.lookup().1)
+                .0,
             agp_exe,
             scratch: scratch.path().to_path_buf(),
             extra_egress,
@@ -331,9 +345,14 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
     Ok(if code == 0 { Exit::Ok } else { Exit::Bad })
 }
 
+/// Journaled when the agent's version is outside the tested range.
+const INTENDANT_VERSION_UNTESTED: &str = "intendant.version_untested";
+
 /// Host-side paths the sandbox is built from.
 struct HostPaths {
     gateway: PathBuf,
+    /// The agent's executable inside the sandbox.
+    agent_exe: PathBuf,
     agp_exe: PathBuf,
     scratch: PathBuf,
     extra_egress: Vec<String>,
@@ -386,7 +405,7 @@ fn launch(
     if agent == LiveAgent::Codex {
         // Codex skips an untrusted hook silently: prove from inside this very sandbox that it
         // will run agp's hook, or refuse to start.
-        let probe = CodexAdapter::probe_argv();
+        let probe = codex::probe_argv(&host.agent_exe);
         let cmd = provider
             .command(&sandbox, &probe, &plan.cwd)
             .map_err(|e| anyhow!("{e}"))?;
