@@ -83,7 +83,7 @@ pub enum Event {
     PreToolUse,
     PostToolUse,
     /// A tool call that failed. Claude Code 2.1.197 fires only this for a failed call; newer
-    /// versions fire it and PostToolUse, and the daemon keeps the first result of a call.
+    /// versions fire it and then PostToolUse, and the daemon keeps the first result of a call.
     PostToolUseFailure,
     PermissionRequest,
 }
@@ -294,20 +294,10 @@ fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<
                 output: truncate_utf8(&full, MAX_REPORTED_OUTPUT).to_owned(),
                 output_sha256: sha256_hex(full.as_bytes()),
             };
-            match client()?.report_result(&result) {
-                Ok(()) => {}
-                // The other post event of the same failed call came first and its result is
-                // journaled: one result per call. (A call that was never allowed cannot have
-                // run, so there is nothing to record either way.)
-                Err(agp_gateway::ClientError::Refused {
-                    code: agp_gateway::ErrorCode::UnknownCall,
-                    ..
-                }) if event == Event::PostToolUseFailure => {}
-                Err(e) => {
-                    return Err(anyhow::Error::new(e)
-                        .context("reporting the tool result to the agp daemon"))
-                }
-            }
+            // The daemon keeps the first result of a call and acknowledges a repeat.
+            client()?
+                .report_result(&result)
+                .context("reporting the tool result to the agp daemon")?;
             Ok(Answer {
                 stdout: json!({}),
                 stderr: None,
