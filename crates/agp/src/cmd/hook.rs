@@ -284,10 +284,17 @@ fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<
             let tool_use_id = tool_use_id.ok_or_else(|| {
                 anyhow!("the {name} event has no tool_use_id to link the result to")
             })?;
-            let (ok, full) = match event {
+            let (mut ok, full) = match event {
                 Event::PostToolUseFailure => (false, failure_output(input)),
                 _ => tool_output(&input["tool_response"]),
             };
+            if harness == Harness::Codex && ok {
+                // Codex's PostToolUse gives the output as text, without the exit status; its
+                // transcript (already written when the hook runs) has it.
+                if let Some(path) = input["transcript_path"].as_str() {
+                    ok = !codex_call_failed(Path::new(path), &tool_use_id);
+                }
+            }
             let result = ToolCallResult {
                 id: call_id(&tool_use_id),
                 ok,
@@ -478,6 +485,36 @@ fn tool_output(response: &Value) -> (bool, String) {
         || response["exit_code"].as_i64().is_some_and(|c| c != 0)
         || response["exitCode"].as_i64().is_some_and(|c| c != 0);
     (!failed, text)
+}
+
+/// Bytes of a Codex transcript's tail searched for a call's completion.
+const TRANSCRIPT_TAIL: u64 = 4 << 20;
+
+/// Whether Codex's transcript records the call `id` as completed with a non-zero exit status
+/// or as failed. Unknown (no transcript, no such record) is not a failure.
+fn codex_call_failed(transcript: &Path, id: &str) -> bool {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(transcript) else {
+        return false;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut text = String::new();
+    if f.seek(SeekFrom::Start(len.saturating_sub(TRANSCRIPT_TAIL)))
+        .and_then(|_| f.take(TRANSCRIPT_TAIL).read_to_string(&mut text))
+        .is_err()
+    {
+        return false;
+    }
+    let needle = format!("\"id\":{}", Value::String(id.to_owned()));
+    text.lines()
+        .rev()
+        .filter(|l| l.contains(&needle) && l.contains("item_completed"))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| v["payload"]["item"].clone())
+        .find(|item| item["id"] == id)
+        .is_some_and(|item| {
+            item["status"] == "failed" || item["exit_code"].as_i64().is_some_and(|c| c != 0)
+        })
 }
 
 /// What a PostToolUseFailure event says went wrong (`error`, else the tool's response).
@@ -685,16 +722,7 @@ mod tests {
         assert_eq!(sent["id"], "tu:toolu_1");
         assert_eq!(sent["ok"], false);
         assert_eq!(sent["output"], "Exit code 1");
-        // Its PostToolUse came first and was journaled: the daemon refuses a second result.
-        let (_d, p, _h) =
-            daemon("{\"type\":\"error\",\"code\":\"unknown_call\",\"message\":\"no\"}\n");
-        let a = handle(
-            stdin.to_string().as_bytes(),
-            &env(Some(p)),
-            Harness::ClaudeCode,
-        );
-        assert_eq!(a.exit, Exit::Ok);
-        // Any other refusal is an error as before.
+        // A refusal from the daemon is an error, as for PostToolUse.
         let (_d, p, _h) =
             daemon("{\"type\":\"error\",\"code\":\"bad_token\",\"message\":\"no\"}\n");
         let a = handle(
@@ -703,6 +731,31 @@ mod tests {
             Harness::ClaudeCode,
         );
         assert_eq!(a.exit, Exit::CannotRun);
+    }
+
+    #[test]
+    fn codex_failures_are_read_from_its_transcript() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("rollout.jsonl");
+        let line = |id: &str, code: i64, status: &str| {
+            json!({"type": "event_msg", "payload": {"type": "item_completed", "item": {
+                "type": "CommandExecution", "id": id, "exit_code": code, "status": status}}})
+            .to_string()
+        };
+        std::fs::write(
+            &t,
+            [
+                line("call_1", 0, "completed"),
+                line("call_2", 2, "failed"),
+                "not json \"id\":\"call_3\" item_completed".into(),
+            ]
+            .join("\n"),
+        )
+        .unwrap();
+        assert!(!codex_call_failed(&t, "call_1"));
+        assert!(codex_call_failed(&t, "call_2"));
+        assert!(!codex_call_failed(&t, "call_3"));
+        assert!(!codex_call_failed(&d.path().join("none"), "call_2"));
     }
 
     #[test]
