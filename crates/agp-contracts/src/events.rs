@@ -17,6 +17,8 @@ pub const TOOL_CALL_RESULT: &str = "tool_call.result";
 pub const SANDBOX_PREFLIGHT: &str = "sandbox.preflight";
 pub const EGRESS_ALLOWED: &str = "egress.allowed";
 pub const EGRESS_DENIED: &str = "egress.denied";
+/// An allowed connection whose upstream could not be reached (DNS, refused, timed out).
+pub const EGRESS_UPSTREAM_FAILED: &str = "egress.upstream_failed";
 pub const GATEWAY_REJECTED: &str = "gateway.rejected";
 pub const KEY_ROTATED: &str = "key.rotated";
 pub const JOURNAL_RECOVERED: &str = "journal.recovered";

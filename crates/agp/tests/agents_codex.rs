@@ -218,6 +218,7 @@ fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
         &[
             ("AGP_CODEX_BIN", fake.to_str().unwrap()),
             ("CODEX_HOME", codex_home.to_str().unwrap()),
+            ("OPENAI_API_KEY", "sk-test-not-a-real-key"),
         ],
         "",
     );

@@ -20,7 +20,7 @@ use agp_contracts::intendant::{
 use agp_contracts::sandbox::{BindMount, ResourceLimits, SandboxSpec};
 use agp_contracts::{Journal, SandboxProvider};
 use agp_daemon::{Daemon, SessionParams};
-use agp_egress::{Allowlist, EgressProxy, JournalObserver, ProxyConfig};
+use agp_egress::{Allowlist, EgressProxy, JournalObserver, ProxyConfig, UpstreamWatch};
 use agp_gateway::SessionMode;
 use agp_intendants::claude_code::{self, ClaudeCodeAdapter};
 use agp_intendants::codex::{self, CodexAdapter};
@@ -32,6 +32,7 @@ use serde_json::json;
 
 use crate::cmd::agent_binary::{self, AgentBinary};
 use crate::cmd::daemon::{assemble, runtime, GovernArgs, SandboxChoice};
+use crate::cmd::{agent_login, agent_wait};
 use crate::exit::Exit;
 use crate::home::Home;
 
@@ -174,10 +175,13 @@ fn adapter(
     user_home: &Path,
 ) -> Result<Box<dyn IntendantAdapter>> {
     Ok(match agent {
-        LiveAgent::ClaudeCode => Box::new(ClaudeCodeAdapter::new(
-            binary.live_config(hook_timeout_secs, host_env(claude_code::PASSTHROUGH_ENV)),
-            user_home,
-        )),
+        LiveAgent::ClaudeCode => {
+            let adapter = ClaudeCodeAdapter::new(
+                binary.live_config(hook_timeout_secs, host_env(claude_code::PASSTHROUGH_ENV)),
+                user_home,
+            );
+            Box::new(adapter)
+        }
         LiveAgent::Codex => {
             let home = codex_home(user_home);
             let existing = |name: &str| Some(home.join(name)).filter(|p| p.is_file());
@@ -195,6 +199,23 @@ fn adapter(
             })
         }
     })
+}
+
+/// Whether the agent has credentials for its model (before anything else is prepared).
+fn check_login(agent: LiveAgent, user_home: &Path) -> Result<()> {
+    match agent {
+        LiveAgent::ClaudeCode => {
+            let creds = user_home.join(".claude/.credentials.json");
+            agent_login::check_claude(Some(creds.as_path()).filter(|p| p.is_file()))
+        }
+        LiveAgent::Codex => {
+            let home = codex_home(user_home);
+            let config = Some(home.join("config.toml")).filter(|p| p.is_file());
+            let (url, key_var) = codex_provider(config.as_deref())?;
+            let auth = Some(home.join("auth.json")).filter(|p| p.is_file());
+            agent_login::check_codex(auth.as_deref(), url.is_some(), key_var.as_deref())
+        }
+    }
 }
 
 pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
@@ -217,6 +238,7 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/"));
+    check_login(agent, &user_home)?;
     let agp_exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .context("cannot find agp's own executable")?;
@@ -380,9 +402,15 @@ fn launch(
     let egress_dir = host.scratch.join("egress");
     std::fs::create_dir(&egress_dir)?;
     std::fs::set_permissions(&egress_dir, std::fs::Permissions::from_mode(0o700))?;
+    let watch = Arc::new(UpstreamWatch::new(
+        Arc::new(JournalObserver::new(journal.clone(), ctx.session.clone())),
+        model_hosts(&plan.egress_hosts),
+        agent_wait::MAX_MODEL_FAILURES,
+        agent_wait::MAX_MODEL_OUTAGE,
+    ));
     let proxy = EgressProxy::start(
         ProxyConfig::new(egress_dir.join("egress.sock"), allowlist),
-        Arc::new(JournalObserver::new(journal.clone(), ctx.session.clone())),
+        watch.clone(),
     )
     .context("cannot start the egress proxy")?;
 
@@ -433,12 +461,30 @@ fn launch(
     if !plan.interactive {
         cmd.stdin(Stdio::null());
     }
-    let status = cmd
-        .status()
+    let mut child = cmd
+        .spawn()
         .with_context(|| format!("cannot start {} in the sandbox", agent.name()))?;
+    let waited = agent_wait::wait_watching(&mut child, &watch);
     let _ = provider.teardown(sandbox);
     proxy.stop();
-    Ok(status.code().unwrap_or(128))
+    match waited.with_context(|| format!("waiting for {}", agent.name()))? {
+        Ok(status) => Ok(status.code().unwrap_or(128)),
+        Err(why) => bail!(
+            "{} stopped: {why}; check the network and the API base URL the agent uses",
+            agent.name()
+        ),
+    }
+}
+
+/// The model API's `host:port` entries of the plan, as the proxy names upstreams.
+fn model_hosts(hosts: &[String]) -> Vec<(String, u16)> {
+    hosts
+        .iter()
+        .filter_map(|h| {
+            let (host, port) = h.rsplit_once(':')?;
+            Some((agp_egress::normalize_host(host).ok()?, port.parse().ok()?))
+        })
+        .collect()
 }
 
 /// The sandbox for the agent: the plan's environment and binds, plus the gateway socket, the
