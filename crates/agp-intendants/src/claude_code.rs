@@ -303,7 +303,8 @@ mod tests {
             let h = &s["hooks"][event][0]["hooks"][0];
             assert_eq!(
                 h["command"],
-                "/run/agp/bin/agp hook --harness claude-code || exit 2"
+                "/run/agp/bin/agp hook --harness claude-code || { echo 'agp: the agp hook failed \
+                 to run, so this call is blocked' >&2; exit 2; }"
             );
             assert_eq!(h["timeout"], 390);
             assert_eq!(h["onFailure"], "block");

@@ -431,7 +431,7 @@ mod tests {
     }
 
     fn hook(event: &str, trust: &str) -> Value {
-        json!({"eventName": event, "command": "/run/agp/bin/agp hook --harness codex || exit 2",
+        json!({"eventName": event, "command": live::hook_command(&ctx(), NAME),
                "enabled": true, "isManaged": true, "trustStatus": trust, "matcher": "*",
                "handlerType": "command", "async": false})
     }
@@ -453,7 +453,10 @@ mod tests {
         let text = String::from_utf8(p.files[0].contents.clone()).unwrap();
         assert!(text.contains("allow_managed_hooks_only = true"));
         assert!(text.contains("[[hooks.PostToolUse.hooks]]"));
-        assert!(text.contains("command = \"/run/agp/bin/agp hook --harness codex || exit 2\""));
+        assert!(text.contains(
+            "command = \"/run/agp/bin/agp hook --harness codex || { echo 'agp: the agp hook \
+             failed to run, so this call is blocked' >&2; exit 2; }\""
+        ));
         let home = Path::new(SANDBOX_HOME).join(".codex");
         assert!(p
             .files

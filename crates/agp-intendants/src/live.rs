@@ -63,14 +63,18 @@ impl LiveConfig {
 ///
 /// Both harnesses run the command through `/bin/sh`, and both treat any exit status but 0 and
 /// 2 as NON-blocking: a hook that cannot start (agp missing: 127), crashes, is killed by a
-/// signal or exits 1 would let the tool run. `|| exit 2` turns every such failure into a block;
-/// agp hook itself only ever exits 0 (its answer on stdout) or 2.
+/// signal or exits 1 would let the tool run. The `||` branch turns every such failure into a
+/// block: exit 2 with a reason on stderr (Codex does not block on an exit 2 with an empty
+/// stderr). agp hook itself only ever exits 0 (its answer on stdout) or 2.
 pub fn hook_command(ctx: &LaunchContext, harness: &str) -> String {
     format!(
-        "{} hook --harness {harness} || exit 2",
+        "{} hook --harness {harness} || {{ echo '{HOOK_FAILED}' >&2; exit 2; }}",
         ctx.agp_exe.display()
     )
 }
+
+/// What the model is told when the hook process itself failed.
+pub const HOOK_FAILED: &str = "agp: the agp hook failed to run, so this call is blocked";
 
 /// Where the agent's executable is inside the sandbox, and the read-only binds that put it
 /// (and its bundle) there.
