@@ -108,11 +108,19 @@ impl EgressObserver for JournalObserver {
 #[derive(Default, Clone)]
 pub struct MemoryObserver {
     attempts: Arc<Mutex<Vec<EgressAttempt>>>,
+    upstreams: Arc<Mutex<Vec<UpstreamOutcome>>>,
 }
 
 impl MemoryObserver {
     pub fn attempts(&self) -> Vec<EgressAttempt> {
         self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn upstreams(&self) -> Vec<UpstreamOutcome> {
+        self.upstreams
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -126,6 +134,13 @@ impl EgressObserver for MemoryObserver {
             .unwrap_or_else(|p| p.into_inner())
             .push(attempt.clone());
         Ok(())
+    }
+
+    fn upstream(&self, outcome: &UpstreamOutcome) {
+        self.upstreams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(outcome.clone());
     }
 }
 
