@@ -216,3 +216,119 @@ fn codex_with_only_an_api_key_starts_and_reports_the_unreachable_api() {
     );
     assert!(upstream_failures(&j, "api.openai.com", 443) >= 1, "{j:#?}");
 }
+
+#[test]
+fn a_version_outside_the_tested_range_runs_with_a_journaled_warning() {
+    let world = World::new();
+    let exe = stand_in(&world, "2.1.999");
+    let out = run_claude(&world, &exe);
+    assert!(out.status.success(), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: claude-code 2.1.999 is not among the versions agp was tested with"),
+        "{err}"
+    );
+    // The stand-in ran (in the sandbox) as the agent.
+    assert!(world.repo.join("ran-ungoverned").exists());
+    let j = world.journal();
+    let warned: Vec<&Value> = j
+        .iter()
+        .filter(|e| e["kind"] == "intendant.version_untested")
+        .collect();
+    assert_eq!(warned.len(), 1, "{j:#?}");
+    assert_eq!(warned[0]["body"]["version"], "2.1.999");
+    let started = j.iter().find(|e| e["kind"] == "session.started").unwrap();
+    let id = &started["body"]["intendant_identity"];
+    assert_eq!(id["version"], "2.1.999");
+    assert_eq!(id["tested"], false);
+    assert_eq!(
+        id["sha256"],
+        agp_contracts::canonical::sha256_hex(&std::fs::read(&exe).unwrap()).as_str()
+    );
+}
+
+#[test]
+fn codex_without_a_key_says_so_in_one_line() {
+    let world = World::new();
+    let codex_home = world.dir.path().join("codex-home");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(AGP);
+        cmd.arg("--home")
+            .arg(&world.home)
+            .args(["run", "--intendant", "codex", "--repo"])
+            .arg(&world.repo)
+            .args(["--task", "do it", "--policy"])
+            .arg(&world.policy)
+            .env("CODEX_HOME", &codex_home)
+            .env("AGP_CODEX_BIN", "/nonexistent/codex")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("CODEX_API_KEY");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("Codex is not logged in: set OPENAI_API_KEY"),
+        "{err}"
+    );
+
+    // A provider whose env_key is not set names that variable.
+    std::fs::write(
+        codex_home.join("config.toml"),
+        "model_provider = \"corp\"\n[model_providers.corp]\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+         env_key = \"CORP_KEY\"\n",
+    )
+    .unwrap();
+    let err = text(&run(&[]).stderr);
+    assert!(
+        err.contains("Codex has no credentials: set CORP_KEY"),
+        "{err}"
+    );
+}
+
+/// A Codex whose `app-server` dies at once: the launch failure shows its exit status and the
+/// end of its stderr, not a timeout.
+#[test]
+fn codex_that_exits_early_is_reported_with_status_and_stderr() {
+    let world = World::new();
+    let fake = world.dir.path().join("codex");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n\
+         if [ \"$1\" = --version ]; then echo 'codex-cli 0.171.0'; exit 0; fi\n\
+         echo 'Error: Missing optional dependency @openai/codex-linux-x64' >&2\n\
+         exit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let codex_home = world.dir.path().join("codex-home");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    let out = world.run(
+        "codex",
+        &[
+            ("AGP_CODEX_BIN", fake.to_str().unwrap()),
+            ("CODEX_HOME", codex_home.to_str().unwrap()),
+            ("OPENAI_API_KEY", "sk-test-not-a-real-key"),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "`codex app-server` stopped before listing its hooks: it exited with status 3"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("Missing optional dependency @openai/codex-linux-x64"),
+        "{err}"
+    );
+    assert!(!err.contains("in time"), "{err}");
+}
