@@ -26,6 +26,8 @@ pub const JOURNAL_CREATED: &str = "journal.created";
 /// Before a live agent starts, agp proved its hook wiring is active (e.g. Codex reports agp's
 /// hook as managed and enabled).
 pub const INTENDANT_WIRING_VERIFIED: &str = "intendant.wiring_verified";
+/// The agent CLI's version is outside the versions agp was tested with (it runs, warned).
+pub const INTENDANT_VERSION_UNTESTED: &str = "intendant.version_untested";
 
 /// Kinds projected to approval channels (Slack, terminal notes) without being journal kinds of
 /// their own: a denial is journaled as `policy.decided` / `approval.denied`.

@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agp_contracts::events::SANDBOX_PREFLIGHT;
+use agp_contracts::events::{INTENDANT_VERSION_UNTESTED, SANDBOX_PREFLIGHT};
 use agp_contracts::intendant::{
     GatewayEndpoint, IntendantAdapter, LaunchContext, LaunchPlan, ProcessPlan,
 };
@@ -175,13 +175,10 @@ fn adapter(
     user_home: &Path,
 ) -> Result<Box<dyn IntendantAdapter>> {
     Ok(match agent {
-        LiveAgent::ClaudeCode => {
-            let adapter = ClaudeCodeAdapter::new(
-                binary.live_config(hook_timeout_secs, host_env(claude_code::PASSTHROUGH_ENV)),
-                user_home,
-            );
-            Box::new(adapter)
-        }
+        LiveAgent::ClaudeCode => Box::new(ClaudeCodeAdapter::new(
+            binary.live_config(hook_timeout_secs, host_env(claude_code::PASSTHROUGH_ENV)),
+            user_home,
+        )),
         LiveAgent::Codex => {
             let home = codex_home(user_home);
             let existing = |name: &str| Some(home.join(name)).filter(|p| p.is_file());
@@ -366,9 +363,6 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
     );
     Ok(if code == 0 { Exit::Ok } else { Exit::Bad })
 }
-
-/// Journaled when the agent's version is outside the tested range.
-const INTENDANT_VERSION_UNTESTED: &str = "intendant.version_untested";
 
 /// Host-side paths the sandbox is built from.
 struct HostPaths {
