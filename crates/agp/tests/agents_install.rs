@@ -332,3 +332,44 @@ fn codex_that_exits_early_is_reported_with_status_and_stderr() {
     );
     assert!(!err.contains("in time"), "{err}");
 }
+
+/// `npm install --ignore-scripts` leaves `claude.exe` as a stub: agp runs the platform
+/// package's real binary instead (here a real Claude Code behind a stub, hoisted beside it).
+#[test]
+fn a_stub_claude_exe_runs_the_platform_packages_binary() {
+    let Some(client) = claude_at("2.1.332") else {
+        return;
+    };
+    let world = World::new();
+    let nm = world.dir.path().join("node_modules/@anthropic-ai");
+    let root = nm.join("claude-code");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::write(
+        root.join("package.json"),
+        r#"{"name":"@anthropic-ai/claude-code","version":"2.1.332"}"#,
+    )
+    .unwrap();
+    let stub = root.join("bin/claude.exe");
+    std::fs::write(
+        &stub,
+        "echo \"Error: claude native binary not installed.\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let platform = client.native.parent().unwrap();
+    std::os::unix::fs::symlink(platform, nm.join(platform.file_name().unwrap())).unwrap();
+    let out = run_claude(&world, &stub);
+    // The real CLI started (the model port is closed, so the run stops on that).
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the model API at 127.0.0.1:9 cannot be reached"),
+        "{err}"
+    );
+    let j = world.journal();
+    check_identity(&j, &client);
+    let started = j.iter().find(|e| e["kind"] == "session.started").unwrap();
+    assert_eq!(
+        started["body"]["intendant_identity"]["layout"],
+        "npm platform package"
+    );
+}
