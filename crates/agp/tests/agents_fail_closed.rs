@@ -192,20 +192,50 @@ fn check(client: &Client, ran: fn(&Client, &Path) -> bool) {
     }
 }
 
-#[test]
-fn claude_code_blocks_when_agp_hook_is_broken() {
-    for version in CLAUDE_VERSIONS {
-        if let Some(client) = claude_at(version) {
-            check(&client, claude_call_ran);
-        }
+fn claude(version: &'static str) {
+    if let Some(client) = claude_at(version) {
+        check(&client, claude_call_ran);
     }
 }
 
+fn codex(version: &'static str) {
+    if let Some(client) = codex_at(version) {
+        check(&client, codex_call_ran);
+    }
+}
+
+// One test per version of `CLAUDE_VERSIONS` / `CODEX_VERSIONS` (checked below), so they run
+// in parallel and a failure names its version.
 #[test]
-fn codex_blocks_when_agp_hook_is_broken() {
-    for version in CODEX_VERSIONS {
-        if let Some(client) = codex_at(version) {
-            check(&client, codex_call_ran);
-        }
+fn claude_code_2_1_197_blocks_when_agp_hook_is_broken() {
+    claude("2.1.197");
+}
+
+#[test]
+fn claude_code_2_1_331_blocks_when_agp_hook_is_broken() {
+    claude("2.1.331");
+}
+
+#[test]
+fn claude_code_2_1_332_blocks_when_agp_hook_is_broken() {
+    claude("2.1.332");
+}
+
+#[test]
+fn codex_0_169_0_blocks_when_agp_hook_is_broken() {
+    codex("0.169.0");
+}
+
+#[test]
+fn codex_0_171_0_blocks_when_agp_hook_is_broken() {
+    codex("0.171.0");
+}
+
+#[test]
+fn every_tested_version_has_its_test() {
+    let src = include_str!("agents_fail_closed.rs");
+    for v in CLAUDE_VERSIONS.iter().chain(CODEX_VERSIONS) {
+        let name = format!("_{}_blocks_when_agp_hook_is_broken()", v.replace('.', "_"));
+        assert!(src.contains(&name), "no fail-closed test for version {v}");
     }
 }
