@@ -30,6 +30,8 @@ pub const SANDBOX_LIMIT_EXCEEDED: &str = "sandbox.limit_exceeded";
 pub const SANDBOX_GIT_METADATA_REMOVED: &str = "sandbox.git_metadata_removed";
 pub const EGRESS_ALLOWED: &str = "egress.allowed";
 pub const EGRESS_DENIED: &str = "egress.denied";
+/// An allowed connection whose upstream could not be reached (DNS, refused, timed out).
+pub const EGRESS_UPSTREAM_FAILED: &str = "egress.upstream_failed";
 pub const GATEWAY_REJECTED: &str = "gateway.rejected";
 pub const KEY_ROTATED: &str = "key.rotated";
 pub const JOURNAL_RECOVERED: &str = "journal.recovered";
@@ -37,6 +39,8 @@ pub const JOURNAL_CREATED: &str = "journal.created";
 /// Before a live agent starts, agp proved its hook wiring is active (e.g. Codex reports agp's
 /// hook as managed and enabled).
 pub const INTENDANT_WIRING_VERIFIED: &str = "intendant.wiring_verified";
+/// The agent CLI's version is outside the versions agp was tested with (it runs, warned).
+pub const INTENDANT_VERSION_UNTESTED: &str = "intendant.version_untested";
 
 /// Kinds projected to approval channels (Slack, terminal notes) without being journal kinds of
 /// their own: a denial is journaled as `policy.decided` / `approval.denied`.

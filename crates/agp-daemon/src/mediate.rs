@@ -871,6 +871,11 @@ impl Mediator {
             ));
         }
         let Some(awaited) = session.take_expected(&result.id) else {
+            if session.was_reported(&result.id) {
+                // The same call reported again (another post event of the harness): its
+                // first result stands, nothing more to journal.
+                return Ok(());
+            }
             return Err(Rejection::new(
                 ErrorCode::UnknownCall,
                 format!(

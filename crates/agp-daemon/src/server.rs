@@ -143,7 +143,17 @@ impl Daemon {
     /// Opens a session: sandbox (proxy-exec) with a passing preflight, a row with a lease, and
     /// `session.started` journaled. The returned token is the session's only credential.
     pub async fn open_session(&self, params: SessionParams) -> Result<SessionInfo, DaemonError> {
-        open_session(&self.mediator, params).await
+        open_session(&self.mediator, params, None).await
+    }
+
+    /// Opens a session for an agent binary agp identified (version, sha256, path): the
+    /// identity goes into `session.started` as `intendant_identity`.
+    pub async fn open_identified_session(
+        &self,
+        params: SessionParams,
+        identity: Value,
+    ) -> Result<SessionInfo, DaemonError> {
+        open_session(&self.mediator, params, Some(identity)).await
     }
 
     /// Ends a session (`session.ended` journaled); a no-op for an unknown or ended session.
@@ -332,7 +342,7 @@ impl Daemon {
                     task,
                     mode,
                 };
-                match open_session(m, params).await {
+                match open_session(m, params, None).await {
                     Ok(info) => {
                         send(
                             conn,
@@ -698,6 +708,7 @@ async fn spawn_sandbox(
 pub(crate) async fn open_session(
     m: &Arc<Mediator>,
     params: SessionParams,
+    identity: Option<Value>,
 ) -> Result<SessionInfo, DaemonError> {
     let repo = std::fs::canonicalize(&params.repo)
         .map_err(|e| DaemonError::Session(format!("repository {}: {e}", params.repo.display())))?;
@@ -766,6 +777,10 @@ pub(crate) async fn open_session(
         "approval_timeout_secs": m.config.approval_timeout.as_secs(),
         "started_by": m.config.operator,
     });
+    let mut body = body;
+    if let Some(identity) = identity {
+        body["intendant_identity"] = identity;
+    }
     if let Err(e) = m.journal(SESSION_STARTED, Some(&id), body.clone()).await {
         if let Some(sb) = sandbox {
             let _ = sb.teardown();

@@ -1,6 +1,6 @@
 //! Live sessions held by this daemon.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -46,6 +46,9 @@ pub(crate) struct SessionState {
     awaiting: Mutex<HashMap<String, AwaitingResult>>,
     /// Dangerous entries the repository held when the session opened.
     baseline: Mutex<Option<agp_integrity::Baseline>>,
+    /// Calls whose result is journaled. A harness may report one call twice (Claude Code fires
+    /// PostToolUseFailure and PostToolUse for a failed call): the first report wins.
+    reported: Mutex<HashSet<String>>,
 }
 
 impl SessionState {
@@ -67,6 +70,7 @@ impl SessionState {
             ended: AtomicBool::new(false),
             awaiting: Mutex::new(HashMap::new()),
             baseline: Mutex::new(None),
+            reported: Mutex::new(HashSet::new()),
         }
     }
 
@@ -99,10 +103,26 @@ impl SessionState {
 
     /// Takes the awaited result slot: a result is accepted once, and only for an allowed call.
     pub fn take_expected(&self, call_id: &str) -> Option<AwaitingResult> {
-        self.awaiting
+        let taken = self
+            .awaiting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(call_id)
+            .remove(call_id);
+        if taken.is_some() {
+            self.reported
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(call_id.to_owned());
+        }
+        taken
+    }
+
+    /// Whether the result of this call was already taken (and journaled).
+    pub fn was_reported(&self, call_id: &str) -> bool {
+        self.reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(call_id)
     }
 }
 

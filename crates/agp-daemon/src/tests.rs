@@ -754,8 +754,28 @@ fn gate_mode_replies_verdict_and_journals_reported_result_once() {
     let journaled = &f.journal.of("tool_call.result")[0];
     assert_eq!(journaled["output"], "file [REDACTED]");
     assert_eq!(journaled["reported_by"], "agent");
+    // A harness that reports the same call again (Claude Code fires PostToolUseFailure and
+    // then PostToolUse for a failed call) is acknowledged; the first result stands, alone.
     let mut c2 = f.client(&token);
-    expect_refused(c2.report_result(&result), ErrorCode::UnknownCall);
+    c2.report_result(&ToolCallResult {
+        ok: false,
+        output: "a different story".into(),
+        ..result.clone()
+    })
+    .unwrap();
+    let results = f.journal.of("tool_call.result");
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0]["output"], "file [REDACTED]");
+    assert_eq!(results[0]["ok"], true);
+    // A call that was never allowed has no result to report.
+    let mut c4 = f.client(&token);
+    expect_refused(
+        c4.report_result(&ToolCallResult {
+            id: "never-requested".into(),
+            ..result.clone()
+        }),
+        ErrorCode::UnknownCall,
+    );
     // A denied call has no result to report.
     let mut c3 = f.client(&token);
     assert_eq!(c3.request(&bash("g2", "rm x")).unwrap().decision, "deny");

@@ -22,10 +22,14 @@ pub mod allowlist;
 pub mod bridge;
 mod observer;
 mod proxy;
+mod watch;
 
 pub use allowlist::{authority_of_url, normalize_host, Allowlist};
-pub use observer::{EgressAttempt, EgressObserver, JournalObserver, MemoryObserver};
+pub use observer::{
+    EgressAttempt, EgressObserver, JournalObserver, MemoryObserver, UpstreamOutcome,
+};
 pub use proxy::{EgressProxy, ProxyConfig, RunningProxy, MAX_HEAD_BYTES};
+pub use watch::UpstreamWatch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EgressError {

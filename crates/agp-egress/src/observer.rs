@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use agp_contracts::events::{EGRESS_ALLOWED, EGRESS_DENIED};
+use agp_contracts::events::{EGRESS_ALLOWED, EGRESS_DENIED, EGRESS_UPSTREAM_FAILED};
 use agp_contracts::Journal;
 use serde::Serialize;
 use serde_json::json;
@@ -26,10 +26,24 @@ pub struct EgressAttempt {
     pub peer_pid: Option<i32>,
 }
 
+/// How connecting to the upstream of an allowed attempt went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpstreamOutcome {
+    pub host: String,
+    pub port: u16,
+    /// `None` when connected; else why not (the model API unreachable shows up here).
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_pid: Option<i32>,
+}
+
 /// Receives every attempt before the proxy acts on it. An `Err` for an allowed attempt makes the
 /// proxy refuse the connection (fail closed: nothing leaves unrecorded).
 pub trait EgressObserver: Send + Sync {
     fn observe(&self, attempt: &EgressAttempt) -> Result<(), String>;
+
+    /// After an allowed attempt, whether its upstream was reached.
+    fn upstream(&self, _outcome: &UpstreamOutcome) {}
 }
 
 /// Journals attempts as `egress.allowed` / `egress.denied` in a session.
@@ -72,17 +86,41 @@ impl EgressObserver for JournalObserver {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+
+    /// Failures only: a connection that worked is already journaled as `egress.allowed`.
+    fn upstream(&self, outcome: &UpstreamOutcome) {
+        let Some(error) = &outcome.error else { return };
+        let mut body = json!({"host": outcome.host, "port": outcome.port, "error": error});
+        if let Some(pid) = outcome.peer_pid {
+            body["peer_pid"] = json!(pid);
+        }
+        if let Err(e) = self
+            .journal
+            .append(EGRESS_UPSTREAM_FAILED, Some(&self.session), body)
+        {
+            // The proxy has no logger of its own: say it rather than lose it silently.
+            eprintln!("agp: egress: cannot journal an upstream failure: {e}");
+        }
+    }
 }
 
 /// Keeps attempts in memory (tests, and callers that journal them later in one place).
 #[derive(Default, Clone)]
 pub struct MemoryObserver {
     attempts: Arc<Mutex<Vec<EgressAttempt>>>,
+    upstreams: Arc<Mutex<Vec<UpstreamOutcome>>>,
 }
 
 impl MemoryObserver {
     pub fn attempts(&self) -> Vec<EgressAttempt> {
         self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn upstreams(&self) -> Vec<UpstreamOutcome> {
+        self.upstreams
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -96,6 +134,13 @@ impl EgressObserver for MemoryObserver {
             .unwrap_or_else(|p| p.into_inner())
             .push(attempt.clone());
         Ok(())
+    }
+
+    fn upstream(&self, outcome: &UpstreamOutcome) {
+        self.upstreams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(outcome.clone());
     }
 }
 
@@ -156,6 +201,28 @@ mod tests {
             e[0].2,
             json!({"method": "CONNECT", "reason": "r", "host": "api.example.com",
                    "port": 443, "peer_pid": 7})
+        );
+    }
+
+    #[test]
+    fn upstream_failures_are_journaled_and_successes_are_not() {
+        let journal = Arc::new(Recorded::default());
+        let obs = JournalObserver::new(journal.clone(), "s1");
+        let mut outcome = UpstreamOutcome {
+            host: "api.example.com".into(),
+            port: 443,
+            error: None,
+            peer_pid: None,
+        };
+        obs.upstream(&outcome);
+        outcome.error = Some("failed to lookup address".into());
+        obs.upstream(&outcome);
+        let e = journal.events.lock().unwrap();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].0, EGRESS_UPSTREAM_FAILED);
+        assert_eq!(
+            e[0].2,
+            json!({"host": "api.example.com", "port": 443, "error": "failed to lookup address"})
         );
     }
 

@@ -11,7 +11,7 @@ use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::allowlist::{authority_of_url, normalize_host, split_host_port, Allowlist};
-use crate::observer::{EgressAttempt, EgressObserver};
+use crate::observer::{EgressAttempt, EgressObserver, UpstreamOutcome};
 use crate::EgressError;
 
 /// Largest request head (request line plus headers) the proxy reads; larger heads are refused
@@ -245,18 +245,27 @@ async fn handle(mut client: UnixStream, shared: Arc<Shared>) {
         TcpStream::connect((host, port)),
     )
     .await;
+    let outcome = |error: Option<String>| UpstreamOutcome {
+        host: host.to_owned(),
+        port,
+        error,
+        peer_pid,
+    };
     let mut upstream = match connect {
-        Ok(Ok(s)) => s,
+        Ok(Ok(s)) => {
+            report_upstream(&shared, outcome(None)).await;
+            s
+        }
         Ok(Err(e)) => {
-            refuse(
-                &mut client,
-                502,
-                &format!("cannot reach {host}:{port}: {e}"),
-            )
-            .await;
+            let why = format!("cannot reach {host}:{port}: {e}");
+            report_upstream(&shared, outcome(Some(e.to_string()))).await;
+            refuse(&mut client, 502, &why).await;
             return;
         }
         Err(_) => {
+            let secs = shared.config.connect_timeout.as_secs();
+            let why = format!("no connection within {secs} s");
+            report_upstream(&shared, outcome(Some(why))).await;
             refuse(
                 &mut client,
                 504,
@@ -291,6 +300,11 @@ async fn report(shared: &Arc<Shared>, attempt: EgressAttempt) -> Result<(), Stri
     tokio::task::spawn_blocking(move || observer.observe(&attempt))
         .await
         .map_err(|e| format!("egress observer failed: {e}"))?
+}
+
+async fn report_upstream(shared: &Arc<Shared>, outcome: UpstreamOutcome) {
+    let observer = shared.observer.clone();
+    let _ = tokio::task::spawn_blocking(move || observer.upstream(&outcome)).await;
 }
 
 async fn refuse(client: &mut UnixStream, status: u16, why: &str) {

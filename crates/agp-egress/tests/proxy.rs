@@ -98,6 +98,45 @@ fn allowed_host_passes_and_is_reported() {
     assert_eq!(attempts[0].peer_pid, Some(std::process::id() as i32));
 }
 
+/// An allowed host nobody listens on: the client gets a 502 and the observer hears the failed
+/// connection (the journal's `egress.upstream_failed`); a working one is heard as connected.
+#[test]
+fn upstream_connect_failures_are_reported() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let open = upstream();
+    let obs = MemoryObserver::default();
+    let (_d, p) = proxy(
+        &[format!("127.0.0.1:{closed}"), format!("127.0.0.1:{open}")],
+        Arc::new(obs.clone()),
+    );
+    let reply = exchange(
+        &p,
+        format!("CONNECT 127.0.0.1:{closed} HTTP/1.1\r\n\r\n").as_bytes(),
+    );
+    assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
+    let reply = exchange(
+        &p,
+        format!("GET http://127.0.0.1:{open}/ HTTP/1.1\r\n\r\n").as_bytes(),
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let up = obs.upstreams();
+    assert_eq!(up.len(), 2, "{up:?}");
+    assert_eq!((up[0].host.as_str(), up[0].port), ("127.0.0.1", closed));
+    assert!(
+        up[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused")),
+        "{up:?}"
+    );
+    assert_eq!(up[0].peer_pid, Some(std::process::id() as i32));
+    assert_eq!((up[1].port, up[1].error.as_deref()), (open, None));
+}
+
 #[test]
 fn other_hosts_are_refused_and_reported() {
     let port = upstream();

@@ -13,6 +13,7 @@ use agp_contracts::intendant::{
 use agp_contracts::sandbox::SANDBOX_HOME;
 use serde_json::{json, Value};
 
+use crate::identity;
 use crate::live::{self, LiveConfig};
 
 pub const NAME: &str = "claude-code";
@@ -31,6 +32,9 @@ pub const PASSTHROUGH_ENV: &[&str] = &[
     "ANTHROPIC_MODEL",
     "ANTHROPIC_SMALL_FAST_MODEL",
 ];
+
+/// The events agp's hook is wired to.
+pub const HOOK_EVENTS: &[&str] = &["PreToolUse", "PostToolUse", "PostToolUseFailure"];
 
 /// Flags that would skip or replace the managed hook wiring.
 const FORBIDDEN_FLAGS: &[&str] = &[
@@ -67,20 +71,34 @@ impl ClaudeCodeAdapter {
             .unwrap_or_else(|| DEFAULT_API.into())
     }
 
+    /// Whether this version honours `"onFailure": "block"` (older ones ignore the key).
+    pub fn blocks_on_hook_failure(&self) -> bool {
+        self.config
+            .version
+            .is_some_and(|v| v >= identity::CLAUDE_ON_FAILURE_BLOCK)
+    }
+
     /// The managed settings: agp's hooks on every tool, and nothing else may add hooks.
+    /// `PostToolUseFailure` too: Claude Code 2.1.197 fires only that one for a failed call.
     pub fn managed_settings(&self, ctx: &LaunchContext) -> Value {
-        let hook = json!([{
-            "matcher": "*",
-            "hooks": [{
-                "type": "command",
-                "command": live::hook_command(ctx, NAME),
-                "timeout": self.config.harness_hook_timeout_secs(),
-            }],
-        }]);
+        let mut entry = json!({
+            "type": "command",
+            "command": live::hook_command(ctx, NAME),
+            "timeout": self.config.harness_hook_timeout_secs(),
+        });
+        if self.blocks_on_hook_failure() {
+            // A hook that cannot start or is killed blocks the call instead of letting it run.
+            entry["onFailure"] = json!("block");
+        }
+        let hook = json!([{"matcher": "*", "hooks": [entry]}]);
+        let mut hooks = serde_json::Map::new();
+        for event in HOOK_EVENTS {
+            hooks.insert(event.to_string(), hook.clone());
+        }
         json!({
             "allowManagedHooksOnly": true,
             "disableAllHooks": false,
-            "hooks": {"PreToolUse": hook, "PostToolUse": hook},
+            "hooks": hooks,
         })
     }
 }
@@ -96,7 +114,7 @@ impl IntendantAdapter for ClaudeCodeAdapter {
 
     fn plan(&self, ctx: &LaunchContext) -> Result<LaunchPlan, IntendantError> {
         let task = live::check_task(NAME, ctx)?;
-        let exe = live::agent_exe("claude");
+        let (exe, mut ro_binds) = live::agent_placement(&self.config, "claude");
         let mut argv = vec![exe.display().to_string()];
         if !ctx.interactive {
             argv.extend(["-p".into(), "--output-format".into(), "json".into()]);
@@ -115,7 +133,6 @@ impl IntendantAdapter for ClaudeCodeAdapter {
         }
         let settings = serde_json::to_vec_pretty(&self.managed_settings(ctx))
             .map_err(|e| IntendantError::Invalid(e.to_string()))?;
-        let mut ro_binds = vec![(self.config.binary.clone(), exe)];
         if let Some(c) = &self.credentials {
             ro_binds.push((
                 c.clone(),
@@ -173,20 +190,29 @@ impl IntendantAdapter for ClaudeCodeAdapter {
             return Err(live::unverified(NAME, "disableAllHooks is set"));
         }
         let command = live::hook_command(ctx, NAME);
-        for event in ["PreToolUse", "PostToolUse"] {
+        let must_block = self.blocks_on_hook_failure();
+        for event in HOOK_EVENTS {
             let wired = settings["hooks"][event].as_array().is_some_and(|groups| {
                 groups.iter().any(|g| {
                     matches!(g["matcher"].as_str(), Some("*") | Some("") | None)
                         && g["hooks"].as_array().is_some_and(|hs| {
-                            hs.iter()
-                                .any(|h| h["type"] == "command" && h["command"] == command.as_str())
+                            hs.iter().any(|h| {
+                                h["type"] == "command"
+                                    && h["command"] == command.as_str()
+                                    && (!must_block || h["onFailure"] == "block")
+                            })
                         })
                 })
             });
             if !wired {
+                let fail_closed = if must_block {
+                    " failing closed (onFailure: block)"
+                } else {
+                    ""
+                };
                 return Err(live::unverified(
                     NAME,
-                    format!("no agp hook on every tool for {event}"),
+                    format!("no agp hook{fail_closed} on every tool for {event}"),
                 ));
             }
         }
@@ -242,6 +268,8 @@ mod tests {
                     "ANTHROPIC_BASE_URL".into(),
                     "http://127.0.0.1:4000".into(),
                 )],
+                version: Some(identity::Version(2, 1, 331)),
+                ..Default::default()
             },
             credentials: None,
         }
@@ -271,11 +299,69 @@ mod tests {
             .env
             .contains(&("HTTPS_PROXY".into(), "http://127.0.0.1:3128".into())));
         let s: Value = serde_json::from_slice(&p.files[0].contents).unwrap();
-        assert_eq!(
-            s["hooks"]["PreToolUse"][0]["hooks"][0]["command"],
-            "/run/agp/bin/agp hook --harness claude-code"
+        for event in HOOK_EVENTS {
+            let h = &s["hooks"][event][0]["hooks"][0];
+            assert_eq!(
+                h["command"],
+                "/run/agp/bin/agp hook --harness claude-code || { echo 'agp: the agp hook failed \
+                 to run, so this call is blocked' >&2; exit 2; }"
+            );
+            assert_eq!(h["timeout"], 390);
+            assert_eq!(h["onFailure"], "block");
+        }
+    }
+
+    #[test]
+    fn on_failure_block_is_required_where_supported_and_left_out_before() {
+        let mut a = adapter();
+        let good = a.plan(&ctx()).unwrap();
+        let LaunchPlan::Process(mut p) = good else {
+            panic!()
+        };
+        let mut s: Value = serde_json::from_slice(&p.files[0].contents).unwrap();
+        s["hooks"]["PostToolUseFailure"][0]["hooks"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("onFailure");
+        p.files[0].contents = s.to_string().into_bytes();
+        let err = a
+            .verify_wiring(&ctx(), &LaunchPlan::Process(p))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("onFailure") && err.contains("PostToolUseFailure"),
+            "{err}"
         );
-        assert_eq!(s["hooks"]["PreToolUse"][0]["hooks"][0]["timeout"], 390);
+
+        a.config.version = Some(identity::Version(2, 1, 197));
+        let plan = a.plan(&ctx()).unwrap();
+        a.verify_wiring(&ctx(), &plan).unwrap();
+        let LaunchPlan::Process(p) = plan else {
+            panic!()
+        };
+        let s: Value = serde_json::from_slice(&p.files[0].contents).unwrap();
+        assert!(s["hooks"]["PreToolUse"][0]["hooks"][0]["onFailure"].is_null());
+        assert!(s["hooks"]["PostToolUseFailure"].is_array());
+    }
+
+    #[test]
+    fn a_bundle_is_bound_whole_with_its_helpers_first_on_path() {
+        let mut a = adapter();
+        a.config.binary = "/opt/pkg/vendor/t/bin/claude".into();
+        a.config.bundle = Some("/opt/pkg/vendor/t".into());
+        a.config.path_dirs = vec!["helpers".into()];
+        let LaunchPlan::Process(p) = a.plan(&ctx()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.argv[0], "/run/agp/agent/bin/claude");
+        assert!(p
+            .ro_binds
+            .contains(&("/opt/pkg/vendor/t".into(), "/run/agp/agent".into())));
+        let path = &p.env.iter().find(|(k, _)| k == "PATH").unwrap().1;
+        assert!(
+            path.starts_with("/run/agp/agent/helpers:/run/agp/bin:"),
+            "{path}"
+        );
     }
 
     #[test]

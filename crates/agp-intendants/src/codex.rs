@@ -20,6 +20,7 @@ use agp_contracts::sandbox::SANDBOX_HOME;
 use serde_json::{json, Value};
 
 use crate::live::{self, LiveConfig};
+use crate::proc_report;
 
 pub const NAME: &str = "codex";
 pub const REQUIREMENTS: &str = "/etc/codex/requirements.toml";
@@ -31,6 +32,9 @@ const FORBIDDEN_FLAGS: &[&str] = &[
     "--dangerously-bypass-hook-trust",
     "--dangerously-bypass-approvals-and-sandbox",
 ];
+/// A file seeded into the sandbox's CODEX_HOME so that the directory always exists.
+pub const HOME_MARKER: &str = "agp-session.txt";
+
 /// The feature whose TTY command sessions `write_stdin` could type into past every hook.
 pub const NO_TTY_FEATURE: &str = "unified_exec_tty";
 
@@ -67,10 +71,22 @@ impl CodexAdapter {
         out
     }
 
+    /// Codex's executable inside the sandbox.
+    pub fn sandbox_exe(&self) -> PathBuf {
+        live::agent_placement(&self.config, "codex").0
+    }
+
     /// The command that lists Codex's hooks (run in the session's sandbox by the launcher).
-    pub fn probe_argv() -> Vec<String> {
+    pub fn probe_argv(&self) -> Vec<String> {
+        probe_argv(&self.sandbox_exe())
+    }
+}
+
+/// `codex app-server` for Codex at `exe` in the sandbox.
+pub fn probe_argv(exe: &Path) -> Vec<String> {
+    {
         vec![
-            live::agent_exe("codex").display().to_string(),
+            exe.display().to_string(),
             "app-server".into(),
             "-c".into(),
             ALLOWED_OVERRIDES[0].into(),
@@ -103,7 +119,7 @@ impl IntendantAdapter for CodexAdapter {
 
     fn plan(&self, ctx: &LaunchContext) -> Result<LaunchPlan, IntendantError> {
         let task = live::check_task(NAME, ctx)?;
-        let exe = live::agent_exe("codex");
+        let (exe, mut ro_binds) = live::agent_placement(&self.config, "codex");
         let mut argv = vec![exe.display().to_string()];
         if !ctx.interactive {
             argv.push("exec".into());
@@ -132,7 +148,6 @@ impl IntendantAdapter for CodexAdapter {
         let codex_home = PathBuf::from(SANDBOX_HOME).join(".codex");
         let mut env = live::base_env(ctx, &self.config);
         env.push(("CODEX_HOME".into(), codex_home.display().to_string()));
-        let mut ro_binds = vec![(self.config.binary.clone(), exe)];
         if let Some(a) = &self.auth {
             ro_binds.push((a.clone(), codex_home.join("auth.json")));
         }
@@ -146,16 +161,27 @@ impl IntendantAdapter for CodexAdapter {
             }
             None => DEFAULT_HOSTS.iter().map(|s| s.to_string()).collect(),
         };
-        Ok(LaunchPlan::Process(ProcessPlan {
-            argv,
-            env,
-            cwd: ctx.repo.clone(),
-            files: vec![SeededFile {
+        let files = vec![
+            SeededFile {
                 path: REQUIREMENTS.into(),
                 contents: self.requirements(ctx).into_bytes(),
                 mode: 0o644,
                 read_only: true,
-            }],
+            },
+            // CODEX_HOME must exist (and be writable) even for a user with only an API key and
+            // nothing to bind into it: seeding a file creates the directory in the sandbox HOME.
+            SeededFile {
+                path: codex_home.join(HOME_MARKER),
+                contents: b"CODEX_HOME of an agp session (a tmpfs that ends with it)\n".to_vec(),
+                mode: 0o644,
+                read_only: false,
+            },
+        ];
+        Ok(LaunchPlan::Process(ProcessPlan {
+            argv,
+            env,
+            cwd: ctx.repo.clone(),
+            files,
             ro_binds,
             egress_hosts,
             interactive: ctx.interactive,
@@ -242,32 +268,54 @@ pub fn list_hooks(
 ) -> Result<Value, IntendantError> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| {
         live::unverified(
             NAME,
             format!("cannot start `codex app-server` to list hooks: {e}"),
         )
     })?;
+    let stderr = child.stderr.take().map(proc_report::keep_tail);
     let result = exchange(&mut child, cwd, timeout);
+    // Killing a process that already exited (a zombie) leaves its exit status as it was.
     let _ = child.kill();
-    let _ = child.wait();
-    result
+    let status = child.wait().ok();
+    let tail = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    result.map_err(|e| {
+        let what = match e {
+            Exchange::Ended => "`codex app-server` stopped before listing its hooks: it".into(),
+            Exchange::TimedOut => format!(
+                "`codex app-server` did not list its hooks within {} s; killed, it",
+                timeout.as_secs()
+            ),
+            Exchange::Failed(m) => return live::unverified(NAME, m),
+        };
+        live::unverified(
+            NAME,
+            format!("{what} {}", proc_report::describe(status, &tail)),
+        )
+    })
+}
+
+enum Exchange {
+    Ended,
+    TimedOut,
+    Failed(String),
 }
 
 fn exchange(
     child: &mut std::process::Child,
     cwd: &Path,
     timeout: Duration,
-) -> Result<Value, IntendantError> {
+) -> Result<Value, Exchange> {
     let mut stdin = child
         .stdin
         .take()
-        .ok_or_else(|| live::unverified(NAME, "no stdin"))?;
+        .ok_or_else(|| Exchange::Failed("no stdin".into()))?;
     let stdout = child
         .stdout
         .take()
-        .ok_or_else(|| live::unverified(NAME, "no stdout"))?;
+        .ok_or_else(|| Exchange::Failed("no stdout".into()))?;
     let requests = [
         json!({"id": 1, "method": "initialize",
                "params": {"clientInfo": {"name": "agp", "version": env!("CARGO_PKG_VERSION")}}}),
@@ -275,8 +323,10 @@ fn exchange(
         json!({"id": 2, "method": "hooks/list", "params": {"cwds": [cwd]}}),
     ];
     for r in requests {
-        writeln!(stdin, "{r}")
-            .map_err(|e| live::unverified(NAME, format!("codex app-server: {e}")))?;
+        // A write fails when the server is already gone: its status and stderr say why.
+        if writeln!(stdin, "{r}").is_err() {
+            return Err(Exchange::Ended);
+        }
     }
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -290,15 +340,16 @@ fn exchange(
             }
         }
     });
-    let reply = rx
-        .recv_timeout(timeout)
-        .map_err(|_| live::unverified(NAME, "`codex app-server` did not list its hooks in time"))?;
+    let reply = rx.recv_timeout(timeout).map_err(|e| match e {
+        std::sync::mpsc::RecvTimeoutError::Timeout => Exchange::TimedOut,
+        std::sync::mpsc::RecvTimeoutError::Disconnected => Exchange::Ended,
+    })?;
     drop(stdin);
     if !reply["error"].is_null() {
-        return Err(live::unverified(
-            NAME,
-            format!("hooks/list failed: {}", reply["error"]),
-        ));
+        return Err(Exchange::Failed(format!(
+            "hooks/list failed: {}",
+            reply["error"]
+        )));
     }
     Ok(reply["result"].clone())
 }
@@ -327,13 +378,20 @@ pub fn check_hooks_list(result: &Value, ctx: &LaunchContext) -> Result<(), Inten
                 && h["command"] == command.as_str()
                 && h["enabled"] == true
                 && h["isManaged"] == true
+                // An async hook's verdict comes too late to block; any other handler type
+                // would not run agp at all.
+                && h["async"] != true
+                && matches!(h["handlerType"].as_str(), Some("command") | None)
                 && matches!(h["trustStatus"].as_str(), Some("managed") | Some("trusted"))
                 && matches!(h["matcher"].as_str(), Some("*") | Some("") | None)
         });
         if !active {
             return Err(live::unverified(
                 NAME,
-                format!("Codex does not report agp's {event} hook as managed, enabled and on every tool"),
+                format!(
+                    "Codex does not report agp's {event} hook as a managed, enabled, \
+                     synchronous command on every tool"
+                ),
             ));
         }
     }
@@ -364,7 +422,7 @@ mod tests {
             config: LiveConfig {
                 binary: "/opt/codex".into(),
                 hook_timeout_secs: 100,
-                passthrough_env: vec![],
+                ..Default::default()
             },
             auth: None,
             user_config: None,
@@ -373,8 +431,9 @@ mod tests {
     }
 
     fn hook(event: &str, trust: &str) -> Value {
-        json!({"eventName": event, "command": "/run/agp/bin/agp hook --harness codex", "enabled": true,
-               "isManaged": true, "trustStatus": trust, "matcher": "*"})
+        json!({"eventName": event, "command": live::hook_command(&ctx(), NAME),
+               "enabled": true, "isManaged": true, "trustStatus": trust, "matcher": "*",
+               "handlerType": "command", "async": false})
     }
 
     #[test]
@@ -394,7 +453,18 @@ mod tests {
         let text = String::from_utf8(p.files[0].contents.clone()).unwrap();
         assert!(text.contains("allow_managed_hooks_only = true"));
         assert!(text.contains("[[hooks.PostToolUse.hooks]]"));
-        assert!(text.contains("command = \"/run/agp/bin/agp hook --harness codex\""));
+        assert!(text.contains(
+            "command = \"/run/agp/bin/agp hook --harness codex || { echo 'agp: the agp hook \
+             failed to run, so this call is blocked' >&2; exit 2; }\""
+        ));
+        let home = Path::new(SANDBOX_HOME).join(".codex");
+        assert!(p
+            .files
+            .iter()
+            .any(|f| f.path == home.join(HOME_MARKER) && !f.read_only));
+        assert!(p
+            .env
+            .contains(&("CODEX_HOME".into(), home.display().to_string())));
         assert!(text.contains("timeout = 160"));
     }
 
@@ -441,8 +511,15 @@ mod tests {
         ] {
             assert!(check_hooks_list(&bad, &ctx()).is_err(), "{bad}");
         }
-        let mut disabled = ok.clone();
-        disabled["data"][0]["hooks"][0]["enabled"] = json!(false);
-        assert!(check_hooks_list(&disabled, &ctx()).is_err());
+        for (field, value) in [
+            ("enabled", json!(false)),
+            ("async", json!(true)),
+            ("handlerType", json!("prompt")),
+            ("command", json!("/run/agp/bin/agp hook --harness codex")),
+        ] {
+            let mut weak = ok.clone();
+            weak["data"][0]["hooks"][0][field] = value;
+            assert!(check_hooks_list(&weak, &ctx()).is_err(), "{field}");
+        }
     }
 }

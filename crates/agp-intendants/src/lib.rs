@@ -10,7 +10,10 @@
 pub mod claude_code;
 pub mod codex;
 pub mod demo;
+pub mod identity;
+pub mod install_layout;
 pub mod live;
+pub mod proc_report;
 pub mod script;
 pub mod scripted;
 

@@ -28,11 +28,21 @@ pub const ENV_SOCKET: &str = "AGP_GATEWAY_SOCKET";
 pub const ENV_TOKEN: &str = "AGP_SESSION_TOKEN";
 pub const ENV_HOOK_TIMEOUT: &str = "AGP_HOOK_TIMEOUT_SECS";
 
+/// Where an agent's bundle directory (the executable with the helpers it expects beside it)
+/// is bound inside the sandbox.
+pub const AGENT_DIR: &str = "/run/agp/agent";
+
 /// Settings every live adapter needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveConfig {
-    /// The agent CLI's executable on the host.
+    /// The agent CLI's native executable on the host.
     pub binary: PathBuf,
+    /// A host directory holding `binary` and its bundled helpers, bound whole (read-only).
+    pub bundle: Option<PathBuf>,
+    /// Directories inside `bundle` (relative) to put first on PATH.
+    pub path_dirs: Vec<PathBuf>,
+    /// The CLI's version, when known (some wiring depends on it).
+    pub version: Option<crate::identity::Version>,
     /// Longest the hook waits for a verdict (approval timeout plus a margin).
     pub hook_timeout_secs: u64,
     /// Host environment values to pass through (credentials the user configured for the agent,
@@ -50,18 +60,56 @@ impl LiveConfig {
 }
 
 /// The hook command line the harness runs (`harness` is `agp hook --harness`'s value).
+///
+/// Both harnesses run the command through `/bin/sh`, and both treat any exit status but 0 and
+/// 2 as NON-blocking: a hook that cannot start (agp missing: 127), crashes, is killed by a
+/// signal or exits 1 would let the tool run. The `||` branch turns every such failure into a
+/// block: exit 2 with a reason on stderr (Codex does not block on an exit 2 with an empty
+/// stderr). agp hook itself only ever exits 0 (its answer on stdout) or 2.
 pub fn hook_command(ctx: &LaunchContext, harness: &str) -> String {
-    format!("{} hook --harness {harness}", ctx.agp_exe.display())
+    format!(
+        "{} hook --harness {harness} || {{ echo '{HOOK_FAILED}' >&2; exit 2; }}",
+        ctx.agp_exe.display()
+    )
+}
+
+/// What the model is told when the hook process itself failed.
+pub const HOOK_FAILED: &str = "agp: the agp hook failed to run, so this call is blocked";
+
+/// Where the agent's executable is inside the sandbox, and the read-only binds that put it
+/// (and its bundle) there.
+pub fn agent_placement(cfg: &LiveConfig, name: &str) -> (PathBuf, Vec<(PathBuf, PathBuf)>) {
+    if let Some(bundle) = &cfg.bundle {
+        if let Ok(rel) = cfg.binary.strip_prefix(bundle) {
+            return (
+                Path::new(AGENT_DIR).join(rel),
+                vec![(bundle.clone(), PathBuf::from(AGENT_DIR))],
+            );
+        }
+    }
+    let exe = agent_exe(name);
+    (exe.clone(), vec![(cfg.binary.clone(), exe)])
 }
 
 /// The environment every live agent gets: a clean PATH, the sandbox HOME, the gateway, and the
 /// egress bridge as its proxy.
 pub fn base_env(ctx: &LaunchContext, cfg: &LiveConfig) -> Vec<(String, String)> {
     let proxy = format!("http://{BRIDGE_ADDR}");
+    // The bundle's helpers (Codex's `rg`) come first, as the npm launcher would arrange.
+    let helpers: String = match &cfg.bundle {
+        Some(_) => cfg
+            .path_dirs
+            .iter()
+            .map(|d| format!("{}:", Path::new(AGENT_DIR).join(d).display()))
+            .collect(),
+        None => String::new(),
+    };
     let mut env: Vec<(String, String)> = vec![
         (
             "PATH".into(),
-            format!("{BIN_DIR}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"),
+            format!(
+                "{helpers}{BIN_DIR}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+            ),
         ),
         ("HOME".into(), SANDBOX_HOME.into()),
         ("TMPDIR".into(), "/tmp".into()),

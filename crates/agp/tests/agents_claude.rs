@@ -16,17 +16,34 @@ use agents_support::*;
 use agp_testkit::{FakeModel, Turn};
 use serde_json::{json, Value};
 
-fn claude_env(model: &FakeModel, claude: &std::path::Path) -> Vec<(String, String)> {
-    vec![
-        ("AGP_CLAUDE_BIN".into(), claude.display().to_string()),
-        ("ANTHROPIC_BASE_URL".into(), model.base_url()),
-        ("ANTHROPIC_API_KEY".into(), "sk-test-not-a-real-key".into()),
-    ]
+/// How the test names the agent to `agp run`.
+#[derive(Clone, Copy)]
+enum Via {
+    /// `claude` on PATH: npm's `.bin` link to the launcher/`claude.exe`, as users have it.
+    NpmPath,
+    /// `AGP_CLAUDE_BIN` naming the native binary deep in the platform package.
+    NativeVar,
 }
 
 #[test]
-fn claude_code_governed_session() {
-    let Some(claude) = claude() else { return };
+fn claude_code_governed_session_oldest_supported() {
+    governed_session("2.1.197", Via::NpmPath);
+}
+
+#[test]
+fn claude_code_governed_session_pinned() {
+    governed_session(CLAUDE_VERSION, Via::NativeVar);
+}
+
+#[test]
+fn claude_code_governed_session_newest() {
+    governed_session("2.1.332", Via::NpmPath);
+}
+
+fn governed_session(version: &'static str, via: Via) {
+    let Some(client) = claude_at(version) else {
+        return;
+    };
     let world = World::new();
     let outside = host_only_dir(&world);
     std::fs::create_dir(world.repo.join("keep")).unwrap();
@@ -41,23 +58,39 @@ fn claude_code_governed_session() {
     for name in ["settings.json", "settings.local.json"] {
         std::fs::write(world.repo.join(".claude").join(name), allow_all.to_string()).unwrap();
     }
-    let mut turns = governed_session_turns(
+    let six = if version == "2.1.197" {
+        // 2.1.197's Write tool refuses a file it has not read before any hook runs: write it
+        // from the shell instead (past the policy's `echo *`).
+        Turn::Shell("echo {} > /etc/claude-code/managed-settings.json".into())
+    } else {
         // 6: the same with the Write tool
         Turn::Tool {
             name: "Write".into(),
             input: json!({"file_path": "/etc/claude-code/managed-settings.json", "content": "{}"}),
-        },
-    );
+        }
+    };
+    let mut turns = governed_session_turns(six);
     turns.extend([
         // 10: a domain the policy allows (WebFetch(domain:…)) passes the proxy
         Turn::Shell("python3 fetch_allowed.py".into()),
+        // 11: allowed, and fails
+        Turn::Shell("python3 no-such-script.py".into()),
         Turn::Text("finished".into()),
     ]);
     let model = FakeModel::anthropic(turns).unwrap();
-    let env = claude_env(&model, &claude);
+    let mut env = vec![
+        ("ANTHROPIC_BASE_URL".to_string(), model.base_url()),
+        ("ANTHROPIC_API_KEY".into(), "sk-test-not-a-real-key".into()),
+    ];
+    match via {
+        Via::NpmPath => env.push(("PATH".into(), client.path_env())),
+        Via::NativeVar => env.push(("AGP_CLAUDE_BIN".into(), client.native.display().to_string())),
+    }
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let out = world.run("claude-code", &env, "allow\ndeny not today\n");
     let (_, j) = check_governed_session(&world, &model, &out, CLAUDE_CALLS, &pwned);
+    check_identity(&j, &client);
+    check_failed_call(&j, CLAUDE_CALLS, 11);
 
     // 10: the policy's WebFetch domain is on the egress allowlist (the host then has no such
     // name, so the fetch itself fails after the proxy let it through).

@@ -30,20 +30,29 @@ fn codex_home(world: &World, model: &FakeModel) -> std::path::PathBuf {
     home
 }
 
-fn codex_env(world: &World, model: &FakeModel, codex: &std::path::Path) -> Vec<(String, String)> {
-    vec![
-        ("AGP_CODEX_BIN".into(), codex.display().to_string()),
-        (
-            "CODEX_HOME".into(),
-            codex_home(world, model).display().to_string(),
-        ),
-        ("FAKE_API_KEY".into(), "not-a-real-key".into()),
-    ]
+/// How the test names the agent to `agp run`.
+#[derive(Clone, Copy)]
+enum Via {
+    /// `codex` on PATH: npm's `.bin` link to the Node launcher `bin/codex.js`.
+    NpmPath,
+    /// `AGP_CODEX_BIN` naming the native binary in the platform package.
+    NativeVar,
 }
 
 #[test]
-fn codex_governed_session() {
-    let Some(codex) = codex() else { return };
+fn codex_governed_session_pinned() {
+    governed_session(CODEX_VERSION, Via::NativeVar);
+}
+
+#[test]
+fn codex_governed_session_newest() {
+    governed_session("0.171.0", Via::NpmPath);
+}
+
+fn governed_session(version: &'static str, via: Via) {
+    let Some(client) = codex_at(version) else {
+        return;
+    };
     let world = World::new();
     let outside = host_only_dir(&world);
     std::fs::create_dir(world.repo.join("keep")).unwrap();
@@ -71,10 +80,22 @@ fn codex_governed_session() {
             input: serde_json::json!({"cmd": "cat > typed.txt", "tty": true, "yield_time_ms": 300}),
         },
         Turn::WriteStdin("typed past the hook\n".into()),
+        // 12: allowed, and fails
+        Turn::Shell("python3 no-such-script.py".into()),
         Turn::Text("finished".into()),
     ]);
     let model = FakeModel::openai(turns).unwrap();
-    let env = codex_env(&world, &model, &codex);
+    let mut env = vec![
+        (
+            "CODEX_HOME".to_string(),
+            codex_home(&world, &model).display().to_string(),
+        ),
+        ("FAKE_API_KEY".into(), "not-a-real-key".into()),
+    ];
+    match via {
+        Via::NpmPath => env.push(("PATH".into(), client.path_env())),
+        Via::NativeVar => env.push(("AGP_CODEX_BIN".into(), client.native.display().to_string())),
+    }
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let out = world.run("codex", &env, "allow\ndeny not today\n");
     let (results, j) = check_governed_session(&world, &model, &out, CODEX_CALLS, &pwned);
@@ -88,7 +109,8 @@ fn codex_governed_session() {
                 .unwrap()
                 .is_empty()
     );
-
+    check_identity(&j, &client);
+    check_failed_call(&j, CODEX_CALLS, 12);
     check_preflight_and_verify(&world, &j);
 }
 
@@ -178,6 +200,7 @@ fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
     std::fs::write(
         &fake,
         "#!/bin/sh\n\
+         if [ \"$1\" = --version ]; then echo 'codex-cli 0.169.0'; exit 0; fi\n\
          if [ \"$1\" = app-server ]; then\n\
            while read -r line; do\n\
              case \"$line\" in *'\"id\":2'*) echo '{\"id\":2,\"result\":{\"data\":[{\"cwd\":\"/\",\"hooks\":[],\"warnings\":[],\"errors\":[]}]}}';; esac\n\
@@ -195,6 +218,7 @@ fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
         &[
             ("AGP_CODEX_BIN", fake.to_str().unwrap()),
             ("CODEX_HOME", codex_home.to_str().unwrap()),
+            ("OPENAI_API_KEY", "sk-test-not-a-real-key"),
         ],
         "",
     );

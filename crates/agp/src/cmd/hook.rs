@@ -87,6 +87,9 @@ impl Harness {
 pub enum Event {
     PreToolUse,
     PostToolUse,
+    /// A tool call that failed. Claude Code 2.1.197 fires only this for a failed call; newer
+    /// versions fire it and then PostToolUse, and the daemon keeps the first result of a call.
+    PostToolUseFailure,
     PermissionRequest,
 }
 
@@ -95,6 +98,7 @@ impl Event {
         match name {
             "PreToolUse" => Some(Self::PreToolUse),
             "PostToolUse" => Some(Self::PostToolUse),
+            "PostToolUseFailure" => Some(Self::PostToolUseFailure),
             "PermissionRequest" => Some(Self::PermissionRequest),
             _ => None,
         }
@@ -242,6 +246,7 @@ pub fn handle(stdin: &[u8], env: &HookEnv, harness: Harness) -> Answer {
 }
 
 fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<Answer> {
+    let name = input["hook_event_name"].as_str().unwrap_or_default();
     let timeout = env.timeout.clone().map_err(|e| anyhow!(e))?;
     let client = || -> Result<Client> {
         match (&env.socket, &env.token, &env.attach) {
@@ -291,11 +296,21 @@ fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<
                 .context("asking the agp daemon")?;
             Ok(verdict_answer(event, harness, &verdict))
         }
-        Event::PostToolUse => {
+        Event::PostToolUse | Event::PostToolUseFailure => {
             let tool_use_id = tool_use_id.ok_or_else(|| {
-                anyhow!("the PostToolUse event has no tool_use_id to link the result to")
+                anyhow!("the {name} event has no tool_use_id to link the result to")
             })?;
-            let (ok, full) = tool_output(&input["tool_response"]);
+            let (mut ok, full) = match event {
+                Event::PostToolUseFailure => (false, failure_output(input)),
+                _ => tool_output(&input["tool_response"]),
+            };
+            if harness == Harness::Codex && ok {
+                // Codex's PostToolUse gives the output as text, without the exit status; its
+                // transcript (already written when the hook runs) has it.
+                if let Some(path) = input["transcript_path"].as_str() {
+                    ok = !codex_call_failed(Path::new(path), &tool_use_id);
+                }
+            }
             // The daemon links the result to the approved call only when this hash equals the
             // approved input's; without an input object it journals a mismatch.
             let input_sha256 = match &input["tool_input"] {
@@ -309,6 +324,7 @@ fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<
                 output_sha256: sha256_hex(full.as_bytes()),
                 input_sha256,
             };
+            // The daemon keeps the first result of a call and acknowledges a repeat.
             client()?
                 .report_result(&result)
                 .context("reporting the tool result to the agp daemon")?;
@@ -492,7 +508,9 @@ fn deny_json(event: Option<Event>, reason: &str) -> Value {
         Some(Event::PermissionRequest) => json!({"hookSpecificOutput": {
             "hookEventName": "PermissionRequest",
             "decision": {"behavior": "deny", "message": reason}}}),
-        Some(Event::PostToolUse) => json!({"decision": "block", "reason": reason}),
+        Some(Event::PostToolUse | Event::PostToolUseFailure) => {
+            json!({"decision": "block", "reason": reason})
+        }
         _ => json!({"hookSpecificOutput": {
             "hookEventName": "PreToolUse",
             "permissionDecision": "deny",
@@ -543,6 +561,46 @@ fn tool_output(response: &Value) -> (bool, String) {
         || response["exit_code"].as_i64().is_some_and(|c| c != 0)
         || response["exitCode"].as_i64().is_some_and(|c| c != 0);
     (!failed, text)
+}
+
+/// Bytes of a Codex transcript's tail searched for a call's completion.
+const TRANSCRIPT_TAIL: u64 = 4 << 20;
+
+/// Whether Codex's transcript records the call `id` as completed with a non-zero exit status
+/// or as failed. Unknown (no transcript, no such record) is not a failure.
+fn codex_call_failed(transcript: &Path, id: &str) -> bool {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(transcript) else {
+        return false;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut text = String::new();
+    if f.seek(SeekFrom::Start(len.saturating_sub(TRANSCRIPT_TAIL)))
+        .and_then(|_| f.take(TRANSCRIPT_TAIL).read_to_string(&mut text))
+        .is_err()
+    {
+        return false;
+    }
+    let needle = format!("\"id\":{}", Value::String(id.to_owned()));
+    text.lines()
+        .rev()
+        .filter(|l| l.contains(&needle) && l.contains("item_completed"))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| v["payload"]["item"].clone())
+        .find(|item| item["id"] == id)
+        .is_some_and(|item| {
+            item["status"] == "failed" || item["exit_code"].as_i64().is_some_and(|c| c != 0)
+        })
+}
+
+/// What a PostToolUseFailure event says went wrong (`error`, else the tool's response).
+fn failure_output(input: &Value) -> String {
+    match (&input["error"], &input["tool_response"]) {
+        (Value::String(e), _) => e.clone(),
+        (Value::Null, Value::Null) => String::new(),
+        (Value::Null, r) => tool_output(r).1,
+        (e, _) => e.to_string(),
+    }
 }
 
 fn truncate_utf8(s: &str, max: usize) -> &str {
@@ -726,6 +784,58 @@ mod tests {
         let input_hash =
             agp_contracts::canonical::sha256_of_value(&json!({"command": "echo hi"})).unwrap();
         assert_eq!(sent["input_sha256"], input_hash);
+    }
+
+    #[test]
+    fn post_tool_use_failure_reports_a_failed_result_once() {
+        let stdin = json!({"hook_event_name": "PostToolUseFailure", "tool_name": "Bash",
+            "cwd": "/r", "tool_input": {"command": "false"}, "tool_use_id": "toolu_1",
+            "error": "Exit code 1"});
+        let (_d, p, h) = daemon("{\"type\":\"result_recorded\",\"id\":\"tu:toolu_1\"}\n");
+        let a = handle(
+            stdin.to_string().as_bytes(),
+            &env(Some(p)),
+            Harness::ClaudeCode,
+        );
+        assert_eq!(a.exit, Exit::Ok);
+        let sent = h.join().unwrap();
+        assert_eq!(sent["id"], "tu:toolu_1");
+        assert_eq!(sent["ok"], false);
+        assert_eq!(sent["output"], "Exit code 1");
+        // A refusal from the daemon is an error, as for PostToolUse.
+        let (_d, p, _h) =
+            daemon("{\"type\":\"error\",\"code\":\"bad_token\",\"message\":\"no\"}\n");
+        let a = handle(
+            stdin.to_string().as_bytes(),
+            &env(Some(p)),
+            Harness::ClaudeCode,
+        );
+        assert_eq!(a.exit, Exit::CannotRun);
+    }
+
+    #[test]
+    fn codex_failures_are_read_from_its_transcript() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("rollout.jsonl");
+        let line = |id: &str, code: i64, status: &str| {
+            json!({"type": "event_msg", "payload": {"type": "item_completed", "item": {
+                "type": "CommandExecution", "id": id, "exit_code": code, "status": status}}})
+            .to_string()
+        };
+        std::fs::write(
+            &t,
+            [
+                line("call_1", 0, "completed"),
+                line("call_2", 2, "failed"),
+                "not json \"id\":\"call_3\" item_completed".into(),
+            ]
+            .join("\n"),
+        )
+        .unwrap();
+        assert!(!codex_call_failed(&t, "call_1"));
+        assert!(codex_call_failed(&t, "call_2"));
+        assert!(!codex_call_failed(&t, "call_3"));
+        assert!(!codex_call_failed(&d.path().join("none"), "call_2"));
     }
 
     #[test]

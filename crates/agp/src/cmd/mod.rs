@@ -1,5 +1,8 @@
 //! One module per subcommand.
 
+pub mod agent_binary;
+pub mod agent_login;
+pub mod agent_wait;
 pub mod bench;
 pub mod daemon;
 pub mod doctor;

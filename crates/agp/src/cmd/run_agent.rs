@@ -13,23 +13,26 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agp_contracts::events::SANDBOX_PREFLIGHT;
+use agp_contracts::events::{INTENDANT_VERSION_UNTESTED, SANDBOX_PREFLIGHT};
 use agp_contracts::intendant::{
     GatewayEndpoint, IntendantAdapter, LaunchContext, LaunchPlan, ProcessPlan,
 };
 use agp_contracts::sandbox::{BindMount, ResourceLimits, SandboxSpec};
 use agp_contracts::{Journal, SandboxProvider};
 use agp_daemon::{Daemon, SessionParams};
-use agp_egress::{Allowlist, EgressProxy, JournalObserver, ProxyConfig};
+use agp_egress::{Allowlist, EgressProxy, JournalObserver, ProxyConfig, UpstreamWatch};
 use agp_gateway::SessionMode;
 use agp_intendants::claude_code::{self, ClaudeCodeAdapter};
 use agp_intendants::codex::{self, CodexAdapter};
-use agp_intendants::live::{self, LiveConfig};
+use agp_intendants::install_layout::AgentKind;
+use agp_intendants::live;
 use agp_sandbox::BubblewrapProvider;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 
+use crate::cmd::agent_binary::{self, AgentBinary};
 use crate::cmd::daemon::{assemble, runtime, GovernArgs, SandboxChoice};
+use crate::cmd::{agent_login, agent_wait};
 use crate::exit::Exit;
 use crate::home::Home;
 
@@ -53,6 +56,25 @@ impl LiveAgent {
         match self {
             LiveAgent::ClaudeCode => claude_code::NAME,
             LiveAgent::Codex => codex::NAME,
+        }
+    }
+
+    fn kind(self) -> AgentKind {
+        match self {
+            LiveAgent::ClaudeCode => AgentKind::ClaudeCode,
+            LiveAgent::Codex => AgentKind::Codex,
+        }
+    }
+
+    /// The variable naming its executable, the name on PATH, and how to install it.
+    fn lookup(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            LiveAgent::ClaudeCode => (
+                ENV_CLAUDE_BIN,
+                "claude",
+                "npm install -g @anthropic-ai/claude-code",
+            ),
+            LiveAgent::Codex => (ENV_CODEX_BIN, "codex", "npm install -g @openai/codex"),
         }
     }
 }
@@ -107,28 +129,6 @@ fn policy_domains(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-fn find_binary(agent: LiveAgent) -> Result<PathBuf> {
-    let (var, exe, install) = match agent {
-        LiveAgent::ClaudeCode => (
-            ENV_CLAUDE_BIN,
-            "claude",
-            "npm install -g @anthropic-ai/claude-code",
-        ),
-        LiveAgent::Codex => (ENV_CODEX_BIN, "codex", "npm install -g @openai/codex"),
-    };
-    let found = match std::env::var_os(var).filter(|v| !v.is_empty()) {
-        Some(p) => Some(PathBuf::from(p)),
-        None => std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-            .map(|d| d.join(exe))
-            .find(|p| p.is_file()),
-    };
-    let path = found.ok_or_else(|| {
-        anyhow!("{} is not installed ({exe} not on PATH and {var} not set): install it with `{install}`, or set {var}", agent.name())
-    })?;
-    // The npm launcher scripts are symlinks to the native binary: bind the binary itself.
-    std::fs::canonicalize(&path).with_context(|| format!("{var}: {}", path.display()))
-}
-
 fn host_env(names: &[&str]) -> Vec<(String, String)> {
     names
         .iter()
@@ -170,17 +170,13 @@ fn codex_provider(config: Option<&Path>) -> Result<(Option<String>, Option<Strin
 
 fn adapter(
     agent: LiveAgent,
-    binary: PathBuf,
+    binary: &AgentBinary,
     hook_timeout_secs: u64,
     user_home: &Path,
 ) -> Result<Box<dyn IntendantAdapter>> {
     Ok(match agent {
         LiveAgent::ClaudeCode => Box::new(ClaudeCodeAdapter::new(
-            LiveConfig {
-                binary,
-                hook_timeout_secs,
-                passthrough_env: host_env(claude_code::PASSTHROUGH_ENV),
-            },
+            binary.live_config(hook_timeout_secs, host_env(claude_code::PASSTHROUGH_ENV)),
             user_home,
         )),
         LiveAgent::Codex => {
@@ -193,17 +189,30 @@ fn adapter(
                 vars.push(k);
             }
             Box::new(CodexAdapter {
-                config: LiveConfig {
-                    binary,
-                    hook_timeout_secs,
-                    passthrough_env: host_env(&vars),
-                },
+                config: binary.live_config(hook_timeout_secs, host_env(&vars)),
                 auth: existing("auth.json"),
                 user_config,
                 provider_base_url,
             })
         }
     })
+}
+
+/// Whether the agent has credentials for its model (before anything else is prepared).
+fn check_login(agent: LiveAgent, user_home: &Path) -> Result<()> {
+    match agent {
+        LiveAgent::ClaudeCode => {
+            let creds = user_home.join(".claude/.credentials.json");
+            agent_login::check_claude(Some(creds.as_path()).filter(|p| p.is_file()))
+        }
+        LiveAgent::Codex => {
+            let home = codex_home(user_home);
+            let config = Some(home.join("config.toml")).filter(|p| p.is_file());
+            let (url, key_var) = codex_provider(config.as_deref())?;
+            let auth = Some(home.join("auth.json")).filter(|p| p.is_file());
+            agent_login::check_codex(auth.as_deref(), url.is_some(), key_var.as_deref())
+        }
+    }
 }
 
 pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
@@ -226,19 +235,30 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/"));
-    let binary = find_binary(agent)?;
+    check_login(agent, &user_home)?;
     let agp_exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .context("cannot find agp's own executable")?;
     let provider = Arc::new(BubblewrapProvider::new().protect(home.root()));
     provider.bwrap().map_err(|e| anyhow!("{e}"))?;
+    let binary = agent_binary::prepare(
+        home,
+        agent.kind(),
+        agent.name(),
+        agent.lookup(),
+        &provider,
+        &repo,
+    )?;
+    if let Some(w) = &binary.warning {
+        eprintln!("agp: warning: {w}");
+    }
 
     let rt = runtime()?;
     let assembly = assemble(home, args.govern, &rt)?;
     let mut extra_egress = policy_egress(home)?;
     extra_egress.extend(policy_domains(&assembly.policy_path)?);
     let hook_timeout = assembly.config.approval_timeout.as_secs() + HOOK_MARGIN_SECS;
-    let adapter = adapter(agent, binary, hook_timeout, &user_home)?;
+    let adapter = adapter(agent, &binary, hook_timeout, &user_home)?;
     let journal: Arc<dyn Journal> = assembly.parts.journal.clone();
     Home::create_private_dir(&home.run_dir())?;
     let scratch = tempfile::Builder::new()
@@ -256,12 +276,15 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
             let _ = stopped.await;
         }));
         let session = daemon
-            .open_session(SessionParams {
-                intendant: agent.name().into(),
-                repo: repo.clone(),
-                task: args.task.to_owned(),
-                mode: SessionMode::Gate,
-            })
+            .open_identified_session(
+                SessionParams {
+                    intendant: agent.name().into(),
+                    repo: repo.clone(),
+                    task: args.task.to_owned(),
+                    mode: SessionMode::Gate,
+                },
+                binary.identity(),
+            )
             .await;
         let session = match session {
             Ok(s) => s,
@@ -271,10 +294,18 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
                 return Err(anyhow::Error::new(e).context("cannot start the session"));
             }
         };
+        if let Some(w) = &binary.warning {
+            let body = json!({"intendant": agent.name(), "warning": w,
+                              "version": binary.version.to_string(), "sha256": binary.sha256});
+            if let Err(e) = journal.append(INTENDANT_VERSION_UNTESTED, Some(&session.id), body) {
+                eprintln!("agp: error: cannot journal the version warning: {e}");
+            }
+        }
         println!(
-            "agp: session {} · intendant {} · repo {} · sandbox bubblewrap · approvals via {}",
+            "agp: session {} · intendant {} {} · repo {} · sandbox bubblewrap · approvals via {}",
             session.id,
             agent.name(),
+            binary.version,
             repo.display(),
             assembly.channel
         );
@@ -291,6 +322,8 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
         };
         let host = HostPaths {
             gateway,
+            agent_exe: live::agent_placement(&binary.live_config(0, Vec::new()), agent.lookup().1)
+                .0,
             agp_exe,
             scratch: scratch.path().to_path_buf(),
             extra_egress,
@@ -339,6 +372,8 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
 /// Host-side paths the sandbox is built from.
 struct HostPaths {
     gateway: PathBuf,
+    /// The agent's executable inside the sandbox.
+    agent_exe: PathBuf,
     agp_exe: PathBuf,
     scratch: PathBuf,
     extra_egress: Vec<String>,
@@ -366,9 +401,15 @@ fn launch(
     let egress_dir = host.scratch.join("egress");
     std::fs::create_dir(&egress_dir)?;
     std::fs::set_permissions(&egress_dir, std::fs::Permissions::from_mode(0o700))?;
+    let watch = Arc::new(UpstreamWatch::new(
+        Arc::new(JournalObserver::new(journal.clone(), ctx.session.clone())),
+        model_hosts(&plan.egress_hosts),
+        agent_wait::MAX_MODEL_FAILURES,
+        agent_wait::MAX_MODEL_OUTAGE,
+    ));
     let proxy = EgressProxy::start(
         ProxyConfig::new(egress_dir.join("egress.sock"), allowlist),
-        Arc::new(JournalObserver::new(journal.clone(), ctx.session.clone())),
+        watch.clone(),
     )
     .context("cannot start the egress proxy")?;
 
@@ -391,7 +432,7 @@ fn launch(
     if agent == LiveAgent::Codex {
         // Codex skips an untrusted hook silently: prove from inside this very sandbox that it
         // will run agp's hook, or refuse to start.
-        let probe = CodexAdapter::probe_argv();
+        let probe = codex::probe_argv(&host.agent_exe);
         let cmd = provider
             .command(&sandbox, &probe, &plan.cwd)
             .map_err(|e| anyhow!("{e}"))?;
@@ -419,12 +460,30 @@ fn launch(
     if !plan.interactive {
         cmd.stdin(Stdio::null());
     }
-    let status = cmd
-        .status()
+    let mut child = cmd
+        .spawn()
         .with_context(|| format!("cannot start {} in the sandbox", agent.name()))?;
+    let waited = agent_wait::wait_watching(&mut child, &watch);
     let _ = provider.teardown(sandbox);
     proxy.stop();
-    Ok(status.code().unwrap_or(128))
+    match waited.with_context(|| format!("waiting for {}", agent.name()))? {
+        Ok(status) => Ok(status.code().unwrap_or(128)),
+        Err(why) => bail!(
+            "{} stopped: {why}; check the network and the API base URL the agent uses",
+            agent.name()
+        ),
+    }
+}
+
+/// The model API's `host:port` entries of the plan, as the proxy names upstreams.
+fn model_hosts(hosts: &[String]) -> Vec<(String, u16)> {
+    hosts
+        .iter()
+        .filter_map(|h| {
+            let (host, port) = h.rsplit_once(':')?;
+            Some((agp_egress::normalize_host(host).ok()?, port.parse().ok()?))
+        })
+        .collect()
 }
 
 /// The sandbox for the agent: the plan's environment and binds, plus the gateway socket, the

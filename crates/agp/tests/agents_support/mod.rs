@@ -19,6 +19,12 @@ use serde_json::Value;
 
 pub const AGP: &str = env!("CARGO_BIN_EXE_agp");
 
+/// The versions the real-client tests run against (README's table): the oldest agp supports,
+/// the pinned one, and the newest on the npm registry when last updated. `.ci/run` installs
+/// each under `target/agent-clients/<name>-<version>` with `npm install --prefix`.
+pub const CLAUDE_VERSIONS: &[&str] = &["2.1.197", "2.1.331", "2.1.332"];
+pub const CODEX_VERSIONS: &[&str] = &["0.169.0", "0.171.0"];
+/// The pinned versions the single-version tests use.
 pub const CLAUDE_VERSION: &str = "2.1.331";
 pub const CODEX_VERSION: &str = "0.169.0";
 
@@ -61,29 +67,49 @@ fn agent_dir() -> PathBuf {
     }
 }
 
-fn installed(path: PathBuf, version: &str, what: &str) -> Option<PathBuf> {
-    let ok = Command::new(&path)
+/// One npm install of an agent CLI (`npm install --prefix DIR`).
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub version: &'static str,
+    /// `DIR/node_modules/.bin`: what a user puts on PATH.
+    pub bin_dir: PathBuf,
+    /// The launcher npm links there (`claude`, `codex`).
+    pub launcher: PathBuf,
+    /// The native binary deep in the platform package.
+    pub native: PathBuf,
+}
+
+impl Client {
+    /// PATH with this install's `.bin` first, as after `npm install -g` with its prefix on PATH.
+    pub fn path_env(&self) -> String {
+        format!(
+            "{}:{}",
+            self.bin_dir.display(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
+        )
+    }
+}
+
+fn installed(client: Client, what: &str, package: &str) -> Option<Client> {
+    let ok = Command::new(&client.native)
         .arg("--version")
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(version))
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(client.version))
         .unwrap_or(false);
-    if ok {
-        return Some(path);
+    if ok && client.launcher.exists() {
+        return Some(client);
     }
     let msg = format!(
         "\n\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
          !!! SKIPPED: {what} {version} is not installed at {}\n\
          !!! (the npm registry was unreachable when .ci/run tried to install it).\n\
-         !!! Install: npm install --prefix target/agent-clients {}\n\
+         !!! Install: npm install --prefix {} {package}@{version}\n\
          !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
-        path.display(),
-        if what == "Claude Code" {
-            format!("@anthropic-ai/claude-code@{version}")
-        } else {
-            format!("@openai/codex@{version}")
-        }
+        client.native.display(),
+        client.bin_dir.parent().and_then(Path::parent).unwrap_or(Path::new("?")).display(),
+        version = client.version,
     );
     if std::env::var_os("AGP_REQUIRE_AGENT_CLIENTS").is_some() {
         panic!("{msg}");
@@ -94,22 +120,81 @@ fn installed(path: PathBuf, version: &str, what: &str) -> Option<PathBuf> {
     None
 }
 
-pub fn claude() -> Option<PathBuf> {
+fn arch() -> (&'static str, &'static str) {
+    if cfg!(target_arch = "aarch64") {
+        ("arm64", "aarch64")
+    } else {
+        ("x64", "x86_64")
+    }
+}
+
+pub fn claude_at(version: &'static str) -> Option<Client> {
+    let nm = agent_dir().join(format!("claude-code-{version}/node_modules"));
     installed(
-        agent_dir().join("node_modules/@anthropic-ai/claude-code/bin/claude.exe"),
-        CLAUDE_VERSION,
+        Client {
+            version,
+            bin_dir: nm.join(".bin"),
+            launcher: nm.join(".bin/claude"),
+            native: nm.join(format!(
+                "@anthropic-ai/claude-code-linux-{}/claude",
+                arch().0
+            )),
+        },
         "Claude Code",
+        "@anthropic-ai/claude-code",
     )
 }
 
-pub fn codex() -> Option<PathBuf> {
+pub fn codex_at(version: &'static str) -> Option<Client> {
+    let nm = agent_dir().join(format!("codex-{version}/node_modules"));
+    let (npm, triple) = arch();
     installed(
-        agent_dir().join(
-            "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex",
-        ),
-        CODEX_VERSION,
+        Client {
+            version,
+            bin_dir: nm.join(".bin"),
+            launcher: nm.join(".bin/codex"),
+            native: nm.join(format!(
+                "@openai/codex-linux-{npm}/vendor/{triple}-unknown-linux-musl/bin/codex"
+            )),
+        },
         "Codex",
+        "@openai/codex",
     )
+}
+
+/// The pinned Claude Code's native binary.
+pub fn claude() -> Option<PathBuf> {
+    claude_at(CLAUDE_VERSION).map(|c| c.native)
+}
+
+/// The pinned Codex's native binary.
+pub fn codex() -> Option<PathBuf> {
+    codex_at(CODEX_VERSION).map(|c| c.native)
+}
+
+/// `session.started`'s record of the agent: the version and the sha256 of the native binary
+/// agp ran, whatever the user named.
+pub fn check_identity(j: &[Value], client: &Client) {
+    let started = j
+        .iter()
+        .find(|e| e["kind"] == "session.started")
+        .expect("a session started");
+    let id = &started["body"]["intendant_identity"];
+    assert_eq!(id["version"], client.version, "{id:#}");
+    let sha = sha256_hex(&std::fs::read(&client.native).unwrap());
+    assert_eq!(id["sha256"], sha.as_str(), "{id:#}");
+    assert_eq!(id["tested"], true, "{id:#}");
+}
+
+/// The failed call `n` (an allowed `python3` of a missing script) has exactly one result, a failed one.
+pub fn check_failed_call(j: &[Value], calls: CallNames, n: u64) {
+    let results = of_call(j, "tool_call.result", &calls.journal(n));
+    let about: Vec<&Value> = j
+        .iter()
+        .filter(|e| e["body"]["call_id"] == calls.journal(n) || e["kind"] == "gateway.rejected")
+        .collect();
+    assert_eq!(results.len(), 1, "one result per failed call: {about:#?}");
+    assert_eq!(results[0]["body"]["ok"], false, "{:#}", results[0]);
 }
 
 /// A fresh agp home (initialized, keyed), a repository and the test policy, in one tempdir.
