@@ -584,6 +584,10 @@ impl Mediator {
             () = abandon.raised() => ApprovalOutcome::Unavailable {
                 reason: "the agent disconnected before a decision".into(),
             },
+            // The session's end settled this approval already; `conclude` finds it resolved.
+            () = session.ended() => ApprovalOutcome::Unavailable {
+                reason: "the session ended before a decision".into(),
+            },
         };
         self.conclude(
             session.id.as_str(),

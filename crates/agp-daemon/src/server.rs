@@ -101,7 +101,12 @@ impl Daemon {
             .await
             .map_err(|e| DaemonError::Session(e.to_string()))??;
         let owner = format!(
-            "daemon-{}-{}",
+            "{}{}-{}",
+            if config.ephemeral {
+                recovery::EPHEMERAL_OWNER_PREFIX
+            } else {
+                "daemon-"
+            },
             std::process::id(),
             random_hex(4).map_err(|e| DaemonError::Random(e.to_string()))?
         );
@@ -806,6 +811,9 @@ pub(crate) async fn end_session(
             tracing::warn!("sandbox teardown failed: {e}");
         }
     }
+    cancel_pending(m, &state.id, status).await?;
+    // Withdraws prompts still on a channel; their outcome was settled just above.
+    state.signal_ended();
     let (id, st, fencing) = (state.id.clone(), status.to_owned(), state.fencing_token);
     let ended = m
         .db(move |s| s.end_session(&id, &st, fencing, now_ms()))
@@ -814,6 +822,38 @@ pub(crate) async fn end_session(
     m.journal(SESSION_ENDED, Some(&state.id), body.clone())
         .await?;
     m.project("session.ended", Some(&state.id), body).await;
+    Ok(())
+}
+
+/// Settles the session's pending approvals as cancelled (journaled as denials), so no prompt
+/// outlives its session and no later answer can apply to it.
+pub(crate) async fn cancel_pending(
+    m: &Arc<Mediator>,
+    session: &str,
+    status: &str,
+) -> Result<(), DaemonError> {
+    let pending = m.db(|s| s.pending()).await?;
+    for row in pending.into_iter().filter(|r| r.session == session) {
+        let (s, c, h) = (
+            row.session.clone(),
+            row.call_id.clone(),
+            row.input_sha256.clone(),
+        );
+        if !m
+            .db(move |st| st.resolve_pending(&s, &c, &h, "cancelled", now_ms()))
+            .await?
+        {
+            continue;
+        }
+        m.journal(
+            agp_contracts::events::APPROVAL_DENIED,
+            Some(session),
+            json!({"call_id": row.call_id, "input_sha256": row.input_sha256, "by": null,
+                   "unavailable": true, "cancelled": true, "channel": m.parts.channel.name(),
+                   "reason": format!("the session ended ({status}) before a decision")}),
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -43,6 +43,8 @@ pub(crate) struct SessionState {
     pub sandbox: Option<Arc<dyn SessionSandbox>>,
     pub ctx: EvalContext,
     ended: AtomicBool,
+    /// Raised once the session's pending approvals are settled at its end.
+    ended_signal: tokio::sync::watch::Sender<bool>,
     awaiting: Mutex<HashMap<String, AwaitingResult>>,
 }
 
@@ -63,6 +65,7 @@ impl SessionState {
             sandbox,
             ctx,
             ended: AtomicBool::new(false),
+            ended_signal: tokio::sync::watch::channel(false).0,
             awaiting: Mutex::new(HashMap::new()),
         }
     }
@@ -74,6 +77,17 @@ impl SessionState {
     /// Marks the session ended; `true` for the caller that ended it.
     pub fn mark_ended(&self) -> bool {
         !self.ended.swap(true, Ordering::AcqRel)
+    }
+
+    /// Tells approvals still being asked that the session is gone.
+    pub fn signal_ended(&self) {
+        self.ended_signal.send_replace(true);
+    }
+
+    /// Completes once [`SessionState::signal_ended`] was called.
+    pub async fn ended(&self) {
+        let mut rx = self.ended_signal.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
     }
 
     pub fn expect_result(&self, call_id: &str, awaiting: AwaitingResult) {

@@ -7,6 +7,7 @@ pub mod egress_bridge;
 pub mod hook;
 pub mod init;
 pub mod install_hooks;
+pub mod interrupt;
 pub mod journal;
 pub mod key;
 pub mod keygen;
