@@ -11,7 +11,7 @@ pub struct Home {
 }
 
 impl Home {
-    /// Resolve the home from `--home`, then `$AGP_HOME` (clap fills both into `explicit`), then
+    /// Resolve the home from `--home`, then `$AGP_HOME` (`cmd::dispatch` fills both into `explicit`), then
     /// `~/.agp`.
     pub fn resolve(explicit: Option<&Path>) -> Result<Self> {
         let root = match explicit {

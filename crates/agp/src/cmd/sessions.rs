@@ -91,17 +91,37 @@ fn describe(kind: &str, body: &Value) -> String {
             s("intendant"),
             s("repo")
         ),
-        "session.ended" | "session.reaped" => s("status").to_owned(),
+        "session.ended" => s("status").to_owned(),
+        "session.reaped" => match (s("status"), s("reason")) {
+            ("", _) => "lease expired".to_owned(),
+            (status, "") => status.to_owned(),
+            (status, reason) => format!("{status}: {reason}"),
+        },
+        "egress.allowed" | "egress.denied" => {
+            let port = body
+                .get("port")
+                .and_then(Value::as_u64)
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            let host = match s("host") {
+                "" => "(no host)",
+                h => h,
+            };
+            format!("{} {host}{port}: {}", s("method"), s("reason"))
+        }
         "sandbox.preflight" => {
             let passed = body
                 .pointer("/report/passed")
                 .or_else(|| body.get("passed"))
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
+            // The daemon journals `{report, isolation}`; `agp run` for live agents, the report.
             let provider = body
                 .pointer("/isolation/provider")
+                .or_else(|| body.pointer("/report/provider"))
+                .or_else(|| body.get("provider"))
                 .and_then(Value::as_str)
-                .unwrap_or("?");
+                .unwrap_or("unknown provider");
             format!("{provider}: {}", if passed { "passed" } else { "FAILED" })
         }
         "tool_call.requested" => {
@@ -149,7 +169,16 @@ fn describe(kind: &str, body: &Value) -> String {
             &s("output_sha256").get(..12).unwrap_or("")
         ),
         "gateway.rejected" => format!("{}: {}", s("code"), s("message")),
-        _ => String::new(),
+        // Kinds without their own line (newer ones included) show their body, never nothing.
+        _ => {
+            let text = agp_contracts::canonical::to_canonical_string(body)
+                .unwrap_or_else(|_| body.to_string());
+            if text.chars().count() > 100 {
+                text.chars().take(99).collect::<String>() + "…"
+            } else {
+                text
+            }
+        }
     }
 }
 
