@@ -331,3 +331,68 @@ fn ctrl_c_at_the_terminal_prompt_ends_the_session() {
     assert_interrupted(&w.home, &session);
     assert_eq!(demo_copies(&tmp), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn a_signal_ends_a_live_agent_run_and_removes_its_scratch_folder() {
+    for (signal, name) in [(Signal::TERM, "SIGTERM"), (Signal::HUP, "SIGHUP")] {
+        let w = demo_world();
+        // A stand-in for Claude Code that starts, says so in the repository, and never ends.
+        let agent = w.dir.path().join("claude");
+        std::fs::write(
+            &agent,
+            "#!/bin/sh\n\
+             if [ \"$1\" = \"--version\" ]; then echo '2.1.332 (Claude Code)'; exit 0; fi\n\
+             touch agent-started\n\
+             exec sleep 1000\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let child = Command::new(AGP)
+            .arg("--home")
+            .arg(&w.home)
+            .args([
+                "run",
+                "--intendant",
+                "claude-code",
+                "--task",
+                "wait",
+                "--repo",
+            ])
+            .arg(&w.repo)
+            .env("HOME", &w.user_home)
+            .env("AGP_CLAUDE_BIN", &agent)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !w.repo.join("agent-started").exists() {
+            assert!(start.elapsed() < WAIT, "the agent did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let session = journal(&w.home)
+            .into_iter()
+            .find(|e| e["kind"] == "session.started")
+            .unwrap()["session"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        send(&child, signal);
+        let out = wait_output(child);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("agp: interrupted by {name}: session {session}")),
+            "{stderr}"
+        );
+        assert_eq!(session_status(&w.home, &session), "interrupted");
+        let scratch: Vec<_> = std::fs::read_dir(w.home.join("run"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("agent-"))
+            .collect();
+        assert!(scratch.is_empty(), "{scratch:?}");
+    }
+}
