@@ -598,6 +598,27 @@ fn the_demo_copy_is_removed_unless_kept() {
     let out = run(&[]);
     assert_eq!(code(&out), 0, "{:?}", text(&out));
     assert_eq!(demo_copies(), 0);
+    // Each call is reported once, by its own line, in order: the channel's notes (session
+    // started, call denied) are not repeated on the same terminal.
+    let (stdout, stderr) = text(&out);
+    let all = format!("{stdout}{stderr}");
+    assert!(!all.contains("call.denied ["), "{all}");
+    assert!(!all.contains("session.started ["), "{all}");
+    assert_eq!(all.matches("wipe the machine").count(), 1, "{all}");
+    let numbers: Vec<usize> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix('#')?.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(numbers, (1..=13).collect::<Vec<_>>(), "{stdout}");
+    // The state database and its WAL files are private.
+    for name in ["state.db", "state.db-wal", "state.db-shm"] {
+        let path = w.home.join(name);
+        if path.exists() {
+            let mode = std::fs::metadata(&path).unwrap().permissions();
+            let mode = std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+    }
     let out = run(&["--keep-demo-repo"]);
     assert_eq!(code(&out), 0, "{:?}", text(&out));
     assert!(text(&out).0.contains("agp: kept the demo repository at "));
