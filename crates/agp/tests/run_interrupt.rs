@@ -3,6 +3,7 @@
 //! pending approval is cancelled and journaled, its demo copy is removed, and no later run ever
 //! shows (or answers) the dead session's prompt.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -395,4 +396,43 @@ fn a_signal_ends_a_live_agent_run_and_removes_its_scratch_folder() {
             .collect();
         assert!(scratch.is_empty(), "{scratch:?}");
     }
+}
+
+#[test]
+fn a_signal_ends_a_run_on_a_running_daemon_and_cancels_its_approval_there() {
+    let w = demo_world();
+    let tmp = w.dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let fifo = w.dir.path().join("answers");
+    mkfifo(&fifo);
+    let _daemon =
+        support_loop::start_daemon(&w.home, [OsStr::new("--approver-script"), fifo.as_os_str()]);
+    let child = Command::new(AGP)
+        .arg("--home")
+        .arg(&w.home)
+        .arg("run")
+        .env("HOME", &w.user_home)
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = wait_for_pending_approval(&w.home);
+    send(&child, Signal::TERM);
+    let out = wait_output(child);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("agp: interrupted by SIGTERM"), "{stderr}");
+    // The daemon ended the session when asked: its approval is settled, the prompt gone.
+    let start = Instant::now();
+    while !journal(&w.home)
+        .iter()
+        .any(|e| e["kind"] == "session.ended" && e["session"] == session.as_str())
+    {
+        assert!(start.elapsed() < WAIT, "the session was not ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_interrupted(&w.home, &session);
+    assert_eq!(demo_copies(&tmp), Vec::<PathBuf>::new());
 }
