@@ -803,6 +803,8 @@ pub(crate) async fn end_session(
     if !state.mark_ended() {
         return Ok(());
     }
+    // Calls already entering the journal finish first; later ones see the session ended.
+    let _closing = state.gate.write().await;
     if let Some(sb) = state.sandbox.clone() {
         if let Err(e) = tokio::task::spawn_blocking(move || sb.teardown())
             .await

@@ -43,6 +43,9 @@ pub(crate) struct SessionState {
     pub sandbox: Option<Arc<dyn SessionSandbox>>,
     pub ctx: EvalContext,
     ended: AtomicBool,
+    /// Shared while a call or an approval request enters the journal, exclusive while the
+    /// session ends: nothing of a session is journaled after its `session.ended`.
+    pub gate: tokio::sync::RwLock<()>,
     /// Raised once the session's pending approvals are settled at its end.
     ended_signal: tokio::sync::watch::Sender<bool>,
     awaiting: Mutex<HashMap<String, AwaitingResult>>,
@@ -65,6 +68,7 @@ impl SessionState {
             sandbox,
             ctx,
             ended: AtomicBool::new(false),
+            gate: tokio::sync::RwLock::new(()),
             ended_signal: tokio::sync::watch::channel(false).0,
             awaiting: Mutex::new(HashMap::new()),
         }
