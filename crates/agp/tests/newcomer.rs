@@ -369,6 +369,21 @@ fn imported_claude_permissions_pass_check_and_name_what_changed() {
     };
     assert_eq!(explain(&format!("{}/src/x.py", w.repo.display())), "allow");
     assert_ne!(explain("/etc/hosts"), "allow");
+
+    let doc = json(&agp(
+        &w.home,
+        &w.user_home,
+        &[
+            "policy",
+            "import-claude",
+            "--json",
+            settings.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(doc["rules"], 3);
+    assert_eq!(doc["output"], Value::Null);
+    assert!(doc["toml"].as_str().unwrap().contains("\"Edit(/**)\""));
+    assert_eq!(doc["warnings"].as_array().unwrap().len(), 6, "{doc}");
 }
 
 #[test]

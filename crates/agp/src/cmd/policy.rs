@@ -68,6 +68,9 @@ pub enum PolicyCommand {
         /// Write the policy to FILE (must not exist) instead of standard output
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Print the policy text, the rule count and every warning as one JSON document
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -107,7 +110,11 @@ pub fn run(home: &Home, args: PolicyArgs) -> Result<Exit> {
         PolicyCommand::Test { file, place, json } => {
             test(home, &policy_path(home, file.as_deref())?, &place, json)
         }
-        PolicyCommand::ImportClaude { settings, output } => import(&settings, output.as_deref()),
+        PolicyCommand::ImportClaude {
+            settings,
+            output,
+            json,
+        } => import(&settings, output.as_deref(), json),
     }
 }
 
@@ -382,11 +389,28 @@ fn test(home: &Home, path: &Path, place: &Place, json: bool) -> Result<Exit> {
     Ok(if failed > 0 { Exit::Bad } else { Exit::Ok })
 }
 
-fn import(settings: &Path, output: Option<&Path>) -> Result<Exit> {
+fn import(settings: &Path, output: Option<&Path>, json: bool) -> Result<Exit> {
     let text = std::fs::read_to_string(settings)
         .with_context(|| format!("cannot read {}", settings.display()))?;
     let imported = agp_policy::import::import_claude(&text, &settings.display().to_string())
         .with_context(|| format!("cannot import {}", settings.display()))?;
+    if let Some(out) = output {
+        crate::cmd::init::write_file(out, &imported.toml, false)?;
+    }
+    if json {
+        let doc = serde_json::json!({
+            "settings": settings,
+            "output": output,
+            "rules": imported.rules,
+            "toml": imported.toml,
+            "skipped": imported.skipped.iter()
+                .map(|(entry, why)| serde_json::json!({"entry": entry, "why": why}))
+                .collect::<Vec<_>>(),
+            "warnings": imported.warnings,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(Exit::Ok);
+    }
     for (entry, why) in &imported.skipped {
         eprintln!("agp: warning: not converted: {entry}: {why}");
     }
@@ -395,7 +419,6 @@ fn import(settings: &Path, output: Option<&Path>) -> Result<Exit> {
     }
     match output {
         Some(out) => {
-            crate::cmd::init::write_file(out, &imported.toml, false)?;
             eprintln!(
                 "wrote {} rule(s) to {} (check it with `agp policy check {}`)",
                 imported.rules,
