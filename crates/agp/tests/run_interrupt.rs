@@ -395,6 +395,16 @@ fn a_signal_ends_a_live_agent_run_and_removes_its_scratch_folder() {
             .filter(|n| n.starts_with("agent-"))
             .collect();
         assert!(scratch.is_empty(), "{scratch:?}");
+        // The timeline names the sandbox that proved itself before the agent started.
+        let shown = Command::new(AGP)
+            .arg("--home")
+            .arg(&w.home)
+            .args(["sessions", "show", &session])
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        assert!(shown.contains("sandbox.preflight    bubblewrap: passed"), "{shown}");
+        assert!(shown.contains("session.ended        interrupted"), "{shown}");
     }
 }
 

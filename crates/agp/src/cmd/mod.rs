@@ -14,6 +14,7 @@ pub mod keygen;
 pub mod policy;
 pub mod run;
 pub mod run_agent;
+pub mod run_report;
 pub mod sessions;
 pub mod slack;
 pub mod verify;

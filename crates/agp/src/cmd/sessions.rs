@@ -233,3 +233,51 @@ fn show(home: &Home, id: &str, json_out: bool) -> Result<Exit> {
     }
     Ok(Exit::Ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+    use serde_json::json;
+
+    #[test]
+    fn egress_and_preflight_lines_are_never_blank() {
+        assert_eq!(
+            describe(
+                "egress.allowed",
+                &json!({"method": "CONNECT", "host": "api.anthropic.com", "port": 443,
+                        "reason": "model API"}),
+            ),
+            "CONNECT api.anthropic.com:443: model API"
+        );
+        assert_eq!(
+            describe(
+                "egress.denied",
+                &json!({"method": "GET", "reason": "no host"})
+            ),
+            "GET (no host): no host"
+        );
+        // `agp run` for a live agent journals the report itself.
+        assert_eq!(
+            describe(
+                "sandbox.preflight",
+                &json!({"provider": "bubblewrap", "passed": true})
+            ),
+            "bubblewrap: passed"
+        );
+        assert_eq!(
+            describe(
+                "sandbox.preflight",
+                &json!({"report": {"passed": false}, "isolation": {"provider": "bubblewrap"}}),
+            ),
+            "bubblewrap: FAILED"
+        );
+        assert_eq!(
+            describe("intendant.wiring_verified", &json!({"intendant": "codex"})),
+            r#"{"intendant":"codex"}"#
+        );
+        assert_eq!(
+            describe("session.reaped", &json!({"session": "s"})),
+            "lease expired"
+        );
+    }
+}
