@@ -37,8 +37,8 @@ pub struct RunArgs {
     /// Which agent to govern.
     #[arg(long, value_enum, default_value = "scripted")]
     pub intendant: IntendantChoice,
-    /// The script of tool calls (scripted intendant) [default: the embedded demo, which runs on
-    /// a fresh copy of the demo repository unless --repo is given].
+    /// The script of tool calls (scripted intendant) [default: the embedded demo, which runs
+    /// only on a fresh copy of its own demo repository].
     #[arg(long, value_name = "FILE")]
     pub script: Option<PathBuf>,
     /// The repository the agent works in (read-write inside the sandbox). Required with --script
