@@ -2,6 +2,7 @@
 //! of dying on them, so the session is ended as interrupted, its pending approvals are cancelled
 //! and journaled, and its temporary copies are removed.
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
@@ -48,8 +49,10 @@ pub fn caught() -> bool {
 
 /// One line on stderr; the run then exits 2 (it could not run to its end).
 pub fn report(signal: &str, session: &str) {
-    // The line starts on its own even when a prompt was left mid-line.
-    eprintln!(
+    // The line starts on its own even when a prompt was left mid-line. After SIGHUP the
+    // terminal may be gone: a failed write must not abort the clean-up that follows.
+    let _ = writeln!(
+        std::io::stderr(),
         "\nagp: interrupted by {signal}: session {session} ended as {INTERRUPTED}, its pending \
          approvals cancelled; timeline: `agp sessions show {session}`"
     );

@@ -1,6 +1,7 @@
 //! What `agp run` tells the user about a scripted run: the progress lines, the summary, the
 //! journal check, and the same as one JSON document with `--json`.
 
+use std::io::Write as _;
 use std::path::Path;
 
 use agp_intendants::RunReport;
@@ -21,11 +22,12 @@ impl Out {
         if crate::cmd::interrupt::caught() {
             return;
         }
-        if self.json {
-            eprintln!("{text}");
+        // A closed terminal or pipe must not abort the run (and the session's clean-up).
+        let _ = if self.json {
+            writeln!(std::io::stderr(), "{text}")
         } else {
-            println!("{text}");
-        }
+            writeln!(std::io::stdout(), "{text}")
+        };
     }
 }
 
