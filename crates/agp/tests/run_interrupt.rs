@@ -265,11 +265,13 @@ impl Drop for Screen {
     }
 }
 
-#[test]
-fn ctrl_c_at_the_terminal_prompt_ends_the_session() {
-    let w = demo_world();
-    let tmp = w.dir.path().join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
+/// `agp run EXTRA` with a fresh pty as its controlling terminal (stdin, stdout, stderr), demo
+/// copies under `tmp`; the screen and the thread reading it.
+fn run_on_pty(
+    w: &support_loop::DemoWorld,
+    tmp: &Path,
+    extra: &[&OsStr],
+) -> (Child, Screen, std::thread::JoinHandle<()>) {
     let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
     grantpt(&master).unwrap();
     unlockpt(&master).unwrap();
@@ -280,15 +282,17 @@ fn ctrl_c_at_the_terminal_prompt_ends_the_session() {
         .write(true)
         .open(&slave_path)
         .unwrap();
-    // `setsid --ctty` makes the pty agp's controlling terminal, as in a terminal window.
-    let mut child = Command::new("setsid")
+    // `setsid --ctty` makes the pty agp's controlling terminal, as in a terminal window (and
+    // agp the session leader the kernel sends SIGHUP when the terminal goes away).
+    let child = Command::new("setsid")
         .args(["--ctty", "--wait"])
         .arg(AGP)
         .arg("--home")
         .arg(&w.home)
         .arg("run")
+        .args(extra)
         .env("HOME", &w.user_home)
-        .env("TMPDIR", &tmp)
+        .env("TMPDIR", tmp)
         .stdin(slave.try_clone().unwrap())
         .stdout(slave.try_clone().unwrap())
         .stderr(slave)
@@ -314,6 +318,38 @@ fn ctrl_c_at_the_terminal_prompt_ends_the_session() {
             }
         }
     });
+    (child, screen, reader)
+}
+
+#[test]
+fn closing_the_terminal_ends_the_session() {
+    let w = demo_world();
+    let tmp = w.dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    // The approver reads a FIFO nobody writes, so only the hang-up can end the wait.
+    let fifo = w.dir.path().join("answers");
+    mkfifo(&fifo);
+    let (mut child, screen, reader) = run_on_pty(
+        &w,
+        &tmp,
+        &[OsStr::new("--approver-script"), fifo.as_os_str()],
+    );
+    let session = wait_for_pending_approval(&w.home);
+    // The terminal window closes: the last handle on the pty's master side goes away.
+    drop(screen);
+    reader.join().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert_interrupted(&w.home, &session);
+    assert_eq!(demo_copies(&tmp), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn ctrl_c_at_the_terminal_prompt_ends_the_session() {
+    let w = demo_world();
+    let tmp = w.dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (mut child, screen, reader) = run_on_pty(&w, &tmp, &[]);
     screen.wait_for("decide:");
     let session = wait_for_pending_approval(&w.home);
     (&*screen.master).write_all(&[0x03]).unwrap();
@@ -403,8 +439,14 @@ fn a_signal_ends_a_live_agent_run_and_removes_its_scratch_folder() {
             .output()
             .unwrap();
         let shown = String::from_utf8_lossy(&shown.stdout);
-        assert!(shown.contains("sandbox.preflight    bubblewrap: passed"), "{shown}");
-        assert!(shown.contains("session.ended        interrupted"), "{shown}");
+        assert!(
+            shown.contains("sandbox.preflight    bubblewrap: passed"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("session.ended        interrupted"),
+            "{shown}"
+        );
     }
 }
 

@@ -236,16 +236,9 @@ fn run_in_process(
                 out,
             )
         });
+        // A signal that is already there wins over a run that just finished.
         let (status, report) = tokio::select! {
-            joined = driven => {
-                let report = joined.context("the intendant thread failed")?;
-                // Ends the session even when the intendant's connection broke.
-                let status = match &report {
-                    Ok(r) if r.failure().is_none() => "completed",
-                    _ => "failed",
-                };
-                (status, Some(report))
-            }
+            biased;
             signal = interrupts.recv() => {
                 // The intendant thread is left blocked on its call; ending the session settles
                 // that call's pending approval and stopping the runtime closes its connection.
@@ -254,6 +247,15 @@ fn run_in_process(
                 }
                 crate::cmd::interrupt::report(signal, &id);
                 (INTERRUPTED, None)
+            }
+            joined = driven => {
+                let report = joined.context("the intendant thread failed")?;
+                // Ends the session even when the intendant's connection broke.
+                let status = match &report {
+                    Ok(r) if r.failure().is_none() => "completed",
+                    _ => "failed",
+                };
+                (status, Some(report))
             }
         };
         if let Err(e) = daemon.end_session(&id, status).await {
@@ -431,8 +433,9 @@ fn run_on_daemon(
     let finished = rt.block_on(async {
         let mut interrupts = Interrupts::install()?;
         tokio::select! {
-            report = done_rx => report.context("the intendant thread failed").map(Ok),
+            biased;
             signal = interrupts.recv() => Ok(Err(signal)),
+            report = done_rx => report.context("the intendant thread failed").map(Ok),
         }
     })?;
     let status = match &finished {
