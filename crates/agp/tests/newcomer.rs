@@ -72,20 +72,27 @@ fn bin_dir(dir: &Path) -> PathBuf {
 
 /// Runs `hint` through `sh -c` as a user would paste it, with AGP_HOME set and `agp` on PATH.
 fn run_hint(hint: &str, home: &Path, user: &Path, bin: &Path) -> Output {
+    hint_command(hint, user, bin)
+        .env("AGP_HOME", home)
+        .output()
+        .unwrap()
+}
+
+/// `sh -c HINT` with `agp` on PATH, HOME=user and no AGP_HOME.
+fn hint_command(hint: &str, user: &Path, bin: &Path) -> Command {
     let path = format!(
         "{}:{}",
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    Command::new("sh")
-        .arg("-c")
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg(hint)
         .env("PATH", path)
-        .env("AGP_HOME", home)
+        .env_remove("AGP_HOME")
         .env("HOME", user)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .stdin(Stdio::null());
+    cmd
 }
 
 /// Runs every hint; each must run (no usage error, no "command not found") and, when `must_pass`
@@ -124,7 +131,8 @@ fn every_next_hint_of_the_quick_start_works_as_printed() {
     std::fs::create_dir_all(&user).unwrap();
     let bin = bin_dir(dir.path());
 
-    let init = agp(&home, &user, &["init"]);
+    // The README's way: AGP_HOME names the home, so the hints need not.
+    let init = run_hint("agp init", &home, &user, &bin);
     assert_eq!(code(&init), 0);
     let keygen_hints = hints(&text(&init).0, "next:");
     assert_eq!(keygen_hints, ["agp keygen"]);
@@ -161,6 +169,36 @@ fn every_next_hint_of_the_quick_start_works_as_printed() {
 }
 
 #[test]
+fn hints_name_a_home_given_with_home_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    // A path a shell would split: the hint must quote it.
+    let home = dir.path().join("my agp");
+    let user = dir.path().join("user");
+    std::fs::create_dir_all(user.join(".ssh")).unwrap();
+    let bin = bin_dir(dir.path());
+    let mut next = vec!["agp --home '".to_owned() + home.to_str().unwrap() + "' init"];
+    // Follow the chain init → keygen → run → sessions show / verify, each hint run as printed
+    // with no AGP_HOME: a hint that dropped --home would act on ~/.agp (which does not exist).
+    for step in 0..3 {
+        let hint = next.remove(0);
+        let out = hint_command(&hint, &user, &bin).output().unwrap();
+        let (o, e) = text(&out);
+        assert!(code(&out) <= 1, "`{hint}`: {o}{e}");
+        let found = hints(&o, "next:");
+        assert!(!found.is_empty(), "`{hint}` printed no hint: {o}");
+        for h in &found {
+            assert!(h.starts_with("agp --home '"), "step {step}: {h}");
+        }
+        next = found;
+    }
+    for hint in next {
+        let out = hint_command(&hint, &user, &bin).output().unwrap();
+        assert_eq!(code(&out), 0, "`{hint}`: {:?}", text(&out));
+    }
+    assert!(!user.join(".agp").exists());
+}
+
+#[test]
 fn doctor_and_key_hints_lead_out_of_a_lost_public_key() {
     let w = demo_world();
     let dir = tempfile::tempdir().unwrap();
@@ -173,14 +211,14 @@ fn doctor_and_key_hints_lead_out_of_a_lost_public_key() {
     let (_, err) = text(&show);
     assert_eq!(code(&show), 2, "{err}");
     assert!(!err.contains("--key"), "{err}");
-    assert!(err.contains("`agp keygen --repair-pub`"), "{err}");
+    assert!(err.contains(" keygen --repair-pub`"), "{err}");
 
     // `keygen` refuses to overwrite the key, and says how to rebuild the public one instead.
     let keygen = agp(&w.home, &w.user_home, &["keygen"]);
     let (_, err) = text(&keygen);
     assert_eq!(code(&keygen), 2, "{err}");
     assert!(
-        err.contains("`agp keygen --repair-pub` rebuilds it"),
+        err.contains(" keygen --repair-pub` rebuilds it"),
         "{err}"
     );
 
@@ -188,7 +226,8 @@ fn doctor_and_key_hints_lead_out_of_a_lost_public_key() {
     let doctor = agp(&w.home, &w.user_home, &["doctor"]);
     assert_eq!(code(&doctor), 1);
     let fixes = hints(&text(&doctor).0, "fix:");
-    assert_eq!(fixes, ["agp keygen --repair-pub"], "{:?}", text(&doctor));
+    let named = format!("agp --home '{}' keygen --repair-pub", w.home.display());
+    assert_eq!(fixes, [named], "{:?}", text(&doctor));
     check_hints(&fixes, &w.home, &w.user_home, &bin, |_| true);
     assert!(pub_key.is_file());
     let verify = agp(&w.home, &w.user_home, &["verify"]);
@@ -467,7 +506,10 @@ fn every_reporting_command_speaks_json() {
 
     let init = json(&agp(&home, &user, &["init", "--json"]));
     assert_eq!(init["policy_written"], true);
-    assert_eq!(init["next"], "agp keygen");
+    assert_eq!(
+        init["next"],
+        format!("agp --home '{}' keygen", home.display())
+    );
     let keygen = json(&agp(&home, &user, &["keygen", "--json"]));
     assert_eq!(keygen["journal_started"], true);
     assert!(keygen["verifier_key"].as_str().unwrap().contains('+'));

@@ -96,12 +96,13 @@ fn check_key(home: &Home) -> Check {
             let fix = if started {
                 format!(
                     "restore {} from your backup: the journal in {} was started with it and no \
-                     other key can extend it (or move that journal away, then `agp keygen`)",
+                     other key can extend it (or move that journal away, then `{} keygen`)",
                     path.display(),
-                    home.journal_dir().display()
+                    home.journal_dir().display(),
+                    home.agp()
                 )
             } else {
-                "run `agp keygen`".to_owned()
+                format!("run `{} keygen`", home.agp())
             };
             return fail(
                 "key",
@@ -162,7 +163,10 @@ fn check_journal(home: &Home) -> Check {
             return fail(
                 "journal",
                 format!("cannot load the public key: {e}"),
-                "`agp keygen --repair-pub` rebuilds keys/journal.pub from keys/journal.key",
+                format!(
+                    "`{} keygen --repair-pub` rebuilds keys/journal.pub from keys/journal.key",
+                    home.agp()
+                ),
             )
         }
     };

@@ -45,13 +45,16 @@ pub fn run(home: &Home, args: InitArgs) -> Result<Exit> {
             "config": config,
             "policy": policy,
             "policy_written": policy_written,
-            "next": "agp keygen",
+            "next": format!("{} keygen", home.agp()),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(Exit::Ok);
     }
     println!("created agp home at {}", home.root().display());
-    println!("next: `agp keygen` to create the journal signing key");
+    println!(
+        "next: `{} keygen` to create the journal signing key",
+        home.agp()
+    );
     Ok(Exit::Ok)
 }
 

@@ -48,12 +48,12 @@ pub fn caught() -> bool {
 }
 
 /// One line on stderr; the run then exits 2 (it could not run to its end).
-pub fn report(signal: &str, session: &str) {
+pub fn report(agp: &str, signal: &str, session: &str) {
     // The line starts on its own even when a prompt was left mid-line. After SIGHUP the
     // terminal may be gone: a failed write must not abort the clean-up that follows.
     let _ = writeln!(
         std::io::stderr(),
         "\nagp: interrupted by {signal}: session {session} ended as {INTERRUPTED}, its pending \
-         approvals cancelled; timeline: `agp sessions show {session}`"
+         approvals cancelled; timeline: `{agp} sessions show {session}`"
     );
 }

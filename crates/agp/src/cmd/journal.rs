@@ -123,8 +123,9 @@ pub fn run(home: &Home, args: JournalArgs) -> Result<Exit> {
                     } else {
                         format!(
                             "entry seq {seq} is not sealed yet: the latest checkpoint covers seq 0 to {}; \
-                             `agp journal recover` seals it now",
-                            size.saturating_sub(1)
+                             `{} journal recover` seals it now",
+                            size.saturating_sub(1),
+                            home.agp()
                         )
                     };
                     if json {

@@ -54,20 +54,23 @@ pub fn home_verifier(home: &Home, key_option: bool) -> Result<VerifierKey> {
     if !path.exists() {
         if signer_path(home).exists() {
             bail!(
-                "no public key at {}: rebuild it from {} with `agp keygen --repair-pub`{or_key}",
+                "no public key at {}: rebuild it from {} with `{} keygen --repair-pub`{or_key}",
                 path.display(),
-                signer_path(home).display()
+                signer_path(home).display(),
+                home.agp()
             );
         }
         bail!(
-            "no journal key in {}: create one with `agp keygen`{or_key}",
-            home.keys_dir().display()
+            "no journal key in {}: create one with `{} keygen`{or_key}",
+            home.keys_dir().display(),
+            home.agp()
         );
     }
     keys::load_verifier_key(&path.to_string_lossy()).with_context(|| {
         format!(
-            "cannot load the public key {} (`agp keygen --repair-pub` rebuilds it from {}{or_key})",
+            "cannot load the public key {} (`{} keygen --repair-pub` rebuilds it from {}{or_key})",
             path.display(),
+            home.agp(),
             signer_path(home).display()
         )
     })
@@ -106,8 +109,9 @@ pub fn run(home: &Home, args: KeygenArgs) -> Result<Exit> {
                 String::new()
             } else {
                 format!(
-                    "; its public key {} is missing: `agp keygen --repair-pub` rebuilds it",
-                    home.keys_dir().join(VERIFIER_FILE).display()
+                    "; its public key {} is missing: `{} keygen --repair-pub` rebuilds it",
+                    home.keys_dir().join(VERIFIER_FILE).display(),
+                    home.agp()
                 )
             };
             bail!(
@@ -151,7 +155,10 @@ pub fn run(home: &Home, args: KeygenArgs) -> Result<Exit> {
             home.journal_dir().display()
         );
     }
-    println!("next: `agp run` runs the embedded demo; `agp verify` checks the journal offline with this public key");
+    let agp = home.agp();
+    println!(
+        "next: `{agp} run` runs the embedded demo; `{agp} verify` checks the journal offline with this public key"
+    );
     Ok(Exit::Ok)
 }
 
@@ -226,7 +233,10 @@ fn repair_pub(home: &Home, json: bool) -> Result<Exit> {
         key_path.display()
     );
     print_public(key.verifier());
-    println!("next: `agp verify` checks the journal offline with this public key");
+    println!(
+        "next: `{} verify` checks the journal offline with this public key",
+        home.agp()
+    );
     Ok(Exit::Ok)
 }
 

@@ -26,6 +26,7 @@ use crate::exit::Exit;
 use crate::home::Home;
 
 pub fn dispatch(cli: Cli) -> Result<Exit> {
+    let by_flag = cli.home.is_some();
     let home_arg = cli.home.or_else(|| {
         std::env::var_os("AGP_HOME")
             .filter(|v| !v.is_empty())
@@ -38,7 +39,7 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
         Command::EgressBridge(args) => return egress_bridge::run(args),
         other => other,
     };
-    let home = Home::resolve(home_arg.as_deref())?;
+    let home = Home::resolve(home_arg.as_deref())?.named_by_flag(by_flag);
     match command {
         Command::Init(args) => init::run(&home, args),
         Command::Keygen(args) => keygen::run(&home, args),

@@ -245,7 +245,7 @@ fn run_in_process(
                 if let Err(e) = daemon.end_session(&id, INTERRUPTED).await {
                     eprintln!("agp: error: cannot end session {id}: {e}");
                 }
-                crate::cmd::interrupt::report(signal, &id);
+                crate::cmd::interrupt::report(&home.agp(), signal, &id);
                 (INTERRUPTED, None)
             }
             joined = driven => {
@@ -280,7 +280,15 @@ fn run_in_process(
         });
     };
     let report = report?;
-    finish(&session, &repo, &report, &journal_dir, &verifier, out)
+    finish(
+        &home.agp(),
+        &session,
+        &repo,
+        &report,
+        &journal_dir,
+        &verifier,
+        out,
+    )
 }
 
 /// A fresh copy of the embedded demo repository in the system temp dir (never inside the agp
@@ -455,9 +463,17 @@ fn run_on_daemon(
     let journal_dir = home.journal_dir();
     let verifier = home.keys_dir().join(agp_journal::keys::VERIFIER_FILE);
     match finished {
-        Ok(report) => finish(&opened.session, repo, &report, &journal_dir, &verifier, out),
+        Ok(report) => finish(
+            &home.agp(),
+            &opened.session,
+            repo,
+            &report,
+            &journal_dir,
+            &verifier,
+            out,
+        ),
         Err(signal) => {
-            crate::cmd::interrupt::report(signal, &opened.session);
+            crate::cmd::interrupt::report(&home.agp(), signal, &opened.session);
             let mut summary = base_summary(&opened.session, repo, INTERRUPTED);
             summary["journal"] = verify(&journal_dir, &verifier, Out { json: true });
             Ok(Ran {

@@ -400,7 +400,7 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
     drop(scratch);
     let (session, launched, caught) = outcome?;
     if let Some(signal) = caught {
-        crate::cmd::interrupt::report(signal, &session);
+        crate::cmd::interrupt::report(&home.agp(), signal, &session);
         if args.json {
             let summary = json!({"session": session, "intendant": agent.name(),
                                  "repo": repo, "status": INTERRUPTED, "exit_code": null});
@@ -422,7 +422,8 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
     } else {
         println!("agp: session {session}: {} {outcome}", agent.name());
         println!(
-            "next: `agp sessions show {session}` for the session's timeline, `agp verify` to check the journal"
+            "next: `{agp} sessions show {session}` for the session's timeline, `{agp} verify` to check the journal",
+            agp = home.agp()
         );
     }
     Ok(if code == 0 { Exit::Ok } else { Exit::Bad })

@@ -43,6 +43,7 @@ pub(crate) const LEGEND: &str =
 
 /// The summary lines (or fields) and the exit code of a finished run.
 pub(crate) fn finish(
+    agp: &str,
     session: &str,
     repo: &Path,
     report: &RunReport,
@@ -62,7 +63,7 @@ pub(crate) fn finish(
     summary["journal"] = journal;
     if !out.json {
         println!(
-            "next: `agp sessions show {session}` for the session's timeline, `agp verify` to check the journal"
+            "next: `{agp} sessions show {session}` for the session's timeline, `{agp} verify` to check the journal"
         );
     }
     let bad = report.failure().is_some() || !report.mismatches().is_empty() || !verified;
