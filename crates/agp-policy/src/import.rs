@@ -85,7 +85,8 @@ pub fn import_claude(settings: &str, source_name: &str) -> Result<Imported, Impo
             let Some(s) = item.as_str() else {
                 return Err(ImportError::NotAList(key));
             };
-            let s = if PROJECT_FILE_TOOLS.contains(&s) {
+            // Only an allow is narrowed: a bare deny or ask keeps covering every file.
+            let s = if key == "allow" && PROJECT_FILE_TOOLS.contains(&s) {
                 let scoped = format!("{s}(/**)");
                 warnings.push(format!(
                     "permissions.{key}: `{s}` converted to `{scoped}`: Claude Code applies a \
@@ -247,6 +248,24 @@ mod tests {
         assert!(w.contains("`Edit` converted to `Edit(/**)`"), "{w}");
         assert!(w.contains("`Bash(ls:*)` left out"), "{w}");
         assert!(w.contains("`Bash(npm run test:*)` left out"), "{w}");
+    }
+
+    #[test]
+    fn a_bare_file_tool_is_narrowed_only_where_it_allows() {
+        for (settings, kept) in [
+            (r#"{"permissions": {"deny": ["Write"]}}"#, "Write"),
+            (r#"{"permissions": {"ask": ["Edit"]}}"#, "Edit"),
+        ] {
+            let imported = import_claude(settings, "settings.json").unwrap();
+            let p = crate::file::Policy::from_str(&imported.toml, "x").unwrap();
+            let sources: Vec<_> = p
+                .rules()
+                .iter()
+                .flat_map(|r| r.matchers.iter().map(|m| m.source.as_str()))
+                .collect();
+            assert_eq!(sources, [kept]);
+            assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+        }
     }
 
     #[test]
