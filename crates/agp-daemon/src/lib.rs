@@ -72,6 +72,10 @@ pub struct DaemonConfig {
     /// Who starts the sessions of this daemon (`started_by` in `session.started`): the OS user
     /// running it, since the gateway socket (0600 in a 0700 directory) admits only that user.
     pub operator: String,
+    /// The sessions of this daemon die with its process (`agp run`'s in-process daemon): no
+    /// agent can reconnect to them, so a later daemon ends them at start instead of
+    /// re-asking their pending approvals.
+    pub ephemeral: bool,
 }
 
 impl DaemonConfig {
@@ -105,6 +109,7 @@ impl DaemonConfig {
                 .ok()
                 .filter(|u| !u.is_empty())
                 .unwrap_or_else(|| "unknown".into()),
+            ephemeral: false,
         }
     }
 

@@ -347,6 +347,15 @@ impl Mediator {
     /// The blocking front half of mediation: replay check, hashing, redaction, the policy, and
     /// the durable `tool_call.requested` and `policy.decided` entries.
     fn front(&self, session: &SessionState, req: ToolCallRequest) -> Result<Front, Rejection> {
+        // Held while this call enters the journal: a session that ends meanwhile waits for it,
+        // and a call that comes later finds the session ended.
+        let _admitted = session.gate.blocking_read();
+        if session.is_ended() {
+            return Err(Rejection::new(
+                ErrorCode::SessionClosed,
+                "the session has ended",
+            ));
+        }
         match self.store.record_call(&session.id, &req.id, now_ms()) {
             Ok(true) => {}
             Ok(false) => {
@@ -498,6 +507,12 @@ impl Mediator {
             reason,
         };
 
+        // Asking for approval in a session that has ended (or is ending) would leave a prompt no
+        // one can use; the session's end waits until a request already made is on record.
+        let admitted = session.gate.read().await;
+        if session.is_ended() {
+            return denied("the session ended before approval was asked; denied".into());
+        }
         let key = RememberKey::of(call, input_sha256, verdict.rule_id.as_deref());
         // Only a rule that allows remembering may reuse an earlier approval.
         let may_remember = spec.remember_secs.is_some_and(|s| s > 0);
@@ -566,6 +581,7 @@ impl Mediator {
                 "agp could not journal the approval request ({e}); denied"
             ));
         }
+        drop(admitted);
 
         let started = Instant::now();
         let asked = tokio::time::timeout(
@@ -583,6 +599,10 @@ impl Mediator {
             // The channel future is dropped (channels are cancel-safe): a late click is void.
             () = abandon.raised() => ApprovalOutcome::Unavailable {
                 reason: "the agent disconnected before a decision".into(),
+            },
+            // The session's end settled this approval already; `conclude` finds it resolved.
+            () = session.ended() => ApprovalOutcome::Unavailable {
+                reason: "the session ended before a decision".into(),
             },
         };
         self.conclude(

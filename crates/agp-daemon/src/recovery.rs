@@ -24,6 +24,9 @@ pub enum RecoveryError {
     Journal(#[from] JournalError),
 }
 
+/// Lease owner prefix of daemons whose sessions die with their process (`agp run`).
+pub(crate) const EPHEMERAL_OWNER_PREFIX: &str = "run-";
+
 /// Reaps expired sessions and settles pending approvals. Approvals still within their time are
 /// re-attached: put to the channel again for the time left, and the outcome journaled. The
 /// agent that asked is gone (its connection died with the old daemon and it was denied), so a
@@ -31,6 +34,22 @@ pub enum RecoveryError {
 pub async fn recover(m: &Arc<Mediator>) -> Result<Vec<tokio::task::JoinHandle<()>>, RecoveryError> {
     let ttl = m.config.lease_ttl.as_millis() as i64;
     let now = now_ms();
+    // Only one daemon serves a home at a time, so an `agp run` that held a session is gone:
+    // its session cannot be resumed and its approvals must never be shown again.
+    let orphans = m
+        .db(move |s| s.end_orphans(EPHEMERAL_OWNER_PREFIX, now))
+        .await?;
+    for row in &orphans {
+        m.journal(
+            SESSION_REAPED,
+            Some(&row.id),
+            json!({"session": row.id, "intendant": row.intendant, "lease_owner": row.lease_owner,
+                   "fencing_token": row.fencing_token, "last_heartbeat_ms": row.heartbeat_ms,
+                   "status": "interrupted",
+                   "reason": "the `agp run` process that held the session is gone"}),
+        )
+        .await?;
+    }
     let reaped = m.db(move |s| s.reap_expired(now - ttl, now)).await?;
     for row in &reaped {
         m.journal(

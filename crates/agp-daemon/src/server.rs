@@ -103,7 +103,12 @@ impl Daemon {
             .await
             .map_err(|e| DaemonError::Session(e.to_string()))??;
         let owner = format!(
-            "daemon-{}-{}",
+            "{}{}-{}",
+            if config.ephemeral {
+                recovery::EPHEMERAL_OWNER_PREFIX
+            } else {
+                "daemon-"
+            },
             std::process::id(),
             random_hex(4).map_err(|e| DaemonError::Random(e.to_string()))?
         );
@@ -818,6 +823,8 @@ pub(crate) async fn end_session(
     if !state.mark_ended() {
         return Ok(());
     }
+    // Calls already entering the journal finish first; later ones see the session ended.
+    let _closing = state.gate.write().await;
     if let Some(sb) = state.sandbox.clone() {
         if let Err(e) = tokio::task::spawn_blocking(move || sb.teardown())
             .await
@@ -826,6 +833,9 @@ pub(crate) async fn end_session(
             tracing::warn!("sandbox teardown failed: {e}");
         }
     }
+    cancel_pending(m, &state.id, status).await?;
+    // Withdraws prompts still on a channel; their outcome was settled just above.
+    state.signal_ended();
     // After the teardown nothing of the sandbox runs any more to race the check.
     let integrity = crate::integrity::check(m, &state.id, &state.repo, state.take_baseline()).await;
     let (id, st, fencing) = (state.id.clone(), status.to_owned(), state.fencing_token);
@@ -838,6 +848,38 @@ pub(crate) async fn end_session(
     m.journal(SESSION_ENDED, Some(&state.id), body.clone())
         .await?;
     m.project("session.ended", Some(&state.id), body).await;
+    Ok(())
+}
+
+/// Settles the session's pending approvals as cancelled (journaled as denials), so no prompt
+/// outlives its session and no later answer can apply to it.
+pub(crate) async fn cancel_pending(
+    m: &Arc<Mediator>,
+    session: &str,
+    status: &str,
+) -> Result<(), DaemonError> {
+    let pending = m.db(|s| s.pending()).await?;
+    for row in pending.into_iter().filter(|r| r.session == session) {
+        let (s, c, h) = (
+            row.session.clone(),
+            row.call_id.clone(),
+            row.input_sha256.clone(),
+        );
+        if !m
+            .db(move |st| st.resolve_pending(&s, &c, &h, "cancelled", now_ms()))
+            .await?
+        {
+            continue;
+        }
+        m.journal(
+            agp_contracts::events::APPROVAL_DENIED,
+            Some(session),
+            json!({"call_id": row.call_id, "input_sha256": row.input_sha256, "by": null,
+                   "unavailable": true, "cancelled": true, "channel": m.parts.channel.name(),
+                   "reason": format!("the session ended ({status}) before a decision")}),
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -43,6 +43,11 @@ pub(crate) struct SessionState {
     pub sandbox: Option<Arc<dyn SessionSandbox>>,
     pub ctx: EvalContext,
     ended: AtomicBool,
+    /// Shared while a call or an approval request enters the journal, exclusive while the
+    /// session ends: nothing of a session is journaled after its `session.ended`.
+    pub gate: tokio::sync::RwLock<()>,
+    /// Raised once the session's pending approvals are settled at its end.
+    ended_signal: tokio::sync::watch::Sender<bool>,
     awaiting: Mutex<HashMap<String, AwaitingResult>>,
     /// Dangerous entries the repository held when the session opened.
     baseline: Mutex<Option<agp_integrity::Baseline>>,
@@ -68,6 +73,8 @@ impl SessionState {
             sandbox,
             ctx,
             ended: AtomicBool::new(false),
+            gate: tokio::sync::RwLock::new(()),
+            ended_signal: tokio::sync::watch::channel(false).0,
             awaiting: Mutex::new(HashMap::new()),
             baseline: Mutex::new(None),
             reported: Mutex::new(HashSet::new()),
@@ -92,6 +99,17 @@ impl SessionState {
     /// Marks the session ended; `true` for the caller that ended it.
     pub fn mark_ended(&self) -> bool {
         !self.ended.swap(true, Ordering::AcqRel)
+    }
+
+    /// Tells approvals still being asked that the session is gone.
+    pub fn signal_ended(&self) {
+        self.ended_signal.send_replace(true);
+    }
+
+    /// Completes once [`SessionState::signal_ended`] was called.
+    pub async fn ended(&self) {
+        let mut rx = self.ended_signal.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
     }
 
     pub fn expect_result(&self, call_id: &str, awaiting: AwaitingResult) {

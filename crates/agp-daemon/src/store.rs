@@ -345,6 +345,33 @@ impl Store {
         Ok(rows)
     }
 
+    /// Marks every active session whose lease owner starts with `owner_prefix` as interrupted
+    /// and returns them.
+    pub fn end_orphans(
+        &self,
+        owner_prefix: &str,
+        now_ms: i64,
+    ) -> Result<Vec<SessionRow>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let rows: Vec<SessionRow> = {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE status = 'active'
+                     AND substr(lease_owner, 1, length(?1)) = ?1"
+            ))?;
+            let rows = stmt.query_map([owner_prefix], session_from_row)?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for row in &rows {
+            tx.execute(
+                "UPDATE sessions SET status = 'interrupted', ended_at_ms = ?2 WHERE id = ?1",
+                params![row.id, now_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(rows)
+    }
+
     /// Records a call id; `false` when the session already saw it (a replay).
     pub fn record_call(
         &self,

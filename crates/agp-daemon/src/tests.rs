@@ -1280,3 +1280,79 @@ fn a_sandbox_failure_is_journaled_as_an_error_result_never_as_success() {
         .contains("namespace creation failed"));
     rt.shutdown_background();
 }
+
+#[test]
+fn ending_a_session_cancels_its_pending_approval_before_it_ends() {
+    let f = Fixture::new(Duration::from_secs(60));
+    let session = open_session(&f.rt, &f.daemon, &f.repo, SessionMode::ProxyExec);
+    let sock = f.config.socket_path();
+    let token = session.token.clone();
+    let waiter = std::thread::spawn(move || {
+        let mut c = Client::connect(&sock, Duration::from_secs(30)).unwrap();
+        c.hello(&token).unwrap();
+        c.request(&write("w1", "late.txt"))
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while f.journal.of("approval.requested").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{}", f.journal.dump());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f.rt.block_on(f.daemon.end_session(&session.id, "interrupted"))
+        .unwrap();
+    // The prompt is withdrawn and the agent is denied; nothing runs.
+    let reply = waiter.join().unwrap().unwrap();
+    assert_eq!(reply.decision, "deny");
+    assert!(!f.repo.join("late.txt").exists());
+    let kinds: Vec<String> = f
+        .journal
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, _, _)| k.clone())
+        .collect();
+    let denied = kinds.iter().position(|k| k == "approval.denied").unwrap();
+    let ended = kinds.iter().position(|k| k == "session.ended").unwrap();
+    assert!(denied < ended, "{kinds:?}");
+    let body = &f.journal.of("approval.denied")[0];
+    assert_eq!(body["cancelled"], true);
+    assert_eq!(body["call_id"], "w1");
+    assert!(
+        body["reason"].as_str().unwrap().contains("interrupted"),
+        "{body}"
+    );
+    // Settled once: the withdrawn prompt's own conclusion found it resolved.
+    assert_eq!(f.journal.of("approval.denied").len(), 1);
+    assert_eq!(f.journal.of("session.ended")[0]["status"], "interrupted");
+    let store = crate::store::Store::open_existing(&f.config.state_db).unwrap();
+    assert!(store.pending().unwrap().is_empty());
+}
+
+#[test]
+fn a_later_daemon_ends_an_ephemeral_daemons_session_without_asking_again() {
+    let (dir, repo, mut config) = world();
+    config.approval_timeout = Duration::from_secs(30);
+    config.ephemeral = true;
+    let journal = Arc::new(MemJournal::default());
+    die_with_a_pending_approval(&config, &repo, &journal);
+
+    // A channel that would grant at once: it must never be asked for the dead session.
+    let channel = Arc::new(QueueChannel::default());
+    channel
+        .answers
+        .lock()
+        .unwrap()
+        .push_back(ApprovalOutcome::Granted {
+            by: vec![human("carol")],
+        });
+    let f = Fixture::with(dir, repo, config, journal.clone(), channel.clone());
+    f.rt.block_on(f.daemon.settle_recovered());
+    assert_eq!(channel.asked.load(Ordering::SeqCst), 0);
+    let reaped = journal.of("session.reaped");
+    assert_eq!(reaped.len(), 1, "{}", journal.dump());
+    assert_eq!(reaped[0]["status"], "interrupted");
+    let settled = journal.of("approval.timeout");
+    assert_eq!(settled.len(), 1, "{}", journal.dump());
+    assert_eq!(settled[0]["call_id"], "p1");
+    assert!(journal.of("approval.granted").is_empty());
+}

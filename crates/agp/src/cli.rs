@@ -19,7 +19,9 @@ use crate::exit::EXIT_CODES_HELP;
 )]
 pub struct Cli {
     /// agp home directory [default: $AGP_HOME, else ~/.agp]
-    #[arg(long, global = true, env = "AGP_HOME", value_name = "DIR")]
+    // AGP_HOME is read in `cmd::dispatch`, not by clap: clap would count the variable as a
+    // given `--home` and print it in every usage line as if it were required.
+    #[arg(long, global = true, value_name = "DIR")]
     pub home: Option<PathBuf>,
 
     #[command(subcommand)]

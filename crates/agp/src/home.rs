@@ -8,10 +8,13 @@ use anyhow::{bail, Context, Result};
 #[derive(Debug, Clone)]
 pub struct Home {
     root: PathBuf,
+    /// Named with `--home` (not AGP_HOME or the default): the commands agp suggests must name
+    /// it too, or they would act on another home.
+    by_flag: bool,
 }
 
 impl Home {
-    /// Resolve the home from `--home`, then `$AGP_HOME` (clap fills both into `explicit`), then
+    /// Resolve the home from `--home`, then `$AGP_HOME` (`cmd::dispatch` fills both into `explicit`), then
     /// `~/.agp`.
     pub fn resolve(explicit: Option<&Path>) -> Result<Self> {
         let root = match explicit {
@@ -23,7 +26,29 @@ impl Home {
                 PathBuf::from(user_home).join(".agp")
             }
         };
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            by_flag: false,
+        })
+    }
+
+    /// Marks the home as named with `--home`.
+    pub fn named_by_flag(mut self, by_flag: bool) -> Self {
+        self.by_flag = by_flag;
+        self
+    }
+
+    /// How to call agp on this home in a printed hint: `agp`, or `agp --home 'DIR'` when the
+    /// home was named with `--home`.
+    pub fn agp(&self) -> String {
+        if !self.by_flag {
+            return "agp".to_owned();
+        }
+        let dir = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
+        format!(
+            "agp --home '{}'",
+            dir.display().to_string().replace('\'', "'\\''")
+        )
     }
 
     pub fn root(&self) -> &Path {

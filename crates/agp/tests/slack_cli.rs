@@ -134,3 +134,38 @@ impl OutputAsync for &mut Command {
             .unwrap()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_check_and_test_report_as_json() {
+    let fake = FakeSlack::start().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let ok = agp(&fake, home.path(), fake::BOT_TOKEN)
+        .args(["slack", "check", "--json"])
+        .output_async()
+        .await;
+    assert_eq!(ok.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["bot"]["ok"], true);
+    assert_eq!(v["app"]["ok"], true);
+
+    let bad = agp(&fake, home.path(), "xoxb-not-the-right-secret")
+        .args(["slack", "check", "--json"])
+        .output_async()
+        .await;
+    assert_eq!(bad.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(v["bot"]["error"].as_str().unwrap().contains("invalid_auth"));
+    assert!(!String::from_utf8_lossy(&bad.stdout).contains("not-the-right-secret"));
+
+    let timed_out = agp(&fake, home.path(), fake::BOT_TOKEN)
+        .args(["slack", "test", "--timeout", "1", "--json"])
+        .output_async()
+        .await;
+    assert_eq!(timed_out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&timed_out.stdout).unwrap();
+    assert_eq!(v["outcome"], "timeout");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["channel"], fake::CHANNEL);
+}

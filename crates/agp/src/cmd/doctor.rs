@@ -91,11 +91,24 @@ fn check_key(home: &Home) -> Check {
     let meta = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
         Err(_) => {
+            let entries = home.journal_dir().join(agp_journal::ENTRIES_FILE);
+            let started = std::fs::metadata(&entries).is_ok_and(|m| m.len() > 0);
+            let fix = if started {
+                format!(
+                    "restore {} from your backup: the journal in {} was started with it and no \
+                     other key can extend it (or move that journal away, then `{} keygen`)",
+                    path.display(),
+                    home.journal_dir().display(),
+                    home.agp()
+                )
+            } else {
+                format!("run `{} keygen`", home.agp())
+            };
             return fail(
                 "key",
                 format!("no journal signing key at {}", path.display()),
-                "run `agp keygen`",
-            )
+                fix,
+            );
         }
     };
     let mode = meta.permissions().mode() & 0o777;
@@ -114,7 +127,7 @@ fn check_key(home: &Home) -> Check {
         Err(e) => fail(
             "key",
             e.to_string(),
-            "restore the key from your backup, or `agp keygen --rotate` (see `agp keygen --help`)",
+            "restore the key from your backup (rotating needs the current key too)",
         ),
     }
 }
@@ -150,7 +163,10 @@ fn check_journal(home: &Home) -> Check {
             return fail(
                 "journal",
                 format!("cannot load the public key: {e}"),
-                "`agp key` shows the key; restore keys/journal.pub from your records",
+                format!(
+                    "`{} keygen --repair-pub` rebuilds keys/journal.pub from keys/journal.key",
+                    home.agp()
+                ),
             )
         }
     };

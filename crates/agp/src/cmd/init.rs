@@ -13,6 +13,9 @@ pub struct InitArgs {
     /// Overwrite an existing config.toml (keys and journal are never touched).
     #[arg(long)]
     pub force: bool,
+    /// Print what was created as one JSON document
+    #[arg(long)]
+    pub json: bool,
 }
 
 const DEFAULT_CONFIG: &str = include_str!("../../assets/config.toml");
@@ -32,11 +35,26 @@ pub fn run(home: &Home, args: InitArgs) -> Result<Exit> {
     write_file(&config, DEFAULT_CONFIG, args.force)?;
     // An existing policy is the user's own work: kept even with --force.
     let policy = home.policy();
-    if !policy.exists() {
+    let policy_written = !policy.exists();
+    if policy_written {
         write_file(&policy, DEFAULT_POLICY, false)?;
     }
+    if args.json {
+        let out = serde_json::json!({
+            "home": home.root(),
+            "config": config,
+            "policy": policy,
+            "policy_written": policy_written,
+            "next": format!("{} keygen", home.agp()),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(Exit::Ok);
+    }
     println!("created agp home at {}", home.root().display());
-    println!("next: `agp keygen` to create the journal signing key");
+    println!(
+        "next: `{} keygen` to create the journal signing key",
+        home.agp()
+    );
     Ok(Exit::Ok)
 }
 

@@ -34,6 +34,25 @@ pub struct InstallHooksArgs {
     /// Install for the current user (every project).
     #[arg(long)]
     pub user: bool,
+    /// Print what was installed (and Codex's view of it) as one JSON document
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The lines install-hooks reports: printed as they come, or gathered for `--json`.
+struct Notes {
+    json: bool,
+    lines: Vec<String>,
+}
+
+impl Notes {
+    fn say(&mut self, line: String) {
+        if self.json {
+            self.lines.push(line);
+        } else {
+            println!("{line}");
+        }
+    }
 }
 
 /// Single-quotes `s` for the harness's shell.
@@ -149,33 +168,52 @@ pub fn run(home: &Home, args: InstallHooksArgs) -> Result<Exit> {
     let merged = merge(existing, &command).with_context(|| format!("{}", file.display()))?;
     write_atomically(&file, &merged)?;
 
-    println!(
+    let mut notes = Notes {
+        json: args.json,
+        lines: Vec::new(),
+    };
+    notes.say(format!(
         "agp: installed the agp hook (PreToolUse, PostToolUse) for {harness} in {}",
         file.display()
-    );
-    println!(
+    ));
+    notes.say(format!(
         "agp: start `agp --home {} daemon` before the agent: while it is not running, every tool call is denied",
         home_dir.display()
-    );
-    println!(
+    ));
+    notes.say(format!(
         "agp: WARNING: this mode is weaker than `agp run`: no sandbox and no egress control; \
          allowed commands run with your privileges and network, and the agent's own programs \
          could edit {}",
         file.display()
-    );
+    ));
+    let mut exit = Exit::Ok;
+    let mut codex_hooks = Value::Null;
     if harness == "codex" {
         let cwd = match &args.project {
             Some(dir) => dir.clone(),
             None => std::env::current_dir().context("current directory")?,
         };
-        return check_codex(&command, &cwd);
+        (exit, codex_hooks) = check_codex(&command, &cwd, &mut notes)?;
     }
-    Ok(Exit::Ok)
+    if args.json {
+        let out = json!({
+            "harness": harness,
+            "file": file,
+            "command": command,
+            "home": home_dir,
+            "codex_hooks": codex_hooks,
+            "ok": exit == Exit::Ok,
+            "notes": notes.lines,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(exit)
 }
 
 /// Codex skips an untrusted hook SILENTLY: ask Codex itself (`app-server` `hooks/list`) whether
-/// it will run the hook just installed, and say so. Exit 1 when it will not.
-fn check_codex(command: &str, cwd: &Path) -> Result<Exit> {
+/// it will run the hook just installed, and say so. Exit 1 when it will not. Also returns, per
+/// event, whether Codex will run the hook (`null`: codex not found).
+fn check_codex(command: &str, cwd: &Path, notes: &mut Notes) -> Result<(Exit, Value)> {
     let codex = std::env::var_os(crate::cmd::run_agent::ENV_CODEX_BIN)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -185,11 +223,12 @@ fn check_codex(command: &str, cwd: &Path) -> Result<Exit> {
                 .find(|p| p.is_file())
         });
     let Some(codex) = codex else {
-        println!(
+        notes.say(
             "agp: WARNING: codex not found, so agp cannot check that Codex will run the hook; \
              Codex skips untrusted hooks SILENTLY: trust the agp hook in Codex before relying on it"
+                .to_owned(),
         );
-        return Ok(Exit::Ok);
+        return Ok((Exit::Ok, Value::Null));
     };
     let mut cmd = std::process::Command::new(&codex);
     cmd.args(["app-server", "-c", "analytics.enabled=false"])
@@ -204,24 +243,35 @@ fn check_codex(command: &str, cwd: &Path) -> Result<Exit> {
         .filter(|h| h["command"] == command)
         .collect();
     let mut active = 0;
+    let mut seen = serde_json::Map::new();
     for event in ["preToolUse", "postToolUse"] {
         match hooks.iter().find(|h| h["eventName"] == event) {
-            None => println!("agp: ✗ Codex does not list the agp {event} hook (an untrusted project's config is not loaded)"),
+            None => {
+                seen.insert(event.into(), json!({"listed": false, "will_run": false}));
+                notes.say(format!("agp: ✗ Codex does not list the agp {event} hook (an untrusted project's config is not loaded)"));
+            }
             Some(h) => {
                 let trust = h["trustStatus"].as_str().unwrap_or("unknown");
                 let ok = h["enabled"] == true && matches!(trust, "trusted" | "managed");
+                seen.insert(
+                    event.into(),
+                    json!({"listed": true, "will_run": ok, "trust": trust}),
+                );
                 if ok {
                     active += 1;
-                    println!("agp: ✓ Codex will run the agp {event} hook ({trust})");
+                    notes.say(format!(
+                        "agp: ✓ Codex will run the agp {event} hook ({trust})"
+                    ));
                 } else {
-                    println!(
+                    notes.say(format!(
                         "agp: ✗ Codex will SKIP the agp {event} hook (status: {trust}): trust it in Codex, then run this again"
-                    );
+                    ));
                 }
             }
         }
     }
-    Ok(if active == 2 { Exit::Ok } else { Exit::Bad })
+    let exit = if active == 2 { Exit::Ok } else { Exit::Bad };
+    Ok((exit, Value::Object(seen)))
 }
 
 #[cfg(test)]

@@ -45,6 +45,9 @@ pub enum JournalCommand {
         /// Verifier key to check the checkpoint with [default: <home>/keys/journal.pub]
         #[arg(long, value_name = "VKEY_OR_FILE")]
         key: Option<String>,
+        /// Print the receipt inside a JSON document
+        #[arg(long)]
+        json: bool,
     },
     /// Check a tlog-proof receipt offline against the exact entry line and a verifier key.
     #[command(name = "verify-proof", after_help = EXIT_CODES_HELP)]
@@ -75,7 +78,11 @@ pub enum JournalCommand {
     /// journal.recovered) and seals entries after the last checkpoint. Refuses a journal that
     /// fails verification.
     #[command(after_help = EXIT_CODES_HELP)]
-    Recover,
+    Recover {
+        /// Print what was recovered as one JSON document
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(home: &Home, args: JournalArgs) -> Result<Exit> {
@@ -91,14 +98,48 @@ pub fn run(home: &Home, args: JournalArgs) -> Result<Exit> {
             kind.as_deref(),
             json,
         ),
-        JournalCommand::Proof { seq, key } => {
+        JournalCommand::Proof { seq, key, json } => {
             let key = crate::cmd::keygen::resolve_verifier(home, key.as_deref())?;
-            match proof::build_inclusion(&home.journal_dir(), seq, &key) {
+            let dir = home.journal_dir();
+            match proof::build_inclusion(&dir, seq, &key) {
+                Ok(p) if json => {
+                    let (cp, _) = proof::latest_checkpoint(&dir, &key)?;
+                    let out = json!({"seq": seq, "tree_size": cp.size, "origin": cp.origin,
+                                     "key_id": key.id_hex(), "receipt": p});
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                    Ok(Exit::Ok)
+                }
                 Ok(p) => {
                     print!("{p}");
                     Ok(Exit::Ok)
                 }
-                Err(e) => proof_failure(e),
+                Err(ProofError::NotSealed { seq, size }) => {
+                    let entries = proof::leaf_hashes(&dir, u64::MAX)?.len() as u64;
+                    let message = if seq >= entries {
+                        format!(
+                            "no entry with seq {seq}: the journal has {entries} entries (seq 0 to {})",
+                            entries.saturating_sub(1)
+                        )
+                    } else {
+                        format!(
+                            "entry seq {seq} is not sealed yet: the latest checkpoint covers seq 0 to {}; \
+                             `{} journal recover` seals it now",
+                            size.saturating_sub(1),
+                            home.agp()
+                        )
+                    };
+                    if json {
+                        println!("{}", json!({"seq": seq, "error": message}));
+                    }
+                    eprintln!("agp: {message}");
+                    Ok(Exit::Bad)
+                }
+                Err(e) => {
+                    if json {
+                        println!("{}", json!({"seq": seq, "error": e.to_string()}));
+                    }
+                    proof_failure(e)
+                }
             }
         }
         JournalCommand::VerifyProof {
@@ -202,7 +243,7 @@ pub fn run(home: &Home, args: JournalArgs) -> Result<Exit> {
                 }
             }
         }
-        JournalCommand::Recover => recover(home),
+        JournalCommand::Recover { json } => recover(home, json),
     }
 }
 
@@ -217,19 +258,33 @@ fn proof_failure(e: ProofError) -> Result<Exit> {
     }
 }
 
-fn recover(home: &Home) -> Result<Exit> {
+fn recover(home: &Home, json: bool) -> Result<Exit> {
     let key_path = crate::cmd::keygen::signer_path(home);
     let key = agp_journal::keys::load_signer_key(&key_path)
         .with_context(|| format!("cannot load the journal key {}", key_path.display()))?;
     let writer = match JournalWriter::open(&home.journal_dir(), key, JournalOptions::default()) {
         Ok(w) => w,
         Err(e) => {
+            if json {
+                println!("{}", json!({"recovered": false, "error": e.to_string()}));
+            }
             eprintln!("agp: error: cannot recover the journal: {e}");
             return Ok(Exit::Bad);
         }
     };
     let s = writer.open_summary().clone();
     writer.close().context("cannot close the journal")?;
+    if json {
+        let out = json!({
+            "recovered": true,
+            "torn_file": s.torn_file,
+            "torn_bytes": s.torn_bytes,
+            "sealed": s.unsealed,
+            "recovered_seq": s.recovered_seq,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(Exit::Ok);
+    }
     if let Some(p) = &s.torn_file {
         println!(
             "moved a torn last line ({} bytes) to {}",
@@ -259,6 +314,9 @@ fn show(dir: PathBuf, session: Option<&str>, kind: Option<&str>, json: bool) -> 
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut buf = Vec::new();
     let mut lineno = 0u64;
+    let mut shown = 0u64;
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut session_seen = false;
     loop {
         buf.clear();
         if reader.read_until(b'\n', &mut buf)? == 0 {
@@ -278,12 +336,19 @@ fn show(dir: PathBuf, session: Option<&str>, kind: Option<&str>, json: bool) -> 
             writeln!(out, "(line {lineno}: not JSON; run `agp verify`)")?;
             continue;
         };
+        if let Some(k) = v["kind"].as_str() {
+            if !kinds.contains(k) {
+                kinds.insert(k.to_owned());
+            }
+        }
         if session.is_some_and(|s| v["session"].as_str() != Some(s)) {
             continue;
         }
+        session_seen = true;
         if kind.is_some_and(|k| v["kind"].as_str() != Some(k)) {
             continue;
         }
+        shown += 1;
         let result = if json {
             out.write_all(line).and_then(|()| out.write_all(b"\n"))
         } else {
@@ -298,6 +363,22 @@ fn show(dir: PathBuf, session: Option<&str>, kind: Option<&str>, json: bool) -> 
         }
     }
     out.flush().ok();
+    if shown > 0 {
+        return Ok(Exit::Ok);
+    }
+    // An empty listing must not look like an answer: say which filter found nothing.
+    if let (Some(s), false) = (session, session_seen) {
+        eprintln!("agp: no such session in the journal: {s} (`agp sessions` lists them)");
+        return Ok(Exit::Bad);
+    }
+    if let Some(k) = kind {
+        let known = kinds.into_iter().collect::<Vec<_>>().join(", ");
+        let scope = session
+            .map(|s| format!(" of session {s}"))
+            .unwrap_or_default();
+        eprintln!("agp: no entries of kind {k}{scope}; kinds in the journal: {known}");
+        return Ok(Exit::Bad);
+    }
     Ok(Exit::Ok)
 }
 

@@ -3,7 +3,6 @@
 use agp_journal::keys;
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use serde_json::json;
 
 use crate::exit::{Exit, EXIT_CODES_HELP};
 use crate::home::Home;
@@ -28,17 +27,9 @@ pub enum KeyCommand {
 pub fn run(home: &Home, args: KeyArgs) -> Result<Exit> {
     match args.command {
         KeyCommand::Show { json } => {
-            let key = crate::cmd::keygen::home_verifier(home)?;
+            let key = crate::cmd::keygen::home_verifier(home, false)?;
             if json {
-                let out = json!({
-                    "name": key.name(),
-                    "key_id": key.id_hex(),
-                    "verifier_key": key.to_string(),
-                    "pem": keys::public_key_pem(&key),
-                    "allowed_signers": keys::allowed_signers_line(&key),
-                    "ssh_identity": keys::ssh_identity(&key),
-                    "ssh_namespace": agp_journal::sshsig::CHECKPOINT_NAMESPACE,
-                });
+                let out = crate::cmd::keygen::public_json(&key);
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 crate::cmd::keygen::print_public(&key);

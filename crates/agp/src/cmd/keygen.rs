@@ -32,6 +32,13 @@ pub struct KeygenArgs {
     /// [default: config.toml [journal] origin, else agp.local/journal/<random>]
     #[arg(long, value_name = "NAME")]
     pub origin: Option<String>,
+    /// Rebuild the public key files (keys/journal.pub, .pem, allowed_signers) from
+    /// keys/journal.key, after checking that the journal verifies with it.
+    #[arg(long, conflicts_with_all = ["force", "rotate", "origin"])]
+    pub repair_pub: bool,
+    /// Print what was created as one JSON document
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Path of the signer key in `home`.
@@ -39,24 +46,41 @@ pub fn signer_path(home: &Home) -> PathBuf {
     home.keys_dir().join(SIGNER_FILE)
 }
 
-/// The verifier key configured in `home` (keys/journal.pub).
-pub fn home_verifier(home: &Home) -> Result<VerifierKey> {
+/// The verifier key configured in `home` (keys/journal.pub). `key_option`: the command has a
+/// `--key` option the hint may name.
+pub fn home_verifier(home: &Home, key_option: bool) -> Result<VerifierKey> {
     let path = home.keys_dir().join(VERIFIER_FILE);
+    let or_key = if key_option { ", or pass --key" } else { "" };
     if !path.exists() {
+        if signer_path(home).exists() {
+            bail!(
+                "no public key at {}: rebuild it from {} with `{} keygen --repair-pub`{or_key}",
+                path.display(),
+                signer_path(home).display(),
+                home.agp()
+            );
+        }
         bail!(
-            "no verifier key at {} (run `agp keygen`, or pass --key)",
-            path.display()
+            "no journal key in {}: create one with `{} keygen`{or_key}",
+            home.keys_dir().display(),
+            home.agp()
         );
     }
-    keys::load_verifier_key(&path.to_string_lossy())
-        .with_context(|| format!("cannot load the verifier key {}", path.display()))
+    keys::load_verifier_key(&path.to_string_lossy()).with_context(|| {
+        format!(
+            "cannot load the public key {} (`{} keygen --repair-pub` rebuilds it from {}{or_key})",
+            path.display(),
+            home.agp(),
+            signer_path(home).display()
+        )
+    })
 }
 
 /// The key given with `--key` (a key string or a file), else the home's.
 pub fn resolve_verifier(home: &Home, arg: Option<&str>) -> Result<VerifierKey> {
     match arg {
         Some(a) => keys::load_verifier_key(a).with_context(|| format!("cannot use --key {a}")),
-        None => home_verifier(home),
+        None => home_verifier(home, true),
     }
 }
 
@@ -65,7 +89,10 @@ pub fn run(home: &Home, args: KeygenArgs) -> Result<Exit> {
     Home::create_private_dir(&home.keys_dir())?;
     Home::create_private_dir(&home.journal_dir())?;
     if args.rotate {
-        return rotate(home);
+        return rotate(home, args.json);
+    }
+    if args.repair_pub {
+        return repair_pub(home, args.json);
     }
     let key_path = signer_path(home);
     if !key_path.exists() && journal_has_entries(&home.journal_dir())? {
@@ -78,8 +105,17 @@ pub fn run(home: &Home, args: KeygenArgs) -> Result<Exit> {
     }
     if key_path.exists() {
         if !args.force {
+            let repair = if home.keys_dir().join(VERIFIER_FILE).exists() {
+                String::new()
+            } else {
+                format!(
+                    "; its public key {} is missing: `{} keygen --repair-pub` rebuilds it",
+                    home.keys_dir().join(VERIFIER_FILE).display(),
+                    home.agp()
+                )
+            };
             bail!(
-                "{} already exists (use --rotate to rotate it; --force replaces it only while the journal is empty)",
+                "{} already exists (use --rotate to rotate it; --force replaces it only while the journal is empty){repair}",
                 key_path.display()
             );
         }
@@ -104,6 +140,13 @@ pub fn run(home: &Home, args: KeygenArgs) -> Result<Exit> {
         .context("cannot start the journal")?;
     let created = writer.open_summary().created;
     writer.close().context("cannot close the journal")?;
+    if args.json {
+        let mut out = public_json(key.verifier());
+        out["created"] = serde_json::json!(key_path);
+        out["journal_started"] = serde_json::json!(created);
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(Exit::Ok);
+    }
     println!("created journal key {}", key_path.display());
     print_public(key.verifier());
     if created {
@@ -112,11 +155,92 @@ pub fn run(home: &Home, args: KeygenArgs) -> Result<Exit> {
             home.journal_dir().display()
         );
     }
-    println!("next: `agp verify` checks the journal offline with this public key");
+    let agp = home.agp();
+    println!(
+        "next: `{agp} run` runs the embedded demo; `{agp} verify` checks the journal offline with this public key"
+    );
     Ok(Exit::Ok)
 }
 
-fn rotate(home: &Home) -> Result<Exit> {
+/// The public forms of `key` as JSON (shared with `agp key show --json`).
+pub fn public_json(key: &VerifierKey) -> serde_json::Value {
+    serde_json::json!({
+        "name": key.name(),
+        "key_id": key.id_hex(),
+        "verifier_key": key.to_string(),
+        "pem": keys::public_key_pem(key),
+        "allowed_signers": keys::allowed_signers_line(key),
+        "ssh_identity": keys::ssh_identity(key),
+        "ssh_namespace": agp_journal::sshsig::CHECKPOINT_NAMESPACE,
+    })
+}
+
+/// Rebuilds the public key files from the private key. The journal must verify with the rebuilt
+/// key first: a swapped private key must not become the key auditors trust.
+fn repair_pub(home: &Home, json: bool) -> Result<Exit> {
+    let key_path = signer_path(home);
+    if !key_path.exists() {
+        bail!(
+            "no private key at {} to rebuild the public key from: restore it from your backup, \
+             or run `agp keygen` for a new journal",
+            key_path.display()
+        );
+    }
+    let key = keys::load_signer_key(&key_path)
+        .with_context(|| format!("cannot load the journal key {}", key_path.display()))?;
+    let pub_path = home.keys_dir().join(VERIFIER_FILE);
+    if let Ok(existing) = keys::load_verifier_key(&pub_path.to_string_lossy()) {
+        if &existing != key.verifier() {
+            bail!(
+                "{} (key id {}) does not belong to {} (key id {}): restore the right one from \
+                 your records; agp does not guess which of them is trusted",
+                pub_path.display(),
+                existing.id_hex(),
+                key_path.display(),
+                key.verifier().id_hex()
+            );
+        }
+    }
+    if journal_has_entries(&home.journal_dir())? {
+        let report = agp_journal::verify_dir(
+            &home.journal_dir(),
+            &agp_journal::VerifyOptions {
+                trusted_key: key.verifier().clone(),
+                trusted_checkpoint: None,
+            },
+        )
+        .context("cannot verify the journal")?;
+        if !report.intact {
+            bail!(
+                "the journal in {} does not verify with {} (key id {}): the public key is not \
+                 rebuilt from a key that did not sign it; restore keys/journal.pub from your records",
+                home.journal_dir().display(),
+                key_path.display(),
+                key.verifier().id_hex()
+            );
+        }
+    }
+    write_public_forms(home, key.verifier())?;
+    if json {
+        let mut out = public_json(key.verifier());
+        out["repaired"] = serde_json::json!(pub_path);
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(Exit::Ok);
+    }
+    println!(
+        "rebuilt {} (and .pem, allowed_signers) from {}",
+        pub_path.display(),
+        key_path.display()
+    );
+    print_public(key.verifier());
+    println!(
+        "next: `{} verify` checks the journal offline with this public key",
+        home.agp()
+    );
+    Ok(Exit::Ok)
+}
+
+fn rotate(home: &Home, json: bool) -> Result<Exit> {
     let key_path = signer_path(home);
     let next_path = home.keys_dir().join(format!("{SIGNER_FILE}.next"));
     let old = keys::load_signer_key(&key_path)
@@ -141,6 +265,12 @@ fn rotate(home: &Home) -> Result<Exit> {
         if report.active_key() == Some(next.verifier()) {
             // An earlier rotation was journaled but the key files were not swapped yet.
             finish_rotation(home, &old, next, &next_path)?;
+            if json {
+                let mut out = public_json(next.verifier());
+                out["rotated_from"] = serde_json::json!(old.verifier().id_hex());
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(Exit::Ok);
+            }
             println!(
                 "finished an interrupted rotation to key id {}",
                 next.verifier().id_hex()
@@ -162,6 +292,13 @@ fn rotate(home: &Home) -> Result<Exit> {
     writer.close().context("cannot close the journal")?;
     drop(writer);
     finish_rotation(home, &old, &new, &next_path)?;
+    if json {
+        let mut out = public_json(new.verifier());
+        out["rotated_from"] = serde_json::json!(old.verifier().id_hex());
+        out["rotated_at_seq"] = serde_json::json!(receipt.seq);
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(Exit::Ok);
+    }
     println!(
         "rotated the journal key: {} -> {} (key.rotated at seq {})",
         old.verifier().id_hex(),

@@ -10,12 +10,14 @@ pub mod egress_bridge;
 pub mod hook;
 pub mod init;
 pub mod install_hooks;
+pub mod interrupt;
 pub mod journal;
 pub mod key;
 pub mod keygen;
 pub mod policy;
 pub mod run;
 pub mod run_agent;
+pub mod run_report;
 pub mod sessions;
 pub mod slack;
 pub mod verify;
@@ -27,14 +29,20 @@ use crate::exit::Exit;
 use crate::home::Home;
 
 pub fn dispatch(cli: Cli) -> Result<Exit> {
+    let by_flag = cli.home.is_some();
+    let home_arg = cli.home.or_else(|| {
+        std::env::var_os("AGP_HOME")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    });
     // These run inside the sandbox and need no agp home; `hook` must reach its own error
     // handling (deny, exit 2) whatever the environment.
     let command = match cli.command {
-        Command::Hook(args) => return hook::run(args, cli.home.as_deref()),
+        Command::Hook(args) => return hook::run(args, home_arg.as_deref()),
         Command::EgressBridge(args) => return egress_bridge::run(args),
         other => other,
     };
-    let home = Home::resolve(cli.home.as_deref())?;
+    let home = Home::resolve(home_arg.as_deref())?.named_by_flag(by_flag);
     match command {
         Command::Init(args) => init::run(&home, args),
         Command::Keygen(args) => keygen::run(&home, args),

@@ -41,6 +41,9 @@ pub enum PolicyCommand {
     Check {
         /// Policy file [default: policy.toml in the agp home]
         file: Option<PathBuf>,
+        /// Print the result as one JSON document
+        #[arg(long)]
+        json: bool,
     },
     /// Show the verdict for one tool call and why, part by part.
     #[command(after_help = EXIT_CODES_HELP)]
@@ -52,6 +55,9 @@ pub enum PolicyCommand {
         file: Option<PathBuf>,
         #[command(flatten)]
         place: Place,
+        /// Print the results as one JSON document
+        #[arg(long)]
+        json: bool,
     },
     /// Convert a Claude Code settings file's `permissions` (allow/ask/deny) into agp rules,
     /// printed as TOML.
@@ -62,6 +68,9 @@ pub enum PolicyCommand {
         /// Write the policy to FILE (must not exist) instead of standard output
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Print the policy text, the rule count and every warning as one JSON document
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -96,12 +105,16 @@ pub struct ExplainArgs {
 
 pub fn run(home: &Home, args: PolicyArgs) -> Result<Exit> {
     match args.command {
-        PolicyCommand::Check { file } => check(&policy_path(home, file.as_deref())?),
+        PolicyCommand::Check { file, json } => check(&policy_path(home, file.as_deref())?, json),
         PolicyCommand::Explain(a) => explain(home, a),
-        PolicyCommand::Test { file, place } => {
-            test(home, &policy_path(home, file.as_deref())?, &place)
+        PolicyCommand::Test { file, place, json } => {
+            test(home, &policy_path(home, file.as_deref())?, &place, json)
         }
-        PolicyCommand::ImportClaude { settings, output } => import(&settings, output.as_deref()),
+        PolicyCommand::ImportClaude {
+            settings,
+            output,
+            json,
+        } => import(&settings, output.as_deref(), json),
     }
 }
 
@@ -123,8 +136,26 @@ fn policy_path(home: &Home, file: Option<&Path>) -> Result<PathBuf> {
 
 /// Loads a policy; a malformed one prints every problem with file:line:col and yields `Err(exit)`.
 fn load(path: &Path, invalid_exit: Exit) -> Result<std::result::Result<Policy, Exit>> {
+    load_as(path, invalid_exit, false)
+}
+
+/// [`load`], printing the problems of a malformed policy as a JSON document with `json`.
+fn load_as(
+    path: &Path,
+    invalid_exit: Exit,
+    json: bool,
+) -> Result<std::result::Result<Policy, Exit>> {
     match Policy::load(path) {
         Ok(p) => Ok(Ok(p)),
+        Err(PolicyError::Invalid(diags)) if json => {
+            let problems: Vec<_> = diags.iter().map(|d| finding_json("error", d)).collect();
+            println!(
+                "{}",
+                serde_json::json!({"file": path, "ok": false, "valid": false,
+                                   "findings": problems})
+            );
+            Ok(Err(invalid_exit))
+        }
         Err(PolicyError::Invalid(diags)) => {
             for d in &diags {
                 eprintln!("agp: error: {d}");
@@ -141,23 +172,75 @@ fn load(path: &Path, invalid_exit: Exit) -> Result<std::result::Result<Policy, E
     }
 }
 
-fn check(path: &Path) -> Result<Exit> {
-    let policy = match load(path, Exit::Bad)? {
+fn finding_json(severity: &str, d: &agp_policy::Diagnostic) -> serde_json::Value {
+    serde_json::json!({"severity": severity, "file": d.source, "line": d.location.line,
+                       "col": d.location.col, "message": d.message})
+}
+
+/// The docs promise a policy that defaults to require or deny: a call no rule foresaw must never
+/// run unasked.
+fn default_allow(path: &Path, policy: &Policy) -> Option<agp_policy::Diagnostic> {
+    if policy.default_decision() != agp_contracts::Decision::Allow {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let (line, col) = text
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| {
+            let t = l.trim_start();
+            (t.starts_with("default") && t.contains('=')).then(|| (i + 1, l.len() - t.len() + 1))
+        })
+        .unwrap_or((1, 1));
+    Some(agp_policy::Diagnostic {
+        source: path.display().to_string(),
+        location: agp_policy::file::Location { line, col },
+        message: "default = \"allow\" lets every call no rule matches run without asking; \
+                  agp policies default to \"require\" (ask a human) or \"deny\": set \
+                  default = \"require\""
+            .into(),
+    })
+}
+
+fn check(path: &Path, json: bool) -> Result<Exit> {
+    let policy = match load_as(path, Exit::Bad, json)? {
         Ok(p) => p,
         Err(exit) => return Ok(exit),
     };
-    let findings = agp_policy::lint::lint(&policy);
+    let mut findings: Vec<(Severity, agp_policy::Diagnostic)> = agp_policy::lint::lint(&policy)
+        .into_iter()
+        .map(|f| (f.severity, f.diagnostic))
+        .collect();
+    if let Some(d) = default_allow(path, &policy) {
+        findings.insert(0, (Severity::Error, d));
+    }
     let errors = findings
         .iter()
-        .filter(|f| f.severity == Severity::Error)
+        .filter(|(s, _)| *s == Severity::Error)
         .count();
     let warnings = findings.len() - errors;
-    for f in &findings {
-        let level = match f.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        eprintln!("agp: {level}: {}", f.diagnostic);
+    let level = |s: &Severity| match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    if json {
+        let out = serde_json::json!({
+            "file": path,
+            "ok": errors == 0,
+            "valid": true,
+            "rules": policy.rules().len(),
+            "tests": policy.tests().len(),
+            "default": policy.default_decision().to_string(),
+            "sha256": policy.sha256(),
+            "errors": errors,
+            "warnings": warnings,
+            "findings": findings.iter().map(|(s, d)| finding_json(level(s), d)).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(if errors > 0 { Exit::Bad } else { Exit::Ok });
+    }
+    for (severity, d) in &findings {
+        eprintln!("agp: {}: {d}", level(severity));
     }
     if errors > 0 {
         eprintln!(
@@ -260,23 +343,39 @@ fn print_verdict(v: &Verdict, path: &Path) {
     }
 }
 
-fn test(home: &Home, path: &Path, place: &Place) -> Result<Exit> {
-    let policy = match load(path, Exit::Bad)? {
+fn test(home: &Home, path: &Path, place: &Place, json: bool) -> Result<Exit> {
+    let policy = match load_as(path, Exit::Bad, json)? {
         Ok(p) => p,
         Err(exit) => return Ok(exit),
     };
     let ctx = context(home, place)?;
     let outcomes = agp_policy::selftest::run_tests(&policy, &ctx);
+    let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
+    if json {
+        let out = serde_json::json!({
+            "file": path,
+            "ok": failed == 0,
+            "passed": outcomes.len() - failed,
+            "failed": failed,
+            "tests": outcomes.iter().map(|o| serde_json::json!({
+                "name": o.test.name,
+                "line": o.test.location.line,
+                "decision": o.verdict.decision.to_string(),
+                "ok": o.failure.is_none(),
+                "failure": o.failure,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(if failed > 0 { Exit::Bad } else { Exit::Ok });
+    }
     if outcomes.is_empty() {
         println!("{}: no [[test]] cases", path.display());
         return Ok(Exit::Ok);
     }
-    let mut failed = 0;
     for o in &outcomes {
         match &o.failure {
             None => println!("ok    {} ({})", o.test.name, o.verdict.decision),
             Some(why) => {
-                failed += 1;
                 println!(
                     "FAIL  {} ({}:{}): {why}",
                     o.test.name,
@@ -290,17 +389,36 @@ fn test(home: &Home, path: &Path, place: &Place) -> Result<Exit> {
     Ok(if failed > 0 { Exit::Bad } else { Exit::Ok })
 }
 
-fn import(settings: &Path, output: Option<&Path>) -> Result<Exit> {
+fn import(settings: &Path, output: Option<&Path>, json: bool) -> Result<Exit> {
     let text = std::fs::read_to_string(settings)
         .with_context(|| format!("cannot read {}", settings.display()))?;
     let imported = agp_policy::import::import_claude(&text, &settings.display().to_string())
         .with_context(|| format!("cannot import {}", settings.display()))?;
+    if let Some(out) = output {
+        crate::cmd::init::write_file(out, &imported.toml, false)?;
+    }
+    if json {
+        let doc = serde_json::json!({
+            "settings": settings,
+            "output": output,
+            "rules": imported.rules,
+            "toml": imported.toml,
+            "skipped": imported.skipped.iter()
+                .map(|(entry, why)| serde_json::json!({"entry": entry, "why": why}))
+                .collect::<Vec<_>>(),
+            "warnings": imported.warnings,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(Exit::Ok);
+    }
     for (entry, why) in &imported.skipped {
         eprintln!("agp: warning: not converted: {entry}: {why}");
     }
+    for warning in &imported.warnings {
+        eprintln!("agp: warning: {warning}");
+    }
     match output {
         Some(out) => {
-            crate::cmd::init::write_file(out, &imported.toml, false)?;
             eprintln!(
                 "wrote {} rule(s) to {} (check it with `agp policy check {}`)",
                 imported.rules,

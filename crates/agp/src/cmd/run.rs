@@ -1,7 +1,10 @@
 //! `agp run`: one governed session with an in-process daemon.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use agp_contracts::{ApprovalChannel, ApprovalOutcome, ApprovalRequest, BoxFuture, ChannelError};
 
 use agp_daemon::{Daemon, SessionParams};
 use agp_gateway::{Client, SessionMode};
@@ -10,6 +13,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
 use crate::cmd::daemon::{assemble, runtime, warn_if_unsandboxed, GovernArgs};
+use crate::cmd::interrupt::{Interrupts, INTERRUPTED};
+use crate::cmd::run_report::{base_summary, finish, verify, Out, Ran, LEGEND};
 use crate::exit::Exit;
 use crate::home::Home;
 
@@ -32,12 +37,12 @@ pub struct RunArgs {
     /// Which agent to govern.
     #[arg(long, value_enum, default_value = "scripted")]
     pub intendant: IntendantChoice,
-    /// The script of tool calls (scripted intendant) [default: the embedded demo, which runs on
-    /// a fresh copy of the demo repository unless --repo is given].
+    /// The script of tool calls (scripted intendant) [default: the embedded demo, which runs
+    /// only on a fresh copy of its own demo repository].
     #[arg(long, value_name = "FILE")]
     pub script: Option<PathBuf>,
-    /// The repository the agent works in (read-write inside the sandbox). Required except for
-    /// the embedded demo.
+    /// The repository the agent works in (read-write inside the sandbox). Required with --script
+    /// and for a live agent; without either, the embedded demo runs on a fresh copy of its own.
     #[arg(long, value_name = "DIR")]
     pub repo: Option<PathBuf>,
     /// What the agent is asked to do (journaled with the session).
@@ -46,6 +51,12 @@ pub struct RunArgs {
     /// Give a live agent (claude-code, codex) the terminal instead of running it headless.
     #[arg(long)]
     pub interactive: bool,
+    /// Keep the embedded demo's fresh repository copy after the run (it is removed otherwise).
+    #[arg(long)]
+    pub keep_demo_repo: bool,
+    /// Print the run's summary as one JSON document on stdout (progress lines go to stderr).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub govern: GovernArgs,
 }
@@ -69,11 +80,13 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
                 task: &args.task,
                 interactive: args.interactive,
                 govern: &args.govern,
+                json: args.json,
             },
         );
     }
     // Checked before anything is written, so a home that is not ready leaves no demo copy behind.
     home.require_initialized()?;
+    let mut demo_copy = None;
     let (script, repo_arg) = match (&args.script, &args.repo) {
         (Some(path), Some(repo)) => {
             let script = Script::load(path)
@@ -83,12 +96,17 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
         (Some(_), None) => {
             bail!("--repo is required with --script: the repository the script works in")
         }
-        (None, repo) => {
+        (None, Some(repo)) => bail!(
+            "--repo {} needs --script FILE (your calls) or a live agent (--intendant \
+             claude-code|codex): without them agp would run the embedded demo, which edits and \
+             deletes files, on that repository; drop --repo to run the demo on a fresh copy",
+            repo.display()
+        ),
+        (None, None) => {
             let script = agp_intendants::demo::script().context("the embedded demo script")?;
-            let repo = match repo {
-                Some(repo) => repo.clone(),
-                None => fresh_demo_repo()?,
-            };
+            let copy = fresh_demo_repo(args.json)?;
+            let repo = copy.path().to_path_buf();
+            demo_copy = Some(copy);
             (script, repo)
         }
     };
@@ -99,13 +117,64 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
         .unwrap_or_else(|| PathBuf::from("/"));
     let intendant = ScriptedIntendant::new(script, user_home);
 
-    if let Some(running) = running_daemon(home)? {
-        return run_on_daemon(home, &args, &running, &intendant, &repo);
+    let out = Out { json: args.json };
+    let ran = match running_daemon(home)? {
+        Some(running) => run_on_daemon(home, &args, &running, &intendant, &repo, out),
+        None => run_in_process(home, &args, &intendant, &repo, out),
+    };
+    let kept = demo_copy.map(|copy| keep_or_remove(copy, args.keep_demo_repo, out));
+    let mut ran = ran?;
+    if let Some(summary) = ran.summary.as_mut() {
+        summary["demo_repo_kept"] = serde_json::json!(kept);
+        if out.json {
+            println!("{}", serde_json::to_string_pretty(summary)?);
+        }
+    }
+    Ok(ran.exit)
+}
+
+/// A terminal channel that asks for approvals but keeps its notes (projections) to itself.
+struct PromptsOnly(Arc<dyn ApprovalChannel>);
+
+impl ApprovalChannel for PromptsOnly {
+    fn name(&self) -> &str {
+        self.0.name()
     }
 
+    fn request_approval<'a>(
+        &'a self,
+        request: &'a ApprovalRequest,
+    ) -> BoxFuture<'a, Result<ApprovalOutcome, ChannelError>> {
+        self.0.request_approval(request)
+    }
+
+    fn project<'a>(
+        &'a self,
+        _kind: &'a str,
+        _session: Option<&'a str>,
+        _body: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn run_in_process(
+    home: &Home,
+    args: &RunArgs,
+    intendant: &ScriptedIntendant,
+    repo: &Path,
+    out: Out,
+) -> Result<Ran> {
     crate::cmd::daemon::init_logging("agp_daemon=warn");
     let rt = runtime()?;
-    let assembly = assemble(home, &args.govern, &rt)?;
+    let mut assembly = assemble(home, &args.govern, &rt)?;
+    // This daemon and its session die with this process.
+    assembly.config.ephemeral = true;
+    if assembly.channel != "slack" {
+        // The intendant prints every call and its outcome on this terminal already; the
+        // channel's own notes would repeat each denial, out of order with those lines.
+        assembly.parts.channel = Arc::new(PromptsOnly(assembly.parts.channel));
+    }
     warn_if_unsandboxed(assembly.sandbox);
     // Each answer is either a verdict (after at most the approval timeout) or a sandboxed
     // result (after at most the exec timeout).
@@ -116,8 +185,11 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
         + REPLY_MARGIN;
     let journal_dir = home.journal_dir();
     let verifier = home.keys_dir().join(agp_journal::keys::VERIFIER_FILE);
+    let intendant = intendant.clone();
+    let repo = repo.to_path_buf();
 
     let outcome = rt.block_on(async {
+        let mut interrupts = Interrupts::install()?;
         let daemon = Daemon::start(assembly.config, assembly.parts)
             .await
             .context("cannot start the agp daemon")?;
@@ -142,26 +214,49 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
                 return Err(anyhow::Error::new(e).context("cannot start the session"));
             }
         };
-        println!(
+        out.line(&format!(
             "agp: session {} · intendant scripted · repo {} · sandbox {} · approvals via {}",
             session.id,
             repo.display(),
             assembly.sandbox,
             assembly.channel
-        );
+        ));
+        out.line(LEGEND);
         let id = session.id.clone();
         let token = session.token.clone();
         let repo_for_agent = repo.clone();
         // The intendant is a blocking gateway client, exactly as a real agent's hook would be.
-        let report = tokio::task::spawn_blocking(move || {
-            drive(&socket, &token, reply_timeout, &intendant, &repo_for_agent)
-        })
-        .await
-        .context("the intendant thread failed")?;
-        // Ends the session even when the intendant's connection broke.
-        let status = match &report {
-            Ok(r) if r.failure().is_none() => "completed",
-            _ => "failed",
+        let driven = tokio::task::spawn_blocking(move || {
+            drive(
+                &socket,
+                &token,
+                reply_timeout,
+                &intendant,
+                &repo_for_agent,
+                out,
+            )
+        });
+        // A signal that is already there wins over a run that just finished.
+        let (status, report) = tokio::select! {
+            biased;
+            signal = interrupts.recv() => {
+                // The intendant thread is left blocked on its call; ending the session settles
+                // that call's pending approval and stopping the runtime closes its connection.
+                if let Err(e) = daemon.end_session(&id, INTERRUPTED).await {
+                    eprintln!("agp: error: cannot end session {id}: {e}");
+                }
+                crate::cmd::interrupt::report(&home.agp(), signal, &id);
+                (INTERRUPTED, None)
+            }
+            joined = driven => {
+                let report = joined.context("the intendant thread failed")?;
+                // Ends the session even when the intendant's connection broke.
+                let status = match &report {
+                    Ok(r) if r.failure().is_none() => "completed",
+                    _ => "failed",
+                };
+                (status, Some(report))
+            }
         };
         if let Err(e) = daemon.end_session(&id, status).await {
             eprintln!("agp: error: cannot end session {id}: {e}");
@@ -170,37 +265,71 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
         let _ = served.await;
         anyhow::Ok((id, report))
     });
-    drop(rt);
+    // Bounded: an intendant thread still blocked on an interrupted call must not hold the exit.
+    rt.shutdown_timeout(Duration::from_secs(2));
     // The writer holds the journal lock and flushes its last checkpoint when the last handle
     // goes; by now the daemon and its parts are gone.
     drop(assembly.journal);
     let (session, report) = outcome?;
+    let Some(report) = report else {
+        let mut summary = base_summary(&session, &repo, INTERRUPTED);
+        summary["journal"] = verify(&journal_dir, &verifier, Out { json: true });
+        return Ok(Ran {
+            exit: Exit::CannotRun,
+            summary: Some(summary),
+        });
+    };
     let report = report?;
-
-    summarize(home, &session, &report);
-    let verified = verify(&journal_dir, &verifier);
-    let mismatches = report.mismatches().len();
-    if report.failure().is_some() || mismatches > 0 || !verified {
-        return Ok(Exit::Bad);
-    }
-    Ok(Exit::Ok)
+    finish(
+        &home.agp(),
+        crate::cmd::sessions::session_flags(home, &session),
+        &session,
+        &repo,
+        &report,
+        &journal_dir,
+        &verifier,
+        out,
+    )
 }
 
 /// A fresh copy of the embedded demo repository in the system temp dir (never inside the agp
-/// home, which the policy protects), kept after the run so the user can look at what changed.
-fn fresh_demo_repo() -> Result<PathBuf> {
+/// home, which the policy protects). Removed after the run unless `--keep-demo-repo`.
+fn fresh_demo_repo(json: bool) -> Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new()
         .prefix("agp-demo-repo-")
         .tempdir()
-        .context("cannot create a directory for the demo repository")?
-        .keep();
-    agp_intendants::demo::materialize_repo(&dir)
-        .with_context(|| format!("cannot write the demo repository to {}", dir.display()))?;
-    println!(
+        .context("cannot create a directory for the demo repository")?;
+    agp_intendants::demo::materialize_repo(dir.path()).with_context(|| {
+        format!(
+            "cannot write the demo repository to {}",
+            dir.path().display()
+        )
+    })?;
+    Out { json }.line(&format!(
         "agp: embedded demo on a fresh copy of the demo repository: {}",
-        dir.display()
-    );
+        dir.path().display()
+    ));
     Ok(dir)
+}
+
+/// Removes the demo copy, or keeps it and says where; returns whether it was kept.
+fn keep_or_remove(copy: tempfile::TempDir, keep: bool, out: Out) -> bool {
+    if keep {
+        let path = copy.keep();
+        out.line(&format!(
+            "agp: kept the demo repository at {}",
+            path.display()
+        ));
+        return true;
+    }
+    let path = copy.path().to_path_buf();
+    if let Err(e) = copy.close() {
+        eprintln!(
+            "agp: warning: cannot remove the demo repository {}: {e}",
+            path.display()
+        );
+    }
+    false
 }
 
 fn drive(
@@ -209,90 +338,12 @@ fn drive(
     reply_timeout: Duration,
     intendant: &ScriptedIntendant,
     repo: &Path,
+    out: Out,
 ) -> Result<RunReport> {
     let mut client = Client::connect(socket, reply_timeout).context("cannot reach the gateway")?;
     client.hello(token).context("gateway refused the session")?;
-    let report = intendant.run(&mut client, repo, |call| println!("{}", call.line()));
+    let report = intendant.run(&mut client, repo, |call| out.line(&call.line()));
     Ok(report)
-}
-
-fn summarize(home: &Home, session: &str, report: &RunReport) {
-    let approved = report
-        .calls
-        .iter()
-        .filter(|c| {
-            matches!(
-                c.outcome,
-                agp_intendants::CallOutcome::Allowed {
-                    approved_by: Some(_),
-                    ..
-                }
-            )
-        })
-        .count();
-    println!(
-        "agp: session {session}: {} calls, {} allowed ({} after approval), {} denied",
-        report.calls.len(),
-        report.allowed(),
-        approved,
-        report.denied()
-    );
-    if let Some(failure) = report.failure() {
-        println!(
-            "agp: ✗ the gateway failed ({failure}); {} call(s) not sent",
-            report.not_run
-        );
-    }
-    let mismatches = report.mismatches();
-    if !mismatches.is_empty() {
-        println!(
-            "agp: ✗ {} call(s) did not get the outcome the script expects",
-            mismatches.len()
-        );
-    }
-    // The integrity report and unlinked results, as journaled when the session ended.
-    if let Ok(entries) = crate::cmd::sessions::session_entries(home, session) {
-        for line in crate::cmd::sessions::flagged(&entries) {
-            println!("agp: {}", agp_channels::sanitize::escape(&line));
-        }
-    }
-}
-
-/// Verifies the journal against the home's public key and prints one line.
-fn verify(journal_dir: &Path, verifier: &Path) -> bool {
-    let key = match agp_journal::keys::load_verifier_key(&verifier.to_string_lossy()) {
-        Ok(k) => k,
-        Err(e) => {
-            println!("agp: ✗ journal not verified: {e}");
-            return false;
-        }
-    };
-    let opts = agp_journal::verify::VerifyOptions {
-        trusted_key: key,
-        trusted_checkpoint: None,
-    };
-    match agp_journal::verify::verify_dir(journal_dir, &opts) {
-        Ok(r) if r.intact => {
-            println!(
-                "agp: ✓ journal verified: {} entries, {} sealed by a signed checkpoint",
-                r.entries, r.sealed_size
-            );
-            true
-        }
-        Ok(r) => {
-            let first = r
-                .errors()
-                .next()
-                .map(|f| format!("{f:?}"))
-                .unwrap_or_default();
-            println!("agp: ✗ journal verification FAILED: {first}");
-            false
-        }
-        Err(e) => {
-            println!("agp: ✗ journal not verified: {e}");
-            false
-        }
-    }
 }
 
 /// An `agp daemon` serving this home: its socket and admin token.
@@ -329,7 +380,8 @@ fn run_on_daemon(
     daemon: &RunningDaemon,
     intendant: &ScriptedIntendant,
     repo: &Path,
-) -> Result<Exit> {
+    out: Out,
+) -> Result<Ran> {
     let g = &args.govern;
     if g.policy.is_some()
         || g.sandbox.is_some()
@@ -357,12 +409,13 @@ fn run_on_daemon(
             SessionMode::ProxyExec,
         )
         .context("the agp daemon refused the session")?;
-    println!(
+    out.line(&format!(
         "agp: session {} · intendant scripted · repo {} · on the running agp daemon ({})",
         opened.session,
         repo.display(),
         daemon.socket.display()
-    );
+    ));
+    out.line(LEGEND);
     // The daemon's approval timeout is its own (flag or config); wait for the longest it
     // could take.
     let approval = match g.approval_timeout {
@@ -375,13 +428,32 @@ fn run_on_daemon(
     client
         .hello(&opened.token)
         .context("gateway refused the session")?;
-    let report = intendant.run(&mut client, repo, |call| println!("{}", call.line()));
-    let status = if report.failure().is_none() {
-        "completed"
-    } else {
-        "failed"
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (intendant, run_repo) = (intendant.clone(), repo.to_path_buf());
+    // The intendant blocks on its calls; a signal meanwhile must still end the session.
+    std::thread::spawn(move || {
+        let report = intendant.run(&mut client, &run_repo, |call| out.line(&call.line()));
+        let _ = done_tx.send(report);
+    });
+    let finished = rt.block_on(async {
+        let mut interrupts = Interrupts::install()?;
+        tokio::select! {
+            biased;
+            signal = interrupts.recv() => Ok(Err(signal)),
+            report = done_rx => report.context("the intendant thread failed").map(Ok),
+        }
+    })?;
+    let status = match &finished {
+        Ok(report) if report.failure().is_none() => "completed",
+        Ok(_) => "failed",
+        Err(_) => INTERRUPTED,
     };
-    // A failed call closed that connection: end the session on a fresh one.
+    // A failed call closed that connection: end the session on a fresh one. The daemon cancels
+    // and journals the session's pending approvals as it ends it.
     let ended = Client::connect(&daemon.socket, Duration::from_secs(30)).and_then(|mut c| {
         c.hello(&opened.token)?;
         c.end_session(Some(status))
@@ -389,13 +461,27 @@ fn run_on_daemon(
     if let Err(e) = ended {
         eprintln!("agp: error: cannot end session {}: {e}", opened.session);
     }
-    summarize(home, &opened.session, &report);
-    let verified = verify(
-        &home.journal_dir(),
-        &home.keys_dir().join(agp_journal::keys::VERIFIER_FILE),
-    );
-    if report.failure().is_some() || !report.mismatches().is_empty() || !verified {
-        return Ok(Exit::Bad);
+    let journal_dir = home.journal_dir();
+    let verifier = home.keys_dir().join(agp_journal::keys::VERIFIER_FILE);
+    match finished {
+        Ok(report) => finish(
+            &home.agp(),
+            crate::cmd::sessions::session_flags(home, &opened.session),
+            &opened.session,
+            repo,
+            &report,
+            &journal_dir,
+            &verifier,
+            out,
+        ),
+        Err(signal) => {
+            crate::cmd::interrupt::report(&home.agp(), signal, &opened.session);
+            let mut summary = base_summary(&opened.session, repo, INTERRUPTED);
+            summary["journal"] = verify(&journal_dir, &verifier, Out { json: true });
+            Ok(Ran {
+                exit: Exit::CannotRun,
+                summary: Some(summary),
+            })
+        }
     }
-    Ok(Exit::Ok)
 }

@@ -33,6 +33,7 @@ use serde_json::json;
 use crate::cmd::agent_binary::{self, AgentBinary};
 use crate::cmd::daemon::{assemble, runtime, GovernArgs, SandboxChoice};
 use crate::cmd::{agent_login, agent_wait};
+use crate::cmd::interrupt::{Interrupts, INTERRUPTED};
 use crate::exit::Exit;
 use crate::home::Home;
 
@@ -86,6 +87,49 @@ pub struct AgentRunArgs<'a> {
     pub task: &'a str,
     pub interactive: bool,
     pub govern: &'a GovernArgs,
+    /// Print the summary as one JSON document on stdout.
+    pub json: bool,
+}
+
+/// The agent process of a run, as seen by the signal handler: a signal kills the agent, and an
+/// agent not started yet never starts.
+#[derive(Default)]
+struct AgentProcess {
+    /// `Some(pid)` while the agent runs; the flag says the run was interrupted.
+    state: std::sync::Mutex<(Option<u32>, bool)>,
+}
+
+impl AgentProcess {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<u32>, bool)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks the run interrupted and signals the agent (its sandbox dies with it).
+    fn interrupt(&self, signal: rustix::process::Signal) {
+        let mut state = self.lock();
+        state.1 = true;
+        if let Some(pid) = state
+            .0
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+
+    /// Starts the agent unless the run was interrupted meanwhile.
+    fn spawn(&self, cmd: &mut std::process::Command) -> Result<Option<std::process::Child>> {
+        let mut state = self.lock();
+        if state.1 {
+            return Ok(None);
+        }
+        let child = cmd.spawn()?;
+        state.0 = Some(child.id());
+        Ok(Some(child))
+    }
+
+    fn interrupted(&self) -> bool {
+        self.lock().1
+    }
 }
 
 /// The `[egress]` section of config.toml.
@@ -254,7 +298,9 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
     }
 
     let rt = runtime()?;
-    let assembly = assemble(home, args.govern, &rt)?;
+    let mut assembly = assemble(home, args.govern, &rt)?;
+    // This daemon and its session die with this process.
+    assembly.config.ephemeral = true;
     let mut extra_egress = policy_egress(home)?;
     extra_egress.extend(policy_domains(&assembly.policy_path)?);
     let hook_timeout = assembly.config.approval_timeout.as_secs() + HOOK_MARGIN_SECS;
@@ -266,7 +312,9 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
         .tempdir_in(home.run_dir())
         .context("cannot create the session's scratch directory")?;
 
+    let process = Arc::new(AgentProcess::default());
     let outcome = rt.block_on(async {
+        let mut interrupts = Interrupts::install()?;
         let daemon = Daemon::start(assembly.config, assembly.parts)
             .await
             .context("cannot start the agp daemon")?;
@@ -301,7 +349,7 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
                 eprintln!("agp: error: cannot journal the version warning: {e}");
             }
         }
-        println!(
+        let started = format!(
             "agp: session {} · intendant {} {} · repo {} · sandbox bubblewrap · approvals via {}",
             session.id,
             agent.name(),
@@ -309,6 +357,11 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
             repo.display(),
             assembly.channel
         );
+        if args.json {
+            eprintln!("{started}");
+        } else {
+            println!("{started}");
+        }
         let ctx = LaunchContext {
             session: session.id.clone(),
             repo: repo.clone(),
@@ -330,14 +383,40 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
         };
         let provider = provider.clone();
         let journal = journal.clone();
-        let launched = tokio::task::spawn_blocking(move || {
-            launch(agent, adapter.as_ref(), &ctx, &host, &provider, journal)
-        })
-        .await
-        .map_err(|e| anyhow!("the launcher thread failed: {e}"))
-        .and_then(|r| r);
-        let status = match &launched {
-            Ok(0) => "completed",
+        let proc = process.clone();
+        let mut launching = tokio::task::spawn_blocking(move || {
+            launch(
+                agent,
+                adapter.as_ref(),
+                &ctx,
+                &host,
+                &provider,
+                journal,
+                &proc,
+            )
+        });
+        let mut caught = None;
+        // The launcher cleans up (sandbox, egress proxy) once the agent is gone, so it is always
+        // awaited; a signal only kills the agent, a second one without mercy.
+        let launched = loop {
+            tokio::select! {
+                joined = &mut launching => break joined
+                    .map_err(|e| anyhow!("the launcher thread failed: {e}"))
+                    .and_then(|r| r),
+                signal = interrupts.recv() => {
+                    let kill = if caught.is_some() {
+                        rustix::process::Signal::KILL
+                    } else {
+                        rustix::process::Signal::TERM
+                    };
+                    caught.get_or_insert(signal);
+                    process.interrupt(kill);
+                }
+            }
+        };
+        let status = match (&launched, caught.is_some() || process.interrupted()) {
+            (_, true) => INTERRUPTED,
+            (Ok(0), false) => "completed",
             _ => "failed",
         };
         if let Err(e) = daemon.end_session(&session.id, status).await {
@@ -345,26 +424,44 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
         }
         let _ = stop.send(());
         let _ = served.await;
-        anyhow::Ok((session.id, launched))
+        anyhow::Ok((session.id, launched, caught))
     });
     drop(rt);
     drop(journal);
     drop(assembly.journal);
-    let (session, launched) = outcome?;
+    // `scratch` (the session's temporary folder) is removed when it drops, on every path.
+    drop(scratch);
+    let (session, launched, caught) = outcome?;
+    if let Some(signal) = caught {
+        crate::cmd::interrupt::report(&home.agp(), signal, &session);
+        if args.json {
+            let summary = json!({"session": session, "intendant": agent.name(),
+                                 "repo": repo, "status": INTERRUPTED, "exit_code": null});
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+        return Ok(Exit::CannotRun);
+    }
     let code = launched?;
     let outcome = if code == 0 {
         "exited 0".to_string()
     } else {
         format!("exited with status {code}")
     };
-    println!(
-        "agp: session {session}: {} {outcome}; timeline: `agp sessions show {session}`; check the journal: `agp verify`",
-        agent.name()
-    );
-    if let Ok(entries) = crate::cmd::sessions::session_entries(home, &session) {
-        for line in crate::cmd::sessions::flagged(&entries) {
-            println!("agp: {}", agp_channels::sanitize::escape(&line));
+    let flags = crate::cmd::sessions::session_flags(home, &session);
+    if args.json {
+        let summary = json!({"session": session, "intendant": agent.name(), "repo": repo,
+                             "status": if code == 0 { "completed" } else { "failed" },
+                             "exit_code": code, "flags": flags});
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!("agp: session {session}: {} {outcome}", agent.name());
+        for line in &flags {
+            println!("agp: {}", agp_channels::sanitize::escape(line));
         }
+        println!(
+            "next: `{agp} sessions show {session}` for the session's timeline, `{agp} verify` to check the journal",
+            agp = home.agp()
+        );
     }
     Ok(if code == 0 { Exit::Ok } else { Exit::Bad })
 }
@@ -387,6 +484,7 @@ fn launch(
     host: &HostPaths,
     provider: &BubblewrapProvider,
     journal: Arc<dyn Journal>,
+    process: &AgentProcess,
 ) -> Result<i32> {
     let plan = adapter.plan(ctx)?;
     adapter.verify_wiring(ctx, &plan)?;
@@ -460,9 +558,18 @@ fn launch(
     if !plan.interactive {
         cmd.stdin(Stdio::null());
     }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {} in the sandbox", agent.name()))?;
+    let child = process
+        .spawn(&mut cmd)
+        .with_context(|| format!("cannot start {} in the sandbox", agent.name()));
+    let mut child = match child {
+        Ok(Some(child)) => child,
+        // Interrupted before the agent started.
+        Ok(None) | Err(_) => {
+            let _ = provider.teardown(sandbox);
+            proxy.stop();
+            return child.map(|_| 128);
+        }
+    };
     let waited = agent_wait::wait_watching(&mut child, &watch);
     let _ = provider.teardown(sandbox);
     proxy.stop();

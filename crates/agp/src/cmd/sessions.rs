@@ -91,17 +91,37 @@ fn describe(kind: &str, body: &Value) -> String {
             s("intendant"),
             s("repo")
         ),
-        "session.ended" | "session.reaped" => s("status").to_owned(),
+        "session.ended" => s("status").to_owned(),
+        "session.reaped" => match (s("status"), s("reason")) {
+            ("", _) => "lease expired".to_owned(),
+            (status, "") => status.to_owned(),
+            (status, reason) => format!("{status}: {reason}"),
+        },
+        "egress.allowed" | "egress.denied" => {
+            let port = body
+                .get("port")
+                .and_then(Value::as_u64)
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            let host = match s("host") {
+                "" => "(no host)",
+                h => h,
+            };
+            format!("{} {host}{port}: {}", s("method"), s("reason"))
+        }
         "sandbox.preflight" => {
             let passed = body
                 .pointer("/report/passed")
                 .or_else(|| body.get("passed"))
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
+            // The daemon journals `{report, isolation}`; `agp run` for live agents, the report.
             let provider = body
                 .pointer("/isolation/provider")
+                .or_else(|| body.pointer("/report/provider"))
+                .or_else(|| body.get("provider"))
                 .and_then(Value::as_str)
-                .unwrap_or("?");
+                .unwrap_or("unknown provider");
             format!("{provider}: {}", if passed { "passed" } else { "FAILED" })
         }
         "tool_call.requested" => {
@@ -163,7 +183,16 @@ fn describe(kind: &str, body: &Value) -> String {
                 if complete { "" } else { ", scan INCOMPLETE" }
             )
         }
-        _ => String::new(),
+        // Kinds without their own line (newer ones included) show their body, never nothing.
+        _ => {
+            let text = agp_contracts::canonical::to_canonical_string(body)
+                .unwrap_or_else(|_| body.to_string());
+            if text.chars().count() > 100 {
+                text.chars().take(99).collect::<String>() + "…"
+            } else {
+                text
+            }
+        }
     }
 }
 
@@ -217,6 +246,14 @@ pub fn flagged(entries: &[Value]) -> Vec<String> {
         }
     }
     lines
+}
+
+/// What a finished session's summary must flag (see [`flagged`]); nothing when the journal
+/// cannot be read, which the journal check of the same summary reports.
+pub fn session_flags(home: &Home, id: &str) -> Vec<String> {
+    session_entries(home, id)
+        .map(|entries| flagged(&entries))
+        .unwrap_or_default()
 }
 
 /// The journal entries of one session, in order.
@@ -312,6 +349,48 @@ mod tests {
         assert!(
             shown.contains("3 finding(s)") && shown.contains("INCOMPLETE"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn egress_and_preflight_lines_are_never_blank() {
+        assert_eq!(
+            describe(
+                "egress.allowed",
+                &json!({"method": "CONNECT", "host": "api.anthropic.com", "port": 443,
+                        "reason": "model API"}),
+            ),
+            "CONNECT api.anthropic.com:443: model API"
+        );
+        assert_eq!(
+            describe(
+                "egress.denied",
+                &json!({"method": "GET", "reason": "no host"})
+            ),
+            "GET (no host): no host"
+        );
+        // `agp run` for a live agent journals the report itself.
+        assert_eq!(
+            describe(
+                "sandbox.preflight",
+                &json!({"provider": "bubblewrap", "passed": true})
+            ),
+            "bubblewrap: passed"
+        );
+        assert_eq!(
+            describe(
+                "sandbox.preflight",
+                &json!({"report": {"passed": false}, "isolation": {"provider": "bubblewrap"}}),
+            ),
+            "bubblewrap: FAILED"
+        );
+        assert_eq!(
+            describe("intendant.wiring_verified", &json!({"intendant": "codex"})),
+            r#"{"intendant":"codex"}"#
+        );
+        assert_eq!(
+            describe("session.reaped", &json!({"session": "s"})),
+            "lease expired"
         );
     }
 }

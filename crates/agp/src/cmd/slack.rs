@@ -20,6 +20,9 @@ pub struct SlackArgs {
     /// override it.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Print the result as one JSON document
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: SlackCommand,
 }
@@ -51,13 +54,30 @@ pub fn run(home: &Home, args: SlackArgs) -> Result<Exit> {
         .build()
         .context("cannot start the async runtime")?;
     match args.command {
-        SlackCommand::Check => rt.block_on(check(&cfg)),
-        SlackCommand::Test { timeout } => rt.block_on(test(cfg, Duration::from_secs(timeout))),
+        SlackCommand::Check => rt.block_on(check(&cfg, args.json)),
+        SlackCommand::Test { timeout } => {
+            rt.block_on(test(cfg, Duration::from_secs(timeout), args.json))
+        }
     }
 }
 
-async fn check(cfg: &SlackConfig) -> Result<Exit> {
+async fn check(cfg: &SlackConfig, json: bool) -> Result<Exit> {
     let result = agp_slack::check_tokens(cfg).await;
+    if json {
+        let out = json!({
+            "ok": result.ok(),
+            "bot": match &result.bot {
+                Ok(a) => json!({"ok": true, "user": a.user, "user_id": a.user_id, "team": a.team}),
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
+            },
+            "app": match &result.app {
+                Ok(()) => json!({"ok": true}),
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(if result.ok() { Exit::Ok } else { Exit::Bad });
+    }
     match &result.bot {
         Ok(a) => println!("✓ bot token: {} ({}) in team {}", a.user, a.user_id, a.team),
         Err(e) => println!("✗ bot token: {e}"),
@@ -71,7 +91,7 @@ async fn check(cfg: &SlackConfig) -> Result<Exit> {
     Ok(if result.ok() { Exit::Ok } else { Exit::Bad })
 }
 
-async fn test(cfg: SlackConfig, wait: Duration) -> Result<Exit> {
+async fn test(cfg: SlackConfig, wait: Duration, json: bool) -> Result<Exit> {
     let channel_id = cfg.channel.clone();
     // The test approval needs no durability: an in-memory store keeps state.db untouched.
     let store = Arc::new(SqliteStore::open_in_memory()?);
@@ -105,11 +125,38 @@ async fn test(cfg: SlackConfig, wait: Duration) -> Result<Exit> {
         quorum: 1,
         expires_at_ms: now_ms + wait.as_millis() as u64,
     };
-    println!(
+    let posted = format!(
         "posted a test approval to {channel_id}; waiting up to {} s for a click",
         wait.as_secs()
     );
+    if json {
+        eprintln!("{posted}");
+    } else {
+        println!("{posted}");
+    }
     let outcome = channel.request_approval(&request).await?;
+    if json {
+        let approver = |a: &agp_contracts::Approver| json!({"id": a.id, "name": a.name});
+        let (ok, out) = match &outcome {
+            ApprovalOutcome::Granted { by } => (
+                true,
+                json!({"outcome": "allowed", "by": by.iter().map(approver).collect::<Vec<_>>()}),
+            ),
+            ApprovalOutcome::Denied { by, reason } => (
+                false,
+                json!({"outcome": "denied", "by": [approver(by)], "reason": reason}),
+            ),
+            ApprovalOutcome::Timeout => (false, json!({"outcome": "timeout"})),
+            ApprovalOutcome::Unavailable { reason } => {
+                (false, json!({"outcome": "unavailable", "reason": reason}))
+            }
+        };
+        let mut out = out;
+        out["ok"] = json!(ok);
+        out["channel"] = json!(channel_id);
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(if ok { Exit::Ok } else { Exit::Bad });
+    }
     let who = |a: &agp_contracts::Approver| format!("{} ({})", a.name, a.id);
     Ok(match outcome {
         ApprovalOutcome::Granted { by } => {
