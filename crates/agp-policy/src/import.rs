@@ -137,22 +137,24 @@ pub fn import_claude(settings: &str, source_name: &str) -> Result<Imported, Impo
             let Some(&(list, index)) = origin.get(&f.diagnostic.location.line) else {
                 return Err(ImportError::Invalid(f.diagnostic.to_string()));
             };
-            let stricter = lists
+            let why = lists
                 .iter()
                 .enumerate()
                 .find(|(i, o)| {
                     *i != list && f.diagnostic.message.contains(&format!("rule `{}`", o.id))
                 })
-                .map(|(_, o)| format!("permissions.{} covers it", o.key))
+                .map(|(_, o)| {
+                    format!(
+                        "permissions.{} covers it, so it would never decide (in Claude Code \
+                         either: deny wins over ask over allow)",
+                        o.key
+                    )
+                })
                 .unwrap_or_else(|| f.diagnostic.message.clone());
             let l = &mut lists[list];
             if index < l.matchers.len() {
                 let m = l.matchers.remove(index);
-                warnings.push(format!(
-                    "permissions.{}: `{m}` left out: {stricter}, so it would never decide \
-                     (in Claude Code either: deny wins over ask over allow)",
-                    l.key
-                ));
+                warnings.push(format!("permissions.{}: `{m}` left out: {why}", l.key));
                 removed = true;
                 // Indices after this one moved: lint again before removing more.
                 break;

@@ -217,10 +217,7 @@ fn doctor_and_key_hints_lead_out_of_a_lost_public_key() {
     let keygen = agp(&w.home, &w.user_home, &["keygen"]);
     let (_, err) = text(&keygen);
     assert_eq!(code(&keygen), 2, "{err}");
-    assert!(
-        err.contains(" keygen --repair-pub` rebuilds it"),
-        "{err}"
-    );
+    assert!(err.contains(" keygen --repair-pub` rebuilds it"), "{err}");
 
     // Doctor's fix lines run as printed and repair the home.
     let doctor = agp(&w.home, &w.user_home, &["doctor"]);

@@ -1,7 +1,8 @@
 //! An `agp run` interrupted at an approval prompt (SIGINT, SIGTERM, SIGHUP, Ctrl-C at the
 //! terminal, or killed outright) with the real binary: its session ends as interrupted, its
 //! pending approval is cancelled and journaled, its demo copy is removed, and no later run ever
-//! shows (or answers) the dead session's prompt.
+//! shows (or answers) the dead session's prompt. The live-agent cases use a stand-in agent
+//! script (also for the `--json` summary of a live run).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -487,4 +488,44 @@ fn a_signal_ends_a_run_on_a_running_daemon_and_cancels_its_approval_there() {
     }
     assert_interrupted(&w.home, &session);
     assert_eq!(demo_copies(&tmp), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_live_agent_run_with_json_prints_only_the_summary_on_stdout() {
+    let w = demo_world();
+    let agent = w.dir.path().join("claude");
+    std::fs::write(
+        &agent,
+        "#!/bin/sh\n\
+         if [ \"$1\" = \"--version\" ]; then echo '2.1.332 (Claude Code)'; exit 0; fi\n\
+         echo 'the agent talks on its stdout'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new(AGP)
+        .arg("--home")
+        .arg(&w.home)
+        .args([
+            "run",
+            "--json",
+            "--intendant",
+            "claude-code",
+            "--task",
+            "talk",
+            "--repo",
+        ])
+        .arg(&w.repo)
+        .env("HOME", &w.user_home)
+        .env("AGP_CLAUDE_BIN", &agent)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(summary["status"], "completed");
+    assert_eq!(summary["intendant"], "claude-code");
+    assert_eq!(summary["exit_code"], 0);
+    assert!(stderr.contains("the agent talks on its stdout"), "{stderr}");
 }

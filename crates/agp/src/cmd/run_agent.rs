@@ -380,6 +380,7 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
             agp_exe,
             scratch: scratch.path().to_path_buf(),
             extra_egress,
+            agent_output_to_stderr: args.json,
         };
         let provider = provider.clone();
         let journal = journal.clone();
@@ -474,6 +475,8 @@ struct HostPaths {
     agp_exe: PathBuf,
     scratch: PathBuf,
     extra_egress: Vec<String>,
+    /// `--json`: stdout carries only agp's summary, so the agent writes to stderr.
+    agent_output_to_stderr: bool,
 }
 
 /// Plans, proves and starts the agent; returns its exit status. Blocking.
@@ -557,6 +560,9 @@ fn launch(
         .map_err(|e| anyhow!("{e}"))?;
     if !plan.interactive {
         cmd.stdin(Stdio::null());
+    }
+    if host.agent_output_to_stderr {
+        cmd.stdout(std::io::stderr());
     }
     let child = process
         .spawn(&mut cmd)
