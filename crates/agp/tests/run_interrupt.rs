@@ -400,6 +400,7 @@ fn a_signal_ends_a_live_agent_run_and_removes_its_scratch_folder() {
             .arg(&w.repo)
             .env("HOME", &w.user_home)
             .env("AGP_CLAUDE_BIN", &agent)
+            .env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -517,6 +518,7 @@ fn a_live_agent_run_with_json_prints_only_the_summary_on_stdout() {
         .arg(&w.repo)
         .env("HOME", &w.user_home)
         .env("AGP_CLAUDE_BIN", &agent)
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key")
         .stdin(Stdio::null())
         .output()
         .unwrap();

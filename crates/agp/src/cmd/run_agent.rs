@@ -32,8 +32,8 @@ use serde_json::json;
 
 use crate::cmd::agent_binary::{self, AgentBinary};
 use crate::cmd::daemon::{assemble, runtime, GovernArgs, SandboxChoice};
-use crate::cmd::{agent_login, agent_wait};
 use crate::cmd::interrupt::{Interrupts, INTERRUPTED};
+use crate::cmd::{agent_login, agent_wait};
 use crate::exit::Exit;
 use crate::home::Home;
 
