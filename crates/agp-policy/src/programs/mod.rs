@@ -8,6 +8,7 @@
 //! other read, write or piece of inline code. An option a model does not know is reported as
 //! unknown, so it is never auto-allowed.
 
+pub mod env;
 pub mod grammar;
 
 pub use grammar::{parse, Arity, Effect, Grammar, OptSpec, Parsed, ParsedOpt};
@@ -38,8 +39,11 @@ pub type Model = fn(&[Word]) -> Effects;
 pub fn model_for(name: &str) -> Option<Model> {
     // Models are added per program family (one file each); names are matched exactly so that
     // `sedx` is not mistaken for `sed`.
-    let _ = name;
-    None
+    Some(match name {
+        "env" => env::env,
+        "xargs" => env::xargs,
+        _ => return None,
+    })
 }
 
 impl Effects {
