@@ -8,8 +8,10 @@
 //! other read, write or piece of inline code. An option a model does not know is reported as
 //! unknown, so it is never auto-allowed.
 
+pub mod awk;
 pub mod env;
 pub mod grammar;
+pub mod sed;
 
 pub use grammar::{parse, Arity, Effect, Grammar, OptSpec, Parsed, ParsedOpt};
 
@@ -42,6 +44,8 @@ pub fn model_for(name: &str) -> Option<Model> {
     Some(match name {
         "env" => env::env,
         "xargs" => env::xargs,
+        "sed" | "gsed" => sed::sed,
+        "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => awk::awk,
         _ => return None,
     })
 }

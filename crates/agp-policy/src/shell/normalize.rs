@@ -528,76 +528,10 @@ fn inline_code(name: &str, args: &[Word]) -> Option<String> {
                     "-c" | "-command" | "-e" | "-ec" | "-encodedcommand" | "/c"
                 )
             }),
-            "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => awk_runs_programs(args),
-            "sed" | "gsed" => sed_runs_programs(args),
             _ => false,
         }
     };
     found.then(|| format!("inline code passed to {name} cannot be judged"))
-}
-
-/// An awk program that runs commands (`system()`, `| "cmd"`, `"cmd" | getline`) or writes files.
-fn awk_runs_programs(args: &[Word]) -> bool {
-    let mut i = 0;
-    while i < args.len() {
-        let t = args[i].text.as_str();
-        if t == "-f" || t.starts_with("--file") {
-            return false;
-        }
-        if matches!(t, "-F" | "-v" | "--assign" | "--field-separator") {
-            i += 2;
-            continue;
-        }
-        if t.starts_with('-') && t.len() > 1 {
-            i += 1;
-            continue;
-        }
-        let p = &args[i];
-        return p.dynamic
-            || p.text.contains("system")
-            || p.text.contains('|')
-            || p.text.contains('>');
-    }
-    false
-}
-
-/// A sed script that runs commands (`e`, the `s///e` flag) or writes files (`w`, `s///w`).
-fn sed_runs_programs(args: &[Word]) -> bool {
-    let mut scripts: Vec<&Word> = option_value(args, &["-e"], &["--expression"]);
-    let explicit = !scripts.is_empty()
-        || args
-            .iter()
-            .any(|w| matches!(w.text.as_str(), "-f" | "--file"));
-    if !explicit {
-        if let Some(first) = non_options(args, &["-l", "-f", "--file"]).first() {
-            scripts.push(first);
-        }
-    }
-    scripts.iter().any(|w| {
-        if w.dynamic {
-            return true;
-        }
-        let b = w.text.as_bytes();
-        b.iter().enumerate().any(|(i, c)| {
-            let prev = if i == 0 { b';' } else { b[i - 1] };
-            match c {
-                // `e cmd` / `1e` / `$e`, and flags right after a closing delimiter (`s/a/b/e`).
-                b'e' | b'w' | b'W' => {
-                    matches!(
-                        prev,
-                        b';' | b'\n' | b'{' | b'}' | b' ' | b'0'
-                            ..=b'9' | b'$' | b'/' | b'|' | b'#' | b',' | b':'
-                    ) && b.get(i + 1).is_none_or(|n| {
-                        matches!(
-                            n,
-                            b' ' | b';' | b'\n' | b'}' | b'g' | b'p' | b'I' | b'i' | b'm' | b'M'
-                        )
-                    })
-                }
-                _ => false,
-            }
-        })
-    })
 }
 
 fn non_options<'a>(args: &'a [Word], with_value: &[&str]) -> Vec<&'a Word> {
@@ -730,22 +664,6 @@ pub fn derived_writes(name: &str, args: &[Word]) -> Vec<Word> {
             }
         }
         "dd" => with_eq("of="),
-        "sed" => {
-            let in_place = args
-                .iter()
-                .any(|w| w.text.starts_with("-i") || w.text.starts_with("--in-place"));
-            if !in_place {
-                return Vec::new();
-            }
-            let script_given = args
-                .iter()
-                .any(|w| matches!(w.text.as_str(), "-e" | "-f" | "--expression" | "--file"));
-            let rest = non_options(args, &["-e", "-f", "--expression", "--file", "-l"]);
-            rest.into_iter()
-                .skip(usize::from(!script_given))
-                .cloned()
-                .collect()
-        }
         "perl" => {
             let in_place = args.iter().any(|w| {
                 let t = w.text.as_str();
