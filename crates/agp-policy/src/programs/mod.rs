@@ -10,8 +10,11 @@
 
 pub mod awk;
 pub mod env;
+pub mod find;
 pub mod grammar;
 pub mod sed;
+pub mod sort;
+pub mod tar;
 
 pub use grammar::{parse, Arity, Effect, Grammar, OptSpec, Parsed, ParsedOpt};
 
@@ -46,6 +49,9 @@ pub fn model_for(name: &str) -> Option<Model> {
         "xargs" => env::xargs,
         "sed" | "gsed" => sed::sed,
         "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => awk::awk,
+        "tar" | "gtar" => tar::tar,
+        "sort" => sort::sort,
+        "find" | "gfind" => find::find,
         _ => return None,
     })
 }

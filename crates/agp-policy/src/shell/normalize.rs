@@ -286,8 +286,6 @@ impl Walker {
             return Some(index);
         } else if let Some(why) = inline_code(&name, &args) {
             self.opaque(text, why);
-        } else if name == "find" {
-            self.find_exec(&args, &wrappers_now, text, depth);
         }
         for path in derived_writes(&name, &args) {
             let via = format!("{name} {}", path.text);
@@ -400,29 +398,6 @@ impl Walker {
             self.analyze_source(&joined, depth + 1);
         }
         None
-    }
-
-    /// `find … -exec CMD … ;` runs CMD for every file found.
-    fn find_exec(&mut self, args: &[Word], wrappers: &[String], text: &str, depth: u32) {
-        let mut i = 0;
-        while i < args.len() {
-            let t = args[i].text.as_str();
-            if matches!(t, "-exec" | "-execdir" | "-ok" | "-okdir") {
-                let start = i + 1;
-                let mut end = start;
-                while end < args.len() && !matches!(args[end].text.as_str(), ";" | "+") {
-                    end += 1;
-                }
-                if end > start {
-                    let mut w = wrappers.to_vec();
-                    w.push("find -exec".to_string());
-                    self.simple(args[start..end].to_vec(), Vec::new(), w, false, text, depth);
-                }
-                i = end + 1;
-            } else {
-                i += 1;
-            }
-        }
     }
 }
 
@@ -608,11 +583,6 @@ pub fn derived_writes(name: &str, args: &[Word]) -> Vec<Word> {
             t.extend(with_eq("--output-directory="));
             t
         }
-        "sort" => {
-            let mut t = own(option_value(args, &["-o"], &["--output"]));
-            t.extend(with_eq("--output="));
-            t
-        }
         "uniq" => non_options(args, &["-f", "-s", "-w"])
             .into_iter()
             .skip(1)
@@ -620,11 +590,6 @@ pub fn derived_writes(name: &str, args: &[Word]) -> Vec<Word> {
             .cloned()
             .collect(),
         "tree" => own(option_value(args, &["-o"], &[])),
-        "find" => own(option_value(
-            args,
-            &["-fprint", "-fprint0", "-fls", "-fprintf"],
-            &[],
-        )),
         "cp" | "install" | "rsync" | "scp" => {
             let mut t = own(option_value(args, &["-t"], &["--target-directory"]));
             t.extend(with_eq("--target-directory="));
