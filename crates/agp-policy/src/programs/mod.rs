@@ -9,6 +9,7 @@
 //! unknown, so it is never auto-allowed.
 
 pub mod awk;
+pub mod copy;
 pub mod env;
 pub mod find;
 pub mod grammar;
@@ -52,6 +53,11 @@ pub fn model_for(name: &str) -> Option<Model> {
         "tar" | "gtar" => tar::tar,
         "sort" => sort::sort,
         "find" | "gfind" => find::find,
+        "cp" => copy::cp,
+        "mv" => copy::mv,
+        "install" => copy::install,
+        "ln" => copy::ln,
+        "link" => copy::link,
         _ => return None,
     })
 }

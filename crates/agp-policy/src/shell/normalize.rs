@@ -563,12 +563,6 @@ pub fn derived_writes(name: &str, args: &[Word]) -> Vec<Word> {
     };
     match name {
         "tee" => own(non_options(args, &["--output-error"])),
-        // Moving a file away or linking to it changes it as much as writing it: a symlink or
-        // hard link to ~/.bashrc is a way to write ~/.bashrc later.
-        "mv" | "ln" | "link" => own(non_options(
-            args,
-            &["-S", "-t", "--suffix", "--target-directory"],
-        )),
         "vi" | "vim" | "nvim" | "nano" | "emacs" | "ed" | "ex" | "pico" | "micro" | "joe" => {
             own(non_options(args, &["-c", "-u", "-S", "--cmd", "-e", "-i"]))
         }
@@ -590,7 +584,7 @@ pub fn derived_writes(name: &str, args: &[Word]) -> Vec<Word> {
             .cloned()
             .collect(),
         "tree" => own(option_value(args, &["-o"], &[])),
-        "cp" | "install" | "rsync" | "scp" => {
+        "rsync" | "scp" => {
             let mut t = own(option_value(args, &["-t"], &["--target-directory"]));
             t.extend(with_eq("--target-directory="));
             if t.is_empty() {

@@ -117,7 +117,7 @@ fn redirections_and_commands_that_write() {
     assert_eq!(writes("echo x >> ~/.bashrc"), ["~/.bashrc"]);
     assert_eq!(writes("cat a 2>/dev/null > b 2>&1"), ["b"]);
     assert_eq!(writes("echo x | tee -a f1 f2"), ["f1", "f2"]);
-    assert_eq!(writes("cp a b c/"), ["c/"]);
+    assert_eq!(writes("cp a b c/"), ["c/", "c/a", "c/b"]);
     assert_eq!(writes("sed -i 's/a/b/' f.txt"), ["f.txt"]);
     assert_eq!(writes("dd if=/dev/zero of=/dev/sda"), ["/dev/sda"]);
     assert_eq!(writes("cat <<EOF > out\nhi\nEOF"), ["out"]);
