@@ -13,9 +13,12 @@ pub mod copy;
 pub mod env;
 pub mod find;
 pub mod grammar;
+pub mod patch;
+pub mod rsync;
 pub mod sed;
 pub mod sort;
 pub mod tar;
+pub mod zip;
 
 pub use grammar::{parse, Arity, Effect, Grammar, OptSpec, Parsed, ParsedOpt};
 
@@ -58,6 +61,10 @@ pub fn model_for(name: &str) -> Option<Model> {
         "install" => copy::install,
         "ln" => copy::ln,
         "link" => copy::link,
+        "rsync" => rsync::rsync,
+        "zip" => zip::zip,
+        "unzip" => zip::unzip,
+        "patch" => patch::patch,
         _ => return None,
     })
 }

@@ -584,21 +584,16 @@ pub fn derived_writes(name: &str, args: &[Word]) -> Vec<Word> {
             .cloned()
             .collect(),
         "tree" => own(option_value(args, &["-o"], &[])),
-        "rsync" | "scp" => {
-            let mut t = own(option_value(args, &["-t"], &["--target-directory"]));
-            t.extend(with_eq("--target-directory="));
-            if t.is_empty() {
-                let rest = non_options(args, &["-S", "-m", "-o", "-g", "-e", "--suffix"]);
-                if rest.len() >= 2 {
-                    if let Some(last) = rest.last() {
-                        // `scp`/`rsync` targets like `host:path` are remote, not local writes.
-                        if !matches!(name, "scp" | "rsync") || !last.text.contains(':') {
-                            t.push((*last).clone());
-                        }
-                    }
-                }
+        "scp" => {
+            let rest = non_options(
+                args,
+                &["-S", "-o", "-F", "-i", "-c", "-l", "-P", "-J", "-D"],
+            );
+            match rest.last() {
+                // `host:path` targets are remote, not local writes.
+                Some(last) if rest.len() >= 2 && !last.text.contains(':') => vec![(*last).clone()],
+                _ => Vec::new(),
             }
-            t
         }
         "touch" | "mkdir" | "rmdir" | "rm" | "shred" | "unlink" | "truncate" => own(non_options(
             args,
