@@ -241,13 +241,6 @@ impl Walker {
             self.opaque(src, "command line too long to judge");
             return;
         }
-        if crashes_scanner(src) {
-            self.opaque(
-                src,
-                "the command has a character after `{` that the shell parser cannot read safely",
-            );
-            return;
-        }
         let Some(tree) = parse(src) else {
             self.opaque(src, "the shell parser could not run");
             return;
@@ -553,21 +546,6 @@ impl Walker {
         }
         index
     }
-}
-
-/// tree-sitter-bash 0.25's scanner calls `isdigit()` on the code point after `{` (and after
-/// `{DIGITS.`): a code point above U+00FF indexes past the C library's table and crashes the
-/// process. Such input is refused before it reaches the parser.
-fn crashes_scanner(src: &str) -> bool {
-    let mut rest = src;
-    while let Some(i) = rest.find('{') {
-        rest = &rest[i + 1..];
-        let next = rest.chars().find(|c| !c.is_ascii_digit() && *c != '.');
-        if next.is_some_and(|c| u32::from(c) > 0xFF) {
-            return true;
-        }
-    }
-    false
 }
 
 /// Depth of the deepest node, computed without recursion.
