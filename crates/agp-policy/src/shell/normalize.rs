@@ -281,7 +281,7 @@ impl Walker {
             return Some(index);
         } else if let Some(model) = programs::model_for(&name) {
             // The program's own option grammar decides what it runs, reads and writes.
-            let fx = model(&args);
+            let fx = model(&run_time_args(args, &wrappers_now, dynamic_tail));
             self.apply_effects(&name, fx, &wrappers_now, text, depth);
             return Some(index);
         } else if let Some(why) = inline_code(&name, &args) {
@@ -399,6 +399,32 @@ impl Walker {
         }
         None
     }
+}
+
+/// The arguments a modeled program really gets: `find -exec` replaces `{}` with every path
+/// found and `xargs` appends words read from its input, so those are only known at run time
+/// (a file name may even be an option such as `-i`).
+fn run_time_args(mut args: Vec<Word>, wrappers: &[String], dynamic_tail: bool) -> Vec<Word> {
+    if wrappers.last().is_some_and(|w| w == "find -exec") {
+        for w in args.iter_mut().filter(|w| w.text.contains("{}")) {
+            w.dynamic = true;
+        }
+    }
+    let replaces =
+        wrappers.last().is_some_and(|w| w == "xargs") && args.iter().any(|w| w.text.contains("{}"));
+    if replaces {
+        for w in args.iter_mut().filter(|w| w.text.contains("{}")) {
+            w.dynamic = true;
+        }
+    }
+    if dynamic_tail {
+        args.push(Word {
+            text: "{xargs input}".into(),
+            dynamic: true,
+            substitution: false,
+        });
+    }
+    args
 }
 
 /// The directory `env -C DIR` / `--chdir=DIR` / `sudo -D DIR` switches to.
