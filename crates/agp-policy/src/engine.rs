@@ -934,13 +934,7 @@ fn path_spec_matches(m: &Matcher, p: &Path, scene: &Scene) -> bool {
 /// (or when the path is only known at run time) a human decides, since no project build or
 /// test rule vouches for code elsewhere.
 fn judge_foreign(path: &Word, via: &str, scene: &Scene, acc: &mut Strictest) {
-    let outside = path.dynamic
-        || (Scene::is_relative(&path.text) && scene.cwd_unknown)
-        || scene
-            .resolve_all(&path.text)
-            .iter()
-            .any(|p| !p.starts_with(&scene.bases.root));
-    if outside {
+    if crate::programs::outside_root(path, scene) {
         acc.builtin(
             "shell",
             Decision::Require,
