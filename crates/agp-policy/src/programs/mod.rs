@@ -22,7 +22,6 @@ pub mod zip;
 
 pub use grammar::{parse, Arity, Effect, Grammar, OptSpec, Parsed, ParsedOpt};
 
-use crate::engine::Scene;
 use crate::shell::Word;
 
 /// What one invocation of a modeled program does.
@@ -141,20 +140,6 @@ pub fn unknown_reason(program: &str, raw: &str) -> String {
     }
 }
 
-/// Is a path project tooling is pointed at (`--manifest-path`, `-C DIR`, a config file)
-/// outside the project root, or only known at run time? Relative paths count from every
-/// directory the command may run in.
-pub fn outside_root(path: &Word, scene: &Scene) -> bool {
-    let t = path.text.as_str();
-    let relative = !(t.starts_with('/') || t == "~" || t.starts_with("~/"));
-    path.dynamic
-        || (relative && scene.cwd_unknown)
-        || scene
-            .resolve_all(t)
-            .iter()
-            .any(|p| !p.starts_with(&scene.bases.root))
-}
-
 /// `path` as seen from inside `dir` (`tar -C DIR`, `make -C DIR`): relative paths are joined
 /// to the directory, absolute ones stay.
 pub fn join_dir(dir: Option<&Word>, path: &Word) -> Word {
@@ -188,42 +173,6 @@ mod tests {
             substitution: false,
         };
         assert!(join_dir(Some(&dynd), &Word::literal("a")).dynamic);
-    }
-
-    #[test]
-    fn foreign_paths_outside_the_root_or_unknown() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("proj");
-        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
-        std::fs::create_dir_all(dir.path().join("other")).expect("mkdir");
-        let ctx = agp_contracts::EvalContext {
-            project_root: root.clone(),
-            home: dir.path().join("home"),
-            agp_home: dir.path().join("home/.agp"),
-        };
-        let scene = Scene::new(&ctx, &root);
-        let lit = |s: &str| Word::literal(s);
-        assert!(!outside_root(&lit("Cargo.toml"), &scene));
-        assert!(!outside_root(&lit("sub/../sub/Cargo.toml"), &scene));
-        assert!(!outside_root(
-            &lit(&root.join("sub").display().to_string()),
-            &scene
-        ));
-        assert!(outside_root(&lit("../other/Cargo.toml"), &scene));
-        assert!(outside_root(&lit("/etc"), &scene));
-        assert!(outside_root(&lit("~/x"), &scene));
-        let dynamic = Word {
-            text: "$D/Cargo.toml".into(),
-            dynamic: true,
-            substitution: false,
-        };
-        assert!(outside_root(&dynamic, &scene));
-        // A symlink inside the project that leads out of it is outside.
-        #[cfg(unix)]
-        {
-            std::os::unix::fs::symlink(dir.path().join("other"), root.join("link")).expect("ln");
-            assert!(outside_root(&lit("link/Cargo.toml"), &scene));
-        }
     }
 
     #[test]
