@@ -51,6 +51,7 @@ pub mod import;
 pub mod lint;
 pub mod matcher;
 pub mod paths;
+pub mod programs;
 pub mod redact;
 pub mod reload;
 pub mod schema;

@@ -1,0 +1,183 @@
+//! Models of programs whose options can run code, write or delete files, read files or point
+//! project tooling elsewhere.
+//!
+//! An allow rule such as `Bash(sed *)` says "sed is fine", not "sed may run `id`, rewrite
+//! `~/.bashrc` and read `/etc/shadow`". Each model parses the program's command line with the
+//! program's own option grammar (written from its manual) and reports what the invocation
+//! does as [`Effects`]; the shell walker turns them into parts the engine judges like any
+//! other read, write or piece of inline code. An option a model does not know is reported as
+//! unknown, so it is never auto-allowed.
+
+pub mod awk;
+pub mod copy;
+pub mod env;
+pub mod find;
+pub mod grammar;
+pub mod patch;
+pub mod rsync;
+pub mod sed;
+pub mod sort;
+pub mod tar;
+pub mod zip;
+
+pub use grammar::{parse, Arity, Effect, Grammar, OptSpec, Parsed, ParsedOpt};
+
+use crate::shell::Word;
+
+/// What one invocation of a modeled program does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Reasons "the program runs code given in …": never auto-allowed.
+    pub code: Vec<String>,
+    /// Files read (judged by Read rules and the secret guards).
+    pub reads: Vec<Word>,
+    /// Files written, created or deleted (judged by Edit rules and the write guards).
+    pub writes: Vec<Word>,
+    /// Reasons naming options the model does not know: never auto-allowed.
+    pub unknown: Vec<String>,
+    /// Project tooling pointed at code or configuration at this path.
+    pub foreign: Vec<Word>,
+    /// Commands it runs (`find -exec`, `xargs CMD`), judged as commands of their own.
+    pub runs: Vec<Vec<Word>>,
+}
+
+/// A program model: `args` is argv[1..] after wrapper stripping.
+pub type Model = fn(&[Word]) -> Effects;
+
+/// The model for a program's base name, if agp has one.
+pub fn model_for(name: &str) -> Option<Model> {
+    // Models are added per program family (one file each); names are matched exactly so that
+    // `sedx` is not mistaken for `sed`.
+    Some(match name {
+        "env" => env::env,
+        "xargs" => env::xargs,
+        "sed" | "gsed" => sed::sed,
+        "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => awk::awk,
+        "tar" | "gtar" => tar::tar,
+        "sort" => sort::sort,
+        "find" | "gfind" => find::find,
+        "cp" => copy::cp,
+        "mv" => copy::mv,
+        "install" => copy::install,
+        "ln" => copy::ln,
+        "link" => copy::link,
+        "rsync" => rsync::rsync,
+        "zip" => zip::zip,
+        "unzip" => zip::unzip,
+        "patch" => patch::patch,
+        _ => return None,
+    })
+}
+
+impl Effects {
+    /// Records every option `unknown` in `parsed` with a reason naming it.
+    pub fn unknown_options(&mut self, program: &str, parsed: &Parsed) {
+        for raw in &parsed.unknown {
+            self.unknown.push(unknown_reason(program, raw));
+        }
+    }
+
+    /// Applies the generic meaning of each parsed option's [`Effect`] (reads, writes, code,
+    /// foreign, dangerous flags) and records unknown options. `ChangesDir` values are not
+    /// applied here: what they change depends on the program.
+    pub fn apply_generic(&mut self, program: &str, parsed: &Parsed) {
+        self.unknown_options(program, parsed);
+        for o in &parsed.opts {
+            self.apply_opt(program, o);
+        }
+    }
+
+    /// The generic meaning of one parsed option.
+    pub fn apply_opt(&mut self, program: &str, o: &ParsedOpt) {
+        match o.spec.effect {
+            Effect::Plain | Effect::ChangesDir => {}
+            Effect::ReadsFile => {
+                if let Some(v) = &o.value {
+                    self.reads.push(v.clone());
+                }
+            }
+            Effect::WritesFile => {
+                if let Some(v) = &o.value {
+                    self.writes.push(v.clone());
+                }
+            }
+            Effect::RunsCode(what) => self.code.push(format!(
+                "{program} `{}` {what}; code run through it cannot be judged",
+                spelled(o)
+            )),
+            Effect::Foreign => {
+                if let Some(v) = &o.value {
+                    self.foreign.push(v.clone());
+                }
+            }
+            Effect::Dangerous(what) => {
+                self.code.push(format!("{program} `{}` {what}", o.raw));
+            }
+        }
+    }
+
+    /// Adds a code reason.
+    pub fn code(&mut self, reason: impl Into<String>) {
+        self.code.push(reason.into());
+    }
+}
+
+/// `-o VALUE` / `--long=VALUE` as typed, for reasons.
+pub fn spelled(o: &ParsedOpt) -> String {
+    match &o.value {
+        Some(v) if o.raw.starts_with("--") => format!("{}={}", o.raw, v.text),
+        Some(v) => format!("{} {}", o.raw, v.text),
+        None => o.raw.clone(),
+    }
+}
+
+/// The reason given for an option a model does not know.
+pub fn unknown_reason(program: &str, raw: &str) -> String {
+    if raw.starts_with('-') && !raw.contains(['$', '`', '*', '?', '[']) {
+        format!("{program} option `{raw}` is not in agp's model of {program}")
+    } else {
+        format!("{program} argument `{raw}` is only known at run time and could be an option")
+    }
+}
+
+/// `path` as seen from inside `dir` (`tar -C DIR`, `make -C DIR`): relative paths are joined
+/// to the directory, absolute ones stay.
+pub fn join_dir(dir: Option<&Word>, path: &Word) -> Word {
+    let Some(dir) = dir else {
+        return path.clone();
+    };
+    if !path.dynamic && path.text.starts_with('/') {
+        return path.clone();
+    }
+    let sep = if dir.text.ends_with('/') { "" } else { "/" };
+    Word {
+        text: format!("{}{sep}{}", dir.text, path.text),
+        dynamic: dir.dynamic || path.dynamic,
+        substitution: dir.substitution || path.substitution,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_dir_keeps_absolute_and_joins_relative() {
+        let d = Word::literal("/tmp/x");
+        assert_eq!(join_dir(Some(&d), &Word::literal("a")).text, "/tmp/x/a");
+        assert_eq!(join_dir(Some(&d), &Word::literal("/etc")).text, "/etc");
+        assert_eq!(join_dir(None, &Word::literal("a")).text, "a");
+        let dynd = Word {
+            text: "$D".into(),
+            dynamic: true,
+            substitution: false,
+        };
+        assert!(join_dir(Some(&dynd), &Word::literal("a")).dynamic);
+    }
+
+    #[test]
+    fn reasons_name_the_option() {
+        assert!(unknown_reason("tar", "--foo").contains("tar option `--foo`"));
+        assert!(unknown_reason("tar", "$x").contains("run time"));
+    }
+}
