@@ -46,6 +46,7 @@ pub mod jcs;
 pub mod keys;
 pub mod merkle;
 pub mod note;
+pub mod pair;
 pub mod proof;
 pub mod sshsig;
 pub mod verify;
