@@ -38,7 +38,8 @@ pub(crate) mod crash {
     thread_local! {
         pub(crate) static AFTER: Cell<Option<u8>> = const { Cell::new(None) };
     }
-    /// How many crash points `publish` has.
+    /// Crash points are numbered 1 to this; 7 and 8 are only reached while migrating the
+    /// plain files of the earlier layout.
     pub(crate) const POINTS: u8 = 8;
 }
 
