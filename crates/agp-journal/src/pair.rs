@@ -97,6 +97,11 @@ pub(crate) fn publish(
     sync: bool,
 ) -> Result<(), JournalError> {
     let gens = dir.join(GENERATIONS_DIR);
+    // Old generations are deleted in there: it must be this folder's own directory, never a
+    // link to somewhere else.
+    if std::fs::symlink_metadata(&gens).is_ok_and(|m| !m.is_dir()) {
+        remove_entry(&gens).map_err(|e| io_err("cannot remove", &gens, e))?;
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -552,6 +557,26 @@ mod tests {
             let r = verify_dir(dir, &opts(&key)).unwrap();
             assert!(r.has(Code::SshsigInvalid), "{:?}", r.findings);
         }
+    }
+
+    #[test]
+    fn a_linked_generations_folder_is_replaced_not_emptied() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let key = SignerKey::generate("agp.test/log").unwrap();
+        append(&dir, &key, 1);
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("precious"), b"x").unwrap();
+        remove_entry(&dir.join(GENERATIONS_DIR)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join(GENERATIONS_DIR)).unwrap();
+        append(&dir, &key, 1);
+        assert_eq!(std::fs::read(elsewhere.join("precious")).unwrap(), b"x");
+        assert!(std::fs::symlink_metadata(dir.join(GENERATIONS_DIR))
+            .unwrap()
+            .is_dir());
+        let r = verify_dir(&dir, &opts(&key)).unwrap();
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
     }
 
     #[test]
