@@ -4,12 +4,15 @@
 //! per line; the lines are the leaves of an RFC 6962 Merkle tree; `checkpoints` holds every
 //! C2SP signed checkpoint (tree head) ever written, `checkpoint` the latest, and
 //! `checkpoint.sig` an OpenSSH SSHSIG of the latest so `ssh-keygen -Y verify` can check it.
+//! Those two are links into the generation `checkpoint.latest` points at
+//! (`checkpoint.d/<n>/`), so one rename replaces both and a crash never tears the pair
+//! ([`pair`]).
 //!
 //! * [`writer::JournalWriter`]: the single, thread-safe writer (implements
 //!   [`agp_contracts::Journal`]), with per-entry or group-commit durability.
 //! * [`verify`]: the streaming offline verifier (O(log n) memory).
 //! * [`proof`]: C2SP tlog-proof inclusion receipts and consistency proofs.
-//! * [`keys`], [`note`], [`sshsig`], [`checkpoint`], [`merkle`]: the building blocks.
+//! * [`keys`], [`note`], [`sshsig`], [`checkpoint`], [`merkle`], [`pair`]: the building blocks.
 //!
 //! No async runtime and no agp daemon code: an auditor can depend on this crate alone.
 //!
@@ -46,6 +49,7 @@ pub mod jcs;
 pub mod keys;
 pub mod merkle;
 pub mod note;
+pub mod pair;
 pub mod proof;
 pub mod sshsig;
 pub mod verify;

@@ -98,6 +98,11 @@ pub enum Code {
     UntrustedKey,
     /// `journal/checkpoint.sig` does not verify over `journal/checkpoint`.
     SshsigInvalid,
+    /// A crash interrupted publishing a checkpoint: a generation under `checkpoint.d` that was
+    /// never published (or no longer is), or, in the earlier two-file layout, a
+    /// `checkpoint.sig` that already signs the newest stored checkpoint while `checkpoint` is
+    /// still the one before. The next open (`agp journal recover`) finishes it.
+    UnfinishedCheckpoint,
 }
 
 impl Code {
@@ -107,7 +112,8 @@ impl Code {
             | Code::UnsealedTail
             | Code::TornCheckpoint
             | Code::StaleCheckpoint
-            | Code::MissingSshsig => Severity::Warning,
+            | Code::MissingSshsig
+            | Code::UnfinishedCheckpoint => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -279,28 +285,12 @@ pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<Report, VerifyErro
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(&cps_path)(e)),
     };
-    let read_opt = |name: &str| -> Result<Option<Vec<u8>>, VerifyError> {
-        let p = dir.join(name);
-        match std::fs::read(&p) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&p)(e)),
-        }
-    };
-    // The writer replaces `checkpoint.sig` and `checkpoint` under an exclusive lock on the
-    // directory; a shared lock reads them as one pair. A copy where locking is not possible
-    // (read-only media, another filesystem) has no live writer, so the lock is best effort.
-    let (latest, latest_sig) = {
-        let dir_lock = File::open(dir).ok().filter(|d| d.lock_shared().is_ok());
-        let pair = (read_opt(CHECKPOINT_FILE)?, read_opt(SSHSIG_FILE)?);
-        drop(dir_lock);
-        pair
-    };
-    verify_streams(
+    let published = crate::pair::read_published(dir).map_err(io(dir))?;
+    let mut report = verify_streams(
         BufReader::with_capacity(1 << 20, entries),
         checkpoints,
-        latest,
-        latest_sig,
+        published.checkpoint,
+        published.sig,
         opts,
     )
     .map_err(|e| match e {
@@ -309,7 +299,39 @@ pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<Report, VerifyErro
             source,
         },
         other => other,
-    })
+    })?;
+    if !published.unpublished.is_empty() {
+        // Only the published pair is checked: a generation a crash left half-written proves
+        // nothing either way, and the next write removes it.
+        let n = published.unpublished.len();
+        let shown: Vec<String> = published
+            .unpublished
+            .iter()
+            .take(5)
+            .map(|g| format!("{}/{g}", crate::pair::GENERATIONS_DIR))
+            .collect();
+        let finding = Finding {
+            code: Code::UnfinishedCheckpoint,
+            severity: Code::UnfinishedCheckpoint.severity(),
+            seq: None,
+            line: None,
+            checkpoint: Some(crate::pair::GENERATIONS_DIR.to_string()),
+            size: None,
+            message: format!(
+                "{n} checkpoint generation{} not published ({}{}): a crash interrupted writing or replacing a checkpoint; the published pair is checked, and the next open (`agp journal recover`) removes {}",
+                if n == 1 { " is" } else { "s are" },
+                shown.join(", "),
+                if n > shown.len() { ", ..." } else { "" },
+                if n == 1 { "it" } else { "them" },
+            ),
+        };
+        if report.findings.len() < MAX_FINDINGS {
+            report.findings.push(finding);
+        } else {
+            report.more_findings += 1;
+        }
+    }
+    Ok(report)
 }
 
 /// Verifies from streams: `entries` (JSON lines), `checkpoints` (concatenated signed notes),
@@ -479,6 +501,11 @@ struct Verifier {
     latest: Option<Pending>,
     latest_sig: Option<Vec<u8>>,
     latest_missing: bool,
+    /// The last stored checkpoint that verified, with its 1-based position in `checkpoints`.
+    newest_valid_stored: Option<(u64, Pending)>,
+    /// `checkpoint.sig` did not verify over `checkpoint`: (the SSHSIG, `checkpoint`'s note and
+    /// size, why). Settled at the end, once the newest stored checkpoint is known.
+    sshsig_mismatch: Option<(Vec<u8>, Vec<u8>, u64, String)>,
     next_check: u64,
     sealed_size: u64,
     sealed_key: Option<usize>,
@@ -508,6 +535,8 @@ impl Verifier {
             latest: None,
             latest_sig: None,
             latest_missing: false,
+            newest_valid_stored: None,
+            sshsig_mismatch: None,
             next_check: 0,
             sealed_size: 0,
             sealed_key: None,
@@ -665,6 +694,7 @@ impl Verifier {
                     self.sealed_size = size;
                     self.sealed_key = Some(self.sealed_key.map_or(k, |s| s.max(k)));
                 }
+                self.newest_valid_stored = Some((self.stored_count, p));
             }
             self.load_next_stored()?;
         }
@@ -839,15 +869,52 @@ impl Verifier {
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = res {
-            self.report(
-                Code::SshsigInvalid,
-                None,
-                None,
-                Some(SSHSIG_FILE),
-                Some(p.cp.size),
-                format!("{e} (over journal/checkpoint)"),
-            );
+            self.sshsig_mismatch = Some((sig, p.note.clone(), p.cp.size, e));
         }
+    }
+
+    /// A `checkpoint.sig` that does not match `checkpoint` is tampering, unless it is exactly
+    /// what a writer of the earlier two-file layout leaves when killed between its two
+    /// renames (the SSHSIG replaced first): a valid SSHSIG over the newest stored checkpoint,
+    /// which is newer than `checkpoint`. That SSHSIG is authentic and hides nothing (every
+    /// stored checkpoint is verified anyway), so it is reported as an unfinished replacement.
+    fn settle_sshsig(&mut self) {
+        let Some((sig, note, size, why)) = self.sshsig_mismatch.take() else {
+            return;
+        };
+        let newest = self
+            .newest_valid_stored
+            .as_ref()
+            .filter(|(pos, p)| *pos == self.stored_count && p.note != note && p.cp.size >= size)
+            .map(|(_, p)| p);
+        let signs_newest = newest.filter(|p| {
+            let Ok(armored) = std::str::from_utf8(&sig) else {
+                return false;
+            };
+            let fallback = [self.trusted_key.clone()];
+            let keys: Vec<&VerifierKey> = if self.keys.is_empty() {
+                fallback.iter().collect()
+            } else {
+                self.keys
+                    .iter()
+                    .filter(|r| r.covers(p.cp.size))
+                    .map(KeyRange::verifier)
+                    .collect()
+            };
+            keys.into_iter()
+                .any(|k| sshsig::verify(armored, k, sshsig::CHECKPOINT_NAMESPACE, &p.note).is_ok())
+        });
+        let (code, newest_size) = match signs_newest {
+            Some(p) => (Code::UnfinishedCheckpoint, Some(p.cp.size)),
+            None => (Code::SshsigInvalid, None),
+        };
+        let message = match newest_size {
+            Some(n) => format!(
+                "checkpoint.sig already signs the newest stored checkpoint (size {n}) while journal/checkpoint is still the one before (size {size}): a crash interrupted replacing the pair; the next open (`agp journal recover`) finishes it"
+            ),
+            None => format!("{why} (over journal/checkpoint)"),
+        };
+        self.report(code, None, None, Some(SSHSIG_FILE), Some(size), message);
     }
 
     fn oversized_entry(&mut self, len: u64, leaf: Hash) {
@@ -1183,6 +1250,7 @@ impl Verifier {
     }
 
     fn finish_report(mut self, size: u64) -> Result<Report, VerifyError> {
+        self.settle_sshsig();
         if self.latest_missing && size > 0 {
             self.report(
                 Code::StaleCheckpoint,

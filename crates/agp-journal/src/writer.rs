@@ -36,7 +36,7 @@ use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::note::SignerKey;
 use crate::sshsig;
 use crate::verify::{self, Code, Severity, VerifyOptions};
-use crate::{CHECKPOINTS_FILE, CHECKPOINT_FILE, ENTRIES_FILE, SSHSIG_FILE};
+use crate::{CHECKPOINTS_FILE, CHECKPOINT_FILE, ENTRIES_FILE};
 
 /// When an append counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -112,6 +112,9 @@ pub struct OpenSummary {
     pub unsealed: u64,
     /// Seq of the `journal.recovered` entry, when one was written.
     pub recovered_seq: Option<u64>,
+    /// A crash had interrupted publishing a checkpoint (`UNFINISHED_CHECKPOINT`); opening
+    /// published a fresh one and removed what was left.
+    pub unfinished_checkpoint: bool,
 }
 
 struct State {
@@ -188,7 +191,7 @@ impl Shared {
 pub struct JournalWriter {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    checkpoints: Arc<Mutex<File>>,
+    checkpoints: Arc<Mutex<CheckpointSink>>,
     summary: OpenSummary,
     // Holds the exclusive lock for the writer's lifetime.
     _entries_lock: File,
@@ -285,6 +288,7 @@ impl JournalWriter {
 
         let mut summary = OpenSummary {
             entries: report.entries,
+            unfinished_checkpoint: report.has(Code::UnfinishedCheckpoint),
             ..OpenSummary::default()
         };
         // Move a torn last line aside, never drop it.
@@ -342,7 +346,10 @@ impl JournalWriter {
             dir: dir.to_path_buf(),
             key: Mutex::new(Arc::new(key)),
         });
-        let checkpoints = Arc::new(Mutex::new(checkpoints));
+        let checkpoints = Arc::new(Mutex::new(CheckpointSink {
+            file: checkpoints,
+            next_generation: crate::pair::next_generation(dir)?,
+        }));
         let mut threads = Vec::new();
         let sealer = {
             let shared = shared.clone();
@@ -904,7 +911,7 @@ impl Drop for Arrival<'_> {
     }
 }
 
-fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<File>>) {
+fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<CheckpointSink>>) {
     let mut last_seal: Option<Instant> = None;
     let mut st = sh.lock();
     loop {
@@ -960,11 +967,19 @@ fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<File>>) {
     }
 }
 
-/// Appends a signed checkpoint to `checkpoints` and replaces `checkpoint` and `checkpoint.sig`.
-/// The SSHSIG is made by the last key in `keys`.
+/// Where checkpoints go: the `checkpoints` file and the number of the next generation of the
+/// published pair (see [`crate::pair`]).
+struct CheckpointSink {
+    file: File,
+    next_generation: u64,
+}
+
+/// Appends a signed checkpoint to `checkpoints` and publishes it with its SSHSIG as the new
+/// `checkpoint` and `checkpoint.sig` (one atomic step, see [`crate::pair`]). The SSHSIG is made
+/// by the last key in `keys`.
 fn write_checkpoint(
     dir: &Path,
-    checkpoints: &mut File,
+    sink: &mut CheckpointSink,
     keys: &[&SignerKey],
     size: u64,
     root: Hash,
@@ -983,44 +998,18 @@ fn write_checkpoint(
     }
     let sig = sshsig::sign(last, sshsig::CHECKPOINT_NAMESPACE, note.as_bytes());
     let cps_path = dir.join(CHECKPOINTS_FILE);
-    checkpoints
+    sink.file
         .write_all(note.as_bytes())
         .map_err(|e| io_err("cannot append to", &cps_path, e))?;
     if sync {
-        checkpoints
+        sink.file
             .sync_data()
             .map_err(|e| io_err("cannot sync", &cps_path, e))?;
     }
-    // A verifier running beside a live writer takes a shared lock on the directory, so it never
-    // reads a `checkpoint` with the `checkpoint.sig` of its neighbour.
-    let dir_handle = File::open(dir).map_err(|e| io_err("cannot open", dir, e))?;
-    dir_handle
-        .lock()
-        .map_err(|e| io_err("cannot lock", dir, e))?;
-    replace_file(dir, SSHSIG_FILE, sig.as_bytes(), sync)?;
-    replace_file(dir, CHECKPOINT_FILE, note.as_bytes(), sync)?;
-    if sync {
-        dir_handle
-            .sync_all()
-            .map_err(|e| io_err("cannot sync", dir, e))?;
-    }
-    Ok(())
-}
-
-fn replace_file(dir: &Path, name: &str, data: &[u8], sync: bool) -> Result<(), JournalError> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let path = dir.join(name);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io_err("cannot write", &tmp, e))?;
-    f.write_all(data)
-        .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
-        .map_err(|e| io_err("cannot write", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io_err("cannot replace", &path, e))
+    // Each attempt takes a fresh number, so a failed one never shares a name with a later one.
+    let generation = sink.next_generation;
+    sink.next_generation += 1;
+    crate::pair::publish(dir, generation, note.as_bytes(), sig.as_bytes(), sync)
 }
 
 /// `entries.jsonl.torn*` files in `dir` (other than `current`) whose content no

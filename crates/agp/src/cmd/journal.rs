@@ -298,8 +298,12 @@ fn recover(home: &Home, json: bool) -> Result<Exit> {
             s.unsealed
         );
     }
+    if s.unfinished_checkpoint {
+        println!("finished publishing a checkpoint that a crash had interrupted");
+    }
     match s.recovered_seq {
         Some(seq) => println!("journaled the recovery as journal.recovered at seq {seq}"),
+        None if s.unfinished_checkpoint => {}
         None => println!("nothing to recover: the journal was complete and sealed"),
     }
     Ok(Exit::Ok)

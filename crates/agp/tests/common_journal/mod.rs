@@ -137,12 +137,21 @@ pub fn finding<'a>(report: &'a Value, code: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {code} finding in {report:#}"))
 }
 
-/// Copies a journal folder (for rollbacks and forks).
+/// Copies a journal folder (for rollbacks and forks) as `cp -a` would: subfolders
+/// (`checkpoint.d`) recursively, symlinks (`checkpoint`, `checkpoint.latest`) as symlinks.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        let dest = to.join(e.file_name());
+        let kind = e.file_type().unwrap();
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), &dest).unwrap();
+        } else if kind.is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
     }
 }
 
