@@ -9,6 +9,7 @@ use agp_contracts::{
 };
 use serde_json::Value;
 
+use crate::expand;
 use crate::file::{Policy, Rule};
 use crate::guards::{destructive, egress, protected, supply, GuardHit, GuardId};
 use crate::matcher::{domain_matches, file_class, url_host, FileClass, Matcher, Spec};
@@ -134,6 +135,8 @@ pub struct Scene {
     pub cwds: Vec<PathBuf>,
     /// A `cd` went somewhere only known at run time.
     pub cwd_unknown: bool,
+    /// Variables the command line assigns (see [`crate::expand`]).
+    pub vars: Vec<(String, Option<Word>)>,
     memo: std::cell::RefCell<Vec<(String, Vec<PathBuf>)>>,
 }
 
@@ -188,6 +191,7 @@ impl Scene {
             agp_home: cache.get(&ctx.agp_home),
             bases,
             cwd_unknown: false,
+            vars: Vec::new(),
             memo: Default::default(),
         }
     }
@@ -251,6 +255,82 @@ impl Scene {
     fn is_relative(raw: &str) -> bool {
         !(raw.starts_with('/') || raw == "~" || raw.starts_with("~/"))
     }
+
+    /// Every path a word may name once expanded ([`crate::expand`]), or why that is only
+    /// known at run time.
+    pub fn word_paths(&self, w: &Word) -> Result<Vec<String>, String> {
+        if !expand::needs_expansion(w) {
+            return Ok(vec![w.text.clone()]);
+        }
+        let env = expand::Env {
+            home: &self.bases.home,
+            cwds: &self.cwds,
+            vars: &self.vars,
+        };
+        match expand::expand(w, &env) {
+            expand::Expansion::Paths(p) => Ok(p),
+            expand::Expansion::Unknown(why) => Err(why),
+        }
+    }
+}
+
+/// Commands that never open the files their arguments name: an argument only known at run
+/// time is no read for them.
+fn opens_no_files(name: &str) -> bool {
+    matches!(
+        name,
+        "echo"
+            | "printf"
+            | "true"
+            | "false"
+            | ":"
+            | "test"
+            | "["
+            | "exit"
+            | "return"
+            | "shift"
+            | "sleep"
+            | "kill"
+            | "wait"
+            | "unset"
+            | "set"
+            | "read"
+            | "local"
+            | "export"
+            | "declare"
+            | "typeset"
+            | "readonly"
+            | "break"
+            | "continue"
+    )
+}
+
+/// Commands that print only sizes, types or digests of the files they read, never content: a
+/// file name only known at run time reveals nothing through them.
+fn prints_no_content(name: &str) -> bool {
+    matches!(
+        name,
+        "wc" | "ls"
+            | "stat"
+            | "file"
+            | "du"
+            | "md5sum"
+            | "sha1sum"
+            | "sha224sum"
+            | "sha256sum"
+            | "sha384sum"
+            | "sha512sum"
+            | "b2sum"
+            | "cksum"
+    )
+}
+
+/// Reason an argument only known at run time keeps a command from being allowed.
+fn unknown_word(w: &str, why: &str) -> String {
+    format!(
+        "`{w}` is only known at run time ({why}); it could name a credential or a protected \
+         file, so no rule can allow it"
+    )
 }
 
 /// One part's judgment.
@@ -480,6 +560,15 @@ impl Policy {
                 GuardHit::require(GuardId::Privilege, "runs with elevated privileges"),
             );
         }
+        if let Some(what) = shell::prints_environment(cmd) {
+            acc.guard(
+                self,
+                GuardHit::require(
+                    GuardId::ProtectedPaths,
+                    format!("{what}; reading credentials needs approval"),
+                ),
+            );
+        }
         if matches!(name, "cd" | "pushd") {
             return;
         }
@@ -493,11 +582,29 @@ impl Policy {
     /// Paths a command names are checked against credential guards and read restrictions, so
     /// `cat .env` is judged like `Read(.env)`.
     fn judge_mentions(&self, cmd: &SimpleCommand, scene: &Scene, acc: &mut Strictest) {
-        if matches!(cmd.name(), "echo" | "printf" | "true" | "false" | ":") {
+        let name = cmd.name();
+        if matches!(name, "echo" | "printf" | "true" | "false" | ":") {
             return;
         }
+        // Names appended or substituted at run time (`xargs cat`, `find -exec cat {} +`).
+        let from_stdin = cmd.dynamic_tail
+            || cmd
+                .wrappers
+                .iter()
+                .any(|w| w == "xargs" || w == "find -exec");
+        if from_stdin && !opens_no_files(name) && !prints_no_content(name) {
+            acc.builtin(
+                "shell",
+                Decision::Require,
+                format!(
+                    "{name} is given file names read at run time ({}), which could name a \
+                     credential; no rule can allow that",
+                    cmd.wrappers.join(", ")
+                ),
+            );
+        }
         for w in cmd.args() {
-            if w.dynamic || w.text.is_empty() || w.text.len() > 4096 || w.text.contains("://") {
+            if w.text.is_empty() || w.text.len() > 4096 || w.text.contains("://") {
                 continue;
             }
             let t = w.text.as_str();
@@ -505,7 +612,8 @@ impl Policy {
                 v
             } else if t.starts_with('-') {
                 match t.split_once('=') {
-                    Some((_, v)) if v.contains('/') || v.starts_with('.') => v,
+                    Some((_, v)) if v.contains('/') || v.starts_with('.') || w.dynamic => v,
+                    _ if w.dynamic => t,
                     _ => continue,
                 }
             } else if let Some((_, v)) = t.split_once('=').filter(|(k, _)| !k.contains('/')) {
@@ -517,17 +625,33 @@ impl Policy {
             } else {
                 t
             };
-            for p in scene.resolve_all(candidate) {
-                if let Some(hit) = protected::check_read(&p, scene) {
-                    acc.guard(self, hit);
+            let word = Word {
+                text: candidate.to_string(),
+                ..w.clone()
+            };
+            let paths = match scene.word_paths(&word) {
+                Ok(p) => p,
+                Err(why) => {
+                    if !opens_no_files(name) && !prints_no_content(name) {
+                        acc.builtin("shell", Decision::Require, unknown_word(&w.text, &why));
+                    }
+                    continue;
                 }
-                if !self.index.read_restrict.is_empty() {
-                    if let Some((r, m)) =
-                        best_rule(self, self.index.read_restrict.iter().copied(), |_, m| {
-                            m.applies_to_class(FileClass::Read) && path_spec_matches(m, &p, scene)
-                        })
-                    {
-                        acc.push_rule(r, m, || format!("reading {}", p.display()));
+            };
+            for raw in paths {
+                for p in scene.resolve_all(&raw) {
+                    if let Some(hit) = protected::check_read(&p, scene) {
+                        acc.guard(self, hit);
+                    }
+                    if !self.index.read_restrict.is_empty() {
+                        if let Some((r, m)) =
+                            best_rule(self, self.index.read_restrict.iter().copied(), |_, m| {
+                                m.applies_to_class(FileClass::Read)
+                                    && path_spec_matches(m, &p, scene)
+                            })
+                        {
+                            acc.push_rule(r, m, || format!("reading {}", p.display()));
+                        }
                     }
                 }
             }
@@ -579,10 +703,13 @@ impl Policy {
             ops.next();
         }
         for w in ops {
-            if w.dynamic || w.text == "-" || w.text.is_empty() {
+            if w.text == "-" || w.text.is_empty() {
                 continue;
             }
-            self.judge_path(FileClass::Read, None, &w.text, scene, acc);
+            // Unknown words were already required by `judge_mentions`.
+            for raw in scene.word_paths(w).unwrap_or_default() {
+                self.judge_path(FileClass::Read, None, &raw, scene, acc);
+            }
         }
     }
 
@@ -652,6 +779,7 @@ impl Policy {
 
     fn judge_bash(&self, command: &str, scene: &mut Scene) -> Vec<(String, Judgment)> {
         let analysis = shell::analyze(command);
+        scene.vars.clone_from(&analysis.bindings);
         let mut whole: HashMap<usize, Vec<GuardHit>> = HashMap::new();
         for (i, hit) in destructive::check_analysis(&analysis) {
             whole.entry(i).or_default().push(hit);
@@ -718,15 +846,18 @@ impl Policy {
         scene: &Scene,
         acc: &mut Strictest,
     ) {
-        if path.dynamic {
-            acc.builtin(
+        match scene.word_paths(path) {
+            Ok(paths) => {
+                for raw in paths {
+                    self.judge_path(class, None, &raw, scene, acc);
+                }
+            }
+            Err(why) => acc.builtin(
                 "shell",
                 Decision::Require,
-                format!("`{via}` names a file only known at run time"),
-            );
-            return;
+                format!("`{via}` names a file only known at run time ({why})"),
+            ),
         }
-        self.judge_path(class, None, &path.text, scene, acc);
     }
 
     fn judge_tool(&self, call: &ToolCall, scene: &mut Scene) -> Vec<(String, Judgment)> {

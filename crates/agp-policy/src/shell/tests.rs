@@ -141,5 +141,7 @@ fn deep_nesting_is_opaque_not_a_crash() {
     assert!(opaque(&subst));
     let exp = format!("echo {}x{}", "${a:-".repeat(5_000), "}".repeat(5_000));
     assert!(opaque(&exp));
-    assert!(!opaque("((ls))"));
+    assert!(!opaque("( (ls) )"));
+    // `((ls))` is arithmetic on the value of `ls`, which can run code (`ls='a[$(id)]'`).
+    assert!(opaque("((ls))"));
 }

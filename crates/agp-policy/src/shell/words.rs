@@ -27,35 +27,73 @@ impl Word {
 }
 
 /// Computes the word a node stands for.
+///
+/// For a dynamic word, `text` is shell syntax the engine can expand again: the source text of
+/// expansions, substitutions and unquoted globs, with the special characters of literal (quoted
+/// or escaped) parts backslash-escaped, so a quoted `'*'` or `"$"` is never mistaken for a
+/// glob or a variable.
 pub fn word_of(node: Node<'_>, src: &str) -> Word {
     let mut out = Word::literal(String::new());
-    append(node, src, &mut out);
+    let mut pattern = String::new();
+    append(node, src, &mut out, &mut pattern);
+    if out.dynamic {
+        out.text = pattern;
+    }
     out
+}
+
+/// Appends literal text to the pattern form, escaping what the engine's expansion would read
+/// as syntax.
+fn push_literal(pattern: &mut String, lit: &str) {
+    for c in lit.chars() {
+        if matches!(
+            c,
+            '\\' | '$' | '*' | '?' | '[' | ']' | '{' | '}' | '~' | '`' | '\'' | '"'
+        ) {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
 }
 
 fn text<'a>(node: Node<'_>, src: &'a str) -> &'a str {
     src.get(node.byte_range()).unwrap_or("")
 }
 
-fn append(node: Node<'_>, src: &str, out: &mut Word) {
+fn append(node: Node<'_>, src: &str, out: &mut Word, pattern: &mut String) {
     match super::kind(node) {
         "word" | "command_name" if node.named_child_count() == 0 => {
             let raw = text(node, src);
-            if has_unquoted_glob(raw) {
-                out.dynamic = true;
+            let value = unescape_bare(raw);
+            if has_unquoted_glob(raw) || raw.starts_with('~') {
+                // Unquoted: globs, braces and a leading tilde keep their meaning.
+                if has_unquoted_glob(raw) {
+                    out.dynamic = true;
+                }
+                pattern.push_str(raw);
+            } else {
+                push_literal(pattern, &value);
             }
-            out.text.push_str(&unescape_bare(raw));
+            out.text.push_str(&value);
         }
-        "number" if node.named_child_count() == 0 => out.text.push_str(text(node, src)),
+        "number" if node.named_child_count() == 0 => {
+            out.text.push_str(text(node, src));
+            pattern.push_str(text(node, src));
+        }
         "raw_string" => {
             let raw = text(node, src);
-            out.text.push_str(
-                raw.strip_prefix('\'')
-                    .and_then(|r| r.strip_suffix('\''))
-                    .unwrap_or(raw),
-            );
+            let lit = raw
+                .strip_prefix('\'')
+                .and_then(|r| r.strip_suffix('\''))
+                .unwrap_or(raw);
+            out.text.push_str(lit);
+            push_literal(pattern, lit);
         }
-        "string_content" => out.text.push_str(&unescape_double(text(node, src))),
+        "string_content" => {
+            let lit = unescape_double(text(node, src));
+            push_literal(pattern, &lit);
+            out.text.push_str(&lit);
+        }
         "string" | "translated_string" => {
             // Literal text between children (e.g. `"a"` has no string_content child in some
             // grammar versions) is recovered from the source span.
@@ -66,29 +104,46 @@ fn append(node: Node<'_>, src: &str, out: &mut Word) {
                     .strip_prefix('"')
                     .and_then(|r| r.strip_suffix('"'))
                     .unwrap_or("");
-                out.text.push_str(&unescape_double(inner));
+                let lit = unescape_double(inner);
+                push_literal(pattern, &lit);
+                out.text.push_str(&lit);
                 return;
             }
             let mut cursor = node.walk();
             for child in node.named_children(&mut cursor) {
-                append(child, src, out);
+                append(child, src, out, pattern);
             }
         }
         "ansi_c_string" => match decode_ansi_c(text(node, src)) {
-            Some(decoded) => out.text.push_str(&decoded),
+            Some(decoded) => {
+                push_literal(pattern, &decoded);
+                out.text.push_str(&decoded);
+            }
             None => {
                 out.dynamic = true;
                 out.text.push_str(text(node, src));
+                pattern.push_str(text(node, src));
             }
         },
         "concatenation" | "command_name" => {
             let mut cursor = node.walk();
+            let mut brace_open = false;
             for child in node.children(&mut cursor) {
                 if child.is_named() {
-                    append(child, src, out);
+                    append(child, src, out, pattern);
                 } else {
-                    // Unnamed tokens inside a concatenation are literal punctuation.
-                    out.text.push_str(text(child, src));
+                    // Unnamed tokens inside a concatenation are literal punctuation (bare
+                    // glob and brace characters among them).
+                    let t = text(child, src);
+                    if has_unquoted_glob(t) || t == "{" || t == "}" {
+                        // `{a,b}` split into tokens is still a brace expansion.
+                        out.dynamic |= has_unquoted_glob(t) || (t == "}" && brace_open);
+                        brace_open |= t == "{";
+                        pattern.push_str(t);
+                    } else {
+                        push_literal(pattern, t);
+                    }
+                    out.text.push_str(t);
                 }
             }
         }
@@ -96,6 +151,7 @@ fn append(node: Node<'_>, src: &str, out: &mut Word) {
             out.dynamic = true;
             out.substitution = true;
             out.text.push_str(text(node, src));
+            pattern.push_str(text(node, src));
         }
         _ => {
             // simple_expansion, expansion, arithmetic_expansion, brace_expression, array, ...
@@ -104,6 +160,7 @@ fn append(node: Node<'_>, src: &str, out: &mut Word) {
                 out.substitution = true;
             }
             out.text.push_str(text(node, src));
+            pattern.push_str(text(node, src));
         }
     }
 }
