@@ -305,6 +305,77 @@ fn opens_no_files(name: &str) -> bool {
     )
 }
 
+/// Build and test runners execute code they find in their working directory (a Makefile,
+/// `build.rs`, `package.json` scripts, `conftest.py`): a rule allowing the project's tests
+/// does not vouch for that code anywhere else.
+fn is_project_runner(cmd: &SimpleCommand) -> bool {
+    let name = cmd.name();
+    matches!(
+        name,
+        "make"
+            | "gmake"
+            | "cmake"
+            | "ctest"
+            | "ninja"
+            | "meson"
+            | "bazel"
+            | "just"
+            | "cargo"
+            | "npm"
+            | "npx"
+            | "pnpm"
+            | "yarn"
+            | "bun"
+            | "deno"
+            | "node"
+            | "pytest"
+            | "py.test"
+            | "tox"
+            | "nox"
+            | "go"
+            | "mvn"
+            | "gradle"
+            | "gradlew"
+            | "ant"
+            | "sbt"
+            | "tsc"
+            | "jest"
+            | "vitest"
+            | "mocha"
+            | "rake"
+            | "bundle"
+            | "rspec"
+            | "composer"
+            | "phpunit"
+            | "dotnet"
+            | "swift"
+            | "mix"
+    ) || ((name.starts_with("python") || name.starts_with("pypy"))
+        && cmd.args().iter().any(|w| w.text == "-m"))
+}
+
+fn judge_runner_outside(cmd: &SimpleCommand, scene: &Scene, acc: &mut Strictest) {
+    if !is_project_runner(cmd) {
+        return;
+    }
+    let outside = scene
+        .cwds
+        .iter()
+        .find(|c| paths::relative_to(c, &scene.bases.root).is_none());
+    if let Some(dir) = outside {
+        acc.builtin(
+            "shell",
+            Decision::Require,
+            format!(
+                "{} may run in {}, outside the project: the code it runs there is not the \
+                 project's",
+                cmd.name(),
+                dir.display()
+            ),
+        );
+    }
+}
+
 /// Commands that print only sizes, types or digests of the files they read, never content: a
 /// file name only known at run time reveals nothing through them.
 fn prints_no_content(name: &str) -> bool {
@@ -572,6 +643,7 @@ impl Policy {
         if matches!(name, "cd" | "pushd") {
             return;
         }
+        judge_runner_outside(cmd, scene, acc);
         self.judge_mentions(cmd, scene, acc);
         self.judge_file_readers(cmd, scene, acc);
         if rule.is_none() {

@@ -145,3 +145,18 @@ fn deep_nesting_is_opaque_not_a_crash() {
     // `((ls))` is arithmetic on the value of `ls`, which can run code (`ls='a[$(id)]'`).
     assert!(opaque("((ls))"));
 }
+
+#[test]
+fn brace_expansions_are_dynamic_words() {
+    for src in [
+        "cat {.env,README.md}",
+        "cat {.e,x}nv",
+        "cat ~/.ssh/{id_rsa,config}",
+    ] {
+        let a = analyze(src);
+        let Some(Part::Command(c)) = a.parts.first() else {
+            panic!("{src}: {:?}", a.parts)
+        };
+        assert!(c.args()[0].dynamic, "{src}");
+    }
+}

@@ -129,7 +129,9 @@ fn append(node: Node<'_>, src: &str, out: &mut Word, pattern: &mut String) {
             let mut cursor = node.walk();
             let mut brace_open = false;
             for child in node.children(&mut cursor) {
-                if child.is_named() {
+                let bare_brace =
+                    super::kind(child) == "word" && matches!(text(child, src), "{" | "}");
+                if child.is_named() && !bare_brace {
                     append(child, src, out, pattern);
                 } else {
                     // Unnamed tokens inside a concatenation are literal punctuation (bare
