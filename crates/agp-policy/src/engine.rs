@@ -396,6 +396,38 @@ fn prints_no_content(name: &str) -> bool {
     )
 }
 
+/// Could a word whose value is only partly known name agp's signing keys? Its static prefix
+/// (the text before the first expansion or glob) is compared with the keys directory: `~/.ag$X`
+/// or `~/.agp/keys/$f` could; `$X/y` is unknown everywhere and stays a plain `require`.
+fn may_name_agp_keys(pattern: &str, scene: &Scene) -> bool {
+    let mut prefix = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(n) => prefix.push(n),
+                None => break,
+            },
+            '$' | '`' | '*' | '?' | '[' | '{' => break,
+            _ => prefix.push(c),
+        }
+    }
+    if prefix.is_empty() || prefix.len() == pattern.len() {
+        return false;
+    }
+    let full = if let Some(rest) = prefix.strip_prefix("~/") {
+        format!("{}/{rest}", scene.bases.home.display())
+    } else if prefix.starts_with('/') {
+        prefix
+    } else {
+        return false;
+    };
+    let keys = scene.agp_home.join("keys").display().to_string();
+    // The prefix must reach past the directory holding agp's home (`~/.a…`, not just `~/`).
+    let parent = scene.agp_home.parent().map_or(0, |p| p.as_os_str().len());
+    keys.starts_with(&full) && full.len() > parent + 1 || full.starts_with(&keys)
+}
+
 /// Reason an argument only known at run time keeps a command from being allowed.
 fn unknown_word(w: &str, why: &str) -> String {
     format!(
@@ -706,6 +738,18 @@ impl Policy {
                 Err(why) => {
                     if !opens_no_files(name) && !prints_no_content(name) {
                         acc.builtin("shell", Decision::Require, unknown_word(&w.text, &why));
+                        if may_name_agp_keys(candidate, scene) {
+                            acc.guard(
+                                self,
+                                GuardHit::deny(
+                                    GuardId::ProtectedPaths,
+                                    format!(
+                                        "`{}` may name agp's signing keys once expanded",
+                                        w.text
+                                    ),
+                                ),
+                            );
+                        }
                     }
                     continue;
                 }

@@ -59,6 +59,10 @@ fn expand_text(text: &str, env: &Env<'_>, depth: u32) -> Result<Vec<String>, Str
     if depth > MAX_DEPTH {
         return Err("variables nest too deeply".into());
     }
+    // Each expansion is one level of recursion below; a word with dozens is not a path.
+    if text.matches('$').count() > 16 || text.matches('{').count() > 16 {
+        return Err("it has too many expansions to follow".into());
+    }
     let mut out = Vec::new();
     for braced in braces(text)? {
         for tilded in tilde(&braced, env)? {

@@ -186,6 +186,16 @@ pub fn check_read(path: &Path, scene: &Scene) -> Option<GuardHit> {
             format!("{} holds agp's signing keys", path.display()),
         ));
     }
+    if crate::paths::relative_to(path, &scene.agp_home).is_some() {
+        // Its configuration holds channel tokens, its journal the session's history.
+        return Some(GuardHit::require(
+            G,
+            format!(
+                "{} is inside agp's own home; reading it needs approval",
+                path.display()
+            ),
+        ));
+    }
     let s = sets();
     // One candidate for both absolute sets: building it allocates.
     let abs = globset::Candidate::new(rel_abs(path));
@@ -278,6 +288,10 @@ mod tests {
         assert_eq!(
             check_read(Path::new("/nonexistent-h/.agp/keys/journal.key"), &s).map(|h| h.decision),
             Some(agp_contracts::Decision::Deny)
+        );
+        assert_eq!(
+            check_read(Path::new("/nonexistent-h/.agp/config.toml"), &s).map(|h| h.decision),
+            Some(agp_contracts::Decision::Require)
         );
         for p in [
             "/nonexistent-h/.ssh/id_ed25519.pub",

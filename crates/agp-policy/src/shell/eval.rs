@@ -125,6 +125,17 @@ fn node_evaluates_code(node: Node<'_>, src: &str, out: &mut Vec<Part>) -> Option
             (kind(name) == "subscript" && !plain_subscript(name, src)).then_some(SUBSCRIPT)
         }
         "declaration_command" => declaration(node, src, out),
+        "unset_command" => {
+            let mut cursor = node.walk();
+            let subscripted = node.named_children(&mut cursor).any(|c| {
+                if kind(c) == "variable_name" {
+                    return false;
+                }
+                let w = super::words::word_of(c, src);
+                w.dynamic || w.text.contains('[')
+            });
+            subscripted.then_some(SUBSCRIPT)
+        }
         "function_definition" => {
             let name = node.child_by_field_name("name").map(|n| node_text(n, src));
             matches!(
@@ -223,7 +234,11 @@ fn declaration(node: Node<'_>, src: &str, out: &mut Vec<Part>) -> Option<&'stati
     let mut cursor = node.walk();
     let mut argv = vec![Word::literal(keyword)];
     for c in node.named_children(&mut cursor) {
-        let w = super::words::word_of(c, src);
+        let w = if kind(c) == "variable_name" {
+            Word::literal(node_text(c, src))
+        } else {
+            super::words::word_of(c, src)
+        };
         argv.push(w.clone());
         if kind(c) != "variable_assignment" && w.text.starts_with(['-', '+']) && !w.dynamic {
             flags.push_str(&w.text[1..]);

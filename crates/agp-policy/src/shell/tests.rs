@@ -160,3 +160,82 @@ fn brace_expansions_are_dynamic_words() {
         assert!(c.args()[0].dynamic, "{src}");
     }
 }
+
+#[test]
+fn string_evaluation_is_inline_code() {
+    for src in [
+        "echo $((x))",
+        "echo $[x]",
+        "(( n + 1 ))",
+        "let y=x+1",
+        "[[ 1 -eq x ]]",
+        "[[ $n -gt 0 ]]",
+        "[[ -v 'a[$(id)]' ]]",
+        "echo ${x@P}",
+        "echo ${!x}",
+        "echo ${a[i]}",
+        "echo ${s:o:2}",
+        "declare -i n",
+        "declare -n r=x",
+        "declare 'a[$(id)]=1'",
+        "a[$i]=1",
+        "printf -v 'a[$(id)]' x",
+        "read 'a[$(id)]'",
+        "unset 'a[$(id)]'",
+        "test -v 'a[$(id)]'",
+        "trap 'ls' EXIT",
+        "complete -C id ls",
+        "bind -x '\"\\C-a\":id'",
+        "source x.sh",
+        ". x.sh",
+        "enable -f x.so x",
+        "hash -p /tmp/x ls",
+        "alias ls='id'",
+        "command_not_found_handle() { :; }",
+        "for ((i=n; i<3; i++)); do :; done",
+    ] {
+        assert!(opaque(src), "{src} is code");
+    }
+    for src in [
+        "echo $((1 + 2 * 0x10))",
+        "(( 3 > 2 ))",
+        "[[ $x == y ]]",
+        "[[ -f src/main.rs ]]",
+        "[[ 2 -gt 1 ]]",
+        "[[ -v name ]]",
+        "echo ${x:-default} ${x:=d} ${#x} ${x%.rs} ${a[1]} ${a[@]} ${!a[@]} ${!pre*} ${s:1:2}",
+        "echo ${x@Q}",
+        "declare x=1",
+        "export RUST_LOG=debug",
+        "x=1; export x",
+        "declare -x A=b C",
+        "local y",
+        "read -r line",
+        "printf -v out '%s' x",
+        "unset x",
+        "test -f x",
+        "alias",
+        "for i in 1 2 3; do echo $i; done",
+    ] {
+        assert!(!opaque(src), "{src} is not code");
+    }
+}
+
+#[test]
+fn variables_the_line_assigns_are_recorded() {
+    let a = analyze("f=src/a.rs; for g in x 'y z'; do read h; done; k=1 cmd");
+    let names: Vec<(&str, Option<&str>)> = a
+        .bindings
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_ref().map(|w| w.text.as_str())))
+        .collect();
+    for want in [
+        ("f", Some("src/a.rs")),
+        ("g", Some("x")),
+        ("g", Some("y z")),
+        ("h", None),
+        ("k", None),
+    ] {
+        assert!(names.contains(&want), "{want:?} in {names:?}");
+    }
+}
