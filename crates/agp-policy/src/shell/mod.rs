@@ -176,7 +176,23 @@ fn parse(src: &str) -> Option<tree_sitter::Tree> {
         }
         let parser = slot.as_mut()?;
         parser.reset();
-        parser.parse(src, None)
+        if src.is_ascii() {
+            return parser.parse(src, None);
+        }
+        // tree-sitter-bash's scanner passes the lookahead code point to C's `isdigit`, which
+        // reads out of bounds (and crashes the process) for large code points. Bash treats
+        // non-ASCII characters as ordinary word characters, so each is parsed as the same
+        // number of ASCII letters: byte offsets, and so every node's text taken from `src`,
+        // stay the same.
+        let ascii: String = src
+            .chars()
+            .flat_map(|c| {
+                let n = if c.is_ascii() { 0 } else { c.len_utf8() };
+                let keep = c.is_ascii().then_some(c);
+                keep.into_iter().chain(std::iter::repeat_n('x', n))
+            })
+            .collect();
+        parser.parse(&ascii, None)
     })
 }
 

@@ -239,3 +239,20 @@ fn variables_the_line_assigns_are_recorded() {
         assert!(names.contains(&want), "{want:?} in {names:?}");
     }
 }
+
+#[test]
+fn non_ascii_text_parses_with_its_own_bytes() {
+    let a = analyze("cat 'héllo wörld' && rm -rf ~/日本");
+    let lines: Vec<String> = a
+        .parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Command(c) => Some(c.line()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lines, ["cat héllo wörld", "rm -rf ~/日本"]);
+    // Code points the bash scanner cannot classify no longer crash the parser.
+    let _ = analyze("echo $\u{10ffff}1 \u{e000}");
+    let _ = analyze("x=\u{1F600}; echo ${x}\u{10FFFF}9");
+}
