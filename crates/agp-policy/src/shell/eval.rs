@@ -122,7 +122,13 @@ fn node_evaluates_code(node: Node<'_>, src: &str, out: &mut Vec<Part>) -> Option
         "expansion" => expansion_is_code(node, src),
         "variable_assignment" => {
             let name = node.child_by_field_name("name")?;
-            (kind(name) == "subscript" && !plain_subscript(name, src)).then_some(SUBSCRIPT)
+            if kind(name) == "subscript" && !plain_subscript(name, src) {
+                return Some(SUBSCRIPT);
+            }
+            // `a=([i]=v)`: the keys of an indexed array literal are arithmetic.
+            let value = node.child_by_field_name("value")?;
+            (kind(value) == "array" && array_keys_evaluate(node_text(value, src)))
+                .then_some(SUBSCRIPT)
         }
         "declaration_command" => declaration(node, src, out),
         "unset_command" => {
@@ -146,6 +152,18 @@ fn node_evaluates_code(node: Node<'_>, src: &str, out: &mut Vec<Part>) -> Option
         }
         _ => None,
     }
+}
+
+/// Any bracketed text in an array literal that is not an integer key counts (a value that
+/// merely contains brackets is flagged too: stricter, never looser).
+fn array_keys_evaluate(literal: &str) -> bool {
+    literal
+        .split('[')
+        .skip(1)
+        .any(|rest| match rest.split_once(']') {
+            Some((key, _)) => !is_integer(key),
+            None => true,
+        })
 }
 
 fn in_test_command(node: Node<'_>) -> bool {

@@ -193,6 +193,7 @@ fn string_evaluation_is_inline_code() {
         "alias ls='id'",
         "command_not_found_handle() { :; }",
         "for ((i=n; i<3; i++)); do :; done",
+        "a=([x]=1)",
     ] {
         assert!(opaque(src), "{src} is code");
     }
@@ -215,6 +216,7 @@ fn string_evaluation_is_inline_code() {
         "unset x",
         "test -f x",
         "alias",
+        "a=(1 2) b=([0]=x [1]=y)",
         "for i in 1 2 3; do echo $i; done",
     ] {
         assert!(!opaque(src), "{src} is not code");
