@@ -850,6 +850,28 @@ impl Policy {
         scene: &Scene,
         acc: &mut Strictest,
     ) {
+        // `~user/…`, `~+/…`, `~-/…` are not relative paths, whoever hands them over.
+        let tilde = Word::literal(raw);
+        if expand::needs_expansion(&tilde) {
+            match scene.word_paths(&tilde) {
+                Ok(paths) if !paths.iter().any(|p| p == raw) => {
+                    for p in paths {
+                        self.judge_path(class, tool, &p, scene, acc);
+                    }
+                    return;
+                }
+                // An unknown `~user` stays literal in bash: a relative path.
+                Ok(_) => {}
+                Err(why) => {
+                    acc.builtin(
+                        "shell",
+                        Decision::Require,
+                        format!("`{raw}` is only known at run time ({why})"),
+                    );
+                    return;
+                }
+            }
+        }
         if Scene::is_relative(raw) && scene.cwd_unknown {
             acc.builtin(
                 "shell",
