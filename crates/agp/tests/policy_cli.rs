@@ -70,7 +70,7 @@ fn init_writes_a_policy_that_checks_and_passes_its_tests() {
     let test = env.agp(&["policy", "test"]);
     assert_eq!(code(&test), 0, "{}{}", stdout(&test), stderr(&test));
     assert!(
-        stdout(&test).contains("7 passed, 0 failed"),
+        stdout(&test).contains("6 passed, 0 failed"),
         "{}",
         stdout(&test)
     );
