@@ -219,6 +219,13 @@ const INFIXES: &[&str] = &[
 /// Lower-case names tools are known to read.
 const LOWER_PREFIXES: &[&str] = &["NPM_CONFIG_", "YARN_", "PNPM_", "NO_PROXY"];
 
+/// Values that make a program-naming variable name a harmless program: `GIT_PAGER=cat`,
+/// `PAGER=` (no pager) are what agents set to keep output flowing.
+pub fn harmless_value(name: &str, value: &str) -> bool {
+    let pager = name.ends_with("PAGER") && !name.contains("MAN");
+    pager && matches!(value, "" | "cat" | "/bin/cat" | "/usr/bin/cat")
+}
+
 /// Names whose value is routine to print.
 fn harmless_to_print(name: &str) -> bool {
     harmless(name)
@@ -354,6 +361,10 @@ mod tests {
         ] {
             assert!(dangerous_env(n), "{n}");
         }
+        assert!(harmless_value("GIT_PAGER", "cat"));
+        assert!(harmless_value("PAGER", ""));
+        assert!(!harmless_value("PAGER", "sh -c id"));
+        assert!(!harmless_value("EDITOR", "cat"));
         for n in [
             "RUST_LOG",
             "RUST_BACKTRACE",

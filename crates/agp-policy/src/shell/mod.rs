@@ -365,7 +365,11 @@ impl Walker {
     fn assignment(&mut self, node: Node<'_>, src: &str) {
         if let Some(name) = field(node, grammar().name) {
             let name = node_text(name, src);
-            if dangerous_env(name) {
+            let value = field(node, grammar().value)
+                .map(|v| words::word_of(v, src))
+                .unwrap_or_else(|| Word::literal(""));
+            let harmless = !value.dynamic && env::harmless_value(name, &value.text);
+            if dangerous_env(name) && !harmless {
                 self.opaque(
                     node_text(node, src),
                     format!("setting {name} changes which program runs or what it loads"),
