@@ -396,6 +396,22 @@ fn prints_no_content(name: &str) -> bool {
     )
 }
 
+/// The directory a partly known word certainly lies in: its text up to the last `/` before
+/// the first expansion or glob (`.git/hooks/$x` → `.git/hooks`).
+fn static_dir(pattern: &str) -> Option<String> {
+    let mut prefix = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => prefix.push(chars.next()?),
+            '$' | '`' | '*' | '?' | '[' | '{' | '~' if !(c == '~' && prefix.is_empty()) => break,
+            _ => prefix.push(c),
+        }
+    }
+    let (dir, _) = prefix.rsplit_once('/')?;
+    (!dir.is_empty() && !dir.contains("..")).then(|| dir.to_string())
+}
+
 /// Could a word whose value is only partly known name agp's signing keys? Its static prefix
 /// (the text before the first expansion or glob) is compared with the keys directory: `~/.ag$X`
 /// or `~/.agp/keys/$f` could; `$X/y` is unknown everywhere and stays a plain `require`.
@@ -990,11 +1006,24 @@ impl Policy {
                     self.judge_path(class, None, &raw, scene, acc);
                 }
             }
-            Err(why) => acc.builtin(
-                "shell",
-                Decision::Require,
-                format!("`{via}` names a file only known at run time ({why})"),
-            ),
+            Err(why) => {
+                acc.builtin(
+                    "shell",
+                    Decision::Require,
+                    format!("`{via}` names a file only known at run time ({why})"),
+                );
+                // Whatever the unknown part is, a write below a protected directory
+                // (`.git/hooks/$x`, `~/.ssh/$f`) is a write to it.
+                if class == FileClass::Write {
+                    if let Some(dir) = static_dir(&path.text) {
+                        for p in scene.resolve_all(&format!("{dir}/x")) {
+                            if let Some(hit) = protected::check_write(&p, scene) {
+                                acc.guard(self, hit);
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -54,6 +54,13 @@ fn session_values_and_the_lines_own_variables_are_expanded() {
             Decision::Deny,
             "protected-paths",
         ),
+        (
+            "echo x > .git/hooks/$HOOK",
+            Decision::Deny,
+            "protected-paths",
+        ),
+        ("echo x > ~/.ssh/$F", Decision::Deny, "protected-paths"),
+        ("echo x > ~+/.git/config", Decision::Deny, "protected-paths"),
         ("env", Decision::Require, "protected-paths"),
         (
             "printenv GITHUB_TOKEN",
