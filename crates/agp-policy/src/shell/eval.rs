@@ -26,6 +26,9 @@ const SUBSCRIPT: &str = "a subscripted name is evaluated as arithmetic (a subscr
 /// Findings of the syntax scan: inline-code parts and declaration commands that print the
 /// environment (judged as commands so the engine can treat them as a secrets read).
 pub(super) fn scan_tree(root: Node<'_>, src: &str, out: &mut Vec<Part>) {
+    if !may_evaluate(src) {
+        return;
+    }
     let mut cursor = root.walk();
     loop {
         let node = cursor.node();
@@ -44,6 +47,24 @@ pub(super) fn scan_tree(root: Node<'_>, src: &str, out: &mut Vec<Part>) {
             }
         }
     }
+}
+
+/// Every construct `scan_tree` looks for needs one of these in the source: arithmetic and
+/// arrays a `(` or `[`, parameter expansions a `{`, the rest a keyword. Most command lines
+/// have none, and skip the walk.
+fn may_evaluate(src: &str) -> bool {
+    memchr::memchr3(b'(', b'[', b'{', src.as_bytes()).is_some()
+        || [
+            "declare",
+            "typeset",
+            "local",
+            "export",
+            "readonly",
+            "unset",
+            "command_not_found",
+        ]
+        .iter()
+        .any(|k| src.contains(k))
 }
 
 fn opaque(text: &str, reason: impl Into<String>) -> Part {

@@ -35,8 +35,11 @@ impl Word {
 pub fn word_of(node: Node<'_>, src: &str) -> Word {
     let mut out = Word::literal(String::new());
     let mut pattern = String::new();
-    append(node, src, &mut out, &mut pattern);
+    append(node, src, &mut out, &mut pattern, false);
     if out.dynamic {
+        // Rare: a second pass builds the pattern form.
+        let mut again = Word::literal(String::new());
+        append(node, src, &mut again, &mut pattern, true);
         out.text = pattern;
     }
     out
@@ -60,7 +63,7 @@ fn text<'a>(node: Node<'_>, src: &'a str) -> &'a str {
     src.get(node.byte_range()).unwrap_or("")
 }
 
-fn append(node: Node<'_>, src: &str, out: &mut Word, pattern: &mut String) {
+fn append(node: Node<'_>, src: &str, out: &mut Word, pattern: &mut String, want: bool) {
     match super::kind(node) {
         "word" | "command_name" if node.named_child_count() == 0 => {
             let raw = text(node, src);
@@ -70,15 +73,21 @@ fn append(node: Node<'_>, src: &str, out: &mut Word, pattern: &mut String) {
                 if has_unquoted_glob(raw) {
                     out.dynamic = true;
                 }
-                pattern.push_str(raw);
+                if want {
+                    pattern.push_str(raw);
+                }
             } else {
-                push_literal(pattern, &value);
+                if want {
+                    push_literal(pattern, &value);
+                }
             }
             out.text.push_str(&value);
         }
         "number" if node.named_child_count() == 0 => {
             out.text.push_str(text(node, src));
-            pattern.push_str(text(node, src));
+            if want {
+                pattern.push_str(text(node, src));
+            }
         }
         "raw_string" => {
             let raw = text(node, src);
@@ -87,11 +96,15 @@ fn append(node: Node<'_>, src: &str, out: &mut Word, pattern: &mut String) {
                 .and_then(|r| r.strip_suffix('\''))
                 .unwrap_or(raw);
             out.text.push_str(lit);
-            push_literal(pattern, lit);
+            if want {
+                push_literal(pattern, lit);
+            }
         }
         "string_content" => {
             let lit = unescape_double(text(node, src));
-            push_literal(pattern, &lit);
+            if want {
+                push_literal(pattern, &lit);
+            }
             out.text.push_str(&lit);
         }
         "string" | "translated_string" => {
@@ -105,24 +118,30 @@ fn append(node: Node<'_>, src: &str, out: &mut Word, pattern: &mut String) {
                     .and_then(|r| r.strip_suffix('"'))
                     .unwrap_or("");
                 let lit = unescape_double(inner);
-                push_literal(pattern, &lit);
+                if want {
+                    push_literal(pattern, &lit);
+                }
                 out.text.push_str(&lit);
                 return;
             }
             let mut cursor = node.walk();
             for child in node.named_children(&mut cursor) {
-                append(child, src, out, pattern);
+                append(child, src, out, pattern, want);
             }
         }
         "ansi_c_string" => match decode_ansi_c(text(node, src)) {
             Some(decoded) => {
-                push_literal(pattern, &decoded);
+                if want {
+                    push_literal(pattern, &decoded);
+                }
                 out.text.push_str(&decoded);
             }
             None => {
                 out.dynamic = true;
                 out.text.push_str(text(node, src));
-                pattern.push_str(text(node, src));
+                if want {
+                    pattern.push_str(text(node, src));
+                }
             }
         },
         "concatenation" | "command_name" => {
@@ -132,7 +151,7 @@ fn append(node: Node<'_>, src: &str, out: &mut Word, pattern: &mut String) {
                 let bare_brace =
                     super::kind(child) == "word" && matches!(text(child, src), "{" | "}");
                 if child.is_named() && !bare_brace {
-                    append(child, src, out, pattern);
+                    append(child, src, out, pattern, want);
                 } else {
                     // Unnamed tokens inside a concatenation are literal punctuation (bare
                     // glob and brace characters among them).
@@ -141,9 +160,13 @@ fn append(node: Node<'_>, src: &str, out: &mut Word, pattern: &mut String) {
                         // `{a,b}` split into tokens is still a brace expansion.
                         out.dynamic |= has_unquoted_glob(t) || (t == "}" && brace_open);
                         brace_open |= t == "{";
-                        pattern.push_str(t);
+                        if want {
+                            pattern.push_str(t);
+                        }
                     } else {
-                        push_literal(pattern, t);
+                        if want {
+                            push_literal(pattern, t);
+                        }
                     }
                     out.text.push_str(t);
                 }
@@ -153,7 +176,9 @@ fn append(node: Node<'_>, src: &str, out: &mut Word, pattern: &mut String) {
             out.dynamic = true;
             out.substitution = true;
             out.text.push_str(text(node, src));
-            pattern.push_str(text(node, src));
+            if want {
+                pattern.push_str(text(node, src));
+            }
         }
         _ => {
             // simple_expansion, expansion, arithmetic_expansion, brace_expression, array, ...
@@ -162,7 +187,9 @@ fn append(node: Node<'_>, src: &str, out: &mut Word, pattern: &mut String) {
                 out.substitution = true;
             }
             out.text.push_str(text(node, src));
-            pattern.push_str(text(node, src));
+            if want {
+                pattern.push_str(text(node, src));
+            }
         }
     }
 }
