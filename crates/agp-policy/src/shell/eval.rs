@@ -302,7 +302,8 @@ fn declaration(node: Node<'_>, src: &str, out: &mut Vec<Part>) -> Option<&'stati
         // Every later assignment to an integer variable is arithmetic evaluation.
         return Some(ARITH);
     }
-    if flags.contains('n') {
+    // `export -n` removes the export attribute; elsewhere `-n` makes a nameref.
+    if flags.contains('n') && keyword != "export" {
         return Some(
             "a nameref (`declare -n`) makes a name evaluate another, possibly subscripted, name",
         );

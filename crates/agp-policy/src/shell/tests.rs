@@ -211,6 +211,7 @@ fn string_evaluation_is_inline_code() {
         "x=1; export x",
         "declare -x A=b C",
         "local y",
+        "export -n X",
         "read -r line",
         "printf -v out '%s' x",
         "unset x",
