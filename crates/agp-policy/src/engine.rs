@@ -1230,14 +1230,21 @@ fn path_spec_matches(m: &Matcher, p: &Path, scene: &Scene) -> bool {
 /// Adds a directory relative paths may be relative to from now on (never removes one: judging
 /// against every candidate is the strict choice).
 fn enter_dir(dir: &Word, scene: &mut Scene) {
-    if dir.dynamic || dir.text == "-" {
+    if dir.text == "-" && !dir.dynamic {
         scene.cwd_unknown = true;
         return;
     }
-    for p in scene.resolve_all(&dir.text) {
-        if !scene.cwds.contains(&p) {
-            scene.cwds.push(p);
-            scene.memo.borrow_mut().clear();
+    // `cd "$HOME/x"`, `cd ~+/src`: expanded like any other word, or unknown.
+    let Ok(raws) = scene.word_paths(dir) else {
+        scene.cwd_unknown = true;
+        return;
+    };
+    for raw in raws {
+        for p in scene.resolve_all(&raw) {
+            if !scene.cwds.contains(&p) {
+                scene.cwds.push(p);
+                scene.memo.borrow_mut().clear();
+            }
         }
     }
 }
@@ -1249,15 +1256,7 @@ fn track_cd(cmd: &SimpleCommand, scene: &mut Scene) {
     }
     let target = crate::guards::operands(cmd.args()).into_iter().next();
     match target {
-        Some(w) if !w.dynamic && w.text != "-" && cmd.name() != "popd" => {
-            let new: Vec<PathBuf> = scene.resolve_all(&w.text);
-            for p in new {
-                if !scene.cwds.contains(&p) {
-                    scene.cwds.push(p);
-                    scene.memo.borrow_mut().clear();
-                }
-            }
-        }
+        Some(w) if !(w.text == "-" && !w.dynamic) && cmd.name() != "popd" => enter_dir(w, scene),
         None if cmd.name() == "cd" => {
             let home = scene.bases.home.clone();
             if !scene.cwds.contains(&home) {
