@@ -1256,7 +1256,7 @@ fn track_cd(cmd: &SimpleCommand, scene: &mut Scene) {
     }
     let target = crate::guards::operands(cmd.args()).into_iter().next();
     match target {
-        Some(w) if !(w.text == "-" && !w.dynamic) && cmd.name() != "popd" => enter_dir(w, scene),
+        Some(w) if (w.dynamic || w.text != "-") && cmd.name() != "popd" => enter_dir(w, scene),
         None if cmd.name() == "cd" => {
             let home = scene.bases.home.clone();
             if !scene.cwds.contains(&home) {
