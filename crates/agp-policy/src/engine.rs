@@ -9,6 +9,7 @@ use agp_contracts::{
 };
 use serde_json::Value;
 
+use crate::expand;
 use crate::file::{Policy, Rule};
 use crate::guards::{destructive, egress, protected, supply, GuardHit, GuardId};
 use crate::matcher::{domain_matches, file_class, url_host, FileClass, Matcher, Spec};
@@ -134,6 +135,8 @@ pub struct Scene {
     pub cwds: Vec<PathBuf>,
     /// A `cd` went somewhere only known at run time.
     pub cwd_unknown: bool,
+    /// Variables the command line assigns (see [`crate::expand`]).
+    pub vars: Vec<(String, Option<Word>)>,
     memo: std::cell::RefCell<Vec<(String, Vec<PathBuf>)>>,
 }
 
@@ -188,6 +191,7 @@ impl Scene {
             agp_home: cache.get(&ctx.agp_home),
             bases,
             cwd_unknown: false,
+            vars: Vec::new(),
             memo: Default::default(),
         }
     }
@@ -251,6 +255,201 @@ impl Scene {
     fn is_relative(raw: &str) -> bool {
         !(raw.starts_with('/') || raw == "~" || raw.starts_with("~/"))
     }
+
+    /// Every path a word may name once expanded ([`crate::expand`]), or why that is only
+    /// known at run time.
+    pub fn word_paths(&self, w: &Word) -> Result<Vec<String>, String> {
+        if !expand::needs_expansion(w) {
+            return Ok(vec![w.text.clone()]);
+        }
+        let env = expand::Env {
+            home: &self.bases.home,
+            cwds: &self.cwds,
+            vars: &self.vars,
+        };
+        match expand::expand(w, &env) {
+            expand::Expansion::Paths(p) => Ok(p),
+            expand::Expansion::Unknown(why) => Err(why),
+        }
+    }
+}
+
+/// Commands that never open the files their arguments name: an argument only known at run
+/// time is no read for them.
+fn opens_no_files(name: &str) -> bool {
+    matches!(
+        name,
+        "echo"
+            | "printf"
+            | "true"
+            | "false"
+            | ":"
+            | "test"
+            | "["
+            | "exit"
+            | "return"
+            | "shift"
+            | "sleep"
+            | "kill"
+            | "wait"
+            | "unset"
+            | "set"
+            | "read"
+            | "local"
+            | "export"
+            | "declare"
+            | "typeset"
+            | "readonly"
+            | "break"
+            | "continue"
+    )
+}
+
+/// Build and test runners execute code they find in their working directory (a Makefile,
+/// `build.rs`, `package.json` scripts, `conftest.py`): a rule allowing the project's tests
+/// does not vouch for that code anywhere else.
+fn is_project_runner(cmd: &SimpleCommand) -> bool {
+    let name = cmd.name();
+    matches!(
+        name,
+        "make"
+            | "gmake"
+            | "cmake"
+            | "ctest"
+            | "ninja"
+            | "meson"
+            | "bazel"
+            | "just"
+            | "cargo"
+            | "npm"
+            | "npx"
+            | "pnpm"
+            | "yarn"
+            | "bun"
+            | "deno"
+            | "node"
+            | "pytest"
+            | "py.test"
+            | "tox"
+            | "nox"
+            | "go"
+            | "mvn"
+            | "gradle"
+            | "gradlew"
+            | "ant"
+            | "sbt"
+            | "tsc"
+            | "jest"
+            | "vitest"
+            | "mocha"
+            | "rake"
+            | "bundle"
+            | "rspec"
+            | "composer"
+            | "phpunit"
+            | "dotnet"
+            | "swift"
+            | "mix"
+    ) || ((name.starts_with("python") || name.starts_with("pypy"))
+        && cmd.args().iter().any(|w| w.text == "-m"))
+}
+
+fn judge_runner_outside(cmd: &SimpleCommand, scene: &Scene, acc: &mut Strictest) {
+    if !is_project_runner(cmd) {
+        return;
+    }
+    let outside = scene
+        .cwds
+        .iter()
+        .find(|c| paths::relative_to(c, &scene.bases.root).is_none());
+    if let Some(dir) = outside {
+        acc.builtin(
+            "shell",
+            Decision::Require,
+            format!(
+                "{} may run in {}, outside the project: the code it runs there is not the \
+                 project's",
+                cmd.name(),
+                dir.display()
+            ),
+        );
+    }
+}
+
+/// Commands that print only sizes, types or digests of the files they read, never content: a
+/// file name only known at run time reveals nothing through them.
+fn prints_no_content(name: &str) -> bool {
+    matches!(
+        name,
+        "wc" | "ls"
+            | "stat"
+            | "file"
+            | "du"
+            | "md5sum"
+            | "sha1sum"
+            | "sha224sum"
+            | "sha256sum"
+            | "sha384sum"
+            | "sha512sum"
+            | "b2sum"
+            | "cksum"
+    )
+}
+
+/// The directory a partly known word certainly lies in: its text up to the last `/` before
+/// the first expansion or glob (`.git/hooks/$x` → `.git/hooks`).
+fn static_dir(pattern: &str) -> Option<String> {
+    let mut prefix = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => prefix.push(chars.next()?),
+            '$' | '`' | '*' | '?' | '[' | '{' | '~' if !(c == '~' && prefix.is_empty()) => break,
+            _ => prefix.push(c),
+        }
+    }
+    let (dir, _) = prefix.rsplit_once('/')?;
+    (!dir.is_empty() && !dir.contains("..")).then(|| dir.to_string())
+}
+
+/// Could a word whose value is only partly known name agp's signing keys? Its static prefix
+/// (the text before the first expansion or glob) is compared with the keys directory: `~/.ag$X`
+/// or `~/.agp/keys/$f` could; `$X/y` is unknown everywhere and stays a plain `require`.
+fn may_name_agp_keys(pattern: &str, scene: &Scene) -> bool {
+    let mut prefix = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(n) => prefix.push(n),
+                None => break,
+            },
+            '$' | '`' | '*' | '?' | '[' | '{' => break,
+            _ => prefix.push(c),
+        }
+    }
+    if prefix.is_empty() || prefix.len() == pattern.len() {
+        return false;
+    }
+    let full = if let Some(rest) = prefix.strip_prefix("~/") {
+        format!("{}/{rest}", scene.bases.home.display())
+    } else if prefix.starts_with('/') {
+        prefix
+    } else {
+        return false;
+    };
+    let keys = scene.agp_home.join("keys").display().to_string();
+    // The prefix must reach past the directory holding agp's home (`~/.a…`, not just `~/`).
+    let parent = scene.agp_home.parent().map_or(0, |p| p.as_os_str().len());
+    keys.starts_with(&full) && full.len() > parent + 1 || full.starts_with(&keys)
+}
+
+/// Reason an argument only known at run time keeps a command from being allowed.
+fn unknown_word(w: &str, why: &str) -> String {
+    format!(
+        "`{w}` is only known at run time ({why}); it could name a credential or a protected \
+         file, so no rule can allow it"
+    )
 }
 
 /// One part's judgment.
@@ -480,9 +679,19 @@ impl Policy {
                 GuardHit::require(GuardId::Privilege, "runs with elevated privileges"),
             );
         }
+        if let Some(what) = shell::prints_environment(cmd) {
+            acc.guard(
+                self,
+                GuardHit::require(
+                    GuardId::ProtectedPaths,
+                    format!("{what}; reading credentials needs approval"),
+                ),
+            );
+        }
         if matches!(name, "cd" | "pushd") {
             return;
         }
+        judge_runner_outside(cmd, scene, acc);
         self.judge_mentions(cmd, scene, acc);
         self.judge_file_readers(cmd, scene, acc);
         if rule.is_none() {
@@ -493,11 +702,29 @@ impl Policy {
     /// Paths a command names are checked against credential guards and read restrictions, so
     /// `cat .env` is judged like `Read(.env)`.
     fn judge_mentions(&self, cmd: &SimpleCommand, scene: &Scene, acc: &mut Strictest) {
-        if matches!(cmd.name(), "echo" | "printf" | "true" | "false" | ":") {
+        let name = cmd.name();
+        if matches!(name, "echo" | "printf" | "true" | "false" | ":") {
             return;
         }
+        // Names appended or substituted at run time (`xargs cat`, `find -exec cat {} +`).
+        let from_stdin = cmd.dynamic_tail
+            || cmd
+                .wrappers
+                .iter()
+                .any(|w| w == "xargs" || w == "find -exec");
+        if from_stdin && !opens_no_files(name) && !prints_no_content(name) {
+            acc.builtin(
+                "shell",
+                Decision::Require,
+                format!(
+                    "{name} is given file names read at run time ({}), which could name a \
+                     credential; no rule can allow that",
+                    cmd.wrappers.join(", ")
+                ),
+            );
+        }
         for w in cmd.args() {
-            if w.dynamic || w.text.is_empty() || w.text.len() > 4096 || w.text.contains("://") {
+            if w.text.is_empty() || w.text.len() > 4096 || w.text.contains("://") {
                 continue;
             }
             let t = w.text.as_str();
@@ -505,7 +732,8 @@ impl Policy {
                 v
             } else if t.starts_with('-') {
                 match t.split_once('=') {
-                    Some((_, v)) if v.contains('/') || v.starts_with('.') => v,
+                    Some((_, v)) if v.contains('/') || v.starts_with('.') || w.dynamic => v,
+                    _ if w.dynamic => t,
                     _ => continue,
                 }
             } else if let Some((_, v)) = t.split_once('=').filter(|(k, _)| !k.contains('/')) {
@@ -517,17 +745,45 @@ impl Policy {
             } else {
                 t
             };
-            for p in scene.resolve_all(candidate) {
-                if let Some(hit) = protected::check_read(&p, scene) {
-                    acc.guard(self, hit);
+            let word = Word {
+                text: candidate.to_string(),
+                ..w.clone()
+            };
+            let paths = match scene.word_paths(&word) {
+                Ok(p) => p,
+                Err(why) => {
+                    if !opens_no_files(name) && !prints_no_content(name) {
+                        acc.builtin("shell", Decision::Require, unknown_word(&w.text, &why));
+                        if may_name_agp_keys(candidate, scene) {
+                            acc.guard(
+                                self,
+                                GuardHit::deny(
+                                    GuardId::ProtectedPaths,
+                                    format!(
+                                        "`{}` may name agp's signing keys once expanded",
+                                        w.text
+                                    ),
+                                ),
+                            );
+                        }
+                    }
+                    continue;
                 }
-                if !self.index.read_restrict.is_empty() {
-                    if let Some((r, m)) =
-                        best_rule(self, self.index.read_restrict.iter().copied(), |_, m| {
-                            m.applies_to_class(FileClass::Read) && path_spec_matches(m, &p, scene)
-                        })
-                    {
-                        acc.push_rule(r, m, || format!("reading {}", p.display()));
+            };
+            for raw in paths {
+                for p in scene.resolve_all(&raw) {
+                    if let Some(hit) = protected::check_read(&p, scene) {
+                        acc.guard(self, hit);
+                    }
+                    if !self.index.read_restrict.is_empty() {
+                        if let Some((r, m)) =
+                            best_rule(self, self.index.read_restrict.iter().copied(), |_, m| {
+                                m.applies_to_class(FileClass::Read)
+                                    && path_spec_matches(m, &p, scene)
+                            })
+                        {
+                            acc.push_rule(r, m, || format!("reading {}", p.display()));
+                        }
                     }
                 }
             }
@@ -579,10 +835,13 @@ impl Policy {
             ops.next();
         }
         for w in ops {
-            if w.dynamic || w.text == "-" || w.text.is_empty() {
+            if w.text == "-" || w.text.is_empty() {
                 continue;
             }
-            self.judge_path(FileClass::Read, None, &w.text, scene, acc);
+            // Unknown words were already required by `judge_mentions`.
+            for raw in scene.word_paths(w).unwrap_or_default() {
+                self.judge_path(FileClass::Read, None, &raw, scene, acc);
+            }
         }
     }
 
@@ -607,6 +866,28 @@ impl Policy {
         scene: &Scene,
         acc: &mut Strictest,
     ) {
+        // `~user/…`, `~+/…`, `~-/…` are not relative paths, whoever hands them over.
+        let tilde = Word::literal(raw);
+        if expand::needs_expansion(&tilde) {
+            match scene.word_paths(&tilde) {
+                Ok(paths) if !paths.iter().any(|p| p == raw) => {
+                    for p in paths {
+                        self.judge_path(class, tool, &p, scene, acc);
+                    }
+                    return;
+                }
+                // An unknown `~user` stays literal in bash: a relative path.
+                Ok(_) => {}
+                Err(why) => {
+                    acc.builtin(
+                        "shell",
+                        Decision::Require,
+                        format!("`{raw}` is only known at run time ({why})"),
+                    );
+                    return;
+                }
+            }
+        }
         if Scene::is_relative(raw) && scene.cwd_unknown {
             acc.builtin(
                 "shell",
@@ -652,6 +933,7 @@ impl Policy {
 
     fn judge_bash(&self, command: &str, scene: &mut Scene) -> Vec<(String, Judgment)> {
         let analysis = shell::analyze(command);
+        scene.vars.clone_from(&analysis.bindings);
         let mut whole: HashMap<usize, Vec<GuardHit>> = HashMap::new();
         for (i, hit) in destructive::check_analysis(&analysis) {
             whole.entry(i).or_default().push(hit);
@@ -725,15 +1007,31 @@ impl Policy {
         scene: &Scene,
         acc: &mut Strictest,
     ) {
-        if path.dynamic {
-            acc.builtin(
-                "shell",
-                Decision::Require,
-                format!("`{via}` names a file only known at run time"),
-            );
-            return;
+        match scene.word_paths(path) {
+            Ok(paths) => {
+                for raw in paths {
+                    self.judge_path(class, None, &raw, scene, acc);
+                }
+            }
+            Err(why) => {
+                acc.builtin(
+                    "shell",
+                    Decision::Require,
+                    format!("`{via}` names a file only known at run time ({why})"),
+                );
+                // Whatever the unknown part is, a write below a protected directory
+                // (`.git/hooks/$x`, `~/.ssh/$f`) is a write to it.
+                if class == FileClass::Write {
+                    if let Some(dir) = static_dir(&path.text) {
+                        for p in scene.resolve_all(&format!("{dir}/x")) {
+                            if let Some(hit) = protected::check_write(&p, scene) {
+                                acc.guard(self, hit);
+                            }
+                        }
+                    }
+                }
+            }
         }
-        self.judge_path(class, None, &path.text, scene, acc);
     }
 
     fn judge_tool(&self, call: &ToolCall, scene: &mut Scene) -> Vec<(String, Judgment)> {
@@ -963,14 +1261,21 @@ fn judge_foreign(path: &Word, via: &str, scene: &Scene, acc: &mut Strictest) -> 
 /// Adds a directory relative paths may be relative to from now on (never removes one: judging
 /// against every candidate is the strict choice).
 fn enter_dir(dir: &Word, scene: &mut Scene) {
-    if dir.dynamic || dir.text == "-" {
+    if dir.text == "-" && !dir.dynamic {
         scene.cwd_unknown = true;
         return;
     }
-    for p in scene.resolve_all(&dir.text) {
-        if !scene.cwds.contains(&p) {
-            scene.cwds.push(p);
-            scene.memo.borrow_mut().clear();
+    // `cd "$HOME/x"`, `cd ~+/src`: expanded like any other word, or unknown.
+    let Ok(raws) = scene.word_paths(dir) else {
+        scene.cwd_unknown = true;
+        return;
+    };
+    for raw in raws {
+        for p in scene.resolve_all(&raw) {
+            if !scene.cwds.contains(&p) {
+                scene.cwds.push(p);
+                scene.memo.borrow_mut().clear();
+            }
         }
     }
 }
@@ -982,15 +1287,7 @@ fn track_cd(cmd: &SimpleCommand, scene: &mut Scene) {
     }
     let target = crate::guards::operands(cmd.args()).into_iter().next();
     match target {
-        Some(w) if !w.dynamic && w.text != "-" && cmd.name() != "popd" => {
-            let new: Vec<PathBuf> = scene.resolve_all(&w.text);
-            for p in new {
-                if !scene.cwds.contains(&p) {
-                    scene.cwds.push(p);
-                    scene.memo.borrow_mut().clear();
-                }
-            }
-        }
+        Some(w) if (w.dynamic || w.text != "-") && cmd.name() != "popd" => enter_dir(w, scene),
         None if cmd.name() == "cd" => {
             let home = scene.bases.home.clone();
             if !scene.cwds.contains(&home) {

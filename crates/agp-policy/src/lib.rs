@@ -45,6 +45,7 @@
 #[doc(hidden)]
 pub mod bench_support;
 pub mod engine;
+pub mod expand;
 pub mod file;
 pub mod guards;
 pub mod import;

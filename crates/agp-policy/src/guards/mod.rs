@@ -50,8 +50,9 @@ impl GuardId {
                  download-and-execute (deny); force pushes, hard resets, history rewrites (require)"
             }
             GuardId::ProtectedPaths => {
-                "writes to shell rc files, .git/hooks, .git/config, ~/.ssh, agp's home and hook \
-                 settings (deny); reads of credentials (require)"
+                "writes to shell rc files, git metadata (.git/hooks, config, commondir, info, \
+                 worktrees, alternates), ~/.ssh, agp's home and hook settings (deny); reads of \
+                 credentials, agp's home and process environments (require; agp's keys: deny)"
             }
             GuardId::Secrets => "tool inputs carrying secret values (deny)",
             GuardId::SupplyChain => {

@@ -79,6 +79,21 @@ fn sets() -> &'static Sets {
             "**/.git/hooks",
             "**/.git/hooks/**",
             "**/.git/config",
+            // Everything else git reads as configuration or as a pointer to another git
+            // directory (host git follows them: a planted `commondir` or `alternates` runs or
+            // loads what the agent chose).
+            "**/.git",
+            "**/.git/commondir",
+            "**/.git/gitdir",
+            "**/.git/config.worktree",
+            "**/.git/info/**",
+            "**/.git/objects/info/**",
+            "**/.git/worktrees/**",
+            "**/.git/modules/**/config",
+            "**/.git/modules/**/config.worktree",
+            "**/.git/modules/**/commondir",
+            "**/.git/modules/**/hooks/**",
+            "**/.git/modules/**/info/**",
             "**/.claude/settings.json",
             "**/.claude/settings.local.json",
         ]),
@@ -119,6 +134,9 @@ fn sets() -> &'static Sets {
             "etc/shadow",
             "etc/gshadow",
             "etc/sudoers",
+            // A process's environment holds its tokens.
+            "proc/*/environ",
+            "proc/*/task/*/environ",
         ]),
         read_exceptions: set(&[
             "**/.env.example",
@@ -166,6 +184,16 @@ pub fn check_read(path: &Path, scene: &Scene) -> Option<GuardHit> {
         return Some(GuardHit::deny(
             G,
             format!("{} holds agp's signing keys", path.display()),
+        ));
+    }
+    if crate::paths::relative_to(path, &scene.agp_home).is_some() {
+        // Its configuration holds channel tokens, its journal the session's history.
+        return Some(GuardHit::require(
+            G,
+            format!(
+                "{} is inside agp's own home; reading it needs approval",
+                path.display()
+            ),
         ));
     }
     let s = sets();
@@ -219,6 +247,10 @@ mod tests {
             "/nonexistent-p/.git/hooks/pre-commit",
             "/nonexistent-p/sub/.git/config",
             "/nonexistent-p/.claude/settings.local.json",
+            "/nonexistent-p/.git/commondir",
+            "/nonexistent-p/.git/info/attributes",
+            "/nonexistent-p/.git/objects/info/alternates",
+            "/nonexistent-p/sub/.git",
             "/etc/profile.d/x.sh",
             "/etc/claude-code/managed-settings.json",
         ] {
@@ -248,6 +280,7 @@ mod tests {
             "/nonexistent-p/tls/server.key",
             "/nonexistent-p/tls/server.pem",
             "/etc/shadow",
+            "/proc/1/environ",
         ] {
             let hit = check_read(Path::new(p), &s).unwrap_or_else(|| panic!("{p} not flagged"));
             assert_eq!(hit.decision, agp_contracts::Decision::Require, "{p}");
@@ -255,6 +288,10 @@ mod tests {
         assert_eq!(
             check_read(Path::new("/nonexistent-h/.agp/keys/journal.key"), &s).map(|h| h.decision),
             Some(agp_contracts::Decision::Deny)
+        );
+        assert_eq!(
+            check_read(Path::new("/nonexistent-h/.agp/config.toml"), &s).map(|h| h.decision),
+            Some(agp_contracts::Decision::Require)
         );
         for p in [
             "/nonexistent-h/.ssh/id_ed25519.pub",

@@ -6,8 +6,12 @@
 //! that cannot be judged statically. The engine judges each part; the call gets the strictest
 //! verdict.
 
+mod env;
+mod eval;
 mod normalize;
 mod words;
+
+pub use env::{dangerous_env, prints_environment};
 
 use std::cell::RefCell;
 
@@ -124,6 +128,9 @@ pub struct Analysis {
     pub feeds: Vec<Feed>,
     /// A function that calls itself in the background or a pipeline (`:(){ :|:& };:`).
     pub fork_bomb: bool,
+    /// Variables the command line assigns, in order: the value, or `None` when it is only
+    /// known at run time (`read f`, a prefix assignment's outer value, `for f;`).
+    pub bindings: Vec<(String, Option<Word>)>,
 }
 
 impl Analysis {
@@ -146,6 +153,21 @@ pub fn analyze(command: &str) -> Analysis {
         out: Analysis::default(),
     };
     walker.analyze_source(command, 0);
+    let mut code = Vec::new();
+    for part in &walker.out.parts {
+        if let Part::Command(c) = part {
+            for name in eval::names_set_at_run_time(c) {
+                walker.out.bindings.push((name, None));
+            }
+            if let Some(reason) = eval::command_evaluates_code(c) {
+                code.push(Part::Opaque {
+                    text: c.line(),
+                    reason,
+                });
+            }
+        }
+    }
+    walker.out.parts.extend(code);
     walker.out
 }
 
@@ -161,7 +183,23 @@ fn parse(src: &str) -> Option<tree_sitter::Tree> {
         }
         let parser = slot.as_mut()?;
         parser.reset();
-        parser.parse(src, None)
+        if src.is_ascii() {
+            return parser.parse(src, None);
+        }
+        // tree-sitter-bash's scanner passes the lookahead code point to C's `isdigit`, which
+        // reads out of bounds (and crashes the process) for large code points. Bash treats
+        // non-ASCII characters as ordinary word characters, so each is parsed as the same
+        // number of ASCII letters: byte offsets, and so every node's text taken from `src`,
+        // stay the same.
+        let ascii: String = src
+            .chars()
+            .flat_map(|c| {
+                let n = if c.is_ascii() { 0 } else { c.len_utf8() };
+                let keep = c.is_ascii().then_some(c);
+                keep.into_iter().chain(std::iter::repeat_n('x', n))
+            })
+            .collect();
+        parser.parse(&ascii, None)
     })
 }
 
@@ -256,6 +294,7 @@ impl Walker {
         if root.has_error() {
             self.opaque(src, "the command does not parse as shell");
         }
+        eval::scan_tree(root, src, &mut self.out.parts);
         self.walk(root, src, depth);
     }
 
@@ -277,6 +316,25 @@ impl Walker {
             }
             "variable_assignment" => {
                 self.assignment(node, src);
+                self.bind(node, src);
+                self.walk_children(node, src, depth);
+            }
+            "for_statement" => {
+                if let Some(var) = field(node, grammar().variable) {
+                    let name = node_text(var, src).to_string();
+                    let mut cursor = node.walk();
+                    let values: Vec<Word> = node
+                        .children_by_field_name("value", &mut cursor)
+                        .map(|v| words::word_of(v, src))
+                        .collect();
+                    if values.is_empty() {
+                        // `for f; do`: the positional parameters.
+                        self.out.bindings.push((name.clone(), None));
+                    }
+                    for v in values {
+                        self.out.bindings.push((name.clone(), Some(v)));
+                    }
+                }
                 self.walk_children(node, src, depth);
             }
             "comment" => {}
@@ -291,11 +349,34 @@ impl Walker {
         }
     }
 
+    /// Records `name=value` so later expansions of `$name` can be resolved.
+    fn bind(&mut self, node: Node<'_>, src: &str) {
+        let Some(name) = field(node, grammar().name) else {
+            return;
+        };
+        if kind(name) != "variable_name" {
+            return;
+        }
+        let value = field(node, grammar().value)
+            .map(|v| words::word_of(v, src))
+            .unwrap_or_else(|| Word::literal(""));
+        let assigned = node_text(node, src);
+        // `x+=y` appends: the result is not one of the recorded values.
+        let value = (!assigned[node_text(name, src).len()..].starts_with("+=")).then_some(value);
+        self.out
+            .bindings
+            .push((node_text(name, src).to_string(), value));
+    }
+
     /// Assignments that change which program runs or what it loads cannot be judged.
     fn assignment(&mut self, node: Node<'_>, src: &str) {
         if let Some(name) = field(node, grammar().name) {
             let name = node_text(name, src);
-            if dangerous_env(name) {
+            let value = field(node, grammar().value)
+                .map(|v| words::word_of(v, src))
+                .unwrap_or_else(|| Word::literal(""));
+            let harmless = !value.dynamic && env::harmless_value(name, &value.text);
+            if dangerous_env(name) && !harmless {
                 self.opaque(
                     node_text(node, src),
                     format!("setting {name} changes which program runs or what it loads"),
@@ -509,6 +590,11 @@ impl Walker {
                 "variable_assignment" => {
                     if let Some(name) = field(child, grammar().name) {
                         env.push(node_text(name, src).to_string());
+                        // The command's arguments are expanded with the outer value, which
+                        // this line does not show.
+                        self.out
+                            .bindings
+                            .push((node_text(name, src).to_string(), None));
                     }
                     self.assignment(child, src);
                     self.walk_substitutions(child, src, depth);
@@ -581,6 +667,8 @@ struct Grammar {
     name: Option<std::num::NonZeroU16>,
     body: Option<std::num::NonZeroU16>,
     destination: Option<std::num::NonZeroU16>,
+    variable: Option<std::num::NonZeroU16>,
+    value: Option<std::num::NonZeroU16>,
 }
 
 fn grammar() -> &'static Grammar {
@@ -600,6 +688,8 @@ fn grammar() -> &'static Grammar {
             name: lang.field_id_for_name("name"),
             body: lang.field_id_for_name("body"),
             destination: lang.field_id_for_name("destination"),
+            variable: lang.field_id_for_name("variable"),
+            value: lang.field_id_for_name("value"),
         }
     })
 }
@@ -637,46 +727,6 @@ fn is_harmless_device(path: &str) -> bool {
         path,
         "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/stdin" | "/dev/tty" | "/dev/zero"
     ) || path.starts_with("/dev/fd/")
-}
-
-/// Environment variables that change which program runs or what code it loads.
-pub fn dangerous_env(name: &str) -> bool {
-    matches!(
-        name,
-        "PATH"
-            | "BASH_ENV"
-            | "ENV"
-            | "SHELLOPTS"
-            | "BASHOPTS"
-            | "PROMPT_COMMAND"
-            | "IFS"
-            | "PYTHONPATH"
-            | "PYTHONSTARTUP"
-            | "PYTHONHOME"
-            | "NODE_OPTIONS"
-            | "NODE_PATH"
-            | "PERL5LIB"
-            | "PERL5OPT"
-            | "RUBYOPT"
-            | "RUBYLIB"
-            | "GIT_SSH"
-            | "GIT_SSH_COMMAND"
-            | "GIT_EXEC_PATH"
-            | "GIT_EXTERNAL_DIFF"
-            | "GIT_PAGER"
-            | "PAGER"
-            | "EDITOR"
-            | "VISUAL"
-            | "GIT_EDITOR"
-            | "GIT_CONFIG_GLOBAL"
-            | "GIT_CONFIG_PARAMETERS"
-            | "GIT_CONFIG_COUNT"
-            | "HOME"
-    ) || name.starts_with("LD_")
-        || name.starts_with("DYLD_")
-        || name.starts_with("BASH_FUNC_")
-        || name.starts_with("GIT_CONFIG_KEY_")
-        || name.starts_with("GIT_CONFIG_VALUE_")
 }
 
 fn is_fork_bomb(node: Node<'_>, src: &str) -> bool {

@@ -141,7 +141,123 @@ fn deep_nesting_is_opaque_not_a_crash() {
     assert!(opaque(&subst));
     let exp = format!("echo {}x{}", "${a:-".repeat(5_000), "}".repeat(5_000));
     assert!(opaque(&exp));
-    assert!(!opaque("((ls))"));
+    assert!(!opaque("( (ls) )"));
+    // `((ls))` is arithmetic on the value of `ls`, which can run code (`ls='a[$(id)]'`).
+    assert!(opaque("((ls))"));
+}
+
+#[test]
+fn brace_expansions_are_dynamic_words() {
+    for src in [
+        "cat {.env,README.md}",
+        "cat {.e,x}nv",
+        "cat ~/.ssh/{id_rsa,config}",
+    ] {
+        let a = analyze(src);
+        let Some(Part::Command(c)) = a.parts.first() else {
+            panic!("{src}: {:?}", a.parts)
+        };
+        assert!(c.args()[0].dynamic, "{src}");
+    }
+}
+
+#[test]
+fn string_evaluation_is_inline_code() {
+    for src in [
+        "echo $((x))",
+        "echo $[x]",
+        "(( n + 1 ))",
+        "let y=x+1",
+        "[[ 1 -eq x ]]",
+        "[[ $n -gt 0 ]]",
+        "[[ -v 'a[$(id)]' ]]",
+        "echo ${x@P}",
+        "echo ${!x}",
+        "echo ${a[i]}",
+        "echo ${s:o:2}",
+        "declare -i n",
+        "declare -n r=x",
+        "declare 'a[$(id)]=1'",
+        "a[$i]=1",
+        "printf -v 'a[$(id)]' x",
+        "read 'a[$(id)]'",
+        "unset 'a[$(id)]'",
+        "test -v 'a[$(id)]'",
+        "trap 'ls' EXIT",
+        "complete -C id ls",
+        "bind -x '\"\\C-a\":id'",
+        "source x.sh",
+        ". x.sh",
+        "enable -f x.so x",
+        "hash -p /tmp/x ls",
+        "alias ls='id'",
+        "command_not_found_handle() { :; }",
+        "for ((i=n; i<3; i++)); do :; done",
+        "a=([x]=1)",
+    ] {
+        assert!(opaque(src), "{src} is code");
+    }
+    for src in [
+        "echo $((1 + 2 * 0x10))",
+        "(( 3 > 2 ))",
+        "[[ $x == y ]]",
+        "[[ -f src/main.rs ]]",
+        "[[ 2 -gt 1 ]]",
+        "[[ -v name ]]",
+        "echo ${x:-default} ${x:=d} ${#x} ${x%.rs} ${a[1]} ${a[@]} ${!a[@]} ${!pre*} ${s:1:2}",
+        "echo ${x@Q}",
+        "declare x=1",
+        "export RUST_LOG=debug",
+        "x=1; export x",
+        "declare -x A=b C",
+        "local y",
+        "export -n X",
+        "read -r line",
+        "printf -v out '%s' x",
+        "unset x",
+        "test -f x",
+        "alias",
+        "a=(1 2) b=([0]=x [1]=y)",
+        "for i in 1 2 3; do echo $i; done",
+    ] {
+        assert!(!opaque(src), "{src} is not code");
+    }
+}
+
+#[test]
+fn variables_the_line_assigns_are_recorded() {
+    let a = analyze("f=src/a.rs; for g in x 'y z'; do read h; done; k=1 cmd");
+    let names: Vec<(&str, Option<&str>)> = a
+        .bindings
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_ref().map(|w| w.text.as_str())))
+        .collect();
+    for want in [
+        ("f", Some("src/a.rs")),
+        ("g", Some("x")),
+        ("g", Some("y z")),
+        ("h", None),
+        ("k", None),
+    ] {
+        assert!(names.contains(&want), "{want:?} in {names:?}");
+    }
+}
+
+#[test]
+fn non_ascii_text_parses_with_its_own_bytes() {
+    let a = analyze("cat 'héllo wörld' && rm -rf ~/日本");
+    let lines: Vec<String> = a
+        .parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Command(c) => Some(c.line()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lines, ["cat héllo wörld", "rm -rf ~/日本"]);
+    // Code points the bash scanner cannot classify no longer crash the parser.
+    let _ = analyze("echo $\u{10ffff}1 \u{e000}");
+    let _ = analyze("x=\u{1F600}; echo ${x}\u{10FFFF}9");
 }
 
 fn reads(src: &str) -> Vec<String> {

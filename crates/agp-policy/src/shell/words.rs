@@ -27,35 +27,86 @@ impl Word {
 }
 
 /// Computes the word a node stands for.
+///
+/// For a dynamic word, `text` is shell syntax the engine can expand again: the source text of
+/// expansions, substitutions and unquoted globs, with the special characters of literal (quoted
+/// or escaped) parts backslash-escaped, so a quoted `'*'` or `"$"` is never mistaken for a
+/// glob or a variable.
 pub fn word_of(node: Node<'_>, src: &str) -> Word {
     let mut out = Word::literal(String::new());
-    append(node, src, &mut out);
+    let mut pattern = String::new();
+    append(node, src, &mut out, &mut pattern, false);
+    if out.dynamic {
+        // Rare: a second pass builds the pattern form.
+        let mut again = Word::literal(String::new());
+        append(node, src, &mut again, &mut pattern, true);
+        out.text = pattern;
+    }
     out
+}
+
+/// Appends literal text to the pattern form, escaping what the engine's expansion would read
+/// as syntax.
+fn push_literal(pattern: &mut String, lit: &str) {
+    for c in lit.chars() {
+        if matches!(
+            c,
+            '\\' | '$' | '*' | '?' | '[' | ']' | '{' | '}' | '~' | '`' | '\'' | '"'
+        ) {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
 }
 
 fn text<'a>(node: Node<'_>, src: &'a str) -> &'a str {
     src.get(node.byte_range()).unwrap_or("")
 }
 
-fn append(node: Node<'_>, src: &str, out: &mut Word) {
+fn append(node: Node<'_>, src: &str, out: &mut Word, pattern: &mut String, want: bool) {
     match super::kind(node) {
         "word" | "command_name" if node.named_child_count() == 0 => {
             let raw = text(node, src);
-            if has_unquoted_glob(raw) {
-                out.dynamic = true;
+            let value = unescape_bare(raw);
+            if has_unquoted_glob(raw) || raw.starts_with('~') {
+                // Unquoted: globs, braces and a leading tilde keep their meaning.
+                if has_unquoted_glob(raw) {
+                    out.dynamic = true;
+                }
+                if want {
+                    pattern.push_str(raw);
+                }
+            } else {
+                if want {
+                    push_literal(pattern, &value);
+                }
             }
-            out.text.push_str(&unescape_bare(raw));
+            out.text.push_str(&value);
         }
-        "number" if node.named_child_count() == 0 => out.text.push_str(text(node, src)),
+        "number" if node.named_child_count() == 0 => {
+            out.text.push_str(text(node, src));
+            if want {
+                pattern.push_str(text(node, src));
+            }
+        }
         "raw_string" => {
             let raw = text(node, src);
-            out.text.push_str(
-                raw.strip_prefix('\'')
-                    .and_then(|r| r.strip_suffix('\''))
-                    .unwrap_or(raw),
-            );
+            let lit = raw
+                .strip_prefix('\'')
+                .and_then(|r| r.strip_suffix('\''))
+                .unwrap_or(raw);
+            out.text.push_str(lit);
+            if want {
+                push_literal(pattern, lit);
+            }
         }
-        "string_content" => out.text.push_str(&unescape_double(text(node, src))),
+        "string_content" => {
+            let lit = unescape_double(text(node, src));
+            if want {
+                push_literal(pattern, &lit);
+            }
+            out.text.push_str(&lit);
+        }
         "string" | "translated_string" => {
             // Literal text between children (e.g. `"a"` has no string_content child in some
             // grammar versions) is recovered from the source span.
@@ -66,29 +117,58 @@ fn append(node: Node<'_>, src: &str, out: &mut Word) {
                     .strip_prefix('"')
                     .and_then(|r| r.strip_suffix('"'))
                     .unwrap_or("");
-                out.text.push_str(&unescape_double(inner));
+                let lit = unescape_double(inner);
+                if want {
+                    push_literal(pattern, &lit);
+                }
+                out.text.push_str(&lit);
                 return;
             }
             let mut cursor = node.walk();
             for child in node.named_children(&mut cursor) {
-                append(child, src, out);
+                append(child, src, out, pattern, want);
             }
         }
         "ansi_c_string" => match decode_ansi_c(text(node, src)) {
-            Some(decoded) => out.text.push_str(&decoded),
+            Some(decoded) => {
+                if want {
+                    push_literal(pattern, &decoded);
+                }
+                out.text.push_str(&decoded);
+            }
             None => {
                 out.dynamic = true;
                 out.text.push_str(text(node, src));
+                if want {
+                    pattern.push_str(text(node, src));
+                }
             }
         },
         "concatenation" | "command_name" => {
             let mut cursor = node.walk();
+            let mut brace_open = false;
             for child in node.children(&mut cursor) {
-                if child.is_named() {
-                    append(child, src, out);
+                let bare_brace =
+                    super::kind(child) == "word" && matches!(text(child, src), "{" | "}");
+                if child.is_named() && !bare_brace {
+                    append(child, src, out, pattern, want);
                 } else {
-                    // Unnamed tokens inside a concatenation are literal punctuation.
-                    out.text.push_str(text(child, src));
+                    // Unnamed tokens inside a concatenation are literal punctuation (bare
+                    // glob and brace characters among them).
+                    let t = text(child, src);
+                    if has_unquoted_glob(t) || t == "{" || t == "}" {
+                        // `{a,b}` split into tokens is still a brace expansion.
+                        out.dynamic |= has_unquoted_glob(t) || (t == "}" && brace_open);
+                        brace_open |= t == "{";
+                        if want {
+                            pattern.push_str(t);
+                        }
+                    } else {
+                        if want {
+                            push_literal(pattern, t);
+                        }
+                    }
+                    out.text.push_str(t);
                 }
             }
         }
@@ -96,6 +176,9 @@ fn append(node: Node<'_>, src: &str, out: &mut Word) {
             out.dynamic = true;
             out.substitution = true;
             out.text.push_str(text(node, src));
+            if want {
+                pattern.push_str(text(node, src));
+            }
         }
         _ => {
             // simple_expansion, expansion, arithmetic_expansion, brace_expression, array, ...
@@ -104,6 +187,9 @@ fn append(node: Node<'_>, src: &str, out: &mut Word) {
                 out.substitution = true;
             }
             out.text.push_str(text(node, src));
+            if want {
+                pattern.push_str(text(node, src));
+            }
         }
     }
 }
