@@ -10,6 +10,13 @@
 
 pub mod grammar;
 
+mod git;
+mod git_opts;
+mod git_sub;
+mod git_tables;
+mod make;
+mod spec;
+
 pub use grammar::{parse, Arity, Effect, Grammar, OptSpec, Parsed, ParsedOpt};
 
 use crate::shell::Word;
@@ -38,8 +45,11 @@ pub type Model = fn(&[Word]) -> Effects;
 pub fn model_for(name: &str) -> Option<Model> {
     // Models are added per program family (one file each); names are matched exactly so that
     // `sedx` is not mistaken for `sed`.
-    let _ = name;
-    None
+    Some(match name {
+        "make" | "gmake" => make::model,
+        "git" => git::model,
+        _ => return None,
+    })
 }
 
 impl Effects {
