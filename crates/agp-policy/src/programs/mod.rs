@@ -10,6 +10,7 @@
 
 pub mod grammar;
 
+mod cargo;
 mod git;
 mod git_opts;
 mod git_sub;
@@ -48,6 +49,7 @@ pub fn model_for(name: &str) -> Option<Model> {
     Some(match name {
         "make" | "gmake" => make::model,
         "git" => git::model,
+        "cargo" => cargo::model,
         _ => return None,
     })
 }
