@@ -16,6 +16,7 @@ mod git_opts;
 mod git_sub;
 mod git_tables;
 mod make;
+mod npm;
 mod spec;
 
 pub use grammar::{parse, Arity, Effect, Grammar, OptSpec, Parsed, ParsedOpt};
@@ -50,6 +51,10 @@ pub fn model_for(name: &str) -> Option<Model> {
         "make" | "gmake" => make::model,
         "git" => git::model,
         "cargo" => cargo::model,
+        "npm" => npm::npm,
+        "pnpm" => npm::pnpm,
+        "yarn" => npm::yarn,
+        "npx" | "pnpx" => npm::npx,
         _ => return None,
     })
 }
