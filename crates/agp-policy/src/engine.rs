@@ -691,6 +691,7 @@ impl Policy {
                 Part::Read { path, via } => {
                     self.judge_file_word(FileClass::Read, path, via, scene, &mut acc)
                 }
+                Part::Foreign { path, via } => judge_foreign(path, via, scene, &mut acc),
                 Part::Opaque { reason, .. } => {
                     acc.builtin("shell", Decision::Require, reason.clone());
                     if self.default == Decision::Deny {
@@ -926,6 +927,28 @@ fn path_spec_matches(m: &Matcher, p: &Path, scene: &Scene) -> bool {
         Spec::All => true,
         Spec::Path(pat) => pat.matches(p, &scene.bases),
         _ => false,
+    }
+}
+
+/// Project tooling pointed at code or configuration: fine inside the project root, otherwise
+/// (or when the path is only known at run time) a human decides, since no project build or
+/// test rule vouches for code elsewhere.
+fn judge_foreign(path: &Word, via: &str, scene: &Scene, acc: &mut Strictest) {
+    let outside = path.dynamic
+        || (Scene::is_relative(&path.text) && scene.cwd_unknown)
+        || scene
+            .resolve_all(&path.text)
+            .iter()
+            .any(|p| !p.starts_with(&scene.bases.root));
+    if outside {
+        acc.builtin(
+            "shell",
+            Decision::Require,
+            format!(
+                "runs project tooling on code outside the project: `{via}` points at `{}`",
+                path.text
+            ),
+        );
     }
 }
 

@@ -8,7 +8,10 @@
 //! other read, write or piece of inline code. An option a model does not know is reported as
 //! unknown, so it is never auto-allowed.
 
+pub mod awk;
+pub mod env;
 pub mod grammar;
+pub mod sed;
 
 mod cargo;
 mod git;
@@ -55,6 +58,10 @@ pub fn model_for(name: &str) -> Option<Model> {
         "pnpm" => npm::pnpm,
         "yarn" => npm::yarn,
         "npx" | "pnpx" => npm::npx,
+        "env" => env::env,
+        "xargs" => env::xargs,
+        "sed" | "gsed" => sed::sed,
+        "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => awk::awk,
         _ => return None,
     })
 }

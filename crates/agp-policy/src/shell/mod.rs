@@ -83,6 +83,12 @@ pub enum Part {
         path: Word,
         via: String,
     },
+    /// Project tooling pointed at code or configuration at this path (`--manifest-path`,
+    /// `-C DIR`, a config file): judged as outside the project unless the path is inside it.
+    Foreign {
+        path: Word,
+        via: String,
+    },
     /// Something that cannot be judged statically; never allowed.
     Opaque {
         text: String,
@@ -97,6 +103,7 @@ impl Part {
             Part::Command(c) => c.line(),
             Part::Write { path, .. } => format!("write:{}", path.text),
             Part::Read { path, .. } => format!("read:{}", path.text),
+            Part::Foreign { path, .. } => format!("foreign:{}", path.text),
             Part::Opaque { text, .. } => text.clone(),
         }
     }

@@ -3,6 +3,7 @@
 
 use super::words::Word;
 use super::{dangerous_env, is_shell, Part, SimpleCommand, Walker};
+use crate::programs::{self, Effects};
 
 /// `/bin/rm` → `rm`.
 pub fn basename(path: &str) -> &str {
@@ -31,7 +32,6 @@ fn wrapper_spec(name: &str) -> Option<WrapperSpec> {
         })
     };
     match name {
-        "env" => spec(&["-u", "--unset", "-C", "--chdir", "-P"], 0, true),
         "timeout" => spec(&["-s", "--signal", "-k", "--kill-after"], 1, false),
         "nice" => spec(&["-n", "--adjustment"], 0, false),
         "nohup" | "builtin" | "unbuffer" => spec(&[], 0, false),
@@ -76,29 +76,6 @@ fn wrapper_spec(name: &str) -> Option<WrapperSpec> {
         "setsid" | "busybox" => spec(&[], 0, false),
         "chroot" => spec(&["--userspec", "--groups"], 1, false),
         "taskset" => spec(&[], 1, false),
-        "xargs" => spec(
-            &[
-                "-a",
-                "--arg-file",
-                "-d",
-                "--delimiter",
-                "-E",
-                "-e",
-                "--eof",
-                "-I",
-                "-L",
-                "--max-lines",
-                "-n",
-                "--max-args",
-                "-P",
-                "--max-procs",
-                "-s",
-                "--max-chars",
-                "--process-slot-var",
-            ],
-            0,
-            false,
-        ),
         _ => None,
     }
 }
@@ -167,6 +144,8 @@ impl Walker {
         depth: u32,
     ) -> Option<usize> {
         let mut chdir: Option<Word> = None;
+        // The last program looked at was a wrapper whose options were already judged.
+        let mut wrapper_effects_done;
         loop {
             let first = argv.first()?;
             if first.dynamic {
@@ -177,15 +156,63 @@ impl Walker {
                 return None;
             }
             let name = basename(&first.text).to_string();
-            if name == "env" {
-                if let Some(split) = env_split_string(&argv) {
-                    match split {
-                        Some(s) => self.analyze_source(&s, depth + 1),
-                        None => self.opaque(text, "env -S with a run-time string"),
+            if name == "env" || name == "xargs" {
+                // Their own options come from their models; the command they run is judged
+                // as a command of its own.
+                let inv = if name == "env" {
+                    programs::env::env_invocation(&argv[1..])
+                } else {
+                    programs::env::xargs_invocation(&argv[1..])
+                };
+                self.apply_effects(&name, inv.effects, &wrappers, text, depth);
+                wrapper_effects_done = true;
+                if let Some(split) = inv.split {
+                    if split.dynamic {
+                        self.opaque(text, "env -S with a run-time string");
+                    } else {
+                        // The split words come first, then every operand after the options.
+                        let start = inv.operands + 1;
+                        let mut src = split.text;
+                        for w in &argv[start..] {
+                            src.push(' ');
+                            src.push_str(&quote(w));
+                        }
+                        self.analyze_source(&src, depth + 1);
                     }
                     return None;
                 }
+                if inv.chdir.is_some() {
+                    chdir = inv.chdir;
+                }
+                for n in inv.assigns {
+                    if dangerous_env(&n) {
+                        self.opaque(
+                            text,
+                            format!("setting {n} changes which program runs or what it loads"),
+                        );
+                    }
+                    env.push(n);
+                }
+                match inv.command {
+                    Some(i) => {
+                        if name == "xargs" {
+                            dynamic_tail = true;
+                        }
+                        wrappers.push(name);
+                        argv.drain(..=i);
+                        continue;
+                    }
+                    None if name == "xargs" => {
+                        // Bare `xargs` runs `echo` with the input as arguments.
+                        wrappers.push(name);
+                        argv = vec![Word::literal("echo")];
+                        dynamic_tail = true;
+                        continue;
+                    }
+                    None => break,
+                }
             }
+            wrapper_effects_done = false;
             if name == "watch" {
                 let rest = skip_options(&argv, &["-n", "--interval", "-d", "-g", "-q"]);
                 return self.run_joined(&argv[rest..], text, depth, "watch");
@@ -194,8 +221,8 @@ impl Walker {
                 break;
             };
             let before = env.len();
-            if matches!(name.as_str(), "env" | "sudo") {
-                // `env -C DIR cmd` / `sudo -D DIR cmd` run cmd somewhere else.
+            if name == "sudo" {
+                // `sudo -D DIR cmd` runs cmd somewhere else.
                 if let Some(dir) = chdir_option(&argv, &spec) {
                     chdir = Some(dir);
                 }
@@ -210,19 +237,11 @@ impl Walker {
                             );
                         }
                     }
-                    if name == "xargs" {
-                        dynamic_tail = true;
-                    }
                     wrappers.push(name);
                     argv.drain(..start);
                 }
                 None => {
-                    if name == "xargs" {
-                        // Bare `xargs` runs `echo` with the input as arguments.
-                        wrappers.push(name);
-                        argv = vec![Word::literal("echo")];
-                        dynamic_tail = true;
-                    } else if matches!(name.as_str(), "sudo" | "doas")
+                    if matches!(name.as_str(), "sudo" | "doas")
                         && argv.iter().any(|w| matches!(w.text.as_str(), "-s" | "-i"))
                     {
                         self.opaque(text, "an interactive root shell cannot be judged");
@@ -258,6 +277,13 @@ impl Walker {
                     self.analyze_source(&action.text.clone(), depth + 1);
                 }
             }
+        } else if wrapper_effects_done {
+            return Some(index);
+        } else if let Some(model) = programs::model_for(&name) {
+            // The program's own option grammar decides what it runs, reads and writes.
+            let fx = model(&args);
+            self.apply_effects(&name, fx, &wrappers_now, text, depth);
+            return Some(index);
         } else if let Some(why) = inline_code(&name, &args) {
             self.opaque(text, why);
         } else if name == "find" {
@@ -268,6 +294,53 @@ impl Walker {
             self.write_target(path, via);
         }
         Some(index)
+    }
+
+    /// Turns a program model's findings into parts: code and unknown options cannot be
+    /// judged, reads and writes are judged like redirections, commands it runs like commands.
+    pub(crate) fn apply_effects(
+        &mut self,
+        name: &str,
+        fx: Effects,
+        wrappers: &[String],
+        text: &str,
+        depth: u32,
+    ) {
+        let Effects {
+            code,
+            reads,
+            writes,
+            unknown,
+            foreign,
+            runs,
+        } = fx;
+        for why in code.into_iter().chain(unknown) {
+            self.opaque(text, why);
+        }
+        for path in reads {
+            let via = format!("{name} {}", path.text);
+            self.read_target(path, via);
+        }
+        for path in writes {
+            let via = format!("{name} {}", path.text);
+            self.write_target(path, via);
+        }
+        for path in foreign {
+            let via = format!("{name} {}", path.text);
+            self.out.parts.push(Part::Foreign { path, via });
+        }
+        for argv in runs {
+            if argv.is_empty() {
+                continue;
+            }
+            let mut w = wrappers.to_vec();
+            w.push(if name == "find" {
+                "find -exec".to_string()
+            } else {
+                name.to_string()
+            });
+            self.simple(argv, Vec::new(), w, false, text, depth);
+        }
     }
 
     /// `sh -c 'STRING'`: the string is parsed as shell in its own right.
@@ -373,33 +446,13 @@ fn chdir_option(argv: &[Word], spec: &WrapperSpec) -> Option<Word> {
     None
 }
 
-/// `env -S STRING` / `--split-string=STRING`: `Some(Some(s))` when present and static.
-fn env_split_string(argv: &[Word]) -> Option<Option<String>> {
-    let mut i = 1;
-    while i < argv.len() {
-        let w = &argv[i];
-        let t = w.text.as_str();
-        if t == "-S" || t == "--split-string" {
-            return Some(
-                argv.get(i + 1)
-                    .filter(|w| !w.dynamic)
-                    .map(|w| w.text.clone()),
-            );
-        }
-        if let Some(rest) = t.strip_prefix("--split-string=") {
-            return Some((!w.dynamic).then(|| rest.to_string()));
-        }
-        if let Some(rest) = t.strip_prefix("-S") {
-            if !rest.is_empty() && !t.starts_with("--") {
-                return Some((!w.dynamic).then(|| rest.to_string()));
-            }
-        }
-        if !is_option(w) {
-            return None;
-        }
-        i += 1;
+/// A word quoted for the shell, so it stays one word when a command line is rebuilt.
+fn quote(w: &Word) -> String {
+    if w.dynamic {
+        // Its source text already carries its own quoting and expansions.
+        return w.text.clone();
     }
-    None
+    format!("'{}'", w.text.replace('\'', "'\\''"))
 }
 
 fn skip_options(argv: &[Word], with_value: &[&str]) -> usize {
@@ -475,76 +528,10 @@ fn inline_code(name: &str, args: &[Word]) -> Option<String> {
                     "-c" | "-command" | "-e" | "-ec" | "-encodedcommand" | "/c"
                 )
             }),
-            "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => awk_runs_programs(args),
-            "sed" | "gsed" => sed_runs_programs(args),
             _ => false,
         }
     };
     found.then(|| format!("inline code passed to {name} cannot be judged"))
-}
-
-/// An awk program that runs commands (`system()`, `| "cmd"`, `"cmd" | getline`) or writes files.
-fn awk_runs_programs(args: &[Word]) -> bool {
-    let mut i = 0;
-    while i < args.len() {
-        let t = args[i].text.as_str();
-        if t == "-f" || t.starts_with("--file") {
-            return false;
-        }
-        if matches!(t, "-F" | "-v" | "--assign" | "--field-separator") {
-            i += 2;
-            continue;
-        }
-        if t.starts_with('-') && t.len() > 1 {
-            i += 1;
-            continue;
-        }
-        let p = &args[i];
-        return p.dynamic
-            || p.text.contains("system")
-            || p.text.contains('|')
-            || p.text.contains('>');
-    }
-    false
-}
-
-/// A sed script that runs commands (`e`, the `s///e` flag) or writes files (`w`, `s///w`).
-fn sed_runs_programs(args: &[Word]) -> bool {
-    let mut scripts: Vec<&Word> = option_value(args, &["-e"], &["--expression"]);
-    let explicit = !scripts.is_empty()
-        || args
-            .iter()
-            .any(|w| matches!(w.text.as_str(), "-f" | "--file"));
-    if !explicit {
-        if let Some(first) = non_options(args, &["-l", "-f", "--file"]).first() {
-            scripts.push(first);
-        }
-    }
-    scripts.iter().any(|w| {
-        if w.dynamic {
-            return true;
-        }
-        let b = w.text.as_bytes();
-        b.iter().enumerate().any(|(i, c)| {
-            let prev = if i == 0 { b';' } else { b[i - 1] };
-            match c {
-                // `e cmd` / `1e` / `$e`, and flags right after a closing delimiter (`s/a/b/e`).
-                b'e' | b'w' | b'W' => {
-                    matches!(
-                        prev,
-                        b';' | b'\n' | b'{' | b'}' | b' ' | b'0'
-                            ..=b'9' | b'$' | b'/' | b'|' | b'#' | b',' | b':'
-                    ) && b.get(i + 1).is_none_or(|n| {
-                        matches!(
-                            n,
-                            b' ' | b';' | b'\n' | b'}' | b'g' | b'p' | b'I' | b'i' | b'm' | b'M'
-                        )
-                    })
-                }
-                _ => false,
-            }
-        })
-    })
 }
 
 fn non_options<'a>(args: &'a [Word], with_value: &[&str]) -> Vec<&'a Word> {
@@ -677,22 +664,6 @@ pub fn derived_writes(name: &str, args: &[Word]) -> Vec<Word> {
             }
         }
         "dd" => with_eq("of="),
-        "sed" => {
-            let in_place = args
-                .iter()
-                .any(|w| w.text.starts_with("-i") || w.text.starts_with("--in-place"));
-            if !in_place {
-                return Vec::new();
-            }
-            let script_given = args
-                .iter()
-                .any(|w| matches!(w.text.as_str(), "-e" | "-f" | "--expression" | "--file"));
-            let rest = non_options(args, &["-e", "-f", "--expression", "--file", "-l"]);
-            rest.into_iter()
-                .skip(usize::from(!script_given))
-                .cloned()
-                .collect()
-        }
         "perl" => {
             let in_place = args.iter().any(|w| {
                 let t = w.text.as_str();

@@ -143,3 +143,41 @@ fn deep_nesting_is_opaque_not_a_crash() {
     assert!(opaque(&exp));
     assert!(!opaque("((ls))"));
 }
+
+fn reads(src: &str) -> Vec<String> {
+    analyze(src)
+        .parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Read { path, .. } => Some(path.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn wrapper_options_come_from_their_models() {
+    // `-S` glued after other flags still splits its string into the command.
+    for src in [
+        "env -iS'rm -rf x'",
+        "env -vS 'rm -rf x'",
+        "env --split-string='rm -rf x'",
+        "env -S'rm -rf' x",
+    ] {
+        assert_eq!(
+            cmds(src).last().map(String::as_str),
+            Some("rm -rf x"),
+            "{src}"
+        );
+    }
+    assert!(opaque("env -S\"$X\""));
+    assert_eq!(cmds("env -u HOME -a name -C /tmp rm -rf x"), ["rm -rf x"]);
+    assert!(opaque("env --frobnicate ls"));
+    assert_eq!(reads("xargs -a /etc/shadow cat"), ["/etc/shadow"]);
+    assert_eq!(reads("xargs -0a/etc/shadow"), ["/etc/shadow"]);
+    assert_eq!(cmds("xargs -I{} -0 rm -f {}"), ["rm -f {}"]);
+    assert!(opaque("xargs --process-slot-var=BASH_ENV bash x"));
+    assert!(!opaque(
+        "find . -name '*.rs' | xargs -0 -n1 -P4 grep -n foo"
+    ));
+}

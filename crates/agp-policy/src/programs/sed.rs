@@ -1,0 +1,569 @@
+//! `sed` (GNU sed 4.9, with BSD's `-i SUFFIX`/`-I`): options, and the script itself, which can
+//! run commands (`e`, `s///e`), read files (`r`, `R`) and write files (`w`, `W`, `s///w`).
+
+use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::Effects;
+use crate::shell::Word;
+
+const OPTS: &[OptSpec] = &[
+    OptSpec::new(Some('n'), Some("quiet"), Flag, Plain),
+    OptSpec::new(None, Some("silent"), Flag, Plain),
+    OptSpec::new(None, Some("debug"), Flag, Plain),
+    OptSpec::new(Some('e'), Some("expression"), Required, Plain),
+    OptSpec::new(Some('f'), Some("file"), Required, Plain),
+    OptSpec::new(None, Some("follow-symlinks"), Flag, Plain),
+    OptSpec::new(Some('i'), Some("in-place"), Optional, Plain),
+    // BSD: in-place with a mandatory suffix word.
+    OptSpec::new(Some('I'), None, Required, Plain),
+    OptSpec::new(Some('l'), Some("line-length"), Required, Plain),
+    OptSpec::new(None, Some("posix"), Flag, Plain),
+    OptSpec::new(Some('E'), Some("regexp-extended"), Flag, Plain),
+    OptSpec::new(Some('r'), None, Flag, Plain),
+    OptSpec::new(Some('s'), Some("separate"), Flag, Plain),
+    OptSpec::new(None, Some("sandbox"), Flag, Plain),
+    OptSpec::new(Some('u'), Some("unbuffered"), Flag, Plain),
+    OptSpec::new(Some('z'), Some("null-data"), Flag, Plain),
+    // BSD: delay opening files.
+    OptSpec::new(Some('a'), None, Flag, Plain),
+    OptSpec::new(None, Some("help"), Flag, Plain),
+    OptSpec::new(None, Some("version"), Flag, Plain),
+];
+
+const SED: Grammar = Grammar {
+    opts: OPTS,
+    long_abbrev: true,
+    permute: true,
+    single_dash_long: false,
+    clustering: true,
+};
+
+/// What a sed script does besides editing its input.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ScriptEffects {
+    /// Reasons: `e`, `s///e`, or a script that could not be parsed.
+    pub code: Vec<String>,
+    pub reads: Vec<String>,
+    pub writes: Vec<String>,
+}
+
+/// The sed model.
+pub fn sed(args: &[Word]) -> Effects {
+    let parsed = parse(&SED, args);
+    let mut fx = Effects::default();
+    fx.unknown_options("sed", &parsed);
+    let sandbox = parsed.has("sandbox");
+    let in_place = parsed.has("in-place") || parsed.has_short('I');
+    let mut script = String::new();
+    let mut explicit = false;
+    for o in &parsed.opts {
+        match o.spec.long {
+            Some("expression") => {
+                explicit = true;
+                match &o.value {
+                    Some(v) if !v.dynamic => {
+                        script.push_str(&v.text);
+                        script.push('\n');
+                    }
+                    _ => fx.code("the sed script is only known at run time"),
+                }
+            }
+            Some("file") => {
+                explicit = true;
+                let Some(v) = &o.value else { continue };
+                if sandbox {
+                    // --sandbox rejects e, r and w: the unseen script can only edit its input.
+                    if v.text != "-" {
+                        fx.reads.push(v.clone());
+                    }
+                } else {
+                    fx.code(format!(
+                        "sed runs a script from `{}` that agp cannot see (it may use `e`, `r` or `w`)",
+                        v.text
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut files: &[Word] = &parsed.operands;
+    if !explicit {
+        let Some((first, rest)) = parsed.operands.split_first() else {
+            return fx;
+        };
+        if first.dynamic {
+            fx.code("the sed script is only known at run time");
+        } else {
+            script.push_str(&first.text);
+        }
+        files = rest;
+        // BSD `sed -i '' SCRIPT FILE`: the word after `-i` is a suffix and the next one the
+        // script. Judge that reading too.
+        let bare_i = parsed
+            .opts
+            .iter()
+            .any(|o| o.spec.long == Some("in-place") && o.value.is_none());
+        if bare_i && (first.text.is_empty() || first.text.starts_with('.')) {
+            if let Some(second) = rest.first() {
+                script.push('\n');
+                script.push_str(&second.text);
+                if second.dynamic {
+                    fx.code("the sed script is only known at run time");
+                }
+            }
+        }
+    }
+    let se = script_effects(&script);
+    if !sandbox {
+        fx.code.extend(se.code);
+        fx.reads.extend(se.reads.into_iter().map(Word::literal));
+        fx.writes.extend(se.writes.into_iter().map(Word::literal));
+    } else if se.code.iter().any(|c| c.contains("could not be parsed")) {
+        fx.code.extend(se.code);
+    }
+    for f in files {
+        if f.text == "-" && !f.dynamic {
+            continue;
+        }
+        fx.reads.push(f.clone());
+        if in_place {
+            fx.writes.push(f.clone());
+        }
+    }
+    fx
+}
+
+/// Reads a sed script the way GNU sed's compiler does and reports `e`, `r`/`R`, `w`/`W` and
+/// the `e`/`w` flags of `s`. A script it cannot follow is reported as code.
+pub fn script_effects(script: &str) -> ScriptEffects {
+    let mut out = ScriptEffects::default();
+    if Parser::new(script, &mut out).run().is_none() {
+        out.code.push(format!(
+            "the sed script `{}` could not be parsed, so what it runs cannot be judged",
+            short(script)
+        ));
+    }
+    out
+}
+
+fn short(s: &str) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+struct Parser<'a, 'o> {
+    s: &'a [u8],
+    i: usize,
+    out: &'o mut ScriptEffects,
+}
+
+impl<'a, 'o> Parser<'a, 'o> {
+    fn new(script: &'a str, out: &'o mut ScriptEffects) -> Self {
+        Self {
+            s: script.as_bytes(),
+            i: 0,
+            out,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    /// The rest of the line (file names, `e` commands, text of `a`/`i`/`c`).
+    fn to_eol(&mut self) -> String {
+        let start = self.i;
+        while self.peek().is_some_and(|c| c != b'\n') {
+            self.i += 1;
+        }
+        String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
+    }
+
+    /// Skips a delimited part (`/re/`, or the parts of `s` and `y`) ending at `delim`.
+    fn delimited(&mut self, delim: u8) -> Option<()> {
+        loop {
+            match self.peek()? {
+                b'\\' => self.i += 2,
+                c if c == delim => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b'\n' if delim != b'\n' => {
+                    // A raw newline ends the command in GNU sed (only `\` + newline continues).
+                    return None;
+                }
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    fn number(&mut self) -> bool {
+        let start = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        self.i > start
+    }
+
+    fn address(&mut self) -> Option<bool> {
+        match self.peek() {
+            Some(c) if c.is_ascii_digit() => {
+                self.number();
+                if self.peek() == Some(b'~') {
+                    self.i += 1;
+                    self.number();
+                }
+            }
+            Some(b'$') => self.i += 1,
+            Some(b'/') => {
+                self.i += 1;
+                self.delimited(b'/')?;
+                self.regex_flags();
+            }
+            Some(b'\\') => {
+                let d = *self.s.get(self.i + 1)?;
+                if d == b'\n' || d == b'\\' {
+                    return None;
+                }
+                self.i += 2;
+                self.delimited(d)?;
+                self.regex_flags();
+            }
+            _ => return Some(false),
+        }
+        Some(true)
+    }
+
+    fn regex_flags(&mut self) {
+        while matches!(self.peek(), Some(b'I' | b'M')) {
+            self.i += 1;
+        }
+    }
+
+    fn run(&mut self) -> Option<()> {
+        loop {
+            // Separators between commands.
+            while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b';')) {
+                self.i += 1;
+            }
+            let Some(_) = self.peek() else {
+                return Some(());
+            };
+            if self.address()? {
+                self.skip_ws();
+                if self.peek() == Some(b',') {
+                    self.i += 1;
+                    self.skip_ws();
+                    match self.peek() {
+                        Some(b'+' | b'~') => {
+                            self.i += 1;
+                            if !self.number() {
+                                return None;
+                            }
+                        }
+                        _ => {
+                            if !self.address()? {
+                                return None;
+                            }
+                        }
+                    }
+                }
+            }
+            self.skip_ws();
+            while self.peek() == Some(b'!') {
+                self.i += 1;
+                self.skip_ws();
+            }
+            let c = self.peek()?;
+            self.i += 1;
+            match c {
+                // A block's first command may follow `{` directly.
+                b'{' => continue,
+                b'}' | b'=' | b'd' | b'D' | b'g' | b'G' | b'h' | b'H' | b'n' | b'N' | b'p'
+                | b'P' | b'x' | b'z' | b'F' => {}
+                b'#' => {
+                    self.to_eol();
+                }
+                b'q' | b'Q' | b'l' | b'L' => {
+                    self.skip_ws();
+                    self.number();
+                }
+                b':' => {
+                    self.skip_ws();
+                    let label = self.to_label();
+                    if label.is_empty() {
+                        return None;
+                    }
+                }
+                b'b' | b't' | b'T' | b'v' => {
+                    self.skip_ws();
+                    self.to_label();
+                }
+                b'a' | b'i' | b'c' => self.text()?,
+                b'r' | b'R' => {
+                    let f = self.filename()?;
+                    self.out.reads.push(f);
+                }
+                b'w' | b'W' => {
+                    let f = self.filename()?;
+                    self.out.writes.push(f);
+                }
+                b'e' => {
+                    self.skip_ws();
+                    let cmd = self.to_eol();
+                    self.out.code.push(if cmd.trim().is_empty() {
+                        "the sed `e` command runs the pattern space as a shell command".into()
+                    } else {
+                        format!("the sed `e` command runs `{}`", short(&cmd))
+                    });
+                }
+                b's' => self.substitute()?,
+                b'y' => {
+                    let d = self.peek()?;
+                    if d == b'\n' || d == b'\\' {
+                        return None;
+                    }
+                    self.i += 1;
+                    self.delimited(d)?;
+                    self.delimited(d)?;
+                }
+                _ => return None,
+            }
+            // After a command: blanks, then `;`, a newline, `}` or `#`.
+            self.skip_ws();
+            match self.peek() {
+                None | Some(b';' | b'\n' | b'}' | b'#') => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// A label runs to `;` or the end of the line.
+    fn to_label(&mut self) -> String {
+        let start = self.i;
+        while self.peek().is_some_and(|c| c != b'\n' && c != b';') {
+            self.i += 1;
+        }
+        String::from_utf8_lossy(&self.s[start..self.i])
+            .trim()
+            .to_string()
+    }
+
+    /// `r`/`w` file names run to the end of the line (`;` and `}` included).
+    fn filename(&mut self) -> Option<String> {
+        self.skip_ws();
+        let f = self.to_eol();
+        (!f.is_empty()).then_some(f)
+    }
+
+    /// Text of `a`, `i`, `c`: `a\` + newline + lines ending in `\`, or GNU's one-line form.
+    fn text(&mut self) -> Option<()> {
+        self.skip_ws();
+        if self.peek() == Some(b'\\') {
+            self.i += 1;
+            self.skip_ws();
+            if self.peek() == Some(b'\n') {
+                self.i += 1;
+            }
+        }
+        loop {
+            match self.peek() {
+                None => return Some(()),
+                Some(b'\\') => self.i += 2,
+                Some(b'\n') => return Some(()),
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    fn substitute(&mut self) -> Option<()> {
+        let d = self.peek()?;
+        if d == b'\n' || d == b'\\' {
+            return None;
+        }
+        self.i += 1;
+        self.delimited(d)?;
+        self.delimited(d)?;
+        loop {
+            match self.peek() {
+                Some(b'g' | b'p' | b'i' | b'I' | b'm' | b'M') => self.i += 1,
+                Some(c) if c.is_ascii_digit() => self.i += 1,
+                Some(b'e') => {
+                    self.i += 1;
+                    self.out
+                        .code
+                        .push("the sed `s///e` flag runs the result as a shell command".into());
+                }
+                Some(b'w') => {
+                    self.i += 1;
+                    let f = self.filename()?;
+                    self.out.writes.push(f);
+                    return Some(());
+                }
+                _ => return Some(()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &[&str]) -> Vec<Word> {
+        line.iter().map(|s| Word::literal(*s)).collect()
+    }
+
+    fn texts(v: &[Word]) -> Vec<&str> {
+        v.iter().map(|w| w.text.as_str()).collect()
+    }
+
+    #[test]
+    fn scripts() {
+        // script, code?, reads, writes
+        type Row = (
+            &'static str,
+            bool,
+            &'static [&'static str],
+            &'static [&'static str],
+        );
+        let rows: &[Row] = &[
+            ("s/a/b/g", false, &[], &[]),
+            ("1p;$d", false, &[], &[]),
+            ("s/x/y/e", true, &[], &[]),
+            ("s@^@id@e", true, &[], &[]),
+            ("s|a|b|ge", true, &[], &[]),
+            ("s/a/b/3pe", true, &[], &[]),
+            ("1e id", true, &[], &[]),
+            ("1!e id", true, &[], &[]),
+            ("$ ! e", true, &[], &[]),
+            ("/x/e date", true, &[], &[]),
+            ("\\%x%e", true, &[], &[]),
+            ("1,/re/{e id\n}", true, &[], &[]),
+            ("0~3 e", true, &[], &[]),
+            ("e", true, &[], &[]),
+            // `e` inside a regex, a replacement or appended text is not a command
+            ("s/e/e/", false, &[], &[]),
+            ("/e/p", false, &[], &[]),
+            ("a hello; e id", false, &[], &[]),
+            ("1i\\\ne id", false, &[], &[]),
+            ("y/e/f/", false, &[], &[]),
+            ("# e id", false, &[], &[]),
+            (":e;b e", false, &[], &[]),
+            // reads and writes
+            ("1r /etc/shadow", false, &["/etc/shadow"], &[]),
+            ("R /etc/shadow", false, &["/etc/shadow"], &[]),
+            ("w /root/.bashrc", false, &[], &["/root/.bashrc"]),
+            ("1W out; p", false, &[], &["out; p"]),
+            ("s/a/b/w /tmp/o", false, &[], &["/tmp/o"]),
+            ("s#a#b#gw out", false, &[], &["out"]),
+            ("/x/{r f\n}", false, &["f"], &[]),
+            // the delimiter escaped inside the parts
+            ("s/a\\/e/b/", false, &[], &[]),
+            ("s,a\\,b,c,e", true, &[], &[]),
+            // what the parser cannot follow is code
+            ("s/a/b", true, &[], &[]),
+            ("1k", true, &[], &[]),
+            ("p x", true, &[], &[]),
+        ];
+        for (script, code, reads, writes) in rows {
+            let se = script_effects(script);
+            assert_eq!(!se.code.is_empty(), *code, "{script}: {:?}", se.code);
+            assert_eq!(se.reads, *reads, "{script}");
+            assert_eq!(se.writes, *writes, "{script}");
+        }
+    }
+
+    #[test]
+    fn invocations() {
+        // argv, code?, reads, writes, unknown
+        type Row = (
+            &'static [&'static str],
+            bool,
+            &'static [&'static str],
+            &'static [&'static str],
+            usize,
+        );
+        let rows: &[Row] = &[
+            (&["-n", "1p", "src/a.rs"], false, &["src/a.rs"], &[], 0),
+            (&["1p", "/etc/shadow"], false, &["/etc/shadow"], &[], 0),
+            (&["-i", "s/a/b/", "f"], false, &["f"], &["f"], 0),
+            (&["-Ei", "s/a/b/", "f"], false, &["f"], &["f"], 0),
+            (&["-si", "s/a/b/", "f"], false, &["f"], &["f"], 0),
+            (&["-ni", "p", "f"], false, &["f"], &["f"], 0),
+            (&["-i.bak", "p", "f"], false, &["f"], &["f"], 0),
+            (
+                &["s/a/b/", "f", "--in-place=.orig"],
+                false,
+                &["f"],
+                &["f"],
+                0,
+            ),
+            (&["--in-pl", "p", "f"], false, &["f"], &["f"], 0),
+            (&["-I", ".bak", "p", "f"], false, &["f"], &["f"], 0),
+            // BSD `-i ''`: the script is the next word
+            (
+                &["-i", "", "1e id", "f"],
+                true,
+                &["1e id", "f"],
+                &["1e id", "f"],
+                0,
+            ),
+            (&["-e", "1e id"], true, &[], &[], 0),
+            (&["--expression=1e id", "f"], true, &["f"], &[], 0),
+            (&["--expr", "s@^@id@e"], true, &[], &[], 0),
+            (
+                &["-n", "-e", "p", "-e", "1r /etc/shadow"],
+                false,
+                &["/etc/shadow"],
+                &[],
+                0,
+            ),
+            (&["-f", "script.sed", "f"], true, &["f"], &[], 0),
+            (&["-f", "-"], true, &[], &[], 0),
+            (&["-f/dev/stdin", "f"], true, &["f"], &[], 0),
+            (&["-nf", "x.sed"], true, &[], &[], 0),
+            // --sandbox makes e, r and w impossible; the script file is only read
+            (
+                &["--sandbox", "-f", "x.sed", "f"],
+                false,
+                &["x.sed", "f"],
+                &[],
+                0,
+            ),
+            (&["--sandbox", "1e id"], false, &[], &[], 0),
+            (
+                &["--debug", "-z", "-u", "-l", "5", "p", "-"],
+                false,
+                &[],
+                &[],
+                0,
+            ),
+            (&["-X", "p"], false, &[], &[], 1),
+            (&["--frob", "p"], false, &[], &[], 1),
+        ];
+        for (argv, code, reads, writes, unknown) in rows {
+            let fx = sed(&words(argv));
+            assert_eq!(!fx.code.is_empty(), *code, "{argv:?}: {:?}", fx.code);
+            assert_eq!(texts(&fx.reads), *reads, "{argv:?}");
+            assert_eq!(texts(&fx.writes), *writes, "{argv:?}");
+            assert_eq!(fx.unknown.len(), *unknown, "{argv:?}");
+        }
+        let dynamic = Word {
+            text: "$S".into(),
+            dynamic: true,
+            substitution: false,
+        };
+        assert!(!sed(&[Word::literal("-n"), Word::literal("-e"), dynamic])
+            .code
+            .is_empty());
+    }
+}
