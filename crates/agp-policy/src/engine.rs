@@ -691,7 +691,13 @@ impl Policy {
                 Part::Read { path, via } => {
                     self.judge_file_word(FileClass::Read, path, via, scene, &mut acc)
                 }
-                Part::Foreign { path, via } => judge_foreign(path, via, scene, &mut acc),
+                Part::Foreign { path, via } => {
+                    // Tooling pointed inside the project adds nothing to judge: the part only
+                    // counts when it points elsewhere (or a guard had something to say).
+                    if !judge_foreign(path, via, scene, &mut acc) && acc.0.is_none() {
+                        continue;
+                    }
+                }
                 Part::Opaque { reason, .. } => {
                     acc.builtin("shell", Decision::Require, reason.clone());
                     if self.default == Decision::Deny {
@@ -933,7 +939,8 @@ fn path_spec_matches(m: &Matcher, p: &Path, scene: &Scene) -> bool {
 /// Project tooling pointed at code or configuration: fine inside the project root, otherwise
 /// (or when the path is only known at run time) a human decides, since no project build or
 /// test rule vouches for code elsewhere.
-fn judge_foreign(path: &Word, via: &str, scene: &Scene, acc: &mut Strictest) {
+/// Returns whether the path is (or may be) outside the project.
+fn judge_foreign(path: &Word, via: &str, scene: &Scene, acc: &mut Strictest) -> bool {
     let outside = path.dynamic
         || (Scene::is_relative(&path.text) && scene.cwd_unknown)
         || scene
@@ -950,6 +957,7 @@ fn judge_foreign(path: &Word, via: &str, scene: &Scene, acc: &mut Strictest) {
             ),
         );
     }
+    outside
 }
 
 /// Adds a directory relative paths may be relative to from now on (never removes one: judging

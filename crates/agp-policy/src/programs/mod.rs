@@ -20,6 +20,8 @@ mod git_sub;
 mod git_tables;
 mod make;
 mod npm;
+mod pytest;
+mod python;
 mod spec;
 
 pub use grammar::{parse, Arity, Effect, Grammar, OptSpec, Parsed, ParsedOpt};
@@ -58,6 +60,8 @@ pub fn model_for(name: &str) -> Option<Model> {
         "pnpm" => npm::pnpm,
         "yarn" => npm::yarn,
         "npx" | "pnpx" => npm::npx,
+        "pytest" | "py.test" => pytest::model,
+        n if python::is_python(n) => python::model,
         "env" => env::env,
         "xargs" => env::xargs,
         "sed" | "gsed" => sed::sed,
