@@ -18,7 +18,9 @@ mod git;
 mod git_opts;
 mod git_sub;
 mod git_tables;
+mod interp;
 mod make;
+mod node;
 mod npm;
 mod pytest;
 mod python;
@@ -61,6 +63,9 @@ pub fn model_for(name: &str) -> Option<Model> {
         "yarn" => npm::yarn,
         "npx" | "pnpx" => npm::npx,
         "pytest" | "py.test" => pytest::model,
+        "perl" => interp::perl,
+        "ruby" => interp::ruby,
+        "node" | "nodejs" => node::model,
         n if python::is_python(n) => python::model,
         "env" => env::env,
         "xargs" => env::xargs,
