@@ -214,8 +214,9 @@ pub fn model(args: &[Word]) -> Effects {
             )),
             (_, Some("cov-report")) => {
                 // `html:DIR`, `xml:FILE`, `lcov:FILE` write there.
-                if let Some((_, path)) = val.text.split_once(':') {
-                    if !path.is_empty() {
+                // `term-missing:skip-covered` is a modifier, not a path.
+                if let Some((kind, path)) = val.text.split_once(':') {
+                    if !path.is_empty() && !kind.starts_with("term") {
                         fx.writes.push(Word {
                             text: path.to_string(),
                             ..val.clone()
@@ -277,6 +278,7 @@ mod tests {
                 ("--junit-x /root/x", Writes("/root/x")),
                 ("--log-file /root/x", Writes("/root/x")),
                 ("--cov-report=html:/root/h", Writes("/root/h")),
+                ("--cov-report=term-missing:skip-covered", Clean),
                 ("--frobnicate", Unknown),
             ],
         );
