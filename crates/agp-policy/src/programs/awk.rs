@@ -317,6 +317,11 @@ pub fn program_effects(src: &str) -> ProgramEffects {
                 "system" => out
                     .code
                     .push("the awk program calls system(), which runs shell commands".into()),
+                // Assigning ARGV/ARGC (or passing ARGV[i] to sub/split) changes which files
+                // the program reads.
+                "ARGV" | "ARGC" => out.code.push(
+                    "the awk program uses ARGV/ARGC, which decide the files it reads".into(),
+                ),
                 "ENVIRON" => out
                     .code
                     .push("the awk program reads the environment (ENVIRON), which can hold secrets".into()),
@@ -433,6 +438,18 @@ mod tests {
             ("@include \"x.awk\"", true, &[], &[]),
             ("@load \"filefuncs\"", true, &[], &[]),
             ("BEGIN{print ENVIRON[\"HOME\"]}", true, &[], &[]),
+            (
+                "BEGIN{ARGV[1]=\"/etc/shadow\"; ARGC=2} {print}",
+                true,
+                &[],
+                &[],
+            ),
+            (
+                "BEGIN{sub(/x/, \"/etc/shadow\", ARGV[1])} {print}",
+                true,
+                &[],
+                &[],
+            ),
             (
                 "BEGIN{while ((getline l < \"/etc/shadow\") > 0) print l}",
                 false,

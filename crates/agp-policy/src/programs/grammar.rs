@@ -96,7 +96,7 @@ pub struct Parsed {
 }
 
 impl Parsed {
-    /// The options whose spec has the given long name (or short letter when it has none).
+    /// The options whose spec has the given long name.
     pub fn find<'a>(&'a self, long: &'a str) -> impl Iterator<Item = &'a ParsedOpt> + 'a {
         self.opts.iter().filter(move |o| o.spec.long == Some(long))
     }

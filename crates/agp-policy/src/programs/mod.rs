@@ -9,9 +9,16 @@
 //! unknown, so it is never auto-allowed.
 
 pub mod awk;
+pub mod copy;
 pub mod env;
+pub mod find;
 pub mod grammar;
+pub mod patch;
+pub mod rsync;
 pub mod sed;
+pub mod sort;
+pub mod tar;
+pub mod zip;
 
 mod cargo;
 mod git;
@@ -71,6 +78,18 @@ pub fn model_for(name: &str) -> Option<Model> {
         "xargs" => env::xargs,
         "sed" | "gsed" => sed::sed,
         "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => awk::awk,
+        "tar" | "gtar" => tar::tar,
+        "sort" => sort::sort,
+        "find" | "gfind" => find::find,
+        "cp" => copy::cp,
+        "mv" => copy::mv,
+        "install" => copy::install,
+        "ln" => copy::ln,
+        "link" => copy::link,
+        "rsync" => rsync::rsync,
+        "zip" => zip::zip,
+        "unzip" => zip::unzip,
+        "patch" => patch::patch,
         _ => return None,
     })
 }

@@ -179,7 +179,7 @@ impl<'a, 'o> Parser<'a, 'o> {
     }
 
     /// The rest of the line (file names, `e` commands, text of `a`/`i`/`c`).
-    fn to_eol(&mut self) -> String {
+    fn rest_of_line(&mut self) -> String {
         let start = self.i;
         while self.peek().is_some_and(|c| c != b'\n') {
             self.i += 1;
@@ -290,7 +290,7 @@ impl<'a, 'o> Parser<'a, 'o> {
                 b'}' | b'=' | b'd' | b'D' | b'g' | b'G' | b'h' | b'H' | b'n' | b'N' | b'p'
                 | b'P' | b'x' | b'z' | b'F' => {}
                 b'#' => {
-                    self.to_eol();
+                    self.rest_of_line();
                 }
                 b'q' | b'Q' | b'l' | b'L' => {
                     self.skip_ws();
@@ -298,14 +298,14 @@ impl<'a, 'o> Parser<'a, 'o> {
                 }
                 b':' => {
                     self.skip_ws();
-                    let label = self.to_label();
+                    let label = self.label();
                     if label.is_empty() {
                         return None;
                     }
                 }
                 b'b' | b't' | b'T' | b'v' => {
                     self.skip_ws();
-                    self.to_label();
+                    self.label();
                 }
                 b'a' | b'i' | b'c' => self.text()?,
                 b'r' | b'R' => {
@@ -318,7 +318,7 @@ impl<'a, 'o> Parser<'a, 'o> {
                 }
                 b'e' => {
                     self.skip_ws();
-                    let cmd = self.to_eol();
+                    let cmd = self.rest_of_line();
                     self.out.code.push(if cmd.trim().is_empty() {
                         "the sed `e` command runs the pattern space as a shell command".into()
                     } else {
@@ -347,7 +347,7 @@ impl<'a, 'o> Parser<'a, 'o> {
     }
 
     /// A label runs to `;` or the end of the line.
-    fn to_label(&mut self) -> String {
+    fn label(&mut self) -> String {
         let start = self.i;
         while self.peek().is_some_and(|c| c != b'\n' && c != b';') {
             self.i += 1;
@@ -360,7 +360,7 @@ impl<'a, 'o> Parser<'a, 'o> {
     /// `r`/`w` file names run to the end of the line (`;` and `}` included).
     fn filename(&mut self) -> Option<String> {
         self.skip_ws();
-        let f = self.to_eol();
+        let f = self.rest_of_line();
         (!f.is_empty()).then_some(f)
     }
 

@@ -281,13 +281,11 @@ impl Walker {
             return Some(index);
         } else if let Some(model) = programs::model_for(&name) {
             // The program's own option grammar decides what it runs, reads and writes.
-            let fx = model(&args);
+            let fx = model(&run_time_args(args, &wrappers_now, dynamic_tail));
             self.apply_effects(&name, fx, &wrappers_now, text, depth);
             return Some(index);
         } else if let Some(why) = inline_code(&name, &args) {
             self.opaque(text, why);
-        } else if name == "find" {
-            self.find_exec(&args, &wrappers_now, text, depth);
         }
         for path in derived_writes(&name, &args) {
             let via = format!("{name} {}", path.text);
@@ -401,29 +399,32 @@ impl Walker {
         }
         None
     }
+}
 
-    /// `find … -exec CMD … ;` runs CMD for every file found.
-    fn find_exec(&mut self, args: &[Word], wrappers: &[String], text: &str, depth: u32) {
-        let mut i = 0;
-        while i < args.len() {
-            let t = args[i].text.as_str();
-            if matches!(t, "-exec" | "-execdir" | "-ok" | "-okdir") {
-                let start = i + 1;
-                let mut end = start;
-                while end < args.len() && !matches!(args[end].text.as_str(), ";" | "+") {
-                    end += 1;
-                }
-                if end > start {
-                    let mut w = wrappers.to_vec();
-                    w.push("find -exec".to_string());
-                    self.simple(args[start..end].to_vec(), Vec::new(), w, false, text, depth);
-                }
-                i = end + 1;
-            } else {
-                i += 1;
-            }
+/// The arguments a modeled program really gets: `find -exec` replaces `{}` with every path
+/// found and `xargs` appends words read from its input, so those are only known at run time
+/// (a file name may even be an option such as `-i`).
+fn run_time_args(mut args: Vec<Word>, wrappers: &[String], dynamic_tail: bool) -> Vec<Word> {
+    if wrappers.last().is_some_and(|w| w == "find -exec") {
+        for w in args.iter_mut().filter(|w| w.text.contains("{}")) {
+            w.dynamic = true;
         }
     }
+    let replaces =
+        wrappers.last().is_some_and(|w| w == "xargs") && args.iter().any(|w| w.text.contains("{}"));
+    if replaces {
+        for w in args.iter_mut().filter(|w| w.text.contains("{}")) {
+            w.dynamic = true;
+        }
+    }
+    if dynamic_tail {
+        args.push(Word {
+            text: "{xargs input}".into(),
+            dynamic: true,
+            substitution: false,
+        });
+    }
+    args
 }
 
 /// The directory `env -C DIR` / `--chdir=DIR` / `sudo -D DIR` switches to.
@@ -588,19 +589,8 @@ pub fn derived_writes(name: &str, args: &[Word]) -> Vec<Word> {
     };
     match name {
         "tee" => own(non_options(args, &["--output-error"])),
-        // Moving a file away or linking to it changes it as much as writing it: a symlink or
-        // hard link to ~/.bashrc is a way to write ~/.bashrc later.
-        "mv" | "ln" | "link" => own(non_options(
-            args,
-            &["-S", "-t", "--suffix", "--target-directory"],
-        )),
         "vi" | "vim" | "nvim" | "nano" | "emacs" | "ed" | "ex" | "pico" | "micro" | "joe" => {
             own(non_options(args, &["-c", "-u", "-S", "--cmd", "-e", "-i"]))
-        }
-        "sort" => {
-            let mut t = own(option_value(args, &["-o"], &["--output"]));
-            t.extend(with_eq("--output="));
-            t
         }
         "uniq" => non_options(args, &["-f", "-s", "-w"])
             .into_iter()
@@ -609,26 +599,16 @@ pub fn derived_writes(name: &str, args: &[Word]) -> Vec<Word> {
             .cloned()
             .collect(),
         "tree" => own(option_value(args, &["-o"], &[])),
-        "find" => own(option_value(
-            args,
-            &["-fprint", "-fprint0", "-fls", "-fprintf"],
-            &[],
-        )),
-        "cp" | "install" | "rsync" | "scp" => {
-            let mut t = own(option_value(args, &["-t"], &["--target-directory"]));
-            t.extend(with_eq("--target-directory="));
-            if t.is_empty() {
-                let rest = non_options(args, &["-S", "-m", "-o", "-g", "-e", "--suffix"]);
-                if rest.len() >= 2 {
-                    if let Some(last) = rest.last() {
-                        // `scp`/`rsync` targets like `host:path` are remote, not local writes.
-                        if !matches!(name, "scp" | "rsync") || !last.text.contains(':') {
-                            t.push((*last).clone());
-                        }
-                    }
-                }
+        "scp" => {
+            let rest = non_options(
+                args,
+                &["-S", "-o", "-F", "-i", "-c", "-l", "-P", "-J", "-D"],
+            );
+            match rest.last() {
+                // `host:path` targets are remote, not local writes.
+                Some(last) if rest.len() >= 2 && !last.text.contains(':') => vec![(*last).clone()],
+                _ => Vec::new(),
             }
-            t
         }
         "touch" | "mkdir" | "rmdir" | "rm" | "shred" | "unlink" | "truncate" => own(non_options(
             args,

@@ -117,7 +117,7 @@ fn redirections_and_commands_that_write() {
     assert_eq!(writes("echo x >> ~/.bashrc"), ["~/.bashrc"]);
     assert_eq!(writes("cat a 2>/dev/null > b 2>&1"), ["b"]);
     assert_eq!(writes("echo x | tee -a f1 f2"), ["f1", "f2"]);
-    assert_eq!(writes("cp a b c/"), ["c/"]);
+    assert_eq!(writes("cp a b c/"), ["c/", "c/a", "c/b"]);
     assert_eq!(writes("sed -i 's/a/b/' f.txt"), ["f.txt"]);
     assert_eq!(writes("dd if=/dev/zero of=/dev/sda"), ["/dev/sda"]);
     assert_eq!(writes("cat <<EOF > out\nhi\nEOF"), ["out"]);
@@ -180,4 +180,37 @@ fn wrapper_options_come_from_their_models() {
     assert!(!opaque(
         "find . -name '*.rs' | xargs -0 -n1 -P4 grep -n foo"
     ));
+}
+
+#[test]
+fn modeled_programs_see_run_time_arguments() {
+    // The files find and xargs hand over are unknown: a write of them is not a write of `{}`.
+    for src in [
+        "find ~ -type f -exec sed -i s/a/b/ {} \\;",
+        "find . -name '*.rs' | xargs sed -i s/a/b/",
+        "ls | xargs -I{} cp {} /tmp/x",
+    ] {
+        let a = analyze(src);
+        assert!(
+            a.parts.iter().any(
+                |p| matches!(p, Part::Write { path, .. } | Part::Read { path, .. } if path.dynamic)
+            ),
+            "{src}: {:?}",
+            a.parts
+        );
+        assert!(opaque(src), "{src}");
+    }
+    assert_eq!(writes("find . -name '*.o' -delete"), ["."]);
+    assert_eq!(reads("sed -n 1p /etc/shadow"), ["/etc/shadow"]);
+    assert_eq!(
+        reads("sed '1r /etc/shadow' src/main.rs"),
+        ["/etc/shadow", "src/main.rs"]
+    );
+    assert_eq!(writes("sort -o/root/.bashrc a"), ["/root/.bashrc"]);
+    assert_eq!(writes("tar -czf out.tgz src"), ["out.tgz"]);
+    assert!(opaque("sed 's@^@id@e' f"));
+    assert!(opaque("tar -cf x.tar --checkpoint-action=exec=id src"));
+    assert!(!opaque("tar -czf out.tgz src"));
+    assert!(!opaque("sed -n '1,20p' src/main.rs"));
+    assert!(!opaque("awk -F: '{print $1}' /etc/passwd"));
 }

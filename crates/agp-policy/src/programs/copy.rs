@@ -1,0 +1,371 @@
+//! GNU coreutils `cp`, `mv`, `install`, `ln`, `link`: sources are read, the destination (a
+//! file, or a directory that receives each source) is written; `mv` and `ln` also change
+//! their sources' names; `install --strip-program` runs a program and `-m` can set setuid.
+
+use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec, Parsed};
+use super::Effects;
+use crate::shell::Word;
+
+const CP: &[OptSpec] = &[
+    OptSpec::new(Some('a'), Some("archive"), Flag, Plain),
+    OptSpec::new(None, Some("attributes-only"), Flag, Plain),
+    OptSpec::new(None, Some("backup"), Optional, Plain),
+    OptSpec::new(Some('b'), None, Flag, Plain),
+    OptSpec::new(None, Some("copy-contents"), Flag, Plain),
+    OptSpec::new(Some('d'), None, Flag, Plain),
+    OptSpec::new(None, Some("debug"), Flag, Plain),
+    OptSpec::new(Some('f'), Some("force"), Flag, Plain),
+    OptSpec::new(Some('i'), Some("interactive"), Flag, Plain),
+    OptSpec::new(Some('H'), None, Flag, Plain),
+    OptSpec::new(Some('l'), Some("link"), Flag, Plain),
+    OptSpec::new(Some('L'), Some("dereference"), Flag, Plain),
+    OptSpec::new(Some('n'), Some("no-clobber"), Flag, Plain),
+    OptSpec::new(Some('P'), Some("no-dereference"), Flag, Plain),
+    OptSpec::new(Some('p'), None, Flag, Plain),
+    OptSpec::new(None, Some("preserve"), Optional, Plain),
+    OptSpec::new(None, Some("no-preserve"), Required, Plain),
+    OptSpec::new(None, Some("parents"), Flag, Plain),
+    OptSpec::new(Some('R'), Some("recursive"), Flag, Plain),
+    OptSpec::new(Some('r'), None, Flag, Plain),
+    OptSpec::new(None, Some("reflink"), Optional, Plain),
+    OptSpec::new(None, Some("remove-destination"), Flag, Plain),
+    OptSpec::new(None, Some("sparse"), Required, Plain),
+    OptSpec::new(None, Some("strip-trailing-slashes"), Flag, Plain),
+    OptSpec::new(Some('s'), Some("symbolic-link"), Flag, Plain),
+    OptSpec::new(Some('S'), Some("suffix"), Required, Plain),
+    OptSpec::new(Some('t'), Some("target-directory"), Required, Plain),
+    OptSpec::new(Some('T'), Some("no-target-directory"), Flag, Plain),
+    OptSpec::new(None, Some("update"), Optional, Plain),
+    OptSpec::new(Some('u'), None, Flag, Plain),
+    OptSpec::new(Some('v'), Some("verbose"), Flag, Plain),
+    OptSpec::new(None, Some("keep-directory-symlink"), Flag, Plain),
+    OptSpec::new(Some('x'), Some("one-file-system"), Flag, Plain),
+    OptSpec::new(Some('Z'), None, Flag, Plain),
+    OptSpec::new(None, Some("context"), Optional, Plain),
+    OptSpec::new(None, Some("help"), Flag, Plain),
+    OptSpec::new(None, Some("version"), Flag, Plain),
+];
+
+const MV: &[OptSpec] = &[
+    OptSpec::new(None, Some("backup"), Optional, Plain),
+    OptSpec::new(Some('b'), None, Flag, Plain),
+    OptSpec::new(None, Some("debug"), Flag, Plain),
+    OptSpec::new(None, Some("exchange"), Flag, Plain),
+    OptSpec::new(Some('f'), Some("force"), Flag, Plain),
+    OptSpec::new(Some('i'), Some("interactive"), Flag, Plain),
+    OptSpec::new(Some('n'), Some("no-clobber"), Flag, Plain),
+    OptSpec::new(None, Some("no-copy"), Flag, Plain),
+    OptSpec::new(None, Some("strip-trailing-slashes"), Flag, Plain),
+    OptSpec::new(Some('S'), Some("suffix"), Required, Plain),
+    OptSpec::new(Some('t'), Some("target-directory"), Required, Plain),
+    OptSpec::new(Some('T'), Some("no-target-directory"), Flag, Plain),
+    OptSpec::new(None, Some("update"), Optional, Plain),
+    OptSpec::new(Some('u'), None, Flag, Plain),
+    OptSpec::new(Some('v'), Some("verbose"), Flag, Plain),
+    OptSpec::new(Some('Z'), Some("context"), Flag, Plain),
+    OptSpec::new(None, Some("help"), Flag, Plain),
+    OptSpec::new(None, Some("version"), Flag, Plain),
+];
+
+const INSTALL: &[OptSpec] = &[
+    OptSpec::new(None, Some("backup"), Optional, Plain),
+    OptSpec::new(Some('b'), None, Flag, Plain),
+    OptSpec::new(Some('c'), None, Flag, Plain),
+    OptSpec::new(Some('C'), Some("compare"), Flag, Plain),
+    OptSpec::new(None, Some("debug"), Flag, Plain),
+    OptSpec::new(Some('d'), Some("directory"), Flag, Plain),
+    OptSpec::new(Some('D'), None, Flag, Plain),
+    OptSpec::new(Some('g'), Some("group"), Required, Plain),
+    OptSpec::new(Some('m'), Some("mode"), Required, Plain),
+    OptSpec::new(Some('o'), Some("owner"), Required, Plain),
+    OptSpec::new(Some('p'), Some("preserve-timestamps"), Flag, Plain),
+    OptSpec::new(Some('s'), Some("strip"), Flag, Plain),
+    OptSpec::new(
+        None,
+        Some("strip-program"),
+        Required,
+        RunsCode("runs this program on every installed file"),
+    ),
+    OptSpec::new(Some('S'), Some("suffix"), Required, Plain),
+    OptSpec::new(Some('t'), Some("target-directory"), Required, Plain),
+    OptSpec::new(Some('T'), Some("no-target-directory"), Flag, Plain),
+    OptSpec::new(Some('v'), Some("verbose"), Flag, Plain),
+    OptSpec::new(None, Some("preserve-context"), Flag, Plain),
+    OptSpec::new(Some('Z'), None, Flag, Plain),
+    OptSpec::new(None, Some("context"), Optional, Plain),
+    OptSpec::new(None, Some("help"), Flag, Plain),
+    OptSpec::new(None, Some("version"), Flag, Plain),
+];
+
+const LN: &[OptSpec] = &[
+    OptSpec::new(None, Some("backup"), Optional, Plain),
+    OptSpec::new(Some('b'), None, Flag, Plain),
+    OptSpec::new(Some('d'), Some("directory"), Flag, Plain),
+    OptSpec::new(Some('F'), None, Flag, Plain),
+    OptSpec::new(Some('f'), Some("force"), Flag, Plain),
+    OptSpec::new(Some('i'), Some("interactive"), Flag, Plain),
+    OptSpec::new(Some('L'), Some("logical"), Flag, Plain),
+    OptSpec::new(Some('n'), Some("no-dereference"), Flag, Plain),
+    OptSpec::new(Some('P'), Some("physical"), Flag, Plain),
+    OptSpec::new(Some('r'), Some("relative"), Flag, Plain),
+    OptSpec::new(Some('s'), Some("symbolic"), Flag, Plain),
+    OptSpec::new(Some('S'), Some("suffix"), Required, Plain),
+    OptSpec::new(Some('t'), Some("target-directory"), Required, Plain),
+    OptSpec::new(Some('T'), Some("no-target-directory"), Flag, Plain),
+    OptSpec::new(Some('v'), Some("verbose"), Flag, Plain),
+    OptSpec::new(None, Some("help"), Flag, Plain),
+    OptSpec::new(None, Some("version"), Flag, Plain),
+];
+
+const LINK: &[OptSpec] = &[
+    OptSpec::new(None, Some("help"), Flag, Plain),
+    OptSpec::new(None, Some("version"), Flag, Plain),
+];
+
+const fn gnu(opts: &'static [OptSpec]) -> Grammar {
+    Grammar {
+        opts,
+        long_abbrev: true,
+        permute: true,
+        single_dash_long: false,
+        clustering: true,
+    }
+}
+
+/// The last path component, for "DIR receives SOURCE" (`cp a/b dir` writes `dir/b`).
+fn base_of(w: &Word) -> &str {
+    let t = w.text.trim_end_matches('/');
+    t.rsplit('/').next().unwrap_or(t)
+}
+
+fn child(dir: &Word, src: &Word) -> Word {
+    let sep = if dir.text.ends_with('/') { "" } else { "/" };
+    Word {
+        text: format!("{}{sep}{}", dir.text, base_of(src)),
+        dynamic: dir.dynamic || src.dynamic,
+        substitution: dir.substitution || src.substitution,
+    }
+}
+
+/// Splits operands into sources and the destination, the way the coreutils do.
+fn sources_and_dest(parsed: &Parsed) -> (Vec<Word>, Vec<Word>) {
+    let target = parsed
+        .find("target-directory")
+        .filter_map(|o| o.value.clone())
+        .last();
+    let ops = &parsed.operands;
+    let mut writes = Vec::new();
+    let (sources, dest): (&[Word], Option<&Word>) = match &target {
+        Some(t) => (ops.as_slice(), Some(t)),
+        None if ops.len() >= 2 => (&ops[..ops.len() - 1], ops.last()),
+        None => (ops.as_slice(), None),
+    };
+    if let Some(d) = dest {
+        writes.push(d.clone());
+        if !parsed.has("no-target-directory") {
+            // The destination may be a directory: each source lands inside it.
+            for s in sources {
+                writes.push(child(d, s));
+            }
+        }
+    }
+    (sources.to_vec(), writes)
+}
+
+fn copy_like(program: &str, grammar: &Grammar, args: &[Word]) -> Effects {
+    let parsed = parse(grammar, args);
+    let mut fx = Effects::default();
+    fx.apply_generic(program, &parsed);
+    let (sources, writes) = sources_and_dest(&parsed);
+    fx.reads.extend(sources.iter().cloned());
+    fx.writes.extend(writes);
+    if program == "mv" {
+        // Moving a file away changes it as much as writing it.
+        fx.writes.extend(sources);
+    }
+    fx
+}
+
+/// The cp model.
+pub fn cp(args: &[Word]) -> Effects {
+    copy_like("cp", &gnu(CP), args)
+}
+
+/// The mv model.
+pub fn mv(args: &[Word]) -> Effects {
+    copy_like("mv", &gnu(MV), args)
+}
+
+/// Does an install mode set the setuid or setgid bit (`4755`, `u+s`, `g=rxs`)?
+fn sets_special_bits(mode: &str) -> bool {
+    if !mode.is_empty() && mode.chars().all(|c| c.is_ascii_digit()) {
+        let v = u32::from_str_radix(mode, 8).unwrap_or(u32::MAX);
+        return v & 0o6000 != 0;
+    }
+    mode.split(',').any(|clause| {
+        let ops = clause.trim_start_matches(['u', 'g', 'o', 'a']);
+        ops.starts_with(['+', '=']) && ops.contains('s')
+    })
+}
+
+/// The install model.
+pub fn install(args: &[Word]) -> Effects {
+    let g = gnu(INSTALL);
+    let parsed = parse(&g, args);
+    if parsed.has("directory") {
+        // `install -d DIR...` creates every operand.
+        let mut fx = Effects::default();
+        fx.apply_generic("install", &parsed);
+        fx.writes.extend(parsed.operands.iter().cloned());
+        mode_check(&parsed, &mut fx);
+        return fx;
+    }
+    let mut fx = copy_like("install", &g, args);
+    mode_check(&parsed, &mut fx);
+    fx
+}
+
+fn mode_check(parsed: &Parsed, fx: &mut Effects) {
+    for o in parsed.find("mode") {
+        match &o.value {
+            Some(m) if m.dynamic => fx.code(format!(
+                "install -m `{}`: a mode only known at run time may set setuid",
+                m.text
+            )),
+            Some(m) if sets_special_bits(&m.text) => {
+                fx.code(format!("install -m {} sets the setuid/setgid bit", m.text))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The ln model: the link names are written, and the targets too, since a link to a file is
+/// a way to write it later.
+pub fn ln(args: &[Word]) -> Effects {
+    let parsed = parse(&gnu(LN), args);
+    let mut fx = Effects::default();
+    fx.apply_generic("ln", &parsed);
+    let (sources, writes) = sources_and_dest(&parsed);
+    fx.writes.extend(sources.iter().cloned());
+    fx.writes.extend(writes);
+    if parsed.operands.len() == 1 && !parsed.has("target-directory") {
+        // `ln -s /x` creates `./x`.
+        fx.writes
+            .push(child(&Word::literal("."), &parsed.operands[0]));
+    }
+    fx
+}
+
+/// The link model (`link FILE1 FILE2`).
+pub fn link(args: &[Word]) -> Effects {
+    let parsed = parse(&gnu(LINK), args);
+    let mut fx = Effects::default();
+    fx.apply_generic("link", &parsed);
+    fx.writes.extend(parsed.operands.iter().cloned());
+    fx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table() {
+        // program, argv, code?, reads, writes, unknown
+        type Row = (
+            Model,
+            &'static str,
+            bool,
+            &'static [&'static str],
+            &'static [&'static str],
+            usize,
+        );
+        use super::super::Model;
+        let rows: &[Row] = &[
+            (cp, "a b", false, &["a"], &["b", "b/a"], 0),
+            (cp, "-r src/ dst", false, &["src/"], &["dst", "dst/src"], 0),
+            (
+                cp,
+                "-t/root/.ssh key",
+                false,
+                &["key"],
+                &["/root/.ssh", "/root/.ssh/key"],
+                0,
+            ),
+            (
+                cp,
+                "key --target-dir=/root/.ssh",
+                false,
+                &["key"],
+                &["/root/.ssh", "/root/.ssh/key"],
+                0,
+            ),
+            (cp, "-T a b", false, &["a"], &["b"], 0),
+            (
+                cp,
+                "-a --preserve=all --backup=numbered -S .x a b",
+                false,
+                &["a"],
+                &["b", "b/a"],
+                0,
+            ),
+            (cp, "a b c/", false, &["a", "b"], &["c/", "c/a", "c/b"], 0),
+            (cp, "-Y a b", false, &["a"], &["b", "b/a"], 1),
+            (mv, "a b", false, &["a"], &["b", "b/a", "a"], 0),
+            (mv, "-t /x a", false, &["a"], &["/x", "/x/a", "a"], 0),
+            (
+                install,
+                "-m 755 a /usr/bin/a",
+                false,
+                &["a"],
+                &["/usr/bin/a", "/usr/bin/a/a"],
+                0,
+            ),
+            (install, "-m4755 a b", true, &["a"], &["b", "b/a"], 0),
+            (install, "--mode=u+s a b", true, &["a"], &["b", "b/a"], 0),
+            (install, "-m g=rxs a b", true, &["a"], &["b", "b/a"], 0),
+            (
+                install,
+                "-s --strip-program=/tmp/x a b",
+                true,
+                &["a"],
+                &["b", "b/a"],
+                0,
+            ),
+            (install, "-Dm644 a b", false, &["a"], &["b", "b/a"], 0),
+            (install, "-d d1 d2", false, &[], &["d1", "d2"], 0),
+            (
+                ln,
+                "-s /etc/shadow x",
+                false,
+                &[],
+                &["/etc/shadow", "x", "x/shadow"],
+                0,
+            ),
+            (
+                ln,
+                "-sf ~/.bashrc",
+                false,
+                &[],
+                &["~/.bashrc", "./.bashrc"],
+                0,
+            ),
+            (ln, "-t/d a", false, &[], &["a", "/d", "/d/a"], 0),
+            (link, "a b", false, &[], &["a", "b"], 0),
+        ];
+        for (model, line, code, reads, writes, unknown) in rows {
+            let args: Vec<Word> = line.split_whitespace().map(Word::literal).collect();
+            let fx = model(&args);
+            assert_eq!(!fx.code.is_empty(), *code, "{line}");
+            let r: Vec<&str> = fx.reads.iter().map(|w| w.text.as_str()).collect();
+            let w: Vec<&str> = fx.writes.iter().map(|w| w.text.as_str()).collect();
+            assert_eq!(r, *reads, "{line}");
+            assert_eq!(w, *writes, "{line}");
+            assert_eq!(fx.unknown.len(), *unknown, "{line}");
+        }
+        assert!(!sets_special_bits("0755"));
+        assert!(sets_special_bits("2755"));
+        assert!(!sets_special_bits("u+x,go-w"));
+    }
+}

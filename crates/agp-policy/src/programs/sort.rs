@@ -1,0 +1,143 @@
+//! GNU coreutils `sort`: the files it reads, its output file, its temporary directory and the
+//! compression program it runs.
+
+use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::Effects;
+use crate::shell::Word;
+
+const OPTS: &[OptSpec] = &[
+    OptSpec::new(Some('b'), Some("ignore-leading-blanks"), Flag, Plain),
+    OptSpec::new(Some('d'), Some("dictionary-order"), Flag, Plain),
+    OptSpec::new(Some('f'), Some("ignore-case"), Flag, Plain),
+    OptSpec::new(Some('g'), Some("general-numeric-sort"), Flag, Plain),
+    OptSpec::new(Some('i'), Some("ignore-nonprinting"), Flag, Plain),
+    OptSpec::new(Some('M'), Some("month-sort"), Flag, Plain),
+    OptSpec::new(Some('h'), Some("human-numeric-sort"), Flag, Plain),
+    OptSpec::new(Some('n'), Some("numeric-sort"), Flag, Plain),
+    OptSpec::new(Some('R'), Some("random-sort"), Flag, Plain),
+    OptSpec::new(None, Some("random-source"), Required, ReadsFile),
+    OptSpec::new(Some('r'), Some("reverse"), Flag, Plain),
+    OptSpec::new(None, Some("sort"), Required, Plain),
+    OptSpec::new(Some('V'), Some("version-sort"), Flag, Plain),
+    OptSpec::new(None, Some("batch-size"), Required, Plain),
+    OptSpec::new(Some('c'), Some("check"), Optional, Plain),
+    OptSpec::new(Some('C'), None, Flag, Plain),
+    OptSpec::new(
+        None,
+        Some("compress-program"),
+        Required,
+        RunsCode("runs this program to compress temporary files"),
+    ),
+    OptSpec::new(None, Some("debug"), Flag, Plain),
+    OptSpec::new(None, Some("files0-from"), Required, ReadsFile),
+    OptSpec::new(Some('k'), Some("key"), Required, Plain),
+    OptSpec::new(Some('m'), Some("merge"), Flag, Plain),
+    OptSpec::new(Some('o'), Some("output"), Required, WritesFile),
+    OptSpec::new(Some('s'), Some("stable"), Flag, Plain),
+    OptSpec::new(Some('S'), Some("buffer-size"), Required, Plain),
+    OptSpec::new(Some('t'), Some("field-separator"), Required, Plain),
+    // Temporary files are created in this directory.
+    OptSpec::new(Some('T'), Some("temporary-directory"), Required, WritesFile),
+    OptSpec::new(None, Some("parallel"), Required, Plain),
+    OptSpec::new(Some('u'), Some("unique"), Flag, Plain),
+    OptSpec::new(Some('z'), Some("zero-terminated"), Flag, Plain),
+    OptSpec::new(None, Some("help"), Flag, Plain),
+    OptSpec::new(None, Some("version"), Flag, Plain),
+];
+
+const SORT: Grammar = Grammar {
+    opts: OPTS,
+    long_abbrev: true,
+    permute: true,
+    single_dash_long: false,
+    clustering: true,
+};
+
+/// The sort model.
+pub fn sort(args: &[Word]) -> Effects {
+    let parsed = parse(&SORT, args);
+    let mut fx = Effects::default();
+    fx.apply_generic("sort", &parsed);
+    if parsed.has("files0-from") {
+        fx.code("sort reads the names of its input files from a file agp cannot see");
+    }
+    for w in &parsed.operands {
+        if w.text != "-" || w.dynamic {
+            fx.reads.push(w.clone());
+        }
+    }
+    fx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table() {
+        // argv, code?, reads, writes, unknown
+        type Row = (
+            &'static [&'static str],
+            bool,
+            &'static [&'static str],
+            &'static [&'static str],
+            usize,
+        );
+        let rows: &[Row] = &[
+            (&["-u", "a.txt"], false, &["a.txt"], &[], 0),
+            (
+                &["-k2,2n", "-t:", "/etc/passwd"],
+                false,
+                &["/etc/passwd"],
+                &[],
+                0,
+            ),
+            (
+                &["-o/root/.bashrc", "a"],
+                false,
+                &["a"],
+                &["/root/.bashrc"],
+                0,
+            ),
+            (
+                &["-uo", "/root/.bashrc", "a"],
+                false,
+                &["a"],
+                &["/root/.bashrc"],
+                0,
+            ),
+            (&["a", "--output=o"], false, &["a"], &["o"], 0),
+            (&["a", "--out", "o"], false, &["a"], &["o"], 0),
+            (&["--compress-program=sh", "a"], true, &["a"], &[], 0),
+            (&["--compress-prog", "sh", "a"], true, &["a"], &[], 0),
+            (&["--files0-from=list"], true, &["list"], &[], 0),
+            (
+                &["-T", "/root/.ssh", "a"],
+                false,
+                &["a"],
+                &["/root/.ssh"],
+                0,
+            ),
+            (
+                &["-R", "--random-source=/etc/shadow", "-"],
+                false,
+                &["/etc/shadow"],
+                &[],
+                0,
+            ),
+            (&["-q", "a"], false, &["a"], &[], 1),
+            (&["--co=x", "a"], true, &["a"], &[], 0),
+            (&["--c=x", "a"], false, &["a"], &[], 1),
+        ];
+        for (argv, code, reads, writes, unknown) in rows {
+            let args: Vec<Word> = argv.iter().map(|s| Word::literal(*s)).collect();
+            let fx = sort(&args);
+            assert_eq!(!fx.code.is_empty(), *code, "{argv:?}");
+            let r: Vec<&str> = fx.reads.iter().map(|w| w.text.as_str()).collect();
+            let w: Vec<&str> = fx.writes.iter().map(|w| w.text.as_str()).collect();
+            assert_eq!(r, *reads, "{argv:?}");
+            assert_eq!(w, *writes, "{argv:?}");
+            assert_eq!(fx.unknown.len(), *unknown, "{argv:?}");
+        }
+    }
+}

@@ -1,0 +1,660 @@
+//! GNU tar 1.35 (with the old-style first argument `tar czf x.tgz dir`): options that run
+//! programs, the archive it writes or reads, the files it adds, extracts or deletes.
+
+use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::{join_dir, Effects};
+use crate::shell::Word;
+
+const fn o(
+    short: Option<char>,
+    long: Option<&'static str>,
+    arity: super::Arity,
+    effect: super::Effect,
+) -> OptSpec {
+    OptSpec::new(short, long, arity, effect)
+}
+
+const OPTS: &[OptSpec] = &[
+    // Operation modes.
+    o(Some('A'), Some("catenate"), Flag, Plain),
+    o(None, Some("concatenate"), Flag, Plain),
+    o(Some('c'), Some("create"), Flag, Plain),
+    o(Some('d'), Some("diff"), Flag, Plain),
+    o(None, Some("compare"), Flag, Plain),
+    o(None, Some("delete"), Flag, Plain),
+    o(Some('r'), Some("append"), Flag, Plain),
+    o(Some('t'), Some("list"), Flag, Plain),
+    o(None, Some("test-label"), Flag, Plain),
+    o(Some('u'), Some("update"), Flag, Plain),
+    o(Some('x'), Some("extract"), Flag, Plain),
+    o(None, Some("get"), Flag, Plain),
+    o(None, Some("show-defaults"), Flag, Plain),
+    o(Some('?'), Some("help"), Flag, Plain),
+    o(None, Some("usage"), Flag, Plain),
+    o(None, Some("version"), Flag, Plain),
+    // Operation modifiers.
+    o(None, Some("check-device"), Flag, Plain),
+    o(None, Some("no-check-device"), Flag, Plain),
+    o(Some('g'), Some("listed-incremental"), Required, Plain),
+    o(Some('G'), Some("incremental"), Flag, Plain),
+    o(None, Some("hole-detection"), Required, Plain),
+    o(None, Some("ignore-failed-read"), Flag, Plain),
+    o(None, Some("level"), Required, Plain),
+    o(Some('n'), Some("seek"), Flag, Plain),
+    o(None, Some("no-seek"), Flag, Plain),
+    o(None, Some("occurrence"), Optional, Plain),
+    o(None, Some("sparse-version"), Required, Plain),
+    o(Some('S'), Some("sparse"), Flag, Plain),
+    // Overwrite control.
+    o(Some('k'), Some("keep-old-files"), Flag, Plain),
+    o(None, Some("keep-newer-files"), Flag, Plain),
+    o(None, Some("keep-directory-symlink"), Flag, Plain),
+    o(None, Some("no-overwrite-dir"), Flag, Plain),
+    o(None, Some("one-top-level"), Optional, Plain),
+    o(None, Some("overwrite"), Flag, Plain),
+    o(None, Some("overwrite-dir"), Flag, Plain),
+    o(None, Some("recursive-unlink"), Flag, Plain),
+    o(None, Some("remove-files"), Flag, Plain),
+    o(None, Some("skip-old-files"), Flag, Plain),
+    o(Some('U'), Some("unlink-first"), Flag, Plain),
+    o(Some('W'), Some("verify"), Flag, Plain),
+    // Output stream.
+    o(None, Some("ignore-command-error"), Flag, Plain),
+    o(None, Some("no-ignore-command-error"), Flag, Plain),
+    o(Some('O'), Some("to-stdout"), Flag, Plain),
+    o(
+        None,
+        Some("to-command"),
+        Required,
+        RunsCode("pipes every extracted file to a shell command"),
+    ),
+    // Attributes.
+    o(None, Some("atime-preserve"), Optional, Plain),
+    o(None, Some("delay-directory-restore"), Flag, Plain),
+    o(None, Some("no-delay-directory-restore"), Flag, Plain),
+    o(None, Some("group"), Required, Plain),
+    o(None, Some("group-map"), Required, ReadsFile),
+    o(None, Some("mode"), Required, Plain),
+    o(None, Some("mtime"), Required, Plain),
+    o(Some('m'), Some("touch"), Flag, Plain),
+    o(None, Some("no-same-owner"), Flag, Plain),
+    o(None, Some("no-same-permissions"), Flag, Plain),
+    o(None, Some("numeric-owner"), Flag, Plain),
+    o(None, Some("owner"), Required, Plain),
+    o(None, Some("owner-map"), Required, ReadsFile),
+    o(Some('p'), Some("preserve-permissions"), Flag, Plain),
+    o(None, Some("same-permissions"), Flag, Plain),
+    o(None, Some("same-owner"), Flag, Plain),
+    o(Some('s'), Some("preserve-order"), Flag, Plain),
+    o(None, Some("same-order"), Flag, Plain),
+    o(None, Some("sort"), Required, Plain),
+    o(None, Some("acls"), Flag, Plain),
+    o(None, Some("no-acls"), Flag, Plain),
+    o(None, Some("selinux"), Flag, Plain),
+    o(None, Some("no-selinux"), Flag, Plain),
+    o(None, Some("xattrs"), Flag, Plain),
+    o(None, Some("no-xattrs"), Flag, Plain),
+    o(None, Some("xattrs-exclude"), Required, Plain),
+    o(None, Some("xattrs-include"), Required, Plain),
+    // Device selection and switching.
+    o(Some('f'), Some("file"), Required, Plain),
+    o(None, Some("force-local"), Flag, Plain),
+    o(
+        Some('F'),
+        Some("info-script"),
+        Required,
+        RunsCode("runs a script at the end of each volume"),
+    ),
+    o(
+        None,
+        Some("new-volume-script"),
+        Required,
+        RunsCode("runs a script at the end of each volume"),
+    ),
+    o(Some('L'), Some("tape-length"), Required, Plain),
+    o(Some('M'), Some("multi-volume"), Flag, Plain),
+    o(
+        None,
+        Some("rmt-command"),
+        Required,
+        RunsCode("runs this program as the remote tape server"),
+    ),
+    o(
+        None,
+        Some("rsh-command"),
+        Required,
+        RunsCode("runs this program to reach a remote archive"),
+    ),
+    o(None, Some("volno-file"), Required, WritesFile),
+    // Blocking.
+    o(Some('b'), Some("blocking-factor"), Required, Plain),
+    o(Some('B'), Some("read-full-records"), Flag, Plain),
+    o(Some('i'), Some("ignore-zeros"), Flag, Plain),
+    o(None, Some("record-size"), Required, Plain),
+    // Format.
+    o(Some('H'), Some("format"), Required, Plain),
+    o(None, Some("old-archive"), Flag, Plain),
+    o(None, Some("portability"), Flag, Plain),
+    o(None, Some("posix"), Flag, Plain),
+    o(None, Some("pax-option"), Required, Plain),
+    o(Some('V'), Some("label"), Required, Plain),
+    o(Some('o'), None, Flag, Plain),
+    // Compression.
+    o(Some('a'), Some("auto-compress"), Flag, Plain),
+    o(
+        Some('I'),
+        Some("use-compress-program"),
+        Required,
+        RunsCode("runs this program to compress or decompress"),
+    ),
+    o(Some('j'), Some("bzip2"), Flag, Plain),
+    o(Some('J'), Some("xz"), Flag, Plain),
+    o(None, Some("lzip"), Flag, Plain),
+    o(None, Some("lzma"), Flag, Plain),
+    o(None, Some("lzop"), Flag, Plain),
+    o(None, Some("no-auto-compress"), Flag, Plain),
+    o(Some('z'), Some("gzip"), Flag, Plain),
+    o(None, Some("gunzip"), Flag, Plain),
+    o(None, Some("ungzip"), Flag, Plain),
+    o(Some('Z'), Some("compress"), Flag, Plain),
+    o(None, Some("uncompress"), Flag, Plain),
+    o(None, Some("zstd"), Flag, Plain),
+    // Local file selection.
+    o(None, Some("add-file"), Required, Plain),
+    o(None, Some("backup"), Optional, Plain),
+    o(Some('C'), Some("directory"), Required, ChangesDir),
+    o(None, Some("exclude"), Required, Plain),
+    o(None, Some("exclude-backups"), Flag, Plain),
+    o(None, Some("exclude-caches"), Flag, Plain),
+    o(None, Some("exclude-caches-all"), Flag, Plain),
+    o(None, Some("exclude-caches-under"), Flag, Plain),
+    o(None, Some("exclude-ignore"), Required, Plain),
+    o(None, Some("exclude-ignore-recursive"), Required, Plain),
+    o(None, Some("exclude-tag"), Required, Plain),
+    o(None, Some("exclude-tag-all"), Required, Plain),
+    o(None, Some("exclude-tag-under"), Required, Plain),
+    o(None, Some("exclude-vcs"), Flag, Plain),
+    o(None, Some("exclude-vcs-ignores"), Flag, Plain),
+    o(Some('h'), Some("dereference"), Flag, Plain),
+    o(None, Some("hard-dereference"), Flag, Plain),
+    o(Some('K'), Some("starting-file"), Required, Plain),
+    o(None, Some("newer-mtime"), Required, Plain),
+    o(None, Some("no-null"), Flag, Plain),
+    o(None, Some("no-recursion"), Flag, Plain),
+    o(None, Some("no-unquote"), Flag, Plain),
+    o(None, Some("no-verbatim-files-from"), Flag, Plain),
+    o(None, Some("null"), Flag, Plain),
+    o(Some('N'), Some("newer"), Required, Plain),
+    o(None, Some("after-date"), Required, Plain),
+    o(None, Some("one-file-system"), Flag, Plain),
+    o(Some('P'), Some("absolute-names"), Flag, Plain),
+    o(None, Some("recursion"), Flag, Plain),
+    o(None, Some("suffix"), Required, Plain),
+    o(Some('T'), Some("files-from"), Required, ReadsFile),
+    o(None, Some("unquote"), Flag, Plain),
+    o(None, Some("verbatim-files-from"), Flag, Plain),
+    o(Some('X'), Some("exclude-from"), Required, ReadsFile),
+    o(None, Some("anchored"), Flag, Plain),
+    o(None, Some("ignore-case"), Flag, Plain),
+    o(None, Some("no-anchored"), Flag, Plain),
+    o(None, Some("no-ignore-case"), Flag, Plain),
+    o(None, Some("no-wildcards"), Flag, Plain),
+    o(None, Some("no-wildcards-match-slash"), Flag, Plain),
+    o(None, Some("wildcards"), Flag, Plain),
+    o(None, Some("wildcards-match-slash"), Flag, Plain),
+    // Name transformations.
+    o(None, Some("strip-components"), Required, Plain),
+    o(None, Some("transform"), Required, Plain),
+    o(None, Some("xform"), Required, Plain),
+    // Informative output.
+    o(None, Some("checkpoint"), Optional, Plain),
+    o(None, Some("checkpoint-action"), Required, Plain),
+    o(None, Some("full-time"), Flag, Plain),
+    o(None, Some("index-file"), Required, WritesFile),
+    o(Some('l'), Some("check-links"), Flag, Plain),
+    o(None, Some("no-quote-chars"), Required, Plain),
+    o(None, Some("quote-chars"), Required, Plain),
+    o(None, Some("quoting-style"), Required, Plain),
+    o(Some('R'), Some("block-number"), Flag, Plain),
+    o(None, Some("show-omitted-dirs"), Flag, Plain),
+    o(None, Some("show-transformed-names"), Flag, Plain),
+    o(None, Some("show-stored-names"), Flag, Plain),
+    o(None, Some("totals"), Optional, Plain),
+    o(None, Some("utc"), Flag, Plain),
+    o(Some('v'), Some("verbose"), Flag, Plain),
+    o(None, Some("warning"), Required, Plain),
+    o(Some('w'), Some("interactive"), Flag, Plain),
+    o(None, Some("confirmation"), Flag, Plain),
+    o(None, Some("restrict"), Flag, Plain),
+];
+
+const TAR: Grammar = Grammar {
+    opts: OPTS,
+    long_abbrev: true,
+    permute: true,
+    single_dash_long: false,
+    clustering: true,
+};
+
+/// `tar czf x.tgz dir`: a first argument without a dash is a cluster of letters whose
+/// values are the following words, in order.
+fn expand_old_style(args: &[Word]) -> Option<Vec<Word>> {
+    let first = args.first()?;
+    if first.dynamic || first.text.starts_with('-') || first.text.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(args.len() + first.text.len());
+    let mut rest = args[1..].iter();
+    for c in first.text.chars() {
+        out.push(Word::literal(format!("-{c}")));
+        let takes = OPTS
+            .iter()
+            .any(|s| s.short == Some(c) && s.arity == Required);
+        if takes {
+            if let Some(v) = rest.next() {
+                out.push(v.clone());
+            }
+        }
+    }
+    // GNU tar goes on parsing options after the old-style cluster.
+    out.extend(rest.cloned());
+    Some(out)
+}
+
+/// `host:path` archives are reached through rsh unless `--force-local`.
+fn is_remote(archive: &str) -> bool {
+    match archive.split_once(':') {
+        Some((host, _)) => !host.is_empty() && !host.contains('/'),
+        None => false,
+    }
+}
+
+/// The tar model.
+pub fn tar(args: &[Word]) -> Effects {
+    let expanded = expand_old_style(args);
+    let args = expanded.as_deref().unwrap_or(args);
+    let parsed = parse(&TAR, args);
+    let mut fx = Effects::default();
+    fx.apply_generic("tar", &parsed);
+    let has = |l: &str| parsed.has(l);
+    let create = has("create");
+    let extract = has("extract") || has("get");
+    let adds = create || has("append") || has("update");
+    let modifies = adds || has("catenate") || has("concatenate") || has("delete");
+    let compares = has("diff") || has("compare");
+    // -C is cumulative (`-C / -C etc` is /etc); every directory named is a place operands
+    // may be relative to, since the order of -C and operands is not kept.
+    let mut dirs: Vec<Word> = Vec::new();
+    for o in parsed.find("directory") {
+        if let Some(v) = &o.value {
+            let d = join_dir(dirs.last(), v);
+            dirs.push(d);
+        }
+    }
+    let mut bases: Vec<Option<&Word>> = vec![None];
+    bases.extend(dirs.iter().map(Some));
+
+    for o in parsed.find("file") {
+        let Some(a) = &o.value else { continue };
+        if a.text == "-" && !a.dynamic {
+            continue;
+        }
+        if !a.dynamic && is_remote(&a.text) && !has("force-local") {
+            fx.code(format!(
+                "tar reaches the archive `{}` on another host through rsh",
+                a.text
+            ));
+            continue;
+        }
+        if modifies {
+            fx.writes.push(a.clone());
+        }
+        if !create {
+            fx.reads.push(a.clone());
+        }
+    }
+    for o in parsed.find("listed-incremental") {
+        if let Some(v) = &o.value {
+            fx.reads.push(v.clone());
+            fx.writes.push(v.clone());
+        }
+    }
+    for o in parsed.find("checkpoint-action") {
+        let action = o.value.as_ref();
+        let t = action.map(|w| w.text.as_str()).unwrap_or("");
+        let name = t.split_once('=').map_or(t, |(n, _)| n);
+        if action.is_some_and(|w| w.dynamic) || name == "exec" {
+            fx.code(format!(
+                "tar --checkpoint-action={t} runs a command at each checkpoint"
+            ));
+        } else if !matches!(
+            name,
+            "bell" | "dot" | "." | "echo" | "ttyout" | "wait" | "sleep" | "totals"
+        ) {
+            fx.unknown.push(format!(
+                "tar checkpoint action `{t}` is not in agp's model of tar"
+            ));
+        }
+    }
+    if has("files-from") && (adds || compares) {
+        fx.code("tar reads the names of the files to archive from a file agp cannot see");
+    }
+    let mut operands: Vec<Word> = parsed.operands.clone();
+    for o in parsed.find("add-file") {
+        operands.extend(o.value.clone());
+    }
+    if adds || compares {
+        for w in &operands {
+            for b in &bases {
+                fx.reads.push(join_dir(*b, w));
+            }
+        }
+    }
+    if has("remove-files") {
+        for w in &operands {
+            for b in &bases {
+                fx.writes.push(join_dir(*b, w));
+            }
+        }
+    }
+    if extract && !has("to-stdout") && !has("to-command") {
+        let mut targets: Vec<Word> = vec![Word::literal(".")];
+        targets.extend(dirs.iter().cloned());
+        for o in parsed.find("one-top-level") {
+            if let Some(v) = &o.value {
+                let more: Vec<Word> = targets.iter().map(|t| join_dir(Some(t), v)).collect();
+                targets.extend(more);
+            }
+        }
+        if has("absolute-names") {
+            fx.code("tar -P extracts members with absolute names, which may write anywhere");
+        }
+        let patterns = has("wildcards")
+            || has("files-from")
+            || operands
+                .iter()
+                .any(|w| w.dynamic || w.text.contains(['*', '?', '[']));
+        if operands.is_empty() || patterns {
+            for t in &targets {
+                fx.writes.push(t.clone());
+            }
+            fx.code(format!(
+                "tar extracts an archive whose members agp cannot see; they may overwrite any file under `{}`",
+                targets.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join("`, `")
+            ));
+        } else {
+            for w in &operands {
+                for t in &targets {
+                    fx.writes.push(join_dir(Some(t), w));
+                }
+            }
+        }
+    }
+    fx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &[&str]) -> Vec<Word> {
+        line.iter().map(|s| Word::literal(*s)).collect()
+    }
+
+    fn texts(v: &[Word]) -> Vec<&str> {
+        v.iter().map(|w| w.text.as_str()).collect()
+    }
+
+    #[test]
+    fn table() {
+        // argv, code?, reads, writes, unknown
+        type Row = (
+            &'static [&'static str],
+            bool,
+            &'static [&'static str],
+            &'static [&'static str],
+            usize,
+        );
+        let rows: &[Row] = &[
+            (
+                &["-czf", "out.tgz", "src"],
+                false,
+                &["src"],
+                &["out.tgz"],
+                0,
+            ),
+            (&["czf", "out.tgz", "src"], false, &["src"], &["out.tgz"], 0),
+            (
+                &["cvzf", "out.tgz", "src", "README.md"],
+                false,
+                &["src", "README.md"],
+                &["out.tgz"],
+                0,
+            ),
+            (
+                &["-c", "-f", "/root/.bashrc", "x"],
+                false,
+                &["x"],
+                &["/root/.bashrc"],
+                0,
+            ),
+            (
+                &["-cf/root/.bashrc", "x"],
+                false,
+                &["x"],
+                &["/root/.bashrc"],
+                0,
+            ),
+            (
+                &["--create", "--file=o.tar", "x"],
+                false,
+                &["x"],
+                &["o.tar"],
+                0,
+            ),
+            (
+                &["--cr", "--file", "o.tar", "x"],
+                false,
+                &["x"],
+                &["o.tar"],
+                0,
+            ),
+            // `--fi` could be --file or --files-from: ambiguous, so unknown
+            (
+                &["-c", "--fi", "o.tar", "x"],
+                false,
+                &["o.tar", "x"],
+                &[],
+                1,
+            ),
+            (
+                &["-C", "/root", "-cf", "-", ".ssh"],
+                false,
+                &[".ssh", "/root/.ssh"],
+                &[],
+                0,
+            ),
+            (&["-tf", "a.tar"], false, &["a.tar"], &[], 0),
+            (&["-tzvf", "a.tgz"], false, &["a.tgz"], &[], 0),
+            (
+                &["-xf", "a.tar", "src/x.rs"],
+                false,
+                &["a.tar"],
+                &["./src/x.rs"],
+                0,
+            ),
+            (&["-xOf", "a.tar"], false, &["a.tar"], &[], 0),
+            (&["-xf", "a.tar"], true, &["a.tar"], &["."], 0),
+            (
+                &["xzf", "a.tgz", "-C", "/root"],
+                true,
+                &["a.tgz"],
+                &[".", "/root"],
+                0,
+            ),
+            (
+                &["-x", "-C", "/tmp/d", "-f", "a.tar", "m"],
+                false,
+                &["a.tar"],
+                &["./m", "/tmp/d/m"],
+                0,
+            ),
+            (&["-xPf", "a.tar", "m"], true, &["a.tar"], &["./m"], 0),
+            (
+                &["-rf", "a.tar", "x"],
+                false,
+                &["a.tar", "x"],
+                &["a.tar"],
+                0,
+            ),
+            (
+                &["--delete", "-f", "a.tar", "m"],
+                false,
+                &["a.tar"],
+                &["a.tar"],
+                0,
+            ),
+            (
+                &["-cf", "a.tar", "--remove-files", "x"],
+                false,
+                &["x"],
+                &["a.tar", "x"],
+                0,
+            ),
+            (
+                &["-cf", "a.tar", "-T", "list"],
+                true,
+                &["list"],
+                &["a.tar"],
+                0,
+            ),
+            (
+                &["-cf", "a.tar", "-X", "/etc/ex", "x"],
+                false,
+                &["/etc/ex", "x"],
+                &["a.tar"],
+                0,
+            ),
+            (
+                &["-cf", "a.tar", "--index-file=/root/i", "x"],
+                false,
+                &["x"],
+                &["/root/i", "a.tar"],
+                0,
+            ),
+            (
+                &[
+                    "-cf",
+                    "a.tar",
+                    "--checkpoint=1",
+                    "--checkpoint-action=exec=id",
+                    "x",
+                ],
+                true,
+                &["x"],
+                &["a.tar"],
+                0,
+            ),
+            (
+                &["-cf", "a.tar", "--checkpoint-action=dot", "x"],
+                false,
+                &["x"],
+                &["a.tar"],
+                0,
+            ),
+            (
+                &["-cf", "a.tar", "--checkpoint-act=ttyout=hi", "x"],
+                false,
+                &["x"],
+                &["a.tar"],
+                0,
+            ),
+            (
+                &["-cf", "a.tar", "--to-command=sh", "x"],
+                true,
+                &["x"],
+                &["a.tar"],
+                0,
+            ),
+            (
+                &["-cf", "a.tar", "-I", "sh -c id", "x"],
+                true,
+                &["x"],
+                &["a.tar"],
+                0,
+            ),
+            (
+                &["-cf", "a.tar", "--use-compress-prog=x", "x"],
+                true,
+                &["x"],
+                &["a.tar"],
+                0,
+            ),
+            (
+                &["-cf", "a.tar", "-F", "s.sh", "x"],
+                true,
+                &["x"],
+                &["a.tar"],
+                0,
+            ),
+            (
+                &["-cf", "a.tar", "--rsh-command=/tmp/x", "x"],
+                true,
+                &["x"],
+                &["a.tar"],
+                0,
+            ),
+            (
+                &["-cf", "a.tar", "--rmt-command=/tmp/x", "x"],
+                true,
+                &["x"],
+                &["a.tar"],
+                0,
+            ),
+            (&["-cf", "h:a.tar", "x"], true, &["x"], &[], 0),
+            (
+                &["-cf", "h:a.tar", "--force-local", "x"],
+                false,
+                &["x"],
+                &["h:a.tar"],
+                0,
+            ),
+            (
+                &["-cf", "a.tar", "--frobnicate", "x"],
+                false,
+                &["x"],
+                &["a.tar"],
+                1,
+            ),
+            (
+                &["-cf", "a.tar", "--checkpoint-action=foo", "x"],
+                false,
+                &["x"],
+                &["a.tar"],
+                1,
+            ),
+            (
+                &["-cf", "a.tar", "-g", "snap", "x"],
+                false,
+                &["snap", "x"],
+                &["a.tar", "snap"],
+                0,
+            ),
+        ];
+        for (argv, code, reads, writes, unknown) in rows {
+            let fx = tar(&words(argv));
+            assert_eq!(!fx.code.is_empty(), *code, "{argv:?}: {:?}", fx.code);
+            let mut r = texts(&fx.reads);
+            let mut er: Vec<&str> = reads.to_vec();
+            r.sort();
+            er.sort();
+            assert_eq!(r, er, "{argv:?}");
+            let mut w = texts(&fx.writes);
+            let mut ew: Vec<&str> = writes.to_vec();
+            w.sort();
+            ew.sort();
+            assert_eq!(w, ew, "{argv:?}");
+            assert_eq!(fx.unknown.len(), *unknown, "{argv:?}: {:?}", fx.unknown);
+        }
+    }
+}
