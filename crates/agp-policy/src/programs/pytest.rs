@@ -227,7 +227,16 @@ pub fn model(args: &[Word]) -> Effects {
             _ => {}
         }
     }
-    if !p.has("pyargs") {
+    if p.has("pyargs") {
+        // Operands are importable names: they resolve through sys.path, which reaches
+        // installed packages and anything else on it, not only the project.
+        for w in &p.operands {
+            fx.code(format!(
+                "pytest --pyargs {} imports the named package's tests from wherever Python finds it",
+                w.text
+            ));
+        }
+    } else {
         // `tests/test_x.py::TestA::test_b`: the file part is what gets imported.
         for w in &p.operands {
             let file = w.text.split("::").next().unwrap_or("");
@@ -279,6 +288,8 @@ mod tests {
                 ("--log-file /root/x", Writes("/root/x")),
                 ("--cov-report=html:/root/h", Writes("/root/h")),
                 ("--cov-report=term-missing:skip-covered", Clean),
+                ("--pyargs evilpkg", Code),
+                ("--pyargs", Clean),
                 ("--frobnicate", Unknown),
             ],
         );
