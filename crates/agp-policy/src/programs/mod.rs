@@ -22,9 +22,11 @@ pub mod zip;
 
 mod cargo;
 mod git;
+mod git_misc;
 mod git_opts;
 mod git_sub;
 mod git_tables;
+mod git_xfer;
 mod interp;
 mod make;
 mod node;
