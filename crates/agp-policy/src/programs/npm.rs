@@ -243,9 +243,32 @@ fn before_dashdash(args: &[Word]) -> &[Word] {
     }
 }
 
+/// Words after the first literal `--` go to the project's script, whose options agp does not
+/// know; a path among them (`--require /tmp/x.js`, `--config=../elsewhere.js`) points the
+/// project's tooling at code elsewhere, so it is judged like `--prefix`: foreign.
+fn script_args(fx: &mut Effects, args: &[Word]) {
+    let Some(i) = args.iter().position(|w| w.text == "--" && !w.dynamic) else {
+        return;
+    };
+    for w in &args[i + 1..] {
+        let value = match w.text.split_once('=') {
+            Some((k, v)) if k.starts_with('-') => v,
+            _ => w.text.as_str(),
+        };
+        let path_like = value.contains('/') || value.starts_with('.') || value.starts_with('~');
+        if w.dynamic || path_like {
+            fx.foreign.push(Word {
+                text: value.to_string(),
+                ..w.clone()
+            });
+        }
+    }
+}
+
 fn parse_opts(fx: &mut Effects, prog: &str, g: &Grammar, args: &[Word]) -> Parsed {
     let p = parse(g, before_dashdash(args));
     fx.apply_generic(prog, &p);
+    script_args(fx, args);
     // pnpm and npm read any `--config.KEY=VALUE` / `--npm_config_*` as configuration.
     p
 }
@@ -406,10 +429,16 @@ mod tests {
                 ("test --workspace=pkg-a --if-present", Clean),
                 ("-ws test", Clean),
                 ("start -- --port 8080", Clean),
+                ("test -- --require /tmp/x.js", Foreign("/tmp/x.js")),
+                (
+                    "test -- --config=../elsewhere/jest.config.js",
+                    Foreign("../elsewhere/jest.config.js"),
+                ),
+                ("test -- src/app.test.js", Foreign("src/app.test.js")),
                 ("install", Clean),
                 ("ls --depth 0", Clean),
                 ("config get registry", Clean),
-                ("test -- --script-shell=/tmp/x", Clean),
+                ("test -- --script-shell=/tmp/x", Foreign("/tmp/x")),
                 ("test --script-shell=/tmp/evil", Code),
                 ("test --script-shell /tmp/evil", Code),
                 ("run build --node-options=--require=/tmp/x.js", Code),
