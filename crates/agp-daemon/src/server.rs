@@ -7,27 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agp_contracts::canonical::sha256_hex;
-use agp_contracts::events::{
-    GATEWAY_REJECTED, SANDBOX_PREFLIGHT, SESSION_ENDED, SESSION_INTEGRITY, SESSION_STARTED,
-};
+use agp_contracts::events::{SANDBOX_PREFLIGHT, SESSION_ENDED, SESSION_INTEGRITY, SESSION_STARTED};
 use agp_contracts::{EvalContext, JournalError, SandboxSpec};
-use agp_gateway::frame::encode;
-use agp_gateway::{
-    ClientMessage, ErrorCode, FrameError, ServerMessage, SessionMode, PROTOCOL_VERSION,
-};
+use agp_gateway::{ErrorCode, SessionMode};
 use serde_json::{json, Value};
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::framing::AsyncFrameReader;
-use crate::mediate::{Abandon, Mediator, Rejection};
+use crate::mediate::Mediator;
 use crate::session::{SessionInfo, SessionParams, SessionState};
 use crate::store::{Store, StoreError};
 use crate::util::{now_ms, random_hex};
 use crate::{outbox, recovery, DaemonConfig, Parts};
-
-/// How long a fresh connection may take to say hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -58,11 +48,11 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
 }
 
 pub struct Daemon {
-    mediator: Arc<Mediator>,
+    pub(crate) mediator: Arc<Mediator>,
     listener: std::sync::Mutex<Option<UnixListener>>,
     socket: PathBuf,
     admin_token_path: PathBuf,
-    admin_token_sha256: String,
+    pub(crate) admin_token_sha256: String,
     recovery_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -213,271 +203,7 @@ impl Daemon {
         heartbeat.abort();
     }
 
-    async fn connection(self: Arc<Self>, stream: UnixStream) {
-        let peer = stream
-            .peer_cred()
-            .map(|c| json!({"uid": c.uid(), "gid": c.gid(), "pid": c.pid()}))
-            .unwrap_or(Value::Null);
-        let (rd, wr) = stream.into_split();
-        let mut conn = Conn {
-            reader: AsyncFrameReader::new(BufReader::new(rd)),
-            writer: BufWriter::new(wr),
-            peer,
-            session: None,
-        };
-        if let Err(e) = self.converse(&mut conn).await {
-            tracing::debug!("connection ended: {e}");
-        }
-        let _ = conn.writer.shutdown().await;
-    }
-
-    async fn converse(&self, conn: &mut Conn) -> std::io::Result<()> {
-        loop {
-            let read = if conn.session.is_none() {
-                match tokio::time::timeout(HELLO_TIMEOUT, conn.reader.read_frame()).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        return self
-                            .reject(
-                                conn,
-                                ErrorCode::Unauthenticated,
-                                "no hello in time".into(),
-                                None,
-                            )
-                            .await
-                    }
-                }
-            } else {
-                conn.reader.read_frame().await
-            };
-            let frame = match read {
-                Ok(Some(f)) => f.to_vec(),
-                Ok(None) => return Ok(()),
-                Err(FrameError::TooLarge { limit }) => {
-                    return self
-                        .reject(
-                            conn,
-                            ErrorCode::FrameTooLarge,
-                            format!("frame exceeds {limit} bytes"),
-                            None,
-                        )
-                        .await
-                }
-                Err(FrameError::Truncated) => {
-                    return self
-                        .reject(
-                            conn,
-                            ErrorCode::Malformed,
-                            "connection closed mid-frame".into(),
-                            None,
-                        )
-                        .await
-                }
-                Err(FrameError::Io(e)) => return Err(e),
-                Err(FrameError::Malformed(m)) => {
-                    return self.reject(conn, ErrorCode::Malformed, m, None).await
-                }
-            };
-            let message = match parse(&frame) {
-                Ok(m) => m,
-                Err((code, msg)) => return self.reject(conn, code, msg, None).await,
-            };
-            let keep_going = self.dispatch(conn, message).await?;
-            if !keep_going {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Handles one message; `false` closes the connection.
-    async fn dispatch(&self, conn: &mut Conn, message: ClientMessage) -> std::io::Result<bool> {
-        let m = &self.mediator;
-        match (message, conn.session.clone()) {
-            (ClientMessage::Hello { protocol, token }, None) => {
-                if protocol != PROTOCOL_VERSION {
-                    let msg = format!(
-                        "protocol {protocol} not supported (this daemon speaks {PROTOCOL_VERSION})"
-                    );
-                    self.reject(conn, ErrorCode::ProtocolVersion, msg, None)
-                        .await?;
-                    return Ok(false);
-                }
-                match self.session_for_token(&token).await {
-                    Ok(state) => {
-                        let welcome = ServerMessage::Welcome {
-                            protocol: PROTOCOL_VERSION,
-                            session: state.id.clone(),
-                            mode: state.mode,
-                        };
-                        conn.session = Some(state);
-                        send(conn, &welcome).await?;
-                        Ok(true)
-                    }
-                    Err((code, msg)) => {
-                        self.reject(conn, code, msg, None).await?;
-                        Ok(false)
-                    }
-                }
-            }
-            (
-                ClientMessage::OpenSession {
-                    protocol,
-                    admin_token,
-                    intendant,
-                    repo,
-                    task,
-                    mode,
-                },
-                None,
-            ) => {
-                if protocol != PROTOCOL_VERSION {
-                    let msg = format!("protocol {protocol} not supported");
-                    self.reject(conn, ErrorCode::ProtocolVersion, msg, None)
-                        .await?;
-                    return Ok(false);
-                }
-                if sha256_hex(admin_token.as_bytes()) != self.admin_token_sha256 {
-                    self.reject(conn, ErrorCode::BadToken, "wrong admin token".into(), None)
-                        .await?;
-                    return Ok(false);
-                }
-                let params = SessionParams {
-                    intendant,
-                    repo: PathBuf::from(repo),
-                    task,
-                    mode,
-                };
-                match open_session(m, params, None).await {
-                    Ok(info) => {
-                        send(
-                            conn,
-                            &ServerMessage::SessionOpened {
-                                session: info.id,
-                                token: info.token,
-                                mode: info.mode,
-                            },
-                        )
-                        .await?;
-                    }
-                    Err(e) => {
-                        send(
-                            conn,
-                            &ServerMessage::Error {
-                                code: ErrorCode::Internal,
-                                message: e.to_string(),
-                                id: None,
-                            },
-                        )
-                        .await?;
-                    }
-                }
-                Ok(false)
-            }
-            (ClientMessage::ToolCallRequest(req), Some(state)) => {
-                let id = req.id.clone();
-                // Mediation runs as its own task so that a caller who hangs up is noticed: a
-                // pending approval is then settled (journaled) and nothing runs for it.
-                let (raise, abandon) = Abandon::new();
-                let mediator = m.clone();
-                let mut task =
-                    tokio::spawn(async move { mediator.mediate(&state, req, abandon).await });
-                let joined = tokio::select! {
-                    joined = &mut task => joined,
-                    () = conn.reader.peer_closed() => {
-                        let _ = raise.send(true);
-                        let _ = task.await;
-                        return Ok(false);
-                    }
-                };
-                let mediated = joined.unwrap_or_else(|e| {
-                    Err(Rejection {
-                        code: ErrorCode::Internal,
-                        message: format!("mediation failed: {e}"),
-                    })
-                });
-                match mediated {
-                    Ok(reply) => {
-                        send(conn, &ServerMessage::Verdict(reply.verdict)).await?;
-                        if let Some(result) = reply.result {
-                            send(conn, &ServerMessage::ExecResult(result)).await?;
-                        }
-                        Ok(true)
-                    }
-                    Err(Rejection { code, message }) => {
-                        self.reject(conn, code, message, Some(id)).await?;
-                        Ok(false)
-                    }
-                }
-            }
-            (ClientMessage::ToolCallResult(result), Some(state)) => {
-                let id = result.id.clone();
-                match m.record_result(&state, result).await {
-                    Ok(()) => {
-                        send(conn, &ServerMessage::ResultRecorded { id }).await?;
-                        Ok(true)
-                    }
-                    Err(Rejection { code, message }) => {
-                        self.reject(conn, code, message, Some(id)).await?;
-                        Ok(false)
-                    }
-                }
-            }
-            (ClientMessage::EndSession { status }, Some(state)) => {
-                m.sessions.remove_session(&state.id);
-                let status = status.unwrap_or_else(|| "completed".into());
-                let status = if status.len() > 64 {
-                    "completed".to_owned()
-                } else {
-                    status
-                };
-                match end_session(m, &state, &status).await {
-                    Ok(()) => {
-                        send(
-                            conn,
-                            &ServerMessage::SessionEnded {
-                                session: state.id.clone(),
-                            },
-                        )
-                        .await?
-                    }
-                    Err(e) => {
-                        send(
-                            conn,
-                            &ServerMessage::Error {
-                                code: ErrorCode::Internal,
-                                message: e.to_string(),
-                                id: None,
-                            },
-                        )
-                        .await?
-                    }
-                }
-                Ok(false)
-            }
-            (ClientMessage::Hello { .. } | ClientMessage::OpenSession { .. }, Some(_)) => {
-                self.reject(
-                    conn,
-                    ErrorCode::Unauthenticated,
-                    "connection is already bound to a session".into(),
-                    None,
-                )
-                .await?;
-                Ok(false)
-            }
-            (_, None) => {
-                self.reject(
-                    conn,
-                    ErrorCode::Unauthenticated,
-                    "hello required first".into(),
-                    None,
-                )
-                .await?;
-                Ok(false)
-            }
-        }
-    }
-
-    async fn session_for_token(
+    pub(crate) async fn session_for_token(
         &self,
         token: &str,
     ) -> Result<Arc<SessionState>, (ErrorCode, String)> {
@@ -547,93 +273,6 @@ impl Daemon {
         m.sessions.insert(hash, state.clone());
         Ok(state)
     }
-
-    /// Sends an error frame and journals `gateway.rejected`. The frame's content is never
-    /// journaled: it may carry secrets.
-    async fn reject(
-        &self,
-        conn: &mut Conn,
-        code: ErrorCode,
-        message: String,
-        id: Option<String>,
-    ) -> std::io::Result<()> {
-        let session = conn.session.as_ref().map(|s| s.id.clone());
-        // Ids are the client's: bound what of them reaches the journal.
-        let id = id.map(|i| crate::util::truncate_utf8(&i, 256).0.to_owned());
-        let body =
-            json!({"code": code.as_str(), "message": message, "call_id": id, "peer": conn.peer});
-        if let Err(e) = self
-            .mediator
-            .journal(GATEWAY_REJECTED, session.as_deref(), body)
-            .await
-        {
-            tracing::error!("cannot journal a gateway rejection: {e}");
-        }
-        send(conn, &ServerMessage::Error { code, message, id }).await
-    }
-}
-
-struct Conn {
-    reader: AsyncFrameReader<BufReader<tokio::net::unix::OwnedReadHalf>>,
-    writer: BufWriter<tokio::net::unix::OwnedWriteHalf>,
-    peer: Value,
-    session: Option<Arc<SessionState>>,
-}
-
-async fn send(conn: &mut Conn, message: &ServerMessage) -> std::io::Result<()> {
-    let bytes = match encode(message) {
-        Ok(b) => b,
-        Err(e) => {
-            // Only an oversize reply can fail; say so instead of sending it.
-            let fallback = ServerMessage::Error {
-                code: ErrorCode::Internal,
-                message: format!("reply not sent: {e}"),
-                id: None,
-            };
-            encode(&fallback).map_err(|e| std::io::Error::other(e.to_string()))?
-        }
-    };
-    conn.writer.write_all(&bytes).await?;
-    conn.writer.flush().await
-}
-
-/// Classifies a frame: not JSON / not an object / no type → malformed; an unknown type →
-/// unknown_message; a known type with bad fields → malformed.
-fn parse(frame: &[u8]) -> Result<ClientMessage, (ErrorCode, String)> {
-    // Error texts never quote the frame: they are journaled, and a frame may carry secrets.
-    let value: Value = serde_json::from_slice(frame).map_err(|e| {
-        (
-            ErrorCode::Malformed,
-            format!(
-                "not valid JSON ({:?} error at line {} column {})",
-                e.classify(),
-                e.line(),
-                e.column()
-            ),
-        )
-    })?;
-    let Some(kind) = value.get("type").and_then(Value::as_str) else {
-        return Err((
-            ErrorCode::Malformed,
-            "frame is not an object with a string `type`".into(),
-        ));
-    };
-    const KNOWN: &[&str] = &[
-        "hello",
-        "open_session",
-        "tool_call_request",
-        "tool_call_result",
-        "end_session",
-    ];
-    let Some(kind) = KNOWN.iter().find(|k| **k == kind) else {
-        return Err((ErrorCode::UnknownMessage, "unknown message type".into()));
-    };
-    serde_json::from_value(value).map_err(|_| {
-        (
-            ErrorCode::Malformed,
-            format!("the fields do not form a valid `{kind}` message"),
-        )
-    })
 }
 
 /// Writes a 0600 file atomically (temporary file, fsync, rename).
