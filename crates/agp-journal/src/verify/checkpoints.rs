@@ -11,25 +11,15 @@ impl Verifier {
             trusted_key,
             trusted_cp,
             frontier: Frontier::new(),
-            prev_leaf: None,
-            expected_seq: 0,
-            quiet: 0,
-            gap: None,
+            chain: Chain::default(),
             keys: Vec::new(),
             active_id_hex: String::new(),
             findings: Vec::new(),
             more_findings: 0,
             root_mismatch_reported: false,
             truncated_reported: false,
-            notes: None,
-            next_stored: None,
-            stored_count: 0,
-            last_stored_size: None,
-            latest: None,
-            latest_sig: None,
-            latest_missing: false,
-            newest_valid_stored: None,
-            sshsig_mismatch: None,
+            stored: Stored::default(),
+            published: Published::default(),
             next_check: 0,
             sealed_size: 0,
             sealed_key: None,
@@ -66,12 +56,12 @@ impl Verifier {
     }
 
     pub(super) fn set_latest(&mut self, latest: Option<Vec<u8>>, sig: Option<Vec<u8>>) {
-        self.latest_sig = sig;
+        self.published.latest_sig = sig;
         match latest {
-            None => self.latest_missing = true,
+            None => self.published.latest_missing = true,
             Some(note) => match parse_checkpoint_unverified(&note) {
                 Ok(cp) => {
-                    self.latest = Some(Pending {
+                    self.published.latest = Some(Pending {
                         label: CHECKPOINT_FILE.to_string(),
                         note,
                         cp,
@@ -91,8 +81,8 @@ impl Verifier {
     }
 
     pub(super) fn load_next_stored(&mut self) -> Result<(), VerifyError> {
-        self.next_stored = None;
-        while let Some(reader) = self.notes.as_mut() {
+        self.stored.next_stored = None;
+        while let Some(reader) = self.stored.notes.as_mut() {
             let item = reader.next_note().map_err(|source| VerifyError::Io {
                 path: PathBuf::from(CHECKPOINTS_FILE),
                 source,
@@ -100,17 +90,17 @@ impl Verifier {
             match item {
                 None => {
                     self.tail.checkpoints_good_len = reader.good_len;
-                    self.notes = None;
+                    self.stored.notes = None;
                 }
                 Some(NoteItem::Torn(bytes)) => {
                     self.tail.checkpoints_good_len = reader.good_len;
                     self.tail.checkpoints_torn = true;
-                    self.notes = None;
+                    self.stored.notes = None;
                     self.report(
                         Code::TornCheckpoint,
                         None,
                         None,
-                        Some(&format!("checkpoints#{}", self.stored_count + 1)),
+                        Some(&format!("checkpoints#{}", self.stored.stored_count + 1)),
                         None,
                         format!(
                             "the last stored checkpoint is incomplete ({} bytes): a crash interrupted its write",
@@ -119,8 +109,8 @@ impl Verifier {
                     );
                 }
                 Some(NoteItem::Note(note)) => {
-                    self.stored_count += 1;
-                    let label = format!("checkpoints#{}", self.stored_count);
+                    self.stored.stored_count += 1;
+                    let label = format!("checkpoints#{}", self.stored.stored_count);
                     match parse_checkpoint_unverified(&note) {
                         Err(msg) => self.report(
                             Code::CheckpointMalformed,
@@ -133,7 +123,7 @@ impl Verifier {
                         Ok(cp) => {
                             self.tail.max_checkpoint_size =
                                 self.tail.max_checkpoint_size.max(cp.size);
-                            if let Some(last) = self.last_stored_size {
+                            if let Some(last) = self.stored.last_stored_size {
                                 if cp.size < last {
                                     self.report(
                                         Code::SizeDecreased,
@@ -150,8 +140,8 @@ impl Verifier {
                                 // Only reachable after a size decrease was skipped.
                                 continue;
                             }
-                            self.last_stored_size = Some(cp.size);
-                            self.next_stored = Some(Pending { label, note, cp });
+                            self.stored.last_stored_size = Some(cp.size);
+                            self.stored.next_stored = Some(Pending { label, note, cp });
                             break;
                         }
                     }
@@ -164,7 +154,10 @@ impl Verifier {
 
     pub(super) fn recompute_next_check(&mut self) {
         let mut next = u64::MAX;
-        for p in [&self.next_stored, &self.latest].into_iter().flatten() {
+        for p in [&self.stored.next_stored, &self.published.latest]
+            .into_iter()
+            .flatten()
+        {
             next = next.min(p.cp.size);
         }
         if let Some((t, _)) = &self.trusted_cp {
@@ -177,22 +170,22 @@ impl Verifier {
     pub(super) fn check_at_size(&mut self) -> Result<(), VerifyError> {
         let size = self.frontier.size();
         loop {
-            let due = matches!(&self.next_stored, Some(p) if p.cp.size == size);
+            let due = matches!(&self.stored.next_stored, Some(p) if p.cp.size == size);
             if !due {
                 break;
             }
-            let p = self.next_stored.take().expect("checked");
+            let p = self.stored.next_stored.take().expect("checked");
             if let Some(k) = self.check_signed(&p, true) {
                 if size >= self.sealed_size {
                     self.sealed_size = size;
                     self.sealed_key = Some(self.sealed_key.map_or(k, |s| s.max(k)));
                 }
-                self.newest_valid_stored = Some((self.stored_count, p));
+                self.stored.newest_valid_stored = Some((self.stored.stored_count, p));
             }
             self.load_next_stored()?;
         }
-        if matches!(&self.latest, Some(p) if p.cp.size == size) {
-            let p = self.latest.take().expect("checked");
+        if matches!(&self.published.latest, Some(p) if p.cp.size == size) {
+            let p = self.published.latest.take().expect("checked");
             if let Some(k) = self.check_signed(&p, true) {
                 if size >= self.sealed_size {
                     self.sealed_size = size;
@@ -200,7 +193,7 @@ impl Verifier {
                 }
                 self.check_sshsig(&p, k);
             }
-            if let Some(last) = self.last_stored_size {
+            if let Some(last) = self.stored.last_stored_size {
                 if p.cp.size < last {
                     self.report(
                         Code::StaleCheckpoint,
@@ -339,7 +332,7 @@ impl Verifier {
     }
 
     pub(super) fn check_sshsig(&mut self, p: &Pending, key_index: usize) {
-        let Some(sig) = self.latest_sig.take() else {
+        let Some(sig) = self.published.latest_sig.take() else {
             self.report(
                 Code::MissingSshsig,
                 None,
@@ -362,7 +355,7 @@ impl Verifier {
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = res {
-            self.sshsig_mismatch = Some((sig, p.note.clone(), p.cp.size, e));
+            self.published.sshsig_mismatch = Some((sig, p.note.clone(), p.cp.size, e));
         }
     }
 
@@ -372,13 +365,16 @@ impl Verifier {
     /// which is newer than `checkpoint`. That SSHSIG is authentic and hides nothing (every
     /// stored checkpoint is verified anyway), so it is reported as an unfinished replacement.
     pub(super) fn settle_sshsig(&mut self) {
-        let Some((sig, note, size, why)) = self.sshsig_mismatch.take() else {
+        let Some((sig, note, size, why)) = self.published.sshsig_mismatch.take() else {
             return;
         };
         let newest = self
+            .stored
             .newest_valid_stored
             .as_ref()
-            .filter(|(pos, p)| *pos == self.stored_count && p.note != note && p.cp.size >= size)
+            .filter(|(pos, p)| {
+                *pos == self.stored.stored_count && p.note != note && p.cp.size >= size
+            })
             .map(|(_, p)| p);
         let signs_newest = newest.filter(|p| {
             let Ok(armored) = std::str::from_utf8(&sig) else {

@@ -11,10 +11,10 @@ impl Verifier {
             pos,
             format!("the line is {len} bytes, longer than any entry agp writes ({MAX_LINE})"),
         );
-        self.expected_seq += 1;
-        self.quiet = 1;
+        self.chain.expected_seq += 1;
+        self.chain.quiet = 1;
         self.frontier.push(leaf);
-        self.prev_leaf = Some(leaf);
+        self.chain.prev_leaf = Some(leaf);
         self.tail.last_leaf = Some(leaf);
     }
 
@@ -23,20 +23,20 @@ impl Verifier {
         let leaf = leaf_hash(line);
         self.check_entry(line, pos, &leaf);
         self.frontier.push(leaf);
-        self.prev_leaf = Some(leaf);
+        self.chain.prev_leaf = Some(leaf);
         self.tail.last_leaf = Some(leaf);
     }
 
     pub(super) fn check_entry(&mut self, line: &[u8], pos: u64, leaf: &Hash) {
-        let quiet = self.quiet > 0;
-        self.quiet = self.quiet.saturating_sub(1);
+        let quiet = self.chain.quiet > 0;
+        self.chain.quiet = self.chain.quiet.saturating_sub(1);
         // Canonical form first: one pass over the bytes, no value built.
         let jcs = jcs::check_canonical_object(line);
         if let Err(JcsError::NotJson(m, at)) = &jcs {
             let msg = format!("not JSON: {m} at byte {at}");
             self.resolve_gap(None, pos);
             self.entry_finding(Code::MalformedEntry, pos, msg);
-            self.expected_seq += 1;
+            self.chain.expected_seq += 1;
             return;
         }
         // Then the envelope, borrowing from the line. A line with a repeated member name is
@@ -61,7 +61,7 @@ impl Verifier {
             Err(msg) => {
                 self.resolve_gap(None, pos);
                 self.entry_finding(Code::BadSchema, pos, msg);
-                self.expected_seq += 1;
+                self.chain.expected_seq += 1;
                 return;
             }
         };
@@ -81,17 +81,17 @@ impl Verifier {
                 format!("the line is not the RFC 8785 canonical form of its JSON ({e})"),
             ),
         }
-        let expected = self.expected_seq;
-        self.expected_seq = expected.max(env.seq.saturating_add(1));
+        let expected = self.chain.expected_seq;
+        self.chain.expected_seq = expected.max(env.seq.saturating_add(1));
         if env.seq != expected {
             if !quiet {
                 if env.seq > expected {
-                    self.gap = Some(GapPending {
+                    self.chain.gap = Some(GapPending {
                         expected,
                         found: env.seq,
                         line: pos + 1,
                     });
-                } else if self.prev_leaf.as_ref() == Some(leaf) {
+                } else if self.chain.prev_leaf.as_ref() == Some(leaf) {
                     self.entry_finding(
                         Code::DuplicateLine,
                         pos,
@@ -109,9 +109,9 @@ impl Verifier {
                     );
                 }
             }
-            self.quiet = 2;
+            self.chain.quiet = 2;
         } else if !quiet {
-            let want_prev = self.prev_leaf.unwrap_or([0; 32]);
+            let want_prev = self.chain.prev_leaf.unwrap_or([0; 32]);
             if prev != want_prev {
                 if pos == 0 {
                     self.entry_finding(
@@ -145,7 +145,7 @@ impl Verifier {
     /// Settles a pending seq gap once the next line's seq is known. Returns true when the current
     /// line was consumed as the second half of a swap.
     pub(super) fn resolve_gap(&mut self, seq: Option<u64>, pos: u64) -> bool {
-        let Some(g) = self.gap.take() else {
+        let Some(g) = self.chain.gap.take() else {
             return false;
         };
         if seq == Some(g.expected) {
@@ -163,7 +163,7 @@ impl Verifier {
                     g.line
                 ),
             );
-            self.quiet = 1;
+            self.chain.quiet = 1;
             true
         } else {
             self.report(

@@ -4,7 +4,7 @@ use super::*;
 
 impl Verifier {
     pub(super) fn finish(mut self) -> Result<Report, VerifyError> {
-        if self.gap.is_some() {
+        if self.chain.gap.is_some() {
             self.resolve_gap(None, self.frontier.size());
         }
         let size = self.frontier.size();
@@ -23,11 +23,11 @@ impl Verifier {
         }
         // Checkpoints beyond the end of the journal: check who signed them, then call it truncation.
         let mut beyond: Vec<Pending> = Vec::new();
-        while let Some(p) = self.next_stored.take() {
+        while let Some(p) = self.stored.next_stored.take() {
             beyond.push(p);
             self.load_next_stored()?;
         }
-        if let Some(p) = self.latest.take() {
+        if let Some(p) = self.published.latest.take() {
             if p.cp.size > size {
                 beyond.push(p);
             }
@@ -66,7 +66,7 @@ impl Verifier {
 
     pub(super) fn finish_report(mut self, size: u64) -> Result<Report, VerifyError> {
         self.settle_sshsig();
-        if self.latest_missing && size > 0 {
+        if self.published.latest_missing && size > 0 {
             self.report(
                 Code::StaleCheckpoint,
                 None,
@@ -106,7 +106,7 @@ impl Verifier {
             intact: !self.findings.iter().any(|f| f.severity == Severity::Error),
             entries: size,
             sealed_size: self.sealed_size,
-            checkpoints: self.stored_count,
+            checkpoints: self.stored.stored_count,
             root: hex::encode(self.frontier.root()),
             keys: self.keys,
             findings: self.findings,

@@ -165,7 +165,7 @@ pub fn verify_streams<E: BufRead, C: BufRead + 'static>(
         },
     };
     let mut v = Verifier::new(opts.trusted_key.clone(), trusted);
-    v.notes = checkpoints.map(NoteReader::new);
+    v.stored.notes = checkpoints.map(NoteReader::new);
     v.load_next_stored()?;
     v.set_latest(latest, latest_sig);
     v.check_at_size()?;
@@ -217,10 +217,7 @@ struct Verifier {
     /// The auditor's checkpoint, and its note when its signature is still to be checked.
     trusted_cp: Option<(Checkpoint, Option<Vec<u8>>)>,
     frontier: Frontier,
-    prev_leaf: Option<Hash>,
-    expected_seq: u64,
-    quiet: u8,
-    gap: Option<GapPending>,
+    chain: Chain,
     keys: Vec<KeyRange>,
     /// Hex id of the key in force (compared with every line's key_id).
     active_id_hex: String,
@@ -228,20 +225,41 @@ struct Verifier {
     more_findings: u64,
     root_mismatch_reported: bool,
     truncated_reported: bool,
-    notes: Option<NoteReader<Box<dyn BufRead>>>,
-    next_stored: Option<Pending>,
-    stored_count: u64,
-    last_stored_size: Option<u64>,
-    latest: Option<Pending>,
-    latest_sig: Option<Vec<u8>>,
-    latest_missing: bool,
-    /// The last stored checkpoint that verified, with its 1-based position in `checkpoints`.
-    newest_valid_stored: Option<(u64, Pending)>,
-    /// `checkpoint.sig` did not verify over `checkpoint`: (the SSHSIG, `checkpoint`'s note and
-    /// size, why). Settled at the end, once the newest stored checkpoint is known.
-    sshsig_mismatch: Option<(Vec<u8>, Vec<u8>, u64, String)>,
+    stored: Stored,
+    published: Published,
     next_check: u64,
     sealed_size: u64,
     sealed_key: Option<usize>,
     tail: Tail,
+}
+
+/// Where the entry chain stands: the line before, the sequence number expected next.
+#[derive(Default)]
+struct Chain {
+    prev_leaf: Option<Hash>,
+    expected_seq: u64,
+    quiet: u8,
+    gap: Option<GapPending>,
+}
+
+/// The stored checkpoints (`checkpoints`), read one ahead as the entries stream by.
+#[derive(Default)]
+struct Stored {
+    notes: Option<NoteReader<Box<dyn BufRead>>>,
+    next_stored: Option<Pending>,
+    stored_count: u64,
+    last_stored_size: Option<u64>,
+    /// The last stored checkpoint that verified, with its 1-based position in `checkpoints`.
+    newest_valid_stored: Option<(u64, Pending)>,
+}
+
+/// The published pair: `checkpoint` and `checkpoint.sig`.
+#[derive(Default)]
+struct Published {
+    latest: Option<Pending>,
+    latest_sig: Option<Vec<u8>>,
+    latest_missing: bool,
+    /// `checkpoint.sig` did not verify over `checkpoint`: (the SSHSIG, `checkpoint`'s note and
+    /// size, why). Settled at the end, once the newest stored checkpoint is known.
+    sshsig_mismatch: Option<(Vec<u8>, Vec<u8>, u64, String)>,
 }
