@@ -113,24 +113,24 @@ impl JournalWriter {
             if group {
                 st = self.linger(st, cap);
             }
-            let (mut buf, end, frontier) = if group && st.buf_entries > cap {
-                let mark = st.marks.pop_front().expect("a full group has a mark");
-                let rest = st.buf.split_off(mark.bytes);
-                let head = std::mem::replace(&mut st.buf, rest);
-                st.buf_entries -= cap;
-                for m in st.marks.iter_mut() {
+            let (mut buf, end, frontier) = if group && st.queue.buf_entries > cap {
+                let mark = st.queue.marks.pop_front().expect("a full group has a mark");
+                let rest = st.queue.buf.split_off(mark.bytes);
+                let head = std::mem::replace(&mut st.queue.buf, rest);
+                st.queue.buf_entries -= cap;
+                for m in st.queue.marks.iter_mut() {
                     m.bytes -= mark.bytes;
                 }
                 // `buf_since` stays: the rest was queued later, so keeping the older time can
                 // only shorten a later linger, never stretch it past `group_max_wait`.
                 (head, mark.end, mark.frontier)
             } else {
-                let spare = std::mem::take(&mut st.spare);
-                let all = std::mem::replace(&mut st.buf, spare);
-                st.buf_entries = 0;
-                st.buf_since = None;
-                st.marks.clear();
-                (all, st.next_seq, st.frontier.clone())
+                let spare = std::mem::take(&mut st.queue.spare);
+                let all = std::mem::replace(&mut st.queue.buf, spare);
+                st.queue.buf_entries = 0;
+                st.queue.buf_since = None;
+                st.queue.marks.clear();
+                (all, st.chain.next_seq, st.chain.frontier.clone())
             };
             drop(st);
 
@@ -173,8 +173,8 @@ impl JournalWriter {
             }
             wake.append(&mut released);
             buf.clear();
-            if buf.capacity() > st.spare.capacity() {
-                st.spare = buf;
+            if buf.capacity() > st.queue.spare.capacity() {
+                st.queue.spare = buf;
             }
             drop(st);
             for t in wake {
@@ -194,12 +194,13 @@ impl JournalWriter {
         cap: usize,
     ) -> MutexGuard<'a, State> {
         let sh = &*self.shared;
-        while st.buf_entries < cap
+        while st.queue.buf_entries < cap
             && sh.arriving.load(Ordering::Acquire) > 0
             && !st.closing
             && st.failed.is_none()
         {
             let Some(left) = st
+                .queue
                 .buf_since
                 .and_then(|since| sh.opts.group_max_wait.checked_sub(since.elapsed()))
                 .filter(|left| !left.is_zero())
@@ -225,11 +226,11 @@ impl JournalWriter {
         session: Option<&str>,
         body: &str,
     ) -> AppendReceipt {
-        let seq = st.next_seq;
+        let seq = st.chain.next_seq;
         let prev_hex = if seq == 0 {
             GENESIS_PREV.to_string()
         } else {
-            hex::encode(st.prev)
+            hex::encode(st.chain.prev)
         };
         let line = event::compose_line(
             seq,
@@ -237,29 +238,29 @@ impl JournalWriter {
             kind,
             session,
             &prev_hex,
-            &st.key_id,
+            &st.chain.key_id,
             body,
         );
         let leaf = leaf_hash(line.as_bytes());
-        st.frontier.push(leaf);
-        st.prev = leaf;
-        st.next_seq += 1;
-        st.buf.extend_from_slice(line.as_bytes());
-        st.buf.push(b'\n');
-        st.buf_entries += 1;
-        if st.buf_since.is_none() {
-            st.buf_since = Some(Instant::now());
+        st.chain.frontier.push(leaf);
+        st.chain.prev = leaf;
+        st.chain.next_seq += 1;
+        st.queue.buf.extend_from_slice(line.as_bytes());
+        st.queue.buf.push(b'\n');
+        st.queue.buf_entries += 1;
+        if st.queue.buf_since.is_none() {
+            st.queue.buf_since = Some(Instant::now());
         }
         let sh = &*self.shared;
         if sh.opts.durability == Durability::Group {
             let cap = sh.opts.group_max_entries.max(1);
-            if st.buf_entries.is_multiple_of(cap) {
+            if st.queue.buf_entries.is_multiple_of(cap) {
                 let mark = Mark {
-                    end: st.next_seq,
-                    bytes: st.buf.len(),
-                    frontier: st.frontier.clone(),
+                    end: st.chain.next_seq,
+                    bytes: st.queue.buf.len(),
+                    frontier: st.chain.frontier.clone(),
                 };
-                st.marks.push_back(mark);
+                st.queue.marks.push_back(mark);
                 if st.lingering {
                     sh.work.notify_all();
                 }

@@ -127,19 +127,8 @@ pub struct OpenSummary {
 }
 
 struct State {
-    next_seq: u64,
-    prev: Hash,
-    frontier: Frontier,
-    key_id: String,
-    /// Lines composed and not yet taken by a commit.
-    buf: Vec<u8>,
-    buf_entries: usize,
-    /// When the oldest line in `buf` was queued.
-    buf_since: Option<Instant>,
-    /// A drained buffer kept for reuse.
-    spare: Vec<u8>,
-    /// Group durability: where `buf` can be cut after every `group_max_entries` lines.
-    marks: VecDeque<Mark>,
+    chain: Chain,
+    queue: Queue,
     durable: u64,
     /// Appenders waiting for their entries (up to the seq given) to become durable, woken with
     /// `unpark` one by one, so a commit does not make all of them fight for this lock.
@@ -154,6 +143,27 @@ struct State {
     failed: Option<String>,
     closing: bool,
     sealer_idle: bool,
+}
+
+/// The end of the chain the next entry extends.
+struct Chain {
+    next_seq: u64,
+    prev: Hash,
+    frontier: Frontier,
+    key_id: String,
+}
+
+/// The lines waiting for a commit, and where group durability may cut them.
+struct Queue {
+    /// Lines composed and not yet taken by a commit.
+    buf: Vec<u8>,
+    buf_entries: usize,
+    /// When the oldest line in `buf` was queued.
+    buf_since: Option<Instant>,
+    /// A drained buffer kept for reuse.
+    spare: Vec<u8>,
+    /// Group durability: where `buf` can be cut after every `group_max_entries` lines.
+    marks: VecDeque<Mark>,
 }
 
 /// A cut point in `State::buf`: the first `bytes` bytes hold the entries below `end`, whose

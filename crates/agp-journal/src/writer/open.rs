@@ -105,15 +105,19 @@ impl JournalWriter {
 
         let key_id = key.verifier().id_hex();
         let state = State {
-            next_seq: report.entries,
-            prev: report.tail.last_leaf.unwrap_or([0; 32]),
-            frontier: report.tail.frontier.clone(),
-            key_id,
-            buf: Vec::with_capacity(64 * 1024),
-            buf_entries: 0,
-            buf_since: None,
-            spare: Vec::with_capacity(64 * 1024),
-            marks: VecDeque::new(),
+            chain: Chain {
+                next_seq: report.entries,
+                prev: report.tail.last_leaf.unwrap_or([0; 32]),
+                frontier: report.tail.frontier.clone(),
+                key_id,
+            },
+            queue: Queue {
+                buf: Vec::with_capacity(64 * 1024),
+                buf_entries: 0,
+                buf_since: None,
+                spare: Vec::with_capacity(64 * 1024),
+                marks: VecDeque::new(),
+            },
             durable: report.entries,
             waiters: Vec::new(),
             committing: false,

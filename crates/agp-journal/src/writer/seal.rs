@@ -59,7 +59,7 @@ impl JournalWriter {
         }
         st.sealer_idle = false;
         // The statement names the entry's own seq, so it is composed under the same lock.
-        let seq = st.next_seq;
+        let seq = st.chain.next_seq;
         let statement = verify::rotation_statement(old.name(), seq, &new_vkey);
         let body = json!({
             "old_key": old.verifier().to_string(),
@@ -80,7 +80,7 @@ impl JournalWriter {
         };
         // Entries after the rotation carry the new key id; checkpoints from here on are signed
         // by the new key (valid from size seq + 1).
-        st.key_id = new_key.verifier().id_hex();
+        st.chain.key_id = new_key.verifier().id_hex();
         *sh.key.lock().unwrap_or_else(|p| p.into_inner()) = new_key.clone();
         let waited = self.await_durable(st, receipt.seq).map(|()| receipt);
         let res = waited.and_then(|receipt| {
@@ -147,8 +147,8 @@ pub(super) fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<CheckpointSink>>) {
         }
         if !pending {
             if st.closing
-                && (st.buf_entries == 0 || st.failed.is_some())
-                && st.durable == st.next_seq
+                && (st.queue.buf_entries == 0 || st.failed.is_some())
+                && st.durable == st.chain.next_seq
             {
                 break;
             }
