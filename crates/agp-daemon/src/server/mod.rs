@@ -2,7 +2,8 @@
 
 mod sessions;
 
-use sessions::{end_session, eval_ctx, heartbeat, open_session, spawn_sandbox, write_private};
+pub(crate) use sessions::{end_session, open_session};
+use sessions::{eval_ctx, heartbeat, spawn_sandbox, write_private};
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
