@@ -21,58 +21,7 @@ pub enum StoreError {
     Invalid(String),
 }
 
-/// Schema migrations, applied in order; `user_version` records how many ran. Never edit a
-/// shipped migration: append a new one.
-const MIGRATIONS: &[&str] = &[
-    // 1: sessions, call ids, pending approvals, outbox.
-    "CREATE TABLE sessions (
-        id TEXT PRIMARY KEY,
-        intendant TEXT NOT NULL,
-        repo TEXT NOT NULL,
-        task TEXT NOT NULL DEFAULT '',
-        mode TEXT NOT NULL,
-        status TEXT NOT NULL,
-        token_sha256 TEXT NOT NULL UNIQUE,
-        started_at_ms INTEGER NOT NULL,
-        ended_at_ms INTEGER,
-        lease_owner TEXT NOT NULL,
-        fencing_token INTEGER NOT NULL,
-        heartbeat_ms INTEGER NOT NULL
-    );
-    CREATE INDEX sessions_status ON sessions(status);
-    CREATE TABLE calls (
-        session TEXT NOT NULL,
-        call_id TEXT NOT NULL,
-        received_at_ms INTEGER NOT NULL,
-        PRIMARY KEY (session, call_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE pending_approvals (
-        session TEXT NOT NULL,
-        call_id TEXT NOT NULL,
-        input_sha256 TEXT NOT NULL,
-        request_json TEXT NOT NULL,
-        expires_at_ms INTEGER NOT NULL,
-        status TEXT NOT NULL,
-        created_at_ms INTEGER NOT NULL,
-        resolved_at_ms INTEGER,
-        PRIMARY KEY (session, call_id)
-    );
-    CREATE INDEX pending_status ON pending_approvals(status);
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind TEXT NOT NULL,
-        session TEXT,
-        body_json TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_ms INTEGER NOT NULL,
-        status TEXT NOT NULL,
-        last_error TEXT,
-        created_at_ms INTEGER NOT NULL
-    );
-    CREATE INDEX outbox_due ON outbox(status, next_attempt_ms);",
-];
-
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub use crate::schema::SCHEMA_VERSION;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionRow {
@@ -134,18 +83,7 @@ fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
 impl Store {
     /// Opens (creating if needed) the database and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        // Created 0600 by us: SQLite gives its -wal and -shm files the database file's mode.
-        if !path.exists() {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| {
-                    StoreError::Invalid(format!("cannot create {}: {e}", path.display()))
-                })?;
-        }
+        crate::schema::create_private(path)?;
         let conn = Connection::open(path)?;
         Self::init(conn)
     }
@@ -161,7 +99,7 @@ impl Store {
                 known: SCHEMA_VERSION,
             });
         }
-        if version < SCHEMA_VERSION {
+        if version < crate::schema::OLDEST_READABLE {
             return Err(StoreError::Invalid(format!(
                 "schema version {version}, expected {SCHEMA_VERSION} (start the daemon once to migrate)"
             )));
@@ -183,19 +121,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                found: version,
-                known: SCHEMA_VERSION,
-            });
-        }
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(migration)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
-        }
+        crate::schema::migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
