@@ -287,4 +287,68 @@ mod tests {
         s.save(&record("n1", "c1")).unwrap();
         assert!(s.save(&record("n2", "c1")).is_err());
     }
+
+    /// A state.db of the previous schema code: the daemon's tables at version 1, and the
+    /// Slack tables this crate created on the side (untracked) holding a pending approval.
+    /// Opening it migrates it, and the approval is still there for both owners' code.
+    #[test]
+    fn a_state_db_of_the_previous_schema_keeps_its_pending_approvals() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&db).unwrap();
+            conn.execute_batch(agp_daemon::schema::MIGRATIONS[0])
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            // What this crate created before the daemon's migrations owned its tables.
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS slack_approvals (
+                    nonce TEXT PRIMARY KEY, session TEXT NOT NULL, call_id TEXT NOT NULL,
+                    input_sha256 TEXT NOT NULL, decided INTEGER NOT NULL,
+                    expires_at_ms INTEGER NOT NULL, record_json TEXT NOT NULL,
+                    UNIQUE (session, call_id, input_sha256));
+                 CREATE TABLE IF NOT EXISTS slack_sessions (
+                    session TEXT PRIMARY KEY, channel TEXT NOT NULL, root_ts TEXT NOT NULL);",
+            )
+            .unwrap();
+            let r = record("n1", "c1");
+            conn.execute(
+                "INSERT INTO slack_approvals VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
+                params![
+                    r.nonce,
+                    r.request.session,
+                    r.request.call_id,
+                    r.request.input_sha256,
+                    r.request.expires_at_ms as i64,
+                    serde_json::to_string(&r).unwrap()
+                ],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&db).unwrap();
+        assert_eq!(s.load("n1").unwrap(), Some(record("n1", "c1")));
+        assert_eq!(s.undecided().unwrap().len(), 1);
+        drop(s);
+        let daemon = agp_daemon::store::Store::open(&db).unwrap();
+        assert_eq!(
+            daemon.schema_version().unwrap(),
+            agp_daemon::store::SCHEMA_VERSION
+        );
+    }
+
+    /// The Slack channel opens state.db before the daemon does: it must create it private.
+    #[test]
+    fn a_state_db_first_made_by_the_slack_store_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        s.set_session_root("s1", "C1", "1.0").unwrap();
+        for f in ["state.db", "state.db-wal", "state.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+    }
 }
