@@ -95,9 +95,17 @@ impl Config {
     /// Reads and parses `<home>/config.toml`.
     pub fn load(home: &Home) -> Result<Self> {
         let path = home.config();
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+        Self::parse(&Self::read(home)?).with_context(|| format!("{} is not valid", path.display()))
+    }
+
+    /// The text of `<home>/config.toml`.
+    pub fn read(home: &Home) -> Result<String> {
+        let path = home.config();
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
     }
 
     /// The sandbox configured (`[sandbox] provider`, else bwrap).
@@ -151,7 +159,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, toml::de::Error> {
-        toml::from_str(text)
+        Config::parse(text)
     }
 
     #[test]

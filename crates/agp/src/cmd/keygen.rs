@@ -332,7 +332,10 @@ fn journal_has_entries(dir: &Path) -> Result<bool> {
 }
 
 fn configured_origin(home: &Home) -> Result<Option<String>> {
-    Ok(crate::app::config::Config::load(home)?.origin())
+    use crate::app::config::Config;
+    let config = Config::parse(&Config::read(home)?)
+        .with_context(|| format!("cannot parse {}", home.config().display()))?;
+    Ok(config.origin())
 }
 
 fn random_origin() -> String {
