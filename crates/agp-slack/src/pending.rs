@@ -300,17 +300,10 @@ mod tests {
             conn.execute_batch(agp_daemon::schema::MIGRATIONS[0])
                 .unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
-            // What this crate created before the daemon's migrations owned its tables.
-            conn.execute_batch(
-                "CREATE TABLE IF NOT EXISTS slack_approvals (
-                    nonce TEXT PRIMARY KEY, session TEXT NOT NULL, call_id TEXT NOT NULL,
-                    input_sha256 TEXT NOT NULL, decided INTEGER NOT NULL,
-                    expires_at_ms INTEGER NOT NULL, record_json TEXT NOT NULL,
-                    UNIQUE (session, call_id, input_sha256));
-                 CREATE TABLE IF NOT EXISTS slack_sessions (
-                    session TEXT PRIMARY KEY, channel TEXT NOT NULL, root_ts TEXT NOT NULL);",
-            )
-            .unwrap();
+            // What this crate created before the daemon's migrations owned its tables: the same
+            // statements as migration 2, but untracked (user_version stays 1).
+            conn.execute_batch(agp_daemon::schema::MIGRATIONS[1])
+                .unwrap();
             let r = record("n1", "c1");
             conn.execute(
                 "INSERT INTO slack_approvals VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
@@ -343,12 +336,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
         s.set_session_root("s1", "C1", "1.0").unwrap();
-        for f in ["state.db", "state.db-wal", "state.db-shm"] {
-            let mode = std::fs::metadata(dir.path().join(f))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600, "{f}");
-        }
+        let modes: Vec<u32> = ["state.db", "state.db-wal", "state.db-shm"]
+            .iter()
+            .map(|f| {
+                std::fs::metadata(dir.path().join(f))
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o777
+            })
+            .collect();
+        assert_eq!(modes, [0o600; 3]);
     }
 }

@@ -1,5 +1,5 @@
 //! The assembly of a daemon from an agp home and its config: journal (with the home's key),
-//! policy, approval channel and sandbox, for `agp daemon`, `agp run` and `agp bench gateway`.
+//! policy, approval channel and sandbox, for `agp daemon` and `agp run`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,7 +90,8 @@ pub fn sandbox_factory(home: &Home, choice: SandboxChoice) -> Arc<dyn SandboxFac
     }
 }
 
-fn user_home() -> PathBuf {
+/// The user's home (`~/` in policy rules, where agent logins are found): $HOME, else `/`.
+pub fn user_home() -> PathBuf {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)

@@ -255,10 +255,7 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
     }
     let repo = std::fs::canonicalize(args.repo)
         .with_context(|| format!("repository {}", args.repo.display()))?;
-    let user_home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"));
+    let user_home = crate::app::assemble::user_home();
     check_login(agent, &user_home)?;
     let agp_exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
