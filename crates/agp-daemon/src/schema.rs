@@ -248,4 +248,28 @@ mod tests {
         }
         assert_eq!(tables(&Connection::open(&path).unwrap()), ALL_TABLES);
     }
+
+    /// `agp sessions` and `agp doctor` on a home upgraded while its daemon is stopped: the
+    /// version-1 file is read as it is, and left unmigrated.
+    #[test]
+    fn operator_commands_read_a_version_1_file_without_migrating_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+        let store = crate::store::Store::open_existing(&path).unwrap();
+        assert!(store.sessions().unwrap().is_empty());
+        assert_eq!(store.schema_version().unwrap(), 1);
+        // Older than anything readable: refused with the fix.
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 0).unwrap();
+        drop(conn);
+        let err = crate::store::Store::open_existing(&path).err().unwrap();
+        assert!(
+            err.to_string().contains("start the daemon once to migrate"),
+            "{err}"
+        );
+    }
 }

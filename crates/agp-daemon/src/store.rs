@@ -88,7 +88,8 @@ impl Store {
         Self::init(conn)
     }
 
-    /// Opens without creating or migrating: for read-only operator commands.
+    /// Opens without creating or migrating: for read-only operator commands, which read any
+    /// schema from `schema::OLDEST_READABLE` on (a home upgraded while its daemon is stopped).
     pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
