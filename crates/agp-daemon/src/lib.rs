@@ -7,6 +7,7 @@
 
 pub mod exec;
 mod framing;
+mod git_scrub;
 mod integrity;
 mod mediate;
 mod outbox;

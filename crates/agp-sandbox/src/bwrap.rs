@@ -14,7 +14,9 @@ use agp_contracts::sandbox::{
 
 use crate::cgroup::SessionCgroup;
 use crate::growth::RepoGrowth;
-use crate::{cgroup, env, gitguard, layout, limits, preflight, run, seccomp, DEFAULT_OUTPUT_CAP};
+use crate::{
+    cgroup, env, gitguard, layout, limits, preflight, run, seccomp, sockets, DEFAULT_OUTPUT_CAP,
+};
 use agp_contracts::sandbox::LimitExceeded;
 
 /// How to install bubblewrap, for the error shown when it is missing.
@@ -32,6 +34,22 @@ pub fn install_hint(looked_at: &str) -> String {
 pub struct GitMetadataGuard(gitguard::Snapshot);
 
 impl GitMetadataGuard {
+    /// The git metadata of `repo` as it is now, with no sandbox: for a caller that scrubs while
+    /// an agent runs elsewhere (the daemon, on every hook event of a gate-mode session). The
+    /// same snapshot a sandbox build takes; the bubblewrap arguments that come with it are
+    /// dropped.
+    pub fn watch(repo: &Path) -> Result<Self, SandboxError> {
+        let repo = std::fs::canonicalize(repo).map_err(|e| {
+            SandboxError::Refused(format!(
+                "repository {} is not accessible: {e}",
+                repo.display()
+            ))
+        })?;
+        let mut unused = Command::new("/nonexistent");
+        let mut inherit = limits::Inherit::default();
+        gitguard::protect(&repo, &mut unused, &mut inherit).map(Self)
+    }
+
     /// Remove what was created or replaced in the git metadata since the command started and
     /// is not commit state; `path (what)` for each. Run it after the command has exited:
     /// while it runs, it could write again.
@@ -200,6 +218,8 @@ impl BubblewrapProvider {
         }
         cmd.args(&session.layout.mid);
         let snapshot = gitguard::protect(&session.repo, &mut cmd, &mut inherit)?;
+        // After the repository and git binds, so each mask lies on top of them.
+        cmd.args(sockets::mask_args(&sockets::find(&session.repo)?));
         cmd.args(&session.layout.tail);
         if let Some(fd) = status_fd {
             cmd.arg("--json-status-fd").arg(fd.to_string());
