@@ -33,7 +33,7 @@
 //!   way (`git config`, `git worktree add`, a rebase stopped on a conflict): nothing can tell
 //!   who wrote it, so it is quarantined, not lost, and the journal names where it went.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agp_contracts::events::SANDBOX_GIT_METADATA_REMOVED;
@@ -47,9 +47,10 @@ use crate::session::SessionState;
 /// How often a live gate-mode session's git directory is scrubbed without a hook event.
 pub(crate) const SCRUB_EVERY: Duration = Duration::from_secs(3);
 
-/// A gate-mode session's git metadata guard. The lock serializes scrubs, so two never move
-/// the same entry.
-pub(crate) type Watch = Mutex<Option<GitMetadataGuard>>;
+/// A gate-mode session's git metadata guard. The lock is held from a scrub until its journal
+/// entry is written: two scrubs never move the same entry, and a hook event answered after a
+/// scrub finds what any earlier scrub removed already journaled.
+pub(crate) type Watch = tokio::sync::Mutex<Option<Arc<GitMetadataGuard>>>;
 
 /// Takes the snapshot of a gate-mode session's git metadata and starts the periodic scrub.
 pub(crate) async fn start(m: &Arc<Mediator>, state: &Arc<SessionState>) {
@@ -60,7 +61,7 @@ pub(crate) async fn start(m: &Arc<Mediator>, state: &Arc<SessionState>) {
     let guard = tokio::task::spawn_blocking(move || GitMetadataGuard::watch(&repo)).await;
     match guard {
         Ok(Ok(guard)) => {
-            *state.git_watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(guard);
+            *state.git_watch.lock().await = Some(Arc::new(guard));
         }
         Ok(Err(e)) => tracing::warn!("git metadata of session {} not watched: {e}", state.id),
         Err(e) => tracing::warn!("git metadata of session {} not watched: {e}", state.id),
@@ -112,17 +113,11 @@ async fn scrub_and_journal(
     when: &str,
     call_id: Option<&str>,
 ) {
-    let held = state.clone();
-    let removed = tokio::task::spawn_blocking(move || {
-        held.git_watch
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(GitMetadataGuard::scrub)
-            .unwrap_or_default()
-    })
-    .await
-    .unwrap_or_else(|e| vec![format!("(the scrub failed: {e})")]);
+    let watch = state.git_watch.lock().await;
+    let Some(guard) = watch.clone() else { return };
+    let removed = tokio::task::spawn_blocking(move || guard.scrub())
+        .await
+        .unwrap_or_else(|e| vec![format!("(the scrub failed: {e})")]);
     if removed.is_empty() {
         return;
     }

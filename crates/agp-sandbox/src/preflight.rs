@@ -137,7 +137,11 @@ impl BaitSocket {
 
 impl Drop for BaitSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(format!("/proc/self/fd/{}/{}", self.dir.as_raw_fd(), self.name));
+        let _ = std::fs::remove_file(format!(
+            "/proc/self/fd/{}/{}",
+            self.dir.as_raw_fd(),
+            self.name
+        ));
     }
 }
 
@@ -232,9 +236,9 @@ pub(crate) fn run(
     let accepted =
         |l: &TcpListener| !matches!(l.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock);
     let loopback_accepted = accepted(&listener) || listener6.as_ref().is_some_and(accepted);
-    let bait_accepted = bait.as_ref().is_ok_and(|b| {
-        !matches!(b.listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock)
-    });
+    let bait_accepted = bait
+        .as_ref()
+        .is_ok_and(|b| !matches!(b.listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock));
 
     let mut checks = Vec::new();
     let output = match outcome {
@@ -340,20 +344,23 @@ pub(crate) fn run(
     // (e) A host socket inside the repository: what the sandbox sees at its path must be the
     // mask, not a socket it could connect to.
     let socket_probe = get("socket");
-    let (socket_ok, socket_detail) = match &bait {
-        Ok(_) => (
-            socket_probe == "masked" && !bait_accepted,
-            format!(
+    let (socket_ok, socket_detail) =
+        match &bait {
+            Ok(_) => {
+                (
+                    socket_probe == "masked" && !bait_accepted,
+                    format!(
                 "listening socket {} in the repository, seen from inside as: {socket_probe}{}",
                 bait_path.display(),
                 if bait_accepted { "; the host listener ACCEPTED a connection" } else { "" }
             ),
-        ),
-        Err(e) => (
-            false,
-            format!("could not place a listening socket in the repository to test: {e}"),
-        ),
-    };
+                )
+            }
+            Err(e) => (
+                false,
+                format!("could not place a listening socket in the repository to test: {e}"),
+            ),
+        };
     checks.push(check("repo_unix_socket_masked", socket_ok, socket_detail));
     drop(bait);
 

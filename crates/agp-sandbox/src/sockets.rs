@@ -117,7 +117,10 @@ impl Walk<'_> {
                     if self.found.len() >= MAX_SOCKETS {
                         return Err(refuse(
                             self.repo,
-                            format!("more than {MAX_SOCKETS} sockets, the last at {}", path.join(&name).display()),
+                            format!(
+                                "more than {MAX_SOCKETS} sockets, the last at {}",
+                                path.join(&name).display()
+                            ),
                         ));
                     }
                     self.found.push(path.join(&name));
@@ -148,7 +151,8 @@ impl Walk<'_> {
         fd: BorrowedFd<'_>,
         path: &Path,
     ) -> Result<Vec<(OsString, FileType)>, SandboxError> {
-        let unreadable = |e: Errno| refuse(self.repo, format!("cannot read {}: {e}", path.display()));
+        let unreadable =
+            |e: Errno| refuse(self.repo, format!("cannot read {}: {e}", path.display()));
         let mut out = Vec::new();
         for entry in Dir::read_from(fd).map_err(unreadable)? {
             let entry = entry.map_err(unreadable)?;
@@ -166,7 +170,10 @@ impl Walk<'_> {
             }
             // Only what the walk acts on is kept (most entries are files).
             let ty = entry.file_type();
-            if matches!(ty, FileType::Directory | FileType::Socket | FileType::Unknown) {
+            if matches!(
+                ty,
+                FileType::Directory | FileType::Socket | FileType::Unknown
+            ) {
                 out.push((OsStr::from_bytes(bytes).to_os_string(), ty));
             }
         }

@@ -81,10 +81,7 @@ fn host_sockets_in_the_repo_cannot_be_connected_to() {
             .lines()
             .find(|l| l.starts_with(&format!("{}\t", p.display())))
             .unwrap_or_else(|| panic!("no result for {}: {s}", p.display()));
-        assert!(
-            line.ends_with("ConnectionRefusedError 111"),
-            "{line}\n{s}"
-        );
+        assert!(line.ends_with("ConnectionRefusedError 111"), "{line}\n{s}");
     }
     // Connecting as such works in here: only the host's sockets are masked.
     assert!(s.contains("own\tCONNECTED"), "{s}");
@@ -104,7 +101,11 @@ fn host_sockets_in_the_repo_cannot_be_connected_to() {
          done; cat notes.txt; echo more >> notes.txt; mv deep renamed && echo DIR-MOVED",
     );
     let s = stdout(&out);
-    for p in ["tmux.sock", "deep/er/still/lsp.sock", ".git/fsmonitor--daemon.ipc"] {
+    for p in [
+        "tmux.sock",
+        "deep/er/still/lsp.sock",
+        ".git/fsmonitor--daemon.ipc",
+    ] {
         assert!(s.contains(&format!("masked {p}\n")), "{s}");
     }
     for bad in ["SOCKET", "REMOVED", "MOVED ", "LINKED"] {
