@@ -23,7 +23,9 @@
 //! only where the file system does not fill in types. It is bounded ([`MAX_ENTRIES`],
 //! [`MAX_DEPTH`], [`MAX_SOCKETS`]): past a bound, or when a directory cannot be read, the
 //! sandbox is refused (fail closed) with a message naming the bound, since an unscanned
-//! part of the repository could hold a socket.
+//! part of the repository could hold a socket. A directory the invoking user cannot even
+//! search (a database volume of another user, mode 0700) is skipped: the sandbox runs as
+//! that user without capabilities, so nothing below it is reachable from inside either.
 //!
 //! # What remains
 //!
@@ -131,6 +133,9 @@ impl Walk<'_> {
                         // Gone, or swapped for a symlink or file since it was listed: what is
                         // there now is no directory of the repository's.
                         Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => continue,
+                        // One the invoking user may not even pass through: nor may the
+                        // sandbox, which runs as that user without capabilities.
+                        Err(Errno::ACCESS) if !searchable(fd, &name) => continue,
                         Err(e) => {
                             return Err(refuse(
                                 self.repo,
@@ -179,6 +184,18 @@ impl Walk<'_> {
         }
         Ok(out)
     }
+}
+
+/// Whether the invoking user may look up names in `dir/name`; only a plain "no" counts as
+/// no (an error of the check itself refuses the sandbox).
+fn searchable(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    let checked = rustix::fs::accessat(
+        dir,
+        name,
+        rustix::fs::Access::EXEC_OK,
+        AtFlags::EACCESS | AtFlags::SYMLINK_NOFOLLOW,
+    );
+    !matches!(checked, Err(Errno::ACCESS))
 }
 
 fn open_dir(dir: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Result<OwnedFd> {
@@ -263,5 +280,66 @@ mod tests {
             matches!(&err, SandboxError::Refused(m) if m.contains("deeper than")),
             "{err}"
         );
+    }
+
+    /// Run by the test below as an unprivileged user: prints what `find` says of each repo.
+    const AS_USER: &str = "AGP_SOCKETS_TEST_DIR";
+
+    #[test]
+    fn a_directory_the_user_cannot_search_is_skipped_one_it_cannot_list_refuses() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let show = |root: &Path| match find(root) {
+            Ok(found) => format!("found {}", found.len()),
+            Err(e) => format!("refused {e}"),
+        };
+        if let Some(dir) = std::env::var_os(AS_USER) {
+            let dir = PathBuf::from(dir);
+            println!("closed: {}", show(&dir.join("closed")));
+            println!("listless: {}", show(&dir.join("listless")));
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        mode(&root, 0o755);
+        let mut held = Vec::new();
+        for (repo, vol_mode) in [("closed", 0o000), ("listless", 0o111)] {
+            let vol = root.join(repo).join("vol");
+            std::fs::create_dir_all(&vol).unwrap();
+            mode(&root.join(repo), 0o755);
+            held.push(UnixListener::bind(vol.join("db.sock")).unwrap());
+            mode(&vol, vol_mode);
+        }
+        let out = if rustix::process::geteuid().is_root() {
+            // Root passes every permission check: ask as nobody instead.
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "sockets::tests::a_directory_the_user_cannot_search_is_skipped_one_it_cannot_list_refuses",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(AS_USER, &root)
+                .uid(65534)
+                .gid(65534)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        } else {
+            format!(
+                "closed: {}\nlistless: {}\n",
+                show(&root.join("closed")),
+                show(&root.join("listless"))
+            )
+        };
+        for (repo, _) in [("closed", 0), ("listless", 0)] {
+            mode(&root.join(repo).join("vol"), 0o755);
+        }
+        assert!(out.contains("closed: found 0\n"), "{out}");
+        assert!(out.contains("listless: refused "), "{out}");
+        assert!(out.contains("vol: Permission denied"), "{out}");
     }
 }
