@@ -29,6 +29,12 @@
 //!   `hooks/`, `info/` or `config` an agent under `agp run` cannot write: they are read-only in
 //!   its sandbox). An agent on the host with `agp install-hooks` has no sandbox: policy alone
 //!   keeps it out of `.git`, and the end-of-session integrity check reports what it changed.
+//! - A session taken over by another daemon (after a restart) is snapshotted anew when it is
+//!   taken over: what was planted while no daemon watched counts as there from the start, and
+//!   is left to the end-of-session integrity check.
+//! - `.git/agp-quarantine` made mid-session is writable for a sandboxed agent (it did not
+//!   exist when its sandbox started): it can delete what was quarantined, or move it back,
+//!   which the next scrub removes again. The journal keeps what was removed either way.
 //! - Host git work by the user in the same repository during the session is scrubbed the same
 //!   way (`git config`, `git worktree add`, a rebase stopped on a conflict): nothing can tell
 //!   who wrote it, so it is quarantined, not lost, and the journal names where it went.

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use support_loop::{init_home, journal, start_daemon, AGP};
+use support_loop::{init_home, journal, open_gate_session, start_daemon, AGP};
 
 mod support_loop;
 
@@ -247,4 +247,57 @@ fn metadata_planted_with_no_hook_event_after_it_is_scrubbed_by_the_backstop() {
     assert!(gone(".git/commondir") && gone(".git/objects/info/alternates"));
     git(&project, &["status", "--porcelain"]);
     assert!(!marker.exists(), "host git ran the planted fsmonitor");
+}
+
+#[test]
+fn metadata_planted_just_before_the_session_ends_is_scrubbed_before_the_integrity_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("agp-home");
+    init_home(&home, None);
+    std::fs::write(home.join("policy.toml"), POLICY).unwrap();
+    let project = dir.path().join("proj");
+    std::fs::create_dir(&project).unwrap();
+    let project = std::fs::canonicalize(project).unwrap();
+    std::fs::write(project.join("notes.txt"), "n\n").unwrap();
+    assert!(git(&project, &["init", "-q"]).status.success());
+    assert!(git(&project, &["add", "notes.txt"]).status.success());
+    assert!(git(&project, &["commit", "-qm", "first"]).status.success());
+    let _daemon = start_daemon(
+        &home,
+        ["--policy", home.join("policy.toml").to_str().unwrap()],
+    );
+    let token = open_gate_session(&home, &project);
+    let mut agent = agp_gateway::Client::connect(
+        &home.join("run/gateway.sock"),
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap();
+    agent.hello(&token).unwrap();
+
+    let marker = dir.path().join("host-marker");
+    plant(&project, &marker);
+    agent.end_session(Some("completed")).unwrap();
+
+    assert!(!project.join(".git/commondir").exists());
+    git(&project, &["status", "--porcelain"]);
+    assert!(!marker.exists(), "host git ran the planted fsmonitor");
+    let entries = journal(&home);
+    let kinds: Vec<&str> = entries.iter().filter_map(|e| e["kind"].as_str()).collect();
+    let scrubbed = entries
+        .iter()
+        .position(|e| {
+            e["kind"] == "sandbox.git_metadata_removed"
+                && e["body"]["removed"].to_string().contains(".git/commondir")
+        })
+        .unwrap_or_else(|| panic!("not journaled: {kinds:?}"));
+    let integrity = kinds
+        .iter()
+        .position(|k| *k == "session.integrity")
+        .unwrap();
+    assert!(scrubbed < integrity, "{kinds:?}");
+    assert!(
+        ["session_end", "periodic"].contains(&entries[scrubbed]["body"]["when"].as_str().unwrap()),
+        "{}",
+        entries[scrubbed]
+    );
 }
