@@ -89,8 +89,10 @@ fn host_sockets_in_the_repo_cannot_be_connected_to() {
         assert!(nothing_accepted(l));
     }
 
-    // Inside, each is a read-only /dev/null that can be neither replaced, removed nor linked;
-    // ordinary files are untouched.
+    // Inside, each is a read-only /dev/null that can be neither replaced, removed, linked nor
+    // unmounted, and stays on the socket when its directory is renamed; ordinary files are
+    // untouched.
+    std::fs::write(fx.repo.join("client.py"), CLIENT).unwrap();
     let out = fx.sh(
         "for p in tmux.sock deep/er/still/lsp.sock .git/fsmonitor--daemon.ipc; do \
            [ -S \"$p\" ] && echo \"SOCKET $p\"; [ -c \"$p\" ] && echo \"masked $p\"; \
@@ -98,7 +100,10 @@ fn host_sockets_in_the_repo_cannot_be_connected_to() {
            mv \"$p\" moved 2>/dev/null && echo \"MOVED $p\"; \
            ln \"$p\" linked 2>/dev/null && echo \"LINKED $p\"; \
            echo x > \"$p\" 2>/dev/null; \
-         done; cat notes.txt; echo more >> notes.txt; mv deep renamed && echo DIR-MOVED",
+           umount \"$p\" 2>/dev/null && echo \"UNMOUNTED $p\"; \
+           umount -l \"$p\" 2>/dev/null && echo \"UNMOUNTED $p\"; \
+         done; cat notes.txt; echo more >> notes.txt; mv deep renamed && echo DIR-MOVED; \
+         python3 client.py renamed/er/still/lsp.sock",
     );
     let s = stdout(&out);
     for p in [
@@ -108,10 +113,17 @@ fn host_sockets_in_the_repo_cannot_be_connected_to() {
     ] {
         assert!(s.contains(&format!("masked {p}\n")), "{s}");
     }
-    for bad in ["SOCKET", "REMOVED", "MOVED ", "LINKED"] {
+    for bad in ["SOCKET", "REMOVED", "MOVED ", "LINKED", "UNMOUNTED"] {
         assert!(!s.contains(bad), "{bad}: {s}");
     }
     assert!(s.contains("ordinary file\n"), "{s}");
+    // The mask moved with the directory renamed around it.
+    assert!(s.contains("DIR-MOVED\n"), "{s}");
+    assert!(
+        s.contains("renamed/er/still/lsp.sock\tConnectionRefusedError 111"),
+        "{s}\n{}",
+        stderr(&out)
+    );
     assert_eq!(
         std::fs::read_to_string(fx.repo.join("notes.txt")).unwrap(),
         "ordinary file\nmore\n"
