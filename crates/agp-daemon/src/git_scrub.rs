@@ -56,7 +56,24 @@ pub(crate) const SCRUB_EVERY: Duration = Duration::from_secs(3);
 /// A gate-mode session's git metadata guard. The lock is held from a scrub until its journal
 /// entry is written: two scrubs never move the same entry, and a hook event answered after a
 /// scrub finds what any earlier scrub removed already journaled.
-pub(crate) type Watch = tokio::sync::Mutex<Option<Arc<GitMetadataGuard>>>;
+pub(crate) type Watch = tokio::sync::Mutex<WatchState>;
+
+#[derive(Debug, Default)]
+pub(crate) struct WatchState {
+    guard: Option<Arc<GitMetadataGuard>>,
+    /// The last scrub's report, so that what cannot be removed is journaled once, not every
+    /// few seconds for the rest of the session.
+    last: Vec<String>,
+}
+
+/// Whether a scrub's report is news: something was removed, and it is not the same report as
+/// the previous scrub's (every successful move names a fresh quarantine folder, so only an
+/// entry that could not be removed, still there, repeats).
+fn worth_journaling(last: &mut Vec<String>, removed: &[String]) -> bool {
+    let news = !removed.is_empty() && removed != last.as_slice();
+    *last = removed.to_vec();
+    news
+}
 
 /// Takes the snapshot of a gate-mode session's git metadata and starts the periodic scrub.
 pub(crate) async fn start(m: &Arc<Mediator>, state: &Arc<SessionState>) {
@@ -67,7 +84,7 @@ pub(crate) async fn start(m: &Arc<Mediator>, state: &Arc<SessionState>) {
     let guard = tokio::task::spawn_blocking(move || GitMetadataGuard::watch(&repo)).await;
     match guard {
         Ok(Ok(guard)) => {
-            *state.git_watch.lock().await = Some(Arc::new(guard));
+            state.git_watch.lock().await.guard = Some(Arc::new(guard));
         }
         Ok(Err(e)) => tracing::warn!("git metadata of session {} not watched: {e}", state.id),
         Err(e) => tracing::warn!("git metadata of session {} not watched: {e}", state.id),
@@ -119,12 +136,14 @@ async fn scrub_and_journal(
     when: &str,
     call_id: Option<&str>,
 ) {
-    let watch = state.git_watch.lock().await;
-    let Some(guard) = watch.clone() else { return };
+    let mut watch = state.git_watch.lock().await;
+    let Some(guard) = watch.guard.clone() else {
+        return;
+    };
     let removed = tokio::task::spawn_blocking(move || guard.scrub())
         .await
         .unwrap_or_else(|e| vec![format!("(the scrub failed: {e})")]);
-    if removed.is_empty() {
+    if !worth_journaling(&mut watch.last, &removed) {
         return;
     }
     let body = json!({
@@ -135,5 +154,28 @@ async fn scrub_and_journal(
         .await
     {
         tracing::error!("could not journal removed git metadata: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worth_journaling;
+
+    #[test]
+    fn what_cannot_be_removed_is_journaled_once_until_it_changes() {
+        let mut last = Vec::new();
+        let stuck = vec![".git/x (COULD NOT BE REMOVED: new file: busy)".to_string()];
+        assert!(!worth_journaling(&mut last, &[]));
+        assert!(worth_journaling(&mut last, &stuck));
+        assert!(!worth_journaling(&mut last, &stuck));
+        assert!(!worth_journaling(&mut last, &stuck));
+        let moved = vec![
+            ".git/commondir (new file: moved to .git/agp-quarantine/1-2-0/commondir)".to_string(),
+        ];
+        assert!(worth_journaling(&mut last, &moved));
+        assert!(worth_journaling(&mut last, &stuck));
+        // Gone, then back: news again.
+        assert!(!worth_journaling(&mut last, &[]));
+        assert!(worth_journaling(&mut last, &stuck));
     }
 }

@@ -80,7 +80,7 @@ impl SessionState {
             awaiting: Mutex::new(HashMap::new()),
             baseline: Mutex::new(None),
             reported: Mutex::new(HashSet::new()),
-            git_watch: tokio::sync::Mutex::new(None),
+            git_watch: Default::default(),
         }
     }
 
