@@ -8,6 +8,7 @@
 mod dispatch;
 pub mod exec;
 mod framing;
+mod git_scrub;
 mod integrity;
 mod mediate;
 mod outbox;

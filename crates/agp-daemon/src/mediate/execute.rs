@@ -128,6 +128,7 @@ impl Mediator {
         session: &Arc<SessionState>,
         result: ToolCallResult,
     ) -> Result<(), Rejection> {
+        crate::git_scrub::on_event(self, session, "after_call", Some(&result.id)).await;
         let valid_hash = result.output_sha256.len() == 64
             && result
                 .output_sha256

@@ -267,6 +267,7 @@ impl Daemon {
             sandbox,
             eval_ctx(m, &repo),
         ));
+        crate::git_scrub::start(m, &state).await;
         m.journal(
             SESSION_STARTED,
             Some(&row.id),
