@@ -268,7 +268,7 @@ fn no_controlling_terminal_in_a_new_session() {
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
-        "no_controlling_terminal_in_a_new_session",
+        "suite::terminal_pty::no_controlling_terminal_in_a_new_session",
         "--nocapture",
         "--test-threads=1",
     ])
@@ -456,7 +456,7 @@ fn ctrl_c_restores_the_terminal_before_interrupting() {
     let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "ctrl_c_restores_the_terminal_before_interrupting",
+            "suite::terminal_pty::ctrl_c_restores_the_terminal_before_interrupting",
             "--nocapture",
             "--test-threads=1",
         ])
