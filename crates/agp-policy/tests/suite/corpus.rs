@@ -2,7 +2,7 @@
 //! policy must give (including bypass attempts through quoting, wrappers, substitutions,
 //! interpreters and redirections).
 
-mod common;
+use super::support as common;
 
 use agp_contracts::{Decision, PolicyEngine};
 use agp_policy::Policy;
@@ -22,7 +22,7 @@ fn corpus_verdicts() {
     let world = common::World::new();
     let policy =
         Policy::from_str(common::DEFAULT_POLICY, "policy.toml").expect("default policy loads");
-    let corpus = include_str!("corpus.txt");
+    let corpus = include_str!("../corpus.txt");
     let mut failures = Vec::new();
     let mut count = 0;
     for (n, line) in corpus.lines().enumerate() {

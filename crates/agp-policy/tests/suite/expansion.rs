@@ -1,7 +1,7 @@
 //! Words agp cannot resolve while parsing are expanded at judgment time where that is sound,
 //! and otherwise never allowed: checked against real files with the default policy.
 
-mod common;
+use super::support as common;
 
 use agp_contracts::{Decision, PolicyEngine, Verdict};
 use agp_policy::Policy;

@@ -1,7 +1,7 @@
 //! Property: adding a deny rule never makes any verdict less strict (in particular never
 //! turns anything into allow).
 
-mod common;
+use super::support as common;
 
 use agp_contracts::PolicyEngine;
 use agp_policy::Policy;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use agp_contracts::{EvalContext, ToolCall};
 use serde_json::Value;
 
-pub const DEFAULT_POLICY: &str = include_str!("../../../agp/assets/policy.toml");
+pub const DEFAULT_POLICY: &str = include_str!("../../../../agp/assets/policy.toml");
 
 pub struct World {
     _dir: tempfile::TempDir,

@@ -3,7 +3,7 @@
 //! everyday invocations stay allowed, and the option-level ways to run code, read secrets,
 //! write outside the project or point tooling elsewhere never are.
 
-mod common;
+use super::support as common;
 
 use agp_contracts::{Decision, PolicyEngine};
 use agp_policy::Policy;

@@ -1,7 +1,7 @@
 //! Arbitrary command lines never crash the engine, and a call is allowed only when every part
 //! is.
 
-mod common;
+use super::support as common;
 
 use agp_contracts::Decision;
 use agp_policy::Policy;

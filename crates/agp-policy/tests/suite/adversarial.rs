@@ -4,7 +4,7 @@
 //! a permissive user policy nor the default policy may allow, and everyday commands the default
 //! policy must allow. Failures are reported grouped by class, each with its verdict and reason.
 
-mod common;
+use super::support as common;
 
 use std::collections::BTreeMap;
 
@@ -12,9 +12,9 @@ use agp_contracts::{Decision, PolicyEngine};
 use agp_policy::Policy;
 use serde_json::json;
 
-const HOSTILE: &str = include_str!("adversarial/hostile.txt");
-const BENIGN: &str = include_str!("adversarial/benign.txt");
-const PERMISSIVE: &str = include_str!("adversarial/permissive.toml");
+const HOSTILE: &str = include_str!("../adversarial/hostile.txt");
+const BENIGN: &str = include_str!("../adversarial/benign.txt");
+const PERMISSIVE: &str = include_str!("../adversarial/permissive.toml");
 
 /// `(line number, class, command)` of a `CLASS | COMMAND` corpus file.
 fn entries(text: &str) -> Vec<(usize, &str, &str)> {

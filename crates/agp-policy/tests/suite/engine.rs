@@ -1,6 +1,6 @@
 //! Evaluation of whole calls: tool inputs, verdict contents, precedence, guards, symlinks.
 
-mod common;
+use super::support as common;
 
 use agp_contracts::{Decision, PolicyEngine, Verdict};
 use agp_policy::Policy;
