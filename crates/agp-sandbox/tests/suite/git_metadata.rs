@@ -3,7 +3,7 @@
 //! bubblewrap, real git on both sides; a planted command would create a marker file on the
 //! host.
 
-mod common;
+use super::support as common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! The preflight proves isolation from inside, and refuses a sandbox that leaks.
 
-mod common;
+use super::support as common;
 
 use agp_contracts::sandbox::{BindMount, SandboxError, SandboxProvider, SandboxSpec};
 use agp_sandbox::{BubblewrapProvider, NoSandbox};

@@ -3,7 +3,7 @@
 //! The interesting case is agp running as root (CI, containers), where the sandboxed process
 //! keeps kernel uid 0; as another user the bits would not grant root, and the test says so.
 
-mod common;
+use super::support as common;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;

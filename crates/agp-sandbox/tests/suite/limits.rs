@@ -2,7 +2,7 @@
 //! together, tmpfs sizes, repository growth and process count. Each hit stops or refuses the
 //! work and says which bound, its value and what was observed.
 
-mod common;
+use super::support as common;
 
 use agp_contracts::sandbox::{ExecRequest, SandboxError, SandboxProvider};
 use common::*;

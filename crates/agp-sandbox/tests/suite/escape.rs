@@ -2,7 +2,7 @@
 //! try to reach the host with. Run as root here and in CI, the hardest case (the sandboxed
 //! process keeps kernel uid 0, without capabilities).
 
-mod common;
+use super::support as common;
 
 use std::io::ErrorKind;
 use std::net::TcpListener;
@@ -366,7 +366,7 @@ fn killing_the_parent_kills_the_sandbox() {
     let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "die_with_parent_helper",
+            "suite::escape::die_with_parent_helper",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -1,7 +1,7 @@
 //! Per-session pids cgroup lifecycle. Alone in its binary: it lists this process's session
 //! cgroups, which other tests running in parallel would also create.
 
-mod common;
+use super::support as common;
 
 use std::time::Duration;
 
