@@ -1,14 +1,15 @@
 //! Tokens never reach the logs or the journal, on the happy path or the error paths.
-//! (A test binary of its own: it installs the process-wide log subscriber.)
+//! It installs the process-wide log subscriber, so the suite's other tests log into it too once
+//! it is set: that only widens what is checked for tokens.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agp_contracts::{AppendReceipt, ApprovalChannel, ApprovalRequest, Journal, JournalError};
+use agp_contracts::{ApprovalChannel, ApprovalRequest};
 use agp_slack::fake::{self, FakeSlack};
 use agp_slack::{Secret, SlackChannel, SlackConfig, SqliteStore};
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -23,24 +24,7 @@ impl Write for Captured {
     }
 }
 
-#[derive(Default)]
-struct Recorder(Mutex<Vec<String>>);
-
-impl Journal for Recorder {
-    fn append(
-        &self,
-        kind: &str,
-        s: Option<&str>,
-        body: Value,
-    ) -> Result<AppendReceipt, JournalError> {
-        let mut v = self.0.lock().unwrap();
-        v.push(format!("{kind} {s:?} {body}"));
-        Ok(AppendReceipt {
-            seq: v.len() as u64,
-            leaf_hash: [0; 32],
-        })
-    }
-}
+use agp_testkit::MemJournal as Recorder;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_in_logs_or_journal() {
@@ -105,7 +89,7 @@ async fn no_token_in_logs_or_journal() {
     fake.send_raw("{garbage").unwrap();
     fake.click("UMALLORY", &msg.ts, "agp_allow").unwrap();
     for _ in 0..400 {
-        if !journal.0.lock().unwrap().is_empty() {
+        if !journal.events().is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -115,7 +99,7 @@ async fn no_token_in_logs_or_journal() {
     fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
     assert!(h.await.unwrap().is_granted());
     assert!(
-        !journal.0.lock().unwrap().is_empty(),
+        !journal.events().is_empty(),
         "the refused click was journaled"
     );
 
@@ -124,7 +108,7 @@ async fn no_token_in_logs_or_journal() {
         logs.contains("Slack rate limit"),
         "logs were not captured: {logs}"
     );
-    let journal = journal.0.lock().unwrap().join("\n");
+    let journal = format!("{:?}", journal.events());
     for secret in [
         fake::BOT_TOKEN,
         fake::APP_TOKEN,

@@ -5,10 +5,9 @@
 //! between the daemon's tables and the channel's.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use agp_contracts::{AppendReceipt, Journal, JournalError};
 use agp_daemon::{Daemon, DaemonConfig, Parts, Redactor, SessionParams};
 use agp_gateway::{Client, SessionMode, ToolCallRequest};
 use agp_slack::fake::{self, FakeSlack};
@@ -37,38 +36,7 @@ reason = "creating directories needs two humans"
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Keeps what the daemon journals; refuses non-canonical bodies as the real journal does.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(String, Value)>>);
-
-impl Journal for Recorder {
-    fn append(
-        &self,
-        kind: &str,
-        _session: Option<&str>,
-        body: Value,
-    ) -> Result<AppendReceipt, JournalError> {
-        agp_contracts::canonical::to_canonical_string(&body)
-            .map_err(|e| JournalError::Refused(e.to_string()))?;
-        let mut v = self.0.lock().unwrap();
-        v.push((kind.to_owned(), body));
-        Ok(AppendReceipt {
-            seq: v.len() as u64 - 1,
-            leaf_hash: [0; 32],
-        })
-    }
-}
-
-impl Recorder {
-    fn of(&self, kind: &str) -> Vec<Value> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k == kind)
-            .map(|(_, b)| b.clone())
-            .collect()
-    }
-}
+use agp_testkit::MemJournal as Recorder;
 
 /// agp's redaction, as the daemon binary wires it.
 struct PolicyRedactor;
@@ -126,7 +94,7 @@ async fn a_require_verdict_is_approved_in_slack_by_the_people_the_policy_names()
     let Some(msg) = slack.wait_approval(0, WAIT).await else {
         panic!(
             "no approval in Slack; journal: {:?}; slack: {:?}",
-            journal.0.lock().unwrap(),
+            journal.events(),
             slack.messages()
         );
     };
@@ -167,7 +135,7 @@ async fn a_require_verdict_is_approved_in_slack_by_the_people_the_policy_names()
     assert_eq!(verdict.decision, "allow", "{verdict:?}");
 
     let granted = journal.of("approval.granted");
-    assert_eq!(granted.len(), 1, "{:?}", journal.0.lock().unwrap());
+    assert_eq!(granted.len(), 1, "{:?}", journal.events());
     let g = granted[0].to_string();
     for want in ["UALICE", "Alice", "UBOB", "Bob", "slack"] {
         assert!(g.contains(want), "{want} missing from {g}");
@@ -176,7 +144,7 @@ async fn a_require_verdict_is_approved_in_slack_by_the_people_the_policy_names()
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     assert_eq!(rejected[0]["reason"], "not_an_approver");
     assert_eq!(rejected[0]["user"]["id"], "UCAROL");
-    let all = format!("{:?}", journal.0.lock().unwrap());
+    let all = format!("{:?}", journal.events());
     assert!(!all.contains(fake::BOT_TOKEN) && !all.contains(fake::APP_TOKEN));
 
     let _ = stop.send(());
@@ -316,7 +284,7 @@ async fn a_daemon_killed_mid_approval_reattaches_to_the_slack_message_and_keeps_
         "the restarted daemon asked again instead of re-attaching"
     );
     let granted = journal.of("approval.granted");
-    assert_eq!(granted.len(), 1, "{:?}", journal.0.lock().unwrap());
+    assert_eq!(granted.len(), 1, "{:?}", journal.events());
     let g = granted[0].to_string();
     assert!(g.contains("UALICE") && g.contains("UBOB"), "{g}");
     let done = slack

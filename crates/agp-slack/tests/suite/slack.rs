@@ -1,12 +1,10 @@
 //! The Slack channel against the fake Slack: real HTTP, a real WebSocket, real SQLite.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agp_contracts::events::APPROVAL_REJECTED;
-use agp_contracts::{
-    AppendReceipt, ApprovalChannel, ApprovalOutcome, ApprovalRequest, Journal, JournalError,
-};
+use agp_contracts::{ApprovalChannel, ApprovalOutcome, ApprovalRequest};
 use agp_slack::fake::{self, FakeSlack, PostedMessage};
 use agp_slack::{Backoff, PendingStore, Secret, SlackChannel, SlackConfig, SqliteStore};
 use serde_json::{json, Value};
@@ -14,30 +12,17 @@ use serde_json::{json, Value};
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Collects what the channel journals (the daemon passes its real journal here).
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(String, Option<String>, Value)>>);
+use agp_testkit::MemJournal as Recorder;
 
-impl Journal for Recorder {
-    fn append(
-        &self,
-        kind: &str,
-        session: Option<&str>,
-        body: Value,
-    ) -> Result<AppendReceipt, JournalError> {
-        let mut v = self.0.lock().unwrap();
-        v.push((kind.into(), session.map(str::to_owned), body));
-        Ok(AppendReceipt {
-            seq: v.len() as u64 - 1,
-            leaf_hash: [0; 32],
-        })
-    }
+/// What the channel journaled about refused clicks.
+trait Rejections {
+    fn rejections(&self) -> Vec<String>;
+    async fn wait_rejection(&self, reason: &str) -> bool;
 }
 
-impl Recorder {
+impl Rejections for Recorder {
     fn rejections(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
+        self.events()
             .iter()
             .filter(|(k, _, _)| k == APPROVAL_REJECTED)
             .map(|(_, _, b)| b["reason"].as_str().unwrap_or("").to_owned())
@@ -297,7 +282,7 @@ async fn a_replayed_click_is_refused_and_journaled() {
         .wait_ephemeral("UBOB", "already decided", WAIT)
         .await
         .is_some());
-    let entry = r.journal.0.lock().unwrap().last().cloned().unwrap();
+    let entry = r.journal.events().last().cloned().unwrap();
     assert_eq!(entry.1.as_deref(), Some("sess-1"));
     assert_eq!(entry.2["user"]["id"], "UBOB");
     assert_eq!(entry.2["call_id"], "c1");
