@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use support_loop::{agp_ok, init_home, journal, open_gate_session, start_daemon, Daemon};
 
-mod support_loop;
+use super::support::looping as support_loop;
 
 /// SIGTERM and wait: an orderly stop (sessions ended, socket removed).
 fn stop(mut daemon: Daemon) {

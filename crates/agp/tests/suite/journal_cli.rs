@@ -1,6 +1,6 @@
 //! The journal commands end to end: keygen, key files, proofs, consistency, rotation, show.
 
-mod common_journal;
+use super::support::journal as common_journal;
 
 use std::os::unix::fs::PermissionsExt as _;
 

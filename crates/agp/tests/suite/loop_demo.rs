@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 use support_loop::{agp_detached, demo_world, journal, workspace, DemoWorld, AGP};
 
-mod support_loop;
+use super::support::looping as support_loop;
 
 /// Runs agp without a controlling terminal (`setsid`), with HOME pointing at `user_home`.
 fn agp(home: &Path, user_home: &Path, args: &[&str]) -> Output {

@@ -4,7 +4,7 @@
 //! The writer is this test binary re-executed (`crash_child_writer`, ignored in normal runs),
 //! using the real agp-journal writer on a home made by the real `agp` binary.
 
-mod common_journal;
+use super::support::journal as common_journal;
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Command, Stdio};
@@ -104,7 +104,12 @@ fn sigkill_mid_stream_loses_nothing_acknowledged() {
     for round in 0..20u64 {
         let mode = if round % 2 == 0 { "entry" } else { "group" };
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["crash_child_writer", "--exact", "--ignored", "--nocapture"])
+            .args([
+                "suite::journal_crash::crash_child_writer",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
             .env(CHILD_ENV, &h.root)
             .env(MODE_ENV, mode)
             .stdout(Stdio::piped())

@@ -2,7 +2,7 @@
 //! `ssh-keygen -Y verify` for checkpoint.sig, and a small Python program following the C2SP
 //! signed-note, tlog-checkpoint and RFC 6962 texts with the `cryptography` package's Ed25519.
 
-mod common_journal;
+use super::support::journal as common_journal;
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};

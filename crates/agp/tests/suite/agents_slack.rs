@@ -4,7 +4,7 @@
 //! The real Claude Code test skips LOUDLY when the pinned client is not installed (see
 //! `agents_support`); the scripted-intendant test and the refusals run everywhere.
 
-mod agents_support;
+use super::support::agents as agents_support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-mod support_loop;
+use super::support::looping as support_loop;
 
 /// A directory outside /tmp (a private tmpfs inside the sandbox), removed on drop.
 struct OutsideTmp(PathBuf);

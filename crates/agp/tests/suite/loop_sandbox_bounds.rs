@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-mod support_loop;
+use super::support::looping as support_loop;
 
 fn git(repo: &Path, args: &[&str]) {
     let ok = Command::new("git")

@@ -18,7 +18,7 @@ use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use serde_json::Value;
 use support_loop::{demo_world, journal, AGP};
 
-mod support_loop;
+use super::support::looping as support_loop;
 
 /// Longest any step may take before the test gives up (a hang, not a measurement).
 const WAIT: Duration = Duration::from_secs(120);

@@ -8,7 +8,7 @@
 //! failed hook process), with agp's generated hook entries loaded through `--settings` (Claude
 //! Code) or the user config with `--dangerously-bypass-hook-trust` (Codex).
 
-mod agents_support;
+use super::support::agents as agents_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

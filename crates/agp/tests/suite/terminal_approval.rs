@@ -13,7 +13,7 @@ use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use serde_json::Value;
 use support_loop::{demo_world, journal, workspace, DemoWorld, AGP};
 
-mod support_loop;
+use super::support::looping as support_loop;
 
 const WAIT: Duration = Duration::from_secs(120);
 

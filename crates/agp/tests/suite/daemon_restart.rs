@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use support_loop::{agp_ok, init_home, open_gate_session, start_daemon, Daemon};
 
-mod support_loop;
+use super::support::looping as support_loop;
 
 fn entries(home: &Path) -> Vec<Value> {
     std::fs::read_to_string(home.join("journal/entries.jsonl"))

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-mod support_loop;
+use super::support::looping as support_loop;
 
 fn git(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new("git")

@@ -1,7 +1,7 @@
 //! The tamper matrix: each case edits a real journal written by the real writer, then runs the
 //! real `agp verify` and checks the exact finding and the exit code.
 
-mod common_journal;
+use super::support::journal as common_journal;
 
 use common_journal::{copy_dir, error_codes, finding, reorder_keys, run, text, Home};
 use serde_json::Value;
@@ -22,43 +22,160 @@ fn untouched_journal_is_intact() {
     assert_eq!(r["sealed_size"], 20);
 }
 
-#[test]
-fn edited_body_breaks_the_chain_at_that_entry() {
-    let h = Home::with_20_entries();
-    set_line(&h, 5, |l| l.replace("\"echo 4\"", "\"rm -rf /\""));
-    let (code, r) = h.verify(&[]);
-    assert_eq!(code, 1);
-    assert_eq!(error_codes(&r), ["CHAIN_BROKEN", "ROOT_MISMATCH"]);
-    let f = finding(&r, "CHAIN_BROKEN");
-    assert_eq!((f["seq"].as_u64(), f["line"].as_u64()), (Some(5), Some(6)));
+/// One tamper case: an edit of a freshly written 20-entry journal, and what `agp verify` must
+/// say about it.
+struct Case {
+    name: &'static str,
+    tamper: fn(&Home),
+    /// The exit code of `agp verify`, when the case checks it.
+    exit: Option<i32>,
+    /// Every error code, sorted, when the case checks them.
+    errors: Option<&'static [&'static str]>,
+    /// A finding by code, and fields it must carry (a JSON object).
+    finding: (&'static str, &'static str),
 }
 
-#[test]
-fn edited_timestamp_breaks_the_chain_at_that_entry() {
-    let h = Home::with_20_entries();
-    set_line(&h, 7, |l| {
-        let v: Value = serde_json::from_str(l).unwrap();
-        let ts = v["ts"].as_str().unwrap().to_string();
-        let earlier = format!("2001{}", &ts[4..]);
-        l.replace(&ts, &earlier)
-    });
-    let (code, r) = h.verify(&[]);
-    assert_eq!(code, 1);
-    assert_eq!(error_codes(&r), ["CHAIN_BROKEN", "ROOT_MISMATCH"]);
-    assert_eq!(finding(&r, "CHAIN_BROKEN")["seq"], 7);
-}
+const CASES: &[Case] = &[
+    Case {
+        name: "edited body breaks the chain at that entry",
+        tamper: |h| set_line(h, 5, |l| l.replace("\"echo 4\"", "\"rm -rf /\"")),
+        exit: Some(1),
+        errors: Some(&["CHAIN_BROKEN", "ROOT_MISMATCH"]),
+        finding: ("CHAIN_BROKEN", r#"{"seq": 5, "line": 6}"#),
+    },
+    Case {
+        name: "edited timestamp breaks the chain at that entry",
+        tamper: |h| {
+            set_line(h, 7, |l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                let ts = v["ts"].as_str().unwrap().to_string();
+                let earlier = format!("2001{}", &ts[4..]);
+                l.replace(&ts, &earlier)
+            })
+        },
+        exit: Some(1),
+        errors: Some(&["CHAIN_BROKEN", "ROOT_MISMATCH"]),
+        finding: ("CHAIN_BROKEN", r#"{"seq": 7}"#),
+    },
+    Case {
+        name: "deleted middle line is a seq gap",
+        tamper: |h| {
+            let mut lines = h.lines();
+            lines.remove(5);
+            h.write_lines(&lines);
+        },
+        exit: Some(1),
+        errors: Some(&["ROOT_MISMATCH", "SEQ_GAP", "TRUNCATED"]),
+        finding: ("SEQ_GAP", r#"{"seq": 5, "line": 6}"#),
+    },
+    Case {
+        name: "deleted tail alone is caught by the stored checkpoints",
+        tamper: |h| {
+            let mut lines = h.lines();
+            lines.truncate(18);
+            h.write_lines(&lines);
+        },
+        exit: Some(1),
+        errors: Some(&["TRUNCATED"]),
+        finding: ("TRUNCATED", "{}"),
+    },
+    Case {
+        name: "swapped lines are reordered",
+        tamper: |h| {
+            let mut lines = h.lines();
+            lines.swap(5, 6);
+            h.write_lines(&lines);
+        },
+        exit: Some(1),
+        errors: Some(&["REORDERED", "ROOT_MISMATCH"]),
+        finding: ("REORDERED", r#"{"seq": 5, "line": 7}"#),
+    },
+    Case {
+        name: "inserted line repeats a seq",
+        tamper: |h| {
+            let mut lines = h.lines();
+            // A forged entry that chains correctly to its predecessor and takes seq 5.
+            let forged = lines[5].replace("\"echo 4\"", "\"echo forged\"");
+            lines.insert(5, forged);
+            h.write_lines(&lines);
+        },
+        exit: Some(1),
+        errors: Some(&["ROOT_MISMATCH", "SEQ_REPEATED"]),
+        finding: ("SEQ_REPEATED", r#"{"seq": 6, "line": 7}"#),
+    },
+    Case {
+        name: "duplicated line is reported as such",
+        tamper: |h| {
+            let mut lines = h.lines();
+            let dup = lines[5].clone();
+            lines.insert(6, dup);
+            h.write_lines(&lines);
+        },
+        exit: Some(1),
+        errors: Some(&["DUPLICATE_LINE", "ROOT_MISMATCH"]),
+        finding: ("DUPLICATE_LINE", r#"{"line": 7}"#),
+    },
+    Case {
+        name: "reserialized line (keys reordered) is not canonical",
+        tamper: |h| set_line(h, 5, reorder_keys),
+        exit: Some(1),
+        errors: Some(&["CHAIN_BROKEN", "NOT_CANONICAL", "ROOT_MISMATCH"]),
+        finding: ("NOT_CANONICAL", r#"{"seq": 5}"#),
+    },
+    Case {
+        name: "reserialized line (a space added) is not canonical",
+        tamper: |h| set_line(h, 5, |l| l.replacen(",", ", ", 1)),
+        exit: None,
+        errors: None,
+        finding: ("NOT_CANONICAL", r#"{"seq": 5}"#),
+    },
+    Case {
+        name: "duplicate JSON key is reported",
+        // serde_json keeps the last value: the duplicate must not slip through.
+        tamper: |h| {
+            set_line(h, 5, |l| {
+                l.replacen("{\"body\":", "{\"kind\":\"approval.granted\",\"body\":", 1)
+            })
+        },
+        exit: Some(1),
+        errors: Some(&["CHAIN_BROKEN", "DUPLICATE_KEY", "ROOT_MISMATCH"]),
+        finding: ("DUPLICATE_KEY", r#"{"seq": 5}"#),
+    },
+    Case {
+        name: "flipped signature bit is a bad signature",
+        tamper: |h| {
+            let path = h.journal().join("checkpoints");
+            let cps = std::fs::read_to_string(&path).unwrap();
+            let mut notes = split_notes(&cps);
+            notes[0] = flip_signature_bit(&notes[0]);
+            std::fs::write(&path, notes.concat()).unwrap();
+        },
+        exit: Some(1),
+        errors: Some(&["BAD_SIGNATURE"]),
+        finding: ("BAD_SIGNATURE", r#"{"checkpoint": "checkpoints#1"}"#),
+    },
+];
 
 #[test]
-fn deleted_middle_line_is_a_seq_gap() {
-    let h = Home::with_20_entries();
-    let mut lines = h.lines();
-    lines.remove(5);
-    h.write_lines(&lines);
-    let (code, r) = h.verify(&[]);
-    assert_eq!(code, 1);
-    assert_eq!(error_codes(&r), ["ROOT_MISMATCH", "SEQ_GAP", "TRUNCATED"]);
-    let f = finding(&r, "SEQ_GAP");
-    assert_eq!((f["seq"].as_u64(), f["line"].as_u64()), (Some(5), Some(6)));
+fn each_tamper_case_is_found_where_it_happened() {
+    for case in CASES {
+        let h = Home::with_20_entries();
+        (case.tamper)(&h);
+        let (code, r) = h.verify(&[]);
+        let name = case.name;
+        if let Some(exit) = case.exit {
+            assert_eq!(code, exit, "{name}: {r:#}");
+        }
+        if let Some(errors) = case.errors {
+            assert_eq!(error_codes(&r), errors, "{name}: {r:#}");
+        }
+        let (kind, fields) = case.finding;
+        let f = finding(&r, kind);
+        let fields: Value = serde_json::from_str(fields).unwrap();
+        for (key, want) in fields.as_object().unwrap() {
+            assert_eq!(&f[key], want, "{name}: {kind}.{key} in {r:#}");
+        }
+    }
 }
 
 #[test]
@@ -96,106 +213,6 @@ fn deleted_tail_with_cleaned_checkpoints_is_caught_by_a_trusted_checkpoint() {
     let f = finding(&r, "TRUNCATED");
     assert_eq!(f["checkpoint"], "trusted checkpoint");
     assert_eq!(f["size"], 20);
-}
-
-#[test]
-fn deleted_tail_alone_is_caught_by_the_stored_checkpoints() {
-    let h = Home::with_20_entries();
-    let mut lines = h.lines();
-    lines.truncate(18);
-    h.write_lines(&lines);
-    let (code, r) = h.verify(&[]);
-    assert_eq!(code, 1);
-    assert_eq!(error_codes(&r), ["TRUNCATED"]);
-}
-
-#[test]
-fn swapped_lines_are_reordered() {
-    let h = Home::with_20_entries();
-    let mut lines = h.lines();
-    lines.swap(5, 6);
-    h.write_lines(&lines);
-    let (code, r) = h.verify(&[]);
-    assert_eq!(code, 1);
-    assert_eq!(error_codes(&r), ["REORDERED", "ROOT_MISMATCH"]);
-    let f = finding(&r, "REORDERED");
-    assert_eq!((f["seq"].as_u64(), f["line"].as_u64()), (Some(5), Some(7)));
-}
-
-#[test]
-fn inserted_line_repeats_a_seq() {
-    let h = Home::with_20_entries();
-    let mut lines = h.lines();
-    // A forged entry that chains correctly to its predecessor and takes seq 5.
-    let forged = lines[5].replace("\"echo 4\"", "\"echo forged\"");
-    lines.insert(5, forged);
-    h.write_lines(&lines);
-    let (code, r) = h.verify(&[]);
-    assert_eq!(code, 1);
-    assert_eq!(error_codes(&r), ["ROOT_MISMATCH", "SEQ_REPEATED"]);
-    let f = finding(&r, "SEQ_REPEATED");
-    assert_eq!((f["seq"].as_u64(), f["line"].as_u64()), (Some(6), Some(7)));
-}
-
-#[test]
-fn duplicated_line_is_reported_as_such() {
-    let h = Home::with_20_entries();
-    let mut lines = h.lines();
-    let dup = lines[5].clone();
-    lines.insert(6, dup);
-    h.write_lines(&lines);
-    let (code, r) = h.verify(&[]);
-    assert_eq!(code, 1);
-    assert_eq!(error_codes(&r), ["DUPLICATE_LINE", "ROOT_MISMATCH"]);
-    assert_eq!(finding(&r, "DUPLICATE_LINE")["line"], 7);
-}
-
-#[test]
-fn reserialized_line_is_not_canonical() {
-    let h = Home::with_20_entries();
-    set_line(&h, 5, reorder_keys);
-    let (code, r) = h.verify(&[]);
-    assert_eq!(code, 1);
-    assert_eq!(
-        error_codes(&r),
-        ["CHAIN_BROKEN", "NOT_CANONICAL", "ROOT_MISMATCH"]
-    );
-    assert_eq!(finding(&r, "NOT_CANONICAL")["seq"], 5);
-
-    let h = Home::with_20_entries();
-    set_line(&h, 5, |l| l.replacen(",", ", ", 1));
-    let (_, r) = h.verify(&[]);
-    assert_eq!(finding(&r, "NOT_CANONICAL")["seq"], 5);
-}
-
-#[test]
-fn duplicate_json_key_is_reported() {
-    let h = Home::with_20_entries();
-    // serde_json keeps the last value: the duplicate must not slip through.
-    set_line(&h, 5, |l| {
-        l.replacen("{\"body\":", "{\"kind\":\"approval.granted\",\"body\":", 1)
-    });
-    let (code, r) = h.verify(&[]);
-    assert_eq!(code, 1);
-    assert_eq!(
-        error_codes(&r),
-        ["CHAIN_BROKEN", "DUPLICATE_KEY", "ROOT_MISMATCH"]
-    );
-    assert_eq!(finding(&r, "DUPLICATE_KEY")["seq"], 5);
-}
-
-#[test]
-fn flipped_signature_bit_is_a_bad_signature() {
-    let h = Home::with_20_entries();
-    let path = h.journal().join("checkpoints");
-    let cps = std::fs::read_to_string(&path).unwrap();
-    let mut notes = split_notes(&cps);
-    notes[0] = flip_signature_bit(&notes[0]);
-    std::fs::write(&path, notes.concat()).unwrap();
-    let (code, r) = h.verify(&[]);
-    assert_eq!(code, 1);
-    assert_eq!(error_codes(&r), ["BAD_SIGNATURE"]);
-    assert_eq!(finding(&r, "BAD_SIGNATURE")["checkpoint"], "checkpoints#1");
 }
 
 #[test]

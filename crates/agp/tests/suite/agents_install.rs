@@ -2,7 +2,7 @@
 //! logins, and a model that cannot be reached. Stand-in executables play the CLI where only
 //! agp's side is tested, so those tests run whether or not the real clients are installed.
 
-mod agents_support;
+use super::support::agents as agents_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

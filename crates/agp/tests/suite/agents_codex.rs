@@ -6,7 +6,7 @@
 //! both approval outcomes; separate tests cover the hook's fail-closed paths (no daemon, daemon
 //! killed while an approval is pending).
 
-mod agents_support;
+use super::support::agents as agents_support;
 
 use std::process::{Command, Stdio};
 

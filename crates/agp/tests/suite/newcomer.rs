@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 use support_loop::{demo_world, journal, AGP};
 
-mod support_loop;
+use super::support::looping as support_loop;
 
 /// `agp --home HOME ARGS` with the user home `HOME=user`, no stdin, no AGP_HOME.
 fn agp(home: &Path, user: &Path, args: &[&str]) -> Output {

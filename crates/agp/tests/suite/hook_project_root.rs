@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use support_loop::{agp_ok, init_home, journal, start_daemon, AGP};
 
-mod support_loop;
+use super::support::looping as support_loop;
 
 /// Only the rule decides: `Read(/**)` (the project) allowed, everything else denied, guards off
 /// so that no secret-path guard hides what the root makes the rule cover.
