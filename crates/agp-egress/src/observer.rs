@@ -147,34 +147,7 @@ impl EgressObserver for MemoryObserver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agp_contracts::{AppendReceipt, JournalError};
-    use serde_json::Value;
-
-    /// An in-memory journal that can be told to fail.
-    #[derive(Default)]
-    struct Recorded {
-        events: Mutex<Vec<(String, Option<String>, Value)>>,
-        fail: bool,
-    }
-
-    impl Journal for Recorded {
-        fn append(
-            &self,
-            kind: &str,
-            session: Option<&str>,
-            body: Value,
-        ) -> Result<AppendReceipt, JournalError> {
-            if self.fail {
-                return Err(JournalError::Unavailable("disk full".into()));
-            }
-            let mut e = self.events.lock().unwrap();
-            e.push((kind.into(), session.map(str::to_owned), body));
-            Ok(AppendReceipt {
-                seq: e.len() as u64,
-                leaf_hash: [0; 32],
-            })
-        }
-    }
+    use agp_testkit::MemJournal;
 
     fn attempt(allowed: bool) -> EgressAttempt {
         EgressAttempt {
@@ -189,11 +162,11 @@ mod tests {
 
     #[test]
     fn attempts_are_journaled_with_their_kind_and_session() {
-        let journal = Arc::new(Recorded::default());
+        let journal = Arc::new(MemJournal::new());
         let obs = JournalObserver::new(journal.clone(), "s1");
         obs.observe(&attempt(true)).unwrap();
         obs.observe(&attempt(false)).unwrap();
-        let e = journal.events.lock().unwrap();
+        let e = journal.events();
         assert_eq!(e[0].0, EGRESS_ALLOWED);
         assert_eq!(e[1].0, EGRESS_DENIED);
         assert_eq!(e[0].1.as_deref(), Some("s1"));
@@ -206,7 +179,7 @@ mod tests {
 
     #[test]
     fn upstream_failures_are_journaled_and_successes_are_not() {
-        let journal = Arc::new(Recorded::default());
+        let journal = Arc::new(MemJournal::new());
         let obs = JournalObserver::new(journal.clone(), "s1");
         let mut outcome = UpstreamOutcome {
             host: "api.example.com".into(),
@@ -217,7 +190,7 @@ mod tests {
         obs.upstream(&outcome);
         outcome.error = Some("failed to lookup address".into());
         obs.upstream(&outcome);
-        let e = journal.events.lock().unwrap();
+        let e = journal.events();
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].0, EGRESS_UPSTREAM_FAILED);
         assert_eq!(
@@ -228,10 +201,7 @@ mod tests {
 
     #[test]
     fn a_journal_failure_is_reported() {
-        let journal = Arc::new(Recorded {
-            fail: true,
-            ..Default::default()
-        });
+        let journal = Arc::new(MemJournal::broken());
         let obs = JournalObserver::new(journal, "s1");
         assert!(obs
             .observe(&attempt(true))

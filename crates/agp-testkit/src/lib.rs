@@ -1,4 +1,5 @@
-//! Test support for agp's real-agent tests.
+//! Test support for agp's real-agent tests, and [`MemJournal`], the in-memory journal the
+//! crates' tests share.
 //!
 //! [`FakeModel`] is a scripted model API on `127.0.0.1`: an Anthropic Messages endpoint
 //! (`POST /v1/messages`, streamed as Server-Sent Events with `event:` lines, which is what Claude
@@ -8,7 +9,10 @@
 //! `tool_result` carries agp's deny reason).
 
 mod http;
+mod journal;
 mod sse;
+
+pub use journal::{Appended, MemJournal, BROKEN};
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

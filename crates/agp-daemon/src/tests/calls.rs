@@ -190,7 +190,7 @@ fn journal_failure_denies_and_executes_nothing() {
     let f = Fixture::new(Duration::from_secs(5));
     let token = f.session(SessionMode::ProxyExec);
     let mut c = f.client(&token);
-    f.journal.broken.store(true, Ordering::SeqCst);
+    f.journal.set_broken(true);
     let reply = c.request_exec(&bash("c1", "touch made")).unwrap();
     assert_eq!(reply.verdict.decision, "deny");
     assert!(reply.verdict.reason.contains("journal"));

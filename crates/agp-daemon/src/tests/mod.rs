@@ -9,81 +9,23 @@ mod sessions;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agp_contracts::sandbox::{PreflightCheck, PreflightReport};
 use agp_contracts::{
-    AppendReceipt, ApprovalChannel, ApprovalOutcome, ApprovalRequest, ApprovalSpec, Approver,
-    BoxFuture, ChannelError, Decision, EvalContext, ExecOutput, ExecRequest, Isolation, Journal,
-    JournalError, PolicyEngine, SandboxError, SandboxProvider, SandboxSpec, ToolCall, Verdict,
+    ApprovalChannel, ApprovalOutcome, ApprovalRequest, ApprovalSpec, Approver, BoxFuture,
+    ChannelError, Decision, EvalContext, ExecOutput, ExecRequest, Isolation, PolicyEngine,
+    SandboxError, SandboxProvider, SandboxSpec, ToolCall, Verdict,
 };
 use agp_gateway::{Client, ClientError, ErrorCode, SessionMode, ToolCallRequest, ToolCallResult};
 use serde_json::{json, Value};
 
+use agp_testkit::MemJournal;
+
 use crate::exec::Provider;
 use crate::{Daemon, DaemonConfig, Parts, Redactor, SessionInfo, SessionParams};
-
-#[derive(Default)]
-struct MemJournal {
-    events: Mutex<Vec<(String, Option<String>, Value)>>,
-    broken: AtomicBool,
-}
-
-impl Journal for MemJournal {
-    fn append(
-        &self,
-        kind: &str,
-        session: Option<&str>,
-        body: Value,
-    ) -> Result<AppendReceipt, JournalError> {
-        if self.broken.load(Ordering::SeqCst) {
-            return Err(JournalError::Unavailable("disk on fire".into()));
-        }
-        // The real journal refuses non-canonical bodies; so does this one.
-        agp_contracts::canonical::to_canonical_string(&body)
-            .map_err(|e| JournalError::Refused(e.to_string()))?;
-        let mut ev = self.events.lock().unwrap();
-        ev.push((kind.to_owned(), session.map(str::to_owned), body));
-        Ok(AppendReceipt {
-            seq: ev.len() as u64 - 1,
-            leaf_hash: [0; 32],
-        })
-    }
-}
-
-impl MemJournal {
-    fn kinds(&self) -> Vec<String> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.0.clone())
-            .collect()
-    }
-    fn of(&self, kind: &str) -> Vec<Value> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.0 == kind)
-            .map(|e| e.2.clone())
-            .collect()
-    }
-    fn dump(&self) -> String {
-        serde_json::to_string(
-            &*self
-                .events
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|e| (&e.0, &e.2))
-                .collect::<Vec<_>>(),
-        )
-        .unwrap()
-    }
-}
 
 /// Bash containing "rm" → deny; Write → require (remembered 60 s when the path says so); Edit →
 /// require with quorum 2; everything else allow.

@@ -207,9 +207,7 @@ fn ending_a_session_cancels_its_pending_approval_before_it_ends() {
     assert!(!f.repo.join("late.txt").exists());
     let kinds: Vec<String> = f
         .journal
-        .events
-        .lock()
-        .unwrap()
+        .events()
         .iter()
         .map(|(k, _, _)| k.clone())
         .collect();

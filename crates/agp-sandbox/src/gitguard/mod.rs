@@ -42,7 +42,7 @@
 //! file or symlink created where there was none (a pointer to a doctored git directory) is
 //! removed.
 //!
-//! Measured with git 2.47 inside the sandbox (tests/git_metadata.rs): add, commit, amend,
+//! Measured with git 2.47 inside the sandbox (tests/suite/git_metadata.rs): add, commit, amend,
 //! checkout -b, stash/stash pop, merge, tag (light and annotated), rebase, cherry-pick, reset,
 //! gc, pack-refs and reflog expire all work and leave nothing to remove. What does not: `git
 //! config` (the config is read-only; use `-c`), `git worktree add`, `git sparse-checkout`,

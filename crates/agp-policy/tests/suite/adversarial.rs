@@ -1,0 +1,142 @@
+//! The adversarial corpus of issue 9: hundreds of hostile commands (code smuggled through
+//! allowed programs, writes hidden by option placement, secret reads through paths agp does not
+//! resolve, environment that redirects programs, project tooling pointed elsewhere) that neither
+//! a permissive user policy nor the default policy may allow, and everyday commands the default
+//! policy must allow. Failures are reported grouped by class, each with its verdict and reason.
+
+use super::support as common;
+
+use std::collections::BTreeMap;
+
+use agp_contracts::{Decision, PolicyEngine};
+use agp_policy::Policy;
+use serde_json::json;
+
+const HOSTILE: &str = include_str!("../adversarial/hostile.txt");
+const BENIGN: &str = include_str!("../adversarial/benign.txt");
+const PERMISSIVE: &str = include_str!("../adversarial/permissive.toml");
+
+/// `(line number, class, command)` of a `CLASS | COMMAND` corpus file.
+fn entries(text: &str) -> Vec<(usize, &str, &str)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|(n, l)| {
+            let (class, cmd) = l
+                .split_once(" | ")
+                .unwrap_or_else(|| panic!("line {}: want `CLASS | COMMAND`", n + 1));
+            (n + 1, class.trim(), cmd)
+        })
+        .collect()
+}
+
+/// A world with agp's own home populated, so globs over it find the signing key.
+fn world() -> common::World {
+    let w = common::World::new();
+    std::fs::write(w.home.join(".agp/keys/journal.key"), "k").expect("write key");
+    std::fs::write(w.home.join(".agp/policy.toml"), "version = 1").expect("write policy");
+    w
+}
+
+fn command(world: &common::World, raw: &str) -> String {
+    raw.replace("\\n", "\n")
+        .replace("@HOME@", &world.home.display().to_string())
+        .replace("@PROJ@", &world.project.display().to_string())
+}
+
+/// Failures grouped by class; `wrong` counts distinct corpus lines (a hostile line can fail
+/// under both policies).
+fn report(
+    kind: &str,
+    total: usize,
+    wrong: usize,
+    failures: &BTreeMap<String, Vec<String>>,
+) -> String {
+    let mut out = format!("{wrong} of {total} {kind} commands judged wrongly, by class:\n");
+    for (class, list) in failures {
+        out.push_str(&format!("  {class}: {} findings\n", list.len()));
+    }
+    for (class, list) in failures {
+        out.push_str(&format!("\n== {class} ==\n"));
+        for f in list {
+            out.push_str(f);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn no_hostile_command_is_allowed() {
+    let world = world();
+    let policies = [
+        (
+            "permissive",
+            Policy::from_str(PERMISSIVE, "permissive.toml").expect("permissive policy loads"),
+        ),
+        (
+            "default",
+            Policy::from_str(common::DEFAULT_POLICY, "policy.toml").expect("default policy loads"),
+        ),
+    ];
+    let hostile = entries(HOSTILE);
+    assert!(
+        hostile.len() >= 300,
+        "only {} hostile commands",
+        hostile.len()
+    );
+    let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut wrong = std::collections::BTreeSet::new();
+    for (line, class, raw) in &hostile {
+        let cmd = command(&world, raw);
+        for (name, policy) in &policies {
+            let v = policy.evaluate(&world.call("Bash", json!({ "command": cmd })), &world.ctx);
+            if v.decision == Decision::Allow {
+                wrong.insert(*line);
+                failures.entry(class.to_string()).or_default().push(format!(
+                    "  hostile.txt:{line} [{name}] `{raw}` → {} ({}: {})",
+                    v.decision,
+                    v.rule_id.as_deref().unwrap_or("-"),
+                    v.reason
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}",
+        report("hostile", hostile.len(), wrong.len(), &failures)
+    );
+}
+
+#[test]
+fn everyday_commands_are_allowed_by_default() {
+    let world = world();
+    let policy =
+        Policy::from_str(common::DEFAULT_POLICY, "policy.toml").expect("default policy loads");
+    let benign = entries(BENIGN);
+    assert!(benign.len() >= 60, "only {} benign commands", benign.len());
+    let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (line, class, raw) in &benign {
+        let cmd = command(&world, raw);
+        let v = policy.evaluate(&world.call("Bash", json!({ "command": cmd })), &world.ctx);
+        if v.decision != Decision::Allow {
+            failures.entry(class.to_string()).or_default().push(format!(
+                "  benign.txt:{line} `{raw}` → {} ({}: {})",
+                v.decision,
+                v.rule_id.as_deref().unwrap_or("-"),
+                v.reason
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}",
+        report(
+            "benign",
+            benign.len(),
+            failures.values().map(Vec::len).sum(),
+            &failures
+        )
+    );
+}

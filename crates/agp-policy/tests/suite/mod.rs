@@ -1,0 +1,8 @@
+mod adversarial;
+mod corpus;
+mod engine;
+mod expansion;
+mod monotonic;
+mod robustness;
+mod runner_models;
+mod support;

@@ -1,0 +1,4 @@
+mod blocks_snapshots;
+mod daemon_loop;
+mod secrets;
+mod slack;

@@ -1,0 +1,268 @@
+//! The real Codex (pinned 0.169.0) under agp, against a fake OpenAI Responses API that scripts
+//! its tool calls and records what the model was told.
+//!
+//! One governed session covers allow, deny, a compound-command bypass, a write outside the
+//! repository, an edit of the managed hook requirements, egress to a host not on the allowlist and
+//! both approval outcomes; separate tests cover the hook's fail-closed paths (no daemon, daemon
+//! killed while an approval is pending).
+
+use super::support::agents as agents_support;
+
+use std::process::{Command, Stdio};
+
+use agents_support::*;
+use agp_testkit::{FakeModel, Turn};
+use serde_json::Value;
+
+/// A Codex home on the host with the fake provider, as a user's `$CODEX_HOME` would be.
+fn codex_home(world: &World, model: &FakeModel) -> std::path::PathBuf {
+    let home = world.dir.path().join("codex-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join("config.toml"),
+        format!(
+            "model = \"gpt-fake\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\n\
+             name = \"fake\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"FAKE_API_KEY\"\n",
+            model.base_url()
+        ),
+    )
+    .unwrap();
+    home
+}
+
+/// How the test names the agent to `agp run`.
+#[derive(Clone, Copy)]
+enum Via {
+    /// `codex` on PATH: npm's `.bin` link to the Node launcher `bin/codex.js`.
+    NpmPath,
+    /// `AGP_CODEX_BIN` naming the native binary in the platform package.
+    NativeVar,
+}
+
+#[test]
+fn codex_governed_session_pinned() {
+    governed_session(CODEX_VERSION, Via::NativeVar);
+}
+
+#[test]
+fn codex_governed_session_newest() {
+    governed_session("0.171.0", Via::NpmPath);
+}
+
+fn governed_session(version: &'static str, via: Via) {
+    let Some(client) = codex_at(version) else {
+        return;
+    };
+    let world = World::new();
+    let outside = host_only_dir(&world);
+    std::fs::create_dir(world.repo.join("keep")).unwrap();
+    let pwned = outside.join("pwned.txt");
+    write_scripts(&world, &pwned, "/etc/codex/requirements.toml");
+    // A hostile repository brings its own allow-all hooks and re-enables TTY sessions: managed
+    // requirements (allow_managed_hooks_only) and agp's flags win, as the denies below show.
+    std::fs::create_dir(world.repo.join(".codex")).unwrap();
+    let allow_all = r#"{"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [{"type": "command",
+        "command": "echo {}"}]}]}}"#;
+    std::fs::write(world.repo.join(".codex/hooks.json"), allow_all).unwrap();
+    std::fs::write(
+        world.repo.join(".codex/config.toml"),
+        "[features]\nunified_exec_tty = true\n",
+    )
+    .unwrap();
+    let mut turns = governed_session_turns(
+        // 6: the same from the shell, past the policy
+        Turn::Shell("echo {} > /etc/codex/requirements.toml".into()),
+    );
+    turns.extend([
+        // 10, 11: a TTY session and `write_stdin` into it (Codex runs no hook for write_stdin)
+        Turn::Tool {
+            name: "exec_command".into(),
+            input: serde_json::json!({"cmd": "cat > typed.txt", "tty": true, "yield_time_ms": 300}),
+        },
+        Turn::WriteStdin("typed past the hook\n".into()),
+        // 12: allowed, and fails
+        Turn::Shell("python3 no-such-script.py".into()),
+        Turn::Text("finished".into()),
+    ]);
+    let model = FakeModel::openai(turns).unwrap();
+    let mut env = vec![
+        (
+            "CODEX_HOME".to_string(),
+            codex_home(&world, &model).display().to_string(),
+        ),
+        ("FAKE_API_KEY".into(), "not-a-real-key".into()),
+    ];
+    match via {
+        Via::NpmPath => env.push(("PATH".into(), client.path_env())),
+        Via::NativeVar => env.push(("AGP_CODEX_BIN".into(), client.native.display().to_string())),
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = world.run("codex", &env, "allow\ndeny not today\n");
+    let (results, j) = check_governed_session(&world, &model, &out, CODEX_CALLS, &pwned);
+
+    // 10, 11: no TTY sessions, so nothing can be typed into a running command past the hook.
+    let told = result_for(&results, &CODEX_CALLS.harness(10));
+    assert!(told.contains("TTY execution is disabled"), "{told}");
+    assert!(
+        !world.repo.join("typed.txt").exists()
+            || std::fs::read_to_string(world.repo.join("typed.txt"))
+                .unwrap()
+                .is_empty()
+    );
+    check_identity(&j, &client);
+    check_failed_call(&j, CODEX_CALLS, 12);
+    check_preflight_and_verify(&world, &j);
+}
+
+/// Codex with agp's hook (outside any sandbox: this tests the hook binary itself) and a
+/// gateway that is not there: the call is denied, nothing runs.
+#[test]
+fn codex_hook_denies_when_the_daemon_is_not_running() {
+    let Some(codex) = codex() else { return };
+    let world = World::new();
+    let model = FakeModel::openai(vec![Turn::Shell("echo ran > ran.txt".into())]).unwrap();
+    let out = codex_exec(&world, &model, &codex)
+        .env(
+            "AGP_GATEWAY_SOCKET",
+            world.dir.path().join("no-daemon.sock"),
+        )
+        .env("AGP_SESSION_TOKEN", "whatever")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    check_denied_without_daemon(&world, &out, &model, CODEX_CALLS);
+}
+
+/// A daemon killed (SIGKILL) while an approval is pending: the waiting hook denies.
+#[test]
+fn codex_hook_denies_when_the_daemon_dies_mid_approval() {
+    let Some(codex) = codex() else { return };
+    let world = World::new();
+    let (daemon, socket, token) = daemon_with_gate_session(&world, "codex");
+
+    let model = FakeModel::openai(vec![Turn::Shell("mkdir needs-approval".into())]).unwrap();
+    let agent = codex_exec(&world, &model, &codex)
+        .env("AGP_GATEWAY_SOCKET", &socket)
+        .env("AGP_SESSION_TOKEN", &token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    kill_daemon_mid_approval(&world, daemon, agent, &model, CODEX_CALLS);
+}
+
+/// `codex exec` on the host with agp's hook in the user config. Outside agp's launcher the hook
+/// is not managed, so these tests (of `agp hook` itself) pass `--dangerously-bypass-hook-trust`;
+/// `agp run` never does and proves the managed wiring instead.
+fn codex_exec(world: &World, model: &FakeModel, codex: &std::path::Path) -> Command {
+    let home = codex_home(world, model);
+    let hooks = format!(
+        "\n[[hooks.PreToolUse]]\nmatcher = \"*\"\n[[hooks.PreToolUse.hooks]]\ntype = \"command\"\n\
+         command = \"{AGP} hook --harness codex\"\ntimeout = 120\n"
+    );
+    let mut config = std::fs::read_to_string(home.join("config.toml")).unwrap();
+    config.push_str(&hooks);
+    std::fs::write(home.join("config.toml"), config).unwrap();
+    let tmp = world.dir.path().join("codex-tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut cmd = Command::new(codex);
+    cmd.args([
+        "exec",
+        "--skip-git-repo-check",
+        "--disable",
+        "plugins",
+        "-c",
+        "analytics.enabled=false",
+        "--sandbox",
+        "danger-full-access",
+        "--dangerously-bypass-hook-trust",
+        "do it",
+    ])
+    .current_dir(&world.repo)
+    .env_clear()
+    .env("HOME", world.dir.path())
+    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+    .env("CODEX_HOME", &home)
+    .env("TMPDIR", &tmp)
+    .env("FAKE_API_KEY", "not-a-real-key");
+    cmd
+}
+
+/// A Codex whose `hooks/list` does not show agp's hook as managed and enabled (as an old or
+/// patched build that would skip it silently): `agp run` refuses to start it. A stand-in
+/// executable plays that Codex, so this runs whether or not the real client is installed.
+#[test]
+fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new();
+    let fake = world.dir.path().join("codex");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n\
+         if [ \"$1\" = --version ]; then echo 'codex-cli 0.169.0'; exit 0; fi\n\
+         if [ \"$1\" = app-server ]; then\n\
+           while read -r line; do\n\
+             case \"$line\" in *'\"id\":2'*) echo '{\"id\":2,\"result\":{\"data\":[{\"cwd\":\"/\",\"hooks\":[],\"warnings\":[],\"errors\":[]}]}}';; esac\n\
+           done\n\
+           exit 0\n\
+         fi\n\
+         touch ran-ungoverned\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let codex_home = world.dir.path().join("codex-home");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    let out = world.run(
+        "codex",
+        &[
+            ("AGP_CODEX_BIN", fake.to_str().unwrap()),
+            ("CODEX_HOME", codex_home.to_str().unwrap()),
+            ("OPENAI_API_KEY", "sk-test-not-a-real-key"),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("hook wiring not verified"), "{stderr}");
+    assert!(
+        !world.repo.join("ran-ungoverned").exists(),
+        "the agent started anyway"
+    );
+    let j = world.journal();
+    assert!(j
+        .iter()
+        .any(|e| e["kind"] == "session.ended" && e["body"]["status"] == "failed"));
+}
+
+/// `agp install-hooks --codex` asks Codex whether it will run the hook: a fresh user hook is
+/// untrusted (Codex would skip it silently), which is reported with exit code 1.
+#[test]
+fn codex_install_hooks_reports_an_untrusted_hook() {
+    let Some(codex) = codex() else { return };
+    let world = World::new();
+    let codex_home = world.dir.path().join("codex-home");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    let out = Command::new(AGP)
+        .arg("--home")
+        .arg(&world.home)
+        .args(["install-hooks", "--codex", "--user"])
+        .env("CODEX_HOME", &codex_home)
+        .env("AGP_CODEX_BIN", &codex)
+        .current_dir(&world.repo)
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("Codex will SKIP the agp preToolUse hook (status: untrusted)"),
+        "{stdout}"
+    );
+    let hooks: Value =
+        serde_json::from_str(&std::fs::read_to_string(codex_home.join("hooks.json")).unwrap())
+            .unwrap();
+    assert!(hooks["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+        .as_str()
+        .unwrap()
+        .ends_with("hook --harness codex --attach"));
+}

@@ -1,0 +1,5 @@
+//! Helpers shared by the suite's test modules.
+
+pub mod agents;
+pub mod journal;
+pub mod looping;
