@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agp_contracts::canonical::sha256_hex;
-use agp_contracts::events::*;
+use agp_contracts::events::{self as ev, Event, *};
 use agp_contracts::{
     ApprovalOutcome, ApprovalRequest, ApprovalSpec, Approver, Decision, JournalError, SandboxError,
     ToolCall, Verdict,
@@ -14,7 +14,7 @@ use agp_contracts::{
 use agp_gateway::{
     ErrorCode, ExecResult, SessionMode, ToolCallRequest, ToolCallResult, VerdictMessage,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::exec::{self, ToolError};
 use crate::session::{AwaitingResult, Registry, SessionState};
@@ -182,6 +182,15 @@ impl Mediator {
             .map_err(|e| StoreError::Invalid(format!("state task failed: {e}")))?
     }
 
+    /// Appends a typed event under its own kind. Returns only once the entry is durable.
+    pub(crate) async fn record<E: Event>(
+        &self,
+        session: Option<&str>,
+        event: &E,
+    ) -> Result<(), JournalError> {
+        self.journal(E::KIND, session, event.to_body()).await
+    }
+
     /// Queues a best-effort projection to the approval channel (never blocks the loop).
     pub(crate) async fn project(&self, kind: &'static str, session: Option<&str>, body: Value) {
         let session = session.map(str::to_owned);
@@ -274,13 +283,15 @@ impl Mediator {
         let approved_by = match verdict.decision {
             Decision::Allow => None,
             Decision::Deny => {
-                self.project(
-                    PROJECTED_CALL_DENIED,
-                    Some(&session.id),
-                    json!({"call_id": call.id, "tool": call.tool, "input": redacted,
-                           "reason": verdict.reason, "rule_id": verdict.rule_id}),
-                )
-                .await;
+                let denied = ev::CallDenied {
+                    call_id: call.id.clone(),
+                    tool: call.tool.clone(),
+                    input: redacted,
+                    reason: verdict.reason.clone(),
+                    rule_id: verdict.rule_id.clone(),
+                };
+                self.project(CallDenied::KIND, Some(&session.id), denied.to_body())
+                    .await;
                 return Ok(self.deny(
                     &call.id,
                     &input_sha256,
@@ -293,13 +304,15 @@ impl Mediator {
                     .approve(session, &call, &input_sha256, &redacted, &verdict, &abandon)
                     .await;
                 if !end.granted {
-                    self.project(
-                        PROJECTED_CALL_DENIED,
-                        Some(&session.id),
-                        json!({"call_id": call.id, "tool": call.tool, "input": redacted,
-                               "reason": end.reason, "rule_id": verdict.rule_id}),
-                    )
-                    .await;
+                    let denied = ev::CallDenied {
+                        call_id: call.id.clone(),
+                        tool: call.tool.clone(),
+                        input: redacted,
+                        reason: end.reason.clone(),
+                        rule_id: verdict.rule_id.clone(),
+                    };
+                    self.project(CallDenied::KIND, Some(&session.id), denied.to_body())
+                        .await;
                     return Ok(self.deny(
                         &call.id,
                         &input_sha256,
@@ -396,33 +409,42 @@ impl Mediator {
         };
 
         let redacted = self.parts.redactor.redact_value(&call.input);
-        let requested = json!({
-            "call_id": call.id,
-            "tool_use_id": call.tool_use_id,
-            "tool": call.tool,
-            "input": redacted,
-            "input_sha256": input_sha256,
-            "cwd": call.cwd,
-            "mode": session.mode.as_str(),
-        });
+        let requested = ev::ToolCallRequested {
+            call_id: call.id.clone(),
+            tool_use_id: call.tool_use_id.clone(),
+            tool: call.tool.clone(),
+            input: redacted.clone(),
+            input_sha256: Some(input_sha256.clone()),
+            input_error: None,
+            cwd: call.cwd.clone(),
+            mode: session.mode.as_str().to_owned(),
+        };
         // Evaluating acts on nothing and cannot fail, so it runs before the request entry is
         // durable: both entries go in as one batch (consecutive, one durable wait), and nothing
         // is answered before both are.
         let verdict = self.parts.policy.evaluate(&call, &session.ctx);
-        let decided = json!({
-            "call_id": call.id,
-            "tool": call.tool,
-            "input_sha256": input_sha256,
-            "decision": verdict.decision,
-            "reason": verdict.reason,
-            "rule_id": verdict.rule_id,
-            "deciding_part": verdict.deciding_part,
-            "policy_sha256": verdict.policy_sha256,
-            "parts": verdict.parts,
-        });
+        let decided = ev::PolicyDecided {
+            call_id: call.id.clone(),
+            tool: call.tool.clone(),
+            input_sha256: Some(input_sha256.clone()),
+            decision: verdict.decision,
+            reason: verdict.reason.clone(),
+            rule_id: verdict.rule_id.clone(),
+            deciding_part: Some(verdict.deciding_part.clone()),
+            policy_sha256: verdict.policy_sha256.clone(),
+            parts: Some(verdict.parts.clone()),
+        };
         let events = [
-            (TOOL_CALL_REQUESTED, Some(session.id.as_str()), requested),
-            (POLICY_DECIDED, Some(session.id.as_str()), decided),
+            (
+                ToolCallRequested::KIND,
+                Some(session.id.as_str()),
+                requested.to_body(),
+            ),
+            (
+                PolicyDecided::KIND,
+                Some(session.id.as_str()),
+                decided.to_body(),
+            ),
         ];
         if let Err(e) = self.parts.journal.append_batch(&events) {
             return Ok(Front::Replied(self.journal_failed(
@@ -448,19 +470,38 @@ impl Mediator {
         problem: String,
     ) -> CallReply {
         let reason = format!("input refused: {problem}");
-        let requested = json!({
-            "call_id": call.id, "tool_use_id": call.tool_use_id, "tool": call.tool,
-            "input": null, "input_sha256": null, "input_error": problem, "cwd": call.cwd,
-            "mode": session.mode.as_str(),
-        });
-        let decided = json!({
-            "call_id": call.id, "tool": call.tool, "input_sha256": null, "decision": "deny",
-            "reason": reason, "rule_id": "agp.invalid-input",
-            "policy_sha256": self.parts.policy.policy_sha256(),
-        });
+        let requested = ev::ToolCallRequested {
+            call_id: call.id.clone(),
+            tool_use_id: call.tool_use_id.clone(),
+            tool: call.tool.clone(),
+            input: Value::Null,
+            input_sha256: None,
+            input_error: Some(problem),
+            cwd: call.cwd.clone(),
+            mode: session.mode.as_str().to_owned(),
+        };
+        let decided = ev::PolicyDecided {
+            call_id: call.id.clone(),
+            tool: call.tool.clone(),
+            input_sha256: None,
+            decision: Decision::Deny,
+            reason: reason.clone(),
+            rule_id: Some("agp.invalid-input".into()),
+            deciding_part: None,
+            policy_sha256: self.parts.policy.policy_sha256(),
+            parts: None,
+        };
         let events = [
-            (TOOL_CALL_REQUESTED, Some(session.id.as_str()), requested),
-            (POLICY_DECIDED, Some(session.id.as_str()), decided),
+            (
+                ToolCallRequested::KIND,
+                Some(session.id.as_str()),
+                requested.to_body(),
+            ),
+            (
+                PolicyDecided::KIND,
+                Some(session.id.as_str()),
+                decided.to_body(),
+            ),
         ];
         if let Err(e) = self.parts.journal.append_batch(&events) {
             return self.journal_failed(&call.id, "", &e);
@@ -522,14 +563,15 @@ impl Mediator {
             None
         };
         if let Some(by) = remembered {
-            let body = json!({
-                "call_id": call.id, "input_sha256": input_sha256, "by": by,
-                "channel": channel, "remembered": true,
-            });
-            return match self
-                .journal(APPROVAL_GRANTED, Some(&session.id), body)
-                .await
-            {
+            let granted = ev::ApprovalGranted {
+                call_id: call.id.clone(),
+                input_sha256: input_sha256.to_owned(),
+                by: by.clone(),
+                channel: channel.clone(),
+                remembered: Some(true),
+                waited_ms: None,
+            };
+            return match self.record(Some(&session.id), &granted).await {
                 Ok(()) => ApprovalEnd {
                     granted: true,
                     by: Some(format!("remembered:{}", approver_names(&by))),
@@ -565,16 +607,18 @@ impl Mediator {
                 "agp could not record the pending approval ({e}); denied"
             ));
         }
-        let body = json!({
-            "call_id": call.id, "tool": call.tool, "input_sha256": input_sha256,
-            "rule_id": verdict.rule_id, "reason": verdict.reason, "channel": channel,
-            "approvers": request.approvers, "quorum": request.quorum,
-            "expires_at_ms": expires_at_ms,
-        });
-        if let Err(e) = self
-            .journal(APPROVAL_REQUESTED, Some(&session.id), body)
-            .await
-        {
+        let requested = ev::ApprovalRequested {
+            call_id: call.id.clone(),
+            tool: call.tool.clone(),
+            input_sha256: input_sha256.to_owned(),
+            rule_id: verdict.rule_id.clone(),
+            reason: verdict.reason.clone(),
+            channel: channel.clone(),
+            approvers: request.approvers.clone(),
+            quorum: request.quorum,
+            expires_at_ms,
+        };
+        if let Err(e) = self.record(Some(&session.id), &requested).await {
             self.resolve(&session.id, &call.id, input_sha256, "failed")
                 .await;
             return denied(format!(
@@ -651,8 +695,15 @@ impl Mediator {
             ApprovalOutcome::Granted { by } => (
                 "granted",
                 APPROVAL_GRANTED,
-                json!({"call_id": request.call_id, "input_sha256": request.input_sha256,
-                       "by": by, "channel": channel, "waited_ms": waited.as_millis() as u64}),
+                ev::ApprovalGranted {
+                    call_id: request.call_id.clone(),
+                    input_sha256: request.input_sha256.clone(),
+                    by: by.clone(),
+                    channel: channel.to_owned(),
+                    remembered: None,
+                    waited_ms: Some(waited.as_millis() as u64),
+                }
+                .to_body(),
                 ApprovalEnd {
                     granted: true,
                     by: Some(approver_names(by)),
@@ -662,9 +713,17 @@ impl Mediator {
             ApprovalOutcome::Denied { by, reason } => (
                 "denied",
                 APPROVAL_DENIED,
-                json!({"call_id": request.call_id, "input_sha256": request.input_sha256,
-                       "by": by, "reason": reason, "channel": channel,
-                       "waited_ms": waited.as_millis() as u64}),
+                ev::ApprovalDenied {
+                    call_id: request.call_id.clone(),
+                    input_sha256: request.input_sha256.clone(),
+                    by: Some(by.clone()),
+                    reason: reason.clone(),
+                    channel: channel.to_owned(),
+                    waited_ms: Some(waited.as_millis() as u64),
+                    unavailable: None,
+                    cancelled: None,
+                }
+                .to_body(),
                 ApprovalEnd {
                     granted: false,
                     by: Some(by.id.clone()),
@@ -677,8 +736,15 @@ impl Mediator {
             ApprovalOutcome::Timeout => (
                 "timeout",
                 APPROVAL_TIMEOUT,
-                json!({"call_id": request.call_id, "input_sha256": request.input_sha256,
-                       "channel": channel, "waited_ms": waited.as_millis() as u64}),
+                ev::ApprovalTimeout {
+                    call_id: request.call_id.clone(),
+                    input_sha256: request.input_sha256.clone(),
+                    channel: channel.to_owned(),
+                    waited_ms: Some(waited.as_millis() as u64),
+                    recovered: None,
+                    reason: None,
+                }
+                .to_body(),
                 ApprovalEnd {
                     granted: false,
                     by: None,
@@ -688,8 +754,17 @@ impl Mediator {
             ApprovalOutcome::Unavailable { reason } => (
                 "unavailable",
                 APPROVAL_DENIED,
-                json!({"call_id": request.call_id, "input_sha256": request.input_sha256,
-                       "by": null, "unavailable": true, "reason": reason, "channel": channel}),
+                ev::ApprovalDenied {
+                    call_id: request.call_id.clone(),
+                    input_sha256: request.input_sha256.clone(),
+                    by: None,
+                    reason: Some(reason.clone()),
+                    channel: channel.to_owned(),
+                    waited_ms: None,
+                    unavailable: Some(true),
+                    cancelled: None,
+                }
+                .to_body(),
                 ApprovalEnd {
                     granted: false,
                     by: None,
@@ -816,23 +891,17 @@ impl Mediator {
             );
         }
         if let Some(hit) = &limit {
-            let body = json!({
-                "call_id": call.id, "limit": hit.limit, "bound": hit.bound,
-                "observed": hit.observed, "refused": refused, "message": hit.message,
-            });
-            if let Err(e) = self
-                .journal(SANDBOX_LIMIT_EXCEEDED, Some(&session.id), body)
-                .await
-            {
+            let body = ev::SandboxLimitExceeded::new(&call.id, hit, refused);
+            if let Err(e) = self.record(Some(&session.id), &body).await {
                 tracing::error!("could not journal a sandbox limit hit: {e}");
             }
         }
         if !removed.is_empty() {
-            let body = json!({ "call_id": call.id, "removed": removed });
-            if let Err(e) = self
-                .journal(SANDBOX_GIT_METADATA_REMOVED, Some(&session.id), body)
-                .await
-            {
+            let body = ev::SandboxGitMetadataRemoved {
+                call_id: call.id.clone(),
+                removed: removed.clone(),
+            };
+            if let Err(e) = self.record(Some(&session.id), &body).await {
                 tracing::error!("could not journal removed git metadata: {e}");
             }
         }
@@ -852,17 +921,21 @@ impl Mediator {
             truncated: cut || cut_by_sandbox,
             output_sha256,
         };
-        let body = json!({
-            "call_id": call.id, "tool": call.tool, "input_sha256": input_sha256,
-            "ok": result.ok, "exit_code": exit_code, "timed_out": timed_out,
-            "error": error, "output": result.output, "truncated": result.truncated,
-            "output_bytes": raw.len(), "output_sha256": result.output_sha256,
-            "reported_by": "sandbox",
-        });
-        match self
-            .journal(TOOL_CALL_RESULT, Some(&session.id), body)
-            .await
-        {
+        let body = ev::ToolCallResult {
+            call_id: call.id.clone(),
+            tool: call.tool.clone(),
+            input_sha256: input_sha256.to_owned(),
+            ok: result.ok,
+            exit_code: Some(exit_code),
+            timed_out: Some(timed_out),
+            error: Some(error),
+            output: result.output.clone(),
+            truncated: result.truncated,
+            output_bytes: Some(raw.len() as u64),
+            output_sha256: result.output_sha256.clone(),
+            reported_by: "sandbox".into(),
+        };
+        match self.record(Some(&session.id), &body).await {
             Ok(()) => result,
             Err(e) => ExecResult {
                 ok: false,
@@ -910,12 +983,21 @@ impl Mediator {
         // result to the approved call. Anything else (another input, or none named) is a
         // mismatch of its own kind, so no reader of the journal takes it for the call's result.
         let (kind, body) = if result.input_sha256.as_deref() == Some(&awaited.input_sha256) {
-            let body = json!({
-                "call_id": result.id, "tool": awaited.tool, "input_sha256": awaited.input_sha256,
-                "ok": result.ok, "output": shown, "truncated": cut,
-                "output_sha256": result.output_sha256, "reported_by": "agent",
-            });
-            (TOOL_CALL_RESULT, body)
+            let body = ev::ToolCallResult {
+                call_id: result.id,
+                tool: awaited.tool,
+                input_sha256: awaited.input_sha256,
+                ok: result.ok,
+                exit_code: None,
+                timed_out: None,
+                error: None,
+                output: shown.to_owned(),
+                truncated: cut,
+                output_bytes: None,
+                output_sha256: result.output_sha256,
+                reported_by: "agent".into(),
+            };
+            (ev::ToolCallResult::KIND, body.to_body())
         } else {
             let reported = result
                 .input_sha256
@@ -925,14 +1007,19 @@ impl Mediator {
                 Some(_) => "the reported result ran with an input other than the approved one",
                 None => "the reported result does not say which input it ran with",
             };
-            let body = json!({
-                "call_id": result.id, "tool": awaited.tool,
-                "approved_input_sha256": awaited.input_sha256,
-                "reported_input_sha256": reported, "reason": reason,
-                "ok": result.ok, "output": shown, "truncated": cut,
-                "output_sha256": result.output_sha256, "reported_by": "agent",
-            });
-            (TOOL_CALL_RESULT_MISMATCH, body)
+            let body = ev::ToolCallResultMismatch {
+                call_id: result.id,
+                tool: awaited.tool,
+                approved_input_sha256: awaited.input_sha256,
+                reported_input_sha256: reported,
+                reason: reason.to_owned(),
+                ok: result.ok,
+                output: shown.to_owned(),
+                truncated: cut,
+                output_sha256: result.output_sha256,
+                reported_by: "agent".into(),
+            };
+            (ToolCallResultMismatch::KIND, body.to_body())
         };
         self.journal(kind, Some(&session.id), body)
             .await

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agp_contracts::events::APPROVAL_REJECTED;
+use agp_contracts::events::{ApprovalRejected, ClickUser, Event, APPROVAL_REJECTED};
 use agp_contracts::{
     approval::via, ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approver, BoxFuture,
     ChannelError, Journal,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -112,14 +112,18 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn journal_body(&self) -> Value {
-        json!({
-            "channel": NAME,
-            "reason": self.reason.as_str(),
-            "user": {"id": self.user_id, "name": self.user_name},
-            "action": self.action,
-            "call_id": self.call_id,
-            "input_sha256": self.input_sha256,
-        })
+        ApprovalRejected {
+            channel: NAME.to_owned(),
+            reason: self.reason.as_str().to_owned(),
+            user: ClickUser {
+                id: self.user_id.clone(),
+                name: self.user_name.clone(),
+            },
+            action: self.action.clone(),
+            call_id: self.call_id.clone(),
+            input_sha256: self.input_sha256.clone(),
+        }
+        .to_body()
     }
 }
 

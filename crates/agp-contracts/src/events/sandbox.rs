@@ -1,8 +1,6 @@
 //! `sandbox.*` bodies.
 
-use super::{
-    nullable, Event, SANDBOX_GIT_METADATA_REMOVED, SANDBOX_LIMIT_EXCEEDED, SANDBOX_PREFLIGHT,
-};
+use super::{Event, SANDBOX_GIT_METADATA_REMOVED, SANDBOX_LIMIT_EXCEEDED, SANDBOX_PREFLIGHT};
 use crate::sandbox::{Isolation, LimitExceeded, PreflightCheck, PreflightReport};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -14,9 +12,8 @@ use serde::{Deserialize, Serialize};
 pub struct SandboxPreflight {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "nullable")]
-    #[schemars(with = "Option<Isolation>")]
-    pub isolation: Option<Option<Isolation>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<PreflightReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,7 +43,7 @@ impl SandboxPreflight {
     }
 
     /// The daemon's preflight of a session's sandbox.
-    pub fn proven(session: &str, isolation: Option<Isolation>, report: PreflightReport) -> Self {
+    pub fn proven(session: &str, isolation: Isolation, report: PreflightReport) -> Self {
         Self {
             session: Some(session.to_owned()),
             isolation: Some(isolation),
@@ -56,7 +53,7 @@ impl SandboxPreflight {
     }
 
     /// The daemon's preflight that could not run.
-    pub fn failed(session: &str, isolation: Option<Isolation>, error: String) -> Self {
+    pub fn failed(session: &str, isolation: Isolation, error: String) -> Self {
         Self {
             session: Some(session.to_owned()),
             isolation: Some(isolation),
