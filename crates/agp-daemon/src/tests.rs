@@ -24,6 +24,9 @@ use crate::{Daemon, DaemonConfig, Parts, Redactor, SessionInfo, SessionParams};
 struct MemJournal {
     events: Mutex<Vec<(String, Option<String>, Value)>>,
     broken: AtomicBool,
+    /// Bodies that are not exactly their kind's typed body; every reader of this journal
+    /// asserts there are none.
+    untyped: Mutex<Vec<String>>,
 }
 
 impl Journal for MemJournal {
@@ -39,6 +42,9 @@ impl Journal for MemJournal {
         // The real journal refuses non-canonical bodies; so does this one.
         agp_contracts::canonical::to_canonical_string(&body)
             .map_err(|e| JournalError::Refused(e.to_string()))?;
+        if let Err(e) = agp_contracts::events::check_body(kind, &body) {
+            self.untyped.lock().unwrap().push(e);
+        }
         let mut ev = self.events.lock().unwrap();
         ev.push((kind.to_owned(), session.map(str::to_owned), body));
         Ok(AppendReceipt {
@@ -49,7 +55,16 @@ impl Journal for MemJournal {
 }
 
 impl MemJournal {
+    /// Every body the daemon wrote is exactly its kind's typed body.
+    fn assert_typed(&self) {
+        let untyped = self.untyped.lock().unwrap();
+        assert!(
+            untyped.is_empty(),
+            "bodies unlike their types: {untyped:#?}"
+        );
+    }
     fn kinds(&self) -> Vec<String> {
+        self.assert_typed();
         self.events
             .lock()
             .unwrap()
@@ -58,6 +73,7 @@ impl MemJournal {
             .collect()
     }
     fn of(&self, kind: &str) -> Vec<Value> {
+        self.assert_typed();
         self.events
             .lock()
             .unwrap()
@@ -162,9 +178,14 @@ impl ApprovalChannel for QueueChannel {
         &'a self,
         kind: &'a str,
         _s: Option<&'a str>,
-        _b: &'a Value,
+        b: &'a Value,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
-        self.projected.lock().unwrap().push(kind.to_owned());
+        // The channel's tests read `projected`: a body unlike its type shows up there.
+        let kind = match agp_contracts::events::check_body(kind, b) {
+            Ok(()) => kind.to_owned(),
+            Err(e) => format!("untyped {kind}: {e}"),
+        };
+        self.projected.lock().unwrap().push(kind);
         Box::pin(async { Ok(()) })
     }
 }

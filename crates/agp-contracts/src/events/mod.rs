@@ -81,6 +81,29 @@ macro_rules! typed_kinds {
     };
 }
 
+/// Checks a body against its kind's type: it must parse and serialize back to the same JSON.
+/// Kinds without a type here (newer ones included) pass: a reader must carry them as they are.
+pub fn check_body(kind: &str, body: &Value) -> Result<(), String> {
+    fn exact<T: Event>(body: &Value) -> Result<(), String> {
+        let typed = T::from_body(body).map_err(|e| format!("{}: {e}", T::KIND))?;
+        let again = typed.to_body();
+        if &again == body {
+            Ok(())
+        } else {
+            Err(format!("{}: {body} reads back as {again}", T::KIND))
+        }
+    }
+    macro_rules! dispatch {
+        ($($t:ty),*) => {
+            $(if kind == <$t as Event>::KIND {
+                return exact::<$t>(body);
+            })*
+        };
+    }
+    typed_kinds!(dispatch);
+    Ok(())
+}
+
 pub mod schemas {
     //! JSON Schemas of the typed kinds, generated from the types.
 

@@ -97,3 +97,21 @@ fn nullable_members_keep_absent_apart_from_null() {
         started
     );
 }
+
+#[test]
+fn check_body_holds_bodies_to_their_kind_and_passes_unknown_kinds() {
+    for (kind, _) in schemas::all() {
+        for body in examples(kind) {
+            assert_eq!(check_body(kind, &body), Ok(()), "{kind}");
+        }
+    }
+    let extra = serde_json::json!({"session": "s", "status": "completed", "lease_held": true,
+                                   "surprise": 1});
+    assert!(
+        check_body(SESSION_ENDED, &extra).is_err(),
+        "a member no writer writes"
+    );
+    let missing = serde_json::json!({"session": "s"});
+    assert!(check_body(SESSION_ENDED, &missing).is_err());
+    assert_eq!(check_body("made.up_kind", &missing), Ok(()));
+}
