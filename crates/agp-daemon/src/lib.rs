@@ -5,6 +5,7 @@
 //! journal the result → reply. Nothing is delivered before it is journaled; a journal failure
 //! turns the answer into deny.
 
+mod dispatch;
 pub mod exec;
 mod framing;
 mod integrity;

@@ -11,7 +11,7 @@ use agp_gateway::SessionMode;
 use crate::exec::SessionSandbox;
 
 /// What a caller asks for when opening a session.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionParams {
     pub intendant: String,
     pub repo: PathBuf,

@@ -419,6 +419,16 @@ impl FakeSlack {
 
     /// Drops the TCP connection without a close frame.
     pub fn drop_connection(&self) -> Result<(), String> {
+        // A client that was just told to reconnect may be between two connections; dropping
+        // "the current connection" then means the next one, so wait briefly for it.
+        for _ in 0..200 {
+            match self.send(WsCmd::Abort) {
+                Err(e) if e == "no Socket Mode connection" => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                other => return other,
+            }
+        }
         self.send(WsCmd::Abort)
     }
 }

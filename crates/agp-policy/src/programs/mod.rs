@@ -20,6 +20,21 @@ pub mod sort;
 pub mod tar;
 pub mod zip;
 
+mod cargo;
+mod git;
+mod git_misc;
+mod git_opts;
+mod git_sub;
+mod git_tables;
+mod git_xfer;
+mod interp;
+mod make;
+mod node;
+mod npm;
+mod pytest;
+mod python;
+mod spec;
+
 pub use grammar::{parse, Arity, Effect, Grammar, OptSpec, Parsed, ParsedOpt};
 
 use crate::shell::Word;
@@ -49,6 +64,18 @@ pub fn model_for(name: &str) -> Option<Model> {
     // Models are added per program family (one file each); names are matched exactly so that
     // `sedx` is not mistaken for `sed`.
     Some(match name {
+        "make" | "gmake" => make::model,
+        "git" => git::model,
+        "cargo" => cargo::model,
+        "npm" => npm::npm,
+        "pnpm" => npm::pnpm,
+        "yarn" => npm::yarn,
+        "npx" | "pnpx" => npm::npx,
+        "pytest" | "py.test" => pytest::model,
+        "perl" => interp::perl,
+        "ruby" => interp::ruby,
+        "node" | "nodejs" => node::model,
+        n if python::is_python(n) => python::model,
         "env" => env::env,
         "xargs" => env::xargs,
         "sed" | "gsed" => sed::sed,

@@ -592,17 +592,6 @@ pub fn derived_writes(name: &str, args: &[Word]) -> Vec<Word> {
         "vi" | "vim" | "nvim" | "nano" | "emacs" | "ed" | "ex" | "pico" | "micro" | "joe" => {
             own(non_options(args, &["-c", "-u", "-S", "--cmd", "-e", "-i"]))
         }
-        "git" => {
-            let mut t = git_config_writes(args);
-            t.extend(with_eq("--output="));
-            t.extend(own(option_value(
-                args,
-                &[],
-                &["--output", "--output-directory"],
-            )));
-            t.extend(with_eq("--output-directory="));
-            t
-        }
         "uniq" => non_options(args, &["-f", "-s", "-w"])
             .into_iter()
             .skip(1)
@@ -671,62 +660,4 @@ pub fn derived_writes(name: &str, args: &[Word]) -> Vec<Word> {
         }
         _ => Vec::new(),
     }
-}
-
-/// `git config` that sets something writes a git config file.
-fn git_config_writes(args: &[Word]) -> Vec<Word> {
-    let mut i = 0;
-    while i < args.len() {
-        let t = args[i].text.as_str();
-        if matches!(t, "-C" | "-c" | "--git-dir" | "--work-tree") {
-            i += 2;
-            continue;
-        }
-        if t.starts_with('-') {
-            i += 1;
-            continue;
-        }
-        break;
-    }
-    if args.get(i).map(|w| w.text.as_str()) != Some("config") {
-        return Vec::new();
-    }
-    let rest = &args[i + 1..];
-    let reading = rest.iter().any(|w| {
-        matches!(
-            w.text.as_str(),
-            "--get"
-                | "--get-all"
-                | "--get-regexp"
-                | "--get-urlmatch"
-                | "-l"
-                | "--list"
-                | "get"
-                | "list"
-        )
-    });
-    let positional = rest.iter().filter(|w| !w.text.starts_with('-')).count();
-    if reading
-        || positional < 2
-            && !rest
-                .iter()
-                .any(|w| w.text.starts_with("--unset") || w.text == "--remove-section")
-    {
-        return Vec::new();
-    }
-    let file = rest
-        .windows(2)
-        .find(|p| matches!(p[0].text.as_str(), "-f" | "--file"))
-        .map(|p| p[1].clone());
-    if let Some(f) = file {
-        return vec![f];
-    }
-    let target = if rest.iter().any(|w| w.text == "--global") {
-        "~/.gitconfig"
-    } else if rest.iter().any(|w| w.text == "--system") {
-        "/etc/gitconfig"
-    } else {
-        ".git/config"
-    };
-    vec![Word::literal(target)]
 }

@@ -19,6 +19,12 @@ use serde_json::{json, Value};
 
 use crate::exit::Exit;
 
+mod session_root;
+mod transcript;
+
+pub use session_root::session_root;
+use transcript::codex_call_failed;
+
 /// The gateway socket of the session, as seen by the hook (inside the sandbox).
 pub const ENV_SOCKET: &str = "AGP_GATEWAY_SOCKET";
 /// The per-session token the hello frame carries.
@@ -349,46 +355,6 @@ fn connect(socket: &Path, token: &str, timeout: Duration) -> Result<Client> {
     Ok(client)
 }
 
-/// The root a hook-mode session is judged against. An event's `cwd` is whatever directory the
-/// agent's shell happens to be in (`/` after a `cd /`), so it is never the root itself:
-/// - `--project DIR` (what `agp install-hooks --project` records) is the root;
-/// - otherwise (user-wide installs) the nearest directory at or above the event's `cwd` that
-///   holds a `.git` entry, found with lstat alone (running git there would read the repository's
-///   own config), and never `/` or the user's home (a dotfiles repository is not a project);
-/// - otherwise there is no project: the session's root is an empty directory of agp's, so
-///   every path is judged as outside the project (asks where a project rule would allow).
-pub fn session_root(project: Option<&Path>, cwd: Option<&str>, run_dir: &Path) -> Result<PathBuf> {
-    if let Some(p) = project {
-        if !p.is_absolute() {
-            bail!("--project {} is not an absolute path", p.display());
-        }
-        return Ok(p.to_path_buf());
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let found = cwd
-        .map(Path::new)
-        .filter(|c| c.is_absolute())
-        .and_then(|cwd| {
-            cwd.ancestors()
-                .take_while(|d| d.parent().is_some() && Some(*d) != home.as_deref())
-                .find(|d| d.join(".git").symlink_metadata().is_ok())
-                .map(Path::to_path_buf)
-        });
-    match found {
-        Some(root) => Ok(root),
-        None => {
-            use std::os::unix::fs::DirBuilderExt;
-            let none = run_dir.join("no-project");
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&none)
-                .with_context(|| format!("cannot create {}", none.display()))?;
-            Ok(none)
-        }
-    }
-}
-
 /// `--attach`: the session of this harness session on the home's daemon, opened on first use.
 fn attach(
     run_dir: &Path,
@@ -561,36 +527,6 @@ fn tool_output(response: &Value) -> (bool, String) {
         || response["exit_code"].as_i64().is_some_and(|c| c != 0)
         || response["exitCode"].as_i64().is_some_and(|c| c != 0);
     (!failed, text)
-}
-
-/// Bytes of a Codex transcript's tail searched for a call's completion.
-const TRANSCRIPT_TAIL: u64 = 4 << 20;
-
-/// Whether Codex's transcript records the call `id` as completed with a non-zero exit status
-/// or as failed. Unknown (no transcript, no such record) is not a failure.
-fn codex_call_failed(transcript: &Path, id: &str) -> bool {
-    use std::io::{Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(transcript) else {
-        return false;
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut text = String::new();
-    if f.seek(SeekFrom::Start(len.saturating_sub(TRANSCRIPT_TAIL)))
-        .and_then(|_| f.take(TRANSCRIPT_TAIL).read_to_string(&mut text))
-        .is_err()
-    {
-        return false;
-    }
-    let needle = format!("\"id\":{}", Value::String(id.to_owned()));
-    text.lines()
-        .rev()
-        .filter(|l| l.contains(&needle) && l.contains("item_completed"))
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|v| v["payload"]["item"].clone())
-        .find(|item| item["id"] == id)
-        .is_some_and(|item| {
-            item["status"] == "failed" || item["exit_code"].as_i64().is_some_and(|c| c != 0)
-        })
 }
 
 /// What a PostToolUseFailure event says went wrong (`error`, else the tool's response).
@@ -814,31 +750,6 @@ mod tests {
     }
 
     #[test]
-    fn codex_failures_are_read_from_its_transcript() {
-        let d = tempfile::tempdir().unwrap();
-        let t = d.path().join("rollout.jsonl");
-        let line = |id: &str, code: i64, status: &str| {
-            json!({"type": "event_msg", "payload": {"type": "item_completed", "item": {
-                "type": "CommandExecution", "id": id, "exit_code": code, "status": status}}})
-            .to_string()
-        };
-        std::fs::write(
-            &t,
-            [
-                line("call_1", 0, "completed"),
-                line("call_2", 2, "failed"),
-                "not json \"id\":\"call_3\" item_completed".into(),
-            ]
-            .join("\n"),
-        )
-        .unwrap();
-        assert!(!codex_call_failed(&t, "call_1"));
-        assert!(codex_call_failed(&t, "call_2"));
-        assert!(!codex_call_failed(&t, "call_3"));
-        assert!(!codex_call_failed(&d.path().join("none"), "call_2"));
-    }
-
-    #[test]
     fn permission_requests_use_their_own_shape_and_id() {
         let (_d, p, h) = daemon("{\"type\":\"verdict\",\"id\":\"perm:toolu_1\",\"decision\":\"deny\",\"reason\":\"no\",\"input_sha256\":\"ab\"}\n");
         let stdin = json!({"hook_event_name": "PermissionRequest", "tool_name": "Bash",
@@ -853,30 +764,6 @@ mod tests {
             "deny"
         );
         assert_eq!(h.join().unwrap()["id"], "perm:toolu_1");
-    }
-
-    #[test]
-    fn the_session_root_never_comes_from_the_events_cwd() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = dir.path().join("run");
-        let project = dir.path().join("proj");
-        std::fs::create_dir_all(project.join(".git")).unwrap();
-        std::fs::create_dir_all(project.join("src/deep")).unwrap();
-        // A recorded project wins over any cwd, `/` included.
-        for cwd in [Some("/"), Some("/root"), None] {
-            assert_eq!(session_root(Some(&project), cwd, &run).unwrap(), project);
-        }
-        assert!(session_root(Some(Path::new("rel")), None, &run).is_err());
-        // User-wide installs: the repository around the cwd.
-        let deep = project.join("src/deep");
-        let got = session_root(None, deep.to_str(), &run).unwrap();
-        assert_eq!(got, project);
-        // Outside any repository (or a cwd of `/`, relative or missing): no project at all.
-        let none = run.join("no-project");
-        for cwd in [Some("/"), Some("relative"), None, dir.path().to_str()] {
-            assert_eq!(session_root(None, cwd, &run).unwrap(), none, "{cwd:?}");
-        }
-        assert!(none.is_dir() && std::fs::read_dir(&none).unwrap().next().is_none());
     }
 
     #[test]

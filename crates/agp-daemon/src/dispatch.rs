@@ -1,0 +1,188 @@
+//! A gateway connection: reads frames, lets [`decide`](decide::decide) and
+//! [`settle`](decide::settle) rule on them, and carries out what they say (session store,
+//! mediation, journal, socket).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agp_contracts::events::GatewayRejected;
+use agp_gateway::frame::encode;
+use agp_gateway::{ErrorCode, ServerMessage, SessionMode};
+use serde_json::{json, Value};
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::UnixStream;
+
+use crate::framing::AsyncFrameReader;
+use crate::mediate::{Abandon, Rejection};
+use crate::server::{end_session, open_session, Daemon};
+use crate::session::SessionState;
+
+mod decide;
+
+use decide::{decide, settle, BoundSession, Done, Next, Read, Refusal, Step, Work};
+
+/// How long a fresh connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl BoundSession for Arc<SessionState> {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn mode(&self) -> SessionMode {
+        self.mode
+    }
+}
+
+struct Conn {
+    reader: AsyncFrameReader<BufReader<tokio::net::unix::OwnedReadHalf>>,
+    writer: BufWriter<tokio::net::unix::OwnedWriteHalf>,
+    peer: Value,
+    session: Option<Arc<SessionState>>,
+}
+
+impl Daemon {
+    pub(crate) async fn connection(self: Arc<Self>, stream: UnixStream) {
+        let peer = stream
+            .peer_cred()
+            .map(|c| json!({"uid": c.uid(), "gid": c.gid(), "pid": c.pid()}))
+            .unwrap_or(Value::Null);
+        let (rd, wr) = stream.into_split();
+        let mut conn = Conn {
+            reader: AsyncFrameReader::new(BufReader::new(rd)),
+            writer: BufWriter::new(wr),
+            peer,
+            session: None,
+        };
+        if let Err(e) = self.converse(&mut conn).await {
+            tracing::debug!("connection ended: {e}");
+        }
+        let _ = conn.writer.shutdown().await;
+    }
+
+    async fn converse(&self, conn: &mut Conn) -> std::io::Result<()> {
+        loop {
+            let read = if conn.session.is_none() {
+                tokio::time::timeout(HELLO_TIMEOUT, conn.reader.read_frame())
+                    .await
+                    .ok()
+            } else {
+                Some(conn.reader.read_frame().await)
+            };
+            let read = match read {
+                Some(read) => Read::of(read)?,
+                None => Read::HelloTimeout,
+            };
+            let step = decide(read, conn.session.clone(), &self.admin_token_sha256);
+            let next = match step {
+                Step::Now(next) => next,
+                Step::Work(work) => settle(self.work(conn, work).await),
+            };
+            match next {
+                Next::Reply(messages) => {
+                    for message in &messages {
+                        send(conn, message).await?;
+                    }
+                }
+                Next::Bind(session, welcome) => {
+                    conn.session = Some(session);
+                    send(conn, &welcome).await?;
+                }
+                Next::ReplyAndClose(message) => return send(conn, &message).await,
+                Next::Reject(refusal) => return self.reject(conn, refusal).await,
+                Next::Close => return Ok(()),
+            }
+        }
+    }
+
+    async fn work(
+        &self,
+        conn: &mut Conn,
+        work: Work<Arc<SessionState>>,
+    ) -> Done<Arc<SessionState>> {
+        let m = &self.mediator;
+        match work {
+            Work::Hello { token } => Done::Hello(self.session_for_token(&token).await),
+            Work::OpenSession(params) => Done::Opened(
+                open_session(m, params, None)
+                    .await
+                    .map_err(|e| e.to_string()),
+            ),
+            Work::Call { session, request } => {
+                let id = request.id.clone();
+                // Mediation runs as its own task so that a caller who hangs up is noticed: a
+                // pending approval is then settled (journaled) and nothing runs for it.
+                let (raise, abandon) = Abandon::new();
+                let mediator = m.clone();
+                let mut task =
+                    tokio::spawn(async move { mediator.mediate(&session, request, abandon).await });
+                let joined = tokio::select! {
+                    joined = &mut task => joined,
+                    () = conn.reader.peer_closed() => {
+                        let _ = raise.send(true);
+                        let _ = task.await;
+                        return Done::Called { id, reply: None };
+                    }
+                };
+                let reply = joined.unwrap_or_else(|e| {
+                    Err(Rejection {
+                        code: ErrorCode::Internal,
+                        message: format!("mediation failed: {e}"),
+                    })
+                });
+                Done::Called {
+                    id,
+                    reply: Some(reply.map(Box::new)),
+                }
+            }
+            Work::Result { session, result } => {
+                let id = result.id.clone();
+                let result = m.record_result(&session, result).await;
+                Done::Recorded { id, result }
+            }
+            Work::End { session, status } => {
+                m.sessions.remove_session(&session.id);
+                let result = end_session(m, &session, &status)
+                    .await
+                    .map_err(|e| e.to_string());
+                Done::Ended { session, result }
+            }
+        }
+    }
+
+    /// Sends an error frame and journals `gateway.rejected`. The frame's content is never
+    /// journaled: it may carry secrets.
+    async fn reject(&self, conn: &mut Conn, refusal: Refusal) -> std::io::Result<()> {
+        let Refusal { code, message, id } = refusal;
+        let session = conn.session.as_ref().map(|s| s.id.clone());
+        // Ids are the client's: bound what of them reaches the journal.
+        let id = id.map(|i| crate::util::truncate_utf8(&i, 256).0.to_owned());
+        let body = GatewayRejected {
+            code: code.as_str().to_owned(),
+            message: message.clone(),
+            call_id: id.clone(),
+            peer: conn.peer.clone(),
+        };
+        if let Err(e) = self.mediator.record(session.as_deref(), &body).await {
+            tracing::error!("cannot journal a gateway rejection: {e}");
+        }
+        send(conn, &ServerMessage::Error { code, message, id }).await
+    }
+}
+
+async fn send(conn: &mut Conn, message: &ServerMessage) -> std::io::Result<()> {
+    let bytes = match encode(message) {
+        Ok(b) => b,
+        Err(e) => {
+            // Only an oversize reply can fail; say so instead of sending it.
+            let fallback = ServerMessage::Error {
+                code: ErrorCode::Internal,
+                message: format!("reply not sent: {e}"),
+                id: None,
+            };
+            encode(&fallback).map_err(|e| std::io::Error::other(e.to_string()))?
+        }
+    };
+    conn.writer.write_all(&bytes).await?;
+    conn.writer.flush().await
+}

@@ -1,0 +1,330 @@
+//! Approvals: asking the channel, remembered approvals, settling and checking the outcome.
+
+use super::*;
+
+impl Mediator {
+    pub(super) fn remembered_by(&self, key: &RememberKey) -> Option<Vec<Approver>> {
+        let mut map = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        // Expired entries go on every lookup, so the map never outgrows the live window.
+        map.retain(|_, (until, _)| *until > now);
+        map.get(key).map(|(_, by)| by.clone())
+    }
+
+    pub(super) fn remember(&self, key: RememberKey, secs: u64, by: Vec<Approver>) {
+        let until = Instant::now() + Duration::from_secs(secs);
+        self.remembered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (until, by));
+    }
+
+    /// Puts a `require` to the approval channel and journals how it ended. Every path that is
+    /// not a journaled grant denies.
+    pub(super) async fn approve(
+        &self,
+        session: &Arc<SessionState>,
+        call: &ToolCall,
+        input_sha256: &str,
+        redacted: &Value,
+        verdict: &Verdict,
+        abandon: &Abandon,
+    ) -> ApprovalEnd {
+        let spec = verdict.approval.clone().unwrap_or(ApprovalSpec {
+            approvers: Vec::new(),
+            quorum: 1,
+            remember_secs: None,
+        });
+        let channel = self.parts.channel.name().to_owned();
+        let denied = |reason: String| ApprovalEnd {
+            granted: false,
+            by: None,
+            reason,
+        };
+
+        // Asking for approval in a session that has ended (or is ending) would leave a prompt no
+        // one can use; the session's end waits until a request already made is on record.
+        let admitted = session.gate.read().await;
+        if session.is_ended() {
+            return denied("the session ended before approval was asked; denied".into());
+        }
+        let key = RememberKey::of(call, input_sha256, verdict.rule_id.as_deref());
+        // Only a rule that allows remembering may reuse an earlier approval.
+        let may_remember = spec.remember_secs.is_some_and(|s| s > 0);
+        let remembered = if may_remember {
+            self.remembered_by(&key)
+        } else {
+            None
+        };
+        if let Some(by) = remembered {
+            let granted = ev::ApprovalGranted {
+                call_id: call.id.clone(),
+                input_sha256: input_sha256.to_owned(),
+                by: by.clone(),
+                channel: channel.clone(),
+                remembered: Some(true),
+                waited_ms: None,
+            };
+            return match self.record(Some(&session.id), &granted).await {
+                Ok(()) => ApprovalEnd {
+                    granted: true,
+                    by: Some(format!("remembered:{}", approver_names(&by))),
+                    reason: verdict.reason.clone(),
+                },
+                Err(e) => denied(format!("agp could not journal the approval ({e}); denied")),
+            };
+        }
+
+        let now = now_ms();
+        let expires_at_ms = now + self.config.approval_timeout.as_millis() as i64;
+        let request = ApprovalRequest {
+            session: session.id.clone(),
+            call_id: call.id.clone(),
+            tool: call.tool.clone(),
+            redacted_input: redacted.clone(),
+            input_sha256: input_sha256.to_owned(),
+            rule_id: verdict.rule_id.clone(),
+            reason: verdict.reason.clone(),
+            approvers: spec.approvers.clone(),
+            quorum: spec.quorum.max(1),
+            expires_at_ms: expires_at_ms as u64,
+        };
+        let row = PendingRow {
+            session: session.id.clone(),
+            call_id: call.id.clone(),
+            input_sha256: input_sha256.to_owned(),
+            request_json: serde_json::to_string(&request).unwrap_or_default(),
+            expires_at_ms,
+        };
+        if let Err(e) = self.db(move |s| s.insert_pending(&row, now)).await {
+            return denied(format!(
+                "agp could not record the pending approval ({e}); denied"
+            ));
+        }
+        let requested = ev::ApprovalRequested {
+            call_id: call.id.clone(),
+            tool: call.tool.clone(),
+            input_sha256: input_sha256.to_owned(),
+            rule_id: verdict.rule_id.clone(),
+            reason: verdict.reason.clone(),
+            channel: channel.clone(),
+            approvers: request.approvers.clone(),
+            quorum: request.quorum,
+            expires_at_ms,
+        };
+        if let Err(e) = self.record(Some(&session.id), &requested).await {
+            self.resolve(&session.id, &call.id, input_sha256, "failed")
+                .await;
+            return denied(format!(
+                "agp could not journal the approval request ({e}); denied"
+            ));
+        }
+        drop(admitted);
+
+        let started = Instant::now();
+        let asked = tokio::time::timeout(
+            self.config.approval_timeout,
+            self.parts.channel.request_approval(&request),
+        );
+        let outcome = tokio::select! {
+            asked = asked => match asked {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(e)) => ApprovalOutcome::Unavailable {
+                    reason: e.to_string(),
+                },
+                Err(_elapsed) => ApprovalOutcome::Timeout,
+            },
+            // The channel future is dropped (channels are cancel-safe): a late click is void.
+            () = abandon.raised() => ApprovalOutcome::Unavailable {
+                reason: "the agent disconnected before a decision".into(),
+            },
+            // The session's end settled this approval already; `conclude` finds it resolved.
+            () = session.ended() => ApprovalOutcome::Unavailable {
+                reason: "the session ended before a decision".into(),
+            },
+        };
+        self.conclude(
+            session.id.as_str(),
+            &request,
+            &channel,
+            outcome,
+            spec.remember_secs.filter(|s| *s > 0).map(|s| (s, key)),
+            started.elapsed(),
+        )
+        .await
+    }
+
+    pub(crate) async fn resolve(
+        &self,
+        session: &str,
+        call_id: &str,
+        hash: &str,
+        status: &'static str,
+    ) -> bool {
+        let (s, c, h) = (session.to_owned(), call_id.to_owned(), hash.to_owned());
+        match self
+            .db(move |st| st.resolve_pending(&s, &c, &h, status, now_ms()))
+            .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!("cannot resolve pending approval {call_id}: {e}");
+                false
+            }
+        }
+    }
+
+    /// Checks, resolves and journals an approval outcome. Shared with restart recovery.
+    pub(crate) async fn conclude(
+        &self,
+        session: &str,
+        request: &ApprovalRequest,
+        channel: &str,
+        outcome: ApprovalOutcome,
+        remember: Option<(u64, RememberKey)>,
+        waited: Duration,
+    ) -> ApprovalEnd {
+        let outcome = self.check_grant(request, outcome);
+        let (status, kind, body, end) = match &outcome {
+            ApprovalOutcome::Granted { by } => (
+                "granted",
+                ev::ApprovalGranted::KIND,
+                ev::ApprovalGranted {
+                    call_id: request.call_id.clone(),
+                    input_sha256: request.input_sha256.clone(),
+                    by: by.clone(),
+                    channel: channel.to_owned(),
+                    remembered: None,
+                    waited_ms: Some(waited.as_millis() as u64),
+                }
+                .to_body(),
+                ApprovalEnd {
+                    granted: true,
+                    by: Some(approver_names(by)),
+                    reason: request.reason.clone(),
+                },
+            ),
+            ApprovalOutcome::Denied { by, reason } => (
+                "denied",
+                ev::ApprovalDenied::KIND,
+                ev::ApprovalDenied {
+                    call_id: request.call_id.clone(),
+                    input_sha256: request.input_sha256.clone(),
+                    by: Some(by.clone()),
+                    reason: reason.clone(),
+                    channel: channel.to_owned(),
+                    waited_ms: Some(waited.as_millis() as u64),
+                    unavailable: None,
+                    cancelled: None,
+                }
+                .to_body(),
+                ApprovalEnd {
+                    granted: false,
+                    by: Some(by.id.clone()),
+                    reason: match reason {
+                        Some(r) => format!("denied by approver {}: {r}", by.name),
+                        None => format!("denied by approver {}", by.name),
+                    },
+                },
+            ),
+            ApprovalOutcome::Timeout => (
+                "timeout",
+                ev::ApprovalTimeout::KIND,
+                ev::ApprovalTimeout {
+                    call_id: request.call_id.clone(),
+                    input_sha256: request.input_sha256.clone(),
+                    channel: channel.to_owned(),
+                    waited_ms: Some(waited.as_millis() as u64),
+                    recovered: None,
+                    reason: None,
+                }
+                .to_body(),
+                ApprovalEnd {
+                    granted: false,
+                    by: None,
+                    reason: format!("approval timed out after {} s; denied", waited.as_secs()),
+                },
+            ),
+            ApprovalOutcome::Unavailable { reason } => (
+                "unavailable",
+                ev::ApprovalDenied::KIND,
+                ev::ApprovalDenied {
+                    call_id: request.call_id.clone(),
+                    input_sha256: request.input_sha256.clone(),
+                    by: None,
+                    reason: Some(reason.clone()),
+                    channel: channel.to_owned(),
+                    waited_ms: None,
+                    unavailable: Some(true),
+                    cancelled: None,
+                }
+                .to_body(),
+                ApprovalEnd {
+                    granted: false,
+                    by: None,
+                    reason: format!(
+                        "approval required but no approver available ({reason}); denied"
+                    ),
+                },
+            ),
+        };
+        if !self
+            .resolve(session, &request.call_id, &request.input_sha256, status)
+            .await
+        {
+            return ApprovalEnd {
+                granted: false,
+                by: None,
+                reason: "the approval was no longer pending; denied".into(),
+            };
+        }
+        if let Err(e) = self.journal(kind, Some(session), body).await {
+            return ApprovalEnd {
+                granted: false,
+                by: None,
+                reason: format!("agp could not journal the approval outcome ({e}); denied"),
+            };
+        }
+        if end.granted {
+            if let (Some((secs, key)), ApprovalOutcome::Granted { by }) = (remember, &outcome) {
+                self.remember(key, secs, by.clone());
+            }
+        }
+        end
+    }
+
+    /// A grant counts only with enough distinct approvers, each allowed by the rule (the
+    /// operator's explicit `--auto-approve` stands in for the allowlist and is journaled as such).
+    pub(super) fn check_grant(
+        &self,
+        request: &ApprovalRequest,
+        outcome: ApprovalOutcome,
+    ) -> ApprovalOutcome {
+        let ApprovalOutcome::Granted { by } = &outcome else {
+            return outcome;
+        };
+        let mut ids: Vec<&str> = by.iter().map(|a| a.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let outsider = by.iter().find(|a| {
+            !request.approvers.is_empty()
+                && a.via != agp_contracts::approval::via::AUTO
+                && !request.approvers.contains(&a.id)
+        });
+        if let Some(a) = outsider {
+            return ApprovalOutcome::Unavailable {
+                reason: format!("{} is not an allowed approver for this rule", a.id),
+            };
+        }
+        if ids.is_empty() || (ids.len() as u32) < request.quorum.max(1) {
+            return ApprovalOutcome::Unavailable {
+                reason: format!(
+                    "quorum not reached: {} distinct approver(s), {} needed",
+                    ids.len(),
+                    request.quorum.max(1)
+                ),
+            };
+        }
+        outcome
+    }
+}

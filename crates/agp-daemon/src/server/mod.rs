@@ -1,0 +1,286 @@
+//! The gateway server: socket setup, sessions, connections.
+
+mod sessions;
+
+pub(crate) use sessions::{end_session, open_session};
+use sessions::{eval_ctx, heartbeat, spawn_sandbox, write_private};
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agp_contracts::canonical::sha256_hex;
+use agp_contracts::events::{
+    ApprovalDenied, Event, SandboxPreflight, SessionEnded, SessionStarted,
+};
+use agp_contracts::{EvalContext, JournalError, SandboxSpec};
+use agp_gateway::{ErrorCode, SessionMode};
+use serde_json::Value;
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::mediate::Mediator;
+use crate::session::{SessionInfo, SessionParams, SessionState};
+use crate::store::{Store, StoreError};
+use crate::util::{now_ms, random_hex};
+use crate::{outbox, recovery, DaemonConfig, Parts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another agp daemon is already serving {0}")]
+    AlreadyRunning(PathBuf),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Recovery(#[from] recovery::RecoveryError),
+    #[error("session refused: {0}")]
+    Session(String),
+    #[error("cannot create a random token: {0}")]
+    Random(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
+    move |source| DaemonError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub struct Daemon {
+    pub(crate) mediator: Arc<Mediator>,
+    listener: std::sync::Mutex<Option<UnixListener>>,
+    socket: PathBuf,
+    admin_token_path: PathBuf,
+    pub(crate) admin_token_sha256: String,
+    recovery_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Daemon {
+    /// Prepares the run directory (0700), binds the socket (0600), opens the state database,
+    /// reaps expired sessions and settles pending approvals. Must run inside a tokio runtime.
+    pub async fn start(config: DaemonConfig, parts: Parts) -> Result<Arc<Self>, DaemonError> {
+        let run_dir = config.run_dir.clone();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(&run_dir)
+            .map_err(io_err(&run_dir))?;
+        std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err(&run_dir))?;
+
+        let socket = config.socket_path();
+        if socket.exists() {
+            if UnixStream::connect(&socket).await.is_ok() {
+                return Err(DaemonError::AlreadyRunning(socket));
+            }
+            // Left by a daemon that died: nobody is listening on it.
+            std::fs::remove_file(&socket).map_err(io_err(&socket))?;
+        }
+        // The admin token is in place before the socket exists: whoever can connect can also
+        // read a complete token (it is renamed into place, never seen half-written).
+        let admin_token = random_hex(32).map_err(|e| DaemonError::Random(e.to_string()))?;
+        let admin_token_path = config.admin_token_path();
+        write_private(&admin_token_path, admin_token.as_bytes())
+            .map_err(io_err(&admin_token_path))?;
+
+        let listener = UnixListener::bind(&socket).map_err(io_err(&socket))?;
+        // The 0700 directory already keeps others out; 0600 on the socket says so twice.
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(&socket))?;
+
+        let db = config.state_db.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&db))
+            .await
+            .map_err(|e| DaemonError::Session(e.to_string()))??;
+        let owner = format!(
+            "{}{}-{}",
+            if config.ephemeral {
+                recovery::EPHEMERAL_OWNER_PREFIX
+            } else {
+                "daemon-"
+            },
+            std::process::id(),
+            random_hex(4).map_err(|e| DaemonError::Random(e.to_string()))?
+        );
+        let mediator = Arc::new(Mediator::new(parts, config, Arc::new(store), owner));
+        let tasks = recovery::recover(&mediator).await?;
+        Ok(Arc::new(Self {
+            mediator,
+            listener: std::sync::Mutex::new(Some(listener)),
+            socket,
+            admin_token_path,
+            admin_token_sha256: sha256_hex(admin_token.as_bytes()),
+            recovery_tasks: std::sync::Mutex::new(tasks),
+        }))
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    pub fn config(&self) -> &DaemonConfig {
+        &self.mediator.config
+    }
+
+    /// Waits for approvals re-attached at start to settle (tests, orderly shutdown).
+    pub async fn settle_recovered(&self) {
+        let tasks: Vec<_> = std::mem::take(
+            &mut *self
+                .recovery_tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Opens a session: sandbox (proxy-exec) with a passing preflight, a row with a lease, and
+    /// `session.started` journaled. The returned token is the session's only credential.
+    pub async fn open_session(&self, params: SessionParams) -> Result<SessionInfo, DaemonError> {
+        open_session(&self.mediator, params, None).await
+    }
+
+    /// Opens a session for an agent binary agp identified (version, sha256, path): the
+    /// identity goes into `session.started` as `intendant_identity`.
+    pub async fn open_identified_session(
+        &self,
+        params: SessionParams,
+        identity: Value,
+    ) -> Result<SessionInfo, DaemonError> {
+        open_session(&self.mediator, params, Some(identity)).await
+    }
+
+    /// Ends a session (`session.ended` journaled); a no-op for an unknown or ended session.
+    pub async fn end_session(&self, session: &str, status: &str) -> Result<(), DaemonError> {
+        if let Some(state) = self.mediator.sessions.remove_session(session) {
+            end_session(&self.mediator, &state, status).await?;
+        }
+        Ok(())
+    }
+
+    /// Serves until `shutdown` completes; then ends live sessions and removes the socket.
+    pub async fn serve(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let Some(listener) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let m = self.mediator.clone();
+        let outbox = tokio::spawn(outbox::run(m.clone()));
+        let heartbeat = tokio::spawn(heartbeat(m.clone()));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let d = self.clone();
+                        tokio::spawn(async move { d.connection(stream).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        drop(listener);
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.admin_token_path);
+        for state in m.sessions.all() {
+            m.sessions.remove_session(&state.id);
+            if let Err(e) = end_session(&m, &state, "daemon-stopped").await {
+                tracing::error!("cannot end session {}: {e}", state.id);
+            }
+        }
+        // Last chance for queued projections (session ends); bounded so shutdown cannot hang.
+        let _ = tokio::time::timeout(Duration::from_secs(2), outbox::deliver_due(&m)).await;
+        outbox.abort();
+        heartbeat.abort();
+    }
+
+    pub(crate) async fn session_for_token(
+        &self,
+        token: &str,
+    ) -> Result<Arc<SessionState>, (ErrorCode, String)> {
+        let m = &self.mediator;
+        let hash = sha256_hex(token.as_bytes());
+        if let Some(state) = m.sessions.get(&hash) {
+            if state.is_ended() {
+                return Err((ErrorCode::SessionClosed, "the session has ended".into()));
+            }
+            return Ok(state);
+        }
+        // A session of a previous daemon instance whose lease is still valid: take it over.
+        let h = hash.clone();
+        let row = m
+            .db(move |s| s.active_session_by_token(&h))
+            .await
+            .map_err(|e| {
+                (
+                    ErrorCode::Internal,
+                    format!("agp state is unavailable: {e}"),
+                )
+            })?;
+        let Some(row) = row else {
+            return Err((ErrorCode::BadToken, "unknown session token".into()));
+        };
+        let mode = match row.mode.as_str() {
+            "gate" => SessionMode::Gate,
+            "proxy_exec" => SessionMode::ProxyExec,
+            other => {
+                return Err((
+                    ErrorCode::Internal,
+                    format!("session has unknown mode {other}"),
+                ))
+            }
+        };
+        let (id, owner) = (row.id.clone(), m.owner.clone());
+        let fencing = m
+            .db(move |s| s.claim_lease(&id, &owner, now_ms()))
+            .await
+            .map_err(|e| (ErrorCode::Internal, e.to_string()))?
+            .ok_or((ErrorCode::SessionClosed, "the session has ended".to_owned()))?;
+        let repo = PathBuf::from(&row.repo);
+        let sandbox = match mode {
+            SessionMode::Gate => None,
+            SessionMode::ProxyExec => Some(
+                spawn_sandbox(m, &row.id, &repo)
+                    .await
+                    .map_err(|e| (ErrorCode::Internal, e.to_string()))?,
+            ),
+        };
+        let state = Arc::new(SessionState::new(
+            row.id.clone(),
+            mode,
+            repo.clone(),
+            fencing,
+            sandbox,
+            eval_ctx(m, &repo),
+        ));
+        let resumed = SessionStarted {
+            session: Some(row.id.clone()),
+            resumed: Some(true),
+            lease_owner: Some(m.owner.clone()),
+            fencing_token: Some(fencing),
+            mode: Some(row.mode.clone()),
+            ..SessionStarted::new(row.intendant.clone(), row.repo.clone())
+        };
+        m.record(Some(&row.id), &resumed)
+            .await
+            .map_err(|e| (ErrorCode::Internal, format!("journal: {e}")))?;
+        m.sessions.insert(hash, state.clone());
+        Ok(state)
+    }
+}

@@ -1,0 +1,179 @@
+//! Durable daemon state in SQLite: sessions (with leases), call ids (replay protection), pending
+//! approvals and the projection outbox.
+//!
+//! All methods are blocking; async callers go through `spawn_blocking`. One connection behind a
+//! mutex is enough: every statement is short, and WAL keeps readers (`agp sessions`) off the
+//! writer's back.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+mod outbox;
+mod pending;
+mod schema;
+mod sessions;
+#[cfg(test)]
+mod tests;
+
+use schema::MIGRATIONS;
+pub use schema::SCHEMA_VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state database schema version {found} is newer than this agp understands ({known})")]
+    TooNew { found: i64, known: i64 },
+    #[error("state database: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionRow {
+    pub id: String,
+    pub intendant: String,
+    pub repo: String,
+    pub task: String,
+    pub mode: String,
+    pub status: String,
+    pub started_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    pub lease_owner: String,
+    pub fencing_token: i64,
+    pub heartbeat_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRow {
+    pub session: String,
+    pub call_id: String,
+    pub input_sha256: String,
+    pub request_json: String,
+    pub expires_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub kind: String,
+    pub session: Option<String>,
+    pub body_json: String,
+    pub attempts: i64,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const SESSION_COLUMNS: &str =
+    "id, intendant, repo, task, mode, status, started_at_ms, ended_at_ms, \
+     lease_owner, fencing_token, heartbeat_ms";
+
+fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        intendant: r.get(1)?,
+        repo: r.get(2)?,
+        task: r.get(3)?,
+        mode: r.get(4)?,
+        status: r.get(5)?,
+        started_at_ms: r.get(6)?,
+        ended_at_ms: r.get(7)?,
+        lease_owner: r.get(8)?,
+        fencing_token: r.get(9)?,
+        heartbeat_ms: r.get(10)?,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // Created 0600 by us: SQLite gives its -wal and -shm files the database file's mode.
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| {
+                    StoreError::Invalid(format!("cannot create {}: {e}", path.display()))
+                })?;
+        }
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// Opens without creating or migrating: for read-only operator commands.
+    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if version < SCHEMA_VERSION {
+            return Err(StoreError::Invalid(format!(
+                "schema version {version}, expected {SCHEMA_VERSION} (start the daemon once to migrate)"
+            )));
+        }
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    #[cfg(test)]
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL: readers never block the daemon; NORMAL is durable across process crashes (the
+        // journal, not this database, is the record of truth for what happened).
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(migration)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite itself consistent (statements are
+        // atomic), so a poisoned lock is safe to keep using.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// `PRAGMA quick_check`: "ok" when the file is sound.
+    pub fn quick_check(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))?)
+    }
+}

@@ -1,0 +1,467 @@
+//! Tests of the loop through the real socket with the real blocking client. The journal, policy,
+//! channel and sandbox here are small in-test implementations of the contracts (the integration
+//! tests under crates/agp/tests use the real ones).
+
+mod calls;
+mod gateway;
+mod restart;
+mod sessions;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agp_contracts::sandbox::{PreflightCheck, PreflightReport};
+use agp_contracts::{
+    AppendReceipt, ApprovalChannel, ApprovalOutcome, ApprovalRequest, ApprovalSpec, Approver,
+    BoxFuture, ChannelError, Decision, EvalContext, ExecOutput, ExecRequest, Isolation, Journal,
+    JournalError, PolicyEngine, SandboxError, SandboxProvider, SandboxSpec, ToolCall, Verdict,
+};
+use agp_gateway::{Client, ClientError, ErrorCode, SessionMode, ToolCallRequest, ToolCallResult};
+use serde_json::{json, Value};
+
+use crate::exec::Provider;
+use crate::{Daemon, DaemonConfig, Parts, Redactor, SessionInfo, SessionParams};
+
+#[derive(Default)]
+struct MemJournal {
+    events: Mutex<Vec<(String, Option<String>, Value)>>,
+    broken: AtomicBool,
+    /// Bodies that are not exactly their kind's typed body; every reader of this journal
+    /// asserts there are none.
+    untyped: Mutex<Vec<String>>,
+}
+
+impl Journal for MemJournal {
+    fn append(
+        &self,
+        kind: &str,
+        session: Option<&str>,
+        body: Value,
+    ) -> Result<AppendReceipt, JournalError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(JournalError::Unavailable("disk on fire".into()));
+        }
+        // The real journal refuses non-canonical bodies; so does this one.
+        agp_contracts::canonical::to_canonical_string(&body)
+            .map_err(|e| JournalError::Refused(e.to_string()))?;
+        if let Err(e) = agp_contracts::events::check_body(kind, &body) {
+            self.untyped.lock().unwrap().push(e);
+        }
+        let mut ev = self.events.lock().unwrap();
+        ev.push((kind.to_owned(), session.map(str::to_owned), body));
+        Ok(AppendReceipt {
+            seq: ev.len() as u64 - 1,
+            leaf_hash: [0; 32],
+        })
+    }
+}
+
+impl MemJournal {
+    /// Every body the daemon wrote is exactly its kind's typed body.
+    fn assert_typed(&self) {
+        let untyped = self.untyped.lock().unwrap();
+        assert!(
+            untyped.is_empty(),
+            "bodies unlike their types: {untyped:#?}"
+        );
+    }
+    fn kinds(&self) -> Vec<String> {
+        self.assert_typed();
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.0.clone())
+            .collect()
+    }
+    fn of(&self, kind: &str) -> Vec<Value> {
+        self.assert_typed();
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.0 == kind)
+            .map(|e| e.2.clone())
+            .collect()
+    }
+    fn dump(&self) -> String {
+        serde_json::to_string(
+            &*self
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|e| (&e.0, &e.2))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap()
+    }
+}
+
+/// Bash containing "rm" → deny; Write → require (remembered 60 s when the path says so); Edit →
+/// require with quorum 2; everything else allow.
+struct RulePolicy;
+
+impl PolicyEngine for RulePolicy {
+    fn evaluate(&self, call: &ToolCall, _ctx: &EvalContext) -> Verdict {
+        let cmd = call
+            .input
+            .get("command")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let path = call
+            .input
+            .get("file_path")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let (decision, rule, approval) = match call.tool.as_str() {
+            "Bash" if cmd.contains("rm ") => (Decision::Deny, "no-rm", None),
+            "Write" => (
+                Decision::Require,
+                "writes",
+                Some(ApprovalSpec {
+                    approvers: vec![],
+                    quorum: 1,
+                    remember_secs: path.contains("remember").then_some(60),
+                }),
+            ),
+            "Edit" => (
+                Decision::Require,
+                "edits",
+                Some(ApprovalSpec {
+                    approvers: vec![],
+                    quorum: 2,
+                    remember_secs: None,
+                }),
+            ),
+            _ => (Decision::Allow, "default-allow", None),
+        };
+        Verdict {
+            decision,
+            reason: format!("rule {rule}"),
+            rule_id: Some(rule.into()),
+            deciding_part: None,
+            policy_sha256: "p0".into(),
+            approval,
+            parts: vec![],
+        }
+    }
+    fn policy_sha256(&self) -> String {
+        "p0".into()
+    }
+}
+
+/// Answers from a queue; an empty queue never answers (a human who walked away).
+#[derive(Default)]
+struct QueueChannel {
+    answers: Mutex<VecDeque<ApprovalOutcome>>,
+    asked: AtomicUsize,
+    projected: Mutex<Vec<String>>,
+}
+
+impl ApprovalChannel for QueueChannel {
+    fn name(&self) -> &str {
+        "queue"
+    }
+    fn request_approval<'a>(
+        &'a self,
+        _r: &'a ApprovalRequest,
+    ) -> BoxFuture<'a, Result<ApprovalOutcome, ChannelError>> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        let next = self.answers.lock().unwrap().pop_front();
+        Box::pin(async move {
+            match next {
+                Some(o) => Ok(o),
+                None => std::future::pending().await,
+            }
+        })
+    }
+    fn project<'a>(
+        &'a self,
+        kind: &'a str,
+        _s: Option<&'a str>,
+        b: &'a Value,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
+        // The channel's tests read `projected`: a body unlike its type shows up there.
+        let kind = match agp_contracts::events::check_body(kind, b) {
+            Ok(()) => kind.to_owned(),
+            Err(e) => format!("untyped {kind}: {e}"),
+        };
+        self.projected.lock().unwrap().push(kind);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Runs commands on the host (isolates nothing): enough for the loop's tests.
+struct HostProvider;
+
+impl SandboxProvider for HostProvider {
+    type Session = PathBuf;
+    fn spawn(&self, spec: &SandboxSpec) -> Result<PathBuf, SandboxError> {
+        Ok(spec.repo.clone())
+    }
+    fn exec(&self, _s: &PathBuf, r: &ExecRequest) -> Result<ExecOutput, SandboxError> {
+        let out = std::process::Command::new(&r.argv[0])
+            .args(&r.argv[1..])
+            .current_dir(&r.cwd)
+            .output()?;
+        Ok(ExecOutput {
+            exit_code: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+            timed_out: false,
+            duration_ms: 0,
+            truncated: false,
+            ..Default::default()
+        })
+    }
+    fn teardown(&self, _s: PathBuf) -> Result<(), SandboxError> {
+        Ok(())
+    }
+    fn isolation(&self) -> Isolation {
+        Isolation {
+            provider: "host-test".into(),
+            network_isolated: false,
+            filesystem_isolated: false,
+            pid_isolated: false,
+            caveats: vec![],
+        }
+    }
+    fn preflight(&self, _s: &PathBuf) -> Result<PreflightReport, SandboxError> {
+        Ok(PreflightReport {
+            provider: "host-test".into(),
+            passed: true,
+            checks: vec![PreflightCheck {
+                name: "test".into(),
+                passed: true,
+                detail: "".into(),
+            }],
+            duration_ms: 0,
+        })
+    }
+}
+
+struct SecretRedactor;
+impl Redactor for SecretRedactor {
+    fn redact_value(&self, v: &Value) -> Value {
+        serde_json::from_str(&self.redact_text(&v.to_string())).unwrap()
+    }
+    fn redact_text(&self, t: &str) -> String {
+        t.replace("sk-SECRET", "[REDACTED]")
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    repo: PathBuf,
+    config: DaemonConfig,
+    journal: Arc<MemJournal>,
+    channel: Arc<QueueChannel>,
+    rt: tokio::runtime::Runtime,
+    daemon: Arc<Daemon>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn parts(journal: &Arc<MemJournal>, channel: &Arc<QueueChannel>) -> Parts {
+    Parts {
+        journal: journal.clone(),
+        policy: Arc::new(RulePolicy),
+        channel: channel.clone(),
+        sandbox: Some(Arc::new(Provider(Arc::new(HostProvider)))),
+        redactor: Arc::new(SecretRedactor),
+    }
+}
+
+/// A tempdir holding a repository and a daemon config (home, run dir) of its own.
+fn world() -> (tempfile::TempDir, PathBuf, DaemonConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let config = DaemonConfig::new(dir.path().join("home"), dir.path().to_path_buf());
+    (dir, repo, config)
+}
+
+/// The runtime a daemon under test runs on.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A session for intendant `t` in `repo`, opened directly on the daemon.
+fn open_session(
+    rt: &tokio::runtime::Runtime,
+    daemon: &Daemon,
+    repo: &Path,
+    mode: SessionMode,
+) -> SessionInfo {
+    rt.block_on(daemon.open_session(SessionParams {
+        intendant: "t".into(),
+        repo: repo.to_path_buf(),
+        task: String::new(),
+        mode,
+    }))
+    .unwrap()
+}
+
+/// A first daemon (on `config`, journaling to `journal`) that dies, its runtime dropped without
+/// shutdown, while a client's call `p1` waits for an approval from a channel that never
+/// answers. The client learns nothing good: its connection died (the hook turns that into deny).
+fn die_with_a_pending_approval(config: &DaemonConfig, repo: &Path, journal: &Arc<MemJournal>) {
+    let rt = runtime();
+    let daemon = rt
+        .block_on(Daemon::start(
+            config.clone(),
+            parts(journal, &Arc::new(QueueChannel::default())),
+        ))
+        .unwrap();
+    let token = open_session(&rt, &daemon, repo, SessionMode::Gate).token;
+    rt.spawn(daemon.clone().serve(std::future::pending()));
+    let sock = config.socket_path();
+    let waiter = std::thread::spawn(move || {
+        let mut c = Client::connect(&sock, Duration::from_secs(10)).unwrap();
+        c.hello(&token).unwrap();
+        c.request(&write("p1", "x"))
+    });
+    while journal.of("approval.requested").is_empty() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    rt.shutdown_background();
+    drop(daemon);
+    assert!(waiter.join().unwrap().is_err());
+}
+
+/// A session opened on a first daemon (on `config`, journaling to `journal`) that then stops
+/// without ending it, its runtime dropped.
+fn a_session_of_a_stopped_daemon(
+    config: &DaemonConfig,
+    repo: &Path,
+    journal: &Arc<MemJournal>,
+) -> SessionInfo {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let daemon = rt
+        .block_on(Daemon::start(
+            config.clone(),
+            parts(journal, &Arc::new(QueueChannel::default())),
+        ))
+        .unwrap();
+    let opened = open_session(&rt, &daemon, repo, SessionMode::Gate);
+    drop(daemon);
+    drop(rt);
+    opened
+}
+
+impl Fixture {
+    fn new(approval_timeout: Duration) -> Self {
+        let (dir, repo, mut config) = world();
+        config.approval_timeout = approval_timeout;
+        let journal = Arc::new(MemJournal::default());
+        let channel = Arc::new(QueueChannel::default());
+        Self::with(dir, repo, config, journal, channel)
+    }
+
+    fn with(
+        dir: tempfile::TempDir,
+        repo: PathBuf,
+        config: DaemonConfig,
+        journal: Arc<MemJournal>,
+        channel: Arc<QueueChannel>,
+    ) -> Self {
+        let rt = runtime();
+        let daemon = rt
+            .block_on(Daemon::start(config.clone(), parts(&journal, &channel)))
+            .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let served = rt.spawn(daemon.clone().serve(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            _dir: dir,
+            repo,
+            config,
+            journal,
+            channel,
+            rt,
+            daemon,
+            stop: Some(tx),
+            served: Some(served),
+        }
+    }
+
+    fn session(&self, mode: SessionMode) -> String {
+        let params = SessionParams {
+            intendant: "test".into(),
+            repo: self.repo.clone(),
+            task: "t sk-SECRET".into(),
+            mode,
+        };
+        self.rt
+            .block_on(self.daemon.open_session(params))
+            .unwrap()
+            .token
+    }
+
+    fn client(&self, token: &str) -> Client {
+        let mut c = Client::connect(&self.config.socket_path(), Duration::from_secs(20)).unwrap();
+        c.hello(token).unwrap();
+        c
+    }
+
+    fn daemon_store_session(&self, id: &str) -> crate::store::SessionRow {
+        crate::store::Store::open_existing(&self.config.state_db)
+            .unwrap()
+            .session(id)
+            .unwrap()
+            .unwrap()
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+            let _ = self.rt.block_on(self.served.take().unwrap());
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn bash(id: &str, command: &str) -> ToolCallRequest {
+    ToolCallRequest {
+        id: id.into(),
+        tool_use_id: None,
+        tool: "Bash".into(),
+        input: json!({"command": command}),
+        cwd: String::new(),
+    }
+}
+
+fn write(id: &str, path: &str) -> ToolCallRequest {
+    ToolCallRequest {
+        id: id.into(),
+        tool_use_id: Some("toolu_x".into()),
+        tool: "Write".into(),
+        input: json!({"file_path": path, "content": "x"}),
+        cwd: String::new(),
+    }
+}
+
+fn human(id: &str) -> Approver {
+    Approver {
+        id: id.into(),
+        name: id.into(),
+        via: "terminal".into(),
+    }
+}

@@ -1,0 +1,231 @@
+//! Session lifecycle: integrity check at the end, the admin channel, projections, hang-ups and
+//! cancelled approvals.
+
+use super::*;
+
+/// Whatever a session leaves in its repository is checked when it ends: planted items are
+/// neutralized and the report is journaled before `session.ended`; what was there before is
+/// reported as pre-existing and kept.
+#[test]
+fn ending_a_session_journals_the_integrity_report_and_quarantines_what_it_left() {
+    let mut f = Fixture::new(Duration::from_secs(5));
+    std::os::unix::fs::symlink("/usr/share", f.repo.join("old-link")).unwrap();
+    let token = f.session(SessionMode::Gate);
+    let mut c = f.client(&token);
+    std::os::unix::fs::symlink("/root/.ssh", f.repo.join("ssh")).unwrap();
+    let hooks = f.repo.join("sub/.git/hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    std::fs::create_dir_all(f.repo.join("sub/.git/objects")).unwrap();
+    std::fs::create_dir_all(f.repo.join("sub/.git/refs")).unwrap();
+    std::fs::write(f.repo.join("sub/.git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(hooks.join("pre-commit"), "#!/bin/sh\nid\n").unwrap();
+    c.end_session(Some("completed")).unwrap();
+    f.stop();
+
+    let kinds = f.journal.kinds();
+    let at = |k: &str| kinds.iter().position(|x| x == k).unwrap();
+    assert!(at("session.integrity") < at("session.ended"), "{kinds:?}");
+    let body = &f.journal.of("session.integrity")[0];
+    let findings = body["report"]["findings"].as_array().unwrap();
+    let by_path = |p: &str| findings.iter().find(|x| x["path"] == p).unwrap().clone();
+    let quarantine = f
+        .config
+        .agp_home
+        .join("quarantine")
+        .join(body["session"].as_str().unwrap());
+    assert_eq!(by_path("ssh")["action"], "quarantined");
+    assert_eq!(by_path("sub/.git")["action"], "quarantined");
+    assert_eq!(by_path("old-link")["origin"], "pre_existing");
+    assert_eq!(by_path("old-link")["action"], "kept");
+    assert!(f.repo.join("old-link").symlink_metadata().is_ok());
+    assert!(f.repo.join("ssh").symlink_metadata().is_err());
+    assert!(quarantine.join("sub/.git/hooks/pre-commit").exists());
+    assert_eq!(body["by_session"], 2);
+    assert_eq!(body["not_neutralized"], 0);
+}
+
+#[test]
+fn admin_channel_opens_a_session_and_ending_it_closes_the_token() {
+    let f = Fixture::new(Duration::from_secs(5));
+    let admin = std::fs::read_to_string(f.config.admin_token_path()).unwrap();
+    let mut c = Client::connect(&f.config.socket_path(), Duration::from_secs(5)).unwrap();
+    let opened = c
+        .open_session(
+            &admin,
+            "claude-code",
+            f.repo.to_str().unwrap(),
+            "fix it",
+            SessionMode::Gate,
+        )
+        .unwrap();
+    let mut s = f.client(&opened.token);
+    assert!(s.request(&bash("a1", "ls")).unwrap().is_allow());
+    s.end_session(Some("completed")).unwrap();
+    let mut again = Client::connect(&f.config.socket_path(), Duration::from_secs(5)).unwrap();
+    assert!(again.hello(&opened.token).is_err());
+    assert_eq!(f.journal.of("session.ended").len(), 1);
+    // Projections reach the channel through the outbox.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !f
+        .channel
+        .projected
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|k| k == "session.ended")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "session.ended never projected"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A channel whose projections always fail.
+struct BrokenProjector(QueueChannel);
+impl ApprovalChannel for BrokenProjector {
+    fn name(&self) -> &str {
+        "broken"
+    }
+    fn request_approval<'a>(
+        &'a self,
+        r: &'a ApprovalRequest,
+    ) -> BoxFuture<'a, Result<ApprovalOutcome, ChannelError>> {
+        self.0.request_approval(r)
+    }
+    fn project<'a>(
+        &'a self,
+        _k: &'a str,
+        _s: Option<&'a str>,
+        _b: &'a Value,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async {
+            Err(ChannelError::Failed {
+                channel: "broken".into(),
+                message: "down".into(),
+            })
+        })
+    }
+}
+
+#[test]
+fn a_failing_projection_is_retried_with_backoff_and_never_blocks_calls() {
+    let (_dir, repo, config) = world();
+    let journal = Arc::new(MemJournal::default());
+    let rt = runtime();
+    let mut p = parts(&journal, &Arc::new(QueueChannel::default()));
+    p.channel = Arc::new(BrokenProjector(QueueChannel::default()));
+    let daemon = rt.block_on(Daemon::start(config.clone(), p)).unwrap();
+    let token = open_session(&rt, &daemon, &repo, SessionMode::Gate).token;
+    rt.spawn(daemon.clone().serve(std::future::pending()));
+    let mut c = Client::connect(&config.socket_path(), Duration::from_secs(10)).unwrap();
+    c.hello(&token).unwrap();
+    // Calls go through while the channel is down (denials are queued too).
+    assert_eq!(c.request(&bash("d1", "rm x")).unwrap().decision, "deny");
+    assert!(c.request(&bash("a1", "ls")).unwrap().is_allow());
+    let store = crate::store::Store::open_existing(&config.state_db).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let due_later = store.due_outbox(i64::MAX, 10).unwrap();
+        if due_later.len() == 2 && due_later.iter().all(|r| r.attempts >= 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "projections were not attempted: {due_later:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Failed attempts wait for their backoff instead of being retried at once.
+    assert!(store
+        .due_outbox(crate::util::now_ms(), 10)
+        .unwrap()
+        .is_empty());
+    rt.shutdown_background();
+}
+
+#[test]
+fn an_agent_that_hangs_up_during_an_approval_gets_its_approval_settled_and_nothing_runs() {
+    use std::io::Write;
+    let f = Fixture::new(Duration::from_secs(60));
+    let token = f.session(SessionMode::ProxyExec);
+    {
+        let mut raw = std::os::unix::net::UnixStream::connect(f.config.socket_path()).unwrap();
+        let hello = serde_json::json!({"type": "hello", "protocol": 1, "token": token});
+        let call = serde_json::json!({"type": "tool_call_request", "id": "w1", "tool": "Write",
+                                      "input": {"file_path": "gone.txt", "content": "x"}, "cwd": ""});
+        raw.write_all(format!("{hello}\n{call}\n").as_bytes())
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while f.journal.of("approval.requested").is_empty() {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    } // The agent hangs up while the approval is pending.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while f.journal.of("approval.denied").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "abandoned approval never settled: {}",
+            f.journal.dump()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let denied = &f.journal.of("approval.denied")[0];
+    assert!(
+        denied["reason"].as_str().unwrap().contains("disconnected"),
+        "{denied}"
+    );
+    assert!(f.journal.of("tool_call.result").is_empty());
+    assert!(!f.repo.join("gone.txt").exists());
+    let store = crate::store::Store::open_existing(&f.config.state_db).unwrap();
+    assert!(store.pending().unwrap().is_empty());
+}
+
+#[test]
+fn ending_a_session_cancels_its_pending_approval_before_it_ends() {
+    let f = Fixture::new(Duration::from_secs(60));
+    let session = open_session(&f.rt, &f.daemon, &f.repo, SessionMode::ProxyExec);
+    let sock = f.config.socket_path();
+    let token = session.token.clone();
+    let waiter = std::thread::spawn(move || {
+        let mut c = Client::connect(&sock, Duration::from_secs(30)).unwrap();
+        c.hello(&token).unwrap();
+        c.request(&write("w1", "late.txt"))
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while f.journal.of("approval.requested").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{}", f.journal.dump());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f.rt.block_on(f.daemon.end_session(&session.id, "interrupted"))
+        .unwrap();
+    // The prompt is withdrawn and the agent is denied; nothing runs.
+    let reply = waiter.join().unwrap().unwrap();
+    assert_eq!(reply.decision, "deny");
+    assert!(!f.repo.join("late.txt").exists());
+    let kinds: Vec<String> = f
+        .journal
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, _, _)| k.clone())
+        .collect();
+    let denied = kinds.iter().position(|k| k == "approval.denied").unwrap();
+    let ended = kinds.iter().position(|k| k == "session.ended").unwrap();
+    assert!(denied < ended, "{kinds:?}");
+    let body = &f.journal.of("approval.denied")[0];
+    assert_eq!(body["cancelled"], true);
+    assert_eq!(body["call_id"], "w1");
+    assert!(
+        body["reason"].as_str().unwrap().contains("interrupted"),
+        "{body}"
+    );
+    // Settled once: the withdrawn prompt's own conclusion found it resolved.
+    assert_eq!(f.journal.of("approval.denied").len(), 1);
+    assert_eq!(f.journal.of("session.ended")[0]["status"], "interrupted");
+    let store = crate::store::Store::open_existing(&f.config.state_db).unwrap();
+    assert!(store.pending().unwrap().is_empty());
+}

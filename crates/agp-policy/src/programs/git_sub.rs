@@ -1,0 +1,382 @@
+//! git subcommand dispatch: each subcommand's grammar, then what its operands mean (a path
+//! `git diff` reads, the directory `git clone` writes, the command `bisect run` runs).
+
+use super::git::{config, config_pair};
+use super::git_misc::*;
+use super::git_tables::*;
+use super::git_xfer::*;
+use super::grammar::{parse, Grammar};
+use super::{Effects, Parsed};
+use crate::shell::Word;
+
+/// Merge strategies git ships; any other name runs `git-merge-NAME` found on `PATH`.
+fn strategy_check(p: &Parsed, fx: &mut Effects) {
+    for o in p.find("strategy") {
+        if let Some(s) = &o.value {
+            if s.dynamic
+                || !matches!(
+                    s.text.as_str(),
+                    "ort" | "recursive" | "resolve" | "octopus" | "ours" | "subtree"
+                )
+            {
+                fx.code(format!(
+                    "git merge strategy `{}` runs the program git-merge-{} found on PATH",
+                    s.text, s.text
+                ));
+            }
+        }
+    }
+}
+
+/// A `clone` source that is a local path (not `host:path` or `scheme://`): it is read.
+fn local_source(w: &Word) -> bool {
+    w.dynamic || !(w.text.contains("://") || w.text.contains(':'))
+}
+
+/// Parses `rest` with `g` and applies the generic effects.
+fn run(name: &str, g: &Grammar, rest: &[Word], fx: &mut Effects) -> Parsed {
+    let p = parse(g, rest);
+    fx.apply_generic(&format!("git {name}"), &p);
+    p
+}
+
+pub(super) fn subcommand(name: &str, rest: &[Word], fx: &mut Effects) {
+    let unknown = |fx: &mut Effects, why: String| fx.unknown.push(why);
+    match name {
+        "status" => drop(run(name, &STATUS, rest, fx)),
+        "add" => drop(run(name, &ADD, rest, fx)),
+        "commit" => drop(run(name, &COMMIT, rest, fx)),
+        "branch" => drop(run(name, &BRANCH, rest, fx)),
+        "checkout" => drop(run(name, &CHECKOUT, rest, fx)),
+        "switch" => drop(run(name, &SWITCH, rest, fx)),
+        "restore" => drop(run(name, &RESTORE, rest, fx)),
+        "tag" => drop(run(name, &TAG, rest, fx)),
+        "rev-parse" => drop(run(name, &REV_PARSE, rest, fx)),
+        "ls-files" => drop(run(name, &LS_FILES, rest, fx)),
+        "blame" | "annotate" => drop(run(name, &BLAME, rest, fx)),
+        "reset" => drop(run(name, &RESET, rest, fx)),
+        "clean" => drop(run(name, &CLEAN, rest, fx)),
+        "rm" => drop(run(name, &RM, rest, fx)),
+        "mv" => drop(run(name, &MV, rest, fx)),
+        "describe" => drop(run(name, &DESCRIBE, rest, fx)),
+        "show-ref" => drop(run(name, &SHOW_REF, rest, fx)),
+        "for-each-ref" => drop(run(name, &FOR_EACH_REF, rest, fx)),
+        "ls-tree" => drop(run(name, &LS_TREE, rest, fx)),
+        "cat-file" => drop(run(name, &CAT_FILE, rest, fx)),
+        "merge-base" => drop(run(name, &MERGE_BASE, rest, fx)),
+        "check-ignore" => drop(run(name, &CHECK_IGNORE, rest, fx)),
+        "count-objects" => drop(run(name, &COUNT_OBJECTS, rest, fx)),
+        "help" => drop(run(name, &HELP, rest, fx)),
+        "version" => drop(run(name, &VERSION, rest, fx)),
+        "var" | "write-tree" => drop(run(name, &VAR, rest, fx)),
+        "ls-remote" => drop(run(name, &LS_REMOTE, rest, fx)),
+        "fetch" => drop(run(name, &FETCH, rest, fx)),
+        "push" => drop(run(name, &PUSH, rest, fx)),
+        "log" | "show" | "whatchanged" | "rev-list" | "diff-tree" | "diff-index" | "diff-files" => {
+            drop(run(name, &DIFF_LOG, rest, fx))
+        }
+        "format-patch" => drop(run(name, &FORMAT_PATCH, rest, fx)),
+        "diff" => {
+            // `git diff A B` compares two files on disk when either is outside the work tree
+            // (with or without --no-index), so every operand may be a path it reads.
+            let p = run(name, &DIFF_ONLY, rest, fx);
+            fx.reads.extend(p.operands);
+        }
+        "grep" => {
+            let p = run(name, &GREP, rest, fx);
+            if p.has("no-index") {
+                fx.reads.extend(p.operands);
+            }
+        }
+        "merge" | "pull" | "rebase" | "cherry-pick" | "revert" => {
+            let g = match name {
+                "merge" => &MERGE,
+                "pull" => &PULL,
+                "rebase" => &REBASE,
+                _ => &PICK,
+            };
+            let p = run(name, g, rest, fx);
+            strategy_check(&p, fx);
+        }
+        "clone" => {
+            let p = run(name, &CLONE, rest, fx);
+            for o in p.find("config") {
+                config_pair(fx, "clone --config", o.value.as_ref());
+            }
+            if let Some(src) = p.operands.first().filter(|w| local_source(w)) {
+                fx.reads.push(src.clone());
+            }
+            fx.writes.extend(p.operands.get(1).cloned());
+        }
+        "init" => {
+            let p = run(name, &INIT, rest, fx);
+            fx.writes.extend(p.operands);
+        }
+        "config" => {
+            let p = run(name, &CONFIG, rest, fx);
+            config(&p, fx);
+        }
+        "apply" | "am" => {
+            let p = run(name, if name == "apply" { &APPLY } else { &AM }, rest, fx);
+            fx.reads.extend(p.operands);
+        }
+        "hash-object" => {
+            let p = run(name, &HASH_OBJECT, rest, fx);
+            fx.reads.extend(p.operands);
+        }
+        "archive" => {
+            let p = run(name, &ARCHIVE, rest, fx);
+            if p.has("remote") {
+                unknown(
+                    fx,
+                    "git archive --remote reaches another repository over the network".into(),
+                );
+            }
+        }
+        "difftool" | "mergetool" => fx.code(format!(
+            "git {name} runs an external diff or merge tool program"
+        )),
+        "stash" => stash(rest, fx),
+        "worktree" => worktree(rest, fx),
+        "remote" => {
+            let p = run(name, &REMOTE, rest, fx);
+            let verb = p.operands.first().map_or("", |w| w.text.as_str());
+            if matches!(verb, "show" | "prune" | "update") || (verb == "add" && p.has_short('f')) {
+                unknown(
+                    fx,
+                    format!("git remote {verb} contacts the remote over the network"),
+                );
+            }
+        }
+        "reflog" => {
+            let verb = rest.first().map_or("show", |w| w.text.as_str());
+            match verb {
+                "expire" | "delete" | "exists" | "list" => {
+                    drop(run(name, &REFLOG_WRITE, &rest[1..], fx))
+                }
+                "show" => drop(run(name, &DIFF_LOG, &rest[1..], fx)),
+                _ => drop(run(name, &DIFF_LOG, rest, fx)),
+            }
+        }
+        "bisect" => {
+            let verb = rest.first().map_or("", |w| w.text.as_str());
+            match verb {
+                "run" => fx.code("git bisect run runs a command for every step of the bisection"),
+                "replay" => fx.reads.extend(rest.get(1).cloned()),
+                "" | "start" | "bad" | "good" | "new" | "old" | "skip" | "reset" | "terms"
+                | "log" | "next" | "help" => {}
+                other => unknown(
+                    fx,
+                    format!("git bisect {other} is not in agp's model of git"),
+                ),
+            }
+        }
+        "submodule" => {
+            let p = run(name, &SUBMODULE, rest, fx);
+            match p.operands.first().map(|w| w.text.as_str()) {
+                None | Some("status") | Some("summary") => {}
+                Some("foreach") => {
+                    fx.code("git submodule foreach runs a shell command in every submodule")
+                }
+                Some(other) => unknown(
+                    fx,
+                    format!("git submodule {other} fetches or checks out other repositories"),
+                ),
+            }
+        }
+        _ => unknown(
+            fx,
+            format!(
+                "git {name} is not in agp's model of git (an alias or an unmodeled subcommand)"
+            ),
+        ),
+    }
+    drop_streams(fx);
+}
+
+/// `-` means stdin or stdout, not a file.
+fn drop_streams(fx: &mut Effects) {
+    fx.reads.retain(|w| w.dynamic || w.text != "-");
+    fx.writes.retain(|w| w.dynamic || w.text != "-");
+}
+
+/// `git stash [push] …`, `stash show` (diff options), `stash list` (log options).
+fn stash(rest: &[Word], fx: &mut Effects) {
+    let verb = rest
+        .first()
+        .filter(|w| !w.text.starts_with('-') || w.dynamic)
+        .map(|w| w.text.as_str());
+    let args = if verb.is_some() { &rest[1..] } else { rest };
+    let g = match verb {
+        Some("show") | Some("list") => &DIFF_LOG,
+        Some("pop") | Some("apply") | Some("drop") => &QUIET,
+        Some("clear") => &NONE,
+        None | Some("push") | Some("save") | Some("branch") | Some("create") | Some("store") => {
+            &STASH
+        }
+        Some(other) => {
+            fx.unknown
+                .push(format!("git stash {other} is not in agp's model of git"));
+            return;
+        }
+    };
+    drop(run("stash", g, args, fx));
+}
+
+/// `git worktree add PATH`, `move A B`, `remove PATH`, `repair PATH…` write those paths.
+fn worktree(rest: &[Word], fx: &mut Effects) {
+    let p = run("worktree", &WORKTREE, rest, fx);
+    let verb = p.operands.first().map_or("", |w| w.text.as_str());
+    let args = p.operands.get(1..).unwrap_or(&[]);
+    match verb {
+        "add" => fx.writes.extend(args.first().cloned()),
+        "move" | "remove" | "repair" => fx.writes.extend(args.iter().cloned()),
+        "list" | "prune" | "lock" | "unlock" => {}
+        other => fx
+            .unknown
+            .push(format!("git worktree {other} is not in agp's model of git")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::git::model;
+    use super::super::spec::{check, Want::*};
+
+    #[test]
+    fn everyday_commands_are_clean() {
+        check(
+            model,
+            &[
+                ("status --short", Clean),
+                ("status -sb", Clean),
+                ("log --oneline -n 10", Clean),
+                ("log -5 --stat", Clean),
+                ("log -10 --format='%H %s'", Clean),
+                ("log --graph --decorate --all", Clean),
+                ("show HEAD", Clean),
+                ("show --stat HEAD~2", Clean),
+                ("add -A", Clean),
+                ("add src/main.rs", Clean),
+                ("commit -m 'feat: x'", Clean),
+                ("commit -am x", Clean),
+                ("checkout -b feature/x", Clean),
+                ("switch -c y", Clean),
+                ("restore --staged a.rs", Clean),
+                ("stash", Clean),
+                ("stash pop", Clean),
+                ("stash list", Clean),
+                ("stash show -p stash@{0}", Clean),
+                ("branch -a", Clean),
+                ("branch --show-current", Clean),
+                ("merge --no-ff feature", Clean),
+                ("tag -a v1 -m release", Clean),
+                ("rev-parse --abbrev-ref HEAD", Clean),
+                ("rev-parse --show-toplevel", Clean),
+                ("ls-files -m", Clean),
+                ("blame -L 10,20 src/main.rs", Clean),
+                ("grep -n TODO", Clean),
+                ("grep -3 foo -- src", Clean),
+                ("reset HEAD~1", Clean),
+                ("worktree list", Clean),
+                ("bisect start", Clean),
+                ("config --get user.name", Clean),
+            ],
+        );
+    }
+
+    #[test]
+    fn code_reads_writes_and_unknown() {
+        check(
+            model,
+            &[
+                ("log --ext-diff", Code),
+                ("log -p --ext-d", Code),
+                ("diff --textconv", Code),
+                ("show --textconv HEAD", Code),
+                ("stash show --ext-diff", Code),
+                (
+                    "diff --no-index /dev/null /root/.ssh/id_rsa",
+                    Reads("/root/.ssh/id_rsa"),
+                ),
+                ("diff /dev/null ~/.ssh/id_rsa", Reads("~/.ssh/id_rsa")),
+                ("diff HEAD~1 -- src/", Reads("src/")),
+                ("diff --output=/root/.bashrc", Writes("/root/.bashrc")),
+                ("log --output /tmp/x", Writes("/tmp/x")),
+                ("diff -O/etc/shadow", Reads("/etc/shadow")),
+                ("grep -O id foo", Code),
+                ("grep --open-files-in-pager=vi foo", Code),
+                ("grep --no-index secret /root/.ssh", Reads("/root/.ssh")),
+                ("grep -f /etc/shadow", Reads("/etc/shadow")),
+                ("rebase -x id main", Code),
+                ("rebase --exec=id main", Code),
+                ("rebase -ix id main", Code),
+                ("bisect run ./x.sh", Code),
+                ("difftool --extcmd=id", Code),
+                ("mergetool", Code),
+                ("fetch --upload-pack='sh -c id' origin", Code),
+                ("pull --upload-pack=x", Code),
+                ("push --receive-pack=x origin", Code),
+                ("push --exec=x origin", Code),
+                ("clone -u x /tmp/r", Code),
+                ("clone --template=/tmp/t https://h/r", Code),
+                ("clone -c core.fsmonitor=id https://h/r", Code),
+                (
+                    "clone --config=color.ui=auto https://h/r dir",
+                    Writes("dir"),
+                ),
+                ("clone /root/repo x", Reads("/root/repo")),
+                ("ls-remote --upload-pack=x .", Code),
+                ("archive --exec=x --remote=r HEAD", Code),
+                ("archive -o /root/x.tar HEAD", Writes("/root/x.tar")),
+                (
+                    "archive --add-file=/root/.ssh/id_rsa HEAD",
+                    Reads("/root/.ssh/id_rsa"),
+                ),
+                ("archive --remote=r HEAD", Unknown),
+                ("format-patch -o /tmp/p HEAD~3", Writes("/tmp/p")),
+                ("format-patch --ext-diff HEAD~1", Code),
+                ("merge -s evil x", Code),
+                ("merge --strategy=ort x", Clean),
+                ("pull -s evil", Code),
+                ("cherry-pick --strategy=x abc", Code),
+                ("commit -F /root/.ssh/id_rsa", Reads("/root/.ssh/id_rsa")),
+                ("commit --template=/etc/shadow", Reads("/etc/shadow")),
+                ("tag -F /etc/shadow v1", Reads("/etc/shadow")),
+                ("blame --contents /etc/shadow a.rs", Reads("/etc/shadow")),
+                ("add --pathspec-from-file=/etc/shadow", Reads("/etc/shadow")),
+                ("apply /tmp/x.patch", Reads("/tmp/x.patch")),
+                ("apply --unsafe-paths x.patch", Code),
+                ("am /tmp/mbox", Reads("/tmp/mbox")),
+                ("worktree add /tmp/wt", Writes("/tmp/wt")),
+                ("worktree add -b x ../wt main", Writes("../wt")),
+                ("worktree remove /tmp/wt", Writes("/tmp/wt")),
+                ("init /tmp/r", Writes("/tmp/r")),
+                ("init --template=/tmp/t", Code),
+                ("cat-file --textconv HEAD:a", Code),
+                ("cat-file --filters HEAD:a", Code),
+                ("hash-object /etc/shadow", Reads("/etc/shadow")),
+                ("submodule foreach id", Code),
+                ("submodule update --init", Unknown),
+                ("config core.hooksPath /tmp/hooks", Writes(".git/config")),
+                ("config --global alias.st '!id'", Writes("~/.gitconfig")),
+                ("config set --system a.b c", Writes("/etc/gitconfig")),
+                ("config --file /tmp/c a.b c", Writes("/tmp/c")),
+                (
+                    "config -f /root/.aws/credentials --list",
+                    Reads("/root/.aws/credentials"),
+                ),
+                ("config --unset core.pager", Writes(".git/config")),
+                ("config -e", Writes(".git/config")),
+                ("log --frobnicate", Unknown),
+                ("status --frob", Unknown),
+                ("commit --bogus", Unknown),
+                ("log $OPTS", Unknown),
+                ("stash frob", Unknown),
+                ("st", Unknown),
+                ("remote update", Unknown),
+                ("maintenance start", Unknown),
+            ],
+        );
+    }
+}

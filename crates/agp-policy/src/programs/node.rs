@@ -1,0 +1,285 @@
+//! node (node(1), "Command-line API"): its options before the script, `-e`/`-p` inline code,
+//! modules preloaded into the process, `--test`, and the script itself.
+//!
+//! Node reads options until the script (or `-`, or `--`); what follows belongs to the
+//! script. Preloads (`-r`, `--import`, `--loader`), env files (which can set NODE_OPTIONS),
+//! an inspector port and inline code cannot be judged; a script or test file outside the
+//! project is tooling pointed elsewhere.
+
+use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::{f, o, v};
+use super::Effects;
+use crate::shell::Word;
+
+const INLINE: &str = "is inline code";
+const LOADS: &str = "preloads a module, which runs its code";
+const ENV_FILE: &str = "loads an env file, which can set NODE_OPTIONS";
+const INSPECT: &str = "opens an inspector port that runs code sent to it";
+
+const OPTS: &[OptSpec] = &[
+    o('e', "eval", Required, RunsCode(INLINE)),
+    o('p', "print", Required, RunsCode(INLINE)),
+    f('c', "check"),
+    o(
+        'i',
+        "interactive",
+        Flag,
+        Dangerous("reads code from stdin (REPL)"),
+    ),
+    o('r', "require", Required, RunsCode(LOADS)),
+    o(' ', "import", Required, RunsCode(LOADS)),
+    o(' ', "loader", Required, RunsCode(LOADS)),
+    o(' ', "experimental-loader", Required, RunsCode(LOADS)),
+    o(' ', "env-file", Required, RunsCode(ENV_FILE)),
+    o(' ', "env-file-if-exists", Required, RunsCode(ENV_FILE)),
+    o(
+        ' ',
+        "openssl-config",
+        Required,
+        RunsCode("loads an OpenSSL config, which can load engines"),
+    ),
+    o(' ', "inspect", Optional, Dangerous(INSPECT)),
+    o(' ', "inspect-brk", Optional, Dangerous(INSPECT)),
+    o(' ', "inspect-wait", Optional, Dangerous(INSPECT)),
+    o(' ', "inspect-port", Required, Dangerous(INSPECT)),
+    o(
+        ' ',
+        "snapshot-blob",
+        Required,
+        RunsCode("loads a startup snapshot, which is code"),
+    ),
+    f(' ', "build-snapshot"),
+    f(' ', "test"),
+    f(' ', "watch"),
+    v(' ', "watch-path"),
+    f(' ', "watch-preserve-output"),
+    v(' ', "run"),
+    f(' ', "test-only"),
+    v(' ', "test-name-pattern"),
+    v(' ', "test-skip-pattern"),
+    v(' ', "test-concurrency"),
+    v(' ', "test-timeout"),
+    v(' ', "test-shard"),
+    f(' ', "test-update-snapshots"),
+    f(' ', "experimental-test-coverage"),
+    f(' ', "experimental-test-module-mocks"),
+    f(' ', "experimental-test-snapshots"),
+    v(' ', "test-reporter"),
+    o(' ', "test-reporter-destination", Required, WritesFile),
+    v(' ', "test-coverage-include"),
+    v(' ', "test-coverage-exclude"),
+    v(' ', "test-coverage-lines"),
+    v(' ', "test-coverage-branches"),
+    v(' ', "test-coverage-functions"),
+    v(' ', "input-type"),
+    v(' ', "experimental-default-type"),
+    f(' ', "experimental-strip-types"),
+    f(' ', "no-experimental-strip-types"),
+    f(' ', "experimental-transform-types"),
+    f(' ', "experimental-vm-modules"),
+    f(' ', "experimental-wasm-modules"),
+    f(' ', "experimental-json-modules"),
+    f(' ', "experimental-detect-module"),
+    f(' ', "no-experimental-detect-module"),
+    f(' ', "experimental-require-module"),
+    f(' ', "no-experimental-require-module"),
+    f(' ', "experimental-websocket"),
+    f(' ', "experimental-eventsource"),
+    f(' ', "experimental-fetch"),
+    f(' ', "no-experimental-fetch"),
+    f(' ', "experimental-global-webcrypto"),
+    f(' ', "no-experimental-global-navigator"),
+    f(' ', "experimental-print-required-tla"),
+    f(' ', "experimental-shadow-realm"),
+    f(' ', "experimental-sqlite"),
+    f(' ', "experimental-webstorage"),
+    f(' ', "experimental-top-level-await"),
+    f(' ', "experimental-import-meta-resolve"),
+    v(' ', "experimental-specifier-resolution"),
+    f(' ', "experimental-permission"),
+    f(' ', "permission"),
+    v(' ', "allow-fs-read"),
+    v(' ', "allow-fs-write"),
+    f(' ', "allow-child-process"),
+    f(' ', "allow-worker"),
+    f(' ', "allow-addons"),
+    f(' ', "allow-wasi"),
+    f(' ', "no-warnings"),
+    v(' ', "disable-warning"),
+    f(' ', "no-deprecation"),
+    f(' ', "throw-deprecation"),
+    f(' ', "trace-deprecation"),
+    f(' ', "trace-warnings"),
+    f(' ', "trace-uncaught"),
+    f(' ', "trace-exit"),
+    f(' ', "trace-sigint"),
+    f(' ', "pending-deprecation"),
+    f(' ', "enable-source-maps"),
+    v(' ', "max-old-space-size"),
+    v(' ', "max-semi-space-size"),
+    v(' ', "stack-size"),
+    v(' ', "stack-trace-limit"),
+    v(' ', "unhandled-rejections"),
+    f(' ', "preserve-symlinks"),
+    f(' ', "preserve-symlinks-main"),
+    v('C', "conditions"),
+    f(' ', "abort-on-uncaught-exception"),
+    v(' ', "title"),
+    v(' ', "disable-proto"),
+    f(' ', "frozen-intrinsics"),
+    f(' ', "no-addons"),
+    f(' ', "no-global-search-paths"),
+    f(' ', "jitless"),
+    f(' ', "expose-gc"),
+    f(' ', "zero-fill-buffers"),
+    f(' ', "use-openssl-ca"),
+    f(' ', "use-bundled-ca"),
+    f(' ', "use-system-ca"),
+    v(' ', "dns-result-order"),
+    v(' ', "max-http-header-size"),
+    o(' ', "icu-data-dir", Required, Foreign),
+    f('v', "version"),
+    f('h', "help"),
+    f(' ', "v8-options"),
+    f(' ', "completion-bash"),
+    f(' ', "prof"),
+    f(' ', "cpu-prof"),
+    o(' ', "cpu-prof-dir", Required, WritesFile),
+    v(' ', "cpu-prof-name"),
+    f(' ', "heap-prof"),
+    o(' ', "heap-prof-dir", Required, WritesFile),
+    o(' ', "diagnostic-dir", Required, WritesFile),
+    o(' ', "report-dir", Required, WritesFile),
+    o(' ', "report-directory", Required, WritesFile),
+    o(' ', "redirect-warnings", Required, WritesFile),
+    o(' ', "localstorage-file", Required, WritesFile),
+    f(' ', "report-on-signal"),
+    f(' ', "report-uncaught-exception"),
+    f(' ', "report-on-fatalerror"),
+    v(' ', "heapsnapshot-signal"),
+    v(' ', "heapsnapshot-near-heap-limit"),
+    v(' ', "secure-heap"),
+    v(' ', "secure-heap-min"),
+];
+
+/// node reads exact option names (no prefixes) before the script; `-pe` clusters.
+const GRAMMAR: Grammar = Grammar {
+    opts: OPTS,
+    long_abbrev: false,
+    permute: false,
+    single_dash_long: false,
+    clustering: true,
+};
+
+/// Reporters node ships; any other name is a module it loads.
+const BUILTIN_REPORTERS: &[&str] = &["spec", "tap", "dot", "junit", "lcov"];
+
+pub fn model(args: &[Word]) -> Effects {
+    let mut fx = Effects::default();
+    // node treats `_` and `-` alike in option names (`--max_old_space_size`).
+    let norm: Vec<Word> = args
+        .iter()
+        .map(|w| match w.text.strip_prefix("--") {
+            Some(body) if !w.dynamic => {
+                let (name, val) = body
+                    .split_once('=')
+                    .map_or((body, None), |(n, v)| (n, Some(v)));
+                let name = name.replace('_', "-");
+                Word {
+                    text: match val {
+                        Some(v) => format!("--{name}={v}"),
+                        None => format!("--{name}"),
+                    },
+                    ..w.clone()
+                }
+            }
+            _ => w.clone(),
+        })
+        .collect();
+    let p = parse(&GRAMMAR, &norm);
+    fx.apply_generic("node", &p);
+    for o in &p.opts {
+        match o.spec.long {
+            Some("test-reporter") => {
+                if let Some(r) = &o.value {
+                    if r.dynamic || !BUILTIN_REPORTERS.contains(&r.text.as_str()) {
+                        fx.code(format!(
+                            "node --test-reporter={} loads a reporter module",
+                            r.text
+                        ));
+                    }
+                }
+            }
+            Some("test-reporter-destination") => {
+                fx.writes
+                    .retain(|w| w.dynamic || !matches!(w.text.as_str(), "stdout" | "stderr"));
+            }
+            _ => {}
+        }
+    }
+    let inline = p.has("eval") || p.has("print");
+    let info = ["version", "help", "v8-options", "completion-bash", "run"]
+        .iter()
+        .any(|n| p.has(n));
+    let test = p.has("test");
+    // The first operand is the script (args after it are the script's), unless the code came
+    // inline; with --test every operand is a test file.
+    match p.operands.first() {
+        _ if inline => {}
+        Some(s) if s.text == "-" && !s.dynamic => {
+            fx.code("node reads its program from stdin, which cannot be judged")
+        }
+        Some(_) if test => fx.foreign.extend(p.operands.iter().cloned()),
+        Some(s) => fx.foreign.push(s.clone()),
+        None if info || test => {}
+        None => {
+            fx.code("node reads its program from stdin (or starts a REPL), which cannot be judged")
+        }
+    }
+    fx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::spec::{check, Want::*};
+    use super::model;
+
+    #[test]
+    fn table() {
+        check(
+            model,
+            &[
+                ("index.js", Foreign("index.js")),
+                (
+                    "--enable-source-maps dist/main.js --port 80",
+                    Foreign("dist/main.js"),
+                ),
+                ("--max_old_space_size=4096 x.js", Foreign("x.js")),
+                ("--test", Clean),
+                ("--test test/a.test.js", Foreign("test/a.test.js")),
+                ("--test --test-reporter=spec", Clean),
+                ("--version", Clean),
+                ("--run build", Clean),
+                ("/tmp/evil.js", Foreign("/tmp/evil.js")),
+                ("-e 'require(\"child_process\")'", Code),
+                ("--eval=x", Code),
+                ("-p 1+1", Code),
+                ("-pe 1", Code),
+                ("-r /tmp/hook.js x.js", Code),
+                ("--require=./x x.js", Code),
+                ("--import ./x.mjs x.js", Code),
+                ("--loader ts-node/esm x.ts", Code),
+                ("--experimental-loader=x x.js", Code),
+                ("--env-file=.env x.js", Code),
+                ("--inspect=0.0.0.0:9229 x.js", Code),
+                ("-i", Code),
+                ("", Code),
+                ("-", Code),
+                ("--test --test-reporter=./evil.js", Code),
+                ("--cpu-prof-dir /root/x x.js", Writes("/root/x")),
+                ("--frobnicate x.js", Unknown),
+                ("$OPTS x.js", Unknown),
+            ],
+        );
+    }
+}

@@ -1,0 +1,500 @@
+//! npm, pnpm, yarn and npx: the package managers' options (npm-config(7), pnpm and yarn CLI
+//! references) and the subcommands that run the project's scripts.
+//!
+//! Running the project's scripts (`npm test`, `npm run build`, `pnpm lint`, `yarn test`) is
+//! what a build/test rule allows. Options that name the shell or node flags scripts run with
+//! (`--script-shell`, `--node-options`, another npmrc) are code, `--prefix`/`--dir`/`--cwd`
+//! point the tooling at another project (foreign), and `exec`/`dlx`/`npx` run an arbitrary
+//! package's program (code). Installs stay with the supply-chain guard, which names the
+//! packages; this model only adds what their options do.
+
+use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::{f, o, v};
+use super::{Effects, Parsed};
+use crate::shell::Word;
+
+const SHELL: &str = "is the shell the package scripts run in";
+const NODE_OPTS: &str = "are node options (`--require` loads code) for every script";
+const RC: &str = "loads an npmrc, which can set the script shell and node options";
+
+/// npm's configuration options (npm-config(7)) that agents use, by their CLI spelling.
+const NPM: &[OptSpec] = &[
+    f('s', "silent"),
+    f('q', "quiet"),
+    f('d', "dd"),
+    f(' ', "ddd"),
+    f(' ', "verbose"),
+    v(' ', "loglevel"),
+    v('w', "workspace"),
+    f(' ', "workspaces"),
+    f(' ', "ws"),
+    f(' ', "include-workspace-root"),
+    f(' ', "if-present"),
+    f(' ', "ignore-scripts"),
+    o(' ', "script-shell", Required, RunsCode(SHELL)),
+    o(' ', "node-options", Required, RunsCode(NODE_OPTS)),
+    o(' ', "userconfig", Required, RunsCode(RC)),
+    o(' ', "globalconfig", Required, RunsCode(RC)),
+    o(
+        ' ',
+        "shell",
+        Required,
+        RunsCode("is the shell npm runs commands in"),
+    ),
+    o(
+        ' ',
+        "editor",
+        Required,
+        RunsCode("is the editor program npm runs"),
+    ),
+    o(
+        ' ',
+        "git",
+        Required,
+        RunsCode("is the git program npm runs"),
+    ),
+    o(
+        ' ',
+        "browser",
+        Required,
+        RunsCode("is the browser program npm runs"),
+    ),
+    o(
+        ' ',
+        "init-module",
+        Required,
+        RunsCode("is a module npm init runs"),
+    ),
+    o(
+        ' ',
+        "node-gyp",
+        Required,
+        RunsCode("is the node-gyp program npm runs"),
+    ),
+    o(
+        'c',
+        "call",
+        Required,
+        RunsCode("is a command npm exec runs"),
+    ),
+    o('C', "prefix", Required, Foreign),
+    o(' ', "cache", Required, WritesFile),
+    o(' ', "logs-dir", Required, WritesFile),
+    v(' ', "registry"),
+    v(' ', "color"),
+    f(' ', "no-color"),
+    f(' ', "json"),
+    f('p', "parseable"),
+    f('l', "long"),
+    f('a', "all"),
+    f('y', "yes"),
+    f(' ', "no"),
+    f(' ', "offline"),
+    f(' ', "prefer-offline"),
+    f(' ', "prefer-online"),
+    f(' ', "foreground-scripts"),
+    f(' ', "no-audit"),
+    f(' ', "no-fund"),
+    f(' ', "no-progress"),
+    f(' ', "progress"),
+    f(' ', "timing"),
+    v(' ', "omit"),
+    v(' ', "include"),
+    f(' ', "dry-run"),
+    f('f', "force"),
+    f(' ', "legacy-peer-deps"),
+    f('D', "save-dev"),
+    f('S', "save"),
+    f(' ', "no-save"),
+    f('O', "save-optional"),
+    f('E', "save-exact"),
+    f('P', "save-prod"),
+    f('g', "global"),
+    v(' ', "location"),
+    f(' ', "production"),
+    v(' ', "tag"),
+    v(' ', "depth"),
+    f(' ', "package-lock-only"),
+    f(' ', "no-package-lock"),
+    f('v', "version"),
+    f('h', "help"),
+    f(' ', "usage"),
+];
+
+/// nopt: exact names, `-ws`/`-dd` single-dash names, options anywhere before `--`.
+const NPM_G: Grammar = Grammar {
+    opts: NPM,
+    long_abbrev: false,
+    permute: true,
+    single_dash_long: true,
+    clustering: true,
+};
+
+const PNPM: &[OptSpec] = &[
+    o('C', "dir", Required, Foreign),
+    f('w', "workspace-root"),
+    v('F', "filter"),
+    v(' ', "filter-prod"),
+    f('r', "recursive"),
+    f(' ', "if-present"),
+    f(' ', "parallel"),
+    f(' ', "sequential"),
+    f(' ', "stream"),
+    f('s', "silent"),
+    v(' ', "reporter"),
+    f(' ', "aggregate-output"),
+    v(' ', "workspace-concurrency"),
+    v(' ', "resume-from"),
+    f(' ', "report-summary"),
+    f(' ', "no-bail"),
+    f(' ', "bail"),
+    f(' ', "sort"),
+    f(' ', "no-sort"),
+    f(' ', "reverse"),
+    f(' ', "shell-emulator"),
+    o(' ', "script-shell", Required, RunsCode(SHELL)),
+    o(' ', "node-options", Required, RunsCode(NODE_OPTS)),
+    v(' ', "loglevel"),
+    f(' ', "color"),
+    f(' ', "no-color"),
+    f(' ', "use-stderr"),
+    f(' ', "offline"),
+    f(' ', "prefer-offline"),
+    f(' ', "frozen-lockfile"),
+    f(' ', "ignore-scripts"),
+    f(' ', "include-workspace-root"),
+    f(' ', "fail-if-no-match"),
+    v(' ', "test-pattern"),
+    v(' ', "changed-files-ignore-pattern"),
+    f('D', "dev"),
+    f('P', "prod"),
+    f(' ', "no-optional"),
+    f(' ', "json"),
+    f(' ', "long"),
+    f(' ', "parseable"),
+    f('g', "global"),
+    f('v', "version"),
+    f('h', "help"),
+];
+
+const PNPM_G: Grammar = Grammar {
+    opts: PNPM,
+    long_abbrev: false,
+    permute: true,
+    single_dash_long: false,
+    clustering: true,
+};
+
+const YARN: &[OptSpec] = &[
+    o(' ', "cwd", Required, Foreign),
+    o(' ', "use-yarnrc", Required, RunsCode(RC)),
+    f(' ', "no-default-rc"),
+    o(' ', "cache-folder", Required, WritesFile),
+    o(' ', "modules-folder", Required, WritesFile),
+    o(' ', "global-folder", Required, WritesFile),
+    o(' ', "link-folder", Required, WritesFile),
+    o(' ', "preferred-cache-folder", Required, WritesFile),
+    f('s', "silent"),
+    f(' ', "verbose"),
+    f(' ', "offline"),
+    f(' ', "prefer-offline"),
+    f(' ', "frozen-lockfile"),
+    f(' ', "immutable"),
+    f(' ', "ignore-scripts"),
+    f(' ', "json"),
+    f(' ', "no-progress"),
+    v(' ', "network-timeout"),
+    v(' ', "mutex"),
+    f(' ', "production"),
+    f(' ', "no-lockfile"),
+    f(' ', "pure-lockfile"),
+    f(' ', "non-interactive"),
+    f(' ', "ignore-engines"),
+    f(' ', "ignore-optional"),
+    f(' ', "ignore-platform"),
+    f(' ', "check-files"),
+    f(' ', "force"),
+    f(' ', "flat"),
+    f(' ', "no-bin-links"),
+    f(' ', "no-node-version-check"),
+    f(' ', "emoji"),
+    f(' ', "no-emoji"),
+    f(' ', "top-level"),
+    v(' ', "registry"),
+    f('D', "dev"),
+    f('E', "exact"),
+    f('v', "version"),
+    f('h', "help"),
+];
+
+const YARN_G: Grammar = Grammar {
+    opts: YARN,
+    long_abbrev: false,
+    permute: true,
+    single_dash_long: false,
+    clustering: true,
+};
+
+/// Splits at the first literal `--`: what follows goes to the script.
+fn before_dashdash(args: &[Word]) -> &[Word] {
+    match args.iter().position(|w| w.text == "--" && !w.dynamic) {
+        Some(i) => &args[..i],
+        None => args,
+    }
+}
+
+/// Words after the first literal `--` go to the project's script, whose options agp does not
+/// know; a path among them (`--require /tmp/x.js`, `--config=../elsewhere.js`) points the
+/// project's tooling at code elsewhere, so it is judged like `--prefix`: foreign.
+fn script_args(fx: &mut Effects, args: &[Word]) {
+    let Some(i) = args.iter().position(|w| w.text == "--" && !w.dynamic) else {
+        return;
+    };
+    for w in &args[i + 1..] {
+        let value = match w.text.split_once('=') {
+            Some((k, v)) if k.starts_with('-') => v,
+            _ => w.text.as_str(),
+        };
+        let path_like = value.contains('/') || value.starts_with('.') || value.starts_with('~');
+        if w.dynamic || path_like {
+            fx.foreign.push(Word {
+                text: value.to_string(),
+                ..w.clone()
+            });
+        }
+    }
+}
+
+fn parse_opts(fx: &mut Effects, prog: &str, g: &Grammar, args: &[Word]) -> Parsed {
+    let p = parse(g, before_dashdash(args));
+    fx.apply_generic(prog, &p);
+    script_args(fx, args);
+    // pnpm and npm read any `--config.KEY=VALUE` / `--npm_config_*` as configuration.
+    p
+}
+
+/// What a package manager's subcommand does, given the operands (subcommand first).
+fn subcommand(prog: &str, ops: &[Word], fx: &mut Effects) {
+    let Some(sub) = ops.first() else {
+        return;
+    };
+    if sub.dynamic {
+        fx.unknown.push(format!(
+            "{prog} subcommand `{}` is only known at run time",
+            sub.text
+        ));
+        return;
+    }
+    let s = sub.text.as_str();
+    let verb = ops.get(1).map_or("", |w| w.text.as_str());
+    match (prog, s) {
+        // The project's own scripts.
+        (_, "test" | "t" | "tst" | "start" | "stop" | "restart" | "run" | "run-script" | "rum"
+        | "urn" | "build" | "lint")
+        | ("pnpm" | "yarn", _) if !is_special(prog, s) => {}
+        (_, "exec" | "x" | "dlx" | "create" | "explore" | "edit" | "node") => fx.code(format!(
+            "{prog} {s} runs an arbitrary package's program or an editor/shell"
+        )),
+        (_, "init" | "innit") if ops.len() > 1 => fx.code(format!(
+            "{prog} {s} {verb} runs the package create-{verb}"
+        )),
+        (_, "config" | "c") => {
+            if matches!(verb, "set" | "delete" | "edit" | "fix" | "rm" | "unset") {
+                fx.code(format!(
+                    "{prog} config {verb} changes configuration that names the programs and node \
+                     options {prog} runs scripts with"
+                ));
+            }
+        }
+        (_, "workspace") => subcommand(prog, ops.get(2..).unwrap_or(&[]), fx),
+        // Installs: judged by the supply-chain guard.
+        (
+            _,
+            "install" | "i" | "in" | "isntall" | "add" | "ci" | "clean-install" | "update" | "up"
+            | "upgrade" | "uninstall" | "un" | "remove" | "rm" | "r" | "unlink" | "link" | "ln"
+            | "dedupe" | "prune" | "rebuild" | "install-test" | "it" | "install-ci-test",
+        ) => {}
+        (
+            _,
+            "ls" | "list" | "ll" | "la" | "outdated" | "view" | "info" | "show" | "explain" | "why"
+            | "root" | "prefix" | "help" | "version" | "pack" | "audit" | "doctor" | "fund"
+            | "query" | "sbom" | "pkg" | "init" | "innit" | "bin" | "licenses",
+        ) => {}
+        _ => fx.unknown.push(format!(
+            "{prog} {s} is not in agp's model of {prog} (publishing, registry or an unmodeled command)"
+        )),
+    }
+}
+
+/// pnpm and yarn run a script for an unknown command name; these names are theirs.
+fn is_special(prog: &str, s: &str) -> bool {
+    prog != "npm"
+        && matches!(
+            s,
+            "exec"
+                | "dlx"
+                | "create"
+                | "node"
+                | "config"
+                | "workspace"
+                | "workspaces"
+                | "publish"
+                | "login"
+                | "logout"
+                | "env"
+                | "setup"
+                | "server"
+                | "store"
+                | "patch"
+                | "patch-commit"
+                | "deploy"
+                | "import"
+                | "policies"
+                | "set"
+                | "plugin"
+                | "npm"
+                | "owner"
+                | "tag"
+                | "team"
+                | "unpublish"
+                | "global"
+                | "init"
+                | "innit"
+        )
+}
+
+pub fn npm(args: &[Word]) -> Effects {
+    let mut fx = Effects::default();
+    let p = parse_opts(&mut fx, "npm", &NPM_G, args);
+    subcommand("npm", &p.operands, &mut fx);
+    fx
+}
+
+pub fn pnpm(args: &[Word]) -> Effects {
+    let mut fx = Effects::default();
+    let p = parse_opts(&mut fx, "pnpm", &PNPM_G, args);
+    config_dot(&mut fx, "pnpm", args);
+    subcommand("pnpm", &p.operands, &mut fx);
+    fx
+}
+
+pub fn yarn(args: &[Word]) -> Effects {
+    let mut fx = Effects::default();
+    let p = parse_opts(&mut fx, "yarn", &YARN_G, args);
+    subcommand("yarn", &p.operands, &mut fx);
+    fx
+}
+
+/// `npx PKG …` / `pnpx` / `bunx`: runs a package's program, fetched if need be.
+pub fn npx(args: &[Word]) -> Effects {
+    let mut fx = Effects::default();
+    let what = args
+        .iter()
+        .find(|w| !w.text.starts_with('-'))
+        .map_or("a package", |w| w.text.as_str());
+    fx.code(format!(
+        "npx runs the program of {what}, an arbitrary package"
+    ));
+    fx
+}
+
+/// pnpm reads `--config.KEY=VALUE` as configuration (script-shell, node-options, ...);
+/// the grammar reports them unknown, this names why.
+fn config_dot(fx: &mut Effects, prog: &str, args: &[Word]) {
+    for w in before_dashdash(args) {
+        if w.text.starts_with("--config.") {
+            fx.code(format!(
+                "{prog} `{}` sets configuration that can name the script shell or node options",
+                w.text
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::spec::{check, Want::*};
+    use super::{npm, npx, pnpm, yarn};
+
+    #[test]
+    fn npm_table() {
+        check(
+            npm,
+            &[
+                ("test", Clean),
+                ("t", Clean),
+                ("run build", Clean),
+                ("run lint -- --fix", Clean),
+                ("run-script test --silent", Clean),
+                ("test --workspace=pkg-a --if-present", Clean),
+                ("-ws test", Clean),
+                ("start -- --port 8080", Clean),
+                ("test -- --require /tmp/x.js", Foreign("/tmp/x.js")),
+                (
+                    "test -- --config=../elsewhere/jest.config.js",
+                    Foreign("../elsewhere/jest.config.js"),
+                ),
+                ("test -- src/app.test.js", Foreign("src/app.test.js")),
+                ("install", Clean),
+                ("ls --depth 0", Clean),
+                ("config get registry", Clean),
+                ("test -- --script-shell=/tmp/x", Foreign("/tmp/x")),
+                ("test --script-shell=/tmp/evil", Code),
+                ("test --script-shell /tmp/evil", Code),
+                ("run build --node-options=--require=/tmp/x.js", Code),
+                ("test --userconfig /tmp/npmrc", Code),
+                ("exec -- cowsay hi", Code),
+                ("x cowsay", Code),
+                ("exec -c 'id'", Code),
+                ("config set script-shell /tmp/x", Code),
+                ("init react-app x", Code),
+                ("test --prefix /elsewhere", Foreign("/elsewhere")),
+                ("-C /elsewhere test", Foreign("/elsewhere")),
+                ("test --cache /root/.x", Writes("/root/.x")),
+                ("test --frobnicate", Unknown),
+                ("publish", Unknown),
+                ("$CMD", Unknown),
+            ],
+        );
+    }
+
+    #[test]
+    fn pnpm_yarn_npx_table() {
+        check(
+            pnpm,
+            &[
+                ("test", Clean),
+                ("build", Clean),
+                ("run lint", Clean),
+                ("-r test", Clean),
+                ("--filter web build", Clean),
+                ("exec x", Code),
+                ("dlx create-vite", Code),
+                ("--config.script-shell=/tmp/x test", Code),
+                ("test --script-shell=/tmp/x", Code),
+                ("-C /elsewhere test", Foreign("/elsewhere")),
+                ("--dir=/elsewhere test", Foreign("/elsewhere")),
+                ("publish", Unknown),
+            ],
+        );
+        check(
+            yarn,
+            &[
+                ("test", Clean),
+                ("build", Clean),
+                ("run test --silent", Clean),
+                ("workspace web test", Clean),
+                ("workspace web exec id", Code),
+                ("dlx x", Code),
+                ("node -e 'x'", Code),
+                ("--cwd /elsewhere test", Foreign("/elsewhere")),
+                ("--use-yarnrc /tmp/rc test", Code),
+                ("config set x y", Code),
+            ],
+        );
+        check(
+            npx,
+            &[("create-react-app my-app", Code), ("-y eslint .", Code)],
+        );
+    }
+}
