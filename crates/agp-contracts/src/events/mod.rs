@@ -14,6 +14,7 @@
 mod approval;
 mod egress;
 mod intendant;
+mod journal;
 mod kinds;
 pub mod nullable;
 mod sandbox;
@@ -23,6 +24,7 @@ mod tool_call;
 pub use approval::*;
 pub use egress::*;
 pub use intendant::*;
+pub use journal::*;
 pub use kinds::*;
 pub use sandbox::*;
 pub use session::*;
@@ -76,7 +78,10 @@ macro_rules! typed_kinds {
             EgressUpstreamFailed,
             GatewayRejected,
             IntendantWiringVerified,
-            IntendantVersionUntested
+            IntendantVersionUntested,
+            JournalCreated,
+            KeyRotated,
+            JournalRecovered
         )
     };
 }
