@@ -18,15 +18,12 @@ use crate::mediate::Mediator;
 const MAX_JOURNALED_FINDINGS: usize = 200;
 
 fn baseline_path(m: &Mediator, session: &str) -> PathBuf {
-    m.config
-        .agp_home
-        .join("integrity")
-        .join(format!("{session}.json"))
+    m.config.integrity_dir.join(format!("{session}.json"))
 }
 
 /// Where the check of `session` moves what it neutralizes.
 pub(crate) fn quarantine_dir(m: &Mediator, session: &str) -> PathBuf {
-    m.config.agp_home.join("quarantine").join(session)
+    m.config.quarantine_dir.join(session)
 }
 
 /// Takes (and stores) the start-of-session snapshot of `repo`.

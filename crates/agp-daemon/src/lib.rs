@@ -8,10 +8,12 @@
 mod dispatch;
 pub mod exec;
 mod framing;
+mod git_scrub;
 mod integrity;
 mod mediate;
 mod outbox;
 mod recovery;
+pub mod schema;
 mod server;
 mod session;
 pub mod store;
@@ -51,11 +53,19 @@ pub struct Parts {
     pub redactor: Arc<dyn Redactor>,
 }
 
+/// The gateway socket's and the admin token's names in the run directory.
+pub const GATEWAY_SOCKET_FILE: &str = "gateway.sock";
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     /// Directory holding the socket and the admin token (created 0700).
     pub run_dir: PathBuf,
     pub state_db: PathBuf,
+    /// Start-of-session snapshots of the repositories (`<session>.json`).
+    pub integrity_dir: PathBuf,
+    /// Where the end-of-session check moves what it neutralizes (`<session>/`).
+    pub quarantine_dir: PathBuf,
     /// agp's own home (protected by policy).
     pub agp_home: PathBuf,
     /// The user's home, for `~/` in policy rules.
@@ -84,6 +94,8 @@ impl DaemonConfig {
         Self {
             run_dir: agp_home.join("run"),
             state_db: agp_home.join("state.db"),
+            integrity_dir: agp_home.join("integrity"),
+            quarantine_dir: agp_home.join("quarantine"),
             agp_home,
             user_home,
             approval_timeout: Duration::from_secs(300),
@@ -115,10 +127,10 @@ impl DaemonConfig {
     }
 
     pub fn socket_path(&self) -> PathBuf {
-        self.run_dir.join("gateway.sock")
+        self.run_dir.join(GATEWAY_SOCKET_FILE)
     }
 
     pub fn admin_token_path(&self) -> PathBuf {
-        self.run_dir.join("admin.token")
+        self.run_dir.join(ADMIN_TOKEN_FILE)
     }
 }

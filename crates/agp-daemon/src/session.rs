@@ -54,6 +54,8 @@ pub(crate) struct SessionState {
     /// Calls whose result is journaled. A harness may report one call twice (Claude Code fires
     /// PostToolUseFailure and PostToolUse for a failed call): the first report wins.
     reported: Mutex<HashSet<String>>,
+    /// Gate mode: the git metadata as the session found it, scrubbed against (see git_scrub).
+    pub git_watch: crate::git_scrub::Watch,
 }
 
 impl SessionState {
@@ -78,6 +80,7 @@ impl SessionState {
             awaiting: Mutex::new(HashMap::new()),
             baseline: Mutex::new(None),
             reported: Mutex::new(HashSet::new()),
+            git_watch: Default::default(),
         }
     }
 

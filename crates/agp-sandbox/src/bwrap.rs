@@ -14,7 +14,9 @@ use agp_contracts::sandbox::{
 
 use crate::cgroup::SessionCgroup;
 use crate::growth::RepoGrowth;
-use crate::{cgroup, env, gitguard, layout, limits, preflight, run, seccomp, DEFAULT_OUTPUT_CAP};
+use crate::{
+    cgroup, env, gitguard, layout, limits, preflight, run, seccomp, sockets, DEFAULT_OUTPUT_CAP,
+};
 use agp_contracts::sandbox::LimitExceeded;
 
 /// How to install bubblewrap, for the error shown when it is missing.
@@ -32,6 +34,22 @@ pub fn install_hint(looked_at: &str) -> String {
 pub struct GitMetadataGuard(gitguard::Snapshot);
 
 impl GitMetadataGuard {
+    /// The git metadata of `repo` as it is now, with no sandbox: for a caller that scrubs while
+    /// an agent runs elsewhere (the daemon, on every hook event of a gate-mode session). The
+    /// same snapshot a sandbox build takes; the bubblewrap arguments that come with it are
+    /// dropped.
+    pub fn watch(repo: &Path) -> Result<Self, SandboxError> {
+        let repo = std::fs::canonicalize(repo).map_err(|e| {
+            SandboxError::Refused(format!(
+                "repository {} is not accessible: {e}",
+                repo.display()
+            ))
+        })?;
+        let mut unused = Command::new("/nonexistent");
+        let mut inherit = limits::Inherit::default();
+        gitguard::protect(&repo, &mut unused, &mut inherit).map(Self)
+    }
+
     /// Remove what was created or replaced in the git metadata since the command started and
     /// is not commit state; `path (what)` for each. Run it after the command has exited:
     /// while it runs, it could write again.
@@ -200,6 +218,8 @@ impl BubblewrapProvider {
         }
         cmd.args(&session.layout.mid);
         let snapshot = gitguard::protect(&session.repo, &mut cmd, &mut inherit)?;
+        // After the repository and git binds, so each mask lies on top of them.
+        cmd.args(sockets::mask_args(&sockets::find(&session.repo)?));
         cmd.args(&session.layout.tail);
         if let Some(fd) = status_fd {
             cmd.arg("--json-status-fd").arg(fd.to_string());
@@ -453,8 +473,9 @@ impl SandboxProvider for BubblewrapProvider {
             "max_cpu_seconds is RLIMIT_CPU: per process, not per session".to_string(),
             "max_memory_bytes is RLIMIT_AS per process; the tmpfs HOME and /tmp are each capped at tmpfs_bytes".to_string(),
             "repo_growth_bytes is checked after each command (a walk of the repository) and by RLIMIT_FSIZE per file: one command can write past it before it is stopped; later commands are then refused until the repository is back under it".to_string(),
-            "extra read-only and read-write binds expose exactly what they name".to_string(),
-            "the repository is writable, but its git directory only for what committing needs (objects, refs, logs, index, HEAD and the usual state files): existing config, hooks, info, worktrees, modules, alternates and the like are read-only, and metadata a command creates or replaces there (commondir, config.worktree, alternates, rebase/cherry-pick state) is moved to .git/agp-quarantine after the command and reported; hooks under core.hooksPath or symlinked into the work tree and submodule .git pointers are read-only too; a long-running command (the agent CLI) gets the second half only when its owner scrubs; a .git planted in a subdirectory and other files a host tool may execute later (Makefile, .envrc, editor tasks, package scripts, what a hook script runs) are not protected".to_string(),
+            "extra read-only and read-write binds expose exactly what they name, Unix sockets in them included".to_string(),
+            format!("host Unix sockets inside the repository are masked (found by a walk each time a sandbox is built; refused past {} entries or {} sockets); one a host process creates there after a sandbox was built is reachable from it, which for the agent CLI of hook mode means until the session ends", sockets::MAX_ENTRIES, sockets::MAX_SOCKETS),
+            "the repository is writable, but its git directory only for what committing needs (objects, refs, logs, index, HEAD and the usual state files): existing config, hooks, info, worktrees, modules, alternates and the like are read-only, and metadata a command creates or replaces there (commondir, config.worktree, alternates, rebase/cherry-pick state) is moved to .git/agp-quarantine after the command and reported; hooks under core.hooksPath or symlinked into the work tree and submodule .git pointers are read-only too; a long-running command (the agent CLI) gets the second half only when its owner scrubs (agp's daemon does on every hook event of a gate-mode session and every 3 s, so a plant can live until then); a .git planted in a subdirectory and other files a host tool may execute later (Makefile, .envrc, editor tasks, package scripts, what a hook script runs) are not protected".to_string(),
         ];
         if root {
             caveats.push(

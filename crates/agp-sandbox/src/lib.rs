@@ -5,7 +5,8 @@
 //!   seccomp denylist (which also refuses setuid/setgid modes and device nodes, see
 //!   `seccomp`), system directories read-only, only the repository writable (its git
 //!   directory only for what committing needs, see `gitguard`), a small tmpfs HOME and
-//!   `/tmp`, a cleared environment, no inherited descriptors, and resource limits: setrlimit
+//!   `/tmp`, every host Unix socket in the repository masked (see `sockets`), a cleared
+//!   environment, no inherited descriptors, and resource limits: setrlimit
 //!   per process, and per session a pids and a memory cgroup where they can be made and a
 //!   bound on repository growth (see `cgroup` and `growth`). The preflight
 //!   (`SandboxProvider::preflight`, or [`BubblewrapProvider::run_preflight`] for the full
@@ -25,6 +26,7 @@ mod none;
 mod preflight;
 mod run;
 mod seccomp;
+mod sockets;
 
 pub use bwrap::{install_hint, BubblewrapProvider, BubblewrapSession, GitMetadataGuard};
 pub use none::{NoSandbox, NoSandboxSession};

@@ -1,11 +1,14 @@
 //! Preflight: prove from inside a session's sandbox that it is isolated, instead of trusting
 //! the flags that built it. One sandboxed bash run probes everything; the host side sets up
-//! the bait (a loopback listener, a canary in the real HOME, write targets outside the repo)
+//! the bait (a loopback listener, a canary in the real HOME, write targets outside the repo,
+//! a listening Unix socket inside the repo, which `sockets` must have masked)
 //! and judges the results by what it can observe itself wherever it can.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -16,7 +19,7 @@ use crate::bwrap::{BubblewrapProvider, BubblewrapSession, PREFLIGHT_TIMEOUT};
 /// Runs inside the sandbox. Uses bash built-ins (`/dev/tcp`) and coreutils only, present on
 /// any system bubblewrap runs on. Prints `key<TAB>value` lines.
 const PROBE: &str = r#"export LC_ALL=C
-port=$1 port6=$2 canary=$3; shift 3
+port=$1 port6=$2 canary=$3 sock=$4; shift 4
 one() { local v=${2//$'\n'/ }; printf '%s\t%s\n' "$1" "${v//$'\t'/ }"; }
 tcp() { local out; if out=$( ( exec 3<>"/dev/tcp/$1/$2" ) 2>&1 ); then echo CONNECTED; else echo "$out"; fi; }
 one loopback "$(tcp 127.0.0.1 "$port")"
@@ -44,6 +47,7 @@ for t in "$@"; do
   i=$((i + 1))
 done
 if out=$(cat -- "$canary" 2>&1); then one canary "READ $out"; else one canary "$out"; fi
+if [ -S "$sock" ]; then one socket SOCKET; elif [ -c "$sock" ]; then one socket masked; else one socket "not found"; fi
 one done ok
 "#;
 
@@ -109,6 +113,38 @@ impl Canary {
     }
 }
 
+/// A host Unix socket listening inside the repository, removed on drop. Bound through the
+/// repository's descriptor, so a long repository path does not overflow `sun_path`.
+struct BaitSocket {
+    dir: std::fs::File,
+    name: String,
+    listener: UnixListener,
+}
+
+impl BaitSocket {
+    fn place(repo: &Path, token: &str) -> std::io::Result<Self> {
+        let dir = std::fs::File::open(repo)?;
+        let name = format!(".agp-preflight-socket-{token}");
+        let listener = UnixListener::bind(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))?;
+        listener.set_nonblocking(true)?;
+        Ok(Self {
+            dir,
+            name,
+            listener,
+        })
+    }
+}
+
+impl Drop for BaitSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!(
+            "/proc/self/fd/{}/{}",
+            self.dir.as_raw_fd(),
+            self.name
+        ));
+    }
+}
+
 impl Drop for Canary {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
@@ -152,6 +188,10 @@ pub(crate) fn run(
     };
 
     let canary = Canary::place(&token)?;
+    let bait = BaitSocket::place(session.repo(), &token);
+    let bait_path = session
+        .repo()
+        .join(format!(".agp-preflight-socket-{token}"));
 
     let marker = format!(".agp-preflight-write-{token}");
     let mut write_dirs: Vec<PathBuf> = vec!["/".into(), "/etc".into(), "/usr".into()];
@@ -174,6 +214,7 @@ pub(crate) fn run(
         port.to_string(),
         port6.to_string(),
         canary.path.display().to_string(),
+        bait_path.display().to_string(),
     ];
     argv.extend(targets.iter().map(|t| t.display().to_string()));
     let request = ExecRequest {
@@ -195,6 +236,9 @@ pub(crate) fn run(
     let accepted =
         |l: &TcpListener| !matches!(l.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock);
     let loopback_accepted = accepted(&listener) || listener6.as_ref().is_some_and(accepted);
+    let bait_accepted = bait
+        .as_ref()
+        .is_ok_and(|b| !matches!(b.listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock));
 
     let mut checks = Vec::new();
     let output = match outcome {
@@ -296,6 +340,29 @@ pub(crate) fn run(
         canary_ok,
         format!("canary in {}: {canary_probe}", canary.where_),
     ));
+
+    // (e) A host socket inside the repository: what the sandbox sees at its path must be the
+    // mask, not a socket it could connect to.
+    let socket_probe = get("socket");
+    let (socket_ok, socket_detail) =
+        match &bait {
+            Ok(_) => {
+                (
+                    socket_probe == "masked" && !bait_accepted,
+                    format!(
+                "listening socket {} in the repository, seen from inside as: {socket_probe}{}",
+                bait_path.display(),
+                if bait_accepted { "; the host listener ACCEPTED a connection" } else { "" }
+            ),
+                )
+            }
+            Err(e) => (
+                false,
+                format!("could not place a listening socket in the repository to test: {e}"),
+            ),
+        };
+    checks.push(check("repo_unix_socket_masked", socket_ok, socket_detail));
+    drop(bait);
 
     // Namespaces and capabilities, read from inside.
     let (pidns, userns, capeff) = (get("pidns"), get("userns"), get("capeff").trim());

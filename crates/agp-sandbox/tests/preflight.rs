@@ -12,6 +12,7 @@ const EXPECTED: &[&str] = &[
     "public_network_unreachable",
     "write_outside_repo_blocked",
     "home_canary_unreadable",
+    "repo_unix_socket_masked",
     "namespaces_and_capabilities",
 ];
 
@@ -44,6 +45,14 @@ fn preflight_passes_on_a_proper_sandbox_and_names_every_check() {
     let path: String = detail[start..].chars().take_while(|c| *c != ':').collect();
     assert!(path.contains(".agp-preflight-canary-"), "{detail}");
     assert!(!std::path::Path::new(&path).exists(), "{path} left behind");
+    // So is the bait socket it listened on inside the repository.
+    let socket = &report.checks[5].detail;
+    assert!(socket.contains("seen from inside as: masked"), "{socket}");
+    let left: Vec<_> = std::fs::read_dir(&fx.repo)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

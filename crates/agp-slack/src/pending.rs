@@ -14,6 +14,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("Slack approval store holds a corrupt record: {0}")]
     Corrupt(String),
+    #[error("Slack approval store: {0}")]
+    Schema(#[from] agp_daemon::store::StoreError),
     #[error("Slack approval store lock poisoned")]
     Poisoned,
 }
@@ -61,8 +63,8 @@ pub trait PendingStore: Send + Sync {
     fn set_session_root(&self, session: &str, channel: &str, ts: &str) -> Result<(), StoreError>;
 }
 
-/// SQLite tables of their own (prefixed `slack_`), so they can live in the daemon's state.db
-/// next to its tables without touching its schema version.
+/// SQLite tables of their own (prefixed `slack_`) in the daemon's state.db, whose one migration
+/// list (`agp_daemon::schema`) creates them: this store uses them, it never creates them.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
@@ -73,31 +75,14 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS slack_approvals (
-    nonce TEXT PRIMARY KEY,
-    session TEXT NOT NULL,
-    call_id TEXT NOT NULL,
-    input_sha256 TEXT NOT NULL,
-    decided INTEGER NOT NULL,
-    expires_at_ms INTEGER NOT NULL,
-    record_json TEXT NOT NULL,
-    UNIQUE (session, call_id, input_sha256)
-);
-CREATE TABLE IF NOT EXISTS slack_sessions (
-    session TEXT PRIMARY KEY,
-    channel TEXT NOT NULL,
-    root_ts TEXT NOT NULL
-);
-";
-
 /// Decided records are kept this long after their expiry so a late click is recognised as a
 /// replay rather than an unknown button.
 const KEEP_DECIDED_MS: u64 = 7 * 24 * 3600 * 1000;
 
 impl SqliteStore {
-    /// Opens (creating if needed) the tables in the database at `path` (WAL, synchronous=FULL).
+    /// Opens the database at `path`, creating and migrating it if needed (WAL, synchronous=FULL).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        agp_daemon::schema::create_private(path)?;
         let conn = Connection::open(path)?;
         Self::init(conn)
     }
@@ -106,12 +91,12 @@ impl SqliteStore {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // journal_mode returns a row; query it rather than execute.
         let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         conn.execute_batch("PRAGMA synchronous=FULL;")?;
-        conn.execute_batch(SCHEMA)?;
+        agp_daemon::schema::migrate(&mut conn)?;
         let cutoff = crate::now_ms().saturating_sub(KEEP_DECIDED_MS);
         conn.execute(
             "DELETE FROM slack_approvals WHERE decided = 1 AND expires_at_ms < ?1",
@@ -301,5 +286,66 @@ mod tests {
         let s = SqliteStore::open_in_memory().unwrap();
         s.save(&record("n1", "c1")).unwrap();
         assert!(s.save(&record("n2", "c1")).is_err());
+    }
+
+    /// A state.db of the previous schema code: the daemon's tables at version 1, and the
+    /// Slack tables this crate created on the side (untracked) holding a pending approval.
+    /// Opening it migrates it, and the approval is still there for both owners' code.
+    #[test]
+    fn a_state_db_of_the_previous_schema_keeps_its_pending_approvals() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&db).unwrap();
+            conn.execute_batch(agp_daemon::schema::MIGRATIONS[0])
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            // What this crate created before the daemon's migrations owned its tables: the same
+            // statements as migration 2, but untracked (user_version stays 1).
+            conn.execute_batch(agp_daemon::schema::MIGRATIONS[1])
+                .unwrap();
+            let r = record("n1", "c1");
+            conn.execute(
+                "INSERT INTO slack_approvals VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
+                params![
+                    r.nonce,
+                    r.request.session,
+                    r.request.call_id,
+                    r.request.input_sha256,
+                    r.request.expires_at_ms as i64,
+                    serde_json::to_string(&r).unwrap()
+                ],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&db).unwrap();
+        assert_eq!(s.load("n1").unwrap(), Some(record("n1", "c1")));
+        assert_eq!(s.undecided().unwrap().len(), 1);
+        drop(s);
+        let daemon = agp_daemon::store::Store::open(&db).unwrap();
+        assert_eq!(
+            daemon.schema_version().unwrap(),
+            agp_daemon::store::SCHEMA_VERSION
+        );
+    }
+
+    /// The Slack channel opens state.db before the daemon does: it must create it private.
+    #[test]
+    fn a_state_db_first_made_by_the_slack_store_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        s.set_session_root("s1", "C1", "1.0").unwrap();
+        let modes: Vec<u32> = ["state.db", "state.db-wal", "state.db-shm"]
+            .iter()
+            .map(|f| {
+                std::fs::metadata(dir.path().join(f))
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o777
+            })
+            .collect();
+        assert_eq!(modes, [0o600; 3]);
     }
 }

@@ -1,10 +1,12 @@
 //! `agp`: the agent governance plane command line.
 
+mod app;
 mod cli;
 mod cmd;
 mod exit;
-mod home;
-mod limits;
+
+// The home layout is used by nearly every command: short path for it.
+use app::home;
 
 use std::process::ExitCode;
 

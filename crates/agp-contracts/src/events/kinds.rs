@@ -26,7 +26,9 @@ pub const SANDBOX_PREFLIGHT: &str = "sandbox.preflight";
 pub const SANDBOX_LIMIT_EXCEEDED: &str = "sandbox.limit_exceeded";
 /// Git metadata a command created or replaced (config-like files, hooks, alternates, state a
 /// host git would act on) was moved to the git directory's `agp-quarantine/` (or deleted)
-/// after it. Body: `call_id`, `removed` (paths, what, where to).
+/// after it. Body: `call_id`, `removed` (paths, what, where to). In gate mode the daemon
+/// scrubs while the session lives: then also `scrubbed_by: "daemon"` and `when`
+/// (`before_call`, `after_call`, `periodic`, `session_end`; `call_id` null for the last two).
 pub const SANDBOX_GIT_METADATA_REMOVED: &str = "sandbox.git_metadata_removed";
 pub const EGRESS_ALLOWED: &str = "egress.allowed";
 pub const EGRESS_DENIED: &str = "egress.denied";

@@ -108,12 +108,19 @@ impl Event for SandboxLimitExceeded {
     const KIND: &'static str = SANDBOX_LIMIT_EXCEEDED;
 }
 
-/// Git metadata a command created or replaced was moved out of git's reach (or deleted).
+/// Git metadata a command created or replaced was moved out of git's reach (or deleted):
+/// after a sandboxed command, or by the daemon's scrub of a gate-mode repository
+/// (`scrubbed_by: daemon`, `when`; `call_id` is `null` when no call prompted it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SandboxGitMetadataRemoved {
-    pub call_id: String,
+    pub call_id: Option<String>,
     /// `path (what it was)` per entry, with where it went.
     pub removed: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrubbed_by: Option<String>,
+    /// What prompted the scrub (e.g. `session_end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
 }
 
 impl Event for SandboxGitMetadataRemoved {

@@ -72,8 +72,10 @@ impl Mediator {
         }
         if !removed.is_empty() {
             let body = ev::SandboxGitMetadataRemoved {
-                call_id: call.id.clone(),
+                call_id: Some(call.id.clone()),
                 removed: removed.clone(),
+                scrubbed_by: None,
+                when: None,
             };
             if let Err(e) = self.record(Some(&session.id), &body).await {
                 tracing::error!("could not journal removed git metadata: {e}");
@@ -126,6 +128,7 @@ impl Mediator {
         session: &Arc<SessionState>,
         result: ToolCallResult,
     ) -> Result<(), Rejection> {
+        crate::git_scrub::on_event(self, session, "after_call", Some(&result.id)).await;
         let valid_hash = result.output_sha256.len() == 64
             && result
                 .output_sha256

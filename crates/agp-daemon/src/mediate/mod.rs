@@ -263,6 +263,7 @@ impl Mediator {
                 "tool name must be 1..=256 bytes",
             ));
         }
+        crate::git_scrub::on_event(self, session, "before_call", Some(&req.id)).await;
         // Replay check, redaction, the policy and both journal appends run in ONE blocking
         // task: none of them belongs on the async workers, and one hop instead of four keeps
         // the allow path short.

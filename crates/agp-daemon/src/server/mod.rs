@@ -269,6 +269,7 @@ impl Daemon {
             sandbox,
             eval_ctx(m, &repo),
         ));
+        crate::git_scrub::start(m, &state).await;
         let resumed = SessionStarted {
             session: Some(row.id.clone()),
             resumed: Some(true),

@@ -178,6 +178,7 @@ pub(crate) async fn open_session(
         eval_ctx(m, &repo),
     ));
     state.set_baseline(baseline);
+    crate::git_scrub::start(m, &state).await;
     m.sessions.insert(token_sha256, state);
     m.project(SessionStarted::KIND, Some(&id), body).await;
     Ok(SessionInfo {
@@ -210,6 +211,7 @@ pub(crate) async fn end_session(
     // Withdraws prompts still on a channel; their outcome was settled just above.
     state.signal_ended();
     // After the teardown nothing of the sandbox runs any more to race the check.
+    crate::git_scrub::finish(m, state).await;
     let integrity = crate::integrity::check(m, &state.id, &state.repo, state.take_baseline()).await;
     let (id, st, fencing) = (state.id.clone(), status.to_owned(), state.fencing_token);
     let ended = m

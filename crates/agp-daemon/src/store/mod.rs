@@ -13,13 +13,11 @@ use serde::Serialize;
 
 mod outbox;
 mod pending;
-mod schema;
 mod sessions;
 #[cfg(test)]
 mod tests;
 
-use schema::MIGRATIONS;
-pub use schema::SCHEMA_VERSION;
+pub use crate::schema::SCHEMA_VERSION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -91,23 +89,13 @@ fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
 impl Store {
     /// Opens (creating if needed) the database and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        // Created 0600 by us: SQLite gives its -wal and -shm files the database file's mode.
-        if !path.exists() {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| {
-                    StoreError::Invalid(format!("cannot create {}: {e}", path.display()))
-                })?;
-        }
+        crate::schema::create_private(path)?;
         let conn = Connection::open(path)?;
         Self::init(conn)
     }
 
-    /// Opens without creating or migrating: for read-only operator commands.
+    /// Opens without creating or migrating: for read-only operator commands, which read any
+    /// schema from `schema::OLDEST_READABLE` on (a home upgraded while its daemon is stopped).
     pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -118,7 +106,7 @@ impl Store {
                 known: SCHEMA_VERSION,
             });
         }
-        if version < SCHEMA_VERSION {
+        if version < crate::schema::OLDEST_READABLE {
             return Err(StoreError::Invalid(format!(
                 "schema version {version}, expected {SCHEMA_VERSION} (start the daemon once to migrate)"
             )));
@@ -140,19 +128,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                found: version,
-                known: SCHEMA_VERSION,
-            });
-        }
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(migration)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
-        }
+        crate::schema::migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })

@@ -17,7 +17,7 @@ use agp_sandbox::BubblewrapProvider;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::home::Home;
+use crate::app::config::Config;
 
 /// Longest `--version` may take inside the sandbox.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,34 +62,9 @@ impl AgentBinary {
     }
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-struct Pins {
-    #[serde(default)]
-    sha256: Vec<String>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-struct ConfigIntendants {
-    #[serde(default)]
-    intendants: std::collections::BTreeMap<String, Pins>,
-}
-
-fn pins(home: &Home, name: &str) -> Result<Vec<String>> {
-    let path = home.config();
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let cfg: ConfigIntendants =
-        toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
-    Ok(cfg
-        .intendants
-        .get(name)
-        .map(|p| p.sha256.clone())
-        .unwrap_or_default())
-}
-
 /// Finds, resolves, hashes, pins and version-checks the agent binary. `var` overrides PATH.
 pub fn prepare(
-    home: &Home,
+    config: &Config,
     kind: AgentKind,
     name: &str,
     (var, exe, install): (&str, &str, &str),
@@ -112,7 +87,7 @@ pub fn prepare(
         install_layout::resolve(kind, &found).map_err(|e| anyhow!("{name} cannot run: {e}"))?;
     let sha256 = identity::sha256_file(&resolved.exe)
         .with_context(|| format!("cannot read {}", resolved.exe.display()))?;
-    identity::check_pins(name, &pins(home, name)?, &sha256, &resolved.exe)
+    identity::check_pins(name, config.pins(name), &sha256, &resolved.exe)
         .map_err(|e| anyhow!("{name} refused: {e}"))?;
     let printed = ask_version(provider, repo, &resolved, name)?;
     let version = Version::find_in(&printed);

@@ -7,7 +7,8 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
-use crate::cmd::daemon::load_policy;
+use crate::app::assemble::load_policy;
+use crate::app::config::Config;
 use crate::exit::Exit;
 use crate::home::Home;
 
@@ -59,8 +60,10 @@ pub fn run(home: &Home, args: DoctorArgs) -> Result<Exit> {
         checks.push(check_policy(home, args.policy.as_deref()));
         checks.push(check_journal(home));
         checks.push(check_state(home));
-        checks.push(check_sandbox(home));
-        checks.push(check_slack(home));
+        // Read once; a config.toml that does not parse fails both checks that read it.
+        let config = Config::load(home);
+        checks.push(check_sandbox(home, &config));
+        checks.push(check_slack(home, &config));
     } else {
         checks.push(fail(
             "home",
@@ -87,7 +90,7 @@ pub fn run(home: &Home, args: DoctorArgs) -> Result<Exit> {
 }
 
 fn check_key(home: &Home) -> Check {
-    let path = home.keys_dir().join(agp_journal::keys::SIGNER_FILE);
+    let path = home.signer_key();
     let meta = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
         Err(_) => {
@@ -133,7 +136,7 @@ fn check_key(home: &Home) -> Check {
 }
 
 fn check_policy(home: &Home, explicit: Option<&std::path::Path>) -> Check {
-    let path = crate::cmd::daemon::policy_path(home, explicit);
+    let path = crate::app::assemble::policy_path(home, explicit);
     match load_policy(&path) {
         Ok(p) => pass(
             "policy",
@@ -156,7 +159,7 @@ fn check_journal(home: &Home) -> Check {
     if !dir.join(agp_journal::ENTRIES_FILE).exists() {
         return pass("journal", "empty (created by the first session)");
     }
-    let pub_path = home.keys_dir().join(agp_journal::keys::VERIFIER_FILE);
+    let pub_path = home.verifier_key();
     let key = match agp_journal::keys::load_verifier_key(&pub_path.to_string_lossy()) {
         Ok(k) => k,
         Err(e) => {
@@ -217,8 +220,12 @@ fn check_state(home: &Home) -> Check {
     }
 }
 
-fn check_sandbox(home: &Home) -> Check {
-    match crate::cmd::daemon::configured_sandbox(home) {
+fn check_sandbox(home: &Home, config: &Result<Config>) -> Check {
+    let choice = match config {
+        Ok(config) => config.sandbox(home),
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+    };
+    match choice {
         Ok(crate::cmd::daemon::SandboxChoice::Bwrap) => {}
         Ok(crate::cmd::daemon::SandboxChoice::None) => {
             return fail(
@@ -269,12 +276,12 @@ fn check_sandbox(home: &Home) -> Check {
 
 /// Slack is optional; once configured (slack.toml or AGP_SLACK_BOT_TOKEN) both tokens must work,
 /// and a home whose config.toml sends approvals to Slack must have it configured.
-fn check_slack(home: &Home) -> Check {
-    let required = match crate::cmd::daemon::configured_channel(home) {
-        Ok(choice) => choice == crate::cmd::daemon::ChannelChoice::Slack,
+fn check_slack(home: &Home, config: &Result<Config>) -> Check {
+    let required = match config {
+        Ok(config) => config.channel() == crate::cmd::daemon::ChannelChoice::Slack,
         Err(e) => return fail("slack", format!("{e:#}"), "fix config.toml"),
     };
-    let settings = agp_slack::settings_path(home.root());
+    let settings = home.slack_settings();
     let cfg = match agp_slack::setup(home.root()) {
         agp_slack::SlackSetup::NotConfigured if required => {
             return fail(

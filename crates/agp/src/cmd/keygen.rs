@@ -43,13 +43,13 @@ pub struct KeygenArgs {
 
 /// Path of the signer key in `home`.
 pub fn signer_path(home: &Home) -> PathBuf {
-    home.keys_dir().join(SIGNER_FILE)
+    home.signer_key()
 }
 
 /// The verifier key configured in `home` (keys/journal.pub). `key_option`: the command has a
 /// `--key` option the hint may name.
 pub fn home_verifier(home: &Home, key_option: bool) -> Result<VerifierKey> {
-    let path = home.keys_dir().join(VERIFIER_FILE);
+    let path = home.verifier_key();
     let or_key = if key_option { ", or pass --key" } else { "" };
     if !path.exists() {
         if signer_path(home).exists() {
@@ -105,12 +105,12 @@ pub fn run(home: &Home, args: KeygenArgs) -> Result<Exit> {
     }
     if key_path.exists() {
         if !args.force {
-            let repair = if home.keys_dir().join(VERIFIER_FILE).exists() {
+            let repair = if home.verifier_key().exists() {
                 String::new()
             } else {
                 format!(
                     "; its public key {} is missing: `{} keygen --repair-pub` rebuilds it",
-                    home.keys_dir().join(VERIFIER_FILE).display(),
+                    home.verifier_key().display(),
                     home.agp()
                 )
             };
@@ -188,7 +188,7 @@ fn repair_pub(home: &Home, json: bool) -> Result<Exit> {
     }
     let key = keys::load_signer_key(&key_path)
         .with_context(|| format!("cannot load the journal key {}", key_path.display()))?;
-    let pub_path = home.keys_dir().join(VERIFIER_FILE);
+    let pub_path = home.verifier_key();
     if let Ok(existing) = keys::load_verifier_key(&pub_path.to_string_lossy()) {
         if &existing != key.verifier() {
             bail!(
@@ -332,15 +332,10 @@ fn journal_has_entries(dir: &Path) -> Result<bool> {
 }
 
 fn configured_origin(home: &Home) -> Result<Option<String>> {
-    let text = std::fs::read_to_string(home.config())
-        .with_context(|| format!("cannot read {}", home.config().display()))?;
-    let value: toml::Table = toml::from_str(&text)
+    use crate::app::config::Config;
+    let config = Config::parse(&Config::read(home)?)
         .with_context(|| format!("cannot parse {}", home.config().display()))?;
-    Ok(value
-        .get("journal")
-        .and_then(|j| j.get("origin"))
-        .and_then(|o| o.as_str())
-        .map(str::to_string))
+    Ok(config.origin())
 }
 
 fn random_origin() -> String {

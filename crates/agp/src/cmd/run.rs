@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use agp_contracts::{ApprovalChannel, ApprovalOutcome, ApprovalRequest, BoxFuture, ChannelError};
 
-use agp_daemon::{Daemon, SessionParams};
+use agp_daemon::SessionParams;
 use agp_gateway::{Client, SessionMode};
 use agp_intendants::{RunReport, Script, ScriptedIntendant};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
-use crate::cmd::daemon::{assemble, runtime, warn_if_unsandboxed, GovernArgs};
+use crate::app::assemble::{assemble, init_logging, runtime, warn_if_unsandboxed};
+use crate::app::config::Config;
+use crate::app::local::LocalDaemon;
+use crate::cmd::daemon::GovernArgs;
 use crate::cmd::interrupt::{Interrupts, INTERRUPTED};
 use crate::cmd::run_report::{base_summary, finish, verify, Out, Ran, LEGEND};
 use crate::exit::Exit;
@@ -120,7 +123,8 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
     let out = Out { json: args.json };
     let ran = match running_daemon(home)? {
         Some(running) => run_on_daemon(home, &args, &running, &intendant, &repo, out),
-        None => run_in_process(home, &args, &intendant, &repo, out),
+        None => Config::load(home)
+            .and_then(|config| run_in_process(home, &config, &args, &intendant, &repo, out)),
     };
     let kept = demo_copy.map(|copy| keep_or_remove(copy, args.keep_demo_repo, out));
     let mut ran = ran?;
@@ -160,14 +164,15 @@ impl ApprovalChannel for PromptsOnly {
 
 fn run_in_process(
     home: &Home,
+    config: &Config,
     args: &RunArgs,
     intendant: &ScriptedIntendant,
     repo: &Path,
     out: Out,
 ) -> Result<Ran> {
-    crate::cmd::daemon::init_logging("agp_daemon=warn");
+    init_logging("agp_daemon=warn");
     let rt = runtime()?;
-    let mut assembly = assemble(home, &args.govern, &rt)?;
+    let mut assembly = assemble(home, config, &args.govern, &rt)?;
     // This daemon and its session die with this process.
     assembly.config.ephemeral = true;
     if assembly.channel != "slack" {
@@ -184,36 +189,25 @@ fn run_in_process(
         .max(assembly.config.exec_timeout)
         + REPLY_MARGIN;
     let journal_dir = home.journal_dir();
-    let verifier = home.keys_dir().join(agp_journal::keys::VERIFIER_FILE);
+    let verifier = home.verifier_key();
     let intendant = intendant.clone();
     let repo = repo.to_path_buf();
 
     let outcome = rt.block_on(async {
         let mut interrupts = Interrupts::install()?;
-        let daemon = Daemon::start(assembly.config, assembly.parts)
-            .await
-            .context("cannot start the agp daemon")?;
-        let socket = daemon.socket_path().to_path_buf();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(daemon.clone().serve(async move {
-            let _ = stopped.await;
-        }));
-        let session = daemon
-            .open_session(SessionParams {
+        let (daemon, session) = LocalDaemon::start_session(
+            assembly.config,
+            assembly.parts,
+            SessionParams {
                 intendant: "scripted".into(),
                 repo: repo.clone(),
                 task: args.task.clone(),
                 mode: SessionMode::ProxyExec,
-            })
-            .await;
-        let session = match session {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = stop.send(());
-                let _ = served.await;
-                return Err(anyhow::Error::new(e).context("cannot start the session"));
-            }
-        };
+            },
+            None,
+        )
+        .await?;
+        let socket = daemon.socket().to_path_buf();
         out.line(&format!(
             "agp: session {} · intendant scripted · repo {} · sandbox {} · approvals via {}",
             session.id,
@@ -242,9 +236,7 @@ fn run_in_process(
             signal = interrupts.recv() => {
                 // The intendant thread is left blocked on its call; ending the session settles
                 // that call's pending approval and stopping the runtime closes its connection.
-                if let Err(e) = daemon.end_session(&id, INTERRUPTED).await {
-                    eprintln!("agp: error: cannot end session {id}: {e}");
-                }
+                daemon.end_session(&id, INTERRUPTED).await;
                 crate::cmd::interrupt::report(&home.agp(), signal, &id);
                 (INTERRUPTED, None)
             }
@@ -258,11 +250,8 @@ fn run_in_process(
                 (status, Some(report))
             }
         };
-        if let Err(e) = daemon.end_session(&id, status).await {
-            eprintln!("agp: error: cannot end session {id}: {e}");
-        }
-        let _ = stop.send(());
-        let _ = served.await;
+        daemon.end_session(&id, status).await;
+        daemon.stop().await;
         anyhow::Ok((id, report))
     });
     // Bounded: an intendant thread still blocked on an interrupted call must not hold the exit.
@@ -354,11 +343,11 @@ struct RunningDaemon {
 
 /// Finds a live daemon for `home` (its socket accepts a connection).
 fn running_daemon(home: &Home) -> Result<Option<RunningDaemon>> {
-    let socket = home.run_dir().join("gateway.sock");
+    let socket = home.gateway_socket();
     if std::os::unix::net::UnixStream::connect(&socket).is_err() {
         return Ok(None);
     }
-    let token_path = home.run_dir().join("admin.token");
+    let token_path = home.admin_token();
     let admin_token = std::fs::read_to_string(&token_path).with_context(|| {
         format!(
             "an agp daemon is serving {} but its admin token {} is unreadable",
@@ -420,7 +409,7 @@ fn run_on_daemon(
     // could take.
     let approval = match g.approval_timeout {
         Some(secs) => Duration::from_secs(secs),
-        None => crate::cmd::daemon::configured_approval_timeout(home)?,
+        None => Config::load(home)?.approval_timeout(),
     };
     let reply_timeout = approval.max(Duration::from_secs(120)) + REPLY_MARGIN;
     let mut client =
@@ -462,7 +451,7 @@ fn run_on_daemon(
         eprintln!("agp: error: cannot end session {}: {e}", opened.session);
     }
     let journal_dir = home.journal_dir();
-    let verifier = home.keys_dir().join(agp_journal::keys::VERIFIER_FILE);
+    let verifier = home.verifier_key();
     match finished {
         Ok(report) => finish(
             &home.agp(),

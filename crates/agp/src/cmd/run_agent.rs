@@ -21,7 +21,7 @@ use agp_contracts::intendant::{
 };
 use agp_contracts::sandbox::{BindMount, ResourceLimits, SandboxSpec};
 use agp_contracts::{Journal, SandboxProvider};
-use agp_daemon::{Daemon, SessionParams};
+use agp_daemon::SessionParams;
 use agp_egress::{Allowlist, EgressProxy, JournalObserver, ProxyConfig, UpstreamWatch};
 use agp_gateway::SessionMode;
 use agp_intendants::claude_code::{self, ClaudeCodeAdapter};
@@ -32,8 +32,11 @@ use agp_sandbox::BubblewrapProvider;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 
+use crate::app::assemble::{assemble, runtime};
+use crate::app::config::Config;
+use crate::app::local::LocalDaemon;
 use crate::cmd::agent_binary::{self, AgentBinary};
-use crate::cmd::daemon::{assemble, runtime, GovernArgs, SandboxChoice};
+use crate::cmd::daemon::{GovernArgs, SandboxChoice};
 use crate::cmd::interrupt::{Interrupts, INTERRUPTED};
 use crate::cmd::{agent_login, agent_wait};
 use crate::exit::Exit;
@@ -132,29 +135,6 @@ impl AgentProcess {
     fn interrupted(&self) -> bool {
         self.lock().1
     }
-}
-
-/// The `[egress]` section of config.toml.
-#[derive(Debug, Default, serde::Deserialize)]
-struct EgressSection {
-    /// Hosts (or `*.domain`) the agent may reach besides its model API.
-    #[serde(default)]
-    allow: Vec<String>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-struct ConfigEgress {
-    #[serde(default)]
-    egress: EgressSection,
-}
-
-fn policy_egress(home: &Home) -> Result<Vec<String>> {
-    let path = home.config();
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let cfg: ConfigEgress =
-        toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
-    Ok(cfg.egress.allow)
 }
 
 /// Domains the policy allows the agent to fetch (`WebFetch(domain:…)` in allow rules): the
@@ -277,18 +257,16 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
     }
     let repo = std::fs::canonicalize(args.repo)
         .with_context(|| format!("repository {}", args.repo.display()))?;
-    let user_home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"));
+    let user_home = crate::app::assemble::user_home();
     check_login(agent, &user_home)?;
     let agp_exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .context("cannot find agp's own executable")?;
     let provider = Arc::new(BubblewrapProvider::new().protect(home.root()));
     provider.bwrap().map_err(|e| anyhow!("{e}"))?;
+    let config = Config::load(home)?;
     let binary = agent_binary::prepare(
-        home,
+        &config,
         agent.kind(),
         agent.name(),
         agent.lookup(),
@@ -300,10 +278,10 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
     }
 
     let rt = runtime()?;
-    let mut assembly = assemble(home, args.govern, &rt)?;
+    let mut assembly = assemble(home, &config, args.govern, &rt)?;
     // This daemon and its session die with this process.
     assembly.config.ephemeral = true;
-    let mut extra_egress = policy_egress(home)?;
+    let mut extra_egress = config.egress.allow.clone();
     extra_egress.extend(policy_domains(&assembly.policy_path)?);
     let hook_timeout = assembly.config.approval_timeout.as_secs() + HOOK_MARGIN_SECS;
     let adapter = adapter(agent, &binary, hook_timeout, &user_home)?;
@@ -317,33 +295,19 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
     let process = Arc::new(AgentProcess::default());
     let outcome = rt.block_on(async {
         let mut interrupts = Interrupts::install()?;
-        let daemon = Daemon::start(assembly.config, assembly.parts)
-            .await
-            .context("cannot start the agp daemon")?;
-        let gateway = daemon.socket_path().to_path_buf();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(daemon.clone().serve(async move {
-            let _ = stopped.await;
-        }));
-        let session = daemon
-            .open_identified_session(
-                SessionParams {
-                    intendant: agent.name().into(),
-                    repo: repo.clone(),
-                    task: args.task.to_owned(),
-                    mode: SessionMode::Gate,
-                },
-                binary.identity(),
-            )
-            .await;
-        let session = match session {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = stop.send(());
-                let _ = served.await;
-                return Err(anyhow::Error::new(e).context("cannot start the session"));
-            }
-        };
+        let (daemon, session) = LocalDaemon::start_session(
+            assembly.config,
+            assembly.parts,
+            SessionParams {
+                intendant: agent.name().into(),
+                repo: repo.clone(),
+                task: args.task.to_owned(),
+                mode: SessionMode::Gate,
+            },
+            Some(binary.identity()),
+        )
+        .await?;
+        let gateway = daemon.socket().to_path_buf();
         if let Some(w) = &binary.warning {
             let body = IntendantVersionUntested {
                 intendant: agent.name().to_owned(),
@@ -427,11 +391,8 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
             (Ok(0), false) => "completed",
             _ => "failed",
         };
-        if let Err(e) = daemon.end_session(&session.id, status).await {
-            eprintln!("agp: error: cannot end session {}: {e}", session.id);
-        }
-        let _ = stop.send(());
-        let _ = served.await;
+        daemon.end_session(&session.id, status).await;
+        daemon.stop().await;
         anyhow::Ok((session.id, launched, caught))
     });
     drop(rt);

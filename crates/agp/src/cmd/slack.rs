@@ -45,9 +45,7 @@ pub enum SlackCommand {
 }
 
 pub fn run(home: &Home, args: SlackArgs) -> Result<Exit> {
-    let file = args
-        .config
-        .unwrap_or_else(|| agp_slack::settings_path(home.root()));
+    let file = args.config.unwrap_or_else(|| home.slack_settings());
     let cfg = SlackConfig::load(&file).context("cannot load the Slack settings")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -105,7 +103,7 @@ async fn test(cfg: SlackConfig, wait: Duration, json: bool) -> Result<Exit> {
     }
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let session = format!("slack-test-{now_ms}");
-    let user = crate::cmd::daemon::os_user();
+    let user = crate::app::assemble::os_user();
     let started = SessionStarted {
         task: Some("check the Slack approval channel".into()),
         started_by: Some(user),

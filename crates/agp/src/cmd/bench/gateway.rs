@@ -161,8 +161,8 @@ pub(super) fn start(durability: &str) -> Result<(Bench, PathBuf, String)> {
         .spawn()
         .context("cannot start agp daemon")?;
     bench.daemon = Some(child);
-    let admin = home.join("run").join("admin.token");
-    let socket = home.join("run").join("gateway.sock");
+    let layout = crate::home::Home::resolve(Some(&home))?;
+    let (admin, socket) = (layout.admin_token(), layout.gateway_socket());
     let deadline = Instant::now() + Duration::from_secs(20);
     while !(admin.exists() && socket.exists()) {
         if Instant::now() > deadline {

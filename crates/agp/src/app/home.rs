@@ -1,4 +1,5 @@
-//! The agp home: where keys, policy, journal and state live.
+//! The agp home: where keys, policy, journal and state live. Every file and folder of the home
+//! is named here and nowhere else in the binary (the daemon gets its paths from here too).
 
 use std::path::{Path, PathBuf};
 
@@ -71,6 +72,34 @@ impl Home {
     }
     pub fn run_dir(&self) -> PathBuf {
         self.root.join("run")
+    }
+    /// The journal's signing key (secret, mode 0600).
+    pub fn signer_key(&self) -> PathBuf {
+        self.keys_dir().join(agp_journal::keys::SIGNER_FILE)
+    }
+    /// The journal's verifier (public) key.
+    pub fn verifier_key(&self) -> PathBuf {
+        self.keys_dir().join(agp_journal::keys::VERIFIER_FILE)
+    }
+    /// The socket of the `agp daemon` serving this home.
+    pub fn gateway_socket(&self) -> PathBuf {
+        self.run_dir().join(agp_daemon::GATEWAY_SOCKET_FILE)
+    }
+    /// The admin token of the `agp daemon` serving this home.
+    pub fn admin_token(&self) -> PathBuf {
+        self.run_dir().join(agp_daemon::ADMIN_TOKEN_FILE)
+    }
+    /// Start-of-session snapshots of the repositories, for the end-of-session integrity check.
+    pub fn integrity_dir(&self) -> PathBuf {
+        self.root.join("integrity")
+    }
+    /// Where the integrity check moves what it neutralizes, one folder per session.
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+    /// Slack's settings (tokens: mode 0600).
+    pub fn slack_settings(&self) -> PathBuf {
+        agp_slack::settings_path(&self.root)
     }
 
     /// Fails with a fix when the home has not been created yet.

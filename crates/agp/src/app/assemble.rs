@@ -1,0 +1,284 @@
+//! The assembly of a daemon from an agp home and its config: journal (with the home's key),
+//! policy, approval channel and sandbox, for `agp daemon` and `agp run`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agp_contracts::{ApprovalChannel, PolicyEngine};
+use agp_daemon::exec::{Provider, SandboxFactory};
+use agp_daemon::{DaemonConfig, Parts, Redactor};
+use agp_journal::writer::{Durability, JournalOptions, JournalWriter};
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+use crate::app::config::{ChannelChoice, Config, SandboxChoice, DEFAULT_DURABILITY};
+use crate::cmd::daemon::GovernArgs;
+use crate::home::Home;
+
+/// The ONE redaction function, from agp-policy.
+struct PolicyRedactor;
+
+impl Redactor for PolicyRedactor {
+    fn redact_value(&self, value: &Value) -> Value {
+        agp_policy::redact::redact_value(value)
+    }
+    fn redact_text(&self, text: &str) -> String {
+        agp_policy::redact::redact_str(text)
+    }
+}
+
+/// A daemon ready to start, and what it was built from (for messages).
+pub struct Assembly {
+    pub config: DaemonConfig,
+    pub parts: Parts,
+    pub policy_path: PathBuf,
+    pub sandbox: SandboxChoice,
+    pub channel: &'static str,
+    pub journal: Arc<JournalWriter>,
+}
+
+pub fn policy_path(home: &Home, explicit: Option<&Path>) -> PathBuf {
+    explicit
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| home.policy())
+}
+
+pub fn load_policy(path: &Path) -> Result<Arc<dyn PolicyEngine>> {
+    if !path.is_file() {
+        bail!(
+            "no policy at {} (run `agp init` to create the default one, or pass --policy FILE)",
+            path.display()
+        );
+    }
+    let policy = agp_policy::Policy::load(path)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("policy {} is invalid", path.display()))?;
+    Ok(Arc::new(policy))
+}
+
+pub fn open_journal(home: &Home, durability: Durability) -> Result<Arc<JournalWriter>> {
+    let key_path = home.signer_key();
+    if !key_path.exists() {
+        bail!(
+            "no journal signing key at {} (run `agp keygen`)",
+            key_path.display()
+        );
+    }
+    let key = agp_journal::keys::load_signer_key(&key_path)
+        .with_context(|| format!("cannot load the journal key {}", key_path.display()))?;
+    let writer = JournalWriter::open(
+        &home.journal_dir(),
+        key,
+        JournalOptions::with_durability(durability),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the journal in {} (is another agp daemon or run using this home?)",
+            home.journal_dir().display()
+        )
+    })?;
+    Ok(Arc::new(writer))
+}
+
+pub fn sandbox_factory(home: &Home, choice: SandboxChoice) -> Arc<dyn SandboxFactory> {
+    match choice {
+        SandboxChoice::Bwrap => Arc::new(Provider(Arc::new(
+            agp_sandbox::BubblewrapProvider::new().protect(home.root()),
+        ))),
+        SandboxChoice::None => Arc::new(Provider(Arc::new(agp_sandbox::NoSandbox::new()))),
+    }
+}
+
+/// The user's home (`~/` in policy rules, where agent logins are found): $HOME, else `/`.
+pub fn user_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The name of the user this process runs as: the passwd entry of the effective uid (which the
+/// environment cannot fake), else $USER, else the bare uid.
+pub fn os_user() -> String {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0u8; 4096];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call: `pwd` is writable storage for one passwd,
+    // `buf` outlives the use of the strings it backs, and `found` receives null or `pwd`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            pwd.as_mut_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc == 0 && !found.is_null() {
+        // SAFETY: getpwuid_r succeeded and filled `pwd`; pw_name points into `buf` and is
+        // NUL-terminated.
+        let name = unsafe { std::ffi::CStr::from_ptr((*found).pw_name) };
+        if let Ok(name) = name.to_str() {
+            if !name.is_empty() {
+                return name.to_owned();
+            }
+        }
+    }
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// Builds the daemon for `home` as `file` (its config.toml) and `args` say: journal (with the home's key), policy, approval channel and
+/// sandbox. The daemon itself is not started, but a Slack channel connects (Socket Mode) on
+/// `rt`, the runtime the daemon will run on, and journals refused clicks.
+pub fn assemble(
+    home: &Home,
+    file: &Config,
+    args: &GovernArgs,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Assembly> {
+    home.require_initialized()?;
+    let durability: Durability = args
+        .durability
+        .as_deref()
+        .or(file.journal.durability.as_deref())
+        .unwrap_or(DEFAULT_DURABILITY)
+        .parse()
+        .map_err(|e: String| anyhow!(e))?;
+    let sandbox = match args.sandbox {
+        Some(choice) => choice,
+        None => file.sandbox(home)?,
+    };
+    let approval_timeout = args
+        .approval_timeout
+        .unwrap_or_else(|| file.approval_timeout_secs());
+    if approval_timeout == 0 {
+        bail!("the approval timeout must be at least 1 second");
+    }
+
+    let policy_path = policy_path(home, args.policy.as_deref());
+    let policy = load_policy(&policy_path)?;
+    let human = args.approval_channel.unwrap_or_else(|| file.channel());
+    if args.approval_channel == Some(ChannelChoice::Slack)
+        && (args.auto_approve || args.approver_script.is_some())
+    {
+        bail!(
+            "--approval-channel slack (or AGP_APPROVAL_CHANNEL=slack) cannot be combined with \
+             --auto-approve or --approver-script: choose one way to approve"
+        );
+    }
+    // The journal comes first: the Slack channel journals the clicks it refuses.
+    let journal = open_journal(home, durability)?;
+    let (channel, channel_name): (Arc<dyn ApprovalChannel>, &'static str) = if args.auto_approve {
+        (
+            Arc::new(agp_channels::AutoApproveChannel::new()),
+            "auto-approve",
+        )
+    } else if let Some(script) = &args.approver_script {
+        let approver = agp_channels::ScriptedApprover::new(script)
+            .with_context(|| format!("cannot use approver script {}", script.display()))?;
+        (Arc::new(approver), "approver-script")
+    } else if human == ChannelChoice::Slack {
+        (Arc::new(slack_channel(home, &journal, rt)?), "slack")
+    } else {
+        let terminal = agp_channels::TerminalChannel::controlling();
+        if !terminal.is_available() {
+            eprintln!(
+                "agp: no terminal and no other approval channel: calls that need approval will be denied"
+            );
+        }
+        (Arc::new(terminal), "terminal")
+    };
+
+    let mut config = DaemonConfig::new(home.root().to_path_buf(), user_home());
+    config.run_dir = home.run_dir();
+    config.state_db = home.state_db();
+    config.integrity_dir = home.integrity_dir();
+    config.quarantine_dir = home.quarantine_dir();
+    config.approval_timeout = Duration::from_secs(approval_timeout);
+    config.operator = os_user();
+    file.sandbox
+        .limits
+        .apply(&mut config.sandbox_limits)
+        .with_context(|| format!("{} is not valid", home.config().display()))?;
+    let parts = Parts {
+        journal: journal.clone(),
+        policy,
+        channel,
+        sandbox: Some(sandbox_factory(home, sandbox)),
+        redactor: Arc::new(PolicyRedactor),
+    };
+    Ok(Assembly {
+        config,
+        parts,
+        policy_path,
+        sandbox,
+        channel: channel_name,
+        journal,
+    })
+}
+
+/// The Slack channel of this home, connected on `rt`. Slack was asked for, so a missing or
+/// invalid setting refuses to start rather than quietly using another channel.
+fn slack_channel(
+    home: &Home,
+    journal: &Arc<JournalWriter>,
+    rt: &tokio::runtime::Runtime,
+) -> Result<agp_slack::SlackChannel> {
+    match agp_slack::setup(home.root()) {
+        agp_slack::SlackSetup::NotConfigured => bail!(
+            "approvals go to Slack, but Slack is not configured: create {} (mode 0600) or set \
+             AGP_SLACK_BOT_TOKEN, AGP_SLACK_APP_TOKEN, AGP_SLACK_CHANNEL and AGP_SLACK_APPROVERS \
+             (see `agp slack check`)",
+            home.slack_settings().display()
+        ),
+        agp_slack::SlackSetup::Invalid(e) => {
+            bail!("approvals go to Slack, but the Slack settings are invalid: {e}")
+        }
+        agp_slack::SlackSetup::Configured(_) => {}
+    }
+    let journal: Arc<dyn agp_contracts::Journal> = journal.clone();
+    rt.block_on(agp_slack::open_channel(
+        home.root(),
+        &home.state_db(),
+        journal,
+    ))
+    .map_err(|e| {
+        anyhow!("cannot start the Slack approval channel: {e} (check it with `agp slack check`)")
+    })
+}
+
+/// A runtime sized for a 2-core box: the daemon's work is mostly waiting on I/O and on
+/// blocking journal/sandbox threads.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn warn_if_unsandboxed(choice: SandboxChoice) {
+    if choice == SandboxChoice::None {
+        eprintln!(
+            "agp: WARNING: --sandbox none: allowed calls run directly on this machine with your \
+             privileges (no isolation; journaled)"
+        );
+    }
+}
+
+/// The daemon's own warnings and errors (journal failures, outbox dead letters) go to stderr;
+/// RUST_LOG refines them (e.g. `RUST_LOG=agp_daemon=debug`).
+pub fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
