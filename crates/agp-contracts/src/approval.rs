@@ -53,7 +53,7 @@ pub mod via {
 }
 
 /// A person (or, loudly, a flag such as `--auto-approve`) who decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Approver {
     /// Channel-specific identity: Slack user id, `tty:<user>`, `auto-approve`, ...
     pub id: String,

@@ -8,7 +8,19 @@ use crate::ToolCall;
 
 /// What the gate says about a call. Ordered by strictness: `Allow < Require < Deny`, so the
 /// verdict of a compound command is the maximum over its parts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     Allow,
@@ -47,7 +59,7 @@ pub struct ApprovalSpec {
 }
 
 /// How one part of a (possibly compound) call was judged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PartFinding {
     /// The part as text, e.g. one simple command of a pipeline, or `write:/path` for a redirection.
     pub part: String,

@@ -136,7 +136,7 @@ pub struct ExecOutput {
 }
 
 /// What a provider actually guarantees, stated honestly so it can be journaled and shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Isolation {
     /// Provider name (`bubblewrap`, `container`, `none`).
     pub provider: String,
@@ -149,7 +149,7 @@ pub struct Isolation {
 }
 
 /// One isolation property proven (or not) from inside a sandbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PreflightCheck {
     pub name: String,
     pub passed: bool,
@@ -157,7 +157,7 @@ pub struct PreflightCheck {
 }
 
 /// The result of a preflight, journaled as `sandbox.preflight`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PreflightReport {
     pub provider: String,
     /// True only when there is at least one check and every check passed, or when the provider

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agp_contracts::events::GATEWAY_REJECTED;
+use agp_contracts::events::GatewayRejected;
 use agp_gateway::frame::encode;
 use agp_gateway::{ErrorCode, ServerMessage, SessionMode};
 use serde_json::{json, Value};
@@ -157,13 +157,13 @@ impl Daemon {
         let session = conn.session.as_ref().map(|s| s.id.clone());
         // Ids are the client's: bound what of them reaches the journal.
         let id = id.map(|i| crate::util::truncate_utf8(&i, 256).0.to_owned());
-        let body =
-            json!({"code": code.as_str(), "message": message, "call_id": id, "peer": conn.peer});
-        if let Err(e) = self
-            .mediator
-            .journal(GATEWAY_REJECTED, session.as_deref(), body)
-            .await
-        {
+        let body = GatewayRejected {
+            code: code.as_str().to_owned(),
+            message: message.clone(),
+            call_id: id.clone(),
+            peer: conn.peer.clone(),
+        };
+        if let Err(e) = self.mediator.record(session.as_deref(), &body).await {
             tracing::error!("cannot journal a gateway rejection: {e}");
         }
         send(conn, &ServerMessage::Error { code, message, id }).await

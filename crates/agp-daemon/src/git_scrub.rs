@@ -42,10 +42,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agp_contracts::events::SANDBOX_GIT_METADATA_REMOVED;
+use agp_contracts::events::SandboxGitMetadataRemoved;
 use agp_gateway::SessionMode;
 use agp_sandbox::GitMetadataGuard;
-use serde_json::json;
 
 use crate::mediate::Mediator;
 use crate::session::SessionState;
@@ -146,13 +145,13 @@ async fn scrub_and_journal(
     if !worth_journaling(&mut watch.last, &removed) {
         return;
     }
-    let body = json!({
-        "call_id": call_id, "removed": removed, "scrubbed_by": "daemon", "when": when,
-    });
-    if let Err(e) = m
-        .journal(SANDBOX_GIT_METADATA_REMOVED, Some(&state.id), body)
-        .await
-    {
+    let body = SandboxGitMetadataRemoved {
+        call_id: call_id.map(str::to_owned),
+        removed,
+        scrubbed_by: Some("daemon".into()),
+        when: Some(when.to_owned()),
+    };
+    if let Err(e) = m.record(Some(&state.id), &body).await {
         tracing::error!("could not journal removed git metadata: {e}");
     }
 }

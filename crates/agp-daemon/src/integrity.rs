@@ -8,8 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
+use agp_contracts::events::SessionIntegrity;
 use agp_integrity::{Action, Baseline, Limits, Origin};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::mediate::Mediator;
 
@@ -59,7 +60,7 @@ pub(crate) async fn check(
     session: &str,
     repo: &Path,
     baseline: Option<Baseline>,
-) -> Value {
+) -> SessionIntegrity {
     let (repo, quarantine) = (repo.to_path_buf(), quarantine_dir(m, session));
     let stored = baseline_path(m, session);
     let checked = tokio::task::spawn_blocking(move || {
@@ -86,19 +87,23 @@ pub(crate) async fn check(
                 )
             });
             report.findings.truncate(MAX_JOURNALED_FINDINGS);
-            json!({
-                "session": session,
-                "findings_total": total,
-                "by_session": by_session,
-                "not_neutralized": not_neutralized,
-                "quarantine": quarantine,
-                "report": report.to_json(),
-            })
+            SessionIntegrity {
+                session: session.to_owned(),
+                findings_total: Some(total as u64),
+                by_session: Some(by_session as u64),
+                not_neutralized: Some(not_neutralized as u64),
+                quarantine: Some(quarantine),
+                report: report.to_json(),
+            }
         }
-        Err(e) => json!({
-            "session": session,
-            "report": {"complete": false, "incomplete": [format!("the check failed: {e}")],
-                       "findings": []},
-        }),
+        Err(e) => SessionIntegrity {
+            session: session.to_owned(),
+            findings_total: None,
+            by_session: None,
+            not_neutralized: None,
+            quarantine: None,
+            report: json!({"complete": false, "incomplete": [format!("the check failed: {e}")],
+                           "findings": []}),
+        },
     }
 }

@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agp_contracts::events::{APPROVAL_TIMEOUT, SESSION_INTEGRITY, SESSION_REAPED};
+use agp_contracts::events::{ApprovalTimeout, SessionReaped};
 use agp_contracts::{ApprovalOutcome, ApprovalRequest, JournalError};
-use serde_json::json;
 
 use crate::mediate::Mediator;
-use crate::store::{PendingRow, StoreError};
+use crate::store::{PendingRow, SessionRow, StoreError};
 use crate::util::now_ms;
 
 /// How long settled bookkeeping (call ids of ended sessions, delivered projections, settled
@@ -40,30 +39,21 @@ pub async fn recover(m: &Arc<Mediator>) -> Result<Vec<tokio::task::JoinHandle<()
         .db(move |s| s.end_orphans(EPHEMERAL_OWNER_PREFIX, now))
         .await?;
     for row in &orphans {
-        m.journal(
-            SESSION_REAPED,
-            Some(&row.id),
-            json!({"session": row.id, "intendant": row.intendant, "lease_owner": row.lease_owner,
-                   "fencing_token": row.fencing_token, "last_heartbeat_ms": row.heartbeat_ms,
-                   "status": "interrupted",
-                   "reason": "the `agp run` process that held the session is gone"}),
-        )
-        .await?;
+        let reaped = SessionReaped {
+            status: Some("interrupted".into()),
+            reason: Some("the `agp run` process that held the session is gone".into()),
+            ..reaped_body(row)
+        };
+        m.record(Some(&row.id), &reaped).await?;
     }
     let reaped = m.db(move |s| s.reap_expired(now - ttl, now)).await?;
     for row in &reaped {
-        m.journal(
-            SESSION_REAPED,
-            Some(&row.id),
-            json!({"session": row.id, "intendant": row.intendant, "lease_owner": row.lease_owner,
-                   "fencing_token": row.fencing_token, "last_heartbeat_ms": row.heartbeat_ms}),
-        )
-        .await?;
+        m.record(Some(&row.id), &reaped_body(row)).await?;
         // The dead daemon never checked what the session left; the snapshot it stored says
         // what was there before.
         let report =
             crate::integrity::check(m, &row.id, std::path::Path::new(&row.repo), None).await;
-        m.journal(SESSION_INTEGRITY, Some(&row.id), report).await?;
+        m.record(Some(&row.id), &report).await?;
     }
 
     let pruned = m.db(move |s| s.prune(now - RETENTION_MS)).await?;
@@ -111,15 +101,20 @@ async fn expire(
     {
         return Ok(());
     }
-    m.journal(
-        APPROVAL_TIMEOUT,
-        Some(&row.session),
-        json!({"call_id": row.call_id, "input_sha256": row.input_sha256,
-               "channel": m.parts.channel.name(), "recovered": true,
-               "reason": if session_active { "expired while the daemon was down" }
-                         else { "the session ended while the daemon was down" }}),
-    )
-    .await?;
+    let reason = if session_active {
+        "expired while the daemon was down"
+    } else {
+        "the session ended while the daemon was down"
+    };
+    let timeout = ApprovalTimeout {
+        call_id: row.call_id.clone(),
+        input_sha256: row.input_sha256.clone(),
+        channel: m.parts.channel.name().to_owned(),
+        waited_ms: None,
+        recovered: Some(true),
+        reason: Some(reason.into()),
+    };
+    m.record(Some(&row.session), &timeout).await?;
     Ok(())
 }
 
@@ -151,4 +146,17 @@ async fn reattach(m: Arc<Mediator>, request: ApprovalRequest, left: Duration) {
         end.granted,
         end.reason
     );
+}
+
+/// The members every `session.reaped` entry has, from the session's stored row.
+fn reaped_body(row: &SessionRow) -> SessionReaped {
+    SessionReaped {
+        session: row.id.clone(),
+        intendant: row.intendant.clone(),
+        lease_owner: row.lease_owner.clone(),
+        fencing_token: row.fencing_token,
+        last_heartbeat_ms: row.heartbeat_ms,
+        status: None,
+        reason: None,
+    }
 }

@@ -2,10 +2,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use agp_contracts::events::{EGRESS_ALLOWED, EGRESS_DENIED, EGRESS_UPSTREAM_FAILED};
+use agp_contracts::events::{EgressAllowed, EgressDenied, EgressUpstreamFailed, Event};
 use agp_contracts::Journal;
 use serde::Serialize;
-use serde_json::json;
 
 /// One connection attempt through the proxy, as judged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,24 +62,27 @@ impl JournalObserver {
 
 impl EgressObserver for JournalObserver {
     fn observe(&self, attempt: &EgressAttempt) -> Result<(), String> {
-        let kind = if attempt.allowed {
-            EGRESS_ALLOWED
+        let (method, reason) = (attempt.method.clone(), attempt.reason.clone());
+        let (host, port, peer_pid) = (attempt.host.clone(), attempt.port, attempt.peer_pid);
+        let (kind, body) = if attempt.allowed {
+            let body = EgressAllowed {
+                method,
+                reason,
+                host,
+                port,
+                peer_pid,
+            };
+            (EgressAllowed::KIND, body.to_body())
         } else {
-            EGRESS_DENIED
+            let body = EgressDenied {
+                method,
+                reason,
+                host,
+                port,
+                peer_pid,
+            };
+            (EgressDenied::KIND, body.to_body())
         };
-        let mut body = json!({
-            "method": attempt.method,
-            "reason": attempt.reason,
-        });
-        if let Some(h) = &attempt.host {
-            body["host"] = json!(h);
-        }
-        if let Some(p) = attempt.port {
-            body["port"] = json!(p);
-        }
-        if let Some(pid) = attempt.peer_pid {
-            body["peer_pid"] = json!(pid);
-        }
         self.journal
             .append(kind, Some(&self.session), body)
             .map(|_| ())
@@ -90,14 +92,17 @@ impl EgressObserver for JournalObserver {
     /// Failures only: a connection that worked is already journaled as `egress.allowed`.
     fn upstream(&self, outcome: &UpstreamOutcome) {
         let Some(error) = &outcome.error else { return };
-        let mut body = json!({"host": outcome.host, "port": outcome.port, "error": error});
-        if let Some(pid) = outcome.peer_pid {
-            body["peer_pid"] = json!(pid);
-        }
-        if let Err(e) = self
-            .journal
-            .append(EGRESS_UPSTREAM_FAILED, Some(&self.session), body)
-        {
+        let body = EgressUpstreamFailed {
+            host: outcome.host.clone(),
+            port: outcome.port,
+            error: error.clone(),
+            peer_pid: outcome.peer_pid,
+        };
+        if let Err(e) = self.journal.append(
+            EgressUpstreamFailed::KIND,
+            Some(&self.session),
+            body.to_body(),
+        ) {
             // The proxy has no logger of its own: say it rather than lose it silently.
             eprintln!("agp: egress: cannot journal an upstream failure: {e}");
         }
@@ -147,7 +152,9 @@ impl EgressObserver for MemoryObserver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agp_contracts::events::{EGRESS_ALLOWED, EGRESS_DENIED, EGRESS_UPSTREAM_FAILED};
     use agp_testkit::MemJournal;
+    use serde_json::json;
 
     fn attempt(allowed: bool) -> EgressAttempt {
         EgressAttempt {

@@ -2,6 +2,7 @@
 //! Everything shown comes from the already-redacted request; text is escaped so an agent
 //! cannot inject mentions, links or formatting into what approvers read.
 
+use agp_contracts::events::{Event, SessionStarted};
 use agp_contracts::{ApprovalOutcome, ApprovalRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -223,22 +224,25 @@ pub fn details_blocks(request: &ApprovalRequest) -> Value {
     Value::Array(blocks)
 }
 
-/// The root message of a session, from the `session.started` projection body.
+/// The root message of a session, from the `session.started` projection body (a body that
+/// is not one shows every field as unknown).
 pub fn session_root_blocks(session: &str, body: &Value) -> (String, Value) {
-    let field = |keys: &[&str]| {
-        keys.iter()
-            .find_map(|k| body.get(*k).and_then(Value::as_str))
-            .map(escape)
+    let started = SessionStarted::from_body(body).ok();
+    let field = |get: fn(&SessionStarted) -> Option<String>| {
+        started
+            .as_ref()
+            .and_then(get)
+            .map(|v| escape(&v))
             .unwrap_or_else(|| "(unknown)".into())
     };
     let text = format!("agp session {}", escape(session));
     let blocks = json!([
         section(format!(":robot_face: *agp session* `{}`", code(session))),
         {"type": "section", "fields": [
-            mrkdwn(format!("*Agent:*\n{}", field(&["intendant", "agent"]))),
-            mrkdwn(format!("*Repo:*\n{}", field(&["repo"]))),
-            mrkdwn(format!("*Task:*\n{}", field(&["task"]))),
-            mrkdwn(format!("*Started by:*\n{}", field(&["started_by", "user", "operator"]))),
+            mrkdwn(format!("*Agent:*\n{}", field(|s| Some(s.intendant.clone())))),
+            mrkdwn(format!("*Repo:*\n{}", field(|s| Some(s.repo.to_string_lossy().into_owned())))),
+            mrkdwn(format!("*Task:*\n{}", field(|s| s.task.clone()))),
+            mrkdwn(format!("*Started by:*\n{}", field(|s| s.started_by.clone()))),
         ]},
     ]);
     (text, blocks)

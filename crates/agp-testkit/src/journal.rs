@@ -16,6 +16,10 @@ pub type Appended = (String, Option<String>, Value);
 pub struct MemJournal {
     events: Mutex<Vec<Appended>>,
     broken: AtomicBool,
+    /// Bodies of a typed kind that are not exactly their type's JSON
+    /// (`agp_contracts::events::check_body`); every reader of this journal asserts there are
+    /// none, so a writer cannot drift from the documented event format.
+    untyped: Mutex<Vec<String>>,
 }
 
 /// What a broken [`MemJournal`] answers.
@@ -38,18 +42,30 @@ impl MemJournal {
         self.broken.store(broken, Ordering::SeqCst);
     }
 
+    /// Panics when a body of a typed kind was not exactly its type's JSON.
+    pub fn assert_typed(&self) {
+        let untyped = self.untyped.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            untyped.is_empty(),
+            "bodies unlike their types: {untyped:#?}"
+        );
+    }
+
     /// Everything appended so far, in order.
     pub fn events(&self) -> Vec<Appended> {
+        self.assert_typed();
         self.lock().clone()
     }
 
     /// The kinds appended so far, in order.
     pub fn kinds(&self) -> Vec<String> {
+        self.assert_typed();
         self.lock().iter().map(|e| e.0.clone()).collect()
     }
 
     /// The bodies of the events of `kind`, in order.
     pub fn of(&self, kind: &str) -> Vec<Value> {
+        self.assert_typed();
         self.lock()
             .iter()
             .filter(|e| e.0 == kind)
@@ -82,6 +98,12 @@ impl Journal for MemJournal {
         }
         agp_contracts::canonical::to_canonical_string(&body)
             .map_err(|e| JournalError::Refused(e.to_string()))?;
+        if let Err(e) = agp_contracts::events::check_body(kind, &body) {
+            self.untyped
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(e);
+        }
         let mut events = self.lock();
         events.push((kind.to_owned(), session.map(str::to_owned), body));
         Ok(AppendReceipt {

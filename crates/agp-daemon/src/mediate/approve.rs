@@ -57,14 +57,15 @@ impl Mediator {
             None
         };
         if let Some(by) = remembered {
-            let body = json!({
-                "call_id": call.id, "input_sha256": input_sha256, "by": by,
-                "channel": channel, "remembered": true,
-            });
-            return match self
-                .journal(APPROVAL_GRANTED, Some(&session.id), body)
-                .await
-            {
+            let granted = ev::ApprovalGranted {
+                call_id: call.id.clone(),
+                input_sha256: input_sha256.to_owned(),
+                by: by.clone(),
+                channel: channel.clone(),
+                remembered: Some(true),
+                waited_ms: None,
+            };
+            return match self.record(Some(&session.id), &granted).await {
                 Ok(()) => ApprovalEnd {
                     granted: true,
                     by: Some(format!("remembered:{}", approver_names(&by))),
@@ -100,16 +101,18 @@ impl Mediator {
                 "agp could not record the pending approval ({e}); denied"
             ));
         }
-        let body = json!({
-            "call_id": call.id, "tool": call.tool, "input_sha256": input_sha256,
-            "rule_id": verdict.rule_id, "reason": verdict.reason, "channel": channel,
-            "approvers": request.approvers, "quorum": request.quorum,
-            "expires_at_ms": expires_at_ms,
-        });
-        if let Err(e) = self
-            .journal(APPROVAL_REQUESTED, Some(&session.id), body)
-            .await
-        {
+        let requested = ev::ApprovalRequested {
+            call_id: call.id.clone(),
+            tool: call.tool.clone(),
+            input_sha256: input_sha256.to_owned(),
+            rule_id: verdict.rule_id.clone(),
+            reason: verdict.reason.clone(),
+            channel: channel.clone(),
+            approvers: request.approvers.clone(),
+            quorum: request.quorum,
+            expires_at_ms,
+        };
+        if let Err(e) = self.record(Some(&session.id), &requested).await {
             self.resolve(&session.id, &call.id, input_sha256, "failed")
                 .await;
             return denied(format!(
@@ -185,9 +188,16 @@ impl Mediator {
         let (status, kind, body, end) = match &outcome {
             ApprovalOutcome::Granted { by } => (
                 "granted",
-                APPROVAL_GRANTED,
-                json!({"call_id": request.call_id, "input_sha256": request.input_sha256,
-                       "by": by, "channel": channel, "waited_ms": waited.as_millis() as u64}),
+                ev::ApprovalGranted::KIND,
+                ev::ApprovalGranted {
+                    call_id: request.call_id.clone(),
+                    input_sha256: request.input_sha256.clone(),
+                    by: by.clone(),
+                    channel: channel.to_owned(),
+                    remembered: None,
+                    waited_ms: Some(waited.as_millis() as u64),
+                }
+                .to_body(),
                 ApprovalEnd {
                     granted: true,
                     by: Some(approver_names(by)),
@@ -196,10 +206,18 @@ impl Mediator {
             ),
             ApprovalOutcome::Denied { by, reason } => (
                 "denied",
-                APPROVAL_DENIED,
-                json!({"call_id": request.call_id, "input_sha256": request.input_sha256,
-                       "by": by, "reason": reason, "channel": channel,
-                       "waited_ms": waited.as_millis() as u64}),
+                ev::ApprovalDenied::KIND,
+                ev::ApprovalDenied {
+                    call_id: request.call_id.clone(),
+                    input_sha256: request.input_sha256.clone(),
+                    by: Some(by.clone()),
+                    reason: reason.clone(),
+                    channel: channel.to_owned(),
+                    waited_ms: Some(waited.as_millis() as u64),
+                    unavailable: None,
+                    cancelled: None,
+                }
+                .to_body(),
                 ApprovalEnd {
                     granted: false,
                     by: Some(by.id.clone()),
@@ -211,9 +229,16 @@ impl Mediator {
             ),
             ApprovalOutcome::Timeout => (
                 "timeout",
-                APPROVAL_TIMEOUT,
-                json!({"call_id": request.call_id, "input_sha256": request.input_sha256,
-                       "channel": channel, "waited_ms": waited.as_millis() as u64}),
+                ev::ApprovalTimeout::KIND,
+                ev::ApprovalTimeout {
+                    call_id: request.call_id.clone(),
+                    input_sha256: request.input_sha256.clone(),
+                    channel: channel.to_owned(),
+                    waited_ms: Some(waited.as_millis() as u64),
+                    recovered: None,
+                    reason: None,
+                }
+                .to_body(),
                 ApprovalEnd {
                     granted: false,
                     by: None,
@@ -222,9 +247,18 @@ impl Mediator {
             ),
             ApprovalOutcome::Unavailable { reason } => (
                 "unavailable",
-                APPROVAL_DENIED,
-                json!({"call_id": request.call_id, "input_sha256": request.input_sha256,
-                       "by": null, "unavailable": true, "reason": reason, "channel": channel}),
+                ev::ApprovalDenied::KIND,
+                ev::ApprovalDenied {
+                    call_id: request.call_id.clone(),
+                    input_sha256: request.input_sha256.clone(),
+                    by: None,
+                    reason: Some(reason.clone()),
+                    channel: channel.to_owned(),
+                    waited_ms: None,
+                    unavailable: Some(true),
+                    cancelled: None,
+                }
+                .to_body(),
                 ApprovalEnd {
                     granted: false,
                     by: None,

@@ -65,23 +65,19 @@ impl Mediator {
             );
         }
         if let Some(hit) = &limit {
-            let body = json!({
-                "call_id": call.id, "limit": hit.limit, "bound": hit.bound,
-                "observed": hit.observed, "refused": refused, "message": hit.message,
-            });
-            if let Err(e) = self
-                .journal(SANDBOX_LIMIT_EXCEEDED, Some(&session.id), body)
-                .await
-            {
+            let body = ev::SandboxLimitExceeded::new(&call.id, hit, refused);
+            if let Err(e) = self.record(Some(&session.id), &body).await {
                 tracing::error!("could not journal a sandbox limit hit: {e}");
             }
         }
         if !removed.is_empty() {
-            let body = json!({ "call_id": call.id, "removed": removed });
-            if let Err(e) = self
-                .journal(SANDBOX_GIT_METADATA_REMOVED, Some(&session.id), body)
-                .await
-            {
+            let body = ev::SandboxGitMetadataRemoved {
+                call_id: Some(call.id.clone()),
+                removed: removed.clone(),
+                scrubbed_by: None,
+                when: None,
+            };
+            if let Err(e) = self.record(Some(&session.id), &body).await {
                 tracing::error!("could not journal removed git metadata: {e}");
             }
         }
@@ -101,17 +97,21 @@ impl Mediator {
             truncated: cut || cut_by_sandbox,
             output_sha256,
         };
-        let body = json!({
-            "call_id": call.id, "tool": call.tool, "input_sha256": input_sha256,
-            "ok": result.ok, "exit_code": exit_code, "timed_out": timed_out,
-            "error": error, "output": result.output, "truncated": result.truncated,
-            "output_bytes": raw.len(), "output_sha256": result.output_sha256,
-            "reported_by": "sandbox",
-        });
-        match self
-            .journal(TOOL_CALL_RESULT, Some(&session.id), body)
-            .await
-        {
+        let body = ev::ToolCallResult {
+            call_id: call.id.clone(),
+            tool: call.tool.clone(),
+            input_sha256: input_sha256.to_owned(),
+            ok: result.ok,
+            exit_code: Some(exit_code),
+            timed_out: Some(timed_out),
+            error: Some(error),
+            output: result.output.clone(),
+            truncated: result.truncated,
+            output_bytes: Some(raw.len() as u64),
+            output_sha256: result.output_sha256.clone(),
+            reported_by: "sandbox".into(),
+        };
+        match self.record(Some(&session.id), &body).await {
             Ok(()) => result,
             Err(e) => ExecResult {
                 ok: false,
@@ -160,12 +160,21 @@ impl Mediator {
         // result to the approved call. Anything else (another input, or none named) is a
         // mismatch of its own kind, so no reader of the journal takes it for the call's result.
         let (kind, body) = if result.input_sha256.as_deref() == Some(&awaited.input_sha256) {
-            let body = json!({
-                "call_id": result.id, "tool": awaited.tool, "input_sha256": awaited.input_sha256,
-                "ok": result.ok, "output": shown, "truncated": cut,
-                "output_sha256": result.output_sha256, "reported_by": "agent",
-            });
-            (TOOL_CALL_RESULT, body)
+            let body = ev::ToolCallResult {
+                call_id: result.id,
+                tool: awaited.tool,
+                input_sha256: awaited.input_sha256,
+                ok: result.ok,
+                exit_code: None,
+                timed_out: None,
+                error: None,
+                output: shown.to_owned(),
+                truncated: cut,
+                output_bytes: None,
+                output_sha256: result.output_sha256,
+                reported_by: "agent".into(),
+            };
+            (ev::ToolCallResult::KIND, body.to_body())
         } else {
             let reported = result
                 .input_sha256
@@ -175,14 +184,19 @@ impl Mediator {
                 Some(_) => "the reported result ran with an input other than the approved one",
                 None => "the reported result does not say which input it ran with",
             };
-            let body = json!({
-                "call_id": result.id, "tool": awaited.tool,
-                "approved_input_sha256": awaited.input_sha256,
-                "reported_input_sha256": reported, "reason": reason,
-                "ok": result.ok, "output": shown, "truncated": cut,
-                "output_sha256": result.output_sha256, "reported_by": "agent",
-            });
-            (TOOL_CALL_RESULT_MISMATCH, body)
+            let body = ev::ToolCallResultMismatch {
+                call_id: result.id,
+                tool: awaited.tool,
+                approved_input_sha256: awaited.input_sha256,
+                reported_input_sha256: reported,
+                reason: reason.to_owned(),
+                ok: result.ok,
+                output: shown.to_owned(),
+                truncated: cut,
+                output_sha256: result.output_sha256,
+                reported_by: "agent".into(),
+            };
+            (ToolCallResultMismatch::KIND, body.to_body())
         };
         self.journal(kind, Some(&session.id), body)
             .await

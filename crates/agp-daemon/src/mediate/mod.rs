@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agp_contracts::canonical::sha256_hex;
-use agp_contracts::events::*;
+use agp_contracts::events::{self as ev, Event, *};
 use agp_contracts::{
     ApprovalOutcome, ApprovalRequest, ApprovalSpec, Approver, Decision, JournalError, SandboxError,
     ToolCall, Verdict,
@@ -17,7 +17,7 @@ use agp_contracts::{
 use agp_gateway::{
     ErrorCode, ExecResult, SessionMode, ToolCallRequest, ToolCallResult, VerdictMessage,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::exec::{self, ToolError};
 use crate::session::{AwaitingResult, Registry, SessionState};
@@ -185,6 +185,15 @@ impl Mediator {
             .map_err(|e| StoreError::Invalid(format!("state task failed: {e}")))?
     }
 
+    /// Appends a typed event under its own kind. Returns only once the entry is durable.
+    pub(crate) async fn record<E: Event>(
+        &self,
+        session: Option<&str>,
+        event: &E,
+    ) -> Result<(), JournalError> {
+        self.journal(E::KIND, session, event.to_body()).await
+    }
+
     /// Queues a best-effort projection to the approval channel (never blocks the loop).
     pub(crate) async fn project(&self, kind: &'static str, session: Option<&str>, body: Value) {
         let session = session.map(str::to_owned);
@@ -278,13 +287,15 @@ impl Mediator {
         let approved_by = match verdict.decision {
             Decision::Allow => None,
             Decision::Deny => {
-                self.project(
-                    PROJECTED_CALL_DENIED,
-                    Some(&session.id),
-                    json!({"call_id": call.id, "tool": call.tool, "input": redacted,
-                           "reason": verdict.reason, "rule_id": verdict.rule_id}),
-                )
-                .await;
+                let denied = ev::CallDenied {
+                    call_id: call.id.clone(),
+                    tool: call.tool.clone(),
+                    input: redacted,
+                    reason: verdict.reason.clone(),
+                    rule_id: verdict.rule_id.clone(),
+                };
+                self.project(CallDenied::KIND, Some(&session.id), denied.to_body())
+                    .await;
                 return Ok(self.deny(
                     &call.id,
                     &input_sha256,
@@ -297,13 +308,15 @@ impl Mediator {
                     .approve(session, &call, &input_sha256, &redacted, &verdict, &abandon)
                     .await;
                 if !end.granted {
-                    self.project(
-                        PROJECTED_CALL_DENIED,
-                        Some(&session.id),
-                        json!({"call_id": call.id, "tool": call.tool, "input": redacted,
-                               "reason": end.reason, "rule_id": verdict.rule_id}),
-                    )
-                    .await;
+                    let denied = ev::CallDenied {
+                        call_id: call.id.clone(),
+                        tool: call.tool.clone(),
+                        input: redacted,
+                        reason: end.reason.clone(),
+                        rule_id: verdict.rule_id.clone(),
+                    };
+                    self.project(CallDenied::KIND, Some(&session.id), denied.to_body())
+                        .await;
                     return Ok(self.deny(
                         &call.id,
                         &input_sha256,
@@ -400,33 +413,42 @@ impl Mediator {
         };
 
         let redacted = self.parts.redactor.redact_value(&call.input);
-        let requested = json!({
-            "call_id": call.id,
-            "tool_use_id": call.tool_use_id,
-            "tool": call.tool,
-            "input": redacted,
-            "input_sha256": input_sha256,
-            "cwd": call.cwd,
-            "mode": session.mode.as_str(),
-        });
+        let requested = ev::ToolCallRequested {
+            call_id: call.id.clone(),
+            tool_use_id: call.tool_use_id.clone(),
+            tool: call.tool.clone(),
+            input: redacted.clone(),
+            input_sha256: Some(input_sha256.clone()),
+            input_error: None,
+            cwd: call.cwd.clone(),
+            mode: session.mode.as_str().to_owned(),
+        };
         // Evaluating acts on nothing and cannot fail, so it runs before the request entry is
         // durable: both entries go in as one batch (consecutive, one durable wait), and nothing
         // is answered before both are.
         let verdict = self.parts.policy.evaluate(&call, &session.ctx);
-        let decided = json!({
-            "call_id": call.id,
-            "tool": call.tool,
-            "input_sha256": input_sha256,
-            "decision": verdict.decision,
-            "reason": verdict.reason,
-            "rule_id": verdict.rule_id,
-            "deciding_part": verdict.deciding_part,
-            "policy_sha256": verdict.policy_sha256,
-            "parts": verdict.parts,
-        });
+        let decided = ev::PolicyDecided {
+            call_id: call.id.clone(),
+            tool: call.tool.clone(),
+            input_sha256: Some(input_sha256.clone()),
+            decision: verdict.decision,
+            reason: verdict.reason.clone(),
+            rule_id: verdict.rule_id.clone(),
+            deciding_part: Some(verdict.deciding_part.clone()),
+            policy_sha256: verdict.policy_sha256.clone(),
+            parts: Some(verdict.parts.clone()),
+        };
         let events = [
-            (TOOL_CALL_REQUESTED, Some(session.id.as_str()), requested),
-            (POLICY_DECIDED, Some(session.id.as_str()), decided),
+            (
+                ToolCallRequested::KIND,
+                Some(session.id.as_str()),
+                requested.to_body(),
+            ),
+            (
+                PolicyDecided::KIND,
+                Some(session.id.as_str()),
+                decided.to_body(),
+            ),
         ];
         if let Err(e) = self.parts.journal.append_batch(&events) {
             return Ok(Front::Replied(self.journal_failed(
@@ -452,19 +474,38 @@ impl Mediator {
         problem: String,
     ) -> CallReply {
         let reason = format!("input refused: {problem}");
-        let requested = json!({
-            "call_id": call.id, "tool_use_id": call.tool_use_id, "tool": call.tool,
-            "input": null, "input_sha256": null, "input_error": problem, "cwd": call.cwd,
-            "mode": session.mode.as_str(),
-        });
-        let decided = json!({
-            "call_id": call.id, "tool": call.tool, "input_sha256": null, "decision": "deny",
-            "reason": reason, "rule_id": "agp.invalid-input",
-            "policy_sha256": self.parts.policy.policy_sha256(),
-        });
+        let requested = ev::ToolCallRequested {
+            call_id: call.id.clone(),
+            tool_use_id: call.tool_use_id.clone(),
+            tool: call.tool.clone(),
+            input: Value::Null,
+            input_sha256: None,
+            input_error: Some(problem),
+            cwd: call.cwd.clone(),
+            mode: session.mode.as_str().to_owned(),
+        };
+        let decided = ev::PolicyDecided {
+            call_id: call.id.clone(),
+            tool: call.tool.clone(),
+            input_sha256: None,
+            decision: Decision::Deny,
+            reason: reason.clone(),
+            rule_id: Some("agp.invalid-input".into()),
+            deciding_part: None,
+            policy_sha256: self.parts.policy.policy_sha256(),
+            parts: None,
+        };
         let events = [
-            (TOOL_CALL_REQUESTED, Some(session.id.as_str()), requested),
-            (POLICY_DECIDED, Some(session.id.as_str()), decided),
+            (
+                ToolCallRequested::KIND,
+                Some(session.id.as_str()),
+                requested.to_body(),
+            ),
+            (
+                PolicyDecided::KIND,
+                Some(session.id.as_str()),
+                decided.to_body(),
+            ),
         ];
         if let Err(e) = self.parts.journal.append_batch(&events) {
             return self.journal_failed(&call.id, "", &e);

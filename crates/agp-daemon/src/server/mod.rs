@@ -12,10 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agp_contracts::canonical::sha256_hex;
-use agp_contracts::events::{SANDBOX_PREFLIGHT, SESSION_ENDED, SESSION_INTEGRITY, SESSION_STARTED};
+use agp_contracts::events::{
+    ApprovalDenied, Event, SandboxPreflight, SessionEnded, SessionStarted,
+};
 use agp_contracts::{EvalContext, JournalError, SandboxSpec};
 use agp_gateway::{ErrorCode, SessionMode};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::mediate::Mediator;
@@ -268,14 +270,17 @@ impl Daemon {
             eval_ctx(m, &repo),
         ));
         crate::git_scrub::start(m, &state).await;
-        m.journal(
-            SESSION_STARTED,
-            Some(&row.id),
-            json!({"session": row.id, "resumed": true, "lease_owner": m.owner, "fencing_token": fencing,
-                   "intendant": row.intendant, "repo": row.repo, "mode": row.mode}),
-        )
-        .await
-        .map_err(|e| (ErrorCode::Internal, format!("journal: {e}")))?;
+        let resumed = SessionStarted {
+            session: Some(row.id.clone()),
+            resumed: Some(true),
+            lease_owner: Some(m.owner.clone()),
+            fencing_token: Some(fencing),
+            mode: Some(row.mode.clone()),
+            ..SessionStarted::new(row.intendant.clone(), row.repo.clone())
+        };
+        m.record(Some(&row.id), &resumed)
+            .await
+            .map_err(|e| (ErrorCode::Internal, format!("journal: {e}")))?;
         m.sessions.insert(hash, state.clone());
         Ok(state)
     }

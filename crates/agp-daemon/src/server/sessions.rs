@@ -55,8 +55,8 @@ pub(super) async fn spawn_sandbox(
     .map_err(|e| DaemonError::Session(e.to_string()))?;
     match proven {
         Ok((sandbox, report)) => {
-            let body = json!({"session": session, "isolation": isolation, "report": report});
-            if let Err(e) = m.journal(SANDBOX_PREFLIGHT, Some(session), body).await {
+            let body = SandboxPreflight::proven(session, isolation.clone(), report.clone());
+            if let Err(e) = m.record(Some(session), &body).await {
                 let _ = sandbox.teardown();
                 return Err(e.into());
             }
@@ -70,8 +70,8 @@ pub(super) async fn spawn_sandbox(
             Ok(sandbox)
         }
         Err(e) => {
-            let body = json!({"session": session, "isolation": isolation, "passed": false, "error": e.to_string()});
-            m.journal(SANDBOX_PREFLIGHT, Some(session), body).await?;
+            let body = SandboxPreflight::failed(session, isolation.clone(), e.to_string());
+            m.record(Some(session), &body).await?;
             Err(DaemonError::Session(e.to_string()))
         }
     }
@@ -141,19 +141,25 @@ pub(crate) async fn open_session(
             return Err(e.into());
         }
     };
-    let body = json!({
-        "session": id, "intendant": params.intendant, "repo": repo, "task": task,
-        "mode": params.mode.as_str(), "lease_owner": m.owner, "fencing_token": fencing,
-        "policy_sha256": m.parts.policy.policy_sha256(), "isolation": isolation,
-        "approval_channel": m.parts.channel.name(),
-        "approval_timeout_secs": m.config.approval_timeout.as_secs(),
-        "started_by": m.config.operator,
-    });
-    let mut body = body;
-    if let Some(identity) = identity {
-        body["intendant_identity"] = identity;
-    }
-    if let Err(e) = m.journal(SESSION_STARTED, Some(&id), body.clone()).await {
+    let started = SessionStarted {
+        session: Some(id.clone()),
+        task: Some(task),
+        mode: Some(params.mode.as_str().to_owned()),
+        lease_owner: Some(m.owner.clone()),
+        fencing_token: Some(fencing),
+        policy_sha256: Some(m.parts.policy.policy_sha256()),
+        isolation: Some(isolation),
+        approval_channel: Some(m.parts.channel.name().to_owned()),
+        approval_timeout_secs: Some(m.config.approval_timeout.as_secs()),
+        started_by: Some(m.config.operator.clone()),
+        intendant_identity: identity,
+        ..SessionStarted::new(params.intendant.clone(), repo.clone())
+    };
+    let body = started.to_body();
+    if let Err(e) = m
+        .journal(SessionStarted::KIND, Some(&id), body.clone())
+        .await
+    {
         if let Some(sb) = sandbox {
             let _ = sb.teardown();
         }
@@ -174,7 +180,7 @@ pub(crate) async fn open_session(
     state.set_baseline(baseline);
     crate::git_scrub::start(m, &state).await;
     m.sessions.insert(token_sha256, state);
-    m.project("session.started", Some(&id), body).await;
+    m.project(SessionStarted::KIND, Some(&id), body).await;
     Ok(SessionInfo {
         id,
         token,
@@ -211,12 +217,16 @@ pub(crate) async fn end_session(
     let ended = m
         .db(move |s| s.end_session(&id, &st, fencing, now_ms()))
         .await?;
-    m.journal(SESSION_INTEGRITY, Some(&state.id), integrity)
+    m.record(Some(&state.id), &integrity).await?;
+    let body = SessionEnded {
+        session: state.id.clone(),
+        status: status.to_owned(),
+        lease_held: ended,
+    }
+    .to_body();
+    m.journal(SessionEnded::KIND, Some(&state.id), body.clone())
         .await?;
-    let body = json!({"session": state.id, "status": status, "lease_held": ended});
-    m.journal(SESSION_ENDED, Some(&state.id), body.clone())
-        .await?;
-    m.project("session.ended", Some(&state.id), body).await;
+    m.project(SessionEnded::KIND, Some(&state.id), body).await;
     Ok(())
 }
 
@@ -240,14 +250,17 @@ pub(crate) async fn cancel_pending(
         {
             continue;
         }
-        m.journal(
-            agp_contracts::events::APPROVAL_DENIED,
-            Some(session),
-            json!({"call_id": row.call_id, "input_sha256": row.input_sha256, "by": null,
-                   "unavailable": true, "cancelled": true, "channel": m.parts.channel.name(),
-                   "reason": format!("the session ended ({status}) before a decision")}),
-        )
-        .await?;
+        let denied = ApprovalDenied {
+            call_id: row.call_id.clone(),
+            input_sha256: row.input_sha256.clone(),
+            by: None,
+            reason: Some(format!("the session ended ({status}) before a decision")),
+            channel: m.parts.channel.name().to_owned(),
+            waited_ms: None,
+            unavailable: Some(true),
+            cancelled: Some(true),
+        };
+        m.record(Some(session), &denied).await?;
     }
     Ok(())
 }

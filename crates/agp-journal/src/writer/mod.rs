@@ -34,13 +34,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use agp_contracts::events::{Event, JournalCreated, JournalRecovered, KeyRotated, TornTail};
 use agp_contracts::{AppendReceipt, Journal, JournalError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::checkpoint::Checkpoint;
-use crate::event::{self, GENESIS_PREV, JOURNAL_CREATED, JOURNAL_RECOVERED, KEY_ROTATED};
+use crate::event::{self, GENESIS_PREV, KEY_ROTATED};
 use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::note::SignerKey;
 use crate::sshsig;

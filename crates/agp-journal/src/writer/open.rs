@@ -165,11 +165,11 @@ impl JournalWriter {
 
         if report.entries == 0 {
             let signer = me.shared.signer();
-            me.append_inner(
-                JOURNAL_CREATED,
-                None,
-                &json!({"origin": signer.name(), "key": signer.verifier().to_string()}),
-            )?;
+            let created = JournalCreated {
+                origin: signer.name().to_owned(),
+                key: signer.verifier().to_string(),
+            };
+            me.append_inner(JournalCreated::KIND, None, &created.to_body())?;
             me.summary.created = true;
         } else {
             // Torn tails moved aside by an open that crashed before journaling them.
@@ -191,23 +191,23 @@ impl JournalWriter {
     pub(super) fn journal_recovery(
         &self,
         unsealed_from: u64,
-        orphans: Vec<Value>,
+        orphans: Vec<TornTail>,
     ) -> Result<AppendReceipt, JournalError> {
         {
-            let mut body = json!({
-                "unsealed_from": unsealed_from,
-                "unsealed_entries": self.summary.unsealed,
-                "torn_bytes": self.summary.torn_bytes,
-            });
-            if !orphans.is_empty() {
-                body["earlier_torn"] = Value::Array(orphans);
-            }
+            let mut body = JournalRecovered {
+                unsealed_from,
+                unsealed_entries: self.summary.unsealed,
+                torn_bytes: self.summary.torn_bytes,
+                earlier_torn: (!orphans.is_empty()).then_some(orphans),
+                torn_file: None,
+                torn_sha256: None,
+            };
             if let Some(p) = &self.summary.torn_file {
                 let torn = std::fs::read(p).map_err(|e| io_err("cannot read", p, e))?;
-                body["torn_file"] = json!(p.file_name().map(|n| n.to_string_lossy().into_owned()));
-                body["torn_sha256"] = json!(agp_contracts::canonical::sha256_hex(&torn));
+                body.torn_file = Some(p.file_name().map(|n| n.to_string_lossy().into_owned()));
+                body.torn_sha256 = Some(agp_contracts::canonical::sha256_hex(&torn));
             }
-            self.append_inner(JOURNAL_RECOVERED, None, &body)
+            self.append_inner(JournalRecovered::KIND, None, &body.to_body())
         }
     }
 }
@@ -244,7 +244,7 @@ pub(super) fn unrecorded_torn_files(
     dir: &Path,
     recorded: &[String],
     current: Option<&Path>,
-) -> Result<Vec<Value>, JournalError> {
+) -> Result<Vec<TornTail>, JournalError> {
     let prefix = format!("{ENTRIES_FILE}.torn");
     let mut out = Vec::new();
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -262,11 +262,11 @@ pub(super) fn unrecorded_torn_files(
         let data = std::fs::read(&p).map_err(|e| io_err("cannot read", &p, e))?;
         let sha = agp_contracts::canonical::sha256_hex(&data);
         if !recorded.contains(&sha) {
-            out.push(json!({
-                "file": p.file_name().map(|n| n.to_string_lossy().into_owned()),
-                "bytes": data.len(),
-                "sha256": sha,
-            }));
+            out.push(TornTail {
+                file: p.file_name().map(|n| n.to_string_lossy().into_owned()),
+                bytes: data.len() as u64,
+                sha256: sha,
+            });
         }
     }
     Ok(out)

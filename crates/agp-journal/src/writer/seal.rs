@@ -61,11 +61,12 @@ impl JournalWriter {
         // The statement names the entry's own seq, so it is composed under the same lock.
         let seq = st.chain.next_seq;
         let statement = verify::rotation_statement(old.name(), seq, &new_vkey);
-        let body = json!({
-            "old_key": old.verifier().to_string(),
-            "new_key": new_vkey,
-            "signature": B64.encode(old.sign_raw(statement.as_bytes())),
-        });
+        let body = KeyRotated {
+            old_key: old.verifier().to_string(),
+            new_key: new_vkey,
+            signature: B64.encode(old.sign_raw(statement.as_bytes())),
+        }
+        .to_body();
         let queued = check_event(KEY_ROTATED, None, &body).and_then(|body| {
             check_open(&st)?;
             Ok(self.compose(&mut st, KEY_ROTATED, None, &body))

@@ -1,5 +1,6 @@
 use super::*;
 use crate::verify::verify_dir;
+use serde_json::json;
 
 fn opts(key: &SignerKey) -> VerifyOptions {
     VerifyOptions {

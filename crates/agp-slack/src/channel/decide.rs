@@ -5,8 +5,9 @@
 //! [`decide`] returns. Deciding takes the record by reference, so a refused click cannot
 //! change it: only a counted vote yields a new record to store.
 
+use agp_contracts::events::{ApprovalRejected, ClickUser, Event};
 use agp_contracts::{approval::via, ApprovalOutcome, ApprovalRequest, Approver};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::NAME;
 use crate::api::UserInfo;
@@ -77,14 +78,18 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn journal_body(&self) -> Value {
-        json!({
-            "channel": NAME,
-            "reason": self.reason.as_str(),
-            "user": {"id": self.user_id, "name": self.user_name},
-            "action": self.action,
-            "call_id": self.call_id,
-            "input_sha256": self.input_sha256,
-        })
+        ApprovalRejected {
+            channel: NAME.to_owned(),
+            reason: self.reason.as_str().to_owned(),
+            user: ClickUser {
+                id: self.user_id.clone(),
+                name: self.user_name.clone(),
+            },
+            action: self.action.clone(),
+            call_id: self.call_id.clone(),
+            input_sha256: self.input_sha256.clone(),
+        }
+        .to_body()
     }
 }
 

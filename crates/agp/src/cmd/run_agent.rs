@@ -13,7 +13,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agp_contracts::events::{INTENDANT_VERSION_UNTESTED, SANDBOX_PREFLIGHT};
+use agp_contracts::events::{
+    Event, IntendantVersionUntested, IntendantWiringVerified, SandboxPreflight,
+};
 use agp_contracts::intendant::{
     GatewayEndpoint, IntendantAdapter, LaunchContext, LaunchPlan, ProcessPlan,
 };
@@ -307,9 +309,14 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
         .await?;
         let gateway = daemon.socket().to_path_buf();
         if let Some(w) = &binary.warning {
-            let body = json!({"intendant": agent.name(), "warning": w,
-                              "version": binary.version.to_string(), "sha256": binary.sha256});
-            if let Err(e) = journal.append(INTENDANT_VERSION_UNTESTED, Some(&session.id), body) {
+            let body = IntendantVersionUntested {
+                intendant: agent.name().to_owned(),
+                warning: w.clone(),
+                version: binary.version.to_string(),
+                sha256: binary.sha256.clone(),
+            };
+            let kind = IntendantVersionUntested::KIND;
+            if let Err(e) = journal.append(kind, Some(&session.id), body.to_body()) {
                 eprintln!("agp: error: cannot journal the version warning: {e}");
             }
         }
@@ -482,9 +489,9 @@ fn launch(
         .map_err(|e| anyhow!("{e}"))?;
     journal
         .append(
-            SANDBOX_PREFLIGHT,
+            SandboxPreflight::KIND,
             Some(&ctx.session),
-            serde_json::to_value(&report)?,
+            SandboxPreflight::flat(report.clone()).to_body(),
         )
         .context("cannot journal the sandbox preflight")?;
     if !report.passed {
@@ -499,10 +506,14 @@ fn launch(
             .command(&sandbox, &probe, &plan.cwd)
             .map_err(|e| anyhow!("{e}"))?;
         codex::probe_hooks(cmd, ctx, PROBE_TIMEOUT)?;
+        let verified = IntendantWiringVerified {
+            intendant: agent.name().to_owned(),
+            method: "codex app-server hooks/list".into(),
+        };
         journal.append(
-            agp_contracts::events::INTENDANT_WIRING_VERIFIED,
+            IntendantWiringVerified::KIND,
             Some(&ctx.session),
-            json!({"intendant": agent.name(), "method": "codex app-server hooks/list"}),
+            verified.to_body(),
         )?;
     }
 

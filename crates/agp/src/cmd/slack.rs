@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use agp_contracts::events::{Event, SessionStarted};
 use agp_contracts::{canonical, ApprovalChannel, ApprovalOutcome, ApprovalRequest};
 use agp_slack::{SlackChannel, SlackConfig, SqliteStore};
 use anyhow::{Context, Result};
@@ -103,12 +104,13 @@ async fn test(cfg: SlackConfig, wait: Duration, json: bool) -> Result<Exit> {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let session = format!("slack-test-{now_ms}");
     let user = crate::app::assemble::os_user();
+    let started = SessionStarted {
+        task: Some("check the Slack approval channel".into()),
+        started_by: Some(user),
+        ..SessionStarted::new("agp slack test", "-")
+    };
     channel
-        .project(
-            agp_contracts::events::SESSION_STARTED,
-            Some(&session),
-            &json!({"intendant": "agp slack test", "repo": "-", "task": "check the Slack approval channel", "started_by": user}),
-        )
+        .project(SessionStarted::KIND, Some(&session), &started.to_body())
         .await?;
     let input = json!({"command": "echo 'agp slack test'"});
     let request = ApprovalRequest {

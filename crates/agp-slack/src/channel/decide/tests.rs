@@ -1,6 +1,7 @@
 //! The click decision, one row per exit.
 
 use super::*;
+use serde_json::json;
 
 const NOW: u64 = 1_000_000;
 const BOT: &str = "UBOT";

@@ -104,13 +104,24 @@ pub fn demo_world() -> DemoWorld {
     }
 }
 
-/// Every journal entry; the journal must exist and every line must be JSON.
+/// Every journal entry; the journal must exist, every line must be JSON, and every body of a
+/// typed kind must be exactly that kind's typed body (`agp_contracts::events`).
 pub fn journal(home: &Path) -> Vec<Value> {
-    std::fs::read_to_string(home.join("journal/entries.jsonl"))
+    let entries: Vec<Value> = std::fs::read_to_string(home.join("journal/entries.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        .collect();
+    for e in &entries {
+        let kind = e["kind"].as_str().unwrap();
+        if let Err(problem) = agp_contracts::events::check_body(kind, &e["body"]) {
+            panic!(
+                "journal entry {} is not its typed body: {problem}",
+                e["seq"]
+            );
+        }
+    }
+    entries
 }
 
 /// An `agp daemon`, killed (SIGKILL) and reaped on drop.

@@ -1,0 +1,110 @@
+//! `approval.*` bodies.
+
+use super::{
+    Event, APPROVAL_DENIED, APPROVAL_GRANTED, APPROVAL_REJECTED, APPROVAL_REQUESTED,
+    APPROVAL_TIMEOUT,
+};
+use crate::approval::Approver;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A call that policy requires approval for was put to a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ApprovalRequested {
+    pub call_id: String,
+    pub tool: String,
+    pub input_sha256: String,
+    pub rule_id: Option<String>,
+    pub reason: String,
+    pub channel: String,
+    /// Allowed approver identities (empty: whoever the channel accepts).
+    pub approvers: Vec<String>,
+    pub quorum: u32,
+    pub expires_at_ms: i64,
+}
+
+impl Event for ApprovalRequested {
+    const KIND: &'static str = APPROVAL_REQUESTED;
+}
+
+/// Approvers granted the call (or an earlier grant was remembered for it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ApprovalGranted {
+    pub call_id: String,
+    pub input_sha256: String,
+    pub by: Vec<Approver>,
+    pub channel: String,
+    /// Set when no one was asked: a remembered approval of the same call was reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remembered: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited_ms: Option<u64>,
+}
+
+impl Event for ApprovalGranted {
+    const KIND: &'static str = APPROVAL_GRANTED;
+}
+
+/// The call was not approved: an approver denied it (`by` set), no approver was available
+/// (`unavailable`), or its session ended first (`unavailable` and `cancelled`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ApprovalDenied {
+    pub call_id: String,
+    pub input_sha256: String,
+    /// Who denied it; `null` when no one did.
+    pub by: Option<Approver>,
+    pub reason: Option<String>,
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled: Option<bool>,
+}
+
+impl Event for ApprovalDenied {
+    const KIND: &'static str = APPROVAL_DENIED;
+}
+
+/// No decision came in time (or the daemon found the request expired after a restart:
+/// `recovered`, with a `reason`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ApprovalTimeout {
+    pub call_id: String,
+    pub input_sha256: String,
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Event for ApprovalTimeout {
+    const KIND: &'static str = APPROVAL_TIMEOUT;
+}
+
+/// A channel refused an approval click (unknown button, not an allowed approver, stale, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ApprovalRejected {
+    pub channel: String,
+    pub reason: String,
+    pub user: ClickUser,
+    /// The button's action id.
+    pub action: String,
+    pub call_id: Option<String>,
+    pub input_sha256: Option<String>,
+}
+
+/// Who clicked, as the channel identified them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ClickUser {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+impl Event for ApprovalRejected {
+    const KIND: &'static str = APPROVAL_REJECTED;
+}

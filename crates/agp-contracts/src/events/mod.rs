@@ -1,0 +1,145 @@
+//! Journal events: the kinds (string constants) and one typed body per kind.
+//!
+//! Writers build a body type and call [`Event::to_body`]; readers parse a body with
+//! [`Event::from_body`]. The types serialize to exactly the JSON agp has always journaled
+//! (the journal format is not versioned by these types), so an old journal still verifies and
+//! reads. Two conventions carry meaning and are kept per field:
+//! - `Option<T>` without `skip`: the member is always written, `null` when unknown;
+//! - `Option<T>` with `skip_serializing_if`: the member is absent unless set;
+//! - `Option<Option<T>>` ([`nullable`]): some writers omit the member, others write `null`.
+//!
+//! The JSON Schema of each kind is generated from these types and committed under
+//! `crates/agp-contracts/schemas/` (see [`schemas`]).
+
+mod approval;
+mod egress;
+mod intendant;
+mod journal;
+mod kinds;
+pub mod nullable;
+mod sandbox;
+mod session;
+mod tool_call;
+
+pub use approval::*;
+pub use egress::*;
+pub use intendant::*;
+pub use journal::*;
+pub use kinds::*;
+pub use sandbox::*;
+pub use session::*;
+pub use tool_call::*;
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+
+/// A typed journal event body of one kind.
+pub trait Event: Serialize + DeserializeOwned + schemars::JsonSchema {
+    /// The journal kind this body is written under.
+    const KIND: &'static str;
+
+    /// The body as journaled.
+    fn to_body(&self) -> Value {
+        // Event types hold only strings, integers, booleans, paths and JSON values under
+        // string keys, so serializing cannot fail short of a path that is not UTF-8, which the
+        // hand-built bodies this replaces refused the same way.
+        serde_json::to_value(self).expect("an event body serializes to JSON")
+    }
+
+    /// Reads a journaled body of this kind.
+    fn from_body(body: &Value) -> Result<Self, serde_json::Error> {
+        Self::deserialize(body)
+    }
+}
+
+/// Every typed kind, once: the schema generator and the round-trip tests walk this list.
+macro_rules! typed_kinds {
+    ($m:ident) => {
+        $m!(
+            SessionStarted,
+            SessionEnded,
+            SessionReaped,
+            SessionIntegrity,
+            ToolCallRequested,
+            PolicyDecided,
+            ToolCallResult,
+            ToolCallResultMismatch,
+            CallDenied,
+            ApprovalRequested,
+            ApprovalGranted,
+            ApprovalDenied,
+            ApprovalTimeout,
+            ApprovalRejected,
+            SandboxPreflight,
+            SandboxLimitExceeded,
+            SandboxGitMetadataRemoved,
+            EgressAllowed,
+            EgressDenied,
+            EgressUpstreamFailed,
+            GatewayRejected,
+            IntendantWiringVerified,
+            IntendantVersionUntested,
+            JournalCreated,
+            KeyRotated,
+            JournalRecovered
+        )
+    };
+}
+
+/// Checks a body against its kind's type: it must parse and serialize back to the same JSON.
+/// Kinds without a type here (newer ones included) pass: a reader must carry them as they are.
+pub fn check_body(kind: &str, body: &Value) -> Result<(), String> {
+    fn exact<T: Event>(body: &Value) -> Result<(), String> {
+        let typed = T::from_body(body).map_err(|e| format!("{}: {e}", T::KIND))?;
+        let again = typed.to_body();
+        if &again == body {
+            Ok(())
+        } else {
+            Err(format!("{}: {body} reads back as {again}", T::KIND))
+        }
+    }
+    macro_rules! dispatch {
+        ($($t:ty),*) => {
+            $(if kind == <$t as Event>::KIND {
+                return exact::<$t>(body);
+            })*
+        };
+    }
+    typed_kinds!(dispatch);
+    Ok(())
+}
+
+pub mod schemas {
+    //! JSON Schemas of the typed kinds, generated from the types.
+
+    use super::*;
+
+    /// `(kind, schema)` for every typed kind, in a fixed order.
+    pub fn all() -> Vec<(&'static str, Value)> {
+        macro_rules! collect {
+            ($($t:ty),*) => {
+                vec![$((<$t as Event>::KIND, schema_of::<$t>())),*]
+            };
+        }
+        typed_kinds!(collect)
+    }
+
+    /// The kinds that have a type here.
+    pub fn kinds() -> Vec<&'static str> {
+        all().into_iter().map(|(k, _)| k).collect()
+    }
+
+    fn schema_of<T: Event>() -> Value {
+        let mut schema = schemars::schema_for!(T).to_value();
+        if let Some(obj) = schema.as_object_mut() {
+            obj.insert(
+                "$id".into(),
+                Value::String(format!("agp:event:{}", T::KIND)),
+            );
+        }
+        schema
+    }
+}
+
+#[cfg(test)]
+mod tests;

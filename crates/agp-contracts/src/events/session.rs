@@ -1,0 +1,129 @@
+//! `session.*` bodies.
+
+use super::{nullable, Event, SESSION_ENDED, SESSION_INTEGRITY, SESSION_REAPED, SESSION_STARTED};
+use crate::sandbox::Isolation;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// A session began (or a daemon restart resumed it). Also projected to approval channels,
+/// where it opens the session's thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionStarted {
+    /// The session id (the event's envelope carries it too); absent in channel test threads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Set when a restarted daemon resumed a session it had leased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<bool>,
+    pub intendant: String,
+    pub repo: PathBuf,
+    /// The redacted task text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// `proxy-exec` or `gate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing_token: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_sha256: Option<String>,
+    /// What the sandbox guarantees; `null` when the session runs without one.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "nullable")]
+    #[schemars(with = "Option<Isolation>")]
+    pub isolation: Option<Option<Isolation>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout_secs: Option<u64>,
+    /// The operator (OS user) who started the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
+    /// What the agent binary is (path, version, digest), when agp resolved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intendant_identity: Option<Value>,
+}
+
+impl SessionStarted {
+    /// A body with only the members every writer sets; the rest are added field by field.
+    pub fn new(intendant: impl Into<String>, repo: impl Into<PathBuf>) -> Self {
+        Self {
+            session: None,
+            resumed: None,
+            intendant: intendant.into(),
+            repo: repo.into(),
+            task: None,
+            mode: None,
+            lease_owner: None,
+            fencing_token: None,
+            policy_sha256: None,
+            isolation: None,
+            approval_channel: None,
+            approval_timeout_secs: None,
+            started_by: None,
+            intendant_identity: None,
+        }
+    }
+}
+
+impl Event for SessionStarted {
+    const KIND: &'static str = SESSION_STARTED;
+}
+
+/// A session ended. Also projected to approval channels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionEnded {
+    pub session: String,
+    /// `completed`, `failed`, `interrupted`, ...
+    pub status: String,
+    /// Whether this daemon still held the session's lease when it ended it.
+    pub lease_held: bool,
+}
+
+impl Event for SessionEnded {
+    const KIND: &'static str = SESSION_ENDED;
+}
+
+/// A session whose holder is gone was ended by a daemon that found it on start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionReaped {
+    pub session: String,
+    pub intendant: String,
+    pub lease_owner: String,
+    pub fencing_token: i64,
+    pub last_heartbeat_ms: i64,
+    /// Set for a session of an `agp run` process that is gone (`interrupted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Event for SessionReaped {
+    const KIND: &'static str = SESSION_REAPED;
+}
+
+/// The end-of-session integrity report of the repository. The counts and quarantine are absent
+/// when the check itself failed (then `report.complete` is false and says why).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionIntegrity {
+    pub session: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub findings_total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_session: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_neutralized: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<PathBuf>,
+    /// The integrity report (`agp_integrity::Report` as JSON): `complete`, `incomplete`,
+    /// `findings`, ...
+    pub report: Value,
+}
+
+impl Event for SessionIntegrity {
+    const KIND: &'static str = SESSION_INTEGRITY;
+}
