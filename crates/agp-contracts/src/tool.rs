@@ -139,6 +139,19 @@ impl From<String> for Tool {
     }
 }
 
+/// A tool equals a name when its wire name is exactly that name.
+impl PartialEq<str> for Tool {
+    fn eq(&self, other: &str) -> bool {
+        self.name() == other
+    }
+}
+
+impl PartialEq<&str> for Tool {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}
+
 impl Serialize for Tool {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.name())
