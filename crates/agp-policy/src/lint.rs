@@ -130,7 +130,10 @@ fn broad(m: &Matcher) -> Option<&'static str> {
             Some("every shell command")
         }
         (ToolSel::Class(_) | ToolSel::Name(_), Spec::All)
-            if matches!(m.tool_name.as_str(), "Write" | "Edit" | "MultiEdit") =>
+            if matches!(
+                Tool::parse_name(&m.tool_name),
+                Tool::Write | Tool::Edit | Tool::MultiEdit
+            ) =>
         {
             Some("writing any file")
         }
