@@ -231,7 +231,10 @@ fn a_remembered_approval_covers_only_the_same_tool_cwd_and_input() {
     // Same input, another working directory: asked again (nobody answers → timeout → deny).
     let mut elsewhere = write("c3", "remember.txt");
     elsewhere.cwd = "/somewhere/else".into();
-    assert_eq!(c.request(&elsewhere).unwrap().decision, agp_contracts::Decision::Deny);
+    assert_eq!(
+        c.request(&elsewhere).unwrap().decision,
+        agp_contracts::Decision::Deny
+    );
     assert_eq!(f.channel.asked.load(Ordering::SeqCst), 2);
 }
 
