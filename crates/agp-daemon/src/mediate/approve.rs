@@ -79,7 +79,7 @@ impl Mediator {
         let request = ApprovalRequest {
             session: session.id.clone(),
             call_id: call.id.clone(),
-            tool: call.tool.to_string(),
+            tool: call.tool.clone(),
             redacted_input: redacted.clone(),
             input_sha256: input_sha256.to_owned(),
             rule_id: verdict.rule_id.clone(),
