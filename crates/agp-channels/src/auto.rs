@@ -70,7 +70,7 @@ impl ApprovalChannel for AutoApproveChannel {
         Box::pin(async move {
             self.say(&format!(
                 "agp: AUTO-APPROVED (--auto-approve, nobody asked): {} rule {} input sha256 {}\n",
-                escape(&request.tool),
+                escape(&request.tool.name()),
                 escape(request.rule_id.as_deref().unwrap_or("(policy default)")),
                 escape(request.short_hash()),
             ));

@@ -130,7 +130,8 @@ pub(crate) fn now_ms() -> u64 {
 
 enum Message {
     Ask {
-        request: ApprovalRequest,
+        // Boxed: a request is far larger than a note, and the queue holds many messages.
+        request: Box<ApprovalRequest>,
         reply: oneshot::Sender<Reply>,
     },
     Note(String),
@@ -172,7 +173,7 @@ impl Queue {
         if self
             .tx
             .send(Message::Ask {
-                request: request.clone(),
+                request: Box::new(request.clone()),
                 reply,
             })
             .is_err()

@@ -80,7 +80,7 @@ pub fn prompt(
         "{}",
         style.bold("──── agp: approval required ────────────────────────────────")
     );
-    push_wrapped(&mut out, "  tool     ", &escape(&req.tool), width);
+    push_wrapped(&mut out, "  tool     ", &escape(&req.tool.name()), width);
     let rule = req.rule_id.as_deref().unwrap_or("(policy default)");
     push_wrapped(&mut out, "  rule     ", &escape(rule), width);
     push_wrapped(&mut out, "  reason   ", &escape(&req.reason), width);

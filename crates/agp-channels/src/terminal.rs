@@ -219,7 +219,7 @@ impl Prompter for TtyPrompter {
         if let Some(reason) = ineligible(req, &self.approver) {
             self.say(&format!(
                 "\nagp: {} call not put to you: {}\n",
-                escape(&req.tool),
+                escape(&req.tool.name()),
                 escape(&reason)
             ));
             return Asked::Decided(Ok(ApprovalOutcome::Unavailable { reason }));

@@ -11,7 +11,8 @@ use crate::BoxFuture;
 pub struct ApprovalRequest {
     pub session: String,
     pub call_id: String,
-    pub tool: String,
+    /// Serialized as the exact name the harness sent.
+    pub tool: crate::Tool,
     /// The input after redaction: never show an approver a secret value.
     pub redacted_input: Value,
     pub input_sha256: String,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::canonical::{self, CanonicalError};
+use crate::Tool;
 
 /// One tool call an agent attempted, exactly as received (before redaction).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,8 +18,9 @@ pub struct ToolCall {
     /// The harness's own id for the call (Claude Code `tool_use_id`), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_use_id: Option<String>,
-    /// Tool name in Claude Code's vocabulary: `Bash`, `Read`, `Write`, `Edit`, `mcp__server__tool`, ...
-    pub tool: String,
+    /// The tool, parsed from the name in Claude Code's vocabulary (`Bash`, `Read`,
+    /// `mcp__server__tool`, ...); serialized back as exactly that name.
+    pub tool: Tool,
     /// The tool input object as the agent sent it.
     pub input: Value,
     /// Working directory the agent reported for the call.

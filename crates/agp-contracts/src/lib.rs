@@ -12,12 +12,14 @@ pub mod intendant;
 pub mod journal;
 pub mod policy;
 pub mod sandbox;
+pub mod tool;
 
 pub use approval::{ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approver, ChannelError};
 pub use call::ToolCall;
 pub use journal::{AppendReceipt, Journal, JournalError};
 pub use policy::{ApprovalSpec, Decision, EvalContext, PartFinding, PolicyEngine, Verdict};
 pub use sandbox::{ExecOutput, ExecRequest, Isolation, SandboxError, SandboxProvider, SandboxSpec};
+pub use tool::Tool;
 
 /// A boxed, sendable future: keeps the async traits object-safe without pulling in a runtime or
 /// the `async-trait` macro.

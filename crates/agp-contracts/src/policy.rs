@@ -38,6 +38,21 @@ impl Decision {
     }
 }
 
+/// The word is not `allow`, `require` or `deny` (exactly, lowercase, as on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a decision (allow, require or deny)")]
+pub struct UnknownDecision(pub String);
+
+impl std::str::FromStr for Decision {
+    type Err = UnknownDecision;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Decision::Allow, Decision::Require, Decision::Deny]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| UnknownDecision(s.to_owned()))
+    }
+}
+
 impl std::fmt::Display for Decision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -108,4 +123,26 @@ pub trait PolicyEngine: Send + Sync {
     fn evaluate(&self, call: &ToolCall, ctx: &EvalContext) -> Verdict;
     /// SHA-256 (hex) of the policy in force.
     fn policy_sha256(&self) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_parse_exactly_the_words_serde_writes() {
+        for d in [Decision::Allow, Decision::Require, Decision::Deny] {
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(json, format!("\"{}\"", d.as_str()));
+            assert_eq!(d.as_str().parse::<Decision>(), Ok(d));
+            assert_eq!(serde_json::from_str::<Decision>(&json).unwrap(), d);
+        }
+        for bad in ["Allow", "ALLOW", "allow ", "", "ask", "block"] {
+            assert_eq!(
+                bad.parse::<Decision>(),
+                Err(UnknownDecision(bad.to_owned()))
+            );
+            assert!(serde_json::from_str::<Decision>(&format!("{bad:?}")).is_err());
+        }
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agp_contracts::sandbox::PreflightReport;
+use agp_contracts::Tool;
 use agp_contracts::{
     ExecOutput, ExecRequest, Isolation, SandboxError, SandboxProvider, SandboxSpec,
 };
@@ -175,17 +176,17 @@ fn s(x: &str) -> String {
 /// Runs one tool call (Claude Code vocabulary) in the sandbox.
 pub fn run_tool(
     sandbox: &dyn SessionSandbox,
-    tool: &str,
+    tool: &Tool,
     input: &Value,
     cwd: &Path,
     timeout: Duration,
 ) -> Result<ToolOutput, ToolError> {
     match tool {
-        "Bash" => {
+        Tool::Bash => {
             let command = str_field(input, "command")?;
             run(sandbox, vec![s("bash"), s("-c"), s(command)], cwd, None, timeout)
         }
-        "Read" => {
+        Tool::Read => {
             let path = resolve(cwd, str_field(input, "file_path")?);
             let offset = opt_u64(input, "offset")?.unwrap_or(1).max(1);
             let limit = opt_u64(input, "limit")?;
@@ -200,12 +201,12 @@ pub fn run_tool(
             }
             run(sandbox, argv, cwd, None, timeout)
         }
-        "Write" => {
+        Tool::Write => {
             let path = resolve(cwd, str_field(input, "file_path")?);
             let content = str_field(input, "content")?;
             write_file(sandbox, &path, content.as_bytes().to_vec(), cwd, timeout)
         }
-        "Edit" => {
+        Tool::Edit => {
             let path = resolve(cwd, str_field(input, "file_path")?);
             let old = str_field(input, "old_string")?;
             let new = str_field(input, "new_string")?;
@@ -258,7 +259,7 @@ pub fn run_tool(
             };
             write_file(sandbox, &path, edited.into_bytes(), cwd, timeout)
         }
-        "Glob" => {
+        Tool::Glob => {
             let pattern = str_field(input, "pattern")?;
             let base = input
                 .get("path")
@@ -275,7 +276,7 @@ pub fn run_tool(
                 timeout,
             )
         }
-        "Grep" => {
+        Tool::Grep => {
             let pattern = str_field(input, "pattern")?;
             let base = input
                 .get("path")
@@ -390,7 +391,7 @@ mod tests {
         let cwd = dir.path();
         let w = run_tool(
             &sb,
-            "Write",
+            &Tool::parse_name("Write"),
             &json!({"file_path": "sub/a.txt", "content": "one\ntwo\nthree\n"}),
             cwd,
             t(),
@@ -399,7 +400,7 @@ mod tests {
         assert!(w.ok(), "{w:?}");
         let r = run_tool(
             &sb,
-            "Read",
+            &Tool::parse_name("Read"),
             &json!({"file_path": "sub/a.txt", "offset": 2, "limit": 1}),
             cwd,
             t(),
@@ -408,7 +409,7 @@ mod tests {
         assert_eq!(r.output, b"two\n");
         let e = run_tool(
             &sb,
-            "Edit",
+            &Tool::parse_name("Edit"),
             &json!({"file_path": "sub/a.txt", "old_string": "two", "new_string": "2"}),
             cwd,
             t(),
@@ -421,16 +422,30 @@ mod tests {
         );
         let missing = run_tool(
             &sb,
-            "Edit",
+            &Tool::parse_name("Edit"),
             &json!({"file_path": "sub/a.txt", "old_string": "zzz", "new_string": "y"}),
             cwd,
             t(),
         )
         .unwrap();
         assert!(!missing.ok());
-        let g = run_tool(&sb, "Glob", &json!({"pattern": "**/*.txt"}), cwd, t()).unwrap();
+        let g = run_tool(
+            &sb,
+            &Tool::parse_name("Glob"),
+            &json!({"pattern": "**/*.txt"}),
+            cwd,
+            t(),
+        )
+        .unwrap();
         assert_eq!(g.output, b"sub/a.txt\n");
-        let grep = run_tool(&sb, "Grep", &json!({"pattern": "thr+ee"}), cwd, t()).unwrap();
+        let grep = run_tool(
+            &sb,
+            &Tool::parse_name("Grep"),
+            &json!({"pattern": "thr+ee"}),
+            cwd,
+            t(),
+        )
+        .unwrap();
         assert!(String::from_utf8_lossy(&grep.output).contains("a.txt:3:three"));
         // Every file tool went through a command in the sandbox.
         assert!(sb.seen.lock().unwrap().len() >= 6);
@@ -445,7 +460,7 @@ mod tests {
         let evil = "x$(touch pwned)`touch pwned2`;touch pwned3";
         let w = run_tool(
             &sb,
-            "Write",
+            &Tool::parse_name("Write"),
             &json!({"file_path": evil, "content": "c"}),
             dir.path(),
             t(),
@@ -465,13 +480,13 @@ mod tests {
         };
         let cwd = Path::new("/");
         assert!(matches!(
-            run_tool(&sb, "Bash", &json!({}), cwd, t()),
+            run_tool(&sb, &Tool::parse_name("Bash"), &json!({}), cwd, t()),
             Err(ToolError::Invalid(_))
         ));
         assert!(matches!(
             run_tool(
                 &sb,
-                "Read",
+                &Tool::parse_name("Read"),
                 &json!({"file_path": "a", "offset": -1}),
                 cwd,
                 t()
@@ -479,7 +494,13 @@ mod tests {
             Err(ToolError::Invalid(_))
         ));
         assert!(matches!(
-            run_tool(&sb, "WebFetch", &json!({"url": "x"}), cwd, t()),
+            run_tool(
+                &sb,
+                &Tool::parse_name("WebFetch"),
+                &json!({"url": "x"}),
+                cwd,
+                t()
+            ),
             Err(ToolError::Invalid(_))
         ));
         assert!(sb.seen.lock().unwrap().is_empty());

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use agp_contracts::EvalContext;
+use agp_contracts::{EvalContext, Tool};
 use agp_gateway::SessionMode;
 
 use crate::exec::SessionSandbox;
@@ -31,7 +31,7 @@ pub struct SessionInfo {
 /// A gate-mode call that was allowed and whose result the agent may report once.
 #[derive(Debug, Clone)]
 pub(crate) struct AwaitingResult {
-    pub tool: String,
+    pub tool: Tool,
     pub input_sha256: String,
 }
 

@@ -2,6 +2,7 @@
 //! names it; an unknown `type` is a protocol error (the daemon answers with an error frame and
 //! closes the connection).
 
+use agp_contracts::{Decision, Tool};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -36,7 +37,8 @@ pub struct ToolCallRequest {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_use_id: Option<String>,
-    pub tool: String,
+    /// Parsed from the harness's tool name; serialized back as exactly that name.
+    pub tool: Tool,
     pub input: Value,
     pub cwd: String,
 }
@@ -91,8 +93,9 @@ pub enum ClientMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerdictMessage {
     pub id: String,
-    /// `allow` or `deny`: a `require` is resolved by an approver before the daemon answers.
-    pub decision: String,
+    /// `allow` or `deny`: a `require` is resolved by an approver before the daemon answers. Any
+    /// other word fails to parse, so a client treats the frame as malformed (and denies).
+    pub decision: Decision,
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<String>,
@@ -107,7 +110,7 @@ pub struct VerdictMessage {
 
 impl VerdictMessage {
     pub fn is_allow(&self) -> bool {
-        self.decision == "allow"
+        self.decision == Decision::Allow
     }
 }
 
@@ -238,5 +241,50 @@ mod tests {
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"hello","protocol":1}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"protocol":1,"token":"t"}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"[1,2]"#).is_err());
+    }
+
+    /// Frames as today's daemon and hooks write them: typing `decision` and `tool` must not
+    /// change a byte on the wire.
+    #[test]
+    fn todays_frames_parse_and_serialize_byte_identically() {
+        let server = [
+            r#"{"type":"verdict","id":"c1","decision":"allow","reason":"read-only","rule_id":"r1","input_sha256":"ab"}"#,
+            r#"{"type":"verdict","id":"c2","decision":"deny","reason":"rm is forbidden","input_sha256":"ab"}"#,
+            r#"{"type":"verdict","id":"c3","decision":"allow","reason":"ok","approved_by":"tty:alice","input_sha256":"cd"}"#,
+        ];
+        for frame in server {
+            let m: ServerMessage = serde_json::from_str(frame).unwrap();
+            assert_eq!(serde_json::to_string(&m).unwrap(), frame);
+        }
+        let client = [
+            r#"{"type":"tool_call_request","id":"c1","tool_use_id":"toolu_1","tool":"Bash","input":{"command":"ls"},"cwd":"/repo"}"#,
+            r#"{"type":"tool_call_request","id":"c2","tool":"mcp__github__create_issue","input":{},"cwd":"/r"}"#,
+            r#"{"type":"tool_call_request","id":"c3","tool":"SomethingNew","input":{},"cwd":"/r"}"#,
+        ];
+        for frame in client {
+            let m: ClientMessage = serde_json::from_str(frame).unwrap();
+            assert_eq!(serde_json::to_string(&m).unwrap(), frame);
+        }
+        let ServerMessage::Verdict(v) = serde_json::from_str(server[0]).unwrap() else {
+            panic!("not a verdict")
+        };
+        assert!(v.is_allow());
+        let ServerMessage::Verdict(v) = serde_json::from_str(server[1]).unwrap() else {
+            panic!("not a verdict")
+        };
+        assert!(!v.is_allow());
+    }
+
+    #[test]
+    fn a_decision_outside_the_vocabulary_is_a_malformed_frame() {
+        for word in ["maybe", "Allow", "ALLOW", "", "allow "] {
+            let frame = format!(
+                r#"{{"type":"verdict","id":"c1","decision":"{word}","reason":"","input_sha256":""}}"#
+            );
+            assert!(
+                serde_json::from_str::<ServerMessage>(&frame).is_err(),
+                "{word:?}"
+            );
+        }
     }
 }

@@ -344,6 +344,18 @@ fn validate(tool: &Tool) -> Result<(), String> {
 }
 
 impl Tool {
+    /// The tool in agp's shared vocabulary, for the gateway request.
+    pub fn wire(&self) -> agp_contracts::Tool {
+        match self {
+            Tool::Bash(_) => agp_contracts::Tool::Bash,
+            Tool::Read(_) => agp_contracts::Tool::Read,
+            Tool::Write(_) => agp_contracts::Tool::Write,
+            Tool::Edit(_) => agp_contracts::Tool::Edit,
+            Tool::Glob(_) => agp_contracts::Tool::Glob,
+            Tool::Grep(_) => agp_contracts::Tool::Grep,
+        }
+    }
+
     /// Claude Code's name for the tool.
     pub fn name(&self) -> &'static str {
         match self {
@@ -471,6 +483,29 @@ calls:
         .unwrap();
         assert_eq!(script.calls[0].tool.name(), "Bash");
         assert!(parse("x.yaml", "- tool: Read\n  input: {file_path: a}\n").is_ok());
+    }
+
+    #[test]
+    fn every_script_tool_is_sent_as_the_shared_tool_of_the_same_name() {
+        let inputs = [
+            ("Bash", r#"{"command": "true"}"#),
+            ("Read", r#"{"file_path": "a"}"#),
+            ("Write", r#"{"file_path": "a", "content": ""}"#),
+            (
+                "Edit",
+                r#"{"file_path": "a", "old_string": "x", "new_string": "y"}"#,
+            ),
+            ("Glob", r#"{"pattern": "*"}"#),
+            ("Grep", r#"{"pattern": "x"}"#),
+        ];
+        assert_eq!(inputs.map(|(n, _)| n), TOOLS);
+        for (name, input) in inputs {
+            let calls = format!(r#"[{{"tool": "{name}", "input": {input}}}]"#);
+            let script = parse("t.json", &calls).unwrap();
+            let tool = &script.calls[0].tool;
+            assert_eq!(tool.wire(), agp_contracts::Tool::parse_name(name));
+            assert_eq!(tool.wire().to_string(), tool.name());
+        }
     }
 
     #[test]

@@ -173,7 +173,7 @@ impl ScriptedIntendant {
         ToolCallRequest {
             id: format!("call-{}", call.index),
             tool_use_id: Some(format!("toolu_scripted_{:04}", call.index)),
-            tool: call.tool.name().to_owned(),
+            tool: call.tool.wire(),
             input: call.tool.resolved_input(repo, &self.home),
             cwd: repo.display().to_string(),
         }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use agp_contracts::{
-    ApprovalSpec, Decision, EvalContext, PartFinding, PolicyEngine, ToolCall, Verdict,
+    ApprovalSpec, Decision, EvalContext, PartFinding, PolicyEngine, Tool, ToolCall, Verdict,
 };
 use serde_json::Value;
 
@@ -29,20 +29,20 @@ pub struct RuleIndex {
     /// Rules with a `WebFetch(domain:…)` matcher.
     domain_rules: Vec<usize>,
     /// For file tools and WebFetch: the rules with a matcher that applies to the tool.
-    by_tool: HashMap<&'static str, Vec<usize>>,
+    by_tool: HashMap<Tool, Vec<usize>>,
 }
 
-const INDEXED_TOOLS: &[&str] = &[
-    "Read",
-    "Glob",
-    "Grep",
-    "LS",
-    "NotebookRead",
-    "Write",
-    "Edit",
-    "MultiEdit",
-    "NotebookEdit",
-    "WebFetch",
+const INDEXED_TOOLS: &[Tool] = &[
+    Tool::Read,
+    Tool::Glob,
+    Tool::Grep,
+    Tool::LS,
+    Tool::NotebookRead,
+    Tool::Write,
+    Tool::Edit,
+    Tool::MultiEdit,
+    Tool::NotebookEdit,
+    Tool::WebFetch,
 ];
 
 /// Two ascending index lists merged, without duplicates.
@@ -79,7 +79,7 @@ impl RuleIndex {
         for (i, rule) in rules.iter().enumerate() {
             let mut any_bash = false;
             for m in &rule.matchers {
-                if m.applies_to_tool("Bash") {
+                if m.applies_to_tool(&Tool::Bash) {
                     match &m.spec {
                         Spec::Command(p) => match &p.first_word {
                             Some(w) => {
@@ -112,7 +112,7 @@ impl RuleIndex {
             }
             for t in INDEXED_TOOLS {
                 if rule.matchers.iter().any(|m| m.applies_to_tool(t)) {
-                    ix.by_tool.entry(t).or_default().push(i);
+                    ix.by_tool.entry(t.clone()).or_default().push(i);
                 }
             }
         }
@@ -553,8 +553,8 @@ fn std_bin(argv0: &str) -> bool {
 
 impl Policy {
     /// Candidate rules for a tool call (indexed for file tools and WebFetch).
-    fn tool_rules(&self, tool: &str) -> Box<dyn Iterator<Item = usize> + '_> {
-        if INDEXED_TOOLS.contains(&tool) {
+    fn tool_rules(&self, tool: &Tool) -> Box<dyn Iterator<Item = usize> + '_> {
+        if INDEXED_TOOLS.contains(tool) {
             Box::new(self.index.by_tool.get(tool).into_iter().flatten().copied())
         } else {
             Box::new(0..self.rules.len())
@@ -598,7 +598,7 @@ impl Policy {
             .get(cmd.name())
             .map_or(&[][..], |v| v.as_slice());
         best_rule(self, merged(&self.index.bash_any, by_word), |rule, m| {
-            if !m.applies_to_tool("Bash") {
+            if !m.applies_to_tool(&Tool::Bash) {
                 return false;
             }
             match &m.spec {
@@ -861,7 +861,7 @@ impl Policy {
     fn judge_path(
         &self,
         class: FileClass,
-        tool: Option<&str>,
+        tool: Option<&Tool>,
         raw: &str,
         scene: &Scene,
         acc: &mut Strictest,
@@ -1037,18 +1037,18 @@ impl Policy {
     fn judge_tool(&self, call: &ToolCall, scene: &mut Scene) -> Vec<(String, Judgment)> {
         let input = &call.input;
         let s = |k: &str| input.get(k).and_then(Value::as_str);
-        let tool = call.tool.as_str();
+        let tool = &call.tool;
         match tool {
-            "Bash" => self.judge_bash(s("command").unwrap_or(""), scene),
+            Tool::Bash => self.judge_bash(s("command").unwrap_or(""), scene),
             _ if file_class(tool).is_some() => {
                 let class = file_class(tool).unwrap_or(FileClass::Read);
                 let raw = match tool {
-                    "NotebookEdit" | "NotebookRead" => s("notebook_path"),
-                    "Glob" | "Grep" | "LS" => s("path"),
+                    Tool::NotebookEdit | Tool::NotebookRead => s("notebook_path"),
+                    Tool::Glob | Tool::Grep | Tool::LS => s("path"),
                     _ => s("file_path"),
                 };
                 let mut targets = vec![raw.unwrap_or(".").to_string()];
-                if tool == "Glob" {
+                if *tool == Tool::Glob {
                     if let Some(pattern) = s("pattern") {
                         let literal: String = pattern
                             .split(['*', '?', '[', '{'])
@@ -1081,14 +1081,14 @@ impl Policy {
                     })
                     .collect()
             }
-            "WebFetch" => {
+            Tool::WebFetch => {
                 let url = s("url").unwrap_or("");
                 let mut acc = Strictest::default();
                 let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
                 match url_host(url).filter(|_| scheme_ok) {
                     Some(host) => {
-                        match best_rule(self, self.tool_rules("WebFetch"), |_, m| {
-                            m.applies_to_tool("WebFetch")
+                        match best_rule(self, self.tool_rules(&Tool::WebFetch), |_, m| {
+                            m.applies_to_tool(&Tool::WebFetch)
                                 && match &m.spec {
                                     Spec::All => true,
                                     Spec::Domain(d) => domain_matches(d, &host),
@@ -1133,7 +1133,7 @@ impl Policy {
     /// Judges a call. Never fails: what cannot be judged is required or denied.
     pub fn evaluate_call(&self, call: &ToolCall, ctx: &EvalContext) -> Verdict {
         if let Err(reason) = crate::schema::check(&call.tool, &call.input) {
-            return self.single(Decision::Deny, "schema", &call.tool, reason);
+            return self.single(Decision::Deny, "schema", &call.tool.name(), reason);
         }
         if self.guard_enabled(GuardId::Secrets) {
             let kinds = crate::redact::find_secrets_in_value(&call.input);
@@ -1309,7 +1309,7 @@ impl PolicyEngine for Policy {
             self.single(
                 Decision::Deny,
                 "internal",
-                &call.tool,
+                &call.tool.name(),
                 "the policy engine failed while judging this call".into(),
             )
         })

@@ -3,7 +3,9 @@
 use agp_contracts::Decision;
 
 use crate::file::{Diagnostic, Location, Policy, Rule};
-use crate::matcher::{Matcher, Spec, ToolSel, KNOWN_TOOLS};
+use agp_contracts::Tool;
+
+use crate::matcher::{Matcher, Spec, ToolSel};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -48,19 +50,20 @@ pub fn lint(policy: &Policy) -> Vec<Finding> {
     for (ri, rule) in rules.iter().enumerate() {
         for (mi, m) in rule.matchers.iter().enumerate() {
             let loc = rule.matcher_locations.get(mi).unwrap_or(&rule.location);
-            if let ToolSel::Name(n) = &m.tool {
-                if !KNOWN_TOOLS.contains(&n.as_str()) {
-                    let hint = KNOWN_TOOLS
-                        .iter()
-                        .find(|k| strsim::levenshtein(&k.to_lowercase(), &n.to_lowercase()) <= 2)
-                        .map(|k| format!(" (did you mean `{k}`?)"))
-                        .unwrap_or_default();
-                    out.push(at(
-                        loc,
-                        Severity::Error,
-                        format!("unknown tool name `{n}` in rule `{}`{hint}; the rule would never match", rule.id),
-                    ));
-                }
+            // Known tools parse to their own variant; anything else is a name no harness sends.
+            if let ToolSel::Name(Tool::Other(n)) = &m.tool {
+                let hint = Tool::known_names()
+                    .find(|k| strsim::levenshtein(&k.to_lowercase(), &n.to_lowercase()) <= 2)
+                    .map(|k| format!(" (did you mean `{k}`?)"))
+                    .unwrap_or_default();
+                out.push(at(
+                    loc,
+                    Severity::Error,
+                    format!(
+                        "unknown tool name `{n}` in rule `{}`{hint}; the rule would never match",
+                        rule.id
+                    ),
+                ));
             }
             if rule.effect == Decision::Allow {
                 if let Some(what) = broad(m) {
@@ -122,12 +125,15 @@ pub fn lint(policy: &Policy) -> Vec<Finding> {
 fn broad(m: &Matcher) -> Option<&'static str> {
     match (&m.tool, &m.spec) {
         (ToolSel::Any, _) => Some("every tool"),
-        (ToolSel::Name(n), Spec::All) if n == "Bash" => Some("every shell command"),
+        (ToolSel::Name(Tool::Bash), Spec::All) => Some("every shell command"),
         (_, Spec::Command(_)) if m.source.replace(' ', "") == "Bash(*)" => {
             Some("every shell command")
         }
         (ToolSel::Class(_) | ToolSel::Name(_), Spec::All)
-            if matches!(m.tool_name.as_str(), "Write" | "Edit" | "MultiEdit") =>
+            if matches!(
+                Tool::parse_name(&m.tool_name),
+                Tool::Write | Tool::Edit | Tool::MultiEdit
+            ) =>
         {
             Some("writing any file")
         }

@@ -2,31 +2,10 @@
 //! `Bash(npm:*)`, `Read(./.env)`, `Edit(/src/**)`, `WebFetch(domain:example.com)`,
 //! `mcp__server__*`, `*`.
 
+use agp_contracts::Tool;
 use globset::{GlobBuilder, GlobMatcher};
 
 use crate::paths::PathPattern;
-
-/// Tool names Claude Code uses (plus agp's), for linting typos in rules.
-pub const KNOWN_TOOLS: &[&str] = &[
-    "Bash",
-    "Read",
-    "Write",
-    "Edit",
-    "MultiEdit",
-    "Glob",
-    "Grep",
-    "LS",
-    "WebFetch",
-    "WebSearch",
-    "NotebookEdit",
-    "NotebookRead",
-    "Task",
-    "TodoWrite",
-    "BashOutput",
-    "KillShell",
-    "SlashCommand",
-    "ExitPlanMode",
-];
 
 /// Which kind of file access a tool performs; path rules of one class apply to all its tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +15,23 @@ pub enum FileClass {
 }
 
 /// The class of a file tool, or `None` for tools that are not file tools.
-pub fn file_class(tool: &str) -> Option<FileClass> {
+pub fn file_class(tool: &Tool) -> Option<FileClass> {
     match tool {
-        "Read" | "Glob" | "Grep" | "LS" | "NotebookRead" => Some(FileClass::Read),
-        "Write" | "Edit" | "MultiEdit" | "NotebookEdit" => Some(FileClass::Write),
-        _ => None,
+        Tool::Read | Tool::Glob | Tool::Grep | Tool::LS | Tool::NotebookRead => {
+            Some(FileClass::Read)
+        }
+        Tool::Write | Tool::Edit | Tool::MultiEdit | Tool::NotebookEdit => Some(FileClass::Write),
+        Tool::Bash
+        | Tool::BashOutput
+        | Tool::KillShell
+        | Tool::WebFetch
+        | Tool::WebSearch
+        | Tool::Task
+        | Tool::TodoWrite
+        | Tool::SlashCommand
+        | Tool::ExitPlanMode
+        | Tool::Mcp { .. }
+        | Tool::Other(_) => None,
     }
 }
 
@@ -48,7 +39,8 @@ pub fn file_class(tool: &str) -> Option<FileClass> {
 #[derive(Debug, Clone)]
 pub enum ToolSel {
     Any,
-    Name(String),
+    /// A tool named in the rule; never an MCP tool (those are globs).
+    Name(Tool),
     /// `mcp__server__*`, `mcp__server` (all tools of a server).
     Glob(GlobMatcher),
     /// `Read(...)`, `Edit(...)`, `Write(...)`: every tool of the class.
@@ -119,20 +111,21 @@ impl Matcher {
                 "`{tool}`: wildcards in tool names are only supported for mcp__ tools and `*`"
             ));
         } else {
-            match (tool, arg.is_some()) {
-                ("Read", true) => ToolSel::Class(FileClass::Read),
-                ("Edit" | "Write" | "MultiEdit" | "NotebookEdit", _) => {
+            match (Tool::parse_name(tool), arg.is_some()) {
+                (Tool::Read, true) => ToolSel::Class(FileClass::Read),
+                (Tool::Edit | Tool::Write | Tool::MultiEdit | Tool::NotebookEdit, _) => {
                     ToolSel::Class(FileClass::Write)
                 }
-                _ => ToolSel::Name(tool.to_string()),
+                (named, _) => ToolSel::Name(named),
             }
         };
+        let parsed = Tool::parse_name(tool);
         let spec = match arg {
             None => Spec::All,
             Some(a) if a.trim().is_empty() || a.trim() == "*" => Spec::All,
-            Some(a) => match tool {
-                "Bash" => Spec::Command(CommandPattern::parse(a)?),
-                "WebFetch" => match a.strip_prefix("domain:") {
+            Some(a) => match &parsed {
+                Tool::Bash => Spec::Command(CommandPattern::parse(a)?),
+                Tool::WebFetch => match a.strip_prefix("domain:") {
                     Some(d) if !d.is_empty() && !d.contains('/') => {
                         Spec::Domain(d.trim_end_matches('.').to_ascii_lowercase())
                     }
@@ -155,15 +148,20 @@ impl Matcher {
     }
 
     /// Does the matcher apply to calls of `tool` (ignoring the input)?
-    pub fn applies_to_tool(&self, tool: &str) -> bool {
+    pub fn applies_to_tool(&self, tool: &Tool) -> bool {
         match &self.tool {
             ToolSel::Any => true,
             ToolSel::Name(n) => {
                 n == tool
                     // A bare `Read` covers every read tool, like Claude Code.
-                    || (n == "Read" && file_class(tool) == Some(FileClass::Read))
+                    || (*n == Tool::Read && file_class(tool) == Some(FileClass::Read))
             }
-            ToolSel::Glob(g) => g.is_match(tool),
+            // Tool globs only exist for `mcp__` names, which no known tool has.
+            ToolSel::Glob(g) => match tool {
+                Tool::Mcp { .. } => g.is_match(&*tool.name()),
+                Tool::Other(raw) => g.is_match(raw),
+                _ => false,
+            },
             ToolSel::Class(c) => file_class(tool) == Some(*c),
         }
     }
@@ -366,18 +364,26 @@ mod tests {
     #[test]
     fn matcher_syntax() {
         let m = Matcher::parse("Bash(npm run test:*)").unwrap();
-        assert!(m.applies_to_tool("Bash"));
-        assert!(!m.applies_to_tool("Read"));
+        assert!(m.applies_to_tool(&Tool::parse_name("Bash")));
+        assert!(!m.applies_to_tool(&Tool::parse_name("Read")));
         let m = Matcher::parse("Edit(/src/**)").unwrap();
-        assert!(m.applies_to_tool("Write") && m.applies_to_tool("MultiEdit"));
+        assert!(
+            m.applies_to_tool(&Tool::parse_name("Write"))
+                && m.applies_to_tool(&Tool::parse_name("MultiEdit"))
+        );
         let m = Matcher::parse("Read").unwrap();
-        assert!(m.applies_to_tool("Grep") && m.applies_to_tool("Read"));
+        assert!(
+            m.applies_to_tool(&Tool::parse_name("Grep"))
+                && m.applies_to_tool(&Tool::parse_name("Read"))
+        );
         let m = Matcher::parse("mcp__github").unwrap();
-        assert!(m.applies_to_tool("mcp__github__create_issue"));
-        assert!(!m.applies_to_tool("mcp__githubx__a"));
+        assert!(m.applies_to_tool(&Tool::parse_name("mcp__github__create_issue")));
+        assert!(!m.applies_to_tool(&Tool::parse_name("mcp__githubx__a")));
         let m = Matcher::parse("mcp__github__*").unwrap();
-        assert!(m.applies_to_tool("mcp__github__create_issue"));
-        assert!(Matcher::parse("*").unwrap().applies_to_tool("Anything"));
+        assert!(m.applies_to_tool(&Tool::parse_name("mcp__github__create_issue")));
+        assert!(Matcher::parse("*")
+            .unwrap()
+            .applies_to_tool(&Tool::parse_name("Anything")));
         assert!(Matcher::parse("Bash(ls").is_err());
         assert!(Matcher::parse("WebFetch(https://x)").is_err());
         assert!(Matcher::parse("Ba*sh").is_err());

@@ -1,6 +1,7 @@
 //! Tool input shapes (Claude Code's vocabulary). An input that is not what its tool takes is
 //! denied before anything else looks at it.
 
+use agp_contracts::Tool;
 use serde_json::{Map, Value};
 
 #[derive(Clone, Copy)]
@@ -70,7 +71,7 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 /// `Ok` when `input` has the shape `tool` takes; otherwise the reason to deny.
-pub fn check(tool: &str, input: &Value) -> Result<(), String> {
+pub fn check(tool: &Tool, input: &Value) -> Result<(), String> {
     let Some(obj) = input.as_object() else {
         return Err(format!(
             "{tool} input must be a JSON object, got {}",
@@ -78,30 +79,31 @@ pub fn check(tool: &str, input: &Value) -> Result<(), String> {
         ));
     };
     use Kind::*;
-    let f = |name, kind, required| field(obj, tool, name, kind, required);
+    let tool_name = tool.name();
+    let f = |name, kind, required| field(obj, &tool_name, name, kind, required);
     match tool {
-        "Bash" => {
+        Tool::Bash => {
             f("command", NonEmptyStr, true)?;
             f("timeout", Num, false)?;
             f("description", Str, false)?;
             f("run_in_background", Bool, false)
         }
-        "Read" => {
+        Tool::Read => {
             f("file_path", NonEmptyStr, true)?;
             f("offset", Num, false)?;
             f("limit", Num, false)
         }
-        "Write" => {
+        Tool::Write => {
             f("file_path", NonEmptyStr, true)?;
             f("content", Str, true)
         }
-        "Edit" => {
+        Tool::Edit => {
             f("file_path", NonEmptyStr, true)?;
             f("old_string", Str, true)?;
             f("new_string", Str, true)?;
             f("replace_all", Bool, false)
         }
-        "MultiEdit" => {
+        Tool::MultiEdit => {
             f("file_path", NonEmptyStr, true)?;
             f("edits", Array, true)?;
             let edits = obj
@@ -121,22 +123,22 @@ pub fn check(tool: &str, input: &Value) -> Result<(), String> {
             }
             Ok(())
         }
-        "Glob" => {
+        Tool::Glob => {
             f("pattern", NonEmptyStr, true)?;
             f("path", Str, false)
         }
-        "Grep" => {
+        Tool::Grep => {
             f("pattern", Str, true)?;
             f("path", Str, false)?;
             f("glob", Str, false)
         }
-        "LS" => f("path", NonEmptyStr, true),
-        "WebFetch" => {
+        Tool::LS => f("path", NonEmptyStr, true),
+        Tool::WebFetch => {
             f("url", NonEmptyStr, true)?;
             f("prompt", Str, false)
         }
-        "WebSearch" => f("query", NonEmptyStr, true),
-        "NotebookEdit" => {
+        Tool::WebSearch => f("query", NonEmptyStr, true),
+        Tool::NotebookEdit => {
             f("notebook_path", NonEmptyStr, true)?;
             f("new_source", Str, false)
         }
@@ -151,26 +153,30 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert!(check("Bash", &json!({"command": "ls"})).is_ok());
+        assert!(check(&Tool::parse_name("Bash"), &json!({"command": "ls"})).is_ok());
         assert_eq!(
-            check("Bash", &json!({"command": ["rm", "-rf", "/"]})).unwrap_err(),
+            check(
+                &Tool::parse_name("Bash"),
+                &json!({"command": ["rm", "-rf", "/"]})
+            )
+            .unwrap_err(),
             "Bash input `command` must be a non-empty string, got an array"
         );
-        assert!(check("Bash", &json!({})).is_err());
-        assert!(check("Bash", &json!("ls")).is_err());
-        assert!(check("Read", &json!({"file_path": "a\u{0}b"})).is_err());
-        assert!(check("Write", &json!({"file_path": "a"})).is_err());
+        assert!(check(&Tool::parse_name("Bash"), &json!({})).is_err());
+        assert!(check(&Tool::parse_name("Bash"), &json!("ls")).is_err());
+        assert!(check(&Tool::parse_name("Read"), &json!({"file_path": "a\u{0}b"})).is_err());
+        assert!(check(&Tool::parse_name("Write"), &json!({"file_path": "a"})).is_err());
         assert!(check(
-            "MultiEdit",
+            &Tool::parse_name("MultiEdit"),
             &json!({"file_path": "a", "edits": [{"old_string": "a"}]})
         )
         .is_err());
         assert!(check(
-            "MultiEdit",
+            &Tool::parse_name("MultiEdit"),
             &json!({"file_path": "a", "edits": [{"old_string": "a", "new_string": "b"}]})
         )
         .is_ok());
-        assert!(check("mcp__x__y", &json!({"anything": 1})).is_ok());
-        assert!(check("mcp__x__y", &json!(null)).is_err());
+        assert!(check(&Tool::parse_name("mcp__x__y"), &json!({"anything": 1})).is_ok());
+        assert!(check(&Tool::parse_name("mcp__x__y"), &json!(null)).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! Running a policy's own `[[test]]` cases (`agp policy test`).
 
-use agp_contracts::{EvalContext, PolicyEngine, ToolCall, Verdict};
+use agp_contracts::{EvalContext, PolicyEngine, Tool, ToolCall, Verdict};
 
 use crate::file::{Policy, PolicyTest};
 
@@ -27,7 +27,7 @@ pub fn run_tests(policy: &Policy, ctx: &EvalContext) -> Vec<TestOutcome> {
                 id: format!("policy-test-{}", i + 1),
                 session: "policy-test".into(),
                 tool_use_id: None,
-                tool: t.tool.clone(),
+                tool: Tool::parse_name(&t.tool),
                 input: t.input.clone(),
                 cwd,
             };

@@ -91,7 +91,7 @@ fn summary_blocks(request: &ApprovalRequest, preview_chars: usize) -> Vec<Value>
     vec![
         section(format!(
             "*Approval needed:* `{}`\n*Rule:* {}\n*Reason:* {}",
-            code(&clip(&request.tool, 200)),
+            code(&clip(&request.tool.name(), 200)),
             rule,
             escape(&clip(&request.reason, 1000))
         )),
@@ -202,7 +202,7 @@ pub fn details_blocks(request: &ApprovalRequest) -> Value {
     let input = pretty_input(request);
     let mut blocks = vec![section(format!(
         "*Full input of* `{}` (call `{}`, sha256 `{}`):",
-        code(&clip(&request.tool, 200)),
+        code(&clip(&request.tool.name(), 200)),
         code(&clip(&request.call_id, 100)),
         code(&request.input_sha256)
     ))];
@@ -328,7 +328,7 @@ mod tests {
     #[test]
     fn huge_agent_fields_still_fit_slack_limits() {
         let mut r = req(json!({"command": "ls"}));
-        r.tool = "T".repeat(10_000);
+        r.tool = "T".repeat(10_000).into();
         r.call_id = "c".repeat(10_000);
         r.reason = "r".repeat(10_000);
         r.rule_id = Some("x".repeat(10_000));

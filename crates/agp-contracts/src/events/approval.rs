@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ApprovalRequested {
     pub call_id: String,
-    pub tool: String,
+    pub tool: crate::Tool,
     pub input_sha256: String,
     pub rule_id: Option<String>,
     pub reason: String,

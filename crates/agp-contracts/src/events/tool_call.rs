@@ -17,7 +17,7 @@ pub struct ToolCallRequested {
     pub call_id: String,
     /// The harness's own id of the call, `null` when it has none.
     pub tool_use_id: Option<String>,
-    pub tool: String,
+    pub tool: crate::Tool,
     /// The redacted input, `null` when it was refused.
     pub input: Value,
     pub input_sha256: Option<String>,
@@ -36,7 +36,7 @@ impl Event for ToolCallRequested {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PolicyDecided {
     pub call_id: String,
-    pub tool: String,
+    pub tool: crate::Tool,
     /// `null` when the input could not be hashed (and was denied for it).
     pub input_sha256: Option<String>,
     pub decision: Decision,
@@ -63,7 +63,7 @@ impl Event for PolicyDecided {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolCallResult {
     pub call_id: String,
-    pub tool: String,
+    pub tool: crate::Tool,
     pub input_sha256: String,
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "nullable")]
@@ -95,7 +95,7 @@ impl Event for ToolCallResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolCallResultMismatch {
     pub call_id: String,
-    pub tool: String,
+    pub tool: crate::Tool,
     pub approved_input_sha256: String,
     /// What the harness said it ran with (cut to 128 bytes), `null` when it did not say.
     pub reported_input_sha256: Option<String>,
@@ -116,7 +116,7 @@ impl Event for ToolCallResultMismatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CallDenied {
     pub call_id: String,
-    pub tool: String,
+    pub tool: crate::Tool,
     /// The redacted input.
     pub input: Value,
     pub reason: String,

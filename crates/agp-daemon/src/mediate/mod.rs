@@ -12,7 +12,7 @@ use agp_contracts::canonical::sha256_hex;
 use agp_contracts::events::{self as ev, Event, *};
 use agp_contracts::{
     ApprovalOutcome, ApprovalRequest, ApprovalSpec, Approver, Decision, JournalError, SandboxError,
-    ToolCall, Verdict,
+    Tool, ToolCall, Verdict,
 };
 use agp_gateway::{
     ErrorCode, ExecResult, SessionMode, ToolCallRequest, ToolCallResult, VerdictMessage,
@@ -115,7 +115,7 @@ pub struct Mediator {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct RememberKey {
     session: String,
-    tool: String,
+    tool: Tool,
     cwd: String,
     input_sha256: String,
     rule_id: Option<String>,
@@ -217,7 +217,7 @@ impl Mediator {
         CallReply {
             verdict: VerdictMessage {
                 id: id.to_owned(),
-                decision: Decision::Deny.as_str().to_owned(),
+                decision: Decision::Deny,
                 reason,
                 rule_id,
                 approved_by: None,
@@ -257,7 +257,8 @@ impl Mediator {
                 "call id must be 1..=256 bytes",
             ));
         }
-        if req.tool.is_empty() || req.tool.len() > MAX_ID_LEN {
+        let tool_len = req.tool.name().len();
+        if tool_len == 0 || tool_len > MAX_ID_LEN {
             return Err(Rejection::new(
                 ErrorCode::InvalidCall,
                 "tool name must be 1..=256 bytes",
@@ -330,7 +331,7 @@ impl Mediator {
 
         let verdict_msg = VerdictMessage {
             id: call.id.clone(),
-            decision: Decision::Allow.as_str().to_owned(),
+            decision: Decision::Allow,
             reason: verdict.reason.clone(),
             rule_id: verdict.rule_id.clone(),
             approved_by,

@@ -61,7 +61,7 @@ fn deny_never_executes() {
     let reply = c
         .request_exec(&bash("c1", &format!("rm {}", marker.display())))
         .unwrap();
-    assert_eq!(reply.verdict.decision, "deny");
+    assert_eq!(reply.verdict.decision, agp_contracts::Decision::Deny);
     assert_eq!(reply.verdict.rule_id.as_deref(), Some("no-rm"));
     assert!(reply.result.is_none());
     assert!(marker.exists());
@@ -113,7 +113,7 @@ fn human_deny_timeout_and_no_approver_are_distinct_denials() {
     let token = f.session(SessionMode::ProxyExec);
     let mut c = f.client(&token);
     let r1 = c.request_exec(&write("c1", "a")).unwrap();
-    assert_eq!(r1.verdict.decision, "deny");
+    assert_eq!(r1.verdict.decision, agp_contracts::Decision::Deny);
     assert!(r1.verdict.reason.contains("bob"));
     let r2 = c.request_exec(&write("c2", "b")).unwrap();
     assert!(
@@ -123,7 +123,7 @@ fn human_deny_timeout_and_no_approver_are_distinct_denials() {
     );
     // Queue empty: the channel never answers → timeout.
     let r3 = c.request_exec(&write("c3", "c")).unwrap();
-    assert_eq!(r3.verdict.decision, "deny");
+    assert_eq!(r3.verdict.decision, agp_contracts::Decision::Deny);
     assert!(r3.verdict.reason.contains("timed out"));
     assert_eq!(f.journal.of("approval.denied").len(), 2);
     assert_eq!(f.journal.of("approval.timeout").len(), 1);
@@ -152,7 +152,7 @@ fn quorum_is_checked_by_the_daemon_too() {
         cwd: String::new(),
     };
     let r = c.request_exec(&req).unwrap();
-    assert_eq!(r.verdict.decision, "deny");
+    assert_eq!(r.verdict.decision, agp_contracts::Decision::Deny);
     assert!(r.verdict.reason.contains("quorum"));
 }
 
@@ -192,7 +192,7 @@ fn journal_failure_denies_and_executes_nothing() {
     let mut c = f.client(&token);
     f.journal.set_broken(true);
     let reply = c.request_exec(&bash("c1", "touch made")).unwrap();
-    assert_eq!(reply.verdict.decision, "deny");
+    assert_eq!(reply.verdict.decision, agp_contracts::Decision::Deny);
     assert!(reply.verdict.reason.contains("journal"));
     assert!(!f.repo.join("made").exists());
 }
@@ -210,7 +210,7 @@ fn float_input_cannot_be_bound_and_is_denied() {
         cwd: String::new(),
     };
     let reply = c.request_exec(&req).unwrap();
-    assert_eq!(reply.verdict.decision, "deny");
+    assert_eq!(reply.verdict.decision, agp_contracts::Decision::Deny);
     assert_eq!(reply.verdict.rule_id.as_deref(), Some("agp.invalid-input"));
 }
 
@@ -231,7 +231,10 @@ fn a_remembered_approval_covers_only_the_same_tool_cwd_and_input() {
     // Same input, another working directory: asked again (nobody answers → timeout → deny).
     let mut elsewhere = write("c3", "remember.txt");
     elsewhere.cwd = "/somewhere/else".into();
-    assert_eq!(c.request(&elsewhere).unwrap().decision, "deny");
+    assert_eq!(
+        c.request(&elsewhere).unwrap().decision,
+        agp_contracts::Decision::Deny
+    );
     assert_eq!(f.channel.asked.load(Ordering::SeqCst), 2);
 }
 

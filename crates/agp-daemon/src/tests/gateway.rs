@@ -129,7 +129,10 @@ fn gate_mode_replies_verdict_and_journals_reported_result_once() {
     );
     // A denied call has no result to report.
     let mut c3 = f.client(&token);
-    assert_eq!(c3.request(&bash("g2", "rm x")).unwrap().decision, "deny");
+    assert_eq!(
+        c3.request(&bash("g2", "rm x")).unwrap().decision,
+        agp_contracts::Decision::Deny
+    );
     expect_refused(
         c3.report_result(&ToolCallResult {
             id: "g2".into(),
@@ -226,7 +229,10 @@ fn concurrent_sessions_are_served_at_once() {
     }
     assert_eq!(f.journal.of("tool_call.result").len(), 80);
     // Eventually the slow one times out (2 s) and is denied, not left hanging.
-    assert_eq!(slow.join().unwrap().verdict.decision, "deny");
+    assert_eq!(
+        slow.join().unwrap().verdict.decision,
+        agp_contracts::Decision::Deny
+    );
 }
 
 #[test]

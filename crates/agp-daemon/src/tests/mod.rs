@@ -43,9 +43,9 @@ impl PolicyEngine for RulePolicy {
             .get("file_path")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let (decision, rule, approval) = match call.tool.as_str() {
-            "Bash" if cmd.contains("rm ") => (Decision::Deny, "no-rm", None),
-            "Write" => (
+        let (decision, rule, approval) = match call.tool {
+            agp_contracts::Tool::Bash if cmd.contains("rm ") => (Decision::Deny, "no-rm", None),
+            agp_contracts::Tool::Write => (
                 Decision::Require,
                 "writes",
                 Some(ApprovalSpec {
@@ -54,7 +54,7 @@ impl PolicyEngine for RulePolicy {
                     remember_secs: path.contains("remember").then_some(60),
                 }),
             ),
-            "Edit" => (
+            agp_contracts::Tool::Edit => (
                 Decision::Require,
                 "edits",
                 Some(ApprovalSpec {

@@ -122,7 +122,10 @@ fn a_failing_projection_is_retried_with_backoff_and_never_blocks_calls() {
     let mut c = Client::connect(&config.socket_path(), Duration::from_secs(10)).unwrap();
     c.hello(&token).unwrap();
     // Calls go through while the channel is down (denials are queued too).
-    assert_eq!(c.request(&bash("d1", "rm x")).unwrap().decision, "deny");
+    assert_eq!(
+        c.request(&bash("d1", "rm x")).unwrap().decision,
+        agp_contracts::Decision::Deny
+    );
     assert!(c.request(&bash("a1", "ls")).unwrap().is_allow());
     let store = crate::store::Store::open_existing(&config.state_db).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -203,7 +206,7 @@ fn ending_a_session_cancels_its_pending_approval_before_it_ends() {
         .unwrap();
     // The prompt is withdrawn and the agent is denied; nothing runs.
     let reply = waiter.join().unwrap().unwrap();
-    assert_eq!(reply.decision, "deny");
+    assert_eq!(reply.decision, agp_contracts::Decision::Deny);
     assert!(!f.repo.join("late.txt").exists());
     let kinds: Vec<String> = f
         .journal

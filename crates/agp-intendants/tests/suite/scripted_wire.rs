@@ -38,7 +38,7 @@ calls:
 fn verdict(id: &str, decision: &str, approved_by: Option<&str>) -> ServerMessage {
     ServerMessage::Verdict(VerdictMessage {
         id: id.into(),
-        decision: decision.into(),
+        decision: decision.parse().unwrap(),
         reason: format!("{decision} for the test"),
         rule_id: Some(format!("rule.{id}")),
         approved_by: approved_by.map(str::to_owned),

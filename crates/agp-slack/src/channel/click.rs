@@ -98,7 +98,7 @@ impl Inner {
             ClickOutcome::Details { channel, request } => {
                 drop(lock);
                 let blocks = blocks::details_blocks(&request);
-                let text = format!("Full input of {}", blocks::escape(&request.tool));
+                let text = format!("Full input of {}", blocks::escape(&request.tool.name()));
                 if let Err(e) = self
                     .api
                     .post_ephemeral(

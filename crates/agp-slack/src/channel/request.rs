@@ -157,7 +157,7 @@ impl Inner {
         let req = &record.request;
         let text = format!(
             "agp approval needed: {} (input sha256 {})",
-            blocks::escape(&req.tool),
+            blocks::escape(&req.tool.name()),
             req.short_hash()
         );
         let blocks =

@@ -132,7 +132,11 @@ async fn a_require_verdict_is_approved_in_slack_by_the_people_the_policy_names()
     slack.click("UBOB", &msg.ts, "agp_allow").unwrap();
 
     let verdict = tokio::time::timeout(WAIT, asked).await.unwrap().unwrap();
-    assert_eq!(verdict.decision, "allow", "{verdict:?}");
+    assert_eq!(
+        verdict.decision,
+        agp_contracts::Decision::Allow,
+        "{verdict:?}"
+    );
 
     let granted = journal.of("approval.granted");
     assert_eq!(granted.len(), 1, "{:?}", journal.events());

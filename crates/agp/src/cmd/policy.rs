@@ -295,7 +295,7 @@ fn explain(home: &Home, a: ExplainArgs) -> Result<Exit> {
         id: "explain".into(),
         session: "explain".into(),
         tool_use_id: None,
-        tool: a.tool.clone(),
+        tool: agp_contracts::Tool::parse_name(&a.tool),
         input,
         cwd,
     };

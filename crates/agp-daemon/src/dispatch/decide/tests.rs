@@ -357,7 +357,7 @@ fn refusals_never_quote_the_frame() {
 fn verdict(id: &str) -> VerdictMessage {
     VerdictMessage {
         id: id.into(),
-        decision: "allow".into(),
+        decision: agp_contracts::Decision::Allow,
         reason: "read-only".into(),
         rule_id: Some("r1".into()),
         approved_by: None,

@@ -293,7 +293,7 @@ fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<
             let request = ToolCallRequest {
                 id,
                 tool_use_id,
-                tool: tool.to_owned(),
+                tool: tool.into(),
                 input: tool_input,
                 cwd,
             };
