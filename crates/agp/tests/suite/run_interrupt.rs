@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, Pid, Signal};
-use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use serde_json::Value;
 use support_loop::{demo_world, journal, AGP};
 
 use super::support::looping as support_loop;
+use super::support::pty::open_pty;
 
 /// Longest any step may take before the test gives up (a hang, not a measurement).
 const WAIT: Duration = Duration::from_secs(120);
@@ -273,16 +273,7 @@ fn run_on_pty(
     tmp: &Path,
     extra: &[&OsStr],
 ) -> (Child, Screen, std::thread::JoinHandle<()>) {
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
-    grantpt(&master).unwrap();
-    unlockpt(&master).unwrap();
-    let slave_path = ptsname(&master, Vec::new()).unwrap().into_string().unwrap();
-    rustix::io::ioctl_fionbio(&master, true).unwrap();
-    let slave = File::options()
-        .read(true)
-        .write(true)
-        .open(&slave_path)
-        .unwrap();
+    let (master, slave) = open_pty();
     // `setsid --ctty` makes the pty agp's controlling terminal, as in a terminal window (and
     // agp the session leader the kernel sends SIGHUP when the terminal goes away).
     let child = Command::new("setsid")

@@ -6,9 +6,10 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -102,6 +103,91 @@ pub fn demo_world() -> DemoWorld {
         user_home,
         repo,
     }
+}
+
+/// `agp hook --harness claude-code --attach [--project PROJECT]` fed `event` as Claude Code
+/// would; it must exit 0, and its decision JSON (`null` for an empty answer) is returned.
+pub fn claude_hook(home: &Path, user_home: &Path, project: Option<&Path>, event: &Value) -> Value {
+    let mut cmd = Command::new(AGP);
+    cmd.arg("--home")
+        .arg(home)
+        .args(["hook", "--harness", "claude-code", "--attach"]);
+    if let Some(p) = project {
+        cmd.arg("--project").arg(p);
+    }
+    let mut child = cmd
+        .env("HOME", user_home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(event.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "hook failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or(Value::Null)
+}
+
+/// A policy that allows every call with every guard off, so only the sandbox stands between a
+/// call and the host; written as `DIR/allow-everything.toml`.
+pub fn write_allow_everything(dir: &Path) -> PathBuf {
+    let policy = dir.join("allow-everything.toml");
+    std::fs::write(
+        &policy,
+        "version = 1\ndefault = \"allow\"\n\n[guards]\ndestructive = false\n\"protected-paths\" = false\nsecrets = false\n\"supply-chain\" = false\n\"network-egress\" = false\nprivilege = false\n",
+    )
+    .unwrap();
+    policy
+}
+
+/// A scripted intendant's `calls:` list with one Bash call per command (JSON-quoted, so any
+/// command text survives YAML).
+pub fn bash_calls_yaml<S: AsRef<str>>(commands: &[S]) -> String {
+    let mut yaml = String::from("calls:\n");
+    for c in commands {
+        yaml.push_str(&format!(
+            "  - tool: Bash\n    input: {{ command: {} }}\n",
+            serde_json::to_string(c.as_ref()).unwrap()
+        ));
+    }
+    yaml
+}
+
+/// `agp run --intendant scripted --script SCRIPT --repo REPO --policy POLICY --auto-approve`
+/// without a controlling terminal; its output (success is the caller's to judge).
+pub fn run_scripted_auto_approve(
+    home: &Path,
+    user_home: &Path,
+    script: &Path,
+    repo: &Path,
+    policy: &Path,
+) -> Output {
+    agp_detached(home, user_home)
+        .args([
+            "run",
+            "--intendant",
+            "scripted",
+            "--script",
+            script.to_str().unwrap(),
+            "--repo",
+            repo.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--auto-approve",
+        ])
+        .output()
+        .unwrap()
 }
 
 /// Every journal entry; the journal must exist and every line must be JSON.
