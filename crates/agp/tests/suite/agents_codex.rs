@@ -164,29 +164,7 @@ fn codex_exec(world: &World, model: &FakeModel, codex: &std::path::Path) -> Comm
     let mut config = std::fs::read_to_string(home.join("config.toml")).unwrap();
     config.push_str(&hooks);
     std::fs::write(home.join("config.toml"), config).unwrap();
-    let tmp = world.dir.path().join("codex-tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let mut cmd = Command::new(codex);
-    cmd.args([
-        "exec",
-        "--skip-git-repo-check",
-        "--disable",
-        "plugins",
-        "-c",
-        "analytics.enabled=false",
-        "--sandbox",
-        "danger-full-access",
-        "--dangerously-bypass-hook-trust",
-        "do it",
-    ])
-    .current_dir(&world.repo)
-    .env_clear()
-    .env("HOME", world.dir.path())
-    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-    .env("CODEX_HOME", &home)
-    .env("TMPDIR", &tmp)
-    .env("FAKE_API_KEY", "not-a-real-key");
-    cmd
+    codex_exec_command(world, codex, &home)
 }
 
 /// A Codex whose `hooks/list` does not show agp's hook as managed and enabled (as an old or

@@ -143,28 +143,7 @@ fn codex_call_ran(client: &Client, agp: &Path) -> bool {
         ),
     )
     .unwrap();
-    let tmp = world.dir.path().join("codex-tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let out = Command::new(&client.native)
-        .args([
-            "exec",
-            "--skip-git-repo-check",
-            "--disable",
-            "plugins",
-            "-c",
-            "analytics.enabled=false",
-            "--sandbox",
-            "danger-full-access",
-            "--dangerously-bypass-hook-trust",
-            "do it",
-        ])
-        .current_dir(&world.repo)
-        .env_clear()
-        .env("HOME", world.dir.path())
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("CODEX_HOME", &home)
-        .env("TMPDIR", &tmp)
-        .env("FAKE_API_KEY", "not-a-real-key")
+    let out = codex_exec_command(&world, &client.native, &home)
         .stdin(Stdio::null())
         .output()
         .unwrap();

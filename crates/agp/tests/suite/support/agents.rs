@@ -539,6 +539,35 @@ pub fn wait_for_approval_request(home: &Path) {
     });
 }
 
+/// `codex exec "do it"` on the host as these tests run it: in the world's repository with a
+/// cleared environment, `CODEX_HOME=codex_home`, a private TMPDIR and the fake provider's key,
+/// with hook trust bypassed (outside agp's launcher the hook is not managed).
+pub fn codex_exec_command(world: &World, codex: &Path, codex_home: &Path) -> Command {
+    let tmp = world.dir.path().join("codex-tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut cmd = Command::new(codex);
+    cmd.args([
+        "exec",
+        "--skip-git-repo-check",
+        "--disable",
+        "plugins",
+        "-c",
+        "analytics.enabled=false",
+        "--sandbox",
+        "danger-full-access",
+        "--dangerously-bypass-hook-trust",
+        "do it",
+    ])
+    .current_dir(&world.repo)
+    .env_clear()
+    .env("HOME", world.dir.path())
+    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+    .env("CODEX_HOME", codex_home)
+    .env("TMPDIR", &tmp)
+    .env("FAKE_API_KEY", "not-a-real-key");
+    cmd
+}
+
 /// `agp daemon --sandbox none --policy POLICY` on the world's home (outside any agp sandbox:
 /// these tests exercise `agp hook` itself), output discarded; callers add options and spawn it.
 pub fn daemon_command(world: &World) -> Command {

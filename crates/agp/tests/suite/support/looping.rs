@@ -16,6 +16,18 @@ use serde_json::Value;
 
 pub const AGP: &str = env!("CARGO_BIN_EXE_agp");
 
+/// Slack and approval-channel settings of whoever runs the tests: removed from a child's
+/// environment so they never leak in.
+pub const SLACK_VARS: [&str; 7] = [
+    "AGP_SLACK_BOT_TOKEN",
+    "AGP_SLACK_APP_TOKEN",
+    "AGP_SLACK_CHANNEL",
+    "AGP_SLACK_APPROVERS",
+    "AGP_SLACK_APPROVER_GROUP",
+    "AGP_SLACK_API_URL",
+    "AGP_APPROVAL_CHANNEL",
+];
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
