@@ -79,6 +79,19 @@ async fn decide(slack: &FakeSlack, command: &str, user: &str, action: &str) {
     );
 }
 
+/// Waits for `agp run`, which must succeed; its stdout.
+async fn wait_success(child: std::process::Child) -> String {
+    let out = wait_output(child).await;
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "agp run failed: {}\n{stdout}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    stdout
+}
+
 async fn wait_output(child: std::process::Child) -> Output {
     tokio::time::timeout(
         Duration::from_secs(240),
@@ -187,14 +200,7 @@ async fn claude_code_require_is_decided_in_slack() {
     .unwrap();
     decide(&slack, "mkdir approved-dir", "UALICE", "agp_allow").await;
     decide(&slack, "mkdir denied-dir", "UBOB", "agp_deny").await;
-    let out = wait_output(child).await;
-    let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "agp run failed: {}\n{stdout}\n{}",
-        out.status,
-        text(&out.stderr)
-    );
+    let stdout = wait_success(child).await;
     assert!(stdout.contains("approvals via slack"), "{stdout}");
     assert_eq!(model.remaining_turns(), 0, "the agent stopped early");
 
@@ -240,14 +246,7 @@ async fn scripted_require_is_decided_in_slack() {
     .unwrap();
     decide(&slack, "mkdir approved-dir", "UALICE", "agp_allow").await;
     decide(&slack, "mkdir denied-dir", "UBOB", "agp_deny").await;
-    let out = wait_output(child).await;
-    let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "agp run failed: {}\n{stdout}\n{}",
-        out.status,
-        text(&out.stderr)
-    );
+    wait_success(child).await;
     let j = world.journal();
     let results: Vec<&Value> = j
         .iter()
