@@ -182,8 +182,7 @@ fn each_tamper_case_is_found_where_it_happened() {
 #[test]
 fn deleted_tail_with_cleaned_checkpoints_is_caught_by_a_trusted_checkpoint() {
     let h = Home::with_20_entries();
-    let kept = h.tmp.path().join("kept.checkpoint");
-    std::fs::copy(h.journal().join("checkpoint"), &kept).unwrap();
+    let kept = h.keep_checkpoint("kept.checkpoint");
     // The attacker drops the last 3 entries and every checkpoint that mentions them.
     let mut lines = h.lines();
     lines.truncate(17);
@@ -254,8 +253,7 @@ fn rolled_back_keeping_newer_checkpoint(h: &Home) -> PathBuf {
     let snapshot = h.tmp.path().join("snapshot");
     copy_dir(&h.journal(), &snapshot);
     h.append(10);
-    let kept = h.tmp.path().join("kept.checkpoint");
-    std::fs::copy(h.journal().join("checkpoint"), &kept).unwrap();
+    let kept = h.keep_checkpoint("kept.checkpoint");
     std::fs::remove_dir_all(h.journal()).unwrap();
     copy_dir(&snapshot, &h.journal());
     kept
