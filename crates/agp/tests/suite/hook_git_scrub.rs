@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use support_loop::{init_home, journal, open_gate_session, start_daemon};
+use support_loop::{init_home, journal, open_gate_session, start_daemon_with_home_policy};
 
 use super::support::looping as support_loop;
 
@@ -94,10 +94,7 @@ fn metadata_planted_between_hook_events_is_quarantined_before_host_git_runs_it()
         "the planted fsmonitor did not run: the test proves nothing"
     );
 
-    let _daemon = start_daemon(
-        &home,
-        ["--policy", home.join("policy.toml").to_str().unwrap()],
-    );
+    let _daemon = start_daemon_with_home_policy(&home);
     let notes = project.join("notes.txt");
     let pre = |id: &str| {
         json!({"hook_event_name": "PreToolUse", "session_id": "scrub", "tool_name": "Read",
@@ -181,10 +178,7 @@ fn metadata_planted_with_no_hook_event_after_it_is_scrubbed_by_the_backstop() {
     std::fs::write(home.join("policy.toml"), POLICY).unwrap();
     let project = committed_project(dir.path());
 
-    let _daemon = start_daemon(
-        &home,
-        ["--policy", home.join("policy.toml").to_str().unwrap()],
-    );
+    let _daemon = start_daemon_with_home_policy(&home);
     let notes = project.join("notes.txt");
     let pre = json!({"hook_event_name": "PreToolUse", "session_id": "idle", "tool_name": "Read",
         "tool_use_id": "t1", "cwd": project, "tool_input": {"file_path": notes}});
@@ -230,10 +224,7 @@ fn metadata_planted_just_before_the_session_ends_is_scrubbed_before_the_integrit
     init_home(&home, None);
     std::fs::write(home.join("policy.toml"), POLICY).unwrap();
     let project = committed_project(dir.path());
-    let _daemon = start_daemon(
-        &home,
-        ["--policy", home.join("policy.toml").to_str().unwrap()],
-    );
+    let _daemon = start_daemon_with_home_policy(&home);
     let token = open_gate_session(&home, &project);
     let mut agent = agp_gateway::Client::connect(
         &home.join("run/gateway.sock"),

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use support_loop::{agp_ok, init_home, journal, start_daemon};
+use support_loop::{agp_ok, init_home, journal, start_daemon_with_home_policy};
 
 use super::support::looping as support_loop;
 
@@ -71,10 +71,7 @@ fn decision(answer: &Value) -> &str {
 #[test]
 fn an_events_cwd_never_widens_the_project() {
     let w = world();
-    let _daemon = start_daemon(
-        &w.home,
-        ["--policy", w.home.join("policy.toml").to_str().unwrap()],
-    );
+    let _daemon = start_daemon_with_home_policy(&w.home);
     let p = w.project.clone();
     let notes = p.join("notes.txt");
     let notes = notes.to_str().unwrap();
@@ -124,10 +121,7 @@ fn an_events_cwd_never_widens_the_project() {
 #[test]
 fn a_forged_post_tool_use_is_journaled_as_a_mismatch_and_flagged() {
     let w = world();
-    let _daemon = start_daemon(
-        &w.home,
-        ["--policy", w.home.join("policy.toml").to_str().unwrap()],
-    );
+    let _daemon = start_daemon_with_home_policy(&w.home);
     let p = w.project.clone();
     let notes = p.join("notes.txt");
     let pre = read("forge", "t9", Some("/"), notes.to_str().unwrap());

@@ -221,6 +221,14 @@ impl Drop for Daemon {
     }
 }
 
+/// [`start_daemon`] with `--policy HOME/policy.toml`.
+pub fn start_daemon_with_home_policy(home: &Path) -> Daemon {
+    start_daemon(
+        home,
+        ["--policy", home.join("policy.toml").to_str().unwrap()],
+    )
+}
+
 /// `agp --home HOME daemon --sandbox none ARGS` in its own session (`setsid -w`), output
 /// discarded; returned once its gateway socket accepts connections (20 s at most).
 pub fn start_daemon<I, S>(home: &Path, args: I) -> Daemon
