@@ -132,17 +132,7 @@ fn codex_call_ran(client: &Client, agp: &Path) -> bool {
         Turn::Text("done".into()),
     ])
     .unwrap();
-    let home = world.dir.path().join("codex-home");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(
-        home.join("config.toml"),
-        format!(
-            "model = \"gpt-fake\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\n\
-             name = \"fake\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"FAKE_API_KEY\"\n\n{hooks}",
-            model.base_url()
-        ),
-    )
-    .unwrap();
+    let home = codex_home_with_fake_provider(&world, &model, &format!("\n{hooks}"));
     let out = codex_exec_command(&world, &client.native, &home)
         .stdin(Stdio::null())
         .output()

@@ -311,17 +311,7 @@ fn codex_that_exits_early_is_reported_with_status_and_stderr() {
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let codex_home = world.dir.path().join("codex-home");
-    std::fs::create_dir_all(&codex_home).unwrap();
-    let out = world.run(
-        "codex",
-        &[
-            ("AGP_CODEX_BIN", fake.to_str().unwrap()),
-            ("CODEX_HOME", codex_home.to_str().unwrap()),
-            ("OPENAI_API_KEY", "sk-test-not-a-real-key"),
-        ],
-        "",
-    );
+    let out = run_fake_codex(&world, &fake);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = text(&out.stderr);
     assert!(
