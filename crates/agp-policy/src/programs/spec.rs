@@ -156,25 +156,23 @@ pub(super) fn check(model: super::Model, rows: &[(&str, Want)]) {
     }
 }
 
-/// A row of an exact table test over argv slices: argv, code?, reads, writes, unknown count.
+/// A row of an exact table test: input, code?, reads, writes, unknown count.
 #[cfg(test)]
-pub(super) type ArgvRow = (
-    &'static [&'static str],
+pub(super) type ExactRow<Input> = (
+    Input,
     bool,
     &'static [&'static str],
     &'static [&'static str],
     usize,
 );
 
-/// A row of an exact table test over a command line: line, code?, reads, writes, unknown count.
+/// An [`ExactRow`] over argv slices.
 #[cfg(test)]
-pub(super) type LineRow = (
-    &'static str,
-    bool,
-    &'static [&'static str],
-    &'static [&'static str],
-    usize,
-);
+pub(super) type ArgvRow = ExactRow<&'static [&'static str]>;
+
+/// An [`ExactRow`] over a command line.
+#[cfg(test)]
+pub(super) type LineRow = ExactRow<&'static str>;
 
 /// A [`LineRow`] for tables that cover several models of one file.
 #[cfg(test)]
