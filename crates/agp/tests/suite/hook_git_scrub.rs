@@ -63,6 +63,17 @@ fn committed_project(dir: &Path) -> PathBuf {
     project
 }
 
+/// `DIR/agp-home`, initialized for the user home `DIR/user`, with [`POLICY`] as its
+/// `policy.toml`; (home, user home).
+fn policy_home(dir: &Path) -> (PathBuf, PathBuf) {
+    let home = dir.join("agp-home");
+    let user_home = dir.join("user");
+    std::fs::create_dir_all(&user_home).unwrap();
+    init_home(&home, Some(&user_home));
+    std::fs::write(home.join("policy.toml"), POLICY).unwrap();
+    (home, user_home)
+}
+
 fn hook(home: &Path, user_home: &Path, project: &Path, event: &Value) -> Value {
     support_loop::claude_hook(home, user_home, Some(project), event)
 }
@@ -70,11 +81,7 @@ fn hook(home: &Path, user_home: &Path, project: &Path, event: &Value) -> Value {
 #[test]
 fn metadata_planted_between_hook_events_is_quarantined_before_host_git_runs_it() {
     let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    std::fs::create_dir_all(&user_home).unwrap();
-    init_home(&home, Some(&user_home));
-    std::fs::write(home.join("policy.toml"), POLICY).unwrap();
+    let (home, user_home) = policy_home(dir.path());
     let project = committed_project(dir.path());
 
     // The plant works: in a copy of the repository, host git runs the planted command.
@@ -171,11 +178,7 @@ fn metadata_planted_between_hook_events_is_quarantined_before_host_git_runs_it()
 #[test]
 fn metadata_planted_with_no_hook_event_after_it_is_scrubbed_by_the_backstop() {
     let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    std::fs::create_dir_all(&user_home).unwrap();
-    init_home(&home, Some(&user_home));
-    std::fs::write(home.join("policy.toml"), POLICY).unwrap();
+    let (home, user_home) = policy_home(dir.path());
     let project = committed_project(dir.path());
 
     let _daemon = start_daemon_with_home_policy(&home);
