@@ -9,6 +9,32 @@ fn opts(key: &SignerKey) -> VerifyOptions {
     }
 }
 
+/// The verify report of the journal in `dir` under `key`, which must have no findings.
+fn verified_clean(dir: &Path, key: &SignerKey) -> crate::verify::Report {
+    let report = verify_dir(dir, &opts(key)).unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    report
+}
+
+/// Runs `work(t)` on `threads` threads at once; every sequence number they return, sorted.
+fn seqs_from_threads<F>(threads: u64, work: F) -> Vec<u64>
+where
+    F: Fn(u64) -> Vec<u64> + Send + Sync + Clone + 'static,
+{
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let work = work.clone();
+            std::thread::spawn(move || work(t))
+        })
+        .collect();
+    let mut seqs: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    seqs
+}
+
 #[test]
 fn writer_is_shareable_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
@@ -30,15 +56,13 @@ fn appends_verify_and_reopen_continues_the_chain() {
     }
     w.close().unwrap();
     drop(w);
-    let report = verify_dir(dir.path(), &opts(&key)).unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let report = verified_clean(dir.path(), &key);
     assert_eq!((report.entries, report.sealed_size), (11, 11));
 
     let w = JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap();
     assert_eq!(w.append("session.ended", None, json!({})).unwrap().seq, 11);
     w.close().unwrap();
-    let report = verify_dir(dir.path(), &opts(&key)).unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    verified_clean(dir.path(), &key);
 }
 
 #[test]
@@ -62,29 +86,20 @@ fn concurrent_appends(durability: Durability) {
         )
         .unwrap(),
     );
-    let handles: Vec<_> = (0..8)
-        .map(|t| {
-            let w = w.clone();
-            std::thread::spawn(move || {
-                (0..50)
-                    .map(|i| {
-                        w.append("egress.allowed", Some("s"), json!({"t": t, "i": i}))
-                            .unwrap()
-                            .seq
-                    })
-                    .collect::<Vec<_>>()
+    let writer = w.clone();
+    let seqs = seqs_from_threads(8, move |t| {
+        (0..50)
+            .map(|i| {
+                writer
+                    .append("egress.allowed", Some("s"), json!({"t": t, "i": i}))
+                    .unwrap()
+                    .seq
             })
-        })
-        .collect();
-    let mut seqs: Vec<u64> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
-    seqs.sort_unstable();
+            .collect()
+    });
     assert_eq!(seqs, (1..=400).collect::<Vec<_>>());
     w.close().unwrap();
-    let report = verify_dir(dir.path(), &opts(&key)).unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let report = verified_clean(dir.path(), &key);
     assert_eq!(report.entries, 401);
 }
 
@@ -100,33 +115,23 @@ fn small_groups_cut_at_their_bound_and_every_checkpoint_verifies() {
         ..JournalOptions::with_durability(Durability::Group)
     };
     let w = Arc::new(JournalWriter::open(dir.path(), key.clone(), jopts).unwrap());
-    let handles: Vec<_> = (0..12)
-        .map(|t| {
-            let w = w.clone();
-            std::thread::spawn(move || {
-                let mut seqs = Vec::new();
-                for i in 0..20 {
-                    let events = [
-                        ("tool_call.requested", Some("s"), json!({"t": t, "i": i})),
-                        ("policy.decided", Some("s"), json!({"t": t, "i": i})),
-                    ];
-                    let r = w.append_batch(&events).unwrap();
-                    assert_eq!(r[1].seq, r[0].seq + 1, "a batch is consecutive");
-                    seqs.extend(r.iter().map(|r| r.seq));
-                }
-                seqs
-            })
-        })
-        .collect();
-    let mut seqs: Vec<u64> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
-    seqs.sort_unstable();
+    let writer = w.clone();
+    let seqs = seqs_from_threads(12, move |t| {
+        let mut seqs = Vec::new();
+        for i in 0..20 {
+            let events = [
+                ("tool_call.requested", Some("s"), json!({"t": t, "i": i})),
+                ("policy.decided", Some("s"), json!({"t": t, "i": i})),
+            ];
+            let r = writer.append_batch(&events).unwrap();
+            assert_eq!(r[1].seq, r[0].seq + 1, "a batch is consecutive");
+            seqs.extend(r.iter().map(|r| r.seq));
+        }
+        seqs
+    });
     assert_eq!(seqs, (1..=480).collect::<Vec<_>>());
     w.close().unwrap();
-    let report = verify_dir(dir.path(), &opts(&key)).unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let report = verified_clean(dir.path(), &key);
     assert_eq!(report.entries, 481);
 }
 
@@ -150,8 +155,7 @@ fn a_lone_group_append_does_not_wait_for_the_group_to_fill() {
         .unwrap();
     assert_eq!((r[0].seq, r[1].seq), (21, 22));
     w.close().unwrap();
-    let report = verify_dir(dir.path(), &opts(&key)).unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    verified_clean(dir.path(), &key);
 }
 
 #[test]
@@ -187,8 +191,7 @@ fn a_batch_with_a_refused_event_appends_nothing() {
             !text.contains("tool_call.requested"),
             "nothing of the refused batch"
         );
-        let report = verify_dir(dir.path(), &opts(&key)).unwrap();
-        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        let report = verified_clean(dir.path(), &key);
         assert_eq!(report.entries, 3);
     }
 }
@@ -236,8 +239,7 @@ fn torn_tail_is_moved_aside_and_recorded() {
     );
     assert_eq!(s.recovered_seq, Some(2));
     w.close().unwrap();
-    let report = verify_dir(dir.path(), &opts(&key)).unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    verified_clean(dir.path(), &key);
 }
 
 #[test]
@@ -286,8 +288,7 @@ fn a_damaged_latest_checkpoint_is_rewritten_on_open() {
         .unwrap()
         .close()
         .unwrap();
-    let report = verify_dir(dir.path(), &opts(&key)).unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    verified_clean(dir.path(), &key);
 }
 
 #[test]
@@ -311,8 +312,7 @@ fn torn_checkpoint_is_moved_aside() {
         std::fs::read(dir.path().join("checkpoints.torn")).unwrap(),
         b"agp.test/log\n9\n"
     );
-    let report = verify_dir(dir.path(), &opts(&key)).unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    verified_clean(dir.path(), &key);
 }
 
 #[test]
@@ -349,8 +349,7 @@ fn rotation_hands_over_to_the_new_key() {
     w.close().unwrap();
     drop(w);
     for trusted in [&k1, &k2] {
-        let report = verify_dir(dir.path(), &opts(trusted)).unwrap();
-        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        let report = verified_clean(dir.path(), trusted);
         assert_eq!(report.keys.len(), 2);
         assert_eq!(report.keys[0].to_size, Some(3));
     }

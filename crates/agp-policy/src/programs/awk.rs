@@ -396,26 +396,13 @@ fn target(toks: &[Tok], at: usize, verb: &str, paths: &mut Vec<String>, code: &m
 
 #[cfg(test)]
 mod tests {
+    use super::super::spec::{argv_words, assert_effects, ArgvRow, ScriptRow};
     use super::*;
-
-    fn words(line: &[&str]) -> Vec<Word> {
-        line.iter().map(|s| Word::literal(*s)).collect()
-    }
-
-    fn texts(v: &[Word]) -> Vec<&str> {
-        v.iter().map(|w| w.text.as_str()).collect()
-    }
 
     #[test]
     fn programs() {
         // program, code?, reads, writes
-        type Row = (
-            &'static str,
-            bool,
-            &'static [&'static str],
-            &'static [&'static str],
-        );
-        let rows: &[Row] = &[
+        let rows: &[ScriptRow] = &[
             ("{print $1}", false, &[], &[]),
             ("NR>1 && $3 > 5 {print $1, $2}", false, &[], &[]),
             ("$1 ~ /a|b/ {n++} END {print n}", false, &[], &[]),
@@ -493,14 +480,7 @@ mod tests {
     #[test]
     fn invocations() {
         // argv, code?, reads, writes, unknown
-        type Row = (
-            &'static [&'static str],
-            bool,
-            &'static [&'static str],
-            &'static [&'static str],
-            usize,
-        );
-        let rows: &[Row] = &[
+        let rows: &[ArgvRow] = &[
             (&["{print $1}", "a.txt"], false, &["a.txt"], &[], 0),
             (
                 &["-F:", "{print $1}", "/etc/shadow"],
@@ -553,11 +533,8 @@ mod tests {
             (&["{print}", "-f", "x"], false, &["-f", "x"], &[], 0),
         ];
         for (argv, code, reads, writes, unknown) in rows {
-            let fx = awk(&words(argv));
-            assert_eq!(!fx.code.is_empty(), *code, "{argv:?}: {:?}", fx.code);
-            assert_eq!(texts(&fx.reads), *reads, "{argv:?}");
-            assert_eq!(texts(&fx.writes), *writes, "{argv:?}");
-            assert_eq!(fx.unknown.len(), *unknown, "{argv:?}");
+            let fx = awk(&argv_words(argv));
+            assert_effects(&fx, &format!("{argv:?}"), *code, reads, writes, *unknown);
         }
     }
 }

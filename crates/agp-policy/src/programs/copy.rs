@@ -3,6 +3,7 @@
 //! their sources' names; `install --strip-program` runs a program and `-m` can set setuid.
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec, Parsed};
+use super::spec::gnu;
 use super::Effects;
 use crate::shell::Word;
 
@@ -121,16 +122,6 @@ const LINK: &[OptSpec] = &[
     OptSpec::new(None, Some("help"), Flag, Plain),
     OptSpec::new(None, Some("version"), Flag, Plain),
 ];
-
-const fn gnu(opts: &'static [OptSpec]) -> Grammar {
-    Grammar {
-        opts,
-        long_abbrev: true,
-        permute: true,
-        single_dash_long: false,
-        clustering: true,
-    }
-}
 
 /// The last path component, for "DIR receives SOURCE" (`cp a/b dir` writes `dir/b`).
 fn base_of(w: &Word) -> &str {
@@ -268,21 +259,13 @@ pub fn link(args: &[Word]) -> Effects {
 
 #[cfg(test)]
 mod tests {
+    use super::super::spec::{assert_effects, line_words, ModelRow};
     use super::*;
 
     #[test]
     fn table() {
         // program, argv, code?, reads, writes, unknown
-        type Row = (
-            Model,
-            &'static str,
-            bool,
-            &'static [&'static str],
-            &'static [&'static str],
-            usize,
-        );
-        use super::super::Model;
-        let rows: &[Row] = &[
+        let rows: &[ModelRow] = &[
             (cp, "a b", false, &["a"], &["b", "b/a"], 0),
             (cp, "-r src/ dst", false, &["src/"], &["dst", "dst/src"], 0),
             (
@@ -355,14 +338,8 @@ mod tests {
             (link, "a b", false, &[], &["a", "b"], 0),
         ];
         for (model, line, code, reads, writes, unknown) in rows {
-            let args: Vec<Word> = line.split_whitespace().map(Word::literal).collect();
-            let fx = model(&args);
-            assert_eq!(!fx.code.is_empty(), *code, "{line}");
-            let r: Vec<&str> = fx.reads.iter().map(|w| w.text.as_str()).collect();
-            let w: Vec<&str> = fx.writes.iter().map(|w| w.text.as_str()).collect();
-            assert_eq!(r, *reads, "{line}");
-            assert_eq!(w, *writes, "{line}");
-            assert_eq!(fx.unknown.len(), *unknown, "{line}");
+            let fx = model(&line_words(line));
+            assert_effects(&fx, line, *code, reads, writes, *unknown);
         }
         assert!(!sets_special_bits("0755"));
         assert!(sets_special_bits("2755"));

@@ -177,6 +177,7 @@ pub fn find(args: &[Word]) -> Effects {
 
 #[cfg(test)]
 mod tests {
+    use super::super::spec::{line_words, texts};
     use super::*;
 
     #[test]
@@ -266,23 +267,11 @@ mod tests {
             (". -frobnicate", false, &["."], &[], &[], 1),
         ];
         for (line, code, reads, writes, runs, unknown) in rows {
-            let args: Vec<Word> = line.split_whitespace().map(Word::literal).collect();
-            let fx = find(&args);
+            let fx = find(&line_words(line));
             assert_eq!(!fx.code.is_empty(), *code, "{line}");
-            let r: Vec<&str> = fx.reads.iter().map(|w| w.text.as_str()).collect();
-            let w: Vec<&str> = fx.writes.iter().map(|w| w.text.as_str()).collect();
-            let x: Vec<String> = fx
-                .runs
-                .iter()
-                .map(|r| {
-                    r.iter()
-                        .map(|w| w.text.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .collect();
-            assert_eq!(r, *reads, "{line}");
-            assert_eq!(w, *writes, "{line}");
+            let x: Vec<String> = fx.runs.iter().map(|r| texts(r).join(" ")).collect();
+            assert_eq!(texts(&fx.reads), *reads, "{line}");
+            assert_eq!(texts(&fx.writes), *writes, "{line}");
             assert_eq!(x, *runs, "{line}");
             assert_eq!(fx.unknown.len(), *unknown, "{line}");
         }

@@ -5,6 +5,20 @@
 use super::grammar::{Arity::*, Effect::*, OptSpec};
 use super::spec::{f, o, ov, v};
 
+/// `-NUM` as short flags (`git grep -3` context lines, `git archive -9` compression level).
+pub(super) const DIGITS: &[OptSpec] = &[
+    f('0', ""),
+    f('1', ""),
+    f('2', ""),
+    f('3', ""),
+    f('4', ""),
+    f('5', ""),
+    f('6', ""),
+    f('7', ""),
+    f('8', ""),
+    f('9', ""),
+];
+
 /// Two tables as one (const, so grammars stay `'static` without allocation).
 pub(super) const fn concat<const N: usize>(a: &[OptSpec], b: &[OptSpec]) -> [OptSpec; N] {
     assert!(a.len() + b.len() == N);

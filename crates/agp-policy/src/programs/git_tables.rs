@@ -2,19 +2,13 @@
 //! parse-options accepts clusters, glued values, `--opt=value`, unique prefixes of long
 //! options and options after operands, which is what [`sub`] encodes.
 
-use super::git_opts::{concat, DIFF, LOG};
+use super::git_opts::{concat, DIFF, DIGITS, LOG};
 use super::grammar::{Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::{f, o, ov, v};
+use super::spec::{f, gnu, o, ov, v};
 
 /// A subcommand's grammar under git's parse-options rules.
 pub(super) const fn sub(opts: &'static [OptSpec]) -> Grammar {
-    Grammar {
-        opts,
-        long_abbrev: true,
-        permute: true,
-        single_dash_long: false,
-        clustering: true,
-    }
+    gnu(opts)
 }
 
 const FROM_FILE: OptSpec = o(' ', "pathspec-from-file", Required, ReadsFile);
@@ -444,7 +438,7 @@ pub(super) const BLAME: Grammar = sub(&[
     f(' ', "minimal"),
 ]);
 
-pub(super) const GREP: Grammar = sub(&[
+const GREP_OWN: &[OptSpec] = &[
     f(' ', "cached"),
     f(' ', "no-index"),
     f(' ', "untracked"),
@@ -505,14 +499,6 @@ pub(super) const GREP: Grammar = sub(&[
     f(' ', "not"),
     f(' ', "all-match"),
     f('q', "quiet"),
-    f('0', ""),
-    f('1', ""),
-    f('2', ""),
-    f('3', ""),
-    f('4', ""),
-    f('5', ""),
-    f('6', ""),
-    f('7', ""),
-    f('8', ""),
-    f('9', ""),
-]);
+];
+const GREP_OPTS: [OptSpec; GREP_OWN.len() + DIGITS.len()] = concat(GREP_OWN, DIGITS);
+pub(super) const GREP: Grammar = sub(&GREP_OPTS);

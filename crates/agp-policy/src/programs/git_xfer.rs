@@ -1,7 +1,7 @@
 //! Option tables of git's transfer, patch and configuration subcommands (fetch, pull, push,
 //! clone, init, config, apply, am, archive, format-patch, ls-remote), from their manuals.
 
-use super::git_opts::{concat, DIFF, LOG};
+use super::git_opts::{concat, DIFF, DIGITS, LOG};
 use super::git_tables::{sub, MERGE_OPTS};
 use super::grammar::{Arity::*, Effect::*, Grammar, OptSpec};
 use super::spec::{f, o, ov, v};
@@ -293,7 +293,7 @@ pub(super) const AM: Grammar = sub(&[
     f(' ', "allow-empty"),
 ]);
 
-pub(super) const ARCHIVE: Grammar = sub(&[
+const ARCHIVE_OWN: &[OptSpec] = &[
     v(' ', "format"),
     f('l', "list"),
     f('v', "verbose"),
@@ -310,17 +310,9 @@ pub(super) const ARCHIVE: Grammar = sub(&[
         Required,
         RunsCode("runs this program as the archive server"),
     ),
-    f('0', ""),
-    f('1', ""),
-    f('2', ""),
-    f('3', ""),
-    f('4', ""),
-    f('5', ""),
-    f('6', ""),
-    f('7', ""),
-    f('8', ""),
-    f('9', ""),
-]);
+];
+const ARCHIVE_OPTS: [OptSpec; ARCHIVE_OWN.len() + DIGITS.len()] = concat(ARCHIVE_OWN, DIGITS);
+pub(super) const ARCHIVE: Grammar = sub(&ARCHIVE_OPTS);
 
 pub(super) const FORMAT_PATCH_OWN: &[OptSpec] = &[
     o('o', "output-directory", Required, WritesFile),

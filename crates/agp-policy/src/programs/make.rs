@@ -6,7 +6,7 @@
 //! targets is what a `Bash(make *)` rule means and stays clean.
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::{f, inert_value, o, ov, v};
+use super::spec::{f, gnu, inert_value, o, ov, v};
 use super::{join_dir, Effects};
 use crate::shell::Word;
 
@@ -64,13 +64,7 @@ const OPTS: &[OptSpec] = &[
     ov(' ', "shuffle"),
 ];
 
-const GRAMMAR: Grammar = Grammar {
-    opts: OPTS,
-    long_abbrev: true,
-    permute: true,
-    single_dash_long: false,
-    clustering: true,
-};
+const GRAMMAR: Grammar = gnu(OPTS);
 
 /// Variables that decide how make itself runs recipes or which makefiles it reads, whatever
 /// the makefile says.

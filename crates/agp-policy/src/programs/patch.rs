@@ -3,6 +3,7 @@
 //! file to patch or the output is given on the command line.
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::gnu;
 use super::{join_dir, Effects};
 use crate::shell::Word;
 
@@ -55,13 +56,7 @@ const OPTS: &[OptSpec] = &[
     OptSpec::new(None, Some("follow-symlinks"), Flag, Plain),
 ];
 
-const PATCH: Grammar = Grammar {
-    opts: OPTS,
-    long_abbrev: true,
-    permute: true,
-    single_dash_long: false,
-    clustering: true,
-};
+const PATCH: Grammar = gnu(OPTS);
 
 /// The patch model.
 pub fn patch(args: &[Word]) -> Effects {
@@ -120,19 +115,13 @@ pub fn patch(args: &[Word]) -> Effects {
 
 #[cfg(test)]
 mod tests {
+    use super::super::spec::{assert_effects, line_words, LineRow};
     use super::*;
 
     #[test]
     fn table() {
         // argv, code?, reads, writes, unknown
-        type Row = (
-            &'static str,
-            bool,
-            &'static [&'static str],
-            &'static [&'static str],
-            usize,
-        );
-        let rows: &[Row] = &[
+        let rows: &[LineRow] = &[
             ("-p1", true, &[], &["."], 0),
             ("-p1 -i fix.patch", true, &["fix.patch"], &["."], 0),
             (
@@ -185,14 +174,8 @@ mod tests {
             ("-K a.c", false, &["a.c"], &["a.c"], 1),
         ];
         for (line, code, reads, writes, unknown) in rows {
-            let args: Vec<Word> = line.split_whitespace().map(Word::literal).collect();
-            let fx = patch(&args);
-            assert_eq!(!fx.code.is_empty(), *code, "{line}: {:?}", fx.code);
-            let r: Vec<&str> = fx.reads.iter().map(|w| w.text.as_str()).collect();
-            let w: Vec<&str> = fx.writes.iter().map(|w| w.text.as_str()).collect();
-            assert_eq!(r, *reads, "{line}");
-            assert_eq!(w, *writes, "{line}");
-            assert_eq!(fx.unknown.len(), *unknown, "{line}");
+            let fx = patch(&line_words(line));
+            assert_effects(&fx, line, *code, reads, writes, *unknown);
         }
     }
 }

@@ -8,7 +8,7 @@
 //! written (`--basetemp` is even emptied).
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::{f, o, ov, v};
+use super::spec::{f, gnu, o, ov, v};
 use super::Effects;
 use crate::shell::Word;
 
@@ -139,13 +139,7 @@ const OPTS: &[OptSpec] = &[
 ];
 
 /// argparse: unique prefixes of long options, options anywhere, short clusters.
-const GRAMMAR: Grammar = Grammar {
-    opts: OPTS,
-    long_abbrev: true,
-    permute: true,
-    single_dash_long: false,
-    clustering: true,
-};
+const GRAMMAR: Grammar = gnu(OPTS);
 
 /// ini keys that only change reporting or naming, never which code or options are loaded.
 fn ini_key_inert(key: &str) -> bool {

@@ -258,19 +258,13 @@ pub fn rsync(args: &[Word]) -> Effects {
 
 #[cfg(test)]
 mod tests {
+    use super::super::spec::{assert_effects, LineRow};
     use super::*;
 
     #[test]
     fn table() {
         // argv, code?, reads, writes, unknown
-        type Row = (
-            &'static str,
-            bool,
-            &'static [&'static str],
-            &'static [&'static str],
-            usize,
-        );
-        let rows: &[Row] = &[
+        let rows: &[LineRow] = &[
             ("-av src/ dst/", false, &["src/"], &["dst/"], 0),
             (
                 "-avz --delete --exclude=.git src/ user@host:dst/",
@@ -347,12 +341,7 @@ mod tests {
                 .map(|w| Word::literal(w.replace('_', " ")))
                 .collect();
             let fx = rsync(&args);
-            assert_eq!(!fx.code.is_empty(), *code, "{line}");
-            let r: Vec<&str> = fx.reads.iter().map(|w| w.text.as_str()).collect();
-            let w: Vec<&str> = fx.writes.iter().map(|w| w.text.as_str()).collect();
-            assert_eq!(r, *reads, "{line}");
-            assert_eq!(w, *writes, "{line}");
-            assert_eq!(fx.unknown.len(), *unknown, "{line}");
+            assert_effects(&fx, line, *code, reads, writes, *unknown);
         }
     }
 }

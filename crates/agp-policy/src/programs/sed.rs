@@ -2,6 +2,7 @@
 //! run commands (`e`, `s///e`), read files (`r`, `R`) and write files (`w`, `W`, `s///w`).
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::gnu;
 use super::Effects;
 use crate::shell::Word;
 
@@ -29,13 +30,7 @@ const OPTS: &[OptSpec] = &[
     OptSpec::new(None, Some("version"), Flag, Plain),
 ];
 
-const SED: Grammar = Grammar {
-    opts: OPTS,
-    long_abbrev: true,
-    permute: true,
-    single_dash_long: false,
-    clustering: true,
-};
+const SED: Grammar = gnu(OPTS);
 
 /// What a sed script does besides editing its input.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -416,26 +411,13 @@ impl<'a, 'o> Parser<'a, 'o> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::spec::{argv_words, assert_effects, ArgvRow, ScriptRow};
     use super::*;
-
-    fn words(line: &[&str]) -> Vec<Word> {
-        line.iter().map(|s| Word::literal(*s)).collect()
-    }
-
-    fn texts(v: &[Word]) -> Vec<&str> {
-        v.iter().map(|w| w.text.as_str()).collect()
-    }
 
     #[test]
     fn scripts() {
         // script, code?, reads, writes
-        type Row = (
-            &'static str,
-            bool,
-            &'static [&'static str],
-            &'static [&'static str],
-        );
-        let rows: &[Row] = &[
+        let rows: &[ScriptRow] = &[
             ("s/a/b/g", false, &[], &[]),
             ("1p;$d", false, &[], &[]),
             ("s/x/y/e", true, &[], &[]),
@@ -485,14 +467,7 @@ mod tests {
     #[test]
     fn invocations() {
         // argv, code?, reads, writes, unknown
-        type Row = (
-            &'static [&'static str],
-            bool,
-            &'static [&'static str],
-            &'static [&'static str],
-            usize,
-        );
-        let rows: &[Row] = &[
+        let rows: &[ArgvRow] = &[
             (&["-n", "1p", "src/a.rs"], false, &["src/a.rs"], &[], 0),
             (&["1p", "/etc/shadow"], false, &["/etc/shadow"], &[], 0),
             (&["-i", "s/a/b/", "f"], false, &["f"], &["f"], 0),
@@ -551,11 +526,8 @@ mod tests {
             (&["--frob", "p"], false, &[], &[], 1),
         ];
         for (argv, code, reads, writes, unknown) in rows {
-            let fx = sed(&words(argv));
-            assert_eq!(!fx.code.is_empty(), *code, "{argv:?}: {:?}", fx.code);
-            assert_eq!(texts(&fx.reads), *reads, "{argv:?}");
-            assert_eq!(texts(&fx.writes), *writes, "{argv:?}");
-            assert_eq!(fx.unknown.len(), *unknown, "{argv:?}");
+            let fx = sed(&argv_words(argv));
+            assert_effects(&fx, &format!("{argv:?}"), *code, reads, writes, *unknown);
         }
         let dynamic = Word {
             text: "$S".into(),

@@ -2,6 +2,7 @@
 //! compression program it runs.
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::gnu;
 use super::Effects;
 use crate::shell::Word;
 
@@ -45,13 +46,7 @@ const OPTS: &[OptSpec] = &[
     OptSpec::new(None, Some("version"), Flag, Plain),
 ];
 
-const SORT: Grammar = Grammar {
-    opts: OPTS,
-    long_abbrev: true,
-    permute: true,
-    single_dash_long: false,
-    clustering: true,
-};
+const SORT: Grammar = gnu(OPTS);
 
 /// The sort model.
 pub fn sort(args: &[Word]) -> Effects {
@@ -71,19 +66,13 @@ pub fn sort(args: &[Word]) -> Effects {
 
 #[cfg(test)]
 mod tests {
+    use super::super::spec::{argv_words, assert_effects, ArgvRow};
     use super::*;
 
     #[test]
     fn table() {
         // argv, code?, reads, writes, unknown
-        type Row = (
-            &'static [&'static str],
-            bool,
-            &'static [&'static str],
-            &'static [&'static str],
-            usize,
-        );
-        let rows: &[Row] = &[
+        let rows: &[ArgvRow] = &[
             (&["-u", "a.txt"], false, &["a.txt"], &[], 0),
             (
                 &["-k2,2n", "-t:", "/etc/passwd"],
@@ -130,14 +119,8 @@ mod tests {
             (&["--c=x", "a"], false, &["a"], &[], 1),
         ];
         for (argv, code, reads, writes, unknown) in rows {
-            let args: Vec<Word> = argv.iter().map(|s| Word::literal(*s)).collect();
-            let fx = sort(&args);
-            assert_eq!(!fx.code.is_empty(), *code, "{argv:?}");
-            let r: Vec<&str> = fx.reads.iter().map(|w| w.text.as_str()).collect();
-            let w: Vec<&str> = fx.writes.iter().map(|w| w.text.as_str()).collect();
-            assert_eq!(r, *reads, "{argv:?}");
-            assert_eq!(w, *writes, "{argv:?}");
-            assert_eq!(fx.unknown.len(), *unknown, "{argv:?}");
+            let fx = sort(&argv_words(argv));
+            assert_effects(&fx, &format!("{argv:?}"), *code, reads, writes, *unknown);
         }
     }
 }

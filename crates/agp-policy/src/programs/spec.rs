@@ -1,7 +1,7 @@
 //! Shorthands for the option tables of the build/test runner, git and interpreter models, and
 //! the helpers they share (table-driven test words, value classification).
 
-use super::grammar::{Arity, Effect, OptSpec};
+use super::grammar::{Arity, Effect, Grammar, OptSpec};
 use crate::shell::Word;
 
 const fn opt_char(c: char) -> Option<char> {
@@ -58,6 +58,18 @@ pub(super) fn inert_value(w: &Word) -> bool {
             c.is_ascii_alphanumeric()
                 || matches!(c, '.' | '_' | '-' | ',' | '+' | ':' | '@' | '%' | '=')
         })
+}
+
+/// GNU `getopt_long` parsing: unambiguous long-option prefixes, options after operands,
+/// clustered short flags.
+pub(super) const fn gnu(opts: &'static [OptSpec]) -> Grammar {
+    Grammar {
+        opts,
+        long_abbrev: true,
+        permute: true,
+        single_dash_long: false,
+        clustering: true,
+    }
 }
 
 /// Words of a test command line: whitespace-separated, `'…'` quoting, `$` makes a word dynamic.
@@ -142,4 +154,78 @@ pub(super) fn check(model: super::Model, rows: &[(&str, Want)]) {
         };
         assert!(ok, "`{line}`: wanted {want:?}, got {fx:?}");
     }
+}
+
+/// A row of an exact table test: input, code?, reads, writes, unknown count.
+#[cfg(test)]
+pub(super) type ExactRow<Input> = (
+    Input,
+    bool,
+    &'static [&'static str],
+    &'static [&'static str],
+    usize,
+);
+
+/// An [`ExactRow`] over argv slices.
+#[cfg(test)]
+pub(super) type ArgvRow = ExactRow<&'static [&'static str]>;
+
+/// An [`ExactRow`] over a command line.
+#[cfg(test)]
+pub(super) type LineRow = ExactRow<&'static str>;
+
+/// A [`LineRow`] for tables that cover several models of one file.
+#[cfg(test)]
+pub(super) type ModelRow = (
+    super::Model,
+    &'static str,
+    bool,
+    &'static [&'static str],
+    &'static [&'static str],
+    usize,
+);
+
+/// A row of a script-language table test (awk programs, sed scripts): script, code?, reads,
+/// writes.
+#[cfg(test)]
+pub(super) type ScriptRow = (
+    &'static str,
+    bool,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+/// Literal words of an argv slice (no quoting or expansion).
+#[cfg(test)]
+pub(super) fn argv_words(argv: &[&str]) -> Vec<Word> {
+    argv.iter().map(|s| Word::literal(*s)).collect()
+}
+
+/// Literal words of a whitespace-separated line (no quoting or expansion, unlike [`words`]).
+#[cfg(test)]
+pub(super) fn line_words(line: &str) -> Vec<Word> {
+    line.split_whitespace().map(Word::literal).collect()
+}
+
+/// The texts of words, for comparing with a row's expected paths.
+#[cfg(test)]
+pub(super) fn texts(v: &[Word]) -> Vec<&str> {
+    v.iter().map(|w| w.text.as_str()).collect()
+}
+
+/// Asserts an invocation's effects exactly: code or not, reads and writes in order, and the
+/// number of unknown options. `what` names the row in failure messages.
+#[cfg(test)]
+pub(super) fn assert_effects(
+    fx: &super::Effects,
+    what: &str,
+    code: bool,
+    reads: &[&str],
+    writes: &[&str],
+    unknown: usize,
+) {
+    assert_eq!(!fx.code.is_empty(), code, "{what}: {:?}", fx.code);
+    assert_eq!(texts(&fx.reads), reads, "{what}");
+    assert_eq!(texts(&fx.writes), writes, "{what}");
+    assert_eq!(fx.unknown.len(), unknown, "{what}: {:?}", fx.unknown);
 }

@@ -2,6 +2,7 @@
 //! programs, the archive it writes or reads, the files it adds, extracts or deletes.
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::gnu;
 use super::{join_dir, Effects};
 use crate::shell::Word;
 
@@ -228,13 +229,7 @@ const OPTS: &[OptSpec] = &[
     o(None, Some("restrict"), Flag, Plain),
 ];
 
-const TAR: Grammar = Grammar {
-    opts: OPTS,
-    long_abbrev: true,
-    permute: true,
-    single_dash_long: false,
-    clustering: true,
-};
+const TAR: Grammar = gnu(OPTS);
 
 /// `tar czf x.tgz dir`: a first argument without a dash is a cluster of letters whose
 /// values are the following words, in order.
@@ -395,27 +390,13 @@ pub fn tar(args: &[Word]) -> Effects {
 
 #[cfg(test)]
 mod tests {
+    use super::super::spec::{argv_words, texts, ArgvRow};
     use super::*;
-
-    fn words(line: &[&str]) -> Vec<Word> {
-        line.iter().map(|s| Word::literal(*s)).collect()
-    }
-
-    fn texts(v: &[Word]) -> Vec<&str> {
-        v.iter().map(|w| w.text.as_str()).collect()
-    }
 
     #[test]
     fn table() {
         // argv, code?, reads, writes, unknown
-        type Row = (
-            &'static [&'static str],
-            bool,
-            &'static [&'static str],
-            &'static [&'static str],
-            usize,
-        );
-        let rows: &[Row] = &[
+        let rows: &[ArgvRow] = &[
             (
                 &["-czf", "out.tgz", "src"],
                 false,
@@ -642,7 +623,7 @@ mod tests {
             ),
         ];
         for (argv, code, reads, writes, unknown) in rows {
-            let fx = tar(&words(argv));
+            let fx = tar(&argv_words(argv));
             assert_eq!(!fx.code.is_empty(), *code, "{argv:?}: {:?}", fx.code);
             let mut r = texts(&fx.reads);
             let mut er: Vec<&str> = reads.to_vec();

@@ -331,21 +331,13 @@ pub fn unzip(args: &[Word]) -> Effects {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Model;
+    use super::super::spec::{assert_effects, line_words, ModelRow};
     use super::*;
 
     #[test]
     fn table() {
         // model, argv, code?, reads, writes, unknown
-        type Row = (
-            Model,
-            &'static str,
-            bool,
-            &'static [&'static str],
-            &'static [&'static str],
-            usize,
-        );
-        let rows: &[Row] = &[
+        let rows: &[ModelRow] = &[
             (
                 zip,
                 "-r out.zip src",
@@ -437,14 +429,8 @@ mod tests {
             (unzip, "-k a.zip", true, &["a.zip"], &["."], 1),
         ];
         for (model, line, code, reads, writes, unknown) in rows {
-            let args: Vec<Word> = line.split_whitespace().map(Word::literal).collect();
-            let fx = model(&args);
-            assert_eq!(!fx.code.is_empty(), *code, "{line}: {:?}", fx.code);
-            let r: Vec<&str> = fx.reads.iter().map(|w| w.text.as_str()).collect();
-            let w: Vec<&str> = fx.writes.iter().map(|w| w.text.as_str()).collect();
-            assert_eq!(r, *reads, "{line}");
-            assert_eq!(w, *writes, "{line}");
-            assert_eq!(fx.unknown.len(), *unknown, "{line}: {:?}", fx.unknown);
+            let fx = model(&line_words(line));
+            assert_effects(&fx, line, *code, reads, writes, *unknown);
         }
     }
 }

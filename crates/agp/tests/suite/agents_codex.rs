@@ -16,18 +16,7 @@ use serde_json::Value;
 
 /// A Codex home on the host with the fake provider, as a user's `$CODEX_HOME` would be.
 fn codex_home(world: &World, model: &FakeModel) -> std::path::PathBuf {
-    let home = world.dir.path().join("codex-home");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(
-        home.join("config.toml"),
-        format!(
-            "model = \"gpt-fake\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\n\
-             name = \"fake\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"FAKE_API_KEY\"\n",
-            model.base_url()
-        ),
-    )
-    .unwrap();
-    home
+    codex_home_with_fake_provider(world, model, "")
 }
 
 /// How the test names the agent to `agp run`.
@@ -164,29 +153,7 @@ fn codex_exec(world: &World, model: &FakeModel, codex: &std::path::Path) -> Comm
     let mut config = std::fs::read_to_string(home.join("config.toml")).unwrap();
     config.push_str(&hooks);
     std::fs::write(home.join("config.toml"), config).unwrap();
-    let tmp = world.dir.path().join("codex-tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let mut cmd = Command::new(codex);
-    cmd.args([
-        "exec",
-        "--skip-git-repo-check",
-        "--disable",
-        "plugins",
-        "-c",
-        "analytics.enabled=false",
-        "--sandbox",
-        "danger-full-access",
-        "--dangerously-bypass-hook-trust",
-        "do it",
-    ])
-    .current_dir(&world.repo)
-    .env_clear()
-    .env("HOME", world.dir.path())
-    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-    .env("CODEX_HOME", &home)
-    .env("TMPDIR", &tmp)
-    .env("FAKE_API_KEY", "not-a-real-key");
-    cmd
+    codex_exec_command(world, codex, &home)
 }
 
 /// A Codex whose `hooks/list` does not show agp's hook as managed and enabled (as an old or
@@ -211,17 +178,7 @@ fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let codex_home = world.dir.path().join("codex-home");
-    std::fs::create_dir_all(&codex_home).unwrap();
-    let out = world.run(
-        "codex",
-        &[
-            ("AGP_CODEX_BIN", fake.to_str().unwrap()),
-            ("CODEX_HOME", codex_home.to_str().unwrap()),
-            ("OPENAI_API_KEY", "sk-test-not-a-real-key"),
-        ],
-        "",
-    );
+    let out = run_fake_codex(&world, &fake);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = text(&out.stderr);
     assert!(stderr.contains("hook wiring not verified"), "{stderr}");

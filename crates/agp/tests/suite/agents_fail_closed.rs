@@ -132,39 +132,8 @@ fn codex_call_ran(client: &Client, agp: &Path) -> bool {
         Turn::Text("done".into()),
     ])
     .unwrap();
-    let home = world.dir.path().join("codex-home");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(
-        home.join("config.toml"),
-        format!(
-            "model = \"gpt-fake\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\n\
-             name = \"fake\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"FAKE_API_KEY\"\n\n{hooks}",
-            model.base_url()
-        ),
-    )
-    .unwrap();
-    let tmp = world.dir.path().join("codex-tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let out = Command::new(&client.native)
-        .args([
-            "exec",
-            "--skip-git-repo-check",
-            "--disable",
-            "plugins",
-            "-c",
-            "analytics.enabled=false",
-            "--sandbox",
-            "danger-full-access",
-            "--dangerously-bypass-hook-trust",
-            "do it",
-        ])
-        .current_dir(&world.repo)
-        .env_clear()
-        .env("HOME", world.dir.path())
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("CODEX_HOME", &home)
-        .env("TMPDIR", &tmp)
-        .env("FAKE_API_KEY", "not-a-real-key")
+    let home = codex_home_with_fake_provider(&world, &model, &format!("\n{hooks}"));
+    let out = codex_exec_command(&world, &client.native, &home)
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -5,7 +5,7 @@
 use super::support::agents as agents_support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use agents_support::*;
 use serde_json::Value;
@@ -74,13 +74,10 @@ fn a_binary_that_is_not_pinned_is_refused_naming_hash_and_file() {
     assert!(!world.repo.join("ran-ungoverned").exists());
 }
 
-#[test]
-fn a_stub_claude_exe_left_by_ignore_scripts_is_explained() {
-    let world = World::new();
-    let root = world
-        .dir
-        .path()
-        .join("node_modules/@anthropic-ai/claude-code");
+/// `SCOPE/claude-code` as `npm install --ignore-scripts` leaves it: the package's
+/// `bin/claude.exe` is still the stub that only says the native binary is missing; its path.
+fn stub_claude_package(scope: &Path) -> PathBuf {
+    let root = scope.join("claude-code");
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::write(
         root.join("package.json"),
@@ -94,6 +91,13 @@ fn a_stub_claude_exe_left_by_ignore_scripts_is_explained() {
     )
     .unwrap();
     std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    stub
+}
+
+#[test]
+fn a_stub_claude_exe_left_by_ignore_scripts_is_explained() {
+    let world = World::new();
+    let stub = stub_claude_package(&world.dir.path().join("node_modules/@anthropic-ai"));
     let out = run_claude(&world, &stub);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = text(&out.stderr);
@@ -307,17 +311,7 @@ fn codex_that_exits_early_is_reported_with_status_and_stderr() {
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let codex_home = world.dir.path().join("codex-home");
-    std::fs::create_dir_all(&codex_home).unwrap();
-    let out = world.run(
-        "codex",
-        &[
-            ("AGP_CODEX_BIN", fake.to_str().unwrap()),
-            ("CODEX_HOME", codex_home.to_str().unwrap()),
-            ("OPENAI_API_KEY", "sk-test-not-a-real-key"),
-        ],
-        "",
-    );
+    let out = run_fake_codex(&world, &fake);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = text(&out.stderr);
     assert!(
@@ -342,20 +336,7 @@ fn a_stub_claude_exe_runs_the_platform_packages_binary() {
     };
     let world = World::new();
     let nm = world.dir.path().join("node_modules/@anthropic-ai");
-    let root = nm.join("claude-code");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::write(
-        root.join("package.json"),
-        r#"{"name":"@anthropic-ai/claude-code","version":"2.1.332"}"#,
-    )
-    .unwrap();
-    let stub = root.join("bin/claude.exe");
-    std::fs::write(
-        &stub,
-        "echo \"Error: claude native binary not installed.\" >&2\nexit 1\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stub = stub_claude_package(&nm);
     let platform = client.native.parent().unwrap();
     std::os::unix::fs::symlink(platform, nm.join(platform.file_name().unwrap())).unwrap();
     let out = run_claude(&world, &stub);

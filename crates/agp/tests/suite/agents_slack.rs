@@ -5,6 +5,7 @@
 //! `agents_support`); the scripted-intendant test and the refusals run everywhere.
 
 use super::support::agents as agents_support;
+use super::support::looping::SLACK_VARS;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -15,21 +16,10 @@ use agp_slack::fake::{self, FakeSlack, PostedMessage};
 use agp_testkit::{FakeModel, Turn};
 use serde_json::Value;
 
-/// Slack and channel settings of whoever runs the tests must not leak in.
-const AMBIENT: [&str; 7] = [
-    "AGP_SLACK_BOT_TOKEN",
-    "AGP_SLACK_APP_TOKEN",
-    "AGP_SLACK_CHANNEL",
-    "AGP_SLACK_APPROVERS",
-    "AGP_SLACK_APPROVER_GROUP",
-    "AGP_SLACK_API_URL",
-    "AGP_APPROVAL_CHANNEL",
-];
-
 /// `agp --home <home> run ...` wired to the fake Slack; Alice and Bob may approve.
 fn agp_run(world: &World, slack: &FakeSlack, args: &[&str]) -> Command {
     let mut cmd = Command::new(AGP);
-    for var in AMBIENT {
+    for var in SLACK_VARS {
         cmd.env_remove(var);
     }
     cmd.arg("--home")
@@ -87,6 +77,19 @@ async fn decide(slack: &FakeSlack, command: &str, user: &str, action: &str) {
         updated.is_some(),
         "the approval of {command} was not updated after the click"
     );
+}
+
+/// Waits for `agp run`, which must succeed; its stdout.
+async fn wait_success(child: std::process::Child) -> String {
+    let out = wait_output(child).await;
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "agp run failed: {}\n{stdout}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    stdout
 }
 
 async fn wait_output(child: std::process::Child) -> Output {
@@ -197,14 +200,7 @@ async fn claude_code_require_is_decided_in_slack() {
     .unwrap();
     decide(&slack, "mkdir approved-dir", "UALICE", "agp_allow").await;
     decide(&slack, "mkdir denied-dir", "UBOB", "agp_deny").await;
-    let out = wait_output(child).await;
-    let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "agp run failed: {}\n{stdout}\n{}",
-        out.status,
-        text(&out.stderr)
-    );
+    let stdout = wait_success(child).await;
     assert!(stdout.contains("approvals via slack"), "{stdout}");
     assert_eq!(model.remaining_turns(), 0, "the agent stopped early");
 
@@ -250,14 +246,7 @@ async fn scripted_require_is_decided_in_slack() {
     .unwrap();
     decide(&slack, "mkdir approved-dir", "UALICE", "agp_allow").await;
     decide(&slack, "mkdir denied-dir", "UBOB", "agp_deny").await;
-    let out = wait_output(child).await;
-    let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "agp run failed: {}\n{stdout}\n{}",
-        out.status,
-        text(&out.stderr)
-    );
+    wait_success(child).await;
     let j = world.journal();
     let results: Vec<&Value> = j
         .iter()
@@ -316,7 +305,7 @@ async fn a_misconfigured_slack_refuses_to_start() {
 
     // No Slack settings at all.
     let mut cmd = scripted(&[]);
-    for var in AMBIENT {
+    for var in SLACK_VARS {
         cmd.env_remove(var);
     }
     let out = run(&mut cmd).await;
@@ -348,7 +337,7 @@ async fn a_misconfigured_slack_refuses_to_start() {
     )
     .unwrap();
     let mut cmd = scripted(&[]);
-    for var in AMBIENT {
+    for var in SLACK_VARS {
         cmd.env_remove(var);
     }
     let out = run(&mut cmd).await;
@@ -376,7 +365,7 @@ async fn a_misconfigured_slack_refuses_to_start() {
     }
     // The environment variable selects Slack just like the flag.
     let mut cmd = Command::new(AGP);
-    for var in AMBIENT {
+    for var in SLACK_VARS {
         cmd.env_remove(var);
     }
     cmd.arg("--home")
@@ -424,7 +413,7 @@ impl Drop for SlackDaemon {
 
 fn start_slack_daemon(world: &World, slack_url: &str, log: &str) -> SlackDaemon {
     let mut cmd = Command::new("setsid");
-    for var in AMBIENT {
+    for var in SLACK_VARS {
         cmd.env_remove(var);
     }
     let log = std::fs::File::create(world.dir.path().join(log)).unwrap();

@@ -7,18 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-const AGP: &str = env!("CARGO_BIN_EXE_agp");
-
-/// Slack settings from the environment of whoever runs the tests must not leak in.
-const SLACK_VARS: [&str; 7] = [
-    "AGP_SLACK_BOT_TOKEN",
-    "AGP_SLACK_APP_TOKEN",
-    "AGP_SLACK_CHANNEL",
-    "AGP_SLACK_APPROVERS",
-    "AGP_SLACK_APPROVER_GROUP",
-    "AGP_SLACK_API_URL",
-    "AGP_APPROVAL_CHANNEL",
-];
+use super::support::looping::{AGP, SLACK_VARS};
 
 fn agp(home: &Path, args: &[&str]) -> Output {
     agp_env(home, args, &[])

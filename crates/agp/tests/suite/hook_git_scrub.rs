@@ -3,13 +3,12 @@
 //! user's `git status` on the host never runs the `core.fsmonitor` it names. Real binary, real
 //! daemon, real git.
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde_json::{json, Value};
 
-use support_loop::{init_home, journal, open_gate_session, start_daemon, AGP};
+use support_loop::{init_home, journal, open_gate_session, start_daemon_with_home_policy};
 
 use super::support::looping as support_loop;
 
@@ -52,50 +51,38 @@ fn plant(repo: &Path, marker: &Path) {
     std::fs::write(repo.join(".git/commondir"), "../evilgit\n").unwrap();
 }
 
-fn hook(home: &Path, user_home: &Path, project: &Path, event: &Value) -> Value {
-    let mut child = Command::new(AGP)
-        .arg("--home")
-        .arg(home)
-        .args(["hook", "--harness", "claude-code", "--attach", "--project"])
-        .arg(project)
-        .env("HOME", user_home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(event.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "hook failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or(Value::Null)
-}
-
-#[test]
-fn metadata_planted_between_hook_events_is_quarantined_before_host_git_runs_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    std::fs::create_dir_all(&user_home).unwrap();
-    init_home(&home, Some(&user_home));
-    std::fs::write(home.join("policy.toml"), POLICY).unwrap();
-    let project = dir.path().join("proj");
+/// `DIR/proj` (canonical): a git repository with one commit of `notes.txt`.
+fn committed_project(dir: &Path) -> PathBuf {
+    let project = dir.join("proj");
     std::fs::create_dir(&project).unwrap();
     let project = std::fs::canonicalize(project).unwrap();
     std::fs::write(project.join("notes.txt"), "n\n").unwrap();
     assert!(git(&project, &["init", "-q"]).status.success());
     assert!(git(&project, &["add", "notes.txt"]).status.success());
     assert!(git(&project, &["commit", "-qm", "first"]).status.success());
+    project
+}
+
+/// `DIR/agp-home`, initialized for the user home `DIR/user`, with [`POLICY`] as its
+/// `policy.toml`; (home, user home).
+fn policy_home(dir: &Path) -> (PathBuf, PathBuf) {
+    let home = dir.join("agp-home");
+    let user_home = dir.join("user");
+    std::fs::create_dir_all(&user_home).unwrap();
+    init_home(&home, Some(&user_home));
+    std::fs::write(home.join("policy.toml"), POLICY).unwrap();
+    (home, user_home)
+}
+
+fn hook(home: &Path, user_home: &Path, project: &Path, event: &Value) -> Value {
+    support_loop::claude_hook(home, user_home, Some(project), event)
+}
+
+#[test]
+fn metadata_planted_between_hook_events_is_quarantined_before_host_git_runs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, user_home) = policy_home(dir.path());
+    let project = committed_project(dir.path());
 
     // The plant works: in a copy of the repository, host git runs the planted command.
     let copy = dir.path().join("copy");
@@ -114,10 +101,7 @@ fn metadata_planted_between_hook_events_is_quarantined_before_host_git_runs_it()
         "the planted fsmonitor did not run: the test proves nothing"
     );
 
-    let _daemon = start_daemon(
-        &home,
-        ["--policy", home.join("policy.toml").to_str().unwrap()],
-    );
+    let _daemon = start_daemon_with_home_policy(&home);
     let notes = project.join("notes.txt");
     let pre = |id: &str| {
         json!({"hook_event_name": "PreToolUse", "session_id": "scrub", "tool_name": "Read",
@@ -194,23 +178,10 @@ fn metadata_planted_between_hook_events_is_quarantined_before_host_git_runs_it()
 #[test]
 fn metadata_planted_with_no_hook_event_after_it_is_scrubbed_by_the_backstop() {
     let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    std::fs::create_dir_all(&user_home).unwrap();
-    init_home(&home, Some(&user_home));
-    std::fs::write(home.join("policy.toml"), POLICY).unwrap();
-    let project = dir.path().join("proj");
-    std::fs::create_dir(&project).unwrap();
-    let project = std::fs::canonicalize(project).unwrap();
-    std::fs::write(project.join("notes.txt"), "n\n").unwrap();
-    assert!(git(&project, &["init", "-q"]).status.success());
-    assert!(git(&project, &["add", "notes.txt"]).status.success());
-    assert!(git(&project, &["commit", "-qm", "first"]).status.success());
+    let (home, user_home) = policy_home(dir.path());
+    let project = committed_project(dir.path());
 
-    let _daemon = start_daemon(
-        &home,
-        ["--policy", home.join("policy.toml").to_str().unwrap()],
-    );
+    let _daemon = start_daemon_with_home_policy(&home);
     let notes = project.join("notes.txt");
     let pre = json!({"hook_event_name": "PreToolUse", "session_id": "idle", "tool_name": "Read",
         "tool_use_id": "t1", "cwd": project, "tool_input": {"file_path": notes}});
@@ -255,17 +226,8 @@ fn metadata_planted_just_before_the_session_ends_is_scrubbed_before_the_integrit
     let home = dir.path().join("agp-home");
     init_home(&home, None);
     std::fs::write(home.join("policy.toml"), POLICY).unwrap();
-    let project = dir.path().join("proj");
-    std::fs::create_dir(&project).unwrap();
-    let project = std::fs::canonicalize(project).unwrap();
-    std::fs::write(project.join("notes.txt"), "n\n").unwrap();
-    assert!(git(&project, &["init", "-q"]).status.success());
-    assert!(git(&project, &["add", "notes.txt"]).status.success());
-    assert!(git(&project, &["commit", "-qm", "first"]).status.success());
-    let _daemon = start_daemon(
-        &home,
-        ["--policy", home.join("policy.toml").to_str().unwrap()],
-    );
+    let project = committed_project(dir.path());
+    let _daemon = start_daemon_with_home_policy(&home);
     let token = open_gate_session(&home, &project);
     let mut agent = agp_gateway::Client::connect(
         &home.join("run/gateway.sock"),

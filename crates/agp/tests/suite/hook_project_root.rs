@@ -3,13 +3,11 @@
 //! never an event's `cwd`; and a PostToolUse that reports another input than the approved call
 //! is journaled as a mismatch and flagged, never linked to the call.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use support_loop::{agp_ok, init_home, journal, start_daemon, AGP};
+use support_loop::{agp_ok, init_home, journal, start_daemon_with_home_policy};
 
 use super::support::looping as support_loop;
 
@@ -52,34 +50,7 @@ fn world() -> World {
 
 /// Runs the hook as the harness would; its decision JSON.
 fn hook(w: &World, project: Option<&Path>, event: &Value) -> Value {
-    let mut cmd = Command::new(AGP);
-    cmd.arg("--home")
-        .arg(&w.home)
-        .args(["hook", "--harness", "claude-code", "--attach"]);
-    if let Some(p) = project {
-        cmd.arg("--project").arg(p);
-    }
-    let mut child = cmd
-        .env("HOME", &w.user_home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(event.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.code() == Some(0),
-        "hook failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or(Value::Null)
+    support_loop::claude_hook(&w.home, &w.user_home, project, event)
 }
 
 fn read(session: &str, id: &str, cwd: Option<&str>, path: &str) -> Value {
@@ -100,10 +71,7 @@ fn decision(answer: &Value) -> &str {
 #[test]
 fn an_events_cwd_never_widens_the_project() {
     let w = world();
-    let _daemon = start_daemon(
-        &w.home,
-        ["--policy", w.home.join("policy.toml").to_str().unwrap()],
-    );
+    let _daemon = start_daemon_with_home_policy(&w.home);
     let p = w.project.clone();
     let notes = p.join("notes.txt");
     let notes = notes.to_str().unwrap();
@@ -153,10 +121,7 @@ fn an_events_cwd_never_widens_the_project() {
 #[test]
 fn a_forged_post_tool_use_is_journaled_as_a_mismatch_and_flagged() {
     let w = world();
-    let _daemon = start_daemon(
-        &w.home,
-        ["--policy", w.home.join("policy.toml").to_str().unwrap()],
-    );
+    let _daemon = start_daemon_with_home_policy(&w.home);
     let p = w.project.clone();
     let notes = p.join("notes.txt");
     let pre = read("forge", "t9", Some("/"), notes.to_str().unwrap());

@@ -98,17 +98,9 @@ fn inclusion_receipt_verifies_offline_and_rejects_another_entry() {
 fn consistency_proves_append_only_growth_and_catches_a_fork() {
     let h = Home::new();
     h.append(4);
-    let old = h.tmp.path().join("old.checkpoint");
-    std::fs::copy(h.journal().join("checkpoint"), &old).unwrap();
+    let old = h.keep_checkpoint("old.checkpoint");
     h.append(7);
-    let o = run(&[
-        "--home",
-        h.home_arg(),
-        "journal",
-        "consistency",
-        old.to_str().unwrap(),
-        "--json",
-    ]);
+    let o = h.consistency(&old, &["--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
@@ -120,13 +112,7 @@ fn consistency_proves_append_only_growth_and_catches_a_fork() {
     // Rewrite history from scratch with the same key: the old checkpoint no longer fits.
     std::fs::remove_dir_all(h.journal()).unwrap();
     h.append(11);
-    let o = run(&[
-        "--home",
-        h.home_arg(),
-        "journal",
-        "consistency",
-        old.to_str().unwrap(),
-    ]);
+    let o = h.consistency(&old, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("does not extend"), "{}", text(&o));
 }
@@ -135,8 +121,7 @@ fn consistency_proves_append_only_growth_and_catches_a_fork() {
 fn rotation_is_journaled_and_both_keys_verify() {
     let h = Home::with_20_entries();
     let old_vkey = std::fs::read_to_string(h.vkey_file()).unwrap();
-    let old_cp = h.tmp.path().join("old.checkpoint");
-    std::fs::copy(h.journal().join("checkpoint"), &old_cp).unwrap();
+    let old_cp = h.keep_checkpoint("old.checkpoint");
     let o = run(&["--home", h.home_arg(), "keygen", "--rotate"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("key.rotated at seq 20"), "{}", text(&o));
@@ -153,13 +138,7 @@ fn rotation_is_journaled_and_both_keys_verify() {
     // The auditor's checkpoint from before the rotation still anchors the history.
     let (code, r) = h.verify(&["--trusted-checkpoint", old_cp.to_str().unwrap()]);
     assert_eq!(code, 0, "{r:#}");
-    let o = run(&[
-        "--home",
-        h.home_arg(),
-        "journal",
-        "consistency",
-        old_cp.to_str().unwrap(),
-    ]);
+    let o = h.consistency(&old_cp, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
     // A checkpoint signed by the retired key for a size past its range is refused.

@@ -5,6 +5,7 @@ use super::support::journal as common_journal;
 
 use common_journal::{copy_dir, error_codes, finding, reorder_keys, run, text, Home};
 use serde_json::Value;
+use std::path::PathBuf;
 
 fn set_line(h: &Home, seq: usize, f: impl FnOnce(&str) -> String) {
     let mut lines = h.lines();
@@ -181,8 +182,7 @@ fn each_tamper_case_is_found_where_it_happened() {
 #[test]
 fn deleted_tail_with_cleaned_checkpoints_is_caught_by_a_trusted_checkpoint() {
     let h = Home::with_20_entries();
-    let kept = h.tmp.path().join("kept.checkpoint");
-    std::fs::copy(h.journal().join("checkpoint"), &kept).unwrap();
+    let kept = h.keep_checkpoint("kept.checkpoint");
     // The attacker drops the last 3 entries and every checkpoint that mentions them.
     let mut lines = h.lines();
     lines.truncate(17);
@@ -245,18 +245,24 @@ fn checkpoints_resigned_by_another_key_are_rejected() {
     assert!(text(&o).contains("UNTRUSTED_KEY"), "{}", text(&o));
 }
 
-#[test]
-fn rollback_to_an_older_checkpoint_is_caught_by_a_trusted_checkpoint() {
-    let h = Home::new();
+/// Appends 9 entries, snapshots the journal folder, appends 10 more and keeps that newer
+/// checkpoint aside, then rolls the whole folder back to the older, self-consistent snapshot;
+/// the kept checkpoint's path.
+fn rolled_back_keeping_newer_checkpoint(h: &Home) -> PathBuf {
     h.append(9);
     let snapshot = h.tmp.path().join("snapshot");
     copy_dir(&h.journal(), &snapshot);
     h.append(10);
-    let kept = h.tmp.path().join("kept.checkpoint");
-    std::fs::copy(h.journal().join("checkpoint"), &kept).unwrap();
-    // Roll the whole folder back to the older, self-consistent state.
+    let kept = h.keep_checkpoint("kept.checkpoint");
     std::fs::remove_dir_all(h.journal()).unwrap();
     copy_dir(&snapshot, &h.journal());
+    kept
+}
+
+#[test]
+fn rollback_to_an_older_checkpoint_is_caught_by_a_trusted_checkpoint() {
+    let h = Home::new();
+    let kept = rolled_back_keeping_newer_checkpoint(&h);
     let (code, r) = h.verify(&[]);
     assert_eq!(code, 0, "an older journal is self-consistent: {r:#}");
     let (code, r) = h.verify(&["--trusted-checkpoint", kept.to_str().unwrap()]);
@@ -267,15 +273,8 @@ fn rollback_to_an_older_checkpoint_is_caught_by_a_trusted_checkpoint() {
 #[test]
 fn rewritten_history_is_forked() {
     let h = Home::new();
-    h.append(9);
-    let snapshot = h.tmp.path().join("snapshot");
-    copy_dir(&h.journal(), &snapshot);
-    h.append(10);
-    let kept = h.tmp.path().join("kept.checkpoint");
-    std::fs::copy(h.journal().join("checkpoint"), &kept).unwrap();
+    let kept = rolled_back_keeping_newer_checkpoint(&h);
     // The key holder rewrites everything after size 10 and re-signs.
-    std::fs::remove_dir_all(h.journal()).unwrap();
-    copy_dir(&snapshot, &h.journal());
     let w = agp_journal::JournalWriter::open(&h.journal(), h.key(), Default::default()).unwrap();
     for i in 0..10 {
         agp_contracts::Journal::append(

@@ -40,12 +40,7 @@ fn planted_items_are_reported_quarantined_and_host_git_runs_no_planted_hook() {
     let marker = dir.path().join("hook-ran");
 
     support_loop::init_home(&home, Some(&user_home));
-    let policy = dir.path().join("allow-everything.toml");
-    std::fs::write(
-        &policy,
-        "version = 1\ndefault = \"allow\"\n\n[guards]\ndestructive = false\n\"protected-paths\" = false\nsecrets = false\n\"supply-chain\" = false\n\"network-egress\" = false\nprivilege = false\n",
-    )
-    .unwrap();
+    let policy = support_loop::write_allow_everything(dir.path());
     let calls = [
         "mkfifo pipe".to_owned(),
         format!("ln -s {}/.bashrc home-link", user_home.display()),
@@ -57,30 +52,10 @@ fn planted_items_are_reported_quarantined_and_host_git_runs_no_planted_hook() {
         "cp /bin/sh suid-sh && chmod 4755 suid-sh".to_owned(),
     ];
     let script = dir.path().join("plant.yaml");
-    let mut yaml = String::from("calls:\n");
-    for c in &calls {
-        yaml.push_str(&format!(
-            "  - tool: Bash\n    input: {{ command: {} }}\n",
-            serde_json::to_string(c).unwrap()
-        ));
-    }
+    let yaml = support_loop::bash_calls_yaml(&calls);
     std::fs::write(&script, yaml).unwrap();
 
-    let out = support_loop::agp_detached(&home, &user_home)
-        .args([
-            "run",
-            "--intendant",
-            "scripted",
-            "--script",
-            script.to_str().unwrap(),
-            "--repo",
-            repo.to_str().unwrap(),
-            "--policy",
-            policy.to_str().unwrap(),
-            "--auto-approve",
-        ])
-        .output()
-        .unwrap();
+    let out = support_loop::run_scripted_auto_approve(&home, &user_home, &script, &repo, &policy);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(stdout.contains("✓ journal verified"), "{stdout}");
     // The planted items really were made inside the sandbox.

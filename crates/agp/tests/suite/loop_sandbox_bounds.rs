@@ -40,41 +40,16 @@ fn bounds_and_git_guard_are_journaled() {
     );
     assert!(text.contains("repo_growth_bytes = \"1MiB\""), "{text}");
     std::fs::write(&config, text).unwrap();
-    let policy = dir.path().join("allow-everything.toml");
-    std::fs::write(
-        &policy,
-        "version = 1\ndefault = \"allow\"\n\n[guards]\ndestructive = false\n\"protected-paths\" = false\nsecrets = false\n\"supply-chain\" = false\n\"network-egress\" = false\nprivilege = false\n",
-    )
-    .unwrap();
+    let policy = support_loop::write_allow_everything(dir.path());
     let calls = [
         "echo ../evil > .git/commondir",
         "head -c 700K /dev/urandom > a.bin; head -c 700K /dev/urandom > b.bin",
         "echo never",
     ];
-    let mut yaml = String::from("calls:\n");
-    for c in calls {
-        yaml.push_str(&format!(
-            "  - tool: Bash\n    input: {{ command: {} }}\n",
-            serde_json::to_string(c).unwrap()
-        ));
-    }
+    let yaml = support_loop::bash_calls_yaml(&calls);
     let script = dir.path().join("calls.yaml");
     std::fs::write(&script, yaml).unwrap();
-    let out = support_loop::agp_detached(&home, &user_home)
-        .args([
-            "run",
-            "--intendant",
-            "scripted",
-            "--script",
-            script.to_str().unwrap(),
-            "--repo",
-            repo.to_str().unwrap(),
-            "--policy",
-            policy.to_str().unwrap(),
-            "--auto-approve",
-        ])
-        .output()
-        .unwrap();
+    let out = support_loop::run_scripted_auto_approve(&home, &user_home, &script, &repo, &policy);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let dump = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("✓ journal verified"), "{dump}");

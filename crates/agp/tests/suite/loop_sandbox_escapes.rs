@@ -3,7 +3,7 @@
 //! HOME, no view of host processes, no write outside the repository.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 
@@ -15,13 +15,6 @@ impl Drop for OutsideTmp {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn agp(home: &Path, user_home: &Path, args: &[&str]) -> std::process::Output {
-    support_loop::agp_detached(home, user_home)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -42,12 +35,7 @@ fn allowed_calls_cannot_escape_the_sandbox() {
     let written = outside.0.join("written.txt");
 
     support_loop::init_home(&home, Some(&user_home));
-    let policy = dir.path().join("allow-everything.toml");
-    std::fs::write(
-        &policy,
-        "version = 1\ndefault = \"allow\"\n\n[guards]\ndestructive = false\n\"protected-paths\" = false\nsecrets = false\n\"supply-chain\" = false\n\"network-egress\" = false\nprivilege = false\n",
-    )
-    .unwrap();
+    let policy = support_loop::write_allow_everything(dir.path());
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -60,36 +48,16 @@ fn allowed_calls_cannot_escape_the_sandbox() {
         format!("echo escaped > {}", written.display()),
     ];
     let script = dir.path().join("escapes.yaml");
-    let mut yaml = String::from("calls:\n");
-    for c in &calls {
-        yaml.push_str(&format!(
-            "  - tool: Bash\n    input: {{ command: {} }}\n",
-            serde_json::to_string(c).unwrap()
-        ));
-    }
+    let mut yaml = support_loop::bash_calls_yaml(&calls);
     yaml.push_str(&format!(
         "  - tool: Read\n    input: {{ file_path: {} }}\n",
         serde_json::to_string(&canary.display().to_string()).unwrap()
     ));
     std::fs::write(&script, yaml).unwrap();
 
-    let out = agp(
-        &home,
-        &user_home,
-        &[
-            "run",
-            "--intendant",
-            "scripted",
-            "--script",
-            script.to_str().unwrap(),
-            "--repo",
-            repo.to_str().unwrap(),
-            "--policy",
-            policy.to_str().unwrap(),
-            // Calls the shell parser cannot judge (inline interpreter code) need approval.
-            "--auto-approve",
-        ],
-    );
+    // Calls the shell parser cannot judge (inline interpreter code) need approval, hence
+    // `--auto-approve`.
+    let out = support_loop::run_scripted_auto_approve(&home, &user_home, &script, &repo, &policy);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(stdout.contains("✓ journal verified"), "{stdout}");
 

@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, Pid, Signal};
-use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use serde_json::Value;
 use support_loop::{demo_world, journal, AGP};
 
 use super::support::looping as support_loop;
+use super::support::pty::open_pty;
 
 /// Longest any step may take before the test gives up (a hang, not a measurement).
 const WAIT: Duration = Duration::from_secs(120);
@@ -273,16 +273,7 @@ fn run_on_pty(
     tmp: &Path,
     extra: &[&OsStr],
 ) -> (Child, Screen, std::thread::JoinHandle<()>) {
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
-    grantpt(&master).unwrap();
-    unlockpt(&master).unwrap();
-    let slave_path = ptsname(&master, Vec::new()).unwrap().into_string().unwrap();
-    rustix::io::ioctl_fionbio(&master, true).unwrap();
-    let slave = File::options()
-        .read(true)
-        .write(true)
-        .open(&slave_path)
-        .unwrap();
+    let (master, slave) = open_pty();
     // `setsid --ctty` makes the pty agp's controlling terminal, as in a terminal window (and
     // agp the session leader the kernel sends SIGHUP when the terminal goes away).
     let child = Command::new("setsid")
@@ -370,38 +361,47 @@ fn ctrl_c_at_the_terminal_prompt_ends_the_session() {
     assert_eq!(demo_copies(&tmp), Vec::<PathBuf>::new());
 }
 
+/// A stand-in for Claude Code at `DIR/claude`: answers `--version` as 2.1.332 and otherwise
+/// runs `body` (shell) in the repository; its path.
+fn fake_claude(w: &support_loop::DemoWorld, body: &str) -> PathBuf {
+    let agent = w.dir.path().join("claude");
+    std::fs::write(
+        &agent,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = \"--version\" ]; then echo '2.1.332 (Claude Code)'; exit 0; fi\n\
+             {body}"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    agent
+}
+
+/// `agp run FLAGS --intendant claude-code --task TASK --repo REPO` with `agent` as the Claude
+/// Code binary, a placeholder API key and no stdin.
+fn claude_run(w: &support_loop::DemoWorld, agent: &Path, flags: &[&str], task: &str) -> Command {
+    let mut cmd = Command::new(AGP);
+    cmd.arg("--home")
+        .arg(&w.home)
+        .arg("run")
+        .args(flags)
+        .args(["--intendant", "claude-code", "--task", task, "--repo"])
+        .arg(&w.repo)
+        .env("HOME", &w.user_home)
+        .env("AGP_CLAUDE_BIN", agent)
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key")
+        .stdin(Stdio::null());
+    cmd
+}
+
 #[test]
 fn a_signal_ends_a_live_agent_run_and_removes_its_scratch_folder() {
     for (signal, name) in [(Signal::TERM, "SIGTERM"), (Signal::HUP, "SIGHUP")] {
         let w = demo_world();
         // A stand-in for Claude Code that starts, says so in the repository, and never ends.
-        let agent = w.dir.path().join("claude");
-        std::fs::write(
-            &agent,
-            "#!/bin/sh\n\
-             if [ \"$1\" = \"--version\" ]; then echo '2.1.332 (Claude Code)'; exit 0; fi\n\
-             touch agent-started\n\
-             exec sleep 1000\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let child = Command::new(AGP)
-            .arg("--home")
-            .arg(&w.home)
-            .args([
-                "run",
-                "--intendant",
-                "claude-code",
-                "--task",
-                "wait",
-                "--repo",
-            ])
-            .arg(&w.repo)
-            .env("HOME", &w.user_home)
-            .env("AGP_CLAUDE_BIN", &agent)
-            .env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key")
-            .stdin(Stdio::null())
+        let agent = fake_claude(&w, "touch agent-started\nexec sleep 1000\n");
+        let child = claude_run(&w, &agent, &[], "wait")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -494,32 +494,8 @@ fn a_signal_ends_a_run_on_a_running_daemon_and_cancels_its_approval_there() {
 #[test]
 fn a_live_agent_run_with_json_prints_only_the_summary_on_stdout() {
     let w = demo_world();
-    let agent = w.dir.path().join("claude");
-    std::fs::write(
-        &agent,
-        "#!/bin/sh\n\
-         if [ \"$1\" = \"--version\" ]; then echo '2.1.332 (Claude Code)'; exit 0; fi\n\
-         echo 'the agent talks on its stdout'\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = Command::new(AGP)
-        .arg("--home")
-        .arg(&w.home)
-        .args([
-            "run",
-            "--json",
-            "--intendant",
-            "claude-code",
-            "--task",
-            "talk",
-            "--repo",
-        ])
-        .arg(&w.repo)
-        .env("HOME", &w.user_home)
-        .env("AGP_CLAUDE_BIN", &agent)
-        .env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key")
-        .stdin(Stdio::null())
+    let agent = fake_claude(&w, "echo 'the agent talks on its stdout'\n");
+    let out = claude_run(&w, &agent, &["--json"], "talk")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

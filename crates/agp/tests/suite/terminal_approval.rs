@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use serde_json::Value;
 use support_loop::{demo_world, journal, workspace, DemoWorld, AGP};
 
 use super::support::looping as support_loop;
+use super::support::pty::open_pty;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -60,16 +60,7 @@ fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
         repo,
     } = demo_world();
 
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
-    grantpt(&master).unwrap();
-    unlockpt(&master).unwrap();
-    let slave_path = ptsname(&master, Vec::new()).unwrap().into_string().unwrap();
-    rustix::io::ioctl_fionbio(&master, true).unwrap();
-    let slave = File::options()
-        .read(true)
-        .write(true)
-        .open(&slave_path)
-        .unwrap();
+    let (master, slave) = open_pty();
 
     // `setsid --ctty` makes the pty (its stdin) the controlling terminal of a new session, so
     // agp's /dev/tty is this pty, exactly as in a terminal window.

@@ -10,18 +10,9 @@ use std::process::{Command, Output, Stdio};
 use serde_json::{json, Value};
 
 use super::support::journal::{run, Home};
-use super::support::looping::{agp_detached, demo_world, init_home, start_daemon, workspace, AGP};
-
-/// Slack settings from the environment of whoever runs the tests must not leak in.
-const SLACK_VARS: [&str; 7] = [
-    "AGP_SLACK_BOT_TOKEN",
-    "AGP_SLACK_APP_TOKEN",
-    "AGP_SLACK_CHANNEL",
-    "AGP_SLACK_APPROVERS",
-    "AGP_SLACK_APPROVER_GROUP",
-    "AGP_SLACK_API_URL",
-    "AGP_APPROVAL_CHANNEL",
-];
+use super::support::looping::{
+    agp_detached, demo_world, init_home, start_daemon, workspace, AGP, SLACK_VARS,
+};
 
 /// What differs between runs and machines, as insta filters (regex, replacement).
 const VARYING: &[(&str, &str)] = &[

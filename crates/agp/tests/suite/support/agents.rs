@@ -539,6 +539,68 @@ pub fn wait_for_approval_request(home: &Path) {
     });
 }
 
+/// `DIR/codex-home` with a `config.toml` pointing Codex at the fake model provider, followed
+/// by `extra` config; its path.
+pub fn codex_home_with_fake_provider(world: &World, model: &FakeModel, extra: &str) -> PathBuf {
+    let home = world.dir.path().join("codex-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join("config.toml"),
+        format!(
+            "model = \"gpt-fake\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\n\
+             name = \"fake\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"FAKE_API_KEY\"\n{extra}",
+            model.base_url()
+        ),
+    )
+    .unwrap();
+    home
+}
+
+/// `agp run --intendant codex` with `fake` as the Codex binary, an empty `CODEX_HOME` and a
+/// placeholder API key, no approvals typed; its output.
+pub fn run_fake_codex(world: &World, fake: &Path) -> Output {
+    let codex_home = world.dir.path().join("codex-home");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    world.run(
+        "codex",
+        &[
+            ("AGP_CODEX_BIN", fake.to_str().unwrap()),
+            ("CODEX_HOME", codex_home.to_str().unwrap()),
+            ("OPENAI_API_KEY", "sk-test-not-a-real-key"),
+        ],
+        "",
+    )
+}
+
+/// `codex exec "do it"` on the host as these tests run it: in the world's repository with a
+/// cleared environment, `CODEX_HOME=codex_home`, a private TMPDIR and the fake provider's key,
+/// with hook trust bypassed (outside agp's launcher the hook is not managed).
+pub fn codex_exec_command(world: &World, codex: &Path, codex_home: &Path) -> Command {
+    let tmp = world.dir.path().join("codex-tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut cmd = Command::new(codex);
+    cmd.args([
+        "exec",
+        "--skip-git-repo-check",
+        "--disable",
+        "plugins",
+        "-c",
+        "analytics.enabled=false",
+        "--sandbox",
+        "danger-full-access",
+        "--dangerously-bypass-hook-trust",
+        "do it",
+    ])
+    .current_dir(&world.repo)
+    .env_clear()
+    .env("HOME", world.dir.path())
+    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+    .env("CODEX_HOME", codex_home)
+    .env("TMPDIR", &tmp)
+    .env("FAKE_API_KEY", "not-a-real-key");
+    cmd
+}
+
 /// `agp daemon --sandbox none --policy POLICY` on the world's home (outside any agp sandbox:
 /// these tests exercise `agp hook` itself), output discarded; callers add options and spawn it.
 pub fn daemon_command(world: &World) -> Command {

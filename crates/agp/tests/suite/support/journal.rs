@@ -103,6 +103,27 @@ impl Home {
         std::fs::write(self.entries(), text).unwrap();
     }
 
+    /// A copy of the journal's current checkpoint at `TMP/NAME`, kept aside as an auditor
+    /// would; its path.
+    pub fn keep_checkpoint(&self, name: &str) -> PathBuf {
+        let kept = self.tmp.path().join(name);
+        std::fs::copy(self.journal().join("checkpoint"), &kept).unwrap();
+        kept
+    }
+
+    /// `agp journal consistency CHECKPOINT` (plus `extra` args) against this home.
+    pub fn consistency(&self, checkpoint: &Path, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "--home",
+            self.home_arg(),
+            "journal",
+            "consistency",
+            checkpoint.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    }
+
     /// `agp verify --json` with the home's key (plus `extra` args): (exit code, report).
     pub fn verify(&self, extra: &[&str]) -> (i32, Value) {
         let mut args = vec!["--home", self.home_arg(), "verify", "--json"];

@@ -6,14 +6,27 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 pub const AGP: &str = env!("CARGO_BIN_EXE_agp");
+
+/// Slack and approval-channel settings of whoever runs the tests: removed from a child's
+/// environment so they never leak in.
+pub const SLACK_VARS: [&str; 7] = [
+    "AGP_SLACK_BOT_TOKEN",
+    "AGP_SLACK_APP_TOKEN",
+    "AGP_SLACK_CHANNEL",
+    "AGP_SLACK_APPROVERS",
+    "AGP_SLACK_APPROVER_GROUP",
+    "AGP_SLACK_API_URL",
+    "AGP_APPROVAL_CHANNEL",
+];
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -104,6 +117,91 @@ pub fn demo_world() -> DemoWorld {
     }
 }
 
+/// `agp hook --harness claude-code --attach [--project PROJECT]` fed `event` as Claude Code
+/// would; it must exit 0, and its decision JSON (`null` for an empty answer) is returned.
+pub fn claude_hook(home: &Path, user_home: &Path, project: Option<&Path>, event: &Value) -> Value {
+    let mut cmd = Command::new(AGP);
+    cmd.arg("--home")
+        .arg(home)
+        .args(["hook", "--harness", "claude-code", "--attach"]);
+    if let Some(p) = project {
+        cmd.arg("--project").arg(p);
+    }
+    let mut child = cmd
+        .env("HOME", user_home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(event.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "hook failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or(Value::Null)
+}
+
+/// A policy that allows every call with every guard off, so only the sandbox stands between a
+/// call and the host; written as `DIR/allow-everything.toml`.
+pub fn write_allow_everything(dir: &Path) -> PathBuf {
+    let policy = dir.join("allow-everything.toml");
+    std::fs::write(
+        &policy,
+        "version = 1\ndefault = \"allow\"\n\n[guards]\ndestructive = false\n\"protected-paths\" = false\nsecrets = false\n\"supply-chain\" = false\n\"network-egress\" = false\nprivilege = false\n",
+    )
+    .unwrap();
+    policy
+}
+
+/// A scripted intendant's `calls:` list with one Bash call per command (JSON-quoted, so any
+/// command text survives YAML).
+pub fn bash_calls_yaml<S: AsRef<str>>(commands: &[S]) -> String {
+    let mut yaml = String::from("calls:\n");
+    for c in commands {
+        yaml.push_str(&format!(
+            "  - tool: Bash\n    input: {{ command: {} }}\n",
+            serde_json::to_string(c.as_ref()).unwrap()
+        ));
+    }
+    yaml
+}
+
+/// `agp run --intendant scripted --script SCRIPT --repo REPO --policy POLICY --auto-approve`
+/// without a controlling terminal; its output (success is the caller's to judge).
+pub fn run_scripted_auto_approve(
+    home: &Path,
+    user_home: &Path,
+    script: &Path,
+    repo: &Path,
+    policy: &Path,
+) -> Output {
+    agp_detached(home, user_home)
+        .args([
+            "run",
+            "--intendant",
+            "scripted",
+            "--script",
+            script.to_str().unwrap(),
+            "--repo",
+            repo.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--auto-approve",
+        ])
+        .output()
+        .unwrap()
+}
+
 /// Every journal entry; the journal must exist, every line must be JSON, and every body of a
 /// typed kind must be exactly that kind's typed body (`agp_contracts::events`).
 pub fn journal(home: &Path) -> Vec<Value> {
@@ -132,6 +230,14 @@ impl Drop for Daemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// [`start_daemon`] with `--policy HOME/policy.toml`.
+pub fn start_daemon_with_home_policy(home: &Path) -> Daemon {
+    start_daemon(
+        home,
+        ["--policy", home.join("policy.toml").to_str().unwrap()],
+    )
 }
 
 /// `agp --home HOME daemon --sandbox none ARGS` in its own session (`setsid -w`), output

@@ -3,3 +3,4 @@
 pub mod agents;
 pub mod journal;
 pub mod looping;
+pub mod pty;
