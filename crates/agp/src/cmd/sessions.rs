@@ -204,7 +204,8 @@ pub fn flagged(entries: &[Value]) -> Vec<String> {
         let body = &e["body"];
         match e["kind"].as_str() {
             Some("tool_call.result_mismatch") => lines.push(format!(
-                "✗ the result reported for {} ran with another input than the approved one;                  journaled as a mismatch, not linked to the call",
+                "✗ the result reported for {} ran with another input than the approved one; \
+                 journaled as a mismatch, not linked to the call",
                 body["call_id"].as_str().unwrap_or("?")
             )),
             Some("session.integrity") => {
@@ -234,7 +235,11 @@ pub fn flagged(entries: &[Value]) -> Vec<String> {
                         }
                         other => other.to_owned(),
                     };
-                    let mark = if f["origin"] == "pre_existing" { "!" } else { "✗" };
+                    let mark = if f["origin"] == "pre_existing" {
+                        "!"
+                    } else {
+                        "✗"
+                    };
                     lines.push(format!(
                         "{mark} repository: {} — {}: {done}",
                         f["path"].as_str().unwrap_or("?"),

@@ -366,7 +366,7 @@ fn attach(
     use agp_gateway::{ClientError, ErrorCode, SessionMode};
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
-    let socket = run_dir.join("gateway.sock");
+    let socket = run_dir.join(agp_daemon::GATEWAY_SOCKET_FILE);
     let harness_session = input["session_id"].as_str().unwrap_or("-");
     let scope = project.map(|p| p.display().to_string()).unwrap_or_default();
     let key = sha256_hex(format!("{}:{harness_session}:{scope}", harness.name()).as_bytes());
@@ -386,7 +386,7 @@ fn attach(
             Err(e) => return Err(e.into()),
         }
     }
-    let admin_path = run_dir.join("admin.token");
+    let admin_path = run_dir.join(agp_daemon::ADMIN_TOKEN_FILE);
     let admin = std::fs::read_to_string(&admin_path).with_context(|| {
         format!(
             "cannot read {} (is `agp daemon` running for this home?)",
