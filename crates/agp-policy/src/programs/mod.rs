@@ -80,7 +80,7 @@ pub fn model_for(name: &str) -> Option<Model> {
         "xargs" => env::xargs,
         "sed" | "gsed" => sed::sed,
         "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => awk::awk,
-        "tar" | "gtar" => tar::tar,
+        "tar" | "gtar" | "bsdtar" => tar::tar,
         "sort" => sort::sort,
         "find" | "gfind" => find::find,
         "cp" => copy::cp,

@@ -330,3 +330,25 @@ fn modeled_programs_see_run_time_arguments() {
     assert!(!opaque("sed -n '1,20p' src/main.rs"));
     assert!(!opaque("awk -F: '{print $1}' /etc/passwd"));
 }
+
+#[test]
+fn unmodeled_programs_that_run_commands_are_code_whatever_the_spelling() {
+    for src in [
+        "ed -s src/a.rs <<< '!id'",
+        "vim -c '!id' src/a.rs",
+        "/usr/bin/nvim +'!id' f",
+        "man -H'sh -c id' ls",
+        "less src/a.rs",
+        "m4 src/a.m4",
+        "cpio -i < x.cpio",
+        "7z x a.7z -o/root",
+        "parallel id ::: a",
+        "env vim -es src/a.rs",
+        "find . -name x -exec vim -c '!id' {} +",
+    ] {
+        assert!(opaque(src), "{src}");
+    }
+    // Archives of both tar spellings go through the tar model.
+    assert!(opaque("bsdtar -cf x.tar --use-compress-program=sh src"));
+    assert!(!opaque("bsdtar -czf out.tgz src"));
+}
