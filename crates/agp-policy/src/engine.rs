@@ -234,6 +234,12 @@ impl Scene {
         out
     }
 
+    /// Whether a resolved path lies outside the project root (where no project rule vouches
+    /// for the code a build or test runner finds).
+    pub fn outside_project(&self, path: &Path) -> bool {
+        paths::relative_to(path, &self.bases.root).is_none()
+    }
+
     /// Like [`resolve_all`](Self::resolve_all) without following symlinks.
     pub fn lexical_all(&self, raw: &str) -> Vec<PathBuf> {
         let expand = |base: &Path| {
@@ -358,10 +364,7 @@ fn judge_runner_outside(cmd: &SimpleCommand, scene: &Scene, acc: &mut Strictest)
     if !is_project_runner(cmd) {
         return;
     }
-    let outside = scene
-        .cwds
-        .iter()
-        .find(|c| paths::relative_to(c, &scene.bases.root).is_none());
+    let outside = scene.cwds.iter().find(|c| scene.outside_project(c));
     if let Some(dir) = outside {
         acc.builtin(
             "shell",
@@ -1244,7 +1247,7 @@ fn judge_foreign(path: &Word, via: &str, scene: &Scene, acc: &mut Strictest) -> 
         || scene
             .resolve_all(&path.text)
             .iter()
-            .any(|p| !p.starts_with(&scene.bases.root));
+            .any(|p| scene.outside_project(p));
     if outside {
         acc.builtin(
             "shell",
