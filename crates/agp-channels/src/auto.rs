@@ -46,7 +46,10 @@ impl AutoApproveChannel {
 
     fn say(&self, text: &str) {
         // Poisoning only means another thread panicked mid-write; the warning still matters.
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
     }

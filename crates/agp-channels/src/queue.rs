@@ -264,7 +264,10 @@ mod tests {
             input_sha256: "0".repeat(64),
             rule_id: None,
             reason: "r".into(),
-            approvers: approvers.iter().map(|a| a.to_string()).collect(),
+            approvers: approvers
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
             quorum,
             expires_at_ms: 0,
         }

@@ -67,7 +67,7 @@ mod tests {
     fn ansi_sequences_cannot_form() {
         let evil = "ok\u{1b}[2J\u{1b}[1;1HAllowed? y\u{1b}]0;title\u{7}\u{9b}31m";
         let shown = escape(evil);
-        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
         assert_eq!(
             shown,
             "ok\\e[2J\\e[1;1HAllowed? y\\e]0;title\\u{7}\\u{9b}31m"

@@ -84,10 +84,10 @@ impl ScriptedApprover {
         // Fail at start-up on a missing script. Only metadata is read: opening a FIFO would
         // block until its writer appears.
         std::fs::metadata(path)?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let prompter = ScriptPrompter {
             path: path.to_owned(),
             reader: None,

@@ -43,10 +43,10 @@ struct Conn {
 
 impl Daemon {
     pub(crate) async fn connection(self: Arc<Self>, stream: UnixStream) {
-        let peer = stream
-            .peer_cred()
-            .map(|c| json!({"uid": c.uid(), "gid": c.gid(), "pid": c.pid()}))
-            .unwrap_or(Value::Null);
+        let peer = stream.peer_cred().map_or(
+            Value::Null,
+            |c| json!({"uid": c.uid(), "gid": c.gid(), "pid": c.pid()}),
+        );
         let (rd, wr) = stream.into_split();
         let mut conn = Conn {
             reader: AsyncFrameReader::new(BufReader::new(rd)),

@@ -41,7 +41,10 @@ impl<P: SandboxProvider + 'static> SessionSandbox for ProviderSession<P> {
     fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, SandboxError> {
         // The provider's session state is only read during exec; holding the lock serializes
         // the calls of ONE session, which also keeps their file effects ordered.
-        let guard = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self
+            .session
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match guard.as_ref() {
             Some(s) => self.provider.exec(s, request),
             None => Err(SandboxError::Refused(
@@ -51,7 +54,10 @@ impl<P: SandboxProvider + 'static> SessionSandbox for ProviderSession<P> {
     }
 
     fn preflight(&self) -> Result<PreflightReport, SandboxError> {
-        let guard = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self
+            .session
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match guard.as_ref() {
             Some(s) => self.provider.preflight(s),
             None => Err(SandboxError::Refused(
@@ -64,7 +70,7 @@ impl<P: SandboxProvider + 'static> SessionSandbox for ProviderSession<P> {
         let taken = self
             .session
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         match taken {
             Some(s) => self.provider.teardown(s),
@@ -263,9 +269,7 @@ pub fn run_tool(
             let pattern = str_field(input, "pattern")?;
             let base = input
                 .get("path")
-                .and_then(Value::as_str)
-                .map(|p| resolve(cwd, p))
-                .unwrap_or_else(|| cwd.to_string_lossy().into_owned());
+                .and_then(Value::as_str).map_or_else(|| cwd.to_string_lossy().into_owned(), |p| resolve(cwd, p));
             let script = "shopt -s globstar nullglob dotglob; cd -- \"$1\" || exit 1; \
                           for f in $2; do printf '%s\\n' \"$f\"; done";
             run(
@@ -280,9 +284,7 @@ pub fn run_tool(
             let pattern = str_field(input, "pattern")?;
             let base = input
                 .get("path")
-                .and_then(Value::as_str)
-                .map(|p| resolve(cwd, p))
-                .unwrap_or_else(|| cwd.to_string_lossy().into_owned());
+                .and_then(Value::as_str).map_or_else(|| cwd.to_string_lossy().into_owned(), |p| resolve(cwd, p));
             let mut argv = vec![s("grep"), s("-rnE")];
             if input.get("-i").and_then(Value::as_bool).unwrap_or(false) {
                 argv.push(s("-i"));

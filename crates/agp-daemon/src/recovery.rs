@@ -61,7 +61,7 @@ pub async fn recover(m: &Arc<Mediator>) -> Result<Vec<tokio::task::JoinHandle<()
         tracing::info!("pruned {pruned} settled state rows older than 7 days");
     }
 
-    let pending = m.db(|s| s.pending()).await?;
+    let pending = m.db(super::store::Store::pending).await?;
     let mut reattached = Vec::new();
     for row in pending {
         let active = {

@@ -85,13 +85,16 @@ impl SessionState {
     }
 
     pub fn set_baseline(&self, baseline: Option<agp_integrity::Baseline>) {
-        *self.baseline.lock().unwrap_or_else(|p| p.into_inner()) = baseline;
+        *self
+            .baseline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = baseline;
     }
 
     pub fn take_baseline(&self) -> Option<agp_integrity::Baseline> {
         self.baseline
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
     }
 
@@ -118,7 +121,7 @@ impl SessionState {
     pub fn expect_result(&self, call_id: &str, awaiting: AwaitingResult) {
         self.awaiting
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(call_id.to_owned(), awaiting);
     }
 
@@ -127,12 +130,12 @@ impl SessionState {
         let taken = self
             .awaiting
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(call_id);
         if taken.is_some() {
             self.reported
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(call_id.to_owned());
         }
         taken
@@ -142,7 +145,7 @@ impl SessionState {
     pub fn was_reported(&self, call_id: &str) -> bool {
         self.reported
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .contains(call_id)
     }
 }
@@ -157,7 +160,7 @@ impl Registry {
     pub fn get(&self, token_sha256: &str) -> Option<Arc<SessionState>> {
         self.by_token
             .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(token_sha256)
             .cloned()
     }
@@ -165,12 +168,15 @@ impl Registry {
     pub fn insert(&self, token_sha256: String, state: Arc<SessionState>) {
         self.by_token
             .write()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(token_sha256, state);
     }
 
     pub fn remove_session(&self, id: &str) -> Option<Arc<SessionState>> {
-        let mut map = self.by_token.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .by_token
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = map
             .iter()
             .find(|(_, s)| s.id == id)
@@ -181,7 +187,7 @@ impl Registry {
     pub fn all(&self) -> Vec<Arc<SessionState>> {
         self.by_token
             .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
             .cloned()
             .collect()

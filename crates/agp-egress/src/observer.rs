@@ -120,14 +120,14 @@ impl MemoryObserver {
     pub fn attempts(&self) -> Vec<EgressAttempt> {
         self.attempts
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
     pub fn upstreams(&self) -> Vec<UpstreamOutcome> {
         self.upstreams
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 }
@@ -136,7 +136,7 @@ impl EgressObserver for MemoryObserver {
     fn observe(&self, attempt: &EgressAttempt) -> Result<(), String> {
         self.attempts
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(attempt.clone());
         Ok(())
     }
@@ -144,7 +144,7 @@ impl EgressObserver for MemoryObserver {
     fn upstream(&self, outcome: &UpstreamOutcome) {
         self.upstreams
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(outcome.clone());
     }
 }

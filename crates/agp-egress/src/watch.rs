@@ -45,7 +45,10 @@ impl UpstreamWatch {
     /// Why the run should stop now, if it should: `max_failures` failed connections in a row to
     /// a watched upstream, or failures only for longer than `max_streak`.
     pub fn stop_reason(&self, now: Instant) -> Option<String> {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (host, port, error) = s.last.clone()?;
         let since = s.since?;
         let long = now.saturating_duration_since(since) >= self.max_streak;
@@ -75,7 +78,10 @@ impl EgressObserver for UpstreamWatch {
         {
             return;
         }
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match &outcome.error {
             None => *s = Streak::default(),
             Some(e) => {

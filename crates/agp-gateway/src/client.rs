@@ -252,7 +252,7 @@ mod tests {
             }
             // Keep the socket open (reading, never answering) until the client is done.
             let mut rest = String::new();
-            while reader.read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {
+            while reader.read_line(&mut rest).is_ok_and(|n| n > 0) {
                 rest.clear();
             }
         });

@@ -240,7 +240,7 @@ mod tests {
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"shell","cmd":"x"}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"hello","protocol":1}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"protocol":1,"token":"t"}"#).is_err());
-        assert!(serde_json::from_str::<ClientMessage>(r#"[1,2]"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>(r"[1,2]").is_err());
     }
 
     /// Frames as today's daemon and hooks write them: typing `decision` and `tool` must not

@@ -148,17 +148,16 @@ impl Ctx<'_> {
         // The O_PATH descriptor pins the inode; its /proc link reaches exactly that inode.
         let pinned =
             Path::new("/proc/self/fd").join(std::os::fd::AsRawFd::as_raw_fd(&fd).to_string());
-        match item.kind {
-            Kind::FileCapability => match rustix::fs::removexattr(&pinned, "security.capability") {
+        if item.kind == Kind::FileCapability {
+            match rustix::fs::removexattr(&pinned, "security.capability") {
                 Ok(()) | Err(Errno::NODATA) => Ok(Action::CapabilityRemoved),
                 Err(e) => Err(format!("cannot remove the capabilities: {e}")),
-            },
-            _ => {
-                let mode = (st.st_mode as u32) & 0o1777 & !0o6000;
-                rustix::fs::chmod(&pinned, Mode::from_raw_mode(mode as _))
-                    .map_err(|e| format!("cannot clear the setuid/setgid bits: {e}"))?;
-                Ok(Action::BitsCleared)
             }
+        } else {
+            let mode = (st.st_mode as u32) & 0o1777 & !0o6000;
+            rustix::fs::chmod(&pinned, Mode::from_raw_mode(mode as _))
+                .map_err(|e| format!("cannot clear the setuid/setgid bits: {e}"))?;
+            Ok(Action::BitsCleared)
         }
     }
 

@@ -201,7 +201,7 @@ impl Walker<'_> {
                 }
                 FileType::Symlink => self.symlink(fd, &name, &child, &st, is_dot_git && !at_root),
                 FileType::Fifo => {
-                    self.item(child, Kind::Fifo, "a fifo".into(), fingerprint(&st, None))
+                    self.item(child, Kind::Fifo, "a fifo".into(), fingerprint(&st, None));
                 }
                 FileType::Socket => self.item(
                     child,
@@ -221,7 +221,7 @@ impl Walker<'_> {
                         Kind::Device,
                         detail,
                         fingerprint(&st, Some(rdev.to_string())),
-                    )
+                    );
                 }
                 FileType::Unknown => {}
             }

@@ -67,8 +67,7 @@ impl ClaudeCodeAdapter {
             .passthrough_env
             .iter()
             .find(|(k, _)| k == "ANTHROPIC_BASE_URL")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| DEFAULT_API.into())
+            .map_or_else(|| DEFAULT_API.into(), |(_, v)| v.clone())
     }
 
     /// Whether this version honours `"onFailure": "block"` (older ones ignore the key).
@@ -194,7 +193,7 @@ impl IntendantAdapter for ClaudeCodeAdapter {
         for event in HOOK_EVENTS {
             let wired = settings["hooks"][event].as_array().is_some_and(|groups| {
                 groups.iter().any(|g| {
-                    matches!(g["matcher"].as_str(), Some("*") | Some("") | None)
+                    matches!(g["matcher"].as_str(), Some("*" | "") | None)
                         && g["hooks"].as_array().is_some_and(|hs| {
                             hs.iter().any(|h| {
                                 h["type"] == "command"

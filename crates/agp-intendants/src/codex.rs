@@ -140,7 +140,7 @@ impl IntendantAdapter for CodexAdapter {
                 ALLOWED_OVERRIDES[0],
             ]
             .iter()
-            .map(|s| s.to_string()),
+            .map(std::string::ToString::to_string),
         );
         if !task.is_empty() {
             argv.push(task);
@@ -159,7 +159,10 @@ impl IntendantAdapter for CodexAdapter {
                 let (h, p) = crate::claude_code::authority(url)?;
                 vec![format!("{h}:{p}")]
             }
-            None => DEFAULT_HOSTS.iter().map(|s| s.to_string()).collect(),
+            None => DEFAULT_HOSTS
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         };
         let files = vec![
             SeededFile {
@@ -382,8 +385,8 @@ pub fn check_hooks_list(result: &Value, ctx: &LaunchContext) -> Result<(), Inten
                 // would not run agp at all.
                 && h["async"] != true
                 && matches!(h["handlerType"].as_str(), Some("command") | None)
-                && matches!(h["trustStatus"].as_str(), Some("managed") | Some("trusted"))
-                && matches!(h["matcher"].as_str(), Some("*") | Some("") | None)
+                && matches!(h["trustStatus"].as_str(), Some("managed" | "trusted"))
+                && matches!(h["matcher"].as_str(), Some("*" | "") | None)
         });
         if !active {
             return Err(live::unverified(

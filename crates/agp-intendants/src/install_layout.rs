@@ -145,7 +145,7 @@ fn manifest_version(dir: &Path) -> Option<String> {
 
 /// The platform package beside (hoisted) or under (nested) the main package.
 fn platform_package_dirs(root: &Path, name: &str) -> Vec<PathBuf> {
-    let scoped = name.split_once('/').map(|(_, n)| n).unwrap_or(name);
+    let scoped = name.split_once('/').map_or(name, |(_, n)| n);
     let mut dirs = vec![root.join("node_modules").join(name)];
     if let Some(scope_dir) = root.parent() {
         dirs.push(scope_dir.join(scoped));
@@ -367,7 +367,7 @@ fn check_elf(path: &Path, head: &[u8], len: u64) -> Result<(), String> {
         return Err("is an ELF file but not an executable".into());
     }
     // PT_INTERP: a dynamically linked binary needs its loader (glibc vs musl builds).
-    let (phoff, phentsize, phnum) = (u64_at(32), u16_at(54) as u64, u16_at(56) as u64);
+    let (phoff, phentsize, phnum) = (u64_at(32), u64::from(u16_at(54)), u64::from(u16_at(56)));
     if phentsize < 56 || phoff.saturating_add(phentsize.saturating_mul(phnum)) > len {
         return Err("is a truncated or malformed ELF file".into());
     }

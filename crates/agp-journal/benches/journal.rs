@@ -1,5 +1,7 @@
 //! Criterion benches for the journal's hot paths. The end-to-end targets (durable appends per
 //! second, verification rate and memory) are measured by `agp bench journal|verify`.
+// Test and bench code panics on a broken fixture by design: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -32,7 +34,7 @@ fn merkle(c: &mut Criterion) {
                 f.push(*l);
             }
             black_box(f.root())
-        })
+        });
     });
     g.finish();
 }
@@ -52,7 +54,7 @@ fn event_line(c: &mut Criterion) {
                 &body,
             );
             black_box(leaf_hash(line.as_bytes()))
-        })
+        });
     });
 }
 
@@ -94,7 +96,7 @@ fn verify(c: &mut Criterion) {
             let r = verify_dir(dir.path(), &opts).unwrap();
             assert!(r.intact);
             black_box(r.entries)
-        })
+        });
     });
     g.finish();
 }
@@ -133,7 +135,7 @@ fn append_group(c: &mut Criterion) {
                 drop(dir);
             },
             BatchSize::PerIteration,
-        )
+        );
     });
     g.finish();
 }

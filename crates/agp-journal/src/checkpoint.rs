@@ -58,7 +58,7 @@ impl Checkpoint {
             .ok()
             .and_then(|r| r.try_into().ok())
             .ok_or_else(|| bad("root hash is not base64 of 32 bytes"))?;
-        if lines.any(|l| l.is_empty()) {
+        if lines.any(str::is_empty) {
             return Err(bad("empty extension line"));
         }
         Ok(Self {

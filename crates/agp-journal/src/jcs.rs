@@ -280,11 +280,7 @@ impl<'a> Scanner<'a> {
                                 && !hex[3].is_ascii_uppercase()
                                 && !matches!(
                                     (hex[2], hex[3]),
-                                    (b'0', b'8')
-                                        | (b'0', b'9')
-                                        | (b'0', b'a')
-                                        | (b'0', b'c')
-                                        | (b'0', b'd')
+                                    (b'0', b'8' | b'9' | b'a' | b'c' | b'd')
                                 );
                             if !ok {
                                 return Err(self.not_canonical("unnecessary \\u escape"));
@@ -414,7 +410,7 @@ mod tests {
     #[test]
     fn agrees_with_parse_and_reserialize() {
         let cases: &[&str] = &[
-            r#"{}"#,
+            r"{}",
             r#"{"a":1}"#,
             r#"{"a":1,"b":[true,false,null,"x",{"c":-3}],"d":{}}"#,
             r#"{"b":1,"a":2}"#,
@@ -441,7 +437,7 @@ mod tests {
             "{\"\u{1f600}\":2,\"\u{ff61}\":1}",
             r#"{"a":[1,2,]}"#,
             r#"{"a":tru}"#,
-            r#"[1]"#,
+            r"[1]",
             r#"{"a":1"#,
             r#"{"a\n":1,"a":2}"#,
             r#"{"a":1,"a\n":2}"#,
@@ -476,7 +472,7 @@ mod tests {
             assert!(check_canonical_object(seed.as_bytes()).is_ok(), "{seed}");
             for _ in 0..4000 {
                 let mut b = seed.as_bytes().to_vec();
-                for _ in 0..1 + rand(2) {
+                for _ in 0..=rand(2) {
                     let i = rand(b.len());
                     match rand(3) {
                         0 => b[i] = alphabet[rand(alphabet.len())],

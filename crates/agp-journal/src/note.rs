@@ -309,7 +309,7 @@ pub fn parse_note(note: &[u8]) -> Result<ParsedNote<'_>, NoteError> {
         .windows(2)
         .rposition(|w| w == b"\n\n")
         .ok_or_else(|| bad("no blank line before the signatures"))?;
-    let text = &note[..split + 1];
+    let text = &note[..=split];
     check_text(text)?;
     let sigs =
         std::str::from_utf8(&note[split + 2..]).map_err(|_| bad("signatures are not UTF-8"))?;

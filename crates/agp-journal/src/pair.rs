@@ -432,8 +432,7 @@ mod tests {
                 assert!(r.intact, "{what}: {:?}", r.findings);
                 assert!(!r.has(Code::SshsigInvalid), "{what}: {:?}", r.findings);
                 let leftovers = std::fs::read_dir(dir.join(GENERATIONS_DIR))
-                    .map(|l| l.count())
-                    .unwrap_or(0);
+                    .map_or(0, std::iter::Iterator::count);
                 if leftovers > 1 {
                     assert!(
                         r.has(Code::UnfinishedCheckpoint),

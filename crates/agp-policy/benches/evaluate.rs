@@ -1,5 +1,7 @@
 //! Policy evaluation latency (shell parsing included) with a generated 500-rule policy.
 //! `agp bench policy` reports p50/p99; this gives criterion's statistics for the same calls.
+// Test and bench code panics on a broken fixture by design: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use agp_contracts::{EvalContext, PolicyEngine, ToolCall};
 use agp_policy::bench_support::synthetic_policy;
@@ -55,13 +57,13 @@ fn bench(c: &mut Criterion) {
             .unwrap_or(tool)
             .to_string();
         group.bench_with_input(BenchmarkId::from_parameter(label), &call, |b, call| {
-            b.iter(|| policy.evaluate(call, &ctx))
+            b.iter(|| policy.evaluate(call, &ctx));
         });
     }
     group.finish();
     let mut parse = c.benchmark_group("shell_parse");
     parse.bench_function("cargo test pipeline", |b| {
-        b.iter(|| agp_policy::shell::analyze("cargo test --workspace 2>&1 | tail -n 50"))
+        b.iter(|| agp_policy::shell::analyze("cargo test --workspace 2>&1 | tail -n 50"));
     });
     parse.finish();
 }

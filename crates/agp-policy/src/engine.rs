@@ -971,10 +971,10 @@ impl Policy {
                     track_cd(cmd, scene);
                 }
                 Part::Write { path, via } => {
-                    self.judge_file_word(FileClass::Write, path, via, scene, &mut acc)
+                    self.judge_file_word(FileClass::Write, path, via, scene, &mut acc);
                 }
                 Part::Read { path, via } => {
-                    self.judge_file_word(FileClass::Read, path, via, scene, &mut acc)
+                    self.judge_file_word(FileClass::Read, path, via, scene, &mut acc);
                 }
                 Part::Foreign { path, via } => {
                     // Tooling pointed inside the project adds nothing to judge: the part only
@@ -1099,10 +1099,10 @@ impl Policy {
                                 }
                         }) {
                             Some((r, m)) => {
-                                acc.push(rule_judgment(r, m, &format!("fetching from {host}")))
+                                acc.push(rule_judgment(r, m, &format!("fetching from {host}")));
                             }
                             None => {
-                                acc.push(self.default_judgment(&format!("fetching from {host}")))
+                                acc.push(self.default_judgment(&format!("fetching from {host}")));
                             }
                         }
                     }

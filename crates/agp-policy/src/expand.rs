@@ -315,15 +315,14 @@ fn parameter_at(text: &str, i: usize) -> Result<(String, Option<String>, usize),
             .map(|(c, _)| c)
             .ok_or_else(|| "an unterminated parameter expansion".to_string())?;
         let body = &text[i + 2 + n..close];
-        let default = match body {
-            "" => None,
-            _ => {
-                let d = body
-                    .strip_prefix(":-")
-                    .or_else(|| body.strip_prefix('-'))
-                    .ok_or_else(|| format!("`${{{name}{after}` is only known at run time"))?;
-                Some(d.to_string())
-            }
+        let default = if body.is_empty() {
+            None
+        } else {
+            let d = body
+                .strip_prefix(":-")
+                .or_else(|| body.strip_prefix('-'))
+                .ok_or_else(|| format!("`${{{name}{after}` is only known at run time"))?;
+            Some(d.to_string())
         };
         return Ok((name.to_string(), default, close + 1));
     }

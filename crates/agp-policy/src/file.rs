@@ -311,9 +311,9 @@ impl Policy {
                 })
             } else {
                 let extras = [
-                    ("approvers", r.approvers.as_ref().map(|a| a.span())),
-                    ("quorum", r.quorum.as_ref().map(|a| a.span())),
-                    ("remember", r.remember.as_ref().map(|a| a.span())),
+                    ("approvers", r.approvers.as_ref().map(toml::Spanned::span)),
+                    ("quorum", r.quorum.as_ref().map(toml::Spanned::span)),
+                    ("remember", r.remember.as_ref().map(toml::Spanned::span)),
                 ];
                 for (name, span) in extras {
                     if let Some(span) = span {

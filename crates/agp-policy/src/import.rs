@@ -56,10 +56,9 @@ pub fn import_claude(settings: &str, source_name: &str) -> Result<Imported, Impo
         match key.as_str() {
             "allow" | "ask" | "deny" => {}
             "additionalDirectories" => warnings.push(format!(
-                "permissions.additionalDirectories ({}) not converted: agp's sandbox gives the \
+                "permissions.additionalDirectories ({value}) not converted: agp's sandbox gives the \
                  agent only its repository; name other directories in rules with absolute \
-                 paths (e.g. Read(//srv/docs/**))",
-                value
+                 paths (e.g. Read(//srv/docs/**))"
             )),
             "defaultMode" => warnings.push(format!(
                 "permissions.defaultMode ({value}) not converted: agp asks or denies by its \
@@ -143,14 +142,16 @@ pub fn import_claude(settings: &str, source_name: &str) -> Result<Imported, Impo
                 .find(|(i, o)| {
                     *i != list && f.diagnostic.message.contains(&format!("rule `{}`", o.id))
                 })
-                .map(|(_, o)| {
-                    format!(
-                        "permissions.{} covers it, so it would never decide (in Claude Code \
+                .map_or_else(
+                    || f.diagnostic.message.clone(),
+                    |(_, o)| {
+                        format!(
+                            "permissions.{} covers it, so it would never decide (in Claude Code \
                          either: deny wins over ask over allow)",
-                        o.key
-                    )
-                })
-                .unwrap_or_else(|| f.diagnostic.message.clone());
+                            o.key
+                        )
+                    },
+                );
             let l = &mut lists[list];
             if index < l.matchers.len() {
                 let m = l.matchers.remove(index);

@@ -141,8 +141,7 @@ fn broad(m: &Matcher) -> Option<&'static str> {
             let inner = m
                 .source
                 .split_once('(')
-                .map(|x| x.1)
-                .unwrap_or("")
+                .map_or("", |x| x.1)
                 .trim_end_matches(')');
             matches!(inner, "//**" | "//" | "~/**" | "~/" | "~")
                 .then_some("every path under / or ~")
@@ -168,7 +167,7 @@ fn same_tools(a: &Matcher, b: &Matcher) -> bool {
         (ToolSel::Any, _) => true,
         (ToolSel::Name(x), ToolSel::Name(y)) => x == y,
         (ToolSel::Class(x), ToolSel::Class(y)) => x == y,
-        (ToolSel::Glob(_), ToolSel::Glob(_)) | (ToolSel::Glob(_), ToolSel::Name(_)) => {
+        (ToolSel::Glob(_), ToolSel::Glob(_) | ToolSel::Name(_)) => {
             a.tool_name.ends_with('*') && b.tool_name.starts_with(a.tool_name.trim_end_matches('*'))
         }
         _ => false,

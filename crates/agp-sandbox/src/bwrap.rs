@@ -292,7 +292,7 @@ impl BubblewrapProvider {
         let status = read_status(read_end);
         let exit_from_status = status
             .iter()
-            .find_map(|v| v.get("exit-code").and_then(|c| c.as_i64()))
+            .find_map(|v| v.get("exit-code").and_then(serde_json::Value::as_i64))
             .map(|c| c as i32);
         let exit_code = match (captured.timed_out || captured.stopped, exit_from_status) {
             (true, _) => None,

@@ -57,7 +57,10 @@ impl RepoGrowth {
                 return false;
             }
             let size = measure(&self.repo);
-            *self.last.lock().unwrap_or_else(|p| p.into_inner()) = size;
+            *self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = size;
             if self.exceeded(size).is_some() {
                 return true;
             }
@@ -68,7 +71,10 @@ impl RepoGrowth {
     }
 
     fn left(&self) -> u64 {
-        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let last = *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.bound
             .saturating_sub(last.saturating_sub(self.baseline))
     }
@@ -91,29 +97,35 @@ impl RepoGrowth {
 
     /// Before a command: refuse it while the repository stays over the bound.
     pub(crate) fn admit(&self) -> Result<(), LimitExceeded> {
-        let mut over = self.over.lock().unwrap_or_else(|p| p.into_inner());
+        let mut over = self
+            .over
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if over.is_none() {
             return Ok(());
         }
         let size = measure(&self.repo);
-        match self.exceeded(size) {
-            Some(hit) => {
-                *over = Some(size);
-                Err(hit)
-            }
-            None => {
-                *over = None;
-                Ok(())
-            }
+        if let Some(hit) = self.exceeded(size) {
+            *over = Some(size);
+            Err(hit)
+        } else {
+            *over = None;
+            Ok(())
         }
     }
 
     /// After a command: whether it took the repository over the bound.
     pub(crate) fn check(&self) -> Option<LimitExceeded> {
         let size = measure(&self.repo);
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = size;
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = size;
         let hit = self.exceeded(size);
-        *self.over.lock().unwrap_or_else(|p| p.into_inner()) = hit.as_ref().map(|_| size);
+        *self
+            .over
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = hit.as_ref().map(|_| size);
         hit
     }
 }
@@ -124,7 +136,7 @@ fn fs_used(path: &Path) -> Option<u64> {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs writes into a zeroed struct we own, reading a NUL-terminated path.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+    if unsafe { libc::statvfs(c.as_ptr(), &raw mut st) } != 0 {
         return None;
     }
     Some((st.f_blocks - st.f_bfree) as u64 * st.f_frsize as u64)

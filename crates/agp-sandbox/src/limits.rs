@@ -77,7 +77,7 @@ pub(crate) fn install(
             );
             if rc < 0 {
                 let err = io::Error::last_os_error();
-                if !matches!(err.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
+                if !matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
                     return Err(err);
                 }
             }
@@ -108,7 +108,7 @@ fn cloexec_from(first: libc::c_int) -> io::Result<()> {
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } < 0 {
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } < 0 {
         return Err(io::Error::last_os_error());
     }
     let max = lim.rlim_cur.min(1 << 20) as libc::c_int;
@@ -125,7 +125,7 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> 
         rlim_max: value as libc::rlim_t,
     };
     // SAFETY: setrlimit reads the struct we own.
-    if unsafe { libc::setrlimit(resource, &lim) } < 0 {
+    if unsafe { libc::setrlimit(resource, &raw const lim) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

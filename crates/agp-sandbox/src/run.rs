@@ -47,7 +47,10 @@ fn drain(mut from: impl Read + Send + 'static, cap: usize) -> Shared {
             match from.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    let mut s = out.0.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut s = out
+                        .0
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     let room = cap.saturating_sub(s.bytes.len());
                     let keep = room.min(n);
                     s.bytes.extend_from_slice(&buf[..keep]);
@@ -61,7 +64,10 @@ fn drain(mut from: impl Read + Send + 'static, cap: usize) -> Shared {
                 Err(_) => break,
             }
         }
-        out.0.lock().unwrap_or_else(|p| p.into_inner()).done = true;
+        out.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .done = true;
         out.1.notify_all();
     });
     sink
@@ -69,7 +75,9 @@ fn drain(mut from: impl Read + Send + 'static, cap: usize) -> Shared {
 
 fn take(sink: &Shared, deadline: Instant) -> (Vec<u8>, bool) {
     let (lock, cond) = &**sink;
-    let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let mut s = lock
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     while !s.done {
         let now = Instant::now();
         if now >= deadline {
@@ -77,7 +85,7 @@ fn take(sink: &Shared, deadline: Instant) -> (Vec<u8>, bool) {
         }
         s = cond
             .wait_timeout(s, deadline - now)
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .0;
     }
     let truncated = s.truncated || !s.done;
@@ -95,7 +103,7 @@ fn exited_signal(pid: u32) -> mpsc::Receiver<()> {
             libc::waitid(
                 libc::P_PID,
                 pid as libc::id_t,
-                &mut info,
+                &raw mut info,
                 libc::WEXITED | libc::WNOWAIT,
             )
         };

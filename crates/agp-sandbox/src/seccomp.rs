@@ -354,7 +354,7 @@ mod tests {
             (libc::SYS_openat, [3, 0, creat, 0o4755, 0, 0], eperm),
             (
                 libc::SYS_openat,
-                [3, 0, O_TMPFILE_BIT as u64, 0o2755, 0, 0],
+                [3, 0, u64::from(O_TMPFILE_BIT), 0o2755, 0, 0],
                 eperm,
             ),
             (
@@ -366,22 +366,22 @@ mod tests {
             (libc::SYS_openat, [3, 0, 0, 0o4755, 0, 0], SECCOMP_RET_ALLOW),
             (
                 libc::SYS_mknodat,
-                [3, 0, (libc::S_IFCHR | 0o666) as u64, 0, 0, 0],
+                [3, 0, u64::from(libc::S_IFCHR | 0o666), 0, 0, 0],
                 eperm,
             ),
             (
                 libc::SYS_mknodat,
-                [3, 0, (libc::S_IFBLK | 0o666) as u64, 0, 0, 0],
+                [3, 0, u64::from(libc::S_IFBLK | 0o666), 0, 0, 0],
                 eperm,
             ),
             (
                 libc::SYS_mknodat,
-                [3, 0, (libc::S_IFREG | 0o4755) as u64, 0, 0, 0],
+                [3, 0, u64::from(libc::S_IFREG | 0o4755), 0, 0, 0],
                 eperm,
             ),
             (
                 libc::SYS_mknodat,
-                [3, 0, (libc::S_IFIFO | 0o644) as u64, 0, 0, 0],
+                [3, 0, u64::from(libc::S_IFIFO | 0o644), 0, 0, 0],
                 SECCOMP_RET_ALLOW,
             ),
             (libc::SYS_openat2, [3, 0, 0, 0, 0, 0], enosys),
@@ -404,7 +404,7 @@ mod tests {
             assert_eq!(
                 verdict(
                     libc::SYS_mknod,
-                    [0, (libc::S_IFCHR | 0o600) as u64, 0, 0, 0, 0]
+                    [0, u64::from(libc::S_IFCHR | 0o600), 0, 0, 0, 0]
                 ),
                 eperm
             );

@@ -302,7 +302,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
         let mode = |p: &Path, m: u32| {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
         };
         mode(&root, 0o755);
         let mut held = Vec::new();

@@ -86,8 +86,7 @@ fn summary_blocks(request: &ApprovalRequest, preview_chars: usize) -> Vec<Value>
     let rule = request
         .rule_id
         .as_deref()
-        .map(|r| format!("`{}`", code(&clip(r, 200))))
-        .unwrap_or_else(|| "(none)".into());
+        .map_or_else(|| "(none)".into(), |r| format!("`{}`", code(&clip(r, 200))));
     vec![
         section(format!(
             "*Approval needed:* `{}`\n*Rule:* {}\n*Reason:* {}",
@@ -232,8 +231,7 @@ pub fn session_root_blocks(session: &str, body: &Value) -> (String, Value) {
         started
             .as_ref()
             .and_then(get)
-            .map(|v| escape(&v))
-            .unwrap_or_else(|| "(unknown)".into())
+            .map_or_else(|| "(unknown)".into(), |v| escape(&v))
     };
     let text = format!("agp session {}", escape(session));
     let blocks = json!([

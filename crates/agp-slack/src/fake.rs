@@ -158,11 +158,11 @@ impl FakeSlack {
     }
 
     pub fn add_user(&self, id: &str, name: &str) {
-        self.put_user(id, name, false, false)
+        self.put_user(id, name, false, false);
     }
 
     pub fn add_bot(&self, id: &str, name: &str) {
-        self.put_user(id, name, true, false)
+        self.put_user(id, name, true, false);
     }
 
     pub fn put_user(&self, id: &str, name: &str, is_bot: bool, deleted: bool) {
@@ -176,7 +176,10 @@ impl FakeSlack {
     }
 
     pub fn set_group(&self, id: &str, members: &[&str]) {
-        let m = members.iter().map(|s| s.to_string()).collect();
+        let m = members
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         self.shared.with(|s| s.groups.insert(id.into(), m));
     }
 
@@ -343,8 +346,7 @@ impl FakeSlack {
         let name = self.shared.with(|s| {
             s.users
                 .get(user)
-                .map(|u| u.name.clone())
-                .unwrap_or_else(|| user.to_lowercase())
+                .map_or_else(|| user.to_lowercase(), |u| u.name.clone())
         });
         let (envelope_id, trigger) = self.shared.with(|s| {
             s.counter += 1;
@@ -424,7 +426,7 @@ impl FakeSlack {
         for _ in 0..200 {
             match self.send(WsCmd::Abort) {
                 Err(e) if e == "no Socket Mode connection" => {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
+                    std::thread::sleep(std::time::Duration::from_millis(10));
                 }
                 other => return other,
             }

@@ -137,7 +137,7 @@ async fn drain<H: EnvelopeHandler>(
         };
         let text = match msg {
             Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+            Some(Ok(Message::Close(_)) | Err(_)) | None => break,
             Some(Ok(_)) => continue,
         };
         let Ok(envelope @ Value::Object(_)) = serde_json::from_str::<Value>(text.as_str()) else {
@@ -219,15 +219,15 @@ async fn connect_once<H: EnvelopeHandler>(
             }
             Some(Ok(_)) => continue, // ping/pong/binary: tungstenite answers pings itself
         };
-        let envelope: Value = match serde_json::from_str(text.as_str()) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
-                tracing::warn!(
-                    bytes = text.len(),
-                    "ignoring a malformed Socket Mode message"
-                );
-                continue;
-            }
+        let envelope: Value = if let Ok(v @ Value::Object(_)) = serde_json::from_str(text.as_str())
+        {
+            v
+        } else {
+            tracing::warn!(
+                bytes = text.len(),
+                "ignoring a malformed Socket Mode message"
+            );
+            continue;
         };
         // Acknowledge first: whatever follows, Slack must not show the clicker a failure for
         // an envelope we received.
@@ -257,10 +257,13 @@ async fn connect_once<H: EnvelopeHandler>(
                 tokio::spawn(drain(ws, handler.clone()));
                 return Ended::Refresh;
             }
-            Some("interactive") => match envelope.get("payload") {
-                Some(p @ Value::Object(_)) => handler.clone().interactive(p.clone()),
-                _ => tracing::warn!("ignoring an interactive envelope without a payload"),
-            },
+            Some("interactive") => {
+                if let Some(p @ Value::Object(_)) = envelope.get("payload") {
+                    handler.clone().interactive(p.clone())
+                } else {
+                    tracing::warn!("ignoring an interactive envelope without a payload")
+                }
+            }
             Some(other) => tracing::debug!(kind = other, "ignoring Socket Mode envelope"),
             None => tracing::warn!("ignoring a Socket Mode message without a type"),
         }

@@ -105,7 +105,7 @@ mod tests {
                 assert_eq!(
                     by.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
                     ["U1", "U2"]
-                )
+                );
             }
             other => panic!("{other:?}"),
         }

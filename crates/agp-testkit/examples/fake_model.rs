@@ -1,6 +1,8 @@
 //! Runs a fake model by hand, for trying a real client against it:
 //! `cargo run -p agp-testkit --example fake_model -- anthropic|openai SECONDS 'shell:CMD' 'tool:NAME:JSON' 'text:T'...`
 //! Prints the base URL, serves for SECONDS, then prints every recorded request body.
+// Test and bench code panics on a broken fixture by design: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use agp_testkit::{Api, FakeModel, Turn};
 

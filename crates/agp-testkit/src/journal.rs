@@ -44,7 +44,10 @@ impl MemJournal {
 
     /// Panics when a body of a typed kind was not exactly its type's JSON.
     pub fn assert_typed(&self) {
-        let untyped = self.untyped.lock().unwrap_or_else(|e| e.into_inner());
+        let untyped = self
+            .untyped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         assert!(
             untyped.is_empty(),
             "bodies unlike their types: {untyped:#?}"
@@ -82,7 +85,9 @@ impl MemJournal {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Appended>> {
         // A test that panicked while holding the lock has already failed; keep its events readable.
-        self.events.lock().unwrap_or_else(|e| e.into_inner())
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -101,7 +106,7 @@ impl Journal for MemJournal {
         if let Err(e) = agp_contracts::events::check_body(kind, &body) {
             self.untyped
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(e);
         }
         let mut events = self.lock();

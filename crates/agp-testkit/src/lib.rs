@@ -141,7 +141,9 @@ impl FakeModel {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -189,7 +191,9 @@ fn content_text(v: &Value) -> String {
 
 /// The next response for a request: a scripted turn for agent requests, a short text otherwise.
 fn respond(api: Api, state: &Mutex<State>, path: &str, body: Value) -> Vec<u8> {
-    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    let mut st = state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let has_tools = body["tools"].as_array().is_some_and(|t| !t.is_empty());
     let turn = if has_tools {
         st.turns.pop_front().unwrap_or(Turn::Text(DONE_TEXT.into()))

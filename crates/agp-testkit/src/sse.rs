@@ -24,23 +24,22 @@ pub(crate) fn anthropic(turn: &Turn, id: u64) -> Vec<u8> {
             "model": "claude-fake", "content": [], "stop_reason": null, "stop_sequence": null,
             "usage": {"input_tokens": 10, "output_tokens": 1}}}),
     );
-    let (block, delta, stop_reason) = match anthropic_tool(turn) {
-        Some((name, input)) => (
+    let (block, delta, stop_reason) = if let Some((name, input)) = anthropic_tool(turn) {
+        (
             json!({"type": "tool_use", "id": format!("toolu_fake_{id}"), "name": name, "input": {}}),
             json!({"type": "input_json_delta", "partial_json": input.to_string()}),
             "tool_use",
-        ),
-        None => {
-            let text = match turn {
-                Turn::Text(t) => t.as_str(),
-                _ => "(no such turn for this API)",
-            };
-            (
-                json!({"type": "text", "text": ""}),
-                json!({"type": "text_delta", "text": text}),
-                "end_turn",
-            )
-        }
+        )
+    } else {
+        let text = match turn {
+            Turn::Text(t) => t.as_str(),
+            _ => "(no such turn for this API)",
+        };
+        (
+            json!({"type": "text", "text": ""}),
+            json!({"type": "text_delta", "text": text}),
+            "end_turn",
+        )
     };
     event(
         &mut out,
@@ -71,21 +70,20 @@ pub(crate) fn anthropic(turn: &Turn, id: u64) -> Vec<u8> {
 /// OpenAI Responses stream: response.created, the output item (added, done),
 /// response.completed with usage.
 pub(crate) fn responses(turn: &Turn, id: u64) -> Vec<u8> {
-    let item = match responses_tool(turn) {
-        Some((name, input)) => json!({
-            "type": "function_call", "id": format!("fc_fake_{id}"),
-            "call_id": format!("call_fake_{id}"), "name": name,
-            "arguments": input.to_string(), "status": "completed"}),
-        None => {
-            let text = match turn {
-                Turn::Text(t) => t.as_str(),
-                _ => "(no such turn for this API)",
-            };
-            json!({
-                "type": "message", "id": format!("msg_fake_{id}"), "role": "assistant",
-                "status": "completed",
-                "content": [{"type": "output_text", "text": text, "annotations": []}]})
-        }
+    let item = if let Some((name, input)) = responses_tool(turn) {
+        json!({
+    "type": "function_call", "id": format!("fc_fake_{id}"),
+    "call_id": format!("call_fake_{id}"), "name": name,
+    "arguments": input.to_string(), "status": "completed"})
+    } else {
+        let text = match turn {
+            Turn::Text(t) => t.as_str(),
+            _ => "(no such turn for this API)",
+        };
+        json!({
+            "type": "message", "id": format!("msg_fake_{id}"), "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]})
     };
     let response = |status: &str, output: Value| {
         json!({"id": format!("resp_fake_{id}"), "object": "response", "status": status,

@@ -4,7 +4,10 @@ use super::*;
 
 impl Mediator {
     pub(super) fn remembered_by(&self, key: &RememberKey) -> Option<Vec<Approver>> {
-        let mut map = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .remembered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         // Expired entries go on every lookup, so the map never outgrows the live window.
         map.retain(|_, (until, _)| *until > now);
@@ -15,7 +18,7 @@ impl Mediator {
         let until = Instant::now() + Duration::from_secs(secs);
         self.remembered
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(key, (until, by));
     }
 

@@ -135,7 +135,7 @@ impl Daemon {
             &mut *self
                 .recovery_tasks
                 .lock()
-                .unwrap_or_else(|p| p.into_inner()),
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         for t in tasks {
             let _ = t.await;
@@ -171,7 +171,7 @@ impl Daemon {
         let Some(listener) = self
             .listener
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
         else {
             return;

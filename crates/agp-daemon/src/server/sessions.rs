@@ -237,7 +237,7 @@ pub(crate) async fn cancel_pending(
     session: &str,
     status: &str,
 ) -> Result<(), DaemonError> {
-    let pending = m.db(|s| s.pending()).await?;
+    let pending = m.db(super::super::store::Store::pending).await?;
     for row in pending.into_iter().filter(|r| r.session == session) {
         let (s, c, h) = (
             row.session.clone(),

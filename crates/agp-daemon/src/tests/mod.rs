@@ -163,7 +163,7 @@ impl SandboxProvider for HostProvider {
             checks: vec![PreflightCheck {
                 name: "test".into(),
                 passed: true,
-                detail: "".into(),
+                detail: String::new(),
             }],
             duration_ms: 0,
         })

@@ -77,7 +77,7 @@ fn a_reaped_session_is_checked_against_the_snapshot_taken_when_it_opened() {
             .arg(p)
             .status()
             .unwrap()
-            .success())
+            .success());
     };
     let (dir, repo, mut config) = world();
     config.lease_ttl = Duration::from_millis(200);

@@ -120,7 +120,7 @@ fn sends_claude_code_shaped_calls_and_reports_each_outcome() {
     client.hello("tok").unwrap();
     let mut lines = Vec::new();
     let report = intendant.run(&mut client, Path::new("/work/repo"), |c| {
-        lines.push(c.line())
+        lines.push(c.line());
     });
     let seen = server.join().unwrap();
 
@@ -144,7 +144,11 @@ fn sends_claude_code_shaped_calls_and_reports_each_outcome() {
     // What the intendant made of the answers.
     assert_eq!(report.calls.len(), 4);
     assert_eq!(report.not_run, 1);
-    let observed: Vec<_> = report.calls.iter().map(|c| c.observed()).collect();
+    let observed: Vec<_> = report
+        .calls
+        .iter()
+        .map(agp_intendants::CallReport::observed)
+        .collect();
     assert_eq!(
         observed,
         [Expect::Allow, Expect::Approved, Expect::Deny, Expect::Deny]

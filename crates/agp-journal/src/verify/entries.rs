@@ -268,7 +268,7 @@ impl Verifier {
                     from_size: 0,
                     to_size: None,
                     verifier: Some(key),
-                })
+                });
             }
             Err(msg) => self.entry_finding(Code::BadGenesis, 0, msg),
         }

@@ -118,7 +118,7 @@ impl JournalWriter {
                 let rest = st.queue.buf.split_off(mark.bytes);
                 let head = std::mem::replace(&mut st.queue.buf, rest);
                 st.queue.buf_entries -= cap;
-                for m in st.queue.marks.iter_mut() {
+                for m in &mut st.queue.marks {
                     m.bytes -= mark.bytes;
                 }
                 // `buf_since` stays: the rest was queued later, so keeping the older time can
@@ -135,7 +135,10 @@ impl JournalWriter {
             drop(st);
 
             let res = {
-                let mut file = sh.file.lock().unwrap_or_else(|p| p.into_inner());
+                let mut file = sh
+                    .file
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 file.write_all(&buf).and_then(|()| file.sync_data())
             };
             let root = frontier.root();
@@ -211,7 +214,7 @@ impl JournalWriter {
             st = sh
                 .work
                 .wait_timeout(st, left)
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
             st.lingering = false;
         }

@@ -203,7 +203,10 @@ impl Shared {
         }
     }
     fn signer(&self) -> Arc<SignerKey> {
-        self.key.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 

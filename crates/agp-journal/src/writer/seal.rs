@@ -11,7 +11,10 @@ impl JournalWriter {
         let (size, root) = {
             let mut st = sh.lock();
             while !st.sealer_idle {
-                st = sh.seal_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+                st = sh
+                    .seal_cv
+                    .wait(st)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
             if let Some(f) = &st.failed {
                 return Err(JournalError::Unavailable(f.clone()));
@@ -21,7 +24,10 @@ impl JournalWriter {
         };
         let signer = sh.signer();
         let res = {
-            let mut cps = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+            let mut cps = self
+                .checkpoints
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             write_checkpoint(&sh.dir, &mut cps, &[&signer], size, root, sync)
         };
         let mut st = sh.lock();
@@ -55,7 +61,10 @@ impl JournalWriter {
         let mut st = sh.lock();
         // Keep the sealer out while the key changes hands.
         while !st.sealer_idle {
-            st = sh.seal_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = sh
+                .seal_cv
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         st.sealer_idle = false;
         // The statement names the entry's own seq, so it is composed under the same lock.
@@ -82,11 +91,16 @@ impl JournalWriter {
         // Entries after the rotation carry the new key id; checkpoints from here on are signed
         // by the new key (valid from size seq + 1).
         st.chain.key_id = new_key.verifier().id_hex();
-        *sh.key.lock().unwrap_or_else(|p| p.into_inner()) = new_key.clone();
+        *sh.key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = new_key.clone();
         let waited = self.await_durable(st, receipt.seq).map(|()| receipt);
         let res = waited.and_then(|receipt| {
             let (size, root) = sh.lock().to_seal;
-            let mut cps = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+            let mut cps = self
+                .checkpoints
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             write_checkpoint(&sh.dir, &mut cps, &[&old, &new_key], size, root, true)
                 .map(|()| (receipt, size))
         });
@@ -108,8 +122,12 @@ impl JournalWriter {
             self.shared.work.notify_all();
             self.shared.seal_cv.notify_all();
         }
-        let threads: Vec<JoinHandle<()>> =
-            std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let threads: Vec<JoinHandle<()>> = std::mem::take(
+            &mut *self
+                .threads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         let was_running = !threads.is_empty();
         for t in threads {
             let _ = t.join();
@@ -140,7 +158,7 @@ pub(super) fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<CheckpointSink>>) {
                     st = sh
                         .seal_cv
                         .wait_timeout(st, wait)
-                        .unwrap_or_else(|p| p.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .0;
                     continue;
                 }
@@ -153,7 +171,10 @@ pub(super) fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<CheckpointSink>>) {
             {
                 break;
             }
-            st = sh.seal_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = sh
+                .seal_cv
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             continue;
         }
         let (size, root) = st.to_seal;
@@ -161,7 +182,9 @@ pub(super) fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<CheckpointSink>>) {
         drop(st);
         let signer = sh.signer();
         let res = {
-            let mut cps = checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+            let mut cps = checkpoints
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             write_checkpoint(&sh.dir, &mut cps, &[&signer], size, root, false)
         };
         last_seal = Some(Instant::now());

@@ -340,19 +340,19 @@ fn git(cmd: &SimpleCommand) -> Vec<GuardHit> {
             }
         }
         "reset" if has_flag(rest, &[], &["hard", "merge", "keep"]) => {
-            hits.push(req("git reset --hard discards uncommitted work"))
+            hits.push(req("git reset --hard discards uncommitted work"));
         }
         "clean" if has_flag(rest, &['f'], &["force"]) => {
-            hits.push(req("git clean -f deletes untracked files"))
+            hits.push(req("git clean -f deletes untracked files"));
         }
         "checkout" | "restore"
             if rest.iter().any(|w| w.text == "." || w.text == "--")
                 || has_flag(rest, &['f'], &["force", "worktree"]) =>
         {
-            hits.push(req("discards uncommitted changes"))
+            hits.push(req("discards uncommitted changes"));
         }
         "rebase" | "filter-branch" | "filter-repo" | "replace" => {
-            hits.push(req("rewrites history"))
+            hits.push(req("rewrites history"));
         }
         "commit" if has_flag(rest, &[], &["amend"]) => hits.push(req("rewrites the last commit")),
         "reflog"
@@ -360,24 +360,24 @@ fn git(cmd: &SimpleCommand) -> Vec<GuardHit> {
                 .first()
                 .is_some_and(|w| matches!(w.text.as_str(), "expire" | "delete")) =>
         {
-            hits.push(req("deletes reflog entries"))
+            hits.push(req("deletes reflog entries"));
         }
         "update-ref" if has_flag(rest, &['d'], &["delete"]) => hits.push(req("deletes a ref")),
         "branch"
             if has_flag(rest, &['D'], &[])
                 || (has_flag(rest, &['d'], &["delete"]) && has_flag(rest, &['f'], &["force"])) =>
         {
-            hits.push(req("force-deletes a branch"))
+            hits.push(req("force-deletes a branch"));
         }
         "stash"
             if rest
                 .first()
                 .is_some_and(|w| matches!(w.text.as_str(), "drop" | "clear")) =>
         {
-            hits.push(req("drops stashed work"))
+            hits.push(req("drops stashed work"));
         }
         "gc" if rest.iter().any(|w| w.text.starts_with("--prune")) => {
-            hits.push(req("prunes unreachable objects"))
+            hits.push(req("prunes unreachable objects"));
         }
         _ => {}
     }

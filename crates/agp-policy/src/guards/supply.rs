@@ -504,7 +504,7 @@ fn collect(eco: Ecosystem, args: &[Word], out: &mut Vec<Package>) -> bool {
 /// The packages a command installs, or `None` when it is not an install.
 pub fn installs(cmd: &SimpleCommand) -> Option<Vec<Package>> {
     let args = cmd.args();
-    let sub = |i: usize| args.get(i).map(|w| w.text.as_str()).unwrap_or("");
+    let sub = |i: usize| args.get(i).map_or("", |w| w.text.as_str());
     let mut out = Vec::new();
     let (eco, rest): (Ecosystem, &[Word]) = match cmd.name() {
         "npm" | "pnpm" | "yarn" | "bun" => match sub(0) {
@@ -515,7 +515,7 @@ pub fn installs(cmd: &SimpleCommand) -> Option<Vec<Package>> {
         },
         "npx" | "bunx" | "pnpx" => {
             let first = args.iter().position(|w| !w.text.starts_with('-'))?;
-            (Ecosystem::Npm, &args[first..first + 1])
+            (Ecosystem::Npm, &args[first..=first])
         }
         n if n.starts_with("pip") || n == "pipx" => match sub(0) {
             "install" | "run" => (Ecosystem::PyPi, &args[1..]),
@@ -529,7 +529,7 @@ pub fn installs(cmd: &SimpleCommand) -> Option<Vec<Package>> {
         },
         "uvx" => {
             let first = args.iter().position(|w| !w.text.starts_with('-'))?;
-            (Ecosystem::PyPi, &args[first..first + 1])
+            (Ecosystem::PyPi, &args[first..=first])
         }
         "poetry" if sub(0) == "add" => (Ecosystem::PyPi, &args[1..]),
         n if n.starts_with("python")

@@ -95,9 +95,9 @@ pub fn awk(args: &[Word]) -> Effects {
     let mut explicit = false;
     for o in &parsed.opts {
         let v = o.value.as_ref();
-        let text = v.map(|w| w.text.as_str()).unwrap_or("");
+        let text = v.map_or("", |w| w.text.as_str());
         match o.spec.long {
-            Some("file") | Some("exec") => {
+            Some("file" | "exec") => {
                 explicit = true;
                 fx.code(format!(
                     "awk runs a program from `{text}` that agp cannot see"
@@ -125,7 +125,7 @@ pub fn awk(args: &[Word]) -> Effects {
             Some("dump-variables") => fx
                 .writes
                 .push(v.cloned().unwrap_or_else(|| Word::literal("awkvars.out"))),
-            Some("pretty-print") | Some("profile") => fx
+            Some("pretty-print" | "profile") => fx
                 .writes
                 .push(v.cloned().unwrap_or_else(|| Word::literal("awkprof.out"))),
             None if o.spec.short == Some('W') => {
@@ -387,7 +387,7 @@ fn target(toks: &[Tok], at: usize, verb: &str, paths: &mut Vec<String>, code: &m
     };
     match literal {
         Some(p) if p.starts_with("/inet") => {
-            code.push(format!("the awk program opens a network connection `{p}`"))
+            code.push(format!("the awk program opens a network connection `{p}`"));
         }
         Some(p) => paths.push(p),
         None => code.push(format!("the awk program {verb} a file named at run time")),

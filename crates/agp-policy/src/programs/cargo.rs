@@ -456,7 +456,7 @@ pub fn model(args: &[Word]) -> Effects {
         }
         "metadata" | "tree" | "locate-project" | "pkgid" | "verify-project"
         | "read-manifest" | "generate-lockfile" | "version" | "help" => {
-            drop(run(&mut fx, &INFO, rest))
+            drop(run(&mut fx, &INFO, rest));
         }
         // Installs are judged by the supply-chain guard, which names the packages.
         "add" | "install" => {}

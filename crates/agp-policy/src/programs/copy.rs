@@ -224,7 +224,7 @@ fn mode_check(parsed: &Parsed, fx: &mut Effects) {
                 m.text
             )),
             Some(m) if sets_special_bits(&m.text) => {
-                fx.code(format!("install -m {} sets the setuid/setgid bit", m.text))
+                fx.code(format!("install -m {} sets the setuid/setgid bit", m.text));
             }
             _ => {}
         }

@@ -76,7 +76,7 @@ pub fn env_invocation(args: &[Word]) -> Invocation {
         match o.spec.long {
             Some("chdir") => inv.chdir = o.value.clone(),
             Some("split-string") => {
-                inv.split = Some(o.value.clone().unwrap_or_else(|| Word::literal("")))
+                inv.split = Some(o.value.clone().unwrap_or_else(|| Word::literal("")));
             }
             _ => inv.effects.apply_opt("env", o),
         }

@@ -164,7 +164,7 @@ pub fn model(args: &[Word]) -> Effects {
                 }
             }
             (_, Some("exec-path")) if o.value.is_some() => {
-                fx.code("git --exec-path=DIR runs git's subcommands from that directory")
+                fx.code("git --exec-path=DIR runs git's subcommands from that directory");
             }
             (_, Some("git-dir")) => {
                 // A git directory carries a config that can name programs (core.fsmonitor,

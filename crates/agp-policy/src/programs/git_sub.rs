@@ -73,7 +73,7 @@ pub(super) fn subcommand(name: &str, rest: &[Word], fx: &mut Effects) {
         "fetch" => drop(run(name, &FETCH, rest, fx)),
         "push" => drop(run(name, &PUSH, rest, fx)),
         "log" | "show" | "whatchanged" | "rev-list" | "diff-tree" | "diff-index" | "diff-files" => {
-            drop(run(name, &DIFF_LOG, rest, fx))
+            drop(run(name, &DIFF_LOG, rest, fx));
         }
         "format-patch" => drop(run(name, &FORMAT_PATCH, rest, fx)),
         "diff" => {
@@ -152,7 +152,7 @@ pub(super) fn subcommand(name: &str, rest: &[Word], fx: &mut Effects) {
             let verb = rest.first().map_or("show", |w| w.text.as_str());
             match verb {
                 "expire" | "delete" | "exists" | "list" => {
-                    drop(run(name, &REFLOG_WRITE, &rest[1..], fx))
+                    drop(run(name, &REFLOG_WRITE, &rest[1..], fx));
                 }
                 "show" => drop(run(name, &DIFF_LOG, &rest[1..], fx)),
                 _ => drop(run(name, &DIFF_LOG, rest, fx)),
@@ -174,9 +174,9 @@ pub(super) fn subcommand(name: &str, rest: &[Word], fx: &mut Effects) {
         "submodule" => {
             let p = run(name, &SUBMODULE, rest, fx);
             match p.operands.first().map(|w| w.text.as_str()) {
-                None | Some("status") | Some("summary") => {}
+                None | Some("status" | "summary") => {}
                 Some("foreach") => {
-                    fx.code("git submodule foreach runs a shell command in every submodule")
+                    fx.code("git submodule foreach runs a shell command in every submodule");
                 }
                 Some(other) => unknown(
                     fx,
@@ -208,12 +208,10 @@ fn stash(rest: &[Word], fx: &mut Effects) {
         .map(|w| w.text.as_str());
     let args = if verb.is_some() { &rest[1..] } else { rest };
     let g = match verb {
-        Some("show") | Some("list") => &DIFF_LOG,
-        Some("pop") | Some("apply") | Some("drop") => &QUIET,
+        Some("show" | "list") => &DIFF_LOG,
+        Some("pop" | "apply" | "drop") => &QUIET,
         Some("clear") => &NONE,
-        None | Some("push") | Some("save") | Some("branch") | Some("create") | Some("store") => {
-            &STASH
-        }
+        None | Some("push" | "save" | "branch" | "create" | "store") => &STASH,
         Some(other) => {
             fx.unknown
                 .push(format!("git stash {other} is not in agp's model of git"));

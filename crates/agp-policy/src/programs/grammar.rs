@@ -246,7 +246,7 @@ fn long_opt(
             out.unknown.push(w.text.clone());
             return i;
         }
-        (Arity::Flag, None) | (Arity::Optional, None) => None,
+        (Arity::Flag | Arity::Optional, None) => None,
         (_, Some(v)) => Some(sub_word(w, v)),
         (Arity::Required, None) => {
             let v = args.get(i).cloned();
@@ -390,11 +390,10 @@ mod tests {
             .opts
             .iter()
             .map(|o| {
-                let name = o
-                    .spec
-                    .long
-                    .map(str::to_string)
-                    .unwrap_or_else(|| o.spec.short.map(String::from).unwrap_or_default());
+                let name = o.spec.long.map_or_else(
+                    || o.spec.short.map(String::from).unwrap_or_default(),
+                    str::to_string,
+                );
                 match &o.value {
                     Some(v) => format!("{name}={}", v.text),
                     None => name,
@@ -476,9 +475,12 @@ mod tests {
             assert_eq!(
                 got,
                 (
-                    opts.iter().map(|s| s.to_string()).collect(),
-                    ops.iter().map(|s| s.to_string()).collect(),
-                    unknown.iter().map(|s| s.to_string()).collect()
+                    opts.iter().map(std::string::ToString::to_string).collect(),
+                    ops.iter().map(std::string::ToString::to_string).collect(),
+                    unknown
+                        .iter()
+                        .map(std::string::ToString::to_string)
+                        .collect()
                 ),
                 "{line}"
             );

@@ -230,15 +230,12 @@ fn interpreter(lang: &Lang, args: &[Word]) -> Effects {
     let files = if inline || stdin {
         rest
     } else {
-        match rest.first() {
-            Some(script) => {
-                fx.foreign.push(script.clone());
-                &rest[1..]
-            }
-            None => {
-                stdin = !info;
-                rest
-            }
+        if let Some(script) = rest.first() {
+            fx.foreign.push(script.clone());
+            &rest[1..]
+        } else {
+            stdin = !info;
+            rest
         }
     };
     if stdin && !inline {

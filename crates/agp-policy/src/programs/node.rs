@@ -227,13 +227,13 @@ pub fn model(args: &[Word]) -> Effects {
     match p.operands.first() {
         _ if inline => {}
         Some(s) if s.text == "-" && !s.dynamic => {
-            fx.code("node reads its program from stdin, which cannot be judged")
+            fx.code("node reads its program from stdin, which cannot be judged");
         }
         Some(_) if test => fx.foreign.extend(p.operands.iter().cloned()),
         Some(s) => fx.foreign.push(s.clone()),
         None if info || test => {}
         None => {
-            fx.code("node reads its program from stdin (or starts a REPL), which cannot be judged")
+            fx.code("node reads its program from stdin (or starts a REPL), which cannot be judged");
         }
     }
     fx

@@ -316,7 +316,7 @@ pub fn tar(args: &[Word]) -> Effects {
     }
     for o in parsed.find("checkpoint-action") {
         let action = o.value.as_ref();
-        let t = action.map(|w| w.text.as_str()).unwrap_or("");
+        let t = action.map_or("", |w| w.text.as_str());
         let name = t.split_once('=').map_or(t, |(n, _)| n);
         if action.is_some_and(|w| w.dynamic) || name == "exec" {
             fx.code(format!(
@@ -627,13 +627,13 @@ mod tests {
             assert_eq!(!fx.code.is_empty(), *code, "{argv:?}: {:?}", fx.code);
             let mut r = texts(&fx.reads);
             let mut er: Vec<&str> = reads.to_vec();
-            r.sort();
-            er.sort();
+            r.sort_unstable();
+            er.sort_unstable();
             assert_eq!(r, er, "{argv:?}");
             let mut w = texts(&fx.writes);
             let mut ew: Vec<&str> = writes.to_vec();
-            w.sort();
-            ew.sort();
+            w.sort_unstable();
+            ew.sort_unstable();
             assert_eq!(w, ew, "{argv:?}");
             assert_eq!(fx.unknown.len(), *unknown, "{argv:?}: {:?}", fx.unknown);
         }

@@ -140,12 +140,11 @@ pub fn zip(args: &[Word]) -> Effects {
                 let (n, v) = l
                     .split_once('=')
                     .map_or((l, None), |(n, v)| (n, Some(v.to_string())));
-                match zip_long(n) {
-                    Some(s) => (vec![s.to_string()], v),
-                    None => {
-                        fx.unknown.push(unknown_reason("zip", t));
-                        continue;
-                    }
+                if let Some(s) = zip_long(n) {
+                    (vec![s.to_string()], v)
+                } else {
+                    fx.unknown.push(unknown_reason("zip", t));
+                    continue;
                 }
             } else if zip_opt(&t[1..]).is_some() {
                 (vec![t[1..].to_string()], None)
@@ -206,7 +205,7 @@ pub fn zip(args: &[Word]) -> Effects {
                     }
                 }
                 Z::NamesStdin => {
-                    fx.code("zip -@ reads the names of the files to add from standard input")
+                    fx.code("zip -@ reads the names of the files to add from standard input");
                 }
                 Z::Move => moving = true,
                 Z::Delete => deleting = true,

@@ -119,8 +119,7 @@ fn node_evaluates_code(node: Node<'_>, src: &str, out: &mut Vec<Part>) -> Option
         "binary_expression" if in_test_command(node) => {
             let op = node
                 .child_by_field_name("operator")
-                .map(|o| node_text(o, src))
-                .unwrap_or("");
+                .map_or("", |o| node_text(o, src));
             let arithmetic = matches!(op, "-eq" | "-ne" | "-lt" | "-le" | "-gt" | "-ge");
             let operands_plain = ["left", "right"].iter().all(|f| {
                 node.child_by_field_name(f)
@@ -131,8 +130,7 @@ fn node_evaluates_code(node: Node<'_>, src: &str, out: &mut Vec<Part>) -> Option
         "unary_expression" if in_test_command(node) => {
             let op = node
                 .child_by_field_name("operator")
-                .map(|o| node_text(o, src))
-                .unwrap_or("");
+                .map_or("", |o| node_text(o, src));
             let operand = node.named_child(node.named_child_count().saturating_sub(1));
             let plain_name = operand.is_some_and(|o| {
                 let t = node_text(o, src);
@@ -266,8 +264,7 @@ fn declaration(node: Node<'_>, src: &str, out: &mut Vec<Part>) -> Option<&'stati
     let keyword = node
         .children(&mut cursor)
         .find(|c| !c.is_named())
-        .map(|c| node_text(c, src))
-        .unwrap_or("declare");
+        .map_or("declare", |c| node_text(c, src));
     let mut flags = String::new();
     let mut operands = 0usize;
     let mut cursor = node.walk();

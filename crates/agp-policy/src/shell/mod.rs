@@ -45,7 +45,7 @@ pub struct SimpleCommand {
 impl SimpleCommand {
     /// The program's base name: `/bin/rm` and `rm` are both `rm`.
     pub fn name(&self) -> &str {
-        self.argv.first().map(|w| basename(&w.text)).unwrap_or("")
+        self.argv.first().map_or("", |w| basename(&w.text))
     }
     /// Arguments after the program name.
     pub fn args(&self) -> &[Word] {
@@ -306,7 +306,7 @@ impl Walker {
             "redirected_statement" => self.redirected(node, src, depth),
             "pipeline" => self.pipeline(node, src, depth),
             "file_redirect" | "heredoc_redirect" | "herestring_redirect" => {
-                self.redirect(node, src, depth, None)
+                self.redirect(node, src, depth, None);
             }
             "function_definition" => {
                 if is_fork_bomb(node, src) {
@@ -358,8 +358,7 @@ impl Walker {
             return;
         }
         let value = field(node, grammar().value)
-            .map(|v| words::word_of(v, src))
-            .unwrap_or_else(|| Word::literal(""));
+            .map_or_else(|| Word::literal(""), |v| words::word_of(v, src));
         let assigned = node_text(node, src);
         // `x+=y` appends: the result is not one of the recorded values.
         let value = (!assigned[node_text(name, src).len()..].starts_with("+=")).then_some(value);
@@ -373,8 +372,7 @@ impl Walker {
         if let Some(name) = field(node, grammar().name) {
             let name = node_text(name, src);
             let value = field(node, grammar().value)
-                .map(|v| words::word_of(v, src))
-                .unwrap_or_else(|| Word::literal(""));
+                .map_or_else(|| Word::literal(""), |v| words::word_of(v, src));
             let harmless = !value.dynamic && env::harmless_value(name, &value.text);
             if dangerous_env(name) && !harmless {
                 self.opaque(
@@ -424,7 +422,7 @@ impl Walker {
             }
             match kind(child) {
                 "file_redirect" | "heredoc_redirect" | "herestring_redirect" => {
-                    self.redirect(child, src, depth, consumer)
+                    self.redirect(child, src, depth, consumer);
                 }
                 _ => self.walk(child, src, depth),
             }
@@ -519,7 +517,7 @@ impl Walker {
                             }
                         }
                         "file_redirect" | "herestring_redirect" => {
-                            self.redirect(child, src, depth, consumer)
+                            self.redirect(child, src, depth, consumer);
                         }
                         "heredoc_start" | "heredoc_end" | "heredoc_content" => {}
                         _ => self.walk(child, src, depth),
@@ -600,7 +598,7 @@ impl Walker {
                     self.walk_substitutions(child, src, depth);
                 }
                 "file_redirect" | "herestring_redirect" | "heredoc_redirect" => {
-                    redirects.push(child)
+                    redirects.push(child);
                 }
                 "comment" => {}
                 "subshell" => self.walk(child, src, depth),

@@ -227,27 +227,24 @@ impl Walker {
                     chdir = Some(dir);
                 }
             }
-            match wrapped_start(&argv, &spec, &mut env) {
-                Some(start) => {
-                    for n in &env[before..] {
-                        if dangerous_env(n) {
-                            self.opaque(
-                                text,
-                                format!("setting {n} changes which program runs or what it loads"),
-                            );
-                        }
+            if let Some(start) = wrapped_start(&argv, &spec, &mut env) {
+                for n in &env[before..] {
+                    if dangerous_env(n) {
+                        self.opaque(
+                            text,
+                            format!("setting {n} changes which program runs or what it loads"),
+                        );
                     }
-                    wrappers.push(name);
-                    argv.drain(..start);
                 }
-                None => {
-                    if matches!(name.as_str(), "sudo" | "doas")
-                        && argv.iter().any(|w| matches!(w.text.as_str(), "-s" | "-i"))
-                    {
-                        self.opaque(text, "an interactive root shell cannot be judged");
-                    }
-                    break;
+                wrappers.push(name);
+                argv.drain(..start);
+            } else {
+                if matches!(name.as_str(), "sudo" | "doas")
+                    && argv.iter().any(|w| matches!(w.text.as_str(), "-s" | "-i"))
+                {
+                    self.opaque(text, "an interactive root shell cannot be judged");
                 }
+                break;
             }
         }
 
@@ -383,7 +380,7 @@ impl Walker {
             match args.get(i) {
                 Some(code) if !code.dynamic => {
                     let code = code.text.clone();
-                    self.analyze_source(&code, depth + 1)
+                    self.analyze_source(&code, depth + 1);
                 }
                 Some(_) => self.opaque(text, format!("{name} -c with code only known at run time")),
                 None => self.opaque(text, format!("{name} -c without code")),

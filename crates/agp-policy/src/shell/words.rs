@@ -129,21 +129,20 @@ fn append(node: Node<'_>, src: &str, out: &mut Word, pattern: &mut String, want:
                 append(child, src, out, pattern, want);
             }
         }
-        "ansi_c_string" => match decode_ansi_c(text(node, src)) {
-            Some(decoded) => {
+        "ansi_c_string" => {
+            if let Some(decoded) = decode_ansi_c(text(node, src)) {
                 if want {
                     push_literal(pattern, &decoded);
                 }
                 out.text.push_str(&decoded);
-            }
-            None => {
+            } else {
                 out.dynamic = true;
                 out.text.push_str(text(node, src));
                 if want {
                     pattern.push_str(text(node, src));
                 }
             }
-        },
+        }
         "concatenation" | "command_name" => {
             let mut cursor = node.walk();
             let mut brace_open = false;

@@ -61,7 +61,7 @@ pub(super) fn open_at(dir: Option<&OwnedFd>, path: &Path, directory: bool) -> Op
     if directory {
         flags |= libc::O_DIRECTORY;
     }
-    let base = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    let base = dir.map_or(libc::AT_FDCWD, rustix::fd::AsRawFd::as_raw_fd);
     // SAFETY: openat reads a NUL-terminated path we own; the result is a fresh descriptor.
     let fd = unsafe { libc::openat(base, c.as_ptr(), flags) };
     // SAFETY: a non-negative return is a descriptor owned by nothing else.

@@ -49,7 +49,7 @@ fn our_memory_cgroups() -> Vec<std::path::PathBuf> {
     bases
         .iter()
         .filter_map(|b| std::fs::read_dir(b).ok())
-        .flat_map(|d| d.flatten())
+        .flat_map(std::iter::Iterator::flatten)
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         .map(|e| e.path())
         .collect()
@@ -57,7 +57,9 @@ fn our_memory_cgroups() -> Vec<std::path::PathBuf> {
 
 #[test]
 fn the_session_memory_cgroup_goes_with_the_session() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let fx = Fixture::with_spec(|spec| spec.limits.session_memory_bytes = Some(512 << 20));
     if !fx.session.memory_limit_by_cgroup() {
         // SAFETY: geteuid has no preconditions.
@@ -84,7 +86,9 @@ fn the_session_memory_cgroup_goes_with_the_session() {
 
 #[test]
 fn teardown_kills_leftovers_and_removes_the_session_cgroup() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let fx = Fixture::with_spec(|spec| spec.limits.max_processes = Some(32));
     if !fx.session.process_limit_by_cgroup() {
         // SAFETY: geteuid has no preconditions.

@@ -70,7 +70,7 @@ fn exposing_the_real_home_fails_the_preflight() {
     let err = fx.provider.preflight(&fx.session).unwrap_err();
     match err {
         SandboxError::PreflightFailed(msg) => {
-            assert!(msg.contains("home_canary_unreadable"), "{msg}")
+            assert!(msg.contains("home_canary_unreadable"), "{msg}");
         }
         other => panic!("{other}"),
     }

@@ -161,8 +161,7 @@ impl SlackChannel {
             rx.wait_for(|s| s.connected && s.generation >= generation),
         )
         .await
-        .map(|r| r.is_ok())
-        .unwrap_or(false)
+        .is_ok_and(|r| r.is_ok())
     }
 
     /// Approvals posted before and still undecided (what a restarted daemon should re-request).

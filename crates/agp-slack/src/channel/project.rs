@@ -15,25 +15,22 @@ impl Inner {
         let _lock = self.roots.lock().await;
         let existing = self.db.session_root(session).await?;
         let (text, blocks) = blocks::session_root_blocks(session, body.unwrap_or(&Value::Null));
-        match existing {
-            Some(ts) => {
-                if body.is_some() {
-                    self.api
-                        .update(&self.cfg.channel, &ts, &text, &blocks)
-                        .await?;
-                }
-                Ok(ts)
-            }
-            None => {
-                let ts = self
-                    .api
-                    .post_message(&self.cfg.channel, &text, Some(&blocks), None)
+        if let Some(ts) = existing {
+            if body.is_some() {
+                self.api
+                    .update(&self.cfg.channel, &ts, &text, &blocks)
                     .await?;
-                self.db
-                    .set_session_root(session, &self.cfg.channel, &ts)
-                    .await?;
-                Ok(ts)
             }
+            Ok(ts)
+        } else {
+            let ts = self
+                .api
+                .post_message(&self.cfg.channel, &text, Some(&blocks), None)
+                .await?;
+            self.db
+                .set_session_root(session, &self.cfg.channel, &ts)
+                .await?;
+            Ok(ts)
         }
     }
 

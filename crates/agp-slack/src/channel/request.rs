@@ -68,31 +68,28 @@ impl Inner {
         // and register as its waiter, atomically with respect to clicks.
         let (record, rx, _guard) = {
             let _lock = self.decide.lock().await;
-            let record = match self
+            let record = if let Some(r) = self
                 .db
                 .load_for_call(&request.session, &request.call_id, &request.input_sha256)
                 .await?
             {
-                Some(r) => {
-                    if let Some(outcome) = r.outcome {
-                        return Ok(outcome);
-                    }
-                    tracing::info!(call = %request.call_id, "re-attaching to a Slack approval posted before");
-                    r
+                if let Some(outcome) = r.outcome {
+                    return Ok(outcome);
                 }
-                None => {
-                    let r = PendingRecord {
-                        nonce: new_nonce()?,
-                        request: request.clone(),
-                        channel: self.cfg.channel.clone(),
-                        thread_ts: None,
-                        message_ts: None,
-                        votes: Vec::new(),
-                        outcome: None,
-                    };
-                    self.db.save(&r).await?;
-                    r
-                }
+                tracing::info!(call = %request.call_id, "re-attaching to a Slack approval posted before");
+                r
+            } else {
+                let r = PendingRecord {
+                    nonce: new_nonce()?,
+                    request: request.clone(),
+                    channel: self.cfg.channel.clone(),
+                    thread_ts: None,
+                    message_ts: None,
+                    votes: Vec::new(),
+                    outcome: None,
+                };
+                self.db.save(&r).await?;
+                r
             };
             let (tx, rx) = oneshot::channel();
             self.waiters

@@ -58,7 +58,10 @@ fn config_with(fake: &FakeSlack, approvers: &[&str], group: Option<&str>) -> Sla
         fake::CHANNEL,
     );
     cfg.api_url = fake.api_url();
-    cfg.approvers = approvers.iter().map(|s| s.to_string()).collect();
+    cfg.approvers = approvers
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect();
     cfg.approver_group = group.map(str::to_owned);
     cfg.http_timeout = Duration::from_secs(5);
     cfg.validate().unwrap()

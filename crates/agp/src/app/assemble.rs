@@ -39,9 +39,7 @@ pub struct Assembly {
 }
 
 pub fn policy_path(home: &Home, explicit: Option<&Path>) -> PathBuf {
-    explicit
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| home.policy())
+    explicit.map_or_else(|| home.policy(), Path::to_path_buf)
 }
 
 pub fn load_policy(path: &Path) -> Result<Arc<dyn PolicyEngine>> {
@@ -94,8 +92,7 @@ pub fn sandbox_factory(home: &Home, choice: SandboxChoice) -> Arc<dyn SandboxFac
 pub fn user_home() -> PathBuf {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"))
+        .map_or_else(|| PathBuf::from("/"), PathBuf::from)
 }
 
 /// The name of the user this process runs as: the passwd entry of the effective uid (which the
@@ -114,7 +111,7 @@ pub fn os_user() -> String {
             pwd.as_mut_ptr(),
             buf.as_mut_ptr().cast(),
             buf.len(),
-            &mut found,
+            &raw mut found,
         )
     };
     if rc == 0 && !found.is_null() {

@@ -18,14 +18,13 @@ impl Home {
     /// Resolve the home from `--home`, then `$AGP_HOME` (`cmd::dispatch` fills both into `explicit`), then
     /// `~/.agp`.
     pub fn resolve(explicit: Option<&Path>) -> Result<Self> {
-        let root = match explicit {
-            Some(p) => p.to_path_buf(),
-            None => {
-                let Some(user_home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) else {
-                    bail!("cannot find the agp home: neither --home, AGP_HOME nor HOME is set");
-                };
-                PathBuf::from(user_home).join(".agp")
-            }
+        let root = if let Some(p) = explicit {
+            p.to_path_buf()
+        } else {
+            let Some(user_home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) else {
+                bail!("cannot find the agp home: neither --home, AGP_HOME nor HOME is set");
+            };
+            PathBuf::from(user_home).join(".agp")
         };
         Ok(Self {
             root,

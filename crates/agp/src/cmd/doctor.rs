@@ -91,28 +91,27 @@ pub fn run(home: &Home, args: DoctorArgs) -> Result<Exit> {
 
 fn check_key(home: &Home) -> Check {
     let path = home.signer_key();
-    let meta = match std::fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(_) => {
-            let entries = home.journal_dir().join(agp_journal::ENTRIES_FILE);
-            let started = std::fs::metadata(&entries).is_ok_and(|m| m.len() > 0);
-            let fix = if started {
-                format!(
-                    "restore {} from your backup: the journal in {} was started with it and no \
-                     other key can extend it (or move that journal away, then `{} keygen`)",
-                    path.display(),
-                    home.journal_dir().display(),
-                    home.agp()
-                )
-            } else {
-                format!("run `{} keygen`", home.agp())
-            };
-            return fail(
-                "key",
-                format!("no journal signing key at {}", path.display()),
-                fix,
-            );
-        }
+    let meta = if let Ok(m) = std::fs::symlink_metadata(&path) {
+        m
+    } else {
+        let entries = home.journal_dir().join(agp_journal::ENTRIES_FILE);
+        let started = std::fs::metadata(&entries).is_ok_and(|m| m.len() > 0);
+        let fix = if started {
+            format!(
+                "restore {} from your backup: the journal in {} was started with it and no \
+                 other key can extend it (or move that journal away, then `{} keygen`)",
+                path.display(),
+                home.journal_dir().display(),
+                home.agp()
+            )
+        } else {
+            format!("run `{} keygen`", home.agp())
+        };
+        return fail(
+            "key",
+            format!("no journal signing key at {}", path.display()),
+            fix,
+        );
     };
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -243,8 +242,7 @@ fn check_sandbox(home: &Home, config: &Result<Config>) -> Check {
     // A fresh scratch repository outside the agp home (the provider refuses one inside it).
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+        .map_or(0, |d| d.subsec_nanos());
     let scratch = std::env::temp_dir().join(format!("agp-doctor-{}-{nanos}", std::process::id()));
     if let Err(e) = std::fs::create_dir(&scratch) {
         return fail(

@@ -109,9 +109,7 @@ fn merge(mut settings: Value, command: &str) -> Result<Value> {
 fn write_atomically(path: &Path, value: &Value) -> Result<()> {
     let dir = path.parent().context("settings path has no directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mode = std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(0o644);
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(serde_json::to_string_pretty(value)?.as_bytes())?;
     tmp.write_all(b"\n")?;

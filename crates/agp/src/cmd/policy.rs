@@ -119,18 +119,17 @@ pub fn run(home: &Home, args: PolicyArgs) -> Result<Exit> {
 }
 
 fn policy_path(home: &Home, file: Option<&Path>) -> Result<PathBuf> {
-    match file {
-        Some(f) => Ok(f.to_path_buf()),
-        None => {
-            let p = home.policy();
-            if !p.is_file() {
-                bail!(
-                    "no policy at {} (run `agp init`, or pass a policy file)",
-                    p.display()
-                );
-            }
-            Ok(p)
+    if let Some(f) = file {
+        Ok(f.to_path_buf())
+    } else {
+        let p = home.policy();
+        if !p.is_file() {
+            bail!(
+                "no policy at {} (run `agp init`, or pass a policy file)",
+                p.display()
+            );
         }
+        Ok(p)
     }
 }
 
@@ -417,16 +416,15 @@ fn import(settings: &Path, output: Option<&Path>, json: bool) -> Result<Exit> {
     for warning in &imported.warnings {
         eprintln!("agp: warning: {warning}");
     }
-    match output {
-        Some(out) => {
-            eprintln!(
-                "wrote {} rule(s) to {} (check it with `agp policy check {}`)",
-                imported.rules,
-                out.display(),
-                out.display()
-            );
-        }
-        None => print!("{}", imported.toml),
+    if let Some(out) = output {
+        eprintln!(
+            "wrote {} rule(s) to {} (check it with `agp policy check {}`)",
+            imported.rules,
+            out.display(),
+            out.display()
+        );
+    } else {
+        print!("{}", imported.toml)
     }
     Ok(Exit::Ok)
 }

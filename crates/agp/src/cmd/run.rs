@@ -115,9 +115,7 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
     };
     let repo = std::fs::canonicalize(&repo_arg)
         .with_context(|| format!("repository {}", repo_arg.display()))?;
-    let user_home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"));
+    let user_home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
     let intendant = ScriptedIntendant::new(script, user_home);
 
     let out = Out { json: args.json };

@@ -106,7 +106,9 @@ struct AgentProcess {
 
 impl AgentProcess {
     fn lock(&self) -> std::sync::MutexGuard<'_, (Option<u32>, bool)> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Marks the run interrupted and signals the agent (its sandbox dies with it).
@@ -166,8 +168,7 @@ fn host_env(names: &[&str]) -> Vec<(String, String)> {
 fn codex_home(user_home: &Path) -> PathBuf {
     std::env::var_os("CODEX_HOME")
         .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| user_home.join(".codex"))
+        .map_or_else(|| user_home.join(".codex"), PathBuf::from)
 }
 
 /// The configured model provider's base URL and key variable, from the user's Codex config.

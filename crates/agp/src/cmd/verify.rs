@@ -87,8 +87,7 @@ pub fn run(home: &Home, args: VerifyArgs) -> Result<Exit> {
                 report.sealed_size,
                 report
                     .active_key()
-                    .map(|k| k.id_hex())
-                    .unwrap_or_else(|| key.id_hex()),
+                    .map_or_else(|| key.id_hex(), agp_journal::VerifierKey::id_hex),
                 if warnings > 0 {
                     format!(
                         " ({warnings} warning{})",

@@ -268,7 +268,7 @@ fn claude_code_dies_with_agp_run_killed_mid_approval() {
     let in_repo = || -> Vec<String> {
         std::fs::read_dir("/proc")
             .unwrap()
-            .filter_map(|e| e.ok())
+            .filter_map(std::result::Result::ok)
             .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
             .filter(|e| std::fs::read_link(e.path().join("cwd")).ok().as_deref() == Some(&repo))
             .map(|e| e.file_name().to_string_lossy().into_owned())

@@ -113,7 +113,7 @@ fn fake_daemon(reply: Option<&'static [u8]>) -> (tempfile::TempDir, std::path::P
             }
             // Hold the connection open without answering further.
             let mut rest = String::new();
-            while r.read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {}
+            while r.read_line(&mut rest).is_ok_and(|n| n > 0) {}
         }
     });
     (dir, path)

@@ -52,7 +52,7 @@ const CASES: &[Case] = &[
                 let ts = v["ts"].as_str().unwrap().to_string();
                 let earlier = format!("2001{}", &ts[4..]);
                 l.replace(&ts, &earlier)
-            })
+            });
         },
         exit: Some(1),
         errors: Some(&["CHAIN_BROKEN", "ROOT_MISMATCH"]),
@@ -136,7 +136,7 @@ const CASES: &[Case] = &[
         tamper: |h| {
             set_line(h, 5, |l| {
                 l.replacen("{\"body\":", "{\"kind\":\"approval.granted\",\"body\":", 1)
-            })
+            });
         },
         exit: Some(1),
         errors: Some(&["CHAIN_BROKEN", "DUPLICATE_KEY", "ROOT_MISMATCH"]),
@@ -224,7 +224,7 @@ fn checkpoints_resigned_by_another_key_are_rejected() {
     let resigned: Vec<String> = split_notes(&cps)
         .iter()
         .map(|n| {
-            let text = &n[..n.find("\n\n").unwrap() + 1];
+            let text = &n[..=n.find("\n\n").unwrap()];
             attacker.sign_note(text).unwrap()
         })
         .collect();

@@ -304,7 +304,7 @@ fn run_on_pty(
                 Ok(0) => break,
                 Ok(n) => text.lock().unwrap().extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(5))
+                    std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(_) => break,
             }

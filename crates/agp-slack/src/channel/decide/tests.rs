@@ -269,7 +269,7 @@ fn every_exit_of_a_click() {
             |c| {
                 c.record.as_mut().unwrap().outcome = Some(ApprovalOutcome::Granted {
                     by: vec![approver("U2")],
-                })
+                });
             },
             Expect::Reject(Replayed),
         ),
@@ -278,7 +278,7 @@ fn every_exit_of_a_click() {
             |c| {
                 c.record.as_mut().unwrap().outcome = Some(ApprovalOutcome::Unavailable {
                     reason: "down".into(),
-                })
+                });
             },
             Expect::Reject(Replayed),
         ),

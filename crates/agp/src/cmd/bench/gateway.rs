@@ -126,8 +126,7 @@ pub(super) fn percentile(sorted: &[Duration], p: f64) -> f64 {
 pub(super) fn start(durability: &str) -> Result<(Bench, PathBuf, String)> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+        .map_or(0, |d| d.subsec_nanos());
     let dir = std::env::temp_dir().join(format!("agp-bench-gw-{}-{nanos}", std::process::id()));
     let mut bench = Bench {
         dir: dir.clone(),
@@ -264,7 +263,7 @@ pub fn run(args: GatewayBenchArgs) -> Result<Exit> {
     let (bench, socket, admin) = start(&args.durability)?;
     // Idle: started, nothing served yet.
     std::thread::sleep(Duration::from_millis(500));
-    let pid = bench.daemon.as_ref().map(Child::id).unwrap_or(0);
+    let pid = bench.daemon.as_ref().map_or(0, Child::id);
     let idle_rss_mb = rss_mb(pid)?;
     let repo = bench.dir.join("repo");
 
@@ -291,7 +290,7 @@ pub fn run(args: GatewayBenchArgs) -> Result<Exit> {
         concurrency: args.concurrency,
         p50_ms: percentile(&all, 0.50),
         p99_ms: percentile(&all, 0.99),
-        max_ms: all.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+        max_ms: all.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         calls_per_sec,
         single_client_p50_ms: percentile(&single, 0.50),
         single_client_p99_ms: single_p99,

@@ -72,7 +72,7 @@ fn stand_in() -> Result<(tempfile::TempDir, std::path::PathBuf)> {
             let mut reader = BufReader::new(read_half);
             let mut writer = stream;
             let mut line = String::new();
-            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
                 let msg: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
                 let reply = match msg["type"].as_str() {
                     Some("hello") => {

@@ -47,32 +47,28 @@ pub struct BenchDir {
 
 impl BenchDir {
     pub fn new(out: Option<&Path>) -> Result<Self> {
-        match out {
-            Some(p) => {
-                if p.exists() && std::fs::read_dir(p)?.next().is_some() {
-                    bail!("{} is not empty", p.display());
-                }
-                std::fs::create_dir_all(p)
-                    .with_context(|| format!("cannot create {}", p.display()))?;
-                Ok(Self {
-                    path: p.to_path_buf(),
-                    temporary: false,
-                })
+        if let Some(p) = out {
+            if p.exists() && std::fs::read_dir(p)?.next().is_some() {
+                bail!("{} is not empty", p.display());
             }
-            None => {
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos();
-                let path =
-                    std::env::temp_dir().join(format!("agp-bench-{}-{nanos}", std::process::id()));
-                std::fs::create_dir(&path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-                Ok(Self {
-                    path,
-                    temporary: true,
-                })
-            }
+            std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+            Ok(Self {
+                path: p.to_path_buf(),
+                temporary: false,
+            })
+        } else {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            let path =
+                std::env::temp_dir().join(format!("agp-bench-{}-{nanos}", std::process::id()));
+            std::fs::create_dir(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            Ok(Self {
+                path,
+                temporary: true,
+            })
         }
     }
 }

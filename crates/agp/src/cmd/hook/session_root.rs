@@ -29,18 +29,17 @@ pub fn session_root(project: Option<&Path>, cwd: Option<&str>, run_dir: &Path) -
                 .find(|d| d.join(".git").symlink_metadata().is_ok())
                 .map(Path::to_path_buf)
         });
-    match found {
-        Some(root) => Ok(root),
-        None => {
-            use std::os::unix::fs::DirBuilderExt;
-            let none = run_dir.join("no-project");
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&none)
-                .with_context(|| format!("cannot create {}", none.display()))?;
-            Ok(none)
-        }
+    if let Some(root) = found {
+        Ok(root)
+    } else {
+        use std::os::unix::fs::DirBuilderExt;
+        let none = run_dir.join("no-project");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&none)
+            .with_context(|| format!("cannot create {}", none.display()))?;
+        Ok(none)
     }
 }
 

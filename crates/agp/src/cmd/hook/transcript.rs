@@ -15,7 +15,7 @@ pub(super) fn codex_call_failed(transcript: &Path, id: &str) -> bool {
     let Ok(mut f) = std::fs::File::open(transcript) else {
         return false;
     };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let len = f.metadata().map_or(0, |m| m.len());
     let mut text = String::new();
     if f.seek(SeekFrom::Start(len.saturating_sub(TRANSCRIPT_TAIL)))
         .and_then(|_| f.take(TRANSCRIPT_TAIL).read_to_string(&mut text))

@@ -96,8 +96,7 @@ fn installed(client: Client, what: &str, package: &str) -> Option<Client> {
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(client.version))
-        .unwrap_or(false);
+        .is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains(client.version));
     if ok && client.launcher.exists() {
         return Some(client);
     }
@@ -308,8 +307,10 @@ pub fn result_for(results: &[(String, String, Option<bool>)], harness_id: &str) 
     results
         .iter()
         .find(|(id, _, _)| id == harness_id)
-        .map(|(_, t, _)| t.clone())
-        .unwrap_or_else(|| panic!("the model never got a result for {harness_id}: {results:?}"))
+        .map_or_else(
+            || panic!("the model never got a result for {harness_id}: {results:?}"),
+            |(_, t, _)| t.clone(),
+        )
 }
 
 /// A path outside everything the sandbox binds, which exists on the host.
