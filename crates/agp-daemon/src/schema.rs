@@ -86,10 +86,10 @@ pub const OLDEST_READABLE: i64 = 1;
 /// Creates the database file 0600 if it does not exist yet: SQLite gives its -wal and -shm
 /// files the database file's mode, and the file holds session tokens' hashes and approvals.
 pub fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
     if path.exists() {
         return Ok(());
     }
-    use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

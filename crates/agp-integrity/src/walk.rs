@@ -346,9 +346,8 @@ impl Walker<'_> {
         if meta.problems.is_empty() {
             return;
         }
-        let st = match rustix::fs::fstat(fd) {
-            Ok(st) => st,
-            Err(_) => return,
+        let Ok(st) = rustix::fs::fstat(fd) else {
+            return;
         };
         let mut fp = fingerprint(&st, Some(meta.digest));
         (fp.mode, fp.ctime, fp.ctime_nsec) = (0, 0, 0);

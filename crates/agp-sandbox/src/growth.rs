@@ -132,14 +132,8 @@ impl RepoGrowth {
 
 /// Bytes in use on the filesystem holding `path`.
 fn fs_used(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes into a zeroed struct we own, reading a NUL-terminated path.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &raw mut st) } != 0 {
-        return None;
-    }
-    Some((st.f_blocks - st.f_bfree) as u64 * st.f_frsize as u64)
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some(st.f_blocks.saturating_sub(st.f_bfree) * st.f_frsize)
 }
 
 /// Bytes allocated on disk under `root`, without following symlinks or crossing mounts;

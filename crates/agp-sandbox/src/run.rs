@@ -60,7 +60,7 @@ fn drain(mut from: impl Read + Send + 'static, cap: usize) -> Shared {
                         s.truncated = true;
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => break,
             }
         }
@@ -95,22 +95,20 @@ fn take(sink: &Shared, deadline: Instant) -> (Vec<u8>, bool) {
 /// Block until the child has exited without reaping it, so its pid stays valid for a kill.
 fn exited_signal(pid: u32) -> mpsc::Receiver<()> {
     let (tx, rx) = mpsc::channel();
-    thread::spawn(move || loop {
-        // SAFETY: waitid writes into a zeroed siginfo we own; WNOWAIT leaves the child
-        // unreaped so `Child::wait` still owns reaping.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &raw mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            let _ = tx.send(());
-            return;
+    thread::spawn(move || {
+        use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
+        // WNOWAIT leaves the child unreaped, so `Child::wait` still owns reaping.
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
+        let id = i32::try_from(pid).ok().and_then(Pid::from_raw);
+        while let Some(pid) = id {
+            if !matches!(
+                waitid(WaitId::Pid(pid), options),
+                Err(rustix::io::Errno::INTR)
+            ) {
+                break;
+            }
         }
+        let _ = tx.send(());
     });
     rx
 }
@@ -140,6 +138,13 @@ pub(crate) fn run(
     let started = Instant::now();
     let mut child: Child = cmd.spawn()?;
     let pid = child.id();
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        // Both were set to `Stdio::piped()` above; should that ever not hold, the child is
+        // not left running unobserved.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(std::io::Error::other("the command's output pipes are missing").into());
+    };
 
     if let (Some(mut pipe), Some(input)) = (child.stdin.take(), stdin) {
         let input = input.to_vec();
@@ -148,8 +153,8 @@ pub(crate) fn run(
             let _ = pipe.write_all(&input);
         });
     }
-    let out = drain(child.stdout.take().expect("stdout piped"), cap);
-    let err = drain(child.stderr.take().expect("stderr piped"), cap);
+    let out = drain(stdout, cap);
+    let err = drain(stderr, cap);
 
     let exited = exited_signal(pid);
     let deadline = started + timeout;

@@ -64,7 +64,7 @@ pub(crate) fn find(repo: &Path) -> Result<Vec<PathBuf>, SandboxError> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| refuse(repo, format!("cannot open it: {e}")))?;
+    .map_err(|e| refuse(repo, &format!("cannot open it: {e}")))?;
     let mut walk = Walk {
         repo,
         entries: 0,
@@ -74,7 +74,7 @@ pub(crate) fn find(repo: &Path) -> Result<Vec<PathBuf>, SandboxError> {
     Ok(walk.found)
 }
 
-fn refuse(repo: &Path, why: String) -> SandboxError {
+fn refuse(repo: &Path, why: &str) -> SandboxError {
     SandboxError::Refused(format!(
         "cannot prove the repository {} holds no host Unix socket the sandbox could connect \
          to ({why}); remove or move what is named, or run the agent on a smaller checkout",
@@ -93,7 +93,7 @@ impl Walk<'_> {
         if depth > MAX_DEPTH {
             return Err(refuse(
                 self.repo,
-                format!(
+                &format!(
                     "{} is nested deeper than {MAX_DEPTH} directories",
                     path.display()
                 ),
@@ -108,7 +108,7 @@ impl Walk<'_> {
                     Err(e) => {
                         return Err(refuse(
                             self.repo,
-                            format!("cannot examine {}: {e}", path.join(&name).display()),
+                            &format!("cannot examine {}: {e}", path.join(&name).display()),
                         ))
                     }
                 },
@@ -119,7 +119,7 @@ impl Walk<'_> {
                     if self.found.len() >= MAX_SOCKETS {
                         return Err(refuse(
                             self.repo,
-                            format!(
+                            &format!(
                                 "more than {MAX_SOCKETS} sockets, the last at {}",
                                 path.join(&name).display()
                             ),
@@ -139,7 +139,7 @@ impl Walk<'_> {
                         Err(e) => {
                             return Err(refuse(
                                 self.repo,
-                                format!("cannot read {}: {e}", path.join(&name).display()),
+                                &format!("cannot read {}: {e}", path.join(&name).display()),
                             ))
                         }
                     };
@@ -157,7 +157,7 @@ impl Walk<'_> {
         path: &Path,
     ) -> Result<Vec<(OsString, FileType)>, SandboxError> {
         let unreadable =
-            |e: Errno| refuse(self.repo, format!("cannot read {}: {e}", path.display()));
+            |e: Errno| refuse(self.repo, &format!("cannot read {}: {e}", path.display()));
         let mut out = Vec::new();
         for entry in Dir::read_from(fd).map_err(unreadable)? {
             let entry = entry.map_err(unreadable)?;
@@ -170,7 +170,7 @@ impl Walk<'_> {
             if self.entries > MAX_ENTRIES {
                 return Err(refuse(
                     self.repo,
-                    format!("it holds more than {MAX_ENTRIES} entries"),
+                    &format!("it holds more than {MAX_ENTRIES} entries"),
                 ));
             }
             // Only what the walk acts on is kept (most entries are files).

@@ -207,13 +207,7 @@ impl Mediator {
         }
     }
 
-    fn deny(
-        &self,
-        id: &str,
-        input_sha256: &str,
-        reason: String,
-        rule_id: Option<String>,
-    ) -> CallReply {
+    fn deny(id: &str, input_sha256: &str, reason: String, rule_id: Option<String>) -> CallReply {
         CallReply {
             verdict: VerdictMessage {
                 id: id.to_owned(),
@@ -228,9 +222,9 @@ impl Mediator {
         }
     }
 
-    fn journal_failed(&self, id: &str, hash: &str, e: &JournalError) -> CallReply {
+    fn journal_failed(id: &str, hash: &str, e: &JournalError) -> CallReply {
         tracing::error!("journal append failed, denying call {id}: {e}");
-        self.deny(
+        Self::deny(
             id,
             hash,
             format!("agp could not record this call in its journal ({e}); denied"),
@@ -297,7 +291,7 @@ impl Mediator {
                 };
                 self.project(CallDenied::KIND, Some(&session.id), denied.to_body())
                     .await;
-                return Ok(self.deny(
+                return Ok(Self::deny(
                     &call.id,
                     &input_sha256,
                     format!("denied by agp policy: {}", verdict.reason),
@@ -318,7 +312,7 @@ impl Mediator {
                     };
                     self.project(CallDenied::KIND, Some(&session.id), denied.to_body())
                         .await;
-                    return Ok(self.deny(
+                    return Ok(Self::deny(
                         &call.id,
                         &input_sha256,
                         end.reason,
@@ -452,7 +446,7 @@ impl Mediator {
             ),
         ];
         if let Err(e) = self.parts.journal.append_batch(&events) {
-            return Ok(Front::Replied(self.journal_failed(
+            return Ok(Front::Replied(Self::journal_failed(
                 &call.id,
                 &input_sha256,
                 &e,
@@ -509,8 +503,8 @@ impl Mediator {
             ),
         ];
         if let Err(e) = self.parts.journal.append_batch(&events) {
-            return self.journal_failed(&call.id, "", &e);
+            return Self::journal_failed(&call.id, "", &e);
         }
-        self.deny(&call.id, "", reason, Some("agp.invalid-input".into()))
+        Self::deny(&call.id, "", reason, Some("agp.invalid-input".into()))
     }
 }
