@@ -24,6 +24,7 @@
 mod gitmeta;
 mod neutralize;
 mod repoconfig;
+pub mod tree;
 mod walk;
 
 use std::collections::BTreeMap;
