@@ -201,6 +201,13 @@ fn planted_git_metadata_is_quarantined_and_benign_nested_repos_kept() {
     assert!(find(&r, "nested/.git", Kind::NestedGitMetadata)
         .detail
         .contains("hooks/pre-commit"));
+    // Examined once as a nested .git directory, never again as a bare-repository shape.
+    let nested: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|x| x.path == "nested/.git")
+        .collect();
+    assert_eq!(nested.len(), 1, "{nested:#?}");
     assert!(find(&r, "evilgit", Kind::NestedGitMetadata)
         .detail
         .contains("core.fsmonitor"));

@@ -101,7 +101,11 @@ impl Visit for Walker<'_> {
         rel: &Path,
         names: &[(OsString, FileType)],
     ) -> ControlFlow<()> {
-        if !in_repo_git(rel) && !rel.as_os_str().is_empty() {
+        // A `.git` directory itself is examined as one when it is met (see `opened`).
+        if !in_repo_git(rel)
+            && !rel.as_os_str().is_empty()
+            && rel.file_name() != Some(OsStr::new(".git"))
+        {
             let has = |n: &str| names.iter().any(|(x, _)| x.as_os_str() == n);
             // git's own test for a git directory: HEAD plus objects/ and refs/ (or a
             // commondir that supplies them).
