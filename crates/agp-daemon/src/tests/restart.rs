@@ -11,13 +11,7 @@ fn pending_approvals_survive_a_restart_and_are_settled() {
     std::thread::sleep(Duration::from_millis(500));
 
     // Second daemon: the approval expired while it was down → approval.timeout, recovered.
-    let f = Fixture::with(
-        dir,
-        repo,
-        config,
-        journal.clone(),
-        Arc::new(QueueChannel::default()),
-    );
+    let f = Fixture::after(dir, repo, config, &journal);
     let timeouts = journal.of("approval.timeout");
     assert_eq!(timeouts.len(), 1, "{}", journal.dump());
     assert_eq!(timeouts[0]["call_id"], "p1");
@@ -32,15 +26,10 @@ fn a_pending_approval_within_its_time_is_reattached_after_restart() {
     let journal = Arc::new(MemJournal::default());
     die_with_a_pending_approval(&config, &repo, &journal);
 
-    let channel = Arc::new(QueueChannel::default());
-    channel
-        .answers
-        .lock()
-        .unwrap()
-        .push_back(ApprovalOutcome::Denied {
-            by: human("carol"),
-            reason: None,
-        });
+    let channel = QueueChannel::answering(ApprovalOutcome::Denied {
+        by: human("carol"),
+        reason: None,
+    });
     let f = Fixture::with(dir, repo, config, journal.clone(), channel.clone());
     f.rt.block_on(f.daemon.settle_recovered());
     assert_eq!(channel.asked.load(Ordering::SeqCst), 1);
@@ -56,13 +45,7 @@ fn expired_leases_are_reaped_on_start() {
     let journal = Arc::new(MemJournal::default());
     let id = a_session_of_a_stopped_daemon(&config, &repo, &journal).id;
     std::thread::sleep(Duration::from_millis(300));
-    let _f = Fixture::with(
-        dir,
-        repo,
-        config,
-        journal.clone(),
-        Arc::new(QueueChannel::default()),
-    );
+    let _f = Fixture::after(dir, repo, config, &journal);
     let reaped = journal.of("session.reaped");
     assert_eq!(reaped.len(), 1);
     assert_eq!(reaped[0]["session"], id.as_str());
@@ -86,13 +69,7 @@ fn a_reaped_session_is_checked_against_the_snapshot_taken_when_it_opened() {
     let id = a_session_of_a_stopped_daemon(&config, &repo, &journal).id;
     mkfifo(&repo.join("planted"));
     std::thread::sleep(Duration::from_millis(300));
-    let _f = Fixture::with(
-        dir,
-        repo.clone(),
-        config.clone(),
-        journal.clone(),
-        Arc::new(QueueChannel::default()),
-    );
+    let _f = Fixture::after(dir, repo.clone(), config.clone(), &journal);
     let checked = journal.of("session.integrity");
     assert_eq!(checked.len(), 1, "{}", journal.dump());
     assert_eq!(checked[0]["session"], id.as_str());
@@ -119,13 +96,7 @@ fn a_live_session_of_a_dead_daemon_is_taken_over_with_a_new_fencing_token() {
     let opened = a_session_of_a_stopped_daemon(&config, &repo, &journal);
 
     // Within the lease: not reaped; the token still works and the new daemon takes the lease.
-    let f = Fixture::with(
-        dir,
-        repo,
-        config,
-        journal.clone(),
-        Arc::new(QueueChannel::default()),
-    );
+    let f = Fixture::after(dir, repo, config, &journal);
     assert!(journal.of("session.reaped").is_empty());
     let mut c = f.client(&opened.token);
     assert!(c.request(&bash("t1", "ls")).unwrap().is_allow());
@@ -150,14 +121,9 @@ fn a_later_daemon_ends_an_ephemeral_daemons_session_without_asking_again() {
     die_with_a_pending_approval(&config, &repo, &journal);
 
     // A channel that would grant at once: it must never be asked for the dead session.
-    let channel = Arc::new(QueueChannel::default());
-    channel
-        .answers
-        .lock()
-        .unwrap()
-        .push_back(ApprovalOutcome::Granted {
-            by: vec![human("carol")],
-        });
+    let channel = QueueChannel::answering(ApprovalOutcome::Granted {
+        by: vec![human("carol")],
+    });
     let f = Fixture::with(dir, repo, config, journal.clone(), channel.clone());
     f.rt.block_on(f.daemon.settle_recovered());
     assert_eq!(channel.asked.load(Ordering::SeqCst), 0);
