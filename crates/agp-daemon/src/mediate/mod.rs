@@ -433,19 +433,7 @@ impl Mediator {
             policy_sha256: verdict.policy_sha256.clone(),
             parts: Some(verdict.parts.clone()),
         };
-        let events = [
-            (
-                ToolCallRequested::KIND,
-                Some(session.id.as_str()),
-                requested.to_body(),
-            ),
-            (
-                PolicyDecided::KIND,
-                Some(session.id.as_str()),
-                decided.to_body(),
-            ),
-        ];
-        if let Err(e) = self.parts.journal.append_batch(&events) {
+        if let Err(e) = self.journal_judged(session, &requested, &decided) {
             return Ok(Front::Replied(Self::journal_failed(
                 &call.id,
                 &input_sha256,
@@ -458,6 +446,21 @@ impl Mediator {
             redacted,
             verdict,
         })
+    }
+
+    /// A call's request and the policy's decision on it, as one batch.
+    fn journal_judged(
+        &self,
+        session: &SessionState,
+        requested: &ToolCallRequested,
+        decided: &PolicyDecided,
+    ) -> Result<(), JournalError> {
+        let session = Some(session.id.as_str());
+        self.parts.journal.append_batch(&[
+            (ToolCallRequested::KIND, session, requested.to_body()),
+            (PolicyDecided::KIND, session, decided.to_body()),
+        ])?;
+        Ok(())
     }
 
     /// A call whose input cannot be hashed canonically (floats, non-object) cannot be bound to an
@@ -490,19 +493,7 @@ impl Mediator {
             policy_sha256: self.parts.policy.policy_sha256(),
             parts: None,
         };
-        let events = [
-            (
-                ToolCallRequested::KIND,
-                Some(session.id.as_str()),
-                requested.to_body(),
-            ),
-            (
-                PolicyDecided::KIND,
-                Some(session.id.as_str()),
-                decided.to_body(),
-            ),
-        ];
-        if let Err(e) = self.parts.journal.append_batch(&events) {
+        if let Err(e) = self.journal_judged(session, &requested, &decided) {
             return Self::journal_failed(&call.id, "", &e);
         }
         Self::deny(&call.id, "", reason, Some("agp.invalid-input".into()))

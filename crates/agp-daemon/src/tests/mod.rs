@@ -135,6 +135,19 @@ impl ApprovalChannel for QueueChannel {
     }
 }
 
+/// What a command run on the host by a test sandbox did.
+pub(crate) fn exec_output(out: std::process::Output) -> ExecOutput {
+    ExecOutput {
+        exit_code: out.status.code(),
+        stdout: out.stdout,
+        stderr: out.stderr,
+        timed_out: false,
+        duration_ms: 0,
+        truncated: false,
+        ..Default::default()
+    }
+}
+
 /// Runs commands on the host (isolates nothing): enough for the loop's tests.
 struct HostProvider;
 
@@ -148,15 +161,7 @@ impl SandboxProvider for HostProvider {
             .args(&r.argv[1..])
             .current_dir(&r.cwd)
             .output()?;
-        Ok(ExecOutput {
-            exit_code: out.status.code(),
-            stdout: out.stdout,
-            stderr: out.stderr,
-            timed_out: false,
-            duration_ms: 0,
-            truncated: false,
-            ..Default::default()
-        })
+        Ok(exec_output(out))
     }
     fn teardown(&self, _s: PathBuf) -> Result<(), SandboxError> {
         Ok(())
