@@ -249,23 +249,24 @@ impl Walker<'_> {
 
     fn regular(&mut self, dir: BorrowedFd<'_>, name: &OsStr, rel: &Path, st: &Stat) {
         let mode = st.st_mode as u32;
-        if mode & 0o4000 != 0 {
-            let detail = format!("setuid (mode {:o}, owner uid {})", mode & 0o7777, st.st_uid);
-            self.item(
-                rel.to_path_buf(),
+        for (bit, kind, what, id) in [
+            (
+                0o4000,
                 Kind::Setuid,
-                detail,
-                fingerprint(st, None),
-            );
-        }
-        if mode & 0o2000 != 0 {
-            let detail = format!("setgid (mode {:o}, group gid {})", mode & 0o7777, st.st_gid);
-            self.item(
-                rel.to_path_buf(),
+                "setuid",
+                format!("owner uid {}", st.st_uid),
+            ),
+            (
+                0o2000,
                 Kind::Setgid,
-                detail,
-                fingerprint(st, None),
-            );
+                "setgid",
+                format!("group gid {}", st.st_gid),
+            ),
+        ] {
+            if mode & bit != 0 {
+                let detail = format!("{what} (mode {:o}, {id})", mode & 0o7777);
+                self.item(rel.to_path_buf(), kind, detail, fingerprint(st, None));
+            }
         }
         if rustix::fs::lgetxattr_query(fd_path(dir, name), "security.capability").is_ok() {
             let detail = "carries file capabilities (security.capability)".to_owned();

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use agp_contracts::sandbox::SandboxError;
+use agp_contracts::sandbox::{ExecOutput, SandboxError};
 
 /// How long to wait for output pipes to close after the process is gone (a descendant that
 /// escaped the process group may hold them; only possible without a sandbox).
@@ -24,6 +24,22 @@ pub(crate) struct Captured {
     /// The watcher asked for the command to be stopped (and it was killed).
     pub stopped: bool,
     pub duration: Duration,
+}
+
+impl Captured {
+    /// What the command did, as a provider reports it (limits and git scrubbing are the
+    /// caller's to add).
+    pub(crate) fn into_output(self, exit_code: Option<i32>) -> ExecOutput {
+        ExecOutput {
+            exit_code,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            timed_out: self.timed_out,
+            duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+            truncated: self.truncated,
+            ..ExecOutput::default()
+        }
+    }
 }
 
 /// How often a watcher is asked whether the command must stop.
