@@ -282,42 +282,23 @@ impl Mediator {
         let approved_by = match verdict.decision {
             Decision::Allow => None,
             Decision::Deny => {
-                let denied = ev::CallDenied {
-                    call_id: call.id.clone(),
-                    tool: call.tool.clone(),
-                    input: redacted,
-                    reason: verdict.reason.clone(),
-                    rule_id: verdict.rule_id.clone(),
-                };
-                self.project(CallDenied::KIND, Some(&session.id), denied.to_body())
+                let told = format!("denied by agp policy: {}", verdict.reason);
+                let denied = (verdict.reason.clone(), told);
+                let reply = self
+                    .denied(session, &call, &input_sha256, redacted, &verdict, denied)
                     .await;
-                return Ok(Self::deny(
-                    &call.id,
-                    &input_sha256,
-                    format!("denied by agp policy: {}", verdict.reason),
-                    verdict.rule_id.clone(),
-                ));
+                return Ok(reply);
             }
             Decision::Require => {
                 let end = self
                     .approve(session, &call, &input_sha256, &redacted, &verdict, &abandon)
                     .await;
                 if !end.granted {
-                    let denied = ev::CallDenied {
-                        call_id: call.id.clone(),
-                        tool: call.tool.clone(),
-                        input: redacted,
-                        reason: end.reason.clone(),
-                        rule_id: verdict.rule_id.clone(),
-                    };
-                    self.project(CallDenied::KIND, Some(&session.id), denied.to_body())
+                    let denied = (end.reason.clone(), end.reason);
+                    let reply = self
+                        .denied(session, &call, &input_sha256, redacted, &verdict, denied)
                         .await;
-                    return Ok(Self::deny(
-                        &call.id,
-                        &input_sha256,
-                        end.reason,
-                        verdict.rule_id.clone(),
-                    ));
+                    return Ok(reply);
                 }
                 end.by
             }
@@ -446,6 +427,28 @@ impl Mediator {
             redacted,
             verdict,
         })
+    }
+
+    /// A denied call: the channel is told `reason`, the agent `told`.
+    async fn denied(
+        &self,
+        session: &SessionState,
+        call: &ToolCall,
+        input_sha256: &str,
+        redacted: Value,
+        verdict: &Verdict,
+        (reason, told): (String, String),
+    ) -> CallReply {
+        let denied = ev::CallDenied {
+            call_id: call.id.clone(),
+            tool: call.tool.clone(),
+            input: redacted,
+            reason,
+            rule_id: verdict.rule_id.clone(),
+        };
+        self.project(CallDenied::KIND, Some(&session.id), denied.to_body())
+            .await;
+        Self::deny(&call.id, input_sha256, told, verdict.rule_id.clone())
     }
 
     /// A call's request and the policy's decision on it, as one batch.
