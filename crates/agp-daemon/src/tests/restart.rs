@@ -2,11 +2,19 @@
 
 use super::*;
 
+/// A home for daemons that follow one another: its repository, the config `edit` makes, and
+/// the journal they all write.
+fn home(
+    edit: impl FnOnce(&mut DaemonConfig),
+) -> (tempfile::TempDir, PathBuf, DaemonConfig, Arc<MemJournal>) {
+    let (dir, repo, mut config) = world();
+    edit(&mut config);
+    (dir, repo, config, Arc::new(MemJournal::default()))
+}
+
 #[test]
 fn pending_approvals_survive_a_restart_and_are_settled() {
-    let (dir, repo, mut config) = world();
-    config.approval_timeout = Duration::from_millis(400);
-    let journal = Arc::new(MemJournal::default());
+    let (dir, repo, config, journal) = home(|c| c.approval_timeout = Duration::from_millis(400));
     die_with_a_pending_approval(&config, &repo, &journal);
     std::thread::sleep(Duration::from_millis(500));
 
@@ -21,9 +29,7 @@ fn pending_approvals_survive_a_restart_and_are_settled() {
 
 #[test]
 fn a_pending_approval_within_its_time_is_reattached_after_restart() {
-    let (dir, repo, mut config) = world();
-    config.approval_timeout = Duration::from_secs(30);
-    let journal = Arc::new(MemJournal::default());
+    let (dir, repo, config, journal) = home(|c| c.approval_timeout = Duration::from_secs(30));
     die_with_a_pending_approval(&config, &repo, &journal);
 
     let channel = QueueChannel::answering(ApprovalOutcome::Denied {
@@ -40,9 +46,7 @@ fn a_pending_approval_within_its_time_is_reattached_after_restart() {
 
 #[test]
 fn expired_leases_are_reaped_on_start() {
-    let (dir, repo, mut config) = world();
-    config.lease_ttl = Duration::from_millis(200);
-    let journal = Arc::new(MemJournal::default());
+    let (dir, repo, config, journal) = home(|c| c.lease_ttl = Duration::from_millis(200));
     let id = a_session_of_a_stopped_daemon(&config, &repo, &journal).id;
     std::thread::sleep(Duration::from_millis(300));
     let _f = Fixture::after(dir, repo, config, &journal);
@@ -62,10 +66,8 @@ fn a_reaped_session_is_checked_against_the_snapshot_taken_when_it_opened() {
             .unwrap()
             .success());
     };
-    let (dir, repo, mut config) = world();
-    config.lease_ttl = Duration::from_millis(200);
+    let (dir, repo, config, journal) = home(|c| c.lease_ttl = Duration::from_millis(200));
     mkfifo(&repo.join("before"));
-    let journal = Arc::new(MemJournal::default());
     let id = a_session_of_a_stopped_daemon(&config, &repo, &journal).id;
     mkfifo(&repo.join("planted"));
     std::thread::sleep(Duration::from_millis(300));
@@ -91,8 +93,7 @@ fn a_reaped_session_is_checked_against_the_snapshot_taken_when_it_opened() {
 
 #[test]
 fn a_live_session_of_a_dead_daemon_is_taken_over_with_a_new_fencing_token() {
-    let (dir, repo, config) = world();
-    let journal = Arc::new(MemJournal::default());
+    let (dir, repo, config, journal) = home(|_| {});
     let opened = a_session_of_a_stopped_daemon(&config, &repo, &journal);
 
     // Within the lease: not reaped; the token still works and the new daemon takes the lease.
@@ -114,10 +115,10 @@ fn a_live_session_of_a_dead_daemon_is_taken_over_with_a_new_fencing_token() {
 
 #[test]
 fn a_later_daemon_ends_an_ephemeral_daemons_session_without_asking_again() {
-    let (dir, repo, mut config) = world();
-    config.approval_timeout = Duration::from_secs(30);
-    config.ephemeral = true;
-    let journal = Arc::new(MemJournal::default());
+    let (dir, repo, config, journal) = home(|c| {
+        c.approval_timeout = Duration::from_secs(30);
+        c.ephemeral = true;
+    });
     die_with_a_pending_approval(&config, &repo, &journal);
 
     // A channel that would grant at once: it must never be asked for the dead session.
