@@ -11,6 +11,7 @@
 //! level it is in; its depth is always bounded by the caller. What is done with each entry,
 //! which errors stop the walk and which bounds apply besides depth is the [`Visit`]or's.
 
+use std::convert::Infallible;
 use std::ffi::{CStr, OsStr, OsString};
 use std::ops::ControlFlow;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -110,13 +111,8 @@ pub fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Result<Owne
 /// The names in `dir` other than `.` and `..`, with their listed types; at most `max`.
 pub fn read_names(dir: BorrowedFd<'_>, max: u64) -> rustix::io::Result<Vec<(OsString, FileType)>> {
     let mut names = Vec::new();
-    let kept = list(
-        dir,
-        max,
-        &mut |_| ControlFlow::<(), bool>::Continue(true),
-        &mut names,
-    )?;
-    debug_assert!(kept.is_continue());
+    let keep_all = &mut |_| ControlFlow::<Infallible, bool>::Continue(true);
+    let ControlFlow::Continue(()) = list(dir, max, keep_all, &mut names)?;
     Ok(names)
 }
 

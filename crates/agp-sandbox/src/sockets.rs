@@ -16,9 +16,10 @@
 //! fails with `ECONNREFUSED`. The preflight proves it with a listening bait socket in the
 //! repository (see `preflight`).
 //!
-//! The walk never follows a symlink: each directory is opened relative to its parent's
-//! descriptor with `O_NOFOLLOW`, so a directory swapped for a symlink leads nowhere, and the
-//! path of every socket found consists of real directories. Entry types come from the
+//! The walk ([`agp_integrity::tree`], shared with the integrity check and the growth bound)
+//! never follows a symlink: each directory is opened relative to its parent's descriptor with
+//! `O_NOFOLLOW`, so a directory swapped for a symlink leads nowhere, and the path of every
+//! socket found consists of real directories. Entry types come from the
 //! directory listing (`d_type`), so a walk costs one `getdents` per directory and a `stat`
 //! only where the file system does not fill in types. It is bounded ([`MAX_ENTRIES`],
 //! [`MAX_DEPTH`], [`MAX_SOCKETS`]): past a bound, or when a directory cannot be read, the
