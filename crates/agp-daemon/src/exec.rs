@@ -359,16 +359,7 @@ mod tests {
                     stdin.write_all(data)?;
                 }
             }
-            let out = child.wait_with_output()?;
-            Ok(ExecOutput {
-                exit_code: out.status.code(),
-                stdout: out.stdout,
-                stderr: out.stderr,
-                timed_out: false,
-                duration_ms: 0,
-                truncated: false,
-                ..Default::default()
-            })
+            Ok(crate::tests::exec_output(child.wait_with_output()?))
         }
         fn preflight(&self) -> Result<PreflightReport, SandboxError> {
             Err(SandboxError::PreflightFailed(
@@ -380,74 +371,71 @@ mod tests {
         }
     }
 
-    fn t() -> Duration {
-        Duration::from_secs(10)
+    impl HostShell {
+        fn new() -> Self {
+            Self {
+                seen: Mutex::new(vec![]),
+            }
+        }
+
+        /// Runs tool `name` with `input` in `cwd` through this shell.
+        fn tool(&self, name: &str, input: &Value, cwd: &Path) -> Result<ToolOutput, ToolError> {
+            run_tool(
+                self,
+                &Tool::parse_name(name),
+                input,
+                cwd,
+                Duration::from_secs(10),
+            )
+        }
     }
 
     #[test]
     fn file_tools_round_trip_through_commands() {
         let dir = tempfile::tempdir().unwrap();
-        let sb = HostShell {
-            seen: Mutex::new(vec![]),
-        };
+        let sb = HostShell::new();
         let cwd = dir.path();
-        let w = run_tool(
-            &sb,
-            &Tool::parse_name("Write"),
-            &json!({"file_path": "sub/a.txt", "content": "one\ntwo\nthree\n"}),
-            cwd,
-            t(),
-        )
-        .unwrap();
+        let w = sb
+            .tool(
+                "Write",
+                &json!({"file_path": "sub/a.txt", "content": "one\ntwo\nthree\n"}),
+                cwd,
+            )
+            .unwrap();
         assert!(w.ok(), "{w:?}");
-        let r = run_tool(
-            &sb,
-            &Tool::parse_name("Read"),
-            &json!({"file_path": "sub/a.txt", "offset": 2, "limit": 1}),
-            cwd,
-            t(),
-        )
-        .unwrap();
+        let r = sb
+            .tool(
+                "Read",
+                &json!({"file_path": "sub/a.txt", "offset": 2, "limit": 1}),
+                cwd,
+            )
+            .unwrap();
         assert_eq!(r.output, b"two\n");
-        let e = run_tool(
-            &sb,
-            &Tool::parse_name("Edit"),
-            &json!({"file_path": "sub/a.txt", "old_string": "two", "new_string": "2"}),
-            cwd,
-            t(),
-        )
-        .unwrap();
+        let e = sb
+            .tool(
+                "Edit",
+                &json!({"file_path": "sub/a.txt", "old_string": "two", "new_string": "2"}),
+                cwd,
+            )
+            .unwrap();
         assert!(e.ok());
         assert_eq!(
             std::fs::read_to_string(cwd.join("sub/a.txt")).unwrap(),
             "one\n2\nthree\n"
         );
-        let missing = run_tool(
-            &sb,
-            &Tool::parse_name("Edit"),
-            &json!({"file_path": "sub/a.txt", "old_string": "zzz", "new_string": "y"}),
-            cwd,
-            t(),
-        )
-        .unwrap();
+        let missing = sb
+            .tool(
+                "Edit",
+                &json!({"file_path": "sub/a.txt", "old_string": "zzz", "new_string": "y"}),
+                cwd,
+            )
+            .unwrap();
         assert!(!missing.ok());
-        let g = run_tool(
-            &sb,
-            &Tool::parse_name("Glob"),
-            &json!({"pattern": "**/*.txt"}),
-            cwd,
-            t(),
-        )
-        .unwrap();
+        let g = sb
+            .tool("Glob", &json!({"pattern": "**/*.txt"}), cwd)
+            .unwrap();
         assert_eq!(g.output, b"sub/a.txt\n");
-        let grep = run_tool(
-            &sb,
-            &Tool::parse_name("Grep"),
-            &json!({"pattern": "thr+ee"}),
-            cwd,
-            t(),
-        )
-        .unwrap();
+        let grep = sb.tool("Grep", &json!({"pattern": "thr+ee"}), cwd).unwrap();
         assert!(String::from_utf8_lossy(&grep.output).contains("a.txt:3:three"));
         // Every file tool went through a command in the sandbox.
         assert!(sb.seen.lock().unwrap().len() >= 6);
@@ -456,18 +444,15 @@ mod tests {
     #[test]
     fn hostile_paths_stay_arguments() {
         let dir = tempfile::tempdir().unwrap();
-        let sb = HostShell {
-            seen: Mutex::new(vec![]),
-        };
+        let sb = HostShell::new();
         let evil = "x$(touch pwned)`touch pwned2`;touch pwned3";
-        let w = run_tool(
-            &sb,
-            &Tool::parse_name("Write"),
-            &json!({"file_path": evil, "content": "c"}),
-            dir.path(),
-            t(),
-        )
-        .unwrap();
+        let w = sb
+            .tool(
+                "Write",
+                &json!({"file_path": evil, "content": "c"}),
+                dir.path(),
+            )
+            .unwrap();
         assert!(w.ok());
         assert!(dir.path().join(evil).is_file());
         for f in ["pwned", "pwned2", "pwned3"] {
@@ -477,32 +462,18 @@ mod tests {
 
     #[test]
     fn bad_inputs_and_unknown_tools_are_refused() {
-        let sb = HostShell {
-            seen: Mutex::new(vec![]),
-        };
+        let sb = HostShell::new();
         let cwd = Path::new("/");
         assert!(matches!(
-            run_tool(&sb, &Tool::parse_name("Bash"), &json!({}), cwd, t()),
+            sb.tool("Bash", &json!({}), cwd),
             Err(ToolError::Invalid(_))
         ));
         assert!(matches!(
-            run_tool(
-                &sb,
-                &Tool::parse_name("Read"),
-                &json!({"file_path": "a", "offset": -1}),
-                cwd,
-                t()
-            ),
+            sb.tool("Read", &json!({"file_path": "a", "offset": -1}), cwd),
             Err(ToolError::Invalid(_))
         ));
         assert!(matches!(
-            run_tool(
-                &sb,
-                &Tool::parse_name("WebFetch"),
-                &json!({"url": "x"}),
-                cwd,
-                t()
-            ),
+            sb.tool("WebFetch", &json!({"url": "x"}), cwd),
             Err(ToolError::Invalid(_))
         ));
         assert!(sb.seen.lock().unwrap().is_empty());

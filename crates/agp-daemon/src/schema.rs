@@ -86,10 +86,10 @@ pub const OLDEST_READABLE: i64 = 1;
 /// Creates the database file 0600 if it does not exist yet: SQLite gives its -wal and -shm
 /// files the database file's mode, and the file holds session tokens' hashes and approvals.
 pub fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
     if path.exists() {
         return Ok(());
     }
-    use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -169,15 +169,21 @@ mod tests {
         assert_eq!(tables(&conn), ALL_TABLES);
     }
 
-    /// A state.db written by the schema code before version 2: the daemon's version-1 tables,
-    /// and the Slack channel's tables created on the side (untracked), holding a record.
-    #[test]
-    fn a_state_db_of_the_previous_schema_code_is_migrated_and_keeps_its_rows() {
+    /// A state.db holding the version-1 tables (and its directory).
+    fn version_1_db() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(MIGRATIONS[0]).unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
+        (dir, path, conn)
+    }
+
+    /// A state.db written by the schema code before version 2: the daemon's version-1 tables,
+    /// and the Slack channel's tables created on the side (untracked), holding a record.
+    #[test]
+    fn a_state_db_of_the_previous_schema_code_is_migrated_and_keeps_its_rows() {
+        let (_dir, path, conn) = version_1_db();
         // Exactly what agp-slack created before it stopped owning its tables.
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS slack_approvals (
@@ -253,11 +259,7 @@ mod tests {
     /// version-1 file is read as it is, and left unmigrated.
     #[test]
     fn operator_commands_read_a_version_1_file_without_migrating_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(MIGRATIONS[0]).unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
+        let (_dir, path, conn) = version_1_db();
         drop(conn);
         let store = crate::store::Store::open_existing(&path).unwrap();
         assert!(store.sessions().unwrap().is_empty());

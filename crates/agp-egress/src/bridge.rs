@@ -8,7 +8,7 @@
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread::JoinHandle;
 
 /// Binds `listen` and forwards every accepted connection to `socket`, on a background thread.
@@ -19,14 +19,14 @@ pub fn spawn(listen: SocketAddr, socket: &Path) -> io::Result<(SocketAddr, JoinH
     let socket = socket.to_path_buf();
     let handle = std::thread::Builder::new()
         .name("agp-egress-bridge".into())
-        .spawn(move || accept_loop(listener, socket))?;
+        .spawn(move || accept_loop(&listener, &socket))?;
     Ok((addr, handle))
 }
 
-fn accept_loop(listener: TcpListener, socket: PathBuf) {
+fn accept_loop(listener: &TcpListener, socket: &Path) {
     for conn in listener.incoming() {
         let Ok(tcp) = conn else { continue };
-        let socket = socket.clone();
+        let socket = socket.to_path_buf();
         let _ = std::thread::Builder::new()
             .name("agp-egress-conn".into())
             .spawn(move || forward(tcp, &socket));

@@ -82,9 +82,8 @@ impl EgressProxy {
             .name("agp-egress".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let listener = match UnixListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(_) => return,
+                    let Ok(listener) = UnixListener::from_std(listener) else {
+                        return;
                     };
                     serve(listener, shared, stop_rx).await;
                 });

@@ -20,10 +20,14 @@
 //! re-opens the parent beneath the root with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` and checks
 //! the entry is still the inode that was scanned. It is bounded (entries, time, depth); a
 //! bounded or partly unreadable scan says so in the report.
+//!
+//! The walk itself ([`tree`]) is public: the sandbox walks the repository the same way for its
+//! socket masks and its growth bound.
 
 mod gitmeta;
 mod neutralize;
 mod repoconfig;
+pub mod tree;
 mod walk;
 
 use std::collections::BTreeMap;

@@ -41,6 +41,15 @@ fn find<'a>(r: &'a Report, path: &str, kind: Kind) -> &'a Finding {
         .unwrap_or_else(|| panic!("no {kind:?} finding for {path}: {:#?}", r.findings))
 }
 
+/// A finding that was there before the session and is left alone.
+fn assert_kept(f: &Finding) {
+    assert_eq!(
+        (f.origin, &f.action),
+        (Origin::PreExisting, &Action::Kept),
+        "{f:?}"
+    );
+}
+
 fn quarantined(f: &Finding) -> &Path {
     match &f.action {
         Action::Quarantined { to } => Path::new(to),
@@ -52,6 +61,18 @@ struct Fixture {
     _tmp: tempfile::TempDir,
     root: PathBuf,
     quarantine: PathBuf,
+}
+
+impl Fixture {
+    /// The session-start snapshot of the repository, with the default limits.
+    fn snapshot(&self) -> Baseline {
+        snapshot(&self.root, &Limits::default())
+    }
+
+    /// The end-of-session check against `base`, with the default limits.
+    fn check(&self, base: Option<&Baseline>) -> Report {
+        check(&self.root, base, &self.quarantine, &Limits::default())
+    }
 }
 
 fn fixture() -> Fixture {
@@ -74,8 +95,8 @@ fn a_clean_repository_has_no_findings() {
     symlink("src/main.rs", f.root.join("inside")).unwrap();
     symlink("../src", f.root.join("src/up-and-back")).unwrap();
     git_dir(&f.root.join("vendor/lib/.git"), &[]);
-    let base = snapshot(&f.root, &Limits::default());
-    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    let base = f.snapshot();
+    let r = f.check(Some(&base));
     assert!(r.complete, "{:?}", r.incomplete);
     assert!(r.findings.is_empty(), "{:#?}", r.findings);
     assert!(r.entries_scanned >= 10);
@@ -84,7 +105,7 @@ fn a_clean_repository_has_no_findings() {
 #[test]
 fn special_files_and_escaping_symlinks_are_quarantined() {
     let f = fixture();
-    let base = snapshot(&f.root, &Limits::default());
+    let base = f.snapshot();
     mkfifo(&f.root.join("src/pipe"));
     let _sock = std::os::unix::net::UnixListener::bind(f.root.join("agent.sock")).unwrap();
     symlink("/root/.bashrc", f.root.join("bashrc")).unwrap();
@@ -95,7 +116,7 @@ fn special_files_and_escaping_symlinks_are_quarantined() {
     // An absolute path that starts inside the repository and climbs out.
     symlink(f.root.join("../outside"), f.root.join("abs-climb")).unwrap();
 
-    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    let r = f.check(Some(&base));
     assert!(r.complete, "{:?}", r.incomplete);
     for (path, kind) in [
         ("src/pipe", Kind::Fifo),
@@ -128,11 +149,11 @@ fn special_files_and_escaping_symlinks_are_quarantined() {
 #[test]
 fn setuid_and_setgid_bits_are_cleared_in_place() {
     let f = fixture();
-    let base = snapshot(&f.root, &Limits::default());
+    let base = f.snapshot();
     let bin = f.root.join("bin/sh");
     write(&bin, "#!/bin/sh\n");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o6755)).unwrap();
-    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    let r = f.check(Some(&base));
     assert_eq!(find(&r, "bin/sh", Kind::Setuid).action, Action::BitsCleared);
     assert_eq!(find(&r, "bin/sh", Kind::Setgid).action, Action::BitsCleared);
     let mode = std::fs::metadata(&bin).unwrap().permissions().mode();
@@ -142,7 +163,7 @@ fn setuid_and_setgid_bits_are_cleared_in_place() {
 #[test]
 fn file_capabilities_are_removed_when_they_can_be_set() {
     let f = fixture();
-    let base = snapshot(&f.root, &Limits::default());
+    let base = f.snapshot();
     let bin = f.root.join("ping");
     write(&bin, "x");
     // VFS_CAP_REVISION_2 with CAP_NET_RAW (13) permitted and effective.
@@ -155,7 +176,7 @@ fn file_capabilities_are_removed_when_they_can_be_set() {
         &cap,
         rustix::fs::XattrFlags::empty(),
     );
-    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    let r = f.check(Some(&base));
     match set {
         Ok(()) => {
             let found = find(&r, "ping", Kind::FileCapability);
@@ -170,7 +191,7 @@ fn file_capabilities_are_removed_when_they_can_be_set() {
 #[test]
 fn planted_git_metadata_is_quarantined_and_benign_nested_repos_kept() {
     let f = fixture();
-    let base = snapshot(&f.root, &Limits::default());
+    let base = f.snapshot();
     git_dir(
         &f.root.join("nested/.git"),
         &[("hooks/pre-commit", "#!/bin/sh\nid\n")],
@@ -186,7 +207,7 @@ fn planted_git_metadata_is_quarantined_and_benign_nested_repos_kept() {
     symlink("../nested/.git", f.root.join("linked/.git")).unwrap();
     mkfifo(&f.root.join("nested/.git/fifo"));
 
-    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    let r = f.check(Some(&base));
     for path in [
         "nested/.git",
         "evilgit",
@@ -201,6 +222,13 @@ fn planted_git_metadata_is_quarantined_and_benign_nested_repos_kept() {
     assert!(find(&r, "nested/.git", Kind::NestedGitMetadata)
         .detail
         .contains("hooks/pre-commit"));
+    // Examined once as a nested .git directory, never again as a bare-repository shape.
+    let nested: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|x| x.path == "nested/.git")
+        .collect();
+    assert_eq!(nested.len(), 1, "{nested:#?}");
     assert!(find(&r, "evilgit", Kind::NestedGitMetadata)
         .detail
         .contains("core.fsmonitor"));
@@ -226,7 +254,7 @@ fn names_that_are_not_utf8_or_hold_controls_are_reported_and_neutralized() {
         .root
         .join(std::ffi::OsStr::from_bytes(b"bad\xff\x1b[2Jname"));
     mkfifo(&odd);
-    let r = check(&f.root, None, &f.quarantine, &Limits::default());
+    let r = f.check(None);
     assert_eq!(r.findings.len(), 1);
     quarantined(&r.findings[0]);
     assert!(odd.symlink_metadata().is_err());
@@ -248,18 +276,15 @@ fn pre_existing_items_are_reported_but_kept_unless_changed() {
         &[("hooks/post-checkout", "#!/bin/sh\n")],
     );
     write(&f.root.join("old-pipe2"), "");
-    let base = snapshot(&f.root, &Limits::default());
+    let base = f.snapshot();
     // Changed during the session: the symlink is re-pointed, a hook added.
     std::fs::remove_file(f.root.join("share")).unwrap();
     symlink("/root", f.root.join("share")).unwrap();
     write(&f.root.join("sub/.git/hooks/pre-commit"), "#!/bin/sh\nid\n");
 
-    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    let r = f.check(Some(&base));
     let old = find(&r, "old-pipe", Kind::Fifo);
-    assert_eq!(
-        (old.origin, &old.action),
-        (Origin::PreExisting, &Action::Kept)
-    );
+    assert_kept(old);
     assert!(f.root.join("old-pipe").symlink_metadata().is_ok());
     let share = find(&r, "share", Kind::EscapingSymlink);
     assert_eq!(share.origin, Origin::Changed);
@@ -273,7 +298,7 @@ fn pre_existing_items_are_reported_but_kept_unless_changed() {
 fn without_a_baseline_everything_is_the_sessions() {
     let f = fixture();
     mkfifo(&f.root.join("p"));
-    let r = check(&f.root, None, &f.quarantine, &Limits::default());
+    let r = f.check(None);
     let p = find(&r, "p", Kind::Fifo);
     assert_eq!(p.origin, Origin::Unknown);
     quarantined(p);
@@ -283,9 +308,9 @@ fn without_a_baseline_everything_is_the_sessions() {
 #[test]
 fn the_repository_own_git_config_is_reported_when_it_changes() {
     let f = fixture();
-    let base = snapshot(&f.root, &Limits::default());
+    let base = f.snapshot();
     write(&f.root.join(".git/commondir"), "../evilgit\n");
-    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    let r = f.check(Some(&base));
     let g = find(&r, ".git", Kind::RepoGitMetadata);
     assert_eq!((g.origin, &g.action), (Origin::New, &Action::Reported));
     assert!(g.detail.contains("commondir"), "{}", g.detail);
@@ -300,14 +325,11 @@ fn the_repository_own_git_config_is_reported_when_it_changes() {
 fn hooks_added_to_the_repository_own_git_directory_are_quarantined_and_old_ones_kept() {
     let f = fixture();
     write(&f.root.join(".git/hooks/pre-push"), "#!/bin/sh\n");
-    let base = snapshot(&f.root, &Limits::default());
+    let base = f.snapshot();
     write(&f.root.join(".git/hooks/post-checkout"), "#!/bin/sh\nid\n");
-    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    let r = f.check(Some(&base));
     let old = find(&r, ".git/hooks/pre-push", Kind::RepoGitHook);
-    assert_eq!(
-        (old.origin, &old.action),
-        (Origin::PreExisting, &Action::Kept)
-    );
+    assert_kept(old);
     let new = find(&r, ".git/hooks/post-checkout", Kind::RepoGitHook);
     assert_eq!(new.origin, Origin::New);
     quarantined(new);
@@ -320,7 +342,7 @@ fn hooks_added_to_the_repository_own_git_directory_are_quarantined_and_old_ones_
 fn symlinked_directories_are_not_descended_and_bounds_are_reported() {
     let f = fixture();
     symlink("/", f.root.join("slash")).unwrap();
-    let r = check(&f.root, None, &f.quarantine, &Limits::default());
+    let r = f.check(None);
     assert!(r.entries_scanned < 50, "{}", r.entries_scanned);
 
     let tight = Limits {
@@ -345,14 +367,14 @@ fn symlinked_directories_are_not_descended_and_bounds_are_reported() {
 fn the_report_serializes_with_its_actions() {
     let f = fixture();
     mkfifo(&f.root.join("p"));
-    let r = check(&f.root, None, &f.quarantine, &Limits::default());
+    let r = f.check(None);
     let v = r.to_json();
     assert_eq!(v["findings"][0]["kind"], "fifo");
     assert_eq!(v["findings"][0]["action"], "quarantined");
     assert_eq!(v["findings"][0]["origin"], "unknown");
     let back: Report = serde_json::from_value(v).unwrap();
     assert_eq!(back.findings.len(), 1);
-    let base = snapshot(&f.root, &Limits::default());
+    let base = f.snapshot();
     let text = serde_json::to_string(&base).unwrap();
     let again: Baseline = serde_json::from_str(&text).unwrap();
     assert_eq!(again.items, base.items);
@@ -399,15 +421,15 @@ fn active_keys_added_to_the_repository_config_are_undone() {
     let f = fixture();
     let config = f.root.join(".git/config");
     let original = std::fs::read_to_string(&config).unwrap();
-    let base = snapshot(&f.root, &Limits::default());
+    let base = f.snapshot();
     // Inert changes stay.
     std::fs::write(&config, format!("{original}[user]\n\temail = a@b\n")).unwrap();
-    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    let r = f.check(Some(&base));
     assert!(!r.findings.iter().any(|x| x.kind == Kind::RepoGitConfig));
     // An fsmonitor command does not.
     let evil = format!("{original}[core]\n\tfsmonitor = touch /tmp/pwned\n");
     std::fs::write(&config, &evil).unwrap();
-    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    let r = f.check(Some(&base));
     let c = find(&r, ".git/config", Kind::RepoGitConfig);
     assert!(c.detail.contains("core.fsmonitor"), "{}", c.detail);
     assert_eq!(std::fs::read_to_string(quarantined(c)).unwrap(), evil);
@@ -415,7 +437,7 @@ fn active_keys_added_to_the_repository_config_are_undone() {
     // A config replaced by a symlink is moved, not followed, and restored too.
     std::fs::remove_file(&config).unwrap();
     symlink("/tmp/elsewhere-config", &config).unwrap();
-    let r = check(&f.root, Some(&base), &f.quarantine, &Limits::default());
+    let r = f.check(Some(&base));
     let link = find(&r, ".git/config", Kind::EscapingSymlink);
     let to = quarantined(link);
     assert_eq!(

@@ -3,16 +3,18 @@
 // `struct stat` field types differ between architectures; the casts are no-ops only on some.
 #![allow(clippy::unnecessary_cast)]
 
-use std::ffi::{CStr, OsStr};
+use std::ffi::{OsStr, OsString};
+use std::ops::ControlFlow;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
-use rustix::fs::{statat, AtFlags, Dir, FileType, Mode, OFlags, Stat};
+use rustix::fs::{statat, AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use crate::gitmeta;
+use crate::tree::{self, Entry, Failed, Visit};
 use crate::{Fingerprint, Item, Kind, Limits};
 
 pub(crate) struct Scan {
@@ -32,16 +34,11 @@ struct Walker<'a> {
     started: Instant,
     scan: Scan,
     stopped: bool,
+    /// The last directory met, stat'ed before it is opened.
+    dir_stat: Option<Stat>,
 }
 
-pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-}
+pub(crate) use crate::tree::open_dir_at;
 
 pub(crate) fn fingerprint(st: &Stat, digest: Option<String>) -> Fingerprint {
     Fingerprint {
@@ -75,16 +72,138 @@ pub(crate) fn scan(root: &Path, limits: &Limits) -> Scan {
             entries: 0,
         },
         stopped: false,
+        dir_stat: None,
     };
-    match rustix::fs::open(
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => w.dir(fd.as_fd(), Path::new(""), 0, false),
+    match tree::open_root(root) {
+        // A break is the walk bounded, which `bounded` has already reported.
+        Ok(fd) => drop(tree::walk(fd.as_fd(), limits.max_depth, &mut w)),
         Err(e) => w.incomplete(format!("cannot open the repository: {e}")),
     }
     w.scan
+}
+
+/// Whether the directory `rel` lies in the repository's own `.git` (or is it).
+fn in_repo_git(rel: &Path) -> bool {
+    rel.starts_with(".git")
+}
+
+impl Visit for Walker<'_> {
+    type Stop = ();
+
+    /// One directory holds at most what the entry bound has left (plus one, to notice it).
+    fn list_cap(&self) -> u64 {
+        self.limits.max_entries.saturating_sub(self.scan.entries) + 1
+    }
+
+    fn listed(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        rel: &Path,
+        names: &[(OsString, FileType)],
+    ) -> ControlFlow<()> {
+        // A `.git` directory itself is examined as one when it is met (see `opened`).
+        if !in_repo_git(rel)
+            && !rel.as_os_str().is_empty()
+            && rel.file_name() != Some(OsStr::new(".git"))
+        {
+            let has = |n: &str| names.iter().any(|(x, _)| x.as_os_str() == n);
+            // git's own test for a git directory: HEAD plus objects/ and refs/ (or a
+            // commondir that supplies them).
+            if has("HEAD") && ((has("objects") && has("refs")) || has("commondir")) {
+                self.git_dir(dir, rel, "a bare-repository-shaped directory");
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn entry(&mut self, e: &Entry<'_>) -> ControlFlow<(), bool> {
+        if self.bounded() {
+            return ControlFlow::Break(());
+        }
+        self.scan.entries += 1;
+        let (fd, name, child) = (e.dir, e.name, e.rel);
+        let st = match statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return ControlFlow::Continue(false),
+            Err(e) => {
+                self.incomplete(format!("cannot examine {}: {e}", show(child)));
+                return ControlFlow::Continue(false);
+            }
+        };
+        let is_dot_git = name == ".git";
+        let at_root = e.depth == 1;
+        let in_repo_git = child.parent().is_some_and(in_repo_git);
+        match FileType::from_raw_mode(st.st_mode as _) {
+            FileType::Directory => {
+                self.dir_stat = Some(st);
+                return ControlFlow::Continue(true);
+            }
+            FileType::RegularFile => {
+                self.regular(fd, name, child, &st);
+                if is_dot_git && !at_root && !in_repo_git {
+                    self.git_pointer(fd, name, child, &st);
+                }
+            }
+            FileType::Symlink => self.symlink(fd, name, child, &st, is_dot_git && !at_root),
+            FileType::Fifo => {
+                let fp = fingerprint(&st, None);
+                self.item(child.to_path_buf(), Kind::Fifo, "a fifo".into(), fp);
+            }
+            FileType::Socket => {
+                let fp = fingerprint(&st, None);
+                self.item(
+                    child.to_path_buf(),
+                    Kind::Socket,
+                    "a Unix socket".into(),
+                    fp,
+                );
+            }
+            FileType::CharacterDevice | FileType::BlockDevice => {
+                let rdev = st.st_rdev as u64;
+                let detail = format!(
+                    "a device node ({}:{})",
+                    rustix::fs::major(rdev as _),
+                    rustix::fs::minor(rdev as _)
+                );
+                let fp = fingerprint(&st, Some(rdev.to_string()));
+                self.item(child.to_path_buf(), Kind::Device, detail, fp);
+            }
+            FileType::Unknown => {}
+        }
+        ControlFlow::Continue(false)
+    }
+
+    fn opened(&mut self, e: &Entry<'_>, sub: BorrowedFd<'_>) -> ControlFlow<()> {
+        if e.name != ".git" {
+            return ControlFlow::Continue(());
+        }
+        if e.depth == 1 {
+            if let Some(st) = self.dir_stat.take() {
+                self.repo_git_dir(sub, e.rel, &st);
+            }
+        } else if !e.rel.parent().is_some_and(in_repo_git) {
+            self.git_dir(sub, e.rel, "a nested .git directory");
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn too_deep(&mut self, e: &Entry<'_>) -> ControlFlow<()> {
+        self.incomplete(format!(
+            "not descended into {}: deeper than {} levels",
+            show(e.rel),
+            self.limits.max_depth
+        ));
+        ControlFlow::Continue(())
+    }
+
+    fn failed(&mut self, what: Failed<'_>, e: Errno) -> ControlFlow<()> {
+        let rel = match what {
+            Failed::Open(entry) => entry.rel,
+            Failed::List(rel) => rel,
+        };
+        self.incomplete(format!("cannot read directory {}: {e}", show(rel)));
+        ControlFlow::Continue(())
+    }
 }
 
 impl Walker<'_> {
@@ -128,125 +247,26 @@ impl Walker<'_> {
         true
     }
 
-    fn dir(&mut self, fd: BorrowedFd<'_>, rel: &Path, depth: usize, in_repo_git: bool) {
-        // One directory holds at most what the entry bound has left (plus one, to notice it).
-        let left = self.limits.max_entries.saturating_sub(self.scan.entries) + 1;
-        let names = match read_names(fd, left) {
-            Ok(n) => n,
-            Err(e) => {
-                return self.incomplete(format!("cannot read directory {}: {e}", show(rel)));
-            }
-        };
-        if !in_repo_git
-            && !rel.as_os_str().is_empty()
-            && rel.file_name() != Some(OsStr::new(".git"))
-        {
-            let has = |n: &str| names.iter().any(|x| x.as_os_str() == n);
-            // git's own test for a git directory: HEAD plus objects/ and refs/ (or a
-            // commondir that supplies them).
-            if has("HEAD") && ((has("objects") && has("refs")) || has("commondir")) {
-                self.git_dir(fd, rel, "a bare-repository-shaped directory");
-            }
-        }
-        for name in names {
-            if self.bounded() {
-                return;
-            }
-            self.scan.entries += 1;
-            let child = rel.join(&name);
-            let st = match statat(fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                Err(Errno::NOENT) => continue,
-                Err(e) => {
-                    self.incomplete(format!("cannot examine {}: {e}", show(&child)));
-                    continue;
-                }
-            };
-            let is_dot_git = name.as_os_str() == ".git";
-            let at_root = rel.as_os_str().is_empty();
-            match FileType::from_raw_mode(st.st_mode as _) {
-                FileType::Directory => {
-                    let sub = match open_dir_at(fd, &name) {
-                        Ok(sub) => sub,
-                        Err(e) => {
-                            self.incomplete(format!("cannot read directory {}: {e}", show(&child)));
-                            continue;
-                        }
-                    };
-                    if is_dot_git && at_root {
-                        self.repo_git_dir(sub.as_fd(), &child, &st);
-                    } else if is_dot_git && !in_repo_git {
-                        self.git_dir(sub.as_fd(), &child, "a nested .git directory");
-                    }
-                    if depth + 1 >= self.limits.max_depth {
-                        self.incomplete(format!(
-                            "not descended into {}: deeper than {} levels",
-                            show(&child),
-                            self.limits.max_depth
-                        ));
-                        continue;
-                    }
-                    self.dir(
-                        sub.as_fd(),
-                        &child,
-                        depth + 1,
-                        in_repo_git || (is_dot_git && at_root),
-                    );
-                }
-                FileType::RegularFile => {
-                    self.regular(fd, &name, &child, &st);
-                    if is_dot_git && !at_root && !in_repo_git {
-                        self.git_pointer(fd, &name, &child, &st);
-                    }
-                }
-                FileType::Symlink => self.symlink(fd, &name, &child, &st, is_dot_git && !at_root),
-                FileType::Fifo => {
-                    self.item(child, Kind::Fifo, "a fifo".into(), fingerprint(&st, None));
-                }
-                FileType::Socket => self.item(
-                    child,
-                    Kind::Socket,
-                    "a Unix socket".into(),
-                    fingerprint(&st, None),
-                ),
-                FileType::CharacterDevice | FileType::BlockDevice => {
-                    let rdev = st.st_rdev as u64;
-                    let detail = format!(
-                        "a device node ({}:{})",
-                        rustix::fs::major(rdev as _),
-                        rustix::fs::minor(rdev as _)
-                    );
-                    self.item(
-                        child,
-                        Kind::Device,
-                        detail,
-                        fingerprint(&st, Some(rdev.to_string())),
-                    );
-                }
-                FileType::Unknown => {}
-            }
-        }
-    }
-
     fn regular(&mut self, dir: BorrowedFd<'_>, name: &OsStr, rel: &Path, st: &Stat) {
         let mode = st.st_mode as u32;
-        if mode & 0o4000 != 0 {
-            let detail = format!("setuid (mode {:o}, owner uid {})", mode & 0o7777, st.st_uid);
-            self.item(
-                rel.to_path_buf(),
+        for (bit, kind, what, id) in [
+            (
+                0o4000,
                 Kind::Setuid,
-                detail,
-                fingerprint(st, None),
-            );
-        }
-        if mode & 0o2000 != 0 {
-            let detail = format!("setgid (mode {:o}, group gid {})", mode & 0o7777, st.st_gid);
-            self.item(
-                rel.to_path_buf(),
+                "setuid",
+                format!("owner uid {}", st.st_uid),
+            ),
+            (
+                0o2000,
                 Kind::Setgid,
-                detail,
-                fingerprint(st, None),
-            );
+                "setgid",
+                format!("group gid {}", st.st_gid),
+            ),
+        ] {
+            if mode & bit != 0 {
+                let detail = format!("{what} (mode {:o}, {id})", mode & 0o7777);
+                self.item(rel.to_path_buf(), kind, detail, fingerprint(st, None));
+            }
         }
         if rustix::fs::lgetxattr_query(fd_path(dir, name), "security.capability").is_ok() {
             let detail = "carries file capabilities (security.capability)".to_owned();
@@ -315,7 +335,7 @@ impl Walker<'_> {
         // each hook, and the redirects a main git directory never needs.
         let mut movable: Vec<(PathBuf, String)> = Vec::new();
         if let Ok(hooks) = open_dir_at(fd, OsStr::new("hooks")) {
-            for name in read_names(hooks.as_fd(), 4096).unwrap_or_default() {
+            for (name, _) in tree::read_names(hooks.as_fd(), 4096).unwrap_or_default() {
                 if !name.as_bytes().ends_with(b".sample") {
                     movable.push((Path::new("hooks").join(&name), "a git hook".into()));
                 }
@@ -346,9 +366,8 @@ impl Walker<'_> {
         if meta.problems.is_empty() {
             return;
         }
-        let st = match rustix::fs::fstat(fd) {
-            Ok(st) => st,
-            Err(_) => return,
+        let Ok(st) = rustix::fs::fstat(fd) else {
+            return;
         };
         let mut fp = fingerprint(&st, Some(meta.digest));
         (fp.mode, fp.ctime, fp.ctime_nsec) = (0, 0, 0);
@@ -391,11 +410,7 @@ impl Walker<'_> {
 
     /// Examines the git directory a pointer names, opened beneath the root without symlinks.
     fn pointed_git_dir(&self, beneath: &Path) -> Option<String> {
-        let root = match rustix::fs::open(
-            self.root,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
+        let root = match tree::open_root(self.root) {
             Ok(r) => r,
             Err(e) => return Some(format!("cannot open the repository: {e}")),
         };
@@ -433,22 +448,6 @@ pub(crate) fn open_beneath(root: BorrowedFd<'_>, rel: &Path) -> rustix::io::Resu
         Mode::empty(),
         ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
     )
-}
-
-fn read_names(fd: BorrowedFd<'_>, max: u64) -> rustix::io::Result<Vec<std::ffi::OsString>> {
-    let mut names = Vec::new();
-    for entry in Dir::read_from(fd)? {
-        if names.len() as u64 >= max {
-            break;
-        }
-        let entry = entry?;
-        let name: &CStr = entry.file_name();
-        let bytes = name.to_bytes();
-        if bytes != b"." && bytes != b".." {
-            names.push(OsStr::from_bytes(bytes).to_os_string());
-        }
-    }
-    Ok(names)
 }
 
 /// `path` (relative to the root) with `.` and `..` applied; `None` when it climbs above the

@@ -312,14 +312,9 @@ impl BubblewrapProvider {
         };
         Ok((
             ExecOutput {
-                exit_code,
-                stdout: captured.stdout,
-                stderr: captured.stderr,
-                timed_out: captured.timed_out,
-                duration_ms: captured.duration.as_millis() as u64,
-                truncated: captured.truncated,
                 git_metadata_removed,
                 limit_exceeded,
+                ..captured.into_output(exit_code)
             },
             status,
         ))

@@ -10,14 +10,20 @@
 //! it polls the filesystem's used bytes twice a second and walks the repository only when
 //! the filesystem grew by more than what is left of the bound. Not a quota: a command can
 //! overshoot by what it writes in half a second. Measuring walks the tree (about 80 ms for
-//! 13 000 entries here), once per command and when the watcher fires.
+//! 13 000 entries here), once per command and when the watcher fires, with the same
+//! never-following walk as the socket scan and the integrity check ([`agp_integrity::tree`]):
+//! a directory swapped for a symlink mid-walk is not followed out of the repository.
 
 use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
+use std::convert::Infallible;
+use std::ops::ControlFlow;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use agp_contracts::sandbox::LimitExceeded;
+use agp_integrity::tree::{self, Entry, Errno, Failed, FileType, Visit};
+use rustix::fs::{statat, AtFlags};
 
 #[derive(Debug)]
 pub(crate) struct RepoGrowth {
@@ -132,45 +138,69 @@ impl RepoGrowth {
 
 /// Bytes in use on the filesystem holding `path`.
 fn fs_used(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes into a zeroed struct we own, reading a NUL-terminated path.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &raw mut st) } != 0 {
-        return None;
-    }
-    Some((st.f_blocks - st.f_bfree) as u64 * st.f_frsize as u64)
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some(st.f_blocks.saturating_sub(st.f_bfree) * st.f_frsize)
 }
 
+/// Directory nesting measured at most. A walk by path could never go deeper than `PATH_MAX`
+/// (4096 bytes, at least two per level) allowed, so this bound hides nothing that was counted
+/// before; the walk holds one descriptor per level it is in.
+const MAX_DEPTH: usize = 2048;
+
 /// Bytes allocated on disk under `root`, without following symlinks or crossing mounts;
-/// hard-linked files count once. Entries that vanish mid-walk are skipped.
+/// hard-linked files count once. Entries that vanish or cannot be read mid-walk are skipped.
 pub(crate) fn measure(root: &Path) -> u64 {
-    let Ok(top) = std::fs::symlink_metadata(root) else {
+    let Ok(top) = tree::open_root(root) else {
         return 0;
     };
-    let dev = top.dev();
-    let mut total = top.blocks() * 512;
-    let mut linked = HashSet::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+    let Ok(st) = rustix::fs::fstat(&top) else {
+        return 0;
+    };
+    let mut m = Measure {
+        dev: st.st_dev,
+        total: blocks(&st),
+        linked: HashSet::new(),
+    };
+    let ControlFlow::Continue(()) = tree::walk(top.as_fd(), MAX_DEPTH, &mut m);
+    m.total
+}
+
+struct Measure {
+    dev: u64,
+    total: u64,
+    linked: HashSet<u64>,
+}
+
+/// Bytes allocated on disk for what `st` describes.
+fn blocks(st: &rustix::fs::Stat) -> u64 {
+    u64::try_from(st.st_blocks).unwrap_or(0) * 512
+}
+
+impl Visit for Measure {
+    type Stop = Infallible;
+
+    fn entry(&mut self, e: &Entry<'_>) -> ControlFlow<Infallible, bool> {
+        let Ok(st) = statat(e.dir, e.name, AtFlags::SYMLINK_NOFOLLOW) else {
+            return ControlFlow::Continue(false);
         };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.dev() != dev {
-                continue;
-            }
-            if meta.nlink() > 1 && !meta.is_dir() && !linked.insert(meta.ino()) {
-                continue;
-            }
-            total += meta.blocks() * 512;
-            if meta.is_dir() {
-                stack.push(entry.path());
-            }
+        if st.st_dev != self.dev {
+            return ControlFlow::Continue(false);
         }
+        let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+        if st.st_nlink > 1 && !is_dir && !self.linked.insert(st.st_ino) {
+            return ControlFlow::Continue(false);
+        }
+        self.total += blocks(&st);
+        ControlFlow::Continue(is_dir)
     }
-    total
+
+    fn too_deep(&mut self, _: &Entry<'_>) -> ControlFlow<Infallible> {
+        ControlFlow::Continue(())
+    }
+
+    fn failed(&mut self, _: Failed<'_>, _: Errno) -> ControlFlow<Infallible> {
+        ControlFlow::Continue(())
+    }
 }
 
 #[cfg(test)]
@@ -193,5 +223,22 @@ mod tests {
         std::fs::remove_file(dir.path().join("big")).unwrap();
         std::fs::remove_file(dir.path().join("big2")).unwrap();
         assert!(g.admit().is_ok());
+    }
+
+    #[test]
+    fn symlinks_are_not_followed_and_deep_trees_are_measured() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("big"), vec![1u8; 2 << 20]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let empty = measure(dir.path());
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("dir-link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("big"), dir.path().join("file-link"))
+            .unwrap();
+        assert!(measure(dir.path()) < empty + (1 << 20));
+        // Deeper than the socket scan walks (it refuses such a repository instead).
+        let deep: PathBuf = std::iter::repeat_n("d", 300).collect();
+        std::fs::create_dir_all(dir.path().join(&deep)).unwrap();
+        std::fs::write(dir.path().join(&deep).join("big"), vec![1u8; 2 << 20]).unwrap();
+        assert!(measure(dir.path()) > empty + (2 << 20));
     }
 }

@@ -105,15 +105,7 @@ impl SandboxProvider for NoSandbox {
             Err(e) => return Err(e),
         };
         let exit_code = captured.status.and_then(|s| s.code());
-        Ok(ExecOutput {
-            exit_code,
-            stdout: captured.stdout,
-            stderr: captured.stderr,
-            timed_out: captured.timed_out,
-            duration_ms: captured.duration.as_millis() as u64,
-            truncated: captured.truncated,
-            ..Default::default()
-        })
+        Ok(captured.into_output(exit_code))
     }
 
     fn teardown(&self, _session: NoSandboxSession) -> Result<(), SandboxError> {

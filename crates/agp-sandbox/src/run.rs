@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use agp_contracts::sandbox::SandboxError;
+use agp_contracts::sandbox::{ExecOutput, SandboxError};
 
 /// How long to wait for output pipes to close after the process is gone (a descendant that
 /// escaped the process group may hold them; only possible without a sandbox).
@@ -24,6 +24,22 @@ pub(crate) struct Captured {
     /// The watcher asked for the command to be stopped (and it was killed).
     pub stopped: bool,
     pub duration: Duration,
+}
+
+impl Captured {
+    /// What the command did, as a provider reports it (limits and git scrubbing are the
+    /// caller's to add).
+    pub(crate) fn into_output(self, exit_code: Option<i32>) -> ExecOutput {
+        ExecOutput {
+            exit_code,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            timed_out: self.timed_out,
+            duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+            truncated: self.truncated,
+            ..ExecOutput::default()
+        }
+    }
 }
 
 /// How often a watcher is asked whether the command must stop.
@@ -60,7 +76,7 @@ fn drain(mut from: impl Read + Send + 'static, cap: usize) -> Shared {
                         s.truncated = true;
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => break,
             }
         }
@@ -95,22 +111,20 @@ fn take(sink: &Shared, deadline: Instant) -> (Vec<u8>, bool) {
 /// Block until the child has exited without reaping it, so its pid stays valid for a kill.
 fn exited_signal(pid: u32) -> mpsc::Receiver<()> {
     let (tx, rx) = mpsc::channel();
-    thread::spawn(move || loop {
-        // SAFETY: waitid writes into a zeroed siginfo we own; WNOWAIT leaves the child
-        // unreaped so `Child::wait` still owns reaping.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &raw mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            let _ = tx.send(());
-            return;
+    thread::spawn(move || {
+        use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
+        // WNOWAIT leaves the child unreaped, so `Child::wait` still owns reaping.
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
+        let id = i32::try_from(pid).ok().and_then(Pid::from_raw);
+        while let Some(pid) = id {
+            if !matches!(
+                waitid(WaitId::Pid(pid), options),
+                Err(rustix::io::Errno::INTR)
+            ) {
+                break;
+            }
         }
+        let _ = tx.send(());
     });
     rx
 }
@@ -140,6 +154,13 @@ pub(crate) fn run(
     let started = Instant::now();
     let mut child: Child = cmd.spawn()?;
     let pid = child.id();
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        // Both were set to `Stdio::piped()` above; should that ever not hold, the child is
+        // not left running unobserved.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(std::io::Error::other("the command's output pipes are missing").into());
+    };
 
     if let (Some(mut pipe), Some(input)) = (child.stdin.take(), stdin) {
         let input = input.to_vec();
@@ -148,8 +169,8 @@ pub(crate) fn run(
             let _ = pipe.write_all(&input);
         });
     }
-    let out = drain(child.stdout.take().expect("stdout piped"), cap);
-    let err = drain(child.stderr.take().expect("stderr piped"), cap);
+    let out = drain(stdout, cap);
+    let err = drain(stderr, cap);
 
     let exited = exited_signal(pid);
     let deadline = started + timeout;

@@ -16,9 +16,10 @@
 //! fails with `ECONNREFUSED`. The preflight proves it with a listening bait socket in the
 //! repository (see `preflight`).
 //!
-//! The walk never follows a symlink: each directory is opened relative to its parent's
-//! descriptor with `O_NOFOLLOW`, so a directory swapped for a symlink leads nowhere, and the
-//! path of every socket found consists of real directories. Entry types come from the
+//! The walk ([`agp_integrity::tree`], shared with the integrity check and the growth bound)
+//! never follows a symlink: each directory is opened relative to its parent's descriptor with
+//! `O_NOFOLLOW`, so a directory swapped for a symlink leads nowhere, and the path of every
+//! socket found consists of real directories. Entry types come from the
 //! directory listing (`d_type`), so a walk costs one `getdents` per directory and a `stat`
 //! only where the file system does not fill in types. It is bounded ([`MAX_ENTRIES`],
 //! [`MAX_DEPTH`], [`MAX_SOCKETS`]): past a bound, or when a directory cannot be read, the
@@ -40,14 +41,14 @@
 //!   processes die with it, and the agent's sandbox is built before the agent runs. A caller
 //!   that builds a sandbox while another of the same repository runs gives up that guarantee.
 
-use std::ffi::{CStr, OsStr, OsString};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::{OsStr, OsString};
+use std::ops::ControlFlow;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use agp_contracts::sandbox::SandboxError;
-use rustix::fs::{statat, AtFlags, Dir, FileType, Mode, OFlags};
-use rustix::io::Errno;
+use agp_integrity::tree::{self, Entry, Errno, Failed, FileType, Visit};
+use rustix::fs::{statat, AtFlags};
 
 /// Entries examined at most; a repository with more is refused (a build tree of a large
 /// project holds a few hundred thousand).
@@ -59,22 +60,20 @@ pub(crate) const MAX_SOCKETS: usize = 256;
 
 /// The sockets found, as paths inside `repo` (absolute, the same inside and outside).
 pub(crate) fn find(repo: &Path) -> Result<Vec<PathBuf>, SandboxError> {
-    let root = rustix::fs::open(
-        repo,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| refuse(repo, format!("cannot open it: {e}")))?;
+    let root = tree::open_root(repo).map_err(|e| refuse(repo, &format!("cannot open it: {e}")))?;
     let mut walk = Walk {
         repo,
         entries: 0,
         found: Vec::new(),
     };
-    walk.dir(root.as_fd(), repo, 0)?;
-    Ok(walk.found)
+    // A directory at depth MAX_DEPTH is still walked; one below it refuses.
+    match tree::walk(root.as_fd(), MAX_DEPTH + 1, &mut walk) {
+        ControlFlow::Continue(()) => Ok(walk.found),
+        ControlFlow::Break(refused) => Err(refused),
+    }
 }
 
-fn refuse(repo: &Path, why: String) -> SandboxError {
+fn refuse(repo: &Path, why: &str) -> SandboxError {
     SandboxError::Refused(format!(
         "cannot prove the repository {} holds no host Unix socket the sandbox could connect \
          to ({why}); remove or move what is named, or run the agent on a smaller checkout",
@@ -89,100 +88,83 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn dir(&mut self, fd: BorrowedFd<'_>, path: &Path, depth: usize) -> Result<(), SandboxError> {
-        if depth > MAX_DEPTH {
-            return Err(refuse(
-                self.repo,
-                format!(
-                    "{} is nested deeper than {MAX_DEPTH} directories",
-                    path.display()
-                ),
-            ));
+    /// `rel` as a path in the repository, the same inside and outside.
+    fn at(&self, rel: &Path) -> PathBuf {
+        if rel.as_os_str().is_empty() {
+            self.repo.to_path_buf()
+        } else {
+            self.repo.join(rel)
         }
-        let names = self.list(fd, path)?;
-        for (name, ty) in names {
-            let ty = match ty {
-                FileType::Unknown => match statat(fd, &name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) => FileType::from_raw_mode(st.st_mode),
-                    Err(Errno::NOENT) => continue,
-                    Err(e) => {
-                        return Err(refuse(
-                            self.repo,
-                            format!("cannot examine {}: {e}", path.join(&name).display()),
-                        ))
-                    }
-                },
-                ty => ty,
-            };
-            match ty {
-                FileType::Socket => {
-                    if self.found.len() >= MAX_SOCKETS {
-                        return Err(refuse(
-                            self.repo,
-                            format!(
-                                "more than {MAX_SOCKETS} sockets, the last at {}",
-                                path.join(&name).display()
-                            ),
-                        ));
-                    }
-                    self.found.push(path.join(&name));
-                }
-                FileType::Directory => {
-                    let sub = match open_dir(fd, &name) {
-                        Ok(sub) => sub,
-                        // Gone, or swapped for a symlink or file since it was listed: what is
-                        // there now is no directory of the repository's.
-                        Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => continue,
-                        // One the invoking user may not even pass through: nor may the
-                        // sandbox, which runs as that user without capabilities.
-                        Err(Errno::ACCESS) if !searchable(fd, &name) => continue,
-                        Err(e) => {
-                            return Err(refuse(
-                                self.repo,
-                                format!("cannot read {}: {e}", path.join(&name).display()),
-                            ))
-                        }
-                    };
-                    self.dir(sub.as_fd(), &path.join(&name), depth + 1)?;
-                }
-                _ => {}
-            }
-        }
-        Ok(())
     }
 
-    fn list(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        path: &Path,
-    ) -> Result<Vec<(OsString, FileType)>, SandboxError> {
-        let unreadable =
-            |e: Errno| refuse(self.repo, format!("cannot read {}: {e}", path.display()));
-        let mut out = Vec::new();
-        for entry in Dir::read_from(fd).map_err(unreadable)? {
-            let entry = entry.map_err(unreadable)?;
-            let name: &CStr = entry.file_name();
-            let bytes = name.to_bytes();
-            if bytes == b"." || bytes == b".." {
-                continue;
-            }
-            self.entries += 1;
-            if self.entries > MAX_ENTRIES {
-                return Err(refuse(
-                    self.repo,
-                    format!("it holds more than {MAX_ENTRIES} entries"),
-                ));
-            }
-            // Only what the walk acts on is kept (most entries are files).
-            let ty = entry.file_type();
-            if matches!(
-                ty,
-                FileType::Directory | FileType::Socket | FileType::Unknown
-            ) {
-                out.push((OsStr::from_bytes(bytes).to_os_string(), ty));
-            }
+    fn refuse(&self, why: &str) -> ControlFlow<SandboxError> {
+        ControlFlow::Break(refuse(self.repo, why))
+    }
+}
+
+impl Visit for Walk<'_> {
+    type Stop = SandboxError;
+
+    fn keep(&mut self, ty: FileType) -> ControlFlow<SandboxError, bool> {
+        self.entries += 1;
+        if self.entries > MAX_ENTRIES {
+            self.refuse(&format!("it holds more than {MAX_ENTRIES} entries"))?;
         }
-        Ok(out)
+        // Only what the walk acts on is kept (most entries are files).
+        ControlFlow::Continue(matches!(
+            ty,
+            FileType::Directory | FileType::Socket | FileType::Unknown
+        ))
+    }
+
+    fn entry(&mut self, e: &Entry<'_>) -> ControlFlow<SandboxError, bool> {
+        let ty = match e.listed_type {
+            FileType::Unknown => match statat(e.dir, e.name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => FileType::from_raw_mode(st.st_mode),
+                Err(Errno::NOENT) => return ControlFlow::Continue(false),
+                Err(err) => {
+                    let why = format!("cannot examine {}: {err}", self.at(e.rel).display());
+                    return ControlFlow::Break(refuse(self.repo, &why));
+                }
+            },
+            ty => ty,
+        };
+        if ty == FileType::Socket {
+            let path = self.at(e.rel);
+            if self.found.len() >= MAX_SOCKETS {
+                self.refuse(&format!(
+                    "more than {MAX_SOCKETS} sockets, the last at {}",
+                    path.display()
+                ))?;
+            }
+            self.found.push(path);
+        }
+        ControlFlow::Continue(ty == FileType::Directory)
+    }
+
+    fn too_deep(&mut self, e: &Entry<'_>) -> ControlFlow<SandboxError> {
+        self.refuse(&format!(
+            "{} is nested deeper than {MAX_DEPTH} directories",
+            self.at(e.rel).display()
+        ))
+    }
+
+    fn failed(&mut self, what: Failed<'_>, err: Errno) -> ControlFlow<SandboxError> {
+        let rel = match what {
+            // Gone, or swapped for a symlink or file since it was listed: what is there now
+            // is no directory of the repository's.
+            Failed::Open(_) if matches!(err, Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => {
+                return ControlFlow::Continue(());
+            }
+            // One the invoking user may not even pass through: nor may the sandbox, which
+            // runs as that user without capabilities.
+            Failed::Open(e) if err == Errno::ACCESS && !searchable(e.dir, e.name) => {
+                return ControlFlow::Continue(());
+            }
+            Failed::Open(e) => e.rel,
+            Failed::List(rel) => rel,
+        };
+        self.refuse(&format!("cannot read {}: {err}", self.at(rel).display()))
     }
 }
 
@@ -196,15 +178,6 @@ fn searchable(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
         AtFlags::EACCESS | AtFlags::SYMLINK_NOFOLLOW,
     );
     !matches!(checked, Err(Errno::ACCESS))
-}
-
-fn open_dir(dir: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
 }
 
 /// The bubblewrap arguments that mask `sockets`: `/dev/null`, read-only, over each.

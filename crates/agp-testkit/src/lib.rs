@@ -282,6 +282,14 @@ mod tests {
         out
     }
 
+    /// The names of the server-sent events in a response, in order.
+    fn event_names(response: &str) -> Vec<&str> {
+        response
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .collect()
+    }
+
     #[test]
     fn anthropic_stream_has_event_lines_and_tool_use() {
         let m = FakeModel::anthropic(vec![Turn::Shell("echo hi".into())]).unwrap();
@@ -292,10 +300,7 @@ mod tests {
         );
         assert!(out.starts_with("HTTP/1.1 200"));
         assert!(out.contains("text/event-stream"));
-        let events: Vec<&str> = out
-            .lines()
-            .filter_map(|l| l.strip_prefix("event: "))
-            .collect();
+        let events = event_names(&out);
         assert_eq!(
             events,
             [
@@ -332,10 +337,7 @@ mod tests {
             "/v1/responses",
             r#"{"stream":true,"tools":[{"type":"function"}],"input":[]}"#,
         );
-        let events: Vec<&str> = out
-            .lines()
-            .filter_map(|l| l.strip_prefix("event: "))
-            .collect();
+        let events = event_names(&out);
         assert_eq!(
             events,
             [

@@ -284,6 +284,13 @@ pub(crate) fn settle<S: BoundSession>(done: Done<S>) -> Next<S> {
 /// Classifies a frame: not JSON / not an object / no type → malformed; an unknown type →
 /// unknown_message; a known type with bad fields → malformed.
 pub(crate) fn parse(frame: &[u8]) -> Result<ClientMessage, (ErrorCode, String)> {
+    const KNOWN: &[&str] = &[
+        "hello",
+        "open_session",
+        "tool_call_request",
+        "tool_call_result",
+        "end_session",
+    ];
     // Error texts never quote the frame: they are journaled, and a frame may carry secrets.
     let value: Value = serde_json::from_slice(frame).map_err(|e| {
         (
@@ -302,13 +309,6 @@ pub(crate) fn parse(frame: &[u8]) -> Result<ClientMessage, (ErrorCode, String)> 
             "frame is not an object with a string `type`".into(),
         ));
     };
-    const KNOWN: &[&str] = &[
-        "hello",
-        "open_session",
-        "tool_call_request",
-        "tool_call_result",
-        "end_session",
-    ];
     let Some(kind) = KNOWN.iter().find(|k| **k == kind) else {
         return Err((ErrorCode::UnknownMessage, "unknown message type".into()));
     };

@@ -187,7 +187,7 @@ impl Mediator {
         remember: Option<(u64, RememberKey)>,
         waited: Duration,
     ) -> ApprovalEnd {
-        let outcome = self.check_grant(request, outcome);
+        let outcome = Self::check_grant(request, outcome);
         let (status, kind, body, end) = match &outcome {
             ApprovalOutcome::Granted { by } => (
                 "granted",
@@ -299,7 +299,6 @@ impl Mediator {
     /// A grant counts only with enough distinct approvers, each allowed by the rule (the
     /// operator's explicit `--auto-approve` stands in for the allowlist and is journaled as such).
     pub(super) fn check_grant(
-        &self,
         request: &ApprovalRequest,
         outcome: ApprovalOutcome,
     ) -> ApprovalOutcome {

@@ -207,13 +207,7 @@ impl Mediator {
         }
     }
 
-    fn deny(
-        &self,
-        id: &str,
-        input_sha256: &str,
-        reason: String,
-        rule_id: Option<String>,
-    ) -> CallReply {
+    fn deny(id: &str, input_sha256: &str, reason: String, rule_id: Option<String>) -> CallReply {
         CallReply {
             verdict: VerdictMessage {
                 id: id.to_owned(),
@@ -228,9 +222,9 @@ impl Mediator {
         }
     }
 
-    fn journal_failed(&self, id: &str, hash: &str, e: &JournalError) -> CallReply {
+    fn journal_failed(id: &str, hash: &str, e: &JournalError) -> CallReply {
         tracing::error!("journal append failed, denying call {id}: {e}");
-        self.deny(
+        Self::deny(
             id,
             hash,
             format!("agp could not record this call in its journal ({e}); denied"),
@@ -288,42 +282,23 @@ impl Mediator {
         let approved_by = match verdict.decision {
             Decision::Allow => None,
             Decision::Deny => {
-                let denied = ev::CallDenied {
-                    call_id: call.id.clone(),
-                    tool: call.tool.clone(),
-                    input: redacted,
-                    reason: verdict.reason.clone(),
-                    rule_id: verdict.rule_id.clone(),
-                };
-                self.project(CallDenied::KIND, Some(&session.id), denied.to_body())
+                let told = format!("denied by agp policy: {}", verdict.reason);
+                let denied = (verdict.reason.clone(), told);
+                let reply = self
+                    .denied(session, &call, &input_sha256, redacted, &verdict, denied)
                     .await;
-                return Ok(self.deny(
-                    &call.id,
-                    &input_sha256,
-                    format!("denied by agp policy: {}", verdict.reason),
-                    verdict.rule_id.clone(),
-                ));
+                return Ok(reply);
             }
             Decision::Require => {
                 let end = self
                     .approve(session, &call, &input_sha256, &redacted, &verdict, &abandon)
                     .await;
                 if !end.granted {
-                    let denied = ev::CallDenied {
-                        call_id: call.id.clone(),
-                        tool: call.tool.clone(),
-                        input: redacted,
-                        reason: end.reason.clone(),
-                        rule_id: verdict.rule_id.clone(),
-                    };
-                    self.project(CallDenied::KIND, Some(&session.id), denied.to_body())
+                    let denied = (end.reason.clone(), end.reason);
+                    let reply = self
+                        .denied(session, &call, &input_sha256, redacted, &verdict, denied)
                         .await;
-                    return Ok(self.deny(
-                        &call.id,
-                        &input_sha256,
-                        end.reason,
-                        verdict.rule_id.clone(),
-                    ));
+                    return Ok(reply);
                 }
                 end.by
             }
@@ -439,20 +414,8 @@ impl Mediator {
             policy_sha256: verdict.policy_sha256.clone(),
             parts: Some(verdict.parts.clone()),
         };
-        let events = [
-            (
-                ToolCallRequested::KIND,
-                Some(session.id.as_str()),
-                requested.to_body(),
-            ),
-            (
-                PolicyDecided::KIND,
-                Some(session.id.as_str()),
-                decided.to_body(),
-            ),
-        ];
-        if let Err(e) = self.parts.journal.append_batch(&events) {
-            return Ok(Front::Replied(self.journal_failed(
+        if let Err(e) = self.journal_judged(session, &requested, &decided) {
+            return Ok(Front::Replied(Self::journal_failed(
                 &call.id,
                 &input_sha256,
                 &e,
@@ -464,6 +427,43 @@ impl Mediator {
             redacted,
             verdict,
         })
+    }
+
+    /// A denied call: the channel is told `reason`, the agent `told`.
+    async fn denied(
+        &self,
+        session: &SessionState,
+        call: &ToolCall,
+        input_sha256: &str,
+        redacted: Value,
+        verdict: &Verdict,
+        (reason, told): (String, String),
+    ) -> CallReply {
+        let denied = ev::CallDenied {
+            call_id: call.id.clone(),
+            tool: call.tool.clone(),
+            input: redacted,
+            reason,
+            rule_id: verdict.rule_id.clone(),
+        };
+        self.project(CallDenied::KIND, Some(&session.id), denied.to_body())
+            .await;
+        Self::deny(&call.id, input_sha256, told, verdict.rule_id.clone())
+    }
+
+    /// A call's request and the policy's decision on it, as one batch.
+    fn journal_judged(
+        &self,
+        session: &SessionState,
+        requested: &ToolCallRequested,
+        decided: &PolicyDecided,
+    ) -> Result<(), JournalError> {
+        let session = Some(session.id.as_str());
+        self.parts.journal.append_batch(&[
+            (ToolCallRequested::KIND, session, requested.to_body()),
+            (PolicyDecided::KIND, session, decided.to_body()),
+        ])?;
+        Ok(())
     }
 
     /// A call whose input cannot be hashed canonically (floats, non-object) cannot be bound to an
@@ -496,21 +496,9 @@ impl Mediator {
             policy_sha256: self.parts.policy.policy_sha256(),
             parts: None,
         };
-        let events = [
-            (
-                ToolCallRequested::KIND,
-                Some(session.id.as_str()),
-                requested.to_body(),
-            ),
-            (
-                PolicyDecided::KIND,
-                Some(session.id.as_str()),
-                decided.to_body(),
-            ),
-        ];
-        if let Err(e) = self.parts.journal.append_batch(&events) {
-            return self.journal_failed(&call.id, "", &e);
+        if let Err(e) = self.journal_judged(session, &requested, &decided) {
+            return Self::journal_failed(&call.id, "", &e);
         }
-        self.deny(&call.id, "", reason, Some("agp.invalid-input".into()))
+        Self::deny(&call.id, "", reason, Some("agp.invalid-input".into()))
     }
 }

@@ -111,23 +111,7 @@ impl Store {
     /// Marks every active session whose lease expired before `cutoff_ms` as reaped and returns
     /// them.
     pub fn reap_expired(&self, cutoff_ms: i64, now_ms: i64) -> Result<Vec<SessionRow>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let rows: Vec<SessionRow> = {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE status = 'active' AND heartbeat_ms < ?1"
-            ))?;
-            let rows = stmt.query_map([cutoff_ms], session_from_row)?;
-            rows.collect::<Result<_, _>>()?
-        };
-        for row in &rows {
-            tx.execute(
-                "UPDATE sessions SET status = 'reaped', ended_at_ms = ?2 WHERE id = ?1",
-                params![row.id, now_ms],
-            )?;
-        }
-        tx.commit()?;
-        Ok(rows)
+        self.end_active("heartbeat_ms < ?1", &cutoff_ms, "reaped", now_ms)
     }
 
     /// Marks every active session whose lease owner starts with `owner_prefix` as interrupted
@@ -137,20 +121,32 @@ impl Store {
         owner_prefix: &str,
         now_ms: i64,
     ) -> Result<Vec<SessionRow>, StoreError> {
+        let owned = "substr(lease_owner, 1, length(?1)) = ?1";
+        self.end_active(owned, &owner_prefix, "interrupted", now_ms)
+    }
+
+    /// Ends, as `status`, every active session meeting `condition` (SQL on `?1` = `arg`), in one
+    /// transaction, and returns them as they were.
+    fn end_active(
+        &self,
+        condition: &str,
+        arg: &dyn rusqlite::ToSql,
+        status: &str,
+        now_ms: i64,
+    ) -> Result<Vec<SessionRow>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let rows: Vec<SessionRow> = {
             let mut stmt = tx.prepare(&format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE status = 'active'
-                     AND substr(lease_owner, 1, length(?1)) = ?1"
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE status = 'active' AND {condition}"
             ))?;
-            let rows = stmt.query_map([owner_prefix], session_from_row)?;
+            let rows = stmt.query_map([arg], session_from_row)?;
             rows.collect::<Result<_, _>>()?
         };
         for row in &rows {
             tx.execute(
-                "UPDATE sessions SET status = 'interrupted', ended_at_ms = ?2 WHERE id = ?1",
-                params![row.id, now_ms],
+                "UPDATE sessions SET status = ?3, ended_at_ms = ?2 WHERE id = ?1",
+                params![row.id, now_ms, status],
             )?;
         }
         tx.commit()?;

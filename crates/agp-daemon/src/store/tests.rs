@@ -9,11 +9,11 @@ fn store_with_session() -> Store {
 
 #[test]
 fn migrations_are_versioned_and_idempotent() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
     let s = Store::open(&path).unwrap();
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-    use std::os::unix::fs::PermissionsExt;
     for f in ["state.db", "state.db-wal", "state.db-shm"] {
         let mode = std::fs::metadata(dir.path().join(f))
             .unwrap()

@@ -6,8 +6,7 @@ use super::*;
 #[test]
 fn allow_runs_in_the_sandbox_and_journals_request_decision_result_in_order() {
     let f = Fixture::new(Duration::from_secs(5));
-    let token = f.session(SessionMode::ProxyExec);
-    let mut c = f.client(&token);
+    let mut c = f.connect(SessionMode::ProxyExec);
     let reply = c.request_exec(&bash("c1", "echo hi sk-SECRET")).unwrap();
     assert!(reply.verdict.is_allow());
     let result = reply.result.unwrap();
@@ -54,8 +53,7 @@ fn allow_runs_in_the_sandbox_and_journals_request_decision_result_in_order() {
 #[test]
 fn deny_never_executes() {
     let f = Fixture::new(Duration::from_secs(5));
-    let token = f.session(SessionMode::ProxyExec);
-    let mut c = f.client(&token);
+    let mut c = f.connect(SessionMode::ProxyExec);
     let marker = f.repo.join("marker");
     std::fs::write(&marker, "x").unwrap();
     let reply = c
@@ -71,15 +69,10 @@ fn deny_never_executes() {
 #[test]
 fn require_granted_runs_and_journals_who() {
     let f = Fixture::new(Duration::from_secs(5));
-    f.channel
-        .answers
-        .lock()
-        .unwrap()
-        .push_back(ApprovalOutcome::Granted {
-            by: vec![human("alice")],
-        });
-    let token = f.session(SessionMode::ProxyExec);
-    let mut c = f.client(&token);
+    f.channel.answer(ApprovalOutcome::Granted {
+        by: vec![human("alice")],
+    });
+    let mut c = f.connect(SessionMode::ProxyExec);
     let reply = c.request_exec(&write("c1", "out.txt")).unwrap();
     assert!(reply.verdict.is_allow(), "{reply:?}");
     assert_eq!(reply.verdict.approved_by.as_deref(), Some("alice"));
@@ -100,18 +93,14 @@ fn require_granted_runs_and_journals_who() {
 #[test]
 fn human_deny_timeout_and_no_approver_are_distinct_denials() {
     let f = Fixture::new(Duration::from_millis(300));
-    {
-        let mut q = f.channel.answers.lock().unwrap();
-        q.push_back(ApprovalOutcome::Denied {
-            by: human("bob"),
-            reason: Some("no".into()),
-        });
-        q.push_back(ApprovalOutcome::Unavailable {
-            reason: "no terminal".into(),
-        });
-    }
-    let token = f.session(SessionMode::ProxyExec);
-    let mut c = f.client(&token);
+    f.channel.answer(ApprovalOutcome::Denied {
+        by: human("bob"),
+        reason: Some("no".into()),
+    });
+    f.channel.answer(ApprovalOutcome::Unavailable {
+        reason: "no terminal".into(),
+    });
+    let mut c = f.connect(SessionMode::ProxyExec);
     let r1 = c.request_exec(&write("c1", "a")).unwrap();
     assert_eq!(r1.verdict.decision, agp_contracts::Decision::Deny);
     assert!(r1.verdict.reason.contains("bob"));
@@ -135,22 +124,15 @@ fn human_deny_timeout_and_no_approver_are_distinct_denials() {
 fn quorum_is_checked_by_the_daemon_too() {
     let f = Fixture::new(Duration::from_secs(5));
     // Edit needs 2 distinct approvers; the same person twice is one.
-    f.channel
-        .answers
-        .lock()
-        .unwrap()
-        .push_back(ApprovalOutcome::Granted {
-            by: vec![human("alice"), human("alice")],
-        });
-    let token = f.session(SessionMode::ProxyExec);
-    let mut c = f.client(&token);
-    let req = ToolCallRequest {
-        id: "e1".into(),
-        tool_use_id: None,
-        tool: "Edit".into(),
-        input: json!({"file_path": "x", "old_string": "a", "new_string": "b"}),
-        cwd: String::new(),
-    };
+    f.channel.answer(ApprovalOutcome::Granted {
+        by: vec![human("alice"), human("alice")],
+    });
+    let mut c = f.connect(SessionMode::ProxyExec);
+    let req = call(
+        "e1",
+        "Edit",
+        json!({"file_path": "x", "old_string": "a", "new_string": "b"}),
+    );
     let r = c.request_exec(&req).unwrap();
     assert_eq!(r.verdict.decision, agp_contracts::Decision::Deny);
     assert!(r.verdict.reason.contains("quorum"));
@@ -159,15 +141,10 @@ fn quorum_is_checked_by_the_daemon_too() {
 #[test]
 fn remembered_approval_is_not_asked_again_and_is_journaled_as_remembered() {
     let f = Fixture::new(Duration::from_secs(5));
-    f.channel
-        .answers
-        .lock()
-        .unwrap()
-        .push_back(ApprovalOutcome::Granted {
-            by: vec![human("alice")],
-        });
-    let token = f.session(SessionMode::ProxyExec);
-    let mut c = f.client(&token);
+    f.channel.answer(ApprovalOutcome::Granted {
+        by: vec![human("alice")],
+    });
+    let mut c = f.connect(SessionMode::ProxyExec);
     assert!(c
         .request_exec(&write("c1", "remember.txt"))
         .unwrap()
@@ -188,8 +165,7 @@ fn remembered_approval_is_not_asked_again_and_is_journaled_as_remembered() {
 #[test]
 fn journal_failure_denies_and_executes_nothing() {
     let f = Fixture::new(Duration::from_secs(5));
-    let token = f.session(SessionMode::ProxyExec);
-    let mut c = f.client(&token);
+    let mut c = f.connect(SessionMode::ProxyExec);
     f.journal.set_broken(true);
     let reply = c.request_exec(&bash("c1", "touch made")).unwrap();
     assert_eq!(reply.verdict.decision, agp_contracts::Decision::Deny);
@@ -200,15 +176,8 @@ fn journal_failure_denies_and_executes_nothing() {
 #[test]
 fn float_input_cannot_be_bound_and_is_denied() {
     let f = Fixture::new(Duration::from_secs(5));
-    let token = f.session(SessionMode::ProxyExec);
-    let mut c = f.client(&token);
-    let req = ToolCallRequest {
-        id: "f1".into(),
-        tool_use_id: None,
-        tool: "Bash".into(),
-        input: json!({"command": "true", "timeout": 1.5}),
-        cwd: String::new(),
-    };
+    let mut c = f.connect(SessionMode::ProxyExec);
+    let req = call("f1", "Bash", json!({"command": "true", "timeout": 1.5}));
     let reply = c.request_exec(&req).unwrap();
     assert_eq!(reply.verdict.decision, agp_contracts::Decision::Deny);
     assert_eq!(reply.verdict.rule_id.as_deref(), Some("agp.invalid-input"));
@@ -217,15 +186,10 @@ fn float_input_cannot_be_bound_and_is_denied() {
 #[test]
 fn a_remembered_approval_covers_only_the_same_tool_cwd_and_input() {
     let f = Fixture::new(Duration::from_millis(300));
-    f.channel
-        .answers
-        .lock()
-        .unwrap()
-        .push_back(ApprovalOutcome::Granted {
-            by: vec![human("alice")],
-        });
-    let token = f.session(SessionMode::Gate);
-    let mut c = f.client(&token);
+    f.channel.answer(ApprovalOutcome::Granted {
+        by: vec![human("alice")],
+    });
+    let mut c = f.connect(SessionMode::Gate);
     assert!(c.request(&write("c1", "remember.txt")).unwrap().is_allow());
     assert!(c.request(&write("c2", "remember.txt")).unwrap().is_allow());
     // Same input, another working directory: asked again (nobody answers → timeout → deny).
@@ -263,14 +227,10 @@ impl SandboxProvider for FailingProvider {
 fn a_sandbox_failure_is_journaled_as_an_error_result_never_as_success() {
     let (_dir, repo, config) = world();
     let journal = Arc::new(MemJournal::default());
-    let rt = runtime();
     let mut p = parts(&journal, &Arc::new(QueueChannel::default()));
     p.sandbox = Some(Arc::new(Provider(Arc::new(FailingProvider))));
-    let daemon = rt.block_on(Daemon::start(config.clone(), p)).unwrap();
-    let token = open_session(&rt, &daemon, &repo, SessionMode::ProxyExec).token;
-    rt.spawn(daemon.clone().serve(std::future::pending()));
-    let mut c = Client::connect(&config.socket_path(), Duration::from_secs(10)).unwrap();
-    c.hello(&token).unwrap();
+    let (rt, _daemon, token) = serving(&config, p, &repo, SessionMode::ProxyExec);
+    let mut c = connect(&config.socket_path(), &token);
     let reply = c.request_exec(&bash("x1", "echo hi")).unwrap();
     let result = reply.result.unwrap();
     assert!(!result.ok);

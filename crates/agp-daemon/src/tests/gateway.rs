@@ -203,17 +203,16 @@ fn concurrent_sessions_are_served_at_once() {
     let slow_token = f.session(SessionMode::ProxyExec);
     let sock = f.config.socket_path();
     let slow = std::thread::spawn(move || {
-        let mut c = Client::connect(&sock, Duration::from_secs(10)).unwrap();
-        c.hello(&slow_token).unwrap();
-        c.request_exec(&write("w1", "never")).unwrap()
+        connect(&sock, &slow_token)
+            .request_exec(&write("w1", "never"))
+            .unwrap()
     });
     let handles: Vec<_> = (0..8)
         .map(|i| {
             let token = f.session(SessionMode::ProxyExec);
             let sock = f.config.socket_path();
             std::thread::spawn(move || {
-                let mut c = Client::connect(&sock, Duration::from_secs(10)).unwrap();
-                c.hello(&token).unwrap();
+                let mut c = connect(&sock, &token);
                 for j in 0..10 {
                     assert!(c
                         .request_exec(&bash(&format!("c{i}-{j}"), "true"))

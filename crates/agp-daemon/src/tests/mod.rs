@@ -88,6 +88,20 @@ struct QueueChannel {
     projected: Mutex<Vec<String>>,
 }
 
+impl QueueChannel {
+    /// Queues the next answer.
+    fn answer(&self, outcome: ApprovalOutcome) {
+        self.answers.lock().unwrap().push_back(outcome);
+    }
+
+    /// A channel whose first answer is `outcome`.
+    fn answering(outcome: ApprovalOutcome) -> Arc<Self> {
+        let channel = Arc::new(Self::default());
+        channel.answer(outcome);
+        channel
+    }
+}
+
 impl ApprovalChannel for QueueChannel {
     fn name(&self) -> &str {
         "queue"
@@ -121,6 +135,19 @@ impl ApprovalChannel for QueueChannel {
     }
 }
 
+/// What a command run on the host by a test sandbox did.
+pub(crate) fn exec_output(out: std::process::Output) -> ExecOutput {
+    ExecOutput {
+        exit_code: out.status.code(),
+        stdout: out.stdout,
+        stderr: out.stderr,
+        timed_out: false,
+        duration_ms: 0,
+        truncated: false,
+        ..Default::default()
+    }
+}
+
 /// Runs commands on the host (isolates nothing): enough for the loop's tests.
 struct HostProvider;
 
@@ -134,15 +161,7 @@ impl SandboxProvider for HostProvider {
             .args(&r.argv[1..])
             .current_dir(&r.cwd)
             .output()?;
-        Ok(ExecOutput {
-            exit_code: out.status.code(),
-            stdout: out.stdout,
-            stderr: out.stderr,
-            timed_out: false,
-            duration_ms: 0,
-            truncated: false,
-            ..Default::default()
-        })
+        Ok(exec_output(out))
     }
     fn teardown(&self, _s: PathBuf) -> Result<(), SandboxError> {
         Ok(())
@@ -236,25 +255,45 @@ fn open_session(
     .unwrap()
 }
 
+/// A daemon on `config` with `parts`, serving until its runtime goes, and the token of a
+/// session it opened in `repo`.
+fn serving(
+    config: &DaemonConfig,
+    parts: Parts,
+    repo: &Path,
+    mode: SessionMode,
+) -> (tokio::runtime::Runtime, Arc<Daemon>, String) {
+    let rt = runtime();
+    let daemon = rt.block_on(Daemon::start(config.clone(), parts)).unwrap();
+    let token = open_session(&rt, &daemon, repo, mode).token;
+    rt.spawn(daemon.clone().serve(std::future::pending()));
+    (rt, daemon, token)
+}
+
+/// A client of the daemon at `socket`, past its hello.
+fn connect(socket: &Path, token: &str) -> Client {
+    let mut c = Client::connect(socket, Duration::from_secs(20)).unwrap();
+    c.hello(token).unwrap();
+    c
+}
+
+/// Waits until `done`, failing with `what` after ten seconds.
+fn eventually(what: impl Fn() -> String, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{}", what());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A first daemon (on `config`, journaling to `journal`) that dies, its runtime dropped without
 /// shutdown, while a client's call `p1` waits for an approval from a channel that never
 /// answers. The client learns nothing good: its connection died (the hook turns that into deny).
 fn die_with_a_pending_approval(config: &DaemonConfig, repo: &Path, journal: &Arc<MemJournal>) {
-    let rt = runtime();
-    let daemon = rt
-        .block_on(Daemon::start(
-            config.clone(),
-            parts(journal, &Arc::new(QueueChannel::default())),
-        ))
-        .unwrap();
-    let token = open_session(&rt, &daemon, repo, SessionMode::Gate).token;
-    rt.spawn(daemon.clone().serve(std::future::pending()));
+    let parts = parts(journal, &Arc::new(QueueChannel::default()));
+    let (rt, daemon, token) = serving(config, parts, repo, SessionMode::Gate);
     let sock = config.socket_path();
-    let waiter = std::thread::spawn(move || {
-        let mut c = Client::connect(&sock, Duration::from_secs(10)).unwrap();
-        c.hello(&token).unwrap();
-        c.request(&write("p1", "x"))
-    });
+    let waiter = std::thread::spawn(move || connect(&sock, &token).request(&write("p1", "x")));
     while journal.of("approval.requested").is_empty() {
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -336,10 +375,24 @@ impl Fixture {
             .token
     }
 
+    /// A daemon on a fresh channel taking over `config` and `journal` from an earlier one.
+    fn after(
+        dir: tempfile::TempDir,
+        repo: PathBuf,
+        config: DaemonConfig,
+        journal: &Arc<MemJournal>,
+    ) -> Self {
+        let channel = Arc::new(QueueChannel::default());
+        Self::with(dir, repo, config, journal.clone(), channel)
+    }
+
     fn client(&self, token: &str) -> Client {
-        let mut c = Client::connect(&self.config.socket_path(), Duration::from_secs(20)).unwrap();
-        c.hello(token).unwrap();
-        c
+        connect(&self.config.socket_path(), token)
+    }
+
+    /// A client of a new session in `mode`.
+    fn connect(&self, mode: SessionMode) -> Client {
+        self.client(&self.session(mode))
     }
 
     fn daemon_store_session(&self, id: &str) -> crate::store::SessionRow {
@@ -364,23 +417,24 @@ impl Drop for Fixture {
     }
 }
 
-fn bash(id: &str, command: &str) -> ToolCallRequest {
+fn call(id: &str, tool: &str, input: Value) -> ToolCallRequest {
     ToolCallRequest {
         id: id.into(),
         tool_use_id: None,
-        tool: "Bash".into(),
-        input: json!({"command": command}),
+        tool: tool.into(),
+        input,
         cwd: String::new(),
     }
 }
 
+fn bash(id: &str, command: &str) -> ToolCallRequest {
+    call(id, "Bash", json!({"command": command}))
+}
+
 fn write(id: &str, path: &str) -> ToolCallRequest {
     ToolCallRequest {
-        id: id.into(),
         tool_use_id: Some("toolu_x".into()),
-        tool: "Write".into(),
-        input: json!({"file_path": path, "content": "x"}),
-        cwd: String::new(),
+        ..call(id, "Write", json!({"file_path": path, "content": "x"}))
     }
 }
 

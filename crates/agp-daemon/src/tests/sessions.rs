@@ -10,8 +10,7 @@ use super::*;
 fn ending_a_session_journals_the_integrity_report_and_quarantines_what_it_left() {
     let mut f = Fixture::new(Duration::from_secs(5));
     std::os::unix::fs::symlink("/usr/share", f.repo.join("old-link")).unwrap();
-    let token = f.session(SessionMode::Gate);
-    let mut c = f.client(&token);
+    let mut c = f.connect(SessionMode::Gate);
     std::os::unix::fs::symlink("/root/.ssh", f.repo.join("ssh")).unwrap();
     let hooks = f.repo.join("sub/.git/hooks");
     std::fs::create_dir_all(&hooks).unwrap();
@@ -65,21 +64,13 @@ fn admin_channel_opens_a_session_and_ending_it_closes_the_token() {
     assert!(again.hello(&opened.token).is_err());
     assert_eq!(f.journal.of("session.ended").len(), 1);
     // Projections reach the channel through the outbox.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !f
-        .channel
-        .projected
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|k| k == "session.ended")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "session.ended never projected"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        || "session.ended never projected".into(),
+        || {
+            let projected = f.channel.projected.lock().unwrap();
+            projected.iter().any(|k| k == "session.ended")
+        },
+    );
 }
 
 /// A channel whose projections always fail.
@@ -113,14 +104,10 @@ impl ApprovalChannel for BrokenProjector {
 fn a_failing_projection_is_retried_with_backoff_and_never_blocks_calls() {
     let (_dir, repo, config) = world();
     let journal = Arc::new(MemJournal::default());
-    let rt = runtime();
     let mut p = parts(&journal, &Arc::new(QueueChannel::default()));
     p.channel = Arc::new(BrokenProjector(QueueChannel::default()));
-    let daemon = rt.block_on(Daemon::start(config.clone(), p)).unwrap();
-    let token = open_session(&rt, &daemon, &repo, SessionMode::Gate).token;
-    rt.spawn(daemon.clone().serve(std::future::pending()));
-    let mut c = Client::connect(&config.socket_path(), Duration::from_secs(10)).unwrap();
-    c.hello(&token).unwrap();
+    let (rt, _daemon, token) = serving(&config, p, &repo, SessionMode::Gate);
+    let mut c = connect(&config.socket_path(), &token);
     // Calls go through while the channel is down (denials are queued too).
     assert_eq!(
         c.request(&bash("d1", "rm x")).unwrap().decision,
@@ -128,18 +115,14 @@ fn a_failing_projection_is_retried_with_backoff_and_never_blocks_calls() {
     );
     assert!(c.request(&bash("a1", "ls")).unwrap().is_allow());
     let store = crate::store::Store::open_existing(&config.state_db).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let due_later = store.due_outbox(i64::MAX, 10).unwrap();
-        if due_later.len() == 2 && due_later.iter().all(|r| r.attempts >= 1) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "projections were not attempted: {due_later:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let due_later = || store.due_outbox(i64::MAX, 10).unwrap();
+    eventually(
+        || format!("projections were not attempted: {:?}", due_later()),
+        || {
+            let due = due_later();
+            due.len() == 2 && due.iter().all(|r| r.attempts >= 1)
+        },
+    );
     // Failed attempts wait for their backoff instead of being retried at once.
     assert!(store
         .due_outbox(crate::util::now_ms(), 10)
@@ -160,21 +143,15 @@ fn an_agent_that_hangs_up_during_an_approval_gets_its_approval_settled_and_nothi
                                       "input": {"file_path": "gone.txt", "content": "x"}, "cwd": ""});
         raw.write_all(format!("{hello}\n{call}\n").as_bytes())
             .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while f.journal.of("approval.requested").is_empty() {
-            assert!(std::time::Instant::now() < deadline);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    } // The agent hangs up while the approval is pending.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while f.journal.of("approval.denied").is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "abandoned approval never settled: {}",
-            f.journal.dump()
+        eventually(
+            || "no approval requested".into(),
+            || !f.journal.of("approval.requested").is_empty(),
         );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    } // The agent hangs up while the approval is pending.
+    eventually(
+        || format!("abandoned approval never settled: {}", f.journal.dump()),
+        || !f.journal.of("approval.denied").is_empty(),
+    );
     let denied = &f.journal.of("approval.denied")[0];
     assert!(
         denied["reason"].as_str().unwrap().contains("disconnected"),
@@ -192,16 +169,12 @@ fn ending_a_session_cancels_its_pending_approval_before_it_ends() {
     let session = open_session(&f.rt, &f.daemon, &f.repo, SessionMode::ProxyExec);
     let sock = f.config.socket_path();
     let token = session.token.clone();
-    let waiter = std::thread::spawn(move || {
-        let mut c = Client::connect(&sock, Duration::from_secs(30)).unwrap();
-        c.hello(&token).unwrap();
-        c.request(&write("w1", "late.txt"))
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while f.journal.of("approval.requested").is_empty() {
-        assert!(std::time::Instant::now() < deadline, "{}", f.journal.dump());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let waiter =
+        std::thread::spawn(move || connect(&sock, &token).request(&write("w1", "late.txt")));
+    eventually(
+        || f.journal.dump(),
+        || !f.journal.of("approval.requested").is_empty(),
+    );
     f.rt.block_on(f.daemon.end_session(&session.id, "interrupted"))
         .unwrap();
     // The prompt is withdrawn and the agent is denied; nothing runs.

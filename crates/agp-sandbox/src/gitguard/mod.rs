@@ -195,8 +195,10 @@ pub(crate) fn protect(
         ..Snapshot::default()
     };
     let dot_git = repo.join(".git");
-    match entry_of(&dot_git).map(|e| e.kind) {
-        Some(Kind::Dir) => {
+    match entry_of(&dot_git) {
+        Some(Entry {
+            kind: Kind::Dir, ..
+        }) => {
             if let Some(git) = open_at(Some(&repo_fd), Path::new(".git"), true) {
                 // Bound over itself, so it cannot be renamed away for a doctored one.
                 cmd.arg("--bind-fd")
@@ -207,7 +209,9 @@ pub(crate) fn protect(
                 protect_submodules(repo, &dot_git, cmd, inherit, &mut snapshot);
             }
         }
-        Some(Kind::File) => {
+        Some(Entry {
+            kind: Kind::File, ..
+        }) => {
             // A linked worktree or submodule checkout: the file names the git directory.
             if let Some(file) = open_at(Some(&repo_fd), Path::new(".git"), false) {
                 ro_bind(cmd, inherit, file, &dot_git);
@@ -219,17 +223,17 @@ pub(crate) fn protect(
                 }
             }
         }
-        Some(Kind::Symlink(_)) => {
+        Some(
+            link @ Entry {
+                kind: Kind::Symlink(_),
+                ..
+            },
+        ) => {
             // A symlink cannot be bound over: put it back after the command if replaced,
             // and guard the directory it names when that lies inside the repository.
             snapshot.dirs.push(DirState {
                 path: repo.to_path_buf(),
-                entries: [(
-                    OsString::from(".git"),
-                    entry_of(&dot_git).expect("just seen"),
-                )]
-                .into_iter()
-                .collect(),
+                entries: [(OsString::from(".git"), link)].into_iter().collect(),
                 allowed: |_, _| true,
                 git_dir: None,
             });
@@ -240,7 +244,9 @@ pub(crate) fn protect(
                 }
             }
         }
-        Some(Kind::Other) => {}
+        Some(Entry {
+            kind: Kind::Other, ..
+        }) => {}
         None => snapshot.fresh_git = Some(dot_git),
     }
     protect_hooks_path(repo, cmd, inherit);

@@ -62,12 +62,7 @@ fn the_session_memory_cgroup_goes_with_the_session() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let fx = Fixture::with_spec(|spec| spec.limits.session_memory_bytes = Some(512 << 20));
     if !fx.session.memory_limit_by_cgroup() {
-        // SAFETY: geteuid has no preconditions.
-        assert_ne!(
-            unsafe { libc::geteuid() },
-            0,
-            "root without a memory cgroup here"
-        );
+        assert!(!is_root(), "root without a memory cgroup here");
         eprintln!("SKIPPED: no memory cgroup can be created here (not root)");
         return;
     }
@@ -91,12 +86,7 @@ fn teardown_kills_leftovers_and_removes_the_session_cgroup() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let fx = Fixture::with_spec(|spec| spec.limits.max_processes = Some(32));
     if !fx.session.process_limit_by_cgroup() {
-        // SAFETY: geteuid has no preconditions.
-        assert_ne!(
-            unsafe { libc::geteuid() },
-            0,
-            "root without a pids cgroup on this host"
-        );
+        assert!(!is_root(), "root without a pids cgroup on this host");
         eprintln!("SKIPPED: no pids cgroup can be created here (not root)");
         return;
     }

@@ -320,8 +320,7 @@ fn process_limit_is_enforced_or_honestly_not() {
         // 16 counts bwrap's two processes and bash too.
         assert!(started <= 13, "{started} processes started: {out:?}");
         assert!(caveats.contains("per-session pids cgroup"), "{caveats}");
-    // SAFETY: geteuid has no preconditions.
-    } else if unsafe { libc::geteuid() } == 0 {
+    } else if is_root() {
         // The kernel exempts root from RLIMIT_NPROC; the provider must say so.
         assert_eq!(started, 40, "{out:?}");
         assert!(
@@ -416,20 +415,9 @@ fn output_is_capped() {
     let provider = agp_sandbox::BubblewrapProvider::new().output_cap(1000);
     let spec = agp_contracts::sandbox::SandboxSpec::new("s", dir.path());
     let session = provider.spawn(&spec).unwrap();
+    let script = "head -c 5000000 /dev/zero; echo done >&2";
     let out = provider
-        .exec(
-            &session,
-            &ExecRequest {
-                argv: vec![
-                    "bash".into(),
-                    "-c".into(),
-                    "head -c 5000000 /dev/zero; echo done >&2".into(),
-                ],
-                cwd: session.repo().to_path_buf(),
-                stdin: None,
-                timeout: Duration::from_secs(20),
-            },
-        )
+        .exec(&session, &bash_in(session.repo(), script))
         .unwrap();
     assert_eq!(out.exit_code, Some(0));
     assert_eq!(out.stdout.len(), 1000);
@@ -440,18 +428,11 @@ fn output_is_capped() {
 #[test]
 fn stdin_is_delivered() {
     let fx = Fixture::new();
-    let out = fx
-        .provider
-        .exec(
-            &fx.session,
-            &ExecRequest {
-                argv: vec!["tr".into(), "a-z".into(), "A-Z".into()],
-                cwd: fx.repo.clone(),
-                stdin: Some(b"shout\n".to_vec()),
-                timeout: Duration::from_secs(10),
-            },
-        )
-        .unwrap();
+    let request = ExecRequest {
+        stdin: Some(b"shout\n".to_vec()),
+        ..run_in(&fx.repo, &["tr", "a-z", "A-Z"])
+    };
+    let out = fx.provider.exec(&fx.session, &request).unwrap();
     assert_eq!(stdout(&out), "SHOUT\n");
 }
 
@@ -481,18 +462,7 @@ fn requests_outside_the_repo_or_malformed_are_refused() {
     }
     let missing = fx.sh("exit 0");
     assert_eq!(missing.exit_code, Some(0));
-    let out = fx
-        .provider
-        .exec(
-            &fx.session,
-            &ExecRequest {
-                argv: vec!["no-such-program-agp".into()],
-                cwd: fx.repo.clone(),
-                stdin: None,
-                timeout: Duration::from_secs(5),
-            },
-        )
-        .unwrap();
+    let out = fx.run(&["no-such-program-agp"]).unwrap();
     assert_eq!(out.exit_code, Some(127));
 }
 
@@ -510,15 +480,7 @@ fn a_sandbox_that_cannot_be_built_is_an_error_not_a_result() {
     });
     let session = provider.spawn(&spec).unwrap();
     let err = provider
-        .exec(
-            &session,
-            &ExecRequest {
-                argv: vec!["true".into()],
-                cwd: session.repo().to_path_buf(),
-                stdin: None,
-                timeout: Duration::from_secs(5),
-            },
-        )
+        .exec(&session, &run_in(session.repo(), &["true"]))
         .unwrap_err();
     assert!(
         matches!(&err, SandboxError::Refused(m) if m.contains("could not set up")),
@@ -735,25 +697,12 @@ fn git_hooks_and_config_cannot_be_planted_from_inside() {
     let session = provider
         .spawn(&agp_contracts::sandbox::SandboxSpec::new("s", &repo))
         .unwrap();
-    let out = provider
-        .exec(
-            &session,
-            &ExecRequest {
-                argv: vec![
-                    "bash".into(),
-                    "-c".into(),
-                    "printf '#!/bin/sh\\ntouch /tmp/pwned\\n' > .git/hooks/post-checkout && echo HOOK; \
-                     git config core.fsmonitor 'touch /tmp/pwned' && echo CONFIG; \
-                     echo ok > tracked.txt && git add tracked.txt && \
-                     git -c user.email=a@b -c user.name=t commit -qm x && echo COMMITTED"
-                        .into(),
-                ],
-                cwd: repo.clone(),
-                stdin: None,
-                timeout: Duration::from_secs(20),
-            },
-        )
-        .unwrap();
+    let script =
+        "printf '#!/bin/sh\\ntouch /tmp/pwned\\n' > .git/hooks/post-checkout && echo HOOK; \
+                  git config core.fsmonitor 'touch /tmp/pwned' && echo CONFIG; \
+                  echo ok > tracked.txt && git add tracked.txt && \
+                  git -c user.email=a@b -c user.name=t commit -qm x && echo COMMITTED";
+    let out = provider.exec(&session, &bash_in(&repo, script)).unwrap();
     let s = stdout(&out);
     assert!(!s.contains("HOOK") && !s.contains("CONFIG"), "{out:?}");
     // Ordinary git work still goes through.
@@ -780,19 +729,7 @@ fn git_dir_cannot_be_swapped_to_expose_the_host() {
     let session = provider
         .spawn(&agp_contracts::sandbox::SandboxSpec::new("s", &repo))
         .unwrap();
-    let run = |script: String| {
-        provider
-            .exec(
-                &session,
-                &ExecRequest {
-                    argv: vec!["bash".into(), "-c".into(), script],
-                    cwd: repo.clone(),
-                    stdin: None,
-                    timeout: Duration::from_secs(20),
-                },
-            )
-            .unwrap()
-    };
+    let run = |script: String| provider.exec(&session, &bash_in(&repo, &script)).unwrap();
     // Try to move .git away and put symlinks where the protected paths were. A path-based
     // bind would follow them on the host for the next command: /etc is a target that exists
     // on both sides, so the host's whole /etc (shadow included) would be mounted inside.

@@ -4,15 +4,10 @@
 
 use super::support as common;
 
-use agp_contracts::sandbox::{ExecRequest, SandboxError, SandboxProvider};
+use agp_contracts::sandbox::{SandboxError, SandboxProvider};
 use common::*;
 
 const MIB: u64 = 1024 * 1024;
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// Python that allocates and touches `mib` MiB, then reports.
 fn alloc(mib: u64) -> String {
@@ -131,15 +126,7 @@ fn repository_growth_is_bounded_and_then_refused() {
     assert_eq!(hit.bound, 4 * MIB);
     assert!(hit.observed > 4 * MIB, "{hit:?}");
     // ...and the next command is refused, naming the bound.
-    let refused = fx.provider.exec(
-        &fx.session,
-        &ExecRequest {
-            argv: vec!["true".into()],
-            cwd: fx.repo.clone(),
-            stdin: None,
-            timeout: std::time::Duration::from_secs(10),
-        },
-    );
+    let refused = fx.run(&["true"]);
     match refused {
         Err(SandboxError::LimitExceeded(hit)) => {
             assert_eq!(hit.limit, "repo_growth");

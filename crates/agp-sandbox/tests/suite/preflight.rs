@@ -179,20 +179,9 @@ fn no_sandbox_is_honest_about_isolating_nothing() {
     let report = provider.preflight(&session).unwrap();
     assert_eq!(report.provider, "none");
     assert!(report.checks[0].detail.contains("nothing is isolated"));
+    let cwd = std::fs::canonicalize(dir.path()).unwrap();
     let out = provider
-        .exec(
-            &session,
-            &agp_contracts::sandbox::ExecRequest {
-                argv: vec![
-                    "bash".into(),
-                    "-c".into(),
-                    "echo hi > f; cat f; echo $HOME".into(),
-                ],
-                cwd: std::fs::canonicalize(dir.path()).unwrap(),
-                stdin: None,
-                timeout: std::time::Duration::from_secs(10),
-            },
-        )
+        .exec(&session, &bash_in(&cwd, "echo hi > f; cat f; echo $HOME"))
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n/home/agent\n");
     assert!(dir.path().join("f").exists());

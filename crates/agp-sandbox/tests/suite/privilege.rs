@@ -10,11 +10,6 @@ use std::path::Path;
 
 use common::*;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// Everything under `dir` that would carry privilege or a device onto the host.
 fn privileged_entries(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();

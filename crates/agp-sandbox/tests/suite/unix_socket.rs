@@ -7,9 +7,8 @@ use super::support as common;
 use std::io::{ErrorKind, Read};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::time::Duration;
 
-use agp_contracts::sandbox::{ExecRequest, SandboxError, SandboxProvider};
+use agp_contracts::sandbox::SandboxError;
 use common::*;
 
 /// Connects to each path given and prints `path<TAB>CONNECTED` or the error; then proves that
@@ -62,18 +61,7 @@ fn host_sockets_in_the_repo_cannot_be_connected_to() {
 
     let mut argv = vec!["python3".to_string(), "-c".into(), CLIENT.into()];
     argv.extend(paths.iter().map(|p| p.display().to_string()));
-    let out = fx
-        .provider
-        .exec(
-            &fx.session,
-            &ExecRequest {
-                argv,
-                cwd: fx.repo.clone(),
-                stdin: None,
-                timeout: Duration::from_secs(20),
-            },
-        )
-        .unwrap();
+    let out = fx.run(&argv).unwrap();
     let s = stdout(&out);
     assert_eq!(out.exit_code, Some(0), "{s}\n{}", stderr(&out));
     for p in &paths {
@@ -156,24 +144,16 @@ fn a_socket_reached_through_a_repo_symlink_stays_masked() {
     let host = listen(&fx.repo.join("real.sock"));
     std::os::unix::fs::symlink("real.sock", fx.repo.join("alias")).unwrap();
     std::os::unix::fs::symlink(&fx.repo, fx.repo.join("loop")).unwrap();
+    let through_loop = fx.repo.join("loop/loop/alias").display().to_string();
     let out = fx
-        .provider
-        .exec(
-            &fx.session,
-            &ExecRequest {
-                argv: vec![
-                    "python3".into(),
-                    "-c".into(),
-                    CLIENT.into(),
-                    "alias".into(),
-                    "loop/real.sock".into(),
-                    fx.repo.join("loop/loop/alias").display().to_string(),
-                ],
-                cwd: fx.repo.clone(),
-                stdin: None,
-                timeout: Duration::from_secs(20),
-            },
-        )
+        .run(&[
+            "python3",
+            "-c",
+            CLIENT,
+            "alias",
+            "loop/real.sock",
+            &through_loop,
+        ])
         .unwrap();
     let s = stdout(&out);
     assert_eq!(s.matches("ConnectionRefusedError 111").count(), 3, "{s}");
@@ -215,18 +195,7 @@ fn more_sockets_than_the_bound_refuse_the_command() {
     let _held: Vec<_> = (0..=256)
         .map(|i| listen(&fx.repo.join(format!("many/{i}.sock"))))
         .collect();
-    let err = fx
-        .provider
-        .exec(
-            &fx.session,
-            &ExecRequest {
-                argv: vec!["true".into()],
-                cwd: fx.repo.clone(),
-                stdin: None,
-                timeout: Duration::from_secs(20),
-            },
-        )
-        .unwrap_err();
+    let err = fx.run(&["true"]).unwrap_err();
     match err {
         SandboxError::Refused(m) => {
             assert!(m.contains("more than 256 sockets"), "{m}");

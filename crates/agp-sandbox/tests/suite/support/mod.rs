@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agp_contracts::sandbox::{ExecOutput, ExecRequest, SandboxProvider, SandboxSpec};
+use agp_contracts::sandbox::{ExecOutput, ExecRequest, SandboxError, SandboxProvider, SandboxSpec};
 use agp_sandbox::{BubblewrapProvider, BubblewrapSession};
 
 pub struct Fixture {
@@ -49,18 +49,34 @@ impl Fixture {
     }
 
     pub fn sh_timeout(&self, script: &str, timeout: Duration) -> ExecOutput {
+        let request = ExecRequest {
+            timeout,
+            ..bash_in(&self.repo, script)
+        };
         self.provider
-            .exec(
-                &self.session,
-                &ExecRequest {
-                    argv: vec!["bash".into(), "-c".into(), script.into()],
-                    cwd: self.repo.clone(),
-                    stdin: None,
-                    timeout,
-                },
-            )
+            .exec(&self.session, &request)
             .expect("exec in sandbox")
     }
+
+    /// Run `argv` inside the sandbox, in the repo.
+    pub fn run(&self, argv: &[impl AsRef<str>]) -> Result<ExecOutput, SandboxError> {
+        self.provider.exec(&self.session, &run_in(&self.repo, argv))
+    }
+}
+
+/// A request to run `argv` in `cwd` without stdin, given 20 s.
+pub fn run_in(cwd: &Path, argv: &[impl AsRef<str>]) -> ExecRequest {
+    ExecRequest {
+        argv: argv.iter().map(|a| a.as_ref().to_owned()).collect(),
+        cwd: cwd.to_path_buf(),
+        stdin: None,
+        timeout: Duration::from_secs(20),
+    }
+}
+
+/// A request to run the bash `script` in `cwd` without stdin, given 20 s.
+pub fn bash_in(cwd: &Path, script: &str) -> ExecRequest {
+    run_in(cwd, &["bash", "-c", script])
 }
 
 pub fn stdout(out: &ExecOutput) -> String {
@@ -69,6 +85,11 @@ pub fn stdout(out: &ExecOutput) -> String {
 
 pub fn stderr(out: &ExecOutput) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Whether the tests run as root (which passes permission checks and RLIMIT_NPROC).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
 }
 
 pub fn real_home() -> PathBuf {
