@@ -38,13 +38,13 @@ pub(crate) struct RepoGrowth {
 
 impl RepoGrowth {
     pub(crate) fn new(repo: &Path, bound: u64) -> Self {
-        let baseline = measure(repo);
+        let start = measure(repo);
         Self {
             repo: repo.to_path_buf(),
             bound,
-            baseline,
+            baseline: start.bytes,
             over: Mutex::new(None),
-            last: Mutex::new(baseline),
+            last: Mutex::new(start.bytes),
         }
     }
 
@@ -66,8 +66,8 @@ impl RepoGrowth {
             *self
                 .last
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = size;
-            if self.exceeded(size).is_some() {
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = size.bytes;
+            if self.exceeded(&size).is_some() {
                 return true;
             }
             fs_mark = Some(now);
@@ -85,8 +85,28 @@ impl RepoGrowth {
             .saturating_sub(last.saturating_sub(self.baseline))
     }
 
-    fn exceeded(&self, size: u64) -> Option<LimitExceeded> {
-        let grown = size.saturating_sub(self.baseline);
+    /// Over the bound, or not measurable: a part of the repository the walk could not see
+    /// (made unreadable, nested past [`MAX_DEPTH`]) could hold any amount, so it counts as
+    /// over, and a human is told what could not be measured. That holds for a gap already
+    /// there when the session started too: the agent can write into a directory it owns and
+    /// then take its read permission away, so a tolerated gap would be a hiding place.
+    fn exceeded(&self, size: &Measured) -> Option<LimitExceeded> {
+        let grown = size.bytes.saturating_sub(self.baseline);
+        if let Some(gap) = &size.gap {
+            return Some(LimitExceeded {
+                limit: "repo_growth".into(),
+                bound: self.bound,
+                observed: grown,
+                message: format!(
+                    "the repository's growth could not be measured ({gap}), so the bound of {} \
+                     bytes (config.toml [sandbox.limits] repo_growth_bytes) cannot be shown to \
+                     hold; further commands are refused until that part of {} is readable or \
+                     removed on the host",
+                    self.bound,
+                    self.repo.display()
+                ),
+            });
+        }
         (grown > self.bound).then(|| LimitExceeded {
             limit: "repo_growth".into(),
             bound: self.bound,
@@ -111,8 +131,8 @@ impl RepoGrowth {
             return Ok(());
         }
         let size = measure(&self.repo);
-        if let Some(hit) = self.exceeded(size) {
-            *over = Some(size);
+        if let Some(hit) = self.exceeded(&size) {
+            *over = Some(size.bytes);
             Err(hit)
         } else {
             *over = None;
@@ -126,12 +146,12 @@ impl RepoGrowth {
         *self
             .last
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = size;
-        let hit = self.exceeded(size);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = size.bytes;
+        let hit = self.exceeded(&size);
         *self
             .over
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = hit.as_ref().map(|_| size);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = hit.as_ref().map(|_| size.bytes);
         hit
     }
 }
@@ -142,33 +162,66 @@ fn fs_used(path: &Path) -> Option<u64> {
     Some(st.f_blocks.saturating_sub(st.f_bfree) * st.f_frsize)
 }
 
-/// Directory nesting measured at most. A walk by path could never go deeper than `PATH_MAX`
-/// (4096 bytes, at least two per level) allowed, so this bound hides nothing that was counted
-/// before; the walk holds one descriptor per level it is in.
-const MAX_DEPTH: usize = 2048;
+/// Directory nesting measured at most: as deep as the socket scan looks (it refuses a
+/// repository nested deeper before any command runs), and the walk holds one descriptor per
+/// level, so a deeper bound would spend the daemon's descriptors. Anything deeper is a gap.
+const MAX_DEPTH: usize = 256;
 
-/// Bytes allocated on disk under `root`, without following symlinks or crossing mounts;
-/// hard-linked files count once. Entries that vanish or cannot be read mid-walk are skipped.
-pub(crate) fn measure(root: &Path) -> u64 {
-    let Ok(top) = tree::open_root(root) else {
-        return 0;
+/// One measurement of the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Measured {
+    /// Bytes allocated on disk, hard-linked files once, mounts not crossed, links not followed.
+    pub(crate) bytes: u64,
+    /// The first part the walk could not see, named for a human; `None` when it saw all.
+    pub(crate) gap: Option<String>,
+}
+
+/// Measures `root`. Entries that vanish mid-walk (a build deleting its temporaries) are
+/// simply gone; a directory that cannot be opened or listed, or lies too deep, is a gap.
+pub(crate) fn measure(root: &Path) -> Measured {
+    let unmeasured = |why: String| Measured {
+        bytes: 0,
+        gap: Some(why),
     };
-    let Ok(st) = rustix::fs::fstat(&top) else {
-        return 0;
+    let top = match tree::open_root(root) {
+        Ok(top) => top,
+        Err(e) => return unmeasured(format!("cannot open {}: {e}", root.display())),
+    };
+    let st = match rustix::fs::fstat(&top) {
+        Ok(st) => st,
+        Err(e) => return unmeasured(format!("cannot stat {}: {e}", root.display())),
     };
     let mut m = Measure {
         dev: st.st_dev,
         total: blocks(&st),
         linked: HashSet::new(),
+        gap: None,
     };
     let ControlFlow::Continue(()) = tree::walk(top.as_fd(), MAX_DEPTH, &mut m);
-    m.total
+    Measured {
+        bytes: m.total,
+        gap: m.gap,
+    }
 }
 
 struct Measure {
     dev: u64,
     total: u64,
     linked: HashSet<u64>,
+    gap: Option<String>,
+}
+
+impl Measure {
+    fn gap(&mut self, why: impl FnOnce() -> String) {
+        if self.gap.is_none() {
+            self.gap = Some(why());
+        }
+    }
+}
+
+/// Errors that mean the entry went away under the walk, not that it is hidden from it.
+fn vanished(e: Errno) -> bool {
+    e == Errno::NOENT || e == Errno::NOTDIR || e == Errno::STALE || e == Errno::LOOP
 }
 
 /// Bytes allocated on disk for what `st` describes.
@@ -194,11 +247,24 @@ impl Visit for Measure {
         ControlFlow::Continue(is_dir)
     }
 
-    fn too_deep(&mut self, _: &Entry<'_>) -> ControlFlow<Infallible> {
+    fn too_deep(&mut self, e: &Entry<'_>) -> ControlFlow<Infallible> {
+        self.gap(|| {
+            format!(
+                "{} is nested deeper than {MAX_DEPTH} levels",
+                e.rel.display()
+            )
+        });
         ControlFlow::Continue(())
     }
 
-    fn failed(&mut self, _: Failed<'_>, _: Errno) -> ControlFlow<Infallible> {
+    fn failed(&mut self, what: Failed<'_>, err: Errno) -> ControlFlow<Infallible> {
+        if !vanished(err) {
+            let path = match what {
+                Failed::Open(e) => e.rel.to_path_buf(),
+                Failed::List(rel) => rel.to_path_buf(),
+            };
+            self.gap(|| format!("cannot read {}: {err}", path.display()));
+        }
         ControlFlow::Continue(())
     }
 }
@@ -226,19 +292,63 @@ mod tests {
     }
 
     #[test]
-    fn symlinks_are_not_followed_and_deep_trees_are_measured() {
+    fn symlinks_are_not_followed() {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("big"), vec![1u8; 2 << 20]).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let empty = measure(dir.path());
+        assert_eq!(empty.gap, None);
         std::os::unix::fs::symlink(outside.path(), dir.path().join("dir-link")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("big"), dir.path().join("file-link"))
             .unwrap();
-        assert!(measure(dir.path()) < empty + (1 << 20));
-        // Deeper than the socket scan walks (it refuses such a repository instead).
-        let deep: PathBuf = std::iter::repeat_n("d", 300).collect();
+        let linked = measure(dir.path());
+        assert!(linked.bytes < empty.bytes + (1 << 20), "{linked:?}");
+        assert_eq!(linked.gap, None);
+    }
+
+    /// Data the walk cannot reach could be any size: nesting it past the depth the walk
+    /// measures, or making its directory unreadable, does not slip it under the bound.
+    #[test]
+    fn what_the_walk_cannot_see_counts_as_over_the_bound() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let g = RepoGrowth::new(dir.path(), 1 << 30);
+        assert!(g.check().is_none());
+
+        let deep: PathBuf = std::iter::repeat_n("d", MAX_DEPTH + 4).collect();
         std::fs::create_dir_all(dir.path().join(&deep)).unwrap();
-        std::fs::write(dir.path().join(&deep).join("big"), vec![1u8; 2 << 20]).unwrap();
-        assert!(measure(dir.path()) > empty + (2 << 20));
+        let hit = g.check().expect("a gap is over the bound");
+        assert_eq!(hit.limit, "repo_growth");
+        assert!(
+            hit.message.contains("could not be measured"),
+            "{}",
+            hit.message
+        );
+        assert!(
+            hit.message.contains(&format!("deeper than {MAX_DEPTH}")),
+            "{}",
+            hit.message
+        );
+        assert!(g.admit().is_err());
+        std::fs::remove_dir_all(dir.path().join("d")).unwrap();
+        assert!(g.admit().is_ok());
+
+        // Root reads through the mode, so it measures the blob and finds the bound crossed;
+        // anyone else meets a directory it cannot list. Either way the command is over.
+        let hidden = dir.path().join("hidden");
+        std::fs::create_dir(&hidden).unwrap();
+        let small = RepoGrowth::new(dir.path(), 1 << 20);
+        std::fs::write(hidden.join("blob"), vec![1u8; 2 << 20]).unwrap();
+        std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let hit = small.check();
+        let gap = measure(dir.path()).gap;
+        std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(
+            hit.expect("over the bound or unmeasured").limit,
+            "repo_growth"
+        );
+        if !rustix::process::geteuid().is_root() {
+            assert!(gap.expect("unreadable").contains("hidden"));
+        }
     }
 }
