@@ -61,6 +61,9 @@ const NEEDLES: &[&str] = &[
     "auth",
 ];
 
+// Built from constant patterns; the unit test `patterns_compile` builds it, so this `expect`
+// cannot fire in a build whose tests passed.
+#[allow(clippy::expect_used)]
 fn needles() -> &'static aho_corasick::AhoCorasick {
     static AC: OnceLock<aho_corasick::AhoCorasick> = OnceLock::new();
     AC.get_or_init(|| {
@@ -73,20 +76,24 @@ fn needles() -> &'static aho_corasick::AhoCorasick {
 }
 
 /// One pass over the text tells which detectors can match at all; most texts have none.
+// Built from constant patterns; the unit test `patterns_compile` builds it, so this `expect`
+// cannot fire in a build whose tests passed.
+#[allow(clippy::expect_used)]
 fn prefilter() -> &'static regex::RegexSet {
     static SET: OnceLock<regex::RegexSet> = OnceLock::new();
     SET.get_or_init(|| {
-        // Built from the same constant patterns as the detectors.
         regex::RegexSet::new(detectors().iter().map(|d| d.re.as_str())).expect("secret prefilter")
     })
 }
 
+// Built from constant patterns; the unit test `patterns_compile` builds it, so this `expect`
+// cannot fire in a build whose tests passed.
+#[allow(clippy::expect_used)]
 fn detectors() -> &'static [Detector] {
     static DETECTORS: OnceLock<Vec<Detector>> = OnceLock::new();
     DETECTORS.get_or_init(|| {
         let d = |kind, pattern: &str, group, min_entropy| Detector {
             kind,
-            // The patterns are constants, exercised by the unit tests.
             re: Regex::new(pattern).expect("secret detector pattern"),
             group,
             min_entropy,
@@ -272,6 +279,13 @@ mod tests {
     // Test fixtures are assembled at run time so that secret scanners do not flag this file.
     fn fake(prefix: &str, body: &str) -> String {
         format!("{prefix}{body}")
+    }
+
+    #[test]
+    fn patterns_compile() {
+        assert!(!detectors().is_empty());
+        assert_eq!(prefilter().len(), detectors().len());
+        assert_eq!(needles().patterns_len(), NEEDLES.len());
     }
 
     #[test]

@@ -72,13 +72,13 @@ fn type_name(v: &Value) -> &'static str {
 
 /// `Ok` when `input` has the shape `tool` takes; otherwise the reason to deny.
 pub fn check(tool: &Tool, input: &Value) -> Result<(), String> {
+    use Kind::*;
     let Some(obj) = input.as_object() else {
         return Err(format!(
             "{tool} input must be a JSON object, got {}",
             type_name(input)
         ));
     };
-    use Kind::*;
     let tool_name = tool.name();
     let f = |name, kind, required| field(obj, &tool_name, name, kind, required);
     match tool {

@@ -361,10 +361,9 @@ fn is_remote_source(spec: &str) -> bool {
         || spec.starts_with("github:")
         || spec.starts_with("gitlab:")
         || spec.starts_with("bitbucket:")
-        || spec.ends_with(".tgz")
-        || spec.ends_with(".tar.gz")
-        || spec.ends_with(".whl")
-        || spec.ends_with(".gem")
+        || [".tgz", ".tar.gz", ".whl", ".gem"]
+            .iter()
+            .any(|ext| crate::paths::ends_with_ignore_case(spec, ext))
         || spec.contains(" @ ")
 }
 
@@ -653,6 +652,23 @@ mod tests {
             "{}",
             hit.reason
         );
+    }
+
+    #[test]
+    fn archive_sources_are_remote_in_any_case() {
+        for spec in [
+            "evil-1.0.whl",
+            "evil-1.0.WHL",
+            "evil.Tar.Gz",
+            "evil.TGZ",
+            "evil.GEM",
+        ] {
+            assert_eq!(
+                names(&format!("pip install {spec}")),
+                Some(vec![(spec.to_string(), true)]),
+                "{spec}"
+            );
+        }
     }
 
     #[test]

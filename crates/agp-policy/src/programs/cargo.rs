@@ -283,7 +283,10 @@ fn config_option(fx: &mut Effects, p: &Parsed) {
         if o.spec.long == Some("target") {
             if let Some(t) = &o.value {
                 // A target given as a path is a JSON target spec (it can name a linker).
-                if t.dynamic || t.text.contains('/') || t.text.ends_with(".json") {
+                if t.dynamic
+                    || t.text.contains('/')
+                    || crate::paths::ends_with_ignore_case(&t.text, ".json")
+                {
                     fx.foreign.push(t.clone());
                 }
             }

@@ -61,7 +61,6 @@ const GLOBAL_GRAMMAR: Grammar = Grammar {
 /// Configuration keys whose values are data (names, colors, booleans, formats), never a
 /// program, a path git loads code from, or a switch that widens what git trusts.
 fn config_key_inert(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
     const EXACT: &[&str] = &[
         "user.name",
         "user.email",
@@ -125,6 +124,7 @@ fn config_key_inert(key: &str) -> bool {
         "i18n.commitencoding",
         "i18n.logoutputencoding",
     ];
+    let k = key.to_ascii_lowercase();
     EXACT.contains(&k.as_str()) || k.starts_with("color.") || k.starts_with("advice.")
 }
 

@@ -268,7 +268,10 @@ fn module(fx: &mut Effects, m: &Word, rest: &[Word]) {
             let p = parsed(fx, &UNITTEST);
             // Dotted module names import from the project; paths may be anywhere.
             for w in p.operands.iter().filter(|w| w.text != "discover") {
-                if w.dynamic || w.text.contains('/') || w.text.ends_with(".py") {
+                if w.dynamic
+                    || w.text.contains('/')
+                    || crate::paths::ends_with_ignore_case(&w.text, ".py")
+                {
                     fx.foreign.push(w.clone());
                 }
             }

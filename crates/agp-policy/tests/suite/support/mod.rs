@@ -53,17 +53,18 @@ impl World {
     }
 
     pub fn call(&self, tool: &str, input: Value) -> ToolCall {
-        self.call_in(tool, input, &self.project)
+        call_in(tool, input, &self.project)
     }
+}
 
-    pub fn call_in(&self, tool: &str, input: Value, cwd: &Path) -> ToolCall {
-        ToolCall {
-            id: "c1".into(),
-            session: "s1".into(),
-            tool_use_id: None,
-            tool: tool.into(),
-            input,
-            cwd: cwd.to_path_buf(),
-        }
+/// A call of `tool` with `input`, made from the directory `cwd`.
+pub fn call_in(tool: &str, input: Value, cwd: &Path) -> ToolCall {
+    ToolCall {
+        id: "c1".into(),
+        session: "s1".into(),
+        tool_use_id: None,
+        tool: tool.into(),
+        input,
+        cwd: cwd.to_path_buf(),
     }
 }
