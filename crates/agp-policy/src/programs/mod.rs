@@ -59,41 +59,88 @@ pub struct Effects {
 /// A program model: `args` is argv[1..] after wrapper stripping.
 pub type Model = fn(&[Word]) -> Effects;
 
-/// The model for a program's base name, if agp has one.
-pub fn model_for(name: &str) -> Option<Model> {
-    // Models are added per program family (one file each); names are matched exactly so that
-    // `sedx` is not mistaken for `sed`.
+/// What agp knows about a program, by its base name.
+#[derive(Clone, Copy)]
+struct Known {
+    /// Its option model, if agp has one.
+    model: Option<Model>,
+    /// A build or test runner: it executes code it finds in its working directory (a
+    /// Makefile, `build.rs`, `package.json` scripts, `conftest.py`).
+    project_runner: bool,
+}
+
+const fn runner(model: Model) -> Known {
+    Known {
+        model: Some(model),
+        project_runner: true,
+    }
+}
+
+const fn modeled(model: Model) -> Known {
+    Known {
+        model: Some(model),
+        project_runner: false,
+    }
+}
+
+const UNMODELED_RUNNER: Known = Known {
+    model: None,
+    project_runner: true,
+};
+
+/// The one registry of programs agp knows by name; names are matched exactly so that `sedx`
+/// is not mistaken for `sed`. Models are added per program family (one file each).
+fn known(name: &str) -> Option<Known> {
     Some(match name {
-        "make" | "gmake" => make::model,
-        "git" => git::model,
-        "cargo" => cargo::model,
-        "npm" => npm::npm,
-        "pnpm" => npm::pnpm,
-        "yarn" => npm::yarn,
-        "npx" | "pnpx" => npm::npx,
-        "pytest" | "py.test" => pytest::model,
-        "perl" => interp::perl,
-        "ruby" => interp::ruby,
-        "node" | "nodejs" => node::model,
-        n if python::is_python(n) => python::model,
-        "env" => env::env,
-        "xargs" => env::xargs,
-        "sed" | "gsed" => sed::sed,
-        "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => awk::awk,
-        "tar" | "gtar" | "bsdtar" => tar::tar,
-        "sort" => sort::sort,
-        "find" | "gfind" => find::find,
-        "cp" => copy::cp,
-        "mv" => copy::mv,
-        "install" => copy::install,
-        "ln" => copy::ln,
-        "link" => copy::link,
-        "rsync" => rsync::rsync,
-        "zip" => zip::zip,
-        "unzip" => zip::unzip,
-        "patch" => patch::patch,
+        "make" | "gmake" => runner(make::model),
+        "cargo" => runner(cargo::model),
+        "npm" => runner(npm::npm),
+        "pnpm" => runner(npm::pnpm),
+        "yarn" => runner(npm::yarn),
+        "npx" | "pnpx" => runner(npm::npx),
+        "pytest" | "py.test" => runner(pytest::model),
+        "node" | "nodejs" => runner(node::model),
+        "git" => modeled(git::model),
+        "perl" => modeled(interp::perl),
+        "ruby" => modeled(interp::ruby),
+        n if python::is_python(n) => modeled(python::model),
+        "env" => modeled(env::env),
+        "xargs" => modeled(env::xargs),
+        "sed" | "gsed" => modeled(sed::sed),
+        "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => modeled(awk::awk),
+        "tar" | "gtar" | "bsdtar" => modeled(tar::tar),
+        "sort" => modeled(sort::sort),
+        "find" | "gfind" => modeled(find::find),
+        "cp" => modeled(copy::cp),
+        "mv" => modeled(copy::mv),
+        "install" => modeled(copy::install),
+        "ln" => modeled(copy::ln),
+        "link" => modeled(copy::link),
+        "rsync" => modeled(rsync::rsync),
+        "zip" => modeled(zip::zip),
+        "unzip" => modeled(zip::unzip),
+        "patch" => modeled(patch::patch),
+        "cmake" | "ctest" | "ninja" | "meson" | "bazel" | "just" | "bun" | "deno" | "tox"
+        | "nox" | "go" | "mvn" | "gradle" | "gradlew" | "ant" | "sbt" | "tsc" | "jest"
+        | "vitest" | "mocha" | "rake" | "bundle" | "rspec" | "composer" | "phpunit" | "dotnet"
+        | "swift" | "mix" => UNMODELED_RUNNER,
         _ => return None,
     })
+}
+
+/// The model for a program's base name, if agp has one.
+pub fn model_for(name: &str) -> Option<Model> {
+    known(name)?.model
+}
+
+/// Whether `name args…` runs code the project provides from its working directory: a build or
+/// test runner, or a Python interpreter told to run a module (`python -m pytest`), which it
+/// looks up in that directory first. A rule allowing the project's tests does not vouch for
+/// that code anywhere else.
+pub fn runs_project_code(name: &str, args: &[Word]) -> bool {
+    known(name).is_some_and(|k| k.project_runner)
+        || ((name.starts_with("python") || name.starts_with("pypy"))
+            && args.iter().any(|w| w.text == "-m"))
 }
 
 impl Effects {
@@ -187,6 +234,22 @@ pub fn join_dir(dir: Option<&Word>, path: &Word) -> Word {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn project_runners_come_from_the_registry() {
+        let w = |s: &[&str]| s.iter().copied().map(Word::literal).collect::<Vec<_>>();
+        for name in [
+            "make", "cargo", "npm", "npx", "pytest", "node", "nodejs", "go", "tox",
+        ] {
+            assert!(runs_project_code(name, &[]), "{name}");
+        }
+        for name in ["sed", "git", "tar", "python3", "perl", "ls", "unknown-tool"] {
+            assert!(!runs_project_code(name, &w(&["x"])), "{name}");
+        }
+        assert!(runs_project_code("python3", &w(&["-m", "pytest"])));
+        assert!(runs_project_code("pypy3", &w(&["-m", "unittest"])));
+        assert!(model_for("cmake").is_none() && runs_project_code("cmake", &[]));
+    }
 
     #[test]
     fn join_dir_keeps_absolute_and_joins_relative() {
