@@ -116,6 +116,30 @@ pub(super) fn words(line: &str) -> Vec<Word> {
     out
 }
 
+/// A model's table tests, kept next to the model: each `name: model => [rows]` becomes a
+/// `#[test] fn name` running [`check`] over `(command line, Want)` rows, in a `tests` module
+/// (so the model is named from there: `super::model`); items after a `;` are added to that
+/// module as they are.
+macro_rules! model_tests {
+    (
+        $($test:ident: $model:expr => [$($row:expr),* $(,)?]),+ $(,)?
+        $(; $($extra:item)*)?
+    ) => {
+        #[cfg(test)]
+        mod tests {
+            use $crate::programs::spec::{check, Want::*};
+            $(
+                #[test]
+                fn $test() {
+                    check($model, &[$($row),*]);
+                }
+            )+
+            $($($extra)*)?
+        }
+    };
+}
+pub(crate) use model_tests;
+
 /// One row of a model's table test: what the command line must (and must not) produce.
 #[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

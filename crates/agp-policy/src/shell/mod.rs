@@ -104,6 +104,23 @@ pub enum Part {
 }
 
 impl Part {
+    /// A part that cannot be judged statically; its text is cut to 200 bytes for findings.
+    pub(crate) fn opaque(text: &str, reason: impl Into<String>) -> Self {
+        let mut text = text.trim().to_string();
+        if text.len() > 200 {
+            let mut cut = 200;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
+        }
+        Part::Opaque {
+            text,
+            reason: reason.into(),
+        }
+    }
+
     /// Short text naming the part (for findings and `explain`).
     pub fn label(&self) -> String {
         match self {

@@ -15,19 +15,7 @@ pub(crate) struct Walker {
 
 impl Walker {
     pub(crate) fn opaque(&mut self, text: &str, reason: impl Into<String>) {
-        let mut text = text.trim().to_string();
-        if text.len() > 200 {
-            let mut cut = 200;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-            text.push('…');
-        }
-        self.out.parts.push(Part::Opaque {
-            text,
-            reason: reason.into(),
-        });
+        self.out.parts.push(Part::opaque(text, reason));
     }
 
     pub(crate) fn analyze_source(&mut self, src: &str, depth: u32) {
