@@ -8,8 +8,8 @@
 //! given on the command line can name a runner, linker or wrapper (code) unless its key is
 //! known to be inert; flags passed through to the compiler can load plugins and linkers.
 
-use super::git_opts::concat;
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::joined;
 use super::spec::{f, o, ov, v};
 use super::{Effects, Parsed};
 use crate::shell::Word;
@@ -33,11 +33,10 @@ const TOP_OWN: &[OptSpec] = &[
     v(' ', "explain"),
     o('C', "", Required, ChangesDir),
 ];
-const TOP_OPTS: [OptSpec; TOP_OWN.len() + COMMON.len()] = concat(TOP_OWN, COMMON);
 
 /// clap: no unique-prefix matching, clusters allowed, the first operand is the subcommand.
 const TOP: Grammar = Grammar {
-    opts: &TOP_OPTS,
+    opts: joined!(TOP_OWN, COMMON),
     long_abbrev: false,
     permute: false,
     single_dash_long: false,
@@ -60,58 +59,59 @@ const TARGET_DIR: OptSpec = o(' ', "target-dir", Required, WritesFile);
 /// Options of the compiling subcommands. `--bin`, `--test`, `--example`, `--bench` and
 /// `--package` take an optional value in clap (a following `--flag` is not swallowed), so
 /// they are Optional here: a separate word becomes an operand, never hides an option.
-const COMPILE_OWN: &[OptSpec] = &[
-    f(' ', "workspace"),
-    f(' ', "all"),
-    ov('p', "package"),
-    v(' ', "exclude"),
-    f(' ', "lib"),
-    ov(' ', "bin"),
-    f(' ', "bins"),
-    ov(' ', "example"),
-    f(' ', "examples"),
-    ov(' ', "test"),
-    f(' ', "tests"),
-    ov(' ', "bench"),
-    f(' ', "benches"),
-    f(' ', "all-targets"),
-    v('F', "features"),
-    f(' ', "all-features"),
-    f(' ', "no-default-features"),
-    v(' ', "target"),
-    TARGET_DIR,
-    o(' ', "artifact-dir", Required, WritesFile),
-    o(' ', "out-dir", Required, WritesFile),
-    f('r', "release"),
-    v(' ', "profile"),
-    v('j', "jobs"),
-    f(' ', "keep-going"),
-    ov(' ', "timings"),
-    v(' ', "message-format"),
-    f(' ', "build-plan"),
-    f(' ', "unit-graph"),
-    f(' ', "future-incompat-report"),
-    MANIFEST,
-    o(' ', "lockfile-path", Required, Foreign),
-    f(' ', "ignore-rust-version"),
-    f(' ', "no-run"),
-    f(' ', "no-fail-fast"),
-    f(' ', "doc"),
-    f(' ', "open"),
-    f(' ', "no-deps"),
-    f(' ', "document-private-items"),
-    f(' ', "fix"),
-    f(' ', "allow-dirty"),
-    f(' ', "allow-staged"),
-    f(' ', "allow-no-vcs"),
-    f(' ', "broken-code"),
-    f(' ', "edition"),
-    f(' ', "edition-idioms"),
-    v(' ', "crate-type"),
-    v(' ', "print"),
-];
-const COMPILE_OPTS: [OptSpec; COMPILE_OWN.len() + COMMON.len()] = concat(COMPILE_OWN, COMMON);
-const COMPILE: Grammar = clap(&COMPILE_OPTS);
+const COMPILE: Grammar = clap(joined!(
+    &[
+        f(' ', "workspace"),
+        f(' ', "all"),
+        ov('p', "package"),
+        v(' ', "exclude"),
+        f(' ', "lib"),
+        ov(' ', "bin"),
+        f(' ', "bins"),
+        ov(' ', "example"),
+        f(' ', "examples"),
+        ov(' ', "test"),
+        f(' ', "tests"),
+        ov(' ', "bench"),
+        f(' ', "benches"),
+        f(' ', "all-targets"),
+        v('F', "features"),
+        f(' ', "all-features"),
+        f(' ', "no-default-features"),
+        v(' ', "target"),
+        TARGET_DIR,
+        o(' ', "artifact-dir", Required, WritesFile),
+        o(' ', "out-dir", Required, WritesFile),
+        f('r', "release"),
+        v(' ', "profile"),
+        v('j', "jobs"),
+        f(' ', "keep-going"),
+        ov(' ', "timings"),
+        v(' ', "message-format"),
+        f(' ', "build-plan"),
+        f(' ', "unit-graph"),
+        f(' ', "future-incompat-report"),
+        MANIFEST,
+        o(' ', "lockfile-path", Required, Foreign),
+        f(' ', "ignore-rust-version"),
+        f(' ', "no-run"),
+        f(' ', "no-fail-fast"),
+        f(' ', "doc"),
+        f(' ', "open"),
+        f(' ', "no-deps"),
+        f(' ', "document-private-items"),
+        f(' ', "fix"),
+        f(' ', "allow-dirty"),
+        f(' ', "allow-staged"),
+        f(' ', "allow-no-vcs"),
+        f(' ', "broken-code"),
+        f(' ', "edition"),
+        f(' ', "edition-idioms"),
+        v(' ', "crate-type"),
+        v(' ', "print"),
+    ],
+    COMMON
+));
 
 const FMT: Grammar = clap(&[
     f(' ', "all"),
@@ -125,57 +125,60 @@ const FMT: Grammar = clap(&[
     f(' ', "version"),
 ]);
 
-const CLEAN_OWN: &[OptSpec] = &[
-    f(' ', "doc"),
-    f('n', "dry-run"),
-    ov('p', "package"),
-    f(' ', "workspace"),
-    f('r', "release"),
-    v(' ', "profile"),
-    v(' ', "target"),
-    TARGET_DIR,
-    MANIFEST,
-];
-const CLEAN_OPTS: [OptSpec; CLEAN_OWN.len() + COMMON.len()] = concat(CLEAN_OWN, COMMON);
-const CLEAN: Grammar = clap(&CLEAN_OPTS);
+const CLEAN: Grammar = clap(joined!(
+    &[
+        f(' ', "doc"),
+        f('n', "dry-run"),
+        ov('p', "package"),
+        f(' ', "workspace"),
+        f('r', "release"),
+        v(' ', "profile"),
+        v(' ', "target"),
+        TARGET_DIR,
+        MANIFEST,
+    ],
+    COMMON
+));
 
-const NEW_OWN: &[OptSpec] = &[
-    f(' ', "bin"),
-    f(' ', "lib"),
-    v(' ', "name"),
-    v(' ', "edition"),
-    v(' ', "vcs"),
-    v(' ', "registry"),
-];
-const NEW_OPTS: [OptSpec; NEW_OWN.len() + COMMON.len()] = concat(NEW_OWN, COMMON);
-const NEW: Grammar = clap(&NEW_OPTS);
+const NEW: Grammar = clap(joined!(
+    &[
+        f(' ', "bin"),
+        f(' ', "lib"),
+        v(' ', "name"),
+        v(' ', "edition"),
+        v(' ', "vcs"),
+        v(' ', "registry"),
+    ],
+    COMMON
+));
 
-const INFO_OWN: &[OptSpec] = &[
-    ov('p', "package"),
-    f(' ', "workspace"),
-    v(' ', "exclude"),
-    f(' ', "no-deps"),
-    v(' ', "format-version"),
-    v(' ', "filter-platform"),
-    v('F', "features"),
-    f(' ', "all-features"),
-    f(' ', "no-default-features"),
-    f(' ', "all-targets"),
-    v('e', "edges"),
-    v('i', "invert"),
-    v(' ', "prune"),
-    v(' ', "depth"),
-    v(' ', "prefix"),
-    f(' ', "no-dedupe"),
-    f('d', "duplicates"),
-    v(' ', "charset"),
-    v('f', "format"),
-    v(' ', "target"),
-    v(' ', "message-format"),
-    MANIFEST,
-];
-const INFO_OPTS: [OptSpec; INFO_OWN.len() + COMMON.len()] = concat(INFO_OWN, COMMON);
-const INFO: Grammar = clap(&INFO_OPTS);
+const INFO: Grammar = clap(joined!(
+    &[
+        ov('p', "package"),
+        f(' ', "workspace"),
+        v(' ', "exclude"),
+        f(' ', "no-deps"),
+        v(' ', "format-version"),
+        v(' ', "filter-platform"),
+        v('F', "features"),
+        f(' ', "all-features"),
+        f(' ', "no-default-features"),
+        f(' ', "all-targets"),
+        v('e', "edges"),
+        v('i', "invert"),
+        v(' ', "prune"),
+        v(' ', "depth"),
+        v(' ', "prefix"),
+        f(' ', "no-dedupe"),
+        f('d', "duplicates"),
+        v(' ', "charset"),
+        v('f', "format"),
+        v(' ', "target"),
+        v(' ', "message-format"),
+        MANIFEST,
+    ],
+    COMMON
+));
 
 const NEXTEST: Grammar = clap(&[
     ov('p', "package"),

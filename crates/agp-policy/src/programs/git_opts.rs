@@ -19,23 +19,6 @@ pub(super) const DIGITS: &[OptSpec] = &[
     f('9', ""),
 ];
 
-/// Two tables as one (const, so grammars stay `'static` without allocation).
-pub(super) const fn concat<const N: usize>(a: &[OptSpec], b: &[OptSpec]) -> [OptSpec; N] {
-    assert!(a.len() + b.len() == N);
-    let mut out = [f(' ', ""); N];
-    let mut i = 0;
-    while i < a.len() {
-        out[i] = a[i];
-        i += 1;
-    }
-    let mut j = 0;
-    while j < b.len() {
-        out[i + j] = b[j];
-        j += 1;
-    }
-    out
-}
-
 const EXT_DIFF: &str = "runs the external diff program configured for the repository";
 const TEXTCONV: &str = "runs the textconv filter programs configured for the files";
 
@@ -268,16 +251,3 @@ pub(super) const LOG: &[OptSpec] = &[
     f(' ', "timestamp"),
     f(' ', "header"),
 ];
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn concat_keeps_both_tables_in_order() {
-        const BOTH: [OptSpec; DIFF.len() + LOG.len()] = concat(DIFF, LOG);
-        assert_eq!(BOTH[0], DIFF[0]);
-        assert_eq!(BOTH[DIFF.len()], LOG[0]);
-        assert_eq!(BOTH[BOTH.len() - 1], LOG[LOG.len() - 1]);
-    }
-}

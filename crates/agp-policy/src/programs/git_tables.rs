@@ -2,8 +2,9 @@
 //! parse-options accepts clusters, glued values, `--opt=value`, unique prefixes of long
 //! options and options after operands, which is what [`sub`] encodes.
 
-use super::git_opts::{concat, DIFF, DIGITS, LOG};
+use super::git_opts::{DIFF, DIGITS, LOG};
 use super::grammar::{Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::joined;
 use super::spec::{f, gnu, o, ov, v};
 
 /// A subcommand's grammar under git's parse-options rules.
@@ -14,8 +15,7 @@ pub(super) const fn sub(opts: &'static [OptSpec]) -> Grammar {
 const FROM_FILE: OptSpec = o(' ', "pathspec-from-file", Required, ReadsFile);
 const NUL: OptSpec = f(' ', "pathspec-file-nul");
 
-const DIFF_LOG_OPTS: [OptSpec; DIFF.len() + LOG.len()] = concat(DIFF, LOG);
-pub(super) const DIFF_LOG: Grammar = sub(&DIFF_LOG_OPTS);
+pub(super) const DIFF_LOG: Grammar = sub(joined!(DIFF, LOG));
 pub(super) const DIFF_ONLY: Grammar = sub(DIFF);
 
 pub(super) const STATUS: Grammar = sub(&[
@@ -500,5 +500,4 @@ const GREP_OWN: &[OptSpec] = &[
     f(' ', "all-match"),
     f('q', "quiet"),
 ];
-const GREP_OPTS: [OptSpec; GREP_OWN.len() + DIGITS.len()] = concat(GREP_OWN, DIGITS);
-pub(super) const GREP: Grammar = sub(&GREP_OPTS);
+pub(super) const GREP: Grammar = sub(joined!(GREP_OWN, DIGITS));
