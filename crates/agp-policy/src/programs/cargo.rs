@@ -397,16 +397,9 @@ pub fn model(args: &[Word]) -> Effects {
             fx.foreign.extend(o.value.clone());
         }
     }
-    let Some(sub) = top.operands.first() else {
+    let Some(sub) = fx.subcommand("cargo", &top.operands) else {
         return fx;
     };
-    if sub.dynamic {
-        fx.unknown.push(format!(
-            "cargo subcommand `{}` is only known at run time",
-            sub.text
-        ));
-        return fx;
-    }
     let rest = &top.operands[1..];
     let name = match sub.text.as_str() {
         "b" => "build",

@@ -182,16 +182,9 @@ pub fn model(args: &[Word]) -> Effects {
             _ => {}
         }
     }
-    let Some(sub) = p.operands.first() else {
+    let Some(sub) = fx.subcommand("git", &p.operands) else {
         return fx;
     };
-    if sub.dynamic {
-        fx.unknown.push(format!(
-            "git subcommand `{}` is only known at run time",
-            sub.text
-        ));
-        return fx;
-    }
     let mut sfx = Effects::default();
     git_sub::subcommand(&sub.text, &p.operands[1..], &mut sfx);
     // Paths of the subcommand are relative to `-C DIR`.

@@ -190,6 +190,20 @@ impl Effects {
         }
     }
 
+    /// The subcommand (the first operand), unless there is none or it is only known at run
+    /// time, which is recorded as unknown.
+    pub fn subcommand<'w>(&mut self, program: &str, operands: &'w [Word]) -> Option<&'w Word> {
+        let sub = operands.first()?;
+        if sub.dynamic {
+            self.unknown.push(format!(
+                "{program} subcommand `{}` is only known at run time",
+                sub.text
+            ));
+            return None;
+        }
+        Some(sub)
+    }
+
     /// Adds a code reason.
     pub fn code(&mut self, reason: impl Into<String>) {
         self.code.push(reason.into());

@@ -275,16 +275,9 @@ fn parse_opts(fx: &mut Effects, prog: &str, g: &Grammar, args: &[Word]) -> Parse
 
 /// What a package manager's subcommand does, given the operands (subcommand first).
 fn subcommand(prog: &str, ops: &[Word], fx: &mut Effects) {
-    let Some(sub) = ops.first() else {
+    let Some(sub) = fx.subcommand(prog, ops) else {
         return;
     };
-    if sub.dynamic {
-        fx.unknown.push(format!(
-            "{prog} subcommand `{}` is only known at run time",
-            sub.text
-        ));
-        return;
-    }
     let s = sub.text.as_str();
     let verb = ops.get(1).map_or("", |w| w.text.as_str());
     match (prog, s) {
