@@ -67,12 +67,16 @@ struct Known {
     /// A build or test runner: it executes code it finds in its working directory (a
     /// Makefile, `build.rs`, `package.json` scripts, `conftest.py`).
     project_runner: bool,
+    /// How a program without a model runs arbitrary commands or writes arbitrary files from
+    /// its arguments or input (an editor's `!cmd`, m4's `syscmd`, an archiver's members).
+    runs_commands: Option<&'static str>,
 }
 
 const fn runner(model: Model) -> Known {
     Known {
         model: Some(model),
         project_runner: true,
+        runs_commands: None,
     }
 }
 
@@ -80,13 +84,23 @@ const fn modeled(model: Model) -> Known {
     Known {
         model: Some(model),
         project_runner: false,
+        runs_commands: None,
     }
 }
 
 const UNMODELED_RUNNER: Known = Known {
     model: None,
     project_runner: true,
+    runs_commands: None,
 };
+
+const fn runs_commands(how: &'static str) -> Known {
+    Known {
+        model: None,
+        project_runner: false,
+        runs_commands: Some(how),
+    }
+}
 
 /// The one registry of programs agp knows by name; names are matched exactly so that `sedx`
 /// is not mistaken for `sed`. Models are added per program family (one file each).
@@ -124,6 +138,25 @@ fn known(name: &str) -> Option<Known> {
         | "nox" | "go" | "mvn" | "gradle" | "gradlew" | "ant" | "sbt" | "tsc" | "jest"
         | "vitest" | "mocha" | "rake" | "bundle" | "rspec" | "composer" | "phpunit" | "dotnet"
         | "swift" | "mix" => UNMODELED_RUNNER,
+        "ed" | "red" | "ex" | "vi" | "vim" | "nvim" | "view" | "vimdiff" | "gvim" | "rvim"
+        | "emacs" | "emacsclient" | "nano" | "pico" | "micro" | "joe" | "mcedit" => {
+            runs_commands("an editor's `!cmd`, `:!`, scripts and -c/+ commands")
+        }
+        "less" | "more" | "most" | "pg" | "man" | "info" => runs_commands(
+            "a pager's `!cmd`, LESSOPEN-style preprocessors, man's -P/-H/--html programs",
+        ),
+        "m4" | "dc" | "sqlite3" | "psql" | "mysql" | "gdb" | "lldb" | "expect" => {
+            runs_commands("commands in the input it reads (syscmd, `!`, .shell, shell escapes)")
+        }
+        "cpio" | "pax" | "ar" | "7z" | "7za" | "7zr" | "rar" | "unrar" | "arj" | "lha" => {
+            runs_commands(
+                "an archiver: extraction writes members whose names and content are unknown",
+            )
+        }
+        "parallel" | "script" | "screen" | "tmux" | "strace" | "ltrace" | "entr" | "watchexec"
+        | "run-parts" | "at" | "batch" | "crontab" | "systemd-run" => {
+            runs_commands("it runs the commands it is given or scheduled")
+        }
         _ => return None,
     })
 }
@@ -131,6 +164,12 @@ fn known(name: &str) -> Option<Known> {
 /// The model for a program's base name, if agp has one.
 pub fn model_for(name: &str) -> Option<Model> {
     known(name)?.model
+}
+
+/// How a program agp has no model of runs arbitrary commands or writes arbitrary files, if it
+/// can: an allow rule cannot vouch for what it does, so it is judged as code.
+pub fn runs_commands_unmodeled(name: &str) -> Option<&'static str> {
+    known(name)?.runs_commands
 }
 
 /// Whether `name args…` runs code the project provides from its working directory: a build or
@@ -263,6 +302,17 @@ mod tests {
         assert!(runs_project_code("python3", &w(&["-m", "pytest"])));
         assert!(runs_project_code("pypy3", &w(&["-m", "unittest"])));
         assert!(model_for("cmake").is_none() && runs_project_code("cmake", &[]));
+    }
+
+    #[test]
+    fn unmodeled_command_runners_come_from_the_registry() {
+        for name in ["vim", "less", "m4", "7z", "tmux"] {
+            assert!(runs_commands_unmodeled(name).is_some(), "{name}");
+            assert!(model_for(name).is_none() && !runs_project_code(name, &[]));
+        }
+        for name in ["sed", "make", "cmake", "cat"] {
+            assert!(runs_commands_unmodeled(name).is_none(), "{name}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! From a raw argument vector to the commands that really run: wrappers stripped, `sh -c`,
 //! `eval`, `xargs`, `find -exec` seen through, files written by common commands extracted.
 
-use super::unmodeled::{derived_writes, inline_code, unmodeled_command_runner};
+use super::unmodeled::{derived_writes, inline_code};
 use super::words::Word;
 use super::wrappers::{chdir_option, is_option, skip_options, wrapped_start, wrapper_spec};
 use super::{dangerous_env, is_shell, Part, SimpleCommand, Walker};
@@ -166,7 +166,7 @@ impl Walker {
             return Some(index);
         } else if let Some(why) = inline_code(&name, &args) {
             self.opaque(text, why);
-        } else if let Some(how) = unmodeled_command_runner(&name) {
+        } else if let Some(how) = programs::runs_commands_unmodeled(&name) {
             self.opaque(
                 text,
                 format!(

@@ -1,35 +1,8 @@
-//! Programs agp has no option model of: which of them run commands or inline code, and the
-//! files common ones write.
+//! Programs agp has no option model of: which interpreters were given inline code, and the
+//! files common commands write.
 
 use super::words::Word;
 use super::wrappers::is_option;
-
-/// Programs without an option model whose arguments or input can run arbitrary commands or
-/// write arbitrary files (editors' `!cmd`, pagers' `!`, m4's `syscmd`, archivers extracting
-/// unknown members, debuggers and multiplexers): an allow rule cannot vouch for what they do,
-/// so they are judged as code. Returns how the program runs commands.
-pub(super) fn unmodeled_command_runner(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "ed" | "red" | "ex" | "vi" | "vim" | "nvim" | "view" | "vimdiff" | "gvim" | "rvim"
-        | "emacs" | "emacsclient" | "nano" | "pico" | "micro" | "joe" | "mcedit" => {
-            "an editor's `!cmd`, `:!`, scripts and -c/+ commands"
-        }
-        "less" | "more" | "most" | "pg" | "man" | "info" => {
-            "a pager's `!cmd`, LESSOPEN-style preprocessors, man's -P/-H/--html programs"
-        }
-        "m4" | "dc" | "sqlite3" | "psql" | "mysql" | "gdb" | "lldb" | "expect" => {
-            "commands in the input it reads (syscmd, `!`, .shell, shell escapes)"
-        }
-        "cpio" | "pax" | "ar" | "7z" | "7za" | "7zr" | "rar" | "unrar" | "arj" | "lha" => {
-            "an archiver: extraction writes members whose names and content are unknown"
-        }
-        "parallel" | "script" | "screen" | "tmux" | "strace" | "ltrace" | "entr" | "watchexec"
-        | "run-parts" | "at" | "batch" | "crontab" | "systemd-run" => {
-            "it runs the commands it is given or scheduled"
-        }
-        _ => return None,
-    })
-}
 
 /// Does this interpreter invocation carry inline code? Returns the reason.
 pub(super) fn inline_code(name: &str, args: &[Word]) -> Option<String> {
