@@ -30,6 +30,16 @@ pub fn resolve(raw: &str, cwd: &Path, home: &Path) -> PathBuf {
     canonicalize_lenient(&joined)
 }
 
+/// Whether `text` ends with `suffix`, ASCII case ignored. A file-name check that decides what
+/// runs or what is fetched must not be fooled by `.PY` or `.TGZ`: on a case-insensitive
+/// filesystem (macOS, Windows mounts) those are the same files.
+pub(crate) fn ends_with_ignore_case(text: &str, suffix: &str) -> bool {
+    text.len()
+        .checked_sub(suffix.len())
+        .and_then(|start| text.as_bytes().get(start..))
+        .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes()))
+}
+
 /// `rel` (relative, without `.` or `..` components) below the canonical directory `base`,
 /// canonicalized with one `lstat` per component instead of a full `realpath`: only a symlink
 /// on the way sends it down the general path. `None` when `rel` has dot components.
@@ -279,6 +289,22 @@ mod tests {
         PathPattern::parse(spec)
             .unwrap()
             .matches(Path::new(path), &bases())
+    }
+
+    #[test]
+    fn suffixes_ignore_ascii_case() {
+        for (text, suffix, want) in [
+            ("t.py", ".py", true),
+            ("T.PY", ".py", true),
+            ("x.Tar.GZ", ".tar.gz", true),
+            (".py", ".py", true),
+            ("py", ".py", false),
+            ("t.pyc", ".py", false),
+            ("é.py", ".py", true),
+            ("é", ".py", false),
+        ] {
+            assert_eq!(ends_with_ignore_case(text, suffix), want, "{text} {suffix}");
+        }
     }
 
     #[test]

@@ -61,6 +61,9 @@ const NEEDLES: &[&str] = &[
     "auth",
 ];
 
+// Built from constant patterns; the unit test `patterns_compile` builds it, so this `expect`
+// cannot fire in a build whose tests passed.
+#[allow(clippy::expect_used)]
 fn needles() -> &'static aho_corasick::AhoCorasick {
     static AC: OnceLock<aho_corasick::AhoCorasick> = OnceLock::new();
     AC.get_or_init(|| {
@@ -73,66 +76,78 @@ fn needles() -> &'static aho_corasick::AhoCorasick {
 }
 
 /// One pass over the text tells which detectors can match at all; most texts have none.
+// Built from constant patterns; the unit test `patterns_compile` builds it, so this `expect`
+// cannot fire in a build whose tests passed.
+#[allow(clippy::expect_used)]
 fn prefilter() -> &'static regex::RegexSet {
     static SET: OnceLock<regex::RegexSet> = OnceLock::new();
     SET.get_or_init(|| {
-        // Built from the same constant patterns as the detectors.
         regex::RegexSet::new(detectors().iter().map(|d| d.re.as_str())).expect("secret prefilter")
     })
 }
 
+/// Token formats recognised by their shape alone: the whole match is the secret.
+const TOKEN_SHAPES: &[(&str, &str)] = &[
+    (
+        "private-key",
+        r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----(?s:.*?)(-----END[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\z)",
+    ),
+    (
+        "aws-access-key",
+        r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b",
+    ),
+    ("github-token", r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b"),
+    ("github-token", r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b"),
+    ("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,250}"),
+    (
+        "slack-webhook",
+        r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{20,}",
+    ),
+    ("anthropic-key", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
+    (
+        "openai-key",
+        r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{32,}",
+    ),
+    ("google-api-key", r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    ("stripe-key", r"\b(?:sk|rk)_live_[0-9A-Za-z]{20,}\b"),
+    ("npm-token", r"\bnpm_[A-Za-z0-9]{36}\b"),
+    (
+        "jwt",
+        r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    ),
+];
+
+/// Secrets found by where they stand: capture group 1 is the value, which must also look
+/// random (at least this many bits of entropy per character).
+const VALUE_SHAPES: &[(&str, &str, f64)] = &[
+    (
+        "password-in-url",
+        r"\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^/\s:@]{6,})@",
+        2.5,
+    ),
+    // `API_TOKEN=…`, `"secret": "…"`, `password: …` with a random-looking value.
+    (
+        "secret-assignment",
+        r#"(?i)[a-z0-9_.-]*(?:secret|token|passw(?:or)?d|passwd|api[_-]?key|access[_-]?key|private[_-]?key|credentials?|auth)[a-z0-9_.-]*["']?\s*[:=]\s*["']?([A-Za-z0-9+/_.~!@#%^&*=-]{16,})"#,
+        3.5,
+    ),
+];
+
+// Built from constant patterns; the unit test `patterns_compile` builds it, so this `expect`
+// cannot fire in a build whose tests passed.
+#[allow(clippy::expect_used)]
 fn detectors() -> &'static [Detector] {
     static DETECTORS: OnceLock<Vec<Detector>> = OnceLock::new();
     DETECTORS.get_or_init(|| {
         let d = |kind, pattern: &str, group, min_entropy| Detector {
             kind,
-            // The patterns are constants, exercised by the unit tests.
             re: Regex::new(pattern).expect("secret detector pattern"),
             group,
             min_entropy,
         };
-        vec![
-            d(
-                "private-key",
-                r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----(?s:.*?)(-----END[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\z)",
-                0,
-                0.0,
-            ),
-            d("aws-access-key", r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b", 0, 0.0),
-            d("github-token", r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b", 0, 0.0),
-            d("github-token", r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b", 0, 0.0),
-            d("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,250}", 0, 0.0),
-            d(
-                "slack-webhook",
-                r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{20,}",
-                0,
-                0.0,
-            ),
-            d("anthropic-key", r"\bsk-ant-[A-Za-z0-9_-]{20,}", 0, 0.0),
-            d("openai-key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{32,}", 0, 0.0),
-            d("google-api-key", r"\bAIza[0-9A-Za-z_-]{35}\b", 0, 0.0),
-            d("stripe-key", r"\b(?:sk|rk)_live_[0-9A-Za-z]{20,}\b", 0, 0.0),
-            d("npm-token", r"\bnpm_[A-Za-z0-9]{36}\b", 0, 0.0),
-            d(
-                "jwt",
-                r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
-                0,
-                0.0,
-            ),
-            d(
-                "password-in-url",
-                r"\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^/\s:@]{6,})@",
-                1,
-                2.5,
-            ),
-            // `API_TOKEN=…`, `"secret": "…"`, `password: …` with a random-looking value.
-            d(
-                "secret-assignment",
-                r#"(?i)[a-z0-9_.-]*(?:secret|token|passw(?:or)?d|passwd|api[_-]?key|access[_-]?key|private[_-]?key|credentials?|auth)[a-z0-9_.-]*["']?\s*[:=]\s*["']?([A-Za-z0-9+/_.~!@#%^&*=-]{16,})"#,
-                1,
-                3.5,
-            ),
-        ]
+        let tokens = TOKEN_SHAPES.iter().map(|&(k, p)| d(k, p, 0, 0.0));
+        let values = VALUE_SHAPES.iter().map(|&(k, p, e)| d(k, p, 1, e));
+        tokens.chain(values).collect()
     })
 }
 
@@ -272,6 +287,13 @@ mod tests {
     // Test fixtures are assembled at run time so that secret scanners do not flag this file.
     fn fake(prefix: &str, body: &str) -> String {
         format!("{prefix}{body}")
+    }
+
+    #[test]
+    fn patterns_compile() {
+        assert!(!detectors().is_empty());
+        assert_eq!(prefilter().len(), detectors().len());
+        assert_eq!(needles().patterns_len(), NEEDLES.len());
     }
 
     #[test]

@@ -70,6 +70,57 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// One field of a tool's input: name, kind, required.
+type Field = (&'static str, Kind, bool);
+
+/// The fields of one `MultiEdit` edit.
+const EDIT: &[Field] = &[
+    ("old_string", Kind::Str, true),
+    ("new_string", Kind::Str, true),
+    ("replace_all", Kind::Bool, false),
+];
+
+/// The fields each tool takes, in the order they are checked (the first problem is the
+/// reason given). Tools not listed take any object.
+fn fields(tool: &Tool) -> &'static [Field] {
+    use Kind::*;
+    match tool {
+        Tool::Bash => &[
+            ("command", NonEmptyStr, true),
+            ("timeout", Num, false),
+            ("description", Str, false),
+            ("run_in_background", Bool, false),
+        ],
+        Tool::Read => &[
+            ("file_path", NonEmptyStr, true),
+            ("offset", Num, false),
+            ("limit", Num, false),
+        ],
+        Tool::Write => &[("file_path", NonEmptyStr, true), ("content", Str, true)],
+        Tool::Edit => &[
+            ("file_path", NonEmptyStr, true),
+            ("old_string", Str, true),
+            ("new_string", Str, true),
+            ("replace_all", Bool, false),
+        ],
+        Tool::MultiEdit => &[("file_path", NonEmptyStr, true), ("edits", Array, true)],
+        Tool::Glob => &[("pattern", NonEmptyStr, true), ("path", Str, false)],
+        Tool::Grep => &[
+            ("pattern", Str, true),
+            ("path", Str, false),
+            ("glob", Str, false),
+        ],
+        Tool::LS => &[("path", NonEmptyStr, true)],
+        Tool::WebFetch => &[("url", NonEmptyStr, true), ("prompt", Str, false)],
+        Tool::WebSearch => &[("query", NonEmptyStr, true)],
+        Tool::NotebookEdit => &[
+            ("notebook_path", NonEmptyStr, true),
+            ("new_source", Str, false),
+        ],
+        _ => &[],
+    }
+}
+
 /// `Ok` when `input` has the shape `tool` takes; otherwise the reason to deny.
 pub fn check(tool: &Tool, input: &Value) -> Result<(), String> {
     let Some(obj) = input.as_object() else {
@@ -78,72 +129,28 @@ pub fn check(tool: &Tool, input: &Value) -> Result<(), String> {
             type_name(input)
         ));
     };
-    use Kind::*;
     let tool_name = tool.name();
-    let f = |name, kind, required| field(obj, &tool_name, name, kind, required);
-    match tool {
-        Tool::Bash => {
-            f("command", NonEmptyStr, true)?;
-            f("timeout", Num, false)?;
-            f("description", Str, false)?;
-            f("run_in_background", Bool, false)
-        }
-        Tool::Read => {
-            f("file_path", NonEmptyStr, true)?;
-            f("offset", Num, false)?;
-            f("limit", Num, false)
-        }
-        Tool::Write => {
-            f("file_path", NonEmptyStr, true)?;
-            f("content", Str, true)
-        }
-        Tool::Edit => {
-            f("file_path", NonEmptyStr, true)?;
-            f("old_string", Str, true)?;
-            f("new_string", Str, true)?;
-            f("replace_all", Bool, false)
-        }
-        Tool::MultiEdit => {
-            f("file_path", NonEmptyStr, true)?;
-            f("edits", Array, true)?;
-            let edits = obj
-                .get("edits")
-                .and_then(Value::as_array)
-                .map_or(&[][..], |v| v.as_slice());
-            if edits.is_empty() {
-                return Err("MultiEdit input `edits` must not be empty".into());
-            }
-            for e in edits {
-                let Some(eo) = e.as_object() else {
-                    return Err("MultiEdit input `edits` must hold objects".into());
-                };
-                field(eo, "MultiEdit edit", "old_string", Str, true)?;
-                field(eo, "MultiEdit edit", "new_string", Str, true)?;
-                field(eo, "MultiEdit edit", "replace_all", Bool, false)?;
-            }
-            Ok(())
-        }
-        Tool::Glob => {
-            f("pattern", NonEmptyStr, true)?;
-            f("path", Str, false)
-        }
-        Tool::Grep => {
-            f("pattern", Str, true)?;
-            f("path", Str, false)?;
-            f("glob", Str, false)
-        }
-        Tool::LS => f("path", NonEmptyStr, true),
-        Tool::WebFetch => {
-            f("url", NonEmptyStr, true)?;
-            f("prompt", Str, false)
-        }
-        Tool::WebSearch => f("query", NonEmptyStr, true),
-        Tool::NotebookEdit => {
-            f("notebook_path", NonEmptyStr, true)?;
-            f("new_source", Str, false)
-        }
-        _ => Ok(()),
+    for &(name, kind, required) in fields(tool) {
+        field(obj, &tool_name, name, kind, required)?;
     }
+    if *tool == Tool::MultiEdit {
+        let edits = obj
+            .get("edits")
+            .and_then(Value::as_array)
+            .map_or(&[][..], |v| v.as_slice());
+        if edits.is_empty() {
+            return Err("MultiEdit input `edits` must not be empty".into());
+        }
+        for e in edits {
+            let Some(eo) = e.as_object() else {
+                return Err("MultiEdit input `edits` must hold objects".into());
+            };
+            for &(name, kind, required) in EDIT {
+                field(eo, "MultiEdit edit", name, kind, required)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 //! given on the command line can name a runner, linker or wrapper (code) unless its key is
 //! known to be inert; flags passed through to the compiler can load plugins and linkers.
 
-use super::git_opts::concat;
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::joined;
 use super::spec::{f, o, ov, v};
 use super::{Effects, Parsed};
 use crate::shell::Word;
@@ -33,11 +33,10 @@ const TOP_OWN: &[OptSpec] = &[
     v(' ', "explain"),
     o('C', "", Required, ChangesDir),
 ];
-const TOP_OPTS: [OptSpec; TOP_OWN.len() + COMMON.len()] = concat(TOP_OWN, COMMON);
 
 /// clap: no unique-prefix matching, clusters allowed, the first operand is the subcommand.
 const TOP: Grammar = Grammar {
-    opts: &TOP_OPTS,
+    opts: joined!(TOP_OWN, COMMON),
     long_abbrev: false,
     permute: false,
     single_dash_long: false,
@@ -57,10 +56,12 @@ const fn clap(opts: &'static [OptSpec]) -> Grammar {
 const MANIFEST: OptSpec = o(' ', "manifest-path", Required, Foreign);
 const TARGET_DIR: OptSpec = o(' ', "target-dir", Required, WritesFile);
 
-/// Options of the compiling subcommands. `--bin`, `--test`, `--example`, `--bench` and
-/// `--package` take an optional value in clap (a following `--flag` is not swallowed), so
-/// they are Optional here: a separate word becomes an operand, never hides an option.
-const COMPILE_OWN: &[OptSpec] = &[
+/// Which packages, targets and features a build or test covers (cargo's "Package Selection",
+/// "Target Selection" and "Feature Selection" options, which cargo-nextest takes as well).
+/// `--bin`, `--test`, `--example`, `--bench` and `--package` take an optional value in clap (a
+/// following `--flag` is not swallowed), so they are Optional here: a separate word becomes an
+/// operand, never hides an option.
+const SELECTION: &[OptSpec] = &[
     f(' ', "workspace"),
     f(' ', "all"),
     ov('p', "package"),
@@ -78,40 +79,48 @@ const COMPILE_OWN: &[OptSpec] = &[
     v('F', "features"),
     f(' ', "all-features"),
     f(' ', "no-default-features"),
-    v(' ', "target"),
-    TARGET_DIR,
-    o(' ', "artifact-dir", Required, WritesFile),
-    o(' ', "out-dir", Required, WritesFile),
-    f('r', "release"),
-    v(' ', "profile"),
-    v('j', "jobs"),
-    f(' ', "keep-going"),
-    ov(' ', "timings"),
-    v(' ', "message-format"),
-    f(' ', "build-plan"),
-    f(' ', "unit-graph"),
-    f(' ', "future-incompat-report"),
-    MANIFEST,
-    o(' ', "lockfile-path", Required, Foreign),
-    f(' ', "ignore-rust-version"),
-    f(' ', "no-run"),
-    f(' ', "no-fail-fast"),
-    f(' ', "doc"),
-    f(' ', "open"),
-    f(' ', "no-deps"),
-    f(' ', "document-private-items"),
-    f(' ', "fix"),
-    f(' ', "allow-dirty"),
-    f(' ', "allow-staged"),
-    f(' ', "allow-no-vcs"),
-    f(' ', "broken-code"),
-    f(' ', "edition"),
-    f(' ', "edition-idioms"),
-    v(' ', "crate-type"),
-    v(' ', "print"),
 ];
-const COMPILE_OPTS: [OptSpec; COMPILE_OWN.len() + COMMON.len()] = concat(COMPILE_OWN, COMMON);
-const COMPILE: Grammar = clap(&COMPILE_OPTS);
+
+/// Options of the compiling subcommands.
+const COMPILE: Grammar = clap(joined!(
+    joined!(
+        SELECTION,
+        &[
+            v(' ', "target"),
+            TARGET_DIR,
+            o(' ', "artifact-dir", Required, WritesFile),
+            o(' ', "out-dir", Required, WritesFile),
+            f('r', "release"),
+            v(' ', "profile"),
+            v('j', "jobs"),
+            f(' ', "keep-going"),
+            ov(' ', "timings"),
+            v(' ', "message-format"),
+            f(' ', "build-plan"),
+            f(' ', "unit-graph"),
+            f(' ', "future-incompat-report"),
+            MANIFEST,
+            o(' ', "lockfile-path", Required, Foreign),
+            f(' ', "ignore-rust-version"),
+            f(' ', "no-run"),
+            f(' ', "no-fail-fast"),
+            f(' ', "doc"),
+            f(' ', "open"),
+            f(' ', "no-deps"),
+            f(' ', "document-private-items"),
+            f(' ', "fix"),
+            f(' ', "allow-dirty"),
+            f(' ', "allow-staged"),
+            f(' ', "allow-no-vcs"),
+            f(' ', "broken-code"),
+            f(' ', "edition"),
+            f(' ', "edition-idioms"),
+            v(' ', "crate-type"),
+            v(' ', "print"),
+        ]
+    ),
+    COMMON
+));
 
 const FMT: Grammar = clap(&[
     f(' ', "all"),
@@ -125,108 +134,97 @@ const FMT: Grammar = clap(&[
     f(' ', "version"),
 ]);
 
-const CLEAN_OWN: &[OptSpec] = &[
-    f(' ', "doc"),
-    f('n', "dry-run"),
-    ov('p', "package"),
-    f(' ', "workspace"),
-    f('r', "release"),
-    v(' ', "profile"),
-    v(' ', "target"),
-    TARGET_DIR,
-    MANIFEST,
-];
-const CLEAN_OPTS: [OptSpec; CLEAN_OWN.len() + COMMON.len()] = concat(CLEAN_OWN, COMMON);
-const CLEAN: Grammar = clap(&CLEAN_OPTS);
+const CLEAN: Grammar = clap(joined!(
+    &[
+        f(' ', "doc"),
+        f('n', "dry-run"),
+        ov('p', "package"),
+        f(' ', "workspace"),
+        f('r', "release"),
+        v(' ', "profile"),
+        v(' ', "target"),
+        TARGET_DIR,
+        MANIFEST,
+    ],
+    COMMON
+));
 
-const NEW_OWN: &[OptSpec] = &[
-    f(' ', "bin"),
-    f(' ', "lib"),
-    v(' ', "name"),
-    v(' ', "edition"),
-    v(' ', "vcs"),
-    v(' ', "registry"),
-];
-const NEW_OPTS: [OptSpec; NEW_OWN.len() + COMMON.len()] = concat(NEW_OWN, COMMON);
-const NEW: Grammar = clap(&NEW_OPTS);
+const NEW: Grammar = clap(joined!(
+    &[
+        f(' ', "bin"),
+        f(' ', "lib"),
+        v(' ', "name"),
+        v(' ', "edition"),
+        v(' ', "vcs"),
+        v(' ', "registry"),
+    ],
+    COMMON
+));
 
-const INFO_OWN: &[OptSpec] = &[
-    ov('p', "package"),
-    f(' ', "workspace"),
-    v(' ', "exclude"),
-    f(' ', "no-deps"),
-    v(' ', "format-version"),
-    v(' ', "filter-platform"),
-    v('F', "features"),
-    f(' ', "all-features"),
-    f(' ', "no-default-features"),
-    f(' ', "all-targets"),
-    v('e', "edges"),
-    v('i', "invert"),
-    v(' ', "prune"),
-    v(' ', "depth"),
-    v(' ', "prefix"),
-    f(' ', "no-dedupe"),
-    f('d', "duplicates"),
-    v(' ', "charset"),
-    v('f', "format"),
-    v(' ', "target"),
-    v(' ', "message-format"),
-    MANIFEST,
-];
-const INFO_OPTS: [OptSpec; INFO_OWN.len() + COMMON.len()] = concat(INFO_OWN, COMMON);
-const INFO: Grammar = clap(&INFO_OPTS);
+const INFO: Grammar = clap(joined!(
+    &[
+        ov('p', "package"),
+        f(' ', "workspace"),
+        v(' ', "exclude"),
+        f(' ', "no-deps"),
+        v(' ', "format-version"),
+        v(' ', "filter-platform"),
+        v('F', "features"),
+        f(' ', "all-features"),
+        f(' ', "no-default-features"),
+        f(' ', "all-targets"),
+        v('e', "edges"),
+        v('i', "invert"),
+        v(' ', "prune"),
+        v(' ', "depth"),
+        v(' ', "prefix"),
+        f(' ', "no-dedupe"),
+        f('d', "duplicates"),
+        v(' ', "charset"),
+        v('f', "format"),
+        v(' ', "target"),
+        v(' ', "message-format"),
+        MANIFEST,
+    ],
+    COMMON
+));
 
-const NEXTEST: Grammar = clap(&[
-    ov('p', "package"),
-    f(' ', "workspace"),
-    f(' ', "all"),
-    v(' ', "exclude"),
-    f(' ', "lib"),
-    ov(' ', "bin"),
-    f(' ', "bins"),
-    ov(' ', "test"),
-    f(' ', "tests"),
-    ov(' ', "example"),
-    f(' ', "examples"),
-    ov(' ', "bench"),
-    f(' ', "benches"),
-    f(' ', "all-targets"),
-    v('F', "features"),
-    f(' ', "all-features"),
-    f(' ', "no-default-features"),
-    f('r', "release"),
-    v(' ', "cargo-profile"),
-    v('P', "profile"),
-    v('j', "jobs"),
-    v(' ', "test-threads"),
-    v(' ', "retries"),
-    f(' ', "no-fail-fast"),
-    f(' ', "no-capture"),
-    f(' ', "nocapture"),
-    v(' ', "failure-output"),
-    v(' ', "success-output"),
-    v(' ', "status-level"),
-    v(' ', "final-status-level"),
-    f(' ', "hide-progress-bar"),
-    v(' ', "message-format"),
-    v('E', "filterset"),
-    v(' ', "filter-expr"),
-    v(' ', "run-ignored"),
-    v(' ', "no-tests"),
-    v(' ', "partition"),
-    v(' ', "target"),
-    TARGET_DIR,
-    MANIFEST,
-    o(' ', "config-file", Required, Foreign),
-    o(' ', "tool-config-file", Required, Foreign),
-    v(' ', "color"),
-    f('v', "verbose"),
-    f(' ', "locked"),
-    f(' ', "offline"),
-    f(' ', "frozen"),
-    f('h', "help"),
-]);
+const NEXTEST: Grammar = clap(joined!(
+    SELECTION,
+    &[
+        f('r', "release"),
+        v(' ', "cargo-profile"),
+        v('P', "profile"),
+        v('j', "jobs"),
+        v(' ', "test-threads"),
+        v(' ', "retries"),
+        f(' ', "no-fail-fast"),
+        f(' ', "no-capture"),
+        f(' ', "nocapture"),
+        v(' ', "failure-output"),
+        v(' ', "success-output"),
+        v(' ', "status-level"),
+        v(' ', "final-status-level"),
+        f(' ', "hide-progress-bar"),
+        v(' ', "message-format"),
+        v('E', "filterset"),
+        v(' ', "filter-expr"),
+        v(' ', "run-ignored"),
+        v(' ', "no-tests"),
+        v(' ', "partition"),
+        v(' ', "target"),
+        TARGET_DIR,
+        MANIFEST,
+        o(' ', "config-file", Required, Foreign),
+        o(' ', "tool-config-file", Required, Foreign),
+        v(' ', "color"),
+        f('v', "verbose"),
+        f(' ', "locked"),
+        f(' ', "offline"),
+        f(' ', "frozen"),
+        f('h', "help"),
+    ]
+));
 
 /// `--config` keys whose values are numbers, booleans or names cargo never runs.
 fn config_key_inert(key: &str) -> bool {
@@ -283,7 +281,10 @@ fn config_option(fx: &mut Effects, p: &Parsed) {
         if o.spec.long == Some("target") {
             if let Some(t) = &o.value {
                 // A target given as a path is a JSON target spec (it can name a linker).
-                if t.dynamic || t.text.contains('/') || t.text.ends_with(".json") {
+                if t.dynamic
+                    || t.text.contains('/')
+                    || crate::paths::ends_with_ignore_case(&t.text, ".json")
+                {
                     fx.foreign.push(t.clone());
                 }
             }
@@ -396,16 +397,9 @@ pub fn model(args: &[Word]) -> Effects {
             fx.foreign.extend(o.value.clone());
         }
     }
-    let Some(sub) = top.operands.first() else {
+    let Some(sub) = fx.subcommand("cargo", &top.operands) else {
         return fx;
     };
-    if sub.dynamic {
-        fx.unknown.push(format!(
-            "cargo subcommand `{}` is only known at run time",
-            sub.text
-        ));
-        return fx;
-    }
     let rest = &top.operands[1..];
     let name = match sub.text.as_str() {
         "b" => "build",
@@ -467,63 +461,53 @@ pub fn model(args: &[Word]) -> Effects {
     fx
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::spec::{check, Want::*};
-    use super::model;
-
-    #[test]
-    fn table() {
-        check(
-            model,
-            &[
-                ("build", Clean),
-                ("build --release", Clean),
-                ("test --workspace", Clean),
-                ("test -p agp-policy -- --nocapture", Clean),
-                ("test -p agp-policy --lib programs", Clean),
-                ("test --bin x --features a,b --all-targets -j 2", Clean),
-                ("clippy --all-targets -- -D warnings", Clean),
-                ("clippy -- -Dwarnings -W clippy::pedantic", Clean),
-                ("fmt --all", Clean),
-                ("fmt --all -- --check", Clean),
-                ("run --release -- --port 80 /etc/x", Clean),
-                ("+nightly test --offline --locked", Clean),
-                ("--config build.jobs=2 test", Clean),
-                ("test --config profile.dev.opt-level=1", Clean),
-                ("nextest run --workspace", Clean),
-                ("metadata --format-version 1 --no-deps", Clean),
-                ("tree -e normal", Clean),
-                ("--version", Clean),
-                (
-                    "test --config 'target.x86_64-unknown-linux-gnu.runner=\"sh -c id\"'",
-                    Code,
-                ),
-                ("test --config=build.rustc-wrapper=/tmp/w", Code),
-                ("--config /tmp/evil.toml build", Code),
-                ("test --config $C", Code),
-                ("build --config alias.b=run", Code),
-                (
-                    "test --manifest-path /elsewhere/Cargo.toml",
-                    Foreign("/elsewhere/Cargo.toml"),
-                ),
-                ("-C /elsewhere test", Foreign("/elsewhere")),
-                ("build --target /tmp/t.json", Foreign("/tmp/t.json")),
-                ("build --target-dir /root/x", Writes("/root/x")),
-                ("test -- --logfile /root/.bashrc", Writes("/root/.bashrc")),
-                ("fmt -- /etc/x.rs", Writes("/etc/x.rs")),
-                ("fmt -- --config-path /tmp/r.toml", Foreign("/tmp/r.toml")),
-                ("clippy -- -C linker=/tmp/evil", Code),
-                ("rustc -- -Zplugin", Code),
-                ("build --bin --config x.y=z", Code),
-                ("-Z build-std test", Unknown),
-                ("test --frobnicate", Unknown),
-                ("new /tmp/x", Writes("/tmp/x")),
-                ("publish", Unknown),
-                ("foo", Unknown),
-                ("$X", Unknown),
-                ("install ripgrep", Clean),
-            ],
-        );
-    }
+super::spec::model_tests! {
+    table: super::model => [
+        ("build", Clean),
+        ("build --release", Clean),
+        ("test --workspace", Clean),
+        ("test -p agp-policy -- --nocapture", Clean),
+        ("test -p agp-policy --lib programs", Clean),
+        ("test --bin x --features a,b --all-targets -j 2", Clean),
+        ("clippy --all-targets -- -D warnings", Clean),
+        ("clippy -- -Dwarnings -W clippy::pedantic", Clean),
+        ("fmt --all", Clean),
+        ("fmt --all -- --check", Clean),
+        ("run --release -- --port 80 /etc/x", Clean),
+        ("+nightly test --offline --locked", Clean),
+        ("--config build.jobs=2 test", Clean),
+        ("test --config profile.dev.opt-level=1", Clean),
+        ("nextest run --workspace", Clean),
+        ("metadata --format-version 1 --no-deps", Clean),
+        ("tree -e normal", Clean),
+        ("--version", Clean),
+        (
+            "test --config 'target.x86_64-unknown-linux-gnu.runner=\"sh -c id\"'",
+            Code,
+        ),
+        ("test --config=build.rustc-wrapper=/tmp/w", Code),
+        ("--config /tmp/evil.toml build", Code),
+        ("test --config $C", Code),
+        ("build --config alias.b=run", Code),
+        (
+            "test --manifest-path /elsewhere/Cargo.toml",
+            Foreign("/elsewhere/Cargo.toml"),
+        ),
+        ("-C /elsewhere test", Foreign("/elsewhere")),
+        ("build --target /tmp/t.json", Foreign("/tmp/t.json")),
+        ("build --target-dir /root/x", Writes("/root/x")),
+        ("test -- --logfile /root/.bashrc", Writes("/root/.bashrc")),
+        ("fmt -- /etc/x.rs", Writes("/etc/x.rs")),
+        ("fmt -- --config-path /tmp/r.toml", Foreign("/tmp/r.toml")),
+        ("clippy -- -C linker=/tmp/evil", Code),
+        ("rustc -- -Zplugin", Code),
+        ("build --bin --config x.y=z", Code),
+        ("-Z build-std test", Unknown),
+        ("test --frobnicate", Unknown),
+        ("new /tmp/x", Writes("/tmp/x")),
+        ("publish", Unknown),
+        ("foo", Unknown),
+        ("$X", Unknown),
+        ("install ripgrep", Clean),
+    ]
 }

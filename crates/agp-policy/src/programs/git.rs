@@ -61,7 +61,6 @@ const GLOBAL_GRAMMAR: Grammar = Grammar {
 /// Configuration keys whose values are data (names, colors, booleans, formats), never a
 /// program, a path git loads code from, or a switch that widens what git trusts.
 fn config_key_inert(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
     const EXACT: &[&str] = &[
         "user.name",
         "user.email",
@@ -125,6 +124,7 @@ fn config_key_inert(key: &str) -> bool {
         "i18n.commitencoding",
         "i18n.logoutputencoding",
     ];
+    let k = key.to_ascii_lowercase();
     EXACT.contains(&k.as_str()) || k.starts_with("color.") || k.starts_with("advice.")
 }
 
@@ -182,16 +182,9 @@ pub fn model(args: &[Word]) -> Effects {
             _ => {}
         }
     }
-    let Some(sub) = p.operands.first() else {
+    let Some(sub) = fx.subcommand("git", &p.operands) else {
         return fx;
     };
-    if sub.dynamic {
-        fx.unknown.push(format!(
-            "git subcommand `{}` is only known at run time",
-            sub.text
-        ));
-        return fx;
-    }
     let mut sfx = Effects::default();
     git_sub::subcommand(&sub.text, &p.operands[1..], &mut sfx);
     // Paths of the subcommand are relative to `-C DIR`.
@@ -268,44 +261,34 @@ pub(super) fn config(p: &super::Parsed, fx: &mut Effects) {
     fx.writes.push(target);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::spec::{check, Want::*};
-    use super::model;
-
-    #[test]
-    fn global_options() {
-        check(
-            model,
-            &[
-                ("status", Clean),
-                ("--no-pager log --oneline -n 10", Clean),
-                ("-P diff", Clean),
-                ("-c color.ui=always log", Clean),
-                ("-c user.name=x -c user.email=y commit -m msg", Clean),
-                ("-c core.pager='sh -c id' log", Code),
-                ("-c core.fsmonitor=/tmp/x status", Code),
-                ("-c Core.SSHCommand=x fetch", Code),
-                ("-c alias.st='!id' st", Code),
-                ("-c filter.x.clean=id add .", Code),
-                ("-c diff.x.textconv=id diff", Code),
-                ("-c protocol.ext.allow=always fetch", Code),
-                ("-c include.path=/tmp/cfg status", Code),
-                ("-c $X status", Code),
-                ("--config-env=core.pager=E log", Code),
-                ("--exec-path=/tmp/x status", Code),
-                ("--exec-path", Clean),
-                ("--git-dir=/tmp/evil status", Code),
-                ("--git-dir=evilgit log", Code),
-                ("--git-dir=.git status", Foreign(".git")),
-                ("--work-tree=/tmp/w status", Foreign("/tmp/w")),
-                ("-C /tmp/repo status", Foreign("/tmp/repo")),
-                ("-C sub status", Foreign("sub")),
-                ("-C /tmp diff --no-index a b", Reads("/tmp/a")),
-                ("--frob status", Unknown),
-                ("$SUB", Unknown),
-                ("frobnicate", Unknown),
-            ],
-        );
-    }
+super::spec::model_tests! {
+    global_options: super::model => [
+        ("status", Clean),
+        ("--no-pager log --oneline -n 10", Clean),
+        ("-P diff", Clean),
+        ("-c color.ui=always log", Clean),
+        ("-c user.name=x -c user.email=y commit -m msg", Clean),
+        ("-c core.pager='sh -c id' log", Code),
+        ("-c core.fsmonitor=/tmp/x status", Code),
+        ("-c Core.SSHCommand=x fetch", Code),
+        ("-c alias.st='!id' st", Code),
+        ("-c filter.x.clean=id add .", Code),
+        ("-c diff.x.textconv=id diff", Code),
+        ("-c protocol.ext.allow=always fetch", Code),
+        ("-c include.path=/tmp/cfg status", Code),
+        ("-c $X status", Code),
+        ("--config-env=core.pager=E log", Code),
+        ("--exec-path=/tmp/x status", Code),
+        ("--exec-path", Clean),
+        ("--git-dir=/tmp/evil status", Code),
+        ("--git-dir=evilgit log", Code),
+        ("--git-dir=.git status", Foreign(".git")),
+        ("--work-tree=/tmp/w status", Foreign("/tmp/w")),
+        ("-C /tmp/repo status", Foreign("/tmp/repo")),
+        ("-C sub status", Foreign("sub")),
+        ("-C /tmp diff --no-index a b", Reads("/tmp/a")),
+        ("--frob status", Unknown),
+        ("$SUB", Unknown),
+        ("frobnicate", Unknown),
+    ]
 }

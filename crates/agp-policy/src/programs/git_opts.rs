@@ -3,7 +3,7 @@
 //! stash show/list, range-diff and the plumbing that takes them.
 
 use super::grammar::{Arity::*, Effect::*, OptSpec};
-use super::spec::{f, o, ov, v};
+use super::spec::{f, joined, o, ov, v};
 
 /// `-NUM` as short flags (`git grep -3` context lines, `git archive -9` compression level).
 pub(super) const DIGITS: &[OptSpec] = &[
@@ -18,23 +18,6 @@ pub(super) const DIGITS: &[OptSpec] = &[
     f('8', ""),
     f('9', ""),
 ];
-
-/// Two tables as one (const, so grammars stay `'static` without allocation).
-pub(super) const fn concat<const N: usize>(a: &[OptSpec], b: &[OptSpec]) -> [OptSpec; N] {
-    assert!(a.len() + b.len() == N);
-    let mut out = [f(' ', ""); N];
-    let mut i = 0;
-    while i < a.len() {
-        out[i] = a[i];
-        i += 1;
-    }
-    let mut j = 0;
-    while j < b.len() {
-        out[i + j] = b[j];
-        j += 1;
-    }
-    out
-}
 
 const EXT_DIFF: &str = "runs the external diff program configured for the repository";
 const TEXTCONV: &str = "runs the textconv filter programs configured for the files";
@@ -155,42 +138,8 @@ pub(super) const DIFF: &[OptSpec] = &[
     f(' ', "dd"),
 ];
 
-/// git's revision-walking and formatting options (log, show, rev-list, shortlog).
-pub(super) const LOG: &[OptSpec] = &[
-    f('4', ""),
-    f('5', ""),
-    f('6', ""),
-    f('7', ""),
-    f('8', ""),
-    f('9', ""),
-    v('n', "max-count"),
-    v(' ', "skip"),
-    v(' ', "since"),
-    v(' ', "after"),
-    v(' ', "since-as-filter"),
-    v(' ', "until"),
-    v(' ', "before"),
-    v(' ', "author"),
-    v(' ', "committer"),
-    v(' ', "grep-reflog"),
-    v(' ', "grep"),
-    f(' ', "all-match"),
-    f(' ', "invert-grep"),
-    f('i', "regexp-ignore-case"),
-    f(' ', "basic-regexp"),
-    f('E', "extended-regexp"),
-    f('F', "fixed-strings"),
-    f('P', "perl-regexp"),
-    f(' ', "remove-empty"),
-    f(' ', "merges"),
-    f(' ', "no-merges"),
-    v(' ', "min-parents"),
-    v(' ', "max-parents"),
-    f(' ', "no-min-parents"),
-    f(' ', "no-max-parents"),
-    f(' ', "first-parent"),
-    f(' ', "exclude-first-parent-only"),
-    f(' ', "not"),
+/// The refs a revision walk starts from (git-rev-parse(1) and git-log(1) take the same ones).
+pub(super) const REFS: &[OptSpec] = &[
     f(' ', "all"),
     ov(' ', "branches"),
     ov(' ', "tags"),
@@ -198,86 +147,114 @@ pub(super) const LOG: &[OptSpec] = &[
     v(' ', "glob"),
     v(' ', "exclude"),
     v(' ', "exclude-hidden"),
-    f(' ', "reflog"),
-    f(' ', "alternate-refs"),
-    f(' ', "single-worktree"),
-    f(' ', "ignore-missing"),
-    f(' ', "bisect"),
-    f(' ', "cherry-mark"),
-    f(' ', "cherry-pick"),
-    f(' ', "left-only"),
-    f(' ', "right-only"),
-    f(' ', "cherry"),
-    f('g', "walk-reflogs"),
-    f(' ', "merge"),
-    f(' ', "boundary"),
-    f(' ', "simplify-by-decoration"),
-    f(' ', "show-pulls"),
-    f(' ', "full-history"),
-    f(' ', "dense"),
-    f(' ', "sparse"),
-    f(' ', "simplify-merges"),
-    ov(' ', "ancestry-path"),
-    f(' ', "date-order"),
-    f(' ', "author-date-order"),
-    f(' ', "topo-order"),
-    f(' ', "reverse"),
-    ov(' ', "no-walk"),
-    f(' ', "do-walk"),
-    ov(' ', "pretty"),
-    v(' ', "format"),
-    f(' ', "abbrev-commit"),
-    f(' ', "no-abbrev-commit"),
-    f(' ', "oneline"),
-    v(' ', "encoding"),
-    ov(' ', "expand-tabs"),
-    f(' ', "no-expand-tabs"),
-    ov(' ', "notes"),
-    f(' ', "no-notes"),
-    ov(' ', "show-notes"),
-    ov(' ', "show-notes-by-default"),
-    f(' ', "standard-notes"),
-    f(' ', "no-standard-notes"),
-    f(' ', "show-signature"),
-    f(' ', "relative-date"),
-    v(' ', "date"),
-    f(' ', "parents"),
-    f(' ', "children"),
-    f(' ', "left-right"),
-    f(' ', "graph"),
-    f(' ', "show-linear-break"),
-    ov(' ', "decorate"),
-    f(' ', "no-decorate"),
-    v(' ', "decorate-refs"),
-    v(' ', "decorate-refs-exclude"),
-    f(' ', "clear-decorations"),
-    f(' ', "source"),
-    f(' ', "mailmap"),
-    f(' ', "no-mailmap"),
-    f(' ', "use-mailmap"),
-    f(' ', "no-use-mailmap"),
-    f(' ', "full-diff"),
-    f(' ', "log-size"),
-    v('L', ""),
-    f(' ', "follow"),
-    f(' ', "no-follow"),
-    f(' ', "count"),
-    f(' ', "objects"),
-    f(' ', "objects-edge"),
-    f(' ', "in-commit-order"),
-    f(' ', "timestamp"),
-    f(' ', "header"),
 ];
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn concat_keeps_both_tables_in_order() {
-        const BOTH: [OptSpec; DIFF.len() + LOG.len()] = concat(DIFF, LOG);
-        assert_eq!(BOTH[0], DIFF[0]);
-        assert_eq!(BOTH[DIFF.len()], LOG[0]);
-        assert_eq!(BOTH[BOTH.len() - 1], LOG[LOG.len() - 1]);
-    }
-}
+/// git's revision-walking and formatting options (log, show, rev-list, shortlog).
+pub(super) const LOG: &[OptSpec] = joined!(
+    &[
+        f('4', ""),
+        f('5', ""),
+        f('6', ""),
+        f('7', ""),
+        f('8', ""),
+        f('9', ""),
+        v('n', "max-count"),
+        v(' ', "skip"),
+        v(' ', "since"),
+        v(' ', "after"),
+        v(' ', "since-as-filter"),
+        v(' ', "until"),
+        v(' ', "before"),
+        v(' ', "author"),
+        v(' ', "committer"),
+        v(' ', "grep-reflog"),
+        v(' ', "grep"),
+        f(' ', "all-match"),
+        f(' ', "invert-grep"),
+        f('i', "regexp-ignore-case"),
+        f(' ', "basic-regexp"),
+        f('E', "extended-regexp"),
+        f('F', "fixed-strings"),
+        f('P', "perl-regexp"),
+        f(' ', "remove-empty"),
+        f(' ', "merges"),
+        f(' ', "no-merges"),
+        v(' ', "min-parents"),
+        v(' ', "max-parents"),
+        f(' ', "no-min-parents"),
+        f(' ', "no-max-parents"),
+        f(' ', "first-parent"),
+        f(' ', "exclude-first-parent-only"),
+        f(' ', "not"),
+        f(' ', "reflog"),
+        f(' ', "alternate-refs"),
+        f(' ', "single-worktree"),
+        f(' ', "ignore-missing"),
+        f(' ', "bisect"),
+        f(' ', "cherry-mark"),
+        f(' ', "cherry-pick"),
+        f(' ', "left-only"),
+        f(' ', "right-only"),
+        f(' ', "cherry"),
+        f('g', "walk-reflogs"),
+        f(' ', "merge"),
+        f(' ', "boundary"),
+        f(' ', "simplify-by-decoration"),
+        f(' ', "show-pulls"),
+        f(' ', "full-history"),
+        f(' ', "dense"),
+        f(' ', "sparse"),
+        f(' ', "simplify-merges"),
+        ov(' ', "ancestry-path"),
+        f(' ', "date-order"),
+        f(' ', "author-date-order"),
+        f(' ', "topo-order"),
+        f(' ', "reverse"),
+        ov(' ', "no-walk"),
+        f(' ', "do-walk"),
+        ov(' ', "pretty"),
+        v(' ', "format"),
+        f(' ', "abbrev-commit"),
+        f(' ', "no-abbrev-commit"),
+        f(' ', "oneline"),
+        v(' ', "encoding"),
+        ov(' ', "expand-tabs"),
+        f(' ', "no-expand-tabs"),
+        ov(' ', "notes"),
+        f(' ', "no-notes"),
+        ov(' ', "show-notes"),
+        ov(' ', "show-notes-by-default"),
+        f(' ', "standard-notes"),
+        f(' ', "no-standard-notes"),
+        f(' ', "show-signature"),
+        f(' ', "relative-date"),
+        v(' ', "date"),
+        f(' ', "parents"),
+        f(' ', "children"),
+        f(' ', "left-right"),
+        f(' ', "graph"),
+        f(' ', "show-linear-break"),
+        ov(' ', "decorate"),
+        f(' ', "no-decorate"),
+        v(' ', "decorate-refs"),
+        v(' ', "decorate-refs-exclude"),
+        f(' ', "clear-decorations"),
+        f(' ', "source"),
+        f(' ', "mailmap"),
+        f(' ', "no-mailmap"),
+        f(' ', "use-mailmap"),
+        f(' ', "no-use-mailmap"),
+        f(' ', "full-diff"),
+        f(' ', "log-size"),
+        v('L', ""),
+        f(' ', "follow"),
+        f(' ', "no-follow"),
+        f(' ', "count"),
+        f(' ', "objects"),
+        f(' ', "objects-edge"),
+        f(' ', "in-commit-order"),
+        f(' ', "timestamp"),
+        f(' ', "header"),
+    ],
+    REFS
+);

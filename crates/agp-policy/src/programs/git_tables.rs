@@ -2,8 +2,9 @@
 //! parse-options accepts clusters, glued values, `--opt=value`, unique prefixes of long
 //! options and options after operands, which is what [`sub`] encodes.
 
-use super::git_opts::{concat, DIFF, DIGITS, LOG};
+use super::git_opts::{DIFF, DIGITS, LOG, REFS};
 use super::grammar::{Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::joined;
 use super::spec::{f, gnu, o, ov, v};
 
 /// A subcommand's grammar under git's parse-options rules.
@@ -14,8 +15,7 @@ pub(super) const fn sub(opts: &'static [OptSpec]) -> Grammar {
 const FROM_FILE: OptSpec = o(' ', "pathspec-from-file", Required, ReadsFile);
 const NUL: OptSpec = f(' ', "pathspec-file-nul");
 
-const DIFF_LOG_OPTS: [OptSpec; DIFF.len() + LOG.len()] = concat(DIFF, LOG);
-pub(super) const DIFF_LOG: Grammar = sub(&DIFF_LOG_OPTS);
+pub(super) const DIFF_LOG: Grammar = sub(joined!(DIFF, LOG));
 pub(super) const DIFF_ONLY: Grammar = sub(DIFF);
 
 pub(super) const STATUS: Grammar = sub(&[
@@ -317,58 +317,54 @@ pub(super) const TAG: Grammar = sub(&[
 pub(super) const REV_PARSE: Grammar = Grammar {
     long_abbrev: false,
     clustering: false,
-    ..sub(&[
-        f(' ', "parseopt"),
-        f(' ', "sq-quote"),
-        f(' ', "keep-dashdash"),
-        f(' ', "stop-at-non-option"),
-        f(' ', "stuck-long"),
-        f(' ', "revs-only"),
-        f(' ', "no-revs"),
-        f(' ', "flags"),
-        f(' ', "no-flags"),
-        v(' ', "default"),
-        v(' ', "prefix"),
-        f(' ', "verify"),
-        f('q', "quiet"),
-        f(' ', "sq"),
-        ov(' ', "short"),
-        f(' ', "not"),
-        ov(' ', "abbrev-ref"),
-        f(' ', "symbolic"),
-        f(' ', "symbolic-full-name"),
-        f(' ', "all"),
-        ov(' ', "branches"),
-        ov(' ', "tags"),
-        ov(' ', "remotes"),
-        v(' ', "glob"),
-        v(' ', "exclude"),
-        v(' ', "exclude-hidden"),
-        v(' ', "disambiguate"),
-        f(' ', "local-env-vars"),
-        v(' ', "path-format"),
-        f(' ', "git-dir"),
-        f(' ', "git-common-dir"),
-        f(' ', "absolute-git-dir"),
-        f(' ', "is-inside-git-dir"),
-        f(' ', "is-inside-work-tree"),
-        f(' ', "is-bare-repository"),
-        f(' ', "is-shallow-repository"),
-        f(' ', "shared-index-path"),
-        f(' ', "show-cdup"),
-        f(' ', "show-prefix"),
-        f(' ', "show-toplevel"),
-        f(' ', "show-superproject-working-tree"),
-        v(' ', "git-path"),
-        ov(' ', "show-object-format"),
-        f(' ', "show-ref-format"),
-        v(' ', "resolve-git-dir"),
-        v(' ', "since"),
-        v(' ', "after"),
-        v(' ', "until"),
-        v(' ', "before"),
-        f(' ', "end-of-options"),
-    ])
+    ..sub(joined!(
+        &[
+            f(' ', "parseopt"),
+            f(' ', "sq-quote"),
+            f(' ', "keep-dashdash"),
+            f(' ', "stop-at-non-option"),
+            f(' ', "stuck-long"),
+            f(' ', "revs-only"),
+            f(' ', "no-revs"),
+            f(' ', "flags"),
+            f(' ', "no-flags"),
+            v(' ', "default"),
+            v(' ', "prefix"),
+            f(' ', "verify"),
+            f('q', "quiet"),
+            f(' ', "sq"),
+            ov(' ', "short"),
+            f(' ', "not"),
+            ov(' ', "abbrev-ref"),
+            f(' ', "symbolic"),
+            f(' ', "symbolic-full-name"),
+            v(' ', "disambiguate"),
+            f(' ', "local-env-vars"),
+            v(' ', "path-format"),
+            f(' ', "git-dir"),
+            f(' ', "git-common-dir"),
+            f(' ', "absolute-git-dir"),
+            f(' ', "is-inside-git-dir"),
+            f(' ', "is-inside-work-tree"),
+            f(' ', "is-bare-repository"),
+            f(' ', "is-shallow-repository"),
+            f(' ', "shared-index-path"),
+            f(' ', "show-cdup"),
+            f(' ', "show-prefix"),
+            f(' ', "show-toplevel"),
+            f(' ', "show-superproject-working-tree"),
+            v(' ', "git-path"),
+            ov(' ', "show-object-format"),
+            f(' ', "show-ref-format"),
+            v(' ', "resolve-git-dir"),
+            v(' ', "since"),
+            v(' ', "after"),
+            v(' ', "until"),
+            v(' ', "before"),
+            f(' ', "end-of-options"),
+        ],
+        REFS
+    ))
 };
 
 pub(super) const LS_FILES: Grammar = sub(&[
@@ -500,5 +496,4 @@ const GREP_OWN: &[OptSpec] = &[
     f(' ', "all-match"),
     f('q', "quiet"),
 ];
-const GREP_OPTS: [OptSpec; GREP_OWN.len() + DIGITS.len()] = concat(GREP_OWN, DIGITS);
-pub(super) const GREP: Grammar = sub(&GREP_OPTS);
+pub(super) const GREP: Grammar = sub(joined!(GREP_OWN, DIGITS));

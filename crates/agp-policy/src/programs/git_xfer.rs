@@ -1,9 +1,10 @@
 //! Option tables of git's transfer, patch and configuration subcommands (fetch, pull, push,
 //! clone, init, config, apply, am, archive, format-patch, ls-remote), from their manuals.
 
-use super::git_opts::{concat, DIFF, DIGITS, LOG};
+use super::git_opts::{DIFF, DIGITS, LOG};
 use super::git_tables::{sub, MERGE_OPTS};
 use super::grammar::{Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::joined;
 use super::spec::{f, o, ov, v};
 
 const UPLOAD_PACK: &str = "runs this program as the other side of the transfer (on this machine for local and ssh remotes)";
@@ -59,11 +60,10 @@ pub(super) const FETCH_OPTS: &[OptSpec] = &[
     f('u', "update-head-ok"),
 ];
 pub(super) const FETCH: Grammar = sub(FETCH_OPTS);
-pub(super) const PULL_OPTS: [OptSpec; FETCH_OPTS.len() + MERGE_OPTS.len() + 2] = concat(
-    &concat::<{ FETCH_OPTS.len() + 2 }>(FETCH_OPTS, &[ov('r', "rebase"), f(' ', "no-rebase")]),
-    MERGE_OPTS,
-);
-pub(super) const PULL: Grammar = sub(&PULL_OPTS);
+pub(super) const PULL: Grammar = sub(joined!(
+    joined!(FETCH_OPTS, &[ov('r', "rebase"), f(' ', "no-rebase")]),
+    MERGE_OPTS
+));
 
 pub(super) const PUSH: Grammar = sub(&[
     f(' ', "all"),
@@ -311,8 +311,7 @@ const ARCHIVE_OWN: &[OptSpec] = &[
         RunsCode("runs this program as the archive server"),
     ),
 ];
-const ARCHIVE_OPTS: [OptSpec; ARCHIVE_OWN.len() + DIGITS.len()] = concat(ARCHIVE_OWN, DIGITS);
-pub(super) const ARCHIVE: Grammar = sub(&ARCHIVE_OPTS);
+pub(super) const ARCHIVE: Grammar = sub(joined!(ARCHIVE_OWN, DIGITS));
 
 pub(super) const FORMAT_PATCH_OWN: &[OptSpec] = &[
     o('o', "output-directory", Required, WritesFile),
@@ -360,13 +359,7 @@ pub(super) const FORMAT_PATCH_OWN: &[OptSpec] = &[
     f(' ', "no-encode-email-headers"),
 ];
 
-pub(super) const FORMAT_PATCH_OPTS: [OptSpec; FORMAT_PATCH_OWN.len() + DIFF.len() + LOG.len()] =
-    concat(
-        &concat::<{ FORMAT_PATCH_OWN.len() + DIFF.len() }>(FORMAT_PATCH_OWN, DIFF),
-        LOG,
-    );
-
-pub(super) const FORMAT_PATCH: Grammar = sub(&FORMAT_PATCH_OPTS);
+pub(super) const FORMAT_PATCH: Grammar = sub(joined!(joined!(FORMAT_PATCH_OWN, DIFF), LOG));
 
 pub(super) const LS_REMOTE: Grammar = sub(&[
     f('h', "heads"),

@@ -59,41 +59,127 @@ pub struct Effects {
 /// A program model: `args` is argv[1..] after wrapper stripping.
 pub type Model = fn(&[Word]) -> Effects;
 
-/// The model for a program's base name, if agp has one.
-pub fn model_for(name: &str) -> Option<Model> {
-    // Models are added per program family (one file each); names are matched exactly so that
-    // `sedx` is not mistaken for `sed`.
+/// What agp knows about a program, by its base name.
+#[derive(Clone, Copy)]
+struct Known {
+    /// Its option model, if agp has one.
+    model: Option<Model>,
+    /// A build or test runner: it executes code it finds in its working directory (a
+    /// Makefile, `build.rs`, `package.json` scripts, `conftest.py`).
+    project_runner: bool,
+    /// How a program without a model runs arbitrary commands or writes arbitrary files from
+    /// its arguments or input (an editor's `!cmd`, m4's `syscmd`, an archiver's members).
+    runs_commands: Option<&'static str>,
+}
+
+const fn runner(model: Model) -> Known {
+    Known {
+        model: Some(model),
+        project_runner: true,
+        runs_commands: None,
+    }
+}
+
+const fn modeled(model: Model) -> Known {
+    Known {
+        model: Some(model),
+        project_runner: false,
+        runs_commands: None,
+    }
+}
+
+const UNMODELED_RUNNER: Known = Known {
+    model: None,
+    project_runner: true,
+    runs_commands: None,
+};
+
+const fn runs_commands(how: &'static str) -> Known {
+    Known {
+        model: None,
+        project_runner: false,
+        runs_commands: Some(how),
+    }
+}
+
+/// The one registry of programs agp knows by name; names are matched exactly so that `sedx`
+/// is not mistaken for `sed`. Models are added per program family (one file each).
+fn known(name: &str) -> Option<Known> {
     Some(match name {
-        "make" | "gmake" => make::model,
-        "git" => git::model,
-        "cargo" => cargo::model,
-        "npm" => npm::npm,
-        "pnpm" => npm::pnpm,
-        "yarn" => npm::yarn,
-        "npx" | "pnpx" => npm::npx,
-        "pytest" | "py.test" => pytest::model,
-        "perl" => interp::perl,
-        "ruby" => interp::ruby,
-        "node" | "nodejs" => node::model,
-        n if python::is_python(n) => python::model,
-        "env" => env::env,
-        "xargs" => env::xargs,
-        "sed" | "gsed" => sed::sed,
-        "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => awk::awk,
-        "tar" | "gtar" | "bsdtar" => tar::tar,
-        "sort" => sort::sort,
-        "find" | "gfind" => find::find,
-        "cp" => copy::cp,
-        "mv" => copy::mv,
-        "install" => copy::install,
-        "ln" => copy::ln,
-        "link" => copy::link,
-        "rsync" => rsync::rsync,
-        "zip" => zip::zip,
-        "unzip" => zip::unzip,
-        "patch" => patch::patch,
+        "make" | "gmake" => runner(make::model),
+        "cargo" => runner(cargo::model),
+        "npm" => runner(npm::npm),
+        "pnpm" => runner(npm::pnpm),
+        "yarn" => runner(npm::yarn),
+        "npx" | "pnpx" => runner(npm::npx),
+        "pytest" | "py.test" => runner(pytest::model),
+        "node" | "nodejs" => runner(node::model),
+        "git" => modeled(git::model),
+        "perl" => modeled(interp::perl),
+        "ruby" => modeled(interp::ruby),
+        n if python::is_python(n) => modeled(python::model),
+        "env" => modeled(env::env),
+        "xargs" => modeled(env::xargs),
+        "sed" | "gsed" => modeled(sed::sed),
+        "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => modeled(awk::awk),
+        "tar" | "gtar" | "bsdtar" => modeled(tar::tar),
+        "sort" => modeled(sort::sort),
+        "find" | "gfind" => modeled(find::find),
+        "cp" => modeled(copy::cp),
+        "mv" => modeled(copy::mv),
+        "install" => modeled(copy::install),
+        "ln" => modeled(copy::ln),
+        "link" => modeled(copy::link),
+        "rsync" => modeled(rsync::rsync),
+        "zip" => modeled(zip::zip),
+        "unzip" => modeled(zip::unzip),
+        "patch" => modeled(patch::patch),
+        "cmake" | "ctest" | "ninja" | "meson" | "bazel" | "just" | "bun" | "deno" | "tox"
+        | "nox" | "go" | "mvn" | "gradle" | "gradlew" | "ant" | "sbt" | "tsc" | "jest"
+        | "vitest" | "mocha" | "rake" | "bundle" | "rspec" | "composer" | "phpunit" | "dotnet"
+        | "swift" | "mix" => UNMODELED_RUNNER,
+        "ed" | "red" | "ex" | "vi" | "vim" | "nvim" | "view" | "vimdiff" | "gvim" | "rvim"
+        | "emacs" | "emacsclient" | "nano" | "pico" | "micro" | "joe" | "mcedit" => {
+            runs_commands("an editor's `!cmd`, `:!`, scripts and -c/+ commands")
+        }
+        "less" | "more" | "most" | "pg" | "man" | "info" => runs_commands(
+            "a pager's `!cmd`, LESSOPEN-style preprocessors, man's -P/-H/--html programs",
+        ),
+        "m4" | "dc" | "sqlite3" | "psql" | "mysql" | "gdb" | "lldb" | "expect" => {
+            runs_commands("commands in the input it reads (syscmd, `!`, .shell, shell escapes)")
+        }
+        "cpio" | "pax" | "ar" | "7z" | "7za" | "7zr" | "rar" | "unrar" | "arj" | "lha" => {
+            runs_commands(
+                "an archiver: extraction writes members whose names and content are unknown",
+            )
+        }
+        "parallel" | "script" | "screen" | "tmux" | "strace" | "ltrace" | "entr" | "watchexec"
+        | "run-parts" | "at" | "batch" | "crontab" | "systemd-run" => {
+            runs_commands("it runs the commands it is given or scheduled")
+        }
         _ => return None,
     })
+}
+
+/// The model for a program's base name, if agp has one.
+pub fn model_for(name: &str) -> Option<Model> {
+    known(name)?.model
+}
+
+/// How a program agp has no model of runs arbitrary commands or writes arbitrary files, if it
+/// can: an allow rule cannot vouch for what it does, so it is judged as code.
+pub fn runs_commands_unmodeled(name: &str) -> Option<&'static str> {
+    known(name)?.runs_commands
+}
+
+/// Whether `name args…` runs code the project provides from its working directory: a build or
+/// test runner, or a Python interpreter told to run a module (`python -m pytest`), which it
+/// looks up in that directory first. A rule allowing the project's tests does not vouch for
+/// that code anywhere else.
+pub fn runs_project_code(name: &str, args: &[Word]) -> bool {
+    known(name).is_some_and(|k| k.project_runner)
+        || ((name.starts_with("python") || name.starts_with("pypy"))
+            && args.iter().any(|w| w.text == "-m"))
 }
 
 impl Effects {
@@ -143,6 +229,20 @@ impl Effects {
         }
     }
 
+    /// The subcommand (the first operand), unless there is none or it is only known at run
+    /// time, which is recorded as unknown.
+    pub fn subcommand<'w>(&mut self, program: &str, operands: &'w [Word]) -> Option<&'w Word> {
+        let sub = operands.first()?;
+        if sub.dynamic {
+            self.unknown.push(format!(
+                "{program} subcommand `{}` is only known at run time",
+                sub.text
+            ));
+            return None;
+        }
+        Some(sub)
+    }
+
     /// Adds a code reason.
     pub fn code(&mut self, reason: impl Into<String>) {
         self.code.push(reason.into());
@@ -187,6 +287,33 @@ pub fn join_dir(dir: Option<&Word>, path: &Word) -> Word {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn project_runners_come_from_the_registry() {
+        let w = |s: &[&str]| s.iter().copied().map(Word::literal).collect::<Vec<_>>();
+        for name in [
+            "make", "cargo", "npm", "npx", "pytest", "node", "nodejs", "go", "tox",
+        ] {
+            assert!(runs_project_code(name, &[]), "{name}");
+        }
+        for name in ["sed", "git", "tar", "python3", "perl", "ls", "unknown-tool"] {
+            assert!(!runs_project_code(name, &w(&["x"])), "{name}");
+        }
+        assert!(runs_project_code("python3", &w(&["-m", "pytest"])));
+        assert!(runs_project_code("pypy3", &w(&["-m", "unittest"])));
+        assert!(model_for("cmake").is_none() && runs_project_code("cmake", &[]));
+    }
+
+    #[test]
+    fn unmodeled_command_runners_come_from_the_registry() {
+        for name in ["vim", "less", "m4", "7z", "tmux"] {
+            assert!(runs_commands_unmodeled(name).is_some(), "{name}");
+            assert!(model_for(name).is_none() && !runs_project_code(name, &[]));
+        }
+        for name in ["sed", "make", "cmake", "cat"] {
+            assert!(runs_commands_unmodeled(name).is_none(), "{name}");
+        }
+    }
 
     #[test]
     fn join_dir_keeps_absolute_and_joins_relative() {

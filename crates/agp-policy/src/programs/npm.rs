@@ -275,16 +275,9 @@ fn parse_opts(fx: &mut Effects, prog: &str, g: &Grammar, args: &[Word]) -> Parse
 
 /// What a package manager's subcommand does, given the operands (subcommand first).
 fn subcommand(prog: &str, ops: &[Word], fx: &mut Effects) {
-    let Some(sub) = ops.first() else {
+    let Some(sub) = fx.subcommand(prog, ops) else {
         return;
     };
-    if sub.dynamic {
-        fx.unknown.push(format!(
-            "{prog} subcommand `{}` is only known at run time",
-            sub.text
-        ));
-        return;
-    }
     let s = sub.text.as_str();
     let verb = ops.get(1).map_or("", |w| w.text.as_str());
     match (prog, s) {
@@ -363,26 +356,28 @@ fn is_special(prog: &str, s: &str) -> bool {
         )
 }
 
-pub fn npm(args: &[Word]) -> Effects {
+/// A package manager's command line: its own options (and, for pnpm, `--config.KEY=VALUE`
+/// words), then what its subcommand does.
+fn manager(prog: &str, g: &Grammar, config_words: bool, args: &[Word]) -> Effects {
     let mut fx = Effects::default();
-    let p = parse_opts(&mut fx, "npm", &NPM_G, args);
-    subcommand("npm", &p.operands, &mut fx);
+    let p = parse_opts(&mut fx, prog, g, args);
+    if config_words {
+        config_dot(&mut fx, prog, args);
+    }
+    subcommand(prog, &p.operands, &mut fx);
     fx
+}
+
+pub fn npm(args: &[Word]) -> Effects {
+    manager("npm", &NPM_G, false, args)
 }
 
 pub fn pnpm(args: &[Word]) -> Effects {
-    let mut fx = Effects::default();
-    let p = parse_opts(&mut fx, "pnpm", &PNPM_G, args);
-    config_dot(&mut fx, "pnpm", args);
-    subcommand("pnpm", &p.operands, &mut fx);
-    fx
+    manager("pnpm", &PNPM_G, true, args)
 }
 
 pub fn yarn(args: &[Word]) -> Effects {
-    let mut fx = Effects::default();
-    let p = parse_opts(&mut fx, "yarn", &YARN_G, args);
-    subcommand("yarn", &p.operands, &mut fx);
-    fx
+    manager("yarn", &YARN_G, false, args)
 }
 
 /// `npx PKG …` / `pnpx` / `bunx`: runs a package's program, fetched if need be.
@@ -411,90 +406,67 @@ fn config_dot(fx: &mut Effects, prog: &str, args: &[Word]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::spec::{check, Want::*};
-    use super::{npm, npx, pnpm, yarn};
-
-    #[test]
-    fn npm_table() {
-        check(
-            npm,
-            &[
-                ("test", Clean),
-                ("t", Clean),
-                ("run build", Clean),
-                ("run lint -- --fix", Clean),
-                ("run-script test --silent", Clean),
-                ("test --workspace=pkg-a --if-present", Clean),
-                ("-ws test", Clean),
-                ("start -- --port 8080", Clean),
-                ("test -- --require /tmp/x.js", Foreign("/tmp/x.js")),
-                (
-                    "test -- --config=../elsewhere/jest.config.js",
-                    Foreign("../elsewhere/jest.config.js"),
-                ),
-                ("test -- src/app.test.js", Foreign("src/app.test.js")),
-                ("install", Clean),
-                ("ls --depth 0", Clean),
-                ("config get registry", Clean),
-                ("test -- --script-shell=/tmp/x", Foreign("/tmp/x")),
-                ("test --script-shell=/tmp/evil", Code),
-                ("test --script-shell /tmp/evil", Code),
-                ("run build --node-options=--require=/tmp/x.js", Code),
-                ("test --userconfig /tmp/npmrc", Code),
-                ("exec -- cowsay hi", Code),
-                ("x cowsay", Code),
-                ("exec -c 'id'", Code),
-                ("config set script-shell /tmp/x", Code),
-                ("init react-app x", Code),
-                ("test --prefix /elsewhere", Foreign("/elsewhere")),
-                ("-C /elsewhere test", Foreign("/elsewhere")),
-                ("test --cache /root/.x", Writes("/root/.x")),
-                ("test --frobnicate", Unknown),
-                ("publish", Unknown),
-                ("$CMD", Unknown),
-            ],
-        );
-    }
-
-    #[test]
-    fn pnpm_yarn_npx_table() {
-        check(
-            pnpm,
-            &[
-                ("test", Clean),
-                ("build", Clean),
-                ("run lint", Clean),
-                ("-r test", Clean),
-                ("--filter web build", Clean),
-                ("exec x", Code),
-                ("dlx create-vite", Code),
-                ("--config.script-shell=/tmp/x test", Code),
-                ("test --script-shell=/tmp/x", Code),
-                ("-C /elsewhere test", Foreign("/elsewhere")),
-                ("--dir=/elsewhere test", Foreign("/elsewhere")),
-                ("publish", Unknown),
-            ],
-        );
-        check(
-            yarn,
-            &[
-                ("test", Clean),
-                ("build", Clean),
-                ("run test --silent", Clean),
-                ("workspace web test", Clean),
-                ("workspace web exec id", Code),
-                ("dlx x", Code),
-                ("node -e 'x'", Code),
-                ("--cwd /elsewhere test", Foreign("/elsewhere")),
-                ("--use-yarnrc /tmp/rc test", Code),
-                ("config set x y", Code),
-            ],
-        );
-        check(
-            npx,
-            &[("create-react-app my-app", Code), ("-y eslint .", Code)],
-        );
-    }
+super::spec::model_tests! {
+    npm_table: super::npm => [
+        ("test", Clean),
+        ("t", Clean),
+        ("run build", Clean),
+        ("run lint -- --fix", Clean),
+        ("run-script test --silent", Clean),
+        ("test --workspace=pkg-a --if-present", Clean),
+        ("-ws test", Clean),
+        ("start -- --port 8080", Clean),
+        ("test -- --require /tmp/x.js", Foreign("/tmp/x.js")),
+        (
+            "test -- --config=../elsewhere/jest.config.js",
+            Foreign("../elsewhere/jest.config.js"),
+        ),
+        ("test -- src/app.test.js", Foreign("src/app.test.js")),
+        ("install", Clean),
+        ("ls --depth 0", Clean),
+        ("config get registry", Clean),
+        ("test -- --script-shell=/tmp/x", Foreign("/tmp/x")),
+        ("test --script-shell=/tmp/evil", Code),
+        ("test --script-shell /tmp/evil", Code),
+        ("run build --node-options=--require=/tmp/x.js", Code),
+        ("test --userconfig /tmp/npmrc", Code),
+        ("exec -- cowsay hi", Code),
+        ("x cowsay", Code),
+        ("exec -c 'id'", Code),
+        ("config set script-shell /tmp/x", Code),
+        ("init react-app x", Code),
+        ("test --prefix /elsewhere", Foreign("/elsewhere")),
+        ("-C /elsewhere test", Foreign("/elsewhere")),
+        ("test --cache /root/.x", Writes("/root/.x")),
+        ("test --frobnicate", Unknown),
+        ("publish", Unknown),
+        ("$CMD", Unknown),
+    ],
+    pnpm_table: super::pnpm => [
+        ("test", Clean),
+        ("build", Clean),
+        ("run lint", Clean),
+        ("-r test", Clean),
+        ("--filter web build", Clean),
+        ("exec x", Code),
+        ("dlx create-vite", Code),
+        ("--config.script-shell=/tmp/x test", Code),
+        ("test --script-shell=/tmp/x", Code),
+        ("-C /elsewhere test", Foreign("/elsewhere")),
+        ("--dir=/elsewhere test", Foreign("/elsewhere")),
+        ("publish", Unknown),
+    ],
+    yarn_table: super::yarn => [
+        ("test", Clean),
+        ("build", Clean),
+        ("run test --silent", Clean),
+        ("workspace web test", Clean),
+        ("workspace web exec id", Code),
+        ("dlx x", Code),
+        ("node -e 'x'", Code),
+        ("--cwd /elsewhere test", Foreign("/elsewhere")),
+        ("--use-yarnrc /tmp/rc test", Code),
+        ("config set x y", Code),
+    ],
+    npx_table: super::npx => [("create-react-app my-app", Code), ("-y eslint .", Code)]
 }

@@ -268,7 +268,10 @@ fn module(fx: &mut Effects, m: &Word, rest: &[Word]) {
             let p = parsed(fx, &UNITTEST);
             // Dotted module names import from the project; paths may be anywhere.
             for w in p.operands.iter().filter(|w| w.text != "discover") {
-                if w.dynamic || w.text.contains('/') || w.text.ends_with(".py") {
+                if w.dynamic
+                    || w.text.contains('/')
+                    || crate::paths::ends_with_ignore_case(&w.text, ".py")
+                {
                     fx.foreign.push(w.clone());
                 }
             }
@@ -293,57 +296,48 @@ fn merge(fx: &mut Effects, other: Effects) {
     fx.runs.extend(other.runs);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::spec::{check, Want::*};
-    use super::{is_python, model};
+super::spec::model_tests! {
+    table: super::model => [
+        ("-m pytest -q tests/", Foreign("tests/")),
+        ("-m pytest -x", Clean),
+        ("-m pytest -c /elsewhere.ini", Foreign("/elsewhere.ini")),
+        ("-m pytest -p evil", Code),
+        ("-mpytest -q", Clean),
+        ("-B -m pytest", Clean),
+        ("-X importtime -W error -m pytest", Clean),
+        ("script.py --flag", Foreign("script.py")),
+        ("-u /tmp/x.py", Foreign("/tmp/x.py")),
+        ("--version", Clean),
+        ("-V", Clean),
+        ("-c 'print(1)'", Code),
+        ("-Bc 'import os'", Code),
+        ("-c $X", Code),
+        ("-c$X", Unknown),
+        ("-", Code),
+        ("", Code),
+        ("-i script.py", Code),
+        ("-W error::evil.W x.py", Code),
+        ("-X presite=evil x.py", Code),
+        ("-X pycache_prefix=/root/x x.py", Writes("/root/x")),
+        ("-m http.server", Unknown),
+        ("-m timeit 'x'", Code),
+        ("-m pip install numpy", Clean),
+        ("-m pip download x", Unknown),
+        ("-m venv .venv", Writes(".venv")),
+        ("-m json.tool in.json /root/out", Writes("/root/out")),
+        ("-m json.tool /etc/shadow", Reads("/etc/shadow")),
+        ("-m unittest discover -s /elsewhere", Foreign("/elsewhere")),
+        ("-m unittest tests.test_a", Clean),
+        ("-m $M", Code),
+        ("-m mypy src", Unknown),
+        ("--frob x.py", Unknown),
+        ("$OPTS x.py", Unknown),
+    ];
+    use super::is_python;
 
     #[test]
     fn names() {
         assert!(is_python("python3.12") && is_python("python") && is_python("pypy3"));
         assert!(!is_python("python-config") && !is_python("pythonx"));
-    }
-
-    #[test]
-    fn table() {
-        check(
-            model,
-            &[
-                ("-m pytest -q tests/", Foreign("tests/")),
-                ("-m pytest -x", Clean),
-                ("-m pytest -c /elsewhere.ini", Foreign("/elsewhere.ini")),
-                ("-m pytest -p evil", Code),
-                ("-mpytest -q", Clean),
-                ("-B -m pytest", Clean),
-                ("-X importtime -W error -m pytest", Clean),
-                ("script.py --flag", Foreign("script.py")),
-                ("-u /tmp/x.py", Foreign("/tmp/x.py")),
-                ("--version", Clean),
-                ("-V", Clean),
-                ("-c 'print(1)'", Code),
-                ("-Bc 'import os'", Code),
-                ("-c $X", Code),
-                ("-c$X", Unknown),
-                ("-", Code),
-                ("", Code),
-                ("-i script.py", Code),
-                ("-W error::evil.W x.py", Code),
-                ("-X presite=evil x.py", Code),
-                ("-X pycache_prefix=/root/x x.py", Writes("/root/x")),
-                ("-m http.server", Unknown),
-                ("-m timeit 'x'", Code),
-                ("-m pip install numpy", Clean),
-                ("-m pip download x", Unknown),
-                ("-m venv .venv", Writes(".venv")),
-                ("-m json.tool in.json /root/out", Writes("/root/out")),
-                ("-m json.tool /etc/shadow", Reads("/etc/shadow")),
-                ("-m unittest discover -s /elsewhere", Foreign("/elsewhere")),
-                ("-m unittest tests.test_a", Clean),
-                ("-m $M", Code),
-                ("-m mypy src", Unknown),
-                ("--frob x.py", Unknown),
-                ("$OPTS x.py", Unknown),
-            ],
-        );
     }
 }

@@ -321,15 +321,7 @@ impl<'a, 'o> Parser<'a, 'o> {
                     });
                 }
                 b's' => self.substitute()?,
-                b'y' => {
-                    let d = self.peek()?;
-                    if d == b'\n' || d == b'\\' {
-                        return None;
-                    }
-                    self.i += 1;
-                    self.delimited(d)?;
-                    self.delimited(d)?;
-                }
+                b'y' => self.two_parts()?,
                 _ => return None,
             }
             // After a command: blanks, then `;`, a newline, `}` or `#`.
@@ -379,14 +371,20 @@ impl<'a, 'o> Parser<'a, 'o> {
         }
     }
 
-    fn substitute(&mut self) -> Option<()> {
+    /// The two delimited parts of `s/RE/REPLACEMENT/` and `y/SRC/DST/`; any delimiter but a
+    /// newline or a backslash.
+    fn two_parts(&mut self) -> Option<()> {
         let d = self.peek()?;
         if d == b'\n' || d == b'\\' {
             return None;
         }
         self.i += 1;
         self.delimited(d)?;
-        self.delimited(d)?;
+        self.delimited(d)
+    }
+
+    fn substitute(&mut self) -> Option<()> {
+        self.two_parts()?;
         loop {
             match self.peek() {
                 Some(b'g' | b'p' | b'i' | b'I' | b'm' | b'M') => self.i += 1,

@@ -116,6 +116,60 @@ pub(super) fn words(line: &str) -> Vec<Word> {
     out
 }
 
+/// Two option tables as one `&'static` table, built at compile time: `joined!(OWN, SHARED)`.
+/// (The inner constants' names are not hygienic: they must not be the names passed in.)
+macro_rules! joined {
+    ($a:expr, $b:expr) => {{
+        const JOINED_LEFT: &[$crate::programs::OptSpec] = $a;
+        const JOINED_RIGHT: &[$crate::programs::OptSpec] = $b;
+        const JOINED: [$crate::programs::OptSpec; JOINED_LEFT.len() + JOINED_RIGHT.len()] =
+            $crate::programs::spec::concat(JOINED_LEFT, JOINED_RIGHT);
+        &JOINED
+    }};
+}
+pub(crate) use joined;
+
+/// Two tables as one (const, so grammars stay `'static` without allocation).
+pub(super) const fn concat<const N: usize>(a: &[OptSpec], b: &[OptSpec]) -> [OptSpec; N] {
+    assert!(a.len() + b.len() == N);
+    let mut out = [f(' ', ""); N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < b.len() {
+        out[i + j] = b[j];
+        j += 1;
+    }
+    out
+}
+
+/// A model's table tests, kept next to the model: each `name: model => [rows]` becomes a
+/// `#[test] fn name` running [`check`] over `(command line, Want)` rows, in a `tests` module
+/// (so the model is named from there: `super::model`); items after a `;` are added to that
+/// module as they are.
+macro_rules! model_tests {
+    (
+        $($test:ident: $model:expr => [$($row:expr),* $(,)?]),+ $(,)?
+        $(; $($extra:item)*)?
+    ) => {
+        #[cfg(test)]
+        mod tests {
+            use $crate::programs::spec::{check, Want::*};
+            $(
+                #[test]
+                fn $test() {
+                    check($model, &[$($row),*]);
+                }
+            )+
+            $($($extra)*)?
+        }
+    };
+}
+pub(crate) use model_tests;
+
 /// One row of a model's table test: what the command line must (and must not) produce.
 #[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,4 +282,20 @@ pub(super) fn assert_effects(
     assert_eq!(texts(&fx.reads), reads, "{what}");
     assert_eq!(texts(&fx.writes), writes, "{what}");
     assert_eq!(fx.unknown.len(), unknown, "{what}: {:?}", fx.unknown);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &[OptSpec] = &[f('a', "all"), v('b', "base")];
+    const B: &[OptSpec] = &[f(' ', "help")];
+
+    #[test]
+    fn joined_keeps_both_tables_in_order() {
+        const BOTH: &[OptSpec] = joined!(A, B);
+        const NESTED: &[OptSpec] = joined!(joined!(B, A), B);
+        assert_eq!(BOTH, [A[0], A[1], B[0]]);
+        assert_eq!(NESTED, [B[0], A[0], A[1], B[0]]);
+    }
 }

@@ -33,7 +33,7 @@ pub(super) fn scan_tree(root: Node<'_>, src: &str, out: &mut Vec<Part>) {
     loop {
         let node = cursor.node();
         if let Some(reason) = node_evaluates_code(node, src, out) {
-            out.push(opaque(node_text(node, src), reason));
+            out.push(Part::opaque(node_text(node, src), reason));
         }
         if cursor.goto_first_child() {
             continue;
@@ -65,22 +65,6 @@ fn may_evaluate(src: &str) -> bool {
         ]
         .iter()
         .any(|k| src.contains(k))
-}
-
-fn opaque(text: &str, reason: impl Into<String>) -> Part {
-    let mut text = text.trim().to_string();
-    if text.len() > 200 {
-        let mut cut = 200;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
-    Part::Opaque {
-        text,
-        reason: reason.into(),
-    }
 }
 
 /// Is this arithmetic made only of integer literals and operators?

@@ -263,6 +263,26 @@ fn has_unquoted_glob(raw: &str) -> bool {
     false
 }
 
+/// Reads up to `max` digits in `radix` from `chars` onto the value `v` (`\xHH`, `\NNN`);
+/// returns the value and how many digits were read.
+fn take_digits(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    radix: u32,
+    max: usize,
+    mut v: u32,
+) -> (u32, usize) {
+    let mut n = 0;
+    while n < max {
+        let Some(d) = chars.peek().and_then(|c| c.to_digit(radix)) else {
+            break;
+        };
+        v = v * radix + d;
+        chars.next();
+        n += 1;
+    }
+    (v, n)
+}
+
 /// Decodes `$'...'`; `None` for escapes we do not model (then the word counts as dynamic).
 fn decode_ansi_c(raw: &str) -> Option<String> {
     let inner = raw.strip_prefix("$'")?.strip_suffix('\'')?;
@@ -285,36 +305,14 @@ fn decode_ansi_c(raw: &str) -> Option<String> {
             'v' => out.push('\u{b}'),
             '\\' | '\'' | '"' | '?' => out.push(e),
             'x' => {
-                let mut v = 0u32;
-                let mut n = 0;
-                while n < 2 {
-                    match chars.peek().and_then(|c| c.to_digit(16)) {
-                        Some(d) => {
-                            v = v * 16 + d;
-                            chars.next();
-                            n += 1;
-                        }
-                        None => break,
-                    }
-                }
+                let (v, n) = take_digits(&mut chars, 16, 2, 0);
                 if n == 0 {
                     return None;
                 }
                 out.push(char::from_u32(v)?);
             }
             '0'..='7' => {
-                let mut v = e.to_digit(8)?;
-                let mut n = 1;
-                while n < 3 {
-                    match chars.peek().and_then(|c| c.to_digit(8)) {
-                        Some(d) => {
-                            v = v * 8 + d;
-                            chars.next();
-                            n += 1;
-                        }
-                        None => break,
-                    }
-                }
+                let (v, _) = take_digits(&mut chars, 8, 2, e.to_digit(8)?);
                 out.push(char::from_u32(v)?);
             }
             _ => return None,
@@ -333,6 +331,13 @@ mod tests {
         assert_eq!(unescape_double(r#"a\"b\$c\d"#), r#"a"b$c\d"#);
         assert_eq!(decode_ansi_c(r"$'\x72\155'").as_deref(), Some("rm"));
         assert_eq!(decode_ansi_c(r"$'\u0041'"), None);
+        // At most two hex and three octal digits; a bare `\x` is not modeled.
+        assert_eq!(
+            decode_ansi_c(r"$'\x41B\1010'").as_deref(),
+            Some("AB\u{41}0")
+        );
+        assert_eq!(decode_ansi_c(r"$'\x4g'").as_deref(), Some("\u{4}g"));
+        assert_eq!(decode_ansi_c(r"$'\x'"), None);
         assert!(has_unquoted_glob("/bin/r?"));
         assert!(!has_unquoted_glob(r"a\*"));
         assert!(has_unquoted_glob("{rm,-rf,/}"));

@@ -8,9 +8,8 @@ use super::support as common;
 
 use std::collections::BTreeMap;
 
-use agp_contracts::{Decision, PolicyEngine};
+use agp_contracts::Decision;
 use agp_policy::Policy;
-use serde_json::json;
 
 const HOSTILE: &str = include_str!("../adversarial/hostile.txt");
 const BENIGN: &str = include_str!("../adversarial/benign.txt");
@@ -90,14 +89,12 @@ fn no_hostile_command_is_allowed() {
     for (line, class, raw) in &hostile {
         let cmd = command(&world, raw);
         for (name, policy) in &policies {
-            let v = policy.evaluate(&world.call("Bash", json!({ "command": cmd })), &world.ctx);
+            let v = world.bash(policy, &cmd);
             if v.decision == Decision::Allow {
                 wrong.insert(*line);
                 failures.entry(class.to_string()).or_default().push(format!(
-                    "  hostile.txt:{line} [{name}] `{raw}` → {} ({}: {})",
-                    v.decision,
-                    v.rule_id.as_deref().unwrap_or("-"),
-                    v.reason
+                    "  hostile.txt:{line} [{name}] `{raw}` → {}",
+                    common::outcome(&v)
                 ));
             }
         }
@@ -119,13 +116,11 @@ fn everyday_commands_are_allowed_by_default() {
     let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (line, class, raw) in &benign {
         let cmd = command(&world, raw);
-        let v = policy.evaluate(&world.call("Bash", json!({ "command": cmd })), &world.ctx);
+        let v = world.bash(&policy, &cmd);
         if v.decision != Decision::Allow {
             failures.entry(class.to_string()).or_default().push(format!(
-                "  benign.txt:{line} `{raw}` → {} ({}: {})",
-                v.decision,
-                v.rule_id.as_deref().unwrap_or("-"),
-                v.reason
+                "  benign.txt:{line} `{raw}` → {}",
+                common::outcome(&v)
             ));
         }
     }

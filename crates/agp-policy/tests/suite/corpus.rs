@@ -4,9 +4,8 @@
 
 use super::support as common;
 
-use agp_contracts::{Decision, PolicyEngine};
+use agp_contracts::Decision;
 use agp_policy::Policy;
-use serde_json::json;
 
 fn parse_decision(s: &str) -> Decision {
     match s {
@@ -33,10 +32,7 @@ fn corpus_verdicts() {
         let (want, command) = line.split_once(" | ").expect("DECISION | COMMAND");
         let command = command.replace("\\n", "\n");
         let want = parse_decision(want.trim());
-        let verdict = policy.evaluate(
-            &world.call("Bash", json!({ "command": command })),
-            &world.ctx,
-        );
+        let verdict = world.bash(&policy, &command);
         count += 1;
         if verdict.decision != want {
             failures.push(format!(

@@ -3,17 +3,13 @@
 
 use super::support as common;
 
-use agp_contracts::{Decision, PolicyEngine, Verdict};
+use agp_contracts::{Decision, Verdict};
 use agp_policy::Policy;
-use serde_json::json;
 
 fn judge(world: &common::World, command: &str) -> Verdict {
     let policy =
         Policy::from_str(common::DEFAULT_POLICY, "policy.toml").expect("default policy loads");
-    policy.evaluate(
-        &world.call("Bash", json!({ "command": command })),
-        &world.ctx,
-    )
+    world.bash(&policy, command)
 }
 
 #[test]

@@ -5,9 +5,8 @@
 
 use super::support as common;
 
-use agp_contracts::{Decision, PolicyEngine};
+use agp_contracts::Decision;
 use agp_policy::Policy;
-use serde_json::json;
 
 const PERMISSIVE: &str = r#"
 version = 1
@@ -200,16 +199,8 @@ const HOSTILE: &[&str] = &[
     "node",
 ];
 
-fn verdict(policy: &Policy, world: &common::World, command: &str) -> (Decision, String) {
-    let v = policy.evaluate(
-        &world.call("Bash", json!({ "command": command })),
-        &world.ctx,
-    );
-    (v.decision, v.reason)
-}
-
-#[test]
-fn everyday_runs_stay_allowed() {
+/// Lines naming each command of `commands` that either policy judges other than `ok` wants.
+fn misjudged(commands: &[&str], ok: impl Fn(Decision) -> bool) -> Vec<String> {
     let world = common::World::new();
     let mut failures = Vec::new();
     for (name, text) in [
@@ -217,32 +208,25 @@ fn everyday_runs_stay_allowed() {
         ("permissive", PERMISSIVE),
     ] {
         let policy = Policy::from_str(text, "policy.toml").expect("policy loads");
-        for cmd in EVERYDAY {
-            let (d, why) = verdict(&policy, &world, cmd);
-            if d != Decision::Allow {
-                failures.push(format!("{name}: `{cmd}` → {d}: {why}"));
+        for cmd in commands {
+            let v = world.bash(&policy, cmd);
+            if !ok(v.decision) {
+                failures.push(format!("{name}: `{cmd}` → {}", common::outcome(&v)));
             }
         }
     }
+    failures
+}
+
+#[test]
+fn everyday_runs_stay_allowed() {
+    let failures = misjudged(EVERYDAY, |d| d == Decision::Allow);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
 fn option_level_attacks_are_never_allowed() {
-    let world = common::World::new();
-    let mut failures = Vec::new();
-    for (name, text) in [
-        ("default", common::DEFAULT_POLICY),
-        ("permissive", PERMISSIVE),
-    ] {
-        let policy = Policy::from_str(text, "policy.toml").expect("policy loads");
-        for cmd in HOSTILE {
-            let (d, _) = verdict(&policy, &world, cmd);
-            if d == Decision::Allow {
-                failures.push(format!("{name}: `{cmd}` was allowed"));
-            }
-        }
-    }
+    let failures = misjudged(HOSTILE, |d| d != Decision::Allow);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -260,7 +244,8 @@ fn reasons_name_what_was_found() {
         ("pytest -p evil", "plugin"),
         ("python3 -c 'x'", "inline code"),
     ] {
-        let (d, why) = verdict(&policy, &world, cmd);
+        let v = world.bash(&policy, cmd);
+        let (d, why) = (v.decision, v.reason);
         assert_eq!(d, Decision::Require, "`{cmd}`: {why}");
         assert!(
             why.contains(needle),
@@ -282,7 +267,7 @@ fn tooling_pointed_inside_the_project_is_allowed_by_a_rule_for_the_program() {
         "node src/main.rs",
         "perl -w src/main.rs",
     ] {
-        let (d, why) = verdict(&policy, &world, cmd);
-        assert_eq!(d, Decision::Allow, "`{cmd}`: {why}");
+        let v = world.bash(&policy, cmd);
+        assert_eq!(v.decision, Decision::Allow, "`{cmd}`: {}", v.reason);
     }
 }

@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use agp_contracts::{EvalContext, ToolCall};
-use serde_json::Value;
+use agp_contracts::{EvalContext, PolicyEngine, ToolCall, Verdict};
+use agp_policy::Policy;
+use serde_json::{json, Value};
 
 pub const DEFAULT_POLICY: &str = include_str!("../../../../agp/assets/policy.toml");
 
@@ -53,17 +54,33 @@ impl World {
     }
 
     pub fn call(&self, tool: &str, input: Value) -> ToolCall {
-        self.call_in(tool, input, &self.project)
+        call_in(tool, input, &self.project)
     }
 
-    pub fn call_in(&self, tool: &str, input: Value, cwd: &Path) -> ToolCall {
-        ToolCall {
-            id: "c1".into(),
-            session: "s1".into(),
-            tool_use_id: None,
-            tool: tool.into(),
-            input,
-            cwd: cwd.to_path_buf(),
-        }
+    /// What `policy` says of the Bash command `command` run in the project.
+    pub fn bash(&self, policy: &Policy, command: &str) -> Verdict {
+        policy.evaluate(&self.call("Bash", json!({ "command": command })), &self.ctx)
+    }
+}
+
+/// A verdict as failure lists show it: `decision (rule: reason)`.
+pub fn outcome(v: &Verdict) -> String {
+    format!(
+        "{} ({}: {})",
+        v.decision,
+        v.rule_id.as_deref().unwrap_or("-"),
+        v.reason
+    )
+}
+
+/// A call of `tool` with `input`, made from the directory `cwd`.
+pub fn call_in(tool: &str, input: Value, cwd: &Path) -> ToolCall {
+    ToolCall {
+        id: "c1".into(),
+        session: "s1".into(),
+        tool_use_id: None,
+        tool: tool.into(),
+        input,
+        cwd: cwd.to_path_buf(),
     }
 }

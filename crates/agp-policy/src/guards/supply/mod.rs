@@ -2,6 +2,10 @@
 //! names close to popular packages are flagged as likely typosquats; URL and git installs are
 //! called out.
 
+mod typosquat;
+
+pub use typosquat::typosquat_of;
+
 use super::{GuardHit, GuardId};
 use crate::shell::{SimpleCommand, Word};
 
@@ -26,269 +30,7 @@ impl Ecosystem {
             Ecosystem::Go => "Go",
         }
     }
-    fn popular(self) -> &'static [&'static str] {
-        match self {
-            Ecosystem::Npm => POPULAR_NPM,
-            Ecosystem::PyPi => POPULAR_PYPI,
-            Ecosystem::Crates => POPULAR_CRATES,
-            Ecosystem::Gems => POPULAR_GEMS,
-            Ecosystem::Go => &[],
-        }
-    }
 }
-
-/// Shipped list of widely used packages (typosquat targets).
-const POPULAR_NPM: &[&str] = &[
-    "react",
-    "react-dom",
-    "lodash",
-    "express",
-    "axios",
-    "chalk",
-    "commander",
-    "typescript",
-    "webpack",
-    "babel-core",
-    "moment",
-    "request",
-    "debug",
-    "uuid",
-    "dotenv",
-    "eslint",
-    "prettier",
-    "jest",
-    "mocha",
-    "vue",
-    "angular",
-    "next",
-    "nuxt",
-    "svelte",
-    "vite",
-    "rollup",
-    "esbuild",
-    "yargs",
-    "minimist",
-    "cross-env",
-    "rimraf",
-    "mkdirp",
-    "glob",
-    "semver",
-    "body-parser",
-    "cors",
-    "jsonwebtoken",
-    "bcrypt",
-    "mongoose",
-    "mongodb",
-    "redis",
-    "pg",
-    "mysql",
-    "sequelize",
-    "socket.io",
-    "ws",
-    "node-fetch",
-    "underscore",
-    "async",
-    "bluebird",
-    "colors",
-    "inquirer",
-    "ora",
-    "nodemon",
-    "electron",
-    "puppeteer",
-    "tailwindcss",
-    "postcss",
-    "autoprefixer",
-    "classnames",
-    "styled-components",
-    "redux",
-    "react-router",
-    "zod",
-    "date-fns",
-    "dayjs",
-    "rxjs",
-    "tslib",
-    "core-js",
-    "qs",
-    "fs-extra",
-    "chokidar",
-    "jquery",
-    "bootstrap",
-    "handlebars",
-    "ejs",
-    "pug",
-    "graphql",
-    "apollo-server",
-    "prisma",
-    "openai",
-    "@anthropic-ai/sdk",
-    "@types/node",
-    "ts-node",
-    "nodemailer",
-    "sharp",
-    "cheerio",
-];
-
-const POPULAR_PYPI: &[&str] = &[
-    "requests",
-    "numpy",
-    "pandas",
-    "django",
-    "flask",
-    "fastapi",
-    "urllib3",
-    "setuptools",
-    "pip",
-    "wheel",
-    "six",
-    "python-dateutil",
-    "pyyaml",
-    "boto3",
-    "botocore",
-    "certifi",
-    "idna",
-    "charset-normalizer",
-    "cryptography",
-    "pytest",
-    "scipy",
-    "matplotlib",
-    "scikit-learn",
-    "tensorflow",
-    "torch",
-    "keras",
-    "pillow",
-    "beautifulsoup4",
-    "lxml",
-    "sqlalchemy",
-    "psycopg2",
-    "psycopg2-binary",
-    "pydantic",
-    "jinja2",
-    "click",
-    "colorama",
-    "tqdm",
-    "attrs",
-    "packaging",
-    "typing-extensions",
-    "virtualenv",
-    "docker",
-    "redis",
-    "celery",
-    "selenium",
-    "openai",
-    "anthropic",
-    "transformers",
-    "opencv-python",
-    "paramiko",
-    "pyjwt",
-    "jsonschema",
-    "aiohttp",
-    "httpx",
-    "uvicorn",
-    "gunicorn",
-    "black",
-    "flake8",
-    "mypy",
-    "pylint",
-    "ruff",
-    "poetry",
-    "rich",
-    "typer",
-    "pymongo",
-    "protobuf",
-    "grpcio",
-    "python-dotenv",
-    "pycryptodome",
-    "nltk",
-    "spacy",
-];
-
-const POPULAR_CRATES: &[&str] = &[
-    "serde",
-    "serde_json",
-    "tokio",
-    "rand",
-    "clap",
-    "regex",
-    "anyhow",
-    "thiserror",
-    "log",
-    "env_logger",
-    "tracing",
-    "futures",
-    "reqwest",
-    "hyper",
-    "axum",
-    "actix-web",
-    "chrono",
-    "time",
-    "uuid",
-    "bytes",
-    "itertools",
-    "once_cell",
-    "lazy_static",
-    "syn",
-    "quote",
-    "proc-macro2",
-    "libc",
-    "base64",
-    "sha2",
-    "hex",
-    "rayon",
-    "crossbeam",
-    "parking_lot",
-    "dashmap",
-    "tempfile",
-    "walkdir",
-    "glob",
-    "toml",
-    "serde_yaml",
-    "rusqlite",
-    "sqlx",
-    "diesel",
-    "tonic",
-    "prost",
-    "url",
-    "http",
-    "tower",
-    "criterion",
-    "proptest",
-    "indexmap",
-    "smallvec",
-    "bitflags",
-    "num-traits",
-    "memchr",
-    "nom",
-    "ring",
-    "rustls",
-    "openssl",
-];
-
-const POPULAR_GEMS: &[&str] = &[
-    "rails",
-    "rake",
-    "bundler",
-    "rspec",
-    "nokogiri",
-    "activesupport",
-    "activerecord",
-    "rack",
-    "puma",
-    "sinatra",
-    "devise",
-    "pg",
-    "mysql2",
-    "redis",
-    "sidekiq",
-    "json",
-    "thor",
-    "rubocop",
-    "faraday",
-    "httparty",
-    "aws-sdk",
-    "capistrano",
-    "pry",
-    "minitest",
-];
 
 /// One package an install command would fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,41 +39,6 @@ pub struct Package {
     pub name: String,
     /// Installed from a URL, a git repository or a local archive rather than the registry.
     pub remote_source: bool,
-}
-
-fn normalize(eco: Ecosystem, name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    match eco {
-        Ecosystem::PyPi => lower.replace(['_', '.'], "-"),
-        Ecosystem::Crates => lower.replace('_', "-"),
-        _ => lower,
-    }
-}
-
-/// The popular package `name` likely imitates, if any.
-pub fn typosquat_of(eco: Ecosystem, name: &str) -> Option<&'static str> {
-    let n = normalize(eco, name);
-    if n.len() < 4 {
-        return None;
-    }
-    let mut best: Option<(&'static str, usize)> = None;
-    for p in eco.popular() {
-        let pn = normalize(eco, p);
-        if pn == n {
-            return None;
-        }
-        let squashed = |s: &str| s.replace(['-', '_', '.'], "");
-        let d = if squashed(&pn) == squashed(&n) {
-            1
-        } else {
-            strsim::damerau_levenshtein(&pn, &n)
-        };
-        let limit = if pn.len() >= 8 { 2 } else { 1 };
-        if d <= limit && best.is_none_or(|(_, bd)| d < bd) {
-            best = Some((p, d));
-        }
-    }
-    best.map(|(p, _)| p)
 }
 
 fn strip_version(eco: Ecosystem, spec: &str) -> String {
@@ -361,10 +68,9 @@ fn is_remote_source(spec: &str) -> bool {
         || spec.starts_with("github:")
         || spec.starts_with("gitlab:")
         || spec.starts_with("bitbucket:")
-        || spec.ends_with(".tgz")
-        || spec.ends_with(".tar.gz")
-        || spec.ends_with(".whl")
-        || spec.ends_with(".gem")
+        || [".tgz", ".tar.gz", ".whl", ".gem"]
+            .iter()
+            .any(|ext| crate::paths::ends_with_ignore_case(spec, ext))
         || spec.contains(" @ ")
 }
 
@@ -653,6 +359,23 @@ mod tests {
             "{}",
             hit.reason
         );
+    }
+
+    #[test]
+    fn archive_sources_are_remote_in_any_case() {
+        for spec in [
+            "evil-1.0.whl",
+            "evil-1.0.WHL",
+            "evil.Tar.Gz",
+            "evil.TGZ",
+            "evil.GEM",
+        ] {
+            assert_eq!(
+                names(&format!("pip install {spec}")),
+                Some(vec![(spec.to_string(), true)]),
+                "{spec}"
+            );
+        }
     }
 
     #[test]
