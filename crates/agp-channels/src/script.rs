@@ -158,12 +158,13 @@ impl ScriptPrompter {
 
     fn read_answer(&mut self) -> Result<(usize, ScriptAnswer), String> {
         let shown = self.path.display().to_string();
-        if self.reader.is_none() {
+        let reader = if let Some(reader) = &mut self.reader {
+            reader
+        } else {
             let file = File::open(&self.path)
                 .map_err(|e| format!("cannot open approver script {shown}: {e}"))?;
-            self.reader = Some(BufReader::new(file));
-        }
-        let reader = self.reader.as_mut().expect("opened above");
+            self.reader.insert(BufReader::new(file))
+        };
         let mut line = String::new();
         loop {
             line.clear();

@@ -253,6 +253,7 @@ fn without_a_terminal_require_is_unavailable() {
 /// from `TerminalChannel::controlling()`. The check runs in a child started in a new session.
 #[test]
 fn no_controlling_terminal_in_a_new_session() {
+    use std::os::unix::process::CommandExt;
     if std::env::var_os("AGP_CHANNELS_NO_CTTY_CHILD").is_some() {
         let channel = TerminalChannel::controlling();
         let outcome = runtime()
@@ -264,7 +265,6 @@ fn no_controlling_terminal_in_a_new_session() {
         );
         return;
     }
-    use std::os::unix::process::CommandExt;
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
@@ -437,14 +437,14 @@ fn a_hung_up_terminal_is_unavailable_from_then_on() {
 /// editing, signals) has been restored. Runs in a child process, which the signal ends.
 #[test]
 fn ctrl_c_restores_the_terminal_before_interrupting() {
+    use rustix::termios::{tcgetattr, LocalModes};
+    use std::os::unix::process::ExitStatusExt;
     if let Some(slave) = std::env::var_os("AGP_CHANNELS_SIGINT_CHILD") {
         let channel = TerminalChannel::open(Path::new(&slave)).unwrap();
         let outcome = runtime().block_on(channel.request_approval(&request("c1")));
         println!("child survived with {outcome:?}");
         return;
     }
-    use rustix::termios::{tcgetattr, LocalModes};
-    use std::os::unix::process::ExitStatusExt;
     let pty = Pty::open();
     let modes = || {
         tcgetattr(&**pty.master.as_ref().unwrap())

@@ -221,10 +221,11 @@ impl Verifier {
             }
         }
         if f.kind == KEY_ROTATED && f.seq == pos {
-            let active = self.keys.last().expect("checked").verifier().clone();
-            match check_rotation(f, &active, pos) {
+            let Some(last) = self.keys.last_mut() else {
+                return;
+            };
+            match check_rotation(f, &last.verifier, pos) {
                 Ok(new) => {
-                    let last = self.keys.last_mut().expect("checked");
                     last.to_size = Some(pos + 1);
                     self.active_id_hex = new.id_hex();
                     self.keys.push(KeyRange {
@@ -232,7 +233,7 @@ impl Verifier {
                         key_id: new.id_hex(),
                         from_size: pos + 1,
                         to_size: None,
-                        verifier: Some(new),
+                        verifier: new,
                     });
                 }
                 Err(msg) => self.entry_finding(Code::BadRotation, pos, msg),
@@ -267,7 +268,7 @@ impl Verifier {
                     key_id: key.id_hex(),
                     from_size: 0,
                     to_size: None,
-                    verifier: Some(key),
+                    verifier: key,
                 });
             }
             Err(msg) => self.entry_finding(Code::BadGenesis, 0, msg),

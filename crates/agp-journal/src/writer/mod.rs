@@ -228,7 +228,8 @@ impl std::fmt::Debug for JournalWriter {
     }
 }
 
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> JournalError {
+/// An I/O error that names what was being done to which path.
+pub(crate) fn io_err(what: &str, path: &Path, e: &std::io::Error) -> JournalError {
     JournalError::Io(std::io::Error::new(
         e.kind(),
         format!("{what} {}: {e}", path.display()),
