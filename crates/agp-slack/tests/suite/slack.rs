@@ -44,7 +44,7 @@ struct Rig {
     fake: FakeSlack,
     journal: Arc<Recorder>,
     store: Arc<SqliteStore>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn config(fake: &FakeSlack, approvers: &[&str]) -> SlackConfig {
@@ -80,7 +80,7 @@ async fn rig() -> Rig {
         fake,
         journal: Arc::default(),
         store,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -528,7 +528,7 @@ async fn a_restarted_daemon_reattaches_to_the_posted_approval() {
     };
     let posted_before = r.fake.messages().len();
     // A new process opens the same state.db.
-    let dir_db = SqliteStore::open(&r._dir.path().join("state.db")).unwrap();
+    let dir_db = SqliteStore::open(&r.dir.path().join("state.db")).unwrap();
     assert_eq!(dir_db.undecided().unwrap().len(), 1);
     let second = Arc::new(
         SlackChannel::builder(config(&r.fake, &["UALICE", "UBOB"]), Arc::new(dir_db))
