@@ -44,7 +44,8 @@ impl Envelope<'_> {
         Ok(prev)
     }
 
-    pub(super) fn body_map(&self) -> Result<serde_json::Map<String, Value>, String> {
+    /// The body read as the typed event of its kind (members it does not know are ignored).
+    pub(super) fn body_as<T: Event>(&self) -> Result<T, String> {
         serde_json::from_str(self.body.get()).map_err(|e| format!("body: {e}"))
     }
 }
