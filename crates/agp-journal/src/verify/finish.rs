@@ -144,36 +144,21 @@ impl Verifier {
         let position = self.keys.iter().position(|k| {
             k.verifier().id() == self.trusted_key.id() && k.verifier() == &self.trusted_key
         });
-        match position {
+        let problem = match position {
             None => {
                 let ids: Vec<&str> = self.keys.iter().map(|k| k.key_id.as_str()).collect();
-                self.report(
-                    Code::UntrustedKey,
-                    None,
-                    None,
-                    None,
-                    None,
-                    format!(
-                        "the key you trust ({}) never signed this journal (its keys: {})",
-                        self.trusted_key.id_hex(),
-                        ids.join(", ")
-                    ),
-                );
+                format!(
+                    "the key you trust ({}) never signed this journal (its keys: {})",
+                    self.trusted_key.id_hex(),
+                    ids.join(", ")
+                )
             }
-            Some(t) if size > 0 && self.sealed_key.is_some_and(|s| s < t) => {
-                self.report(
-                    Code::UntrustedKey,
-                    None,
-                    None,
-                    None,
-                    None,
-                    format!(
-                        "no checkpoint is signed by the key you trust ({}) or a later one",
-                        self.trusted_key.id_hex()
-                    ),
-                );
-            }
-            Some(_) => {}
-        }
+            Some(t) if size > 0 && self.sealed_key.is_some_and(|s| s < t) => format!(
+                "no checkpoint is signed by the key you trust ({}) or a later one",
+                self.trusted_key.id_hex()
+            ),
+            Some(_) => return,
+        };
+        self.report(Code::UntrustedKey, None, None, None, None, problem);
     }
 }

@@ -30,7 +30,7 @@ fn verify_with_body(
     lines: &[Value],
     key: &SignerKey,
     seq: usize,
-    body: Value,
+    body: &Value,
 ) -> Report {
     let mut text = String::new();
     for (i, line) in lines.iter().enumerate() {
@@ -56,6 +56,7 @@ fn hostile_genesis_and_rotation_bodies_are_findings() {
     assert_eq!(lines[2]["kind"], KEY_ROTATED);
     let genesis = lines[0]["body"].clone();
     let rotation = lines[2]["body"].clone();
+    // `base` with `member` set to `v`, or without it when `v` is null.
     let with = |base: &Value, member: &str, v: Value| {
         let mut b = base.clone();
         if v.is_null() {
@@ -65,7 +66,7 @@ fn hostile_genesis_and_rotation_bodies_are_findings() {
         }
         b
     };
-    let hostile_genesis = [
+    let hostile_genesis = vec![
         with(&genesis, "key", Value::Null),
         with(&genesis, "key", json!(7)),
         with(&genesis, "key", json!("agp.test/log+00000000+AQ==")),
@@ -74,15 +75,7 @@ fn hostile_genesis_and_rotation_bodies_are_findings() {
         with(&genesis, "origin", json!("another/log")),
         json!({}),
     ];
-    for body in hostile_genesis {
-        let report = verify_with_body(dir.path(), &lines, &k1, 0, body.clone());
-        assert!(
-            report.has(Code::BadGenesis),
-            "{body}: {:?}",
-            report.findings
-        );
-    }
-    let hostile_rotation = [
+    let hostile_rotation = vec![
         with(&rotation, "old_key", Value::Null),
         with(&rotation, "old_key", json!(1)),
         with(&rotation, "new_key", json!("not a key")),
@@ -93,15 +86,16 @@ fn hostile_genesis_and_rotation_bodies_are_findings() {
         with(&rotation, "signature", json!(B64.encode([0u8; 64]))),
         json!({}),
     ];
-    for body in hostile_rotation {
-        let report = verify_with_body(dir.path(), &lines, &k1, 2, body.clone());
-        assert!(
-            report.has(Code::BadRotation),
-            "{body}: {:?}",
-            report.findings
-        );
+    for (seq, code, bodies) in [
+        (0, Code::BadGenesis, hostile_genesis),
+        (2, Code::BadRotation, hostile_rotation),
+    ] {
+        for body in bodies {
+            let report = verify_with_body(dir.path(), &lines, &k1, seq, &body);
+            assert!(report.has(code), "{body}: {:?}", report.findings);
+        }
     }
     // The untouched journal verifies clean through the same path.
-    let report = verify_with_body(dir.path(), &lines, &k1, 0, genesis);
+    let report = verify_with_body(dir.path(), &lines, &k1, 0, &genesis);
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }

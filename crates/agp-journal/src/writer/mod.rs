@@ -202,6 +202,16 @@ impl Shared {
             }
         }
     }
+    /// Waits until the sealer is idle; the caller claims it by clearing `sealer_idle`.
+    fn sealer_idle<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        while !st.sealer_idle {
+            st = self
+                .seal_cv
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        st
+    }
     fn signer(&self) -> Arc<SignerKey> {
         self.key
             .lock()

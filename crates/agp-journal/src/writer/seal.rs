@@ -9,13 +9,7 @@ impl JournalWriter {
     pub(super) fn seal_now(&self, sync: bool) -> Result<(), JournalError> {
         let sh = &*self.shared;
         let (size, root) = {
-            let mut st = sh.lock();
-            while !st.sealer_idle {
-                st = sh
-                    .seal_cv
-                    .wait(st)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-            }
+            let mut st = sh.sealer_idle(sh.lock());
             if let Some(f) = &st.failed {
                 return Err(JournalError::Unavailable(f.clone()));
             }
@@ -58,14 +52,8 @@ impl JournalWriter {
         let sh = &*self.shared;
         let new_key = Arc::new(new_key);
         let new_vkey = new_key.verifier().to_string();
-        let mut st = sh.lock();
         // Keep the sealer out while the key changes hands.
-        while !st.sealer_idle {
-            st = sh
-                .seal_cv
-                .wait(st)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
+        let mut st = sh.sealer_idle(sh.lock());
         st.sealer_idle = false;
         // The statement names the entry's own seq, so it is composed under the same lock.
         let seq = st.chain.next_seq;
