@@ -640,11 +640,7 @@ async fn approvals_that_expired_while_the_daemon_was_down_are_closed_on_start() 
     let store = r.store.clone();
     let req = request("c1", 1, Duration::from_millis(1500));
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = super::killable_runtime();
         rt.block_on(async {
             let ch = SlackChannel::builder(cfg, store.clone())
                 .start()
