@@ -218,10 +218,11 @@ impl PendingStore for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A stored quorum-2 request for `call`, posted in thread `1.0`, far from expiring.
     pub(crate) fn record(nonce: &str, call: &str) -> PendingRecord {
         PendingRecord {
             nonce: nonce.into(),
