@@ -144,6 +144,23 @@ fn ask_in_background(
     })
 }
 
+/// After `settle`, the prompt must still be waiting (`why`: what must not have answered it);
+/// then `n` denies it.
+fn still_waiting_then_denied(
+    pty: &Pty,
+    answer: std::thread::JoinHandle<ApprovalOutcome>,
+    settle: Duration,
+    why: &str,
+) {
+    std::thread::sleep(settle);
+    assert!(!answer.is_finished(), "{why}");
+    pty.press(b"n");
+    assert!(matches!(
+        answer.join().unwrap(),
+        ApprovalOutcome::Denied { .. }
+    ));
+}
+
 #[test]
 fn allow_shows_the_call_and_grants_as_the_terminal_user() {
     let pty = Pty::open();
@@ -218,16 +235,12 @@ fn pastes_and_escape_sequences_do_not_decide() {
     pty.wait_for("ignored: press a single key", 1);
     pty.press(b"\x1b[A");
     pty.press(b"\x1by");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        !answer.is_finished(),
-        "nothing so far was a deliberate single key"
+    still_waiting_then_denied(
+        &pty,
+        answer,
+        Duration::from_millis(300),
+        "nothing so far was a deliberate single key",
     );
-    pty.press(b"n");
-    assert!(matches!(
-        answer.join().unwrap(),
-        ApprovalOutcome::Denied { .. }
-    ));
 }
 
 #[test]
@@ -311,16 +324,12 @@ fn a_timed_out_prompt_is_withdrawn_and_a_late_key_is_not_applied() {
     std::thread::sleep(Duration::from_millis(100));
     let answer = ask_in_background(&channel, request("c-next"));
     pty.wait_for("decide:", 2);
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        !answer.is_finished(),
-        "the late key must not answer the next prompt"
+    still_waiting_then_denied(
+        &pty,
+        answer,
+        Duration::from_millis(200),
+        "the late key must not answer the next prompt",
     );
-    pty.press(b"n");
-    assert!(matches!(
-        answer.join().unwrap(),
-        ApprovalOutcome::Denied { .. }
-    ));
 }
 
 #[test]
