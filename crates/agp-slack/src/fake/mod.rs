@@ -70,8 +70,9 @@ pub struct Ephemeral {
 
 enum WsCmd {
     Text(String),
-    /// Close politely (close frame).
-    Close,
+    /// Send this text, then close politely (close frame). One command, so that the close can
+    /// neither miss a connection the client ends on reading the text nor hit its successor.
+    TextThenClose(String),
     /// Drop the TCP connection without a close frame.
     Abort,
 }

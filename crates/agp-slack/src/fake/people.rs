@@ -108,8 +108,7 @@ impl FakeSlack {
     pub fn disconnect(&self, reason: &str) -> Result<(), String> {
         let msg = json!({"type": "disconnect", "reason": reason,
                          "debug_info": {"host": "fake-slack"}});
-        self.send(WsCmd::Text(msg.to_string()))?;
-        self.send(WsCmd::Close)
+        self.send(WsCmd::TextThenClose(msg.to_string()))
     }
 
     /// Sends `{"type":"disconnect","reason":reason}` and keeps the connection open, as Slack

@@ -61,7 +61,12 @@ pub(super) async fn serve_ws(shared: Arc<Shared>, stream: TcpStream) {
                 Some(WsCmd::Text(t)) => {
                     if ws.send(Message::Text(t.into())).await.is_err() { break; }
                 }
-                Some(WsCmd::Close) => { let _ = ws.close(None).await; break; }
+                Some(WsCmd::TextThenClose(t)) => {
+                    if ws.send(Message::Text(t.into())).await.is_ok() {
+                        let _ = ws.close(None).await;
+                    }
+                    break;
+                }
                 Some(WsCmd::Abort) | None => break,
             },
             msg = ws.next() => match msg {
