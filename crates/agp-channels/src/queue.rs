@@ -154,7 +154,7 @@ impl Queue {
         let worker_queued = Arc::clone(&queued);
         std::thread::Builder::new()
             .name(format!("agp-{channel}-approver"))
-            .spawn(move || run(prompter, rx, worker_queued, wake_rx))?;
+            .spawn(move || run(prompter, &rx, &worker_queued, &wake_rx))?;
         Ok(Queue {
             channel: channel.to_owned(),
             tx,
@@ -218,9 +218,9 @@ impl Drop for WakeOnDrop {
 
 fn run(
     mut prompter: impl Prompter,
-    rx: mpsc::Receiver<Message>,
-    queued: Arc<AtomicUsize>,
-    wake_rx: OwnedFd,
+    rx: &mpsc::Receiver<Message>,
+    queued: &AtomicUsize,
+    wake_rx: &OwnedFd,
 ) {
     while let Ok(message) = rx.recv() {
         match message {

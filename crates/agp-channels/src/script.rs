@@ -158,12 +158,13 @@ impl ScriptPrompter {
 
     fn read_answer(&mut self) -> Result<(usize, ScriptAnswer), String> {
         let shown = self.path.display().to_string();
-        if self.reader.is_none() {
+        let reader = if let Some(reader) = &mut self.reader {
+            reader
+        } else {
             let file = File::open(&self.path)
                 .map_err(|e| format!("cannot open approver script {shown}: {e}"))?;
-            self.reader = Some(BufReader::new(file));
-        }
-        let reader = self.reader.as_mut().expect("opened above");
+            self.reader.insert(BufReader::new(file))
+        };
         let mut line = String::new();
         loop {
             line.clear();
@@ -270,6 +271,21 @@ mod tests {
         }
     }
 
+    /// A scripted approver reading `answers` from a file in `dir`, its output thrown away.
+    fn scripted(dir: &tempfile::TempDir, answers: &str) -> ScriptedApprover {
+        let path = dir.path().join("answers");
+        std::fs::write(&path, answers).unwrap();
+        ScriptedApprover::with_output(&path, Box::new(Shared::default())).unwrap()
+    }
+
+    /// Asks `channel` about `call`, which expires in a minute.
+    async fn ask(channel: &ScriptedApprover, call: &str) -> ApprovalOutcome {
+        channel
+            .request_approval(&request(call, 60_000))
+            .await
+            .unwrap()
+    }
+
     #[test]
     fn parses_answers_strictly() {
         assert_eq!(ScriptAnswer::parse("allow"), Ok(ScriptAnswer::Allow));
@@ -293,20 +309,14 @@ mod tests {
         let out = Shared::default();
         let channel = ScriptedApprover::with_output(&path, Box::new(out.clone())).unwrap();
 
-        let granted = channel
-            .request_approval(&request("1", 60_000))
-            .await
-            .unwrap();
+        let granted = ask(&channel, "1").await;
         let ApprovalOutcome::Granted { by } = granted else {
             panic!("{granted:?}")
         };
         assert_eq!(by[0].via, "terminal-script");
         assert_eq!(by[0].id, "script:answers");
 
-        let denied = channel
-            .request_approval(&request("2", 60_000))
-            .await
-            .unwrap();
+        let denied = ask(&channel, "2").await;
         assert!(matches!(
             denied,
             ApprovalOutcome::Denied { ref reason, .. } if reason.as_deref() == Some("too risky")
@@ -334,9 +344,7 @@ mod tests {
     #[tokio::test]
     async fn requests_the_script_cannot_decide_do_not_spend_an_answer() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("answers");
-        std::fs::write(&path, "allow\n").unwrap();
-        let channel = ScriptedApprover::with_output(&path, Box::new(Shared::default())).unwrap();
+        let channel = scripted(&dir, "allow\n");
         let mut named = request("1", 60_000);
         named.approvers = vec!["U012ABCDEF".into()];
         let out = channel.request_approval(&named).await.unwrap();
@@ -344,19 +352,14 @@ mod tests {
             matches!(out, ApprovalOutcome::Unavailable { .. }),
             "{out:?}"
         );
-        let next = channel
-            .request_approval(&request("2", 60_000))
-            .await
-            .unwrap();
+        let next = ask(&channel, "2").await;
         assert!(next.is_granted(), "the answer is still there: {next:?}");
     }
 
     #[tokio::test]
     async fn an_absurd_expiry_does_not_break_the_worker() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("answers");
-        std::fs::write(&path, "allow\nallow\n").unwrap();
-        let channel = ScriptedApprover::with_output(&path, Box::new(Shared::default())).unwrap();
+        let channel = scripted(&dir, "allow\nallow\n");
         let mut forever = request("1", 0);
         forever.expires_at_ms = u64::MAX;
         assert!(channel
@@ -364,11 +367,7 @@ mod tests {
             .await
             .unwrap()
             .is_granted());
-        assert!(channel
-            .request_approval(&request("2", 60_000))
-            .await
-            .unwrap()
-            .is_granted());
+        assert!(ask(&channel, "2").await.is_granted());
     }
 
     #[tokio::test]
@@ -380,23 +379,14 @@ mod tests {
         std::fs::write(&nope, "allow\n").unwrap();
         let missing = ScriptedApprover::with_output(&nope, Box::new(Shared::default())).unwrap();
         std::fs::remove_file(&nope).unwrap();
-        let out = missing
-            .request_approval(&request("1", 60_000))
-            .await
-            .unwrap();
+        let out = ask(&missing, "1").await;
         assert!(
             matches!(out, ApprovalOutcome::Unavailable { ref reason } if reason.contains("cannot open"))
         );
 
-        let path = dir.path().join("one");
-        std::fs::write(&path, "allow\n").unwrap();
-        let one = ScriptedApprover::with_output(&path, Box::new(Shared::default())).unwrap();
-        assert!(one
-            .request_approval(&request("1", 60_000))
-            .await
-            .unwrap()
-            .is_granted());
-        let out = one.request_approval(&request("2", 60_000)).await.unwrap();
+        let one = scripted(&dir, "allow\n");
+        assert!(ask(&one, "1").await.is_granted());
+        let out = ask(&one, "2").await;
         assert!(
             matches!(out, ApprovalOutcome::Unavailable { ref reason } if reason.contains("no answers left"))
         );
@@ -405,9 +395,7 @@ mod tests {
     #[tokio::test]
     async fn a_timed_out_caller_withdraws_a_waiting_answer() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("answers");
-        std::fs::write(&path, "timeout\nallow\n").unwrap();
-        let channel = ScriptedApprover::with_output(&path, Box::new(Shared::default())).unwrap();
+        let channel = scripted(&dir, "timeout\nallow\n");
         let first = request("1", 60_000);
         let waited =
             tokio::time::timeout(Duration::from_millis(150), channel.request_approval(&first))
@@ -455,25 +443,15 @@ mod tests {
                 w.flush().unwrap();
             }
         });
-        assert!(channel
-            .request_approval(&request("1", 60_000))
-            .await
-            .unwrap()
-            .is_granted());
-        let second = channel
-            .request_approval(&request("2", 60_000))
-            .await
-            .unwrap();
+        assert!(ask(&channel, "1").await.is_granted());
+        let second = ask(&channel, "2").await;
         assert!(
             matches!(second, ApprovalOutcome::Denied { .. }),
             "{second:?}"
         );
         writer.join().unwrap();
         // The writer closed the FIFO: no answers left, fail closed.
-        let third = channel
-            .request_approval(&request("3", 60_000))
-            .await
-            .unwrap();
+        let third = ask(&channel, "3").await;
         assert!(
             matches!(third, ApprovalOutcome::Unavailable { .. }),
             "{third:?}"

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agp_contracts::approval::via;
+use agp_contracts::events::{CallDenied, Event as _, SessionEnded, SessionStarted};
 use agp_contracts::{
     ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approver, BoxFuture, ChannelError,
 };
@@ -145,23 +146,11 @@ fn user_of(passwd: &str, uid: u32) -> Option<String> {
 }
 
 /// One line for a projected event, escaped and kept short: `tool: reason` for a denial, the
-/// intendant and repo for a session start, the status for a session end, otherwise the body as
-/// compact JSON.
+/// intendant and repo for a session start, the status for a session end, otherwise (another
+/// kind, or a body that does not read as its kind) the body as compact JSON.
 pub(crate) fn note_line(kind: &str, session: Option<&str>, body: &Value) -> String {
     const MAX: usize = 300;
-    let field = |k: &str| body.get(k).and_then(Value::as_str);
-    let mut text = if let (Some(tool), Some(reason)) = (field("tool"), field("reason")) {
-        format!("{tool}: {reason}")
-    } else if let Some(intendant) = field("intendant") {
-        format!(
-            "intendant {intendant} · repo {}",
-            field("repo").unwrap_or("?")
-        )
-    } else if let Some(status) = field("status") {
-        status.to_owned()
-    } else {
-        body.to_string()
-    };
+    let mut text = note_summary(kind, body).unwrap_or_else(|| body.to_string());
     if text.chars().count() > MAX {
         text = text.chars().take(MAX).collect::<String>() + "…";
     }
@@ -350,6 +339,20 @@ enum Key {
     Closed,
 }
 
+/// The few words a person needs about a projected event of a kind the channels know.
+fn note_summary(kind: &str, body: &Value) -> Option<String> {
+    match kind {
+        CallDenied::KIND => CallDenied::from_body(body)
+            .ok()
+            .map(|d| format!("{}: {}", d.tool, d.reason)),
+        SessionStarted::KIND => SessionStarted::from_body(body)
+            .ok()
+            .map(|s| format!("intendant {} · repo {}", s.intendant, s.repo.display())),
+        SessionEnded::KIND => SessionEnded::from_body(body).ok().map(|e| e.status),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,7 +360,8 @@ mod tests {
 
     #[test]
     fn notes_are_short_escaped_single_lines() {
-        let denial = json!({"tool": "Bash", "reason": "guard\u{1b}[2J", "input": {"command": "x"}});
+        let denial = json!({"call_id": "c1", "tool": "Bash", "reason": "guard\u{1b}[2J",
+                            "input": {"command": "x"}, "rule_id": null});
         assert_eq!(
             note_line("call.denied", Some("s1"), &denial),
             "agp: call.denied [s1] Bash: guard\\e[2J\n"
@@ -367,7 +371,9 @@ mod tests {
             note_line("session.ended", Some("s1"), &ended),
             "agp: session.ended [s1] completed\n"
         );
-        let started = json!({"intendant": "scripted", "repo": "/r", "isolation": {"x": 1}});
+        let mut started = SessionStarted::new("scripted", "/r");
+        started.task = Some("t".into());
+        let started = started.to_body();
         assert_eq!(
             note_line("session.started", Some("s1"), &started),
             "agp: session.started [s1] intendant scripted · repo /r\n"
@@ -376,6 +382,12 @@ mod tests {
         let line = note_line("session.started", None, &long);
         assert!(line.chars().count() < 340 && line.ends_with("…\n"));
         assert_eq!(line.matches('\n').count(), 1);
+        // A body that does not read as its kind is shown as it is, not summarized.
+        let odd = json!({"status": "completed"});
+        assert_eq!(
+            note_line("session.ended", None, &odd),
+            "agp: session.ended {\"status\":\"completed\"}\n"
+        );
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl Tty {
                 PollFd::new(&wake, PollFlags::IN),
             ];
             match poll(&mut fds, timeout.as_ref()) {
-                Ok(0) => continue, // deadline check at the top of the loop
+                Ok(0) => {} // deadline check at the top of the loop
                 Ok(_) => {
                     if !fds[1].revents().is_empty() {
                         return Ok(Ready::Woken);
@@ -111,7 +111,7 @@ impl Tty {
                     }
                     return Ok(Ready::Input);
                 }
-                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -121,7 +121,7 @@ impl Tty {
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             match (&self.file).read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // A hung-up pty reads EIO rather than EOF.
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => {
                     return Ok(0)

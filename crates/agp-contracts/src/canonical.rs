@@ -26,6 +26,14 @@ pub fn to_canonical_string(value: &Value) -> Result<String, CanonicalError> {
     Ok(out)
 }
 
+/// The canonical (RFC 8785) serialization of the JSON string `s`, quotes included. Unlike
+/// [`to_canonical_string`] it cannot fail: only numbers can be out of agp's subset.
+pub fn canonical_string_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    write_string(s, &mut out);
+    out
+}
+
 /// SHA-256 (lowercase hex) of the canonical serialization of `value`.
 pub fn sha256_of_value(value: &Value) -> Result<String, CanonicalError> {
     Ok(sha256_hex(to_canonical_string(value)?.as_bytes()))

@@ -6,7 +6,7 @@
 //! Member names are in JCS order already, so a line is composed by concatenation from canonical
 //! pieces; the body is checked to round-trip before it is accepted.
 
-use agp_contracts::canonical::to_canonical_string;
+use agp_contracts::canonical::{canonical_string_literal, to_canonical_string};
 use serde_json::Value;
 
 /// Event schema version written in `v`.
@@ -88,9 +88,7 @@ pub fn compose_line(
 ) -> String {
     let session_json = match session {
         // Session ids may hold any printable character, so they go through the JCS escaper.
-        Some(s) => {
-            to_canonical_string(&Value::String(s.to_string())).expect("strings always canonicalize")
-        }
+        Some(s) => canonical_string_literal(s),
         None => "null".to_string(),
     };
     // kind, prev, key_id and ts are checked ASCII without quotes or backslashes: no escaping.

@@ -352,9 +352,11 @@ struct Key<'a> {
 
 impl Key<'_> {
     fn decoded(&self) -> std::borrow::Cow<'_, str> {
-        let raw = std::str::from_utf8(self.raw).expect("checked UTF-8");
+        // The scanner checked the whole line is UTF-8 and cut names at quotes, so this never
+        // replaces anything; it borrows.
+        let raw = String::from_utf8_lossy(self.raw);
         if !self.escaped {
-            return raw.into();
+            return raw;
         }
         // Canonical escapes only: short forms and \u00XX.
         let mut out = String::with_capacity(raw.len());

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::pkcs8::EncodePublicKey as _;
+use base64::Engine as _;
 
 use crate::note::{NoteError, SignerKey, VerifierKey};
 use crate::sshsig;
@@ -122,11 +122,22 @@ pub fn load_verifier_key(arg: &str) -> Result<VerifierKey, KeyError> {
     })
 }
 
-/// PEM (SubjectPublicKeyInfo) form of the public key.
+/// DER of the SubjectPublicKeyInfo of an Ed25519 key up to the key itself (RFC 8410 §4):
+/// SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING (0 unused bits) <32 bytes> }.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// PEM (SubjectPublicKeyInfo) form of the public key. The DER of an Ed25519 key has one fixed
+/// shape, so it is spelled out rather than encoded by a call that could fail; a test holds it
+/// to the `pkcs8` encoder.
 pub fn public_key_pem(key: &VerifierKey) -> String {
-    key.key()
-        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .expect("an Ed25519 public key always encodes")
+    let mut der = Vec::with_capacity(ED25519_SPKI_PREFIX.len() + 32);
+    der.extend_from_slice(&ED25519_SPKI_PREFIX);
+    der.extend_from_slice(key.key().as_bytes());
+    // 44 bytes are 60 base64 characters: one line, under PEM's 64.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n")
 }
 
 /// The identity an `allowed_signers` line names: the journal's origin (its key name).
@@ -184,5 +195,19 @@ mod tests {
         assert!(public_key_pem(key.verifier()).starts_with("-----BEGIN PUBLIC KEY-----\n"));
         assert!(allowed_signers_line(key.verifier())
             .starts_with("agp.test/log namespaces=\"agp-journal-checkpoint\" ssh-ed25519 "));
+    }
+
+    #[test]
+    fn the_spelled_out_pem_is_what_the_pkcs8_encoder_writes() {
+        use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePublicKey as _};
+        for name in ["a", "agp.test/log", "another"] {
+            let key = SignerKey::generate(name).unwrap();
+            let encoded = key
+                .verifier()
+                .key()
+                .to_public_key_pem(LineEnding::LF)
+                .unwrap();
+            assert_eq!(public_key_pem(key.verifier()), encoded);
+        }
     }
 }

@@ -58,15 +58,12 @@ impl Frontier {
     /// Appends one leaf hash.
     pub fn push(&mut self, leaf: Hash) {
         let mut node = leaf;
-        // Every trailing one bit of the old size is a perfect subtree that the new leaf completes.
-        let mut carry = self.size;
-        while carry & 1 == 1 {
-            let left = self
-                .nodes
-                .pop()
-                .expect("frontier holds one node per set bit");
+        // Every trailing one bit of the old size is a perfect subtree that the new leaf completes;
+        // the frontier holds one node per set bit, smallest last, so those are its last nodes.
+        let merged = self.size.trailing_ones() as usize;
+        let keep = self.nodes.len().saturating_sub(merged);
+        for left in self.nodes.drain(keep..).rev() {
             node = node_hash(&left, &node);
-            carry >>= 1;
         }
         self.nodes.push(node);
         self.size += 1;

@@ -82,10 +82,12 @@ impl VerifierKey {
         let raw = B64
             .decode(b64)
             .map_err(|_| bad("key is not valid base64"))?;
-        if raw.len() != 33 || raw[0] != ALG_ED25519 {
+        let Some((&ALG_ED25519, pk)) = raw.split_first() else {
             return Err(bad("key is not an Ed25519 (0x01) key of 32 bytes"));
-        }
-        let pk: [u8; 32] = raw[1..].try_into().expect("length checked");
+        };
+        let pk: [u8; 32] = pk
+            .try_into()
+            .map_err(|_| bad("key is not an Ed25519 (0x01) key of 32 bytes"))?;
         let key = VerifyingKey::from_bytes(&pk).map_err(|_| bad("not a valid Ed25519 point"))?;
         let me = Self::new(name, key)?;
         if me.id != id {
@@ -204,10 +206,12 @@ impl SignerKey {
             B64.decode(b64)
                 .map_err(|_| bad("key is not valid base64"))?,
         );
-        if raw.0.len() != 33 || raw.0[0] != ALG_ED25519 {
+        let Some((&ALG_ED25519, seed)) = raw.0.split_first() else {
             return Err(bad("key is not an Ed25519 (0x01) seed of 32 bytes"));
-        }
-        let seed: [u8; 32] = raw.0[1..].try_into().expect("length checked");
+        };
+        let seed: [u8; 32] = seed
+            .try_into()
+            .map_err(|_| bad("key is not an Ed25519 (0x01) seed of 32 bytes"))?;
         let me = Self::new(name, SigningKey::from_bytes(&seed))?;
         if me.verifier.id() != id {
             return Err(bad("key id does not match the name and key"));
@@ -333,11 +337,14 @@ pub fn parse_note(note: &[u8]) -> Result<ParsedNote<'_>, NoteError> {
         if raw.len() < 5 {
             return Err(bad("signature is too short"));
         }
-        if raw.len() == 68 {
+        // Other lengths are signatures of other algorithms, which a note may carry and this
+        // reader skips (they are counted against the limit all the same).
+        let (id, sig) = raw.split_at(4);
+        if let (Ok(id), Ok(sig)) = (id.try_into(), sig.try_into()) {
             signatures.push(NoteSignature {
                 name: name.to_string(),
-                id: raw[..4].try_into().expect("length checked"),
-                sig: raw[4..].try_into().expect("length checked"),
+                id,
+                sig,
             });
         }
     }
@@ -419,5 +426,46 @@ mod tests {
         let mut parts: Vec<&str> = v.split('+').collect();
         parts[1] = "00000000";
         assert!(VerifierKey::parse(&parts.join("+")).is_err());
+    }
+
+    #[test]
+    fn key_strings_of_every_length_and_algorithm_are_refused_not_a_panic() {
+        let s = SignerKey::generate("n").unwrap();
+        let v = s.verifier();
+        let id = hex::encode(v.id());
+        for len in 0..70 {
+            for alg in [ALG_ED25519, 0x02, 0x00] {
+                let mut raw = vec![alg];
+                raw.extend(std::iter::repeat_n(7u8, len));
+                let b64 = B64.encode(&raw);
+                if !(len == 32 && alg == ALG_ED25519) {
+                    assert!(
+                        VerifierKey::parse(&format!("n+{id}+{b64}")).is_err(),
+                        "{len} {alg}"
+                    );
+                    assert!(SignerKey::parse(&format!("PRIVATE+KEY+n+{id}+{b64}")).is_err());
+                }
+            }
+            let empty = B64.encode(b"");
+            assert!(VerifierKey::parse(&format!("n+{id}+{empty}")).is_err());
+        }
+    }
+
+    #[test]
+    fn signature_lines_of_every_length_are_skipped_or_refused_not_a_panic() {
+        let s = SignerKey::generate("n").unwrap();
+        let text = "n\n1\nAAAA\n";
+        for len in 0..100 {
+            let sig = B64.encode(vec![0x5a; len]);
+            let note = format!("{text}\n\u{2014} n {sig}\n");
+            assert!(s.verifier().open(note.as_bytes()).is_err(), "{len} bytes");
+        }
+        // A foreign-length signature beside a good one is skipped, not fatal.
+        let good = s.sign_note(text).unwrap();
+        let foreign = format!("{good}\u{2014} n {}\n", B64.encode([1u8; 40]));
+        assert_eq!(
+            s.verifier().open(foreign.as_bytes()).unwrap(),
+            text.as_bytes()
+        );
     }
 }

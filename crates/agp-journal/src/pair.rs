@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use agp_contracts::JournalError;
 
+use crate::writer::io_err;
 use crate::{CHECKPOINT_FILE, SSHSIG_FILE};
 
 /// The directory symlink that publishes the latest pair.
@@ -23,13 +24,6 @@ pub const LATEST_LINK: &str = "checkpoint.latest";
 pub const GENERATIONS_DIR: &str = "checkpoint.d";
 /// Largest `checkpoint` or `checkpoint.sig` the verifier reads (agp writes well under 4 KiB).
 const MAX_PAIR_FILE: u64 = 1 << 20;
-
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> JournalError {
-    JournalError::Io(std::io::Error::new(
-        e.kind(),
-        format!("{what} {}: {e}", path.display()),
-    ))
-}
 
 /// Points where a test makes `publish` stop as if the process had been killed there.
 #[cfg(test)]
@@ -43,13 +37,20 @@ pub(crate) mod crash {
     pub(crate) const POINTS: u8 = 8;
 }
 
-fn crash_point(_n: u8) -> Result<(), JournalError> {
-    #[cfg(test)]
-    if crash::AFTER.get() == Some(_n) {
+#[cfg(test)]
+fn crash_point(n: u8) -> Result<(), JournalError> {
+    if crash::AFTER.get() == Some(n) {
         return Err(JournalError::Io(std::io::Error::other(format!(
-            "simulated crash at point {_n}"
+            "simulated crash at point {n}"
         ))));
     }
+    Ok(())
+}
+
+// Fails only in tests (above), which stop `publish` at each point in turn.
+#[cfg(not(test))]
+#[allow(clippy::unnecessary_wraps)]
+fn crash_point(_: u8) -> Result<(), JournalError> {
     Ok(())
 }
 
@@ -82,7 +83,7 @@ fn parse_generation(s: &str) -> Option<u64> {
 /// The generation a new writer continues from: one past every generation present.
 pub(crate) fn next_generation(dir: &Path) -> Result<u64, JournalError> {
     let gens =
-        generations(dir).map_err(|e| io_err("cannot list", &dir.join(GENERATIONS_DIR), e))?;
+        generations(dir).map_err(|e| io_err("cannot list", &dir.join(GENERATIONS_DIR), &e))?;
     Ok(gens.iter().map(|(n, _)| n + 1).max().unwrap_or(1))
 }
 
@@ -100,22 +101,22 @@ pub(crate) fn publish(
     // Old generations are deleted in there: it must be this folder's own directory, never a
     // link to somewhere else.
     if std::fs::symlink_metadata(&gens).is_ok_and(|m| !m.is_dir()) {
-        remove_entry(&gens).map_err(|e| io_err("cannot remove", &gens, e))?;
+        remove_entry(&gens).map_err(|e| io_err("cannot remove", &gens, &e))?;
     }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&gens)
-        .map_err(|e| io_err("cannot create", &gens, e))?;
+        .map_err(|e| io_err("cannot create", &gens, &e))?;
     let name = gen.to_string();
     let gdir = gens.join(&name);
     // A directory under this number is an unpublished leftover (never the published one: every
     // write takes a number past all present), so it can go.
-    remove_entry(&gdir).map_err(|e| io_err("cannot remove", &gdir, e))?;
+    remove_entry(&gdir).map_err(|e| io_err("cannot remove", &gdir, &e))?;
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&gdir)
-        .map_err(|e| io_err("cannot create", &gdir, e))?;
+        .map_err(|e| io_err("cannot create", &gdir, &e))?;
     write_new(&gdir.join(SSHSIG_FILE), sig, sync)?;
     crash_point(1)?;
     write_new(&gdir.join(CHECKPOINT_FILE), note, sync)?;
@@ -126,10 +127,10 @@ pub(crate) fn publish(
     }
     // A verifier beside a live writer reads the pair under a shared lock on the folder, so the
     // generation it resolved is not removed under it.
-    let dir_handle = File::open(dir).map_err(|e| io_err("cannot open", dir, e))?;
+    let dir_handle = File::open(dir).map_err(|e| io_err("cannot open", dir, &e))?;
     dir_handle
         .lock()
-        .map_err(|e| io_err("cannot lock", dir, e))?;
+        .map_err(|e| io_err("cannot lock", dir, &e))?;
     migrate_plain_files(dir, &gens, &name, sync)?;
     crash_point(3)?;
     replace_symlink(dir, LATEST_LINK, &format!("{GENERATIONS_DIR}/{name}"))?;
@@ -137,14 +138,14 @@ pub(crate) fn publish(
     if sync {
         dir_handle
             .sync_all()
-            .map_err(|e| io_err("cannot sync", dir, e))?;
+            .map_err(|e| io_err("cannot sync", dir, &e))?;
     }
     remove_unpublished(dir, Some(gen))?;
     crash_point(5)?;
     // Temporary files an older writer's interrupted replacement left behind.
     for tmp in [SSHSIG_FILE, CHECKPOINT_FILE] {
         let p = dir.join(format!(".{tmp}.tmp"));
-        remove_entry(&p).map_err(|e| io_err("cannot remove", &p, e))?;
+        remove_entry(&p).map_err(|e| io_err("cannot remove", &p, &e))?;
     }
     crash_point(6)?;
     Ok(())
@@ -168,11 +169,11 @@ fn migrate_plain_files(
     }
     let earlier = format!("{name}-earlier");
     let edir = gens.join(&earlier);
-    remove_entry(&edir).map_err(|e| io_err("cannot remove", &edir, e))?;
+    remove_entry(&edir).map_err(|e| io_err("cannot remove", &edir, &e))?;
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&edir)
-        .map_err(|e| io_err("cannot create", &edir, e))?;
+        .map_err(|e| io_err("cannot create", &edir, &e))?;
     for file in [SSHSIG_FILE, CHECKPOINT_FILE] {
         let from = dir.join(file);
         // What cannot be read (absent, or not a file agp writes) is not carried over.
@@ -198,13 +199,13 @@ fn migrate_plain_files(
 /// Removes every entry of `checkpoint.d` but generation `keep`.
 fn remove_unpublished(dir: &Path, keep: Option<u64>) -> Result<(), JournalError> {
     let gens = dir.join(GENERATIONS_DIR);
-    let list = std::fs::read_dir(&gens).map_err(|e| io_err("cannot list", &gens, e))?;
+    let list = std::fs::read_dir(&gens).map_err(|e| io_err("cannot list", &gens, &e))?;
     for e in list {
-        let e = e.map_err(|e| io_err("cannot list", &gens, e))?;
+        let e = e.map_err(|e| io_err("cannot list", &gens, &e))?;
         let keep_it = keep.is_some() && e.file_name().to_str().and_then(parse_generation) == keep;
         if !keep_it {
             let p = e.path();
-            remove_entry(&p).map_err(|e| io_err("cannot remove", &p, e))?;
+            remove_entry(&p).map_err(|e| io_err("cannot remove", &p, &e))?;
         }
     }
     Ok(())
@@ -229,25 +230,25 @@ fn write_new(path: &Path, data: &[u8], sync: bool) -> Result<(), JournalError> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| io_err("cannot write", path, e))?;
+        .map_err(|e| io_err("cannot write", path, &e))?;
     f.write_all(data)
         .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
-        .map_err(|e| io_err("cannot write", path, e))
+        .map_err(|e| io_err("cannot write", path, &e))
 }
 
 fn sync_dir(p: &Path) -> Result<(), JournalError> {
     File::open(p)
         .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("cannot sync", p, e))
+        .map_err(|e| io_err("cannot sync", p, &e))
 }
 
 /// Atomically makes `dir/name` a symlink to `target` (relative), whatever was there.
 fn replace_symlink(dir: &Path, name: &str, target: &str) -> Result<(), JournalError> {
     let tmp = dir.join(format!(".{name}.link"));
-    remove_entry(&tmp).map_err(|e| io_err("cannot remove", &tmp, e))?;
-    std::os::unix::fs::symlink(target, &tmp).map_err(|e| io_err("cannot create", &tmp, e))?;
+    remove_entry(&tmp).map_err(|e| io_err("cannot remove", &tmp, &e))?;
+    std::os::unix::fs::symlink(target, &tmp).map_err(|e| io_err("cannot create", &tmp, &e))?;
     let path = dir.join(name);
-    std::fs::rename(&tmp, &path).map_err(|e| io_err("cannot replace", &path, e))
+    std::fs::rename(&tmp, &path).map_err(|e| io_err("cannot replace", &path, &e))
 }
 
 /// The published pair as a verifier reads it, and what a crash left unpublished.

@@ -87,10 +87,14 @@ pub fn sign(key: &SignerKey, namespace: &str, message: &[u8]) -> String {
     let mut out = String::with_capacity(b64.len() + 80);
     out.push_str(BEGIN);
     out.push('\n');
-    for chunk in b64.as_bytes().chunks(70) {
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-        out.push('\n');
+    // Lines of 70 characters, as ssh-keygen wraps them.
+    for (i, c) in b64.chars().enumerate() {
+        if i > 0 && i % 70 == 0 {
+            out.push('\n');
+        }
+        out.push(c);
     }
+    out.push('\n');
     out.push_str(END);
     out.push('\n');
     out
@@ -107,9 +111,10 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
     fn u32(&mut self) -> Result<u32, SshSigError> {
-        Ok(u32::from_be_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+        let [a, b, c, d] = *self.take(4)? else {
+            return Err(SshSigError::Malformed("truncated".into()));
+        };
+        Ok(u32::from_be_bytes([a, b, c, d]))
     }
     fn string(&mut self) -> Result<&'a [u8], SshSigError> {
         let n = self.u32()? as usize;
@@ -193,5 +198,60 @@ mod tests {
             verify(&sig, other.verifier(), CHECKPOINT_NAMESPACE, b"hello\n"),
             Err(SshSigError::WrongKey)
         );
+    }
+
+    #[test]
+    fn a_truncated_or_lengthened_blob_is_malformed_not_a_panic() {
+        let key = SignerKey::generate("agp.test/log").unwrap();
+        let sig = sign(&key, CHECKPOINT_NAMESPACE, b"hello\n");
+        let inner: String = sig
+            .trim()
+            .strip_prefix(BEGIN)
+            .and_then(|s| s.strip_suffix(END))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let blob = B64.decode(inner).unwrap();
+        let armor = |b: &[u8]| format!("{BEGIN}\n{}\n{END}\n", B64.encode(b));
+        for cut in 0..blob.len() {
+            let res = verify(
+                &armor(&blob[..cut]),
+                key.verifier(),
+                CHECKPOINT_NAMESPACE,
+                b"hello\n",
+            );
+            assert!(res.is_err(), "a blob cut to {cut} bytes verified");
+        }
+        // Length prefixes claiming more than is there, at every 4-byte boundary.
+        for at in (6..blob.len().saturating_sub(4)).step_by(4) {
+            let mut b = blob.clone();
+            b[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+            let res = verify(&armor(&b), key.verifier(), CHECKPOINT_NAMESPACE, b"hello\n");
+            assert!(res.is_err(), "a length of 2^32-1 at byte {at} verified");
+        }
+        let mut longer = blob;
+        longer.push(0);
+        assert_eq!(
+            verify(
+                &armor(&longer),
+                key.verifier(),
+                CHECKPOINT_NAMESPACE,
+                b"hello\n"
+            ),
+            Err(SshSigError::Malformed("trailing data".into()))
+        );
+    }
+
+    #[test]
+    fn the_armor_wraps_at_70_columns() {
+        let key = SignerKey::generate("agp.test/log").unwrap();
+        let sig = sign(&key, CHECKPOINT_NAMESPACE, b"hello\n");
+        let lines: Vec<&str> = sig.lines().collect();
+        assert_eq!(lines.first(), Some(&BEGIN));
+        assert_eq!(lines.last(), Some(&END));
+        let body = &lines[1..lines.len() - 1];
+        assert!(body.len() > 1);
+        assert!(body[..body.len() - 1].iter().all(|l| l.len() == 70));
+        assert!((1..=70).contains(&body[body.len() - 1].len()));
     }
 }

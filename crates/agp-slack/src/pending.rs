@@ -116,8 +116,8 @@ impl SqliteStore {
     }
 }
 
-fn decode(json: String) -> Result<PendingRecord, StoreError> {
-    serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))
+fn decode(json: &str) -> Result<PendingRecord, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 impl PendingStore for SqliteStore {
@@ -151,6 +151,7 @@ impl PendingStore for SqliteStore {
                 |r| r.get::<_, String>(0),
             )
             .optional()?
+            .as_deref()
             .map(decode)
             .transpose()
         })
@@ -170,6 +171,7 @@ impl PendingStore for SqliteStore {
                 |r| r.get::<_, String>(0),
             )
             .optional()?
+            .as_deref()
             .map(decode)
             .transpose()
         })
@@ -181,7 +183,7 @@ impl PendingStore for SqliteStore {
                 "SELECT record_json FROM slack_approvals WHERE decided = 0 ORDER BY expires_at_ms",
             )?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            rows.map(|r| decode(r?)).collect()
+            rows.map(|r| decode(&r?)).collect()
         })
     }
 
@@ -216,10 +218,11 @@ impl PendingStore for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A stored quorum-2 request for `call`, posted in thread `1.0`, far from expiring.
     pub(crate) fn record(nonce: &str, call: &str) -> PendingRecord {
         PendingRecord {
             nonce: nonce.into(),

@@ -66,7 +66,7 @@ pub(crate) async fn run<H: EnvelopeHandler>(
     let mut delay = backoff.min;
     loop {
         let ended = match api.connections_open().await {
-            Ok(url) => connect_once(&url, &tls, &handler, &status).await,
+            Ok(url) => connect_once(&url, tls.as_ref(), &handler, &status).await,
             Err(e) => Ended::Dropped {
                 greeted: false,
                 why: e.to_string(),
@@ -77,7 +77,6 @@ pub(crate) async fn run<H: EnvelopeHandler>(
             Ended::Refresh => {
                 tracing::info!("Slack asked for a reconnect");
                 delay = backoff.min;
-                continue;
             }
             Ended::LinkDisabled => {
                 tracing::error!("Slack disabled Socket Mode for this app; approvals will time out until it is enabled again");
@@ -160,7 +159,7 @@ async fn drain<H: EnvelopeHandler>(
 
 async fn connect_once<H: EnvelopeHandler>(
     url: &str,
-    tls: &Option<Connector>,
+    tls: Option<&Connector>,
     handler: &Arc<H>,
     status: &watch::Sender<ConnStatus>,
 ) -> Ended {
@@ -179,7 +178,7 @@ async fn connect_once<H: EnvelopeHandler>(
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
     let connect =
-        tokio_tungstenite::connect_async_tls_with_config(url, Some(config), false, tls.clone());
+        tokio_tungstenite::connect_async_tls_with_config(url, Some(config), false, tls.cloned());
     let (mut ws, _) = match timeout(HELLO_TIMEOUT, connect).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return dropped(format!("WebSocket connect failed: {e}"), false),
@@ -259,9 +258,9 @@ async fn connect_once<H: EnvelopeHandler>(
             }
             Some("interactive") => {
                 if let Some(p @ Value::Object(_)) = envelope.get("payload") {
-                    handler.clone().interactive(p.clone())
+                    handler.clone().interactive(p.clone());
                 } else {
-                    tracing::warn!("ignoring an interactive envelope without a payload")
+                    tracing::warn!("ignoring an interactive envelope without a payload");
                 }
             }
             Some(other) => tracing::debug!(kind = other, "ignoring Socket Mode envelope"),

@@ -144,6 +144,23 @@ fn ask_in_background(
     })
 }
 
+/// After `settle`, the prompt must still be waiting (`why`: what must not have answered it);
+/// then `n` denies it.
+fn still_waiting_then_denied(
+    pty: &Pty,
+    answer: std::thread::JoinHandle<ApprovalOutcome>,
+    settle: Duration,
+    why: &str,
+) {
+    std::thread::sleep(settle);
+    assert!(!answer.is_finished(), "{why}");
+    pty.press(b"n");
+    assert!(matches!(
+        answer.join().unwrap(),
+        ApprovalOutcome::Denied { .. }
+    ));
+}
+
 #[test]
 fn allow_shows_the_call_and_grants_as_the_terminal_user() {
     let pty = Pty::open();
@@ -218,16 +235,12 @@ fn pastes_and_escape_sequences_do_not_decide() {
     pty.wait_for("ignored: press a single key", 1);
     pty.press(b"\x1b[A");
     pty.press(b"\x1by");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        !answer.is_finished(),
-        "nothing so far was a deliberate single key"
+    still_waiting_then_denied(
+        &pty,
+        answer,
+        Duration::from_millis(300),
+        "nothing so far was a deliberate single key",
     );
-    pty.press(b"n");
-    assert!(matches!(
-        answer.join().unwrap(),
-        ApprovalOutcome::Denied { .. }
-    ));
 }
 
 #[test]
@@ -253,6 +266,7 @@ fn without_a_terminal_require_is_unavailable() {
 /// from `TerminalChannel::controlling()`. The check runs in a child started in a new session.
 #[test]
 fn no_controlling_terminal_in_a_new_session() {
+    use std::os::unix::process::CommandExt;
     if std::env::var_os("AGP_CHANNELS_NO_CTTY_CHILD").is_some() {
         let channel = TerminalChannel::controlling();
         let outcome = runtime()
@@ -264,7 +278,6 @@ fn no_controlling_terminal_in_a_new_session() {
         );
         return;
     }
-    use std::os::unix::process::CommandExt;
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
@@ -311,16 +324,12 @@ fn a_timed_out_prompt_is_withdrawn_and_a_late_key_is_not_applied() {
     std::thread::sleep(Duration::from_millis(100));
     let answer = ask_in_background(&channel, request("c-next"));
     pty.wait_for("decide:", 2);
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        !answer.is_finished(),
-        "the late key must not answer the next prompt"
+    still_waiting_then_denied(
+        &pty,
+        answer,
+        Duration::from_millis(200),
+        "the late key must not answer the next prompt",
     );
-    pty.press(b"n");
-    assert!(matches!(
-        answer.join().unwrap(),
-        ApprovalOutcome::Denied { .. }
-    ));
 }
 
 #[test]
@@ -437,14 +446,14 @@ fn a_hung_up_terminal_is_unavailable_from_then_on() {
 /// editing, signals) has been restored. Runs in a child process, which the signal ends.
 #[test]
 fn ctrl_c_restores_the_terminal_before_interrupting() {
+    use rustix::termios::{tcgetattr, LocalModes};
+    use std::os::unix::process::ExitStatusExt;
     if let Some(slave) = std::env::var_os("AGP_CHANNELS_SIGINT_CHILD") {
         let channel = TerminalChannel::open(Path::new(&slave)).unwrap();
         let outcome = runtime().block_on(channel.request_approval(&request("c1")));
         println!("child survived with {outcome:?}");
         return;
     }
-    use rustix::termios::{tcgetattr, LocalModes};
-    use std::os::unix::process::ExitStatusExt;
     let pty = Pty::open();
     let modes = || {
         tcgetattr(&**pty.master.as_ref().unwrap())

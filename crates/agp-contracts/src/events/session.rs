@@ -18,6 +18,7 @@ pub struct SessionStarted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed: Option<bool>,
     pub intendant: String,
+    #[serde(serialize_with = "super::path_text::path")]
     pub repo: PathBuf,
     /// The redacted task text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,7 +118,11 @@ pub struct SessionIntegrity {
     pub by_session: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_neutralized: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::path_text::opt_path"
+    )]
     pub quarantine: Option<PathBuf>,
     /// The integrity report (`agp_integrity::Report` as JSON): `complete`, `incomplete`,
     /// `findings`, ...

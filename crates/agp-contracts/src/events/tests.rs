@@ -115,3 +115,13 @@ fn check_body_holds_bodies_to_their_kind_and_passes_unknown_kinds() {
     assert!(check_body(SESSION_ENDED, &missing).is_err());
     assert_eq!(check_body("made.up_kind", &missing), Ok(()));
 }
+
+#[test]
+fn a_path_that_is_not_utf8_is_journaled_as_text_not_refused() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let repo = PathBuf::from(std::ffi::OsStr::from_bytes(b"/r/caf\xe9"));
+    let body = SessionStarted::new("claude-code", repo).to_body();
+    assert_eq!(body["repo"], "/r/caf\u{fffd}");
+    let utf8 = SessionStarted::new("claude-code", "/r/café").to_body();
+    assert_eq!(utf8["repo"], "/r/café", "a UTF-8 path is written as it is");
+}

@@ -23,6 +23,7 @@ pub struct ToolCallRequested {
     pub input_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_error: Option<String>,
+    #[serde(serialize_with = "super::path_text::path")]
     pub cwd: PathBuf,
     /// `proxy-exec` or `gate`.
     pub mode: String,

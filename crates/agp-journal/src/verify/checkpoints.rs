@@ -169,12 +169,7 @@ impl Verifier {
     /// Runs every check due at the current tree size.
     pub(super) fn check_at_size(&mut self) -> Result<(), VerifyError> {
         let size = self.frontier.size();
-        loop {
-            let due = matches!(&self.stored.next_stored, Some(p) if p.cp.size == size);
-            if !due {
-                break;
-            }
-            let p = self.stored.next_stored.take().expect("checked");
+        while let Some(p) = self.stored.next_stored.take_if(|p| p.cp.size == size) {
             if let Some(k) = self.check_signed(&p, true) {
                 if size >= self.sealed_size {
                     self.sealed_size = size;
@@ -184,8 +179,7 @@ impl Verifier {
             }
             self.load_next_stored()?;
         }
-        if matches!(&self.published.latest, Some(p) if p.cp.size == size) {
-            let p = self.published.latest.take().expect("checked");
+        if let Some(p) = self.published.latest.take_if(|p| p.cp.size == size) {
             if let Some(k) = self.check_signed(&p, true) {
                 if size >= self.sealed_size {
                     self.sealed_size = size;

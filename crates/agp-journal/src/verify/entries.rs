@@ -205,26 +205,20 @@ impl Verifier {
             self.entry_finding(Code::KeyIdMismatch, pos, msg);
         }
         if f.kind == event::JOURNAL_RECOVERED {
-            if let Ok(body) = f.body_map() {
-                let shas = body
-                    .get("torn_sha256")
-                    .into_iter()
-                    .chain(
-                        body.get("earlier_torn")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|t| t.get("sha256")),
-                    )
-                    .filter_map(Value::as_str);
-                self.tail.recorded_torn.extend(shas.map(str::to_string));
+            // A body that does not read as one records nothing: its torn files are then taken
+            // as unrecorded and journaled again by the next open, which is the safe side.
+            if let Ok(body) = f.body_as::<JournalRecovered>() {
+                let earlier = body.earlier_torn.into_iter().flatten().map(|t| t.sha256);
+                let shas = body.torn_sha256.into_iter().chain(earlier);
+                self.tail.recorded_torn.extend(shas);
             }
         }
         if f.kind == KEY_ROTATED && f.seq == pos {
-            let active = self.keys.last().expect("checked").verifier().clone();
-            match check_rotation(f, &active, pos) {
+            let Some(last) = self.keys.last_mut() else {
+                return;
+            };
+            match check_rotation(f, &last.verifier, pos) {
                 Ok(new) => {
-                    let last = self.keys.last_mut().expect("checked");
                     last.to_size = Some(pos + 1);
                     self.active_id_hex = new.id_hex();
                     self.keys.push(KeyRange {
@@ -232,7 +226,7 @@ impl Verifier {
                         key_id: new.id_hex(),
                         from_size: pos + 1,
                         to_size: None,
-                        verifier: Some(new),
+                        verifier: new,
                     });
                 }
                 Err(msg) => self.entry_finding(Code::BadRotation, pos, msg),
@@ -245,13 +239,9 @@ impl Verifier {
             if f.kind != JOURNAL_CREATED {
                 return Err(format!("entry 0 is {:?}, not {JOURNAL_CREATED:?}", f.kind));
             }
-            let body = f.body_map()?;
-            let key_s = body
-                .get("key")
-                .and_then(Value::as_str)
-                .ok_or("no body.key")?;
-            let key = VerifierKey::parse(key_s).map_err(|e| e.to_string())?;
-            if body.get("origin").and_then(Value::as_str) != Some(key.name()) {
+            let body = f.body_as::<JournalCreated>()?;
+            let key = VerifierKey::parse(&body.key).map_err(|e| e.to_string())?;
+            if body.origin != key.name() {
                 return Err("body.origin is not the key's name".to_string());
             }
             if f.key_id != key.id_hex() {
@@ -267,7 +257,7 @@ impl Verifier {
                     key_id: key.id_hex(),
                     from_size: 0,
                     to_size: None,
-                    verifier: Some(key),
+                    verifier: key,
                 });
             }
             Err(msg) => self.entry_finding(Code::BadGenesis, 0, msg),
@@ -285,21 +275,16 @@ pub(super) fn check_rotation(
     active: &VerifierKey,
     pos: u64,
 ) -> Result<VerifierKey, String> {
-    let body = f.body_map()?;
-    let get = |k: &str| {
-        body.get(k)
-            .and_then(Value::as_str)
-            .ok_or(format!("no body.{k}"))
-    };
-    if get("old_key")? != active.to_string() {
+    let body = f.body_as::<KeyRotated>()?;
+    if body.old_key != active.to_string() {
         return Err("body.old_key is not the key in force".into());
     }
-    let new = VerifierKey::parse(get("new_key")?).map_err(|e| e.to_string())?;
+    let new = VerifierKey::parse(&body.new_key).map_err(|e| e.to_string())?;
     if new.name() != active.name() {
         return Err("the new key names another log".into());
     }
     let sig: [u8; 64] = B64
-        .decode(get("signature")?)
+        .decode(&body.signature)
         .ok()
         .and_then(|s| s.try_into().ok())
         .ok_or("body.signature is not base64 of 64 bytes")?;

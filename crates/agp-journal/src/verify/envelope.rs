@@ -44,7 +44,8 @@ impl Envelope<'_> {
         Ok(prev)
     }
 
-    pub(super) fn body_map(&self) -> Result<serde_json::Map<String, Value>, String> {
+    /// The body read as the typed event of its kind (members it does not know are ignored).
+    pub(super) fn body_as<T: Event>(&self) -> Result<T, String> {
         serde_json::from_str(self.body.get()).map_err(|e| format!("body: {e}"))
     }
 }
@@ -56,10 +57,6 @@ pub(super) fn is_lower_hex(s: &str) -> bool {
 
 /// Lowercase hex of exactly 32 bytes.
 pub(super) fn decode_hex32(s: &str) -> Option<[u8; 32]> {
-    let b = s.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
     // 0xff marks a byte that is not a lowercase hex digit.
     const LUT: [u8; 256] = {
         let mut t = [0xffu8; 256];
@@ -75,6 +72,10 @@ pub(super) fn decode_hex32(s: &str) -> Option<[u8; 32]> {
         }
         t
     };
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
     let mut out = [0u8; 32];
     let mut bad = 0u8;
     for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {

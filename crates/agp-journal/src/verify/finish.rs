@@ -50,7 +50,7 @@ impl Verifier {
         }
         if let Some((t, unverified)) = self.trusted_cp.take() {
             if !self.trusted_signature_ok(&t, unverified) {
-                return self.finish_report(size);
+                return Ok(self.finish_report(size));
             }
             self.report(
                 Code::Truncated,
@@ -61,10 +61,10 @@ impl Verifier {
                 format!("the trusted checkpoint covers {} entries but the journal has {size}: entries were deleted", t.size),
             );
         }
-        self.finish_report(size)
+        Ok(self.finish_report(size))
     }
 
-    pub(super) fn finish_report(mut self, size: u64) -> Result<Report, VerifyError> {
+    pub(super) fn finish_report(mut self, size: u64) -> Report {
         self.settle_sshsig();
         if self.published.latest_missing && size > 0 {
             self.report(
@@ -102,7 +102,7 @@ impl Verifier {
             );
         }
         self.check_trust(size);
-        let report = Report {
+        Report {
             intact: !self.findings.iter().any(|f| f.severity == Severity::Error),
             entries: size,
             sealed_size: self.sealed_size,
@@ -115,8 +115,7 @@ impl Verifier {
                 frontier: self.frontier,
                 ..self.tail
             },
-        };
-        Ok(report)
+        }
     }
 
     /// Whether the trusted checkpoint is signed by a key valid for its size (reporting if not).
@@ -145,36 +144,21 @@ impl Verifier {
         let position = self.keys.iter().position(|k| {
             k.verifier().id() == self.trusted_key.id() && k.verifier() == &self.trusted_key
         });
-        match position {
+        let problem = match position {
             None => {
                 let ids: Vec<&str> = self.keys.iter().map(|k| k.key_id.as_str()).collect();
-                self.report(
-                    Code::UntrustedKey,
-                    None,
-                    None,
-                    None,
-                    None,
-                    format!(
-                        "the key you trust ({}) never signed this journal (its keys: {})",
-                        self.trusted_key.id_hex(),
-                        ids.join(", ")
-                    ),
-                );
+                format!(
+                    "the key you trust ({}) never signed this journal (its keys: {})",
+                    self.trusted_key.id_hex(),
+                    ids.join(", ")
+                )
             }
-            Some(t) if size > 0 && self.sealed_key.is_some_and(|s| s < t) => {
-                self.report(
-                    Code::UntrustedKey,
-                    None,
-                    None,
-                    None,
-                    None,
-                    format!(
-                        "no checkpoint is signed by the key you trust ({}) or a later one",
-                        self.trusted_key.id_hex()
-                    ),
-                );
-            }
-            Some(_) => {}
-        }
+            Some(t) if size > 0 && self.sealed_key.is_some_and(|s| s < t) => format!(
+                "no checkpoint is signed by the key you trust ({}) or a later one",
+                self.trusted_key.id_hex()
+            ),
+            Some(_) => return,
+        };
+        self.report(Code::UntrustedKey, None, None, None, None, problem);
     }
 }

@@ -12,6 +12,8 @@ mod envelope;
 mod finish;
 mod read;
 mod report;
+#[cfg(test)]
+mod tests;
 
 pub use entries::rotation_statement;
 use envelope::Envelope;
@@ -24,6 +26,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use agp_contracts::canonical::to_canonical_string;
+use agp_contracts::events::{Event, JournalCreated, JournalRecovered, KeyRotated};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::Serialize;

@@ -148,7 +148,7 @@ pub struct KeyRange {
     /// `None`: still in force.
     pub to_size: Option<u64>,
     #[serde(skip)]
-    pub verifier: Option<VerifierKey>,
+    pub verifier: VerifierKey,
 }
 
 impl KeyRange {
@@ -156,9 +156,7 @@ impl KeyRange {
         self.from_size <= size && self.to_size.is_none_or(|t| size <= t)
     }
     pub(super) fn verifier(&self) -> &VerifierKey {
-        self.verifier
-            .as_ref()
-            .expect("ranges are built from parsed keys")
+        &self.verifier
     }
 }
 
@@ -212,6 +210,6 @@ impl Report {
     }
     /// The key in force after the last rotation.
     pub fn active_key(&self) -> Option<&VerifierKey> {
-        self.keys.last().and_then(|k| k.verifier.as_ref())
+        self.keys.last().map(|k| &k.verifier)
     }
 }

@@ -113,8 +113,14 @@ impl JournalWriter {
             if group {
                 st = self.linger(st, cap);
             }
-            let (mut buf, end, frontier) = if group && st.queue.buf_entries > cap {
-                let mark = st.queue.marks.pop_front().expect("a full group has a mark");
+            // A queue holding more than a group has a mark at each group's end; take up to the
+            // first. Without one (never expected) the whole queue is written, as when not full.
+            let full_group = if group && st.queue.buf_entries > cap {
+                st.queue.marks.pop_front()
+            } else {
+                None
+            };
+            let (mut buf, end, frontier) = if let Some(mark) = full_group {
                 let rest = st.queue.buf.split_off(mark.bytes);
                 let head = std::mem::replace(&mut st.queue.buf, rest);
                 st.queue.buf_entries -= cap;

@@ -202,6 +202,16 @@ impl Shared {
             }
         }
     }
+    /// Waits until the sealer is idle; the caller claims it by clearing `sealer_idle`.
+    fn sealer_idle<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        while !st.sealer_idle {
+            st = self
+                .seal_cv
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        st
+    }
     fn signer(&self) -> Arc<SignerKey> {
         self.key
             .lock()
@@ -228,7 +238,8 @@ impl std::fmt::Debug for JournalWriter {
     }
 }
 
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> JournalError {
+/// An I/O error that names what was being done to which path.
+pub(crate) fn io_err(what: &str, path: &Path, e: &std::io::Error) -> JournalError {
     JournalError::Io(std::io::Error::new(
         e.kind(),
         format!("{what} {}: {e}", path.display()),

@@ -16,7 +16,7 @@ impl JournalWriter {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| io_err("cannot create journal folder", dir, e))?;
+            .map_err(|e| io_err("cannot create journal folder", dir, &e))?;
         let entries_path = dir.join(ENTRIES_FILE);
         let entries = OpenOptions::new()
             .read(true)
@@ -24,7 +24,7 @@ impl JournalWriter {
             .create(true)
             .mode(0o600)
             .open(&entries_path)
-            .map_err(|e| io_err("cannot open", &entries_path, e))?;
+            .map_err(|e| io_err("cannot open", &entries_path, &e))?;
         lock_single_writer(&entries, &entries_path)?;
 
         let report = verify::verify_dir(
@@ -96,7 +96,7 @@ impl JournalWriter {
             .create(true)
             .mode(0o600)
             .open(&cps_path)
-            .map_err(|e| io_err("cannot open", &cps_path, e))?;
+            .map_err(|e| io_err("cannot open", &cps_path, &e))?;
         if report.tail.checkpoints_torn {
             let torn_path = free_name(dir, &format!("{CHECKPOINTS_FILE}.torn"));
             move_tail_aside(&checkpoints, report.tail.checkpoints_good_len, &torn_path)?;
@@ -130,7 +130,7 @@ impl JournalWriter {
         };
         let writer_file = entries
             .try_clone()
-            .map_err(|e| io_err("cannot open", &entries_path, e))?;
+            .map_err(|e| io_err("cannot open", &entries_path, &e))?;
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             work: Condvar::new(),
@@ -151,7 +151,7 @@ impl JournalWriter {
             let cps = checkpoints.clone();
             std::thread::Builder::new()
                 .name("agp-journal-seal".into())
-                .spawn(move || sealer(shared, cps))
+                .spawn(move || sealer(&shared, &cps))
                 .map_err(JournalError::Io)?
         };
         threads.push(sealer);
@@ -203,7 +203,7 @@ impl JournalWriter {
                 torn_sha256: None,
             };
             if let Some(p) = &self.summary.torn_file {
-                let torn = std::fs::read(p).map_err(|e| io_err("cannot read", p, e))?;
+                let torn = std::fs::read(p).map_err(|e| io_err("cannot read", p, &e))?;
                 body.torn_file = Some(p.file_name().map(|n| n.to_string_lossy().into_owned()));
                 body.torn_sha256 = Some(agp_contracts::canonical::sha256_hex(&torn));
             }
@@ -233,7 +233,7 @@ pub(super) fn lock_single_writer(entries: &File, path: &Path) -> Result<(), Jour
                     path.display()
                 )))
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err("cannot lock", path, e)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err("cannot lock", path, &e)),
         }
     }
 }
@@ -248,7 +248,7 @@ pub(super) fn unrecorded_torn_files(
     let prefix = format!("{ENTRIES_FILE}.torn");
     let mut out = Vec::new();
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| io_err("cannot list", dir, e))?
+        .map_err(|e| io_err("cannot list", dir, &e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name()
@@ -259,7 +259,7 @@ pub(super) fn unrecorded_torn_files(
         .collect();
     names.sort();
     for p in names {
-        let data = std::fs::read(&p).map_err(|e| io_err("cannot read", &p, e))?;
+        let data = std::fs::read(&p).map_err(|e| io_err("cannot read", &p, &e))?;
         let sha = agp_contracts::canonical::sha256_hex(&data);
         if !recorded.contains(&sha) {
             out.push(TornTail {
@@ -278,10 +278,14 @@ pub(super) fn free_name(dir: &Path, base: &str) -> PathBuf {
     if !first.exists() {
         return first;
     }
-    (1u32..)
-        .map(|n| dir.join(format!("{base}.{n}")))
-        .find(|p| !p.exists())
-        .expect("some suffix is free")
+    let mut n = 1u64;
+    loop {
+        let p = dir.join(format!("{base}.{n}"));
+        if !p.exists() {
+            return p;
+        }
+        n += 1;
+    }
 }
 
 /// Copies the bytes of `file` after `good_len` to a new file at `to` (fsynced), then truncates
@@ -299,17 +303,17 @@ pub(super) fn move_tail_aside(file: &File, good_len: u64, to: &Path) -> Result<(
         .create_new(true)
         .mode(0o600)
         .open(to)
-        .map_err(|e| io_err("cannot create", to, e))?;
+        .map_err(|e| io_err("cannot create", to, &e))?;
     out.write_all(&tail)
         .and_then(|()| out.sync_all())
-        .map_err(|e| io_err("cannot write", to, e))?;
+        .map_err(|e| io_err("cannot write", to, &e))?;
     file.set_len(good_len)
         .and_then(|()| file.sync_all())
         .map_err(JournalError::Io)?;
     if let Some(dir) = to.parent() {
         File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| io_err("cannot sync", dir, e))?;
+            .map_err(|e| io_err("cannot sync", dir, &e))?;
     }
     Ok(())
 }

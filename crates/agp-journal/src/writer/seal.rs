@@ -9,13 +9,7 @@ impl JournalWriter {
     pub(super) fn seal_now(&self, sync: bool) -> Result<(), JournalError> {
         let sh = &*self.shared;
         let (size, root) = {
-            let mut st = sh.lock();
-            while !st.sealer_idle {
-                st = sh
-                    .seal_cv
-                    .wait(st)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-            }
+            let mut st = sh.sealer_idle(sh.lock());
             if let Some(f) = &st.failed {
                 return Err(JournalError::Unavailable(f.clone()));
             }
@@ -28,7 +22,7 @@ impl JournalWriter {
                 .checkpoints
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            write_checkpoint(&sh.dir, &mut cps, &[&signer], size, root, sync)
+            write_checkpoint(&sh.dir, &mut cps, None, &signer, size, root, sync)
         };
         let mut st = sh.lock();
         st.sealer_idle = true;
@@ -58,14 +52,8 @@ impl JournalWriter {
         let sh = &*self.shared;
         let new_key = Arc::new(new_key);
         let new_vkey = new_key.verifier().to_string();
-        let mut st = sh.lock();
         // Keep the sealer out while the key changes hands.
-        while !st.sealer_idle {
-            st = sh
-                .seal_cv
-                .wait(st)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
+        let mut st = sh.sealer_idle(sh.lock());
         st.sealer_idle = false;
         // The statement names the entry's own seq, so it is composed under the same lock.
         let seq = st.chain.next_seq;
@@ -101,7 +89,7 @@ impl JournalWriter {
                 .checkpoints
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            write_checkpoint(&sh.dir, &mut cps, &[&old, &new_key], size, root, true)
+            write_checkpoint(&sh.dir, &mut cps, Some(&old), &new_key, size, root, true)
                 .map(|()| (receipt, size))
         });
         let mut st = sh.lock();
@@ -142,7 +130,7 @@ impl JournalWriter {
     }
 }
 
-pub(super) fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<CheckpointSink>>) {
+pub(super) fn sealer(sh: &Shared, checkpoints: &Mutex<CheckpointSink>) {
     let mut last_seal: Option<Instant> = None;
     let mut st = sh.lock();
     loop {
@@ -185,7 +173,7 @@ pub(super) fn sealer(sh: Arc<Shared>, checkpoints: Arc<Mutex<CheckpointSink>>) {
             let mut cps = checkpoints
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            write_checkpoint(&sh.dir, &mut cps, &[&signer], size, root, false)
+            write_checkpoint(&sh.dir, &mut cps, None, &signer, size, root, false)
         };
         last_seal = Some(Instant::now());
         st = sh.lock();
@@ -211,36 +199,36 @@ pub(super) struct CheckpointSink {
 }
 
 /// Appends a signed checkpoint to `checkpoints` and publishes it with its SSHSIG as the new
-/// `checkpoint` and `checkpoint.sig` (one atomic step, see [`crate::pair`]). The SSHSIG is made
-/// by the last key in `keys`.
+/// `checkpoint` and `checkpoint.sig` (one atomic step, see [`crate::pair`]). The note is signed
+/// by `signer`, after `retiring` when a rotation has both sign; the SSHSIG by `signer` alone.
 pub(super) fn write_checkpoint(
     dir: &Path,
     sink: &mut CheckpointSink,
-    keys: &[&SignerKey],
+    retiring: Option<&SignerKey>,
+    signer: &SignerKey,
     size: u64,
     root: Hash,
     sync: bool,
 ) -> Result<(), JournalError> {
-    let last = keys.last().expect("at least one key");
     let cp = Checkpoint {
-        origin: last.name().to_string(),
+        origin: signer.name().to_string(),
         size,
         root,
     };
     let text = cp.to_text();
     let mut note = format!("{text}\n");
-    for k in keys {
+    for k in retiring.into_iter().chain([signer]) {
         note.push_str(&k.signature_line(text.as_bytes()));
     }
-    let sig = sshsig::sign(last, sshsig::CHECKPOINT_NAMESPACE, note.as_bytes());
+    let sig = sshsig::sign(signer, sshsig::CHECKPOINT_NAMESPACE, note.as_bytes());
     let cps_path = dir.join(CHECKPOINTS_FILE);
     sink.file
         .write_all(note.as_bytes())
-        .map_err(|e| io_err("cannot append to", &cps_path, e))?;
+        .map_err(|e| io_err("cannot append to", &cps_path, &e))?;
     if sync {
         sink.file
             .sync_data()
-            .map_err(|e| io_err("cannot sync", &cps_path, e))?;
+            .map_err(|e| io_err("cannot sync", &cps_path, &e))?;
     }
     // Each attempt takes a fresh number, so a failed one never shares a name with a later one.
     let generation = sink.next_generation;

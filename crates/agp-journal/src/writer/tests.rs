@@ -9,11 +9,36 @@ fn opts(key: &SignerKey) -> VerifyOptions {
     }
 }
 
+/// An empty folder for a journal, and a key for it.
+fn fresh() -> (tempfile::TempDir, SignerKey) {
+    let dir = tempfile::tempdir().unwrap();
+    (dir, SignerKey::generate("agp.test/log").unwrap())
+}
+
+/// Opens the journal in `dir` with `key` and the default options.
+fn reopen(dir: &Path, key: &SignerKey) -> Result<JournalWriter, JournalError> {
+    JournalWriter::open(dir, key.clone(), JournalOptions::default())
+}
+
+/// Opens the journal in `dir` (creating or recovering it) and closes it again.
+fn open_and_close(dir: &Path, key: &SignerKey) {
+    reopen(dir, key).unwrap().close().unwrap();
+}
+
 /// The verify report of the journal in `dir` under `key`, which must have no findings.
 fn verified_clean(dir: &Path, key: &SignerKey) -> crate::verify::Report {
     let report = verify_dir(dir, &opts(key)).unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
     report
+}
+
+/// Checks the appends got exactly the seqs 1 to `n`, closes `w`, and checks the journal verifies
+/// clean with those `n` entries after the genesis.
+fn closed_with_every_seq(seqs: &[u64], n: u64, w: &JournalWriter, dir: &Path, key: &SignerKey) {
+    assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+    w.close().unwrap();
+    let report = verified_clean(dir, key);
+    assert_eq!(report.entries, n + 1);
 }
 
 /// Runs `work(t)` on `threads` threads at once; every sequence number they return, sorted.
@@ -44,9 +69,8 @@ fn writer_is_shareable_between_threads() {
 
 #[test]
 fn appends_verify_and_reopen_continues_the_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SignerKey::generate("agp.test/log").unwrap();
-    let w = JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap();
+    let (dir, key) = fresh();
+    let w = reopen(dir.path(), &key).unwrap();
     assert!(w.open_summary().created);
     for i in 0..10 {
         let r = w
@@ -59,7 +83,7 @@ fn appends_verify_and_reopen_continues_the_chain() {
     let report = verified_clean(dir.path(), &key);
     assert_eq!((report.entries, report.sealed_size), (11, 11));
 
-    let w = JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap();
+    let w = reopen(dir.path(), &key).unwrap();
     assert_eq!(w.append("session.ended", None, json!({})).unwrap().seq, 11);
     w.close().unwrap();
     verified_clean(dir.path(), &key);
@@ -76,8 +100,7 @@ fn concurrent_group_appends_are_all_durable_and_verify() {
 }
 
 fn concurrent_appends(durability: Durability) {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SignerKey::generate("agp.test/log").unwrap();
+    let (dir, key) = fresh();
     let w = Arc::new(
         JournalWriter::open(
             dir.path(),
@@ -97,18 +120,14 @@ fn concurrent_appends(durability: Durability) {
             })
             .collect()
     });
-    assert_eq!(seqs, (1..=400).collect::<Vec<_>>());
-    w.close().unwrap();
-    let report = verified_clean(dir.path(), &key);
-    assert_eq!(report.entries, 401);
+    closed_with_every_seq(&seqs, 400, &w, dir.path(), &key);
 }
 
 #[test]
 fn small_groups_cut_at_their_bound_and_every_checkpoint_verifies() {
     // Groups of 3 with batches of 2 from 12 threads: commits are cut mid-queue and batches
     // straddle the cuts; a checkpoint after every commit checks each cut's root.
-    let dir = tempfile::tempdir().unwrap();
-    let key = SignerKey::generate("agp.test/log").unwrap();
+    let (dir, key) = fresh();
     let jopts = JournalOptions {
         group_max_entries: 3,
         checkpoint_interval: Duration::ZERO,
@@ -129,17 +148,13 @@ fn small_groups_cut_at_their_bound_and_every_checkpoint_verifies() {
         }
         seqs
     });
-    assert_eq!(seqs, (1..=480).collect::<Vec<_>>());
-    w.close().unwrap();
-    let report = verified_clean(dir.path(), &key);
-    assert_eq!(report.entries, 481);
+    closed_with_every_seq(&seqs, 480, &w, dir.path(), &key);
 }
 
 #[test]
 fn a_lone_group_append_does_not_wait_for_the_group_to_fill() {
     // With an hour's bound, an append that waited for company would never return.
-    let dir = tempfile::tempdir().unwrap();
-    let key = SignerKey::generate("agp.test/log").unwrap();
+    let (dir, key) = fresh();
     let jopts = JournalOptions {
         group_max_wait: Duration::from_secs(3600),
         ..JournalOptions::with_durability(Durability::Group)
@@ -161,8 +176,7 @@ fn a_lone_group_append_does_not_wait_for_the_group_to_fill() {
 #[test]
 fn a_batch_with_a_refused_event_appends_nothing() {
     for durability in [Durability::Entry, Durability::Group] {
-        let dir = tempfile::tempdir().unwrap();
-        let key = SignerKey::generate("agp.test/log").unwrap();
+        let (dir, key) = fresh();
         let w = JournalWriter::open(
             dir.path(),
             key.clone(),
@@ -198,15 +212,14 @@ fn a_batch_with_a_refused_event_appends_nothing() {
 
 #[test]
 fn refuses_floats_second_writer_and_foreign_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SignerKey::generate("agp.test/log").unwrap();
-    let w = JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap();
+    let (dir, key) = fresh();
+    let w = reopen(dir.path(), &key).unwrap();
     assert!(matches!(
         w.append("x.y", None, json!({"f": 0.5})),
         Err(JournalError::Refused(_))
     ));
     assert!(matches!(
-        JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()),
+        reopen(dir.path(), &key),
         Err(JournalError::Unavailable(_))
     ));
     w.close().unwrap();
@@ -217,9 +230,8 @@ fn refuses_floats_second_writer_and_foreign_key() {
 
 #[test]
 fn torn_tail_is_moved_aside_and_recorded() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SignerKey::generate("agp.test/log").unwrap();
-    let w = JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap();
+    let (dir, key) = fresh();
+    let w = reopen(dir.path(), &key).unwrap();
     w.append("a.b", None, json!({})).unwrap();
     w.close().unwrap();
     drop(w);
@@ -230,7 +242,7 @@ fn torn_tail_is_moved_aside_and_recorded() {
     assert!(report.intact);
     assert!(report.has(Code::TornTail));
 
-    let w = JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap();
+    let w = reopen(dir.path(), &key).unwrap();
     let s = w.open_summary().clone();
     assert_eq!(s.torn_bytes, 14);
     assert_eq!(
@@ -244,9 +256,8 @@ fn torn_tail_is_moved_aside_and_recorded() {
 
 #[test]
 fn refuses_to_extend_a_truncated_or_tampered_journal() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SignerKey::generate("agp.test/log").unwrap();
-    let w = JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap();
+    let (dir, key) = fresh();
+    let w = reopen(dir.path(), &key).unwrap();
     for i in 0..5 {
         w.append("a.b", None, json!({"i": i})).unwrap();
     }
@@ -258,56 +269,39 @@ fn refuses_to_extend_a_truncated_or_tampered_journal() {
 
     // Shorter than its last checkpoint.
     std::fs::write(&entries, format!("{}\n", lines[..4].join("\n"))).unwrap();
-    let err = JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap_err();
+    let err = reopen(dir.path(), &key).unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");
 
     // An altered entry must not be laundered by a fresh signature.
     let altered = text.replace("{\"i\":2}", "{\"i\":7}");
     std::fs::write(&entries, altered).unwrap();
-    let err = JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap_err();
+    let err = reopen(dir.path(), &key).unwrap_err();
     assert!(err.to_string().contains("fails verification"), "{err}");
     std::fs::write(&entries, &text).unwrap();
-    JournalWriter::open(dir.path(), key, JournalOptions::default())
-        .unwrap()
-        .close()
-        .unwrap();
+    open_and_close(dir.path(), &key);
 }
 
 #[test]
 fn a_damaged_latest_checkpoint_is_rewritten_on_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SignerKey::generate("agp.test/log").unwrap();
-    JournalWriter::open(dir.path(), key.clone(), JournalOptions::default())
-        .unwrap()
-        .close()
-        .unwrap();
+    let (dir, key) = fresh();
+    open_and_close(dir.path(), &key);
     // Power loss after renaming an unsynced file: an empty checkpoint.
     std::fs::write(dir.path().join(CHECKPOINT_FILE), b"").unwrap();
     assert!(!verify_dir(dir.path(), &opts(&key)).unwrap().intact);
-    JournalWriter::open(dir.path(), key.clone(), JournalOptions::default())
-        .unwrap()
-        .close()
-        .unwrap();
+    open_and_close(dir.path(), &key);
     verified_clean(dir.path(), &key);
 }
 
 #[test]
 fn torn_checkpoint_is_moved_aside() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SignerKey::generate("agp.test/log").unwrap();
-    JournalWriter::open(dir.path(), key.clone(), JournalOptions::default())
-        .unwrap()
-        .close()
-        .unwrap();
+    let (dir, key) = fresh();
+    open_and_close(dir.path(), &key);
     let cps = dir.path().join(CHECKPOINTS_FILE);
     let mut f = OpenOptions::new().append(true).open(&cps).unwrap();
     f.write_all(b"agp.test/log\n9\n").unwrap();
     let report = verify_dir(dir.path(), &opts(&key)).unwrap();
     assert!(report.intact && report.has(Code::TornCheckpoint));
-    JournalWriter::open(dir.path(), key.clone(), JournalOptions::default())
-        .unwrap()
-        .close()
-        .unwrap();
+    open_and_close(dir.path(), &key);
     assert_eq!(
         std::fs::read(dir.path().join("checkpoints.torn")).unwrap(),
         b"agp.test/log\n9\n"
@@ -317,15 +311,11 @@ fn torn_checkpoint_is_moved_aside() {
 
 #[test]
 fn a_torn_tail_moved_aside_but_never_journaled_is_journaled_on_the_next_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SignerKey::generate("agp.test/log").unwrap();
-    JournalWriter::open(dir.path(), key.clone(), JournalOptions::default())
-        .unwrap()
-        .close()
-        .unwrap();
+    let (dir, key) = fresh();
+    open_and_close(dir.path(), &key);
     // As if an open had moved a torn line aside and crashed before journaling it.
     std::fs::write(dir.path().join("entries.jsonl.torn"), b"{\"half").unwrap();
-    let w = JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap();
+    let w = reopen(dir.path(), &key).unwrap();
     assert_eq!(w.open_summary().recovered_seq, Some(1));
     w.close().unwrap();
     drop(w);
@@ -333,7 +323,7 @@ fn a_torn_tail_moved_aside_but_never_journaled_is_journaled_on_the_next_open() {
     let rec: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
     assert_eq!(rec["body"]["earlier_torn"][0]["bytes"], 6);
     // Recorded now: the next open has nothing to add.
-    let w = JournalWriter::open(dir.path(), key, JournalOptions::default()).unwrap();
+    let w = reopen(dir.path(), &key).unwrap();
     assert_eq!(w.open_summary().recovered_seq, None);
 }
 

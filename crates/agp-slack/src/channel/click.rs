@@ -147,7 +147,7 @@ impl Inner {
                 let waiter = self
                     .waiters
                     .lock()
-                    .expect("waiters lock")
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(&updated.nonce);
                 if let Some(tx) = waiter {
                     let _ = tx.send(outcome.clone());

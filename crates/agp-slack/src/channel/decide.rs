@@ -123,24 +123,17 @@ impl Click {
     fn parse(p: &Value) -> Option<Click> {
         let user_id = p.pointer("/user/id")?.as_str()?.to_owned();
         let action = p.pointer("/actions/0")?;
-        let container = p.get("container");
-        let channel_id = container
-            .and_then(|c| c.get("channel_id"))
-            .or_else(|| p.pointer("/channel/id"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let message_ts = container
-            .and_then(|c| c.get("message_ts"))
-            .or_else(|| p.pointer("/message/ts"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let thread_ts = container
-            .and_then(|c| c.get("thread_ts"))
-            .or_else(|| p.pointer("/message/thread_ts"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        // The container names where the button is; older payloads only carry the message.
+        let located = |member: &str, fallback: &str| {
+            p.get("container")
+                .and_then(|c| c.get(member))
+                .or_else(|| p.pointer(fallback))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let channel_id = located("channel_id", "/channel/id").unwrap_or_default();
+        let message_ts = located("message_ts", "/message/ts").unwrap_or_default();
+        let thread_ts = located("thread_ts", "/message/thread_ts");
         Some(Click {
             user_id,
             action: action.get("action_id")?.as_str()?.to_owned(),

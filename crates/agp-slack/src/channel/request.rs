@@ -94,7 +94,7 @@ impl Inner {
             let (tx, rx) = oneshot::channel();
             self.waiters
                 .lock()
-                .expect("waiters lock")
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(record.nonce.clone(), tx);
             let guard = WaiterGuard {
                 inner: self.clone(),

@@ -4,12 +4,12 @@
 //! agent gets `allow`; the journal names both Slack approvers. The state database is shared
 //! between the daemon's tables and the channel's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use agp_daemon::{Daemon, DaemonConfig, Parts, Redactor, SessionParams};
-use agp_gateway::{Client, SessionMode, ToolCallRequest};
+use agp_gateway::{Client, ClientError, SessionMode, ToolCallRequest, VerdictMessage};
 use agp_slack::fake::{self, FakeSlack};
 use agp_slack::{Secret, SlackChannel, SlackConfig, SqliteStore};
 use serde_json::{json, Value};
@@ -65,31 +65,12 @@ async fn a_require_verdict_is_approved_in_slack_by_the_people_the_policy_names()
         let _ = stopped.await;
     }));
     let session = daemon
-        .open_session(SessionParams {
-            intendant: "claude-code".into(),
-            repo: repo.clone(),
-            task: "make a build dir".into(),
-            mode: SessionMode::Gate,
-        })
+        .open_session(session_params(repo.clone()))
         .await
         .unwrap();
 
     // The agent's hook asks, and waits (blocking client, as the hook binary uses).
-    let socket = config.socket_path();
-    let token = session.token.clone();
-    let cwd = repo.display().to_string();
-    let asked = tokio::task::spawn_blocking(move || {
-        let mut c = Client::connect(&socket, Duration::from_secs(90)).unwrap();
-        c.hello(&token).unwrap();
-        c.request(&ToolCallRequest {
-            id: "call-1".into(),
-            tool_use_id: Some("toolu_1".into()),
-            tool: "Bash".into(),
-            input: json!({"command": "mkdir build"}),
-            cwd,
-        })
-        .unwrap()
-    });
+    let asked = hook_asks_mkdir(&config, session.token.clone(), &repo, Some("toolu_1"));
 
     let Some(msg) = slack.wait_approval(0, WAIT).await else {
         panic!(
@@ -116,22 +97,20 @@ async fn a_require_verdict_is_approved_in_slack_by_the_people_the_policy_names()
 
     // Carol is a configured approver, but this rule names only Alice and Bob.
     slack.click("UCAROL", &msg.ts, "agp_allow").unwrap();
-    assert!(slack
-        .wait_ephemeral("UCAROL", "not an approver", WAIT)
-        .await
-        .is_some());
+    expect_ephemeral(&slack, "UCAROL", "not an approver").await;
     slack.click("UALICE", &msg.ts, "agp_allow").unwrap();
-    assert!(slack
-        .wait_ephemeral("UALICE", "1 of 2", WAIT)
-        .await
-        .is_some());
+    expect_ephemeral(&slack, "UALICE", "1 of 2").await;
     assert!(
         !asked.is_finished(),
         "one approval of two must not release the call"
     );
     slack.click("UBOB", &msg.ts, "agp_allow").unwrap();
 
-    let verdict = tokio::time::timeout(WAIT, asked).await.unwrap().unwrap();
+    let verdict = tokio::time::timeout(WAIT, asked)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(
         verdict.decision,
         agp_contracts::Decision::Allow,
@@ -153,6 +132,47 @@ async fn a_require_verdict_is_approved_in_slack_by_the_people_the_policy_names()
 
     let _ = stop.send(());
     let _ = served.await;
+}
+
+/// The session both tests open: Claude Code making a build directory in `repo`.
+fn session_params(repo: PathBuf) -> SessionParams {
+    SessionParams {
+        intendant: "claude-code".into(),
+        repo,
+        task: "make a build dir".into(),
+        mode: SessionMode::Gate,
+    }
+}
+
+/// The agent's hook asks to run `mkdir build` in the session of `token` and waits for the
+/// verdict (a blocking client, as the hook binary uses).
+fn hook_asks_mkdir(
+    config: &DaemonConfig,
+    token: String,
+    repo: &Path,
+    tool_use_id: Option<&str>,
+) -> tokio::task::JoinHandle<Result<VerdictMessage, ClientError>> {
+    let socket = config.socket_path();
+    let request = ToolCallRequest {
+        id: "call-1".into(),
+        tool_use_id: tool_use_id.map(str::to_owned),
+        tool: "Bash".into(),
+        input: json!({"command": "mkdir build"}),
+        cwd: repo.display().to_string(),
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut c = Client::connect(&socket, Duration::from_secs(90)).unwrap();
+        c.hello(&token).unwrap();
+        c.request(&request)
+    })
+}
+
+/// Waits until `user` was told something containing `text`.
+async fn expect_ephemeral(slack: &FakeSlack, user: &str, text: &str) {
+    assert!(
+        slack.wait_ephemeral(user, text, WAIT).await.is_some(),
+        "{user} was never told {text:?}"
+    );
 }
 
 /// A repository and a daemon configuration in a fresh tempdir (kept alive by the caller).
@@ -221,22 +241,10 @@ async fn a_daemon_killed_mid_approval_reattaches_to_the_slack_message_and_keeps_
             repo.clone(),
         );
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = super::killable_runtime();
             rt.block_on(async {
                 let daemon = daemon_with_slack(&config, cfg, journal).await;
-                let session = daemon
-                    .open_session(SessionParams {
-                        intendant: "claude-code".into(),
-                        repo,
-                        task: "make a build dir".into(),
-                        mode: SessionMode::Gate,
-                    })
-                    .await
-                    .unwrap();
+                let session = daemon.open_session(session_params(repo)).await.unwrap();
                 tokio::spawn(daemon.serve(std::future::pending()));
                 token_tx.send(session.token).unwrap();
             });
@@ -245,28 +253,13 @@ async fn a_daemon_killed_mid_approval_reattaches_to_the_slack_message_and_keeps_
         })
     };
     let token = token_rx.recv().unwrap();
-    let socket = config.socket_path();
-    let cwd = repo.display().to_string();
-    let asked = tokio::task::spawn_blocking(move || {
-        let mut c = Client::connect(&socket, Duration::from_secs(90)).unwrap();
-        c.hello(&token).unwrap();
-        c.request(&ToolCallRequest {
-            id: "call-1".into(),
-            tool_use_id: None,
-            tool: "Bash".into(),
-            input: json!({"command": "mkdir build"}),
-            cwd,
-        })
-    });
+    let asked = hook_asks_mkdir(&config, token, &repo, None);
     let msg = slack
         .wait_approval(0, WAIT)
         .await
         .expect("no approval in Slack");
     slack.click("UALICE", &msg.ts, "agp_allow").unwrap();
-    assert!(slack
-        .wait_ephemeral("UALICE", "1 of 2", WAIT)
-        .await
-        .is_some());
+    expect_ephemeral(&slack, "UALICE", "1 of 2").await;
 
     kill_tx.send(()).unwrap();
     first.join().unwrap();

@@ -2,3 +2,13 @@ mod blocks_snapshots;
 mod daemon_loop;
 mod secrets;
 mod slack;
+
+/// A runtime of its own for a daemon a test kills: shutting it down drops every task, timer
+/// and socket at once, as SIGKILL would.
+fn killable_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}

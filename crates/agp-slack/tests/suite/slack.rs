@@ -44,7 +44,7 @@ struct Rig {
     fake: FakeSlack,
     journal: Arc<Recorder>,
     store: Arc<SqliteStore>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn config(fake: &FakeSlack, approvers: &[&str]) -> SlackConfig {
@@ -80,7 +80,7 @@ async fn rig() -> Rig {
         fake,
         journal: Arc::default(),
         store,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -102,6 +102,59 @@ impl Rig {
         );
         ch
     }
+}
+
+impl Rig {
+    /// A channel for `approvers`, asked `req` in the background, and the approval it posted.
+    async fn asking(
+        &self,
+        approvers: &[&str],
+        req: ApprovalRequest,
+    ) -> (Arc<SlackChannel>, Asked, PostedMessage) {
+        let ch = Arc::new(self.channel(approvers).await);
+        let h = ask(&ch, req);
+        let msg = approval(&self.fake, 0).await;
+        (ch, h, msg)
+    }
+
+    /// Waits until the channel has journaled a refused click for `reason`.
+    async fn expect_rejection(&self, reason: &str) {
+        assert!(
+            self.journal.wait_rejection(reason).await,
+            "no {reason:?} rejection: {:?}",
+            self.journal.rejections()
+        );
+    }
+
+    /// Waits until `user` was told something containing `text`.
+    async fn expect_ephemeral(&self, user: &str, text: &str) -> fake::Ephemeral {
+        self.fake
+            .wait_ephemeral(user, text, WAIT)
+            .await
+            .unwrap_or_else(|| panic!("{user} was never told {text:?}"))
+    }
+
+    /// `user` clicks the `action` button taken from `from` on the message `on` (a replayed,
+    /// stale or foreign button).
+    fn click_button_of(&self, user: &str, on: &PostedMessage, action: &str, from: &PostedMessage) {
+        self.fake
+            .click_value(user, &on.ts, action, &button_value(from, action))
+            .unwrap();
+    }
+
+    /// Alice allows `msg` and the call waiting in `h` is granted.
+    async fn alice_allows(&self, msg: &PostedMessage, h: Asked) {
+        self.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
+        assert!(outcome(h).await.is_granted());
+    }
+}
+
+/// A `request_approval` running in the background.
+type Asked = tokio::task::JoinHandle<ApprovalOutcome>;
+
+/// A request for call `c1` that expires in 30 s.
+fn request_c1(quorum: u32) -> ApprovalRequest {
+    request("c1", quorum, Duration::from_secs(30))
 }
 
 fn request(call: &str, quorum: u32, expires_in: Duration) -> ApprovalRequest {
@@ -127,7 +180,7 @@ fn now_ms() -> u64 {
 }
 
 /// Runs `request_approval` in the background.
-fn ask(ch: &Arc<SlackChannel>, req: ApprovalRequest) -> tokio::task::JoinHandle<ApprovalOutcome> {
+fn ask(ch: &Arc<SlackChannel>, req: ApprovalRequest) -> Asked {
     let ch = ch.clone();
     tokio::spawn(async move { ch.request_approval(&req).await.unwrap() })
 }
@@ -138,7 +191,7 @@ async fn approval(fake: &FakeSlack, nth: usize) -> PostedMessage {
         .expect("approval never posted")
 }
 
-async fn outcome(h: tokio::task::JoinHandle<ApprovalOutcome>) -> ApprovalOutcome {
+async fn outcome(h: Asked) -> ApprovalOutcome {
     tokio::time::timeout(WAIT, h)
         .await
         .expect("no decision")
@@ -173,7 +226,7 @@ async fn approve_posts_in_the_session_thread_and_records_who() {
     ch.project("session.started", Some("sess-1"), &started)
         .await
         .unwrap();
-    let h = ask(&ch, request("c1", 1, Duration::from_secs(30)));
+    let h = ask(&ch, request_c1(1));
     let msg = approval(&r.fake, 0).await;
     let root = r
         .fake
@@ -218,9 +271,7 @@ async fn approve_posts_in_the_session_thread_and_records_who() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_is_a_human_deny() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
-    let h = ask(&ch, request("c1", 1, Duration::from_secs(30)));
-    let msg = approval(&r.fake, 0).await;
+    let (_ch, h, msg) = r.asking(&["UALICE"], request_c1(1)).await;
     r.fake.click("UALICE", &msg.ts, "agp_deny").unwrap();
     match outcome(h).await {
         ApprovalOutcome::Denied { by, .. } => assert_eq!(by.id, "UALICE"),
@@ -232,29 +283,14 @@ async fn deny_is_a_human_deny() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_denies_updates_the_message_and_later_clicks_are_refused() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
-    let h = ask(&ch, request("c1", 1, Duration::from_millis(1500)));
-    let msg = approval(&r.fake, 0).await;
+    let (ch, h, msg) = r
+        .asking(&["UALICE"], request("c1", 1, Duration::from_millis(1500)))
+        .await;
     assert_eq!(outcome(h).await, ApprovalOutcome::Timeout);
     wait_final(&r.fake, &msg.ts, "Timed out").await;
-    r.fake
-        .click_value(
-            "UALICE",
-            &msg.ts,
-            "agp_allow",
-            &button_value(&msg, "agp_allow"),
-        )
-        .unwrap();
-    assert!(
-        r.journal.wait_rejection("expired").await,
-        "{:?}",
-        r.journal.rejections()
-    );
-    assert!(r
-        .fake
-        .wait_ephemeral("UALICE", "expired", WAIT)
-        .await
-        .is_some());
+    r.click_button_of("UALICE", &msg, "agp_allow", &msg);
+    r.expect_rejection("expired").await;
+    r.expect_ephemeral("UALICE", "expired").await;
     // The stored outcome stays a timeout.
     let again = ch
         .request_approval(&request("c1", 1, Duration::from_millis(1500)))
@@ -265,26 +301,13 @@ async fn timeout_denies_updates_the_message_and_later_clicks_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_click_is_refused_and_journaled() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE", "UBOB"]).await);
-    let h = ask(&ch, request("c1", 1, Duration::from_secs(30)));
-    let msg = approval(&r.fake, 0).await;
-    r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
-    assert!(outcome(h).await.is_granted());
+    let (_ch, h, msg) = r.asking(&["UALICE", "UBOB"], request_c1(1)).await;
+    r.alice_allows(&msg, h).await;
     wait_final(&r.fake, &msg.ts, "Allowed").await;
     // Bob replays the old button (e.g. from a cached client) after the decision.
-    r.fake
-        .click_value("UBOB", &msg.ts, "agp_deny", &button_value(&msg, "agp_deny"))
-        .unwrap();
-    assert!(
-        r.journal.wait_rejection("replayed").await,
-        "{:?}",
-        r.journal.rejections()
-    );
-    assert!(r
-        .fake
-        .wait_ephemeral("UBOB", "already decided", WAIT)
-        .await
-        .is_some());
+    r.click_button_of("UBOB", &msg, "agp_deny", &msg);
+    r.expect_rejection("replayed").await;
+    r.expect_ephemeral("UBOB", "already decided").await;
     let entry = r.journal.events().last().cloned().unwrap();
     assert_eq!(entry.1.as_deref(), Some("sess-1"));
     assert_eq!(entry.2["user"]["id"], "UBOB");
@@ -308,21 +331,15 @@ fn button_value(msg: &PostedMessage, action: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_approvers_and_bots_cannot_decide_and_do_not_burn_the_nonce() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
-    let h = ask(&ch, request("c1", 1, Duration::from_secs(30)));
-    let msg = approval(&r.fake, 0).await;
+    let (_ch, h, msg) = r.asking(&["UALICE"], request_c1(1)).await;
     r.fake.click("UMALLORY", &msg.ts, "agp_allow").unwrap();
-    assert!(r.journal.wait_rejection("not_an_approver").await);
-    assert!(r
-        .fake
-        .wait_ephemeral("UMALLORY", "not an approver", WAIT)
-        .await
-        .is_some());
+    r.expect_rejection("not_an_approver").await;
+    r.expect_ephemeral("UMALLORY", "not an approver").await;
     r.fake.click("UROBOT", &msg.ts, "agp_allow").unwrap();
-    assert!(r.journal.wait_rejection("bot").await);
+    r.expect_rejection("bot").await;
     // A user Slack does not know (users.info fails) is refused too, without deciding anything.
     r.fake.click("UNOBODY", &msg.ts, "agp_deny").unwrap();
-    assert!(r.journal.wait_rejection("approver_lookup_failed").await);
+    r.expect_rejection("approver_lookup_failed").await;
     assert!(!h.is_finished());
     assert!(r.fake.message(&msg.ts).unwrap().has_buttons());
     r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
@@ -333,33 +350,22 @@ async fn non_approvers_and_bots_cannot_decide_and_do_not_burn_the_nonce() {
 async fn forged_or_foreign_buttons_are_refused() {
     let r = rig().await;
     let ch = Arc::new(r.channel(&["UALICE"]).await);
-    let h1 = ask(&ch, request("c1", 1, Duration::from_secs(30)));
+    let h1 = ask(&ch, request_c1(1));
     let m1 = approval(&r.fake, 0).await;
     let mut other = request("c2", 1, Duration::from_secs(30));
     other.input_sha256 = "11".repeat(32);
     let h2 = ask(&ch, other);
     let m2 = approval(&r.fake, 1).await;
     // c2's button clicked on c1's message: the nonce is real but bound elsewhere.
-    r.fake
-        .click_value(
-            "UALICE",
-            &m1.ts,
-            "agp_allow",
-            &button_value(&m2, "agp_allow"),
-        )
-        .unwrap();
-    assert!(
-        r.journal.wait_rejection("mismatch").await,
-        "{:?}",
-        r.journal.rejections()
-    );
+    r.click_button_of("UALICE", &m1, "agp_allow", &m2);
+    r.expect_rejection("mismatch").await;
     // The right nonce with a different input hash.
     let v = button_value(&m1, "agp_allow").replace("9f86d081", "00000000");
     r.fake
         .click_value("UALICE", &m1.ts, "agp_allow", &v)
         .unwrap();
     for _ in 0..2 {
-        assert!(r.journal.wait_rejection("mismatch").await);
+        r.expect_rejection("mismatch").await;
     }
     // A nonce never issued, and a value that is not ours at all.
     let v = button_value(&m1, "agp_allow").replace(&nonce_of(&m1)[..8], "deadbeef");
@@ -369,7 +375,7 @@ async fn forged_or_foreign_buttons_are_refused() {
     r.fake
         .click_value("UALICE", &m1.ts, "agp_allow", "approve!")
         .unwrap();
-    assert!(r.journal.wait_rejection("unknown_nonce").await);
+    r.expect_rejection("unknown_nonce").await;
     assert!(!h1.is_finished() && !h2.is_finished());
     r.fake.click("UALICE", &m1.ts, "agp_allow").unwrap();
     r.fake.click("UALICE", &m2.ts, "agp_deny").unwrap();
@@ -382,14 +388,10 @@ async fn alice_allowed_one_of_two(
     r: &Rig,
     ch: &Arc<SlackChannel>,
 ) -> (tokio::task::JoinHandle<ApprovalOutcome>, PostedMessage) {
-    let h = ask(ch, request("c1", 2, Duration::from_secs(30)));
+    let h = ask(ch, request_c1(2));
     let msg = approval(&r.fake, 0).await;
     r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
-    assert!(r
-        .fake
-        .wait_ephemeral("UALICE", "1 of 2", WAIT)
-        .await
-        .is_some());
+    r.expect_ephemeral("UALICE", "1 of 2").await;
     (h, msg)
 }
 
@@ -404,7 +406,7 @@ async fn two_of_three_quorum_counts_a_duplicate_click_once() {
     let ch = Arc::new(r.channel(&["UALICE", "UBOB", "UCAROL"]).await);
     let (h, msg) = alice_allowed_one_of_two(&r, &ch).await;
     r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
-    assert!(r.journal.wait_rejection("duplicate_vote").await);
+    r.expect_rejection("duplicate_vote").await;
     assert!(!h.is_finished());
     let progress = r.fake.message(&msg.ts).unwrap();
     assert!(progress.has_buttons() && progress.all_text().contains("1 of 2"));
@@ -430,10 +432,7 @@ async fn any_deny_wins_over_earlier_approvals() {
 async fn an_unreachable_quorum_is_refused_up_front() {
     let r = rig().await;
     let ch = Arc::new(r.channel(&["UALICE"]).await);
-    let o = ch
-        .request_approval(&request("c1", 2, Duration::from_secs(30)))
-        .await
-        .unwrap();
+    let o = ch.request_approval(&request_c1(2)).await.unwrap();
     assert!(matches!(o, ApprovalOutcome::Unavailable { .. }), "{o:?}");
     // The request's own approver list narrows who may decide.
     let mut only_bob = request("c2", 1, Duration::from_secs(30));
@@ -454,10 +453,10 @@ async fn user_group_members_may_decide() {
         .unwrap();
     assert!(ch.wait_connected(1, WAIT).await);
     let ch = Arc::new(ch);
-    let h = ask(&ch, request("c1", 1, Duration::from_secs(30)));
+    let h = ask(&ch, request_c1(1));
     let msg = approval(&r.fake, 0).await;
     r.fake.click("UBOB", &msg.ts, "agp_allow").unwrap();
-    assert!(r.journal.wait_rejection("not_an_approver").await);
+    r.expect_rejection("not_an_approver").await;
     r.fake.click("UCAROL", &msg.ts, "agp_allow").unwrap();
     assert_eq!(granted_ids(&outcome(h).await), ["UCAROL"]);
 }
@@ -466,22 +465,17 @@ async fn user_group_members_may_decide() {
 async fn details_shows_the_whole_input_to_the_clicker_only() {
     let r = rig().await;
     let ch = Arc::new(r.channel(&["UALICE"]).await);
-    let mut req = request("c1", 1, Duration::from_secs(30));
+    let mut req = request_c1(1);
     req.redacted_input =
         json!({"file_path": "/src/x", "content": format!("{}TAIL-MARKER", "a".repeat(3000))});
     let h = ask(&ch, req);
     let msg = approval(&r.fake, 0).await;
     assert!(!msg.all_text().contains("TAIL-MARKER"));
     r.fake.click("UBOB", &msg.ts, "agp_details").unwrap();
-    let e = r
-        .fake
-        .wait_ephemeral("UBOB", "TAIL-MARKER", WAIT)
-        .await
-        .expect("no details");
+    let e = r.expect_ephemeral("UBOB", "TAIL-MARKER").await;
     assert_eq!(e.thread_ts, msg.thread_ts);
     assert!(!h.is_finished(), "Details must not decide");
-    r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
-    assert!(outcome(h).await.is_granted());
+    r.alice_allows(&msg, h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,17 +504,13 @@ async fn disconnects_mid_approval_reconnect_through_a_fresh_url() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_daemon_reattaches_to_the_posted_approval() {
     let r = rig().await;
-    let req = request("c1", 2, Duration::from_secs(30));
+    let req = request_c1(2);
     let msg = {
         let first = Arc::new(r.channel(&["UALICE", "UBOB"]).await);
         let h = ask(&first, req.clone());
         let msg = approval(&r.fake, 0).await;
         r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
-        assert!(r
-            .fake
-            .wait_ephemeral("UALICE", "1 of 2", WAIT)
-            .await
-            .is_some());
+        r.expect_ephemeral("UALICE", "1 of 2").await;
         // The daemon dies: the waiting future and the socket go away.
         h.abort();
         drop(first);
@@ -528,7 +518,7 @@ async fn a_restarted_daemon_reattaches_to_the_posted_approval() {
     };
     let posted_before = r.fake.messages().len();
     // A new process opens the same state.db.
-    let dir_db = SqliteStore::open(&r._dir.path().join("state.db")).unwrap();
+    let dir_db = SqliteStore::open(&r.dir.path().join("state.db")).unwrap();
     assert_eq!(dir_db.undecided().unwrap().len(), 1);
     let second = Arc::new(
         SlackChannel::builder(config(&r.fake, &["UALICE", "UBOB"]), Arc::new(dir_db))
@@ -561,13 +551,12 @@ async fn rate_limits_are_waited_out() {
         auth[1] - auth[0] >= Duration::from_secs(1),
         "Retry-After was not respected"
     );
-    let h = ask(&ch, request("c1", 1, Duration::from_secs(30)));
+    let h = ask(&ch, request_c1(1));
     let msg = approval(&r.fake, 0).await;
     let posts = r.fake.calls("chat.postMessage");
     assert!(posts.len() >= 3);
     assert!(posts[1] - posts[0] >= Duration::from_secs(1));
-    r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
-    assert!(outcome(h).await.is_granted());
+    r.alice_allows(&msg, h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -595,9 +584,7 @@ async fn slack_down_fails_closed_after_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_envelopes_are_ignored_and_the_channel_keeps_working() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
-    let h = ask(&ch, request("c1", 1, Duration::from_secs(30)));
-    let msg = approval(&r.fake, 0).await;
+    let (_ch, h, msg) = r.asking(&["UALICE"], request_c1(1)).await;
     for junk in [
         "not json at all",
         "[1,2,3]",
@@ -615,8 +602,7 @@ async fn malformed_envelopes_are_ignored_and_the_channel_keeps_working() {
     }
     assert_eq!(r.fake.hellos(), 1, "garbage must not cost the connection");
     assert!(!h.is_finished());
-    r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
-    assert!(outcome(h).await.is_granted());
+    r.alice_allows(&msg, h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -634,9 +620,9 @@ async fn bad_tokens_are_refused_at_start_without_leaking_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_approval_still_loses_its_buttons_at_expiry() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
-    let h = ask(&ch, request("c1", 1, Duration::from_millis(1200)));
-    let msg = approval(&r.fake, 0).await;
+    let (_ch, h, msg) = r
+        .asking(&["UALICE"], request("c1", 1, Duration::from_millis(1200)))
+        .await;
     // The daemon gives up on the call (its own timeout, a cancelled session).
     h.abort();
     wait_final(&r.fake, &msg.ts, "Timed out").await;
@@ -654,11 +640,7 @@ async fn approvals_that_expired_while_the_daemon_was_down_are_closed_on_start() 
     let store = r.store.clone();
     let req = request("c1", 1, Duration::from_millis(1500));
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = super::killable_runtime();
         rt.block_on(async {
             let ch = SlackChannel::builder(cfg, store.clone())
                 .start()
@@ -708,10 +690,9 @@ async fn link_disabled_backs_off_then_reconnects_and_bad_urls_are_retried() {
     r.fake.drop_connection().unwrap();
     assert!(r.fake.wait_hellos(3, WAIT).await);
     assert!(r.fake.calls("apps.connections.open").len() >= 5);
-    let h = ask(&ch, request("c1", 1, Duration::from_secs(30)));
+    let h = ask(&ch, request_c1(1));
     let msg = approval(&r.fake, 0).await;
-    r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
-    assert!(outcome(h).await.is_granted());
+    r.alice_allows(&msg, h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -762,7 +743,7 @@ async fn a_click_racing_the_post_reply_waits_for_it_instead_of_being_refused() {
     let ch = Arc::new(r.channel(&["UALICE"]).await);
     // The message exists in Slack (people can click) before agp learns its ts.
     r.fake.delay("chat.postMessage", Duration::from_millis(700));
-    let h = ask(&ch, request("c1", 1, Duration::from_secs(30)));
+    let h = ask(&ch, request_c1(1));
     let msg = approval(&r.fake, 0).await;
     r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
     assert_eq!(granted_ids(&outcome(h).await), ["UALICE"]);
@@ -776,9 +757,7 @@ async fn a_click_racing_the_post_reply_waits_for_it_instead_of_being_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_click_on_a_connection_being_refreshed_is_still_acknowledged_and_counted() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
-    let h = ask(&ch, request("c1", 1, Duration::from_secs(30)));
-    let msg = approval(&r.fake, 0).await;
+    let (_ch, h, msg) = r.asking(&["UALICE"], request_c1(1)).await;
     // Slack announces the refresh but still delivers on the old connection for a while.
     r.fake.disconnect_soft("refresh_requested").unwrap();
     let env = r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();

@@ -197,11 +197,7 @@ pub fn run(home: &Home, args: JournalArgs) -> Result<Exit> {
                 },
             )?;
             let earlier: Vec<agp_journal::VerifierKey> = if report.intact {
-                report
-                    .keys
-                    .iter()
-                    .filter_map(|k| k.verifier.clone())
-                    .collect()
+                report.keys.iter().map(|k| k.verifier.clone()).collect()
             } else {
                 Vec::new()
             };

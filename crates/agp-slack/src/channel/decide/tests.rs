@@ -7,26 +7,11 @@ const NOW: u64 = 1_000_000;
 const BOT: &str = "UBOT";
 
 fn record(quorum: u32) -> PendingRecord {
-    PendingRecord {
-        nonce: "n1".into(),
-        request: ApprovalRequest {
-            session: "s1".into(),
-            call_id: "c1".into(),
-            tool: "Bash".into(),
-            redacted_input: json!({"command": "rm -rf build"}),
-            input_sha256: "ab".repeat(32),
-            rule_id: Some("r1".into()),
-            reason: "deletes files".into(),
-            approvers: vec![],
-            quorum,
-            expires_at_ms: NOW + 60_000,
-        },
-        channel: "C1".into(),
-        thread_ts: Some("1.0".into()),
-        message_ts: Some("2.0".into()),
-        votes: vec![],
-        outcome: None,
-    }
+    let mut r = crate::pending::tests::record("n1", "c1");
+    r.request.quorum = quorum;
+    r.request.expires_at_ms = NOW + 60_000;
+    r.message_ts = Some("2.0".into());
+    r
 }
 
 fn click(action: &str) -> Click {
