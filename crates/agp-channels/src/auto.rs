@@ -8,10 +8,10 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use agp_contracts::approval::via;
+use agp_contracts::events::Projection;
 use agp_contracts::{
     ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approver, BoxFuture, ChannelError,
 };
-use serde_json::Value;
 
 use crate::sanitize::escape;
 
@@ -85,9 +85,8 @@ impl ApprovalChannel for AutoApproveChannel {
 
     fn project<'a>(
         &'a self,
-        _kind: &'a str,
-        _session: Option<&'a str>,
-        _body: &'a Value,
+        _: Option<&'a str>,
+        _: &'a Projection,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
         // Nobody is watching an auto-approving channel; the journal has every event.
         Box::pin(async { Ok(()) })

@@ -26,10 +26,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use agp_contracts::approval::via;
+use agp_contracts::events::Projection;
 use agp_contracts::{
     ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approver, BoxFuture, ChannelError,
 };
-use serde_json::Value;
 
 use crate::queue::{ineligible, now_ms, Active, Asked, Prompter, Queue};
 use crate::render::{self, Style};
@@ -120,11 +120,10 @@ impl ApprovalChannel for ScriptedApprover {
 
     fn project<'a>(
         &'a self,
-        kind: &'a str,
         session: Option<&'a str>,
-        body: &'a Value,
+        event: &'a Projection,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
-        Box::pin(async move { self.queue.note(note_line(kind, session, body)) })
+        Box::pin(async move { self.queue.note(note_line(session, event)) })
     }
 }
 

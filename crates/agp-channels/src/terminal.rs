@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agp_contracts::approval::via;
-use agp_contracts::events::{CallDenied, Event as _, SessionEnded, SessionStarted};
+use agp_contracts::events::Projection;
 use agp_contracts::{
     ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approver, BoxFuture, ChannelError,
 };
 use rustix::process::Signal;
-use serde_json::Value;
 
 use crate::queue::{ineligible, now_ms, Active, Asked, Prompter, Queue};
 use crate::render::{self, Style};
@@ -104,13 +103,12 @@ impl ApprovalChannel for TerminalChannel {
 
     fn project<'a>(
         &'a self,
-        kind: &'a str,
         session: Option<&'a str>,
-        body: &'a Value,
+        event: &'a Projection,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move {
             match &self.inner {
-                Inner::Tty(queue) => queue.note(note_line(kind, session, body)),
+                Inner::Tty(queue) => queue.note(note_line(session, event)),
                 // Nobody to tell; projections are best effort.
                 Inner::NoTerminal(_) => Ok(()),
             }
@@ -146,17 +144,22 @@ fn user_of(passwd: &str, uid: u32) -> Option<String> {
 }
 
 /// One line for a projected event, escaped and kept short: `tool: reason` for a denial, the
-/// intendant and repo for a session start, the status for a session end, otherwise (another
-/// kind, or a body that does not read as its kind) the body as compact JSON.
-pub(crate) fn note_line(kind: &str, session: Option<&str>, body: &Value) -> String {
+/// intendant and repo for a session start, the status for a session end.
+pub(crate) fn note_line(session: Option<&str>, event: &Projection) -> String {
     const MAX: usize = 300;
-    let mut text = note_summary(kind, body).unwrap_or_else(|| body.to_string());
+    let mut text = match event {
+        Projection::CallDenied(d) => format!("{}: {}", d.tool, d.reason),
+        Projection::SessionStarted(s) => {
+            format!("intendant {} · repo {}", s.intendant, s.repo.display())
+        }
+        Projection::SessionEnded(e) => e.status.clone(),
+    };
     if text.chars().count() > MAX {
         text = text.chars().take(MAX).collect::<String>() + "…";
     }
     format!(
         "agp: {} {}{}\n",
-        escape(kind),
+        escape(event.kind()),
         session
             .map(|s| format!("[{}] ", escape(s)))
             .unwrap_or_default(),
@@ -339,55 +342,38 @@ enum Key {
     Closed,
 }
 
-/// The few words a person needs about a projected event of a kind the channels know.
-fn note_summary(kind: &str, body: &Value) -> Option<String> {
-    match kind {
-        CallDenied::KIND => CallDenied::from_body(body)
-            .ok()
-            .map(|d| format!("{}: {}", d.tool, d.reason)),
-        SessionStarted::KIND => SessionStarted::from_body(body)
-            .ok()
-            .map(|s| format!("intendant {} · repo {}", s.intendant, s.repo.display())),
-        SessionEnded::KIND => SessionEnded::from_body(body).ok().map(|e| e.status),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use agp_contracts::events::SessionStarted;
+    use serde_json::{json, Value};
 
     #[test]
     fn notes_are_short_escaped_single_lines() {
+        let read = |kind: &str, body: Value| Projection::from_parts(kind, &body).unwrap();
         let denial = json!({"call_id": "c1", "tool": "Bash", "reason": "guard\u{1b}[2J",
                             "input": {"command": "x"}, "rule_id": null});
         assert_eq!(
-            note_line("call.denied", Some("s1"), &denial),
+            note_line(Some("s1"), &read("call.denied", denial)),
             "agp: call.denied [s1] Bash: guard\\e[2J\n"
         );
         let ended = json!({"session": "s1", "status": "completed", "lease_held": true});
         assert_eq!(
-            note_line("session.ended", Some("s1"), &ended),
+            note_line(Some("s1"), &read("session.ended", ended)),
             "agp: session.ended [s1] completed\n"
         );
         let mut started = SessionStarted::new("scripted", "/r");
         started.task = Some("t".into());
-        let started = started.to_body();
         assert_eq!(
-            note_line("session.started", Some("s1"), &started),
+            note_line(Some("s1"), &started.into()),
             "agp: session.started [s1] intendant scripted · repo /r\n"
         );
-        let long = json!({"blob": "y".repeat(1000)});
-        let line = note_line("session.started", None, &long);
+        let long = SessionStarted::new("scripted", "y".repeat(1000));
+        let line = note_line(None, &long.into());
         assert!(line.chars().count() < 340 && line.ends_with("…\n"));
         assert_eq!(line.matches('\n').count(), 1);
-        // A body that does not read as its kind is shown as it is, not summarized.
-        let odd = json!({"status": "completed"});
-        assert_eq!(
-            note_line("session.ended", None, &odd),
-            "agp: session.ended {\"status\":\"completed\"}\n"
-        );
+        // A body that does not read as its kind never reaches a person as a note.
+        assert!(Projection::from_parts("session.ended", &json!({"status": "completed"})).is_err());
     }
 
     #[test]

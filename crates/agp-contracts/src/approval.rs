@@ -121,9 +121,8 @@ pub trait ApprovalChannel: Send + Sync {
     /// retried through the outbox and never block the loop.
     fn project<'a>(
         &'a self,
-        kind: &'a str,
         session: Option<&'a str>,
-        body: &'a Value,
+        event: &'a crate::events::Projection,
     ) -> BoxFuture<'a, Result<(), ChannelError>>;
 }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agp_contracts::events::Projection;
 use serde_json::Value;
 
 use crate::mediate::Mediator;
@@ -30,24 +31,29 @@ pub async fn deliver_due(m: &Arc<Mediator>) -> usize {
     };
     let n = due.len();
     for item in due {
-        let body: Value = serde_json::from_str(&item.body_json).unwrap_or(Value::Null);
-        let sent = tokio::time::timeout(
-            PROJECT_TIMEOUT,
-            m.parts
-                .channel
-                .project(&item.kind, item.session.as_deref(), &body),
-        )
-        .await;
-        let error = match sent {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("projection timed out".to_owned()),
+        // A row that does not read as a projection (written by another version, or damaged)
+        // would fail the same way every time: it is dead-lettered at once, not retried.
+        let (error, unreadable) = match read_projection(&item.kind, &item.body_json) {
+            Err(e) => (Some(e), true),
+            Ok(event) => {
+                let sent = tokio::time::timeout(
+                    PROJECT_TIMEOUT,
+                    m.parts.channel.project(item.session.as_deref(), &event),
+                )
+                .await;
+                let error = match sent {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some("projection timed out".to_owned()),
+                };
+                (error, false)
+            }
         };
         let id = item.id;
         let recorded = match error {
             None => m.db(move |s| s.outbox_delivered(id)).await,
             Some(err) => {
-                let dead = item.attempts + 1 >= MAX_ATTEMPTS;
+                let dead = unreadable || item.attempts + 1 >= MAX_ATTEMPTS;
                 let next = now_ms() + backoff_ms(item.attempts);
                 if dead {
                     tracing::warn!("projection {} dead-lettered: {err}", item.kind);
@@ -60,6 +66,11 @@ pub async fn deliver_due(m: &Arc<Mediator>) -> usize {
         }
     }
     n
+}
+
+fn read_projection(kind: &str, body_json: &str) -> Result<Projection, String> {
+    let body: Value = serde_json::from_str(body_json).map_err(|e| format!("{kind} body: {e}"))?;
+    Projection::from_parts(kind, &body).map_err(|e| e.to_string())
 }
 
 pub async fn run(m: Arc<Mediator>) {

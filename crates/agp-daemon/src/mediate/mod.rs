@@ -195,9 +195,10 @@ impl Mediator {
     }
 
     /// Queues a best-effort projection to the approval channel (never blocks the loop).
-    pub(crate) async fn project(&self, kind: &'static str, session: Option<&str>, body: Value) {
+    pub(crate) async fn project(&self, session: Option<&str>, event: Projection) {
         let session = session.map(str::to_owned);
-        let text = body.to_string();
+        let kind = event.kind();
+        let text = event.body().to_string();
         let queued = self
             .db(move |s| s.enqueue_outbox(kind, session.as_deref(), &text, now_ms()))
             .await;
@@ -446,8 +447,7 @@ impl Mediator {
             reason,
             rule_id: verdict.rule_id.clone(),
         };
-        self.project(CallDenied::KIND, Some(&session.id), denied.to_body())
-            .await;
+        self.project(Some(&session.id), denied.into()).await;
         Self::deny(&call.id, input_sha256, told, verdict.rule_id.clone())
     }
 

@@ -12,9 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agp_contracts::canonical::sha256_hex;
-use agp_contracts::events::{
-    ApprovalDenied, Event, SandboxPreflight, SessionEnded, SessionStarted,
-};
+use agp_contracts::events::{ApprovalDenied, SandboxPreflight, SessionEnded, SessionStarted};
 use agp_contracts::{EvalContext, JournalError, SandboxSpec};
 use agp_gateway::{ErrorCode, SessionMode};
 use serde_json::Value;

@@ -155,11 +155,7 @@ pub(crate) async fn open_session(
         intendant_identity: identity,
         ..SessionStarted::new(params.intendant.clone(), repo.clone())
     };
-    let body = started.to_body();
-    if let Err(e) = m
-        .journal(SessionStarted::KIND, Some(&id), body.clone())
-        .await
-    {
+    if let Err(e) = m.record(Some(&id), &started).await {
         if let Some(sb) = sandbox {
             let _ = sb.teardown();
         }
@@ -180,7 +176,7 @@ pub(crate) async fn open_session(
     state.set_baseline(baseline);
     crate::git_scrub::start(m, &state).await;
     m.sessions.insert(token_sha256, state);
-    m.project(SessionStarted::KIND, Some(&id), body).await;
+    m.project(Some(&id), started.into()).await;
     Ok(SessionInfo {
         id,
         token,
@@ -218,15 +214,13 @@ pub(crate) async fn end_session(
         .db(move |s| s.end_session(&id, &st, fencing, now_ms()))
         .await?;
     m.record(Some(&state.id), &integrity).await?;
-    let body = SessionEnded {
+    let end = SessionEnded {
         session: state.id.clone(),
         status: status.to_owned(),
         lease_held: ended,
-    }
-    .to_body();
-    m.journal(SessionEnded::KIND, Some(&state.id), body.clone())
-        .await?;
-    m.project(SessionEnded::KIND, Some(&state.id), body).await;
+    };
+    m.record(Some(&state.id), &end).await?;
+    m.project(Some(&state.id), end.into()).await;
     Ok(())
 }
 

@@ -87,9 +87,8 @@ impl ApprovalChannel for BrokenProjector {
     }
     fn project<'a>(
         &'a self,
-        _k: &'a str,
-        _s: Option<&'a str>,
-        _b: &'a Value,
+        _: Option<&'a str>,
+        _: &'a Projection,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async {
             Err(ChannelError::Failed {
@@ -129,6 +128,28 @@ fn a_failing_projection_is_retried_with_backoff_and_never_blocks_calls() {
         .unwrap()
         .is_empty());
     rt.shutdown_background();
+}
+
+/// A queued row that does not read as a projection (another version's, or damaged in
+/// state.db) fails the same way on every attempt: it is dead-lettered at once, and the
+/// channel is never handed a body unlike its type.
+#[test]
+fn an_unreadable_projection_is_dead_lettered_without_reaching_the_channel() {
+    let f = Fixture::new(Duration::from_secs(5));
+    let store = crate::store::Store::open_existing(&f.config.state_db).unwrap();
+    let now = crate::util::now_ms();
+    for (kind, body) in [
+        ("session.ended", r#"{"status":1}"#),
+        ("policy.decided", r#"{"decision":"allow"}"#),
+        ("call.denied", "not json"),
+    ] {
+        store.enqueue_outbox(kind, Some("s-x"), body, now).unwrap();
+    }
+    eventually(
+        || format!("rows: {:?}", store.outbox_counts()),
+        || store.outbox_counts().unwrap() == (0, 0, 3),
+    );
+    assert!(f.channel.projected.lock().unwrap().is_empty());
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use agp_contracts::events::Projection;
 use agp_contracts::{
     ApprovalChannel, ApprovalOutcome, ApprovalRequest, BoxFuture, ChannelError, Journal,
 };
@@ -207,10 +208,9 @@ impl ApprovalChannel for SlackChannel {
 
     fn project<'a>(
         &'a self,
-        kind: &'a str,
         session: Option<&'a str>,
-        body: &'a Value,
+        event: &'a Projection,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
-        Box::pin(async move { Ok(self.inner.project(kind, session, body).await?) })
+        Box::pin(async move { Ok(self.inner.project(session, event).await?) })
     }
 }

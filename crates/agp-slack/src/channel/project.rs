@@ -1,5 +1,6 @@
 //! Session root messages and the projection of journal events into their threads.
 
+use agp_contracts::events::Projection;
 use serde_json::Value;
 
 use super::{Inner, SlackError};
@@ -36,24 +37,23 @@ impl Inner {
 
     pub(super) async fn project(
         &self,
-        kind: &str,
         session: Option<&str>,
-        body: &Value,
+        event: &Projection,
     ) -> Result<(), SlackError> {
-        use agp_contracts::events::SESSION_STARTED;
+        let (kind, body) = (event.kind(), event.body());
         match session {
-            Some(s) if kind == SESSION_STARTED => {
-                self.ensure_root(s, Some(body)).await?;
+            Some(s) if matches!(event, Projection::SessionStarted(_)) => {
+                self.ensure_root(s, Some(&body)).await?;
             }
             Some(s) => {
                 let root = self.ensure_root(s, None).await?;
-                let (text, blocks) = blocks::projection_blocks(kind, body);
+                let (text, blocks) = blocks::projection_blocks(kind, &body);
                 self.api
                     .post_message(&self.cfg.channel, &text, Some(&blocks), Some(&root))
                     .await?;
             }
             None => {
-                let (text, blocks) = blocks::projection_blocks(kind, body);
+                let (text, blocks) = blocks::projection_blocks(kind, &body);
                 self.api
                     .post_message(&self.cfg.channel, &text, Some(&blocks), None)
                     .await?;

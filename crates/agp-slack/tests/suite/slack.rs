@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agp_contracts::events::APPROVAL_REJECTED;
+use agp_contracts::events::{SessionEnded, SessionStarted, APPROVAL_REJECTED};
 use agp_contracts::{ApprovalChannel, ApprovalOutcome, ApprovalRequest};
 use agp_slack::fake::{self, FakeSlack, PostedMessage};
 use agp_slack::{Backoff, PendingStore, Secret, SlackChannel, SlackConfig, SqliteStore};
@@ -222,10 +222,10 @@ async fn wait_final(fake: &FakeSlack, ts: &str, contains: &str) -> PostedMessage
 async fn approve_posts_in_the_session_thread_and_records_who() {
     let r = rig().await;
     let ch = Arc::new(r.channel(&["UALICE"]).await);
-    let started = json!({"intendant": "claude-code", "repo": "/src/demo", "task": "fix tests", "started_by": "alice"});
-    ch.project("session.started", Some("sess-1"), &started)
-        .await
-        .unwrap();
+    let mut started = SessionStarted::new("claude-code", "/src/demo");
+    started.task = Some("fix tests".into());
+    started.started_by = Some("alice".into());
+    ch.project(Some("sess-1"), &started.into()).await.unwrap();
     let h = ask(&ch, request_c1(1));
     let msg = approval(&r.fake, 0).await;
     let root = r
@@ -572,9 +572,7 @@ async fn slack_down_fails_closed_after_the_timeout() {
         matches!(&o, ApprovalOutcome::Unavailable { reason } if reason.contains("service_unavailable")),
         "{o:?}"
     );
-    let e = ch
-        .project("session.ended", Some("sess-2"), &json!({}))
-        .await;
+    let e = ch.project(Some("sess-2"), &ended("sess-2").into()).await;
     assert!(
         e.is_err(),
         "a failed projection must be reported for the outbox to retry"
@@ -770,4 +768,12 @@ async fn a_click_on_a_connection_being_refreshed_is_still_acknowledged_and_count
         r.fake.wait_hellos(2, WAIT).await,
         "no replacement connection"
     );
+}
+
+fn ended(session: &str) -> SessionEnded {
+    SessionEnded {
+        session: session.into(),
+        status: "completed".into(),
+        lease_held: true,
+    }
 }

@@ -152,9 +152,8 @@ impl ApprovalChannel for PromptsOnly {
 
     fn project<'a>(
         &'a self,
-        _kind: &'a str,
-        _session: Option<&'a str>,
-        _body: &'a serde_json::Value,
+        _: Option<&'a str>,
+        _: &'a agp_contracts::events::Projection,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async { Ok(()) })
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use agp_contracts::events::{Event, SessionStarted};
+use agp_contracts::events::SessionStarted;
 use agp_contracts::{canonical, ApprovalChannel, ApprovalOutcome, ApprovalRequest};
 use agp_slack::{SlackChannel, SlackConfig, SqliteStore};
 use anyhow::{Context, Result};
@@ -109,9 +109,7 @@ async fn test(cfg: SlackConfig, wait: Duration, json: bool) -> Result<Exit> {
         started_by: Some(user),
         ..SessionStarted::new("agp slack test", "-")
     };
-    channel
-        .project(SessionStarted::KIND, Some(&session), &started.to_body())
-        .await?;
+    channel.project(Some(&session), &started.into()).await?;
     let input = json!({"command": "echo 'agp slack test'"});
     let request = ApprovalRequest {
         session,
