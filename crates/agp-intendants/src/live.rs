@@ -173,7 +173,7 @@ pub(crate) fn process_plan<'a>(
 ) -> Result<&'a ProcessPlan, IntendantError> {
     match plan {
         LaunchPlan::Process(p) => Ok(p),
-        _ => Err(unverified(intendant, "not a process launch")),
+        LaunchPlan::InProcess => Err(unverified(intendant, "not a process launch")),
     }
 }
 

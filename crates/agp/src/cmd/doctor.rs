@@ -49,7 +49,7 @@ fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) 
     }
 }
 
-pub fn run(home: &Home, args: DoctorArgs) -> Result<Exit> {
+pub fn run(home: &Home, args: &DoctorArgs) -> Result<Exit> {
     let mut checks = Vec::new();
     if home.config().is_file() {
         checks.push(pass(
@@ -91,9 +91,7 @@ pub fn run(home: &Home, args: DoctorArgs) -> Result<Exit> {
 
 fn check_key(home: &Home) -> Check {
     let path = home.signer_key();
-    let meta = if let Ok(m) = std::fs::symlink_metadata(&path) {
-        m
-    } else {
+    let Ok(meta) = std::fs::symlink_metadata(&path) else {
         let entries = home.journal_dir().join(agp_journal::ENTRIES_FILE);
         let started = std::fs::metadata(&entries).is_ok_and(|m| m.len() > 0);
         let fix = if started {

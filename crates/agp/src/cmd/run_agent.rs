@@ -242,7 +242,7 @@ fn check_login(agent: LiveAgent, user_home: &Path) -> Result<()> {
     }
 }
 
-pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
+pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
     let agent = args.agent;
     if args.govern.sandbox == Some(SandboxChoice::None) {
         bail!(
@@ -364,7 +364,7 @@ pub fn run(home: &Home, args: AgentRunArgs<'_>) -> Result<Exit> {
                 &ctx,
                 &host,
                 &provider,
-                journal,
+                &journal,
                 &proc,
             )
         });
@@ -455,7 +455,7 @@ fn launch(
     ctx: &LaunchContext,
     host: &HostPaths,
     provider: &BubblewrapProvider,
-    journal: Arc<dyn Journal>,
+    journal: &Arc<dyn Journal>,
     process: &AgentProcess,
 ) -> Result<i32> {
     let plan = adapter.plan(ctx)?;
@@ -540,14 +540,11 @@ fn launch(
     let child = process
         .spawn(&mut cmd)
         .with_context(|| format!("cannot start {} in the sandbox", agent.name()));
-    let mut child = match child {
-        Ok(Some(child)) => child,
-        // Interrupted before the agent started.
-        Ok(None) | Err(_) => {
-            let _ = provider.teardown(sandbox);
-            proxy.stop();
-            return child.map(|_| 128);
-        }
+    // Not started: it failed, or an interrupt came first.
+    let Ok(Some(mut child)) = child else {
+        let _ = provider.teardown(sandbox);
+        proxy.stop();
+        return child.map(|_| 128);
     };
     let waited = agent_wait::wait_watching(&mut child, &watch);
     let _ = provider.teardown(sandbox);

@@ -1,7 +1,7 @@
 //! `agp sessions`: list sessions (from the state database) or show one session's timeline (from
 //! the journal, the record of truth).
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 
 use agp_daemon::store::Store;
 use anyhow::{bail, Context, Result};
@@ -290,7 +290,6 @@ fn show(home: &Home, id: &str, json_out: bool) -> Result<Exit> {
         println!("{}", serde_json::to_string_pretty(&events)?);
         return Ok(Exit::Ok);
     }
-    use std::io::Write;
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) ends the listing quietly.
     if writeln!(

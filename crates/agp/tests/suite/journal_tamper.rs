@@ -380,11 +380,11 @@ fn note_size(note: &str) -> u64 {
 }
 
 fn flip_signature_bit(note: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let (head, sig_line) = note.rsplit_once("\n\u{2014} ").unwrap();
     let (name, sig) = sig_line.trim_end().split_once(' ').unwrap();
     // Base64 character 30 encodes bits of bytes 22-23: inside the Ed25519 signature, past the
     // 4-byte key id. Toggling the low bit of its sextet flips exactly one signature bit.
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut sig = sig.as_bytes().to_vec();
     let i = ALPHABET.iter().position(|&c| c == sig[30]).unwrap();
     sig[30] = ALPHABET[i ^ 1];

@@ -147,7 +147,7 @@ fn hook(args: &[&str], env: &[(&str, &str)], event: &Value) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn pre_tool_use(id: &str, tool: &str, input: Value, cwd: &Path) -> Value {
+fn pre_tool_use(id: &str, tool: &str, input: &Value, cwd: &Path) -> Value {
     json!({"hook_event_name": "PreToolUse", "session_id": "snap", "tool_name": tool,
            "cwd": cwd, "tool_input": input, "tool_use_id": id})
 }
@@ -174,7 +174,7 @@ fn hook_decisions() {
                 ("AGP_GATEWAY_SOCKET", sock.to_str().unwrap()),
                 ("AGP_SESSION_TOKEN", "t"),
             ],
-            &pre_tool_use("toolu_0", "Bash", json!({"command": "ls"}), &project),
+            &pre_tool_use("toolu_0", "Bash", &json!({"command": "ls"}), &project),
         );
         out += &format!("=== {harness}, no daemon\n{}\n", both(&o));
     }
@@ -198,7 +198,7 @@ fn hook_decisions() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let event = pre_tool_use(&format!("toolu_{}", n + 1), tool, input.clone(), &project);
+        let event = pre_tool_use(&format!("toolu_{}", n + 1), tool, &input, &project);
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(event.to_string().as_bytes()).unwrap();
         drop(stdin);

@@ -162,10 +162,10 @@ pub fn fast_path() -> Option<Exit> {
     }
     // clap would have filled --home from AGP_HOME too.
     let home = home.or_else(|| std::env::var_os("AGP_HOME").map(PathBuf::from));
-    Some(run(parsed, home.as_deref()).unwrap_or(Exit::CannotRun))
+    Some(run(&parsed, home.as_deref()))
 }
 
-pub fn run(args: HookArgs, home: Option<&Path>) -> Result<Exit> {
+pub fn run(args: &HookArgs, home: Option<&Path>) -> Exit {
     install_panic_deny();
     let answer = std::panic::catch_unwind(|| {
         let mut env = HookEnv::from_process();
@@ -193,7 +193,7 @@ pub fn run(args: HookArgs, home: Option<&Path>) -> Result<Exit> {
     })
     .unwrap_or_else(|_| failure(None, "agp hook crashed"));
     emit(&answer);
-    Ok(answer.exit)
+    answer.exit
 }
 
 /// Where the hook finds its daemon.
