@@ -145,7 +145,7 @@ fn check_policy(home: &Home, explicit: Option<&std::path::Path>) -> Check {
         ),
         Err(e) => fail(
             "policy",
-            format!("{e:#}"),
+            crate::exit::one_line(&e),
             format!("`agp policy check {}` shows every problem", path.display()),
         ),
     }
@@ -220,7 +220,7 @@ fn check_state(home: &Home) -> Check {
 fn check_sandbox(home: &Home, config: &Result<Config>) -> Check {
     let choice = match config {
         Ok(config) => config.sandbox(home),
-        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+        Err(e) => Err(anyhow::anyhow!(crate::exit::one_line(e))),
     };
     match choice {
         Ok(crate::cmd::daemon::SandboxChoice::Bwrap) => {}
@@ -231,7 +231,7 @@ fn check_sandbox(home: &Home, config: &Result<Config>) -> Check {
                 format!("set provider = \"bwrap\" in {}", home.config().display()),
             )
         }
-        Err(e) => return fail("sandbox", format!("{e:#}"), "fix config.toml"),
+        Err(e) => return fail("sandbox", crate::exit::one_line(&e), "fix config.toml"),
     }
     let provider = agp_sandbox::BubblewrapProvider::new().protect(home.root());
     if let Err(e) = provider.bwrap() {
@@ -275,7 +275,7 @@ fn check_sandbox(home: &Home, config: &Result<Config>) -> Check {
 fn check_slack(home: &Home, config: &Result<Config>) -> Check {
     let required = match config {
         Ok(config) => config.channel() == crate::cmd::daemon::ChannelChoice::Slack,
-        Err(e) => return fail("slack", format!("{e:#}"), "fix config.toml"),
+        Err(e) => return fail("slack", crate::exit::one_line(e), "fix config.toml"),
     };
     let settings = home.slack_settings();
     let cfg = match agp_slack::setup(home.root()) {

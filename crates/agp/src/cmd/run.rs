@@ -385,8 +385,8 @@ fn run_on_daemon(
             daemon.socket.display()
         );
     }
-    let mut control = Client::connect(&daemon.socket, Duration::from_secs(30))
-        .context("cannot reach the agp daemon")?;
+    // Its error names the daemon and the socket already.
+    let mut control = Client::connect(&daemon.socket, Duration::from_secs(30))?;
     let opened = control
         .open_session(
             &daemon.admin_token,

@@ -6,14 +6,32 @@ use std::path::Path;
 use std::time::Duration;
 
 use agp_contracts::canonical::sha256_hex;
-use agp_gateway::Client;
-use anyhow::{Context, Result};
+use agp_gateway::{Client, ClientError};
+use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 
 use super::{session_root, Harness};
 
+/// What to do when no daemon listens on the session's socket (`agp run` set it).
+const START_RUN: &str =
+    "the `agp run` that started this agent is not running: start the agent again with `agp run`";
+/// What to do when no daemon listens on the home's socket (`--attach`).
+const START_DAEMON: &str = "start it with `agp daemon`";
+
+/// Connects to the daemon's gateway; when nothing listens there, the error says what to start.
+fn reach(socket: &Path, timeout: Duration, fix: &str) -> Result<Client> {
+    Client::connect(socket, timeout).map_err(|e| match e {
+        ClientError::Connect { .. } => anyhow!("{e}; {fix}"),
+        other => other.into(),
+    })
+}
+
+/// The session `agp run` opened, named by the hook's environment.
 pub(super) fn connect(socket: &Path, token: &str, timeout: Duration) -> Result<Client> {
-    let mut client = Client::connect(socket, timeout)?;
+    hello(reach(socket, timeout, START_RUN)?, token)
+}
+
+fn hello(mut client: Client, token: &str) -> Result<Client> {
     client.hello(token).context("opening the session")?;
     Ok(client)
 }
@@ -26,7 +44,7 @@ pub(super) fn attach(
     input: &Value,
     timeout: Duration,
 ) -> Result<Client> {
-    use agp_gateway::{ClientError, ErrorCode, SessionMode};
+    use agp_gateway::{ErrorCode, SessionMode};
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
     let socket = run_dir.join(agp_daemon::GATEWAY_SOCKET_FILE);
@@ -36,7 +54,7 @@ pub(super) fn attach(
     let dir = run_dir.join("hook-sessions");
     let cache = dir.join(&key[..32]);
     if let Ok(token) = std::fs::read_to_string(&cache) {
-        let mut c = Client::connect(&socket, timeout)?;
+        let mut c = reach(&socket, timeout, START_DAEMON)?;
         match c.hello(token.trim()) {
             Ok(_) => return Ok(c),
             // The daemon restarted or ended the session: open a new one.
@@ -57,7 +75,7 @@ pub(super) fn attach(
         )
     })?;
     let root = session_root(project, input["cwd"].as_str(), run_dir)?;
-    let opened = Client::connect(&socket, timeout)?
+    let opened = reach(&socket, timeout, START_DAEMON)?
         .open_session(
             admin.trim(),
             harness.name(),
@@ -79,5 +97,5 @@ pub(super) fn attach(
         .open(&cache)
         .with_context(|| format!("cannot write {}", cache.display()))?;
     file.write_all(opened.token.as_bytes())?;
-    connect(&socket, &opened.token, timeout)
+    hello(reach(&socket, timeout, START_DAEMON)?, &opened.token)
 }

@@ -32,7 +32,7 @@ pub fn handle(stdin: &[u8], env: &HookEnv, harness: Harness) -> Answer {
     };
     match gate(event, &input, env, harness) {
         Ok(answer) => answer,
-        Err(e) => failure(Some(event), &format!("{e:#}")),
+        Err(e) => failure(Some(event), &crate::exit::one_line(&e)),
     }
 }
 fn gate(event: Event, input: &Value, env: &HookEnv, harness: Harness) -> Result<Answer> {

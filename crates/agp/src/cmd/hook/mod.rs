@@ -176,7 +176,7 @@ pub fn run(args: &HookArgs, home: Option<&Path>) -> Exit {
             env.attach = Some(
                 crate::home::Home::resolve(home)
                     .map(|h| h.run_dir())
-                    .map_err(|e| format!("{e:#}")),
+                    .map_err(|e| crate::exit::one_line(&e)),
             );
             env.project = args.project.clone();
         }
