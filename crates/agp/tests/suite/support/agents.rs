@@ -90,6 +90,26 @@ impl Client {
     }
 }
 
+/// How a test names the agent to `agp run`.
+#[derive(Clone, Copy)]
+pub enum Via {
+    /// The agent's command on PATH: npm's `.bin` link to its launcher, as users have it.
+    NpmPath,
+    /// This variable (`AGP_CLAUDE_BIN`, `AGP_CODEX_BIN`) naming the native binary deep in the
+    /// platform package.
+    NativeVar(&'static str),
+}
+
+impl Via {
+    /// The variable that makes `agp run` find `client` this way.
+    pub fn env(self, client: &Client) -> (&'static str, String) {
+        match self {
+            Via::NpmPath => ("PATH", client.path_env()),
+            Via::NativeVar(var) => (var, client.native.display().to_string()),
+        }
+    }
+}
+
 fn installed(client: Client, what: &str, package: &str) -> Option<Client> {
     let ok = Command::new(&client.native)
         .arg("--version")
@@ -311,6 +331,18 @@ pub fn result_for(results: &[(String, String, Option<bool>)], harness_id: &str) 
             || panic!("the model never got a result for {harness_id}: {results:?}"),
             |(_, t, _)| t.clone(),
         )
+}
+
+/// The world of a governed session: a `keep/` directory in the repository and the scripts
+/// the agent runs, aimed at `managed` (the agent's managed settings) and at a file outside
+/// every bind, returned.
+pub fn governed_world(managed: &str) -> (World, PathBuf) {
+    let world = World::new();
+    let outside = host_only_dir(&world);
+    std::fs::create_dir(world.repo.join("keep")).unwrap();
+    let pwned = outside.join("pwned.txt");
+    write_scripts(&world, &pwned, managed);
+    (world, pwned)
 }
 
 /// A path outside everything the sandbox binds, which exists on the host.
