@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
+use super::support::hook::hook;
 use super::support::journal::{run, Home};
 use super::support::looping::{
     agp_detached, demo_world, init_home, start_daemon, workspace, AGP, SLACK_VARS,
@@ -129,24 +130,6 @@ fn policy_explain_of_a_few_calls() {
     assert_text("policy_explain", &out, dir.path());
 }
 
-/// `agp hook` with `event` on stdin and the environment cleared but for `env`.
-fn hook(args: &[&str], env: &[(&str, &str)], event: &Value) -> Output {
-    let mut child = Command::new(AGP)
-        .arg("hook")
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(event.to_string().as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
 fn pre_tool_use(id: &str, tool: &str, input: &Value, cwd: &Path) -> Value {
     json!({"hook_event_name": "PreToolUse", "session_id": "snap", "tool_name": tool,
            "cwd": cwd, "tool_input": input, "tool_use_id": id})
@@ -174,7 +157,9 @@ fn hook_decisions() {
                 ("AGP_GATEWAY_SOCKET", sock.to_str().unwrap()),
                 ("AGP_SESSION_TOKEN", "t"),
             ],
-            &pre_tool_use("toolu_0", "Bash", &json!({"command": "ls"}), &project),
+            pre_tool_use("toolu_0", "Bash", &json!({"command": "ls"}), &project)
+                .to_string()
+                .as_bytes(),
         );
         out += &format!("=== {harness}, no daemon\n{}\n", both(&o));
     }
