@@ -6,32 +6,20 @@
 //! there before the session is reported as pre-existing and kept.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-use super::support::looping as support_loop;
-
-fn git(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .unwrap()
-}
+use super::support::looping::{self as support_loop, git};
 
 #[test]
 fn planted_items_are_reported_quarantined_and_host_git_runs_no_planted_hook() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(&user_home).unwrap();
-    std::fs::create_dir(&repo).unwrap();
-    assert!(git(&repo, &["init", "-q"]).status.success());
+    let support_loop::DemoWorld {
+        dir,
+        home,
+        user_home,
+        repo,
+    } = support_loop::git_world();
     assert!(Command::new("mkfifo")
         .arg(repo.join("old-pipe"))
         .status()
@@ -39,7 +27,6 @@ fn planted_items_are_reported_quarantined_and_host_git_runs_no_planted_hook() {
         .success());
     let marker = dir.path().join("hook-ran");
 
-    support_loop::init_home(&home, Some(&user_home));
     let policy = support_loop::write_allow_everything(dir.path());
     let calls = [
         "mkfifo pipe".to_owned(),

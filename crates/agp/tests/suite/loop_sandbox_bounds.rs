@@ -4,34 +4,27 @@
 //! journaled as `sandbox.git_metadata_removed`. Real binary, real bubblewrap, real git.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
 use super::support::looping as support_loop;
 
 fn git(repo: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(["-c", "user.email=h@x", "-c", "user.name=h"])
-        .args(args)
-        .current_dir(repo)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
+    assert!(
+        support_loop::git(repo, args).status.success(),
+        "git {args:?}"
+    );
 }
 
 #[test]
 fn bounds_and_git_guard_are_journaled() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(&user_home).unwrap();
-    std::fs::create_dir(&repo).unwrap();
-    git(&repo, &["init", "-q"]);
+    let support_loop::DemoWorld {
+        dir,
+        home,
+        user_home,
+        repo,
+    } = support_loop::git_world();
     git(&repo, &["commit", "-q", "--allow-empty", "-m", "x"]);
-    support_loop::init_home(&home, Some(&user_home));
     let config = home.join("config.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text = text.replace(

@@ -117,6 +117,36 @@ pub fn demo_world() -> DemoWorld {
     }
 }
 
+/// A fresh agp home (initialized, with a key), a user home and an empty git repository, in one
+/// tempdir (the fields of a [`DemoWorld`]).
+pub fn git_world() -> DemoWorld {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("agp-home");
+    let user_home = dir.path().join("user");
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&user_home).unwrap();
+    std::fs::create_dir(&repo).unwrap();
+    assert!(git(&repo, &["init", "-q"]).status.success());
+    init_home(&home, Some(&user_home));
+    DemoWorld {
+        dir,
+        home,
+        user_home,
+        repo,
+    }
+}
+
+/// The host's git in `dir`, with an identity and without the system's configuration.
+pub fn git(dir: &Path, args: &[&str]) -> Output {
+    Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap()
+}
+
 /// `agp hook --harness claude-code --attach [--project PROJECT]` fed `event` as Claude Code
 /// would; it must exit 0, and its decision JSON (`null` for an empty answer) is returned.
 pub fn claude_hook(home: &Path, user_home: &Path, project: Option<&Path>, event: &Value) -> Value {
