@@ -95,45 +95,43 @@ pub struct DemoWorld {
     pub repo: PathBuf,
 }
 
+impl DemoWorld {
+    /// Its paths under a fresh tempdir, of which only the user home exists yet.
+    fn paths() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let user_home = dir.path().join("user");
+        std::fs::create_dir_all(&user_home).unwrap();
+        Self {
+            home: dir.path().join("agp-home"),
+            repo: dir.path().join("repo"),
+            user_home,
+            dir,
+        }
+    }
+}
+
 pub fn demo_world() -> DemoWorld {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(user_home.join(".ssh")).unwrap();
+    let w = DemoWorld::paths();
+    std::fs::create_dir_all(w.user_home.join(".ssh")).unwrap();
     let copied = Command::new("cp")
         .arg("-r")
         .arg(workspace().join("examples/demo-repo"))
-        .arg(&repo)
+        .arg(&w.repo)
         .status()
         .unwrap();
     assert!(copied.success());
-    init_home(&home, Some(&user_home));
-    DemoWorld {
-        dir,
-        home,
-        user_home,
-        repo,
-    }
+    init_home(&w.home, Some(&w.user_home));
+    w
 }
 
 /// A fresh agp home (initialized, with a key), a user home and an empty git repository, in one
 /// tempdir (the fields of a [`DemoWorld`]).
 pub fn git_world() -> DemoWorld {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(&user_home).unwrap();
-    std::fs::create_dir(&repo).unwrap();
-    assert!(git(&repo, &["init", "-q"]).status.success());
-    init_home(&home, Some(&user_home));
-    DemoWorld {
-        dir,
-        home,
-        user_home,
-        repo,
-    }
+    let w = DemoWorld::paths();
+    std::fs::create_dir(&w.repo).unwrap();
+    assert!(git(&w.repo, &["init", "-q"]).status.success());
+    init_home(&w.home, Some(&w.user_home));
+    w
 }
 
 /// The host's git in `dir`, with an identity and without the system's configuration.
