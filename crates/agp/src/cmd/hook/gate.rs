@@ -189,10 +189,24 @@ mod tests {
         (dir, path, h)
     }
 
+    /// `event` handled by the hook against a daemon stand-in that replies `reply`: the answer,
+    /// and the daemon's thread, which returns the frame the hook sent.
+    fn ask(
+        reply: &'static str,
+        event: &[u8],
+        harness: Harness,
+    ) -> (Answer, std::thread::JoinHandle<Value>) {
+        let (_dir, socket, sent) = daemon(reply);
+        (handle(event, &env(Some(socket)), harness), sent)
+    }
+
     #[test]
     fn allow_and_deny_verdicts_map_to_the_harness_shape() {
-        let (_d, p, h) = daemon("{\"type\":\"verdict\",\"id\":\"tu:toolu_1\",\"decision\":\"allow\",\"reason\":\"read-only\",\"rule_id\":\"r1\",\"input_sha256\":\"ab\"}\n");
-        let a = handle(&pre("ls"), &env(Some(p)), Harness::ClaudeCode);
+        let (a, h) = ask(
+            "{\"type\":\"verdict\",\"id\":\"tu:toolu_1\",\"decision\":\"allow\",\"reason\":\"read-only\",\"rule_id\":\"r1\",\"input_sha256\":\"ab\"}\n",
+            &pre("ls"),
+            Harness::ClaudeCode,
+        );
         assert_eq!(a.exit, Exit::Ok);
         assert_eq!(
             a.stdout["hookSpecificOutput"]["permissionDecision"],
@@ -204,8 +218,11 @@ mod tests {
         assert_eq!(sent["tool_use_id"], "toolu_1");
         assert_eq!(sent["input"]["command"], "ls");
 
-        let (_d, p, _h) = daemon("{\"type\":\"verdict\",\"id\":\"tu:toolu_1\",\"decision\":\"deny\",\"reason\":\"rm is forbidden\",\"rule_id\":\"no-rm\",\"input_sha256\":\"ab\"}\n");
-        let a = handle(&pre("rm -rf /"), &env(Some(p)), Harness::Codex);
+        let (a, _h) = ask(
+            "{\"type\":\"verdict\",\"id\":\"tu:toolu_1\",\"decision\":\"deny\",\"reason\":\"rm is forbidden\",\"rule_id\":\"no-rm\",\"input_sha256\":\"ab\"}\n",
+            &pre("rm -rf /"),
+            Harness::Codex,
+        );
         assert_eq!(a.exit, Exit::Ok);
         let out = &a.stdout["hookSpecificOutput"];
         assert_eq!(out["permissionDecision"], "deny");
@@ -215,15 +232,21 @@ mod tests {
 
     #[test]
     fn codex_allow_is_no_objection() {
-        let (_d, p, _h) = daemon("{\"type\":\"verdict\",\"id\":\"tu:toolu_1\",\"decision\":\"allow\",\"reason\":\"ok\",\"input_sha256\":\"ab\"}\n");
-        let a = handle(&pre("ls"), &env(Some(p)), Harness::Codex);
+        let (a, _h) = ask(
+            "{\"type\":\"verdict\",\"id\":\"tu:toolu_1\",\"decision\":\"allow\",\"reason\":\"ok\",\"input_sha256\":\"ab\"}\n",
+            &pre("ls"),
+            Harness::Codex,
+        );
         assert_eq!((a.exit, a.stdout), (Exit::Ok, json!({})));
     }
 
     #[test]
     fn unknown_decisions_deny() {
-        let (_d, p, _h) = daemon("{\"type\":\"verdict\",\"id\":\"tu:toolu_1\",\"decision\":\"maybe\",\"reason\":\"?\",\"input_sha256\":\"ab\"}\n");
-        let a = handle(&pre("ls"), &env(Some(p)), Harness::ClaudeCode);
+        let (a, _h) = ask(
+            "{\"type\":\"verdict\",\"id\":\"tu:toolu_1\",\"decision\":\"maybe\",\"reason\":\"?\",\"input_sha256\":\"ab\"}\n",
+            &pre("ls"),
+            Harness::ClaudeCode,
+        );
         assert_eq!(a.stdout["hookSpecificOutput"]["permissionDecision"], "deny");
     }
 
@@ -276,8 +299,7 @@ mod tests {
             "{\"type\":\"error\",\"code\":\"replayed_id\",\"message\":\"seen\"}\n",
             "{\"type\":\"verdict\",\"id\":\"other\",\"decision\":\"allow\",\"reason\":\"\",\"input_sha256\":\"\"}\n",
         ] {
-            let (_d, p, _h) = daemon(reply);
-            let a = handle(&pre("ls"), &env(Some(p)), Harness::ClaudeCode);
+            let (a, _h) = ask(reply, &pre("ls"), Harness::ClaudeCode);
             assert_eq!(a.exit, Exit::CannotRun, "{reply}");
             assert_eq!(a.stdout["hookSpecificOutput"]["permissionDecision"], "deny");
         }
@@ -285,13 +307,12 @@ mod tests {
 
     #[test]
     fn post_tool_use_reports_the_result_linked_to_the_request() {
-        let (_d, p, h) = daemon("{\"type\":\"result_recorded\",\"id\":\"tu:toolu_1\"}\n");
         let stdin = json!({"hook_event_name": "PostToolUse", "tool_name": "Bash", "cwd": "/r",
             "tool_input": {"command": "echo hi"}, "tool_use_id": "toolu_1",
             "tool_response": {"stdout": "hi\n", "stderr": "", "interrupted": false}});
-        let a = handle(
+        let (a, h) = ask(
+            "{\"type\":\"result_recorded\",\"id\":\"tu:toolu_1\"}\n",
             stdin.to_string().as_bytes(),
-            &env(Some(p)),
             Harness::ClaudeCode,
         );
         assert_eq!(a.exit, Exit::Ok);
@@ -312,10 +333,9 @@ mod tests {
         let stdin = json!({"hook_event_name": "PostToolUseFailure", "tool_name": "Bash",
             "cwd": "/r", "tool_input": {"command": "false"}, "tool_use_id": "toolu_1",
             "error": "Exit code 1"});
-        let (_d, p, h) = daemon("{\"type\":\"result_recorded\",\"id\":\"tu:toolu_1\"}\n");
-        let a = handle(
+        let (a, h) = ask(
+            "{\"type\":\"result_recorded\",\"id\":\"tu:toolu_1\"}\n",
             stdin.to_string().as_bytes(),
-            &env(Some(p)),
             Harness::ClaudeCode,
         );
         assert_eq!(a.exit, Exit::Ok);
@@ -324,11 +344,9 @@ mod tests {
         assert_eq!(sent["ok"], false);
         assert_eq!(sent["output"], "Exit code 1");
         // A refusal from the daemon is an error, as for PostToolUse.
-        let (_d, p, _h) =
-            daemon("{\"type\":\"error\",\"code\":\"bad_token\",\"message\":\"no\"}\n");
-        let a = handle(
+        let (a, _h) = ask(
+            "{\"type\":\"error\",\"code\":\"bad_token\",\"message\":\"no\"}\n",
             stdin.to_string().as_bytes(),
-            &env(Some(p)),
             Harness::ClaudeCode,
         );
         assert_eq!(a.exit, Exit::CannotRun);
@@ -336,12 +354,11 @@ mod tests {
 
     #[test]
     fn permission_requests_use_their_own_shape_and_id() {
-        let (_d, p, h) = daemon("{\"type\":\"verdict\",\"id\":\"perm:toolu_1\",\"decision\":\"deny\",\"reason\":\"no\",\"input_sha256\":\"ab\"}\n");
         let stdin = json!({"hook_event_name": "PermissionRequest", "tool_name": "Bash",
             "tool_input": {"command": "ls"}, "tool_use_id": "toolu_1"});
-        let a = handle(
+        let (a, h) = ask(
+            "{\"type\":\"verdict\",\"id\":\"perm:toolu_1\",\"decision\":\"deny\",\"reason\":\"no\",\"input_sha256\":\"ab\"}\n",
             stdin.to_string().as_bytes(),
-            &env(Some(p)),
             Harness::ClaudeCode,
         );
         assert_eq!(
