@@ -216,8 +216,7 @@ fn claude_code_with_install_hooks_and_agp_daemon() {
         .filter(|e| e["kind"] == "session.started")
         .collect();
     assert_eq!(sessions.len(), 1, "one agp session per Claude Code session");
-    let v = world.verify();
-    assert!(v.status.success(), "{}", text(&v.stdout));
+    world.assert_verified();
 }
 
 /// `agp run` itself (its in-process daemon) killed with SIGKILL while an approval is pending:

@@ -291,6 +291,29 @@ impl World {
             .output()
             .unwrap()
     }
+
+    /// `agp verify` of this home must pass.
+    pub fn assert_verified(&self) {
+        let v = self.verify();
+        assert!(
+            v.status.success(),
+            "agp verify: {}{}",
+            text(&v.stdout),
+            text(&v.stderr)
+        );
+    }
+}
+
+/// `agp run` must have succeeded; its stdout.
+pub fn assert_ran(out: &Output) -> String {
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "agp run failed: {}\n{stdout}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    stdout
 }
 
 pub fn journal(home: &Path) -> Vec<Value> {
@@ -437,13 +460,7 @@ pub fn check_governed_session(
     calls: CallNames,
     pwned: &Path,
 ) -> (ToolResults, Vec<Value>) {
-    let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "agp run failed: {}\n{stdout}\n{}",
-        out.status,
-        text(&out.stderr)
-    );
+    let stdout = assert_ran(out);
     assert_eq!(
         model.remaining_turns(),
         0,
@@ -545,13 +562,7 @@ pub fn check_preflight_and_verify(world: &World, j: &[Value]) {
     assert!(j
         .iter()
         .any(|e| e["kind"] == "sandbox.preflight" && e["body"]["passed"] == true));
-    let v = world.verify();
-    assert!(
-        v.status.success(),
-        "agp verify: {}{}",
-        text(&v.stdout),
-        text(&v.stderr)
-    );
+    world.assert_verified();
 }
 
 /// Polls `ready` every 20 ms; fails with `what` once `secs` seconds have passed.
