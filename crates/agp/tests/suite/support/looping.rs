@@ -204,8 +204,27 @@ pub fn bash_calls_yaml<S: AsRef<str>>(commands: &[S]) -> String {
     yaml
 }
 
-/// `agp run --intendant scripted --script SCRIPT --repo REPO --policy POLICY --auto-approve`
-/// without a controlling terminal; its output (success is the caller's to judge).
+/// `agp run --intendant scripted --script SCRIPT --repo REPO EXTRA…` without a controlling
+/// terminal; its output (success is the caller's to judge).
+pub fn run_scripted(
+    home: &Path,
+    user_home: &Path,
+    script: &Path,
+    repo: &Path,
+    extra: &[&str],
+) -> Output {
+    agp_detached(home, user_home)
+        .args(["run", "--intendant", "scripted", "--script"])
+        .arg(script)
+        .arg("--repo")
+        .arg(repo)
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+/// [`run_scripted`] with `--policy POLICY --auto-approve`.
 pub fn run_scripted_auto_approve(
     home: &Path,
     user_home: &Path,
@@ -213,21 +232,14 @@ pub fn run_scripted_auto_approve(
     repo: &Path,
     policy: &Path,
 ) -> Output {
-    agp_detached(home, user_home)
-        .args([
-            "run",
-            "--intendant",
-            "scripted",
-            "--script",
-            script.to_str().unwrap(),
-            "--repo",
-            repo.to_str().unwrap(),
-            "--policy",
-            policy.to_str().unwrap(),
-            "--auto-approve",
-        ])
-        .output()
-        .unwrap()
+    let policy = policy.to_str().unwrap();
+    run_scripted(
+        home,
+        user_home,
+        script,
+        repo,
+        &["--policy", policy, "--auto-approve"],
+    )
 }
 
 /// Every journal entry; the journal must exist, every line must be JSON, and every body of a
