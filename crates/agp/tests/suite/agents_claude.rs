@@ -95,16 +95,12 @@ fn claude_code_hook_denies_when_the_daemon_is_not_running() {
     let Some(claude) = claude() else { return };
     let world = World::new();
     let model = FakeModel::anthropic(vec![Turn::Shell("echo ran > ran.txt".into())]).unwrap();
-    let out = claude_p(&world, &model, &claude, true)
-        .env(
-            "AGP_GATEWAY_SOCKET",
-            world.dir.path().join("no-daemon.sock"),
-        )
-        .env("AGP_SESSION_TOKEN", "whatever")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    check_denied_without_daemon(&world, &out, &model, CLAUDE_CALLS);
+    check_denied_without_daemon(
+        &world,
+        claude_p(&world, &model, &claude, true),
+        &model,
+        CLAUDE_CALLS,
+    );
 }
 
 /// A daemon killed (SIGKILL) while an approval is pending: the waiting hook denies.
@@ -112,18 +108,9 @@ fn claude_code_hook_denies_when_the_daemon_is_not_running() {
 fn claude_code_hook_denies_when_the_daemon_dies_mid_approval() {
     let Some(claude) = claude() else { return };
     let world = World::new();
-    let (daemon, socket, token) = daemon_with_gate_session(&world, "claude-code");
-
     let model = FakeModel::anthropic(vec![Turn::Shell("mkdir needs-approval".into())]).unwrap();
-    let agent = claude_p(&world, &model, &claude, true)
-        .env("AGP_GATEWAY_SOCKET", &socket)
-        .env("AGP_SESSION_TOKEN", &token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    kill_daemon_mid_approval(&world, daemon, agent, &model, CLAUDE_CALLS);
+    let agent = claude_p(&world, &model, &claude, true);
+    kill_daemon_mid_approval(&world, "claude-code", agent, &model, CLAUDE_CALLS);
 }
 
 /// `claude -p` on the host against the fake model, outside agp's sandbox; `with_hook` adds

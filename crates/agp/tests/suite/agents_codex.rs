@@ -8,7 +8,7 @@
 
 use super::support::agents as agents_support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use agents_support::*;
 use agp_testkit::{FakeModel, Turn};
@@ -92,16 +92,12 @@ fn codex_hook_denies_when_the_daemon_is_not_running() {
     let Some(codex) = codex() else { return };
     let world = World::new();
     let model = FakeModel::openai(vec![Turn::Shell("echo ran > ran.txt".into())]).unwrap();
-    let out = codex_exec(&world, &model, &codex)
-        .env(
-            "AGP_GATEWAY_SOCKET",
-            world.dir.path().join("no-daemon.sock"),
-        )
-        .env("AGP_SESSION_TOKEN", "whatever")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    check_denied_without_daemon(&world, &out, &model, CODEX_CALLS);
+    check_denied_without_daemon(
+        &world,
+        codex_exec(&world, &model, &codex),
+        &model,
+        CODEX_CALLS,
+    );
 }
 
 /// A daemon killed (SIGKILL) while an approval is pending: the waiting hook denies.
@@ -109,18 +105,9 @@ fn codex_hook_denies_when_the_daemon_is_not_running() {
 fn codex_hook_denies_when_the_daemon_dies_mid_approval() {
     let Some(codex) = codex() else { return };
     let world = World::new();
-    let (daemon, socket, token) = daemon_with_gate_session(&world, "codex");
-
     let model = FakeModel::openai(vec![Turn::Shell("mkdir needs-approval".into())]).unwrap();
-    let agent = codex_exec(&world, &model, &codex)
-        .env("AGP_GATEWAY_SOCKET", &socket)
-        .env("AGP_SESSION_TOKEN", &token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    kill_daemon_mid_approval(&world, daemon, agent, &model, CODEX_CALLS);
+    let agent = codex_exec(&world, &model, &codex);
+    kill_daemon_mid_approval(&world, "codex", agent, &model, CODEX_CALLS);
 }
 
 /// `codex exec` on the host with agp's hook in the user config. Outside agp's launcher the hook

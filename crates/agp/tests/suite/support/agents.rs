@@ -687,16 +687,22 @@ pub fn daemon_with_gate_session(world: &World, intendant: &str) -> (Child, PathB
     (daemon, socket, session.token)
 }
 
-/// Once `agent`'s call (its first) waits for approval, SIGKILLs `daemon`: the waiting hook
-/// denies, the agent ends normally, the call never ran, and the model was told agp could not
-/// check it.
+/// Runs `agent` against a gate session of a fresh `agp daemon` and, once its call (its first)
+/// waits for approval, SIGKILLs the daemon: the waiting hook denies, the agent ends normally,
+/// the call never ran, and the model was told agp could not check it.
 pub fn kill_daemon_mid_approval(
     world: &World,
-    mut daemon: Child,
-    agent: Child,
+    intendant: &str,
+    mut agent: Command,
     model: &FakeModel,
     calls: CallNames,
 ) {
+    let (mut daemon, socket, token) = daemon_with_gate_session(world, intendant);
+    let agent = with_gateway(&mut agent, &socket, &token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for_approval_request(&world.home);
     daemon.kill().unwrap();
     daemon.wait().unwrap();
@@ -711,10 +717,14 @@ pub fn kill_daemon_mid_approval(
 /// call did not run, and the model was told agp could not check it.
 pub fn check_denied_without_daemon(
     world: &World,
-    out: &Output,
+    mut agent: Command,
     model: &FakeModel,
     calls: CallNames,
 ) {
+    let no_daemon = world.dir.path().join("no-daemon.sock");
+    let out = with_gateway(&mut agent, &no_daemon, "whatever")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         !world.repo.join("ran.txt").exists(),
@@ -722,4 +732,13 @@ pub fn check_denied_without_daemon(
     );
     let told = result_for(&model.tool_results(), &calls.harness(1));
     assert!(told.contains("agp could not check this call"), "{told}");
+}
+
+/// `agent` (a client with agp's hook, outside agp's sandbox) pointed at a session's gateway,
+/// as `agp run` would point it.
+fn with_gateway<'a>(agent: &'a mut Command, socket: &Path, token: &str) -> &'a mut Command {
+    agent
+        .env("AGP_GATEWAY_SOCKET", socket)
+        .env("AGP_SESSION_TOKEN", token)
+        .stdin(Stdio::null())
 }
