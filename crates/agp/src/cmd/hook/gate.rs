@@ -200,6 +200,17 @@ mod tests {
         (handle(event, &env(Some(socket)), harness), sent)
     }
 
+    /// A tool result reported to a daemon stand-in that records it: what the hook sent.
+    fn report(event: &Value) -> Value {
+        let (a, sent) = ask(
+            "{\"type\":\"result_recorded\",\"id\":\"tu:toolu_1\"}\n",
+            event.to_string().as_bytes(),
+            Harness::ClaudeCode,
+        );
+        assert_eq!(a.exit, Exit::Ok);
+        sent.join().unwrap()
+    }
+
     #[test]
     fn allow_and_deny_verdicts_map_to_the_harness_shape() {
         let (a, h) = ask(
@@ -310,13 +321,7 @@ mod tests {
         let stdin = json!({"hook_event_name": "PostToolUse", "tool_name": "Bash", "cwd": "/r",
             "tool_input": {"command": "echo hi"}, "tool_use_id": "toolu_1",
             "tool_response": {"stdout": "hi\n", "stderr": "", "interrupted": false}});
-        let (a, h) = ask(
-            "{\"type\":\"result_recorded\",\"id\":\"tu:toolu_1\"}\n",
-            stdin.to_string().as_bytes(),
-            Harness::ClaudeCode,
-        );
-        assert_eq!(a.exit, Exit::Ok);
-        let sent = h.join().unwrap();
+        let sent = report(&stdin);
         assert_eq!(sent["type"], "tool_call_result");
         assert_eq!(sent["id"], "tu:toolu_1");
         assert_eq!(sent["ok"], true);
@@ -333,13 +338,7 @@ mod tests {
         let stdin = json!({"hook_event_name": "PostToolUseFailure", "tool_name": "Bash",
             "cwd": "/r", "tool_input": {"command": "false"}, "tool_use_id": "toolu_1",
             "error": "Exit code 1"});
-        let (a, h) = ask(
-            "{\"type\":\"result_recorded\",\"id\":\"tu:toolu_1\"}\n",
-            stdin.to_string().as_bytes(),
-            Harness::ClaudeCode,
-        );
-        assert_eq!(a.exit, Exit::Ok);
-        let sent = h.join().unwrap();
+        let sent = report(&stdin);
         assert_eq!(sent["id"], "tu:toolu_1");
         assert_eq!(sent["ok"], false);
         assert_eq!(sent["output"], "Exit code 1");
