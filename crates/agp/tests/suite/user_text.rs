@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::support::hook::hook;
 use super::support::journal::{run, Home};
 use super::support::looping::{
-    agp_detached, demo_world, init_home, start_daemon, workspace, AGP, SLACK_VARS,
+    agp_detached, demo_world, home_world, start_daemon, workspace, AGP, SLACK_VARS,
 };
 
 /// What differs between runs and machines, as insta filters (regex, replacement).
@@ -89,22 +89,14 @@ fn agp_in(home: &Path, user_home: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn doctor_on_a_fresh_home() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    std::fs::create_dir_all(&user_home).unwrap();
-    init_home(&home, Some(&user_home));
-    let o = agp_in(&home, &user_home, &["doctor"]);
-    assert_text("doctor_fresh_home", &both(&o), dir.path());
+    let w = home_world();
+    let o = agp_in(&w.home, &w.user_home, &["doctor"]);
+    assert_text("doctor_fresh_home", &both(&o), w.dir.path());
 }
 
 #[test]
 fn policy_explain_of_a_few_calls() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    std::fs::create_dir_all(&user_home).unwrap();
-    init_home(&home, Some(&user_home));
+    let w = home_world();
     let calls = [
         (
             "Bash",
@@ -121,13 +113,13 @@ fn policy_explain_of_a_few_calls() {
     let mut out = String::new();
     for (tool, input) in calls {
         let o = agp_in(
-            &home,
-            &user_home,
+            &w.home,
+            &w.user_home,
             &["policy", "explain", "--tool", tool, "--input", input],
         );
         out += &format!("=== {tool} {input}\n{}\n", both(&o));
     }
-    assert_text("policy_explain", &out, dir.path());
+    assert_text("policy_explain", &out, w.dir.path());
 }
 
 fn pre_tool_use(id: &str, tool: &str, input: &Value, cwd: &Path) -> Value {
@@ -137,19 +129,15 @@ fn pre_tool_use(id: &str, tool: &str, input: &Value, cwd: &Path) -> Value {
 
 #[test]
 fn hook_decisions() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    let project = dir.path().join("proj");
+    let w = home_world();
+    let project = w.dir.path().join("proj");
     std::fs::create_dir_all(project.join(".git")).unwrap();
-    std::fs::create_dir_all(&user_home).unwrap();
     std::fs::write(project.join("notes.txt"), "n").unwrap();
     let project = std::fs::canonicalize(project).unwrap();
-    init_home(&home, Some(&user_home));
     let mut out = String::new();
 
     // No daemon: fail closed, in each harness's own format.
-    let sock = dir.path().join("none.sock");
+    let sock = w.dir.path().join("none.sock");
     for harness in ["claude-code", "codex"] {
         let o = hook(
             &["--harness", harness],
@@ -165,7 +153,7 @@ fn hook_decisions() {
     }
 
     // A real daemon with agp init's policy: an allow, a require without a human, a deny.
-    let _daemon = start_daemon(&home, std::iter::empty::<&str>());
+    let _daemon = start_daemon(&w.home, std::iter::empty::<&str>());
     let calls = [
         ("Read", json!({"file_path": project.join("notes.txt")})),
         ("Bash", json!({"command": "git push"})),
@@ -174,10 +162,10 @@ fn hook_decisions() {
     for (n, (tool, input)) in calls.into_iter().enumerate() {
         let mut child = Command::new(AGP)
             .arg("--home")
-            .arg(&home)
+            .arg(&w.home)
             .args(["hook", "--harness", "claude-code", "--attach", "--project"])
             .arg(&project)
-            .env("HOME", &user_home)
+            .env("HOME", &w.user_home)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -190,7 +178,7 @@ fn hook_decisions() {
         let o = child.wait_with_output().unwrap();
         out += &format!("=== claude-code, daemon: {tool} {input}\n{}\n", both(&o));
     }
-    assert_text("hook_decisions", &out, dir.path());
+    assert_text("hook_decisions", &out, w.dir.path());
 }
 
 #[test]

@@ -110,6 +110,14 @@ impl DemoWorld {
     }
 }
 
+/// A fresh agp home (initialized, with a key) and a user home, in one tempdir (the fields of a
+/// [`DemoWorld`], whose repository is not made).
+pub fn home_world() -> DemoWorld {
+    let w = DemoWorld::paths();
+    init_home(&w.home, Some(&w.user_home));
+    w
+}
+
 pub fn demo_world() -> DemoWorld {
     let w = DemoWorld::paths();
     std::fs::create_dir_all(w.user_home.join(".ssh")).unwrap();
