@@ -198,4 +198,21 @@ fn run_summary_of_the_demo() {
         .unwrap();
     let text = both(&o).replace(workspace().to_str().unwrap(), "[WORKSPACE]");
     assert_text("run_summary_demo", &text, env.dir.path());
+
+    // The session's timeline, each body read through its kind's type.
+    let listed = agp_in(&env.home, &env.user_home, &["sessions", "--json"]);
+    let sessions: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let id = sessions[0]["id"].as_str().unwrap();
+    let shown = agp_in(&env.home, &env.user_home, &["sessions", "show", id]);
+    let tmp = env.dir.path().to_str().unwrap();
+    // A shown input is cut at 80 characters, so where one names a temporary path its visible
+    // part depends on that path's length: such inputs are kept only up to the path.
+    let text: String = both(&shown)
+        .lines()
+        .map(|line| match line.find(tmp) {
+            Some(at) if line.contains("tool_call.requested") => format!("{}[TMP]…\n", &line[..at]),
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    assert_text("sessions_show_demo", &text, env.dir.path());
 }
