@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use agp_contracts::intendant::{
-    Delivery, IntendantAdapter, IntendantError, LaunchContext, LaunchPlan, ProcessPlan, SeededFile,
+    Delivery, IntendantAdapter, IntendantError, LaunchContext, LaunchPlan, SeededFile,
 };
 use agp_contracts::sandbox::SANDBOX_HOME;
 use serde_json::{json, Value};
@@ -160,25 +160,18 @@ impl IntendantAdapter for ClaudeCodeAdapter {
                 read_only: false,
             });
         }
-        Ok(LaunchPlan::Process(ProcessPlan {
+        Ok(live::process_launch(
+            ctx,
             argv,
             env,
-            cwd: ctx.repo.clone(),
             files,
             ro_binds,
-            egress_hosts: vec![format!("{host}:{port}")],
-            interactive: ctx.interactive,
-        }))
+            vec![format!("{host}:{port}")],
+        ))
     }
 
     fn verify_wiring(&self, ctx: &LaunchContext, plan: &LaunchPlan) -> Result<(), IntendantError> {
-        let p = live::process_plan(NAME, plan)?;
-        if let Some(flag) = live::forbidden_flag(&p.argv, FORBIDDEN_FLAGS) {
-            return Err(live::unverified(
-                NAME,
-                format!("{flag} would bypass the managed hooks"),
-            ));
-        }
+        let p = live::process_plan(NAME, plan, FORBIDDEN_FLAGS)?;
         let file = live::managed_file(NAME, p, MANAGED_SETTINGS, "settings")?;
         let settings: Value = serde_json::from_slice(&file.contents)
             .map_err(|e| live::unverified(NAME, format!("managed settings are not JSON: {e}")))?;
@@ -242,20 +235,10 @@ pub(crate) fn authority(url: &str) -> Result<(String, u16), IntendantError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agp_contracts::intendant::GatewayEndpoint;
+    use agp_contracts::intendant::ProcessPlan;
 
     fn ctx() -> LaunchContext {
-        LaunchContext {
-            session: "s1".into(),
-            repo: "/src/repo".into(),
-            task: Some("fix the bug".into()),
-            gateway: GatewayEndpoint {
-                socket: live::GATEWAY_SOCKET.into(),
-                token: "tok".into(),
-            },
-            agp_exe: live::AGP_EXE.into(),
-            interactive: false,
-        }
+        live::test_context()
     }
 
     fn adapter() -> ClaudeCodeAdapter {

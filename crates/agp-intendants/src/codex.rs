@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use agp_contracts::intendant::{
-    Delivery, IntendantAdapter, IntendantError, LaunchContext, LaunchPlan, ProcessPlan, SeededFile,
+    Delivery, IntendantAdapter, IntendantError, LaunchContext, LaunchPlan, SeededFile,
 };
 use agp_contracts::sandbox::SANDBOX_HOME;
 use serde_json::{json, Value};
@@ -180,27 +180,20 @@ impl IntendantAdapter for CodexAdapter {
                 read_only: false,
             },
         ];
-        Ok(LaunchPlan::Process(ProcessPlan {
+        Ok(live::process_launch(
+            ctx,
             argv,
             env,
-            cwd: ctx.repo.clone(),
             files,
             ro_binds,
             egress_hosts,
-            interactive: ctx.interactive,
-        }))
+        ))
     }
 
     /// The static half of the proof (the plan); the launcher adds the dynamic half with
     /// [`probe_hooks`] inside the sandbox.
     fn verify_wiring(&self, ctx: &LaunchContext, plan: &LaunchPlan) -> Result<(), IntendantError> {
-        let p = live::process_plan(NAME, plan)?;
-        if let Some(flag) = live::forbidden_flag(&p.argv, FORBIDDEN_FLAGS) {
-            return Err(live::unverified(
-                NAME,
-                format!("{flag} could bypass the managed hooks"),
-            ));
-        }
+        let p = live::process_plan(NAME, plan, FORBIDDEN_FLAGS)?;
         for (i, a) in p.argv.iter().enumerate() {
             let value = match a.as_str() {
                 "-c" | "--config" => p.argv.get(i + 1).map(String::as_str),
@@ -404,20 +397,10 @@ pub fn check_hooks_list(result: &Value, ctx: &LaunchContext) -> Result<(), Inten
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agp_contracts::intendant::GatewayEndpoint;
+    use agp_contracts::intendant::ProcessPlan;
 
     fn ctx() -> LaunchContext {
-        LaunchContext {
-            session: "s1".into(),
-            repo: "/src/repo".into(),
-            task: Some("fix it".into()),
-            gateway: GatewayEndpoint {
-                socket: live::GATEWAY_SOCKET.into(),
-                token: "tok".into(),
-            },
-            agp_exe: live::AGP_EXE.into(),
-            interactive: false,
-        }
+        live::test_context()
     }
 
     fn adapter() -> CodexAdapter {

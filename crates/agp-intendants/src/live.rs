@@ -166,19 +166,63 @@ pub(crate) fn unverified(intendant: &str, message: impl Into<String>) -> Intenda
     }
 }
 
-/// The process a live agent's plan launches; anything else cannot carry the hook wiring.
+/// The process a live agent's plan launches, without any of the agent's `forbidden` flags
+/// (those that bypass the managed hooks); anything else cannot carry the hook wiring.
 pub(crate) fn process_plan<'a>(
     intendant: &str,
     plan: &'a LaunchPlan,
+    forbidden: &[&str],
 ) -> Result<&'a ProcessPlan, IntendantError> {
-    match plan {
-        LaunchPlan::Process(p) => Ok(p),
-        _ => Err(unverified(intendant, "not a process launch")),
+    let LaunchPlan::Process(p) = plan else {
+        return Err(unverified(intendant, "not a process launch"));
+    };
+    if let Some(flag) = forbidden_flag(&p.argv, forbidden) {
+        return Err(unverified(
+            intendant,
+            format!("{flag} would bypass the managed hooks"),
+        ));
+    }
+    Ok(p)
+}
+
+/// The launch of a live agent: `argv` in the repository, interactive as the context asks.
+pub(crate) fn process_launch(
+    ctx: &LaunchContext,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    files: Vec<SeededFile>,
+    ro_binds: Vec<(PathBuf, PathBuf)>,
+    egress_hosts: Vec<String>,
+) -> LaunchPlan {
+    LaunchPlan::Process(ProcessPlan {
+        argv,
+        env,
+        cwd: ctx.repo.clone(),
+        files,
+        ro_binds,
+        egress_hosts,
+        interactive: ctx.interactive,
+    })
+}
+
+/// A headless launch context as the launcher builds it, for the adapters' tests.
+#[cfg(test)]
+pub(crate) fn test_context() -> LaunchContext {
+    LaunchContext {
+        session: "s1".into(),
+        repo: "/src/repo".into(),
+        task: Some("fix the bug".into()),
+        gateway: agp_contracts::intendant::GatewayEndpoint {
+            socket: GATEWAY_SOCKET.into(),
+            token: "tok".into(),
+        },
+        agp_exe: AGP_EXE.into(),
+        interactive: false,
     }
 }
 
 /// The first argument that is one of `forbidden`, alone or as `FLAG=value`.
-pub(crate) fn forbidden_flag<'a>(argv: &'a [String], forbidden: &[&str]) -> Option<&'a String> {
+fn forbidden_flag<'a>(argv: &'a [String], forbidden: &[&str]) -> Option<&'a String> {
     argv.iter().find(|a| {
         forbidden
             .iter()

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         Ok(code) => code.into(),
         Err(err) => {
             // One clear line per problem: the error and its context chain, outermost first.
-            eprintln!("agp: error: {err:#}");
+            eprintln!("agp: error: {}", exit::one_line(&err));
             exit::Exit::CannotRun.into()
         }
     }

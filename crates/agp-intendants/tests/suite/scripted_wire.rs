@@ -60,7 +60,7 @@ fn exec_result(id: &str, code: i32) -> ServerMessage {
 }
 
 /// A daemon stand-in: hello, then fixed answers; refuses call-4 and closes, as the daemon does.
-fn serve(listener: UnixListener) -> Vec<ToolCallRequest> {
+fn serve(listener: &UnixListener) -> Vec<ToolCallRequest> {
     let (stream, _) = listener.accept().unwrap();
     let mut reader = FrameReader::new(BufReader::new(stream.try_clone().unwrap()));
     let mut writer = BufWriter::new(stream);
@@ -112,7 +112,7 @@ fn sends_claude_code_shaped_calls_and_reports_each_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("gateway.sock");
     let listener = UnixListener::bind(&socket).unwrap();
-    let server = std::thread::spawn(move || serve(listener));
+    let server = std::thread::spawn(move || serve(&listener));
 
     let script = Script::parse(Path::new("wire.yaml"), SCRIPT).unwrap();
     let intendant = ScriptedIntendant::new(script, "/home/alice".into());

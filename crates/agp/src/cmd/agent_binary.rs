@@ -95,13 +95,20 @@ pub fn prepare(
         AgentKind::ClaudeCode => identity::CLAUDE_CODE,
         AgentKind::Codex => identity::CODEX,
     };
-    let warning = match support.judge(name, version) {
-        VersionVerdict::Tested => None,
-        VersionVerdict::Untested(w) => Some(w),
-        VersionVerdict::Refused(why) => bail!("{name} refused: {why} ({})", resolved.exe.display()),
+    let (version, warning) = match (version, support.judge(name, version)) {
+        (_, VersionVerdict::Refused(why)) => {
+            bail!("{name} refused: {why} ({})", resolved.exe.display())
+        }
+        (Some(v), VersionVerdict::Tested) => (v, None),
+        (Some(v), VersionVerdict::Untested(w)) => (v, Some(w)),
+        // `judge` refuses an unknown version; kept apart so no unknown one slips through.
+        (None, _) => bail!(
+            "{name} refused: its --version printed no version ({})",
+            resolved.exe.display()
+        ),
     };
     Ok(AgentBinary {
-        version: version.expect("judged versions are known"),
+        version,
         install: resolved,
         found,
         sha256,

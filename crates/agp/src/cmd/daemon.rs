@@ -51,7 +51,7 @@ pub struct DaemonArgs {
     pub govern: GovernArgs,
 }
 
-pub fn run(home: &Home, args: DaemonArgs) -> Result<Exit> {
+pub fn run(home: &Home, args: &DaemonArgs) -> Result<Exit> {
     init_logging("agp_daemon=info");
     let rt = runtime()?;
     home.require_initialized()?;

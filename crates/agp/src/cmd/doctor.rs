@@ -49,7 +49,7 @@ fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) 
     }
 }
 
-pub fn run(home: &Home, args: DoctorArgs) -> Result<Exit> {
+pub fn run(home: &Home, args: &DoctorArgs) -> Result<Exit> {
     let mut checks = Vec::new();
     if home.config().is_file() {
         checks.push(pass(
@@ -91,9 +91,7 @@ pub fn run(home: &Home, args: DoctorArgs) -> Result<Exit> {
 
 fn check_key(home: &Home) -> Check {
     let path = home.signer_key();
-    let meta = if let Ok(m) = std::fs::symlink_metadata(&path) {
-        m
-    } else {
+    let Ok(meta) = std::fs::symlink_metadata(&path) else {
         let entries = home.journal_dir().join(agp_journal::ENTRIES_FILE);
         let started = std::fs::metadata(&entries).is_ok_and(|m| m.len() > 0);
         let fix = if started {
@@ -147,7 +145,7 @@ fn check_policy(home: &Home, explicit: Option<&std::path::Path>) -> Check {
         ),
         Err(e) => fail(
             "policy",
-            format!("{e:#}"),
+            crate::exit::one_line(&e),
             format!("`agp policy check {}` shows every problem", path.display()),
         ),
     }
@@ -222,7 +220,7 @@ fn check_state(home: &Home) -> Check {
 fn check_sandbox(home: &Home, config: &Result<Config>) -> Check {
     let choice = match config {
         Ok(config) => config.sandbox(home),
-        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+        Err(e) => Err(anyhow::anyhow!(crate::exit::one_line(e))),
     };
     match choice {
         Ok(crate::cmd::daemon::SandboxChoice::Bwrap) => {}
@@ -233,7 +231,7 @@ fn check_sandbox(home: &Home, config: &Result<Config>) -> Check {
                 format!("set provider = \"bwrap\" in {}", home.config().display()),
             )
         }
-        Err(e) => return fail("sandbox", format!("{e:#}"), "fix config.toml"),
+        Err(e) => return fail("sandbox", crate::exit::one_line(&e), "fix config.toml"),
     }
     let provider = agp_sandbox::BubblewrapProvider::new().protect(home.root());
     if let Err(e) = provider.bwrap() {
@@ -277,7 +275,7 @@ fn check_sandbox(home: &Home, config: &Result<Config>) -> Check {
 fn check_slack(home: &Home, config: &Result<Config>) -> Check {
     let required = match config {
         Ok(config) => config.channel() == crate::cmd::daemon::ChannelChoice::Slack,
-        Err(e) => return fail("slack", format!("{e:#}"), "fix config.toml"),
+        Err(e) => return fail("slack", crate::exit::one_line(e), "fix config.toml"),
     };
     let settings = home.slack_settings();
     let cfg = match agp_slack::setup(home.root()) {

@@ -26,7 +26,7 @@ pub struct EgressBridgeArgs {
     pub command: Vec<String>,
 }
 
-pub fn run(args: EgressBridgeArgs) -> Result<Exit> {
+pub fn run(args: &EgressBridgeArgs) -> Result<Exit> {
     if !args.listen.ip().is_loopback() {
         bail!(
             "the egress bridge listens on loopback only, not {}",

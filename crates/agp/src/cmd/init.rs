@@ -21,7 +21,7 @@ pub struct InitArgs {
 const DEFAULT_CONFIG: &str = include_str!("../../assets/config.toml");
 const DEFAULT_POLICY: &str = include_str!("../../assets/policy.toml");
 
-pub fn run(home: &Home, args: InitArgs) -> Result<Exit> {
+pub fn run(home: &Home, args: &InitArgs) -> Result<Exit> {
     let config = home.config();
     if config.exists() && !args.force {
         bail!(

@@ -120,7 +120,7 @@ fn write_atomically(path: &Path, value: &Value) -> Result<()> {
     Ok(())
 }
 
-pub fn run(home: &Home, args: InstallHooksArgs) -> Result<Exit> {
+pub fn run(home: &Home, args: &InstallHooksArgs) -> Result<Exit> {
     let (harness, file) = match (args.claude, &args.project) {
         (true, Some(dir)) => ("claude-code", dir.join(".claude/settings.json")),
         (true, None) => ("claude-code", user_home()?.join(".claude/settings.json")),

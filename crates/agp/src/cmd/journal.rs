@@ -1,7 +1,7 @@
 //! `agp journal`: show events, inclusion receipts, consistency proofs, recovery.
 
 use std::io::{BufRead, BufReader, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use agp_journal::proof::{self, ProofError};
 use agp_journal::{JournalOptions, JournalWriter};
@@ -93,7 +93,7 @@ pub fn run(home: &Home, args: JournalArgs) -> Result<Exit> {
             json,
             journal,
         } => show(
-            journal.unwrap_or_else(|| home.journal_dir()),
+            &journal.unwrap_or_else(|| home.journal_dir()),
             session.as_deref(),
             kind.as_deref(),
             json,
@@ -305,7 +305,7 @@ fn recover(home: &Home, json: bool) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-fn show(dir: PathBuf, session: Option<&str>, kind: Option<&str>, json: bool) -> Result<Exit> {
+fn show(dir: &Path, session: Option<&str>, kind: Option<&str>, json: bool) -> Result<Exit> {
     let path = dir.join(agp_journal::ENTRIES_FILE);
     let file =
         std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;

@@ -24,7 +24,7 @@ pub enum KeyCommand {
     },
 }
 
-pub fn run(home: &Home, args: KeyArgs) -> Result<Exit> {
+pub fn run(home: &Home, args: &KeyArgs) -> Result<Exit> {
     match args.command {
         KeyCommand::Show { json } => {
             let key = crate::cmd::keygen::home_verifier(home, false)?;

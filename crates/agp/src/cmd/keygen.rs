@@ -131,7 +131,10 @@ pub fn run(home: &Home, args: KeygenArgs) -> Result<Exit> {
     }
     let origin = match args.origin {
         Some(o) => o,
-        None => configured_origin(home)?.unwrap_or_else(random_origin),
+        None => match configured_origin(home)? {
+            Some(o) => o,
+            None => random_origin()?,
+        },
     };
     let key = SignerKey::generate(&origin).context("cannot create the key")?;
     keys::write_signer_key_new(&key_path, &key)?;
@@ -338,10 +341,10 @@ fn configured_origin(home: &Home) -> Result<Option<String>> {
     Ok(config.origin())
 }
 
-fn random_origin() -> String {
+fn random_origin() -> Result<String> {
     // A throwaway key only to draw random bytes from the OS RNG the same way keys are made.
-    let k = SignerKey::generate("x").expect("the OS random number generator works");
-    format!("agp.local/journal/{}", &k.verifier().id_hex())
+    let k = SignerKey::generate("x").context("cannot draw a random journal origin")?;
+    Ok(format!("agp.local/journal/{}", &k.verifier().id_hex()))
 }
 
 fn write_public_forms(home: &Home, key: &VerifierKey) -> Result<()> {

@@ -38,25 +38,25 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
     // These run inside the sandbox and need no agp home; `hook` must reach its own error
     // handling (deny, exit 2) whatever the environment.
     let command = match cli.command {
-        Command::Hook(args) => return hook::run(args, home_arg.as_deref()),
-        Command::EgressBridge(args) => return egress_bridge::run(args),
+        Command::Hook(args) => return Ok(hook::run(&args, home_arg.as_deref())),
+        Command::EgressBridge(args) => return egress_bridge::run(&args),
         other => other,
     };
     let home = Home::resolve(home_arg.as_deref())?.named_by_flag(by_flag);
     match command {
-        Command::Init(args) => init::run(&home, args),
+        Command::Init(args) => init::run(&home, &args),
         Command::Keygen(args) => keygen::run(&home, args),
-        Command::Key(args) => key::run(&home, args),
+        Command::Key(args) => key::run(&home, &args),
         Command::Verify(args) => verify::run(&home, args),
         Command::Journal(args) => journal::run(&home, args),
         Command::Policy(args) => policy::run(&home, args),
-        Command::Run(args) => run::run(&home, args),
-        Command::Daemon(args) => daemon::run(&home, args),
+        Command::Run(args) => run::run(&home, &args),
+        Command::Daemon(args) => daemon::run(&home, &args),
         Command::Sessions(args) => sessions::run(&home, args),
-        Command::Doctor(args) => doctor::run(&home, args),
+        Command::Doctor(args) => doctor::run(&home, &args),
         Command::Bench(args) => bench::run(args),
         Command::Slack(args) => slack::run(&home, args),
-        Command::InstallHooks(args) => install_hooks::run(&home, args),
+        Command::InstallHooks(args) => install_hooks::run(&home, &args),
         Command::Hook(_) | Command::EgressBridge(_) => unreachable!("dispatched above"),
     }
 }

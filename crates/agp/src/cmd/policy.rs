@@ -106,7 +106,7 @@ pub struct ExplainArgs {
 pub fn run(home: &Home, args: PolicyArgs) -> Result<Exit> {
     match args.command {
         PolicyCommand::Check { file, json } => check(&policy_path(home, file.as_deref())?, json),
-        PolicyCommand::Explain(a) => explain(home, a),
+        PolicyCommand::Explain(a) => explain(home, &a),
         PolicyCommand::Test { file, place, json } => {
             test(home, &policy_path(home, file.as_deref())?, &place, json)
         }
@@ -274,7 +274,7 @@ fn context(home: &Home, place: &Place) -> Result<EvalContext> {
     })
 }
 
-fn explain(home: &Home, a: ExplainArgs) -> Result<Exit> {
+fn explain(home: &Home, a: &ExplainArgs) -> Result<Exit> {
     let path = policy_path(home, a.policy.as_deref())?;
     let policy = match load(&path, Exit::CannotRun)? {
         Ok(p) => p,
@@ -424,7 +424,7 @@ fn import(settings: &Path, output: Option<&Path>, json: bool) -> Result<Exit> {
             out.display()
         );
     } else {
-        print!("{}", imported.toml)
+        print!("{}", imported.toml);
     }
     Ok(Exit::Ok)
 }

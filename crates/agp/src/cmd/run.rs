@@ -64,7 +64,7 @@ pub struct RunArgs {
     pub govern: GovernArgs,
 }
 
-pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
+pub fn run(home: &Home, args: &RunArgs) -> Result<Exit> {
     let live = match args.intendant {
         IntendantChoice::Scripted => None,
         IntendantChoice::ClaudeCode => Some(crate::cmd::run_agent::LiveAgent::ClaudeCode),
@@ -77,7 +77,7 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
             .context("--repo is required for a live agent: the repository it works in")?;
         return crate::cmd::run_agent::run(
             home,
-            crate::cmd::run_agent::AgentRunArgs {
+            &crate::cmd::run_agent::AgentRunArgs {
                 agent,
                 repo,
                 task: &args.task,
@@ -120,9 +120,9 @@ pub fn run(home: &Home, args: RunArgs) -> Result<Exit> {
 
     let out = Out { json: args.json };
     let ran = match running_daemon(home)? {
-        Some(running) => run_on_daemon(home, &args, &running, &intendant, &repo, out),
+        Some(running) => run_on_daemon(home, args, &running, &intendant, &repo, out),
         None => Config::load(home)
-            .and_then(|config| run_in_process(home, &config, &args, &intendant, &repo, out)),
+            .and_then(|config| run_in_process(home, &config, args, &intendant, &repo, out)),
     };
     let kept = demo_copy.map(|copy| keep_or_remove(copy, args.keep_demo_repo, out));
     let mut ran = ran?;
@@ -266,16 +266,16 @@ fn run_in_process(
         });
     };
     let report = report?;
-    finish(
+    Ok(finish(
         &home.agp(),
-        crate::cmd::sessions::session_flags(home, &session),
+        &crate::cmd::sessions::session_flags(home, &session),
         &session,
         &repo,
         &report,
         &journal_dir,
         &verifier,
         out,
-    )
+    ))
 }
 
 /// A fresh copy of the embedded demo repository in the system temp dir (never inside the agp
@@ -384,8 +384,8 @@ fn run_on_daemon(
             daemon.socket.display()
         );
     }
-    let mut control = Client::connect(&daemon.socket, Duration::from_secs(30))
-        .context("cannot reach the agp daemon")?;
+    // Its error names the daemon and the socket already.
+    let mut control = Client::connect(&daemon.socket, Duration::from_secs(30))?;
     let opened = control
         .open_session(
             &daemon.admin_token,
@@ -450,16 +450,16 @@ fn run_on_daemon(
     let journal_dir = home.journal_dir();
     let verifier = home.verifier_key();
     match finished {
-        Ok(report) => finish(
+        Ok(report) => Ok(finish(
             &home.agp(),
-            crate::cmd::sessions::session_flags(home, &opened.session),
+            &crate::cmd::sessions::session_flags(home, &opened.session),
             &opened.session,
             repo,
             &report,
             &journal_dir,
             &verifier,
             out,
-        ),
+        )),
         Err(signal) => {
             crate::cmd::interrupt::report(&home.agp(), signal, &opened.session);
             let mut summary = base_summary(&opened.session, repo, INTERRUPTED);

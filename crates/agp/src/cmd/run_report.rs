@@ -5,7 +5,6 @@ use std::io::Write as _;
 use std::path::Path;
 
 use agp_intendants::RunReport;
-use anyhow::Result;
 
 use crate::exit::Exit;
 
@@ -45,14 +44,14 @@ pub(crate) const LEGEND: &str =
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn finish(
     agp: &str,
-    flags: Vec<String>,
+    flags: &[String],
     session: &str,
     repo: &Path,
     report: &RunReport,
     journal_dir: &Path,
     verifier: &Path,
     out: Out,
-) -> Result<Ran> {
+) -> Ran {
     let status = if report.failure().is_none() {
         "completed"
     } else {
@@ -61,7 +60,7 @@ pub(crate) fn finish(
     let mut summary = base_summary(session, repo, status);
     summarize(session, report, &mut summary, out);
     // The integrity report and unlinked results, as journaled when the session ended.
-    for line in &flags {
+    for line in flags {
         out.line(&format!("agp: {}", agp_channels::sanitize::escape(line)));
     }
     summary["flags"] = serde_json::json!(flags);
@@ -74,10 +73,10 @@ pub(crate) fn finish(
         );
     }
     let bad = report.failure().is_some() || !report.mismatches().is_empty() || !verified;
-    Ok(Ran {
+    Ran {
         exit: if bad { Exit::Bad } else { Exit::Ok },
         summary: Some(summary),
-    })
+    }
 }
 
 pub(crate) fn base_summary(session: &str, repo: &Path, status: &str) -> serde_json::Value {

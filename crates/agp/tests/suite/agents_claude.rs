@@ -16,15 +16,6 @@ use agents_support::*;
 use agp_testkit::{FakeModel, Turn};
 use serde_json::{json, Value};
 
-/// How the test names the agent to `agp run`.
-#[derive(Clone, Copy)]
-enum Via {
-    /// `claude` on PATH: npm's `.bin` link to the launcher/`claude.exe`, as users have it.
-    NpmPath,
-    /// `AGP_CLAUDE_BIN` naming the native binary deep in the platform package.
-    NativeVar,
-}
-
 #[test]
 fn claude_code_governed_session_oldest_supported() {
     governed_session("2.1.197", Via::NpmPath);
@@ -32,7 +23,7 @@ fn claude_code_governed_session_oldest_supported() {
 
 #[test]
 fn claude_code_governed_session_pinned() {
-    governed_session(CLAUDE_VERSION, Via::NativeVar);
+    governed_session(CLAUDE_VERSION, Via::NativeVar("AGP_CLAUDE_BIN"));
 }
 
 #[test]
@@ -44,11 +35,7 @@ fn governed_session(version: &'static str, via: Via) {
     let Some(client) = claude_at(version) else {
         return;
     };
-    let world = World::new();
-    let outside = host_only_dir(&world);
-    std::fs::create_dir(world.repo.join("keep")).unwrap();
-    let pwned = outside.join("pwned.txt");
-    write_scripts(&world, &pwned, "/etc/claude-code/managed-settings.json");
+    let (world, pwned) = governed_world("/etc/claude-code/managed-settings.json");
     // A hostile repository tries to switch hooks off and to allow everything with its own
     // hook: the managed settings (allowManagedHooksOnly) win, as every deny below shows.
     std::fs::create_dir(world.repo.join(".claude")).unwrap();
@@ -78,15 +65,12 @@ fn governed_session(version: &'static str, via: Via) {
         Turn::Text("finished".into()),
     ]);
     let model = FakeModel::anthropic(turns).unwrap();
-    let mut env = vec![
-        ("ANTHROPIC_BASE_URL".to_string(), model.base_url()),
-        ("ANTHROPIC_API_KEY".into(), "sk-test-not-a-real-key".into()),
+    let (url, (var, value)) = (model.base_url(), via.env(&client));
+    let env = [
+        ("ANTHROPIC_BASE_URL", url.as_str()),
+        ("ANTHROPIC_API_KEY", "sk-test-not-a-real-key"),
+        (var, &value),
     ];
-    match via {
-        Via::NpmPath => env.push(("PATH".into(), client.path_env())),
-        Via::NativeVar => env.push(("AGP_CLAUDE_BIN".into(), client.native.display().to_string())),
-    }
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let out = world.run("claude-code", &env, "allow\ndeny not today\n");
     let (_, j) = check_governed_session(&world, &model, &out, CLAUDE_CALLS, &pwned);
     check_identity(&j, &client);
@@ -111,22 +95,12 @@ fn claude_code_hook_denies_when_the_daemon_is_not_running() {
     let Some(claude) = claude() else { return };
     let world = World::new();
     let model = FakeModel::anthropic(vec![Turn::Shell("echo ran > ran.txt".into())]).unwrap();
-    let settings = world.file("settings.json", &hook_settings());
-    let out = Command::new(&claude)
-        .args(["-p", "do it", "--output-format", "json", "--settings"])
-        .arg(&settings)
-        .current_dir(&world.repo)
-        .env_clear()
-        .envs(base_env(&world, &model))
-        .env(
-            "AGP_GATEWAY_SOCKET",
-            world.dir.path().join("no-daemon.sock"),
-        )
-        .env("AGP_SESSION_TOKEN", "whatever")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    check_denied_without_daemon(&world, &out, &model, CLAUDE_CALLS);
+    check_denied_without_daemon(
+        &world,
+        claude_p(&world, &model, &claude, true),
+        &model,
+        CLAUDE_CALLS,
+    );
 }
 
 /// A daemon killed (SIGKILL) while an approval is pending: the waiting hook denies.
@@ -134,31 +108,32 @@ fn claude_code_hook_denies_when_the_daemon_is_not_running() {
 fn claude_code_hook_denies_when_the_daemon_dies_mid_approval() {
     let Some(claude) = claude() else { return };
     let world = World::new();
-    let (daemon, socket, token) = daemon_with_gate_session(&world, "claude-code");
-
     let model = FakeModel::anthropic(vec![Turn::Shell("mkdir needs-approval".into())]).unwrap();
-    let settings = world.file("settings.json", &hook_settings());
-    let agent = Command::new(&claude)
-        .args(["-p", "do it", "--output-format", "json", "--settings"])
-        .arg(&settings)
-        .current_dir(&world.repo)
-        .env_clear()
-        .envs(base_env(&world, &model))
-        .env("AGP_GATEWAY_SOCKET", &socket)
-        .env("AGP_SESSION_TOKEN", &token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    kill_daemon_mid_approval(&world, daemon, agent, &model, CLAUDE_CALLS);
+    let agent = claude_p(&world, &model, &claude, true);
+    kill_daemon_mid_approval(&world, "claude-code", agent, &model, CLAUDE_CALLS);
 }
 
-/// Hooks for a Claude Code run outside agp's sandbox (these tests exercise `agp hook` itself).
-fn hook_settings() -> String {
-    let hook = json!([{"matcher": "*", "hooks": [{"type": "command",
-        "command": format!("{AGP} hook --harness claude-code"), "timeout": 120}]}]);
-    json!({"hooks": {"PreToolUse": hook, "PostToolUse": hook}}).to_string()
+/// `claude -p` on the host against the fake model, outside agp's sandbox; `with_hook` adds
+/// agp's hook in its settings (these tests exercise `agp hook` itself).
+fn claude_p(
+    world: &World,
+    model: &FakeModel,
+    claude: &std::path::Path,
+    with_hook: bool,
+) -> Command {
+    let mut cmd = Command::new(claude);
+    cmd.args(["-p", "do it", "--output-format", "json"]);
+    if with_hook {
+        let hook = json!([{"matcher": "*", "hooks": [{"type": "command",
+            "command": format!("{AGP} hook --harness claude-code"), "timeout": 120}]}]);
+        let settings = json!({"hooks": {"PreToolUse": hook, "PostToolUse": hook}});
+        cmd.arg("--settings")
+            .arg(world.file("settings.json", &settings.to_string()));
+    }
+    cmd.current_dir(&world.repo)
+        .env_clear()
+        .envs(base_env(world, model));
+    cmd
 }
 
 fn base_env(world: &World, model: &FakeModel) -> Vec<(String, String)> {
@@ -204,11 +179,7 @@ fn claude_code_with_install_hooks_and_agp_daemon() {
         Turn::Shell("rm -rf made.txt".into()),
     ])
     .unwrap();
-    let out = Command::new(&claude)
-        .args(["-p", "do it", "--output-format", "json"])
-        .current_dir(&world.repo)
-        .env_clear()
-        .envs(base_env(&world, &model))
+    let out = claude_p(&world, &model, &claude, false)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -232,8 +203,7 @@ fn claude_code_with_install_hooks_and_agp_daemon() {
         .filter(|e| e["kind"] == "session.started")
         .collect();
     assert_eq!(sessions.len(), 1, "one agp session per Claude Code session");
-    let v = world.verify();
-    assert!(v.status.success(), "{}", text(&v.stdout));
+    world.assert_verified();
 }
 
 /// `agp run` itself (its in-process daemon) killed with SIGKILL while an approval is pending:

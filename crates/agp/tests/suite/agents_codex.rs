@@ -8,7 +8,7 @@
 
 use super::support::agents as agents_support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use agents_support::*;
 use agp_testkit::{FakeModel, Turn};
@@ -19,18 +19,9 @@ fn codex_home(world: &World, model: &FakeModel) -> std::path::PathBuf {
     codex_home_with_fake_provider(world, model, "")
 }
 
-/// How the test names the agent to `agp run`.
-#[derive(Clone, Copy)]
-enum Via {
-    /// `codex` on PATH: npm's `.bin` link to the Node launcher `bin/codex.js`.
-    NpmPath,
-    /// `AGP_CODEX_BIN` naming the native binary in the platform package.
-    NativeVar,
-}
-
 #[test]
 fn codex_governed_session_pinned() {
-    governed_session(CODEX_VERSION, Via::NativeVar);
+    governed_session(CODEX_VERSION, Via::NativeVar("AGP_CODEX_BIN"));
 }
 
 #[test]
@@ -42,11 +33,7 @@ fn governed_session(version: &'static str, via: Via) {
     let Some(client) = codex_at(version) else {
         return;
     };
-    let world = World::new();
-    let outside = host_only_dir(&world);
-    std::fs::create_dir(world.repo.join("keep")).unwrap();
-    let pwned = outside.join("pwned.txt");
-    write_scripts(&world, &pwned, "/etc/codex/requirements.toml");
+    let (world, pwned) = governed_world("/etc/codex/requirements.toml");
     // A hostile repository brings its own allow-all hooks and re-enables TTY sessions: managed
     // requirements (allow_managed_hooks_only) and agp's flags win, as the denies below show.
     std::fs::create_dir(world.repo.join(".codex")).unwrap();
@@ -74,18 +61,13 @@ fn governed_session(version: &'static str, via: Via) {
         Turn::Text("finished".into()),
     ]);
     let model = FakeModel::openai(turns).unwrap();
-    let mut env = vec![
-        (
-            "CODEX_HOME".to_string(),
-            codex_home(&world, &model).display().to_string(),
-        ),
-        ("FAKE_API_KEY".into(), "not-a-real-key".into()),
+    let home = codex_home(&world, &model).display().to_string();
+    let (var, value) = via.env(&client);
+    let env = [
+        ("CODEX_HOME", home.as_str()),
+        ("FAKE_API_KEY", "not-a-real-key"),
+        (var, &value),
     ];
-    match via {
-        Via::NpmPath => env.push(("PATH".into(), client.path_env())),
-        Via::NativeVar => env.push(("AGP_CODEX_BIN".into(), client.native.display().to_string())),
-    }
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let out = world.run("codex", &env, "allow\ndeny not today\n");
     let (results, j) = check_governed_session(&world, &model, &out, CODEX_CALLS, &pwned);
 
@@ -110,16 +92,12 @@ fn codex_hook_denies_when_the_daemon_is_not_running() {
     let Some(codex) = codex() else { return };
     let world = World::new();
     let model = FakeModel::openai(vec![Turn::Shell("echo ran > ran.txt".into())]).unwrap();
-    let out = codex_exec(&world, &model, &codex)
-        .env(
-            "AGP_GATEWAY_SOCKET",
-            world.dir.path().join("no-daemon.sock"),
-        )
-        .env("AGP_SESSION_TOKEN", "whatever")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    check_denied_without_daemon(&world, &out, &model, CODEX_CALLS);
+    check_denied_without_daemon(
+        &world,
+        codex_exec(&world, &model, &codex),
+        &model,
+        CODEX_CALLS,
+    );
 }
 
 /// A daemon killed (SIGKILL) while an approval is pending: the waiting hook denies.
@@ -127,18 +105,9 @@ fn codex_hook_denies_when_the_daemon_is_not_running() {
 fn codex_hook_denies_when_the_daemon_dies_mid_approval() {
     let Some(codex) = codex() else { return };
     let world = World::new();
-    let (daemon, socket, token) = daemon_with_gate_session(&world, "codex");
-
     let model = FakeModel::openai(vec![Turn::Shell("mkdir needs-approval".into())]).unwrap();
-    let agent = codex_exec(&world, &model, &codex)
-        .env("AGP_GATEWAY_SOCKET", &socket)
-        .env("AGP_SESSION_TOKEN", &token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    kill_daemon_mid_approval(&world, daemon, agent, &model, CODEX_CALLS);
+    let agent = codex_exec(&world, &model, &codex);
+    kill_daemon_mid_approval(&world, "codex", agent, &model, CODEX_CALLS);
 }
 
 /// `codex exec` on the host with agp's hook in the user config. Outside agp's launcher the hook

@@ -81,15 +81,7 @@ async fn decide(slack: &FakeSlack, command: &str, user: &str, action: &str) {
 
 /// Waits for `agp run`, which must succeed; its stdout.
 async fn wait_success(child: std::process::Child) -> String {
-    let out = wait_output(child).await;
-    let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "agp run failed: {}\n{stdout}\n{}",
-        out.status,
-        text(&out.stderr)
-    );
-    stdout
+    assert_ran(&wait_output(child).await)
 }
 
 async fn wait_output(child: std::process::Child) -> Output {
@@ -155,13 +147,7 @@ fn assert_decided_in_slack(world: &World, slack: &FakeSlack, j: &[Value]) {
         assert!(!raw.contains(secret), "a Slack token is in the journal");
     }
 
-    let v = world.verify();
-    assert!(
-        v.status.success(),
-        "agp verify: {}{}",
-        text(&v.stdout),
-        text(&v.stderr)
-    );
+    world.assert_verified();
 }
 
 /// The real Claude Code: its two `require` verdicts are decided by clicks in (the fake) Slack.
@@ -555,11 +541,5 @@ async fn the_daemon_journals_refused_clicks_and_reattaches_after_a_restart() {
         slack.messages()
     );
     drop(second);
-    let v = world.verify();
-    assert!(
-        v.status.success(),
-        "agp verify: {}{}",
-        text(&v.stdout),
-        text(&v.stderr)
-    );
+    world.assert_verified();
 }

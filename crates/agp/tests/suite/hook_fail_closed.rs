@@ -4,29 +4,11 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::{json, Value};
 
-const AGP: &str = env!("CARGO_BIN_EXE_agp");
-
-fn hook(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
-    let mut child = Command::new(AGP)
-        .arg("hook")
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    // The hook may stop reading early (oversize input): a broken pipe here is fine.
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().unwrap()
-}
+use super::support::hook::hook;
 
 fn pre_tool_use() -> Vec<u8> {
     json!({"hook_event_name": "PreToolUse", "tool_name": "Bash", "cwd": "/",

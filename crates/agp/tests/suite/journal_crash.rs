@@ -74,25 +74,6 @@ fn crash_child_writer() {
     }
 }
 
-/// `ssh-keygen -Y verify -s checkpoint.sig < checkpoint`, as an auditor without agp runs it.
-fn ssh_keygen_verify(h: &Home) -> std::process::Output {
-    let allowed = h.root.join("keys/allowed_signers");
-    let identity = std::fs::read_to_string(&allowed)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    Command::new("ssh-keygen")
-        .args(["-Y", "verify", "-f"])
-        .arg(&allowed)
-        .args(["-I", &identity, "-n", "agp-journal-checkpoint", "-s"])
-        .arg(h.journal().join("checkpoint.sig"))
-        .stdin(std::fs::File::open(h.journal().join("checkpoint")).unwrap())
-        .output()
-        .expect("ssh-keygen (openssh-client) is installed")
-}
-
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -149,7 +130,7 @@ fn sigkill_mid_stream_loses_nothing_acknowledged() {
             (0, Vec::<String>::new()),
             "round {round}: unexpected findings after a crash: {r:#}"
         );
-        let o = ssh_keygen_verify(&h);
+        let o = h.ssh_verify(&std::fs::read(h.journal().join("checkpoint")).unwrap());
         assert!(
             o.status.success(),
             "round {round}: ssh-keygen refuses the pair: {}",

@@ -4,39 +4,15 @@
 
 use super::support::journal as common_journal;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common_journal::{run, text, Home};
-
-fn ssh_verify(h: &Home, checkpoint: &[u8]) -> std::process::Output {
-    let keys = h.root.join("keys");
-    let allowed = keys.join("allowed_signers");
-    let identity = std::fs::read_to_string(&allowed)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    let mut child = Command::new("ssh-keygen")
-        .args(["-Y", "verify", "-f"])
-        .arg(&allowed)
-        .args(["-I", &identity, "-n", "agp-journal-checkpoint", "-s"])
-        .arg(h.journal().join("checkpoint.sig"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh-keygen (openssh-client) is installed");
-    child.stdin.take().unwrap().write_all(checkpoint).unwrap();
-    child.wait_with_output().unwrap()
-}
 
 #[test]
 fn ssh_keygen_verifies_checkpoint_sig() {
     let h = Home::with_20_entries();
     let checkpoint = std::fs::read(h.journal().join("checkpoint")).unwrap();
-    let o = ssh_verify(&h, &checkpoint);
+    let o = h.ssh_verify(&checkpoint);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("Good \"agp-journal-checkpoint\" signature"),
@@ -47,7 +23,7 @@ fn ssh_keygen_verifies_checkpoint_sig() {
     let mut altered = checkpoint.clone();
     let n = altered.len();
     altered[n - 5] ^= 1;
-    let o = ssh_verify(&h, &altered);
+    let o = h.ssh_verify(&altered);
     assert!(!o.status.success(), "{}", text(&o));
 }
 

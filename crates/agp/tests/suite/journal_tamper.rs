@@ -7,10 +7,15 @@ use common_journal::{copy_dir, error_codes, finding, reorder_keys, run, text, Ho
 use serde_json::Value;
 use std::path::PathBuf;
 
-fn set_line(h: &Home, seq: usize, f: impl FnOnce(&str) -> String) {
+/// Rewrites the journal's lines with `f`.
+fn edit_lines(h: &Home, f: impl FnOnce(&mut Vec<String>)) {
     let mut lines = h.lines();
-    lines[seq] = f(&lines[seq]);
+    f(&mut lines);
     h.write_lines(&lines);
+}
+
+fn set_line(h: &Home, seq: usize, f: impl FnOnce(&str) -> String) {
+    edit_lines(h, |lines| lines[seq] = f(&lines[seq]));
 }
 
 #[test]
@@ -61,9 +66,9 @@ const CASES: &[Case] = &[
     Case {
         name: "deleted middle line is a seq gap",
         tamper: |h| {
-            let mut lines = h.lines();
-            lines.remove(5);
-            h.write_lines(&lines);
+            edit_lines(h, |lines| {
+                lines.remove(5);
+            });
         },
         exit: Some(1),
         errors: Some(&["ROOT_MISMATCH", "SEQ_GAP", "TRUNCATED"]),
@@ -71,22 +76,14 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "deleted tail alone is caught by the stored checkpoints",
-        tamper: |h| {
-            let mut lines = h.lines();
-            lines.truncate(18);
-            h.write_lines(&lines);
-        },
+        tamper: |h| edit_lines(h, |lines| lines.truncate(18)),
         exit: Some(1),
         errors: Some(&["TRUNCATED"]),
         finding: ("TRUNCATED", "{}"),
     },
     Case {
         name: "swapped lines are reordered",
-        tamper: |h| {
-            let mut lines = h.lines();
-            lines.swap(5, 6);
-            h.write_lines(&lines);
-        },
+        tamper: |h| edit_lines(h, |lines| lines.swap(5, 6)),
         exit: Some(1),
         errors: Some(&["REORDERED", "ROOT_MISMATCH"]),
         finding: ("REORDERED", r#"{"seq": 5, "line": 7}"#),
@@ -94,11 +91,11 @@ const CASES: &[Case] = &[
     Case {
         name: "inserted line repeats a seq",
         tamper: |h| {
-            let mut lines = h.lines();
-            // A forged entry that chains correctly to its predecessor and takes seq 5.
-            let forged = lines[5].replace("\"echo 4\"", "\"echo forged\"");
-            lines.insert(5, forged);
-            h.write_lines(&lines);
+            edit_lines(h, |lines| {
+                // A forged entry that chains correctly to its predecessor and takes seq 5.
+                let forged = lines[5].replace("\"echo 4\"", "\"echo forged\"");
+                lines.insert(5, forged);
+            });
         },
         exit: Some(1),
         errors: Some(&["ROOT_MISMATCH", "SEQ_REPEATED"]),
@@ -107,10 +104,10 @@ const CASES: &[Case] = &[
     Case {
         name: "duplicated line is reported as such",
         tamper: |h| {
-            let mut lines = h.lines();
-            let dup = lines[5].clone();
-            lines.insert(6, dup);
-            h.write_lines(&lines);
+            edit_lines(h, |lines| {
+                let dup = lines[5].clone();
+                lines.insert(6, dup);
+            });
         },
         exit: Some(1),
         errors: Some(&["DUPLICATE_LINE", "ROOT_MISMATCH"]),
@@ -184,9 +181,7 @@ fn deleted_tail_with_cleaned_checkpoints_is_caught_by_a_trusted_checkpoint() {
     let h = Home::with_20_entries();
     let kept = h.keep_checkpoint("kept.checkpoint");
     // The attacker drops the last 3 entries and every checkpoint that mentions them.
-    let mut lines = h.lines();
-    lines.truncate(17);
-    h.write_lines(&lines);
+    edit_lines(&h, |lines| lines.truncate(17));
     let cps = std::fs::read_to_string(h.journal().join("checkpoints")).unwrap();
     let notes = split_notes(&cps);
     let small: String = notes
@@ -380,11 +375,11 @@ fn note_size(note: &str) -> u64 {
 }
 
 fn flip_signature_bit(note: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let (head, sig_line) = note.rsplit_once("\n\u{2014} ").unwrap();
     let (name, sig) = sig_line.trim_end().split_once(' ').unwrap();
     // Base64 character 30 encodes bits of bytes 22-23: inside the Ed25519 signature, past the
     // 4-byte key id. Toggling the low bit of its sextet flips exactly one signature bit.
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut sig = sig.as_bytes().to_vec();
     let i = ALPHABET.iter().position(|&c| c == sig[30]).unwrap();
     sig[30] = ALPHABET[i ^ 1];

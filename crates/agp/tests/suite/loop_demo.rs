@@ -30,19 +30,9 @@ fn ok(out: &Output) -> String {
     stdout
 }
 
-/// `agp run --intendant scripted --script SCRIPT --repo REPO EXTRA…`.
+/// `agp run --intendant scripted --script SCRIPT --repo REPO EXTRA…` in the demo world.
 fn run_scripted(env: &DemoWorld, script: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "run",
-        "--intendant",
-        "scripted",
-        "--script",
-        script.to_str().unwrap(),
-        "--repo",
-        env.repo.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    agp(&env.home, &env.user_home, &args)
+    support_loop::run_scripted(&env.home, &env.user_home, script, &env.repo, extra)
 }
 
 fn kind(e: &Value) -> &str {

@@ -6,44 +6,26 @@
 //! there before the session is reported as pre-existing and kept.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-use super::support::looping as support_loop;
-
-fn git(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .unwrap()
-}
+use super::support::looping::{self as support_loop, git};
 
 #[test]
 fn planted_items_are_reported_quarantined_and_host_git_runs_no_planted_hook() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(&user_home).unwrap();
-    std::fs::create_dir(&repo).unwrap();
-    assert!(git(&repo, &["init", "-q"]).status.success());
+    let w = support_loop::git_world();
     assert!(Command::new("mkfifo")
-        .arg(repo.join("old-pipe"))
+        .arg(w.repo.join("old-pipe"))
         .status()
         .unwrap()
         .success());
-    let marker = dir.path().join("hook-ran");
+    let marker = w.dir.path().join("hook-ran");
 
-    support_loop::init_home(&home, Some(&user_home));
-    let policy = support_loop::write_allow_everything(dir.path());
+    let policy = support_loop::write_allow_everything(w.dir.path());
     let calls = [
         "mkfifo pipe".to_owned(),
-        format!("ln -s {}/.bashrc home-link", user_home.display()),
+        format!("ln -s {}/.bashrc home-link", w.user_home.display()),
         format!(
             "git init -q nested && printf '#!/bin/sh\\ntouch {}\\n' > nested/.git/hooks/pre-commit \
              && chmod +x nested/.git/hooks/pre-commit",
@@ -51,15 +33,16 @@ fn planted_items_are_reported_quarantined_and_host_git_runs_no_planted_hook() {
         ),
         "cp /bin/sh suid-sh && chmod 4755 suid-sh".to_owned(),
     ];
-    let script = dir.path().join("plant.yaml");
+    let script = w.dir.path().join("plant.yaml");
     let yaml = support_loop::bash_calls_yaml(&calls);
     std::fs::write(&script, yaml).unwrap();
 
-    let out = support_loop::run_scripted_auto_approve(&home, &user_home, &script, &repo, &policy);
+    let out =
+        support_loop::run_scripted_auto_approve(&w.home, &w.user_home, &script, &w.repo, &policy);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(stdout.contains("✓ journal verified"), "{stdout}");
     // The planted items really were made inside the sandbox.
-    let results: Vec<Value> = support_loop::journal(&home)
+    let results: Vec<Value> = support_loop::journal(&w.home)
         .into_iter()
         .filter(|e| e["kind"] == "tool_call.result")
         .collect();
@@ -67,7 +50,7 @@ fn planted_items_are_reported_quarantined_and_host_git_runs_no_planted_hook() {
         assert_eq!(r["body"]["ok"], true, "{r}");
     }
 
-    let entries = support_loop::journal(&home);
+    let entries = support_loop::journal(&w.home);
     let integrity: Vec<&Value> = entries
         .iter()
         .filter(|e| e["kind"] == "session.integrity")
@@ -82,7 +65,8 @@ fn planted_items_are_reported_quarantined_and_host_git_runs_no_planted_hook() {
             .find(|f| f["path"] == path)
             .unwrap_or_else(|| panic!("no finding for {path}: {body:#}"))
     };
-    let quarantine = home
+    let quarantine = w
+        .home
         .join("quarantine")
         .join(body["session"].as_str().unwrap());
     for (path, kind) in [
@@ -100,7 +84,7 @@ fn planted_items_are_reported_quarantined_and_host_git_runs_no_planted_hook() {
             (Some(kind), Some("new"), Some("quarantined")),
             "{f}"
         );
-        assert!(repo.join(path).symlink_metadata().is_err(), "{path} kept");
+        assert!(w.repo.join(path).symlink_metadata().is_err(), "{path} kept");
         assert!(quarantine.join(path).symlink_metadata().is_ok(), "{path}");
         assert!(
             stdout.contains(&format!("✗ repository: {path}")),
@@ -114,14 +98,14 @@ fn planted_items_are_reported_quarantined_and_host_git_runs_no_planted_hook() {
     // Moved, not followed: the quarantine holds the link itself.
     assert_eq!(
         std::fs::read_link(quarantine.join("home-link")).unwrap(),
-        user_home.join(".bashrc")
+        w.user_home.join(".bashrc")
     );
     let old = finding("old-pipe");
     assert_eq!(
         (old["origin"].as_str(), old["action"].as_str()),
         (Some("pre_existing"), Some("kept"))
     );
-    assert!(repo.join("old-pipe").symlink_metadata().is_ok());
+    assert!(w.repo.join("old-pipe").symlink_metadata().is_ok());
     if let Some(f) = findings.iter().find(|f| f["path"] == "suid-sh") {
         assert_eq!(
             (f["kind"].as_str(), f["action"].as_str()),
@@ -129,17 +113,17 @@ fn planted_items_are_reported_quarantined_and_host_git_runs_no_planted_hook() {
         );
     }
     // Whether or not the sandbox let the setuid bit be set, none is left on the host.
-    if let Ok(meta) = std::fs::metadata(repo.join("suid-sh")) {
+    if let Ok(meta) = std::fs::metadata(w.repo.join("suid-sh")) {
         assert_eq!(meta.permissions().mode() & 0o6000, 0, "{body:#}");
     }
 
     // The user's next commit where the nested repository was runs no planted hook.
-    std::fs::write(repo.join("nested/file.txt"), "x").unwrap();
-    assert!(git(&repo.join("nested"), &["add", "file.txt"])
+    std::fs::write(w.repo.join("nested/file.txt"), "x").unwrap();
+    assert!(git(&w.repo.join("nested"), &["add", "file.txt"])
         .status
         .success());
     let commit = git(
-        &repo.join("nested"),
+        &w.repo.join("nested"),
         &["commit", "-q", "-m", "after the session"],
     );
     assert!(

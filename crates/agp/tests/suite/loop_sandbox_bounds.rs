@@ -4,35 +4,23 @@
 //! journaled as `sandbox.git_metadata_removed`. Real binary, real bubblewrap, real git.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
 use super::support::looping as support_loop;
 
 fn git(repo: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(["-c", "user.email=h@x", "-c", "user.name=h"])
-        .args(args)
-        .current_dir(repo)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
+    assert!(
+        support_loop::git(repo, args).status.success(),
+        "git {args:?}"
+    );
 }
 
 #[test]
 fn bounds_and_git_guard_are_journaled() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(&user_home).unwrap();
-    std::fs::create_dir(&repo).unwrap();
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["commit", "-q", "--allow-empty", "-m", "x"]);
-    support_loop::init_home(&home, Some(&user_home));
-    let config = home.join("config.toml");
+    let w = support_loop::git_world();
+    git(&w.repo, &["commit", "-q", "--allow-empty", "-m", "x"]);
+    let config = w.home.join("config.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text = text.replace(
         "[sandbox.limits]\n",
@@ -40,22 +28,23 @@ fn bounds_and_git_guard_are_journaled() {
     );
     assert!(text.contains("repo_growth_bytes = \"1MiB\""), "{text}");
     std::fs::write(&config, text).unwrap();
-    let policy = support_loop::write_allow_everything(dir.path());
+    let policy = support_loop::write_allow_everything(w.dir.path());
     let calls = [
         "echo ../evil > .git/commondir",
         "head -c 700K /dev/urandom > a.bin; head -c 700K /dev/urandom > b.bin",
         "echo never",
     ];
     let yaml = support_loop::bash_calls_yaml(&calls);
-    let script = dir.path().join("calls.yaml");
+    let script = w.dir.path().join("calls.yaml");
     std::fs::write(&script, yaml).unwrap();
-    let out = support_loop::run_scripted_auto_approve(&home, &user_home, &script, &repo, &policy);
+    let out =
+        support_loop::run_scripted_auto_approve(&w.home, &w.user_home, &script, &w.repo, &policy);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let dump = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("✓ journal verified"), "{dump}");
-    assert!(!repo.join(".git/commondir").exists());
+    assert!(!w.repo.join(".git/commondir").exists());
 
-    let journal = support_loop::journal(&home);
+    let journal = support_loop::journal(&w.home);
     let of = |kind: &str| -> Vec<&Value> {
         journal
             .iter()

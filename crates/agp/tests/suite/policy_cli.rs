@@ -32,6 +32,10 @@ impl Env {
         std::fs::write(&p, text).unwrap();
         p
     }
+    /// `agp policy explain ARGS`.
+    fn explain(&self, args: &[&str]) -> Output {
+        self.agp(&[&["policy", "explain"], args].concat())
+    }
     fn agp(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_agp"))
             .arg("--home")
@@ -86,57 +90,37 @@ fn init_writes_a_policy_that_checks_and_passes_its_tests() {
 #[test]
 fn check_reports_file_line_column_and_exit_codes() {
     let env = Env::new();
-    let bad = env.file(
-        "bad.toml",
-        "default = \"require\"\n[[rule]]\nid = \"x\"\neffect = \"allow\"\nmatch = [\"Bash(ls\"]\n",
-    );
-    let o = env.agp(&["policy", "check", p(&bad)]);
-    assert_eq!(code(&o), 1);
-    let err = stderr(&o);
-    assert!(
-        err.contains(&format!(
-            "agp: error: {}:5:10: matcher `Bash(ls` is missing its closing `)`",
-            p(&bad)
-        )),
-        "{err}"
-    );
-
-    let syntax = env.file("syntax.toml", "[[rule]\nid = 1\n");
-    let o = env.agp(&["policy", "check", p(&syntax)]);
-    assert_eq!(code(&o), 1);
-    assert!(
-        stderr(&o).contains(&format!("{}:1:", p(&syntax))),
-        "{}",
-        stderr(&o)
-    );
-
-    let lint = env.file(
-        "lint.toml",
-        "[[rule]]\nid = \"git\"\neffect = \"deny\"\nmatch = [\"Bash(git:*)\"]\n\
-         [[rule]]\nid = \"status\"\neffect = \"allow\"\nmatch = [\"Bash(git status)\"]\n",
-    );
-    let o = env.agp(&["policy", "check", p(&lint)]);
-    assert_eq!(code(&o), 1);
-    assert!(
-        stderr(&o).contains(&format!(
-            "{}:8:10: `Bash(git status)` in rule `status` can never decide",
-            p(&lint)
-        )),
-        "{}",
-        stderr(&o)
-    );
-
-    let broad = env.file(
-        "broad.toml",
-        "[[rule]]\nid = \"all\"\neffect = \"allow\"\nmatch = [\"*\"]\n",
-    );
-    let o = env.agp(&["policy", "check", p(&broad)]);
-    assert_eq!(code(&o), 0, "warnings alone do not fail: {}", stderr(&o));
-    assert!(
-        stderr(&o).contains("agp: warning:") && stderr(&o).contains(":4:10:"),
-        "{}",
-        stderr(&o)
-    );
+    // Each policy file, its exit code, and a line its stderr holds ({path} is the file).
+    let cases = [
+        (
+            "bad.toml",
+            "default = \"require\"\n[[rule]]\nid = \"x\"\neffect = \"allow\"\nmatch = [\"Bash(ls\"]\n",
+            1,
+            "agp: error: {path}:5:10: matcher `Bash(ls` is missing its closing `)`",
+        ),
+        ("syntax.toml", "[[rule]\nid = 1\n", 1, "{path}:1:"),
+        (
+            "lint.toml",
+            "[[rule]]\nid = \"git\"\neffect = \"deny\"\nmatch = [\"Bash(git:*)\"]\n\
+             [[rule]]\nid = \"status\"\neffect = \"allow\"\nmatch = [\"Bash(git status)\"]\n",
+            1,
+            "{path}:8:10: `Bash(git status)` in rule `status` can never decide",
+        ),
+        // Warnings alone do not fail.
+        (
+            "broad.toml",
+            "[[rule]]\nid = \"all\"\neffect = \"allow\"\nmatch = [\"*\"]\n",
+            0,
+            "agp: warning: {path}:4:10:",
+        ),
+    ];
+    for (name, policy, exit, line) in cases {
+        let path = env.file(name, policy);
+        let o = env.agp(&["policy", "check", p(&path)]);
+        assert_eq!(code(&o), exit, "{name}: {}", stderr(&o));
+        let line = line.replace("{path}", p(&path));
+        assert!(stderr(&o).contains(&line), "{name}: {}", stderr(&o));
+    }
 
     let o = env.agp(&["policy", "check", p(&env.dir.path().join("missing.toml"))]);
     assert_eq!(code(&o), 2);
@@ -155,9 +139,7 @@ fn check_reports_file_line_column_and_exit_codes() {
 fn explain_shows_the_verdict_part_by_part() {
     let env = Env::new();
     assert_eq!(code(&env.agp(&["init"])), 0);
-    let o = env.agp(&[
-        "policy",
-        "explain",
+    let o = env.explain(&[
         "--tool",
         "Bash",
         "--input",
@@ -173,23 +155,14 @@ fn explain_shows_the_verdict_part_by_part() {
     assert_eq!(v["parts"][0]["decision"], "allow");
     assert_eq!(v["policy_sha256"].as_str().unwrap().len(), 64);
 
-    let o = env.agp(&[
-        "policy",
-        "explain",
-        "--tool",
-        "Bash",
-        "--input",
-        r#"{"command":"git push"}"#,
-    ]);
+    let o = env.explain(&["--tool", "Bash", "--input", r#"{"command":"git push"}"#]);
     assert_eq!(code(&o), 0);
     let out = stdout(&o);
     assert!(out.contains("decision: require"), "{out}");
     assert!(out.contains("decided by: push"), "{out}");
     assert!(out.contains("remembered for 1800s"), "{out}");
 
-    let o = env.agp(&[
-        "policy",
-        "explain",
+    let o = env.explain(&[
         "--tool",
         "Read",
         "--input",
@@ -199,28 +172,14 @@ fn explain_shows_the_verdict_part_by_part() {
     ]);
     assert!(stdout(&o).contains("decision: allow"), "{}", stdout(&o));
 
-    let o = env.agp(&[
-        "policy",
-        "explain",
-        "--tool",
-        "Bash",
-        "--input",
-        r#"{"command":["ls"]}"#,
-    ]);
+    let o = env.explain(&["--tool", "Bash", "--input", r#"{"command":["ls"]}"#]);
     assert!(
         stdout(&o).contains("decision: deny") && stdout(&o).contains("must be a non-empty string"),
         "{}",
         stdout(&o)
     );
 
-    let o = env.agp(&[
-        "policy",
-        "explain",
-        "--tool",
-        "Bash",
-        "--input",
-        "{not json",
-    ]);
+    let o = env.explain(&["--tool", "Bash", "--input", "{not json"]);
     assert_eq!(code(&o), 2);
     assert!(
         stderr(&o).starts_with("agp: error: --input is not valid JSON"),
@@ -229,16 +188,7 @@ fn explain_shows_the_verdict_part_by_part() {
     );
 
     let broken = env.file("broken.toml", "default = \"maybe\"\n");
-    let o = env.agp(&[
-        "policy",
-        "explain",
-        "--policy",
-        p(&broken),
-        "--tool",
-        "Bash",
-        "--input",
-        "{}",
-    ]);
+    let o = env.explain(&["--policy", p(&broken), "--tool", "Bash", "--input", "{}"]);
     assert_eq!(code(&o), 2, "a malformed policy cannot judge anything");
     assert!(
         stderr(&o).contains(&format!("{}:1:11:", p(&broken))),
@@ -288,9 +238,7 @@ fn import_claude_converts_permissions() {
     let imported = env.file("imported.toml", &toml_text);
     let check = env.agp(&["policy", "check", p(&imported)]);
     assert_eq!(code(&check), 0, "{}", stderr(&check));
-    let o = env.agp(&[
-        "policy",
-        "explain",
+    let o = env.explain(&[
         "--policy",
         p(&imported),
         "--tool",

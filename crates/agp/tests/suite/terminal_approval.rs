@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support_loop::{demo_world, journal, workspace, DemoWorld, AGP};
+use support_loop::{demo_world, journal, workspace, AGP};
 
 use super::support::looping as support_loop;
 use super::support::pty::open_pty;
@@ -53,12 +53,7 @@ impl Drop for Screen {
 
 #[test]
 fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
-    let DemoWorld {
-        dir: _dir,
-        home,
-        user_home,
-        repo,
-    } = demo_world();
+    let w = demo_world();
 
     let (master, slave) = open_pty();
 
@@ -68,12 +63,12 @@ fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
         .args(["--ctty", "--wait"])
         .arg(AGP)
         .arg("--home")
-        .arg(&home)
+        .arg(&w.home)
         .args(["run", "--intendant", "scripted", "--script"])
         .arg(workspace().join("examples/demo.yaml"))
         .arg("--repo")
-        .arg(&repo)
-        .env("HOME", &user_home)
+        .arg(&w.repo)
+        .env("HOME", &w.user_home)
         .env("NO_COLOR", "1")
         .stdin(slave.try_clone().unwrap())
         .stdout(slave.try_clone().unwrap())
@@ -121,10 +116,10 @@ fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
         shown.contains("13 calls, 8 allowed (1 after approval), 5 denied"),
         "{shown}"
     );
-    assert!(!repo.join("notes.txt").exists(), "the approved rm ran");
+    assert!(!w.repo.join("notes.txt").exists(), "the approved rm ran");
 
     // The journal names the person at the terminal for both decisions.
-    let entries = journal(&home);
+    let entries = journal(&w.home);
     for kind in ["approval.granted", "approval.denied"] {
         let e = entries
             .iter()
@@ -145,17 +140,12 @@ fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
 /// approved too, and the self-check says so (exit 1).
 #[test]
 fn auto_approve_is_loud_and_journaled_as_the_approver() {
-    let DemoWorld {
-        dir: _dir,
-        home,
-        user_home,
-        repo,
-    } = demo_world();
+    let w = demo_world();
     let out = Command::new("setsid")
         .arg("--wait")
         .arg(AGP)
         .arg("--home")
-        .arg(&home)
+        .arg(&w.home)
         .args([
             "run",
             "--intendant",
@@ -165,8 +155,8 @@ fn auto_approve_is_loud_and_journaled_as_the_approver() {
         ])
         .arg(workspace().join("examples/demo.yaml"))
         .arg("--repo")
-        .arg(&repo)
-        .env("HOME", &user_home)
+        .arg(&w.repo)
+        .env("HOME", &w.user_home)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .output()
@@ -184,7 +174,7 @@ fn auto_approve_is_loud_and_journaled_as_the_approver() {
     assert!(stdout.contains("✗ expected deny"), "{stdout}");
     assert!(stdout.contains("journal verified"), "{stdout}");
 
-    let entries = journal(&home);
+    let entries = journal(&w.home);
     let granted: Vec<&Value> = entries
         .iter()
         .filter(|e| e["kind"] == "approval.granted")

@@ -9,9 +9,10 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
+use super::support::hook::hook;
 use super::support::journal::{run, Home};
 use super::support::looping::{
-    agp_detached, demo_world, init_home, start_daemon, workspace, AGP, SLACK_VARS,
+    agp_detached, demo_world, home_world, start_daemon, workspace, AGP, SLACK_VARS,
 };
 
 /// What differs between runs and machines, as insta filters (regex, replacement).
@@ -88,22 +89,14 @@ fn agp_in(home: &Path, user_home: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn doctor_on_a_fresh_home() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    std::fs::create_dir_all(&user_home).unwrap();
-    init_home(&home, Some(&user_home));
-    let o = agp_in(&home, &user_home, &["doctor"]);
-    assert_text("doctor_fresh_home", &both(&o), dir.path());
+    let w = home_world();
+    let o = agp_in(&w.home, &w.user_home, &["doctor"]);
+    assert_text("doctor_fresh_home", &both(&o), w.dir.path());
 }
 
 #[test]
 fn policy_explain_of_a_few_calls() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    std::fs::create_dir_all(&user_home).unwrap();
-    init_home(&home, Some(&user_home));
+    let w = home_world();
     let calls = [
         (
             "Bash",
@@ -120,53 +113,31 @@ fn policy_explain_of_a_few_calls() {
     let mut out = String::new();
     for (tool, input) in calls {
         let o = agp_in(
-            &home,
-            &user_home,
+            &w.home,
+            &w.user_home,
             &["policy", "explain", "--tool", tool, "--input", input],
         );
         out += &format!("=== {tool} {input}\n{}\n", both(&o));
     }
-    assert_text("policy_explain", &out, dir.path());
+    assert_text("policy_explain", &out, w.dir.path());
 }
 
-/// `agp hook` with `event` on stdin and the environment cleared but for `env`.
-fn hook(args: &[&str], env: &[(&str, &str)], event: &Value) -> Output {
-    let mut child = Command::new(AGP)
-        .arg("hook")
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(event.to_string().as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn pre_tool_use(id: &str, tool: &str, input: Value, cwd: &Path) -> Value {
+fn pre_tool_use(id: &str, tool: &str, input: &Value, cwd: &Path) -> Value {
     json!({"hook_event_name": "PreToolUse", "session_id": "snap", "tool_name": tool,
            "cwd": cwd, "tool_input": input, "tool_use_id": id})
 }
 
 #[test]
 fn hook_decisions() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    let project = dir.path().join("proj");
+    let w = home_world();
+    let project = w.dir.path().join("proj");
     std::fs::create_dir_all(project.join(".git")).unwrap();
-    std::fs::create_dir_all(&user_home).unwrap();
     std::fs::write(project.join("notes.txt"), "n").unwrap();
     let project = std::fs::canonicalize(project).unwrap();
-    init_home(&home, Some(&user_home));
     let mut out = String::new();
 
     // No daemon: fail closed, in each harness's own format.
-    let sock = dir.path().join("none.sock");
+    let sock = w.dir.path().join("none.sock");
     for harness in ["claude-code", "codex"] {
         let o = hook(
             &["--harness", harness],
@@ -174,13 +145,15 @@ fn hook_decisions() {
                 ("AGP_GATEWAY_SOCKET", sock.to_str().unwrap()),
                 ("AGP_SESSION_TOKEN", "t"),
             ],
-            &pre_tool_use("toolu_0", "Bash", json!({"command": "ls"}), &project),
+            pre_tool_use("toolu_0", "Bash", &json!({"command": "ls"}), &project)
+                .to_string()
+                .as_bytes(),
         );
         out += &format!("=== {harness}, no daemon\n{}\n", both(&o));
     }
 
     // A real daemon with agp init's policy: an allow, a require without a human, a deny.
-    let _daemon = start_daemon(&home, std::iter::empty::<&str>());
+    let _daemon = start_daemon(&w.home, std::iter::empty::<&str>());
     let calls = [
         ("Read", json!({"file_path": project.join("notes.txt")})),
         ("Bash", json!({"command": "git push"})),
@@ -189,23 +162,23 @@ fn hook_decisions() {
     for (n, (tool, input)) in calls.into_iter().enumerate() {
         let mut child = Command::new(AGP)
             .arg("--home")
-            .arg(&home)
+            .arg(&w.home)
             .args(["hook", "--harness", "claude-code", "--attach", "--project"])
             .arg(&project)
-            .env("HOME", &user_home)
+            .env("HOME", &w.user_home)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let event = pre_tool_use(&format!("toolu_{}", n + 1), tool, input.clone(), &project);
+        let event = pre_tool_use(&format!("toolu_{}", n + 1), tool, &input, &project);
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(event.to_string().as_bytes()).unwrap();
         drop(stdin);
         let o = child.wait_with_output().unwrap();
         out += &format!("=== claude-code, daemon: {tool} {input}\n{}\n", both(&o));
     }
-    assert_text("hook_decisions", &out, dir.path());
+    assert_text("hook_decisions", &out, w.dir.path());
 }
 
 #[test]
@@ -225,4 +198,21 @@ fn run_summary_of_the_demo() {
         .unwrap();
     let text = both(&o).replace(workspace().to_str().unwrap(), "[WORKSPACE]");
     assert_text("run_summary_demo", &text, env.dir.path());
+
+    // The session's timeline, each body read through its kind's type.
+    let listed = agp_in(&env.home, &env.user_home, &["sessions", "--json"]);
+    let sessions: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let id = sessions[0]["id"].as_str().unwrap();
+    let shown = agp_in(&env.home, &env.user_home, &["sessions", "show", id]);
+    let tmp = env.dir.path().to_str().unwrap();
+    // A shown input is cut at 80 characters, so where one names a temporary path its visible
+    // part depends on that path's length: such inputs are kept only up to the path.
+    let text: String = both(&shown)
+        .lines()
+        .map(|line| match line.find(tmp) {
+            Some(at) if line.contains("tool_call.requested") => format!("{}[TMP]…\n", &line[..at]),
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    assert_text("sessions_show_demo", &text, env.dir.path());
 }

@@ -256,7 +256,7 @@ fn run_clients(
     Ok((all, wall))
 }
 
-pub fn run(args: GatewayBenchArgs) -> Result<Exit> {
+pub fn run(args: &GatewayBenchArgs) -> Result<Exit> {
     if args.calls == 0 || args.concurrency == 0 {
         bail!("--calls and --concurrency must be at least 1");
     }

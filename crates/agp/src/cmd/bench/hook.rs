@@ -92,7 +92,7 @@ fn stand_in() -> Result<(tempfile::TempDir, std::path::PathBuf)> {
     Ok((dir, socket))
 }
 
-pub fn run(args: HookBenchArgs) -> Result<Exit> {
+pub fn run(args: &HookBenchArgs) -> Result<Exit> {
     if args.calls == 0 {
         bail!("--calls must be at least 1");
     }

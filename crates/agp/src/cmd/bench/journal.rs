@@ -132,7 +132,7 @@ pub fn fill(
     Ok(secs)
 }
 
-pub fn run(args: JournalBenchArgs) -> Result<Exit> {
+pub fn run(args: &JournalBenchArgs) -> Result<Exit> {
     let dir = BenchDir::new(args.out.as_deref())?;
     let key = SignerKey::generate("agp.bench/journal")?;
     let threads = args.threads.unwrap_or(match args.durability {

@@ -42,11 +42,11 @@ pub enum BenchTarget {
 
 pub fn run(args: BenchArgs) -> Result<Exit> {
     match args.target {
-        BenchTarget::Journal(a) => journal::run(a),
-        BenchTarget::Verify(a) => verify::run(a),
-        BenchTarget::Policy(a) => policy::run(a),
-        BenchTarget::Gateway(a) => gateway::run(a),
-        BenchTarget::Sandbox(a) => sandbox::run(a),
-        BenchTarget::Hook(a) => hook::run(a),
+        BenchTarget::Journal(a) => journal::run(&a),
+        BenchTarget::Verify(a) => verify::run(&a),
+        BenchTarget::Policy(a) => policy::run(&a),
+        BenchTarget::Gateway(a) => gateway::run(&a),
+        BenchTarget::Sandbox(a) => sandbox::run(&a),
+        BenchTarget::Hook(a) => hook::run(&a),
     }
 }

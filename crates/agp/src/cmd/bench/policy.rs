@@ -133,7 +133,7 @@ fn setup_project(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn run(args: PolicyBenchArgs) -> Result<Exit> {
+pub fn run(args: &PolicyBenchArgs) -> Result<Exit> {
     let dir = BenchDir::new(None)?;
     let project = dir.path.join("project");
     setup_project(&project)?;

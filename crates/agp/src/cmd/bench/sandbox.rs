@@ -64,7 +64,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-pub fn run(args: SandboxBenchArgs) -> Result<Exit> {
+pub fn run(args: &SandboxBenchArgs) -> Result<Exit> {
     if args.spawns == 0 {
         bail!("--spawns must be at least 1");
     }

@@ -45,7 +45,7 @@ fn memory_kib() -> Result<(u64, u64)> {
     Ok((field("VmHWM:"), field("VmRSS:")))
 }
 
-pub fn run(args: VerifyBenchArgs) -> Result<Exit> {
+pub fn run(args: &VerifyBenchArgs) -> Result<Exit> {
     let dir = BenchDir::new(args.out.as_deref())?;
     let key = SignerKey::generate("agp.bench/journal")?;
     // The journal holds N entries including its journal.created entry.

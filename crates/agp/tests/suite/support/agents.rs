@@ -90,6 +90,26 @@ impl Client {
     }
 }
 
+/// How a test names the agent to `agp run`.
+#[derive(Clone, Copy)]
+pub enum Via {
+    /// The agent's command on PATH: npm's `.bin` link to its launcher, as users have it.
+    NpmPath,
+    /// This variable (`AGP_CLAUDE_BIN`, `AGP_CODEX_BIN`) naming the native binary deep in the
+    /// platform package.
+    NativeVar(&'static str),
+}
+
+impl Via {
+    /// The variable that makes `agp run` find `client` this way.
+    pub fn env(self, client: &Client) -> (&'static str, String) {
+        match self {
+            Via::NpmPath => ("PATH", client.path_env()),
+            Via::NativeVar(var) => (var, client.native.display().to_string()),
+        }
+    }
+}
+
 fn installed(client: Client, what: &str, package: &str) -> Option<Client> {
     let ok = Command::new(&client.native)
         .arg("--version")
@@ -271,6 +291,29 @@ impl World {
             .output()
             .unwrap()
     }
+
+    /// `agp verify` of this home must pass.
+    pub fn assert_verified(&self) {
+        let v = self.verify();
+        assert!(
+            v.status.success(),
+            "agp verify: {}{}",
+            text(&v.stdout),
+            text(&v.stderr)
+        );
+    }
+}
+
+/// `agp run` must have succeeded; its stdout.
+pub fn assert_ran(out: &Output) -> String {
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "agp run failed: {}\n{stdout}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    stdout
 }
 
 pub fn journal(home: &Path) -> Vec<Value> {
@@ -311,6 +354,18 @@ pub fn result_for(results: &[(String, String, Option<bool>)], harness_id: &str) 
             || panic!("the model never got a result for {harness_id}: {results:?}"),
             |(_, t, _)| t.clone(),
         )
+}
+
+/// The world of a governed session: a `keep/` directory in the repository and the scripts
+/// the agent runs, aimed at `managed` (the agent's managed settings) and at a file outside
+/// every bind, returned.
+pub fn governed_world(managed: &str) -> (World, PathBuf) {
+    let world = World::new();
+    let outside = host_only_dir(&world);
+    std::fs::create_dir(world.repo.join("keep")).unwrap();
+    let pwned = outside.join("pwned.txt");
+    write_scripts(&world, &pwned, managed);
+    (world, pwned)
 }
 
 /// A path outside everything the sandbox binds, which exists on the host.
@@ -405,13 +460,7 @@ pub fn check_governed_session(
     calls: CallNames,
     pwned: &Path,
 ) -> (ToolResults, Vec<Value>) {
-    let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "agp run failed: {}\n{stdout}\n{}",
-        out.status,
-        text(&out.stderr)
-    );
+    let stdout = assert_ran(out);
     assert_eq!(
         model.remaining_turns(),
         0,
@@ -513,13 +562,7 @@ pub fn check_preflight_and_verify(world: &World, j: &[Value]) {
     assert!(j
         .iter()
         .any(|e| e["kind"] == "sandbox.preflight" && e["body"]["passed"] == true));
-    let v = world.verify();
-    assert!(
-        v.status.success(),
-        "agp verify: {}{}",
-        text(&v.stdout),
-        text(&v.stderr)
-    );
+    world.assert_verified();
 }
 
 /// Polls `ready` every 20 ms; fails with `what` once `secs` seconds have passed.
@@ -644,16 +687,22 @@ pub fn daemon_with_gate_session(world: &World, intendant: &str) -> (Child, PathB
     (daemon, socket, session.token)
 }
 
-/// Once `agent`'s call (its first) waits for approval, SIGKILLs `daemon`: the waiting hook
-/// denies, the agent ends normally, the call never ran, and the model was told agp could not
-/// check it.
+/// Runs `agent` against a gate session of a fresh `agp daemon` and, once its call (its first)
+/// waits for approval, SIGKILLs the daemon: the waiting hook denies, the agent ends normally,
+/// the call never ran, and the model was told agp could not check it.
 pub fn kill_daemon_mid_approval(
     world: &World,
-    mut daemon: Child,
-    agent: Child,
+    intendant: &str,
+    mut agent: Command,
     model: &FakeModel,
     calls: CallNames,
 ) {
+    let (mut daemon, socket, token) = daemon_with_gate_session(world, intendant);
+    let agent = with_gateway(&mut agent, &socket, &token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for_approval_request(&world.home);
     daemon.kill().unwrap();
     daemon.wait().unwrap();
@@ -668,10 +717,14 @@ pub fn kill_daemon_mid_approval(
 /// call did not run, and the model was told agp could not check it.
 pub fn check_denied_without_daemon(
     world: &World,
-    out: &Output,
+    mut agent: Command,
     model: &FakeModel,
     calls: CallNames,
 ) {
+    let no_daemon = world.dir.path().join("no-daemon.sock");
+    let out = with_gateway(&mut agent, &no_daemon, "whatever")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         !world.repo.join("ran.txt").exists(),
@@ -679,4 +732,13 @@ pub fn check_denied_without_daemon(
     );
     let told = result_for(&model.tool_results(), &calls.harness(1));
     assert!(told.contains("agp could not check this call"), "{told}");
+}
+
+/// `agent` (a client with agp's hook, outside agp's sandbox) pointed at a session's gateway,
+/// as `agp run` would point it.
+fn with_gateway<'a>(agent: &'a mut Command, socket: &Path, token: &str) -> &'a mut Command {
+    agent
+        .env("AGP_GATEWAY_SOCKET", socket)
+        .env("AGP_SESSION_TOKEN", token)
+        .stdin(Stdio::null())
 }

@@ -2,8 +2,9 @@
 //! binary, journal entries appended with the real writer, and `agp verify --json` runs.
 #![allow(dead_code)]
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use agp_contracts::Journal as _;
 use agp_journal::{keys, JournalOptions, JournalWriter, SignerKey};
@@ -101,6 +102,30 @@ impl Home {
         let mut text = lines.join("\n");
         text.push('\n');
         std::fs::write(self.entries(), text).unwrap();
+    }
+
+    /// `ssh-keygen -Y verify -s checkpoint.sig` of `checkpoint` (on stdin) with the home's
+    /// allowed signers, as an auditor without agp runs it.
+    pub fn ssh_verify(&self, checkpoint: &[u8]) -> Output {
+        let allowed = self.root.join("keys/allowed_signers");
+        let identity = std::fs::read_to_string(&allowed)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        let mut child = Command::new("ssh-keygen")
+            .args(["-Y", "verify", "-f"])
+            .arg(&allowed)
+            .args(["-I", &identity, "-n", "agp-journal-checkpoint", "-s"])
+            .arg(self.journal().join("checkpoint.sig"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ssh-keygen (openssh-client) is installed");
+        child.stdin.take().unwrap().write_all(checkpoint).unwrap();
+        child.wait_with_output().unwrap()
     }
 
     /// A copy of the journal's current checkpoint at `TMP/NAME`, kept aside as an auditor

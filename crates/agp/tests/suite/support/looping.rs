@@ -95,26 +95,62 @@ pub struct DemoWorld {
     pub repo: PathBuf,
 }
 
+impl DemoWorld {
+    /// Its paths under a fresh tempdir, of which only the user home exists yet.
+    fn paths() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let user_home = dir.path().join("user");
+        std::fs::create_dir_all(&user_home).unwrap();
+        Self {
+            home: dir.path().join("agp-home"),
+            repo: dir.path().join("repo"),
+            user_home,
+            dir,
+        }
+    }
+}
+
+/// A fresh agp home (initialized, with a key) and a user home, in one tempdir (the fields of a
+/// [`DemoWorld`], whose repository is not made).
+pub fn home_world() -> DemoWorld {
+    let w = DemoWorld::paths();
+    init_home(&w.home, Some(&w.user_home));
+    w
+}
+
 pub fn demo_world() -> DemoWorld {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp-home");
-    let user_home = dir.path().join("user");
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(user_home.join(".ssh")).unwrap();
+    let w = DemoWorld::paths();
+    std::fs::create_dir_all(w.user_home.join(".ssh")).unwrap();
     let copied = Command::new("cp")
         .arg("-r")
         .arg(workspace().join("examples/demo-repo"))
-        .arg(&repo)
+        .arg(&w.repo)
         .status()
         .unwrap();
     assert!(copied.success());
-    init_home(&home, Some(&user_home));
-    DemoWorld {
-        dir,
-        home,
-        user_home,
-        repo,
-    }
+    init_home(&w.home, Some(&w.user_home));
+    w
+}
+
+/// A fresh agp home (initialized, with a key), a user home and an empty git repository, in one
+/// tempdir (the fields of a [`DemoWorld`]).
+pub fn git_world() -> DemoWorld {
+    let w = DemoWorld::paths();
+    std::fs::create_dir(&w.repo).unwrap();
+    assert!(git(&w.repo, &["init", "-q"]).status.success());
+    init_home(&w.home, Some(&w.user_home));
+    w
+}
+
+/// The host's git in `dir`, with an identity and without the system's configuration.
+pub fn git(dir: &Path, args: &[&str]) -> Output {
+    Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap()
 }
 
 /// `agp hook --harness claude-code --attach [--project PROJECT]` fed `event` as Claude Code
@@ -176,8 +212,27 @@ pub fn bash_calls_yaml<S: AsRef<str>>(commands: &[S]) -> String {
     yaml
 }
 
-/// `agp run --intendant scripted --script SCRIPT --repo REPO --policy POLICY --auto-approve`
-/// without a controlling terminal; its output (success is the caller's to judge).
+/// `agp run --intendant scripted --script SCRIPT --repo REPO EXTRA…` without a controlling
+/// terminal; its output (success is the caller's to judge).
+pub fn run_scripted(
+    home: &Path,
+    user_home: &Path,
+    script: &Path,
+    repo: &Path,
+    extra: &[&str],
+) -> Output {
+    agp_detached(home, user_home)
+        .args(["run", "--intendant", "scripted", "--script"])
+        .arg(script)
+        .arg("--repo")
+        .arg(repo)
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+/// [`run_scripted`] with `--policy POLICY --auto-approve`.
 pub fn run_scripted_auto_approve(
     home: &Path,
     user_home: &Path,
@@ -185,21 +240,14 @@ pub fn run_scripted_auto_approve(
     repo: &Path,
     policy: &Path,
 ) -> Output {
-    agp_detached(home, user_home)
-        .args([
-            "run",
-            "--intendant",
-            "scripted",
-            "--script",
-            script.to_str().unwrap(),
-            "--repo",
-            repo.to_str().unwrap(),
-            "--policy",
-            policy.to_str().unwrap(),
-            "--auto-approve",
-        ])
-        .output()
-        .unwrap()
+    let policy = policy.to_str().unwrap();
+    run_scripted(
+        home,
+        user_home,
+        script,
+        repo,
+        &["--policy", policy, "--auto-approve"],
+    )
 }
 
 /// Every journal entry; the journal must exist, every line must be JSON, and every body of a

@@ -1,0 +1,241 @@
+//! Starting the agent in its sandbox, blocking: the plan proven, the egress proxy, the sandbox
+//! and its preflight, Codex's hook proof, then the agent itself, killable by a signal.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use agp_contracts::events::{Event, IntendantWiringVerified, SandboxPreflight};
+use agp_contracts::intendant::{IntendantAdapter, LaunchContext, LaunchPlan, ProcessPlan};
+use agp_contracts::sandbox::{BindMount, ResourceLimits, SandboxSpec};
+use agp_contracts::{Journal, SandboxProvider};
+use agp_egress::{Allowlist, EgressProxy, JournalObserver, ProxyConfig, UpstreamWatch};
+use agp_intendants::codex;
+use agp_intendants::live;
+use agp_sandbox::BubblewrapProvider;
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::{LiveAgent, PROBE_TIMEOUT};
+use crate::cmd::agent_wait;
+
+/// The agent process of a run, as seen by the signal handler: a signal kills the agent, and an
+/// agent not started yet never starts.
+#[derive(Default)]
+pub(super) struct AgentProcess {
+    /// `Some(pid)` while the agent runs; the flag says the run was interrupted.
+    state: std::sync::Mutex<(Option<u32>, bool)>,
+}
+
+impl AgentProcess {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<u32>, bool)> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks the run interrupted and signals the agent (its sandbox dies with it).
+    pub(super) fn interrupt(&self, signal: rustix::process::Signal) {
+        let mut state = self.lock();
+        state.1 = true;
+        if let Some(pid) = state
+            .0
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+
+    /// Starts the agent unless the run was interrupted meanwhile.
+    fn spawn(&self, cmd: &mut std::process::Command) -> Result<Option<std::process::Child>> {
+        let mut state = self.lock();
+        if state.1 {
+            return Ok(None);
+        }
+        let child = cmd.spawn()?;
+        state.0 = Some(child.id());
+        Ok(Some(child))
+    }
+
+    pub(super) fn interrupted(&self) -> bool {
+        self.lock().1
+    }
+}
+
+/// Host-side paths the sandbox is built from.
+pub(super) struct HostPaths {
+    pub gateway: PathBuf,
+    /// The agent's executable inside the sandbox.
+    pub agent_exe: PathBuf,
+    pub agp_exe: PathBuf,
+    pub scratch: PathBuf,
+    pub extra_egress: Vec<String>,
+    /// `--json`: stdout carries only agp's summary, so the agent writes to stderr.
+    pub agent_output_to_stderr: bool,
+}
+
+/// Plans, proves and starts the agent; returns its exit status. Blocking.
+pub(super) fn launch(
+    agent: LiveAgent,
+    adapter: &dyn IntendantAdapter,
+    ctx: &LaunchContext,
+    host: &HostPaths,
+    provider: &BubblewrapProvider,
+    journal: &Arc<dyn Journal>,
+    process: &AgentProcess,
+) -> Result<i32> {
+    let plan = adapter.plan(ctx)?;
+    adapter.verify_wiring(ctx, &plan)?;
+    let LaunchPlan::Process(plan) = plan else {
+        bail!("{} did not plan a process", agent.name());
+    };
+
+    // Egress: the model API and the configured domains, nothing else; every attempt journaled.
+    let mut hosts = plan.egress_hosts.clone();
+    hosts.extend(host.extra_egress.iter().cloned());
+    let allowlist = Allowlist::parse(&hosts).context("egress allowlist")?;
+    let egress_dir = host.scratch.join("egress");
+    std::fs::create_dir(&egress_dir)?;
+    std::fs::set_permissions(&egress_dir, std::fs::Permissions::from_mode(0o700))?;
+    let watch = Arc::new(UpstreamWatch::new(
+        Arc::new(JournalObserver::new(journal.clone(), ctx.session.clone())),
+        model_hosts(&plan.egress_hosts),
+        agent_wait::MAX_MODEL_FAILURES,
+        agent_wait::MAX_MODEL_OUTAGE,
+    ));
+    let proxy = EgressProxy::start(
+        ProxyConfig::new(egress_dir.join("egress.sock"), allowlist),
+        watch.clone(),
+    )
+    .context("cannot start the egress proxy")?;
+
+    let spec = sandbox_spec(ctx, &plan, host, &egress_dir)?;
+    let sandbox = provider.spawn(&spec).map_err(|e| anyhow!("{e}"))?;
+    let report = provider
+        .run_preflight(&sandbox)
+        .map_err(|e| anyhow!("{e}"))?;
+    journal
+        .append(
+            SandboxPreflight::KIND,
+            Some(&ctx.session),
+            SandboxPreflight::flat(report.clone()).to_body(),
+        )
+        .context("cannot journal the sandbox preflight")?;
+    if !report.passed {
+        bail!("sandbox preflight failed: {}", report.failure_summary());
+    }
+
+    if agent == LiveAgent::Codex {
+        // Codex skips an untrusted hook silently: prove from inside this very sandbox that it
+        // will run agp's hook, or refuse to start.
+        let probe = codex::probe_argv(&host.agent_exe);
+        let cmd = provider
+            .command(&sandbox, &probe, &plan.cwd)
+            .map_err(|e| anyhow!("{e}"))?;
+        codex::probe_hooks(cmd, ctx, PROBE_TIMEOUT)?;
+        let verified = IntendantWiringVerified {
+            intendant: agent.name().to_owned(),
+            method: "codex app-server hooks/list".into(),
+        };
+        journal.append(
+            IntendantWiringVerified::KIND,
+            Some(&ctx.session),
+            verified.to_body(),
+        )?;
+    }
+
+    let mut argv = vec![
+        live::AGP_EXE.to_string(),
+        "egress-bridge".into(),
+        "--listen".into(),
+        live::BRIDGE_ADDR.into(),
+        "--socket".into(),
+        live::EGRESS_SOCKET.into(),
+        "--".into(),
+    ];
+    argv.extend(plan.argv.iter().cloned());
+    let mut cmd = provider
+        .command(&sandbox, &argv, &plan.cwd)
+        .map_err(|e| anyhow!("{e}"))?;
+    if !plan.interactive {
+        cmd.stdin(Stdio::null());
+    }
+    if host.agent_output_to_stderr {
+        cmd.stdout(std::io::stderr());
+    }
+    let child = process
+        .spawn(&mut cmd)
+        .with_context(|| format!("cannot start {} in the sandbox", agent.name()));
+    // Not started: it failed, or an interrupt came first.
+    let Ok(Some(mut child)) = child else {
+        let _ = provider.teardown(sandbox);
+        proxy.stop();
+        return child.map(|_| 128);
+    };
+    let waited = agent_wait::wait_watching(&mut child, &watch);
+    let _ = provider.teardown(sandbox);
+    proxy.stop();
+    match waited.with_context(|| format!("waiting for {}", agent.name()))? {
+        Ok(status) => Ok(status.code().unwrap_or(128)),
+        Err(why) => bail!(
+            "{} stopped: {why}; check the network and the API base URL the agent uses",
+            agent.name()
+        ),
+    }
+}
+
+/// The model API's `host:port` entries of the plan, as the proxy names upstreams.
+fn model_hosts(hosts: &[String]) -> Vec<(String, u16)> {
+    hosts
+        .iter()
+        .filter_map(|h| {
+            let (host, port) = h.rsplit_once(':')?;
+            Some((agp_egress::normalize_host(host).ok()?, port.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sandbox for the agent: the plan's environment and binds, plus the gateway socket, the
+/// egress socket directory and agp itself, all read-only.
+fn sandbox_spec(
+    ctx: &LaunchContext,
+    plan: &ProcessPlan,
+    host: &HostPaths,
+    egress_dir: &Path,
+) -> Result<SandboxSpec> {
+    let mut spec = SandboxSpec::new(ctx.session.clone(), ctx.repo.clone());
+    spec.env = plan.env.clone();
+    // No address-space limit: the agent runtimes reserve far more virtual memory than they use.
+    spec.limits = ResourceLimits::default();
+    let ro = |source: &Path, dest: &Path| BindMount {
+        source: source.to_path_buf(),
+        dest: dest.to_path_buf(),
+        writable: false,
+    };
+    spec.binds
+        .push(ro(&host.gateway, Path::new(live::GATEWAY_SOCKET)));
+    spec.binds.push(ro(egress_dir, Path::new(live::EGRESS_DIR)));
+    spec.binds.push(ro(&host.agp_exe, Path::new(live::AGP_EXE)));
+    for (source, dest) in &plan.ro_binds {
+        spec.binds.push(ro(source, dest));
+    }
+    let files = host.scratch.join("files");
+    for (i, f) in plan.files.iter().enumerate() {
+        let name = f
+            .path
+            .file_name()
+            .ok_or_else(|| anyhow!("seeded file {} has no name", f.path.display()))?;
+        let dir = files.join(i.to_string());
+        std::fs::create_dir_all(&dir)?;
+        let source = dir.join(name);
+        std::fs::write(&source, &f.contents)
+            .with_context(|| format!("cannot write {}", source.display()))?;
+        std::fs::set_permissions(&source, std::fs::Permissions::from_mode(f.mode))?;
+        spec.binds.push(BindMount {
+            source,
+            dest: f.path.clone(),
+            writable: !f.read_only,
+        });
+    }
+    Ok(spec)
+}

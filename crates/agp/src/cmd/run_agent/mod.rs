@@ -1,0 +1,288 @@
+//! `agp run --intendant claude-code|codex`: a real agent CLI, governed.
+//!
+//! One session with an in-process daemon in gate mode. The agent runs INSIDE a bubblewrap
+//! sandbox: the repository read-write, a tmpfs HOME seeded only with the user's existing login
+//! (read-only), agp's hook wiring in the CLI's managed settings (read-only, the only hooks
+//! allowed), and no network: the only way out is agp's egress proxy on the host side, reached
+//! through a read-only bound Unix socket and an in-sandbox bridge, which lets the model API host
+//! (and the domains config.toml allows) through and journals every attempt.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agp_contracts::events::{Event, IntendantVersionUntested};
+use agp_contracts::intendant::{GatewayEndpoint, LaunchContext};
+use agp_contracts::Journal;
+use agp_daemon::SessionParams;
+use agp_gateway::SessionMode;
+use agp_intendants::claude_code;
+use agp_intendants::codex;
+use agp_intendants::install_layout::AgentKind;
+use agp_intendants::live;
+use agp_sandbox::BubblewrapProvider;
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::json;
+
+use crate::app::assemble::{assemble, runtime};
+use crate::app::config::Config;
+use crate::app::local::LocalDaemon;
+use crate::cmd::agent_binary;
+use crate::cmd::daemon::{GovernArgs, SandboxChoice};
+use crate::cmd::interrupt::{Interrupts, INTERRUPTED};
+use crate::exit::Exit;
+use crate::home::Home;
+
+mod launch;
+mod setup;
+
+use launch::{launch, AgentProcess, HostPaths};
+use setup::{adapter, check_login, policy_domains};
+
+/// How much longer than the approval timeout the hook waits for a verdict.
+const HOOK_MARGIN_SECS: u64 = 30;
+/// Longest the Codex hook proof may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Environment variables naming the agent executables (else `claude` / `codex` on PATH).
+pub const ENV_CLAUDE_BIN: &str = "AGP_CLAUDE_BIN";
+pub const ENV_CODEX_BIN: &str = "AGP_CODEX_BIN";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveAgent {
+    ClaudeCode,
+    Codex,
+}
+
+impl LiveAgent {
+    fn name(self) -> &'static str {
+        match self {
+            LiveAgent::ClaudeCode => claude_code::NAME,
+            LiveAgent::Codex => codex::NAME,
+        }
+    }
+
+    fn kind(self) -> AgentKind {
+        match self {
+            LiveAgent::ClaudeCode => AgentKind::ClaudeCode,
+            LiveAgent::Codex => AgentKind::Codex,
+        }
+    }
+
+    /// The variable naming its executable, the name on PATH, and how to install it.
+    fn lookup(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            LiveAgent::ClaudeCode => (
+                ENV_CLAUDE_BIN,
+                "claude",
+                "npm install -g @anthropic-ai/claude-code",
+            ),
+            LiveAgent::Codex => (ENV_CODEX_BIN, "codex", "npm install -g @openai/codex"),
+        }
+    }
+}
+
+/// What `agp run` hands over for a live agent.
+pub struct AgentRunArgs<'a> {
+    pub agent: LiveAgent,
+    pub repo: &'a Path,
+    pub task: &'a str,
+    pub interactive: bool,
+    pub govern: &'a GovernArgs,
+    /// Print the summary as one JSON document on stdout.
+    pub json: bool,
+}
+
+pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
+    let agent = args.agent;
+    if args.govern.sandbox == Some(SandboxChoice::None) {
+        bail!(
+            "{} runs only inside agp's sandbox; for agents without it use `agp daemon` with `agp install-hooks`",
+            agent.name()
+        );
+    }
+    if args.task.trim().is_empty() && !args.interactive {
+        bail!(
+            "--task is required to run {} headless (or pass --interactive)",
+            agent.name()
+        );
+    }
+    let repo = std::fs::canonicalize(args.repo)
+        .with_context(|| format!("repository {}", args.repo.display()))?;
+    let user_home = crate::app::assemble::user_home();
+    check_login(agent, &user_home)?;
+    let agp_exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .context("cannot find agp's own executable")?;
+    let provider = Arc::new(BubblewrapProvider::new().protect(home.root()));
+    provider.bwrap().map_err(|e| anyhow!("{e}"))?;
+    let config = Config::load(home)?;
+    let binary = agent_binary::prepare(
+        &config,
+        agent.kind(),
+        agent.name(),
+        agent.lookup(),
+        &provider,
+        &repo,
+    )?;
+    if let Some(w) = &binary.warning {
+        eprintln!("agp: warning: {w}");
+    }
+
+    let rt = runtime()?;
+    let mut assembly = assemble(home, &config, args.govern, &rt)?;
+    // This daemon and its session die with this process.
+    assembly.config.ephemeral = true;
+    let mut extra_egress = config.egress.allow.clone();
+    extra_egress.extend(policy_domains(&assembly.policy_path)?);
+    let hook_timeout = assembly.config.approval_timeout.as_secs() + HOOK_MARGIN_SECS;
+    let adapter = adapter(agent, &binary, hook_timeout, &user_home)?;
+    let journal: Arc<dyn Journal> = assembly.parts.journal.clone();
+    Home::create_private_dir(&home.run_dir())?;
+    let scratch = tempfile::Builder::new()
+        .prefix("agent-")
+        .tempdir_in(home.run_dir())
+        .context("cannot create the session's scratch directory")?;
+
+    let process = Arc::new(AgentProcess::default());
+    let outcome = rt.block_on(async {
+        let mut interrupts = Interrupts::install()?;
+        let (daemon, session) = LocalDaemon::start_session(
+            assembly.config,
+            assembly.parts,
+            SessionParams {
+                intendant: agent.name().into(),
+                repo: repo.clone(),
+                task: args.task.to_owned(),
+                mode: SessionMode::Gate,
+            },
+            Some(binary.identity()),
+        )
+        .await?;
+        let gateway = daemon.socket().to_path_buf();
+        if let Some(w) = &binary.warning {
+            let body = IntendantVersionUntested {
+                intendant: agent.name().to_owned(),
+                warning: w.clone(),
+                version: binary.version.to_string(),
+                sha256: binary.sha256.clone(),
+            };
+            let kind = IntendantVersionUntested::KIND;
+            if let Err(e) = journal.append(kind, Some(&session.id), body.to_body()) {
+                eprintln!("agp: error: cannot journal the version warning: {e}");
+            }
+        }
+        let started = format!(
+            "agp: session {} · intendant {} {} · repo {} · sandbox bubblewrap · approvals via {}",
+            session.id,
+            agent.name(),
+            binary.version,
+            repo.display(),
+            assembly.channel
+        );
+        if args.json {
+            eprintln!("{started}");
+        } else {
+            println!("{started}");
+        }
+        let ctx = LaunchContext {
+            session: session.id.clone(),
+            repo: repo.clone(),
+            task: Some(args.task.to_owned()).filter(|t| !t.is_empty()),
+            gateway: GatewayEndpoint {
+                socket: live::GATEWAY_SOCKET.into(),
+                token: session.token.clone(),
+            },
+            agp_exe: live::AGP_EXE.into(),
+            interactive: args.interactive,
+        };
+        let host = HostPaths {
+            gateway,
+            agent_exe: live::agent_placement(&binary.live_config(0, Vec::new()), agent.lookup().1)
+                .0,
+            agp_exe,
+            scratch: scratch.path().to_path_buf(),
+            extra_egress,
+            agent_output_to_stderr: args.json,
+        };
+        let provider = provider.clone();
+        let journal = journal.clone();
+        let proc = process.clone();
+        let mut launching = tokio::task::spawn_blocking(move || {
+            launch(
+                agent,
+                adapter.as_ref(),
+                &ctx,
+                &host,
+                &provider,
+                &journal,
+                &proc,
+            )
+        });
+        let mut caught = None;
+        // The launcher cleans up (sandbox, egress proxy) once the agent is gone, so it is always
+        // awaited; a signal only kills the agent, a second one without mercy.
+        let launched = loop {
+            tokio::select! {
+                joined = &mut launching => break joined
+                    .map_err(|e| anyhow!("the launcher thread failed: {e}"))
+                    .and_then(|r| r),
+                signal = interrupts.recv() => {
+                    let kill = if caught.is_some() {
+                        rustix::process::Signal::KILL
+                    } else {
+                        rustix::process::Signal::TERM
+                    };
+                    caught.get_or_insert(signal);
+                    process.interrupt(kill);
+                }
+            }
+        };
+        let status = match (&launched, caught.is_some() || process.interrupted()) {
+            (_, true) => INTERRUPTED,
+            (Ok(0), false) => "completed",
+            _ => "failed",
+        };
+        daemon.end_session(&session.id, status).await;
+        daemon.stop().await;
+        anyhow::Ok((session.id, launched, caught))
+    });
+    drop(rt);
+    drop(journal);
+    drop(assembly.journal);
+    // `scratch` (the session's temporary folder) is removed when it drops, on every path.
+    drop(scratch);
+    let (session, launched, caught) = outcome?;
+    if let Some(signal) = caught {
+        crate::cmd::interrupt::report(&home.agp(), signal, &session);
+        if args.json {
+            let summary = json!({"session": session, "intendant": agent.name(),
+                                 "repo": repo, "status": INTERRUPTED, "exit_code": null});
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+        return Ok(Exit::CannotRun);
+    }
+    let code = launched?;
+    let outcome = if code == 0 {
+        "exited 0".to_string()
+    } else {
+        format!("exited with status {code}")
+    };
+    let flags = crate::cmd::sessions::session_flags(home, &session);
+    if args.json {
+        let summary = json!({"session": session, "intendant": agent.name(), "repo": repo,
+                             "status": if code == 0 { "completed" } else { "failed" },
+                             "exit_code": code, "flags": flags});
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!("agp: session {session}: {} {outcome}", agent.name());
+        for line in &flags {
+            println!("agp: {}", agp_channels::sanitize::escape(line));
+        }
+        println!(
+            "next: `{agp} sessions show {session}` for the session's timeline, `{agp} verify` to check the journal",
+            agp = home.agp()
+        );
+    }
+    Ok(if code == 0 { Exit::Ok } else { Exit::Bad })
+}

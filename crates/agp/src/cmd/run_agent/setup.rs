@@ -1,0 +1,116 @@
+//! What the agent needs from the host before it starts: its login, its adapter with the
+//! settings and variables it passes through, and the domains the policy lets it fetch.
+
+use std::path::{Path, PathBuf};
+
+use agp_contracts::intendant::IntendantAdapter;
+use agp_intendants::claude_code::{self, ClaudeCodeAdapter};
+use agp_intendants::codex::CodexAdapter;
+use anyhow::{anyhow, Context, Result};
+
+use super::LiveAgent;
+use crate::cmd::agent_binary::AgentBinary;
+use crate::cmd::agent_login;
+
+/// Domains the policy allows the agent to fetch (`WebFetch(domain:…)` in allow rules): the
+/// sandbox may reach them too.
+pub(super) fn policy_domains(path: &Path) -> Result<Vec<String>> {
+    let policy = agp_policy::Policy::load(path)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("policy {} is invalid", path.display()))?;
+    Ok(policy
+        .rules()
+        .iter()
+        .filter(|r| r.effect == agp_contracts::Decision::Allow)
+        .flat_map(|r| r.matchers.iter())
+        .filter_map(|m| match &m.spec {
+            agp_policy::matcher::Spec::Domain(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect())
+}
+
+fn host_env(names: &[&str]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .filter_map(|n| std::env::var(n).ok().map(|v| (n.to_string(), v)))
+        .collect()
+}
+
+/// The user's Codex home on the host: `$CODEX_HOME`, else `~/.codex`.
+fn codex_home(user_home: &Path) -> PathBuf {
+    std::env::var_os("CODEX_HOME")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| user_home.join(".codex"), PathBuf::from)
+}
+
+/// The configured model provider's base URL and key variable, from the user's Codex config.
+fn codex_provider(config: Option<&Path>) -> Result<(Option<String>, Option<String>)> {
+    let Some(path) = config else {
+        return Ok((None, None));
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: toml::Value =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let Some(provider) = value.get("model_provider").and_then(|v| v.as_str()) else {
+        return Ok((None, None));
+    };
+    let table = value.get("model_providers").and_then(|p| p.get(provider));
+    let url = table
+        .and_then(|t| t.get("base_url"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let key = table
+        .and_then(|t| t.get("env_key"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    Ok((url, key))
+}
+
+pub(super) fn adapter(
+    agent: LiveAgent,
+    binary: &AgentBinary,
+    hook_timeout_secs: u64,
+    user_home: &Path,
+) -> Result<Box<dyn IntendantAdapter>> {
+    Ok(match agent {
+        LiveAgent::ClaudeCode => Box::new(ClaudeCodeAdapter::new(
+            binary.live_config(hook_timeout_secs, host_env(claude_code::PASSTHROUGH_ENV)),
+            user_home,
+        )),
+        LiveAgent::Codex => {
+            let home = codex_home(user_home);
+            let existing = |name: &str| Some(home.join(name)).filter(|p| p.is_file());
+            let user_config = existing("config.toml");
+            let (provider_base_url, key_var) = codex_provider(user_config.as_deref())?;
+            let mut vars = vec!["OPENAI_API_KEY", "CODEX_API_KEY"];
+            if let Some(k) = key_var.as_deref() {
+                vars.push(k);
+            }
+            Box::new(CodexAdapter {
+                config: binary.live_config(hook_timeout_secs, host_env(&vars)),
+                auth: existing("auth.json"),
+                user_config,
+                provider_base_url,
+            })
+        }
+    })
+}
+
+/// Whether the agent has credentials for its model (before anything else is prepared).
+pub(super) fn check_login(agent: LiveAgent, user_home: &Path) -> Result<()> {
+    match agent {
+        LiveAgent::ClaudeCode => {
+            let creds = user_home.join(".claude/.credentials.json");
+            agent_login::check_claude(Some(creds.as_path()).filter(|p| p.is_file()))
+        }
+        LiveAgent::Codex => {
+            let home = codex_home(user_home);
+            let config = Some(home.join("config.toml")).filter(|p| p.is_file());
+            let (url, key_var) = codex_provider(config.as_deref())?;
+            let auth = Some(home.join("auth.json")).filter(|p| p.is_file());
+            agent_login::check_codex(auth.as_deref(), url.is_some(), key_var.as_deref())
+        }
+    }
+}
