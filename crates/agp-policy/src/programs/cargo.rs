@@ -461,53 +461,6 @@ pub fn model(args: &[Word]) -> Effects {
     fx
 }
 
-super::spec::model_tests! {
-    table: super::model => [
-        ("build", Clean),
-        ("build --release", Clean),
-        ("test --workspace", Clean),
-        ("test -p agp-policy -- --nocapture", Clean),
-        ("test -p agp-policy --lib programs", Clean),
-        ("test --bin x --features a,b --all-targets -j 2", Clean),
-        ("clippy --all-targets -- -D warnings", Clean),
-        ("clippy -- -Dwarnings -W clippy::pedantic", Clean),
-        ("fmt --all", Clean),
-        ("fmt --all -- --check", Clean),
-        ("run --release -- --port 80 /etc/x", Clean),
-        ("+nightly test --offline --locked", Clean),
-        ("--config build.jobs=2 test", Clean),
-        ("test --config profile.dev.opt-level=1", Clean),
-        ("nextest run --workspace", Clean),
-        ("metadata --format-version 1 --no-deps", Clean),
-        ("tree -e normal", Clean),
-        ("--version", Clean),
-        (
-            "test --config 'target.x86_64-unknown-linux-gnu.runner=\"sh -c id\"'",
-            Code,
-        ),
-        ("test --config=build.rustc-wrapper=/tmp/w", Code),
-        ("--config /tmp/evil.toml build", Code),
-        ("test --config $C", Code),
-        ("build --config alias.b=run", Code),
-        (
-            "test --manifest-path /elsewhere/Cargo.toml",
-            Foreign("/elsewhere/Cargo.toml"),
-        ),
-        ("-C /elsewhere test", Foreign("/elsewhere")),
-        ("build --target /tmp/t.json", Foreign("/tmp/t.json")),
-        ("build --target-dir /root/x", Writes("/root/x")),
-        ("test -- --logfile /root/.bashrc", Writes("/root/.bashrc")),
-        ("fmt -- /etc/x.rs", Writes("/etc/x.rs")),
-        ("fmt -- --config-path /tmp/r.toml", Foreign("/tmp/r.toml")),
-        ("clippy -- -C linker=/tmp/evil", Code),
-        ("rustc -- -Zplugin", Code),
-        ("build --bin --config x.y=z", Code),
-        ("-Z build-std test", Unknown),
-        ("test --frobnicate", Unknown),
-        ("new /tmp/x", Writes("/tmp/x")),
-        ("publish", Unknown),
-        ("foo", Unknown),
-        ("$X", Unknown),
-        ("install ripgrep", Clean),
-    ]
+super::spec::model_cases! { "cases/cargo.cases";
+    table: "cargo" => Model(super::model),
 }

@@ -239,37 +239,6 @@ pub fn model(args: &[Word]) -> Effects {
     fx
 }
 
-super::spec::model_tests! {
-    table: super::model => [
-        ("index.js", Foreign("index.js")),
-        (
-            "--enable-source-maps dist/main.js --port 80",
-            Foreign("dist/main.js"),
-        ),
-        ("--max_old_space_size=4096 x.js", Foreign("x.js")),
-        ("--test", Clean),
-        ("--test test/a.test.js", Foreign("test/a.test.js")),
-        ("--test --test-reporter=spec", Clean),
-        ("--version", Clean),
-        ("--run build", Clean),
-        ("/tmp/evil.js", Foreign("/tmp/evil.js")),
-        ("-e 'require(\"child_process\")'", Code),
-        ("--eval=x", Code),
-        ("-p 1+1", Code),
-        ("-pe 1", Code),
-        ("-r /tmp/hook.js x.js", Code),
-        ("--require=./x x.js", Code),
-        ("--import ./x.mjs x.js", Code),
-        ("--loader ts-node/esm x.ts", Code),
-        ("--experimental-loader=x x.js", Code),
-        ("--env-file=.env x.js", Code),
-        ("--inspect=0.0.0.0:9229 x.js", Code),
-        ("-i", Code),
-        ("", Code),
-        ("-", Code),
-        ("--test --test-reporter=./evil.js", Code),
-        ("--cpu-prof-dir /root/x x.js", Writes("/root/x")),
-        ("--frobnicate x.js", Unknown),
-        ("$OPTS x.js", Unknown),
-    ]
+super::spec::model_cases! { "cases/node.cases";
+    table: "node" => Model(super::model),
 }

@@ -296,43 +296,8 @@ fn merge(fx: &mut Effects, other: Effects) {
     fx.runs.extend(other.runs);
 }
 
-super::spec::model_tests! {
-    table: super::model => [
-        ("-m pytest -q tests/", Foreign("tests/")),
-        ("-m pytest -x", Clean),
-        ("-m pytest -c /elsewhere.ini", Foreign("/elsewhere.ini")),
-        ("-m pytest -p evil", Code),
-        ("-mpytest -q", Clean),
-        ("-B -m pytest", Clean),
-        ("-X importtime -W error -m pytest", Clean),
-        ("script.py --flag", Foreign("script.py")),
-        ("-u /tmp/x.py", Foreign("/tmp/x.py")),
-        ("--version", Clean),
-        ("-V", Clean),
-        ("-c 'print(1)'", Code),
-        ("-Bc 'import os'", Code),
-        ("-c $X", Code),
-        ("-c$X", Unknown),
-        ("-", Code),
-        ("", Code),
-        ("-i script.py", Code),
-        ("-W error::evil.W x.py", Code),
-        ("-X presite=evil x.py", Code),
-        ("-X pycache_prefix=/root/x x.py", Writes("/root/x")),
-        ("-m http.server", Unknown),
-        ("-m timeit 'x'", Code),
-        ("-m pip install numpy", Clean),
-        ("-m pip download x", Unknown),
-        ("-m venv .venv", Writes(".venv")),
-        ("-m json.tool in.json /root/out", Writes("/root/out")),
-        ("-m json.tool /etc/shadow", Reads("/etc/shadow")),
-        ("-m unittest discover -s /elsewhere", Foreign("/elsewhere")),
-        ("-m unittest tests.test_a", Clean),
-        ("-m $M", Code),
-        ("-m mypy src", Unknown),
-        ("--frob x.py", Unknown),
-        ("$OPTS x.py", Unknown),
-    ];
+super::spec::model_cases! { "cases/python.cases";
+    table: "python" => Model(super::model);
     use super::is_python;
 
     #[test]
