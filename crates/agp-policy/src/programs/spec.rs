@@ -146,7 +146,6 @@ pub(crate) use model_cases;
 pub(crate) mod cases {
     use crate::programs::{Effects, Model};
     use crate::shell::Word;
-    use std::fmt;
 
     /// What a row is run through.
     #[derive(Clone, Copy)]
@@ -207,34 +206,18 @@ pub(crate) mod cases {
         Reads(String),
         Writes(String),
         Foreign(String),
-        /// Exactly this code flag, these reads, writes and commands run, and this many unknown
-        /// options (foreign paths are not compared).
-        Only {
-            code: bool,
-            reads: Vec<String>,
-            writes: Vec<String>,
-            runs: Vec<String>,
-            unknown: usize,
-        },
+        Only(Exact),
     }
 
-    impl fmt::Display for Want {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            match self {
-                Want::Only {
-                    code,
-                    reads,
-                    writes,
-                    runs,
-                    unknown,
-                } => write!(
-                    f,
-                    "only code={code} reads={reads:?} writes={writes:?} runs={runs:?} \
-                     unknown={unknown}"
-                ),
-                other => write!(f, "{other:?}"),
-            }
-        }
+    /// Exactly this code flag, these reads, writes and commands run, and this many unknown
+    /// options (foreign paths are not compared).
+    #[derive(Debug, PartialEq, Eq)]
+    struct Exact {
+        code: bool,
+        reads: Vec<String>,
+        writes: Vec<String>,
+        runs: Vec<String>,
+        unknown: usize,
     }
 
     struct Row<'a> {
@@ -368,13 +351,13 @@ pub(crate) mod cases {
                 return Err(format!("`{key}` twice"));
             }
         }
-        Ok(Want::Only {
+        Ok(Want::Only(Exact {
             code: code.unwrap_or(false),
             reads: reads.unwrap_or_default(),
             writes: writes.unwrap_or_default(),
             runs: runs.unwrap_or_default(),
             unknown: unknown.unwrap_or(0),
-        })
+        }))
     }
 
     /// Splits at commas outside `'…'`.
@@ -485,18 +468,12 @@ pub(crate) mod cases {
             Want::Reads(p) => has(&seen.reads, p),
             Want::Writes(p) => has(&seen.writes, p),
             Want::Foreign(p) => has(&seen.foreign, p),
-            Want::Only {
-                code,
-                reads,
-                writes,
-                runs,
-                unknown,
-            } => {
-                seen.code.is_empty() != *code
-                    && same(&seen.reads, reads)
-                    && same(&seen.writes, writes)
-                    && seen.runs == *runs
-                    && seen.unknown.len() == *unknown
+            Want::Only(e) => {
+                seen.code.is_empty() != e.code
+                    && same(&seen.reads, &e.reads)
+                    && same(&seen.writes, &e.writes)
+                    && seen.runs == e.runs
+                    && seen.unknown.len() == e.unknown
             }
         }
     }
@@ -526,7 +503,7 @@ pub(crate) mod cases {
                 match seen {
                     Err(e) => Some(format!("{at}: {e}")),
                     Ok(seen) if holds(&row.want, &seen, ordered) => None,
-                    Ok(seen) => Some(format!("{at}: wanted {}, got {seen:?}", row.want)),
+                    Ok(seen) => Some(format!("{at}: wanted {:?}, got {seen:?}", row.want)),
                 }
             })
             .collect();
@@ -596,13 +573,13 @@ pub(crate) mod cases {
             assert_eq!(w, [("-a", false), ("b c", false), ("$D", true)]);
             assert_eq!(
                 row.want,
-                Want::Only {
+                Want::Only(Exact {
                     code: true,
                     reads: vec!["x, y".into(), "z".into()],
                     writes: vec![],
                     runs: vec![],
                     unknown: 2
-                }
+                })
             );
             assert_eq!(empty.want, Want::Clean);
             assert_eq!(unescape(r"\#a\\b\nc").unwrap(), "#a\\b\nc");
