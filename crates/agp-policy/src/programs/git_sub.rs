@@ -40,42 +40,62 @@ fn run(name: &str, g: &Grammar, rest: &[Word], fx: &mut Effects) -> Parsed {
     p
 }
 
+/// Subcommands whose model is their option table alone: what their options do is judged
+/// (`Effects::apply_generic`), their operands are not.
+const PLAIN: &[(&str, &Grammar)] = &[
+    ("status", &STATUS),
+    ("add", &ADD),
+    ("commit", &COMMIT),
+    ("branch", &BRANCH),
+    ("checkout", &CHECKOUT),
+    ("switch", &SWITCH),
+    ("restore", &RESTORE),
+    ("tag", &TAG),
+    ("rev-parse", &REV_PARSE),
+    ("ls-files", &LS_FILES),
+    ("blame", &BLAME),
+    ("annotate", &BLAME),
+    ("reset", &RESET),
+    ("clean", &CLEAN),
+    ("rm", &RM),
+    ("mv", &MV),
+    ("describe", &DESCRIBE),
+    ("show-ref", &SHOW_REF),
+    ("for-each-ref", &FOR_EACH_REF),
+    ("ls-tree", &LS_TREE),
+    ("cat-file", &CAT_FILE),
+    ("merge-base", &MERGE_BASE),
+    ("check-ignore", &CHECK_IGNORE),
+    ("count-objects", &COUNT_OBJECTS),
+    ("help", &HELP),
+    ("version", &VERSION),
+    ("var", &VAR),
+    ("write-tree", &VAR),
+    ("ls-remote", &LS_REMOTE),
+    ("fetch", &FETCH),
+    ("push", &PUSH),
+    ("format-patch", &FORMAT_PATCH),
+    ("log", &DIFF_LOG),
+    ("show", &DIFF_LOG),
+    ("whatchanged", &DIFF_LOG),
+    ("rev-list", &DIFF_LOG),
+    ("diff-tree", &DIFF_LOG),
+    ("diff-index", &DIFF_LOG),
+    ("diff-files", &DIFF_LOG),
+];
+
 pub(super) fn subcommand(name: &str, rest: &[Word], fx: &mut Effects) {
+    match PLAIN.iter().find(|(n, _)| *n == name) {
+        Some((_, g)) => drop(run(name, g, rest, fx)),
+        None => with_operands(name, rest, fx),
+    }
+    drop_streams(fx);
+}
+
+/// The subcommands whose operands (or sub-verbs) mean something of their own.
+fn with_operands(name: &str, rest: &[Word], fx: &mut Effects) {
     let unknown = |fx: &mut Effects, why: String| fx.unknown.push(why);
     match name {
-        "status" => drop(run(name, &STATUS, rest, fx)),
-        "add" => drop(run(name, &ADD, rest, fx)),
-        "commit" => drop(run(name, &COMMIT, rest, fx)),
-        "branch" => drop(run(name, &BRANCH, rest, fx)),
-        "checkout" => drop(run(name, &CHECKOUT, rest, fx)),
-        "switch" => drop(run(name, &SWITCH, rest, fx)),
-        "restore" => drop(run(name, &RESTORE, rest, fx)),
-        "tag" => drop(run(name, &TAG, rest, fx)),
-        "rev-parse" => drop(run(name, &REV_PARSE, rest, fx)),
-        "ls-files" => drop(run(name, &LS_FILES, rest, fx)),
-        "blame" | "annotate" => drop(run(name, &BLAME, rest, fx)),
-        "reset" => drop(run(name, &RESET, rest, fx)),
-        "clean" => drop(run(name, &CLEAN, rest, fx)),
-        "rm" => drop(run(name, &RM, rest, fx)),
-        "mv" => drop(run(name, &MV, rest, fx)),
-        "describe" => drop(run(name, &DESCRIBE, rest, fx)),
-        "show-ref" => drop(run(name, &SHOW_REF, rest, fx)),
-        "for-each-ref" => drop(run(name, &FOR_EACH_REF, rest, fx)),
-        "ls-tree" => drop(run(name, &LS_TREE, rest, fx)),
-        "cat-file" => drop(run(name, &CAT_FILE, rest, fx)),
-        "merge-base" => drop(run(name, &MERGE_BASE, rest, fx)),
-        "check-ignore" => drop(run(name, &CHECK_IGNORE, rest, fx)),
-        "count-objects" => drop(run(name, &COUNT_OBJECTS, rest, fx)),
-        "help" => drop(run(name, &HELP, rest, fx)),
-        "version" => drop(run(name, &VERSION, rest, fx)),
-        "var" | "write-tree" => drop(run(name, &VAR, rest, fx)),
-        "ls-remote" => drop(run(name, &LS_REMOTE, rest, fx)),
-        "fetch" => drop(run(name, &FETCH, rest, fx)),
-        "push" => drop(run(name, &PUSH, rest, fx)),
-        "log" | "show" | "whatchanged" | "rev-list" | "diff-tree" | "diff-index" | "diff-files" => {
-            drop(run(name, &DIFF_LOG, rest, fx));
-        }
-        "format-patch" => drop(run(name, &FORMAT_PATCH, rest, fx)),
         "diff" => {
             // `git diff A B` compares two files on disk when either is outside the work tree
             // (with or without --no-index), so every operand may be a path it reads.
@@ -191,7 +211,6 @@ pub(super) fn subcommand(name: &str, rest: &[Word], fx: &mut Effects) {
             ),
         ),
     }
-    drop_streams(fx);
 }
 
 /// `-` means stdin or stdout, not a file.
