@@ -3,6 +3,7 @@
 //! read the environment, and load code (`@include`, `@load`, `-f`, `-i`, `-l`).
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::gnu_in_order;
 use super::Effects;
 use crate::shell::Word;
 
@@ -51,13 +52,7 @@ const OPTS: &[OptSpec] = &[
 ];
 
 /// gawk's option string starts with `+`: options end at the program text.
-const AWK: Grammar = Grammar {
-    opts: OPTS,
-    long_abbrev: true,
-    permute: false,
-    single_dash_long: false,
-    clustering: true,
-};
+const AWK: Grammar = gnu_in_order(OPTS);
 
 /// `-W` values that change nothing agp judges.
 const HARMLESS_W: &[&str] = &[

@@ -7,7 +7,7 @@
 //! project is tooling pointed elsewhere.
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::{f, o, v};
+use super::spec::{exact, f, o, v};
 use super::Effects;
 use crate::shell::Word;
 
@@ -164,11 +164,8 @@ const OPTS: &[OptSpec] = &[
 
 /// node reads exact option names (no prefixes) before the script; `-pe` clusters.
 const GRAMMAR: Grammar = Grammar {
-    opts: OPTS,
-    long_abbrev: false,
     permute: false,
-    single_dash_long: false,
-    clustering: true,
+    ..exact(OPTS)
 };
 
 /// Reporters node ships; any other name is a module it loads.

@@ -9,7 +9,7 @@
 //! packages; this model only adds what their options do.
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::{f, o, v};
+use super::spec::{exact, f, o, v};
 use super::{Effects, Parsed};
 use crate::shell::Word;
 
@@ -123,11 +123,8 @@ const NPM: &[OptSpec] = &[
 
 /// nopt: exact names, `-ws`/`-dd` single-dash names, options anywhere before `--`.
 const NPM_G: Grammar = Grammar {
-    opts: NPM,
-    long_abbrev: false,
-    permute: true,
     single_dash_long: true,
-    clustering: true,
+    ..exact(NPM)
 };
 
 const PNPM: &[OptSpec] = &[
@@ -177,13 +174,7 @@ const PNPM: &[OptSpec] = &[
     f('h', "help"),
 ];
 
-const PNPM_G: Grammar = Grammar {
-    opts: PNPM,
-    long_abbrev: false,
-    permute: true,
-    single_dash_long: false,
-    clustering: true,
-};
+const PNPM_G: Grammar = exact(PNPM);
 
 const YARN: &[OptSpec] = &[
     o(' ', "cwd", Required, Foreign),
@@ -227,13 +218,7 @@ const YARN: &[OptSpec] = &[
     f('h', "help"),
 ];
 
-const YARN_G: Grammar = Grammar {
-    opts: YARN,
-    long_abbrev: false,
-    permute: true,
-    single_dash_long: false,
-    clustering: true,
-};
+const YARN_G: Grammar = exact(YARN);
 
 /// Splits at the first literal `--`: what follows goes to the script.
 fn before_dashdash(args: &[Word]) -> &[Word] {

@@ -8,7 +8,7 @@
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar};
 use super::pytest::{self, warning_filter_runs_code};
-use super::spec::{f, o, v};
+use super::spec::{f, gnu, o, v};
 use super::Effects;
 use crate::shell::Word;
 
@@ -174,56 +174,45 @@ fn x_option(fx: &mut Effects, v: &Word) {
     }
 }
 
-const VENV: Grammar = Grammar {
-    opts: &[
-        f(' ', "system-site-packages"),
-        f(' ', "symlinks"),
-        f(' ', "copies"),
-        f(' ', "clear"),
-        f(' ', "upgrade"),
-        f(' ', "without-pip"),
-        v(' ', "prompt"),
-        f(' ', "upgrade-deps"),
-        f(' ', "without-scm-ignore-files"),
-        f('h', "help"),
-    ],
-    long_abbrev: true,
-    permute: true,
-    single_dash_long: false,
-    clustering: true,
-};
+/// argparse: unique prefixes, options anywhere, clustered flags, as GNU parses.
+const VENV: Grammar = gnu(&[
+    f(' ', "system-site-packages"),
+    f(' ', "symlinks"),
+    f(' ', "copies"),
+    f(' ', "clear"),
+    f(' ', "upgrade"),
+    f(' ', "without-pip"),
+    v(' ', "prompt"),
+    f(' ', "upgrade-deps"),
+    f(' ', "without-scm-ignore-files"),
+    f('h', "help"),
+]);
 
-const JSON_TOOL: Grammar = Grammar {
-    opts: &[
-        f(' ', "sort-keys"),
-        f(' ', "no-ensure-ascii"),
-        f(' ', "json-lines"),
-        v(' ', "indent"),
-        f(' ', "tab"),
-        f(' ', "no-indent"),
-        f(' ', "compact"),
-        f('h', "help"),
-    ],
-    ..VENV
-};
+const JSON_TOOL: Grammar = gnu(&[
+    f(' ', "sort-keys"),
+    f(' ', "no-ensure-ascii"),
+    f(' ', "json-lines"),
+    v(' ', "indent"),
+    f(' ', "tab"),
+    f(' ', "no-indent"),
+    f(' ', "compact"),
+    f('h', "help"),
+]);
 
-const UNITTEST: Grammar = Grammar {
-    opts: &[
-        f('v', "verbose"),
-        f('q', "quiet"),
-        f(' ', "locals"),
-        v(' ', "durations"),
-        f('f', "failfast"),
-        f('c', "catch"),
-        f('b', "buffer"),
-        v('k', ""),
-        o('s', "start-directory", Required, Foreign),
-        v('p', "pattern"),
-        o('t', "top-level-directory", Required, Foreign),
-        f('h', "help"),
-    ],
-    ..VENV
-};
+const UNITTEST: Grammar = gnu(&[
+    f('v', "verbose"),
+    f('q', "quiet"),
+    f(' ', "locals"),
+    v(' ', "durations"),
+    f('f', "failfast"),
+    f('c', "catch"),
+    f('b', "buffer"),
+    v('k', ""),
+    o('s', "start-directory", Required, Foreign),
+    v('p', "pattern"),
+    o('t', "top-level-directory", Required, Foreign),
+    f('h', "help"),
+]);
 
 /// `python -m MODULE ARGS…`.
 fn module(fx: &mut Effects, m: &Word, rest: &[Word]) {

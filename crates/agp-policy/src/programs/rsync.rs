@@ -4,6 +4,7 @@
 //! destination (written).
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::exact;
 use super::Effects;
 use crate::shell::Word;
 
@@ -184,13 +185,7 @@ const OPTS: &[OptSpec] = &[
     f(None, "help"),
 ];
 
-const RSYNC: Grammar = Grammar {
-    opts: OPTS,
-    long_abbrev: false,
-    permute: true,
-    single_dash_long: false,
-    clustering: true,
-};
+const RSYNC: Grammar = exact(OPTS);
 
 /// `host:path`, `user@host:path`, `host::module`, `rsync://…`.
 fn is_remote(w: &Word) -> bool {

@@ -72,6 +72,24 @@ pub(super) const fn gnu(opts: &'static [OptSpec]) -> Grammar {
     }
 }
 
+/// GNU `getopt_long` whose option string starts with `+`: options end at the first operand
+/// (the program text or command that follows has options of its own).
+pub(super) const fn gnu_in_order(opts: &'static [OptSpec]) -> Grammar {
+    Grammar {
+        permute: false,
+        ..gnu(opts)
+    }
+}
+
+/// Exact long names only (no unique-prefix matching), options anywhere, clustered short
+/// flags: clap, rsync's popt, the JavaScript package managers.
+pub(super) const fn exact(opts: &'static [OptSpec]) -> Grammar {
+    Grammar {
+        long_abbrev: false,
+        ..gnu(opts)
+    }
+}
+
 /// Two option tables as one `&'static` table, built at compile time: `joined!(OWN, SHARED)`.
 /// (The inner constants' names are not hygienic: they must not be the names passed in.)
 macro_rules! joined {
