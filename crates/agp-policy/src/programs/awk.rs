@@ -3,7 +3,7 @@
 //! read the environment, and load code (`@include`, `@load`, `-f`, `-i`, `-l`).
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::gnu_in_order;
+use super::spec::{gnu_in_order, inline_program};
 use super::Effects;
 use crate::shell::Word;
 
@@ -141,14 +141,9 @@ pub fn awk(args: &[Word]) -> Effects {
     }
     let mut operands: &[Word] = &parsed.operands;
     if !explicit {
-        let Some((first, rest)) = parsed.operands.split_first() else {
+        let Some(rest) = inline_program(operands, "the awk program", &mut program, &mut fx) else {
             return fx;
         };
-        if first.dynamic {
-            fx.code("the awk program is only known at run time");
-        } else {
-            program.push_str(&first.text);
-        }
         operands = rest;
     }
     let pe = program_effects(&program);

@@ -84,10 +84,26 @@ const PLAIN: &[(&str, &Grammar)] = &[
     ("diff-files", &DIFF_LOG),
 ];
 
+/// Subcommands whose operands are all files they read. (`git diff A B` compares two files on
+/// disk when either is outside the work tree, with or without --no-index.)
+const READS_OPERANDS: &[(&str, &Grammar)] = &[
+    ("diff", &DIFF_ONLY),
+    ("apply", &APPLY),
+    ("am", &AM),
+    ("hash-object", &HASH_OBJECT),
+];
+
 pub(super) fn subcommand(name: &str, rest: &[Word], fx: &mut Effects) {
-    match PLAIN.iter().find(|(n, _)| *n == name) {
-        Some((_, g)) => drop(run(name, g, rest, fx)),
-        None => with_operands(name, rest, fx),
+    let grammar = |table: &[(&str, &'static Grammar)]| {
+        table.iter().find(|(n, _)| *n == name).map(|(_, g)| *g)
+    };
+    if let Some(g) = grammar(PLAIN) {
+        drop(run(name, g, rest, fx));
+    } else if let Some(g) = grammar(READS_OPERANDS) {
+        let p = run(name, g, rest, fx);
+        fx.reads.extend(p.operands);
+    } else {
+        with_operands(name, rest, fx);
     }
     drop_streams(fx);
 }
@@ -96,12 +112,6 @@ pub(super) fn subcommand(name: &str, rest: &[Word], fx: &mut Effects) {
 fn with_operands(name: &str, rest: &[Word], fx: &mut Effects) {
     let unknown = |fx: &mut Effects, why: String| fx.unknown.push(why);
     match name {
-        "diff" => {
-            // `git diff A B` compares two files on disk when either is outside the work tree
-            // (with or without --no-index), so every operand may be a path it reads.
-            let p = run(name, &DIFF_ONLY, rest, fx);
-            fx.reads.extend(p.operands);
-        }
         "grep" => {
             let p = run(name, &GREP, rest, fx);
             if p.has("no-index") {
@@ -135,14 +145,6 @@ fn with_operands(name: &str, rest: &[Word], fx: &mut Effects) {
         "config" => {
             let p = run(name, &CONFIG, rest, fx);
             config(&p, fx);
-        }
-        "apply" | "am" => {
-            let p = run(name, if name == "apply" { &APPLY } else { &AM }, rest, fx);
-            fx.reads.extend(p.operands);
-        }
-        "hash-object" => {
-            let p = run(name, &HASH_OBJECT, rest, fx);
-            fx.reads.extend(p.operands);
         }
         "archive" => {
             let p = run(name, &ARCHIVE, rest, fx);

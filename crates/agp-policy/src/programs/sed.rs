@@ -2,7 +2,7 @@
 //! run commands (`e`, `s///e`), read files (`r`, `R`) and write files (`w`, `W`, `s///w`).
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::gnu;
+use super::spec::{gnu, inline_program};
 use super::Effects;
 use crate::shell::Word;
 
@@ -82,14 +82,9 @@ pub fn sed(args: &[Word]) -> Effects {
     }
     let mut files: &[Word] = &parsed.operands;
     if !explicit {
-        let Some((first, rest)) = parsed.operands.split_first() else {
+        let Some(rest) = inline_program(files, "the sed script", &mut script, &mut fx) else {
             return fx;
         };
-        if first.dynamic {
-            fx.code("the sed script is only known at run time");
-        } else {
-            script.push_str(&first.text);
-        }
         files = rest;
         // BSD `sed -i '' SCRIPT FILE`: the word after `-i` is a suffix and the next one the
         // script. Judge that reading too.
@@ -97,7 +92,11 @@ pub fn sed(args: &[Word]) -> Effects {
             .opts
             .iter()
             .any(|o| o.spec.long == Some("in-place") && o.value.is_none());
-        if bare_i && (first.text.is_empty() || first.text.starts_with('.')) {
+        let suffix = parsed
+            .operands
+            .first()
+            .is_some_and(|first| first.text.is_empty() || first.text.starts_with('.'));
+        if bare_i && suffix {
             if let Some(second) = rest.first() {
                 script.push('\n');
                 script.push_str(&second.text);

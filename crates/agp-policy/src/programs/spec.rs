@@ -60,6 +60,24 @@ pub(super) fn inert_value(w: &Word) -> bool {
         })
 }
 
+/// The program text of awk or sed given as the first operand (no `-e`/`-f`): appended to
+/// `text`, or, when it is only known at run time, code. The operands after it; `None` when
+/// there is none.
+pub(super) fn inline_program<'a>(
+    operands: &'a [Word],
+    what: &str,
+    text: &mut String,
+    fx: &mut super::Effects,
+) -> Option<&'a [Word]> {
+    let (first, rest) = operands.split_first()?;
+    if first.dynamic {
+        fx.code(format!("{what} is only known at run time"));
+    } else {
+        text.push_str(&first.text);
+    }
+    Some(rest)
+}
+
 /// GNU `getopt_long` parsing: unambiguous long-option prefixes, options after operands,
 /// clustered short flags.
 pub(super) const fn gnu(opts: &'static [OptSpec]) -> Grammar {
