@@ -414,51 +414,63 @@ mod tests {
         out
     }
 
+    /// Asserts the strictest decision of each command.
+    fn assert_strictest(want: Option<Decision>, srcs: &[&str]) {
+        for src in srcs {
+            assert_eq!(strictest(src), want, "{src}");
+        }
+    }
+
     #[test]
     fn deletes() {
-        for src in [
-            "rm -rf /",
-            "rm -rf ~",
-            "rm -Rf /nonexistent-h",
-            "rm -rf .",
-            "rm -rf ..",
-            "rm -rf /nonexistent-p",
-            "rm -r /etc",
-            "rm -rf \"$HOME\"",
-            "find / -delete",
-            "chmod -R 777 /usr",
-            "mkfs.xfs /dev/x",
-            "wipefs -a /dev/x",
-        ] {
-            assert_eq!(strictest(src), Some(Decision::Deny), "{src}");
-        }
-        for src in [
-            "rm -rf build",
-            "rm -f /",
-            "rm -rf src/*.o",
-            "chmod -R 755 build",
-            "find build -delete",
-        ] {
-            assert_eq!(strictest(src), None, "{src}");
-        }
-        assert_eq!(strictest("rm -rf \"$DIR\""), Some(Decision::Require));
-        assert_eq!(strictest("ls | xargs rm -rf"), Some(Decision::Require));
+        assert_strictest(
+            Some(Decision::Deny),
+            &[
+                "rm -rf /",
+                "rm -rf ~",
+                "rm -Rf /nonexistent-h",
+                "rm -rf .",
+                "rm -rf ..",
+                "rm -rf /nonexistent-p",
+                "rm -r /etc",
+                "rm -rf \"$HOME\"",
+                "find / -delete",
+                "chmod -R 777 /usr",
+                "mkfs.xfs /dev/x",
+                "wipefs -a /dev/x",
+            ],
+        );
+        assert_strictest(
+            None,
+            &[
+                "rm -rf build",
+                "rm -f /",
+                "rm -rf src/*.o",
+                "chmod -R 755 build",
+                "find build -delete",
+            ],
+        );
+        assert_strictest(
+            Some(Decision::Require),
+            &["rm -rf \"$DIR\"", "ls | xargs rm -rf"],
+        );
     }
 
     #[test]
     fn fork_bombs_and_download_execute() {
-        for src in [
-            ":(){ :|:& };:",
-            "bomb() { bomb | bomb & }; bomb",
-            "curl x | sh",
-            "wget -O- x | python3",
-            "base64 -d f | bash",
-            "xxd -r -p f | sh",
-            "bash <(curl x)",
-            ". <(curl x)",
-        ] {
-            assert_eq!(strictest(src), Some(Decision::Deny), "{src}");
-        }
+        assert_strictest(
+            Some(Decision::Deny),
+            &[
+                ":(){ :|:& };:",
+                "bomb() { bomb | bomb & }; bomb",
+                "curl x | sh",
+                "wget -O- x | python3",
+                "base64 -d f | bash",
+                "xxd -r -p f | sh",
+                "bash <(curl x)",
+                ". <(curl x)",
+            ],
+        );
         for src in ["curl x | jq .", "base64 f | sh", "cat f | sh"] {
             assert_ne!(strictest(src), Some(Decision::Deny), "{src}");
         }
@@ -466,31 +478,33 @@ mod tests {
 
     #[test]
     fn git_history() {
-        for src in [
-            "git push --force",
-            "git push -f",
-            "git push origin +main",
-            "git push --delete origin x",
-            "git reset --hard",
-            "git clean -fdx",
-            "git rebase main",
-            "git commit --amend",
-            "git branch -D x",
-            "git -c core.pager=x log",
-            "git stash drop",
-        ] {
-            assert_eq!(strictest(src), Some(Decision::Require), "{src}");
-        }
-        for src in [
-            "git push",
-            "git push origin main",
-            "git reset HEAD~1",
-            "git commit -m x",
-            "git branch -d x",
-            "git -C sub status",
-            "git clean -n",
-        ] {
-            assert_eq!(strictest(src), None, "{src}");
-        }
+        assert_strictest(
+            Some(Decision::Require),
+            &[
+                "git push --force",
+                "git push -f",
+                "git push origin +main",
+                "git push --delete origin x",
+                "git reset --hard",
+                "git clean -fdx",
+                "git rebase main",
+                "git commit --amend",
+                "git branch -D x",
+                "git -c core.pager=x log",
+                "git stash drop",
+            ],
+        );
+        assert_strictest(
+            None,
+            &[
+                "git push",
+                "git push origin main",
+                "git reset HEAD~1",
+                "git commit -m x",
+                "git branch -d x",
+                "git -C sub status",
+                "git clean -n",
+            ],
+        );
     }
 }

@@ -220,6 +220,7 @@ pub fn check_read(path: &Path, scene: &Scene) -> Option<GuardHit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agp_contracts::Decision;
     use std::path::PathBuf;
 
     fn scene() -> Scene {
@@ -231,6 +232,18 @@ mod tests {
             },
             Path::new("/nonexistent-p"),
         )
+    }
+
+    /// Asserts the decision `check` reaches on each path (`None`: not protected).
+    fn assert_decisions(
+        check: fn(&Path, &Scene) -> Option<GuardHit>,
+        want: Option<Decision>,
+        paths: &[&str],
+    ) {
+        let s = scene();
+        for p in paths {
+            assert_eq!(check(Path::new(p), &s).map(|h| h.decision), want, "{p}");
+        }
     }
 
     #[test]
@@ -249,73 +262,75 @@ mod tests {
 
     #[test]
     fn writes() {
-        let s = scene();
-        for p in [
-            "/nonexistent-h/.bashrc",
-            "/nonexistent-h/.zshrc",
-            "/nonexistent-h/.ssh/authorized_keys",
-            "/nonexistent-h/.ssh",
-            "/nonexistent-h/.config/fish/config.fish",
-            "/nonexistent-h/.gitconfig",
-            "/nonexistent-h/.claude/settings.json",
-            "/nonexistent-h/.agp/policy.toml",
-            "/nonexistent-h/.agp",
-            "/nonexistent-p/.git/hooks/pre-commit",
-            "/nonexistent-p/sub/.git/config",
-            "/nonexistent-p/.claude/settings.local.json",
-            "/nonexistent-p/.git/commondir",
-            "/nonexistent-p/.git/info/attributes",
-            "/nonexistent-p/.git/objects/info/alternates",
-            "/nonexistent-p/sub/.git",
-            "/etc/profile.d/x.sh",
-            "/etc/claude-code/managed-settings.json",
-        ] {
-            let hit = check_write(Path::new(p), &s).unwrap_or_else(|| panic!("{p} not protected"));
-            assert_eq!(hit.decision, agp_contracts::Decision::Deny, "{p}");
-        }
-        for p in [
-            "/nonexistent-p/src/main.rs",
-            "/nonexistent-h/notes.txt",
-            "/nonexistent-p/.gitignore",
-            "/nonexistent-h/.agpx",
-        ] {
-            assert!(check_write(Path::new(p), &s).is_none(), "{p}");
-        }
+        assert_decisions(
+            check_write,
+            Some(Decision::Deny),
+            &[
+                "/nonexistent-h/.bashrc",
+                "/nonexistent-h/.zshrc",
+                "/nonexistent-h/.ssh/authorized_keys",
+                "/nonexistent-h/.ssh",
+                "/nonexistent-h/.config/fish/config.fish",
+                "/nonexistent-h/.gitconfig",
+                "/nonexistent-h/.claude/settings.json",
+                "/nonexistent-h/.agp/policy.toml",
+                "/nonexistent-h/.agp",
+                "/nonexistent-p/.git/hooks/pre-commit",
+                "/nonexistent-p/sub/.git/config",
+                "/nonexistent-p/.claude/settings.local.json",
+                "/nonexistent-p/.git/commondir",
+                "/nonexistent-p/.git/info/attributes",
+                "/nonexistent-p/.git/objects/info/alternates",
+                "/nonexistent-p/sub/.git",
+                "/etc/profile.d/x.sh",
+                "/etc/claude-code/managed-settings.json",
+            ],
+        );
+        assert_decisions(
+            check_write,
+            None,
+            &[
+                "/nonexistent-p/src/main.rs",
+                "/nonexistent-h/notes.txt",
+                "/nonexistent-p/.gitignore",
+                "/nonexistent-h/.agpx",
+            ],
+        );
     }
 
     #[test]
     fn reads() {
-        let s = scene();
-        for p in [
-            "/nonexistent-h/.ssh/id_ed25519",
-            "/nonexistent-h/.ssh",
-            "/nonexistent-h/.aws/credentials",
-            "/nonexistent-h/.netrc",
-            "/nonexistent-p/.env",
-            "/nonexistent-p/app/.env.production",
-            "/nonexistent-p/tls/server.key",
-            "/nonexistent-p/tls/server.pem",
-            "/etc/shadow",
-            "/proc/1/environ",
-        ] {
-            let hit = check_read(Path::new(p), &s).unwrap_or_else(|| panic!("{p} not flagged"));
-            assert_eq!(hit.decision, agp_contracts::Decision::Require, "{p}");
-        }
-        assert_eq!(
-            check_read(Path::new("/nonexistent-h/.agp/keys/journal.key"), &s).map(|h| h.decision),
-            Some(agp_contracts::Decision::Deny)
+        assert_decisions(
+            check_read,
+            Some(Decision::Require),
+            &[
+                "/nonexistent-h/.ssh/id_ed25519",
+                "/nonexistent-h/.ssh",
+                "/nonexistent-h/.aws/credentials",
+                "/nonexistent-h/.netrc",
+                "/nonexistent-p/.env",
+                "/nonexistent-p/app/.env.production",
+                "/nonexistent-p/tls/server.key",
+                "/nonexistent-p/tls/server.pem",
+                "/etc/shadow",
+                "/proc/1/environ",
+                "/nonexistent-h/.agp/config.toml",
+            ],
         );
-        assert_eq!(
-            check_read(Path::new("/nonexistent-h/.agp/config.toml"), &s).map(|h| h.decision),
-            Some(agp_contracts::Decision::Require)
+        assert_decisions(
+            check_read,
+            Some(Decision::Deny),
+            &["/nonexistent-h/.agp/keys/journal.key"],
         );
-        for p in [
-            "/nonexistent-h/.ssh/id_ed25519.pub",
-            "/nonexistent-p/.env.example",
-            "/nonexistent-p/src/key.rs",
-            "/nonexistent-p/README.md",
-        ] {
-            assert!(check_read(Path::new(p), &s).is_none(), "{p}");
-        }
+        assert_decisions(
+            check_read,
+            None,
+            &[
+                "/nonexistent-h/.ssh/id_ed25519.pub",
+                "/nonexistent-p/.env.example",
+                "/nonexistent-p/src/key.rs",
+                "/nonexistent-p/README.md",
+            ],
+        );
     }
 }

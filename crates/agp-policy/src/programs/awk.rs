@@ -3,6 +3,7 @@
 //! read the environment, and load code (`@include`, `@load`, `-f`, `-i`, `-l`).
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::{gnu_in_order, inline_program};
 use super::Effects;
 use crate::shell::Word;
 
@@ -51,13 +52,7 @@ const OPTS: &[OptSpec] = &[
 ];
 
 /// gawk's option string starts with `+`: options end at the program text.
-const AWK: Grammar = Grammar {
-    opts: OPTS,
-    long_abbrev: true,
-    permute: false,
-    single_dash_long: false,
-    clustering: true,
-};
+const AWK: Grammar = gnu_in_order(OPTS);
 
 /// `-W` values that change nothing agp judges.
 const HARMLESS_W: &[&str] = &[
@@ -146,14 +141,9 @@ pub fn awk(args: &[Word]) -> Effects {
     }
     let mut operands: &[Word] = &parsed.operands;
     if !explicit {
-        let Some((first, rest)) = parsed.operands.split_first() else {
+        let Some(rest) = inline_program(operands, "the awk program", &mut program, &mut fx) else {
             return fx;
         };
-        if first.dynamic {
-            fx.code("the awk program is only known at run time");
-        } else {
-            program.push_str(&first.text);
-        }
         operands = rest;
     }
     let pe = program_effects(&program);
@@ -394,147 +384,10 @@ fn target(toks: &[Tok], at: usize, verb: &str, paths: &mut Vec<String>, code: &m
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::spec::{argv_words, assert_effects, ArgvRow, ScriptRow};
-    use super::*;
-
-    #[test]
-    fn programs() {
-        // program, code?, reads, writes
-        let rows: &[ScriptRow] = &[
-            ("{print $1}", false, &[], &[]),
-            ("NR>1 && $3 > 5 {print $1, $2}", false, &[], &[]),
-            ("$1 ~ /a|b/ {n++} END {print n}", false, &[], &[]),
-            (
-                "{ if ($1 > max) max = $1 } END { print max }",
-                false,
-                &[],
-                &[],
-            ),
-            ("{print \"a|b\" }", false, &[], &[]),
-            ("$1 == 1 || $2 == 2", false, &[], &[]),
-            ("{ x = a / b / c; print x }", false, &[], &[]),
-            ("# system\n{print}", false, &[], &[]),
-            ("BEGIN{system(\"id\")}", true, &[], &[]),
-            ("BEGIN{system (\"id\")}", true, &[], &[]),
-            ("{print | \"sh\"}", true, &[], &[]),
-            ("BEGIN{\"id\" | getline x; print x}", true, &[], &[]),
-            ("BEGIN{print |& \"cat\"}", true, &[], &[]),
-            ("BEGIN{f=\"system\"; @f(\"id\")}", true, &[], &[]),
-            ("@include \"x.awk\"", true, &[], &[]),
-            ("@load \"filefuncs\"", true, &[], &[]),
-            ("BEGIN{print ENVIRON[\"HOME\"]}", true, &[], &[]),
-            (
-                "BEGIN{ARGV[1]=\"/etc/shadow\"; ARGC=2} {print}",
-                true,
-                &[],
-                &[],
-            ),
-            (
-                "BEGIN{sub(/x/, \"/etc/shadow\", ARGV[1])} {print}",
-                true,
-                &[],
-                &[],
-            ),
-            (
-                "BEGIN{while ((getline l < \"/etc/shadow\") > 0) print l}",
-                false,
-                &["/etc/shadow"],
-                &[],
-            ),
-            (
-                "BEGIN{getline < \"/etc/shadow\"; print}",
-                false,
-                &["/etc/shadow"],
-                &[],
-            ),
-            (
-                "BEGIN{getline $0 < \"/etc/passwd\"}",
-                false,
-                &["/etc/passwd"],
-                &[],
-            ),
-            ("BEGIN{getline x < f}", true, &[], &[]),
-            (
-                "{print > \"/root/.bashrc\"}",
-                false,
-                &[],
-                &["/root/.bashrc"],
-            ),
-            ("{print $1 >> \"out.txt\"}", false, &[], &["out.txt"]),
-            ("{printf(\"%s\", $1) > \"o\"}", false, &[], &["o"]),
-            ("{print (1 > 2)}", false, &[], &[]),
-            ("{print $1 > $2}", true, &[], &[]),
-            ("{print > \"a\" $1}", true, &[], &[]),
-            ("BEGIN{getline < \"/inet/tcp/0/h/80\"}", true, &[], &[]),
-        ];
-        for (p, code, reads, writes) in rows {
-            let pe = program_effects(p);
-            assert_eq!(!pe.code.is_empty(), *code, "{p}: {:?}", pe.code);
-            assert_eq!(pe.reads, *reads, "{p}");
-            assert_eq!(pe.writes, *writes, "{p}");
-        }
-    }
-
-    #[test]
-    fn invocations() {
-        // argv, code?, reads, writes, unknown
-        let rows: &[ArgvRow] = &[
-            (&["{print $1}", "a.txt"], false, &["a.txt"], &[], 0),
-            (
-                &["-F:", "{print $1}", "/etc/shadow"],
-                false,
-                &["/etc/shadow"],
-                &[],
-                0,
-            ),
-            (
-                &["-F", ":", "-v", "n=1", "{print}", "x=2", "f", "-"],
-                false,
-                &["f"],
-                &[],
-                0,
-            ),
-            (&["-f", "prog.awk", "f"], true, &["f"], &[], 0),
-            (&["-fprog.awk"], true, &[], &[], 0),
-            (&["--file=-"], true, &[], &[], 0),
-            (&["-E", "p.awk"], true, &[], &[], 0),
-            (&["--source=BEGIN{system(\"id\")}"], true, &[], &[], 0),
-            (&["-e", "{print}", "f"], false, &["f"], &[], 0),
-            (&["--sou", "{print}", "f"], false, &["f"], &[], 0),
-            (&["-i", "inplace", "{print}", "f"], false, &["f"], &["f"], 0),
-            (&["-iinplace", "{print}", "f"], false, &["f"], &["f"], 0),
-            (
-                &["--include=inplace.awk", "{print}", "f"],
-                false,
-                &["f"],
-                &["f"],
-                0,
-            ),
-            (&["-i", "lib.awk", "{print}"], true, &[], &[], 0),
-            (&["-l", "filefuncs", "{print}"], true, &[], &[], 0),
-            (&["--load=x", "{print}"], true, &[], &[], 0),
-            (&["-d", "{print}"], false, &[], &["awkvars.out"], 0),
-            (
-                &["--profile=/root/.bashrc", "{print}"],
-                false,
-                &[],
-                &["/root/.bashrc"],
-                0,
-            ),
-            (&["--sandbox", "BEGIN{system(\"id\")}"], false, &[], &[], 0),
-            (&["-W", "sandbox", "{print > \"x\"}"], false, &[], &[], 0),
-            (&["-S", "BEGIN{print ENVIRON[\"X\"]}"], true, &[], &[], 0),
-            (&["-W", "exec", "f.awk"], false, &[], &[], 1),
-            (&["-W", "version"], false, &[], &[], 0),
-            (&["-Q", "{print}"], false, &[], &[], 1),
-            // after the program text, `-f` is a file operand
-            (&["{print}", "-f", "x"], false, &["-f", "x"], &[], 0),
-        ];
-        for (argv, code, reads, writes, unknown) in rows {
-            let fx = awk(&argv_words(argv));
-            assert_effects(&fx, &format!("{argv:?}"), *code, reads, writes, *unknown);
-        }
-    }
+super::spec::model_cases! { "cases/awk.cases";
+    programs: "awk programs" => Script(|p| {
+        let pe = super::program_effects(p);
+        cases::Seen::script(pe.code, pe.reads, pe.writes)
+    }),
+    invocations: "awk" => Model(super::awk),
 }

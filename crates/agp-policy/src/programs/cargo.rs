@@ -10,7 +10,7 @@
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
 use super::spec::joined;
-use super::spec::{f, o, ov, v};
+use super::spec::{exact, f, o, ov, v};
 use super::{Effects, Parsed};
 use crate::shell::Word;
 
@@ -36,22 +36,9 @@ const TOP_OWN: &[OptSpec] = &[
 
 /// clap: no unique-prefix matching, clusters allowed, the first operand is the subcommand.
 const TOP: Grammar = Grammar {
-    opts: joined!(TOP_OWN, COMMON),
-    long_abbrev: false,
     permute: false,
-    single_dash_long: false,
-    clustering: true,
+    ..exact(joined!(TOP_OWN, COMMON))
 };
-
-const fn clap(opts: &'static [OptSpec]) -> Grammar {
-    Grammar {
-        opts,
-        long_abbrev: false,
-        permute: true,
-        single_dash_long: false,
-        clustering: true,
-    }
-}
 
 const MANIFEST: OptSpec = o(' ', "manifest-path", Required, Foreign);
 const TARGET_DIR: OptSpec = o(' ', "target-dir", Required, WritesFile);
@@ -82,7 +69,7 @@ const SELECTION: &[OptSpec] = &[
 ];
 
 /// Options of the compiling subcommands.
-const COMPILE: Grammar = clap(joined!(
+const COMPILE: Grammar = exact(joined!(
     joined!(
         SELECTION,
         &[
@@ -122,7 +109,7 @@ const COMPILE: Grammar = clap(joined!(
     COMMON
 ));
 
-const FMT: Grammar = clap(&[
+const FMT: Grammar = exact(&[
     f(' ', "all"),
     f(' ', "check"),
     ov('p', "package"),
@@ -134,7 +121,7 @@ const FMT: Grammar = clap(&[
     f(' ', "version"),
 ]);
 
-const CLEAN: Grammar = clap(joined!(
+const CLEAN: Grammar = exact(joined!(
     &[
         f(' ', "doc"),
         f('n', "dry-run"),
@@ -149,7 +136,7 @@ const CLEAN: Grammar = clap(joined!(
     COMMON
 ));
 
-const NEW: Grammar = clap(joined!(
+const NEW: Grammar = exact(joined!(
     &[
         f(' ', "bin"),
         f(' ', "lib"),
@@ -161,7 +148,7 @@ const NEW: Grammar = clap(joined!(
     COMMON
 ));
 
-const INFO: Grammar = clap(joined!(
+const INFO: Grammar = exact(joined!(
     &[
         ov('p', "package"),
         f(' ', "workspace"),
@@ -189,7 +176,7 @@ const INFO: Grammar = clap(joined!(
     COMMON
 ));
 
-const NEXTEST: Grammar = clap(joined!(
+const NEXTEST: Grammar = exact(joined!(
     SELECTION,
     &[
         f('r', "release"),
@@ -354,7 +341,7 @@ fn harness_args(tail: &[Word], fx: &mut Effects) {
 
 /// rustfmt arguments after `cargo fmt --`: files it formats (writes) and its own options.
 fn rustfmt_args(tail: &[Word], fx: &mut Effects) {
-    const RUSTFMT: Grammar = clap(&[
+    const RUSTFMT: Grammar = exact(&[
         f(' ', "check"),
         v(' ', "edition"),
         v(' ', "emit"),
@@ -461,53 +448,6 @@ pub fn model(args: &[Word]) -> Effects {
     fx
 }
 
-super::spec::model_tests! {
-    table: super::model => [
-        ("build", Clean),
-        ("build --release", Clean),
-        ("test --workspace", Clean),
-        ("test -p agp-policy -- --nocapture", Clean),
-        ("test -p agp-policy --lib programs", Clean),
-        ("test --bin x --features a,b --all-targets -j 2", Clean),
-        ("clippy --all-targets -- -D warnings", Clean),
-        ("clippy -- -Dwarnings -W clippy::pedantic", Clean),
-        ("fmt --all", Clean),
-        ("fmt --all -- --check", Clean),
-        ("run --release -- --port 80 /etc/x", Clean),
-        ("+nightly test --offline --locked", Clean),
-        ("--config build.jobs=2 test", Clean),
-        ("test --config profile.dev.opt-level=1", Clean),
-        ("nextest run --workspace", Clean),
-        ("metadata --format-version 1 --no-deps", Clean),
-        ("tree -e normal", Clean),
-        ("--version", Clean),
-        (
-            "test --config 'target.x86_64-unknown-linux-gnu.runner=\"sh -c id\"'",
-            Code,
-        ),
-        ("test --config=build.rustc-wrapper=/tmp/w", Code),
-        ("--config /tmp/evil.toml build", Code),
-        ("test --config $C", Code),
-        ("build --config alias.b=run", Code),
-        (
-            "test --manifest-path /elsewhere/Cargo.toml",
-            Foreign("/elsewhere/Cargo.toml"),
-        ),
-        ("-C /elsewhere test", Foreign("/elsewhere")),
-        ("build --target /tmp/t.json", Foreign("/tmp/t.json")),
-        ("build --target-dir /root/x", Writes("/root/x")),
-        ("test -- --logfile /root/.bashrc", Writes("/root/.bashrc")),
-        ("fmt -- /etc/x.rs", Writes("/etc/x.rs")),
-        ("fmt -- --config-path /tmp/r.toml", Foreign("/tmp/r.toml")),
-        ("clippy -- -C linker=/tmp/evil", Code),
-        ("rustc -- -Zplugin", Code),
-        ("build --bin --config x.y=z", Code),
-        ("-Z build-std test", Unknown),
-        ("test --frobnicate", Unknown),
-        ("new /tmp/x", Writes("/tmp/x")),
-        ("publish", Unknown),
-        ("foo", Unknown),
-        ("$X", Unknown),
-        ("install ripgrep", Clean),
-    ]
+super::spec::model_cases! { "cases/cargo.cases";
+    table: "cargo" => Model(super::model),
 }

@@ -250,90 +250,17 @@ pub fn link(args: &[Word]) -> Effects {
     fx
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::spec::{assert_effects, line_words, ModelRow};
-    use super::*;
+super::spec::model_cases! { "cases/copy.cases";
+    cp: "cp" => Model(super::cp),
+    mv: "mv" => Model(super::mv),
+    install: "install" => Model(super::install),
+    ln: "ln" => Model(super::ln),
+    link: "link" => Model(super::link);
+
+    use super::sets_special_bits;
 
     #[test]
-    fn table() {
-        // program, argv, code?, reads, writes, unknown
-        let rows: &[ModelRow] = &[
-            (cp, "a b", false, &["a"], &["b", "b/a"], 0),
-            (cp, "-r src/ dst", false, &["src/"], &["dst", "dst/src"], 0),
-            (
-                cp,
-                "-t/root/.ssh key",
-                false,
-                &["key"],
-                &["/root/.ssh", "/root/.ssh/key"],
-                0,
-            ),
-            (
-                cp,
-                "key --target-dir=/root/.ssh",
-                false,
-                &["key"],
-                &["/root/.ssh", "/root/.ssh/key"],
-                0,
-            ),
-            (cp, "-T a b", false, &["a"], &["b"], 0),
-            (
-                cp,
-                "-a --preserve=all --backup=numbered -S .x a b",
-                false,
-                &["a"],
-                &["b", "b/a"],
-                0,
-            ),
-            (cp, "a b c/", false, &["a", "b"], &["c/", "c/a", "c/b"], 0),
-            (cp, "-Y a b", false, &["a"], &["b", "b/a"], 1),
-            (mv, "a b", false, &["a"], &["b", "b/a", "a"], 0),
-            (mv, "-t /x a", false, &["a"], &["/x", "/x/a", "a"], 0),
-            (
-                install,
-                "-m 755 a /usr/bin/a",
-                false,
-                &["a"],
-                &["/usr/bin/a", "/usr/bin/a/a"],
-                0,
-            ),
-            (install, "-m4755 a b", true, &["a"], &["b", "b/a"], 0),
-            (install, "--mode=u+s a b", true, &["a"], &["b", "b/a"], 0),
-            (install, "-m g=rxs a b", true, &["a"], &["b", "b/a"], 0),
-            (
-                install,
-                "-s --strip-program=/tmp/x a b",
-                true,
-                &["a"],
-                &["b", "b/a"],
-                0,
-            ),
-            (install, "-Dm644 a b", false, &["a"], &["b", "b/a"], 0),
-            (install, "-d d1 d2", false, &[], &["d1", "d2"], 0),
-            (
-                ln,
-                "-s /etc/shadow x",
-                false,
-                &[],
-                &["/etc/shadow", "x", "x/shadow"],
-                0,
-            ),
-            (
-                ln,
-                "-sf ~/.bashrc",
-                false,
-                &[],
-                &["~/.bashrc", "./.bashrc"],
-                0,
-            ),
-            (ln, "-t/d a", false, &[], &["a", "/d", "/d/a"], 0),
-            (link, "a b", false, &[], &["a", "b"], 0),
-        ];
-        for (model, line, code, reads, writes, unknown) in rows {
-            let fx = model(&line_words(line));
-            assert_effects(&fx, line, *code, reads, writes, *unknown);
-        }
+    fn special_bits() {
         assert!(!sets_special_bits("0755"));
         assert!(sets_special_bits("2755"));
         assert!(!sets_special_bits("u+x,go-w"));

@@ -2,6 +2,7 @@
 //! coreutils `env`, GNU findutils `xargs`, BSD where they differ).
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::gnu_in_order;
 use super::Effects;
 use crate::shell::Word;
 
@@ -47,13 +48,7 @@ const ENV_OPTS: &[OptSpec] = &[
 ];
 
 /// env stops at its first operand (`+` in its getopt string).
-const ENV: Grammar = Grammar {
-    opts: ENV_OPTS,
-    long_abbrev: true,
-    permute: false,
-    single_dash_long: false,
-    clustering: true,
-};
+const ENV: Grammar = gnu_in_order(ENV_OPTS);
 
 fn is_assignment(w: &Word) -> bool {
     match w.text.split_once('=') {
@@ -137,13 +132,7 @@ const XARGS_OPTS: &[OptSpec] = &[
 ];
 
 /// xargs stops at its first operand: the command.
-const XARGS: Grammar = Grammar {
-    opts: XARGS_OPTS,
-    long_abbrev: true,
-    permute: false,
-    single_dash_long: false,
-    clustering: true,
-};
+const XARGS: Grammar = gnu_in_order(XARGS_OPTS);
 
 /// Parses `xargs`'s arguments (argv[1..]); no command means `echo`.
 pub fn xargs_invocation(args: &[Word]) -> Invocation {

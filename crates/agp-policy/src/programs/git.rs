@@ -261,34 +261,8 @@ pub(super) fn config(p: &super::Parsed, fx: &mut Effects) {
     fx.writes.push(target);
 }
 
-super::spec::model_tests! {
-    global_options: super::model => [
-        ("status", Clean),
-        ("--no-pager log --oneline -n 10", Clean),
-        ("-P diff", Clean),
-        ("-c color.ui=always log", Clean),
-        ("-c user.name=x -c user.email=y commit -m msg", Clean),
-        ("-c core.pager='sh -c id' log", Code),
-        ("-c core.fsmonitor=/tmp/x status", Code),
-        ("-c Core.SSHCommand=x fetch", Code),
-        ("-c alias.st='!id' st", Code),
-        ("-c filter.x.clean=id add .", Code),
-        ("-c diff.x.textconv=id diff", Code),
-        ("-c protocol.ext.allow=always fetch", Code),
-        ("-c include.path=/tmp/cfg status", Code),
-        ("-c $X status", Code),
-        ("--config-env=core.pager=E log", Code),
-        ("--exec-path=/tmp/x status", Code),
-        ("--exec-path", Clean),
-        ("--git-dir=/tmp/evil status", Code),
-        ("--git-dir=evilgit log", Code),
-        ("--git-dir=.git status", Foreign(".git")),
-        ("--work-tree=/tmp/w status", Foreign("/tmp/w")),
-        ("-C /tmp/repo status", Foreign("/tmp/repo")),
-        ("-C sub status", Foreign("sub")),
-        ("-C /tmp diff --no-index a b", Reads("/tmp/a")),
-        ("--frob status", Unknown),
-        ("$SUB", Unknown),
-        ("frobnicate", Unknown),
-    ]
+super::spec::model_cases! { "cases/git.cases";
+    global_options: "global options" => Model(super::model),
+    everyday_commands_are_clean: "everyday commands are clean" => Model(super::model),
+    code_reads_writes_and_unknown: "code, reads, writes and unknown" => Model(super::model),
 }

@@ -2,6 +2,7 @@
 //! rebase, cherry-pick/revert, reset, clean, rm, mv, remote, describe, refs, objects, help),
 //! from their manuals.
 
+use super::git_opts::{FROM_FILE, NUL};
 use super::git_tables::sub;
 use super::grammar::{Arity::*, Effect::*, Grammar};
 use super::spec::{f, o, ov, v};
@@ -131,8 +132,8 @@ pub(super) const RESET: Grammar = sub(&[
     f('p', "patch"),
     ov(' ', "recurse-submodules"),
     f(' ', "no-recurse-submodules"),
-    o(' ', "pathspec-from-file", Required, ReadsFile),
-    f(' ', "pathspec-file-nul"),
+    FROM_FILE,
+    NUL,
 ]);
 
 pub(super) const CLEAN: Grammar = sub(&[
@@ -154,8 +155,8 @@ pub(super) const RM: Grammar = sub(&[
     f(' ', "ignore-unmatch"),
     f(' ', "sparse"),
     f('q', "quiet"),
-    o(' ', "pathspec-from-file", Required, ReadsFile),
-    f(' ', "pathspec-file-nul"),
+    FROM_FILE,
+    NUL,
 ]);
 
 pub(super) const MV: Grammar = sub(&[

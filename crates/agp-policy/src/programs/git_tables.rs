@@ -2,7 +2,7 @@
 //! parse-options accepts clusters, glued values, `--opt=value`, unique prefixes of long
 //! options and options after operands, which is what [`sub`] encodes.
 
-use super::git_opts::{DIFF, DIGITS, LOG, REFS};
+use super::git_opts::{DIFF, DIGITS, FROM_FILE, LOG, NUL, REFS};
 use super::grammar::{Arity::*, Effect::*, Grammar, OptSpec};
 use super::spec::joined;
 use super::spec::{f, gnu, o, ov, v};
@@ -11,9 +11,6 @@ use super::spec::{f, gnu, o, ov, v};
 pub(super) const fn sub(opts: &'static [OptSpec]) -> Grammar {
     gnu(opts)
 }
-
-const FROM_FILE: OptSpec = o(' ', "pathspec-from-file", Required, ReadsFile);
-const NUL: OptSpec = f(' ', "pathspec-file-nul");
 
 pub(super) const DIFF_LOG: Grammar = sub(joined!(DIFF, LOG));
 pub(super) const DIFF_ONLY: Grammar = sub(DIFF);

@@ -249,46 +249,7 @@ fn interpreter(lang: &Lang, args: &[Word]) -> Effects {
     fx
 }
 
-super::spec::model_tests! {
-    perl_table: super::perl => [
-        ("script.pl arg", Foreign("script.pl")),
-        ("-w -Ilib t/test.t", Foreign("t/test.t")),
-        ("-I /tmp/lib x.pl", Foreign("/tmp/lib")),
-        ("-v", Clean),
-        ("-V:version", Clean),
-        ("/tmp/evil.pl", Foreign("/tmp/evil.pl")),
-        ("-e 'system(\"id\")'", Code),
-        ("-E say", Code),
-        ("-lne 'print'", Code),
-        ("-ple 's/a/b/' f", Code),
-        ("-0777 -ne 'x'", Code),
-        ("-Mstrict x.pl", Code),
-        ("-MPOSIX=strftime x.pl", Code),
-        ("-d x.pl", Code),
-        ("-S cpanm", Code),
-        ("", Code),
-        ("-", Code),
-        ("-pi.bak s.pl /root/.bashrc", Writes("/root/.bashrc")),
-        ("-i -pe 's/x/y/' /root/.bashrc", Writes("/root/.bashrc")),
-        ("-pie 's/x/y/' /root/.bashrc", Writes("/root/.bashrc")),
-        ("-x/tmp x.pl", Foreign("/tmp")),
-        ("-Q x.pl", Unknown),
-        ("--frob x.pl", Unknown),
-        ("$OPTS x.pl", Unknown),
-    ],
-    ruby_table: super::ruby => [
-        ("script.rb", Foreign("script.rb")),
-        ("-w -Ilib test/a.rb", Foreign("test/a.rb")),
-        ("--version", Clean),
-        ("--disable-gems x.rb", Foreign("x.rb")),
-        ("-e 'puts 1'", Code),
-        ("-ne 'print'", Code),
-        ("-rjson x.rb", Code),
-        ("-r ./evil x.rb", Code),
-        ("-C /tmp x.rb", Foreign("/tmp")),
-        ("-S rake", Code),
-        ("", Code),
-        ("-i.bak -p x.rb /root/.bashrc", Writes("/root/.bashrc")),
-        ("--frob x.rb", Unknown),
-    ]
+super::spec::model_cases! { "cases/interp.cases";
+    perl_table: "perl" => Model(super::perl),
+    ruby_table: "ruby" => Model(super::ruby),
 }

@@ -160,43 +160,6 @@ fn is_var_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-super::spec::model_tests! {
-    table: super::model => [
-        ("", Clean),
-        ("test", Clean),
-        ("-j4 all", Clean),
-        ("-j 4 all", Clean),
-        ("-k -s -n -B install", Clean),
-        ("--trace -o foo.o -W bar.c", Clean),
-        ("V=1 CC=clang CFLAGS=-O2 test", Clean),
-        ("-f Makefile.ci test", Foreign("Makefile.ci")),
-        ("--eval='all:;id'", Code),
-        ("-E 'all:;id'", Code),
-        ("--ev 'x'", Code),
-        ("-sE'all:;id'", Code),
-        ("-f /dev/stdin", Code),
-        ("-f -", Code),
-        ("--file=/proc/self/fd/0", Code),
-        ("-f $MK", Code),
-        ("-f /tmp/evil.mk", Foreign("/tmp/evil.mk")),
-        ("--makefile /tmp/evil.mk", Foreign("/tmp/evil.mk")),
-        ("-C /tmp/other", Foreign("/tmp/other")),
-        ("--directory=/elsewhere test", Foreign("/elsewhere")),
-        ("-C sub -f x.mk", Foreign("sub/x.mk")),
-        ("-I /tmp/inc", Foreign("/tmp/inc")),
-        ("SHELL=/tmp/x", Code),
-        ("all SHELL=/bin/sh", Code),
-        ("MAKEFILES=/tmp/evil.mk", Code),
-        ("MAKEFLAGS=--eval=x", Code),
-        (".SHELLFLAGS=-c", Code),
-        ("CC='sh -c id'", Code),
-        ("CC=$(id)", Code),
-        ("CC:=/tmp/evil", Foreign("/tmp/evil")),
-        ("DESTDIR=/tmp/stage install", Foreign("/tmp/stage")),
-        ("X=$Y", Code),
-        ("-t target", Writes("target")),
-        ("--frobnicate", Unknown),
-        ("-Z", Unknown),
-        ("$OPTS", Unknown),
-    ]
+super::spec::model_cases! { "cases/make.cases";
+    table: "make" => Model(super::model),
 }

@@ -7,7 +7,7 @@
 //! project is tooling pointed elsewhere.
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::{f, o, v};
+use super::spec::{exact, f, o, v};
 use super::Effects;
 use crate::shell::Word;
 
@@ -164,11 +164,8 @@ const OPTS: &[OptSpec] = &[
 
 /// node reads exact option names (no prefixes) before the script; `-pe` clusters.
 const GRAMMAR: Grammar = Grammar {
-    opts: OPTS,
-    long_abbrev: false,
     permute: false,
-    single_dash_long: false,
-    clustering: true,
+    ..exact(OPTS)
 };
 
 /// Reporters node ships; any other name is a module it loads.
@@ -239,37 +236,6 @@ pub fn model(args: &[Word]) -> Effects {
     fx
 }
 
-super::spec::model_tests! {
-    table: super::model => [
-        ("index.js", Foreign("index.js")),
-        (
-            "--enable-source-maps dist/main.js --port 80",
-            Foreign("dist/main.js"),
-        ),
-        ("--max_old_space_size=4096 x.js", Foreign("x.js")),
-        ("--test", Clean),
-        ("--test test/a.test.js", Foreign("test/a.test.js")),
-        ("--test --test-reporter=spec", Clean),
-        ("--version", Clean),
-        ("--run build", Clean),
-        ("/tmp/evil.js", Foreign("/tmp/evil.js")),
-        ("-e 'require(\"child_process\")'", Code),
-        ("--eval=x", Code),
-        ("-p 1+1", Code),
-        ("-pe 1", Code),
-        ("-r /tmp/hook.js x.js", Code),
-        ("--require=./x x.js", Code),
-        ("--import ./x.mjs x.js", Code),
-        ("--loader ts-node/esm x.ts", Code),
-        ("--experimental-loader=x x.js", Code),
-        ("--env-file=.env x.js", Code),
-        ("--inspect=0.0.0.0:9229 x.js", Code),
-        ("-i", Code),
-        ("", Code),
-        ("-", Code),
-        ("--test --test-reporter=./evil.js", Code),
-        ("--cpu-prof-dir /root/x x.js", Writes("/root/x")),
-        ("--frobnicate x.js", Unknown),
-        ("$OPTS x.js", Unknown),
-    ]
+super::spec::model_cases! { "cases/node.cases";
+    table: "node" => Model(super::model),
 }

@@ -9,7 +9,7 @@
 //! packages; this model only adds what their options do.
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::{f, o, v};
+use super::spec::{exact, f, o, v};
 use super::{Effects, Parsed};
 use crate::shell::Word;
 
@@ -123,11 +123,8 @@ const NPM: &[OptSpec] = &[
 
 /// nopt: exact names, `-ws`/`-dd` single-dash names, options anywhere before `--`.
 const NPM_G: Grammar = Grammar {
-    opts: NPM,
-    long_abbrev: false,
-    permute: true,
     single_dash_long: true,
-    clustering: true,
+    ..exact(NPM)
 };
 
 const PNPM: &[OptSpec] = &[
@@ -177,13 +174,7 @@ const PNPM: &[OptSpec] = &[
     f('h', "help"),
 ];
 
-const PNPM_G: Grammar = Grammar {
-    opts: PNPM,
-    long_abbrev: false,
-    permute: true,
-    single_dash_long: false,
-    clustering: true,
-};
+const PNPM_G: Grammar = exact(PNPM);
 
 const YARN: &[OptSpec] = &[
     o(' ', "cwd", Required, Foreign),
@@ -227,13 +218,7 @@ const YARN: &[OptSpec] = &[
     f('h', "help"),
 ];
 
-const YARN_G: Grammar = Grammar {
-    opts: YARN,
-    long_abbrev: false,
-    permute: true,
-    single_dash_long: false,
-    clustering: true,
-};
+const YARN_G: Grammar = exact(YARN);
 
 /// Splits at the first literal `--`: what follows goes to the script.
 fn before_dashdash(args: &[Word]) -> &[Word] {
@@ -406,67 +391,9 @@ fn config_dot(fx: &mut Effects, prog: &str, args: &[Word]) {
     }
 }
 
-super::spec::model_tests! {
-    npm_table: super::npm => [
-        ("test", Clean),
-        ("t", Clean),
-        ("run build", Clean),
-        ("run lint -- --fix", Clean),
-        ("run-script test --silent", Clean),
-        ("test --workspace=pkg-a --if-present", Clean),
-        ("-ws test", Clean),
-        ("start -- --port 8080", Clean),
-        ("test -- --require /tmp/x.js", Foreign("/tmp/x.js")),
-        (
-            "test -- --config=../elsewhere/jest.config.js",
-            Foreign("../elsewhere/jest.config.js"),
-        ),
-        ("test -- src/app.test.js", Foreign("src/app.test.js")),
-        ("install", Clean),
-        ("ls --depth 0", Clean),
-        ("config get registry", Clean),
-        ("test -- --script-shell=/tmp/x", Foreign("/tmp/x")),
-        ("test --script-shell=/tmp/evil", Code),
-        ("test --script-shell /tmp/evil", Code),
-        ("run build --node-options=--require=/tmp/x.js", Code),
-        ("test --userconfig /tmp/npmrc", Code),
-        ("exec -- cowsay hi", Code),
-        ("x cowsay", Code),
-        ("exec -c 'id'", Code),
-        ("config set script-shell /tmp/x", Code),
-        ("init react-app x", Code),
-        ("test --prefix /elsewhere", Foreign("/elsewhere")),
-        ("-C /elsewhere test", Foreign("/elsewhere")),
-        ("test --cache /root/.x", Writes("/root/.x")),
-        ("test --frobnicate", Unknown),
-        ("publish", Unknown),
-        ("$CMD", Unknown),
-    ],
-    pnpm_table: super::pnpm => [
-        ("test", Clean),
-        ("build", Clean),
-        ("run lint", Clean),
-        ("-r test", Clean),
-        ("--filter web build", Clean),
-        ("exec x", Code),
-        ("dlx create-vite", Code),
-        ("--config.script-shell=/tmp/x test", Code),
-        ("test --script-shell=/tmp/x", Code),
-        ("-C /elsewhere test", Foreign("/elsewhere")),
-        ("--dir=/elsewhere test", Foreign("/elsewhere")),
-        ("publish", Unknown),
-    ],
-    yarn_table: super::yarn => [
-        ("test", Clean),
-        ("build", Clean),
-        ("run test --silent", Clean),
-        ("workspace web test", Clean),
-        ("workspace web exec id", Code),
-        ("dlx x", Code),
-        ("node -e 'x'", Code),
-        ("--cwd /elsewhere test", Foreign("/elsewhere")),
-        ("--use-yarnrc /tmp/rc test", Code),
-        ("config set x y", Code),
-    ],
-    npx_table: super::npx => [("create-react-app my-app", Code), ("-y eslint .", Code)]
+super::spec::model_cases! { "cases/npm.cases";
+    npm_table: "npm" => Model(super::npm),
+    pnpm_table: "pnpm" => Model(super::pnpm),
+    yarn_table: "yarn" => Model(super::yarn),
+    npx_table: "npx" => Model(super::npx),
 }

@@ -243,39 +243,6 @@ pub fn model(args: &[Word]) -> Effects {
     fx
 }
 
-super::spec::model_tests! {
-    table: super::model => [
-        ("", Clean),
-        ("-q", Clean),
-        ("-x -vv --tb=short -k 'not slow'", Clean),
-        ("-p no:cacheprovider -q", Clean),
-        ("-n 4 --cov=src --maxfail=2", Clean),
-        ("-o log_cli=true", Clean),
-        ("-W error", Clean),
-        ("-W ignore::DeprecationWarning", Clean),
-        ("--lf --sw -ra", Clean),
-        ("tests/test_a.py::test_b", Foreign("tests/test_a.py")),
-        ("/tmp/evil_test.py", Foreign("/tmp/evil_test.py")),
-        ("-p evil_plugin", Code),
-        ("-pevil", Code),
-        ("-p $P", Code),
-        ("-o addopts='-p evil'", Code),
-        ("--override-ini=python_paths=/tmp", Code),
-        ("-W error::evil.Warning", Code),
-        ("--pdbcls=evil:Dbg", Code),
-        ("--pastebin=all", Code),
-        ("-c /elsewhere/pytest.ini", Foreign("/elsewhere/pytest.ini")),
-        ("--config-file=/x.ini", Foreign("/x.ini")),
-        ("--rootdir=/elsewhere", Foreign("/elsewhere")),
-        ("--confcutdir /", Foreign("/")),
-        ("--basetemp=/root", Writes("/root")),
-        ("--junitxml=/root/.bashrc", Writes("/root/.bashrc")),
-        ("--junit-x /root/x", Writes("/root/x")),
-        ("--log-file /root/x", Writes("/root/x")),
-        ("--cov-report=html:/root/h", Writes("/root/h")),
-        ("--cov-report=term-missing:skip-covered", Clean),
-        ("--pyargs evilpkg", Code),
-        ("--pyargs", Clean),
-        ("--frobnicate", Unknown),
-    ]
+super::spec::model_cases! { "cases/pytest.cases";
+    table: "pytest" => Model(super::model),
 }

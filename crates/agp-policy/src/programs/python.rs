@@ -8,7 +8,7 @@
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar};
 use super::pytest::{self, warning_filter_runs_code};
-use super::spec::{f, o, v};
+use super::spec::{f, gnu, o, v};
 use super::Effects;
 use crate::shell::Word;
 
@@ -174,56 +174,45 @@ fn x_option(fx: &mut Effects, v: &Word) {
     }
 }
 
-const VENV: Grammar = Grammar {
-    opts: &[
-        f(' ', "system-site-packages"),
-        f(' ', "symlinks"),
-        f(' ', "copies"),
-        f(' ', "clear"),
-        f(' ', "upgrade"),
-        f(' ', "without-pip"),
-        v(' ', "prompt"),
-        f(' ', "upgrade-deps"),
-        f(' ', "without-scm-ignore-files"),
-        f('h', "help"),
-    ],
-    long_abbrev: true,
-    permute: true,
-    single_dash_long: false,
-    clustering: true,
-};
+/// argparse: unique prefixes, options anywhere, clustered flags, as GNU parses.
+const VENV: Grammar = gnu(&[
+    f(' ', "system-site-packages"),
+    f(' ', "symlinks"),
+    f(' ', "copies"),
+    f(' ', "clear"),
+    f(' ', "upgrade"),
+    f(' ', "without-pip"),
+    v(' ', "prompt"),
+    f(' ', "upgrade-deps"),
+    f(' ', "without-scm-ignore-files"),
+    f('h', "help"),
+]);
 
-const JSON_TOOL: Grammar = Grammar {
-    opts: &[
-        f(' ', "sort-keys"),
-        f(' ', "no-ensure-ascii"),
-        f(' ', "json-lines"),
-        v(' ', "indent"),
-        f(' ', "tab"),
-        f(' ', "no-indent"),
-        f(' ', "compact"),
-        f('h', "help"),
-    ],
-    ..VENV
-};
+const JSON_TOOL: Grammar = gnu(&[
+    f(' ', "sort-keys"),
+    f(' ', "no-ensure-ascii"),
+    f(' ', "json-lines"),
+    v(' ', "indent"),
+    f(' ', "tab"),
+    f(' ', "no-indent"),
+    f(' ', "compact"),
+    f('h', "help"),
+]);
 
-const UNITTEST: Grammar = Grammar {
-    opts: &[
-        f('v', "verbose"),
-        f('q', "quiet"),
-        f(' ', "locals"),
-        v(' ', "durations"),
-        f('f', "failfast"),
-        f('c', "catch"),
-        f('b', "buffer"),
-        v('k', ""),
-        o('s', "start-directory", Required, Foreign),
-        v('p', "pattern"),
-        o('t', "top-level-directory", Required, Foreign),
-        f('h', "help"),
-    ],
-    ..VENV
-};
+const UNITTEST: Grammar = gnu(&[
+    f('v', "verbose"),
+    f('q', "quiet"),
+    f(' ', "locals"),
+    v(' ', "durations"),
+    f('f', "failfast"),
+    f('c', "catch"),
+    f('b', "buffer"),
+    v('k', ""),
+    o('s', "start-directory", Required, Foreign),
+    v('p', "pattern"),
+    o('t', "top-level-directory", Required, Foreign),
+    f('h', "help"),
+]);
 
 /// `python -m MODULE ARGS…`.
 fn module(fx: &mut Effects, m: &Word, rest: &[Word]) {
@@ -296,43 +285,8 @@ fn merge(fx: &mut Effects, other: Effects) {
     fx.runs.extend(other.runs);
 }
 
-super::spec::model_tests! {
-    table: super::model => [
-        ("-m pytest -q tests/", Foreign("tests/")),
-        ("-m pytest -x", Clean),
-        ("-m pytest -c /elsewhere.ini", Foreign("/elsewhere.ini")),
-        ("-m pytest -p evil", Code),
-        ("-mpytest -q", Clean),
-        ("-B -m pytest", Clean),
-        ("-X importtime -W error -m pytest", Clean),
-        ("script.py --flag", Foreign("script.py")),
-        ("-u /tmp/x.py", Foreign("/tmp/x.py")),
-        ("--version", Clean),
-        ("-V", Clean),
-        ("-c 'print(1)'", Code),
-        ("-Bc 'import os'", Code),
-        ("-c $X", Code),
-        ("-c$X", Unknown),
-        ("-", Code),
-        ("", Code),
-        ("-i script.py", Code),
-        ("-W error::evil.W x.py", Code),
-        ("-X presite=evil x.py", Code),
-        ("-X pycache_prefix=/root/x x.py", Writes("/root/x")),
-        ("-m http.server", Unknown),
-        ("-m timeit 'x'", Code),
-        ("-m pip install numpy", Clean),
-        ("-m pip download x", Unknown),
-        ("-m venv .venv", Writes(".venv")),
-        ("-m json.tool in.json /root/out", Writes("/root/out")),
-        ("-m json.tool /etc/shadow", Reads("/etc/shadow")),
-        ("-m unittest discover -s /elsewhere", Foreign("/elsewhere")),
-        ("-m unittest tests.test_a", Clean),
-        ("-m $M", Code),
-        ("-m mypy src", Unknown),
-        ("--frob x.py", Unknown),
-        ("$OPTS x.py", Unknown),
-    ];
+super::spec::model_cases! { "cases/python.cases";
+    table: "python" => Model(super::model);
     use super::is_python;
 
     #[test]

@@ -4,6 +4,7 @@
 //! destination (written).
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::exact;
 use super::Effects;
 use crate::shell::Word;
 
@@ -184,13 +185,7 @@ const OPTS: &[OptSpec] = &[
     f(None, "help"),
 ];
 
-const RSYNC: Grammar = Grammar {
-    opts: OPTS,
-    long_abbrev: false,
-    permute: true,
-    single_dash_long: false,
-    clustering: true,
-};
+const RSYNC: Grammar = exact(OPTS);
 
 /// `host:path`, `user@host:path`, `host::module`, `rsync://…`.
 fn is_remote(w: &Word) -> bool {
@@ -256,92 +251,6 @@ pub fn rsync(args: &[Word]) -> Effects {
     fx
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::spec::{assert_effects, LineRow};
-    use super::*;
-
-    #[test]
-    fn table() {
-        // argv, code?, reads, writes, unknown
-        let rows: &[LineRow] = &[
-            ("-av src/ dst/", false, &["src/"], &["dst/"], 0),
-            (
-                "-avz --delete --exclude=.git src/ user@host:dst/",
-                false,
-                &["src/"],
-                &[],
-                0,
-            ),
-            ("host:src/ dst/", false, &[], &["dst/"], 0),
-            ("-e ssh src h:d", true, &["src"], &[], 0),
-            ("-essh src h:d", true, &["src"], &[], 0),
-            ("--rsh=sh src d", true, &["src"], &["d"], 0),
-            ("--rsync-path=id src d", true, &["src"], &["d"], 0),
-            ("-M--log-file=/x src d", true, &["src"], &["d"], 0),
-            ("--files-from=list . d", true, &["list", "."], &["d"], 0),
-            (
-                "--exclude-from=/etc/ex --include-from /etc/in a d",
-                false,
-                &["/etc/ex", "/etc/in", "a"],
-                &["d"],
-                0,
-            ),
-            (
-                "--password-file=/root/p a h::m",
-                false,
-                &["/root/p", "a"],
-                &[],
-                0,
-            ),
-            (
-                "--log-file=/root/.bashrc a d",
-                false,
-                &["a"],
-                &["/root/.bashrc", "d"],
-                0,
-            ),
-            ("--write-batch=b a d", false, &["a"], &["b", "d"], 0),
-            ("--only-write-batch=b a d", false, &["a"], &["b", "d"], 0),
-            (
-                "--backup-dir=/root/bk -b a d",
-                false,
-                &["a"],
-                &["/root/bk", "d"],
-                0,
-            ),
-            ("--temp-dir=/t a d", false, &["a"], &["/t", "d"], 0),
-            ("--remove-source-files a d", false, &["a"], &["a", "d"], 0),
-            ("-n a d", false, &["a"], &[], 0),
-            ("--no-motd --no-v -a a d", false, &["a"], &["d"], 0),
-            (
-                "-f merge_/etc/rules a d",
-                false,
-                &["/etc/rules", "a"],
-                &["d"],
-                0,
-            ),
-            (
-                "--filter=._/etc/rules a d",
-                false,
-                &["/etc/rules", "a"],
-                &["d"],
-                0,
-            ),
-            ("--filter=-_*.o a d", false, &["a"], &["d"], 0),
-            ("--frob a d", false, &["a"], &["d"], 1),
-            ("--del a d", false, &["a"], &["d"], 0),
-            ("--dele a d", false, &["a"], &["d"], 1),
-            ("src", false, &["src"], &[], 0),
-        ];
-        for (line, code, reads, writes, unknown) in rows {
-            // `_` stands for a space inside one word.
-            let args: Vec<Word> = line
-                .split_whitespace()
-                .map(|w| Word::literal(w.replace('_', " ")))
-                .collect();
-            let fx = rsync(&args);
-            assert_effects(&fx, line, *code, reads, writes, *unknown);
-        }
-    }
+super::spec::model_cases! { "cases/rsync.cases";
+    table: "rsync" => Model(super::rsync),
 }

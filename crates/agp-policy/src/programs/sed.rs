@@ -2,7 +2,7 @@
 //! run commands (`e`, `s///e`), read files (`r`, `R`) and write files (`w`, `W`, `s///w`).
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::gnu;
+use super::spec::{gnu, inline_program};
 use super::Effects;
 use crate::shell::Word;
 
@@ -82,14 +82,9 @@ pub fn sed(args: &[Word]) -> Effects {
     }
     let mut files: &[Word] = &parsed.operands;
     if !explicit {
-        let Some((first, rest)) = parsed.operands.split_first() else {
+        let Some(rest) = inline_program(files, "the sed script", &mut script, &mut fx) else {
             return fx;
         };
-        if first.dynamic {
-            fx.code("the sed script is only known at run time");
-        } else {
-            script.push_str(&first.text);
-        }
         files = rest;
         // BSD `sed -i '' SCRIPT FILE`: the word after `-i` is a suffix and the next one the
         // script. Judge that reading too.
@@ -97,7 +92,11 @@ pub fn sed(args: &[Word]) -> Effects {
             .opts
             .iter()
             .any(|o| o.spec.long == Some("in-place") && o.value.is_none());
-        if bare_i && (first.text.is_empty() || first.text.starts_with('.')) {
+        let suffix = parsed
+            .operands
+            .first()
+            .is_some_and(|first| first.text.is_empty() || first.text.starts_with('.'));
+        if bare_i && suffix {
             if let Some(second) = rest.first() {
                 script.push('\n');
                 script.push_str(&second.text);
@@ -407,132 +406,23 @@ impl<'a, 'o> Parser<'a, 'o> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::spec::{argv_words, assert_effects, ArgvRow, ScriptRow};
-    use super::*;
+super::spec::model_cases! { "cases/sed.cases";
+    scripts: "sed scripts" => Script(|s| {
+        let se = super::script_effects(s);
+        cases::Seen::script(se.code, se.reads, se.writes)
+    }),
+    invocations: "sed" => Model(super::sed);
+
+    use crate::shell::Word;
 
     #[test]
-    fn scripts() {
-        // script, code?, reads, writes
-        let rows: &[ScriptRow] = &[
-            ("s/a/b/g", false, &[], &[]),
-            ("1p;$d", false, &[], &[]),
-            ("s/x/y/e", true, &[], &[]),
-            ("s@^@id@e", true, &[], &[]),
-            ("s|a|b|ge", true, &[], &[]),
-            ("s/a/b/3pe", true, &[], &[]),
-            ("1e id", true, &[], &[]),
-            ("1!e id", true, &[], &[]),
-            ("$ ! e", true, &[], &[]),
-            ("/x/e date", true, &[], &[]),
-            ("\\%x%e", true, &[], &[]),
-            ("1,/re/{e id\n}", true, &[], &[]),
-            ("0~3 e", true, &[], &[]),
-            ("e", true, &[], &[]),
-            // `e` inside a regex, a replacement or appended text is not a command
-            ("s/e/e/", false, &[], &[]),
-            ("/e/p", false, &[], &[]),
-            ("a hello; e id", false, &[], &[]),
-            ("1i\\\ne id", false, &[], &[]),
-            ("y/e/f/", false, &[], &[]),
-            ("# e id", false, &[], &[]),
-            (":e;b e", false, &[], &[]),
-            // reads and writes
-            ("1r /etc/shadow", false, &["/etc/shadow"], &[]),
-            ("R /etc/shadow", false, &["/etc/shadow"], &[]),
-            ("w /root/.bashrc", false, &[], &["/root/.bashrc"]),
-            ("1W out; p", false, &[], &["out; p"]),
-            ("s/a/b/w /tmp/o", false, &[], &["/tmp/o"]),
-            ("s#a#b#gw out", false, &[], &["out"]),
-            ("/x/{r f\n}", false, &["f"], &[]),
-            // the delimiter escaped inside the parts
-            ("s/a\\/e/b/", false, &[], &[]),
-            ("s,a\\,b,c,e", true, &[], &[]),
-            // what the parser cannot follow is code
-            ("s/a/b", true, &[], &[]),
-            ("1k", true, &[], &[]),
-            ("p x", true, &[], &[]),
-        ];
-        for (script, code, reads, writes) in rows {
-            let se = script_effects(script);
-            assert_eq!(!se.code.is_empty(), *code, "{script}: {:?}", se.code);
-            assert_eq!(se.reads, *reads, "{script}");
-            assert_eq!(se.writes, *writes, "{script}");
-        }
-    }
-
-    #[test]
-    fn invocations() {
-        // argv, code?, reads, writes, unknown
-        let rows: &[ArgvRow] = &[
-            (&["-n", "1p", "src/a.rs"], false, &["src/a.rs"], &[], 0),
-            (&["1p", "/etc/shadow"], false, &["/etc/shadow"], &[], 0),
-            (&["-i", "s/a/b/", "f"], false, &["f"], &["f"], 0),
-            (&["-Ei", "s/a/b/", "f"], false, &["f"], &["f"], 0),
-            (&["-si", "s/a/b/", "f"], false, &["f"], &["f"], 0),
-            (&["-ni", "p", "f"], false, &["f"], &["f"], 0),
-            (&["-i.bak", "p", "f"], false, &["f"], &["f"], 0),
-            (
-                &["s/a/b/", "f", "--in-place=.orig"],
-                false,
-                &["f"],
-                &["f"],
-                0,
-            ),
-            (&["--in-pl", "p", "f"], false, &["f"], &["f"], 0),
-            (&["-I", ".bak", "p", "f"], false, &["f"], &["f"], 0),
-            // BSD `-i ''`: the script is the next word
-            (
-                &["-i", "", "1e id", "f"],
-                true,
-                &["1e id", "f"],
-                &["1e id", "f"],
-                0,
-            ),
-            (&["-e", "1e id"], true, &[], &[], 0),
-            (&["--expression=1e id", "f"], true, &["f"], &[], 0),
-            (&["--expr", "s@^@id@e"], true, &[], &[], 0),
-            (
-                &["-n", "-e", "p", "-e", "1r /etc/shadow"],
-                false,
-                &["/etc/shadow"],
-                &[],
-                0,
-            ),
-            (&["-f", "script.sed", "f"], true, &["f"], &[], 0),
-            (&["-f", "-"], true, &[], &[], 0),
-            (&["-f/dev/stdin", "f"], true, &["f"], &[], 0),
-            (&["-nf", "x.sed"], true, &[], &[], 0),
-            // --sandbox makes e, r and w impossible; the script file is only read
-            (
-                &["--sandbox", "-f", "x.sed", "f"],
-                false,
-                &["x.sed", "f"],
-                &[],
-                0,
-            ),
-            (&["--sandbox", "1e id"], false, &[], &[], 0),
-            (
-                &["--debug", "-z", "-u", "-l", "5", "p", "-"],
-                false,
-                &[],
-                &[],
-                0,
-            ),
-            (&["-X", "p"], false, &[], &[], 1),
-            (&["--frob", "p"], false, &[], &[], 1),
-        ];
-        for (argv, code, reads, writes, unknown) in rows {
-            let fx = sed(&argv_words(argv));
-            assert_effects(&fx, &format!("{argv:?}"), *code, reads, writes, *unknown);
-        }
+    fn a_dynamic_script_is_code() {
         let dynamic = Word {
             text: "$S".into(),
             dynamic: true,
             substitution: false,
         };
-        assert!(!sed(&[Word::literal("-n"), Word::literal("-e"), dynamic])
+        assert!(!super::sed(&[Word::literal("-n"), Word::literal("-e"), dynamic])
             .code
             .is_empty());
     }

@@ -64,63 +64,6 @@ pub fn sort(args: &[Word]) -> Effects {
     fx
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::spec::{argv_words, assert_effects, ArgvRow};
-    use super::*;
-
-    #[test]
-    fn table() {
-        // argv, code?, reads, writes, unknown
-        let rows: &[ArgvRow] = &[
-            (&["-u", "a.txt"], false, &["a.txt"], &[], 0),
-            (
-                &["-k2,2n", "-t:", "/etc/passwd"],
-                false,
-                &["/etc/passwd"],
-                &[],
-                0,
-            ),
-            (
-                &["-o/root/.bashrc", "a"],
-                false,
-                &["a"],
-                &["/root/.bashrc"],
-                0,
-            ),
-            (
-                &["-uo", "/root/.bashrc", "a"],
-                false,
-                &["a"],
-                &["/root/.bashrc"],
-                0,
-            ),
-            (&["a", "--output=o"], false, &["a"], &["o"], 0),
-            (&["a", "--out", "o"], false, &["a"], &["o"], 0),
-            (&["--compress-program=sh", "a"], true, &["a"], &[], 0),
-            (&["--compress-prog", "sh", "a"], true, &["a"], &[], 0),
-            (&["--files0-from=list"], true, &["list"], &[], 0),
-            (
-                &["-T", "/root/.ssh", "a"],
-                false,
-                &["a"],
-                &["/root/.ssh"],
-                0,
-            ),
-            (
-                &["-R", "--random-source=/etc/shadow", "-"],
-                false,
-                &["/etc/shadow"],
-                &[],
-                0,
-            ),
-            (&["-q", "a"], false, &["a"], &[], 1),
-            (&["--co=x", "a"], true, &["a"], &[], 0),
-            (&["--c=x", "a"], false, &["a"], &[], 1),
-        ];
-        for (argv, code, reads, writes, unknown) in rows {
-            let fx = sort(&argv_words(argv));
-            assert_effects(&fx, &format!("{argv:?}"), *code, reads, writes, *unknown);
-        }
-    }
+super::spec::model_cases! { "cases/sort.cases";
+    table: "sort" => Model(super::sort),
 }

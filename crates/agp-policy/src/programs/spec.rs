@@ -1,5 +1,6 @@
-//! Shorthands for the option tables of the build/test runner, git and interpreter models, and
-//! the helpers they share (table-driven test words, value classification).
+//! Shorthands for the option tables of the program models, the option-parsing conventions
+//! they share (`gnu`, `gnu_in_order`, `exact`), small helpers, and their case-file tests
+//! (`model_cases!`, `cases`).
 
 use super::grammar::{Arity, Effect, Grammar, OptSpec};
 use crate::shell::Word;
@@ -60,6 +61,24 @@ pub(super) fn inert_value(w: &Word) -> bool {
         })
 }
 
+/// The program text of awk or sed given as the first operand (no `-e`/`-f`): appended to
+/// `text`, or, when it is only known at run time, code. The operands after it; `None` when
+/// there is none.
+pub(super) fn inline_program<'a>(
+    operands: &'a [Word],
+    what: &str,
+    text: &mut String,
+    fx: &mut super::Effects,
+) -> Option<&'a [Word]> {
+    let (first, rest) = operands.split_first()?;
+    if first.dynamic {
+        fx.code(format!("{what} is only known at run time"));
+    } else {
+        text.push_str(&first.text);
+    }
+    Some(rest)
+}
+
 /// GNU `getopt_long` parsing: unambiguous long-option prefixes, options after operands,
 /// clustered short flags.
 pub(super) const fn gnu(opts: &'static [OptSpec]) -> Grammar {
@@ -72,48 +91,22 @@ pub(super) const fn gnu(opts: &'static [OptSpec]) -> Grammar {
     }
 }
 
-/// Words of a test command line: whitespace-separated, `'…'` quoting, `$` makes a word dynamic.
-#[cfg(test)]
-pub(super) fn words(line: &str) -> Vec<Word> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut quoted = false;
-    let mut dynamic = false;
-    for c in line.chars() {
-        match c {
-            '\'' => {
-                quoted = !quoted;
-                in_word = true;
-            }
-            ' ' if !quoted => {
-                if in_word {
-                    out.push(Word {
-                        text: std::mem::take(&mut cur),
-                        dynamic,
-                        substitution: false,
-                    });
-                }
-                in_word = false;
-                dynamic = false;
-            }
-            _ => {
-                if c == '$' && !quoted {
-                    dynamic = true;
-                }
-                cur.push(c);
-                in_word = true;
-            }
-        }
+/// GNU `getopt_long` whose option string starts with `+`: options end at the first operand
+/// (the program text or command that follows has options of its own).
+pub(super) const fn gnu_in_order(opts: &'static [OptSpec]) -> Grammar {
+    Grammar {
+        permute: false,
+        ..gnu(opts)
     }
-    if in_word {
-        out.push(Word {
-            text: cur,
-            dynamic,
-            substitution: false,
-        });
+}
+
+/// Exact long names only (no unique-prefix matching), options anywhere, clustered short
+/// flags: clap, rsync's popt, the JavaScript package managers.
+pub(super) const fn exact(opts: &'static [OptSpec]) -> Grammar {
+    Grammar {
+        long_abbrev: false,
+        ..gnu(opts)
     }
-    out
 }
 
 /// Two option tables as one `&'static` table, built at compile time: `joined!(OWN, SHARED)`.
@@ -146,143 +139,48 @@ pub(super) const fn concat<const N: usize>(a: &[OptSpec], b: &[OptSpec]) -> [Opt
     out
 }
 
-/// A model's table tests, kept next to the model: each `name: model => [rows]` becomes a
-/// `#[test] fn name` running [`check`] over `(command line, Want)` rows, in a `tests` module
-/// (so the model is named from there: `super::model`); items after a `;` are added to that
-/// module as they are.
-macro_rules! model_tests {
+/// A model's case-file tests: `model_cases! { "cases/x.cases"; name: "section" => Subject, … }`
+/// becomes, in a `tests` module, a `#[test] fn name` running the rows of `[section]` (see
+/// `cases/README.md`), and a test that every section of the file is run by one of them, in
+/// the file's order. The path is relative to the invoking file, so a missing file fails the
+/// build. Items after a second `;` are added to that module as they are.
+macro_rules! model_cases {
     (
-        $($test:ident: $model:expr => [$($row:expr),* $(,)?]),+ $(,)?
+        $path:literal;
+        $($test:ident: $section:literal => $subject:expr),+ $(,)?
         $(; $($extra:item)*)?
     ) => {
         #[cfg(test)]
         mod tests {
-            use $crate::programs::spec::{check, Want::*};
+            #[allow(unused_imports)]
+            use $crate::programs::spec::cases::{self, Subject::*};
+
+            const CASES: &str = include_str!($path);
+
+            fn file() -> String {
+                cases::path_beside(file!(), $path)
+            }
+
+            #[test]
+            fn every_section_is_run() {
+                cases::all_run(&file(), CASES, &[$($section),+]);
+            }
+
             $(
                 #[test]
                 fn $test() {
-                    check($model, &[$($row),*]);
+                    cases::run(&file(), CASES, $section, $subject);
                 }
             )+
             $($($extra)*)?
         }
     };
 }
-pub(crate) use model_tests;
+pub(crate) use model_cases;
 
-/// One row of a model's table test: what the command line must (and must not) produce.
+/// The case files of the program models: parsing and running their rows.
 #[cfg(test)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Want {
-    /// Nothing: no code, unknown, reads, writes or foreign paths.
-    Clean,
-    Code,
-    Unknown,
-    /// A read of this path.
-    Reads(&'static str),
-    /// A write of this path.
-    Writes(&'static str),
-    /// Tooling pointed at this path.
-    Foreign(&'static str),
-}
-
-/// Runs a model over `(command line without the program, expectation)` rows.
-#[cfg(test)]
-pub(super) fn check(model: super::Model, rows: &[(&str, Want)]) {
-    for (line, want) in rows {
-        let fx = model(&words(line));
-        let texts = |v: &[Word]| v.iter().map(|w| w.text.clone()).collect::<Vec<_>>();
-        let ok = match want {
-            Want::Clean => {
-                fx.code.is_empty()
-                    && fx.unknown.is_empty()
-                    && fx.reads.is_empty()
-                    && fx.writes.is_empty()
-                    && fx.foreign.is_empty()
-            }
-            Want::Code => !fx.code.is_empty(),
-            Want::Unknown => !fx.unknown.is_empty() && fx.code.is_empty(),
-            Want::Reads(p) => texts(&fx.reads).iter().any(|r| r == p),
-            Want::Writes(p) => texts(&fx.writes).iter().any(|r| r == p),
-            Want::Foreign(p) => texts(&fx.foreign).iter().any(|r| r == p),
-        };
-        assert!(ok, "`{line}`: wanted {want:?}, got {fx:?}");
-    }
-}
-
-/// A row of an exact table test: input, code?, reads, writes, unknown count.
-#[cfg(test)]
-pub(super) type ExactRow<Input> = (
-    Input,
-    bool,
-    &'static [&'static str],
-    &'static [&'static str],
-    usize,
-);
-
-/// An [`ExactRow`] over argv slices.
-#[cfg(test)]
-pub(super) type ArgvRow = ExactRow<&'static [&'static str]>;
-
-/// An [`ExactRow`] over a command line.
-#[cfg(test)]
-pub(super) type LineRow = ExactRow<&'static str>;
-
-/// A [`LineRow`] for tables that cover several models of one file.
-#[cfg(test)]
-pub(super) type ModelRow = (
-    super::Model,
-    &'static str,
-    bool,
-    &'static [&'static str],
-    &'static [&'static str],
-    usize,
-);
-
-/// A row of a script-language table test (awk programs, sed scripts): script, code?, reads,
-/// writes.
-#[cfg(test)]
-pub(super) type ScriptRow = (
-    &'static str,
-    bool,
-    &'static [&'static str],
-    &'static [&'static str],
-);
-
-/// Literal words of an argv slice (no quoting or expansion).
-#[cfg(test)]
-pub(super) fn argv_words(argv: &[&str]) -> Vec<Word> {
-    argv.iter().map(|s| Word::literal(*s)).collect()
-}
-
-/// Literal words of a whitespace-separated line (no quoting or expansion, unlike [`words`]).
-#[cfg(test)]
-pub(super) fn line_words(line: &str) -> Vec<Word> {
-    line.split_whitespace().map(Word::literal).collect()
-}
-
-/// The texts of words, for comparing with a row's expected paths.
-#[cfg(test)]
-pub(super) fn texts(v: &[Word]) -> Vec<&str> {
-    v.iter().map(|w| w.text.as_str()).collect()
-}
-
-/// Asserts an invocation's effects exactly: code or not, reads and writes in order, and the
-/// number of unknown options. `what` names the row in failure messages.
-#[cfg(test)]
-pub(super) fn assert_effects(
-    fx: &super::Effects,
-    what: &str,
-    code: bool,
-    reads: &[&str],
-    writes: &[&str],
-    unknown: usize,
-) {
-    assert_eq!(!fx.code.is_empty(), code, "{what}: {:?}", fx.code);
-    assert_eq!(texts(&fx.reads), reads, "{what}");
-    assert_eq!(texts(&fx.writes), writes, "{what}");
-    assert_eq!(fx.unknown.len(), unknown, "{what}: {:?}", fx.unknown);
-}
+pub(crate) mod cases;
 
 #[cfg(test)]
 mod tests {

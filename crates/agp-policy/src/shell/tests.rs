@@ -18,15 +18,26 @@ fn opaque(src: &str) -> bool {
         .any(|p| matches!(p, Part::Opaque { .. }))
 }
 
-fn writes(src: &str) -> Vec<String> {
+/// The paths the command writes (`write`) or reads.
+fn paths(src: &str, write: bool) -> Vec<String> {
     analyze(src)
         .parts
         .iter()
-        .filter_map(|p| match p {
-            Part::Write { path, .. } => Some(path.text.clone()),
+        .filter_map(|p| match (p, write) {
+            (Part::Write { path, .. }, true) | (Part::Read { path, .. }, false) => {
+                Some(path.text.clone())
+            }
             _ => None,
         })
         .collect()
+}
+
+fn writes(src: &str) -> Vec<String> {
+    paths(src, true)
+}
+
+fn reads(src: &str) -> Vec<String> {
+    paths(src, false)
 }
 
 #[test]
@@ -258,17 +269,6 @@ fn non_ascii_text_parses_with_its_own_bytes() {
     // Code points the bash scanner cannot classify no longer crash the parser.
     let _ = analyze("echo $\u{10ffff}1 \u{e000}");
     let _ = analyze("x=\u{1F600}; echo ${x}\u{10FFFF}9");
-}
-
-fn reads(src: &str) -> Vec<String> {
-    analyze(src)
-        .parts
-        .iter()
-        .filter_map(|p| match p {
-            Part::Read { path, .. } => Some(path.text.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]

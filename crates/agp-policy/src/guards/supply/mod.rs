@@ -314,34 +314,35 @@ mod tests {
 
     #[test]
     fn extracts_packages() {
-        let n = |s: &str| names(s).unwrap_or_else(|| panic!("{s} is an install"));
-        assert_eq!(
-            n("npm install --save-dev @types/node@20 lodash@^4"),
-            [("@types/node".into(), false), ("lodash".into(), false)]
-        );
-        assert_eq!(
-            n("pip install 'requests>=2' 'flask[async]'"),
-            [("requests".into(), false), ("flask".into(), false)]
-        );
-        assert_eq!(n("pip install -r requirements.txt"), []);
-        assert_eq!(
-            n("cargo add serde --features derive"),
-            [("serde".into(), false)]
-        );
-        assert_eq!(
-            n("cargo install --git https://x.example/r.git tool"),
-            [("tool".into(), true)]
-        );
-        assert_eq!(
-            n("npm i github:user/repo"),
-            [("github:user/repo".into(), true)]
-        );
-        assert_eq!(
-            n("go install golang.org/x/tools/gopls@latest"),
-            [("golang.org/x/tools/gopls".into(), false)]
-        );
-        assert_eq!(n("npx cowsay hi"), [("cowsay".into(), false)]);
-        assert_eq!(n("python3 -m pip install numpy"), [("numpy".into(), false)]);
+        // command, packages it installs (name, from a remote source rather than a registry)
+        let rows: &[(&str, &[(&str, bool)])] = &[
+            (
+                "npm install --save-dev @types/node@20 lodash@^4",
+                &[("@types/node", false), ("lodash", false)],
+            ),
+            (
+                "pip install 'requests>=2' 'flask[async]'",
+                &[("requests", false), ("flask", false)],
+            ),
+            ("pip install -r requirements.txt", &[]),
+            ("cargo add serde --features derive", &[("serde", false)]),
+            (
+                "cargo install --git https://x.example/r.git tool",
+                &[("tool", true)],
+            ),
+            ("npm i github:user/repo", &[("github:user/repo", true)]),
+            (
+                "go install golang.org/x/tools/gopls@latest",
+                &[("golang.org/x/tools/gopls", false)],
+            ),
+            ("npx cowsay hi", &[("cowsay", false)]),
+            ("python3 -m pip install numpy", &[("numpy", false)]),
+        ];
+        for (src, want) in rows {
+            let got = names(src).unwrap_or_else(|| panic!("{src} is an install"));
+            let got: Vec<(&str, bool)> = got.iter().map(|(n, r)| (n.as_str(), *r)).collect();
+            assert_eq!(got, *want, "{src}");
+        }
         assert!(names("npm run build").is_none());
         assert!(names("cargo build").is_none());
         let hit = check_command(
