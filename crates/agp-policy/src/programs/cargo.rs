@@ -8,7 +8,7 @@
 //! given on the command line can name a runner, linker or wrapper (code) unless its key is
 //! known to be inert; flags passed through to the compiler can load plugins and linkers.
 
-use super::grammar::{parse, Grammar, OptSpec};
+use super::grammar::{Grammar, OptSpec};
 use super::spec::{chdir, exact, f, foreign, joined, ov, v, writes};
 use super::{Effects, Parsed};
 use crate::shell::Word;
@@ -355,8 +355,7 @@ fn rustfmt_args(tail: &[Word], fx: &mut Effects) {
         v(' ', "color"),
         f(' ', "skip-children"),
     ]);
-    let p = parse(&RUSTFMT, tail);
-    fx.apply_generic("rustfmt", &p);
+    let p = fx.parse_args("rustfmt", &RUSTFMT, tail);
     fx.writes.extend(p.operands);
 }
 
@@ -375,8 +374,7 @@ pub fn model(args: &[Word]) -> Effects {
         Some(w) if w.text.starts_with('+') && !w.dynamic => &args[1..],
         _ => args,
     };
-    let top = parse(&TOP, args);
-    fx.apply_generic("cargo", &top);
+    let top = fx.parse_args("cargo", &TOP, args);
     config_option(&mut fx, &top);
     for o in &top.opts {
         if o.spec.short == Some('C') {
@@ -396,8 +394,7 @@ pub fn model(args: &[Word]) -> Effects {
         other => other,
     };
     let run = |fx: &mut Effects, g: &Grammar, a: &[Word]| -> Parsed {
-        let p = parse(g, a);
-        fx.apply_generic(&format!("cargo {name}"), &p);
+        let p = fx.parse_args(&format!("cargo {name}"), g, a);
         config_option(fx, &p);
         p
     };

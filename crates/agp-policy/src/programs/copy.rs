@@ -153,9 +153,8 @@ fn sources_and_dest(parsed: &Parsed) -> (Vec<Word>, Vec<Word>) {
 }
 
 fn copy_like(program: &str, grammar: &Grammar, args: &[Word]) -> Effects {
-    let parsed = parse(grammar, args);
     let mut fx = Effects::default();
-    fx.apply_generic(program, &parsed);
+    let parsed = fx.parse_args(program, grammar, args);
     let (sources, writes) = sources_and_dest(&parsed);
     fx.reads.extend(sources.iter().cloned());
     fx.writes.extend(writes);
@@ -223,9 +222,8 @@ fn mode_check(parsed: &Parsed, fx: &mut Effects) {
 /// The ln model: the link names are written, and the targets too, since a link to a file is
 /// a way to write it later.
 pub fn ln(args: &[Word]) -> Effects {
-    let parsed = parse(&gnu(LN), args);
     let mut fx = Effects::default();
-    fx.apply_generic("ln", &parsed);
+    let parsed = fx.parse_args("ln", &gnu(LN), args);
     let (sources, writes) = sources_and_dest(&parsed);
     fx.writes.extend(sources.iter().cloned());
     fx.writes.extend(writes);
@@ -239,9 +237,8 @@ pub fn ln(args: &[Word]) -> Effects {
 
 /// The link model (`link FILE1 FILE2`).
 pub fn link(args: &[Word]) -> Effects {
-    let parsed = parse(&gnu(LINK), args);
     let mut fx = Effects::default();
-    fx.apply_generic("link", &parsed);
+    let parsed = fx.parse_args("link", &gnu(LINK), args);
     fx.writes.extend(parsed.operands.iter().cloned());
     fx
 }

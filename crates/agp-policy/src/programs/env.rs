@@ -131,9 +131,8 @@ const XARGS: Grammar = gnu_in_order(XARGS_OPTS);
 
 /// Parses `xargs`'s arguments (argv[1..]); no command means `echo`.
 pub fn xargs_invocation(args: &[Word]) -> Invocation {
-    let parsed = parse(&XARGS, args);
     let mut inv = Invocation::default();
-    inv.effects.apply_generic("xargs", &parsed);
+    let parsed = inv.effects.parse_args("xargs", &XARGS, args);
     for o in parsed.find("process-slot-var") {
         // The variable is set in the command's environment (`--process-slot-var=BASH_ENV`).
         match &o.value {

@@ -9,7 +9,7 @@
 //! reported as unknown.
 
 use super::git_sub;
-use super::grammar::{parse, Grammar, OptSpec};
+use super::grammar::{Grammar, OptSpec};
 use super::spec::{chdir, code, f, foreign, ov, v};
 use super::{join_dir, Effects};
 use crate::shell::Word;
@@ -149,8 +149,7 @@ pub(super) fn config_pair(fx: &mut Effects, how: &str, pair: Option<&Word>) {
 
 pub fn model(args: &[Word]) -> Effects {
     let mut fx = Effects::default();
-    let p = parse(&GLOBAL_GRAMMAR, args);
-    fx.apply_generic("git", &p);
+    let p = fx.parse_args("git", &GLOBAL_GRAMMAR, args);
     let mut dir: Option<Word> = None;
     for o in &p.opts {
         match (o.spec.short, o.spec.long) {

@@ -5,7 +5,7 @@
 //! code nobody reviewed as part of the project. Running the project's own makefile with plain
 //! targets is what a `Bash(make *)` rule means and stays clean.
 
-use super::grammar::{parse, Grammar, OptSpec};
+use super::grammar::{Grammar, OptSpec};
 use super::spec::{chdir, code, f, foreign, gnu, inert_value, ov, v};
 use super::{join_dir, Effects};
 use crate::shell::Word;
@@ -88,8 +88,7 @@ fn from_stream(w: &Word) -> bool {
 /// anything else is code.
 pub fn model(args: &[Word]) -> Effects {
     let mut fx = Effects::default();
-    let p = parse(&GRAMMAR, args);
-    fx.apply_generic("make", &p);
+    let p = fx.parse_args("make", &GRAMMAR, args);
     let dir = p.find("directory").last().and_then(|o| o.value.clone());
     // make changes into `-C DIR` before reading makefiles, so relative ones are inside it.
     let mut foreign: Vec<Word> = Vec::new();

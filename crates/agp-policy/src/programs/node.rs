@@ -6,7 +6,7 @@
 //! an inspector port and inline code cannot be judged; a script or test file outside the
 //! project is tooling pointed elsewhere.
 
-use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::grammar::{Arity::*, Effect::*, Grammar, OptSpec};
 use super::spec::{code, dangerous, exact, f, foreign, o, v, writes};
 use super::Effects;
 use crate::shell::Word;
@@ -186,8 +186,7 @@ pub fn model(args: &[Word]) -> Effects {
             _ => w.clone(),
         })
         .collect();
-    let p = parse(&GRAMMAR, &norm);
-    fx.apply_generic("node", &p);
+    let p = fx.parse_args("node", &GRAMMAR, &norm);
     for o in &p.opts {
         match o.spec.long {
             Some("test-reporter") => {

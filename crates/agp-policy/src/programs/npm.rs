@@ -8,7 +8,7 @@
 //! package's program (code). Installs stay with the supply-chain guard, which names the
 //! packages; this model only adds what their options do.
 
-use super::grammar::{parse, Grammar, OptSpec};
+use super::grammar::{Grammar, OptSpec};
 use super::spec::{code, exact, f, foreign, joined, v, writes};
 use super::{Effects, Parsed};
 use crate::shell::Word;
@@ -224,8 +224,7 @@ fn script_args(fx: &mut Effects, args: &[Word]) {
 }
 
 fn parse_opts(fx: &mut Effects, prog: &str, g: &Grammar, args: &[Word]) -> Parsed {
-    let p = parse(g, before_dashdash(args));
-    fx.apply_generic(prog, &p);
+    let p = fx.parse_args(prog, g, before_dashdash(args));
     script_args(fx, args);
     // pnpm and npm read any `--config.KEY=VALUE` / `--npm_config_*` as configuration.
     p

@@ -2,7 +2,7 @@
 //! agp does not read the patch, so applying one is a write of files it cannot see unless the
 //! file to patch or the output is given on the command line.
 
-use super::grammar::{parse, Grammar, OptSpec};
+use super::grammar::{Grammar, OptSpec};
 use super::spec::{chdir, dangerous, f, gnu, ov, reads, v, writes};
 use super::{join_dir, Effects};
 use crate::shell::Word;
@@ -59,9 +59,8 @@ const PATCH: Grammar = gnu(OPTS);
 
 /// The patch model.
 pub fn patch(args: &[Word]) -> Effects {
-    let parsed = parse(&PATCH, args);
     let mut fx = Effects::default();
-    fx.apply_generic("patch", &parsed);
+    let parsed = fx.parse_args("patch", &PATCH, args);
     let dir = parsed
         .find("directory")
         .filter_map(|o| o.value.clone())

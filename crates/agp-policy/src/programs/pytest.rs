@@ -7,7 +7,7 @@
 //! or plugins (code unless the key is known to be inert), and report/log/temp paths are
 //! written (`--basetemp` is even emptied).
 
-use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
+use super::grammar::{Arity::*, Effect::*, Grammar, OptSpec};
 use super::spec::{code, f, foreign, gnu, o, ov, v, writes};
 use super::Effects;
 use crate::shell::Word;
@@ -179,8 +179,7 @@ pub(super) fn warning_filter_runs_code(w: &Word) -> bool {
 
 pub fn model(args: &[Word]) -> Effects {
     let mut fx = Effects::default();
-    let p = parse(&GRAMMAR, args);
-    fx.apply_generic("pytest", &p);
+    let p = fx.parse_args("pytest", &GRAMMAR, args);
     for o in &p.opts {
         let Some(val) = &o.value else { continue };
         match (o.spec.short, o.spec.long) {

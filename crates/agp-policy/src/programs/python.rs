@@ -6,7 +6,7 @@
 //! script outside the project is tooling pointed elsewhere (foreign); a module agp has no
 //! model of is unknown.
 
-use super::grammar::{parse, Grammar};
+use super::grammar::Grammar;
 use super::pytest::{self, warning_filter_runs_code};
 use super::spec::{f, foreign, gnu, v};
 use super::Effects;
@@ -223,11 +223,8 @@ fn module(fx: &mut Effects, m: &Word, rest: &[Word]) {
         ));
         return;
     }
-    let parsed = |fx: &mut Effects, g: &Grammar| {
-        let p = parse(g, rest);
-        fx.apply_generic(&format!("python -m {}", m.text), &p);
-        p
-    };
+    let parsed =
+        |fx: &mut Effects, g: &Grammar| fx.parse_args(&format!("python -m {}", m.text), g, rest);
     match m.text.as_str() {
         "pytest" | "py.test" => {
             let p = pytest::model(rest);

@@ -1,7 +1,7 @@
 //! GNU coreutils `sort`: the files it reads, its output file, its temporary directory and the
 //! compression program it runs.
 
-use super::grammar::{parse, Grammar, OptSpec};
+use super::grammar::{Grammar, OptSpec};
 use super::spec::{code, f, gnu, ov, reads, v, writes};
 use super::Effects;
 use crate::shell::Word;
@@ -49,9 +49,8 @@ const SORT: Grammar = gnu(OPTS);
 
 /// The sort model.
 pub fn sort(args: &[Word]) -> Effects {
-    let parsed = parse(&SORT, args);
     let mut fx = Effects::default();
-    fx.apply_generic("sort", &parsed);
+    let parsed = fx.parse_args("sort", &SORT, args);
     if parsed.has("files0-from") {
         fx.code("sort reads the names of its input files from a file agp cannot see");
     }
