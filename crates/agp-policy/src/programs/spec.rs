@@ -24,27 +24,17 @@ const fn opt_long(l: &'static str) -> Option<&'static str> {
 
 /// A harmless flag (`' '` / `""` when the short or long form does not exist).
 pub(super) const fn f(short: char, long: &'static str) -> OptSpec {
-    OptSpec::new(opt_char(short), opt_long(long), Arity::Flag, Effect::Plain)
+    o(short, long, Arity::Flag, Effect::Plain)
 }
 
 /// A harmless option with a required value.
 pub(super) const fn v(short: char, long: &'static str) -> OptSpec {
-    OptSpec::new(
-        opt_char(short),
-        opt_long(long),
-        Arity::Required,
-        Effect::Plain,
-    )
+    o(short, long, Arity::Required, Effect::Plain)
 }
 
 /// A harmless option with an optional (glued) value.
 pub(super) const fn ov(short: char, long: &'static str) -> OptSpec {
-    OptSpec::new(
-        opt_char(short),
-        opt_long(long),
-        Arity::Optional,
-        Effect::Plain,
-    )
+    o(short, long, Arity::Optional, Effect::Plain)
 }
 
 /// An option whose value is a file the program reads.
