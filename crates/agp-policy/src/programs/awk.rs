@@ -3,52 +3,47 @@
 //! read the environment, and load code (`@include`, `@load`, `-f`, `-i`, `-l`).
 
 use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::{gnu_in_order, inline_program};
+use super::spec::{code, f, gnu_in_order, inline_program, o, ov, v};
 use super::Effects;
 use crate::shell::Word;
 
 const OPTS: &[OptSpec] = &[
-    OptSpec::new(Some('f'), Some("file"), Required, Plain),
-    OptSpec::new(Some('F'), Some("field-separator"), Required, Plain),
-    OptSpec::new(Some('v'), Some("assign"), Required, Plain),
-    OptSpec::new(Some('b'), Some("characters-as-bytes"), Flag, Plain),
-    OptSpec::new(Some('c'), Some("traditional"), Flag, Plain),
-    OptSpec::new(Some('C'), Some("copyright"), Flag, Plain),
-    OptSpec::new(Some('d'), Some("dump-variables"), Optional, Plain),
-    OptSpec::new(
-        Some('D'),
-        Some("debug"),
+    v('f', "file"),
+    v('F', "field-separator"),
+    v('v', "assign"),
+    f('b', "characters-as-bytes"),
+    f('c', "traditional"),
+    f('C', "copyright"),
+    ov('d', "dump-variables"),
+    o(
+        'D',
+        "debug",
         Optional,
         RunsCode("starts the debugger, which runs commands from its input"),
     ),
-    OptSpec::new(Some('e'), Some("source"), Required, Plain),
-    OptSpec::new(Some('E'), Some("exec"), Required, Plain),
-    OptSpec::new(Some('g'), Some("gen-pot"), Flag, Plain),
-    OptSpec::new(Some('h'), Some("help"), Flag, Plain),
-    OptSpec::new(Some('i'), Some("include"), Required, Plain),
-    OptSpec::new(Some('I'), Some("trace"), Flag, Plain),
-    OptSpec::new(Some('k'), Some("csv"), Flag, Plain),
-    OptSpec::new(
-        Some('l'),
-        Some("load"),
-        Required,
-        RunsCode("loads a compiled extension"),
-    ),
-    OptSpec::new(Some('L'), Some("lint"), Optional, Plain),
-    OptSpec::new(Some('M'), Some("bignum"), Flag, Plain),
-    OptSpec::new(Some('N'), Some("use-lc-numeric"), Flag, Plain),
-    OptSpec::new(Some('n'), Some("non-decimal-data"), Flag, Plain),
-    OptSpec::new(Some('o'), Some("pretty-print"), Optional, Plain),
-    OptSpec::new(Some('O'), Some("optimize"), Flag, Plain),
-    OptSpec::new(Some('p'), Some("profile"), Optional, Plain),
-    OptSpec::new(Some('P'), Some("posix"), Flag, Plain),
-    OptSpec::new(Some('r'), Some("re-interval"), Flag, Plain),
-    OptSpec::new(Some('s'), Some("no-optimize"), Flag, Plain),
-    OptSpec::new(Some('S'), Some("sandbox"), Flag, Plain),
-    OptSpec::new(Some('t'), Some("lint-old"), Flag, Plain),
-    OptSpec::new(Some('V'), Some("version"), Flag, Plain),
+    v('e', "source"),
+    v('E', "exec"),
+    f('g', "gen-pot"),
+    f('h', "help"),
+    v('i', "include"),
+    f('I', "trace"),
+    f('k', "csv"),
+    code('l', "load", "loads a compiled extension"),
+    ov('L', "lint"),
+    f('M', "bignum"),
+    f('N', "use-lc-numeric"),
+    f('n', "non-decimal-data"),
+    ov('o', "pretty-print"),
+    f('O', "optimize"),
+    ov('p', "profile"),
+    f('P', "posix"),
+    f('r', "re-interval"),
+    f('s', "no-optimize"),
+    f('S', "sandbox"),
+    f('t', "lint-old"),
+    f('V', "version"),
     // POSIX spelling of implementation options (`-W sandbox`, mawk's `-W exec file`).
-    OptSpec::new(Some('W'), None, Required, Plain),
+    v('W', ""),
 ];
 
 /// gawk's option string starts with `+`: options end at the program text.

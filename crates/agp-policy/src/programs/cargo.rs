@@ -8,9 +8,8 @@
 //! given on the command line can name a runner, linker or wrapper (code) unless its key is
 //! known to be inert; flags passed through to the compiler can load plugins and linkers.
 
-use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::joined;
-use super::spec::{exact, f, o, ov, v};
+use super::grammar::{Grammar, OptSpec};
+use super::spec::{chdir, exact, f, foreign, joined, ov, v, writes};
 use super::{Effects, Parsed};
 use crate::shell::Word;
 
@@ -31,7 +30,7 @@ const TOP_OWN: &[OptSpec] = &[
     f('V', "version"),
     f(' ', "list"),
     v(' ', "explain"),
-    o('C', "", Required, ChangesDir),
+    chdir('C', ""),
 ];
 
 /// clap: no unique-prefix matching, clusters allowed, the first operand is the subcommand.
@@ -40,8 +39,8 @@ const TOP: Grammar = Grammar {
     ..exact(joined!(TOP_OWN, COMMON))
 };
 
-const MANIFEST: OptSpec = o(' ', "manifest-path", Required, Foreign);
-const TARGET_DIR: OptSpec = o(' ', "target-dir", Required, WritesFile);
+const MANIFEST: OptSpec = foreign(' ', "manifest-path");
+const TARGET_DIR: OptSpec = writes(' ', "target-dir");
 
 /// Which packages, targets and features a build or test covers (cargo's "Package Selection",
 /// "Target Selection" and "Feature Selection" options, which cargo-nextest takes as well).
@@ -75,8 +74,8 @@ const COMPILE: Grammar = exact(joined!(
         &[
             v(' ', "target"),
             TARGET_DIR,
-            o(' ', "artifact-dir", Required, WritesFile),
-            o(' ', "out-dir", Required, WritesFile),
+            writes(' ', "artifact-dir"),
+            writes(' ', "out-dir"),
             f('r', "release"),
             v(' ', "profile"),
             v('j', "jobs"),
@@ -87,7 +86,7 @@ const COMPILE: Grammar = exact(joined!(
             f(' ', "unit-graph"),
             f(' ', "future-incompat-report"),
             MANIFEST,
-            o(' ', "lockfile-path", Required, Foreign),
+            foreign(' ', "lockfile-path"),
             f(' ', "ignore-rust-version"),
             f(' ', "no-run"),
             f(' ', "no-fail-fast"),
@@ -202,8 +201,8 @@ const NEXTEST: Grammar = exact(joined!(
         v(' ', "target"),
         TARGET_DIR,
         MANIFEST,
-        o(' ', "config-file", Required, Foreign),
-        o(' ', "tool-config-file", Required, Foreign),
+        foreign(' ', "config-file"),
+        foreign(' ', "tool-config-file"),
         v(' ', "color"),
         f('v', "verbose"),
         f(' ', "locked"),
@@ -346,7 +345,7 @@ fn rustfmt_args(tail: &[Word], fx: &mut Effects) {
         v(' ', "edition"),
         v(' ', "emit"),
         v(' ', "config"),
-        o(' ', "config-path", Required, Foreign),
+        foreign(' ', "config-path"),
         v(' ', "style-edition"),
         f('v', "verbose"),
         f('q', "quiet"),
@@ -356,8 +355,7 @@ fn rustfmt_args(tail: &[Word], fx: &mut Effects) {
         v(' ', "color"),
         f(' ', "skip-children"),
     ]);
-    let p = parse(&RUSTFMT, tail);
-    fx.apply_generic("rustfmt", &p);
+    let p = fx.parse_args("rustfmt", &RUSTFMT, tail);
     fx.writes.extend(p.operands);
 }
 
@@ -376,8 +374,7 @@ pub fn model(args: &[Word]) -> Effects {
         Some(w) if w.text.starts_with('+') && !w.dynamic => &args[1..],
         _ => args,
     };
-    let top = parse(&TOP, args);
-    fx.apply_generic("cargo", &top);
+    let top = fx.parse_args("cargo", &TOP, args);
     config_option(&mut fx, &top);
     for o in &top.opts {
         if o.spec.short == Some('C') {
@@ -397,8 +394,7 @@ pub fn model(args: &[Word]) -> Effects {
         other => other,
     };
     let run = |fx: &mut Effects, g: &Grammar, a: &[Word]| -> Parsed {
-        let p = parse(g, a);
-        fx.apply_generic(&format!("cargo {name}"), &p);
+        let p = fx.parse_args(&format!("cargo {name}"), g, a);
         config_option(fx, &p);
         p
     };

@@ -2,119 +2,115 @@
 //! file, or a directory that receives each source) is written; `mv` and `ln` also change
 //! their sources' names; `install --strip-program` runs a program and `-m` can set setuid.
 
-use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec, Parsed};
-use super::spec::{gnu, joined};
+use super::grammar::{parse, Grammar, OptSpec, Parsed};
+use super::spec::{code, f, gnu, joined, ov, v};
 use super::Effects;
 use crate::shell::Word;
 
 /// The backup and target-directory options cp, mv, install and ln share (coreutils'
 /// backupfile and target-directory handling), with --help and --version.
 const SHARED: &[OptSpec] = &[
-    OptSpec::new(None, Some("backup"), Optional, Plain),
-    OptSpec::new(Some('b'), None, Flag, Plain),
-    OptSpec::new(Some('S'), Some("suffix"), Required, Plain),
-    OptSpec::new(Some('t'), Some("target-directory"), Required, Plain),
-    OptSpec::new(Some('T'), Some("no-target-directory"), Flag, Plain),
-    OptSpec::new(Some('v'), Some("verbose"), Flag, Plain),
-    OptSpec::new(None, Some("help"), Flag, Plain),
-    OptSpec::new(None, Some("version"), Flag, Plain),
+    ov(' ', "backup"),
+    f('b', ""),
+    v('S', "suffix"),
+    v('t', "target-directory"),
+    f('T', "no-target-directory"),
+    f('v', "verbose"),
+    f(' ', "help"),
+    f(' ', "version"),
 ];
 
 const CP: &[OptSpec] = joined!(
     &[
-        OptSpec::new(Some('a'), Some("archive"), Flag, Plain),
-        OptSpec::new(None, Some("attributes-only"), Flag, Plain),
-        OptSpec::new(None, Some("copy-contents"), Flag, Plain),
-        OptSpec::new(Some('d'), None, Flag, Plain),
-        OptSpec::new(None, Some("debug"), Flag, Plain),
-        OptSpec::new(Some('f'), Some("force"), Flag, Plain),
-        OptSpec::new(Some('i'), Some("interactive"), Flag, Plain),
-        OptSpec::new(Some('H'), None, Flag, Plain),
-        OptSpec::new(Some('l'), Some("link"), Flag, Plain),
-        OptSpec::new(Some('L'), Some("dereference"), Flag, Plain),
-        OptSpec::new(Some('n'), Some("no-clobber"), Flag, Plain),
-        OptSpec::new(Some('P'), Some("no-dereference"), Flag, Plain),
-        OptSpec::new(Some('p'), None, Flag, Plain),
-        OptSpec::new(None, Some("preserve"), Optional, Plain),
-        OptSpec::new(None, Some("no-preserve"), Required, Plain),
-        OptSpec::new(None, Some("parents"), Flag, Plain),
-        OptSpec::new(Some('R'), Some("recursive"), Flag, Plain),
-        OptSpec::new(Some('r'), None, Flag, Plain),
-        OptSpec::new(None, Some("reflink"), Optional, Plain),
-        OptSpec::new(None, Some("remove-destination"), Flag, Plain),
-        OptSpec::new(None, Some("sparse"), Required, Plain),
-        OptSpec::new(None, Some("strip-trailing-slashes"), Flag, Plain),
-        OptSpec::new(Some('s'), Some("symbolic-link"), Flag, Plain),
-        OptSpec::new(None, Some("update"), Optional, Plain),
-        OptSpec::new(Some('u'), None, Flag, Plain),
-        OptSpec::new(None, Some("keep-directory-symlink"), Flag, Plain),
-        OptSpec::new(Some('x'), Some("one-file-system"), Flag, Plain),
-        OptSpec::new(Some('Z'), None, Flag, Plain),
-        OptSpec::new(None, Some("context"), Optional, Plain),
+        f('a', "archive"),
+        f(' ', "attributes-only"),
+        f(' ', "copy-contents"),
+        f('d', ""),
+        f(' ', "debug"),
+        f('f', "force"),
+        f('i', "interactive"),
+        f('H', ""),
+        f('l', "link"),
+        f('L', "dereference"),
+        f('n', "no-clobber"),
+        f('P', "no-dereference"),
+        f('p', ""),
+        ov(' ', "preserve"),
+        v(' ', "no-preserve"),
+        f(' ', "parents"),
+        f('R', "recursive"),
+        f('r', ""),
+        ov(' ', "reflink"),
+        f(' ', "remove-destination"),
+        v(' ', "sparse"),
+        f(' ', "strip-trailing-slashes"),
+        f('s', "symbolic-link"),
+        ov(' ', "update"),
+        f('u', ""),
+        f(' ', "keep-directory-symlink"),
+        f('x', "one-file-system"),
+        f('Z', ""),
+        ov(' ', "context"),
     ],
     SHARED
 );
 
 const MV: &[OptSpec] = joined!(
     &[
-        OptSpec::new(None, Some("debug"), Flag, Plain),
-        OptSpec::new(None, Some("exchange"), Flag, Plain),
-        OptSpec::new(Some('f'), Some("force"), Flag, Plain),
-        OptSpec::new(Some('i'), Some("interactive"), Flag, Plain),
-        OptSpec::new(Some('n'), Some("no-clobber"), Flag, Plain),
-        OptSpec::new(None, Some("no-copy"), Flag, Plain),
-        OptSpec::new(None, Some("strip-trailing-slashes"), Flag, Plain),
-        OptSpec::new(None, Some("update"), Optional, Plain),
-        OptSpec::new(Some('u'), None, Flag, Plain),
-        OptSpec::new(Some('Z'), Some("context"), Flag, Plain),
+        f(' ', "debug"),
+        f(' ', "exchange"),
+        f('f', "force"),
+        f('i', "interactive"),
+        f('n', "no-clobber"),
+        f(' ', "no-copy"),
+        f(' ', "strip-trailing-slashes"),
+        ov(' ', "update"),
+        f('u', ""),
+        f('Z', "context"),
     ],
     SHARED
 );
 
 const INSTALL: &[OptSpec] = joined!(
     &[
-        OptSpec::new(Some('c'), None, Flag, Plain),
-        OptSpec::new(Some('C'), Some("compare"), Flag, Plain),
-        OptSpec::new(None, Some("debug"), Flag, Plain),
-        OptSpec::new(Some('d'), Some("directory"), Flag, Plain),
-        OptSpec::new(Some('D'), None, Flag, Plain),
-        OptSpec::new(Some('g'), Some("group"), Required, Plain),
-        OptSpec::new(Some('m'), Some("mode"), Required, Plain),
-        OptSpec::new(Some('o'), Some("owner"), Required, Plain),
-        OptSpec::new(Some('p'), Some("preserve-timestamps"), Flag, Plain),
-        OptSpec::new(Some('s'), Some("strip"), Flag, Plain),
-        OptSpec::new(
-            None,
-            Some("strip-program"),
-            Required,
-            RunsCode("runs this program on every installed file"),
+        f('c', ""),
+        f('C', "compare"),
+        f(' ', "debug"),
+        f('d', "directory"),
+        f('D', ""),
+        v('g', "group"),
+        v('m', "mode"),
+        v('o', "owner"),
+        f('p', "preserve-timestamps"),
+        f('s', "strip"),
+        code(
+            ' ',
+            "strip-program",
+            "runs this program on every installed file"
         ),
-        OptSpec::new(None, Some("preserve-context"), Flag, Plain),
-        OptSpec::new(Some('Z'), None, Flag, Plain),
-        OptSpec::new(None, Some("context"), Optional, Plain),
+        f(' ', "preserve-context"),
+        f('Z', ""),
+        ov(' ', "context"),
     ],
     SHARED
 );
 
 const LN: &[OptSpec] = joined!(
     &[
-        OptSpec::new(Some('d'), Some("directory"), Flag, Plain),
-        OptSpec::new(Some('F'), None, Flag, Plain),
-        OptSpec::new(Some('f'), Some("force"), Flag, Plain),
-        OptSpec::new(Some('i'), Some("interactive"), Flag, Plain),
-        OptSpec::new(Some('L'), Some("logical"), Flag, Plain),
-        OptSpec::new(Some('n'), Some("no-dereference"), Flag, Plain),
-        OptSpec::new(Some('P'), Some("physical"), Flag, Plain),
-        OptSpec::new(Some('r'), Some("relative"), Flag, Plain),
-        OptSpec::new(Some('s'), Some("symbolic"), Flag, Plain),
+        f('d', "directory"),
+        f('F', ""),
+        f('f', "force"),
+        f('i', "interactive"),
+        f('L', "logical"),
+        f('n', "no-dereference"),
+        f('P', "physical"),
+        f('r', "relative"),
+        f('s', "symbolic"),
     ],
     SHARED
 );
 
-const LINK: &[OptSpec] = &[
-    OptSpec::new(None, Some("help"), Flag, Plain),
-    OptSpec::new(None, Some("version"), Flag, Plain),
-];
+const LINK: &[OptSpec] = &[f(' ', "help"), f(' ', "version")];
 
 /// The last path component, for "DIR receives SOURCE" (`cp a/b dir` writes `dir/b`).
 fn base_of(w: &Word) -> &str {
@@ -157,9 +153,8 @@ fn sources_and_dest(parsed: &Parsed) -> (Vec<Word>, Vec<Word>) {
 }
 
 fn copy_like(program: &str, grammar: &Grammar, args: &[Word]) -> Effects {
-    let parsed = parse(grammar, args);
     let mut fx = Effects::default();
-    fx.apply_generic(program, &parsed);
+    let parsed = fx.parse_args(program, grammar, args);
     let (sources, writes) = sources_and_dest(&parsed);
     fx.reads.extend(sources.iter().cloned());
     fx.writes.extend(writes);
@@ -227,9 +222,8 @@ fn mode_check(parsed: &Parsed, fx: &mut Effects) {
 /// The ln model: the link names are written, and the targets too, since a link to a file is
 /// a way to write it later.
 pub fn ln(args: &[Word]) -> Effects {
-    let parsed = parse(&gnu(LN), args);
     let mut fx = Effects::default();
-    fx.apply_generic("ln", &parsed);
+    let parsed = fx.parse_args("ln", &gnu(LN), args);
     let (sources, writes) = sources_and_dest(&parsed);
     fx.writes.extend(sources.iter().cloned());
     fx.writes.extend(writes);
@@ -243,9 +237,8 @@ pub fn ln(args: &[Word]) -> Effects {
 
 /// The link model (`link FILE1 FILE2`).
 pub fn link(args: &[Word]) -> Effects {
-    let parsed = parse(&gnu(LINK), args);
     let mut fx = Effects::default();
-    fx.apply_generic("link", &parsed);
+    let parsed = fx.parse_args("link", &gnu(LINK), args);
     fx.writes.extend(parsed.operands.iter().cloned());
     fx
 }

@@ -1,8 +1,8 @@
 //! `env` and `xargs`: wrappers that run another command, with options of their own (GNU
 //! coreutils `env`, GNU findutils `xargs`, BSD where they differ).
 
-use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::gnu_in_order;
+use super::grammar::{parse, Grammar, OptSpec};
+use super::spec::{chdir, code, f, gnu_in_order, ov, reads, v};
 use super::Effects;
 use crate::shell::Word;
 
@@ -25,26 +25,21 @@ pub struct Invocation {
 }
 
 const ENV_OPTS: &[OptSpec] = &[
-    OptSpec::new(Some('a'), Some("argv0"), Required, Plain),
-    OptSpec::new(Some('i'), Some("ignore-environment"), Flag, Plain),
-    OptSpec::new(Some('0'), Some("null"), Flag, Plain),
-    OptSpec::new(Some('u'), Some("unset"), Required, Plain),
-    OptSpec::new(Some('C'), Some("chdir"), Required, ChangesDir),
-    OptSpec::new(Some('S'), Some("split-string"), Required, Plain),
-    OptSpec::new(None, Some("block-signal"), Optional, Plain),
-    OptSpec::new(None, Some("default-signal"), Optional, Plain),
-    OptSpec::new(None, Some("ignore-signal"), Optional, Plain),
-    OptSpec::new(None, Some("list-signal-handling"), Flag, Plain),
-    OptSpec::new(Some('v'), Some("debug"), Flag, Plain),
-    OptSpec::new(None, Some("help"), Flag, Plain),
-    OptSpec::new(None, Some("version"), Flag, Plain),
+    v('a', "argv0"),
+    f('i', "ignore-environment"),
+    f('0', "null"),
+    v('u', "unset"),
+    chdir('C', "chdir"),
+    v('S', "split-string"),
+    ov(' ', "block-signal"),
+    ov(' ', "default-signal"),
+    ov(' ', "ignore-signal"),
+    f(' ', "list-signal-handling"),
+    f('v', "debug"),
+    f(' ', "help"),
+    f(' ', "version"),
     // BSD: look the program up in these directories instead of PATH.
-    OptSpec::new(
-        Some('P'),
-        None,
-        Required,
-        RunsCode("chooses the directories the program is taken from"),
-    ),
+    code('P', "", "chooses the directories the program is taken from"),
 ];
 
 /// env stops at its first operand (`+` in its getopt string).
@@ -108,27 +103,27 @@ pub fn env(args: &[Word]) -> Effects {
 }
 
 const XARGS_OPTS: &[OptSpec] = &[
-    OptSpec::new(Some('0'), Some("null"), Flag, Plain),
-    OptSpec::new(Some('a'), Some("arg-file"), Required, ReadsFile),
-    OptSpec::new(Some('d'), Some("delimiter"), Required, Plain),
-    OptSpec::new(Some('E'), None, Required, Plain),
-    OptSpec::new(Some('e'), Some("eof"), Optional, Plain),
-    OptSpec::new(Some('I'), None, Required, Plain),
-    OptSpec::new(Some('i'), Some("replace"), Optional, Plain),
-    OptSpec::new(Some('L'), None, Required, Plain),
-    OptSpec::new(Some('l'), Some("max-lines"), Optional, Plain),
-    OptSpec::new(Some('n'), Some("max-args"), Required, Plain),
-    OptSpec::new(Some('P'), Some("max-procs"), Required, Plain),
-    OptSpec::new(Some('p'), Some("interactive"), Flag, Plain),
-    OptSpec::new(None, Some("process-slot-var"), Required, Plain),
-    OptSpec::new(Some('r'), Some("no-run-if-empty"), Flag, Plain),
-    OptSpec::new(Some('s'), Some("max-chars"), Required, Plain),
-    OptSpec::new(None, Some("show-limits"), Flag, Plain),
-    OptSpec::new(Some('t'), Some("verbose"), Flag, Plain),
-    OptSpec::new(Some('x'), Some("exit"), Flag, Plain),
-    OptSpec::new(Some('o'), Some("open-tty"), Flag, Plain),
-    OptSpec::new(None, Some("help"), Flag, Plain),
-    OptSpec::new(None, Some("version"), Flag, Plain),
+    f('0', "null"),
+    reads('a', "arg-file"),
+    v('d', "delimiter"),
+    v('E', ""),
+    ov('e', "eof"),
+    v('I', ""),
+    ov('i', "replace"),
+    v('L', ""),
+    ov('l', "max-lines"),
+    v('n', "max-args"),
+    v('P', "max-procs"),
+    f('p', "interactive"),
+    v(' ', "process-slot-var"),
+    f('r', "no-run-if-empty"),
+    v('s', "max-chars"),
+    f(' ', "show-limits"),
+    f('t', "verbose"),
+    f('x', "exit"),
+    f('o', "open-tty"),
+    f(' ', "help"),
+    f(' ', "version"),
 ];
 
 /// xargs stops at its first operand: the command.
@@ -136,9 +131,8 @@ const XARGS: Grammar = gnu_in_order(XARGS_OPTS);
 
 /// Parses `xargs`'s arguments (argv[1..]); no command means `echo`.
 pub fn xargs_invocation(args: &[Word]) -> Invocation {
-    let parsed = parse(&XARGS, args);
     let mut inv = Invocation::default();
-    inv.effects.apply_generic("xargs", &parsed);
+    let parsed = inv.effects.parse_args("xargs", &XARGS, args);
     for o in parsed.find("process-slot-var") {
         // The variable is set in the command's environment (`--process-slot-var=BASH_ENV`).
         match &o.value {

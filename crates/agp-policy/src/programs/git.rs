@@ -9,21 +9,20 @@
 //! reported as unknown.
 
 use super::git_sub;
-use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::{f, o, ov, v};
+use super::grammar::{Grammar, OptSpec};
+use super::spec::{chdir, code, f, foreign, ov, v};
 use super::{join_dir, Effects};
 use crate::shell::Word;
 
 const GLOBAL: &[OptSpec] = &[
     f('v', "version"),
     f('h', "help"),
-    o('C', "", Required, ChangesDir),
+    chdir('C', ""),
     v('c', ""),
-    o(
+    code(
         ' ',
         "config-env",
-        Required,
-        RunsCode("takes a configuration value, which can name a program, from the environment"),
+        "takes a configuration value, which can name a program, from the environment",
     ),
     ov(' ', "exec-path"),
     f(' ', "html-path"),
@@ -36,8 +35,8 @@ const GLOBAL: &[OptSpec] = &[
     f(' ', "no-optional-locks"),
     f(' ', "no-advice"),
     f(' ', "bare"),
-    o(' ', "git-dir", Required, Foreign),
-    o(' ', "work-tree", Required, Foreign),
+    foreign(' ', "git-dir"),
+    foreign(' ', "work-tree"),
     v(' ', "namespace"),
     v(' ', "super-prefix"),
     f(' ', "literal-pathspecs"),
@@ -150,8 +149,7 @@ pub(super) fn config_pair(fx: &mut Effects, how: &str, pair: Option<&Word>) {
 
 pub fn model(args: &[Word]) -> Effects {
     let mut fx = Effects::default();
-    let p = parse(&GLOBAL_GRAMMAR, args);
-    fx.apply_generic("git", &p);
+    let p = fx.parse_args("git", &GLOBAL_GRAMMAR, args);
     let mut dir: Option<Word> = None;
     for o in &p.opts {
         match (o.spec.short, o.spec.long) {

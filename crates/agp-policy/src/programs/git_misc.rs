@@ -4,8 +4,8 @@
 
 use super::git_opts::{FROM_FILE, NUL};
 use super::git_tables::sub;
-use super::grammar::{Arity::*, Effect::*, Grammar};
-use super::spec::{f, o, ov, v};
+use super::grammar::Grammar;
+use super::spec::{code, dangerous, f, ov, v};
 
 pub(super) const WORKTREE: Grammar = sub(&[
     f('f', "force"),
@@ -75,11 +75,10 @@ pub(super) const REBASE: Grammar = sub(&[
     f('i', "interactive"),
     ov('r', "rebase-merges"),
     f(' ', "no-rebase-merges"),
-    o(
+    code(
         'x',
         "exec",
-        Required,
-        RunsCode("runs this shell command after each rebased commit"),
+        "runs this shell command after each rebased commit",
     ),
     f(' ', "root"),
     f(' ', "autosquash"),
@@ -256,17 +255,15 @@ pub(super) const CAT_FILE: Grammar = sub(&[
     f('s', ""),
     f('e', ""),
     f('p', ""),
-    o(
+    dangerous(
         ' ',
         "textconv",
-        Flag,
-        Dangerous("runs the textconv filter program configured for the file"),
+        "runs the textconv filter program configured for the file",
     ),
-    o(
+    dangerous(
         ' ',
         "filters",
-        Flag,
-        Dangerous("runs the clean/smudge filter programs configured for the file"),
+        "runs the clean/smudge filter programs configured for the file",
     ),
     v(' ', "path"),
     ov(' ', "batch"),

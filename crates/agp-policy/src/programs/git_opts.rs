@@ -2,8 +2,8 @@
 //! "DIFF OPTIONS" and "COMMIT LIMITING/FORMATTING"), shared by diff, log, show, format-patch,
 //! stash show/list, range-diff and the plumbing that takes them.
 
-use super::grammar::{Arity::*, Effect::*, OptSpec};
-use super::spec::{f, joined, o, ov, v};
+use super::grammar::OptSpec;
+use super::spec::{dangerous, f, joined, ov, reads, v, writes};
 
 /// `-4` … `-9`: with diff's own `-0` … `-3`, `git log -NUM` limits the count.
 const DIGITS_4_TO_9: &[OptSpec] = &[
@@ -22,7 +22,7 @@ pub(super) const DIGITS: &[OptSpec] = joined!(
 );
 
 /// Pathspecs read from a file (add, reset, rm, restore, checkout, commit, stash).
-pub(super) const FROM_FILE: OptSpec = o(' ', "pathspec-from-file", Required, ReadsFile);
+pub(super) const FROM_FILE: OptSpec = reads(' ', "pathspec-from-file");
 pub(super) const NUL: OptSpec = f(' ', "pathspec-file-nul");
 
 const EXT_DIFF: &str = "runs the external diff program configured for the repository";
@@ -91,7 +91,7 @@ pub(super) const DIFF: &[OptSpec] = &[
     v(' ', "find-object"),
     f(' ', "pickaxe-all"),
     f(' ', "pickaxe-regex"),
-    o('O', "", Required, ReadsFile),
+    reads('O', ""),
     v(' ', "skip-to"),
     v(' ', "rotate-to"),
     f('R', ""),
@@ -109,9 +109,9 @@ pub(super) const DIFF: &[OptSpec] = &[
     f(' ', "no-function-context"),
     f(' ', "exit-code"),
     f(' ', "quiet"),
-    o(' ', "ext-diff", Flag, Dangerous(EXT_DIFF)),
+    dangerous(' ', "ext-diff", EXT_DIFF),
     f(' ', "no-ext-diff"),
-    o(' ', "textconv", Flag, Dangerous(TEXTCONV)),
+    dangerous(' ', "textconv", TEXTCONV),
     f(' ', "no-textconv"),
     ov(' ', "ignore-submodules"),
     v(' ', "src-prefix"),
@@ -121,7 +121,7 @@ pub(super) const DIFF: &[OptSpec] = &[
     v(' ', "line-prefix"),
     f(' ', "ita-invisible-in-index"),
     f(' ', "ita-visible-in-index"),
-    o(' ', "output", Required, WritesFile),
+    writes(' ', "output"),
     f(' ', "cached"),
     f(' ', "staged"),
     f(' ', "merge-base"),

@@ -5,7 +5,7 @@ use super::git::{config, config_pair};
 use super::git_misc::*;
 use super::git_tables::*;
 use super::git_xfer::*;
-use super::grammar::{parse, Grammar};
+use super::grammar::Grammar;
 use super::{Effects, Parsed};
 use crate::shell::Word;
 
@@ -33,11 +33,9 @@ fn local_source(w: &Word) -> bool {
     w.dynamic || !(w.text.contains("://") || w.text.contains(':'))
 }
 
-/// Parses `rest` with `g` and applies the generic effects.
+/// Parses `rest` with `g` as the options of `git NAME`, applying their generic effects.
 fn run(name: &str, g: &Grammar, rest: &[Word], fx: &mut Effects) -> Parsed {
-    let p = parse(g, rest);
-    fx.apply_generic(&format!("git {name}"), &p);
-    p
+    fx.parse_args(&format!("git {name}"), g, rest)
 }
 
 /// Subcommands whose model is their option table alone: what their options do is judged

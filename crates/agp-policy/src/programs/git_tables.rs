@@ -4,8 +4,7 @@
 
 use super::git_opts::{DIFF, DIGITS, FROM_FILE, LOG, NUL, REFS};
 use super::grammar::{Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::joined;
-use super::spec::{f, gnu, o, ov, v};
+use super::spec::{dangerous, f, gnu, joined, o, ov, reads, v};
 
 /// A subcommand's grammar under git's parse-options rules.
 pub(super) const fn sub(opts: &'static [OptSpec]) -> Grammar {
@@ -73,11 +72,11 @@ pub(super) const COMMIT: Grammar = sub(&[
     ov(' ', "porcelain"),
     f(' ', "long"),
     f('z', "null"),
-    o('F', "file", Required, ReadsFile),
+    reads('F', "file"),
     v(' ', "author"),
     v(' ', "date"),
     v('m', "message"),
-    o('t', "template", Required, ReadsFile),
+    reads('t', "template"),
     f('s', "signoff"),
     f(' ', "no-signoff"),
     v(' ', "trailer"),
@@ -142,36 +141,43 @@ pub(super) const BRANCH: Grammar = sub(&[
     v(' ', "format"),
 ]);
 
-pub(super) const CHECKOUT: Grammar = sub(&[
+/// The file-restoring options of checkout, which git 2.23 split out as restore: both take them.
+const RESTORE_FILES: &[OptSpec] = &[
+    f('p', "patch"),
     f('q', "quiet"),
     f(' ', "progress"),
     f(' ', "no-progress"),
-    f('f', "force"),
     f(' ', "ours"),
     f(' ', "theirs"),
-    v('b', ""),
-    v('B', ""),
-    ov('t', "track"),
-    f(' ', "no-track"),
-    f(' ', "guess"),
-    f(' ', "no-guess"),
-    f('l', ""),
-    f('d', "detach"),
-    v(' ', "orphan"),
-    f(' ', "ignore-skip-worktree-bits"),
     f('m', "merge"),
     v(' ', "conflict"),
-    f('p', "patch"),
-    f(' ', "ignore-other-worktrees"),
-    f(' ', "overwrite-ignore"),
-    f(' ', "no-overwrite-ignore"),
+    f(' ', "ignore-skip-worktree-bits"),
     f(' ', "recurse-submodules"),
     f(' ', "no-recurse-submodules"),
     f(' ', "overlay"),
     f(' ', "no-overlay"),
     FROM_FILE,
     NUL,
-]);
+];
+
+pub(super) const CHECKOUT: Grammar = sub(joined!(
+    &[
+        f('f', "force"),
+        v('b', ""),
+        v('B', ""),
+        ov('t', "track"),
+        f(' ', "no-track"),
+        f(' ', "guess"),
+        f(' ', "no-guess"),
+        f('l', ""),
+        f('d', "detach"),
+        v(' ', "orphan"),
+        f(' ', "ignore-other-worktrees"),
+        f(' ', "overwrite-ignore"),
+        f(' ', "no-overwrite-ignore"),
+    ],
+    RESTORE_FILES
+));
 
 pub(super) const SWITCH: Grammar = sub(&[
     v('c', "create"),
@@ -194,27 +200,15 @@ pub(super) const SWITCH: Grammar = sub(&[
     f(' ', "no-recurse-submodules"),
 ]);
 
-pub(super) const RESTORE: Grammar = sub(&[
-    v('s', "source"),
-    f('p', "patch"),
-    f('W', "worktree"),
-    f('S', "staged"),
-    f('q', "quiet"),
-    f(' ', "progress"),
-    f(' ', "no-progress"),
-    f(' ', "ours"),
-    f(' ', "theirs"),
-    f('m', "merge"),
-    v(' ', "conflict"),
-    f(' ', "ignore-unmerged"),
-    f(' ', "ignore-skip-worktree-bits"),
-    f(' ', "recurse-submodules"),
-    f(' ', "no-recurse-submodules"),
-    f(' ', "overlay"),
-    f(' ', "no-overlay"),
-    FROM_FILE,
-    NUL,
-]);
+pub(super) const RESTORE: Grammar = sub(joined!(
+    &[
+        v('s', "source"),
+        f('W', "worktree"),
+        f('S', "staged"),
+        f(' ', "ignore-unmerged"),
+    ],
+    RESTORE_FILES
+));
 
 pub(super) const STASH: Grammar = sub(&[
     f('p', "patch"),
@@ -268,7 +262,7 @@ pub(super) const MERGE_OPTS: &[OptSpec] = &[
     f(' ', "allow-unrelated-histories"),
     v('m', ""),
     v(' ', "into-name"),
-    o('F', "file", Required, ReadsFile),
+    reads('F', "file"),
     f(' ', "rerere-autoupdate"),
     f(' ', "no-rerere-autoupdate"),
     f(' ', "overwrite-ignore"),
@@ -301,7 +295,7 @@ pub(super) const TAG: Grammar = sub(&[
     v(' ', "no-merged"),
     v(' ', "points-at"),
     v('m', "message"),
-    o('F', "file", Required, ReadsFile),
+    reads('F', "file"),
     v(' ', "trailer"),
     f('e', "edit"),
     f(' ', "no-edit"),
@@ -383,7 +377,7 @@ pub(super) const LS_FILES: Grammar = sub(&[
     f(' ', "eol"),
     f(' ', "deduplicate"),
     v('x', "exclude"),
-    o('X', "exclude-from", Required, ReadsFile),
+    reads('X', "exclude-from"),
     v(' ', "exclude-per-directory"),
     f(' ', "exclude-standard"),
     f(' ', "error-unmatch"),
@@ -403,21 +397,21 @@ pub(super) const BLAME: Grammar = sub(&[
     v('L', ""),
     f('l', ""),
     f('t', ""),
-    o('S', "", Required, ReadsFile),
+    reads('S', ""),
     f(' ', "reverse"),
     f(' ', "first-parent"),
     f('p', "porcelain"),
     f(' ', "line-porcelain"),
     f(' ', "incremental"),
     v(' ', "encoding"),
-    o(' ', "contents", Required, ReadsFile),
+    reads(' ', "contents"),
     v(' ', "date"),
     f(' ', "progress"),
     f(' ', "no-progress"),
     ov('M', ""),
     ov('C', ""),
     v(' ', "ignore-rev"),
-    o(' ', "ignore-revs-file", Required, ReadsFile),
+    reads(' ', "ignore-revs-file"),
     f(' ', "color-lines"),
     f(' ', "color-by-age"),
     f(' ', "score-debug"),
@@ -439,11 +433,10 @@ const GREP_OWN: &[OptSpec] = &[
     f(' ', "exclude-standard"),
     f(' ', "recurse-submodules"),
     f('a', "text"),
-    o(
+    dangerous(
         ' ',
         "textconv",
-        Flag,
-        Dangerous("runs the textconv filter programs configured for the files"),
+        "runs the textconv filter programs configured for the files",
     ),
     f(' ', "no-textconv"),
     f('i', "ignore-case"),
@@ -485,7 +478,7 @@ const GREP_OWN: &[OptSpec] = &[
     f('W', "function-context"),
     v('m', "max-count"),
     v(' ', "threads"),
-    o('f', "", Required, ReadsFile),
+    reads('f', ""),
     v('e', ""),
     f(' ', "and"),
     f(' ', "or"),

@@ -3,9 +3,8 @@
 
 use super::git_opts::{DIFF, DIGITS, LOG};
 use super::git_tables::{sub, MERGE_OPTS};
-use super::grammar::{Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::joined;
-use super::spec::{f, o, ov, v};
+use super::grammar::{Grammar, OptSpec};
+use super::spec::{code, dangerous, f, foreign, joined, ov, reads, v, writes};
 
 const UPLOAD_PACK: &str = "runs this program as the other side of the transfer (on this machine for local and ssh remotes)";
 
@@ -55,7 +54,7 @@ pub(super) const FETCH_OPTS: &[OptSpec] = joined!(
         f(' ', "no-recurse-submodules"),
         v('j', "jobs"),
         f(' ', "set-upstream"),
-        o(' ', "upload-pack", Required, RunsCode(UPLOAD_PACK)),
+        code(' ', "upload-pack", UPLOAD_PACK),
         v('o', "server-option"),
         f(' ', "show-forced-updates"),
         f(' ', "no-show-forced-updates"),
@@ -90,8 +89,8 @@ pub(super) const PUSH: Grammar = sub(joined!(
         f(' ', "atomic"),
         f(' ', "no-atomic"),
         v('o', "push-option"),
-        o(' ', "receive-pack", Required, RunsCode(UPLOAD_PACK)),
-        o(' ', "exec", Required, RunsCode(UPLOAD_PACK)),
+        code(' ', "receive-pack", UPLOAD_PACK),
+        code(' ', "exec", UPLOAD_PACK),
         ov(' ', "force-with-lease"),
         f(' ', "no-force-with-lease"),
         f('f', "force"),
@@ -118,8 +117,8 @@ pub(super) const CLONE: Grammar = sub(joined!(
         f('l', "local"),
         f(' ', "no-hardlinks"),
         f('s', "shared"),
-        o(' ', "reference", Required, Foreign),
-        o(' ', "reference-if-able", Required, Foreign),
+        foreign(' ', "reference"),
+        foreign(' ', "reference-if-able"),
         f(' ', "dissociate"),
         v(' ', "server-option"),
         f('n', "no-checkout"),
@@ -133,8 +132,8 @@ pub(super) const CLONE: Grammar = sub(joined!(
         v('o', "origin"),
         v('b', "branch"),
         v(' ', "revision"),
-        o('u', "upload-pack", Required, RunsCode(UPLOAD_PACK)),
-        o(' ', "template", Required, RunsCode(TEMPLATE)),
+        code('u', "upload-pack", UPLOAD_PACK),
+        code(' ', "template", TEMPLATE),
         v('c', "config"),
         v(' ', "depth"),
         v(' ', "shallow-since"),
@@ -148,7 +147,7 @@ pub(super) const CLONE: Grammar = sub(joined!(
         f(' ', "no-shallow-submodules"),
         f(' ', "remote-submodules"),
         f(' ', "no-remote-submodules"),
-        o(' ', "separate-git-dir", Required, WritesFile),
+        writes(' ', "separate-git-dir"),
         v(' ', "ref-format"),
         v('j', "jobs"),
         v(' ', "bundle-uri"),
@@ -158,8 +157,8 @@ pub(super) const CLONE: Grammar = sub(joined!(
 pub(super) const INIT: Grammar = sub(&[
     f('q', "quiet"),
     f(' ', "bare"),
-    o(' ', "template", Required, RunsCode(TEMPLATE)),
-    o(' ', "separate-git-dir", Required, WritesFile),
+    code(' ', "template", TEMPLATE),
+    writes(' ', "separate-git-dir"),
     v(' ', "object-format"),
     v(' ', "ref-format"),
     v('b', "initial-branch"),
@@ -221,7 +220,7 @@ pub(super) const APPLY: Grammar = sub(&[
     f(' ', "ours"),
     f(' ', "theirs"),
     f(' ', "union"),
-    o(' ', "build-fake-ancestor", Required, WritesFile),
+    writes(' ', "build-fake-ancestor"),
     f('R', "reverse"),
     f(' ', "reject"),
     f('z', ""),
@@ -242,11 +241,10 @@ pub(super) const APPLY: Grammar = sub(&[
     f('q', "quiet"),
     f(' ', "recount"),
     v(' ', "directory"),
-    o(
+    dangerous(
         ' ',
         "unsafe-paths",
-        Flag,
-        Dangerous("lets the patch write files outside the work tree"),
+        "lets the patch write files outside the work tree",
     ),
     f(' ', "allow-empty"),
 ]);
@@ -303,23 +301,18 @@ const ARCHIVE_OWN: &[OptSpec] = &[
     f('l', "list"),
     f('v', "verbose"),
     v(' ', "prefix"),
-    o('o', "output", Required, WritesFile),
-    o(' ', "add-file", Required, ReadsFile),
+    writes('o', "output"),
+    reads(' ', "add-file"),
     v(' ', "add-virtual-file"),
     f(' ', "worktree-attributes"),
     v(' ', "mtime"),
     v(' ', "remote"),
-    o(
-        ' ',
-        "exec",
-        Required,
-        RunsCode("runs this program as the archive server"),
-    ),
+    code(' ', "exec", "runs this program as the archive server"),
 ];
 pub(super) const ARCHIVE: Grammar = sub(joined!(ARCHIVE_OWN, DIGITS));
 
 pub(super) const FORMAT_PATCH_OWN: &[OptSpec] = &[
-    o('o', "output-directory", Required, WritesFile),
+    writes('o', "output-directory"),
     f(' ', "stdout"),
     f('n', "numbered"),
     f('N', "no-numbered"),
@@ -336,7 +329,7 @@ pub(super) const FORMAT_PATCH_OWN: &[OptSpec] = &[
     f(' ', "ignore-if-in-upstream"),
     f(' ', "always"),
     ov(' ', "cover-from-description"),
-    o(' ', "description-file", Required, ReadsFile),
+    reads(' ', "description-file"),
     v(' ', "subject-prefix"),
     ov(' ', "rfc"),
     v('v', "reroll-count"),
@@ -349,7 +342,7 @@ pub(super) const FORMAT_PATCH_OWN: &[OptSpec] = &[
     f(' ', "no-cover-letter"),
     ov(' ', "signature"),
     f(' ', "no-signature"),
-    o(' ', "signature-file", Required, ReadsFile),
+    reads(' ', "signature-file"),
     v(' ', "suffix"),
     f('q', "quiet"),
     f(' ', "no-binary"),
@@ -377,10 +370,9 @@ pub(super) const LS_REMOTE: Grammar = sub(&[
     v(' ', "sort"),
     f(' ', "symref"),
     v('o', "server-option"),
-    o(
+    code(
         ' ',
         "upload-pack",
-        Required,
-        RunsCode("runs this program as the other side of the transfer"),
+        "runs this program as the other side of the transfer",
     ),
 ]);

@@ -5,8 +5,8 @@
 //! code nobody reviewed as part of the project. Running the project's own makefile with plain
 //! targets is what a `Bash(make *)` rule means and stays clean.
 
-use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::{f, gnu, inert_value, o, ov, v};
+use super::grammar::{Grammar, OptSpec};
+use super::spec::{chdir, code, f, foreign, gnu, inert_value, ov, v};
 use super::{join_dir, Effects};
 use crate::shell::Word;
 
@@ -14,21 +14,16 @@ const OPTS: &[OptSpec] = &[
     f('b', ""),
     f('m', ""),
     f('B', "always-make"),
-    o('C', "directory", Required, ChangesDir),
+    chdir('C', "directory"),
     f('d', ""),
     ov(' ', "debug"),
     f('e', "environment-overrides"),
-    o(
-        'E',
-        "eval",
-        Required,
-        RunsCode("evaluates its value as makefile text"),
-    ),
-    o('f', "file", Required, Foreign),
-    o(' ', "makefile", Required, Foreign),
+    code('E', "eval", "evaluates its value as makefile text"),
+    foreign('f', "file"),
+    foreign(' ', "makefile"),
     f('h', "help"),
     f('i', "ignore-errors"),
-    o('I', "include-dir", Required, Foreign),
+    foreign('I', "include-dir"),
     ov('j', "jobs"),
     v(' ', "jobserver-auth"),
     v(' ', "jobserver-fds"),
@@ -93,8 +88,7 @@ fn from_stream(w: &Word) -> bool {
 /// anything else is code.
 pub fn model(args: &[Word]) -> Effects {
     let mut fx = Effects::default();
-    let p = parse(&GRAMMAR, args);
-    fx.apply_generic("make", &p);
+    let p = fx.parse_args("make", &GRAMMAR, args);
     let dir = p.find("directory").last().and_then(|o| o.value.clone());
     // make changes into `-C DIR` before reading makefiles, so relative ones are inside it.
     let mut foreign: Vec<Word> = Vec::new();

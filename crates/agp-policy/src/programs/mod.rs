@@ -190,6 +190,15 @@ impl Effects {
         }
     }
 
+    /// Parses `args` with `grammar` and applies the generic meaning of the options found
+    /// ([`Effects::apply_generic`]): the first step of every model, so that none of them can
+    /// parse without recording what the options do and which ones it does not know.
+    pub fn parse_args(&mut self, program: &str, grammar: &Grammar, args: &[Word]) -> Parsed {
+        let parsed = parse(grammar, args);
+        self.apply_generic(program, &parsed);
+        parsed
+    }
+
     /// Applies the generic meaning of each parsed option's [`Effect`] (reads, writes, code,
     /// foreign, dangerous flags) and records unknown options. `ChangesDir` values are not
     /// applied here: what they change depends on the program.

@@ -6,8 +6,8 @@
 //! an inspector port and inline code cannot be judged; a script or test file outside the
 //! project is tooling pointed elsewhere.
 
-use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::{exact, f, o, v};
+use super::grammar::{Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::{code, dangerous, exact, f, foreign, o, v, writes};
 use super::Effects;
 use crate::shell::Word;
 
@@ -17,36 +17,29 @@ const ENV_FILE: &str = "loads an env file, which can set NODE_OPTIONS";
 const INSPECT: &str = "opens an inspector port that runs code sent to it";
 
 const OPTS: &[OptSpec] = &[
-    o('e', "eval", Required, RunsCode(INLINE)),
-    o('p', "print", Required, RunsCode(INLINE)),
+    code('e', "eval", INLINE),
+    code('p', "print", INLINE),
     f('c', "check"),
-    o(
-        'i',
-        "interactive",
-        Flag,
-        Dangerous("reads code from stdin (REPL)"),
-    ),
-    o('r', "require", Required, RunsCode(LOADS)),
-    o(' ', "import", Required, RunsCode(LOADS)),
-    o(' ', "loader", Required, RunsCode(LOADS)),
-    o(' ', "experimental-loader", Required, RunsCode(LOADS)),
-    o(' ', "env-file", Required, RunsCode(ENV_FILE)),
-    o(' ', "env-file-if-exists", Required, RunsCode(ENV_FILE)),
-    o(
+    dangerous('i', "interactive", "reads code from stdin (REPL)"),
+    code('r', "require", LOADS),
+    code(' ', "import", LOADS),
+    code(' ', "loader", LOADS),
+    code(' ', "experimental-loader", LOADS),
+    code(' ', "env-file", ENV_FILE),
+    code(' ', "env-file-if-exists", ENV_FILE),
+    code(
         ' ',
         "openssl-config",
-        Required,
-        RunsCode("loads an OpenSSL config, which can load engines"),
+        "loads an OpenSSL config, which can load engines",
     ),
     o(' ', "inspect", Optional, Dangerous(INSPECT)),
     o(' ', "inspect-brk", Optional, Dangerous(INSPECT)),
     o(' ', "inspect-wait", Optional, Dangerous(INSPECT)),
     o(' ', "inspect-port", Required, Dangerous(INSPECT)),
-    o(
+    code(
         ' ',
         "snapshot-blob",
-        Required,
-        RunsCode("loads a startup snapshot, which is code"),
+        "loads a startup snapshot, which is code",
     ),
     f(' ', "build-snapshot"),
     f(' ', "test"),
@@ -65,7 +58,7 @@ const OPTS: &[OptSpec] = &[
     f(' ', "experimental-test-module-mocks"),
     f(' ', "experimental-test-snapshots"),
     v(' ', "test-reporter"),
-    o(' ', "test-reporter-destination", Required, WritesFile),
+    writes(' ', "test-reporter-destination"),
     v(' ', "test-coverage-include"),
     v(' ', "test-coverage-exclude"),
     v(' ', "test-coverage-lines"),
@@ -137,22 +130,22 @@ const OPTS: &[OptSpec] = &[
     f(' ', "use-system-ca"),
     v(' ', "dns-result-order"),
     v(' ', "max-http-header-size"),
-    o(' ', "icu-data-dir", Required, Foreign),
+    foreign(' ', "icu-data-dir"),
     f('v', "version"),
     f('h', "help"),
     f(' ', "v8-options"),
     f(' ', "completion-bash"),
     f(' ', "prof"),
     f(' ', "cpu-prof"),
-    o(' ', "cpu-prof-dir", Required, WritesFile),
+    writes(' ', "cpu-prof-dir"),
     v(' ', "cpu-prof-name"),
     f(' ', "heap-prof"),
-    o(' ', "heap-prof-dir", Required, WritesFile),
-    o(' ', "diagnostic-dir", Required, WritesFile),
-    o(' ', "report-dir", Required, WritesFile),
-    o(' ', "report-directory", Required, WritesFile),
-    o(' ', "redirect-warnings", Required, WritesFile),
-    o(' ', "localstorage-file", Required, WritesFile),
+    writes(' ', "heap-prof-dir"),
+    writes(' ', "diagnostic-dir"),
+    writes(' ', "report-dir"),
+    writes(' ', "report-directory"),
+    writes(' ', "redirect-warnings"),
+    writes(' ', "localstorage-file"),
     f(' ', "report-on-signal"),
     f(' ', "report-uncaught-exception"),
     f(' ', "report-on-fatalerror"),
@@ -193,8 +186,7 @@ pub fn model(args: &[Word]) -> Effects {
             _ => w.clone(),
         })
         .collect();
-    let p = parse(&GRAMMAR, &norm);
-    fx.apply_generic("node", &p);
+    let p = fx.parse_args("node", &GRAMMAR, &norm);
     for o in &p.opts {
         match o.spec.long {
             Some("test-reporter") => {

@@ -2,67 +2,65 @@
 //! agp does not read the patch, so applying one is a write of files it cannot see unless the
 //! file to patch or the output is given on the command line.
 
-use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::gnu;
+use super::grammar::{Grammar, OptSpec};
+use super::spec::{chdir, dangerous, f, gnu, ov, reads, v, writes};
 use super::{join_dir, Effects};
 use crate::shell::Word;
 
 const OPTS: &[OptSpec] = &[
-    OptSpec::new(Some('b'), Some("backup"), Flag, Plain),
+    f('b', "backup"),
     // Backups are written under this prefix (`-B /root/.ssh/`).
-    OptSpec::new(Some('B'), Some("prefix"), Required, WritesFile),
-    OptSpec::new(None, Some("backup-if-mismatch"), Flag, Plain),
-    OptSpec::new(None, Some("no-backup-if-mismatch"), Flag, Plain),
-    OptSpec::new(Some('c'), Some("context"), Flag, Plain),
-    OptSpec::new(Some('d'), Some("directory"), Required, ChangesDir),
-    OptSpec::new(Some('D'), Some("ifdef"), Required, Plain),
-    OptSpec::new(None, Some("dry-run"), Flag, Plain),
-    OptSpec::new(
-        Some('e'),
-        Some("ed"),
-        Flag,
-        Dangerous("feeds the patch to ed, which can run shell commands"),
+    writes('B', "prefix"),
+    f(' ', "backup-if-mismatch"),
+    f(' ', "no-backup-if-mismatch"),
+    f('c', "context"),
+    chdir('d', "directory"),
+    v('D', "ifdef"),
+    f(' ', "dry-run"),
+    dangerous(
+        'e',
+        "ed",
+        "feeds the patch to ed, which can run shell commands",
     ),
-    OptSpec::new(Some('E'), Some("remove-empty-files"), Flag, Plain),
-    OptSpec::new(Some('f'), Some("force"), Flag, Plain),
-    OptSpec::new(Some('F'), Some("fuzz"), Required, Plain),
-    OptSpec::new(Some('g'), Some("get"), Required, Plain),
-    OptSpec::new(None, Some("help"), Flag, Plain),
-    OptSpec::new(Some('i'), Some("input"), Required, ReadsFile),
-    OptSpec::new(Some('l'), Some("ignore-whitespace"), Flag, Plain),
-    OptSpec::new(None, Some("merge"), Optional, Plain),
-    OptSpec::new(Some('n'), Some("normal"), Flag, Plain),
-    OptSpec::new(Some('N'), Some("forward"), Flag, Plain),
-    OptSpec::new(Some('o'), Some("output"), Required, Plain),
-    OptSpec::new(Some('p'), Some("strip"), Required, Plain),
-    OptSpec::new(None, Some("posix"), Flag, Plain),
-    OptSpec::new(None, Some("quoting-style"), Required, Plain),
-    OptSpec::new(Some('r'), Some("reject-file"), Required, WritesFile),
-    OptSpec::new(None, Some("reject-format"), Required, Plain),
-    OptSpec::new(None, Some("read-only"), Required, Plain),
-    OptSpec::new(Some('R'), Some("reverse"), Flag, Plain),
-    OptSpec::new(Some('s'), Some("silent"), Flag, Plain),
-    OptSpec::new(None, Some("quiet"), Flag, Plain),
-    OptSpec::new(Some('t'), Some("batch"), Flag, Plain),
-    OptSpec::new(Some('T'), Some("set-time"), Flag, Plain),
-    OptSpec::new(Some('u'), Some("unified"), Flag, Plain),
-    OptSpec::new(Some('v'), Some("version"), Flag, Plain),
-    OptSpec::new(Some('V'), Some("version-control"), Required, Plain),
-    OptSpec::new(None, Some("verbose"), Flag, Plain),
-    OptSpec::new(Some('x'), Some("debug"), Required, Plain),
-    OptSpec::new(Some('Y'), Some("basename-prefix"), Required, Plain),
-    OptSpec::new(Some('z'), Some("suffix"), Required, Plain),
-    OptSpec::new(Some('Z'), Some("set-utc"), Flag, Plain),
-    OptSpec::new(None, Some("follow-symlinks"), Flag, Plain),
+    f('E', "remove-empty-files"),
+    f('f', "force"),
+    v('F', "fuzz"),
+    v('g', "get"),
+    f(' ', "help"),
+    reads('i', "input"),
+    f('l', "ignore-whitespace"),
+    ov(' ', "merge"),
+    f('n', "normal"),
+    f('N', "forward"),
+    v('o', "output"),
+    v('p', "strip"),
+    f(' ', "posix"),
+    v(' ', "quoting-style"),
+    writes('r', "reject-file"),
+    v(' ', "reject-format"),
+    v(' ', "read-only"),
+    f('R', "reverse"),
+    f('s', "silent"),
+    f(' ', "quiet"),
+    f('t', "batch"),
+    f('T', "set-time"),
+    f('u', "unified"),
+    f('v', "version"),
+    v('V', "version-control"),
+    f(' ', "verbose"),
+    v('x', "debug"),
+    v('Y', "basename-prefix"),
+    v('z', "suffix"),
+    f('Z', "set-utc"),
+    f(' ', "follow-symlinks"),
 ];
 
 const PATCH: Grammar = gnu(OPTS);
 
 /// The patch model.
 pub fn patch(args: &[Word]) -> Effects {
-    let parsed = parse(&PATCH, args);
     let mut fx = Effects::default();
-    fx.apply_generic("patch", &parsed);
+    let parsed = fx.parse_args("patch", &PATCH, args);
     let dir = parsed
         .find("directory")
         .filter_map(|o| o.value.clone())

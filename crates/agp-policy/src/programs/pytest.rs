@@ -7,8 +7,8 @@
 //! or plugins (code unless the key is known to be inert), and report/log/temp paths are
 //! written (`--basetemp` is even emptied).
 
-use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::{f, gnu, o, ov, v};
+use super::grammar::{Arity::*, Effect::*, Grammar, OptSpec};
+use super::spec::{code, f, foreign, gnu, o, ov, v, writes};
 use super::Effects;
 use crate::shell::Word;
 
@@ -22,12 +22,7 @@ const OPTS: &[OptSpec] = &[
     f(' ', "funcargs"),
     f(' ', "fixtures-per-test"),
     f(' ', "pdb"),
-    o(
-        ' ',
-        "pdbcls",
-        Required,
-        RunsCode("names a debugger class pytest imports"),
-    ),
+    code(' ', "pdbcls", "names a debugger class pytest imports"),
     f(' ', "trace"),
     v(' ', "capture"),
     f('s', ""),
@@ -73,18 +68,18 @@ const OPTS: &[OptSpec] = &[
         Required,
         Dangerous("uploads test output to a pastebin service"),
     ),
-    o(' ', "junit-xml", Required, WritesFile),
-    o(' ', "junitxml", Required, WritesFile),
+    writes(' ', "junit-xml"),
+    writes(' ', "junitxml"),
     v(' ', "junit-prefix"),
-    o(' ', "resultlog", Required, WritesFile),
-    o(' ', "result-log", Required, WritesFile),
+    writes(' ', "resultlog"),
+    writes(' ', "result-log"),
     f(' ', "collect-only"),
     f(' ', "co"),
     f(' ', "pyargs"),
     v(' ', "ignore"),
     v(' ', "ignore-glob"),
     v(' ', "deselect"),
-    o(' ', "confcutdir", Required, Foreign),
+    foreign(' ', "confcutdir"),
     f(' ', "noconftest"),
     f(' ', "keep-duplicates"),
     f(' ', "collect-in-virtualenv"),
@@ -95,7 +90,7 @@ const OPTS: &[OptSpec] = &[
     v(' ', "doctest-glob"),
     f(' ', "doctest-ignore-import-errors"),
     f(' ', "doctest-continue-on-failure"),
-    o(' ', "basetemp", Required, WritesFile),
+    writes(' ', "basetemp"),
     f('V', "version"),
     f('h', "help"),
     v('p', ""),
@@ -112,7 +107,7 @@ const OPTS: &[OptSpec] = &[
     v(' ', "log-cli-level"),
     v(' ', "log-cli-format"),
     v(' ', "log-cli-date-format"),
-    o(' ', "log-file", Required, WritesFile),
+    writes(' ', "log-file"),
     v(' ', "log-file-mode"),
     v(' ', "log-file-level"),
     v(' ', "log-file-format"),
@@ -120,8 +115,8 @@ const OPTS: &[OptSpec] = &[
     v(' ', "log-auto-indent"),
     v(' ', "log-disable"),
     v('W', "pythonwarnings"),
-    o('c', "config-file", Required, Foreign),
-    o(' ', "rootdir", Required, Foreign),
+    foreign('c', "config-file"),
+    foreign(' ', "rootdir"),
     f(' ', "strict-config"),
     f(' ', "strict-markers"),
     f(' ', "strict"),
@@ -130,7 +125,7 @@ const OPTS: &[OptSpec] = &[
     v(' ', "dist"),
     ov(' ', "cov"),
     v(' ', "cov-report"),
-    o(' ', "cov-config", Required, Foreign),
+    foreign(' ', "cov-config"),
     f(' ', "no-cov"),
     v(' ', "cov-fail-under"),
     f(' ', "cov-append"),
@@ -184,8 +179,7 @@ pub(super) fn warning_filter_runs_code(w: &Word) -> bool {
 
 pub fn model(args: &[Word]) -> Effects {
     let mut fx = Effects::default();
-    let p = parse(&GRAMMAR, args);
-    fx.apply_generic("pytest", &p);
+    let p = fx.parse_args("pytest", &GRAMMAR, args);
     for o in &p.opts {
         let Some(val) = &o.value else { continue };
         match (o.spec.short, o.spec.long) {

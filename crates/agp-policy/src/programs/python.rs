@@ -6,9 +6,9 @@
 //! script outside the project is tooling pointed elsewhere (foreign); a module agp has no
 //! model of is unknown.
 
-use super::grammar::{parse, Arity::*, Effect::*, Grammar};
+use super::grammar::Grammar;
 use super::pytest::{self, warning_filter_runs_code};
-use super::spec::{f, gnu, o, v};
+use super::spec::{f, foreign, gnu, v};
 use super::Effects;
 use crate::shell::Word;
 
@@ -208,9 +208,9 @@ const UNITTEST: Grammar = gnu(&[
     f('c', "catch"),
     f('b', "buffer"),
     v('k', ""),
-    o('s', "start-directory", Required, Foreign),
+    foreign('s', "start-directory"),
     v('p', "pattern"),
-    o('t', "top-level-directory", Required, Foreign),
+    foreign('t', "top-level-directory"),
     f('h', "help"),
 ]);
 
@@ -223,11 +223,8 @@ fn module(fx: &mut Effects, m: &Word, rest: &[Word]) {
         ));
         return;
     }
-    let parsed = |fx: &mut Effects, g: &Grammar| {
-        let p = parse(g, rest);
-        fx.apply_generic(&format!("python -m {}", m.text), &p);
-        p
-    };
+    let parsed =
+        |fx: &mut Effects, g: &Grammar| fx.parse_args(&format!("python -m {}", m.text), g, rest);
     match m.text.as_str() {
         "pytest" | "py.test" => {
             let p = pytest::model(rest);

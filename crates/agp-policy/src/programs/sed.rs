@@ -1,33 +1,33 @@
 //! `sed` (GNU sed 4.9, with BSD's `-i SUFFIX`/`-I`): options, and the script itself, which can
 //! run commands (`e`, `s///e`), read files (`r`, `R`) and write files (`w`, `W`, `s///w`).
 
-use super::grammar::{parse, Arity::*, Effect::*, Grammar, OptSpec};
-use super::spec::{gnu, inline_program};
+use super::grammar::{parse, Grammar, OptSpec};
+use super::spec::{f, gnu, inline_program, ov, v};
 use super::Effects;
 use crate::shell::Word;
 
 const OPTS: &[OptSpec] = &[
-    OptSpec::new(Some('n'), Some("quiet"), Flag, Plain),
-    OptSpec::new(None, Some("silent"), Flag, Plain),
-    OptSpec::new(None, Some("debug"), Flag, Plain),
-    OptSpec::new(Some('e'), Some("expression"), Required, Plain),
-    OptSpec::new(Some('f'), Some("file"), Required, Plain),
-    OptSpec::new(None, Some("follow-symlinks"), Flag, Plain),
-    OptSpec::new(Some('i'), Some("in-place"), Optional, Plain),
+    f('n', "quiet"),
+    f(' ', "silent"),
+    f(' ', "debug"),
+    v('e', "expression"),
+    v('f', "file"),
+    f(' ', "follow-symlinks"),
+    ov('i', "in-place"),
     // BSD: in-place with a mandatory suffix word.
-    OptSpec::new(Some('I'), None, Required, Plain),
-    OptSpec::new(Some('l'), Some("line-length"), Required, Plain),
-    OptSpec::new(None, Some("posix"), Flag, Plain),
-    OptSpec::new(Some('E'), Some("regexp-extended"), Flag, Plain),
-    OptSpec::new(Some('r'), None, Flag, Plain),
-    OptSpec::new(Some('s'), Some("separate"), Flag, Plain),
-    OptSpec::new(None, Some("sandbox"), Flag, Plain),
-    OptSpec::new(Some('u'), Some("unbuffered"), Flag, Plain),
-    OptSpec::new(Some('z'), Some("null-data"), Flag, Plain),
+    v('I', ""),
+    v('l', "line-length"),
+    f(' ', "posix"),
+    f('E', "regexp-extended"),
+    f('r', ""),
+    f('s', "separate"),
+    f(' ', "sandbox"),
+    f('u', "unbuffered"),
+    f('z', "null-data"),
     // BSD: delay opening files.
-    OptSpec::new(Some('a'), None, Flag, Plain),
-    OptSpec::new(None, Some("help"), Flag, Plain),
-    OptSpec::new(None, Some("version"), Flag, Plain),
+    f('a', ""),
+    f(' ', "help"),
+    f(' ', "version"),
 ];
 
 const SED: Grammar = gnu(OPTS);

@@ -1,6 +1,7 @@
-//! Shorthands for the option tables of the program models, the option-parsing conventions
-//! they share (`gnu`, `gnu_in_order`, `exact`), small helpers, and their case-file tests
-//! (`model_cases!`, `cases`).
+//! Shorthands for the option tables of the program models, one per kind of option (`f` a
+//! flag, `v` a value, `reads`/`writes` a file, `code` a program that runs, ...), the
+//! option-parsing conventions they share (`gnu`, `gnu_in_order`, `exact`), small helpers, and
+//! their case-file tests (`model_cases!`, `cases`).
 
 use super::grammar::{Arity, Effect, Grammar, OptSpec};
 use crate::shell::Word;
@@ -23,30 +24,50 @@ const fn opt_long(l: &'static str) -> Option<&'static str> {
 
 /// A harmless flag (`' '` / `""` when the short or long form does not exist).
 pub(super) const fn f(short: char, long: &'static str) -> OptSpec {
-    OptSpec::new(opt_char(short), opt_long(long), Arity::Flag, Effect::Plain)
+    o(short, long, Arity::Flag, Effect::Plain)
 }
 
 /// A harmless option with a required value.
 pub(super) const fn v(short: char, long: &'static str) -> OptSpec {
-    OptSpec::new(
-        opt_char(short),
-        opt_long(long),
-        Arity::Required,
-        Effect::Plain,
-    )
+    o(short, long, Arity::Required, Effect::Plain)
 }
 
 /// A harmless option with an optional (glued) value.
 pub(super) const fn ov(short: char, long: &'static str) -> OptSpec {
-    OptSpec::new(
-        opt_char(short),
-        opt_long(long),
-        Arity::Optional,
-        Effect::Plain,
-    )
+    o(short, long, Arity::Optional, Effect::Plain)
 }
 
-/// Any option.
+/// An option whose value is a file the program reads.
+pub(super) const fn reads(short: char, long: &'static str) -> OptSpec {
+    o(short, long, Arity::Required, Effect::ReadsFile)
+}
+
+/// An option whose value is a file the program writes, creates, truncates or deletes.
+pub(super) const fn writes(short: char, long: &'static str) -> OptSpec {
+    o(short, long, Arity::Required, Effect::WritesFile)
+}
+
+/// An option whose value is the directory the program works in.
+pub(super) const fn chdir(short: char, long: &'static str) -> OptSpec {
+    o(short, long, Arity::Required, Effect::ChangesDir)
+}
+
+/// An option whose value points the project's tooling at code or configuration elsewhere.
+pub(super) const fn foreign(short: char, long: &'static str) -> OptSpec {
+    o(short, long, Arity::Required, Effect::Foreign)
+}
+
+/// An option whose value is code, a command or a program that runs; `why` says which.
+pub(super) const fn code(short: char, long: &'static str, why: &'static str) -> OptSpec {
+    o(short, long, Arity::Required, Effect::RunsCode(why))
+}
+
+/// A flag that itself runs code, writes or deletes; `why` says what.
+pub(super) const fn dangerous(short: char, long: &'static str, why: &'static str) -> OptSpec {
+    o(short, long, Arity::Flag, Effect::Dangerous(why))
+}
+
+/// Any other option.
 pub(super) const fn o(short: char, long: &'static str, arity: Arity, effect: Effect) -> OptSpec {
     OptSpec::new(opt_char(short), opt_long(long), arity, effect)
 }

@@ -111,6 +111,12 @@ pub(crate) fn kind(node: Node<'_>) -> &'static str {
     }
 }
 
+/// A node's named children, collected (the walk recurses while it goes through them).
+pub(super) fn named_children(node: Node<'_>) -> Vec<Node<'_>> {
+    let mut cursor = node.walk();
+    node.named_children(&mut cursor).collect()
+}
+
 pub(super) fn field<'t>(node: Node<'t>, id: Option<std::num::NonZeroU16>) -> Option<Node<'t>> {
     node.child_by_field_id(id?.get())
 }

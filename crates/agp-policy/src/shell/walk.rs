@@ -2,7 +2,7 @@
 
 use tree_sitter::Node;
 
-use super::syntax::{field, grammar, max_depth, parse};
+use super::syntax::{field, grammar, max_depth, named_children, parse};
 use super::words::{self, Word};
 use super::{
     dangerous_env, env, eval, is_interpreter, is_shell, kind, node_text, Analysis, Feed, Part,
@@ -132,8 +132,7 @@ impl Walker {
     }
 
     fn pipeline(&mut self, node: Node<'_>, src: &str, depth: u32) {
-        let mut cursor = node.walk();
-        let stages: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
+        let stages = named_children(node);
         let mut earlier: Vec<usize> = Vec::new();
         for stage in stages {
             let start = self.out.parts.len();
@@ -162,8 +161,7 @@ impl Walker {
             }
         }
         let body_id = body.map(|b| b.id());
-        let mut cursor = node.walk();
-        let children: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
+        let children = named_children(node);
         for child in children {
             if Some(child.id()) == body_id {
                 continue;
@@ -220,8 +218,7 @@ impl Walker {
                 self.feed_into(start, consumer);
                 if let Some(name) = &consumer_name {
                     if is_shell(name) {
-                        let mut cursor = node.walk();
-                        let content: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
+                        let content = named_children(node);
                         for c in content
                             .into_iter()
                             .filter(|c| kind(*c) != "file_descriptor")
@@ -246,8 +243,7 @@ impl Walker {
             }
             "heredoc_redirect" => {
                 let start = self.out.parts.len();
-                let mut cursor = node.walk();
-                let children: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
+                let children = named_children(node);
                 for child in children {
                     match kind(child) {
                         "heredoc_body" => {
@@ -316,8 +312,7 @@ impl Walker {
             self.walk_children(node, src, depth);
             return;
         }
-        let mut cursor = node.walk();
-        let children: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
+        let children = named_children(node);
         for child in children {
             self.walk_substitutions(child, src, depth);
         }
@@ -329,8 +324,7 @@ impl Walker {
         let mut env: Vec<String> = Vec::new();
         let mut redirects: Vec<Node<'_>> = Vec::new();
         let subst_start = self.out.parts.len();
-        let mut cursor = node.walk();
-        let children: Vec<Node<'_>> = node.named_children(&mut cursor).collect();
+        let children = named_children(node);
         for child in children {
             match kind(child) {
                 "variable_assignment" => {

@@ -14,60 +14,31 @@ fn judge(world: &common::World, command: &str) -> Verdict {
 
 #[test]
 fn session_values_and_the_lines_own_variables_are_expanded() {
+    use Decision::{Deny, Require};
+    const PROTECTED: &str = "protected-paths";
+    const SHELL: &str = "shell";
     let world = common::World::new();
     std::fs::write(world.home.join(".agp/keys/journal.key"), "k").expect("key");
     for (command, decision, rule) in [
-        (
-            "cat $HOME/.ssh/id_rsa",
-            Decision::Require,
-            "protected-paths",
-        ),
-        (
-            "cat ${HOME}/.aws/credentials",
-            Decision::Require,
-            "protected-paths",
-        ),
-        ("cat ~/.ss?/id_*", Decision::Require, "protected-paths"),
-        ("cat ~/.agp/keys/*", Decision::Deny, "protected-paths"),
-        (
-            "cat {.env,Cargo.toml}",
-            Decision::Require,
-            "protected-paths",
-        ),
-        ("f=.env; cat \"$f\"", Decision::Require, "protected-paths"),
-        (
-            "for f in ~/.ssh/*; do cat \"$f\"; done",
-            Decision::Require,
-            "protected-paths",
-        ),
-        ("cat ~+/.env", Decision::Require, "protected-paths"),
-        ("cat $X/id_rsa", Decision::Require, "shell"),
-        ("cat ~-/x", Decision::Require, "shell"),
-        ("read f < list; cat \"$f\"", Decision::Require, "shell"),
-        ("echo .env | xargs cat", Decision::Require, "shell"),
-        (
-            "cat ~/.ag$X/keys/journal.key",
-            Decision::Deny,
-            "protected-paths",
-        ),
-        (
-            "echo x > .git/hooks/$HOOK",
-            Decision::Deny,
-            "protected-paths",
-        ),
-        ("echo x > ~/.ssh/$F", Decision::Deny, "protected-paths"),
-        ("echo x > ~+/.git/config", Decision::Deny, "protected-paths"),
-        ("env", Decision::Require, "protected-paths"),
-        (
-            "printenv GITHUB_TOKEN",
-            Decision::Require,
-            "protected-paths",
-        ),
-        (
-            "cat /proc/self/environ",
-            Decision::Require,
-            "protected-paths",
-        ),
+        ("cat $HOME/.ssh/id_rsa", Require, PROTECTED),
+        ("cat ${HOME}/.aws/credentials", Require, PROTECTED),
+        ("cat ~/.ss?/id_*", Require, PROTECTED),
+        ("cat ~/.agp/keys/*", Deny, PROTECTED),
+        ("cat {.env,Cargo.toml}", Require, PROTECTED),
+        ("f=.env; cat \"$f\"", Require, PROTECTED),
+        ("for f in ~/.ssh/*; do cat \"$f\"; done", Require, PROTECTED),
+        ("cat ~+/.env", Require, PROTECTED),
+        ("cat $X/id_rsa", Require, SHELL),
+        ("cat ~-/x", Require, SHELL),
+        ("read f < list; cat \"$f\"", Require, SHELL),
+        ("echo .env | xargs cat", Require, SHELL),
+        ("cat ~/.ag$X/keys/journal.key", Deny, PROTECTED),
+        ("echo x > .git/hooks/$HOOK", Deny, PROTECTED),
+        ("echo x > ~/.ssh/$F", Deny, PROTECTED),
+        ("echo x > ~+/.git/config", Deny, PROTECTED),
+        ("env", Require, PROTECTED),
+        ("printenv GITHUB_TOKEN", Require, PROTECTED),
+        ("cat /proc/self/environ", Require, PROTECTED),
     ] {
         let v = judge(&world, command);
         assert_eq!(v.decision, decision, "{command}: {}", v.reason);

@@ -3,7 +3,7 @@
 
 mod opts;
 
-use super::grammar::{parse, Arity, Grammar};
+use super::grammar::{Arity, Grammar};
 use super::spec::gnu;
 use super::{join_dir, Effects};
 use crate::shell::Word;
@@ -48,9 +48,8 @@ fn is_remote(archive: &str) -> bool {
 pub fn tar(args: &[Word]) -> Effects {
     let expanded = expand_old_style(args);
     let args = expanded.as_deref().unwrap_or(args);
-    let parsed = parse(&TAR, args);
     let mut fx = Effects::default();
-    fx.apply_generic("tar", &parsed);
+    let parsed = fx.parse_args("tar", &TAR, args);
     let has = |l: &str| parsed.has(l);
     let create = has("create");
     let extract = has("extract") || has("get");
