@@ -62,6 +62,23 @@ pub struct ApprovalDenied {
     pub cancelled: Option<bool>,
 }
 
+impl ApprovalDenied {
+    /// No approver decided: none was available (the caller sets `cancelled` when the session
+    /// ended first).
+    pub fn unavailable(call_id: &str, input_sha256: &str, channel: &str, reason: String) -> Self {
+        Self {
+            call_id: call_id.to_owned(),
+            input_sha256: input_sha256.to_owned(),
+            by: None,
+            reason: Some(reason),
+            channel: channel.to_owned(),
+            waited_ms: None,
+            unavailable: Some(true),
+            cancelled: None,
+        }
+    }
+}
+
 impl Event for ApprovalDenied {
     const KIND: &'static str = APPROVAL_DENIED;
 }
