@@ -234,12 +234,7 @@ async fn approve_posts_in_the_session_thread_and_records_who() {
     ch.project(Some("sess-1"), &started.into()).await.unwrap();
     let h = ask(&ch, request_c1(1));
     let msg = approval(&r.fake, 0).await;
-    let root = r
-        .fake
-        .messages()
-        .into_iter()
-        .find(|m| m.thread_ts.is_none())
-        .unwrap();
+    let root = r.fake.roots().remove(0);
     assert_eq!(msg.thread_ts.as_deref(), Some(root.ts.as_str()));
     for want in ["claude-code", "/src/demo", "fix tests", "alice"] {
         assert!(root.all_text().contains(want), "root lacks {want}");
@@ -727,13 +722,7 @@ async fn concurrent_approvals_do_not_cross() {
         assert_eq!(o.is_granted(), i % 2 == 0, "call c{i}: {o:?}");
     }
     // All in the same session thread, one root.
-    let roots = r
-        .fake
-        .messages()
-        .into_iter()
-        .filter(|m| m.thread_ts.is_none())
-        .count();
-    assert_eq!(roots, 1);
+    assert_eq!(r.fake.roots().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
