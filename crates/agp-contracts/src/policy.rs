@@ -86,20 +86,18 @@ pub struct PartFinding {
 }
 
 /// The gate's answer for one call.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     pub decision: Decision,
     pub reason: String,
     /// Rule or guard id that decided; `None` when the policy default applied.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<String>,
     /// The part of a compound command that decided, when there was more than one part.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deciding_part: Option<String>,
     /// SHA-256 of the policy text that ruled, so an auditor knows which policy it was.
     pub policy_sha256: String,
     /// Present when `decision` is `Require`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalSpec>,
     /// Every part and how it was judged, for `explain` and for the journal.
     #[serde(default)]

@@ -411,26 +411,16 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r.output, b"two\n");
-        let e = sb
-            .tool(
-                "Edit",
-                &json!({"file_path": "sub/a.txt", "old_string": "two", "new_string": "2"}),
-                cwd,
-            )
-            .unwrap();
-        assert!(e.ok());
+        let edit = |old: &str, new: &str| {
+            let input = json!({"file_path": "sub/a.txt", "old_string": old, "new_string": new});
+            sb.tool("Edit", &input, cwd).unwrap()
+        };
+        assert!(edit("two", "2").ok());
         assert_eq!(
             std::fs::read_to_string(cwd.join("sub/a.txt")).unwrap(),
             "one\n2\nthree\n"
         );
-        let missing = sb
-            .tool(
-                "Edit",
-                &json!({"file_path": "sub/a.txt", "old_string": "zzz", "new_string": "y"}),
-                cwd,
-            )
-            .unwrap();
-        assert!(!missing.ok());
+        assert!(!edit("zzz", "y").ok(), "an edit of a missing string fails");
         let g = sb
             .tool("Glob", &json!({"pattern": "**/*.txt"}), cwd)
             .unwrap();

@@ -90,13 +90,8 @@ async fn expire(
     row: &PendingRow,
     session_active: bool,
 ) -> Result<(), RecoveryError> {
-    let (s, c, h) = (
-        row.session.clone(),
-        row.call_id.clone(),
-        row.input_sha256.clone(),
-    );
     if !m
-        .db(move |st| st.resolve_pending(&s, &c, &h, "timeout", now_ms()))
+        .settle_pending(&row.session, &row.call_id, &row.input_sha256, "timeout")
         .await?
     {
         return Ok(());

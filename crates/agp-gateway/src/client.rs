@@ -234,8 +234,9 @@ mod tests {
     use std::io::{BufRead, Write};
     use std::os::unix::net::UnixListener;
 
-    /// A one-connection scripted peer: answers each received frame with the next canned line.
-    fn serve(answers: Vec<&'static str>) -> (tempfile::TempDir, std::path::PathBuf) {
+    /// A client (reading with `timeout`) of a one-connection scripted peer that answers each
+    /// received frame with the next canned line.
+    fn served(answers: Vec<&'static str>, timeout: Duration) -> (tempfile::TempDir, Client) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gw.sock");
         let listener = UnixListener::bind(&path).unwrap();
@@ -256,7 +257,8 @@ mod tests {
                 rest.clear();
             }
         });
-        (dir, path)
+        let client = Client::connect(&path, timeout).unwrap();
+        (dir, client)
     }
 
     fn req(id: &str) -> ToolCallRequest {
@@ -271,11 +273,10 @@ mod tests {
 
     #[test]
     fn hello_then_exec_round_trip() {
-        let (_d, path) = serve(vec![
+        let (_d, mut c) = served(vec![
             "{\"type\":\"welcome\",\"protocol\":1,\"session\":\"s1\",\"mode\":\"proxy_exec\"}\n",
             "{\"type\":\"verdict\",\"id\":\"c1\",\"decision\":\"allow\",\"reason\":\"ok\",\"input_sha256\":\"ab\"}\n{\"type\":\"exec_result\",\"id\":\"c1\",\"ok\":true,\"exit_code\":0,\"output\":\"hi\",\"output_sha256\":\"cd\"}\n",
-        ]);
-        let mut c = Client::connect(&path, Duration::from_secs(5)).unwrap();
+        ], Duration::from_secs(5));
         assert_eq!(
             c.hello("tok").unwrap(),
             ("s1".into(), SessionMode::ProxyExec)
@@ -287,10 +288,10 @@ mod tests {
 
     #[test]
     fn error_frame_becomes_refused() {
-        let (_d, path) = serve(vec![
-            "{\"type\":\"error\",\"code\":\"bad_token\",\"message\":\"no such session\"}\n",
-        ]);
-        let mut c = Client::connect(&path, Duration::from_secs(5)).unwrap();
+        let (_d, mut c) = served(
+            vec!["{\"type\":\"error\",\"code\":\"bad_token\",\"message\":\"no such session\"}\n"],
+            Duration::from_secs(5),
+        );
         assert!(matches!(
             c.hello("nope"),
             Err(ClientError::Refused {
@@ -302,10 +303,9 @@ mod tests {
 
     #[test]
     fn mismatched_verdict_id_is_not_accepted() {
-        let (_d, path) = serve(vec![
+        let (_d, mut c) = served(vec![
             "{\"type\":\"verdict\",\"id\":\"other\",\"decision\":\"allow\",\"reason\":\"ok\",\"input_sha256\":\"ab\"}\n",
-        ]);
-        let mut c = Client::connect(&path, Duration::from_secs(5)).unwrap();
+        ], Duration::from_secs(5));
         assert!(matches!(
             c.request(&req("c1")),
             Err(ClientError::Unexpected(_))
@@ -314,8 +314,7 @@ mod tests {
 
     #[test]
     fn silent_daemon_times_out_and_missing_daemon_fails_to_connect() {
-        let (_d, path) = serve(vec![]);
-        let mut c = Client::connect(&path, Duration::from_millis(100)).unwrap();
+        let (_d, mut c) = served(vec![], Duration::from_millis(100));
         // The peer reads our frame and never answers.
         assert!(matches!(c.request(&req("c1")), Err(ClientError::Timeout)));
         let dir = tempfile::tempdir().unwrap();

@@ -151,26 +151,13 @@ mod tests {
 
     #[test]
     fn take_chunk_appends_up_to_the_newline_and_refuses_before_appending_past_the_limit() {
-        let mut frame = b"ab".to_vec();
-        let step = take_chunk(&mut frame, b"cd\nef", 4).unwrap();
-        assert_eq!(
-            step,
-            ChunkStep {
-                consume: 3,
-                complete: true
-            }
-        );
-        assert_eq!(frame, b"abcd");
-
-        let mut frame = b"ab".to_vec();
-        let step = take_chunk(&mut frame, b"cd", 4).unwrap();
-        assert_eq!(
-            step,
-            ChunkStep {
-                consume: 2,
-                complete: false
-            }
-        );
+        // (chunk, bytes consumed, frame complete); the frame so far is `ab`, the limit 4.
+        for (chunk, consume, complete) in [(&b"cd\nef"[..], 3, true), (b"cd", 2, false)] {
+            let mut frame = b"ab".to_vec();
+            let step = take_chunk(&mut frame, chunk, 4).unwrap();
+            assert_eq!(step, ChunkStep { consume, complete }, "{chunk:?}");
+            assert_eq!(frame, b"abcd", "{chunk:?}");
+        }
 
         let mut frame = b"ab".to_vec();
         assert!(matches!(

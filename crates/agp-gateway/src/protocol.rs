@@ -90,6 +90,7 @@ pub enum ClientMessage {
 }
 
 /// The daemon's answer to a tool call request.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerdictMessage {
     pub id: String,
@@ -97,13 +98,10 @@ pub struct VerdictMessage {
     /// other word fails to parse, so a client treats the frame as malformed (and denies).
     pub decision: Decision,
     pub reason: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<String>,
     /// Who decided a `require` (`auto-approve`, `tty:alice`, ...), or `remembered:<who>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
     /// Input the agent must run instead of its own (none today; reserved for rewrites).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_input: Option<Value>,
     pub input_sha256: String,
 }

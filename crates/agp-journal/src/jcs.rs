@@ -209,15 +209,26 @@ impl<'a> Scanner<'a> {
             prev = Some(key);
             self.expect(b':', "expected ':'")?;
             self.value(depth + 1)?;
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ if self.at_whitespace() => return Err(self.not_canonical("whitespace")),
-                _ => return Err(self.not_json("expected ',' or '}'")),
+            if self.comma_or_close(b'}', "expected ',' or '}'")? {
+                return Ok(());
             }
+        }
+    }
+
+    /// After a member or element: a `,` (more follow: `false`) or `close` (the end: `true`),
+    /// either consumed; canonical JSON has no whitespace between them.
+    fn comma_or_close(&mut self, close: u8, expected: &'static str) -> Result<bool, JcsError> {
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(true)
+            }
+            _ if self.at_whitespace() => Err(self.not_canonical("whitespace")),
+            _ => Err(self.not_json(expected)),
         }
     }
 
@@ -229,14 +240,8 @@ impl<'a> Scanner<'a> {
         }
         loop {
             self.value(depth + 1)?;
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b']') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ if self.at_whitespace() => return Err(self.not_canonical("whitespace")),
-                _ => return Err(self.not_json("expected ',' or ']'")),
+            if self.comma_or_close(b']', "expected ',' or ']'")? {
+                return Ok(());
             }
         }
     }

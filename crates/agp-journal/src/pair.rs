@@ -112,11 +112,7 @@ pub(crate) fn publish(
     let gdir = gens.join(&name);
     // A directory under this number is an unpublished leftover (never the published one: every
     // write takes a number past all present), so it can go.
-    remove_entry(&gdir).map_err(|e| io_err("cannot remove", &gdir, &e))?;
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&gdir)
-        .map_err(|e| io_err("cannot create", &gdir, &e))?;
+    fresh_private_dir(&gdir)?;
     write_new(&gdir.join(SSHSIG_FILE), sig, sync)?;
     crash_point(1)?;
     write_new(&gdir.join(CHECKPOINT_FILE), note, sync)?;
@@ -169,11 +165,7 @@ fn migrate_plain_files(
     }
     let earlier = format!("{name}-earlier");
     let edir = gens.join(&earlier);
-    remove_entry(&edir).map_err(|e| io_err("cannot remove", &edir, &e))?;
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&edir)
-        .map_err(|e| io_err("cannot create", &edir, &e))?;
+    fresh_private_dir(&edir)?;
     for file in [SSHSIG_FILE, CHECKPOINT_FILE] {
         let from = dir.join(file);
         // What cannot be read (absent, or not a file agp writes) is not carried over.
@@ -222,6 +214,15 @@ fn remove_entry(p: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         other => other,
     }
+}
+
+/// An empty directory at `p`, readable by its owner only, in place of whatever was there.
+fn fresh_private_dir(p: &Path) -> Result<(), JournalError> {
+    remove_entry(p).map_err(|e| io_err("cannot remove", p, &e))?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(p)
+        .map_err(|e| io_err("cannot create", p, &e))
 }
 
 fn write_new(path: &Path, data: &[u8], sync: bool) -> Result<(), JournalError> {

@@ -67,12 +67,8 @@ pub fn latest_checkpoint(
     Ok((cp, note))
 }
 
-/// A tlog-proof for entry `seq` against the latest checkpoint (verified with `key` first).
-pub fn build_inclusion(dir: &Path, seq: u64, key: &VerifierKey) -> Result<String, ProofError> {
-    let (cp, note) = latest_checkpoint(dir, key)?;
-    if seq >= cp.size {
-        return Err(ProofError::NotSealed { seq, size: cp.size });
-    }
+/// The leaf hashes of the entries the latest checkpoint `cp` seals, checked against its root.
+fn sealed_leaves(dir: &Path, cp: &Checkpoint) -> Result<Vec<Hash>, ProofError> {
     let leaves = leaf_hashes(dir, cp.size)?;
     if (leaves.len() as u64) < cp.size {
         return Err(ProofError::Truncated {
@@ -85,6 +81,16 @@ pub fn build_inclusion(dir: &Path, seq: u64, key: &VerifierKey) -> Result<String
             "the entries do not match the latest checkpoint (run `agp verify`)".into(),
         ));
     }
+    Ok(leaves)
+}
+
+/// A tlog-proof for entry `seq` against the latest checkpoint (verified with `key` first).
+pub fn build_inclusion(dir: &Path, seq: u64, key: &VerifierKey) -> Result<String, ProofError> {
+    let (cp, note) = latest_checkpoint(dir, key)?;
+    if seq >= cp.size {
+        return Err(ProofError::NotSealed { seq, size: cp.size });
+    }
+    let leaves = sealed_leaves(dir, &cp)?;
     let path =
         merkle::inclusion_proof(&leaves, seq).map_err(|e| ProofError::Invalid(e.to_string()))?;
     let mut out = format!("{TLOG_PROOF_HEADER}\nindex {seq}\n");
@@ -190,18 +196,7 @@ pub fn consistency(
             want: old.size,
         });
     }
-    let leaves = leaf_hashes(dir, new.size)?;
-    if (leaves.len() as u64) < new.size {
-        return Err(ProofError::Truncated {
-            have: leaves.len() as u64,
-            want: new.size,
-        });
-    }
-    if merkle::root_of(&leaves) != new.root {
-        return Err(ProofError::Invalid(
-            "the entries do not match the latest checkpoint (run `agp verify`)".into(),
-        ));
-    }
+    let leaves = sealed_leaves(dir, &new)?;
     let proof = merkle::consistency_proof(&leaves, old.size)
         .map_err(|e| ProofError::Invalid(e.to_string()))?;
     merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &proof).map_err(|_| {

@@ -166,14 +166,11 @@ impl SlackApi {
         blocks: Option<&Value>,
         thread_ts: Option<&str>,
     ) -> Result<String, ApiError> {
-        let mut body =
-            json!({"channel": channel, "text": text, "unfurl_links": false, "unfurl_media": false});
-        if let Some(b) = blocks {
-            body["blocks"] = b.clone();
-        }
-        if let Some(t) = thread_ts {
-            body["thread_ts"] = json!(t);
-        }
+        let body = with_blocks_and_thread(
+            json!({"channel": channel, "text": text, "unfurl_links": false, "unfurl_media": false}),
+            blocks,
+            thread_ts,
+        );
         let v = self
             .call("chat.postMessage", Token::Bot, Body::Json(body))
             .await?;
@@ -201,13 +198,11 @@ impl SlackApi {
         blocks: Option<&Value>,
         thread_ts: Option<&str>,
     ) -> Result<(), ApiError> {
-        let mut body = json!({"channel": channel, "user": user, "text": text});
-        if let Some(b) = blocks {
-            body["blocks"] = b.clone();
-        }
-        if let Some(t) = thread_ts {
-            body["thread_ts"] = json!(t);
-        }
+        let body = with_blocks_and_thread(
+            json!({"channel": channel, "user": user, "text": text}),
+            blocks,
+            thread_ts,
+        );
         self.call("chat.postEphemeral", Token::Bot, Body::Json(body))
             .await
             .map(drop)
@@ -326,6 +321,21 @@ impl Inner {
             }),
         }
     }
+}
+
+/// A post's body with the `blocks` and the thread (`thread_ts`) it may carry.
+fn with_blocks_and_thread(
+    mut body: Value,
+    blocks: Option<&Value>,
+    thread_ts: Option<&str>,
+) -> Value {
+    if let Some(b) = blocks {
+        body["blocks"] = b.clone();
+    }
+    if let Some(t) = thread_ts {
+        body["thread_ts"] = json!(t);
+    }
+    body
 }
 
 fn str_field(v: &Value, field: &str, method: &str) -> Result<String, ApiError> {

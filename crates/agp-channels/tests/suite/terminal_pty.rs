@@ -132,6 +132,19 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Runs the approval on the runtime while the test thread plays the human.
+/// A channel on `pty` asked `req` on a thread of its own (the answer comes when joined).
+fn asking(
+    pty: &Pty,
+    req: ApprovalRequest,
+) -> (
+    Arc<TerminalChannel>,
+    std::thread::JoinHandle<ApprovalOutcome>,
+) {
+    let channel = Arc::new(pty.channel());
+    let answer = ask_in_background(&channel, req);
+    (channel, answer)
+}
+
 fn ask_in_background(
     channel: &Arc<TerminalChannel>,
     req: ApprovalRequest,
@@ -164,8 +177,7 @@ fn still_waiting_then_denied(
 #[test]
 fn allow_shows_the_call_and_grants_as_the_terminal_user() {
     let pty = Pty::open();
-    let channel = Arc::new(pty.channel());
-    let answer = ask_in_background(&channel, request("c1"));
+    let (_channel, answer) = asking(&pty, request("c1"));
     let shown = pty.wait_for("decide:", 1);
     for needle in [
         "Bash",
@@ -190,8 +202,7 @@ fn allow_shows_the_call_and_grants_as_the_terminal_user() {
 #[test]
 fn deny_is_a_denial_by_the_terminal_user() {
     let pty = Pty::open();
-    let channel = Arc::new(pty.channel());
-    let answer = ask_in_background(&channel, request("c1"));
+    let (_channel, answer) = asking(&pty, request("c1"));
     pty.wait_for("decide:", 1);
     pty.press(b"n");
     match answer.join().unwrap() {
@@ -206,8 +217,7 @@ fn deny_is_a_denial_by_the_terminal_user() {
 #[test]
 fn details_show_the_full_hash_then_allow() {
     let pty = Pty::open();
-    let channel = Arc::new(pty.channel());
-    let answer = ask_in_background(&channel, request("call-details"));
+    let (_channel, answer) = asking(&pty, request("call-details"));
     let before = pty.wait_for("decide:", 1);
     let full = "0123456789abcdef".repeat(4);
     assert!(
@@ -227,8 +237,7 @@ fn details_show_the_full_hash_then_allow() {
 #[test]
 fn pastes_and_escape_sequences_do_not_decide() {
     let pty = Pty::open();
-    let channel = Arc::new(pty.channel());
-    let answer = ask_in_background(&channel, request("c1"));
+    let (_channel, answer) = asking(&pty, request("c1"));
     pty.wait_for("decide:", 1);
     // A paste of "yes", an arrow key (ESC [ A contains 'A'), and Alt-y (ESC y).
     pty.press(b"yes");
@@ -426,8 +435,7 @@ fn concurrent_requests_are_asked_one_at_a_time() {
 #[test]
 fn a_hung_up_terminal_is_unavailable_from_then_on() {
     let mut pty = Pty::open();
-    let channel = Arc::new(pty.channel());
-    let answer = ask_in_background(&channel, request("c1"));
+    let (channel, answer) = asking(&pty, request("c1"));
     pty.wait_for("decide:", 1);
     pty.hang_up();
     assert_eq!(

@@ -28,6 +28,7 @@ impl Event for ApprovalRequested {
 }
 
 /// Approvers granted the call (or an earlier grant was remembered for it).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ApprovalGranted {
     pub call_id: String,
@@ -35,9 +36,7 @@ pub struct ApprovalGranted {
     pub by: Vec<Approver>,
     pub channel: String,
     /// Set when no one was asked: a remembered approval of the same call was reused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remembered: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waited_ms: Option<u64>,
 }
 
@@ -47,20 +46,37 @@ impl Event for ApprovalGranted {
 
 /// The call was not approved: an approver denied it (`by` set), no approver was available
 /// (`unavailable`), or its session ended first (`unavailable` and `cancelled`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ApprovalDenied {
     pub call_id: String,
     pub input_sha256: String,
     /// Who denied it; `null` when no one did.
+    #[serialize_always]
     pub by: Option<Approver>,
+    #[serialize_always]
     pub reason: Option<String>,
     pub channel: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waited_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelled: Option<bool>,
+}
+
+impl ApprovalDenied {
+    /// No approver decided: none was available (the caller sets `cancelled` when the session
+    /// ended first).
+    pub fn unavailable(call_id: &str, input_sha256: &str, channel: &str, reason: String) -> Self {
+        Self {
+            call_id: call_id.to_owned(),
+            input_sha256: input_sha256.to_owned(),
+            by: None,
+            reason: Some(reason),
+            channel: channel.to_owned(),
+            waited_ms: None,
+            unavailable: Some(true),
+            cancelled: None,
+        }
+    }
 }
 
 impl Event for ApprovalDenied {
@@ -69,16 +85,14 @@ impl Event for ApprovalDenied {
 
 /// No decision came in time (or the daemon found the request expired after a restart:
 /// `recovered`, with a `reason`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ApprovalTimeout {
     pub call_id: String,
     pub input_sha256: String,
     pub channel: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waited_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 

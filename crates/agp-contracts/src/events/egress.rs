@@ -7,17 +7,15 @@ use serde::{Deserialize, Serialize};
 macro_rules! egress_decision {
     ($(#[$doc:meta])* $name:ident, $kind:ident) => {
         $(#[$doc])*
+        #[serde_with::skip_serializing_none]
         #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
         pub struct $name {
             /// `CONNECT` or the plain-HTTP method.
             pub method: String,
             pub reason: String,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub host: Option<String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub port: Option<u16>,
             /// The connecting process, when the proxy could tell.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub peer_pid: Option<i32>,
         }
 
@@ -39,12 +37,12 @@ egress_decision!(
 );
 
 /// An allowed connection whose upstream could not be reached.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EgressUpstreamFailed {
     pub host: String,
     pub port: u16,
     pub error: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_pid: Option<i32>,
 }
 

@@ -31,6 +31,7 @@ impl Event for KeyRotated {
 }
 
 /// Opening found a torn or unsealed tail and recorded it.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct JournalRecovered {
     /// Size of the tree the last checkpoint sealed.
@@ -38,13 +39,11 @@ pub struct JournalRecovered {
     pub unsealed_entries: u64,
     pub torn_bytes: u64,
     /// Torn tails an earlier open moved aside without journaling them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub earlier_torn: Option<Vec<TornTail>>,
     /// Where this open moved the torn tail (a file name in the journal folder).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "nullable")]
+    #[serde(default, with = "nullable")]
     #[schemars(with = "Option<String>")]
     pub torn_file: Option<Option<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub torn_sha256: Option<String>,
 }
 

@@ -3,9 +3,10 @@
 //! Writers build a body type and call [`Event::to_body`]; readers parse a body with
 //! [`Event::from_body`]. The types serialize to exactly the JSON agp has always journaled
 //! (the journal format is not versioned by these types), so an old journal still verifies and
-//! reads. Two conventions carry meaning and are kept per field:
-//! - `Option<T>` without `skip`: the member is always written, `null` when unknown;
-//! - `Option<T>` with `skip_serializing_if`: the member is absent unless set;
+//! reads. Three conventions carry meaning and are kept per field:
+//! - `Option<T>` absent unless set: in a type marked `#[serde_with::skip_serializing_none]`,
+//!   or with its own `skip_serializing_if`;
+//! - `Option<T>` always written, `null` when unknown: any other, e.g. `#[serialize_always]`;
 //! - `Option<Option<T>>` ([`nullable`]): some writers omit the member, others write `null`.
 //!
 //! The JSON Schema of each kind is generated from these types and committed under

@@ -1,6 +1,7 @@
 //! `Option<Option<T>>` fields: `None` is an absent member, `Some(None)` a `null` one.
 //!
-//! Use with `#[serde(default, skip_serializing_if = "Option::is_none", with = "nullable")]`.
+//! Use with `#[serde(default, with = "nullable")]` in a type marked
+//! `#[serde_with::skip_serializing_none]` (which skips the outer `None`).
 //! Some kinds are written by more than one writer, one of which omits a member that another
 //! writes as `null`; both forms must read back to what was written.
 

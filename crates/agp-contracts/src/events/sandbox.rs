@@ -8,23 +8,16 @@ use serde::{Deserialize, Serialize};
 /// What the sandbox proved from inside before a session ran in it. The daemon writes
 /// `session`, `isolation` and the `report` (or `passed: false` and the `error` that stopped
 /// the preflight); `agp run` with a live agent writes the report's own members at the top.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SandboxPreflight {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<Isolation>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<PreflightReport>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passed: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checks: Option<Vec<PreflightCheck>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
 }
 
@@ -111,15 +104,15 @@ impl Event for SandboxLimitExceeded {
 /// Git metadata a command created or replaced was moved out of git's reach (or deleted):
 /// after a sandboxed command, or by the daemon's scrub of a gate-mode repository
 /// (`scrubbed_by: daemon`, `when`; `call_id` is `null` when no call prompted it).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SandboxGitMetadataRemoved {
+    #[serialize_always]
     pub call_id: Option<String>,
     /// `path (what it was)` per entry, with where it went.
     pub removed: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scrubbed_by: Option<String>,
     /// What prompted the scrub (e.g. `session_end`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
 }
 

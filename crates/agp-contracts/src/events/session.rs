@@ -9,42 +9,32 @@ use std::path::PathBuf;
 
 /// A session began (or a daemon restart resumed it). Also projected to approval channels,
 /// where it opens the session's thread.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionStarted {
     /// The session id (the event's envelope carries it too); absent in channel test threads.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
     /// Set when a restarted daemon resumed a session it had leased.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed: Option<bool>,
     pub intendant: String,
     #[serde(serialize_with = "super::path_text::path")]
     pub repo: PathBuf,
     /// The redacted task text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
     /// `proxy-exec` or `gate`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_owner: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fencing_token: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_sha256: Option<String>,
     /// What the sandbox guarantees; `null` when the session runs without one.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "nullable")]
+    #[serde(default, with = "nullable")]
     #[schemars(with = "Option<Isolation>")]
     pub isolation: Option<Option<Isolation>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_channel: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_timeout_secs: Option<u64>,
     /// The operator (OS user) who started the session.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     /// What the agent binary is (path, version, digest), when agp resolved it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intendant_identity: Option<Value>,
 }
 
@@ -89,6 +79,7 @@ impl Event for SessionEnded {
 }
 
 /// A session whose holder is gone was ended by a daemon that found it on start.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionReaped {
     pub session: String,
@@ -97,9 +88,7 @@ pub struct SessionReaped {
     pub fencing_token: i64,
     pub last_heartbeat_ms: i64,
     /// Set for a session of an `agp run` process that is gone (`interrupted`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
@@ -109,20 +98,14 @@ impl Event for SessionReaped {
 
 /// The end-of-session integrity report of the repository. The counts and quarantine are absent
 /// when the check itself failed (then `report.complete` is false and says why).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionIntegrity {
     pub session: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub findings_total: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by_session: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_neutralized: Option<u64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "super::path_text::opt_path"
-    )]
+    #[serde(default, serialize_with = "super::path_text::opt_path")]
     pub quarantine: Option<PathBuf>,
     /// The integrity report (`agp_integrity::Report` as JSON): `complete`, `incomplete`,
     /// `findings`, ...

@@ -61,26 +61,25 @@ impl Event for PolicyDecided {
 
 /// What a tool produced. `reported_by` says who ran it: `sandbox` (agp ran it, proxy-exec
 /// mode, with `exit_code`, `timed_out`, `error`, `output_bytes`) or `agent` (gate mode).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolCallResult {
     pub call_id: String,
     pub tool: crate::Tool,
     pub input_sha256: String,
     pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "nullable")]
+    #[serde(default, with = "nullable")]
     #[schemars(with = "Option<i32>")]
     pub exit_code: Option<Option<i32>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timed_out: Option<bool>,
     /// Why the tool did not run (`null` when it ran).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "nullable")]
+    #[serde(default, with = "nullable")]
     #[schemars(with = "Option<String>")]
     pub error: Option<Option<String>>,
     /// The redacted output, cut to the configured limit.
     pub output: String,
     pub truncated: bool,
     /// Size of the raw output (before redaction and cutting).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_bytes: Option<u64>,
     /// SHA-256 of the raw output.
     pub output_sha256: String,

@@ -157,6 +157,20 @@ impl Mediator {
         .await
     }
 
+    /// Marks the pending approval bound to (session, call id, input hash) as `status`;
+    /// `false` when it was no longer pending (see `Store::resolve_pending`).
+    pub(crate) async fn settle_pending(
+        &self,
+        session: &str,
+        call_id: &str,
+        hash: &str,
+        status: &'static str,
+    ) -> Result<bool, StoreError> {
+        let (s, c, h) = (session.to_owned(), call_id.to_owned(), hash.to_owned());
+        self.db(move |st| st.resolve_pending(&s, &c, &h, status, now_ms()))
+            .await
+    }
+
     pub(crate) async fn resolve(
         &self,
         session: &str,
@@ -164,11 +178,7 @@ impl Mediator {
         hash: &str,
         status: &'static str,
     ) -> bool {
-        let (s, c, h) = (session.to_owned(), call_id.to_owned(), hash.to_owned());
-        match self
-            .db(move |st| st.resolve_pending(&s, &c, &h, status, now_ms()))
-            .await
-        {
+        match self.settle_pending(session, call_id, hash, status).await {
             Ok(done) => done,
             Err(e) => {
                 tracing::error!("cannot resolve pending approval {call_id}: {e}");
@@ -251,16 +261,12 @@ impl Mediator {
             ApprovalOutcome::Unavailable { reason } => (
                 "unavailable",
                 ev::ApprovalDenied::KIND,
-                ev::ApprovalDenied {
-                    call_id: request.call_id.clone(),
-                    input_sha256: request.input_sha256.clone(),
-                    by: None,
-                    reason: Some(reason.clone()),
-                    channel: channel.to_owned(),
-                    waited_ms: None,
-                    unavailable: Some(true),
-                    cancelled: None,
-                }
+                ev::ApprovalDenied::unavailable(
+                    &request.call_id,
+                    &request.input_sha256,
+                    channel,
+                    reason.clone(),
+                )
                 .to_body(),
                 ApprovalEnd {
                     granted: false,

@@ -233,26 +233,20 @@ pub(crate) async fn cancel_pending(
 ) -> Result<(), DaemonError> {
     let pending = m.db(super::super::store::Store::pending).await?;
     for row in pending.into_iter().filter(|r| r.session == session) {
-        let (s, c, h) = (
-            row.session.clone(),
-            row.call_id.clone(),
-            row.input_sha256.clone(),
-        );
         if !m
-            .db(move |st| st.resolve_pending(&s, &c, &h, "cancelled", now_ms()))
+            .settle_pending(&row.session, &row.call_id, &row.input_sha256, "cancelled")
             .await?
         {
             continue;
         }
         let denied = ApprovalDenied {
-            call_id: row.call_id.clone(),
-            input_sha256: row.input_sha256.clone(),
-            by: None,
-            reason: Some(format!("the session ended ({status}) before a decision")),
-            channel: m.parts.channel.name().to_owned(),
-            waited_ms: None,
-            unavailable: Some(true),
             cancelled: Some(true),
+            ..ApprovalDenied::unavailable(
+                &row.call_id,
+                &row.input_sha256,
+                m.parts.channel.name(),
+                format!("the session ended ({status}) before a decision"),
+            )
         };
         m.record(Some(session), &denied).await?;
     }

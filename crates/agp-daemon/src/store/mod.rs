@@ -11,6 +11,13 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 use serde::Serialize;
 
+/// A row struct read from a query row whose column names are the field names.
+macro_rules! from_row {
+    ($r:expr, $ty:ident { $($field:ident),* $(,)? }) => {
+        Ok($ty { $($field: $r.get(stringify!($field))?),* })
+    };
+}
+
 mod outbox;
 mod pending;
 mod sessions;
@@ -71,19 +78,34 @@ const SESSION_COLUMNS: &str =
      lease_owner, fencing_token, heartbeat_ms";
 
 fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
-    Ok(SessionRow {
-        id: r.get(0)?,
-        intendant: r.get(1)?,
-        repo: r.get(2)?,
-        task: r.get(3)?,
-        mode: r.get(4)?,
-        status: r.get(5)?,
-        started_at_ms: r.get(6)?,
-        ended_at_ms: r.get(7)?,
-        lease_owner: r.get(8)?,
-        fencing_token: r.get(9)?,
-        heartbeat_ms: r.get(10)?,
-    })
+    from_row!(
+        r,
+        SessionRow {
+            id,
+            intendant,
+            repo,
+            task,
+            mode,
+            status,
+            started_at_ms,
+            ended_at_ms,
+            lease_owner,
+            fencing_token,
+            heartbeat_ms,
+        }
+    )
+}
+
+/// Every row `sql` selects, each read by `read`.
+fn select_all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params, read)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 impl Store {

@@ -22,21 +22,24 @@ impl Store {
     }
 
     pub fn due_outbox(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
+        super::select_all(
+            &self.conn(),
             "SELECT id, kind, session, body_json, attempts FROM outbox
              WHERE status = 'pending' AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![now_ms, limit], |r| {
-            Ok(OutboxRow {
-                id: r.get(0)?,
-                kind: r.get(1)?,
-                session: r.get(2)?,
-                body_json: r.get(3)?,
-                attempts: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            params![now_ms, limit],
+            |r| {
+                from_row!(
+                    r,
+                    OutboxRow {
+                        id,
+                        kind,
+                        session,
+                        body_json,
+                        attempts
+                    }
+                )
+            },
+        )
     }
 
     pub fn outbox_delivered(&self, id: i64) -> Result<(), StoreError> {

@@ -65,20 +65,23 @@ impl Store {
     }
 
     pub fn pending(&self) -> Result<Vec<PendingRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
+        super::select_all(
+            &self.conn(),
             "SELECT session, call_id, input_sha256, request_json, expires_at_ms
              FROM pending_approvals WHERE status = 'pending' ORDER BY created_at_ms",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(PendingRow {
-                session: r.get(0)?,
-                call_id: r.get(1)?,
-                input_sha256: r.get(2)?,
-                request_json: r.get(3)?,
-                expires_at_ms: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            [],
+            |r| {
+                from_row!(
+                    r,
+                    PendingRow {
+                        session,
+                        call_id,
+                        input_sha256,
+                        request_json,
+                        expires_at_ms,
+                    }
+                )
+            },
+        )
     }
 }

@@ -56,12 +56,12 @@ impl Store {
     }
 
     pub fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions ORDER BY started_at_ms, id"
-        ))?;
-        let rows = stmt.query_map([], session_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        super::select_all(
+            &self.conn(),
+            &format!("SELECT {SESSION_COLUMNS} FROM sessions ORDER BY started_at_ms, id"),
+            [],
+            session_from_row,
+        )
     }
 
     /// Takes over a session's lease, bumping the fencing token. Returns the new token, or `None`
@@ -136,13 +136,14 @@ impl Store {
     ) -> Result<Vec<SessionRow>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let rows: Vec<SessionRow> = {
-            let mut stmt = tx.prepare(&format!(
+        let rows = super::select_all(
+            &tx,
+            &format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions WHERE status = 'active' AND {condition}"
-            ))?;
-            let rows = stmt.query_map([arg], session_from_row)?;
-            rows.collect::<Result<_, _>>()?
-        };
+            ),
+            [arg],
+            session_from_row,
+        )?;
         for row in &rows {
             tx.execute(
                 "UPDATE sessions SET status = ?3, ended_at_ms = ?2 WHERE id = ?1",

@@ -69,9 +69,7 @@ fn deny_never_executes() {
 #[test]
 fn require_granted_runs_and_journals_who() {
     let f = Fixture::new(Duration::from_secs(5));
-    f.channel.answer(ApprovalOutcome::Granted {
-        by: vec![human("alice")],
-    });
+    f.channel.grant_by(&["alice"]);
     let mut c = f.connect(SessionMode::ProxyExec);
     let reply = c.request_exec(&write("c1", "out.txt")).unwrap();
     assert!(reply.verdict.is_allow(), "{reply:?}");
@@ -124,9 +122,7 @@ fn human_deny_timeout_and_no_approver_are_distinct_denials() {
 fn quorum_is_checked_by_the_daemon_too() {
     let f = Fixture::new(Duration::from_secs(5));
     // Edit needs 2 distinct approvers; the same person twice is one.
-    f.channel.answer(ApprovalOutcome::Granted {
-        by: vec![human("alice"), human("alice")],
-    });
+    f.channel.grant_by(&["alice", "alice"]);
     let mut c = f.connect(SessionMode::ProxyExec);
     let req = call(
         "e1",
@@ -141,9 +137,7 @@ fn quorum_is_checked_by_the_daemon_too() {
 #[test]
 fn remembered_approval_is_not_asked_again_and_is_journaled_as_remembered() {
     let f = Fixture::new(Duration::from_secs(5));
-    f.channel.answer(ApprovalOutcome::Granted {
-        by: vec![human("alice")],
-    });
+    f.channel.grant_by(&["alice"]);
     let mut c = f.connect(SessionMode::ProxyExec);
     assert!(c
         .request_exec(&write("c1", "remember.txt"))
@@ -186,9 +180,7 @@ fn float_input_cannot_be_bound_and_is_denied() {
 #[test]
 fn a_remembered_approval_covers_only_the_same_tool_cwd_and_input() {
     let f = Fixture::new(Duration::from_millis(300));
-    f.channel.answer(ApprovalOutcome::Granted {
-        by: vec![human("alice")],
-    });
+    f.channel.grant_by(&["alice"]);
     let mut c = f.connect(SessionMode::Gate);
     assert!(c.request(&write("c1", "remember.txt")).unwrap().is_allow());
     assert!(c.request(&write("c2", "remember.txt")).unwrap().is_allow());

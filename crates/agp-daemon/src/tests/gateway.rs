@@ -87,20 +87,27 @@ fn replayed_ids_wrong_tokens_and_garbage_are_rejected_journaled_and_the_daemon_k
         .is_allow());
 }
 
+/// A gate-mode session (its token and client) whose call `id` (`ls`) was allowed, and the result
+/// an agent would report for it: ok, with `output` and the approved input's hash.
+fn allowed_gate_call(f: &Fixture, id: &str, output: &str) -> (String, Client, ToolCallResult) {
+    let token = f.session(SessionMode::Gate);
+    let mut c = f.client(&token);
+    let v = c.request(&bash(id, "ls")).unwrap();
+    assert!(v.is_allow(), "{v:?}");
+    let result = ToolCallResult {
+        id: id.into(),
+        ok: true,
+        output: output.into(),
+        output_sha256: "a".repeat(64),
+        input_sha256: Some(v.input_sha256),
+    };
+    (token, c, result)
+}
+
 #[test]
 fn gate_mode_replies_verdict_and_journals_reported_result_once() {
     let f = Fixture::new(Duration::from_secs(5));
-    let token = f.session(SessionMode::Gate);
-    let mut c = f.client(&token);
-    let v = c.request(&bash("g1", "ls")).unwrap();
-    assert!(v.is_allow());
-    let result = ToolCallResult {
-        id: "g1".into(),
-        ok: true,
-        output: "file sk-SECRET".into(),
-        output_sha256: "a".repeat(64),
-        input_sha256: Some(v.input_sha256.clone()),
-    };
+    let (token, mut c, result) = allowed_gate_call(&f, "g1", "file sk-SECRET");
     c.report_result(&result).unwrap();
     let journaled = &f.journal.of("tool_call.result")[0];
     assert_eq!(journaled["output"], "file [REDACTED]");
@@ -147,17 +154,12 @@ fn gate_mode_replies_verdict_and_journals_reported_result_once() {
 #[test]
 fn a_result_for_another_input_is_a_mismatch_never_linked_to_the_approved_call() {
     let f = Fixture::new(Duration::from_secs(5));
-    let token = f.session(SessionMode::Gate);
-    let mut c = f.client(&token);
-    let approved = c.request(&bash("m1", "ls")).unwrap();
-    assert!(approved.is_allow());
+    let (token, mut c, honest) = allowed_gate_call(&f, "m1", "done");
+    let approved_sha256 = honest.input_sha256.clone().unwrap();
     let other = agp_contracts::canonical::sha256_of_value(&json!({"command": "rm -rf ~"})).unwrap();
     let forged = ToolCallResult {
-        id: "m1".into(),
-        ok: true,
-        output: "done".into(),
-        output_sha256: "b".repeat(64),
         input_sha256: Some(other.clone()),
+        ..honest
     };
     c.report_result(&forged).unwrap();
     assert!(
@@ -167,13 +169,13 @@ fn a_result_for_another_input_is_a_mismatch_never_linked_to_the_approved_call() 
     );
     let m = &f.journal.of("tool_call.result_mismatch")[0];
     assert_eq!(m["call_id"], "m1");
-    assert_eq!(m["approved_input_sha256"], approved.input_sha256.as_str());
+    assert_eq!(m["approved_input_sha256"], approved_sha256.as_str());
     assert_eq!(m["reported_input_sha256"], other.as_str());
     // The slot is used up: the real result cannot be slipped in afterwards either. A repeat
     // report is acknowledged (a harness may report one call twice) and journals nothing.
     let mut c2 = f.client(&token);
     c2.report_result(&ToolCallResult {
-        input_sha256: Some(approved.input_sha256.clone()),
+        input_sha256: Some(approved_sha256),
         ..forged.clone()
     })
     .unwrap();

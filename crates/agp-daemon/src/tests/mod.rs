@@ -87,12 +87,21 @@ struct QueueChannel {
     answers: Mutex<VecDeque<ApprovalOutcome>>,
     asked: AtomicUsize,
     projected: Mutex<Vec<String>>,
+    /// Every projection fails (a channel that is down), after being counted.
+    projections_fail: bool,
 }
 
 impl QueueChannel {
     /// Queues the next answer.
     fn answer(&self, outcome: ApprovalOutcome) {
         self.answers.lock().unwrap().push_back(outcome);
+    }
+
+    /// Queues a grant by these people.
+    fn grant_by(&self, ids: &[&str]) {
+        self.answer(ApprovalOutcome::Granted {
+            by: ids.iter().map(|id| human(id)).collect(),
+        });
     }
 
     /// A channel whose first answer is `outcome`.
@@ -126,7 +135,16 @@ impl ApprovalChannel for QueueChannel {
         event: &'a Projection,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
         self.projected.lock().unwrap().push(event.kind().to_owned());
-        Box::pin(async { Ok(()) })
+        let fail = self.projections_fail;
+        Box::pin(async move {
+            if fail {
+                return Err(ChannelError::Failed {
+                    channel: "queue".into(),
+                    message: "down".into(),
+                });
+            }
+            Ok(())
+        })
     }
 }
 

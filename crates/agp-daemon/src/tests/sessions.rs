@@ -73,38 +73,15 @@ fn admin_channel_opens_a_session_and_ending_it_closes_the_token() {
     );
 }
 
-/// A channel whose projections always fail.
-struct BrokenProjector(QueueChannel);
-impl ApprovalChannel for BrokenProjector {
-    fn name(&self) -> &str {
-        "broken"
-    }
-    fn request_approval<'a>(
-        &'a self,
-        r: &'a ApprovalRequest,
-    ) -> BoxFuture<'a, Result<ApprovalOutcome, ChannelError>> {
-        self.0.request_approval(r)
-    }
-    fn project<'a>(
-        &'a self,
-        _: Option<&'a str>,
-        _: &'a Projection,
-    ) -> BoxFuture<'a, Result<(), ChannelError>> {
-        Box::pin(async {
-            Err(ChannelError::Failed {
-                channel: "broken".into(),
-                message: "down".into(),
-            })
-        })
-    }
-}
-
 #[test]
 fn a_failing_projection_is_retried_with_backoff_and_never_blocks_calls() {
     let (_dir, repo, config) = world();
     let journal = Arc::new(MemJournal::default());
     let mut p = parts(&journal, &Arc::new(QueueChannel::default()));
-    p.channel = Arc::new(BrokenProjector(QueueChannel::default()));
+    p.channel = Arc::new(QueueChannel {
+        projections_fail: true,
+        ..QueueChannel::default()
+    });
     let (rt, _daemon, token) = serving(&config, p, &repo, SessionMode::Gate);
     let mut c = connect(&config.socket_path(), &token);
     // Calls go through while the channel is down (denials are queued too).

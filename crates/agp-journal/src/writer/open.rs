@@ -18,13 +18,7 @@ impl JournalWriter {
             .create(dir)
             .map_err(|e| io_err("cannot create journal folder", dir, &e))?;
         let entries_path = dir.join(ENTRIES_FILE);
-        let entries = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&entries_path)
-            .map_err(|e| io_err("cannot open", &entries_path, &e))?;
+        let entries = open_private_log(&entries_path)?;
         lock_single_writer(&entries, &entries_path)?;
 
         let report = verify::verify_dir(
@@ -90,13 +84,7 @@ impl JournalWriter {
             summary.torn_file = Some(torn_path);
         }
         let cps_path = dir.join(CHECKPOINTS_FILE);
-        let checkpoints = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&cps_path)
-            .map_err(|e| io_err("cannot open", &cps_path, &e))?;
+        let checkpoints = open_private_log(&cps_path)?;
         if report.tail.checkpoints_torn {
             let torn_path = free_name(dir, &format!("{CHECKPOINTS_FILE}.torn"));
             move_tail_aside(&checkpoints, report.tail.checkpoints_good_len, &torn_path)?;
@@ -216,6 +204,17 @@ impl JournalWriter {
 /// for its whole life; this only rides out a just-closed writer of this very process whose
 /// descriptor a concurrently forked child still holds until it execs (flock locks belong to the
 /// open file description, which fork shares).
+/// An append-only journal file, created readable by its owner only.
+fn open_private_log(path: &Path) -> Result<File, JournalError> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io_err("cannot open", path, &e))
+}
+
 pub(super) const LOCK_RETRY_FOR: Duration = Duration::from_millis(1500);
 
 /// Takes the exclusive single-writer lock on `entries.jsonl`, or says who holds it.

@@ -182,8 +182,7 @@ fn a_shared_hooks_symlink_and_its_target_stay_the_users() {
     let fx = repo_fixture();
     let marker = fx.outside.join("pwned");
     let m = marker.display();
-    std::fs::create_dir(fx.repo.join("githooks")).unwrap();
-    std::fs::write(fx.repo.join("githooks/README"), "team hooks\n").unwrap();
+    fx.put("githooks/README", "team hooks\n");
     std::fs::remove_dir_all(fx.repo.join(".git/hooks")).unwrap();
     std::os::unix::fs::symlink("../githooks", fx.repo.join(".git/hooks")).unwrap();
     let out = fx.sh(&format!(
@@ -309,16 +308,9 @@ fn hooks_in_the_work_tree_stay_the_users() {
     let marker = fx.outside.join("pwned");
     let m = marker.display();
     // core.hooksPath into the work tree (husky and friends) and a hook symlinked to a script.
-    std::fs::create_dir(fx.repo.join(".husky")).unwrap();
-    std::fs::write(fx.repo.join(".husky/pre-commit"), "#!/bin/sh\nexit 0\n").unwrap();
-    std::fs::create_dir(fx.repo.join("scripts")).unwrap();
-    std::fs::write(
-        fx.repo.join("scripts/post-commit.sh"),
-        "#!/bin/sh\nexit 0\n",
-    )
-    .unwrap();
     for f in [".husky/pre-commit", "scripts/post-commit.sh"] {
         use std::os::unix::fs::PermissionsExt;
+        fx.put(f, "#!/bin/sh\nexit 0\n");
         std::fs::set_permissions(fx.repo.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::os::unix::fs::symlink(

@@ -2,7 +2,9 @@
 
 use super::support as common;
 
-use agp_contracts::sandbox::{BindMount, SandboxError, SandboxProvider, SandboxSpec};
+use agp_contracts::sandbox::{
+    BindMount, PreflightCheck, PreflightReport, SandboxError, SandboxProvider, SandboxSpec,
+};
 use agp_sandbox::{BubblewrapProvider, NoSandbox};
 use common::*;
 
@@ -15,6 +17,14 @@ const EXPECTED: &[&str] = &[
     "repo_unix_socket_masked",
     "namespaces_and_capabilities",
 ];
+
+/// The check `name` of `report`, which must be there and have failed.
+fn failed_check<'a>(report: &'a PreflightReport, name: &str) -> &'a PreflightCheck {
+    let check = report.checks.iter().find(|c| c.name == name);
+    let check = check.unwrap_or_else(|| panic!("no check {name}: {report:?}"));
+    assert!(!check.passed, "{check:?}");
+    check
+}
 
 #[test]
 fn preflight_passes_on_a_proper_sandbox_and_names_every_check() {
@@ -61,12 +71,7 @@ fn exposing_the_real_home_fails_the_preflight() {
     let fx = Fixture::with_spec(|spec| spec.ro_binds.push(home.clone()));
     let report = fx.provider.run_preflight(&fx.session).unwrap();
     assert!(!report.passed);
-    let canary = report
-        .checks
-        .iter()
-        .find(|c| c.name == "home_canary_unreadable")
-        .unwrap();
-    assert!(!canary.passed, "{canary:?}");
+    failed_check(&report, "home_canary_unreadable");
     let err = fx.provider.preflight(&fx.session).unwrap_err();
     match err {
         SandboxError::PreflightFailed(msg) => {
@@ -92,12 +97,7 @@ fn a_writable_path_outside_the_repo_fails_the_preflight() {
     });
     let session = provider.spawn(&spec).unwrap();
     let report = provider.run_preflight(&session).unwrap();
-    let writes = report
-        .checks
-        .iter()
-        .find(|c| c.name == "write_outside_repo_blocked")
-        .unwrap();
-    assert!(!writes.passed, "{writes:?}");
+    let writes = failed_check(&report, "write_outside_repo_blocked");
     assert!(
         writes.detail.contains("file appeared on the host"),
         "{writes:?}"

@@ -211,6 +211,13 @@ impl FakeSlack {
         self.shared.with(|s| s.messages.clone())
     }
 
+    /// The top-level messages (session roots), oldest first; the rest are thread replies.
+    pub fn roots(&self) -> Vec<PostedMessage> {
+        let mut all = self.messages();
+        all.retain(|m| m.thread_ts.is_none());
+        all
+    }
+
     pub fn message(&self, ts: &str) -> Option<PostedMessage> {
         self.shared
             .with(|s| s.messages.iter().find(|m| m.ts == ts).cloned())

@@ -81,11 +81,7 @@ async fn a_require_verdict_is_approved_in_slack_by_the_people_the_policy_names()
     };
     let text = msg.all_text();
     assert!(text.contains("mkdir build"), "{text}");
-    let root = slack
-        .messages()
-        .into_iter()
-        .find(|m| m.thread_ts.is_none())
-        .unwrap();
+    let root = slack.roots().remove(0);
     assert_eq!(msg.thread_ts.as_deref(), Some(root.ts.as_str()));
     assert!(
         root.all_text().contains("claude-code") && root.all_text().contains("make a build dir")

@@ -85,7 +85,7 @@ async fn rig() -> Rig {
 }
 
 impl Rig {
-    async fn channel(&self, approvers: &[&str]) -> SlackChannel {
+    async fn channel(&self, approvers: &[&str]) -> Arc<SlackChannel> {
         let ch = SlackChannel::builder(config(&self.fake, approvers), self.store.clone())
             .journal(self.journal.clone())
             .backoff(Backoff {
@@ -100,7 +100,7 @@ impl Rig {
             ch.wait_connected(1, WAIT).await,
             "Socket Mode never said hello"
         );
-        ch
+        Arc::new(ch)
     }
 }
 
@@ -111,7 +111,7 @@ impl Rig {
         approvers: &[&str],
         req: ApprovalRequest,
     ) -> (Arc<SlackChannel>, Asked, PostedMessage) {
-        let ch = Arc::new(self.channel(approvers).await);
+        let ch = self.channel(approvers).await;
         let h = ask(&ch, req);
         let msg = approval(&self.fake, 0).await;
         (ch, h, msg)
@@ -124,6 +124,12 @@ impl Rig {
             "no {reason:?} rejection: {:?}",
             self.journal.rejections()
         );
+    }
+
+    /// `user` clicks `action` on the message at `ts`; the channel must refuse it for `reason`.
+    async fn click_refused(&self, user: &str, ts: &str, action: &str, reason: &str) {
+        self.fake.click(user, ts, action).unwrap();
+        self.expect_rejection(reason).await;
     }
 
     /// Waits until `user` was told something containing `text`.
@@ -221,19 +227,14 @@ async fn wait_final(fake: &FakeSlack, ts: &str, contains: &str) -> PostedMessage
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approve_posts_in_the_session_thread_and_records_who() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
+    let ch = r.channel(&["UALICE"]).await;
     let mut started = SessionStarted::new("claude-code", "/src/demo");
     started.task = Some("fix tests".into());
     started.started_by = Some("alice".into());
     ch.project(Some("sess-1"), &started.into()).await.unwrap();
     let h = ask(&ch, request_c1(1));
     let msg = approval(&r.fake, 0).await;
-    let root = r
-        .fake
-        .messages()
-        .into_iter()
-        .find(|m| m.thread_ts.is_none())
-        .unwrap();
+    let root = r.fake.roots().remove(0);
     assert_eq!(msg.thread_ts.as_deref(), Some(root.ts.as_str()));
     for want in ["claude-code", "/src/demo", "fix tests", "alice"] {
         assert!(root.all_text().contains(want), "root lacks {want}");
@@ -332,14 +333,13 @@ fn button_value(msg: &PostedMessage, action: &str) -> String {
 async fn non_approvers_and_bots_cannot_decide_and_do_not_burn_the_nonce() {
     let r = rig().await;
     let (_ch, h, msg) = r.asking(&["UALICE"], request_c1(1)).await;
-    r.fake.click("UMALLORY", &msg.ts, "agp_allow").unwrap();
-    r.expect_rejection("not_an_approver").await;
+    r.click_refused("UMALLORY", &msg.ts, "agp_allow", "not_an_approver")
+        .await;
     r.expect_ephemeral("UMALLORY", "not an approver").await;
-    r.fake.click("UROBOT", &msg.ts, "agp_allow").unwrap();
-    r.expect_rejection("bot").await;
+    r.click_refused("UROBOT", &msg.ts, "agp_allow", "bot").await;
     // A user Slack does not know (users.info fails) is refused too, without deciding anything.
-    r.fake.click("UNOBODY", &msg.ts, "agp_deny").unwrap();
-    r.expect_rejection("approver_lookup_failed").await;
+    r.click_refused("UNOBODY", &msg.ts, "agp_deny", "approver_lookup_failed")
+        .await;
     assert!(!h.is_finished());
     assert!(r.fake.message(&msg.ts).unwrap().has_buttons());
     r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
@@ -349,9 +349,7 @@ async fn non_approvers_and_bots_cannot_decide_and_do_not_burn_the_nonce() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_or_foreign_buttons_are_refused() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
-    let h1 = ask(&ch, request_c1(1));
-    let m1 = approval(&r.fake, 0).await;
+    let (ch, h1, m1) = r.asking(&["UALICE"], request_c1(1)).await;
     let mut other = request("c2", 1, Duration::from_secs(30));
     other.input_sha256 = "11".repeat(32);
     let h2 = ask(&ch, other);
@@ -403,10 +401,10 @@ fn nonce_of(msg: &PostedMessage) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_of_three_quorum_counts_a_duplicate_click_once() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE", "UBOB", "UCAROL"]).await);
+    let ch = r.channel(&["UALICE", "UBOB", "UCAROL"]).await;
     let (h, msg) = alice_allowed_one_of_two(&r, &ch).await;
-    r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
-    r.expect_rejection("duplicate_vote").await;
+    r.click_refused("UALICE", &msg.ts, "agp_allow", "duplicate_vote")
+        .await;
     assert!(!h.is_finished());
     let progress = r.fake.message(&msg.ts).unwrap();
     assert!(progress.has_buttons() && progress.all_text().contains("1 of 2"));
@@ -419,7 +417,7 @@ async fn two_of_three_quorum_counts_a_duplicate_click_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_deny_wins_over_earlier_approvals() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE", "UBOB", "UCAROL"]).await);
+    let ch = r.channel(&["UALICE", "UBOB", "UCAROL"]).await;
     let (h, msg) = alice_allowed_one_of_two(&r, &ch).await;
     r.fake.click("UCAROL", &msg.ts, "agp_deny").unwrap();
     match outcome(h).await {
@@ -431,7 +429,7 @@ async fn any_deny_wins_over_earlier_approvals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_quorum_is_refused_up_front() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
+    let ch = r.channel(&["UALICE"]).await;
     let o = ch.request_approval(&request_c1(2)).await.unwrap();
     assert!(matches!(o, ApprovalOutcome::Unavailable { .. }), "{o:?}");
     // The request's own approver list narrows who may decide.
@@ -455,8 +453,8 @@ async fn user_group_members_may_decide() {
     let ch = Arc::new(ch);
     let h = ask(&ch, request_c1(1));
     let msg = approval(&r.fake, 0).await;
-    r.fake.click("UBOB", &msg.ts, "agp_allow").unwrap();
-    r.expect_rejection("not_an_approver").await;
+    r.click_refused("UBOB", &msg.ts, "agp_allow", "not_an_approver")
+        .await;
     r.fake.click("UCAROL", &msg.ts, "agp_allow").unwrap();
     assert_eq!(granted_ids(&outcome(h).await), ["UCAROL"]);
 }
@@ -464,12 +462,10 @@ async fn user_group_members_may_decide() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn details_shows_the_whole_input_to_the_clicker_only() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
     let mut req = request_c1(1);
     req.redacted_input =
         json!({"file_path": "/src/x", "content": format!("{}TAIL-MARKER", "a".repeat(3000))});
-    let h = ask(&ch, req);
-    let msg = approval(&r.fake, 0).await;
+    let (_ch, h, msg) = r.asking(&["UALICE"], req).await;
     assert!(!msg.all_text().contains("TAIL-MARKER"));
     r.fake.click("UBOB", &msg.ts, "agp_details").unwrap();
     let e = r.expect_ephemeral("UBOB", "TAIL-MARKER").await;
@@ -481,7 +477,7 @@ async fn details_shows_the_whole_input_to_the_clicker_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnects_mid_approval_reconnect_through_a_fresh_url() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE", "UBOB"]).await);
+    let ch = r.channel(&["UALICE", "UBOB"]).await;
     let (h, msg) = alice_allowed_one_of_two(&r, &ch).await;
     // Slack asks for a refresh: a new apps.connections.open and a new socket.
     r.fake.disconnect("refresh_requested").unwrap();
@@ -506,7 +502,7 @@ async fn a_restarted_daemon_reattaches_to_the_posted_approval() {
     let r = rig().await;
     let req = request_c1(2);
     let msg = {
-        let first = Arc::new(r.channel(&["UALICE", "UBOB"]).await);
+        let first = r.channel(&["UALICE", "UBOB"]).await;
         let h = ask(&first, req.clone());
         let msg = approval(&r.fake, 0).await;
         r.fake.click("UALICE", &msg.ts, "agp_allow").unwrap();
@@ -544,7 +540,7 @@ async fn rate_limits_are_waited_out() {
     let r = rig().await;
     r.fake.rate_limit("auth.test", 1, 1);
     r.fake.rate_limit("chat.postMessage", 2, 1);
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
+    let ch = r.channel(&["UALICE"]).await;
     let auth = r.fake.calls("auth.test");
     assert_eq!(auth.len(), 2);
     assert!(
@@ -562,7 +558,7 @@ async fn rate_limits_are_waited_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_down_fails_closed_after_the_timeout() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
+    let ch = r.channel(&["UALICE"]).await;
     r.fake.fail("chat.postMessage", 1000, "service_unavailable");
     let o = ch
         .request_approval(&request("c1", 1, Duration::from_millis(800)))
@@ -679,7 +675,7 @@ async fn approvals_that_expired_while_the_daemon_was_down_are_closed_on_start() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_disabled_backs_off_then_reconnects_and_bad_urls_are_retried() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
+    let ch = r.channel(&["UALICE"]).await;
     assert!(r.fake.wait_hellos(1, WAIT).await);
     r.fake.disconnect("link_disabled").unwrap();
     assert!(r.fake.wait_hellos(2, WAIT).await);
@@ -696,7 +692,7 @@ async fn link_disabled_backs_off_then_reconnects_and_bad_urls_are_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_approvals_do_not_cross() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
+    let ch = r.channel(&["UALICE"]).await;
     let mut handles = Vec::new();
     for i in 0..8 {
         let mut req = request(&format!("c{i}"), 1, Duration::from_secs(30));
@@ -726,19 +722,13 @@ async fn concurrent_approvals_do_not_cross() {
         assert_eq!(o.is_granted(), i % 2 == 0, "call c{i}: {o:?}");
     }
     // All in the same session thread, one root.
-    let roots = r
-        .fake
-        .messages()
-        .into_iter()
-        .filter(|m| m.thread_ts.is_none())
-        .count();
-    assert_eq!(roots, 1);
+    assert_eq!(r.fake.roots().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_click_racing_the_post_reply_waits_for_it_instead_of_being_refused() {
     let r = rig().await;
-    let ch = Arc::new(r.channel(&["UALICE"]).await);
+    let ch = r.channel(&["UALICE"]).await;
     // The message exists in Slack (people can click) before agp learns its ts.
     r.fake.delay("chat.postMessage", Duration::from_millis(700));
     let h = ask(&ch, request_c1(1));

@@ -43,6 +43,13 @@ impl Fixture {
         }
     }
 
+    /// Writes `text` to `rel` in the repo (from the host), creating its parent directories.
+    pub fn put(&self, rel: &str, text: &str) {
+        let path = self.repo.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
     /// Run a bash script inside the sandbox, in the repo.
     pub fn sh(&self, script: &str) -> ExecOutput {
         self.sh_timeout(script, Duration::from_secs(20))
