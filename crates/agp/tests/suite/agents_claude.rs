@@ -214,13 +214,8 @@ fn claude_code_dies_with_agp_run_killed_mid_approval() {
     let world = World::new();
     let model = FakeModel::anthropic(vec![Turn::Shell("mkdir needs-approval".into())]).unwrap();
     let approvals = world.file("approvals.txt", "timeout\n");
-    let mut run = Command::new(AGP)
-        .arg("--home")
-        .arg(&world.home)
-        .args(["run", "--intendant", "claude-code", "--repo"])
-        .arg(&world.repo)
-        .args(["--task", "make a directory", "--policy"])
-        .arg(&world.policy)
+    let mut run = world
+        .run_command("claude-code", "make a directory")
         .arg("--approver-script")
         .arg(&approvals)
         .args(["--approval-timeout", "60"])

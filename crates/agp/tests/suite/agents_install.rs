@@ -113,14 +113,8 @@ fn claude_code_without_a_login_says_so_in_one_line() {
     let world = World::new();
     let home = world.dir.path().join("empty-home");
     std::fs::create_dir_all(&home).unwrap();
-    let mut cmd = std::process::Command::new(AGP);
-    cmd.arg("--home")
-        .arg(&world.home)
-        .args(["run", "--intendant", "claude-code", "--repo"])
-        .arg(&world.repo)
-        .args(["--task", "do it", "--policy"])
-        .arg(&world.policy)
-        .env("HOME", &home)
+    let mut cmd = world.run_command("claude-code", "do it");
+    cmd.env("HOME", &home)
         .env("AGP_CLAUDE_BIN", &client.native)
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("ANTHROPIC_AUTH_TOKEN")
@@ -257,14 +251,8 @@ fn codex_without_a_key_says_so_in_one_line() {
     let codex_home = world.dir.path().join("codex-home");
     std::fs::create_dir_all(&codex_home).unwrap();
     let run = |extra: &[(&str, &str)]| {
-        let mut cmd = std::process::Command::new(AGP);
-        cmd.arg("--home")
-            .arg(&world.home)
-            .args(["run", "--intendant", "codex", "--repo"])
-            .arg(&world.repo)
-            .args(["--task", "do it", "--policy"])
-            .arg(&world.policy)
-            .env("CODEX_HOME", &codex_home)
+        let mut cmd = world.run_command("codex", "do it");
+        cmd.env("CODEX_HOME", &codex_home)
             .env("AGP_CODEX_BIN", "/nonexistent/codex")
             .env_remove("OPENAI_API_KEY")
             .env_remove("CODEX_API_KEY");

@@ -620,8 +620,7 @@ fn sessions_show_prints_no_blank_lines() {
 #[test]
 fn the_demo_copy_is_removed_unless_kept() {
     let w = demo_world();
-    let tmp = w.dir.path().join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
+    let tmp = w.tmp();
     let demo_copies = || {
         std::fs::read_dir(&tmp)
             .unwrap()

@@ -40,9 +40,11 @@ fn start_run(home: &Path, user: &Path, fifo: &Path, tmp: &Path) -> Child {
         .unwrap()
 }
 
-fn mkfifo(path: &Path) {
+/// A FIFO made at `path`, which it returns.
+fn mkfifo(path: &Path) -> PathBuf {
     let ok = Command::new("mkfifo").arg(path).status().unwrap();
     assert!(ok.success());
+    path.to_owned()
 }
 
 /// Waits until the journal holds an `approval.requested` for the session's call-8.
@@ -144,10 +146,8 @@ fn a_signal_at_the_prompt_ends_the_session_and_cancels_its_approval() {
         (Signal::HUP, "SIGHUP"),
     ] {
         let w = demo_world();
-        let tmp = w.dir.path().join("tmp");
-        std::fs::create_dir_all(&tmp).unwrap();
-        let fifo = w.dir.path().join("answers");
-        mkfifo(&fifo);
+        let tmp = w.tmp();
+        let fifo = mkfifo(&w.dir.path().join("answers"));
         let child = start_run(&w.home, &w.user_home, &fifo, &tmp);
         let session = wait_for_pending_approval(&w.home);
         send(&child, signal);
@@ -173,10 +173,8 @@ fn a_signal_at_the_prompt_ends_the_session_and_cancels_its_approval() {
 #[test]
 fn a_later_run_never_shows_or_answers_a_killed_runs_prompt() {
     let w = demo_world();
-    let tmp = w.dir.path().join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let fifo = w.dir.path().join("fifo");
-    mkfifo(&fifo);
+    let tmp = w.tmp();
+    let fifo = mkfifo(&w.dir.path().join("fifo"));
     // Killed outright: no chance to clean up, the session and its approval stay behind.
     let child = start_run(&w.home, &w.user_home, &fifo, &tmp);
     let dead = wait_for_pending_approval(&w.home);
@@ -316,11 +314,9 @@ fn run_on_pty(
 #[test]
 fn closing_the_terminal_ends_the_session() {
     let w = demo_world();
-    let tmp = w.dir.path().join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
+    let tmp = w.tmp();
     // The approver reads a FIFO nobody writes, so only the hang-up can end the wait.
-    let fifo = w.dir.path().join("answers");
-    mkfifo(&fifo);
+    let fifo = mkfifo(&w.dir.path().join("answers"));
     let (mut child, screen, reader) = run_on_pty(
         &w,
         &tmp,
@@ -339,8 +335,7 @@ fn closing_the_terminal_ends_the_session() {
 #[test]
 fn ctrl_c_at_the_terminal_prompt_ends_the_session() {
     let w = demo_world();
-    let tmp = w.dir.path().join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
+    let tmp = w.tmp();
     let (mut child, screen, reader) = run_on_pty(&w, &tmp, &[]);
     screen.wait_for("decide:");
     let session = wait_for_pending_approval(&w.home);
@@ -455,10 +450,8 @@ fn a_signal_ends_a_live_agent_run_and_removes_its_scratch_folder() {
 #[test]
 fn a_signal_ends_a_run_on_a_running_daemon_and_cancels_its_approval_there() {
     let w = demo_world();
-    let tmp = w.dir.path().join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let fifo = w.dir.path().join("answers");
-    mkfifo(&fifo);
+    let tmp = w.tmp();
+    let fifo = mkfifo(&w.dir.path().join("answers"));
     let _daemon =
         support_loop::start_daemon(&w.home, [OsStr::new("--approver-script"), fifo.as_os_str()]);
     let child = Command::new(AGP)

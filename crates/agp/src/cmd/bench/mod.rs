@@ -9,6 +9,7 @@ pub mod verify;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use serde::Serialize;
 
 use crate::exit::{Exit, EXIT_CODES_HELP};
 
@@ -48,5 +49,31 @@ pub fn run(args: BenchArgs) -> Result<Exit> {
         BenchTarget::Gateway(a) => gateway::run(&a),
         BenchTarget::Sandbox(a) => sandbox::run(&a),
         BenchTarget::Hook(a) => hook::run(&a),
+    }
+}
+
+/// Prints a bench's figures, with `--json` as JSON (by `to_json`), otherwise as `text`; exits 0
+/// when the targets were `met`, 1 otherwise.
+fn report<F: Serialize>(
+    json: bool,
+    figures: &F,
+    to_json: fn(&F) -> serde_json::Result<String>,
+    text: impl FnOnce(&F),
+    met: bool,
+) -> Result<Exit> {
+    if json {
+        println!("{}", to_json(figures)?);
+    } else {
+        text(figures);
+    }
+    Ok(if met { Exit::Ok } else { Exit::Bad })
+}
+
+/// How a figure stands against its target in the text report.
+fn mark(met: bool) -> &'static str {
+    if met {
+        "✓"
+    } else {
+        "✗"
     }
 }

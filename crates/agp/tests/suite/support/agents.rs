@@ -259,17 +259,23 @@ impl World {
         p
     }
 
-    /// `agp run` for a live agent, headless, with answers for approvals from `approvals`.
-    pub fn run(&self, intendant: &str, env: &[(&str, &str)], approvals: &str) -> Output {
-        let script = self.file("approvals.txt", approvals);
+    /// `agp run` of `intendant` on this world's home, repository and policy, with `task`.
+    pub fn run_command(&self, intendant: &str, task: &str) -> Command {
         let mut cmd = Command::new(AGP);
         cmd.arg("--home")
             .arg(&self.home)
             .args(["run", "--intendant", intendant, "--repo"])
             .arg(&self.repo)
-            .args(["--task", "do the scripted work", "--policy"])
-            .arg(&self.policy)
-            .arg("--approver-script")
+            .args(["--task", task, "--policy"])
+            .arg(&self.policy);
+        cmd
+    }
+
+    /// `agp run` for a live agent, headless, with answers for approvals from `approvals`.
+    pub fn run(&self, intendant: &str, env: &[(&str, &str)], approvals: &str) -> Output {
+        let script = self.file("approvals.txt", approvals);
+        let mut cmd = self.run_command(intendant, "do the scripted work");
+        cmd.arg("--approver-script")
             .arg(&script)
             .args(["--approval-timeout", "20"])
             .stdin(Stdio::null());

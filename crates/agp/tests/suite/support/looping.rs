@@ -108,6 +108,13 @@ impl DemoWorld {
             dir,
         }
     }
+
+    /// A fresh `tmp` directory in the world (an agp run's TMPDIR, where its demo copies go).
+    pub fn tmp(&self) -> PathBuf {
+        let tmp = self.dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        tmp
+    }
 }
 
 /// A fresh agp home (initialized, with a key) and a user home, in one tempdir (the fields of a
