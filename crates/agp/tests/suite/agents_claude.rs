@@ -137,8 +137,7 @@ fn claude_p(
 }
 
 fn base_env(world: &World, model: &FakeModel) -> Vec<(String, String)> {
-    let home = world.dir.path().join("claude-home");
-    std::fs::create_dir_all(&home).unwrap();
+    let home = world.new_dir("claude-home");
     vec![
         ("HOME".into(), home.display().to_string()),
         ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),

@@ -167,8 +167,7 @@ fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
 fn codex_install_hooks_reports_an_untrusted_hook() {
     let Some(codex) = codex() else { return };
     let world = World::new();
-    let codex_home = world.dir.path().join("codex-home");
-    std::fs::create_dir_all(&codex_home).unwrap();
+    let codex_home = world.new_dir("codex-home");
     let out = Command::new(AGP)
         .arg("--home")
         .arg(&world.home)

@@ -82,8 +82,7 @@ fn claude_call_ran(client: &Client, agp: &Path) -> bool {
         Turn::Text("done".into()),
     ])
     .unwrap();
-    let home = world.dir.path().join("claude-home");
-    std::fs::create_dir_all(&home).unwrap();
+    let home = world.new_dir("claude-home");
     let out = Command::new(&client.native)
         // Bash is pre-approved: only the hook stands between the model and the call.
         .args([

@@ -111,8 +111,7 @@ fn claude_code_without_a_login_says_so_in_one_line() {
         return;
     };
     let world = World::new();
-    let home = world.dir.path().join("empty-home");
-    std::fs::create_dir_all(&home).unwrap();
+    let home = world.new_dir("empty-home");
     let mut cmd = world.run_command("claude-code", "do it");
     cmd.env("HOME", &home)
         .env("AGP_CLAUDE_BIN", &client.native)
@@ -188,8 +187,7 @@ fn codex_with_only_an_api_key_starts_and_reports_the_unreachable_api() {
         return;
     };
     let world = World::new();
-    let codex_home = world.dir.path().join("codex-home");
-    std::fs::create_dir_all(&codex_home).unwrap();
+    let codex_home = world.new_dir("codex-home");
     let out = world.run(
         "codex",
         &[
@@ -248,8 +246,7 @@ fn a_version_outside_the_tested_range_runs_with_a_journaled_warning() {
 #[test]
 fn codex_without_a_key_says_so_in_one_line() {
     let world = World::new();
-    let codex_home = world.dir.path().join("codex-home");
-    std::fs::create_dir_all(&codex_home).unwrap();
+    let codex_home = world.new_dir("codex-home");
     let run = |extra: &[(&str, &str)]| {
         let mut cmd = world.run_command("codex", "do it");
         cmd.env("CODEX_HOME", &codex_home)

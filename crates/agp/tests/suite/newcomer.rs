@@ -427,46 +427,31 @@ fn journal_show_and_proof_say_what_they_did_not_find() {
     let w = demo_world();
     let entries = journal(&w.home).len();
 
-    let kind = agp(
-        &w.home,
-        &w.user_home,
-        &["journal", "show", "--kind", "no.such"],
-    );
-    let (out, err) = text(&kind);
-    assert_eq!(code(&kind), 1, "{out}{err}");
-    assert!(out.is_empty(), "{out}");
-    assert!(
-        err.contains("agp: no entries of kind no.such; kinds in the journal: journal.created"),
-        "{err}"
-    );
-
-    let session = agp(
-        &w.home,
-        &w.user_home,
-        &["journal", "show", "--session", "s-nope"],
-    );
-    let (_, err) = text(&session);
-    assert_eq!(code(&session), 1);
-    assert!(
-        err.contains("no such session in the journal: s-nope"),
-        "{err}"
-    );
-
-    let proof = agp(
-        &w.home,
-        &w.user_home,
-        &["journal", "proof", "--seq", "1000"],
-    );
-    let (_, err) = text(&proof);
-    assert_eq!(code(&proof), 1);
-    assert!(
-        err.contains(&format!(
-            "no entry with seq 1000: the journal has {entries} entries (seq 0 to {})",
-            entries - 1
-        )),
-        "{err}"
-    );
-    assert!(!err.contains("wait"), "{err}");
+    let not_found = [
+        (
+            &["journal", "show", "--kind", "no.such"][..],
+            "agp: no entries of kind no.such; kinds in the journal: journal.created".to_owned(),
+        ),
+        (
+            &["journal", "show", "--session", "s-nope"],
+            "no such session in the journal: s-nope".to_owned(),
+        ),
+        (
+            &["journal", "proof", "--seq", "1000"],
+            format!(
+                "no entry with seq 1000: the journal has {entries} entries (seq 0 to {})",
+                entries - 1
+            ),
+        ),
+    ];
+    for (args, message) in not_found {
+        let o = agp(&w.home, &w.user_home, args);
+        let (out, err) = text(&o);
+        assert_eq!(code(&o), 1, "{args:?}: {out}{err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(err.contains(&message), "{err}");
+        assert!(!err.contains("wait"), "{err}");
+    }
 }
 
 #[test]

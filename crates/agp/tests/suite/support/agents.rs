@@ -259,6 +259,13 @@ impl World {
         p
     }
 
+    /// A fresh directory `name` in the world (an empty home for the agent, say).
+    pub fn new_dir(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
     /// `agp run` of `intendant` on this world's home, repository and policy, with `task`.
     pub fn run_command(&self, intendant: &str, task: &str) -> Command {
         let mut cmd = Command::new(AGP);
