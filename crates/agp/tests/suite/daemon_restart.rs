@@ -113,16 +113,22 @@ fn sigkill(k: &mut Daemon) {
     k.0.wait().unwrap();
 }
 
-#[test]
-fn an_approval_that_expired_while_the_daemon_was_dead_is_journaled_as_timeout() {
-    let s = setup();
-    let mut daemon = start(&s.home, &s.policy, &s.fifo, 2);
-    let waiter = pending_call(&s);
+/// A daemon (approval timeout `approval_secs`) killed outright while a call waits for approval:
+/// the waiting call is not allowed.
+fn killed_with_a_pending_call(s: &Setup, approval_secs: u64) {
+    let mut daemon = start(&s.home, &s.policy, &s.fifo, approval_secs);
+    let waiter = pending_call(s);
     sigkill(&mut daemon);
     assert!(
         !waiter.join().unwrap(),
         "a dead daemon's call must not be allowed"
     );
+}
+
+#[test]
+fn an_approval_that_expired_while_the_daemon_was_dead_is_journaled_as_timeout() {
+    let s = setup();
+    killed_with_a_pending_call(&s, 2);
     std::thread::sleep(Duration::from_millis(2500));
 
     let daemon = start(&s.home, &s.policy, &s.fifo, 2);
@@ -136,10 +142,7 @@ fn an_approval_that_expired_while_the_daemon_was_dead_is_journaled_as_timeout() 
 #[test]
 fn an_approval_still_in_time_is_reattached_and_decided_after_restart() {
     let s = setup();
-    let mut daemon = start(&s.home, &s.policy, &s.fifo, 60);
-    let waiter = pending_call(&s);
-    sigkill(&mut daemon);
-    assert!(!waiter.join().unwrap());
+    killed_with_a_pending_call(&s, 60);
 
     // The restarted daemon's approver answers: the re-attached request gets the decision.
     let answers = s.home.parent().unwrap().join("answers");
