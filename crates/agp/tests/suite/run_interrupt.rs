@@ -429,17 +429,7 @@ fn a_signal_ends_a_live_agent_run_and_removes_its_scratch_folder() {
             .collect();
         assert!(scratch.is_empty(), "{scratch:?}");
         // The timeline names the sandbox that proved itself before the agent started.
-        let shown = Command::new(AGP)
-            .arg("--home")
-            .arg(&w.home)
-            .args(["sessions", "show", &session])
-            .output()
-            .unwrap();
-        let shown = String::from_utf8_lossy(&shown.stdout);
-        assert!(
-            shown.contains("sandbox.preflight    bubblewrap: passed"),
-            "{shown}"
-        );
+        let shown = support_loop::timeline_with_preflight(&w.home, None, &session);
         assert!(
             shown.contains("session.ended        interrupted"),
             "{shown}"

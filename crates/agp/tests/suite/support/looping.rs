@@ -49,6 +49,17 @@ pub fn agp_ok(home: &Path, user_home: Option<&Path>, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `agp sessions show SESSION` (as [`agp_ok`]), whose timeline must name the sandbox that proved
+/// itself before the agent started; the timeline.
+pub fn timeline_with_preflight(home: &Path, user_home: Option<&Path>, session: &str) -> String {
+    let shown = agp_ok(home, user_home, &["sessions", "show", session]);
+    assert!(
+        shown.contains("sandbox.preflight    bubblewrap: passed"),
+        "{shown}"
+    );
+    shown
+}
+
 /// `agp --home HOME` without a controlling terminal (`setsid -w`), with `HOME=user_home` and
 /// no stdin; the caller adds the arguments.
 pub fn agp_detached(home: &Path, user_home: &Path) -> Command {
