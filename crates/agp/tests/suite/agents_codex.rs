@@ -130,11 +130,9 @@ fn codex_exec(world: &World, model: &FakeModel, codex: &std::path::Path) -> Comm
 /// executable plays that Codex, so this runs whether or not the real client is installed.
 #[test]
 fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
-    use std::os::unix::fs::PermissionsExt;
     let world = World::new();
-    let fake = world.dir.path().join("codex");
-    std::fs::write(
-        &fake,
+    let fake = write_executable(
+        &world.dir.path().join("codex"),
         "#!/bin/sh\n\
          if [ \"$1\" = --version ]; then echo 'codex-cli 0.169.0'; exit 0; fi\n\
          if [ \"$1\" = app-server ]; then\n\
@@ -144,9 +142,7 @@ fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
            exit 0\n\
          fi\n\
          touch ran-ungoverned\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let out = run_fake_codex(&world, &fake);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = text(&out.stderr);

@@ -4,7 +4,6 @@
 
 use super::support::agents as agents_support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use agents_support::*;
@@ -12,18 +11,13 @@ use serde_json::Value;
 
 /// A stand-in `claude` that prints `version` for `--version` and records any other start.
 fn stand_in(world: &World, version: &str) -> PathBuf {
-    let exe = world.dir.path().join("bin/claude");
-    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
-    std::fs::write(
-        &exe,
-        format!(
+    write_executable(
+        &world.dir.path().join("bin/claude"),
+        &format!(
             "#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{version} (Claude Code)'; exit 0; fi\n\
              touch ran-ungoverned\n"
         ),
     )
-    .unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    exe
 }
 
 fn run_claude(world: &World, exe: &std::path::Path) -> std::process::Output {
@@ -84,14 +78,10 @@ fn stub_claude_package(scope: &Path) -> PathBuf {
         r#"{"name":"@anthropic-ai/claude-code","version":"2.1.332"}"#,
     )
     .unwrap();
-    let stub = root.join("bin/claude.exe");
-    std::fs::write(
-        &stub,
+    write_executable(
+        &root.join("bin/claude.exe"),
         "echo \"Error: claude native binary not installed.\" >&2\nexit 1\n",
     )
-    .unwrap();
-    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
-    stub
 }
 
 #[test]
@@ -103,6 +93,14 @@ fn a_stub_claude_exe_left_by_ignore_scripts_is_explained() {
     let err = text(&out.stderr);
     assert!(err.contains("--ignore-scripts"), "{err}");
     assert!(!err.contains("Exec format error"), "{err}");
+}
+
+/// The stderr of a launch refused before the agent started (exit 2), which must be one line.
+fn one_line_refusal(out: &std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    err
 }
 
 #[test]
@@ -118,10 +116,7 @@ fn claude_code_without_a_login_says_so_in_one_line() {
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("ANTHROPIC_AUTH_TOKEN")
         .env_remove("CLAUDE_CODE_OAUTH_TOKEN");
-    let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let err = text(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let err = one_line_refusal(&cmd.output().unwrap());
     assert!(
         err.contains("Claude Code is not logged in: set ANTHROPIC_API_KEY"),
         "{err}"
@@ -258,10 +253,7 @@ fn codex_without_a_key_says_so_in_one_line() {
         }
         cmd.output().unwrap()
     };
-    let out = run(&[]);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let err = text(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let err = one_line_refusal(&run(&[]));
     assert!(
         err.contains("Codex is not logged in: set OPENAI_API_KEY"),
         "{err}"
@@ -286,16 +278,13 @@ fn codex_without_a_key_says_so_in_one_line() {
 #[test]
 fn codex_that_exits_early_is_reported_with_status_and_stderr() {
     let world = World::new();
-    let fake = world.dir.path().join("codex");
-    std::fs::write(
-        &fake,
+    let fake = write_executable(
+        &world.dir.path().join("codex"),
         "#!/bin/sh\n\
          if [ \"$1\" = --version ]; then echo 'codex-cli 0.171.0'; exit 0; fi\n\
          echo 'Error: Missing optional dependency @openai/codex-linux-x64' >&2\n\
          exit 3\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let out = run_fake_codex(&world, &fake);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = text(&out.stderr);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use support_loop::{demo_world, journal, AGP};
+use support_loop::{demo_world, journal, DemoWorld, AGP};
 
 use super::support::looping as support_loop;
 
@@ -20,6 +20,14 @@ fn agp(home: &Path, user: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
+}
+
+/// `agp ARGS` in the demo world, which must exit with `want`; its stderr.
+fn stderr_after(w: &DemoWorld, args: &[&str], want: i32) -> String {
+    let out = agp(&w.home, &w.user_home, args);
+    let (_, err) = text(&out);
+    assert_eq!(code(&out), want, "{err}");
+    err
 }
 
 fn text(out: &Output) -> (String, String) {
@@ -214,16 +222,12 @@ fn doctor_and_key_hints_lead_out_of_a_lost_public_key() {
     std::fs::remove_file(&pub_key).unwrap();
 
     // `key show` has no --key option: its hint must not name one.
-    let show = agp(&w.home, &w.user_home, &["key", "show"]);
-    let (_, err) = text(&show);
-    assert_eq!(code(&show), 2, "{err}");
+    let err = stderr_after(&w, &["key", "show"], 2);
     assert!(!err.contains("--key"), "{err}");
     assert!(err.contains(" keygen --repair-pub`"), "{err}");
 
     // `keygen` refuses to overwrite the key, and says how to rebuild the public one instead.
-    let keygen = agp(&w.home, &w.user_home, &["keygen"]);
-    let (_, err) = text(&keygen);
-    assert_eq!(code(&keygen), 2, "{err}");
+    let err = stderr_after(&w, &["keygen"], 2);
     assert!(err.contains(" keygen --repair-pub` rebuilds it"), "{err}");
 
     // Doctor's fix lines run as printed and repair the home.
@@ -253,9 +257,7 @@ fn repair_pub_refuses_a_private_key_that_did_not_sign_the_journal() {
         w.home.join("keys/journal.key"),
     )
     .unwrap();
-    let mismatch = agp(&w.home, &w.user_home, &["keygen", "--repair-pub"]);
-    let (_, err) = text(&mismatch);
-    assert_eq!(code(&mismatch), 2, "{err}");
+    let err = stderr_after(&w, &["keygen", "--repair-pub"], 2);
     assert!(err.contains("does not belong to"), "{err}");
     assert_eq!(
         std::fs::read(w.home.join("keys/journal.pub")).unwrap(),
@@ -264,9 +266,7 @@ fn repair_pub_refuses_a_private_key_that_did_not_sign_the_journal() {
 
     // With the public key gone, the journal decides: it was not signed by the swapped key.
     std::fs::remove_file(w.home.join("keys/journal.pub")).unwrap();
-    let refused = agp(&w.home, &w.user_home, &["keygen", "--repair-pub"]);
-    let (_, err) = text(&refused);
-    assert_eq!(code(&refused), 2, "{err}");
+    let err = stderr_after(&w, &["keygen", "--repair-pub"], 2);
     assert!(err.contains("does not verify with"), "{err}");
     assert!(!w.home.join("keys/journal.pub").exists());
 }
@@ -283,9 +283,7 @@ fn doctor_does_not_send_a_lost_signing_key_to_keygen_in_a_loop() {
         .unwrap_or_else(|| panic!("{out}"));
     // `agp keygen` would refuse (the journal needs its own key): the fix says what works.
     assert!(line.contains("fix: restore"), "{line}");
-    let keygen = agp(&w.home, &w.user_home, &["keygen"]);
-    let (_, err) = text(&keygen);
-    assert_eq!(code(&keygen), 2);
+    let err = stderr_after(&w, &["keygen"], 2);
     assert!(err.contains("restore that key"), "{err}");
 }
 
@@ -321,9 +319,7 @@ fn a_policy_that_defaults_to_allow_fails_check() {
     )
     .unwrap();
     let p = policy.to_str().unwrap();
-    let out = agp(&w.home, &w.user_home, &["policy", "check", p]);
-    let (_, err) = text(&out);
-    assert_eq!(code(&out), 1, "{err}");
+    let err = stderr_after(&w, &["policy", "check", p], 1);
     assert!(
         err.contains(&format!(
             "agp: error: {p}:3:1: default = \"allow\" lets every call no rule matches run without asking"

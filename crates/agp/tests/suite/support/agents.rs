@@ -329,6 +329,15 @@ pub fn assert_ran(out: &Output) -> String {
     stdout
 }
 
+/// An executable shell script at `path` (its folder made as needed); the path.
+pub fn write_executable(path: &Path, script: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_owned()
+}
+
 pub fn journal(home: &Path) -> Vec<Value> {
     std::fs::read_to_string(home.join("journal/entries.jsonl"))
         .unwrap_or_default()
