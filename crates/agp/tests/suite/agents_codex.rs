@@ -131,11 +131,10 @@ fn codex_exec(world: &World, model: &FakeModel, codex: &std::path::Path) -> Comm
 #[test]
 fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
     let world = World::new();
-    let fake = write_executable(
-        &world.dir.path().join("codex"),
-        "#!/bin/sh\n\
-         if [ \"$1\" = --version ]; then echo 'codex-cli 0.169.0'; exit 0; fi\n\
-         if [ \"$1\" = app-server ]; then\n\
+    let out = run_fake_codex(
+        &world,
+        "0.169.0",
+        "if [ \"$1\" = app-server ]; then\n\
            while read -r line; do\n\
              case \"$line\" in *'\"id\":2'*) echo '{\"id\":2,\"result\":{\"data\":[{\"cwd\":\"/\",\"hooks\":[],\"warnings\":[],\"errors\":[]}]}}';; esac\n\
            done\n\
@@ -143,7 +142,6 @@ fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
          fi\n\
          touch ran-ungoverned\n",
     );
-    let out = run_fake_codex(&world, &fake);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = text(&out.stderr);
     assert!(stderr.contains("hook wiring not verified"), "{stderr}");

@@ -278,14 +278,11 @@ fn codex_without_a_key_says_so_in_one_line() {
 #[test]
 fn codex_that_exits_early_is_reported_with_status_and_stderr() {
     let world = World::new();
-    let fake = write_executable(
-        &world.dir.path().join("codex"),
-        "#!/bin/sh\n\
-         if [ \"$1\" = --version ]; then echo 'codex-cli 0.171.0'; exit 0; fi\n\
-         echo 'Error: Missing optional dependency @openai/codex-linux-x64' >&2\n\
-         exit 3\n",
+    let out = run_fake_codex(
+        &world,
+        "0.171.0",
+        "echo 'Error: Missing optional dependency @openai/codex-linux-x64' >&2\nexit 3\n",
     );
-    let out = run_fake_codex(&world, &fake);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = text(&out.stderr);
     assert!(

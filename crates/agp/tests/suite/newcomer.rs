@@ -312,12 +312,10 @@ fn run_with_repo_but_no_script_is_refused_and_touches_nothing() {
 #[test]
 fn a_policy_that_defaults_to_allow_fails_check() {
     let w = demo_world();
-    let policy = w.dir.path().join("allow.toml");
-    std::fs::write(
-        &policy,
+    let policy = w.file(
+        "allow.toml",
         "version = 1\n# comment\ndefault = \"allow\"\n\n[[rule]]\nid = \"r\"\neffect = \"deny\"\nmatch = [\"Bash(rm:*)\"]\n",
-    )
-    .unwrap();
+    );
     let p = policy.to_str().unwrap();
     let err = stderr_after(&w, &["policy", "check", p], 1);
     assert!(
@@ -338,9 +336,8 @@ fn a_policy_that_defaults_to_allow_fails_check() {
 #[test]
 fn imported_claude_permissions_pass_check_and_name_what_changed() {
     let w = demo_world();
-    let settings = w.dir.path().join("settings.json");
-    std::fs::write(
-        &settings,
+    let settings = w.file(
+        "settings.json",
         r#"{"permissions": {
             "allow": ["Edit", "Write", "Bash(ls:*)", "Bash(npm run test:*)", "Read"],
             "ask": ["Bash(npm run test:*)"],
@@ -348,8 +345,7 @@ fn imported_claude_permissions_pass_check_and_name_what_changed() {
             "additionalDirectories": ["../docs"],
             "defaultMode": "acceptEdits"
         }}"#,
-    )
-    .unwrap();
+    );
     let policy = w.dir.path().join("imported.toml");
     let out = agp(
         &w.home,
@@ -612,8 +608,7 @@ fn the_demo_copy_is_removed_unless_kept() {
             })
             .count()
     };
-    let answers = w.dir.path().join("answers");
-    std::fs::write(&answers, "allow\ndeny\nallow\ndeny\n").unwrap();
+    let answers = w.file("answers", "allow\ndeny\nallow\ndeny\n");
     let run = |extra: &[&str]| {
         Command::new(AGP)
             .arg("--home")

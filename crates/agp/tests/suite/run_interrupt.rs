@@ -184,8 +184,7 @@ fn a_later_run_never_shows_or_answers_a_killed_runs_prompt() {
 
     // The next run's first answer must go to its own call-8, and its second to its call-9:
     // exactly what the demo script expects (exit 0).
-    let answers = w.dir.path().join("answers");
-    std::fs::write(&answers, "allow\ndeny\n").unwrap();
+    let answers = w.file("answers", "allow\ndeny\n");
     let out = Command::new(AGP)
         .arg("--home")
         .arg(&w.home)

@@ -622,11 +622,17 @@ pub fn codex_home_with_fake_provider(world: &World, model: &FakeModel, extra: &s
     home
 }
 
-/// `agp run --intendant codex` with `fake` as the Codex binary, an empty `CODEX_HOME` and a
-/// placeholder API key, no approvals typed; its output.
-pub fn run_fake_codex(world: &World, fake: &Path) -> Output {
-    let codex_home = world.dir.path().join("codex-home");
-    std::fs::create_dir_all(&codex_home).unwrap();
+/// `agp run --intendant codex` with a stand-in Codex (a shell script answering `--version` with
+/// `version`, then running `script`), an empty `CODEX_HOME` and a placeholder API key, no
+/// approvals typed; its output.
+pub fn run_fake_codex(world: &World, version: &str, script: &str) -> Output {
+    let fake = write_executable(
+        &world.dir.path().join("codex"),
+        &format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'codex-cli {version}'; exit 0; fi\n{script}"
+        ),
+    );
+    let codex_home = world.new_dir("codex-home");
     world.run(
         "codex",
         &[

@@ -120,6 +120,13 @@ impl DemoWorld {
         }
     }
 
+    /// A file `name` in the world's tempdir holding `contents`; its path.
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+
     /// A fresh `tmp` directory in the world (an agp run's TMPDIR, where its demo copies go).
     pub fn tmp(&self) -> PathBuf {
         let tmp = self.dir.path().join("tmp");
