@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use agp_gateway::{Client, ToolCallRequest};
 use serde_json::Value;
 
-use support_loop::{agp_ok, init_home, open_gate_session, start_daemon, Daemon};
+use support_loop::{agp_ok, open_gate_session, policy_world, start_daemon, Daemon};
 
 use super::support::looping as support_loop;
 
@@ -58,30 +58,22 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(
-        &policy,
+    let w = policy_world(
         "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"push-asks\"\neffect = \"require\"\nmatch = [\"Bash(git push:*)\"]\n",
-    )
-    .unwrap();
+    );
     // A FIFO nobody writes to: the approver waits forever, so the approval stays pending.
-    let fifo = dir.path().join("approver.fifo");
+    let fifo = w.dir.path().join("approver.fifo");
     assert!(Command::new("mkfifo")
         .arg(&fifo)
         .status()
         .unwrap()
         .success());
-    init_home(&home, None);
     Setup {
-        _dir: dir,
-        home,
-        repo,
-        policy,
+        home: w.home,
+        repo: w.repo,
+        policy: w.policy,
         fifo,
+        _dir: w.dir,
     }
 }
 

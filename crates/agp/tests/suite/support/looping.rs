@@ -135,6 +135,32 @@ impl DemoWorld {
     }
 }
 
+/// An initialized agp home (no user home), an empty repository and a policy file, in one
+/// tempdir.
+pub struct PolicyWorld {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub repo: PathBuf,
+    pub policy: PathBuf,
+}
+
+/// A [`PolicyWorld`] whose policy file holds `policy`.
+pub fn policy_world(policy: &str) -> PolicyWorld {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let policy_file = dir.path().join("policy.toml");
+    std::fs::write(&policy_file, policy).unwrap();
+    let home = dir.path().join("home");
+    init_home(&home, None);
+    PolicyWorld {
+        home,
+        repo,
+        policy: policy_file,
+        dir,
+    }
+}
+
 /// A fresh agp home (initialized, with a key) and a user home, in one tempdir (the fields of a
 /// [`DemoWorld`], whose repository is not made).
 pub fn home_world() -> DemoWorld {
