@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::exit::{Exit, EXIT_CODES_HELP};
 
 #[derive(Debug, Args)]
+#[command(mut_subcommands = |c| c.after_help(EXIT_CODES_HELP))]
 pub struct BenchArgs {
     #[command(subcommand)]
     pub target: BenchTarget,
@@ -22,22 +23,16 @@ pub struct BenchArgs {
 #[derive(Debug, Subcommand)]
 pub enum BenchTarget {
     /// Journal append throughput under a durability mode.
-    #[command(after_help = EXIT_CODES_HELP)]
     Journal(journal::JournalBenchArgs),
     /// Offline verification throughput and memory.
-    #[command(after_help = EXIT_CODES_HELP)]
     Verify(verify::VerifyBenchArgs),
     /// Policy evaluation latency (parsing included) with a large rule set.
-    #[command(after_help = EXIT_CODES_HELP)]
     Policy(policy::PolicyBenchArgs),
     /// Gateway round trips through a real daemon over a Unix socket.
-    #[command(after_help = EXIT_CODES_HELP)]
     Gateway(gateway::GatewayBenchArgs),
     /// `agp hook` per-call cost: process start to decision printed, against a real daemon.
-    #[command(after_help = EXIT_CODES_HELP)]
     Hook(hook::HookBenchArgs),
     /// Sandbox spawn latency.
-    #[command(after_help = EXIT_CODES_HELP)]
     Sandbox(sandbox::SandboxBenchArgs),
 }
 
