@@ -92,26 +92,23 @@ fn governed_session(version: &'static str, via: Via) {
 /// gateway that is not there: the call is denied, nothing runs.
 #[test]
 fn claude_code_hook_denies_when_the_daemon_is_not_running() {
-    let Some(claude) = claude() else { return };
-    let world = World::new();
-    let model = FakeModel::anthropic(vec![Turn::Shell("echo ran > ran.txt".into())]).unwrap();
-    check_denied_without_daemon(
-        &world,
-        claude_p(&world, &model, &claude, true),
-        &model,
-        CLAUDE_CALLS,
-    );
+    check_denied_without_daemon(&CLAUDE_ON_HOST);
 }
 
 /// A daemon killed (SIGKILL) while an approval is pending: the waiting hook denies.
 #[test]
 fn claude_code_hook_denies_when_the_daemon_dies_mid_approval() {
-    let Some(claude) = claude() else { return };
-    let world = World::new();
-    let model = FakeModel::anthropic(vec![Turn::Shell("mkdir needs-approval".into())]).unwrap();
-    let agent = claude_p(&world, &model, &claude, true);
-    kill_daemon_mid_approval(&world, "claude-code", agent, &model, CLAUDE_CALLS);
+    kill_daemon_mid_approval(&CLAUDE_ON_HOST);
 }
+
+/// `claude -p` with agp's hook, for the hook's own tests.
+const CLAUDE_ON_HOST: HostAgent = HostAgent {
+    name: "claude-code",
+    client: claude,
+    model: FakeModel::anthropic,
+    command: |world, model, claude| claude_p(world, model, claude, true),
+    calls: CLAUDE_CALLS,
+};
 
 /// `claude -p` on the host against the fake model, outside agp's sandbox; `with_hook` adds
 /// agp's hook in its settings (these tests exercise `agp hook` itself).

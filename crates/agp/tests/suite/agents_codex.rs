@@ -89,26 +89,23 @@ fn governed_session(version: &'static str, via: Via) {
 /// gateway that is not there: the call is denied, nothing runs.
 #[test]
 fn codex_hook_denies_when_the_daemon_is_not_running() {
-    let Some(codex) = codex() else { return };
-    let world = World::new();
-    let model = FakeModel::openai(vec![Turn::Shell("echo ran > ran.txt".into())]).unwrap();
-    check_denied_without_daemon(
-        &world,
-        codex_exec(&world, &model, &codex),
-        &model,
-        CODEX_CALLS,
-    );
+    check_denied_without_daemon(&CODEX_ON_HOST);
 }
 
 /// A daemon killed (SIGKILL) while an approval is pending: the waiting hook denies.
 #[test]
 fn codex_hook_denies_when_the_daemon_dies_mid_approval() {
-    let Some(codex) = codex() else { return };
-    let world = World::new();
-    let model = FakeModel::openai(vec![Turn::Shell("mkdir needs-approval".into())]).unwrap();
-    let agent = codex_exec(&world, &model, &codex);
-    kill_daemon_mid_approval(&world, "codex", agent, &model, CODEX_CALLS);
+    kill_daemon_mid_approval(&CODEX_ON_HOST);
 }
+
+/// `codex exec` with agp's hook, for the hook's own tests.
+const CODEX_ON_HOST: HostAgent = HostAgent {
+    name: "codex",
+    client: codex,
+    model: FakeModel::openai,
+    command: codex_exec,
+    calls: CODEX_CALLS,
+};
 
 /// `codex exec` on the host with agp's hook in the user config. Outside agp's launcher the hook
 /// is not managed, so these tests (of `agp hook` itself) pass `--dangerously-bypass-hook-trust`;

@@ -715,17 +715,40 @@ pub fn daemon_with_gate_session(world: &World, intendant: &str) -> (Child, PathB
     (daemon, socket, session.token)
 }
 
-/// Runs `agent` against a gate session of a fresh `agp daemon` and, once its call (its first)
+/// A real agent CLI run on the host with agp's hook, outside agp's sandbox (the tests that use
+/// it exercise `agp hook` itself).
+pub struct HostAgent {
+    /// The intendant's name (`agp run --intendant`).
+    pub name: &'static str,
+    /// The installed client, if any.
+    pub client: fn() -> Option<PathBuf>,
+    /// The fake model that speaks the client's API.
+    pub model: fn(Vec<Turn>) -> std::io::Result<FakeModel>,
+    /// The client's command with agp's hook wired in, against the model.
+    pub command: fn(&World, &FakeModel, &Path) -> Command,
+    pub calls: CallNames,
+}
+
+impl HostAgent {
+    /// A fresh world, a model with the one `call`, and the agent's command; None (and the
+    /// loud skip) when the client is not installed.
+    fn with_call(&self, call: &str) -> Option<(World, FakeModel, Command)> {
+        let client = (self.client)()?;
+        let world = World::new();
+        let model = (self.model)(vec![Turn::Shell(call.into())]).unwrap();
+        let agent = (self.command)(&world, &model, &client);
+        Some((world, model, agent))
+    }
+}
+
+/// Runs the agent against a gate session of a fresh `agp daemon` and, once its call (its first)
 /// waits for approval, SIGKILLs the daemon: the waiting hook denies, the agent ends normally,
 /// the call never ran, and the model was told agp could not check it.
-pub fn kill_daemon_mid_approval(
-    world: &World,
-    intendant: &str,
-    mut agent: Command,
-    model: &FakeModel,
-    calls: CallNames,
-) {
-    let (mut daemon, socket, token) = daemon_with_gate_session(world, intendant);
+pub fn kill_daemon_mid_approval(host: &HostAgent) {
+    let Some((world, model, mut agent)) = host.with_call("mkdir needs-approval") else {
+        return;
+    };
+    let (mut daemon, socket, token) = daemon_with_gate_session(&world, host.name);
     let agent = with_gateway(&mut agent, &socket, &token)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -737,18 +760,16 @@ pub fn kill_daemon_mid_approval(
     let out = agent.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!world.repo.join("needs-approval").exists(), "the call ran");
-    let told = result_for(&model.tool_results(), &calls.harness(1));
+    let told = result_for(&model.tool_results(), &host.calls.harness(1));
     assert!(told.contains("agp could not check this call"), "{told}");
 }
 
-/// The agent (run with agp's hook and a gateway socket nobody listens on) ended normally, its
-/// call did not run, and the model was told agp could not check it.
-pub fn check_denied_without_daemon(
-    world: &World,
-    mut agent: Command,
-    model: &FakeModel,
-    calls: CallNames,
-) {
+/// The agent, run with agp's hook and a gateway socket nobody listens on, ends normally, its
+/// call does not run, and the model is told agp could not check it.
+pub fn check_denied_without_daemon(host: &HostAgent) {
+    let Some((world, model, mut agent)) = host.with_call("echo ran > ran.txt") else {
+        return;
+    };
     let no_daemon = world.dir.path().join("no-daemon.sock");
     let out = with_gateway(&mut agent, &no_daemon, "whatever")
         .output()
@@ -758,7 +779,7 @@ pub fn check_denied_without_daemon(
         !world.repo.join("ran.txt").exists(),
         "the call ran without a daemon"
     );
-    let told = result_for(&model.tool_results(), &calls.harness(1));
+    let told = result_for(&model.tool_results(), &host.calls.harness(1));
     assert!(told.contains("agp could not check this call"), "{told}");
 }
 
