@@ -7,7 +7,7 @@
 use super::support::agents as agents_support;
 use super::support::looping::SLACK_VARS;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -47,6 +47,14 @@ async fn fake_slack() -> FakeSlack {
     slack.add_user("UALICE", "Alice");
     slack.add_user("UBOB", "Bob");
     slack
+}
+
+/// A fresh world, the fake Slack, and a script (`calls`, YAML) for the scripted intendant.
+async fn scripted_world(calls: &str) -> (World, FakeSlack, PathBuf) {
+    let world = World::new();
+    let slack = fake_slack().await;
+    let script = world.file("script.yaml", calls);
+    (world, slack, script)
 }
 
 /// Waits for the pending approval of `command`, checks what it shows, and clicks as `user`.
@@ -214,14 +222,12 @@ async fn claude_code_require_is_decided_in_slack() {
 /// of `agp run` is tested even where the real clients are not installed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripted_require_is_decided_in_slack() {
-    let world = World::new();
-    let slack = fake_slack().await;
-    let script = world.file(
-        "script.yaml",
+    let (world, slack, script) = scripted_world(
         "calls:\n\
          \x20 - tool: Bash\n    input: { command: \"mkdir approved-dir\" }\n\
          \x20 - tool: Bash\n    input: { command: \"mkdir denied-dir\" }\n",
-    );
+    )
+    .await;
     let script = script.to_str().unwrap();
     let child = agp_run(
         &world,
@@ -264,12 +270,8 @@ fn nothing_journaled(home: &Path) {
 /// never falls back to another channel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_misconfigured_slack_refuses_to_start() {
-    let world = World::new();
-    let slack = fake_slack().await;
-    let script = world.file(
-        "script.yaml",
-        "calls:\n  - tool: Bash\n    input: { command: \"mkdir x\" }\n",
-    );
+    let (world, slack, script) =
+        scripted_world("calls:\n  - tool: Bash\n    input: { command: \"mkdir x\" }\n").await;
     let run = |cmd: &mut Command| {
         let child = cmd.spawn().unwrap();
         async move { wait_output(child).await }
