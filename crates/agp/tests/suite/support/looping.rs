@@ -346,7 +346,6 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let socket = home.join("run/gateway.sock");
     let child = Command::new("setsid")
         .arg("-w")
         .arg(AGP)
@@ -360,10 +359,16 @@ where
         .spawn()
         .unwrap();
     let daemon = Daemon(child);
+    wait_for_daemon(home);
+    daemon
+}
+
+/// Waits until the daemon of `home` takes connections on its gateway socket.
+pub fn wait_for_daemon(home: &Path) {
+    let socket = home.join("run/gateway.sock");
     let deadline = Instant::now() + Duration::from_secs(20);
     while UnixStream::connect(&socket).is_err() {
         assert!(Instant::now() < deadline, "daemon did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    daemon
 }
