@@ -5,12 +5,8 @@
 //! script (also for the `--json` summary of a live run).
 
 use std::ffi::OsStr;
-use std::fs::File;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, Pid, Signal};
@@ -18,7 +14,7 @@ use serde_json::Value;
 use support_loop::{demo_world, journal, AGP};
 
 use super::support::looping as support_loop;
-use super::support::pty::open_pty;
+use super::support::pty::{open_pty, Screen};
 
 /// Longest any step may take before the test gives up (a hang, not a measurement).
 const WAIT: Duration = Duration::from_secs(120);
@@ -233,43 +229,9 @@ fn a_later_run_never_shows_or_answers_a_killed_runs_prompt() {
     );
 }
 
-/// Everything the terminal shows, read from the pty's master side.
-struct Screen {
-    master: Arc<File>,
-    text: Arc<Mutex<Vec<u8>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Screen {
-    fn wait_for(&self, needle: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let text = String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "no {needle:?} on the terminal:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Screen {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
 /// `agp run EXTRA` with a fresh pty as its controlling terminal (stdin, stdout, stderr), demo
-/// copies under `tmp`; the screen and the thread reading it.
-fn run_on_pty(
-    w: &support_loop::DemoWorld,
-    tmp: &Path,
-    extra: &[&OsStr],
-) -> (Child, Screen, std::thread::JoinHandle<()>) {
+/// copies under `tmp`; the screen.
+fn run_on_pty(w: &support_loop::DemoWorld, tmp: &Path, extra: &[&OsStr]) -> (Child, Screen) {
     let (master, slave) = open_pty();
     // `setsid --ctty` makes the pty agp's controlling terminal, as in a terminal window (and
     // agp the session leader the kernel sends SIGHUP when the terminal goes away).
@@ -287,27 +249,7 @@ fn run_on_pty(
         .stderr(slave)
         .spawn()
         .unwrap();
-    let master = Arc::new(File::from(master));
-    let screen = Screen {
-        master: master.clone(),
-        text: Arc::new(Mutex::new(Vec::new())),
-        stop: Arc::new(AtomicBool::new(false)),
-    };
-    let (text, stop) = (screen.text.clone(), screen.stop.clone());
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while !stop.load(Ordering::SeqCst) {
-            match (&*master).read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => text.lock().unwrap().extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(_) => break,
-            }
-        }
-    });
-    (child, screen, reader)
+    (child, Screen::read(master))
 }
 
 #[test]
@@ -316,15 +258,14 @@ fn closing_the_terminal_ends_the_session() {
     let tmp = w.tmp();
     // The approver reads a FIFO nobody writes, so only the hang-up can end the wait.
     let fifo = mkfifo(&w.dir.path().join("answers"));
-    let (mut child, screen, reader) = run_on_pty(
+    let (mut child, screen) = run_on_pty(
         &w,
         &tmp,
         &[OsStr::new("--approver-script"), fifo.as_os_str()],
     );
     let session = wait_for_pending_approval(&w.home);
     // The terminal window closes: the last handle on the pty's master side goes away.
-    drop(screen);
-    reader.join().unwrap();
+    screen.close();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(2));
     assert_interrupted(&w.home, &session);
@@ -335,14 +276,13 @@ fn closing_the_terminal_ends_the_session() {
 fn ctrl_c_at_the_terminal_prompt_ends_the_session() {
     let w = demo_world();
     let tmp = w.tmp();
-    let (mut child, screen, reader) = run_on_pty(&w, &tmp, &[]);
-    screen.wait_for("decide:");
+    let (mut child, screen) = run_on_pty(&w, &tmp, &[]);
+    screen.wait_for("decide:", 1);
     let session = wait_for_pending_approval(&w.home);
-    (&*screen.master).write_all(&[0x03]).unwrap();
+    screen.press(&[0x03]);
     let status = child.wait().unwrap();
-    let shown = screen.wait_for("agp: interrupted by SIGINT");
-    drop(screen);
-    reader.join().unwrap();
+    let shown = screen.wait_for("agp: interrupted by SIGINT", 1);
+    screen.close();
     assert_eq!(status.code(), Some(2), "{shown}");
     assert!(
         shown.contains("interrupted: nothing was approved"),
