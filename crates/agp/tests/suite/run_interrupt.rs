@@ -14,7 +14,7 @@ use serde_json::Value;
 use support_loop::{demo_world, journal, AGP};
 
 use super::support::looping as support_loop;
-use super::support::pty::{open_pty, Screen};
+use super::support::pty::{open_pty, Screen, PATIENCE};
 
 /// Longest any step may take before the test gives up (a hang, not a measurement).
 const WAIT: Duration = Duration::from_secs(120);
@@ -249,7 +249,7 @@ fn run_on_pty(w: &support_loop::DemoWorld, tmp: &Path, extra: &[&OsStr]) -> (Chi
         .stderr(slave)
         .spawn()
         .unwrap();
-    (child, Screen::read(master))
+    (child, Screen::read(master, PATIENCE))
 }
 
 #[test]

@@ -8,7 +8,7 @@ use serde_json::Value;
 use support_loop::{demo_world, journal, workspace, AGP};
 
 use super::support::looping as support_loop;
-use super::support::pty::{open_pty, Screen};
+use super::support::pty::{open_pty, Screen, PATIENCE};
 
 #[test]
 fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
@@ -35,7 +35,7 @@ fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
         .spawn()
         .unwrap();
 
-    let screen = Screen::read(master);
+    let screen = Screen::read(master, PATIENCE);
 
     // First `require`: `rm notes.txt` (policy default). Look at the details, then allow.
     let shown = screen.wait_for("decide:", 1);
