@@ -298,18 +298,14 @@ fn ctrl_c_at_the_terminal_prompt_ends_the_session() {
 /// A stand-in for Claude Code at `DIR/claude`: answers `--version` as 2.1.332 and otherwise
 /// runs `body` (shell) in the repository; its path.
 fn fake_claude(w: &support_loop::DemoWorld, body: &str) -> PathBuf {
-    let agent = w.dir.path().join("claude");
-    std::fs::write(
-        &agent,
-        format!(
+    super::support::agents::write_executable(
+        &w.dir.path().join("claude"),
+        &format!(
             "#!/bin/sh\n\
              if [ \"$1\" = \"--version\" ]; then echo '2.1.332 (Claude Code)'; exit 0; fi\n\
              {body}"
         ),
     )
-    .unwrap();
-    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    agent
 }
 
 /// `agp run FLAGS --intendant claude-code --task TASK --repo REPO` with `agent` as the Claude
