@@ -32,10 +32,11 @@ fn claude_code_governed_session_newest() {
 }
 
 fn governed_session(version: &'static str, via: Via) {
-    let Some(client) = claude_at(version) else {
+    let managed = "/etc/claude-code/managed-settings.json";
+    let Some(governed) = governed(claude_at(version), via, managed) else {
         return;
     };
-    let (world, pwned) = governed_world("/etc/claude-code/managed-settings.json");
+    let world = &governed.world;
     // A hostile repository tries to switch hooks off and to allow everything with its own
     // hook: the managed settings (allowManagedHooksOnly) win, as every deny below shows.
     std::fs::create_dir(world.repo.join(".claude")).unwrap();
@@ -65,16 +66,12 @@ fn governed_session(version: &'static str, via: Via) {
         Turn::Text("finished".into()),
     ]);
     let model = FakeModel::anthropic(turns).unwrap();
-    let (url, (var, value)) = (model.base_url(), via.env(&client));
+    let url = model.base_url();
     let env = [
         ("ANTHROPIC_BASE_URL", url.as_str()),
         ("ANTHROPIC_API_KEY", "sk-test-not-a-real-key"),
-        (var, &value),
     ];
-    let out = world.run("claude-code", &env, "allow\ndeny not today\n");
-    let (_, j) = check_governed_session(&world, &model, &out, CLAUDE_CALLS, &pwned);
-    check_identity(&j, &client);
-    check_failed_call(&j, CLAUDE_CALLS, 11);
+    let (_, j) = governed.run("claude-code", &env, &model, CLAUDE_CALLS, 11);
 
     // 10: the policy's WebFetch domain is on the egress allowlist (the host then has no such
     // name, so the fetch itself fails after the proxy let it through).
@@ -84,8 +81,6 @@ fn governed_session(version: &'static str, via: Via) {
             && e["body"]["port"] == 80),
         "{j:#?}"
     );
-
-    check_preflight_and_verify(&world, &j);
 }
 
 /// Claude Code with agp's hook (outside any sandbox: this tests the hook binary itself) and a

@@ -30,10 +30,10 @@ fn codex_governed_session_newest() {
 }
 
 fn governed_session(version: &'static str, via: Via) {
-    let Some(client) = codex_at(version) else {
+    let Some(governed) = governed(codex_at(version), via, "/etc/codex/requirements.toml") else {
         return;
     };
-    let (world, pwned) = governed_world("/etc/codex/requirements.toml");
+    let world = &governed.world;
     // A hostile repository brings its own allow-all hooks and re-enables TTY sessions: managed
     // requirements (allow_managed_hooks_only) and agp's flags win, as the denies below show.
     std::fs::create_dir(world.repo.join(".codex")).unwrap();
@@ -61,15 +61,12 @@ fn governed_session(version: &'static str, via: Via) {
         Turn::Text("finished".into()),
     ]);
     let model = FakeModel::openai(turns).unwrap();
-    let home = codex_home(&world, &model).display().to_string();
-    let (var, value) = via.env(&client);
+    let home = codex_home(world, &model).display().to_string();
     let env = [
         ("CODEX_HOME", home.as_str()),
         ("FAKE_API_KEY", "not-a-real-key"),
-        (var, &value),
     ];
-    let out = world.run("codex", &env, "allow\ndeny not today\n");
-    let (results, j) = check_governed_session(&world, &model, &out, CODEX_CALLS, &pwned);
+    let (results, _) = governed.run("codex", &env, &model, CODEX_CALLS, 12);
 
     // 10, 11: no TTY sessions, so nothing can be typed into a running command past the hook.
     let told = result_for(&results, &CODEX_CALLS.harness(10));
@@ -80,9 +77,6 @@ fn governed_session(version: &'static str, via: Via) {
                 .unwrap()
                 .is_empty()
     );
-    check_identity(&j, &client);
-    check_failed_call(&j, CODEX_CALLS, 12);
-    check_preflight_and_verify(&world, &j);
 }
 
 /// Codex with agp's hook (outside any sandbox: this tests the hook binary itself) and a

@@ -378,6 +378,53 @@ pub fn result_for(results: &[(String, String, Option<bool>)], harness_id: &str) 
         )
 }
 
+/// A governed-session test: its [`governed_world`], where a sandbox escape would write, and the
+/// client with the way `agp run` finds it.
+pub struct Governed {
+    pub world: World,
+    pub pwned: PathBuf,
+    pub client: Client,
+    pub via: Via,
+}
+
+/// A [`Governed`] test of `client` (None, after the loud skip, when it is not installed) whose
+/// managed hook file is `managed`.
+pub fn governed(client: Option<Client>, via: Via, managed: &str) -> Option<Governed> {
+    let client = client?;
+    let (world, pwned) = governed_world(managed);
+    Some(Governed {
+        world,
+        pwned,
+        client,
+        via,
+    })
+}
+
+impl Governed {
+    /// `agp run` of `intendant` on the model's script with `env` and the variable that finds
+    /// the client, the human allowing call 8 and denying call 9; then the checks every governed
+    /// session shares (calls 1 to 9, call `failing` allowed and failed, the client's identity,
+    /// the sandbox preflight and the journal). Returns what the model was told and the journal.
+    pub fn run(
+        &self,
+        intendant: &str,
+        env: &[(&str, &str)],
+        model: &FakeModel,
+        calls: CallNames,
+        failing: u64,
+    ) -> (ToolResults, Vec<Value>) {
+        let (var, value) = self.via.env(&self.client);
+        let mut env = env.to_vec();
+        env.push((var, &value));
+        let out = self.world.run(intendant, &env, "allow\ndeny not today\n");
+        let (results, j) = check_governed_session(&self.world, model, &out, calls, &self.pwned);
+        check_identity(&j, &self.client);
+        check_failed_call(&j, calls, failing);
+        check_preflight_and_verify(&self.world, &j);
+        (results, j)
+    }
+}
+
 /// The world of a governed session: a `keep/` directory in the repository and the scripts
 /// the agent runs, aimed at `managed` (the agent's managed settings) and at a file outside
 /// every bind, returned.
@@ -475,7 +522,7 @@ pub type ToolResults = Vec<(String, String, Option<bool>)>;
 /// call, and calls 1 to 9 of [`governed_session_turns`] were allowed, denied, sandboxed,
 /// refused egress and approved or denied as they must be. Returns what the model was told and
 /// the journal, for the client-specific checks.
-pub fn check_governed_session(
+fn check_governed_session(
     world: &World,
     model: &FakeModel,
     out: &Output,
