@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use agents_support::*;
 use agp_testkit::{FakeModel, Turn};
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[test]
 fn claude_code_governed_session_oldest_supported() {
@@ -189,10 +189,7 @@ fn claude_code_with_install_hooks_and_agp_daemon() {
         1,
         "{j:#?}"
     );
-    let sessions: Vec<&Value> = j
-        .iter()
-        .filter(|e| e["kind"] == "session.started")
-        .collect();
+    let sessions = of_kind(&j, "session.started");
     assert_eq!(sessions.len(), 1, "one agp session per Claude Code session");
     world.assert_verified();
 }

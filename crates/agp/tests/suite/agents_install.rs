@@ -222,10 +222,7 @@ fn a_version_outside_the_tested_range_runs_with_a_journaled_warning() {
     // The stand-in ran (in the sandbox) as the agent.
     assert!(world.repo.join("ran-ungoverned").exists());
     let j = world.journal();
-    let warned: Vec<&Value> = j
-        .iter()
-        .filter(|e| e["kind"] == "intendant.version_untested")
-        .collect();
+    let warned = of_kind(&j, "intendant.version_untested");
     assert_eq!(warned.len(), 1, "{j:#?}");
     assert_eq!(warned[0]["body"]["version"], "2.1.999");
     let started = j.iter().find(|e| e["kind"] == "session.started").unwrap();

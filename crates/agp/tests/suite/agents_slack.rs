@@ -240,10 +240,7 @@ async fn scripted_require_is_decided_in_slack() {
     decide(&slack, "mkdir denied-dir", "UBOB", "agp_deny").await;
     wait_success(child).await;
     let j = world.journal();
-    let results: Vec<&Value> = j
-        .iter()
-        .filter(|e| e["kind"] == "tool_call.result")
-        .collect();
+    let results = of_kind(&j, "tool_call.result");
     assert_eq!(results.len(), 1, "only the approved call ran: {j:#?}");
     assert_decided_in_slack(&world, &slack, &j);
 }

@@ -350,6 +350,11 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The journal entries of `kind`.
+pub fn of_kind<'a>(j: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    j.iter().filter(|e| e["kind"] == kind).collect()
+}
+
 /// The journal entries of one kind for one call id.
 pub fn of_call<'a>(j: &'a [Value], kind: &str, call: &str) -> Vec<&'a Value> {
     j.iter()
