@@ -4,6 +4,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use agp_slack::fake::{self, FakeSlack};
+
+use super::support::stdout_ok;
 use std::process::{Command, Output};
 
 fn agp(fake: &FakeSlack, home: &std::path::Path, bot_token: &str) -> Command {
@@ -46,13 +48,7 @@ async fn slack_test_posts_an_approval_and_reports_the_click() {
     .expect("agp slack test did not finish")
     .unwrap()
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = stdout_ok(&out, "agp slack test");
     assert!(stdout.contains("allowed by Alice (UALICE)"), "{stdout}");
 }
 
@@ -83,12 +79,7 @@ async fn slack_check_reports_a_bad_token_without_printing_it() {
         .args(["slack", "check"])
         .output_async()
         .await;
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
-    );
+    stdout_ok(&ok, "agp slack check");
     let bad = agp(&fake, home.path(), "xoxb-not-the-right-secret")
         .args(["slack", "check"])
         .output_async()

@@ -319,14 +319,7 @@ impl World {
 
 /// `agp run` must have succeeded; its stdout.
 pub fn assert_ran(out: &Output) -> String {
-    let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "agp run failed: {}\n{stdout}\n{}",
-        out.status,
-        text(&out.stderr)
-    );
-    stdout
+    super::stdout_ok(out, "agp run")
 }
 
 /// An executable shell script at `path` (its folder made as needed); the path.

@@ -39,14 +39,7 @@ pub fn agp_ok(home: &Path, user_home: Option<&Path>, args: &[&str]) -> String {
     if let Some(user_home) = user_home {
         cmd.env("HOME", user_home);
     }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "agp {args:?} ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    super::stdout_ok(&cmd.output().unwrap(), &format!("agp {args:?}"))
 }
 
 /// `agp sessions show SESSION` (as [`agp_ok`]), whose timeline must name the sandbox that proved
@@ -228,13 +221,7 @@ pub fn claude_hook(home: &Path, user_home: &Path, project: Option<&Path>, event:
         .write_all(event.to_string().as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "hook failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = super::stdout_ok(&out, "the hook");
     serde_json::from_str(stdout.trim()).unwrap_or(Value::Null)
 }
 
