@@ -133,10 +133,7 @@ fn check_hints(
 
 #[test]
 fn every_next_hint_of_the_quick_start_works_as_printed() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp");
-    let user = dir.path().join("user");
-    std::fs::create_dir_all(&user).unwrap();
+    let (dir, home, user) = fresh_user("agp");
     let bin = bin_dir(dir.path());
 
     // The README's way: AGP_HOME names the home, so the hints need not.
