@@ -121,9 +121,7 @@ fn codex_exec(world: &World, model: &FakeModel, codex: &std::path::Path) -> Comm
 /// executable plays that Codex, so this runs whether or not the real client is installed.
 #[test]
 fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
-    let world = World::new();
-    let out = run_fake_codex(
-        &world,
+    let (world, stderr) = refused_fake_codex(
         "0.169.0",
         "if [ \"$1\" = app-server ]; then\n\
            while read -r line; do\n\
@@ -133,8 +131,6 @@ fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
          fi\n\
          touch ran-ungoverned\n",
     );
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = text(&out.stderr);
     assert!(stderr.contains("hook wiring not verified"), "{stderr}");
     assert!(
         !world.repo.join("ran-ungoverned").exists(),

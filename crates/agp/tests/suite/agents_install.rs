@@ -274,14 +274,10 @@ fn codex_without_a_key_says_so_in_one_line() {
 /// end of its stderr, not a timeout.
 #[test]
 fn codex_that_exits_early_is_reported_with_status_and_stderr() {
-    let world = World::new();
-    let out = run_fake_codex(
-        &world,
+    let (_world, err) = refused_fake_codex(
         "0.171.0",
         "echo 'Error: Missing optional dependency @openai/codex-linux-x64' >&2\nexit 3\n",
     );
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let err = text(&out.stderr);
     assert!(
         err.contains(
             "`codex app-server` stopped before listing its hooks: it exited with status 3"

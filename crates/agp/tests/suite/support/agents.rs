@@ -667,10 +667,18 @@ pub fn codex_home_with_fake_provider(world: &World, model: &FakeModel, extra: &s
     home
 }
 
-/// `agp run --intendant codex` with a stand-in Codex (a shell script answering `--version` with
-/// `version`, then running `script`), an empty `CODEX_HOME` and a placeholder API key, no
-/// approvals typed; its output.
-pub fn run_fake_codex(world: &World, version: &str, script: &str) -> Output {
+/// `agp run --intendant codex` in a fresh world with a stand-in Codex (a shell script answering
+/// `--version` with `version`, then running `script`), an empty `CODEX_HOME` and a placeholder
+/// API key, no approvals typed, which must refuse to run it (exit 2): the world and the stderr.
+pub fn refused_fake_codex(version: &str, script: &str) -> (World, String) {
+    let world = World::new();
+    let out = run_fake_codex(&world, version, script);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = text(&out.stderr);
+    (world, stderr)
+}
+
+fn run_fake_codex(world: &World, version: &str, script: &str) -> Output {
     let fake = write_executable(
         &world.dir.path().join("codex"),
         &format!(
