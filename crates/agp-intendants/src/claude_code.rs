@@ -7,9 +7,7 @@
 
 use std::path::PathBuf;
 
-use agp_contracts::intendant::{
-    Delivery, IntendantAdapter, IntendantError, LaunchContext, LaunchPlan, SeededFile,
-};
+use agp_contracts::intendant::{IntendantError, LaunchContext, ProcessPlan, SeededFile};
 use agp_contracts::sandbox::SANDBOX_HOME;
 use serde_json::{json, Value};
 
@@ -102,42 +100,41 @@ impl ClaudeCodeAdapter {
     }
 }
 
-impl IntendantAdapter for ClaudeCodeAdapter {
-    fn name(&self) -> &str {
-        NAME
+live::live_adapter!(ClaudeCodeAdapter);
+
+impl live::LiveAgent for ClaudeCodeAdapter {
+    const NAME: &'static str = NAME;
+    const EXE: &'static str = "claude";
+    const HEADLESS_ARGS: &'static [&'static str] = &["-p", "--output-format", "json"];
+    const ARGS: &'static [&'static str] = &[];
+    const FORBIDDEN_FLAGS: &'static [&'static str] = FORBIDDEN_FLAGS;
+
+    fn config(&self) -> &LiveConfig {
+        &self.config
     }
 
-    fn delivery(&self) -> Delivery {
-        Delivery::Hook
-    }
-
-    fn plan(&self, ctx: &LaunchContext) -> Result<LaunchPlan, IntendantError> {
-        let task = live::check_task(NAME, ctx)?;
-        let (exe, mut ro_binds) = live::agent_placement(&self.config, "claude");
-        let mut argv = vec![exe.display().to_string()];
-        if !ctx.interactive {
-            argv.extend(["-p".into(), "--output-format".into(), "json".into()]);
-        }
-        if !task.is_empty() {
-            argv.push(task);
-        }
-        let mut env = live::base_env(ctx, &self.config);
-        for (k, v) in [
+    fn launch(&self, ctx: &LaunchContext) -> Result<live::AgentLaunch, IntendantError> {
+        let env = [
             ("DISABLE_TELEMETRY", "1"),
             ("DISABLE_ERROR_REPORTING", "1"),
             ("DISABLE_AUTOUPDATER", "1"),
             ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
-        ] {
-            env.push((k.into(), v.into()));
-        }
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let settings = serde_json::to_vec_pretty(&self.managed_settings(ctx))
             .map_err(|e| IntendantError::Invalid(e.to_string()))?;
-        if let Some(c) = &self.credentials {
-            ro_binds.push((
-                c.clone(),
-                PathBuf::from(SANDBOX_HOME).join(".claude/.credentials.json"),
-            ));
-        }
+        let ro_binds = self
+            .credentials
+            .iter()
+            .map(|c| {
+                (
+                    c.clone(),
+                    PathBuf::from(SANDBOX_HOME).join(".claude/.credentials.json"),
+                )
+            })
+            .collect();
         let (host, port) = authority(&self.api_base_url())?;
         let mut files = vec![SeededFile {
             path: MANAGED_SETTINGS.into(),
@@ -160,18 +157,15 @@ impl IntendantAdapter for ClaudeCodeAdapter {
                 read_only: false,
             });
         }
-        Ok(live::process_launch(
-            ctx,
-            argv,
+        Ok(live::AgentLaunch {
             env,
-            files,
             ro_binds,
-            vec![format!("{host}:{port}")],
-        ))
+            files,
+            egress_hosts: vec![format!("{host}:{port}")],
+        })
     }
 
-    fn verify_wiring(&self, ctx: &LaunchContext, plan: &LaunchPlan) -> Result<(), IntendantError> {
-        let p = live::process_plan(NAME, plan, FORBIDDEN_FLAGS)?;
+    fn check_wiring(&self, ctx: &LaunchContext, p: &ProcessPlan) -> Result<(), IntendantError> {
         let file = live::managed_file(NAME, p, MANAGED_SETTINGS, "settings")?;
         let settings: Value = serde_json::from_slice(&file.contents)
             .map_err(|e| live::unverified(NAME, format!("managed settings are not JSON: {e}")))?;
@@ -208,7 +202,7 @@ impl IntendantAdapter for ClaudeCodeAdapter {
                 ));
             }
         }
-        live::check_env(NAME, ctx, &p.env)
+        Ok(())
     }
 }
 
@@ -235,11 +229,8 @@ pub(crate) fn authority(url: &str) -> Result<(String, u16), IntendantError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agp_contracts::intendant::ProcessPlan;
-
-    fn ctx() -> LaunchContext {
-        live::test_context()
-    }
+    use crate::live::{test_context as ctx, verified_process};
+    use agp_contracts::intendant::{IntendantAdapter, LaunchPlan};
 
     fn adapter() -> ClaudeCodeAdapter {
         ClaudeCodeAdapter {
@@ -259,12 +250,7 @@ mod tests {
 
     #[test]
     fn plan_is_headless_with_managed_hooks_and_model_egress() {
-        let a = adapter();
-        let plan = a.plan(&ctx()).unwrap();
-        a.verify_wiring(&ctx(), &plan).unwrap();
-        let LaunchPlan::Process(p) = plan else {
-            panic!()
-        };
+        let p = verified_process(&adapter(), &ctx());
         assert_eq!(
             p.argv,
             [
@@ -316,11 +302,7 @@ mod tests {
         );
 
         a.config.version = Some(identity::Version(2, 1, 197));
-        let plan = a.plan(&ctx()).unwrap();
-        a.verify_wiring(&ctx(), &plan).unwrap();
-        let LaunchPlan::Process(p) = plan else {
-            panic!()
-        };
+        let p = verified_process(&a, &ctx());
         let s: Value = serde_json::from_slice(&p.files[0].contents).unwrap();
         assert!(s["hooks"]["PreToolUse"][0]["hooks"][0]["onFailure"].is_null());
         assert!(s["hooks"]["PostToolUseFailure"].is_array());

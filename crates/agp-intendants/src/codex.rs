@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use agp_contracts::intendant::{
-    Delivery, IntendantAdapter, IntendantError, LaunchContext, LaunchPlan, SeededFile,
-};
+use agp_contracts::intendant::{IntendantError, LaunchContext, ProcessPlan, SeededFile};
 use agp_contracts::sandbox::SANDBOX_HOME;
 use serde_json::{json, Value};
 
@@ -73,7 +71,7 @@ impl CodexAdapter {
 
     /// Codex's executable inside the sandbox.
     pub fn sandbox_exe(&self) -> PathBuf {
-        live::agent_placement(&self.config, "codex").0
+        live::agent_placement(&self.config, <Self as live::LiveAgent>::EXE).0
     }
 
     /// The command that lists Codex's hooks (run in the session's sandbox by the launcher).
@@ -108,46 +106,35 @@ fn toml_string(s: &str) -> String {
     out
 }
 
-impl IntendantAdapter for CodexAdapter {
-    fn name(&self) -> &str {
-        NAME
+live::live_adapter!(CodexAdapter);
+
+impl live::LiveAgent for CodexAdapter {
+    const NAME: &'static str = NAME;
+    const EXE: &'static str = "codex";
+    const HEADLESS_ARGS: &'static [&'static str] = &["exec", "--skip-git-repo-check"];
+    const ARGS: &'static [&'static str] = &[
+        "--sandbox",
+        "danger-full-access",
+        "--disable",
+        "plugins",
+        // Codex 0.169 runs no hook for `write_stdin`: with TTY sessions an allowed
+        // long-running command (a REPL, `make -f -`) would take unjudged input. Without
+        // a TTY the command's stdin is closed, and `write_stdin` can only poll output.
+        "--disable",
+        NO_TTY_FEATURE,
+        "-c",
+        ALLOWED_OVERRIDES[0],
+    ];
+    const FORBIDDEN_FLAGS: &'static [&'static str] = FORBIDDEN_FLAGS;
+
+    fn config(&self) -> &LiveConfig {
+        &self.config
     }
 
-    fn delivery(&self) -> Delivery {
-        Delivery::Hook
-    }
-
-    fn plan(&self, ctx: &LaunchContext) -> Result<LaunchPlan, IntendantError> {
-        let task = live::check_task(NAME, ctx)?;
-        let (exe, mut ro_binds) = live::agent_placement(&self.config, "codex");
-        let mut argv = vec![exe.display().to_string()];
-        if !ctx.interactive {
-            argv.push("exec".into());
-            argv.push("--skip-git-repo-check".into());
-        }
-        argv.extend(
-            [
-                "--sandbox",
-                "danger-full-access",
-                "--disable",
-                "plugins",
-                // Codex 0.169 runs no hook for `write_stdin`: with TTY sessions an allowed
-                // long-running command (a REPL, `make -f -`) would take unjudged input. Without
-                // a TTY the command's stdin is closed, and `write_stdin` can only poll output.
-                "--disable",
-                NO_TTY_FEATURE,
-                "-c",
-                ALLOWED_OVERRIDES[0],
-            ]
-            .iter()
-            .map(std::string::ToString::to_string),
-        );
-        if !task.is_empty() {
-            argv.push(task);
-        }
+    fn launch(&self, ctx: &LaunchContext) -> Result<live::AgentLaunch, IntendantError> {
         let codex_home = PathBuf::from(SANDBOX_HOME).join(".codex");
-        let mut env = live::base_env(ctx, &self.config);
-        env.push(("CODEX_HOME".into(), codex_home.display().to_string()));
+        let env = vec![("CODEX_HOME".into(), codex_home.display().to_string())];
+        let mut ro_binds = Vec::new();
         if let Some(a) = &self.auth {
             ro_binds.push((a.clone(), codex_home.join("auth.json")));
         }
@@ -180,20 +167,17 @@ impl IntendantAdapter for CodexAdapter {
                 read_only: false,
             },
         ];
-        Ok(live::process_launch(
-            ctx,
-            argv,
+        Ok(live::AgentLaunch {
             env,
-            files,
             ro_binds,
+            files,
             egress_hosts,
-        ))
+        })
     }
 
     /// The static half of the proof (the plan); the launcher adds the dynamic half with
     /// [`probe_hooks`] inside the sandbox.
-    fn verify_wiring(&self, ctx: &LaunchContext, plan: &LaunchPlan) -> Result<(), IntendantError> {
-        let p = live::process_plan(NAME, plan, FORBIDDEN_FLAGS)?;
+    fn check_wiring(&self, _ctx: &LaunchContext, p: &ProcessPlan) -> Result<(), IntendantError> {
         for (i, a) in p.argv.iter().enumerate() {
             let value = match a.as_str() {
                 "-c" | "--config" => p.argv.get(i + 1).map(String::as_str),
@@ -241,7 +225,7 @@ impl IntendantAdapter for CodexAdapter {
                 "allow_managed_hooks_only is not set",
             ));
         }
-        live::check_env(NAME, ctx, &p.env)
+        Ok(())
     }
 }
 
@@ -397,11 +381,8 @@ pub fn check_hooks_list(result: &Value, ctx: &LaunchContext) -> Result<(), Inten
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agp_contracts::intendant::ProcessPlan;
-
-    fn ctx() -> LaunchContext {
-        live::test_context()
-    }
+    use crate::live::{test_context as ctx, verified_process};
+    use agp_contracts::intendant::{IntendantAdapter, LaunchPlan};
 
     fn adapter() -> CodexAdapter {
         CodexAdapter {
@@ -424,12 +405,7 @@ mod tests {
 
     #[test]
     fn plan_turns_codex_sandbox_off_and_wires_managed_hooks() {
-        let a = adapter();
-        let plan = a.plan(&ctx()).unwrap();
-        a.verify_wiring(&ctx(), &plan).unwrap();
-        let LaunchPlan::Process(p) = plan else {
-            panic!()
-        };
+        let p = verified_process(&adapter(), &ctx());
         assert_eq!(p.argv[1], "exec");
         assert!(p
             .argv

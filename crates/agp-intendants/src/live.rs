@@ -185,25 +185,121 @@ pub(crate) fn process_plan<'a>(
     Ok(p)
 }
 
-/// The launch of a live agent: `argv` in the repository, interactive as the context asks.
-pub(crate) fn process_launch(
+/// A live agent CLI governed through its hooks: what sets one apart from another. The launch
+/// and the checks every such agent needs are [`plan`] and [`verify_wiring`];
+/// [`live_adapter!`] makes the type an `IntendantAdapter` with them.
+pub(crate) trait LiveAgent {
+    /// The name on the command line, in the journal and in the hook command.
+    const NAME: &'static str;
+    /// The executable's name in the sandbox's bin directory.
+    const EXE: &'static str;
+    /// Arguments of a headless run, before [`Self::ARGS`].
+    const HEADLESS_ARGS: &'static [&'static str];
+    /// Arguments of every run, before the task.
+    const ARGS: &'static [&'static str];
+    /// Flags that would skip, replace or weaken the managed hook wiring.
+    const FORBIDDEN_FLAGS: &'static [&'static str];
+
+    fn config(&self) -> &LiveConfig;
+
+    /// What the agent adds to the common launch (run after the task is checked).
+    fn launch(&self, ctx: &LaunchContext) -> Result<AgentLaunch, IntendantError>;
+
+    /// The agent's own checks of a plan free of forbidden flags, before the environment's.
+    fn check_wiring(&self, ctx: &LaunchContext, plan: &ProcessPlan) -> Result<(), IntendantError>;
+}
+
+/// An agent's additions to the common launch.
+pub(crate) struct AgentLaunch {
+    /// Set after [`base_env`].
+    pub env: Vec<(String, String)>,
+    /// Bound after the agent's own executable.
+    pub ro_binds: Vec<(PathBuf, PathBuf)>,
+    pub files: Vec<SeededFile>,
+    pub egress_hosts: Vec<String>,
+}
+
+/// The launch of a live agent in the repository, interactive as the context asks: its
+/// executable, its arguments and the task, the common environment and the agent's additions.
+pub(crate) fn plan<A: LiveAgent>(
+    agent: &A,
     ctx: &LaunchContext,
-    argv: Vec<String>,
-    env: Vec<(String, String)>,
-    files: Vec<SeededFile>,
-    ro_binds: Vec<(PathBuf, PathBuf)>,
-    egress_hosts: Vec<String>,
-) -> LaunchPlan {
-    LaunchPlan::Process(ProcessPlan {
+) -> Result<LaunchPlan, IntendantError> {
+    let task = check_task(A::NAME, ctx)?;
+    let (exe, mut ro_binds) = agent_placement(agent.config(), A::EXE);
+    let mut argv = vec![exe.display().to_string()];
+    if !ctx.interactive {
+        argv.extend(
+            A::HEADLESS_ARGS
+                .iter()
+                .map(std::string::ToString::to_string),
+        );
+    }
+    argv.extend(A::ARGS.iter().map(std::string::ToString::to_string));
+    if !task.is_empty() {
+        argv.push(task);
+    }
+    let added = agent.launch(ctx)?;
+    let mut env = base_env(ctx, agent.config());
+    env.extend(added.env);
+    ro_binds.extend(added.ro_binds);
+    Ok(LaunchPlan::Process(ProcessPlan {
         argv,
         env,
         cwd: ctx.repo.clone(),
-        files,
+        files: added.files,
         ro_binds,
-        egress_hosts,
+        egress_hosts: added.egress_hosts,
         interactive: ctx.interactive,
-    })
+    }))
 }
+
+/// The proof a live agent's plan can carry the hook wiring: a process launch without any
+/// forbidden flag, the agent's own checks, and an environment that reaches the gateway.
+pub(crate) fn verify_wiring<A: LiveAgent>(
+    agent: &A,
+    ctx: &LaunchContext,
+    plan: &LaunchPlan,
+) -> Result<(), IntendantError> {
+    let p = process_plan(A::NAME, plan, A::FORBIDDEN_FLAGS)?;
+    agent.check_wiring(ctx, p)?;
+    check_env(A::NAME, ctx, &p.env)
+}
+
+/// Implements `IntendantAdapter` for a [`LiveAgent`]: hook delivery, [`plan`] and
+/// [`verify_wiring`].
+macro_rules! live_adapter {
+    ($agent:ty) => {
+        impl agp_contracts::intendant::IntendantAdapter for $agent {
+            fn name(&self) -> &str {
+                <$agent as $crate::live::LiveAgent>::NAME
+            }
+
+            fn delivery(&self) -> agp_contracts::intendant::Delivery {
+                agp_contracts::intendant::Delivery::Hook
+            }
+
+            fn plan(
+                &self,
+                ctx: &agp_contracts::intendant::LaunchContext,
+            ) -> Result<
+                agp_contracts::intendant::LaunchPlan,
+                agp_contracts::intendant::IntendantError,
+            > {
+                $crate::live::plan(self, ctx)
+            }
+
+            fn verify_wiring(
+                &self,
+                ctx: &agp_contracts::intendant::LaunchContext,
+                plan: &agp_contracts::intendant::LaunchPlan,
+            ) -> Result<(), agp_contracts::intendant::IntendantError> {
+                $crate::live::verify_wiring(self, ctx, plan)
+            }
+        }
+    };
+}
+pub(crate) use live_adapter;
 
 /// A headless launch context as the launcher builds it, for the adapters' tests.
 #[cfg(test)]
@@ -219,6 +315,20 @@ pub(crate) fn test_context() -> LaunchContext {
         agp_exe: AGP_EXE.into(),
         interactive: false,
     }
+}
+
+/// The process an adapter plans for the test context, its wiring verified.
+#[cfg(test)]
+pub(crate) fn verified_process(
+    adapter: &dyn agp_contracts::intendant::IntendantAdapter,
+    ctx: &LaunchContext,
+) -> ProcessPlan {
+    let plan = adapter.plan(ctx).unwrap();
+    adapter.verify_wiring(ctx, &plan).unwrap();
+    let LaunchPlan::Process(p) = plan else {
+        panic!("not a process launch")
+    };
+    p
 }
 
 /// The first argument that is one of `forbidden`, alone or as `FLAG=value`.

@@ -1,5 +1,5 @@
-//! Test support for agp's real-agent tests, and [`MemJournal`], the in-memory journal the
-//! crates' tests share.
+//! Test support for agp's real-agent tests, [`MemJournal`], the in-memory journal the crates'
+//! tests share, and [`pty`], a pseudo-terminal for tests that play the human at a terminal.
 //!
 //! [`FakeModel`] is a scripted model API on `127.0.0.1`: an Anthropic Messages endpoint
 //! (`POST /v1/messages`, streamed as Server-Sent Events with `event:` lines, which is what Claude
@@ -10,6 +10,7 @@
 
 mod http;
 mod journal;
+pub mod pty;
 mod sse;
 
 pub use journal::{Appended, MemJournal, BROKEN};

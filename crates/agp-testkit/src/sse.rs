@@ -4,26 +4,34 @@ use serde_json::{json, Value};
 
 use crate::{anthropic_tool, responses_tool, Turn};
 
-fn event(out: &mut String, name: &str, data: &Value) {
-    out.push_str("event: ");
-    out.push_str(name);
-    out.push_str("\ndata: ");
-    out.push_str(&data.to_string());
-    out.push_str("\n\n");
+/// A stream of `events`, each named after its `type`.
+fn stream(events: &[Value]) -> Vec<u8> {
+    let mut out = String::new();
+    for data in events {
+        out.push_str("event: ");
+        out.push_str(data["type"].as_str().unwrap_or_default());
+        out.push_str("\ndata: ");
+        out.push_str(&data.to_string());
+        out.push_str("\n\n");
+    }
+    out.into_bytes()
+}
+
+/// The text a turn answers with (a tool turn the API cannot express gets a placeholder).
+fn text_of(turn: &Turn) -> &str {
+    match turn {
+        Turn::Text(t) => t.as_str(),
+        _ => "(no such turn for this API)",
+    }
 }
 
 /// Anthropic Messages stream: message_start, one content block (start, delta, stop),
 /// message_delta with the stop reason, message_stop.
 pub(crate) fn anthropic(turn: &Turn, id: u64) -> Vec<u8> {
-    let mut out = String::new();
-    event(
-        &mut out,
-        "message_start",
-        &json!({"type": "message_start", "message": {
-            "id": format!("msg_fake_{id}"), "type": "message", "role": "assistant",
-            "model": "claude-fake", "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 10, "output_tokens": 1}}}),
-    );
+    let start = json!({"type": "message_start", "message": {
+        "id": format!("msg_fake_{id}"), "type": "message", "role": "assistant",
+        "model": "claude-fake", "content": [], "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": 10, "output_tokens": 1}}});
     let (block, delta, stop_reason) = if let Some((name, input)) = anthropic_tool(turn) {
         (
             json!({"type": "tool_use", "id": format!("toolu_fake_{id}"), "name": name, "input": {}}),
@@ -31,40 +39,23 @@ pub(crate) fn anthropic(turn: &Turn, id: u64) -> Vec<u8> {
             "tool_use",
         )
     } else {
-        let text = match turn {
-            Turn::Text(t) => t.as_str(),
-            _ => "(no such turn for this API)",
-        };
+        let text = text_of(turn);
         (
             json!({"type": "text", "text": ""}),
             json!({"type": "text_delta", "text": text}),
             "end_turn",
         )
     };
-    event(
-        &mut out,
-        "content_block_start",
-        &json!({"type": "content_block_start", "index": 0, "content_block": block}),
-    );
-    event(
-        &mut out,
-        "content_block_delta",
-        &json!({"type": "content_block_delta", "index": 0, "delta": delta}),
-    );
-    event(
-        &mut out,
-        "content_block_stop",
-        &json!({"type": "content_block_stop", "index": 0}),
-    );
-    event(
-        &mut out,
-        "message_delta",
-        &json!({"type": "message_delta",
-                "delta": {"stop_reason": stop_reason, "stop_sequence": null},
-                "usage": {"output_tokens": 5}}),
-    );
-    event(&mut out, "message_stop", &json!({"type": "message_stop"}));
-    out.into_bytes()
+    stream(&[
+        start,
+        json!({"type": "content_block_start", "index": 0, "content_block": block}),
+        json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "message_delta",
+               "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+               "usage": {"output_tokens": 5}}),
+        json!({"type": "message_stop"}),
+    ])
 }
 
 /// OpenAI Responses stream: response.created, the output item (added, done),
@@ -76,10 +67,7 @@ pub(crate) fn responses(turn: &Turn, id: u64) -> Vec<u8> {
     "call_id": format!("call_fake_{id}"), "name": name,
     "arguments": input.to_string(), "status": "completed"})
     } else {
-        let text = match turn {
-            Turn::Text(t) => t.as_str(),
-            _ => "(no such turn for this API)",
-        };
+        let text = text_of(turn);
         json!({
             "type": "message", "id": format!("msg_fake_{id}"), "role": "assistant",
             "status": "completed",
@@ -89,31 +77,15 @@ pub(crate) fn responses(turn: &Turn, id: u64) -> Vec<u8> {
         json!({"id": format!("resp_fake_{id}"), "object": "response", "status": status,
                "model": "gpt-fake", "output": output})
     };
-    let mut out = String::new();
-    event(
-        &mut out,
-        "response.created",
-        &json!({"type": "response.created", "response": response("in_progress", json!([]))}),
-    );
-    event(
-        &mut out,
-        "response.output_item.added",
-        &json!({"type": "response.output_item.added", "output_index": 0, "item": item}),
-    );
-    event(
-        &mut out,
-        "response.output_item.done",
-        &json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
-    );
     let mut done = response("completed", json!([item]));
     done["usage"] = json!({
         "input_tokens": 10, "input_tokens_details": {"cached_tokens": 0},
         "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": 15});
-    event(
-        &mut out,
-        "response.completed",
-        &json!({"type": "response.completed", "response": done}),
-    );
-    out.into_bytes()
+    stream(&[
+        json!({"type": "response.created", "response": response("in_progress", json!([]))}),
+        json!({"type": "response.output_item.added", "output_index": 0, "item": item}),
+        json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+        json!({"type": "response.completed", "response": done}),
+    ])
 }

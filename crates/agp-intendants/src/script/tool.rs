@@ -9,7 +9,8 @@ use serde_json::Value;
 /// The tools' names, as a script spells them.
 pub(super) const TOOLS: [&str; 6] = ["Bash", "Read", "Write", "Edit", "Glob", "Grep"];
 
-/// Claude Code's built-in tools, with their input fields as Claude Code names them.
+/// Claude Code's built-in tools, with their input fields as Claude Code names them (an unset
+/// option is left out, as Claude Code leaves it out).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "tool", content = "input")]
 pub enum Tool {
@@ -21,24 +22,22 @@ pub enum Tool {
     Grep(GrepInput),
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BashInput {
     pub command: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadInput {
     pub file_path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
 }
 
@@ -49,50 +48,46 @@ pub struct WriteInput {
     pub content: String,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EditInput {
     pub file_path: String,
     pub old_string: String,
     pub new_string: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replace_all: Option<bool>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GlobInput {
     pub pattern: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrepInput {
     pub pattern: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub glob: Option<String>,
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type")]
     pub file_type: Option<String>,
     /// `content`, `files_with_matches` or `count`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_mode: Option<String>,
-    #[serde(default, rename = "-i", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "-i")]
     pub case_insensitive: Option<bool>,
-    #[serde(default, rename = "-n", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "-n")]
     pub line_numbers: Option<bool>,
-    #[serde(default, rename = "-A", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "-A")]
     pub after: Option<u64>,
-    #[serde(default, rename = "-B", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "-B")]
     pub before: Option<u64>,
-    #[serde(default, rename = "-C", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "-C")]
     pub context: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_limit: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multiline: Option<bool>,
 }
 

@@ -5,6 +5,42 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+/// The home's files and folders: each is an accessor giving its path, below the path another
+/// accessor gives (the root, or a folder of the home).
+macro_rules! layout {
+    ($($(#[$doc:meta])* $name:ident = $base:ident / $file:expr;)*) => {
+        impl Home {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> PathBuf {
+                    self.$base().join($file)
+                }
+            )*
+        }
+    };
+}
+
+layout! {
+    config = root / "config.toml";
+    policy = root / "policy.toml";
+    keys_dir = root / "keys";
+    journal_dir = root / "journal";
+    state_db = root / "state.db";
+    run_dir = root / "run";
+    /// The journal's signing key (secret, mode 0600).
+    signer_key = keys_dir / agp_journal::keys::SIGNER_FILE;
+    /// The journal's verifier (public) key.
+    verifier_key = keys_dir / agp_journal::keys::VERIFIER_FILE;
+    /// The socket of the `agp daemon` serving this home.
+    gateway_socket = run_dir / agp_daemon::GATEWAY_SOCKET_FILE;
+    /// The admin token of the `agp daemon` serving this home.
+    admin_token = run_dir / agp_daemon::ADMIN_TOKEN_FILE;
+    /// Start-of-session snapshots of the repositories, for the end-of-session integrity check.
+    integrity_dir = root / "integrity";
+    /// Where the integrity check moves what it neutralizes, one folder per session.
+    quarantine_dir = root / "quarantine";
+}
+
 /// Layout of an agp home directory (`$AGP_HOME`, default `~/.agp`).
 #[derive(Debug, Clone)]
 pub struct Home {
@@ -53,48 +89,6 @@ impl Home {
 
     pub fn root(&self) -> &Path {
         &self.root
-    }
-    pub fn config(&self) -> PathBuf {
-        self.root.join("config.toml")
-    }
-    pub fn policy(&self) -> PathBuf {
-        self.root.join("policy.toml")
-    }
-    pub fn keys_dir(&self) -> PathBuf {
-        self.root.join("keys")
-    }
-    pub fn journal_dir(&self) -> PathBuf {
-        self.root.join("journal")
-    }
-    pub fn state_db(&self) -> PathBuf {
-        self.root.join("state.db")
-    }
-    pub fn run_dir(&self) -> PathBuf {
-        self.root.join("run")
-    }
-    /// The journal's signing key (secret, mode 0600).
-    pub fn signer_key(&self) -> PathBuf {
-        self.keys_dir().join(agp_journal::keys::SIGNER_FILE)
-    }
-    /// The journal's verifier (public) key.
-    pub fn verifier_key(&self) -> PathBuf {
-        self.keys_dir().join(agp_journal::keys::VERIFIER_FILE)
-    }
-    /// The socket of the `agp daemon` serving this home.
-    pub fn gateway_socket(&self) -> PathBuf {
-        self.run_dir().join(agp_daemon::GATEWAY_SOCKET_FILE)
-    }
-    /// The admin token of the `agp daemon` serving this home.
-    pub fn admin_token(&self) -> PathBuf {
-        self.run_dir().join(agp_daemon::ADMIN_TOKEN_FILE)
-    }
-    /// Start-of-session snapshots of the repositories, for the end-of-session integrity check.
-    pub fn integrity_dir(&self) -> PathBuf {
-        self.root.join("integrity")
-    }
-    /// Where the integrity check moves what it neutralizes, one folder per session.
-    pub fn quarantine_dir(&self) -> PathBuf {
-        self.root.join("quarantine")
     }
     /// Slack's settings (tokens: mode 0600).
     pub fn slack_settings(&self) -> PathBuf {

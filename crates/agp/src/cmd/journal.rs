@@ -134,12 +134,7 @@ pub fn run(home: &Home, args: JournalArgs) -> Result<Exit> {
                     eprintln!("agp: {message}");
                     Ok(Exit::Bad)
                 }
-                Err(e) => {
-                    if json {
-                        println!("{}", json!({"seq": seq, "error": e.to_string()}));
-                    }
-                    proof_failure(e)
-                }
+                Err(e) => proof_failure(e, json, json!({"seq": seq})),
             }
         }
         JournalCommand::VerifyProof {
@@ -171,12 +166,7 @@ pub fn run(home: &Home, args: JournalArgs) -> Result<Exit> {
                     }
                     Ok(Exit::Ok)
                 }
-                Err(e) => {
-                    if json {
-                        println!("{}", json!({"valid": false, "error": e.to_string()}));
-                    }
-                    proof_failure(e)
-                }
+                Err(e) => proof_failure(e, json, json!({"valid": false})),
             }
         }
         JournalCommand::Consistency {
@@ -231,12 +221,7 @@ pub fn run(home: &Home, args: JournalArgs) -> Result<Exit> {
                     }
                     Ok(Exit::Ok)
                 }
-                Err(e) => {
-                    if json {
-                        println!("{}", json!({"consistent": false, "error": e.to_string()}));
-                    }
-                    proof_failure(e)
-                }
+                Err(e) => proof_failure(e, json, json!({"consistent": false})),
             }
         }
         JournalCommand::Recover { json } => recover(home, json),
@@ -244,7 +229,12 @@ pub fn run(home: &Home, args: JournalArgs) -> Result<Exit> {
 }
 
 /// I/O problems mean "could not run" (2); anything else means the proof does not hold (1).
-fn proof_failure(e: ProofError) -> Result<Exit> {
+/// With `--json`, `fields` and the error go to stdout first.
+fn proof_failure(e: ProofError, json: bool, mut fields: Value) -> Result<Exit> {
+    if json {
+        fields["error"] = e.to_string().into();
+        println!("{fields}");
+    }
     match e {
         ProofError::Io { .. } => Err(e.into()),
         other => {

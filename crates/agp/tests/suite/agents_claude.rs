@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use agents_support::*;
 use agp_testkit::{FakeModel, Turn};
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[test]
 fn claude_code_governed_session_oldest_supported() {
@@ -32,10 +32,11 @@ fn claude_code_governed_session_newest() {
 }
 
 fn governed_session(version: &'static str, via: Via) {
-    let Some(client) = claude_at(version) else {
+    let managed = "/etc/claude-code/managed-settings.json";
+    let Some(governed) = governed(claude_at(version), via, managed) else {
         return;
     };
-    let (world, pwned) = governed_world("/etc/claude-code/managed-settings.json");
+    let world = &governed.world;
     // A hostile repository tries to switch hooks off and to allow everything with its own
     // hook: the managed settings (allowManagedHooksOnly) win, as every deny below shows.
     std::fs::create_dir(world.repo.join(".claude")).unwrap();
@@ -65,16 +66,12 @@ fn governed_session(version: &'static str, via: Via) {
         Turn::Text("finished".into()),
     ]);
     let model = FakeModel::anthropic(turns).unwrap();
-    let (url, (var, value)) = (model.base_url(), via.env(&client));
+    let url = model.base_url();
     let env = [
         ("ANTHROPIC_BASE_URL", url.as_str()),
         ("ANTHROPIC_API_KEY", "sk-test-not-a-real-key"),
-        (var, &value),
     ];
-    let out = world.run("claude-code", &env, "allow\ndeny not today\n");
-    let (_, j) = check_governed_session(&world, &model, &out, CLAUDE_CALLS, &pwned);
-    check_identity(&j, &client);
-    check_failed_call(&j, CLAUDE_CALLS, 11);
+    let (_, j) = governed.run("claude-code", &env, &model, CLAUDE_CALLS, 11);
 
     // 10: the policy's WebFetch domain is on the egress allowlist (the host then has no such
     // name, so the fetch itself fails after the proxy let it through).
@@ -84,34 +81,29 @@ fn governed_session(version: &'static str, via: Via) {
             && e["body"]["port"] == 80),
         "{j:#?}"
     );
-
-    check_preflight_and_verify(&world, &j);
 }
 
 /// Claude Code with agp's hook (outside any sandbox: this tests the hook binary itself) and a
 /// gateway that is not there: the call is denied, nothing runs.
 #[test]
 fn claude_code_hook_denies_when_the_daemon_is_not_running() {
-    let Some(claude) = claude() else { return };
-    let world = World::new();
-    let model = FakeModel::anthropic(vec![Turn::Shell("echo ran > ran.txt".into())]).unwrap();
-    check_denied_without_daemon(
-        &world,
-        claude_p(&world, &model, &claude, true),
-        &model,
-        CLAUDE_CALLS,
-    );
+    check_denied_without_daemon(&CLAUDE_ON_HOST);
 }
 
 /// A daemon killed (SIGKILL) while an approval is pending: the waiting hook denies.
 #[test]
 fn claude_code_hook_denies_when_the_daemon_dies_mid_approval() {
-    let Some(claude) = claude() else { return };
-    let world = World::new();
-    let model = FakeModel::anthropic(vec![Turn::Shell("mkdir needs-approval".into())]).unwrap();
-    let agent = claude_p(&world, &model, &claude, true);
-    kill_daemon_mid_approval(&world, "claude-code", agent, &model, CLAUDE_CALLS);
+    kill_daemon_mid_approval(&CLAUDE_ON_HOST);
 }
+
+/// `claude -p` with agp's hook, for the hook's own tests.
+const CLAUDE_ON_HOST: HostAgent = HostAgent {
+    name: "claude-code",
+    client: claude,
+    model: FakeModel::anthropic,
+    command: |world, model, claude| claude_p(world, model, claude, true),
+    calls: CLAUDE_CALLS,
+};
 
 /// `claude -p` on the host against the fake model, outside agp's sandbox; `with_hook` adds
 /// agp's hook in its settings (these tests exercise `agp hook` itself).
@@ -137,8 +129,7 @@ fn claude_p(
 }
 
 fn base_env(world: &World, model: &FakeModel) -> Vec<(String, String)> {
-    let home = world.dir.path().join("claude-home");
-    std::fs::create_dir_all(&home).unwrap();
+    let home = world.new_dir("claude-home");
     vec![
         ("HOME".into(), home.display().to_string()),
         ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
@@ -198,10 +189,7 @@ fn claude_code_with_install_hooks_and_agp_daemon() {
         1,
         "{j:#?}"
     );
-    let sessions: Vec<&Value> = j
-        .iter()
-        .filter(|e| e["kind"] == "session.started")
-        .collect();
+    let sessions = of_kind(&j, "session.started");
     assert_eq!(sessions.len(), 1, "one agp session per Claude Code session");
     world.assert_verified();
 }
@@ -214,13 +202,8 @@ fn claude_code_dies_with_agp_run_killed_mid_approval() {
     let world = World::new();
     let model = FakeModel::anthropic(vec![Turn::Shell("mkdir needs-approval".into())]).unwrap();
     let approvals = world.file("approvals.txt", "timeout\n");
-    let mut run = Command::new(AGP)
-        .arg("--home")
-        .arg(&world.home)
-        .args(["run", "--intendant", "claude-code", "--repo"])
-        .arg(&world.repo)
-        .args(["--task", "make a directory", "--policy"])
-        .arg(&world.policy)
+    let mut run = world
+        .run_command("claude-code", "make a directory")
         .arg("--approver-script")
         .arg(&approvals)
         .args(["--approval-timeout", "60"])

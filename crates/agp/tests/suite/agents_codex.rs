@@ -30,10 +30,10 @@ fn codex_governed_session_newest() {
 }
 
 fn governed_session(version: &'static str, via: Via) {
-    let Some(client) = codex_at(version) else {
+    let Some(governed) = governed(codex_at(version), via, "/etc/codex/requirements.toml") else {
         return;
     };
-    let (world, pwned) = governed_world("/etc/codex/requirements.toml");
+    let world = &governed.world;
     // A hostile repository brings its own allow-all hooks and re-enables TTY sessions: managed
     // requirements (allow_managed_hooks_only) and agp's flags win, as the denies below show.
     std::fs::create_dir(world.repo.join(".codex")).unwrap();
@@ -61,15 +61,12 @@ fn governed_session(version: &'static str, via: Via) {
         Turn::Text("finished".into()),
     ]);
     let model = FakeModel::openai(turns).unwrap();
-    let home = codex_home(&world, &model).display().to_string();
-    let (var, value) = via.env(&client);
+    let home = codex_home(world, &model).display().to_string();
     let env = [
         ("CODEX_HOME", home.as_str()),
         ("FAKE_API_KEY", "not-a-real-key"),
-        (var, &value),
     ];
-    let out = world.run("codex", &env, "allow\ndeny not today\n");
-    let (results, j) = check_governed_session(&world, &model, &out, CODEX_CALLS, &pwned);
+    let (results, _) = governed.run("codex", &env, &model, CODEX_CALLS, 12);
 
     // 10, 11: no TTY sessions, so nothing can be typed into a running command past the hook.
     let told = result_for(&results, &CODEX_CALLS.harness(10));
@@ -80,35 +77,29 @@ fn governed_session(version: &'static str, via: Via) {
                 .unwrap()
                 .is_empty()
     );
-    check_identity(&j, &client);
-    check_failed_call(&j, CODEX_CALLS, 12);
-    check_preflight_and_verify(&world, &j);
 }
 
 /// Codex with agp's hook (outside any sandbox: this tests the hook binary itself) and a
 /// gateway that is not there: the call is denied, nothing runs.
 #[test]
 fn codex_hook_denies_when_the_daemon_is_not_running() {
-    let Some(codex) = codex() else { return };
-    let world = World::new();
-    let model = FakeModel::openai(vec![Turn::Shell("echo ran > ran.txt".into())]).unwrap();
-    check_denied_without_daemon(
-        &world,
-        codex_exec(&world, &model, &codex),
-        &model,
-        CODEX_CALLS,
-    );
+    check_denied_without_daemon(&CODEX_ON_HOST);
 }
 
 /// A daemon killed (SIGKILL) while an approval is pending: the waiting hook denies.
 #[test]
 fn codex_hook_denies_when_the_daemon_dies_mid_approval() {
-    let Some(codex) = codex() else { return };
-    let world = World::new();
-    let model = FakeModel::openai(vec![Turn::Shell("mkdir needs-approval".into())]).unwrap();
-    let agent = codex_exec(&world, &model, &codex);
-    kill_daemon_mid_approval(&world, "codex", agent, &model, CODEX_CALLS);
+    kill_daemon_mid_approval(&CODEX_ON_HOST);
 }
+
+/// `codex exec` with agp's hook, for the hook's own tests.
+const CODEX_ON_HOST: HostAgent = HostAgent {
+    name: "codex",
+    client: codex,
+    model: FakeModel::openai,
+    command: codex_exec,
+    calls: CODEX_CALLS,
+};
 
 /// `codex exec` on the host with agp's hook in the user config. Outside agp's launcher the hook
 /// is not managed, so these tests (of `agp hook` itself) pass `--dangerously-bypass-hook-trust`;
@@ -130,26 +121,16 @@ fn codex_exec(world: &World, model: &FakeModel, codex: &std::path::Path) -> Comm
 /// executable plays that Codex, so this runs whether or not the real client is installed.
 #[test]
 fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
-    use std::os::unix::fs::PermissionsExt;
-    let world = World::new();
-    let fake = world.dir.path().join("codex");
-    std::fs::write(
-        &fake,
-        "#!/bin/sh\n\
-         if [ \"$1\" = --version ]; then echo 'codex-cli 0.169.0'; exit 0; fi\n\
-         if [ \"$1\" = app-server ]; then\n\
+    let (world, stderr) = refused_fake_codex(
+        "0.169.0",
+        "if [ \"$1\" = app-server ]; then\n\
            while read -r line; do\n\
              case \"$line\" in *'\"id\":2'*) echo '{\"id\":2,\"result\":{\"data\":[{\"cwd\":\"/\",\"hooks\":[],\"warnings\":[],\"errors\":[]}]}}';; esac\n\
            done\n\
            exit 0\n\
          fi\n\
          touch ran-ungoverned\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = run_fake_codex(&world, &fake);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = text(&out.stderr);
+    );
     assert!(stderr.contains("hook wiring not verified"), "{stderr}");
     assert!(
         !world.repo.join("ran-ungoverned").exists(),
@@ -167,8 +148,7 @@ fn codex_launch_is_refused_when_the_hook_cannot_be_proven() {
 fn codex_install_hooks_reports_an_untrusted_hook() {
     let Some(codex) = codex() else { return };
     let world = World::new();
-    let codex_home = world.dir.path().join("codex-home");
-    std::fs::create_dir_all(&codex_home).unwrap();
+    let codex_home = world.new_dir("codex-home");
     let out = Command::new(AGP)
         .arg("--home")
         .arg(&world.home)

@@ -10,7 +10,6 @@
 
 use super::support::agents as agents_support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -37,8 +36,7 @@ fn fake_agp(world: &World, name: &str, script: Option<&str>) -> PathBuf {
         .path()
         .join(format!("agp-{}", name.replace(' ', "-")));
     if let Some(s) = script {
-        std::fs::write(&p, s).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_executable(&p, s);
     }
     p
 }
@@ -82,8 +80,7 @@ fn claude_call_ran(client: &Client, agp: &Path) -> bool {
         Turn::Text("done".into()),
     ])
     .unwrap();
-    let home = world.dir.path().join("claude-home");
-    std::fs::create_dir_all(&home).unwrap();
+    let home = world.new_dir("claude-home");
     let out = Command::new(&client.native)
         // Bash is pre-approved: only the hook stands between the model and the call.
         .args([

@@ -4,7 +4,6 @@
 
 use super::support::agents as agents_support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use agents_support::*;
@@ -12,18 +11,13 @@ use serde_json::Value;
 
 /// A stand-in `claude` that prints `version` for `--version` and records any other start.
 fn stand_in(world: &World, version: &str) -> PathBuf {
-    let exe = world.dir.path().join("bin/claude");
-    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
-    std::fs::write(
-        &exe,
-        format!(
+    write_executable(
+        &world.dir.path().join("bin/claude"),
+        &format!(
             "#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{version} (Claude Code)'; exit 0; fi\n\
              touch ran-ungoverned\n"
         ),
     )
-    .unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    exe
 }
 
 fn run_claude(world: &World, exe: &std::path::Path) -> std::process::Output {
@@ -84,14 +78,10 @@ fn stub_claude_package(scope: &Path) -> PathBuf {
         r#"{"name":"@anthropic-ai/claude-code","version":"2.1.332"}"#,
     )
     .unwrap();
-    let stub = root.join("bin/claude.exe");
-    std::fs::write(
-        &stub,
+    write_executable(
+        &root.join("bin/claude.exe"),
         "echo \"Error: claude native binary not installed.\" >&2\nexit 1\n",
     )
-    .unwrap();
-    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
-    stub
 }
 
 #[test]
@@ -105,30 +95,28 @@ fn a_stub_claude_exe_left_by_ignore_scripts_is_explained() {
     assert!(!err.contains("Exec format error"), "{err}");
 }
 
+/// The stderr of a launch refused before the agent started (exit 2), which must be one line.
+fn one_line_refusal(out: &std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    err
+}
+
 #[test]
 fn claude_code_without_a_login_says_so_in_one_line() {
     let Some(client) = claude_at(CLAUDE_VERSION) else {
         return;
     };
     let world = World::new();
-    let home = world.dir.path().join("empty-home");
-    std::fs::create_dir_all(&home).unwrap();
-    let mut cmd = std::process::Command::new(AGP);
-    cmd.arg("--home")
-        .arg(&world.home)
-        .args(["run", "--intendant", "claude-code", "--repo"])
-        .arg(&world.repo)
-        .args(["--task", "do it", "--policy"])
-        .arg(&world.policy)
-        .env("HOME", &home)
+    let home = world.new_dir("empty-home");
+    let mut cmd = world.run_command("claude-code", "do it");
+    cmd.env("HOME", &home)
         .env("AGP_CLAUDE_BIN", &client.native)
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("ANTHROPIC_AUTH_TOKEN")
         .env_remove("CLAUDE_CODE_OAUTH_TOKEN");
-    let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let err = text(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let err = one_line_refusal(&cmd.output().unwrap());
     assert!(
         err.contains("Claude Code is not logged in: set ANTHROPIC_API_KEY"),
         "{err}"
@@ -194,8 +182,7 @@ fn codex_with_only_an_api_key_starts_and_reports_the_unreachable_api() {
         return;
     };
     let world = World::new();
-    let codex_home = world.dir.path().join("codex-home");
-    std::fs::create_dir_all(&codex_home).unwrap();
+    let codex_home = world.new_dir("codex-home");
     let out = world.run(
         "codex",
         &[
@@ -235,10 +222,7 @@ fn a_version_outside_the_tested_range_runs_with_a_journaled_warning() {
     // The stand-in ran (in the sandbox) as the agent.
     assert!(world.repo.join("ran-ungoverned").exists());
     let j = world.journal();
-    let warned: Vec<&Value> = j
-        .iter()
-        .filter(|e| e["kind"] == "intendant.version_untested")
-        .collect();
+    let warned = of_kind(&j, "intendant.version_untested");
     assert_eq!(warned.len(), 1, "{j:#?}");
     assert_eq!(warned[0]["body"]["version"], "2.1.999");
     let started = j.iter().find(|e| e["kind"] == "session.started").unwrap();
@@ -254,17 +238,10 @@ fn a_version_outside_the_tested_range_runs_with_a_journaled_warning() {
 #[test]
 fn codex_without_a_key_says_so_in_one_line() {
     let world = World::new();
-    let codex_home = world.dir.path().join("codex-home");
-    std::fs::create_dir_all(&codex_home).unwrap();
+    let codex_home = world.new_dir("codex-home");
     let run = |extra: &[(&str, &str)]| {
-        let mut cmd = std::process::Command::new(AGP);
-        cmd.arg("--home")
-            .arg(&world.home)
-            .args(["run", "--intendant", "codex", "--repo"])
-            .arg(&world.repo)
-            .args(["--task", "do it", "--policy"])
-            .arg(&world.policy)
-            .env("CODEX_HOME", &codex_home)
+        let mut cmd = world.run_command("codex", "do it");
+        cmd.env("CODEX_HOME", &codex_home)
             .env("AGP_CODEX_BIN", "/nonexistent/codex")
             .env_remove("OPENAI_API_KEY")
             .env_remove("CODEX_API_KEY");
@@ -273,10 +250,7 @@ fn codex_without_a_key_says_so_in_one_line() {
         }
         cmd.output().unwrap()
     };
-    let out = run(&[]);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let err = text(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let err = one_line_refusal(&run(&[]));
     assert!(
         err.contains("Codex is not logged in: set OPENAI_API_KEY"),
         "{err}"
@@ -300,20 +274,10 @@ fn codex_without_a_key_says_so_in_one_line() {
 /// end of its stderr, not a timeout.
 #[test]
 fn codex_that_exits_early_is_reported_with_status_and_stderr() {
-    let world = World::new();
-    let fake = world.dir.path().join("codex");
-    std::fs::write(
-        &fake,
-        "#!/bin/sh\n\
-         if [ \"$1\" = --version ]; then echo 'codex-cli 0.171.0'; exit 0; fi\n\
-         echo 'Error: Missing optional dependency @openai/codex-linux-x64' >&2\n\
-         exit 3\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = run_fake_codex(&world, &fake);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let err = text(&out.stderr);
+    let (_world, err) = refused_fake_codex(
+        "0.171.0",
+        "echo 'Error: Missing optional dependency @openai/codex-linux-x64' >&2\nexit 3\n",
+    );
     assert!(
         err.contains(
             "`codex app-server` stopped before listing its hooks: it exited with status 3"

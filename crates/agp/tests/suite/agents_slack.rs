@@ -7,7 +7,7 @@
 use super::support::agents as agents_support;
 use super::support::looping::SLACK_VARS;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -47,6 +47,14 @@ async fn fake_slack() -> FakeSlack {
     slack.add_user("UALICE", "Alice");
     slack.add_user("UBOB", "Bob");
     slack
+}
+
+/// A fresh world, the fake Slack, and a script (`calls`, YAML) for the scripted intendant.
+async fn scripted_world(calls: &str) -> (World, FakeSlack, PathBuf) {
+    let world = World::new();
+    let slack = fake_slack().await;
+    let script = world.file("script.yaml", calls);
+    (world, slack, script)
 }
 
 /// Waits for the pending approval of `command`, checks what it shows, and clicks as `user`.
@@ -214,14 +222,12 @@ async fn claude_code_require_is_decided_in_slack() {
 /// of `agp run` is tested even where the real clients are not installed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripted_require_is_decided_in_slack() {
-    let world = World::new();
-    let slack = fake_slack().await;
-    let script = world.file(
-        "script.yaml",
+    let (world, slack, script) = scripted_world(
         "calls:\n\
          \x20 - tool: Bash\n    input: { command: \"mkdir approved-dir\" }\n\
          \x20 - tool: Bash\n    input: { command: \"mkdir denied-dir\" }\n",
-    );
+    )
+    .await;
     let script = script.to_str().unwrap();
     let child = agp_run(
         &world,
@@ -234,10 +240,7 @@ async fn scripted_require_is_decided_in_slack() {
     decide(&slack, "mkdir denied-dir", "UBOB", "agp_deny").await;
     wait_success(child).await;
     let j = world.journal();
-    let results: Vec<&Value> = j
-        .iter()
-        .filter(|e| e["kind"] == "tool_call.result")
-        .collect();
+    let results = of_kind(&j, "tool_call.result");
     assert_eq!(results.len(), 1, "only the approved call ran: {j:#?}");
     assert_decided_in_slack(&world, &slack, &j);
 }
@@ -264,12 +267,8 @@ fn nothing_journaled(home: &Path) {
 /// never falls back to another channel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_misconfigured_slack_refuses_to_start() {
-    let world = World::new();
-    let slack = fake_slack().await;
-    let script = world.file(
-        "script.yaml",
-        "calls:\n  - tool: Bash\n    input: { command: \"mkdir x\" }\n",
-    );
+    let (world, slack, script) =
+        scripted_world("calls:\n  - tool: Bash\n    input: { command: \"mkdir x\" }\n").await;
     let run = |cmd: &mut Command| {
         let child = cmd.spawn().unwrap();
         async move { wait_output(child).await }

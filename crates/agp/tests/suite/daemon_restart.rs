@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use agp_gateway::{Client, ToolCallRequest};
 use serde_json::Value;
 
-use support_loop::{agp_ok, init_home, open_gate_session, start_daemon, Daemon};
+use support_loop::{agp_ok, open_gate_session, policy_world, start_daemon, Daemon};
 
 use super::support::looping as support_loop;
 
@@ -58,30 +58,22 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(
-        &policy,
+    let w = policy_world(
         "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"push-asks\"\neffect = \"require\"\nmatch = [\"Bash(git push:*)\"]\n",
-    )
-    .unwrap();
+    );
     // A FIFO nobody writes to: the approver waits forever, so the approval stays pending.
-    let fifo = dir.path().join("approver.fifo");
+    let fifo = w.dir.path().join("approver.fifo");
     assert!(Command::new("mkfifo")
         .arg(&fifo)
         .status()
         .unwrap()
         .success());
-    init_home(&home, None);
     Setup {
-        _dir: dir,
-        home,
-        repo,
-        policy,
+        home: w.home,
+        repo: w.repo,
+        policy: w.policy,
         fifo,
+        _dir: w.dir,
     }
 }
 
@@ -113,16 +105,22 @@ fn sigkill(k: &mut Daemon) {
     k.0.wait().unwrap();
 }
 
-#[test]
-fn an_approval_that_expired_while_the_daemon_was_dead_is_journaled_as_timeout() {
-    let s = setup();
-    let mut daemon = start(&s.home, &s.policy, &s.fifo, 2);
-    let waiter = pending_call(&s);
+/// A daemon (approval timeout `approval_secs`) killed outright while a call waits for approval:
+/// the waiting call is not allowed.
+fn killed_with_a_pending_call(s: &Setup, approval_secs: u64) {
+    let mut daemon = start(&s.home, &s.policy, &s.fifo, approval_secs);
+    let waiter = pending_call(s);
     sigkill(&mut daemon);
     assert!(
         !waiter.join().unwrap(),
         "a dead daemon's call must not be allowed"
     );
+}
+
+#[test]
+fn an_approval_that_expired_while_the_daemon_was_dead_is_journaled_as_timeout() {
+    let s = setup();
+    killed_with_a_pending_call(&s, 2);
     std::thread::sleep(Duration::from_millis(2500));
 
     let daemon = start(&s.home, &s.policy, &s.fifo, 2);
@@ -136,10 +134,7 @@ fn an_approval_that_expired_while_the_daemon_was_dead_is_journaled_as_timeout() 
 #[test]
 fn an_approval_still_in_time_is_reattached_and_decided_after_restart() {
     let s = setup();
-    let mut daemon = start(&s.home, &s.policy, &s.fifo, 60);
-    let waiter = pending_call(&s);
-    sigkill(&mut daemon);
-    assert!(!waiter.join().unwrap());
+    killed_with_a_pending_call(&s, 60);
 
     // The restarted daemon's approver answers: the re-attached request gets the decision.
     let answers = s.home.parent().unwrap().join("answers");

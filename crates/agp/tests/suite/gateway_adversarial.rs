@@ -6,13 +6,15 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use agp_gateway::{Client, ClientError, ErrorCode, SessionMode, ToolCallRequest};
 use serde_json::Value;
 
-use support_loop::{agp_ok, init_home, journal, open_gate_session, start_daemon, Daemon};
+use support_loop::{
+    agp_ok, journal, open_gate_session, policy_world, start_daemon, Daemon, PolicyWorld,
+};
 
 use super::support::looping as support_loop;
 
@@ -62,17 +64,14 @@ fn bash(id: &str, repo: &Path) -> ToolCallRequest {
 
 #[test]
 fn hostile_clients_are_refused_journaled_and_the_daemon_keeps_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let home: PathBuf = dir.path().join("home");
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(
-        &policy,
+    let PolicyWorld {
+        dir: _dir,
+        home,
+        repo,
+        policy,
+    } = policy_world(
         "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"ls\"\neffect = \"allow\"\nmatch = [\"Bash(ls)\"]\n",
-    )
-    .unwrap();
-    init_home(&home, None);
+    );
     let daemon = start_daemon(&home, [OsStr::new("--policy"), policy.as_os_str()]);
     let socket = home.join("run/gateway.sock");
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

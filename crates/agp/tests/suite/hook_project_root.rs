@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use support_loop::{agp_ok, init_home, journal, start_daemon_with_home_policy};
+use support_loop::{agp_ok, init_home, journal, start_daemon_with_home_policy, Daemon};
 
 use super::support::looping as support_loop;
 
@@ -18,11 +18,15 @@ const POLICY: &str = "version = 1\ndefault = \"deny\"\n\n[guards]\ndestructive =
 \"network-egress\" = false\nprivilege = false\n\n[[rule]]\nid = \"read-project\"\n\
 effect = \"allow\"\nmatch = [\"Read(/**)\"]\n";
 
+/// A home with the policy above, its daemon running, and a project holding `notes.txt`.
 struct World {
+    // Stops before the folders go.
+    _daemon: Daemon,
     _dir: tempfile::TempDir,
     home: std::path::PathBuf,
     user_home: std::path::PathBuf,
     project: std::path::PathBuf,
+    notes: std::path::PathBuf,
 }
 
 fn world() -> World {
@@ -38,14 +42,15 @@ fn world() -> World {
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
     let project = std::fs::canonicalize(project).unwrap();
-    let w = World {
+    std::fs::copy(&policy, home.join("policy.toml")).unwrap();
+    World {
+        _daemon: start_daemon_with_home_policy(&home),
         home,
         user_home,
+        notes: project.join("notes.txt"),
         project,
         _dir: dir,
-    };
-    std::fs::copy(&policy, w.home.join("policy.toml")).unwrap();
-    w
+    }
 }
 
 /// Runs the hook as the harness would; its decision JSON.
@@ -71,10 +76,8 @@ fn decision(answer: &Value) -> &str {
 #[test]
 fn an_events_cwd_never_widens_the_project() {
     let w = world();
-    let _daemon = start_daemon_with_home_policy(&w.home);
     let p = w.project.clone();
-    let notes = p.join("notes.txt");
-    let notes = notes.to_str().unwrap();
+    let notes = w.notes.to_str().unwrap();
     let sub = p.join("src");
 
     // Recorded project, events from `/` and from elsewhere: the root stays the project.
@@ -121,9 +124,8 @@ fn an_events_cwd_never_widens_the_project() {
 #[test]
 fn a_forged_post_tool_use_is_journaled_as_a_mismatch_and_flagged() {
     let w = world();
-    let _daemon = start_daemon_with_home_policy(&w.home);
     let p = w.project.clone();
-    let notes = p.join("notes.txt");
+    let notes = &w.notes;
     let pre = read("forge", "t9", Some("/"), notes.to_str().unwrap());
     assert_eq!(decision(&hook(&w, Some(&p), &pre)), "allow");
     let forged = json!({"hook_event_name": "PostToolUse", "session_id": "forge",

@@ -4,7 +4,7 @@ use super::support::journal as common_journal;
 
 use std::os::unix::fs::PermissionsExt as _;
 
-use common_journal::{error_codes, run, text, Home};
+use common_journal::{error_codes, json_ok, run, text, Home};
 
 #[test]
 fn readme_run_command_works_on_a_fresh_home() {
@@ -101,8 +101,7 @@ fn consistency_proves_append_only_growth_and_catches_a_fork() {
     let old = h.keep_checkpoint("old.checkpoint");
     h.append(7);
     let o = h.consistency(&old, &["--json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = json_ok(&o);
     assert_eq!(
         (v["old_size"].as_u64(), v["new_size"].as_u64()),
         (Some(5), Some(12))
@@ -230,8 +229,7 @@ fn bench_out_folder_verifies_with_its_key() {
         out.to_str().unwrap(),
         "--json",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = json_ok(&o);
     assert_eq!(v["entries"], 300);
     assert!(v["entries_per_sec"].as_f64().unwrap() > 0.0);
     let key = out.join("journal.pub");
@@ -243,8 +241,7 @@ fn bench_out_folder_verifies_with_its_key() {
         key.to_str().unwrap(),
         "--json",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = json_ok(&o);
     assert_eq!(r["entries"], 301);
     assert_eq!(r["findings"], serde_json::Value::Array(vec![]));
 }

@@ -6,7 +6,7 @@ use super::support::journal as common_journal;
 
 use std::process::Command;
 
-use common_journal::{run, text, Home};
+use common_journal::{json_ok, run, text, Home};
 
 #[test]
 fn ssh_keygen_verifies_checkpoint_sig() {
@@ -113,8 +113,7 @@ fn independent_python_ed25519_verifies_the_c2sp_checkpoint_and_root() {
 fn key_show_prints_every_public_form() {
     let h = Home::new();
     let o = run(&["--home", h.home_arg(), "key", "show", "--json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = json_ok(&o);
     let vkey = std::fs::read_to_string(h.vkey_file()).unwrap();
     assert_eq!(v["verifier_key"].as_str().unwrap(), vkey.trim());
     assert!(v["pem"]

@@ -5,7 +5,7 @@ use super::support::journal as common_journal;
 
 use common_journal::{copy_dir, error_codes, finding, reorder_keys, run, text, Home};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Rewrites the journal's lines with `f`.
 fn edit_lines(h: &Home, f: impl FnOnce(&mut Vec<String>)) {
@@ -197,13 +197,9 @@ fn deleted_tail_with_cleaned_checkpoints_is_caught_by_a_trusted_checkpoint() {
     .unwrap();
     std::fs::remove_file(h.journal().join("checkpoint.sig")).unwrap();
 
-    // Without the auditor's checkpoint the loss is invisible (only warnings).
-    let (code, r) = h.verify(&[]);
-    assert_eq!(code, 0, "{r:#}");
-    assert!(error_codes(&r).is_empty());
-    // With it, it is not.
-    let (code, r) = h.verify(&["--trusted-checkpoint", kept.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    // Without the auditor's checkpoint the loss is invisible (only warnings); with it, it is not.
+    let (alone, r) = verify_alone_and_against(&h, &kept);
+    assert!(error_codes(&alone).is_empty());
     assert_eq!(error_codes(&r), ["TRUNCATED"]);
     let f = finding(&r, "TRUNCATED");
     assert_eq!(f["checkpoint"], "trusted checkpoint");
@@ -254,14 +250,22 @@ fn rolled_back_keeping_newer_checkpoint(h: &Home) -> PathBuf {
     kept
 }
 
+/// `agp verify` of the journal alone, which must pass, and against the trusted checkpoint
+/// `kept`, which must fail: both reports.
+fn verify_alone_and_against(h: &Home, kept: &Path) -> (Value, Value) {
+    let (code, alone) = h.verify(&[]);
+    assert_eq!(code, 0, "{alone:#}");
+    let (code, against) = h.verify(&["--trusted-checkpoint", kept.to_str().unwrap()]);
+    assert_eq!(code, 1, "{against:#}");
+    (alone, against)
+}
+
 #[test]
 fn rollback_to_an_older_checkpoint_is_caught_by_a_trusted_checkpoint() {
     let h = Home::new();
     let kept = rolled_back_keeping_newer_checkpoint(&h);
-    let (code, r) = h.verify(&[]);
-    assert_eq!(code, 0, "an older journal is self-consistent: {r:#}");
-    let (code, r) = h.verify(&["--trusted-checkpoint", kept.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    // An older journal is self-consistent.
+    let (_, r) = verify_alone_and_against(&h, &kept);
     assert_eq!(error_codes(&r), ["TRUNCATED"]);
 }
 
@@ -281,10 +285,7 @@ fn rewritten_history_is_forked() {
         .unwrap();
     }
     w.close().unwrap();
-    let (code, r) = h.verify(&[]);
-    assert_eq!(code, 0, "{r:#}");
-    let (code, r) = h.verify(&["--trusted-checkpoint", kept.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    let (_, r) = verify_alone_and_against(&h, &kept);
     assert_eq!(error_codes(&r), ["FORKED"]);
 }
 

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use serde_json::Value;
-use support_loop::{agp_detached, demo_world, journal, workspace, DemoWorld, AGP};
+use support_loop::{agp_detached, demo_world, journal, workspace, DemoWorld};
 
 use super::support::looping as support_loop;
 
@@ -207,25 +207,14 @@ fn the_sandbox_confines_calls_the_policy_allowed() {
 fn agp_run_uses_a_running_agp_daemon_for_its_session() {
     let env = demo_world();
     let answers = workspace().join("examples/demo.answers");
-    let socket = env.home.join("run/gateway.sock");
-    let mut daemon = Command::new("setsid")
-        .arg("-w")
-        .arg(AGP)
-        .arg("--home")
-        .arg(&env.home)
+    let mut daemon = agp_detached(&env.home, &env.user_home)
         .args(["daemon", "--approver-script"])
         .arg(&answers)
-        .env("HOME", &env.user_home)
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(std::time::Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    support_loop::wait_for_daemon(&env.home);
     let script = workspace().join("examples/demo.yaml");
     let run = |extra: &[&str]| run_scripted(&env, &script, extra);
     // Settings of an in-process daemon cannot silently be ignored.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use support_loop::{demo_world, journal, AGP};
+use support_loop::{demo_world, journal, DemoWorld, AGP};
 
 use super::support::looping as support_loop;
 
@@ -20,6 +20,14 @@ fn agp(home: &Path, user: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
+}
+
+/// `agp ARGS` in the demo world, which must exit with `want`; its stderr.
+fn stderr_after(w: &DemoWorld, args: &[&str], want: i32) -> String {
+    let out = agp(&w.home, &w.user_home, args);
+    let (_, err) = text(&out);
+    assert_eq!(code(&out), want, "{err}");
+    err
 }
 
 fn text(out: &Output) -> (String, String) {
@@ -125,10 +133,7 @@ fn check_hints(
 
 #[test]
 fn every_next_hint_of_the_quick_start_works_as_printed() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp");
-    let user = dir.path().join("user");
-    std::fs::create_dir_all(&user).unwrap();
+    let (dir, home, user) = fresh_user("agp");
     let bin = bin_dir(dir.path());
 
     // The README's way: AGP_HOME names the home, so the hints need not.
@@ -168,13 +173,20 @@ fn every_next_hint_of_the_quick_start_works_as_printed() {
     check_hints(&after_run, &home, &user, &bin, |_| true);
 }
 
-#[test]
-fn hints_name_a_home_given_with_home_flag() {
+/// A tempdir with a user home (holding an empty `.ssh`) and, not made yet, agp's home
+/// `home_name`: the tempdir, agp's home, the user home.
+fn fresh_user(home_name: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    // A path a shell would split: the hint must quote it.
-    let home = dir.path().join("my agp");
+    let home = dir.path().join(home_name);
     let user = dir.path().join("user");
     std::fs::create_dir_all(user.join(".ssh")).unwrap();
+    (dir, home, user)
+}
+
+#[test]
+fn hints_name_a_home_given_with_home_flag() {
+    // A path a shell would split: the hint must quote it.
+    let (dir, home, user) = fresh_user("my agp");
     let bin = bin_dir(dir.path());
     let mut next = vec!["agp --home '".to_owned() + home.to_str().unwrap() + "' init"];
     // Follow the chain init → keygen → run → sessions show / verify, each hint run as printed
@@ -207,16 +219,12 @@ fn doctor_and_key_hints_lead_out_of_a_lost_public_key() {
     std::fs::remove_file(&pub_key).unwrap();
 
     // `key show` has no --key option: its hint must not name one.
-    let show = agp(&w.home, &w.user_home, &["key", "show"]);
-    let (_, err) = text(&show);
-    assert_eq!(code(&show), 2, "{err}");
+    let err = stderr_after(&w, &["key", "show"], 2);
     assert!(!err.contains("--key"), "{err}");
     assert!(err.contains(" keygen --repair-pub`"), "{err}");
 
     // `keygen` refuses to overwrite the key, and says how to rebuild the public one instead.
-    let keygen = agp(&w.home, &w.user_home, &["keygen"]);
-    let (_, err) = text(&keygen);
-    assert_eq!(code(&keygen), 2, "{err}");
+    let err = stderr_after(&w, &["keygen"], 2);
     assert!(err.contains(" keygen --repair-pub` rebuilds it"), "{err}");
 
     // Doctor's fix lines run as printed and repair the home.
@@ -246,9 +254,7 @@ fn repair_pub_refuses_a_private_key_that_did_not_sign_the_journal() {
         w.home.join("keys/journal.key"),
     )
     .unwrap();
-    let mismatch = agp(&w.home, &w.user_home, &["keygen", "--repair-pub"]);
-    let (_, err) = text(&mismatch);
-    assert_eq!(code(&mismatch), 2, "{err}");
+    let err = stderr_after(&w, &["keygen", "--repair-pub"], 2);
     assert!(err.contains("does not belong to"), "{err}");
     assert_eq!(
         std::fs::read(w.home.join("keys/journal.pub")).unwrap(),
@@ -257,9 +263,7 @@ fn repair_pub_refuses_a_private_key_that_did_not_sign_the_journal() {
 
     // With the public key gone, the journal decides: it was not signed by the swapped key.
     std::fs::remove_file(w.home.join("keys/journal.pub")).unwrap();
-    let refused = agp(&w.home, &w.user_home, &["keygen", "--repair-pub"]);
-    let (_, err) = text(&refused);
-    assert_eq!(code(&refused), 2, "{err}");
+    let err = stderr_after(&w, &["keygen", "--repair-pub"], 2);
     assert!(err.contains("does not verify with"), "{err}");
     assert!(!w.home.join("keys/journal.pub").exists());
 }
@@ -276,9 +280,7 @@ fn doctor_does_not_send_a_lost_signing_key_to_keygen_in_a_loop() {
         .unwrap_or_else(|| panic!("{out}"));
     // `agp keygen` would refuse (the journal needs its own key): the fix says what works.
     assert!(line.contains("fix: restore"), "{line}");
-    let keygen = agp(&w.home, &w.user_home, &["keygen"]);
-    let (_, err) = text(&keygen);
-    assert_eq!(code(&keygen), 2);
+    let err = stderr_after(&w, &["keygen"], 2);
     assert!(err.contains("restore that key"), "{err}");
 }
 
@@ -307,16 +309,12 @@ fn run_with_repo_but_no_script_is_refused_and_touches_nothing() {
 #[test]
 fn a_policy_that_defaults_to_allow_fails_check() {
     let w = demo_world();
-    let policy = w.dir.path().join("allow.toml");
-    std::fs::write(
-        &policy,
+    let policy = w.file(
+        "allow.toml",
         "version = 1\n# comment\ndefault = \"allow\"\n\n[[rule]]\nid = \"r\"\neffect = \"deny\"\nmatch = [\"Bash(rm:*)\"]\n",
-    )
-    .unwrap();
+    );
     let p = policy.to_str().unwrap();
-    let out = agp(&w.home, &w.user_home, &["policy", "check", p]);
-    let (_, err) = text(&out);
-    assert_eq!(code(&out), 1, "{err}");
+    let err = stderr_after(&w, &["policy", "check", p], 1);
     assert!(
         err.contains(&format!(
             "agp: error: {p}:3:1: default = \"allow\" lets every call no rule matches run without asking"
@@ -335,9 +333,8 @@ fn a_policy_that_defaults_to_allow_fails_check() {
 #[test]
 fn imported_claude_permissions_pass_check_and_name_what_changed() {
     let w = demo_world();
-    let settings = w.dir.path().join("settings.json");
-    std::fs::write(
-        &settings,
+    let settings = w.file(
+        "settings.json",
         r#"{"permissions": {
             "allow": ["Edit", "Write", "Bash(ls:*)", "Bash(npm run test:*)", "Read"],
             "ask": ["Bash(npm run test:*)"],
@@ -345,8 +342,7 @@ fn imported_claude_permissions_pass_check_and_name_what_changed() {
             "additionalDirectories": ["../docs"],
             "defaultMode": "acceptEdits"
         }}"#,
-    )
-    .unwrap();
+    );
     let policy = w.dir.path().join("imported.toml");
     let out = agp(
         &w.home,
@@ -427,46 +423,31 @@ fn journal_show_and_proof_say_what_they_did_not_find() {
     let w = demo_world();
     let entries = journal(&w.home).len();
 
-    let kind = agp(
-        &w.home,
-        &w.user_home,
-        &["journal", "show", "--kind", "no.such"],
-    );
-    let (out, err) = text(&kind);
-    assert_eq!(code(&kind), 1, "{out}{err}");
-    assert!(out.is_empty(), "{out}");
-    assert!(
-        err.contains("agp: no entries of kind no.such; kinds in the journal: journal.created"),
-        "{err}"
-    );
-
-    let session = agp(
-        &w.home,
-        &w.user_home,
-        &["journal", "show", "--session", "s-nope"],
-    );
-    let (_, err) = text(&session);
-    assert_eq!(code(&session), 1);
-    assert!(
-        err.contains("no such session in the journal: s-nope"),
-        "{err}"
-    );
-
-    let proof = agp(
-        &w.home,
-        &w.user_home,
-        &["journal", "proof", "--seq", "1000"],
-    );
-    let (_, err) = text(&proof);
-    assert_eq!(code(&proof), 1);
-    assert!(
-        err.contains(&format!(
-            "no entry with seq 1000: the journal has {entries} entries (seq 0 to {})",
-            entries - 1
-        )),
-        "{err}"
-    );
-    assert!(!err.contains("wait"), "{err}");
+    let not_found = [
+        (
+            &["journal", "show", "--kind", "no.such"][..],
+            "agp: no entries of kind no.such; kinds in the journal: journal.created".to_owned(),
+        ),
+        (
+            &["journal", "show", "--session", "s-nope"],
+            "no such session in the journal: s-nope".to_owned(),
+        ),
+        (
+            &["journal", "proof", "--seq", "1000"],
+            format!(
+                "no entry with seq 1000: the journal has {entries} entries (seq 0 to {})",
+                entries - 1
+            ),
+        ),
+    ];
+    for (args, message) in not_found {
+        let o = agp(&w.home, &w.user_home, args);
+        let (out, err) = text(&o);
+        assert_eq!(code(&o), 1, "{args:?}: {out}{err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(err.contains(&message), "{err}");
+        assert!(!err.contains("wait"), "{err}");
+    }
 }
 
 #[test]
@@ -496,10 +477,7 @@ fn usage_lines_do_not_show_home_as_required_when_agp_home_is_set() {
 
 #[test]
 fn every_reporting_command_speaks_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("agp");
-    let user = dir.path().join("user");
-    std::fs::create_dir_all(user.join(".ssh")).unwrap();
+    let (dir, home, user) = fresh_user("agp");
 
     let init = json(&agp(&home, &user, &["init", "--json"]));
     assert_eq!(init["policy_written"], true);
@@ -602,26 +580,19 @@ fn sessions_show_prints_no_blank_lines() {
     let w = demo_world();
     let run = agp(&w.home, &w.user_home, &["run", "--auto-approve", "--json"]);
     let session = json(&run)["session"].as_str().unwrap().to_owned();
-    let out = agp(&w.home, &w.user_home, &["sessions", "show", &session]);
-    let (stdout, _) = text(&out);
-    assert_eq!(code(&out), 0);
+    let stdout = support_loop::timeline_with_preflight(&w.home, Some(&w.user_home), &session);
     for line in stdout.lines().skip(1) {
         // seq, timestamp, kind, then a description that is never empty or a bare `?`.
         let fields: Vec<&str> = line.split_whitespace().collect();
         assert!(fields.len() > 3, "blank description: {line:?}");
         assert!(!fields[3..].contains(&"?"), "{line:?}");
     }
-    assert!(
-        stdout.contains("sandbox.preflight    bubblewrap: passed"),
-        "{stdout}"
-    );
 }
 
 #[test]
 fn the_demo_copy_is_removed_unless_kept() {
     let w = demo_world();
-    let tmp = w.dir.path().join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
+    let tmp = w.tmp();
     let demo_copies = || {
         std::fs::read_dir(&tmp)
             .unwrap()
@@ -634,8 +605,7 @@ fn the_demo_copy_is_removed_unless_kept() {
             })
             .count()
     };
-    let answers = w.dir.path().join("answers");
-    std::fs::write(&answers, "allow\ndeny\nallow\ndeny\n").unwrap();
+    let answers = w.file("answers", "allow\ndeny\nallow\ndeny\n");
     let run = |extra: &[&str]| {
         Command::new(AGP)
             .arg("--home")

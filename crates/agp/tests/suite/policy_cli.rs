@@ -58,6 +58,12 @@ fn stdout(o: &Output) -> String {
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+/// The stderr of a run that must have exited with `want`.
+fn stderr_after(o: &Output, want: i32) -> String {
+    let err = stderr(o);
+    assert_eq!(code(o), want, "{err}");
+    err
+}
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -123,16 +129,12 @@ fn check_reports_file_line_column_and_exit_codes() {
     }
 
     let o = env.agp(&["policy", "check", p(&env.dir.path().join("missing.toml"))]);
-    assert_eq!(code(&o), 2);
-    assert!(
-        stderr(&o).starts_with("agp: error: cannot read policy"),
-        "{}",
-        stderr(&o)
-    );
+    let err = stderr_after(&o, 2);
+    assert!(err.starts_with("agp: error: cannot read policy"), "{err}");
 
-    let o = env.agp(&["policy", "check"]);
-    assert_eq!(code(&o), 2, "no home policy yet");
-    assert!(stderr(&o).contains("agp init"), "{}", stderr(&o));
+    // No home policy yet.
+    let err = stderr_after(&env.agp(&["policy", "check"]), 2);
+    assert!(err.contains("agp init"), "{err}");
 }
 
 #[test]
@@ -180,21 +182,17 @@ fn explain_shows_the_verdict_part_by_part() {
     );
 
     let o = env.explain(&["--tool", "Bash", "--input", "{not json"]);
-    assert_eq!(code(&o), 2);
+    let err = stderr_after(&o, 2);
     assert!(
-        stderr(&o).starts_with("agp: error: --input is not valid JSON"),
-        "{}",
-        stderr(&o)
+        err.starts_with("agp: error: --input is not valid JSON"),
+        "{err}"
     );
 
+    // A malformed policy cannot judge anything.
     let broken = env.file("broken.toml", "default = \"maybe\"\n");
     let o = env.explain(&["--policy", p(&broken), "--tool", "Bash", "--input", "{}"]);
-    assert_eq!(code(&o), 2, "a malformed policy cannot judge anything");
-    assert!(
-        stderr(&o).contains(&format!("{}:1:11:", p(&broken))),
-        "{}",
-        stderr(&o)
-    );
+    let err = stderr_after(&o, 2);
+    assert!(err.contains(&format!("{}:1:11:", p(&broken))), "{err}");
 }
 
 #[test]
@@ -262,13 +260,8 @@ fn import_claude_converts_permissions() {
     assert_eq!(code(&o), 2, "never overwrites");
 
     let nope = env.file("nope.json", r#"{"model": "x"}"#);
-    let o = env.agp(&["policy", "import-claude", p(&nope)]);
-    assert_eq!(code(&o), 2);
-    assert!(
-        stderr(&o).contains("no `permissions` object"),
-        "{}",
-        stderr(&o)
-    );
+    let err = stderr_after(&env.agp(&["policy", "import-claude", p(&nope)]), 2);
+    assert!(err.contains("no `permissions` object"), "{err}");
 }
 
 #[test]

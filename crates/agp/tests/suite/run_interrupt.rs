@@ -5,12 +5,8 @@
 //! script (also for the `--json` summary of a live run).
 
 use std::ffi::OsStr;
-use std::fs::File;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, Pid, Signal};
@@ -18,7 +14,7 @@ use serde_json::Value;
 use support_loop::{demo_world, journal, AGP};
 
 use super::support::looping as support_loop;
-use super::support::pty::open_pty;
+use super::support::pty::{open_pty, Screen, PATIENCE};
 
 /// Longest any step may take before the test gives up (a hang, not a measurement).
 const WAIT: Duration = Duration::from_secs(120);
@@ -40,9 +36,11 @@ fn start_run(home: &Path, user: &Path, fifo: &Path, tmp: &Path) -> Child {
         .unwrap()
 }
 
-fn mkfifo(path: &Path) {
+/// A FIFO made at `path`, which it returns.
+fn mkfifo(path: &Path) -> PathBuf {
     let ok = Command::new("mkfifo").arg(path).status().unwrap();
     assert!(ok.success());
+    path.to_owned()
 }
 
 /// Waits until the journal holds an `approval.requested` for the session's call-8.
@@ -144,10 +142,8 @@ fn a_signal_at_the_prompt_ends_the_session_and_cancels_its_approval() {
         (Signal::HUP, "SIGHUP"),
     ] {
         let w = demo_world();
-        let tmp = w.dir.path().join("tmp");
-        std::fs::create_dir_all(&tmp).unwrap();
-        let fifo = w.dir.path().join("answers");
-        mkfifo(&fifo);
+        let tmp = w.tmp();
+        let fifo = mkfifo(&w.dir.path().join("answers"));
         let child = start_run(&w.home, &w.user_home, &fifo, &tmp);
         let session = wait_for_pending_approval(&w.home);
         send(&child, signal);
@@ -173,10 +169,8 @@ fn a_signal_at_the_prompt_ends_the_session_and_cancels_its_approval() {
 #[test]
 fn a_later_run_never_shows_or_answers_a_killed_runs_prompt() {
     let w = demo_world();
-    let tmp = w.dir.path().join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let fifo = w.dir.path().join("fifo");
-    mkfifo(&fifo);
+    let tmp = w.tmp();
+    let fifo = mkfifo(&w.dir.path().join("fifo"));
     // Killed outright: no chance to clean up, the session and its approval stay behind.
     let child = start_run(&w.home, &w.user_home, &fifo, &tmp);
     let dead = wait_for_pending_approval(&w.home);
@@ -186,8 +180,7 @@ fn a_later_run_never_shows_or_answers_a_killed_runs_prompt() {
 
     // The next run's first answer must go to its own call-8, and its second to its call-9:
     // exactly what the demo script expects (exit 0).
-    let answers = w.dir.path().join("answers");
-    std::fs::write(&answers, "allow\ndeny\n").unwrap();
+    let answers = w.file("answers", "allow\ndeny\n");
     let out = Command::new(AGP)
         .arg("--home")
         .arg(&w.home)
@@ -236,43 +229,9 @@ fn a_later_run_never_shows_or_answers_a_killed_runs_prompt() {
     );
 }
 
-/// Everything the terminal shows, read from the pty's master side.
-struct Screen {
-    master: Arc<File>,
-    text: Arc<Mutex<Vec<u8>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Screen {
-    fn wait_for(&self, needle: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let text = String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "no {needle:?} on the terminal:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Screen {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
 /// `agp run EXTRA` with a fresh pty as its controlling terminal (stdin, stdout, stderr), demo
-/// copies under `tmp`; the screen and the thread reading it.
-fn run_on_pty(
-    w: &support_loop::DemoWorld,
-    tmp: &Path,
-    extra: &[&OsStr],
-) -> (Child, Screen, std::thread::JoinHandle<()>) {
+/// copies under `tmp`; the screen.
+fn run_on_pty(w: &support_loop::DemoWorld, tmp: &Path, extra: &[&OsStr]) -> (Child, Screen) {
     let (master, slave) = open_pty();
     // `setsid --ctty` makes the pty agp's controlling terminal, as in a terminal window (and
     // agp the session leader the kernel sends SIGHUP when the terminal goes away).
@@ -290,46 +249,23 @@ fn run_on_pty(
         .stderr(slave)
         .spawn()
         .unwrap();
-    let master = Arc::new(File::from(master));
-    let screen = Screen {
-        master: master.clone(),
-        text: Arc::new(Mutex::new(Vec::new())),
-        stop: Arc::new(AtomicBool::new(false)),
-    };
-    let (text, stop) = (screen.text.clone(), screen.stop.clone());
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while !stop.load(Ordering::SeqCst) {
-            match (&*master).read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => text.lock().unwrap().extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(_) => break,
-            }
-        }
-    });
-    (child, screen, reader)
+    (child, Screen::read(master, PATIENCE))
 }
 
 #[test]
 fn closing_the_terminal_ends_the_session() {
     let w = demo_world();
-    let tmp = w.dir.path().join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
+    let tmp = w.tmp();
     // The approver reads a FIFO nobody writes, so only the hang-up can end the wait.
-    let fifo = w.dir.path().join("answers");
-    mkfifo(&fifo);
-    let (mut child, screen, reader) = run_on_pty(
+    let fifo = mkfifo(&w.dir.path().join("answers"));
+    let (mut child, screen) = run_on_pty(
         &w,
         &tmp,
         &[OsStr::new("--approver-script"), fifo.as_os_str()],
     );
     let session = wait_for_pending_approval(&w.home);
     // The terminal window closes: the last handle on the pty's master side goes away.
-    drop(screen);
-    reader.join().unwrap();
+    screen.close();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(2));
     assert_interrupted(&w.home, &session);
@@ -339,16 +275,14 @@ fn closing_the_terminal_ends_the_session() {
 #[test]
 fn ctrl_c_at_the_terminal_prompt_ends_the_session() {
     let w = demo_world();
-    let tmp = w.dir.path().join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let (mut child, screen, reader) = run_on_pty(&w, &tmp, &[]);
-    screen.wait_for("decide:");
+    let tmp = w.tmp();
+    let (mut child, screen) = run_on_pty(&w, &tmp, &[]);
+    screen.wait_for("decide:", 1);
     let session = wait_for_pending_approval(&w.home);
-    (&*screen.master).write_all(&[0x03]).unwrap();
+    screen.press(&[0x03]);
     let status = child.wait().unwrap();
-    let shown = screen.wait_for("agp: interrupted by SIGINT");
-    drop(screen);
-    reader.join().unwrap();
+    let shown = screen.wait_for("agp: interrupted by SIGINT", 1);
+    screen.close();
     assert_eq!(status.code(), Some(2), "{shown}");
     assert!(
         shown.contains("interrupted: nothing was approved"),
@@ -364,18 +298,14 @@ fn ctrl_c_at_the_terminal_prompt_ends_the_session() {
 /// A stand-in for Claude Code at `DIR/claude`: answers `--version` as 2.1.332 and otherwise
 /// runs `body` (shell) in the repository; its path.
 fn fake_claude(w: &support_loop::DemoWorld, body: &str) -> PathBuf {
-    let agent = w.dir.path().join("claude");
-    std::fs::write(
-        &agent,
-        format!(
+    super::support::agents::write_executable(
+        &w.dir.path().join("claude"),
+        &format!(
             "#!/bin/sh\n\
              if [ \"$1\" = \"--version\" ]; then echo '2.1.332 (Claude Code)'; exit 0; fi\n\
              {body}"
         ),
     )
-    .unwrap();
-    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    agent
 }
 
 /// `agp run FLAGS --intendant claude-code --task TASK --repo REPO` with `agent` as the Claude
@@ -434,17 +364,7 @@ fn a_signal_ends_a_live_agent_run_and_removes_its_scratch_folder() {
             .collect();
         assert!(scratch.is_empty(), "{scratch:?}");
         // The timeline names the sandbox that proved itself before the agent started.
-        let shown = Command::new(AGP)
-            .arg("--home")
-            .arg(&w.home)
-            .args(["sessions", "show", &session])
-            .output()
-            .unwrap();
-        let shown = String::from_utf8_lossy(&shown.stdout);
-        assert!(
-            shown.contains("sandbox.preflight    bubblewrap: passed"),
-            "{shown}"
-        );
+        let shown = support_loop::timeline_with_preflight(&w.home, None, &session);
         assert!(
             shown.contains("session.ended        interrupted"),
             "{shown}"
@@ -455,10 +375,8 @@ fn a_signal_ends_a_live_agent_run_and_removes_its_scratch_folder() {
 #[test]
 fn a_signal_ends_a_run_on_a_running_daemon_and_cancels_its_approval_there() {
     let w = demo_world();
-    let tmp = w.dir.path().join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let fifo = w.dir.path().join("answers");
-    mkfifo(&fifo);
+    let tmp = w.tmp();
+    let fifo = mkfifo(&w.dir.path().join("answers"));
     let _daemon =
         support_loop::start_daemon(&w.home, [OsStr::new("--approver-script"), fifo.as_os_str()]);
     let child = Command::new(AGP)

@@ -4,6 +4,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use agp_slack::fake::{self, FakeSlack};
+
+use super::support::stdout_ok;
 use std::process::{Command, Output};
 
 fn agp(fake: &FakeSlack, home: &std::path::Path, bot_token: &str) -> Command {
@@ -46,13 +48,7 @@ async fn slack_test_posts_an_approval_and_reports_the_click() {
     .expect("agp slack test did not finish")
     .unwrap()
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = stdout_ok(&out, "agp slack test");
     assert!(stdout.contains("allowed by Alice (UALICE)"), "{stdout}");
 }
 
@@ -83,12 +79,7 @@ async fn slack_check_reports_a_bad_token_without_printing_it() {
         .args(["slack", "check"])
         .output_async()
         .await;
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
-    );
+    stdout_ok(&ok, "agp slack check");
     let bad = agp(&fake, home.path(), "xoxb-not-the-right-secret")
         .args(["slack", "check"])
         .output_async()
@@ -120,6 +111,21 @@ async fn slack_without_settings_cannot_run() {
     );
 }
 
+/// `agp ARGS` with `bot_token`, which must exit with `code`: its stdout, parsed as JSON and as
+/// it was printed.
+async fn agp_json(
+    fake: &FakeSlack,
+    home: &std::path::Path,
+    bot_token: &str,
+    args: &[&str],
+    code: i32,
+) -> (serde_json::Value, String) {
+    let out = agp(fake, home, bot_token).args(args).output_async().await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{stdout}");
+    (serde_json::from_str(&stdout).unwrap(), stdout)
+}
+
 /// Runs the command off the async threads (the fake Slack must keep serving meanwhile).
 trait OutputAsync {
     async fn output_async(self) -> Output;
@@ -139,32 +145,33 @@ impl OutputAsync for &mut Command {
 async fn slack_check_and_test_report_as_json() {
     let fake = FakeSlack::start().await.unwrap();
     let home = tempfile::tempdir().unwrap();
-    let ok = agp(&fake, home.path(), fake::BOT_TOKEN)
-        .args(["slack", "check", "--json"])
-        .output_async()
-        .await;
-    assert_eq!(ok.status.code(), Some(0));
-    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    let (v, _) = agp_json(
+        &fake,
+        home.path(),
+        fake::BOT_TOKEN,
+        &["slack", "check", "--json"],
+        0,
+    )
+    .await;
     assert_eq!(v["ok"], true);
     assert_eq!(v["bot"]["ok"], true);
     assert_eq!(v["app"]["ok"], true);
 
-    let bad = agp(&fake, home.path(), "xoxb-not-the-right-secret")
-        .args(["slack", "check", "--json"])
-        .output_async()
-        .await;
-    assert_eq!(bad.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
+    let bad_token = "xoxb-not-the-right-secret";
+    let (v, stdout) = agp_json(
+        &fake,
+        home.path(),
+        bad_token,
+        &["slack", "check", "--json"],
+        1,
+    )
+    .await;
     assert_eq!(v["ok"], false);
     assert!(v["bot"]["error"].as_str().unwrap().contains("invalid_auth"));
-    assert!(!String::from_utf8_lossy(&bad.stdout).contains("not-the-right-secret"));
+    assert!(!stdout.contains("not-the-right-secret"));
 
-    let timed_out = agp(&fake, home.path(), fake::BOT_TOKEN)
-        .args(["slack", "test", "--timeout", "1", "--json"])
-        .output_async()
-        .await;
-    assert_eq!(timed_out.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&timed_out.stdout).unwrap();
+    let test = ["slack", "test", "--timeout", "1", "--json"];
+    let (v, _) = agp_json(&fake, home.path(), fake::BOT_TOKEN, &test, 1).await;
     assert_eq!(v["outcome"], "timeout");
     assert_eq!(v["ok"], false);
     assert_eq!(v["channel"], fake::CHANNEL);

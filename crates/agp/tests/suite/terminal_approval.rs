@@ -2,54 +2,13 @@
 //! pseudo-terminal as its controlling terminal, and the test pressing keys like the human at it.
 //! Real socket, real bubblewrap, real SQLite, real signed journal.
 
-use std::fs::File;
-use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support_loop::{demo_world, journal, workspace, AGP};
 
 use super::support::looping as support_loop;
-use super::support::pty::open_pty;
-
-const WAIT: Duration = Duration::from_secs(120);
-
-/// Everything the terminal shows, read from the pty's master side.
-struct Screen {
-    master: Arc<File>,
-    text: Arc<Mutex<Vec<u8>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Screen {
-    fn wait_for(&self, needle: &str, times: usize) -> String {
-        let start = Instant::now();
-        loop {
-            let text = String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned();
-            if text.matches(needle).count() >= times {
-                return text;
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "no {needle:?} x{times} on the terminal:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn press(&self, key: &[u8]) {
-        (&*self.master).write_all(key).unwrap();
-    }
-}
-
-impl Drop for Screen {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
+use super::support::pty::{open_pty, Screen, PATIENCE};
 
 #[test]
 fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
@@ -76,25 +35,7 @@ fn a_person_at_the_terminal_approves_and_denies_the_demo_calls() {
         .spawn()
         .unwrap();
 
-    let screen = Screen {
-        master: Arc::new(File::from(master)),
-        text: Arc::default(),
-        stop: Arc::default(),
-    };
-    let (reader, text, stop) = (
-        Arc::clone(&screen.master),
-        Arc::clone(&screen.text),
-        Arc::clone(&screen.stop),
-    );
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while !stop.load(Ordering::SeqCst) {
-            match (&*reader).read(&mut buf) {
-                Ok(n) if n > 0 => text.lock().unwrap().extend_from_slice(&buf[..n]),
-                _ => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    });
+    let screen = Screen::read(master, PATIENCE);
 
     // First `require`: `rm notes.txt` (policy default). Look at the details, then allow.
     let shown = screen.wait_for("decide:", 1);

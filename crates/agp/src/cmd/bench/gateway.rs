@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
+use super::{mark, report};
 use crate::exit::Exit;
 
 const TARGET_P99_GROUP_MS: f64 = 1.0;
@@ -303,10 +304,7 @@ pub fn run(args: &GatewayBenchArgs) -> Result<Exit> {
         rss_met: idle_rss_mb <= TARGET_IDLE_RSS_MB,
     };
     drop(bench);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&f)?);
-    } else {
-        let mark = |ok: bool| if ok { "✓" } else { "✗" };
+    let text = |f: &Figures| {
         println!("agp bench gateway: allow path (policy + 2 journal entries, one durable wait + reply), durability {}", f.durability);
         println!(
             "{} single client: p50 {:.3} ms, p99 {:.3} ms (target p99 <= {} ms)",
@@ -325,10 +323,7 @@ pub fn run(args: &GatewayBenchArgs) -> Result<Exit> {
             f.idle_rss_mb,
             f.target_idle_rss_mb
         );
-    }
-    Ok(if f.p99_met && f.throughput_met && f.rss_met {
-        Exit::Ok
-    } else {
-        Exit::Bad
-    })
+    };
+    let met = f.p99_met && f.throughput_met && f.rss_met;
+    report(args.json, &f, serde_json::to_string_pretty, text, met)
 }

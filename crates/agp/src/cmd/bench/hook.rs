@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::gateway::{percentile, start};
+use super::{mark, report};
 use crate::exit::Exit;
 
 const TARGET_P50_MS: f64 = 3.0;
@@ -166,9 +167,7 @@ pub fn run(args: &HookBenchArgs) -> Result<Exit> {
         met: f.p50_ms <= TARGET_P50_MS && f.p99_ms <= TARGET_P99_MS,
         ..f
     };
-    if args.json {
-        println!("{}", serde_json::to_string(&f)?);
-    } else {
+    let text = |f: &Figures| {
         println!(
             "agp hook, process start to decision printed (allow path, {}), {} calls:",
             f.backend, f.calls
@@ -176,22 +175,14 @@ pub fn run(args: &HookBenchArgs) -> Result<Exit> {
         println!(
             "  p50 {:.2} ms (target <= {TARGET_P50_MS} ms) {}",
             f.p50_ms,
-            if f.p50_ms <= TARGET_P50_MS {
-                "✓"
-            } else {
-                "✗"
-            }
+            mark(f.p50_ms <= TARGET_P50_MS)
         );
         println!(
             "  p99 {:.2} ms (target <= {TARGET_P99_MS} ms) {}",
             f.p99_ms,
-            if f.p99_ms <= TARGET_P99_MS {
-                "✓"
-            } else {
-                "✗"
-            }
+            mark(f.p99_ms <= TARGET_P99_MS)
         );
         println!("  max {:.2} ms", f.max_ms);
-    }
-    Ok(if f.met { Exit::Ok } else { Exit::Bad })
+    };
+    report(args.json, &f, serde_json::to_string, text, f.met)
 }

@@ -9,10 +9,12 @@ pub mod verify;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use serde::Serialize;
 
 use crate::exit::{Exit, EXIT_CODES_HELP};
 
 #[derive(Debug, Args)]
+#[command(mut_subcommands = |c| c.after_help(EXIT_CODES_HELP))]
 pub struct BenchArgs {
     #[command(subcommand)]
     pub target: BenchTarget,
@@ -21,22 +23,16 @@ pub struct BenchArgs {
 #[derive(Debug, Subcommand)]
 pub enum BenchTarget {
     /// Journal append throughput under a durability mode.
-    #[command(after_help = EXIT_CODES_HELP)]
     Journal(journal::JournalBenchArgs),
     /// Offline verification throughput and memory.
-    #[command(after_help = EXIT_CODES_HELP)]
     Verify(verify::VerifyBenchArgs),
     /// Policy evaluation latency (parsing included) with a large rule set.
-    #[command(after_help = EXIT_CODES_HELP)]
     Policy(policy::PolicyBenchArgs),
     /// Gateway round trips through a real daemon over a Unix socket.
-    #[command(after_help = EXIT_CODES_HELP)]
     Gateway(gateway::GatewayBenchArgs),
     /// `agp hook` per-call cost: process start to decision printed, against a real daemon.
-    #[command(after_help = EXIT_CODES_HELP)]
     Hook(hook::HookBenchArgs),
     /// Sandbox spawn latency.
-    #[command(after_help = EXIT_CODES_HELP)]
     Sandbox(sandbox::SandboxBenchArgs),
 }
 
@@ -48,5 +44,31 @@ pub fn run(args: BenchArgs) -> Result<Exit> {
         BenchTarget::Gateway(a) => gateway::run(&a),
         BenchTarget::Sandbox(a) => sandbox::run(&a),
         BenchTarget::Hook(a) => hook::run(&a),
+    }
+}
+
+/// Prints a bench's figures, with `--json` as JSON (by `to_json`), otherwise as `text`; exits 0
+/// when the targets were `met`, 1 otherwise.
+fn report<F: Serialize>(
+    json: bool,
+    figures: &F,
+    to_json: fn(&F) -> serde_json::Result<String>,
+    text: impl FnOnce(&F),
+    met: bool,
+) -> Result<Exit> {
+    if json {
+        println!("{}", to_json(figures)?);
+    } else {
+        text(figures);
+    }
+    Ok(if met { Exit::Ok } else { Exit::Bad })
+}
+
+/// How a figure stands against its target in the text report.
+fn mark(met: bool) -> &'static str {
+    if met {
+        "✓"
+    } else {
+        "✗"
     }
 }

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
+use super::report;
 use crate::exit::Exit;
 
 /// The speed target: median sandboxed spawn.
@@ -139,9 +140,7 @@ pub fn run(args: &SandboxBenchArgs) -> Result<Exit> {
         target_met: p50 <= TARGET_P50_MS,
     };
 
-    if args.json {
-        println!("{}", serde_json::to_string(&figures)?);
-    } else {
+    let text = |figures: &Figures| {
         println!(
             "sandbox spawn (bubblewrap, {PROGRAM}), {} runs after {} warm-up:",
             figures.spawns, args.warmup
@@ -159,12 +158,14 @@ pub fn run(args: &SandboxBenchArgs) -> Result<Exit> {
             "  target p50 <= {TARGET_P50_MS} ms: {}",
             if figures.target_met { "met" } else { "MISSED" }
         );
-    }
-    Ok(if figures.target_met {
-        Exit::Ok
-    } else {
-        Exit::Bad
-    })
+    };
+    report(
+        args.json,
+        &figures,
+        serde_json::to_string,
+        text,
+        figures.target_met,
+    )
 }
 
 #[cfg(test)]

@@ -259,17 +259,30 @@ impl World {
         p
     }
 
-    /// `agp run` for a live agent, headless, with answers for approvals from `approvals`.
-    pub fn run(&self, intendant: &str, env: &[(&str, &str)], approvals: &str) -> Output {
-        let script = self.file("approvals.txt", approvals);
+    /// A fresh directory `name` in the world (an empty home for the agent, say).
+    pub fn new_dir(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// `agp run` of `intendant` on this world's home, repository and policy, with `task`.
+    pub fn run_command(&self, intendant: &str, task: &str) -> Command {
         let mut cmd = Command::new(AGP);
         cmd.arg("--home")
             .arg(&self.home)
             .args(["run", "--intendant", intendant, "--repo"])
             .arg(&self.repo)
-            .args(["--task", "do the scripted work", "--policy"])
-            .arg(&self.policy)
-            .arg("--approver-script")
+            .args(["--task", task, "--policy"])
+            .arg(&self.policy);
+        cmd
+    }
+
+    /// `agp run` for a live agent, headless, with answers for approvals from `approvals`.
+    pub fn run(&self, intendant: &str, env: &[(&str, &str)], approvals: &str) -> Output {
+        let script = self.file("approvals.txt", approvals);
+        let mut cmd = self.run_command(intendant, "do the scripted work");
+        cmd.arg("--approver-script")
             .arg(&script)
             .args(["--approval-timeout", "20"])
             .stdin(Stdio::null());
@@ -306,14 +319,16 @@ impl World {
 
 /// `agp run` must have succeeded; its stdout.
 pub fn assert_ran(out: &Output) -> String {
-    let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "agp run failed: {}\n{stdout}\n{}",
-        out.status,
-        text(&out.stderr)
-    );
-    stdout
+    super::stdout_ok(out, "agp run")
+}
+
+/// An executable shell script at `path` (its folder made as needed); the path.
+pub fn write_executable(path: &Path, script: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_owned()
 }
 
 pub fn journal(home: &Path) -> Vec<Value> {
@@ -326,6 +341,11 @@ pub fn journal(home: &Path) -> Vec<Value> {
 
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// The journal entries of `kind`.
+pub fn of_kind<'a>(j: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    j.iter().filter(|e| e["kind"] == kind).collect()
 }
 
 /// The journal entries of one kind for one call id.
@@ -354,6 +374,53 @@ pub fn result_for(results: &[(String, String, Option<bool>)], harness_id: &str) 
             || panic!("the model never got a result for {harness_id}: {results:?}"),
             |(_, t, _)| t.clone(),
         )
+}
+
+/// A governed-session test: its [`governed_world`], where a sandbox escape would write, and the
+/// client with the way `agp run` finds it.
+pub struct Governed {
+    pub world: World,
+    pub pwned: PathBuf,
+    pub client: Client,
+    pub via: Via,
+}
+
+/// A [`Governed`] test of `client` (None, after the loud skip, when it is not installed) whose
+/// managed hook file is `managed`.
+pub fn governed(client: Option<Client>, via: Via, managed: &str) -> Option<Governed> {
+    let client = client?;
+    let (world, pwned) = governed_world(managed);
+    Some(Governed {
+        world,
+        pwned,
+        client,
+        via,
+    })
+}
+
+impl Governed {
+    /// `agp run` of `intendant` on the model's script with `env` and the variable that finds
+    /// the client, the human allowing call 8 and denying call 9; then the checks every governed
+    /// session shares (calls 1 to 9, call `failing` allowed and failed, the client's identity,
+    /// the sandbox preflight and the journal). Returns what the model was told and the journal.
+    pub fn run(
+        &self,
+        intendant: &str,
+        env: &[(&str, &str)],
+        model: &FakeModel,
+        calls: CallNames,
+        failing: u64,
+    ) -> (ToolResults, Vec<Value>) {
+        let (var, value) = self.via.env(&self.client);
+        let mut env = env.to_vec();
+        env.push((var, &value));
+        let out = self.world.run(intendant, &env, "allow\ndeny not today\n");
+        let (results, j) = check_governed_session(&self.world, model, &out, calls, &self.pwned);
+        check_identity(&j, &self.client);
+        check_failed_call(&j, calls, failing);
+        check_preflight_and_verify(&self.world, &j);
+        (results, j)
+    }
 }
 
 /// The world of a governed session: a `keep/` directory in the repository and the scripts
@@ -453,7 +520,7 @@ pub type ToolResults = Vec<(String, String, Option<bool>)>;
 /// call, and calls 1 to 9 of [`governed_session_turns`] were allowed, denied, sandboxed,
 /// refused egress and approved or denied as they must be. Returns what the model was told and
 /// the journal, for the client-specific checks.
-pub fn check_governed_session(
+fn check_governed_session(
     world: &World,
     model: &FakeModel,
     out: &Output,
@@ -600,11 +667,25 @@ pub fn codex_home_with_fake_provider(world: &World, model: &FakeModel, extra: &s
     home
 }
 
-/// `agp run --intendant codex` with `fake` as the Codex binary, an empty `CODEX_HOME` and a
-/// placeholder API key, no approvals typed; its output.
-pub fn run_fake_codex(world: &World, fake: &Path) -> Output {
-    let codex_home = world.dir.path().join("codex-home");
-    std::fs::create_dir_all(&codex_home).unwrap();
+/// `agp run --intendant codex` in a fresh world with a stand-in Codex (a shell script answering
+/// `--version` with `version`, then running `script`), an empty `CODEX_HOME` and a placeholder
+/// API key, no approvals typed, which must refuse to run it (exit 2): the world and the stderr.
+pub fn refused_fake_codex(version: &str, script: &str) -> (World, String) {
+    let world = World::new();
+    let out = run_fake_codex(&world, version, script);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = text(&out.stderr);
+    (world, stderr)
+}
+
+fn run_fake_codex(world: &World, version: &str, script: &str) -> Output {
+    let fake = write_executable(
+        &world.dir.path().join("codex"),
+        &format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'codex-cli {version}'; exit 0; fi\n{script}"
+        ),
+    );
+    let codex_home = world.new_dir("codex-home");
     world.run(
         "codex",
         &[
@@ -687,17 +768,40 @@ pub fn daemon_with_gate_session(world: &World, intendant: &str) -> (Child, PathB
     (daemon, socket, session.token)
 }
 
-/// Runs `agent` against a gate session of a fresh `agp daemon` and, once its call (its first)
+/// A real agent CLI run on the host with agp's hook, outside agp's sandbox (the tests that use
+/// it exercise `agp hook` itself).
+pub struct HostAgent {
+    /// The intendant's name (`agp run --intendant`).
+    pub name: &'static str,
+    /// The installed client, if any.
+    pub client: fn() -> Option<PathBuf>,
+    /// The fake model that speaks the client's API.
+    pub model: fn(Vec<Turn>) -> std::io::Result<FakeModel>,
+    /// The client's command with agp's hook wired in, against the model.
+    pub command: fn(&World, &FakeModel, &Path) -> Command,
+    pub calls: CallNames,
+}
+
+impl HostAgent {
+    /// A fresh world, a model with the one `call`, and the agent's command; None (and the
+    /// loud skip) when the client is not installed.
+    fn with_call(&self, call: &str) -> Option<(World, FakeModel, Command)> {
+        let client = (self.client)()?;
+        let world = World::new();
+        let model = (self.model)(vec![Turn::Shell(call.into())]).unwrap();
+        let agent = (self.command)(&world, &model, &client);
+        Some((world, model, agent))
+    }
+}
+
+/// Runs the agent against a gate session of a fresh `agp daemon` and, once its call (its first)
 /// waits for approval, SIGKILLs the daemon: the waiting hook denies, the agent ends normally,
 /// the call never ran, and the model was told agp could not check it.
-pub fn kill_daemon_mid_approval(
-    world: &World,
-    intendant: &str,
-    mut agent: Command,
-    model: &FakeModel,
-    calls: CallNames,
-) {
-    let (mut daemon, socket, token) = daemon_with_gate_session(world, intendant);
+pub fn kill_daemon_mid_approval(host: &HostAgent) {
+    let Some((world, model, mut agent)) = host.with_call("mkdir needs-approval") else {
+        return;
+    };
+    let (mut daemon, socket, token) = daemon_with_gate_session(&world, host.name);
     let agent = with_gateway(&mut agent, &socket, &token)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -709,18 +813,16 @@ pub fn kill_daemon_mid_approval(
     let out = agent.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!world.repo.join("needs-approval").exists(), "the call ran");
-    let told = result_for(&model.tool_results(), &calls.harness(1));
+    let told = result_for(&model.tool_results(), &host.calls.harness(1));
     assert!(told.contains("agp could not check this call"), "{told}");
 }
 
-/// The agent (run with agp's hook and a gateway socket nobody listens on) ended normally, its
-/// call did not run, and the model was told agp could not check it.
-pub fn check_denied_without_daemon(
-    world: &World,
-    mut agent: Command,
-    model: &FakeModel,
-    calls: CallNames,
-) {
+/// The agent, run with agp's hook and a gateway socket nobody listens on, ends normally, its
+/// call does not run, and the model is told agp could not check it.
+pub fn check_denied_without_daemon(host: &HostAgent) {
+    let Some((world, model, mut agent)) = host.with_call("echo ran > ran.txt") else {
+        return;
+    };
     let no_daemon = world.dir.path().join("no-daemon.sock");
     let out = with_gateway(&mut agent, &no_daemon, "whatever")
         .output()
@@ -730,7 +832,7 @@ pub fn check_denied_without_daemon(
         !world.repo.join("ran.txt").exists(),
         "the call ran without a daemon"
     );
-    let told = result_for(&model.tool_results(), &calls.harness(1));
+    let told = result_for(&model.tool_results(), &host.calls.harness(1));
     assert!(told.contains("agp could not check this call"), "{told}");
 }
 

@@ -32,6 +32,12 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// The JSON on stdout of a run that must have succeeded.
+pub fn json_ok(o: &Output) -> Value {
+    assert_eq!(o.status.code(), Some(0), "{}", text(o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// An agp home with a key and a journal, in a temporary folder.
 pub struct Home {
     pub tmp: tempfile::TempDir,

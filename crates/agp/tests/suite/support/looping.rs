@@ -39,14 +39,18 @@ pub fn agp_ok(home: &Path, user_home: Option<&Path>, args: &[&str]) -> String {
     if let Some(user_home) = user_home {
         cmd.env("HOME", user_home);
     }
-    let out = cmd.output().unwrap();
+    super::stdout_ok(&cmd.output().unwrap(), &format!("agp {args:?}"))
+}
+
+/// `agp sessions show SESSION` (as [`agp_ok`]), whose timeline must name the sandbox that proved
+/// itself before the agent started; the timeline.
+pub fn timeline_with_preflight(home: &Path, user_home: Option<&Path>, session: &str) -> String {
+    let shown = agp_ok(home, user_home, &["sessions", "show", session]);
     assert!(
-        out.status.success(),
-        "agp {args:?} ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        shown.contains("sandbox.preflight    bubblewrap: passed"),
+        "{shown}"
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    shown
 }
 
 /// `agp --home HOME` without a controlling terminal (`setsid -w`), with `HOME=user_home` and
@@ -107,6 +111,46 @@ impl DemoWorld {
             user_home,
             dir,
         }
+    }
+
+    /// A file `name` in the world's tempdir holding `contents`; its path.
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+
+    /// A fresh `tmp` directory in the world (an agp run's TMPDIR, where its demo copies go).
+    pub fn tmp(&self) -> PathBuf {
+        let tmp = self.dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        tmp
+    }
+}
+
+/// An initialized agp home (no user home), an empty repository and a policy file, in one
+/// tempdir.
+pub struct PolicyWorld {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub repo: PathBuf,
+    pub policy: PathBuf,
+}
+
+/// A [`PolicyWorld`] whose policy file holds `policy`.
+pub fn policy_world(policy: &str) -> PolicyWorld {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let policy_file = dir.path().join("policy.toml");
+    std::fs::write(&policy_file, policy).unwrap();
+    let home = dir.path().join("home");
+    init_home(&home, None);
+    PolicyWorld {
+        home,
+        repo,
+        policy: policy_file,
+        dir,
     }
 }
 
@@ -177,13 +221,7 @@ pub fn claude_hook(home: &Path, user_home: &Path, project: Option<&Path>, event:
         .write_all(event.to_string().as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "hook failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = super::stdout_ok(&out, "the hook");
     serde_json::from_str(stdout.trim()).unwrap_or(Value::Null)
 }
 
@@ -295,7 +333,6 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let socket = home.join("run/gateway.sock");
     let child = Command::new("setsid")
         .arg("-w")
         .arg(AGP)
@@ -309,10 +346,16 @@ where
         .spawn()
         .unwrap();
     let daemon = Daemon(child);
+    wait_for_daemon(home);
+    daemon
+}
+
+/// Waits until the daemon of `home` takes connections on its gateway socket.
+pub fn wait_for_daemon(home: &Path) {
+    let socket = home.join("run/gateway.sock");
     let deadline = Instant::now() + Duration::from_secs(20);
     while UnixStream::connect(&socket).is_err() {
         assert!(Instant::now() < deadline, "daemon did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    daemon
 }

@@ -3,17 +3,17 @@
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
+use std::time::Duration;
 
-use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+pub use agp_testkit::pty::Screen;
+
+/// Longest a test waits for something to show on the terminal (a hang, not a measurement).
+pub const PATIENCE: Duration = Duration::from_secs(120);
 
 /// A fresh pty: its master (non-blocking, so the reader thread can poll a stop flag) and its
 /// slave opened read-write, ready to become a child's stdin, stdout and stderr.
 pub fn open_pty() -> (OwnedFd, File) {
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
-    grantpt(&master).unwrap();
-    unlockpt(&master).unwrap();
-    let slave_path = ptsname(&master, Vec::new()).unwrap().into_string().unwrap();
-    rustix::io::ioctl_fionbio(&master, true).unwrap();
+    let (master, slave_path) = agp_testkit::pty::open();
     let slave = File::options()
         .read(true)
         .write(true)
