@@ -170,8 +170,8 @@ fn split_tag(tag: &str) -> Result<(&str, &str), SandboxError> {
 }
 
 /// The default image's root filesystem as a tar: the host's static busybox as `/bin/busybox`
-/// with every applet it lists as a symlink, a non-root account (uid and gid
-/// [`DEFAULT_IMAGE_UID`]), `/tmp` and the sandbox HOME.
+/// with every applet it lists as a symlink, `bash` as busybox's ash, a non-root account (uid
+/// and gid [`DEFAULT_IMAGE_UID`]), `/tmp` and the sandbox HOME.
 pub fn busybox_rootfs(busybox: &Path) -> Result<Vec<u8>, SandboxError> {
     let binary = std::fs::read(busybox).map_err(|e| {
         SandboxError::Missing(format!(
@@ -204,10 +204,17 @@ pub fn busybox_rootfs(busybox: &Path) -> Result<Vec<u8>, SandboxError> {
     for applet in applets
         .lines()
         .map(str::trim)
-        .filter(|a| !a.is_empty() && *a != "busybox" && !a.contains('/') && *a != "..")
+        .filter(|a| !a.is_empty() && !["busybox", "bash", ".."].contains(a) && !a.contains('/'))
     {
         tar.symlink(&format!("bin/{applet}"), "busybox")?;
     }
+    // agp's daemon runs its tools with `bash -c`; here that is busybox's ash (no `shopt`, so
+    // no Glob tool). A Debian root imported with --from-rootfs has the real one.
+    tar.file(
+        "bin/bash",
+        0o755,
+        b"#!/bin/busybox sh\nexec /bin/busybox sh \"$@\"\n",
+    )?;
     tar.file(
         "etc/passwd",
         0o644,

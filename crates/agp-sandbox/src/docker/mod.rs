@@ -166,6 +166,11 @@ impl DockerProvider {
         &self.engine
     }
 
+    /// The pinned image sessions run.
+    pub fn image(&self) -> &ImageRef {
+        &self.image
+    }
+
     /// Run the preflight and return the full report, whether it passed or not.
     pub fn run_preflight(&self, session: &DockerSession) -> Result<PreflightReport, SandboxError> {
         preflight::run(self, session)

@@ -79,13 +79,20 @@ pub fn open_journal(home: &Home, durability: Durability) -> Result<Arc<JournalWr
     Ok(Arc::new(writer))
 }
 
-pub fn sandbox_factory(home: &Home, choice: SandboxChoice) -> Arc<dyn SandboxFactory> {
-    match choice {
+pub fn sandbox_factory(
+    home: &Home,
+    file: &Config,
+    choice: SandboxChoice,
+) -> Result<Arc<dyn SandboxFactory>> {
+    Ok(match choice {
         SandboxChoice::Bwrap => Arc::new(Provider(Arc::new(
             agp_sandbox::BubblewrapProvider::new().protect(home.root()),
         ))),
+        SandboxChoice::Docker => Arc::new(Provider(Arc::new(
+            file.docker_provider(home)?.protect(home.root()),
+        ))),
         SandboxChoice::None => Arc::new(Provider(Arc::new(agp_sandbox::NoSandbox::new()))),
-    }
+    })
 }
 
 /// The user's home (`~/` in policy rules, where agent logins are found): $HOME, else `/`.
@@ -207,7 +214,7 @@ pub fn assemble(
         journal: journal.clone(),
         policy,
         channel,
-        sandbox: Some(sandbox_factory(home, sandbox)),
+        sandbox: Some(sandbox_factory(home, file, sandbox)?),
         redactor: Arc::new(PolicyRedactor),
     };
     Ok(Assembly {

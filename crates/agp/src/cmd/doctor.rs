@@ -219,6 +219,38 @@ fn check_state(home: &Home) -> Check {
     }
 }
 
+/// The container provider: its configuration, the engine reachable, the pinned image present.
+/// (Runtimes, engine version and a preflight in a scratch container are not checked yet.)
+fn check_docker(home: &Home, config: &Result<Config>) -> Check {
+    let Ok(config) = config else {
+        return fail("sandbox", "config.toml is not valid", "fix config.toml");
+    };
+    let provider = match config.docker_provider(home) {
+        Ok(p) => p,
+        Err(e) => {
+            return fail(
+                "sandbox",
+                format!("{e:#}"),
+                "fix [sandbox.docker] in config.toml",
+            )
+        }
+    };
+    match provider.image().resolve(provider.engine()) {
+        Ok(id) => pass(
+            "sandbox",
+            format!(
+                "docker provider: engine at {} has the pinned image {id}",
+                provider.engine().socket().display()
+            ),
+        ),
+        Err(e) => fail(
+            "sandbox",
+            e.to_string(),
+            "start the engine, or run `agp sandbox image build` and pin what it prints",
+        ),
+    }
+}
+
 fn check_sandbox(home: &Home, config: &Result<Config>) -> Check {
     let choice = match config {
         Ok(config) => config.sandbox(home),
@@ -226,6 +258,9 @@ fn check_sandbox(home: &Home, config: &Result<Config>) -> Check {
     };
     match choice {
         Ok(crate::cmd::daemon::SandboxChoice::Bwrap) => {}
+        Ok(crate::cmd::daemon::SandboxChoice::Docker) => {
+            return check_docker(home, config);
+        }
         Ok(crate::cmd::daemon::SandboxChoice::None) => {
             return fail(
                 "sandbox",
