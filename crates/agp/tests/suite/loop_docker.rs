@@ -1,0 +1,139 @@
+//! The governed loop with `--sandbox docker`: the real binary builds the default image in a
+//! real engine (this test binary's own dockerd), pins it in config.toml, and a scripted session
+//! runs its calls in a container, preflight journaled.
+
+use std::path::Path;
+
+use agp_testkit::docker::DockerEngine;
+
+use super::support::looping::{
+    agp_detached, agp_ok, bash_calls_yaml, init_home, journal, write_allow_everything,
+};
+
+/// The default image's non-root uid: the repository is given to it (the container runs as the
+/// repository's owner).
+const UID: u32 = 65534;
+
+fn build_and_pin(home: &Path, engine: &DockerEngine, runtime: &str) {
+    let socket = engine.socket().to_str().unwrap();
+    // One tag per test: the tests run at once, and a tag moved by another build is refused.
+    let tag = format!("localhost/agp-e2e:{runtime}");
+    let out = agp_ok(
+        home,
+        None,
+        &[
+            "sandbox", "image", "build", "--socket", socket, "--tag", &tag,
+        ],
+    );
+    let pinned = out
+        .lines()
+        .find_map(|l| l.strip_prefix("built "))
+        .unwrap_or_else(|| panic!("no pinned reference in: {out}"));
+    assert!(pinned.starts_with(&format!("{tag}@sha256:")), "{out}");
+    let config = home.join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[sandbox.docker]\nimage = \"{pinned}\"\nsocket = \"{socket}\"\nruntime = \"{runtime}\"\n"
+    ));
+    std::fs::write(&config, text).unwrap();
+}
+
+fn scripted_session_runs_in_a_container(runtime: &str) {
+    let Some(engine) = DockerEngine::shared() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("agp-home");
+    let user_home = dir.path().join("user");
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&user_home).unwrap();
+    std::fs::create_dir(&repo).unwrap();
+    std::os::unix::fs::chown(&repo, Some(UID), Some(UID)).unwrap();
+    init_home(&home, Some(&user_home));
+    build_and_pin(&home, engine, runtime);
+
+    let script = dir.path().join("calls.yaml");
+    std::fs::write(
+        &script,
+        bash_calls_yaml(&[
+            "echo from-the-container > made.txt && id -u",
+            "cat /proc/version",
+            "echo pwned > /etc/agp-escape; ls /etc/agp-escape",
+        ]),
+    )
+    .unwrap();
+    let policy = write_allow_everything(dir.path());
+    let out = agp_detached(&home, &user_home)
+        .args([
+            "run",
+            "--intendant",
+            "scripted",
+            "--script",
+            script.to_str().unwrap(),
+            "--repo",
+            repo.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--auto-approve",
+            "--sandbox",
+            "docker",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "agp run ({runtime}) failed: {stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        engine
+            .log()
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("made.txt")).unwrap(),
+        "from-the-container\n"
+    );
+
+    let entries = journal(&home);
+    let preflight = entries
+        .iter()
+        .find(|e| e["kind"] == "sandbox.preflight")
+        .expect("a sandbox.preflight entry");
+    let report = &preflight["body"]["report"];
+    assert_eq!(report["provider"], "docker", "{preflight}");
+    assert_eq!(report["passed"], true, "{preflight}");
+    assert_eq!(preflight["body"]["isolation"]["provider"], "docker");
+    let results: Vec<_> = entries
+        .iter()
+        .filter(|e| e["kind"] == "tool_call.result")
+        .collect();
+    assert_eq!(results.len(), 3, "{results:?}");
+    let output = |i: usize| results[i]["body"]["output"].as_str().unwrap_or_default();
+    assert_eq!(output(0), format!("{UID}\n"), "{:?}", results[0]);
+    let host = std::fs::read_to_string("/proc/version").unwrap();
+    match runtime {
+        "runsc" => assert_ne!(output(1), host, "runsc showed the host kernel"),
+        _ => assert_eq!(output(1), host, "runc shares the host kernel"),
+    }
+    assert_eq!(results[2]["body"]["exit_code"], 1, "{:?}", results[2]);
+    assert!(
+        output(2).contains("can't create /etc/agp-escape"),
+        "{:?}",
+        results[2]
+    );
+    assert!(!Path::new("/etc/agp-escape").exists());
+}
+
+#[test]
+fn scripted_session_runs_in_a_runc_container() {
+    scripted_session_runs_in_a_container("runc");
+}
+
+#[test]
+fn scripted_session_runs_in_a_runsc_container() {
+    scripted_session_runs_in_a_container("runsc");
+}
