@@ -13,6 +13,7 @@
 mod api;
 mod container;
 mod exec;
+mod git;
 pub mod image;
 mod preflight;
 mod tar;
@@ -209,6 +210,7 @@ impl DockerProvider {
             }
             binds.push((source, dest.clone(), writable));
         }
+        binds.extend(git::binds(repo)?);
         // Host Unix sockets in the repository are masked with /dev/null, as under bubblewrap.
         for socket in sockets::find(repo)? {
             binds.push((PathBuf::from("/dev/null"), socket, false));
@@ -364,6 +366,7 @@ fn exec_checked(
     if let Some(growth) = &session.growth {
         growth.admit().map_err(SandboxError::LimitExceeded)?;
     }
+    let git_before = git::snapshot(&session.repo)?;
     let mut watcher = session.growth.as_ref().map(RepoGrowth::watcher);
     let outcome = exec::run(
         &provider.engine,
@@ -389,6 +392,9 @@ fn exec_checked(
             return Err(e);
         }
     }
+    // The command's own processes are gone (or were killed with the container); what it
+    // left running in the background could still write, see the caveats.
+    let git_metadata_removed = crate::gitguard::scrub(&git_before);
     let limit_exceeded = session.growth.as_ref().and_then(RepoGrowth::check);
     Ok(ExecOutput {
         exit_code: outcome.exit_code,
@@ -398,7 +404,7 @@ fn exec_checked(
         duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
         truncated: outcome.truncated,
         limit_exceeded,
-        git_metadata_removed: Vec::new(),
+        git_metadata_removed,
     })
 }
 
@@ -496,7 +502,7 @@ impl SandboxProvider for DockerProvider {
             caveats: vec![
                 kernel.to_string(),
                 "one container per session: /tmp, HOME and processes a command leaves running persist across the session's commands (a timeout kills everything in the container and starts it again with an empty /tmp and HOME)".to_string(),
-                "the repository's git metadata is NOT protected inside the container (no read-only config/hooks, no quarantine): a command can plant git hooks or config that a host git later runs".to_string(),
+                "the repository's git metadata is guarded as under bubblewrap (config, hooks, info, alternates and the like bound read-only for the whole session, as they were when it started; what a command creates or replaces there is quarantined after it); a process a command leaves running in the background of the container can plant metadata after that check, and it is then not caught (processes are only killed on a timeout and at the session's end)".to_string(),
                 "host Unix sockets in the repository are masked when the session starts; one created there later is reachable from the container under runc".to_string(),
                 "session_memory_bytes and max_processes are the container's memory and pids cgroup limits; max_cpu_seconds, max_memory_bytes and repo_growth_bytes are per-process rlimits (cpu, as, fsize); repo_growth_bytes is also checked after each command".to_string(),
                 "commands run as the repository's owner uid; the image's other files are read-only".to_string(),

@@ -469,3 +469,85 @@ fn orphaned_containers_are_found_and_removed() {
     assert_eq!(removed, vec![id.clone()]);
     assert!(!exists(t.daemon.socket(), &id));
 }
+
+#[test]
+fn git_metadata_is_guarded_in_the_container() {
+    let Some(t) = setup(Runtime::Runc) else {
+        return;
+    };
+    let git = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .arg(&t.repo)
+        .status()
+        .unwrap();
+    assert!(git.success());
+    let chown = std::process::Command::new("chown")
+        .args(["-R", &format!("{UID}:{UID}")])
+        .arg(&t.repo)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let config_before = std::fs::read_to_string(t.repo.join(".git/config")).unwrap();
+    let s = t.provider.spawn(&SandboxSpec::new("git", &t.repo)).unwrap();
+    for (what, script) in [
+        (
+            "config",
+            "echo '[core]\n\tfsmonitor = /tmp/x' >> .git/config",
+        ),
+        ("hook", "echo '#!/bin/sh' > .git/hooks/pre-commit"),
+        ("rename .git", "mv .git .git-old"),
+        (
+            "replace config",
+            "cp .git/config /tmp/c && mv /tmp/c .git/config",
+        ),
+    ] {
+        let out = run(&t.provider, &s, script);
+        assert_ne!(out.exit_code, Some(0), "{what} succeeded: {out:?}");
+    }
+    // Planted where nothing was bound: moved out of git's way after the command.
+    let out = run(&t.provider, &s, "echo /tmp/evil > .git/commondir");
+    assert_eq!(out.exit_code, Some(0), "{out:?}");
+    assert!(
+        out.git_metadata_removed
+            .iter()
+            .any(|r| r.contains("commondir")),
+        "{out:?}"
+    );
+    assert!(!t.repo.join(".git/commondir").exists());
+    // Commit state stays writable.
+    let out = run(&t.provider, &s, "echo ref: refs/heads/other > .git/HEAD");
+    assert_eq!(out.exit_code, Some(0), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(t.repo.join(".git/config")).unwrap(),
+        config_before
+    );
+    t.provider.teardown(s).unwrap();
+}
+
+#[test]
+fn host_sockets_in_the_repository_are_masked() {
+    let Some(t) = setup(Runtime::Runc) else {
+        return;
+    };
+    let listener = std::os::unix::net::UnixListener::bind(t.repo.join("host.sock")).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let s = t
+        .provider
+        .spawn(&SandboxSpec::new("sockets", &t.repo))
+        .unwrap();
+    let out = run(
+        &t.provider,
+        &s,
+        "test -S host.sock && echo SOCKET; nc -U host.sock </dev/null && echo CONNECTED",
+    );
+    let seen = text(&out.stdout);
+    assert!(
+        !seen.contains("SOCKET") && !seen.contains("CONNECTED"),
+        "{out:?}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the host socket accepted a connection"
+    );
+    t.provider.teardown(s).unwrap();
+}
