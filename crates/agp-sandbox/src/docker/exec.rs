@@ -164,7 +164,7 @@ fn demux(pending: &mut Vec<u8>, out: &mut Outcome, cap: usize) -> Result<(), San
 /// The exec's exit code once its output closed. The engine records it a moment after the
 /// stream ends, so a still-running exec is asked again briefly.
 fn exit_code(engine: &Engine, exec_id: &str) -> Result<Option<i32>, SandboxError> {
-    for _ in 0..200 {
+    for _ in 0..1000 {
         let reply = engine.call("GET", &format!("/exec/{exec_id}/json"), None)?;
         if !reply.ok() {
             return Err(SandboxError::Refused(format!(
@@ -178,7 +178,7 @@ fn exit_code(engine: &Engine, exec_id: &str) -> Result<Option<i32>, SandboxError
                 .as_i64()
                 .and_then(|c| i32::try_from(c).ok()));
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(2));
     }
     Err(SandboxError::Refused(
         "the command's output closed but the engine still reports it running".into(),

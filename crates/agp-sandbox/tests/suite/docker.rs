@@ -551,3 +551,43 @@ fn host_sockets_in_the_repository_are_masked() {
     );
     t.provider.teardown(s).unwrap();
 }
+
+/// Figures for the report, not a check: `cargo test -p agp-sandbox --test all
+/// docker::latency -- --ignored --nocapture` (`agp bench sandbox --provider docker` is to come).
+#[test]
+#[ignore = "prints figures; run by hand"]
+fn latency() {
+    fn p(sorted: &[u128], q: f64) -> u128 {
+        sorted[((sorted.len() - 1) as f64 * q) as usize]
+    }
+    for runtime in [Runtime::Runc, Runtime::Runsc] {
+        let Some(t) = setup(runtime) else { return };
+        let mut starts = Vec::new();
+        let mut execs = Vec::new();
+        for i in 0..10 {
+            let begun = std::time::Instant::now();
+            let s = t
+                .provider
+                .spawn(&SandboxSpec::new(format!("bench-{i}"), &t.repo))
+                .unwrap();
+            starts.push(begun.elapsed().as_millis());
+            for _ in 0..10 {
+                let begun = std::time::Instant::now();
+                let out = run(&t.provider, &s, "true");
+                assert_eq!(out.exit_code, Some(0));
+                execs.push(begun.elapsed().as_millis());
+            }
+            t.provider.teardown(s).unwrap();
+        }
+        starts.sort_unstable();
+        execs.sort_unstable();
+        eprintln!(
+            "{}: session start p50 {} ms p99 {} ms; exec p50 {} ms p99 {} ms",
+            runtime.name(),
+            p(&starts, 0.5),
+            p(&starts, 0.99),
+            p(&execs, 0.5),
+            p(&execs, 0.99)
+        );
+    }
+}
