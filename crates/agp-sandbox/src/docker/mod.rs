@@ -16,6 +16,7 @@ mod exec;
 mod git;
 pub mod image;
 mod preflight;
+mod reap;
 mod tar;
 
 use std::os::unix::fs::MetadataExt;
@@ -95,6 +96,8 @@ pub struct DockerSession {
     growth: Option<RepoGrowth>,
     /// Set when a restart after a timeout failed: later commands are refused.
     broken: Mutex<Option<String>>,
+    /// PID (inside) of the container's waiting process, which the reaper spares.
+    sleeper: Mutex<String>,
     removed: bool,
 }
 
@@ -218,9 +221,9 @@ impl DockerProvider {
         Ok(binds)
     }
 
-    /// After a timeout: everything in the container is killed (the command and whatever it
-    /// started), then the container is started again; the repository persists, `/tmp` and
-    /// HOME start empty.
+    /// After a timeout, or when what a command left cannot be killed: everything in the
+    /// container is killed, then the container is started again; the repository persists,
+    /// `/tmp` and HOME start empty.
     fn restart(&self, session: &DockerSession) -> Result<(), SandboxError> {
         let c = &session.container;
         let _ = self
@@ -241,7 +244,18 @@ impl DockerProvider {
     }
 }
 
+/// Start the container, check it is what was asked, and note its waiting process.
 fn start_and_verify(engine: &Engine, session: &DockerSession) -> Result<(), SandboxError> {
+    start_only(engine, session)?;
+    let sleeper = reap::sleeper(engine, &session.container, &session.user)?;
+    *session
+        .sleeper
+        .lock()
+        .map_err(|_| SandboxError::Refused("session state poisoned".into()))? = sleeper;
+    Ok(())
+}
+
+fn start_only(engine: &Engine, session: &DockerSession) -> Result<(), SandboxError> {
     let c = &session.container;
     let started = engine.call("POST", &format!("/containers/{c}/start"), None)?;
     if !started.ok() && started.status != 304 {
@@ -384,7 +398,20 @@ fn exec_checked(
     );
     drop(watcher);
     let outcome = outcome?;
-    if outcome.timed_out || outcome.stopped {
+    let sleeper = session
+        .sleeper
+        .lock()
+        .map_err(|_| SandboxError::Refused("session state poisoned".into()))?
+        .clone();
+    let clean = !(outcome.timed_out || outcome.stopped)
+        && reap::reap(
+            &provider.engine,
+            &session.container,
+            &session.user,
+            &sleeper,
+        )
+        .is_ok();
+    if !clean {
         if let Err(e) = provider.restart(session) {
             if let Ok(mut broken) = session.broken.lock() {
                 *broken = Some(e.to_string());
@@ -392,8 +419,8 @@ fn exec_checked(
             return Err(e);
         }
     }
-    // The command's own processes are gone (or were killed with the container); what it
-    // left running in the background could still write, see the caveats.
+    // Every process of the command is gone by now (reaped, or killed with the container),
+    // so nothing can race the check.
     let git_metadata_removed = crate::gitguard::scrub(&git_before);
     let limit_exceeded = session.growth.as_ref().and_then(RepoGrowth::check);
     Ok(ExecOutput {
@@ -447,6 +474,7 @@ impl SandboxProvider for DockerProvider {
             limits: spec.limits.clone(),
             growth: None,
             broken: Mutex::new(None),
+            sleeper: Mutex::new(String::new()),
             removed: true,
         };
         let created = self.engine.call(
@@ -501,8 +529,8 @@ impl SandboxProvider for DockerProvider {
             pid_isolated: true,
             caveats: vec![
                 kernel.to_string(),
-                "one container per session: /tmp, HOME and processes a command leaves running persist across the session's commands (a timeout kills everything in the container and starts it again with an empty /tmp and HOME)".to_string(),
-                "the repository's git metadata is guarded as under bubblewrap (config, hooks, info, alternates and the like bound read-only for the whole session, as they were when it started; what a command creates or replaces there is quarantined after it); a process a command leaves running in the background of the container can plant metadata after that check, and it is then not caught (processes are only killed on a timeout and at the session's end)".to_string(),
+                "one container per session: /tmp and HOME persist across the session's commands; every process a command leaves running is killed after it (from inside the container, as the same uid: a process that takes over the container's init or waiting process by ptrace could survive), and a timeout kills the whole container and starts it again with an empty /tmp and HOME".to_string(),
+                "the repository's git metadata is guarded as under bubblewrap (config, hooks, info, alternates and the like bound read-only for the whole session, as they were when it started; what a command creates or replaces there is quarantined after it); processes a command leaves running are killed before that check".to_string(),
                 "host Unix sockets in the repository are masked when the session starts; one created there later is reachable from the container under runc".to_string(),
                 "session_memory_bytes and max_processes are the container's memory and pids cgroup limits; max_cpu_seconds, max_memory_bytes and repo_growth_bytes are per-process rlimits (cpu, as, fsize); repo_growth_bytes is also checked after each command".to_string(),
                 "commands run as the repository's owner uid; the image's other files are read-only".to_string(),

@@ -591,3 +591,53 @@ fn latency() {
         );
     }
 }
+
+#[test]
+fn nothing_a_command_starts_outlives_it() {
+    for runtime in [Runtime::Runc, Runtime::Runsc] {
+        let Some(t) = setup(runtime) else { return };
+        let s = t
+            .provider
+            .spawn(&SandboxSpec::new("leftovers", &t.repo))
+            .unwrap();
+        // Detached in every way a shell allows: background, new session, double fork.
+        let out = run(
+            &t.provider,
+            &s,
+            "(sleep 300 &) ; setsid sh -c 'while :; do date > tick; sleep 1; done' & \
+             nohup sleep 301 >/dev/null 2>&1 & echo started",
+        );
+        assert_eq!(text(&out.stdout), "started\n", "{out:?}");
+        let out = run(&t.provider, &s, "ps -o pid,comm | grep -c sleep");
+        // Only the container's own waiting process is left.
+        assert_eq!(
+            text(&out.stdout).trim(),
+            "1",
+            "{} {:?}",
+            runtime.name(),
+            out
+        );
+        let before = std::fs::read_to_string(t.repo.join("tick")).unwrap_or_default();
+        let again = run(&t.provider, &s, "sleep 2; cat tick 2>/dev/null || true");
+        assert_eq!(text(&again.stdout), before, "the writer kept running");
+        // The session goes on.
+        assert_eq!(run(&t.provider, &s, "echo ok").exit_code, Some(0));
+        t.provider.teardown(s).unwrap();
+    }
+}
+
+#[test]
+fn a_command_that_kills_the_waiting_process_does_not_end_the_session() {
+    let Some(t) = setup(Runtime::Runc) else {
+        return;
+    };
+    let s = t
+        .provider
+        .spawn(&SandboxSpec::new("kill-all", &t.repo))
+        .unwrap();
+    let out = run(&t.provider, &s, "kill -9 -1; echo $?");
+    assert!(out.exit_code.is_some() || out.timed_out, "{out:?}");
+    let out = run(&t.provider, &s, "echo still-here");
+    assert_eq!(text(&out.stdout), "still-here\n", "{out:?}");
+    t.provider.teardown(s).unwrap();
+}
