@@ -11,6 +11,9 @@ use crate::layout::DEFAULT_TMPFS_BYTES;
 
 /// Label every agp container carries, so orphans can be found.
 pub const MANAGED_LABEL: &str = "agp.managed";
+/// The container's own processes run as this uid (or the one below, see `init_user_spec`).
+const INIT_UID: u32 = 65533;
+
 /// Label holding the session id.
 pub const SESSION_LABEL: &str = "agp.session";
 
@@ -28,8 +31,16 @@ pub(crate) struct Plan<'a> {
 }
 
 impl Plan<'_> {
-    pub(crate) fn user_spec(&self) -> String {
-        format!("{}:{}", self.user.0, self.user.1)
+    /// The uid of the container's own processes (its init and the waiting `sleep`): never the
+    /// commands' uid, so a command can neither signal nor ptrace them (no capabilities), and
+    /// never root.
+    pub(crate) fn init_user_spec(&self) -> String {
+        let uid = if self.user.0 == INIT_UID {
+            INIT_UID - 1
+        } else {
+            INIT_UID
+        };
+        format!("{uid}:{uid}")
     }
 
     /// The body of `POST /containers/create`.
@@ -93,7 +104,7 @@ impl Plan<'_> {
         }
         json!({
             "Image": self.image_id,
-            "User": self.user_spec(),
+            "User": self.init_user_spec(),
             // PID 1 only waits; every command is an exec. `Init` reaps what commands leave.
             "Entrypoint": ["sleep"],
             "Cmd": ["2147483647"],
@@ -154,7 +165,10 @@ impl Plan<'_> {
         expect("read-only root filesystem", host["ReadonlyRootfs"] == true);
         expect("not privileged", host["Privileged"] == false);
         expect("runtime", host["Runtime"] == self.runtime.name());
-        expect("user", inspect["Config"]["User"] == self.user_spec());
+        expect(
+            "init user",
+            inspect["Config"]["User"] == self.init_user_spec(),
+        );
         expect(
             "tmpfs /tmp and HOME",
             host["Tmpfs"].get("/tmp").is_some() && host["Tmpfs"].get(SANDBOX_HOME).is_some(),
@@ -210,12 +224,12 @@ mod tests {
         assert_eq!(host["ReadonlyRootfs"], true);
         assert_eq!(host["PidsLimit"], 64);
         assert_eq!(host["MemorySwap"], host["Memory"]);
-        assert_eq!(body["User"], "1000:1000");
+        assert_eq!(body["User"], "65533:65533");
         // What an honest engine reports back passes.
         let mut reported = json!({
             "Image": "sha256:00",
             "State": {"Running": true},
-            "Config": {"User": "1000:1000"},
+            "Config": {"User": "65533:65533"},
             "HostConfig": host.clone(),
             "Mounts": [{"Type": "bind"}],
         });

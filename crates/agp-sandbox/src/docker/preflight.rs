@@ -191,16 +191,23 @@ pub(crate) fn run(
         .collect();
     let accepted = !matches!(listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock);
 
-    let mut checks =
-        vec![check(
-            "container_hardening_applied",
-            true,
-            format!(
-            "the engine reports the container as asked: network none, all capabilities dropped, \
-             no-new-privileges, engine seccomp, read-only root, user {}, runtime {}, image {}",
-            session.user, session.runtime.name(), session.image_id
-        ),
-        )];
+    // What the engine reports now, not what it reported at the start.
+    let applied = super::verify(&provider.engine, session);
+    let mut checks = vec![check(
+        "container_hardening_applied",
+        applied.is_ok(),
+        match applied {
+            Ok(()) => format!(
+                "the engine reports the container as asked: network none, all capabilities \
+                 dropped, no-new-privileges, engine seccomp, read-only root, tmpfs /tmp and \
+                 HOME, only the asked binds, commands as {}, runtime {}, image {}",
+                session.user,
+                session.runtime.name(),
+                session.image_id
+            ),
+            Err(e) => e.to_string(),
+        },
+    )];
     let output = match outcome {
         Ok(out) => out,
         Err(e) => {
