@@ -664,3 +664,60 @@ fn commands_cannot_signal_or_trace_the_containers_own_processes() {
         t.provider.teardown(s).unwrap();
     }
 }
+
+#[test]
+fn an_image_that_brings_its_own_volume_is_refused_and_removed() {
+    let Some(t) = setup(Runtime::Runc) else {
+        return;
+    };
+    // The default root, imported with a VOLUME the engine would mount into every container.
+    let rootfs = image::busybox_rootfs(Path::new("/bin/busybox")).unwrap();
+    let tar = t._dir.path().join("rootfs.tar");
+    std::fs::write(&tar, rootfs).unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--fail", "--unix-socket"])
+        .arg(t.daemon.socket())
+        .args([
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/x-tar",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", tar.display()))
+        .arg(
+            "http://docker/v1.41/images/create?fromSrc=-&repo=localhost/agp-test&tag=volume\
+             &changes=VOLUME%20%2Fdata",
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let inspect = std::process::Command::new("curl")
+        .args(["-s", "--unix-socket"])
+        .arg(t.daemon.socket())
+        .arg("http://docker/v1.41/images/localhost/agp-test:volume/json")
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let id = info["Id"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("sha256:")
+        .unwrap();
+    let pinned: ImageRef = format!("localhost/agp-test:volume@sha256:{id}")
+        .parse()
+        .unwrap();
+    let provider = DockerProvider::new(t.engine.clone(), pinned, Runtime::Runc);
+    let err = provider
+        .spawn(&SandboxSpec::new("volume", &t.repo))
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("only the repository and the binds asked for"),
+        "{err}"
+    );
+    // The refused container did not stay behind.
+    let left = agp_sandbox::docker::remove_orphans(&t.engine, |s| s != "volume").unwrap();
+    assert_eq!(left, Vec::<String>::new());
+}
