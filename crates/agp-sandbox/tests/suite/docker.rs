@@ -32,7 +32,7 @@ fn default_image(engine: &Engine) -> ImageRef {
 }
 
 struct Setup {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     repo: PathBuf,
     outside: PathBuf,
     provider: DockerProvider,
@@ -55,7 +55,7 @@ fn setup(runtime: Runtime) -> Option<Setup> {
     let provider = DockerProvider::new(engine.clone(), image, runtime)
         .protect(daemon.socket().parent().unwrap());
     Some(Setup {
-        _dir: dir,
+        dir,
         repo,
         outside,
         provider,
@@ -672,7 +672,7 @@ fn an_image_that_brings_its_own_volume_is_refused_and_removed() {
     };
     // The default root, imported with a VOLUME the engine would mount into every container.
     let rootfs = image::busybox_rootfs(Path::new("/bin/busybox")).unwrap();
-    let tar = t._dir.path().join("rootfs.tar");
+    let tar = t.dir.path().join("rootfs.tar");
     std::fs::write(&tar, rootfs).unwrap();
     let out = std::process::Command::new("curl")
         .args(["-s", "--fail", "--unix-socket"])
