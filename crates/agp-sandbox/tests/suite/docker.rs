@@ -721,3 +721,35 @@ fn an_image_that_brings_its_own_volume_is_refused_and_removed() {
     let left = agp_sandbox::docker::remove_orphans(&t.engine, |s| s != "volume").unwrap();
     assert_eq!(left, Vec::<String>::new());
 }
+
+#[test]
+fn the_session_memory_bound_holds_all_commands_together() {
+    let Some(t) = setup(Runtime::Runc) else {
+        return;
+    };
+    let mut spec = SandboxSpec::new("memory", &t.repo);
+    spec.limits = ResourceLimits {
+        session_memory_bytes: Some(64 * 1024 * 1024),
+        tmpfs_bytes: Some(512 * 1024 * 1024),
+        ..ResourceLimits::default()
+    };
+    let s = t.provider.spawn(&spec).unwrap();
+    // tmpfs pages count against the container's memory: 200 MiB cannot fit in 64 MiB.
+    let out = run(
+        &t.provider,
+        &s,
+        "dd if=/dev/zero of=/tmp/big bs=1M count=200 2>/dev/null; echo $?; wc -c < /tmp/big",
+    );
+    let seen = text(&out.stdout);
+    let mut lines = seen.lines();
+    let (status, size) = (
+        lines.next().unwrap_or_default(),
+        lines.next().unwrap_or_default(),
+    );
+    assert_ne!(status, "0", "{out:?}");
+    assert!(
+        size.trim().parse::<u64>().unwrap() < 200 * 1024 * 1024,
+        "{out:?}"
+    );
+    t.provider.teardown(s).unwrap();
+}
