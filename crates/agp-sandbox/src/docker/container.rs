@@ -81,6 +81,8 @@ impl Plan<'_> {
             "Privileged": false,
             "Init": true,
             "IpcMode": "private",
+            // Docker's default on cgroup v1 hosts is the host's cgroup namespace.
+            "CgroupnsMode": "private",
             "PidMode": "",
             "Runtime": self.runtime.name(),
             "Mounts": mounts,
@@ -179,14 +181,52 @@ impl Plan<'_> {
         if let Some(n) = self.limits.max_processes {
             expect("pids limit", host["PidsLimit"] == n);
         }
-        let wanted_mounts = 1 + self.binds.len();
-        let mounts = inspect["Mounts"].as_array().map_or(0, Vec::len);
-        // Tmpfs mounts are not listed in `Mounts`; anything more than the binds asked for
-        // would be a volume agp did not ask for.
+        for mode in [
+            "PidMode",
+            "IpcMode",
+            "UTSMode",
+            "UsernsMode",
+            "CgroupnsMode",
+        ] {
+            expect(
+                "no host namespace shared",
+                host[mode].as_str().is_none_or(|m| m != "host"),
+            );
+        }
         expect(
-            "only the repository and the binds asked for",
-            mounts == wanted_mounts,
+            "no device",
+            host["Devices"].as_array().is_none_or(Vec::is_empty),
         );
+        expect(
+            "the engine's masked /proc paths",
+            host["MaskedPaths"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty()),
+        );
+        // Tmpfs mounts are not listed in `Mounts`; each listed one must be a bind asked for,
+        // with the access asked for (a volume of the image's would be one agp did not ask for).
+        let mut wanted: Vec<(String, bool)> = vec![(self.repo.display().to_string(), true)];
+        wanted.extend(
+            self.binds
+                .iter()
+                .map(|(_, dest, rw)| (dest.display().to_string(), *rw)),
+        );
+        wanted.sort();
+        wanted.dedup();
+        let mut got: Vec<(String, bool)> = inspect["Mounts"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|m| {
+                (
+                    m["Destination"].as_str().unwrap_or_default().to_string(),
+                    m["RW"] == true || m["Type"] != "bind",
+                )
+            })
+            .collect();
+        got.sort();
+        expect("only the repository and the binds asked for", got == wanted);
         wrong
     }
 }
@@ -231,12 +271,17 @@ mod tests {
             "State": {"Running": true},
             "Config": {"User": "65533:65533"},
             "HostConfig": host.clone(),
-            "Mounts": [{"Type": "bind"}],
+            "Mounts": [{"Type": "bind", "Destination": "/r", "RW": true}],
         });
+        reported["HostConfig"]["MaskedPaths"] = json!(["/proc/kcore"]);
         assert_eq!(plan.verify(&reported), Vec::<String>::new());
         reported["HostConfig"]["NetworkMode"] = json!("host");
         reported["HostConfig"]["SecurityOpt"] = json!(["seccomp=unconfined"]);
-        reported["Mounts"] = json!([{"Type": "bind"}, {"Type": "volume"}]);
+        reported["Mounts"] = json!([
+            {"Type": "bind", "Destination": "/r", "RW": true},
+            {"Type": "volume", "Destination": "/data", "RW": true},
+        ]);
+        reported["HostConfig"]["PidMode"] = json!("host");
         let wrong = plan.verify(&reported);
         assert!(
             wrong.contains(&"network mode none".to_string()),
@@ -252,6 +297,10 @@ mod tests {
         );
         assert!(
             wrong.contains(&"only the repository and the binds asked for".to_string()),
+            "{wrong:?}"
+        );
+        assert!(
+            wrong.contains(&"no host namespace shared".to_string()),
             "{wrong:?}"
         );
     }
