@@ -48,23 +48,30 @@ impl DockerEngine {
     /// cannot run here and this is not CI; under `CI=true` that panics with the reason.
     pub fn shared() -> Option<&'static DockerEngine> {
         static ENGINE: OnceLock<Result<DockerEngine, String>> = OnceLock::new();
-        match ENGINE.get_or_init(start_kept) {
-            Ok(engine) => Some(engine),
-            Err(reason) => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "CI=true and the Docker engine for the container tests is unavailable: \
-                     {reason}"
-                );
-                eprintln!("SKIPPED (not CI): no Docker engine for the container tests: {reason}");
-                None
-            }
-        }
+        judge(
+            ENGINE.get_or_init(start_kept),
+            std::env::var("CI").as_deref() == Ok("true"),
+        )
     }
 
     /// The engine's log so far (for a failing test's message).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
+    }
+}
+
+/// A started engine, or: under CI a failed test with the reason, elsewhere a skip that says why.
+fn judge(started: &Result<DockerEngine, String>, ci: bool) -> Option<&DockerEngine> {
+    match started {
+        Ok(engine) => Some(engine),
+        Err(reason) => {
+            assert!(
+                !ci,
+                "CI=true and the Docker engine for the container tests is unavailable: {reason}"
+            );
+            eprintln!("SKIPPED (not CI): no Docker engine for the container tests: {reason}");
+            None
+        }
     }
 }
 
@@ -235,4 +242,22 @@ fn ping(socket: &Path) -> bool {
     let mut reply = String::new();
     let _ = s.read_to_string(&mut reply);
     reply.starts_with("HTTP/1.1 200") && reply.ends_with("OK")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(
+        expected = "CI=true and the Docker engine for the container tests is unavailable: dockerd not found"
+    )]
+    fn under_ci_a_missing_engine_fails_the_test() {
+        judge(&Err("dockerd not found".into()), true);
+    }
+
+    #[test]
+    fn elsewhere_it_skips() {
+        assert!(judge(&Err("dockerd not found".into()), false).is_none());
+    }
 }
