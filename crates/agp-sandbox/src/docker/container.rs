@@ -46,7 +46,6 @@ impl Plan<'_> {
     /// The body of `POST /containers/create`.
     pub(crate) fn create_body(&self) -> Value {
         let tmpfs = self.limits.tmpfs_bytes.unwrap_or(DEFAULT_TMPFS_BYTES);
-        let (uid, gid) = self.user;
         let mut mounts = vec![json!({
             "Type": "bind",
             "Source": self.repo,
@@ -88,7 +87,9 @@ impl Plan<'_> {
             "Mounts": mounts,
             "Tmpfs": {
                 "/tmp": format!("rw,nosuid,nodev,size={tmpfs},mode=1777"),
-                SANDBOX_HOME: format!("rw,nosuid,nodev,size={tmpfs},mode=700,uid={uid},gid={gid}"),
+                // Not `uid=`: Podman refuses that tmpfs option. Only the commands' uid runs
+                // anything in the container.
+                SANDBOX_HOME: format!("rw,nosuid,nodev,size={tmpfs},mode=1777"),
             },
             "Ulimits": ulimits,
             "LogConfig": {"Type": "none", "Config": {}},

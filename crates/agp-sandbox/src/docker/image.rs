@@ -135,7 +135,9 @@ pub fn import(engine: &Engine, tag: &str, rootfs: impl Read) -> Result<ImageRef,
             reply.message()
         )));
     }
-    // A stream of JSON progress messages; a failure arrives as {"error": ...} with 200.
+    // A stream of JSON progress messages; a failure arrives as {"error": ...} with 200, the
+    // new image's ID as a status `sha256:...`.
+    let mut imported = None;
     for message in
         serde_json::Deserializer::from_slice(&reply.body).into_iter::<serde_json::Value>()
     {
@@ -147,17 +149,39 @@ pub fn import(engine: &Engine, tag: &str, rootfs: impl Read) -> Result<ImageRef,
                 "container engine could not import the image: {error}"
             )));
         }
+        if let Some(id) = message
+            .get("status")
+            .and_then(|s| s.as_str())
+            .map(str::trim)
+            .filter(|s| s.starts_with("sha256:"))
+        {
+            imported = Some(id.to_string());
+        }
     }
-    let info = engine.call("GET", &format!("/images/{}/json", query(tag)), None)?;
-    if !info.ok() {
+    let id = imported.ok_or_else(|| {
+        SandboxError::Refused("container engine did not say which image it imported".into())
+    })?;
+    // Podman's import ignores the tag it is given: tag the ID explicitly (Docker too).
+    let tagged = engine.call(
+        "POST",
+        &format!(
+            "/images/{}/tag?repo={}&tag={}",
+            query(&id),
+            query(repo),
+            query(version)
+        ),
+        None,
+    )?;
+    if !tagged.ok() {
         return Err(SandboxError::Refused(format!(
-            "imported image {tag} cannot be inspected: {}",
-            info.message()
+            "container engine could not tag the imported image {id} as {tag}: {}",
+            tagged.message()
         )));
     }
-    let id = info.json()?;
-    let id = id.get("Id").and_then(|v| v.as_str()).unwrap_or_default();
-    format!("{tag}@{id}").parse()
+    let pinned: ImageRef = format!("{tag}@{id}").parse()?;
+    // The name must now lead to exactly what was imported.
+    pinned.resolve(engine)?;
+    Ok(pinned)
 }
 
 fn split_tag(tag: &str) -> Result<(&str, &str), SandboxError> {
