@@ -533,7 +533,7 @@ impl SandboxProvider for DockerProvider {
                 "the repository's git metadata is guarded as under bubblewrap (config, hooks, info, alternates and the like bound read-only for the whole session, as they were when it started; what a command creates or replaces there is quarantined after it); processes a command leaves running are killed before that check".to_string(),
                 "host Unix sockets in the repository are masked when the session starts; one created there later is reachable from the container under runc".to_string(),
                 "session_memory_bytes and max_processes are the container's memory and pids cgroup limits; max_cpu_seconds, max_memory_bytes and repo_growth_bytes are per-process rlimits (cpu, as, fsize); repo_growth_bytes is also checked after each command; there is no CPU share limit".to_string(),
-                "commands run as the repository's owner uid; the image's other files are read-only".to_string(),
+                "commands run as the repository's owner uid; the image's other files are read-only; /tmp and HOME are tmpfs mounted noexec (the engine's default), so programs run only from the image or the repository".to_string(),
             ],
         }
     }

@@ -12,7 +12,8 @@ use super::api::Engine;
 use super::exec;
 
 /// The kill loop. Only shell built-ins (no fork of its own): `$1` is the sleeper's PID.
-/// Prints `clean` once only PID 1, the sleeper and itself are left.
+/// Prints `clean` once only PID 1, the sleeper, itself and zombies are left (a process that
+/// is gone by the time its `stat` is read counts as gone).
 const REAP: &str = r#"keep=$1
 i=0
 while [ "$i" -lt 500 ]; do
@@ -20,6 +21,12 @@ while [ "$i" -lt 500 ]; do
   for d in /proc/[0-9]*; do
     p=${d#/proc/}
     case $p in 1|"$keep"|"$$") continue ;; esac
+    # A zombie is already dead; init reaps it. The state follows the LAST ") ": the name
+    # before it is the process's own to choose.
+    stat=
+    read -r stat < "$d/stat" 2>/dev/null
+    [ -n "$stat" ] || continue
+    case ${stat##*) } in Z*) continue ;; esac
     left="$left $p"
   done
   if [ -z "$left" ]; then echo clean; exit 0; fi

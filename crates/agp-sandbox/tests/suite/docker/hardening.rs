@@ -195,6 +195,8 @@ fn nothing_a_command_starts_outlives_it() {
             .provider
             .spawn(&SandboxSpec::new("leftovers", &t.repo))
             .unwrap();
+        // /tmp lives as long as the container: a restart (the fallback) would empty it.
+        assert_eq!(run(&t.provider, &s, "touch /tmp/marker").exit_code, Some(0));
         // Detached in every way a shell allows: background, new session, double fork.
         let out = run(
             &t.provider,
@@ -203,6 +205,25 @@ fn nothing_a_command_starts_outlives_it() {
              nohup sleep 301 >/dev/null 2>&1 & echo started",
         );
         assert_eq!(text(&out.stdout), "started\n", "{out:?}");
+        // A process whose name makes its /proc/PID/stat look like a zombie's.
+        let out = run(
+            &t.provider,
+            &s,
+            "mkfifo /tmp/f && printf '#!/bin/sh\\nexec 3<>/tmp/f; read x <&3\\n' > './x) Z z' \
+             && chmod +x './x) Z z' && ('./x) Z z' &) && sleep 1 \
+             && grep -l 'x) Z z' /proc/[0-9]*/stat",
+        );
+        assert_eq!(
+            out.exit_code,
+            Some(0),
+            "no disguised process to kill: {out:?}"
+        );
+        let out = run(&t.provider, &s, "grep -l 'x) Z z' /proc/[0-9]*/stat");
+        assert_ne!(
+            out.exit_code,
+            Some(0),
+            "the disguised process survived: {out:?}"
+        );
         let out = run(&t.provider, &s, "ps -o pid,comm | grep -c sleep");
         // Only the container's own waiting process is left.
         assert_eq!(
@@ -215,8 +236,14 @@ fn nothing_a_command_starts_outlives_it() {
         let before = std::fs::read_to_string(t.repo.join("tick")).unwrap_or_default();
         let again = run(&t.provider, &s, "sleep 2; cat tick 2>/dev/null || true");
         assert_eq!(text(&again.stdout), before, "the writer kept running");
-        // The session goes on.
-        assert_eq!(run(&t.provider, &s, "echo ok").exit_code, Some(0));
+        // The session goes on, in the same container: the processes were killed one by one.
+        let out = run(&t.provider, &s, "ls /tmp/marker");
+        assert_eq!(
+            out.exit_code,
+            Some(0),
+            "{} restarted: {out:?}",
+            runtime.name()
+        );
         t.provider.teardown(s).unwrap();
     }
 }
