@@ -175,6 +175,52 @@ impl DockerProvider {
         &self.image
     }
 
+    /// What `agp doctor` checks without starting a container: the engine answers, speaks
+    /// API 1.41 or later, has the configured runtime, and holds the pinned image. One line
+    /// describing the engine, or the first problem.
+    pub fn check_engine(&self) -> Result<String, SandboxError> {
+        let version = self.engine.call("GET", "/version", None)?;
+        if !version.ok() {
+            return Err(SandboxError::Missing(format!(
+                "container engine at {} does not answer /version: {}",
+                self.engine.socket().display(),
+                version.message()
+            )));
+        }
+        let version = version.json()?;
+        let api = version["ApiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let numbers: Vec<u32> = api.split('.').filter_map(|n| n.parse().ok()).collect();
+        if numbers.len() != 2 || (numbers[0], numbers[1]) < (1, 41) {
+            return Err(SandboxError::Missing(format!(
+                "container engine speaks API {api:?}; agp needs 1.41 (Docker Engine 20.10) or later"
+            )));
+        }
+        let info = self.engine.call("GET", "/info", None)?.json()?;
+        let runtime = self.runtime.name();
+        if info["Runtimes"].get(runtime).is_none() {
+            return Err(SandboxError::Missing(format!(
+                "container engine has no runtime {runtime:?} (has {}); register it in the \
+                 engine's daemon.json (runsc: \"runtimeArgs\": [\"--network=none\"])",
+                info["Runtimes"]
+                    .as_object()
+                    .map(|r| r.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            )));
+        }
+        let id = self.image.resolve(&self.engine)?;
+        Ok(format!(
+            "{} {} (API {api}) at {}, runtime {runtime}, pinned image {id}",
+            version["Components"][0]["Name"]
+                .as_str()
+                .unwrap_or("engine"),
+            version["Version"].as_str().unwrap_or_default(),
+            self.engine.socket().display()
+        ))
+    }
+
     /// Run the preflight and return the full report, whether it passed or not.
     pub fn run_preflight(&self, session: &DockerSession) -> Result<PreflightReport, SandboxError> {
         preflight::run(self, session)

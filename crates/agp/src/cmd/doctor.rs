@@ -219,8 +219,8 @@ fn check_state(home: &Home) -> Check {
     }
 }
 
-/// The container provider: its configuration, the engine reachable, the pinned image present.
-/// (Runtimes, engine version and a preflight in a scratch container are not checked yet.)
+/// The container provider: its configuration, the engine reachable and recent enough, the
+/// runtime registered, the pinned image present. (No preflight in a scratch container yet.)
 fn check_docker(home: &Home, config: &Result<Config>) -> Check {
     let Ok(config) = config else {
         return fail("sandbox", "config.toml is not valid", "fix config.toml");
@@ -235,14 +235,8 @@ fn check_docker(home: &Home, config: &Result<Config>) -> Check {
             )
         }
     };
-    match provider.image().resolve(provider.engine()) {
-        Ok(id) => pass(
-            "sandbox",
-            format!(
-                "docker provider: engine at {} has the pinned image {id}",
-                provider.engine().socket().display()
-            ),
-        ),
+    match provider.check_engine() {
+        Ok(summary) => pass("sandbox", format!("docker provider: {summary}")),
         Err(e) => fail(
             "sandbox",
             e.to_string(),

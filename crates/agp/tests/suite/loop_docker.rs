@@ -51,6 +51,36 @@ fn scripted_session_runs_in_a_container(runtime: &str) {
     std::os::unix::fs::chown(&repo, Some(UID), Some(UID)).unwrap();
     init_home(&home, Some(&user_home));
     build_and_pin(&home, engine, runtime);
+    // With provider = "docker" in config.toml, doctor checks the engine, runtime and image.
+    let config = home.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "\n[sandbox.docker]\nimage",
+            "\n[sandbox]\nprovider = \"docker\"\n[sandbox.docker]\nimage",
+        ),
+    )
+    .unwrap();
+    let doctor = agp_detached(&home, &user_home)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let sandbox = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "sandbox")
+        .unwrap();
+    assert_eq!(sandbox["ok"], true, "{sandbox}");
+    assert!(
+        sandbox["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("runtime {runtime}")),
+        "{sandbox}"
+    );
 
     let script = dir.path().join("calls.yaml");
     std::fs::write(

@@ -316,3 +316,24 @@ fn root_owned_repos_and_binds_exposing_the_engine_are_refused() {
     spec.share_network = true;
     assert!(t.provider.spawn(&spec).is_err());
 }
+
+#[test]
+fn the_engine_check_names_what_is_missing() {
+    let Some((_, engine)) = engine() else { return };
+    let pinned = default_image(&engine);
+    for runtime in [Runtime::Runc, Runtime::Runsc] {
+        let summary = DockerProvider::new(engine.clone(), pinned.clone(), runtime)
+            .check_engine()
+            .unwrap();
+        assert!(
+            summary.contains("API 1.41") && summary.contains(runtime.name()),
+            "{summary}"
+        );
+    }
+    let mut wrong = pinned;
+    wrong.digest = "2".repeat(64);
+    let err = DockerProvider::new(engine, wrong, Runtime::Runc)
+        .check_engine()
+        .unwrap_err();
+    assert!(err.to_string().contains("not the pinned"), "{err}");
+}
