@@ -14,12 +14,16 @@ pub const MANAGED_LABEL: &str = "agp.managed";
 /// The container's own processes run as this uid (or the one below, see `init_user_spec`).
 const INIT_UID: u32 = 65533;
 
+/// Label naming who started the container (see `DockerProvider::owner`).
+pub const OWNER_LABEL: &str = "agp.owner";
 /// Label holding the session id.
 pub const SESSION_LABEL: &str = "agp.session";
 
 /// What the container is made of, before it is asked for.
 pub(crate) struct Plan<'a> {
     pub session: &'a str,
+    /// Who started the container (an agp home), for orphan cleanup.
+    pub owner: &'a str,
     pub image_id: &'a str,
     pub runtime: Runtime,
     pub user: (u32, u32),
@@ -120,7 +124,7 @@ impl Plan<'_> {
             "AttachStderr": false,
             "OpenStdin": false,
             "Tty": false,
-            "Labels": {MANAGED_LABEL: "1", SESSION_LABEL: self.session},
+            "Labels": {MANAGED_LABEL: "1", SESSION_LABEL: self.session, OWNER_LABEL: self.owner},
             "HostConfig": host,
         })
     }
@@ -250,6 +254,7 @@ mod tests {
         };
         let plan = Plan {
             session: "s1",
+            owner: "",
             image_id: "sha256:00",
             runtime: Runtime::Runc,
             user: (1000, 1000),

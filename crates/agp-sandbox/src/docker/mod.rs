@@ -30,7 +30,7 @@ use agp_contracts::sandbox::{
 use serde_json::json;
 
 pub use api::Engine;
-pub use container::{MANAGED_LABEL, SESSION_LABEL};
+pub use container::{MANAGED_LABEL, OWNER_LABEL, SESSION_LABEL};
 pub use image::ImageRef;
 
 use crate::growth::RepoGrowth;
@@ -77,6 +77,7 @@ pub struct DockerProvider {
     runtime: Runtime,
     output_cap: usize,
     protected: Vec<PathBuf>,
+    owner: String,
 }
 
 /// A running session container. Dropping it removes the container.
@@ -84,6 +85,7 @@ pub struct DockerProvider {
 pub struct DockerSession {
     engine: Engine,
     id: String,
+    owner: String,
     container: String,
     image_id: String,
     runtime: Runtime,
@@ -123,6 +125,7 @@ impl DockerSession {
     fn plan(&self) -> container::Plan<'_> {
         container::Plan {
             session: &self.id,
+            owner: &self.owner,
             image_id: &self.image_id,
             runtime: self.runtime,
             user: self.uid_gid,
@@ -150,7 +153,15 @@ impl DockerProvider {
             runtime,
             output_cap: DEFAULT_OUTPUT_CAP,
             protected: Vec::new(),
+            owner: String::new(),
         }
+    }
+
+    /// Label every container with `owner` (`agp.owner`), so [`remove_orphans`] run by the same
+    /// owner (an agp home, at daemon start) touches only its own.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
     }
 
     /// Cap on captured stdout and on captured stderr of one command (each).
@@ -353,13 +364,17 @@ fn remove(engine: &Engine, container: &str) -> Result<(), SandboxError> {
     }
 }
 
-/// Remove every agp-managed container whose session `is_live` does not claim (crash
-/// recovery): the ids removed. Containers without agp's label are never touched.
+/// Remove every agp-managed container of `owner` whose session `is_live` does not claim
+/// (crash recovery): the ids removed. Containers without agp's label, or of another owner,
+/// are never touched.
 pub fn remove_orphans(
     engine: &Engine,
+    owner: &str,
     is_live: impl Fn(&str) -> bool,
 ) -> Result<Vec<String>, SandboxError> {
-    let filters = json!({"label": [format!("{MANAGED_LABEL}=1")]}).to_string();
+    let filters =
+        json!({"label": [format!("{MANAGED_LABEL}=1"), format!("{OWNER_LABEL}={owner}")]})
+            .to_string();
     let reply = engine.call(
         "GET",
         &format!("/containers/json?all=true&filters={}", api::query(&filters)),
@@ -379,7 +394,8 @@ pub fn remove_orphans(
         .unwrap_or_default()
     {
         let session = c["Labels"][SESSION_LABEL].as_str().unwrap_or_default();
-        if c["Labels"][MANAGED_LABEL] != "1" || is_live(session) {
+        let mine = c["Labels"][MANAGED_LABEL] == "1" && c["Labels"][OWNER_LABEL] == owner;
+        if !mine || is_live(session) {
             continue;
         }
         if let Some(id) = c["Id"].as_str() {
@@ -509,6 +525,7 @@ impl SandboxProvider for DockerProvider {
         let mut session = DockerSession {
             engine: self.engine.clone(),
             id: spec.session.clone(),
+            owner: self.owner.clone(),
             container: String::new(),
             image_id,
             runtime: self.runtime,

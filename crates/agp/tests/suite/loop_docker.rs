@@ -14,7 +14,8 @@ use super::support::looping::{
 /// repository's owner).
 const UID: u32 = 65534;
 
-fn build_and_pin(home: &Path, engine: &DockerEngine, runtime: &str) {
+/// Builds the image with the binary, pins it in config.toml; the pinned reference.
+fn build_and_pin(home: &Path, engine: &DockerEngine, runtime: &str) -> String {
     let socket = engine.socket().to_str().unwrap();
     // One tag per test: the tests run at once, and a tag moved by another build is refused.
     let tag = format!("localhost/agp-e2e:{runtime}");
@@ -36,6 +37,7 @@ fn build_and_pin(home: &Path, engine: &DockerEngine, runtime: &str) {
         "\n[sandbox.docker]\nimage = \"{pinned}\"\nsocket = \"{socket}\"\nruntime = \"{runtime}\"\n"
     ));
     std::fs::write(&config, text).unwrap();
+    pinned.to_string()
 }
 
 fn scripted_session_runs_in_a_container(runtime: &str) {
@@ -50,7 +52,7 @@ fn scripted_session_runs_in_a_container(runtime: &str) {
     std::fs::create_dir(&repo).unwrap();
     std::os::unix::fs::chown(&repo, Some(UID), Some(UID)).unwrap();
     init_home(&home, Some(&user_home));
-    build_and_pin(&home, engine, runtime);
+    let pinned = build_and_pin(&home, engine, runtime);
     // With provider = "docker" in config.toml, doctor checks the engine, runtime and image.
     let config = home.join("config.toml");
     let text = std::fs::read_to_string(&config).unwrap();
@@ -81,6 +83,26 @@ fn scripted_session_runs_in_a_container(runtime: &str) {
             .contains(&format!("runtime {runtime}")),
         "{sandbox}"
     );
+
+    // A container an earlier agp of this home left behind (a crash), and one of another home.
+    let orphan = |owner: &Path| {
+        let provider = agp_sandbox::docker::DockerProvider::new(
+            agp_sandbox::docker::Engine::at(engine.socket()).unwrap(),
+            pinned.parse().unwrap(),
+            agp_sandbox::docker::Runtime::Runc,
+        )
+        .owner(std::fs::canonicalize(owner).unwrap().display().to_string());
+        let session = agp_contracts::SandboxProvider::spawn(
+            &provider,
+            &agp_contracts::sandbox::SandboxSpec::new("left-behind", &repo),
+        )
+        .unwrap();
+        let id = session.container_id().to_string();
+        std::mem::forget(session);
+        id
+    };
+    let ours = orphan(&home);
+    let theirs = orphan(&user_home);
 
     let script = dir.path().join("calls.yaml");
     std::fs::write(
@@ -123,6 +145,25 @@ fn scripted_session_runs_in_a_container(runtime: &str) {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("removed 1 container(s)"), "{stderr}");
+    assert!(
+        !container_exists(engine, &ours),
+        "the orphan of this home is still there"
+    );
+    assert!(
+        container_exists(engine, &theirs),
+        "another home's container was removed"
+    );
+    assert!(agp_sandbox::docker::remove_orphans(
+        &agp_sandbox::docker::Engine::at(engine.socket()).unwrap(),
+        &std::fs::canonicalize(&user_home)
+            .unwrap()
+            .display()
+            .to_string(),
+        |_| false,
+    )
+    .is_ok());
     assert_eq!(
         std::fs::read_to_string(repo.join("made.txt")).unwrap(),
         "from-the-container\n"
@@ -156,6 +197,23 @@ fn scripted_session_runs_in_a_container(runtime: &str) {
         results[2]
     );
     assert!(!Path::new("/etc/agp-escape").exists());
+}
+
+fn container_exists(engine: &DockerEngine, id: &str) -> bool {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+        ])
+        .arg(engine.socket())
+        .arg(format!("http://docker/v1.41/containers/{id}/json"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout) == "200"
 }
 
 #[test]

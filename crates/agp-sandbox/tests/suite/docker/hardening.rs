@@ -49,19 +49,28 @@ fn orphaned_containers_are_found_and_removed() {
     let Some(t) = setup(Runtime::Runc) else {
         return;
     };
-    let s = t
-        .provider
-        .spawn(&SandboxSpec::new("orphan-of-a-crash", &t.repo))
-        .unwrap();
-    let id = s.container_id().to_string();
-    // A crash: the session is never torn down or dropped.
-    std::mem::forget(s);
-    assert!(exists(t.daemon.socket(), &id));
-    // Other tests' sessions run on the same engine: they count as live here.
+    let mine = t.provider.clone().owner("home-a");
+    let theirs = t.provider.clone().owner("home-b");
+    let crashed = mine.spawn(&SandboxSpec::new("crashed", &t.repo)).unwrap();
+    let live = mine.spawn(&SandboxSpec::new("live", &t.repo)).unwrap();
+    let other = theirs.spawn(&SandboxSpec::new("crashed", &t.repo)).unwrap();
+    let ids: Vec<String> = [&crashed, &live, &other]
+        .iter()
+        .map(|s| s.container_id().to_string())
+        .collect();
+    // A crash: these sessions are never torn down or dropped.
+    std::mem::forget(crashed);
+    std::mem::forget(other);
     let removed =
-        agp_sandbox::docker::remove_orphans(&t.engine, |s| s != "orphan-of-a-crash").unwrap();
-    assert_eq!(removed, vec![id.clone()]);
-    assert!(!exists(t.daemon.socket(), &id));
+        agp_sandbox::docker::remove_orphans(&t.engine, "home-a", |s| s == "live").unwrap();
+    assert_eq!(removed, vec![ids[0].clone()]);
+    assert!(!exists(t.daemon.socket(), &ids[0]));
+    // A live session, and another owner's containers, are left alone.
+    assert!(exists(t.daemon.socket(), &ids[1]));
+    assert!(exists(t.daemon.socket(), &ids[2]));
+    mine.teardown(live).unwrap();
+    let removed = agp_sandbox::docker::remove_orphans(&t.engine, "home-b", |_| false).unwrap();
+    assert_eq!(removed, vec![ids[2].clone()]);
 }
 
 #[test]
@@ -340,7 +349,7 @@ fn an_image_that_brings_its_own_volume_is_refused_and_removed() {
         "{err}"
     );
     // The refused container did not stay behind.
-    let left = agp_sandbox::docker::remove_orphans(&t.engine, |s| s != "volume").unwrap();
+    let left = agp_sandbox::docker::remove_orphans(&t.engine, "", |s| s != "volume").unwrap();
     assert_eq!(left, Vec::<String>::new());
 }
 
