@@ -149,7 +149,7 @@ pub(crate) fn check_cwd(cwd: &Path, repo: &Path) -> Result<(), SandboxError> {
     Ok(())
 }
 
-fn check_dest(dest: &Path) -> Result<(), SandboxError> {
+pub(crate) fn check_dest(dest: &Path) -> Result<(), SandboxError> {
     let bad = !is_clean_absolute(dest)
         || dest == Path::new("/")
         || NEVER_UNDER.iter().any(|u| dest.starts_with(u));
@@ -165,7 +165,7 @@ fn check_dest(dest: &Path) -> Result<(), SandboxError> {
 /// A bind source: absolute, existing, and not inside the repository. bubblewrap resolves the
 /// path again for every command, and a sandboxed command could have replaced a path inside
 /// the (writable) repository with a symlink to anywhere on the host.
-fn check_source(source: &Path, repo: &Path) -> Result<PathBuf, SandboxError> {
+pub(crate) fn check_source(source: &Path, repo: &Path) -> Result<PathBuf, SandboxError> {
     if !source.is_absolute() {
         return Err(SandboxError::Refused(format!(
             "bind source {} is not absolute",

@@ -11,12 +11,16 @@
 //!   bound on repository growth (see `cgroup` and `growth`). The preflight
 //!   (`SandboxProvider::preflight`, or [`BubblewrapProvider::run_preflight`] for the full
 //!   report) proves the isolation from inside instead of trusting the flags.
+//! - [`docker::DockerProvider`]: one hardened container per session in a Docker Engine API
+//!   engine (runc, or gVisor's runsc for a kernel boundary), each command an exec in it, the
+//!   image pinned by digest; its preflight proves the isolation from inside too.
 //! - [`NoSandbox`]: the explicit `--sandbox none` opt-out, which isolates nothing and says so.
 //!
 //! Everything here is blocking (it spawns processes); async callers use a blocking thread.
 
 mod bwrap;
 mod cgroup;
+pub mod docker;
 mod env;
 mod gitguard;
 mod growth;

@@ -66,6 +66,9 @@ pub enum Command {
     /// Check the Slack approval channel, or post a test approval and wait for a click.
     #[command(after_help = EXIT_CODES_HELP)]
     Slack(cmd::slack::SlackArgs),
+    /// Build the container provider's image locally (`agp sandbox image build`).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Sandbox(cmd::sandbox::SandboxArgs),
     /// Gate one tool call of a Claude Code or Codex session (run by the agent's harness as its
     /// PreToolUse / PostToolUse / PermissionRequest hook; reads the event on stdin).
     #[command(after_help = cmd::hook::HOOK_EXIT_HELP)]

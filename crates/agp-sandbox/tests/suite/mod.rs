@@ -1,4 +1,5 @@
 mod cgroup;
+mod docker;
 mod env_leak;
 mod escape;
 mod git_metadata;

@@ -79,13 +79,43 @@ pub fn open_journal(home: &Home, durability: Durability) -> Result<Arc<JournalWr
     Ok(Arc::new(writer))
 }
 
-pub fn sandbox_factory(home: &Home, choice: SandboxChoice) -> Arc<dyn SandboxFactory> {
-    match choice {
+pub fn sandbox_factory(
+    home: &Home,
+    file: &Config,
+    choice: SandboxChoice,
+) -> Result<Arc<dyn SandboxFactory>> {
+    Ok(match choice {
         SandboxChoice::Bwrap => Arc::new(Provider(Arc::new(
             agp_sandbox::BubblewrapProvider::new().protect(home.root()),
         ))),
+        SandboxChoice::Docker => Arc::new(Provider(Arc::new(docker_provider(home, file)?))),
         SandboxChoice::None => Arc::new(Provider(Arc::new(agp_sandbox::NoSandbox::new()))),
+    })
+}
+
+/// The container provider for this home: its containers are labelled with the home, and the
+/// ones an earlier agp of this home left behind (a crash) are removed now. Called with the
+/// journal open, whose lock keeps any other agp of this home from running, so every container
+/// of this home is an orphan. An engine that cannot be reached is only a warning here: every
+/// session then fails closed at its start.
+fn docker_provider(home: &Home, file: &Config) -> Result<agp_sandbox::docker::DockerProvider> {
+    let owner = std::fs::canonicalize(home.root())
+        .unwrap_or_else(|_| home.root().to_path_buf())
+        .display()
+        .to_string();
+    let provider = file
+        .docker_provider(home)?
+        .protect(home.root())
+        .owner(owner.clone());
+    match agp_sandbox::docker::remove_orphans(provider.engine(), &owner, |_| false) {
+        Ok(removed) if !removed.is_empty() => eprintln!(
+            "agp: removed {} container(s) an earlier agp of this home left behind",
+            removed.len()
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("agp: cannot look for containers left behind: {e}"),
     }
+    Ok(provider)
 }
 
 /// The user's home (`~/` in policy rules, where agent logins are found): $HOME, else `/`.
@@ -207,7 +237,7 @@ pub fn assemble(
         journal: journal.clone(),
         policy,
         channel,
-        sandbox: Some(sandbox_factory(home, sandbox)),
+        sandbox: Some(sandbox_factory(home, file, sandbox)?),
         redactor: Arc::new(PolicyRedactor),
     };
     Ok(Assembly {

@@ -21,6 +21,8 @@ pub const DEFAULT_DURABILITY: &str = "entry";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SandboxChoice {
     Bwrap,
+    /// A hardened container per session in a Docker Engine API engine (`[sandbox.docker]`).
+    Docker,
     None,
 }
 
@@ -36,6 +38,7 @@ impl std::fmt::Display for SandboxChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             SandboxChoice::Bwrap => "bwrap",
+            SandboxChoice::Docker => "docker",
             SandboxChoice::None => "none (NO isolation)",
         })
     }
@@ -75,6 +78,22 @@ pub struct SandboxSection {
     pub provider: Option<String>,
     #[serde(default)]
     pub limits: LimitsSection,
+    #[serde(default)]
+    pub docker: DockerSection,
+}
+
+/// `[sandbox.docker]`: the container provider. Unknown keys are refused: a misspelt `image`
+/// or `runtime` must not leave a weaker default in place.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSection {
+    /// `NAME@sha256:<image id>` (`agp sandbox image build` prints it); a bare tag is refused.
+    pub image: Option<String>,
+    /// The engine's API socket (a path or `unix://PATH`) [default: DOCKER_HOST, else
+    /// /var/run/docker.sock].
+    pub socket: Option<String>,
+    /// `runc` (shared kernel, the default) or `runsc` (gVisor's user-space kernel).
+    pub runtime: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -112,12 +131,52 @@ impl Config {
     pub fn sandbox(&self, home: &Home) -> Result<SandboxChoice> {
         match self.sandbox.provider.as_deref() {
             None | Some("bwrap") => Ok(SandboxChoice::Bwrap),
+            Some("docker") => Ok(SandboxChoice::Docker),
             Some("none") => Ok(SandboxChoice::None),
             Some(other) => bail!(
-                "{}: [sandbox] provider {other:?} is unknown (expected \"bwrap\" or \"none\")",
+                "{}: [sandbox] provider {other:?} is unknown (expected \"bwrap\", \"docker\" \
+                 or \"none\")",
                 home.config().display()
             ),
         }
+    }
+
+    /// The container engine `[sandbox.docker] socket` names, else DOCKER_HOST's, else
+    /// Docker's default socket.
+    pub fn docker_engine(&self) -> Result<agp_sandbox::docker::Engine> {
+        let engine = match &self.sandbox.docker.socket {
+            Some(socket) => agp_sandbox::docker::Engine::at(socket),
+            None => agp_sandbox::docker::Engine::from_env(),
+        };
+        engine.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The container provider `[sandbox.docker]` describes. The image must be pinned by
+    /// digest; the runtime must be one agp knows.
+    pub fn docker_provider(&self, home: &Home) -> Result<agp_sandbox::docker::DockerProvider> {
+        let file = home.config();
+        let section = &self.sandbox.docker;
+        let Some(image) = &section.image else {
+            bail!(
+                "{}: [sandbox] provider = \"docker\" needs [sandbox.docker] image = \
+                 \"NAME@sha256:<id>\"; `agp sandbox image build` builds one and prints the line",
+                file.display()
+            );
+        };
+        let image: agp_sandbox::docker::ImageRef = image
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{}: [sandbox.docker] {e}", file.display()))?;
+        let runtime: agp_sandbox::docker::Runtime = section
+            .runtime
+            .as_deref()
+            .unwrap_or("runc")
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{}: [sandbox.docker] {e}", file.display()))?;
+        Ok(agp_sandbox::docker::DockerProvider::new(
+            self.docker_engine()?,
+            image,
+            runtime,
+        ))
     }
 
     /// The human approval channel configured (else terminal).
@@ -157,6 +216,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agp_contracts::SandboxProvider;
 
     fn parse(text: &str) -> Result<Config, toml::de::Error> {
         Config::parse(text)
@@ -193,8 +253,51 @@ mod tests {
     }
 
     #[test]
+    fn the_docker_section_needs_a_pinned_image_and_a_known_runtime() {
+        let home = Home::resolve(Some(std::path::Path::new("/nonexistent-agp-home"))).unwrap();
+        let digest = "ab".repeat(32);
+        let cfg = |extra: &str| {
+            parse(&format!(
+                "[sandbox]\nprovider = \"docker\"\n[sandbox.docker]\nsocket = \"/run/d.sock\"\n{extra}"
+            ))
+            .unwrap()
+        };
+        assert_eq!(cfg("").sandbox(&home).unwrap(), SandboxChoice::Docker);
+        let err = format!("{:#}", cfg("").docker_provider(&home).unwrap_err());
+        assert!(err.contains("agp sandbox image build"), "{err}");
+        let err = format!(
+            "{:#}",
+            cfg("image = \"localhost/agp:1\"")
+                .docker_provider(&home)
+                .unwrap_err()
+        );
+        assert!(err.contains("not pinned by digest"), "{err}");
+        let err = format!(
+            "{:#}",
+            cfg(&format!(
+                "image = \"a@sha256:{digest}\"\nruntime = \"kata\""
+            ))
+            .docker_provider(&home)
+            .unwrap_err()
+        );
+        assert!(err.contains("unknown container runtime"), "{err}");
+        let provider = cfg(&format!(
+            "image = \"a@sha256:{digest}\"\nruntime = \"runsc\""
+        ))
+        .docker_provider(&home)
+        .unwrap();
+        assert_eq!(provider.image().digest, digest);
+        assert_eq!(
+            provider.engine().socket(),
+            std::path::Path::new("/run/d.sock")
+        );
+        assert!(provider.isolation().caveats[0].contains("gVisor"));
+    }
+
+    #[test]
     fn a_misspelt_limit_or_a_mistyped_value_is_refused() {
         assert!(parse("[sandbox.limits]\nmemroy_bytes = 1").is_err());
+        assert!(parse("[sandbox.docker]\nimgae = \"x\"").is_err());
         assert!(parse("[approvals]\nchannel = \"email\"").is_err());
         assert!(parse("[egress]\nallow = \"a.example\"").is_err());
     }

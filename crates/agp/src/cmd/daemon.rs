@@ -17,8 +17,9 @@ pub struct GovernArgs {
     /// Policy file [default: <home>/policy.toml]
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
-    /// Where allowed calls run: `bwrap` (bubblewrap, the default) or `none` (no isolation at
-    /// all; journaled as such) [default: config.toml [sandbox] provider, else bwrap]
+    /// Where allowed calls run: `bwrap` (bubblewrap, the default), `docker` (a container per
+    /// session, see config.toml [sandbox.docker]) or `none` (no isolation at all; journaled as
+    /// such) [default: config.toml [sandbox] provider, else bwrap]
     #[arg(long, value_enum)]
     pub sandbox: Option<SandboxChoice>,
     /// Approve every call the policy sends for approval, without asking anyone. Demos and CI

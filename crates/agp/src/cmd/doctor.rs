@@ -217,6 +217,32 @@ fn check_state(home: &Home) -> Check {
     }
 }
 
+/// The container provider: its configuration, the engine reachable and recent enough, the
+/// runtime registered, the pinned image present. (No preflight in a scratch container yet.)
+fn check_docker(home: &Home, config: &Result<Config>) -> Check {
+    let Ok(config) = config else {
+        return fail("sandbox", "config.toml is not valid", "fix config.toml");
+    };
+    let provider = match config.docker_provider(home) {
+        Ok(p) => p,
+        Err(e) => {
+            return fail(
+                "sandbox",
+                format!("{e:#}"),
+                "fix [sandbox.docker] in config.toml",
+            )
+        }
+    };
+    match provider.check_engine() {
+        Ok(summary) => pass("sandbox", format!("docker provider: {summary}")),
+        Err(e) => fail(
+            "sandbox",
+            e.to_string(),
+            "start the engine, or run `agp sandbox image build` and pin what it prints",
+        ),
+    }
+}
+
 fn check_sandbox(home: &Home, config: &Result<Config>) -> Check {
     let choice = match config {
         Ok(config) => config.sandbox(home),
@@ -224,6 +250,9 @@ fn check_sandbox(home: &Home, config: &Result<Config>) -> Check {
     };
     match choice {
         Ok(crate::cmd::daemon::SandboxChoice::Bwrap) => {}
+        Ok(crate::cmd::daemon::SandboxChoice::Docker) => {
+            return check_docker(home, config);
+        }
         Ok(crate::cmd::daemon::SandboxChoice::None) => {
             return fail(
                 "sandbox",

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod run;
 pub mod run_agent;
 pub mod run_report;
+pub mod sandbox;
 pub mod sessions;
 pub mod slack;
 pub mod verify;
@@ -56,6 +57,7 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Doctor(args) => doctor::run(&home, &args),
         Command::Bench(args) => bench::run(args),
         Command::Slack(args) => slack::run(&home, args),
+        Command::Sandbox(args) => sandbox::run(&home, args),
         Command::InstallHooks(args) => install_hooks::run(&home, &args),
         Command::Hook(_) | Command::EgressBridge(_) => unreachable!("dispatched above"),
     }

@@ -14,6 +14,7 @@ mod journal_crash;
 mod journal_interop;
 mod journal_tamper;
 mod loop_demo;
+mod loop_docker;
 mod loop_integrity;
 mod loop_sandbox_bounds;
 mod loop_sandbox_escapes;

@@ -95,6 +95,12 @@ pub struct AgentRunArgs<'a> {
 
 pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
     let agent = args.agent;
+    if args.govern.sandbox == Some(SandboxChoice::Docker) {
+        bail!(
+            "{} does not run inside the docker provider yet; use --sandbox bwrap",
+            agent.name()
+        );
+    }
     if args.govern.sandbox == Some(SandboxChoice::None) {
         bail!(
             "{} runs only inside agp's sandbox; for agents without it use `agp daemon` with `agp install-hooks`",
@@ -117,6 +123,14 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
     let provider = Arc::new(BubblewrapProvider::new().protect(home.root()));
     provider.bwrap().map_err(|e| anyhow!("{e}"))?;
     let config = Config::load(home)?;
+    if args.govern.sandbox.is_none() && config.sandbox(home)? == SandboxChoice::Docker {
+        bail!(
+            "{} does not run inside the docker provider yet ([sandbox] provider in {}); pass \
+             --sandbox bwrap",
+            agent.name(),
+            home.config().display()
+        );
+    }
     let binary = agent_binary::prepare(
         &config,
         agent.kind(),

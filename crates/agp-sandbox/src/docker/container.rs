@@ -1,0 +1,313 @@
+//! The session container: its hardened configuration, and the check that the engine applied
+//! every piece of it (an engine that silently ignores a field must not weaken the sandbox).
+
+use std::path::{Path, PathBuf};
+
+use agp_contracts::sandbox::SANDBOX_HOME;
+use serde_json::{json, Value};
+
+use super::Runtime;
+use crate::layout::DEFAULT_TMPFS_BYTES;
+
+/// Label every agp container carries, so orphans can be found.
+pub const MANAGED_LABEL: &str = "agp.managed";
+/// The container's own processes run as this uid (or the one below, see `init_user_spec`).
+const INIT_UID: u32 = 65533;
+
+/// Label naming who started the container (see `DockerProvider::owner`).
+pub const OWNER_LABEL: &str = "agp.owner";
+/// Label holding the session id.
+pub const SESSION_LABEL: &str = "agp.session";
+
+/// What the container is made of, before it is asked for.
+pub(crate) struct Plan<'a> {
+    pub session: &'a str,
+    /// Who started the container (an agp home), for orphan cleanup.
+    pub owner: &'a str,
+    pub image_id: &'a str,
+    pub runtime: Runtime,
+    pub user: (u32, u32),
+    pub repo: &'a Path,
+    pub env: &'a [(String, String)],
+    /// (source, dest, writable)
+    pub binds: Vec<(PathBuf, PathBuf, bool)>,
+    pub limits: &'a agp_contracts::sandbox::ResourceLimits,
+}
+
+impl Plan<'_> {
+    /// The uid of the container's own processes (its init and the waiting `sleep`): never the
+    /// commands' uid, so a command can neither signal nor ptrace them (no capabilities), and
+    /// never root.
+    pub(crate) fn init_user_spec(&self) -> String {
+        let uid = if self.user.0 == INIT_UID {
+            INIT_UID - 1
+        } else {
+            INIT_UID
+        };
+        format!("{uid}:{uid}")
+    }
+
+    /// The body of `POST /containers/create`.
+    pub(crate) fn create_body(&self) -> Value {
+        let tmpfs = self.limits.tmpfs_bytes.unwrap_or(DEFAULT_TMPFS_BYTES);
+        let mut mounts = vec![json!({
+            "Type": "bind",
+            "Source": self.repo,
+            "Target": self.repo,
+            "ReadOnly": false,
+            "BindOptions": {"Propagation": "rprivate"},
+        })];
+        for (source, dest, writable) in &self.binds {
+            mounts.push(json!({
+                "Type": "bind",
+                "Source": source,
+                "Target": dest,
+                "ReadOnly": !writable,
+                "BindOptions": {"Propagation": "rprivate"},
+            }));
+        }
+        let mut ulimits = Vec::new();
+        let mut ulimit = |name: &str, value: Option<u64>| {
+            if let Some(v) = value {
+                ulimits.push(json!({"Name": name, "Soft": v, "Hard": v}));
+            }
+        };
+        ulimit("cpu", self.limits.max_cpu_seconds);
+        ulimit("as", self.limits.max_memory_bytes);
+        ulimit("fsize", self.limits.repo_growth_bytes);
+        let mut host = json!({
+            "NetworkMode": "none",
+            "CapDrop": ["ALL"],
+            "CapAdd": [],
+            "SecurityOpt": ["no-new-privileges"],
+            "ReadonlyRootfs": true,
+            "Privileged": false,
+            "Init": true,
+            "IpcMode": "private",
+            // Docker's default on cgroup v1 hosts is the host's cgroup namespace.
+            "CgroupnsMode": "private",
+            "PidMode": "",
+            "Runtime": self.runtime.name(),
+            "Mounts": mounts,
+            "Tmpfs": {
+                "/tmp": format!("rw,nosuid,nodev,size={tmpfs},mode=1777"),
+                // Not `uid=`: Podman refuses that tmpfs option. Only the commands' uid runs
+                // anything in the container.
+                SANDBOX_HOME: format!("rw,nosuid,nodev,size={tmpfs},mode=1777"),
+            },
+            "Ulimits": ulimits,
+            "LogConfig": {"Type": "none", "Config": {}},
+            "RestartPolicy": {"Name": "no"},
+            "Devices": [],
+            "Dns": [],
+        });
+        if let Some(bytes) = self.limits.session_memory_bytes {
+            host["Memory"] = json!(bytes);
+            // Equal to Memory: no swap on top.
+            host["MemorySwap"] = json!(bytes);
+        }
+        if let Some(n) = self.limits.max_processes {
+            host["PidsLimit"] = json!(n);
+        }
+        json!({
+            "Image": self.image_id,
+            "User": self.init_user_spec(),
+            // PID 1 only waits; every command is an exec. `Init` reaps what commands leave.
+            "Entrypoint": ["sleep"],
+            "Cmd": ["2147483647"],
+            "Env": env_list(self.env),
+            "WorkingDir": self.repo,
+            "Hostname": "agp-sandbox",
+            "NetworkDisabled": true,
+            "AttachStdin": false,
+            "AttachStdout": false,
+            "AttachStderr": false,
+            "OpenStdin": false,
+            "Tty": false,
+            "Labels": {MANAGED_LABEL: "1", SESSION_LABEL: self.session, OWNER_LABEL: self.owner},
+            "HostConfig": host,
+        })
+    }
+
+    /// Compare what the engine reports (`GET /containers/{id}/json`) with what was asked;
+    /// every difference is named.
+    pub(crate) fn verify(&self, inspect: &Value) -> Vec<String> {
+        let mut wrong = Vec::new();
+        let host = &inspect["HostConfig"];
+        let mut expect = |what: &str, ok: bool| {
+            if !ok {
+                wrong.push(what.to_string());
+            }
+        };
+        expect("image id", inspect["Image"] == self.image_id);
+        expect("running", inspect["State"]["Running"] == true);
+        expect("network mode none", host["NetworkMode"] == "none");
+        expect(
+            "all capabilities dropped",
+            host["CapDrop"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|x| x.as_str().is_some_and(|s| s.eq_ignore_ascii_case("all")))
+            }),
+        );
+        expect(
+            "no capability added",
+            host["CapAdd"].as_array().is_none_or(Vec::is_empty),
+        );
+        expect(
+            "no-new-privileges",
+            host["SecurityOpt"].as_array().is_some_and(|o| {
+                o.iter().any(|x| {
+                    x.as_str()
+                        .is_some_and(|s| s == "no-new-privileges" || s == "no-new-privileges:true")
+                })
+            }),
+        );
+        expect(
+            "engine seccomp profile kept",
+            host["SecurityOpt"].as_array().is_none_or(|o| {
+                !o.iter()
+                    .any(|x| x.as_str().is_some_and(|s| s.contains("unconfined")))
+            }),
+        );
+        expect("read-only root filesystem", host["ReadonlyRootfs"] == true);
+        expect("not privileged", host["Privileged"] == false);
+        expect("runtime", host["Runtime"] == self.runtime.name());
+        expect(
+            "init user",
+            inspect["Config"]["User"] == self.init_user_spec(),
+        );
+        expect(
+            "tmpfs /tmp and HOME",
+            host["Tmpfs"].get("/tmp").is_some() && host["Tmpfs"].get(SANDBOX_HOME).is_some(),
+        );
+        if let Some(bytes) = self.limits.session_memory_bytes {
+            expect("memory limit", host["Memory"] == bytes);
+        }
+        if let Some(n) = self.limits.max_processes {
+            expect("pids limit", host["PidsLimit"] == n);
+        }
+        for mode in [
+            "PidMode",
+            "IpcMode",
+            "UTSMode",
+            "UsernsMode",
+            "CgroupnsMode",
+        ] {
+            expect(
+                "no host namespace shared",
+                host[mode].as_str().is_none_or(|m| m != "host"),
+            );
+        }
+        expect(
+            "no device",
+            host["Devices"].as_array().is_none_or(Vec::is_empty),
+        );
+        expect(
+            "the engine's masked /proc paths",
+            host["MaskedPaths"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty()),
+        );
+        // Tmpfs mounts are not listed in `Mounts`; each listed one must be a bind asked for,
+        // with the access asked for (a volume of the image's would be one agp did not ask for).
+        let mut wanted: Vec<(String, bool)> = vec![(self.repo.display().to_string(), true)];
+        wanted.extend(
+            self.binds
+                .iter()
+                .map(|(_, dest, rw)| (dest.display().to_string(), *rw)),
+        );
+        wanted.sort();
+        wanted.dedup();
+        let mut got: Vec<(String, bool)> = inspect["Mounts"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|m| {
+                (
+                    m["Destination"].as_str().unwrap_or_default().to_string(),
+                    m["RW"] == true || m["Type"] != "bind",
+                )
+            })
+            .collect();
+        got.sort();
+        expect("only the repository and the binds asked for", got == wanted);
+        wrong
+    }
+}
+
+pub(crate) fn env_list(env: &[(String, String)]) -> Vec<String> {
+    env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agp_contracts::sandbox::ResourceLimits;
+
+    #[test]
+    fn hardening_is_in_the_request_and_a_weakened_reply_is_named() {
+        let limits = ResourceLimits {
+            max_processes: Some(64),
+            session_memory_bytes: Some(1 << 28),
+            ..ResourceLimits::default()
+        };
+        let plan = Plan {
+            session: "s1",
+            owner: "",
+            image_id: "sha256:00",
+            runtime: Runtime::Runc,
+            user: (1000, 1000),
+            repo: Path::new("/r"),
+            env: &[],
+            binds: Vec::new(),
+            limits: &limits,
+        };
+        let body = plan.create_body();
+        let host = &body["HostConfig"];
+        assert_eq!(host["NetworkMode"], "none");
+        assert_eq!(host["CapDrop"], json!(["ALL"]));
+        assert_eq!(host["ReadonlyRootfs"], true);
+        assert_eq!(host["PidsLimit"], 64);
+        assert_eq!(host["MemorySwap"], host["Memory"]);
+        assert_eq!(body["User"], "65533:65533");
+        // What an honest engine reports back passes.
+        let mut reported = json!({
+            "Image": "sha256:00",
+            "State": {"Running": true},
+            "Config": {"User": "65533:65533"},
+            "HostConfig": host.clone(),
+            "Mounts": [{"Type": "bind", "Destination": "/r", "RW": true}],
+        });
+        reported["HostConfig"]["MaskedPaths"] = json!(["/proc/kcore"]);
+        assert_eq!(plan.verify(&reported), Vec::<String>::new());
+        reported["HostConfig"]["NetworkMode"] = json!("host");
+        reported["HostConfig"]["SecurityOpt"] = json!(["seccomp=unconfined"]);
+        reported["Mounts"] = json!([
+            {"Type": "bind", "Destination": "/r", "RW": true},
+            {"Type": "volume", "Destination": "/data", "RW": true},
+        ]);
+        reported["HostConfig"]["PidMode"] = json!("host");
+        let wrong = plan.verify(&reported);
+        assert!(
+            wrong.contains(&"network mode none".to_string()),
+            "{wrong:?}"
+        );
+        assert!(
+            wrong.contains(&"no-new-privileges".to_string()),
+            "{wrong:?}"
+        );
+        assert!(
+            wrong.contains(&"engine seccomp profile kept".to_string()),
+            "{wrong:?}"
+        );
+        assert!(
+            wrong.contains(&"only the repository and the binds asked for".to_string()),
+            "{wrong:?}"
+        );
+        assert!(
+            wrong.contains(&"no host namespace shared".to_string()),
+            "{wrong:?}"
+        );
+    }
+}

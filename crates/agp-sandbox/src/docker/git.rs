@@ -1,0 +1,59 @@
+//! The bubblewrap provider's git metadata guard (see `gitguard`), for a container.
+//!
+//! First half: what `gitguard` would bind read-only over itself for a bubblewrap command
+//! (`config`, `hooks/`, `info/`, alternates, ...) becomes a read-only bind mount of the
+//! session container, and the `.git` directory is bound over itself so it cannot be renamed
+//! away. The container is created once per session, before any of its commands runs, so the
+//! engine resolves these paths while nothing of the session can race it. Second half: a
+//! snapshot before each command and [`gitguard::scrub`] after it quarantine metadata the
+//! command created or replaced.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use agp_contracts::sandbox::SandboxError;
+
+use crate::gitguard;
+use crate::limits::Inherit;
+
+/// A snapshot of the git metadata now (the descriptors it opened are closed again).
+pub(crate) fn snapshot(repo: &Path) -> Result<gitguard::Snapshot, SandboxError> {
+    let mut unused = Command::new("/nonexistent");
+    gitguard::protect(repo, &mut unused, &mut Inherit::default())
+}
+
+/// The binds that protect `repo`'s git metadata: `(source, dest, writable)`.
+pub(crate) fn binds(repo: &Path) -> Result<Vec<(PathBuf, PathBuf, bool)>, SandboxError> {
+    let mut args = Command::new("/nonexistent");
+    gitguard::protect(repo, &mut args, &mut Inherit::default())?;
+    let args: Vec<_> = args.get_args().collect();
+    let mut binds = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let writable = match args[i].to_str() {
+            Some("--ro-bind-fd") => false,
+            Some("--bind-fd") => true,
+            other => {
+                return Err(SandboxError::Refused(format!(
+                    "git metadata guard produced an argument the container provider does not \
+                     know: {other:?}"
+                )))
+            }
+        };
+        let Some(dest) = args.get(i + 2) else {
+            return Err(SandboxError::Refused(
+                "git metadata guard produced a bind without a destination".into(),
+            ));
+        };
+        let dest = PathBuf::from(dest);
+        if !dest.starts_with(repo) {
+            return Err(SandboxError::Refused(format!(
+                "git metadata guard named {} outside the repository",
+                dest.display()
+            )));
+        }
+        binds.push((dest.clone(), dest, writable));
+        i += 3;
+    }
+    Ok(binds)
+}

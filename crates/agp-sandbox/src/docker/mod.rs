@@ -1,0 +1,612 @@
+//! The container provider: one hardened container per session in a Docker Engine API
+//! compatible engine (Docker, or Podman's API socket), reached over its Unix socket; each
+//! command is an exec in it.
+//!
+//! Hardening, each on by default and checked after the container starts against what the
+//! engine reports (see `container`), then proven from inside by the preflight: no network,
+//! all capabilities dropped, no-new-privileges, the engine's default seccomp profile, a
+//! read-only root, tmpfs `/tmp` and HOME with a size, memory/pids limits from the session
+//! bounds, a non-root user (the repository's owner), only the repository bind-mounted
+//! read-write, and the engine socket and agp's home never mounted. The image is pinned by
+//! digest (see `image`). With `runsc` the container gets gVisor's user-space kernel.
+
+mod api;
+mod container;
+mod exec;
+mod git;
+pub mod image;
+mod preflight;
+mod reap;
+mod tar;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use agp_contracts::sandbox::{
+    ExecOutput, ExecRequest, Isolation, PreflightReport, ResourceLimits, SandboxError,
+    SandboxProvider, SandboxSpec,
+};
+use serde_json::json;
+
+pub use api::Engine;
+pub use container::{MANAGED_LABEL, OWNER_LABEL, SESSION_LABEL};
+pub use image::ImageRef;
+
+use crate::growth::RepoGrowth;
+use crate::{env, layout, sockets, DEFAULT_OUTPUT_CAP};
+
+/// The OCI runtime the engine runs the container with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Runtime {
+    /// Namespaces and cgroups on the host kernel.
+    #[default]
+    Runc,
+    /// gVisor: a user-space kernel between the container and the host's.
+    Runsc,
+}
+
+impl Runtime {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Runc => "runc",
+            Self::Runsc => "runsc",
+        }
+    }
+}
+
+impl std::str::FromStr for Runtime {
+    type Err = SandboxError;
+
+    fn from_str(s: &str) -> Result<Self, SandboxError> {
+        match s {
+            "runc" => Ok(Self::Runc),
+            "runsc" => Ok(Self::Runsc),
+            other => Err(SandboxError::Refused(format!(
+                "unknown container runtime `{other}`: use \"runc\" or \"runsc\" (gVisor)"
+            ))),
+        }
+    }
+}
+
+/// Runs sessions as containers of a pinned image.
+#[derive(Debug, Clone)]
+pub struct DockerProvider {
+    engine: Engine,
+    image: ImageRef,
+    runtime: Runtime,
+    output_cap: usize,
+    protected: Vec<PathBuf>,
+    owner: String,
+}
+
+/// A running session container. Dropping it removes the container.
+#[derive(Debug)]
+pub struct DockerSession {
+    engine: Engine,
+    id: String,
+    owner: String,
+    container: String,
+    image_id: String,
+    runtime: Runtime,
+    repo: PathBuf,
+    user: String,
+    uid_gid: (u32, u32),
+    env: Vec<(String, String)>,
+    binds: Vec<(PathBuf, PathBuf, bool)>,
+    limits: ResourceLimits,
+    growth: Option<RepoGrowth>,
+    /// Set when a restart after a timeout failed: later commands are refused.
+    broken: Mutex<Option<String>>,
+    /// PID (inside) of the container's waiting process, which the reaper spares.
+    sleeper: Mutex<String>,
+    removed: bool,
+}
+
+impl DockerSession {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The engine's id of the session's container.
+    pub fn container_id(&self) -> &str {
+        &self.container
+    }
+
+    /// The image ID the container runs.
+    pub fn image_id(&self) -> &str {
+        &self.image_id
+    }
+
+    pub fn repo(&self) -> &Path {
+        &self.repo
+    }
+
+    fn plan(&self) -> container::Plan<'_> {
+        container::Plan {
+            session: &self.id,
+            owner: &self.owner,
+            image_id: &self.image_id,
+            runtime: self.runtime,
+            user: self.uid_gid,
+            repo: &self.repo,
+            env: &self.env,
+            binds: self.binds.clone(),
+            limits: &self.limits,
+        }
+    }
+}
+
+impl Drop for DockerSession {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = remove(&self.engine, &self.container);
+        }
+    }
+}
+
+impl DockerProvider {
+    pub fn new(engine: Engine, image: ImageRef, runtime: Runtime) -> Self {
+        Self {
+            engine,
+            image,
+            runtime,
+            output_cap: DEFAULT_OUTPUT_CAP,
+            protected: Vec::new(),
+            owner: String::new(),
+        }
+    }
+
+    /// Label every container with `owner` (`agp.owner`), so [`remove_orphans`] run by the same
+    /// owner (an agp home, at daemon start) touches only its own.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// Cap on captured stdout and on captured stderr of one command (each).
+    pub fn output_cap(mut self, bytes: usize) -> Self {
+        self.output_cap = bytes;
+        self
+    }
+
+    /// A host path that must never be visible inside (agp's own home, say): a repository
+    /// or bind that would expose it is refused, and the preflight checks it is absent.
+    pub fn protect(mut self, path: impl Into<PathBuf>) -> Self {
+        self.protected.push(path.into());
+        self
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The pinned image sessions run.
+    pub fn image(&self) -> &ImageRef {
+        &self.image
+    }
+
+    /// What `agp doctor` checks without starting a container: the engine answers, speaks
+    /// API 1.41 or later, has the configured runtime, and holds the pinned image. One line
+    /// describing the engine, or the first problem.
+    pub fn check_engine(&self) -> Result<String, SandboxError> {
+        let version = self.engine.call("GET", "/version", None)?;
+        if !version.ok() {
+            return Err(SandboxError::Missing(format!(
+                "container engine at {} does not answer /version: {}",
+                self.engine.socket().display(),
+                version.message()
+            )));
+        }
+        let version = version.json()?;
+        let api = version["ApiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let numbers: Vec<u32> = api.split('.').filter_map(|n| n.parse().ok()).collect();
+        if numbers.len() != 2 || (numbers[0], numbers[1]) < (1, 41) {
+            return Err(SandboxError::Missing(format!(
+                "container engine speaks API {api:?}; agp needs 1.41 (Docker Engine 20.10) or later"
+            )));
+        }
+        let info = self.engine.call("GET", "/info", None)?.json()?;
+        let runtime = self.runtime.name();
+        if info["Runtimes"].get(runtime).is_none() {
+            return Err(SandboxError::Missing(format!(
+                "container engine has no runtime {runtime:?} (has {}); register it in the \
+                 engine's daemon.json (runsc: \"runtimeArgs\": [\"--network=none\"])",
+                info["Runtimes"]
+                    .as_object()
+                    .map(|r| r.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            )));
+        }
+        let id = self.image.resolve(&self.engine)?;
+        Ok(format!(
+            "{} {} (API {api}) at {}, runtime {runtime}, pinned image {id}",
+            version["Components"][0]["Name"]
+                .as_str()
+                .unwrap_or("engine"),
+            version["Version"].as_str().unwrap_or_default(),
+            self.engine.socket().display()
+        ))
+    }
+
+    /// Run the preflight and return the full report, whether it passed or not.
+    pub fn run_preflight(&self, session: &DockerSession) -> Result<PreflightReport, SandboxError> {
+        preflight::run(self, session)
+    }
+
+    /// Paths whose exposure would hand the sandbox the engine or agp itself.
+    fn guarded(&self) -> Vec<PathBuf> {
+        let mut all = self.protected.clone();
+        all.push(self.engine.socket().to_path_buf());
+        all.iter()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+            .collect()
+    }
+
+    fn checked_binds(
+        &self,
+        spec: &SandboxSpec,
+        repo: &Path,
+    ) -> Result<Vec<(PathBuf, PathBuf, bool)>, SandboxError> {
+        let guarded = self.guarded();
+        let mut binds = Vec::new();
+        let ro = spec.ro_binds.iter().map(|p| (p, p, false));
+        let extra = spec.binds.iter().map(|b| (&b.source, &b.dest, b.writable));
+        for (source, dest, writable) in ro.chain(extra) {
+            let source = layout::check_source(source, repo)?;
+            layout::check_dest(dest)?;
+            if let Some(hit) = guarded
+                .iter()
+                .find(|g| g.starts_with(&source) || source.starts_with(g))
+            {
+                return Err(SandboxError::Refused(format!(
+                    "bind {} would expose {} inside the container",
+                    source.display(),
+                    hit.display()
+                )));
+            }
+            binds.push((source, dest.clone(), writable));
+        }
+        binds.extend(git::binds(repo)?);
+        // Host Unix sockets in the repository are masked with /dev/null, as under bubblewrap.
+        for socket in sockets::find(repo)? {
+            binds.push((PathBuf::from("/dev/null"), socket, false));
+        }
+        Ok(binds)
+    }
+
+    /// After a timeout, or when what a command left cannot be killed: everything in the
+    /// container is killed, then the container is started again; the repository persists,
+    /// `/tmp` and HOME start empty.
+    fn restart(&self, session: &DockerSession) -> Result<(), SandboxError> {
+        let c = &session.container;
+        let _ = self
+            .engine
+            .call("POST", &format!("/containers/{c}/kill?signal=KILL"), None)?;
+        let waited = self.engine.call(
+            "POST",
+            &format!("/containers/{c}/wait?condition=not-running"),
+            None,
+        )?;
+        if !waited.ok() {
+            return Err(SandboxError::Refused(format!(
+                "container did not stop after a timeout: {}",
+                waited.message()
+            )));
+        }
+        start_and_verify(&self.engine, session)
+    }
+}
+
+/// Start the container, check it is what was asked, and note its waiting process.
+fn start_and_verify(engine: &Engine, session: &DockerSession) -> Result<(), SandboxError> {
+    start_only(engine, session)?;
+    let sleeper = reap::sleeper(engine, &session.container, &session.user)?;
+    *session
+        .sleeper
+        .lock()
+        .map_err(|_| SandboxError::Refused("session state poisoned".into()))? = sleeper;
+    Ok(())
+}
+
+fn start_only(engine: &Engine, session: &DockerSession) -> Result<(), SandboxError> {
+    let c = &session.container;
+    let started = engine.call("POST", &format!("/containers/{c}/start"), None)?;
+    if !started.ok() && started.status != 304 {
+        return Err(SandboxError::Refused(format!(
+            "container engine could not start the session container: {}",
+            started.message()
+        )));
+    }
+    verify(engine, session)
+}
+
+/// The container as the engine reports it must be the container asked for.
+fn verify(engine: &Engine, session: &DockerSession) -> Result<(), SandboxError> {
+    let inspect = engine.call(
+        "GET",
+        &format!("/containers/{}/json", session.container),
+        None,
+    )?;
+    if !inspect.ok() {
+        return Err(SandboxError::Refused(format!(
+            "container engine cannot inspect the session container: {}",
+            inspect.message()
+        )));
+    }
+    let wrong = session.plan().verify(&inspect.json()?);
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(SandboxError::Refused(format!(
+            "the container engine did not apply: {}; refusing the session",
+            wrong.join(", ")
+        )))
+    }
+}
+
+fn remove(engine: &Engine, container: &str) -> Result<(), SandboxError> {
+    let reply = engine.call(
+        "DELETE",
+        &format!("/containers/{container}?force=true&v=true"),
+        None,
+    )?;
+    if reply.ok() || reply.status == 404 {
+        Ok(())
+    } else {
+        Err(SandboxError::Refused(format!(
+            "container engine could not remove container {container}: {}",
+            reply.message()
+        )))
+    }
+}
+
+/// Remove every agp-managed container of `owner` whose session `is_live` does not claim
+/// (crash recovery): the ids removed. Containers without agp's label, or of another owner,
+/// are never touched.
+pub fn remove_orphans(
+    engine: &Engine,
+    owner: &str,
+    is_live: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, SandboxError> {
+    let filters =
+        json!({"label": [format!("{MANAGED_LABEL}=1"), format!("{OWNER_LABEL}={owner}")]})
+            .to_string();
+    let reply = engine.call(
+        "GET",
+        &format!("/containers/json?all=true&filters={}", api::query(&filters)),
+        None,
+    )?;
+    if !reply.ok() {
+        return Err(SandboxError::Refused(format!(
+            "container engine cannot list containers: {}",
+            reply.message()
+        )));
+    }
+    let mut removed = Vec::new();
+    for c in reply
+        .json()?
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let session = c["Labels"][SESSION_LABEL].as_str().unwrap_or_default();
+        let mine = c["Labels"][MANAGED_LABEL] == "1" && c["Labels"][OWNER_LABEL] == owner;
+        if !mine || is_live(session) {
+            continue;
+        }
+        if let Some(id) = c["Id"].as_str() {
+            remove(engine, id)?;
+            removed.push(id.to_string());
+        }
+    }
+    Ok(removed)
+}
+
+pub(crate) fn random_hex() -> Result<String, SandboxError> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| SandboxError::Io(std::io::Error::other(format!("no randomness: {e}"))))?;
+    Ok(hex::encode(bytes))
+}
+
+/// Run one command (argv and cwd checked), restarting the container after a timeout.
+fn exec_checked(
+    provider: &DockerProvider,
+    session: &DockerSession,
+    request: &ExecRequest,
+) -> Result<ExecOutput, SandboxError> {
+    if let Some(reason) = session
+        .broken
+        .lock()
+        .map_err(|_| SandboxError::Refused("session state poisoned".into()))?
+        .as_ref()
+    {
+        return Err(SandboxError::Refused(format!(
+            "the session's container is gone: {reason}"
+        )));
+    }
+    if request.timeout.is_zero() {
+        return Err(SandboxError::Refused("zero timeout".into()));
+    }
+    if request.argv.first().is_none_or(String::is_empty) {
+        return Err(SandboxError::Refused("empty command".into()));
+    }
+    if request.argv.iter().any(|a| a.contains('\0')) {
+        return Err(SandboxError::Refused("command contains a NUL byte".into()));
+    }
+    layout::check_cwd(&request.cwd, &session.repo)?;
+    if let Some(growth) = &session.growth {
+        growth.admit().map_err(SandboxError::LimitExceeded)?;
+    }
+    let git_before = git::snapshot(&session.repo)?;
+    let mut watcher = session.growth.as_ref().map(RepoGrowth::watcher);
+    let outcome = exec::run(
+        &provider.engine,
+        &exec::Command {
+            container: &session.container,
+            user: &session.user,
+            argv: &request.argv,
+            env: &session.env,
+            cwd: &request.cwd,
+            stdin: request.stdin.as_deref(),
+            timeout: request.timeout,
+            cap: provider.output_cap,
+        },
+        watcher.as_mut().map(|w| w as &mut dyn FnMut() -> bool),
+    );
+    drop(watcher);
+    let outcome = outcome?;
+    let sleeper = session
+        .sleeper
+        .lock()
+        .map_err(|_| SandboxError::Refused("session state poisoned".into()))?
+        .clone();
+    let clean = !(outcome.timed_out || outcome.stopped)
+        && reap::reap(
+            &provider.engine,
+            &session.container,
+            &session.user,
+            &sleeper,
+        )
+        .is_ok();
+    if !clean {
+        if let Err(e) = provider.restart(session) {
+            if let Ok(mut broken) = session.broken.lock() {
+                *broken = Some(e.to_string());
+            }
+            return Err(e);
+        }
+    }
+    // Every process of the command is gone by now (reaped, or killed with the container),
+    // so nothing can race the check.
+    let git_metadata_removed = crate::gitguard::scrub(&git_before);
+    let limit_exceeded = session.growth.as_ref().and_then(RepoGrowth::check);
+    Ok(ExecOutput {
+        exit_code: outcome.exit_code,
+        stdout: outcome.stdout,
+        stderr: outcome.stderr,
+        timed_out: outcome.timed_out,
+        duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
+        truncated: outcome.truncated,
+        limit_exceeded,
+        git_metadata_removed,
+    })
+}
+
+impl SandboxProvider for DockerProvider {
+    type Session = DockerSession;
+
+    fn spawn(&self, spec: &SandboxSpec) -> Result<DockerSession, SandboxError> {
+        if spec.session.is_empty() {
+            return Err(SandboxError::Refused("empty session id".into()));
+        }
+        if spec.share_network {
+            return Err(SandboxError::Refused(
+                "the container provider never shares the host network".into(),
+            ));
+        }
+        let repo = layout::check_repo(&spec.repo, &self.guarded())?;
+        let meta = std::fs::metadata(&repo)?;
+        if meta.uid() == 0 {
+            return Err(SandboxError::Refused(format!(
+                "repository {} is owned by root; the container runs as the repository's owner \
+                 and never as root: give the repository to a regular user (chown)",
+                repo.display()
+            )));
+        }
+        let binds = self.checked_binds(spec, &repo)?;
+        let env = env::build(&spec.env)?;
+        let image_id = self.image.resolve(&self.engine)?;
+        let uid_gid = (meta.uid(), meta.gid());
+        let mut session = DockerSession {
+            engine: self.engine.clone(),
+            id: spec.session.clone(),
+            owner: self.owner.clone(),
+            container: String::new(),
+            image_id,
+            runtime: self.runtime,
+            repo,
+            user: format!("{}:{}", uid_gid.0, uid_gid.1),
+            uid_gid,
+            env,
+            binds,
+            limits: spec.limits.clone(),
+            growth: None,
+            broken: Mutex::new(None),
+            sleeper: Mutex::new(String::new()),
+            removed: true,
+        };
+        let created = self.engine.call(
+            "POST",
+            "/containers/create",
+            Some(&session.plan().create_body()),
+        )?;
+        if !created.ok() {
+            return Err(SandboxError::Refused(format!(
+                "container engine could not create the session container: {}",
+                created.message()
+            )));
+        }
+        session.container = created
+            .json()?
+            .get("Id")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| SandboxError::Refused("container engine gave no container id".into()))?;
+        // From here on, dropping the session removes the container.
+        session.removed = false;
+        start_and_verify(&self.engine, &session)?;
+        session.growth = session
+            .limits
+            .repo_growth_bytes
+            .map(|bound| RepoGrowth::new(&session.repo, bound));
+        Ok(session)
+    }
+
+    fn exec(
+        &self,
+        session: &DockerSession,
+        request: &ExecRequest,
+    ) -> Result<ExecOutput, SandboxError> {
+        exec_checked(self, session, request)
+    }
+
+    fn teardown(&self, mut session: DockerSession) -> Result<(), SandboxError> {
+        session.removed = true;
+        remove(&self.engine, &session.container)
+    }
+
+    fn isolation(&self) -> Isolation {
+        let kernel = match self.runtime {
+            Runtime::Runc => "runtime runc: the container shares the host kernel (namespaces, cgroups, all capabilities dropped, no-new-privileges, the engine's default seccomp profile); a kernel bug reachable through the allowed system calls is an escape",
+            Runtime::Runsc => "runtime runsc (gVisor): the container runs on a user-space kernel; the host kernel is reached only through gVisor's own narrow seccomp-filtered interface",
+        };
+        Isolation {
+            provider: "docker".into(),
+            network_isolated: true,
+            filesystem_isolated: true,
+            pid_isolated: true,
+            caveats: vec![
+                kernel.to_string(),
+                "one container per session: /tmp and HOME persist across the session's commands; every process a command leaves running is killed after it (the container's init and waiting process run as another uid, which commands can neither signal nor trace), and a timeout kills the whole container and starts it again with an empty /tmp and HOME".to_string(),
+                "the repository's git metadata is guarded as under bubblewrap (config, hooks, info, alternates and the like bound read-only for the whole session, as they were when it started; what a command creates or replaces there is quarantined after it); processes a command leaves running are killed before that check".to_string(),
+                "host Unix sockets in the repository are masked when the session starts; one created there later is reachable from the container under runc".to_string(),
+                "session_memory_bytes and max_processes are the container's memory and pids cgroup limits; max_cpu_seconds, max_memory_bytes and repo_growth_bytes are per-process rlimits (cpu, as, fsize); repo_growth_bytes is also checked after each command; there is no CPU share limit".to_string(),
+                "commands run as the repository's owner uid; the image's other files are read-only; /tmp and HOME are tmpfs mounted noexec (the engine's default), so programs run only from the image or the repository".to_string(),
+            ],
+        }
+    }
+
+    fn preflight(&self, session: &DockerSession) -> Result<PreflightReport, SandboxError> {
+        let report = preflight::run(self, session)?;
+        if report.passed {
+            Ok(report)
+        } else {
+            Err(SandboxError::PreflightFailed(report.failure_summary()))
+        }
+    }
+}

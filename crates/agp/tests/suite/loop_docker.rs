@@ -1,0 +1,227 @@
+//! The governed loop with `--sandbox docker`: the real binary builds the default image in a
+//! real engine (this test binary's own dockerd), pins it in config.toml, and a scripted session
+//! runs its calls in a container, preflight journaled.
+
+use std::path::Path;
+
+use agp_testkit::docker::DockerEngine;
+
+use super::support::looping::{
+    agp_detached, agp_ok, bash_calls_yaml, init_home, journal, write_allow_everything,
+};
+
+/// The default image's non-root uid: the repository is given to it (the container runs as the
+/// repository's owner).
+const UID: u32 = 65534;
+
+/// Builds the image with the binary, pins it in config.toml; the pinned reference.
+fn build_and_pin(home: &Path, engine: &DockerEngine, runtime: &str) -> String {
+    let socket = engine.socket().to_str().unwrap();
+    // One tag per test: the tests run at once, and a tag moved by another build is refused.
+    let tag = format!("localhost/agp-e2e:{runtime}");
+    let out = agp_ok(
+        home,
+        None,
+        &[
+            "sandbox", "image", "build", "--socket", socket, "--tag", &tag,
+        ],
+    );
+    let pinned = out
+        .lines()
+        .find_map(|l| l.strip_prefix("built "))
+        .unwrap_or_else(|| panic!("no pinned reference in: {out}"));
+    assert!(pinned.starts_with(&format!("{tag}@sha256:")), "{out}");
+    let config = home.join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[sandbox.docker]\nimage = \"{pinned}\"\nsocket = \"{socket}\"\nruntime = \"{runtime}\"\n"
+    ));
+    std::fs::write(&config, text).unwrap();
+    pinned.to_string()
+}
+
+fn scripted_session_runs_in_a_container(runtime: &str) {
+    let Some(engine) = DockerEngine::shared() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("agp-home");
+    let user_home = dir.path().join("user");
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&user_home).unwrap();
+    std::fs::create_dir(&repo).unwrap();
+    std::os::unix::fs::chown(&repo, Some(UID), Some(UID)).unwrap();
+    init_home(&home, Some(&user_home));
+    let pinned = build_and_pin(&home, engine, runtime);
+    // With provider = "docker" in config.toml, doctor checks the engine, runtime and image.
+    let config = home.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "\n[sandbox.docker]\nimage",
+            "\n[sandbox]\nprovider = \"docker\"\n[sandbox.docker]\nimage",
+        ),
+    )
+    .unwrap();
+    let doctor = agp_detached(&home, &user_home)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let sandbox = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "sandbox")
+        .unwrap();
+    assert_eq!(sandbox["ok"], true, "{sandbox}");
+    assert!(
+        sandbox["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("runtime {runtime}")),
+        "{sandbox}"
+    );
+
+    // A container an earlier agp of this home left behind (a crash), and one of another home.
+    let orphan = |owner: &Path| {
+        let provider = agp_sandbox::docker::DockerProvider::new(
+            agp_sandbox::docker::Engine::at(engine.socket()).unwrap(),
+            pinned.parse().unwrap(),
+            agp_sandbox::docker::Runtime::Runc,
+        )
+        .owner(std::fs::canonicalize(owner).unwrap().display().to_string());
+        let session = agp_contracts::SandboxProvider::spawn(
+            &provider,
+            &agp_contracts::sandbox::SandboxSpec::new("left-behind", &repo),
+        )
+        .unwrap();
+        let id = session.container_id().to_string();
+        std::mem::forget(session);
+        id
+    };
+    let ours = orphan(&home);
+    let theirs = orphan(&user_home);
+
+    let script = dir.path().join("calls.yaml");
+    std::fs::write(
+        &script,
+        bash_calls_yaml(&[
+            "echo from-the-container > made.txt && id -u",
+            "cat /proc/version",
+            "echo pwned > /etc/agp-escape; ls /etc/agp-escape",
+        ]),
+    )
+    .unwrap();
+    let policy = write_allow_everything(dir.path());
+    let out = agp_detached(&home, &user_home)
+        .args([
+            "run",
+            "--intendant",
+            "scripted",
+            "--script",
+            script.to_str().unwrap(),
+            "--repo",
+            repo.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--auto-approve",
+            "--sandbox",
+            "docker",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "agp run ({runtime}) failed: {stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        engine
+            .log()
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("removed 1 container(s)"), "{stderr}");
+    assert!(
+        !container_exists(engine, &ours),
+        "the orphan of this home is still there"
+    );
+    assert!(
+        container_exists(engine, &theirs),
+        "another home's container was removed"
+    );
+    assert!(agp_sandbox::docker::remove_orphans(
+        &agp_sandbox::docker::Engine::at(engine.socket()).unwrap(),
+        &std::fs::canonicalize(&user_home)
+            .unwrap()
+            .display()
+            .to_string(),
+        |_| false,
+    )
+    .is_ok());
+    assert_eq!(
+        std::fs::read_to_string(repo.join("made.txt")).unwrap(),
+        "from-the-container\n"
+    );
+
+    let entries = journal(&home);
+    let preflight = entries
+        .iter()
+        .find(|e| e["kind"] == "sandbox.preflight")
+        .expect("a sandbox.preflight entry");
+    let report = &preflight["body"]["report"];
+    assert_eq!(report["provider"], "docker", "{preflight}");
+    assert_eq!(report["passed"], true, "{preflight}");
+    assert_eq!(preflight["body"]["isolation"]["provider"], "docker");
+    let results: Vec<_> = entries
+        .iter()
+        .filter(|e| e["kind"] == "tool_call.result")
+        .collect();
+    assert_eq!(results.len(), 3, "{results:?}");
+    let output = |i: usize| results[i]["body"]["output"].as_str().unwrap_or_default();
+    assert_eq!(output(0), format!("{UID}\n"), "{:?}", results[0]);
+    let host = std::fs::read_to_string("/proc/version").unwrap();
+    match runtime {
+        "runsc" => assert_ne!(output(1), host, "runsc showed the host kernel"),
+        _ => assert_eq!(output(1), host, "runc shares the host kernel"),
+    }
+    assert_eq!(results[2]["body"]["exit_code"], 1, "{:?}", results[2]);
+    assert!(
+        output(2).contains("can't create /etc/agp-escape"),
+        "{:?}",
+        results[2]
+    );
+    assert!(!Path::new("/etc/agp-escape").exists());
+}
+
+fn container_exists(engine: &DockerEngine, id: &str) -> bool {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+        ])
+        .arg(engine.socket())
+        .arg(format!("http://docker/v1.41/containers/{id}/json"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout) == "200"
+}
+
+#[test]
+fn scripted_session_runs_in_a_runc_container() {
+    scripted_session_runs_in_a_container("runc");
+}
+
+#[test]
+fn scripted_session_runs_in_a_runsc_container() {
+    scripted_session_runs_in_a_container("runsc");
+}
