@@ -59,11 +59,12 @@ fn random_token() -> Result<String, SandboxError> {
 }
 
 /// A file with secret content in the invoking user's real HOME (or, when HOME is not
-/// writable, a host temporary directory standing in for it), removed on drop.
-struct Canary {
-    path: PathBuf,
-    content: String,
-    where_: String,
+/// writable, a host temporary directory standing in for it), removed on drop. Both providers'
+/// preflights look for it from inside.
+pub(crate) struct Canary {
+    pub(crate) path: PathBuf,
+    pub(crate) content: String,
+    pub(crate) where_: String,
     _tmp: Option<TempDir>,
 }
 
@@ -75,7 +76,10 @@ impl Drop for TempDir {
 }
 
 impl Canary {
-    fn place(token: &str) -> Result<Self, SandboxError> {
+    /// `mode`: 0o600 where the sandbox runs as the invoking user (only invisibility keeps it
+    /// out); readable by all where the sandbox runs as another uid, so that only invisibility,
+    /// not the file mode, keeps it out there too.
+    pub(crate) fn place(token: &str, mode: u32) -> Result<Self, SandboxError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let content = format!("agp-canary-{}", random_token()?);
@@ -84,7 +88,7 @@ impl Canary {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o600)
+                .mode(mode)
                 .open(path)?;
             f.write_all(content.as_bytes())
         };
@@ -151,7 +155,7 @@ impl Drop for Canary {
     }
 }
 
-fn check(name: &str, passed: bool, detail: impl Into<String>) -> PreflightCheck {
+pub(crate) fn check(name: &str, passed: bool, detail: impl Into<String>) -> PreflightCheck {
     PreflightCheck {
         name: name.into(),
         passed,
@@ -187,7 +191,7 @@ pub(crate) fn run(
         None => 0,
     };
 
-    let canary = Canary::place(&token)?;
+    let canary = Canary::place(&token, 0o600)?;
     let bait = BaitSocket::place(session.repo(), &token);
     let bait_path = session
         .repo()

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use agp_contracts::sandbox::{ExecRequest, PreflightCheck, PreflightReport, SandboxError};
 
 use super::{DockerProvider, DockerSession, Runtime};
+use crate::preflight::{check, Canary};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -57,71 +58,6 @@ if ( : > "$probe" ) 2>/dev/null; then rm -f -- "$probe"; one repo writable; else
 one done ok
 "#;
 
-fn check(name: &str, passed: bool, detail: impl Into<String>) -> PreflightCheck {
-    PreflightCheck {
-        name: name.into(),
-        passed,
-        detail: detail.into(),
-    }
-}
-
-struct Canary {
-    path: PathBuf,
-    content: String,
-    _dir: Option<tempfile_free::Dir>,
-}
-
-impl Drop for Canary {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// A temporary directory without the tempfile crate (a dev-dependency only here).
-mod tempfile_free {
-    pub(super) struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn place_canary(token: &str) -> Result<Canary, SandboxError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let content = format!("agp-canary-{token}");
-    let name = format!(".agp-preflight-canary-{token}");
-    let write = |path: &std::path::Path| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(path)?;
-        f.write_all(content.as_bytes())
-    };
-    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        let path = PathBuf::from(home).join(&name);
-        if write(&path).is_ok() {
-            return Ok(Canary {
-                path,
-                content,
-                _dir: None,
-            });
-        }
-    }
-    let dir = std::env::temp_dir().join(format!("agp-preflight-{token}"));
-    std::fs::create_dir(&dir)?;
-    let guard = tempfile_free::Dir(dir.clone());
-    let path = dir.join(&name);
-    write(&path)?;
-    Ok(Canary {
-        path,
-        content,
-        _dir: Some(guard),
-    })
-}
-
 /// Run the probe and judge it. `Err` only when the preflight could not run at all.
 pub(crate) fn run(
     provider: &DockerProvider,
@@ -132,7 +68,7 @@ pub(crate) fn run(
     let listener = TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let port = listener.local_addr()?.port();
-    let canary = place_canary(&token)?;
+    let canary = Canary::place(&token, 0o644)?;
 
     // What must not exist inside: the engine's socket (where agp reached it and the usual
     // places), agp's home and other protected paths, the real HOME.
