@@ -8,6 +8,7 @@ pub mod approval;
 pub mod call;
 pub mod canonical;
 pub mod events;
+pub mod integrity;
 pub mod intendant;
 pub mod journal;
 pub mod policy;

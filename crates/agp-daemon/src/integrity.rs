@@ -9,8 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use agp_contracts::events::SessionIntegrity;
-use agp_integrity::{Action, Baseline, Limits, Origin};
-use serde_json::json;
+use agp_integrity::{Action, Baseline, Limits, Origin, Report};
 
 use crate::mediate::Mediator;
 
@@ -93,7 +92,7 @@ pub(crate) async fn check(
                 by_session: Some(by_session as u64),
                 not_neutralized: Some(not_neutralized as u64),
                 quarantine: Some(quarantine),
-                report: report.to_json(),
+                report,
             }
         }
         Err(e) => SessionIntegrity {
@@ -102,8 +101,7 @@ pub(crate) async fn check(
             by_session: None,
             not_neutralized: None,
             quarantine: None,
-            report: json!({"complete": false, "incomplete": [format!("the check failed: {e}")],
-                           "findings": []}),
+            report: Report::failed(e),
         },
     }
 }

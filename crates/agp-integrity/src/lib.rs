@@ -36,6 +36,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+// The report is what `session.integrity` journals: its types live with the journal's.
+pub use agp_contracts::integrity::{Action, Finding, Kind, Origin, Report};
+
 /// Bounds of one scan.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -52,25 +55,6 @@ impl Default for Limits {
             max_depth: 128,
         }
     }
-}
-
-/// What makes an entry dangerous.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Setuid,
-    Setgid,
-    FileCapability,
-    Device,
-    Socket,
-    Fifo,
-    EscapingSymlink,
-    NestedGitMetadata,
-    RepoGitMetadata,
-    /// A hook or redirect (commondir, alternates) in the repository's own git directory.
-    RepoGitHook,
-    /// Active keys the session added to the repository's own `.git/config`.
-    RepoGitConfig,
 }
 
 /// Identity of a dangerous entry, to tell "already there at session start" from "made or
@@ -121,89 +105,6 @@ fn key(kind: Kind, rel: &Path) -> String {
     format!("{k}:{}", rel.display())
 }
 
-/// How an entry relates to the session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Origin {
-    /// Not there at session start.
-    New,
-    /// There at session start, but changed since.
-    Changed,
-    /// There, unchanged, at session start.
-    PreExisting,
-    /// No start snapshot is available: treated as the session's.
-    Unknown,
-}
-
-/// What was done about a finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
-    /// Pre-existing: reported, left as it was.
-    Kept,
-    /// The repository's own git metadata: reported for the user to review.
-    Reported,
-    BitsCleared,
-    CapabilityRemoved,
-    Quarantined {
-        to: String,
-    },
-    /// Could not be moved (another file system) so it was deleted; the report keeps what it was.
-    Removed {
-        why: String,
-    },
-    NotNeutralized {
-        error: String,
-    },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Finding {
-    /// Relative to the root. Paths are text (invalid UTF-8 shown as U+FFFD) so that no file name
-    /// can make the report fail to serialize.
-    pub path: String,
-    pub kind: Kind,
-    pub detail: String,
-    pub origin: Origin,
-    #[serde(flatten)]
-    pub action: Action,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Report {
-    pub root: String,
-    /// `false`: the scan was bounded or could not read everything; see `incomplete`.
-    pub complete: bool,
-    pub incomplete: Vec<String>,
-    pub entries_scanned: u64,
-    pub elapsed_ms: u64,
-    /// Whether a start-of-session snapshot was compared against.
-    pub baseline: bool,
-    pub findings: Vec<Finding>,
-}
-
-impl Report {
-    /// Findings that were the session's and are still in place.
-    pub fn not_neutralized(&self) -> usize {
-        self.findings
-            .iter()
-            .filter(|f| matches!(f.action, Action::NotNeutralized { .. }))
-            .count()
-    }
-
-    /// Findings made or changed by the session (or of unknown origin).
-    pub fn by_session(&self) -> usize {
-        self.findings
-            .iter()
-            .filter(|f| f.origin != Origin::PreExisting)
-            .count()
-    }
-
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-    }
-}
-
 /// The dangerous entries under `root` now, for comparing at the end of the session.
 pub fn snapshot(root: &Path, limits: &Limits) -> Baseline {
     let scan = walk::scan(root, limits);
@@ -250,12 +151,12 @@ pub fn check(
         findings.extend(repoconfig::check(root, quarantine, before));
     }
     Report {
-        root: text(root),
+        root: Some(text(root)),
         complete: scan.incomplete.is_empty(),
         incomplete: scan.incomplete,
-        entries_scanned: scan.entries,
-        elapsed_ms: started.elapsed().as_millis() as u64,
-        baseline: baseline.is_some(),
+        entries_scanned: Some(scan.entries),
+        elapsed_ms: Some(started.elapsed().as_millis() as u64),
+        baseline: Some(baseline.is_some()),
         findings,
     }
 }

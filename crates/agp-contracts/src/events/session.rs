@@ -1,6 +1,7 @@
 //! `session.*` bodies.
 
 use super::{nullable, Event, SESSION_ENDED, SESSION_INTEGRITY, SESSION_REAPED, SESSION_STARTED};
+use crate::integrity::Report;
 use crate::sandbox::Isolation;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -107,9 +108,9 @@ pub struct SessionIntegrity {
     pub not_neutralized: Option<u64>,
     #[serde(default, serialize_with = "super::path_text::opt_path")]
     pub quarantine: Option<PathBuf>,
-    /// The integrity report (`agp_integrity::Report` as JSON): `complete`, `incomplete`,
-    /// `findings`, ...
-    pub report: Value,
+    /// The integrity report: of the scan, or of a check that failed (then only `complete`,
+    /// `incomplete` and `findings`).
+    pub report: Report,
 }
 
 impl Event for SessionIntegrity {

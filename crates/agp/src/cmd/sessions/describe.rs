@@ -9,8 +9,6 @@ use agp_contracts::events::{
 };
 use serde_json::Value;
 
-use super::flags::IntegrityReport;
-
 /// One line describing an event. A kind without a line of its own (newer ones included) shows
 /// its body; so does a body that does not read as its kind's type, saying so: never nothing.
 pub(super) fn describe(kind: &str, body: &Value) -> String {
@@ -126,19 +124,18 @@ fn line(kind: &str, body: &Value) -> Line {
         ToolCallResultMismatch::KIND => read(body, |e: ToolCallResultMismatch| {
             format!("{} NOT LINKED: {}", e.call_id, e.reason)
         }),
-        SessionIntegrity::KIND => SessionIntegrity::from_body(body).and_then(|e| {
-            let report = IntegrityReport::read(&e.report)?;
-            Ok(format!(
+        SessionIntegrity::KIND => read(body, |e: SessionIntegrity| {
+            format!(
                 "{} finding(s), {} by the session, {} not neutralized{}",
-                report.findings.len(),
+                e.report.findings.len(),
                 e.by_session.unwrap_or(0),
                 e.not_neutralized.unwrap_or(0),
-                if report.complete {
+                if e.report.complete {
                     ""
                 } else {
                     ", scan INCOMPLETE"
                 }
-            ))
+            )
         }),
         _ => return None,
     };

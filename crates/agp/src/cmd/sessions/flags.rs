@@ -3,26 +3,8 @@
 //! must never disappear because this agp cannot read its report.
 
 use agp_contracts::events::{Event, SessionIntegrity, ToolCallResultMismatch};
-use agp_integrity::{Action, Finding, Origin};
-use serde::Deserialize;
+use agp_contracts::integrity::{Action, Origin, Report};
 use serde_json::Value;
-
-/// The integrity report as `session.integrity` carries it: `agp_integrity::Report`, or, when
-/// the check itself failed, only `complete: false`, why, and no findings.
-#[derive(Debug, Deserialize)]
-pub(super) struct IntegrityReport {
-    pub complete: bool,
-    #[serde(default)]
-    pub incomplete: Vec<String>,
-    #[serde(default)]
-    pub findings: Vec<Finding>,
-}
-
-impl IntegrityReport {
-    pub fn read(report: &Value) -> Result<Self, serde_json::Error> {
-        Self::deserialize(report)
-    }
-}
 
 /// What a session's summary must flag, from its journal entries: the integrity report (each
 /// finding and what was done about it) and results not linked to their approved call.
@@ -41,14 +23,10 @@ pub fn flagged(entries: &[Value]) -> Vec<String> {
                     Err(err) => lines.push(unreadable(kind, &err, body)),
                 }
             }
-            Some(kind @ SessionIntegrity::KIND) => {
-                match SessionIntegrity::from_body(body)
-                    .and_then(|i| IntegrityReport::read(&i.report))
-                {
-                    Ok(report) => integrity_lines(&report, &mut lines),
-                    Err(err) => lines.push(unreadable(kind, &err, body)),
-                }
-            }
+            Some(kind @ SessionIntegrity::KIND) => match SessionIntegrity::from_body(body) {
+                Ok(i) => integrity_lines(&i.report, &mut lines),
+                Err(err) => lines.push(unreadable(kind, &err, body)),
+            },
             _ => {}
         }
     }
@@ -59,7 +37,7 @@ fn unreadable(kind: &str, err: &serde_json::Error, body: &Value) -> String {
     format!("✗ a {kind} entry this agp cannot read ({err}); review it: {body}")
 }
 
-fn integrity_lines(report: &IntegrityReport, lines: &mut Vec<String>) {
+fn integrity_lines(report: &Report, lines: &mut Vec<String>) {
     if !report.complete {
         lines.push(format!(
             "✗ repository integrity scan incomplete: {}",
@@ -115,13 +93,11 @@ mod tests {
 
     #[test]
     fn the_summary_flags_every_finding_an_incomplete_scan_and_unlinked_results() {
-        let integrity = SessionIntegrity {
-            session: "s".into(),
-            findings_total: Some(3),
-            by_session: Some(2),
-            not_neutralized: Some(1),
-            quarantine: Some("/h/quarantine/s".into()),
-            report: json!({
+        // A body as journaled, read through the typed report.
+        let integrity = json!({
+            "session": "s", "findings_total": 3, "by_session": 2, "not_neutralized": 1,
+            "quarantine": "/h/quarantine/s",
+            "report": {
                 "root": "/r", "complete": false,
                 "incomplete": ["scan stopped after 5 entries (limit)"],
                 "entries_scanned": 5, "elapsed_ms": 1, "baseline": true,
@@ -131,12 +107,11 @@ mod tests {
                     {"path": "old", "kind": "fifo", "detail": "a fifo", "origin": "pre_existing",
                      "action": "kept"},
                     {"path": "x", "kind": "setuid", "detail": "setuid", "origin": "new",
-                     "action": "not_neutralized", "error": "EPERM"}]}),
-        };
+                     "action": "not_neutralized", "error": "EPERM"}]}});
         let entries = vec![
             json!({"kind": TOOL_CALL_RESULT, "body": {"call_id": "c1"}}),
             json!({"kind": TOOL_CALL_RESULT_MISMATCH, "body": mismatch("c2")}),
-            json!({"kind": SESSION_INTEGRITY, "body": integrity.to_body()}),
+            json!({"kind": SESSION_INTEGRITY, "body": integrity}),
         ];
         let lines = flagged(&entries);
         assert_eq!(lines.len(), 5, "{lines:#?}");
