@@ -12,12 +12,15 @@
 
 mod api;
 mod container;
+mod engine_kind;
 mod exec;
 mod git;
 pub mod image;
 mod preflight;
 mod reap;
 mod tar;
+
+pub use engine_kind::EngineKind;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -224,9 +227,7 @@ impl DockerProvider {
         let id = self.image.resolve(&self.engine)?;
         Ok(format!(
             "{} {} (API {api}) at {}, runtime {runtime}, pinned image {id}",
-            version["Components"][0]["Name"]
-                .as_str()
-                .unwrap_or("engine"),
+            EngineKind::of_version(&version).name(),
             version["Version"].as_str().unwrap_or_default(),
             self.engine.socket().display()
         ))
@@ -337,7 +338,11 @@ fn verify(engine: &Engine, session: &DockerSession) -> Result<(), SandboxError> 
             inspect.message()
         )));
     }
-    let wrong = session.plan().verify(&inspect.json()?);
+    let podman = match EngineKind::of(engine)? {
+        EngineKind::Docker => None,
+        EngineKind::Podman => Some(engine_kind::podman_facts(engine, &session.container)?),
+    };
+    let wrong = session.plan().verify(&inspect.json()?, podman.as_ref());
     if wrong.is_empty() {
         Ok(())
     } else {

@@ -6,10 +6,12 @@ use std::time::Duration;
 use agp_contracts::sandbox::{ExecRequest, SandboxError, SandboxProvider, SandboxSpec};
 use agp_sandbox::docker::{DockerProvider, ImageRef, Runtime};
 
-use super::{default_image, engine, exists, run, setup, text, UID};
+use super::{default_image, engine, exists, run, setup, setup_on, text, Kind, UID};
 
-fn session_works_and_is_confined(runtime: Runtime) {
-    let Some(t) = setup(runtime) else { return };
+fn session_works_and_is_confined(kind: Kind, runtime: Runtime) {
+    let Some(t) = setup_on(kind, runtime) else {
+        return;
+    };
     let s = t
         .provider
         .spawn(&SandboxSpec::new(format!("s-{}", runtime.name()), &t.repo))
@@ -115,17 +117,24 @@ fn session_works_and_is_confined(runtime: Runtime) {
 
 #[test]
 fn runc_session_works_and_is_confined() {
-    session_works_and_is_confined(Runtime::Runc);
+    session_works_and_is_confined(Kind::Docker, Runtime::Runc);
+}
+
+#[test]
+fn podman_runc_session_works_and_is_confined() {
+    session_works_and_is_confined(Kind::Podman, Runtime::Runc);
 }
 
 #[test]
 fn runsc_session_works_and_is_confined() {
-    session_works_and_is_confined(Runtime::Runsc);
+    session_works_and_is_confined(Kind::Docker, Runtime::Runsc);
 }
 
 /// What a hostile command tries once inside: each must fail.
-fn escapes_fail(runtime: Runtime) {
-    let Some(t) = setup(runtime) else { return };
+fn escapes_fail(kind: Kind, runtime: Runtime) {
+    let Some(t) = setup_on(kind, runtime) else {
+        return;
+    };
     let s = t
         .provider
         .spawn(&SandboxSpec::new(
@@ -168,7 +177,7 @@ fn escapes_fail(runtime: Runtime) {
         assert_ne!(
             out.exit_code,
             Some(0),
-            "{what} succeeded under {}: {} {}",
+            "{what} succeeded under {kind:?}+{}: {} {}",
             runtime.name(),
             text(&out.stdout),
             text(&out.stderr)
@@ -179,12 +188,17 @@ fn escapes_fail(runtime: Runtime) {
 
 #[test]
 fn runc_escapes_fail() {
-    escapes_fail(Runtime::Runc);
+    escapes_fail(Kind::Docker, Runtime::Runc);
+}
+
+#[test]
+fn podman_runc_escapes_fail() {
+    escapes_fail(Kind::Podman, Runtime::Runc);
 }
 
 #[test]
 fn runsc_escapes_fail() {
-    escapes_fail(Runtime::Runsc);
+    escapes_fail(Kind::Docker, Runtime::Runsc);
 }
 
 #[test]
