@@ -54,7 +54,17 @@ impl PodmanEngine {
     pub fn shared() -> Option<&'static PodmanEngine> {
         static ENGINE: OnceLock<Result<PodmanEngine, String>> = OnceLock::new();
         judge(
-            ENGINE.get_or_init(start_kept),
+            ENGINE.get_or_init(|| start_kept(Seccomp::Hardened)),
+            std::env::var("CI").as_deref() == Ok("true"),
+        )
+    }
+
+    /// A second Podman with the distribution's stock seccomp profile, which allows user
+    /// namespaces and mounts: the provider must refuse it.
+    pub fn stock() -> Option<&'static PodmanEngine> {
+        static ENGINE: OnceLock<Result<PodmanEngine, String>> = OnceLock::new();
+        judge(
+            ENGINE.get_or_init(|| start_kept(Seccomp::Stock)),
             std::env::var("CI").as_deref() == Ok("true"),
         )
     }
@@ -79,16 +89,25 @@ fn judge(started: &Result<PodmanEngine, String>, ci: bool) -> Option<&PodmanEngi
     }
 }
 
-static RUNNING: Mutex<Option<(i32, PathBuf)>> = Mutex::new(None);
+/// Which seccomp profile the service gives containers.
+#[derive(Clone, Copy)]
+enum Seccomp {
+    /// Podman's stock profile without the namespace and mount syscalls.
+    Hardened,
+    /// Podman's stock profile as installed.
+    Stock,
+}
+
+static RUNNING: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
 
 /// As for dockerd: the service's parent-death signal is tied to a thread that lives as long
 /// as the process.
-fn start_kept() -> Result<PodmanEngine, String> {
+fn start_kept(seccomp: Seccomp) -> Result<PodmanEngine, String> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("agp-podman-parent".into())
         .spawn(move || {
-            let _ = tx.send(start());
+            let _ = tx.send(start(seccomp));
             loop {
                 std::thread::park();
             }
@@ -98,21 +117,56 @@ fn start_kept() -> Result<PodmanEngine, String> {
         .recv()
         .map_err(|_| "the engine's parent thread died".to_string())??;
     if let Ok(mut running) = RUNNING.lock() {
-        *running = Some((engine.pid, engine.dir.clone()));
+        if running.is_empty() {
+            // SAFETY: registering a plain `extern "C" fn` with no arguments; it runs at exit.
+            unsafe { libc::atexit(stop_at_exit) };
+        }
+        running.push((engine.pid, engine.dir.clone()));
     }
-    // SAFETY: registering a plain `extern "C" fn` with no arguments; it runs at exit.
-    unsafe { libc::atexit(stop_at_exit) };
     Ok(engine)
 }
 
 extern "C" fn stop_at_exit() {
-    let Some((pid, dir)) = RUNNING.lock().ok().and_then(|mut r| r.take()) else {
+    let running = RUNNING
+        .lock()
+        .map(|mut r| std::mem::take(&mut *r))
+        .unwrap_or_default();
+    for (pid, dir) in running {
+        stop(pid);
+        stop_conmons(&dir);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Podman runs each container and exec under a `conmon` that outlives the service (an exec's
+/// waits 300 s for a cleanup the stopped service never does). Only those naming this
+/// engine's private directory on their command line are this engine's; each is killed by
+/// its PID.
+fn stop_conmons(dir: &Path) {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
         return;
     };
-    stop(pid);
-    // Containers' conmon processes are the service's children's children; their storage is
-    // under `dir`, removed with it (a container still running keeps only its mount busy).
-    let _ = std::fs::remove_dir_all(dir);
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let conmon = cmdline
+            .split(|b| *b == 0)
+            .next()
+            .is_some_and(|argv0| argv0.ends_with(b"conmon"));
+        if conmon && cmdline.windows(needle.len()).any(|w| w == needle) {
+            // SAFETY: kill with a PID read from /proc; no memory passed.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
 }
 
 /// Podman's stock seccomp profile (read, never changed).
@@ -165,12 +219,15 @@ pub(crate) fn hardened_seccomp(stock: &str) -> Result<String, String> {
 
 /// The private configuration: `containers.conf`, `storage.conf` and the seccomp profile
 /// under `dir`.
-fn write_config(dir: &Path) -> Result<(), String> {
+fn write_config(dir: &Path, profile: Seccomp) -> Result<(), String> {
     let stock = std::fs::read_to_string(STOCK_SECCOMP)
         .map_err(|e| format!("cannot read Podman's {STOCK_SECCOMP}: {e}"))?;
     let seccomp = dir.join("seccomp.json");
-    std::fs::write(&seccomp, hardened_seccomp(&stock)?)
-        .map_err(|e| format!("cannot write seccomp.json: {e}"))?;
+    let written = match profile {
+        Seccomp::Hardened => hardened_seccomp(&stock)?,
+        Seccomp::Stock => stock,
+    };
+    std::fs::write(&seccomp, written).map_err(|e| format!("cannot write seccomp.json: {e}"))?;
     let conf = format!(
         "[containers]\n\
          default_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
@@ -193,7 +250,7 @@ fn write_config(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot write storage.conf: {e}"))
 }
 
-fn start() -> Result<PodmanEngine, String> {
+fn start(seccomp: Seccomp) -> Result<PodmanEngine, String> {
     let install = "install it with `apt-get install podman catatonit runc` (.ci/run does)";
     let podman = find("podman").ok_or_else(|| format!("podman not found; {install}"))?;
     // SAFETY: geteuid has no preconditions.
@@ -207,7 +264,7 @@ fn start() -> Result<PodmanEngine, String> {
         .map_or(0, |d| d.subsec_nanos());
     let dir = std::env::temp_dir().join(format!("agp-podman-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    write_config(&dir)?;
+    write_config(&dir, seccomp)?;
     let log = std::fs::File::create(dir.join("podman.log"))
         .map_err(|e| format!("cannot create the engine log: {e}"))?;
     let log2 = log
@@ -303,7 +360,7 @@ mod tests {
     fn the_private_configuration_names_runc_and_private_roots() {
         let dir = std::env::temp_dir().join(format!("agp-podman-conf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        write_config(&dir).unwrap();
+        write_config(&dir, Seccomp::Hardened).unwrap();
         let conf = std::fs::read_to_string(dir.join("containers.conf")).unwrap();
         let storage = std::fs::read_to_string(dir.join("storage.conf")).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();

@@ -21,6 +21,8 @@ pub(super) const UID: u32 = image::DEFAULT_IMAGE_UID;
 pub(super) enum Kind {
     Docker,
     Podman,
+    /// Podman with its distribution's seccomp profile (user namespaces allowed).
+    PodmanStock,
 }
 
 /// The test binary's running engine of either kind.
@@ -54,6 +56,7 @@ pub(super) fn engine_of(kind: Kind) -> Option<(Daemon, Engine)> {
     let daemon = match kind {
         Kind::Docker => Daemon::Docker(DockerEngine::shared()?),
         Kind::Podman => Daemon::Podman(PodmanEngine::shared()?),
+        Kind::PodmanStock => Daemon::Podman(PodmanEngine::stock()?),
     };
     Some((daemon, Engine::at(daemon.socket()).unwrap()))
 }

@@ -186,6 +186,39 @@ fn escapes_fail(kind: Kind, runtime: Runtime) {
     t.provider.teardown(s).unwrap();
 }
 
+/// Podman's stock seccomp profile lets `unshare -r` make a user namespace (Docker's does not):
+/// the session is refused before any command runs, naming that, and the container is gone.
+#[test]
+fn podman_with_its_stock_seccomp_profile_is_refused() {
+    let Some(t) = setup_on(Kind::PodmanStock, Runtime::Runc) else {
+        return;
+    };
+    let Err(err) = t
+        .provider
+        .spawn(&SandboxSpec::new("stock-seccomp", &t.repo))
+    else {
+        panic!("a session on Podman's stock seccomp profile was allowed");
+    };
+    let msg = err.to_string();
+    assert!(
+        msg.contains("refusing new namespaces and mounts") && msg.contains("seccomp_profile"),
+        "{msg}"
+    );
+    assert!(!msg.contains("runtime,"), "{msg}");
+    assert!(!msg.contains("capabilities"), "{msg}");
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--unix-socket"])
+        .arg(t.daemon.socket())
+        .arg("http://docker/v1.41/containers/json?all=true")
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "[]",
+        "the refused container was left"
+    );
+}
+
 #[test]
 fn runc_escapes_fail() {
     escapes_fail(Kind::Docker, Runtime::Runc);
@@ -332,6 +365,32 @@ fn root_owned_repos_and_binds_exposing_the_engine_are_refused() {
 }
 
 #[test]
+fn the_engine_check_names_podman_and_its_version() {
+    let Some((_, engine)) = super::engine_of(Kind::Podman) else {
+        return;
+    };
+    let pinned = default_image(&engine);
+    let summary = DockerProvider::new(engine, pinned, Runtime::Runc)
+        .check_engine()
+        .unwrap();
+    let version = std::process::Command::new("podman")
+        .arg("--version")
+        .output()
+        .unwrap();
+    // "podman version 4.3.1"
+    let version = text(&version.stdout)
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        summary.starts_with(&format!("Podman {version} (API 1.41)")) && summary.contains("runc"),
+        "{summary}"
+    );
+}
+
+#[test]
 fn the_engine_check_names_what_is_missing() {
     let Some((_, engine)) = engine() else { return };
     let pinned = default_image(&engine);
@@ -340,7 +399,9 @@ fn the_engine_check_names_what_is_missing() {
             .check_engine()
             .unwrap();
         assert!(
-            summary.contains("API 1.41") && summary.contains(runtime.name()),
+            summary.starts_with("Docker 20.")
+                && summary.contains("API 1.41")
+                && summary.contains(runtime.name()),
             "{summary}"
         );
     }
