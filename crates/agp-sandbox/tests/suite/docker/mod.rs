@@ -25,6 +25,13 @@ pub(super) enum Kind {
     PodmanStock,
 }
 
+/// The engine and runtime pairs the shared tests run over.
+pub(super) const ENGINES: [(Kind, Runtime); 3] = [
+    (Kind::Docker, Runtime::Runc),
+    (Kind::Docker, Runtime::Runsc),
+    (Kind::Podman, Runtime::Runc),
+];
+
 /// The test binary's running engine of either kind.
 #[derive(Clone, Copy)]
 pub(super) enum Daemon {
