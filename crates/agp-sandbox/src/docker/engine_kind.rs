@@ -121,10 +121,17 @@ pub(crate) fn podman_checks(facts: &Value, runtime: &str) -> Vec<(String, bool)>
     let libpod = libpod.as_object();
     let paths = |key: &str| oci["linux"][key].as_array().is_some_and(|p| !p.is_empty());
     vec![
-        (
-            "runtime".to_string(),
-            libpod.and_then(|l| l.get("OCIRuntime")) == Some(&json!(runtime)),
-        ),
+        {
+            let ran = libpod.and_then(|l| l.get("OCIRuntime"));
+            (
+                format!(
+                    "runtime (asked {runtime}, Podman ran {}; its Docker-compatible API does not \
+                     apply a per-container runtime: set `runtime` in containers.conf)",
+                    ran.and_then(Value::as_str).unwrap_or("an unreported one")
+                ),
+                ran == Some(&json!(runtime)),
+            )
+        },
         (
             format!("all capabilities dropped{unread}"),
             libpod.is_some_and(|l| none(l.get("BoundingCaps")) && none(l.get("EffectiveCaps")))
@@ -262,7 +269,12 @@ mod tests {
 
     #[test]
     fn each_weakened_or_missing_fact_is_named() {
-        assert_eq!(failing(&reported(), "runsc"), ["runtime"]);
+        let wrong = failing(&reported(), "runsc");
+        assert_eq!(wrong.len(), 1, "{wrong:?}");
+        assert!(
+            wrong[0].starts_with("runtime (asked runsc, Podman ran runc"),
+            "{wrong:?}"
+        );
         let mut f = reported();
         f["libpod"]["BoundingCaps"] = json!(["CAP_SYS_ADMIN"]);
         assert_eq!(failing(&f, "runc"), ["all capabilities dropped"]);

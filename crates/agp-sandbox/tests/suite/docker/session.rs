@@ -412,3 +412,25 @@ fn the_engine_check_names_what_is_missing() {
         .unwrap_err();
     assert!(err.to_string().contains("not the pinned"), "{err}");
 }
+
+/// Podman 4.3's compatible API does not apply a per-container runtime (it ran runc here);
+/// a session asking for gVisor either gets gVisor's kernel or is refused naming the runtime.
+#[test]
+fn podman_runsc_is_gvisor_or_refused() {
+    let Some(t) = setup_on(Kind::Podman, Runtime::Runsc) else {
+        return;
+    };
+    match t.provider.spawn(&SandboxSpec::new("p-runsc", &t.repo)) {
+        Ok(s) => {
+            let inside = text(&run(&t.provider, &s, "cat /proc/version").stdout);
+            let host = std::fs::read_to_string("/proc/version").unwrap();
+            assert_ne!(inside.trim(), host.trim(), "runsc asked, host kernel given");
+            eprintln!("Podman with runsc runs on {}", inside.trim());
+            t.provider.teardown(s).unwrap();
+        }
+        Err(e) => {
+            eprintln!("Podman with runsc refused: {e}");
+            assert!(e.to_string().contains("runtime (asked runsc"), "{e}");
+        }
+    }
+}
