@@ -502,6 +502,13 @@ fn exec_checked(
     })
 }
 
+/// Podman (4.3) refuses the `as` ulimit through its Docker-compatible API ("invalid ulimit
+/// type: as"); running without the bound would be a weaker sandbox than asked for.
+pub const PODMAN_NO_AS_LIMIT: &str = "Podman's Docker-compatible API cannot set the per-process \
+     address-space limit ([sandbox.limits] process_memory_bytes, RLIMIT_AS; it rejects the \
+     \"as\" ulimit), and agp does not run without it: use Docker Engine for the container \
+     provider, or the bubblewrap provider";
+
 impl SandboxProvider for DockerProvider {
     type Session = DockerSession;
 
@@ -524,6 +531,11 @@ impl SandboxProvider for DockerProvider {
             )));
         }
         let binds = self.checked_binds(spec, &repo)?;
+        if spec.limits.max_memory_bytes.is_some()
+            && EngineKind::of(&self.engine)? == EngineKind::Podman
+        {
+            return Err(SandboxError::Refused(PODMAN_NO_AS_LIMIT.into()));
+        }
         let env = env::build(&spec.env)?;
         let image_id = self.image.resolve(&self.engine)?;
         let uid_gid = (meta.uid(), meta.gid());

@@ -434,3 +434,22 @@ fn podman_runsc_is_gvisor_or_refused() {
         }
     }
 }
+
+/// Podman rejects the `as` ulimit (RLIMIT_AS) through its compatible API: a session with a
+/// per-process memory bound is refused before a container is made, naming the bound.
+#[test]
+fn podman_refuses_a_process_memory_bound_by_name() {
+    let Some(t) = setup_on(Kind::Podman, Runtime::Runc) else {
+        return;
+    };
+    let mut spec = SandboxSpec::new("as-limit", &t.repo);
+    spec.limits.max_memory_bytes = Some(1 << 30);
+    let Err(err) = t.provider.spawn(&spec) else {
+        panic!("a session was started without its address-space limit");
+    };
+    assert!(
+        err.to_string()
+            .contains(agp_sandbox::docker::PODMAN_NO_AS_LIMIT),
+        "{err}"
+    );
+}
