@@ -132,10 +132,63 @@ extern "C" fn stop_at_exit() {
         .map(|mut r| std::mem::take(&mut *r))
         .unwrap_or_default();
     for (pid, dir) in running {
+        remove_all_containers(&dir);
         stop(pid);
         stop_conmons(&dir);
+        unmount_under(&dir);
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// Containers a test left (a deliberate orphan, a panicking test) keep running after the
+/// service stops: their processes are not the service's children. Removed with the engine's
+/// own `podman rm`, on this engine's private roots only.
+fn remove_all_containers(dir: &Path) {
+    let Some(podman) = find("podman") else {
+        return;
+    };
+    let _ = podman_command(&podman, dir)
+        .args(["rm", "--all", "--force", "--time", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Mounts Podman left under `dir` (each container's `shm`), detached so the directory can go.
+fn unmount_under(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return;
+    };
+    let prefix = format!("{}/", dir.display());
+    for point in mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .filter(|p| p.starts_with(&prefix))
+    {
+        let Ok(c) = std::ffi::CString::new(point) else {
+            continue;
+        };
+        // SAFETY: umount2 with a NUL-terminated path we own.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// `podman` with this engine's private configuration and roots.
+fn podman_command(podman: &Path, dir: &Path) -> Command {
+    let mut cmd = Command::new(podman);
+    cmd.env("CONTAINERS_CONF", dir.join("containers.conf"))
+        .env("CONTAINERS_STORAGE_CONF", dir.join("storage.conf"))
+        .env("XDG_RUNTIME_DIR", dir.join("xdg-run"))
+        .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
+        .env("XDG_DATA_HOME", dir.join("xdg-data"))
+        .arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .arg("--tmpdir")
+        .arg(dir.join("tmp"));
+    cmd
 }
 
 /// Podman runs each container and exec under a `conmon` that outlives the service (an exec's
@@ -271,19 +324,8 @@ fn start(seccomp: Seccomp) -> Result<PodmanEngine, String> {
         .try_clone()
         .map_err(|e| format!("cannot dup the engine log: {e}"))?;
     let socket = dir.join("podman.sock");
-    let mut cmd = Command::new(&podman);
-    cmd.env("CONTAINERS_CONF", dir.join("containers.conf"))
-        .env("CONTAINERS_STORAGE_CONF", dir.join("storage.conf"))
-        .env("XDG_RUNTIME_DIR", dir.join("xdg-run"))
-        .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
-        .env("XDG_DATA_HOME", dir.join("xdg-data"))
-        .arg("--root")
-        .arg(dir.join("root"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .arg("--tmpdir")
-        .arg(dir.join("tmp"))
-        .args(["system", "service", "--time=0"])
+    let mut cmd = podman_command(&podman, &dir);
+    cmd.args(["system", "service", "--time=0"])
         .arg(format!("unix://{}", socket.display()))
         .stdin(Stdio::null())
         .stdout(log)

@@ -156,6 +156,11 @@ fn scripted_session_runs_in_a_container(served: Option<Served>, runtime: &str) {
             "{stderr}"
         );
         assert!(!repo.join("made.txt").exists());
+        let other = std::fs::canonicalize(&user_home).unwrap();
+        let engine = agp_sandbox::docker::Engine::at(socket).unwrap();
+        agp_sandbox::docker::remove_orphans(&engine, &other.display().to_string(), |_| false)
+            .unwrap();
+        assert!(!container_exists(socket, &theirs));
         return;
     }
     assert!(
