@@ -114,7 +114,7 @@ extern "C" fn stop_at_exit() {
 }
 
 /// SIGTERM the daemon by PID, wait for it, SIGKILL when it does not go.
-fn stop(pid: i32) {
+pub(crate) fn stop(pid: i32) {
     // SAFETY: kill and waitpid on the PID of our own child, with no memory passed.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let until = Instant::now() + STOP_WITHIN;
@@ -136,7 +136,7 @@ fn stop(pid: i32) {
     }
 }
 
-fn find(program: &str) -> Option<PathBuf> {
+pub(crate) fn find(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
@@ -224,12 +224,12 @@ fn start() -> Result<DockerEngine, String> {
     }
 }
 
-fn tail(log: &str) -> String {
+pub(crate) fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(5)..].join(" | ")
 }
 
-fn ping(socket: &Path) -> bool {
+pub(crate) fn ping(socket: &Path) -> bool {
     let Ok(mut s) = UnixStream::connect(socket) else {
         return false;
     };

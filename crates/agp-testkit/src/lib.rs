@@ -11,6 +11,7 @@
 pub mod docker;
 mod http;
 mod journal;
+pub mod podman;
 pub mod pty;
 mod sse;
 

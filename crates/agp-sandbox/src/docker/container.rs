@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use agp_contracts::sandbox::SANDBOX_HOME;
 use serde_json::{json, Value};
 
+use super::engine_kind::podman_checks;
 use super::Runtime;
 use crate::layout::DEFAULT_TMPFS_BYTES;
 
@@ -130,8 +131,9 @@ impl Plan<'_> {
     }
 
     /// Compare what the engine reports (`GET /containers/{id}/json`) with what was asked;
-    /// every difference is named.
-    pub(crate) fn verify(&self, inspect: &Value) -> Vec<String> {
+    /// every difference is named. `podman`: Podman's own facts (see `engine_kind`), which
+    /// replace the compatible inspect's runtime, capability and masked-path fields.
+    pub(crate) fn verify(&self, inspect: &Value, podman: Option<&Value>) -> Vec<String> {
         let mut wrong = Vec::new();
         let host = &inspect["HostConfig"];
         let mut expect = |what: &str, ok: bool| {
@@ -142,13 +144,15 @@ impl Plan<'_> {
         expect("image id", inspect["Image"] == self.image_id);
         expect("running", inspect["State"]["Running"] == true);
         expect("network mode none", host["NetworkMode"] == "none");
-        expect(
-            "all capabilities dropped",
-            host["CapDrop"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|x| x.as_str().is_some_and(|s| s.eq_ignore_ascii_case("all")))
-            }),
-        );
+        if podman.is_none() {
+            expect(
+                "all capabilities dropped",
+                host["CapDrop"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|x| x.as_str().is_some_and(|s| s.eq_ignore_ascii_case("all")))
+                }),
+            );
+        }
         expect(
             "no capability added",
             host["CapAdd"].as_array().is_none_or(Vec::is_empty),
@@ -171,7 +175,16 @@ impl Plan<'_> {
         );
         expect("read-only root filesystem", host["ReadonlyRootfs"] == true);
         expect("not privileged", host["Privileged"] == false);
-        expect("runtime", host["Runtime"] == self.runtime.name());
+        match podman {
+            None => expect("runtime", host["Runtime"] == self.runtime.name()),
+            // Podman's compatible inspect always says "oci"; its own names the runtime.
+            Some(facts) => {
+                expect("runtime", host["Runtime"] == "oci");
+                for (what, ok) in podman_checks(facts, self.runtime.name()) {
+                    expect(&what, ok);
+                }
+            }
+        }
         expect(
             "init user",
             inspect["Config"]["User"] == self.init_user_spec(),
@@ -179,6 +192,13 @@ impl Plan<'_> {
         expect(
             "tmpfs /tmp and HOME",
             host["Tmpfs"].get("/tmp").is_some() && host["Tmpfs"].get(SANDBOX_HOME).is_some(),
+        );
+        expect(
+            "only the tmpfs asked for",
+            host["Tmpfs"].as_object().is_none_or(|t| {
+                t.iter()
+                    .all(|(dest, opts)| extra_tmpfs_ok(dest, opts, podman.is_some()))
+            }),
         );
         if let Some(bytes) = self.limits.session_memory_bytes {
             expect("memory limit", host["Memory"] == bytes);
@@ -202,12 +222,14 @@ impl Plan<'_> {
             "no device",
             host["Devices"].as_array().is_none_or(Vec::is_empty),
         );
-        expect(
-            "the engine's masked /proc paths",
-            host["MaskedPaths"]
-                .as_array()
-                .is_some_and(|p| !p.is_empty()),
-        );
+        if podman.is_none() {
+            expect(
+                "the engine's masked /proc paths",
+                host["MaskedPaths"]
+                    .as_array()
+                    .is_some_and(|p| !p.is_empty()),
+            );
+        }
         // Tmpfs mounts are not listed in `Mounts`; each listed one must be a bind asked for,
         // with the access asked for (a volume of the image's would be one agp did not ask for).
         let mut wanted: Vec<(String, bool)> = vec![(self.repo.display().to_string(), true)];
@@ -234,6 +256,20 @@ impl Plan<'_> {
         expect("only the repository and the binds asked for", got == wanted);
         wrong
     }
+}
+
+/// A tmpfs agp did not ask for: none on Docker. Podman adds `/run` and `/var/tmp` to every
+/// read-only-root container; accepted only there, only nosuid and nodev (their pages count
+/// against the container's memory limit like `/tmp`'s).
+fn extra_tmpfs_ok(dest: &str, opts: &Value, podman: bool) -> bool {
+    if dest == "/tmp" || dest == SANDBOX_HOME {
+        return true;
+    }
+    let opts: Vec<&str> = opts.as_str().unwrap_or_default().split(',').collect();
+    podman
+        && (dest == "/run" || dest == "/var/tmp")
+        && opts.contains(&"nosuid")
+        && opts.contains(&"nodev")
 }
 
 pub(crate) fn env_list(env: &[(String, String)]) -> Vec<String> {
@@ -280,7 +316,7 @@ mod tests {
             "Mounts": [{"Type": "bind", "Destination": "/r", "RW": true}],
         });
         reported["HostConfig"]["MaskedPaths"] = json!(["/proc/kcore"]);
-        assert_eq!(plan.verify(&reported), Vec::<String>::new());
+        assert_eq!(plan.verify(&reported, None), Vec::<String>::new());
         reported["HostConfig"]["NetworkMode"] = json!("host");
         reported["HostConfig"]["SecurityOpt"] = json!(["seccomp=unconfined"]);
         reported["Mounts"] = json!([
@@ -288,7 +324,7 @@ mod tests {
             {"Type": "volume", "Destination": "/data", "RW": true},
         ]);
         reported["HostConfig"]["PidMode"] = json!("host");
-        let wrong = plan.verify(&reported);
+        let wrong = plan.verify(&reported, None);
         assert!(
             wrong.contains(&"network mode none".to_string()),
             "{wrong:?}"

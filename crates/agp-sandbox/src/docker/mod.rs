@@ -12,12 +12,15 @@
 
 mod api;
 mod container;
+mod engine_kind;
 mod exec;
 mod git;
 pub mod image;
 mod preflight;
 mod reap;
 mod tar;
+
+pub use engine_kind::EngineKind;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -224,9 +227,7 @@ impl DockerProvider {
         let id = self.image.resolve(&self.engine)?;
         Ok(format!(
             "{} {} (API {api}) at {}, runtime {runtime}, pinned image {id}",
-            version["Components"][0]["Name"]
-                .as_str()
-                .unwrap_or("engine"),
+            EngineKind::of_version(&version).name(),
             version["Version"].as_str().unwrap_or_default(),
             self.engine.socket().display()
         ))
@@ -337,7 +338,11 @@ fn verify(engine: &Engine, session: &DockerSession) -> Result<(), SandboxError> 
             inspect.message()
         )));
     }
-    let wrong = session.plan().verify(&inspect.json()?);
+    let podman = match EngineKind::of(engine)? {
+        EngineKind::Docker => None,
+        EngineKind::Podman => Some(engine_kind::podman_facts(engine, &session.container)?),
+    };
+    let wrong = session.plan().verify(&inspect.json()?, podman.as_ref());
     if wrong.is_empty() {
         Ok(())
     } else {
@@ -497,6 +502,13 @@ fn exec_checked(
     })
 }
 
+/// Podman (4.3) refuses the `as` ulimit through its Docker-compatible API ("invalid ulimit
+/// type: as"); running without the bound would be a weaker sandbox than asked for.
+pub const PODMAN_NO_AS_LIMIT: &str = "Podman's Docker-compatible API cannot set the per-process \
+     address-space limit ([sandbox.limits] process_memory_bytes, RLIMIT_AS; it rejects the \
+     \"as\" ulimit), and agp does not run without it: use Docker Engine for the container \
+     provider, or the bubblewrap provider";
+
 impl SandboxProvider for DockerProvider {
     type Session = DockerSession;
 
@@ -519,6 +531,11 @@ impl SandboxProvider for DockerProvider {
             )));
         }
         let binds = self.checked_binds(spec, &repo)?;
+        if spec.limits.max_memory_bytes.is_some()
+            && EngineKind::of(&self.engine)? == EngineKind::Podman
+        {
+            return Err(SandboxError::Refused(PODMAN_NO_AS_LIMIT.into()));
+        }
         let env = env::build(&spec.env)?;
         let image_id = self.image.resolve(&self.engine)?;
         let uid_gid = (meta.uid(), meta.gid());

@@ -5,43 +5,45 @@ use std::path::Path;
 use agp_contracts::sandbox::{ResourceLimits, SandboxProvider, SandboxSpec};
 use agp_sandbox::docker::{image, DockerProvider, ImageRef, Runtime};
 
-use super::{exists, run, setup, text, UID};
+use super::{exists, run, setup, setup_on, text, Kind, ENGINES, UID};
 
 #[test]
 fn session_bounds_become_container_limits() {
-    let Some(t) = setup(Runtime::Runc) else {
-        return;
-    };
-    let mut spec = SandboxSpec::new("limits", &t.repo);
-    spec.limits = ResourceLimits {
-        max_processes: Some(20),
-        session_memory_bytes: Some(64 * 1024 * 1024),
-        tmpfs_bytes: Some(1024 * 1024),
-        ..ResourceLimits::default()
-    };
-    let s = t.provider.spawn(&spec).unwrap();
-    let out = run(
-        &t.provider,
-        &s,
-        "i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done 2>/dev/null; wait",
-    );
-    assert!(
-        text(&out.stderr).contains("can't fork") || out.exit_code != Some(0),
-        "40 processes under a bound of 20: {out:?}"
-    );
-    let out = run(
-        &t.provider,
-        &s,
-        "dd if=/dev/zero of=/tmp/big bs=1024 count=4096",
-    );
-    assert_ne!(out.exit_code, Some(0), "4 MiB into a 1 MiB /tmp");
-    let out = run(
-        &t.provider,
-        &s,
-        "dd if=/dev/zero of=$HOME/big bs=1024 count=4096",
-    );
-    assert_ne!(out.exit_code, Some(0), "4 MiB into a 1 MiB HOME");
-    t.provider.teardown(s).unwrap();
+    for kind in [Kind::Docker, Kind::Podman] {
+        let Some(t) = setup_on(kind, Runtime::Runc) else {
+            return;
+        };
+        let mut spec = SandboxSpec::new("limits", &t.repo);
+        spec.limits = ResourceLimits {
+            max_processes: Some(20),
+            session_memory_bytes: Some(64 * 1024 * 1024),
+            tmpfs_bytes: Some(1024 * 1024),
+            ..ResourceLimits::default()
+        };
+        let s = t.provider.spawn(&spec).unwrap();
+        let out = run(
+            &t.provider,
+            &s,
+            "i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done 2>/dev/null; wait",
+        );
+        assert!(
+            text(&out.stderr).contains("can't fork") || out.exit_code != Some(0),
+            "40 processes under a bound of 20: {out:?}"
+        );
+        let out = run(
+            &t.provider,
+            &s,
+            "dd if=/dev/zero of=/tmp/big bs=1024 count=4096",
+        );
+        assert_ne!(out.exit_code, Some(0), "4 MiB into a 1 MiB /tmp");
+        let out = run(
+            &t.provider,
+            &s,
+            "dd if=/dev/zero of=$HOME/big bs=1024 count=4096",
+        );
+        assert_ne!(out.exit_code, Some(0), "4 MiB into a 1 MiB HOME");
+        t.provider.teardown(s).unwrap();
+    }
 }
 
 #[test]
@@ -75,84 +77,88 @@ fn orphaned_containers_are_found_and_removed() {
 
 #[test]
 fn git_metadata_is_guarded_in_the_container() {
-    let Some(t) = setup(Runtime::Runc) else {
-        return;
-    };
-    let git = std::process::Command::new("git")
-        .args(["init", "-q"])
-        .arg(&t.repo)
-        .status()
-        .unwrap();
-    assert!(git.success());
-    let chown = std::process::Command::new("chown")
-        .args(["-R", &format!("{UID}:{UID}")])
-        .arg(&t.repo)
-        .status()
-        .unwrap();
-    assert!(chown.success());
-    let config_before = std::fs::read_to_string(t.repo.join(".git/config")).unwrap();
-    let s = t.provider.spawn(&SandboxSpec::new("git", &t.repo)).unwrap();
-    for (what, script) in [
-        (
-            "config",
-            "echo '[core]\n\tfsmonitor = /tmp/x' >> .git/config",
-        ),
-        ("hook", "echo '#!/bin/sh' > .git/hooks/pre-commit"),
-        ("rename .git", "mv .git .git-old"),
-        (
-            "replace config",
-            "cp .git/config /tmp/c && mv /tmp/c .git/config",
-        ),
-    ] {
-        let out = run(&t.provider, &s, script);
-        assert_ne!(out.exit_code, Some(0), "{what} succeeded: {out:?}");
+    for kind in [Kind::Docker, Kind::Podman] {
+        let Some(t) = setup_on(kind, Runtime::Runc) else {
+            return;
+        };
+        let git = std::process::Command::new("git")
+            .args(["init", "-q"])
+            .arg(&t.repo)
+            .status()
+            .unwrap();
+        assert!(git.success());
+        let chown = std::process::Command::new("chown")
+            .args(["-R", &format!("{UID}:{UID}")])
+            .arg(&t.repo)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let config_before = std::fs::read_to_string(t.repo.join(".git/config")).unwrap();
+        let s = t.provider.spawn(&SandboxSpec::new("git", &t.repo)).unwrap();
+        for (what, script) in [
+            (
+                "config",
+                "echo '[core]\n\tfsmonitor = /tmp/x' >> .git/config",
+            ),
+            ("hook", "echo '#!/bin/sh' > .git/hooks/pre-commit"),
+            ("rename .git", "mv .git .git-old"),
+            (
+                "replace config",
+                "cp .git/config /tmp/c && mv /tmp/c .git/config",
+            ),
+        ] {
+            let out = run(&t.provider, &s, script);
+            assert_ne!(out.exit_code, Some(0), "{what} succeeded: {out:?}");
+        }
+        // Planted where nothing was bound: moved out of git's way after the command.
+        let out = run(&t.provider, &s, "echo /tmp/evil > .git/commondir");
+        assert_eq!(out.exit_code, Some(0), "{out:?}");
+        assert!(
+            out.git_metadata_removed
+                .iter()
+                .any(|r| r.contains("commondir")),
+            "{out:?}"
+        );
+        assert!(!t.repo.join(".git/commondir").exists());
+        // Commit state stays writable.
+        let out = run(&t.provider, &s, "echo ref: refs/heads/other > .git/HEAD");
+        assert_eq!(out.exit_code, Some(0), "{out:?}");
+        assert_eq!(
+            std::fs::read_to_string(t.repo.join(".git/config")).unwrap(),
+            config_before
+        );
+        t.provider.teardown(s).unwrap();
     }
-    // Planted where nothing was bound: moved out of git's way after the command.
-    let out = run(&t.provider, &s, "echo /tmp/evil > .git/commondir");
-    assert_eq!(out.exit_code, Some(0), "{out:?}");
-    assert!(
-        out.git_metadata_removed
-            .iter()
-            .any(|r| r.contains("commondir")),
-        "{out:?}"
-    );
-    assert!(!t.repo.join(".git/commondir").exists());
-    // Commit state stays writable.
-    let out = run(&t.provider, &s, "echo ref: refs/heads/other > .git/HEAD");
-    assert_eq!(out.exit_code, Some(0), "{out:?}");
-    assert_eq!(
-        std::fs::read_to_string(t.repo.join(".git/config")).unwrap(),
-        config_before
-    );
-    t.provider.teardown(s).unwrap();
 }
 
 #[test]
 fn host_sockets_in_the_repository_are_masked() {
-    let Some(t) = setup(Runtime::Runc) else {
-        return;
-    };
-    let listener = std::os::unix::net::UnixListener::bind(t.repo.join("host.sock")).unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let s = t
-        .provider
-        .spawn(&SandboxSpec::new("sockets", &t.repo))
-        .unwrap();
-    let out = run(
-        &t.provider,
-        &s,
-        "test -S host.sock && echo SOCKET; nc -U host.sock </dev/null && echo CONNECTED",
-    );
-    let seen = text(&out.stdout);
-    assert!(
-        !seen.contains("SOCKET") && !seen.contains("CONNECTED"),
-        "{out:?}"
-    );
-    assert!(
-        listener.accept().is_err(),
-        "the host socket accepted a connection"
-    );
-    t.provider.teardown(s).unwrap();
+    for kind in [Kind::Docker, Kind::Podman] {
+        let Some(t) = setup_on(kind, Runtime::Runc) else {
+            return;
+        };
+        let listener = std::os::unix::net::UnixListener::bind(t.repo.join("host.sock")).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let s = t
+            .provider
+            .spawn(&SandboxSpec::new("sockets", &t.repo))
+            .unwrap();
+        let out = run(
+            &t.provider,
+            &s,
+            "test -S host.sock && echo SOCKET; nc -U host.sock </dev/null && echo CONNECTED",
+        );
+        let seen = text(&out.stdout);
+        assert!(
+            !seen.contains("SOCKET") && !seen.contains("CONNECTED"),
+            "{out:?}"
+        );
+        assert!(
+            listener.accept().is_err(),
+            "the host socket accepted a connection"
+        );
+        t.provider.teardown(s).unwrap();
+    }
 }
 
 /// Figures for the report, not a check: `cargo test -p agp-sandbox --test all
@@ -198,8 +204,10 @@ fn latency() {
 
 #[test]
 fn nothing_a_command_starts_outlives_it() {
-    for runtime in [Runtime::Runc, Runtime::Runsc] {
-        let Some(t) = setup(runtime) else { return };
+    for (kind, runtime) in ENGINES {
+        let Some(t) = setup_on(kind, runtime) else {
+            return;
+        };
         let s = t
             .provider
             .spawn(&SandboxSpec::new("leftovers", &t.repo))
@@ -259,8 +267,10 @@ fn nothing_a_command_starts_outlives_it() {
 
 #[test]
 fn commands_cannot_signal_or_trace_the_containers_own_processes() {
-    for runtime in [Runtime::Runc, Runtime::Runsc] {
-        let Some(t) = setup(runtime) else { return };
+    for (kind, runtime) in ENGINES {
+        let Some(t) = setup_on(kind, runtime) else {
+            return;
+        };
         let s = t
             .provider
             .spawn(&SandboxSpec::new("kill-all", &t.repo))
@@ -355,32 +365,44 @@ fn an_image_that_brings_its_own_volume_is_refused_and_removed() {
 
 #[test]
 fn the_session_memory_bound_holds_all_commands_together() {
-    let Some(t) = setup(Runtime::Runc) else {
-        return;
-    };
-    let mut spec = SandboxSpec::new("memory", &t.repo);
-    spec.limits = ResourceLimits {
-        session_memory_bytes: Some(64 * 1024 * 1024),
-        tmpfs_bytes: Some(512 * 1024 * 1024),
-        ..ResourceLimits::default()
-    };
-    let s = t.provider.spawn(&spec).unwrap();
-    // tmpfs pages count against the container's memory: 200 MiB cannot fit in 64 MiB.
-    let out = run(
-        &t.provider,
-        &s,
-        "dd if=/dev/zero of=/tmp/big bs=1M count=200 2>/dev/null; echo $?; wc -c < /tmp/big",
-    );
-    let seen = text(&out.stdout);
-    let mut lines = seen.lines();
-    let (status, size) = (
-        lines.next().unwrap_or_default(),
-        lines.next().unwrap_or_default(),
-    );
-    assert_ne!(status, "0", "{out:?}");
-    assert!(
-        size.trim().parse::<u64>().unwrap() < 200 * 1024 * 1024,
-        "{out:?}"
-    );
-    t.provider.teardown(s).unwrap();
+    for kind in [Kind::Docker, Kind::Podman] {
+        let Some(t) = setup_on(kind, Runtime::Runc) else {
+            return;
+        };
+        let mut spec = SandboxSpec::new("memory", &t.repo);
+        spec.limits = ResourceLimits {
+            session_memory_bytes: Some(64 * 1024 * 1024),
+            tmpfs_bytes: Some(512 * 1024 * 1024),
+            ..ResourceLimits::default()
+        };
+        let s = t.provider.spawn(&spec).unwrap();
+        // tmpfs pages count against the container's memory: 200 MiB cannot fit in 64 MiB.
+        // Podman also mounts /run and /var/tmp (without a size; accepted because of this).
+        let dirs: &[&str] = match kind {
+            Kind::Podman => &["/tmp", "/var/tmp", "/run"],
+            _ => &["/tmp"],
+        };
+        for dir in dirs {
+            let out = run(
+                &t.provider,
+                &s,
+                &format!(
+                    "dd if=/dev/zero of={dir}/big bs=1M count=200 2>/dev/null; echo $?; \
+                     wc -c < {dir}/big; rm -f {dir}/big"
+                ),
+            );
+            let seen = text(&out.stdout);
+            let mut lines = seen.lines();
+            let (status, size) = (
+                lines.next().unwrap_or_default(),
+                lines.next().unwrap_or_default(),
+            );
+            assert_ne!(status, "0", "{kind:?} {dir}: {out:?}");
+            assert!(
+                size.trim().parse::<u64>().unwrap() < 200 * 1024 * 1024,
+                "{kind:?} {dir}: {out:?}"
+            );
+        }
+        t.provider.teardown(s).unwrap();
+    }
 }

@@ -7,29 +7,78 @@ mod hardening;
 mod session;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use agp_contracts::sandbox::{ExecOutput, ExecRequest, SandboxProvider};
 use agp_sandbox::docker::{image, DockerProvider, DockerSession, Engine, ImageRef, Runtime};
 use agp_testkit::docker::DockerEngine;
+use agp_testkit::podman::PodmanEngine;
 
 pub(super) const UID: u32 = image::DEFAULT_IMAGE_UID;
 
-pub(super) fn engine() -> Option<(&'static DockerEngine, Engine)> {
-    let daemon = DockerEngine::shared()?;
+/// Which engine serves the API: Debian's dockerd or `podman system service`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Docker,
+    Podman,
+    /// Podman with its distribution's seccomp profile (user namespaces allowed).
+    PodmanStock,
+}
+
+/// The engine and runtime pairs the shared tests run over.
+pub(super) const ENGINES: [(Kind, Runtime); 3] = [
+    (Kind::Docker, Runtime::Runc),
+    (Kind::Docker, Runtime::Runsc),
+    (Kind::Podman, Runtime::Runc),
+];
+
+/// The test binary's running engine of either kind.
+#[derive(Clone, Copy)]
+pub(super) enum Daemon {
+    Docker(&'static DockerEngine),
+    Podman(&'static PodmanEngine),
+}
+
+impl Daemon {
+    pub(super) fn socket(&self) -> &'static Path {
+        match self {
+            Daemon::Docker(d) => d.socket(),
+            Daemon::Podman(p) => p.socket(),
+        }
+    }
+
+    pub(super) fn log(&self) -> String {
+        match self {
+            Daemon::Docker(d) => d.log(),
+            Daemon::Podman(p) => p.log(),
+        }
+    }
+}
+
+pub(super) fn engine() -> Option<(Daemon, Engine)> {
+    engine_of(Kind::Docker)
+}
+
+pub(super) fn engine_of(kind: Kind) -> Option<(Daemon, Engine)> {
+    let daemon = match kind {
+        Kind::Docker => Daemon::Docker(DockerEngine::shared()?),
+        Kind::Podman => Daemon::Podman(PodmanEngine::shared()?),
+        Kind::PodmanStock => Daemon::Podman(PodmanEngine::stock()?),
+    };
     Some((daemon, Engine::at(daemon.socket()).unwrap()))
 }
 
-/// The default image, imported once per test binary.
+/// The default image, imported once per test binary and engine.
 pub(super) fn default_image(engine: &Engine) -> ImageRef {
-    static IMAGE: OnceLock<ImageRef> = OnceLock::new();
-    IMAGE
-        .get_or_init(|| {
-            let rootfs = image::busybox_rootfs(Path::new("/bin/busybox")).unwrap();
-            image::import(engine, "localhost/agp-test:busybox", rootfs.as_slice()).unwrap()
-        })
-        .clone()
+    static IMAGES: std::sync::Mutex<Vec<(PathBuf, ImageRef)>> = std::sync::Mutex::new(Vec::new());
+    let mut images = IMAGES.lock().unwrap();
+    if let Some((_, image)) = images.iter().find(|(s, _)| s == engine.socket()) {
+        return image.clone();
+    }
+    let rootfs = image::busybox_rootfs(Path::new("/bin/busybox")).unwrap();
+    let image = image::import(engine, "localhost/agp-test:busybox", rootfs.as_slice()).unwrap();
+    images.push((engine.socket().to_path_buf(), image.clone()));
+    image
 }
 
 pub(super) struct Setup {
@@ -38,13 +87,18 @@ pub(super) struct Setup {
     pub(super) outside: PathBuf,
     pub(super) provider: DockerProvider,
     pub(super) engine: Engine,
-    pub(super) daemon: &'static DockerEngine,
+    pub(super) daemon: Daemon,
 }
 
 /// A repository owned by the image's non-root uid (the container runs as the repository's
 /// owner), and a sibling directory outside it.
 pub(super) fn setup(runtime: Runtime) -> Option<Setup> {
-    let (daemon, engine) = engine()?;
+    setup_on(Kind::Docker, runtime)
+}
+
+/// As `setup`, on the given engine.
+pub(super) fn setup_on(kind: Kind, runtime: Runtime) -> Option<Setup> {
+    let (daemon, engine) = engine_of(kind)?;
     let image = default_image(&engine);
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");

@@ -6,10 +6,12 @@ use std::time::Duration;
 use agp_contracts::sandbox::{ExecRequest, SandboxError, SandboxProvider, SandboxSpec};
 use agp_sandbox::docker::{DockerProvider, ImageRef, Runtime};
 
-use super::{default_image, engine, exists, run, setup, text, UID};
+use super::{default_image, engine, exists, run, setup, setup_on, text, Kind, UID};
 
-fn session_works_and_is_confined(runtime: Runtime) {
-    let Some(t) = setup(runtime) else { return };
+fn session_works_and_is_confined(kind: Kind, runtime: Runtime) {
+    let Some(t) = setup_on(kind, runtime) else {
+        return;
+    };
     let s = t
         .provider
         .spawn(&SandboxSpec::new(format!("s-{}", runtime.name()), &t.repo))
@@ -115,17 +117,24 @@ fn session_works_and_is_confined(runtime: Runtime) {
 
 #[test]
 fn runc_session_works_and_is_confined() {
-    session_works_and_is_confined(Runtime::Runc);
+    session_works_and_is_confined(Kind::Docker, Runtime::Runc);
+}
+
+#[test]
+fn podman_runc_session_works_and_is_confined() {
+    session_works_and_is_confined(Kind::Podman, Runtime::Runc);
 }
 
 #[test]
 fn runsc_session_works_and_is_confined() {
-    session_works_and_is_confined(Runtime::Runsc);
+    session_works_and_is_confined(Kind::Docker, Runtime::Runsc);
 }
 
 /// What a hostile command tries once inside: each must fail.
-fn escapes_fail(runtime: Runtime) {
-    let Some(t) = setup(runtime) else { return };
+fn escapes_fail(kind: Kind, runtime: Runtime) {
+    let Some(t) = setup_on(kind, runtime) else {
+        return;
+    };
     let s = t
         .provider
         .spawn(&SandboxSpec::new(
@@ -168,7 +177,7 @@ fn escapes_fail(runtime: Runtime) {
         assert_ne!(
             out.exit_code,
             Some(0),
-            "{what} succeeded under {}: {} {}",
+            "{what} succeeded under {kind:?}+{}: {} {}",
             runtime.name(),
             text(&out.stdout),
             text(&out.stderr)
@@ -177,14 +186,52 @@ fn escapes_fail(runtime: Runtime) {
     t.provider.teardown(s).unwrap();
 }
 
+/// Podman's stock seccomp profile lets `unshare -r` make a user namespace (Docker's does not):
+/// the session is refused before any command runs, naming that, and the container is gone.
+#[test]
+fn podman_with_its_stock_seccomp_profile_is_refused() {
+    let Some(t) = setup_on(Kind::PodmanStock, Runtime::Runc) else {
+        return;
+    };
+    let Err(err) = t
+        .provider
+        .spawn(&SandboxSpec::new("stock-seccomp", &t.repo))
+    else {
+        panic!("a session on Podman's stock seccomp profile was allowed");
+    };
+    let msg = err.to_string();
+    assert!(
+        msg.contains("refusing new namespaces and mounts") && msg.contains("seccomp_profile"),
+        "{msg}"
+    );
+    assert!(!msg.contains("runtime,"), "{msg}");
+    assert!(!msg.contains("capabilities"), "{msg}");
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--unix-socket"])
+        .arg(t.daemon.socket())
+        .arg("http://docker/v1.41/containers/json?all=true")
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "[]",
+        "the refused container was left"
+    );
+}
+
 #[test]
 fn runc_escapes_fail() {
-    escapes_fail(Runtime::Runc);
+    escapes_fail(Kind::Docker, Runtime::Runc);
+}
+
+#[test]
+fn podman_runc_escapes_fail() {
+    escapes_fail(Kind::Podman, Runtime::Runc);
 }
 
 #[test]
 fn runsc_escapes_fail() {
-    escapes_fail(Runtime::Runsc);
+    escapes_fail(Kind::Docker, Runtime::Runsc);
 }
 
 #[test]
@@ -318,6 +365,32 @@ fn root_owned_repos_and_binds_exposing_the_engine_are_refused() {
 }
 
 #[test]
+fn the_engine_check_names_podman_and_its_version() {
+    let Some((_, engine)) = super::engine_of(Kind::Podman) else {
+        return;
+    };
+    let pinned = default_image(&engine);
+    let summary = DockerProvider::new(engine, pinned, Runtime::Runc)
+        .check_engine()
+        .unwrap();
+    let version = std::process::Command::new("podman")
+        .arg("--version")
+        .output()
+        .unwrap();
+    // "podman version 4.3.1"
+    let version = text(&version.stdout)
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        summary.starts_with(&format!("Podman {version} (API 1.41)")) && summary.contains("runc"),
+        "{summary}"
+    );
+}
+
+#[test]
 fn the_engine_check_names_what_is_missing() {
     let Some((_, engine)) = engine() else { return };
     let pinned = default_image(&engine);
@@ -326,7 +399,9 @@ fn the_engine_check_names_what_is_missing() {
             .check_engine()
             .unwrap();
         assert!(
-            summary.contains("API 1.41") && summary.contains(runtime.name()),
+            summary.starts_with("Docker 20.")
+                && summary.contains("API 1.41")
+                && summary.contains(runtime.name()),
             "{summary}"
         );
     }
@@ -336,4 +411,45 @@ fn the_engine_check_names_what_is_missing() {
         .check_engine()
         .unwrap_err();
     assert!(err.to_string().contains("not the pinned"), "{err}");
+}
+
+/// Podman 4.3's compatible API does not apply a per-container runtime (it ran runc here);
+/// a session asking for gVisor either gets gVisor's kernel or is refused naming the runtime.
+#[test]
+fn podman_runsc_is_gvisor_or_refused() {
+    let Some(t) = setup_on(Kind::Podman, Runtime::Runsc) else {
+        return;
+    };
+    match t.provider.spawn(&SandboxSpec::new("p-runsc", &t.repo)) {
+        Ok(s) => {
+            let inside = text(&run(&t.provider, &s, "cat /proc/version").stdout);
+            let host = std::fs::read_to_string("/proc/version").unwrap();
+            assert_ne!(inside.trim(), host.trim(), "runsc asked, host kernel given");
+            eprintln!("Podman with runsc runs on {}", inside.trim());
+            t.provider.teardown(s).unwrap();
+        }
+        Err(e) => {
+            eprintln!("Podman with runsc refused: {e}");
+            assert!(e.to_string().contains("runtime (asked runsc"), "{e}");
+        }
+    }
+}
+
+/// Podman rejects the `as` ulimit (RLIMIT_AS) through its compatible API: a session with a
+/// per-process memory bound is refused before a container is made, naming the bound.
+#[test]
+fn podman_refuses_a_process_memory_bound_by_name() {
+    let Some(t) = setup_on(Kind::Podman, Runtime::Runc) else {
+        return;
+    };
+    let mut spec = SandboxSpec::new("as-limit", &t.repo);
+    spec.limits.max_memory_bytes = Some(1 << 30);
+    let Err(err) = t.provider.spawn(&spec) else {
+        panic!("a session was started without its address-space limit");
+    };
+    assert!(
+        err.to_string()
+            .contains(agp_sandbox::docker::PODMAN_NO_AS_LIMIT),
+        "{err}"
+    );
 }
