@@ -11,6 +11,7 @@
 //! digest (see `image`). With `runsc` the container gets gVisor's user-space kernel.
 
 mod api;
+mod cgroup;
 mod container;
 mod engine_kind;
 mod exec;
@@ -103,6 +104,8 @@ pub struct DockerSession {
     broken: Mutex<Option<String>>,
     /// PID (inside) of the container's waiting process, which the reaper spares.
     sleeper: Mutex<String>,
+    /// Under runc on this host: the cgroup check that lets a clean command skip the reaper.
+    probe: Mutex<Option<cgroup::Probe>>,
     removed: bool,
 }
 
@@ -123,6 +126,13 @@ impl DockerSession {
 
     pub fn repo(&self) -> &Path {
         &self.repo
+    }
+
+    /// Whether a command that left nothing is shown clean by reading the container's cgroup
+    /// on the host (one round trip per command) rather than by a second exec (runc, with the
+    /// engine's PIDs this host's).
+    pub fn host_checked(&self) -> bool {
+        self.probe.lock().is_ok_and(|p| p.is_some())
     }
 
     fn plan(&self) -> container::Plan<'_> {
@@ -310,7 +320,28 @@ fn start_and_verify(engine: &Engine, session: &DockerSession) -> Result<(), Sand
         .sleeper
         .lock()
         .map_err(|_| SandboxError::Refused("session state poisoned".into()))? = sleeper;
+    let probe = match session.runtime {
+        Runtime::Runc => init_pid(engine, &session.container)?
+            .and_then(|pid| cgroup::Probe::new(&session.container, pid)),
+        Runtime::Runsc => None,
+    };
+    *session
+        .probe
+        .lock()
+        .map_err(|_| SandboxError::Refused("session state poisoned".into()))? = probe;
     Ok(())
+}
+
+/// The host PID of the container's init as the engine reports it.
+fn init_pid(engine: &Engine, container: &str) -> Result<Option<u32>, SandboxError> {
+    let inspect = engine.call("GET", &format!("/containers/{container}/json"), None)?;
+    if !inspect.ok() {
+        return Ok(None);
+    }
+    Ok(inspect.json()?["State"]["Pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|p| *p > 0))
 }
 
 fn start_only(engine: &Engine, session: &DockerSession) -> Result<(), SandboxError> {
@@ -470,14 +501,23 @@ fn exec_checked(
         .lock()
         .map_err(|_| SandboxError::Refused("session state poisoned".into()))?
         .clone();
+    // The exec has ended (the engine reported its exit): the cgroup holding only the
+    // container's own two processes shows nothing is left; otherwise the reaper kills it.
+    let host_clean = session
+        .probe
+        .lock()
+        .map_err(|_| SandboxError::Refused("session state poisoned".into()))?
+        .as_ref()
+        .is_some_and(cgroup::Probe::clean);
     let clean = !(outcome.timed_out || outcome.stopped)
-        && reap::reap(
-            &provider.engine,
-            &session.container,
-            &session.user,
-            &sleeper,
-        )
-        .is_ok();
+        && (host_clean
+            || reap::reap(
+                &provider.engine,
+                &session.container,
+                &session.user,
+                &sleeper,
+            )
+            .is_ok());
     if !clean {
         if let Err(e) = provider.restart(session) {
             if let Ok(mut broken) = session.broken.lock() {
@@ -555,6 +595,7 @@ impl SandboxProvider for DockerProvider {
             growth: None,
             broken: Mutex::new(None),
             sleeper: Mutex::new(String::new()),
+            probe: Mutex::new(None),
             removed: true,
         };
         let created = self.engine.call(

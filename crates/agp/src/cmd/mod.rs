@@ -55,7 +55,7 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Daemon(args) => daemon::run(&home, &args),
         Command::Sessions(args) => sessions::run(&home, args),
         Command::Doctor(args) => doctor::run(&home, &args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => bench::run(&home, args),
         Command::Slack(args) => slack::run(&home, args),
         Command::Sandbox(args) => sandbox::run(&home, args),
         Command::InstallHooks(args) => install_hooks::run(&home, &args),

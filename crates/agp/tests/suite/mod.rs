@@ -3,6 +3,7 @@ mod agents_codex;
 mod agents_fail_closed;
 mod agents_install;
 mod agents_slack;
+mod bench_docker;
 mod daemon_doctor;
 mod daemon_restart;
 mod gateway_adversarial;

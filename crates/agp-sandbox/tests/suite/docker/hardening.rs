@@ -406,3 +406,57 @@ fn the_session_memory_bound_holds_all_commands_together() {
         t.provider.teardown(s).unwrap();
     }
 }
+
+#[test]
+fn the_host_cgroup_check_never_lets_a_leftover_through() {
+    for runtime in [Runtime::Runc, Runtime::Runsc] {
+        let Some(t) = setup(runtime) else { return };
+        let s = t
+            .provider
+            .spawn(&SandboxSpec::new("host-check", &t.repo))
+            .unwrap();
+        // Under runc on this host's engine the cgroup is read on the host; gVisor's processes
+        // are not host processes there, so it always uses the reaper.
+        assert_eq!(
+            s.host_checked(),
+            runtime == Runtime::Runc,
+            "{}",
+            runtime.name()
+        );
+        assert_eq!(run(&t.provider, &s, "true").exit_code, Some(0));
+        // Still alive and idle when the command's exec ends (their output elsewhere, so the
+        // exec's stream closes with the shell): the check must see them.
+        let out = run(
+            &t.provider,
+            &s,
+            "(sleep 1; touch late) >/dev/null 2>&1 & \
+             (trap '' TERM HUP; sleep 1; touch late2) </dev/null >/dev/null 2>&1 & exit 0",
+        );
+        assert_eq!(out.exit_code, Some(0), "{out:?}");
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        assert!(
+            !t.repo.join("late").exists() && !t.repo.join("late2").exists(),
+            "{}: a process the command left ran after it",
+            runtime.name()
+        );
+        // After a timeout the container starts again; the check is set up anew.
+        let mut req = agp_contracts::sandbox::ExecRequest {
+            argv: vec!["sleep".into(), "30".into()],
+            cwd: s.repo().to_path_buf(),
+            stdin: None,
+            timeout: std::time::Duration::from_millis(500),
+        };
+        assert!(t.provider.exec(&s, &req).unwrap().timed_out);
+        assert_eq!(s.host_checked(), runtime == Runtime::Runc);
+        req.argv = vec![
+            "sh".into(),
+            "-c".into(),
+            "(sleep 1; touch late3) >/dev/null 2>&1 &".into(),
+        ];
+        req.timeout = std::time::Duration::from_secs(30);
+        assert_eq!(t.provider.exec(&s, &req).unwrap().exit_code, Some(0));
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        assert!(!t.repo.join("late3").exists(), "{}", runtime.name());
+        t.provider.teardown(s).unwrap();
+    }
+}

@@ -5,6 +5,7 @@ pub mod hook;
 pub mod journal;
 pub mod policy;
 pub mod sandbox;
+mod sandbox_docker;
 pub mod verify;
 
 use anyhow::Result;
@@ -12,6 +13,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::exit::{Exit, EXIT_CODES_HELP};
+use crate::home::Home;
 
 #[derive(Debug, Args)]
 #[command(mut_subcommands = |c| c.after_help(EXIT_CODES_HELP))]
@@ -32,17 +34,17 @@ pub enum BenchTarget {
     Gateway(gateway::GatewayBenchArgs),
     /// `agp hook` per-call cost: process start to decision printed, against a real daemon.
     Hook(hook::HookBenchArgs),
-    /// Sandbox spawn latency.
+    /// Sandbox spawn latency (bubblewrap), or container session start and exec (docker).
     Sandbox(sandbox::SandboxBenchArgs),
 }
 
-pub fn run(args: BenchArgs) -> Result<Exit> {
+pub fn run(home: &Home, args: BenchArgs) -> Result<Exit> {
     match args.target {
         BenchTarget::Journal(a) => journal::run(&a),
         BenchTarget::Verify(a) => verify::run(&a),
         BenchTarget::Policy(a) => policy::run(&a),
         BenchTarget::Gateway(a) => gateway::run(&a),
-        BenchTarget::Sandbox(a) => sandbox::run(&a),
+        BenchTarget::Sandbox(a) => sandbox::run(home, &a),
         BenchTarget::Hook(a) => hook::run(&a),
     }
 }

@@ -1,5 +1,6 @@
 //! `agp bench sandbox`: how long it takes to run a trivial command in a fresh bubblewrap
 //! sandbox (every sandboxed tool call pays this), against the same spawn without a sandbox.
+//! `--provider docker` measures the container provider instead (see `sandbox_docker`).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -13,10 +14,11 @@ use serde::Serialize;
 
 use super::report;
 use crate::exit::Exit;
+use crate::home::Home;
 
 /// The speed target: median sandboxed spawn.
 const TARGET_P50_MS: f64 = 20.0;
-const PROGRAM: &str = "/bin/true";
+pub(super) const PROGRAM: &str = "/bin/true";
 
 #[derive(Debug, Args)]
 pub struct SandboxBenchArgs {
@@ -29,6 +31,28 @@ pub struct SandboxBenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The sandbox to measure.
+    #[arg(long, value_enum, default_value_t = BenchProvider::Bwrap)]
+    pub provider: BenchProvider,
+    /// docker: the OCI runtime, runc or runsc [default: [sandbox.docker] runtime, else runc].
+    #[arg(long, value_name = "RUNTIME")]
+    pub runtime: Option<String>,
+    /// docker: the pinned image `NAME@sha256:<id>` [default: [sandbox.docker] image].
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// docker: the engine's API socket [default: [sandbox.docker] socket, else DOCKER_HOST,
+    /// else /var/run/docker.sock].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// docker: number of timed session starts (container create and start).
+    #[arg(long, default_value_t = 20)]
+    pub sessions: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchProvider {
+    Bwrap,
+    Docker,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,24 +72,30 @@ struct Figures {
 }
 
 /// A scratch repository removed on drop.
-struct Scratch(PathBuf);
+pub(super) struct Scratch(pub(super) PathBuf);
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
-fn ms(d: Duration) -> f64 {
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
 /// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-pub fn run(args: &SandboxBenchArgs) -> Result<Exit> {
+pub fn run(home: &Home, args: &SandboxBenchArgs) -> Result<Exit> {
+    if args.provider == BenchProvider::Docker {
+        return super::sandbox_docker::run(home, args);
+    }
+    if args.runtime.is_some() || args.image.is_some() || args.socket.is_some() {
+        bail!("--runtime, --image and --socket are for --provider docker");
+    }
     if args.spawns == 0 {
         bail!("--spawns must be at least 1");
     }
