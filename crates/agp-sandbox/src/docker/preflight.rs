@@ -128,7 +128,7 @@ pub(crate) fn run(
     let accepted = !matches!(listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock);
 
     // What the engine reports now, not what it reported at the start.
-    let applied = super::verify(&provider.engine, session);
+    let applied = super::lifecycle::verify(&provider.engine, session);
     let mut checks = vec![check(
         "container_hardening_applied",
         applied.is_ok(),

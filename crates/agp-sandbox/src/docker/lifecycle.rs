@@ -1,0 +1,145 @@
+//! A session container's life at the engine: start it, check that what the engine made is
+//! what was asked (Docker's and Podman's reports read in their own terms), note the processes
+//! the per-call reaper must spare, remove it, and remove what a crashed agp left behind.
+
+use serde_json::json;
+
+use agp_contracts::sandbox::SandboxError;
+
+use super::{
+    api, cgroup, engine_kind, reap, DockerSession, Engine, EngineKind, Runtime, MANAGED_LABEL,
+    OWNER_LABEL, SESSION_LABEL,
+};
+
+/// Start the container, check it is what was asked, and note its waiting process.
+pub(super) fn start_and_verify(
+    engine: &Engine,
+    session: &DockerSession,
+) -> Result<(), SandboxError> {
+    start_only(engine, session)?;
+    let sleeper = reap::sleeper(engine, &session.container, &session.user)?;
+    *session
+        .sleeper
+        .lock()
+        .map_err(|_| SandboxError::Refused("session state poisoned".into()))? = sleeper;
+    let probe = match session.runtime {
+        Runtime::Runc => init_pid(engine, &session.container)?
+            .and_then(|pid| cgroup::Probe::new(&session.container, pid)),
+        Runtime::Runsc => None,
+    };
+    *session
+        .probe
+        .lock()
+        .map_err(|_| SandboxError::Refused("session state poisoned".into()))? = probe;
+    Ok(())
+}
+
+/// The host PID of the container's init as the engine reports it.
+fn init_pid(engine: &Engine, container: &str) -> Result<Option<u32>, SandboxError> {
+    let inspect = engine.call("GET", &format!("/containers/{container}/json"), None)?;
+    if !inspect.ok() {
+        return Ok(None);
+    }
+    Ok(inspect.json()?["State"]["Pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|p| *p > 0))
+}
+
+fn start_only(engine: &Engine, session: &DockerSession) -> Result<(), SandboxError> {
+    let c = &session.container;
+    let started = engine.call("POST", &format!("/containers/{c}/start"), None)?;
+    if !started.ok() && started.status != 304 {
+        return Err(SandboxError::Refused(format!(
+            "container engine could not start the session container: {}",
+            started.message()
+        )));
+    }
+    verify(engine, session)
+}
+
+/// The container as the engine reports it must be the container asked for.
+pub(super) fn verify(engine: &Engine, session: &DockerSession) -> Result<(), SandboxError> {
+    let inspect = engine.call(
+        "GET",
+        &format!("/containers/{}/json", session.container),
+        None,
+    )?;
+    if !inspect.ok() {
+        return Err(SandboxError::Refused(format!(
+            "container engine cannot inspect the session container: {}",
+            inspect.message()
+        )));
+    }
+    let podman = match EngineKind::of(engine)? {
+        EngineKind::Docker => None,
+        EngineKind::Podman => Some(engine_kind::podman_facts(engine, &session.container)?),
+    };
+    let wrong = session.plan().verify(&inspect.json()?, podman.as_ref());
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(SandboxError::Refused(format!(
+            "the container engine did not apply: {}; refusing the session",
+            wrong.join(", ")
+        )))
+    }
+}
+
+pub(super) fn remove(engine: &Engine, container: &str) -> Result<(), SandboxError> {
+    let reply = engine.call(
+        "DELETE",
+        &format!("/containers/{container}?force=true&v=true"),
+        None,
+    )?;
+    if reply.ok() || reply.status == 404 {
+        Ok(())
+    } else {
+        Err(SandboxError::Refused(format!(
+            "container engine could not remove container {container}: {}",
+            reply.message()
+        )))
+    }
+}
+
+/// Remove every agp-managed container of `owner` whose session `is_live` does not claim
+/// (crash recovery): the ids removed. Containers without agp's label, or of another owner,
+/// are never touched.
+pub fn remove_orphans(
+    engine: &Engine,
+    owner: &str,
+    is_live: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, SandboxError> {
+    let filters =
+        json!({"label": [format!("{MANAGED_LABEL}=1"), format!("{OWNER_LABEL}={owner}")]})
+            .to_string();
+    let reply = engine.call(
+        "GET",
+        &format!("/containers/json?all=true&filters={}", api::query(&filters)),
+        None,
+    )?;
+    if !reply.ok() {
+        return Err(SandboxError::Refused(format!(
+            "container engine cannot list containers: {}",
+            reply.message()
+        )));
+    }
+    let mut removed = Vec::new();
+    for c in reply
+        .json()?
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let session = c["Labels"][SESSION_LABEL].as_str().unwrap_or_default();
+        let mine = c["Labels"][MANAGED_LABEL] == "1" && c["Labels"][OWNER_LABEL] == owner;
+        if !mine || is_live(session) {
+            continue;
+        }
+        if let Some(id) = c["Id"].as_str() {
+            remove(engine, id)?;
+            removed.push(id.to_string());
+        }
+    }
+    Ok(removed)
+}
