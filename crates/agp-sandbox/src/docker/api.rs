@@ -58,6 +58,23 @@ impl Response {
     pub(crate) fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// A refusal naming what failed (`what`) and the engine's message, unless the engine
+    /// said yes: every call whose failure must stop the session goes through here.
+    pub(crate) fn refuse_unless_ok(
+        &self,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), SandboxError> {
+        if self.ok() {
+            Ok(())
+        } else {
+            Err(SandboxError::Refused(format!(
+                "{}: {}",
+                what(),
+                self.message()
+            )))
+        }
+    }
 }
 
 impl Engine {

@@ -40,12 +40,7 @@ impl EngineKind {
     /// Ask the engine.
     pub(crate) fn of(engine: &Engine) -> Result<Self, SandboxError> {
         let version = engine.call("GET", "/version", None)?;
-        if !version.ok() {
-            return Err(SandboxError::Refused(format!(
-                "container engine does not answer /version: {}",
-                version.message()
-            )));
-        }
+        version.refuse_unless_ok(|| "container engine does not answer /version".to_owned())?;
         Ok(Self::of_version(&version.json()?))
     }
 

@@ -59,12 +59,7 @@ pub(crate) fn run(
             "WorkingDir": cmd.cwd,
         })),
     )?;
-    if !created.ok() {
-        return Err(SandboxError::Refused(format!(
-            "container engine refused the command: {}",
-            created.message()
-        )));
-    }
+    created.refuse_unless_ok(|| "container engine refused the command".to_owned())?;
     let exec_id = created
         .json()?
         .get("Id")
@@ -166,12 +161,8 @@ fn demux(pending: &mut Vec<u8>, out: &mut Outcome, cap: usize) -> Result<(), San
 fn exit_code(engine: &Engine, exec_id: &str) -> Result<Option<i32>, SandboxError> {
     for _ in 0..1000 {
         let reply = engine.call("GET", &format!("/exec/{exec_id}/json"), None)?;
-        if !reply.ok() {
-            return Err(SandboxError::Refused(format!(
-                "container engine cannot report the command's exit: {}",
-                reply.message()
-            )));
-        }
+        reply
+            .refuse_unless_ok(|| "container engine cannot report the command's exit".to_owned())?;
         let info = reply.json()?;
         if info["Running"] != true {
             return Ok(info["ExitCode"]

@@ -129,12 +129,7 @@ pub fn import(engine: &Engine, tag: &str, rootfs: impl Read) -> Result<ImageRef,
         query(version)
     );
     let reply = engine.upload(&path, "application/x-tar", rootfs)?;
-    if !reply.ok() {
-        return Err(SandboxError::Refused(format!(
-            "container engine refused the image import: {}",
-            reply.message()
-        )));
-    }
+    reply.refuse_unless_ok(|| "container engine refused the image import".to_owned())?;
     // A stream of JSON progress messages; a failure arrives as {"error": ...} with 200, the
     // new image's ID as a status `sha256:...`.
     let mut imported = None;
@@ -172,12 +167,9 @@ pub fn import(engine: &Engine, tag: &str, rootfs: impl Read) -> Result<ImageRef,
         ),
         None,
     )?;
-    if !tagged.ok() {
-        return Err(SandboxError::Refused(format!(
-            "container engine could not tag the imported image {id} as {tag}: {}",
-            tagged.message()
-        )));
-    }
+    tagged.refuse_unless_ok(|| {
+        format!("container engine could not tag the imported image {id} as {tag}")
+    })?;
     let pinned: ImageRef = format!("{tag}@{id}").parse()?;
     // The name must now lead to exactly what was imported.
     pinned.resolve(engine)?;

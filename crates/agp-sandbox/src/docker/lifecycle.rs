@@ -65,12 +65,8 @@ pub(super) fn verify(engine: &Engine, session: &DockerSession) -> Result<(), San
         &format!("/containers/{}/json", session.container),
         None,
     )?;
-    if !inspect.ok() {
-        return Err(SandboxError::Refused(format!(
-            "container engine cannot inspect the session container: {}",
-            inspect.message()
-        )));
-    }
+    inspect
+        .refuse_unless_ok(|| "container engine cannot inspect the session container".to_owned())?;
     let podman = match EngineKind::of(engine)? {
         EngineKind::Docker => None,
         EngineKind::Podman => Some(engine_kind::podman_facts(engine, &session.container)?),
@@ -118,12 +114,7 @@ pub fn remove_orphans(
         &format!("/containers/json?all=true&filters={}", api::query(&filters)),
         None,
     )?;
-    if !reply.ok() {
-        return Err(SandboxError::Refused(format!(
-            "container engine cannot list containers: {}",
-            reply.message()
-        )));
-    }
+    reply.refuse_unless_ok(|| "container engine cannot list containers".to_owned())?;
     let mut removed = Vec::new();
     for c in reply
         .json()?

@@ -304,12 +304,7 @@ impl DockerProvider {
             &format!("/containers/{c}/wait?condition=not-running"),
             None,
         )?;
-        if !waited.ok() {
-            return Err(SandboxError::Refused(format!(
-                "container did not stop after a timeout: {}",
-                waited.message()
-            )));
-        }
+        waited.refuse_unless_ok(|| "container did not stop after a timeout".to_owned())?;
         start_and_verify(&self.engine, session)
     }
 }
@@ -475,12 +470,9 @@ impl SandboxProvider for DockerProvider {
             "/containers/create",
             Some(&session.plan().create_body()),
         )?;
-        if !created.ok() {
-            return Err(SandboxError::Refused(format!(
-                "container engine could not create the session container: {}",
-                created.message()
-            )));
-        }
+        created.refuse_unless_ok(|| {
+            "container engine could not create the session container".to_owned()
+        })?;
         session.container = created
             .json()?
             .get("Id")
