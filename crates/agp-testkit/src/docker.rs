@@ -187,6 +187,21 @@ fn start() -> Result<DockerEngine, String> {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
+    let pid = launch(&mut cmd, "dockerd", &dir, &socket, &dir.join("dockerd.log"))?;
+    Ok(DockerEngine { dir, socket, pid })
+}
+
+/// Starts an engine's service (`cmd`, named `what` in errors), dying with the test binary,
+/// and waits until it answers `/_ping` on `socket`: its pid, or why not (with the tail of its
+/// log), its directory `dir` then removed.
+pub(crate) fn launch(
+    cmd: &mut Command,
+    what: &str,
+    dir: &Path,
+    socket: &Path,
+    log: &Path,
+) -> Result<i32, String> {
+    let log = || std::fs::read_to_string(log).unwrap_or_default();
     // SAFETY: prctl in the forked child before exec; async-signal-safe, no allocation.
     unsafe {
         cmd.pre_exec(|| {
@@ -198,25 +213,24 @@ fn start() -> Result<DockerEngine, String> {
     }
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", dockerd.display()))?;
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
     let pid = i32::try_from(child.id()).map_err(|_| "pid out of range".to_string())?;
-    let engine = DockerEngine { dir, socket, pid };
     let until = Instant::now() + READY_WITHIN;
     loop {
-        if ping(&engine.socket) {
-            return Ok(engine);
+        if ping(socket) {
+            return Ok(pid);
         }
         if let Ok(Some(status)) = child.try_wait() {
-            let log = engine.log();
-            let _ = std::fs::remove_dir_all(&engine.dir);
-            return Err(format!("dockerd exited ({status}): {}", tail(&log)));
+            let log = log();
+            let _ = std::fs::remove_dir_all(dir);
+            return Err(format!("{what} exited ({status}): {}", tail(&log)));
         }
         if Instant::now() > until {
-            let log = engine.log();
+            let log = log();
             stop(pid);
-            let _ = std::fs::remove_dir_all(&engine.dir);
+            let _ = std::fs::remove_dir_all(dir);
             return Err(format!(
-                "dockerd did not answer /_ping within {READY_WITHIN:?}: {}",
+                "{what} did not answer /_ping within {READY_WITHIN:?}: {}",
                 tail(&log)
             ));
         }

@@ -8,16 +8,11 @@
 //! Under `CI=true` a missing or failing engine fails the test with the reason; elsewhere the
 //! test skips and says why.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
-use crate::docker::{find, ping, stop, tail};
-
-/// How long the service may take to answer `/_ping`.
-const READY_WITHIN: Duration = Duration::from_secs(60);
+use crate::docker::{find, launch, stop};
 
 /// A running private Podman API service.
 #[derive(Debug)]
@@ -330,41 +325,8 @@ fn start(seccomp: Seccomp) -> Result<PodmanEngine, String> {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
-    // SAFETY: prctl in the forked child before exec; async-signal-safe, no allocation.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", podman.display()))?;
-    let pid = i32::try_from(child.id()).map_err(|_| "pid out of range".to_string())?;
-    let engine = PodmanEngine { dir, socket, pid };
-    let until = Instant::now() + READY_WITHIN;
-    loop {
-        if ping(&engine.socket) {
-            return Ok(engine);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let log = engine.log();
-            let _ = std::fs::remove_dir_all(&engine.dir);
-            return Err(format!("podman exited ({status}): {}", tail(&log)));
-        }
-        if Instant::now() > until {
-            let log = engine.log();
-            stop(pid);
-            let _ = std::fs::remove_dir_all(&engine.dir);
-            return Err(format!(
-                "podman did not answer /_ping within {READY_WITHIN:?}: {}",
-                tail(&log)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let pid = launch(&mut cmd, "podman", &dir, &socket, &dir.join("podman.log"))?;
+    Ok(PodmanEngine { dir, socket, pid })
 }
 
 #[cfg(test)]
