@@ -48,10 +48,7 @@ impl DockerEngine {
     /// cannot run here and this is not CI; under `CI=true` that panics with the reason.
     pub fn shared() -> Option<&'static DockerEngine> {
         static ENGINE: OnceLock<Result<DockerEngine, String>> = OnceLock::new();
-        judge(
-            ENGINE.get_or_init(start_kept),
-            std::env::var("CI").as_deref() == Ok("true"),
-        )
+        judge(ENGINE.get_or_init(start_kept), "Docker", in_ci())
     }
 
     /// The engine's log so far (for a failing test's message).
@@ -60,16 +57,21 @@ impl DockerEngine {
     }
 }
 
-/// A started engine, or: under CI a failed test with the reason, elsewhere a skip that says why.
-fn judge(started: &Result<DockerEngine, String>, ci: bool) -> Option<&DockerEngine> {
+pub(crate) fn in_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// A started engine (`kind`: Docker, Podman), or: under CI a failed test with the reason,
+/// elsewhere a skip that says why.
+pub(crate) fn judge<'a, E>(started: &'a Result<E, String>, kind: &str, ci: bool) -> Option<&'a E> {
     match started {
         Ok(engine) => Some(engine),
         Err(reason) => {
             assert!(
                 !ci,
-                "CI=true and the Docker engine for the container tests is unavailable: {reason}"
+                "CI=true and the {kind} engine for the container tests is unavailable: {reason}"
             );
-            eprintln!("SKIPPED (not CI): no Docker engine for the container tests: {reason}");
+            eprintln!("SKIPPED (not CI): no {kind} engine for the container tests: {reason}");
             None
         }
     }
@@ -238,6 +240,32 @@ pub(crate) fn launch(
     }
 }
 
+/// Whether the engine at `socket` still knows container `id`, asked with curl (a client
+/// independent of agp's own); any answer but "found" or "no such container" fails the test.
+pub fn container_exists(socket: &Path, id: &str) -> bool {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+        ])
+        .arg(socket)
+        .arg(format!("http://docker/v1.41/containers/{id}/json"))
+        .output();
+    let code = match out {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Err(e) => panic!("cannot run curl to inspect container {id}: {e}"),
+    };
+    assert!(
+        code == "200" || code == "404",
+        "unexpected inspect status {code}"
+    );
+    code == "200"
+}
+
 pub(crate) fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(5)..].join(" | ")
@@ -267,11 +295,11 @@ mod tests {
         expected = "CI=true and the Docker engine for the container tests is unavailable: dockerd not found"
     )]
     fn under_ci_a_missing_engine_fails_the_test() {
-        judge(&Err("dockerd not found".into()), true);
+        judge::<DockerEngine>(&Err("dockerd not found".into()), "Docker", true);
     }
 
     #[test]
     fn elsewhere_it_skips() {
-        assert!(judge(&Err("dockerd not found".into()), false).is_none());
+        assert!(judge::<DockerEngine>(&Err("dockerd not found".into()), "Docker", false).is_none());
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
 
-use crate::docker::{find, launch, stop};
+use crate::docker::{find, in_ci, judge, launch, stop};
 
 /// A running private Podman API service.
 #[derive(Debug)]
@@ -50,7 +50,8 @@ impl PodmanEngine {
         static ENGINE: OnceLock<Result<PodmanEngine, String>> = OnceLock::new();
         judge(
             ENGINE.get_or_init(|| start_kept(Seccomp::Hardened)),
-            std::env::var("CI").as_deref() == Ok("true"),
+            "Podman",
+            in_ci(),
         )
     }
 
@@ -60,27 +61,14 @@ impl PodmanEngine {
         static ENGINE: OnceLock<Result<PodmanEngine, String>> = OnceLock::new();
         judge(
             ENGINE.get_or_init(|| start_kept(Seccomp::Stock)),
-            std::env::var("CI").as_deref() == Ok("true"),
+            "Podman",
+            in_ci(),
         )
     }
 
     /// The service's log so far (for a failing test's message).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("podman.log")).unwrap_or_default()
-    }
-}
-
-fn judge(started: &Result<PodmanEngine, String>, ci: bool) -> Option<&PodmanEngine> {
-    match started {
-        Ok(engine) => Some(engine),
-        Err(reason) => {
-            assert!(
-                !ci,
-                "CI=true and the Podman engine for the container tests is unavailable: {reason}"
-            );
-            eprintln!("SKIPPED (not CI): no Podman engine for the container tests: {reason}");
-            None
-        }
     }
 }
 
@@ -338,12 +326,12 @@ mod tests {
         expected = "CI=true and the Podman engine for the container tests is unavailable: podman not found"
     )]
     fn under_ci_a_missing_engine_fails_the_test() {
-        judge(&Err("podman not found".into()), true);
+        judge::<PodmanEngine>(&Err("podman not found".into()), "Podman", true);
     }
 
     #[test]
     fn elsewhere_it_skips() {
-        assert!(judge(&Err("podman not found".into()), false).is_none());
+        assert!(judge::<PodmanEngine>(&Err("podman not found".into()), "Podman", false).is_none());
     }
 
     #[test]

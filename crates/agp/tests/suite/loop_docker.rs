@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use agp_testkit::docker::DockerEngine;
+use agp_testkit::docker::{container_exists, DockerEngine};
 use agp_testkit::podman::PodmanEngine;
 
 use super::support::looping::{
@@ -221,23 +221,6 @@ fn scripted_session_runs_in_a_container(served: Option<Served>, runtime: &str) {
         results[2]
     );
     assert!(!Path::new("/etc/agp-escape").exists());
-}
-
-fn container_exists(socket: &Path, id: &str) -> bool {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--unix-socket",
-        ])
-        .arg(socket)
-        .arg(format!("http://docker/v1.41/containers/{id}/json"))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout) == "200"
 }
 
 #[test]

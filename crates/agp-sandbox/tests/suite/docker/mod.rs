@@ -136,25 +136,4 @@ pub(super) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Whether the engine still knows the container.
-pub(super) fn exists(engine_socket: &Path, id: &str) -> bool {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--unix-socket",
-        ])
-        .arg(engine_socket)
-        .arg(format!("http://docker/v1.41/containers/{id}/json"))
-        .output()
-        .unwrap();
-    let code = text(&out.stdout);
-    assert!(
-        code == "200" || code == "404",
-        "unexpected inspect status {code}"
-    );
-    code == "200"
-}
+pub(super) use agp_testkit::docker::container_exists as exists;
