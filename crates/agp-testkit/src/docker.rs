@@ -290,16 +290,24 @@ pub(crate) fn ping(socket: &Path) -> bool {
 mod tests {
     use super::*;
 
+    /// One judge serves both engines: the test names each engine's kind in its verdict.
     #[test]
-    #[should_panic(
-        expected = "CI=true and the Docker engine for the container tests is unavailable: dockerd not found"
-    )]
-    fn under_ci_a_missing_engine_fails_the_test() {
-        judge::<DockerEngine>(&Err("dockerd not found".into()), "Docker", true);
-    }
-
-    #[test]
-    fn elsewhere_it_skips() {
-        assert!(judge::<DockerEngine>(&Err("dockerd not found".into()), "Docker", false).is_none());
+    fn under_ci_a_missing_engine_fails_the_test_elsewhere_it_skips() {
+        for (kind, reason) in [
+            ("Docker", "dockerd not found"),
+            ("Podman", "podman not found"),
+        ] {
+            let missing: Result<(), String> = Err(reason.into());
+            let failed = std::panic::catch_unwind(|| judge(&missing, kind, true).is_some())
+                .expect_err("under CI a missing engine fails the test");
+            let message = failed.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert_eq!(
+                message,
+                format!(
+                    "CI=true and the {kind} engine for the container tests is unavailable: {reason}"
+                )
+            );
+            assert!(judge(&missing, kind, false).is_none());
+        }
     }
 }
