@@ -118,25 +118,7 @@ pub fn run(home: &Home, args: &SandboxBenchArgs) -> Result<Exit> {
         stdin: None,
         timeout: Duration::from_secs(30),
     };
-    let mut samples = Vec::with_capacity(args.spawns);
-    for i in 0..args.warmup + args.spawns {
-        let t = Instant::now();
-        let out = provider
-            .exec(&session, &request)
-            .context("sandboxed spawn")?;
-        let elapsed = t.elapsed();
-        if out.exit_code != Some(0) {
-            bail!(
-                "{PROGRAM} in the sandbox exited {:?}: {}",
-                out.exit_code,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        if i >= args.warmup {
-            samples.push(elapsed);
-        }
-    }
-    samples.sort();
+    let samples = time_calls(&provider, &session, &request, args.warmup, args.spawns)?;
 
     let mut direct = Vec::with_capacity(args.spawns.min(100));
     for _ in 0..args.spawns.min(100) {
@@ -196,6 +178,35 @@ pub fn run(home: &Home, args: &SandboxBenchArgs) -> Result<Exit> {
         text,
         figures.target_met,
     )
+}
+
+/// Per-call latency of `req` in `session`, sorted: `calls` timed after `warmup` untimed; a call
+/// that does not exit 0 stops the bench.
+pub(super) fn time_calls<P: SandboxProvider>(
+    provider: &P,
+    session: &P::Session,
+    req: &ExecRequest,
+    warmup: usize,
+    calls: usize,
+) -> Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(calls);
+    for i in 0..warmup + calls {
+        let t = Instant::now();
+        let out = provider.exec(session, req).context("sandboxed call")?;
+        let elapsed = t.elapsed();
+        if out.exit_code != Some(0) {
+            bail!(
+                "{PROGRAM} in the sandbox exited {:?}: {}",
+                out.exit_code,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        if i >= warmup {
+            samples.push(elapsed);
+        }
+    }
+    samples.sort();
+    Ok(samples)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
 use super::report;
-use super::sandbox::{ms, percentile, SandboxBenchArgs, Scratch, PROGRAM};
+use super::sandbox::{ms, percentile, time_calls, SandboxBenchArgs, Scratch, PROGRAM};
 use crate::app::config::Config;
 use crate::exit::Exit;
 use crate::home::Home;
@@ -115,33 +115,6 @@ fn request(repo: PathBuf) -> ExecRequest {
         stdin: None,
         timeout: Duration::from_secs(30),
     }
-}
-
-fn time_calls<P: SandboxProvider>(
-    provider: &P,
-    session: &P::Session,
-    req: &ExecRequest,
-    warmup: usize,
-    calls: usize,
-) -> Result<Vec<Duration>> {
-    let mut samples = Vec::with_capacity(calls);
-    for i in 0..warmup + calls {
-        let t = Instant::now();
-        let out = provider.exec(session, req).context("sandboxed call")?;
-        let elapsed = t.elapsed();
-        if out.exit_code != Some(0) {
-            bail!(
-                "{PROGRAM} in the sandbox exited {:?}: {}",
-                out.exit_code,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        if i >= warmup {
-            samples.push(elapsed);
-        }
-    }
-    samples.sort();
-    Ok(samples)
 }
 
 /// Bubblewrap's per-call p50 on this machine, or `None` when it does not run here.
