@@ -13,9 +13,11 @@ mod http;
 mod journal;
 pub mod podman;
 pub mod pty;
+mod refused;
 mod sse;
 
 pub use journal::{Appended, MemJournal, BROKEN};
+pub use refused::RefusedPort;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

@@ -142,12 +142,9 @@ fn claude_code_with_an_unreachable_model_stops_with_the_reason() {
         return;
     };
     let world = World::new();
-    // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Held for the whole test, so no test running beside it can start listening there.
+    let refused = agp_testkit::RefusedPort::new().unwrap();
+    let port = refused.port();
     let url = format!("http://127.0.0.1:{port}");
     let out = world.run(
         "claude-code",
