@@ -78,6 +78,11 @@ pub struct ResourceLimits {
     /// largest size (RLIMIT_FSIZE). Once over, further commands are refused.
     #[serde(default)]
     pub repo_growth_bytes: Option<u64>,
+    /// CPU the whole session may use at once, in thousandths of a CPU (`1500`: one and a
+    /// half CPUs of time per second of wall clock), where the provider can bound it (the
+    /// container provider's CPU quota); a busy command is slowed, not killed.
+    #[serde(default)]
+    pub cpu_millis: Option<u64>,
 }
 
 /// A session bound that a command hit (journaled as `sandbox.limit_exceeded`).

@@ -4,6 +4,7 @@
 //! life and confinement; `hardening`: what a hostile command tries beyond that.
 
 mod hardening;
+mod limits;
 mod session;
 
 use std::path::{Path, PathBuf};

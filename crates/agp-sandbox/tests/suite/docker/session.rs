@@ -413,8 +413,9 @@ fn the_engine_check_names_what_is_missing() {
     assert!(err.to_string().contains("not the pinned"), "{err}");
 }
 
-/// Podman 4.3's compatible API does not apply a per-container runtime (it ran runc here);
-/// a session asking for gVisor either gets gVisor's kernel or is refused naming the runtime.
+/// Podman 4.3's API does not apply a per-container runtime (it runs its default, runc here):
+/// a session asking for gVisor either gets gVisor's kernel or is refused before a container
+/// is made, naming why and the containers.conf fix.
 #[test]
 fn podman_runsc_is_gvisor_or_refused() {
     let Some(t) = setup_on(Kind::Podman, Runtime::Runsc) else {
@@ -430,26 +431,62 @@ fn podman_runsc_is_gvisor_or_refused() {
         }
         Err(e) => {
             eprintln!("Podman with runsc refused: {e}");
-            assert!(e.to_string().contains("runtime (asked runsc"), "{e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("runtime \"runsc\" cannot be asked for")
+                    && msg.contains("runtime = \"runsc\"` under [engine]"),
+                "{msg}"
+            );
+            let out = std::process::Command::new("curl")
+                .args(["-s", "--unix-socket"])
+                .arg(t.daemon.socket())
+                .arg("http://docker/v1.41/containers/json?all=true&filters=%7B%22label%22%3A%5B%22agp.session%3Dp-runsc%22%5D%7D")
+                .output()
+                .unwrap();
+            assert_eq!(
+                text(&out.stdout).trim(),
+                "[]",
+                "a refused container was made"
+            );
         }
     }
 }
 
-/// Podman rejects the `as` ulimit (RLIMIT_AS) through its compatible API: a session with a
-/// per-process memory bound is refused before a container is made, naming the bound.
+/// Podman's compatible API rejects the `as` ulimit (RLIMIT_AS); through its own API a session
+/// with agp's default bounds runs, and every process inside has them.
 #[test]
-fn podman_refuses_a_process_memory_bound_by_name() {
+fn podman_holds_the_per_process_bounds() {
     let Some(t) = setup_on(Kind::Podman, Runtime::Runc) else {
         return;
     };
     let mut spec = SandboxSpec::new("as-limit", &t.repo);
     spec.limits.max_memory_bytes = Some(1 << 30);
-    let Err(err) = t.provider.spawn(&spec) else {
-        panic!("a session was started without its address-space limit");
-    };
-    assert!(
-        err.to_string()
-            .contains(agp_sandbox::docker::PODMAN_NO_AS_LIMIT),
-        "{err}"
+    spec.limits.max_cpu_seconds = Some(600);
+    spec.limits.repo_growth_bytes = Some(8 << 20);
+    let s = t
+        .provider
+        .spawn(&spec)
+        .unwrap_or_else(|e| panic!("spawn: {e}\n{}", t.daemon.log()));
+    let out = run(&t.provider, &s, "cat /proc/self/limits");
+    let limits = text(&out.stdout);
+    for (label, value) in [
+        ("Max address space", (1u64 << 30).to_string()),
+        ("Max cpu time", "600".to_string()),
+        ("Max file size", (8u64 << 20).to_string()),
+    ] {
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("{label} missing: {limits}"));
+        let fields: Vec<&str> = line[label.len()..].split_whitespace().collect();
+        assert_eq!(&fields[..2], &[value.as_str(), value.as_str()], "{line}");
+    }
+    // Asking for more address space than the bound fails (dd allocates its block).
+    let out = run(
+        &t.provider,
+        &s,
+        "dd if=/dev/zero of=/dev/null bs=1500M count=1 && echo ALLOCATED",
     );
+    assert!(!text(&out.stdout).contains("ALLOCATED"), "{out:?}");
+    t.provider.teardown(s).unwrap();
 }
