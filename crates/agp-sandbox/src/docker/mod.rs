@@ -240,10 +240,17 @@ impl DockerProvider {
                     .unwrap_or_default()
             )));
         }
+        let kind = EngineKind::of_version(&version);
+        if kind == EngineKind::Podman {
+            let default = engine_kind::podman_default_runtime(&self.engine)?;
+            if let Some(why) = podman_runtime_refusal(runtime, &default) {
+                return Err(SandboxError::Missing(why));
+            }
+        }
         let id = self.image.resolve(&self.engine)?;
         Ok(format!(
             "{} {} (API {api}) at {}, runtime {runtime}, pinned image {id}",
-            EngineKind::of_version(&version).name(),
+            kind.name(),
             version["Version"].as_str().unwrap_or_default(),
             self.engine.socket().display()
         ))

@@ -93,7 +93,8 @@ fn scripted_session_runs_in_a_container(served: Option<Served>, runtime: &str) {
     let detail = sandbox["detail"].as_str().unwrap();
     assert!(
         detail.contains(&format!("runtime {runtime}"))
-            && detail.contains(&format!("docker provider: {kind} ")),
+            && detail.contains(&format!("docker provider: {kind} "))
+            && detail.contains("a default session runs (preflight passed"),
         "{sandbox}"
     );
 
@@ -219,4 +220,75 @@ fn scripted_session_runs_in_a_podman_runc_container() {
 #[test]
 fn scripted_session_runs_in_a_runsc_container() {
     scripted_session_runs_in_a_container(docker(), "runsc");
+}
+
+/// The sandbox check of `agp doctor --json` for a home whose config.toml selects the docker
+/// provider.
+fn doctor_sandbox(home: &Path, user_home: &Path) -> serde_json::Value {
+    let config = home.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    if !text.contains("\n[sandbox]\nprovider = \"docker\"") {
+        std::fs::write(
+            &config,
+            text.replace(
+                "\n[sandbox.docker]\nimage",
+                "\n[sandbox]\nprovider = \"docker\"\n[sandbox.docker]\nimage",
+            ),
+        )
+        .unwrap();
+    }
+    let doctor = agp_detached(home, user_home)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "sandbox")
+        .unwrap()
+        .clone()
+}
+
+/// Podman runs every container with its default runtime (runc here): doctor says a runsc
+/// home's sessions are refused, why, and a fix; the fix it names for this home (runc in
+/// [sandbox.docker]) makes the check pass, proven by a default session.
+#[test]
+fn doctor_says_why_podman_refuses_runsc_and_the_fix_works() {
+    let Some((socket, _, _)) = podman() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("agp-home");
+    let user_home = dir.path().join("user");
+    std::fs::create_dir_all(&user_home).unwrap();
+    init_home(&home, Some(&user_home));
+    build_and_pin(&home, socket, "runsc");
+    let sandbox = doctor_sandbox(&home, &user_home);
+    assert_eq!(sandbox["ok"], false, "{sandbox}");
+    let detail = sandbox["detail"].as_str().unwrap();
+    let fix = sandbox["fix"].as_str().unwrap();
+    assert!(detail.contains("containers/podman#28429"), "{sandbox}");
+    assert!(
+        fix.contains("`runtime = \"runsc\"` under [engine]")
+            && fix.contains("runtime = \"runc\" under [sandbox.docker]"),
+        "{sandbox}"
+    );
+    let config = home.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("runtime = \"runsc\"", "runtime = \"runc\""),
+    )
+    .unwrap();
+    let sandbox = doctor_sandbox(&home, &user_home);
+    assert_eq!(sandbox["ok"], true, "{sandbox}");
+    assert!(
+        sandbox["detail"]
+            .as_str()
+            .unwrap()
+            .contains("a default session runs"),
+        "{sandbox}"
+    );
 }
