@@ -53,6 +53,17 @@ impl EngineKind {
     }
 }
 
+/// The engine's kind and its version (`GET /version`: `Version`).
+pub(crate) fn of_with_version(engine: &Engine) -> Result<(EngineKind, String), SandboxError> {
+    let version = engine.call("GET", "/version", None)?;
+    version.refuse_unless_ok(|| "container engine does not answer /version".to_owned())?;
+    let version = version.json()?;
+    Ok((
+        EngineKind::of_version(&version),
+        version["Version"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
 /// Podman's default OCI runtime (`GET /libpod/info`: `host.ociRuntime.name`).
 pub(crate) fn podman_default_runtime(engine: &Engine) -> Result<String, SandboxError> {
     let info = engine.call("GET", "/libpod/info", None)?;

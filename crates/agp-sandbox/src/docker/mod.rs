@@ -110,6 +110,9 @@ pub struct DockerSession {
     sleeper: Mutex<String>,
     /// Under runc on this host: the cgroup check that lets a clean command skip the reaper.
     probe: Mutex<Option<cgroup::Probe>>,
+    /// The engine serving the session, and its version as it reports it.
+    engine_kind: EngineKind,
+    engine_version: String,
     /// Under runc with a memory bound: the container's memory cgroup, read for OOM kills.
     memory: Mutex<Option<oom::MemoryWatch>>,
     removed: bool,
@@ -465,7 +468,7 @@ impl SandboxProvider for DockerProvider {
             )));
         }
         let binds = self.checked_binds(spec, &repo)?;
-        let kind = EngineKind::of(&self.engine)?;
+        let (kind, engine_version) = engine_kind::of_with_version(&self.engine)?;
         if kind == EngineKind::Podman {
             let default = engine_kind::podman_default_runtime(&self.engine)?;
             if let Some(why) = podman_runtime_refusal(self.runtime.name(), &default) {
@@ -495,6 +498,8 @@ impl SandboxProvider for DockerProvider {
             sleeper: Mutex::new(String::new()),
             probe: Mutex::new(None),
             memory: Mutex::new(None),
+            engine_kind: kind,
+            engine_version,
             removed: true,
         };
         // Podman's compatible create rejects the address-space ulimit; its own API takes it.

@@ -185,6 +185,16 @@ fn scripted_session_runs_in_a_container(served: Option<Served>, runtime: &str) {
     let report = &preflight["body"]["report"];
     assert_eq!(report["provider"], "docker", "{preflight}");
     assert_eq!(report["passed"], true, "{preflight}");
+    let target = &report["target"];
+    assert_eq!(target["runtime"], runtime, "{preflight}");
+    assert_eq!(target["image"], pinned.as_str(), "{preflight}");
+    assert_eq!(target["engine"], kind.to_ascii_lowercase(), "{preflight}");
+    assert!(
+        target["engine_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with(if kind == "Podman" { "4." } else { "20." })),
+        "{preflight}"
+    );
     assert_eq!(preflight["body"]["isolation"]["provider"], "docker");
     let results: Vec<_> = entries
         .iter()

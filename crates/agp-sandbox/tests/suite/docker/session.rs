@@ -21,6 +21,19 @@ fn session_works_and_is_confined(kind: Kind, runtime: Runtime) {
         .preflight(&s)
         .unwrap_or_else(|e| panic!("preflight ({}): {e}", runtime.name()));
     assert!(report.passed && report.checks.len() >= 8, "{report:?}");
+    // What it ran on, recorded as fields (journaled with the preflight).
+    let target = report
+        .target
+        .as_ref()
+        .expect("a container preflight names its target");
+    assert_eq!(target.runtime, runtime.name(), "{report:?}");
+    assert_eq!(target.image, t.provider.image().to_string(), "{report:?}");
+    let engine = match kind {
+        Kind::Docker => "docker",
+        _ => "podman",
+    };
+    assert_eq!(target.engine, engine, "{report:?}");
+    assert!(!target.engine_version.is_empty(), "{report:?}");
 
     let out = run(&t.provider, &s, "echo hello");
     assert_eq!(
