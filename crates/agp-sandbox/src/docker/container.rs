@@ -394,4 +394,78 @@ mod tests {
             "{wrong:?}"
         );
     }
+
+    #[test]
+    fn rlimits_cpu_and_tmpfs_sizes_are_read_back() {
+        let limits = ResourceLimits {
+            max_memory_bytes: Some(1 << 30),
+            max_cpu_seconds: Some(600),
+            cpu_millis: Some(1500),
+            tmpfs_bytes: Some(1 << 20),
+            ..ResourceLimits::default()
+        };
+        let plan = Plan {
+            session: "s1",
+            owner: "",
+            image_id: "sha256:00",
+            runtime: Runtime::Runc,
+            user: (1000, 1000),
+            repo: Path::new("/r"),
+            env: &[],
+            binds: Vec::new(),
+            limits: &limits,
+        };
+        let body = plan.create_body();
+        assert_eq!(body["HostConfig"]["NanoCpus"], 1_500_000_000_u64);
+        let mut honest = json!({
+            "Image": "sha256:00",
+            "State": {"Running": true},
+            "Config": {"User": "65533:65533"},
+            "HostConfig": body["HostConfig"].clone(),
+            "Mounts": [{"Type": "bind", "Destination": "/r", "RW": true}],
+        });
+        honest["HostConfig"]["MaskedPaths"] = json!(["/proc/kcore"]);
+        assert_eq!(plan.verify(&honest, None), Vec::<String>::new());
+        // Podman names them RLIMIT_*, and adds its own nofile/nproc: still as asked.
+        let mut podman_names = honest.clone();
+        podman_names["HostConfig"]["Ulimits"] = json!([
+            {"Name": "RLIMIT_NOFILE", "Soft": 1024, "Hard": 1024},
+            {"Name": "RLIMIT_AS", "Soft": 1u64 << 30, "Hard": 1u64 << 30},
+            {"Name": "RLIMIT_CPU", "Soft": 600, "Hard": 600},
+        ]);
+        assert_eq!(plan.verify(&podman_names, None), Vec::<String>::new());
+        let named = |reported: &Value| plan.verify(reported, None);
+        let mut r = honest.clone();
+        r["HostConfig"]["Ulimits"] = json!([{"Name": "cpu", "Soft": 600, "Hard": 600}]);
+        assert_eq!(named(&r), [format!("as ulimit of {}", 1u64 << 30)]);
+        // A raised hard limit lets a process lift its own soft one.
+        let mut r = honest.clone();
+        r["HostConfig"]["Ulimits"] = json!([
+            {"Name": "as", "Soft": 1u64 << 30, "Hard": u64::MAX},
+            {"Name": "cpu", "Soft": 600, "Hard": 600},
+        ]);
+        assert_eq!(named(&r), [format!("as ulimit of {}", 1u64 << 30)]);
+        // The right entry plus a contradicting duplicate.
+        let mut r = honest.clone();
+        r["HostConfig"]["Ulimits"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"Name": "RLIMIT_CPU", "Soft": 6000, "Hard": 6000}));
+        assert_eq!(named(&r), ["cpu ulimit of 600"]);
+        let mut r = honest.clone();
+        r["HostConfig"].as_object_mut().unwrap().remove("NanoCpus");
+        assert_eq!(named(&r), ["cpu limit"]);
+        for opts in [
+            "rw,nosuid,nodev,mode=1777",
+            "rw,nodev,size=1048576",
+            "rw,nosuid,nodev,size=10485760",
+        ] {
+            let mut r = honest.clone();
+            r["HostConfig"]["Tmpfs"]["/tmp"] = json!(opts);
+            assert_eq!(named(&r), ["only the tmpfs asked for"], "{opts}");
+        }
+        let mut r = honest.clone();
+        r["HostConfig"]["Tmpfs"]["/run"] = json!("rw,nosuid,nodev,size=1048576");
+        assert_eq!(named(&r), ["only the tmpfs asked for"]);
+    }
 }
