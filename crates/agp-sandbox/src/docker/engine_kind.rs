@@ -80,10 +80,21 @@ pub fn podman_runtime_refusal(asked: &str, default: &str) -> Option<String> {
         format!(
             "Podman runs every container with its default runtime {default:?}: its API ignores \
              a per-container runtime (containers/podman#28429, Podman 4.3 here), so runtime \
-             {asked:?} cannot be asked for; set `runtime = \"{asked}\"` under [engine] in the \
-             Podman service's containers.conf and restart it, or use Docker Engine for {asked}"
+             {asked:?} cannot be asked for; {}, or use Docker Engine for {asked}",
+            podman_runtime_fix(asked)
         )
     })
+}
+
+/// How to make `runtime` the Podman service's default (for runsc, as the tests run it).
+pub fn podman_runtime_fix(runtime: &str) -> String {
+    let flag = if runtime == "runsc" {
+        " and start the service as `podman --runtime-flag network=none system service` \
+         (Debian's runsc starts only without the host network)"
+    } else {
+        " and restart the service"
+    };
+    format!("set `runtime = \"{runtime}\"` under [engine] in the Podman service's containers.conf{flag}")
 }
 
 /// What Podman reports beyond its compatible inspect: `{"libpod": <its own inspect>,

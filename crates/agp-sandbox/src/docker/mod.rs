@@ -24,7 +24,7 @@ mod preflight;
 mod reap;
 mod tar;
 
-pub use engine_kind::{podman_runtime_refusal, EngineKind};
+pub use engine_kind::{podman_runtime_fix, podman_runtime_refusal, EngineKind};
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

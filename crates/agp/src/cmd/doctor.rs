@@ -310,9 +310,8 @@ fn docker_fix(why: &str, home: &Home, config: &Config) -> Option<String> {
     let runtime = config.sandbox.docker.runtime.as_deref().unwrap_or("runc");
     if why.contains("containers/podman#28429") || why.contains("Podman ran") {
         Some(format!(
-            "set `runtime = \"{runtime}\"` under [engine] in the Podman service's \
-             containers.conf and restart the service, or set runtime = \"runc\" under \
-             [sandbox.docker] in {}",
+            "{}, or set runtime = \"runc\" under [sandbox.docker] in {}",
+            agp_sandbox::docker::podman_runtime_fix(runtime),
             home.config().display()
         ))
     } else if why.contains("seccomp_profile") {

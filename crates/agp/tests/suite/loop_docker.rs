@@ -302,3 +302,26 @@ fn doctor_says_why_podman_refuses_runsc_and_the_fix_works() {
         "{sandbox}"
     );
 }
+
+/// The other fix doctor names, applied: a Podman service whose containers.conf makes runsc
+/// its default, started with the runtime flag the fix names; a runsc home's default
+/// sessions then run there (on gVisor: the preflight checks the kernel).
+#[test]
+fn doctor_passes_runsc_on_a_podman_whose_default_is_runsc() {
+    let Some(engine) = PodmanEngine::runsc() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("agp-home");
+    let user_home = dir.path().join("user");
+    std::fs::create_dir_all(&user_home).unwrap();
+    init_home(&home, Some(&user_home));
+    build_and_pin(&home, engine.socket(), "runsc");
+    let sandbox = doctor_sandbox(&home, &user_home);
+    assert_eq!(sandbox["ok"], true, "{sandbox}\n{}", engine.log());
+    let detail = sandbox["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("runtime runsc") && detail.contains("a default session runs"),
+        "{sandbox}"
+    );
+}
