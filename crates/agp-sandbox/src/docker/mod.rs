@@ -5,10 +5,12 @@
 //! Hardening, each on by default and checked after the container starts against what the
 //! engine reports (see `container`), then proven from inside by the preflight: no network,
 //! all capabilities dropped, no-new-privileges, the engine's default seccomp profile, a
-//! read-only root, tmpfs `/tmp` and HOME with a size, memory/pids limits from the session
-//! bounds, a non-root user (the repository's owner), only the repository bind-mounted
-//! read-write, and the engine socket and agp's home never mounted. The image is pinned by
-//! digest (see `image`). With `runsc` the container gets gVisor's user-space kernel.
+//! read-only root, tmpfs `/tmp` and HOME with a size, memory/pids/CPU limits and per-process
+//! rlimits from the session bounds, a non-root user (the repository's owner), only the
+//! repository bind-mounted read-write, and the engine socket and agp's home never mounted.
+//! The image is pinned by digest (see `image`). With `runsc` the container gets gVisor's
+//! user-space kernel. Podman's container is made through its own API (see `libpod`) and
+//! checked the same way.
 
 mod api;
 mod cgroup;
