@@ -78,6 +78,11 @@ pub struct ResourceLimits {
     /// largest size (RLIMIT_FSIZE). Once over, further commands are refused.
     #[serde(default)]
     pub repo_growth_bytes: Option<u64>,
+    /// CPU the whole session may use at once, in thousandths of a CPU (`1500`: one and a
+    /// half CPUs of time per second of wall clock), where the provider can bound it (the
+    /// container provider's CPU quota); a busy command is slowed, not killed.
+    #[serde(default)]
+    pub cpu_millis: Option<u64>,
 }
 
 /// A session bound that a command hit (journaled as `sandbox.limit_exceeded`).
@@ -165,6 +170,23 @@ pub struct PreflightReport {
     pub passed: bool,
     pub checks: Vec<PreflightCheck>,
     pub duration_ms: u64,
+    /// What the sandbox ran on, where the provider has one (the container provider); absent
+    /// for bubblewrap and `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<SandboxTarget>,
+}
+
+/// The engine, runtime and image a container sandbox ran on, as its preflight saw them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SandboxTarget {
+    /// The OCI runtime (`runc`, `runsc`).
+    pub runtime: String,
+    /// The image, pinned: `NAME@sha256:<image id>`.
+    pub image: String,
+    /// The engine's kind (`docker`, `podman`).
+    pub engine: String,
+    /// The engine's version as it reports it (`20.10.24`, `4.3.1`).
+    pub engine_version: String,
 }
 
 impl PreflightReport {

@@ -56,6 +56,9 @@ pub struct Parts {
 /// The gateway socket's and the admin token's names in the run directory.
 pub const GATEWAY_SOCKET_FILE: &str = "gateway.sock";
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// Default CPU bound of a session (`[sandbox.limits] cpus`): two CPUs, so one runaway
+/// session cannot take a larger machine; an engine with fewer CPUs bounds it at all of them.
+pub const DEFAULT_SESSION_CPU_MILLIS: u64 = 2000;
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -117,6 +120,7 @@ impl DaemonConfig {
                 session_memory_bytes: Some(4 << 30),
                 tmpfs_bytes: Some(256 << 20),
                 repo_growth_bytes: Some(8 << 30),
+                cpu_millis: Some(DEFAULT_SESSION_CPU_MILLIS),
             },
             operator: std::env::var("USER")
                 .ok()

@@ -338,24 +338,17 @@ fn limit_hit(
         .as_ref()
         .zip(before)
         .and_then(|(c, before)| c.hits_since(before).into_iter().next())
-        .map(|(limit, bound, observed)| {
-            let message = match limit {
-                "session_memory" => format!(
-                    "the session's memory bound of {bound} bytes (config.toml [sandbox.limits] \
-                     session_memory_bytes) was reached (peak {observed} bytes): the kernel killed \
-                     the largest process of the command"
-                ),
-                _ => format!(
-                    "the session's bound of {bound} processes (config.toml [sandbox.limits] \
-                     processes) was reached: {observed} process creations failed"
-                ),
-            };
-            LimitExceeded {
+        .map(|(limit, bound, observed)| match limit {
+            "session_memory" => cgroup::session_memory_exceeded(bound, observed),
+            _ => LimitExceeded {
                 limit: limit.to_string(),
                 bound,
                 observed,
-                message,
-            }
+                message: format!(
+                    "the session's bound of {bound} processes (config.toml [sandbox.limits] \
+                     processes) was reached: {observed} process creations failed"
+                ),
+            },
         });
     // The repository is measured after every command, so a later refusal has a fresh size.
     let from_growth = session.growth.as_ref().and_then(|g| g.check());

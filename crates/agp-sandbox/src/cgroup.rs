@@ -11,6 +11,7 @@
 //! span commands. What a command ran into is read back from the cgroup's event counters
 //! (`oom_kill`, pids `max`) before and after it, for a clear message and a journal entry.
 
+use agp_contracts::sandbox::LimitExceeded;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -230,6 +231,22 @@ impl SessionCgroup {
             }
         }
         hits
+    }
+}
+
+/// The session's memory bound was reached and the kernel killed a process of the command
+/// (`observed`: the peak, or the bound when no peak is kept): reported alike by every
+/// provider that holds the bound in a memory cgroup.
+pub(crate) fn session_memory_exceeded(bound: u64, observed: u64) -> LimitExceeded {
+    LimitExceeded {
+        limit: "session_memory".to_string(),
+        bound,
+        observed,
+        message: format!(
+            "the session's memory bound of {bound} bytes (config.toml [sandbox.limits] \
+             session_memory_bytes) was reached (peak {observed} bytes): the kernel killed \
+             the largest process of the command"
+        ),
     }
 }
 

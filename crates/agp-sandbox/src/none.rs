@@ -135,6 +135,7 @@ impl SandboxProvider for NoSandbox {
                 detail: "--sandbox none: nothing is isolated and nothing was checked".into(),
             }],
             duration_ms: 0,
+            target: None,
         })
     }
 }

@@ -398,5 +398,6 @@ fn finish(checks: Vec<PreflightCheck>, started: Instant) -> PreflightReport {
         passed: !checks.is_empty() && checks.iter().all(|c| c.passed),
         checks,
         duration_ms: started.elapsed().as_millis() as u64,
+        target: None,
     }
 }

@@ -49,7 +49,19 @@ impl PodmanEngine {
     pub fn shared() -> Option<&'static PodmanEngine> {
         static ENGINE: OnceLock<Result<PodmanEngine, String>> = OnceLock::new();
         judge(
-            ENGINE.get_or_init(|| start_kept(Seccomp::Hardened)),
+            ENGINE.get_or_init(|| start_kept(Seccomp::Hardened, Runtime::Runc)),
+            "Podman",
+            in_ci(),
+        )
+    }
+
+    /// A Podman whose default runtime is gVisor's runsc (`runtime = "runsc"` in
+    /// containers.conf, the service started with `--runtime-flag network=none`): Podman's
+    /// API applies no per-container runtime, so this is how its sessions get gVisor.
+    pub fn runsc() -> Option<&'static PodmanEngine> {
+        static ENGINE: OnceLock<Result<PodmanEngine, String>> = OnceLock::new();
+        judge(
+            ENGINE.get_or_init(|| start_kept(Seccomp::Hardened, Runtime::Runsc)),
             "Podman",
             in_ci(),
         )
@@ -60,7 +72,7 @@ impl PodmanEngine {
     pub fn stock() -> Option<&'static PodmanEngine> {
         static ENGINE: OnceLock<Result<PodmanEngine, String>> = OnceLock::new();
         judge(
-            ENGINE.get_or_init(|| start_kept(Seccomp::Stock)),
+            ENGINE.get_or_init(|| start_kept(Seccomp::Stock, Runtime::Runc)),
             "Podman",
             in_ci(),
         )
@@ -81,16 +93,24 @@ enum Seccomp {
     Stock,
 }
 
+/// The service's default OCI runtime.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Runtime {
+    Runc,
+    /// gVisor; Debian's runsc starts only with `--network=none` here.
+    Runsc,
+}
+
 static RUNNING: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
 
 /// As for dockerd: the service's parent-death signal is tied to a thread that lives as long
 /// as the process.
-fn start_kept(seccomp: Seccomp) -> Result<PodmanEngine, String> {
+fn start_kept(seccomp: Seccomp, runtime: Runtime) -> Result<PodmanEngine, String> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("agp-podman-parent".into())
         .spawn(move || {
-            let _ = tx.send(start(seccomp));
+            let _ = tx.send(start(seccomp, runtime));
             loop {
                 std::thread::park();
             }
@@ -255,7 +275,7 @@ pub(crate) fn hardened_seccomp(stock: &str) -> Result<String, String> {
 
 /// The private configuration: `containers.conf`, `storage.conf` and the seccomp profile
 /// under `dir`.
-fn write_config(dir: &Path, profile: Seccomp) -> Result<(), String> {
+fn write_config(dir: &Path, profile: Seccomp, runtime: Runtime) -> Result<(), String> {
     let stock = std::fs::read_to_string(STOCK_SECCOMP)
         .map_err(|e| format!("cannot read Podman's {STOCK_SECCOMP}: {e}"))?;
     let seccomp = dir.join("seccomp.json");
@@ -269,10 +289,14 @@ fn write_config(dir: &Path, profile: Seccomp) -> Result<(), String> {
          default_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
          seccomp_profile = \"{}\"\n\
          [engine]\n\
-         runtime = \"runc\"\n\
+         runtime = \"{}\"\n\
          cgroup_manager = \"cgroupfs\"\n\
          events_logger = \"file\"\n",
-        seccomp.display()
+        seccomp.display(),
+        match runtime {
+            Runtime::Runc => "runc",
+            Runtime::Runsc => "runsc",
+        }
     );
     std::fs::write(dir.join("containers.conf"), conf)
         .map_err(|e| format!("cannot write containers.conf: {e}"))?;
@@ -286,7 +310,7 @@ fn write_config(dir: &Path, profile: Seccomp) -> Result<(), String> {
         .map_err(|e| format!("cannot write storage.conf: {e}"))
 }
 
-fn start(seccomp: Seccomp) -> Result<PodmanEngine, String> {
+fn start(seccomp: Seccomp, runtime: Runtime) -> Result<PodmanEngine, String> {
     let install = "install it with `apt-get install podman catatonit runc` (.ci/run does)";
     let podman = find("podman").ok_or_else(|| format!("podman not found; {install}"))?;
     // SAFETY: geteuid has no preconditions.
@@ -294,13 +318,16 @@ fn start(seccomp: Seccomp) -> Result<PodmanEngine, String> {
         return Err("the Podman tests run rootful and the tests do not run as root".into());
     }
     find("runc").ok_or_else(|| format!("runc not found; {install}"))?;
+    if runtime == Runtime::Runsc {
+        find("runsc").ok_or("runsc not found; install it with `apt-get install runsc`")?;
+    }
     find("catatonit").ok_or_else(|| format!("catatonit not found; {install}"))?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     let dir = std::env::temp_dir().join(format!("agp-podman-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    write_config(&dir, seccomp)?;
+    write_config(&dir, seccomp, runtime)?;
     let log = std::fs::File::create(dir.join("podman.log"))
         .map_err(|e| format!("cannot create the engine log: {e}"))?;
     let log2 = log
@@ -308,6 +335,9 @@ fn start(seccomp: Seccomp) -> Result<PodmanEngine, String> {
         .map_err(|e| format!("cannot dup the engine log: {e}"))?;
     let socket = dir.join("podman.sock");
     let mut cmd = podman_command(&podman, &dir);
+    if runtime == Runtime::Runsc {
+        cmd.args(["--runtime-flag", "network=none"]);
+    }
     cmd.args(["system", "service", "--time=0"])
         .arg(format!("unix://{}", socket.display()))
         .stdin(Stdio::null())
@@ -339,7 +369,7 @@ mod tests {
     fn the_private_configuration_names_runc_and_private_roots() {
         let dir = std::env::temp_dir().join(format!("agp-podman-conf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        write_config(&dir, Seccomp::Hardened).unwrap();
+        write_config(&dir, Seccomp::Hardened, Runtime::Runc).unwrap();
         let conf = std::fs::read_to_string(dir.join("containers.conf")).unwrap();
         let storage = std::fs::read_to_string(dir.join("storage.conf")).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();

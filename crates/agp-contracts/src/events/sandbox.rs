@@ -1,7 +1,7 @@
 //! `sandbox.*` bodies.
 
 use super::{Event, SANDBOX_GIT_METADATA_REMOVED, SANDBOX_LIMIT_EXCEEDED, SANDBOX_PREFLIGHT};
-use crate::sandbox::{Isolation, LimitExceeded, PreflightCheck, PreflightReport};
+use crate::sandbox::{Isolation, LimitExceeded, PreflightCheck, PreflightReport, SandboxTarget};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,9 @@ pub struct SandboxPreflight {
     pub passed: Option<bool>,
     pub checks: Option<Vec<PreflightCheck>>,
     pub duration_ms: Option<u64>,
+    /// The container's engine, runtime and pinned image (flat form; the daemon's is in
+    /// `report`).
+    pub target: Option<SandboxTarget>,
 }
 
 impl SandboxPreflight {
@@ -32,6 +35,7 @@ impl SandboxPreflight {
             passed: None,
             checks: None,
             duration_ms: None,
+            target: None,
         }
     }
 
@@ -63,6 +67,7 @@ impl SandboxPreflight {
             passed: Some(report.passed),
             checks: Some(report.checks),
             duration_ms: Some(report.duration_ms),
+            target: report.target,
             ..Self::empty()
         }
     }

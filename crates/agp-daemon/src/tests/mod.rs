@@ -198,6 +198,7 @@ impl SandboxProvider for HostProvider {
                 detail: String::new(),
             }],
             duration_ms: 0,
+            target: None,
         })
     }
 }

@@ -48,6 +48,19 @@ impl Plan<'_> {
         format!("{uid}:{uid}")
     }
 
+    /// The per-process rlimits every process in the container gets (soft = hard), by the
+    /// engine's short name.
+    pub(crate) fn rlimits(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("cpu", self.limits.max_cpu_seconds),
+            ("as", self.limits.max_memory_bytes),
+            ("fsize", self.limits.repo_growth_bytes),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| v.map(|v| (name, v)))
+        .collect()
+    }
+
     /// The body of `POST /containers/create`.
     pub(crate) fn create_body(&self) -> Value {
         let tmpfs = self.limits.tmpfs_bytes.unwrap_or(DEFAULT_TMPFS_BYTES);
@@ -67,15 +80,11 @@ impl Plan<'_> {
                 "BindOptions": {"Propagation": "rprivate"},
             }));
         }
-        let mut ulimits = Vec::new();
-        let mut ulimit = |name: &str, value: Option<u64>| {
-            if let Some(v) = value {
-                ulimits.push(json!({"Name": name, "Soft": v, "Hard": v}));
-            }
-        };
-        ulimit("cpu", self.limits.max_cpu_seconds);
-        ulimit("as", self.limits.max_memory_bytes);
-        ulimit("fsize", self.limits.repo_growth_bytes);
+        let ulimits: Vec<Value> = self
+            .rlimits()
+            .into_iter()
+            .map(|(name, v)| json!({"Name": name, "Soft": v, "Hard": v}))
+            .collect();
         let mut host = json!({
             "NetworkMode": "none",
             "CapDrop": ["ALL"],
@@ -109,6 +118,9 @@ impl Plan<'_> {
         }
         if let Some(n) = self.limits.max_processes {
             host["PidsLimit"] = json!(n);
+        }
+        if let Some(millis) = self.limits.cpu_millis {
+            host["NanoCpus"] = json!(millis.saturating_mul(1_000_000));
         }
         json!({
             "Image": self.image_id,
@@ -196,8 +208,13 @@ impl Plan<'_> {
         expect(
             "only the tmpfs asked for",
             host["Tmpfs"].as_object().is_none_or(|t| {
-                t.iter()
-                    .all(|(dest, opts)| extra_tmpfs_ok(dest, opts, podman.is_some()))
+                t.iter().all(|(dest, opts)| {
+                    tmpfs_as_asked(
+                        dest,
+                        opts,
+                        self.limits.tmpfs_bytes.unwrap_or(DEFAULT_TMPFS_BYTES),
+                    )
+                })
             }),
         );
         if let Some(bytes) = self.limits.session_memory_bytes {
@@ -205,6 +222,18 @@ impl Plan<'_> {
         }
         if let Some(n) = self.limits.max_processes {
             expect("pids limit", host["PidsLimit"] == n);
+        }
+        if let Some(millis) = self.limits.cpu_millis {
+            expect(
+                "cpu limit",
+                host["NanoCpus"] == millis.saturating_mul(1_000_000),
+            );
+        }
+        for (name, bound) in self.rlimits() {
+            expect(
+                &format!("{name} ulimit of {bound}"),
+                ulimit_held(&host["Ulimits"], name, bound),
+            );
         }
         for mode in [
             "PidMode",
@@ -258,18 +287,37 @@ impl Plan<'_> {
     }
 }
 
-/// A tmpfs agp did not ask for: none on Docker. Podman adds `/run` and `/var/tmp` to every
-/// read-only-root container; accepted only there, only nosuid and nodev (their pages count
-/// against the container's memory limit like `/tmp`'s).
-fn extra_tmpfs_ok(dest: &str, opts: &Value, podman: bool) -> bool {
-    if dest == "/tmp" || dest == SANDBOX_HOME {
-        return true;
-    }
+/// The engine lists the rlimit `name` (Docker: `as`; Podman: `RLIMIT_AS`) and every entry of
+/// that name has soft and hard equal to `bound`.
+fn ulimit_held(reported: &Value, name: &str, bound: u64) -> bool {
+    let named: Vec<&Value> = reported
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|u| {
+            u["Name"].as_str().is_some_and(|n| {
+                let n = n.to_ascii_lowercase();
+                n.strip_prefix("rlimit_").unwrap_or(&n) == name
+            })
+        })
+        .collect();
+    !named.is_empty()
+        && named
+            .iter()
+            .all(|u| u["Soft"] == bound && u["Hard"] == bound)
+}
+
+/// Only `/tmp` and HOME are tmpfs, each nosuid, nodev and of the size asked (their pages
+/// count against the container's memory limit). Podman's compatible create added `/run` and
+/// `/var/tmp` without a size; its own create is asked for none (`read_only_tmpfs: false`).
+fn tmpfs_as_asked(dest: &str, opts: &Value, size: u64) -> bool {
     let opts: Vec<&str> = opts.as_str().unwrap_or_default().split(',').collect();
-    podman
-        && (dest == "/run" || dest == "/var/tmp")
+    let size = format!("size={size}");
+    (dest == "/tmp" || dest == SANDBOX_HOME)
         && opts.contains(&"nosuid")
         && opts.contains(&"nodev")
+        && opts.contains(&size.as_str())
 }
 
 pub(crate) fn env_list(env: &[(String, String)]) -> Vec<String> {
@@ -345,5 +393,79 @@ mod tests {
             wrong.contains(&"no host namespace shared".to_string()),
             "{wrong:?}"
         );
+    }
+
+    #[test]
+    fn rlimits_cpu_and_tmpfs_sizes_are_read_back() {
+        let limits = ResourceLimits {
+            max_memory_bytes: Some(1 << 30),
+            max_cpu_seconds: Some(600),
+            cpu_millis: Some(1500),
+            tmpfs_bytes: Some(1 << 20),
+            ..ResourceLimits::default()
+        };
+        let plan = Plan {
+            session: "s1",
+            owner: "",
+            image_id: "sha256:00",
+            runtime: Runtime::Runc,
+            user: (1000, 1000),
+            repo: Path::new("/r"),
+            env: &[],
+            binds: Vec::new(),
+            limits: &limits,
+        };
+        let body = plan.create_body();
+        assert_eq!(body["HostConfig"]["NanoCpus"], 1_500_000_000_u64);
+        let mut honest = json!({
+            "Image": "sha256:00",
+            "State": {"Running": true},
+            "Config": {"User": "65533:65533"},
+            "HostConfig": body["HostConfig"].clone(),
+            "Mounts": [{"Type": "bind", "Destination": "/r", "RW": true}],
+        });
+        honest["HostConfig"]["MaskedPaths"] = json!(["/proc/kcore"]);
+        assert_eq!(plan.verify(&honest, None), Vec::<String>::new());
+        // Podman names them RLIMIT_*, and adds its own nofile/nproc: still as asked.
+        let mut podman_names = honest.clone();
+        podman_names["HostConfig"]["Ulimits"] = json!([
+            {"Name": "RLIMIT_NOFILE", "Soft": 1024, "Hard": 1024},
+            {"Name": "RLIMIT_AS", "Soft": 1u64 << 30, "Hard": 1u64 << 30},
+            {"Name": "RLIMIT_CPU", "Soft": 600, "Hard": 600},
+        ]);
+        assert_eq!(plan.verify(&podman_names, None), Vec::<String>::new());
+        let named = |reported: &Value| plan.verify(reported, None);
+        let mut r = honest.clone();
+        r["HostConfig"]["Ulimits"] = json!([{"Name": "cpu", "Soft": 600, "Hard": 600}]);
+        assert_eq!(named(&r), [format!("as ulimit of {}", 1u64 << 30)]);
+        // A raised hard limit lets a process lift its own soft one.
+        let mut r = honest.clone();
+        r["HostConfig"]["Ulimits"] = json!([
+            {"Name": "as", "Soft": 1u64 << 30, "Hard": u64::MAX},
+            {"Name": "cpu", "Soft": 600, "Hard": 600},
+        ]);
+        assert_eq!(named(&r), [format!("as ulimit of {}", 1u64 << 30)]);
+        // The right entry plus a contradicting duplicate.
+        let mut r = honest.clone();
+        r["HostConfig"]["Ulimits"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"Name": "RLIMIT_CPU", "Soft": 6000, "Hard": 6000}));
+        assert_eq!(named(&r), ["cpu ulimit of 600"]);
+        let mut r = honest.clone();
+        r["HostConfig"].as_object_mut().unwrap().remove("NanoCpus");
+        assert_eq!(named(&r), ["cpu limit"]);
+        for opts in [
+            "rw,nosuid,nodev,mode=1777",
+            "rw,nodev,size=1048576",
+            "rw,nosuid,nodev,size=10485760",
+        ] {
+            let mut r = honest.clone();
+            r["HostConfig"]["Tmpfs"]["/tmp"] = json!(opts);
+            assert_eq!(named(&r), ["only the tmpfs asked for"], "{opts}");
+        }
+        let mut r = honest.clone();
+        r["HostConfig"]["Tmpfs"]["/run"] = json!("rw,nosuid,nodev,size=1048576");
+        assert_eq!(named(&r), ["only the tmpfs asked for"]);
     }
 }

@@ -53,6 +53,50 @@ impl EngineKind {
     }
 }
 
+/// The engine's kind and its version (`GET /version`: `Version`).
+pub(crate) fn of_with_version(engine: &Engine) -> Result<(EngineKind, String), SandboxError> {
+    let version = engine.call("GET", "/version", None)?;
+    version.refuse_unless_ok(|| "container engine does not answer /version".to_owned())?;
+    let version = version.json()?;
+    Ok((
+        EngineKind::of_version(&version),
+        version["Version"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+/// Podman's default OCI runtime (`GET /libpod/info`: `host.ociRuntime.name`).
+pub(crate) fn podman_default_runtime(engine: &Engine) -> Result<String, SandboxError> {
+    let info = engine.call("GET", "/libpod/info", None)?;
+    info.refuse_unless_ok(|| "Podman does not answer /libpod/info".to_owned())?;
+    Ok(info.json()?["host"]["ociRuntime"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// Why Podman cannot run `asked` per container, and the fix, when its default is another.
+pub fn podman_runtime_refusal(asked: &str, default: &str) -> Option<String> {
+    (asked != default).then(|| {
+        format!(
+            "Podman runs every container with its default runtime {default:?}: its API ignores \
+             a per-container runtime (containers/podman#28429, Podman 4.3 here), so runtime \
+             {asked:?} cannot be asked for; {}, or use Docker Engine for {asked}",
+            podman_runtime_fix(asked)
+        )
+    })
+}
+
+/// How to make `runtime` the Podman service's default (for runsc, as the tests run it).
+pub fn podman_runtime_fix(runtime: &str) -> String {
+    let flag = if runtime == "runsc" {
+        " and start the service as `podman --runtime-flag network=none system service` \
+         (Debian's runsc starts only without the host network)"
+    } else {
+        " and restart the service"
+    };
+    format!("set `runtime = \"{runtime}\"` under [engine] in the Podman service's containers.conf{flag}")
+}
+
 /// What Podman reports beyond its compatible inspect: `{"libpod": <its own inspect>,
 /// "oci": <the OCI config or null>, "oci_error": <why not>}`.
 pub(crate) fn podman_facts(engine: &Engine, container: &str) -> Result<Value, SandboxError> {
@@ -120,8 +164,8 @@ pub(crate) fn podman_checks(facts: &Value, runtime: &str) -> Vec<(String, bool)>
             let ran = libpod.and_then(|l| l.get("OCIRuntime"));
             (
                 format!(
-                    "runtime (asked {runtime}, Podman ran {}; its Docker-compatible API does not \
-                     apply a per-container runtime: set `runtime` in containers.conf)",
+                    "runtime (asked {runtime}, Podman ran {}; its API does not apply a \
+                     per-container runtime: set `runtime` under [engine] in containers.conf)",
                     ran.and_then(Value::as_str).unwrap_or("an unreported one")
                 ),
                 ran == Some(&json!(runtime)),
@@ -325,6 +369,16 @@ mod tests {
         let wrong = failing(&f, "runc");
         assert_eq!(wrong.len(), 5, "{wrong:?}");
         assert!(wrong.iter().all(|w| w.contains("/x: denied")), "{wrong:?}");
+    }
+
+    #[test]
+    fn a_runtime_podman_does_not_default_to_is_refused_with_the_fix() {
+        assert_eq!(podman_runtime_refusal("runc", "runc"), None);
+        let why = podman_runtime_refusal("runsc", "runc").unwrap();
+        assert!(
+            why.contains("runtime = \"runsc\"") && why.contains("containers.conf"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_json::json;
 use agp_contracts::sandbox::SandboxError;
 
 use super::{
-    api, cgroup, engine_kind, reap, DockerSession, Engine, EngineKind, Runtime, MANAGED_LABEL,
+    api, cgroup, engine_kind, oom, reap, DockerSession, Engine, EngineKind, Runtime, MANAGED_LABEL,
     OWNER_LABEL, SESSION_LABEL,
 };
 
@@ -22,15 +22,22 @@ pub(super) fn start_and_verify(
         .sleeper
         .lock()
         .map_err(|_| SandboxError::Refused("session state poisoned".into()))? = sleeper;
-    let probe = match session.runtime {
-        Runtime::Runc => init_pid(engine, &session.container)?
-            .and_then(|pid| cgroup::Probe::new(&session.container, pid)),
+    let init = match session.runtime {
+        Runtime::Runc => init_pid(engine, &session.container)?,
         Runtime::Runsc => None,
     };
+    let probe = init.and_then(|pid| cgroup::Probe::new(&session.container, pid));
+    let memory = init
+        .zip(session.limits.session_memory_bytes)
+        .and_then(|(pid, bound)| oom::MemoryWatch::new(&session.container, pid, bound));
     *session
         .probe
         .lock()
         .map_err(|_| SandboxError::Refused("session state poisoned".into()))? = probe;
+    *session
+        .memory
+        .lock()
+        .map_err(|_| SandboxError::Refused("session state poisoned".into()))? = memory;
     Ok(())
 }
 

@@ -5,10 +5,12 @@
 //! Hardening, each on by default and checked after the container starts against what the
 //! engine reports (see `container`), then proven from inside by the preflight: no network,
 //! all capabilities dropped, no-new-privileges, the engine's default seccomp profile, a
-//! read-only root, tmpfs `/tmp` and HOME with a size, memory/pids limits from the session
-//! bounds, a non-root user (the repository's owner), only the repository bind-mounted
-//! read-write, and the engine socket and agp's home never mounted. The image is pinned by
-//! digest (see `image`). With `runsc` the container gets gVisor's user-space kernel.
+//! read-only root, tmpfs `/tmp` and HOME with a size, memory/pids/CPU limits and per-process
+//! rlimits from the session bounds, a non-root user (the repository's owner), only the
+//! repository bind-mounted read-write, and the engine socket and agp's home never mounted.
+//! The image is pinned by digest (see `image`). With `runsc` the container gets gVisor's
+//! user-space kernel. Podman's container is made through its own API (see `libpod`) and
+//! checked the same way.
 
 mod api;
 mod cgroup;
@@ -17,12 +19,14 @@ mod engine_kind;
 mod exec;
 mod git;
 pub mod image;
+mod libpod;
 mod lifecycle;
+mod oom;
 mod preflight;
 mod reap;
 mod tar;
 
-pub use engine_kind::EngineKind;
+pub use engine_kind::{podman_runtime_fix, podman_runtime_refusal, EngineKind};
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -108,6 +112,11 @@ pub struct DockerSession {
     sleeper: Mutex<String>,
     /// Under runc on this host: the cgroup check that lets a clean command skip the reaper.
     probe: Mutex<Option<cgroup::Probe>>,
+    /// The engine serving the session, and its version as it reports it.
+    engine_kind: EngineKind,
+    engine_version: String,
+    /// Under runc with a memory bound: the container's memory cgroup, read for OOM kills.
+    memory: Mutex<Option<oom::MemoryWatch>>,
     removed: bool,
 }
 
@@ -236,12 +245,33 @@ impl DockerProvider {
                     .unwrap_or_default()
             )));
         }
+        let kind = EngineKind::of_version(&version);
+        if kind == EngineKind::Podman {
+            let default = engine_kind::podman_default_runtime(&self.engine)?;
+            if let Some(why) = podman_runtime_refusal(runtime, &default) {
+                return Err(SandboxError::Missing(why));
+            }
+        }
         let id = self.image.resolve(&self.engine)?;
         Ok(format!(
             "{} {} (API {api}) at {}, runtime {runtime}, pinned image {id}",
-            EngineKind::of_version(&version).name(),
+            kind.name(),
             version["Version"].as_str().unwrap_or_default(),
             self.engine.socket().display()
+        ))
+    }
+
+    /// The session's CPU bound as the engine can hold it: no more than the engine's CPUs
+    /// (Docker refuses a larger one, and it would bound nothing).
+    fn cpu_bound(&self, asked: Option<u64>) -> Result<Option<u64>, SandboxError> {
+        let Some(asked) = asked else {
+            return Ok(None);
+        };
+        let info = self.engine.call("GET", "/info", None)?;
+        info.refuse_unless_ok(|| "container engine does not answer /info".to_owned())?;
+        let cpus = info.json()?["NCPU"].as_u64().filter(|n| *n > 0);
+        Ok(Some(
+            cpus.map_or(asked, |n| asked.min(n.saturating_mul(1000))),
         ))
     }
 
@@ -345,6 +375,12 @@ fn exec_checked(
     if let Some(growth) = &session.growth {
         growth.admit().map_err(SandboxError::LimitExceeded)?;
     }
+    let memory = session
+        .memory
+        .lock()
+        .map_err(|_| SandboxError::Refused("session state poisoned".into()))?
+        .clone();
+    let oom_before = memory.as_ref().and_then(oom::MemoryWatch::oom_kills);
     let git_before = git::snapshot(&session.repo)?;
     let mut watcher = session.growth.as_ref().map(RepoGrowth::watcher);
     let outcome = exec::run(
@@ -363,6 +399,8 @@ fn exec_checked(
     );
     drop(watcher);
     let outcome = outcome?;
+    // Read before any restart, which gives the container a fresh cgroup.
+    let memory_hit = memory.and_then(|m| m.hit_since(oom_before));
     let sleeper = session
         .sleeper
         .lock()
@@ -396,7 +434,8 @@ fn exec_checked(
     // Every process of the command is gone by now (reaped, or killed with the container),
     // so nothing can race the check.
     let git_metadata_removed = crate::gitguard::scrub(&git_before);
-    let limit_exceeded = session.growth.as_ref().and_then(RepoGrowth::check);
+    let growth_hit = session.growth.as_ref().and_then(RepoGrowth::check);
+    let limit_exceeded = memory_hit.or(growth_hit);
     Ok(ExecOutput {
         exit_code: outcome.exit_code,
         stdout: outcome.stdout,
@@ -408,13 +447,6 @@ fn exec_checked(
         git_metadata_removed,
     })
 }
-
-/// Podman (4.3) refuses the `as` ulimit through its Docker-compatible API ("invalid ulimit
-/// type: as"); running without the bound would be a weaker sandbox than asked for.
-pub const PODMAN_NO_AS_LIMIT: &str = "Podman's Docker-compatible API cannot set the per-process \
-     address-space limit ([sandbox.limits] process_memory_bytes, RLIMIT_AS; it rejects the \
-     \"as\" ulimit), and agp does not run without it: use Docker Engine for the container \
-     provider, or the bubblewrap provider";
 
 impl SandboxProvider for DockerProvider {
     type Session = DockerSession;
@@ -438,11 +470,15 @@ impl SandboxProvider for DockerProvider {
             )));
         }
         let binds = self.checked_binds(spec, &repo)?;
-        if spec.limits.max_memory_bytes.is_some()
-            && EngineKind::of(&self.engine)? == EngineKind::Podman
-        {
-            return Err(SandboxError::Refused(PODMAN_NO_AS_LIMIT.into()));
+        let (kind, engine_version) = engine_kind::of_with_version(&self.engine)?;
+        if kind == EngineKind::Podman {
+            let default = engine_kind::podman_default_runtime(&self.engine)?;
+            if let Some(why) = podman_runtime_refusal(self.runtime.name(), &default) {
+                return Err(SandboxError::Refused(why));
+            }
         }
+        let mut limits = spec.limits.clone();
+        limits.cpu_millis = self.cpu_bound(limits.cpu_millis)?;
         let env = env::build(&spec.env)?;
         let image_id = self.image.resolve(&self.engine)?;
         let uid_gid = (meta.uid(), meta.gid());
@@ -458,18 +494,33 @@ impl SandboxProvider for DockerProvider {
             uid_gid,
             env,
             binds,
-            limits: spec.limits.clone(),
+            limits,
             growth: None,
             broken: Mutex::new(None),
             sleeper: Mutex::new(String::new()),
             probe: Mutex::new(None),
+            memory: Mutex::new(None),
+            engine_kind: kind,
+            engine_version,
             removed: true,
         };
-        let created = self.engine.call(
-            "POST",
-            "/containers/create",
-            Some(&session.plan().create_body()),
-        )?;
+        // Podman's compatible create rejects the address-space ulimit; its own API takes it.
+        let created = match kind {
+            EngineKind::Docker => self.engine.call(
+                "POST",
+                "/containers/create",
+                Some(&session.plan().create_body()),
+            )?,
+            EngineKind::Podman => self.engine.call(
+                "POST",
+                "/libpod/containers/create",
+                Some(
+                    &session
+                        .plan()
+                        .libpod_body(libpod::Inherited::of_engine(self.engine.socket())),
+                ),
+            )?,
+        };
         created.refuse_unless_ok(|| {
             "container engine could not create the session container".to_owned()
         })?;
@@ -517,7 +568,7 @@ impl SandboxProvider for DockerProvider {
                 "one container per session: /tmp and HOME persist across the session's commands; every process a command leaves running is killed after it (the container's init and waiting process run as another uid, which commands can neither signal nor trace), and a timeout kills the whole container and starts it again with an empty /tmp and HOME".to_string(),
                 "the repository's git metadata is guarded as under bubblewrap (config, hooks, info, alternates and the like bound read-only for the whole session, as they were when it started; what a command creates or replaces there is quarantined after it); processes a command leaves running are killed before that check".to_string(),
                 "host Unix sockets in the repository are masked when the session starts; one created there later is reachable from the container under runc".to_string(),
-                "session_memory_bytes and max_processes are the container's memory and pids cgroup limits; max_cpu_seconds, max_memory_bytes and repo_growth_bytes are per-process rlimits (cpu, as, fsize); repo_growth_bytes is also checked after each command; there is no CPU share limit".to_string(),
+                "session_memory_bytes, max_processes and cpu_millis are the container's memory, pids and CPU quota cgroup limits (cpu_millis at most the engine's CPUs); max_cpu_seconds, max_memory_bytes and repo_growth_bytes are per-process rlimits (cpu, as, fsize); repo_growth_bytes is also checked after each command; under runc a command the memory limit killed is reported as session_memory (read from the container's memory cgroup), under runsc only by its exit status".to_string(),
                 "commands run as the repository's owner uid; the image's other files are read-only; /tmp and HOME are tmpfs mounted noexec (the engine's default), so programs run only from the image or the repository".to_string(),
             ],
         }

@@ -10,7 +10,9 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use agp_contracts::sandbox::{ExecRequest, PreflightCheck, PreflightReport, SandboxError};
+use agp_contracts::sandbox::{
+    ExecRequest, PreflightCheck, PreflightReport, SandboxError, SandboxTarget,
+};
 
 use super::{DockerProvider, DockerSession, Runtime};
 use crate::preflight::{check, Canary};
@@ -148,7 +150,7 @@ pub(crate) fn run(
         Ok(out) => out,
         Err(e) => {
             checks.push(check("probes_completed", false, e.to_string()));
-            return Ok(finish(checks, started));
+            return Ok(finish(checks, started, provider, session));
         }
     };
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -296,14 +298,25 @@ pub(crate) fn run(
     };
     checks.push(check("kernel", kernel_pass, kernel_detail));
 
-    Ok(finish(checks, started))
+    Ok(finish(checks, started, provider, session))
 }
 
-fn finish(checks: Vec<PreflightCheck>, started: Instant) -> PreflightReport {
+fn finish(
+    checks: Vec<PreflightCheck>,
+    started: Instant,
+    provider: &DockerProvider,
+    session: &DockerSession,
+) -> PreflightReport {
     PreflightReport {
         provider: "docker".into(),
         passed: !checks.is_empty() && checks.iter().all(|c| c.passed),
         checks,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        target: Some(SandboxTarget {
+            runtime: session.runtime.name().to_string(),
+            image: provider.image.to_string(),
+            engine: session.engine_kind.name().to_ascii_lowercase(),
+            engine_version: session.engine_version.clone(),
+        }),
     }
 }

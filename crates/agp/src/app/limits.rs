@@ -28,6 +28,54 @@ pub struct LimitsSection {
     pub tmpfs_bytes: Option<Amount>,
     /// How much the repository may grow over a session.
     pub repo_growth_bytes: Option<Amount>,
+    /// CPUs the whole session may use at once (`1.5`, `"0.5"`, `2`; the container
+    /// provider's CPU quota), to a thousandth of a CPU.
+    pub cpus: Option<Cpus>,
+}
+
+/// A CPU count as written in config.toml: an integer, a decimal, or either as a string.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Cpus {
+    Whole(u64),
+    Decimal(f64),
+    Text(String),
+}
+
+/// Thousandths of a CPU; `0` and more than three decimals are refused.
+fn parse_cpus(cpus: &Cpus) -> Result<u64> {
+    let text = match cpus {
+        Cpus::Whole(n) => n.to_string(),
+        Cpus::Decimal(f) => f.to_string(),
+        Cpus::Text(t) => t.trim().to_string(),
+    };
+    let bad = || {
+        anyhow::anyhow!(
+            "[sandbox.limits] cpus = {text:?} is not a CPU count (e.g. 2, 1.5 or \"0.25\")"
+        )
+    };
+    let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
+    if whole.is_empty() && frac.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 3
+    {
+        return Err(bad());
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let frac: u64 = format!("{frac:0<3}").parse().map_err(|_| bad())?;
+    let millis = whole
+        .checked_mul(1000)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(bad)?;
+    if millis == 0 {
+        bail!("[sandbox.limits] cpus must be greater than 0 (leave it out for agp's default)");
+    }
+    Ok(millis)
 }
 
 fn parse(key: &str, amount: &Amount) -> Result<u64> {
@@ -92,6 +140,9 @@ impl LimitsSection {
                 *into = Some(parse(key, amount)?);
             }
         }
+        if let Some(cpus) = &self.cpus {
+            limits.cpu_millis = Some(parse_cpus(cpus)?);
+        }
         Ok(())
     }
 }
@@ -119,6 +170,35 @@ mod tests {
         assert_eq!(limits.max_processes, Some(64));
         assert_eq!(limits.repo_growth_bytes, Some(512 << 20));
         assert_eq!(limits.max_cpu_seconds, Some(600));
+    }
+
+    #[test]
+    fn cpus_parse_to_thousandths() {
+        for (text, millis) in [
+            ("cpus = 2", 2000),
+            ("cpus = 1.5", 1500),
+            ("cpus = \"0.25\"", 250),
+            ("cpus = \".5\"", 500),
+            ("cpus = 0.001", 1),
+        ] {
+            let mut limits = ResourceLimits::default();
+            section(text).unwrap().apply(&mut limits).unwrap();
+            assert_eq!(limits.cpu_millis, Some(millis), "{text}");
+        }
+        for bad in [
+            "cpus = 0",
+            "cpus = 0.0001",
+            "cpus = \"-1\"",
+            "cpus = \"two\"",
+            "cpus = \"1.2.3\"",
+            "cpus = \".\"",
+            "cpus = \"99999999999999999999\"",
+        ] {
+            let err = section(bad)
+                .and_then(|s| s.apply(&mut ResourceLimits::default()))
+                .unwrap_err();
+            assert!(format!("{err:#}").contains("cpus"), "{bad}: {err:#}");
+        }
     }
 
     #[test]

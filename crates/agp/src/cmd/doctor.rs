@@ -233,13 +233,96 @@ fn check_docker(home: &Home, config: &Result<Config>) -> Check {
             )
         }
     };
-    match provider.check_engine() {
-        Ok(summary) => pass("sandbox", format!("docker provider: {summary}")),
-        Err(e) => fail(
+    let summary = match provider.check_engine() {
+        Ok(summary) => summary,
+        Err(e) => {
+            let why = e.to_string();
+            let fix = docker_fix(&why, home, config).unwrap_or_else(|| {
+                "start the engine, or run `agp sandbox image build` and pin what it prints".into()
+            });
+            return fail("sandbox", why, fix);
+        }
+    };
+    // The engine looks right; whether a session with this home's bounds runs is only known
+    // by starting one (Podman, say, may not apply all of it).
+    match trial_session(home, config, &provider) {
+        Ok(checks) => pass(
             "sandbox",
-            e.to_string(),
-            "start the engine, or run `agp sandbox image build` and pin what it prints",
+            format!(
+                "docker provider: {summary}; a default session runs (preflight passed, {checks} checks)"
+            ),
         ),
+        Err(why) => {
+            let fix = docker_fix(&why, home, config).unwrap_or_else(|| {
+                format!(
+                    "default sessions are refused for the reason above; fix the engine as it \
+                     says, or set [sandbox] provider = \"bwrap\" in {}",
+                    home.config().display()
+                )
+            });
+            fail("sandbox", format!("docker provider: {summary}; {why}"), fix)
+        }
+    }
+}
+
+/// A session with this home's bounds in a scratch repository: started, preflighted and
+/// removed. The number of preflight checks, or why it was refused.
+fn trial_session(
+    home: &Home,
+    config: &Config,
+    provider: &agp_sandbox::docker::DockerProvider,
+) -> Result<usize, String> {
+    let defaults =
+        agp_daemon::DaemonConfig::new(home.root().to_path_buf(), crate::app::assemble::user_home());
+    let mut limits = defaults.sandbox_limits;
+    config
+        .sandbox
+        .limits
+        .apply(&mut limits)
+        .map_err(|e| format!("{e:#}"))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("agp-doctor-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a scratch repository: {e}"))?;
+    // The container runs as the repository's owner, never root.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let uid = agp_sandbox::docker::image::DEFAULT_IMAGE_UID;
+        std::os::unix::fs::chown(scratch.path(), Some(uid), Some(uid))
+            .map_err(|e| format!("cannot give the scratch repository to uid {uid}: {e}"))?;
+    }
+    let mut spec = SandboxSpec::new("agp-doctor", scratch.path());
+    spec.limits = limits;
+    spec.env = defaults.sandbox_env;
+    let provider = provider.clone().protect(home.root());
+    let session = provider.spawn(&spec).map_err(|e| e.to_string())?;
+    let report = provider.run_preflight(&session);
+    let _ = provider.teardown(session);
+    match report {
+        Ok(r) if r.passed => Ok(r.checks.len()),
+        Ok(r) => Err(format!("preflight failed: {}", r.failure_summary())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The fix for a refusal the container provider explains, as it can be done.
+fn docker_fix(why: &str, home: &Home, config: &Config) -> Option<String> {
+    let runtime = config.sandbox.docker.runtime.as_deref().unwrap_or("runc");
+    if why.contains("containers/podman#28429") || why.contains("Podman ran") {
+        Some(format!(
+            "{}, or set runtime = \"runc\" under [sandbox.docker] in {}",
+            agp_sandbox::docker::podman_runtime_fix(runtime),
+            home.config().display()
+        ))
+    } else if why.contains("seccomp_profile") {
+        Some(
+            "set `seccomp_profile` under [containers] in the Podman service's containers.conf \
+             to a profile that refuses unshare, setns and mount (as Docker's default does) and \
+             restart the service"
+                .into(),
+        )
+    } else {
+        None
     }
 }
 

@@ -4,6 +4,7 @@
 //! life and confinement; `hardening`: what a hostile command tries beyond that.
 
 mod hardening;
+mod limits;
 mod session;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ pub(super) enum Kind {
     Podman,
     /// Podman with its distribution's seccomp profile (user namespaces allowed).
     PodmanStock,
+    /// Podman whose default runtime is gVisor's runsc.
+    PodmanRunsc,
 }
 
 /// The engine and runtime pairs the shared tests run over.
@@ -64,6 +67,7 @@ pub(super) fn engine_of(kind: Kind) -> Option<(Daemon, Engine)> {
         Kind::Docker => Daemon::Docker(DockerEngine::shared()?),
         Kind::Podman => Daemon::Podman(PodmanEngine::shared()?),
         Kind::PodmanStock => Daemon::Podman(PodmanEngine::stock()?),
+        Kind::PodmanRunsc => Daemon::Podman(PodmanEngine::runsc()?),
     };
     Some((daemon, Engine::at(daemon.socket()).unwrap()))
 }

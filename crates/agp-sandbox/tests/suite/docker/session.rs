@@ -21,6 +21,19 @@ fn session_works_and_is_confined(kind: Kind, runtime: Runtime) {
         .preflight(&s)
         .unwrap_or_else(|e| panic!("preflight ({}): {e}", runtime.name()));
     assert!(report.passed && report.checks.len() >= 8, "{report:?}");
+    // What it ran on, recorded as fields (journaled with the preflight).
+    let target = report
+        .target
+        .as_ref()
+        .expect("a container preflight names its target");
+    assert_eq!(target.runtime, runtime.name(), "{report:?}");
+    assert_eq!(target.image, t.provider.image().to_string(), "{report:?}");
+    let engine = match kind {
+        Kind::Docker => "docker",
+        _ => "podman",
+    };
+    assert_eq!(target.engine, engine, "{report:?}");
+    assert!(!target.engine_version.is_empty(), "{report:?}");
 
     let out = run(&t.provider, &s, "echo hello");
     assert_eq!(
@@ -413,43 +426,113 @@ fn the_engine_check_names_what_is_missing() {
     assert!(err.to_string().contains("not the pinned"), "{err}");
 }
 
-/// Podman 4.3's compatible API does not apply a per-container runtime (it ran runc here);
-/// a session asking for gVisor either gets gVisor's kernel or is refused naming the runtime.
+/// Podman 4.3's API does not apply a per-container runtime (it runs its default): a session
+/// asking for another is refused before a container is made, naming why and the fix.
 #[test]
-fn podman_runsc_is_gvisor_or_refused() {
-    let Some(t) = setup_on(Kind::Podman, Runtime::Runsc) else {
-        return;
-    };
-    match t.provider.spawn(&SandboxSpec::new("p-runsc", &t.repo)) {
-        Ok(s) => {
-            let inside = text(&run(&t.provider, &s, "cat /proc/version").stdout);
-            let host = std::fs::read_to_string("/proc/version").unwrap();
-            assert_ne!(inside.trim(), host.trim(), "runsc asked, host kernel given");
-            eprintln!("Podman with runsc runs on {}", inside.trim());
-            t.provider.teardown(s).unwrap();
-        }
-        Err(e) => {
-            eprintln!("Podman with runsc refused: {e}");
-            assert!(e.to_string().contains("runtime (asked runsc"), "{e}");
-        }
+fn podman_refuses_a_runtime_other_than_its_default() {
+    for (kind, runtime, default) in [
+        (Kind::Podman, Runtime::Runsc, "runc"),
+        (Kind::PodmanRunsc, Runtime::Runc, "runsc"),
+    ] {
+        let Some(t) = setup_on(kind, runtime) else {
+            return;
+        };
+        let Err(e) = t.provider.spawn(&SandboxSpec::new("p-other", &t.repo)) else {
+            panic!(
+                "{kind:?}: a {} session ran on Podman's {default}",
+                runtime.name()
+            );
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("default runtime \"{default}\""))
+                && msg.contains(&format!(
+                    "runtime \"{}\" cannot be asked for",
+                    runtime.name()
+                ))
+                && msg.contains(&format!(
+                    "`runtime = \"{}\"` under [engine]",
+                    runtime.name()
+                )),
+            "{msg}"
+        );
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--unix-socket"])
+            .arg(t.daemon.socket())
+            .arg("http://docker/v1.41/containers/json?all=true&filters=%7B%22label%22%3A%5B%22agp.session%3Dp-other%22%5D%7D")
+            .output()
+            .unwrap();
+        assert_eq!(
+            text(&out.stdout).trim(),
+            "[]",
+            "a refused container was made"
+        );
     }
 }
 
-/// Podman rejects the `as` ulimit (RLIMIT_AS) through its compatible API: a session with a
-/// per-process memory bound is refused before a container is made, naming the bound.
+/// The fix the refusal names, applied: with runsc as the service's default (and the network
+/// flag it needs), Podman's sessions run on gVisor, confined as under Docker.
 #[test]
-fn podman_refuses_a_process_memory_bound_by_name() {
+fn podman_runsc_session_works_and_is_confined() {
+    session_works_and_is_confined(Kind::PodmanRunsc, Runtime::Runsc);
+}
+
+#[test]
+fn podman_runsc_escapes_fail() {
+    escapes_fail(Kind::PodmanRunsc, Runtime::Runsc);
+}
+
+#[test]
+fn podman_runsc_runs_on_gvisor() {
+    let Some(t) = setup_on(Kind::PodmanRunsc, Runtime::Runsc) else {
+        return;
+    };
+    let s = t
+        .provider
+        .spawn(&SandboxSpec::new("p-gvisor", &t.repo))
+        .unwrap_or_else(|e| panic!("spawn: {e}\n{}", t.daemon.log()));
+    let inside = text(&run(&t.provider, &s, "cat /proc/version").stdout);
+    let host = std::fs::read_to_string("/proc/version").unwrap();
+    assert_ne!(inside.trim(), host.trim(), "runsc asked, host kernel given");
+    assert!(!inside.trim().is_empty());
+    t.provider.teardown(s).unwrap();
+}
+
+/// Podman's compatible API rejects the `as` ulimit (RLIMIT_AS); through its own API a session
+/// with agp's default bounds runs, and every process inside has them.
+#[test]
+fn podman_holds_the_per_process_bounds() {
     let Some(t) = setup_on(Kind::Podman, Runtime::Runc) else {
         return;
     };
     let mut spec = SandboxSpec::new("as-limit", &t.repo);
-    spec.limits.max_memory_bytes = Some(1 << 30);
-    let Err(err) = t.provider.spawn(&spec) else {
-        panic!("a session was started without its address-space limit");
-    };
-    assert!(
-        err.to_string()
-            .contains(agp_sandbox::docker::PODMAN_NO_AS_LIMIT),
-        "{err}"
+    spec.limits.max_memory_bytes = Some(2 << 30);
+    spec.limits.max_cpu_seconds = Some(600);
+    spec.limits.repo_growth_bytes = Some(8 << 20);
+    let s = t
+        .provider
+        .spawn(&spec)
+        .unwrap_or_else(|e| panic!("spawn: {e}\n{}", t.daemon.log()));
+    let out = run(&t.provider, &s, "cat /proc/self/limits");
+    let limits = text(&out.stdout);
+    for (label, value) in [
+        ("Max address space", (2u64 << 30).to_string()),
+        ("Max cpu time", "600".to_string()),
+        ("Max file size", (8u64 << 20).to_string()),
+    ] {
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("{label} missing: {limits}"));
+        let fields: Vec<&str> = line[label.len()..].split_whitespace().collect();
+        assert_eq!(&fields[..2], &[value.as_str(), value.as_str()], "{line}");
+    }
+    // Asking for more address space than the bound fails (dd allocates its block).
+    let out = run(
+        &t.provider,
+        &s,
+        "dd if=/dev/zero of=/dev/null bs=2500M count=1 && echo ALLOCATED",
     );
+    assert!(!text(&out.stdout).contains("ALLOCATED"), "{out:?}");
+    t.provider.teardown(s).unwrap();
 }

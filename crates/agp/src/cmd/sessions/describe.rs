@@ -157,13 +157,28 @@ fn preflight(e: SandboxPreflight) -> String {
         .map(|r| r.passed)
         .or(e.passed)
         .unwrap_or(false);
+    let on = e
+        .report
+        .as_ref()
+        .and_then(|r| r.target.as_ref())
+        .or(e.target.as_ref())
+        .map(|t| {
+            format!(
+                " ({} on {} {}, image {})",
+                t.runtime, t.engine, t.engine_version, t.image
+            )
+        })
+        .unwrap_or_default();
     let provider = e
         .isolation
         .map(|i| i.provider)
         .or_else(|| e.report.map(|r| r.provider))
         .or(e.provider)
         .unwrap_or_else(|| "unknown provider".to_owned());
-    format!("{provider}: {}", if passed { "passed" } else { "FAILED" })
+    format!(
+        "{provider}: {}{on}",
+        if passed { "passed" } else { "FAILED" }
+    )
 }
 
 #[cfg(test)]
@@ -171,7 +186,7 @@ mod tests {
     use super::*;
     use agp_contracts::approval::Approver;
     use agp_contracts::events::{IntendantWiringVerified, TOOL_CALL_RESULT};
-    use agp_contracts::sandbox::{Isolation, PreflightCheck, PreflightReport};
+    use agp_contracts::sandbox::{Isolation, PreflightCheck, PreflightReport, SandboxTarget};
     use agp_contracts::{Decision, Tool};
     use serde_json::json;
 
@@ -185,6 +200,19 @@ mod tests {
         }
     }
 
+    fn docker_report() -> PreflightReport {
+        PreflightReport {
+            provider: "docker".into(),
+            target: Some(SandboxTarget {
+                runtime: "runsc".into(),
+                image: "i@sha256:ab".into(),
+                engine: "docker".into(),
+                engine_version: "20.10.24".into(),
+            }),
+            ..report(true)
+        }
+    }
+
     fn report(passed: bool) -> PreflightReport {
         PreflightReport {
             provider: "bubblewrap".into(),
@@ -195,6 +223,7 @@ mod tests {
                 detail: String::new(),
             }],
             duration_ms: 3,
+            target: None,
         }
     }
 
@@ -265,6 +294,16 @@ mod tests {
                 SandboxPreflight::KIND,
                 SandboxPreflight::failed("s", isolation("bubblewrap"), "no bwrap".into()).to_body(),
                 "bubblewrap: FAILED",
+            ),
+            (
+                SandboxPreflight::KIND,
+                SandboxPreflight::proven("s", isolation("docker"), docker_report()).to_body(),
+                "docker: passed (runsc on docker 20.10.24, image i@sha256:ab)",
+            ),
+            (
+                SandboxPreflight::KIND,
+                SandboxPreflight::flat(docker_report()).to_body(),
+                "docker: passed (runsc on docker 20.10.24, image i@sha256:ab)",
             ),
             (
                 ToolCallRequested::KIND,
