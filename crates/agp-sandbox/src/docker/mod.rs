@@ -108,6 +108,10 @@ pub struct DockerSession {
     sleeper: Mutex<String>,
     /// Under runc on this host: the cgroup check that lets a clean command skip the reaper.
     probe: Mutex<Option<cgroup::Probe>>,
+    /// Held for the whole of each command: after one, the reaper kills every process of the
+    /// commands' uid (and a timeout restarts the container), which would kill another command
+    /// running beside it. So a session's commands run one at a time.
+    one_at_a_time: Mutex<()>,
     removed: bool,
 }
 
@@ -322,6 +326,10 @@ fn exec_checked(
     session: &DockerSession,
     request: &ExecRequest,
 ) -> Result<ExecOutput, SandboxError> {
+    let _turn = session
+        .one_at_a_time
+        .lock()
+        .map_err(|_| SandboxError::Refused("session state poisoned".into()))?;
     if let Some(reason) = session
         .broken
         .lock()
@@ -362,7 +370,8 @@ fn exec_checked(
         watcher.as_mut().map(|w| w as &mut dyn FnMut() -> bool),
     );
     drop(watcher);
-    let outcome = outcome?;
+    let mut outcome = outcome?;
+    program_not_found_as_127(&mut outcome);
     let sleeper = session
         .sleeper
         .lock()
@@ -407,6 +416,22 @@ fn exec_checked(
         limit_exceeded,
         git_metadata_removed,
     })
+}
+
+/// The engine reports a program it could not start (`exec: "x": executable file not found`)
+/// as exit 126 with its message on stdout; a shell, and the bubblewrap provider, say 127 on
+/// stderr. Callers (and agents) read 127 as "no such command", so it is given as that. A
+/// command faking the message only changes its own exit code.
+fn program_not_found_as_127(outcome: &mut exec::Outcome) {
+    let text = String::from_utf8_lossy(&outcome.stdout);
+    if outcome.exit_code == Some(126)
+        && outcome.stderr.is_empty()
+        && text.starts_with("OCI runtime exec failed")
+        && (text.contains("executable file not found") || text.contains("error finding executable"))
+    {
+        outcome.exit_code = Some(127);
+        outcome.stderr = std::mem::take(&mut outcome.stdout);
+    }
 }
 
 /// Podman (4.3) refuses the `as` ulimit through its Docker-compatible API ("invalid ulimit
@@ -463,6 +488,7 @@ impl SandboxProvider for DockerProvider {
             broken: Mutex::new(None),
             sleeper: Mutex::new(String::new()),
             probe: Mutex::new(None),
+            one_at_a_time: Mutex::new(()),
             removed: true,
         };
         let created = self.engine.call(
@@ -503,6 +529,14 @@ impl SandboxProvider for DockerProvider {
     }
 
     fn isolation(&self) -> Isolation {
+        let mut runtime_caveats = Vec::new();
+        if self.runtime == Runtime::Runsc {
+            // Seen with gVisor 20221219: a busy loop under RLIMIT_CPU 1 ran until its timeout.
+            // Seen with gVisor 20221219, with and without --host-uds=all: connect and stat on a
+            // host socket in a bind mount fail with EPERM.
+            runtime_caveats.push("host Unix sockets bound into the container (the agent's gateway and egress sockets) cannot be connected to under runsc: gVisor refuses host sockets (EPERM)".to_string());
+            runtime_caveats.push("max_cpu_seconds (RLIMIT_CPU) is NOT enforced under runsc: gVisor does not deliver SIGXCPU; a command is bounded by its timeout and the session's memory and pids limits".to_string());
+        }
         let kernel = match self.runtime {
             Runtime::Runc => "runtime runc: the container shares the host kernel (namespaces, cgroups, all capabilities dropped, no-new-privileges, the engine's default seccomp profile); a kernel bug reachable through the allowed system calls is an escape",
             Runtime::Runsc => "runtime runsc (gVisor): the container runs on a user-space kernel; the host kernel is reached only through gVisor's own narrow seccomp-filtered interface",
@@ -517,9 +551,13 @@ impl SandboxProvider for DockerProvider {
                 "one container per session: /tmp and HOME persist across the session's commands; every process a command leaves running is killed after it (the container's init and waiting process run as another uid, which commands can neither signal nor trace), and a timeout kills the whole container and starts it again with an empty /tmp and HOME".to_string(),
                 "the repository's git metadata is guarded as under bubblewrap (config, hooks, info, alternates and the like bound read-only for the whole session, as they were when it started; what a command creates or replaces there is quarantined after it); processes a command leaves running are killed before that check".to_string(),
                 "host Unix sockets in the repository are masked when the session starts; one created there later is reachable from the container under runc".to_string(),
+                "a session's commands run one at a time: what one command leaves running is killed when it ends, which would kill another running beside it".to_string(),
                 "session_memory_bytes and max_processes are the container's memory and pids cgroup limits; max_cpu_seconds, max_memory_bytes and repo_growth_bytes are per-process rlimits (cpu, as, fsize); repo_growth_bytes is also checked after each command; there is no CPU share limit".to_string(),
                 "commands run as the repository's owner uid; the image's other files are read-only; /tmp and HOME are tmpfs mounted noexec (the engine's default), so programs run only from the image or the repository".to_string(),
-            ],
+            ]
+            .into_iter()
+            .chain(runtime_caveats)
+            .collect(),
         }
     }
 

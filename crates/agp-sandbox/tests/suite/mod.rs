@@ -2,6 +2,8 @@ mod cgroup;
 mod docker;
 mod env_leak;
 mod escape;
+mod escape_bwrap;
+mod escape_git;
 mod git_metadata;
 mod limits;
 mod preflight;
