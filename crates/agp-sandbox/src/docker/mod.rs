@@ -15,6 +15,7 @@ mod cgroup;
 mod container;
 mod engine_kind;
 mod exec;
+mod fence;
 mod git;
 pub mod image;
 mod lifecycle;
@@ -96,6 +97,8 @@ pub struct DockerSession {
     image_id: String,
     runtime: Runtime,
     repo: PathBuf,
+    /// The git metadata bind sources as checked, watched while the container starts.
+    fence: fence::Fence,
     user: String,
     uid_gid: (u32, u32),
     env: Vec<(String, String)>,
@@ -267,6 +270,7 @@ impl DockerProvider {
         &self,
         spec: &SandboxSpec,
         repo: &Path,
+        fence: &mut fence::Fence,
     ) -> Result<Vec<(PathBuf, PathBuf, bool)>, SandboxError> {
         let guarded = self.guarded();
         let mut binds = Vec::new();
@@ -287,12 +291,30 @@ impl DockerProvider {
             }
             binds.push((source, dest.clone(), writable));
         }
-        binds.extend(git::binds(repo)?);
+        binds.extend(git::binds(repo, fence)?);
         // Host Unix sockets in the repository are masked with /dev/null, as under bubblewrap.
         for socket in sockets::find(repo)? {
             binds.push((PathBuf::from("/dev/null"), socket, false));
         }
         Ok(binds)
+    }
+
+    /// Create the session's container; its id.
+    fn create(&self, session: &DockerSession) -> Result<String, SandboxError> {
+        let created = self.engine.call(
+            "POST",
+            "/containers/create",
+            Some(&session.plan().create_body()),
+        )?;
+        created.refuse_unless_ok(|| {
+            "container engine could not create the session container".to_owned()
+        })?;
+        created
+            .json()?
+            .get("Id")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| SandboxError::Refused("container engine gave no container id".into()))
     }
 
     /// After a timeout, or when what a command left cannot be killed: everything in the
@@ -309,9 +331,21 @@ impl DockerProvider {
             None,
         )?;
         waited.refuse_unless_ok(|| "container did not stop after a timeout".to_owned())?;
-        start_and_verify(&self.engine, session)
+        // The engine mounts the binds anew: fenced as at the first start (see `fence`).
+        let before = session.fence.look()?;
+        start_and_verify(&self.engine, session)?;
+        if let Err(e) = session.fence.unchanged_since(&before) {
+            let _ = self
+                .engine
+                .call("POST", &format!("/containers/{c}/kill?signal=KILL"), None);
+            return Err(e);
+        }
+        Ok(())
     }
 }
+
+/// How many times a session start is tried when the git metadata changed during it.
+const FENCED_STARTS: u32 = 3;
 
 pub(crate) fn random_hex() -> Result<String, SandboxError> {
     let mut bytes = [0u8; 16];
@@ -462,7 +496,8 @@ impl SandboxProvider for DockerProvider {
                 repo.display()
             )));
         }
-        let binds = self.checked_binds(spec, &repo)?;
+        let mut fence = fence::Fence::new(&repo);
+        let binds = self.checked_binds(spec, &repo, &mut fence)?;
         if spec.limits.max_memory_bytes.is_some()
             && EngineKind::of(&self.engine)? == EngineKind::Podman
         {
@@ -479,6 +514,7 @@ impl SandboxProvider for DockerProvider {
             image_id,
             runtime: self.runtime,
             repo,
+            fence,
             user: format!("{}:{}", uid_gid.0, uid_gid.1),
             uid_gid,
             env,
@@ -491,23 +527,25 @@ impl SandboxProvider for DockerProvider {
             one_at_a_time: Mutex::new(()),
             removed: true,
         };
-        let created = self.engine.call(
-            "POST",
-            "/containers/create",
-            Some(&session.plan().create_body()),
-        )?;
-        created.refuse_unless_ok(|| {
-            "container engine could not create the session container".to_owned()
-        })?;
-        session.container = created
-            .json()?
-            .get("Id")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .ok_or_else(|| SandboxError::Refused("container engine gave no container id".into()))?;
-        // From here on, dropping the session removes the container.
-        session.removed = false;
-        start_and_verify(&self.engine, &session)?;
+        // Fenced (see `fence`): the engine mounts the git metadata by path, and another
+        // session's command may swap one meanwhile; a start that saw a change is undone.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let before = session.fence.look()?;
+            session.container = self.create(&session)?;
+            // From here on, dropping the session removes the container.
+            session.removed = false;
+            start_and_verify(&self.engine, &session)?;
+            match session.fence.unchanged_since(&before) {
+                Ok(()) => break,
+                Err(e) if attempt >= FENCED_STARTS => return Err(e),
+                Err(_) => {
+                    remove(&self.engine, &session.container)?;
+                    session.removed = true;
+                }
+            }
+        }
         session.growth = session
             .limits
             .repo_growth_bytes

@@ -82,6 +82,27 @@ enum Inner {
     Docker(DockerProvider, Box<DockerSession>),
 }
 
+impl Inner {
+    fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, SandboxError> {
+        match self {
+            Inner::Bwrap(p, s) => p.exec(s, request),
+            Inner::Docker(p, s) => p.exec(s, request),
+        }
+    }
+}
+
+/// Another session on a [`Sandbox`]'s repository, from a provider of its own.
+pub struct Beside {
+    inner: Inner,
+    repo: PathBuf,
+}
+
+impl Beside {
+    pub fn sh(&self, script: &str) -> Result<ExecOutput, SandboxError> {
+        self.inner.exec(&sh_in(&self.repo, script))
+    }
+}
+
 /// A session on a fresh repository (with a sibling `outside` directory) under one provider.
 pub struct Sandbox {
     pub which: Which,
@@ -205,10 +226,26 @@ impl Sandbox {
     }
 
     pub fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, SandboxError> {
-        match &self.inner {
-            Inner::Bwrap(p, s) => p.exec(s, request),
-            Inner::Docker(p, s) => p.exec(s, request),
-        }
+        self.inner.exec(request)
+    }
+
+    /// Start another session (`name`) on this repository, as a second agent would.
+    pub fn beside(&self, name: &str) -> Result<Beside, SandboxError> {
+        let spec = SandboxSpec::new(name, &self.repo);
+        let inner = match Provider::of(self.which).expect("the engine ran a moment ago") {
+            Provider::Bwrap(p) => {
+                let s = p.spawn(&spec)?;
+                Inner::Bwrap(p, s)
+            }
+            Provider::Docker(p, _) => {
+                let s = p.spawn(&spec)?;
+                Inner::Docker(p, Box::new(s))
+            }
+        };
+        Ok(Beside {
+            inner,
+            repo: self.repo.clone(),
+        })
     }
 
     /// Run a POSIX sh script inside, in the repo, given 20 s.
