@@ -291,9 +291,31 @@ impl DockerProvider {
             }
             binds.push((source, dest.clone(), writable));
         }
-        binds.extend(git::binds(repo, fence)?);
         // Host Unix sockets in the repository are masked with /dev/null, as under bubblewrap.
-        for socket in sockets::find(repo)? {
+        let masks = sockets::find(repo)?;
+        // A socket at the top of the git directory (git's own `fsmonitor--daemon.ipc`) is
+        // also an entry the guard binds over itself: two mounts on one path are refused by
+        // the engine, and a read-only bind still lets a socket be connected to. The mask wins.
+        binds.extend(
+            git::binds(repo, fence)?
+                .into_iter()
+                .filter(|(_, dest, _)| !masks.contains(dest)),
+        );
+        if self.runtime == Runtime::Runsc && !masks.is_empty() {
+            // runsc (20221219) does not start with any mount over a socket ("cannot read client
+            // sync file"), whatever the source: refused here, saying why and what to do.
+            return Err(SandboxError::Refused(format!(
+                "under runsc (gVisor) a session cannot start on a repository holding host Unix \
+                 sockets (gVisor cannot mount over them to mask them): stop what listens at {} \
+                 or use runtime runc",
+                masks
+                    .iter()
+                    .map(|m| m.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        for socket in masks {
             binds.push((PathBuf::from("/dev/null"), socket, false));
         }
         Ok(binds)
