@@ -43,7 +43,7 @@ fn host_environment_does_not_leak_into_the_sandbox(p: Which) {
         return;
     };
     let Some(fx) = Sandbox::with_spec(p, |spec| {
-        spec.env.push(("EXPLICIT_VAR".into(), "given".into()))
+        spec.env.push(("EXPLICIT_VAR".into(), "given".into()));
     }) else {
         return;
     };
