@@ -32,6 +32,7 @@ pub(crate) fn binds(
     repo: &Path,
     fence: &mut Fence,
 ) -> Result<Vec<(PathBuf, PathBuf, bool)>, SandboxError> {
+    make_quarantine(repo);
     let mut args = Command::new("/nonexistent");
     let mut inherit = Inherit::default();
     gitguard::protect(repo, &mut args, &mut inherit)?;
@@ -81,4 +82,22 @@ pub(crate) fn binds(
         i += 3;
     }
     Ok(binds)
+}
+
+/// Make the git directory's quarantine before the guard looks, so that it is bound read-only
+/// for the whole session like the rest: bubblewrap binds it anew for every command once the
+/// first scrub made it, but a container's binds are fixed when it is created, and the
+/// commands' uid (the repository's owner, as agp is) could otherwise empty it.
+fn make_quarantine(repo: &Path) {
+    use rustix::fs::{Mode, OFlags};
+    let Ok(git) = rustix::fs::open(
+        repo.join(".git"),
+        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDONLY,
+        Mode::empty(),
+    ) else {
+        // No git directory here (none yet, or a `.git` file): nothing to quarantine into.
+        return;
+    };
+    // Already there, or not makeable: the guard's scrub makes or does without it as before.
+    let _ = rustix::fs::mkdirat(&git, gitguard::QUARANTINE, Mode::from_raw_mode(0o755));
 }

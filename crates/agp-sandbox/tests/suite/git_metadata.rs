@@ -189,6 +189,9 @@ fn planted_metadata_never_runs_on_the_host(p: Which) {
         "../evilgit\n"
     );
     assert!(kept.join("objects-info-alternates").is_file(), "{dump}");
+    // agp runs as the repository's owner, and so do a container's commands: the quarantine
+    // being theirs must not make it removable (here agp runs as root, so give it to them).
+    common::provider::give_to_sandbox_user(p, &quarantine);
     let again = fx.sh("rm -rf .git/agp-quarantine/* && echo WIPED; true");
     assert!(!stdout(&again).contains("WIPED"), "{again:?}");
     assert!(kept.join("commondir").exists());
