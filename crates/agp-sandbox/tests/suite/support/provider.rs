@@ -182,6 +182,24 @@ impl Sandbox {
         edit: impl FnOnce(&mut SandboxSpec),
         provider: impl FnOnce(Provider) -> Provider,
     ) -> Option<Self> {
+        Self::try_build(which, prepare, edit, provider)
+            .map(|built| built.unwrap_or_else(|e| panic!("spawn {which:?} session: {e}")))
+    }
+
+    /// As [`Sandbox::with_spec`], with a refused spawn returned rather than failing the test.
+    pub fn try_with_spec(
+        which: Which,
+        edit: impl FnOnce(&mut SandboxSpec),
+    ) -> Option<Result<Self, SandboxError>> {
+        Self::try_build(which, |_| {}, edit, |p| p)
+    }
+
+    pub fn try_build(
+        which: Which,
+        prepare: impl FnOnce(&Path),
+        edit: impl FnOnce(&mut SandboxSpec),
+        provider: impl FnOnce(Provider) -> Provider,
+    ) -> Option<Result<Self, SandboxError>> {
         let provider = provider(Provider::of(which)?);
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
@@ -196,25 +214,23 @@ impl Sandbox {
         let mut spec = SandboxSpec::new(format!("escape-{which:?}"), &repo);
         edit(&mut spec);
         let (inner, daemon) = match provider {
-            Provider::Bwrap(p) => {
-                let s = p.spawn(&spec).expect("spawn bubblewrap session");
-                (Inner::Bwrap(p, s), None)
-            }
-            Provider::Docker(p, daemon) => {
-                let s = p
-                    .spawn(&spec)
-                    .unwrap_or_else(|e| panic!("spawn {which:?} session: {e}\n{}", daemon.log()));
-                (Inner::Docker(p, Box::new(s)), Some(daemon))
-            }
+            Provider::Bwrap(p) => match p.spawn(&spec) {
+                Ok(s) => (Inner::Bwrap(p, s), None),
+                Err(e) => return Some(Err(e)),
+            },
+            Provider::Docker(p, daemon) => match p.spawn(&spec) {
+                Ok(s) => (Inner::Docker(p, Box::new(s)), Some(daemon)),
+                Err(e) => return Some(Err(e)),
+            },
         };
-        Some(Self {
+        Some(Ok(Self {
             which,
             repo,
             outside,
             daemon,
             inner,
             dir,
-        })
+        }))
     }
 
     /// Writes `text` to `rel` in the repo (from the host), creating its parent directories.
