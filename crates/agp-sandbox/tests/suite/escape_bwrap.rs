@@ -65,6 +65,8 @@ fn die_with_parent_helper() {
     let _ = child.wait();
 }
 
+/// bwrap's `--die-with-parent`; a container outlives agp by design and is removed by the
+/// orphan sweep (`docker::hardening::orphaned_containers_are_found_and_removed`).
 #[test]
 fn killing_the_parent_kills_the_sandbox() {
     let fx = Fixture::new();
@@ -98,6 +100,7 @@ fn killing_the_parent_kills_the_sandbox() {
     );
 }
 
+/// A bwrap command line that fails at run time; the container provider refuses at spawn.
 #[test]
 fn a_sandbox_that_cannot_be_built_is_an_error_not_a_result() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,6 +163,8 @@ fn long_running_command_gets_its_own_stdio() {
     assert!(child.wait().unwrap().success());
 }
 
+/// agp's own seccomp filter for bwrap; containers run the engine's default profile, which
+/// the container provider's verification checks is kept.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn risky_system_calls_are_refused_by_seccomp() {

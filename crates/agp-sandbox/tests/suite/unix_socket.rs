@@ -219,6 +219,7 @@ fn a_socket_reached_through_a_repo_symlink_stays_masked(p: Which) {
     assert!(nothing_accepted(&listeners[0]));
 }
 
+/// Bubblewrap only: `command` (a long-running child) has no container counterpart yet.
 #[test]
 fn a_long_running_command_gets_the_masks_too() {
     let fx = Fixture::new();
