@@ -128,7 +128,7 @@ fn a_git_path_swapped_while_another_session_starts_exposes_nothing(p: Which) {
         stdout(out).contains("outside-secret") || stdout(out).contains("secret\n")
     };
     let (mut started, mut refusals) = (0, Vec::new());
-    for i in 0..16 {
+    for i in 0..8 {
         // Bubblewrap mounts per command, by descriptor: the swap can only make one fail. The
         // container provider refuses a start during which the metadata changed.
         match first
