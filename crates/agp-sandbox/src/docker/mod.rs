@@ -38,7 +38,7 @@ pub use api::Engine;
 pub use container::{MANAGED_LABEL, OWNER_LABEL, SESSION_LABEL};
 pub use image::ImageRef;
 pub use lifecycle::remove_orphans;
-use lifecycle::{remove, start_and_verify};
+use lifecycle::{create_and_start, remove, restart};
 
 use crate::growth::RepoGrowth;
 use crate::{env, layout, sockets, DEFAULT_OUTPUT_CAP};
@@ -320,54 +320,7 @@ impl DockerProvider {
         }
         Ok(binds)
     }
-
-    /// Create the session's container; its id.
-    fn create(&self, session: &DockerSession) -> Result<String, SandboxError> {
-        let created = self.engine.call(
-            "POST",
-            "/containers/create",
-            Some(&session.plan().create_body()),
-        )?;
-        created.refuse_unless_ok(|| {
-            "container engine could not create the session container".to_owned()
-        })?;
-        created
-            .json()?
-            .get("Id")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .ok_or_else(|| SandboxError::Refused("container engine gave no container id".into()))
-    }
-
-    /// After a timeout, or when what a command left cannot be killed: everything in the
-    /// container is killed, then the container is started again; the repository persists,
-    /// `/tmp` and HOME start empty.
-    fn restart(&self, session: &DockerSession) -> Result<(), SandboxError> {
-        let c = &session.container;
-        let _ = self
-            .engine
-            .call("POST", &format!("/containers/{c}/kill?signal=KILL"), None)?;
-        let waited = self.engine.call(
-            "POST",
-            &format!("/containers/{c}/wait?condition=not-running"),
-            None,
-        )?;
-        waited.refuse_unless_ok(|| "container did not stop after a timeout".to_owned())?;
-        // The engine mounts the binds anew: fenced as at the first start (see `fence`).
-        let before = session.fence.look()?;
-        start_and_verify(&self.engine, session)?;
-        if let Err(e) = session.fence.unchanged_since(&before) {
-            let _ = self
-                .engine
-                .call("POST", &format!("/containers/{c}/kill?signal=KILL"), None);
-            return Err(e);
-        }
-        Ok(())
-    }
 }
-
-/// How many times a session start is tried when the git metadata changed during it.
-const FENCED_STARTS: u32 = 3;
 
 pub(crate) fn random_hex() -> Result<String, SandboxError> {
     let mut bytes = [0u8; 16];
@@ -451,7 +404,7 @@ fn exec_checked(
             )
             .is_ok());
     if !clean {
-        if let Err(e) = provider.restart(session) {
+        if let Err(e) = restart(&provider.engine, session) {
             if let Ok(mut broken) = session.broken.lock() {
                 *broken = Some(e.to_string());
             }
@@ -549,25 +502,7 @@ impl SandboxProvider for DockerProvider {
             one_at_a_time: Mutex::new(()),
             removed: true,
         };
-        // Fenced (see `fence`): the engine mounts the git metadata by path, and another
-        // session's command may swap one meanwhile; a start that saw a change is undone.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let before = session.fence.look()?;
-            session.container = self.create(&session)?;
-            // From here on, dropping the session removes the container.
-            session.removed = false;
-            start_and_verify(&self.engine, &session)?;
-            match session.fence.unchanged_since(&before) {
-                Ok(()) => break,
-                Err(e) if attempt >= FENCED_STARTS => return Err(e),
-                Err(_) => {
-                    remove(&self.engine, &session.container)?;
-                    session.removed = true;
-                }
-            }
-        }
+        create_and_start(&self.engine, &mut session)?;
         session.growth = session
             .limits
             .repo_growth_bytes

@@ -4,6 +4,7 @@ mod env_leak;
 mod escape;
 mod escape_bwrap;
 mod escape_git;
+mod escape_net;
 mod git_metadata;
 mod limits;
 mod preflight;
