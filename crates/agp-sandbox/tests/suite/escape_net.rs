@@ -8,6 +8,7 @@ use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::path::Path;
 
+use crate::suite::docker::{engine_of, Kind};
 use agp_contracts::sandbox::ExecOutput;
 use common::provider::{each_provider, Sandbox, Which};
 use common::*;
@@ -146,8 +147,17 @@ fn read_only_socket_directory_is_usable_but_not_replaceable(p: Which) {
 fn engine_sockets_are_unreachable(p: Which) {
     let Some(fx) = Sandbox::new(p) else { return };
     let mut sockets: Vec<&Path> = Vec::new();
+    // The test engines (this test binary's own, on private sockets), whatever the provider;
+    // a container session's own engine first.
     if let Some(d) = fx.daemon {
         sockets.push(d.socket());
+    }
+    for kind in [Kind::Docker, Kind::Podman] {
+        if let Some((d, _)) = engine_of(kind) {
+            if !sockets.contains(&d.socket()) {
+                sockets.push(d.socket());
+            }
+        }
     }
     for path in [
         "/var/run/docker.sock",
