@@ -215,7 +215,9 @@ pub fn busybox_rootfs(busybox: &Path) -> Result<Vec<u8>, SandboxError> {
         tar.dir(dir, 0o755, 0);
     }
     tar.dir("tmp", 0o1777, 0);
-    tar.dir(home, 0o700, uid);
+    // HOME is a tmpfs at session time, and runc gives a tmpfs the mode of the directory it
+    // covers (its owner stays root): 0700 here made HOME unusable by the commands' uid.
+    tar.dir(home, 0o1777, 0);
     tar.file("bin/busybox", 0o755, &binary)?;
     for applet in applets
         .lines()

@@ -1,21 +1,100 @@
-//! A session container's life at the engine: start it, check that what the engine made is
-//! what was asked (Docker's and Podman's reports read in their own terms), note the processes
-//! the per-call reaper must spare, remove it, and remove what a crashed agp left behind.
+//! A session container's life at the engine: create and start it (fenced, see `fence`), start
+//! it again after a timeout, check that what the engine made is what was asked (Docker's and
+//! Podman's reports read in their own terms), note the processes the per-call reaper must
+//! spare, remove it, and remove what a crashed agp left behind.
 
 use serde_json::json;
 
 use agp_contracts::sandbox::SandboxError;
 
 use super::{
-    api, cgroup, engine_kind, oom, reap, DockerSession, Engine, EngineKind, Runtime, MANAGED_LABEL,
-    OWNER_LABEL, SESSION_LABEL,
+    api, cgroup, engine_kind, libpod, oom, reap, DockerSession, Engine, EngineKind, Runtime,
+    MANAGED_LABEL, OWNER_LABEL, SESSION_LABEL,
 };
 
-/// Start the container, check it is what was asked, and note its waiting process.
-pub(super) fn start_and_verify(
+/// How many times a session start is tried when the git metadata changed during it.
+const FENCED_STARTS: u32 = 3;
+
+/// Create and start the session's container. Fenced (see `fence`): the engine mounts the git
+/// metadata by path, and another session's command may swap one meanwhile; a start that saw
+/// a change is undone.
+pub(super) fn create_and_start(
     engine: &Engine,
-    session: &DockerSession,
+    session: &mut DockerSession,
 ) -> Result<(), SandboxError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let before = session.fence.look()?;
+        session.container = create(engine, session)?;
+        // From here on, dropping the session removes the container.
+        session.removed = false;
+        start_and_verify(engine, session)?;
+        match session.fence.unchanged_since(&before) {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt >= FENCED_STARTS => return Err(e),
+            Err(_) => {
+                remove(engine, &session.container)?;
+                session.removed = true;
+            }
+        }
+    }
+}
+
+/// Create the session's container; its id.
+fn create(engine: &Engine, session: &DockerSession) -> Result<String, SandboxError> {
+    // Podman's compatible create rejects the address-space ulimit; its own API takes it.
+    let created = match session.engine_kind {
+        EngineKind::Docker => engine.call(
+            "POST",
+            "/containers/create",
+            Some(&session.plan().create_body()),
+        )?,
+        EngineKind::Podman => engine.call(
+            "POST",
+            "/libpod/containers/create",
+            Some(
+                &session
+                    .plan()
+                    .libpod_body(libpod::Inherited::of_engine(engine.socket())),
+            ),
+        )?,
+    };
+    created.refuse_unless_ok(|| {
+        "container engine could not create the session container".to_owned()
+    })?;
+    created
+        .json()?
+        .get("Id")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| SandboxError::Refused("container engine gave no container id".into()))
+}
+
+/// After a timeout, or when what a command left cannot be killed: everything in the
+/// container is killed, then the container is started again; the repository persists,
+/// `/tmp` and HOME start empty.
+pub(super) fn restart(engine: &Engine, session: &DockerSession) -> Result<(), SandboxError> {
+    let c = &session.container;
+    let _ = engine.call("POST", &format!("/containers/{c}/kill?signal=KILL"), None)?;
+    let waited = engine.call(
+        "POST",
+        &format!("/containers/{c}/wait?condition=not-running"),
+        None,
+    )?;
+    waited.refuse_unless_ok(|| "container did not stop after a timeout".to_owned())?;
+    // The engine mounts the binds anew: fenced as at the first start (see `fence`).
+    let before = session.fence.look()?;
+    start_and_verify(engine, session)?;
+    if let Err(e) = session.fence.unchanged_since(&before) {
+        let _ = engine.call("POST", &format!("/containers/{c}/kill?signal=KILL"), None);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Start the container, check it is what was asked, and note its waiting process.
+fn start_and_verify(engine: &Engine, session: &DockerSession) -> Result<(), SandboxError> {
     start_only(engine, session)?;
     let sleeper = reap::sleeper(engine, &session.container, &session.user)?;
     *session

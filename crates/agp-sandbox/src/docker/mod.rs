@@ -17,6 +17,7 @@ mod cgroup;
 mod container;
 mod engine_kind;
 mod exec;
+mod fence;
 mod git;
 pub mod image;
 mod libpod;
@@ -41,7 +42,7 @@ pub use api::Engine;
 pub use container::{MANAGED_LABEL, OWNER_LABEL, SESSION_LABEL};
 pub use image::ImageRef;
 pub use lifecycle::remove_orphans;
-use lifecycle::{remove, start_and_verify};
+use lifecycle::{create_and_start, remove, restart};
 
 use crate::growth::RepoGrowth;
 use crate::{env, layout, sockets, DEFAULT_OUTPUT_CAP};
@@ -100,6 +101,8 @@ pub struct DockerSession {
     image_id: String,
     runtime: Runtime,
     repo: PathBuf,
+    /// The git metadata bind sources as checked, watched while the container starts.
+    fence: fence::Fence,
     user: String,
     uid_gid: (u32, u32),
     env: Vec<(String, String)>,
@@ -117,6 +120,10 @@ pub struct DockerSession {
     engine_version: String,
     /// Under runc with a memory bound: the container's memory cgroup, read for OOM kills.
     memory: Mutex<Option<oom::MemoryWatch>>,
+    /// Held for the whole of each command: after one, the reaper kills every process of the
+    /// commands' uid (and a timeout restarts the container), which would kill another command
+    /// running beside it. So a session's commands run one at a time.
+    one_at_a_time: Mutex<()>,
     removed: bool,
 }
 
@@ -293,6 +300,7 @@ impl DockerProvider {
         &self,
         spec: &SandboxSpec,
         repo: &Path,
+        fence: &mut fence::Fence,
     ) -> Result<Vec<(PathBuf, PathBuf, bool)>, SandboxError> {
         let guarded = self.guarded();
         let mut binds = Vec::new();
@@ -313,29 +321,34 @@ impl DockerProvider {
             }
             binds.push((source, dest.clone(), writable));
         }
-        binds.extend(git::binds(repo)?);
         // Host Unix sockets in the repository are masked with /dev/null, as under bubblewrap.
-        for socket in sockets::find(repo)? {
+        let masks = sockets::find(repo)?;
+        // A socket at the top of the git directory (git's own `fsmonitor--daemon.ipc`) is
+        // also an entry the guard binds over itself: two mounts on one path are refused by
+        // the engine, and a read-only bind still lets a socket be connected to. The mask wins.
+        binds.extend(
+            git::binds(repo, fence)?
+                .into_iter()
+                .filter(|(_, dest, _)| !masks.contains(dest)),
+        );
+        if self.runtime == Runtime::Runsc && !masks.is_empty() {
+            // runsc (20221219) does not start with any mount over a socket ("cannot read client
+            // sync file"), whatever the source: refused here, saying why and what to do.
+            return Err(SandboxError::Refused(format!(
+                "under runsc (gVisor) a session cannot start on a repository holding host Unix \
+                 sockets (gVisor cannot mount over them to mask them): stop what listens at {} \
+                 or use runtime runc",
+                masks
+                    .iter()
+                    .map(|m| m.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        for socket in masks {
             binds.push((PathBuf::from("/dev/null"), socket, false));
         }
         Ok(binds)
-    }
-
-    /// After a timeout, or when what a command left cannot be killed: everything in the
-    /// container is killed, then the container is started again; the repository persists,
-    /// `/tmp` and HOME start empty.
-    fn restart(&self, session: &DockerSession) -> Result<(), SandboxError> {
-        let c = &session.container;
-        let _ = self
-            .engine
-            .call("POST", &format!("/containers/{c}/kill?signal=KILL"), None)?;
-        let waited = self.engine.call(
-            "POST",
-            &format!("/containers/{c}/wait?condition=not-running"),
-            None,
-        )?;
-        waited.refuse_unless_ok(|| "container did not stop after a timeout".to_owned())?;
-        start_and_verify(&self.engine, session)
     }
 }
 
@@ -352,6 +365,10 @@ fn exec_checked(
     session: &DockerSession,
     request: &ExecRequest,
 ) -> Result<ExecOutput, SandboxError> {
+    let _turn = session
+        .one_at_a_time
+        .lock()
+        .map_err(|_| SandboxError::Refused("session state poisoned".into()))?;
     if let Some(reason) = session
         .broken
         .lock()
@@ -398,7 +415,8 @@ fn exec_checked(
         watcher.as_mut().map(|w| w as &mut dyn FnMut() -> bool),
     );
     drop(watcher);
-    let outcome = outcome?;
+    let mut outcome = outcome?;
+    program_not_found_as_127(&mut outcome);
     // Read before any restart, which gives the container a fresh cgroup.
     let memory_hit = memory.and_then(|m| m.hit_since(oom_before));
     let sleeper = session
@@ -424,7 +442,7 @@ fn exec_checked(
             )
             .is_ok());
     if !clean {
-        if let Err(e) = provider.restart(session) {
+        if let Err(e) = restart(&provider.engine, session) {
             if let Ok(mut broken) = session.broken.lock() {
                 *broken = Some(e.to_string());
             }
@@ -448,6 +466,22 @@ fn exec_checked(
     })
 }
 
+/// The engine reports a program it could not start (`exec: "x": executable file not found`)
+/// as exit 126 with its message on stdout; a shell, and the bubblewrap provider, say 127 on
+/// stderr. Callers (and agents) read 127 as "no such command", so it is given as that. A
+/// command faking the message only changes its own exit code.
+fn program_not_found_as_127(outcome: &mut exec::Outcome) {
+    let text = String::from_utf8_lossy(&outcome.stdout);
+    if outcome.exit_code == Some(126)
+        && outcome.stderr.is_empty()
+        && text.starts_with("OCI runtime exec failed")
+        && (text.contains("executable file not found") || text.contains("error finding executable"))
+    {
+        outcome.exit_code = Some(127);
+        outcome.stderr = std::mem::take(&mut outcome.stdout);
+    }
+}
+
 impl SandboxProvider for DockerProvider {
     type Session = DockerSession;
 
@@ -469,7 +503,8 @@ impl SandboxProvider for DockerProvider {
                 repo.display()
             )));
         }
-        let binds = self.checked_binds(spec, &repo)?;
+        let mut fence = fence::Fence::new(&repo);
+        let binds = self.checked_binds(spec, &repo, &mut fence)?;
         let (kind, engine_version) = engine_kind::of_with_version(&self.engine)?;
         if kind == EngineKind::Podman {
             let default = engine_kind::podman_default_runtime(&self.engine)?;
@@ -490,6 +525,7 @@ impl SandboxProvider for DockerProvider {
             image_id,
             runtime: self.runtime,
             repo,
+            fence,
             user: format!("{}:{}", uid_gid.0, uid_gid.1),
             uid_gid,
             env,
@@ -502,37 +538,10 @@ impl SandboxProvider for DockerProvider {
             memory: Mutex::new(None),
             engine_kind: kind,
             engine_version,
+            one_at_a_time: Mutex::new(()),
             removed: true,
         };
-        // Podman's compatible create rejects the address-space ulimit; its own API takes it.
-        let created = match kind {
-            EngineKind::Docker => self.engine.call(
-                "POST",
-                "/containers/create",
-                Some(&session.plan().create_body()),
-            )?,
-            EngineKind::Podman => self.engine.call(
-                "POST",
-                "/libpod/containers/create",
-                Some(
-                    &session
-                        .plan()
-                        .libpod_body(libpod::Inherited::of_engine(self.engine.socket())),
-                ),
-            )?,
-        };
-        created.refuse_unless_ok(|| {
-            "container engine could not create the session container".to_owned()
-        })?;
-        session.container = created
-            .json()?
-            .get("Id")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .ok_or_else(|| SandboxError::Refused("container engine gave no container id".into()))?;
-        // From here on, dropping the session removes the container.
-        session.removed = false;
-        start_and_verify(&self.engine, &session)?;
+        create_and_start(&self.engine, &mut session)?;
         session.growth = session
             .limits
             .repo_growth_bytes
@@ -554,6 +563,14 @@ impl SandboxProvider for DockerProvider {
     }
 
     fn isolation(&self) -> Isolation {
+        let mut runtime_caveats = Vec::new();
+        if self.runtime == Runtime::Runsc {
+            // Seen with gVisor 20221219: a busy loop under RLIMIT_CPU 1 ran until its timeout.
+            // Seen with gVisor 20221219, with and without --host-uds=all: connect and stat on a
+            // host socket in a bind mount fail with EPERM.
+            runtime_caveats.push("host Unix sockets bound into the container (the agent's gateway and egress sockets) cannot be connected to under runsc: gVisor refuses host sockets (EPERM)".to_string());
+            runtime_caveats.push("max_cpu_seconds (RLIMIT_CPU) is NOT enforced under runsc: gVisor does not deliver SIGXCPU; a command is bounded by its timeout and the session's memory and pids limits".to_string());
+        }
         let kernel = match self.runtime {
             Runtime::Runc => "runtime runc: the container shares the host kernel (namespaces, cgroups, all capabilities dropped, no-new-privileges, the engine's default seccomp profile); a kernel bug reachable through the allowed system calls is an escape",
             Runtime::Runsc => "runtime runsc (gVisor): the container runs on a user-space kernel; the host kernel is reached only through gVisor's own narrow seccomp-filtered interface",
@@ -566,11 +583,15 @@ impl SandboxProvider for DockerProvider {
             caveats: vec![
                 kernel.to_string(),
                 "one container per session: /tmp and HOME persist across the session's commands; every process a command leaves running is killed after it (the container's init and waiting process run as another uid, which commands can neither signal nor trace), and a timeout kills the whole container and starts it again with an empty /tmp and HOME".to_string(),
-                "the repository's git metadata is guarded as under bubblewrap (config, hooks, info, alternates and the like bound read-only for the whole session, as they were when it started; what a command creates or replaces there is quarantined after it); processes a command leaves running are killed before that check".to_string(),
+                "the repository's git metadata is guarded as under bubblewrap (config, hooks, info, alternates and the like bound read-only for the whole session, as they were when it started, and a start or restart during which another session renamed them is undone and refused; what a command creates or replaces there is quarantined after it); processes a command leaves running are killed before that check".to_string(),
                 "host Unix sockets in the repository are masked when the session starts; one created there later is reachable from the container under runc".to_string(),
                 "session_memory_bytes, max_processes and cpu_millis are the container's memory, pids and CPU quota cgroup limits (cpu_millis at most the engine's CPUs); max_cpu_seconds, max_memory_bytes and repo_growth_bytes are per-process rlimits (cpu, as, fsize); repo_growth_bytes is also checked after each command; under runc a command the memory limit killed is reported as session_memory (read from the container's memory cgroup), under runsc only by its exit status".to_string(),
+                "a session's commands run one at a time: what one command leaves running is killed when it ends, which would kill another running beside it".to_string(),
                 "commands run as the repository's owner uid; the image's other files are read-only; /tmp and HOME are tmpfs mounted noexec (the engine's default), so programs run only from the image or the repository".to_string(),
-            ],
+            ]
+            .into_iter()
+            .chain(runtime_caveats)
+            .collect(),
         }
     }
 

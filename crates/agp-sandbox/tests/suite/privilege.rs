@@ -2,6 +2,9 @@
 //! setuid/setgid file, no file capability and no device node in the repository afterwards.
 //! The interesting case is agp running as root (CI, containers), where the sandboxed process
 //! keeps kernel uid 0; as another user the bits would not grant root, and the test says so.
+//! Bubblewrap only: the container provider never runs a command as root (it refuses a
+//! root-owned repository and runs as its owner, without capabilities), so there is no root
+//! case to plant from.
 
 use super::support as common;
 

@@ -1,15 +1,24 @@
 //! A host process listening on a Unix socket inside the repository is unreachable from the
-//! sandbox: each socket is masked when the sandbox is built (real bubblewrap, real python3 as
-//! the client).
+//! sandbox: each socket is masked when the sandbox is built; on every provider (bubblewrap
+//! masks for each command, the container provider when the session starts: its stated caveat
+//! is that a socket made later is not masked). The client is `agp-probe` (see
+//! `support::provider`) and, for the long-running bubblewrap command, python3.
 
 use super::support as common;
 
 use std::io::{ErrorKind, Read};
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use agp_contracts::sandbox::SandboxError;
+use common::provider::{each_provider, Provider, Sandbox, Which};
 use common::*;
+
+each_provider!(
+    host_sockets_in_the_repo_cannot_be_connected_to,
+    a_socket_reached_through_a_repo_symlink_stays_masked,
+    more_sockets_than_the_bound_refuse_the_command,
+);
 
 /// Connects to each path given and prints `path<TAB>CONNECTED` or the error; then proves that
 /// connecting works at all in here, to a socket the script itself listens on.
@@ -36,9 +45,58 @@ os.unlink(own)
 "#;
 
 fn listen(path: &Path) -> UnixListener {
+    use std::os::unix::fs::PermissionsExt;
     let l = UnixListener::bind(path).unwrap();
     l.set_nonblocking(true).unwrap();
+    // Connectable by anyone: the container's uid is not the host's, and a socket refused for
+    // its permissions would prove nothing about the mask.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
     l
+}
+
+/// A session on a repository holding host sockets made by `make` (before the session starts,
+/// as the container provider masks then; bubblewrap masks for each command either way).
+///
+/// Under runsc such a session is refused instead (gVisor cannot mount over a socket to mask
+/// it), naming the sockets: checked here, and `None` returned.
+fn with_sockets(
+    p: Which,
+    make: impl FnOnce(&Path) -> Vec<UnixListener>,
+) -> Option<(Sandbox, Vec<UnixListener>)> {
+    if p.is_runsc() {
+        let provider = Provider::of(p)?;
+        let dir = tempfile::tempdir().unwrap();
+        let repo = std::fs::canonicalize(dir.path()).unwrap();
+        let _held = make(&repo);
+        common::provider::give_to_sandbox_user(p, &repo);
+        let spec = agp_contracts::sandbox::SandboxSpec::new("sockets", &repo);
+        let err = provider.spawn_err(&spec).expect("refused").to_string();
+        assert!(
+            err.contains("cannot start on a repository holding host Unix sockets"),
+            "{err}"
+        );
+        return None;
+    }
+    let mut listeners = Vec::new();
+    let fx = Sandbox::build(p, |repo| listeners = make(repo), |_| {}, |p| p)?;
+    Some((fx, listeners))
+}
+
+/// Probe each path as a client, then connect to a socket of the script's own.
+fn probe_script(paths: &[String]) -> String {
+    let mut script = String::new();
+    for p in paths {
+        script.push_str(&format!("./agp-probe unix '{p}';"));
+    }
+    script.push_str("./agp-probe own inside-made.sock");
+    script
+}
+
+/// The probe's refusal of `path` as a masked socket (a /dev/null in its place).
+fn refused(stderr: &str, path: &str) -> bool {
+    stderr.contains(&format!(
+        "probe unix {path}: Connection refused (errno 111)"
+    ))
 }
 
 /// Nothing reached the host listener (judged on the host).
@@ -46,33 +104,36 @@ fn nothing_accepted(l: &UnixListener) -> bool {
     matches!(l.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock)
 }
 
-#[test]
-fn host_sockets_in_the_repo_cannot_be_connected_to() {
-    let fx = Fixture::new();
-    std::fs::create_dir_all(fx.repo.join("deep/er/still")).unwrap();
-    std::fs::create_dir(fx.repo.join(".git")).unwrap();
-    std::fs::write(fx.repo.join("notes.txt"), "ordinary file\n").unwrap();
-    let paths = [
-        fx.repo.join("tmux.sock"),
-        fx.repo.join("deep/er/still/lsp.sock"),
-        fx.repo.join(".git/fsmonitor--daemon.ipc"),
-    ];
-    let listeners: Vec<_> = paths.iter().map(|p| listen(p)).collect();
-
-    let mut argv = vec!["python3".to_string(), "-c".into(), CLIENT.into()];
-    argv.extend(paths.iter().map(|p| p.display().to_string()));
-    let out = fx.run(&argv).unwrap();
-    let s = stdout(&out);
-    assert_eq!(out.exit_code, Some(0), "{s}\n{}", stderr(&out));
-    for p in &paths {
-        let line = s
-            .lines()
-            .find(|l| l.starts_with(&format!("{}\t", p.display())))
-            .unwrap_or_else(|| panic!("no result for {}: {s}", p.display()));
-        assert!(line.ends_with("ConnectionRefusedError 111"), "{line}\n{s}");
+fn host_sockets_in_the_repo_cannot_be_connected_to(p: Which) {
+    let paths = |repo: &Path| -> Vec<PathBuf> {
+        vec![
+            repo.join("tmux.sock"),
+            repo.join("deep/er/still/lsp.sock"),
+            repo.join(".git/fsmonitor--daemon.ipc"),
+        ]
+    };
+    let Some((fx, listeners)) = with_sockets(p, |repo| {
+        std::fs::create_dir_all(repo.join("deep/er/still")).unwrap();
+        std::fs::create_dir(repo.join(".git")).unwrap();
+        std::fs::write(repo.join("notes.txt"), "ordinary file\n").unwrap();
+        paths(repo).iter().map(|p| listen(p)).collect()
+    }) else {
+        return;
+    };
+    let paths = paths(&fx.repo);
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let out = fx.sh(&probe_script(&names));
+    let (s, e) = (stdout(&out), stderr(&out));
+    assert_eq!(out.exit_code, Some(0), "{s}\n{e}");
+    for p in &names {
+        assert!(refused(&e, p), "{p} not refused: {s}\n{e}");
     }
+    assert!(
+        !s.contains("\nCONNECTED") && !s.starts_with("CONNECTED"),
+        "{s}"
+    );
     // Connecting as such works in here: only the host's sockets are masked.
-    assert!(s.contains("own\tCONNECTED"), "{s}");
+    assert!(s.contains("OWN-CONNECTED"), "{s}\n{e}");
     for l in &listeners {
         assert!(nothing_accepted(l));
     }
@@ -80,7 +141,6 @@ fn host_sockets_in_the_repo_cannot_be_connected_to() {
     // Inside, each is a read-only /dev/null that can be neither replaced, removed, linked nor
     // unmounted, and stays on the socket when its directory is renamed; ordinary files are
     // untouched.
-    std::fs::write(fx.repo.join("client.py"), CLIENT).unwrap();
     let out = fx.sh(
         "for p in tmux.sock deep/er/still/lsp.sock .git/fsmonitor--daemon.ipc; do \
            [ -S \"$p\" ] && echo \"SOCKET $p\"; [ -c \"$p\" ] && echo \"masked $p\"; \
@@ -91,7 +151,7 @@ fn host_sockets_in_the_repo_cannot_be_connected_to() {
            umount \"$p\" 2>/dev/null && echo \"UNMOUNTED $p\"; \
            umount -l \"$p\" 2>/dev/null && echo \"UNMOUNTED $p\"; \
          done; cat notes.txt; echo more >> notes.txt; mv deep renamed && echo DIR-MOVED; \
-         python3 client.py renamed/er/still/lsp.sock",
+         ./agp-probe unix renamed/er/still/lsp.sock",
     );
     let s = stdout(&out);
     for p in [
@@ -108,7 +168,7 @@ fn host_sockets_in_the_repo_cannot_be_connected_to() {
     // The mask moved with the directory renamed around it.
     assert!(s.contains("DIR-MOVED\n"), "{s}");
     assert!(
-        s.contains("renamed/er/still/lsp.sock\tConnectionRefusedError 111"),
+        refused(&stderr(&out), "renamed/er/still/lsp.sock"),
         "{s}\n{}",
         stderr(&out)
     );
@@ -138,30 +198,28 @@ fn host_sockets_in_the_repo_cannot_be_connected_to() {
     }
 }
 
-#[test]
-fn a_socket_reached_through_a_repo_symlink_stays_masked() {
-    let fx = Fixture::new();
-    let host = listen(&fx.repo.join("real.sock"));
-    std::os::unix::fs::symlink("real.sock", fx.repo.join("alias")).unwrap();
-    std::os::unix::fs::symlink(&fx.repo, fx.repo.join("loop")).unwrap();
+fn a_socket_reached_through_a_repo_symlink_stays_masked(p: Which) {
+    let Some((fx, listeners)) = with_sockets(p, |repo| {
+        let host = listen(&repo.join("real.sock"));
+        std::os::unix::fs::symlink("real.sock", repo.join("alias")).unwrap();
+        std::os::unix::fs::symlink(repo, repo.join("loop")).unwrap();
+        vec![host]
+    }) else {
+        return;
+    };
     let through_loop = fx.repo.join("loop/loop/alias").display().to_string();
-    let out = fx
-        .run(&[
-            "python3",
-            "-c",
-            CLIENT,
-            "alias",
-            "loop/real.sock",
-            &through_loop,
-        ])
-        .unwrap();
-    let s = stdout(&out);
-    assert_eq!(s.matches("ConnectionRefusedError 111").count(), 3, "{s}");
+    let paths = ["alias".to_string(), "loop/real.sock".into(), through_loop];
+    let out = fx.sh(&probe_script(&paths));
+    let e = stderr(&out);
+    for path in &paths {
+        assert!(refused(&e, path), "{path}: {e}");
+    }
     // Only the script's own socket connected.
-    assert_eq!(s.matches("\tCONNECTED").count(), 1, "{s}");
-    assert!(nothing_accepted(&host));
+    assert_eq!(stdout(&out), "OWN-CONNECTED\n", "{e}");
+    assert!(nothing_accepted(&listeners[0]));
 }
 
+/// Bubblewrap only: `command` (a long-running child) has no container counterpart yet.
 #[test]
 fn a_long_running_command_gets_the_masks_too() {
     let fx = Fixture::new();
@@ -188,14 +246,28 @@ fn a_long_running_command_gets_the_masks_too() {
     assert!(nothing_accepted(&host));
 }
 
-#[test]
-fn more_sockets_than_the_bound_refuse_the_command() {
-    let fx = Fixture::new();
-    std::fs::create_dir(fx.repo.join("many")).unwrap();
-    let _held: Vec<_> = (0..=256)
-        .map(|i| listen(&fx.repo.join(format!("many/{i}.sock"))))
-        .collect();
-    let err = fx.run(&["true"]).unwrap_err();
+fn more_sockets_than_the_bound_refuse_the_command(p: Which) {
+    let make = |repo: &Path| -> Vec<UnixListener> {
+        std::fs::create_dir(repo.join("many")).unwrap();
+        (0..=256)
+            .map(|i| listen(&repo.join(format!("many/{i}.sock"))))
+            .collect()
+    };
+    let err = if p.is_container() {
+        // The container provider masks when the session starts: the start is refused.
+        let Some(provider) = Provider::of(p) else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let _held = make(dir.path());
+        common::provider::give_to_sandbox_user(p, dir.path());
+        let spec = agp_contracts::sandbox::SandboxSpec::new("many", dir.path());
+        provider.spawn_err(&spec).expect("refused")
+    } else {
+        let Some(fx) = Sandbox::new(p) else { return };
+        let _held = make(&fx.repo);
+        fx.run(&["true"]).unwrap_err()
+    };
     match err {
         SandboxError::Refused(m) => {
             assert!(m.contains("more than 256 sockets"), "{m}");

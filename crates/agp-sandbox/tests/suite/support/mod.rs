@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod provider;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
