@@ -11,8 +11,10 @@
 //! digest (see `image`). With `runsc` the container gets gVisor's user-space kernel.
 
 mod api;
+mod attach;
 mod cgroup;
 mod container;
+mod elf;
 mod engine_kind;
 mod exec;
 mod git;
@@ -34,7 +36,9 @@ use agp_contracts::sandbox::{
 };
 
 pub use api::Engine;
+pub use attach::{attach, exec_container, remove_container};
 pub use container::{MANAGED_LABEL, OWNER_LABEL, SESSION_LABEL};
+pub use elf::loader_files;
 pub use image::ImageRef;
 pub use lifecycle::remove_orphans;
 use lifecycle::{remove, start_and_verify};
@@ -83,6 +87,8 @@ pub struct DockerProvider {
     runtime: Runtime,
     output_cap: usize,
     protected: Vec<PathBuf>,
+    /// Paths inside a protected one that binds may still name (see [`Self::expose`]).
+    exposed: Vec<PathBuf>,
     owner: String,
 }
 
@@ -168,6 +174,7 @@ impl DockerProvider {
             runtime,
             output_cap: DEFAULT_OUTPUT_CAP,
             protected: Vec::new(),
+            exposed: Vec::new(),
             owner: String::new(),
         }
     }
@@ -189,6 +196,16 @@ impl DockerProvider {
     /// or bind that would expose it is refused, and the preflight checks it is absent.
     pub fn protect(mut self, path: impl Into<PathBuf>) -> Self {
         self.protected.push(path.into());
+        self
+    }
+
+    /// A path inside a protected one that a bind may still name, it or what is under it (the
+    /// session's own gateway socket and scratch directory in agp's run directory): binding it
+    /// exposes only itself, never the protected path around it.
+    pub fn expose(mut self, path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        self.exposed
+            .push(std::fs::canonicalize(&path).unwrap_or(path));
         self
     }
 
@@ -271,9 +288,10 @@ impl DockerProvider {
         for (source, dest, writable) in ro.chain(extra) {
             let source = layout::check_source(source, repo)?;
             layout::check_dest(dest)?;
+            let exposed = self.exposed.iter().any(|e| source.starts_with(e));
             if let Some(hit) = guarded
                 .iter()
-                .find(|g| g.starts_with(&source) || source.starts_with(g))
+                .find(|g| g.starts_with(&source) || (source.starts_with(g) && !exposed))
             {
                 return Err(SandboxError::Refused(format!(
                     "bind {} would expose {} inside the container",
