@@ -213,6 +213,11 @@ impl DockerProvider {
         &self.engine
     }
 
+    /// The OCI runtime sessions run with.
+    pub fn runtime(&self) -> Runtime {
+        self.runtime
+    }
+
     /// The pinned image sessions run.
     pub fn image(&self) -> &ImageRef {
         &self.image

@@ -21,6 +21,9 @@ pub enum SandboxCommand {
     /// Images for `[sandbox] provider = "docker"`.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Relay a command created in a session container (run by `agp run`, not by hand).
+    #[command(hide = true)]
+    Attach(crate::cmd::sandbox_attach::AttachArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,11 +47,14 @@ pub enum ImageCommand {
 }
 
 pub fn run(home: &Home, args: SandboxArgs) -> Result<Exit> {
-    let SandboxCommand::Image(ImageCommand::Build {
-        from_rootfs,
-        tag,
-        socket,
-    }) = args.command;
+    let (from_rootfs, tag, socket) = match args.command {
+        SandboxCommand::Image(ImageCommand::Build {
+            from_rootfs,
+            tag,
+            socket,
+        }) => (from_rootfs, tag, socket),
+        SandboxCommand::Attach(a) => return crate::cmd::sandbox_attach::run(&a),
+    };
     let engine = match socket {
         Some(socket) => Engine::at(socket).map_err(|e| anyhow!("{e}"))?,
         // A home without a config.toml (not initialized yet) still builds an image.
