@@ -83,9 +83,7 @@ impl Plan<'_> {
             SANDBOX_HOME: format!("rw,nosuid,nodev,size={tmpfs},mode=1777"),
         });
         if self.home_in_mounts() {
-            tmpfs_mounts
-                .as_object_mut()
-                .map(|t| t.remove(SANDBOX_HOME));
+            tmpfs_mounts.as_object_mut().map(|t| t.remove(SANDBOX_HOME));
             mounts.push(json!({
                 "Type": "tmpfs",
                 "Target": SANDBOX_HOME,

@@ -178,7 +178,14 @@ fn docker_world(socket: &Path, runtime: &str, managed: &str) -> World {
         "wget -q -O - http://blocked.example/x\n".to_string(),
     );
     std::fs::create_dir(world.repo.join("keep")).unwrap();
-    for entry in ["", "keep", "escape.sh", "edit_settings.sh", "where.sh", "fetch.sh"] {
+    for entry in [
+        "",
+        "keep",
+        "escape.sh",
+        "edit_settings.sh",
+        "where.sh",
+        "fetch.sh",
+    ] {
         chown(world.repo.join(entry), Some(UID), Some(UID)).unwrap();
     }
     world
@@ -210,17 +217,6 @@ fn check_session(
     );
     let results = model.tool_results();
     let j = world.journal();
-    if std::env::var_os("AGP_DEBUG_DOCKER").is_some() {
-        if let Some(r) = model.requests().last() {
-            for m in r.body["messages"].as_array().into_iter().flatten() {
-                let t = m.to_string();
-                eprintln!("MSG {}", &t[..t.len().min(600)]);
-            }
-        }
-        for e in &j {
-            eprintln!("J {} {}", e["kind"], e["body"]);
-        }
-    }
 
     // 1: allowed and ran, as the repository's owner.
     let made = world.repo.join("made.txt");

@@ -74,6 +74,9 @@ pub(super) struct HostPaths {
     pub extra_egress: Vec<String>,
     /// `--json`: stdout carries only agp's summary, so the agent writes to stderr.
     pub agent_output_to_stderr: bool,
+    /// Host programs the agent needs that the sandbox's root may lack or have in a form it
+    /// cannot use: (host executable, path inside), bound read-only with their libraries.
+    pub tools: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Plans, proves and starts the agent; returns its exit status. Blocking.
@@ -195,7 +198,9 @@ fn start_sandbox(
         hand_over(&egress_dir.join("egress.sock"))?;
         hand_over(&host.gateway)?;
     }
-    provider.spawn(&spec, &[&host.agp_exe, &host.agent_host_exe])
+    let mut executables = vec![host.agp_exe.as_path(), host.agent_host_exe.as_path()];
+    executables.extend(host.tools.iter().map(|(source, _)| source.as_path()));
+    provider.spawn(&spec, &executables)
 }
 
 /// The preflight, journaled and required to pass, and Codex's hook proof from inside.
@@ -285,6 +290,9 @@ fn sandbox_spec(
         .push(ro(&host.gateway, Path::new(live::GATEWAY_SOCKET)));
     spec.binds.push(ro(egress_dir, Path::new(live::EGRESS_DIR)));
     spec.binds.push(ro(&host.agp_exe, Path::new(live::AGP_EXE)));
+    for (source, dest) in &host.tools {
+        spec.binds.push(ro(source, dest));
+    }
     for (source, dest) in &plan.ro_binds {
         spec.binds.push(ro(source, dest));
     }

@@ -7,7 +7,7 @@
 //! through a read-only bound Unix socket and an in-sandbox bridge, which lets the model API host
 //! (and the domains config.toml allows) through and journals every attempt.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,8 +100,8 @@ fn agent_sandbox(
                 config.docker_provider(home)?
             }
             .protect(home.root())
-                .expose(home.run_dir())
-                .owner(crate::app::assemble::container_owner(home)),
+            .expose(home.run_dir())
+            .owner(crate::app::assemble::container_owner(home)),
             agp_exe: agp_exe.to_path_buf(),
         },
         _ => {
@@ -110,6 +110,30 @@ fn agent_sandbox(
             AgentSandbox::Bwrap(provider)
         }
     })
+}
+
+/// Host programs the agent needs in a container whose image may not have them. Claude Code's
+/// Bash tool needs a real bash: it sources a snapshot of bash's environment before every
+/// command, and a POSIX shell standing in for bash (the busybox image's ash) exits on it, so
+/// every command fails. The host's bash is bound at `/bin/bash`, with its libraries. Under
+/// bubblewrap the host's own root is the sandbox's: nothing to add.
+fn agent_tools(agent: LiveAgent, provider: &AgentSandbox) -> Result<Vec<(PathBuf, PathBuf)>> {
+    if agent != LiveAgent::ClaudeCode || !provider.own_home_dirs() {
+        return Ok(Vec::new());
+    }
+    let bash = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .chain(["/usr/bin".into(), "/bin".into()])
+        .map(|d| d.join("bash"))
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .ok_or_else(|| {
+            anyhow!(
+                "{}'s Bash tool needs bash, which agp binds from the host into the container, \
+                 and this host has none: install bash",
+                agent.name()
+            )
+        })?;
+    Ok(vec![(bash, PathBuf::from("/bin/bash"))])
 }
 
 /// What `agp run` hands over for a live agent.
@@ -169,6 +193,7 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
         eprintln!("agp: warning: {w}");
     }
 
+    let tools = agent_tools(agent, &provider)?;
     let rt = runtime()?;
     let mut assembly = assemble(home, &config, args.govern, &rt)?;
     // This daemon and its session die with this process.
@@ -246,6 +271,7 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
             scratch: scratch.path().to_path_buf(),
             extra_egress,
             agent_output_to_stderr: args.json,
+            tools,
         };
         let provider = provider.clone();
         let journal = journal.clone();
