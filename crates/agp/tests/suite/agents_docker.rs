@@ -291,3 +291,77 @@ fn check_session(
     world.assert_verified();
     j
 }
+
+/// `agp run` killed outright (SIGKILL, nothing of it can clean up) while the agent's call waits
+/// for a human: the agent does not outlive it. The relay it started dies with it and removes
+/// the session container, and with it Claude Code and its waiting hook.
+#[test]
+fn a_run_killed_mid_approval_leaves_no_container() {
+    let Some(client) = claude_at(CLAUDE_VERSION) else {
+        return;
+    };
+    let Some(engine) = DockerEngine::shared() else {
+        return;
+    };
+    let world = docker_world(
+        engine.socket(),
+        "runc",
+        "/etc/claude-code/managed-settings.json",
+    );
+    let model = FakeModel::anthropic(vec![
+        Turn::Shell("mkdir approved-dir".into()),
+        Turn::Text("finished".into()),
+    ])
+    .unwrap();
+    // Nobody writes to the FIFO: the approval stays pending.
+    let fifo = world.dir.path().join("approvals.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut cmd = world.run_command("claude-code", "do the scripted work");
+    cmd.arg("--approver-script")
+        .arg(&fifo)
+        .env("ANTHROPIC_BASE_URL", model.base_url())
+        .env("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
+        .env("AGP_CLAUDE_BIN", &client.native)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut run = cmd.spawn().unwrap();
+    wait_for_approval_request(&world.home);
+    let session = world
+        .journal()
+        .iter()
+        .find(|e| e["kind"] == "session.started")
+        .and_then(|e| e["session"].as_str().map(str::to_owned))
+        .expect("a session started");
+    let containers = session_containers(engine.socket(), &session);
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    run.kill().unwrap();
+    run.wait().unwrap();
+    wait_until(60, "the session container outlived the killed run", || {
+        !agp_testkit::docker::container_exists(engine.socket(), &containers[0])
+    });
+    assert!(!world.repo.join("approved-dir").exists());
+}
+
+/// The ids of the containers (running or not) labelled with `session`, asked with curl.
+fn session_containers(socket: &Path, session: &str) -> Vec<String> {
+    let filter = format!("{{\"label\":[\"agp.session={session}\"]}}");
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-G", "--unix-socket"])
+        .arg(socket)
+        .arg("http://docker/v1.41/containers/json")
+        .args(["--data-urlencode", "all=1", "--data-urlencode"])
+        .arg(format!("filters={filter}"))
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Id"].as_str().unwrap().to_owned())
+        .collect()
+}
