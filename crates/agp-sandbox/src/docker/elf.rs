@@ -70,7 +70,7 @@ fn parse(path: &Path, data: &[u8]) -> Result<Needs, SandboxError> {
     let table = sections
         .dynamic_table(endian, data)
         .map_err(|e| bad(path, e))?;
-    for entry in table.iter() {
+    for entry in &table {
         let text = || {
             table
                 .string(entry)

@@ -26,7 +26,7 @@ pub enum AgentSandbox {
 /// A running sandbox of an [`AgentSandbox`].
 pub enum AgentSession {
     Bwrap(BubblewrapSession),
-    Docker(DockerSession),
+    Docker(Box<DockerSession>),
 }
 
 impl AgentSandbox {
@@ -86,9 +86,9 @@ impl AgentSandbox {
                         }
                     }
                 }
-                Ok(AgentSession::Docker(
+                Ok(AgentSession::Docker(Box::new(
                     provider.spawn(&spec).map_err(|e| anyhow!("{e}"))?,
-                ))
+                )))
             }
         }
     }
@@ -142,7 +142,7 @@ impl AgentSandbox {
     pub fn teardown(&self, session: AgentSession) -> Result<()> {
         match (self, session) {
             (Self::Bwrap(p), AgentSession::Bwrap(s)) => p.teardown(s),
-            (Self::Docker { provider, .. }, AgentSession::Docker(s)) => provider.teardown(s),
+            (Self::Docker { provider, .. }, AgentSession::Docker(s)) => provider.teardown(*s),
             _ => unreachable!("a session of another provider"),
         }
         .map_err(|e| anyhow!("{e}"))

@@ -92,23 +92,20 @@ fn agent_sandbox(
     choice: SandboxChoice,
     agp_exe: &Path,
 ) -> Result<AgentSandbox> {
-    Ok(match choice {
-        SandboxChoice::Docker => AgentSandbox::Docker {
-            // Made now so the exposed path is the canonical one binds are checked against.
-            provider: {
-                Home::create_private_dir(&home.run_dir())?;
-                config.docker_provider(home)?
-            }
+    if choice != SandboxChoice::Docker {
+        let provider = BubblewrapProvider::new().protect(home.root());
+        provider.bwrap().map_err(|e| anyhow!("{e}"))?;
+        return Ok(AgentSandbox::Bwrap(provider));
+    }
+    // Made now so the exposed path is the canonical one binds are checked against.
+    Home::create_private_dir(&home.run_dir())?;
+    Ok(AgentSandbox::Docker {
+        provider: config
+            .docker_provider(home)?
             .protect(home.root())
             .expose(home.run_dir())
             .owner(crate::app::assemble::container_owner(home)),
-            agp_exe: agp_exe.to_path_buf(),
-        },
-        _ => {
-            let provider = BubblewrapProvider::new().protect(home.root());
-            provider.bwrap().map_err(|e| anyhow!("{e}"))?;
-            AgentSandbox::Bwrap(provider)
-        }
+        agp_exe: agp_exe.to_path_buf(),
     })
 }
 
