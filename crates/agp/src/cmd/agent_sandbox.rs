@@ -7,11 +7,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use agp_contracts::sandbox::{BindMount, PreflightReport, SandboxSpec};
+use std::time::Duration;
+
+use agp_contracts::sandbox::{BindMount, ExecRequest, PreflightReport, SandboxSpec, SANDBOX_HOME};
 use agp_contracts::SandboxProvider;
 use agp_sandbox::docker::{DockerProvider, DockerSession};
 use agp_sandbox::{BubblewrapProvider, BubblewrapSession};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 /// The provider a live agent runs in.
 pub enum AgentSandbox {
@@ -93,6 +95,61 @@ impl AgentSandbox {
         }
     }
 
+    /// What the agent needs of the container that the preflight does not prove, checked from
+    /// inside as the agent's user before it starts: a shell at `/bin/sh` (both agents run their
+    /// tools through one), a writable HOME, and agp's sockets (`agp_inside` connects to each;
+    /// gVisor reaches host sockets only when its runtime allows it). One line naming the fix,
+    /// else. Nothing to check under bubblewrap, whose root is the host's.
+    pub fn check_ready(
+        &self,
+        session: &AgentSession,
+        agp_inside: &str,
+        sockets: &[&str],
+    ) -> Result<()> {
+        let (Self::Docker { provider, .. }, AgentSession::Docker(s)) = (self, session) else {
+            return Ok(());
+        };
+        let run = |argv: Vec<String>| {
+            provider
+                .exec(
+                    s,
+                    &ExecRequest {
+                        argv,
+                        cwd: s.repo().to_path_buf(),
+                        stdin: None,
+                        timeout: Duration::from_secs(30),
+                    },
+                )
+                .map_err(|e| anyhow!("{e}"))
+        };
+        let image = provider.image();
+        let shell = run(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "test -w \"$HOME\" && test -w /tmp".into(),
+        ])?;
+        if shell.exit_code != Some(0) {
+            bail!(
+                "the container image {image} cannot run an agent: it needs a shell at /bin/sh \
+                 and a HOME ({SANDBOX_HOME}) the agent can write, world-writable and sticky like \
+                 /tmp (`agp sandbox image build` makes one){}",
+                tail(&shell.stderr)
+            );
+        }
+        let mut argv = vec![agp_inside.to_owned(), "sandbox".into(), "reach".into()];
+        argv.extend(sockets.iter().map(|s| (*s).to_owned()));
+        let reached = run(argv)?;
+        if reached.exit_code != Some(0) {
+            bail!(
+                "the agent cannot reach agp's sockets from inside the container{}; under runsc \
+                 (gVisor) register the runtime with \"runtimeArgs\": [\"--network=none\", \
+                 \"--host-uds=open\"] in the engine's daemon.json",
+                tail(&reached.stderr)
+            );
+        }
+        Ok(())
+    }
+
     /// The full preflight report, passed or not (the caller journals it, then refuses a
     /// failed one).
     pub fn preflight(&self, session: &AgentSession) -> Result<PreflightReport> {
@@ -146,5 +203,16 @@ impl AgentSandbox {
             _ => unreachable!("a session of another provider"),
         }
         .map_err(|e| anyhow!("{e}"))
+    }
+}
+
+/// `: WHAT` for a failed check's stderr, trimmed, when it said anything.
+fn tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", agp_channels::sanitize::escape(text))
     }
 }

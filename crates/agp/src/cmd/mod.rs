@@ -46,6 +46,9 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Sandbox(sandbox::SandboxArgs {
             command: sandbox::SandboxCommand::Attach(args),
         }) => return sandbox_attach::run(&args),
+        Command::Sandbox(sandbox::SandboxArgs {
+            command: sandbox::SandboxCommand::Reach { sockets },
+        }) => return Ok(sandbox::reach(&sockets)),
         other => other,
     };
     let home = Home::resolve(home_arg.as_deref())?.named_by_flag(by_flag);

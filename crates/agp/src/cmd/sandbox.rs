@@ -24,6 +24,13 @@ pub enum SandboxCommand {
     /// Relay a command created in a session container (run by `agp run`, not by hand).
     #[command(hide = true)]
     Attach(crate::cmd::sandbox_attach::AttachArgs),
+    /// Connect to each Unix socket and say which cannot be reached (run inside the session
+    /// container by `agp run`, before the agent starts).
+    #[command(hide = true)]
+    Reach {
+        #[arg(required = true, value_name = "SOCKET")]
+        sockets: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,6 +53,22 @@ pub enum ImageCommand {
     },
 }
 
+/// Whether every socket accepts a connection (closed at once); each one that does not is named.
+pub fn reach(sockets: &[PathBuf]) -> Exit {
+    let mut all = true;
+    for socket in sockets {
+        if let Err(e) = std::os::unix::net::UnixStream::connect(socket) {
+            eprintln!("agp: cannot connect to {}: {e}", socket.display());
+            all = false;
+        }
+    }
+    if all {
+        Exit::Ok
+    } else {
+        Exit::Bad
+    }
+}
+
 pub fn run(home: &Home, args: SandboxArgs) -> Result<Exit> {
     let (from_rootfs, tag, socket) = match args.command {
         SandboxCommand::Image(ImageCommand::Build {
@@ -54,6 +77,7 @@ pub fn run(home: &Home, args: SandboxArgs) -> Result<Exit> {
             socket,
         }) => (from_rootfs, tag, socket),
         SandboxCommand::Attach(a) => return crate::cmd::sandbox_attach::run(&a),
+        SandboxCommand::Reach { sockets } => return Ok(reach(&sockets)),
     };
     let engine = match socket {
         Some(socket) => Engine::at(socket).map_err(|e| anyhow!("{e}"))?,

@@ -307,6 +307,12 @@ fn check_session(
             && e["body"]["provider"] == "docker"),
         "{j:#?}"
     );
+    // Nothing reached the gateway that it had to turn away (the readiness check's connection
+    // included).
+    assert!(
+        !j.iter().any(|e| e["kind"] == "gateway.rejected"),
+        "{j:#?}"
+    );
     world.assert_verified();
     j
 }

@@ -224,6 +224,11 @@ fn prove(
     if !report.passed {
         bail!("sandbox preflight failed: {}", report.failure_summary());
     }
+    provider.check_ready(
+        sandbox,
+        live::AGP_EXE,
+        &[live::GATEWAY_SOCKET, live::EGRESS_SOCKET],
+    )?;
 
     if agent == LiveAgent::Codex {
         // Codex skips an untrusted hook silently: prove from inside this very sandbox that it
