@@ -309,10 +309,7 @@ fn check_session(
     );
     // Nothing reached the gateway that it had to turn away (the readiness check's connection
     // included).
-    assert!(
-        !j.iter().any(|e| e["kind"] == "gateway.rejected"),
-        "{j:#?}"
-    );
+    assert!(!j.iter().any(|e| e["kind"] == "gateway.rejected"), "{j:#?}");
     world.assert_verified();
     j
 }
@@ -399,4 +396,117 @@ fn session_containers(socket: &Path, session: &str) -> Vec<String> {
         .iter()
         .map(|c| c["Id"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// An image the agent cannot work in (here: a HOME only root may enter, as images made before
+/// agents ran in containers had) is refused before the agent starts, naming the fix, and no
+/// container is left.
+#[test]
+fn an_image_without_a_writable_home_is_refused_naming_the_fix() {
+    let Some(client) = codex_at(CODEX_VERSION) else {
+        return;
+    };
+    let Some(engine) = DockerEngine::shared() else {
+        return;
+    };
+    let world = docker_world(engine.socket(), "runc", "/etc/codex/requirements.toml");
+    // The busybox root `agp sandbox image build` makes, but with HOME 0700 for the image's
+    // account (the HOME tmpfs then takes that mode, owned by root).
+    let root = world.new_dir("rootfs");
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .expect("busybox-static");
+    for dir in ["bin", "etc", "proc", "sys", "dev", "tmp", "home/agent"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    let applets = std::process::Command::new(busybox)
+        .arg("--list")
+        .output()
+        .unwrap();
+    for applet in text(&applets.stdout).lines().filter(|a| *a != "busybox") {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\nagent:x:65534:65534::/home/agent:/bin/sh\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::set_permissions(
+        root.join("home/agent"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    chown(root.join("home/agent"), Some(UID), Some(UID)).unwrap();
+    let tar = world.dir.path().join("rootfs.tar");
+    assert!(std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let tag = "localhost/agp-agents:home-0700";
+    let out = std::process::Command::new(AGP)
+        .arg("--home")
+        .arg(&world.home)
+        .args(["sandbox", "image", "build", "--from-rootfs"])
+        .arg(&tar)
+        .arg("--socket")
+        .arg(engine.socket())
+        .args(["--tag", tag])
+        .output()
+        .unwrap();
+    let built = assert_ran(&out);
+    let pinned = built
+        .lines()
+        .find_map(|l| l.strip_prefix("built "))
+        .unwrap();
+    let config = world.home.join("config.toml");
+    let repinned: String = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.starts_with("image = ") {
+                format!("image = \"{pinned}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&config, repinned).unwrap();
+    let model = FakeModel::openai(vec![Turn::Text("finished".into())]).unwrap();
+    let home = codex_home_with_fake_provider(&world, &model, "")
+        .display()
+        .to_string();
+    let native = client.native.display().to_string();
+    let out = world.run(
+        "codex",
+        &[
+            ("CODEX_HOME", home.as_str()),
+            ("FAKE_API_KEY", "not-a-real-key"),
+            ("AGP_CODEX_BIN", native.as_str()),
+        ],
+        "",
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot run an agent") && stderr.contains("agp sandbox image build"),
+        "{stderr}"
+    );
+    assert!(model.requests().is_empty(), "the agent started");
+    let session = world
+        .journal()
+        .iter()
+        .find(|e| e["kind"] == "session.started")
+        .and_then(|e| e["session"].as_str().map(str::to_owned))
+        .expect("a session started");
+    assert!(session_containers(engine.socket(), &session).is_empty());
 }
