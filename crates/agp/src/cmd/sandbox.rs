@@ -37,7 +37,10 @@ pub enum SandboxCommand {
 pub enum ImageCommand {
     /// Import a root filesystem into the container engine and print the pinned reference for
     /// config.toml. By default a minimal root made of the host's static busybox
-    /// (`apt-get install busybox-static`) with a non-root account.
+    /// (`apt-get install busybox-static`) with a non-root account. For `agp run` of Claude Code
+    /// or Codex, agp binds itself, the agent, their ELF loader and libraries (and, for Claude
+    /// Code, the host's bash) read-only from the host; a root given with --from-rootfs needs
+    /// `sleep` and a shell at /bin/sh, and its HOME directory world-writable and sticky.
     #[command(after_help = EXIT_CODES_HELP)]
     Build {
         /// A root filesystem as a tar archive to import instead of the busybox root.

@@ -9,7 +9,7 @@
 
 use super::support::agents as agents_support;
 
-use std::os::unix::fs::chown;
+use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::Path;
 
 use agents_support::*;
@@ -434,7 +434,6 @@ fn an_image_without_a_writable_home_is_refused_naming_the_fix() {
         "root:x:0:0::/root:/bin/sh\nagent:x:65534:65534::/home/agent:/bin/sh\n",
     )
     .unwrap();
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     std::fs::set_permissions(
         root.join("home/agent"),
