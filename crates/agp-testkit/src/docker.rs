@@ -160,7 +160,7 @@ fn start() -> Result<DockerEngine, String> {
     let dir = std::env::temp_dir().join(format!("agp-dockerd-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let config = serde_json::json!({
-        "runtimes": {"runsc": {"path": runsc, "runtimeArgs": ["--network=none"]}},
+        "runtimes": {"runsc": {"path": runsc, "runtimeArgs": ["--network=none", "--host-uds=open"]}},
     });
     std::fs::write(dir.join("daemon.json"), config.to_string())
         .map_err(|e| format!("cannot write daemon.json: {e}"))?;

@@ -36,6 +36,15 @@ pub(crate) struct Plan<'a> {
 }
 
 impl Plan<'_> {
+    /// Whether a bind lies in HOME: the HOME tmpfs is then asked for as a mount of its own,
+    /// which the engine orders before the binds inside it by depth (a `HostConfig.Tmpfs` one
+    /// is mounted after every bind and would hide them).
+    fn home_in_mounts(&self) -> bool {
+        self.binds
+            .iter()
+            .any(|(_, dest, _)| dest.starts_with(SANDBOX_HOME) && dest != Path::new(SANDBOX_HOME))
+    }
+
     /// The uid of the container's own processes (its init and the waiting `sleep`): never the
     /// commands' uid, so a command can neither signal nor ptrace them (no capabilities), and
     /// never root.
@@ -80,6 +89,20 @@ impl Plan<'_> {
                 "BindOptions": {"Propagation": "rprivate"},
             }));
         }
+        let mut tmpfs_mounts = json!({
+            "/tmp": format!("rw,nosuid,nodev,size={tmpfs},mode=1777"),
+            // Not `uid=`: Podman refuses that tmpfs option. Only the commands' uid runs
+            // anything in the container.
+            SANDBOX_HOME: format!("rw,nosuid,nodev,size={tmpfs},mode=1777"),
+        });
+        if self.home_in_mounts() {
+            tmpfs_mounts.as_object_mut().map(|t| t.remove(SANDBOX_HOME));
+            mounts.push(json!({
+                "Type": "tmpfs",
+                "Target": SANDBOX_HOME,
+                "TmpfsOptions": {"SizeBytes": tmpfs, "Mode": 0o1777},
+            }));
+        }
         let ulimits: Vec<Value> = self
             .rlimits()
             .into_iter()
@@ -99,12 +122,7 @@ impl Plan<'_> {
             "PidMode": "",
             "Runtime": self.runtime.name(),
             "Mounts": mounts,
-            "Tmpfs": {
-                "/tmp": format!("rw,nosuid,nodev,size={tmpfs},mode=1777"),
-                // Not `uid=`: Podman refuses that tmpfs option. Only the commands' uid runs
-                // anything in the container.
-                SANDBOX_HOME: format!("rw,nosuid,nodev,size={tmpfs},mode=1777"),
-            },
+            "Tmpfs": tmpfs_mounts,
             "Ulimits": ulimits,
             "LogConfig": {"Type": "none", "Config": {}},
             "RestartPolicy": {"Name": "no"},
@@ -146,6 +164,9 @@ impl Plan<'_> {
     /// every difference is named. `podman`: Podman's own facts (see `engine_kind`), which
     /// replace the compatible inspect's runtime, capability and masked-path fields.
     pub(crate) fn verify(&self, inspect: &Value, podman: Option<&Value>) -> Vec<String> {
+        // Only Docker's create was asked for HOME as a mount (Podman's own create takes every
+        // tmpfs as a mount, and its compatible inspect reports them all as `Tmpfs`).
+        let home_as_mount = self.home_in_mounts() && podman.is_none();
         let mut wrong = Vec::new();
         let host = &inspect["HostConfig"];
         let mut expect = |what: &str, ok: bool| {
@@ -201,9 +222,27 @@ impl Plan<'_> {
             "init user",
             inspect["Config"]["User"] == self.init_user_spec(),
         );
+        // Mounted, and of the size asked (the request as the engine kept it: `Mounts` of the
+        // inspect does not carry tmpfs options).
+        let home_size = self.limits.tmpfs_bytes.unwrap_or(DEFAULT_TMPFS_BYTES);
+        let home_mount = inspect["Mounts"].as_array().is_some_and(|m| {
+            m.iter()
+                .any(|m| m["Type"] == "tmpfs" && m["Destination"] == SANDBOX_HOME)
+        }) && host["Mounts"].as_array().is_some_and(|m| {
+            m.iter().any(|m| {
+                m["Type"] == "tmpfs"
+                    && m["Target"] == SANDBOX_HOME
+                    && m["TmpfsOptions"]["SizeBytes"].as_u64() == Some(home_size)
+            })
+        });
         expect(
             "tmpfs /tmp and HOME",
-            host["Tmpfs"].get("/tmp").is_some() && host["Tmpfs"].get(SANDBOX_HOME).is_some(),
+            host["Tmpfs"].get("/tmp").is_some()
+                && if home_as_mount {
+                    home_mount
+                } else {
+                    host["Tmpfs"].get(SANDBOX_HOME).is_some()
+                },
         );
         expect(
             "only the tmpfs asked for",
@@ -262,6 +301,9 @@ impl Plan<'_> {
         // Tmpfs mounts are not listed in `Mounts`; each listed one must be a bind asked for,
         // with the access asked for (a volume of the image's would be one agp did not ask for).
         let mut wanted: Vec<(String, bool)> = vec![(self.repo.display().to_string(), true)];
+        if home_as_mount {
+            wanted.push((SANDBOX_HOME.to_string(), true));
+        }
         wanted.extend(
             self.binds
                 .iter()
@@ -467,5 +509,64 @@ mod tests {
         let mut r = honest.clone();
         r["HostConfig"]["Tmpfs"]["/run"] = json!("rw,nosuid,nodev,size=1048576");
         assert_eq!(named(&r), ["only the tmpfs asked for"]);
+    }
+
+    #[test]
+    fn a_bind_in_home_makes_home_a_mount_ordered_before_it() {
+        let limits = ResourceLimits::default();
+        let file = PathBuf::from(format!("{SANDBOX_HOME}/.codex/config.toml"));
+        let plan = Plan {
+            session: "s1",
+            owner: "",
+            image_id: "sha256:00",
+            runtime: Runtime::Runc,
+            user: (1000, 1000),
+            repo: Path::new("/r"),
+            env: &[],
+            binds: vec![(PathBuf::from("/host/c.toml"), file.clone(), false)],
+            limits: &limits,
+        };
+        let body = plan.create_body();
+        let host = &body["HostConfig"];
+        assert!(host["Tmpfs"].get("/tmp").is_some());
+        assert!(host["Tmpfs"].get(SANDBOX_HOME).is_none(), "{host:#}");
+        let home = host["Mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["Target"] == SANDBOX_HOME)
+            .expect("HOME among the mounts");
+        assert_eq!(home["Type"], "tmpfs");
+        let mut reported = json!({
+            "Image": "sha256:00",
+            "State": {"Running": true},
+            "Config": {"User": "65533:65533"},
+            "HostConfig": host.clone(),
+            "Mounts": [
+                {"Type": "bind", "Destination": "/r", "RW": true},
+                {"Type": "tmpfs", "Destination": SANDBOX_HOME, "RW": true},
+                {"Type": "bind", "Destination": file, "RW": false},
+            ],
+        });
+        reported["HostConfig"]["MaskedPaths"] = json!(["/proc/kcore"]);
+        assert_eq!(plan.verify(&reported, None), Vec::<String>::new());
+        // A HOME tmpfs without its size bound.
+        let mut unbounded = reported.clone();
+        unbounded["HostConfig"]["Mounts"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .filter(|m| m["Target"] == SANDBOX_HOME)
+            .for_each(|m| m["TmpfsOptions"] = json!({"Mode": 0o1777}));
+        assert!(plan
+            .verify(&unbounded, None)
+            .contains(&"tmpfs /tmp and HOME".to_string()));
+        // An engine that dropped the HOME tmpfs (the bind would then be on the read-only root).
+        reported["Mounts"].as_array_mut().unwrap().remove(1);
+        let wrong = plan.verify(&reported, None);
+        assert!(
+            wrong.contains(&"tmpfs /tmp and HOME".to_string()),
+            "{wrong:?}"
+        );
     }
 }

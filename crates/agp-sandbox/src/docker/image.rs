@@ -215,8 +215,9 @@ pub fn busybox_rootfs(busybox: &Path) -> Result<Vec<u8>, SandboxError> {
         tar.dir(dir, 0o755, 0);
     }
     tar.dir("tmp", 0o1777, 0);
-    // HOME is a tmpfs at session time, and runc gives a tmpfs the mode of the directory it
-    // covers (its owner stays root): 0700 here made HOME unusable by the commands' uid.
+    // runc gives a tmpfs the mode of the directory it is mounted on (its owner is root
+    // whatever the image says): HOME's tmpfs is only usable by the commands' uid, whichever
+    // it is, when the image's HOME is world-writable and sticky like /tmp.
     tar.dir(home, 0o1777, 0);
     tar.file("bin/busybox", 0o755, &binary)?;
     for applet in applets

@@ -13,8 +13,10 @@
 //! checked the same way.
 
 mod api;
+mod attach;
 mod cgroup;
 mod container;
+mod elf;
 mod engine_kind;
 mod exec;
 mod fence;
@@ -39,7 +41,9 @@ use agp_contracts::sandbox::{
 };
 
 pub use api::Engine;
+pub use attach::{attach, exec_container, remove_container};
 pub use container::{MANAGED_LABEL, OWNER_LABEL, SESSION_LABEL};
+pub use elf::loader_files;
 pub use image::ImageRef;
 pub use lifecycle::remove_orphans;
 use lifecycle::{create_and_start, remove, restart};
@@ -88,6 +92,8 @@ pub struct DockerProvider {
     runtime: Runtime,
     output_cap: usize,
     protected: Vec<PathBuf>,
+    /// Paths inside a protected one that binds may still name (see [`Self::expose`]).
+    exposed: Vec<PathBuf>,
     owner: String,
 }
 
@@ -184,6 +190,7 @@ impl DockerProvider {
             runtime,
             output_cap: DEFAULT_OUTPUT_CAP,
             protected: Vec::new(),
+            exposed: Vec::new(),
             owner: String::new(),
         }
     }
@@ -208,8 +215,23 @@ impl DockerProvider {
         self
     }
 
+    /// A path inside a protected one that a bind may still name, it or what is under it (the
+    /// session's own gateway socket and scratch directory in agp's run directory): binding it
+    /// exposes only itself, never the protected path around it.
+    pub fn expose(mut self, path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        self.exposed
+            .push(std::fs::canonicalize(&path).unwrap_or(path));
+        self
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The OCI runtime sessions run with.
+    pub fn runtime(&self) -> Runtime {
+        self.runtime
     }
 
     /// The pinned image sessions run.
@@ -309,9 +331,10 @@ impl DockerProvider {
         for (source, dest, writable) in ro.chain(extra) {
             let source = layout::check_source(source, repo)?;
             layout::check_dest(dest)?;
+            let exposed = self.exposed.iter().any(|e| source.starts_with(e));
             if let Some(hit) = guarded
                 .iter()
-                .find(|g| g.starts_with(&source) || source.starts_with(g))
+                .find(|g| g.starts_with(&source) || (source.starts_with(g) && !exposed))
             {
                 return Err(SandboxError::Refused(format!(
                     "bind {} would expose {} inside the container",
@@ -566,9 +589,9 @@ impl SandboxProvider for DockerProvider {
         let mut runtime_caveats = Vec::new();
         if self.runtime == Runtime::Runsc {
             // Seen with gVisor 20221219: a busy loop under RLIMIT_CPU 1 ran until its timeout.
-            // Seen with gVisor 20221219, with and without --host-uds=all: connect and stat on a
-            // host socket in a bind mount fail with EPERM.
-            runtime_caveats.push("host Unix sockets bound into the container (the agent's gateway and egress sockets) cannot be connected to under runsc: gVisor refuses host sockets (EPERM)".to_string());
+            // Seen with gVisor 20221219: connect to a host socket in a bind mount fails with
+            // EPERM unless runsc runs with --host-uds=open (the engine's runtimeArgs).
+            runtime_caveats.push("host Unix sockets bound into the container (the agent's gateway and egress sockets) connect under runsc only when the engine registers runsc with --host-uds=open; without it gVisor refuses them (EPERM) and a live agent is refused before it starts, naming that fix".to_string());
             runtime_caveats.push("max_cpu_seconds (RLIMIT_CPU) is NOT enforced under runsc: gVisor does not deliver SIGXCPU; a command is bounded by its timeout and the session's memory and pids limits".to_string());
         }
         let kernel = match self.runtime {

@@ -99,10 +99,7 @@ pub fn sandbox_factory(
 /// of this home is an orphan. An engine that cannot be reached is only a warning here: every
 /// session then fails closed at its start.
 fn docker_provider(home: &Home, file: &Config) -> Result<agp_sandbox::docker::DockerProvider> {
-    let owner = std::fs::canonicalize(home.root())
-        .unwrap_or_else(|_| home.root().to_path_buf())
-        .display()
-        .to_string();
+    let owner = container_owner(home);
     let provider = file
         .docker_provider(home)?
         .protect(home.root())
@@ -116,6 +113,14 @@ fn docker_provider(home: &Home, file: &Config) -> Result<agp_sandbox::docker::Do
         Err(e) => eprintln!("agp: cannot look for containers left behind: {e}"),
     }
     Ok(provider)
+}
+
+/// The `agp.owner` label of this home's containers.
+pub fn container_owner(home: &Home) -> String {
+    std::fs::canonicalize(home.root())
+        .unwrap_or_else(|_| home.root().to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// The user's home (`~/` in policy rules, where agent logins are found): $HOME, else `/`.

@@ -8,16 +8,15 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use agp_contracts::sandbox::{BindMount, ResourceLimits, SandboxSpec, SANDBOX_HOME};
-use agp_contracts::SandboxProvider;
 use agp_intendants::identity::{self, Version, VersionVerdict};
 use agp_intendants::install_layout::{self, AgentInstall, AgentKind};
 use agp_intendants::live::{self, LiveConfig};
 use agp_intendants::proc_report;
-use agp_sandbox::BubblewrapProvider;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::app::config::Config;
+use crate::cmd::agent_sandbox::AgentSandbox;
 
 /// Longest `--version` may take inside the sandbox.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,7 +67,7 @@ pub fn prepare(
     kind: AgentKind,
     name: &str,
     (var, exe, install): (&str, &str, &str),
-    provider: &BubblewrapProvider,
+    provider: &AgentSandbox,
     repo: &Path,
 ) -> Result<AgentBinary> {
     let found = match std::env::var_os(var).filter(|v| !v.is_empty()) {
@@ -119,7 +118,7 @@ pub fn prepare(
 /// Runs `EXE --version` in a sandbox of its own (nothing of the user's bound, no network) and
 /// returns what it printed; a failure says how it ended and what it wrote on stderr.
 fn ask_version(
-    provider: &BubblewrapProvider,
+    provider: &AgentSandbox,
     repo: &Path,
     install: &AgentInstall,
     name: &str,
@@ -147,17 +146,25 @@ fn ask_version(
             writable: false,
         })
         .collect();
-    let sandbox = provider.spawn(&spec).map_err(|e| anyhow!("{e}"))?;
+    let sandbox = provider.spawn(&spec, &[&install.exe])?;
     let argv = vec![exe.display().to_string(), "--version".into()];
-    let mut cmd = provider
-        .command(&sandbox, &argv, repo)
-        .map_err(|e| anyhow!("{e}"))?;
+    let mut cmd = match provider.command(&sandbox, &argv, repo, false) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            let _ = provider.teardown(sandbox);
+            return Err(e);
+        }
+    };
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {name} in the sandbox"))?;
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = provider.teardown(sandbox);
+            return Err(e).with_context(|| format!("cannot start {name} in the sandbox"));
+        }
+    };
     let stderr = child.stderr.take().map(proc_report::keep_tail);
     let mut stdout = child.stdout.take().context("no stdout")?;
     let reader = std::thread::spawn(move || {

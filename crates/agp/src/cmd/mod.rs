@@ -2,6 +2,7 @@
 
 pub mod agent_binary;
 pub mod agent_login;
+pub mod agent_sandbox;
 pub mod agent_wait;
 pub mod bench;
 pub mod daemon;
@@ -19,6 +20,7 @@ pub mod run;
 pub mod run_agent;
 pub mod run_report;
 pub mod sandbox;
+pub mod sandbox_attach;
 pub mod sessions;
 pub mod slack;
 pub mod verify;
@@ -41,6 +43,12 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
     let command = match cli.command {
         Command::Hook(args) => return Ok(hook::run(&args, home_arg.as_deref())),
         Command::EgressBridge(args) => return egress_bridge::run(&args),
+        Command::Sandbox(sandbox::SandboxArgs {
+            command: sandbox::SandboxCommand::Attach(args),
+        }) => return sandbox_attach::run(&args),
+        Command::Sandbox(sandbox::SandboxArgs {
+            command: sandbox::SandboxCommand::Reach { sockets },
+        }) => return Ok(sandbox::reach(&sockets)),
         other => other,
     };
     let home = Home::resolve(home_arg.as_deref())?.named_by_flag(by_flag);

@@ -1,5 +1,6 @@
 mod agents_claude;
 mod agents_codex;
+mod agents_docker;
 mod agents_fail_closed;
 mod agents_install;
 mod agents_slack;

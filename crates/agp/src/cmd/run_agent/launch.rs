@@ -8,15 +8,15 @@ use std::sync::Arc;
 
 use agp_contracts::events::{Event, IntendantWiringVerified, SandboxPreflight};
 use agp_contracts::intendant::{IntendantAdapter, LaunchContext, LaunchPlan, ProcessPlan};
-use agp_contracts::sandbox::{BindMount, ResourceLimits, SandboxSpec};
-use agp_contracts::{Journal, SandboxProvider};
+use agp_contracts::sandbox::{BindMount, ResourceLimits, SandboxSpec, SANDBOX_HOME};
+use agp_contracts::Journal;
 use agp_egress::{Allowlist, EgressProxy, JournalObserver, ProxyConfig, UpstreamWatch};
 use agp_intendants::codex;
 use agp_intendants::live;
-use agp_sandbox::BubblewrapProvider;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::{LiveAgent, PROBE_TIMEOUT};
+use crate::cmd::agent_sandbox::AgentSandbox;
 use crate::cmd::agent_wait;
 
 /// The agent process of a run, as seen by the signal handler: a signal kills the agent, and an
@@ -67,11 +67,16 @@ pub(super) struct HostPaths {
     pub gateway: PathBuf,
     /// The agent's executable inside the sandbox.
     pub agent_exe: PathBuf,
+    /// The agent's executable on the host.
+    pub agent_host_exe: PathBuf,
     pub agp_exe: PathBuf,
     pub scratch: PathBuf,
     pub extra_egress: Vec<String>,
     /// `--json`: stdout carries only agp's summary, so the agent writes to stderr.
     pub agent_output_to_stderr: bool,
+    /// Host programs the agent needs that the sandbox's root may lack or have in a form it
+    /// cannot use: (host executable, path inside), bound read-only with their libraries.
+    pub tools: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Plans, proves and starts the agent; returns its exit status. Blocking.
@@ -80,7 +85,7 @@ pub(super) fn launch(
     adapter: &dyn IntendantAdapter,
     ctx: &LaunchContext,
     host: &HostPaths,
-    provider: &BubblewrapProvider,
+    provider: &AgentSandbox,
     journal: &Arc<dyn Journal>,
     process: &AgentProcess,
 ) -> Result<i32> {
@@ -108,40 +113,19 @@ pub(super) fn launch(
         watch.clone(),
     )
     .context("cannot start the egress proxy")?;
-
-    let spec = sandbox_spec(ctx, &plan, host, &egress_dir)?;
-    let sandbox = provider.spawn(&spec).map_err(|e| anyhow!("{e}"))?;
-    let report = provider
-        .run_preflight(&sandbox)
-        .map_err(|e| anyhow!("{e}"))?;
-    journal
-        .append(
-            SandboxPreflight::KIND,
-            Some(&ctx.session),
-            SandboxPreflight::flat(report.clone()).to_body(),
-        )
-        .context("cannot journal the sandbox preflight")?;
-    if !report.passed {
-        bail!("sandbox preflight failed: {}", report.failure_summary());
-    }
-
-    if agent == LiveAgent::Codex {
-        // Codex skips an untrusted hook silently: prove from inside this very sandbox that it
-        // will run agp's hook, or refuse to start.
-        let probe = codex::probe_argv(&host.agent_exe);
-        let cmd = provider
-            .command(&sandbox, &probe, &plan.cwd)
-            .map_err(|e| anyhow!("{e}"))?;
-        codex::probe_hooks(cmd, ctx, PROBE_TIMEOUT)?;
-        let verified = IntendantWiringVerified {
-            intendant: agent.name().to_owned(),
-            method: "codex app-server hooks/list".into(),
-        };
-        journal.append(
-            IntendantWiringVerified::KIND,
-            Some(&ctx.session),
-            verified.to_body(),
-        )?;
+    let started = start_sandbox(ctx, &plan, host, provider, &egress_dir);
+    let sandbox = match started {
+        Ok(s) => s,
+        Err(e) => {
+            proxy.stop();
+            return Err(e);
+        }
+    };
+    let proved = prove(agent, ctx, &plan, host, provider, &sandbox, journal);
+    if let Err(e) = proved {
+        let _ = provider.teardown(sandbox);
+        proxy.stop();
+        return Err(e);
     }
 
     let mut argv = vec![
@@ -154,9 +138,15 @@ pub(super) fn launch(
         "--".into(),
     ];
     argv.extend(plan.argv.iter().cloned());
-    let mut cmd = provider
-        .command(&sandbox, &argv, &plan.cwd)
-        .map_err(|e| anyhow!("{e}"))?;
+    let cmd = provider.command(&sandbox, &argv, &plan.cwd, plan.interactive);
+    let mut cmd = match cmd {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            let _ = provider.teardown(sandbox);
+            proxy.stop();
+            return Err(e);
+        }
+    };
     if !plan.interactive {
         cmd.stdin(Stdio::null());
     }
@@ -184,6 +174,81 @@ pub(super) fn launch(
     }
 }
 
+/// The sandbox for the agent, started: its spec, and what the agent's user needs handed over
+/// when it is not this process's (a container runs as the repository's owner).
+fn start_sandbox(
+    ctx: &LaunchContext,
+    plan: &ProcessPlan,
+    host: &HostPaths,
+    provider: &AgentSandbox,
+    egress_dir: &Path,
+) -> Result<crate::cmd::agent_sandbox::AgentSession> {
+    let user = provider.foreign_user(&ctx.repo)?;
+    let spec = sandbox_spec(ctx, plan, host, egress_dir, provider.own_home_dirs(), user)?;
+    if let Some((uid, gid)) = user {
+        let hand_over = |path: &Path| {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).with_context(|| {
+                format!(
+                    "the agent runs as uid {uid} (the repository's owner) and agp cannot give it                      {}; run agp as the repository's owner",
+                    path.display()
+                )
+            })
+        };
+        hand_over(egress_dir)?;
+        hand_over(&egress_dir.join("egress.sock"))?;
+        hand_over(&host.gateway)?;
+    }
+    let mut executables = vec![host.agp_exe.as_path(), host.agent_host_exe.as_path()];
+    executables.extend(host.tools.iter().map(|(source, _)| source.as_path()));
+    provider.spawn(&spec, &executables)
+}
+
+/// The preflight, journaled and required to pass, and Codex's hook proof from inside.
+fn prove(
+    agent: LiveAgent,
+    ctx: &LaunchContext,
+    plan: &ProcessPlan,
+    host: &HostPaths,
+    provider: &AgentSandbox,
+    sandbox: &crate::cmd::agent_sandbox::AgentSession,
+    journal: &Arc<dyn Journal>,
+) -> Result<()> {
+    let report = provider.preflight(sandbox)?;
+    journal
+        .append(
+            SandboxPreflight::KIND,
+            Some(&ctx.session),
+            SandboxPreflight::flat(report.clone()).to_body(),
+        )
+        .context("cannot journal the sandbox preflight")?;
+    if !report.passed {
+        bail!("sandbox preflight failed: {}", report.failure_summary());
+    }
+    provider.check_ready(
+        sandbox,
+        live::AGP_EXE,
+        &[live::GATEWAY_SOCKET, live::EGRESS_SOCKET],
+    )?;
+
+    if agent == LiveAgent::Codex {
+        // Codex skips an untrusted hook silently: prove from inside this very sandbox that it
+        // will run agp's hook, or refuse to start.
+        let probe = codex::probe_argv(&host.agent_exe);
+        let cmd = provider.command(sandbox, &probe, &plan.cwd, true)?;
+        codex::probe_hooks(cmd, ctx, PROBE_TIMEOUT)?;
+        let verified = IntendantWiringVerified {
+            intendant: agent.name().to_owned(),
+            method: "codex app-server hooks/list".into(),
+        };
+        journal.append(
+            IntendantWiringVerified::KIND,
+            Some(&ctx.session),
+            verified.to_body(),
+        )?;
+    }
+    Ok(())
+}
+
 /// The model API's `host:port` entries of the plan, as the proxy names upstreams.
 fn model_hosts(hosts: &[String]) -> Vec<(String, u16)> {
     hosts
@@ -197,12 +262,26 @@ fn model_hosts(hosts: &[String]) -> Vec<(String, u16)> {
 
 /// The sandbox for the agent: the plan's environment and binds, plus the gateway socket, the
 /// egress socket directory and agp itself, all read-only.
+///
+/// `home_dirs`: the provider creates missing bind targets as root (a container engine), so a
+/// directory in HOME that would only hold binds (Codex's CODEX_HOME) is a fresh directory of
+/// the agent's own from the session's scratch instead, writable as under bubblewrap. `user`:
+/// the agent's uid and gid when not this process's; the files agp writes for it are its own.
 fn sandbox_spec(
     ctx: &LaunchContext,
     plan: &ProcessPlan,
     host: &HostPaths,
     egress_dir: &Path,
+    home_dirs: bool,
+    user: Option<(u32, u32)>,
 ) -> Result<SandboxSpec> {
+    let give = |path: &Path| -> Result<()> {
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .with_context(|| format!("cannot give {} to uid {uid}", path.display()))?;
+        }
+        Ok(())
+    };
     let mut spec = SandboxSpec::new(ctx.session.clone(), ctx.repo.clone());
     spec.env = plan.env.clone();
     // No address-space limit: the agent runtimes reserve far more virtual memory than they use.
@@ -216,6 +295,9 @@ fn sandbox_spec(
         .push(ro(&host.gateway, Path::new(live::GATEWAY_SOCKET)));
     spec.binds.push(ro(egress_dir, Path::new(live::EGRESS_DIR)));
     spec.binds.push(ro(&host.agp_exe, Path::new(live::AGP_EXE)));
+    for (source, dest) in &host.tools {
+        spec.binds.push(ro(source, dest));
+    }
     for (source, dest) in &plan.ro_binds {
         spec.binds.push(ro(source, dest));
     }
@@ -231,11 +313,40 @@ fn sandbox_spec(
         std::fs::write(&source, &f.contents)
             .with_context(|| format!("cannot write {}", source.display()))?;
         std::fs::set_permissions(&source, std::fs::Permissions::from_mode(f.mode))?;
+        give(&source)?;
         spec.binds.push(BindMount {
             source,
             dest: f.path.clone(),
             writable: !f.read_only,
         });
+    }
+    if home_dirs {
+        let home = Path::new(SANDBOX_HOME);
+        let mut tops: Vec<PathBuf> = spec
+            .binds
+            .iter()
+            .filter_map(|b| {
+                let rel = b.dest.strip_prefix(home).ok()?;
+                let mut parts = rel.components();
+                let first = parts.next()?;
+                // Only a directory that holds binds; a file bound straight into HOME needs none.
+                parts.next()?;
+                Some(home.join(first))
+            })
+            .collect();
+        tops.sort();
+        tops.dedup();
+        for (i, top) in tops.into_iter().enumerate() {
+            let dir = host.scratch.join("home").join(i.to_string());
+            std::fs::create_dir_all(&dir)?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+            give(&dir)?;
+            spec.binds.push(BindMount {
+                source: dir,
+                dest: top,
+                writable: true,
+            });
+        }
     }
     Ok(spec)
 }

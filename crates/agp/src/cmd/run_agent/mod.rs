@@ -1,13 +1,13 @@
 //! `agp run --intendant claude-code|codex`: a real agent CLI, governed.
 //!
-//! One session with an in-process daemon in gate mode. The agent runs INSIDE a bubblewrap
-//! sandbox: the repository read-write, a tmpfs HOME seeded only with the user's existing login
+//! One session with an in-process daemon in gate mode. The agent runs INSIDE agp's sandbox,
+//! bubblewrap or (`--sandbox docker`) the session's container, the same way in either: the repository read-write, a tmpfs HOME seeded only with the user's existing login
 //! (read-only), agp's hook wiring in the CLI's managed settings (read-only, the only hooks
 //! allowed), and no network: the only way out is agp's egress proxy on the host side, reached
 //! through a read-only bound Unix socket and an in-sandbox bridge, which lets the model API host
 //! (and the domains config.toml allows) through and journals every attempt.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use crate::app::assemble::{assemble, runtime};
 use crate::app::config::Config;
 use crate::app::local::LocalDaemon;
 use crate::cmd::agent_binary;
+use crate::cmd::agent_sandbox::AgentSandbox;
 use crate::cmd::daemon::{GovernArgs, SandboxChoice};
 use crate::cmd::interrupt::{Interrupts, INTERRUPTED};
 use crate::exit::Exit;
@@ -82,6 +83,56 @@ impl LiveAgent {
     }
 }
 
+/// The sandbox the agent runs in. The container provider is this home's (its containers
+/// labelled so a later daemon start removes any a crash leaves); the session's own scratch
+/// and gateway socket, in agp's run directory, may be bound though agp's home is protected.
+fn agent_sandbox(
+    home: &Home,
+    config: &Config,
+    choice: SandboxChoice,
+    agp_exe: &Path,
+) -> Result<AgentSandbox> {
+    if choice != SandboxChoice::Docker {
+        let provider = BubblewrapProvider::new().protect(home.root());
+        provider.bwrap().map_err(|e| anyhow!("{e}"))?;
+        return Ok(AgentSandbox::Bwrap(provider));
+    }
+    // Made now so the exposed path is the canonical one binds are checked against.
+    Home::create_private_dir(&home.run_dir())?;
+    Ok(AgentSandbox::Docker {
+        provider: config
+            .docker_provider(home)?
+            .protect(home.root())
+            .expose(home.run_dir())
+            .owner(crate::app::assemble::container_owner(home)),
+        agp_exe: agp_exe.to_path_buf(),
+    })
+}
+
+/// Host programs the agent needs in a container whose image may not have them. Claude Code's
+/// Bash tool needs a real bash: it sources a snapshot of bash's environment before every
+/// command, and a POSIX shell standing in for bash (the busybox image's ash) exits on it, so
+/// every command fails. The host's bash is bound at `/bin/bash`, with its libraries. Under
+/// bubblewrap the host's own root is the sandbox's: nothing to add.
+fn agent_tools(agent: LiveAgent, provider: &AgentSandbox) -> Result<Vec<(PathBuf, PathBuf)>> {
+    if agent != LiveAgent::ClaudeCode || !provider.own_home_dirs() {
+        return Ok(Vec::new());
+    }
+    let bash = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .chain(["/usr/bin".into(), "/bin".into()])
+        .map(|d| d.join("bash"))
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .ok_or_else(|| {
+            anyhow!(
+                "{}'s Bash tool needs bash, which agp binds from the host into the container, \
+                 and this host has none: install bash",
+                agent.name()
+            )
+        })?;
+    Ok(vec![(bash, PathBuf::from("/bin/bash"))])
+}
+
 /// What `agp run` hands over for a live agent.
 pub struct AgentRunArgs<'a> {
     pub agent: LiveAgent,
@@ -95,12 +146,6 @@ pub struct AgentRunArgs<'a> {
 
 pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
     let agent = args.agent;
-    if args.govern.sandbox == Some(SandboxChoice::Docker) {
-        bail!(
-            "{} does not run inside the docker provider yet; use --sandbox bwrap",
-            agent.name()
-        );
-    }
     if args.govern.sandbox == Some(SandboxChoice::None) {
         bail!(
             "{} runs only inside agp's sandbox; for agents without it use `agp daemon` with `agp install-hooks`",
@@ -120,15 +165,17 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
     let agp_exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .context("cannot find agp's own executable")?;
-    let provider = Arc::new(BubblewrapProvider::new().protect(home.root()));
-    provider.bwrap().map_err(|e| anyhow!("{e}"))?;
     let config = Config::load(home)?;
-    if args.govern.sandbox.is_none() && config.sandbox(home)? == SandboxChoice::Docker {
+    let choice = match args.govern.sandbox {
+        Some(c) => c,
+        None => config.sandbox(home)?,
+    };
+    let provider = Arc::new(agent_sandbox(home, &config, choice, &agp_exe)?);
+    if choice == SandboxChoice::Docker && args.interactive {
         bail!(
-            "{} does not run inside the docker provider yet ([sandbox] provider in {}); pass \
-             --sandbox bwrap",
-            agent.name(),
-            home.config().display()
+            "{} runs headless in the container provider (its exec has no terminal): drop \
+             --interactive, or pass --sandbox bwrap",
+            agent.name()
         );
     }
     let binary = agent_binary::prepare(
@@ -143,6 +190,7 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
         eprintln!("agp: warning: {w}");
     }
 
+    let tools = agent_tools(agent, &provider)?;
     let rt = runtime()?;
     let mut assembly = assemble(home, &config, args.govern, &rt)?;
     // This daemon and its session die with this process.
@@ -187,11 +235,12 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
             }
         }
         let started = format!(
-            "agp: session {} · intendant {} {} · repo {} · sandbox bubblewrap · approvals via {}",
+            "agp: session {} · intendant {} {} · repo {} · sandbox {} · approvals via {}",
             session.id,
             agent.name(),
             binary.version,
             repo.display(),
+            provider.describe(),
             assembly.channel
         );
         if args.json {
@@ -214,10 +263,12 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
             gateway,
             agent_exe: live::agent_placement(&binary.live_config(0, Vec::new()), agent.lookup().1)
                 .0,
+            agent_host_exe: binary.install.exe.clone(),
             agp_exe,
             scratch: scratch.path().to_path_buf(),
             extra_egress,
             agent_output_to_stderr: args.json,
+            tools,
         };
         let provider = provider.clone();
         let journal = journal.clone();
