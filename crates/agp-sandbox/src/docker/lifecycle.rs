@@ -1,14 +1,15 @@
 //! A session container's life at the engine: start it, check that what the engine made is
 //! what was asked (Docker's and Podman's reports read in their own terms), note the processes
-//! the per-call reaper must spare, remove it, and remove what a crashed agp left behind.
+//! the per-call reaper must spare and how a command is shown to have left nothing, remove it,
+//! and remove what a crashed agp left behind.
 
 use serde_json::json;
 
 use agp_contracts::sandbox::SandboxError;
 
 use super::{
-    api, cgroup, engine_kind, reap, DockerSession, Engine, EngineKind, Runtime, MANAGED_LABEL,
-    OWNER_LABEL, SESSION_LABEL,
+    api, cgroup, engine_kind, reap, watch, DockerSession, Engine, EngineKind, Runtime,
+    MANAGED_LABEL, OWNER_LABEL, SESSION_LABEL,
 };
 
 /// Start the container, check it is what was asked, and note its waiting process.
@@ -17,20 +18,24 @@ pub(super) fn start_and_verify(
     session: &DockerSession,
 ) -> Result<(), SandboxError> {
     start_only(engine, session)?;
-    let sleeper = reap::sleeper(engine, &session.container, &session.user)?;
-    *session
-        .sleeper
-        .lock()
-        .map_err(|_| SandboxError::Refused("session state poisoned".into()))? = sleeper;
+    let poisoned = || SandboxError::Refused("session state poisoned".into());
     let probe = match session.runtime {
         Runtime::Runc => init_pid(engine, &session.container)?
             .and_then(|pid| cgroup::Probe::new(&session.container, pid)),
         Runtime::Runsc => None,
     };
-    *session
-        .probe
-        .lock()
-        .map_err(|_| SandboxError::Refused("session state poisoned".into()))? = probe;
+    let (check, spared) = if let Some(probe) = probe {
+        (
+            reap::Check::HostCgroup(probe),
+            reap::sleeper(engine, &session.container, &session.user)?,
+        )
+    } else {
+        let user = session.plan().init_user_spec();
+        let (watcher, spared) = watch::Watcher::start(engine, &session.container, &user)?;
+        (reap::Check::Watcher(watcher), spared)
+    };
+    *session.spared.lock().map_err(|_| poisoned())? = spared;
+    *session.check.lock().map_err(|_| poisoned())? = check;
     Ok(())
 }
 
