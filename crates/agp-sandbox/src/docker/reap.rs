@@ -233,3 +233,35 @@ pub(crate) fn reap(
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_watcher_is_no_longer_spared_nor_asked() {
+        let mut check = Check::Watcher(watch::Watcher::gone());
+        let mut spared = "2 3".to_string();
+        assert!(!check.clean());
+        check.drop_lost_watcher(&mut spared);
+        assert!(matches!(check, Check::Reaper));
+        assert_eq!(spared, "2");
+        // The reaper alone is never shown clean without its exec.
+        assert!(!check.clean());
+    }
+
+    #[test]
+    fn the_scripts_fork_nothing_in_their_scans() {
+        // Only built-ins where processes are scanned and killed: a fork there could be raced
+        // by what it is looking at (the watcher's one `sleep` runs before any command).
+        let fns = scan_fns!();
+        for word in ["ps", "grep", "awk", "sed", "cat", "sleep", "$(", "`"] {
+            assert!(
+                !fns.split_whitespace().any(|w| w.starts_with(word)),
+                "{word} in the scan"
+            );
+        }
+        assert!(REAP.contains("settled kill"));
+        assert!(WATCH.contains("if settled; then echo clean;"));
+    }
+}

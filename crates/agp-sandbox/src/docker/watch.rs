@@ -107,7 +107,11 @@ impl Watcher {
             .stream
             .as_mut()
             .is_some_and(|s| s.write_all(b"?\n").is_ok());
-        asked && self.line().as_deref() == Some("clean")
+        if !asked {
+            self.stream = None;
+            return false;
+        }
+        self.line().as_deref() == Some("clean")
     }
 
     /// Whether the watcher's stream failed: it answers nothing any more.
@@ -169,5 +173,88 @@ impl Watcher {
                 Err(_) => return None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+impl Watcher {
+    /// A watcher whose stream already failed.
+    pub(crate) fn gone() -> Self {
+        Self {
+            stream: None,
+            pending: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
+        let mut f = vec![stream, 0, 0, 0];
+        f.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
+        f.extend_from_slice(data);
+        f
+    }
+
+    /// A watcher over one end of a socket pair; the other end plays the engine.
+    fn pair() -> (Watcher, UnixStream) {
+        let (ours, engine) = UnixStream::pair().unwrap();
+        ours.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (
+            Watcher {
+                stream: Some(ours),
+                pending: Vec::new(),
+            },
+            engine,
+        )
+    }
+
+    fn asked(engine: &mut UnixStream) -> bool {
+        let mut q = [0u8; 2];
+        engine.read_exact(&mut q).is_ok() && q == *b"?\n"
+    }
+
+    #[test]
+    fn only_a_clean_line_on_stdout_is_clean() {
+        let (mut w, mut engine) = pair();
+        // Split anywhere, with stderr between: still the one line.
+        let mut bytes = frame(1, b"cl");
+        bytes.extend(frame(2, b"noise\n"));
+        bytes.extend(frame(1, b"ean\n"));
+        engine.write_all(&bytes).unwrap();
+        assert!(w.clean());
+        assert!(asked(&mut engine));
+        engine.write_all(&frame(1, b"busy 12 13\n")).unwrap();
+        assert!(!w.clean());
+        assert!(!w.lost());
+        // Stderr saying clean is not an answer.
+        engine.write_all(&frame(2, b"clean\n")).unwrap();
+        engine.write_all(&frame(1, b"busy 9\n")).unwrap();
+        assert!(!w.clean());
+    }
+
+    #[test]
+    fn a_watcher_that_says_more_than_asked_or_goes_away_is_lost_for_good() {
+        let (mut w, mut engine) = pair();
+        engine.write_all(&frame(1, b"clean\nclean\n")).unwrap();
+        assert!(!w.clean());
+        assert!(w.lost());
+        // Its stream is closed: the engine's end can no longer even answer.
+        assert!(engine.write_all(&frame(1, b"clean\n")).is_err());
+        assert!(!w.clean(), "a lost watcher is never asked again");
+
+        let (mut w, engine) = pair();
+        drop(engine);
+        assert!(!w.clean());
+        assert!(w.lost());
+
+        let (mut w, mut engine) = pair();
+        let mut head = frame(1, b"");
+        head[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        engine.write_all(&head).unwrap();
+        assert!(!w.clean());
+        assert!(w.lost());
     }
 }
