@@ -19,16 +19,19 @@ pub(super) fn start_and_verify(
 ) -> Result<(), SandboxError> {
     start_only(engine, session)?;
     let poisoned = || SandboxError::Refused("session state poisoned".into());
-    let probe = match session.runtime {
-        Runtime::Runc => init_pid(engine, &session.container)?
-            .and_then(|pid| cgroup::Probe::new(&session.container, pid)),
+    // Under runc the waiting process is listed first (by then the init has started it), so
+    // the cgroup holds exactly the container's own two processes when the probe is set up.
+    let host = match session.runtime {
+        Runtime::Runc => {
+            let sleeper = reap::sleeper(engine, &session.container, &session.user)?;
+            init_pid(engine, &session.container)?
+                .and_then(|pid| cgroup::Probe::new(&session.container, pid))
+                .map(|probe| (reap::Check::HostCgroup(probe), sleeper))
+        }
         Runtime::Runsc => None,
     };
-    let (check, spared) = if let Some(probe) = probe {
-        (
-            reap::Check::HostCgroup(probe),
-            reap::sleeper(engine, &session.container, &session.user)?,
-        )
+    let (check, spared) = if let Some(host) = host {
+        host
     } else {
         let user = session.plan().init_user_spec();
         let (watcher, spared) = watch::Watcher::start(engine, &session.container, &user)?;
