@@ -1,8 +1,14 @@
 //! Nothing a command starts outlives it: after each command, every process in the container
-//! but PID 1 (the engine's init) and the session's waiting `sleep` is killed, as under
-//! bubblewrap, where a command's namespace dies with it. A process left in the background
-//! could otherwise keep writing in the repository after the git metadata check, or watch
-//! later commands. When the container cannot be shown clean, it is killed and started again.
+//! but PID 1 (the engine's init), the session's waiting `sleep` and the watcher is killed,
+//! as under bubblewrap, where a command's namespace dies with it. A process left in the
+//! background could otherwise keep writing in the repository after the git metadata check,
+//! or watch later commands. When the container cannot be shown clean, it is killed and
+//! started again.
+//!
+//! The reaper is an exec of its own (an engine round trip of 50 to 80 ms), so it runs only
+//! when a cheaper check ([`Check`]) does not show the container clean once the command's
+//! exec has ended: under runc the host cgroup, under gVisor the watcher. Both only look;
+//! neither can be made to kill anything.
 
 use std::time::Duration;
 
