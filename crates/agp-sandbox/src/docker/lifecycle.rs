@@ -1,14 +1,15 @@
 //! A session container's life at the engine: create and start it (fenced, see `fence`), start
 //! it again after a timeout, check that what the engine made is what was asked (Docker's and
 //! Podman's reports read in their own terms), note the processes the per-call reaper must
-//! spare, remove it, and remove what a crashed agp left behind.
+//! spare and how a command is shown to have left nothing, remove it, and remove what a
+//! crashed agp left behind.
 
 use serde_json::json;
 
 use agp_contracts::sandbox::SandboxError;
 
 use super::{
-    api, cgroup, engine_kind, libpod, oom, reap, DockerSession, Engine, EngineKind, Runtime,
+    api, cgroup, engine_kind, libpod, oom, reap, watch, DockerSession, Engine, EngineKind, Runtime,
     MANAGED_LABEL, OWNER_LABEL, SESSION_LABEL,
 };
 
@@ -96,27 +97,33 @@ pub(super) fn restart(engine: &Engine, session: &DockerSession) -> Result<(), Sa
 /// Start the container, check it is what was asked, and note its waiting process.
 fn start_and_verify(engine: &Engine, session: &DockerSession) -> Result<(), SandboxError> {
     start_only(engine, session)?;
-    let sleeper = reap::sleeper(engine, &session.container, &session.user)?;
-    *session
-        .sleeper
-        .lock()
-        .map_err(|_| SandboxError::Refused("session state poisoned".into()))? = sleeper;
-    let init = match session.runtime {
-        Runtime::Runc => init_pid(engine, &session.container)?,
-        Runtime::Runsc => None,
+    let poisoned = || SandboxError::Refused("session state poisoned".into());
+    // Under runc the waiting process is listed first (by then the init has started it), so
+    // the cgroup holds exactly the container's own two processes when the probe is set up.
+    let (init, host) = match session.runtime {
+        Runtime::Runc => {
+            let sleeper = reap::sleeper(engine, &session.container, &session.user)?;
+            let init = init_pid(engine, &session.container)?;
+            let host = init
+                .and_then(|pid| cgroup::Probe::new(&session.container, pid))
+                .map(|probe| (reap::Check::HostCgroup(probe), sleeper));
+            (init, host)
+        }
+        Runtime::Runsc => (None, None),
     };
-    let probe = init.and_then(|pid| cgroup::Probe::new(&session.container, pid));
+    let (check, spared) = if let Some(host) = host {
+        host
+    } else {
+        let user = session.plan().init_user_spec();
+        let (watcher, spared) = watch::Watcher::start(engine, &session.container, &user)?;
+        (reap::Check::Watcher(watcher), spared)
+    };
     let memory = init
         .zip(session.limits.session_memory_bytes)
         .and_then(|(pid, bound)| oom::MemoryWatch::new(&session.container, pid, bound));
-    *session
-        .probe
-        .lock()
-        .map_err(|_| SandboxError::Refused("session state poisoned".into()))? = probe;
-    *session
-        .memory
-        .lock()
-        .map_err(|_| SandboxError::Refused("session state poisoned".into()))? = memory;
+    *session.spared.lock().map_err(|_| poisoned())? = spared;
+    *session.check.lock().map_err(|_| poisoned())? = check;
+    *session.memory.lock().map_err(|_| poisoned())? = memory;
     Ok(())
 }
 

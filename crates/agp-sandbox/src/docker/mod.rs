@@ -28,6 +28,7 @@ mod oom;
 mod preflight;
 mod reap;
 mod tar;
+mod watch;
 
 pub use engine_kind::{podman_runtime_fix, podman_runtime_refusal, EngineKind};
 
@@ -117,10 +118,11 @@ pub struct DockerSession {
     growth: Option<RepoGrowth>,
     /// Set when a restart after a timeout failed: later commands are refused.
     broken: Mutex<Option<String>>,
-    /// PID (inside) of the container's waiting process, which the reaper spares.
-    sleeper: Mutex<String>,
-    /// Under runc on this host: the cgroup check that lets a clean command skip the reaper.
-    probe: Mutex<Option<cgroup::Probe>>,
+    /// PIDs (inside) of the container's own processes the reaper spares, space-separated:
+    /// its waiting process, and the watcher when there is one.
+    spared: Mutex<String>,
+    /// How a command is shown to have left nothing running.
+    check: Mutex<reap::Check>,
     /// The engine serving the session, and its version as it reports it.
     engine_kind: EngineKind,
     engine_version: String,
@@ -156,7 +158,18 @@ impl DockerSession {
     /// on the host (one round trip per command) rather than by a second exec (runc, with the
     /// engine's PIDs this host's).
     pub fn host_checked(&self) -> bool {
-        self.probe.lock().is_ok_and(|p| p.is_some())
+        self.check
+            .lock()
+            .is_ok_and(|c| matches!(*c, reap::Check::HostCgroup(_)))
+    }
+
+    /// Whether a command that left nothing is shown clean by the session's watcher (an exec
+    /// of the container's own uid kept open, see `watch`) rather than by a second exec: where
+    /// the host cgroup cannot be read (gVisor), while the watcher answers.
+    pub fn watched(&self) -> bool {
+        self.check
+            .lock()
+            .is_ok_and(|c| matches!(*c, reap::Check::Watcher(_)))
     }
 
     fn plan(&self) -> container::Plan<'_> {
@@ -442,28 +455,21 @@ fn exec_checked(
     program_not_found_as_127(&mut outcome);
     // Read before any restart, which gives the container a fresh cgroup.
     let memory_hit = memory.and_then(|m| m.hit_since(oom_before));
-    let sleeper = session
-        .sleeper
-        .lock()
-        .map_err(|_| SandboxError::Refused("session state poisoned".into()))?
-        .clone();
-    // The exec has ended (the engine reported its exit): the cgroup holding only the
-    // container's own two processes shows nothing is left; otherwise the reaper kills it.
-    let host_clean = session
-        .probe
-        .lock()
-        .map_err(|_| SandboxError::Refused("session state poisoned".into()))?
-        .as_ref()
-        .is_some_and(cgroup::Probe::clean);
-    let clean = !(outcome.timed_out || outcome.stopped)
-        && (host_clean
-            || reap::reap(
-                &provider.engine,
-                &session.container,
-                &session.user,
-                &sleeper,
-            )
-            .is_ok());
+    let poisoned = || SandboxError::Refused("session state poisoned".into());
+    // The exec has ended (the engine reported its exit). The container holding only its own
+    // processes (read on the host, or answered by the watcher) shows nothing is left;
+    // otherwise the reaper kills it.
+    let ended = !(outcome.timed_out || outcome.stopped);
+    let (shown_clean, spared) = {
+        let mut check = session.check.lock().map_err(|_| poisoned())?;
+        let mut spared = session.spared.lock().map_err(|_| poisoned())?;
+        let shown = ended && check.clean();
+        check.drop_lost_watcher(&mut spared);
+        (shown, spared.clone())
+    };
+    let clean = ended
+        && (shown_clean
+            || reap::reap(&provider.engine, &session.container, &session.user, &spared).is_ok());
     if !clean {
         if let Err(e) = restart(&provider.engine, session) {
             if let Ok(mut broken) = session.broken.lock() {
@@ -556,8 +562,8 @@ impl SandboxProvider for DockerProvider {
             limits,
             growth: None,
             broken: Mutex::new(None),
-            sleeper: Mutex::new(String::new()),
-            probe: Mutex::new(None),
+            spared: Mutex::new(String::new()),
+            check: Mutex::new(reap::Check::Reaper),
             memory: Mutex::new(None),
             engine_kind: kind,
             engine_version,
@@ -605,7 +611,7 @@ impl SandboxProvider for DockerProvider {
             pid_isolated: true,
             caveats: vec![
                 kernel.to_string(),
-                "one container per session: /tmp and HOME persist across the session's commands; every process a command leaves running is killed after it (the container's init and waiting process run as another uid, which commands can neither signal nor trace), and a timeout kills the whole container and starts it again with an empty /tmp and HOME".to_string(),
+                "one container per session: /tmp and HOME persist across the session's commands; every process a command leaves running is killed after it (the container's init, waiting process and, under gVisor, the watcher that looks for leftovers run as another uid, which commands can neither signal nor trace), and a timeout kills the whole container and starts it again with an empty /tmp and HOME".to_string(),
                 "the repository's git metadata is guarded as under bubblewrap (config, hooks, info, alternates and the like bound read-only for the whole session, as they were when it started, and a start or restart during which another session renamed them is undone and refused; what a command creates or replaces there is quarantined after it); processes a command leaves running are killed before that check".to_string(),
                 "host Unix sockets in the repository are masked when the session starts; one created there later is reachable from the container under runc".to_string(),
                 "session_memory_bytes, max_processes and cpu_millis are the container's memory, pids and CPU quota cgroup limits (cpu_millis at most the engine's CPUs); max_cpu_seconds, max_memory_bytes and repo_growth_bytes are per-process rlimits (cpu, as, fsize); repo_growth_bytes is also checked after each command; under runc a command the memory limit killed is reported as session_memory (read from the container's memory cgroup), under runsc only by its exit status".to_string(),

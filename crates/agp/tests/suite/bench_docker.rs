@@ -83,6 +83,13 @@ fn bench_sandbox_docker_reports_session_start_and_exec() {
         assert_eq!(figures["image"], id, "{figures}");
         assert_eq!(figures["calls"], 3, "{figures}");
         assert_eq!(figures["sessions"], 2, "{figures}");
+        // One exec per clean call: runc's cgroup read on the host, gVisor's watcher.
+        let check = if runtime == "runc" {
+            "host cgroup"
+        } else {
+            "watcher"
+        };
+        assert_eq!(figures["leftover_check"], check, "{figures}");
         let p50 = figures["exec_p50_ms"].as_f64().unwrap();
         let p99 = figures["exec_p99_ms"].as_f64().unwrap();
         assert!(p50 > 0.0 && p50 <= p99, "{figures}");

@@ -419,7 +419,7 @@ fn the_host_cgroup_check_never_lets_a_leftover_through() {
             .spawn(&SandboxSpec::new("host-check", &t.repo))
             .unwrap();
         // Under runc on this host's engine the cgroup is read on the host; gVisor's processes
-        // are not host processes there, so it always uses the reaper.
+        // are not host processes there, so the watcher (and the reaper when it is unsure) checks.
         assert_eq!(
             s.host_checked(),
             runtime == Runtime::Runc,

@@ -1,10 +1,12 @@
 //! The container provider against a real engine: Debian's dockerd, started by this test
 //! binary (agp-testkit), with runc and with gVisor's runsc, and the default busybox image
 //! built through the Engine API as `agp sandbox image build` builds it. `session`: a session's
-//! life and confinement; `hardening`: what a hostile command tries beyond that.
+//! life and confinement; `hardening`: what a hostile command tries beyond that; `reaper`: a
+//! command against the check that it left nothing running.
 
 mod hardening;
 mod limits;
+mod reaper;
 mod session;
 
 use std::path::{Path, PathBuf};

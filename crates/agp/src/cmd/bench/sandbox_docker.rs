@@ -35,6 +35,9 @@ struct Figures {
     session_start_p50_ms: f64,
     session_start_p99_ms: f64,
     preflight_ms: f64,
+    /// How a call is shown to have left nothing: `host cgroup` or `watcher` (one exec per
+    /// clean call), else `reaper exec` (a second exec per call).
+    leftover_check: &'static str,
     calls: usize,
     exec_p50_ms: f64,
     exec_p99_ms: f64,
@@ -161,6 +164,13 @@ pub fn run(home: &Home, args: &SandboxBenchArgs) -> Result<Exit> {
         .context("container preflight")?;
     let preflight = t.elapsed();
     let image_id = session.image_id().to_string();
+    let leftover_check = if session.host_checked() {
+        "host cgroup"
+    } else if session.watched() {
+        "watcher"
+    } else {
+        "reaper exec"
+    };
     let calls = time_calls(
         &provider,
         &session,
@@ -187,6 +197,7 @@ pub fn run(home: &Home, args: &SandboxBenchArgs) -> Result<Exit> {
         session_start_p50_ms: start_p50,
         session_start_p99_ms: ms(percentile(&starts, 99.0)),
         preflight_ms: ms(preflight),
+        leftover_check,
         calls: calls.len(),
         exec_p50_ms: exec_p50,
         exec_p99_ms: ms(percentile(&calls, 99.0)),
@@ -217,10 +228,11 @@ pub fn run(home: &Home, args: &SandboxBenchArgs) -> Result<Exit> {
             f.preflight_ms
         );
         println!(
-            "  per-call exec ({PROGRAM}, {} calls after {} warm-up): p50 {:.1} ms   p99 {:.1} ms   \
-             min {:.1} ms   max {:.1} ms   target p50 <= {} ms {}",
+            "  per-call exec ({PROGRAM}, {} calls after {} warm-up, leftovers checked by {}): \
+             p50 {:.1} ms   p99 {:.1} ms   min {:.1} ms   max {:.1} ms   target p50 <= {} ms {}",
             f.calls,
             args.warmup,
+            f.leftover_check,
             f.exec_p50_ms,
             f.exec_p99_ms,
             f.exec_min_ms,
