@@ -117,7 +117,7 @@ pub(crate) fn run(
         stdin: None,
         timeout: TIMEOUT,
     };
-    let outcome = super::exec_checked(provider, session, &request);
+    let outcome = super::call::exec_checked(provider, session, &request);
 
     let leaked: Vec<String> = targets
         .iter()
