@@ -1,0 +1,242 @@
+//! The relay an interactive agent in a session container runs through: the real binary's
+//! `agp sandbox attach --tty` on a real pseudo-terminal (its controlling terminal, as in a
+//! terminal window), relaying a terminal exec in a real container of this test binary's own
+//! dockerd. What runs inside sees a terminal of the host's type and window size, follows a
+//! resize, takes what is typed, and its status comes back; agp's terminal is raw while it
+//! runs and as it was afterwards, also when the relay is stopped by a signal (which ends the
+//! container too).
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Child, Command};
+
+use agp_contracts::sandbox::SandboxSpec;
+use agp_contracts::SandboxProvider;
+use agp_sandbox::docker::{DockerProvider, DockerSession, Engine, Runtime};
+use agp_testkit::docker::{container_exists, DockerEngine};
+use rustix::termios::{tcgetattr, tcsetwinsize, LocalModes, Termios, Winsize};
+
+use super::support::looping::AGP;
+use super::support::pty::{open_pty, Screen, PATIENCE};
+
+/// The default image's non-root uid: the container runs as the repository's owner.
+const UID: u32 = 65534;
+
+/// Prints what a terminal program checks, then, for each line typed, the window size as the
+/// command sees it, until `q` (exit 7).
+const SCRIPT: &str = "tty; test -t 0 && test -t 1 && echo stdin-and-stdout-are-a-tty; \
+     echo \"term is $TERM\"; echo ready; \
+     while read l; do [ \"$l\" = q ] && exit 7; echo \"size: $(stty size 2>/dev/null)\"; done";
+
+/// An image, a repository of the image's user and a session container in `engine`.
+struct Container {
+    _dir: tempfile::TempDir,
+    provider: DockerProvider,
+    session: Option<DockerSession>,
+}
+
+impl Container {
+    fn start(engine: &DockerEngine, tag: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(AGP)
+            .arg("--home")
+            .arg(dir.path().join("home"))
+            .args(["sandbox", "image", "build", "--socket"])
+            .arg(engine.socket())
+            .args(["--tag", tag])
+            .output()
+            .unwrap();
+        let built = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{built}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pinned = built
+            .lines()
+            .find_map(|l| l.strip_prefix("built "))
+            .unwrap_or_else(|| panic!("no pinned reference in: {built}"));
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        std::os::unix::fs::chown(&repo, Some(UID), Some(UID)).unwrap();
+        let provider = DockerProvider::new(
+            Engine::at(engine.socket()).unwrap(),
+            pinned.parse().unwrap(),
+            Runtime::Runc,
+        );
+        let session = provider
+            .spawn(&SandboxSpec::new(
+                "tty-test",
+                std::fs::canonicalize(&repo).unwrap(),
+            ))
+            .unwrap();
+        Self {
+            _dir: dir,
+            provider,
+            session: Some(session),
+        }
+    }
+
+    fn session(&self) -> &DockerSession {
+        self.session.as_ref().unwrap()
+    }
+
+    /// `agp sandbox attach --tty` of a terminal exec of `script`, on `slave` as its
+    /// controlling terminal, TERM `xterm-agp-test`.
+    fn attach(&self, script: &str, slave: File) -> Child {
+        let session = self.session();
+        let exec = self
+            .provider
+            .create_terminal_exec(
+                session,
+                &["/bin/sh".into(), "-c".into(), script.into()],
+                session.repo(),
+                Some("xterm-agp-test"),
+            )
+            .unwrap();
+        Command::new("setsid")
+            .args(["--ctty", "--wait"])
+            .arg(AGP)
+            .args(["sandbox", "attach", "--socket"])
+            .arg(self.provider.engine().socket())
+            .args(["--exec", &exec, "--tty"])
+            .stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave)
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let _ = self.provider.teardown(session);
+        }
+    }
+}
+
+/// A pty with a window of `rows` x `cols`: its screen, the slave for the child, and a handle
+/// on the slave to look at and resize the terminal as agp's user would.
+fn terminal(rows: u16, cols: u16) -> (Screen, File, File) {
+    let (master, slave) = open_pty();
+    resize(&slave, rows, cols);
+    let mine = slave.try_clone().unwrap();
+    (Screen::read(master, PATIENCE), slave, mine)
+}
+
+fn resize(slave: &File, rows: u16, cols: u16) {
+    tcsetwinsize(
+        slave,
+        Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .unwrap();
+}
+
+/// Presses Enter until the command prints `size` as its window size (a few hundred lines at
+/// most; each line prints the size as the command sees it then).
+fn size_seen(screen: &Screen, size: &str) -> bool {
+    let mut lines = screen.wait_for("", 0).matches("size: ").count();
+    for _ in 0..300 {
+        screen.press(b"\r");
+        lines += 1;
+        if screen
+            .wait_for("size: ", lines)
+            .contains(&format!("size: {size}\r"))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// The settings that make a terminal cooked or raw, to compare before and after.
+fn modes(t: &Termios) -> String {
+    format!(
+        "{:?} {:?} {:?} {:?}",
+        t.input_modes, t.output_modes, t.control_modes, t.local_modes
+    )
+}
+
+#[test]
+fn a_terminal_exec_sees_a_tty_of_the_hosts_size_and_type_and_its_status_comes_back() {
+    let Some(engine) = DockerEngine::shared() else {
+        return;
+    };
+    let container = Container::start(engine, "localhost/agp-tty:relay");
+    let (screen, slave, mine) = terminal(33, 101);
+    let before = tcgetattr(&mine).unwrap();
+    assert!(before.local_modes.contains(LocalModes::ICANON));
+    let mut child = container.attach(SCRIPT, slave);
+
+    let shown = screen.wait_for("ready", 1);
+    assert!(shown.contains("/dev/pts/"), "{shown}");
+    assert!(shown.contains("stdin-and-stdout-are-a-tty"), "{shown}");
+    assert!(shown.contains("term is xterm-agp-test"), "{shown}");
+    // agp's own terminal is raw while the command runs: keys go to the terminal inside.
+    let during = tcgetattr(&mine).unwrap();
+    assert!(
+        !during.local_modes.contains(LocalModes::ICANON)
+            && !during.local_modes.contains(LocalModes::ECHO)
+            && !during.local_modes.contains(LocalModes::ISIG),
+        "not raw: {:?}\n{shown}",
+        during.local_modes
+    );
+    // The size reaches the terminal inside just after the command starts (the engine resizes
+    // only a started exec), then every change of the window.
+    assert!(
+        size_seen(&screen, "33 101"),
+        "the window size never reached the command"
+    );
+    resize(&mine, 40, 120);
+    assert!(
+        size_seen(&screen, "40 120"),
+        "the resize never reached the command"
+    );
+
+    screen.press(b"q\r");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(7), "{}", screen.wait_for("", 0));
+    let after = tcgetattr(&mine).unwrap();
+    assert_eq!(
+        modes(&after),
+        modes(&before),
+        "the terminal was not put back"
+    );
+}
+
+#[test]
+fn a_stopped_terminal_relay_puts_the_terminal_back_and_ends_the_container() {
+    let Some(engine) = DockerEngine::shared() else {
+        return;
+    };
+    let container = Container::start(engine, "localhost/agp-tty:stopped");
+    let (screen, slave, mine) = terminal(24, 80);
+    let before = tcgetattr(&mine).unwrap();
+    let mut child = container.attach("echo waiting; read l", slave);
+    screen.wait_for("waiting", 1);
+    assert!(!tcgetattr(&mine)
+        .unwrap()
+        .local_modes
+        .contains(LocalModes::ICANON));
+
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+    assert_eq!(
+        modes(&tcgetattr(&mine).unwrap()),
+        modes(&before),
+        "the terminal was not put back"
+    );
+    let id = container.session().container_id().to_string();
+    assert!(
+        !container_exists(Path::new(engine.socket()), &id),
+        "the container outlived the stopped relay"
+    );
+}
