@@ -16,8 +16,10 @@ use agp_sandbox::docker::{DockerProvider, DockerSession, Engine, Runtime};
 use agp_testkit::docker::{container_exists, DockerEngine};
 use rustix::termios::{tcgetattr, tcsetwinsize, LocalModes, Termios, Winsize};
 
+use super::support::agents::{claude_at, result_for, CLAUDE_VERSION};
 use super::support::looping::AGP;
 use super::support::pty::{open_pty, Screen, PATIENCE};
+use agp_testkit::{FakeModel, Turn};
 
 /// The default image's non-root uid: the container runs as the repository's owner.
 const UID: u32 = 65534;
@@ -239,4 +241,86 @@ fn a_stopped_terminal_relay_puts_the_terminal_back_and_ends_the_container() {
         !container_exists(Path::new(engine.socket()), &id),
         "the container outlived the stopped relay"
     );
+}
+
+/// The real Claude Code, interactive, with a person at agp's terminal and the CLI in a runc
+/// session container: its TUI draws through the relay, the model's calls go through agp's
+/// hook (one allowed and run, one denied), the person leaves it with Ctrl-C twice, `agp run`
+/// reports the agent's status, the terminal is as it was, and the journal verifies.
+#[test]
+fn claude_code_interactive_at_a_terminal_in_a_container() {
+    let Some(client) = claude_at(CLAUDE_VERSION) else {
+        return;
+    };
+    let Some(engine) = DockerEngine::shared() else {
+        return;
+    };
+    let world = super::agents_docker::docker_world(
+        engine.socket(),
+        "runc",
+        "/etc/claude-code/managed-settings.json",
+    );
+    let model = FakeModel::anthropic(vec![
+        Turn::Shell("echo hello > made.txt".into()),
+        Turn::Shell("rm -rf keep".into()),
+        Turn::Text("all-done-here".into()),
+    ])
+    .unwrap();
+    let (screen, slave, mine) = terminal(40, 120);
+    let before = tcgetattr(&mine).unwrap();
+    let mut child = Command::new("setsid")
+        .args(["--ctty", "--wait"])
+        .arg(AGP)
+        .arg("--home")
+        .arg(&world.home)
+        .args([
+            "run",
+            "--intendant",
+            "claude-code",
+            "--interactive",
+            "--repo",
+        ])
+        .arg(&world.repo)
+        .args(["--task", "do the scripted work", "--policy"])
+        .arg(&world.policy)
+        .env("ANTHROPIC_BASE_URL", model.base_url())
+        .env("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
+        .env("AGP_CLAUDE_BIN", &client.native)
+        .env("TERM", "xterm-256color")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+
+    // A fresh HOME: Claude Code asks whether to use the key in the environment (default no).
+    screen.wait_for("confirm", 1);
+    screen.press(b"\x1b[A");
+    screen.press(b"\r");
+    let shown = screen.wait_for("all-done-here", 1);
+    assert!(shown.contains("sandbox docker (runc)"), "{shown}");
+    assert_eq!(
+        std::fs::read_to_string(world.repo.join("made.txt"))
+            .ok()
+            .as_deref(),
+        Some("hello\n"),
+        "{shown}"
+    );
+    assert!(world.repo.join("keep").is_dir(), "a denied rm ran");
+    let told = result_for(&model.tool_results(), "toolu_fake_2");
+    assert!(told.contains("agp denied this call"), "{told}");
+
+    // The person leaves the TUI: Ctrl-C, and again when it asks.
+    screen.press(b"\x03");
+    screen.wait_for("again", 1);
+    screen.press(b"\x03");
+    let status = child.wait().unwrap();
+    let shown = screen.wait_for("claude-code exited 0", 1);
+    assert!(status.success(), "{status:?}\n{shown}");
+    assert_eq!(
+        modes(&tcgetattr(&mine).unwrap()),
+        modes(&before),
+        "the terminal was not put back"
+    );
+    world.assert_verified();
 }
