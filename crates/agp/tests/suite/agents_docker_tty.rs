@@ -337,3 +337,68 @@ fn claude_code_interactive_at_a_terminal_in_a_container() {
     );
     world.assert_verified();
 }
+
+/// `--interactive` with stdin not a terminal: the agent reads agp's stdin as it would under
+/// bubblewrap (no refusal, no terminal made up: Claude Code without one takes the task and
+/// ends, where on a terminal it would wait for the person); both providers end the same way.
+#[test]
+fn interactive_without_a_terminal_runs_as_under_bubblewrap() {
+    let Some(client) = claude_at(CLAUDE_VERSION) else {
+        return;
+    };
+    let Some(engine) = DockerEngine::shared() else {
+        return;
+    };
+    let mut ends = Vec::new();
+    for sandbox in ["docker", "bwrap"] {
+        let world = super::agents_docker::docker_world(
+            engine.socket(),
+            "runc",
+            "/etc/claude-code/managed-settings.json",
+        );
+        if sandbox == "bwrap" {
+            // Bubblewrap runs the agent as this user, not as the repository's owner.
+            let me = rustix::process::getuid().as_raw();
+            std::os::unix::fs::chown(&world.repo, Some(me), Some(me)).unwrap();
+        }
+        let model = FakeModel::anthropic(vec![
+            Turn::Shell("echo hello > made.txt".into()),
+            Turn::Text("all-done-here".into()),
+        ])
+        .unwrap();
+        let out = Command::new(AGP)
+            .arg("--home")
+            .arg(&world.home)
+            .args([
+                "run",
+                "--intendant",
+                "claude-code",
+                "--interactive",
+                "--repo",
+            ])
+            .arg(&world.repo)
+            .args(["--task", "do the scripted work", "--policy"])
+            .arg(&world.policy)
+            .args(["--sandbox", sandbox])
+            .env("ANTHROPIC_BASE_URL", model.base_url())
+            .env("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
+            .env("AGP_CLAUDE_BIN", &client.native)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            stdout.contains("claude-code exited 0"),
+            "{sandbox}: {stdout}\n{stderr}"
+        );
+        ends.push((
+            out.status.code(),
+            std::fs::read_to_string(world.repo.join("made.txt")).ok(),
+            model.remaining_turns(),
+            stdout.contains("all-done-here"),
+        ));
+    }
+    assert_eq!(ends[0], (Some(0), Some("hello\n".into()), 0, true));
+    assert_eq!(ends[0], ends[1]);
+}
