@@ -48,14 +48,19 @@ pub fn run(args: &AttachArgs) -> Result<Exit> {
         .context("cannot ask to be stopped with the launcher")?;
     let engine = Engine::at(&args.socket).map_err(|e| anyhow!("{e}"))?;
     let container = docker::exec_container(&engine, &args.exec).map_err(|e| anyhow!("{e}"))?;
-    // Raw before the signal watch starts, so a stop signal from here on puts it back.
-    let raw = if args.tty {
-        Some(terminal_mode::Raw::enter().context("agp sandbox attach --tty")?)
+    let saved = if args.tty {
+        Some(
+            terminal_mode::Saved::of_stdin()
+                .context("agp sandbox attach --tty needs a terminal on stdin")?,
+        )
     } else {
         None
     };
-    let terminal = raw.as_ref().map(|r| (r.saved(), args.exec.clone()));
+    // The watch knows the settings before they change: a stop signal from here on puts them
+    // back.
+    let terminal = saved.clone().map(|s| (s, args.exec.clone()));
     watch_signals(engine.clone(), container.clone(), terminal)?;
+    let raw = saved.map(terminal_mode::Raw::enter).transpose()?;
     // The launcher died before the death signal was armed: nothing will wait for the agent.
     if rustix::process::getppid() != parent {
         let _ = docker::remove_container(&engine, &container);

@@ -32,19 +32,13 @@ impl Saved {
 pub struct Raw(Saved);
 
 impl Raw {
-    /// Raw mode on the terminal on stdin; an error when stdin is not one.
-    pub fn enter() -> Result<Self> {
-        let saved = Saved::of_stdin().context("stdin is not a terminal")?;
+    /// Raw mode on the terminal on stdin, whose settings were `saved`.
+    pub fn enter(saved: Saved) -> Result<Self> {
         let mut raw = saved.0.clone();
         raw.make_raw();
         tcsetattr(std::io::stdin().as_fd(), OptionalActions::Now, &raw)
             .context("cannot put the terminal in raw mode")?;
         Ok(Self(saved))
-    }
-
-    /// The settings to put back (for a signal handler that exits without unwinding).
-    pub fn saved(&self) -> Saved {
-        self.0.clone()
     }
 }
 
