@@ -380,7 +380,7 @@ fn a_run_killed_mid_approval_leaves_no_container() {
 }
 
 /// The ids of the containers (running or not) labelled with `session`, asked with curl.
-fn session_containers(socket: &Path, session: &str) -> Vec<String> {
+pub(super) fn session_containers(socket: &Path, session: &str) -> Vec<String> {
     let filter = format!("{{\"label\":[\"agp.session={session}\"]}}");
     let out = std::process::Command::new("curl")
         .args(["-s", "-G", "--unix-socket"])

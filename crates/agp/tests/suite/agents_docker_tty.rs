@@ -16,7 +16,7 @@ use agp_sandbox::docker::{DockerProvider, DockerSession, Engine, Runtime};
 use agp_testkit::docker::{container_exists, DockerEngine};
 use rustix::termios::{tcgetattr, tcsetwinsize, LocalModes, Termios, Winsize};
 
-use super::support::agents::{claude_at, result_for, CLAUDE_VERSION};
+use super::support::agents::{claude_at, result_for, wait_until, CLAUDE_VERSION};
 use super::support::looping::AGP;
 use super::support::pty::{open_pty, Screen, PATIENCE};
 use agp_testkit::{FakeModel, Turn};
@@ -401,4 +401,95 @@ fn interactive_without_a_terminal_runs_as_under_bubblewrap() {
     }
     assert_eq!(ends[0], (Some(0), Some("hello\n".into()), 0, true));
     assert_eq!(ends[0], ends[1]);
+}
+
+/// `agp run --interactive` on a terminal killed outright (SIGKILL) while the agent's call waits
+/// for a human: as headless, the relay dies with it and removes the session container; and it
+/// puts the person's terminal back first.
+#[test]
+fn an_interactive_run_killed_mid_approval_leaves_no_container_and_a_sane_terminal() {
+    let Some(client) = claude_at(CLAUDE_VERSION) else {
+        return;
+    };
+    let Some(engine) = DockerEngine::shared() else {
+        return;
+    };
+    let world = super::agents_docker::docker_world(
+        engine.socket(),
+        "runc",
+        "/etc/claude-code/managed-settings.json",
+    );
+    let model = FakeModel::anthropic(vec![
+        Turn::Shell("mkdir approved-dir".into()),
+        Turn::Text("finished".into()),
+    ])
+    .unwrap();
+    // Nobody writes to the FIFO: the approval stays pending.
+    let fifo = world.dir.path().join("approvals.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (screen, slave, mine) = terminal(40, 120);
+    let before = tcgetattr(&mine).unwrap();
+    let mut run = Command::new("setsid")
+        .args(["--ctty", "--wait"])
+        .arg(AGP)
+        .arg("--home")
+        .arg(&world.home)
+        .args([
+            "run",
+            "--intendant",
+            "claude-code",
+            "--interactive",
+            "--repo",
+        ])
+        .arg(&world.repo)
+        .args(["--task", "do the scripted work", "--policy"])
+        .arg(&world.policy)
+        .arg("--approver-script")
+        .arg(&fifo)
+        .env("ANTHROPIC_BASE_URL", model.base_url())
+        .env("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
+        .env("AGP_CLAUDE_BIN", &client.native)
+        .env("TERM", "xterm-256color")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    screen.wait_for("confirm", 1);
+    screen.press(b"\x1b[A");
+    screen.press(b"\r");
+    wait_until(60, "the approval was never requested", || {
+        world.home.join("journal/entries.jsonl").exists()
+            && world
+                .journal()
+                .iter()
+                .any(|e| e["kind"] == "approval.requested")
+    });
+    let session = world
+        .journal()
+        .iter()
+        .find(|e| e["kind"] == "session.started")
+        .and_then(|e| e["session"].as_str().map(str::to_owned))
+        .expect("a session started");
+    let containers = super::agents_docker::session_containers(engine.socket(), &session);
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    assert!(!tcgetattr(&mine)
+        .unwrap()
+        .local_modes
+        .contains(LocalModes::ICANON));
+    run.kill().unwrap();
+    run.wait().unwrap();
+    wait_until(60, "the session container outlived the killed run", || {
+        !container_exists(engine.socket(), &containers[0])
+    });
+    assert!(!world.repo.join("approved-dir").exists());
+    assert_eq!(
+        modes(&tcgetattr(&mine).unwrap()),
+        modes(&before),
+        "the terminal was not put back"
+    );
 }
