@@ -35,6 +35,20 @@ impl DockerProvider {
         cwd: &Path,
         stdin: bool,
     ) -> Result<String, SandboxError> {
+        self.new_exec(session, argv, cwd, stdin, false, None)
+    }
+
+    /// The exec behind [`DockerProvider::create_exec`] and `create_terminal_exec`: `tty` makes
+    /// it a terminal, `term` sets its `TERM`.
+    pub(super) fn new_exec(
+        &self,
+        session: &DockerSession,
+        argv: &[String],
+        cwd: &Path,
+        stdin: bool,
+        tty: bool,
+        term: Option<&str>,
+    ) -> Result<String, SandboxError> {
         if let Some(reason) = session
             .broken
             .lock()
@@ -52,6 +66,15 @@ impl DockerProvider {
             return Err(SandboxError::Refused("command contains a NUL byte".into()));
         }
         layout::check_cwd(cwd, &session.repo)?;
+        let mut env = env_list(&session.env);
+        if let Some(term) = term {
+            if term.contains('\0') {
+                return Err(SandboxError::Refused("TERM contains a NUL byte".into()));
+            }
+            // The host terminal's type replaces any the session set: it is what draws.
+            env.retain(|e| !e.starts_with("TERM="));
+            env.push(format!("TERM={term}"));
+        }
         let created = self.engine.call(
             "POST",
             &format!("/containers/{}/exec", session.container),
@@ -59,11 +82,11 @@ impl DockerProvider {
                 "AttachStdin": stdin,
                 "AttachStdout": true,
                 "AttachStderr": true,
-                "Tty": false,
+                "Tty": tty,
                 "Privileged": false,
                 "User": session.user,
                 "Cmd": argv,
-                "Env": env_list(&session.env),
+                "Env": env,
                 "WorkingDir": cwd,
             })),
         )?;
@@ -177,7 +200,7 @@ fn relay(
 }
 
 /// The exec's exit code once its output closed (recorded a moment after the stream ends).
-fn exit_code(engine: &Engine, exec_id: &str) -> Result<Option<i32>, SandboxError> {
+pub(super) fn exit_code(engine: &Engine, exec_id: &str) -> Result<Option<i32>, SandboxError> {
     for _ in 0..2500 {
         let reply = engine.call("GET", &format!("/exec/{exec_id}/json"), None)?;
         reply

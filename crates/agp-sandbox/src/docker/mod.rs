@@ -29,6 +29,7 @@ mod oom;
 mod preflight;
 mod reap;
 mod tar;
+mod terminal;
 mod watch;
 
 pub use engine_kind::{podman_runtime_fix, podman_runtime_refusal, EngineKind};
@@ -49,6 +50,7 @@ pub use elf::loader_files;
 pub use image::ImageRef;
 pub use lifecycle::remove_orphans;
 use lifecycle::{create_and_start, remove};
+pub use terminal::{attach_terminal, resize_exec};
 
 use crate::growth::RepoGrowth;
 use crate::{env, layout, sockets, DEFAULT_OUTPUT_CAP};

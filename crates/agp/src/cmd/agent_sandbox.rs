@@ -179,17 +179,34 @@ impl AgentSandbox {
                 let exec = provider
                     .create_exec(s, argv, cwd, stdin)
                     .map_err(|e| anyhow!("{e}"))?;
-                let mut cmd = Command::new(agp_exe);
-                cmd.args(["sandbox", "attach", "--socket"])
-                    .arg(provider.engine().socket())
-                    .args(["--exec", &exec]);
-                if stdin {
-                    cmd.arg("--stdin");
-                }
-                // The relay needs nothing of agp's environment (the command's own is in the
-                // exec), and must not hand the session's variables to anything it starts.
-                cmd.env_clear();
-                Ok(cmd)
+                Ok(attach_command(
+                    provider,
+                    agp_exe,
+                    &exec,
+                    stdin.then_some("--stdin"),
+                ))
+            }
+            _ => unreachable!("a session of another provider"),
+        }
+    }
+
+    /// Like [`AgentSandbox::command`] with stdin, for a person at the terminal on this
+    /// process's stdin: under bubblewrap the command inherits the terminal; in a container it
+    /// gets a terminal of its own (of the host's `TERM`), relayed raw with the window size.
+    pub fn terminal_command(
+        &self,
+        session: &AgentSession,
+        argv: &[String],
+        cwd: &Path,
+    ) -> Result<Command> {
+        match (self, session) {
+            (Self::Bwrap(..), AgentSession::Bwrap(..)) => self.command(session, argv, cwd, true),
+            (Self::Docker { provider, agp_exe }, AgentSession::Docker(s)) => {
+                let term = std::env::var("TERM").ok().filter(|t| !t.is_empty());
+                let exec = provider
+                    .create_terminal_exec(s, argv, cwd, term.as_deref())
+                    .map_err(|e| anyhow!("{e}"))?;
+                Ok(attach_command(provider, agp_exe, &exec, Some("--tty")))
             }
             _ => unreachable!("a session of another provider"),
         }
@@ -204,6 +221,24 @@ impl AgentSandbox {
         }
         .map_err(|e| anyhow!("{e}"))
     }
+}
+
+/// `agp sandbox attach` of `exec`, with `flag` (`--stdin`, `--tty`) when given.
+fn attach_command(
+    provider: &DockerProvider,
+    agp_exe: &Path,
+    exec: &str,
+    flag: Option<&str>,
+) -> Command {
+    let mut cmd = Command::new(agp_exe);
+    cmd.args(["sandbox", "attach", "--socket"])
+        .arg(provider.engine().socket())
+        .args(["--exec", exec]);
+    cmd.args(flag);
+    // The relay needs nothing of agp's environment (the command's own is in the exec), and
+    // must not hand the session's variables to anything it starts.
+    cmd.env_clear();
+    cmd
 }
 
 /// `: WHAT` for a failed check's stderr, trimmed, when it said anything.

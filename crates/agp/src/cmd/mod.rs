@@ -23,6 +23,7 @@ pub mod sandbox;
 pub mod sandbox_attach;
 pub mod sessions;
 pub mod slack;
+pub mod terminal_mode;
 pub mod verify;
 
 use anyhow::Result;

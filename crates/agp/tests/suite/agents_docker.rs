@@ -151,7 +151,7 @@ fn turns(fetch: bool) -> Vec<Turn> {
 
 /// A world for a container session: the image built and pinned in config.toml, the test
 /// policy, the scripts, and the repository given to the image's non-root uid.
-fn docker_world(socket: &Path, runtime: &str, managed: &str) -> World {
+pub(super) fn docker_world(socket: &Path, runtime: &str, managed: &str) -> World {
     let world = World::new();
     std::fs::write(&world.policy, POLICY).unwrap();
     // One tag per test: the tests run at once, and a tag moved by another build is refused.
@@ -380,7 +380,7 @@ fn a_run_killed_mid_approval_leaves_no_container() {
 }
 
 /// The ids of the containers (running or not) labelled with `session`, asked with curl.
-fn session_containers(socket: &Path, session: &str) -> Vec<String> {
+pub(super) fn session_containers(socket: &Path, session: &str) -> Vec<String> {
     let filter = format!("{{\"label\":[\"agp.session={session}\"]}}");
     let out = std::process::Command::new("curl")
         .args(["-s", "-G", "--unix-socket"])

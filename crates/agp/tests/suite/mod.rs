@@ -1,6 +1,7 @@
 mod agents_claude;
 mod agents_codex;
 mod agents_docker;
+mod agents_docker_tty;
 mod agents_fail_closed;
 mod agents_install;
 mod agents_slack;

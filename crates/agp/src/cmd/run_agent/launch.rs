@@ -18,6 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::{LiveAgent, PROBE_TIMEOUT};
 use crate::cmd::agent_sandbox::AgentSandbox;
 use crate::cmd::agent_wait;
+use crate::cmd::terminal_mode;
 
 /// The agent process of a run, as seen by the signal handler: a signal kills the agent, and an
 /// agent not started yet never starts.
@@ -138,7 +139,16 @@ pub(super) fn launch(
         "--".into(),
     ];
     argv.extend(plan.argv.iter().cloned());
-    let cmd = provider.command(&sandbox, &argv, &plan.cwd, plan.interactive);
+    // A person at the terminal: the agent gets one (in a container, one of its own). The
+    // terminal's settings as they are now, put back once the agent is gone however it ended.
+    let terminal = plan
+        .interactive
+        .then(terminal_mode::Saved::of_stdin)
+        .flatten();
+    let cmd = match terminal {
+        Some(_) => provider.terminal_command(&sandbox, &argv, &plan.cwd),
+        None => provider.command(&sandbox, &argv, &plan.cwd, plan.interactive),
+    };
     let mut cmd = match cmd {
         Ok(cmd) => cmd,
         Err(e) => {
@@ -163,6 +173,9 @@ pub(super) fn launch(
         return child.map(|_| 128);
     };
     let waited = agent_wait::wait_watching(&mut child, &watch);
+    if let Some(saved) = &terminal {
+        saved.restore();
+    }
     let _ = provider.teardown(sandbox);
     proxy.stop();
     match waited.with_context(|| format!("waiting for {}", agent.name()))? {

@@ -171,13 +171,6 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
         None => config.sandbox(home)?,
     };
     let provider = Arc::new(agent_sandbox(home, &config, choice, &agp_exe)?);
-    if choice == SandboxChoice::Docker && args.interactive {
-        bail!(
-            "{} runs headless in the container provider (its exec has no terminal): drop \
-             --interactive, or pass --sandbox bwrap",
-            agent.name()
-        );
-    }
     let binary = agent_binary::prepare(
         &config,
         agent.kind(),
