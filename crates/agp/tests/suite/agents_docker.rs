@@ -95,10 +95,11 @@ fn codex_session(runtime: &str) {
     };
     let world = docker_world(engine.socket(), runtime, "/etc/codex/requirements.toml");
     // Known under runsc (gVisor 20221219, Codex 0.171.0), 4 runs of 37 here, none of 15 with
-    // runc: Codex never sees one of its child processes end (an `sh`, hook or command, at calls 4
-    // and 5, the command `mkdir` at call 7). It exited and stays an unreaped zombie, the bridge
-    // has no connection open, Codex's threads are idle, and a SIGCHLD sent by hand does not
-    // wake it; the run hangs until killed. Not the egress path: egress_docker.rs.
+    // runc: Codex never sees a command's process end (`sh` at calls 4 and 5, `mkdir` at call
+    // 7; at call 5 it had forked nothing, so not the hook's shell). It exited and stays an
+    // unreaped zombie, the bridge has no connection open, Codex's threads are idle, and a
+    // SIGCHLD sent by hand does not wake it; the run hangs until killed. Not the egress path:
+    // egress_docker.rs.
     let model = FakeModel::openai(turns()).unwrap();
     let home = codex_home_with_fake_provider(&world, &model, "")
         .display()
