@@ -2,8 +2,8 @@
 //! egress proxy on the host, the real `agp egress-bridge` inside (as `agp run` starts it, the
 //! command's parent, listening on the container's loopback), and busybox's `wget` and `nc`
 //! sending requests the allowlist refuses. Under gVisor's runsc (and runc) every refused fetch
-//! must come back with the proxy's answer: an agent command that never returned was reported
-//! there once, and the denied fetch had been left out of Codex's runsc test for it.
+//! must come back with the proxy's answer. (Codex under runsc was once seen hanging after the
+//! proxy refused its fetch; the hang is Codex's own, at any call: see agents_docker.rs.)
 //!
 //! Bounded by the exec's own timeout: if any fetch hung, the exec is killed and reported as
 //! timed out, with what ran so far.
