@@ -94,7 +94,7 @@ fn codex_session(runtime: &str) {
         return;
     };
     let world = docker_world(engine.socket(), runtime, "/etc/codex/requirements.toml");
-    // Known under runsc (gVisor 20221219, Codex 0.171.0), 4 runs of 52 here, none of 15 with
+    // Known under runsc (gVisor 20221219, Codex 0.171.0), 5 runs of 53 here, none of 20 with
     // runc: Codex never sees a command's process end (`sh` at calls 4 and 5, `mkdir` at call
     // 7; at call 5 it had forked nothing, so not the hook's shell). It exited and stays an
     // unreaped zombie, the bridge has no connection open, Codex's threads are idle, and a
