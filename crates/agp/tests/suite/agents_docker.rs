@@ -74,7 +74,7 @@ fn claude_session(runtime: &str) {
     };
     let managed = "/etc/claude-code/managed-settings.json";
     let world = docker_world(engine.socket(), runtime, managed);
-    let model = FakeModel::anthropic(turns(true)).unwrap();
+    let model = FakeModel::anthropic(turns()).unwrap();
     let url = model.base_url();
     let native = client.native.display().to_string();
     let env = [
@@ -83,7 +83,7 @@ fn claude_session(runtime: &str) {
         ("AGP_CLAUDE_BIN", native.as_str()),
     ];
     let out = world.run("claude-code", &env, "allow\ndeny not today\n");
-    check_session(&world, &model, &out, CLAUDE_CALLS, runtime, engine, true);
+    check_session(&world, &model, &out, CLAUDE_CALLS, runtime, engine);
 }
 
 fn codex_session(runtime: &str) {
@@ -94,12 +94,13 @@ fn codex_session(runtime: &str) {
         return;
     };
     let world = docker_world(engine.socket(), runtime, "/etc/codex/requirements.toml");
-    // Codex under gVisor was seen (2 runs of 5) never to finish the denied fetch of call 6: the
-    // proxy refused it and journaled that, then the call never returned, even with the fetch
-    // bounded by `timeout`. Not understood yet; the proxy's refusal is shown under runsc by
-    // Claude Code's test and under runc by Codex's, the proxy path by the model's traffic here.
-    let fetch = runtime != "runsc";
-    let model = FakeModel::openai(turns(fetch)).unwrap();
+    // Known under runsc (gVisor 20221219, Codex 0.171.0), 5 runs of 53 here, none of 20 with
+    // runc: Codex never sees a command's process end (`sh` at calls 4 and 5, `mkdir` at call
+    // 7; at call 5 it had forked nothing, so not the hook's shell). It exited and stays an
+    // unreaped zombie, the bridge has no connection open, Codex's threads are idle, and a
+    // SIGCHLD sent by hand does not wake it; the run hangs until killed. Not the egress path:
+    // egress_docker.rs.
+    let model = FakeModel::openai(turns()).unwrap();
     let home = codex_home_with_fake_provider(&world, &model, "")
         .display()
         .to_string();
@@ -110,7 +111,7 @@ fn codex_session(runtime: &str) {
         ("AGP_CODEX_BIN", native.as_str()),
     ];
     let out = world.run("codex", &env, "allow\ndeny not today\n");
-    let j = check_session(&world, &model, &out, CODEX_CALLS, runtime, engine, fetch);
+    let j = check_session(&world, &model, &out, CODEX_CALLS, runtime, engine);
     // The hook wiring was proven from inside the container before Codex started.
     assert!(
         j.iter().any(|e| e["kind"] == "intendant.wiring_verified"
@@ -119,9 +120,8 @@ fn codex_session(runtime: &str) {
     );
 }
 
-/// The scripted calls: what must run, what must not, and where it ran; `fetch`: call 6 is the
-/// denied fetch (else a harmless echo).
-fn turns(fetch: bool) -> Vec<Turn> {
+/// The scripted calls: what must run, what must not, and where it ran.
+fn turns() -> Vec<Turn> {
     vec![
         // 1: allowed
         Turn::Shell("echo hello > made.txt".into()),
@@ -134,14 +134,7 @@ fn turns(fetch: bool) -> Vec<Turn> {
         // 5: editing the managed hook settings from inside
         Turn::Shell("sh edit_settings.sh".into()),
         // 6: egress to a host not on the allowlist
-        Turn::Shell(
-            if fetch {
-                "sh fetch.sh"
-            } else {
-                "echo no fetch"
-            }
-            .into(),
-        ),
+        Turn::Shell("sh fetch.sh".into()),
         // 7, 8: approval granted, approval denied
         Turn::Shell("mkdir approved-dir".into()),
         Turn::Shell("mkdir denied-dir".into()),
@@ -188,11 +181,11 @@ pub(super) fn docker_world(socket: &Path, runtime: &str, managed: &str) -> World
         "where.sh",
         "cat /etc/hostname /proc/version > where.txt\n".to_string(),
     );
-    // Bounded: once, under runsc, busybox's wget was seen waiting on after the proxy's 403
-    // (busybox's own `-T` crashes it).
+    // Unbounded on purpose: the refused fetch returns by itself (egress_docker.rs proves it
+    // many times over under runsc and runc).
     w(
         "fetch.sh",
-        "timeout 20 wget -q -O - http://blocked.example/x\n".to_string(),
+        "wget -q -O - http://blocked.example/x\n".to_string(),
     );
     std::fs::create_dir(world.repo.join("keep")).unwrap();
     for entry in [
@@ -219,7 +212,6 @@ fn check_session(
     calls: CallNames,
     runtime: &str,
     engine: &DockerEngine,
-    fetch: bool,
 ) -> Vec<Value> {
     let stdout = assert_ran(out);
     assert!(
@@ -281,11 +273,10 @@ fn check_session(
     }
 
     // 6: egress refused by the proxy and journaled; the model API itself went through it.
-    assert_eq!(
+    assert!(
         j.iter().any(|e| e["kind"] == "egress.denied"
             && e["body"]["host"] == "blocked.example"
             && e["body"]["port"] == 80),
-        fetch,
         "{j:#?}"
     );
     let model_port = model.addr().port();

@@ -8,6 +8,7 @@ mod agents_slack;
 mod bench_docker;
 mod daemon_doctor;
 mod daemon_restart;
+mod egress_docker;
 mod gateway_adversarial;
 mod hook_fail_closed;
 mod hook_git_scrub;
