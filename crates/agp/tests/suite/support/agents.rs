@@ -280,6 +280,43 @@ impl World {
 
     /// `agp run` for a live agent, headless, with answers for approvals from `approvals`.
     pub fn run(&self, intendant: &str, env: &[(&str, &str)], approvals: &str) -> Output {
+        self.live_run(intendant, env, approvals).output().unwrap()
+    }
+
+    /// [`Self::run`], ended with SIGTERM (which makes `agp run` stop the agent and its
+    /// sandbox) when it has not finished within `bound`: `None` then. For a known hang of an
+    /// agent outside agp's control; the caller says which.
+    pub fn run_bounded(
+        &self,
+        intendant: &str,
+        env: &[(&str, &str)],
+        approvals: &str,
+        bound: Duration,
+    ) -> Option<Output> {
+        let mut child = self
+            .live_run(intendant, env, approvals)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > bound {
+                let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                let ended = child.wait_with_output().unwrap();
+                eprintln!(
+                    "agp run did not finish within {bound:?}; stopped: {}",
+                    text(&ended.stderr)
+                );
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(child.wait_with_output().unwrap())
+    }
+
+    fn live_run(&self, intendant: &str, env: &[(&str, &str)], approvals: &str) -> Command {
         let script = self.file("approvals.txt", approvals);
         let mut cmd = self.run_command(intendant, "do the scripted work");
         cmd.arg("--approver-script")
@@ -289,7 +326,7 @@ impl World {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().unwrap()
+        cmd
     }
 
     pub fn journal(&self) -> Vec<Value> {
