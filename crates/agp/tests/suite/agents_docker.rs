@@ -140,7 +140,7 @@ fn codex_session(runtime: &str) {
 }
 
 /// Longer than any finished Codex run here takes (seconds), short of the test harness's.
-const CODEX_HANG: std::time::Duration = std::time::Duration::from_secs(120);
+const CODEX_HANG: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn check_codex(
     world: &World,
