@@ -43,6 +43,16 @@ impl Response {
         })
     }
 
+    /// The string `field` of the JSON body (an id the engine gave); refused, naming
+    /// `missing`, when it is not there.
+    pub(crate) fn string_field(&self, field: &str, missing: &str) -> Result<String, SandboxError> {
+        self.json()?
+            .get(field)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| SandboxError::Refused(format!("container engine gave no {missing}")))
+    }
+
     /// The engine's error message (`{"message": ...}`), or the raw body.
     pub(crate) fn message(&self) -> String {
         self.json()

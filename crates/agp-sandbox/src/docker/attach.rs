@@ -13,15 +13,13 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::path::Path;
-use std::time::Duration;
 
 use agp_contracts::sandbox::SandboxError;
 use serde_json::json;
 
 use super::api::Engine;
 use super::container::env_list;
-use super::{lifecycle, DockerProvider, DockerSession};
-use crate::layout;
+use super::{call, exec, lifecycle, DockerProvider, DockerSession};
 
 impl DockerProvider {
     /// Creates (does not start) an exec of `argv` in the session's container, as every call
@@ -49,23 +47,7 @@ impl DockerProvider {
         tty: bool,
         term: Option<&str>,
     ) -> Result<String, SandboxError> {
-        if let Some(reason) = session
-            .broken
-            .lock()
-            .map_err(|_| SandboxError::Refused("session state poisoned".into()))?
-            .as_ref()
-        {
-            return Err(SandboxError::Refused(format!(
-                "the session's container is gone: {reason}"
-            )));
-        }
-        if argv.first().is_none_or(String::is_empty) {
-            return Err(SandboxError::Refused("empty command".into()));
-        }
-        if argv.iter().any(|a| a.contains('\0')) {
-            return Err(SandboxError::Refused("command contains a NUL byte".into()));
-        }
-        layout::check_cwd(cwd, &session.repo)?;
+        call::admit(session, argv, cwd)?;
         let mut env = env_list(&session.env);
         if let Some(term) = term {
             if term.contains('\0') {
@@ -75,28 +57,19 @@ impl DockerProvider {
             env.retain(|e| !e.starts_with("TERM="));
             env.push(format!("TERM={term}"));
         }
-        let created = self.engine.call(
-            "POST",
-            &format!("/containers/{}/exec", session.container),
-            Some(&json!({
-                "AttachStdin": stdin,
-                "AttachStdout": true,
-                "AttachStderr": true,
-                "Tty": tty,
-                "Privileged": false,
-                "User": session.user,
-                "Cmd": argv,
-                "Env": env,
-                "WorkingDir": cwd,
-            })),
-        )?;
-        created.refuse_unless_ok(|| "container engine refused the command".to_owned())?;
-        created
-            .json()?
-            .get("Id")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .ok_or_else(|| SandboxError::Refused("container engine gave no exec id".into()))
+        exec::create(
+            &self.engine,
+            &session.container,
+            &exec::Spec {
+                user: &session.user,
+                argv,
+                env: &env,
+                cwd,
+                stdin,
+                tty,
+            },
+            "container engine refused the command",
+        )
     }
 }
 
@@ -111,12 +84,7 @@ impl DockerSession {
 pub fn exec_container(engine: &Engine, exec_id: &str) -> Result<String, SandboxError> {
     let reply = engine.call("GET", &format!("/exec/{exec_id}/json"), None)?;
     reply.refuse_unless_ok(|| format!("container engine does not know exec {exec_id}"))?;
-    reply
-        .json()?
-        .get("ContainerID")
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| SandboxError::Refused("container engine named no container".into()))
+    reply.string_field("ContainerID", "container for the exec")
 }
 
 /// Ends everything in `container` by removing it (what an interrupted attach does).
@@ -164,59 +132,28 @@ pub fn attach(
     }
     let _ = out.flush();
     let _ = err.flush();
-    exit_code(engine, exec_id)
+    exec::exit_code(engine, exec_id, ATTACHED_EXIT_POLLS)
 }
 
-/// Writes every complete frame of `pending` out: an 8-byte header (stream 1 or 2, three zero
-/// bytes, big-endian length), then the payload. A reader gone on our side is not an error:
+/// Writes every complete frame of `pending` out. A reader gone on our side is not an error:
 /// the command keeps running and its status still counts.
 fn relay(
     pending: &mut Vec<u8>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), SandboxError> {
-    let mut at = 0;
-    while pending.len() - at >= 8 {
-        let head = &pending[at..at + 8];
-        let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
-        if pending.len() - at - 8 < len {
-            break;
-        }
-        let payload = &pending[at + 8..at + 8 + len];
-        let sink: &mut dyn Write = match head[0] {
-            1 => out,
-            2 => err,
-            other => {
-                return Err(SandboxError::Refused(format!(
-                    "container engine sent an output frame for stream {other}"
-                )))
-            }
+    exec::drain_frames(pending, |stream, payload| {
+        let sink: &mut dyn Write = match stream {
+            exec::Stream::Out => &mut *out,
+            exec::Stream::Err => &mut *err,
         };
         let _ = sink.write_all(payload).and_then(|()| sink.flush());
-        at += 8 + len;
-    }
-    pending.drain(..at);
-    Ok(())
+    })
 }
 
-/// The exec's exit code once its output closed (recorded a moment after the stream ends).
-pub(super) fn exit_code(engine: &Engine, exec_id: &str) -> Result<Option<i32>, SandboxError> {
-    for _ in 0..2500 {
-        let reply = engine.call("GET", &format!("/exec/{exec_id}/json"), None)?;
-        reply
-            .refuse_unless_ok(|| "container engine cannot report the command's exit".to_owned())?;
-        let info = reply.json()?;
-        if info["Running"] != true {
-            return Ok(info["ExitCode"]
-                .as_i64()
-                .and_then(|c| i32::try_from(c).ok()));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Err(SandboxError::Refused(
-        "the command's output closed but the engine still reports it running".into(),
-    ))
-}
+/// How often an attached command's exit code is asked for, 2 ms apart, after its output
+/// closed (an agent's exit can take the engine longer to record than a call's).
+pub(super) const ATTACHED_EXIT_POLLS: u32 = 2500;
 
 #[cfg(test)]
 mod tests {

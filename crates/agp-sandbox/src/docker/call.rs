@@ -19,26 +19,10 @@ pub(super) fn exec_checked(
         .one_at_a_time
         .lock()
         .map_err(|_| SandboxError::Refused("session state poisoned".into()))?;
-    if let Some(reason) = session
-        .broken
-        .lock()
-        .map_err(|_| SandboxError::Refused("session state poisoned".into()))?
-        .as_ref()
-    {
-        return Err(SandboxError::Refused(format!(
-            "the session's container is gone: {reason}"
-        )));
-    }
     if request.timeout.is_zero() {
         return Err(SandboxError::Refused("zero timeout".into()));
     }
-    if request.argv.first().is_none_or(String::is_empty) {
-        return Err(SandboxError::Refused("empty command".into()));
-    }
-    if request.argv.iter().any(|a| a.contains('\0')) {
-        return Err(SandboxError::Refused("command contains a NUL byte".into()));
-    }
-    layout::check_cwd(&request.cwd, &session.repo)?;
+    admit(session, &request.argv, &request.cwd)?;
     if let Some(growth) = &session.growth {
         growth.admit().map_err(SandboxError::LimitExceeded)?;
     }
@@ -123,4 +107,30 @@ fn program_not_found_as_127(outcome: &mut exec::Outcome) {
         outcome.exit_code = Some(127);
         outcome.stderr = std::mem::take(&mut outcome.stdout);
     }
+}
+
+/// What every command in the session's container must be, a call or an attached agent: the
+/// container still there, a command with no NUL byte, run from inside the repository.
+pub(super) fn admit(
+    session: &DockerSession,
+    argv: &[String],
+    cwd: &std::path::Path,
+) -> Result<(), SandboxError> {
+    if let Some(reason) = session
+        .broken
+        .lock()
+        .map_err(|_| SandboxError::Refused("session state poisoned".into()))?
+        .as_ref()
+    {
+        return Err(SandboxError::Refused(format!(
+            "the session's container is gone: {reason}"
+        )));
+    }
+    if argv.first().is_none_or(String::is_empty) {
+        return Err(SandboxError::Refused("empty command".into()));
+    }
+    if argv.iter().any(|a| a.contains('\0')) {
+        return Err(SandboxError::Refused("command contains a NUL byte".into()));
+    }
+    layout::check_cwd(cwd, &session.repo)
 }

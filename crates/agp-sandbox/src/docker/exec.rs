@@ -44,28 +44,20 @@ pub(crate) fn run(
     mut watcher: Option<&mut dyn FnMut() -> bool>,
 ) -> Result<Outcome, SandboxError> {
     let started = Instant::now();
-    let created = engine.call(
-        "POST",
-        &format!("/containers/{}/exec", cmd.container),
-        Some(&json!({
-            "AttachStdin": cmd.stdin.is_some(),
-            "AttachStdout": true,
-            "AttachStderr": true,
-            "Tty": false,
-            "Privileged": false,
-            "User": cmd.user,
-            "Cmd": cmd.argv,
-            "Env": env_list(cmd.env),
-            "WorkingDir": cmd.cwd,
-        })),
+    let env = env_list(cmd.env);
+    let exec_id = create(
+        engine,
+        cmd.container,
+        &Spec {
+            user: cmd.user,
+            argv: cmd.argv,
+            env: &env,
+            cwd: cmd.cwd,
+            stdin: cmd.stdin.is_some(),
+            tty: false,
+        },
+        "container engine refused the command",
     )?;
-    created.refuse_unless_ok(|| "container engine refused the command".to_owned())?;
-    let exec_id = created
-        .json()?
-        .get("Id")
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| SandboxError::Refused("container engine gave no exec id".into()))?;
     let mut stream = engine.hijack(
         &format!("/exec/{exec_id}/start"),
         &json!({"Detach": false, "Tty": false}),
@@ -121,13 +113,38 @@ pub(crate) fn run(
     if out.timed_out || out.stopped {
         return Ok(out);
     }
-    out.exit_code = exit_code(engine, &exec_id)?;
+    out.exit_code = exit_code(engine, &exec_id, CALL_EXIT_POLLS)?;
     Ok(out)
 }
 
-/// Move every complete frame out of `pending`: an 8-byte header (stream, 3 zero bytes,
-/// big-endian length), then the payload.
+/// Move every complete frame out of `pending` into `out`, each stream under `cap`.
 fn demux(pending: &mut Vec<u8>, out: &mut Outcome, cap: usize) -> Result<(), SandboxError> {
+    drain_frames(pending, |stream, payload| {
+        let sink = match stream {
+            Stream::Out => &mut out.stdout,
+            Stream::Err => &mut out.stderr,
+        };
+        let room = cap.saturating_sub(sink.len());
+        if payload.len() > room {
+            out.truncated = true;
+        }
+        sink.extend_from_slice(&payload[..payload.len().min(room)]);
+    })
+}
+
+/// The two output streams of a non-terminal exec.
+pub(super) enum Stream {
+    Out,
+    Err,
+}
+
+/// Hands every complete frame of `pending` to `sink`, then drops them from it. A frame is an
+/// 8-byte header (stream 1 or 2, three zero bytes, big-endian length), then the payload; any
+/// other stream is refused.
+pub(super) fn drain_frames(
+    pending: &mut Vec<u8>,
+    mut sink: impl FnMut(Stream, &[u8]),
+) -> Result<(), SandboxError> {
     let mut at = 0;
     while pending.len() - at >= 8 {
         let head = &pending[at..at + 8];
@@ -135,31 +152,70 @@ fn demux(pending: &mut Vec<u8>, out: &mut Outcome, cap: usize) -> Result<(), San
         if pending.len() - at - 8 < len {
             break;
         }
-        let payload = &pending[at + 8..at + 8 + len];
-        let sink = match head[0] {
-            1 => &mut out.stdout,
-            2 => &mut out.stderr,
+        let stream = match head[0] {
+            1 => Stream::Out,
+            2 => Stream::Err,
             other => {
                 return Err(SandboxError::Refused(format!(
                     "container engine sent an output frame for stream {other}"
                 )))
             }
         };
-        let room = cap.saturating_sub(sink.len());
-        if payload.len() > room {
-            out.truncated = true;
-        }
-        sink.extend_from_slice(&payload[..payload.len().min(room)]);
+        sink(stream, &pending[at + 8..at + 8 + len]);
         at += 8 + len;
     }
     pending.drain(..at);
     Ok(())
 }
 
+/// What an exec runs and how it is attached.
+pub(super) struct Spec<'a> {
+    pub user: &'a str,
+    pub argv: &'a [String],
+    pub env: &'a [String],
+    pub cwd: &'a std::path::Path,
+    pub stdin: bool,
+    pub tty: bool,
+}
+
+/// Creates (does not start) an exec in `container`; its id. `refusal` names what the engine
+/// refused when it does.
+pub(super) fn create(
+    engine: &Engine,
+    container: &str,
+    spec: &Spec<'_>,
+    refusal: &str,
+) -> Result<String, SandboxError> {
+    let created = engine.call(
+        "POST",
+        &format!("/containers/{container}/exec"),
+        Some(&json!({
+            "AttachStdin": spec.stdin,
+            "AttachStdout": true,
+            "AttachStderr": true,
+            "Tty": spec.tty,
+            "Privileged": false,
+            "User": spec.user,
+            "Cmd": spec.argv,
+            "Env": spec.env,
+            "WorkingDir": spec.cwd,
+        })),
+    )?;
+    created.refuse_unless_ok(|| refusal.to_owned())?;
+    created.string_field("Id", "exec id")
+}
+
+/// How often [`exit_code`] asks, 2 ms apart, after a call's output closed.
+pub(super) const CALL_EXIT_POLLS: u32 = 1000;
+
 /// The exec's exit code once its output closed. The engine records it a moment after the
-/// stream ends, so a still-running exec is asked again briefly.
-fn exit_code(engine: &Engine, exec_id: &str) -> Result<Option<i32>, SandboxError> {
-    for _ in 0..1000 {
+/// stream ends, so a still-running exec is asked again, up to `polls` times 2 ms apart.
+pub(super) fn exit_code(
+    engine: &Engine,
+    exec_id: &str,
+    polls: u32,
+) -> Result<Option<i32>, SandboxError> {
+    for _ in 0..polls {
         let reply = engine.call("GET", &format!("/exec/{exec_id}/json"), None)?;
         reply
             .refuse_unless_ok(|| "container engine cannot report the command's exit".to_owned())?;

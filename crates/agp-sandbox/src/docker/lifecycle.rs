@@ -64,12 +64,7 @@ fn create(engine: &Engine, session: &DockerSession) -> Result<String, SandboxErr
     created.refuse_unless_ok(|| {
         "container engine could not create the session container".to_owned()
     })?;
-    created
-        .json()?
-        .get("Id")
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| SandboxError::Refused("container engine gave no container id".into()))
+    created.string_field("Id", "container id")
 }
 
 /// After a timeout, or when what a command left cannot be killed: everything in the

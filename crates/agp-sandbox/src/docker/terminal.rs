@@ -13,7 +13,8 @@ use agp_contracts::sandbox::SandboxError;
 use serde_json::json;
 
 use super::api::Engine;
-use super::attach::exit_code;
+use super::attach::ATTACHED_EXIT_POLLS;
+use super::exec;
 use super::{DockerProvider, DockerSession};
 
 /// How often the first resize is tried while the engine has not started the command yet.
@@ -73,7 +74,7 @@ pub fn attach_terminal(
         }
     }
     let _ = out.flush();
-    exit_code(engine, exec_id)
+    exec::exit_code(engine, exec_id, ATTACHED_EXIT_POLLS)
 }
 
 /// Gives the command's terminal `rows` x `cols` (the host window was resized).

@@ -22,6 +22,7 @@ use agp_contracts::sandbox::SandboxError;
 use serde_json::json;
 
 use super::api::Engine;
+use super::exec;
 use super::reap::WATCH;
 
 /// How long one answer may take (two scans of `/proc`, in practice a few milliseconds).
@@ -46,28 +47,20 @@ impl Watcher {
         container: &str,
         user: &str,
     ) -> Result<(Self, String), SandboxError> {
-        let created = engine.call(
-            "POST",
-            &format!("/containers/{container}/exec"),
-            Some(&json!({
-                "AttachStdin": true,
-                "AttachStdout": true,
-                "AttachStderr": true,
-                "Tty": false,
-                "Privileged": false,
-                "User": user,
-                "Cmd": ["/bin/sh", "-c", WATCH, "agp-watch"],
-                "Env": [],
-                "WorkingDir": Path::new("/"),
-            })),
+        let argv = ["/bin/sh", "-c", WATCH, "agp-watch"].map(String::from);
+        let exec_id = exec::create(
+            engine,
+            container,
+            &exec::Spec {
+                user,
+                argv: &argv,
+                env: &[],
+                cwd: Path::new("/"),
+                stdin: true,
+                tty: false,
+            },
+            "container engine refused the watcher",
         )?;
-        created.refuse_unless_ok(|| "container engine refused the watcher".to_owned())?;
-        let exec_id = created
-            .json()?
-            .get("Id")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .ok_or_else(|| SandboxError::Refused("container engine gave no exec id".into()))?;
         let stream = engine.hijack(
             &format!("/exec/{exec_id}/start"),
             &json!({"Detach": false, "Tty": false}),
