@@ -158,13 +158,7 @@ pub(super) const ATTACHED_EXIT_POLLS: u32 = 2500;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
-        let mut f = vec![stream, 0, 0, 0];
-        f.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
-        f.extend_from_slice(data);
-        f
-    }
+    use crate::docker::exec::tests::frame;
 
     #[test]
     fn frames_split_anywhere_reach_their_stream_uncapped() {

@@ -233,10 +233,11 @@ pub(super) fn exit_code(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
+    /// One output frame as the engine sends it (what `drain_frames` reads).
+    pub(in crate::docker) fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
         let mut f = vec![stream, 0, 0, 0];
         f.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
         f.extend_from_slice(data);

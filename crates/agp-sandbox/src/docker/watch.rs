@@ -183,13 +183,7 @@ impl Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
-        let mut f = vec![stream, 0, 0, 0];
-        f.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
-        f.extend_from_slice(data);
-        f
-    }
+    use crate::docker::exec::tests::frame;
 
     /// A watcher over one end of a socket pair; the other end plays the engine.
     fn pair() -> (Watcher, UnixStream) {
