@@ -314,6 +314,17 @@ fn die_with_a_pending_approval(config: &DaemonConfig, repo: &Path, journal: &Arc
     rt.shutdown_background();
     drop(daemon);
     assert!(waiter.join().unwrap().is_err());
+    // `shutdown_background` does not wait for the runtime's workers: the listener can still
+    // accept for a moment, and a daemon started then would take it for a live one
+    // (AlreadyRunning). The dead daemon is dead once nothing answers on its socket.
+    let sock = config.socket_path();
+    for _ in 0..500 {
+        if std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the stopped daemon still accepts on {}", sock.display());
 }
 
 /// A session opened on a first daemon (on `config`, journaling to `journal`) that then stops
