@@ -47,14 +47,17 @@ fn mkfifo(path: &Path) -> PathBuf {
 fn wait_for_pending_approval(home: &Path) -> String {
     let start = Instant::now();
     loop {
-        if home.join("journal/entries.jsonl").exists() {
-            if let Some(e) = journal(home)
-                .into_iter()
-                .find(|e| e["kind"] == "approval.requested")
-            {
-                assert_eq!(e["body"]["call_id"], "call-8");
-                return e["session"].as_str().unwrap().to_owned();
-            }
+        // The run is still writing: its last line may be half written, so only whole lines
+        // are read here (the strict `journal` reads it once the run is gone).
+        let text = std::fs::read_to_string(home.join("journal/entries.jsonl")).unwrap_or_default();
+        let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        if let Some(e) = whole
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|e| e["kind"] == "approval.requested")
+        {
+            assert_eq!(e["body"]["call_id"], "call-8");
+            return e["session"].as_str().unwrap().to_owned();
         }
         assert!(start.elapsed() < WAIT, "no approval was requested");
         std::thread::sleep(Duration::from_millis(20));
