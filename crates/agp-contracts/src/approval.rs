@@ -51,6 +51,8 @@ pub mod via {
     pub const AUTO: &str = "auto";
     pub const SLACK: &str = "slack";
     pub const WEB: &str = "web";
+    /// A decision a team's own receiver sent back, signed, to agp's webhook listener.
+    pub const WEBHOOK: &str = "webhook";
 }
 
 /// A person (or, loudly, a flag such as `--auto-approve`) who decided.
