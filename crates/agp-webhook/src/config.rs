@@ -21,6 +21,8 @@ pub const DEFAULT_DELIVER_WITHIN_SECS: u64 = 30;
 pub enum ConfigError {
     #[error("[approvals.webhook] {0}")]
     Missing(String),
+    #[error("[approvals.webhook] has an unknown key {key:?}: {hint}")]
+    UnknownKey { key: String, hint: &'static str },
     #[error("[approvals.webhook] {field} is invalid: {message}")]
     Invalid {
         field: &'static str,
@@ -102,15 +104,13 @@ impl WebhookConfig {
             let hint = if key == "secret" {
                 "the secret is never written in config.toml: put it in a file of mode 0600 \
                  (secret_file) or an environment variable (secret_env)"
-                    .to_owned()
             } else {
                 "expected url, secret_file, secret_env, listen, callback_url, approvers, \
                  deliver_within_secs"
-                    .to_owned()
             };
-            return Err(ConfigError::Invalid {
-                field: "keys",
-                message: format!("unknown key {key:?}: {hint}"),
+            return Err(ConfigError::UnknownKey {
+                key: key.clone(),
+                hint,
             });
         }
         let url = settings

@@ -204,6 +204,24 @@ pub fn assemble(
              --auto-approve or --approver-script: choose one way to approve"
         );
     }
+    if args.approval_channel == Some(ChannelChoice::Webhook)
+        && (args.auto_approve || args.approver_script.is_some())
+    {
+        bail!(
+            "--approval-channel webhook (or AGP_APPROVAL_CHANNEL=webhook) cannot be combined \
+             with --auto-approve or --approver-script: choose one way to approve"
+        );
+    }
+    // A webhook channel's settings are checked before the journal opens: a bad secret file
+    // refuses to start without leaving anything behind.
+    let webhook = if human == ChannelChoice::Webhook
+        && !args.auto_approve
+        && args.approver_script.is_none()
+    {
+        Some(file.webhook(home)?)
+    } else {
+        None
+    };
     // The journal comes first: the Slack channel journals the clicks it refuses.
     let journal = open_journal(home, durability)?;
     let (channel, channel_name): (Arc<dyn ApprovalChannel>, &'static str) = if args.auto_approve {
@@ -217,6 +235,8 @@ pub fn assemble(
         (Arc::new(approver), "approver-script")
     } else if human == ChannelChoice::Slack {
         (Arc::new(slack_channel(home, &journal, rt)?), "slack")
+    } else if let Some(cfg) = webhook {
+        (Arc::new(webhook_channel(cfg, &journal, rt)?), "webhook")
     } else {
         let terminal = agp_channels::TerminalChannel::controlling();
         if !terminal.is_available() {
@@ -283,6 +303,28 @@ fn slack_channel(
     .map_err(|e| {
         anyhow!("cannot start the Slack approval channel: {e} (check it with `agp slack check`)")
     })
+}
+
+/// The webhook channel, its decision listener bound on `rt`. Refused decisions are journaled.
+fn webhook_channel(
+    cfg: agp_webhook::WebhookConfig,
+    journal: &Arc<JournalWriter>,
+    rt: &tokio::runtime::Runtime,
+) -> Result<agp_webhook::WebhookChannel> {
+    let journal: Arc<dyn agp_contracts::Journal> = journal.clone();
+    let url = cfg.url.clone();
+    let channel = rt
+        .block_on(
+            agp_webhook::WebhookChannel::builder(cfg)
+                .journal(journal)
+                .start(),
+        )
+        .map_err(|e| anyhow!("cannot start the webhook approval channel: {e}"))?;
+    eprintln!(
+        "agp: approvals go to {url}; decisions are accepted at {}",
+        channel.callback_url()
+    );
+    Ok(channel)
 }
 
 /// A runtime sized for a 2-core box: the daemon's work is mostly waiting on I/O and on

@@ -32,6 +32,8 @@ pub enum SandboxChoice {
 pub enum ChannelChoice {
     Terminal,
     Slack,
+    /// Signed JSON posts to a team's own receiver, signed callbacks (`[approvals.webhook]`).
+    Webhook,
 }
 
 impl std::fmt::Display for SandboxChoice {
@@ -71,6 +73,8 @@ pub struct JournalSection {
 pub struct ApprovalsSection {
     pub timeout_secs: Option<u64>,
     pub channel: Option<ChannelChoice>,
+    /// `[approvals.webhook]`: the webhook channel's receiver, secret, listener and approvers.
+    pub webhook: Option<agp_webhook::Settings>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -182,6 +186,20 @@ impl Config {
     /// The human approval channel configured (else terminal).
     pub fn channel(&self) -> ChannelChoice {
         self.approvals.channel.unwrap_or(ChannelChoice::Terminal)
+    }
+
+    /// The webhook channel `[approvals.webhook]` describes, its secret read (from its file or
+    /// the environment variable it names).
+    pub fn webhook(&self, home: &Home) -> Result<agp_webhook::WebhookConfig> {
+        let Some(settings) = &self.approvals.webhook else {
+            bail!(
+                "{}: approvals go to a webhook, but there is no [approvals.webhook] section \
+                 (url, secret_file or secret_env, listen, approvers; see README \"Webhook approvals\")",
+                home.config().display()
+            );
+        };
+        agp_webhook::WebhookConfig::from_settings(settings, home.root(), |k| std::env::var(k).ok())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", home.config().display()))
     }
 
     /// The approval timeout configured, in seconds (else 300).

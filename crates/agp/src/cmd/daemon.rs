@@ -38,6 +38,8 @@ pub struct GovernArgs {
     /// <home>/slack.toml and AGP_SLACK_*; see `agp slack check`). A Slack that cannot start
     /// stops agp, it never falls back to the terminal. --auto-approve and --approver-script
     /// replace the configured channel, but cannot be combined with this option set to slack
+    /// or webhook. `webhook`: signed JSON posts to a team's receiver, signed decisions back
+    /// (config.toml [approvals.webhook]; README "Webhook approvals")
     /// [default: config.toml [approvals] channel, else terminal]
     #[arg(long, value_enum, value_name = "CHANNEL", env = "AGP_APPROVAL_CHANNEL")]
     pub approval_channel: Option<ChannelChoice>,

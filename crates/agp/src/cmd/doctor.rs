@@ -64,6 +64,7 @@ pub fn run(home: &Home, args: &DoctorArgs) -> Result<Exit> {
         let config = Config::load(home);
         checks.push(check_sandbox(home, &config));
         checks.push(check_slack(home, &config));
+        checks.extend(check_webhook(home, &config));
     } else {
         checks.push(fail(
             "home",
@@ -433,4 +434,66 @@ fn check_slack(home: &Home, config: &Result<Config>) -> Check {
         (Err(e), _) => fail("slack", format!("bot token refused: {e}"), fix),
         (Ok(_), Err(e)) => fail("slack", format!("app-level token refused: {e}"), fix),
     }
+}
+
+/// The webhook channel, checked when config.toml uses it or describes it: its settings and
+/// secret (file mode, length), its receiver URL, and whether its listen address can be bound.
+/// Nothing is sent to the receiver.
+fn check_webhook(home: &Home, config: &Result<Config>) -> Option<Check> {
+    let Ok(config) = config else {
+        // check_slack already reported the config.toml that does not parse.
+        return None;
+    };
+    let required = config.channel() == crate::cmd::daemon::ChannelChoice::Webhook;
+    if !required && config.approvals.webhook.is_none() {
+        return None;
+    }
+    let cfg = match config.webhook(home) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            let line = crate::exit::one_line(&e);
+            let fix = if line.contains("chmod 600") {
+                "make the secret file readable by its owner only (chmod 600)".to_owned()
+            } else if line.contains("cannot read the webhook secret") {
+                "create it with the secret shared with the receiver, e.g. \
+                 `(umask 077; openssl rand -hex 32 > FILE)`"
+                    .to_owned()
+            } else {
+                format!(
+                    "fix [approvals.webhook] in {} (README \"Webhook approvals\")",
+                    home.config().display()
+                )
+            };
+            return Some(fail("webhook", line, fix));
+        }
+    };
+    let listen = match std::net::TcpListener::bind(cfg.listen) {
+        Ok(_) => format!("listener {} free", cfg.listen),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => format!(
+            "listener {} in use (a running agp daemon of this home holds it, or another program)",
+            cfg.listen
+        ),
+        Err(e) => {
+            return Some(fail(
+                "webhook",
+                format!("cannot listen on {}: {e}", cfg.listen),
+                "set [approvals.webhook] listen to an address:port this user may bind",
+            ))
+        }
+    };
+    let exposure = if cfg.listens_beyond_loopback() {
+        " (reachable from other machines over plain HTTP; decisions are still signed)"
+    } else {
+        ""
+    };
+    let mut detail = format!(
+        "posts to {}, secret from {}, {listen}{exposure}, {} approver(s)",
+        cfg.url,
+        cfg.secret_source,
+        cfg.approvers.len()
+    );
+    if !required {
+        detail.push_str(" (configured, but [approvals] channel is not \"webhook\")");
+    }
+    Some(pass("webhook", detail))
 }
