@@ -29,3 +29,4 @@ mod slack_cli;
 mod support;
 mod terminal_approval;
 mod user_text;
+mod webhook_approvals;

@@ -5,6 +5,7 @@ pub mod hook;
 pub mod journal;
 pub mod looping;
 pub mod pty;
+pub mod webhook;
 
 use std::process::Output;
 

@@ -1,0 +1,463 @@
+//! Approvals through the webhook channel with the real `agp run` and `agp daemon`: a test
+//! receiver (a real HTTP server that checks agp's signatures with its own HMAC code) gets each
+//! approval request and calls back signed (or forged, replayed, late, mismatched) decisions.
+
+use super::support::agents::{text, World, AGP};
+use super::support::looping::{journal, start_daemon};
+use super::support::webhook::{callback, configure, decision, now_secs, Receiver, Signing, SECRET};
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+const ENV: [&str; 3] = [
+    "AGP_APPROVAL_CHANNEL",
+    "AGP_APPROVAL_TIMEOUT_SECS",
+    "AGP_HOME",
+];
+
+fn script(world: &World, commands: &[&str]) -> std::path::PathBuf {
+    let mut yaml = String::from("calls:\n");
+    for c in commands {
+        yaml.push_str(&format!(
+            "  - tool: Bash\n    input: {{ command: \"{c}\" }}\n"
+        ));
+    }
+    world.file("script.yaml", &yaml)
+}
+
+/// `agp run` of the scripted intendant with `script` on the world's repo; `extra` args.
+fn agp_run(world: &World, script: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(AGP);
+    for var in ENV {
+        cmd.env_remove(var);
+    }
+    cmd.arg("--home")
+        .arg(&world.home)
+        .args(["run", "--intendant", "scripted", "--script"])
+        .arg(script)
+        .arg("--repo")
+        .arg(&world.repo)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+async fn wait_output(child: Child) -> Output {
+    tokio::time::timeout(
+        Duration::from_secs(240),
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("agp run did not finish")
+    .unwrap()
+    .unwrap()
+}
+
+/// The callback was refused with `status` and `reason`.
+fn refused(got: (u16, Value), status: u16, reason: &str) {
+    let (code, answer) = got;
+    assert_eq!(code, status, "{reason}: {answer}");
+    assert_eq!(answer["status"], "refused", "{answer}");
+    assert_eq!(answer["reason"], reason, "{answer}");
+}
+
+fn accepted(got: (u16, Value), status: &str) -> Value {
+    assert_eq!(got.0, 200, "{}", got.1);
+    assert_eq!(got.1["status"], status, "{}", got.1);
+    got.1
+}
+
+fn of_kind<'a>(j: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    j.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+/// The reasons of the journaled `approval.rejected` entries, in order; each is the webhook's.
+fn rejections(j: &[Value]) -> Vec<String> {
+    of_kind(j, "approval.rejected")
+        .into_iter()
+        .map(|e| {
+            assert_eq!(e["body"]["channel"], "webhook", "{e:#}");
+            e["body"]["reason"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+fn assert_secret_kept(world: &World) {
+    let raw = std::fs::read_to_string(world.home.join("journal/entries.jsonl")).unwrap();
+    assert!(!raw.contains(SECRET), "the shared secret is in the journal");
+    world.assert_verified();
+}
+
+/// One session, two `require` calls: the first is approved by Alice after every kind of bad
+/// decision was refused (forged, unsigned, stale, other input, not an approver, unknown nonce)
+/// and its approval cannot be replayed; the second is denied by Bob. The receiver's first
+/// answer is a 503, so agp's delivery is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
+    let world = World::new();
+    let receiver = Receiver::start(1).await;
+    configure(&world.home, &receiver.url(), "");
+    let script = script(&world, &["mkdir approved-dir", "mkdir denied-dir"]);
+    let policy = world.policy.to_str().unwrap().to_owned();
+    let child = agp_run(
+        &world,
+        &script,
+        &["--policy", &policy, "--approval-timeout", "120"],
+    )
+    .spawn()
+    .unwrap();
+
+    let req = receiver.wait_request("mkdir approved-dir", 120).await;
+    // What a receiver is told (README "Webhook approvals").
+    assert_eq!(req["type"], "agp.approval.request");
+    assert_eq!(req["version"], 1);
+    assert_eq!(req["tool"], "Bash");
+    assert_eq!(req["input"], json!({"command": "mkdir approved-dir"}));
+    assert_eq!(req["rule"], "needs-human");
+    assert!(req["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("creating directories needs a human"));
+    assert_eq!(req["approvers"], json!(["alice", "bob"]));
+    assert_eq!(req["quorum"], 1);
+    assert_eq!(req["nonce"].as_str().unwrap().len(), 64);
+    assert_eq!(req["input_sha256"].as_str().unwrap().len(), 64);
+    assert!(req["expires_at_ms"].as_u64().unwrap() > now_secs() * 1000);
+    assert!(req["callback_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://127.0.0.1:"));
+    let first_call = req["call_id"].clone();
+    let answered: Vec<u16> = receiver
+        .received()
+        .iter()
+        .filter(|r| r.doc["call_id"] == first_call)
+        .map(|r| r.answered)
+        .collect();
+    assert_eq!(answered, [503, 200], "delivery is retried after a 5xx");
+
+    let good = decision(&req, "allow", "alice");
+    let other_secret = "an-attacker-guess-at-the-secret-0123456789abcdef";
+    refused(
+        callback(&req, &good, Signing::Key(other_secret)).await,
+        401,
+        "bad_signature",
+    );
+    refused(
+        callback(&req, &good, Signing::None).await,
+        401,
+        "missing_signature",
+    );
+    refused(
+        callback(&req, &good, Signing::At(now_secs() - 400)).await,
+        401,
+        "stale_timestamp",
+    );
+    let mut other_input = good.clone();
+    other_input["input_sha256"] = json!("0".repeat(64));
+    refused(
+        callback(&req, &other_input, Signing::Good).await,
+        409,
+        "input_hash_mismatch",
+    );
+    refused(
+        callback(&req, &decision(&req, "allow", "mallory"), Signing::Good).await,
+        403,
+        "not_an_approver",
+    );
+    let mut unknown = good.clone();
+    unknown["nonce"] = json!("ab".repeat(32));
+    refused(
+        callback(&req, &unknown, Signing::Good).await,
+        404,
+        "unknown_call",
+    );
+    assert!(
+        !world.repo.join("approved-dir").exists(),
+        "a refused decision let the call run"
+    );
+    accepted(callback(&req, &good, Signing::Good).await, "granted");
+    refused(callback(&req, &good, Signing::Good).await, 409, "replayed");
+
+    let req2 = receiver.wait_request("mkdir denied-dir", 120).await;
+    assert_ne!(
+        req2["nonce"], req["nonce"],
+        "each request has its own nonce"
+    );
+    // The first call's (burned) nonce cannot decide the second call.
+    let mut cross = decision(&req2, "allow", "alice");
+    cross["nonce"] = req["nonce"].clone();
+    refused(
+        callback(&req2, &cross, Signing::Good).await,
+        409,
+        "call_mismatch",
+    );
+    let mut deny = decision(&req2, "deny", "bob");
+    deny["approver_name"] = json!("Bob B.");
+    deny["reason"] = json!("not today");
+    accepted(callback(&req2, &deny, Signing::Good).await, "denied");
+
+    let out = wait_output(child).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("approvals via webhook"), "{stdout}");
+    assert!(
+        stdout.contains("denied by approver Bob B.: not today"),
+        "{stdout}"
+    );
+    assert!(
+        world.repo.join("approved-dir").is_dir(),
+        "the approved call did not run"
+    );
+    assert!(
+        !world.repo.join("denied-dir").exists(),
+        "the denied call ran"
+    );
+
+    let j = journal(&world.home);
+    let granted = of_kind(&j, "approval.granted");
+    assert_eq!(granted.len(), 1, "{j:#?}");
+    assert_eq!(granted[0]["body"]["call_id"], first_call);
+    assert_eq!(granted[0]["body"]["channel"], "webhook");
+    assert_eq!(
+        granted[0]["body"]["by"],
+        json!([{"id": "alice", "name": "alice", "via": "webhook"}])
+    );
+    let denied = of_kind(&j, "approval.denied");
+    assert_eq!(denied.len(), 1, "{j:#?}");
+    assert_eq!(
+        denied[0]["body"]["by"],
+        json!({"id": "bob", "name": "Bob B.", "via": "webhook"})
+    );
+    assert_eq!(denied[0]["body"]["reason"], "not today");
+    assert_eq!(
+        rejections(&j),
+        [
+            "bad_signature",
+            "missing_signature",
+            "stale_timestamp",
+            "input_hash_mismatch",
+            "not_an_approver",
+            "unknown_call",
+            "replayed",
+            "call_mismatch",
+        ]
+    );
+    // An authenticated refusal is journaled with its session; the approver it claimed is named.
+    let rejected = of_kind(&j, "approval.rejected");
+    assert_eq!(rejected[4]["body"]["user"]["id"], "mallory");
+    assert_eq!(rejected[4]["session"], granted[0]["session"]);
+    let started = of_kind(&j, "session.started");
+    assert_eq!(started[0]["body"]["approval_channel"], "webhook");
+    assert_secret_kept(&world);
+}
+
+/// `agp daemon` with `[approvals] channel = "webhook"` in config.toml, and a rule that needs
+/// two approvers: Alice's allow is counted (twice is once), Bob's makes the quorum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_quorum_of_two_on_the_daemon() {
+    let world = World::new();
+    let receiver = Receiver::start(0).await;
+    configure(&world.home, &receiver.url(), "");
+    std::fs::write(
+        &world.policy,
+        "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"two-people\"\neffect = \"require\"\n\
+         match = [\"Bash(mkdir *)\"]\nreason = \"two people must agree\"\nquorum = 2\n\n\
+         [[rule]]\nid = \"write-project\"\neffect = \"allow\"\nmatch = [\"Edit(/**)\"]\n",
+    )
+    .unwrap();
+    let _daemon = start_daemon(
+        &world.home,
+        [
+            "--policy",
+            world.policy.to_str().unwrap(),
+            "--approval-timeout",
+            "120",
+        ],
+    );
+    let script = script(&world, &["mkdir agreed-dir"]);
+    let child = agp_run(&world, &script, &[]).spawn().unwrap();
+
+    let req = receiver.wait_request("mkdir agreed-dir", 120).await;
+    assert_eq!(req["quorum"], 2);
+    assert_eq!(req["rule"], "two-people");
+    let alice = decision(&req, "allow", "alice");
+    let counted = accepted(callback(&req, &alice, Signing::Good).await, "counted");
+    assert_eq!(
+        (counted["have"].clone(), counted["need"].clone()),
+        (json!(1), json!(2))
+    );
+    refused(
+        callback(&req, &alice, Signing::Good).await,
+        409,
+        "duplicate_vote",
+    );
+    assert!(
+        !world.repo.join("agreed-dir").exists(),
+        "one approval was enough"
+    );
+    accepted(
+        callback(&req, &decision(&req, "allow", "bob"), Signing::Good).await,
+        "granted",
+    );
+
+    let out = wait_output(child).await;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        world.repo.join("agreed-dir").is_dir(),
+        "the approved call did not run"
+    );
+    let j = journal(&world.home);
+    let granted = of_kind(&j, "approval.granted");
+    assert_eq!(granted.len(), 1, "{j:#?}");
+    let by: Vec<&str> = granted[0]["body"]["by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(by, ["alice", "bob"]);
+    assert_eq!(rejections(&j), ["duplicate_vote"]);
+    assert_secret_kept(&world);
+}
+
+/// Nobody decides the first call in time: it is denied as timed out, and a decision arriving
+/// afterwards (while the session waits on its second call) is refused as expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_timeout_denies_and_a_late_decision_is_refused() {
+    let world = World::new();
+    let receiver = Receiver::start(0).await;
+    configure(&world.home, &receiver.url(), "");
+    let script = script(&world, &["mkdir late-dir", "mkdir second-dir"]);
+    let policy = world.policy.to_str().unwrap().to_owned();
+    let child = agp_run(
+        &world,
+        &script,
+        &["--policy", &policy, "--approval-timeout", "2"],
+    )
+    .spawn()
+    .unwrap();
+    let late = receiver.wait_request("mkdir late-dir", 120).await;
+    // The second request comes once the first has timed out; nobody answers it either until
+    // the late decision about the first was refused.
+    let second = receiver.wait_request("mkdir second-dir", 120).await;
+    refused(
+        callback(&late, &decision(&late, "allow", "alice"), Signing::Good).await,
+        410,
+        "expired",
+    );
+    let out = wait_output(child).await;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        !world.repo.join("late-dir").exists(),
+        "a timed-out call ran"
+    );
+    assert!(
+        !world.repo.join("second-dir").exists(),
+        "a timed-out call ran"
+    );
+    let j = journal(&world.home);
+    let timeouts: Vec<&Value> = of_kind(&j, "approval.timeout");
+    assert_eq!(timeouts.len(), 2, "{j:#?}");
+    assert_eq!(timeouts[0]["body"]["call_id"], late["call_id"]);
+    assert_eq!(timeouts[1]["body"]["call_id"], second["call_id"]);
+    assert!(of_kind(&j, "approval.granted").is_empty());
+    assert_eq!(rejections(&j), ["expired"]);
+    assert_secret_kept(&world);
+}
+
+fn error_line(out: &Output) -> String {
+    let stderr = text(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("agp: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one clear error line: {stderr}");
+    errors[0].to_owned()
+}
+
+/// agp fails closed: a secret others can read refuses to start; a receiver that refuses agp's
+/// signature (another secret) or cannot be reached denies the call at once, journaled with
+/// why, instead of leaving it waiting with nobody asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_misconfigured_or_undeliverable_fails_closed() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new();
+    let receiver = Receiver::start(0).await;
+    configure(&world.home, &receiver.url(), "deliver_within_secs = 2");
+    let script = script(&world, &["mkdir never-dir"]);
+    let policy = world.policy.to_str().unwrap().to_owned();
+    let args = ["--policy", policy.as_str(), "--approval-timeout", "60"];
+    let secret = world.home.join("webhook.secret");
+
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = wait_output(agp_run(&world, &script, &args).spawn().unwrap()).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        error_line(&out).contains("chmod 600"),
+        "{}",
+        text(&out.stderr)
+    );
+    let j = journal(&world.home);
+    assert!(
+        of_kind(&j, "session.started").is_empty(),
+        "a session started anyway: {j:#?}"
+    );
+
+    // agp signs with another secret than the receiver's: the receiver answers 401.
+    std::fs::write(&secret, "x".repeat(40)).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = wait_output(agp_run(&world, &script, &args).spawn().unwrap()).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(receiver
+        .received()
+        .iter()
+        .all(|r| !r.verified && r.answered == 401));
+    assert_eq!(receiver.received().len(), 1, "a refusal is not retried");
+
+    // Nothing listens at the URL: retried for deliver_within_secs, then denied.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/approvals", closed.local_addr().unwrap());
+    drop(closed);
+    let config = world.home.join("config.toml");
+    let text_now = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text_now.replace(&receiver.url(), &url)).unwrap();
+    let out = wait_output(agp_run(&world, &script, &args).spawn().unwrap()).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    assert!(!world.repo.join("never-dir").exists());
+    let j = journal(&world.home);
+    let denied = of_kind(&j, "approval.denied");
+    assert_eq!(denied.len(), 2, "{j:#?}");
+    for d in &denied {
+        assert_eq!(d["body"]["unavailable"], true, "{d:#}");
+        assert!(d["body"]["by"].is_null());
+    }
+    let why = |d: &Value| d["body"]["reason"].as_str().unwrap().to_owned();
+    assert!(
+        why(denied[0]).contains("refused the approval request with HTTP 401"),
+        "{}",
+        why(denied[0])
+    );
+    assert!(
+        why(denied[1]).contains("could not deliver the approval request"),
+        "{}",
+        why(denied[1])
+    );
+    assert!(why(denied[1]).contains(&url), "{}", why(denied[1]));
+}
