@@ -85,14 +85,6 @@ impl Refusal {
             | Refusal::DuplicateVote => 409,
         }
     }
-
-    /// Whether the sender proved it holds the secret (it signed the message).
-    pub fn authenticated(self) -> bool {
-        !matches!(
-            self,
-            Refusal::MissingSignature | Refusal::BadSignature | Refusal::StaleTimestamp
-        )
-    }
 }
 
 impl From<crate::sign::SigError> for Refusal {

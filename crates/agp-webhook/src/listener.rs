@@ -21,6 +21,8 @@ use crate::wire::{DecisionDoc, Reply, DECISION_PATH};
 
 /// A decision document is a few hundred bytes.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How long a request's body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 64;
 /// Claimed values of an unauthenticated message are journaled cut to this length.
@@ -135,12 +137,16 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Full<Byt
             .map(str::to_owned)
     };
     let (ts, sig) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER));
-    let Ok(body) = Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    else {
+    // A sender that trickles its body must not hold a connection slot for ever either.
+    let read = tokio::time::timeout(
+        BODY_TIMEOUT,
+        Limited::new(req.into_body(), MAX_BODY_BYTES).collect(),
+    )
+    .await;
+    let Ok(Ok(body)) = read else {
+        // Nothing was verified: this counts against the unauthenticated budget.
         inner
-            .journal_refusal(Refusal::Malformed, None, &Value::Null)
+            .journal_refusal(Refusal::Malformed, false, None, &Value::Null)
             .await;
         return refused(Refusal::Malformed);
     };
@@ -182,11 +188,11 @@ impl Inner {
         };
         if let Err(e) = sign::verify(&self.cfg.secret, ts, sig, body, now_ms() / 1000) {
             let r = Refusal::from(e);
-            self.journal_refusal(r, None, &claimed).await;
+            self.journal_refusal(r, false, None, &claimed).await;
             return refuse(r);
         }
         let Ok(doc) = serde_json::from_slice::<DecisionDoc>(body) else {
-            self.journal_refusal(Refusal::Malformed, None, &claimed)
+            self.journal_refusal(Refusal::Malformed, true, None, &claimed)
                 .await;
             return refuse(Refusal::Malformed);
         };
@@ -213,7 +219,8 @@ impl Inner {
         };
         match verdict {
             Verdict::Refuse(r) => {
-                self.journal_refusal(r, session.as_deref(), &claimed).await;
+                self.journal_refusal(r, true, session.as_deref(), &claimed)
+                    .await;
                 refuse(r)
             }
             Verdict::Counted { have, need, .. } => {
@@ -248,13 +255,19 @@ impl Inner {
 
     /// Journals a refused decision (`approval.rejected`). What an unauthenticated message
     /// claims is journaled cut short, and only within a per-minute budget.
-    pub(crate) async fn journal_refusal(&self, r: Refusal, session: Option<&str>, claimed: &Value) {
+    pub(crate) async fn journal_refusal(
+        &self,
+        r: Refusal,
+        signed: bool,
+        session: Option<&str>,
+        claimed: &Value,
+    ) {
         let approver = cut(claimed, "approver");
         tracing::warn!(reason = r.as_str(), approver = ?approver, "refused a webhook decision");
         let Some(j) = self.journal.clone() else {
             return;
         };
-        if !r.authenticated() && !self.unauthenticated.take(now_ms()) {
+        if !signed && !self.unauthenticated.take(now_ms()) {
             return;
         }
         let body = ApprovalRejected {

@@ -313,6 +313,26 @@ mod tests {
     }
 
     #[test]
+    fn the_webhook_example_parses_and_validates() {
+        use std::os::unix::fs::PermissionsExt;
+        let cfg = parse(include_str!("../../../../examples/webhook/config.toml")).unwrap();
+        assert_eq!(cfg.channel(), ChannelChoice::Webhook);
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("webhook.secret");
+        std::fs::write(&secret, "ab".repeat(32)).unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let home = Home::resolve(Some(dir.path())).unwrap();
+        let webhook = cfg.webhook(&home).unwrap();
+        assert_eq!(webhook.url, "https://approvals.example.com/agp");
+        assert_eq!(webhook.approvers.len(), 2);
+        assert_eq!(webhook.listen.to_string(), "127.0.0.1:8645");
+        // The channel without its section is refused with where to look.
+        let bare = parse("[approvals]\nchannel = \"webhook\"\n").unwrap();
+        let err = format!("{:#}", bare.webhook(&home).unwrap_err());
+        assert!(err.contains("[approvals.webhook]"), "{err}");
+    }
+
+    #[test]
     fn a_misspelt_limit_or_a_mistyped_value_is_refused() {
         assert!(parse("[sandbox.limits]\nmemroy_bytes = 1").is_err());
         assert!(parse("[sandbox.docker]\nimgae = \"x\"").is_err());
