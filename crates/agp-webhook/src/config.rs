@@ -11,8 +11,10 @@ use serde::Deserialize;
 
 use crate::secret::{Secret, MIN_SECRET_BYTES};
 
-/// The secret file when neither `secret_file` nor `secret_env` is set (in the agp home).
-pub const DEFAULT_SECRET_FILE: &str = "webhook.secret";
+/// The secret file when neither `secret_file` nor `secret_env` is set (in the agp home). Whoever
+/// reads it can approve calls, so it sits with agp's signing keys: sandboxed calls cannot see
+/// the agp home, and the policy denies reading `keys/` to any agent, as it does the keys.
+pub const DEFAULT_SECRET_FILE: &str = "keys/webhook.secret";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8645";
 /// How long a request is retried while the receiver cannot be reached, by default.
 pub const DEFAULT_DELIVER_WITHIN_SECS: u64 = 30;
@@ -305,6 +307,7 @@ mod tests {
     fn home_with_secret(mode: u32) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(DEFAULT_SECRET_FILE);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, format!("{SECRET}\n")).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         dir

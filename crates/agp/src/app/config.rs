@@ -318,7 +318,8 @@ mod tests {
         let cfg = parse(include_str!("../../../../examples/webhook/config.toml")).unwrap();
         assert_eq!(cfg.channel(), ChannelChoice::Webhook);
         let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("webhook.secret");
+        let secret = dir.path().join("keys/webhook.secret");
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
         std::fs::write(&secret, "ab".repeat(32)).unwrap();
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
         let home = Home::resolve(Some(dir.path())).unwrap();

@@ -102,7 +102,17 @@ async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
     let world = World::new();
     let receiver = Receiver::start(1).await;
     configure(&world.home, &receiver.url(), "");
-    let script = script(&world, &["mkdir approved-dir", "mkdir denied-dir"]);
+    // The third call tries to read the shared secret: an agent that could would approve its
+    // own calls, so the policy denies it (nobody is asked).
+    let read_secret = format!("cat {}", world.home.join("keys/webhook.secret").display());
+    let script = script(
+        &world,
+        &[
+            "mkdir approved-dir",
+            "mkdir denied-dir",
+            read_secret.as_str(),
+        ],
+    );
     let policy = world.policy.to_str().unwrap().to_owned();
     let child = agp_run(
         &world,
@@ -209,6 +219,17 @@ async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
     assert!(
         stdout.contains("denied by approver Bob B.: not today"),
         "{stdout}"
+    );
+    let secret_line = stdout
+        .lines()
+        .find(|l| l.contains("cat ") && l.contains("DENY"))
+        .unwrap_or_else(|| panic!("reading the secret was not denied: {stdout}"));
+    assert!(secret_line.contains("signing keys"), "{secret_line}");
+    assert!(!stdout.contains(SECRET), "{stdout}");
+    assert_eq!(
+        receiver.received().len(),
+        3,
+        "only the two mkdirs were put to the receiver (the first twice)"
     );
     assert!(
         world.repo.join("approved-dir").is_dir(),
@@ -403,7 +424,7 @@ async fn webhook_misconfigured_or_undeliverable_fails_closed() {
     let script = script(&world, &["mkdir never-dir"]);
     let policy = world.policy.to_str().unwrap().to_owned();
     let args = ["--policy", policy.as_str(), "--approval-timeout", "60"];
-    let secret = world.home.join("webhook.secret");
+    let secret = world.home.join("keys/webhook.secret");
 
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = wait_output(agp_run(&world, &script, &args).spawn().unwrap()).await;

@@ -225,11 +225,11 @@ pub async fn callback(request: &Value, body: &Value, signing: Signing<'_>) -> (u
     .unwrap()
 }
 
-/// Writes the shared secret (mode 0600) and an `[approvals]` section sending approvals to
+/// Writes the shared secret (mode 0600, where agp looks by default) and an `[approvals]` section sending approvals to
 /// `receiver_url` into the agp home's config.toml; `extra` goes into `[approvals.webhook]`.
 pub fn configure(home: &std::path::Path, receiver_url: &str, extra: &str) {
     use std::os::unix::fs::PermissionsExt;
-    let secret = home.join("webhook.secret");
+    let secret = home.join("keys/webhook.secret");
     std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let config = home.join("config.toml");
