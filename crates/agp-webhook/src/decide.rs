@@ -207,18 +207,14 @@ mod tests {
     fn record(quorum: u32) -> Record {
         Record {
             nonce: "n".into(),
-            request: ApprovalRequest {
-                session: "s".into(),
-                call_id: "c".into(),
-                tool: "Bash".into(),
-                redacted_input: json!({"command": "mkdir x"}),
-                input_sha256: "h".repeat(64),
-                rule_id: None,
-                reason: "r".into(),
-                approvers: vec![],
-                quorum,
-                expires_at_ms: 10_000,
-            },
+            // From JSON, as the daemon stores it: members added to the contract later take
+            // their defaults.
+            request: serde_json::from_value::<ApprovalRequest>(json!({
+                "session": "s", "call_id": "c", "tool": "Bash",
+                "redacted_input": {"command": "mkdir x"}, "input_sha256": "h".repeat(64),
+                "reason": "r", "approvers": [], "quorum": quorum, "expires_at_ms": 10_000,
+            }))
+            .unwrap(),
             eligible: vec!["alice".into(), "bob".into()],
             votes: vec![],
             outcome: None,

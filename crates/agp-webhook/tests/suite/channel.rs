@@ -78,18 +78,15 @@ fn config(url: &str, home: &std::path::Path) -> WebhookConfig {
 }
 
 fn request(call: &str, approvers: &[&str], quorum: u32) -> ApprovalRequest {
-    ApprovalRequest {
-        session: "s1".into(),
-        call_id: call.into(),
-        tool: "Bash".into(),
-        redacted_input: json!({"command": "mkdir x"}),
-        input_sha256: "ab".repeat(32),
-        rule_id: Some("r".into()),
-        reason: "needs a human".into(),
-        approvers: approvers.iter().map(|a| (*a).to_owned()).collect(),
-        quorum,
-        expires_at_ms: now_ms() + 60_000,
-    }
+    // From JSON, as the daemon stores it: members added to the contract later take their
+    // defaults.
+    serde_json::from_value(json!({
+        "session": "s1", "call_id": call, "tool": "Bash",
+        "redacted_input": {"command": "mkdir x"}, "input_sha256": "ab".repeat(32),
+        "rule_id": "r", "reason": "needs a human", "approvers": approvers,
+        "quorum": quorum, "expires_at_ms": now_ms() + 60_000,
+    }))
+    .unwrap()
 }
 
 fn decision(doc: &Value, decision: &str, approver: &str) -> Value {
