@@ -482,3 +482,92 @@ async fn webhook_misconfigured_or_undeliverable_fails_closed() {
     );
     assert!(why(denied[1]).contains(&url), "{}", why(denied[1]));
 }
+
+/// `agp doctor` checks the webhook section: nothing to say while it is not used, then the
+/// secret's mode, an inline secret (never echoed), and the listen address.
+#[test]
+fn doctor_checks_the_webhook_section() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new();
+    let doctor = || {
+        let out = Command::new(AGP)
+            .arg("--home")
+            .arg(&world.home)
+            .args(["doctor", "--json"])
+            .env_remove("AGP_APPROVAL_CHANNEL")
+            .output()
+            .unwrap();
+        let all = text(&out.stdout);
+        let v: Value = serde_json::from_str(&all).unwrap_or_else(|e| panic!("{e}: {all}"));
+        let check = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "webhook")
+            .cloned();
+        (check, all)
+    };
+    assert_eq!(
+        doctor().0,
+        None,
+        "no webhook check while it is not configured"
+    );
+
+    configure(&world.home, "http://127.0.0.1:9/approvals", "");
+    let (check, _) = doctor();
+    let check = check.unwrap();
+    assert_eq!(check["ok"], true, "{check:#}");
+    let detail = check["detail"].as_str().unwrap();
+    assert!(detail.contains("keys/webhook.secret"), "{detail}");
+    assert!(detail.contains("2 approver(s)"), "{detail}");
+
+    let secret = world.home.join("keys/webhook.secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (check, _) = doctor();
+    let check = check.unwrap();
+    assert_eq!(check["ok"], false, "{check:#}");
+    assert!(
+        check["fix"].as_str().unwrap().contains("chmod 600"),
+        "{check:#}"
+    );
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A secret written into config.toml is refused by name, and not printed.
+    let config = world.home.join("config.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    let inline = good.replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        &format!("listen = \"127.0.0.1:0\"\nsecret = \"{SECRET}\"\n"),
+        1,
+    );
+    assert_ne!(good, inline);
+    std::fs::write(&config, &inline).unwrap();
+    let (check, all) = doctor();
+    let check = check.unwrap();
+    assert_eq!(check["ok"], false, "{check:#}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("never written in config.toml"),
+        "{check:#}"
+    );
+    assert!(!all.contains(SECRET), "{all}");
+
+    // A listen address this user cannot bind.
+    std::fs::write(
+        &config,
+        good.replacen("listen = \"127.0.0.1:0\"", "listen = \"192.0.2.1:9\"", 1),
+    )
+    .unwrap();
+    let (check, _) = doctor();
+    let check = check.unwrap();
+    assert_eq!(check["ok"], false, "{check:#}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot listen on 192.0.2.1:9"),
+        "{check:#}"
+    );
+}
