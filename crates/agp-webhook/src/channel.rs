@@ -140,7 +140,7 @@ pub struct WebhookChannel {
 impl std::fmt::Debug for WebhookChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookChannel")
-            .field("url", &self.inner.cfg.url)
+            .field("url", &self.inner.cfg.url_origin())
             .field("listen", &self.local)
             .finish_non_exhaustive()
     }
@@ -270,8 +270,9 @@ impl Inner {
                 sent = &mut delivery, if !delivered => match sent {
                     Ok(()) => delivered = true,
                     Err(e) => {
-                        tracing::error!(url = %self.cfg.url, error = %e, "approval request not delivered");
-                        let reason = format!("{e} (to {})", self.cfg.url);
+                        let to = self.cfg.url_origin();
+                        tracing::error!(url = %to, error = %e, "approval request not delivered");
+                        let reason = format!("{e} (to {to})");
                         return Ok(self.end(&nonce, ApprovalOutcome::Unavailable { reason }));
                     }
                 },

@@ -168,10 +168,24 @@ impl WebhookConfig {
         })
     }
 
+    /// The receiver's URL as shown in messages, logs and the journal: scheme, host and port
+    /// only, since a path or query string (or user info) may carry a token of the receiver's.
+    pub fn url_origin(&self) -> String {
+        origin(&self.url)
+    }
+
     /// Whether the listener accepts connections from other machines (plain HTTP).
     pub fn listens_beyond_loopback(&self) -> bool {
         !self.listen.ip().is_loopback()
     }
+}
+
+/// `scheme://host[:port]` of `url`, without user info, path, query or fragment.
+pub fn origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}")
 }
 
 /// Requests carry the (redacted) input of the call: https, or plain http to this machine only.
@@ -364,6 +378,16 @@ mod tests {
         let err =
             WebhookConfig::from_settings(&s, dir.path(), |_| Some("short".into())).unwrap_err();
         assert!(err.to_string().contains("at least 32"), "{err}");
+    }
+
+    #[test]
+    fn only_the_origin_of_the_url_is_shown() {
+        assert_eq!(
+            origin("https://user:pw@hooks.example:8443/t/0123secret?k=v#f"),
+            "https://hooks.example:8443"
+        );
+        assert_eq!(origin("http://127.0.0.1:9"), "http://127.0.0.1:9");
+        assert_eq!(origin("http://[::1]:9/x"), "http://[::1]:9");
     }
 
     #[test]

@@ -44,6 +44,8 @@ enum Attempt {
 pub struct Deliverer {
     agent: ureq::Agent,
     url: String,
+    /// What logs show of `url` (see `WebhookConfig::url_origin`).
+    shown: String,
     secret: Secret,
     backoff: Backoff,
 }
@@ -51,7 +53,7 @@ pub struct Deliverer {
 impl std::fmt::Debug for Deliverer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Deliverer")
-            .field("url", &self.url)
+            .field("url", &self.shown)
             .finish_non_exhaustive()
     }
 }
@@ -69,6 +71,7 @@ impl Deliverer {
         Deliverer {
             agent,
             url: url.to_owned(),
+            shown: crate::config::origin(url),
             secret,
             backoff,
         }
@@ -95,7 +98,7 @@ impl Deliverer {
             if left.is_zero() {
                 return Err(DeliveryError::GaveUp { attempts, last });
             }
-            tracing::warn!(url = %self.url, attempt = attempts, error = %last,
+            tracing::warn!(url = %self.shown, attempt = attempts, error = %last,
                 "cannot deliver an approval request; retrying");
             tokio::time::sleep(pause.min(left)).await;
             pause = (pause * 2).min(self.backoff.max);

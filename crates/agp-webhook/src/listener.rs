@@ -72,6 +72,8 @@ pub(crate) async fn serve(tcp: tokio::net::TcpListener, inner: Arc<Inner>) {
             });
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
+                // One decision per connection: an idle kept-alive connection would hold a slot.
+                .keep_alive(false)
                 // A client that trickles its headers must not hold a slot for ever.
                 .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), svc)

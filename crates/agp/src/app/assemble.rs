@@ -312,7 +312,7 @@ fn webhook_channel(
     rt: &tokio::runtime::Runtime,
 ) -> Result<agp_webhook::WebhookChannel> {
     let journal: Arc<dyn agp_contracts::Journal> = journal.clone();
-    let url = cfg.url.clone();
+    let url = cfg.url_origin();
     let channel = rt
         .block_on(
             agp_webhook::WebhookChannel::builder(cfg)

@@ -488,7 +488,7 @@ fn check_webhook(home: &Home, config: &Result<Config>) -> Option<Check> {
     };
     let mut detail = format!(
         "posts to {}, secret from {}, {listen}{exposure}, {} approver(s)",
-        cfg.url,
+        cfg.url_origin(),
         cfg.secret_source,
         cfg.approvers.len()
     );

@@ -453,7 +453,9 @@ async fn webhook_misconfigured_or_undeliverable_fails_closed() {
 
     // Nothing listens at the URL: retried for deliver_within_secs, then denied.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/approvals", closed.local_addr().unwrap());
+    let origin = format!("http://{}", closed.local_addr().unwrap());
+    // The path is the receiver's (it may hold a token): only the origin is journaled.
+    let url = format!("{origin}/approvals/t0ken");
     drop(closed);
     let config = world.home.join("config.toml");
     let text_now = std::fs::read_to_string(&config).unwrap();
@@ -480,7 +482,12 @@ async fn webhook_misconfigured_or_undeliverable_fails_closed() {
         "{}",
         why(denied[1])
     );
-    assert!(why(denied[1]).contains(&url), "{}", why(denied[1]));
+    assert!(why(denied[1]).contains(&origin), "{}", why(denied[1]));
+    let raw = std::fs::read_to_string(world.home.join("journal/entries.jsonl")).unwrap();
+    assert!(
+        !raw.contains("t0ken"),
+        "the receiver's path is in the journal"
+    );
 }
 
 /// `agp doctor` checks the webhook section: nothing to say while it is not used, then the
