@@ -578,3 +578,94 @@ fn doctor_checks_the_webhook_section() {
         "{check:#}"
     );
 }
+
+/// examples/webhook/receiver.py (Python's standard library, not agp's code) follows the README's
+/// wire format: it verifies agp's request and its signed decisions are accepted. Bob's allow
+/// before Alice's deny is counted; the deny wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_receiver_decides_approvals() {
+    use std::io::{BufRead, Write};
+    let world = World::new();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/webhook/receiver.py");
+    // The secret must exist before the receiver reads it: configure first with a placeholder
+    // URL, then point agp at the port the receiver reports.
+    configure(&world.home, "http://127.0.0.1:9/approvals", "");
+    let mut receiver = Command::new("python3")
+        .arg(&example)
+        .arg("0")
+        .env(
+            "AGP_WEBHOOK_SECRET_FILE",
+            world.home.join("keys/webhook.secret"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = receiver.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = |what: &str| {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("the receiver said nothing ({e}); expected {what}"));
+        assert!(line.contains(what), "expected {what:?}: {line}");
+        line
+    };
+    let listening = next("listening on ");
+    let url = listening.trim_start_matches("listening on ").to_owned();
+    let config = world.home.join("config.toml");
+    let text_now = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text_now.replace("http://127.0.0.1:9/approvals", &url),
+    )
+    .unwrap();
+    std::fs::write(
+        &world.policy,
+        "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"two-people\"\neffect = \"require\"\n\
+         match = [\"Bash(mkdir *)\"]\nreason = \"two people must agree\"\nquorum = 2\n\n\
+         [[rule]]\nid = \"write-project\"\neffect = \"allow\"\nmatch = [\"Edit(/**)\"]\n",
+    )
+    .unwrap();
+    let script = script(&world, &["mkdir example-dir"]);
+    let policy = world.policy.to_str().unwrap().to_owned();
+    let child = agp_run(
+        &world,
+        &script,
+        &["--policy", &policy, "--approval-timeout", "120"],
+    )
+    .spawn()
+    .unwrap();
+    let asked = next("approval needed: Bash 'mkdir example-dir'");
+    assert!(asked.contains("quorum 2"), "{asked}");
+    let mut stdin = receiver.stdin.take().unwrap();
+    writeln!(stdin, "allow bob").unwrap();
+    next(r#"agp answered: {"have": 1, "need": 2, "status": "counted"}"#);
+    writeln!(stdin, "deny alice not in this repository").unwrap();
+    next(r#"agp answered: {"status": "denied"}"#);
+
+    let out = wait_output(child).await;
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !world.repo.join("example-dir").exists(),
+        "the denied call ran"
+    );
+    let j = journal(&world.home);
+    let denied = of_kind(&j, "approval.denied");
+    assert_eq!(denied.len(), 1, "{j:#?}");
+    assert_eq!(
+        denied[0]["body"]["by"],
+        json!({"id": "alice", "name": "alice", "via": "webhook"})
+    );
+    assert_eq!(denied[0]["body"]["reason"], "not in this repository");
+    assert!(rejections(&j).is_empty(), "{j:#?}");
+}
