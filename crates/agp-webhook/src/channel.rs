@@ -35,6 +35,8 @@ pub enum WebhookError {
     },
     #[error("no randomness for a nonce: {0}")]
     Random(String),
+    #[error("cannot encode the approval request: {0}")]
+    Encode(String),
     #[error("must be started inside a tokio runtime")]
     NoRuntime,
 }
@@ -230,7 +232,7 @@ impl Inner {
         }
         let nonce = new_nonce()?;
         let doc = RequestDoc::new(request, eligible.clone(), &nonce, &self.callback_url);
-        let body = serde_json::to_vec(&doc).map_err(|e| WebhookError::Random(e.to_string()))?;
+        let body = serde_json::to_vec(&doc).map_err(|e| WebhookError::Encode(e.to_string()))?;
         let (tx, mut rx) = oneshot::channel();
         {
             let mut book = self.book();
