@@ -57,33 +57,50 @@ impl ReloadablePolicy {
     /// Re-reads the file by its path (following a symlink anew, so a replaced file or a
     /// retargeted link is seen). On error the previous policy stays in force.
     pub fn reload(&self) -> Result<Reload, ReloadRefused> {
+        match self.reload_recorded(|_| Ok::<(), std::convert::Infallible>(())) {
+            Ok(outcome) => outcome,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Self::reload`], but a changed policy is put in force only once `record` (e.g. the
+    /// journal append of the change) succeeded: no call is judged by a policy whose coming into
+    /// force was not recorded first. When `record` fails, the previous policy stays and its
+    /// error is returned.
+    pub fn reload_recorded<E>(
+        &self,
+        record: impl FnOnce(&Reload) -> Result<(), E>,
+    ) -> Result<Result<Reload, ReloadRefused>, E> {
         let _one_at_a_time = match self.reloading.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
+        // Only a reload changes the policy in force, and reloads hold `reloading`: what is
+        // read here is what the swap below replaces.
+        let old_sha256 = self.current().sha256().to_owned();
         let fresh = match Policy::load(&self.path) {
             Ok(p) => Arc::new(p),
             Err(error) => {
-                return Err(ReloadRefused {
+                return Ok(Err(ReloadRefused {
                     error,
-                    kept_sha256: self.current().sha256().to_owned(),
-                })
+                    kept_sha256: old_sha256,
+                }))
             }
         };
         let new_sha256 = fresh.sha256().to_owned();
-        let mut slot = match self.current.write() {
-            Ok(slot) => slot,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let old_sha256 = slot.sha256().to_owned();
         if old_sha256 == new_sha256 {
-            return Ok(Reload::Unchanged { sha256: new_sha256 });
+            return Ok(Ok(Reload::Unchanged { sha256: new_sha256 }));
         }
-        *slot = fresh;
-        Ok(Reload::Reloaded {
+        let outcome = Reload::Reloaded {
             old_sha256,
             new_sha256,
-        })
+        };
+        record(&outcome)?;
+        match self.current.write() {
+            Ok(mut slot) => *slot = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(Ok(outcome))
     }
 
     /// The policy in force now.
@@ -164,6 +181,20 @@ mod tests {
         p.reload().unwrap();
         assert_eq!(in_flight.default_decision(), Decision::Deny);
         assert_ne!(in_flight.sha256(), p.policy_sha256());
+    }
+
+    #[test]
+    fn a_change_whose_record_fails_is_not_put_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, "default = \"deny\"\n").unwrap();
+        let p = ReloadablePolicy::load(&path).unwrap();
+        let first = p.policy_sha256();
+        std::fs::write(&path, "default = \"require\"\n").unwrap();
+        let failed = p.reload_recorded(|_| Err("journal unavailable"));
+        assert_eq!(failed.unwrap_err(), "journal unavailable");
+        assert_eq!(p.policy_sha256(), first);
+        assert_eq!(p.current().default_decision(), Decision::Deny);
     }
 
     #[test]
