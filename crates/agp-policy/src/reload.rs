@@ -3,7 +3,8 @@
 //! The policy in force is an `Arc<Policy>` behind a `RwLock`: a call takes the lock only to
 //! clone the `Arc` (nanoseconds, against a journal append of milliseconds per call), so an
 //! evaluation never holds it and a call in flight keeps the policy it started with. A reload
-//! parses the new file outside that lock and swaps the `Arc` in; reloads themselves are
+//! parses the new file outside that lock and swaps the `Arc` in, holding the lock only while
+//! the change is recorded (a journal append, on a rare event); reloads themselves are
 //! serialized, so two of them (the file watch and SIGHUP at once) cannot apply an older file
 //! after a newer one, and each reports the policy it really replaced.
 
@@ -63,10 +64,10 @@ impl ReloadablePolicy {
         }
     }
 
-    /// [`Self::reload`], but a changed policy is put in force only once `record` (e.g. the
-    /// journal append of the change) succeeded: no call is judged by a policy whose coming into
-    /// force was not recorded first. When `record` fails, the previous policy stays and its
-    /// error is returned.
+    /// [`Self::reload`], with `record` (e.g. the journal append of the change) run while the
+    /// swap holds off every evaluation: no call is judged by a policy whose coming into force
+    /// is not recorded, and every call that starts after the record is judged by the new one.
+    /// When `record` fails, the previous policy stays and its error is returned.
     pub fn reload_recorded<E>(
         &self,
         record: impl FnOnce(&Reload) -> Result<(), E>,
@@ -95,11 +96,19 @@ impl ReloadablePolicy {
             old_sha256,
             new_sha256,
         };
-        record(&outcome)?;
-        match self.current.write() {
-            Ok(mut slot) => *slot = fresh,
-            Err(poisoned) => *poisoned.into_inner() = fresh,
+        // Recorded while the new policy is in and no call can take a policy: once the record
+        // is visible (say in the journal), the next call is judged by the new policy; when
+        // recording fails, no call ever saw it.
+        let mut slot = match self.current.write() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let previous = std::mem::replace(&mut *slot, fresh);
+        if let Err(e) = record(&outcome) {
+            *slot = previous;
+            return Err(e);
         }
+        drop(slot);
         Ok(Ok(outcome))
     }
 
