@@ -61,6 +61,11 @@ pub fn run(home: &Home, args: &DaemonArgs) -> Result<Exit> {
     let assembly = assemble(home, &config, &args.govern, &rt)?;
     warn_if_unsandboxed(assembly.sandbox);
     let (policy, channel, sandbox) = (assembly.policy_path, assembly.channel, assembly.sandbox);
+    let reloads = if config.policy.watch.unwrap_or(true) {
+        "when it changes or on SIGHUP"
+    } else {
+        "on SIGHUP"
+    };
     // Caught before the socket accepts anything: SIGHUP reloads the policy (it used to stop
     // the daemon, as the signal does by default).
     let hangups = {
@@ -73,10 +78,11 @@ pub fn run(home: &Home, args: &DaemonArgs) -> Result<Exit> {
         shutdown_signal(),
         |socket| {
             println!(
-                "agp daemon: listening on {} (policy {}, reloaded when it changes or on SIGHUP; \
-                 approvals via {}, sandbox {}); Ctrl-C to stop",
+                "agp daemon: listening on {} (policy {}, reloaded {}; approvals via {}, \
+                 sandbox {}); Ctrl-C to stop",
                 socket.display(),
                 policy.display(),
+                reloads,
                 channel,
                 sandbox,
             );
