@@ -361,3 +361,99 @@ fn a_call_waiting_for_approval_during_a_reload_is_judged_by_one_policy() {
     drop(d);
     agp_ok(&w.home, None, &["verify"]);
 }
+
+/// `agp run` builds the same daemon: its policy is reloaded mid-run too (SIGHUP there still
+/// interrupts the run: it means the run's terminal is gone).
+#[test]
+fn agp_run_reloads_its_policy_mid_run() {
+    let w = super::support::looping::git_world();
+    let policy = w.file(
+        "policy.toml",
+        "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"status-asks\"\neffect = \"require\"\nmatch = [\"Bash(git status:*)\"]\n",
+    );
+    let script = w.file(
+        "script.yaml",
+        &super::support::looping::bash_calls_yaml(&["git status", "echo after"]),
+    );
+    let fifo = w.dir.path().join("approver.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let run = super::support::looping::agp_detached(&w.home, &w.user_home)
+        .args([
+            "run",
+            "--intendant",
+            "scripted",
+            "--sandbox",
+            "none",
+            "--script",
+        ])
+        .arg(&script)
+        .arg("--repo")
+        .arg(&w.repo)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--approver-script")
+        .arg(&fifo)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut run = Reaped(Some(run));
+    wait_for_n(&w.home, "approval.requested", 1);
+    let first = of_kind(&w.home, "policy.decided")[0]["policy_sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    std::fs::write(
+        &policy,
+        format!("{ALLOW_ECHO}\n[[rule]]\nid = \"status-asks\"\neffect = \"require\"\nmatch = [\"Bash(git status:*)\"]\n"),
+    )
+    .unwrap();
+    let events = wait_for_n(&w.home, "policy.reloaded", 1);
+    let second = reloaded(&events[0], &first, "watch");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .unwrap()
+        .write_all(b"allow\n")
+        .unwrap();
+    let out = run.0.take().unwrap().wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The echo was requested after the reload: judged (and allowed) by the new policy.
+    let echo = of_kind(&w.home, "tool_call.requested")
+        .into_iter()
+        .find(|b| b["input"]["command"] == "echo after")
+        .unwrap();
+    let decided = of_kind(&w.home, "policy.decided")
+        .into_iter()
+        .find(|b| b["call_id"] == echo["call_id"])
+        .unwrap();
+    assert_eq!(decided["policy_sha256"], second.as_str());
+    assert_eq!(decided["decision"], "allow");
+    let granted = wait_for_n(&w.home, "approval.granted", 1);
+    assert_ne!(granted[0]["call_id"], echo["call_id"]);
+    agp_ok(&w.home, Some(&w.user_home), &["verify"]);
+}
+
+/// A child killed and reaped on drop unless taken.
+struct Reaped(Option<std::process::Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
