@@ -59,7 +59,8 @@ pub struct PolicyWatch {
 
 impl PolicyWatch {
     /// Starts reloading `policy` on request, and on every change of its file when `watch`.
-    /// A watch that cannot be set up is an error: the operator asked for live reload.
+    /// A watch that cannot be set up (no inotify instance left, say) is a warning: the policy
+    /// loaded stays in force, as it did before live reload, and SIGHUP still reloads.
     pub fn start(
         policy: Arc<ReloadablePolicy>,
         journal: Arc<dyn Journal>,
@@ -67,7 +68,16 @@ impl PolicyWatch {
     ) -> Result<Self> {
         let (tx, rx) = mpsc::channel();
         let watcher = if watch {
-            Some(FileWatch::new(policy.path(), tx.clone())?)
+            match FileWatch::new(policy.path(), tx.clone()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    eprintln!(
+                        "agp: WARNING: {e:#}: changes to the policy are not picked up while this \
+                         runs (`agp daemon` reloads it on SIGHUP)"
+                    );
+                    None
+                }
+            }
         } else {
             None
         };
