@@ -457,3 +457,57 @@ impl Drop for Reaped {
         }
     }
 }
+
+/// Calls race reloads that flip the policy back and forth: every call is judged once, and its
+/// decision is the one of the policy its `policy.decided` names, never a mix.
+#[test]
+fn calls_racing_reloads_are_each_judged_by_the_policy_they_name() {
+    let w = policy_world(DENY_ECHO);
+    let d = start(&w.home, &w.repo, &w.policy, &[]);
+    let socket = w.home.join("run/gateway.sock");
+    let (token, repo) = (d.token.clone(), w.repo.clone());
+    let caller = std::thread::spawn(move || {
+        let mut c = Client::connect(&socket, PATIENCE).unwrap();
+        c.hello(&token).unwrap();
+        let mut verdicts = Vec::new();
+        for i in 0..150 {
+            let id = format!("race-{i}");
+            let v = c.request(&request(&id, "echo racing", &repo)).unwrap();
+            verdicts.push((id, v.is_allow()));
+        }
+        verdicts
+    });
+    for flip in 0..8 {
+        let text = if flip % 2 == 0 { ALLOW_ECHO } else { DENY_ECHO };
+        // A comment makes every version a new policy (a new SHA-256).
+        replace_by_rename(&w.policy, &format!("# version {flip}\n{text}"));
+        wait_for_n(&w.home, "policy.reloaded", flip + 1);
+    }
+    let verdicts = caller.join().unwrap();
+    drop(d);
+
+    let reloads = of_kind(&w.home, "policy.reloaded");
+    assert_eq!(reloads.len(), 8);
+    let allowing: Vec<&str> = reloads
+        .iter()
+        .step_by(2)
+        .map(|b| b["new_sha256"].as_str().unwrap())
+        .collect();
+    // Each reload starts from the policy the one before put in force.
+    for pair in reloads.windows(2) {
+        assert_eq!(pair[1]["old_sha256"], pair[0]["new_sha256"]);
+    }
+    let decided = of_kind(&w.home, "policy.decided");
+    for (id, allowed) in verdicts {
+        let judged: Vec<&Value> = decided.iter().filter(|b| b["call_id"] == id).collect();
+        assert_eq!(judged.len(), 1, "{id} judged once");
+        let sha = judged[0]["policy_sha256"].as_str().unwrap();
+        assert_eq!(
+            allowed,
+            allowing.contains(&sha),
+            "{id}: the verdict is the named policy's ({sha})"
+        );
+        assert_eq!(judged[0]["decision"] == "allow", allowed, "{id}");
+    }
+    agp_ok(&w.home, None, &["verify"]);
+}
