@@ -57,6 +57,9 @@ pub fn load_reloadable(path: &Path) -> Result<Arc<agp_policy::ReloadablePolicy>>
             path.display()
         );
     }
+    // Absolute: reloads re-read it by this path, and the journal names it, whatever the
+    // working directory.
+    let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let policy = agp_policy::ReloadablePolicy::load(path)
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("policy {} is invalid", path.display()))?;
