@@ -252,6 +252,7 @@ pub fn assemble(
     let policy_watch = PolicyWatch::start(
         Arc::clone(&policy),
         journal.clone(),
+        config.state_db.clone(),
         file.policy.watch.unwrap_or(true),
     )?;
     let parts = Parts {

@@ -1,7 +1,9 @@
 //! Live reload of a running daemon's policy. The policy file is watched, and SIGHUP (of
 //! `agp daemon`) asks for a reload: a valid change is journaled as `policy.reloaded` and then
 //! judges the next call; an invalid one is journaled as `policy.reload_refused` (with its
-//! `file:line:col`) and the policy in force stays. The same SHA-256 again is not a reload.
+//! `file:line:col`) and the policy in force stays. The same SHA-256 again is not a reload. A
+//! policy inside a live session's repository is not reloaded while that session lives: its
+//! agent could have written it.
 //!
 //! Editors replace a file by renaming a new one over it, which would end a watch on the file
 //! itself: the directories are watched instead and the file is re-read by its path. A symlinked
@@ -64,6 +66,7 @@ impl PolicyWatch {
     pub fn start(
         policy: Arc<ReloadablePolicy>,
         journal: Arc<dyn Journal>,
+        state_db: PathBuf,
         watch: bool,
     ) -> Result<Self> {
         let (tx, rx) = mpsc::channel();
@@ -83,7 +86,7 @@ impl PolicyWatch {
         };
         let thread = std::thread::Builder::new()
             .name("agp-policy-reload".into())
-            .spawn(move || run(&policy, journal.as_ref(), watcher, &rx))
+            .spawn(move || run(&policy, journal.as_ref(), &state_db, watcher, &rx))
             .context("cannot start the policy reload thread")?;
         Ok(Self {
             tx,
@@ -213,6 +216,7 @@ fn link_chain(path: &Path) -> Vec<PathBuf> {
 fn run(
     policy: &ReloadablePolicy,
     journal: &dyn Journal,
+    state_db: &Path,
     mut watch: Option<FileWatch>,
     rx: &Receiver<Msg>,
 ) {
@@ -225,7 +229,7 @@ fn run(
                 None => return,
             },
         };
-        reload(policy, journal, trigger);
+        reload(policy, journal, state_db, trigger);
         if let Some(watch) = watch.as_mut() {
             if let Err(e) = watch.follow(policy.path()) {
                 eprintln!("agp: {e:#}: changes there are picked up on SIGHUP only");
@@ -247,8 +251,17 @@ fn settle(rx: &Receiver<Msg>) -> Option<Trigger> {
     }
 }
 
-fn reload(policy: &ReloadablePolicy, journal: &dyn Journal, trigger: Trigger) {
+/// Why a changed, valid policy was not put in force.
+enum NotInForce {
+    /// The policy's file is where a live session's agent can write it.
+    AgentWritable(String),
+    Journal(agp_contracts::JournalError),
+}
+
+fn reload(policy: &ReloadablePolicy, journal: &dyn Journal, state_db: &Path, trigger: Trigger) {
     let path = policy.path().to_path_buf();
+    // Looked up before the swap, which holds every evaluation off: it reads the store.
+    let writable = agent_writable(&path, state_db);
     let recorded = policy.reload_recorded(|outcome| {
         let Reload::Reloaded {
             old_sha256,
@@ -257,6 +270,9 @@ fn reload(policy: &ReloadablePolicy, journal: &dyn Journal, trigger: Trigger) {
         else {
             return Ok(());
         };
+        if let Some(why) = writable {
+            return Err(NotInForce::AgentWritable(why));
+        }
         let body = PolicyReloaded {
             path: path.clone(),
             old_sha256: old_sha256.clone(),
@@ -266,18 +282,22 @@ fn reload(policy: &ReloadablePolicy, journal: &dyn Journal, trigger: Trigger) {
         journal
             .append(PolicyReloaded::KIND, None, body.to_body())
             .map(drop)
+            .map_err(NotInForce::Journal)
     });
-    match recorded {
+    let refused = match recorded {
         Ok(Ok(Reload::Reloaded {
             old_sha256,
             new_sha256,
-        })) => eprintln!(
-            "agp: policy {} reloaded ({}): sha256 {} -> {}",
-            path.display(),
-            trigger.as_str(),
-            short(&old_sha256),
-            short(&new_sha256)
-        ),
+        })) => {
+            eprintln!(
+                "agp: policy {} reloaded ({}): sha256 {} -> {}",
+                path.display(),
+                trigger.as_str(),
+                short(&old_sha256),
+                short(&new_sha256)
+            );
+            return;
+        }
         Ok(Ok(Reload::Unchanged { sha256 })) => {
             if trigger == Trigger::Sighup {
                 eprintln!(
@@ -286,32 +306,84 @@ fn reload(policy: &ReloadablePolicy, journal: &dyn Journal, trigger: Trigger) {
                     short(&sha256)
                 );
             }
+            return;
         }
-        Ok(Err(refused)) => {
-            // The one redaction function: the message may quote the file.
-            let error = agp_policy::redact_str(&refused.error.to_string());
-            eprintln!(
-                "agp: policy {} NOT reloaded, the policy in force (sha256 {}) stays; fix the file \
-                 and save it again:\n{error}",
-                path.display(),
-                short(&refused.kept_sha256)
-            );
-            let body = PolicyReloadRefused {
-                path,
-                error,
-                kept_sha256: refused.kept_sha256,
-                trigger: trigger.as_str().to_owned(),
-            };
-            if let Err(e) = journal.append(PolicyReloadRefused::KIND, None, body.to_body()) {
-                eprintln!("agp: error: cannot journal the refused policy reload: {e}");
-            }
-        }
-        Err(e) => eprintln!(
-            "agp: error: policy {} changed but the change cannot be journaled ({e}): the \
-             previous policy stays in force",
-            path.display()
+        // The one redaction function: the message may quote the file.
+        Ok(Err(refused)) => (
+            agp_policy::redact_str(&refused.error.to_string()),
+            refused.kept_sha256,
+            "fix the file and save it again",
         ),
+        Err(NotInForce::AgentWritable(why)) => (
+            why,
+            policy.current().sha256().to_owned(),
+            "move the policy out of the session's repository, or restart the daemon once the \
+             session ended",
+        ),
+        Err(NotInForce::Journal(e)) => {
+            eprintln!(
+                "agp: error: policy {} changed but the change cannot be journaled ({e}): the \
+                 previous policy stays in force",
+                path.display()
+            );
+            return;
+        }
+    };
+    let (error, kept_sha256, fix) = refused;
+    eprintln!(
+        "agp: policy {} NOT reloaded, the policy in force (sha256 {}) stays; {fix}:\n{error}",
+        path.display(),
+        short(&kept_sha256)
+    );
+    let body = PolicyReloadRefused {
+        path,
+        error,
+        kept_sha256,
+        trigger: trigger.as_str().to_owned(),
+    };
+    if let Err(e) = journal.append(PolicyReloadRefused::KIND, None, body.to_body()) {
+        eprintln!("agp: error: cannot journal the refused policy reload: {e}");
     }
+}
+
+/// Why the agent of a live session could have written the policy (its file, or a link of its
+/// chain, lies in that session's repository, which the session's sandbox mounts writable), or
+/// `None`. A policy its own agent can rewrite would let the agent choose its rules: the change
+/// waits for a restart. When the sessions cannot be read, that is not known: refused too.
+fn agent_writable(path: &Path, state_db: &Path) -> Option<String> {
+    let sessions = match agp_daemon::store::Store::open_existing(state_db)
+        .and_then(|store| store.sessions())
+    {
+        Ok(sessions) => sessions,
+        Err(e) => {
+            return Some(format!(
+                "cannot read the live sessions from {} to tell whether an agent could have \
+                 written the policy: {e}",
+                state_db.display()
+            ))
+        }
+    };
+    let places: Vec<PathBuf> = link_chain(path)
+        .iter()
+        .filter_map(|p| {
+            let dir = std::fs::canonicalize(p.parent()?).ok()?;
+            Some(dir.join(p.file_name()?))
+        })
+        .collect();
+    for session in sessions.iter().filter(|s| s.status == "active") {
+        let Ok(repo) = std::fs::canonicalize(&session.repo) else {
+            continue;
+        };
+        if let Some(place) = places.iter().find(|p| p.starts_with(&repo)) {
+            return Some(format!(
+                "{} lies in the repository {} of live session {}, whose agent can write it",
+                place.display(),
+                repo.display(),
+                session.id
+            ));
+        }
+    }
+    None
 }
 
 fn short(sha: &str) -> &str {

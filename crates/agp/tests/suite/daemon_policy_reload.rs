@@ -2,7 +2,8 @@
 //! retargeted symlink and SIGHUP each put the new policy in force for the next call, journaled
 //! as `policy.reloaded` with both hashes; an invalid edit is refused with its file:line:col and
 //! the previous policy keeps judging; SIGHUP no longer stops the daemon; a call waiting for
-//! approval during a reload stays judged by the policy it started under.
+//! approval during a reload stays judged by the policy it started under; a policy a live
+//! session's agent can write is not reloaded while that session lives.
 
 use std::ffi::OsStr;
 use std::io::Write as _;
@@ -509,5 +510,35 @@ fn calls_racing_reloads_are_each_judged_by_the_policy_they_name() {
         );
         assert_eq!(judged[0]["decision"] == "allow", allowed, "{id}");
     }
+    agp_ok(&w.home, None, &["verify"]);
+}
+
+/// A policy inside a live session's repository could be rewritten by that session's agent
+/// (its sandbox mounts the repository writable): a change there is refused while the session
+/// lives, and reloads once it ended.
+#[test]
+fn a_policy_its_agent_can_write_is_not_reloaded_while_the_session_lives() {
+    let w = policy_world(DENY_ECHO);
+    let policy = w.repo.join("agp-policy.toml");
+    std::fs::write(&policy, DENY_ECHO).unwrap();
+    let mut d = start(&w.home, &w.repo, &policy, &[]);
+    assert!(!d.call("c1", "echo one").is_allow());
+    let first = d.judged_by("c1");
+
+    std::fs::write(&policy, ALLOW_ECHO).unwrap();
+    let refused = wait_for_n(&w.home, "policy.reload_refused", 1);
+    let error = refused[0]["error"].as_str().unwrap();
+    assert!(error.contains("of live session"), "{error}");
+    assert_eq!(refused[0]["kept_sha256"], first.as_str());
+    assert!(!d.call("c2", "echo two").is_allow());
+    assert_eq!(d.judged_by("c2"), first);
+    assert!(of_kind(&w.home, "policy.reloaded").is_empty());
+
+    // The session ends: the same file is now a reload (on SIGHUP, nothing changed since).
+    d.client.end_session(Some("completed")).unwrap();
+    d.sighup();
+    let events = wait_for_n(&w.home, "policy.reloaded", 1);
+    reloaded(&events[0], &first, "sighup");
+    drop(d);
     agp_ok(&w.home, None, &["verify"]);
 }
