@@ -13,6 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
 use crate::app::config::{ChannelChoice, Config, SandboxChoice, DEFAULT_DURABILITY};
+use crate::app::policy_watch::PolicyWatch;
 use crate::cmd::daemon::GovernArgs;
 use crate::home::Home;
 
@@ -36,6 +37,8 @@ pub struct Assembly {
     pub sandbox: SandboxChoice,
     pub channel: &'static str,
     pub journal: Arc<JournalWriter>,
+    /// Reloads the policy while the daemon runs; drop it before the journal (it journals).
+    pub policy_watch: PolicyWatch,
 }
 
 pub fn policy_path(home: &Home, explicit: Option<&Path>) -> PathBuf {
@@ -43,13 +46,21 @@ pub fn policy_path(home: &Home, explicit: Option<&Path>) -> PathBuf {
 }
 
 pub fn load_policy(path: &Path) -> Result<Arc<dyn PolicyEngine>> {
+    Ok(load_reloadable(path)?)
+}
+
+/// The policy at `path`, which a running daemon reloads when it changes.
+pub fn load_reloadable(path: &Path) -> Result<Arc<agp_policy::ReloadablePolicy>> {
     if !path.is_file() {
         bail!(
             "no policy at {} (run `agp init` to create the default one, or pass --policy FILE)",
             path.display()
         );
     }
-    let policy = agp_policy::Policy::load(path)
+    // Absolute: reloads re-read it by this path, and the journal names it, whatever the
+    // working directory.
+    let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let policy = agp_policy::ReloadablePolicy::load(path)
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("policy {} is invalid", path.display()))?;
     Ok(Arc::new(policy))
@@ -194,7 +205,7 @@ pub fn assemble(
     }
 
     let policy_path = policy_path(home, args.policy.as_deref());
-    let policy = load_policy(&policy_path)?;
+    let policy = load_reloadable(&policy_path)?;
     let human = args.approval_channel.unwrap_or_else(|| file.channel());
     if args.approval_channel == Some(ChannelChoice::Slack)
         && (args.auto_approve || args.approver_script.is_some())
@@ -238,6 +249,12 @@ pub fn assemble(
         .limits
         .apply(&mut config.sandbox_limits)
         .with_context(|| format!("{} is not valid", home.config().display()))?;
+    let policy_watch = PolicyWatch::start(
+        Arc::clone(&policy),
+        journal.clone(),
+        config.state_db.clone(),
+        file.policy.watch.unwrap_or(true),
+    )?;
     let parts = Parts {
         journal: journal.clone(),
         policy,
@@ -252,6 +269,7 @@ pub fn assemble(
         sandbox,
         channel: channel_name,
         journal,
+        policy_watch,
     })
 }
 

@@ -54,6 +54,8 @@ pub struct Config {
     pub sandbox: SandboxSection,
     #[serde(default)]
     pub egress: EgressSection,
+    #[serde(default)]
+    pub policy: PolicySection,
     /// `[intendants.<name>]`: settings of each live agent.
     #[serde(default)]
     pub intendants: BTreeMap<String, IntendantSection>,
@@ -94,6 +96,15 @@ pub struct DockerSection {
     pub socket: Option<String>,
     /// `runc` (shared kernel, the default) or `runsc` (gVisor's user-space kernel).
     pub runtime: Option<String>,
+}
+
+/// `[policy]`: how a running daemon follows its policy file.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct PolicySection {
+    /// Reload the policy when its file changes [default: true]; `false` reloads on SIGHUP of
+    /// `agp daemon` only (e.g. a file system without change notification, or reloads only when
+    /// asked for).
+    pub watch: Option<bool>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -255,6 +255,7 @@ fn run_in_process(
     rt.shutdown_timeout(Duration::from_secs(2));
     // The writer holds the journal lock and flushes its last checkpoint when the last handle
     // goes; by now the daemon and its parts are gone.
+    drop(assembly.policy_watch);
     drop(assembly.journal);
     let (session, report) = outcome?;
     let Some(report) = report else {

@@ -7,6 +7,7 @@ mod agents_install;
 mod agents_slack;
 mod bench_docker;
 mod daemon_doctor;
+mod daemon_policy_reload;
 mod daemon_restart;
 mod egress_docker;
 mod gateway_adversarial;

@@ -307,6 +307,7 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
     });
     drop(rt);
     drop(journal);
+    drop(assembly.policy_watch);
     drop(assembly.journal);
     // `scratch` (the session's temporary folder) is removed when it drops, on every path.
     drop(scratch);

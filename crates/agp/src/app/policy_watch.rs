@@ -1,0 +1,425 @@
+//! Live reload of a running daemon's policy. The policy file is watched, and SIGHUP (of
+//! `agp daemon`) asks for a reload: a valid change is journaled as `policy.reloaded` and then
+//! judges the next call; an invalid one is journaled as `policy.reload_refused` (with its
+//! `file:line:col`) and the policy in force stays. The same SHA-256 again is not a reload. A
+//! policy inside a live session's repository is not reloaded while that session lives: its
+//! agent could have written it.
+//!
+//! Editors replace a file by renaming a new one over it, which would end a watch on the file
+//! itself: the directories are watched instead and the file is re-read by its path. A symlinked
+//! policy is followed: the directory of every link of its chain and of the file it ends at is
+//! watched, the chain looked up anew after each reload (a retargeted link). Changes are
+//! debounced (a quiet period) so a file written in several steps is read once, whole.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use agp_contracts::events::{Event, PolicyReloadRefused, PolicyReloaded};
+use agp_contracts::Journal;
+use agp_policy::{Reload, ReloadablePolicy};
+use anyhow::{Context, Result};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+
+/// How long the policy's files must stay still before a change is read.
+const QUIET: Duration = Duration::from_millis(300);
+/// Longest symlink chain followed (as the kernel's own bound).
+const MAX_LINKS: usize = 40;
+
+/// What asked for a reload (journaled as `trigger`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Watch,
+    Sighup,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Watch => "watch",
+            Trigger::Sighup => "sighup",
+        }
+    }
+}
+
+enum Msg {
+    Changed,
+    Sighup,
+    Stop,
+}
+
+/// The reloading thread of a daemon's policy; dropping it stops the thread (and the watch).
+pub struct PolicyWatch {
+    tx: Sender<Msg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PolicyWatch {
+    /// Starts reloading `policy` on request, and on every change of its file when `watch`.
+    /// A watch that cannot be set up (no inotify instance left, say) is a warning: the policy
+    /// loaded stays in force, as it did before live reload, and SIGHUP still reloads.
+    pub fn start(
+        policy: Arc<ReloadablePolicy>,
+        journal: Arc<dyn Journal>,
+        state_db: PathBuf,
+        watch: bool,
+    ) -> Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let watcher = if watch {
+            match FileWatch::new(policy.path(), tx.clone()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    eprintln!(
+                        "agp: WARNING: {e:#}: changes to the policy are not picked up while this \
+                         runs (`agp daemon` reloads it on SIGHUP)"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let thread = std::thread::Builder::new()
+            .name("agp-policy-reload".into())
+            .spawn(move || run(&policy, journal.as_ref(), &state_db, watcher, &rx))
+            .context("cannot start the policy reload thread")?;
+        Ok(Self {
+            tx,
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle that asks for a reload (SIGHUP); it outlives nothing it needs.
+    pub fn requester(&self) -> ReloadRequester {
+        ReloadRequester(self.tx.clone())
+    }
+}
+
+impl Drop for PolicyWatch {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Asks the reload thread to re-read the policy now (SIGHUP).
+#[derive(Clone)]
+pub struct ReloadRequester(Sender<Msg>);
+
+impl ReloadRequester {
+    pub fn sighup(&self) {
+        let _ = self.0.send(Msg::Sighup);
+    }
+}
+
+/// The directories watched and the names in them that are the policy (its links and file).
+struct FileWatch {
+    watcher: RecommendedWatcher,
+    names: Arc<Mutex<BTreeSet<OsString>>>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl FileWatch {
+    fn new(path: &Path, tx: Sender<Msg>) -> Result<Self> {
+        let names: Arc<Mutex<BTreeSet<OsString>>> = Arc::default();
+        let seen = Arc::clone(&names);
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let Ok(event) = res else { return };
+            if !changes_content(event.kind) {
+                return;
+            }
+            let names = match seen.lock() {
+                Ok(n) => n,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let ours = event
+                .paths
+                .iter()
+                .any(|p| p.file_name().is_some_and(|n| names.contains(n)));
+            drop(names);
+            if ours {
+                let _ = tx.send(Msg::Changed);
+            }
+        })
+        .context("cannot watch the policy file")?;
+        let mut this = Self {
+            watcher,
+            names,
+            dirs: BTreeSet::new(),
+        };
+        this.follow(path)
+            .with_context(|| format!("cannot watch the policy file {}", path.display()))?;
+        Ok(this)
+    }
+
+    /// Watches the directories of `path`'s symlink chain not watched yet.
+    fn follow(&mut self, path: &Path) -> Result<()> {
+        let chain = link_chain(path);
+        {
+            let mut names = match self.names.lock() {
+                Ok(n) => n,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            names.extend(
+                chain
+                    .iter()
+                    .filter_map(|p| p.file_name().map(OsString::from)),
+            );
+        }
+        for dir in chain.iter().filter_map(|p| p.parent()) {
+            if !self.dirs.contains(dir) {
+                self.watcher
+                    .watch(dir, RecursiveMode::NonRecursive)
+                    .with_context(|| format!("cannot watch {}", dir.display()))?;
+                self.dirs.insert(dir.to_path_buf());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether an event can change what the file reads: reading it (as the reload itself does)
+/// cannot, and must not set off another reload.
+fn changes_content(kind: EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+/// `path` (made absolute) and every path its symlinks lead to, in order.
+fn link_chain(path: &Path) -> Vec<PathBuf> {
+    let mut current = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut chain = vec![current.clone()];
+    for _ in 0..MAX_LINKS {
+        let Ok(target) = std::fs::read_link(&current) else {
+            break;
+        };
+        let next = match current.parent() {
+            Some(dir) => dir.join(target),
+            None => target,
+        };
+        current = std::path::absolute(&next).unwrap_or(next);
+        chain.push(current.clone());
+    }
+    chain
+}
+
+fn run(
+    policy: &ReloadablePolicy,
+    journal: &dyn Journal,
+    state_db: &Path,
+    mut watch: Option<FileWatch>,
+    rx: &Receiver<Msg>,
+) {
+    while let Ok(first) = rx.recv() {
+        let trigger = match first {
+            Msg::Stop => return,
+            Msg::Sighup => Trigger::Sighup,
+            Msg::Changed => match settle(rx) {
+                Some(trigger) => trigger,
+                None => return,
+            },
+        };
+        reload(policy, journal, state_db, trigger);
+        if let Some(watch) = watch.as_mut() {
+            if let Err(e) = watch.follow(policy.path()) {
+                eprintln!("agp: {e:#}: changes there are picked up on SIGHUP only");
+            }
+        }
+    }
+}
+
+/// Waits until the file has been still for [`QUIET`]; `None` when asked to stop. A SIGHUP
+/// meanwhile reloads at once.
+fn settle(rx: &Receiver<Msg>) -> Option<Trigger> {
+    loop {
+        match rx.recv_timeout(QUIET) {
+            Ok(Msg::Changed) => {}
+            Ok(Msg::Sighup) => return Some(Trigger::Sighup),
+            Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return None,
+            Err(RecvTimeoutError::Timeout) => return Some(Trigger::Watch),
+        }
+    }
+}
+
+/// Why a changed, valid policy was not put in force.
+enum NotInForce {
+    /// The policy's file is where a live session's agent can write it.
+    AgentWritable(String),
+    Journal(agp_contracts::JournalError),
+}
+
+fn reload(policy: &ReloadablePolicy, journal: &dyn Journal, state_db: &Path, trigger: Trigger) {
+    let path = policy.path().to_path_buf();
+    // Looked up before the swap, which holds every evaluation off: it reads the store.
+    let writable = agent_writable(&path, state_db);
+    let recorded = policy.reload_recorded(|outcome| {
+        let Reload::Reloaded {
+            old_sha256,
+            new_sha256,
+        } = outcome
+        else {
+            return Ok(());
+        };
+        if let Some(why) = writable {
+            return Err(NotInForce::AgentWritable(why));
+        }
+        let body = PolicyReloaded {
+            path: path.clone(),
+            old_sha256: old_sha256.clone(),
+            new_sha256: new_sha256.clone(),
+            trigger: trigger.as_str().to_owned(),
+        };
+        journal
+            .append(PolicyReloaded::KIND, None, body.to_body())
+            .map(drop)
+            .map_err(NotInForce::Journal)
+    });
+    let refused = match recorded {
+        Ok(Ok(Reload::Reloaded {
+            old_sha256,
+            new_sha256,
+        })) => {
+            eprintln!(
+                "agp: policy {} reloaded ({}): sha256 {} -> {}",
+                path.display(),
+                trigger.as_str(),
+                short(&old_sha256),
+                short(&new_sha256)
+            );
+            return;
+        }
+        Ok(Ok(Reload::Unchanged { sha256 })) => {
+            if trigger == Trigger::Sighup {
+                eprintln!(
+                    "agp: policy {} unchanged (sha256 {}): nothing to reload",
+                    path.display(),
+                    short(&sha256)
+                );
+            }
+            return;
+        }
+        // The one redaction function: the message may quote the file.
+        Ok(Err(refused)) => (
+            agp_policy::redact_str(&refused.error.to_string()),
+            refused.kept_sha256,
+            "fix the file and save it again",
+        ),
+        Err(NotInForce::AgentWritable(why)) => (
+            why,
+            policy.current().sha256().to_owned(),
+            "move the policy out of the session's repository, or restart the daemon once the \
+             session ended",
+        ),
+        Err(NotInForce::Journal(e)) => {
+            eprintln!(
+                "agp: error: policy {} changed but the change cannot be journaled ({e}): the \
+                 previous policy stays in force",
+                path.display()
+            );
+            return;
+        }
+    };
+    let (error, kept_sha256, fix) = refused;
+    eprintln!(
+        "agp: policy {} NOT reloaded, the policy in force (sha256 {}) stays; {fix}:\n{error}",
+        path.display(),
+        short(&kept_sha256)
+    );
+    let body = PolicyReloadRefused {
+        path,
+        error,
+        kept_sha256,
+        trigger: trigger.as_str().to_owned(),
+    };
+    if let Err(e) = journal.append(PolicyReloadRefused::KIND, None, body.to_body()) {
+        eprintln!("agp: error: cannot journal the refused policy reload: {e}");
+    }
+}
+
+/// Why the agent of a live session could have written the policy (its file, or a link of its
+/// chain, lies in that session's repository, which the session's sandbox mounts writable), or
+/// `None`. A policy its own agent can rewrite would let the agent choose its rules: the change
+/// waits for a restart. When the sessions cannot be read, that is not known: refused too.
+fn agent_writable(path: &Path, state_db: &Path) -> Option<String> {
+    let sessions = match agp_daemon::store::Store::open_existing(state_db)
+        .and_then(|store| store.sessions())
+    {
+        Ok(sessions) => sessions,
+        Err(e) => {
+            return Some(format!(
+                "cannot read the live sessions from {} to tell whether an agent could have \
+                 written the policy: {e}",
+                state_db.display()
+            ))
+        }
+    };
+    let places: Vec<PathBuf> = link_chain(path)
+        .iter()
+        .filter_map(|p| {
+            let dir = std::fs::canonicalize(p.parent()?).ok()?;
+            Some(dir.join(p.file_name()?))
+        })
+        .collect();
+    for session in sessions.iter().filter(|s| s.status == "active") {
+        let Ok(repo) = std::fs::canonicalize(&session.repo) else {
+            continue;
+        };
+        if let Some(place) = places.iter().find(|p| p.starts_with(&repo)) {
+            return Some(format!(
+                "{} lies in the repository {} of live session {}, whose agent can write it",
+                place.display(),
+                repo.display(),
+                session.id
+            ));
+        }
+    }
+    None
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..12.min(sha.len())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_of_links_names_every_hop() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("team").join("policy.toml");
+        std::fs::create_dir(real.parent().unwrap()).unwrap();
+        std::fs::write(&real, "").unwrap();
+        let hop = dir.path().join("hop.toml");
+        std::os::unix::fs::symlink("team/policy.toml", &hop).unwrap();
+        let link = dir.path().join("policy.toml");
+        std::os::unix::fs::symlink(&hop, &link).unwrap();
+        assert_eq!(link_chain(&link), vec![link.clone(), hop, real]);
+    }
+
+    #[test]
+    fn reading_the_file_is_not_a_change() {
+        assert!(!changes_content(EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!changes_content(EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(changes_content(EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(changes_content(EventKind::Modify(
+            notify::event::ModifyKind::Any
+        )));
+    }
+}
