@@ -36,6 +36,8 @@ pub struct Assembly {
     pub policy_path: PathBuf,
     pub sandbox: SandboxChoice,
     pub channel: &'static str,
+    /// How the policy applies (`--mode`, else `[policy] mode`, else enforce).
+    pub mode: agp_contracts::PolicyMode,
     pub journal: Arc<JournalWriter>,
     /// Reloads the policy while the daemon runs; drop it before the journal (it journals).
     pub policy_watch: PolicyWatch,
@@ -245,6 +247,10 @@ pub fn assemble(
     config.quarantine_dir = home.quarantine_dir();
     config.approval_timeout = Duration::from_secs(approval_timeout);
     config.operator = os_user();
+    let mode = args
+        .mode
+        .map_or_else(|| file.policy_mode(), crate::app::config::ModeChoice::mode);
+    config.policy_mode = mode;
     file.sandbox
         .limits
         .apply(&mut config.sandbox_limits)
@@ -268,6 +274,7 @@ pub fn assemble(
         policy_path,
         sandbox,
         channel: channel_name,
+        mode,
         journal,
         policy_watch,
     })

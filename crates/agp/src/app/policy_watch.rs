@@ -1,9 +1,10 @@
 //! Live reload of a running daemon's policy. The policy file is watched, and SIGHUP (of
 //! `agp daemon`) asks for a reload: a valid change is journaled as `policy.reloaded` and then
 //! judges the next call; an invalid one is journaled as `policy.reload_refused` (with its
-//! `file:line:col`) and the policy in force stays. The same SHA-256 again is not a reload. A
-//! policy inside a live session's repository is not reloaded while that session lives: its
-//! agent could have written it.
+//! `file:line:col`) and the policy in force stays. The same SHA-256 again is not a reload. No
+//! change is put in force while a live session's agent could have written it: an agent not
+//! confined by agp's sandbox (it runs as the operator), or a sandboxed one whose repository
+//! holds the policy.
 //!
 //! Editors replace a file by renaming a new one over it, which would end a watch on the file
 //! itself: the directories are watched instead and the file is re-read by its path. A symlinked
@@ -253,8 +254,8 @@ fn settle(rx: &Receiver<Msg>) -> Option<Trigger> {
 
 /// Why a changed, valid policy was not put in force.
 enum NotInForce {
-    /// The policy's file is where a live session's agent can write it.
-    AgentWritable(String),
+    /// A live session's agent could have written the policy: why, and what to do.
+    AgentWritable(String, &'static str),
     Journal(agp_contracts::JournalError),
 }
 
@@ -270,8 +271,8 @@ fn reload(policy: &ReloadablePolicy, journal: &dyn Journal, state_db: &Path, tri
         else {
             return Ok(());
         };
-        if let Some(why) = writable {
-            return Err(NotInForce::AgentWritable(why));
+        if let Some((why, fix)) = writable {
+            return Err(NotInForce::AgentWritable(why, fix));
         }
         let body = PolicyReloaded {
             path: path.clone(),
@@ -314,12 +315,9 @@ fn reload(policy: &ReloadablePolicy, journal: &dyn Journal, state_db: &Path, tri
             refused.kept_sha256,
             "fix the file and save it again",
         ),
-        Err(NotInForce::AgentWritable(why)) => (
-            why,
-            policy.current().sha256().to_owned(),
-            "move the policy out of the session's repository, or restart the daemon once the \
-             session ended",
-        ),
+        Err(NotInForce::AgentWritable(why, fix)) => {
+            (why, policy.current().sha256().to_owned(), fix)
+        }
         Err(NotInForce::Journal(e)) => {
             eprintln!(
                 "agp: error: policy {} changed but the change cannot be journaled ({e}): the \
@@ -346,23 +344,58 @@ fn reload(policy: &ReloadablePolicy, journal: &dyn Journal, state_db: &Path, tri
     }
 }
 
-/// Why the agent of a live session could have written the policy (its file, or a link of its
-/// chain, lies in that session's repository, which the session's sandbox mounts writable), or
-/// `None`. A policy its own agent can rewrite would let the agent choose its rules: the change
-/// waits for a restart. When the sessions cannot be read, that is not known: refused too.
-fn agent_writable(path: &Path, state_db: &Path) -> Option<String> {
-    let sessions = match agp_daemon::store::Store::open_existing(state_db)
-        .and_then(|store| store.sessions())
-    {
-        Ok(sessions) => sessions,
+/// What to do about a change refused because an agent on the host could have made it.
+const UNCONFINED_FIX: &str = "check the file; once no session runs its agent outside agp's \
+     sandbox (`agp sessions`), save it again or send SIGHUP to `agp daemon` (a restarted daemon \
+     loads the file as it is then)";
+/// What to do about a change refused because it lies in a live session's repository.
+const IN_REPO_FIX: &str = "move the policy out of the session's repository, or restart the \
+     daemon once the session ended";
+
+/// Why the agent of a live session could have written the policy, and what to do, or `None`.
+/// A policy its own agent can rewrite would let the agent choose its rules:
+/// - an agent not confined by agp's sandbox (a hook session of the user's own agent, a
+///   `--sandbox none` session, or one an older agp opened without saying) runs as the
+///   operator and can write any file the operator can, the policy wherever it lies;
+/// - a sandboxed agent can write its repository: a policy file (or a link of its chain) there.
+///
+/// When the sessions cannot be read, that is not known: refused too.
+fn agent_writable(path: &Path, state_db: &Path) -> Option<(String, &'static str)> {
+    let read = agp_daemon::store::Store::open_existing(state_db)
+        .and_then(|store| Ok((store.unconfined_live_sessions()?, store.sessions()?)));
+    let (unconfined, sessions) = match read {
+        Ok(read) => read,
         Err(e) => {
-            return Some(format!(
-                "cannot read the live sessions from {} to tell whether an agent could have \
-                 written the policy: {e}",
-                state_db.display()
+            return Some((
+                format!(
+                    "cannot read the live sessions from {} to tell whether an agent could have \
+                     written the policy: {e}",
+                    state_db.display()
+                ),
+                "restart the daemon to load the file as it is",
             ))
         }
     };
+    if !unconfined.is_empty() {
+        let named: Vec<String> = unconfined
+            .iter()
+            .map(|s| {
+                let how = match s.agent_confined {
+                    Some(_) => "runs on the host",
+                    None => "not known to be sandboxed",
+                };
+                format!("{} ({}, {how})", s.id, s.intendant)
+            })
+            .collect();
+        return Some((
+            format!(
+                "live session(s) {} run their agent outside agp's sandbox, as the operator: it \
+                 could have written the policy, so no change is put in force while they live",
+                named.join(", ")
+            ),
+            UNCONFINED_FIX,
+        ));
+    }
     let places: Vec<PathBuf> = link_chain(path)
         .iter()
         .filter_map(|p| {
@@ -375,11 +408,14 @@ fn agent_writable(path: &Path, state_db: &Path) -> Option<String> {
             continue;
         };
         if let Some(place) = places.iter().find(|p| p.starts_with(&repo)) {
-            return Some(format!(
-                "{} lies in the repository {} of live session {}, whose agent can write it",
-                place.display(),
-                repo.display(),
-                session.id
+            return Some((
+                format!(
+                    "{} lies in the repository {} of live session {}, whose agent can write it",
+                    place.display(),
+                    repo.display(),
+                    session.id
+                ),
+                IN_REPO_FIX,
             ));
         }
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use agp_gateway::{Client, ToolCallRequest, VerdictMessage};
 use serde_json::Value;
 
-use super::support::looping::{agp_ok, open_gate_session, policy_world, start_daemon, Daemon};
+use super::support::looping::{agp_ok, policy_world, start_daemon_with_sandbox, Daemon};
 
 /// `echo` is denied (the default); the first policy in force.
 const DENY_ECHO: &str = "version = 1\ndefault = \"deny\"\n";
@@ -58,7 +58,24 @@ fn wait_for_n(home: &Path, kind: &str, n: usize) -> Vec<Value> {
     }
 }
 
-/// The daemon on `policy` with a gate session open, and a client of that session.
+/// A proxy-exec session (each call runs in agp's sandbox, so its agent is confined: a
+/// daemon reloads its policy while it lives) opened with the daemon's admin token; its token.
+fn open_sandboxed_session(home: &Path, repo: &Path) -> String {
+    let admin = std::fs::read_to_string(home.join("run/admin.token")).unwrap();
+    let mut control = Client::connect(&home.join("run/gateway.sock"), PATIENCE).unwrap();
+    control
+        .open_session(
+            &admin,
+            "test",
+            repo.to_str().unwrap(),
+            "",
+            agp_gateway::SessionMode::ProxyExec,
+        )
+        .unwrap()
+        .token
+}
+
+/// The daemon on `policy` with a sandboxed session open, and a client of that session.
 struct Running {
     daemon: Daemon,
     client: Client,
@@ -70,8 +87,8 @@ struct Running {
 fn start(home: &Path, repo: &Path, policy: &Path, extra: &[&OsStr]) -> Running {
     let mut args = vec![OsStr::new("--policy"), policy.as_os_str()];
     args.extend_from_slice(extra);
-    let daemon = start_daemon(home, args);
-    let token = open_gate_session(home, repo);
+    let daemon = start_daemon_with_sandbox(home, "bwrap", args);
+    let token = open_sandboxed_session(home, repo);
     let mut client = Client::connect(&home.join("run/gateway.sock"), PATIENCE).unwrap();
     client.hello(&token).unwrap();
     Running {
@@ -86,8 +103,9 @@ fn start(home: &Path, repo: &Path, policy: &Path, extra: &[&OsStr]) -> Running {
 impl Running {
     fn call(&mut self, id: &str, command: &str) -> VerdictMessage {
         self.client
-            .request(&request(id, command, &self.repo))
+            .request_exec(&request(id, command, &self.repo))
             .unwrap()
+            .verdict
     }
 
     /// The SHA-256 of the policy that judged call `id` (its one `policy.decided`).
@@ -328,8 +346,9 @@ fn a_call_waiting_for_approval_during_a_reload_is_judged_by_one_policy() {
     let waiting = std::thread::spawn(move || {
         let mut c = Client::connect(&socket, PATIENCE * 2).unwrap();
         c.hello(&token).unwrap();
-        c.request(&request("push-1", "git push origin main", &repo))
+        c.request_exec(&request("push-1", "git push origin main", &repo))
             .unwrap()
+            .verdict
     });
     wait_for_n(&w.home, "approval.requested", 1);
     let first = d.judged_by("push-1");
@@ -383,14 +402,7 @@ fn agp_run_reloads_its_policy_mid_run() {
         .unwrap()
         .success());
     let run = super::support::looping::agp_detached(&w.home, &w.user_home)
-        .args([
-            "run",
-            "--intendant",
-            "scripted",
-            "--sandbox",
-            "none",
-            "--script",
-        ])
+        .args(["run", "--intendant", "scripted", "--script"])
         .arg(&script)
         .arg("--repo")
         .arg(&w.repo)
@@ -473,7 +485,10 @@ fn calls_racing_reloads_are_each_judged_by_the_policy_they_name() {
         let mut verdicts = Vec::new();
         for i in 0..150 {
             let id = format!("race-{i}");
-            let v = c.request(&request(&id, "echo racing", &repo)).unwrap();
+            let v = c
+                .request_exec(&request(&id, "echo racing", &repo))
+                .unwrap()
+                .verdict;
             verdicts.push((id, v.is_allow()));
         }
         verdicts
