@@ -216,3 +216,31 @@ fn a_hook_session_on_a_shadow_daemon_is_told_allow_and_the_journal_says_would_de
     assert_eq!(decided["body"]["shadow_verdict"], "would_deny");
     assert_eq!(decided["body"]["decision"], "allow");
 }
+
+#[test]
+fn a_run_on_an_observing_daemon_says_so_and_cannot_pick_its_own_mode() {
+    let w = git_world();
+    let policy = w.file("deny-all.toml", DENY_ALL);
+    let script = w.file("script.yaml", &bash_calls_yaml(&COMMANDS));
+    let _daemon = start_daemon(
+        &w.home,
+        ["--policy", policy.to_str().unwrap(), "--mode", "observe"],
+    );
+    let refused = run_scripted(
+        &w.home,
+        &w.user_home,
+        &script,
+        &w.repo,
+        &["--mode", "enforce"],
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--mode"), "{stderr}");
+
+    let out = run_scripted(&w.home, &w.user_home, &script, &w.repo, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("policy mode OBSERVE"), "{stdout}");
+    assert!(stdout.contains("3 call(s) ran unjudged"), "{stdout}");
+    assert!(w.repo.join("made/y.txt").is_file());
+}
