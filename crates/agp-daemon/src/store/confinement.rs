@@ -14,6 +14,8 @@ pub struct UnconfinedSession {
     pub repo: String,
     /// `None`: opened by an agp that did not record it.
     pub agent_confined: Option<bool>,
+    /// When it ended; `None` while it lives.
+    pub ended_at_ms: Option<i64>,
 }
 
 impl Store {
@@ -26,14 +28,19 @@ impl Store {
         Ok(())
     }
 
-    /// Active sessions whose agent is not confined, or not known to be.
-    pub fn unconfined_live_sessions(&self) -> Result<Vec<UnconfinedSession>, StoreError> {
+    /// Sessions whose agent is not confined, or not known to be, that are active, or (with
+    /// `since_ms`) ended at or after `since_ms`: their agent may have acted since then.
+    pub fn unconfined_sessions(
+        &self,
+        since_ms: Option<i64>,
+    ) -> Result<Vec<UnconfinedSession>, StoreError> {
         super::select_all(
             &self.conn(),
-            "SELECT id, intendant, repo, agent_confined FROM sessions
-             WHERE status = 'active' AND (agent_confined IS NULL OR agent_confined = 0)
+            "SELECT id, intendant, repo, agent_confined, ended_at_ms FROM sessions
+             WHERE (agent_confined IS NULL OR agent_confined = 0)
+               AND (status = 'active' OR (?1 IS NOT NULL AND ended_at_ms >= ?1))
              ORDER BY started_at_ms, id",
-            [],
+            [since_ms],
             |r| {
                 from_row!(
                     r,
@@ -41,7 +48,8 @@ impl Store {
                         id,
                         intendant,
                         repo,
-                        agent_confined
+                        agent_confined,
+                        ended_at_ms
                     }
                 )
             },
@@ -68,8 +76,17 @@ mod tests {
             .unwrap();
     }
 
+    fn ids(store: &Store, since: Option<i64>) -> Vec<(String, Option<bool>)> {
+        store
+            .unconfined_sessions(since)
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.id, u.agent_confined))
+            .collect()
+    }
+
     #[test]
-    fn unconfined_and_unknown_live_sessions_are_listed_until_they_end() {
+    fn unconfined_and_unknown_sessions_are_listed_while_live_and_since_a_time() {
         let store = Store::open_in_memory().unwrap();
         open(&store, "s-hook");
         store.set_agent_confined("s-hook", false).unwrap();
@@ -77,19 +94,17 @@ mod tests {
         store.set_agent_confined("s-sandboxed", true).unwrap();
         // Opened by an agp that did not record it (or crashed before it did).
         open(&store, "s-old");
-        let ids = |s: &Store| -> Vec<(String, Option<bool>)> {
-            s.unconfined_live_sessions()
-                .unwrap()
-                .into_iter()
-                .map(|u| (u.id, u.agent_confined))
-                .collect()
-        };
-        assert_eq!(
-            ids(&store),
-            [("s-hook".into(), Some(false)), ("s-old".into(), None)]
-        );
-        assert!(store.end_session("s-hook", "completed", 1, 2).unwrap());
-        assert!(store.end_session("s-old", "completed", 1, 2).unwrap());
-        assert!(ids(&store).is_empty());
+        let both = [("s-hook".into(), Some(false)), ("s-old".into(), None)];
+        assert_eq!(ids(&store, None), both);
+        assert!(store.end_session("s-hook", "completed", 1, 20).unwrap());
+        assert!(store.end_session("s-old", "completed", 1, 30).unwrap());
+        assert!(store
+            .end_session("s-sandboxed", "completed", 1, 30)
+            .unwrap());
+        assert!(ids(&store, None).is_empty());
+        // Ended at or after the time asked about: their agent may have acted since.
+        assert_eq!(ids(&store, Some(20)), both);
+        assert_eq!(ids(&store, Some(25)), [("s-old".into(), None)]);
+        assert!(ids(&store, Some(31)).is_empty());
     }
 }

@@ -221,6 +221,9 @@ fn run(
     mut watch: Option<FileWatch>,
     rx: &Receiver<Msg>,
 ) {
+    // Since when the policy in force is in force (the daemon's start, then each reload): an
+    // unconfined agent live at any time since may have written what the file holds now.
+    let mut in_force_since = now_ms();
     while let Ok(first) = rx.recv() {
         let trigger = match first {
             Msg::Stop => return,
@@ -230,7 +233,10 @@ fn run(
                 None => return,
             },
         };
-        reload(policy, journal, state_db, trigger);
+        let asked = now_ms();
+        if reload(policy, journal, state_db, trigger, in_force_since) {
+            in_force_since = asked;
+        }
         if let Some(watch) = watch.as_mut() {
             if let Err(e) = watch.follow(policy.path()) {
                 eprintln!("agp: {e:#}: changes there are picked up on SIGHUP only");
@@ -259,10 +265,28 @@ enum NotInForce {
     Journal(agp_contracts::JournalError),
 }
 
-fn reload(policy: &ReloadablePolicy, journal: &dyn Journal, state_db: &Path, trigger: Trigger) {
+/// Milliseconds since the epoch, as the daemon's store records session ends.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Reloads the policy on `trigger`; whether a new policy was put in force. A change seen by
+/// the watch waits while an unconfined agent lives or has lived since `in_force_since` (its
+/// session may have ended just after its edit); SIGHUP, the operator's request, waits only
+/// while one lives.
+fn reload(
+    policy: &ReloadablePolicy,
+    journal: &dyn Journal,
+    state_db: &Path,
+    trigger: Trigger,
+    in_force_since: i64,
+) -> bool {
     let path = policy.path().to_path_buf();
+    let since = (trigger == Trigger::Watch).then_some(in_force_since);
     // Looked up before the swap, which holds every evaluation off: it reads the store.
-    let writable = agent_writable(&path, state_db);
+    let writable = agent_writable(&path, state_db, since);
     let recorded = policy.reload_recorded(|outcome| {
         let Reload::Reloaded {
             old_sha256,
@@ -297,7 +321,7 @@ fn reload(policy: &ReloadablePolicy, journal: &dyn Journal, state_db: &Path, tri
                 short(&old_sha256),
                 short(&new_sha256)
             );
-            return;
+            return true;
         }
         Ok(Ok(Reload::Unchanged { sha256 })) => {
             if trigger == Trigger::Sighup {
@@ -307,7 +331,7 @@ fn reload(policy: &ReloadablePolicy, journal: &dyn Journal, state_db: &Path, tri
                     short(&sha256)
                 );
             }
-            return;
+            return false;
         }
         // The one redaction function: the message may quote the file.
         Ok(Err(refused)) => (
@@ -324,7 +348,7 @@ fn reload(policy: &ReloadablePolicy, journal: &dyn Journal, state_db: &Path, tri
                  previous policy stays in force",
                 path.display()
             );
-            return;
+            return false;
         }
     };
     let (error, kept_sha256, fix) = refused;
@@ -342,12 +366,14 @@ fn reload(policy: &ReloadablePolicy, journal: &dyn Journal, state_db: &Path, tri
     if let Err(e) = journal.append(PolicyReloadRefused::KIND, None, body.to_body()) {
         eprintln!("agp: error: cannot journal the refused policy reload: {e}");
     }
+    false
 }
 
 /// What to do about a change refused because an agent on the host could have made it.
 const UNCONFINED_FIX: &str = "check the file; once no session runs its agent outside agp's \
-     sandbox (`agp sessions`), save it again or send SIGHUP to `agp daemon` (a restarted daemon \
-     loads the file as it is then)";
+     sandbox (`agp sessions`), send SIGHUP to `agp daemon` to put it in force (a saved change \
+     is picked up by itself only when no such agent lived since the policy in force was \
+     loaded; a restarted daemon loads the file as it is then)";
 /// What to do about a change refused because it lies in a live session's repository.
 const IN_REPO_FIX: &str = "move the policy out of the session's repository, or restart the \
      daemon once the session ended";
@@ -359,10 +385,16 @@ const IN_REPO_FIX: &str = "move the policy out of the session's repository, or r
 ///   operator and can write any file the operator can, the policy wherever it lies;
 /// - a sandboxed agent can write its repository: a policy file (or a link of its chain) there.
 ///
-/// When the sessions cannot be read, that is not known: refused too.
-fn agent_writable(path: &Path, state_db: &Path) -> Option<(String, &'static str)> {
+/// With `since`, an unconfined agent whose session ended at or after it counts too: it may
+/// have written the file just before its session ended. When the sessions cannot be read,
+/// that is not known: refused too.
+fn agent_writable(
+    path: &Path,
+    state_db: &Path,
+    since: Option<i64>,
+) -> Option<(String, &'static str)> {
     let read = agp_daemon::store::Store::open_existing(state_db)
-        .and_then(|store| Ok((store.unconfined_live_sessions()?, store.sessions()?)));
+        .and_then(|store| Ok((store.unconfined_sessions(since)?, store.sessions()?)));
     let (unconfined, sessions) = match read {
         Ok(read) => read,
         Err(e) => {
@@ -381,16 +413,21 @@ fn agent_writable(path: &Path, state_db: &Path) -> Option<(String, &'static str)
             .iter()
             .map(|s| {
                 let how = match s.agent_confined {
-                    Some(_) => "runs on the host",
+                    Some(_) => "on the host",
                     None => "not known to be sandboxed",
                 };
-                format!("{} ({}, {how})", s.id, s.intendant)
+                let when = if s.ended_at_ms.is_some() {
+                    "ended since the policy in force was loaded"
+                } else {
+                    "live"
+                };
+                format!("{} ({}, {how}, {when})", s.id, s.intendant)
             })
             .collect();
         return Some((
             format!(
-                "live session(s) {} run their agent outside agp's sandbox, as the operator: it \
-                 could have written the policy, so no change is put in force while they live",
+                "session(s) {} run their agent outside agp's sandbox, as the operator: it could \
+                 have written the policy, so this change is not put in force",
                 named.join(", ")
             ),
             UNCONFINED_FIX,

@@ -2,8 +2,10 @@
 //! confined by agp's sandbox lives: such an agent (a hook session of the user's own Claude
 //! Code, or calls run with `--sandbox none`) runs as the operator, so any program the policy
 //! lets it run could have rewritten the file. The change is refused (`policy.reload_refused`
-//! naming the session), the previous policy keeps judging, and once no such session lives a
-//! SIGHUP puts the file in force. The policy in force also refuses calls that write it.
+//! naming the session), the previous policy keeps judging; a saved change is not picked up by
+//! itself after such a session ended either (it may be the agent's last edit), and once no
+//! such session lives the operator's SIGHUP puts the file in force. The policy in force also
+//! refuses calls that write it.
 
 use std::path::Path;
 use std::process::Command;
@@ -132,8 +134,19 @@ fn an_unsandboxed_hook_session_holds_off_reloads_until_it_ends() {
     assert_eq!(decision(&hook("t3", "echo three")), "deny");
     assert!(of_kind(&w.home, "policy.reloaded").is_empty());
 
-    // The session ended: the operator's SIGHUP puts the file in force.
+    // The session ends. An edit saved now is still not picked up by itself: the agent lived
+    // since the policy in force was loaded, so the file may hold its last edit.
     end_hook_sessions(&w.home);
+    std::fs::write(&w.policy, format!("# saved again\n{ALLOW_ECHO}")).unwrap();
+    let refused = wait_for_n(&w.home, "policy.reload_refused", 3);
+    assert_eq!(refused[2]["trigger"], "watch");
+    let error = refused[2]["error"].as_str().unwrap();
+    assert!(
+        error.contains(&session) && error.contains("ended since"),
+        "{error}"
+    );
+    assert!(of_kind(&w.home, "policy.reloaded").is_empty());
+    // The operator's SIGHUP (the file checked) puts it in force.
     sighup(&d);
     let reloaded = wait_for_n(&w.home, "policy.reloaded", 1);
     assert_eq!(reloaded[0]["old_sha256"], first.as_str());
