@@ -375,8 +375,8 @@ const UNCONFINED_FIX: &str = "check the file; once no session runs its agent out
      is picked up by itself only when no such agent lived since the policy in force was \
      loaded; a restarted daemon loads the file as it is then)";
 /// What to do about a change refused because it lies in a live session's repository.
-const IN_REPO_FIX: &str = "move the policy out of the session's repository, or restart the \
-     daemon once the session ended";
+const IN_REPO_FIX: &str = "move the policy out of the session's repository; once the session \
+     ended, send SIGHUP to `agp daemon` (or restart it) to put the file in force";
 
 /// Why the agent of a live session could have written the policy, and what to do, or `None`.
 /// A policy its own agent can rewrite would let the agent choose its rules:
@@ -440,17 +440,28 @@ fn agent_writable(
             Some(dir.join(p.file_name()?))
         })
         .collect();
-    for session in sessions.iter().filter(|s| s.status == "active") {
+    // As above: with `since`, a session that ended since counts too.
+    let acted_since = |s: &&agp_daemon::store::SessionRow| {
+        s.status == "active" || since.is_some_and(|t| s.ended_at_ms.is_some_and(|e| e >= t))
+    };
+    for session in sessions.iter().filter(acted_since) {
         let Ok(repo) = std::fs::canonicalize(&session.repo) else {
             continue;
         };
         if let Some(place) = places.iter().find(|p| p.starts_with(&repo)) {
+            let whose = if session.status == "active" {
+                format!("live session {}", session.id)
+            } else {
+                format!(
+                    "session {} (ended since the policy in force was loaded)",
+                    session.id
+                )
+            };
             return Some((
                 format!(
-                    "{} lies in the repository {} of live session {}, whose agent can write it",
+                    "{} lies in the repository {} of {whose}, whose agent can write it",
                     place.display(),
                     repo.display(),
-                    session.id
                 ),
                 IN_REPO_FIX,
             ));

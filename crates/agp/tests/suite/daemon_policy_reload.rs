@@ -549,8 +549,16 @@ fn a_policy_its_agent_can_write_is_not_reloaded_while_the_session_lives() {
     assert_eq!(d.judged_by("c2"), first);
     assert!(of_kind(&w.home, "policy.reloaded").is_empty());
 
-    // The session ends: the same file is now a reload (on SIGHUP, nothing changed since).
+    // The session ends. A save now is not picked up by itself: the file may hold the agent's
+    // last edit, made just before its end.
     d.client.end_session(Some("completed")).unwrap();
+    std::fs::write(&policy, format!("# saved again\n{ALLOW_ECHO}")).unwrap();
+    let refused = wait_for_n(&w.home, "policy.reload_refused", 2);
+    assert_eq!(refused[1]["trigger"], "watch");
+    let error = refused[1]["error"].as_str().unwrap();
+    assert!(error.contains("ended since"), "{error}");
+    assert!(of_kind(&w.home, "policy.reloaded").is_empty());
+    // The operator's SIGHUP puts it in force.
     d.sighup();
     let events = wait_for_n(&w.home, "policy.reloaded", 1);
     reloaded(&events[0], &first, "sighup");
