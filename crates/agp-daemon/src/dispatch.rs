@@ -104,7 +104,7 @@ impl Daemon {
         match work {
             Work::Hello { token } => Done::Hello(self.session_for_token(&token).await),
             Work::OpenSession(params) => Done::Opened(
-                open_session(m, params, None)
+                open_session(m, params, None, false)
                     .await
                     .map_err(|e| e.to_string()),
             ),

@@ -90,6 +90,9 @@ pub struct DaemonConfig {
     /// agent can reconnect to them, so a later daemon ends them at start instead of
     /// re-asking their pending approvals.
     pub ephemeral: bool,
+    /// How the policy's verdicts apply (`[policy] mode`, `--mode`); journaled with every
+    /// session and with every unenforced decision.
+    pub policy_mode: agp_contracts::PolicyMode,
 }
 
 impl DaemonConfig {
@@ -127,6 +130,7 @@ impl DaemonConfig {
                 .filter(|u| !u.is_empty())
                 .unwrap_or_else(|| "unknown".into()),
             ephemeral: false,
+            policy_mode: agp_contracts::PolicyMode::Enforce,
         }
     }
 

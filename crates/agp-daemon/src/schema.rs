@@ -75,6 +75,9 @@ pub const MIGRATIONS: &[&str] = &[
         channel TEXT NOT NULL,
         root_ts TEXT NOT NULL
     );",
+    // 3: whether a session's agent is confined by agp's sandbox (1) or runs on the host (0);
+    // NULL for sessions an older agp opened: not known, so treated as not confined.
+    "ALTER TABLE sessions ADD COLUMN agent_confined INTEGER;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

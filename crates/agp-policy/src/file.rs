@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use agp_contracts::{ApprovalSpec, Decision};
 use serde::Deserialize;
@@ -163,6 +163,10 @@ pub struct Policy {
     pub(crate) tests: Vec<PolicyTest>,
     pub(crate) index: crate::engine::RuleIndex,
     pub(crate) base_cache: crate::engine::BaseCache,
+    /// The file this policy was loaded from and every link of its symlink chain, as the
+    /// engine resolves written paths: writing one of them is rewriting the policy in force.
+    /// Empty for a policy parsed from text.
+    pub(crate) files: std::sync::Arc<[PathBuf]>,
 }
 
 impl Policy {
@@ -172,7 +176,9 @@ impl Policy {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_str(&text, &path.display().to_string())
+        let mut policy = Self::from_str(&text, &path.display().to_string())?;
+        policy.files = policy_files(path).into();
+        Ok(policy)
     }
 
     /// Parses and validates policy text; `source_name` names it in error messages.
@@ -368,6 +374,7 @@ impl Policy {
             tests,
             index,
             base_cache: Default::default(),
+            files: std::sync::Arc::from(Vec::new()),
         })
     }
 
@@ -392,6 +399,30 @@ impl Policy {
     pub fn guard_enabled(&self, id: GuardId) -> bool {
         !self.disabled_guards.contains(&id)
     }
+}
+
+/// Longest symlink chain followed (as the kernel's own bound).
+const MAX_LINKS: usize = 40;
+
+/// `path` and every link its symlinks lead through, each with its directory canonical (as a
+/// written path is judged), and the file the chain ends at.
+fn policy_files(path: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut current = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    for _ in 0..MAX_LINKS {
+        let (Some(dir), Some(name)) = (current.parent(), current.file_name()) else {
+            break;
+        };
+        files.push(crate::paths::canonicalize_lenient(dir).join(name));
+        let Ok(target) = std::fs::read_link(&current) else {
+            break;
+        };
+        current = dir.join(target);
+    }
+    files.push(crate::paths::canonicalize_lenient(path));
+    files.sort();
+    files.dedup();
+    files
 }
 
 /// `90s`, `30m`, `2h`, `1d`, `1h30m` → seconds.

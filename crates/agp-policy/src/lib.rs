@@ -63,4 +63,4 @@ pub use engine::Scene;
 pub use file::{Diagnostic, Location, Policy, PolicyError, PolicyTest, Rule};
 pub use guards::GuardId;
 pub use redact::{redact_str, redact_value};
-pub use reload::ReloadablePolicy;
+pub use reload::{Reload, ReloadRefused, ReloadablePolicy};

@@ -11,6 +11,12 @@ pub const SESSION_REAPED: &str = "session.reaped";
 pub const SESSION_INTEGRITY: &str = "session.integrity";
 pub const TOOL_CALL_REQUESTED: &str = "tool_call.requested";
 pub const POLICY_DECIDED: &str = "policy.decided";
+/// A running daemon loaded a changed policy file. Body: `path`, `old_sha256`, `new_sha256`,
+/// `trigger`.
+pub const POLICY_RELOADED: &str = "policy.reloaded";
+/// A running daemon refused a changed policy file and kept the one in force. Body: `path`,
+/// `error` (`file:line:col: …`), `kept_sha256`, `trigger`.
+pub const POLICY_RELOAD_REFUSED: &str = "policy.reload_refused";
 pub const APPROVAL_REQUESTED: &str = "approval.requested";
 pub const APPROVAL_GRANTED: &str = "approval.granted";
 pub const APPROVAL_DENIED: &str = "approval.denied";

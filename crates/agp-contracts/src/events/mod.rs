@@ -19,6 +19,7 @@ mod journal;
 mod kinds;
 pub mod nullable;
 mod path_text;
+mod policy;
 mod projection;
 mod sandbox;
 mod session;
@@ -29,6 +30,7 @@ pub use egress::*;
 pub use intendant::*;
 pub use journal::*;
 pub use kinds::*;
+pub use policy::*;
 pub use projection::{Projection, ProjectionError};
 pub use sandbox::*;
 pub use session::*;
@@ -67,6 +69,8 @@ macro_rules! typed_kinds {
             SessionIntegrity,
             ToolCallRequested,
             PolicyDecided,
+            PolicyReloaded,
+            PolicyReloadRefused,
             ToolCallResult,
             ToolCallResultMismatch,
             CallDenied,

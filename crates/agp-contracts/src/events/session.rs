@@ -37,6 +37,14 @@ pub struct SessionStarted {
     pub started_by: Option<String>,
     /// What the agent binary is (path, version, digest), when agp resolved it.
     pub intendant_identity: Option<Value>,
+    /// How the daemon applies its policy to this session's calls (`enforce`, `shadow`,
+    /// `observe`); absent in sessions of an agp before modes (enforced).
+    pub policy_mode: Option<crate::PolicyMode>,
+    /// Whether the agent is confined by agp's sandbox: `true` when agp launched it in its
+    /// sandbox or runs each of its calls there, `false` when it runs on the host as the
+    /// operator (a hook session of the user's own agent, or `--sandbox none`). While such a
+    /// session lives, the daemon does not reload a changed policy.
+    pub agent_confined: Option<bool>,
 }
 
 impl SessionStarted {
@@ -57,6 +65,8 @@ impl SessionStarted {
             approval_timeout_secs: None,
             started_by: None,
             intendant_identity: None,
+            policy_mode: None,
+            agent_confined: None,
         }
     }
 }

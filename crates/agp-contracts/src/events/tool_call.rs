@@ -53,6 +53,16 @@ pub struct PolicyDecided {
     /// Every part and how it was judged; absent when the input was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<Vec<PartFinding>>,
+    /// The daemon's policy mode when it is not `enforce` (absent: enforced). In `shadow` and
+    /// `observe`, `decision` is what agp did (`allow`: the call went ahead), never the
+    /// policy's word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<crate::PolicyMode>,
+    /// `shadow` mode: what the policy would have done had it been enforced (`would_allow`,
+    /// `would_require`, `would_deny`); `reason`, `rule_id`, `deciding_part` and `parts` are
+    /// that judgment's. Absent in `observe` (nothing is judged) and when enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_verdict: Option<crate::ShadowVerdict>,
 }
 
 impl Event for PolicyDecided {

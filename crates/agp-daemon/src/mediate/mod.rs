@@ -2,6 +2,7 @@
 
 mod approve;
 mod execute;
+mod mode;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -403,18 +404,13 @@ impl Mediator {
         // Evaluating acts on nothing and cannot fail, so it runs before the request entry is
         // durable: both entries go in as one batch (consecutive, one durable wait), and nothing
         // is answered before both are.
-        let verdict = self.parts.policy.evaluate(&call, &session.ctx);
-        let decided = ev::PolicyDecided {
-            call_id: call.id.clone(),
-            tool: call.tool.clone(),
-            input_sha256: Some(input_sha256.clone()),
-            decision: verdict.decision,
-            reason: verdict.reason.clone(),
-            rule_id: verdict.rule_id.clone(),
-            deciding_part: Some(verdict.deciding_part.clone()),
-            policy_sha256: verdict.policy_sha256.clone(),
-            parts: Some(verdict.parts.clone()),
-        };
+        let (verdict, decided) = mode::judge(
+            self.parts.policy.as_ref(),
+            self.config.policy_mode,
+            &call,
+            &session.ctx,
+            &input_sha256,
+        );
         if let Err(e) = self.journal_judged(session, &requested, &decided) {
             return Ok(Front::Replied(Self::journal_failed(
                 &call.id,
@@ -495,6 +491,8 @@ impl Mediator {
             deciding_part: None,
             policy_sha256: self.parts.policy.policy_sha256(),
             parts: None,
+            mode: None,
+            shadow_verdict: None,
         };
         if let Err(e) = self.journal_judged(session, &requested, &decided) {
             return Self::journal_failed(&call.id, "", &e);

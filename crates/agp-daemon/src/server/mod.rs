@@ -142,18 +142,21 @@ impl Daemon {
 
     /// Opens a session: sandbox (proxy-exec) with a passing preflight, a row with a lease, and
     /// `session.started` journaled. The returned token is the session's only credential.
+    /// A gate-mode session opened here is recorded as not confined (see
+    /// [`Daemon::open_identified_session`]).
     pub async fn open_session(&self, params: SessionParams) -> Result<SessionInfo, DaemonError> {
-        open_session(&self.mediator, params, None).await
+        open_session(&self.mediator, params, None, false).await
     }
 
-    /// Opens a session for an agent binary agp identified (version, sha256, path): the
-    /// identity goes into `session.started` as `intendant_identity`.
+    /// Opens a session for an agent binary agp identified (version, sha256, path) and
+    /// launches inside its own sandbox: the identity goes into `session.started` as
+    /// `intendant_identity`, and the agent is recorded as confined.
     pub async fn open_identified_session(
         &self,
         params: SessionParams,
         identity: Value,
     ) -> Result<SessionInfo, DaemonError> {
-        open_session(&self.mediator, params, Some(identity)).await
+        open_session(&self.mediator, params, Some(identity), true).await
     }
 
     /// Ends a session (`session.ended` journaled); a no-op for an unknown or ended session.
@@ -274,6 +277,8 @@ impl Daemon {
             lease_owner: Some(m.owner.clone()),
             fencing_token: Some(fencing),
             mode: Some(row.mode.clone()),
+            // This daemon's mode applies from here on, whatever the previous one's was.
+            policy_mode: Some(m.config.policy_mode),
             ..SessionStarted::new(row.intendant.clone(), row.repo.clone())
         };
         m.record(Some(&row.id), &resumed)

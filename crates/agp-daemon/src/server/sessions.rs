@@ -77,10 +77,13 @@ pub(super) async fn spawn_sandbox(
     }
 }
 
+/// Opens a session. `agent_sandboxed`: the opener launched the (gate-mode) agent inside agp's
+/// sandbox; only an in-process opener can say so; over the gateway it is never believed.
 pub(crate) async fn open_session(
     m: &Arc<Mediator>,
     params: SessionParams,
     identity: Option<Value>,
+    agent_sandboxed: bool,
 ) -> Result<SessionInfo, DaemonError> {
     let repo = std::fs::canonicalize(&params.repo)
         .map_err(|e| DaemonError::Session(format!("repository {}: {e}", params.repo.display())))?;
@@ -107,6 +110,12 @@ pub(crate) async fn open_session(
         SessionMode::ProxyExec => Some(spawn_sandbox(m, &id, &repo).await?),
     };
     let isolation = m.parts.sandbox.as_ref().map(|f| f.isolation());
+    // A proxy-exec agent acts only through calls agp runs in the sandbox (unless that is
+    // `none`); a gate-mode agent runs wherever its opener started it.
+    let agent_confined = match params.mode {
+        SessionMode::ProxyExec => isolation.as_ref().is_some_and(|i| i.provider != "none"),
+        SessionMode::Gate => agent_sandboxed,
+    };
     // The task is user text: it may carry a secret, so only its redacted form is kept.
     let task = m.parts.redactor.redact_text(&params.task);
     let row = (
@@ -120,7 +129,7 @@ pub(crate) async fn open_session(
     );
     let inserted = m
         .db(move |s| {
-            s.insert_session(
+            let fencing = s.insert_session(
                 &row.0,
                 &row.1,
                 &row.2,
@@ -129,7 +138,10 @@ pub(crate) async fn open_session(
                 &row.5,
                 &row.6,
                 now_ms(),
-            )
+            )?;
+            // Not recorded (a crash in between): read as not confined, the safe side.
+            s.set_agent_confined(&row.0, agent_confined)?;
+            Ok(fencing)
         })
         .await;
     let fencing = match inserted {
@@ -153,6 +165,8 @@ pub(crate) async fn open_session(
         approval_timeout_secs: Some(m.config.approval_timeout.as_secs()),
         started_by: Some(m.config.operator.clone()),
         intendant_identity: identity,
+        policy_mode: Some(m.config.policy_mode),
+        agent_confined: Some(agent_confined),
         ..SessionStarted::new(params.intendant.clone(), repo.clone())
     };
     if let Err(e) = m.record(Some(&id), &started).await {

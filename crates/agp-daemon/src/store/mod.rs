@@ -18,6 +18,8 @@ macro_rules! from_row {
     };
 }
 
+mod confinement;
+pub use confinement::UnconfinedSession;
 mod outbox;
 mod pending;
 mod sessions;

@@ -145,6 +145,7 @@ impl Policy {
             }
         }
         let mut scene = Scene::with_cache(ctx, &call.cwd, &self.base_cache);
+        scene.policy_files = std::sync::Arc::clone(&self.files);
         let judged = self.judge_tool(call, &mut scene);
         let mut deciding = 0;
         for (i, (_, j)) in judged.iter().enumerate() {

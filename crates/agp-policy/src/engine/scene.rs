@@ -21,6 +21,8 @@ pub struct Scene {
     pub cwd_unknown: bool,
     /// Variables the command line assigns (see [`crate::expand`]).
     pub vars: Vec<(String, Option<Word>)>,
+    /// The policy in force's file and links (see `Policy::files`): never written.
+    pub policy_files: Arc<[PathBuf]>,
     memo: std::cell::RefCell<Vec<(String, Vec<PathBuf>)>>,
 }
 
@@ -76,6 +78,7 @@ impl Scene {
             bases,
             cwd_unknown: false,
             vars: Vec::new(),
+            policy_files: Arc::from(Vec::new()),
             memo: Default::default(),
         }
     }

@@ -160,6 +160,13 @@ fn rel_abs(path: &Path) -> &Path {
 
 /// A write to `path` (canonical).
 pub fn check_write(path: &Path, scene: &Scene) -> Option<GuardHit> {
+    // Wherever it lies: a running daemon reloads the file, so writing it is choosing the rules.
+    if scene.policy_files.iter().any(|f| f == path) {
+        return Some(GuardHit::deny(
+            G,
+            format!("{} is the policy in force", path.display()),
+        ));
+    }
     if crate::paths::relative_to(path, &scene.agp_home).is_some() {
         return Some(GuardHit::deny(
             G,

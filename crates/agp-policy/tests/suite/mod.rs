@@ -3,6 +3,7 @@ mod corpus;
 mod engine;
 mod expansion;
 mod monotonic;
+mod policy_file;
 mod robustness;
 mod runner_models;
 mod support;

@@ -13,6 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
 use crate::app::config::{ChannelChoice, Config, SandboxChoice, DEFAULT_DURABILITY};
+use crate::app::policy_watch::PolicyWatch;
 use crate::cmd::daemon::GovernArgs;
 use crate::home::Home;
 
@@ -35,7 +36,11 @@ pub struct Assembly {
     pub policy_path: PathBuf,
     pub sandbox: SandboxChoice,
     pub channel: &'static str,
+    /// How the policy applies (`--mode`, else `[policy] mode`, else enforce).
+    pub mode: agp_contracts::PolicyMode,
     pub journal: Arc<JournalWriter>,
+    /// Reloads the policy while the daemon runs; drop it before the journal (it journals).
+    pub policy_watch: PolicyWatch,
 }
 
 pub fn policy_path(home: &Home, explicit: Option<&Path>) -> PathBuf {
@@ -43,13 +48,21 @@ pub fn policy_path(home: &Home, explicit: Option<&Path>) -> PathBuf {
 }
 
 pub fn load_policy(path: &Path) -> Result<Arc<dyn PolicyEngine>> {
+    Ok(load_reloadable(path)?)
+}
+
+/// The policy at `path`, which a running daemon reloads when it changes.
+pub fn load_reloadable(path: &Path) -> Result<Arc<agp_policy::ReloadablePolicy>> {
     if !path.is_file() {
         bail!(
             "no policy at {} (run `agp init` to create the default one, or pass --policy FILE)",
             path.display()
         );
     }
-    let policy = agp_policy::Policy::load(path)
+    // Absolute: reloads re-read it by this path, and the journal names it, whatever the
+    // working directory.
+    let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let policy = agp_policy::ReloadablePolicy::load(path)
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("policy {} is invalid", path.display()))?;
     Ok(Arc::new(policy))
@@ -194,7 +207,7 @@ pub fn assemble(
     }
 
     let policy_path = policy_path(home, args.policy.as_deref());
-    let policy = load_policy(&policy_path)?;
+    let policy = load_reloadable(&policy_path)?;
     let human = args.approval_channel.unwrap_or_else(|| file.channel());
     if args.approval_channel == Some(ChannelChoice::Slack)
         && (args.auto_approve || args.approver_script.is_some())
@@ -254,10 +267,20 @@ pub fn assemble(
     config.quarantine_dir = home.quarantine_dir();
     config.approval_timeout = Duration::from_secs(approval_timeout);
     config.operator = os_user();
+    let mode = args
+        .mode
+        .map_or_else(|| file.policy_mode(), crate::app::config::ModeChoice::mode);
+    config.policy_mode = mode;
     file.sandbox
         .limits
         .apply(&mut config.sandbox_limits)
         .with_context(|| format!("{} is not valid", home.config().display()))?;
+    let policy_watch = PolicyWatch::start(
+        Arc::clone(&policy),
+        journal.clone(),
+        config.state_db.clone(),
+        file.policy.watch.unwrap_or(true),
+    )?;
     let parts = Parts {
         journal: journal.clone(),
         policy,
@@ -271,7 +294,9 @@ pub fn assemble(
         policy_path,
         sandbox,
         channel: channel_name,
+        mode,
         journal,
+        policy_watch,
     })
 }
 

@@ -36,6 +36,29 @@ pub enum ChannelChoice {
     Webhook,
 }
 
+/// How the policy's verdicts apply (`--mode`, `[policy] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeChoice {
+    /// Deny refuses the call, require asks a human.
+    Enforce,
+    /// Judge every call and journal the verdict it would have had, but run it (in the sandbox)
+    /// and ask no one.
+    Shadow,
+    /// Journal and run every call; the policy does not judge them.
+    Observe,
+}
+
+impl ModeChoice {
+    pub fn mode(self) -> agp_contracts::PolicyMode {
+        match self {
+            ModeChoice::Enforce => agp_contracts::PolicyMode::Enforce,
+            ModeChoice::Shadow => agp_contracts::PolicyMode::Shadow,
+            ModeChoice::Observe => agp_contracts::PolicyMode::Observe,
+        }
+    }
+}
+
 impl std::fmt::Display for SandboxChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -56,6 +79,8 @@ pub struct Config {
     pub sandbox: SandboxSection,
     #[serde(default)]
     pub egress: EgressSection,
+    #[serde(default)]
+    pub policy: PolicySection,
     /// `[intendants.<name>]`: settings of each live agent.
     #[serde(default)]
     pub intendants: BTreeMap<String, IntendantSection>,
@@ -98,6 +123,17 @@ pub struct DockerSection {
     pub socket: Option<String>,
     /// `runc` (shared kernel, the default) or `runsc` (gVisor's user-space kernel).
     pub runtime: Option<String>,
+}
+
+/// `[policy]`: how a running daemon follows its policy file.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct PolicySection {
+    /// Reload the policy when its file changes [default: true]; `false` reloads on SIGHUP of
+    /// `agp daemon` only (e.g. a file system without change notification, or reloads only when
+    /// asked for).
+    pub watch: Option<bool>,
+    /// `enforce` (default), `shadow` or `observe`; `--mode` wins.
+    pub mode: Option<ModeChoice>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -223,6 +259,13 @@ impl Config {
             .map(str::to_string)
     }
 
+    /// The policy mode configured (`[policy] mode`, else enforce).
+    pub fn policy_mode(&self) -> agp_contracts::PolicyMode {
+        self.policy
+            .mode
+            .map_or(agp_contracts::PolicyMode::Enforce, ModeChoice::mode)
+    }
+
     /// The hashes `[intendants.<name>] sha256` pins the agent's binary to.
     pub fn pins(&self, name: &str) -> &[String] {
         self.intendants
@@ -249,6 +292,22 @@ mod tests {
         assert_eq!(cfg.channel(), ChannelChoice::Terminal);
         assert!(cfg.egress.allow.is_empty());
         assert!(cfg.pins("claude-code").is_empty());
+        assert_eq!(cfg.policy_mode(), agp_contracts::PolicyMode::Enforce);
+    }
+
+    #[test]
+    fn the_policy_mode_is_one_of_three_words() {
+        let mode = |text: &str| parse(text).map(|c| c.policy_mode());
+        assert_eq!(
+            mode("[policy]\nmode = \"shadow\"").unwrap(),
+            agp_contracts::PolicyMode::Shadow
+        );
+        assert_eq!(
+            mode("[policy]\nmode = \"observe\"\nwatch = false").unwrap(),
+            agp_contracts::PolicyMode::Observe
+        );
+        assert!(mode("[policy]\nmode = \"audit\"").is_err());
+        assert!(mode("[policy]\nmode = \"Shadow\"").is_err());
     }
 
     #[test]

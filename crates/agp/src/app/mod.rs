@@ -8,3 +8,4 @@ pub mod config;
 pub mod home;
 pub mod limits;
 pub mod local;
+pub mod policy_watch;

@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::app::assemble::{assemble, init_logging, runtime, warn_if_unsandboxed};
-pub use crate::app::config::{ChannelChoice, Config, SandboxChoice};
+pub use crate::app::config::{ChannelChoice, Config, ModeChoice, SandboxChoice};
+use crate::app::policy_watch::ReloadRequester;
 use crate::exit::Exit;
 use crate::home::Home;
 
@@ -46,6 +47,12 @@ pub struct GovernArgs {
     /// Journal durability: `entry` or `group` [default: config.toml [journal] durability]
     #[arg(long, value_name = "MODE")]
     pub durability: Option<String>,
+    /// How the policy applies: `enforce`; `shadow` (judge and journal what it would do, but
+    /// run every call, in the sandbox, and ask no one); `observe` (journal and run every call,
+    /// unjudged). The sandbox and egress rules apply in every mode [default: config.toml
+    /// [policy] mode, else enforce]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub mode: Option<ModeChoice>,
 }
 
 #[derive(Debug, Args)]
@@ -61,23 +68,54 @@ pub fn run(home: &Home, args: &DaemonArgs) -> Result<Exit> {
     let config = Config::load(home)?;
     let assembly = assemble(home, &config, &args.govern, &rt)?;
     warn_if_unsandboxed(assembly.sandbox);
+    let mode = assembly.mode;
     let (policy, channel, sandbox) = (assembly.policy_path, assembly.channel, assembly.sandbox);
+    let reloads = if config.policy.watch.unwrap_or(true) {
+        "when it changes or on SIGHUP"
+    } else {
+        "on SIGHUP"
+    };
+    // Caught before the socket accepts anything: SIGHUP reloads the policy (it used to stop
+    // the daemon, as the signal does by default).
+    let hangups = {
+        let _in_runtime = rt.enter();
+        reload_on_sighup(assembly.policy_watch.requester())?
+    };
     rt.block_on(crate::app::local::serve_until(
         assembly.config,
         assembly.parts,
         shutdown_signal(),
         |socket| {
             println!(
-                "agp daemon: listening on {} (policy {}, approvals via {}, sandbox {}); Ctrl-C to stop",
+                "agp daemon: listening on {} (policy {}, mode {}, reloaded {}; approvals via \
+                 {}, sandbox {}); Ctrl-C to stop",
                 socket.display(),
                 policy.display(),
+                mode,
+                reloads,
                 channel,
                 sandbox,
             );
+            if let Some(warning) = crate::cmd::mode_report::banner(mode) {
+                eprintln!("{warning}");
+            }
         },
     ))?;
+    hangups.abort();
+    drop(assembly.policy_watch);
     println!("agp daemon: stopped");
     Ok(Exit::Ok)
+}
+
+/// Forwards every SIGHUP to the policy reload thread; must run inside the runtime.
+fn reload_on_sighup(requester: ReloadRequester) -> Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
+    Ok(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            requester.sighup();
+        }
+    }))
 }
 
 async fn shutdown_signal() {

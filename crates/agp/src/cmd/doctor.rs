@@ -29,6 +29,9 @@ struct Check {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<String>,
+    /// Healthy, but weaker than it could be: said loudly, without failing the check.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    warning: bool,
 }
 
 fn pass(check: &'static str, detail: impl Into<String>) -> Check {
@@ -37,6 +40,7 @@ fn pass(check: &'static str, detail: impl Into<String>) -> Check {
         ok: true,
         detail: detail.into(),
         fix: None,
+        warning: false,
     }
 }
 
@@ -46,11 +50,13 @@ fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) 
         ok: false,
         detail: detail.into(),
         fix: Some(fix.into()),
+        warning: false,
     }
 }
 
 pub fn run(home: &Home, args: &DoctorArgs) -> Result<Exit> {
     let mut checks = Vec::new();
+    let mut policy_mode = None;
     if home.config().is_file() {
         checks.push(pass(
             "home",
@@ -65,6 +71,8 @@ pub fn run(home: &Home, args: &DoctorArgs) -> Result<Exit> {
         checks.push(check_sandbox(home, &config));
         checks.push(check_slack(home, &config));
         checks.extend(check_webhook(home, &config));
+        policy_mode = config.as_ref().ok().map(Config::policy_mode);
+        checks.extend(policy_mode.and_then(check_mode));
     } else {
         checks.push(fail(
             "home",
@@ -76,11 +84,19 @@ pub fn run(home: &Home, args: &DoctorArgs) -> Result<Exit> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"ok": ok, "checks": checks}))?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": ok,
+                "policy_mode": policy_mode.map(agp_contracts::PolicyMode::as_str),
+                "checks": checks
+            }))?
         );
     } else {
         for c in &checks {
-            let mark = if c.ok { "✓" } else { "✗" };
+            let mark = match (c.ok, c.warning) {
+                (false, _) => "✗",
+                (true, true) => "!",
+                (true, false) => "✓",
+            };
             match &c.fix {
                 Some(fix) => println!("{mark} {:<8} {} — fix: {fix}", c.check, c.detail),
                 None => println!("{mark} {:<8} {}", c.check, c.detail),
@@ -88,6 +104,27 @@ pub fn run(home: &Home, args: &DoctorArgs) -> Result<Exit> {
         }
     }
     Ok(if ok { Exit::Ok } else { Exit::Bad })
+}
+
+/// A policy that is not enforced is a warning: agp still records, but refuses nothing.
+fn check_mode(mode: agp_contracts::PolicyMode) -> Option<Check> {
+    let what = match mode {
+        agp_contracts::PolicyMode::Enforce => return None,
+        agp_contracts::PolicyMode::Shadow => {
+            "shadow: calls are judged and journaled (would_deny / would_require) but NOT \
+             enforced, and nobody is asked"
+        }
+        agp_contracts::PolicyMode::Observe => {
+            "observe: calls are journaled and run WITHOUT being judged by the policy"
+        }
+    };
+    Some(Check {
+        check: "mode",
+        ok: true,
+        detail: format!("WARNING: config.toml [policy] mode = {what}"),
+        fix: Some("set [policy] mode = \"enforce\" (or remove it) to enforce the policy".into()),
+        warning: true,
+    })
 }
 
 fn check_key(home: &Home) -> Check {

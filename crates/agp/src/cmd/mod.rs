@@ -15,6 +15,7 @@ pub mod interrupt;
 pub mod journal;
 pub mod key;
 pub mod keygen;
+pub mod mode_report;
 pub mod policy;
 pub mod run;
 pub mod run_agent;

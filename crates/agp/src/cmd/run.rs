@@ -17,6 +17,7 @@ use crate::app::config::Config;
 use crate::app::local::LocalDaemon;
 use crate::cmd::daemon::GovernArgs;
 use crate::cmd::interrupt::{Interrupts, INTERRUPTED};
+use crate::cmd::mode_report::{self, ModeTally};
 use crate::cmd::run_report::{base_summary, finish, verify, Out, Ran, LEGEND};
 use crate::exit::Exit;
 use crate::home::Home;
@@ -212,6 +213,9 @@ fn run_in_process(
             assembly.sandbox,
             assembly.channel
         ));
+        if let Some(warning) = mode_report::banner(assembly.mode) {
+            out.line(&warning);
+        }
         out.line(LEGEND);
         let id = session.id.clone();
         let token = session.token.clone();
@@ -255,6 +259,7 @@ fn run_in_process(
     rt.shutdown_timeout(Duration::from_secs(2));
     // The writer holds the journal lock and flushes its last checkpoint when the last handle
     // goes; by now the daemon and its parts are gone.
+    drop(assembly.policy_watch);
     drop(assembly.journal);
     let (session, report) = outcome?;
     let Some(report) = report else {
@@ -274,8 +279,16 @@ fn run_in_process(
         &report,
         &journal_dir,
         &verifier,
+        &session_mode(home, &session),
         out,
     ))
+}
+
+/// The session's policy mode and unenforced calls, from its journal.
+fn session_mode(home: &Home, session: &str) -> ModeTally {
+    crate::cmd::sessions::session_entries(home, session)
+        .map(|entries| ModeTally::of(&entries))
+        .unwrap_or_default()
 }
 
 /// A fresh copy of the embedded demo repository in the system temp dir (never inside the agp
@@ -375,12 +388,13 @@ fn run_on_daemon(
         || g.approver_script.is_some()
         || g.approval_channel.is_some()
         || g.durability.is_some()
+        || g.mode.is_some()
     {
         bail!(
-            "an agp daemon is already serving this home ({}): its own policy, approvals and \
-             sandbox apply; drop --policy/--sandbox/--auto-approve/--approver-script/\
-             --approval-channel/--durability (and AGP_APPROVAL_CHANNEL), or stop the daemon \
-             to run with them",
+            "an agp daemon is already serving this home ({}): its own policy, mode, approvals \
+             and sandbox apply; drop --policy/--mode/--sandbox/--auto-approve/\
+             --approver-script/--approval-channel/--durability (and AGP_APPROVAL_CHANNEL), or \
+             stop the daemon to run with them",
             daemon.socket.display()
         );
     }
@@ -401,6 +415,11 @@ fn run_on_daemon(
         repo.display(),
         daemon.socket.display()
     ));
+    // The daemon's mode is its own: its session.started (durable by now) names it.
+    let started = session_mode(home, &opened.session);
+    if let Some(warning) = started.mode.and_then(mode_report::banner) {
+        out.line(&warning);
+    }
     out.line(LEGEND);
     // The daemon's approval timeout is its own (flag or config); wait for the longest it
     // could take.
@@ -458,6 +477,7 @@ fn run_on_daemon(
             &report,
             &journal_dir,
             &verifier,
+            &session_mode(home, &opened.session),
             out,
         )),
         Err(signal) => {

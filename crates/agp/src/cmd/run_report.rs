@@ -50,6 +50,7 @@ pub(crate) fn finish(
     report: &RunReport,
     journal_dir: &Path,
     verifier: &Path,
+    mode: &crate::cmd::mode_report::ModeTally,
     out: Out,
 ) -> Ran {
     let status = if report.failure().is_none() {
@@ -59,6 +60,10 @@ pub(crate) fn finish(
     };
     let mut summary = base_summary(session, repo, status);
     summarize(session, report, &mut summary, out);
+    if let Some(line) = mode.line() {
+        out.line(&line);
+    }
+    summary["policy_mode"] = mode.json();
     // The integrity report and unlinked results, as journaled when the session ended.
     for line in flags {
         out.line(&format!("agp: {}", agp_channels::sanitize::escape(line)));

@@ -236,10 +236,13 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
             provider.describe(),
             assembly.channel
         );
-        if args.json {
-            eprintln!("{started}");
-        } else {
-            println!("{started}");
+        let warning = crate::cmd::mode_report::banner(assembly.mode);
+        for line in std::iter::once(started).chain(warning) {
+            if args.json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
         }
         let ctx = LaunchContext {
             session: session.id.clone(),
@@ -307,6 +310,7 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
     });
     drop(rt);
     drop(journal);
+    drop(assembly.policy_watch);
     drop(assembly.journal);
     // `scratch` (the session's temporary folder) is removed when it drops, on every path.
     drop(scratch);
@@ -327,13 +331,19 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
         format!("exited with status {code}")
     };
     let flags = crate::cmd::sessions::session_flags(home, &session);
+    let mode = crate::cmd::sessions::session_entries(home, &session)
+        .map(|entries| crate::cmd::mode_report::ModeTally::of(&entries))
+        .unwrap_or_default();
     if args.json {
         let summary = json!({"session": session, "intendant": agent.name(), "repo": repo,
                              "status": if code == 0 { "completed" } else { "failed" },
-                             "exit_code": code, "flags": flags});
+                             "exit_code": code, "flags": flags, "policy_mode": mode.json()});
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         println!("agp: session {session}: {} {outcome}", agent.name());
+        if let Some(line) = mode.line() {
+            println!("{line}");
+        }
         for line in &flags {
             println!("agp: {}", agp_channels::sanitize::escape(line));
         }

@@ -72,8 +72,14 @@ fn line(kind: &str, body: &Value) -> Line {
             format!("{} {} {short}", e.call_id, e.tool)
         }),
         PolicyDecided::KIND => read(body, |e: PolicyDecided| {
+            // Unenforced: what agp did, then what the policy would have done.
+            let unenforced = match (e.mode, e.shadow_verdict) {
+                (Some(mode), Some(would)) => format!(" [{mode}: {would}, not enforced]"),
+                (Some(mode), None) => format!(" [{mode}: not judged]"),
+                (None, _) => String::new(),
+            };
             format!(
-                "{} {} ({}): {}",
+                "{} {}{unenforced} ({}): {}",
                 e.call_id,
                 e.decision.as_str(),
                 e.rule_id.as_deref().unwrap_or("default"),
@@ -332,6 +338,8 @@ mod tests {
                     deciding_part: None,
                     policy_sha256: "p".into(),
                     parts: None,
+                    mode: None,
+                    shadow_verdict: None,
                 }
                 .to_body(),
                 "c1 deny (default): no",

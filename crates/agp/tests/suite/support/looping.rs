@@ -333,12 +333,22 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    start_daemon_with_sandbox(home, "none", args)
+}
+
+/// [`start_daemon`] with `--sandbox SANDBOX` (`bwrap`: its proxy-exec sessions' agents are
+/// confined, which a policy reload needs).
+pub fn start_daemon_with_sandbox<I, S>(home: &Path, sandbox: &str, args: I) -> Daemon
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let child = Command::new("setsid")
         .arg("-w")
         .arg(AGP)
         .arg("--home")
         .arg(home)
-        .args(["daemon", "--sandbox", "none"])
+        .args(["daemon", "--sandbox", sandbox])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
