@@ -71,7 +71,7 @@ pub struct ExportArgs {
     pub key: Option<String>,
 }
 
-pub fn run(home: &Home, args: ExportArgs) -> Result<Exit> {
+pub fn run(home: &Home, args: &ExportArgs) -> Result<Exit> {
     match export(home, args) {
         Ok(exit) => Ok(exit),
         Err(e) if e.downcast_ref::<Tampered>().is_some() => {
@@ -107,7 +107,7 @@ enum End {
     Stopped,
 }
 
-fn export(home: &Home, args: ExportArgs) -> Result<Exit> {
+fn export(home: &Home, args: &ExportArgs) -> Result<Exit> {
     let key = crate::cmd::keygen::resolve_verifier(home, args.key.as_deref())?;
     let dir = args.journal.clone().unwrap_or_else(|| home.journal_dir());
     let since = args
@@ -194,7 +194,7 @@ fn export(home: &Home, args: ExportArgs) -> Result<Exit> {
     if matches!(end, End::ClosedPipe) {
         return Ok(Exit::Ok);
     }
-    ex.summary(&src, &args, &end);
+    ex.summary(&src, args, &end);
     Ok(Exit::Ok)
 }
 
@@ -265,7 +265,7 @@ impl Exporter {
     }
 
     fn advance(&mut self, seq: u64, leaf: Option<String>) -> Result<()> {
-        if seq + 1 <= self.cursor.next_seq {
+        if seq < self.cursor.next_seq {
             return Ok(());
         }
         self.cursor.next_seq = seq + 1;

@@ -237,7 +237,7 @@ pub fn run(home: &Home, args: JournalArgs) -> Result<Exit> {
             }
         }
         JournalCommand::Recover { json } => recover(home, json),
-        JournalCommand::Export(args) => export::run(home, args),
+        JournalCommand::Export(args) => export::run(home, &args),
     }
 }
 

@@ -163,7 +163,7 @@ impl Mapper {
             }
             "approval.denied" if body["by"].is_object() => actor["user"] = approver(&body["by"]),
             "approval.rejected" => {
-                actor["user"] = json!({"uid": body["user"]["id"], "name": body["user"]["name"]})
+                actor["user"] = json!({"uid": body["user"]["id"], "name": body["user"]["name"]});
             }
             "policy.decided" => {
                 actor["authorizations"] = json!([{

@@ -199,22 +199,21 @@ impl Source {
         if note == self.last_note {
             return Ok(None);
         }
-        let cp = match self.open_note(&note) {
-            Some(cp) => cp,
-            None => {
-                // A key rotated since we started: the verifier vouches for the new key.
-                let report = verify(&self.dir, &self.trusted)?;
-                self.keys = report.keys.iter().map(|k| k.verifier.clone()).collect();
-                self.keys.reverse();
-                self.open_note(&note).ok_or_else(|| {
-                    tampered(format!(
-                        "{} is not signed by any key of this journal; nothing after seq {} was \
-                         exported",
-                        path.display(),
-                        self.sealed_size()
-                    ))
-                })?
-            }
+        let cp = if let Some(cp) = self.open_note(&note) {
+            cp
+        } else {
+            // A key rotated since we started: the verifier vouches for the new key.
+            let report = verify(&self.dir, &self.trusted)?;
+            self.keys = report.keys.iter().map(|k| k.verifier.clone()).collect();
+            self.keys.reverse();
+            self.open_note(&note).ok_or_else(|| {
+                tampered(format!(
+                    "{} is not signed by any key of this journal; nothing after seq {} was \
+                     exported",
+                    path.display(),
+                    self.sealed_size()
+                ))
+            })?
         };
         self.last_note = note.clone();
         Ok(Some(CheckpointInfo {
