@@ -244,8 +244,10 @@ impl Exporter {
             match &mut self.sink {
                 Sink::Stdout(w) => {
                     for (_, v) in part {
-                        serde_json::to_writer(&mut *w, v)?;
-                        w.write_all(b"\n")?;
+                        // Serialized first so that a closed pipe is an io::Error, told apart.
+                        let mut line = serde_json::to_string(v)?;
+                        line.push('\n');
+                        w.write_all(line.as_bytes())?;
                     }
                     w.flush()?;
                 }

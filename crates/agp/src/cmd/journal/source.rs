@@ -391,3 +391,149 @@ impl Source {
         Ok(line)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agp_contracts::Journal as _;
+    use agp_journal::{JournalOptions, JournalWriter, SignerKey};
+    use serde_json::json;
+
+    fn append(dir: &Path, key: &SignerKey, n: u64) {
+        let w = JournalWriter::open(dir, key.clone(), JournalOptions::default()).unwrap();
+        for i in 0..n {
+            w.append("tool_call.requested", Some("s-1"), json!({"n": i}))
+                .unwrap();
+        }
+        w.close().unwrap();
+    }
+
+    /// A journal of `n` events after its journal.created entry, closed (so sealed).
+    fn journal(n: u64, name: &str) -> (tempfile::TempDir, PathBuf, SignerKey) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let key = SignerKey::generate(name).unwrap();
+        append(&dir, &key, n);
+        (tmp, dir, key)
+    }
+
+    fn source(dir: &Path, key: &SignerKey) -> Source {
+        let report = verify(dir, key.verifier()).unwrap();
+        Source::open(dir, key.verifier(), &report).unwrap()
+    }
+
+    fn tampered_message(r: Result<Vec<Sealed>>) -> String {
+        let e = r.expect_err("tampering was not noticed");
+        assert!(e.downcast_ref::<Tampered>().is_some(), "{e:#}");
+        format!("{e:#}")
+    }
+
+    fn lines(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join(agp_journal::ENTRIES_FILE))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn write_lines(dir: &Path, lines: &[String]) {
+        std::fs::write(dir.join(agp_journal::ENTRIES_FILE), lines.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn every_sealed_entry_comes_once_in_order_with_a_checkpoint_that_covers_it() {
+        let (_t, dir, key) = journal(5, "agp.local/journal/a");
+        let mut src = source(&dir, &key);
+        let first = src.poll().unwrap();
+        let journal = lines(&dir);
+        assert_eq!(first.len(), journal.len());
+        for (i, s) in first.iter().enumerate() {
+            assert_eq!(s.seq, i as u64);
+            assert_eq!(s.line, journal[i].as_bytes());
+            assert_eq!(s.leaf, leaf_hash(journal[i].as_bytes()));
+            assert_eq!(s.checkpoint.size, journal.len() as u64);
+            assert_eq!(s.checkpoint.origin, "agp.local/journal/a");
+        }
+        assert!(src.poll().unwrap().is_empty(), "nothing new, nothing again");
+        append(&dir, &key, 3);
+        let next = src.poll().unwrap();
+        let journal = lines(&dir);
+        assert_eq!(
+            next.iter().map(|s| s.seq).collect::<Vec<_>>(),
+            (first.len() as u64..journal.len() as u64).collect::<Vec<_>>()
+        );
+        assert!(next
+            .iter()
+            .all(|s| s.checkpoint.size == journal.len() as u64));
+    }
+
+    #[test]
+    fn a_live_writer_is_followed_to_its_last_entry_without_gaps() {
+        let (_t, dir, key) = journal(0, "agp.local/journal/live");
+        let mut src = source(&dir, &key);
+        let writer = {
+            let (dir, key) = (dir.clone(), key.clone());
+            std::thread::spawn(move || append(&dir, &key, 300))
+        };
+        let mut seen = Vec::new();
+        while !writer.is_finished() {
+            seen.extend(src.poll().unwrap().into_iter().map(|s| s.seq));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        writer.join().unwrap();
+        // Closing wrote the last checkpoint: one more look hands out the rest.
+        seen.extend(src.poll().unwrap().into_iter().map(|s| s.seq));
+        assert_eq!(seen, (0..lines(&dir).len() as u64).collect::<Vec<_>>());
+        assert_eq!(src.unsealed(), 0);
+    }
+
+    #[test]
+    fn a_line_changed_after_verification_is_not_handed_out() {
+        let (_t, dir, key) = journal(4, "agp.local/journal/b");
+        let mut src = source(&dir, &key);
+        let mut l = lines(&dir);
+        l[2] = l[2].replace("\"n\":1", "\"n\":7");
+        write_lines(&dir, &l);
+        let m = tampered_message(src.poll());
+        assert!(m.contains("line 4 (seq 3) does not follow"), "{m}");
+    }
+
+    #[test]
+    fn a_journal_swapped_for_another_after_verification_is_refused() {
+        let (_t, dir, key) = journal(4, "agp.local/journal/c");
+        let (_u, other, _other_key) = journal(4, "agp.local/journal/c");
+        let mut src = source(&dir, &key);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&other)
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let m = tampered_message(src.poll());
+        assert!(m.contains("fails verification"), "{m}");
+    }
+
+    #[test]
+    fn a_journal_that_shrinks_while_followed_is_refused() {
+        let (_t, dir, key) = journal(4, "agp.local/journal/d");
+        let mut src = source(&dir, &key);
+        assert_eq!(src.poll().unwrap().len(), 5);
+        let l = lines(&dir);
+        write_lines(&dir, &l[..3]);
+        let m = tampered_message(src.poll());
+        assert!(m.contains("shrank"), "{m}");
+    }
+
+    #[test]
+    fn a_tampered_journal_fails_before_anything_is_read() {
+        let (_t, dir, key) = journal(4, "agp.local/journal/e");
+        let mut l = lines(&dir);
+        l.swap(2, 3);
+        write_lines(&dir, &l);
+        let e = verify(&dir, key.verifier()).unwrap_err();
+        assert!(e.downcast_ref::<Tampered>().is_some(), "{e:#}");
+        assert!(format!("{e:#}").contains("nothing was exported"), "{e:#}");
+    }
+}
