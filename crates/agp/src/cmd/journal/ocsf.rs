@@ -494,8 +494,9 @@ mod tests {
     use std::sync::Arc;
 
     fn entry(seq: u64, kind: &str, session: Option<&str>, body: Value) -> Entry {
-        let event = json!({"body": body, "kind": kind, "seq": seq, "session": session,
-                           "ts": "2026-03-01T12:00:00.250000Z", "v": 1});
+        let mut event = json!({"kind": kind, "seq": seq, "session": session,
+                               "ts": "2026-03-01T12:00:00.250000Z", "v": 1});
+        event["body"] = body;
         Entry {
             seq,
             kind: kind.to_string(),
