@@ -16,6 +16,7 @@ use agp_journal::{keys, Checkpoint, JournalOptions, JournalWriter};
 use serde_json::{json, Value};
 
 use super::support::agents::wait_until;
+use super::support::journal::Home as JournalHome;
 use super::support::looping::{demo_world, journal, run_scripted, workspace, DemoWorld, AGP};
 
 const SCHEMA: &str = include_str!("schemas/ocsf_export.schema.json");
@@ -628,6 +629,24 @@ impl Follower {
             .any(|r| r["kind"] == kind && (session.is_none() || r["session"].as_str() == session))
     }
 
+    /// Waits (60 s at most) for the follower to end by itself.
+    fn ended(&mut self) -> Output {
+        let mut status = None;
+        wait_until(60, "the follower did not end", || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        let mut stderr = Vec::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_end(&mut stderr).unwrap();
+        }
+        Output {
+            status: status.unwrap(),
+            stdout: Vec::new(),
+            stderr,
+        }
+    }
+
     fn signal(&mut self, sig: rustix::process::Signal) -> Output {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
         rustix::process::kill_process(pid, sig).unwrap();
@@ -738,4 +757,62 @@ fn follow_streams_a_running_session_and_resumes_from_its_cursor_after_a_kill() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn follow_goes_on_across_a_key_rotation_and_stops_at_a_checkpoint_the_retired_key_signed() {
+    let h = JournalHome::with_20_entries();
+    let cursor = h.tmp.path().join("export.cursor");
+    let mut f = Follower::start(&h.root, &h.tmp.path().join("out.jsonl"), &cursor);
+    wait_until(
+        60,
+        "the follower never exported the first 20 entries",
+        || f.records().len() == 20,
+    );
+    let o = agp(&h.root).args(["keygen", "--rotate"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    h.append(3);
+    let total = h.lines().len();
+    wait_until(60, "the follower stopped at the rotation", || {
+        f.records().len() == total
+    });
+    assert_eq!(seqs(&f.records()), (0..total as u64).collect::<Vec<_>>());
+
+    // Whoever kept the retired key appends a well-chained line and signs a checkpoint over it.
+    let retired = std::fs::read_dir(h.root.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("retired"))
+        .unwrap();
+    let old_key = keys::load_signer_key(&retired).unwrap();
+    let mut lines = h.lines();
+    let last = lines.last().unwrap().clone();
+    let last_v: Value = serde_json::from_str(&last).unwrap();
+    lines.push(format!(
+        "{{\"body\":{{\"forged\":true}},\"key_id\":{},\"kind\":\"approval.granted\",\"prev\":\"{}\",\"seq\":{},\"session\":null,\"ts\":\"2026-01-01T00:00:00.000000Z\",\"v\":1}}",
+        last_v["key_id"],
+        hex(&leaf_hash(last.as_bytes())),
+        lines.len()
+    ));
+    h.write_lines(&lines);
+    let leaves: Vec<_> = lines.iter().map(|l| leaf_hash(l.as_bytes())).collect();
+    let note = Checkpoint {
+        origin: old_key.name().to_string(),
+        size: lines.len() as u64,
+        root: root_of(&leaves),
+    }
+    .sign(&old_key)
+    .unwrap();
+    std::fs::write(h.journal().join("checkpoint"), note).unwrap();
+    let out = f.ended();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("fails verification"), "{stderr}");
+    assert!(
+        f.records()
+            .iter()
+            .all(|r| r["event"]["body"]["forged"].is_null()),
+        "the forged entry was exported"
+    );
+    assert_eq!(cursor_next(&cursor), total as u64);
 }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agp_journal::merkle::{leaf_hash, to_base64, Frontier, Hash};
+use agp_journal::verify::KeyRange;
 use agp_journal::{Checkpoint, Report, VerifierKey, VerifyOptions};
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -84,7 +85,8 @@ struct Envelope {
 pub struct Source {
     dir: PathBuf,
     trusted: VerifierKey,
-    keys: Vec<VerifierKey>,
+    /// The journal's keys and the tree sizes each may sign (a retired key signs nothing new).
+    keys: Vec<KeyRange>,
     entries: File,
     reread: File,
     reread_pos: u64,
@@ -137,12 +139,10 @@ impl Source {
     pub fn open(dir: &Path, trusted: &VerifierKey, report: &Report) -> Result<Self> {
         let path = dir.join(agp_journal::ENTRIES_FILE);
         let open = || File::open(&path).with_context(|| format!("cannot read {}", path.display()));
-        let mut keys: Vec<VerifierKey> = report.keys.iter().map(|k| k.verifier.clone()).collect();
-        keys.reverse(); // the key in force first
         Ok(Self {
             dir: dir.to_path_buf(),
             trusted: trusted.clone(),
-            keys,
+            keys: report.keys.clone(),
             entries: open()?,
             reread: open()?,
             reread_pos: 0,
@@ -159,9 +159,10 @@ impl Source {
 
     /// The journal's origin (the log name its checkpoints carry).
     pub fn origin(&self) -> String {
-        self.keys
-            .first()
-            .map_or_else(|| self.trusted.name().to_string(), |k| k.name().to_string())
+        self.keys.first().map_or_else(
+            || self.trusted.name().to_string(),
+            |k| k.verifier.name().to_string(),
+        )
     }
 
     /// Entries read but not covered by a checkpoint yet.
@@ -204,8 +205,7 @@ impl Source {
         } else {
             // A key rotated since we started: the verifier vouches for the new key.
             let report = verify(&self.dir, &self.trusted)?;
-            self.keys = report.keys.iter().map(|k| k.verifier.clone()).collect();
-            self.keys.reverse();
+            self.keys = report.keys;
             self.open_note(&note).ok_or_else(|| {
                 tampered(format!(
                     "{} is not signed by any key of this journal; nothing after seq {} was \
@@ -224,10 +224,13 @@ impl Source {
         }))
     }
 
+    /// The checkpoint in `note` when a key of the journal signed it and may sign its size.
     fn open_note(&self, note: &[u8]) -> Option<Checkpoint> {
-        self.keys
-            .iter()
-            .find_map(|k| Checkpoint::open(note, k).ok())
+        self.keys.iter().rev().find_map(|k| {
+            Checkpoint::open(note, &k.verifier)
+                .ok()
+                .filter(|cp| k.from_size <= cp.size && k.to_size.is_none_or(|t| cp.size <= t))
+        })
     }
 
     /// Reads the whole lines added since the last call and chains them.
