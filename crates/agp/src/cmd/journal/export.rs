@@ -239,7 +239,16 @@ impl Exporter {
             };
             out.push((e, value));
         }
-        for part in out.chunks(otlp::BATCH) {
+        let parts = match self.sink {
+            Sink::Otlp(_) => otlp::split(
+                &out.iter()
+                    .map(|(_, v)| v.to_string().len())
+                    .collect::<Vec<_>>(),
+            ),
+            Sink::Stdout(_) => otlp::split(&vec![0; out.len()]),
+        };
+        for range in parts {
+            let part = &out[range];
             let first_seq = part[0].0.seq;
             match &mut self.sink {
                 Sink::Stdout(w) => {

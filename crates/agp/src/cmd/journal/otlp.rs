@@ -16,8 +16,11 @@ use serde_json::{json, Value};
 use super::ocsf::severity;
 use super::record::Entry;
 
-/// Records per request: well under the common 4 MiB request limits of collectors.
+/// Most records per request (and per cursor save when printing).
 pub const BATCH: usize = 256;
+/// Bytes of records per request: under the 4 MiB that collectors commonly accept (a single
+/// larger record still goes, alone).
+const MAX_REQUEST_BYTES: usize = 3 << 20;
 const ATTEMPTS: u32 = 6;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
@@ -157,6 +160,24 @@ impl Otlp {
     }
 }
 
+/// Splits records (with their serialized sizes) into requests of at most [`BATCH`] records
+/// and [`MAX_REQUEST_BYTES`] bytes, in order.
+pub fn split(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut parts = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, &n) in sizes.iter().enumerate() {
+        if i > start && (i - start == BATCH || bytes + n > MAX_REQUEST_BYTES) {
+            parts.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    if start < sizes.len() {
+        parts.push(start..sizes.len());
+    }
+    parts
+}
+
 /// Sleeps `wait`, waking early (with [`Stopped`]) when a stop signal arrives.
 pub fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) -> Result<()> {
     let until = Instant::now() + wait;
@@ -256,4 +277,19 @@ fn excerpt(text: &str) -> String {
     }
     let short: String = t.chars().take(200).collect();
     format!(" ({short})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_bounded_in_records_and_bytes_and_keep_the_order() {
+        assert!(split(&[]).is_empty());
+        assert_eq!(split(&[10; 600]), vec![0..256, 256..512, 512..600]);
+        let mb = 1 << 20;
+        assert_eq!(split(&[mb, mb, mb, mb, 1]), vec![0..3, 3..5]);
+        // A record larger than a request goes alone.
+        assert_eq!(split(&[10, 5 * mb, 10]), vec![0..1, 1..2, 2..3]);
+    }
 }
