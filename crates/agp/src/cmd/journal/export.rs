@@ -178,17 +178,23 @@ fn export(home: &Home, args: &ExportArgs) -> Result<Exit> {
     };
     let end = loop {
         let batch = src.poll()?;
+        let caught_up = batch.is_empty();
         match ex.deliver(batch) {
             Ok(()) => {}
             Err(e) if e.downcast_ref::<Stopped>().is_some() => break End::Stopped,
             Err(e) if is_closed_pipe(&e) => break End::ClosedPipe,
             Err(e) => return Err(e),
         }
-        if !args.follow {
-            break End::Done;
-        }
-        if stop.load(Ordering::SeqCst) || otlp::sleep_unless_stopped(follow::POLL, &stop).is_err() {
+        if stop.load(Ordering::SeqCst) {
             break End::Stopped;
+        }
+        if caught_up {
+            if !args.follow {
+                break End::Done;
+            }
+            if otlp::sleep_unless_stopped(follow::POLL, &stop).is_err() {
+                break End::Stopped;
+            }
         }
     };
     if matches!(end, End::ClosedPipe) {

@@ -75,6 +75,9 @@ struct Pending {
     root_after: Option<Hash>,
 }
 
+/// Most entries one [`Source::poll`] hands out.
+pub const HAND_OUT: usize = 1024;
+
 /// What a line must carry for the chain check; the rest was checked by the verifier.
 #[derive(Deserialize)]
 struct Envelope {
@@ -172,16 +175,43 @@ impl Source {
 
     /// Reads what was added since the last call and returns the entries the latest checkpoint
     /// newly covers, in order.
+    /// At most [`HAND_OUT`] at a time, so memory does not grow with the journal: call again
+    /// until it returns none.
     pub fn poll(&mut self) -> Result<Vec<Sealed>> {
-        // The checkpoint first: it is published only after the lines it covers were written,
-        // so the lines read next include all of them.
-        let cp = self.read_checkpoint()?;
-        let known = cp.as_ref().map_or_else(|| self.sealed_size(), |c| c.size);
-        self.read_lines(known)?;
-        match cp {
-            Some(cp) => self.seal(cp),
-            None => Ok(Vec::new()),
+        if !self.releasable() {
+            // The checkpoint first: it is published only after the lines it covers were
+            // written, so the lines read next include all of them.
+            let cp = self.read_checkpoint()?;
+            let known = cp.as_ref().map_or_else(|| self.sealed_size(), |c| c.size);
+            self.read_lines(known)?;
+            if let Some(cp) = cp {
+                self.seal(cp)?;
+            }
         }
+        self.release()
+    }
+
+    fn releasable(&self) -> bool {
+        let sealed = self.sealed_size();
+        self.pending.front().is_some_and(|p| p.seq < sealed)
+    }
+
+    /// Hands out the next sealed entries.
+    fn release(&mut self) -> Result<Vec<Sealed>> {
+        let mut out = Vec::new();
+        while out.len() < HAND_OUT && self.releasable() {
+            let (Some(p), Some(cp)) = (self.pending.pop_front(), self.sealed.clone()) else {
+                break;
+            };
+            let line = self.reread(&p)?;
+            out.push(Sealed {
+                seq: p.seq,
+                line,
+                leaf: p.leaf,
+                checkpoint: cp,
+            });
+        }
+        Ok(out)
     }
 
     fn sealed_size(&self) -> u64 {
@@ -317,7 +347,7 @@ impl Source {
     }
 
     /// Applies checkpoint `cp`: its root must be the recomputed one at its size.
-    fn seal(&mut self, cp: CheckpointInfo) -> Result<Vec<Sealed>> {
+    fn seal(&mut self, cp: CheckpointInfo) -> Result<()> {
         let before = self.sealed_size();
         if cp.size < before {
             return Err(tampered(format!(
@@ -355,22 +385,8 @@ impl Source {
                 to_base64(&root)
             )));
         }
-        let cp = Arc::new(cp);
-        self.sealed = Some(cp.clone());
-        let mut out = Vec::new();
-        while self.pending.front().is_some_and(|p| p.seq < cp.size) {
-            let Some(p) = self.pending.pop_front() else {
-                break;
-            };
-            let line = self.reread(&p)?;
-            out.push(Sealed {
-                seq: p.seq,
-                line,
-                leaf: p.leaf,
-                checkpoint: cp.clone(),
-            });
-        }
-        Ok(out)
+        self.sealed = Some(Arc::new(cp));
+        Ok(())
     }
 
     /// The bytes of a pending entry, which must still hash to the leaf that was sealed.
@@ -425,6 +441,19 @@ mod tests {
         Source::open(dir, key.verifier(), &report).unwrap()
     }
 
+    /// Everything sealed now, however many polls it takes.
+    fn drain(src: &mut Source) -> Vec<Sealed> {
+        let mut all = Vec::new();
+        loop {
+            let batch = src.poll().unwrap();
+            if batch.is_empty() {
+                return all;
+            }
+            assert!(batch.len() <= HAND_OUT);
+            all.extend(batch);
+        }
+    }
+
     fn tampered_message(r: Result<Vec<Sealed>>) -> String {
         let e = r.expect_err("tampering was not noticed");
         assert!(e.downcast_ref::<Tampered>().is_some(), "{e:#}");
@@ -447,7 +476,7 @@ mod tests {
     fn every_sealed_entry_comes_once_in_order_with_a_checkpoint_that_covers_it() {
         let (_t, dir, key) = journal(5, "agp.local/journal/a");
         let mut src = source(&dir, &key);
-        let first = src.poll().unwrap();
+        let first = drain(&mut src);
         let journal = lines(&dir);
         assert_eq!(first.len(), journal.len());
         for (i, s) in first.iter().enumerate() {
@@ -459,7 +488,7 @@ mod tests {
         }
         assert!(src.poll().unwrap().is_empty(), "nothing new, nothing again");
         append(&dir, &key, 3);
-        let next = src.poll().unwrap();
+        let next = drain(&mut src);
         let journal = lines(&dir);
         assert_eq!(
             next.iter().map(|s| s.seq).collect::<Vec<_>>(),
@@ -485,7 +514,7 @@ mod tests {
         }
         writer.join().unwrap();
         // Closing wrote the last checkpoint: one more look hands out the rest.
-        seen.extend(src.poll().unwrap().into_iter().map(|s| s.seq));
+        seen.extend(drain(&mut src).into_iter().map(|s| s.seq));
         assert_eq!(seen, (0..lines(&dir).len() as u64).collect::<Vec<_>>());
         assert_eq!(src.unsealed(), 0);
     }
@@ -522,7 +551,7 @@ mod tests {
     fn a_journal_that_shrinks_while_followed_is_refused() {
         let (_t, dir, key) = journal(4, "agp.local/journal/d");
         let mut src = source(&dir, &key);
-        assert_eq!(src.poll().unwrap().len(), 5);
+        assert_eq!(drain(&mut src).len(), 5);
         let l = lines(&dir);
         write_lines(&dir, &l[..3]);
         let m = tampered_message(src.poll());
