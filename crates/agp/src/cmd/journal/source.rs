@@ -500,6 +500,27 @@ mod tests {
     }
 
     #[test]
+    fn a_long_journal_comes_in_bounded_batches() {
+        let (_t, dir, key) = journal(0, "agp.local/journal/long");
+        let w = JournalWriter::open(&dir, key.clone(), JournalOptions::default()).unwrap();
+        let events: Vec<(&str, Option<&str>, serde_json::Value)> = (0..2 * HAND_OUT + 10)
+            .map(|i| ("tool_call.requested", None, json!({"n": i})))
+            .collect();
+        w.append_batch(&events).unwrap();
+        w.close().unwrap();
+        let mut src = source(&dir, &key);
+        let sizes: Vec<usize> = std::iter::from_fn(|| {
+            let b = src.poll().unwrap();
+            (!b.is_empty()).then_some(b.len())
+        })
+        .collect();
+        assert_eq!(
+            sizes,
+            vec![HAND_OUT, HAND_OUT, lines(&dir).len() - 2 * HAND_OUT]
+        );
+    }
+
+    #[test]
     fn a_live_writer_is_followed_to_its_last_entry_without_gaps() {
         let (_t, dir, key) = journal(0, "agp.local/journal/live");
         let mut src = source(&dir, &key);
