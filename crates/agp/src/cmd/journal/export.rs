@@ -116,6 +116,9 @@ fn export(home: &Home, args: &ExportArgs) -> Result<Exit> {
         .map(|s| parse_since(s, OffsetDateTime::now_utc()))
         .transpose()?
         .map(OffsetDateTime::unix_timestamp_nanos);
+    if let Some(url) = &args.otlp_endpoint {
+        otlp::logs_url(url)?;
+    }
     let stop = if args.follow {
         follow::install()?
     } else {

@@ -47,15 +47,7 @@ pub struct Otlp {
 
 impl Otlp {
     pub fn new(endpoint: &str, origin: &str) -> Result<Self> {
-        let base = endpoint.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            bail!("--otlp-endpoint {endpoint:?} is not an http:// or https:// URL (e.g. http://127.0.0.1:4318)");
-        }
-        let url = if base.ends_with("/v1/logs") {
-            base.to_string()
-        } else {
-            format!("{base}/v1/logs")
-        };
+        let url = logs_url(endpoint)?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(TIMEOUT))
             .http_status_as_error(false)
@@ -158,6 +150,22 @@ impl Otlp {
         }
         Ok(())
     }
+}
+
+/// `URL/v1/logs` (or URL itself when it already ends so); refused unless http(s).
+pub fn logs_url(endpoint: &str) -> Result<String> {
+    let base = endpoint.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        bail!(
+            "--otlp-endpoint {endpoint:?} is not an http:// or https:// URL (e.g. \
+             http://127.0.0.1:4318)"
+        );
+    }
+    Ok(if base.ends_with("/v1/logs") {
+        base.to_string()
+    } else {
+        format!("{base}/v1/logs")
+    })
 }
 
 /// Splits records (with their serialized sizes) into requests of at most [`BATCH`] records
@@ -282,6 +290,26 @@ fn excerpt(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_logs_path_is_added_once_and_only_http_is_taken() {
+        for (given, url) in [
+            ("http://127.0.0.1:4318", "http://127.0.0.1:4318/v1/logs"),
+            ("https://collector/otlp/", "https://collector/otlp/v1/logs"),
+            ("http://c:4318/v1/logs", "http://c:4318/v1/logs"),
+        ] {
+            assert_eq!(logs_url(given).unwrap(), url);
+        }
+        for bad in ["127.0.0.1:4318", "ftp://c", ""] {
+            assert!(
+                logs_url(bad)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("not an http"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn requests_are_bounded_in_records_and_bytes_and_keep_the_order() {
