@@ -600,9 +600,14 @@ struct Follower {
 
 impl Follower {
     fn start(home: &Path, out: &Path, cursor: &Path) -> Self {
+        Self::start_with(home, out, cursor, &[])
+    }
+
+    fn start_with(home: &Path, out: &Path, cursor: &Path, extra: &[&str]) -> Self {
         let child = agp(home)
             .args(["journal", "export", "--follow", "--cursor"])
             .arg(cursor)
+            .args(extra)
             .stdout(std::fs::File::create(out).unwrap())
             .stderr(Stdio::piped())
             .spawn()
@@ -794,7 +799,13 @@ fn follow_goes_on_across_a_key_rotation_and_stops_at_a_checkpoint_the_retired_ke
         hex(&leaf_hash(last.as_bytes())),
         lines.len()
     ));
-    h.write_lines(&lines);
+    // Appended, not rewritten: the follower must not see the file shrink midway.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(h.entries())
+        .unwrap();
+    std::io::Write::write_all(&mut file, format!("{}\n", lines.last().unwrap()).as_bytes())
+        .unwrap();
     let leaves: Vec<_> = lines.iter().map(|l| leaf_hash(l.as_bytes())).collect();
     let note = Checkpoint {
         origin: old_key.name().to_string(),
@@ -815,4 +826,58 @@ fn follow_goes_on_across_a_key_rotation_and_stops_at_a_checkpoint_the_retired_ke
         "the forged entry was exported"
     );
     assert_eq!(cursor_next(&cursor), total as u64);
+}
+
+#[test]
+fn a_follower_stopped_while_the_endpoint_is_unavailable_resends_from_its_cursor() {
+    let h = JournalHome::with_20_entries();
+    let cursor = h.tmp.path().join("export.cursor");
+    let out = h.tmp.path().join("out");
+    // The collector is down for maintenance: it answers 503 to everything.
+    let down = Receiver::start(vec![503; 100]);
+    let mut f = Follower::start_with(&h.root, &out, &cursor, &["--otlp-endpoint", &down.url]);
+    wait_until(60, "the follower never tried the endpoint", || {
+        !down.received().is_empty()
+    });
+    let stopped = f.signal(rustix::process::Signal::INT);
+    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped.stderr));
+    assert!(
+        text(&stopped.stderr).contains("export stopped by SIGINT"),
+        "{}",
+        text(&stopped.stderr)
+    );
+    assert!(
+        !cursor.exists(),
+        "nothing was accepted, nothing may be marked as sent"
+    );
+
+    // Back up: the next run sends everything, once.
+    let up = Receiver::start(vec![]);
+    let o = export(
+        &h.root,
+        &[
+            "--otlp-endpoint",
+            &up.url,
+            "--cursor",
+            cursor.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let sent: Vec<u64> = up
+        .received()
+        .iter()
+        .flat_map(|r| {
+            r.body["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .map(|l| {
+            let e: Value =
+                serde_json::from_str(l["body"]["stringValue"].as_str().unwrap()).unwrap();
+            e["seq"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(sent, (0..h.lines().len() as u64).collect::<Vec<_>>());
+    assert_eq!(cursor_next(&cursor), h.lines().len() as u64);
 }
