@@ -32,8 +32,16 @@ impl CursorFile {
         }
     }
 
-    /// The saved cursor; `None` when the file does not exist yet (a first run).
+    /// The saved cursor; `None` when the file does not exist yet (a first run), provided it
+    /// can be created there: found now rather than after the first batch went out.
     pub fn load(&self) -> Result<Option<Cursor>> {
+        let dir = self.dir();
+        anyhow::ensure!(
+            dir.is_dir(),
+            "cannot keep the cursor {}: the folder {} does not exist",
+            self.path.display(),
+            dir.display()
+        );
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -50,13 +58,16 @@ impl CursorFile {
         })
     }
 
-    pub fn save(&self, cursor: &Cursor) -> Result<()> {
-        let ctx = || format!("cannot save the cursor {}", self.path.display());
-        let dir = match self.path.parent() {
+    fn dir(&self) -> PathBuf {
+        match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
-        };
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).with_context(ctx)?;
+        }
+    }
+
+    pub fn save(&self, cursor: &Cursor) -> Result<()> {
+        let ctx = || format!("cannot save the cursor {}", self.path.display());
+        let mut tmp = tempfile::NamedTempFile::new_in(self.dir()).with_context(ctx)?;
         let mut text = serde_json::to_string(cursor)?;
         text.push('\n');
         tmp.write_all(text.as_bytes()).with_context(ctx)?;
@@ -88,6 +99,14 @@ mod tests {
         assert_eq!(f.load().unwrap(), Some(c));
         // Only the cursor is left: the temporary file was renamed over it.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_cursor_in_a_missing_folder_is_refused_before_anything_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = CursorFile::new(&dir.path().join("nope/c.json"));
+        let e = f.load().unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
     }
 
     #[test]
