@@ -354,6 +354,7 @@ fn jsonl_export_round_trips_to_the_journal_lines_and_filters_by_time() {
 struct Received {
     path: String,
     content_type: String,
+    api_key: Option<String>,
     body: Value,
 }
 
@@ -377,15 +378,18 @@ impl Receiver {
             for mut req in s.incoming_requests() {
                 let mut body = String::new();
                 req.as_reader().read_to_string(&mut body).unwrap();
-                let content_type = req
-                    .headers()
-                    .iter()
-                    .find(|h| h.field.equiv("Content-Type"))
-                    .map(|h| h.value.to_string())
-                    .unwrap_or_default();
+                let header = |name: &'static str| {
+                    req.headers()
+                        .iter()
+                        .find(|h| h.field.equiv(name))
+                        .map(|h| h.value.to_string())
+                };
+                let content_type = header("Content-Type").unwrap_or_default();
+                let api_key = header("api-key");
                 g.lock().unwrap().push(Received {
                     path: req.url().to_string(),
                     content_type,
+                    api_key,
                     body: serde_json::from_str(&body).unwrap_or(Value::Null),
                 });
                 let status = statuses.next().unwrap_or(200);
@@ -433,7 +437,19 @@ fn otlp_export_posts_export_logs_service_requests_and_retries_429_and_503() {
     let w = demo_journal();
     let lines = journal_lines(&w.home);
     let rx = Receiver::start(vec![503, 429]);
-    let out = export(&w.home, &["--format", "ocsf", "--otlp-endpoint", &rx.url]);
+    // The collector's API key comes from the variable OpenTelemetry SDKs read.
+    let out = agp(&w.home)
+        .args([
+            "journal",
+            "export",
+            "--format",
+            "ocsf",
+            "--otlp-endpoint",
+            &rx.url,
+        ])
+        .env("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cr%3Dt")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         out.stdout.is_empty(),
@@ -446,6 +462,7 @@ fn otlp_export_posts_export_logs_service_requests_and_retries_429_and_503() {
     assert_eq!(got[0].body, got[2].body);
     let req = &got[2];
     assert_eq!(req.path, "/v1/logs");
+    assert_eq!(req.api_key.as_deref(), Some("s3cr=t"));
     assert!(
         req.content_type.starts_with("application/json"),
         "{}",

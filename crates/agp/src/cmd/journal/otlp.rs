@@ -43,6 +43,9 @@ pub struct Otlp {
     agent: ureq::Agent,
     url: String,
     origin: String,
+    /// From `OTEL_EXPORTER_OTLP_LOGS_HEADERS` or `OTEL_EXPORTER_OTLP_HEADERS` (an API key for
+    /// the collector, say): read from the environment, not the command line, where `ps` shows it.
+    headers: Vec<(String, String)>,
 }
 
 impl Otlp {
@@ -54,10 +57,17 @@ impl Otlp {
             .user_agent(concat!("agp/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
+        let headers = match std::env::var("OTEL_EXPORTER_OTLP_LOGS_HEADERS")
+            .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
+        {
+            Ok(text) => parse_headers(&text)?,
+            Err(_) => Vec::new(),
+        };
         Ok(Self {
             agent,
             url,
             origin: origin.to_string(),
+            headers,
         })
     }
 
@@ -91,12 +101,14 @@ impl Otlp {
         let body = request.to_string();
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
-            let wait = match self
+            let mut req = self
                 .agent
                 .post(&self.url)
-                .header("Content-Type", "application/json")
-                .send(body.as_str())
-            {
+                .header("Content-Type", "application/json");
+            for (k, v) in &self.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            let wait = match req.send(body.as_str()) {
                 Ok(mut resp) => {
                     let status = resp.status().as_u16();
                     let retry_after = resp
@@ -166,6 +178,42 @@ pub fn logs_url(endpoint: &str) -> Result<String> {
     } else {
         format!("{base}/v1/logs")
     })
+}
+
+/// `key1=value1,key2=value2` with percent-encoded values, as the OpenTelemetry SDK
+/// configuration defines `OTEL_EXPORTER_OTLP_HEADERS`.
+pub fn parse_headers(text: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = pair.split_once('=') else {
+            bail!("OTEL_EXPORTER_OTLP_HEADERS: {pair:?} is not key=value");
+        };
+        let value = percent_decode(v.trim()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "OTEL_EXPORTER_OTLP_HEADERS: the value of {:?} is not percent-encoded UTF-8",
+                k.trim()
+            )
+        })?;
+        out.push((k.trim().to_string(), value));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Splits records (with their serialized sizes) into requests of at most [`BATCH`] records
@@ -308,6 +356,21 @@ mod tests {
                     .contains("not an http"),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn headers_are_read_as_the_opentelemetry_variable_writes_them() {
+        assert_eq!(
+            parse_headers("api-key=abc%3D%3D, x-tenant = acme ,").unwrap(),
+            vec![
+                ("api-key".to_string(), "abc==".to_string()),
+                ("x-tenant".to_string(), "acme".to_string())
+            ]
+        );
+        assert!(parse_headers("").unwrap().is_empty());
+        for bad in ["novalue", "k=%zz", "k=%4"] {
+            assert!(parse_headers(bad).is_err(), "{bad}");
         }
     }
 
