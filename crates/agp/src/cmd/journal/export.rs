@@ -31,7 +31,8 @@ pub const LONG_ABOUT: &str = "Export the journal for other tools, from a journal
     run as Process Activity (1007), egress as Network Activity (4001), every other kind as a \
     Base Event (0); the journal line is in raw_data and the evidence in unmapped.agp.\n\n\
     --otlp-endpoint URL sends the records as OpenTelemetry logs (OTLP/HTTP, JSON) to \
-    URL/v1/logs instead of printing them, retrying 429/502/503/504 with backoff; a refusal \
+    URL/v1/logs instead of printing them (headers such as an API key from \
+    OTEL_EXPORTER_OTLP_HEADERS), retrying 429/502/503/504 with backoff; a refusal \
     ends the export with exit 2.\n\n\
     --follow keeps exporting new events as they are journaled until SIGINT/SIGTERM; with \
     --cursor FILE the position is saved after each delivered batch, so a restart resumes \
