@@ -17,6 +17,7 @@ mod hook_git_scrub;
 mod hook_project_root;
 mod journal_cli;
 mod journal_crash;
+mod journal_export;
 mod journal_interop;
 mod journal_tamper;
 mod loop_demo;
