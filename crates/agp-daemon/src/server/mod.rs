@@ -88,10 +88,15 @@ impl Daemon {
         write_private(&admin_token_path, admin_token.as_bytes())
             .map_err(io_err(&admin_token_path))?;
 
-        let listener = UnixListener::bind(&socket).map_err(io_err(&socket))?;
-        // The 0700 directory already keeps others out; 0600 on the socket says so twice.
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-            .map_err(io_err(&socket))?;
+        // Bound under a private name, made 0600, then renamed into place: whoever sees the
+        // socket (clients waiting for it, a check of its mode) sees it finished. The 0700
+        // directory already keeps others out; 0600 on the socket says so twice.
+        let binding = run_dir.join(format!(".{}", std::process::id()));
+        let _ = std::fs::remove_file(&binding);
+        let listener = UnixListener::bind(&binding).map_err(io_err(&binding))?;
+        std::fs::set_permissions(&binding, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(&binding))?;
+        std::fs::rename(&binding, &socket).map_err(io_err(&socket))?;
 
         let db = config.state_db.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&db))
