@@ -2,10 +2,10 @@
 //! asked (tool, input, working directory), in which session and repository, what the policy
 //! said, and what happened after (ran, approved, denied by a human, not answered).
 //!
-//! The journal is verified first with agp-journal's verifier (signatures, hash chain, Merkle
-//! tree), and the lines read afterwards are proven to be the lines verified: their Merkle root
+//! The journal is verified with agp-journal's verifier (signatures, hash chain, Merkle tree)
+//! while it is read, and the lines read are proven to be the lines verified: their Merkle root
 //! is recomputed and compared with the verifier's, so a file changed between the two reads is
-//! refused too. Lines a running daemon appended after verification are not read.
+//! refused too; a journal that is not intact is refused whole.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -117,13 +117,18 @@ pub struct History {
     pub session_found: bool,
 }
 
+/// One journal line, with the body of the kind it was read as.
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<B> {
     seq: u64,
     ts: String,
-    kind: String,
     session: Option<String>,
-    body: Value,
+    body: B,
+}
+
+#[derive(Deserialize)]
+struct Started {
+    repo: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -139,101 +144,127 @@ struct Requested {
 
 #[derive(Deserialize)]
 struct PolicyDecided {
+    call_id: String,
     decision: Decision,
     reason: String,
     rule_id: Option<String>,
     policy_sha256: String,
+    /// Only whether it is there matters.
     #[serde(default)]
-    parts: Option<Value>,
+    parts: Option<serde::de::IgnoredAny>,
 }
 
-fn approver(v: &Value) -> String {
-    // The channel's id (`U012…`, `script:demo.answers`): stable, where display names change.
-    v["id"]
-        .as_str()
-        .or_else(|| v["name"].as_str())
-        .unwrap_or("?")
-        .to_string()
+#[derive(Deserialize)]
+struct Approver {
+    id: Option<String>,
+    name: Option<String>,
 }
 
-/// Verifies the journal in `dir` with `key`, then reads its calls. A journal that is not
-/// intact is refused with its findings.
-pub fn read(dir: &Path, key: &VerifierKey, filter: &Filter) -> Result<History> {
-    let report = agp_journal::verify_dir(
-        dir,
-        &VerifyOptions {
-            trusted_key: key.clone(),
-            trusted_checkpoint: None,
-        },
-    )
-    .with_context(|| format!("cannot verify the journal in {}", dir.display()))?;
-    if !report.intact {
-        let errors: Vec<String> = report.errors().take(3).map(ToString::to_string).collect();
-        bail!(
-            "the journal in {} is NOT intact ({} error(s), first: {}); a tampered journal is not \
-             replayed: `agp verify{}` lists every finding",
-            dir.display(),
-            report.errors().count(),
-            errors.join("; "),
-            if dir.ends_with("journal") {
-                String::new()
-            } else {
-                format!(" --journal {}", dir.display())
-            }
-        );
+impl Approver {
+    /// The channel's id (`U012…`, `script:demo.answers`): stable, where display names change.
+    fn label(&self) -> String {
+        self.id
+            .clone()
+            .or_else(|| self.name.clone())
+            .unwrap_or_else(|| "?".into())
     }
-    let trust = Trust {
-        journal: dir.to_path_buf(),
-        verified: true,
-        key_id: report
-            .active_key()
-            .map_or_else(|| key.id_hex(), VerifierKey::id_hex),
-        entries: report.entries,
-        sealed_size: report.sealed_size,
-        warnings: report.findings.iter().map(ToString::to_string).collect(),
-    };
-    let path = dir.join(agp_journal::ENTRIES_FILE);
+}
+
+#[derive(Deserialize)]
+struct Granted {
+    call_id: String,
+    #[serde(default)]
+    by: Vec<Approver>,
+    remembered: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct Denied {
+    call_id: String,
+    by: Option<Approver>,
+    reason: Option<String>,
+    cancelled: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct CallRef {
+    call_id: String,
+}
+
+/// The top-level `kind` of a canonical journal line, found without parsing it: keys are
+/// sorted, so the envelope's `kind` follows the body, and a quote inside a string is escaped,
+/// so the last `"kind":"` of the line is the envelope's.
+fn kind_of(line: &[u8]) -> Option<&[u8]> {
+    const KEY: &[u8] = b"\"kind\":\"";
+    let at = memchr::memmem::rfind(line, KEY)? + KEY.len();
+    let len = memchr::memchr(b'"', &line[at..])?;
+    Some(&line[at..at + len])
+}
+
+/// What one pass over the entries found.
+struct Parsed {
+    calls: Vec<Recorded>,
+    /// Highest seq of each call's events (sealed when below the signed size).
+    last_seq: Vec<u64>,
+    session_found: bool,
+    lines: u64,
+    root: String,
+}
+
+fn parse_entries(path: &Path, filter: &Filter) -> Result<Parsed> {
     let file =
-        std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let len = file.metadata()?.len();
+    // Only what is there now: lines appended while this runs are for the next run.
+    let mut reader = BufReader::with_capacity(1 << 20, std::io::Read::take(file, len));
     let mut frontier = Frontier::new();
     let mut buf = Vec::with_capacity(4096);
     let mut repos: HashMap<String, PathBuf> = HashMap::new();
-    let mut calls: Vec<Recorded> = Vec::new();
+    let mut p = Parsed {
+        calls: Vec::new(),
+        last_seq: Vec::new(),
+        session_found: filter.session.is_none(),
+        lines: 0,
+        root: String::new(),
+    };
     // (session, call_id) → index in `calls`: call ids are unique within a session only.
     let mut index: HashMap<(String, String), usize> = HashMap::new();
-    let mut session_found = filter.session.is_none();
-    while frontier.size() < report.entries {
+    loop {
         buf.clear();
         if reader.read_until(b'\n', &mut buf)? == 0 || buf.last() != Some(&b'\n') {
-            bail!(
-                "{} changed while it was read (it is shorter than when it was verified)",
-                path.display()
-            );
+            break;
         }
         let line = &buf[..buf.len() - 1];
         frontier.push(leaf_hash(line));
-        let Ok(e) = serde_json::from_slice::<Envelope>(line) else {
-            continue;
-        };
-        let Some(session) = e.session else { continue };
-        if filter.session.as_ref().is_some_and(|s| *s != session) {
-            continue;
+        let Some(kind) = kind_of(line) else { continue };
+        macro_rules! parse {
+            ($body:ty) => {
+                match serde_json::from_slice::<Envelope<$body>>(line) {
+                    Ok(e) => match e.session {
+                        Some(ref s) if filter.session.as_ref().is_none_or(|f| f == s) => {
+                            p.session_found = true;
+                            e
+                        }
+                        _ => continue,
+                    },
+                    Err(_) => continue,
+                }
+            };
         }
-        session_found = true;
-        let sealed = e.seq < report.sealed_size;
-        let find = |index: &HashMap<(String, String), usize>, body: &Value| {
-            body["call_id"]
-                .as_str()
-                .and_then(|c| index.get(&(session.clone(), c.to_string())).copied())
+        let mut find = |session: Option<String>, call_id: String, seq: u64| {
+            let i = index.get(&(session?, call_id)).copied()?;
+            p.last_seq[i] = p.last_seq[i].max(seq);
+            Some(i)
         };
-        match e.kind.as_str() {
-            "session.started" => {
-                if let Some(repo) = e.body["repo"].as_str() {
-                    repos.insert(session.clone(), PathBuf::from(repo));
+        match kind {
+            b"session.started" => {
+                let e = parse!(Started);
+                if let (Some(s), Some(repo)) = (e.session, e.body.repo) {
+                    repos.insert(s, repo);
                 }
             }
-            "tool_call.requested" => {
+            b"tool_call.requested" => {
+                let e = parse!(Requested);
                 if filter
                     .since
                     .as_ref()
@@ -241,11 +272,11 @@ pub fn read(dir: &Path, key: &VerifierKey, filter: &Filter) -> Result<History> {
                 {
                     continue;
                 }
-                let Ok(r) = serde_json::from_value::<Requested>(e.body) else {
-                    continue;
-                };
-                index.insert((session.clone(), r.call_id.clone()), calls.len());
-                calls.push(Recorded {
+                let session = e.session.unwrap_or_default();
+                let r = e.body;
+                index.insert((session.clone(), r.call_id.clone()), p.calls.len());
+                p.last_seq.push(e.seq);
+                p.calls.push(Recorded {
                     seq: e.seq,
                     ts: e.ts,
                     repo: repos.get(&session).cloned(),
@@ -256,20 +287,18 @@ pub fn read(dir: &Path, key: &VerifierKey, filter: &Filter) -> Result<History> {
                     input_sha256: r.input_sha256,
                     input_error: r.input_error,
                     cwd: r.cwd,
-                    sealed,
+                    sealed: false,
                     decided: None,
                     outcome: Outcome::Unknown,
                 });
             }
-            "policy.decided" => {
-                let Some(i) = find(&index, &e.body) else {
+            b"policy.decided" => {
+                let e = parse!(PolicyDecided);
+                let d = e.body;
+                let Some(i) = find(e.session, d.call_id, e.seq) else {
                     continue;
                 };
-                let Ok(d) = serde_json::from_value::<PolicyDecided>(e.body) else {
-                    continue;
-                };
-                let c = &mut calls[i];
-                c.sealed &= sealed;
+                let c = &mut p.calls[i];
                 c.outcome = match d.decision {
                     Decision::Allow => Outcome::Allowed,
                     Decision::Deny => Outcome::Denied,
@@ -283,54 +312,118 @@ pub fn read(dir: &Path, key: &VerifierKey, filter: &Filter) -> Result<History> {
                     judged: d.parts.is_some(),
                 });
             }
-            "approval.granted" => {
-                if let Some(i) = find(&index, &e.body) {
-                    let by = e.body["by"]
-                        .as_array()
-                        .map(|a| a.iter().map(approver).collect())
-                        .unwrap_or_default();
-                    calls[i].outcome = Outcome::Approved {
-                        by,
-                        remembered: e.body["remembered"].as_bool() == Some(true),
+            b"approval.granted" => {
+                let e = parse!(Granted);
+                if let Some(i) = find(e.session, e.body.call_id, e.seq) {
+                    p.calls[i].outcome = Outcome::Approved {
+                        by: e.body.by.iter().map(Approver::label).collect(),
+                        remembered: e.body.remembered == Some(true),
                     };
                 }
             }
-            "approval.denied" => {
-                if let Some(i) = find(&index, &e.body) {
-                    let reason = e.body["reason"].as_str().map(str::to_string);
-                    calls[i].outcome = if e.body["by"].is_object() {
-                        Outcome::HumanDenied {
-                            by: approver(&e.body["by"]),
-                            reason,
+            b"approval.denied" => {
+                let e = parse!(Denied);
+                let d = e.body;
+                if let Some(i) = find(e.session, d.call_id, e.seq) {
+                    p.calls[i].outcome = match (d.by, d.cancelled) {
+                        (Some(by), _) => Outcome::HumanDenied {
+                            by: by.label(),
+                            reason: d.reason,
+                        },
+                        (None, Some(true)) => {
+                            Outcome::NotAnswered("the session ended first".into())
                         }
-                    } else if e.body["cancelled"].as_bool() == Some(true) {
-                        Outcome::NotAnswered("the session ended first".into())
-                    } else {
-                        Outcome::NotAnswered(reason.unwrap_or_else(|| "no approver".into()))
+                        (None, _) => {
+                            Outcome::NotAnswered(d.reason.unwrap_or_else(|| "no approver".into()))
+                        }
                     };
                 }
             }
-            "approval.timeout" => {
-                if let Some(i) = find(&index, &e.body) {
-                    calls[i].outcome = Outcome::NotAnswered("timed out".into());
+            b"approval.timeout" => {
+                let e = parse!(CallRef);
+                if let Some(i) = find(e.session, e.body.call_id, e.seq) {
+                    p.calls[i].outcome = Outcome::NotAnswered("timed out".into());
                 }
             }
             _ => {}
         }
     }
-    let root: String = frontier.root().iter().map(|b| format!("{b:02x}")).collect();
-    if root != report.root {
-        bail!(
-            "{} changed while it was read (its lines are not the ones that were verified); \
-             run the command again",
-            path.display()
-        );
+    p.lines = frontier.size();
+    p.root = frontier.root().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(p)
+}
+
+/// Verifies the journal in `dir` with `key`, then reads its calls. A journal that is not
+/// intact is refused with its findings. The verifier and the reader run side by side; the
+/// reader's Merkle root over the lines it parsed must be the verifier's, so the calls come
+/// from exactly the verified lines.
+pub fn read(dir: &Path, key: &VerifierKey, filter: &Filter) -> Result<History> {
+    let path = dir.join(agp_journal::ENTRIES_FILE);
+    // A journal a running daemon appends to may grow between the two reads: read again.
+    for _ in 0..3 {
+        let (report, parsed) = std::thread::scope(|s| {
+            let verifier = s.spawn(|| {
+                agp_journal::verify_dir(
+                    dir,
+                    &VerifyOptions {
+                        trusted_key: key.clone(),
+                        trusted_checkpoint: None,
+                    },
+                )
+            });
+            let parsed = parse_entries(&path, filter);
+            let report = verifier
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (report, parsed)
+        });
+        let report =
+            report.with_context(|| format!("cannot verify the journal in {}", dir.display()))?;
+        if !report.intact {
+            let errors: Vec<String> = report.errors().take(3).map(ToString::to_string).collect();
+            bail!(
+                "the journal in {} is NOT intact ({} error(s), first: {}); a tampered journal \
+                 is not replayed: `agp verify --journal {}` lists every finding",
+                dir.display(),
+                report.errors().count(),
+                errors.join("; "),
+                dir.display()
+            );
+        }
+        let parsed = parsed?;
+        if parsed.lines != report.entries {
+            continue;
+        }
+        if parsed.root != report.root {
+            bail!(
+                "{} changed while it was read (its lines are not the ones that were verified); \
+                 run the command again",
+                path.display()
+            );
+        }
+        let mut calls = parsed.calls;
+        for (c, last) in calls.iter_mut().zip(&parsed.last_seq) {
+            c.sealed = *last < report.sealed_size;
+        }
+        return Ok(History {
+            calls,
+            trust: Trust {
+                journal: dir.to_path_buf(),
+                verified: true,
+                key_id: report
+                    .active_key()
+                    .map_or_else(|| key.id_hex(), VerifierKey::id_hex),
+                entries: report.entries,
+                sealed_size: report.sealed_size,
+                warnings: report.findings.iter().map(ToString::to_string).collect(),
+            },
+            session_found: parsed.session_found,
+        });
     }
-    Ok(History {
-        calls,
-        trust,
-        session_found,
-    })
+    bail!(
+        "{} kept changing while it was read (a daemon appending fast?); run the command again",
+        path.display()
+    )
 }
 
 /// Whether journal timestamp `ts` is at or after `since` (both RFC 3339 UTC). Timestamps the

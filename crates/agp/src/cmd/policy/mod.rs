@@ -32,7 +32,7 @@ mod explain;
 pub mod history;
 mod import;
 pub mod replay;
-mod replay_print;
+pub mod replay_print;
 mod selftest;
 mod suggest;
 mod suggest_toml;

@@ -121,11 +121,11 @@ pub struct Judged {
 }
 
 /// Where calls of a session are judged from.
-fn eval_context(home: &Home, user_home: &Path, repo: &Path) -> EvalContext {
+fn eval_context(agp_home: &Path, user_home: &Path, repo: &Path) -> EvalContext {
     EvalContext {
         project_root: repo.to_path_buf(),
         home: user_home.to_path_buf(),
-        agp_home: home.root().to_path_buf(),
+        agp_home: agp_home.to_path_buf(),
     }
 }
 
@@ -235,17 +235,22 @@ fn judge_one(
     let call = tool_call(c);
     let after = policy.evaluate(&call, ctx);
     j.before = Some(d.decision);
+    // The policy that judged the call, at hand: a difference is re-checked with it today, so
+    // one that comes from this machine is not reported as the policy's. (When the verdicts
+    // agree, nothing changes whatever the machine did.)
     if let Some(base) = baselines.get(&d.policy_sha256) {
-        let today = if base.sha256() == policy.sha256() {
-            after.decision
-        } else {
-            base.evaluate(&call, ctx).decision
-        };
         j.same_policy_today = true;
-        if today != d.decision {
-            j.drift = Some(today);
+        if after.decision != d.decision {
+            let today = if base.sha256() == policy.sha256() {
+                after.decision
+            } else {
+                base.evaluate(&call, ctx).decision
+            };
+            if today != d.decision {
+                j.drift = Some(today);
+            }
+            j.before = Some(today);
         }
-        j.before = Some(today);
     }
     let before = j.before.unwrap_or(d.decision);
     j.command = command_key(&c.tool, deciding(&after));
@@ -260,21 +265,21 @@ fn judge_one(
 
 /// Judges every call, on all CPUs: the policy is parsed once and shared.
 pub fn judge_all(
-    home: &Home,
+    agp_home: &Path,
+    user_home: &Path,
     history: &History,
     policy: &Policy,
     baselines: &HashMap<String, &Policy>,
 ) -> Vec<Judged> {
-    let user_home = user_home();
     let mut contexts: HashMap<&Path, EvalContext> = HashMap::new();
     for c in &history.calls {
         if let Some(repo) = &c.repo {
             contexts
                 .entry(repo.as_path())
-                .or_insert_with(|| eval_context(home, &user_home, repo));
+                .or_insert_with(|| eval_context(agp_home, user_home, repo));
         }
     }
-    let fallback = eval_context(home, &user_home, Path::new("/"));
+    let fallback = eval_context(agp_home, user_home, Path::new("/"));
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let chunk = history.calls.len().div_ceil(threads).max(256);
     let calls: Vec<(usize, &Recorded)> = history.calls.iter().enumerate().collect();
@@ -337,7 +342,7 @@ pub fn run(home: &Home, a: &ReplayArgs) -> Result<Exit> {
         baselines.entry(p.sha256().to_string()).or_insert(p);
     }
     let history = a.scope.read(home).context("cannot replay the journal")?;
-    let judged = judge_all(home, &history, &policy, &baselines);
+    let judged = judge_all(home.root(), &user_home(), &history, &policy, &baselines);
     let report = replay_print::Report::build(&history, &judged, &path, &policy, a.examples);
     if a.json {
         replay_print::print_json(&report)?;
