@@ -121,16 +121,11 @@ fn anchor(raw: &str, cwd: &Path, ctx: &EvalContext) -> Option<String> {
 /// The program word an allow rule matches (`/usr/bin/git` → `git`; other paths stay).
 fn program_word(argv0: &str) -> &str {
     match argv0.rsplit_once('/') {
-        None => argv0,
-        Some((dir, base))
-            if matches!(
-                dir,
-                "/bin" | "/usr/bin" | "/usr/local/bin" | "/sbin" | "/usr/sbin" | "/usr/local/sbin"
-            ) =>
-        {
-            base
-        }
-        Some(_) => argv0,
+        Some((
+            "/bin" | "/usr/bin" | "/usr/local/bin" | "/sbin" | "/usr/sbin" | "/usr/local/sbin",
+            base,
+        )) => base,
+        _ => argv0,
     }
 }
 
@@ -369,7 +364,12 @@ pub fn suggest(
                         if rules.iter().any(|r| &r.id == id) {
                             culprits.entry(id.clone()).or_insert_with(|| {
                                 format!(
-                                    "it would also allow {} {} (seq {}), which {}",
+                                    "it would also allow {} `{}` ({} {}, seq {}: {})",
+                                    c.tool,
+                                    c.input
+                                        .get("command")
+                                        .and_then(|v| v.as_str())
+                                        .map_or_else(|| c.input.to_string(), str::to_string),
                                     c.session,
                                     c.call_id,
                                     c.seq,
@@ -423,10 +423,11 @@ pub fn suggest(
                 }
             }
         } else if s.skipped.iter().all(|n| n.seq != history[i].seq) {
-            s.still_required.push(note(
-                &history[i],
-                format!("would still need approval: {}", v.reason),
-            ));
+            let why = match s.dropped.iter().find(|(r, _)| r.sources.contains(&i)) {
+                Some((r, why)) => format!("no rule suggested: {} was {why}", r.matchers.join(", ")),
+                None => format!("would still need approval: {}", v.reason),
+            };
+            s.still_required.push(note(&history[i], why));
         }
     }
     rules.retain(|r| r.covers > 0);

@@ -140,18 +140,18 @@ pub fn fragment(
     if let Some(project) = &project {
         let mut add = |i: usize, approved: bool| {
             let c = &calls[i];
-            if c.repo.as_deref() != Some(project)
+            if c.repo.as_deref() != Some(project) {
+                return;
+            }
+            let v = alone.evaluate(&tool_call(c), &ctx(c));
+            if approved && v.decision != Decision::Allow
                 || !seen.insert((c.tool.clone(), c.input.to_string()))
             {
                 return;
             }
-            let v = alone.evaluate(&tool_call(c), &ctx(c));
+            // Approved calls the fragment alone does not allow need rules of the policy too (they
+            // were skipped above): a test of the fragment alone would say nothing about them.
             let name = if approved {
-                // Approved calls the fragment alone does not allow need rules of the policy
-                // too: a test of the fragment alone would not say anything about them.
-                if v.decision != Decision::Allow {
-                    return;
-                }
                 format!("approved in the journal: {}", who(c))
             } else {
                 format!("{} in the journal: {}", c.outcome.label(), who(c))
