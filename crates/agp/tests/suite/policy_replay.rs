@@ -422,3 +422,78 @@ fn suggest_proposes_narrow_rules_that_load_and_pass_their_own_tests() {
     // go env ×2, docker ps -a, rm notes.txt: each approved call now runs unasked.
     assert_eq!(r["changed"], 4, "{r:#}");
 }
+
+/// Appends a well-formed, correctly chained line after the last signed checkpoint: anyone who
+/// can write the file can, without the key.
+fn append_forged(home: &Path, kind: &str, session: &str, body: &Value) {
+    let path = home.join("journal/entries.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let last = text.lines().last().unwrap();
+    let last_v: Value = serde_json::from_str(last).unwrap();
+    let prev: String = agp_journal::merkle::leaf_hash(last.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let line = agp_journal::event::compose_line(
+        last_v["seq"].as_u64().unwrap() + 1,
+        last_v["ts"].as_str().unwrap(),
+        kind,
+        Some(session),
+        &prev,
+        last_v["key_id"].as_str().unwrap(),
+        &agp_journal::event::canonical_body(body).unwrap(),
+    );
+    std::fs::write(&path, format!("{text}{line}\n")).unwrap();
+}
+
+#[test]
+fn lines_appended_after_the_last_signed_checkpoint_are_not_trusted() {
+    let env = recorded_demo();
+    let id = session_id(&env);
+    let entries = std::fs::read_to_string(env.home.join("journal/entries.jsonl")).unwrap();
+    let decided: Value = entries
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["kind"] == "policy.decided" && e["body"]["parts"][0]["part"] == "make test")
+        .unwrap();
+    // A second verdict for `make test` saying it was denied: believed, it would hide that the
+    // stricter policy below now refuses a command that ran.
+    let mut body = decided["body"].clone();
+    body["decision"] = "deny".into();
+    append_forged(&env.home, "policy.decided", &id, &body);
+    let verify = agp(&env, &["verify"]);
+    assert_eq!(
+        code(&verify),
+        0,
+        "the forged tail is only a warning for the verifier"
+    );
+
+    let strict = policy_plus(
+        &env,
+        "strict.toml",
+        "[[rule]]\nid = \"no-make\"\neffect = \"deny\"\nmatch = [\"Bash(make *)\"]\n",
+    );
+    let out = agp(
+        &env,
+        &[
+            "policy",
+            "replay",
+            "--policy",
+            strict.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let r = json_of(&out);
+    assert_eq!(r["tightened"], 1, "{r:#}");
+    assert_eq!(r["journal"]["unsealed_left_out"], 1, "{r:#}");
+    let out = agp(
+        &env,
+        &["policy", "replay", "--policy", strict.to_str().unwrap()],
+    );
+    assert!(
+        text(&out).contains("1 entry after the last signed checkpoint left out"),
+        "{}",
+        text(&out)
+    );
+}

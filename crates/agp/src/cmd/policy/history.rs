@@ -91,8 +91,6 @@ pub struct Recorded {
     pub cwd: PathBuf,
     /// The session's repository (`session.started`), when the journal has it.
     pub repo: Option<PathBuf>,
-    /// Covered by a signed checkpoint.
-    pub sealed: bool,
     pub decided: Option<Decided>,
     pub outcome: Outcome,
 }
@@ -105,6 +103,8 @@ pub struct Trust {
     pub key_id: String,
     pub entries: u64,
     pub sealed_size: u64,
+    /// Entries after the last signed checkpoint: not read.
+    pub unsealed_left_out: u64,
     /// Verifier warnings (torn tail, entries not sealed yet, ...).
     pub warnings: Vec<String>,
 }
@@ -204,14 +204,13 @@ fn kind_of(line: &[u8]) -> Option<&[u8]> {
 /// What one pass over the entries found.
 struct Parsed {
     calls: Vec<Recorded>,
-    /// Highest seq of each call's events (sealed when below the signed size).
-    last_seq: Vec<u64>,
     session_found: bool,
     lines: u64,
     root: String,
 }
 
-fn parse_entries(path: &Path, filter: &Filter) -> Result<Parsed> {
+/// Reads the calls of the first `limit` lines (all with `None`); every line is hashed.
+fn parse_entries(path: &Path, filter: &Filter, limit: Option<u64>) -> Result<Parsed> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let len = file.metadata()?.len();
@@ -222,7 +221,6 @@ fn parse_entries(path: &Path, filter: &Filter) -> Result<Parsed> {
     let mut repos: HashMap<String, PathBuf> = HashMap::new();
     let mut p = Parsed {
         calls: Vec::new(),
-        last_seq: Vec::new(),
         session_found: filter.session.is_none(),
         lines: 0,
         root: String::new(),
@@ -235,7 +233,11 @@ fn parse_entries(path: &Path, filter: &Filter) -> Result<Parsed> {
             break;
         }
         let line = &buf[..buf.len() - 1];
+        let n = frontier.size();
         frontier.push(leaf_hash(line));
+        if limit.is_some_and(|l| n >= l) {
+            continue;
+        }
         let Some(kind) = kind_of(line) else { continue };
         macro_rules! parse {
             ($body:ty) => {
@@ -251,11 +253,8 @@ fn parse_entries(path: &Path, filter: &Filter) -> Result<Parsed> {
                 }
             };
         }
-        let mut find = |session: Option<String>, call_id: String, seq: u64| {
-            let i = index.get(&(session?, call_id)).copied()?;
-            p.last_seq[i] = p.last_seq[i].max(seq);
-            Some(i)
-        };
+        let find =
+            |session: Option<String>, call_id: String| index.get(&(session?, call_id)).copied();
         match kind {
             b"session.started" => {
                 let e = parse!(Started);
@@ -275,7 +274,6 @@ fn parse_entries(path: &Path, filter: &Filter) -> Result<Parsed> {
                 let session = e.session.unwrap_or_default();
                 let r = e.body;
                 index.insert((session.clone(), r.call_id.clone()), p.calls.len());
-                p.last_seq.push(e.seq);
                 p.calls.push(Recorded {
                     seq: e.seq,
                     ts: e.ts,
@@ -287,7 +285,6 @@ fn parse_entries(path: &Path, filter: &Filter) -> Result<Parsed> {
                     input_sha256: r.input_sha256,
                     input_error: r.input_error,
                     cwd: r.cwd,
-                    sealed: false,
                     decided: None,
                     outcome: Outcome::Unknown,
                 });
@@ -295,7 +292,7 @@ fn parse_entries(path: &Path, filter: &Filter) -> Result<Parsed> {
             b"policy.decided" => {
                 let e = parse!(PolicyDecided);
                 let d = e.body;
-                let Some(i) = find(e.session, d.call_id, e.seq) else {
+                let Some(i) = find(e.session, d.call_id) else {
                     continue;
                 };
                 let c = &mut p.calls[i];
@@ -314,7 +311,7 @@ fn parse_entries(path: &Path, filter: &Filter) -> Result<Parsed> {
             }
             b"approval.granted" => {
                 let e = parse!(Granted);
-                if let Some(i) = find(e.session, e.body.call_id, e.seq) {
+                if let Some(i) = find(e.session, e.body.call_id) {
                     p.calls[i].outcome = Outcome::Approved {
                         by: e.body.by.iter().map(Approver::label).collect(),
                         remembered: e.body.remembered == Some(true),
@@ -324,7 +321,7 @@ fn parse_entries(path: &Path, filter: &Filter) -> Result<Parsed> {
             b"approval.denied" => {
                 let e = parse!(Denied);
                 let d = e.body;
-                if let Some(i) = find(e.session, d.call_id, e.seq) {
+                if let Some(i) = find(e.session, d.call_id) {
                     p.calls[i].outcome = match (d.by, d.cancelled) {
                         (Some(by), _) => Outcome::HumanDenied {
                             by: by.label(),
@@ -341,7 +338,7 @@ fn parse_entries(path: &Path, filter: &Filter) -> Result<Parsed> {
             }
             b"approval.timeout" => {
                 let e = parse!(CallRef);
-                if let Some(i) = find(e.session, e.body.call_id, e.seq) {
+                if let Some(i) = find(e.session, e.body.call_id) {
                     p.calls[i].outcome = Outcome::NotAnswered("timed out".into());
                 }
             }
@@ -371,7 +368,7 @@ pub fn read(dir: &Path, key: &VerifierKey, filter: &Filter) -> Result<History> {
                     },
                 )
             });
-            let parsed = parse_entries(&path, filter);
+            let parsed = parse_entries(&path, filter, None);
             let report = verifier
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -390,9 +387,18 @@ pub fn read(dir: &Path, key: &VerifierKey, filter: &Filter) -> Result<History> {
                 dir.display()
             );
         }
-        let parsed = parsed?;
+        let mut parsed = parsed?;
         if parsed.lines != report.entries {
             continue;
+        }
+        // Lines after the last signed checkpoint are chained by hashes anyone can compute: one
+        // appended there could rewrite a call's verdict or outcome. They are left out (a
+        // running daemon signs its lines within moments of writing them).
+        if report.sealed_size < report.entries {
+            parsed = parse_entries(&path, filter, Some(report.sealed_size))?;
+            if parsed.lines != report.entries {
+                continue;
+            }
         }
         if parsed.root != report.root {
             bail!(
@@ -401,12 +407,8 @@ pub fn read(dir: &Path, key: &VerifierKey, filter: &Filter) -> Result<History> {
                 path.display()
             );
         }
-        let mut calls = parsed.calls;
-        for (c, last) in calls.iter_mut().zip(&parsed.last_seq) {
-            c.sealed = *last < report.sealed_size;
-        }
         return Ok(History {
-            calls,
+            calls: parsed.calls,
             trust: Trust {
                 journal: dir.to_path_buf(),
                 verified: true,
@@ -415,6 +417,7 @@ pub fn read(dir: &Path, key: &VerifierKey, filter: &Filter) -> Result<History> {
                     .map_or_else(|| key.id_hex(), VerifierKey::id_hex),
                 entries: report.entries,
                 sealed_size: report.sealed_size,
+                unsealed_left_out: report.entries - report.sealed_size,
                 warnings: report.findings.iter().map(ToString::to_string).collect(),
             },
             session_found: parsed.session_found,

@@ -43,7 +43,6 @@ pub struct Example {
     /// The recorded policy's verdict today, when it differs from the recorded one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift: Option<String>,
-    pub sealed: bool,
 }
 
 /// Changes sharing a rule or a command.
@@ -76,8 +75,6 @@ pub struct Report {
     pub compared_with_same_policy_today: usize,
     /// Calls whose recorded policy judges them differently today (this machine changed).
     pub machine_differences: usize,
-    /// Calls not covered by a signed checkpoint yet.
-    pub unsealed_calls: usize,
     pub by_rule: Vec<Group>,
     pub by_command: Vec<Group>,
     pub changes: Vec<Example>,
@@ -141,7 +138,6 @@ fn example(c: &Recorded, j: &Judged) -> Example {
             _ => None,
         },
         drift: j.drift.map(|d| d.to_string()),
-        sealed: c.sealed,
     }
 }
 
@@ -196,7 +192,6 @@ impl Report {
             not_reconstructible: 0,
             compared_with_same_policy_today: 0,
             machine_differences: 0,
-            unsealed_calls: history.calls.iter().filter(|c| !c.sealed).count(),
             by_rule: Vec::new(),
             by_command: Vec::new(),
             changes: Vec::new(),
@@ -312,11 +307,11 @@ pub fn print_text(r: &Report) {
         j.entries,
         j.sealed_size
     );
-    if r.unsealed_calls > 0 {
+    if j.unsealed_left_out > 0 {
         println!(
-            "  note: {} not covered by a signed checkpoint yet (a running daemon seals them at \
-             its next checkpoint): their lines are hash-chained to the signed ones but not signed",
-            plural(r.unsealed_calls, "call is", "calls are")
+            "  note: {} after the last signed checkpoint left out: not signed yet (a running \
+             daemon signs them within moments; run again to include them)",
+            plural(j.unsealed_left_out as usize, "entry", "entries")
         );
     }
     println!(
