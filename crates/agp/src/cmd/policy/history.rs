@@ -503,3 +503,15 @@ mod tests {
         assert!(!ts_at_or_after("2026-01-02T03:04:04.9Z", since));
     }
 }
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_kind_is_found_even_when_the_body_names_one() {
+        let line = br#"{"body":{"input":{"kind":"policy.decided","x":"\"kind\":\"approval.granted\""}},"key_id":"ab","kind":"tool_call.requested","prev":"00","seq":1,"session":"s","ts":"t","v":1}"#;
+        assert_eq!(kind_of(line), Some(&b"tool_call.requested"[..]));
+        assert_eq!(kind_of(b"{}"), None);
+    }
+}

@@ -454,3 +454,78 @@ pub fn run(home: &Home, a: &SuggestArgs) -> Result<Exit> {
     suggest_toml::print(&s, &doc, &history, a.json)?;
     Ok(Exit::Ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(line: &str) -> Result<Candidate, String> {
+        let a = shell::analyze(line);
+        let (_, cmd) = a.commands().next().expect("a command");
+        command_candidate(cmd)
+    }
+
+    #[test]
+    fn commands_become_program_plus_subcommand_or_the_exact_line() {
+        let (key, broad, exact) = cand("git push origin main").unwrap();
+        assert_eq!(key, "git push");
+        assert_eq!(broad, "Bash(git push *)");
+        assert_eq!(exact, "Bash(git push origin main)");
+        assert_eq!(
+            cand("cargo test --workspace").unwrap().1,
+            "Bash(cargo test *)"
+        );
+        // Options before the subcommand: no `git status *` pattern matches this line.
+        assert_eq!(
+            cand("git -C sub status").unwrap().1,
+            "Bash(git -C sub status)"
+        );
+        // No subcommand: the exact command, never the whole program.
+        assert_eq!(cand("rm notes.txt").unwrap().1, "Bash(rm notes.txt)");
+        assert_eq!(cand("/usr/bin/git status").unwrap().1, "Bash(git status *)");
+        // A program outside the system's directories keeps its path, as allow rules see it.
+        assert_eq!(
+            cand("/tmp/x/git status").unwrap().1,
+            "Bash(/tmp/x/git status *)"
+        );
+    }
+
+    #[test]
+    fn what_a_rule_cannot_say_literally_is_not_suggested() {
+        assert!(cand("rm 'a*b'").is_err());
+        assert!(cand("echo 'a)b'").is_err());
+        let a = shell::analyze("find . -name x | xargs rm");
+        let rm = a.commands().find(|(_, c)| c.name() == "rm").unwrap().1;
+        assert!(command_candidate(rm).is_err());
+    }
+
+    #[test]
+    fn paths_are_anchored_at_the_project_the_home_or_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::create_dir_all(&home).unwrap();
+        let ctx = EvalContext {
+            project_root: root.clone(),
+            home: home.clone(),
+            agp_home: home.join(".agp"),
+        };
+        assert_eq!(
+            anchor("src/a.rs", &root, &ctx).as_deref(),
+            Some("/src/a.rs")
+        );
+        assert_eq!(
+            anchor("../a.rs", &root.join("src"), &ctx).as_deref(),
+            Some("/a.rs")
+        );
+        assert_eq!(anchor("~/notes", &root, &ctx).as_deref(), Some("~/notes"));
+        assert_eq!(
+            anchor("/etc/hosts", &root, &ctx).as_deref(),
+            Some("//etc/hosts")
+        );
+        // Glob characters would widen the rule; the project root itself is every file.
+        assert_eq!(anchor("src/[ab].rs", &root, &ctx), None);
+        assert_eq!(anchor(".", &root, &ctx), None);
+    }
+}

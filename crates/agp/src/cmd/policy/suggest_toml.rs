@@ -278,3 +278,21 @@ pub fn print(s: &Suggestion, doc: &Doc, history: &History, json: bool) -> Result
     let _ = calls;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_survive_the_trip_through_toml() {
+        let input = serde_json::json!({
+            "command": "printf '%s\\n' \"a b\" \\ \t done\u{1}",
+            "n": 3, "f": 1.5, "flag": true, "list": ["x", 2], "nested": {"k e y": "v"},
+        });
+        let text = format!("input = {}\n", toml_value(&input).unwrap());
+        let back: toml::Value = toml::from_str(&text).unwrap();
+        let back = serde_json::to_value(&back["input"]).unwrap();
+        assert_eq!(back, input);
+        assert!(toml_value(&serde_json::json!({"a": null})).is_none());
+    }
+}
