@@ -3,11 +3,12 @@
 //!
 //! A call's recorded verdict is compared with today's verdict of the policy under review. When
 //! the policy that judged the call at the time is at hand (the candidate itself, the policy in
-//! force, or a `--baseline` file, matched by sha256), it judges the call again today too and
-//! that is the comparison: both verdicts then see the same machine, so a difference is the
-//! policy's; a recorded verdict the same policy no longer reproduces is reported as a machine
-//! difference (files, symlinks, the home) rather than guessed at. Calls that cannot be rebuilt
-//! (redacted inputs, inputs refused before judging, unknown repository) are listed, not judged.
+//! force, or a `--baseline` file, matched by sha256) and the verdicts differ, it judges the call
+//! again today and that is the comparison: both verdicts then see the same machine, so a
+//! difference is the policy's; a recorded verdict the same policy no longer reproduces is
+//! reported as a machine difference (files, symlinks, the home) rather than guessed at. Calls
+//! that cannot be rebuilt (redacted inputs, inputs refused before judging, unknown repository)
+//! are listed, not judged.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -111,7 +112,7 @@ pub struct Judged {
     /// The comparison basis: today's verdict of the policy that judged the call when it is at
     /// hand, else the recorded decision.
     pub before: Option<Decision>,
-    /// The basis is the recorded policy re-run today (not the recorded decision).
+    /// The recorded policy was at hand: a difference was re-checked with it today.
     pub same_policy_today: bool,
     /// The recorded policy judges the call differently today than it did then.
     pub drift: Option<Decision>,

@@ -34,7 +34,8 @@ pub struct Example {
     pub after_rule: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after_reason: Option<String>,
-    /// What the comparison was made with: `same policy today` or `recorded verdict`.
+    /// What a difference was checked against: `recorded policy re-run today` (it was at hand)
+    /// or `recorded verdict`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basis: Option<&'static str>,
     pub tightened: bool,
@@ -70,8 +71,8 @@ pub struct Report {
     /// Calls that would now be allowed although a human denied them or nobody approved them.
     pub loosened_unapproved: usize,
     pub not_reconstructible: usize,
-    /// Calls compared with the policy that judged them re-run today (the rest with the
-    /// recorded verdict, that policy not being at hand).
+    /// Calls whose recorded policy was at hand: a difference was re-checked with it today (the
+    /// rest are compared with the recorded verdict).
     pub compared_with_same_policy_today: usize,
     /// Calls whose recorded policy judges them differently today (this machine changed).
     pub machine_differences: usize,
@@ -127,7 +128,7 @@ fn example(c: &Recorded, j: &Judged) -> Example {
         after_reason: j.after.as_ref().map(|v| v.reason.clone()),
         basis: j.after.as_ref().map(|_| {
             if j.same_policy_today {
-                "same policy today"
+                "recorded policy re-run today"
             } else {
                 "recorded verdict"
             }
@@ -320,18 +321,13 @@ pub fn print_text(r: &Report) {
         &r.policy_sha256
     );
     let by_recorded = r.judged - r.compared_with_same_policy_today;
-    if r.judged > 0 {
+    if by_recorded > 0 {
         println!(
-            "compared with: the policy that judged them, re-run today, for {}; the recorded \
-             verdict for {}{}",
-            plural(r.compared_with_same_policy_today, "call", "calls"),
+            "compared with the recorded verdict for {} (the policy that judged {} is not at \
+             hand: pass it with --baseline FILE to tell a policy change from a change of this \
+             machine)",
             plural(by_recorded, "call", "calls"),
-            if r.compared_with_same_policy_today < r.judged {
-                " (pass the policy that judged them with --baseline FILE to tell a policy change \
-                 from a change of this machine)"
-            } else {
-                ""
-            }
+            if by_recorded == 1 { "it" } else { "them" }
         );
     }
     println!(
