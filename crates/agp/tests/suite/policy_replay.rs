@@ -497,3 +497,71 @@ fn lines_appended_after_the_last_signed_checkpoint_are_not_trusted() {
         text(&out)
     );
 }
+
+#[test]
+fn a_verdict_the_same_policy_no_longer_reproduces_is_a_machine_difference() {
+    let env = demo_world();
+    // `lnk` leads out of the project when the session runs: reading through it needs approval
+    // (nobody answers here, so it is denied).
+    std::os::unix::fs::symlink("/etc", env.repo.join("lnk")).unwrap();
+    let script = env.file(
+        "read.yaml",
+        &format!(
+            "calls:\n  - tool: Read\n    input: {{ file_path: \"{}\" }}\n",
+            env.repo.join("lnk/hostname").display()
+        ),
+    );
+    let out = run_scripted(&env.home, &env.user_home, &script, &env.repo, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    // Today `lnk` is a directory of the project: the same policy allows the read.
+    std::fs::remove_file(env.repo.join("lnk")).unwrap();
+    std::fs::create_dir(env.repo.join("lnk")).unwrap();
+    std::fs::write(env.repo.join("lnk/hostname"), "x\n").unwrap();
+
+    let out = agp(&env, &["policy", "replay", "--json"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let r = json_of(&out);
+    // Not a change of the policy: reported as this machine's, with both verdicts.
+    assert_eq!(r["changed"], 0, "{r:#}");
+    assert_eq!(r["machine_differences"], 1, "{r:#}");
+    let d = &r["machine_difference_calls"][0];
+    assert_eq!(d["drift"], "allow", "{d:#}");
+    assert_eq!(d["tool"], "Read");
+    // Under another policy with the recorded one given as the baseline, a difference is
+    // checked against today's verdict of the recorded policy: a policy refusing reads of `lnk`
+    // changes allow -> deny (not the recorded require -> deny); the call did not run, so
+    // nothing tightens.
+    let base = env.file(
+        "base.toml",
+        &std::fs::read_to_string(env.home.join("policy.toml")).unwrap(),
+    );
+    let deny = policy_plus(
+        &env,
+        "deny-lnk.toml",
+        "[[rule]]\nid = \"deny-lnk\"\neffect = \"deny\"\nmatch = [\"Read(/lnk/**)\"]\n",
+    );
+    let out = agp(
+        &env,
+        &[
+            "policy",
+            "replay",
+            "--policy",
+            deny.to_str().unwrap(),
+            "--baseline",
+            base.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let r = json_of(&out);
+    assert_eq!(r["changed"], 1, "{r:#}");
+    assert_eq!(r["tightened"], 0, "{r:#}");
+    let c = &r["changes"][0];
+    assert_eq!(c["before"], "allow", "{c:#}");
+    assert_eq!(c["after"], "deny", "{c:#}");
+    assert_eq!(c["drift"], "allow", "{c:#}");
+    assert_eq!(
+        group(&r, "by_rule", "deny-lnk")["transitions"]["allow -> deny"],
+        1
+    );
+}
