@@ -168,6 +168,21 @@ fn record(
     Ok(())
 }
 
+/// CPU time this process has used (all threads), in seconds: on a shared machine it tells the
+/// work done from the time other processes held the CPUs.
+fn process_cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant libc defines.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &raw mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 pub fn run(args: &ReplayBenchArgs) -> Result<Exit> {
     let dir = BenchDir::new(None)?;
     let project = dir.path.join("project");
@@ -187,6 +202,7 @@ pub fn run(args: &ReplayBenchArgs) -> Result<Exit> {
     let record_secs = started.elapsed().as_secs_f64();
 
     let start = Instant::now();
+    let cpu_start = process_cpu_secs();
     let history = history::read(&journal, key.verifier(), &history::Filter::default())?;
     let read_secs = start.elapsed().as_secs_f64();
     let mut baselines = HashMap::new();
@@ -209,6 +225,7 @@ pub fn run(args: &ReplayBenchArgs) -> Result<Exit> {
     );
     let judge_secs = judge_start.elapsed().as_secs_f64();
     let secs = start.elapsed().as_secs_f64();
+    let cpu_secs = process_cpu_secs() - cpu_start;
     let rate = history.calls.len() as f64 / secs;
     let met = rate >= args.target && history.calls.len() == args.calls;
     let figures = json!({
@@ -222,6 +239,8 @@ pub fn run(args: &ReplayBenchArgs) -> Result<Exit> {
         "judge_seconds": judge_secs,
         "seconds": secs,
         "calls_per_sec": rate.round(),
+        "cpu_seconds": cpu_secs,
+        "calls_per_cpu_sec": (history.calls.len() as f64 / cpu_secs.max(1e-9)).round(),
         "target_calls_per_sec": args.target,
         "changed": report.changed,
         "tightened": report.tightened,
@@ -246,9 +265,10 @@ pub fn run(args: &ReplayBenchArgs) -> Result<Exit> {
             println!(
                 "  verify + read {read_secs:.3} s, judge + report {judge_secs:.3} s; {} changed \
                  ({} tightened) under the stricter policy; recording took {record_secs:.1} s; \
-                 load average {}",
+                 {cpu_secs:.3} CPU-seconds ({:.0} calls per CPU-second); load average {}",
                 report.changed,
                 report.tightened,
+                history.calls.len() as f64 / cpu_secs.max(1e-9),
                 super::policy::load_average().map_or("unknown".into(), |l| format!("{l:.2}"))
             );
         },
