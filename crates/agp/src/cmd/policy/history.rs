@@ -93,6 +93,16 @@ pub struct Recorded {
     pub repo: Option<PathBuf>,
     pub decided: Option<Decided>,
     pub outcome: Outcome,
+    /// A `tool_call.result` was journaled for it: it ran, whatever the verdict said (a mode
+    /// that only records, an agent that reported a result).
+    pub result_seen: bool,
+}
+
+impl Recorded {
+    /// The call ran: let through by the policy or a human, or a result says so.
+    pub fn ran(&self) -> bool {
+        self.result_seen || self.outcome.ran()
+    }
 }
 
 /// How far the journal that was read can be trusted.
@@ -287,6 +297,7 @@ fn parse_entries(path: &Path, filter: &Filter, limit: Option<u64>) -> Result<Par
                     cwd: r.cwd,
                     decided: None,
                     outcome: Outcome::Unknown,
+                    result_seen: false,
                 });
             }
             b"policy.decided" => {
@@ -334,6 +345,12 @@ fn parse_entries(path: &Path, filter: &Filter, limit: Option<u64>) -> Result<Par
                             Outcome::NotAnswered(d.reason.unwrap_or_else(|| "no approver".into()))
                         }
                     };
+                }
+            }
+            b"tool_call.result" => {
+                let e = parse!(CallRef);
+                if let Some(i) = find(e.session, e.body.call_id) {
+                    p.calls[i].result_seen = true;
                 }
             }
             b"approval.timeout" => {
@@ -513,5 +530,63 @@ mod kind_tests {
         let line = br#"{"body":{"input":{"kind":"policy.decided","x":"\"kind\":\"approval.granted\""}},"key_id":"ab","kind":"tool_call.requested","prev":"00","seq":1,"session":"s","ts":"t","v":1}"#;
         assert_eq!(kind_of(line), Some(&b"tool_call.requested"[..]));
         assert_eq!(kind_of(b"{}"), None);
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+    use agp_contracts::Journal as _;
+    use agp_journal::{JournalOptions, JournalWriter, SignerKey};
+    use serde_json::json;
+
+    #[test]
+    fn a_journaled_result_means_the_call_ran_whatever_the_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SignerKey::generate("agp.test/history").unwrap();
+        let w = JournalWriter::open(dir.path(), key.clone(), JournalOptions::default()).unwrap();
+        let s = Some("s-1");
+        w.append(
+            "session.started",
+            s,
+            json!({"intendant": "t", "repo": "/r"}),
+        )
+        .unwrap();
+        for (id, result) in [("c-1", true), ("c-2", false)] {
+            w.append(
+                "tool_call.requested",
+                s,
+                json!({"call_id": id, "tool": "Bash",
+                "input": {"command": "make"}, "input_sha256": "x", "cwd": "/r", "mode": "gate",
+                "tool_use_id": null}),
+            )
+            .unwrap();
+            w.append(
+                "policy.decided",
+                s,
+                json!({"call_id": id, "tool": "Bash",
+                "input_sha256": "x", "decision": "deny", "reason": "r", "rule_id": null,
+                "policy_sha256": "p", "parts": []}),
+            )
+            .unwrap();
+            if result {
+                w.append(
+                    "tool_call.result",
+                    s,
+                    json!({"call_id": id, "tool": "Bash",
+                    "input_sha256": "x", "ok": true, "output": "\"kind\":\"x\"",
+                    "truncated": false, "output_sha256": "y", "reported_by": "agent"}),
+                )
+                .unwrap();
+            }
+        }
+        w.close().unwrap();
+        let h = read(dir.path(), key.verifier(), &Filter::default()).unwrap();
+        assert_eq!(h.calls.len(), 2);
+        assert_eq!(h.calls[0].repo.as_deref(), Some(Path::new("/r")));
+        assert_eq!(h.calls[0].outcome, Outcome::Denied);
+        assert!(h.calls[0].ran(), "a result was journaled");
+        assert!(!h.calls[1].ran());
+        assert_eq!(h.trust.unsealed_left_out, 0);
     }
 }

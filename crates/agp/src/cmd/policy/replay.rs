@@ -257,7 +257,7 @@ fn judge_one(
     j.command = command_key(&c.tool, deciding(&after));
     if after.decision != before {
         j.status = Status::Changed {
-            tightened: c.outcome.ran() && after.decision > Decision::Allow,
+            tightened: c.ran() && after.decision > Decision::Allow,
         };
     }
     j.after = Some(after);

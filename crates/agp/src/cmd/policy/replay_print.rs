@@ -21,6 +21,8 @@ pub struct Example {
     /// The journaled (redacted) input, cut for display.
     pub input: String,
     pub outcome: String,
+    /// It ran (allowed, approved, or a result was journaled).
+    pub ran: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<String>,
     /// The recorded verdict's rule (`default` when the policy default decided) and reason.
@@ -114,6 +116,7 @@ fn example(c: &Recorded, j: &Judged) -> Example {
         tool: c.tool.clone(),
         input: input_text(c),
         outcome: c.outcome.label(),
+        ran: c.ran(),
         before: j.before.map(|d| d.to_string()),
         recorded_rule: c
             .decided
@@ -226,7 +229,7 @@ impl Report {
                         r.tightened += 1;
                     }
                     let e = example(c, j);
-                    if e.after.as_deref() == Some("allow") && !c.outcome.ran() {
+                    if e.after.as_deref() == Some("allow") && !c.ran() {
                         r.loosened_unapproved += 1;
                     }
                     let transition = format!(
