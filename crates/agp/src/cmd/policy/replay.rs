@@ -264,6 +264,11 @@ fn judge_one(
     j
 }
 
+/// Calls a judging thread takes at a time: small batches taken in turn, because on a shared
+/// machine one thread can be descheduled for a while and a fixed half of the calls would then
+/// wait for it.
+const BATCH: usize = 512;
+
 /// Judges every call, on all CPUs: the policy is parsed once and shared.
 pub fn judge_all(
     agp_home: &Path,
@@ -282,25 +287,28 @@ pub fn judge_all(
     }
     let fallback = eval_context(agp_home, user_home, Path::new("/"));
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let chunk = history.calls.len().div_ceil(threads).max(256);
-    let calls: Vec<(usize, &Recorded)> = history.calls.iter().enumerate().collect();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = calls
-            .chunks(chunk)
-            .map(|part| {
-                let contexts = &contexts;
-                let fallback = &fallback;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let calls = &history.calls;
+    let mut judged: Vec<Judged> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (contexts, fallback, next) = (&contexts, &fallback, &next);
                 s.spawn(move || {
-                    part.iter()
-                        .map(|(i, c)| {
+                    let mut out = Vec::new();
+                    loop {
+                        let start = next.fetch_add(BATCH, std::sync::atomic::Ordering::Relaxed);
+                        if start >= calls.len() {
+                            return out;
+                        }
+                        for (i, c) in calls.iter().enumerate().skip(start).take(BATCH) {
                             let ctx = c
                                 .repo
                                 .as_deref()
                                 .and_then(|r| contexts.get(r))
                                 .unwrap_or(fallback);
-                            judge_one(*i, c, policy, baselines, ctx)
-                        })
-                        .collect::<Vec<_>>()
+                            out.push(judge_one(i, c, policy, baselines, ctx));
+                        }
+                    }
                 })
             })
             .collect();
@@ -308,7 +316,9 @@ pub fn judge_all(
             .into_iter()
             .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
-    })
+    });
+    judged.sort_unstable_by_key(|j| j.index);
+    judged
 }
 
 /// Loads `path` as the policy under review; a malformed one prints its problems (exit 2).
