@@ -28,7 +28,8 @@ pub const LONG_ABOUT: &str = "Re-judge every tool call recorded in the journal w
     deny, deny -> allow, ...), grouped by the rule that now decides and by command (program \
     plus subcommand), with counts and examples.\n\n\
     The journal is verified first (signatures, hash chain, Merkle tree) with the home's key or \
-    --key; a journal that is not intact is refused. Calls that cannot be rebuilt exactly are \
+    --key; a journal that is not intact is refused (exit 2), and only lines a signed checkpoint \
+    covers are read (one after it needs no key to forge). Calls that cannot be rebuilt exactly are \
     listed apart and not judged: an input the journal holds redacted (a secret was removed), \
     an input refused before the policy judged it, a session whose repository is unknown. \
     Calls are judged on this machine today: paths are resolved against today's files.\n\n\

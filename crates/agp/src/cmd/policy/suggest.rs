@@ -36,7 +36,9 @@ pub const LONG_ABOUT: &str = "From the calls humans approved (and denied) in the
     policy's default sent to a human gets a rule: a part a rule or a guard requires or denies \
     is left alone (an allow rule does not override it), and the report says why. A suggestion \
     that would also allow a denied call is narrowed to the exact approved commands, or dropped, \
-    and the report says so. The journal is verified first.";
+    and the report says so. The journal is verified as for `agp policy replay` (a journal that \
+    is not intact is refused, exit 2). Standard output is the fragment alone, ready for a file; \
+    notes go to standard error.";
 
 #[derive(Debug, Args)]
 pub struct SuggestArgs {
