@@ -34,7 +34,7 @@ const TOP_OWN: &[OptSpec] = &[
 ];
 
 /// clap: no unique-prefix matching, clusters allowed, the first operand is the subcommand.
-const TOP: Grammar = Grammar {
+pub(super) const TOP: Grammar = Grammar {
     permute: false,
     ..exact(joined!(TOP_OWN, COMMON))
 };

@@ -49,7 +49,7 @@ const GLOBAL: &[OptSpec] = &[
 
 /// git.c reads its own options by hand: exact names only, no clusters, and the first
 /// non-option is the subcommand.
-const GLOBAL_GRAMMAR: Grammar = Grammar {
+pub(super) const GLOBAL_GRAMMAR: Grammar = Grammar {
     opts: GLOBAL,
     long_abbrev: false,
     permute: false,

@@ -34,8 +34,10 @@ mod npm;
 mod pytest;
 mod python;
 mod spec;
+mod subcommand;
 
 pub use grammar::{parse, Arity, Effect, Grammar, OptSpec, Parsed, ParsedOpt};
+pub use subcommand::{subcommand, Subcommand};
 
 use crate::shell::Word;
 

@@ -94,7 +94,7 @@ const NPM: &[OptSpec] = joined!(
 );
 
 /// nopt: exact names, `-ws`/`-dd` single-dash names, options anywhere before `--`.
-const NPM_G: Grammar = Grammar {
+pub(super) const NPM_G: Grammar = Grammar {
     single_dash_long: true,
     ..exact(NPM)
 };
@@ -147,7 +147,7 @@ const PNPM: &[OptSpec] = joined!(
     ]
 );
 
-const PNPM_G: Grammar = exact(PNPM);
+pub(super) const PNPM_G: Grammar = exact(PNPM);
 
 const YARN: &[OptSpec] = &[
     foreign(' ', "cwd"),
@@ -191,7 +191,7 @@ const YARN: &[OptSpec] = &[
     f('h', "help"),
 ];
 
-const YARN_G: Grammar = exact(YARN);
+pub(super) const YARN_G: Grammar = exact(YARN);
 
 /// Splits at the first literal `--`: what follows goes to the script.
 fn before_dashdash(args: &[Word]) -> &[Word] {

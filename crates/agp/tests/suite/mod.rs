@@ -28,6 +28,7 @@ mod loop_sandbox_bounds;
 mod loop_sandbox_escapes;
 mod newcomer;
 mod policy_cli;
+mod policy_replay;
 mod run_interrupt;
 mod slack_cli;
 mod support;

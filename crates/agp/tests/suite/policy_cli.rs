@@ -271,6 +271,9 @@ fn help_lists_exit_codes() {
         &["policy", "check", "--help"][..],
         &["policy", "explain", "--help"],
         &["bench", "policy", "--help"],
+        &["policy", "replay", "--help"],
+        &["policy", "suggest", "--help"],
+        &["bench", "replay", "--help"],
     ] {
         let o = env.agp(sub);
         assert_eq!(code(&o), 0);
@@ -301,4 +304,28 @@ fn bench_policy_runs() {
     assert_eq!(v["rules"], 100);
     assert!(v["p99_us"].as_f64().unwrap() > 0.0);
     assert_eq!(v["calls"].as_array().unwrap().len(), 10);
+}
+
+#[test]
+fn bench_replay_runs() {
+    let env = Env::new();
+    let o = env.agp(&[
+        "bench",
+        "replay",
+        "--calls",
+        "340",
+        "--sessions",
+        "4",
+        "--target",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["calls"], 340);
+    assert_eq!(v["met"], true);
+    // The stricter policy asks for cargo and refuses make, which the default allowed: every
+    // 17th call of the mix is each.
+    assert_eq!(v["tightened"], 40, "{v:#}");
+    assert!(v["calls_per_sec"].as_f64().unwrap() > 0.0);
 }

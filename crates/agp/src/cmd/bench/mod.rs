@@ -4,6 +4,7 @@ pub mod gateway;
 pub mod hook;
 pub mod journal;
 pub mod policy;
+pub mod replay;
 pub mod sandbox;
 mod sandbox_docker;
 pub mod verify;
@@ -30,6 +31,8 @@ pub enum BenchTarget {
     Verify(verify::VerifyBenchArgs),
     /// Policy evaluation latency (parsing included) with a large rule set.
     Policy(policy::PolicyBenchArgs),
+    /// `agp policy replay` throughput: recorded calls verified, read and re-judged per second.
+    Replay(replay::ReplayBenchArgs),
     /// Gateway round trips through a real daemon over a Unix socket.
     Gateway(gateway::GatewayBenchArgs),
     /// `agp hook` per-call cost: process start to decision printed, against a real daemon.
@@ -43,6 +46,7 @@ pub fn run(home: &Home, args: BenchArgs) -> Result<Exit> {
         BenchTarget::Journal(a) => journal::run(&a),
         BenchTarget::Verify(a) => verify::run(&a),
         BenchTarget::Policy(a) => policy::run(&a),
+        BenchTarget::Replay(a) => replay::run(&a),
         BenchTarget::Gateway(a) => gateway::run(&a),
         BenchTarget::Sandbox(a) => sandbox::run(home, &a),
         BenchTarget::Hook(a) => hook::run(&a),

@@ -106,7 +106,7 @@ fn thread_cpu_ns() -> u64 {
 }
 
 /// The 1-minute load average: p99 latencies on a shared machine mean little without it.
-fn load_average() -> Option<f64> {
+pub(super) fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
         .split_whitespace()
@@ -123,7 +123,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn setup_project(dir: &Path) -> Result<()> {
+pub(super) fn setup_project(dir: &Path) -> Result<()> {
     for d in ["src", ".git/hooks"] {
         std::fs::create_dir_all(dir.join(d)).with_context(|| format!("cannot create {d}"))?;
     }
