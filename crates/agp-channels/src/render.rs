@@ -140,6 +140,7 @@ mod tests {
             approvers: vec![],
             quorum: 1,
             expires_at_ms: 10_500,
+            remember_secs: None,
         }
     }
 

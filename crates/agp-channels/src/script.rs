@@ -267,6 +267,7 @@ mod tests {
             approvers: vec![],
             quorum: 1,
             expires_at_ms: now_ms() + expires_in_ms,
+            remember_secs: None,
         }
     }
 

@@ -15,7 +15,10 @@ pub mod policy;
 pub mod sandbox;
 pub mod tool;
 
-pub use approval::{ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approver, ChannelError};
+pub use approval::{
+    ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approver, ChannelError, SessionControl,
+    StopOutcome, StopRequest,
+};
 pub use call::ToolCall;
 pub use journal::{AppendReceipt, Journal, JournalError};
 pub use policy::{ApprovalSpec, Decision, EvalContext, PartFinding, PolicyEngine, Verdict};

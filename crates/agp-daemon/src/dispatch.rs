@@ -140,6 +140,26 @@ impl Daemon {
                 let result = m.record_result(&session, result).await;
                 Done::Recorded { id, result }
             }
+            Work::Stop {
+                session,
+                by,
+                reason,
+            } => {
+                let request = agp_contracts::StopRequest {
+                    session: session.clone(),
+                    by: agp_contracts::Approver {
+                        id: format!("cli:{by}"),
+                        name: by,
+                        via: "cli".into(),
+                    },
+                    reason,
+                };
+                let result = m
+                    .stop_session(request, Some(conn.peer.clone()))
+                    .await
+                    .map_err(|e| e.to_string());
+                Done::Stopped { session, result }
+            }
             Work::End { session, status } => {
                 m.sessions.remove_session(&session.id);
                 let result = end_session(m, &session, &status)

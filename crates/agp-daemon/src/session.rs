@@ -48,6 +48,8 @@ pub(crate) struct SessionState {
     pub gate: tokio::sync::RwLock<()>,
     /// Raised once the session's pending approvals are settled at its end.
     ended_signal: tokio::sync::watch::Sender<bool>,
+    /// Raised when someone stops the session (the kill switch): whoever runs its agent ends it.
+    stop_signal: tokio::sync::watch::Sender<bool>,
     awaiting: Mutex<HashMap<String, AwaitingResult>>,
     /// Dangerous entries the repository held when the session opened.
     baseline: Mutex<Option<agp_integrity::Baseline>>,
@@ -77,6 +79,7 @@ impl SessionState {
             ended: AtomicBool::new(false),
             gate: tokio::sync::RwLock::new(()),
             ended_signal: tokio::sync::watch::channel(false).0,
+            stop_signal: tokio::sync::watch::channel(false).0,
             awaiting: Mutex::new(HashMap::new()),
             baseline: Mutex::new(None),
             reported: Mutex::new(HashSet::new()),
@@ -115,6 +118,18 @@ impl SessionState {
     /// Completes once [`SessionState::signal_ended`] was called.
     pub async fn ended(&self) {
         let mut rx = self.ended_signal.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+
+    /// Asks whoever runs the session's agent to end it; `true` when someone is listening.
+    pub fn request_stop(&self) -> bool {
+        self.stop_signal.send_replace(true);
+        self.stop_signal.receiver_count() > 0
+    }
+
+    /// Completes once [`SessionState::request_stop`] was called.
+    pub async fn stop_requested(&self) {
+        let mut rx = self.stop_signal.subscribe();
         let _ = rx.wait_for(|v| *v).await;
     }
 
@@ -170,6 +185,15 @@ impl Registry {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(token_sha256, state);
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<Arc<SessionState>> {
+        self.by_token
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .find(|s| s.id == id)
+            .cloned()
     }
 
     pub fn remove_session(&self, id: &str) -> Option<Arc<SessionState>> {

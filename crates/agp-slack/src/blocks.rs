@@ -175,6 +175,11 @@ pub fn outcome_text(outcome: &ApprovalOutcome, at_ms: u64) -> String {
         ApprovalOutcome::Granted { by } => {
             format!(":white_check_mark: *Allowed* by {} at {at}", names(by))
         }
+        ApprovalOutcome::GrantedForSession { by } => format!(
+            ":white_check_mark: *Allowed for this session* by {} at {at}: the same call is not \
+             asked again in this session, within the rule's bound",
+            names(by)
+        ),
         ApprovalOutcome::Denied { by, .. } => format!(
             ":no_entry: *Denied* by {} at {at}",
             names(std::slice::from_ref(by))
@@ -320,6 +325,7 @@ mod tests {
             approvers: vec![],
             quorum: 1,
             expires_at_ms: 1_700_000_000_000,
+            remember_secs: None,
         }
     }
 

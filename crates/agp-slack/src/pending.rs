@@ -237,6 +237,7 @@ pub(crate) mod tests {
                 approvers: vec![],
                 quorum: 2,
                 expires_at_ms: u64::MAX / 4,
+                remember_secs: None,
             },
             channel: "C1".into(),
             thread_ts: Some("1.0".into()),

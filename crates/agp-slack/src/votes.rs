@@ -75,6 +75,7 @@ mod tests {
                 approvers: vec![],
                 quorum,
                 expires_at_ms: 0,
+                remember_secs: None,
             },
             channel: "C".into(),
             thread_ts: None,

@@ -121,6 +121,7 @@ fn request(call: &str) -> ApprovalRequest {
         approvers: vec![],
         quorum: 1,
         expires_at_ms: now_ms() + 60_000,
+        remember_secs: None,
     }
 }
 

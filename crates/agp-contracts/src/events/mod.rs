@@ -18,6 +18,7 @@ mod intendant;
 mod journal;
 mod kinds;
 pub mod nullable;
+mod operate;
 mod path_text;
 mod projection;
 mod sandbox;
@@ -29,6 +30,7 @@ pub use egress::*;
 pub use intendant::*;
 pub use journal::*;
 pub use kinds::*;
+pub use operate::*;
 pub use projection::{Projection, ProjectionError};
 pub use sandbox::*;
 pub use session::*;
@@ -86,7 +88,10 @@ macro_rules! typed_kinds {
             IntendantVersionUntested,
             JournalCreated,
             KeyRotated,
-            JournalRecovered
+            JournalRecovered,
+            SessionStopped,
+            ApprovalRemembered,
+            ApprovalVote
         )
     };
 }

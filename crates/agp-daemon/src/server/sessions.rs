@@ -214,6 +214,11 @@ pub(crate) async fn end_session(
         .db(move |s| s.end_session(&id, &st, fencing, now_ms()))
         .await?;
     m.record(Some(&state.id), &integrity).await?;
+    // "Allow for this session" answers end with it.
+    let sid = state.id.clone();
+    if let Err(e) = m.db(move |s| s.forget_remembered(&sid)).await {
+        tracing::warn!("cannot forget the session's remembered approvals: {e}");
+    }
     let end = SessionEnded {
         session: state.id.clone(),
         status: status.to_owned(),
@@ -249,6 +254,13 @@ pub(crate) async fn cancel_pending(
             )
         };
         m.record(Some(session), &denied).await?;
+        // The prompt is withdrawn where the approvers see it (best effort, after the record).
+        if let Ok(request) =
+            serde_json::from_str::<agp_contracts::ApprovalRequest>(&row.request_json)
+        {
+            let shown = format!("cancelled: session {status}");
+            m.parts.channel.cancel(&request, &shown).await;
+        }
     }
     Ok(())
 }

@@ -20,11 +20,13 @@ macro_rules! from_row {
 
 mod outbox;
 mod pending;
+mod remembered;
 mod sessions;
 #[cfg(test)]
 mod tests;
 
 pub use crate::schema::SCHEMA_VERSION;
+pub use remembered::RememberedKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -25,6 +25,7 @@ fn request() -> ApprovalRequest {
         approvers: vec!["UALICE".into(), "UBOB".into()],
         quorum: 2,
         expires_at_ms: AT_MS + 600_000,
+        remember_secs: None,
     }
 }
 
