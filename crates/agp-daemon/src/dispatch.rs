@@ -39,6 +39,8 @@ struct Conn {
     writer: BufWriter<tokio::net::unix::OwnedWriteHalf>,
     peer: Value,
     session: Option<Arc<SessionState>>,
+    /// A control request's hold on the daemon, released once the connection is done.
+    control_hold: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
 }
 
 impl Daemon {
@@ -53,11 +55,14 @@ impl Daemon {
             writer: BufWriter::new(wr),
             peer,
             session: None,
+            control_hold: None,
         };
         if let Err(e) = self.converse(&mut conn).await {
             tracing::debug!("connection ended: {e}");
         }
         let _ = conn.writer.shutdown().await;
+        // Only now, with the answer out, may a daemon waiting to stop go on.
+        drop(conn.control_hold.take());
     }
 
     async fn converse(&self, conn: &mut Conn) -> std::io::Result<()> {
@@ -145,6 +150,7 @@ impl Daemon {
                 by,
                 reason,
             } => {
+                conn.control_hold = Some(m.control.clone().read_owned().await);
                 let request = agp_contracts::StopRequest {
                     session: session.clone(),
                     by: agp_contracts::Approver {

@@ -43,6 +43,7 @@ pub(crate) struct SessionState {
     pub sandbox: Option<Arc<dyn SessionSandbox>>,
     pub ctx: EvalContext,
     ended: AtomicBool,
+    stopping: AtomicBool,
     /// Shared while a call or an approval request enters the journal, exclusive while the
     /// session ends: nothing of a session is journaled after its `session.ended`.
     pub gate: tokio::sync::RwLock<()>,
@@ -77,6 +78,7 @@ impl SessionState {
             sandbox,
             ctx,
             ended: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             gate: tokio::sync::RwLock::new(()),
             ended_signal: tokio::sync::watch::channel(false).0,
             stop_signal: tokio::sync::watch::channel(false).0,
@@ -121,9 +123,19 @@ impl SessionState {
         let _ = rx.wait_for(|v| *v).await;
     }
 
-    /// Asks whoever runs the session's agent to end it; `true` when someone is listening.
-    pub fn request_stop(&self) -> bool {
+    /// Claims the stop of this session: `true` for the one caller that stops it (two people
+    /// pressing Stop at once journal one stop).
+    pub fn claim_stop(&self) -> bool {
+        !self.stopping.swap(true, Ordering::AcqRel)
+    }
+
+    /// Asks whoever runs the session's agent to end it.
+    pub fn request_stop(&self) {
         self.stop_signal.send_replace(true);
+    }
+
+    /// Whether someone (the launcher of the session's agent) waits for a stop.
+    pub fn stop_listened(&self) -> bool {
         self.stop_signal.receiver_count() > 0
     }
 

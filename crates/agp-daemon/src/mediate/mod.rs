@@ -104,6 +104,10 @@ pub struct Mediator {
     pub(crate) outbox_wake: tokio::sync::Notify,
     /// One delivery pass at a time: an item is never projected twice concurrently.
     pub(crate) outbox_lock: tokio::sync::Mutex<()>,
+    /// Held (shared) by a control request until its answer is sent: a daemon stopping waits
+    /// for it, so the one who stopped a session is told, even when the stop ends the daemon's
+    /// run (`agp run`).
+    pub(crate) control: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// What must be identical for a remembered "allow for this session" to cover a later call: the
@@ -147,6 +151,7 @@ impl Mediator {
             owner,
             outbox_wake: tokio::sync::Notify::new(),
             outbox_lock: tokio::sync::Mutex::new(()),
+            control: Arc::new(tokio::sync::RwLock::new(())),
         }
     }
 

@@ -219,6 +219,8 @@ impl Daemon {
             }
         }
         drop(listener);
+        // A stop being answered is answered first (bounded: a stuck client cannot hold it).
+        let _ = tokio::time::timeout(Duration::from_secs(5), m.control.write()).await;
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(&self.admin_token_path);
         for state in m.sessions.all() {

@@ -11,6 +11,9 @@ use super::*;
 /// Status a stopped session ends with.
 pub const STOPPED: &str = "stopped";
 
+/// How long the launcher of a stopped session's agent has to end it before the daemon does.
+const RUNNER_GRACE: Duration = Duration::from_secs(20);
+
 impl Mediator {
     /// Stops one session. A session that already ended is left as it is (`AlreadyEnded`).
     pub(crate) async fn stop_session(
@@ -22,17 +25,14 @@ impl Mediator {
         let Some(state) = self.sessions.by_id(&id) else {
             return self.stop_unattended(request, peer).await;
         };
-        if state.is_ended() {
+        if state.is_ended() || !state.claim_stop() {
             return Ok(StopOutcome::AlreadyEnded);
         }
         let pending = self.pending_of(&id).await?;
         let mut ended = Vec::new();
-        // Whoever runs the agent (agp run's launcher) is told first: it kills the process tree.
-        if state.request_stop() {
-            ended.push("agent process".to_owned());
-        }
         if let Some(sb) = state.sandbox.clone() {
-            // A command running now is killed; the teardown at the end refuses later ones.
+            // A command running now is killed; later ones are refused (no approval can be
+            // pending for a call whose command runs, so this races with none).
             let interrupted = tokio::task::spawn_blocking(move || sb.interrupt())
                 .await
                 .unwrap_or(Ok(false));
@@ -41,6 +41,9 @@ impl Mediator {
                 Ok(false) => {}
                 Err(e) => tracing::warn!("cannot interrupt the session's sandbox: {e}"),
             }
+        }
+        if state.stop_listened() {
+            ended.push("agent".to_owned());
         }
         let stopped = SessionStopped {
             session: id.clone(),
@@ -51,6 +54,17 @@ impl Mediator {
             peer,
         };
         self.record(Some(&id), &stopped).await?;
+        // The approvals are cancelled BEFORE the agent is ended: a dying agent's hook would
+        // otherwise settle its approval as abandoned first.
+        cancel_pending(self, &id, STOPPED).await?;
+        // Whoever runs the agent (agp run's launcher) kills its process tree now, then ends the
+        // session itself, so its end-of-session checks run once the agent is gone; a launcher
+        // that does not within RUNNER_GRACE is not waited for.
+        let listened = state.stop_listened();
+        state.request_stop();
+        if listened {
+            let _ = tokio::time::timeout(RUNNER_GRACE, state.ended()).await;
+        }
         let Some(state) = self.sessions.remove_session(&id) else {
             // Ended meanwhile by its own agent: it is ended either way.
             return Ok(StopOutcome::Stopped {

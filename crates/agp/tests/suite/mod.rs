@@ -1,4 +1,5 @@
 mod agents_claude;
+mod agents_claude_stop;
 mod agents_codex;
 mod agents_docker;
 mod agents_docker_tty;
@@ -25,6 +26,7 @@ mod loop_sandbox_escapes;
 mod newcomer;
 mod policy_cli;
 mod run_interrupt;
+mod sessions_stop;
 mod slack_cli;
 mod support;
 mod terminal_approval;
