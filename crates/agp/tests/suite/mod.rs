@@ -6,6 +6,7 @@ mod agents_docker_tty;
 mod agents_fail_closed;
 mod agents_install;
 mod agents_slack;
+mod approvals_remember;
 mod bench_docker;
 mod daemon_doctor;
 mod daemon_restart;
