@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Longest wait for a channel to withdraw one cancelled prompt.
+const CHANNEL_CANCEL_WAIT: Duration = Duration::from_secs(2);
+
 /// Writes a 0600 file atomically (temporary file, fsync, rename).
 pub(super) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
@@ -259,7 +262,17 @@ pub(crate) async fn cancel_pending(
             serde_json::from_str::<agp_contracts::ApprovalRequest>(&row.request_json)
         {
             let shown = format!("cancelled: session {status}");
-            m.parts.channel.cancel(&request, &shown).await;
+            // Bounded: a channel that is down must not hold up the session's end.
+            let cancelled = m.parts.channel.cancel(&request, &shown);
+            if tokio::time::timeout(CHANNEL_CANCEL_WAIT, cancelled)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the approval channel did not withdraw {} in time",
+                    row.call_id
+                );
+            }
         }
     }
     Ok(())
