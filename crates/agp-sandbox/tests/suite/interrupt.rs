@@ -31,6 +31,17 @@ fn an_interrupt_kills_the_running_command_and_refuses_later_ones(p: Which) {
         assert!(start.elapsed() < Duration::from_secs(60), "never started");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The background process is seen on the host (not under gVisor, whose processes live in
+    // its own kernel), so its absence later means something.
+    if !p.is_runsc() {
+        while host_process_running("sleep\x003017").is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no background process"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     assert!(sb.interrupt().unwrap(), "a running command was not noticed");
     // Returns long before the command's 300 s (the thread would hang otherwise).
     match running.join().unwrap() {
