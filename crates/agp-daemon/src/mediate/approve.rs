@@ -57,8 +57,7 @@ impl Mediator {
         if let Err(e) = self.record(Some(&key.session), &body).await {
             // Unjournaled, it must not be used: forget it again.
             tracing::error!("cannot journal a remembered approval, forgetting it: {e}");
-            let session = key.session.clone();
-            let _ = self.db(move |s| s.forget_remembered(&session)).await;
+            let _ = self.db(move |s| s.forget_remembered_key(&key)).await;
         }
     }
 

@@ -77,6 +77,23 @@ impl Store {
             .optional()?)
     }
 
+    /// Forgets one answer (it could not be journaled, so it must not be used).
+    pub fn forget_remembered_key(&self, key: &RememberedKey) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "DELETE FROM remembered_approvals
+             WHERE session = ?1 AND rule_id = ?2 AND tool = ?3 AND cwd = ?4
+               AND input_sha256 = ?5 AND policy_sha256 = ?6",
+            params![
+                key.session,
+                key.rule_id,
+                key.tool,
+                key.cwd,
+                key.input_sha256,
+                key.policy_sha256
+            ],
+        )?)
+    }
+
     /// Forgets a session's answers (it ended: no later call can use them).
     pub fn forget_remembered(&self, session: &str) -> Result<usize, StoreError> {
         Ok(self.conn().execute(
