@@ -98,8 +98,7 @@ pub fn prompt(
     if let Some(secs) = req.remember_secs {
         let _ = writeln!(
             out,
-            "  [s] allows this exact call (same tool, directory and input, same rule) for the \
-             rest of this session, at most {}",
+            "  remember [s] allows this exact call again in this session, for at most {}",
             duration_text(secs)
         );
     }
