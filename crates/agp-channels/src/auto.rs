@@ -116,6 +116,7 @@ mod tests {
             approvers: vec![],
             quorum: 1,
             expires_at_ms: 0,
+            remember_secs: None,
         };
         let outcome = channel.request_approval(&request).await.unwrap();
         assert_eq!(

@@ -270,6 +270,7 @@ mod tests {
                 .collect(),
             quorum,
             expires_at_ms: 0,
+            remember_secs: None,
         }
     }
 

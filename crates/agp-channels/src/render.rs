@@ -95,12 +95,46 @@ pub fn prompt(
     if waiting > 0 {
         let _ = writeln!(out, "  ({waiting} more request(s) waiting after this one)");
     }
+    if let Some(secs) = req.remember_secs {
+        let _ = writeln!(
+            out,
+            "  remember [s] allows this exact call again in this session, for at most {}",
+            duration_text(secs)
+        );
+    }
     let _ = write!(
         out,
-        "{}  [a/y] allow   [d/n] deny   [?] details   (expires in {} s) ",
+        "{}  {}   (expires in {} s) ",
         style.bold("decide:"),
+        keys(req),
         seconds_left(req, now_ms)
     );
+    out
+}
+
+/// The keys a request can be answered with: "allow for this session" only when its rule lets
+/// the answer be remembered.
+pub fn keys(req: &ApprovalRequest) -> &'static str {
+    if req.remember_secs.is_some() {
+        "[a/y] allow   [s] allow for this session   [d/n] deny   [?] details"
+    } else {
+        "[a/y] allow   [d/n] deny   [?] details"
+    }
+}
+
+/// `1h30m`, `10m`, `45s`: a rule's `remember` bound as a person reads it.
+pub fn duration_text(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        let _ = write!(out, "{h}h");
+    }
+    if m > 0 {
+        let _ = write!(out, "{m}m");
+    }
+    if s > 0 || out.is_empty() {
+        let _ = write!(out, "{s}s");
+    }
     out
 }
 
@@ -119,7 +153,14 @@ pub fn details(req: &ApprovalRequest, now_ms: u64) -> String {
     let _ = writeln!(out, "  approvers      {approvers}");
     let _ = writeln!(out, "  quorum         {}", req.quorum);
     let _ = writeln!(out, "  expires in     {} s", seconds_left(req, now_ms));
-    let _ = write!(out, "decide:  [a/y] allow   [d/n] deny   [?] details ");
+    if let Some(secs) = req.remember_secs {
+        let _ = writeln!(
+            out,
+            "  remember       at most {} (this session)",
+            duration_text(secs)
+        );
+    }
+    let _ = write!(out, "decide:  {} ", keys(req));
     out
 }
 
@@ -140,6 +181,7 @@ mod tests {
             approvers: vec![],
             quorum: 1,
             expires_at_ms: 10_500,
+            remember_secs: None,
         }
     }
 
@@ -169,6 +211,21 @@ mod tests {
         let text = details(&req(), 1_000);
         assert!(text.contains(&"0123456789abcdef".repeat(4)));
         assert!(text.contains("call-1") && text.contains("sess-1"));
+    }
+
+    #[test]
+    fn allow_for_this_session_is_offered_only_when_the_rule_remembers() {
+        let plain = prompt(&req(), 0, 1_000, Style::Plain, DEFAULT_WIDTH);
+        assert!(!plain.contains("[s]"), "{plain}");
+        let mut r = req();
+        r.remember_secs = Some(5400);
+        let offered = prompt(&r, 0, 1_000, Style::Plain, DEFAULT_WIDTH);
+        assert!(offered.contains("[s] allow for this session"), "{offered}");
+        assert!(offered.contains("at most 1h30m"), "{offered}");
+        assert!(details(&r, 1_000).contains("[s] allow for this session"));
+        assert_eq!(duration_text(45), "45s");
+        assert_eq!(duration_text(600), "10m");
+        assert_eq!(duration_text(0), "0s");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!
 //! ```text
 //! allow                 # grant
+//! allow-session         # grant "for this session" (a plain grant where the rule has no
+//!                       # `remember`)
 //! deny optional reason  # deny, with the reason journaled
 //! timeout               # answer nothing: the request times out (and is denied)
 //! ```
@@ -40,6 +42,7 @@ use crate::terminal::note_line;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScriptAnswer {
     Allow,
+    AllowForSession,
     Deny(Option<String>),
     Timeout,
 }
@@ -54,11 +57,12 @@ impl ScriptAnswer {
         };
         match (word, rest) {
             ("allow", "") => Ok(ScriptAnswer::Allow),
+            ("allow-session", "") => Ok(ScriptAnswer::AllowForSession),
             ("deny", "") => Ok(ScriptAnswer::Deny(None)),
             ("deny", reason) => Ok(ScriptAnswer::Deny(Some(reason.to_owned()))),
             ("timeout", "") => Ok(ScriptAnswer::Timeout),
             _ => Err(format!(
-                "unknown answer {:?} (expected allow, deny [reason] or timeout)",
+                "unknown answer {:?} (expected allow, allow-session, deny [reason] or timeout)",
                 escape(line)
             )),
         }
@@ -220,6 +224,22 @@ impl Prompter for ScriptPrompter {
                     by: vec![self.approver.clone()],
                 }))
             }
+            ScriptAnswer::AllowForSession if job.request.remember_secs.is_some() => {
+                self.say(&format!(
+                    "allow for this session   (approver script, line {line})\n"
+                ));
+                Asked::Decided(Ok(ApprovalOutcome::GrantedForSession {
+                    by: vec![self.approver.clone()],
+                }))
+            }
+            ScriptAnswer::AllowForSession => {
+                self.say(&format!(
+                    "allow   (approver script, line {line}: the rule remembers nothing, so once)\n"
+                ));
+                Asked::Decided(Ok(ApprovalOutcome::Granted {
+                    by: vec![self.approver.clone()],
+                }))
+            }
             ScriptAnswer::Deny(reason) => {
                 self.say(&format!("deny   (approver script, line {line})\n"));
                 Asked::Decided(Ok(ApprovalOutcome::Denied {
@@ -267,6 +287,7 @@ mod tests {
             approvers: vec![],
             quorum: 1,
             expires_at_ms: now_ms() + expires_in_ms,
+            remember_secs: None,
         }
     }
 
@@ -288,6 +309,11 @@ mod tests {
     #[test]
     fn parses_answers_strictly() {
         assert_eq!(ScriptAnswer::parse("allow"), Ok(ScriptAnswer::Allow));
+        assert_eq!(
+            ScriptAnswer::parse("allow-session"),
+            Ok(ScriptAnswer::AllowForSession)
+        );
+        assert!(ScriptAnswer::parse("allow-session please").is_err());
         assert_eq!(
             ScriptAnswer::parse("deny  not today "),
             Ok(ScriptAnswer::Deny(Some("not today".into())))

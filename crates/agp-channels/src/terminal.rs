@@ -26,7 +26,8 @@ pub const TERMINAL_CLOSED: &str = "no approver available: the terminal was close
 
 /// Asks the person at a terminal, one request at a time.
 ///
-/// Keys: `a`/`y` allow, `d`/`n` deny, `?` details. A read that is more than one key (a paste, an
+/// Keys: `a`/`y` allow, `s` allow for this session (only offered, and only accepted, when the
+/// rule has `remember`), `d`/`n` deny, `?` details. A read that is more than one key (a paste, an
 /// escape sequence from arrow or function keys) is ignored, so only a deliberate key press
 /// decides; input typed before a prompt appears is discarded.
 pub struct TerminalChannel {
@@ -275,6 +276,8 @@ impl Prompter for TtyPrompter {
             }
             match buf[0] {
                 b'a' | b'A' | b'y' | b'Y' => break Some(Key::Allow),
+                // Only where offered: elsewhere `s` is no answer at all.
+                b's' | b'S' if req.remember_secs.is_some() => break Some(Key::AllowForSession),
                 b'd' | b'D' | b'n' | b'N' => break Some(Key::Deny),
                 // Ctrl-C and Ctrl-\: what the terminal would have signalled.
                 0x03 => break Some(Key::Interrupt(Signal::INT)),
@@ -312,6 +315,16 @@ impl Prompter for TtyPrompter {
                     by: vec![self.approver.clone()],
                 }))
             }
+            Some(Key::AllowForSession) => {
+                let who = escape(&self.approver.id).into_owned();
+                let bound = render::duration_text(req.remember_secs.unwrap_or(0));
+                self.say(&format!(
+                    "allow for this session\n  allowed by {who}; the same call is not asked again in this session for {bound}\n"
+                ));
+                Asked::Decided(Ok(ApprovalOutcome::GrantedForSession {
+                    by: vec![self.approver.clone()],
+                }))
+            }
             Some(Key::Deny) => {
                 let who = escape(&self.approver.id).into_owned();
                 self.say(&format!("deny\n  denied by {who}\n"));
@@ -337,6 +350,7 @@ impl Prompter for TtyPrompter {
 enum Key {
     Interrupt(Signal),
     Allow,
+    AllowForSession,
     Deny,
     Expired,
     Closed,

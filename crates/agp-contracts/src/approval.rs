@@ -26,6 +26,10 @@ pub struct ApprovalRequest {
     pub quorum: u32,
     /// Unix time in milliseconds after which the request is void (a timeout denies).
     pub expires_at_ms: u64,
+    /// Set when the rule lets an approver answer "allow for this session" (its `remember`
+    /// bound, in seconds): only then may a channel offer that answer. `None`: approve once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remember_secs: Option<u64>,
 }
 
 impl ApprovalRequest {
@@ -82,6 +86,12 @@ impl Approver {
 pub enum ApprovalOutcome {
     /// Quorum reached.
     Granted { by: Vec<Approver> },
+    /// Quorum reached, and every approver counted chose "allow for this session": the daemon
+    /// remembers the grant for this exact call within the rule's `remember` bound. A channel
+    /// returns it only for a request with `remember_secs`; the daemon treats it as a plain
+    /// grant otherwise.
+    #[serde(rename = "granted_for_session")]
+    GrantedForSession { by: Vec<Approver> },
     /// Someone allowed to decide said no (any deny wins).
     Denied {
         by: Approver,
@@ -97,8 +107,45 @@ pub enum ApprovalOutcome {
 impl ApprovalOutcome {
     /// Only a reached quorum lets a call run; every other outcome denies it.
     pub fn is_granted(&self) -> bool {
-        matches!(self, ApprovalOutcome::Granted { by } if !by.is_empty())
+        self.granted_by().is_some_and(|by| !by.is_empty())
     }
+
+    /// Who granted, for either kind of grant.
+    pub fn granted_by(&self) -> Option<&[Approver]> {
+        match self {
+            ApprovalOutcome::Granted { by } | ApprovalOutcome::GrantedForSession { by } => Some(by),
+            _ => None,
+        }
+    }
+}
+
+/// Who asked to stop a session, and why (the kill switch: `agp sessions stop`, a channel's
+/// Stop button).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopRequest {
+    pub session: String,
+    pub by: Approver,
+    pub reason: Option<String>,
+}
+
+/// What stopping a session did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// The session was live and is now ended; these approvals were cancelled.
+    Stopped { cancelled_approvals: Vec<String> },
+    /// The session had already ended: nothing was changed.
+    AlreadyEnded,
+    /// No such session is known.
+    Unknown,
+}
+
+/// The daemon's side of a channel's session controls (a Stop button): handed to the channel
+/// once the daemon runs, see [`ApprovalChannel::attach_control`].
+pub trait SessionControl: Send + Sync {
+    fn stop_session<'a>(
+        &'a self,
+        request: StopRequest,
+    ) -> BoxFuture<'a, Result<StopOutcome, String>>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +173,20 @@ pub trait ApprovalChannel: Send + Sync {
         session: Option<&'a str>,
         event: &'a crate::events::Projection,
     ) -> BoxFuture<'a, Result<(), ChannelError>>;
+
+    /// The daemon settled `request` without the channel (its session was stopped or ended):
+    /// withdraw the prompt and show `reason`. Best effort; the default does nothing (the
+    /// dropped request future already voids any late answer).
+    fn cancel<'a>(&'a self, request: &'a ApprovalRequest, reason: &'a str) -> BoxFuture<'a, ()> {
+        let _ = (request, reason);
+        Box::pin(async {})
+    }
+
+    /// Called once the daemon runs, so that the channel's own controls (a Stop button) can act
+    /// on sessions. The default ignores it: a channel without controls needs none.
+    fn attach_control(&self, control: std::sync::Arc<dyn SessionControl>) {
+        let _ = control;
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +206,7 @@ mod tests {
             approvers: vec![],
             quorum: 1,
             expires_at_ms: 0,
+            remember_secs: None,
         }
     }
 

@@ -16,7 +16,10 @@ pub mod policy;
 pub mod sandbox;
 pub mod tool;
 
-pub use approval::{ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approver, ChannelError};
+pub use approval::{
+    ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approver, ChannelError, SessionControl,
+    StopOutcome, StopRequest,
+};
 pub use call::ToolCall;
 pub use journal::{AppendReceipt, Journal, JournalError};
 pub use mode::{PolicyMode, ShadowVerdict};

@@ -231,6 +231,15 @@ pub trait SandboxProvider: Send + Sync {
     fn teardown(&self, session: Self::Session) -> Result<(), SandboxError>;
     fn isolation(&self) -> Isolation;
 
+    /// The kill switch: kill what the session runs now (without waiting for it) and refuse
+    /// every later command; `true` when a command was running. Called while another thread
+    /// may be inside [`SandboxProvider::exec`] for the same session. The default only reports
+    /// that nothing could be interrupted: the teardown that follows still ends the session.
+    fn interrupt(&self, session: &Self::Session) -> Result<bool, SandboxError> {
+        let _ = session;
+        Ok(false)
+    }
+
     /// Prove the isolation from inside the session's sandbox. `Ok` only when every check
     /// passed; otherwise [`SandboxError::PreflightFailed`], and the session must be refused.
     /// A provider that cannot prove anything fails closed by default.

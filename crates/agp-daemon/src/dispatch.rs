@@ -39,6 +39,8 @@ struct Conn {
     writer: BufWriter<tokio::net::unix::OwnedWriteHalf>,
     peer: Value,
     session: Option<Arc<SessionState>>,
+    /// A control request's hold on the daemon, released once the connection is done.
+    control_hold: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
 }
 
 impl Daemon {
@@ -53,11 +55,14 @@ impl Daemon {
             writer: BufWriter::new(wr),
             peer,
             session: None,
+            control_hold: None,
         };
         if let Err(e) = self.converse(&mut conn).await {
             tracing::debug!("connection ended: {e}");
         }
         let _ = conn.writer.shutdown().await;
+        // Only now, with the answer out, may a daemon waiting to stop go on.
+        drop(conn.control_hold.take());
     }
 
     async fn converse(&self, conn: &mut Conn) -> std::io::Result<()> {
@@ -139,6 +144,27 @@ impl Daemon {
                 let id = result.id.clone();
                 let result = m.record_result(&session, result).await;
                 Done::Recorded { id, result }
+            }
+            Work::Stop {
+                session,
+                by,
+                reason,
+            } => {
+                conn.control_hold = Some(m.control.clone().read_owned().await);
+                let request = agp_contracts::StopRequest {
+                    session: session.clone(),
+                    by: agp_contracts::Approver {
+                        id: format!("cli:{by}"),
+                        name: by,
+                        via: "cli".into(),
+                    },
+                    reason,
+                };
+                let result = m
+                    .stop_session(request, Some(conn.peer.clone()))
+                    .await
+                    .map_err(|e| e.to_string());
+                Done::Stopped { session, result }
             }
             Work::End { session, status } => {
                 m.sessions.remove_session(&session.id);

@@ -21,6 +21,9 @@ pub trait SessionSandbox: Send + Sync {
     /// Proves the isolation from inside; `Err` when any check failed.
     fn preflight(&self) -> Result<PreflightReport, SandboxError>;
     fn teardown(&self) -> Result<(), SandboxError>;
+    /// Kills what the session runs now and refuses later commands (the kill switch); `true`
+    /// when something was running. Does not wait for a running command to finish.
+    fn interrupt(&self) -> Result<bool, SandboxError>;
 }
 
 /// A sandbox technology as the daemon uses it.
@@ -34,16 +37,22 @@ pub struct Provider<P>(pub Arc<P>);
 
 struct ProviderSession<P: SandboxProvider> {
     provider: Arc<P>,
-    session: std::sync::Mutex<Option<P::Session>>,
+    /// Read by exec, preflight and interrupt (at once: an interrupt must reach a command that
+    /// is running), written by the teardown.
+    session: std::sync::RwLock<Option<P::Session>>,
+    /// Serializes the calls of ONE session, which also keeps their file effects ordered.
+    running: std::sync::Mutex<()>,
 }
 
 impl<P: SandboxProvider + 'static> SessionSandbox for ProviderSession<P> {
     fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, SandboxError> {
-        // The provider's session state is only read during exec; holding the lock serializes
-        // the calls of ONE session, which also keeps their file effects ordered.
+        let _one_at_a_time = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let guard = self
             .session
-            .lock()
+            .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match guard.as_ref() {
             Some(s) => self.provider.exec(s, request),
@@ -56,7 +65,7 @@ impl<P: SandboxProvider + 'static> SessionSandbox for ProviderSession<P> {
     fn preflight(&self) -> Result<PreflightReport, SandboxError> {
         let guard = self
             .session
-            .lock()
+            .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match guard.as_ref() {
             Some(s) => self.provider.preflight(s),
@@ -69,12 +78,23 @@ impl<P: SandboxProvider + 'static> SessionSandbox for ProviderSession<P> {
     fn teardown(&self) -> Result<(), SandboxError> {
         let taken = self
             .session
-            .lock()
+            .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         match taken {
             Some(s) => self.provider.teardown(s),
             None => Ok(()),
+        }
+    }
+
+    fn interrupt(&self) -> Result<bool, SandboxError> {
+        let guard = self
+            .session
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match guard.as_ref() {
+            Some(s) => self.provider.interrupt(s),
+            None => Ok(false),
         }
     }
 }
@@ -84,7 +104,8 @@ impl<P: SandboxProvider + 'static> SandboxFactory for Provider<P> {
         let session = self.0.spawn(spec)?;
         Ok(Arc::new(ProviderSession {
             provider: self.0.clone(),
-            session: std::sync::Mutex::new(Some(session)),
+            session: std::sync::RwLock::new(Some(session)),
+            running: std::sync::Mutex::new(()),
         }))
     }
 
@@ -368,6 +389,9 @@ mod tests {
         }
         fn teardown(&self) -> Result<(), SandboxError> {
             Ok(())
+        }
+        fn interrupt(&self) -> Result<bool, SandboxError> {
+            Ok(false)
         }
     }
 

@@ -31,7 +31,7 @@ use agp_contracts::{ApprovalChannel, Journal, PolicyEngine};
 use serde_json::Value;
 
 pub use mediate::{CallReply, Mediator};
-pub use server::{Daemon, DaemonError};
+pub use server::{Daemon, DaemonError, STOPPED};
 pub use session::{SessionInfo, SessionParams};
 
 /// The ONE redaction function of agp (from `agp-policy`), injected so the daemon never has a

@@ -78,6 +78,21 @@ pub const MIGRATIONS: &[&str] = &[
     // 3: whether a session's agent is confined by agp's sandbox (1) or runs on the host (0);
     // NULL for sessions an older agp opened: not known, so treated as not confined.
     "ALTER TABLE sessions ADD COLUMN agent_confined INTEGER;",
+    // 4: "allow for this session" answers: the exact call (rule, tool, cwd, canonical input)
+    // under one policy, until a wall-clock expiry, so a daemon restart keeps them.
+    "CREATE TABLE remembered_approvals (
+        session TEXT NOT NULL,
+        rule_id TEXT NOT NULL,
+        tool TEXT NOT NULL,
+        cwd TEXT NOT NULL,
+        input_sha256 TEXT NOT NULL,
+        policy_sha256 TEXT NOT NULL,
+        by_json TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (session, rule_id, tool, cwd, input_sha256, policy_sha256)
+    );",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -152,10 +167,11 @@ mod tests {
     }
 
     /// The tables every owner of the file uses, all made by the one migration list.
-    const ALL_TABLES: [&str; 6] = [
+    const ALL_TABLES: [&str; 7] = [
         "calls",
         "outbox",
         "pending_approvals",
+        "remembered_approvals",
         "sessions",
         "slack_approvals",
         "slack_sessions",

@@ -43,11 +43,14 @@ pub(crate) struct SessionState {
     pub sandbox: Option<Arc<dyn SessionSandbox>>,
     pub ctx: EvalContext,
     ended: AtomicBool,
+    stopping: AtomicBool,
     /// Shared while a call or an approval request enters the journal, exclusive while the
     /// session ends: nothing of a session is journaled after its `session.ended`.
     pub gate: tokio::sync::RwLock<()>,
     /// Raised once the session's pending approvals are settled at its end.
     ended_signal: tokio::sync::watch::Sender<bool>,
+    /// Raised when someone stops the session (the kill switch): whoever runs its agent ends it.
+    stop_signal: tokio::sync::watch::Sender<bool>,
     awaiting: Mutex<HashMap<String, AwaitingResult>>,
     /// Dangerous entries the repository held when the session opened.
     baseline: Mutex<Option<agp_integrity::Baseline>>,
@@ -75,8 +78,10 @@ impl SessionState {
             sandbox,
             ctx,
             ended: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             gate: tokio::sync::RwLock::new(()),
             ended_signal: tokio::sync::watch::channel(false).0,
+            stop_signal: tokio::sync::watch::channel(false).0,
             awaiting: Mutex::new(HashMap::new()),
             baseline: Mutex::new(None),
             reported: Mutex::new(HashSet::new()),
@@ -115,6 +120,28 @@ impl SessionState {
     /// Completes once [`SessionState::signal_ended`] was called.
     pub async fn ended(&self) {
         let mut rx = self.ended_signal.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+
+    /// Claims the stop of this session: `true` for the one caller that stops it (two people
+    /// pressing Stop at once journal one stop).
+    pub fn claim_stop(&self) -> bool {
+        !self.stopping.swap(true, Ordering::AcqRel)
+    }
+
+    /// Asks whoever runs the session's agent to end it.
+    pub fn request_stop(&self) {
+        self.stop_signal.send_replace(true);
+    }
+
+    /// Whether someone (the launcher of the session's agent) waits for a stop.
+    pub fn stop_listened(&self) -> bool {
+        self.stop_signal.receiver_count() > 0
+    }
+
+    /// Completes once [`SessionState::request_stop`] was called.
+    pub async fn stop_requested(&self) {
+        let mut rx = self.stop_signal.subscribe();
         let _ = rx.wait_for(|v| *v).await;
     }
 
@@ -170,6 +197,15 @@ impl Registry {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(token_sha256, state);
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<Arc<SessionState>> {
+        self.by_token
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .find(|s| s.id == id)
+            .cloned()
     }
 
     pub fn remove_session(&self, id: &str) -> Option<Arc<SessionState>> {

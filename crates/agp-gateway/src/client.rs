@@ -58,6 +58,15 @@ pub struct SessionOpened {
     pub mode: SessionMode,
 }
 
+/// The daemon's answer to a stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopReply {
+    pub session: String,
+    /// `false`: the session had already ended; nothing changed.
+    pub stopped: bool,
+    pub cancelled_approvals: Vec<String>,
+}
+
 /// The daemon's answer in proxy-exec mode: the verdict and, when allowed, what the sandboxed
 /// execution produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +179,35 @@ impl Client {
                 session,
                 token,
                 mode,
+            }),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Stops a session on the daemon (admin channel): `Ok(false)` when it had already ended.
+    pub fn stop_session(
+        &mut self,
+        admin_token: &str,
+        session: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<StopReply, ClientError> {
+        self.send(&ClientMessage::StopSession {
+            protocol: PROTOCOL_VERSION,
+            admin_token: admin_token.to_owned(),
+            session: session.to_owned(),
+            by: by.to_owned(),
+            reason: reason.map(str::to_owned),
+        })?;
+        match self.receive()? {
+            ServerMessage::SessionStopped {
+                session,
+                stopped,
+                cancelled_approvals,
+            } => Ok(StopReply {
+                session,
+                stopped,
+                cancelled_approvals,
             }),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }

@@ -33,7 +33,7 @@ pub mod client;
 pub mod frame;
 pub mod protocol;
 
-pub use client::{Client, ClientError, ExecReply, SessionOpened};
+pub use client::{Client, ClientError, ExecReply, SessionOpened, StopReply};
 pub use frame::{take_chunk, ChunkStep, FrameError, FrameReader, MAX_FRAME_BYTES};
 pub use protocol::{
     ClientMessage, ErrorCode, ExecResult, ServerMessage, SessionMode, ToolCallRequest,

@@ -80,6 +80,17 @@ pub enum ClientMessage {
         task: String,
         mode: SessionMode,
     },
+    /// Control: stop a session (the kill switch): its agent or running command is ended, its
+    /// pending approvals cancelled, the session ended as `stopped`. Authenticated by the admin
+    /// token; `by` names the person asking (journaled with the socket peer's uid and pid).
+    StopSession {
+        protocol: u32,
+        admin_token: String,
+        session: String,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     ToolCallRequest(ToolCallRequest),
     ToolCallResult(ToolCallResult),
     /// The agent is done; the session is closed and `session.ended` journaled.
@@ -145,6 +156,8 @@ pub enum ErrorCode {
     UnknownCall,
     InvalidCall,
     Internal,
+    /// A control message named a session the daemon does not know.
+    UnknownSession,
 }
 
 impl ErrorCode {
@@ -161,6 +174,7 @@ impl ErrorCode {
             ErrorCode::UnknownCall => "unknown_call",
             ErrorCode::InvalidCall => "invalid_call",
             ErrorCode::Internal => "internal",
+            ErrorCode::UnknownSession => "unknown_session",
         }
     }
 }
@@ -193,6 +207,14 @@ pub enum ServerMessage {
     },
     SessionEnded {
         session: String,
+    },
+    /// The answer to `stop_session`: `stopped` false when it had already ended (nothing was
+    /// changed); `cancelled_approvals` the call ids whose approvals were cancelled.
+    SessionStopped {
+        session: String,
+        stopped: bool,
+        #[serde(default)]
+        cancelled_approvals: Vec<String>,
     },
     Error {
         code: ErrorCode,

@@ -73,7 +73,8 @@ pub struct BubblewrapProvider {
 /// Each command gets fresh namespaces; only the repository persists between commands.
 #[derive(Debug, Clone)]
 pub struct BubblewrapSession {
-    id: String,
+    /// Shared (not a String): the session is cloned per command, and kept small.
+    id: Arc<str>,
     repo: PathBuf,
     layout: Arc<layout::Layout>,
     env: Vec<(String, String)>,
@@ -81,6 +82,34 @@ pub struct BubblewrapSession {
     limits: ResourceLimits,
     cgroup: Option<Arc<SessionCgroup>>,
     growth: Option<Arc<RepoGrowth>>,
+    stop: Arc<Stop>,
+}
+
+/// The kill switch of one session: once raised, a running command is killed at the next
+/// watch (every half second) and later ones are refused.
+#[derive(Debug, Default)]
+struct Stop {
+    raised: std::sync::atomic::AtomicBool,
+    running: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a command as running while it lives.
+struct Running<'a>(&'a Stop);
+
+impl<'a> Running<'a> {
+    fn start(stop: &'a Stop) -> Self {
+        stop.running
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self(stop)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl BubblewrapSession {
@@ -262,6 +291,12 @@ impl BubblewrapProvider {
         session: &BubblewrapSession,
         request: &ExecRequest,
     ) -> Result<(ExecOutput, Vec<serde_json::Value>), SandboxError> {
+        use std::sync::atomic::Ordering;
+        let stop = &*session.stop;
+        if stop.raised.load(Ordering::Acquire) {
+            return Err(SandboxError::Refused("the session was stopped".into()));
+        }
+        let _running = Running::start(stop);
         if let Some(growth) = &session.growth {
             growth.admit().map_err(SandboxError::LimitExceeded)?;
         }
@@ -273,16 +308,17 @@ impl BubblewrapProvider {
             &request.argv,
             &request.cwd,
         )?;
-        let mut watcher = session.growth.as_ref().map(|g| g.watcher());
+        let mut growth = session.growth.as_ref().map(|g| g.watcher());
+        let mut watcher =
+            || stop.raised.load(Ordering::Acquire) || growth.as_mut().is_some_and(|w| w());
         let result = run::run(
             cmd,
             request.stdin.as_deref(),
             request.timeout,
             self.output_cap,
             false,
-            watcher.as_mut().map(|w| w as &mut dyn FnMut() -> bool),
+            Some(&mut watcher as &mut dyn FnMut() -> bool),
         );
-        drop(watcher);
         drop(write_end);
         // Every process of the command is gone (its pid namespace died with bwrap), so
         // nothing can race the check.
@@ -419,13 +455,14 @@ impl SandboxProvider for BubblewrapProvider {
             .repo_growth_bytes
             .map(|bound| Arc::new(RepoGrowth::new(&repo, bound)));
         Ok(BubblewrapSession {
-            id: spec.session.clone(),
+            id: spec.session.as_str().into(),
             repo,
             layout,
             env,
             limits,
             cgroup,
             growth,
+            stop: Arc::default(),
         })
     }
 
@@ -446,6 +483,12 @@ impl SandboxProvider for BubblewrapProvider {
         // and removes the cgroup.
         drop(session);
         Ok(())
+    }
+
+    fn interrupt(&self, session: &BubblewrapSession) -> Result<bool, SandboxError> {
+        use std::sync::atomic::Ordering;
+        session.stop.raised.store(true, Ordering::Release);
+        Ok(session.stop.running.load(Ordering::Acquire) > 0)
     }
 
     fn isolation(&self) -> Isolation {

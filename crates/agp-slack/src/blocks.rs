@@ -10,6 +10,10 @@ use serde_json::{json, Value};
 pub const ACTION_ALLOW: &str = "agp_allow";
 pub const ACTION_DENY: &str = "agp_deny";
 pub const ACTION_DETAILS: &str = "agp_details";
+/// "Allow for this session": only on approvals whose rule has `remember`.
+pub const ACTION_ALLOW_SESSION: &str = "agp_allow_session";
+/// The session root message's Stop button (the kill switch); its value is the session id.
+pub const ACTION_STOP: &str = "agp_stop";
 
 /// Slack's limit on a section's text is 3000 characters; stay below it after escaping.
 const SECTION_CHARS: usize = 2800;
@@ -135,14 +139,26 @@ pub fn approval_blocks(
             names(votes)
         )));
     }
+    let mut buttons = vec![button("Allow", ACTION_ALLOW, &value, Some("primary"))];
+    if let Some(secs) = request.remember_secs {
+        blocks.push(json!({"type": "context", "elements": [mrkdwn(format!(
+            "_Allow for this session_: the same call (tool, directory, input, rule) is not asked \
+             again in this session for at most {}",
+            duration_text(secs)
+        ))]}));
+        buttons.push(button(
+            "Allow for this session",
+            ACTION_ALLOW_SESSION,
+            &value,
+            None,
+        ));
+    }
+    buttons.push(button("Deny", ACTION_DENY, &value, Some("danger")));
+    buttons.push(button("Details", ACTION_DETAILS, &value, None));
     blocks.push(json!({
         "type": "actions",
         "block_id": "agp_decision",
-        "elements": [
-            button("Allow", ACTION_ALLOW, &value, Some("primary")),
-            button("Deny", ACTION_DENY, &value, Some("danger")),
-            button("Details", ACTION_DETAILS, &value, None),
-        ]
+        "elements": buttons,
     }));
     Value::Array(blocks)
 }
@@ -160,6 +176,22 @@ fn button(text: &str, action_id: &str, value: &str, style: Option<&str>) -> Valu
     b
 }
 
+/// `1h30m`, `10m`, `45s`.
+fn duration_text(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
 fn names(votes: &[agp_contracts::Approver]) -> String {
     votes
         .iter()
@@ -175,6 +207,11 @@ pub fn outcome_text(outcome: &ApprovalOutcome, at_ms: u64) -> String {
         ApprovalOutcome::Granted { by } => {
             format!(":white_check_mark: *Allowed* by {} at {at}", names(by))
         }
+        ApprovalOutcome::GrantedForSession { by } => format!(
+            ":white_check_mark: *Allowed for this session* by {} at {at}: the same call is not \
+             asked again in this session, within the rule's bound",
+            names(by)
+        ),
         ApprovalOutcome::Denied { by, .. } => format!(
             ":no_entry: *Denied* by {} at {at}",
             names(std::slice::from_ref(by))
@@ -249,6 +286,9 @@ pub fn session_root_blocks(session: &str, body: &Value) -> (String, Value) {
             mrkdwn(format!("*Task:*\n{}", field(|s| s.task.clone()))),
             mrkdwn(format!("*Started by:*\n{}", field(|s| s.started_by.clone()))),
         ]},
+        {"type": "actions", "block_id": "agp_session", "elements": [
+            button("Stop session", ACTION_STOP, session, Some("danger")),
+        ]},
     ]);
     (text, blocks)
 }
@@ -320,6 +360,7 @@ mod tests {
             approvers: vec![],
             quorum: 1,
             expires_at_ms: 1_700_000_000_000,
+            remember_secs: None,
         }
     }
 

@@ -34,6 +34,10 @@ pub struct PendingRecord {
     pub message_ts: Option<String>,
     /// Distinct approvers who allowed so far.
     pub votes: Vec<Approver>,
+    /// The ids among `votes` who chose "allow for this session": the grant is for the session
+    /// only when every counted vote chose it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub for_session: Vec<String>,
     /// Set once decided (granted, denied or timed out): the nonce is then burned.
     pub outcome: Option<ApprovalOutcome>,
 }
@@ -237,11 +241,13 @@ pub(crate) mod tests {
                 approvers: vec![],
                 quorum: 2,
                 expires_at_ms: u64::MAX / 4,
+                remember_secs: None,
             },
             channel: "C1".into(),
             thread_ts: Some("1.0".into()),
             message_ts: None,
             votes: vec![],
+            for_session: vec![],
             outcome: None,
         }
     }

@@ -8,7 +8,21 @@ use crate::pending::PendingRecord;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Vote {
     Allow,
+    /// Allow, and let the daemon remember it for the session (only where the request offers
+    /// it; the caller checks).
+    AllowForSession,
     Deny,
+}
+
+impl Vote {
+    /// As journaled in `approval.vote`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Vote::Allow => "allow",
+            Vote::AllowForSession => "allow_for_session",
+            Vote::Deny => "deny",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,14 +48,25 @@ pub fn apply(record: &mut PendingRecord, approver: Approver, vote: Vote) -> Tall
             record.outcome = Some(outcome.clone());
             Tally::Decided(outcome)
         }
-        Vote::Allow => {
+        Vote::Allow | Vote::AllowForSession => {
             if record.votes.iter().any(|a| a.id == approver.id) {
                 return Tally::Duplicate;
             }
+            if vote == Vote::AllowForSession {
+                record.for_session.push(approver.id.clone());
+            }
             record.votes.push(approver);
             if record.votes.len() >= need {
-                let outcome = ApprovalOutcome::Granted {
-                    by: record.votes.clone(),
+                // For the session only if every person counted chose it.
+                let all_for_session = record
+                    .votes
+                    .iter()
+                    .all(|a| record.for_session.contains(&a.id));
+                let by = record.votes.clone();
+                let outcome = if all_for_session {
+                    ApprovalOutcome::GrantedForSession { by }
+                } else {
+                    ApprovalOutcome::Granted { by }
                 };
                 record.outcome = Some(outcome.clone());
                 Tally::Decided(outcome)
@@ -75,11 +100,13 @@ mod tests {
                 approvers: vec![],
                 quorum,
                 expires_at_ms: 0,
+                remember_secs: None,
             },
             channel: "C".into(),
             thread_ts: None,
             message_ts: Some("1".into()),
             votes: vec![],
+            for_session: Vec::new(),
             outcome: None,
         }
     }
@@ -121,6 +148,24 @@ mod tests {
             matches!(t, Tally::Decided(ApprovalOutcome::Denied { ref by, .. }) if by.id == "U3")
         );
         assert!(!r.outcome.unwrap().is_granted());
+    }
+
+    #[test]
+    fn the_grant_is_for_the_session_only_when_every_counted_vote_chose_it() {
+        let mut r = rec(2);
+        apply(&mut r, who("U1"), Vote::AllowForSession);
+        assert!(matches!(
+            apply(&mut r, who("U2"), Vote::Allow),
+            Tally::Decided(ApprovalOutcome::Granted { .. })
+        ));
+        let mut r = rec(2);
+        apply(&mut r, who("U1"), Vote::AllowForSession);
+        // The same person again, the other way: counted once, nothing changes.
+        assert_eq!(apply(&mut r, who("U1"), Vote::Allow), Tally::Duplicate);
+        match apply(&mut r, who("U2"), Vote::AllowForSession) {
+            Tally::Decided(ApprovalOutcome::GrantedForSession { by }) => assert_eq!(by.len(), 2),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -121,6 +121,7 @@ fn request(call: &str) -> ApprovalRequest {
         approvers: vec![],
         quorum: 1,
         expires_at_ms: now_ms() + 60_000,
+        remember_secs: None,
     }
 }
 
@@ -522,4 +523,34 @@ fn calls_the_terminal_user_cannot_decide_alone_are_not_put_to_them() {
     }
     let shown = pty.wait_for("call not put to you", 2);
     assert!(!shown.contains("decide:"), "nobody was asked:\n{shown}");
+}
+
+#[test]
+fn allow_for_this_session_is_a_key_only_where_the_rule_remembers() {
+    let pty = Pty::open();
+    let mut remembered = request("c1");
+    remembered.remember_secs = Some(1800);
+    let (channel, answer) = asking(&pty, remembered);
+    let shown = pty.wait_for("decide:", 1);
+    assert!(shown.contains("[s] allow for this session"), "{shown}");
+    assert!(shown.contains("at most 30m"), "{shown}");
+    pty.press(b"s");
+    let ApprovalOutcome::GrantedForSession { by } = answer.join().unwrap() else {
+        panic!("expected a grant for the session")
+    };
+    assert_eq!(by[0].via, "terminal");
+    pty.wait_for("not asked again in this session for 30m", 1);
+
+    // A rule without `remember`: the key is not offered, and pressing it decides nothing.
+    let answer = ask_in_background(&channel, request("c2"));
+    let shown = pty.wait_for("decide:", 2);
+    let second = &shown[shown.rfind("approval required").unwrap()..];
+    assert!(!second.contains("[s]"), "{second}");
+    pty.press(b"s");
+    still_waiting_then_denied(
+        &pty,
+        answer,
+        Duration::from_millis(300),
+        "`s` answered a request that offers no answer for the session",
+    );
 }

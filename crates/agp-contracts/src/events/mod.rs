@@ -18,6 +18,7 @@ mod intendant;
 mod journal;
 mod kinds;
 pub mod nullable;
+mod operate;
 mod path_text;
 mod policy;
 mod projection;
@@ -31,6 +32,7 @@ pub use intendant::*;
 pub use journal::*;
 pub use kinds::*;
 pub use policy::*;
+pub use operate::*;
 pub use projection::{Projection, ProjectionError};
 pub use sandbox::*;
 pub use session::*;
@@ -90,7 +92,10 @@ macro_rules! typed_kinds {
             IntendantVersionUntested,
             JournalCreated,
             KeyRotated,
-            JournalRecovered
+            JournalRecovered,
+            SessionStopped,
+            ApprovalRemembered,
+            ApprovalVote
         )
     };
 }

@@ -17,6 +17,10 @@ use crate::session::{SessionInfo, SessionParams};
 
 /// Longest `end_session` status kept; a longer one is recorded as `completed`.
 const MAX_STATUS_LEN: usize = 64;
+/// Longest session id or `by` a stop may name.
+const MAX_STOP_FIELD: usize = 256;
+/// Longest stop reason kept (longer ones are cut).
+const MAX_STOP_REASON: usize = 1024;
 
 /// The session a connection is bound to, as far as deciding needs it.
 pub(crate) trait BoundSession: Clone {
@@ -105,6 +109,12 @@ pub(crate) enum Work<S> {
     Result { session: S, result: ToolCallResult },
     /// End the session.
     End { session: S, status: String },
+    /// Stop a session (the kill switch); the admin token is already checked.
+    Stop {
+        session: String,
+        by: String,
+        reason: Option<String>,
+    },
 }
 
 /// What [`decide`] concluded.
@@ -131,6 +141,10 @@ pub(crate) enum Done<S> {
     Ended {
         session: S,
         result: Result<(), String>,
+    },
+    Stopped {
+        session: String,
+        result: Result<agp_contracts::StopOutcome, String>,
     },
 }
 
@@ -204,6 +218,41 @@ fn route<S: BoundSession>(
                 mode,
             }))
         }
+        (
+            ClientMessage::StopSession {
+                protocol,
+                admin_token,
+                session,
+                by,
+                reason,
+            },
+            None,
+        ) => {
+            if protocol != PROTOCOL_VERSION {
+                return refuse(
+                    ErrorCode::ProtocolVersion,
+                    format!("protocol {protocol} not supported"),
+                );
+            }
+            if sha256_hex(admin_token.as_bytes()) != admin_token_sha256 {
+                return refuse(ErrorCode::BadToken, "wrong admin token".into());
+            }
+            if session.is_empty() || session.len() > MAX_STOP_FIELD || by.len() > MAX_STOP_FIELD {
+                return refuse(
+                    ErrorCode::Malformed,
+                    format!("session and by must be 1..={MAX_STOP_FIELD} bytes"),
+                );
+            }
+            // A reason is the operator's note: kept, but bounded.
+            let reason = reason
+                .filter(|r| !r.trim().is_empty())
+                .map(|r| crate::util::truncate_utf8(&r, MAX_STOP_REASON).0.to_owned());
+            Step::Work(Work::Stop {
+                session,
+                by,
+                reason,
+            })
+        }
         (ClientMessage::ToolCallRequest(request), Some(session)) => {
             Step::Work(Work::Call { session, request })
         }
@@ -216,7 +265,12 @@ fn route<S: BoundSession>(
                 .unwrap_or_else(|| "completed".into());
             Step::Work(Work::End { session, status })
         }
-        (ClientMessage::Hello { .. } | ClientMessage::OpenSession { .. }, Some(_)) => refuse(
+        (
+            ClientMessage::Hello { .. }
+            | ClientMessage::OpenSession { .. }
+            | ClientMessage::StopSession { .. },
+            Some(_),
+        ) => refuse(
             ErrorCode::Unauthenticated,
             "connection is already bound to a session".into(),
         ),
@@ -278,6 +332,26 @@ pub(crate) fn settle<S: BoundSession>(done: Done<S>) -> Next<S> {
             result: Err(message),
             ..
         } => Next::ReplyAndClose(internal(message)),
+        Done::Stopped { session, result } => Next::ReplyAndClose(match result {
+            Ok(agp_contracts::StopOutcome::Stopped {
+                cancelled_approvals,
+            }) => ServerMessage::SessionStopped {
+                session,
+                stopped: true,
+                cancelled_approvals,
+            },
+            Ok(agp_contracts::StopOutcome::AlreadyEnded) => ServerMessage::SessionStopped {
+                session,
+                stopped: false,
+                cancelled_approvals: Vec::new(),
+            },
+            Ok(agp_contracts::StopOutcome::Unknown) => ServerMessage::Error {
+                code: ErrorCode::UnknownSession,
+                message: format!("no session {session:?} is known to this daemon"),
+                id: None,
+            },
+            Err(message) => internal(message),
+        }),
     }
 }
 
@@ -290,6 +364,7 @@ pub(crate) fn parse(frame: &[u8]) -> Result<ClientMessage, (ErrorCode, String)> 
         "tool_call_request",
         "tool_call_result",
         "end_session",
+        "stop_session",
     ];
     // Error texts never quote the frame: they are journaled, and a frame may carry secrets.
     let value: Value = serde_json::from_slice(frame).map_err(|e| {

@@ -1,25 +1,64 @@
 //! Approvals: asking the channel, remembered approvals, settling and checking the outcome.
 
 use super::*;
+use crate::store::RememberedKey;
 
 impl Mediator {
-    pub(super) fn remembered_by(&self, key: &RememberKey) -> Option<Vec<Approver>> {
-        let mut map = self
-            .remembered
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        // Expired entries go on every lookup, so the map never outgrows the live window.
-        map.retain(|_, (until, _)| *until > now);
-        map.get(key).map(|(_, by)| by.clone())
+    /// The approvers of a live "allow for this session" answer for exactly this key.
+    async fn remembered_by(&self, key: &RememberedKey) -> Option<Vec<Approver>> {
+        let k = key.clone();
+        match self.db(move |s| s.remembered_approval(&k, now_ms())).await {
+            Ok(Some(json)) => match serde_json::from_str::<Vec<Approver>>(&json) {
+                Ok(by) if !by.is_empty() => Some(by),
+                // A row that does not read is no approval: the call is asked again.
+                _ => None,
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("cannot read remembered approvals, asking again: {e}");
+                None
+            }
+        }
     }
 
-    pub(super) fn remember(&self, key: RememberKey, secs: u64, by: Vec<Approver>) {
-        let until = Instant::now() + Duration::from_secs(secs);
-        self.remembered
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, (until, by));
+    /// Keeps an "allow for this session" answer (state.db, then journaled). A failure only
+    /// costs a later prompt: the call itself was granted.
+    async fn remember(
+        &self,
+        key: RememberedKey,
+        secs: u64,
+        request: &ApprovalRequest,
+        channel: &str,
+        by: &[Approver],
+    ) {
+        let now = now_ms();
+        let expires_at_ms =
+            now.saturating_add(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+        let by_json = serde_json::to_string(by).unwrap_or_default();
+        let (k, call_id) = (key.clone(), request.call_id.clone());
+        let stored = self
+            .db(move |s| s.remember_approval(&k, &by_json, &call_id, now, expires_at_ms))
+            .await;
+        if let Err(e) = stored {
+            tracing::warn!("cannot keep the answer for this session: {e}");
+            return;
+        }
+        let body = ev::ApprovalRemembered {
+            call_id: request.call_id.clone(),
+            tool: request.tool.clone(),
+            cwd: key.cwd.clone(),
+            input_sha256: key.input_sha256.clone(),
+            rule_id: Some(key.rule_id.clone()),
+            policy_sha256: key.policy_sha256.clone(),
+            by: by.to_vec(),
+            channel: channel.to_owned(),
+            expires_at_ms,
+        };
+        if let Err(e) = self.record(Some(&key.session), &body).await {
+            // Unjournaled, it must not be used: forget it again.
+            tracing::error!("cannot journal a remembered approval, forgetting it: {e}");
+            let _ = self.db(move |s| s.forget_remembered_key(&key)).await;
+        }
     }
 
     /// Puts a `require` to the approval channel and journals how it ended. Every path that is
@@ -51,13 +90,14 @@ impl Mediator {
         if session.is_ended() {
             return denied("the session ended before approval was asked; denied".into());
         }
-        let key = RememberKey::of(call, input_sha256, verdict.rule_id.as_deref());
-        // Only a rule that allows remembering may reuse an earlier approval.
-        let may_remember = spec.remember_secs.is_some_and(|s| s > 0);
-        let remembered = if may_remember {
-            self.remembered_by(&key)
-        } else {
-            None
+        // Only a rule that allows remembering offers (and reuses) "allow for this session".
+        let remember = spec
+            .remember_secs
+            .filter(|s| *s > 0)
+            .and_then(|secs| Some((secs, remember_key(call, input_sha256, verdict)?)));
+        let remembered = match &remember {
+            Some((_, key)) => self.remembered_by(key).await,
+            None => None,
         };
         if let Some(by) = remembered {
             let granted = ev::ApprovalGranted {
@@ -91,6 +131,7 @@ impl Mediator {
             approvers: spec.approvers.clone(),
             quorum: spec.quorum.max(1),
             expires_at_ms: expires_at_ms as u64,
+            remember_secs: remember.as_ref().map(|(secs, _)| *secs),
         };
         let row = PendingRow {
             session: session.id.clone(),
@@ -151,7 +192,7 @@ impl Mediator {
             &request,
             &channel,
             outcome,
-            spec.remember_secs.filter(|s| *s > 0).map(|s| (s, key)),
+            remember,
             started.elapsed(),
         )
         .await
@@ -194,12 +235,15 @@ impl Mediator {
         request: &ApprovalRequest,
         channel: &str,
         outcome: ApprovalOutcome,
-        remember: Option<(u64, RememberKey)>,
+        remember: Option<(u64, RememberedKey)>,
         waited: Duration,
     ) -> ApprovalEnd {
         let outcome = Self::check_grant(request, outcome);
+        // "Allow for this session" counts only where the request offered it.
+        let for_session = matches!(outcome, ApprovalOutcome::GrantedForSession { .. })
+            && request.remember_secs.is_some();
         let (status, kind, body, end) = match &outcome {
-            ApprovalOutcome::Granted { by } => (
+            ApprovalOutcome::Granted { by } | ApprovalOutcome::GrantedForSession { by } => (
                 "granted",
                 ev::ApprovalGranted::KIND,
                 ev::ApprovalGranted {
@@ -294,10 +338,10 @@ impl Mediator {
                 reason: format!("agp could not journal the approval outcome ({e}); denied"),
             };
         }
-        if end.granted {
-            if let (Some((secs, key)), ApprovalOutcome::Granted { by }) = (remember, &outcome) {
-                self.remember(key, secs, by.clone());
-            }
+        if let (true, true, Some((secs, key)), Some(by)) =
+            (end.granted, for_session, remember, outcome.granted_by())
+        {
+            self.remember(key, secs, request, channel, by).await;
         }
         end
     }
@@ -308,7 +352,7 @@ impl Mediator {
         request: &ApprovalRequest,
         outcome: ApprovalOutcome,
     ) -> ApprovalOutcome {
-        let ApprovalOutcome::Granted { by } = &outcome else {
+        let Some(by) = outcome.granted_by() else {
             return outcome;
         };
         let mut ids: Vec<&str> = by.iter().map(|a| a.id.as_str()).collect();

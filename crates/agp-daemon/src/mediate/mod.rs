@@ -4,16 +4,15 @@ mod approve;
 mod execute;
 mod mode;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agp_contracts::canonical::sha256_hex;
 use agp_contracts::events::{self as ev, Event, *};
 use agp_contracts::{
     ApprovalOutcome, ApprovalRequest, ApprovalSpec, Approver, Decision, JournalError, SandboxError,
-    Tool, ToolCall, Verdict,
+    ToolCall, Verdict,
 };
 use agp_gateway::{
     ErrorCode, ExecResult, SessionMode, ToolCallRequest, ToolCallResult, VerdictMessage,
@@ -106,32 +105,29 @@ pub struct Mediator {
     pub(crate) outbox_wake: tokio::sync::Notify,
     /// One delivery pass at a time: an item is never projected twice concurrently.
     pub(crate) outbox_lock: tokio::sync::Mutex<()>,
-    /// Approvals a rule lets the daemon remember: until when, and who gave them.
-    remembered: Mutex<HashMap<RememberKey, (Instant, Vec<Approver>)>>,
+    /// Held (shared) by a control request until its answer is sent: a daemon stopping waits
+    /// for it, so the one who stopped a session is told, even when the stop ends the daemon's
+    /// run (`agp run`).
+    pub(crate) control: Arc<tokio::sync::RwLock<()>>,
 }
 
-/// What must be identical for a remembered approval to cover a later call: the same session,
-/// tool, working directory and input, judged by the same rule. The input hash alone would let
-/// an approval of one tool (or one directory) cover another with the same input.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct RememberKey {
-    session: String,
-    tool: Tool,
-    cwd: String,
-    input_sha256: String,
-    rule_id: Option<String>,
-}
-
-impl RememberKey {
-    fn of(call: &ToolCall, input_sha256: &str, rule_id: Option<&str>) -> Self {
-        Self {
-            session: call.session.clone(),
-            tool: call.tool.clone(),
-            cwd: call.cwd.to_string_lossy().into_owned(),
-            input_sha256: input_sha256.to_owned(),
-            rule_id: rule_id.map(str::to_owned),
-        }
-    }
+/// What must be identical for a remembered "allow for this session" to cover a later call: the
+/// same session, rule (as judged for the new call), tool, working directory and canonical input,
+/// under the same policy. The input hash alone would let an approval of one tool (or one
+/// directory) cover another with the same input. `None` when the call has no rule to bound it.
+pub(crate) fn remember_key(
+    call: &ToolCall,
+    input_sha256: &str,
+    verdict: &Verdict,
+) -> Option<crate::store::RememberedKey> {
+    Some(crate::store::RememberedKey {
+        session: call.session.clone(),
+        rule_id: verdict.rule_id.clone()?,
+        tool: call.tool.name().into_owned(),
+        cwd: call.cwd.to_string_lossy().into_owned(),
+        input_sha256: input_sha256.to_owned(),
+        policy_sha256: verdict.policy_sha256.clone(),
+    })
 }
 
 fn approver_names(by: &[Approver]) -> String {
@@ -156,7 +152,7 @@ impl Mediator {
             owner,
             outbox_wake: tokio::sync::Notify::new(),
             outbox_lock: tokio::sync::Mutex::new(()),
-            remembered: Mutex::new(HashMap::new()),
+            control: Arc::new(tokio::sync::RwLock::new(())),
         }
     }
 

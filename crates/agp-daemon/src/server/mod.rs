@@ -1,9 +1,12 @@
 //! The gateway server: socket setup, sessions, connections.
 
 mod sessions;
+mod stop;
 
+use sessions::cancel_pending;
 pub(crate) use sessions::{end_session, open_session};
 use sessions::{eval_ctx, heartbeat, spawn_sandbox, write_private};
+pub use stop::STOPPED;
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -14,6 +17,7 @@ use std::time::Duration;
 use agp_contracts::canonical::sha256_hex;
 use agp_contracts::events::{ApprovalDenied, SandboxPreflight, SessionEnded, SessionStarted};
 use agp_contracts::{EvalContext, JournalError, SandboxSpec};
+use agp_contracts::{StopOutcome, StopRequest};
 use agp_gateway::{ErrorCode, SessionMode};
 use serde_json::Value;
 use tokio::net::{UnixListener, UnixStream};
@@ -113,6 +117,10 @@ impl Daemon {
             random_hex(4).map_err(|e| DaemonError::Random(e.to_string()))?
         );
         let mediator = Arc::new(Mediator::new(parts, config, Arc::new(store), owner));
+        mediator
+            .parts
+            .channel
+            .attach_control(Arc::new(stop::Control(Arc::downgrade(&mediator))));
         let tasks = recovery::recover(&mediator).await?;
         Ok(Arc::new(Self {
             mediator,
@@ -172,6 +180,23 @@ impl Daemon {
         Ok(())
     }
 
+    /// Stops a session (the kill switch): see [`StopRequest`]. `AlreadyEnded` changes nothing.
+    pub async fn stop_session(&self, request: StopRequest) -> Result<StopOutcome, DaemonError> {
+        self.mediator.stop_session(request, None).await
+    }
+
+    /// Completes once someone asked to stop this live session (never for another one): the
+    /// launcher of an agent it runs itself ends the agent's process tree on it.
+    pub fn stop_requested(&self, session: &str) -> impl std::future::Future<Output = ()> + Send {
+        let state = self.mediator.sessions.by_id(session);
+        async move {
+            match state {
+                Some(s) => s.stop_requested().await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     /// Serves until `shutdown` completes; then ends live sessions and removes the socket.
     pub async fn serve(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         let Some(listener) = self
@@ -202,6 +227,8 @@ impl Daemon {
             }
         }
         drop(listener);
+        // A stop being answered is answered first (bounded: a stuck client cannot hold it).
+        let _ = tokio::time::timeout(Duration::from_secs(5), m.control.write()).await;
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(&self.admin_token_path);
         for state in m.sessions.all() {

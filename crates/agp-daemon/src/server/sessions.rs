@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Longest wait for a channel to withdraw one cancelled prompt.
+const CHANNEL_CANCEL_WAIT: Duration = Duration::from_secs(2);
+
 /// Writes a 0600 file atomically (temporary file, fsync, rename).
 pub(super) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
@@ -228,6 +231,11 @@ pub(crate) async fn end_session(
         .db(move |s| s.end_session(&id, &st, fencing, now_ms()))
         .await?;
     m.record(Some(&state.id), &integrity).await?;
+    // "Allow for this session" answers end with it.
+    let sid = state.id.clone();
+    if let Err(e) = m.db(move |s| s.forget_remembered(&sid)).await {
+        tracing::warn!("cannot forget the session's remembered approvals: {e}");
+    }
     let end = SessionEnded {
         session: state.id.clone(),
         status: status.to_owned(),
@@ -263,6 +271,23 @@ pub(crate) async fn cancel_pending(
             )
         };
         m.record(Some(session), &denied).await?;
+        // The prompt is withdrawn where the approvers see it (best effort, after the record).
+        if let Ok(request) =
+            serde_json::from_str::<agp_contracts::ApprovalRequest>(&row.request_json)
+        {
+            let shown = format!("cancelled: session {status}");
+            // Bounded: a channel that is down must not hold up the session's end.
+            let cancelled = m.parts.channel.cancel(&request, &shown);
+            if tokio::time::timeout(CHANNEL_CANCEL_WAIT, cancelled)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the approval channel did not withdraw {} in time",
+                    row.call_id
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -22,11 +22,13 @@ mod confinement;
 pub use confinement::UnconfinedSession;
 mod outbox;
 mod pending;
+mod remembered;
 mod sessions;
 #[cfg(test)]
 mod tests;
 
 pub use crate::schema::SCHEMA_VERSION;
+pub use remembered::RememberedKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -129,3 +129,52 @@ fn outbox_retries_then_dead_letters() {
     assert!(s.due_outbox(1000, 10).unwrap().is_empty());
     assert_eq!(s.outbox_counts().unwrap(), (0, 0, 1));
 }
+
+#[test]
+fn a_remembered_answer_matches_only_its_exact_key_until_it_expires() {
+    let s = store_with_session();
+    let key = RememberedKey {
+        session: "s1".into(),
+        rule_id: "r1".into(),
+        tool: "Bash".into(),
+        cwd: "/r".into(),
+        input_sha256: "ab".into(),
+        policy_sha256: "p1".into(),
+    };
+    s.remember_approval(&key, "[1]", "c1", 1000, 2000).unwrap();
+    assert_eq!(
+        s.remembered_approval(&key, 1999).unwrap().as_deref(),
+        Some("[1]")
+    );
+    let differs: [fn(&mut RememberedKey); 6] = [
+        |k| k.session = "s2".into(),
+        |k| k.rule_id = "r2".into(),
+        |k| k.tool = "Write".into(),
+        |k| k.cwd = "/r/sub".into(),
+        |k| k.input_sha256 = "cd".into(),
+        |k| k.policy_sha256 = "p2".into(),
+    ];
+    for change in differs {
+        let mut other = key.clone();
+        change(&mut other);
+        assert_eq!(
+            s.remembered_approval(&other, 1500).unwrap(),
+            None,
+            "{other:?}"
+        );
+    }
+    // At its expiry it is gone, and stays gone.
+    assert_eq!(s.remembered_approval(&key, 2000).unwrap(), None);
+    assert_eq!(s.remembered_approval(&key, 1500).unwrap(), None);
+    assert_eq!(s.count_remembered().unwrap(), 0);
+
+    s.remember_approval(&key, "[1]", "c1", 1000, 5000).unwrap();
+    let mut other = key.clone();
+    other.input_sha256 = "cd".into();
+    s.remember_approval(&other, "[2]", "c2", 1000, 5000)
+        .unwrap();
+    assert_eq!(s.forget_remembered_key(&key).unwrap(), 1);
+    assert_eq!(s.remembered_approval(&key, 1500).unwrap(), None);
+    assert!(s.remembered_approval(&other, 1500).unwrap().is_some());
+    assert_eq!(s.forget_remembered("s1").unwrap(), 1);
+}

@@ -137,7 +137,7 @@ fn quorum_is_checked_by_the_daemon_too() {
 #[test]
 fn remembered_approval_is_not_asked_again_and_is_journaled_as_remembered() {
     let f = Fixture::new(Duration::from_secs(5));
-    f.channel.grant_by(&["alice"]);
+    f.channel.grant_for_session_by(&["alice"]);
     let mut c = f.connect(SessionMode::ProxyExec);
     assert!(c
         .request_exec(&write("c1", "remember.txt"))
@@ -180,7 +180,7 @@ fn float_input_cannot_be_bound_and_is_denied() {
 #[test]
 fn a_remembered_approval_covers_only_the_same_tool_cwd_and_input() {
     let f = Fixture::new(Duration::from_millis(300));
-    f.channel.grant_by(&["alice"]);
+    f.channel.grant_for_session_by(&["alice"]);
     let mut c = f.connect(SessionMode::Gate);
     assert!(c.request(&write("c1", "remember.txt")).unwrap().is_allow());
     assert!(c.request(&write("c2", "remember.txt")).unwrap().is_allow());

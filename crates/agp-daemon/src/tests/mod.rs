@@ -4,8 +4,10 @@
 
 mod calls;
 mod gateway;
+mod remember;
 mod restart;
 mod sessions;
+mod stop;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -86,6 +88,8 @@ impl PolicyEngine for RulePolicy {
 struct QueueChannel {
     answers: Mutex<VecDeque<ApprovalOutcome>>,
     asked: AtomicUsize,
+    /// The `remember_secs` each request offered.
+    offered: Mutex<Vec<Option<u64>>>,
     projected: Mutex<Vec<String>>,
     /// Every projection fails (a channel that is down), after being counted.
     projections_fail: bool,
@@ -95,6 +99,13 @@ impl QueueChannel {
     /// Queues the next answer.
     fn answer(&self, outcome: ApprovalOutcome) {
         self.answers.lock().unwrap().push_back(outcome);
+    }
+
+    /// Queues an "allow for this session" by these people.
+    fn grant_for_session_by(&self, ids: &[&str]) {
+        self.answer(ApprovalOutcome::GrantedForSession {
+            by: ids.iter().map(|id| human(id)).collect(),
+        });
     }
 
     /// Queues a grant by these people.
@@ -118,9 +129,10 @@ impl ApprovalChannel for QueueChannel {
     }
     fn request_approval<'a>(
         &'a self,
-        _r: &'a ApprovalRequest,
+        r: &'a ApprovalRequest,
     ) -> BoxFuture<'a, Result<ApprovalOutcome, ChannelError>> {
         self.asked.fetch_add(1, Ordering::SeqCst);
+        self.offered.lock().unwrap().push(r.remember_secs);
         let next = self.answers.lock().unwrap().pop_front();
         Box::pin(async move {
             match next {

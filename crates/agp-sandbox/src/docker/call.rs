@@ -69,6 +69,12 @@ pub(super) fn exec_checked(
         && (shown_clean
             || reap::reap(&provider.engine, &session.container, &session.user, &spared).is_ok());
     if !clean {
+        // A stopped session (the kill switch killed its container) is not started again.
+        if let Some(reason) = session.broken.lock().map_err(|_| poisoned())?.clone() {
+            return Err(SandboxError::Refused(format!(
+                "the session's container is gone: {reason}"
+            )));
+        }
         if let Err(e) = restart(&provider.engine, session) {
             if let Ok(mut broken) = session.broken.lock() {
                 *broken = Some(e.to_string());

@@ -478,6 +478,17 @@ impl SandboxProvider for DockerProvider {
         remove(&self.engine, &session.container)
     }
 
+    fn interrupt(&self, session: &DockerSession) -> Result<bool, SandboxError> {
+        let poisoned = || SandboxError::Refused("session state poisoned".into());
+        // Refuses every later command, and keeps the container from being restarted.
+        *session.broken.lock().map_err(|_| poisoned())? = Some("the session was stopped".into());
+        let running = session.one_at_a_time.try_lock().is_err();
+        let c = &session.container;
+        self.engine
+            .call("POST", &format!("/containers/{c}/kill?signal=KILL"), None)?;
+        Ok(running)
+    }
+
     fn isolation(&self) -> Isolation {
         let mut runtime_caveats = Vec::new();
         if self.runtime == Runtime::Runsc {

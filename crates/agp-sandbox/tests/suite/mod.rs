@@ -6,6 +6,7 @@ mod escape_bwrap;
 mod escape_git;
 mod escape_net;
 mod git_metadata;
+mod interrupt;
 mod limits;
 mod preflight;
 mod privilege;

@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
-use agp_contracts::events::APPROVAL_REJECTED;
+use agp_contracts::events::{APPROVAL_REJECTED, APPROVAL_VOTE};
+use agp_contracts::{StopOutcome, StopRequest};
 use serde_json::Value;
 
-use super::decide::{self, decide, Click, ClickOutcome, Facts, Ignored, Rejection};
+use super::decide::{
+    self, decide, decide_stop, Click, ClickOutcome, CountedVote, Facts, Ignored, Rejection,
+};
 use super::{Inner, SlackError};
 use crate::api::{ApiError, UserInfo};
-use crate::blocks::{self, ACTION_DETAILS};
+use crate::blocks::{self, ACTION_DETAILS, ACTION_STOP};
 use crate::now_ms;
 use crate::pending::PendingRecord;
 
@@ -29,6 +32,19 @@ impl Inner {
                 return;
             }
         };
+        if click.action == ACTION_STOP {
+            let session = payload
+                .pointer("/actions/0/value")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if let Err(e) = self.on_stop(&click, &session).await {
+                tracing::error!(error = %e, "cannot process a Slack Stop click");
+                self.tell(&click, "agp could not process your click; try again")
+                    .await;
+            }
+            return;
+        }
         if let Err(e) = self.handle_click(&click).await {
             // A store failure: the click is not counted, and the clicker is told to retry.
             tracing::error!(error = %e, "cannot process a Slack click");
@@ -117,9 +133,11 @@ impl Inner {
                 record: updated,
                 have,
                 need,
+                vote,
             } => {
                 self.db.save(&updated).await?;
                 drop(lock);
+                self.journal_vote(&updated, &vote).await;
                 let blocks = blocks::approval_blocks(
                     &updated.request,
                     &updated.nonce,
@@ -141,9 +159,12 @@ impl Inner {
             ClickOutcome::Decided {
                 record: updated,
                 outcome,
+                vote,
             } => {
                 // Stored before anyone is told: the decision must survive a crash right here.
                 self.db.save(&updated).await?;
+                // The deciding vote is on record before the daemon journals the outcome.
+                self.journal_vote(&updated, &vote).await;
                 let waiter = self
                     .waiters
                     .lock()
@@ -198,6 +219,103 @@ impl Inner {
             Some(g) => Ok(self.api.usergroup_members(g).await?.contains(&user.id)),
             None => Ok(false),
         }
+    }
+
+    /// Journals one counted vote (`approval.vote`) as it arrives. Best effort: the vote is
+    /// stored, and the outcome it leads to is journaled by the daemon either way.
+    async fn journal_vote(&self, record: &PendingRecord, vote: &CountedVote) {
+        let Some(j) = &self.journal else { return };
+        let (j, session, body) = (
+            j.clone(),
+            record.request.session.clone(),
+            vote.journal_body(record),
+        );
+        let appended =
+            tokio::task::spawn_blocking(move || j.append(APPROVAL_VOTE, Some(&session), body))
+                .await;
+        if !matches!(appended, Ok(Ok(_))) {
+            tracing::error!("cannot journal a Slack vote");
+        }
+    }
+
+    /// The Stop button of a session's root message: a configured approver stops the session
+    /// through the daemon; anyone else is refused and journaled as for approvals.
+    async fn on_stop(&self, click: &Click, session: &str) -> Result<(), SlackError> {
+        let user = match self.api.users_info(&click.user_id).await {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::warn!(error = %e, "users.info failed for a Stop clicker");
+                None
+            }
+        };
+        let configured = match &user {
+            Some(u) => self.configured_approver(u).await.ok(),
+            None => None,
+        };
+        let root = if session.is_empty() {
+            None
+        } else {
+            self.db.session_root(session).await?
+        };
+        let decided = decide_stop(
+            click,
+            user.as_ref(),
+            configured,
+            root.as_deref(),
+            &self.cfg.channel,
+            &self.bot_user,
+        );
+        let by = match decided {
+            Ok(by) => by,
+            Err(reason) => {
+                let rejection = Rejection {
+                    reason,
+                    user_id: click.user_id.clone(),
+                    user_name: user.map(|u| u.name),
+                    action: click.action.clone(),
+                    session: root.is_some().then(|| session.to_owned()),
+                    call_id: None,
+                    input_sha256: None,
+                };
+                self.reject(click, rejection).await;
+                return Ok(());
+            }
+        };
+        let control = self.control.get().cloned();
+        let Some(control) = control else {
+            self.tell(
+                click,
+                "agp cannot stop sessions from Slack here (no daemon attached)",
+            )
+            .await;
+            return Ok(());
+        };
+        let who = by.name.clone();
+        let request = StopRequest {
+            session: session.to_owned(),
+            by,
+            reason: Some(format!("Stop pressed in Slack by {who}")),
+        };
+        let told = match control.stop_session(request).await {
+            Ok(StopOutcome::Stopped {
+                cancelled_approvals,
+            }) => format!(
+                ":octagonal_sign: Session `{}` stopped; {} pending approval(s) cancelled.",
+                blocks::escape(session),
+                cancelled_approvals.len()
+            ),
+            Ok(StopOutcome::AlreadyEnded) => format!(
+                "Session `{}` had already ended; nothing changed.",
+                blocks::escape(session)
+            ),
+            Ok(StopOutcome::Unknown) => format!(
+                "Session `{}` is not known to this agp daemon.",
+                blocks::escape(session)
+            ),
+            Err(e) => format!("agp could not stop the session: {}", blocks::escape(&e)),
+        };
+        self.tell(click, &told).await;
+        Ok(())
     }
 
     /// Journals a refused click (`approval.rejected`) and tells the clicker why.

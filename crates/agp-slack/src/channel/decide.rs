@@ -11,7 +11,9 @@ use serde_json::Value;
 
 use super::NAME;
 use crate::api::UserInfo;
-use crate::blocks::{ButtonValue, ACTION_ALLOW, ACTION_DENY, ACTION_DETAILS};
+use crate::blocks::{
+    ButtonValue, ACTION_ALLOW, ACTION_ALLOW_SESSION, ACTION_DENY, ACTION_DETAILS, ACTION_STOP,
+};
 use crate::pending::PendingRecord;
 use crate::votes::{self, Tally, Vote};
 
@@ -34,6 +36,8 @@ pub enum RejectReason {
     LookupFailed,
     /// The clicker's approval was already counted.
     DuplicateVote,
+    /// "Allow for this session" on a request whose rule remembers nothing (a forged button).
+    NotOffered,
 }
 
 impl RejectReason {
@@ -47,6 +51,7 @@ impl RejectReason {
             RejectReason::Bot => "bot",
             RejectReason::LookupFailed => "approver_lookup_failed",
             RejectReason::DuplicateVote => "duplicate_vote",
+            RejectReason::NotOffered => "not_offered",
         }
     }
 
@@ -60,6 +65,7 @@ impl RejectReason {
             RejectReason::Bot => "bots cannot decide approvals",
             RejectReason::LookupFailed => "agp could not check who you are; try again",
             RejectReason::DuplicateVote => "your approval is already counted",
+            RejectReason::NotOffered => "this call cannot be allowed for the whole session",
         }
     }
 }
@@ -165,7 +171,15 @@ pub(super) fn interaction(payload: &Value) -> Result<Click, Ignored> {
         return Err(Ignored::NotBlockActions);
     }
     let click = Click::parse(payload).ok_or(Ignored::Malformed)?;
-    if ![ACTION_ALLOW, ACTION_DENY, ACTION_DETAILS].contains(&click.action.as_str()) {
+    if ![
+        ACTION_ALLOW,
+        ACTION_ALLOW_SESSION,
+        ACTION_DENY,
+        ACTION_DETAILS,
+        ACTION_STOP,
+    ]
+    .contains(&click.action.as_str())
+    {
         return Err(Ignored::ForeignAction(click.action));
     }
     Ok(click)
@@ -203,12 +217,37 @@ pub(super) enum ClickOutcome {
         record: Box<PendingRecord>,
         have: usize,
         need: usize,
+        vote: Box<CountedVote>,
     },
     /// Granted or denied: store the record before anyone is told.
     Decided {
         record: Box<PendingRecord>,
         outcome: ApprovalOutcome,
+        vote: Box<CountedVote>,
     },
+}
+
+/// A vote that counted, journaled as `approval.vote` as it arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CountedVote {
+    pub(super) by: Approver,
+    pub(super) vote: Vote,
+}
+
+impl CountedVote {
+    pub(super) fn journal_body(&self, record: &PendingRecord) -> Value {
+        let allows = record.votes.len() as u32;
+        agp_contracts::events::ApprovalVote {
+            call_id: record.request.call_id.clone(),
+            input_sha256: record.request.input_sha256.clone(),
+            by: self.by.clone(),
+            vote: self.vote.as_str().to_owned(),
+            channel: NAME.to_owned(),
+            have: allows,
+            need: record.request.quorum.max(1),
+        }
+        .to_body()
+    }
 }
 
 /// Decides one click. The order of the checks matters only for the reason reported.
@@ -243,23 +282,63 @@ pub(super) fn decide(f: &Facts<'_>) -> ClickOutcome {
         name: user.name.clone(),
         via: via::SLACK.into(),
     };
-    let vote = if f.click.action == ACTION_ALLOW {
-        Vote::Allow
-    } else {
-        Vote::Deny
+    let vote = match f.click.action.as_str() {
+        ACTION_ALLOW => Vote::Allow,
+        ACTION_ALLOW_SESSION if record.request.remember_secs.is_some() => Vote::AllowForSession,
+        ACTION_ALLOW_SESSION => return reject(RejectReason::NotOffered),
+        _ => Vote::Deny,
     };
     let mut updated = record.clone();
+    let counted = Box::new(CountedVote {
+        by: approver.clone(),
+        vote,
+    });
     match votes::apply(&mut updated, approver, vote) {
         Tally::Duplicate => reject(RejectReason::DuplicateVote),
         Tally::Counted { have, need } => ClickOutcome::Counted {
             record: Box::new(updated),
             have,
             need,
+            vote: counted,
         },
         Tally::Decided(outcome) => ClickOutcome::Decided {
             record: Box::new(updated),
             outcome,
+            vote: counted,
         },
+    }
+}
+
+/// Who may press a session's Stop button: a configured approver (listed, or in the approver
+/// group), a person, clicking on that session's own root message. `root_ts` is the stored
+/// root message of the session the button names (`None`: a session agp never posted).
+pub(super) fn decide_stop(
+    click: &Click,
+    user: Option<&UserInfo>,
+    configured: Option<bool>,
+    root_ts: Option<&str>,
+    channel: &str,
+    bot_user: &str,
+) -> Result<Approver, RejectReason> {
+    let user = user.ok_or(RejectReason::LookupFailed)?;
+    let root_ts = root_ts.ok_or(RejectReason::UnknownNonce)?;
+    if root_ts != click.message_ts || channel != click.channel_id {
+        return Err(RejectReason::Mismatch);
+    }
+    if user.id != click.user_id {
+        return Err(RejectReason::LookupFailed);
+    }
+    if user.is_bot || user.deleted || user.id == bot_user {
+        return Err(RejectReason::Bot);
+    }
+    match configured {
+        Some(true) => Ok(Approver {
+            id: user.id.clone(),
+            name: user.name.clone(),
+            via: via::SLACK.into(),
+        }),
+        Some(false) => Err(RejectReason::NotApprover),
+        None => Err(RejectReason::LookupFailed),
     }
 }
 

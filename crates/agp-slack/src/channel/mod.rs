@@ -8,6 +8,7 @@ use std::time::Duration;
 use agp_contracts::events::Projection;
 use agp_contracts::{
     ApprovalChannel, ApprovalOutcome, ApprovalRequest, BoxFuture, ChannelError, Journal,
+    SessionControl,
 };
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
@@ -99,6 +100,7 @@ impl SlackChannelBuilder {
             posted: tokio::sync::Notify::new(),
             post_retry: self.post_retry,
             bot_user: auth.user_id,
+            control: std::sync::OnceLock::new(),
         });
         // Approvals a previous process posted: re-attached if the daemon asks again, and in
         // any case timed out (message updated) at their expiry.
@@ -186,6 +188,8 @@ struct Inner {
     posted: tokio::sync::Notify,
     post_retry: Duration,
     bot_user: String,
+    /// The daemon's session controls (the Stop button), once it runs.
+    control: std::sync::OnceLock<Arc<dyn SessionControl>>,
 }
 
 impl EnvelopeHandler for Inner {
@@ -212,5 +216,17 @@ impl ApprovalChannel for SlackChannel {
         event: &'a Projection,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move { Ok(self.inner.project(session, event).await?) })
+    }
+
+    fn cancel<'a>(&'a self, request: &'a ApprovalRequest, reason: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.inner.cancel(request, reason).await {
+                tracing::warn!(error = %e, "cannot withdraw a Slack approval");
+            }
+        })
+    }
+
+    fn attach_control(&self, control: Arc<dyn SessionControl>) {
+        let _ = self.inner.control.set(control);
     }
 }

@@ -86,6 +86,7 @@ impl Inner {
                     thread_ts: None,
                     message_ts: None,
                     votes: Vec::new(),
+                    for_session: Vec::new(),
                     outcome: None,
                 };
                 self.db.save(&r).await?;
@@ -234,6 +235,45 @@ impl Inner {
         };
         self.show_outcome(&record, &ApprovalOutcome::Timeout).await;
         Ok(ApprovalOutcome::Timeout)
+    }
+
+    /// The daemon settled this call without a click (its session was stopped or ended): the
+    /// record is decided as not decided (`reason`), so a later click is refused as replayed,
+    /// and the message loses its buttons and says `reason`.
+    pub(super) async fn cancel(
+        &self,
+        request: &ApprovalRequest,
+        reason: &str,
+    ) -> Result<(), SlackError> {
+        let outcome = ApprovalOutcome::Unavailable {
+            reason: reason.to_owned(),
+        };
+        let record = {
+            let _lock = self.decide.lock().await;
+            let Some(mut r) = self
+                .db
+                .load_for_call(&request.session, &request.call_id, &request.input_sha256)
+                .await?
+            else {
+                return Ok(());
+            };
+            if r.outcome.is_some() {
+                return Ok(());
+            }
+            r.outcome = Some(outcome.clone());
+            self.db.save(&r).await?;
+            let waiter = self
+                .waiters
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&r.nonce);
+            if let Some(tx) = waiter {
+                let _ = tx.send(outcome.clone());
+            }
+            r
+        };
+        self.show_outcome(&record, &outcome).await;
+        Ok(())
     }
 
     /// Replaces the buttons with the outcome. Best effort: the decision is already stored.

@@ -25,6 +25,7 @@ fn request() -> ApprovalRequest {
         approvers: vec!["UALICE".into(), "UBOB".into()],
         quorum: 2,
         expires_at_ms: AT_MS + 600_000,
+        remember_secs: None,
     }
 }
 
@@ -39,6 +40,19 @@ fn alice() -> Approver {
 #[test]
 fn approval_message() {
     insta::assert_json_snapshot!(approval_blocks(&request(), "nonce-1", 400, &[]));
+}
+
+#[test]
+fn approval_message_offering_allow_for_this_session() {
+    let mut r = request();
+    r.remember_secs = Some(1800);
+    insta::assert_json_snapshot!(approval_blocks(&r, "nonce-1", 400, &[]));
+    let granted = ApprovalOutcome::GrantedForSession { by: vec![alice()] };
+    insta::assert_json_snapshot!(decided_blocks(&r, &granted, AT_MS, 400));
+    let cancelled = ApprovalOutcome::Unavailable {
+        reason: "cancelled: session stopped".into(),
+    };
+    insta::assert_json_snapshot!(decided_blocks(&r, &cancelled, AT_MS, 400));
 }
 
 #[test]

@@ -31,12 +31,20 @@ match = ["Bash(mkdir *)"]
 approvers = ["UALICE", "UBOB"]
 quorum = 2
 reason = "creating directories needs two humans"
+
+[[rule]]
+id = "touch-remembered"
+effect = "require"
+match = ["Bash(touch *)"]
+approvers = ["UALICE", "UBOB"]
+remember = "30m"
+reason = "touching files needs a human, who may allow it for the session"
 "#;
 
-const WAIT: Duration = Duration::from_secs(20);
+pub(super) const WAIT: Duration = Duration::from_secs(20);
 
 /// Keeps what the daemon journals; refuses non-canonical bodies as the real journal does.
-use agp_testkit::MemJournal as Recorder;
+pub(super) use agp_testkit::MemJournal as Recorder;
 
 /// agp's redaction, as the daemon binary wires it.
 struct PolicyRedactor;
@@ -131,7 +139,7 @@ async fn a_require_verdict_is_approved_in_slack_by_the_people_the_policy_names()
 }
 
 /// The session both tests open: Claude Code making a build directory in `repo`.
-fn session_params(repo: PathBuf) -> SessionParams {
+pub(super) fn session_params(repo: PathBuf) -> SessionParams {
     SessionParams {
         intendant: "claude-code".into(),
         repo,
@@ -164,7 +172,7 @@ fn hook_asks_mkdir(
 }
 
 /// Waits until `user` was told something containing `text`.
-async fn expect_ephemeral(slack: &FakeSlack, user: &str, text: &str) {
+pub(super) async fn expect_ephemeral(slack: &FakeSlack, user: &str, text: &str) {
     assert!(
         slack.wait_ephemeral(user, text, WAIT).await.is_some(),
         "{user} was never told {text:?}"
@@ -172,7 +180,7 @@ async fn expect_ephemeral(slack: &FakeSlack, user: &str, text: &str) {
 }
 
 /// A repository and a daemon configuration in a fresh tempdir (kept alive by the caller).
-fn daemon_dirs() -> (tempfile::TempDir, PathBuf, DaemonConfig) {
+pub(super) fn daemon_dirs() -> (tempfile::TempDir, PathBuf, DaemonConfig) {
     let dir = tempfile::tempdir().unwrap();
     let repo: PathBuf = dir.path().join("repo");
     std::fs::create_dir(&repo).unwrap();
@@ -182,7 +190,7 @@ fn daemon_dirs() -> (tempfile::TempDir, PathBuf, DaemonConfig) {
     (dir, repo, config)
 }
 
-fn slack_config(slack: &FakeSlack) -> SlackConfig {
+pub(super) fn slack_config(slack: &FakeSlack) -> SlackConfig {
     let mut cfg = SlackConfig::new(
         Secret::new(fake::BOT_TOKEN),
         Secret::new(fake::APP_TOKEN),
@@ -194,7 +202,7 @@ fn slack_config(slack: &FakeSlack) -> SlackConfig {
 }
 
 /// A daemon with the Slack channel, sharing one state.db; must run inside a tokio runtime.
-async fn daemon_with_slack(
+pub(super) async fn daemon_with_slack(
     config: &DaemonConfig,
     slack: SlackConfig,
     journal: Arc<Recorder>,

@@ -1,4 +1,5 @@
 mod blocks_snapshots;
+mod daemon_controls;
 mod daemon_loop;
 mod secrets;
 mod slack;

@@ -79,6 +79,7 @@ async fn no_token_in_logs_or_journal() {
         approvers: vec![],
         quorum: 1,
         expires_at_ms: 4_000_000_000_000,
+        remember_secs: None,
     };
     let c2 = ch.clone();
     let h = tokio::spawn(async move { c2.request_approval(&req).await.unwrap() });

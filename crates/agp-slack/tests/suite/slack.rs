@@ -175,6 +175,7 @@ fn request(call: &str, quorum: u32, expires_in: Duration) -> ApprovalRequest {
         approvers: vec![],
         quorum,
         expires_at_ms: now_ms() + expires_in.as_millis() as u64,
+        remember_secs: None,
     }
 }
 

@@ -58,6 +58,12 @@ impl LocalDaemon {
         self.daemon.socket_path()
     }
 
+    /// Completes once someone stopped the session (`agp sessions stop`, a Stop button): the
+    /// caller ends the agent's process tree.
+    pub fn stop_requested(&self, session: &str) -> impl Future<Output = ()> + Send {
+        self.daemon.stop_requested(session)
+    }
+
     /// Ends the session; a failure is reported on stderr (the run's own outcome still counts).
     pub async fn end_session(&self, session: &str, status: &str) {
         if let Err(e) = self.daemon.end_session(session, status).await {

@@ -241,6 +241,15 @@ fn run_in_process(
                 crate::cmd::interrupt::report(&home.agp(), signal, &id);
                 (INTERRUPTED, None)
             }
+            // The kill switch: the daemon has ended the session already (its running command
+            // killed, its approvals cancelled); the intendant is left to its refused call.
+            () = daemon.stop_requested(&id) => {
+                eprintln!(
+                    "agp: session {id} was stopped; timeline: `{} sessions show {id}`",
+                    home.agp()
+                );
+                (agp_daemon::STOPPED, None)
+            }
             joined = driven => {
                 let report = joined.context("the intendant thread failed")?;
                 // Ends the session even when the intendant's connection broke.
@@ -253,7 +262,7 @@ fn run_in_process(
         };
         daemon.end_session(&id, status).await;
         daemon.stop().await;
-        anyhow::Ok((id, report))
+        anyhow::Ok((id, report, status))
     });
     // Bounded: an intendant thread still blocked on an interrupted call must not hold the exit.
     rt.shutdown_timeout(Duration::from_secs(2));
@@ -261,9 +270,9 @@ fn run_in_process(
     // goes; by now the daemon and its parts are gone.
     drop(assembly.policy_watch);
     drop(assembly.journal);
-    let (session, report) = outcome?;
+    let (session, report, status) = outcome?;
     let Some(report) = report else {
-        let mut summary = base_summary(&session, &repo, INTERRUPTED);
+        let mut summary = base_summary(&session, &repo, status);
         summary["journal"] = verify(&journal_dir, &verifier, Out { json: true });
         return Ok(Ran {
             exit: Exit::CannotRun,

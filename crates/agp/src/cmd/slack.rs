@@ -122,6 +122,7 @@ async fn test(cfg: SlackConfig, wait: Duration, json: bool) -> Result<Exit> {
         approvers: Vec::new(),
         quorum: 1,
         expires_at_ms: now_ms + wait.as_millis() as u64,
+        remember_secs: None,
     };
     let posted = format!(
         "posted a test approval to {channel_id}; waiting up to {} s for a click",
@@ -136,7 +137,7 @@ async fn test(cfg: SlackConfig, wait: Duration, json: bool) -> Result<Exit> {
     if json {
         let approver = |a: &agp_contracts::Approver| json!({"id": a.id, "name": a.name});
         let (ok, out) = match &outcome {
-            ApprovalOutcome::Granted { by } => (
+            ApprovalOutcome::Granted { by } | ApprovalOutcome::GrantedForSession { by } => (
                 true,
                 json!({"outcome": "allowed", "by": by.iter().map(approver).collect::<Vec<_>>()}),
             ),
@@ -157,7 +158,7 @@ async fn test(cfg: SlackConfig, wait: Duration, json: bool) -> Result<Exit> {
     }
     let who = |a: &agp_contracts::Approver| format!("{} ({})", a.name, a.id);
     Ok(match outcome {
-        ApprovalOutcome::Granted { by } => {
+        ApprovalOutcome::Granted { by } | ApprovalOutcome::GrantedForSession { by } => {
             let names: Vec<_> = by.iter().map(who).collect();
             println!("✓ allowed by {}", names.join(", "));
             Exit::Ok

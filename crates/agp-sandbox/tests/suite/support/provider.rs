@@ -289,6 +289,14 @@ impl Sandbox {
         }
     }
 
+    /// The kill switch (`SandboxProvider::interrupt`): `true` when a command was running.
+    pub fn interrupt(&self) -> Result<bool, SandboxError> {
+        match &self.inner {
+            Inner::Bwrap(p, s) => p.interrupt(s),
+            Inner::Docker(p, s) => p.interrupt(s),
+        }
+    }
+
     /// The bubblewrap session, for the cases that ask it about its cgroups.
     pub fn bwrap(&self) -> Option<&BubblewrapSession> {
         match &self.inner {

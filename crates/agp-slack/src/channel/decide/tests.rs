@@ -374,7 +374,10 @@ fn a_counted_vote_stores_the_voter_and_a_decision_burns_the_nonce() {
 
     let mut case = Case::allow();
     case.click.action = ACTION_DENY.into();
-    let ClickOutcome::Decided { record, outcome } = case.decide() else {
+    let ClickOutcome::Decided {
+        record, outcome, ..
+    } = case.decide()
+    else {
         panic!("expected a decision")
     };
     assert_eq!(record.outcome, Some(outcome.clone()));
@@ -468,5 +471,55 @@ fn only_agps_buttons_on_block_actions_are_clicks() {
             c.thread_ts.as_deref()
         ),
         ("C7", "5.0", Some("4.0"))
+    );
+}
+
+#[test]
+fn the_stop_button_is_for_configured_people_on_the_sessions_own_message() {
+    let c = click(ACTION_STOP);
+    let alice = UserInfo {
+        id: "U1".into(),
+        ..person("U1")
+    };
+    let stop = |user: Option<&UserInfo>, configured, root: Option<&str>| {
+        decide_stop(&c, user, configured, root, "C1", BOT)
+    };
+    assert_eq!(
+        stop(Some(&alice), Some(true), Some("2.0")).unwrap().id,
+        "U1"
+    );
+    assert_eq!(
+        stop(Some(&alice), Some(false), Some("2.0")),
+        Err(RejectReason::NotApprover)
+    );
+    assert_eq!(
+        stop(Some(&alice), None, Some("2.0")),
+        Err(RejectReason::LookupFailed)
+    );
+    assert_eq!(
+        stop(None, Some(true), Some("2.0")),
+        Err(RejectReason::LookupFailed)
+    );
+    // The button names a session agp never posted, or another session's message.
+    assert_eq!(
+        stop(Some(&alice), Some(true), None),
+        Err(RejectReason::UnknownNonce)
+    );
+    assert_eq!(
+        stop(Some(&alice), Some(true), Some("9.9")),
+        Err(RejectReason::Mismatch)
+    );
+    let robot = UserInfo {
+        is_bot: true,
+        ..alice.clone()
+    };
+    assert_eq!(
+        stop(Some(&robot), Some(true), Some("2.0")),
+        Err(RejectReason::Bot)
+    );
+    let someone_else = person("U2");
+    assert_eq!(
+        stop(Some(&someone_else), Some(true), Some("2.0")),
+        Err(RejectReason::LookupFailed)
     );
 }

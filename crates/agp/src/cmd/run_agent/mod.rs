@@ -42,6 +42,8 @@ use setup::{adapter, check_login, policy_domains};
 
 /// How much longer than the approval timeout the hook waits for a verdict.
 const HOOK_MARGIN_SECS: u64 = 30;
+/// How long a stopped agent has to exit on SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Longest the Codex hook proof may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -281,13 +283,26 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
             )
         });
         let mut caught = None;
+        let stop = daemon.stop_requested(&session.id);
+        tokio::pin!(stop);
+        let mut stopped = false;
         // The launcher cleans up (sandbox, egress proxy) once the agent is gone, so it is always
-        // awaited; a signal only kills the agent, a second one without mercy.
+        // awaited; a signal only kills the agent, a second one without mercy. A stop (the kill
+        // switch) kills it too, and without mercy if it has not gone after STOP_GRACE.
         let launched = loop {
             tokio::select! {
                 joined = &mut launching => break joined
                     .map_err(|e| anyhow!("the launcher thread failed: {e}"))
                     .and_then(|r| r),
+                () = &mut stop, if !stopped => {
+                    stopped = true;
+                    process.interrupt(rustix::process::Signal::TERM);
+                    let process = process.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(STOP_GRACE).await;
+                        process.interrupt(rustix::process::Signal::KILL);
+                    });
+                }
                 signal = interrupts.recv() => {
                     let kill = if caught.is_some() {
                         rustix::process::Signal::KILL
@@ -300,13 +315,14 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
             }
         };
         let status = match (&launched, caught.is_some() || process.interrupted()) {
+            _ if stopped => agp_daemon::STOPPED,
             (_, true) => INTERRUPTED,
             (Ok(0), false) => "completed",
             _ => "failed",
         };
         daemon.end_session(&session.id, status).await;
         daemon.stop().await;
-        anyhow::Ok((session.id, launched, caught))
+        anyhow::Ok((session.id, launched, caught, stopped))
     });
     drop(rt);
     drop(journal);
@@ -314,7 +330,22 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
     drop(assembly.journal);
     // `scratch` (the session's temporary folder) is removed when it drops, on every path.
     drop(scratch);
-    let (session, launched, caught) = outcome?;
+    let (session, launched, caught, stopped) = outcome?;
+    if stopped {
+        // Someone stopped the session: the run did not reach its end (exit 2), said once.
+        let _ = launched;
+        eprintln!(
+            "agp: session {session} was stopped; its agent was ended and \
+             its pending approvals cancelled; timeline: `{agp} sessions show {session}`",
+            agp = home.agp()
+        );
+        if args.json {
+            let summary = json!({"session": session, "intendant": agent.name(),
+                                 "repo": repo, "status": agp_daemon::STOPPED, "exit_code": null});
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+        return Ok(Exit::CannotRun);
+    }
     if let Some(signal) = caught {
         crate::cmd::interrupt::report(&home.agp(), signal, &session);
         if args.json {

@@ -2,10 +2,10 @@
 //! `agp_contracts::events` (the types the writers use), never by guessing member names.
 
 use agp_contracts::events::{
-    ApprovalDenied, ApprovalGranted, ApprovalRequested, ApprovalTimeout, EgressAllowed,
-    EgressDenied, Event, GatewayRejected, PolicyDecided, SandboxPreflight, SessionEnded,
-    SessionIntegrity, SessionReaped, SessionStarted, ToolCallRequested, ToolCallResult,
-    ToolCallResultMismatch,
+    ApprovalDenied, ApprovalGranted, ApprovalRemembered, ApprovalRequested, ApprovalTimeout,
+    ApprovalVote, EgressAllowed, EgressDenied, Event, GatewayRejected, PolicyDecided,
+    SandboxPreflight, SessionEnded, SessionIntegrity, SessionReaped, SessionStarted,
+    SessionStopped, ToolCallRequested, ToolCallResult, ToolCallResultMismatch,
 };
 use serde_json::Value;
 
@@ -55,6 +55,36 @@ fn line(kind: &str, body: &Value) -> Line {
             )
         }),
         SessionEnded::KIND => read(body, |e: SessionEnded| e.status),
+        SessionStopped::KIND => read(body, |e: SessionStopped| {
+            let ended = if e.ended.is_empty() {
+                "nothing was running".to_owned()
+            } else {
+                format!("ended: {}", e.ended.join(", "))
+            };
+            format!(
+                "by {} via {}{}; {ended}; {} approval(s) cancelled",
+                e.by.name,
+                e.by.via,
+                e.reason.map(|r| format!(" ({r})")).unwrap_or_default(),
+                e.cancelled_approvals.len()
+            )
+        }),
+        ApprovalVote::KIND => read(body, |e: ApprovalVote| {
+            format!(
+                "{} {} by {} ({} of {})",
+                e.call_id, e.vote, e.by.id, e.have, e.need
+            )
+        }),
+        ApprovalRemembered::KIND => read(body, |e: ApprovalRemembered| {
+            let by: Vec<&str> = e.by.iter().map(|a| a.id.as_str()).collect();
+            format!(
+                "{} allowed for this session by {} (rule {}, until {})",
+                e.call_id,
+                by.join(", "),
+                e.rule_id.as_deref().unwrap_or("none"),
+                super::fmt_ms(e.expires_at_ms)
+            )
+        }),
         SessionReaped::KIND => read(body, |e: SessionReaped| match (e.status, e.reason) {
             (None, _) => "lease expired".to_owned(),
             (Some(status), None) => status,
@@ -416,6 +446,55 @@ mod tests {
         for (kind, body, want) in cases {
             assert_eq!(describe(kind, &body), want, "{kind} {body}");
         }
+    }
+
+    #[test]
+    fn stops_votes_and_answers_for_the_session_are_described() {
+        let alice = Approver {
+            id: "U1".into(),
+            name: "alice".into(),
+            via: "slack".into(),
+        };
+        let stopped = SessionStopped {
+            session: "s".into(),
+            by: alice.clone(),
+            reason: Some("runaway".into()),
+            ended: vec!["agent".into()],
+            cancelled_approvals: vec!["c1".into()],
+            peer: None,
+        };
+        assert_eq!(
+            describe(SessionStopped::KIND, &stopped.to_body()),
+            "by alice via slack (runaway); ended: agent; 1 approval(s) cancelled"
+        );
+        let vote = ApprovalVote {
+            call_id: "c1".into(),
+            input_sha256: "ab".into(),
+            by: alice.clone(),
+            vote: "allow".into(),
+            channel: "slack".into(),
+            have: 1,
+            need: 2,
+        };
+        assert_eq!(
+            describe(ApprovalVote::KIND, &vote.to_body()),
+            "c1 allow by U1 (1 of 2)"
+        );
+        let remembered = ApprovalRemembered {
+            call_id: "c1".into(),
+            tool: Tool::Bash,
+            cwd: "/r".into(),
+            input_sha256: "ab".into(),
+            rule_id: Some("r1".into()),
+            policy_sha256: "cd".into(),
+            by: vec![alice],
+            channel: "slack".into(),
+            expires_at_ms: 0,
+        };
+        assert_eq!(
+            describe(ApprovalRemembered::KIND, &remembered.to_body()),
+            "c1 allowed for this session by U1 (rule r1, until 1970-01-01 00:00:00Z)"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::home::Home;
 
 mod describe;
 mod flags;
+mod stop;
 
 use describe::describe;
 pub use flags::flagged;
@@ -33,6 +34,16 @@ pub enum SessionsCommand {
         /// Session id (as listed by `agp sessions`).
         id: String,
     },
+    /// Stop a running session (the kill switch): its agent or running command is ended, its
+    /// pending approvals cancelled, the session ended as `stopped`, all journaled with who
+    /// stopped it. Exit 1 when it had already ended (nothing is changed).
+    Stop {
+        /// Session id (as listed by `agp sessions`).
+        id: String,
+        /// Why, journaled with the stop.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 pub fn run(home: &Home, args: SessionsArgs) -> Result<Exit> {
@@ -40,6 +51,9 @@ pub fn run(home: &Home, args: SessionsArgs) -> Result<Exit> {
     match args.command {
         None => list(home, args.json),
         Some(SessionsCommand::Show { id }) => show(home, &id, args.json),
+        Some(SessionsCommand::Stop { id, reason }) => {
+            stop::stop(home, &id, reason.as_deref(), args.json)
+        }
     }
 }
 
