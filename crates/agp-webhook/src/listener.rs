@@ -6,7 +6,8 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agp_contracts::events::{ApprovalRejected, ClickUser, Event, APPROVAL_REJECTED};
+use agp_contracts::events::{ApprovalRejected, ApprovalVote, ClickUser, Event, APPROVAL_REJECTED};
+use agp_contracts::{ApprovalOutcome, Approver};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
@@ -219,6 +220,9 @@ impl Inner {
             }
             (verdict, session)
         };
+        if let Some(vote) = counted_vote(&verdict) {
+            self.journal_vote(vote, session.as_deref()).await;
+        }
         match verdict {
             Verdict::Refuse(r) => {
                 self.journal_refusal(r, true, session.as_deref(), &claimed)
@@ -252,6 +256,25 @@ impl Inner {
                     need: None,
                 },
             ),
+        }
+    }
+
+    /// Journals a vote that counted (`approval.vote`) as it arrives, before the outcome it may
+    /// complete, as the Slack channel does.
+    async fn journal_vote(&self, vote: ApprovalVote, session: Option<&str>) {
+        let Some(j) = self.journal.clone() else {
+            return;
+        };
+        let body = vote.to_body();
+        let session = session.map(str::to_owned);
+        let appended = tokio::task::spawn_blocking(move || {
+            j.append(ApprovalVote::KIND, session.as_deref(), body)
+        })
+        .await;
+        match appended {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot journal a webhook vote"),
+            Err(e) => tracing::error!(error = %e, "cannot journal a webhook vote"),
         }
     }
 
@@ -295,4 +318,30 @@ impl Inner {
             Err(e) => tracing::error!(error = %e, "cannot journal a refused webhook decision"),
         }
     }
+}
+
+/// The vote an accepted decision cast: an allow counted (deciding or not) or a deny.
+fn counted_vote(verdict: &Verdict) -> Option<ApprovalVote> {
+    let (record, by, vote): (&crate::decide::Record, &Approver, &str) = match verdict {
+        Verdict::Refuse(_) => return None,
+        Verdict::Counted { record, .. }
+        | Verdict::Decided {
+            record,
+            outcome: ApprovalOutcome::Granted { .. },
+        } => (record, record.votes.last()?, "allow"),
+        Verdict::Decided {
+            record,
+            outcome: ApprovalOutcome::Denied { by, .. },
+        } => (record, by, "deny"),
+        Verdict::Decided { .. } => return None,
+    };
+    Some(ApprovalVote {
+        call_id: record.request.call_id.clone(),
+        input_sha256: record.request.input_sha256.clone(),
+        by: by.clone(),
+        vote: vote.to_owned(),
+        channel: NAME.to_owned(),
+        have: u32::try_from(record.votes.len()).unwrap_or(u32::MAX),
+        need: record.request.quorum.max(1),
+    })
 }

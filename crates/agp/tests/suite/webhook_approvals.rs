@@ -349,6 +349,22 @@ async fn webhook_quorum_of_two_on_the_daemon() {
         .collect();
     assert_eq!(by, ["alice", "bob"]);
     assert_eq!(rejections(&j), ["duplicate_vote"]);
+    // Each counted vote is journaled as it arrives, before the outcome; the duplicate is not.
+    let votes: Vec<(&str, &str, u64, u64)> = of_kind(&j, "approval.vote")
+        .iter()
+        .map(|v| {
+            let b = &v["body"];
+            (
+                b["by"]["id"].as_str().unwrap(),
+                b["vote"].as_str().unwrap(),
+                b["have"].as_u64().unwrap(),
+                b["need"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(votes, [("alice", "allow", 1, 2), ("bob", "allow", 2, 2)]);
+    let seq = |kind: &str| of_kind(&j, kind).last().unwrap()["seq"].as_u64().unwrap();
+    assert!(seq("approval.vote") < seq("approval.granted"), "{j:#?}");
     assert_secret_kept(&world);
 }
 

@@ -65,6 +65,9 @@ pub struct Mapper {
 pub fn severity_of(kind: &str, body: &Value) -> u8 {
     use severity::*;
     match kind {
+        // A shadow session ran the call; what the policy would have done is the finding.
+        "policy.decided" if body["shadow_verdict"] == "would_deny" => MEDIUM,
+        "policy.decided" if body["shadow_verdict"] == "would_require" => LOW,
         "policy.decided" => match body["decision"].as_str() {
             Some("allow") => INFORMATIONAL,
             Some("require") => LOW,
@@ -73,6 +76,7 @@ pub fn severity_of(kind: &str, body: &Value) -> u8 {
         "approval.denied" | "approval.timeout" | "egress.denied" => MEDIUM,
         "approval.rejected" | "tool_call.result_mismatch" | "gateway.rejected" => HIGH,
         "sandbox.limit_exceeded" | "sandbox.git_metadata_removed" => MEDIUM,
+        "session.stopped" | "policy.reload_refused" => MEDIUM,
         "tool_call.result" if body["ok"] == false => LOW,
         "egress.upstream_failed" | "journal.recovered" => LOW,
         _ => INFORMATIONAL,
@@ -91,6 +95,8 @@ impl Mapper {
             | "approval.denied"
             | "approval.timeout"
             | "approval.rejected"
+            | "approval.vote"
+            | "approval.remembered"
             | "tool_call.result_mismatch" => self.api_activity(e),
             "tool_call.result" if is_shell(body) => self.process_activity(e),
             "tool_call.result" => self.api_activity(e),
@@ -161,7 +167,14 @@ impl Mapper {
                     actor["user"] = approver(first);
                 }
             }
-            "approval.denied" if body["by"].is_object() => actor["user"] = approver(&body["by"]),
+            "approval.denied" | "approval.vote" if body["by"].is_object() => {
+                actor["user"] = approver(&body["by"]);
+            }
+            "approval.remembered" => {
+                if let Some(first) = body["by"].as_array().and_then(|b| b.first()) {
+                    actor["user"] = approver(first);
+                }
+            }
             "approval.rejected" => {
                 actor["user"] = json!({"uid": body["user"]["id"], "name": body["user"]["name"]});
             }
@@ -394,6 +407,12 @@ fn disposition(o: &mut Value, kind: &str, body: &Value) {
             }
         },
         "approval.requested" => control(o, None, "Approval requested"),
+        // One vote of a quorum decides nothing by itself; the outcome is its own event.
+        "approval.vote" => control(o, None, "Vote"),
+        "approval.remembered" => {
+            control(o, Some(true), "");
+            status(o, true, None);
+        }
         "approval.granted" => {
             control(o, Some(true), "");
             status(o, true, None);
@@ -436,10 +455,15 @@ fn message(e: &Entry) -> String {
         .unwrap_or_default();
     let detail = body["decision"]
         .as_str()
+        .or(body["vote"].as_str())
         .or(body["reason"].as_str())
         .map(|d| format!(": {d}"))
         .unwrap_or_default();
-    format!("agp {}{call}{tool}{detail}", e.kind)
+    let shadow = body["shadow_verdict"]
+        .as_str()
+        .map(|v| format!(" (shadow: {v}, not enforced)"))
+        .unwrap_or_default();
+    format!("agp {}{call}{tool}{detail}{shadow}", e.kind)
 }
 
 fn tool_name(body: &Value) -> String {

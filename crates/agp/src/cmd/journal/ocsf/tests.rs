@@ -114,3 +114,67 @@ fn a_shell_result_is_a_launched_process_with_the_command_of_its_request() {
     assert_eq!(o["process"], json!({"name": "Bash"}));
     assert_eq!(o["status_detail"], "timed out");
 }
+
+#[test]
+fn a_vote_names_its_voter_and_decides_nothing_a_remembered_answer_allows() {
+    let mut m = Mapper::default();
+    let alice = json!({"id": "U1", "name": "alice", "via": "slack"});
+    let vote = m.map(&entry(
+        4,
+        "approval.vote",
+        Some("s-1"),
+        json!({"call_id": "c-1", "input_sha256": "00", "by": alice, "vote": "allow",
+               "channel": "slack", "have": 1, "need": 2}),
+    ));
+    assert_eq!(vote["class_uid"], 6003);
+    assert_eq!(vote["actor"]["user"]["uid"], "U1");
+    assert_eq!(
+        vote["action_id"], 99,
+        "a vote alone neither allows nor denies"
+    );
+    assert!(vote["message"].as_str().unwrap().contains(": allow"));
+    let remembered = m.map(&entry(
+        5,
+        "approval.remembered",
+        Some("s-1"),
+        json!({"call_id": "c-1", "tool": "Bash", "cwd": "/r", "by": [alice],
+               "channel": "slack", "expires_at_ms": 1}),
+    ));
+    assert_eq!(remembered["class_uid"], 6003);
+    assert_eq!(remembered["actor"]["user"]["uid"], "U1");
+    assert_eq!(remembered["action_id"], 1);
+}
+
+#[test]
+fn a_shadow_verdict_raises_the_severity_of_a_call_that_ran() {
+    let mut m = Mapper::default();
+    let body = |shadow: Option<&str>| {
+        let mut b = json!({"call_id": "c-1", "tool": "Bash", "decision": "allow",
+                           "rule_id": "deny-all", "reason": "nothing runs"});
+        if let Some(v) = shadow {
+            b["mode"] = "shadow".into();
+            b["shadow_verdict"] = v.into();
+        }
+        b
+    };
+    let enforced = m.map(&entry(6, "policy.decided", Some("s-1"), body(None)));
+    let would_deny = m.map(&entry(
+        7,
+        "policy.decided",
+        Some("s-1"),
+        body(Some("would_deny")),
+    ));
+    let would_ask = m.map(&entry(
+        8,
+        "policy.decided",
+        Some("s-1"),
+        body(Some("would_require")),
+    ));
+    assert!(would_deny["severity_id"].as_u64() > would_ask["severity_id"].as_u64());
+    assert!(would_ask["severity_id"].as_u64() > enforced["severity_id"].as_u64());
+    assert_eq!(would_deny["action_id"], 1, "what agp did: the call ran");
+    assert!(would_deny["message"]
+        .as_str()
+        .unwrap()
+        .contains("shadow: would_deny, not enforced"));
+}
