@@ -23,7 +23,9 @@ pub use approval::{
 pub use call::ToolCall;
 pub use journal::{AppendReceipt, Journal, JournalError};
 pub use mode::{PolicyMode, ShadowVerdict};
-pub use policy::{ApprovalSpec, Decision, EvalContext, PartFinding, PolicyEngine, Verdict};
+pub use policy::{
+    ApprovalSpec, Decision, EvalContext, PartFinding, PolicyEngine, Verdict, AGP_SELF_RULE,
+};
 pub use sandbox::{ExecOutput, ExecRequest, Isolation, SandboxError, SandboxProvider, SandboxSpec};
 pub use tool::Tool;
 

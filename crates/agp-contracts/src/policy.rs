@@ -85,6 +85,10 @@ pub struct PartFinding {
     pub reason: String,
 }
 
+/// The rule id of the guard with which agp protects its own home, signing keys and the policy
+/// in force. Its denials hold in every policy mode.
+pub const AGP_SELF_RULE: &str = "agp-self";
+
 /// The gate's answer for one call.
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -214,6 +214,13 @@ impl Policy {
         let mut disabled_guards = HashSet::new();
         for (name, on) in raw.guards.iter().flatten() {
             match GuardId::parse(name) {
+                Some(id) if !*on.get_ref() && !id.can_be_disabled() => errors.push(diag(
+                    on.span(),
+                    format!(
+                        "the `{name}` guard cannot be switched off: it keeps agp's own home, \
+                         signing keys and the policy in force out of the agent's hands"
+                    ),
+                )),
                 Some(id) => {
                     if !*on.get_ref() {
                         disabled_guards.insert(id);
@@ -397,7 +404,7 @@ impl Policy {
         &self.tests
     }
     pub fn guard_enabled(&self, id: GuardId) -> bool {
-        !self.disabled_guards.contains(&id)
+        !id.can_be_disabled() || !self.disabled_guards.contains(&id)
     }
 }
 

@@ -61,6 +61,6 @@ pub mod shell;
 
 pub use engine::Scene;
 pub use file::{Diagnostic, Location, Policy, PolicyError, PolicyTest, Rule};
-pub use guards::GuardId;
+pub use guards::{GuardId, AGP_SELF};
 pub use redact::{redact_str, redact_value};
 pub use reload::{Reload, ReloadRefused, ReloadablePolicy};

@@ -40,8 +40,18 @@ pub(super) fn judge(
             let record = decided(&verdict);
             (verdict, record)
         }
-        PolicyMode::Shadow => {
+        PolicyMode::Shadow | PolicyMode::Observe => {
             let judged = policy.evaluate(call, ctx);
+            if let Some(enforced) = self_protection(&judged) {
+                let record = PolicyDecided {
+                    mode: Some(mode),
+                    ..decided(&enforced)
+                };
+                return (enforced, record);
+            }
+            if mode == PolicyMode::Observe {
+                return observed(policy, mode, &decided);
+            }
             let would = ShadowVerdict::from(judged.decision);
             let record = PolicyDecided {
                 decision: Decision::Allow,
@@ -57,25 +67,56 @@ pub(super) fn judge(
             };
             (goes_ahead, record)
         }
-        PolicyMode::Observe => {
-            let recorded = Verdict {
-                decision: Decision::Allow,
-                reason: "agp observe mode: recorded, not judged".into(),
-                rule_id: Some(OBSERVE_RULE.into()),
-                deciding_part: None,
-                policy_sha256: policy.policy_sha256(),
-                approval: None,
-                parts: Vec::new(),
-            };
-            let record = PolicyDecided {
-                deciding_part: None,
-                parts: None,
-                mode: Some(mode),
-                ..decided(&recorded)
-            };
-            (recorded, record)
-        }
     }
+}
+
+/// agp protecting its own home, keys and the policy in force (the `agp-self` guard) holds in
+/// every mode: a mode tries out the user's policy, it does not hand the agent the audit trail.
+/// The denial is the verdict's own when any part of the call carries it.
+fn self_protection(judged: &Verdict) -> Option<Verdict> {
+    let is_self = |rule: Option<&str>| rule == Some(agp_contracts::AGP_SELF_RULE);
+    let part = judged
+        .parts
+        .iter()
+        .find(|p| p.decision == Decision::Deny && is_self(p.rule_id.as_deref()));
+    if judged.decision == Decision::Deny && is_self(judged.rule_id.as_deref()) {
+        return Some(Verdict {
+            reason: format!("enforced in every mode: {}", judged.reason),
+            ..judged.clone()
+        });
+    }
+    part.map(|p| Verdict {
+        decision: Decision::Deny,
+        reason: format!("enforced in every mode: {}", p.reason),
+        rule_id: p.rule_id.clone(),
+        deciding_part: Some(p.part.clone()),
+        approval: None,
+        ..judged.clone()
+    })
+}
+
+/// An observe-mode call: recorded, not judged (its verdict is not journaled).
+fn observed(
+    policy: &dyn PolicyEngine,
+    mode: PolicyMode,
+    decided: &dyn Fn(&Verdict) -> PolicyDecided,
+) -> (Verdict, PolicyDecided) {
+    let recorded = Verdict {
+        decision: Decision::Allow,
+        reason: "agp observe mode: recorded, not judged".into(),
+        rule_id: Some(OBSERVE_RULE.into()),
+        deciding_part: None,
+        policy_sha256: policy.policy_sha256(),
+        approval: None,
+        parts: Vec::new(),
+    };
+    let record = PolicyDecided {
+        deciding_part: None,
+        parts: None,
+        mode: Some(mode),
+        ..decided(&recorded)
+    };
+    (recorded, record)
 }
 
 #[cfg(test)]
@@ -147,15 +188,68 @@ mod tests {
     }
 
     #[test]
-    fn observe_does_not_ask_the_policy() {
+    fn observe_records_without_the_policys_verdict() {
         let (c, ctx) = call();
         let policy = DenyAll::default();
         let (v, d) = judge(&policy, PolicyMode::Observe, &c, &ctx, "h");
-        assert_eq!(policy.0.load(Ordering::SeqCst), 0);
+        // Asked only for agp's own protection, which this verdict does not carry.
+        assert_eq!(policy.0.load(Ordering::SeqCst), 1);
         assert_eq!(v.decision, Decision::Allow);
         assert_eq!(d.mode, Some(PolicyMode::Observe));
         assert_eq!(d.shadow_verdict, None);
         assert_eq!(d.rule_id.as_deref(), Some(OBSERVE_RULE));
         assert_eq!(d.policy_sha256, "p");
+    }
+
+    /// A policy whose verdict denies one part of a compound call by agp's own guard, while the
+    /// call as a whole is decided by another rule's denial.
+    struct SelfDenialInAPart;
+
+    impl PolicyEngine for SelfDenialInAPart {
+        fn evaluate(&self, _: &ToolCall, _: &EvalContext) -> Verdict {
+            let part = |part: &str, rule: &str| agp_contracts::PartFinding {
+                part: part.into(),
+                decision: Decision::Deny,
+                rule_id: Some(rule.into()),
+                reason: format!("{part} denied by {rule}"),
+            };
+            Verdict {
+                decision: Decision::Deny,
+                reason: "rm denied by no-rm".into(),
+                rule_id: Some("no-rm".into()),
+                deciding_part: Some("rm x".into()),
+                policy_sha256: "p".into(),
+                approval: None,
+                parts: vec![
+                    part("rm x", "no-rm"),
+                    part("cat /h/.agp/keys/journal.key", agp_contracts::AGP_SELF_RULE),
+                ],
+            }
+        }
+        fn policy_sha256(&self) -> String {
+            "p".into()
+        }
+    }
+
+    #[test]
+    fn agps_own_protection_holds_in_shadow_and_observe() {
+        let (c, ctx) = call();
+        for mode in [PolicyMode::Shadow, PolicyMode::Observe] {
+            let (v, d) = judge(&SelfDenialInAPart, mode, &c, &ctx, "h");
+            assert_eq!(v.decision, Decision::Deny, "{mode:?}");
+            assert_eq!(
+                v.rule_id.as_deref(),
+                Some(agp_contracts::AGP_SELF_RULE),
+                "{mode:?}"
+            );
+            assert!(v.reason.contains("enforced in every mode"), "{}", v.reason);
+            assert!(v.reason.contains("keys"), "{}", v.reason);
+            assert_eq!(d.decision, Decision::Deny, "{mode:?}");
+            assert_eq!(d.mode, Some(mode));
+            assert_eq!(d.shadow_verdict, None, "it was denied, not would-be");
+        }
+        // Another rule's denial alone is still only a would_deny in shadow.
+        let (v, _) = judge(&DenyAll::default(), PolicyMode::Shadow, &c, &ctx, "h");
+        assert_eq!(v.decision, Decision::Allow);
     }
 }

@@ -151,7 +151,7 @@ impl Policy {
                             acc.guard(
                                 self,
                                 GuardHit::deny(
-                                    GuardId::ProtectedPaths,
+                                    GuardId::AgpSelf,
                                     format!(
                                         "`{}` may name agp's signing keys once expanded",
                                         w.text

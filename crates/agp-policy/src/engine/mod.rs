@@ -37,6 +37,12 @@ struct Judgment {
     approval: Option<ApprovalSpec>,
 }
 
+impl Judgment {
+    fn is_self_denial(&self) -> bool {
+        self.decision == Decision::Deny && self.rule_id.as_deref() == Some(crate::guards::AGP_SELF)
+    }
+}
+
 /// Keeps the strictest judgment; on a tie the first one pushed stays.
 #[derive(Default)]
 struct Strictest(Option<Judgment>);
@@ -60,13 +66,21 @@ impl Strictest {
         self.push_with(rule.effect, || rule_judgment(rule, matcher, &what()));
     }
     fn guard(&mut self, policy: &Policy, hit: GuardHit) {
-        if policy.guard_enabled(hit.guard) {
-            self.push(Judgment {
-                decision: hit.decision,
-                rule_id: Some(hit.guard.as_str().to_string()),
-                reason: hit.reason,
-                approval: None,
-            });
+        if !policy.guard_enabled(hit.guard) {
+            return;
+        }
+        let judgment = Judgment {
+            decision: hit.decision,
+            rule_id: Some(hit.guard.as_str().to_string()),
+            reason: hit.reason,
+            approval: None,
+        };
+        // agp protecting itself names the part's verdict even over another denial, so a mode
+        // that does not enforce the policy still sees (and enforces) it.
+        if judgment.is_self_denial() && !self.0.as_ref().is_some_and(Judgment::is_self_denial) {
+            self.0 = Some(judgment);
+        } else {
+            self.push(judgment);
         }
     }
     fn builtin(&mut self, id: &str, decision: Decision, reason: impl Into<String>) {
@@ -149,7 +163,8 @@ impl Policy {
         let judged = self.judge_tool(call, &mut scene);
         let mut deciding = 0;
         for (i, (_, j)) in judged.iter().enumerate() {
-            if j.decision > judged[deciding].1.decision {
+            let current = &judged[deciding].1;
+            if j.decision > current.decision || (j.is_self_denial() && !current.is_self_denial()) {
                 deciding = i;
             }
         }

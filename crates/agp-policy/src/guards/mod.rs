@@ -1,5 +1,8 @@
 //! Built-in guards: checks that hold whatever the rules say. Each has an id and can be switched
-//! off in the policy (`[guards] network-egress = false`).
+//! off in the policy (`[guards] network-egress = false`), except `agp-self`, which keeps agp's
+//! own home, keys and the policy in force out of the agent's hands: it cannot be switched off,
+//! its denials win over every other judgment of a part, and they hold in shadow and observe
+//! modes too (the governance plane protecting itself is not a policy being tried out).
 
 pub mod destructive;
 pub mod egress;
@@ -8,8 +11,12 @@ pub mod supply;
 
 use agp_contracts::Decision;
 
+/// The id (and journaled rule id) of the guard that protects agp itself.
+pub const AGP_SELF: &str = agp_contracts::AGP_SELF_RULE;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum GuardId {
+    AgpSelf,
     Destructive,
     ProtectedPaths,
     Secrets,
@@ -19,7 +26,8 @@ pub enum GuardId {
 }
 
 impl GuardId {
-    pub const ALL: [GuardId; 6] = [
+    pub const ALL: [GuardId; 7] = [
+        GuardId::AgpSelf,
         GuardId::Destructive,
         GuardId::ProtectedPaths,
         GuardId::Secrets,
@@ -30,6 +38,7 @@ impl GuardId {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            GuardId::AgpSelf => AGP_SELF,
             GuardId::Destructive => "destructive",
             GuardId::ProtectedPaths => "protected-paths",
             GuardId::Secrets => "secrets",
@@ -43,16 +52,26 @@ impl GuardId {
         Self::ALL.into_iter().find(|g| g.as_str() == s)
     }
 
+    /// Whether a policy may switch it off.
+    pub fn can_be_disabled(self) -> bool {
+        self != GuardId::AgpSelf
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
+            GuardId::AgpSelf => {
+                "writes into agp's home or to the policy in force, reads of agp's signing keys \
+                 (deny); reads of agp's home (require). Cannot be switched off; its denials \
+                 hold in shadow and observe modes"
+            }
             GuardId::Destructive => {
                 "recursive deletes of /, ~ or the project, mkfs, dd to devices, fork bombs, \
                  download-and-execute (deny); force pushes, hard resets, history rewrites (require)"
             }
             GuardId::ProtectedPaths => {
                 "writes to shell rc files, git metadata (.git/hooks, config, commondir, info, \
-                 worktrees, alternates), ~/.ssh, agp's home and hook settings (deny); reads of \
-                 credentials, agp's home and process environments (require; agp's keys: deny)"
+                 worktrees, alternates), ~/.ssh and hook settings (deny); reads of credentials \
+                 and process environments (require)"
             }
             GuardId::Secrets => "tool inputs carrying secret values (deny)",
             GuardId::SupplyChain => {

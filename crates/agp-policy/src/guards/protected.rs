@@ -10,6 +10,8 @@ use super::{GuardHit, GuardId};
 use crate::engine::Scene;
 
 const G: GuardId = GuardId::ProtectedPaths;
+/// agp's own state: its home, keys and the policy in force.
+const SELF: GuardId = GuardId::AgpSelf;
 
 struct Sets {
     /// Relative to the user's home.
@@ -163,13 +165,13 @@ pub fn check_write(path: &Path, scene: &Scene) -> Option<GuardHit> {
     // Wherever it lies: a running daemon reloads the file, so writing it is choosing the rules.
     if scene.policy_files.iter().any(|f| f == path) {
         return Some(GuardHit::deny(
-            G,
+            SELF,
             format!("{} is the policy in force", path.display()),
         ));
     }
     if crate::paths::relative_to(path, &scene.agp_home).is_some() {
         return Some(GuardHit::deny(
-            G,
+            SELF,
             format!("{} is inside agp's own home", path.display()),
         ));
     }
@@ -191,14 +193,14 @@ pub fn check_write(path: &Path, scene: &Scene) -> Option<GuardHit> {
 pub fn check_read(path: &Path, scene: &Scene) -> Option<GuardHit> {
     if crate::paths::relative_to(path, &scene.agp_home.join("keys")).is_some() {
         return Some(GuardHit::deny(
-            G,
+            SELF,
             format!("{} holds agp's signing keys", path.display()),
         ));
     }
     if crate::paths::relative_to(path, &scene.agp_home).is_some() {
         // Its configuration holds channel tokens, its journal the session's history.
         return Some(GuardHit::require(
-            G,
+            SELF,
             format!(
                 "{} is inside agp's own home; reading it needs approval",
                 path.display()

@@ -16,6 +16,7 @@ fn judge(world: &common::World, command: &str) -> Verdict {
 fn session_values_and_the_lines_own_variables_are_expanded() {
     use Decision::{Deny, Require};
     const PROTECTED: &str = "protected-paths";
+    const AGP_SELF: &str = "agp-self";
     const SHELL: &str = "shell";
     let world = common::World::new();
     std::fs::write(world.home.join(".agp/keys/journal.key"), "k").expect("key");
@@ -23,7 +24,7 @@ fn session_values_and_the_lines_own_variables_are_expanded() {
         ("cat $HOME/.ssh/id_rsa", Require, PROTECTED),
         ("cat ${HOME}/.aws/credentials", Require, PROTECTED),
         ("cat ~/.ss?/id_*", Require, PROTECTED),
-        ("cat ~/.agp/keys/*", Deny, PROTECTED),
+        ("cat ~/.agp/keys/*", Deny, AGP_SELF),
         ("cat {.env,Cargo.toml}", Require, PROTECTED),
         ("f=.env; cat \"$f\"", Require, PROTECTED),
         ("for f in ~/.ssh/*; do cat \"$f\"; done", Require, PROTECTED),
@@ -32,7 +33,7 @@ fn session_values_and_the_lines_own_variables_are_expanded() {
         ("cat ~-/x", Require, SHELL),
         ("read f < list; cat \"$f\"", Require, SHELL),
         ("echo .env | xargs cat", Require, SHELL),
-        ("cat ~/.ag$X/keys/journal.key", Deny, PROTECTED),
+        ("cat ~/.ag$X/keys/journal.key", Deny, AGP_SELF),
         ("echo x > .git/hooks/$HOOK", Deny, PROTECTED),
         ("echo x > ~/.ssh/$F", Deny, PROTECTED),
         ("echo x > ~+/.git/config", Deny, PROTECTED),

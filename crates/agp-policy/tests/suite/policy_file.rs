@@ -47,11 +47,7 @@ fn world() -> PolicyWorld {
 
 fn denied_as_the_policy(v: &Verdict, what: &str) {
     assert_eq!(v.decision, Decision::Deny, "{what}: {v:?}");
-    assert_eq!(
-        v.rule_id.as_deref(),
-        Some("protected-paths"),
-        "{what}: {v:?}"
-    );
+    assert_eq!(v.rule_id.as_deref(), Some("agp-self"), "{what}: {v:?}");
     assert!(v.reason.contains("the policy in force"), "{what}: {v:?}");
 }
 
@@ -124,4 +120,55 @@ fn a_policy_read_from_text_protects_no_file_and_a_reload_protects_the_new_chain(
     denied_as_the_policy(&write(&next), "the new target");
     denied_as_the_policy(&write(&pw.hop), "the retargeted link");
     assert_eq!(write(&pw.target).decision, Decision::Allow);
+}
+
+/// agp's own guard cannot be switched off, survives switching off protected-paths, and names
+/// the verdict of a compound command even when another part is denied first: a daemon that
+/// does not enforce the policy (shadow, observe) still finds and enforces it.
+#[test]
+fn agps_own_guard_cannot_be_switched_off_and_names_the_verdict() {
+    let err = Policy::from_str(
+        "default = \"allow\"\n[guards]\nagp-self = false\n",
+        "policy.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("cannot be switched off"), "{err}");
+    assert!(err.contains("policy.toml:3:"), "{err}");
+    // Saying it is on is fine.
+    Policy::from_str("[guards]\nagp-self = true\n", "policy.toml").unwrap();
+
+    let w = World::new();
+    let unguarded = Policy::from_str(
+        "default = \"allow\"\n[guards]\n\"protected-paths\" = false\ndestructive = false\n\
+         [[rule]]\nid = \"no-rm\"\neffect = \"deny\"\nmatch = [\"Bash(rm *)\"]\n",
+        "policy.toml",
+    )
+    .unwrap();
+    let keys = w.ctx.agp_home.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(keys.join("journal.key"), "k").unwrap();
+    for (command, what) in [
+        (format!("cat {}/journal.key", keys.display()), "keys"),
+        (
+            format!("echo x > {}/config.toml", w.ctx.agp_home.display()),
+            "agp's own home",
+        ),
+        (
+            format!("rm -f x; cat {}/journal.key", keys.display()),
+            "keys",
+        ),
+    ] {
+        let v = w.bash(&unguarded, &command);
+        assert_eq!(v.decision, Decision::Deny, "{command}: {v:?}");
+        assert_eq!(v.rule_id.as_deref(), Some("agp-self"), "{command}: {v:?}");
+        assert!(v.reason.contains(what), "{command}: {v:?}");
+    }
+    // Reading agp's home (not its keys) needs a human, still from agp's own guard.
+    let v = w.bash(
+        &unguarded,
+        &format!("cat {}/config.toml", w.ctx.agp_home.display()),
+    );
+    assert_eq!(v.decision, Decision::Require, "{v:?}");
+    assert_eq!(v.rule_id.as_deref(), Some("agp-self"), "{v:?}");
 }

@@ -244,3 +244,64 @@ fn a_run_on_an_observing_daemon_says_so_and_cannot_pick_its_own_mode() {
     assert!(stdout.contains("3 call(s) ran unjudged"), "{stdout}");
     assert!(w.repo.join("made/y.txt").is_file());
 }
+
+/// A hook session's agent runs on the host, unsandboxed: in shadow or observe, agp's own guard
+/// still denies it agp's signing keys, agp's home and the policy in force (a mode tries out the
+/// user's policy; it does not hand the agent the audit trail), while another denied call runs.
+#[test]
+fn shadow_and_observe_still_deny_an_unsandboxed_agent_agps_keys_home_and_policy() {
+    for mode in ["shadow", "observe"] {
+        let w = git_world();
+        let policy = w.file("deny-all.toml", DENY_ALL);
+        let _daemon = start_daemon(
+            &w.home,
+            ["--policy", policy.to_str().unwrap(), "--mode", mode],
+        );
+        let keys = w.home.join("keys");
+        let attempts = [
+            format!("cat {}/journal.key", keys.display()),
+            format!("echo 'default = \"allow\"' > {}", policy.display()),
+            format!("echo x >> {}/config.toml", w.home.display()),
+            // Hidden behind a part the user's policy denies first.
+            format!("echo hi > notes.txt; base64 {}/journal.key", keys.display()),
+        ];
+        for (i, command) in attempts.iter().enumerate() {
+            let event = json!({"hook_event_name": "PreToolUse", "session_id": "h1",
+                "tool_name": "Bash", "tool_use_id": format!("t{i}"), "cwd": w.repo,
+                "tool_input": {"command": command}});
+            let answer = claude_hook(&w.home, &w.user_home, Some(&w.repo), &event);
+            assert_eq!(
+                answer["hookSpecificOutput"]["permissionDecision"], "deny",
+                "{mode}: {command}: {answer}"
+            );
+        }
+        let event = json!({"hook_event_name": "PreToolUse", "session_id": "h1",
+            "tool_name": "Bash", "tool_use_id": "t-other", "cwd": w.repo,
+            "tool_input": {"command": "echo from the agent > notes.txt"}});
+        let answer = claude_hook(&w.home, &w.user_home, Some(&w.repo), &event);
+        assert_eq!(
+            answer["hookSpecificOutput"]["permissionDecision"], "allow",
+            "{mode}: {answer}"
+        );
+        let decided: Vec<Value> = journal(&w.home)
+            .into_iter()
+            .filter(|e| e["kind"] == "policy.decided")
+            .map(|e| e["body"].clone())
+            .collect();
+        assert_eq!(decided.len(), attempts.len() + 1, "{decided:#?}");
+        for d in &decided[..attempts.len()] {
+            assert_eq!(d["decision"], "deny", "{mode}: {d}");
+            assert_eq!(d["rule_id"], "agp-self", "{mode}: {d}");
+            assert_eq!(d["mode"], mode, "{d}");
+            assert!(
+                d["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("enforced in every mode"),
+                "{d}"
+            );
+        }
+        assert_eq!(decided[attempts.len()]["decision"], "allow");
+        agp_ok(&w.home, Some(&w.user_home), &["verify"]);
+    }
+}
