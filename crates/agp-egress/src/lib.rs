@@ -19,16 +19,34 @@
 //! namespace and forwards each connection, byte for byte, to the bridged Unix socket.
 
 pub mod allowlist;
+pub mod bench;
 pub mod bridge;
+mod ca;
+mod guard;
+mod http1;
+mod inspect;
 mod observer;
 mod proxy;
+mod rewind;
+mod rules;
+mod summary;
+mod tls;
 mod watch;
 
 pub use allowlist::{authority_of_url, normalize_host, Allowlist};
+pub use ca::{CaError, SessionCa};
+pub use guard::{classify, AddrClass, Resolve, SystemResolver};
+pub use inspect::InspectConfig;
 pub use observer::{
-    EgressAttempt, EgressObserver, JournalObserver, MemoryObserver, UpstreamOutcome,
+    EgressAttempt, EgressObserver, JournalObserver, MemoryObserver, RequestReport, UpstreamOutcome,
 };
 pub use proxy::{EgressProxy, ProxyConfig, RunningProxy, MAX_HEAD_BYTES};
+pub use rules::{
+    normalize_path, CredentialProvider, DenyJudge, Effect, Injection, InspectHost, RequestJudge,
+    RequestView, Rule, Verdict, VerdictFuture,
+};
+pub use summary::BurstSummary;
+pub use tls::upstream_client_config;
 pub use watch::UpstreamWatch;
 
 #[derive(Debug, thiserror::Error)]

@@ -36,6 +36,40 @@ pub struct UpstreamOutcome {
     pub peer_pid: Option<i32>,
 }
 
+/// One request (or a summarized burst of identical ones) through an inspected host.
+///
+/// The path is journaled without the query: queries routinely carry tokens and personal data
+/// (`?access_token=`, `?email=`), and the rules never look at them, so the path alone says what
+/// was judged without copying secrets into a signed, append-only journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestReport {
+    pub host: String,
+    pub port: u16,
+    pub method: String,
+    pub path: String,
+    pub allowed: bool,
+    /// What decided: a rule (`rule 2 (allow GET /v1/)`), the default, the judge, or a check
+    /// (fronting, framing, address).
+    pub rule: String,
+    pub reason: String,
+    /// The upstream's status (the last one, for a summary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_error: Option<String>,
+    /// Request bytes sent upstream (head and body), summed over a summary.
+    pub bytes_up: u64,
+    /// Response bytes sent back to the client, summed over a summary.
+    pub bytes_down: u64,
+    /// Names of the credentials injected, never their values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
+    /// How many requests this record stands for (1, or a burst's size).
+    pub count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_pid: Option<i32>,
+}
+
 /// Receives every attempt before the proxy acts on it. An `Err` for an allowed attempt makes the
 /// proxy refuse the connection (fail closed: nothing leaves unrecorded).
 pub trait EgressObserver: Send + Sync {
@@ -43,6 +77,16 @@ pub trait EgressObserver: Send + Sync {
 
     /// After an allowed attempt, whether its upstream was reached.
     fn upstream(&self, _outcome: &UpstreamOutcome) {}
+
+    /// After each request through an inspected host. An `Err` closes the client's connection:
+    /// no further request on it goes unrecorded.
+    fn request(&self, _report: &RequestReport) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Called about once a second and when the proxy stops (`all`), so observers that hold
+    /// records back (burst summaries) can emit them.
+    fn flush(&self, _all: bool) {}
 }
 
 /// Journals attempts as `egress.allowed` / `egress.denied` in a session.
@@ -114,11 +158,19 @@ impl EgressObserver for JournalObserver {
 pub struct MemoryObserver {
     attempts: Arc<Mutex<Vec<EgressAttempt>>>,
     upstreams: Arc<Mutex<Vec<UpstreamOutcome>>>,
+    requests: Arc<Mutex<Vec<RequestReport>>>,
 }
 
 impl MemoryObserver {
     pub fn attempts(&self) -> Vec<EgressAttempt> {
         self.attempts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn requests(&self) -> Vec<RequestReport> {
+        self.requests
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -146,6 +198,14 @@ impl EgressObserver for MemoryObserver {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(outcome.clone());
+    }
+
+    fn request(&self, report: &RequestReport) -> Result<(), String> {
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(report.clone());
+        Ok(())
     }
 }
 

@@ -1,0 +1,708 @@
+//! Inspected hosts: the proxy terminates the client's TLS with a leaf from the session CA,
+//! reads HTTP/1.1 requests off the decrypted stream one by one, judges each (rules, then the
+//! judge for `require`), adds configured headers (credentials) and forwards it to the real
+//! upstream over TLS verified normally.
+//!
+//! HTTP/2 is not offered to the client (ALPN `http/1.1` only; clients fall back). WebSocket
+//! upgrades are refused for now.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
+
+use crate::allowlist::{normalize_host, split_host_port};
+use crate::ca::SessionCa;
+use crate::guard::connect_checked;
+use crate::http1::{self, Body, HeadError, RequestHead};
+use crate::observer::{EgressAttempt, EgressObserver, RequestReport, UpstreamOutcome};
+use crate::rules::{
+    normalize_path, DenyJudge, Effect, InspectHost, RequestJudge, RequestView, Verdict,
+};
+
+/// Headers that belong to one hop and are never forwarded (plus those the `Connection` header
+/// names). `Expect` is answered by the proxy itself once the request is allowed.
+const HOP_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+];
+
+/// What the proxy needs to inspect hosts.
+pub struct InspectConfig {
+    pub ca: Arc<SessionCa>,
+    pub hosts: Vec<InspectHost>,
+    /// Verifies the real upstreams ([`crate::upstream_client_config`]).
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+    pub judge: Arc<dyn RequestJudge>,
+    /// How long a request waits for the judge before it is refused.
+    pub judge_timeout: Duration,
+    /// How long a kept-alive client connection may sit between requests.
+    pub idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for InspectConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InspectConfig")
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InspectConfig {
+    /// Upstreams verified against the web PKI roots; `require` refused (no judge).
+    pub fn new(ca: Arc<SessionCa>, hosts: Vec<InspectHost>) -> Result<Self, rustls::Error> {
+        Ok(Self {
+            ca,
+            hosts,
+            upstream_tls: crate::tls::upstream_client_config(&[])?,
+            judge: Arc::new(DenyJudge),
+            judge_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(120),
+        })
+    }
+
+    pub fn host(&self, host: &str, port: u16) -> Option<&InspectHost> {
+        self.hosts.iter().find(|h| h.host == host && h.port == port)
+    }
+}
+
+/// Everything one inspected connection needs.
+pub(crate) struct Inspection {
+    pub config: Arc<InspectConfig>,
+    pub host: InspectHost,
+    /// The checked addresses of the host: the only ones ever connected to.
+    pub addrs: Vec<SocketAddr>,
+    pub observer: Arc<dyn EgressObserver>,
+    pub connect_timeout: Duration,
+    pub head_timeout: Duration,
+    pub peer_pid: Option<i32>,
+}
+
+type Upstream = BufReader<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// A refusal the client is answered with.
+struct Refused {
+    status: u16,
+    rule: String,
+    why: String,
+}
+
+fn refused(status: u16, rule: &str, why: impl Into<String>) -> Refused {
+    Refused {
+        status,
+        rule: rule.to_owned(),
+        why: why.into(),
+    }
+}
+
+/// What a request was allowed as.
+struct Allowed {
+    rule: String,
+    reason: String,
+    path: String,
+    /// The head to send upstream.
+    head: Vec<u8>,
+    body: Body,
+    credentials: Vec<String>,
+    expect_continue: bool,
+}
+
+impl Inspection {
+    /// Serves a client that was answered `200` to its CONNECT.
+    pub(crate) async fn serve<S>(self, io: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+        let Ok(Ok(start)) = tokio::time::timeout(self.head_timeout, acceptor).await else {
+            return;
+        };
+        // The TLS server name must be the host the CONNECT was judged for: a different name here
+        // is fronting at the TLS layer.
+        let sni = start.client_hello().server_name().map(str::to_owned);
+        if let Some(sni) = &sni {
+            if normalize_host(sni).as_deref() != Ok(self.host.host.as_str()) {
+                let why = format!(
+                    "TLS server name {sni:?} does not match the CONNECT host {} (domain fronting)",
+                    self.host.host
+                );
+                let _ = self.observer.observe(&EgressAttempt {
+                    method: "CONNECT".into(),
+                    host: Some(self.host.host.clone()),
+                    port: Some(self.host.port),
+                    allowed: false,
+                    reason: why,
+                    peer_pid: self.peer_pid,
+                });
+                return;
+            }
+        }
+        let Ok(server) = self.config.ca.server_config(&self.host.host) else {
+            return;
+        };
+        let Ok(Ok(tls)) = tokio::time::timeout(self.head_timeout, start.into_stream(server)).await
+        else {
+            return;
+        };
+        let mut client = BufReader::new(tls);
+        let mut upstream: Option<Upstream> = None;
+        let mut first = true;
+        loop {
+            let wait = if first {
+                self.head_timeout
+            } else {
+                self.config.idle_timeout
+            };
+            first = false;
+            let head = match tokio::time::timeout(wait, http1::read_head(&mut client)).await {
+                Err(_) | Ok(Err(HeadError::Eof | HeadError::Io(_))) => break,
+                Ok(Err(HeadError::TooLarge)) => {
+                    let r = refused(
+                        431,
+                        "framing",
+                        format!("request head over {} bytes", crate::MAX_HEAD_BYTES),
+                    );
+                    self.report_refusal("", "", &r).await;
+                    answer(&mut client, &r, true).await;
+                    break;
+                }
+                Ok(Ok(h)) => h,
+            };
+            let req = match http1::parse_request(&head) {
+                Ok(r) => r,
+                Err(why) => {
+                    let r = refused(400, "framing", why);
+                    self.report_refusal("", "", &r).await;
+                    answer(&mut client, &r, true).await;
+                    break;
+                }
+            };
+            let client_close =
+                req.minor == 0 || http1::has_token(&req.headers, "connection", "close");
+            let judged = self.judge(&req).await;
+            let allowed = match judged {
+                Err(r) => {
+                    let path = display_path(&req.target);
+                    self.report_refusal(&req.method, &path, &r).await;
+                    // A refused request's body is not read: the connection ends with it.
+                    let has_body = !matches!(http1::request_body(&req.headers), Ok(Body::None));
+                    let close = client_close || has_body;
+                    answer(&mut client, &r, close).await;
+                    if close {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(a) => a,
+            };
+            let mut report = RequestReport {
+                host: self.host.host.clone(),
+                port: self.host.port,
+                method: req.method.clone(),
+                path: allowed.path.clone(),
+                allowed: true,
+                rule: allowed.rule.clone(),
+                reason: allowed.reason.clone(),
+                status: None,
+                upstream_error: None,
+                bytes_up: 0,
+                bytes_down: 0,
+                credentials: allowed.credentials.clone(),
+                count: 1,
+                peer_pid: self.peer_pid,
+            };
+            let keep = self
+                .exchange(
+                    &mut client,
+                    &mut upstream,
+                    &req,
+                    &allowed,
+                    &mut report,
+                    client_close,
+                )
+                .await;
+            if self.record(report).await.is_err() {
+                break;
+            }
+            if !keep {
+                break;
+            }
+        }
+        let _ = client.get_mut().shutdown().await;
+    }
+
+    /// Forwards one allowed request and streams its response back; returns whether the client
+    /// connection may carry another request.
+    async fn exchange<C>(
+        &self,
+        client: &mut BufReader<C>,
+        upstream: &mut Option<Upstream>,
+        req: &RequestHead,
+        allowed: &Allowed,
+        report: &mut RequestReport,
+        client_close: bool,
+    ) -> bool
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        if upstream.is_none() {
+            match self.connect_upstream().await {
+                Ok(u) => *upstream = Some(u),
+                Err(e) => {
+                    report.upstream_error = Some(e.clone());
+                    let r = refused(502, &allowed.rule, e);
+                    answer(client, &r, true).await;
+                    return false;
+                }
+            }
+        }
+        let Some(up) = upstream.as_mut() else {
+            return false;
+        };
+        if allowed.expect_continue
+            && client
+                .get_mut()
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+        {
+            return false;
+        }
+        let sent = async {
+            up.get_mut().write_all(&allowed.head).await?;
+            let n = http1::copy_body(client, up.get_mut(), allowed.body).await?;
+            up.get_mut().flush().await?;
+            Ok::<u64, std::io::Error>(n)
+        }
+        .await;
+        match sent {
+            Ok(n) => report.bytes_up = allowed.head.len() as u64 + n,
+            Err(e) => {
+                report.upstream_error = Some(format!("sending the request failed: {e}"));
+                *upstream = None;
+                let r = refused(502, &allowed.rule, "sending the request upstream failed");
+                answer(client, &r, true).await;
+                return false;
+            }
+        }
+
+        // Interim (1xx) responses are passed on; the final one ends the exchange.
+        loop {
+            let head = match tokio::time::timeout(self.config.idle_timeout, http1::read_head(up))
+                .await
+            {
+                Ok(Ok(h)) => h,
+                Ok(Err(e)) => {
+                    let why = match e {
+                        HeadError::TooLarge => "upstream response head too large".to_owned(),
+                        HeadError::Eof => "upstream closed without answering".to_owned(),
+                        HeadError::Io(e) => format!("reading the upstream response failed: {e}"),
+                    };
+                    report.upstream_error = Some(why.clone());
+                    *upstream = None;
+                    answer(client, &refused(502, &allowed.rule, why), true).await;
+                    return false;
+                }
+                Err(_) => {
+                    report.upstream_error = Some("no upstream response in time".into());
+                    *upstream = None;
+                    answer(
+                        client,
+                        &refused(504, &allowed.rule, "no upstream response in time"),
+                        true,
+                    )
+                    .await;
+                    return false;
+                }
+            };
+            let resp = match http1::parse_response(&head) {
+                Ok(r) => r,
+                Err(why) => {
+                    report.upstream_error = Some(why.clone());
+                    *upstream = None;
+                    answer(client, &refused(502, &allowed.rule, why), true).await;
+                    return false;
+                }
+            };
+            report.status = Some(resp.status);
+            if (100..200).contains(&resp.status) {
+                if resp.status == 101 {
+                    // No upgrade was forwarded, so a 101 is a broken upstream.
+                    *upstream = None;
+                    return false;
+                }
+                let h = response_head(&resp, false);
+                if client.get_mut().write_all(&h).await.is_err() {
+                    return false;
+                }
+                report.bytes_down += h.len() as u64;
+                continue;
+            }
+            let body = match http1::response_body(resp.status, &req.method, &resp.headers) {
+                Ok(b) => b,
+                Err(why) => {
+                    report.upstream_error = Some(why.clone());
+                    *upstream = None;
+                    answer(client, &refused(502, &allowed.rule, why), true).await;
+                    return false;
+                }
+            };
+            let upstream_close = resp.minor == 0
+                || http1::has_token(&resp.headers, "connection", "close")
+                || body == Body::UntilClose;
+            let close = client_close || body == Body::UntilClose;
+            let h = response_head(&resp, close);
+            let copied = async {
+                client.get_mut().write_all(&h).await?;
+                let n = http1::copy_body(up, client.get_mut(), body).await?;
+                client.get_mut().flush().await?;
+                Ok::<u64, std::io::Error>(n)
+            }
+            .await;
+            if upstream_close {
+                *upstream = None;
+            }
+            return match copied {
+                Ok(n) => {
+                    report.bytes_down += h.len() as u64 + n;
+                    !close
+                }
+                Err(e) => {
+                    report.upstream_error = Some(format!("relaying the response failed: {e}"));
+                    *upstream = None;
+                    false
+                }
+            };
+        }
+    }
+
+    async fn connect_upstream(&self) -> Result<Upstream, String> {
+        let (host, port) = (&self.host.host, self.host.port);
+        let outcome = |error: Option<String>| UpstreamOutcome {
+            host: host.clone(),
+            port,
+            error,
+            peer_pid: self.peer_pid,
+        };
+        let result = async {
+            let tcp = connect_checked(&self.addrs, self.connect_timeout)
+                .await
+                .map_err(|e| format!("cannot reach {host}:{port}: {e}"))?;
+            let name = ServerName::try_from(host.clone())
+                .map_err(|e| format!("{host} is not a TLS server name: {e}"))?;
+            let connector = TlsConnector::from(self.config.upstream_tls.clone());
+            let tls = tokio::time::timeout(self.connect_timeout, connector.connect(name, tcp))
+                .await
+                .map_err(|_| format!("no TLS handshake with {host}:{port} in time"))?
+                .map_err(|e| format!("TLS with {host}:{port} failed: {e}"))?;
+            Ok(BufReader::new(tls))
+        }
+        .await;
+        let o = outcome(result.as_ref().err().cloned());
+        let observer = self.observer.clone();
+        let _ = tokio::task::spawn_blocking(move || observer.upstream(&o)).await;
+        result
+    }
+
+    /// Checks a request and decides it; an `Ok` carries the head to forward.
+    async fn judge(&self, req: &RequestHead) -> Result<Allowed, Refused> {
+        let body = http1::request_body(&req.headers).map_err(|w| refused(400, "framing", w))?;
+        if http1::values(&req.headers, "upgrade").next().is_some() {
+            return Err(refused(
+                501,
+                "framing",
+                "protocol upgrades (WebSocket) are not inspected yet",
+            ));
+        }
+        let (path, query) = self.target(req)?;
+        self.check_host_header(req)?;
+        let path = normalize_path(&path).map_err(|w| refused(400, "path", w))?;
+
+        let (effect, rule) = self.host.decide(&req.method, &path);
+        let reason = match effect {
+            Effect::Allow => "allowed by the rule".to_owned(),
+            Effect::Deny => {
+                return Err(refused(
+                    403,
+                    &rule,
+                    format!("{} {path} is denied by {rule}", req.method),
+                ))
+            }
+            Effect::Require => {
+                let view = RequestView {
+                    host: self.host.host.clone(),
+                    port: self.host.port,
+                    method: req.method.clone(),
+                    path: path.clone(),
+                    rule: rule.clone(),
+                    peer_pid: self.peer_pid,
+                };
+                let asked = self.config.judge.judge(view);
+                match tokio::time::timeout(self.config.judge_timeout, asked).await {
+                    Ok(Verdict::Allow(why)) => format!("approved: {why}"),
+                    Ok(Verdict::Deny(why)) => {
+                        return Err(refused(403, &rule, format!("refused: {why}")))
+                    }
+                    Err(_) => {
+                        let secs = self.config.judge_timeout.as_secs();
+                        return Err(refused(403, &rule, format!("no approval within {secs} s")));
+                    }
+                }
+            }
+        };
+
+        // Credentials are added only now, after the decision, replacing whatever the client
+        // sent under the same names.
+        let mut injected = Vec::with_capacity(self.host.inject.len());
+        for inj in &self.host.inject {
+            let value = inj.provider.value().map_err(|e| {
+                refused(
+                    502,
+                    &rule,
+                    format!("credential {} unavailable: {e}", inj.credential),
+                )
+            })?;
+            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(refused(
+                    502,
+                    &rule,
+                    format!("credential {} is not a valid header value", inj.credential),
+                ));
+            }
+            injected.push((inj.header.as_str(), value, inj.credential.clone()));
+        }
+        let named_by_connection: Vec<String> = http1::values(&req.headers, "connection")
+            .flat_map(|v| {
+                v.split(|b| *b == b',')
+                    .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut head = Vec::with_capacity(512);
+        let target = match &query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.clone(),
+        };
+        head.extend_from_slice(
+            format!(
+                "{} {target} HTTP/1.1\r\nHost: {}\r\n",
+                req.method,
+                self.authority()
+            )
+            .as_bytes(),
+        );
+        for (name, value) in &req.headers {
+            let lower = name.to_ascii_lowercase();
+            if HOP_HEADERS.contains(&lower.as_str())
+                || named_by_connection.contains(&lower)
+                || injected
+                    .iter()
+                    .any(|(h, _, _)| h.eq_ignore_ascii_case(name))
+            {
+                continue;
+            }
+            head.extend_from_slice(name.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value);
+            head.extend_from_slice(b"\r\n");
+        }
+        for (h, v, _) in &injected {
+            head.extend_from_slice(format!("{h}: {v}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        let expect_continue = http1::values(&req.headers, "expect")
+            .any(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
+        Ok(Allowed {
+            rule,
+            reason,
+            path,
+            head,
+            body,
+            credentials: injected.into_iter().map(|(_, _, c)| c).collect(),
+            expect_continue,
+        })
+    }
+
+    /// The path and query of the request target: origin form, or absolute form naming this
+    /// very host.
+    fn target(&self, req: &RequestHead) -> Result<(String, Option<String>), Refused> {
+        let t = req.target.as_str();
+        let origin = if t.starts_with('/') {
+            t.to_owned()
+        } else if let Some(rest) = t
+            .get(..8)
+            .filter(|p| p.eq_ignore_ascii_case("https://"))
+            .map(|_| &t[8..])
+        {
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            self.check_authority(&rest[..end], "the request target")?;
+            match &rest[end..] {
+                "" => "/".to_owned(),
+                p if p.starts_with('?') => format!("/{p}"),
+                p => p.to_owned(),
+            }
+        } else {
+            return Err(refused(
+                400,
+                "framing",
+                format!("request target {:?} is not a path", truncate(t, 80)),
+            ));
+        };
+        let origin = origin.split('#').next().unwrap_or("/");
+        Ok(match origin.split_once('?') {
+            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+            None => (origin.to_owned(), None),
+        })
+    }
+
+    fn check_host_header(&self, req: &RequestHead) -> Result<(), Refused> {
+        let hosts: Vec<&[u8]> = http1::values(&req.headers, "host").collect();
+        let [one] = hosts.as_slice() else {
+            return Err(refused(
+                400,
+                "fronting",
+                "a request needs exactly one Host header",
+            ));
+        };
+        let value = std::str::from_utf8(one)
+            .map_err(|_| refused(400, "fronting", "Host header is not text"))?;
+        self.check_authority(value.trim(), "the Host header")
+    }
+
+    /// A Host header or absolute target must name the TLS server name (and port) the connection
+    /// was opened for: anything else is domain fronting.
+    fn check_authority(&self, authority: &str, what: &str) -> Result<(), Refused> {
+        let fronting = || {
+            refused(
+                421,
+                "fronting",
+                format!(
+                    "{what} {:?} does not match the TLS server name {} (domain fronting)",
+                    truncate(authority, 80),
+                    self.host.host
+                ),
+            )
+        };
+        let (h, p) = split_host_port(authority).map_err(|_| fronting())?;
+        let h = normalize_host(h).map_err(|_| fronting())?;
+        if h != self.host.host || p.is_some_and(|p| p != self.host.port) {
+            return Err(fronting());
+        }
+        Ok(())
+    }
+
+    fn authority(&self) -> String {
+        let h = if self.host.host.contains(':') {
+            format!("[{}]", self.host.host)
+        } else {
+            self.host.host.clone()
+        };
+        if self.host.port == 443 {
+            h
+        } else {
+            format!("{h}:{}", self.host.port)
+        }
+    }
+
+    async fn record(&self, report: RequestReport) -> Result<(), String> {
+        let observer = self.observer.clone();
+        // The observer may do blocking I/O (a durable journal append).
+        tokio::task::spawn_blocking(move || observer.request(&report))
+            .await
+            .map_err(|e| format!("egress observer failed: {e}"))?
+    }
+
+    async fn report_refusal(&self, method: &str, path: &str, r: &Refused) {
+        let report = RequestReport {
+            host: self.host.host.clone(),
+            port: self.host.port,
+            method: method.to_owned(),
+            path: path.to_owned(),
+            allowed: false,
+            rule: r.rule.clone(),
+            reason: r.why.clone(),
+            status: None,
+            upstream_error: None,
+            bytes_up: 0,
+            bytes_down: 0,
+            credentials: Vec::new(),
+            count: 1,
+            peer_pid: self.peer_pid,
+        };
+        let _ = self.record(report).await;
+    }
+}
+
+/// The path of a raw target as reported for a refused request: no query, bounded.
+fn display_path(target: &str) -> String {
+    let p = target.split(['?', '#']).next().unwrap_or_default();
+    truncate(p, 200).to_owned()
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn response_head(resp: &http1::ResponseHead, close: bool) -> Vec<u8> {
+    let mut h = Vec::with_capacity(512);
+    h.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", resp.status, resp.reason).as_bytes());
+    for (name, value) in &resp.headers {
+        let lower = name.to_ascii_lowercase();
+        if matches!(
+            lower.as_str(),
+            "connection" | "keep-alive" | "proxy-connection"
+        ) {
+            continue;
+        }
+        h.extend_from_slice(name.as_bytes());
+        h.extend_from_slice(b": ");
+        h.extend_from_slice(value);
+        h.extend_from_slice(b"\r\n");
+    }
+    if close {
+        h.extend_from_slice(b"Connection: close\r\n");
+    }
+    h.extend_from_slice(b"\r\n");
+    h
+}
+
+async fn answer<C: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut BufReader<C>,
+    r: &Refused,
+    close: bool,
+) {
+    let text = match r.status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        421 => "Misdirected Request",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        _ => "Gateway Timeout",
+    };
+    let body = format!("agp egress: {}\n", r.why);
+    let conn = if close { "close" } else { "keep-alive" };
+    let response = format!(
+        "HTTP/1.1 {} {text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: {conn}\r\nX-Agp-Egress: refused\r\n\r\n{body}",
+        r.status,
+        body.len()
+    );
+    let _ = client.get_mut().write_all(response.as_bytes()).await;
+    let _ = client.get_mut().flush().await;
+}
