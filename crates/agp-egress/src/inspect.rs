@@ -50,6 +50,9 @@ pub struct InspectConfig {
     pub judge_timeout: Duration,
     /// How long a kept-alive client connection may sit between requests.
     pub idle_timeout: Duration,
+    /// How long the upstream may take to start answering a request (a model API can think for
+    /// minutes before its response head).
+    pub response_timeout: Duration,
 }
 
 impl std::fmt::Debug for InspectConfig {
@@ -70,6 +73,7 @@ impl InspectConfig {
             judge: Arc::new(DenyJudge),
             judge_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(120),
+            response_timeout: Duration::from_secs(600),
         })
     }
 
@@ -300,8 +304,11 @@ impl Inspection {
 
         // Interim (1xx) responses are passed on; the final one ends the exchange.
         loop {
-            let head = match tokio::time::timeout(self.config.idle_timeout, http1::read_head(up))
-                .await
+            let head = match tokio::time::timeout(
+                self.config.response_timeout,
+                http1::read_head(up),
+            )
+            .await
             {
                 Ok(Ok(h)) => h,
                 Ok(Err(e)) => {

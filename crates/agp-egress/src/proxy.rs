@@ -258,6 +258,20 @@ async fn handle(mut client: UnixStream, shared: Arc<Shared>) {
         (Some(cfg), true) => cfg.host(host, port).cloned().map(|h| (cfg.clone(), h)),
         _ => None,
     };
+    // An inspected host's requests are judged one by one; a plain request to it would skip that.
+    if target.upstream_head.is_some()
+        && shared
+            .config
+            .inspect
+            .as_ref()
+            .is_some_and(|c| c.host(host, port).is_some())
+    {
+        let why = format!("{host}:{port} is inspected: reach it over https (CONNECT)");
+        let a = attempt(&target.method, Some(host), Some(port), false, why.clone());
+        let _ = report(&shared, a).await;
+        refuse(&mut client, 403, &why).await;
+        return;
+    }
     if inspected.is_none() && !shared.config.allowlist.allows(host, port) {
         let why = format!("{host}:{port} is not on the egress allowlist");
         let a = attempt(&target.method, Some(host), Some(port), false, why.clone());

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use agp_egress::{
-    Effect, InspectHost, MemoryObserver, RequestJudge, RequestView, Rule, SystemResolver, Verdict,
+    Effect, InspectHost, MemoryObserver, RequestJudge, RequestReport, RequestView, Rule, Verdict,
     VerdictFuture,
 };
 
@@ -47,6 +47,22 @@ fn setup(up: &fx::Upstream, hosts: Vec<InspectHost>) -> Setup {
         judge: None,
         extra_roots: vec![up.ca_der.clone()],
     }
+}
+
+/// The reports once `n` have arrived: an allowed request is recorded after its response has
+/// been relayed, so the client can finish a moment before its record lands.
+fn reports(obs: &MemoryObserver, n: usize) -> Vec<RequestReport> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while obs.requests().len() < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    obs.requests()
+}
+
+fn by_path<'a>(reqs: &'a [RequestReport], path: &str) -> &'a RequestReport {
+    reqs.iter()
+        .find(|r| r.path == path)
+        .unwrap_or_else(|| panic!("no report for {path}: {reqs:?}"))
 }
 
 /// Runs curl through the proxy with only the sandbox's variables; returns (exit, stdout+stderr).
@@ -122,14 +138,14 @@ fn curl_allowed_requests_get_the_credential_and_share_one_connection() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("body-bytes: 70000"), "{out}");
 
-    let reqs = obs.requests();
+    let reqs = reports(&obs, 3);
     assert_eq!(reqs.len(), 3, "{reqs:?}");
-    assert_eq!(reqs[0].path, "/v1/models");
-    assert_eq!(reqs[0].status, Some(200));
-    assert_eq!(reqs[0].credentials, vec!["GITHUB_TOKEN".to_owned()]);
-    assert!(reqs[0].rule.starts_with("rule 1"), "{}", reqs[0].rule);
-    assert!(reqs[0].bytes_up > 0 && reqs[0].bytes_down > 0);
-    assert!(reqs[2].bytes_up > 70_000);
+    let models = by_path(&reqs, "/v1/models");
+    assert_eq!(models.status, Some(200));
+    assert_eq!(models.credentials, vec!["GITHUB_TOKEN".to_owned()]);
+    assert!(models.rule.starts_with("rule 1"), "{}", models.rule);
+    assert!(models.bytes_up > 0 && models.bytes_down > 0);
+    assert!(by_path(&reqs, "/v1/upload").bytes_up > 70_000);
     let journaled = serde_json::to_string(&reqs).unwrap();
     assert!(!journaled.contains("real-secret-value"));
     assert!(!journaled.contains("access_token"));
@@ -209,9 +225,11 @@ except urllib.error.HTTPError as e:
         text.contains("refused 403 agp egress: GET /admin is denied"),
         "{text}"
     );
-    let reqs = obs.requests();
-    assert_eq!((reqs[0].method.as_str(), reqs[0].allowed), ("POST", true));
-    assert!(reqs[0].bytes_up > 100_000);
+    let reqs = reports(&obs, 2);
+    let upload = by_path(&reqs, "/v1/upload");
+    assert_eq!((upload.method.as_str(), upload.allowed), ("POST", true));
+    assert!(upload.bytes_up > 100_000);
+    assert!(!by_path(&reqs, "/admin").allowed);
 }
 
 /// Answers from another thread, as a human through a channel would.
@@ -260,9 +278,10 @@ fn require_is_answered_by_the_judge() {
     assert_eq!(asked.len(), 2);
     assert_eq!(asked[0].path, "/ask/yes");
     assert_eq!(asked[0].rule, "no rule matched (default: require)");
-    let reqs = obs.requests();
-    assert!(reqs[0].allowed && reqs[0].reason.contains("the tester said yes"));
-    assert!(!reqs[1].allowed);
+    let reqs = reports(&obs, 2);
+    let yes = by_path(&reqs, "/ask/yes");
+    assert!(yes.allowed && yes.reason.contains("the tester said yes"));
+    assert!(!by_path(&reqs, "/ask/no").allowed);
 }
 
 #[test]
@@ -477,6 +496,13 @@ fn smuggling_oversized_heads_and_h2_are_handled() {
     let out = fx::read_response(&mut BufReader::new(&mut t)).unwrap();
     assert!(out.starts_with("HTTP/1.1 501"), "{out}");
 
+    // Plain http to an inspected host would skip the rules.
+    let out = exchange(
+        &p,
+        &format!("GET http://{authority}/admin HTTP/1.1\r\n\r\n"),
+    );
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    assert!(out.contains("is inspected: reach it over https"), "{out}");
+
     assert_eq!(up.connections.load(Ordering::SeqCst), 0);
-    let _ = SystemResolver;
 }

@@ -109,11 +109,15 @@ pub(super) fn launch(
         agent_wait::MAX_MODEL_FAILURES,
         agent_wait::MAX_MODEL_OUTAGE,
     ));
-    let proxy = EgressProxy::start(
-        ProxyConfig::new(egress_dir.join("egress.sock"), allowlist),
-        watch.clone(),
-    )
-    .context("cannot start the egress proxy")?;
+    let mut proxy_config = ProxyConfig::new(egress_dir.join("egress.sock"), allowlist);
+    // The model endpoint the user configured may be a local gateway (LiteLLM on localhost):
+    // its name may resolve to a private or loopback address; no other name may.
+    proxy_config.private_hosts = model_hosts(&plan.egress_hosts)
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
+    let proxy =
+        EgressProxy::start(proxy_config, watch.clone()).context("cannot start the egress proxy")?;
     let started = start_sandbox(ctx, &plan, host, provider, &egress_dir);
     let sandbox = match started {
         Ok(s) => s,
