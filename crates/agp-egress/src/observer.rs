@@ -89,7 +89,13 @@ pub trait EgressObserver: Send + Sync {
     fn flush(&self, _all: bool) {}
 }
 
-/// Journals attempts as `egress.allowed` / `egress.denied` in a session.
+/// The journal kind of a [`RequestReport`]. Untyped in `agp-contracts` for now: readers carry
+/// unknown kinds as they are.
+pub const EGRESS_REQUEST: &str = "egress.request";
+
+/// Journals attempts as `egress.allowed` / `egress.denied` in a session, and requests through
+/// inspected hosts as `egress.request` (wrap it in [`crate::BurstSummary`] so a loop cannot flood
+/// the journal).
 pub struct JournalObserver {
     journal: Arc<dyn Journal>,
     session: String,
@@ -129,6 +135,14 @@ impl EgressObserver for JournalObserver {
         };
         self.journal
             .append(kind, Some(&self.session), body)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn request(&self, report: &RequestReport) -> Result<(), String> {
+        let body = serde_json::to_value(report).map_err(|e| e.to_string())?;
+        self.journal
+            .append(EGRESS_REQUEST, Some(&self.session), body)
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
@@ -263,6 +277,38 @@ mod tests {
         assert_eq!(
             e[0].2,
             json!({"host": "api.example.com", "port": 443, "error": "failed to lookup address"})
+        );
+    }
+
+    #[test]
+    fn requests_are_journaled_with_credential_names_only() {
+        let journal = Arc::new(MemJournal::new());
+        let obs = JournalObserver::new(journal.clone(), "s1");
+        let report = RequestReport {
+            host: "api.github.com".into(),
+            port: 443,
+            method: "GET".into(),
+            path: "/repos/a/b".into(),
+            allowed: true,
+            rule: "rule 1 (allow GET /repos/)".into(),
+            reason: "allowed by the rule".into(),
+            status: Some(200),
+            upstream_error: None,
+            bytes_up: 120,
+            bytes_down: 4000,
+            credentials: vec!["GITHUB_TOKEN".into()],
+            count: 3,
+            peer_pid: None,
+        };
+        obs.request(&report).unwrap();
+        let e = journal.events();
+        assert_eq!(e[0].0, EGRESS_REQUEST);
+        assert_eq!(
+            e[0].2,
+            json!({"host": "api.github.com", "port": 443, "method": "GET", "path": "/repos/a/b",
+                   "allowed": true, "rule": "rule 1 (allow GET /repos/)",
+                   "reason": "allowed by the rule", "status": 200, "bytes_up": 120,
+                   "bytes_down": 4000, "credentials": ["GITHUB_TOKEN"], "count": 3})
         );
     }
 

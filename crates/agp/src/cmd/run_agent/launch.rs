@@ -10,7 +10,9 @@ use agp_contracts::events::{Event, IntendantWiringVerified, SandboxPreflight};
 use agp_contracts::intendant::{IntendantAdapter, LaunchContext, LaunchPlan, ProcessPlan};
 use agp_contracts::sandbox::{BindMount, ResourceLimits, SandboxSpec, SANDBOX_HOME};
 use agp_contracts::Journal;
-use agp_egress::{Allowlist, EgressProxy, JournalObserver, ProxyConfig, UpstreamWatch};
+use agp_egress::{
+    Allowlist, BurstSummary, EgressProxy, JournalObserver, ProxyConfig, UpstreamWatch,
+};
 use agp_intendants::codex;
 use agp_intendants::live;
 use anyhow::{anyhow, bail, Context, Result};
@@ -19,6 +21,9 @@ use super::{LiveAgent, PROBE_TIMEOUT};
 use crate::cmd::agent_sandbox::AgentSandbox;
 use crate::cmd::agent_wait;
 use crate::cmd::terminal_mode;
+
+/// Identical egress requests within this window become one journal record with a count.
+const EGRESS_BURST_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The agent process of a run, as seen by the signal handler: a signal kills the agent, and an
 /// agent not started yet never starts.
@@ -104,7 +109,11 @@ pub(super) fn launch(
     std::fs::create_dir(&egress_dir)?;
     std::fs::set_permissions(&egress_dir, std::fs::Permissions::from_mode(0o700))?;
     let watch = Arc::new(UpstreamWatch::new(
-        Arc::new(JournalObserver::new(journal.clone(), ctx.session.clone())),
+        // Requests through inspected hosts are journaled with bursts summarized.
+        Arc::new(BurstSummary::new(
+            Arc::new(JournalObserver::new(journal.clone(), ctx.session.clone())),
+            EGRESS_BURST_WINDOW,
+        )),
         model_hosts(&plan.egress_hosts),
         agent_wait::MAX_MODEL_FAILURES,
         agent_wait::MAX_MODEL_OUTAGE,
