@@ -481,6 +481,18 @@ impl Inspection {
                     format!("credential {} unavailable: {e}", inj.credential),
                 )
             })?;
+            let name_ok = !inj.header.is_empty()
+                && inj
+                    .header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !name_ok || HOP_HEADERS.contains(&inj.header.to_ascii_lowercase().as_str()) {
+                return Err(refused(
+                    502,
+                    &rule,
+                    format!("credential {} names an invalid header", inj.credential),
+                ));
+            }
             if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                 return Err(refused(
                     502,
