@@ -506,3 +506,30 @@ fn smuggling_oversized_heads_and_h2_are_handled() {
 
     assert_eq!(up.connections.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn an_upstream_the_proxy_cannot_verify_is_not_reached() {
+    // The proxy trusts the web PKI roots only here, not the upstream's test CA.
+    let up = fx::upstream(false);
+    let obs = MemoryObserver::default();
+    let mut s = setup(&up, vec![api_host(up.port)]);
+    s.extra_roots.clear();
+    let p = fx::start(s, Arc::new(obs.clone()));
+    let (_, out) = curl(
+        &p,
+        &p.env(),
+        &[&format!("https://{NAME}:{}/v1/models", up.port)],
+    );
+    assert!(out.starts_with("HTTP/1.1 502"), "{out}");
+    assert!(out.contains("TLS with api.agp.test"), "{out}");
+    let reqs = reports(&obs, 1);
+    let r = by_path(&reqs, "/v1/models");
+    assert!(
+        r.upstream_error
+            .as_deref()
+            .is_some_and(|e| e.contains("certificate")),
+        "{r:?}"
+    );
+    assert_eq!(r.status, None);
+    assert!(obs.upstreams().iter().any(|u| u.error.is_some()));
+}
