@@ -11,7 +11,8 @@ use agp_contracts::intendant::{IntendantAdapter, LaunchContext, LaunchPlan, Proc
 use agp_contracts::sandbox::{BindMount, ResourceLimits, SandboxSpec, SANDBOX_HOME};
 use agp_contracts::Journal;
 use agp_egress::{
-    Allowlist, BurstSummary, EgressProxy, JournalObserver, ProxyConfig, UpstreamWatch,
+    Allowlist, BurstSummary, EgressProxy, InspectConfig, InspectHost, JournalObserver, ProxyConfig,
+    SessionCa, UpstreamWatch,
 };
 use agp_intendants::codex;
 use agp_intendants::live;
@@ -78,6 +79,8 @@ pub(super) struct HostPaths {
     pub agp_exe: PathBuf,
     pub scratch: PathBuf,
     pub extra_egress: Vec<String>,
+    /// Hosts from `[[egress.rule]]`: TLS terminated by the proxy, requests judged one by one.
+    pub inspect_hosts: Vec<InspectHost>,
     /// `--json`: stdout carries only agp's summary, so the agent writes to stderr.
     pub agent_output_to_stderr: bool,
     /// Host programs the agent needs that the sandbox's root may lack or have in a form it
@@ -125,6 +128,15 @@ pub(super) fn launch(
         .into_iter()
         .map(|(h, _)| h)
         .collect();
+    if !host.inspect_hosts.is_empty() {
+        // The CA's key stays in this process; its certificate and the combined bundle go in the
+        // egress directory the sandbox sees read-only. `require` is refused until the approval
+        // channel answers egress requests (issue 13, item 5).
+        let ca = SessionCa::create(&egress_dir).context("cannot create the session's egress CA")?;
+        let inspect = InspectConfig::new(Arc::new(ca), host.inspect_hosts.clone())
+            .context("cannot set up TLS for inspected egress hosts")?;
+        proxy_config.inspect = Some(Arc::new(inspect));
+    }
     let proxy =
         EgressProxy::start(proxy_config, watch.clone()).context("cannot start the egress proxy")?;
     let started = start_sandbox(ctx, &plan, host, provider, &egress_dir);
@@ -320,6 +332,16 @@ fn sandbox_spec(
     spec.binds
         .push(ro(&host.gateway, Path::new(live::GATEWAY_SOCKET)));
     spec.binds.push(ro(egress_dir, Path::new(live::EGRESS_DIR)));
+    if egress_dir.join("ca.pem").is_file() {
+        // Inspected hosts: the usual clients trust the session CA (and still the system roots).
+        let inside = Path::new(live::EGRESS_DIR);
+        for (name, path) in
+            SessionCa::sandbox_env(&inside.join("ca.pem"), &inside.join("bundle.pem"))
+        {
+            spec.env.retain(|(n, _)| n != name);
+            spec.env.push((name.to_owned(), path.display().to_string()));
+        }
+    }
     spec.binds.push(ro(&host.agp_exe, Path::new(live::AGP_EXE)));
     for (source, dest) in &host.tools {
         spec.binds.push(ro(source, dest));
