@@ -677,7 +677,12 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
+/// The response head as relayed: hop-by-hop headers dropped, and `Content-Length` dropped when
+/// a transfer coding frames the body (the proxy framed it by the coding; the client must too).
 fn response_head(resp: &http1::ResponseHead, close: bool) -> Vec<u8> {
+    let coded = http1::values(&resp.headers, "transfer-encoding")
+        .next()
+        .is_some();
     let mut h = Vec::with_capacity(512);
     h.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", resp.status, resp.reason).as_bytes());
     for (name, value) in &resp.headers {
@@ -685,7 +690,8 @@ fn response_head(resp: &http1::ResponseHead, close: bool) -> Vec<u8> {
         if matches!(
             lower.as_str(),
             "connection" | "keep-alive" | "proxy-connection"
-        ) {
+        ) || (coded && lower == "content-length")
+        {
             continue;
         }
         h.extend_from_slice(name.as_bytes());
@@ -724,4 +730,23 @@ async fn answer<C: AsyncRead + AsyncWrite + Unpin>(
     );
     let _ = client.get_mut().write_all(response.as_bytes()).await;
     let _ = client.get_mut().flush().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relayed_response_heads_have_one_framing() {
+        let resp = http1::parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\
+              Connection: keep-alive\r\nX-A: 1\r\n\r\n",
+        )
+        .unwrap();
+        let head = String::from_utf8(response_head(&resp, true)).unwrap();
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nConnection: close\r\n\r\n"
+        );
+    }
 }
