@@ -533,3 +533,30 @@ fn an_upstream_the_proxy_cannot_verify_is_not_reached() {
     assert_eq!(r.status, None);
     assert!(obs.upstreams().iter().any(|u| u.error.is_some()));
 }
+
+#[test]
+fn git_trusts_the_session_ca_through_its_variable() {
+    let up = fx::upstream(false);
+    let obs = MemoryObserver::default();
+    let p = fx::start(setup(&up, vec![api_host(up.port)]), Arc::new(obs.clone()));
+    let out = Command::new("git")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", p.dir.path())
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .envs(p.env().iter().map(|(k, v)| (*k, v.as_os_str())))
+        .env("https_proxy", format!("http://{}", p.tcp))
+        .args([
+            "ls-remote",
+            &format!("https://{NAME}:{}/v1/repo.git", up.port),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The upstream is not a git server: git fails after reading its answer, not on TLS.
+    assert!(!stderr.to_ascii_lowercase().contains("ssl"), "{stderr}");
+    let reqs = reports(&obs, 1);
+    let r = by_path(&reqs, "/v1/repo.git/info/refs");
+    assert_eq!((r.allowed, r.status), (true, Some(200)));
+    assert_eq!(r.credentials, vec!["GITHUB_TOKEN".to_owned()]);
+}
