@@ -57,6 +57,15 @@ impl Allowlist {
         self.entries.is_empty()
     }
 
+    /// Whether an exact (not wildcard) entry names `host` and admits `port`: what opens a
+    /// non-public IP literal.
+    pub fn lists_exactly(&self, host: &str, port: u16) -> bool {
+        self.entries.iter().any(|e| {
+            matches!(&e.pattern, Pattern::Exact(h) if h == host)
+                && e.port.map_or(DEFAULT_PORTS.contains(&port), |p| p == port)
+        })
+    }
+
     /// Whether `host:port` may be reached. `host` must already be normalized by
     /// [`normalize_host`].
     pub fn allows(&self, host: &str, port: u16) -> bool {

@@ -10,6 +10,18 @@
 //! `egress.denied`). An allowed attempt whose report fails is refused: nothing leaves the
 //! sandbox unrecorded.
 //!
+//! Every destination goes through [`guard`]'s check: a name is resolved once on the host, every
+//! address it resolves to must be public (or opened by the configuration), and only those
+//! checked addresses are connected to.
+//!
+//! Hosts listed in an [`InspectConfig`] are not tunnelled: the proxy answers their CONNECT
+//! itself, terminates TLS with a leaf issued by the session's [`SessionCa`], and reads HTTP/1.1
+//! requests off the decrypted stream. Each is checked (framing, Host against the TLS server
+//! name, path), decided by the host's [`Rule`]s (first match; none: `require`, answered by a
+//! [`RequestJudge`]), given the host's [`Injection`]s (credentials, reported by name only) and
+//! forwarded over TLS verified against the web PKI roots. Every request is reported to
+//! [`EgressObserver::request`]; [`BurstSummary`] folds loops into counted records.
+//!
 //! Everything that arrives on the socket is an unverified claim: the agent's own shell can reach
 //! it too. The proxy therefore trusts nothing but the allowlist, and records the caller's host
 //! pid (`SO_PEERCRED`) only as a hint.
@@ -19,16 +31,34 @@
 //! namespace and forwards each connection, byte for byte, to the bridged Unix socket.
 
 pub mod allowlist;
+pub mod bench;
 pub mod bridge;
+mod ca;
+pub mod guard;
+mod http1;
+mod inspect;
 mod observer;
 mod proxy;
+mod rewind;
+mod rules;
+mod summary;
+mod tls;
 mod watch;
 
 pub use allowlist::{authority_of_url, normalize_host, Allowlist};
+pub use ca::{CaError, SessionCa};
+pub use guard::{classify, AddrClass, Resolve, SystemResolver};
+pub use inspect::InspectConfig;
 pub use observer::{
-    EgressAttempt, EgressObserver, JournalObserver, MemoryObserver, UpstreamOutcome,
+    EgressAttempt, EgressObserver, JournalObserver, MemoryObserver, RequestReport, UpstreamOutcome,
 };
 pub use proxy::{EgressProxy, ProxyConfig, RunningProxy, MAX_HEAD_BYTES};
+pub use rules::{
+    normalize_path, CredentialProvider, DenyJudge, Effect, Injection, InspectHost, RequestJudge,
+    RequestView, Rule, Verdict, VerdictFuture,
+};
+pub use summary::BurstSummary;
+pub use tls::upstream_client_config;
 pub use watch::UpstreamWatch;
 
 #[derive(Debug, thiserror::Error)]

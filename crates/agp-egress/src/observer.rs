@@ -36,6 +36,40 @@ pub struct UpstreamOutcome {
     pub peer_pid: Option<i32>,
 }
 
+/// One request (or a summarized burst of identical ones) through an inspected host.
+///
+/// The path is journaled without the query: queries routinely carry tokens and personal data
+/// (`?access_token=`, `?email=`), and the rules never look at them, so the path alone says what
+/// was judged without copying secrets into a signed, append-only journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestReport {
+    pub host: String,
+    pub port: u16,
+    pub method: String,
+    pub path: String,
+    pub allowed: bool,
+    /// What decided: a rule (`rule 2 (allow GET /v1/)`), the default, the judge, or a check
+    /// (fronting, framing, address).
+    pub rule: String,
+    pub reason: String,
+    /// The upstream's status (the last one, for a summary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_error: Option<String>,
+    /// Request bytes sent upstream (head and body), summed over a summary.
+    pub bytes_up: u64,
+    /// Response bytes sent back to the client, summed over a summary.
+    pub bytes_down: u64,
+    /// Names of the credentials injected, never their values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
+    /// How many requests this record stands for (1, or a burst's size).
+    pub count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_pid: Option<i32>,
+}
+
 /// Receives every attempt before the proxy acts on it. An `Err` for an allowed attempt makes the
 /// proxy refuse the connection (fail closed: nothing leaves unrecorded).
 pub trait EgressObserver: Send + Sync {
@@ -43,9 +77,25 @@ pub trait EgressObserver: Send + Sync {
 
     /// After an allowed attempt, whether its upstream was reached.
     fn upstream(&self, _outcome: &UpstreamOutcome) {}
+
+    /// After each request through an inspected host. An `Err` closes the client's connection:
+    /// no further request on it goes unrecorded.
+    fn request(&self, _report: &RequestReport) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Called about once a second and when the proxy stops (`all`), so observers that hold
+    /// records back (burst summaries) can emit them.
+    fn flush(&self, _all: bool) {}
 }
 
-/// Journals attempts as `egress.allowed` / `egress.denied` in a session.
+/// The journal kind of a [`RequestReport`]. Untyped in `agp-contracts` for now: readers carry
+/// unknown kinds as they are.
+pub const EGRESS_REQUEST: &str = "egress.request";
+
+/// Journals attempts as `egress.allowed` / `egress.denied` in a session, and requests through
+/// inspected hosts as `egress.request` (wrap it in [`crate::BurstSummary`] so a loop cannot flood
+/// the journal).
 pub struct JournalObserver {
     journal: Arc<dyn Journal>,
     session: String,
@@ -89,6 +139,14 @@ impl EgressObserver for JournalObserver {
             .map_err(|e| e.to_string())
     }
 
+    fn request(&self, report: &RequestReport) -> Result<(), String> {
+        let body = serde_json::to_value(report).map_err(|e| e.to_string())?;
+        self.journal
+            .append(EGRESS_REQUEST, Some(&self.session), body)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// Failures only: a connection that worked is already journaled as `egress.allowed`.
     fn upstream(&self, outcome: &UpstreamOutcome) {
         let Some(error) = &outcome.error else { return };
@@ -114,11 +172,19 @@ impl EgressObserver for JournalObserver {
 pub struct MemoryObserver {
     attempts: Arc<Mutex<Vec<EgressAttempt>>>,
     upstreams: Arc<Mutex<Vec<UpstreamOutcome>>>,
+    requests: Arc<Mutex<Vec<RequestReport>>>,
 }
 
 impl MemoryObserver {
     pub fn attempts(&self) -> Vec<EgressAttempt> {
         self.attempts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn requests(&self) -> Vec<RequestReport> {
+        self.requests
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -146,6 +212,14 @@ impl EgressObserver for MemoryObserver {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(outcome.clone());
+    }
+
+    fn request(&self, report: &RequestReport) -> Result<(), String> {
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(report.clone());
+        Ok(())
     }
 }
 
@@ -203,6 +277,38 @@ mod tests {
         assert_eq!(
             e[0].2,
             json!({"host": "api.example.com", "port": 443, "error": "failed to lookup address"})
+        );
+    }
+
+    #[test]
+    fn requests_are_journaled_with_credential_names_only() {
+        let journal = Arc::new(MemJournal::new());
+        let obs = JournalObserver::new(journal.clone(), "s1");
+        let report = RequestReport {
+            host: "api.github.com".into(),
+            port: 443,
+            method: "GET".into(),
+            path: "/repos/a/b".into(),
+            allowed: true,
+            rule: "rule 1 (allow GET /repos/)".into(),
+            reason: "allowed by the rule".into(),
+            status: Some(200),
+            upstream_error: None,
+            bytes_up: 120,
+            bytes_down: 4000,
+            credentials: vec!["GITHUB_TOKEN".into()],
+            count: 3,
+            peer_pid: None,
+        };
+        obs.request(&report).unwrap();
+        let e = journal.events();
+        assert_eq!(e[0].0, EGRESS_REQUEST);
+        assert_eq!(
+            e[0].2,
+            json!({"host": "api.github.com", "port": 443, "method": "GET", "path": "/repos/a/b",
+                   "allowed": true, "rule": "rule 1 (allow GET /repos/)",
+                   "reason": "allowed by the rule", "status": 200, "bytes_up": 120,
+                   "bytes_down": 4000, "credentials": ["GITHUB_TOKEN"], "count": 3})
         );
     }
 

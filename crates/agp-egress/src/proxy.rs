@@ -7,11 +7,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::allowlist::{authority_of_url, normalize_host, split_host_port, Allowlist};
+use crate::guard::{connect_checked, resolve_checked, Opening, Refusal, Resolve, SystemResolver};
+use crate::inspect::{InspectConfig, Inspection};
 use crate::observer::{EgressAttempt, EgressObserver, UpstreamOutcome};
+use crate::rewind::Rewind;
 use crate::EgressError;
 
 /// Largest request head (request line plus headers) the proxy reads; larger heads are refused
@@ -30,7 +33,7 @@ const DROPPED_HEADERS: &[&str] = &[
     "te",
 ];
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProxyConfig {
     /// Where to listen; the file must not exist yet. Put it in a directory that is bound
     /// read-only into the sandbox.
@@ -41,6 +44,25 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// Connections served at once; more are refused with 503.
     pub max_connections: usize,
+    /// Resolves names on the host (once per connection; every answer is checked).
+    pub resolver: Arc<dyn Resolve>,
+    /// Names that may resolve to private, loopback or link-local addresses (internal services
+    /// the configuration lists on purpose). IP literals listed exactly in the allowlist are open
+    /// as they are; nothing else reaches a non-public address.
+    pub private_hosts: Vec<String>,
+    /// Hosts whose TLS is terminated and whose requests are judged one by one.
+    pub inspect: Option<Arc<InspectConfig>>,
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("socket", &self.socket)
+            .field("allowlist", &self.allowlist)
+            .field("private_hosts", &self.private_hosts)
+            .field("inspect", &self.inspect)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProxyConfig {
@@ -51,6 +73,9 @@ impl ProxyConfig {
             head_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             max_connections: 256,
+            resolver: Arc::new(SystemResolver),
+            private_hosts: Vec::new(),
+            inspect: None,
         }
     }
 }
@@ -136,9 +161,19 @@ struct Shared {
 }
 
 async fn serve(listener: UnixListener, shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = &mut stop => return,
+            _ = &mut stop => {
+                let observer = shared.observer.clone();
+                let _ = tokio::task::spawn_blocking(move || observer.flush(true)).await;
+                return;
+            }
+            _ = tick.tick() => {
+                let observer = shared.observer.clone();
+                tokio::task::spawn_blocking(move || observer.flush(false));
+            }
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let shared = shared.clone();
@@ -219,49 +254,106 @@ async fn handle(mut client: UnixStream, shared: Arc<Shared>) {
     };
     let (host, port) = (target.host.as_str(), target.port);
 
-    if !shared.config.allowlist.allows(host, port) {
+    let inspected = match (&shared.config.inspect, target.upstream_head.is_none()) {
+        (Some(cfg), true) => cfg.host(host, port).cloned().map(|h| (cfg.clone(), h)),
+        _ => None,
+    };
+    // An inspected host's requests are judged one by one; a plain request to it would skip that.
+    if target.upstream_head.is_some()
+        && shared
+            .config
+            .inspect
+            .as_ref()
+            .is_some_and(|c| c.host(host, port).is_some())
+    {
+        let why = format!("{host}:{port} is inspected: reach it over https (CONNECT)");
+        let a = attempt(&target.method, Some(host), Some(port), false, why.clone());
+        let _ = report(&shared, a).await;
+        refuse(&mut client, 403, &why).await;
+        return;
+    }
+    if inspected.is_none() && !shared.config.allowlist.allows(host, port) {
         let why = format!("{host}:{port} is not on the egress allowlist");
         let a = attempt(&target.method, Some(host), Some(port), false, why.clone());
         let _ = report(&shared, a).await;
         refuse(&mut client, 403, &why).await;
         return;
     }
-    let a = attempt(
-        &target.method,
-        Some(host),
-        Some(port),
-        true,
-        "on the egress allowlist".into(),
-    );
-    if let Err(e) = report(&shared, a).await {
-        // Fail closed: an allowed connection that cannot be recorded does not happen.
-        refuse(&mut client, 503, &format!("egress not recorded: {e}")).await;
-        return;
-    }
 
-    let connect = tokio::time::timeout(
-        shared.config.connect_timeout,
-        TcpStream::connect((host, port)),
-    )
-    .await;
+    // One resolution, every answer checked; only these addresses are connected to.
+    let opening = if host.parse::<std::net::IpAddr>().is_ok()
+        && (shared.config.allowlist.lists_exactly(host, port)
+            || inspected.as_ref().is_some_and(|(_, h)| h.allow_private))
+    {
+        Opening::ListedLiteral
+    } else if shared.config.private_hosts.iter().any(|h| h == host)
+        || inspected.as_ref().is_some_and(|(_, h)| h.allow_private)
+    {
+        Opening::Private
+    } else {
+        Opening::PublicOnly
+    };
     let outcome = |error: Option<String>| UpstreamOutcome {
         host: host.to_owned(),
         port,
         error,
         peer_pid,
     };
-    let mut upstream = match connect {
-        Ok(Ok(s)) => {
-            report_upstream(&shared, outcome(None)).await;
-            s
-        }
-        Ok(Err(e)) => {
-            let why = format!("cannot reach {host}:{port}: {e}");
-            report_upstream(&shared, outcome(Some(e.to_string()))).await;
+    let checked = resolve_checked(&shared.config.resolver, host, port, opening).await;
+    if let Err(Refusal::Forbidden(why)) = &checked {
+        let a = attempt(&target.method, Some(host), Some(port), false, why.clone());
+        let _ = report(&shared, a).await;
+        refuse(&mut client, 403, why).await;
+        return;
+    }
+    let reason = if inspected.is_some() {
+        "inspected host: TLS terminated, each request judged"
+    } else {
+        "on the egress allowlist"
+    };
+    let a = attempt(&target.method, Some(host), Some(port), true, reason.into());
+    if let Err(e) = report(&shared, a).await {
+        // Fail closed: an allowed connection that cannot be recorded does not happen.
+        refuse(&mut client, 503, &format!("egress not recorded: {e}")).await;
+        return;
+    }
+    let addrs = match checked {
+        Ok(a) => a,
+        Err(r) => {
+            let why = r.message().to_owned();
+            report_upstream(&shared, outcome(Some(why.clone()))).await;
             refuse(&mut client, 502, &why).await;
             return;
         }
-        Err(_) => {
+    };
+
+    if let Some((config, inspect_host)) = inspected {
+        if client
+            .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let inspection = Inspection {
+            config,
+            host: inspect_host,
+            addrs,
+            observer: shared.observer.clone(),
+            connect_timeout: shared.config.connect_timeout,
+            head_timeout: shared.config.head_timeout,
+            peer_pid,
+        };
+        inspection.serve(Rewind::new(leftover, client)).await;
+        return;
+    }
+
+    let mut upstream = match connect_checked(&addrs, shared.config.connect_timeout).await {
+        Ok(s) => {
+            report_upstream(&shared, outcome(None)).await;
+            s
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
             let secs = shared.config.connect_timeout.as_secs();
             let why = format!("no connection within {secs} s");
             report_upstream(&shared, outcome(Some(why))).await;
@@ -273,8 +365,13 @@ async fn handle(mut client: UnixStream, shared: Arc<Shared>) {
             .await;
             return;
         }
+        Err(e) => {
+            let why = format!("cannot reach {host}:{port}: {e}");
+            report_upstream(&shared, outcome(Some(e.to_string()))).await;
+            refuse(&mut client, 502, &why).await;
+            return;
+        }
     };
-    let _ = upstream.set_nodelay(true);
 
     let started = match &target.upstream_head {
         None => {

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::observer::{EgressAttempt, EgressObserver, UpstreamOutcome};
+use crate::observer::{EgressAttempt, EgressObserver, RequestReport, UpstreamOutcome};
 
 /// Wraps an observer and keeps the streak of failed connections to the watched upstreams (the
 /// model API); [`UpstreamWatch::stop_reason`] says when the run should stop.
@@ -67,6 +67,14 @@ impl UpstreamWatch {
 impl EgressObserver for UpstreamWatch {
     fn observe(&self, attempt: &EgressAttempt) -> Result<(), String> {
         self.inner.observe(attempt)
+    }
+
+    fn request(&self, report: &RequestReport) -> Result<(), String> {
+        self.inner.request(report)
+    }
+
+    fn flush(&self, all: bool) {
+        self.inner.flush(all);
     }
 
     fn upstream(&self, outcome: &UpstreamOutcome) {

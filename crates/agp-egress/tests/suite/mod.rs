@@ -1,1 +1,3 @@
+mod inspect;
 mod proxy;
+mod tls_fixture;

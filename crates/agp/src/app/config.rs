@@ -141,6 +141,33 @@ pub struct EgressSection {
     /// Hosts (or `*.domain`) a live agent may reach besides its model API.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// `[[egress.rule]]`: per-request rules. A host named by a rule is inspected: agp
+    /// terminates its TLS and judges each request (first matching rule; none: require).
+    #[serde(default)]
+    pub rule: Vec<EgressRule>,
+}
+
+/// One `[[egress.rule]]`. Unknown keys are refused: a misspelt `paths` must not widen a rule.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressRule {
+    /// `host` or `host:port` (port 443 by default); no wildcards.
+    pub host: String,
+    /// Methods the rule matches; empty: any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Path prefixes the rule matches (without the query); empty: any.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    pub effect: EgressEffect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EgressEffect {
+    Allow,
+    Require,
+    Deny,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -311,6 +338,20 @@ mod tests {
     }
 
     #[test]
+    fn egress_rules_are_read_in_order() {
+        let cfg = parse(
+            "[[egress.rule]]\nhost = \"api.github.com\"\nmethods = [\"GET\"]\npaths = [\"/repos/\"]\n\
+             effect = \"allow\"\n[[egress.rule]]\nhost = \"api.github.com\"\neffect = \"deny\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.egress.rule.len(), 2);
+        assert_eq!(cfg.egress.rule[0].methods, ["GET"]);
+        assert_eq!(cfg.egress.rule[0].effect, EgressEffect::Allow);
+        assert!(cfg.egress.rule[1].paths.is_empty());
+        assert_eq!(cfg.egress.rule[1].effect, EgressEffect::Deny);
+    }
+
+    #[test]
     fn every_section_is_read_and_unknown_ones_are_left_to_others() {
         let cfg = parse(
             "future = 1\n[journal]\norigin = \"o\"\n[approvals]\ntimeout_secs = 9\nchannel = \"slack\"\n\
@@ -398,5 +439,10 @@ mod tests {
         assert!(parse("[sandbox.docker]\nimgae = \"x\"").is_err());
         assert!(parse("[approvals]\nchannel = \"email\"").is_err());
         assert!(parse("[egress]\nallow = \"a.example\"").is_err());
+        assert!(
+            parse("[[egress.rule]]\nhost = \"a.example\"\npath = [\"/\"]\neffect = \"allow\"")
+                .is_err()
+        );
+        assert!(parse("[[egress.rule]]\nhost = \"a.example\"\neffect = \"maybe\"").is_err());
     }
 }

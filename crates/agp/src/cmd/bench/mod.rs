@@ -1,5 +1,6 @@
 //! `agp bench`: measure agp's speed targets on this machine.
 
+pub mod egress;
 pub mod gateway;
 pub mod hook;
 pub mod journal;
@@ -33,6 +34,8 @@ pub enum BenchTarget {
     Policy(policy::PolicyBenchArgs),
     /// `agp policy replay` throughput: recorded calls verified, read and re-judged per second.
     Replay(replay::ReplayBenchArgs),
+    /// Latency added per request by the egress proxy (CONNECT pass-through, terminated TLS).
+    Egress(egress::EgressBenchArgs),
     /// Gateway round trips through a real daemon over a Unix socket.
     Gateway(gateway::GatewayBenchArgs),
     /// `agp hook` per-call cost: process start to decision printed, against a real daemon.
@@ -47,6 +50,7 @@ pub fn run(home: &Home, args: BenchArgs) -> Result<Exit> {
         BenchTarget::Verify(a) => verify::run(&a),
         BenchTarget::Policy(a) => policy::run(&a),
         BenchTarget::Replay(a) => replay::run(&a),
+        BenchTarget::Egress(a) => egress::run(&a),
         BenchTarget::Gateway(a) => gateway::run(&a),
         BenchTarget::Sandbox(a) => sandbox::run(home, &a),
         BenchTarget::Hook(a) => hook::run(&a),

@@ -10,7 +10,10 @@ use agp_contracts::events::{Event, IntendantWiringVerified, SandboxPreflight};
 use agp_contracts::intendant::{IntendantAdapter, LaunchContext, LaunchPlan, ProcessPlan};
 use agp_contracts::sandbox::{BindMount, ResourceLimits, SandboxSpec, SANDBOX_HOME};
 use agp_contracts::Journal;
-use agp_egress::{Allowlist, EgressProxy, JournalObserver, ProxyConfig, UpstreamWatch};
+use agp_egress::{
+    Allowlist, BurstSummary, EgressProxy, InspectConfig, InspectHost, JournalObserver, ProxyConfig,
+    SessionCa, UpstreamWatch,
+};
 use agp_intendants::codex;
 use agp_intendants::live;
 use anyhow::{anyhow, bail, Context, Result};
@@ -19,6 +22,9 @@ use super::{LiveAgent, PROBE_TIMEOUT};
 use crate::cmd::agent_sandbox::AgentSandbox;
 use crate::cmd::agent_wait;
 use crate::cmd::terminal_mode;
+
+/// Identical egress requests within this window become one journal record with a count.
+const EGRESS_BURST_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The agent process of a run, as seen by the signal handler: a signal kills the agent, and an
 /// agent not started yet never starts.
@@ -73,6 +79,8 @@ pub(super) struct HostPaths {
     pub agp_exe: PathBuf,
     pub scratch: PathBuf,
     pub extra_egress: Vec<String>,
+    /// Hosts from `[[egress.rule]]`: TLS terminated by the proxy, requests judged one by one.
+    pub inspect_hosts: Vec<InspectHost>,
     /// `--json`: stdout carries only agp's summary, so the agent writes to stderr.
     pub agent_output_to_stderr: bool,
     /// Host programs the agent needs that the sandbox's root may lack or have in a form it
@@ -104,16 +112,33 @@ pub(super) fn launch(
     std::fs::create_dir(&egress_dir)?;
     std::fs::set_permissions(&egress_dir, std::fs::Permissions::from_mode(0o700))?;
     let watch = Arc::new(UpstreamWatch::new(
-        Arc::new(JournalObserver::new(journal.clone(), ctx.session.clone())),
+        // Requests through inspected hosts are journaled with bursts summarized.
+        Arc::new(BurstSummary::new(
+            Arc::new(JournalObserver::new(journal.clone(), ctx.session.clone())),
+            EGRESS_BURST_WINDOW,
+        )),
         model_hosts(&plan.egress_hosts),
         agent_wait::MAX_MODEL_FAILURES,
         agent_wait::MAX_MODEL_OUTAGE,
     ));
-    let proxy = EgressProxy::start(
-        ProxyConfig::new(egress_dir.join("egress.sock"), allowlist),
-        watch.clone(),
-    )
-    .context("cannot start the egress proxy")?;
+    let mut proxy_config = ProxyConfig::new(egress_dir.join("egress.sock"), allowlist);
+    // The model endpoint the user configured may be a local gateway (LiteLLM on localhost):
+    // its name may resolve to a private or loopback address; no other name may.
+    proxy_config.private_hosts = model_hosts(&plan.egress_hosts)
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
+    if !host.inspect_hosts.is_empty() {
+        // The CA's key stays in this process; its certificate and the combined bundle go in the
+        // egress directory the sandbox sees read-only. `require` is refused until the approval
+        // channel answers egress requests (issue 13, item 5).
+        let ca = SessionCa::create(&egress_dir).context("cannot create the session's egress CA")?;
+        let inspect = InspectConfig::new(Arc::new(ca), host.inspect_hosts.clone())
+            .context("cannot set up TLS for inspected egress hosts")?;
+        proxy_config.inspect = Some(Arc::new(inspect));
+    }
+    let proxy =
+        EgressProxy::start(proxy_config, watch.clone()).context("cannot start the egress proxy")?;
     let started = start_sandbox(ctx, &plan, host, provider, &egress_dir);
     let sandbox = match started {
         Ok(s) => s,
@@ -307,6 +332,16 @@ fn sandbox_spec(
     spec.binds
         .push(ro(&host.gateway, Path::new(live::GATEWAY_SOCKET)));
     spec.binds.push(ro(egress_dir, Path::new(live::EGRESS_DIR)));
+    if egress_dir.join("ca.pem").is_file() {
+        // Inspected hosts: the usual clients trust the session CA (and still the system roots).
+        let inside = Path::new(live::EGRESS_DIR);
+        for (name, path) in
+            SessionCa::sandbox_env(&inside.join("ca.pem"), &inside.join("bundle.pem"))
+        {
+            spec.env.retain(|(n, _)| n != name);
+            spec.env.push((name.to_owned(), path.display().to_string()));
+        }
+    }
     spec.binds.push(ro(&host.agp_exe, Path::new(live::AGP_EXE)));
     for (source, dest) in &host.tools {
         spec.binds.push(ro(source, dest));

@@ -34,6 +34,7 @@ use crate::cmd::interrupt::{Interrupts, INTERRUPTED};
 use crate::exit::Exit;
 use crate::home::Home;
 
+mod inspect;
 mod launch;
 mod setup;
 
@@ -190,6 +191,8 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
     let mut assembly = assemble(home, &config, args.govern, &rt)?;
     // This daemon and its session die with this process.
     assembly.config.ephemeral = true;
+    // Before anything starts: a malformed rule is one line with the fix.
+    let inspect_hosts = inspect::inspect_hosts(&config.egress.rule)?;
     let mut extra_egress = config.egress.allow.clone();
     extra_egress.extend(policy_domains(&assembly.policy_path)?);
     let hook_timeout = assembly.config.approval_timeout.as_secs() + HOOK_MARGIN_SECS;
@@ -265,6 +268,7 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
             agp_exe,
             scratch: scratch.path().to_path_buf(),
             extra_egress,
+            inspect_hosts,
             agent_output_to_stderr: args.json,
             tools,
         };
