@@ -30,7 +30,7 @@ use agp_contracts::sandbox::ResourceLimits;
 use agp_contracts::{ApprovalChannel, Journal, PolicyEngine};
 use serde_json::Value;
 
-pub use mediate::{CallReply, Mediator};
+pub use mediate::{CallReply, EgressAnswer, EgressAsk, Mediator, EGRESS_TOOL};
 pub use server::{Daemon, DaemonError, STOPPED};
 pub use session::{SessionInfo, SessionParams};
 
@@ -93,6 +93,8 @@ pub struct DaemonConfig {
     /// How the policy's verdicts apply (`[policy] mode`, `--mode`); journaled with every
     /// session and with every unenforced decision.
     pub policy_mode: agp_contracts::PolicyMode,
+    /// Who may approve an egress destination (empty: whoever the channel itself accepts).
+    pub egress_approvers: Vec<String>,
 }
 
 impl DaemonConfig {
@@ -131,6 +133,7 @@ impl DaemonConfig {
                 .unwrap_or_else(|| "unknown".into()),
             ephemeral: false,
             policy_mode: agp_contracts::PolicyMode::Enforce,
+            egress_approvers: Vec::new(),
         }
     }
 

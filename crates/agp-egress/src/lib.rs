@@ -52,7 +52,7 @@ pub use inspect::InspectConfig;
 pub use observer::{
     EgressAttempt, EgressObserver, JournalObserver, MemoryObserver, RequestReport, UpstreamOutcome,
 };
-pub use proxy::{EgressProxy, ProxyConfig, RunningProxy, MAX_HEAD_BYTES};
+pub use proxy::{EgressProxy, ProxyConfig, RunningProxy, MAX_HEAD_BYTES, UNLISTED_RULE};
 pub use rules::{
     normalize_path, CredentialProvider, DenyJudge, Effect, Injection, InspectHost, RequestJudge,
     RequestView, Rule, Verdict, VerdictFuture,

@@ -145,6 +145,12 @@ pub struct EgressSection {
     /// terminates its TLS and judges each request (first matching rule; none: require).
     #[serde(default)]
     pub rule: Vec<EgressRule>,
+    /// Ask the session's approval channel about a host nobody listed (and about `require`
+    /// rules) [default: true]; `false` refuses them without asking.
+    pub ask: Option<bool>,
+    /// Who may approve an egress request (empty: whoever the channel itself accepts).
+    #[serde(default)]
+    pub approvers: Vec<String>,
 }
 
 /// One `[[egress.rule]]`. Unknown keys are refused: a misspelt `paths` must not widen a rule.
