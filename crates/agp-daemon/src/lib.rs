@@ -6,6 +6,7 @@
 //! turns the answer into deny.
 
 mod dispatch;
+mod egress_judge;
 pub mod exec;
 mod framing;
 mod git_scrub;
@@ -30,6 +31,7 @@ use agp_contracts::sandbox::ResourceLimits;
 use agp_contracts::{ApprovalChannel, Journal, PolicyEngine};
 use serde_json::Value;
 
+pub use egress_judge::EgressJudge;
 pub use mediate::{CallReply, EgressAnswer, EgressAsk, Mediator, EGRESS_TOOL};
 pub use server::{Daemon, DaemonError, STOPPED};
 pub use session::{SessionInfo, SessionParams};

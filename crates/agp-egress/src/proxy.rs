@@ -430,9 +430,16 @@ async fn handle(mut client: UnixStream, shared: Arc<Shared>) {
 
 /// Asks the destination judge about an unlisted host, bounded by the judge timeout: `Ok` with
 /// the reason it was approved, `Err` with why it was refused.
-async fn ask_judge(shared: &Arc<Shared>, target: &Target, peer_pid: Option<i32>) -> Result<String, String> {
+async fn ask_judge(
+    shared: &Arc<Shared>,
+    target: &Target,
+    peer_pid: Option<i32>,
+) -> Result<String, String> {
     let Some(judge) = &shared.config.destination_judge else {
-        return Err(format!("{}:{} is not on the egress allowlist", target.host, target.port));
+        return Err(format!(
+            "{}:{} is not on the egress allowlist",
+            target.host, target.port
+        ));
     };
     let view = RequestView {
         host: target.host.clone(),

@@ -131,7 +131,8 @@ impl Mediator {
             expires_at_ms: 0,
             remember_secs: remember.as_ref().map(|(secs, _)| *secs),
         };
-        self.ask(session, request, remember, admitted, abandon).await
+        self.ask(session, request, remember, admitted, abandon)
+            .await
     }
 
     /// Records `request` as pending, journals `approval.requested`, puts it to the channel

@@ -74,7 +74,7 @@ impl Mediator {
             Ok(r) => format!("egress-{r}"),
             Err(e) => return refused(format!("no call id for the approval ({e}); refused")),
         };
-        let input = egress_input(&ask, session.recent_call());
+        let input = egress_input(&ask, session.recent_call().as_ref());
         let Ok(input_sha256) = agp_contracts::canonical::sha256_of_value(&input) else {
             return refused("the request cannot be hashed; refused".into());
         };
@@ -91,10 +91,7 @@ impl Mediator {
             return match self.record(Some(&session.id), &granted).await {
                 Ok(()) => EgressAnswer {
                     allowed: true,
-                    reason: format!(
-                        "host allowed for the session by {}",
-                        approver_names(&by)
-                    ),
+                    reason: format!("host allowed for the session by {}", approver_names(&by)),
                 },
                 Err(e) => refused(format!("agp could not journal the approval ({e}); refused")),
             };
@@ -137,7 +134,7 @@ impl Mediator {
 
 /// What the approver sees and the approval's hash binds: the request and the agent's most
 /// recent call (redacted as journaled).
-fn egress_input(ask: &EgressAsk, recent_call: Option<Value>) -> Value {
+fn egress_input(ask: &EgressAsk, recent_call: Option<&Value>) -> Value {
     json!({
         "egress": {
             "method": ask.method,
@@ -167,7 +164,7 @@ mod tests {
         other.path = Some("/b".into());
         let changed = [
             egress_input(&other, None),
-            egress_input(&ask, Some(json!({"tool": "Bash"}))),
+            egress_input(&ask, Some(&json!({"tool": "Bash"}))),
         ];
         for v in changed {
             assert_ne!(agp_contracts::canonical::sha256_of_value(&v).unwrap(), base);

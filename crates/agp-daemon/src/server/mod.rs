@@ -187,7 +187,11 @@ impl Daemon {
 
     /// Asks the session's approval channel whether an egress request may go out (see
     /// [`crate::EgressAsk`]); waits at most the approval timeout.
-    pub async fn approve_egress(&self, session: &str, ask: crate::EgressAsk) -> crate::EgressAnswer {
+    pub async fn approve_egress(
+        &self,
+        session: &str,
+        ask: crate::EgressAsk,
+    ) -> crate::EgressAnswer {
         self.mediator.approve_egress(session, ask).await
     }
 

@@ -35,7 +35,6 @@ use crate::exit::Exit;
 use crate::home::Home;
 
 mod inspect;
-mod judge;
 mod launch;
 mod setup;
 
@@ -265,7 +264,7 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
             interactive: args.interactive,
         };
         let judge: Option<Arc<dyn agp_egress::RequestJudge>> = ask_egress.then(|| {
-            Arc::new(judge::ApprovalJudge {
+            Arc::new(agp_daemon::EgressJudge {
                 daemon: daemon.daemon(),
                 session: session.id.clone(),
                 runtime: tokio::runtime::Handle::current(),

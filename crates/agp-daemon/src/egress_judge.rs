@@ -1,20 +1,20 @@
-//! The egress proxy's judge in `agp run`: a request that needs a human (a host nobody listed, a
-//! `require` rule) is put to the session's approval channel by the in-process daemon, as an
-//! approval of its own kind (see `agp_daemon::EgressAsk`).
+//! The egress proxy's judge for a session: a request that needs a human (a host nobody listed,
+//! a `require` rule) is put to the session's approval channel by the daemon, as an approval of
+//! its own kind (see [`crate::EgressAsk`]).
 
 use std::sync::Arc;
 
-use agp_daemon::{Daemon, EgressAsk};
+use crate::{Daemon, EgressAsk};
 use agp_egress::{RequestJudge, RequestView, Verdict, VerdictFuture, UNLISTED_RULE};
 
-pub(super) struct ApprovalJudge {
+pub struct EgressJudge {
     pub daemon: Arc<Daemon>,
     pub session: String,
     /// The daemon's runtime: the proxy serves on a runtime of its own.
     pub runtime: tokio::runtime::Handle,
 }
 
-impl RequestJudge for ApprovalJudge {
+impl RequestJudge for EgressJudge {
     fn judge(&self, request: RequestView) -> VerdictFuture {
         let reason = if request.rule == UNLISTED_RULE {
             format!(
