@@ -151,6 +151,11 @@ pub struct EgressSection {
     /// Who may approve an egress request (empty: whoever the channel itself accepts).
     #[serde(default)]
     pub approvers: Vec<String>,
+    /// Names of internal services that may resolve to private, loopback or link-local
+    /// addresses (no other name may). Listing one here does not allow it: it still needs the
+    /// allowlist, a rule or an approval.
+    #[serde(default)]
+    pub private: Vec<String>,
 }
 
 /// One `[[egress.rule]]`. Unknown keys are refused: a misspelt `paths` must not widen a rule.

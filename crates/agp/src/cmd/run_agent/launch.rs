@@ -87,6 +87,8 @@ pub(super) struct HostPaths {
     pub judge: Option<Arc<dyn agp_egress::RequestJudge>>,
     /// How long such a request waits for its answer.
     pub approval_timeout: std::time::Duration,
+    /// `[egress] private`: names that may resolve to non-public addresses.
+    pub private_hosts: Vec<String>,
     /// `--json`: stdout carries only agp's summary, so the agent writes to stderr.
     pub agent_output_to_stderr: bool,
     /// Host programs the agent needs that the sandbox's root may lack or have in a form it
@@ -133,6 +135,7 @@ pub(super) fn launch(
     proxy_config.private_hosts = model_hosts(&plan.egress_hosts)
         .into_iter()
         .map(|(h, _)| h)
+        .chain(host.private_hosts.iter().cloned())
         .collect();
     // A host nobody listed, and a `require` rule, are put to the session's approval channel;
     // the request waits at most the approval timeout.

@@ -193,6 +193,15 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
     assembly.config.ephemeral = true;
     assembly.config.egress_approvers = config.egress.approvers.clone();
     let ask_egress = config.egress.ask.unwrap_or(true);
+    let private_hosts = config
+        .egress
+        .private
+        .iter()
+        .map(|h| {
+            agp_egress::normalize_host(h)
+                .map_err(|e| anyhow!("[egress] private: {h:?} is not a host name: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     // Before anything starts: a malformed rule is one line with the fix.
     let inspect_hosts = inspect::inspect_hosts(&config.egress.rule)?;
     let mut extra_egress = config.egress.allow.clone();
@@ -273,6 +282,7 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
         let host = HostPaths {
             judge,
             approval_timeout,
+            private_hosts,
             gateway,
             agent_exe: live::agent_placement(&binary.live_config(0, Vec::new()), agent.lookup().1)
                 .0,
