@@ -14,7 +14,7 @@ use super::*;
 use crate::store::RememberedKey;
 
 /// The tool name egress approvals carry; refused as a harness's tool name.
-pub const EGRESS_TOOL: &str = "agp:egress";
+pub use agp_contracts::approval::EGRESS_TOOL;
 /// The rule id egress approvals carry, and the rule of a remembered host.
 pub const EGRESS_RULE: &str = "agp.egress.destination";
 /// How long "allow this host for the session" lasts at most; the answer is bound to the
