@@ -45,22 +45,27 @@ fn upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
     (port, seen)
 }
 
-#[test]
-fn claude_code_new_destination_approved_then_denied_via_the_scripted_approver() {
-    let Some(claude) = claude() else { return };
+/// A world whose policy lets the agent run curl (egress is the proxy's to judge) and where
+/// `localhost` is an internal service (it resolves to loopback) on no allowlist and in no rule:
+/// every request to it is a new destination.
+fn curl_world() -> World {
     let world = World::new();
     let policy = format!(
         "{POLICY}\n[[rule]]\nid = \"curl\"\neffect = \"allow\"\nmatch = [\"Bash(curl *)\"]\n\
          reason = \"egress is judged by the proxy\"\n"
     );
     std::fs::write(&world.policy, policy).unwrap();
-    // `localhost` is an internal service (it resolves to loopback) but on no allowlist and in
-    // no rule: every request to it is a new destination.
     let config = world.home.join("config.toml");
     let mut toml = std::fs::read_to_string(&config).unwrap_or_default();
     toml.push_str("\n[egress]\nprivate = [\"localhost\"]\n");
     std::fs::write(&config, toml).unwrap();
+    world
+}
 
+#[test]
+fn claude_code_new_destination_approved_then_denied_via_the_scripted_approver() {
+    let Some(claude) = claude() else { return };
+    let world = curl_world();
     let (port, seen) = upstream();
     let curl = |path: &str| format!("curl -sS -i http://localhost:{port}{path}");
     let model = FakeModel::anthropic(vec![
@@ -116,5 +121,86 @@ fn claude_code_new_destination_approved_then_denied_via_the_scripted_approver() 
         && e["body"]["reason"]
             .as_str()
             .is_some_and(|r| r.contains("not that path"))));
+    world.assert_verified();
+}
+
+/// The same through (the fake) Slack: Bob denies the first request; Alice allows the host for
+/// the session on the second, so the third is not asked about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_new_destination_decided_in_slack() {
+    use super::agents_slack::{agp_run, fake_slack, wait_success};
+    use agp_slack::fake::PostedMessage;
+    use std::time::Duration;
+
+    let Some(claude) = claude() else { return };
+    let world = curl_world();
+    let slack = fake_slack().await;
+    let (port, seen) = upstream();
+    let curl = |path: &str| format!("curl -sS -i http://localhost:{port}{path}");
+    let model = FakeModel::anthropic(vec![
+        Turn::Shell(curl("/denied")),
+        Turn::Shell(curl("/approved")),
+        Turn::Shell(curl("/again")),
+        Turn::Text("finished".into()),
+    ])
+    .unwrap();
+    let child = agp_run(
+        &world,
+        &slack,
+        &["--intendant", "claude-code", "--task", "fetch three pages"],
+    )
+    .env("AGP_CLAUDE_BIN", &claude)
+    .env("ANTHROPIC_BASE_URL", model.base_url())
+    .env("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
+    .spawn()
+    .unwrap();
+
+    let target = |path: &str| format!("GET localhost:{port}{path}");
+    for (path, user, action) in [
+        ("/denied", "UBOB", "agp_deny"),
+        ("/approved", "UALICE", "agp_allow_session"),
+    ] {
+        let shown = target(path);
+        let msg = slack
+            .wait_message(Duration::from_secs(120), |m: &PostedMessage| {
+                m.has_buttons() && m.all_text().contains(&shown)
+            })
+            .await
+            .unwrap_or_else(|| panic!("{shown} never reached Slack: {:?}", slack.messages()));
+        let text = msg.all_text();
+        assert!(text.contains("Egress request"), "{text}");
+        assert!(text.contains("Allow this host for the session"), "{text}");
+        // The agent's recent call: the curl that made this request.
+        assert!(text.contains(&curl(path)), "{text}");
+        assert!(slack.wait_hellos(1, Duration::from_secs(30)).await);
+        slack.click(user, &msg.ts, action).unwrap();
+    }
+    wait_success(child).await;
+    assert_eq!(model.remaining_turns(), 0, "the agent stopped early");
+
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["GET /approved HTTP/1.1", "GET /again HTTP/1.1"]
+    );
+    let j = world.journal();
+    let egress_asked: Vec<_> = of_kind(&j, "approval.requested")
+        .into_iter()
+        .filter(|e| e["body"]["tool"] == "agp:egress")
+        .collect();
+    assert_eq!(
+        egress_asked.len(),
+        2,
+        "the host allowed for the session was asked again"
+    );
+    let granted = of_kind(&j, "approval.granted");
+    assert_eq!(granted.len(), 2, "{granted:#?}");
+    assert_eq!(granted[0]["body"]["by"][0]["id"], "UALICE");
+    assert_eq!(granted[1]["body"]["remembered"], true);
+    assert_eq!(of_kind(&j, "approval.remembered").len(), 1);
+    let denied = of_kind(&j, "approval.denied");
+    assert_eq!(denied.len(), 1);
+    assert!(denied[0]["body"].to_string().contains("UBOB"));
+    let told = result_for(&model.tool_results(), "toolu_fake_1");
+    assert!(told.contains("403"), "{told}");
     world.assert_verified();
 }
