@@ -80,11 +80,11 @@ impl Egress {
         config.resolver = Arc::new(Loopback);
         // The upstream is on loopback; these names may reach it once approved.
         config.private_hosts = vec!["new.agp.test".into(), "other.agp.test".into()];
-        config.destination_judge = Some(Arc::new(EgressJudge {
-            daemon: fx.daemon.clone(),
-            session: session.id.clone(),
-            runtime: fx.rt.handle().clone(),
-        }));
+        config.destination_judge = Some(Arc::new(EgressJudge::new(
+            fx.daemon.clone(),
+            session.id.clone(),
+            fx.rt.handle().clone(),
+        )));
         config.judge_timeout = approval_timeout + Duration::from_secs(5);
         let observer = MemoryObserver::default();
         let proxy = EgressProxy::start(config, Arc::new(observer.clone())).unwrap();
@@ -264,4 +264,51 @@ fn a_harness_cannot_pose_an_egress_approval() {
     ));
     assert!(got.is_err(), "{got:?}");
     assert!(e.fx.journal.of("approval.requested").is_empty());
+}
+
+/// Identical requests waiting together share one question (and its outcome); different ones
+/// past the bound are refused without asking anyone.
+#[test]
+fn parallel_requests_share_a_question_and_a_flood_is_bounded() {
+    let max = crate::egress_judge::MAX_PENDING;
+    // Nobody answers: every question waits until the approval timeout.
+    let e = Egress::new(Duration::from_secs(10));
+    let paths: Vec<String> = std::iter::repeat_n("/same".to_owned(), 4)
+        .chain((1..max).map(|n| format!("/other{n}")))
+        .collect();
+    let waiting: Vec<_> = paths
+        .iter()
+        .map(|path| {
+            let url = e.url("new.agp.test", path);
+            let bridge = e.bridge;
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let out = Command::new("curl")
+                    .args(["-sS", "-i", "--max-time", "60", "--proxy"])
+                    .arg(format!("http://{bridge}"))
+                    .arg(url)
+                    .output()
+                    .unwrap();
+                (path, String::from_utf8_lossy(&out.stdout).into_owned())
+            })
+        })
+        .collect();
+    eventually(
+        || format!("{max} questions were not asked"),
+        || e.fx.channel.asked.load(Ordering::SeqCst) == max,
+    );
+    let (_, out) = e.curl(&e.url("new.agp.test", "/one-too-many"));
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    assert!(out.contains("already waiting"), "{out}");
+
+    for t in waiting {
+        let (path, out) = t.join().unwrap();
+        assert!(out.starts_with("HTTP/1.1 403"), "{path}: {out}");
+        assert!(out.contains("timed out"), "{path}: {out}");
+    }
+    // Four requests for /same, one question; nothing more was asked.
+    assert_eq!(e.fx.channel.asked.load(Ordering::SeqCst), max);
+    assert_eq!(e.fx.journal.of("approval.requested").len(), max);
+    assert_eq!(e.fx.journal.of("approval.timeout").len(), max);
+    assert_eq!(e.hits.load(Ordering::SeqCst), 0);
 }

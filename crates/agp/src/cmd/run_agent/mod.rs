@@ -273,11 +273,11 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
             interactive: args.interactive,
         };
         let judge: Option<Arc<dyn agp_egress::RequestJudge>> = ask_egress.then(|| {
-            Arc::new(agp_daemon::EgressJudge {
-                daemon: daemon.daemon(),
-                session: session.id.clone(),
-                runtime: tokio::runtime::Handle::current(),
-            }) as Arc<dyn agp_egress::RequestJudge>
+            Arc::new(agp_daemon::EgressJudge::new(
+                daemon.daemon(),
+                session.id.clone(),
+                tokio::runtime::Handle::current(),
+            )) as Arc<dyn agp_egress::RequestJudge>
         });
         let host = HostPaths {
             judge,
