@@ -80,7 +80,16 @@ pub fn prompt(
         "{}",
         style.bold("──── agp: approval required ────────────────────────────────")
     );
-    push_wrapped(&mut out, "  tool     ", &escape(&req.tool.name()), width);
+    let egress = req.egress_target();
+    match &egress {
+        // A destination, not a tool call: the request is what is decided; the agent's recent
+        // call is in the input below.
+        Some((method, authority, path)) => {
+            let target = format!("{method} {authority}{}", path.as_deref().unwrap_or(""));
+            push_wrapped(&mut out, "  egress   ", &escape(&target), width);
+        }
+        None => push_wrapped(&mut out, "  tool     ", &escape(&req.tool.name()), width),
+    }
     let rule = req.rule_id.as_deref().unwrap_or("(policy default)");
     push_wrapped(&mut out, "  rule     ", &escape(rule), width);
     push_wrapped(&mut out, "  reason   ", &escape(&req.reason), width);
@@ -95,12 +104,23 @@ pub fn prompt(
     if waiting > 0 {
         let _ = writeln!(out, "  ({waiting} more request(s) waiting after this one)");
     }
-    if let Some(secs) = req.remember_secs {
-        let _ = writeln!(
-            out,
-            "  remember [s] allows this exact call again in this session, for at most {}",
-            duration_text(secs)
-        );
+    match (req.remember_secs, &egress) {
+        (Some(secs), Some((_, authority, _))) => {
+            let _ = writeln!(
+                out,
+                "  remember [s] allows any request to {} in this session, for at most {}",
+                escape(authority),
+                duration_text(secs)
+            );
+        }
+        (Some(secs), None) => {
+            let _ = writeln!(
+                out,
+                "  remember [s] allows this exact call again in this session, for at most {}",
+                duration_text(secs)
+            );
+        }
+        (None, _) => {}
     }
     let _ = write!(
         out,
@@ -115,7 +135,9 @@ pub fn prompt(
 /// The keys a request can be answered with: "allow for this session" only when its rule lets
 /// the answer be remembered.
 pub fn keys(req: &ApprovalRequest) -> &'static str {
-    if req.remember_secs.is_some() {
+    if req.remember_secs.is_some() && req.egress_target().is_some() {
+        "[a/y] allow   [s] allow this host for the session   [d/n] deny   [?] details"
+    } else if req.remember_secs.is_some() {
         "[a/y] allow   [s] allow for this session   [d/n] deny   [?] details"
     } else {
         "[a/y] allow   [d/n] deny   [?] details"
@@ -183,6 +205,27 @@ mod tests {
             expires_at_ms: 10_500,
             remember_secs: None,
         }
+    }
+
+    #[test]
+    fn an_egress_request_shows_its_target_and_offers_the_host() {
+        let mut r = req();
+        r.tool = agp_contracts::approval::EGRESS_TOOL.into();
+        r.redacted_input = json!({
+            "egress": {"method": "GET", "host": "new.example\u{1b}[2J", "port": 80, "path": "/x"},
+            "agent_recent_call": {"tool": "Bash", "input": {"command": "curl new.example/x"}},
+        });
+        r.remember_secs = Some(3600);
+        let text = prompt(&r, 0, 1_000, Style::Plain, DEFAULT_WIDTH);
+        assert!(text.contains("  egress   GET new.example"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains("curl new.example/x"), "{text}");
+        assert!(text.contains("allows any request to new.example"), "{text}");
+        assert!(
+            text.contains("[s] allow this host for the session"),
+            "{text}"
+        );
+        assert!(!text.contains("  tool "), "{text}");
     }
 
     #[test]

@@ -45,6 +45,30 @@ impl ApprovalRequest {
     }
 }
 
+/// The tool name of an egress approval: a request to a destination nobody listed, put to the
+/// channel by agp itself (its input: `egress` {method, host, port, path} and
+/// `agent_recent_call`). Harnesses cannot send tools named `agp:…`.
+pub const EGRESS_TOOL: &str = "agp:egress";
+
+impl ApprovalRequest {
+    /// `(method, host:port, path)` of an egress approval; `None` for a tool call.
+    pub fn egress_target(&self) -> Option<(String, String, Option<String>)> {
+        if self.tool.name() != EGRESS_TOOL {
+            return None;
+        }
+        let e = self.redacted_input.get("egress")?;
+        let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
+        let host = text("host")?;
+        let port = e.get("port").and_then(Value::as_u64)?;
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Some((text("method").unwrap_or_default(), authority, text("path")))
+    }
+}
+
 /// Values of [`Approver::via`] used by the channels agp ships.
 pub mod via {
     /// A person at the controlling terminal.

@@ -6,6 +6,7 @@
 //! turns the answer into deny.
 
 mod dispatch;
+mod egress_judge;
 pub mod exec;
 mod framing;
 mod git_scrub;
@@ -30,7 +31,8 @@ use agp_contracts::sandbox::ResourceLimits;
 use agp_contracts::{ApprovalChannel, Journal, PolicyEngine};
 use serde_json::Value;
 
-pub use mediate::{CallReply, Mediator};
+pub use egress_judge::EgressJudge;
+pub use mediate::{CallReply, EgressAnswer, EgressAsk, Mediator, EGRESS_TOOL};
 pub use server::{Daemon, DaemonError, STOPPED};
 pub use session::{SessionInfo, SessionParams};
 
@@ -93,6 +95,8 @@ pub struct DaemonConfig {
     /// How the policy's verdicts apply (`[policy] mode`, `--mode`); journaled with every
     /// session and with every unenforced decision.
     pub policy_mode: agp_contracts::PolicyMode,
+    /// Who may approve an egress destination (empty: whoever the channel itself accepts).
+    pub egress_approvers: Vec<String>,
 }
 
 impl DaemonConfig {
@@ -131,6 +135,7 @@ impl DaemonConfig {
                 .unwrap_or_else(|| "unknown".into()),
             ephemeral: false,
             policy_mode: agp_contracts::PolicyMode::Enforce,
+            egress_approvers: Vec::new(),
         }
     }
 

@@ -59,6 +59,9 @@ pub(crate) struct SessionState {
     reported: Mutex<HashSet<String>>,
     /// Gate mode: the git metadata as the session found it, scrubbed against (see git_scrub).
     pub git_watch: crate::git_scrub::Watch,
+    /// The last call judged in this session (id, tool, redacted input): shown next to an egress
+    /// approval so the approver sees what the agent was doing when it reached out.
+    recent_call: Mutex<Option<serde_json::Value>>,
 }
 
 impl SessionState {
@@ -86,7 +89,22 @@ impl SessionState {
             baseline: Mutex::new(None),
             reported: Mutex::new(HashSet::new()),
             git_watch: Default::default(),
+            recent_call: Mutex::new(None),
         }
+    }
+
+    pub fn set_recent_call(&self, call: serde_json::Value) {
+        *self
+            .recent_call
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(call);
+    }
+
+    pub fn recent_call(&self) -> Option<serde_json::Value> {
+        self.recent_call
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn set_baseline(&self, baseline: Option<agp_integrity::Baseline>) {

@@ -14,6 +14,10 @@
 //! address it resolves to must be public (or opened by the configuration), and only those
 //! checked addresses are connected to.
 //!
+//! A destination neither the allowlist nor an inspected host covers goes to the
+//! [`ProxyConfig::destination_judge`] when one is set (the daemon asks a human), once its
+//! addresses passed those checks; the request waits at most [`ProxyConfig::judge_timeout`].
+//!
 //! Hosts listed in an [`InspectConfig`] are not tunnelled: the proxy answers their CONNECT
 //! itself, terminates TLS with a leaf issued by the session's [`SessionCa`], and reads HTTP/1.1
 //! requests off the decrypted stream. Each is checked (framing, Host against the TLS server
@@ -52,7 +56,7 @@ pub use inspect::InspectConfig;
 pub use observer::{
     EgressAttempt, EgressObserver, JournalObserver, MemoryObserver, RequestReport, UpstreamOutcome,
 };
-pub use proxy::{EgressProxy, ProxyConfig, RunningProxy, MAX_HEAD_BYTES};
+pub use proxy::{EgressProxy, ProxyConfig, RunningProxy, MAX_HEAD_BYTES, UNLISTED_RULE};
 pub use rules::{
     normalize_path, CredentialProvider, DenyJudge, Effect, Injection, InspectHost, RequestJudge,
     RequestView, Rule, Verdict, VerdictFuture,

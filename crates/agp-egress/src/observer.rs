@@ -2,7 +2,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use agp_contracts::events::{EgressAllowed, EgressDenied, EgressUpstreamFailed, Event};
+use agp_contracts::events::{
+    EgressAllowed, EgressDenied, EgressRequest, EgressUpstreamFailed, Event,
+};
 use agp_contracts::Journal;
 use serde::Serialize;
 
@@ -89,9 +91,29 @@ pub trait EgressObserver: Send + Sync {
     fn flush(&self, _all: bool) {}
 }
 
-/// The journal kind of a [`RequestReport`]. Untyped in `agp-contracts` for now: readers carry
-/// unknown kinds as they are.
-pub const EGRESS_REQUEST: &str = "egress.request";
+/// The journal kind of a [`RequestReport`] (typed as [`EgressRequest`]).
+pub const EGRESS_REQUEST: &str = EgressRequest::KIND;
+
+impl From<&RequestReport> for EgressRequest {
+    fn from(r: &RequestReport) -> Self {
+        Self {
+            host: r.host.clone(),
+            port: r.port,
+            method: r.method.clone(),
+            path: r.path.clone(),
+            allowed: r.allowed,
+            rule: r.rule.clone(),
+            reason: r.reason.clone(),
+            status: r.status,
+            upstream_error: r.upstream_error.clone(),
+            bytes_up: r.bytes_up,
+            bytes_down: r.bytes_down,
+            credentials: r.credentials.clone(),
+            count: r.count,
+            peer_pid: r.peer_pid,
+        }
+    }
+}
 
 /// Journals attempts as `egress.allowed` / `egress.denied` in a session, and requests through
 /// inspected hosts as `egress.request` (wrap it in [`crate::BurstSummary`] so a loop cannot flood
@@ -140,7 +162,7 @@ impl EgressObserver for JournalObserver {
     }
 
     fn request(&self, report: &RequestReport) -> Result<(), String> {
-        let body = serde_json::to_value(report).map_err(|e| e.to_string())?;
+        let body = EgressRequest::from(report).to_body();
         self.journal
             .append(EGRESS_REQUEST, Some(&self.session), body)
             .map(|_| ())
@@ -310,6 +332,10 @@ mod tests {
                    "reason": "allowed by the rule", "status": 200, "bytes_up": 120,
                    "bytes_down": 4000, "credentials": ["GITHUB_TOKEN"], "count": 3})
         );
+        // The body reads back as the typed `egress.request` unchanged.
+        journal.assert_typed();
+        let typed = EgressRequest::from_body(&e[0].2).unwrap();
+        assert_eq!(typed, EgressRequest::from(&report));
     }
 
     #[test]

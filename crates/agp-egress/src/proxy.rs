@@ -15,6 +15,7 @@ use crate::guard::{connect_checked, resolve_checked, Opening, Refusal, Resolve, 
 use crate::inspect::{InspectConfig, Inspection};
 use crate::observer::{EgressAttempt, EgressObserver, UpstreamOutcome};
 use crate::rewind::Rewind;
+use crate::rules::{normalize_path, RequestJudge, RequestView, Verdict};
 use crate::EgressError;
 
 /// Largest request head (request line plus headers) the proxy reads; larger heads are refused
@@ -52,6 +53,11 @@ pub struct ProxyConfig {
     pub private_hosts: Vec<String>,
     /// Hosts whose TLS is terminated and whose requests are judged one by one.
     pub inspect: Option<Arc<InspectConfig>>,
+    /// Asked about a destination neither the allowlist nor an inspected host covers (a CONNECT
+    /// or plain request to a new host), after its addresses passed the checks. `None`: refused.
+    pub destination_judge: Option<Arc<dyn RequestJudge>>,
+    /// How long such a request waits for the judge before it is refused.
+    pub judge_timeout: Duration,
 }
 
 impl std::fmt::Debug for ProxyConfig {
@@ -61,6 +67,7 @@ impl std::fmt::Debug for ProxyConfig {
             .field("allowlist", &self.allowlist)
             .field("private_hosts", &self.private_hosts)
             .field("inspect", &self.inspect)
+            .field("destination_judge", &self.destination_judge.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +83,8 @@ impl ProxyConfig {
             resolver: Arc::new(SystemResolver),
             private_hosts: Vec::new(),
             inspect: None,
+            destination_judge: None,
+            judge_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -191,6 +200,9 @@ struct Target {
     /// Bytes to send upstream before piping: the rewritten head (plain requests) or nothing
     /// (CONNECT).
     upstream_head: Option<Vec<u8>>,
+    /// The path of a plain request, without its query (CONNECT: none, the requests inside stay
+    /// encrypted).
+    path: Option<String>,
 }
 
 enum HeadError {
@@ -272,7 +284,10 @@ async fn handle(mut client: UnixStream, shared: Arc<Shared>) {
         refuse(&mut client, 403, &why).await;
         return;
     }
-    if inspected.is_none() && !shared.config.allowlist.allows(host, port) {
+    // A destination nobody listed goes to the judge (a human), once its addresses are checked:
+    // nobody is asked about a destination that would be refused anyway.
+    let unlisted = inspected.is_none() && !shared.config.allowlist.allows(host, port);
+    if unlisted && shared.config.destination_judge.is_none() {
         let why = format!("{host}:{port} is not on the egress allowlist");
         let a = attempt(&target.method, Some(host), Some(port), false, why.clone());
         let _ = report(&shared, a).await;
@@ -306,12 +321,35 @@ async fn handle(mut client: UnixStream, shared: Arc<Shared>) {
         refuse(&mut client, 403, why).await;
         return;
     }
-    let reason = if inspected.is_some() {
-        "inspected host: TLS terminated, each request judged"
+    if unlisted {
+        if let Err(r) = &checked {
+            // A destination that cannot be reached is not worth a human's time.
+            let why = format!(
+                "{host}:{port} is not on the egress allowlist ({})",
+                r.message()
+            );
+            let a = attempt(&target.method, Some(host), Some(port), false, why.clone());
+            let _ = report(&shared, a).await;
+            refuse(&mut client, 403, &why).await;
+            return;
+        }
+    }
+    let reason = if unlisted {
+        match ask_judge(&shared, &target, peer_pid).await {
+            Ok(why) => why,
+            Err(why) => {
+                let a = attempt(&target.method, Some(host), Some(port), false, why.clone());
+                let _ = report(&shared, a).await;
+                refuse(&mut client, 403, &why).await;
+                return;
+            }
+        }
+    } else if inspected.is_some() {
+        "inspected host: TLS terminated, each request judged".to_owned()
     } else {
-        "on the egress allowlist"
+        "on the egress allowlist".to_owned()
     };
-    let a = attempt(&target.method, Some(host), Some(port), true, reason.into());
+    let a = attempt(&target.method, Some(host), Some(port), true, reason);
     if let Err(e) = report(&shared, a).await {
         // Fail closed: an allowed connection that cannot be recorded does not happen.
         refuse(&mut client, 503, &format!("egress not recorded: {e}")).await;
@@ -389,6 +427,42 @@ async fn handle(mut client: UnixStream, shared: Arc<Shared>) {
     }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
 }
+
+/// Asks the destination judge about an unlisted host, bounded by the judge timeout: `Ok` with
+/// the reason it was approved, `Err` with why it was refused.
+async fn ask_judge(
+    shared: &Arc<Shared>,
+    target: &Target,
+    peer_pid: Option<i32>,
+) -> Result<String, String> {
+    let Some(judge) = &shared.config.destination_judge else {
+        return Err(format!(
+            "{}:{} is not on the egress allowlist",
+            target.host, target.port
+        ));
+    };
+    let view = RequestView {
+        host: target.host.clone(),
+        port: target.port,
+        method: target.method.clone(),
+        path: target.path.clone().unwrap_or_default(),
+        rule: UNLISTED_RULE.into(),
+        peer_pid,
+    };
+    match tokio::time::timeout(shared.config.judge_timeout, judge.judge(view)).await {
+        Ok(Verdict::Allow(why)) => Ok(format!("approved: {why}")),
+        Ok(Verdict::Deny(why)) => Err(format!("refused: {why}")),
+        Err(_) => Err(format!(
+            "{}:{} is not on the egress allowlist and no approval came within {} s",
+            target.host,
+            target.port,
+            shared.config.judge_timeout.as_secs()
+        )),
+    }
+}
+
+/// The rule a request to a host nobody listed is judged under.
+pub const UNLISTED_RULE: &str = "unlisted-host";
 
 async fn report(shared: &Arc<Shared>, attempt: EgressAttempt) -> Result<(), String> {
     let observer = shared.observer.clone();
@@ -484,6 +558,7 @@ fn parse_target(head: &[u8]) -> Result<Target, (String, String)> {
             host,
             port,
             upstream_head: None,
+            path: None,
         });
     }
 
@@ -507,6 +582,9 @@ fn parse_target(head: &[u8]) -> Result<Target, (String, String)> {
         p => p.to_owned(),
     };
     let path = path.split('#').next().unwrap_or("/").to_owned();
+    let bare = path.split('?').next().unwrap_or("/");
+    // Shown to the judge only; what is forwarded is the path as sent.
+    let shown = normalize_path(bare).unwrap_or_else(|_| bare.to_owned());
 
     let mut out = Vec::with_capacity(head.len() + 64);
     out.extend_from_slice(format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n").as_bytes());
@@ -530,6 +608,7 @@ fn parse_target(head: &[u8]) -> Result<Target, (String, String)> {
         host,
         port,
         upstream_head: Some(out),
+        path: Some(shown),
     })
 }
 

@@ -98,13 +98,25 @@ fn summary_blocks(request: &ApprovalRequest, preview_chars: usize) -> Vec<Value>
         .rule_id
         .as_deref()
         .map_or_else(|| "(none)".into(), |r| format!("`{}`", code(&clip(r, 200))));
-    vec![
-        section(format!(
+    let headline = match request.egress_target() {
+        // A destination, not a tool call: the request itself is the headline, the agent's
+        // recent call (in the input below) says what it was doing.
+        Some((method, authority, path)) => format!(
+            "*Egress request:* `{} {}{}`\n*Reason:* {}",
+            code(&clip(&method, 40)),
+            code(&clip(&authority, 300)),
+            code(&clip(path.as_deref().unwrap_or(""), 1000)),
+            escape(&clip(&request.reason, 1000))
+        ),
+        None => format!(
             "*Approval needed:* `{}`\n*Rule:* {}\n*Reason:* {}",
             code(&clip(&request.tool.name(), 200)),
             rule,
             escape(&clip(&request.reason, 1000))
-        )),
+        ),
+    };
+    vec![
+        section(headline),
         section(preview),
         json!({"type": "context", "elements": [mrkdwn(format!(
             "input sha256 `{}` · call `{}` · session `{}` · needs {} approval(s) · expires {}",
@@ -141,17 +153,28 @@ pub fn approval_blocks(
     }
     let mut buttons = vec![button("Allow", ACTION_ALLOW, &value, Some("primary"))];
     if let Some(secs) = request.remember_secs {
-        blocks.push(json!({"type": "context", "elements": [mrkdwn(format!(
-            "_Allow for this session_: the same call (tool, directory, input, rule) is not asked \
-             again in this session for at most {}",
-            duration_text(secs)
-        ))]}));
-        buttons.push(button(
-            "Allow for this session",
-            ACTION_ALLOW_SESSION,
-            &value,
-            None,
-        ));
+        let egress = request.egress_target();
+        let (what, label) = match &egress {
+            Some((_, authority, _)) => (
+                format!(
+                    "_Allow this host for the session_: any request to `{}` is not asked about \
+                     again in this session for at most {}",
+                    code(&clip(authority, 300)),
+                    duration_text(secs)
+                ),
+                "Allow this host for the session",
+            ),
+            None => (
+                format!(
+                    "_Allow for this session_: the same call (tool, directory, input, rule) is \
+                     not asked again in this session for at most {}",
+                    duration_text(secs)
+                ),
+                "Allow for this session",
+            ),
+        };
+        blocks.push(json!({"type": "context", "elements": [mrkdwn(what)]}));
+        buttons.push(button(label, ACTION_ALLOW_SESSION, &value, None));
     }
     buttons.push(button("Deny", ACTION_DENY, &value, Some("danger")));
     buttons.push(button("Details", ACTION_DETAILS, &value, None));
@@ -382,6 +405,32 @@ mod tests {
         assert_eq!(v.h, "0123456789abcdef".repeat(4));
         assert!(all_text(&b).contains("0123456789ab"));
         assert!(all_text(&b).contains("shell.rm"));
+    }
+
+    #[test]
+    fn an_egress_request_shows_the_request_and_offers_the_host_for_the_session() {
+        let mut r = req(json!({
+            "egress": {"method": "POST", "host": "new.example", "port": 443, "path": "/up"},
+            "agent_recent_call": {"call_id": "c9", "tool": "Bash", "input": {"command": "curl <x>"}},
+        }));
+        r.tool = agp_contracts::approval::EGRESS_TOOL.into();
+        r.reason = "new.example:443 is not on the egress allowlist".into();
+        r.remember_secs = Some(3600);
+        let b = approval_blocks(&r, "n", 600, &[]);
+        let text = all_text(&b);
+        assert!(
+            text.contains("*Egress request:* `POST new.example:443/up`"),
+            "{text}"
+        );
+        assert!(text.contains("curl &lt;x&gt;"), "{text}");
+        assert!(text.contains("Allow this host for the session"), "{text}");
+        assert!(!text.contains("*Approval needed:*"), "{text}");
+        // A tool call keeps its own wording.
+        let mut call = r.clone();
+        call.tool = "Bash".into();
+        let text = all_text(&approval_blocks(&call, "n", 600, &[]));
+        assert!(text.contains("*Approval needed:*"), "{text}");
+        assert!(!text.contains("Allow this host"), "{text}");
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub const EGRESS_ALLOWED: &str = "egress.allowed";
 pub const EGRESS_DENIED: &str = "egress.denied";
 /// An allowed connection whose upstream could not be reached (DNS, refused, timed out).
 pub const EGRESS_UPSTREAM_FAILED: &str = "egress.upstream_failed";
+/// One request through an inspected host (TLS terminated, judged one by one), or a burst of
+/// identical ones summarized as one record with a count.
+pub const EGRESS_REQUEST: &str = "egress.request";
 pub const GATEWAY_REJECTED: &str = "gateway.rejected";
 pub const KEY_ROTATED: &str = "key.rotated";
 pub const JOURNAL_RECOVERED: &str = "journal.recovered";

@@ -87,6 +87,7 @@ macro_rules! typed_kinds {
             EgressAllowed,
             EgressDenied,
             EgressUpstreamFailed,
+            EgressRequest,
             GatewayRejected,
             IntendantWiringVerified,
             IntendantVersionUntested,

@@ -5,7 +5,7 @@ use crate::store::RememberedKey;
 
 impl Mediator {
     /// The approvers of a live "allow for this session" answer for exactly this key.
-    async fn remembered_by(&self, key: &RememberedKey) -> Option<Vec<Approver>> {
+    pub(super) async fn remembered_by(&self, key: &RememberedKey) -> Option<Vec<Approver>> {
         let k = key.clone();
         match self.db(move |s| s.remembered_approval(&k, now_ms())).await {
             Ok(Some(json)) => match serde_json::from_str::<Vec<Approver>>(&json) {
@@ -118,8 +118,6 @@ impl Mediator {
             };
         }
 
-        let now = now_ms();
-        let expires_at_ms = now + self.config.approval_timeout.as_millis() as i64;
         let request = ApprovalRequest {
             session: session.id.clone(),
             call_id: call.id.clone(),
@@ -130,13 +128,41 @@ impl Mediator {
             reason: verdict.reason.clone(),
             approvers: spec.approvers.clone(),
             quorum: spec.quorum.max(1),
-            expires_at_ms: expires_at_ms as u64,
+            expires_at_ms: 0,
             remember_secs: remember.as_ref().map(|(secs, _)| *secs),
         };
+        self.ask(session, request, remember, admitted, abandon)
+            .await
+    }
+
+    /// Records `request` as pending, journals `approval.requested`, puts it to the channel
+    /// (bounded by the approval timeout, void once `abandon` is raised or the session ends) and
+    /// concludes. `admitted` is the session's gate, held until the request is on record. Tool
+    /// calls and egress destinations share this path, so both have the same binding (call id,
+    /// input hash, approver allowlist, quorum, timeout).
+    pub(super) async fn ask(
+        &self,
+        session: &Arc<SessionState>,
+        mut request: ApprovalRequest,
+        remember: Option<(u64, RememberedKey)>,
+        admitted: tokio::sync::RwLockReadGuard<'_, ()>,
+        abandon: &Abandon,
+    ) -> ApprovalEnd {
+        let channel = self.parts.channel.name().to_owned();
+        let denied = |reason: String| ApprovalEnd {
+            granted: false,
+            by: None,
+            reason,
+        };
+        let now = now_ms();
+        let expires_at_ms = now + self.config.approval_timeout.as_millis() as i64;
+        request.expires_at_ms = expires_at_ms as u64;
+        let call_id = request.call_id.clone();
+        let input_sha256 = request.input_sha256.clone();
         let row = PendingRow {
             session: session.id.clone(),
-            call_id: call.id.clone(),
-            input_sha256: input_sha256.to_owned(),
+            call_id: call_id.clone(),
+            input_sha256: input_sha256.clone(),
             request_json: serde_json::to_string(&request).unwrap_or_default(),
             expires_at_ms,
         };
@@ -146,18 +172,18 @@ impl Mediator {
             ));
         }
         let requested = ev::ApprovalRequested {
-            call_id: call.id.clone(),
-            tool: call.tool.clone(),
-            input_sha256: input_sha256.to_owned(),
-            rule_id: verdict.rule_id.clone(),
-            reason: verdict.reason.clone(),
+            call_id: call_id.clone(),
+            tool: request.tool.clone(),
+            input_sha256: input_sha256.clone(),
+            rule_id: request.rule_id.clone(),
+            reason: request.reason.clone(),
             channel: channel.clone(),
             approvers: request.approvers.clone(),
             quorum: request.quorum,
             expires_at_ms,
         };
         if let Err(e) = self.record(Some(&session.id), &requested).await {
-            self.resolve(&session.id, &call.id, input_sha256, "failed")
+            self.resolve(&session.id, &call_id, &input_sha256, "failed")
                 .await;
             return denied(format!(
                 "agp could not journal the approval request ({e}); denied"

@@ -1,6 +1,7 @@
 //! The governed loop for one tool call.
 
 mod approve;
+mod egress;
 mod execute;
 mod mode;
 
@@ -18,6 +19,8 @@ use agp_gateway::{
     ErrorCode, ExecResult, SessionMode, ToolCallRequest, ToolCallResult, VerdictMessage,
 };
 use serde_json::Value;
+
+pub use egress::{EgressAnswer, EgressAsk, EGRESS_TOOL};
 
 use crate::exec::{self, ToolError};
 use crate::session::{AwaitingResult, Registry, SessionState};
@@ -256,6 +259,13 @@ impl Mediator {
                 "tool name must be 1..=256 bytes",
             ));
         }
+        // Reserved for agp's own approvals (egress destinations): a harness cannot pose one.
+        if req.tool.name().starts_with("agp:") {
+            return Err(Rejection::new(
+                ErrorCode::InvalidCall,
+                "tool names starting with \"agp:\" are reserved for agp",
+            ));
+        }
         crate::git_scrub::on_event(self, session, "before_call", Some(&req.id)).await;
         // Replay check, redaction, the policy and both journal appends run in ONE blocking
         // task: none of them belongs on the async workers, and one hop instead of four keeps
@@ -407,6 +417,11 @@ impl Mediator {
             &session.ctx,
             &input_sha256,
         );
+        session.set_recent_call(serde_json::json!({
+            "call_id": call.id,
+            "tool": call.tool.name(),
+            "input": redacted,
+        }));
         if let Err(e) = self.journal_judged(session, &requested, &decided) {
             return Ok(Front::Replied(Self::journal_failed(
                 &call.id,

@@ -185,6 +185,16 @@ impl Daemon {
         self.mediator.stop_session(request, None).await
     }
 
+    /// Asks the session's approval channel whether an egress request may go out (see
+    /// [`crate::EgressAsk`]); waits at most the approval timeout.
+    pub async fn approve_egress(
+        &self,
+        session: &str,
+        ask: crate::EgressAsk,
+    ) -> crate::EgressAnswer {
+        self.mediator.approve_egress(session, ask).await
+    }
+
     /// Completes once someone asked to stop this live session (never for another one): the
     /// launcher of an agent it runs itself ends the agent's process tree on it.
     pub fn stop_requested(&self, session: &str) -> impl std::future::Future<Output = ()> + Send {

@@ -3,6 +3,7 @@
 //! tests under crates/agp/tests use the real ones).
 
 mod calls;
+mod egress;
 mod gateway;
 mod remember;
 mod restart;
@@ -90,6 +91,8 @@ struct QueueChannel {
     asked: AtomicUsize,
     /// The `remember_secs` each request offered.
     offered: Mutex<Vec<Option<u64>>>,
+    /// Every request as the channel got it.
+    requests: Mutex<Vec<ApprovalRequest>>,
     projected: Mutex<Vec<String>>,
     /// Every projection fails (a channel that is down), after being counted.
     projections_fail: bool,
@@ -133,6 +136,7 @@ impl ApprovalChannel for QueueChannel {
     ) -> BoxFuture<'a, Result<ApprovalOutcome, ChannelError>> {
         self.asked.fetch_add(1, Ordering::SeqCst);
         self.offered.lock().unwrap().push(r.remember_secs);
+        self.requests.lock().unwrap().push(r.clone());
         let next = self.answers.lock().unwrap().pop_front();
         Box::pin(async move {
             match next {

@@ -273,3 +273,68 @@ fn bridge_reaches_the_proxy_over_tcp() {
     assert!(out.starts_with("HTTP/1.1 403"), "{out}");
     assert_eq!(obs.attempts().len(), 2);
 }
+
+/// Counts what it is asked and allows everything.
+#[derive(Default)]
+struct CountingJudge(std::sync::Mutex<Vec<agp_egress::RequestView>>);
+
+impl agp_egress::RequestJudge for CountingJudge {
+    fn judge(&self, request: agp_egress::RequestView) -> agp_egress::VerdictFuture {
+        self.0.lock().unwrap().push(request);
+        Box::pin(async { agp_egress::Verdict::Allow("counted".into()) })
+    }
+}
+
+/// A host nobody listed goes to the judge only once its addresses pass the checks: a metadata
+/// address, a loopback name nobody opened, or a name that does not resolve is refused without
+/// asking anyone. One that passes is asked about with its method and path.
+#[test]
+fn unlisted_destinations_reach_the_judge_only_past_the_address_checks() {
+    let port = upstream();
+    let judge = Arc::new(CountingJudge::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ProxyConfig::new(dir.path().join("egress.sock"), Allowlist::default());
+    cfg.destination_judge = Some(judge.clone());
+    cfg.private_hosts = vec!["localhost".into()];
+    let obs = MemoryObserver::default();
+    let p = EgressProxy::start(cfg, Arc::new(obs.clone())).unwrap();
+
+    for target in [
+        "169.254.169.254:80".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "no-such-name.invalid:80".to_owned(),
+    ] {
+        let reply = exchange(
+            &p,
+            format!("GET http://{target}/latest/meta-data HTTP/1.1\r\n\r\n").as_bytes(),
+        );
+        assert!(reply.starts_with("HTTP/1.1 403"), "{target}: {reply}");
+    }
+    assert!(judge.0.lock().unwrap().is_empty());
+
+    let reply = exchange(
+        &p,
+        format!("POST http://localhost:{port}/up/%6coad?x=1 HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            .as_bytes(),
+    );
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    let asked = judge.0.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(
+        (
+            asked[0].method.as_str(),
+            asked[0].host.as_str(),
+            asked[0].path.as_str()
+        ),
+        ("POST", "localhost", "/up/load"),
+        "the path is shown normalized, without its query"
+    );
+    assert_eq!(asked[0].rule, agp_egress::UNLISTED_RULE);
+    let allowed = obs
+        .attempts()
+        .into_iter()
+        .filter(|a| a.allowed)
+        .collect::<Vec<_>>();
+    assert_eq!(allowed.len(), 1);
+    assert_eq!(allowed[0].reason, "approved: counted");
+}

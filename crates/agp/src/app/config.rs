@@ -145,6 +145,17 @@ pub struct EgressSection {
     /// terminates its TLS and judges each request (first matching rule; none: require).
     #[serde(default)]
     pub rule: Vec<EgressRule>,
+    /// Ask the session's approval channel about a host nobody listed (and about `require`
+    /// rules) [default: true]; `false` refuses them without asking.
+    pub ask: Option<bool>,
+    /// Who may approve an egress request (empty: whoever the channel itself accepts).
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// Names of internal services that may resolve to private, loopback or link-local
+    /// addresses (no other name may). Listing one here does not allow it: it still needs the
+    /// allowlist, a rule or an approval.
+    #[serde(default)]
+    pub private: Vec<String>,
 }
 
 /// One `[[egress.rule]]`. Unknown keys are refused: a misspelt `paths` must not widen a rule.

@@ -53,6 +53,11 @@ impl LocalDaemon {
         }
     }
 
+    /// The daemon itself (the egress proxy's approval judge asks through it).
+    pub fn daemon(&self) -> Arc<Daemon> {
+        self.daemon.clone()
+    }
+
     /// The gateway socket agents connect to.
     pub fn socket(&self) -> &Path {
         self.daemon.socket_path()

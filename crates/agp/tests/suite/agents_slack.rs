@@ -17,7 +17,7 @@ use agp_testkit::{FakeModel, Turn};
 use serde_json::Value;
 
 /// `agp --home <home> run ...` wired to the fake Slack; Alice and Bob may approve.
-fn agp_run(world: &World, slack: &FakeSlack, args: &[&str]) -> Command {
+pub(super) fn agp_run(world: &World, slack: &FakeSlack, args: &[&str]) -> Command {
     let mut cmd = Command::new(AGP);
     for var in SLACK_VARS {
         cmd.env_remove(var);
@@ -42,7 +42,7 @@ fn agp_run(world: &World, slack: &FakeSlack, args: &[&str]) -> Command {
     cmd
 }
 
-async fn fake_slack() -> FakeSlack {
+pub(super) async fn fake_slack() -> FakeSlack {
     let slack = FakeSlack::start().await.unwrap();
     slack.add_user("UALICE", "Alice");
     slack.add_user("UBOB", "Bob");
@@ -88,7 +88,7 @@ async fn decide(slack: &FakeSlack, command: &str, user: &str, action: &str) {
 }
 
 /// Waits for `agp run`, which must succeed; its stdout.
-async fn wait_success(child: std::process::Child) -> String {
+pub(super) async fn wait_success(child: std::process::Child) -> String {
     assert_ran(&wait_output(child).await)
 }
 

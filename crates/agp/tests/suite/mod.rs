@@ -3,6 +3,7 @@ mod agents_claude_stop;
 mod agents_codex;
 mod agents_docker;
 mod agents_docker_tty;
+mod agents_egress_approval;
 mod agents_fail_closed;
 mod agents_install;
 mod agents_slack;

@@ -25,6 +25,8 @@ use crate::cmd::terminal_mode;
 
 /// Identical egress requests within this window become one journal record with a count.
 const EGRESS_BURST_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// How much longer than the approval timeout an egress request waits for its answer.
+const JUDGE_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The agent process of a run, as seen by the signal handler: a signal kills the agent, and an
 /// agent not started yet never starts.
@@ -81,6 +83,12 @@ pub(super) struct HostPaths {
     pub extra_egress: Vec<String>,
     /// Hosts from `[[egress.rule]]`: TLS terminated by the proxy, requests judged one by one.
     pub inspect_hosts: Vec<InspectHost>,
+    /// Asked about egress requests that need a human (`None`: refused).
+    pub judge: Option<Arc<dyn agp_egress::RequestJudge>>,
+    /// How long such a request waits for its answer.
+    pub approval_timeout: std::time::Duration,
+    /// `[egress] private`: names that may resolve to non-public addresses.
+    pub private_hosts: Vec<String>,
     /// `--json`: stdout carries only agp's summary, so the agent writes to stderr.
     pub agent_output_to_stderr: bool,
     /// Host programs the agent needs that the sandbox's root may lack or have in a form it
@@ -127,14 +135,23 @@ pub(super) fn launch(
     proxy_config.private_hosts = model_hosts(&plan.egress_hosts)
         .into_iter()
         .map(|(h, _)| h)
+        .chain(host.private_hosts.iter().cloned())
         .collect();
+    // A host nobody listed, and a `require` rule, are put to the session's approval channel;
+    // the request waits at most the approval timeout.
+    proxy_config.destination_judge = host.judge.clone();
+    // A little longer than the daemon's own bound, so the daemon's timeout (journaled) decides.
+    proxy_config.judge_timeout = host.approval_timeout + JUDGE_MARGIN;
     if !host.inspect_hosts.is_empty() {
         // The CA's key stays in this process; its certificate and the combined bundle go in the
-        // egress directory the sandbox sees read-only. `require` is refused until the approval
-        // channel answers egress requests (issue 13, item 5).
+        // egress directory the sandbox sees read-only.
         let ca = SessionCa::create(&egress_dir).context("cannot create the session's egress CA")?;
-        let inspect = InspectConfig::new(Arc::new(ca), host.inspect_hosts.clone())
+        let mut inspect = InspectConfig::new(Arc::new(ca), host.inspect_hosts.clone())
             .context("cannot set up TLS for inspected egress hosts")?;
+        if let Some(judge) = &host.judge {
+            inspect.judge = judge.clone();
+            inspect.judge_timeout = host.approval_timeout + JUDGE_MARGIN;
+        }
         proxy_config.inspect = Some(Arc::new(inspect));
     }
     let proxy =

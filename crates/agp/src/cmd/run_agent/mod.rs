@@ -191,11 +191,23 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
     let mut assembly = assemble(home, &config, args.govern, &rt)?;
     // This daemon and its session die with this process.
     assembly.config.ephemeral = true;
+    assembly.config.egress_approvers = config.egress.approvers.clone();
+    let ask_egress = config.egress.ask.unwrap_or(true);
+    let private_hosts = config
+        .egress
+        .private
+        .iter()
+        .map(|h| {
+            agp_egress::normalize_host(h)
+                .map_err(|e| anyhow!("[egress] private: {h:?} is not a host name: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     // Before anything starts: a malformed rule is one line with the fix.
     let inspect_hosts = inspect::inspect_hosts(&config.egress.rule)?;
     let mut extra_egress = config.egress.allow.clone();
     extra_egress.extend(policy_domains(&assembly.policy_path)?);
-    let hook_timeout = assembly.config.approval_timeout.as_secs() + HOOK_MARGIN_SECS;
+    let approval_timeout = assembly.config.approval_timeout;
+    let hook_timeout = approval_timeout.as_secs() + HOOK_MARGIN_SECS;
     let adapter = adapter(agent, &binary, hook_timeout, &user_home)?;
     let journal: Arc<dyn Journal> = assembly.parts.journal.clone();
     Home::create_private_dir(&home.run_dir())?;
@@ -260,7 +272,17 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
             agp_exe: live::AGP_EXE.into(),
             interactive: args.interactive,
         };
+        let judge: Option<Arc<dyn agp_egress::RequestJudge>> = ask_egress.then(|| {
+            Arc::new(agp_daemon::EgressJudge::new(
+                daemon.daemon(),
+                session.id.clone(),
+                tokio::runtime::Handle::current(),
+            )) as Arc<dyn agp_egress::RequestJudge>
+        });
         let host = HostPaths {
+            judge,
+            approval_timeout,
+            private_hosts,
             gateway,
             agent_exe: live::agent_placement(&binary.live_config(0, Vec::new()), agent.lookup().1)
                 .0,
