@@ -4,6 +4,7 @@
 //! `[sandbox.limits]`, where a misspelt bound would silently leave a default in place.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -145,6 +146,10 @@ pub struct EgressSection {
     /// terminates its TLS and judges each request (first matching rule; none: require).
     #[serde(default)]
     pub rule: Vec<EgressRule>,
+    /// PEM files of extra roots the proxy trusts for the upstreams of inspected hosts (a
+    /// company CA, a model gateway's own CA), besides the web PKI roots.
+    #[serde(default)]
+    pub upstream_ca: Vec<PathBuf>,
 }
 
 /// One `[[egress.rule]]`. Unknown keys are refused: a misspelt `paths` must not widen a rule.

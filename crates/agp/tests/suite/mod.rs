@@ -5,6 +5,7 @@ mod agents_docker;
 mod agents_docker_tty;
 mod agents_fail_closed;
 mod agents_install;
+mod agents_secrets;
 mod agents_slack;
 mod approvals_remember;
 mod bench_docker;

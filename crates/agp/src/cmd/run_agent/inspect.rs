@@ -1,8 +1,10 @@
 //! `[[egress.rule]]` into the egress proxy's inspected hosts: each host a rule names gets its
 //! TLS terminated by agp and its requests judged by its rules, in config order.
 
-use agp_egress::{authority_of_url, Effect, InspectHost, Rule};
-use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+use agp_egress::{authority_of_url, CertificateDer, Effect, InspectHost, Rule};
+use anyhow::{bail, Context, Result};
 
 use crate::app::config::{EgressEffect, EgressRule};
 
@@ -46,6 +48,19 @@ pub(super) fn inspect_hosts(rules: &[EgressRule]) -> Result<Vec<InspectHost>> {
         }
     }
     Ok(hosts)
+}
+
+/// `[egress] upstream_ca`: the extra roots inspected hosts' upstreams are verified against.
+pub(super) fn upstream_roots(files: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>> {
+    let mut roots = Vec::new();
+    for f in files {
+        let pem = std::fs::read(f)
+            .with_context(|| format!("[egress] upstream_ca: cannot read {}", f.display()))?;
+        let certs = agp_egress::roots_from_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("[egress] upstream_ca: {}: {e}", f.display()))?;
+        roots.extend(certs);
+    }
+    Ok(roots)
 }
 
 #[cfg(test)]

@@ -81,6 +81,9 @@ pub(super) struct HostPaths {
     pub extra_egress: Vec<String>,
     /// Hosts from `[[egress.rule]]`: TLS terminated by the proxy, requests judged one by one.
     pub inspect_hosts: Vec<InspectHost>,
+    /// `[egress] upstream_ca`: roots the inspected hosts' upstreams may be signed by besides
+    /// the web PKI's.
+    pub upstream_roots: Vec<agp_egress::CertificateDer<'static>>,
     /// `--json`: stdout carries only agp's summary, so the agent writes to stderr.
     pub agent_output_to_stderr: bool,
     /// Host programs the agent needs that the sandbox's root may lack or have in a form it
@@ -133,8 +136,10 @@ pub(super) fn launch(
         // egress directory the sandbox sees read-only. `require` is refused until the approval
         // channel answers egress requests (issue 13, item 5).
         let ca = SessionCa::create(&egress_dir).context("cannot create the session's egress CA")?;
-        let inspect = InspectConfig::new(Arc::new(ca), host.inspect_hosts.clone())
+        let mut inspect = InspectConfig::new(Arc::new(ca), host.inspect_hosts.clone())
             .context("cannot set up TLS for inspected egress hosts")?;
+        inspect.upstream_tls = agp_egress::upstream_client_config(&host.upstream_roots)
+            .context("[egress] upstream_ca holds a certificate rustls cannot use as a root")?;
         proxy_config.inspect = Some(Arc::new(inspect));
     }
     let proxy =

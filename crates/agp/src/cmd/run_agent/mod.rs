@@ -36,6 +36,7 @@ use crate::home::Home;
 
 mod inspect;
 mod launch;
+mod model_keys;
 mod setup;
 
 use launch::{launch, AgentProcess, HostPaths};
@@ -192,11 +193,18 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
     // This daemon and its session die with this process.
     assembly.config.ephemeral = true;
     // Before anything starts: a malformed rule is one line with the fix.
-    let inspect_hosts = inspect::inspect_hosts(&config.egress.rule)?;
+    let mut inspect_hosts = inspect::inspect_hosts(&config.egress.rule)?;
+    let upstream_roots = inspect::upstream_roots(&config.egress.upstream_ca)?;
     let mut extra_egress = config.egress.allow.clone();
     extra_egress.extend(policy_domains(&assembly.policy_path)?);
     let hook_timeout = assembly.config.approval_timeout.as_secs() + HOOK_MARGIN_SECS;
-    let adapter = adapter(agent, &binary, hook_timeout, &user_home)?;
+    let (adapter, keys) = adapter(agent, &binary, hook_timeout, &user_home)?;
+    if let Some(why) = &keys.passed_in {
+        eprintln!("agp: warning: {why}");
+    }
+    if let Some(model) = keys.host {
+        model_keys::merge(&mut inspect_hosts, model);
+    }
     let journal: Arc<dyn Journal> = assembly.parts.journal.clone();
     Home::create_private_dir(&home.run_dir())?;
     let scratch = tempfile::Builder::new()
@@ -269,6 +277,7 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
             scratch: scratch.path().to_path_buf(),
             extra_egress,
             inspect_hosts,
+            upstream_roots,
             agent_output_to_stderr: args.json,
             tools,
         };

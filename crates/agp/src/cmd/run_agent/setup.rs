@@ -8,7 +8,10 @@ use agp_intendants::claude_code::{self, ClaudeCodeAdapter};
 use agp_intendants::codex::CodexAdapter;
 use anyhow::{anyhow, Context, Result};
 
-use super::LiveAgent;
+use super::{model_keys, LiveAgent};
+
+/// Where Codex sends an API key when no provider is configured.
+const OPENAI_API: &str = "https://api.openai.com/v1";
 use crate::cmd::agent_binary::AgentBinary;
 use crate::cmd::agent_login;
 
@@ -68,17 +71,26 @@ fn codex_provider(config: Option<&Path>) -> Result<(Option<String>, Option<Strin
     Ok((url, key))
 }
 
+/// The agent's adapter, its model keys replaced by placeholders where agp can add them from
+/// outside (see [`model_keys`]).
 pub(super) fn adapter(
     agent: LiveAgent,
     binary: &AgentBinary,
     hook_timeout_secs: u64,
     user_home: &Path,
-) -> Result<Box<dyn IntendantAdapter>> {
+) -> Result<(Box<dyn IntendantAdapter>, model_keys::Outside)> {
     Ok(match agent {
-        LiveAgent::ClaudeCode => Box::new(ClaudeCodeAdapter::new(
-            binary.live_config(hook_timeout_secs, host_env(claude_code::PASSTHROUGH_ENV)),
-            user_home,
-        )),
+        LiveAgent::ClaudeCode => {
+            let mut env = host_env(claude_code::PASSTHROUGH_ENV);
+            let base = env
+                .iter()
+                .find(|(k, _)| k == "ANTHROPIC_BASE_URL")
+                .map_or_else(|| claude_code::DEFAULT_API.to_owned(), |(_, v)| v.clone());
+            let outside = model_keys::keep_outside(agent, &mut env, &base, &[]);
+            let adapter =
+                ClaudeCodeAdapter::new(binary.live_config(hook_timeout_secs, env), user_home);
+            (Box::new(adapter), outside)
+        }
         LiveAgent::Codex => {
             let home = codex_home(user_home);
             let existing = |name: &str| Some(home.join(name)).filter(|p| p.is_file());
@@ -88,12 +100,19 @@ pub(super) fn adapter(
             if let Some(k) = key_var.as_deref() {
                 vars.push(k);
             }
-            Box::new(CodexAdapter {
-                config: binary.live_config(hook_timeout_secs, host_env(&vars)),
+            let mut env = host_env(&vars);
+            let base = provider_base_url
+                .clone()
+                .unwrap_or_else(|| OPENAI_API.to_owned());
+            let extra: Vec<String> = key_var.into_iter().collect();
+            let outside = model_keys::keep_outside(agent, &mut env, &base, &extra);
+            let adapter = CodexAdapter {
+                config: binary.live_config(hook_timeout_secs, env),
                 auth: existing("auth.json"),
                 user_config,
                 provider_base_url,
-            })
+            };
+            (Box::new(adapter), outside)
         }
     })
 }
