@@ -14,6 +14,7 @@ mod mediate;
 mod outbox;
 mod recovery;
 pub mod schema;
+pub mod secrets;
 mod server;
 mod session;
 pub mod store;
@@ -93,6 +94,9 @@ pub struct DaemonConfig {
     /// How the policy's verdicts apply (`[policy] mode`, `--mode`); journaled with every
     /// session and with every unenforced decision.
     pub policy_mode: agp_contracts::PolicyMode,
+    /// Values for `{{secret:NAME}}` in proxy-executed Bash commands, resolved after the gate;
+    /// every result's output is redacted of them.
+    pub secrets: Arc<secrets::Secrets>,
 }
 
 impl DaemonConfig {
@@ -131,6 +135,7 @@ impl DaemonConfig {
                 .unwrap_or_else(|| "unknown".into()),
             ephemeral: false,
             policy_mode: agp_contracts::PolicyMode::Enforce,
+            secrets: Arc::default(),
         }
     }
 

@@ -150,6 +150,20 @@ pub struct EgressSection {
     /// company CA, a model gateway's own CA), besides the web PKI roots.
     #[serde(default)]
     pub upstream_ca: Vec<PathBuf>,
+    /// `[[egress.credential]]`: headers the proxy sets on requests to a host, from secrets.
+    #[serde(default)]
+    pub credential: Vec<EgressCredential>,
+}
+
+/// One `[[egress.credential]]`: `value` (`"Bearer {{secret:GITHUB_TOKEN}}"`) rendered from the
+/// secrets store when a request to `host` is allowed, set as `header`, replacing the client's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressCredential {
+    /// `host` or `host:port` (port 443 by default); no wildcards.
+    pub host: String,
+    pub header: String,
+    pub value: String,
 }
 
 /// One `[[egress.rule]]`. Unknown keys are refused: a misspelt `paths` must not widen a rule.

@@ -39,6 +39,15 @@ for top in [os.environ.get("HOME", "/home/agent"), "/tmp", "/var/tmp", "/etc", "
 print("scanned", scanned, "files")
 "#;
 
+/// Run inside the sandbox: a request of its own to the model host (trusting the session CA
+/// through SSL_CERT_FILE, through the proxy from HTTPS_PROXY), with no credential of its own.
+const POST_SCRIPT: &str = r#"import json, os, urllib.request
+req = urllib.request.Request(os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages", method="POST",
+    data=json.dumps({"model": "from-the-sandbox", "messages": []}).encode(),
+    headers={"content-type": "application/json"})
+print("status", urllib.request.urlopen(req, timeout=20).status)
+"#;
+
 /// The key the user has on the host: unique to this run, recognisable by its marker.
 fn real_key() -> String {
     format!(
@@ -63,6 +72,7 @@ fn world_trusting(ca: &TestCa) -> World {
     ));
     std::fs::write(&config, text).unwrap();
     std::fs::write(world.repo.join("leak.py"), LEAK_SCRIPT).unwrap();
+    std::fs::write(world.repo.join("post.py"), POST_SCRIPT).unwrap();
     world
 }
 
@@ -138,7 +148,7 @@ fn check_outside(
 }
 
 #[test]
-fn claude_code_model_key_stays_outside_the_sandbox() {
+fn claude_code_model_key_and_credentials_stay_outside_the_sandbox() {
     let Some(client) = claude_at(CLAUDE_VERSION) else {
         return;
     };
@@ -146,19 +156,64 @@ fn claude_code_model_key_stays_outside_the_sandbox() {
     let world = world_trusting(&ca);
     let turns = vec![
         Turn::Shell("python3 leak.py".into()),
+        Turn::Shell("python3 post.py".into()),
         Turn::Text("finished".into()),
     ];
     let model = FakeModel::start_tls(Api::Anthropic, turns, ca.server.clone()).unwrap();
     let key = real_key();
     let url = model.base_url();
     assert!(url.starts_with("https://"));
+    // A secret of the user's, set by `[[egress.credential]]` on every request to the host.
+    let extra = real_key();
+    let config = world.home.join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[[egress.credential]]\nhost = \"{}\"\nheader = \"X-Team-Credential\"\n\
+         value = \"Team {{{{secret:TEAM}}}}\"\n",
+        model.addr()
+    ));
+    std::fs::write(&config, text).unwrap();
     let (var, exe) = Via::NativeVar("AGP_CLAUDE_BIN").env(&client);
     let env = [
         ("ANTHROPIC_BASE_URL", url.as_str()),
         ("ANTHROPIC_API_KEY", key.as_str()),
+        ("AGP_SECRET_TEAM", extra.as_str()),
         (var, exe.as_str()),
     ];
     let out = world.run("claude-code", &env, "");
+    // The sandbox's own request got the credential it never had, as did the agent's.
+    let requests = model.requests();
+    let own: Vec<_> = requests
+        .iter()
+        .filter(|r| r.body["model"] == "from-the-sandbox")
+        .collect();
+    assert_eq!(
+        own.len(),
+        1,
+        "{}{}{:#?}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        model.tool_results()
+    );
+    let team = format!("Team {extra}");
+    for r in &requests {
+        assert!(
+            r.headers
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case("x-team-credential") && *v == team),
+            "{:?}",
+            r.headers
+        );
+    }
+    let told = format!("{:?}", model.tool_results());
+    assert!(told.contains("status 200"), "{told}");
+    assert!(!told.contains(&extra), "{told}");
+    let journal = serde_json::to_string(&world.journal()).unwrap();
+    assert!(!journal.contains(&extra));
+    assert!(
+        journal.contains("\"TEAM\""),
+        "the credential's name is journaled"
+    );
     check_outside(
         &world,
         &model,

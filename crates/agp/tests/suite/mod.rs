@@ -33,6 +33,7 @@ mod newcomer;
 mod policy_cli;
 mod policy_replay;
 mod run_interrupt;
+mod secrets_scripted;
 mod sessions_stop;
 mod slack_cli;
 mod support;

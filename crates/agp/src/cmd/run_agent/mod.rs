@@ -197,6 +197,12 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
     let upstream_roots = inspect::upstream_roots(&config.egress.upstream_ca)?;
     let mut extra_egress = config.egress.allow.clone();
     extra_egress.extend(policy_domains(&assembly.policy_path)?);
+    inspect::add_credentials(
+        &config.egress.credential,
+        &assembly.config.secrets,
+        &extra_egress,
+        &mut inspect_hosts,
+    )?;
     let hook_timeout = assembly.config.approval_timeout.as_secs() + HOOK_MARGIN_SECS;
     let (adapter, keys) = adapter(agent, &binary, hook_timeout, &user_home)?;
     if let Some(why) = &keys.passed_in {

@@ -145,13 +145,17 @@ pub(super) fn keep_outside(
 }
 
 /// Adds the model host to the inspected hosts: a host a rule already inspects keeps its rules
-/// (the user's word on what may be sent) and gains the injections.
+/// (the user's word on what may be sent) and gains the injections; one only a credential
+/// named (no rule) is the agent's model host, allowed whole.
 pub(super) fn merge(hosts: &mut Vec<InspectHost>, model: InspectHost) {
     match hosts
         .iter_mut()
         .find(|h| h.host == model.host && h.port == model.port)
     {
         Some(h) => {
+            if h.rules.is_empty() {
+                h.rules = model.rules;
+            }
             h.inject.extend(model.inject);
             h.allow_private |= model.allow_private;
         }
@@ -284,5 +288,17 @@ mod tests {
         assert_eq!(hosts[0].rules.len(), 1);
         assert_eq!(hosts[0].inject.len(), 1);
         assert_eq!(hosts[0].decide("GET", "/v1/files").0, Effect::Require);
+
+        // A host only a credential named (no rule) is allowed whole as the model host.
+        let mut hosts = vec![InspectHost::new("api.anthropic.com", 443)];
+        let mut e = env(&[("ANTHROPIC_API_KEY", "sk-real")]);
+        let model = keep_outside(
+            LiveAgent::ClaudeCode,
+            &mut e,
+            "https://api.anthropic.com",
+            &[],
+        );
+        merge(&mut hosts, model.host.unwrap());
+        assert_eq!(hosts[0].decide("GET", "/v1/files").0, Effect::Allow);
     }
 }
