@@ -39,9 +39,12 @@ for top in [os.environ.get("HOME", "/home/agent"), "/tmp", "/var/tmp", "/etc", "
 print("scanned", scanned, "files")
 "#;
 
-/// Run inside the sandbox: a request of its own to the model host (trusting the session CA
-/// through SSL_CERT_FILE, through the proxy from HTTPS_PROXY), with no credential of its own.
+/// Run inside the sandbox: a request of its own to the model host (through the proxy from
+/// HTTPS_PROXY), with no credential of its own, and without the CA variables: the system
+/// bundle inside (agp's combined bundle bound over it) is what trusts the session CA.
 const POST_SCRIPT: &str = r#"import json, os, urllib.request
+for v in ["SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"]:
+    os.environ.pop(v, None)
 req = urllib.request.Request(os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages", method="POST",
     data=json.dumps({"model": "from-the-sandbox", "messages": []}).encode(),
     headers={"content-type": "application/json"})

@@ -131,11 +131,15 @@ pub(super) fn launch(
         .into_iter()
         .map(|(h, _)| h)
         .collect();
+    // The host's CA bundle the session's combined bundle was built from: the sandbox sees the
+    // combined one in its place.
+    let mut system_bundle = None;
     if !host.inspect_hosts.is_empty() {
         // The CA's key stays in this process; its certificate and the combined bundle go in the
         // egress directory the sandbox sees read-only. `require` is refused until the approval
         // channel answers egress requests (issue 13, item 5).
         let ca = SessionCa::create(&egress_dir).context("cannot create the session's egress CA")?;
+        system_bundle = ca.system_bundle().map(Path::to_path_buf);
         let mut inspect = InspectConfig::new(Arc::new(ca), host.inspect_hosts.clone())
             .context("cannot set up TLS for inspected egress hosts")?;
         inspect.upstream_tls = agp_egress::upstream_client_config(&host.upstream_roots)
@@ -144,7 +148,14 @@ pub(super) fn launch(
     }
     let proxy =
         EgressProxy::start(proxy_config, watch.clone()).context("cannot start the egress proxy")?;
-    let started = start_sandbox(ctx, &plan, host, provider, &egress_dir);
+    let started = start_sandbox(
+        ctx,
+        &plan,
+        host,
+        provider,
+        &egress_dir,
+        system_bundle.as_deref(),
+    );
     let sandbox = match started {
         Ok(s) => s,
         Err(e) => {
@@ -225,9 +236,19 @@ fn start_sandbox(
     host: &HostPaths,
     provider: &AgentSandbox,
     egress_dir: &Path,
+    system_bundle: Option<&Path>,
 ) -> Result<crate::cmd::agent_sandbox::AgentSession> {
     let user = provider.foreign_user(&ctx.repo)?;
-    let spec = sandbox_spec(ctx, plan, host, egress_dir, provider.own_home_dirs(), user)?;
+    let mut spec = sandbox_spec(ctx, plan, host, egress_dir, provider.own_home_dirs(), user)?;
+    if let Some(system) = system_bundle {
+        // Clients that read only the system store (no variable) trust the session CA too; the
+        // combined bundle keeps every system root, so pass-through hosts verify as before.
+        spec.binds.push(BindMount {
+            source: egress_dir.join("bundle.pem"),
+            dest: system.to_path_buf(),
+            writable: false,
+        });
+    }
     if let Some((uid, gid)) = user {
         let hand_over = |path: &Path| {
             std::os::unix::fs::chown(path, Some(uid), Some(gid)).with_context(|| {
