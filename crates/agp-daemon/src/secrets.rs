@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 
 /// Shorter values are refused: redacting a two-letter value would shred every output.
 pub const MIN_SECRET_LEN: usize = 4;
+/// A run of at least this many leading bytes of a value is redacted too: output cut by a
+/// capture cap can end inside a value, and its start must not leak.
+pub const PARTIAL_REDACT_LEN: usize = 8;
 
 const OPEN: &str = "{{secret:";
 const CLOSE: &str = "}}";
@@ -126,20 +129,48 @@ impl Secrets {
     }
 
     /// `bytes` with every secret's value replaced by `[secret:NAME]`; longer values first, so
-    /// a value holding another is replaced whole.
+    /// a value holding another is replaced whole. Then a run of a value's first
+    /// [`PARTIAL_REDACT_LEN`] or more bytes (a value cut by a capture cap) becomes
+    /// `[secret:NAME, cut]`.
     pub fn redact(&self, bytes: &[u8]) -> Vec<u8> {
         let mut by_len: Vec<(&String, &String)> = self.values.iter().collect();
         by_len.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
         let mut out = bytes.to_vec();
-        for (name, value) in by_len {
-            out = replace_all(
-                &out,
-                value.as_bytes(),
-                format!("[secret:{name}]").as_bytes(),
-            );
+        for (name, value) in &by_len {
+            let with = format!("[secret:{name}]");
+            out = replace_all(&out, value.as_bytes(), with.as_bytes());
+        }
+        for (name, value) in &by_len {
+            let with = format!("[secret:{name}, cut]");
+            out = redact_prefixes(&out, value.as_bytes(), with.as_bytes());
         }
         out
     }
+}
+
+/// Replaces each run of `value`'s leading bytes, [`PARTIAL_REDACT_LEN`] or longer, with `with`.
+fn redact_prefixes(hay: &[u8], value: &[u8], with: &[u8]) -> Vec<u8> {
+    if value.len() <= PARTIAL_REDACT_LEN {
+        return hay.to_vec();
+    }
+    let start = &value[..PARTIAL_REDACT_LEN];
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(start) {
+            let run = hay[i..]
+                .iter()
+                .zip(value)
+                .take_while(|(a, b)| a == b)
+                .count();
+            out.extend_from_slice(with);
+            i += run;
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn replace_all(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
@@ -215,6 +246,20 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "x [secret:LONG] y [secret:GITHUB_TOKEN][secret:GITHUB_TOKEN]"
         );
+    }
+
+    #[test]
+    fn a_value_cut_short_is_redacted_from_its_eighth_byte() {
+        let mut s = Secrets::new();
+        s.insert("GITHUB_TOKEN", "ghp_value123".into()).unwrap();
+        // stdout cut inside the value, stderr after it; and the output's very end.
+        let out = s.redact(b"a ghp_valu|err\nb ghp_value12");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a [secret:GITHUB_TOKEN, cut]|err\nb [secret:GITHUB_TOKEN, cut]"
+        );
+        // Fewer leading bytes are left: a common prefix (ghp_) is not a secret.
+        assert_eq!(s.redact(b"ghp_val"), b"ghp_val");
     }
 
     #[test]
