@@ -47,3 +47,50 @@ impl TestCa {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Api, FakeModel, Turn};
+    use rustls::pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn fake_model_over_https_is_verified_by_the_ca_and_records_headers() {
+        let ca = TestCa::new().unwrap();
+        let model = FakeModel::start_tls(
+            Api::Anthropic,
+            vec![Turn::Text("hi".into())],
+            ca.server.clone(),
+        )
+        .unwrap();
+        assert!(model.base_url().starts_with("https://127.0.0.1:"));
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca.ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+        let tcp = std::net::TcpStream::connect(model.addr()).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let body = r#"{"messages":[]}"#;
+        write!(
+            tls,
+            "POST /v1/messages HTTP/1.1\r\nHost: x\r\nX-Api-Key: k-1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out);
+        assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+        let r = &model.requests()[0];
+        assert!(r.headers.contains(&("X-Api-Key".into(), "k-1".into())));
+    }
+}
