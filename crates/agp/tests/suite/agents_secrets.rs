@@ -260,3 +260,55 @@ fn codex_provider_key_stays_outside_the_sandbox() {
         &format!("Bearer {key}"),
     );
 }
+
+/// `codex login --with-api-key` leaves the key in `auth.json`: the sandbox sees a copy with the
+/// placeholder, and the key is added from outside, as for a variable.
+#[test]
+fn codex_api_key_login_stays_outside_the_sandbox() {
+    let Some(client) = codex_at(CODEX_VERSION) else {
+        return;
+    };
+    let ca = TestCa::new().unwrap();
+    let world = world_trusting(&ca);
+    let turns = vec![
+        Turn::Shell("python3 leak.py".into()),
+        Turn::Text("finished".into()),
+    ];
+    let model = FakeModel::start_tls(Api::OpenAiResponses, turns, ca.server.clone()).unwrap();
+    let key = real_key();
+    let home = world.new_dir("codex-home");
+    std::fs::write(
+        home.join("config.toml"),
+        format!(
+            "model = \"gpt-fake\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\n\
+             name = \"fake\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nrequires_openai_auth = true\n",
+            model.base_url()
+        ),
+    )
+    .unwrap();
+    let auth = home.join("auth.json");
+    std::fs::write(
+        &auth,
+        format!("{{\"OPENAI_API_KEY\": \"{key}\", \"tokens\": null, \"last_refresh\": null}}"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&auth, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let home = home.display().to_string();
+    let (var, exe) = Via::NativeVar("AGP_CODEX_BIN").env(&client);
+    let out = world.run(
+        "codex",
+        &[("CODEX_HOME", home.as_str()), (var, exe.as_str())],
+        "",
+    );
+    check_outside(
+        &world,
+        &model,
+        &out,
+        &key,
+        "OPENAI_API_KEY",
+        "authorization",
+        &format!("Bearer {key}"),
+    );
+    // The user's own file is untouched.
+    assert!(std::fs::read_to_string(&auth).unwrap().contains(&key));
+}

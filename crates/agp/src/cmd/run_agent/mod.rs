@@ -204,7 +204,12 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
         &mut inspect_hosts,
     )?;
     let hook_timeout = assembly.config.approval_timeout.as_secs() + HOOK_MARGIN_SECS;
-    let (adapter, keys) = adapter(agent, &binary, hook_timeout, &user_home)?;
+    Home::create_private_dir(&home.run_dir())?;
+    let scratch = tempfile::Builder::new()
+        .prefix("agent-")
+        .tempdir_in(home.run_dir())
+        .context("cannot create the session's scratch directory")?;
+    let (adapter, keys) = adapter(agent, &binary, hook_timeout, &user_home, scratch.path())?;
     if let Some(why) = &keys.passed_in {
         eprintln!("agp: warning: {why}");
     }
@@ -212,11 +217,6 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
         model_keys::merge(&mut inspect_hosts, model);
     }
     let journal: Arc<dyn Journal> = assembly.parts.journal.clone();
-    Home::create_private_dir(&home.run_dir())?;
-    let scratch = tempfile::Builder::new()
-        .prefix("agent-")
-        .tempdir_in(home.run_dir())
-        .context("cannot create the session's scratch directory")?;
 
     let process = Arc::new(AgentProcess::default());
     let outcome = rt.block_on(async {
