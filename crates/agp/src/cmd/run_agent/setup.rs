@@ -208,7 +208,7 @@ mod tests {
         for left in [
             r#"{"OPENAI_API_KEY":null,"tokens":{"access_token":"a","refresh_token":"r"}}"#,
             r#"{"OPENAI_API_KEY":"sk-real-1","tokens":{"access_token":"a"}}"#,
-            r#"not json"#,
+            "not json",
         ] {
             std::fs::write(&p, left).unwrap();
             assert!(codex_api_key_login(&p).unwrap().is_none(), "{left}");
