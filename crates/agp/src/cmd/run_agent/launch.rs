@@ -240,6 +240,9 @@ fn start_sandbox(
 ) -> Result<crate::cmd::agent_sandbox::AgentSession> {
     let user = provider.foreign_user(&ctx.repo)?;
     let mut spec = sandbox_spec(ctx, plan, host, egress_dir, provider.own_home_dirs(), user)?;
+    // Under bubblewrap the sandbox's root is the host's, whose bundle the combined one was built
+    // from; a container image's store is its own (the variables still point at the bundle).
+    let system_bundle = system_bundle.filter(|_| matches!(provider, AgentSandbox::Bwrap(_)));
     if let Some(system) = system_bundle {
         // Clients that read only the system store (no variable) trust the session CA too; the
         // combined bundle keeps every system root, so pass-through hosts verify as before.
