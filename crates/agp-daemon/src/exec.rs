@@ -200,6 +200,57 @@ fn s(x: &str) -> String {
     x.to_owned()
 }
 
+/// Hands secret values to a command inside the sandbox: reads one NUL-terminated value per
+/// name from stdin, exports it as `AGP_SECRET_<NAME>`, then evaluates the command (`$1`) with
+/// stdin closed. The values are in no argv, on the host or inside, and in no journaled input.
+const SECRETS_WRAPPER: &str = "c=$1; shift\n\
+    for n in \"$@\"; do IFS= read -r -d '' v || exit 125; export \"AGP_SECRET_$n=$v\"; done\n\
+    unset n v; set --; exec </dev/null; eval \"$c\"";
+
+/// [`run_tool`], with a Bash command's `{{secret:NAME}}` placeholders resolved at execution:
+/// each becomes `${AGP_SECRET_NAME}` (so it expands where a shell variable would: unquoted or
+/// in double quotes), its value set in the command's environment only. Other tools' inputs
+/// are run as they are: a placeholder there stays text. The caller redacts the output.
+pub fn run_tool_with_secrets(
+    sandbox: &dyn SessionSandbox,
+    tool: &Tool,
+    input: &Value,
+    cwd: &Path,
+    timeout: Duration,
+    secrets: &crate::secrets::Secrets,
+) -> Result<ToolOutput, ToolError> {
+    use crate::secrets::Secrets;
+    let command = match tool {
+        Tool::Bash => str_field(input, "command")?,
+        _ => return run_tool(sandbox, tool, input, cwd, timeout),
+    };
+    let invalid = |e: crate::secrets::SecretsError| {
+        ToolError::Invalid(format!(
+            "{e}; secrets come from AGP_SECRET_<NAME> in agp's environment or agp's secrets.toml"
+        ))
+    };
+    let names = Secrets::names_in(command).map_err(invalid)?;
+    if names.is_empty() {
+        return run_tool(sandbox, tool, input, cwd, timeout);
+    }
+    let mut stdin = Vec::new();
+    for n in &names {
+        stdin.extend_from_slice(secrets.get(n).map_err(invalid)?.as_bytes());
+        stdin.push(0);
+    }
+    let script =
+        Secrets::substitute(command, |n| Ok(format!("${{AGP_SECRET_{n}}}"))).map_err(invalid)?;
+    let mut argv = vec![
+        s("bash"),
+        s("-c"),
+        s(SECRETS_WRAPPER),
+        s("agp-secrets"),
+        script,
+    ];
+    argv.extend(names);
+    run(sandbox, argv, cwd, Some(stdin), timeout)
+}
+
 /// Runs one tool call (Claude Code vocabulary) in the sandbox.
 pub fn run_tool(
     sandbox: &dyn SessionSandbox,

@@ -15,6 +15,7 @@ mod mediate;
 mod outbox;
 mod recovery;
 pub mod schema;
+pub mod secrets;
 mod server;
 mod session;
 pub mod store;
@@ -97,6 +98,9 @@ pub struct DaemonConfig {
     pub policy_mode: agp_contracts::PolicyMode,
     /// Who may approve an egress destination (empty: whoever the channel itself accepts).
     pub egress_approvers: Vec<String>,
+    /// Values for `{{secret:NAME}}` in proxy-executed Bash commands, resolved after the gate;
+    /// every result's output is redacted of them.
+    pub secrets: Arc<secrets::Secrets>,
 }
 
 impl DaemonConfig {
@@ -136,6 +140,7 @@ impl DaemonConfig {
             ephemeral: false,
             policy_mode: agp_contracts::PolicyMode::Enforce,
             egress_approvers: Vec::new(),
+            secrets: Arc::default(),
         }
     }
 

@@ -61,8 +61,9 @@ pub use rules::{
     normalize_path, CredentialProvider, DenyJudge, Effect, Injection, InspectHost, RequestJudge,
     RequestView, Rule, Verdict, VerdictFuture,
 };
+pub use rustls::pki_types::CertificateDer;
 pub use summary::BurstSummary;
-pub use tls::upstream_client_config;
+pub use tls::{roots_from_pem, upstream_client_config};
 pub use watch::UpstreamWatch;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,25 +1,23 @@
 //! A minimal HTTP/1.1 server side: one request per connection, answered and closed.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use crate::{respond, Api, State};
 
 const MAX_HEAD: usize = 1 << 20;
 const MAX_BODY: usize = 64 << 20;
 
-pub(crate) fn serve_connection(stream: TcpStream, api: Api, state: &Mutex<State>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(write_half) = stream.try_clone() else {
-        return;
-    };
+/// Headers of a request as received, in order.
+pub(crate) type Headers = Vec<(String, String)>;
+
+/// Serves one request on `stream` (plain TCP, or TLS over it); one request per connection, so
+/// nothing buffered past the request matters.
+pub(crate) fn serve_connection<S: Read + Write>(stream: S, api: Api, state: &Mutex<State>) {
     let mut reader = BufReader::new(stream);
-    let mut writer = write_half;
     let (status, content_type, body) = match read_request(&mut reader) {
         Err(why) => (400, "text/plain", why.into_bytes()),
-        Ok((method, path, body)) => {
+        Ok((method, path, headers, body)) => {
             let route = path.split('?').next().unwrap_or_default();
             let expected = match api {
                 Api::Anthropic => "/v1/messages",
@@ -34,7 +32,11 @@ pub(crate) fn serve_connection(stream: TcpStream, api: Api, state: &Mutex<State>
             } else {
                 match serde_json::from_slice(&body) {
                     Err(e) => (400, "text/plain", format!("bad JSON: {e}\n").into_bytes()),
-                    Ok(json) => (200, "text/event-stream", respond(api, state, &path, json)),
+                    Ok(json) => (
+                        200,
+                        "text/event-stream",
+                        respond(api, state, &path, headers, json),
+                    ),
                 }
             }
         }
@@ -49,15 +51,19 @@ pub(crate) fn serve_connection(stream: TcpStream, api: Api, state: &Mutex<State>
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
+    let writer = reader.get_mut();
     let _ = writer.write_all(head.as_bytes());
     let _ = writer.write_all(&body);
     let _ = writer.flush();
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> Result<(String, String, Vec<u8>), String> {
+type Request = (String, String, Headers, Vec<u8>);
+
+fn read_request<R: Read>(reader: &mut BufReader<R>) -> Result<Request, String> {
     let mut line = String::new();
     let mut head_bytes = 0usize;
-    let mut read_line = |reader: &mut BufReader<TcpStream>, line: &mut String| {
+    let mut headers = Headers::new();
+    let mut read_line = |reader: &mut BufReader<R>, line: &mut String| {
         line.clear();
         let n = reader.read_line(line).map_err(|e| e.to_string())?;
         head_bytes += n;
@@ -80,6 +86,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Result<(String, String, Ve
         }
         if let Some((name, value)) = l.split_once(':') {
             let value = value.trim();
+            headers.push((name.to_owned(), value.to_owned()));
             if name.eq_ignore_ascii_case("content-length") {
                 content_length = Some(value.parse::<usize>().map_err(|e| e.to_string())?);
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -102,10 +109,10 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Result<(String, String, Ve
         reader.read_exact(&mut body).map_err(|e| e.to_string())?;
         body
     };
-    Ok((method, path, body))
+    Ok((method, path, headers, body))
 }
 
-fn read_chunked(reader: &mut BufReader<TcpStream>) -> Result<Vec<u8>, String> {
+fn read_chunked<R: Read>(reader: &mut BufReader<R>) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     let mut line = String::new();
     loop {

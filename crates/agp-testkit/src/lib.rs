@@ -15,6 +15,7 @@ pub mod podman;
 pub mod pty;
 mod refused;
 mod sse;
+pub mod tls;
 
 pub use journal::{Appended, MemJournal, BROKEN};
 pub use refused::RefusedPort;
@@ -55,6 +56,8 @@ pub struct RecordedRequest {
     pub method: String,
     pub path: String,
     pub body: Value,
+    /// The request's headers as received (names as sent), in order.
+    pub headers: Vec<(String, String)>,
     /// Whether this request took a scripted turn (agent turns carry tools; auxiliary requests
     /// such as title generation do not).
     pub scripted: bool,
@@ -70,6 +73,8 @@ struct State {
 pub struct FakeModel {
     api: Api,
     addr: SocketAddr,
+    /// Served over TLS (with a certificate from a [`tls::TestCa`]).
+    https: bool,
     state: Arc<Mutex<State>>,
 }
 
@@ -78,6 +83,24 @@ pub const DONE_TEXT: &str = "All done.";
 
 impl FakeModel {
     pub fn start(api: Api, turns: Vec<Turn>) -> io::Result<Self> {
+        Self::serve(api, turns, None)
+    }
+
+    /// As [`FakeModel::start`], over HTTPS with `tls`'s certificate (see [`tls::TestCa`]).
+    pub fn start_tls(
+        api: Api,
+        turns: Vec<Turn>,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> io::Result<Self> {
+        Self::serve(api, turns, Some(tls))
+    }
+
+    fn serve(
+        api: Api,
+        turns: Vec<Turn>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Self> {
+        let https = tls.is_some();
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
@@ -91,11 +114,27 @@ impl FakeModel {
             .spawn(move || {
                 for conn in listener.incoming() {
                     let Ok(stream) = conn else { continue };
+                    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
                     let shared = shared.clone();
-                    std::thread::spawn(move || http::serve_connection(stream, api, &shared));
+                    let tls = tls.clone();
+                    std::thread::spawn(move || match tls {
+                        None => http::serve_connection(stream, api, &shared),
+                        Some(config) => {
+                            let Ok(conn) = rustls::ServerConnection::new(config) else {
+                                return;
+                            };
+                            let tls = rustls::StreamOwned::new(conn, stream);
+                            http::serve_connection(tls, api, &shared);
+                        }
+                    });
                 }
             })?;
-        Ok(Self { api, addr, state })
+        Ok(Self {
+            api,
+            addr,
+            https,
+            state,
+        })
     }
 
     pub fn anthropic(turns: Vec<Turn>) -> io::Result<Self> {
@@ -113,9 +152,10 @@ impl FakeModel {
     /// The base URL a client is configured with: `http://127.0.0.1:PORT` for Anthropic
     /// (`ANTHROPIC_BASE_URL`), `http://127.0.0.1:PORT/v1` for a Codex provider `base_url`.
     pub fn base_url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
         match self.api {
-            Api::Anthropic => format!("http://{}", self.addr),
-            Api::OpenAiResponses => format!("http://{}/v1", self.addr),
+            Api::Anthropic => format!("{scheme}://{}", self.addr),
+            Api::OpenAiResponses => format!("{scheme}://{}/v1", self.addr),
         }
     }
 
@@ -195,7 +235,13 @@ fn content_text(v: &Value) -> String {
 }
 
 /// The next response for a request: a scripted turn for agent requests, a short text otherwise.
-fn respond(api: Api, state: &Mutex<State>, path: &str, body: Value) -> Vec<u8> {
+fn respond(
+    api: Api,
+    state: &Mutex<State>,
+    path: &str,
+    headers: Vec<(String, String)>,
+    body: Value,
+) -> Vec<u8> {
     let mut st = state
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -225,6 +271,7 @@ fn respond(api: Api, state: &Mutex<State>, path: &str, body: Value) -> Vec<u8> {
         method: "POST".into(),
         path: path.into(),
         body,
+        headers,
         scripted: has_tools,
     });
     drop(st);

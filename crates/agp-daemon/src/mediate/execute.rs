@@ -23,8 +23,16 @@ impl Mediator {
                 let input = call.input.clone();
                 let cwd = exec::call_cwd(&session.repo, &call.cwd.to_string_lossy());
                 let timeout = self.config.exec_timeout;
+                let secrets = self.config.secrets.clone();
                 tokio::task::spawn_blocking(move || {
-                    exec::run_tool(sandbox.as_ref(), &tool, &input, &cwd, timeout)
+                    exec::run_tool_with_secrets(
+                        sandbox.as_ref(),
+                        &tool,
+                        &input,
+                        &cwd,
+                        timeout,
+                        &secrets,
+                    )
                 })
                 .await
                 .unwrap_or_else(|e| Err(ToolError::Invalid(format!("sandbox task failed: {e}"))))
@@ -46,7 +54,8 @@ impl Mediator {
             Ok(out) => (
                 out.exit_code,
                 out.timed_out,
-                out.output,
+                // Before anything reads it (hash, journal, the agent): no secret's value leaves.
+                self.config.secrets.redact(&out.output),
                 out.truncated,
                 None,
             ),

@@ -271,6 +271,7 @@ pub fn assemble(
         .mode
         .map_or_else(|| file.policy_mode(), crate::app::config::ModeChoice::mode);
     config.policy_mode = mode;
+    config.secrets = Arc::new(crate::app::secrets::load(home)?);
     file.sandbox
         .limits
         .apply(&mut config.sandbox_limits)

@@ -4,6 +4,7 @@
 //! `[sandbox.limits]`, where a misspelt bound would silently leave a default in place.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -156,6 +157,24 @@ pub struct EgressSection {
     /// allowlist, a rule or an approval.
     #[serde(default)]
     pub private: Vec<String>,
+    /// PEM files of extra roots the proxy trusts for the upstreams of inspected hosts (a
+    /// company CA, a model gateway's own CA), besides the web PKI roots.
+    #[serde(default)]
+    pub upstream_ca: Vec<PathBuf>,
+    /// `[[egress.credential]]`: headers the proxy sets on requests to a host, from secrets.
+    #[serde(default)]
+    pub credential: Vec<EgressCredential>,
+}
+
+/// One `[[egress.credential]]`: `value` (`"Bearer {{secret:GITHUB_TOKEN}}"`) rendered from the
+/// secrets store when a request to `host` is allowed, set as `header`, replacing the client's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressCredential {
+    /// `host` or `host:port` (port 443 by default); no wildcards.
+    pub host: String,
+    pub header: String,
+    pub value: String,
 }
 
 /// One `[[egress.rule]]`. Unknown keys are refused: a misspelt `paths` must not widen a rule.

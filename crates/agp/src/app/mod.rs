@@ -9,3 +9,4 @@ pub mod home;
 pub mod limits;
 pub mod local;
 pub mod policy_watch;
+pub mod secrets;

@@ -89,6 +89,9 @@ pub(super) struct HostPaths {
     pub approval_timeout: std::time::Duration,
     /// `[egress] private`: names that may resolve to non-public addresses.
     pub private_hosts: Vec<String>,
+    /// `[egress] upstream_ca`: roots the inspected hosts' upstreams may be signed by besides
+    /// the web PKI's.
+    pub upstream_roots: Vec<agp_egress::CertificateDer<'static>>,
     /// `--json`: stdout carries only agp's summary, so the agent writes to stderr.
     pub agent_output_to_stderr: bool,
     /// Host programs the agent needs that the sandbox's root may lack or have in a form it
@@ -142,21 +145,34 @@ pub(super) fn launch(
     proxy_config.destination_judge = host.judge.clone();
     // A little longer than the daemon's own bound, so the daemon's timeout (journaled) decides.
     proxy_config.judge_timeout = host.approval_timeout + JUDGE_MARGIN;
+    // The host's CA bundle the session's combined bundle was built from: the sandbox sees the
+    // combined one in its place.
+    let mut system_bundle = None;
     if !host.inspect_hosts.is_empty() {
         // The CA's key stays in this process; its certificate and the combined bundle go in the
         // egress directory the sandbox sees read-only.
         let ca = SessionCa::create(&egress_dir).context("cannot create the session's egress CA")?;
+        system_bundle = ca.system_bundle().map(Path::to_path_buf);
         let mut inspect = InspectConfig::new(Arc::new(ca), host.inspect_hosts.clone())
             .context("cannot set up TLS for inspected egress hosts")?;
         if let Some(judge) = &host.judge {
             inspect.judge = judge.clone();
             inspect.judge_timeout = host.approval_timeout + JUDGE_MARGIN;
         }
+        inspect.upstream_tls = agp_egress::upstream_client_config(&host.upstream_roots)
+            .context("[egress] upstream_ca holds a certificate rustls cannot use as a root")?;
         proxy_config.inspect = Some(Arc::new(inspect));
     }
     let proxy =
         EgressProxy::start(proxy_config, watch.clone()).context("cannot start the egress proxy")?;
-    let started = start_sandbox(ctx, &plan, host, provider, &egress_dir);
+    let started = start_sandbox(
+        ctx,
+        &plan,
+        host,
+        provider,
+        &egress_dir,
+        system_bundle.as_deref(),
+    );
     let sandbox = match started {
         Ok(s) => s,
         Err(e) => {
@@ -237,9 +253,22 @@ fn start_sandbox(
     host: &HostPaths,
     provider: &AgentSandbox,
     egress_dir: &Path,
+    system_bundle: Option<&Path>,
 ) -> Result<crate::cmd::agent_sandbox::AgentSession> {
     let user = provider.foreign_user(&ctx.repo)?;
-    let spec = sandbox_spec(ctx, plan, host, egress_dir, provider.own_home_dirs(), user)?;
+    let mut spec = sandbox_spec(ctx, plan, host, egress_dir, provider.own_home_dirs(), user)?;
+    // Under bubblewrap the sandbox's root is the host's, whose bundle the combined one was built
+    // from; a container image's store is its own (the variables still point at the bundle).
+    let system_bundle = system_bundle.filter(|_| matches!(provider, AgentSandbox::Bwrap(_)));
+    if let Some(system) = system_bundle {
+        // Clients that read only the system store (no variable) trust the session CA too; the
+        // combined bundle keeps every system root, so pass-through hosts verify as before.
+        spec.binds.push(BindMount {
+            source: egress_dir.join("bundle.pem"),
+            dest: system.to_path_buf(),
+            writable: false,
+        });
+    }
     if let Some((uid, gid)) = user {
         let hand_over = |path: &Path| {
             std::os::unix::fs::chown(path, Some(uid), Some(gid)).with_context(|| {

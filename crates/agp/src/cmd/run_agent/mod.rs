@@ -36,6 +36,7 @@ use crate::home::Home;
 
 mod inspect;
 mod launch;
+mod model_keys;
 mod setup;
 
 use launch::{launch, AgentProcess, HostPaths};
@@ -203,18 +204,31 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
         })
         .collect::<Result<Vec<_>>>()?;
     // Before anything starts: a malformed rule is one line with the fix.
-    let inspect_hosts = inspect::inspect_hosts(&config.egress.rule)?;
+    let mut inspect_hosts = inspect::inspect_hosts(&config.egress.rule)?;
+    let upstream_roots = inspect::upstream_roots(&config.egress.upstream_ca)?;
     let mut extra_egress = config.egress.allow.clone();
     extra_egress.extend(policy_domains(&assembly.policy_path)?);
+    inspect::add_credentials(
+        &config.egress.credential,
+        &assembly.config.secrets,
+        &extra_egress,
+        &mut inspect_hosts,
+    )?;
     let approval_timeout = assembly.config.approval_timeout;
     let hook_timeout = approval_timeout.as_secs() + HOOK_MARGIN_SECS;
-    let adapter = adapter(agent, &binary, hook_timeout, &user_home)?;
-    let journal: Arc<dyn Journal> = assembly.parts.journal.clone();
     Home::create_private_dir(&home.run_dir())?;
     let scratch = tempfile::Builder::new()
         .prefix("agent-")
         .tempdir_in(home.run_dir())
         .context("cannot create the session's scratch directory")?;
+    let (adapter, keys) = adapter(agent, &binary, hook_timeout, &user_home, scratch.path())?;
+    if let Some(why) = &keys.passed_in {
+        eprintln!("agp: warning: {why}");
+    }
+    if let Some(model) = keys.host {
+        model_keys::merge(&mut inspect_hosts, model);
+    }
+    let journal: Arc<dyn Journal> = assembly.parts.journal.clone();
 
     let process = Arc::new(AgentProcess::default());
     let outcome = rt.block_on(async {
@@ -291,6 +305,7 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
             scratch: scratch.path().to_path_buf(),
             extra_egress,
             inspect_hosts,
+            upstream_roots,
             agent_output_to_stderr: args.json,
             tools,
         };
