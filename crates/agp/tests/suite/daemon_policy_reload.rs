@@ -8,71 +8,33 @@
 use std::ffi::OsStr;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use agp_gateway::{Client, ToolCallRequest, VerdictMessage};
 use serde_json::Value;
 
-use super::support::looping::{agp_ok, policy_world, start_daemon_with_sandbox, Daemon};
+use super::support::daemon::{
+    self, bodies, entries_so_far, mkfifo, sighup, ALLOW_ECHO, DENY_ECHO, PATIENCE,
+};
+use super::support::looping::{
+    agp_ok, open_session, policy_world, start_daemon_with_sandbox, Daemon,
+};
 
-/// `echo` is denied (the default); the first policy in force.
-const DENY_ECHO: &str = "version = 1\ndefault = \"deny\"\n";
-/// `echo` is allowed.
-const ALLOW_ECHO: &str = "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"echo-ok\"\neffect = \"allow\"\nmatch = [\"Bash(echo *)\"]\n";
 /// `git push` needs an approval.
 const PUSH_ASKS: &str = "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"push-asks\"\neffect = \"require\"\nmatch = [\"Bash(git push:*)\"]\n";
 
-/// A generous bound on anything the daemon does in the background; never a timing assert.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn entries(home: &Path) -> Vec<Value> {
-    std::fs::read_to_string(home.join("journal/entries.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 fn of_kind(home: &Path, kind: &str) -> Vec<Value> {
-    entries(home)
-        .into_iter()
-        .filter(|e| e["kind"] == kind)
-        .map(|e| e["body"].clone())
-        .collect()
+    bodies(entries_so_far(home), kind)
 }
 
 /// Polls the journal until it holds `n` entries of `kind`; their bodies.
 fn wait_for_n(home: &Path, kind: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let found = of_kind(home, kind);
-        if found.len() >= n {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the journal never got {n} `{kind}` entries (has {found:?})"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    daemon::wait_for_n(home, entries_so_far, kind, n)
 }
 
 /// A proxy-exec session (each call runs in agp's sandbox, so its agent is confined: a
 /// daemon reloads its policy while it lives) opened with the daemon's admin token; its token.
 fn open_sandboxed_session(home: &Path, repo: &Path) -> String {
-    let admin = std::fs::read_to_string(home.join("run/admin.token")).unwrap();
-    let mut control = Client::connect(&home.join("run/gateway.sock"), PATIENCE).unwrap();
-    control
-        .open_session(
-            &admin,
-            "test",
-            repo.to_str().unwrap(),
-            "",
-            agp_gateway::SessionMode::ProxyExec,
-        )
-        .unwrap()
-        .token
+    open_session(home, repo, agp_gateway::SessionMode::ProxyExec, PATIENCE)
 }
 
 /// The daemon on `policy` with a sandboxed session open, and a client of that session.
@@ -119,12 +81,7 @@ impl Running {
     }
 
     fn sighup(&self) {
-        let pid = i32::try_from(self.daemon.0.id()).unwrap();
-        let sent = Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        sighup(&self.daemon.0);
     }
 
     fn still_running(&mut self) {
@@ -329,11 +286,7 @@ fn a_call_waiting_for_approval_during_a_reload_is_judged_by_one_policy() {
     let w = policy_world(PUSH_ASKS);
     // Approvals come from a FIFO the test answers once the reload is in.
     let fifo = w.dir.path().join("approver.fifo");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&fifo);
     let d = start(
         &w.home,
         &w.repo,
@@ -400,11 +353,7 @@ fn agp_run_reloads_its_policy_mid_run() {
         &super::support::looping::bash_calls_yaml(&["git status", "echo after"]),
     );
     let fifo = w.dir.path().join("approver.fifo");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&fifo);
     let run = super::support::looping::agp_detached(&w.home, &w.user_home)
         .args(["run", "--intendant", "scripted", "--script"])
         .arg(&script)

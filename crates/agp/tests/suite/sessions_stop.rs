@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::support::daemon::mkfifo;
 use super::support::looping::{
     bash_calls_yaml, demo_world, git_world, journal, write_allow_everything, AGP,
 };
@@ -89,11 +90,7 @@ fn assert_second_stop_changes_nothing(home: &Path, session: &str) {
 fn stopping_a_scripted_run_waiting_on_an_approval() {
     let w = demo_world();
     let fifo = w.dir.path().join("answers.fifo");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&fifo);
     // Nobody writes to the FIFO: the first approval stays pending.
     let run = Command::new(AGP)
         .arg("--home")
