@@ -2,7 +2,7 @@
 //! receiver (a real HTTP server that checks agp's signatures with its own HMAC code) gets each
 //! approval request and calls back signed (or forged, replayed, late, mismatched) decisions.
 
-use super::support::agents::{text, World, AGP};
+use super::support::agents::{one_error_line, text, wait_output, World, AGP};
 use super::support::looping::{journal, start_daemon};
 use super::support::webhook::{callback, configure, decision, now_secs, Receiver, Signing, SECRET};
 
@@ -47,15 +47,30 @@ fn agp_run(world: &World, script: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
-async fn wait_output(child: Child) -> Output {
-    tokio::time::timeout(
-        Duration::from_secs(240),
-        tokio::task::spawn_blocking(move || child.wait_with_output()),
+/// A rule that needs two approvers for `mkdir`; edits are allowed.
+const QUORUM_OF_TWO: &str = "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"two-people\"\n\
+     effect = \"require\"\nmatch = [\"Bash(mkdir *)\"]\nreason = \"two people must agree\"\n\
+     quorum = 2\n\n[[rule]]\nid = \"write-project\"\neffect = \"allow\"\nmatch = [\"Edit(/**)\"]\n";
+
+/// [`agp_run`] on the world's policy with `--approval-timeout SECS`, started.
+fn spawn_on_policy(world: &World, script: &Path, approval_timeout: &str) -> Child {
+    let policy = world.policy.to_str().unwrap().to_owned();
+    agp_run(
+        world,
+        script,
+        &["--policy", &policy, "--approval-timeout", approval_timeout],
     )
-    .await
-    .expect("agp run did not finish")
+    .spawn()
     .unwrap()
-    .unwrap()
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }
 
 /// The callback was refused with `status` and `reason`.
@@ -74,6 +89,13 @@ fn accepted(got: (u16, Value), status: &str) -> Value {
 
 fn of_kind<'a>(j: &'a [Value], kind: &str) -> Vec<&'a Value> {
     j.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+/// The journal's one entry of `kind`.
+fn the_one<'a>(j: &'a [Value], kind: &str) -> &'a Value {
+    let all = of_kind(j, kind);
+    assert_eq!(all.len(), 1, "{j:#?}");
+    all[0]
 }
 
 /// The reasons of the journaled `approval.rejected` entries, in order; each is the webhook's.
@@ -113,14 +135,7 @@ async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
             read_secret.as_str(),
         ],
     );
-    let policy = world.policy.to_str().unwrap().to_owned();
-    let child = agp_run(
-        &world,
-        &script,
-        &["--policy", &policy, "--approval-timeout", "120"],
-    )
-    .spawn()
-    .unwrap();
+    let child = spawn_on_policy(&world, &script, "120");
 
     let req = receiver.wait_request("mkdir approved-dir", 120).await;
     // What a receiver is told (README "Webhook approvals").
@@ -241,21 +256,19 @@ async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
     );
 
     let j = journal(&world.home);
-    let granted = of_kind(&j, "approval.granted");
-    assert_eq!(granted.len(), 1, "{j:#?}");
-    assert_eq!(granted[0]["body"]["call_id"], first_call);
-    assert_eq!(granted[0]["body"]["channel"], "webhook");
+    let granted = the_one(&j, "approval.granted");
+    assert_eq!(granted["body"]["call_id"], first_call);
+    assert_eq!(granted["body"]["channel"], "webhook");
     assert_eq!(
-        granted[0]["body"]["by"],
+        granted["body"]["by"],
         json!([{"id": "alice", "name": "alice", "via": "webhook"}])
     );
-    let denied = of_kind(&j, "approval.denied");
-    assert_eq!(denied.len(), 1, "{j:#?}");
+    let denied = the_one(&j, "approval.denied");
     assert_eq!(
-        denied[0]["body"]["by"],
+        denied["body"]["by"],
         json!({"id": "bob", "name": "Bob B.", "via": "webhook"})
     );
-    assert_eq!(denied[0]["body"]["reason"], "not today");
+    assert_eq!(denied["body"]["reason"], "not today");
     assert_eq!(
         rejections(&j),
         [
@@ -272,7 +285,7 @@ async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
     // An authenticated refusal is journaled with its session; the approver it claimed is named.
     let rejected = of_kind(&j, "approval.rejected");
     assert_eq!(rejected[4]["body"]["user"]["id"], "mallory");
-    assert_eq!(rejected[4]["session"], granted[0]["session"]);
+    assert_eq!(rejected[4]["session"], granted["session"]);
     let started = of_kind(&j, "session.started");
     assert_eq!(started[0]["body"]["approval_channel"], "webhook");
     assert_secret_kept(&world);
@@ -285,13 +298,7 @@ async fn webhook_quorum_of_two_on_the_daemon() {
     let world = World::new();
     let receiver = Receiver::start(0).await;
     configure(&world.home, &receiver.url(), "");
-    std::fs::write(
-        &world.policy,
-        "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"two-people\"\neffect = \"require\"\n\
-         match = [\"Bash(mkdir *)\"]\nreason = \"two people must agree\"\nquorum = 2\n\n\
-         [[rule]]\nid = \"write-project\"\neffect = \"allow\"\nmatch = [\"Edit(/**)\"]\n",
-    )
-    .unwrap();
+    std::fs::write(&world.policy, QUORUM_OF_TWO).unwrap();
     let _daemon = start_daemon(
         &world.home,
         [
@@ -328,20 +335,14 @@ async fn webhook_quorum_of_two_on_the_daemon() {
     );
 
     let out = wait_output(child).await;
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(
         world.repo.join("agreed-dir").is_dir(),
         "the approved call did not run"
     );
     let j = journal(&world.home);
-    let granted = of_kind(&j, "approval.granted");
-    assert_eq!(granted.len(), 1, "{j:#?}");
-    let by: Vec<&str> = granted[0]["body"]["by"]
+    let granted = the_one(&j, "approval.granted");
+    let by: Vec<&str> = granted["body"]["by"]
         .as_array()
         .unwrap()
         .iter()
@@ -383,14 +384,7 @@ async fn webhook_timeout_denies_and_a_late_decision_is_refused() {
     )
     .unwrap();
     let script = script(&world, &["mkdir late-dir", "python3 mark.py"]);
-    let policy = world.policy.to_str().unwrap().to_owned();
-    let child = agp_run(
-        &world,
-        &script,
-        &["--policy", &policy, "--approval-timeout", "2"],
-    )
-    .spawn()
-    .unwrap();
+    let child = spawn_on_policy(&world, &script, "2");
     let late = receiver.wait_request("mkdir late-dir", 120).await;
     let settled = world.repo.join("settled");
     for _ in 0..1200 {
@@ -406,33 +400,17 @@ async fn webhook_timeout_denies_and_a_late_decision_is_refused() {
         "expired",
     );
     let out = wait_output(child).await;
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(
         !world.repo.join("late-dir").exists(),
         "a timed-out call ran"
     );
     let j = journal(&world.home);
-    let timeouts: Vec<&Value> = of_kind(&j, "approval.timeout");
-    assert_eq!(timeouts.len(), 1, "{j:#?}");
-    assert_eq!(timeouts[0]["body"]["call_id"], late["call_id"]);
+    let timeout = the_one(&j, "approval.timeout");
+    assert_eq!(timeout["body"]["call_id"], late["call_id"]);
     assert!(of_kind(&j, "approval.granted").is_empty());
     assert_eq!(rejections(&j), ["expired"]);
     assert_secret_kept(&world);
-}
-
-fn error_line(out: &Output) -> String {
-    let stderr = text(&out.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("agp: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "one clear error line: {stderr}");
-    errors[0].to_owned()
 }
 
 /// agp fails closed: a secret others can read refuses to start; a receiver that refuses agp's
@@ -453,7 +431,7 @@ async fn webhook_misconfigured_or_undeliverable_fails_closed() {
     let out = wait_output(agp_run(&world, &script, &args).spawn().unwrap()).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
-        error_line(&out).contains("chmod 600"),
+        one_error_line(&out).contains("chmod 600"),
         "{}",
         text(&out.stderr)
     );
@@ -650,22 +628,9 @@ async fn the_example_receiver_decides_approvals() {
         text_now.replace("http://127.0.0.1:9/approvals", &url),
     )
     .unwrap();
-    std::fs::write(
-        &world.policy,
-        "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"two-people\"\neffect = \"require\"\n\
-         match = [\"Bash(mkdir *)\"]\nreason = \"two people must agree\"\nquorum = 2\n\n\
-         [[rule]]\nid = \"write-project\"\neffect = \"allow\"\nmatch = [\"Edit(/**)\"]\n",
-    )
-    .unwrap();
+    std::fs::write(&world.policy, QUORUM_OF_TWO).unwrap();
     let script = script(&world, &["mkdir example-dir"]);
-    let policy = world.policy.to_str().unwrap().to_owned();
-    let child = agp_run(
-        &world,
-        &script,
-        &["--policy", &policy, "--approval-timeout", "120"],
-    )
-    .spawn()
-    .unwrap();
+    let child = spawn_on_policy(&world, &script, "120");
     let asked = next("approval needed: Bash 'mkdir example-dir'");
     assert!(asked.contains("quorum 2"), "{asked}");
     let mut stdin = receiver.stdin.take().unwrap();
@@ -683,12 +648,11 @@ async fn the_example_receiver_decides_approvals() {
         "the denied call ran"
     );
     let j = journal(&world.home);
-    let denied = of_kind(&j, "approval.denied");
-    assert_eq!(denied.len(), 1, "{j:#?}");
+    let denied = the_one(&j, "approval.denied");
     assert_eq!(
-        denied[0]["body"]["by"],
+        denied["body"]["by"],
         json!({"id": "alice", "name": "alice", "via": "webhook"})
     );
-    assert_eq!(denied[0]["body"]["reason"], "not in this repository");
+    assert_eq!(denied["body"]["reason"], "not in this repository");
     assert!(rejections(&j).is_empty(), "{j:#?}");
 }
