@@ -48,6 +48,38 @@ async fn verdict(
         .unwrap()
 }
 
+/// A daemon serving with the Slack channel (its people added), a journal recorder, and one
+/// session open.
+struct Running {
+    _dir: tempfile::TempDir,
+    repo: std::path::PathBuf,
+    config: agp_daemon::DaemonConfig,
+    slack: FakeSlack,
+    journal: Arc<Recorder>,
+    session: agp_daemon::SessionInfo,
+}
+
+async fn running() -> Running {
+    let (dir, repo, config) = daemon_dirs();
+    let slack = FakeSlack::start().await.unwrap();
+    people(&slack);
+    let journal = Arc::new(Recorder::default());
+    let daemon = daemon_with_slack(&config, slack_config(&slack), journal.clone()).await;
+    tokio::spawn(daemon.clone().serve(std::future::pending()));
+    let session = daemon
+        .open_session(session_params(repo.clone()))
+        .await
+        .unwrap();
+    Running {
+        _dir: dir,
+        repo,
+        config,
+        slack,
+        journal,
+        session,
+    }
+}
+
 fn people(slack: &FakeSlack) {
     for (id, name) in [
         ("UALICE", "Alice"),
@@ -97,16 +129,14 @@ async fn wait_kind(journal: &Recorder, kind: &str, n: usize) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stop_button_stops_the_session_for_an_approver_only() {
-    let (_dir, repo, config) = daemon_dirs();
-    let slack = FakeSlack::start().await.unwrap();
-    people(&slack);
-    let journal = Arc::new(Recorder::default());
-    let daemon = daemon_with_slack(&config, slack_config(&slack), journal.clone()).await;
-    tokio::spawn(daemon.clone().serve(std::future::pending()));
-    let session = daemon
-        .open_session(session_params(repo.clone()))
-        .await
-        .unwrap();
+    let Running {
+        _dir,
+        repo,
+        config,
+        slack,
+        journal,
+        session,
+    } = running().await;
     let asked = hook_asks(&config, &session.token, &repo, "call-1", "mkdir build");
     let msg = slack.wait_approval(0, WAIT).await.expect("no approval");
     let root = slack.roots().remove(0);
@@ -175,16 +205,14 @@ async fn the_stop_button_stops_the_session_for_an_approver_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_for_this_session_and_each_vote_are_journaled_and_forged_votes_refused() {
-    let (_dir, repo, config) = daemon_dirs();
-    let slack = FakeSlack::start().await.unwrap();
-    people(&slack);
-    let journal = Arc::new(Recorder::default());
-    let daemon = daemon_with_slack(&config, slack_config(&slack), journal.clone()).await;
-    tokio::spawn(daemon.clone().serve(std::future::pending()));
-    let session = daemon
-        .open_session(session_params(repo.clone()))
-        .await
-        .unwrap();
+    let Running {
+        _dir,
+        repo,
+        config,
+        slack,
+        journal,
+        session,
+    } = running().await;
 
     // A rule with `remember`: the button is offered; Alice allows for the session.
     let asked = hook_asks(&config, &session.token, &repo, "t1", "touch notes.txt");
