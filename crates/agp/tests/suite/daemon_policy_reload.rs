@@ -84,6 +84,13 @@ impl Running {
         sighup(&self.daemon.0);
     }
 
+    /// Stops the daemon; the journal it wrote verifies.
+    fn end_and_verify(self) {
+        let home = self.home.clone();
+        drop(self);
+        agp_ok(&home, None, &["verify"]);
+    }
+
     fn still_running(&mut self) {
         assert!(
             self.daemon.0.try_wait().unwrap().is_none(),
@@ -107,6 +114,12 @@ fn replace_by_rename(path: &Path, text: &str) {
     let tmp = path.with_extension("toml.swp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Waits for the `n`-th reload and checks it as [`reloaded`]; the new policy's hash.
+fn nth_reload(home: &Path, n: usize, old: &str, trigger: &str) -> String {
+    let events = wait_for_n(home, "policy.reloaded", n);
+    reloaded(&events[n - 1], old, trigger)
 }
 
 fn reloaded(body: &Value, old: &str, trigger: &str) -> String {
@@ -137,16 +150,14 @@ fn edits_in_place_and_by_rename_judge_the_next_call() {
 
     // Renamed over the file: the watch on the directory sees it.
     replace_by_rename(&w.policy, &format!("# saved by an editor\n{DENY_ECHO}"));
-    let events = wait_for_n(&w.home, "policy.reloaded", 2);
-    let third = reloaded(&events[1], &second, "watch");
+    let third = nth_reload(&w.home, 2, &second, "watch");
     assert!(!d.call("c3", "echo three").is_allow());
     assert_eq!(d.judged_by("c3"), third);
 
     // The same policy saved again is no reload; the next one is.
     std::fs::write(&w.policy, format!("# saved by an editor\n{DENY_ECHO}")).unwrap();
     replace_by_rename(&w.policy, ALLOW_ECHO);
-    let events = wait_for_n(&w.home, "policy.reloaded", 3);
-    assert_eq!(reloaded(&events[2], &third, "watch"), second);
+    assert_eq!(nth_reload(&w.home, 3, &third, "watch"), second);
     assert!(d.call("c4", "echo four").is_allow());
     drop(d);
     assert_eq!(of_kind(&w.home, "policy.reloaded").len(), 3);
@@ -191,12 +202,10 @@ fn an_invalid_edit_is_refused_with_its_place_and_the_old_policy_keeps_judging() 
 
     // Fixed: the fix is a reload from the policy that was kept.
     std::fs::write(&w.policy, DENY_ECHO).unwrap();
-    let events = wait_for_n(&w.home, "policy.reloaded", 1);
-    let fixed = reloaded(&events[0], &first, "watch");
+    let fixed = nth_reload(&w.home, 1, &first, "watch");
     assert!(!d.call("c4", "echo four").is_allow());
     assert_eq!(d.judged_by("c4"), fixed);
-    drop(d);
-    agp_ok(&w.home, None, &["verify"]);
+    d.end_and_verify();
 }
 
 #[test]
@@ -220,8 +229,7 @@ fn sighup_reloads_and_the_daemon_keeps_running() {
     );
     assert_eq!(d.judged_by("c3"), first);
     d.sighup();
-    let events = wait_for_n(&w.home, "policy.reloaded", 1);
-    let second = reloaded(&events[0], &first, "sighup");
+    let second = nth_reload(&w.home, 1, &first, "sighup");
     let v = d.call("c4", "echo four");
     assert!(v.is_allow(), "{v:?}");
     assert_eq!(d.judged_by("c4"), second);
@@ -273,12 +281,10 @@ fn a_symlinked_policy_follows_edits_of_its_target_and_a_retargeted_link() {
     let new_link = w.dir.path().join("linked-policy.toml.new");
     std::os::unix::fs::symlink(&other, &new_link).unwrap();
     std::fs::rename(&new_link, &link).unwrap();
-    let events = wait_for_n(&w.home, "policy.reloaded", 2);
-    let third = reloaded(&events[1], &second, "watch");
+    let third = nth_reload(&w.home, 2, &second, "watch");
     assert!(!d.call("c3", "echo three").is_allow());
     assert_eq!(d.judged_by("c3"), third);
-    drop(d);
-    agp_ok(&w.home, None, &["verify"]);
+    d.end_and_verify();
 }
 
 #[test]
@@ -312,8 +318,7 @@ fn a_call_waiting_for_approval_during_a_reload_is_judged_by_one_policy() {
 
     // The new policy denies every push; the call in flight was already judged.
     std::fs::write(&w.policy, DENY_ECHO).unwrap();
-    let events = wait_for_n(&w.home, "policy.reloaded", 1);
-    let second = reloaded(&events[0], &first, "watch");
+    let second = nth_reload(&w.home, 1, &first, "watch");
     std::fs::OpenOptions::new()
         .write(true)
         .open(&fifo)
@@ -335,8 +340,7 @@ fn a_call_waiting_for_approval_during_a_reload_is_judged_by_one_policy() {
     let v = d.call("push-2", "git push origin main");
     assert!(!v.is_allow(), "{v:?}");
     assert_eq!(d.judged_by("push-2"), second);
-    drop(d);
-    agp_ok(&w.home, None, &["verify"]);
+    d.end_and_verify();
 }
 
 /// `agp run` builds the same daemon: its policy is reloaded mid-run too (SIGHUP there still
@@ -380,8 +384,7 @@ fn agp_run_reloads_its_policy_mid_run() {
         format!("{ALLOW_ECHO}\n[[rule]]\nid = \"status-asks\"\neffect = \"require\"\nmatch = [\"Bash(git status:*)\"]\n"),
     )
     .unwrap();
-    let events = wait_for_n(&w.home, "policy.reloaded", 1);
-    let second = reloaded(&events[0], &first, "watch");
+    let second = nth_reload(&w.home, 1, &first, "watch");
     std::fs::OpenOptions::new()
         .write(true)
         .open(&fifo)
@@ -513,8 +516,6 @@ fn a_policy_its_agent_can_write_is_not_reloaded_while_the_session_lives() {
     assert!(of_kind(&w.home, "policy.reloaded").is_empty());
     // The operator's SIGHUP puts it in force.
     d.sighup();
-    let events = wait_for_n(&w.home, "policy.reloaded", 1);
-    reloaded(&events[0], &first, "sighup");
-    drop(d);
-    agp_ok(&w.home, None, &["verify"]);
+    nth_reload(&w.home, 1, &first, "sighup");
+    d.end_and_verify();
 }

@@ -47,6 +47,14 @@ fn agp_run(world: &World, script: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
+/// A world whose agp asks `Receiver::start(fail_first)` (webhook `extra` settings).
+async fn configured(fail_first: u32, extra: &str) -> (World, Receiver) {
+    let world = World::new();
+    let receiver = Receiver::start(fail_first).await;
+    configure(&world.home, &receiver.url(), extra);
+    (world, receiver)
+}
+
 /// A rule that needs two approvers for `mkdir`; edits are allowed.
 const QUORUM_OF_TWO: &str = "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"two-people\"\n\
      effect = \"require\"\nmatch = [\"Bash(mkdir *)\"]\nreason = \"two people must agree\"\n\
@@ -121,9 +129,7 @@ fn assert_secret_kept(world: &World) {
 /// answer is a 503, so agp's delivery is retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
-    let world = World::new();
-    let receiver = Receiver::start(1).await;
-    configure(&world.home, &receiver.url(), "");
+    let (world, receiver) = configured(1, "").await;
     // The third call tries to read the shared secret: an agent that could would approve its
     // own calls, so the policy denies it (nobody is asked).
     let read_secret = format!("cat {}", world.home.join("keys/webhook.secret").display());
@@ -295,9 +301,7 @@ async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
 /// two approvers: Alice's allow is counted (twice is once), Bob's makes the quorum.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_quorum_of_two_on_the_daemon() {
-    let world = World::new();
-    let receiver = Receiver::start(0).await;
-    configure(&world.home, &receiver.url(), "");
+    let (world, receiver) = configured(0, "").await;
     std::fs::write(&world.policy, QUORUM_OF_TWO).unwrap();
     let _daemon = start_daemon(
         &world.home,
@@ -373,9 +377,7 @@ async fn webhook_quorum_of_two_on_the_daemon() {
 /// afterwards (while the session's next command runs) is refused as expired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_timeout_denies_and_a_late_decision_is_refused() {
-    let world = World::new();
-    let receiver = Receiver::start(0).await;
-    configure(&world.home, &receiver.url(), "");
+    let (world, receiver) = configured(0, "").await;
     // The second call (allowed) marks that the first was settled, then keeps the session, and
     // so agp's listener, alive while the late decision is sent.
     std::fs::write(
@@ -419,9 +421,7 @@ async fn webhook_timeout_denies_and_a_late_decision_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_misconfigured_or_undeliverable_fails_closed() {
     use std::os::unix::fs::PermissionsExt;
-    let world = World::new();
-    let receiver = Receiver::start(0).await;
-    configure(&world.home, &receiver.url(), "deliver_within_secs = 2");
+    let (world, receiver) = configured(0, "deliver_within_secs = 2").await;
     let script = script(&world, &["mkdir never-dir"]);
     let policy = world.policy.to_str().unwrap().to_owned();
     let args = ["--policy", policy.as_str(), "--approval-timeout", "60"];
