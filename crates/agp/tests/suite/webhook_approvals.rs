@@ -174,40 +174,23 @@ async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
 
     let good = decision(&req, "allow", "alice");
     let other_secret = "an-attacker-guess-at-the-secret-0123456789abcdef";
-    refused(
-        callback(&req, &good, Signing::Key(other_secret)).await,
-        401,
-        "bad_signature",
-    );
-    refused(
-        callback(&req, &good, Signing::None).await,
-        401,
-        "missing_signature",
-    );
-    refused(
-        callback(&req, &good, Signing::At(now_secs() - 400)).await,
-        401,
-        "stale_timestamp",
-    );
     let mut other_input = good.clone();
     other_input["input_sha256"] = json!("0".repeat(64));
-    refused(
-        callback(&req, &other_input, Signing::Good).await,
-        409,
-        "input_hash_mismatch",
-    );
-    refused(
-        callback(&req, &decision(&req, "allow", "mallory"), Signing::Good).await,
-        403,
-        "not_an_approver",
-    );
     let mut unknown = good.clone();
     unknown["nonce"] = json!("ab".repeat(32));
-    refused(
-        callback(&req, &unknown, Signing::Good).await,
-        404,
-        "unknown_call",
-    );
+    let mallory = decision(&req, "allow", "mallory");
+    // Every kind of bad decision, in this order (the journal's rejections follow it).
+    let bad: [(&Value, Signing, u16, &str); 6] = [
+        (&good, Signing::Key(other_secret), 401, "bad_signature"),
+        (&good, Signing::None, 401, "missing_signature"),
+        (&good, Signing::At(now_secs() - 400), 401, "stale_timestamp"),
+        (&other_input, Signing::Good, 409, "input_hash_mismatch"),
+        (&mallory, Signing::Good, 403, "not_an_approver"),
+        (&unknown, Signing::Good, 404, "unknown_call"),
+    ];
+    for (body, signing, status, reason) in bad {
+        refused(callback(&req, body, signing).await, status, reason);
+    }
     assert!(
         !world.repo.join("approved-dir").exists(),
         "a refused decision let the call run"
