@@ -3,9 +3,10 @@
 //! cancels the approval, ends the session as stopped; the call never runs.
 
 use super::support::agents as agents_support;
+use super::support::wait_exit;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agents_support::*;
 use agp_testkit::{FakeModel, Turn};
@@ -36,7 +37,11 @@ fn claude_code_under_agp_run_is_stopped_by_agp_sessions_stop() {
         .unwrap();
     assert!(stop.status.success(), "{stop:?}");
 
-    let out = wait_with_bound(run);
+    let out = wait_exit(
+        run,
+        Duration::from_secs(60),
+        "agp run did not end after the stop",
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("was stopped"),
@@ -68,16 +73,4 @@ fn claude_code_under_agp_run_is_stopped_by_agp_sessions_stop() {
     let ended = of_kind(&j, "session.ended");
     assert_eq!(ended[0]["body"]["status"], "stopped");
     world.assert_verified();
-}
-
-fn wait_with_bound(mut child: std::process::Child) -> std::process::Output {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("agp run did not end after the stop");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
