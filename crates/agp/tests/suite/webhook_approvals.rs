@@ -503,6 +503,12 @@ fn doctor_checks_the_webhook_section() {
         None,
         "no webhook check while it is not configured"
     );
+    // The webhook check failed, its `field` saying `what`.
+    let failing = |check: &Option<Value>, field: &str, what: &str| {
+        let check = check.as_ref().unwrap();
+        assert_eq!(check["ok"], false, "{check:#}");
+        assert!(check[field].as_str().unwrap().contains(what), "{check:#}");
+    };
 
     configure(&world.home, "http://127.0.0.1:9/approvals", "");
     let (check, _) = doctor();
@@ -514,13 +520,7 @@ fn doctor_checks_the_webhook_section() {
 
     let secret = world.home.join("keys/webhook.secret");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let (check, _) = doctor();
-    let check = check.unwrap();
-    assert_eq!(check["ok"], false, "{check:#}");
-    assert!(
-        check["fix"].as_str().unwrap().contains("chmod 600"),
-        "{check:#}"
-    );
+    failing(&doctor().0, "fix", "chmod 600");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // A secret written into config.toml is refused by name, and not printed.
@@ -534,15 +534,7 @@ fn doctor_checks_the_webhook_section() {
     assert_ne!(good, inline);
     std::fs::write(&config, &inline).unwrap();
     let (check, all) = doctor();
-    let check = check.unwrap();
-    assert_eq!(check["ok"], false, "{check:#}");
-    assert!(
-        check["detail"]
-            .as_str()
-            .unwrap()
-            .contains("never written in config.toml"),
-        "{check:#}"
-    );
+    failing(&check, "detail", "never written in config.toml");
     assert!(!all.contains(SECRET), "{all}");
 
     // A listen address this user cannot bind.
@@ -551,16 +543,7 @@ fn doctor_checks_the_webhook_section() {
         good.replacen("listen = \"127.0.0.1:0\"", "listen = \"192.0.2.1:9\"", 1),
     )
     .unwrap();
-    let (check, _) = doctor();
-    let check = check.unwrap();
-    assert_eq!(check["ok"], false, "{check:#}");
-    assert!(
-        check["detail"]
-            .as_str()
-            .unwrap()
-            .contains("cannot listen on 192.0.2.1:9"),
-        "{check:#}"
-    );
+    failing(&doctor().0, "detail", "cannot listen on 192.0.2.1:9");
 }
 
 /// examples/webhook/receiver.py (Python's standard library, not agp's code) follows the README's
