@@ -70,6 +70,13 @@ impl Running {
             .verdict
     }
 
+    /// Call `id` runs `command`: allowed or not as `allowed`, judged by the policy `sha256`.
+    fn judged(&mut self, id: &str, command: &str, allowed: bool, sha256: &str) {
+        let v = self.call(id, command);
+        assert_eq!(v.is_allow(), allowed, "{v:?}");
+        assert_eq!(self.judged_by(id), sha256);
+    }
+
     /// The SHA-256 of the policy that judged call `id` (its one `policy.decided`).
     fn judged_by(&self, id: &str) -> String {
         let decided: Vec<Value> = of_kind(&self.home, "policy.decided")
@@ -151,8 +158,7 @@ fn edits_in_place_and_by_rename_judge_the_next_call() {
     // Renamed over the file: the watch on the directory sees it.
     replace_by_rename(&w.policy, &format!("# saved by an editor\n{DENY_ECHO}"));
     let third = nth_reload(&w.home, 2, &second, "watch");
-    assert!(!d.call("c3", "echo three").is_allow());
-    assert_eq!(d.judged_by("c3"), third);
+    d.judged("c3", "echo three", false, &third);
 
     // The same policy saved again is no reload; the next one is.
     std::fs::write(&w.policy, format!("# saved by an editor\n{DENY_ECHO}")).unwrap();
@@ -182,8 +188,7 @@ fn an_invalid_edit_is_refused_with_its_place_and_the_old_policy_keeps_judging() 
         "the refusal names file:line:col: {error}"
     );
     // The old policy still judges, and nothing was reloaded.
-    assert!(d.call("c2", "echo two").is_allow());
-    assert_eq!(d.judged_by("c2"), first);
+    d.judged("c2", "echo two", true, &first);
     assert!(of_kind(&w.home, "policy.reloaded").is_empty());
 
     // A policy that cannot even be read (an unknown key, a half-written table) is refused too.
@@ -197,14 +202,12 @@ fn an_invalid_edit_is_refused_with_its_place_and_the_old_policy_keeps_judging() 
         "{}",
         refused[1]
     );
-    assert!(d.call("c3", "echo three").is_allow());
-    assert_eq!(d.judged_by("c3"), first);
+    d.judged("c3", "echo three", true, &first);
 
     // Fixed: the fix is a reload from the policy that was kept.
     std::fs::write(&w.policy, DENY_ECHO).unwrap();
     let fixed = nth_reload(&w.home, 1, &first, "watch");
-    assert!(!d.call("c4", "echo four").is_allow());
-    assert_eq!(d.judged_by("c4"), fixed);
+    d.judged("c4", "echo four", false, &fixed);
     d.end_and_verify();
 }
 
@@ -238,8 +241,7 @@ fn sighup_reloads_and_the_daemon_keeps_running() {
     // SIGHUP with nothing changed: the daemon stays and goes on judging. (It is handled in the
     // background: it may read the file the next step writes, which it then refuses as well.)
     d.sighup();
-    assert!(d.call("c2", "echo two").is_allow());
-    assert_eq!(d.judged_by("c2"), second);
+    d.judged("c2", "echo two", true, &second);
     d.still_running();
 
     // An invalid file on SIGHUP is refused and journaled as such.
@@ -282,8 +284,7 @@ fn a_symlinked_policy_follows_edits_of_its_target_and_a_retargeted_link() {
     std::os::unix::fs::symlink(&other, &new_link).unwrap();
     std::fs::rename(&new_link, &link).unwrap();
     let third = nth_reload(&w.home, 2, &second, "watch");
-    assert!(!d.call("c3", "echo three").is_allow());
-    assert_eq!(d.judged_by("c3"), third);
+    d.judged("c3", "echo three", false, &third);
     d.end_and_verify();
 }
 
@@ -501,8 +502,7 @@ fn a_policy_its_agent_can_write_is_not_reloaded_while_the_session_lives() {
     let error = refused[0]["error"].as_str().unwrap();
     assert!(error.contains("of live session"), "{error}");
     assert_eq!(refused[0]["kept_sha256"], first.as_str());
-    assert!(!d.call("c2", "echo two").is_allow());
-    assert_eq!(d.judged_by("c2"), first);
+    d.judged("c2", "echo two", false, &first);
     assert!(of_kind(&w.home, "policy.reloaded").is_empty());
 
     // The session ends. A save now is not picked up by itself: the file may hold the agent's
