@@ -172,6 +172,21 @@ pub(crate) fn decide<S: BoundSession>(
     }
 }
 
+/// Why an admin request (opening or stopping a session) is refused: a protocol this daemon
+/// does not speak, or not the admin token (compared by its hash).
+fn admin_refusal(protocol: u32, admin_token: &str, admin_token_sha256: &str) -> Option<Refusal> {
+    if protocol != PROTOCOL_VERSION {
+        return Some(Refusal::new(
+            ErrorCode::ProtocolVersion,
+            format!("protocol {protocol} not supported"),
+        ));
+    }
+    if sha256_hex(admin_token.as_bytes()) != admin_token_sha256 {
+        return Some(Refusal::new(ErrorCode::BadToken, "wrong admin token"));
+    }
+    None
+}
+
 /// A session's requests need a session; opening one (hello, open_session) needs none yet.
 fn route<S: BoundSession>(
     message: ClientMessage,
@@ -202,14 +217,8 @@ fn route<S: BoundSession>(
             },
             None,
         ) => {
-            if protocol != PROTOCOL_VERSION {
-                return refuse(
-                    ErrorCode::ProtocolVersion,
-                    format!("protocol {protocol} not supported"),
-                );
-            }
-            if sha256_hex(admin_token.as_bytes()) != admin_token_sha256 {
-                return refuse(ErrorCode::BadToken, "wrong admin token".into());
+            if let Some(refusal) = admin_refusal(protocol, &admin_token, admin_token_sha256) {
+                return Step::Now(Next::Reject(refusal));
             }
             Step::Work(Work::OpenSession(SessionParams {
                 intendant,
@@ -228,14 +237,8 @@ fn route<S: BoundSession>(
             },
             None,
         ) => {
-            if protocol != PROTOCOL_VERSION {
-                return refuse(
-                    ErrorCode::ProtocolVersion,
-                    format!("protocol {protocol} not supported"),
-                );
-            }
-            if sha256_hex(admin_token.as_bytes()) != admin_token_sha256 {
-                return refuse(ErrorCode::BadToken, "wrong admin token".into());
+            if let Some(refusal) = admin_refusal(protocol, &admin_token, admin_token_sha256) {
+                return Step::Now(Next::Reject(refusal));
             }
             if session.is_empty() || session.len() > MAX_STOP_FIELD || by.len() > MAX_STOP_FIELD {
                 return refuse(

@@ -1,6 +1,6 @@
 //! "Allow for this session" answers, kept so that a daemon restart keeps them.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, ToSql};
 
 use super::*;
 
@@ -17,6 +17,31 @@ pub struct RememberedKey {
     pub policy_sha256: String,
 }
 
+/// A row is exactly the key of [`RememberedKey::columns`] (?1 to ?6).
+const KEY_IS: &str = "session = ?1 AND rule_id = ?2 AND tool = ?3 AND cwd = ?4
+    AND input_sha256 = ?5 AND policy_sha256 = ?6";
+
+impl RememberedKey {
+    /// The key's values in the order of [`KEY_IS`]; a statement numbers its own after them.
+    fn columns(&self) -> Vec<&dyn ToSql> {
+        vec![
+            &self.session,
+            &self.rule_id,
+            &self.tool,
+            &self.cwd,
+            &self.input_sha256,
+            &self.policy_sha256,
+        ]
+    }
+
+    /// [`Self::columns`] followed by `more` (?7 on).
+    fn columns_and<'a>(&'a self, more: &[&'a dyn ToSql]) -> Vec<&'a dyn ToSql> {
+        let mut all = self.columns();
+        all.extend_from_slice(more);
+        all
+    }
+}
+
 impl Store {
     /// Stores (or renews) an answer until `expires_at_ms`.
     pub fn remember_approval(
@@ -31,18 +56,7 @@ impl Store {
             "INSERT OR REPLACE INTO remembered_approvals (session, rule_id, tool, cwd,
                  input_sha256, policy_sha256, by_json, call_id, created_at_ms, expires_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                key.session,
-                key.rule_id,
-                key.tool,
-                key.cwd,
-                key.input_sha256,
-                key.policy_sha256,
-                by_json,
-                call_id,
-                now_ms,
-                expires_at_ms
-            ],
+            &*key.columns_and(&[&by_json, &call_id, &now_ms, &expires_at_ms]),
         )?;
         Ok(())
     }
@@ -60,18 +74,11 @@ impl Store {
         )?;
         Ok(conn
             .query_row(
-                "SELECT by_json FROM remembered_approvals
-                 WHERE session = ?1 AND rule_id = ?2 AND tool = ?3 AND cwd = ?4
-                   AND input_sha256 = ?5 AND policy_sha256 = ?6 AND expires_at_ms > ?7",
-                params![
-                    key.session,
-                    key.rule_id,
-                    key.tool,
-                    key.cwd,
-                    key.input_sha256,
-                    key.policy_sha256,
-                    now_ms
-                ],
+                &format!(
+                    "SELECT by_json FROM remembered_approvals
+                     WHERE {KEY_IS} AND expires_at_ms > ?7"
+                ),
+                &*key.columns_and(&[&now_ms]),
                 |r| r.get(0),
             )
             .optional()?)
@@ -80,17 +87,8 @@ impl Store {
     /// Forgets one answer (it could not be journaled, so it must not be used).
     pub fn forget_remembered_key(&self, key: &RememberedKey) -> Result<usize, StoreError> {
         Ok(self.conn().execute(
-            "DELETE FROM remembered_approvals
-             WHERE session = ?1 AND rule_id = ?2 AND tool = ?3 AND cwd = ?4
-               AND input_sha256 = ?5 AND policy_sha256 = ?6",
-            params![
-                key.session,
-                key.rule_id,
-                key.tool,
-                key.cwd,
-                key.input_sha256,
-                key.policy_sha256
-            ],
+            &format!("DELETE FROM remembered_approvals WHERE {KEY_IS}"),
+            &*key.columns(),
         )?)
     }
 

@@ -48,6 +48,49 @@ async fn verdict(
         .unwrap()
 }
 
+/// A daemon serving with the Slack channel (its people added), a journal recorder, and one
+/// session open.
+struct Running {
+    _dir: tempfile::TempDir,
+    repo: std::path::PathBuf,
+    config: agp_daemon::DaemonConfig,
+    slack: FakeSlack,
+    journal: Arc<Recorder>,
+    session: agp_daemon::SessionInfo,
+}
+
+impl Running {
+    /// [`hook_asks`] in the open session.
+    fn ask(
+        &self,
+        id: &str,
+        command: &str,
+    ) -> tokio::task::JoinHandle<Result<VerdictMessage, ClientError>> {
+        hook_asks(&self.config, &self.session.token, &self.repo, id, command)
+    }
+}
+
+async fn running() -> Running {
+    let (dir, repo, config) = daemon_dirs();
+    let slack = FakeSlack::start().await.unwrap();
+    people(&slack);
+    let journal = Arc::new(Recorder::default());
+    let daemon = daemon_with_slack(&config, slack_config(&slack), journal.clone()).await;
+    tokio::spawn(daemon.clone().serve(std::future::pending()));
+    let session = daemon
+        .open_session(session_params(repo.clone()))
+        .await
+        .unwrap();
+    Running {
+        _dir: dir,
+        repo,
+        config,
+        slack,
+        journal,
+        session,
+    }
+}
+
 fn people(slack: &FakeSlack) {
     for (id, name) in [
         ("UALICE", "Alice"),
@@ -97,27 +140,19 @@ async fn wait_kind(journal: &Recorder, kind: &str, n: usize) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stop_button_stops_the_session_for_an_approver_only() {
-    let (_dir, repo, config) = daemon_dirs();
-    let slack = FakeSlack::start().await.unwrap();
-    people(&slack);
-    let journal = Arc::new(Recorder::default());
-    let daemon = daemon_with_slack(&config, slack_config(&slack), journal.clone()).await;
-    tokio::spawn(daemon.clone().serve(std::future::pending()));
-    let session = daemon
-        .open_session(session_params(repo.clone()))
-        .await
-        .unwrap();
-    let asked = hook_asks(&config, &session.token, &repo, "call-1", "mkdir build");
+    let r = running().await;
+    let (slack, journal) = (&r.slack, &r.journal);
+    let asked = r.ask("call-1", "mkdir build");
     let msg = slack.wait_approval(0, WAIT).await.expect("no approval");
     let root = slack.roots().remove(0);
     assert_eq!(
         button_value(&root, "agp_stop").as_deref(),
-        Some(session.id.as_str())
+        Some(r.session.id.as_str())
     );
 
     // Mallory is no approver: refused, journaled, nothing stopped.
     slack.click("UMALLORY", &root.ts, "agp_stop").unwrap();
-    expect_ephemeral(&slack, "UMALLORY", "not an approver").await;
+    expect_ephemeral(slack, "UMALLORY", "not an approver").await;
     let rejected = journal.of("approval.rejected");
     assert_eq!(rejected.len(), 1, "{:?}", journal.events());
     assert_eq!(rejected[0]["action"], "agp_stop");
@@ -129,12 +164,12 @@ async fn the_stop_button_stops_the_session_for_an_approver_only() {
     slack
         .click_value("UALICE", &root.ts, "agp_stop", "s-someoneelse")
         .unwrap();
-    wait_kind(&journal, "approval.rejected", 2).await;
+    wait_kind(journal, "approval.rejected", 2).await;
     assert!(journal.of("session.stopped").is_empty());
 
     // Alice is: the session stops, the waiting call is denied, the approval withdrawn.
     slack.click("UALICE", &root.ts, "agp_stop").unwrap();
-    expect_ephemeral(&slack, "UALICE", "stopped").await;
+    expect_ephemeral(slack, "UALICE", "stopped").await;
     let v = verdict(asked).await;
     assert_eq!(v.decision, agp_contracts::Decision::Deny, "{v:?}");
     let stopped = journal.of("session.stopped");
@@ -163,31 +198,23 @@ async fn the_stop_button_stops_the_session_for_an_approver_only() {
             &button_value(&msg, "agp_allow").unwrap(),
         )
         .unwrap();
-    wait_kind(&journal, "approval.rejected", 3).await;
+    wait_kind(journal, "approval.rejected", 3).await;
     assert!(journal.of("approval.granted").is_empty());
 
     // Idempotent: pressing Stop again says so and changes nothing.
     slack.click("UBOB", &root.ts, "agp_stop").unwrap();
-    expect_ephemeral(&slack, "UBOB", "already ended").await;
+    expect_ephemeral(slack, "UBOB", "already ended").await;
     assert_eq!(journal.of("session.stopped").len(), 1);
     assert_eq!(journal.of("session.ended").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_for_this_session_and_each_vote_are_journaled_and_forged_votes_refused() {
-    let (_dir, repo, config) = daemon_dirs();
-    let slack = FakeSlack::start().await.unwrap();
-    people(&slack);
-    let journal = Arc::new(Recorder::default());
-    let daemon = daemon_with_slack(&config, slack_config(&slack), journal.clone()).await;
-    tokio::spawn(daemon.clone().serve(std::future::pending()));
-    let session = daemon
-        .open_session(session_params(repo.clone()))
-        .await
-        .unwrap();
+    let r = running().await;
+    let (slack, journal) = (&r.slack, &r.journal);
 
     // A rule with `remember`: the button is offered; Alice allows for the session.
-    let asked = hook_asks(&config, &session.token, &repo, "t1", "touch notes.txt");
+    let asked = r.ask("t1", "touch notes.txt");
     let first = slack.wait_approval(0, WAIT).await.expect("no approval");
     assert!(
         first.all_text().contains("at most 30m"),
@@ -206,41 +233,34 @@ async fn allow_for_this_session_and_each_vote_are_journaled_and_forged_votes_ref
     let remembered = journal.of("approval.remembered");
     assert_eq!(remembered.len(), 1, "{:?}", journal.events());
     assert_eq!(remembered[0]["rule_id"], "touch-remembered");
-    wait_kind(&journal, "approval.granted", 1).await;
+    wait_kind(journal, "approval.granted", 1).await;
     // The same call again: not asked, granted as remembered.
-    let again = verdict(hook_asks(
-        &config,
-        &session.token,
-        &repo,
-        "t2",
-        "touch notes.txt",
-    ))
-    .await;
+    let again = verdict(r.ask("t2", "touch notes.txt")).await;
     assert!(again.is_allow());
     assert_eq!(again.approved_by.as_deref(), Some("remembered:UALICE"));
     // Another file is another call: asked.
-    let other = hook_asks(&config, &session.token, &repo, "t3", "touch other.txt");
-    let third = new_approval(&slack, &[&first]).await;
+    let other = r.ask("t3", "touch other.txt");
+    let third = new_approval(slack, &[&first]).await;
     slack.click("UBOB", &third.ts, "agp_deny").unwrap();
     assert!(!verdict(other).await.is_allow());
 
     // A quorum of two on a rule without `remember`: no session button, and a forged one
     // (the Allow button's value under the session action) is refused.
-    let asked = hook_asks(&config, &session.token, &repo, "m1", "mkdir build");
-    let quorum = new_approval(&slack, &[&first, &third]).await;
+    let asked = r.ask("m1", "mkdir build");
+    let quorum = new_approval(slack, &[&first, &third]).await;
     assert!(button_value(&quorum, "agp_allow_session").is_none());
     let allow_value = button_value(&quorum, "agp_allow").unwrap();
     slack
         .click_value("UALICE", &quorum.ts, "agp_allow_session", &allow_value)
         .unwrap();
-    expect_ephemeral(&slack, "UALICE", "cannot be allowed for the whole session").await;
+    expect_ephemeral(slack, "UALICE", "cannot be allowed for the whole session").await;
     assert_eq!(
         journal.of("approval.rejected").last().unwrap()["reason"],
         "not_offered"
     );
     // Each vote is journaled as it arrives, before the outcome.
     slack.click("UALICE", &quorum.ts, "agp_allow").unwrap();
-    let votes = wait_kind(&journal, "approval.vote", 3).await;
+    let votes = wait_kind(journal, "approval.vote", 3).await;
     let alice = votes.last().unwrap();
     assert_eq!(
         (alice["have"].as_u64(), alice["need"].as_u64()),
@@ -257,7 +277,7 @@ async fn allow_for_this_session_and_each_vote_are_journaled_and_forged_votes_ref
         .click_value("UBOB", &quorum.ts, "agp_allow", &forged)
         .unwrap();
     slack.click("UALICE", &quorum.ts, "agp_allow").unwrap();
-    expect_ephemeral(&slack, "UALICE", "already counted").await;
+    expect_ephemeral(slack, "UALICE", "already counted").await;
     assert!(!asked.is_finished());
     slack.click("UBOB", &quorum.ts, "agp_allow").unwrap();
     assert!(verdict(asked).await.is_allow());

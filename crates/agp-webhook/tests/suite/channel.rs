@@ -6,12 +6,13 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agp_contracts::{ApprovalChannel, ApprovalOutcome, ApprovalRequest};
+use agp_contracts::{ApprovalChannel, ApprovalOutcome, ApprovalRequest, ChannelError};
 use agp_testkit::MemJournal;
 use agp_webhook::{sign, Settings, WebhookChannel, WebhookConfig};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{json, Value};
+use tokio::task::JoinHandle;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789";
 
@@ -153,15 +154,39 @@ async fn wait_docs(r: &Receiver, n: usize) -> Vec<Value> {
     panic!("the receiver did not get {n} request(s)");
 }
 
-async fn start(url: &str, journal: &Arc<MemJournal>) -> (WebhookChannel, tempfile::TempDir) {
+/// A channel journaling into `journal`, posting to a test receiver that behaves as `behaviour`.
+struct Setup {
+    journal: Arc<MemJournal>,
+    r: Receiver,
+    ch: Arc<WebhookChannel>,
+    _home: tempfile::TempDir,
+}
+
+async fn setup(behaviour: Behaviour) -> Setup {
+    let journal = Arc::new(MemJournal::new());
+    let r = receiver(behaviour).await;
     let home = tempfile::tempdir().unwrap();
     let j: Arc<dyn agp_contracts::Journal> = journal.clone();
-    let ch = WebhookChannel::builder(config(url, home.path()))
+    let ch = WebhookChannel::builder(config(&r.url, home.path()))
         .journal(j)
         .start()
         .await
         .unwrap();
-    (ch, home)
+    Setup {
+        journal,
+        r,
+        ch: Arc::new(ch),
+        _home: home,
+    }
+}
+
+/// Asks `ch` for `req`'s approval in a task of its own.
+fn ask(
+    ch: &Arc<WebhookChannel>,
+    req: ApprovalRequest,
+) -> JoinHandle<Result<ApprovalOutcome, ChannelError>> {
+    let ch = ch.clone();
+    tokio::spawn(async move { ch.request_approval(&req).await })
 }
 
 fn rejected(journal: &MemJournal) -> Vec<String> {
@@ -175,9 +200,12 @@ fn rejected(journal: &MemJournal) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_sent_before_the_post_is_answered_counts() {
-    let journal = Arc::new(MemJournal::new());
-    let r = receiver(Behaviour::DecideFirst).await;
-    let (ch, _home) = start(&r.url, &journal).await;
+    let Setup {
+        journal,
+        r: _r,
+        ch,
+        _home,
+    } = setup(Behaviour::DecideFirst).await;
     let outcome = ch.request_approval(&request("c1", &[], 1)).await.unwrap();
     match outcome {
         ApprovalOutcome::Granted { by } => assert_eq!(by[0].id, "alice"),
@@ -188,14 +216,13 @@ async fn a_decision_sent_before_the_post_is_answered_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_after_agp_stopped_waiting_is_refused() {
-    let journal = Arc::new(MemJournal::new());
-    let r = receiver(Behaviour::Answer).await;
-    let (ch, _home) = start(&r.url, &journal).await;
-    let ch = Arc::new(ch);
-    let asking = {
-        let ch = ch.clone();
-        tokio::spawn(async move { ch.request_approval(&request("c1", &[], 1)).await })
-    };
+    let Setup {
+        journal,
+        r,
+        ch,
+        _home,
+    } = setup(Behaviour::Answer).await;
+    let asking = ask(&ch, request("c1", &[], 1));
     let doc = wait_docs(&r, 1).await.remove(0);
     // The caller gives up (the daemon's own timeout, the agent disconnecting): its future is
     // dropped once the task is aborted.
@@ -208,9 +235,12 @@ async fn a_decision_after_agp_stopped_waiting_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quorum_the_allowed_approvers_cannot_reach_is_refused_without_asking() {
-    let journal = Arc::new(MemJournal::new());
-    let r = receiver(Behaviour::Answer).await;
-    let (ch, _home) = start(&r.url, &journal).await;
+    let Setup {
+        journal: _journal,
+        r,
+        ch,
+        _home,
+    } = setup(Behaviour::Answer).await;
     // The rule names carol (not configured) and alice: one eligible approver, two needed.
     let outcome = ch
         .request_approval(&request("c1", &["carol", "alice"], 2))
@@ -230,14 +260,13 @@ async fn a_quorum_the_allowed_approvers_cannot_reach_is_refused_without_asking()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_oversized_and_flooding_messages_are_refused_and_bounded() {
-    let journal = Arc::new(MemJournal::new());
-    let r = receiver(Behaviour::Answer).await;
-    let (ch, _home) = start(&r.url, &journal).await;
-    let ch = Arc::new(ch);
-    let asking = {
-        let ch = ch.clone();
-        tokio::spawn(async move { ch.request_approval(&request("c1", &["bob"], 1)).await })
-    };
+    let Setup {
+        journal,
+        r,
+        ch,
+        _home,
+    } = setup(Behaviour::Answer).await;
+    let asking = ask(&ch, request("c1", &["bob"], 1));
     let doc = wait_docs(&r, 1).await.remove(0);
     assert_eq!(
         doc["approvers"],

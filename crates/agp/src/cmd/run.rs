@@ -355,13 +355,13 @@ fn drive(
 }
 
 /// An `agp daemon` serving this home: its socket and admin token.
-struct RunningDaemon {
-    socket: PathBuf,
-    admin_token: String,
+pub(crate) struct RunningDaemon {
+    pub(crate) socket: PathBuf,
+    pub(crate) admin_token: String,
 }
 
 /// Finds a live daemon for `home` (its socket accepts a connection).
-fn running_daemon(home: &Home) -> Result<Option<RunningDaemon>> {
+pub(crate) fn running_daemon(home: &Home) -> Result<Option<RunningDaemon>> {
     let socket = home.gateway_socket();
     if std::os::unix::net::UnixStream::connect(&socket).is_err() {
         return Ok(None);

@@ -201,32 +201,8 @@ fn claude_code_dies_with_agp_run_killed_mid_approval() {
     let Some(claude) = claude() else { return };
     let world = World::new();
     let model = FakeModel::anthropic(vec![Turn::Shell("mkdir needs-approval".into())]).unwrap();
-    let approvals = world.file("approvals.txt", "timeout\n");
-    let mut run = world
-        .run_command("claude-code", "make a directory")
-        .arg("--approver-script")
-        .arg(&approvals)
-        .args(["--approval-timeout", "60"])
-        .env("AGP_CLAUDE_BIN", &claude)
-        .env("ANTHROPIC_BASE_URL", model.base_url())
-        .env("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_approval_request(&world.home);
-    // The sandbox's processes run with the repository as their working directory.
-    let repo = std::fs::canonicalize(&world.repo).unwrap();
-    let in_repo = || -> Vec<String> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(std::result::Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-            .filter(|e| std::fs::read_link(e.path().join("cwd")).ok().as_deref() == Some(&repo))
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect()
-    };
+    let mut run = claude_run_waiting_on_approval(&world, &claude, &model, "60", Stdio::null);
+    let in_repo = || processes_in(&world.repo);
     assert!(
         !in_repo().is_empty(),
         "no sandboxed agent is waiting: the check would prove nothing"

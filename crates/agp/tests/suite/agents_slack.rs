@@ -8,7 +8,7 @@ use super::support::agents as agents_support;
 use super::support::looping::SLACK_VARS;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use agents_support::*;
@@ -90,17 +90,6 @@ async fn decide(slack: &FakeSlack, command: &str, user: &str, action: &str) {
 /// Waits for `agp run`, which must succeed; its stdout.
 pub(super) async fn wait_success(child: std::process::Child) -> String {
     assert_ran(&wait_output(child).await)
-}
-
-async fn wait_output(child: std::process::Child) -> Output {
-    tokio::time::timeout(
-        Duration::from_secs(240),
-        tokio::task::spawn_blocking(move || child.wait_with_output()),
-    )
-    .await
-    .expect("agp run did not finish")
-    .unwrap()
-    .unwrap()
 }
 
 /// The journal and Slack agree on the two decisions: Alice allowed the first `mkdir`, Bob denied
@@ -245,16 +234,6 @@ async fn scripted_require_is_decided_in_slack() {
     assert_decided_in_slack(&world, &slack, &j);
 }
 
-fn first_line_error(out: &Output) -> String {
-    let stderr = text(&out.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("agp: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "one clear error line: {stderr}");
-    errors[0].to_owned()
-}
-
 fn nothing_journaled(home: &Path) {
     let j = journal(home);
     assert!(
@@ -295,7 +274,7 @@ async fn a_misconfigured_slack_refuses_to_start() {
     }
     let out = run(&mut cmd).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    let line = first_line_error(&out);
+    let line = one_error_line(&out);
     assert!(line.contains("Slack is not configured"), "{line}");
     nothing_journaled(&world.home);
 
@@ -304,7 +283,7 @@ async fn a_misconfigured_slack_refuses_to_start() {
     cmd.env("AGP_SLACK_BOT_TOKEN", "xoxb-not-the-right-secret");
     let out = run(&mut cmd).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    let line = first_line_error(&out);
+    let line = one_error_line(&out);
     assert!(line.contains("Slack"), "{line}");
     assert!(!text(&out.stderr).contains("not-the-right-secret"));
     nothing_journaled(&world.home);
@@ -328,7 +307,7 @@ async fn a_misconfigured_slack_refuses_to_start() {
     let out = run(&mut cmd).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
-        first_line_error(&out).contains("chmod 600"),
+        one_error_line(&out).contains("chmod 600"),
         "{}",
         text(&out.stderr)
     );
@@ -346,7 +325,7 @@ async fn a_misconfigured_slack_refuses_to_start() {
             "{extra:?}: {}",
             text(&out.stderr)
         );
-        assert!(first_line_error(&out).contains("cannot be combined"));
+        assert!(one_error_line(&out).contains("cannot be combined"));
     }
     // The environment variable selects Slack just like the flag.
     let mut cmd = Command::new(AGP);
@@ -365,7 +344,7 @@ async fn a_misconfigured_slack_refuses_to_start() {
         .stderr(Stdio::piped());
     let out = run(&mut cmd).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(first_line_error(&out).contains("Slack is not configured"));
+    assert!(one_error_line(&out).contains("Slack is not configured"));
     nothing_journaled(&world.home);
 
     // So does config.toml's [approvals] channel.
@@ -381,7 +360,7 @@ async fn a_misconfigured_slack_refuses_to_start() {
     cmd.env_remove("AGP_APPROVAL_CHANNEL");
     let out = run(&mut cmd).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(first_line_error(&out).contains("Slack is not configured"));
+    assert!(one_error_line(&out).contains("Slack is not configured"));
     nothing_journaled(&world.home);
     assert!(slack.messages().is_empty(), "{:?}", slack.messages());
 }

@@ -8,52 +8,20 @@
 //! refuses calls that write it.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use agp_gateway::{Client, SessionMode, ToolCallRequest};
 use serde_json::{json, Value};
 
-use super::support::looping::{agp_ok, claude_hook, journal, policy_world, start_daemon, Daemon};
-
-/// `echo` is denied (the default); the first policy in force.
-const DENY_ECHO: &str = "version = 1\ndefault = \"deny\"\n";
-/// `echo` is allowed.
-const ALLOW_ECHO: &str = "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"echo-ok\"\neffect = \"allow\"\nmatch = [\"Bash(echo *)\"]\n";
-
-const PATIENCE: Duration = Duration::from_secs(60);
+use super::support::daemon::{self, bodies, sighup, ALLOW_ECHO, DENY_ECHO, PATIENCE};
+use super::support::looping::{agp_ok, claude_hook, journal, policy_world, start_daemon};
 
 fn of_kind(home: &Path, kind: &str) -> Vec<Value> {
-    journal(home)
-        .into_iter()
-        .filter(|e| e["kind"] == kind)
-        .map(|e| e["body"].clone())
-        .collect()
+    bodies(journal(home), kind)
 }
 
 /// Polls the journal until it holds `n` entries of `kind`; their bodies.
 fn wait_for_n(home: &Path, kind: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let found = of_kind(home, kind);
-        if found.len() >= n {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the journal never got {n} `{kind}` entries (has {found:?})"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-fn sighup(daemon: &Daemon) {
-    let pid = daemon.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    daemon::wait_for_n(home, journal, kind, n)
 }
 
 fn bash_event(harness_session: &str, id: &str, command: &str, cwd: &Path) -> Value {
@@ -128,7 +96,7 @@ fn an_unsandboxed_hook_session_holds_off_reloads_until_it_ends() {
     assert_eq!(judged_by(&w.home, "t2"), first);
 
     // SIGHUP (which the agent, as the operator's user, could send too) is refused alike.
-    sighup(&d);
+    sighup(&d.0);
     let refused = wait_for_n(&w.home, "policy.reload_refused", 2);
     assert_eq!(refused[1]["trigger"], "sighup");
     assert_eq!(decision(&hook("t3", "echo three")), "deny");
@@ -147,7 +115,7 @@ fn an_unsandboxed_hook_session_holds_off_reloads_until_it_ends() {
     );
     assert!(of_kind(&w.home, "policy.reloaded").is_empty());
     // The operator's SIGHUP (the file checked) puts it in force.
-    sighup(&d);
+    sighup(&d.0);
     let reloaded = wait_for_n(&w.home, "policy.reloaded", 1);
     assert_eq!(reloaded[0]["old_sha256"], first.as_str());
     assert_eq!(reloaded[0]["trigger"], "sighup");
@@ -205,7 +173,7 @@ fn a_session_whose_calls_run_without_a_sandbox_holds_off_reloads() {
         .verdict;
     assert!(!v.is_allow(), "the previous policy still judges: {v:?}");
     c.end_session(Some("completed")).unwrap();
-    sighup(&d);
+    sighup(&d.0);
     wait_for_n(&w.home, "policy.reloaded", 1);
     drop(d);
     agp_ok(&w.home, None, &["verify"]);

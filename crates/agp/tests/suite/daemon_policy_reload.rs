@@ -8,71 +8,33 @@
 use std::ffi::OsStr;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use agp_gateway::{Client, ToolCallRequest, VerdictMessage};
 use serde_json::Value;
 
-use super::support::looping::{agp_ok, policy_world, start_daemon_with_sandbox, Daemon};
+use super::support::daemon::{
+    self, bodies, entries_so_far, mkfifo, sighup, ALLOW_ECHO, DENY_ECHO, PATIENCE,
+};
+use super::support::looping::{
+    agp_ok, open_session, policy_world, start_daemon_with_sandbox, Daemon,
+};
 
-/// `echo` is denied (the default); the first policy in force.
-const DENY_ECHO: &str = "version = 1\ndefault = \"deny\"\n";
-/// `echo` is allowed.
-const ALLOW_ECHO: &str = "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"echo-ok\"\neffect = \"allow\"\nmatch = [\"Bash(echo *)\"]\n";
 /// `git push` needs an approval.
 const PUSH_ASKS: &str = "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"push-asks\"\neffect = \"require\"\nmatch = [\"Bash(git push:*)\"]\n";
 
-/// A generous bound on anything the daemon does in the background; never a timing assert.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn entries(home: &Path) -> Vec<Value> {
-    std::fs::read_to_string(home.join("journal/entries.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 fn of_kind(home: &Path, kind: &str) -> Vec<Value> {
-    entries(home)
-        .into_iter()
-        .filter(|e| e["kind"] == kind)
-        .map(|e| e["body"].clone())
-        .collect()
+    bodies(entries_so_far(home), kind)
 }
 
 /// Polls the journal until it holds `n` entries of `kind`; their bodies.
 fn wait_for_n(home: &Path, kind: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let found = of_kind(home, kind);
-        if found.len() >= n {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the journal never got {n} `{kind}` entries (has {found:?})"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    daemon::wait_for_n(home, entries_so_far, kind, n)
 }
 
 /// A proxy-exec session (each call runs in agp's sandbox, so its agent is confined: a
 /// daemon reloads its policy while it lives) opened with the daemon's admin token; its token.
 fn open_sandboxed_session(home: &Path, repo: &Path) -> String {
-    let admin = std::fs::read_to_string(home.join("run/admin.token")).unwrap();
-    let mut control = Client::connect(&home.join("run/gateway.sock"), PATIENCE).unwrap();
-    control
-        .open_session(
-            &admin,
-            "test",
-            repo.to_str().unwrap(),
-            "",
-            agp_gateway::SessionMode::ProxyExec,
-        )
-        .unwrap()
-        .token
+    open_session(home, repo, agp_gateway::SessionMode::ProxyExec, PATIENCE)
 }
 
 /// The daemon on `policy` with a sandboxed session open, and a client of that session.
@@ -108,6 +70,13 @@ impl Running {
             .verdict
     }
 
+    /// Call `id` runs `command`: allowed or not as `allowed`, judged by the policy `sha256`.
+    fn judged(&mut self, id: &str, command: &str, allowed: bool, sha256: &str) {
+        let v = self.call(id, command);
+        assert_eq!(v.is_allow(), allowed, "{v:?}");
+        assert_eq!(self.judged_by(id), sha256);
+    }
+
     /// The SHA-256 of the policy that judged call `id` (its one `policy.decided`).
     fn judged_by(&self, id: &str) -> String {
         let decided: Vec<Value> = of_kind(&self.home, "policy.decided")
@@ -119,12 +88,14 @@ impl Running {
     }
 
     fn sighup(&self) {
-        let pid = i32::try_from(self.daemon.0.id()).unwrap();
-        let sent = Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        sighup(&self.daemon.0);
+    }
+
+    /// Stops the daemon; the journal it wrote verifies.
+    fn end_and_verify(self) {
+        let home = self.home.clone();
+        drop(self);
+        agp_ok(&home, None, &["verify"]);
     }
 
     fn still_running(&mut self) {
@@ -150,6 +121,12 @@ fn replace_by_rename(path: &Path, text: &str) {
     let tmp = path.with_extension("toml.swp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Waits for the `n`-th reload and checks it as [`reloaded`]; the new policy's hash.
+fn nth_reload(home: &Path, n: usize, old: &str, trigger: &str) -> String {
+    let events = wait_for_n(home, "policy.reloaded", n);
+    reloaded(&events[n - 1], old, trigger)
 }
 
 fn reloaded(body: &Value, old: &str, trigger: &str) -> String {
@@ -180,16 +157,13 @@ fn edits_in_place_and_by_rename_judge_the_next_call() {
 
     // Renamed over the file: the watch on the directory sees it.
     replace_by_rename(&w.policy, &format!("# saved by an editor\n{DENY_ECHO}"));
-    let events = wait_for_n(&w.home, "policy.reloaded", 2);
-    let third = reloaded(&events[1], &second, "watch");
-    assert!(!d.call("c3", "echo three").is_allow());
-    assert_eq!(d.judged_by("c3"), third);
+    let third = nth_reload(&w.home, 2, &second, "watch");
+    d.judged("c3", "echo three", false, &third);
 
     // The same policy saved again is no reload; the next one is.
     std::fs::write(&w.policy, format!("# saved by an editor\n{DENY_ECHO}")).unwrap();
     replace_by_rename(&w.policy, ALLOW_ECHO);
-    let events = wait_for_n(&w.home, "policy.reloaded", 3);
-    assert_eq!(reloaded(&events[2], &third, "watch"), second);
+    assert_eq!(nth_reload(&w.home, 3, &third, "watch"), second);
     assert!(d.call("c4", "echo four").is_allow());
     drop(d);
     assert_eq!(of_kind(&w.home, "policy.reloaded").len(), 3);
@@ -214,8 +188,7 @@ fn an_invalid_edit_is_refused_with_its_place_and_the_old_policy_keeps_judging() 
         "the refusal names file:line:col: {error}"
     );
     // The old policy still judges, and nothing was reloaded.
-    assert!(d.call("c2", "echo two").is_allow());
-    assert_eq!(d.judged_by("c2"), first);
+    d.judged("c2", "echo two", true, &first);
     assert!(of_kind(&w.home, "policy.reloaded").is_empty());
 
     // A policy that cannot even be read (an unknown key, a half-written table) is refused too.
@@ -229,17 +202,13 @@ fn an_invalid_edit_is_refused_with_its_place_and_the_old_policy_keeps_judging() 
         "{}",
         refused[1]
     );
-    assert!(d.call("c3", "echo three").is_allow());
-    assert_eq!(d.judged_by("c3"), first);
+    d.judged("c3", "echo three", true, &first);
 
     // Fixed: the fix is a reload from the policy that was kept.
     std::fs::write(&w.policy, DENY_ECHO).unwrap();
-    let events = wait_for_n(&w.home, "policy.reloaded", 1);
-    let fixed = reloaded(&events[0], &first, "watch");
-    assert!(!d.call("c4", "echo four").is_allow());
-    assert_eq!(d.judged_by("c4"), fixed);
-    drop(d);
-    agp_ok(&w.home, None, &["verify"]);
+    let fixed = nth_reload(&w.home, 1, &first, "watch");
+    d.judged("c4", "echo four", false, &fixed);
+    d.end_and_verify();
 }
 
 #[test]
@@ -263,8 +232,7 @@ fn sighup_reloads_and_the_daemon_keeps_running() {
     );
     assert_eq!(d.judged_by("c3"), first);
     d.sighup();
-    let events = wait_for_n(&w.home, "policy.reloaded", 1);
-    let second = reloaded(&events[0], &first, "sighup");
+    let second = nth_reload(&w.home, 1, &first, "sighup");
     let v = d.call("c4", "echo four");
     assert!(v.is_allow(), "{v:?}");
     assert_eq!(d.judged_by("c4"), second);
@@ -273,8 +241,7 @@ fn sighup_reloads_and_the_daemon_keeps_running() {
     // SIGHUP with nothing changed: the daemon stays and goes on judging. (It is handled in the
     // background: it may read the file the next step writes, which it then refuses as well.)
     d.sighup();
-    assert!(d.call("c2", "echo two").is_allow());
-    assert_eq!(d.judged_by("c2"), second);
+    d.judged("c2", "echo two", true, &second);
     d.still_running();
 
     // An invalid file on SIGHUP is refused and journaled as such.
@@ -316,12 +283,9 @@ fn a_symlinked_policy_follows_edits_of_its_target_and_a_retargeted_link() {
     let new_link = w.dir.path().join("linked-policy.toml.new");
     std::os::unix::fs::symlink(&other, &new_link).unwrap();
     std::fs::rename(&new_link, &link).unwrap();
-    let events = wait_for_n(&w.home, "policy.reloaded", 2);
-    let third = reloaded(&events[1], &second, "watch");
-    assert!(!d.call("c3", "echo three").is_allow());
-    assert_eq!(d.judged_by("c3"), third);
-    drop(d);
-    agp_ok(&w.home, None, &["verify"]);
+    let third = nth_reload(&w.home, 2, &second, "watch");
+    d.judged("c3", "echo three", false, &third);
+    d.end_and_verify();
 }
 
 #[test]
@@ -329,11 +293,7 @@ fn a_call_waiting_for_approval_during_a_reload_is_judged_by_one_policy() {
     let w = policy_world(PUSH_ASKS);
     // Approvals come from a FIFO the test answers once the reload is in.
     let fifo = w.dir.path().join("approver.fifo");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&fifo);
     let d = start(
         &w.home,
         &w.repo,
@@ -359,8 +319,7 @@ fn a_call_waiting_for_approval_during_a_reload_is_judged_by_one_policy() {
 
     // The new policy denies every push; the call in flight was already judged.
     std::fs::write(&w.policy, DENY_ECHO).unwrap();
-    let events = wait_for_n(&w.home, "policy.reloaded", 1);
-    let second = reloaded(&events[0], &first, "watch");
+    let second = nth_reload(&w.home, 1, &first, "watch");
     std::fs::OpenOptions::new()
         .write(true)
         .open(&fifo)
@@ -382,8 +341,7 @@ fn a_call_waiting_for_approval_during_a_reload_is_judged_by_one_policy() {
     let v = d.call("push-2", "git push origin main");
     assert!(!v.is_allow(), "{v:?}");
     assert_eq!(d.judged_by("push-2"), second);
-    drop(d);
-    agp_ok(&w.home, None, &["verify"]);
+    d.end_and_verify();
 }
 
 /// `agp run` builds the same daemon: its policy is reloaded mid-run too (SIGHUP there still
@@ -400,11 +358,7 @@ fn agp_run_reloads_its_policy_mid_run() {
         &super::support::looping::bash_calls_yaml(&["git status", "echo after"]),
     );
     let fifo = w.dir.path().join("approver.fifo");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&fifo);
     let run = super::support::looping::agp_detached(&w.home, &w.user_home)
         .args(["run", "--intendant", "scripted", "--script"])
         .arg(&script)
@@ -431,8 +385,7 @@ fn agp_run_reloads_its_policy_mid_run() {
         format!("{ALLOW_ECHO}\n[[rule]]\nid = \"status-asks\"\neffect = \"require\"\nmatch = [\"Bash(git status:*)\"]\n"),
     )
     .unwrap();
-    let events = wait_for_n(&w.home, "policy.reloaded", 1);
-    let second = reloaded(&events[0], &first, "watch");
+    let second = nth_reload(&w.home, 1, &first, "watch");
     std::fs::OpenOptions::new()
         .write(true)
         .open(&fifo)
@@ -549,8 +502,7 @@ fn a_policy_its_agent_can_write_is_not_reloaded_while_the_session_lives() {
     let error = refused[0]["error"].as_str().unwrap();
     assert!(error.contains("of live session"), "{error}");
     assert_eq!(refused[0]["kept_sha256"], first.as_str());
-    assert!(!d.call("c2", "echo two").is_allow());
-    assert_eq!(d.judged_by("c2"), first);
+    d.judged("c2", "echo two", false, &first);
     assert!(of_kind(&w.home, "policy.reloaded").is_empty());
 
     // The session ends. A save now is not picked up by itself: the file may hold the agent's
@@ -564,8 +516,6 @@ fn a_policy_its_agent_can_write_is_not_reloaded_while_the_session_lives() {
     assert!(of_kind(&w.home, "policy.reloaded").is_empty());
     // The operator's SIGHUP puts it in force.
     d.sighup();
-    let events = wait_for_n(&w.home, "policy.reloaded", 1);
-    reloaded(&events[0], &first, "sighup");
-    drop(d);
-    agp_ok(&w.home, None, &["verify"]);
+    nth_reload(&w.home, 1, &first, "sighup");
+    d.end_and_verify();
 }

@@ -4,7 +4,6 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use agp_gateway::{Client, ToolCallRequest};
@@ -12,15 +11,8 @@ use serde_json::Value;
 
 use support_loop::{agp_ok, open_gate_session, policy_world, start_daemon, Daemon};
 
+use super::support::daemon::{entries_so_far, mkfifo};
 use super::support::looping as support_loop;
-
-fn entries(home: &Path) -> Vec<Value> {
-    std::fs::read_to_string(home.join("journal/entries.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 /// `agp daemon` with the test policy, approvals answered from `approver` within `timeout_secs`.
 fn start(home: &Path, policy: &Path, approver: &Path, timeout_secs: u64) -> Daemon {
@@ -41,7 +33,7 @@ fn start(home: &Path, policy: &Path, approver: &Path, timeout_secs: u64) -> Daem
 fn wait_for(home: &Path, what: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(e) = entries(home).into_iter().find(|e| what(e)) {
+        if let Some(e) = entries_so_far(home).into_iter().find(|e| what(e)) {
             return e;
         }
         assert!(Instant::now() < deadline, "journal never got the entry");
@@ -63,11 +55,7 @@ fn setup() -> Setup {
     );
     // A FIFO nobody writes to: the approver waits forever, so the approval stays pending.
     let fifo = w.dir.path().join("approver.fifo");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&fifo);
     Setup {
         home: w.home,
         repo: w.repo,
@@ -145,7 +133,7 @@ fn an_approval_still_in_time_is_reattached_and_decided_after_restart() {
     assert_eq!(denied["body"]["by"]["via"], "terminal-script");
     drop(daemon);
     // Request, decision, approval request and outcome are all there, once.
-    let kinds: Vec<String> = entries(&s.home)
+    let kinds: Vec<String> = entries_so_far(&s.home)
         .iter()
         .filter(|e| e["body"]["call_id"] == "push-1")
         .map(|e| e["kind"].as_str().unwrap().to_owned())

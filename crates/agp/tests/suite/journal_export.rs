@@ -52,6 +52,14 @@ fn export(home: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// [`export`] to the OTLP endpoint `url`, resuming from and keeping `cursor`.
+fn export_to(home: &Path, url: &str, cursor: &Path) -> Output {
+    export(
+        home,
+        &["--otlp-endpoint", url, "--cursor", cursor.to_str().unwrap()],
+    )
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -536,15 +544,7 @@ fn an_endpoint_that_refuses_the_logs_ends_the_export_with_exit_2_and_keeps_the_c
     let w = demo_journal();
     let rx = Receiver::start(vec![400]);
     let cursor = w.dir.path().join("cursor.json");
-    let out = export(
-        &w.home,
-        &[
-            "--otlp-endpoint",
-            &rx.url,
-            "--cursor",
-            cursor.to_str().unwrap(),
-        ],
-    );
+    let out = export_to(&w.home, &rx.url, &cursor);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -870,15 +870,7 @@ fn a_follower_stopped_while_the_endpoint_is_unavailable_resends_from_its_cursor(
 
     // Back up: the next run sends everything, once.
     let up = Receiver::start(vec![]);
-    let o = export(
-        &h.root,
-        &[
-            "--otlp-endpoint",
-            &up.url,
-            "--cursor",
-            cursor.to_str().unwrap(),
-        ],
-    );
+    let o = export_to(&h.root, &up.url, &cursor);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let sent: Vec<u64> = up
         .received()

@@ -50,6 +50,16 @@ fn recorded_demo() -> DemoWorld {
 }
 
 /// The home's policy with `extra` appended, written next to it as `name`.
+/// `agp policy replay ARGS --json`, which must exit with `exit`; its report.
+fn replay_json(env: &DemoWorld, args: &[&str], exit: i32) -> Value {
+    let mut all = vec!["policy", "replay"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = agp(env, &all);
+    assert_eq!(code(&out), exit, "{}", text(&out));
+    json_of(&out)
+}
+
 fn policy_plus(env: &DemoWorld, name: &str, extra: &str) -> PathBuf {
     let base = std::fs::read_to_string(env.home.join("policy.toml")).unwrap();
     env.file(name, &format!("{base}\n{extra}"))
@@ -74,9 +84,7 @@ fn replay_flags_a_stricter_policy_and_passes_a_looser_one() {
     let env = recorded_demo();
 
     // The policy that recorded the session reproduces every verdict it can rebuild.
-    let same = agp(&env, &["policy", "replay", "--json"]);
-    assert_eq!(code(&same), 0, "{}", text(&same));
-    let r = json_of(&same);
+    let r = replay_json(&env, &[], 0);
     assert_eq!(r["calls"], 13, "{r:#}");
     assert_eq!(r["changed"], 0, "{r:#}");
     assert_eq!(r["machine_differences"], 0, "{r:#}");
@@ -99,9 +107,7 @@ fn replay_flags_a_stricter_policy_and_passes_a_looser_one() {
          [[rule]]\nid = \"ask-ls\"\neffect = \"require\"\nmatch = [\"Bash(ls *)\"]\n",
     );
     let strict = strict.to_str().unwrap();
-    let out = agp(&env, &["policy", "replay", "--policy", strict, "--json"]);
-    assert_eq!(code(&out), 1, "{}", text(&out));
-    let r = json_of(&out);
+    let r = replay_json(&env, &["--policy", strict], 1);
     assert_eq!(r["tightened"], 2, "{r:#}");
     assert_eq!(r["changed"], 2, "{r:#}");
     // The recorded policy is the home's: each call was compared with it re-run today.
@@ -131,18 +137,7 @@ fn replay_flags_a_stricter_policy_and_passes_a_looser_one() {
         "loose.toml",
         "[[rule]]\nid = \"rm-ok\"\neffect = \"allow\"\nmatch = [\"Bash(rm *)\"]\n",
     );
-    let out = agp(
-        &env,
-        &[
-            "policy",
-            "replay",
-            "--policy",
-            loose.to_str().unwrap(),
-            "--json",
-        ],
-    );
-    assert_eq!(code(&out), 0, "{}", text(&out));
-    let r = json_of(&out);
+    let r = replay_json(&env, &["--policy", loose.to_str().unwrap()], 0);
     assert_eq!(r["tightened"], 0, "{r:#}");
     assert_eq!(r["changed"], 1, "{r:#}");
     let rm = group(&r, "by_command", "rm");
@@ -405,18 +400,7 @@ fn suggest_proposes_narrow_rules_that_load_and_pass_their_own_tests() {
     // Added to the policy, the rules allow the approved calls and none of the denied ones:
     // replay says so.
     let merged = policy_plus(&env, "merged.toml", &fragment);
-    let out = agp(
-        &env,
-        &[
-            "policy",
-            "replay",
-            "--policy",
-            merged.to_str().unwrap(),
-            "--json",
-        ],
-    );
-    assert_eq!(code(&out), 0, "{}", text(&out));
-    let r = json_of(&out);
+    let r = replay_json(&env, &["--policy", merged.to_str().unwrap()], 0);
     assert_eq!(r["loosened_unapproved"], 0, "{r:#}");
     assert_eq!(r["tightened"], 0, "{r:#}");
     // go env ×2, docker ps -a, rm notes.txt: each approved call now runs unasked.
@@ -473,18 +457,7 @@ fn lines_appended_after_the_last_signed_checkpoint_are_not_trusted() {
         "strict.toml",
         "[[rule]]\nid = \"no-make\"\neffect = \"deny\"\nmatch = [\"Bash(make *)\"]\n",
     );
-    let out = agp(
-        &env,
-        &[
-            "policy",
-            "replay",
-            "--policy",
-            strict.to_str().unwrap(),
-            "--json",
-        ],
-    );
-    assert_eq!(code(&out), 1, "{}", text(&out));
-    let r = json_of(&out);
+    let r = replay_json(&env, &["--policy", strict.to_str().unwrap()], 1);
     assert_eq!(r["tightened"], 1, "{r:#}");
     assert_eq!(r["journal"]["unsealed_left_out"], 1, "{r:#}");
     let out = agp(
@@ -540,20 +513,16 @@ fn a_verdict_the_same_policy_no_longer_reproduces_is_a_machine_difference() {
         "deny-lnk.toml",
         "[[rule]]\nid = \"deny-lnk\"\neffect = \"deny\"\nmatch = [\"Read(/lnk/**)\"]\n",
     );
-    let out = agp(
+    let r = replay_json(
         &env,
         &[
-            "policy",
-            "replay",
             "--policy",
             deny.to_str().unwrap(),
             "--baseline",
             base.to_str().unwrap(),
-            "--json",
         ],
+        0,
     );
-    assert_eq!(code(&out), 0, "{}", text(&out));
-    let r = json_of(&out);
     assert_eq!(r["changed"], 1, "{r:#}");
     assert_eq!(r["tightened"], 0, "{r:#}");
     let c = &r["changes"][0];

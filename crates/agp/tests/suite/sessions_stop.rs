@@ -4,14 +4,16 @@
 //! user who stopped it; stopping it again says so (exit 1) and changes nothing.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::support::daemon::mkfifo;
 use super::support::looping::{
     bash_calls_yaml, demo_world, git_world, journal, write_allow_everything, AGP,
 };
+use super::support::wait_exit;
 
 /// Longest any step may take before the test gives up (a hang, not a measurement).
 const WAIT: Duration = Duration::from_secs(120);
@@ -48,18 +50,6 @@ fn wait_for(home: &Path, what: &str, pick: impl Fn(&Value) -> bool) -> String {
     }
 }
 
-fn wait_exit(mut child: Child) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > WAIT {
-            let _ = child.kill();
-            panic!("the stopped run did not end");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 fn os_user() -> String {
     let out = Command::new("id").arg("-un").output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
@@ -89,11 +79,7 @@ fn assert_second_stop_changes_nothing(home: &Path, session: &str) {
 fn stopping_a_scripted_run_waiting_on_an_approval() {
     let w = demo_world();
     let fifo = w.dir.path().join("answers.fifo");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&fifo);
     // Nobody writes to the FIFO: the first approval stays pending.
     let run = Command::new(AGP)
         .arg("--home")
@@ -127,7 +113,7 @@ fn stopping_a_scripted_run_waiting_on_an_approval() {
     assert_eq!(reply["stopped"], true);
     assert_eq!(reply["cancelled_approvals"], serde_json::json!(["call-8"]));
 
-    let out = wait_exit(run);
+    let out = wait_exit(run, WAIT, "the stopped run did not end");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let j = journal(&w.home);
     let stopped = of_session(&j, &session, "session.stopped");
@@ -198,7 +184,7 @@ fn stopping_a_scripted_run_in_the_middle_of_a_command_kills_the_command() {
         String::from_utf8_lossy(&stop.stdout).contains("stopped by"),
         "{stop:?}"
     );
-    let out = wait_exit(run);
+    let out = wait_exit(run, WAIT, "the stopped run did not end");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
         !w.repo.join("finished").exists(),

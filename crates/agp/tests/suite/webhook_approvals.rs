@@ -2,7 +2,7 @@
 //! receiver (a real HTTP server that checks agp's signatures with its own HMAC code) gets each
 //! approval request and calls back signed (or forged, replayed, late, mismatched) decisions.
 
-use super::support::agents::{text, World, AGP};
+use super::support::agents::{one_error_line, text, wait_output, World, AGP};
 use super::support::looping::{journal, start_daemon};
 use super::support::webhook::{callback, configure, decision, now_secs, Receiver, Signing, SECRET};
 
@@ -47,15 +47,38 @@ fn agp_run(world: &World, script: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
-async fn wait_output(child: Child) -> Output {
-    tokio::time::timeout(
-        Duration::from_secs(240),
-        tokio::task::spawn_blocking(move || child.wait_with_output()),
+/// A world whose agp asks `Receiver::start(fail_first)` (webhook `extra` settings).
+async fn configured(fail_first: u32, extra: &str) -> (World, Receiver) {
+    let world = World::new();
+    let receiver = Receiver::start(fail_first).await;
+    configure(&world.home, &receiver.url(), extra);
+    (world, receiver)
+}
+
+/// A rule that needs two approvers for `mkdir`; edits are allowed.
+const QUORUM_OF_TWO: &str = "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"two-people\"\n\
+     effect = \"require\"\nmatch = [\"Bash(mkdir *)\"]\nreason = \"two people must agree\"\n\
+     quorum = 2\n\n[[rule]]\nid = \"write-project\"\neffect = \"allow\"\nmatch = [\"Edit(/**)\"]\n";
+
+/// [`agp_run`] on the world's policy with `--approval-timeout SECS`, started.
+fn spawn_on_policy(world: &World, script: &Path, approval_timeout: &str) -> Child {
+    let policy = world.policy.to_str().unwrap().to_owned();
+    agp_run(
+        world,
+        script,
+        &["--policy", &policy, "--approval-timeout", approval_timeout],
     )
-    .await
-    .expect("agp run did not finish")
+    .spawn()
     .unwrap()
-    .unwrap()
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }
 
 /// The callback was refused with `status` and `reason`.
@@ -74,6 +97,13 @@ fn accepted(got: (u16, Value), status: &str) -> Value {
 
 fn of_kind<'a>(j: &'a [Value], kind: &str) -> Vec<&'a Value> {
     j.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+/// The journal's one entry of `kind`.
+fn the_one<'a>(j: &'a [Value], kind: &str) -> &'a Value {
+    let all = of_kind(j, kind);
+    assert_eq!(all.len(), 1, "{j:#?}");
+    all[0]
 }
 
 /// The reasons of the journaled `approval.rejected` entries, in order; each is the webhook's.
@@ -99,9 +129,7 @@ fn assert_secret_kept(world: &World) {
 /// answer is a 503, so agp's delivery is retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
-    let world = World::new();
-    let receiver = Receiver::start(1).await;
-    configure(&world.home, &receiver.url(), "");
+    let (world, receiver) = configured(1, "").await;
     // The third call tries to read the shared secret: an agent that could would approve its
     // own calls, so the policy denies it (nobody is asked).
     let read_secret = format!("cat {}", world.home.join("keys/webhook.secret").display());
@@ -113,14 +141,7 @@ async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
             read_secret.as_str(),
         ],
     );
-    let policy = world.policy.to_str().unwrap().to_owned();
-    let child = agp_run(
-        &world,
-        &script,
-        &["--policy", &policy, "--approval-timeout", "120"],
-    )
-    .spawn()
-    .unwrap();
+    let child = spawn_on_policy(&world, &script, "120");
 
     let req = receiver.wait_request("mkdir approved-dir", 120).await;
     // What a receiver is told (README "Webhook approvals").
@@ -153,40 +174,23 @@ async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
 
     let good = decision(&req, "allow", "alice");
     let other_secret = "an-attacker-guess-at-the-secret-0123456789abcdef";
-    refused(
-        callback(&req, &good, Signing::Key(other_secret)).await,
-        401,
-        "bad_signature",
-    );
-    refused(
-        callback(&req, &good, Signing::None).await,
-        401,
-        "missing_signature",
-    );
-    refused(
-        callback(&req, &good, Signing::At(now_secs() - 400)).await,
-        401,
-        "stale_timestamp",
-    );
     let mut other_input = good.clone();
     other_input["input_sha256"] = json!("0".repeat(64));
-    refused(
-        callback(&req, &other_input, Signing::Good).await,
-        409,
-        "input_hash_mismatch",
-    );
-    refused(
-        callback(&req, &decision(&req, "allow", "mallory"), Signing::Good).await,
-        403,
-        "not_an_approver",
-    );
     let mut unknown = good.clone();
     unknown["nonce"] = json!("ab".repeat(32));
-    refused(
-        callback(&req, &unknown, Signing::Good).await,
-        404,
-        "unknown_call",
-    );
+    let mallory = decision(&req, "allow", "mallory");
+    // Every kind of bad decision, in this order (the journal's rejections follow it).
+    let bad: [(&Value, Signing, u16, &str); 6] = [
+        (&good, Signing::Key(other_secret), 401, "bad_signature"),
+        (&good, Signing::None, 401, "missing_signature"),
+        (&good, Signing::At(now_secs() - 400), 401, "stale_timestamp"),
+        (&other_input, Signing::Good, 409, "input_hash_mismatch"),
+        (&mallory, Signing::Good, 403, "not_an_approver"),
+        (&unknown, Signing::Good, 404, "unknown_call"),
+    ];
+    for (body, signing, status, reason) in bad {
+        refused(callback(&req, body, signing).await, status, reason);
+    }
     assert!(
         !world.repo.join("approved-dir").exists(),
         "a refused decision let the call run"
@@ -241,21 +245,19 @@ async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
     );
 
     let j = journal(&world.home);
-    let granted = of_kind(&j, "approval.granted");
-    assert_eq!(granted.len(), 1, "{j:#?}");
-    assert_eq!(granted[0]["body"]["call_id"], first_call);
-    assert_eq!(granted[0]["body"]["channel"], "webhook");
+    let granted = the_one(&j, "approval.granted");
+    assert_eq!(granted["body"]["call_id"], first_call);
+    assert_eq!(granted["body"]["channel"], "webhook");
     assert_eq!(
-        granted[0]["body"]["by"],
+        granted["body"]["by"],
         json!([{"id": "alice", "name": "alice", "via": "webhook"}])
     );
-    let denied = of_kind(&j, "approval.denied");
-    assert_eq!(denied.len(), 1, "{j:#?}");
+    let denied = the_one(&j, "approval.denied");
     assert_eq!(
-        denied[0]["body"]["by"],
+        denied["body"]["by"],
         json!({"id": "bob", "name": "Bob B.", "via": "webhook"})
     );
-    assert_eq!(denied[0]["body"]["reason"], "not today");
+    assert_eq!(denied["body"]["reason"], "not today");
     assert_eq!(
         rejections(&j),
         [
@@ -272,7 +274,7 @@ async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
     // An authenticated refusal is journaled with its session; the approver it claimed is named.
     let rejected = of_kind(&j, "approval.rejected");
     assert_eq!(rejected[4]["body"]["user"]["id"], "mallory");
-    assert_eq!(rejected[4]["session"], granted[0]["session"]);
+    assert_eq!(rejected[4]["session"], granted["session"]);
     let started = of_kind(&j, "session.started");
     assert_eq!(started[0]["body"]["approval_channel"], "webhook");
     assert_secret_kept(&world);
@@ -282,16 +284,8 @@ async fn webhook_approves_denies_and_refuses_forged_or_replayed_decisions() {
 /// two approvers: Alice's allow is counted (twice is once), Bob's makes the quorum.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_quorum_of_two_on_the_daemon() {
-    let world = World::new();
-    let receiver = Receiver::start(0).await;
-    configure(&world.home, &receiver.url(), "");
-    std::fs::write(
-        &world.policy,
-        "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"two-people\"\neffect = \"require\"\n\
-         match = [\"Bash(mkdir *)\"]\nreason = \"two people must agree\"\nquorum = 2\n\n\
-         [[rule]]\nid = \"write-project\"\neffect = \"allow\"\nmatch = [\"Edit(/**)\"]\n",
-    )
-    .unwrap();
+    let (world, receiver) = configured(0, "").await;
+    std::fs::write(&world.policy, QUORUM_OF_TWO).unwrap();
     let _daemon = start_daemon(
         &world.home,
         [
@@ -328,20 +322,14 @@ async fn webhook_quorum_of_two_on_the_daemon() {
     );
 
     let out = wait_output(child).await;
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(
         world.repo.join("agreed-dir").is_dir(),
         "the approved call did not run"
     );
     let j = journal(&world.home);
-    let granted = of_kind(&j, "approval.granted");
-    assert_eq!(granted.len(), 1, "{j:#?}");
-    let by: Vec<&str> = granted[0]["body"]["by"]
+    let granted = the_one(&j, "approval.granted");
+    let by: Vec<&str> = granted["body"]["by"]
         .as_array()
         .unwrap()
         .iter()
@@ -372,9 +360,7 @@ async fn webhook_quorum_of_two_on_the_daemon() {
 /// afterwards (while the session's next command runs) is refused as expired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_timeout_denies_and_a_late_decision_is_refused() {
-    let world = World::new();
-    let receiver = Receiver::start(0).await;
-    configure(&world.home, &receiver.url(), "");
+    let (world, receiver) = configured(0, "").await;
     // The second call (allowed) marks that the first was settled, then keeps the session, and
     // so agp's listener, alive while the late decision is sent.
     std::fs::write(
@@ -383,14 +369,7 @@ async fn webhook_timeout_denies_and_a_late_decision_is_refused() {
     )
     .unwrap();
     let script = script(&world, &["mkdir late-dir", "python3 mark.py"]);
-    let policy = world.policy.to_str().unwrap().to_owned();
-    let child = agp_run(
-        &world,
-        &script,
-        &["--policy", &policy, "--approval-timeout", "2"],
-    )
-    .spawn()
-    .unwrap();
+    let child = spawn_on_policy(&world, &script, "2");
     let late = receiver.wait_request("mkdir late-dir", 120).await;
     let settled = world.repo.join("settled");
     for _ in 0..1200 {
@@ -406,33 +385,17 @@ async fn webhook_timeout_denies_and_a_late_decision_is_refused() {
         "expired",
     );
     let out = wait_output(child).await;
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(
         !world.repo.join("late-dir").exists(),
         "a timed-out call ran"
     );
     let j = journal(&world.home);
-    let timeouts: Vec<&Value> = of_kind(&j, "approval.timeout");
-    assert_eq!(timeouts.len(), 1, "{j:#?}");
-    assert_eq!(timeouts[0]["body"]["call_id"], late["call_id"]);
+    let timeout = the_one(&j, "approval.timeout");
+    assert_eq!(timeout["body"]["call_id"], late["call_id"]);
     assert!(of_kind(&j, "approval.granted").is_empty());
     assert_eq!(rejections(&j), ["expired"]);
     assert_secret_kept(&world);
-}
-
-fn error_line(out: &Output) -> String {
-    let stderr = text(&out.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("agp: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "one clear error line: {stderr}");
-    errors[0].to_owned()
 }
 
 /// agp fails closed: a secret others can read refuses to start; a receiver that refuses agp's
@@ -441,9 +404,7 @@ fn error_line(out: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_misconfigured_or_undeliverable_fails_closed() {
     use std::os::unix::fs::PermissionsExt;
-    let world = World::new();
-    let receiver = Receiver::start(0).await;
-    configure(&world.home, &receiver.url(), "deliver_within_secs = 2");
+    let (world, receiver) = configured(0, "deliver_within_secs = 2").await;
     let script = script(&world, &["mkdir never-dir"]);
     let policy = world.policy.to_str().unwrap().to_owned();
     let args = ["--policy", policy.as_str(), "--approval-timeout", "60"];
@@ -453,7 +414,7 @@ async fn webhook_misconfigured_or_undeliverable_fails_closed() {
     let out = wait_output(agp_run(&world, &script, &args).spawn().unwrap()).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
-        error_line(&out).contains("chmod 600"),
+        one_error_line(&out).contains("chmod 600"),
         "{}",
         text(&out.stderr)
     );
@@ -542,6 +503,12 @@ fn doctor_checks_the_webhook_section() {
         None,
         "no webhook check while it is not configured"
     );
+    // The webhook check failed, its `field` saying `what`.
+    let failing = |check: &Option<Value>, field: &str, what: &str| {
+        let check = check.as_ref().unwrap();
+        assert_eq!(check["ok"], false, "{check:#}");
+        assert!(check[field].as_str().unwrap().contains(what), "{check:#}");
+    };
 
     configure(&world.home, "http://127.0.0.1:9/approvals", "");
     let (check, _) = doctor();
@@ -553,13 +520,7 @@ fn doctor_checks_the_webhook_section() {
 
     let secret = world.home.join("keys/webhook.secret");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let (check, _) = doctor();
-    let check = check.unwrap();
-    assert_eq!(check["ok"], false, "{check:#}");
-    assert!(
-        check["fix"].as_str().unwrap().contains("chmod 600"),
-        "{check:#}"
-    );
+    failing(&doctor().0, "fix", "chmod 600");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // A secret written into config.toml is refused by name, and not printed.
@@ -573,15 +534,7 @@ fn doctor_checks_the_webhook_section() {
     assert_ne!(good, inline);
     std::fs::write(&config, &inline).unwrap();
     let (check, all) = doctor();
-    let check = check.unwrap();
-    assert_eq!(check["ok"], false, "{check:#}");
-    assert!(
-        check["detail"]
-            .as_str()
-            .unwrap()
-            .contains("never written in config.toml"),
-        "{check:#}"
-    );
+    failing(&check, "detail", "never written in config.toml");
     assert!(!all.contains(SECRET), "{all}");
 
     // A listen address this user cannot bind.
@@ -590,16 +543,7 @@ fn doctor_checks_the_webhook_section() {
         good.replacen("listen = \"127.0.0.1:0\"", "listen = \"192.0.2.1:9\"", 1),
     )
     .unwrap();
-    let (check, _) = doctor();
-    let check = check.unwrap();
-    assert_eq!(check["ok"], false, "{check:#}");
-    assert!(
-        check["detail"]
-            .as_str()
-            .unwrap()
-            .contains("cannot listen on 192.0.2.1:9"),
-        "{check:#}"
-    );
+    failing(&doctor().0, "detail", "cannot listen on 192.0.2.1:9");
 }
 
 /// examples/webhook/receiver.py (Python's standard library, not agp's code) follows the README's
@@ -650,22 +594,9 @@ async fn the_example_receiver_decides_approvals() {
         text_now.replace("http://127.0.0.1:9/approvals", &url),
     )
     .unwrap();
-    std::fs::write(
-        &world.policy,
-        "version = 1\ndefault = \"deny\"\n\n[[rule]]\nid = \"two-people\"\neffect = \"require\"\n\
-         match = [\"Bash(mkdir *)\"]\nreason = \"two people must agree\"\nquorum = 2\n\n\
-         [[rule]]\nid = \"write-project\"\neffect = \"allow\"\nmatch = [\"Edit(/**)\"]\n",
-    )
-    .unwrap();
+    std::fs::write(&world.policy, QUORUM_OF_TWO).unwrap();
     let script = script(&world, &["mkdir example-dir"]);
-    let policy = world.policy.to_str().unwrap().to_owned();
-    let child = agp_run(
-        &world,
-        &script,
-        &["--policy", &policy, "--approval-timeout", "120"],
-    )
-    .spawn()
-    .unwrap();
+    let child = spawn_on_policy(&world, &script, "120");
     let asked = next("approval needed: Bash 'mkdir example-dir'");
     assert!(asked.contains("quorum 2"), "{asked}");
     let mut stdin = receiver.stdin.take().unwrap();
@@ -683,12 +614,11 @@ async fn the_example_receiver_decides_approvals() {
         "the denied call ran"
     );
     let j = journal(&world.home);
-    let denied = of_kind(&j, "approval.denied");
-    assert_eq!(denied.len(), 1, "{j:#?}");
+    let denied = the_one(&j, "approval.denied");
     assert_eq!(
-        denied[0]["body"]["by"],
+        denied["body"]["by"],
         json!({"id": "alice", "name": "alice", "via": "webhook"})
     );
-    assert_eq!(denied[0]["body"]["reason"], "not in this repository");
+    assert_eq!(denied["body"]["reason"], "not in this repository");
     assert!(rejections(&j).is_empty(), "{j:#?}");
 }

@@ -15,21 +15,12 @@ use crate::home::Home;
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn stop(home: &Home, id: &str, reason: Option<&str>, json_out: bool) -> Result<Exit> {
-    let socket = home.gateway_socket();
-    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+    let Some(daemon) = crate::cmd::run::running_daemon(home)? else {
         return Ok(not_running(home, id, json_out));
-    }
-    let token_path = home.admin_token();
-    let admin_token = std::fs::read_to_string(&token_path).with_context(|| {
-        format!(
-            "an agp daemon is serving {} but its admin token {} is unreadable",
-            socket.display(),
-            token_path.display()
-        )
-    })?;
+    };
     let by = crate::app::assemble::os_user();
-    let mut client = Client::connect(&socket, STOP_TIMEOUT)?;
-    let reply = match client.stop_session(admin_token.trim(), id, &by, reason) {
+    let mut client = Client::connect(&daemon.socket, STOP_TIMEOUT)?;
+    let reply = match client.stop_session(&daemon.admin_token, id, &by, reason) {
         Ok(r) => r,
         Err(ClientError::Refused {
             code: ErrorCode::UnknownSession,

@@ -881,3 +881,67 @@ fn with_gateway<'a>(agent: &'a mut Command, socket: &Path, token: &str) -> &'a m
         .env("AGP_SESSION_TOKEN", token)
         .stdin(Stdio::null())
 }
+
+/// `agp run` of the real Claude Code (`claude`) against `model` with approvals that never come
+/// in time (`timeout` in the approver script, `approval_timeout` seconds), output to `output`;
+/// returned once the approval is requested.
+pub fn claude_run_waiting_on_approval(
+    world: &World,
+    claude: &Path,
+    model: &FakeModel,
+    approval_timeout: &str,
+    output: fn() -> Stdio,
+) -> Child {
+    let approvals = world.file("approvals.txt", "timeout\n");
+    let run = world
+        .run_command("claude-code", "make a directory")
+        .arg("--approver-script")
+        .arg(&approvals)
+        .args(["--approval-timeout", approval_timeout])
+        .env("AGP_CLAUDE_BIN", claude)
+        .env("ANTHROPIC_BASE_URL", model.base_url())
+        .env("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
+        .stdin(Stdio::null())
+        .stdout(output())
+        .stderr(output())
+        .spawn()
+        .unwrap();
+    wait_for_approval_request(&world.home);
+    run
+}
+
+/// The processes (their pids) whose working directory is `dir`: a sandbox's processes run
+/// with the repository as theirs.
+pub fn processes_in(dir: &Path) -> Vec<String> {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(std::result::Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| std::fs::read_link(e.path().join("cwd")).ok().as_deref() == Some(&dir))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The output of `agp run` started as `child` (240 s at most: it must finish).
+pub async fn wait_output(child: Child) -> Output {
+    tokio::time::timeout(
+        Duration::from_secs(240),
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("agp run did not finish")
+    .unwrap()
+    .unwrap()
+}
+
+/// The one `agp: error:` line of a run that refused to start.
+pub fn one_error_line(out: &Output) -> String {
+    let stderr = text(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("agp: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one clear error line: {stderr}");
+    errors[0].to_owned()
+}

@@ -69,17 +69,27 @@ pub fn agp_detached(home: &Path, user_home: &Path) -> Command {
 /// A gate session opened with the daemon's admin token for an intendant called `test` working
 /// in `repo`; its session token.
 pub fn open_gate_session(home: &Path, repo: &Path) -> String {
+    open_session(
+        home,
+        repo,
+        agp_gateway::SessionMode::Gate,
+        Duration::from_secs(10),
+    )
+}
+
+/// A session in `mode` opened with the daemon's admin token (connecting within `patience`) for
+/// an intendant called `test` working in `repo`; its session token.
+pub fn open_session(
+    home: &Path,
+    repo: &Path,
+    mode: agp_gateway::SessionMode,
+    patience: Duration,
+) -> String {
     let socket = home.join("run/gateway.sock");
     let admin = std::fs::read_to_string(home.join("run/admin.token")).unwrap();
-    let mut control = agp_gateway::Client::connect(&socket, Duration::from_secs(10)).unwrap();
+    let mut control = agp_gateway::Client::connect(&socket, patience).unwrap();
     control
-        .open_session(
-            &admin,
-            "test",
-            repo.to_str().unwrap(),
-            "",
-            agp_gateway::SessionMode::Gate,
-        )
+        .open_session(&admin, "test", repo.to_str().unwrap(), "", mode)
         .unwrap()
         .token
 }

@@ -393,42 +393,25 @@ fn disposition(o: &mut Value, kind: &str, body: &Value) {
         o["disposition_id"] = disposition_id.into();
         o["disposition"] = disp.into();
     };
+    // A decision that settles the call: its control outcome and its status agree.
+    let settled = |o: &mut Value, allowed: bool, detail: Option<&str>| {
+        control(o, Some(allowed), "");
+        status(o, allowed, detail);
+    };
     let reason = body["reason"].as_str();
     match kind {
         "policy.decided" => match body["decision"].as_str() {
-            Some("allow") => {
-                control(o, Some(true), "");
-                status(o, true, reason);
-            }
+            Some("allow") => settled(o, true, reason),
             Some("require") => control(o, None, "Approval required"),
-            _ => {
-                control(o, Some(false), "");
-                status(o, false, reason);
-            }
+            _ => settled(o, false, reason),
         },
         "approval.requested" => control(o, None, "Approval requested"),
         // One vote of a quorum decides nothing by itself; the outcome is its own event.
         "approval.vote" => control(o, None, "Vote"),
-        "approval.remembered" => {
-            control(o, Some(true), "");
-            status(o, true, None);
-        }
-        "approval.granted" => {
-            control(o, Some(true), "");
-            status(o, true, None);
-        }
-        "approval.denied" | "approval.timeout" | "approval.rejected" => {
-            control(o, Some(false), "");
-            status(o, false, reason);
-        }
-        "egress.allowed" => {
-            control(o, Some(true), "");
-            status(o, true, reason);
-        }
-        "egress.denied" => {
-            control(o, Some(false), "");
-            status(o, false, reason);
-        }
+        "approval.remembered" | "approval.granted" => settled(o, true, None),
+        "approval.denied" | "approval.timeout" | "approval.rejected" => settled(o, false, reason),
+        "egress.allowed" => settled(o, true, reason),
+        "egress.denied" => settled(o, false, reason),
         "egress.upstream_failed" => status(o, false, body["error"].as_str()),
         "tool_call.result" => {
             let detail = if body["timed_out"] == true {
