@@ -12,6 +12,7 @@ mod git_scrub;
 mod integrity;
 mod mediate;
 mod outbox;
+pub mod peer;
 mod recovery;
 pub mod schema;
 mod server;

@@ -59,6 +59,8 @@ pub(crate) struct SessionState {
     reported: Mutex<HashSet<String>>,
     /// Gate mode: the git metadata as the session found it, scrubbed against (see git_scrub).
     pub git_watch: crate::git_scrub::Watch,
+    /// `agp run`'s sandbox: whose connections may speak for the session (see `peer`).
+    pub peer_check: std::sync::OnceLock<crate::peer::PeerCheck>,
 }
 
 impl SessionState {
@@ -86,6 +88,7 @@ impl SessionState {
             baseline: Mutex::new(None),
             reported: Mutex::new(HashSet::new()),
             git_watch: Default::default(),
+            peer_check: std::sync::OnceLock::new(),
         }
     }
 

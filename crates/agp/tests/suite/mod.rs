@@ -4,6 +4,7 @@ mod agents_codex;
 mod agents_docker;
 mod agents_docker_tty;
 mod agents_fail_closed;
+mod agents_hook_peer;
 mod agents_install;
 mod agents_slack;
 mod approvals_remember;
