@@ -236,3 +236,58 @@ fn a_forger_that_left_its_tool_call_is_refused_once_the_harness_is_pinned() {
     assert!(!j.iter().any(|e| e.to_string().contains(FORGED)));
     world.assert_verified();
 }
+
+/// From the agent's Bash: find the harness among its ancestors and try to take it over (its
+/// memory through /proc, ptrace, its environment). Any of them would let the agent make the
+/// harness start a hook with forged input.
+const REACH_PY: &str = r#"
+import ctypes, os
+def parent(pid):
+    stat = open("/proc/%d/stat" % pid).read()
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+def comm(pid):
+    return open("/proc/%d/comm" % pid).read().strip()
+pid = os.getpid()
+while pid > 1 and comm(pid) != "claude":
+    pid = parent(pid)
+print("harness:", comm(pid))
+for what, path, mode in [("mem", "/proc/%d/mem" % pid, "r+b"), ("environ", "/proc/%d/environ" % pid, "rb")]:
+    try:
+        open(path, mode).close()
+        print(what + ": opened")
+    except OSError as e:
+        print(what + ": refused", e.errno)
+libc = ctypes.CDLL(None, use_errno=True)
+rc = libc.ptrace(0x4206, pid, None, None)  # PTRACE_SEIZE: does not stop the harness
+print("ptrace:", "attached" if rc == 0 else "refused %d" % ctypes.get_errno())
+if rc == 0:
+    libc.ptrace(17, pid, None, None)  # PTRACE_DETACH
+"#;
+
+#[test]
+fn the_agents_tools_cannot_reach_into_the_harness() {
+    let Some(client) = claude_at(CLAUDE_VERSION) else {
+        return;
+    };
+    let world = World::new();
+    std::fs::write(world.repo.join("reach.py"), REACH_PY).unwrap();
+    let model = FakeModel::anthropic(vec![
+        Turn::Shell("python3 reach.py".into()),
+        Turn::Text("finished".into()),
+    ])
+    .unwrap();
+    let url = model.base_url();
+    let (var, value) = Via::NativeVar("AGP_CLAUDE_BIN").env(&client);
+    let env = [
+        ("ANTHROPIC_BASE_URL", url.as_str()),
+        ("ANTHROPIC_API_KEY", "sk-test-not-a-real-key"),
+        (var, value.as_str()),
+    ];
+    let out = world.run("claude-code", &env, "");
+    assert_ran(&out);
+    let told = result_for(&model.tool_results(), "toolu_fake_1");
+    assert!(told.contains("harness: claude"), "{told}");
+    for line in ["mem: refused", "environ: refused", "ptrace: refused"] {
+        assert!(told.contains(line), "{line}:\n{told}");
+    }
+}

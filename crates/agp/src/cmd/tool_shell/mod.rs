@@ -15,6 +15,8 @@ use std::process::{Command, ExitCode};
 
 pub use agp_daemon::peer::TOOL_SHELL_FLAG;
 
+mod landlock;
+
 /// The wrapper's own failures: 2, which both harnesses read as "block" when the command line
 /// was a hook (any other status would let the tool run, unchecked).
 const OWN_FAILURE: u8 = 2;
@@ -45,11 +47,18 @@ fn run(command: &OsString) -> ExitCode {
         "/bin/sh"
     };
     let parent = std::process::id();
+    let ruleset = landlock::ruleset();
     let mut cmd = Command::new(shell);
     cmd.arg("-c").arg(command);
-    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+    // SAFETY: only async-signal-safe calls (prctl, getppid, Landlock, _exit) between fork and
+    // exec.
     unsafe {
         cmd.pre_exec(move || {
+            // The command's own domain: nothing it starts may trace or read into the harness
+            // or this wrapper (both outside it).
+            if let Some(r) = &ruleset {
+                landlock::enter(r)?;
+            }
             // The command does not outlive its wrapper: a tool whose wrapper is gone would
             // otherwise go on, re-parented, outside any tool call.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
