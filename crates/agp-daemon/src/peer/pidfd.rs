@@ -40,3 +40,35 @@ pub fn alive(pidfd: &OwnedFd) -> bool {
     };
     rc == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    #[test]
+    fn the_pidfd_follows_the_connecting_process_not_its_pid() {
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let Some(me) = peer_pidfd(&ours) else {
+            eprintln!("SKIPPED: this kernel has no SO_PEERPIDFD (Linux 6.5)");
+            return;
+        };
+        assert!(alive(&me));
+
+        // A peer that connects and is gone (reaped) by the time it is checked: whatever now
+        // holds its pid, the pidfd says it is gone.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut child = std::process::Command::new("python3")
+            .arg("-c")
+            .arg("import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])")
+            .arg(&path)
+            .spawn()
+            .unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        let fd = peer_pidfd(&stream).unwrap();
+        assert!(child.wait().unwrap().success());
+        assert!(!alive(&fd));
+    }
+}
