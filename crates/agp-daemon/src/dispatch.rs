@@ -38,6 +38,11 @@ struct Conn {
     reader: AsyncFrameReader<BufReader<tokio::net::unix::OwnedReadHalf>>,
     writer: BufWriter<tokio::net::unix::OwnedWriteHalf>,
     peer: Value,
+    /// The connecting process as the kernel names it (SO_PEERCRED, SO_PEERPIDFD).
+    peer_pid: Option<u32>,
+    peer_pidfd: Option<std::os::fd::OwnedFd>,
+    /// How this connection's reported results are journaled (see `peer`).
+    reported_by: &'static str,
     session: Option<Arc<SessionState>>,
     /// A control request's hold on the daemon, released once the connection is done.
     control_hold: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
@@ -45,15 +50,23 @@ struct Conn {
 
 impl Daemon {
     pub(crate) async fn connection(self: Arc<Self>, stream: UnixStream) {
-        let peer = stream.peer_cred().map_or(
+        let cred = stream.peer_cred().ok();
+        let peer = cred.map_or(
             Value::Null,
             |c| json!({"uid": c.uid(), "gid": c.gid(), "pid": c.pid()}),
         );
+        let peer_pid = cred
+            .and_then(|c| c.pid())
+            .and_then(|p| u32::try_from(p).ok());
+        let peer_pidfd = crate::peer::peer_pidfd(&stream);
         let (rd, wr) = stream.into_split();
         let mut conn = Conn {
             reader: AsyncFrameReader::new(BufReader::new(rd)),
             writer: BufWriter::new(wr),
             peer,
+            peer_pid,
+            peer_pidfd,
+            reported_by: crate::peer::REPORTED_BY_AGENT,
             session: None,
             control_hold: None,
         };
@@ -107,7 +120,13 @@ impl Daemon {
     ) -> Done<Arc<SessionState>> {
         let m = &self.mediator;
         match work {
-            Work::Hello { token } => Done::Hello(self.session_for_token(&token).await),
+            Work::Hello { token } => {
+                let session = self.session_for_token(&token).await;
+                Done::Hello(session.and_then(|state| {
+                    conn.reported_by = admit_peer(conn, &state)?;
+                    Ok(state)
+                }))
+            }
             Work::OpenSession(params) => Done::Opened(
                 open_session(m, params, None, false)
                     .await
@@ -142,7 +161,7 @@ impl Daemon {
             }
             Work::Result { session, result } => {
                 let id = result.id.clone();
-                let result = m.record_result(&session, result).await;
+                let result = m.record_result(&session, result, conn.reported_by).await;
                 Done::Recorded { id, result }
             }
             Work::Stop {
@@ -194,6 +213,30 @@ impl Daemon {
         }
         send(conn, &ServerMessage::Error { code, message, id }).await
     }
+}
+
+/// Whether the connecting process may speak for `state` and how its results are journaled:
+/// sessions `agp run` guards check the process tree (see `peer`); others are as before.
+fn admit_peer(conn: &Conn, state: &SessionState) -> Result<&'static str, (ErrorCode, String)> {
+    let Some(check) = state.peer_check.get() else {
+        return Ok(crate::peer::REPORTED_BY_AGENT);
+    };
+    let refuse = |m: String| (ErrorCode::PeerRefused, m);
+    let pid = conn
+        .peer_pid
+        .ok_or_else(|| refuse("the kernel did not name the connecting process".into()))?;
+    let chain = crate::peer::chain(pid);
+    // The chain is only this peer's if the peer still holds its pid after the reading.
+    if conn
+        .peer_pidfd
+        .as_ref()
+        .is_some_and(|fd| !crate::peer::alive(fd))
+    {
+        return Err(refuse(
+            "the connecting process exited before it could be checked".into(),
+        ));
+    }
+    check.admit(&chain).map_err(refuse)
 }
 
 async fn send(conn: &mut Conn, message: &ServerMessage) -> std::io::Result<()> {

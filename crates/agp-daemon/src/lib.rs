@@ -13,6 +13,7 @@ mod git_scrub;
 mod integrity;
 mod mediate;
 mod outbox;
+pub mod peer;
 mod recovery;
 pub mod schema;
 pub mod secrets;

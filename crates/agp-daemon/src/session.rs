@@ -62,6 +62,8 @@ pub(crate) struct SessionState {
     /// The last call judged in this session (id, tool, redacted input): shown next to an egress
     /// approval so the approver sees what the agent was doing when it reached out.
     recent_call: Mutex<Option<serde_json::Value>>,
+    /// `agp run`'s sandbox: whose connections may speak for the session (see `peer`).
+    pub peer_check: std::sync::OnceLock<crate::peer::PeerCheck>,
 }
 
 impl SessionState {
@@ -90,6 +92,7 @@ impl SessionState {
             reported: Mutex::new(HashSet::new()),
             git_watch: Default::default(),
             recent_call: Mutex::new(None),
+            peer_check: std::sync::OnceLock::new(),
         }
     }
 

@@ -26,6 +26,11 @@
 //! closes its side (even half-closes it) while waiting has left: the daemon settles the call as
 //! denied and runs nothing for it.
 //!
+//! The token binds a connection to its session; it does not prove the sender is the harness's
+//! hook (the agent's own tools can read it). For sessions `agp run` started, the daemon also
+//! checks the connecting process (SO_PEERCRED) and its ancestors and refuses one the agent's
+//! tools started with `peer_refused` (see `agp_daemon::peer`).
+//!
 //! Sessions are created by the daemon's owner (in-process, or through `open_session` with the
 //! admin token kept in a 0600 file next to the socket).
 

@@ -158,6 +158,9 @@ pub enum ErrorCode {
     Internal,
     /// A control message named a session the daemon does not know.
     UnknownSession,
+    /// The connecting process may not speak for the session: it is not the harness's hook
+    /// (it descends from a tool call the agent made).
+    PeerRefused,
 }
 
 impl ErrorCode {
@@ -175,6 +178,7 @@ impl ErrorCode {
             ErrorCode::InvalidCall => "invalid_call",
             ErrorCode::Internal => "internal",
             ErrorCode::UnknownSession => "unknown_session",
+            ErrorCode::PeerRefused => "peer_refused",
         }
     }
 }

@@ -114,7 +114,7 @@ impl live::LiveAgent for ClaudeCodeAdapter {
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<live::AgentLaunch, IntendantError> {
-        let env = [
+        let mut env: Vec<(String, String)> = [
             ("DISABLE_TELEMETRY", "1"),
             ("DISABLE_ERROR_REPORTING", "1"),
             ("DISABLE_AUTOUPDATER", "1"),
@@ -123,6 +123,12 @@ impl live::LiveAgent for ClaudeCodeAdapter {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        // Every command line the harness runs (Bash, hooks, MCP servers) goes through agp's
+        // wrapper: the daemon tells the hook from the agent's tools by it.
+        env.push((
+            "CLAUDE_CODE_SHELL_PREFIX".into(),
+            live::tool_shell_prefix(ctx),
+        ));
         let settings = serde_json::to_vec_pretty(&self.managed_settings(ctx))
             .map_err(|e| IntendantError::Invalid(e.to_string()))?;
         let ro_binds = self

@@ -73,6 +73,14 @@ pub fn hook_command(ctx: &LaunchContext, harness: &str) -> String {
     )
 }
 
+/// The command wrapper the harness runs every command line through (Claude Code's
+/// `CLAUDE_CODE_SHELL_PREFIX`): `agp --tool-shell CMD` stays the parent of what a tool call
+/// starts, so the daemon can tell the harness's hook from the agent's tools (agp_daemon::peer).
+/// Claude Code splits the prefix at its last " -" and quotes the part before it as one word.
+pub fn tool_shell_prefix(ctx: &LaunchContext) -> String {
+    format!("{} --tool-shell", ctx.agp_exe.display())
+}
+
 /// What the model is told when the hook process itself failed.
 pub const HOOK_FAILED: &str = "agp: the agp hook failed to run, so this call is blocked";
 

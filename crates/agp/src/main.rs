@@ -17,6 +17,10 @@ fn main() -> ExitCode {
     if let Some(code) = cmd::hook::fast_path() {
         return code.into();
     }
+    // The harness's command wrapper inside `agp run`'s sandbox: as lean as the hook.
+    if let Some(code) = cmd::tool_shell::fast_path() {
+        return code;
+    }
     let cli = cli::Cli::parse();
     match cmd::dispatch(cli) {
         Ok(code) => code.into(),

@@ -70,7 +70,9 @@ impl Event for PolicyDecided {
 }
 
 /// What a tool produced. `reported_by` says who ran it: `sandbox` (agp ran it, proxy-exec
-/// mode, with `exit_code`, `timed_out`, `error`, `output_bytes`) or `agent` (gate mode).
+/// mode, with `exit_code`, `timed_out`, `error`, `output_bytes`), or in gate mode `harness` (the
+/// agent's harness, its hook shown by the process tree to be the harness's, not a process the
+/// agent's tools started) or `agent` (sent with the session's token, its sender not told apart).
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolCallResult {
@@ -93,7 +95,7 @@ pub struct ToolCallResult {
     pub output_bytes: Option<u64>,
     /// SHA-256 of the raw output.
     pub output_sha256: String,
-    /// `sandbox` or `agent`.
+    /// `sandbox`, `harness` or `agent`.
     pub reported_by: String,
 }
 
@@ -114,6 +116,7 @@ pub struct ToolCallResultMismatch {
     pub output: String,
     pub truncated: bool,
     pub output_sha256: String,
+    /// `harness` or `agent`, as for a result.
     pub reported_by: String,
 }
 

@@ -131,11 +131,13 @@ impl Mediator {
         }
     }
 
-    /// Gate mode: journals what the agent reports a tool produced.
+    /// Gate mode: journals what the agent reports a tool produced; `reported_by` says whether
+    /// its sender was shown to be the harness's hook (`harness`) or not (`agent`).
     pub(crate) async fn record_result(
         &self,
         session: &Arc<SessionState>,
         result: ToolCallResult,
+        reported_by: &str,
     ) -> Result<(), Rejection> {
         crate::git_scrub::on_event(self, session, "after_call", Some(&result.id)).await;
         let valid_hash = result.output_sha256.len() == 64
@@ -181,7 +183,7 @@ impl Mediator {
                 truncated: cut,
                 output_bytes: None,
                 output_sha256: result.output_sha256,
-                reported_by: "agent".into(),
+                reported_by: reported_by.into(),
             };
             (ev::ToolCallResult::KIND, body.to_body())
         } else {
@@ -203,7 +205,7 @@ impl Mediator {
                 output: shown.to_owned(),
                 truncated: cut,
                 output_sha256: result.output_sha256,
-                reported_by: "agent".into(),
+                reported_by: reported_by.into(),
             };
             (ToolCallResultMismatch::KIND, body.to_body())
         };

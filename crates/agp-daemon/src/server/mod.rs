@@ -195,6 +195,16 @@ impl Daemon {
         self.mediator.approve_egress(session, ask).await
     }
 
+    /// Checks every later connection to this live session against `guard` (see
+    /// [`crate::peer`]): the sandbox `agp run` built tells the harness's hook from the agent's
+    /// tools. `false` for an unknown session or one already guarded.
+    pub fn guard_peers(&self, session: &str, guard: crate::peer::PeerGuard) -> bool {
+        self.mediator
+            .sessions
+            .by_id(session)
+            .is_some_and(|s| s.peer_check.set(crate::peer::PeerCheck::new(guard)).is_ok())
+    }
+
     /// Completes once someone asked to stop this live session (never for another one): the
     /// launcher of an agent it runs itself ends the agent's process tree on it.
     pub fn stop_requested(&self, session: &str) -> impl std::future::Future<Output = ()> + Send {

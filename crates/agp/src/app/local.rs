@@ -58,6 +58,12 @@ impl LocalDaemon {
         self.daemon.clone()
     }
 
+    /// Checks the session's later connections against `guard`: the harness's hook is told from
+    /// the agent's tools by the process tree (`agp_daemon::peer`).
+    pub fn guard_peers(&self, session: &str, guard: agp_daemon::peer::PeerGuard) -> bool {
+        self.daemon.guard_peers(session, guard)
+    }
+
     /// The gateway socket agents connect to.
     pub fn socket(&self) -> &Path {
         self.daemon.socket_path()

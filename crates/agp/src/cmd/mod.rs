@@ -25,6 +25,7 @@ pub mod sandbox_attach;
 pub mod sessions;
 pub mod slack;
 pub mod terminal_mode;
+pub mod tool_shell;
 pub mod verify;
 
 use anyhow::Result;

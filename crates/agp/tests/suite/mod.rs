@@ -5,6 +5,7 @@ mod agents_docker;
 mod agents_docker_tty;
 mod agents_egress_approval;
 mod agents_fail_closed;
+mod agents_hook_peer;
 mod agents_install;
 mod agents_secrets;
 mod agents_slack;

@@ -293,6 +293,13 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
                 tokio::runtime::Handle::current(),
             )) as Arc<dyn agp_egress::RequestJudge>
         });
+        // Before the agent starts, so its first hook (before any tool can run) pins the harness.
+        match peer_guard(&agp_exe, &binary.install.exe, &ctx, agent.name()) {
+            Ok(guard) => {
+                daemon.guard_peers(&session.id, guard);
+            }
+            Err(e) => eprintln!("agp: warning: hook connections are not checked by process: {e}"),
+        }
         let host = HostPaths {
             judge,
             approval_timeout,
@@ -425,4 +432,20 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
         );
     }
     Ok(if code == 0 { Exit::Ok } else { Exit::Bad })
+}
+
+/// What the daemon checks the session's hook connections against: agp and the harness by file
+/// identity (bound into the sandbox at other paths), and the hook command agp wired.
+fn peer_guard(
+    agp_exe: &std::path::Path,
+    harness_exe: &std::path::Path,
+    ctx: &LaunchContext,
+    harness: &str,
+) -> std::io::Result<agp_daemon::peer::PeerGuard> {
+    use agp_daemon::peer::{FileId, PeerGuard};
+    Ok(PeerGuard {
+        agp: FileId::of(agp_exe)?,
+        harness: FileId::of(harness_exe)?,
+        hook_commands: vec![live::hook_command(ctx, harness)],
+    })
 }
