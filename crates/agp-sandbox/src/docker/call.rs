@@ -33,7 +33,13 @@ pub(super) fn exec_checked(
         .clone();
     let oom_before = memory.as_ref().and_then(oom::MemoryWatch::oom_kills);
     let git_before = git::snapshot(&session.repo)?;
-    let mut watcher = session.growth.as_ref().map(RepoGrowth::watcher);
+    let mut growth = session.growth.as_ref().map(RepoGrowth::watcher);
+    // The kill switch kills the container, but under gVisor the engine may never end the
+    // exec's output stream of a killed container: the session being stopped (or broken) ends
+    // the wait too.
+    let mut watcher = || {
+        session.broken.lock().map_or(true, |b| b.is_some()) || growth.as_mut().is_some_and(|w| w())
+    };
     let outcome = exec::run(
         &provider.engine,
         &exec::Command {
@@ -46,9 +52,8 @@ pub(super) fn exec_checked(
             timeout: request.timeout,
             cap: provider.output_cap,
         },
-        watcher.as_mut().map(|w| w as &mut dyn FnMut() -> bool),
+        Some(&mut watcher),
     );
-    drop(watcher);
     let mut outcome = outcome?;
     program_not_found_as_127(&mut outcome);
     // Read before any restart, which gives the container a fresh cgroup.
