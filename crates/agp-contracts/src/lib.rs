@@ -15,6 +15,7 @@ pub mod mode;
 pub mod policy;
 pub mod sandbox;
 pub mod tool;
+pub mod url;
 
 pub use approval::{
     ApprovalChannel, ApprovalOutcome, ApprovalRequest, Approver, ChannelError, SessionControl,

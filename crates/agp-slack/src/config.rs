@@ -1,6 +1,7 @@
 //! Where the Slack channel's settings and tokens come from: the environment first, then a
 //! `slack.toml` that only its owner may read (mode 0600).
 
+use agp_contracts::url::is_loopback_url;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -189,25 +190,6 @@ impl SlackConfig {
         }
         Ok(self)
     }
-}
-
-/// Whether `url` has `scheme` and a loopback host.
-pub(crate) fn is_loopback_url(url: &str, scheme: &str) -> bool {
-    let Some(rest) = url.strip_prefix(scheme) else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return false;
-    }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.split(':').next().unwrap_or(""),
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Slack ids are upper-case alphanumerics (`U024BE7LH`, `C0123`, `S0614TZR7`).

@@ -168,7 +168,7 @@ async fn connect_once<H: EnvelopeHandler>(
         return dropped("no TLS configuration".into(), false);
     }
     // The URL's ticket is a credential: unencrypted only to this machine (tests).
-    if !(url.starts_with("wss://") || crate::config::is_loopback_url(url, "ws://")) {
+    if !(url.starts_with("wss://") || agp_contracts::url::is_loopback_url(url, "ws://")) {
         return dropped(
             "refusing a Socket Mode URL that is neither wss:// nor loopback".into(),
             false,

@@ -1,6 +1,7 @@
 //! `[approvals.webhook]` of config.toml, and where the shared secret comes from: a file only
 //! its owner may read, or an environment variable; never config.toml itself.
 
+use agp_contracts::url::is_loopback_url;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -200,25 +201,6 @@ fn check_url(field: &'static str, url: &str) -> Result<(), ConfigError> {
             ),
         })
     }
-}
-
-/// Whether `url` has `scheme` and a loopback host (user info refused: `http://127.0.0.1@evil/`).
-pub fn is_loopback_url(url: &str, scheme: &str) -> bool {
-    let Some(rest) = url.strip_prefix(scheme) else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return false;
-    }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.split(':').next().unwrap_or(""),
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn read_secret(
