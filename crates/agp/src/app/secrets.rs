@@ -58,13 +58,27 @@ fn load_from(
 }
 
 /// The file's text, or `None` when there is none. Refused unless it is a regular file of this
-/// user that nobody else can read or write.
+/// user that nobody else can read or write. Opened without following a link and checked on the
+/// opened file, so a rename between the check and the read cannot swap in another one.
 fn read_private(path: &Path) -> Result<Option<String>> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // O_NOFOLLOW on a link.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            bail!("{} must be a regular file (not a link)", path.display())
+        }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
     if !meta.file_type().is_file() {
         bail!("{} must be a regular file (not a link)", path.display());
     }
@@ -79,9 +93,10 @@ fn read_private(path: &Path) -> Result<Option<String>> {
             path.display()
         );
     }
-    std::fs::read_to_string(path)
-        .map(Some)
-        .with_context(|| format!("cannot read {}", path.display()))
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(text))
 }
 
 #[cfg(test)]
