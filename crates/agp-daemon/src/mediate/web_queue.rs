@@ -325,13 +325,16 @@ impl WebQueue {
     {
         let mut book = self.lock();
         let Some(id) = book.nonces.remove(&d.nonce) else {
-            return Err(match book.burned.get(&d.nonce) {
-                None => (WebRefusal::UnknownNonce, None),
-                Some(b) if b.used => (WebRefusal::Replayed, Some(b.session.clone())),
-                Some(b) if !session_live(&b.session) => {
-                    (WebRefusal::SessionEnded, Some(b.session.clone()))
-                }
-                Some(b) => (WebRefusal::AlreadyDecided, Some(b.session.clone())),
+            let Some(b) = book.burned.get_mut(&d.nonce) else {
+                return Err((WebRefusal::UnknownNonce, None));
+            };
+            // Named once now: a second time is a replay, whatever the first was.
+            let first = !std::mem::replace(&mut b.used, true);
+            let session = Some(b.session.clone());
+            return Err(match (first, session_live(&b.session)) {
+                (false, _) => (WebRefusal::Replayed, session),
+                (true, false) => (WebRefusal::SessionEnded, session),
+                (true, true) => (WebRefusal::AlreadyDecided, session),
             });
         };
         let Some(entry) = book.entries.get_mut(&id) else {

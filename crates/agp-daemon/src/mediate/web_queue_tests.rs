@@ -104,6 +104,11 @@ fn a_settled_request_refuses_its_nonces_and_a_dead_session_says_so() {
         refusal(&q.decide(&d, &alice(), 2, live)),
         WebRefusal::AlreadyDecided
     );
+    // Named a second time, it is a replay.
+    assert_eq!(
+        refusal(&q.decide(&d, &alice(), 2, live)),
+        WebRefusal::Replayed
+    );
     let q = WebQueue::default();
     let _reg = q.register(&request("c", 1, &[]), "terminal");
     let nonce = q.list(1, 10, nonces()).0[0].nonce.clone();
