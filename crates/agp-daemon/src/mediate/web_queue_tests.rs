@@ -160,3 +160,14 @@ fn a_console_reason_loses_control_and_bidi_characters() {
         MAX_REASON_CHARS
     );
 }
+
+#[test]
+fn refusals_are_journaled_within_a_budget_per_minute() {
+    let q = WebQueue::default();
+    let minute = 7 * 60_000;
+    let taken = (0..REJECTED_PER_MINUTE + 5)
+        .filter(|_| q.take_budget(minute + 1))
+        .count();
+    assert_eq!(taken, REJECTED_PER_MINUTE as usize);
+    assert!(q.take_budget(minute + 60_000), "a new minute, a new budget");
+}

@@ -470,3 +470,21 @@ fn an_approver_list_without_this_user_refuses_both_answers() {
     assert_eq!(rejected(&f), ["not_an_approver", "not_an_approver"]);
     assert_eq!(list(&f).approvals.len(), 1, "still pending");
 }
+
+#[test]
+fn an_approval_reattached_after_a_restart_can_be_decided_from_the_console() {
+    let (dir, repo, mut config) = world();
+    config.approval_timeout = Duration::from_secs(30);
+    let journal = Arc::new(MemJournal::default());
+    die_with_a_pending_approval(&config, &repo, &journal);
+    let f = Fixture::after(dir, repo, config, &journal);
+    let p = listed(&f, 1).approvals[0].clone();
+    assert_eq!(p.call_id, "p1");
+    let applied = decide(&f, &p, WebDecision::Allow).unwrap();
+    // Granted and journaled; the agent that asked is gone, so nothing runs for it.
+    assert!(applied.granted, "{applied:?}");
+    f.rt.block_on(f.daemon.settle_recovered());
+    let granted = journal.of("approval.granted");
+    assert_eq!(granted.len(), 1, "{}", journal.dump());
+    assert_eq!(granted[0]["channel"], "web");
+}
