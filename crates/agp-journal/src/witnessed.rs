@@ -1,0 +1,332 @@
+//! The `cosignatures` file: checkpoints cosigned by witnesses, kept next to the journal, and the
+//! check `agp verify --witness` runs over it.
+//!
+//! Each record is a complete signed note: the checkpoint text, the log's signature and one
+//! witness's cosignature lines, exactly what a witness's monitoring endpoint serves, so any
+//! signed-note verifier given the log and witness keys opens it. Records are appended (one
+//! `write` and an fsync each); `checkpoint`, `checkpoints` and `checkpoint.sig` are never
+//! touched, so the journal's own verifier, its SSHSIG and `agp journal prove` see no change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::checkpoint::Checkpoint;
+use crate::cosig::{signature_lines, CosignatureCheck, WitnessKey};
+use crate::merkle::{leaf_hash, Frontier, Hash};
+use crate::note::{VerifierKey, SIG_PREFIX};
+use crate::{CHECKPOINT_FILE, COSIGNATURES_FILE, ENTRIES_FILE};
+
+/// Largest `cosignatures` file read (a record is well under 1 KiB).
+const MAX_FILE: u64 = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WitnessedError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Appends one cosigned checkpoint note to `dir/cosignatures` and makes it durable.
+pub fn append(dir: &Path, cosigned_note: &[u8]) -> Result<(), WitnessedError> {
+    let path = dir.join(COSIGNATURES_FILE);
+    let werr = |source| WitnessedError::Write {
+        path: path.clone(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(werr)?;
+    // One write: concurrent appenders (O_APPEND) never interleave inside a record.
+    f.write_all(cosigned_note).map_err(werr)?;
+    f.sync_data().map_err(werr)
+}
+
+/// The records of `dir/cosignatures` (none when the file does not exist); a torn last record
+/// (a crash mid-append) is dropped.
+pub fn records(dir: &Path) -> Result<Vec<Vec<u8>>, WitnessedError> {
+    let path = dir.join(COSIGNATURES_FILE);
+    let rerr = |source| WitnessedError::Read {
+        path: path.clone(),
+        source,
+    };
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(rerr(e)),
+    };
+    if !f.metadata().map_err(rerr)?.is_file() {
+        return Err(WitnessedError::Invalid(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let mut data = Vec::new();
+    f.take(MAX_FILE).read_to_end(&mut data).map_err(rerr)?;
+    Ok(split_notes(&data))
+}
+
+/// Splits concatenated notes: text lines up to a blank line, then signature lines.
+fn split_notes(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut in_sigs = false;
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        if !line.ends_with(b"\n") {
+            break; // torn
+        }
+        let is_sig = line.starts_with(SIG_PREFIX.as_bytes());
+        if in_sigs && !is_sig {
+            out.push(std::mem::take(&mut cur));
+            in_sigs = false;
+        }
+        cur.extend_from_slice(line);
+        if line == b"\n" && !in_sigs {
+            in_sigs = true;
+        }
+    }
+    if in_sigs && cur.ends_with(b"\n") && !cur.ends_with(b"\n\n") {
+        out.push(cur);
+    }
+    out
+}
+
+/// What one witness's cosignatures amount to.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WitnessStatus {
+    pub witness: String,
+    pub key_id: String,
+    /// `valid`, `missing` or `invalid`, for the latest checkpoint.
+    pub status: &'static str,
+    /// When it cosigned the latest checkpoint.
+    pub timestamp: Option<u64>,
+    /// The largest checkpoint it validly cosigned.
+    pub last_cosigned_size: Option<u64>,
+}
+
+/// The result of checking witness cosignatures against the journal.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WitnessReport {
+    pub checkpoint_size: u64,
+    pub required: usize,
+    pub valid: usize,
+    pub witnesses: Vec<WitnessStatus>,
+    /// One line each: what is wrong and what to do.
+    pub problems: Vec<String>,
+    pub ok: bool,
+}
+
+/// Checks that the journal's latest checkpoint (opened with `log_key`) carries valid
+/// cosignatures from at least `min` of `witnesses`, that no cosignature by those witnesses is
+/// forged, and that every checkpoint they cosigned is still part of this journal (a journal
+/// rewritten or cut back after a witness saw it is caught here even when re-signed).
+pub fn check(
+    dir: &Path,
+    log_key: &VerifierKey,
+    witnesses: &[WitnessKey],
+    min: usize,
+) -> Result<WitnessReport, WitnessedError> {
+    let cp_path = dir.join(CHECKPOINT_FILE);
+    let latest_note = std::fs::read(&cp_path).map_err(|source| WitnessedError::Read {
+        path: cp_path.clone(),
+        source,
+    })?;
+    let latest = Checkpoint::open(&latest_note, log_key).map_err(|e| {
+        WitnessedError::Invalid(format!(
+            "the latest checkpoint does not verify with the journal key: {e} (run `agp verify`)"
+        ))
+    })?;
+    let latest_text = latest.to_text();
+    let mut problems = Vec::new();
+    let mut statuses: Vec<WitnessStatus> = witnesses
+        .iter()
+        .map(|w| WitnessStatus {
+            witness: w.name().to_string(),
+            key_id: w.id_hex(),
+            status: "missing",
+            timestamp: None,
+            last_cosigned_size: None,
+        })
+        .collect();
+    // Sizes whose root the entries must reproduce: every checkpoint a witness vouched for.
+    let mut vouched: BTreeMap<u64, (Hash, BTreeSet<usize>)> = BTreeMap::new();
+    let mut forged = vec![false; witnesses.len()];
+    for (n, record) in records(dir)?.iter().enumerate() {
+        let Ok((text, _)) = signature_lines(record) else {
+            problems.push(format!(
+                "{COSIGNATURES_FILE} record {} is not a signed note: the file was damaged or edited",
+                n + 1
+            ));
+            continue;
+        };
+        let Ok(cp) = Checkpoint::parse_text(text) else {
+            continue;
+        };
+        if cp.origin != latest.origin {
+            continue;
+        }
+        for (i, w) in witnesses.iter().enumerate() {
+            let Ok(found) = w.check(record) else { continue };
+            match found {
+                CosignatureCheck::Missing => {}
+                CosignatureCheck::Invalid(why) => {
+                    forged[i] = true;
+                    problems.push(format!(
+                        "witness {} (key id {}): a cosignature on the checkpoint of size {} in {COSIGNATURES_FILE} is forged or altered ({why})",
+                        w.name(),
+                        w.id_hex(),
+                        cp.size
+                    ));
+                }
+                CosignatureCheck::Valid(c) => {
+                    let s = &mut statuses[i];
+                    s.last_cosigned_size = s.last_cosigned_size.max(Some(cp.size));
+                    if text == latest_text.as_bytes() {
+                        s.status = "valid";
+                        s.timestamp = s.timestamp.max(Some(c.timestamp));
+                    }
+                    let entry = vouched.entry(cp.size).or_insert((cp.root, BTreeSet::new()));
+                    if entry.0 == cp.root {
+                        entry.1.insert(i);
+                    } else {
+                        problems.push(format!(
+                            "witness {} cosigned two different roots at size {}: the log forked (split view)",
+                            w.name(),
+                            cp.size
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for (s, forged) in statuses.iter_mut().zip(forged) {
+        if forged && s.status != "valid" {
+            s.status = "invalid";
+        }
+    }
+    check_roots(dir, &vouched, witnesses, &mut problems)?;
+    let valid = statuses.iter().filter(|s| s.status == "valid").count();
+    if valid < min {
+        let have: Vec<String> = statuses
+            .iter()
+            .map(|s| match s.last_cosigned_size {
+                Some(n) if s.status != "valid" => format!("{} last cosigned size {n}", s.witness),
+                Some(_) => format!("{} cosigned it", s.witness),
+                None => format!("{} never cosigned this log", s.witness),
+            })
+            .collect();
+        problems.push(format!(
+            "the latest checkpoint (size {}) has {valid} valid witness cosignature{} of the {min} required ({}): the entries it adds were not witnessed (is the daemon's [[journal.witness]] reachable?)",
+            latest.size,
+            if valid == 1 { "" } else { "s" },
+            have.join("; ")
+        ));
+    }
+    Ok(WitnessReport {
+        checkpoint_size: latest.size,
+        required: min,
+        valid,
+        witnesses: statuses,
+        ok: problems.is_empty(),
+        problems,
+    })
+}
+
+/// Streams the entries and compares the tree root at each vouched size.
+fn check_roots(
+    dir: &Path,
+    vouched: &BTreeMap<u64, (Hash, BTreeSet<usize>)>,
+    witnesses: &[WitnessKey],
+    problems: &mut Vec<String>,
+) -> Result<(), WitnessedError> {
+    let Some(&max) = vouched.keys().next_back() else {
+        return Ok(());
+    };
+    let path = dir.join(ENTRIES_FILE);
+    let rerr = |source| WitnessedError::Read {
+        path: path.clone(),
+        source,
+    };
+    let mut r = BufReader::with_capacity(1 << 20, std::fs::File::open(&path).map_err(rerr)?);
+    let mut frontier = Frontier::new();
+    let mut line = Vec::new();
+    let names = |set: &BTreeSet<usize>| {
+        set.iter()
+            .map(|&i| witnesses[i].name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let check = |frontier: &Frontier, problems: &mut Vec<String>| {
+        if let Some((root, who)) = vouched.get(&frontier.size()) {
+            if frontier.root() != *root {
+                problems.push(format!(
+                    "the journal was rewritten after it was witnessed: at size {} its root differs from the checkpoint {} cosigned",
+                    frontier.size(),
+                    names(who)
+                ));
+            }
+        }
+    };
+    check(&frontier, problems);
+    while frontier.size() < max {
+        line.clear();
+        let n = r.read_until(b'\n', &mut line).map_err(rerr)?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        frontier.push(leaf_hash(&line[..n - 1]));
+        check(&frontier, problems);
+    }
+    if frontier.size() < max {
+        let who = &vouched[&max].1;
+        problems.push(format!(
+            "the journal was cut back after it was witnessed: it has {} entries, but {} cosigned a checkpoint of size {max}",
+            frontier.size(),
+            names(who)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_notes_keeps_whole_records_and_drops_a_torn_one() {
+        let a = "o\n1\nAA==\n\n\u{2014} o abc\n\u{2014} w def\n";
+        let b = "o\n2\nAA==\n\n\u{2014} o abc\n";
+        assert_eq!(
+            split_notes(format!("{a}{b}").as_bytes()),
+            vec![a.as_bytes().to_vec(), b.as_bytes().to_vec()]
+        );
+        assert_eq!(
+            split_notes(format!("{a}{b}o\n3\nAA==\n\n\u{2014} o ab").as_bytes()),
+            vec![a.as_bytes().to_vec(), b.as_bytes().to_vec()]
+        );
+        assert_eq!(
+            split_notes(format!("{a}o\n3\nAA==\n\n").as_bytes()),
+            vec![a.as_bytes().to_vec()]
+        );
+    }
+}
