@@ -9,6 +9,7 @@
 //!   witnesses in the background and keeps their cosignatures in the journal's
 //!   `cosignatures` file ([`agp_journal::witnessed`]).
 
+pub mod keyfile;
 pub mod request;
 pub mod server;
 pub mod state;

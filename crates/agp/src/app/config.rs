@@ -93,6 +93,17 @@ pub struct JournalSection {
     /// The origin line of signed checkpoints. Kept loose: `agp keygen` has always ignored an
     /// origin that is not a string rather than refusing the file.
     pub origin: Option<toml::Value>,
+    /// `[[journal.witness]]`: C2SP witnesses each checkpoint is submitted to.
+    #[serde(default)]
+    pub witness: Vec<WitnessEntry>,
+}
+
+/// One witness: its submission URL prefix (`<url>/add-checkpoint` is posted to) and its
+/// cosignature verifier key (`agp witness keygen` prints it).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct WitnessEntry {
+    pub url: String,
+    pub key: String,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -300,6 +311,34 @@ impl Config {
         self.approvals
             .timeout_secs
             .unwrap_or(DEFAULT_APPROVAL_TIMEOUT_SECS)
+    }
+
+    /// The witnesses `[[journal.witness]]` lists, checked.
+    pub fn witnesses(&self, home: &Home) -> Result<Vec<agp_witness::submit::Target>> {
+        self.journal
+            .witness
+            .iter()
+            .map(|w| {
+                if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                    bail!(
+                        "{}: [[journal.witness]] url {:?} is not an http:// or https:// URL",
+                        home.config().display(),
+                        w.url
+                    );
+                }
+                let key = agp_journal::cosig::WitnessKey::parse(&w.key).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: [[journal.witness]] {}: key is not a witness verifier key ({e}; `agp witness keygen` prints one)",
+                        home.config().display(),
+                        w.url
+                    )
+                })?;
+                Ok(agp_witness::submit::Target {
+                    url: w.url.clone(),
+                    key,
+                })
+            })
+            .collect()
     }
 
     /// The approval timeout configured (else 300 s).
