@@ -42,3 +42,4 @@ mod support;
 mod terminal_approval;
 mod user_text;
 mod webhook_approvals;
+mod witness_cosign;
