@@ -19,9 +19,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 256;
-/// An idle kept-alive connection is closed after this long (clients should keep connections
-/// alive, tlog-witness says, but an idle one must not hold a slot for ever).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection is closed after this long, however busy (clients should keep connections
+/// alive, tlog-witness says, but none may hold a slot for ever).
+const CONNECTION_LIMIT: Duration = Duration::from_secs(300);
 
 /// Serves `witness` on `tcp` until the task is dropped.
 pub async fn serve(tcp: tokio::net::TcpListener, witness: Arc<Witness>) {
@@ -48,7 +48,7 @@ pub async fn serve(tcp: tokio::net::TcpListener, witness: Arc<Witness>) {
                 .timer(TokioTimer::new())
                 .header_read_timeout(READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), svc);
-            match tokio::time::timeout(IDLE_TIMEOUT * 10, conn).await {
+            match tokio::time::timeout(CONNECTION_LIMIT, conn).await {
                 Ok(Err(e)) => tracing::debug!(error = %e, "witness: connection ended"),
                 Err(_) => tracing::debug!("witness: connection closed after its time limit"),
                 Ok(Ok(())) => {}

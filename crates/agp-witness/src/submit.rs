@@ -208,8 +208,11 @@ impl Worker {
                 if matches!(
                     t.target.key.check(rec),
                     Ok(agp_journal::cosig::CosignatureCheck::Valid(_))
-                ) {
-                    t.known = t.known.max(Some(cp.size));
+                ) && t.known.is_none_or(|k| k <= cp.size)
+                {
+                    // A checkpoint already cosigned is not sent again after a restart.
+                    t.known = Some(cp.size);
+                    t.settled = Some(String::from_utf8_lossy(text).into_owned());
                 }
             }
         }
@@ -265,7 +268,11 @@ impl Worker {
             // it; nothing to submit.
             return (false, false);
         };
-        let text = cp.to_text();
+        // The signed text as written (extension lines included), which cosignatures cover.
+        let text = match agp_journal::note::parse_note(&note) {
+            Ok(p) => String::from_utf8_lossy(p.text).into_owned(),
+            Err(_) => return (false, false),
+        };
         for i in 0..self.targets.len() {
             if self.targets[i].settled.as_deref() == Some(&text) {
                 continue;
@@ -352,8 +359,11 @@ impl Worker {
         let shown = String::from_utf8_lossy(&answer).trim().to_string();
         match status {
             200 => {
-                let text = cp.to_text();
-                match accept_response(&t.key, text.as_bytes(), &answer) {
+                let text = match agp_journal::note::parse_note(note) {
+                    Ok(p) => p.text,
+                    Err(e) => return Outcome::Retry(e.to_string()),
+                };
+                match accept_response(&t.key, text, &answer) {
                     Ok((line, _)) => {
                         let mut record = note.to_vec();
                         record.extend_from_slice(line.as_bytes());
