@@ -20,8 +20,8 @@ use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::note::{VerifierKey, SIG_PREFIX};
 use crate::{CHECKPOINT_FILE, COSIGNATURES_FILE, ENTRIES_FILE};
 
-/// Largest `cosignatures` file read (a record is well under 1 KiB).
-const MAX_FILE: u64 = 256 << 20;
+/// Largest record read (one is well under 1 KiB).
+const MAX_RECORD: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WitnessedError {
@@ -61,54 +61,100 @@ pub fn append(dir: &Path, cosigned_note: &[u8]) -> Result<(), WitnessedError> {
 /// The records of `dir/cosignatures` (none when the file does not exist); a torn last record
 /// (a crash mid-append) is dropped.
 pub fn records(dir: &Path) -> Result<Vec<Vec<u8>>, WitnessedError> {
+    let mut out = Vec::new();
+    for_each_record(dir, |r| {
+        if let Record::Note(n) = r {
+            out.push(n.to_vec());
+        }
+    })?;
+    Ok(out)
+}
+
+/// One record as [`for_each_record`] hands it on.
+pub enum Record<'a> {
+    Note(&'a [u8]),
+    /// Longer than any cosigned checkpoint: skipped (the file was damaged or edited).
+    Oversized,
+}
+
+/// Streams the records of `dir/cosignatures` (memory stays bounded by one record, whatever
+/// the file's length); a torn last record is dropped.
+pub fn for_each_record(dir: &Path, mut f: impl FnMut(Record<'_>)) -> Result<(), WitnessedError> {
     let path = dir.join(COSIGNATURES_FILE);
     let rerr = |source| WitnessedError::Read {
         path: path.clone(),
         source,
     };
-    let f = match std::fs::OpenOptions::new()
+    let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(rerr(e)),
     };
-    if !f.metadata().map_err(rerr)?.is_file() {
+    if !file.metadata().map_err(rerr)?.is_file() {
         return Err(WitnessedError::Invalid(format!(
             "{} is not a regular file",
             path.display()
         )));
     }
-    let mut data = Vec::new();
-    f.take(MAX_FILE).read_to_end(&mut data).map_err(rerr)?;
-    Ok(split_notes(&data))
+    split_records(BufReader::with_capacity(64 * 1024, file), &mut f).map_err(rerr)
 }
 
 /// Splits concatenated notes: text lines up to a blank line, then signature lines.
-fn split_notes(data: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
+fn split_records<R: BufRead>(mut r: R, f: &mut impl FnMut(Record<'_>)) -> std::io::Result<()> {
     let mut cur = Vec::new();
+    let mut oversized = false;
     let mut in_sigs = false;
-    for line in data.split_inclusive(|&b| b == b'\n') {
-        if !line.ends_with(b"\n") {
-            break; // torn
+    let mut line = Vec::new();
+    // In the middle of a line too long to hold: its rest is skipped.
+    let mut skipping = false;
+    loop {
+        line.clear();
+        let n = (&mut r)
+            .take(MAX_RECORD as u64 + 1)
+            .read_until(b'\n', &mut line)?;
+        if line.last() != Some(&b'\n') {
+            if n > MAX_RECORD {
+                oversized = true;
+                skipping = true;
+                continue;
+            }
+            break; // end of file, or a torn last line
         }
-        let is_sig = line.starts_with(SIG_PREFIX.as_bytes());
-        if in_sigs && !is_sig {
-            out.push(std::mem::take(&mut cur));
+        if skipping {
+            skipping = false;
+            continue;
+        }
+        if in_sigs && !line.starts_with(SIG_PREFIX.as_bytes()) {
+            f(if oversized {
+                Record::Oversized
+            } else {
+                Record::Note(&cur)
+            });
+            cur.clear();
+            oversized = false;
             in_sigs = false;
         }
-        cur.extend_from_slice(line);
+        if cur.len() + line.len() > MAX_RECORD {
+            oversized = true;
+        } else {
+            cur.extend_from_slice(&line);
+        }
         if line == b"\n" && !in_sigs {
             in_sigs = true;
         }
     }
-    if in_sigs && cur.ends_with(b"\n") && !cur.ends_with(b"\n\n") {
-        out.push(cur);
+    if in_sigs && !cur.ends_with(b"\n\n") {
+        f(if oversized {
+            Record::Oversized
+        } else {
+            Record::Note(&cur)
+        });
     }
-    out
+    Ok(())
 }
 
 /// What one witness's cosignatures amount to.
@@ -171,19 +217,29 @@ pub fn check(
     // Sizes whose root the entries must reproduce: every checkpoint a witness vouched for.
     let mut vouched: BTreeMap<u64, (Hash, BTreeSet<usize>)> = BTreeMap::new();
     let mut forged = vec![false; witnesses.len()];
-    for (n, record) in records(dir)?.iter().enumerate() {
+    let mut n = 0usize;
+    for_each_record(dir, |record| {
+        n += 1;
+        let record = match record {
+            Record::Note(r) => r,
+            Record::Oversized => {
+                problems.push(format!(
+                    "{COSIGNATURES_FILE} record {n} is larger than any cosigned checkpoint: the file was damaged or edited"
+                ));
+                return;
+            }
+        };
         let Ok((text, _)) = signature_lines(record) else {
             problems.push(format!(
-                "{COSIGNATURES_FILE} record {} is not a signed note: the file was damaged or edited",
-                n + 1
+                "{COSIGNATURES_FILE} record {n} is not a signed note: the file was damaged or edited"
             ));
-            continue;
+            return;
         };
         let Ok(cp) = Checkpoint::parse_text(text) else {
-            continue;
+            return;
         };
         if cp.origin != latest.origin {
-            continue;
+            return;
         }
         for (i, w) in witnesses.iter().enumerate() {
             let Ok(found) = w.check(record) else { continue };
@@ -218,7 +274,7 @@ pub fn check(
                 }
             }
         }
-    }
+    })?;
     for (s, forged) in statuses.iter_mut().zip(forged) {
         if forged && s.status != "valid" {
             s.status = "invalid";
@@ -312,6 +368,16 @@ fn check_roots(
 mod tests {
     use super::*;
 
+    fn split_notes(data: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        split_records(std::io::Cursor::new(data), &mut |r| match r {
+            Record::Note(n) => out.push(n.to_vec()),
+            Record::Oversized => out.push(b"<oversized>".to_vec()),
+        })
+        .unwrap();
+        out
+    }
+
     #[test]
     fn split_notes_keeps_whole_records_and_drops_a_torn_one() {
         let a = "o\n1\nAA==\n\n\u{2014} o abc\n\u{2014} w def\n";
@@ -327,6 +393,19 @@ mod tests {
         assert_eq!(
             split_notes(format!("{a}o\n3\nAA==\n\n").as_bytes()),
             vec![a.as_bytes().to_vec()]
+        );
+        // A record too long to hold is reported as such, and the next one still read.
+        let big = format!(
+            "o\n9\nAA==\n\n\u{2014} o {}\n",
+            "x".repeat(MAX_RECORD + 5000)
+        );
+        assert_eq!(
+            split_notes(format!("{big}{a}{b}").as_bytes()),
+            vec![
+                b"<oversized>".to_vec(),
+                a.as_bytes().to_vec(),
+                b.as_bytes().to_vec()
+            ]
         );
     }
 }

@@ -36,7 +36,8 @@ pub struct Target {
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// How often the published checkpoint is looked at.
+    /// How often the published checkpoint is looked at (so at most one submission per
+    /// witness per period: checkpoints in between are coalesced).
     pub poll: Duration,
     /// Time limit of one HTTP request.
     pub timeout: Duration,
@@ -47,7 +48,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            poll: Duration::from_millis(250),
+            poll: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
             max_backoff: Duration::from_secs(60),
         }
@@ -187,24 +188,22 @@ impl Worker {
     /// The sizes each witness cosigned, from the `cosignatures` file (a restart goes on from
     /// there rather than asking with size 0).
     fn load_known(&mut self) {
-        let records = match witnessed::records(&self.dir) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the journal's cosignatures");
+        let origin = self.log_key.name().to_string();
+        let targets = &mut self.targets;
+        let read = witnessed::for_each_record(&self.dir, |rec| {
+            let witnessed::Record::Note(rec) = rec else {
                 return;
-            }
-        };
-        for rec in &records {
+            };
             let Ok((text, _)) = agp_journal::cosig::signature_lines(rec) else {
-                continue;
+                return;
             };
             let Ok(cp) = Checkpoint::parse_text(text) else {
-                continue;
+                return;
             };
-            if cp.origin != self.log_key.name() {
-                continue;
+            if cp.origin != origin {
+                return;
             }
-            for t in &mut self.targets {
+            for t in targets.iter_mut() {
                 if matches!(
                     t.target.key.check(rec),
                     Ok(agp_journal::cosig::CosignatureCheck::Valid(_))
@@ -215,6 +214,9 @@ impl Worker {
                     t.settled = Some(String::from_utf8_lossy(text).into_owned());
                 }
             }
+        });
+        if let Err(e) = read {
+            tracing::warn!(error = %e, "cannot read the journal's cosignatures");
         }
     }
 
