@@ -331,3 +331,32 @@ fn a_witness_refuses_a_journal_rolled_back_and_regrown() {
         "{latest}"
     );
 }
+
+#[test]
+fn agp_run_gets_its_final_checkpoint_cosigned() {
+    let env = super::support::looping::demo_world();
+    let (w1_key, w1) = witness_key(env.dir.path(), "witness.test/w1");
+    let server = serve_witness(
+        &w1_key,
+        &journal_vkey(&env.home),
+        &env.dir.path().join("w1"),
+    );
+    configure_witness(&env.home, &server.url, &w1);
+    let script = env.dir.path().join("one-call.yaml");
+    std::fs::write(
+        &script,
+        "calls:\n  - tool: Bash\n    input: { command: \"git push origin main\" }\n    expect: deny\n",
+    )
+    .unwrap();
+    let out =
+        super::support::looping::run_scripted(&env.home, &env.user_home, &script, &env.repo, &[]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, out) = verify(&env.home, &["--witness", &w1]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("is cosigned by 1 of the 1 required"), "{out}");
+}
