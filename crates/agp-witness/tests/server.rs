@@ -92,7 +92,7 @@ fn add_checkpoint_over_http_speaks_the_spec() {
     let (n3, _) = note(&s.log, 3);
     let (status, _, body) = post(&s.url, &build(0, &[], n3.as_bytes()));
     assert_eq!(status, 200, "{body}");
-    let text = &n3.as_bytes()[..n3.find("\n\n").unwrap() + 1];
+    let text = &n3.as_bytes()[..=n3.find("\n\n").unwrap()];
     accept_response(s.signer.verifier(), text, body.as_bytes()).unwrap();
 
     // 409: the body is the witness's size and a newline, typed text/x.tlog.size.
