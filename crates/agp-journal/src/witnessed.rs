@@ -202,7 +202,11 @@ pub fn check(
             "the latest checkpoint does not verify with the journal key: {e} (run `agp verify`)"
         ))
     })?;
-    let latest_text = latest.to_text();
+    // The signed text as written (extension lines included): what cosignatures cover.
+    let latest_text = crate::note::parse_note(&latest_note)
+        .map_err(|e| WitnessedError::Invalid(e.to_string()))?
+        .text
+        .to_vec();
     let mut problems = Vec::new();
     let mut statuses: Vec<WitnessStatus> = witnesses
         .iter()
@@ -257,7 +261,7 @@ pub fn check(
                 CosignatureCheck::Valid(c) => {
                     let s = &mut statuses[i];
                     s.last_cosigned_size = s.last_cosigned_size.max(Some(cp.size));
-                    if text == latest_text.as_bytes() {
+                    if text == latest_text.as_slice() {
                         s.status = "valid";
                         s.timestamp = s.timestamp.max(Some(c.timestamp));
                     }
@@ -367,6 +371,145 @@ fn check_roots(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cosig::WitnessSigner;
+    use crate::note::SignerKey;
+    use crate::{JournalOptions, JournalWriter};
+    use agp_contracts::Journal as _;
+    use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+
+    struct J {
+        dir: tempfile::TempDir,
+        log: SignerKey,
+        w1: WitnessSigner,
+        w2: WitnessSigner,
+    }
+
+    impl J {
+        fn new(n: usize) -> Self {
+            let j = J {
+                dir: tempfile::tempdir().unwrap(),
+                log: SignerKey::generate("agp.test/j").unwrap(),
+                w1: WitnessSigner::generate("w1").unwrap(),
+                w2: WitnessSigner::generate("w2").unwrap(),
+            };
+            j.append(n);
+            j
+        }
+        fn append(&self, n: usize) {
+            let w =
+                JournalWriter::open(self.dir.path(), self.log.clone(), JournalOptions::default())
+                    .unwrap();
+            for i in 0..n {
+                w.append("t", None, serde_json::json!({ "i": i })).unwrap();
+            }
+            w.close().unwrap();
+        }
+        fn latest(&self) -> Vec<u8> {
+            std::fs::read(self.dir.path().join(CHECKPOINT_FILE)).unwrap()
+        }
+        /// Stores `w`'s cosignature on `note`.
+        fn cosign(&self, w: &WitnessSigner, note: &[u8]) {
+            let text = crate::note::parse_note(note).unwrap().text.to_vec();
+            let mut rec = note.to_vec();
+            rec.extend_from_slice(w.cosign(&text, 1_700_000_000).as_bytes());
+            append(self.dir.path(), &rec).unwrap();
+        }
+        fn check(&self, min: usize) -> WitnessReport {
+            check(
+                self.dir.path(),
+                self.log.verifier(),
+                &[self.w1.verifier().clone(), self.w2.verifier().clone()],
+                min,
+            )
+            .unwrap()
+        }
+    }
+
+    #[test]
+    fn counts_valid_cosignatures_of_the_latest_checkpoint() {
+        let j = J::new(3);
+        let r = j.check(1);
+        assert!(!r.ok && r.valid == 0, "{r:?}");
+        j.cosign(&j.w1, &j.latest());
+        let r = j.check(1);
+        assert!(r.ok && r.valid == 1, "{r:?}");
+        assert_eq!(r.witnesses[0].status, "valid");
+        assert_eq!(r.witnesses[1].status, "missing");
+        assert!(!j.check(2).ok);
+        j.cosign(&j.w2, &j.latest());
+        assert!(j.check(2).ok);
+        // The journal grows: the new latest checkpoint is not witnessed yet.
+        j.append(2);
+        let r = j.check(1);
+        assert!(!r.ok, "{r:?}");
+        assert_eq!(r.witnesses[0].last_cosigned_size, Some(4));
+    }
+
+    #[test]
+    fn a_journal_rewritten_or_cut_back_after_it_was_witnessed_is_caught() {
+        let j = J::new(6);
+        let witnessed = j.latest();
+        j.cosign(&j.w1, &witnessed);
+        // Rewritten: same size, another line, re-signed with the log key.
+        let entries = j.dir.path().join(ENTRIES_FILE);
+        let text = std::fs::read_to_string(&entries).unwrap();
+        let forged = text.replacen("{\"i\":2}", "{\"i\":9}", 1);
+        assert_ne!(text, forged);
+        std::fs::write(&entries, &forged).unwrap();
+        let r = j.check(1);
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.contains("was rewritten after it was witnessed")),
+            "{r:?}"
+        );
+        // Cut back below the witnessed size.
+        let cut: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&entries, cut).unwrap();
+        let r = j.check(1);
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.contains("was cut back after it was witnessed")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn forged_cosignatures_and_split_views_are_reported() {
+        let j = J::new(2);
+        let note = j.latest();
+        let text = crate::note::parse_note(&note).unwrap().text.to_vec();
+        // A cosignature whose signature bytes were altered.
+        let line = j.w1.cosign(&text, 1_700_000_000);
+        let (head, b64) = line.trim_end().rsplit_once(' ').unwrap();
+        let mut raw = B64.decode(b64).unwrap();
+        raw[20] ^= 1;
+        let mut rec = note.clone();
+        rec.extend_from_slice(format!("{head} {}\n", B64.encode(raw)).as_bytes());
+        append(j.dir.path(), &rec).unwrap();
+        let r = j.check(1);
+        assert!(!r.ok);
+        assert_eq!(r.witnesses[0].status, "invalid");
+        assert!(
+            r.problems.iter().any(|p| p.contains("forged or altered")),
+            "{r:?}"
+        );
+        // The same witness cosigning another root at the same size: a split view.
+        let j = J::new(2);
+        let cp =
+            Checkpoint::parse_text(crate::note::parse_note(&j.latest()).unwrap().text).unwrap();
+        let other = Checkpoint {
+            root: [7; 32],
+            ..cp
+        }
+        .sign(&j.log)
+        .unwrap();
+        j.cosign(&j.w1, &j.latest());
+        j.cosign(&j.w1, other.as_bytes());
+        let r = j.check(1);
+        assert!(r.problems.iter().any(|p| p.contains("split view")), "{r:?}");
+    }
 
     fn split_notes(data: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
