@@ -14,6 +14,8 @@
 //! * [`proof`]: C2SP tlog-proof inclusion receipts and consistency proofs.
 //! * [`cosig`], [`witnessed`]: witness cosignatures (C2SP tlog-cosignature) and the
 //!   `cosignatures` file that keeps them next to the checkpoints.
+//! * [`published`]: checkpoints team members published, and the check that a member's journal
+//!   still extends them.
 //! * [`keys`], [`note`], [`sshsig`], [`checkpoint`], [`merkle`], [`pair`]: the building blocks.
 //!
 //! No async runtime and no agp daemon code: an auditor can depend on this crate alone.
@@ -54,6 +56,7 @@ pub mod merkle;
 pub mod note;
 pub mod pair;
 pub mod proof;
+pub mod published;
 pub mod sshsig;
 pub mod verify;
 pub mod witnessed;

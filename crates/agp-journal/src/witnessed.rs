@@ -79,8 +79,16 @@ pub enum Record<'a> {
 
 /// Streams the records of `dir/cosignatures` (memory stays bounded by one record, whatever
 /// the file's length); a torn last record is dropped.
-pub fn for_each_record(dir: &Path, mut f: impl FnMut(Record<'_>)) -> Result<(), WitnessedError> {
-    let path = dir.join(COSIGNATURES_FILE);
+pub fn for_each_record(dir: &Path, f: impl FnMut(Record<'_>)) -> Result<(), WitnessedError> {
+    for_each_note_in(&dir.join(COSIGNATURES_FILE), f)
+}
+
+/// Streams the concatenated signed notes of the file at `path` (none when it does not exist).
+pub(crate) fn for_each_note_in(
+    path: &Path,
+    mut f: impl FnMut(Record<'_>),
+) -> Result<(), WitnessedError> {
+    let path = path.to_path_buf();
     let rerr = |source| WitnessedError::Read {
         path: path.clone(),
         source,
@@ -312,7 +320,7 @@ pub fn check(
     })
 }
 
-/// Streams the entries and compares the tree root at each vouched size.
+/// Compares the journal's root at each vouched size with the one the witnesses cosigned.
 fn check_roots(
     dir: &Path,
     vouched: &BTreeMap<u64, (Hash, BTreeSet<usize>)>,
@@ -322,6 +330,41 @@ fn check_roots(
     let Some(&max) = vouched.keys().next_back() else {
         return Ok(());
     };
+    let names = |set: &BTreeSet<usize>| {
+        set.iter()
+            .map(|&i| witnesses[i].name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sizes: BTreeSet<u64> = vouched.keys().copied().collect();
+    let (roots, entries) = roots_at(dir, &sizes)?;
+    for (size, (root, who)) in vouched {
+        if roots.get(size).is_some_and(|r| r != root) {
+            problems.push(format!(
+                "the journal was rewritten after it was witnessed: at size {size} its root differs from the checkpoint {} cosigned",
+                names(who)
+            ));
+        }
+    }
+    if entries < max {
+        problems.push(format!(
+            "the journal was cut back after it was witnessed: it has {entries} entries, but {} cosigned a checkpoint of size {max}",
+            names(&vouched[&max].1)
+        ));
+    }
+    Ok(())
+}
+
+/// The journal's RFC 6962 root at each of `sizes` it reaches, streaming `entries.jsonl` once
+/// (memory O(log n)), and how many entries it read (at most the largest size).
+pub fn roots_at(
+    dir: &Path,
+    sizes: &BTreeSet<u64>,
+) -> Result<(BTreeMap<u64, Hash>, u64), WitnessedError> {
+    let mut out = BTreeMap::new();
+    let Some(&max) = sizes.iter().next_back() else {
+        return Ok((out, 0));
+    };
     let path = dir.join(ENTRIES_FILE);
     let rerr = |source| WitnessedError::Read {
         path: path.clone(),
@@ -330,24 +373,9 @@ fn check_roots(
     let mut r = BufReader::with_capacity(1 << 20, std::fs::File::open(&path).map_err(rerr)?);
     let mut frontier = Frontier::new();
     let mut line = Vec::new();
-    let names = |set: &BTreeSet<usize>| {
-        set.iter()
-            .map(|&i| witnesses[i].name())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let check = |frontier: &Frontier, problems: &mut Vec<String>| {
-        if let Some((root, who)) = vouched.get(&frontier.size()) {
-            if frontier.root() != *root {
-                problems.push(format!(
-                    "the journal was rewritten after it was witnessed: at size {} its root differs from the checkpoint {} cosigned",
-                    frontier.size(),
-                    names(who)
-                ));
-            }
-        }
-    };
-    check(&frontier, problems);
+    if sizes.contains(&0) {
+        out.insert(0, frontier.root());
+    }
     while frontier.size() < max {
         line.clear();
         let n = r.read_until(b'\n', &mut line).map_err(rerr)?;
@@ -355,17 +383,11 @@ fn check_roots(
             break;
         }
         frontier.push(leaf_hash(&line[..n - 1]));
-        check(&frontier, problems);
+        if sizes.contains(&frontier.size()) {
+            out.insert(frontier.size(), frontier.root());
+        }
     }
-    if frontier.size() < max {
-        let who = &vouched[&max].1;
-        problems.push(format!(
-            "the journal was cut back after it was witnessed: it has {} entries, but {} cosigned a checkpoint of size {max}",
-            frontier.size(),
-            names(who)
-        ));
-    }
-    Ok(())
+    Ok((out, frontier.size()))
 }
 
 #[cfg(test)]
