@@ -14,6 +14,7 @@ pub mod request;
 pub mod server;
 pub mod state;
 pub mod submit;
+pub mod tree;
 mod witness;
 
 pub use witness::Witness;

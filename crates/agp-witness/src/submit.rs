@@ -9,8 +9,8 @@
 //! backoff; a refusal (400/403/404/422) is logged as an error and the next checkpoint is tried
 //! again later, since the witness's view only changes when it accepts one.
 //!
-//! Cost: the submitter keeps one 32-byte leaf hash per journal entry in memory and builds each
-//! proof in time linear in the journal's size.
+//! Cost: the submitter keeps the journal's tree in memory (about 64 bytes per entry, see
+//! [`crate::tree`]), read incrementally; a proof takes O(log² n) hashes.
 
 use std::io::{BufRead as _, BufReader, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use agp_journal::checkpoint::Checkpoint;
 use agp_journal::cosig::{accept_response, WitnessKey};
-use agp_journal::merkle::{self, leaf_hash, Hash};
+use agp_journal::merkle::{leaf_hash, Hash};
 use agp_journal::note::VerifierKey;
 use agp_journal::{witnessed, CHECKPOINT_FILE, ENTRIES_FILE};
 
 use crate::request;
+use crate::tree::Tree;
 
 /// One witness to submit to: its submission prefix (`<url>/add-checkpoint` is posted to) and
 /// its cosignature/v1 key.
@@ -389,10 +390,10 @@ impl Worker {
     }
 }
 
-/// The journal's leaf hashes, read incrementally from `entries.jsonl`.
+/// The journal's Merkle tree, read incrementally from `entries.jsonl`.
 struct Leaves {
     path: PathBuf,
-    hashes: Vec<Hash>,
+    tree: Tree,
     offset: u64,
 }
 
@@ -400,13 +401,13 @@ impl Leaves {
     fn new(path: PathBuf) -> Self {
         Self {
             path,
-            hashes: Vec::new(),
+            tree: Tree::default(),
             offset: 0,
         }
     }
 
     fn read_up_to(&mut self, size: u64) -> Result<(), String> {
-        if self.hashes.len() as u64 >= size {
+        if self.tree.size() >= size {
             return Ok(());
         }
         let mut f = std::fs::File::open(&self.path)
@@ -415,7 +416,7 @@ impl Leaves {
             .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
         let mut r = BufReader::with_capacity(1 << 20, f);
         let mut line = Vec::new();
-        while (self.hashes.len() as u64) < size {
+        while self.tree.size() < size {
             line.clear();
             let n = r
                 .read_until(b'\n', &mut line)
@@ -423,7 +424,7 @@ impl Leaves {
             if n == 0 || line.last() != Some(&b'\n') {
                 break;
             }
-            self.hashes.push(leaf_hash(&line[..n - 1]));
+            self.tree.push(leaf_hash(&line[..n - 1]));
             self.offset += n as u64;
         }
         Ok(())
@@ -434,13 +435,11 @@ impl Leaves {
     fn proof(&mut self, cp: &Checkpoint, old: u64) -> Result<Vec<Hash>, String> {
         for attempt in 0..2 {
             self.read_up_to(cp.size)?;
-            let size = usize::try_from(cp.size).map_err(|e| e.to_string())?;
-            if self.hashes.len() >= size && merkle::root_of(&self.hashes[..size]) == cp.root {
-                return merkle::consistency_proof(&self.hashes[..size], old)
-                    .map_err(|e| e.to_string());
+            if self.tree.size() >= cp.size && self.tree.root(cp.size) == cp.root {
+                return Ok(self.tree.consistency(old, cp.size));
             }
             if attempt == 0 {
-                self.hashes.clear();
+                self.tree.clear();
                 self.offset = 0;
             }
         }
