@@ -200,11 +200,21 @@ pub fn check(
     witnesses: &[WitnessKey],
     min: usize,
 ) -> Result<WitnessReport, WitnessedError> {
+    // Read as `agp verify` reads it: never blocking on a planted FIFO, bounded, under the
+    // shared lock a live writer respects.
     let cp_path = dir.join(CHECKPOINT_FILE);
-    let latest_note = std::fs::read(&cp_path).map_err(|source| WitnessedError::Read {
-        path: cp_path.clone(),
-        source,
-    })?;
+    let latest_note = crate::pair::read_published(dir)
+        .map_err(|source| WitnessedError::Read {
+            path: cp_path.clone(),
+            source,
+        })?
+        .checkpoint
+        .ok_or_else(|| {
+            WitnessedError::Invalid(format!(
+                "{} is missing: the journal has no checkpoint (run `agp verify`)",
+                cp_path.display()
+            ))
+        })?;
     let latest = Checkpoint::open(&latest_note, log_key).map_err(|e| {
         WitnessedError::Invalid(format!(
             "the latest checkpoint does not verify with the journal key: {e} (run `agp verify`)"

@@ -22,7 +22,7 @@ use agp_journal::checkpoint::Checkpoint;
 use agp_journal::cosig::{accept_response, WitnessKey};
 use agp_journal::merkle::{leaf_hash, Hash};
 use agp_journal::note::VerifierKey;
-use agp_journal::{witnessed, CHECKPOINT_FILE, ENTRIES_FILE};
+use agp_journal::{witnessed, ENTRIES_FILE};
 
 use crate::request;
 use crate::tree::Tree;
@@ -263,7 +263,7 @@ impl Worker {
     /// One round over the witnesses: whether every witness is settled with the latest
     /// checkpoint (cosigned or refused), and whether every one cosigned it.
     fn pass(&mut self, finishing: bool) -> (bool, bool) {
-        let Ok(note) = std::fs::read(self.dir.join(CHECKPOINT_FILE)) else {
+        let Ok(Some(note)) = agp_journal::pair::read_latest(&self.dir) else {
             return (false, false);
         };
         let Ok(cp) = Checkpoint::open(&note, &self.log_key) else {
