@@ -3,15 +3,16 @@
 //! The check of a request's old size against this record and the update to the new checkpoint
 //! must be one atomic step (tlog-witness describes the rollback two racing requests cause
 //! otherwise), so a store offers exactly that step: [`StateStore::update`]. The file store is
-//! one file per log, replaced by write + fsync + rename, under an exclusive lock on the state
-//! folder that also keeps a second witness process on the same folder out. A shared database
-//! store implements the same trait.
+//! one file per log, replaced by write + fsync + rename, under an exclusive lock on that log's
+//! lock file (which also keeps a second witness process on the same folder out); different logs
+//! are updated in parallel. A shared database store implements the same trait.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -40,12 +41,13 @@ pub trait StateStore: Send + Sync {
     fn update(&self, origin: &str, decide: &mut Decide<'_>) -> Result<(), crate::AddError>;
 }
 
-/// The state as files: `<dir>/<sha256(origin) in hex>` per log, and `<dir>/lock`.
+/// The state as files: `<dir>/<sha256(origin) in hex>` per log, and beside it
+/// `<...>.lock`, locked for each update of that log (logs are updated in parallel).
 pub struct FileStore {
     dir: PathBuf,
-    lock: File,
-    /// Serializes this process's updates; the file lock serializes processes.
-    local: Mutex<()>,
+    /// One lock per log: serializes this process's updates of it; the file lock serializes
+    /// processes.
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 /// Largest state file read (a note with a few signatures is well under 4 KiB).
@@ -62,23 +64,9 @@ impl FileStore {
             .mode(0o700)
             .create(dir)
             .map_err(io)?;
-        let lock_path = dir.join("lock");
-        let lock = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&lock_path)
-            .map_err(|source| StateError::Io {
-                path: lock_path,
-                source,
-            })?;
         Ok(Self {
             dir: dir.to_path_buf(),
-            lock,
-            local: Mutex::new(()),
+            locks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -147,14 +135,30 @@ impl StateStore for FileStore {
     }
 
     fn update(&self, origin: &str, decide: &mut Decide<'_>) -> Result<(), crate::AddError> {
-        let _in_process = self
-            .local
+        let local = self
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(origin.to_string())
+            .or_default()
+            .clone();
+        let _in_process = local
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.lock.lock().map_err(|source| StateError::Io {
-            path: self.dir.join("lock"),
-            source,
-        })?;
+        let lock_path = self.path(origin).with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&lock_path)
+            .and_then(|f| f.lock().map(|()| f))
+            .map_err(|source| StateError::Io {
+                path: lock_path,
+                source,
+            })?;
         let res = (|| {
             let current = self.read(origin)?;
             if let Some(new) = decide(current.as_deref())? {
@@ -162,7 +166,7 @@ impl StateStore for FileStore {
             }
             Ok(())
         })();
-        let _ = self.lock.unlock();
+        let _ = lock.unlock();
         res
     }
 }

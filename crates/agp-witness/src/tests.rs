@@ -296,3 +296,35 @@ fn racing_requests_never_roll_the_witness_back() {
     let cp = Checkpoint::parse_text(parsed.text).unwrap();
     assert_eq!(cp.size as usize, winners[0]);
 }
+
+#[test]
+fn two_witness_processes_on_one_state_folder_never_roll_it_back() {
+    // Two stores opened separately on one folder lock each other out as two processes would
+    // (the file lock is per open file, not per process).
+    let dir = tempfile::tempdir().unwrap();
+    let log = SignerKey::generate(ORIGIN).unwrap();
+    let signer = WitnessSigner::generate("witness.test/w1").unwrap();
+    let make = || {
+        Arc::new(Witness::new(
+            signer.clone(),
+            std::slice::from_ref(log.verifier()),
+            Box::new(FileStore::open(dir.path()).unwrap()),
+        ))
+    };
+    let (a, b) = (make(), make());
+    let tree = leaves("a", 30);
+    a.add_checkpoint(&body(&log, &tree[..2], 0)).unwrap();
+    let handles: Vec<_> = (3..=30)
+        .map(|n| {
+            let w = if n % 2 == 0 { a.clone() } else { b.clone() };
+            let req = body(&log, &tree[..n], 2);
+            std::thread::spawn(move || w.add_checkpoint(&req).is_ok())
+        })
+        .collect();
+    let wins = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|&ok| ok)
+        .count();
+    assert_eq!(wins, 1);
+}
