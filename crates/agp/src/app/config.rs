@@ -389,6 +389,43 @@ mod tests {
         assert!(cfg.egress.allow.is_empty());
         assert!(cfg.pins("claude-code").is_empty());
         assert_eq!(cfg.policy_mode(), agp_contracts::PolicyMode::Enforce);
+        assert!(cfg.journal.witness.is_empty());
+    }
+
+    #[test]
+    fn witnesses_need_an_http_url_and_a_cosignature_key() {
+        let home = Home::resolve(Some(std::path::Path::new("/nonexistent-agp-home"))).unwrap();
+        let w = agp_journal::cosig::WitnessSigner::generate("w.example/1").unwrap();
+        let vkey = w.verifier().to_string();
+        let cfg = parse(&format!(
+            "[[journal.witness]]\nurl = \"http://127.0.0.1:7380\"\nkey = \"{vkey}\"\n\
+             [[journal.witness]]\nurl = \"https://w2.example\"\nkey = \"{vkey}\"\n"
+        ))
+        .unwrap();
+        let targets = cfg.witnesses(&home).unwrap();
+        assert_eq!(targets.len(), 2);
+        assert_eq!(&targets[0].key, w.verifier());
+        let bad_url = parse(&format!(
+            "[[journal.witness]]\nurl = \"ftp://x\"\nkey = \"{vkey}\"\n"
+        ))
+        .unwrap();
+        assert!(bad_url
+            .witnesses(&home)
+            .unwrap_err()
+            .to_string()
+            .contains("not an http"));
+        // A journal (note) key is not a witness key.
+        let log = agp_journal::SignerKey::generate("log").unwrap();
+        let bad_key = parse(&format!(
+            "[[journal.witness]]\nurl = \"http://x\"\nkey = \"{}\"\n",
+            log.verifier()
+        ))
+        .unwrap();
+        assert!(bad_key
+            .witnesses(&home)
+            .unwrap_err()
+            .to_string()
+            .contains("not a witness verifier key"));
     }
 
     #[test]
