@@ -43,3 +43,4 @@ mod terminal_approval;
 mod user_text;
 mod web_approvals;
 mod webhook_approvals;
+mod witness_cosign;
