@@ -37,6 +37,10 @@ pub fn refresh(conn: &Connection, dir: &Path, entries: u64) -> Result<(), IndexE
         Some(i) if i.signature_ok && i.root_matches != Some(false) => i.size.min(entries),
         _ => 0,
     };
+    let stored: Option<i64> = schema::get(conn, "covered")?;
+    if info == previous && stored == Some(covered as i64) {
+        return Ok(());
+    }
     if let Some(i) = &info {
         // Checkpoints only grow: roots of smaller trees will not be asked for again.
         conn.prepare_cached("DELETE FROM roots WHERE size < ?1")?

@@ -155,7 +155,9 @@ impl JournalIndex {
                 tx.commit()?;
                 break (0, 0, 0);
             };
-            if let Some(why) = p.stale(&file, &meta)? {
+            let stale = p.stale(&file, &meta)?;
+            let reset = stale.is_some();
+            if let Some(why) = stale {
                 // A fresh index file is "of another format" too, but nothing was rebuilt.
                 if p.format.is_some() || p.next_seq > 0 {
                     rebuilt.get_or_insert(why);
@@ -198,10 +200,14 @@ impl JournalIndex {
                 n += 1;
                 read += len + 1;
             }
-            p.offset = lines.offset;
-            keep_root(&tx, &p.frontier)?;
-            p.save(&tx)?;
-            tx.commit()?;
+            if n > 0 || reset {
+                p.offset = lines.offset;
+                keep_root(&tx, &p.frontier)?;
+                p.save(&tx)?;
+                tx.commit()?;
+            }
+            // Nothing new: the transaction is dropped unwritten (opening the console writes
+            // nothing to the index when the journal did not grow).
             new_entries += n;
             if at_end {
                 break (p.next_seq, p.offset, meta.len());
