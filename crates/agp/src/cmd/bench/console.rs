@@ -168,7 +168,7 @@ fn write_journal(dir: &Path, entries: u64, sessions: u64) -> Result<()> {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         // Half the calls in the first session: the console's worst timeline.
-                        let session = if i % 2 == 0 {
+                        let session = if i.is_multiple_of(2) {
                             name(0)
                         } else {
                             name(1 + (i / 2) % (sessions - 1))
