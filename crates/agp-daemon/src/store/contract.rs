@@ -190,11 +190,12 @@ pub trait StateStore: Send + Sync {
         body_json: &str,
         now_ms: i64,
     ) -> Result<i64, StoreError>;
-    /// Due items, without claiming them.
+    /// This member's due items, without claiming them (the daemon projects its own sessions'
+    /// events to its own channel, one pass at a time).
     async fn due_outbox(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError>;
-    /// Claims up to `limit` due items until `lease_until_ms` (their next attempt moves there):
-    /// concurrent claimers each get different rows; a claimer that dies leaves its rows to be
-    /// claimed again when the lease runs out.
+    /// Claims up to `limit` due items of any member until `lease_until_ms` (their next attempt
+    /// moves there), for a relay serving the team: concurrent claimers each get different
+    /// rows; a claimer that dies leaves its rows to be claimed again when the lease runs out.
     async fn claim_outbox(
         &self,
         now_ms: i64,

@@ -144,7 +144,25 @@ async fn listen(config: tokio_postgres::Config, hints: Arc<Hints>, listened: wat
 /// A pool that cannot hand out a connection: the server is down or unreachable.
 #[allow(clippy::needless_pass_by_value)] // the shape `map_err` takes
 fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    use deadpool_postgres::PoolError;
+    StoreError::Unavailable(match &e {
+        PoolError::Backend(e) => with_sources(e),
+        PoolError::Timeout(_) => format!("no connection within {}s", TIMEOUT.as_secs()),
+        _ => with_sources(&e),
+    })
+}
+
+/// `e` and its causes, on one line (tokio-postgres says "error connecting to server" and
+/// keeps the why in its source).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text.replace('\n', " ")
 }
 
 /// Errors of the server about the connection itself (class 08 connection exception, 53
@@ -156,6 +174,6 @@ pub(super) fn pg_err(e: tokio_postgres::Error) -> StoreError {
         Some(db) if !["08", "53", "57"].contains(&&db.code().code()[..2]) => {
             StoreError::Postgres(db.to_string())
         }
-        _ => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Unavailable(with_sources(&e)),
     }
 }

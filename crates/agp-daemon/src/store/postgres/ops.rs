@@ -518,9 +518,13 @@ impl StateStore for PgStore {
     async fn due_outbox(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
         let sql = format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox
-             WHERE status = 'pending' AND next_attempt_ms <= $1 ORDER BY id LIMIT $2"
+             WHERE status = 'pending' AND next_attempt_ms <= $1 AND host = $3
+             ORDER BY id LIMIT $2"
         );
-        all(&self.query(&sql, &[&now_ms, &limit]).await?, outbox_row)
+        all(
+            &self.query(&sql, &[&now_ms, &limit, &self.member]).await?,
+            outbox_row,
+        )
     }
 
     async fn claim_outbox(
