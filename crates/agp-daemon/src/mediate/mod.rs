@@ -348,11 +348,14 @@ impl Mediator {
             ));
         }
         // `front` runs on a blocking thread (it holds the session gate while it journals).
-        let recorded = tokio::runtime::Handle::current().block_on(self.store.record_call(
-            &session.id,
-            &req.id,
-            now_ms(),
-        ));
+        let recorded = match self.store.blocking_sqlite() {
+            Some(sqlite) => sqlite.record_call(&session.id, &req.id, now_ms()),
+            None => tokio::runtime::Handle::current().block_on(self.store.record_call(
+                &session.id,
+                &req.id,
+                now_ms(),
+            )),
+        };
         match recorded {
             Ok(true) => {}
             Ok(false) => {

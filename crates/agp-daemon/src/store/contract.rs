@@ -71,6 +71,11 @@ pub trait StateStore: Send + Sync {
     fn member(&self) -> &str;
     /// A receiver that changes on every hint for `topic`; see [`wait_hint`].
     fn wakeups(&self, topic: Topic) -> watch::Receiver<u64>;
+    /// The blocking SQLite store underneath, if that is what this is: code already on a
+    /// blocking thread calls it directly instead of hopping to another one.
+    fn blocking_sqlite(&self) -> Option<&super::Store> {
+        None
+    }
 
     async fn schema_version(&self) -> Result<i64, StoreError>;
 
@@ -96,7 +101,8 @@ pub trait StateStore: Send + Sync {
     async fn sessions(&self) -> Result<Vec<SessionRow>, StoreError>;
     /// Every member's sessions with their host, oldest first.
     async fn team_sessions(&self) -> Result<Vec<HostedSession>, StoreError>;
-    /// Takes over a session's lease, bumping the fencing token; `None` when not active.
+    /// Takes over one of this member's sessions' lease, bumping the fencing token; `None` when
+    /// not active (or another member's).
     async fn claim_lease(
         &self,
         id: &str,

@@ -505,6 +505,9 @@ async fn members_see_the_team_but_settle_only_their_own() {
         .await
         .unwrap()
         .is_some());
+    // Nor taken over from another host.
+    assert_eq!(a.claim_lease("sb", "daemon-x", 25).await.unwrap(), None);
+    assert_eq!(other.session("sb").await.unwrap().unwrap().fencing_token, 1);
     // A restarting daemon ends its own orphans, never a colleague's.
     assert_eq!(mine(a.end_orphans("run-", 30).await.unwrap()), ["sa"]);
     assert_eq!(other.session("sb").await.unwrap().unwrap().status, "active");

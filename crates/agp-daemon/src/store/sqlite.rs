@@ -99,6 +99,10 @@ impl StateStore for SqliteStore {
         self.hints.subscribe(topic)
     }
 
+    fn blocking_sqlite(&self) -> Option<&Store> {
+        Some(&self.store)
+    }
+
     async fn schema_version(&self) -> Result<i64, StoreError> {
         self.run(Store::schema_version).await
     }

@@ -222,6 +222,8 @@ impl StateStore for PgStore {
             .collect()
     }
 
+    /// Only this member's sessions: another host's session is not taken over from here (its
+    /// agent runs there, out of this daemon's reach).
     async fn claim_lease(
         &self,
         id: &str,
@@ -232,8 +234,8 @@ impl StateStore for PgStore {
             .query_opt(
                 "UPDATE sessions SET lease_owner = $2, fencing_token = fencing_token + 1,
                      heartbeat_ms = $3
-                 WHERE id = $1 AND status = 'active' RETURNING fencing_token",
-                &[&id, &owner, &now_ms],
+                 WHERE id = $1 AND status = 'active' AND host = $4 RETURNING fencing_token",
+                &[&id, &owner, &now_ms, &self.member],
             )
             .await?
             .map(|r| r.get(0)))
