@@ -274,6 +274,10 @@ pub fn assemble(
     let mut config = DaemonConfig::new(home.root().to_path_buf(), user_home());
     config.run_dir = home.run_dir();
     config.state_db = home.state_db();
+    config.state_url = file.state.url.clone();
+    if let Some(member) = &file.state.member {
+        config.member = member.clone();
+    }
     config.integrity_dir = home.integrity_dir();
     config.quarantine_dir = home.quarantine_dir();
     config.approval_timeout = Duration::from_secs(approval_timeout);
@@ -292,7 +296,7 @@ pub fn assemble(
     let policy_watch = PolicyWatch::start(
         Arc::clone(&policy),
         journal.clone(),
-        config.state_db.clone(),
+        config.state_url.is_none().then(|| config.state_db.clone()),
         file.policy.watch.unwrap_or(true),
     )?;
     let parts = Parts {

@@ -82,6 +82,8 @@ pub struct Config {
     pub egress: EgressSection,
     #[serde(default)]
     pub policy: PolicySection,
+    #[serde(default)]
+    pub state: StateSection,
     /// `[intendants.<name>]`: settings of each live agent.
     #[serde(default)]
     pub intendants: BTreeMap<String, IntendantSection>,
@@ -138,6 +140,17 @@ pub struct DockerSection {
     pub socket: Option<String>,
     /// `runc` (shared kernel, the default) or `runsc` (gVisor's user-space kernel).
     pub runtime: Option<String>,
+}
+
+/// `[state]`: where the daemon keeps its state. Unknown keys are refused: a misspelt `url`
+/// must not silently leave a daemon of a team on its own SQLite file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// `postgres://…`: shared state in PostgreSQL (team mode) [default: SQLite, state.db].
+    pub url: Option<String>,
+    /// This daemon's id in shared state [default: `<hostname>:<agp home>`].
+    pub member: Option<String>,
 }
 
 /// `[policy]`: how a running daemon follows its policy file.
