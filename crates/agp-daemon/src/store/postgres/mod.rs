@@ -13,6 +13,7 @@
 
 mod migrate;
 mod ops;
+mod rows;
 
 use std::str::FromStr;
 use std::sync::Arc;
