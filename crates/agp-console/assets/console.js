@@ -1,0 +1,40 @@
+// Live updates: when the server says the journal grew, the page's live region is fetched
+// again and swapped in. No input is lost: a region whose field has focus waits for the next
+// event. Nothing else runs here.
+(function () {
+  "use strict";
+  var live = document.querySelector("[data-live]");
+  if (!live || !window.EventSource) { return; }
+  var busy = false, again = false;
+  function editing() {
+    var a = document.activeElement;
+    return a && live.contains(a) && (a.tagName === "INPUT" || a.tagName === "TEXTAREA");
+  }
+  function refresh() {
+    if (busy || editing()) { again = true; return; }
+    busy = true;
+    fetch(location.href, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (t) {
+        if (t === null) { return; }
+        var doc = new DOMParser().parseFromString(t, "text/html");
+        var fresh = doc.querySelector("[data-live]");
+        if (fresh) {
+          live.replaceWith(fresh);
+          live = fresh;
+          var n = Number(document.body.getAttribute("data-refreshes") || "0") + 1;
+          document.body.setAttribute("data-refreshes", String(n));
+        }
+      })
+      .catch(function () {})
+      .then(function () {
+        busy = false;
+        if (again) { again = false; setTimeout(refresh, 200); }
+      });
+  }
+  var events = new EventSource("/events");
+  events.addEventListener("journal", refresh);
+  events.addEventListener("open", function () {
+    document.body.setAttribute("data-live-connected", "1");
+  });
+})();

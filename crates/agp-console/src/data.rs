@@ -1,0 +1,167 @@
+//! What the console reads and asks for, as two small traits: [`ConsoleData`] (sessions,
+//! timelines and journal figures, served from the journal index) and [`Approvals`] (the
+//! daemon's pending approvals and decisions, over its socket). The pages depend on these
+//! shapes only; the real implementations live in [`crate::index`] and the `agp` binary.
+
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The source cannot be reached now (no daemon, index being rebuilt): said on the page.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The daemon refused the request, with its reason (a used nonce, a hash that differs...).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// One page of rows and where the next one starts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Opaque cursor for the next page (older sessions, later calls); `None` on the last.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SessionRow {
+    pub id: String,
+    pub agent: String,
+    pub repo: String,
+    pub task: String,
+    /// Who started it (OS user).
+    pub operator: String,
+    pub mode: String,
+    pub allowed: u64,
+    pub denied: u64,
+    pub approved: u64,
+    pub pending: u64,
+    /// live, ended, stopped, ...
+    pub state: String,
+    pub started: String,
+    pub ended: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionQuery {
+    pub cursor: Option<String>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApprovalInfo {
+    /// allow, deny, timeout, ...
+    pub decision: String,
+    pub by: String,
+    pub via: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ResultInfo {
+    pub exit_status: Option<i64>,
+    pub output_sha256: Option<String>,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CallRow {
+    /// Seq of the journal entry that opened the call (its proof is downloadable).
+    pub seq: u64,
+    pub call_id: String,
+    pub tool: String,
+    /// The input as the journal holds it: already redacted.
+    pub input: String,
+    pub verdict: String,
+    pub rule: Option<String>,
+    pub reason: String,
+    pub approval: Option<ApprovalInfo>,
+    pub result: Option<ResultInfo>,
+    /// Egress requests the call made, one line each.
+    pub egress: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TimelineQuery {
+    pub verdict: Option<String>,
+    pub tool: Option<String>,
+    pub text: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: u32,
+}
+
+/// A journal entry of a session that is not a call: session.*, egress, integrity report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EventRow {
+    pub seq: u64,
+    pub kind: String,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JournalStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub sessions: u64,
+    pub checkpoint_size: Option<u64>,
+    pub checkpoint_root: Option<String>,
+    pub key_id: Option<String>,
+    pub origin: Option<String>,
+}
+
+/// Sessions, timelines and journal figures. Methods block (SQLite, files): handlers call them
+/// on the blocking pool.
+pub trait ConsoleData: Send + Sync + 'static {
+    /// Reads what the journal gained since the last call; returns the entry count after it.
+    fn catch_up(&self) -> Result<u64, DataError>;
+    fn stats(&self) -> Result<JournalStats, DataError>;
+    fn sessions(&self, q: &SessionQuery) -> Result<Page<SessionRow>, DataError>;
+    fn session(&self, id: &str) -> Result<Option<SessionRow>, DataError>;
+    fn timeline(&self, session: &str, q: &TimelineQuery) -> Result<Page<CallRow>, DataError>;
+    fn session_events(&self, session: &str) -> Result<Vec<EventRow>, DataError>;
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PendingApproval {
+    pub session: String,
+    pub call_id: String,
+    pub tool: String,
+    /// Redacted by the daemon before it leaves it.
+    pub redacted_input: String,
+    pub input_sha256: String,
+    pub rule_id: Option<String>,
+    pub reason: String,
+    pub approvers: Vec<String>,
+    pub quorum: u32,
+    pub expires_at_ms: u64,
+    /// Single-use, bound to this listing: it goes into the form and nowhere else.
+    #[serde(skip)]
+    pub nonce: String,
+    pub web_can_approve: bool,
+    pub why_not: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebDecision {
+    Allow,
+    Deny,
+    AllowSession,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecideRequest {
+    pub call_id: String,
+    pub input_sha256: String,
+    pub nonce: String,
+    pub decision: WebDecision,
+    pub reason: Option<String>,
+}
+
+/// The daemon's pending approvals and web decisions. Methods block (a Unix socket).
+pub trait Approvals: Send + Sync + 'static {
+    fn list(&self) -> Result<Vec<PendingApproval>, DataError>;
+    /// Ok: the daemon took the decision. A refusal is `DataError::Refused` with its reason.
+    fn decide(&self, d: &DecideRequest) -> Result<(), DataError>;
+}
