@@ -33,8 +33,12 @@
       });
   }
   var events = new EventSource("/events");
-  events.addEventListener("journal", refresh);
-  events.addEventListener("open", function () {
-    document.body.setAttribute("data-live-connected", "1");
+  var first = true;
+  // The first event is the count at connection time (after a reconnection too): refreshing
+  // then catches anything missed while disconnected.
+  events.addEventListener("journal", function () {
+    if (first) { first = false; document.body.setAttribute("data-live-ready", "1"); return; }
+    refresh();
   });
+  events.addEventListener("error", function () { first = true; });
 })();

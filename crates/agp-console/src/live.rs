@@ -72,8 +72,9 @@ impl Publisher {
                 if self.tx.is_closed() {
                     return;
                 }
+                // Without a watcher (its sender is gone), the tick alone paces the loop.
                 tokio::select! {
-                    _ = kicks.recv() => {}
+                    Some(()) = kicks.recv() => {}
                     () = tokio::time::sleep(TICK) => {}
                 }
             }
@@ -81,19 +82,19 @@ impl Publisher {
     }
 }
 
-/// `GET /events`: `journal` with the entry count whenever it changes.
+/// `GET /events`: `journal` with the entry count now, then whenever it changes (the script
+/// refreshes on each; the first one tells it the stream is up).
 pub async fn events(
     State(st): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let mut rx = st.live.rx.clone();
-    rx.mark_unchanged();
-    let s = stream::unfold(rx, |mut rx| async move {
-        rx.changed().await.ok()?;
+    let rx = st.live.rx.clone();
+    let s = stream::unfold((rx, true), |(mut rx, first)| async move {
+        if !first {
+            rx.changed().await.ok()?;
+        }
         let n = *rx.borrow_and_update();
-        Some((
-            Ok(Event::default().event("journal").data(n.to_string())),
-            rx,
-        ))
+        let event = Event::default().event("journal").data(n.to_string());
+        Some((Ok(event), (rx, false)))
     });
     Sse::new(s).keep_alive(KeepAlive::default())
 }

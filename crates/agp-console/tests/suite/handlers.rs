@@ -1,0 +1,732 @@
+//! Every page and action, request by request, with the attacks the guard exists for: no or a
+//! wrong token, a forged or foreign CSRF token, a rebound Host, a foreign Origin, hostile agent
+//! text, and a view-only console asked to decide.
+
+use super::support::*;
+use agp_console::data::{ApprovalInfo, CallRow, EventRow, ResultInfo, SessionRow};
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+
+fn session(id: &str) -> SessionRow {
+    SessionRow {
+        id: id.into(),
+        agent: "scripted".into(),
+        repo: "/src/repo".into(),
+        task: "fix the build".into(),
+        operator: "alice".into(),
+        mode: "enforce".into(),
+        allowed: 4,
+        denied: 1,
+        approved: 2,
+        pending: 1,
+        state: "live".into(),
+        started: "2026-12-06T13:00:00Z".into(),
+        ended: None,
+    }
+}
+
+fn rows() -> Rows {
+    Rows {
+        sessions: vec![session("s-1")],
+        calls: vec![
+            CallRow {
+                seq: 1,
+                call_id: "c-1".into(),
+                tool: "Bash".into(),
+                input: "{\"command\":\"ls\"}".into(),
+                verdict: "allow".into(),
+                rule: Some("ls".into()),
+                reason: "listing is fine".into(),
+                approval: None,
+                result: Some(ResultInfo {
+                    exit_status: Some(0),
+                    output_sha256: Some("cd".repeat(32)),
+                    status: "ok".into(),
+                }),
+                egress: vec!["GET https://crates.io/ allowed".into()],
+            },
+            CallRow {
+                seq: 2,
+                call_id: "c-2".into(),
+                tool: "Bash".into(),
+                input: "{\"command\":\"git push\"}".into(),
+                verdict: "require".into(),
+                rule: Some("push".into()),
+                reason: "needs a human".into(),
+                approval: Some(ApprovalInfo {
+                    decision: "allow".into(),
+                    by: "bob".into(),
+                    via: "web".into(),
+                }),
+                result: None,
+                egress: vec![],
+            },
+        ],
+        events: vec![EventRow {
+            seq: 2,
+            kind: "integrity.report".into(),
+            summary: "3 files changed".into(),
+        }],
+    }
+}
+
+fn recorder() -> Recorder {
+    Recorder {
+        pending: vec![pending("c-9")],
+        ..Recorder::default()
+    }
+}
+
+// --- the token, the cookie ------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_token_is_traded_for_a_strict_httponly_cookie_and_leaves_the_url() {
+    let w = world(rows(), recorder(), false);
+    let got = send(
+        &w.app,
+        Request::get(format!("/sessions/s-1?token={}", w.token))
+            .header(header::HOST, HOST)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::SEE_OTHER);
+    assert_eq!(got.headers[header::LOCATION], "/sessions/s-1");
+    let cookie = got.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains(&w.token), "the cookie is not the token");
+    let pair = cookie.split(';').next().unwrap();
+    assert_eq!(w.get(pair, "/").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn no_token_no_cookie_a_wrong_token_or_a_wrong_cookie_is_refused_everywhere() {
+    let w = world(rows(), recorder(), false);
+    let paths = [
+        "/",
+        "/sessions/s-1",
+        "/approvals",
+        "/journal",
+        "/journal/proof?seq=1",
+        "/policy",
+        "/events",
+        "/static/console.js",
+        "/nowhere",
+    ];
+    for path in paths {
+        let bare = send(
+            &w.app,
+            Request::get(path)
+                .header(header::HOST, HOST)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(bare.status, StatusCode::UNAUTHORIZED, "{path}");
+        let cookie = w.get("agp_console_4555=0000", path).await;
+        assert_eq!(cookie.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let mut wrong = w.token.clone();
+    wrong.replace_range(..1, if wrong.starts_with('0') { "1" } else { "0" });
+    for t in [wrong.as_str(), "", &w.token[..10]] {
+        let got = send(
+            &w.app,
+            Request::get(format!("/?token={t}"))
+                .header(header::HOST, HOST)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(got.status, StatusCode::UNAUTHORIZED, "token {t:?}");
+        assert!(!got.headers.contains_key(header::SET_COOKIE));
+    }
+    // A POST never trades the token.
+    let post = send(
+        &w.app,
+        Request::post(format!("/journal/verify?token={}", w.token))
+            .header(header::HOST, HOST)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(post.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_access_token_is_never_in_a_page() {
+    let w = world(rows(), recorder(), false);
+    let cookie = w.login().await;
+    let secret = cookie.split('=').nth(1).unwrap().to_owned();
+    for path in ["/", "/sessions/s-1", "/approvals", "/journal", "/policy"] {
+        let got = w.get(&cookie, path).await;
+        assert_eq!(got.status, StatusCode::OK, "{path}");
+        assert!(!got.body.contains(&w.token), "{path} shows the token");
+        assert!(!got.body.contains(&secret), "{path} shows the cookie");
+    }
+}
+
+// --- Host, Origin, fetch site -----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_rebound_or_foreign_host_is_refused_even_with_the_cookie() {
+    let w = world(rows(), recorder(), false);
+    let cookie = w.login().await;
+    for host in [
+        Some("evil.example:4555"),
+        Some("evil.example"),
+        Some("127.0.0.1:4556"),
+        Some("127.0.0.1"),
+        Some("localhost.evil.example:4555"),
+        None,
+    ] {
+        let mut req = Request::get("/").header(header::COOKIE, &cookie);
+        if let Some(h) = host {
+            req = req.header(header::HOST, h);
+        }
+        let got = send(&w.app, req.body(Body::empty()).unwrap()).await;
+        assert_eq!(got.status, StatusCode::MISDIRECTED_REQUEST, "{host:?}");
+        assert!(!got.body.contains("<table"), "{host:?}");
+    }
+    // The token is not traded on a foreign host either.
+    let got = send(
+        &w.app,
+        Request::get(format!("/?token={}", w.token))
+            .header(header::HOST, "evil.example:4555")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::MISDIRECTED_REQUEST);
+    assert!(!got.headers.contains_key(header::SET_COOKIE));
+    // Both names of the loopback console are fine.
+    for host in [HOST, "localhost:4555", "LOCALHOST:4555"] {
+        let got = send(
+            &w.app,
+            Request::get("/")
+                .header(header::HOST, host)
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(got.status, StatusCode::OK, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_origin_or_a_cross_site_fetch_is_refused() {
+    let w = world(rows(), recorder(), false);
+    let cookie = w.login().await;
+    let csrf = w.csrf(&cookie).await;
+    let body = form(&[("csrf", &csrf)]);
+    for origin in [
+        "http://evil.example",
+        "null",
+        "https://127.0.0.1:4555",
+        "http://127.0.0.1:4556",
+        "http://127.0.0.1:4555.evil.example",
+    ] {
+        for method in ["GET", "POST"] {
+            let got = send(
+                &w.app,
+                Request::builder()
+                    .method(method)
+                    .uri(if method == "GET" {
+                        "/"
+                    } else {
+                        "/journal/verify"
+                    })
+                    .header(header::HOST, HOST)
+                    .header(header::ORIGIN, origin)
+                    .header(header::COOKIE, &cookie)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::from(body.clone()))
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(got.status, StatusCode::FORBIDDEN, "{method} {origin}");
+        }
+    }
+    // Two Origin headers are not a choice the console makes.
+    let got = send(
+        &w.app,
+        Request::get("/")
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, format!("http://{HOST}"))
+            .header(header::ORIGIN, "http://evil.example")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::FORBIDDEN);
+    // A cross-site POST without Origin (Sec-Fetch-Site still says so).
+    let got = send(
+        &w.app,
+        Request::post("/journal/verify")
+            .header(header::HOST, HOST)
+            .header("sec-fetch-site", "cross-site")
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.clone()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::FORBIDDEN);
+    // The console's own origin passes.
+    let got = w.post(&cookie, "/journal/verify", &body).await;
+    assert_eq!(got.status, StatusCode::OK);
+}
+
+// --- CSRF ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_missing_forged_or_foreign_csrf_token_decides_nothing() {
+    let w = world(rows(), recorder(), false);
+    let cookie = w.login().await;
+    let other = w.login().await;
+    let other_csrf = w.csrf(&other).await;
+    let page = w.get(&cookie, "/approvals").await;
+    let csrf = hidden(&page.body, "csrf").unwrap();
+    assert_ne!(
+        csrf, other_csrf,
+        "each console session has its own CSRF token"
+    );
+    let nonce = hidden(&page.body, "nonce").unwrap();
+    let fields = |csrf: Option<&str>| {
+        let mut f = vec![
+            ("call_id", "c-9"),
+            (
+                "input_sha256",
+                "abababababababababababababababababababababababababababababababab",
+            ),
+            ("nonce", nonce.as_str()),
+            ("decision", "allow"),
+        ];
+        if let Some(c) = csrf {
+            f.push(("csrf", c));
+        }
+        form(&f)
+    };
+    let mut forged = csrf.clone();
+    forged.replace_range(..2, if forged.starts_with("00") { "11" } else { "00" });
+    for bad in [
+        None,
+        Some(""),
+        Some(forged.as_str()),
+        Some(other_csrf.as_str()),
+        Some(&csrf[..20]),
+    ] {
+        let got = w.post(&cookie, "/approvals/decide", &fields(bad)).await;
+        assert_eq!(got.status, StatusCode::FORBIDDEN, "{bad:?}");
+    }
+    let got = w.post(&cookie, "/journal/verify", "").await;
+    assert_eq!(got.status, StatusCode::FORBIDDEN);
+    assert!(
+        w.recorder.decided.lock().unwrap().is_empty(),
+        "nothing reached the daemon"
+    );
+
+    let got = w
+        .post(&cookie, "/approvals/decide", &fields(Some(&csrf)))
+        .await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    assert!(got.body.contains("data-testid=\"decided\""));
+    assert!(got.body.contains("as alice via web"));
+    let decided = w.recorder.decided.lock().unwrap();
+    assert_eq!(decided.len(), 1);
+    assert_eq!(decided[0].call_id, "c-9");
+    assert_eq!(decided[0].nonce, nonce);
+    assert_eq!(decided[0].decision, agp_console::data::WebDecision::Allow);
+}
+
+#[tokio::test]
+async fn a_refused_decision_says_why() {
+    let w = world(
+        rows(),
+        Recorder {
+            pending: vec![pending("c-9")],
+            refuse: Some("the nonce was already used".into()),
+            ..Recorder::default()
+        },
+        false,
+    );
+    let cookie = w.login().await;
+    let page = w.get(&cookie, "/approvals").await;
+    let f = form(&[
+        ("csrf", &hidden(&page.body, "csrf").unwrap()),
+        ("call_id", "c-9"),
+        ("input_sha256", &"ab".repeat(32)),
+        ("nonce", &hidden(&page.body, "nonce").unwrap()),
+        ("decision", "deny"),
+        ("reason", "no pushing today"),
+    ]);
+    let got = w.post(&cookie, "/approvals/decide", &f).await;
+    assert_eq!(got.status, StatusCode::CONFLICT);
+    assert!(got.body.contains("the nonce was already used"));
+    let decided = w.recorder.decided.lock().unwrap();
+    assert_eq!(decided[0].decision, agp_console::data::WebDecision::Deny);
+    assert_eq!(decided[0].reason.as_deref(), Some("no pushing today"));
+}
+
+#[tokio::test]
+async fn a_view_only_console_shows_no_buttons_and_refuses_decisions() {
+    let w = world(rows(), recorder(), true);
+    let cookie = w.login().await;
+    let page = w.get(&cookie, "/approvals").await;
+    assert!(page.body.contains("data-testid=\"view-only\""));
+    assert!(
+        page.body.contains("data-call=\"c-9\""),
+        "pending calls are shown"
+    );
+    assert!(!page.body.contains("data-testid=\"allow\""));
+    assert!(
+        hidden(&page.body, "nonce").is_none(),
+        "no nonce leaves the daemon's form"
+    );
+    let csrf = w.csrf(&cookie).await;
+    let f = form(&[
+        ("csrf", &csrf),
+        ("call_id", "c-9"),
+        ("input_sha256", &"ab".repeat(32)),
+        ("nonce", "nonce-c-9-0123456789"),
+        ("decision", "allow"),
+    ]);
+    let got = w.post(&cookie, "/approvals/decide", &f).await;
+    assert_eq!(got.status, StatusCode::FORBIDDEN);
+    assert!(w.recorder.decided.lock().unwrap().is_empty());
+    // Reading stays possible: Verify is not a decision.
+    let got = w
+        .post(&cookie, "/journal/verify", &form(&[("csrf", &csrf)]))
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+}
+
+// --- headers ------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_answer_carries_the_strict_headers() {
+    let w = world(rows(), recorder(), false);
+    let cookie = w.login().await;
+    let mut answers = vec![];
+    for path in [
+        "/",
+        "/approvals",
+        "/journal",
+        "/policy",
+        "/static/console.js",
+        "/nope",
+    ] {
+        answers.push(w.get(&cookie, path).await);
+    }
+    answers.push(w.get("", "/").await);
+    answers.push(
+        send(
+            &w.app,
+            Request::get("/")
+                .header(header::HOST, "evil:1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await,
+    );
+    for got in answers {
+        let h = &got.headers;
+        assert_eq!(
+            h[header::CONTENT_SECURITY_POLICY],
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+             img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        );
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+    }
+}
+
+#[tokio::test]
+async fn pages_use_no_inline_script_or_style_and_no_outside_asset() {
+    let w = world(rows(), recorder(), false);
+    let cookie = w.login().await;
+    for path in ["/", "/sessions/s-1", "/approvals", "/journal", "/policy"] {
+        let b = w.get(&cookie, path).await.body;
+        assert!(b.contains("<script src=\"/static/console.js\""), "{path}");
+        assert_eq!(
+            b.matches("<script").count(),
+            1,
+            "{path}: one script, external"
+        );
+        assert!(!b.contains("<style"), "{path}");
+        assert!(!b.contains(" style="), "{path}");
+        for attr in ["src=\"", "href=\"", "action=\""] {
+            for (at, _) in b.match_indices(attr) {
+                let url = &b[at + attr.len()..];
+                assert!(
+                    url.starts_with('/') && !url.starts_with("//"),
+                    "{path}: {}",
+                    &url[..20.min(url.len())]
+                );
+            }
+        }
+    }
+    let js = w.get(&cookie, "/static/console.js").await;
+    assert_eq!(
+        js.headers[header::CONTENT_TYPE],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(js.body.contains("EventSource"));
+    let css = w.get(&cookie, "/static/console.css").await;
+    assert_eq!(css.headers[header::CONTENT_TYPE], "text/css; charset=utf-8");
+}
+
+// --- hostile agent text -------------------------------------------------------------------------
+
+fn hostile_rows() -> Rows {
+    let evil = "<script>alert(1)</script>\" onmouseover=\"alert(2)\u{202e}gnp.exe\u{200b}";
+    let mut s = session("s-1\" onclick=\"alert(3)");
+    s.agent = evil.into();
+    s.task = evil.into();
+    s.repo = evil.into();
+    let mut r = rows();
+    r.sessions = vec![s];
+    for c in &mut r.calls {
+        c.input = format!("{{\"command\":\"{evil}\"}}");
+        c.reason = evil.into();
+        c.tool = evil.into();
+        c.egress = vec![evil.into()];
+        c.call_id = "c\" data-x=\"1".into();
+    }
+    r.events[0].summary = evil.into();
+    r
+}
+
+fn assert_defused(path: &str, body: &str) {
+    assert!(!body.contains("<script>alert"), "{path}: raw script tag");
+    assert!(
+        !body.contains("\" onmouseover=\""),
+        "{path}: attribute injection"
+    );
+    assert!(
+        !body.contains("\" onclick=\""),
+        "{path}: attribute injection"
+    );
+    assert!(
+        !body.contains("\" data-x=\""),
+        "{path}: attribute injection"
+    );
+    assert!(!body.contains('\u{202e}'), "{path}: raw bidi override");
+    assert!(!body.contains('\u{200b}'), "{path}: raw zero-width space");
+}
+
+#[tokio::test]
+async fn hostile_agent_text_is_escaped_and_its_invisible_characters_shown() {
+    let mut rec = recorder();
+    rec.pending[0].redacted_input = "</code><script>alert(1)</script>\u{202e}".into();
+    rec.pending[0].reason = "\" onmouseover=\"alert(2)".into();
+    rec.pending[0].tool = "<img src=x onerror=alert(4)>".into();
+    let w = world(hostile_rows(), rec, false);
+    let cookie = w.login().await;
+    for path in [
+        "/",
+        "/sessions/s-1%22%20onclick%3D%22alert(3)",
+        "/sessions/s-1%22%20onclick%3D%22alert(3)?verdict=require",
+        "/approvals",
+        "/policy",
+    ] {
+        let got = w.get(&cookie, path).await;
+        assert_eq!(got.status, StatusCode::OK, "{path}");
+        assert_defused(path, &got.body);
+        assert!(!got.body.contains("<img src=x"), "{path}");
+    }
+    let timeline = w
+        .get(&cookie, "/sessions/s-1%22%20onclick%3D%22alert(3)")
+        .await
+        .body;
+    assert!(
+        timeline.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "shown, escaped"
+    );
+    assert!(
+        timeline.contains("\\u{202e}gnp.exe\\u{200b}"),
+        "bidi shown as an escape"
+    );
+    let approvals = w.get(&cookie, "/approvals").await.body;
+    assert!(approvals.contains("&lt;/code&gt;&lt;script&gt;"));
+    assert!(approvals.contains("&lt;img src=x onerror=alert(4)&gt;"));
+    let policy = w.get(&cookie, "/policy").await.body;
+    assert!(policy.contains("# &lt;script&gt;alert(1)&lt;/script&gt; \\u{202e}"));
+}
+
+// --- the pages ----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_sessions_page_lists_each_session_with_its_counts() {
+    let w = world(rows(), recorder(), false);
+    let cookie = w.login().await;
+    let b = w.get(&cookie, "/").await.body;
+    assert!(b.contains("data-session=\"s-1\""));
+    for (id, n) in [
+        ("count-allowed", 4),
+        ("count-denied", 1),
+        ("count-approved", 2),
+        ("count-pending", 1),
+    ] {
+        assert!(b.contains(&format!("data-testid=\"{id}\">{n}<")), "{id}");
+    }
+    for text in [
+        "scripted",
+        "/src/repo",
+        "fix the build",
+        "alice",
+        "enforce",
+        "live",
+    ] {
+        assert!(b.contains(text), "{text}");
+    }
+    assert!(b.contains("href=\"/sessions/s-1\""));
+}
+
+#[tokio::test]
+async fn the_timeline_shows_verdicts_approvals_results_egress_and_filters() {
+    let w = world(rows(), recorder(), false);
+    let cookie = w.login().await;
+    let b = w.get(&cookie, "/sessions/s-1").await.body;
+    assert_eq!(b.matches("data-testid=\"call-row\"").count(), 2);
+    assert!(b.contains("allow</span> by bob via web"));
+    assert!(b.contains("exit 0"));
+    assert!(b.contains(&"cd".repeat(32)));
+    assert!(b.contains("GET https://crates.io/ allowed"));
+    assert!(b.contains("data-kind=\"integrity.report\""));
+    assert!(b.contains("href=\"/journal/proof?seq=1\""));
+    let only = w
+        .get(&cookie, "/sessions/s-1?verdict=require&tool=&text=")
+        .await
+        .body;
+    assert_eq!(only.matches("data-testid=\"call-row\"").count(), 1);
+    assert!(only.contains("data-verdict=\"require\""));
+    assert!(only.contains("<option value=\"require\" selected"));
+    let unknown = w.get(&cookie, "/sessions/nope").await.body;
+    assert!(unknown.contains("data-testid=\"unknown-session\""));
+}
+
+#[tokio::test]
+async fn the_approvals_page_shows_allow_deny_details_and_puts_the_nonce_only_in_the_form() {
+    let mut rec = recorder();
+    let mut quorum = pending("c-10");
+    quorum.web_can_approve = false;
+    quorum.why_not = Some("quorum 2 needs another channel".into());
+    rec.pending.push(quorum);
+    let w = world(rows(), rec, false);
+    let cookie = w.login().await;
+    let b = w.get(&cookie, "/approvals").await.body;
+    assert_eq!(b.matches("data-testid=\"approval\"").count(), 2);
+    assert_eq!(b.matches("data-testid=\"allow\"").count(), 1);
+    assert_eq!(b.matches("data-testid=\"deny\"").count(), 1);
+    assert_eq!(b.matches("data-testid=\"approval-details\"").count(), 2);
+    assert!(b.contains("quorum 2 needs another channel"));
+    let nonce = "nonce-c-9-0123456789";
+    assert_eq!(b.matches(nonce).count(), 1);
+    assert!(b.contains(&format!("name=\"nonce\" value=\"{nonce}\"")));
+    assert!(
+        !b.contains("nonce-c-10"),
+        "no nonce for a call the web cannot decide"
+    );
+    assert!(b.contains("data-live"));
+}
+
+#[tokio::test]
+async fn the_journal_page_verifies_and_serves_tlog_proofs() {
+    let w = world(rows(), recorder(), false);
+    let cookie = w.login().await;
+    let page = w.get(&cookie, "/journal").await.body;
+    assert!(page.contains("data-testid=\"journal-entries\">3<"));
+    let key_id = w.state.settings.verifier_key.as_ref().unwrap().id_hex();
+    assert!(page.contains(&key_id));
+    let csrf = hidden(&page, "csrf").unwrap();
+    let ok = w
+        .post(&cookie, "/journal/verify", &form(&[("csrf", &csrf)]))
+        .await;
+    assert!(
+        ok.body.contains("data-testid=\"verify-intact\""),
+        "{}",
+        ok.body
+    );
+
+    let proof = w.get(&cookie, "/journal/proof?seq=1").await;
+    assert_eq!(proof.status, StatusCode::OK);
+    assert!(proof.headers[header::CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .contains("attachment; filename=\"agp-entry-1.tlog-proof\""));
+    let entries = std::fs::read_to_string(w.dir.path().join("journal/entries.jsonl")).unwrap();
+    let line = entries.lines().nth(1).unwrap();
+    let key = w.state.settings.verifier_key.as_ref().unwrap();
+    let inc = agp_journal::proof::verify_inclusion(&proof.body, line.as_bytes(), key).unwrap();
+    assert_eq!(inc.index, 1);
+    assert!(agp_journal::proof::verify_inclusion(&proof.body, b"{\"forged\":1}", key).is_err());
+    for bad in [
+        "/journal/proof?seq=99",
+        "/journal/proof?seq=x",
+        "/journal/proof",
+    ] {
+        let got = w.get(&cookie, bad).await;
+        assert!(got.status.is_client_error(), "{bad}");
+    }
+
+    // A tampered journal: Verify says so.
+    let tampered = entries.replacen("/src", "/etc", 1);
+    std::fs::write(w.dir.path().join("journal/entries.jsonl"), tampered).unwrap();
+    let bad = w
+        .post(&cookie, "/journal/verify", &form(&[("csrf", &csrf)]))
+        .await;
+    assert!(
+        bad.body.contains("data-testid=\"verify-broken\""),
+        "{}",
+        bad.body
+    );
+    assert!(bad.body.contains("data-testid=\"finding\""));
+}
+
+#[tokio::test]
+async fn the_policy_page_shows_the_policy_and_explains_a_call() {
+    let w = world(rows(), recorder(), false);
+    let cookie = w.login().await;
+    let page = w.get(&cookie, "/policy").await.body;
+    assert!(page.contains("data-testid=\"policy-text\""));
+    assert!(page.contains("id = &quot;ls&quot;") || page.contains("id = \"ls\""));
+    let q = format!(
+        "/policy?tool=Bash&input={}&cwd=",
+        agp_console::pages::sessions::urlencode("{\"command\":\"ls -l\"}")
+    );
+    let b = w.get(&cookie, &q).await.body;
+    assert!(b.contains("data-decision=\"allow\""), "{b}");
+    let q = format!(
+        "/policy?tool=Bash&input={}",
+        agp_console::pages::sessions::urlencode("{\"command\":\"rm -rf ~\"}")
+    );
+    let b = w.get(&cookie, &q).await.body;
+    assert!(b.contains("data-decision=\"deny\""), "{b}");
+    let b = w
+        .get(&cookie, "/policy?tool=Bash&input=not-json")
+        .await
+        .body;
+    assert!(b.contains("data-testid=\"explain-error\""));
+}
+
+#[tokio::test]
+async fn events_are_a_server_sent_event_stream() {
+    let w = world(rows(), recorder(), false);
+    let cookie = w.login().await;
+    let resp = tower::ServiceExt::oneshot(
+        w.app.clone(),
+        Request::get("/events")
+            .header(header::HOST, HOST)
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+}

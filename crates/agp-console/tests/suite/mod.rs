@@ -1,0 +1,3 @@
+mod handlers;
+mod serving;
+pub mod support;
