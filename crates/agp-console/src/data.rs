@@ -78,8 +78,12 @@ pub struct CallRow {
     pub reason: String,
     pub approval: Option<ApprovalInfo>,
     pub result: Option<ResultInfo>,
-    /// Egress requests the call made, one line each.
-    pub egress: Vec<String>,
+    /// Egress requests journaled in the session while the call ran.
+    pub egress: u64,
+    /// allowed, denied, approved, pending: what became of the call.
+    pub outcome: String,
+    /// A signed checkpoint covers every entry of the call (else: not yet signed).
+    pub covered: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -97,6 +101,7 @@ pub struct EventRow {
     pub seq: u64,
     pub kind: String,
     pub summary: String,
+    pub covered: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -106,6 +111,10 @@ pub struct JournalStats {
     pub sessions: u64,
     pub checkpoint_size: Option<u64>,
     pub checkpoint_root: Option<String>,
+    /// Why the index does not trust the latest checkpoint, when it does not.
+    pub checkpoint_problem: Option<String>,
+    /// Entries no signed checkpoint covers yet.
+    pub not_covered: u64,
     pub key_id: Option<String>,
     pub origin: Option<String>,
 }

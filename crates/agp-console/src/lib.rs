@@ -6,12 +6,14 @@
 //!
 //! * [`security`]: the token / cookie / CSRF / Host / Origin checks and the response headers
 //!   every page carries (strict CSP).
-//! * [`data`]: what the pages read ([`ConsoleData`], [`Approvals`]).
+//! * [`data`]: what the pages read ([`ConsoleData`], [`Approvals`]); [`index`] serves the
+//!   first from the journal index (`agp-journal-index`).
 //! * [`pages`]: the handlers.
 //! * [`live`]: server-sent events when the journal grows.
 //! * [`serve`]: binding (loopback, or TLS), the accept loop.
 
 pub mod data;
+pub mod index;
 pub mod live;
 pub mod pages;
 pub mod security;

@@ -124,9 +124,11 @@ async fn page(st: &AppState, session: &ConsoleSession, report: Option<Markup>) -
                     tr { th { "entries" } td data-testid="journal-entries" { (s.entries) } }
                     tr { th { "bytes" } td { (s.bytes) } }
                     tr { th { "sessions" } td { (s.sessions) } }
+                    tr { th { "not yet signed" } td data-testid="journal-not-covered" { (s.not_covered) " entries" } }
                     tr { th { "latest checkpoint" } td data-testid="journal-checkpoint" {
                         @match s.checkpoint_size { Some(n) => { "size " (n) }, None => "none yet" }
                         @if let Some(r) = &s.checkpoint_root { br; "root " code { (shown(r)) } }
+                        @if let Some(p) = &s.checkpoint_problem { br; span.err { (shown(p)) } }
                     } }
                     tr { th { "origin" } td { (shown(s.origin.as_deref().unwrap_or("—"))) } }
                     tr { th { "key id" } td data-testid="journal-key-id" { (shown(key_id.as_deref().or(s.key_id.as_deref()).unwrap_or("—"))) } }

@@ -100,7 +100,8 @@ pub async fn show(
                             @for e in events {
                                 li data-testid="event" data-kind=(e.kind) {
                                     a href={ "/journal/proof?seq=" (e.seq) } title="download the inclusion proof" { (e.seq) }
-                                    " " code { (shown(&e.kind)) } " " (shown(&e.summary))
+                                    " " code { (shown(&e.kind)) } " " code { (shown(&e.summary)) }
+                                    @if !e.covered { " " small { "(not yet signed)" } }
                                 }
                             }
                         }
@@ -114,11 +115,17 @@ pub async fn show(
 
 fn call_row(c: &CallRow) -> Markup {
     html! {
-        tr data-testid="call-row" data-call=(c.call_id) data-verdict=(c.verdict) {
-            td { a href={ "/journal/proof?seq=" (c.seq) } title="download the inclusion proof" data-testid="proof-link" { (c.seq) } }
+        tr data-testid="call-row" data-call=(c.call_id) data-verdict=(c.verdict) data-outcome=(c.outcome) {
+            td {
+                a href={ "/journal/proof?seq=" (c.seq) } title="download the inclusion proof" data-testid="proof-link" { (c.seq) }
+                @if !c.covered { br; small data-testid="not-covered" title="no signed checkpoint covers this call yet" { "not yet signed" } }
+            }
             td { (shown(&c.tool)) }
             td { code data-testid="call-input" { (shown(&c.input)) } }
-            td class=(css_word(&c.verdict)) data-testid="call-verdict" { (shown(&c.verdict)) }
+            td class=(css_word(&c.verdict)) data-testid="call-verdict" {
+                (shown(&c.verdict))
+                @if !c.outcome.is_empty() && c.outcome != c.verdict { br; small class=(css_word(&c.outcome)) data-testid="call-outcome" { (shown(&c.outcome)) } }
+            }
             td {
                 @if let Some(r) = &c.rule { code { (shown(r)) } ": " }
                 (shown(&c.reason))
@@ -136,7 +143,7 @@ fn call_row(c: &CallRow) -> Markup {
                     @if let Some(h) = &r.output_sha256 { br; "output sha256 " code { (shown(h)) } }
                 }
             }
-            td { @for e in &c.egress { div { code { (shown(e)) } } } }
+            td data-testid="call-egress" { @if c.egress > 0 { (c.egress) " request(s)" } }
         }
     }
 }

@@ -43,7 +43,9 @@ fn rows() -> Rows {
                     output_sha256: Some("cd".repeat(32)),
                     status: "ok".into(),
                 }),
-                egress: vec!["GET https://crates.io/ allowed".into()],
+                egress: 2,
+                outcome: "allowed".into(),
+                covered: true,
             },
             CallRow {
                 seq: 2,
@@ -59,13 +61,16 @@ fn rows() -> Rows {
                     via: "web".into(),
                 }),
                 result: None,
-                egress: vec![],
+                egress: 0,
+                outcome: "approved".into(),
+                covered: false,
             },
         ],
         events: vec![EventRow {
             seq: 2,
             kind: "integrity.report".into(),
             summary: "3 files changed".into(),
+            covered: true,
         }],
     }
 }
@@ -493,7 +498,6 @@ fn hostile_rows() -> Rows {
         c.input = format!("{{\"command\":\"{evil}\"}}");
         c.reason = evil.into();
         c.tool = evil.into();
-        c.egress = vec![evil.into()];
         c.call_id = "c\" data-x=\"1".into();
     }
     r.events[0].summary = evil.into();
@@ -595,7 +599,8 @@ async fn the_timeline_shows_verdicts_approvals_results_egress_and_filters() {
     assert!(b.contains("allow</span> by bob via web"));
     assert!(b.contains("exit 0"));
     assert!(b.contains(&"cd".repeat(32)));
-    assert!(b.contains("GET https://crates.io/ allowed"));
+    assert!(b.contains("2 request(s)"));
+    assert_eq!(b.matches("data-testid=\"not-covered\"").count(), 1);
     assert!(b.contains("data-kind=\"integrity.report\""));
     assert!(b.contains("href=\"/journal/proof?seq=1\""));
     let only = w

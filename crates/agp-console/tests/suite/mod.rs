@@ -1,3 +1,4 @@
 mod handlers;
+mod indexed;
 mod serving;
 pub mod support;

@@ -123,6 +123,17 @@ pub fn journal(dir: &Path) -> agp_journal::VerifierKey {
 pub fn world(rows: Rows, recorder: Recorder, view_only: bool) -> World {
     let dir = tempfile::tempdir().unwrap();
     let key = journal(dir.path());
+    world_in(dir, key, Arc::new(FixedData(rows)), recorder, view_only)
+}
+
+/// A console over `data`, its journal in `dir/journal` signed by the key `key` verifies.
+pub fn world_in(
+    dir: tempfile::TempDir,
+    key: agp_journal::VerifierKey,
+    data: Arc<dyn ConsoleData>,
+    recorder: Recorder,
+    view_only: bool,
+) -> World {
     std::fs::write(
         dir.path().join("policy.toml"),
         "# <script>alert(1)</script> \u{202e}\n[[rule]]\nid = \"ls\"\neffect = \"allow\"\nmatch = [\"Bash(ls *)\"]\n",
@@ -147,7 +158,7 @@ pub fn world(rows: Rows, recorder: Recorder, view_only: bool) -> World {
         false,
         &[],
         settings,
-        Arc::new(FixedData(rows)),
+        data,
         Some(Arc::new(Rec(recorder.clone()))),
     )
     .unwrap();
