@@ -20,13 +20,15 @@ pub struct IndexData {
 impl IndexData {
     /// Opens (or creates) the index file for `journal_dir`; reads nothing yet.
     pub fn open(journal_dir: &Path, index_path: &Path) -> Result<Self, DataError> {
-        let index = idx::JournalIndex::open(journal_dir, index_path).map_err(failed)?;
+        let index = idx::JournalIndex::open(journal_dir, index_path)?;
         Ok(IndexData { index })
     }
 }
 
-fn failed(e: idx::IndexError) -> DataError {
-    DataError::Failed(format!("journal index: {e}"))
+impl From<idx::IndexError> for DataError {
+    fn from(e: idx::IndexError) -> Self {
+        DataError::Failed(format!("journal index: {e}"))
+    }
 }
 
 /// A cursor the pages handed out; anything else starts from the beginning.
@@ -133,7 +135,7 @@ fn call_row(c: idx::CallRow) -> CallRow {
 
 impl ConsoleData for IndexData {
     fn catch_up(&self) -> Result<u64, DataError> {
-        let done = self.index.catch_up().map_err(failed)?;
+        let done = self.index.catch_up()?;
         if let Some(why) = &done.rebuilt {
             tracing::warn!("console: the journal index was rebuilt: {why}");
         }
@@ -141,7 +143,7 @@ impl ConsoleData for IndexData {
     }
 
     fn stats(&self) -> Result<JournalStats, DataError> {
-        let s = self.index.stats().map_err(failed)?;
+        let s = self.index.stats()?;
         Ok(JournalStats {
             entries: s.entries,
             bytes: s.bytes,
@@ -156,14 +158,11 @@ impl ConsoleData for IndexData {
     }
 
     fn sessions(&self, q: &SessionQuery) -> Result<Page<SessionRow>, DataError> {
-        let page = self
-            .index
-            .sessions(&idx::SessionQuery {
-                before: cursor(q.cursor.as_ref()),
-                limit: Some(q.limit),
-                ..idx::SessionQuery::default()
-            })
-            .map_err(failed)?;
+        let page = self.index.sessions(&idx::SessionQuery {
+            before: cursor(q.cursor.as_ref()),
+            limit: Some(q.limit),
+            ..idx::SessionQuery::default()
+        })?;
         Ok(Page {
             items: page.items.into_iter().map(session_row).collect(),
             next: next(page.next),
@@ -174,15 +173,12 @@ impl ConsoleData for IndexData {
         // The index finds sessions by substring: page through the few that contain the id.
         let mut before = None;
         loop {
-            let page = self
-                .index
-                .sessions(&idx::SessionQuery {
-                    before,
-                    limit: Some(idx::MAX_PAGE),
-                    text: Some(id.to_owned()),
-                    ..idx::SessionQuery::default()
-                })
-                .map_err(failed)?;
+            let page = self.index.sessions(&idx::SessionQuery {
+                before,
+                limit: Some(idx::MAX_PAGE),
+                text: Some(id.to_owned()),
+                ..idx::SessionQuery::default()
+            })?;
             if let Some(s) = page.items.into_iter().find(|s| s.id == id) {
                 return Ok(Some(session_row(s)));
             }
@@ -194,20 +190,17 @@ impl ConsoleData for IndexData {
     }
 
     fn timeline(&self, session: &str, q: &TimelineQuery) -> Result<Page<CallRow>, DataError> {
-        let page = self
-            .index
-            .timeline(
-                session,
-                &idx::TimelineQuery {
-                    after: cursor(q.cursor.as_ref()),
-                    limit: Some(q.limit),
-                    verdict: q.verdict.clone(),
-                    tool: q.tool.clone(),
-                    text: q.text.clone(),
-                    outcome: None,
-                },
-            )
-            .map_err(failed)?;
+        let page = self.index.timeline(
+            session,
+            &idx::TimelineQuery {
+                after: cursor(q.cursor.as_ref()),
+                limit: Some(q.limit),
+                verdict: q.verdict.clone(),
+                tool: q.tool.clone(),
+                text: q.text.clone(),
+                outcome: None,
+            },
+        )?;
         Ok(Page {
             items: page.items.into_iter().map(call_row).collect(),
             next: next(page.next),
@@ -215,17 +208,14 @@ impl ConsoleData for IndexData {
     }
 
     fn session_events(&self, session: &str) -> Result<Vec<EventRow>, DataError> {
-        let page = self
-            .index
-            .session_events(
-                Some(session),
-                &idx::EventQuery {
-                    kinds: vec![],
-                    after: None,
-                    limit: Some(idx::MAX_PAGE),
-                },
-            )
-            .map_err(failed)?;
+        let page = self.index.session_events(
+            Some(session),
+            &idx::EventQuery {
+                kinds: vec![],
+                after: None,
+                limit: Some(idx::MAX_PAGE),
+            },
+        )?;
         Ok(page
             .items
             .into_iter()
