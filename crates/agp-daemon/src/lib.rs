@@ -102,6 +102,9 @@ pub struct DaemonConfig {
     /// Values for `{{secret:NAME}}` in proxy-executed Bash commands, resolved after the gate;
     /// every result's output is redacted of them.
     pub secrets: Arc<secrets::Secrets>,
+    /// Whether the web console may decide approvals (`[approvals] web`); `false`: view-only,
+    /// every decision from it is refused and journaled.
+    pub web_approvals: bool,
 }
 
 impl DaemonConfig {
@@ -142,6 +145,7 @@ impl DaemonConfig {
             policy_mode: agp_contracts::PolicyMode::Enforce,
             egress_approvers: Vec::new(),
             secrets: Arc::default(),
+            web_approvals: true,
         }
     }
 

@@ -116,25 +116,40 @@ async fn expire(
 async fn reattach(m: Arc<Mediator>, request: ApprovalRequest, left: Duration) {
     let channel = m.parts.channel.name().to_owned();
     let started = std::time::Instant::now();
-    let outcome = match tokio::time::timeout(left, m.parts.channel.request_approval(&request)).await
-    {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => ApprovalOutcome::Unavailable {
-            reason: e.to_string(),
-        },
-        Err(_) => ApprovalOutcome::Timeout,
+    // Open to the web console too, as every pending approval is.
+    let (outcome, web) = match tokio::time::timeout(left, m.put_to_channels(&request)).await {
+        Ok(Ok(d)) => (d.outcome, d.web),
+        Ok(Err(e)) => (
+            ApprovalOutcome::Unavailable {
+                reason: e.to_string(),
+            },
+            None,
+        ),
+        Err(_) => (ApprovalOutcome::Timeout, None),
+    };
+    let decided_by = if web.is_some() {
+        agp_contracts::approval::via::WEB
+    } else {
+        channel.as_str()
     };
     let session = request.session.clone();
     let end = m
         .conclude(
             &session,
             &request,
-            &channel,
+            decided_by,
             outcome,
             None,
             started.elapsed(),
         )
         .await;
+    if let Some(done) = web {
+        let _ = done.send(agp_gateway::DecisionApplied {
+            call_id: request.call_id.clone(),
+            granted: end.granted,
+            reason: end.reason.clone(),
+        });
+    }
     tracing::info!(
         "re-attached approval {} settled: granted={} ({})",
         request.call_id,

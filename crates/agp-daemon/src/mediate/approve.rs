@@ -192,36 +192,48 @@ impl Mediator {
         drop(admitted);
 
         let started = Instant::now();
-        let asked = tokio::time::timeout(
-            self.config.approval_timeout,
-            self.parts.channel.request_approval(&request),
-        );
-        let outcome = tokio::select! {
+        // The configured channel and the web console, raced (see `web`).
+        let asked =
+            tokio::time::timeout(self.config.approval_timeout, self.put_to_channels(&request));
+        let unavailable = |reason: &str| {
+            let reason = reason.to_owned();
+            (ApprovalOutcome::Unavailable { reason }, None)
+        };
+        let (outcome, web) = tokio::select! {
             asked = asked => match asked {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(e)) => ApprovalOutcome::Unavailable {
-                    reason: e.to_string(),
-                },
-                Err(_elapsed) => ApprovalOutcome::Timeout,
+                Ok(Ok(decided)) => (decided.outcome, decided.web),
+                Ok(Err(e)) => unavailable(&e.to_string()),
+                Err(_elapsed) => (ApprovalOutcome::Timeout, None),
             },
             // The channel future is dropped (channels are cancel-safe): a late click is void.
-            () = abandon.raised() => ApprovalOutcome::Unavailable {
-                reason: "the agent disconnected before a decision".into(),
-            },
+            () = abandon.raised() => unavailable("the agent disconnected before a decision"),
             // The session's end settled this approval already; `conclude` finds it resolved.
-            () = session.ended() => ApprovalOutcome::Unavailable {
-                reason: "the session ended before a decision".into(),
-            },
+            () = session.ended() => unavailable("the session ended before a decision"),
         };
-        self.conclude(
-            session.id.as_str(),
-            &request,
-            &channel,
-            outcome,
-            remember,
-            started.elapsed(),
-        )
-        .await
+        let decided_by = if web.is_some() {
+            agp_contracts::approval::via::WEB
+        } else {
+            channel.as_str()
+        };
+        let end = self
+            .conclude(
+                session.id.as_str(),
+                &request,
+                decided_by,
+                outcome,
+                remember,
+                started.elapsed(),
+            )
+            .await;
+        if let Some(done) = web {
+            // The console learns what its decision did (a journal failure still denies).
+            let _ = done.send(agp_gateway::DecisionApplied {
+                call_id: request.call_id.clone(),
+                granted: end.granted,
+                reason: end.reason.clone(),
+            });
+        }
+        end
     }
 
     /// Marks the pending approval bound to (session, call id, input hash) as `status`;

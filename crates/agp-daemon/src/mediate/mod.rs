@@ -4,6 +4,8 @@ mod approve;
 mod egress;
 mod execute;
 mod mode;
+mod web;
+mod web_queue;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +23,9 @@ use agp_gateway::{
 use serde_json::Value;
 
 pub use egress::{EgressAnswer, EgressAsk, EGRESS_TOOL};
+#[cfg(test)]
+pub(crate) use web::web_approver;
+pub(crate) use web_queue::WebDecide;
 
 use crate::exec::{self, ToolError};
 use crate::session::{AwaitingResult, Registry, SessionState};
@@ -112,6 +117,8 @@ pub struct Mediator {
     /// for it, so the one who stopped a session is told, even when the stop ends the daemon's
     /// run (`agp run`).
     pub(crate) control: Arc<tokio::sync::RwLock<()>>,
+    /// Pending approvals as the web console sees and decides them.
+    pub(crate) web: web_queue::WebQueue,
 }
 
 /// What must be identical for a remembered "allow for this session" to cover a later call: the
@@ -156,6 +163,7 @@ impl Mediator {
             outbox_wake: tokio::sync::Notify::new(),
             outbox_lock: tokio::sync::Mutex::new(()),
             control: Arc::new(tokio::sync::RwLock::new(())),
+            web: web_queue::WebQueue::default(),
         }
     }
 

@@ -267,6 +267,8 @@ pub fn assemble(
     config.quarantine_dir = home.quarantine_dir();
     config.approval_timeout = Duration::from_secs(approval_timeout);
     config.operator = os_user();
+    // `[approvals] web = false`: the web console may look, never decide.
+    config.web_approvals = file.approvals.web.unwrap_or(true);
     let mode = args
         .mode
         .map_or_else(|| file.policy_mode(), crate::app::config::ModeChoice::mode);

@@ -101,6 +101,9 @@ pub struct ApprovalsSection {
     pub channel: Option<ChannelChoice>,
     /// `[approvals.webhook]`: the webhook channel's receiver, secret, listener and approvers.
     pub webhook: Option<agp_webhook::Settings>,
+    /// Whether the web console may decide approvals [default: true]; `false` makes every
+    /// console view-only (the daemon refuses and journals its decisions).
+    pub web: Option<bool>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -384,7 +387,7 @@ mod tests {
     #[test]
     fn every_section_is_read_and_unknown_ones_are_left_to_others() {
         let cfg = parse(
-            "future = 1\n[journal]\norigin = \"o\"\n[approvals]\ntimeout_secs = 9\nchannel = \"slack\"\n\
+            "future = 1\n[journal]\norigin = \"o\"\n[approvals]\ntimeout_secs = 9\nchannel = \"slack\"\nweb = false\n\
              [sandbox]\nprovider = \"none\"\n[sandbox.limits]\nprocesses = 3\n\
              [egress]\nallow = [\"a.example\"]\n[intendants.codex]\nsha256 = [\"ab\"]\n",
         )
@@ -392,6 +395,7 @@ mod tests {
         assert_eq!(cfg.origin().as_deref(), Some("o"));
         assert_eq!(cfg.approval_timeout(), Duration::from_secs(9));
         assert_eq!(cfg.channel(), ChannelChoice::Slack);
+        assert_eq!(cfg.approvals.web, Some(false));
         assert_eq!(cfg.sandbox.provider.as_deref(), Some("none"));
         assert_eq!(cfg.egress.allow, ["a.example"]);
         assert_eq!(cfg.pins("codex"), ["ab"]);

@@ -41,4 +41,5 @@ mod slack_cli;
 mod support;
 mod terminal_approval;
 mod user_text;
+mod web_approvals;
 mod webhook_approvals;
