@@ -138,17 +138,36 @@ pub struct PendingApproval {
     pub tool: String,
     /// Redacted by the daemon before it leaves it.
     pub redacted_input: String,
+    /// The input was too large to list whole.
+    pub input_truncated: bool,
     pub input_sha256: String,
     pub rule_id: Option<String>,
     pub reason: String,
     pub approvers: Vec<String>,
     pub quorum: u32,
     pub expires_at_ms: u64,
+    /// Set when "allow for the session" is offered (the rule remembers approvals).
+    pub remember_secs: Option<u64>,
+    /// The configured channel asked as well (terminal, slack, ...): first answer wins.
+    pub channel: String,
     /// Single-use, bound to this listing: it goes into the form and nowhere else.
     #[serde(skip)]
     pub nonce: String,
     pub web_can_approve: bool,
+    pub web_can_deny: bool,
     pub why_not: Option<String>,
+}
+
+/// What the daemon lists for this console.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApprovalListing {
+    /// The identity a decision from here is journaled with (`tty:<user>`).
+    pub approver: String,
+    /// The daemon takes no decisions from consoles (`[approvals] web = false`).
+    pub view_only: bool,
+    pub items: Vec<PendingApproval>,
+    /// Pending approvals not listed (the daemon bounds the list).
+    pub omitted: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
@@ -168,9 +187,19 @@ pub struct DecideRequest {
     pub reason: Option<String>,
 }
 
+/// What the daemon did with a decision.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Decided {
+    /// The call may now run.
+    pub granted: bool,
+    /// What the agent is told.
+    pub reason: String,
+}
+
 /// The daemon's pending approvals and web decisions. Methods block (a Unix socket).
 pub trait Approvals: Send + Sync + 'static {
-    fn list(&self) -> Result<Vec<PendingApproval>, DataError>;
-    /// Ok: the daemon took the decision. A refusal is `DataError::Refused` with its reason.
-    fn decide(&self, d: &DecideRequest) -> Result<(), DataError>;
+    fn list(&self) -> Result<ApprovalListing, DataError>;
+    /// A refusal (used nonce, other hash, expired, not an approver) is `DataError::Refused`
+    /// with the daemon's reason.
+    fn decide(&self, d: &DecideRequest) -> Result<Decided, DataError>;
 }

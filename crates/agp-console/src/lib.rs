@@ -12,6 +12,7 @@
 //! * [`live`]: server-sent events when the journal grows.
 //! * [`serve`]: binding (loopback, or TLS), the accept loop.
 
+pub mod daemon;
 pub mod data;
 pub mod index;
 pub mod live;

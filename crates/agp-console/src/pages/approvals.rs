@@ -85,9 +85,12 @@ pub async fn decide(
     };
     let outcome = blocking(move || approvals.decide(&req)).await;
     let (status, note) = match &outcome {
-        Ok(()) => (
+        Ok(d) => (
             StatusCode::OK,
-            html! { p.ok data-testid="decided" { "Call " code { (shown(&call_id)) } ": " (decision_word(decision)) ", as " (shown(&st.settings.operator)) " via web." } },
+            html! { p.ok data-testid="decided" data-granted=(d.granted) {
+                "Call " code { (shown(&call_id)) } ": " (decision_word(decision)) ", as "
+                (shown(&st.settings.operator)) " via web. The agent is told: " (shown(&d.reason))
+            } },
         ),
         Err(e @ DataError::Refused(_)) => (
             StatusCode::CONFLICT,
@@ -115,15 +118,29 @@ async fn page(st: &AppState, session: &ConsoleSession, note: Option<Markup>) -> 
         )),
         Some(a) => blocking(move || a.list()).await,
     };
-    let view_only = st.settings.view_only;
+    let console_view_only = st.settings.view_only;
+    let daemon_view_only = listed.as_ref().is_ok_and(|l| l.view_only);
+    let view_only = console_view_only || daemon_view_only;
     let body = html! {
         @if let Some(n) = note { (n) }
-        @if view_only { p.note data-testid="view-only" { "View-only console: decisions are made elsewhere." } }
+        @if console_view_only {
+            p.note data-testid="view-only" { "View-only console: decisions are made elsewhere." }
+        } @else if daemon_view_only {
+            p.note data-testid="view-only" { "The daemon takes no decisions from consoles ([approvals] web = false)." }
+        }
         div data-live data-testid="approvals" {
             @match &listed {
                 Err(e) => (problem(e)),
-                Ok(list) if list.is_empty() => p data-testid="no-approvals" { "Nothing waits for approval." },
-                Ok(list) => { @for a in list { (pending(a, &session.csrf, view_only)) } }
+                Ok(list) => {
+                    @if !view_only {
+                        p { "Decisions from here are journaled as " code data-testid="approver" { (shown(&list.approver)) } " via web." }
+                    }
+                    @if list.items.is_empty() {
+                        p data-testid="no-approvals" { "Nothing waits for approval." }
+                    }
+                    @for a in &list.items { (pending(a, &session.csrf, view_only)) }
+                    @if list.omitted > 0 { p.note { (list.omitted) " more pending approvals not listed." } }
+                }
             }
         }
     };
@@ -131,10 +148,11 @@ async fn page(st: &AppState, session: &ConsoleSession, note: Option<Markup>) -> 
 }
 
 fn pending(a: &PendingApproval, csrf: &str, view_only: bool) -> Markup {
+    let decides = !view_only && (a.web_can_approve || a.web_can_deny);
     html! {
         fieldset data-testid="approval" data-call=(a.call_id) data-session=(a.session) {
             legend { (shown(&a.tool)) " in session " a href={ "/sessions/" (super::sessions::urlencode(&a.session)) } { code { (shown(&a.session)) } } }
-            p { code data-testid="approval-input" { (shown(&a.redacted_input)) } }
+            p { code data-testid="approval-input" { (shown(&a.redacted_input)) } @if a.input_truncated { " [cut]" } }
             p {
                 @if let Some(r) = &a.rule_id { code { (shown(r)) } ": " }
                 (shown(&a.reason))
@@ -145,23 +163,29 @@ fn pending(a: &PendingApproval, csrf: &str, view_only: bool) -> Markup {
                     li { "call " code { (shown(&a.call_id)) } }
                     li { "input sha256 " code { (shown(&a.input_sha256)) } }
                     li { "approvers " @if a.approvers.is_empty() { "any" } @else { (shown(&a.approvers.join(", "))) } ", quorum " (a.quorum) }
+                    li { "also asked: " (shown(&a.channel)) " (the first answer wins)" }
                     li { "expires at " (a.expires_at_ms) " ms since the epoch" }
                 }
             }
-            @if view_only {
-            } @else if a.web_can_approve {
+            @if decides {
                 form method="post" action="/approvals/decide" data-testid="decide-form" {
                     input type="hidden" name="csrf" value=(csrf);
                     input type="hidden" name="call_id" value=(a.call_id);
                     input type="hidden" name="input_sha256" value=(a.input_sha256);
                     input type="hidden" name="nonce" value=(a.nonce);
                     label { "reason " input name="reason" data-testid="decide-reason"; }
-                    " "
-                    button type="submit" name="decision" value="allow" data-testid="allow" { "Allow" }
-                    " "
-                    button type="submit" name="decision" value="deny" data-testid="deny" { "Deny" }
+                    @if a.web_can_approve {
+                        " " button type="submit" name="decision" value="allow" data-testid="allow" { "Allow" }
+                        @if a.remember_secs.is_some() {
+                            " " button type="submit" name="decision" value="allow_session" data-testid="allow-session" { "Allow for the session" }
+                        }
+                    }
+                    @if a.web_can_deny {
+                        " " button type="submit" name="decision" value="deny" data-testid="deny" { "Deny" }
+                    }
                 }
-            } @else {
+            }
+            @if !view_only && !a.web_can_approve {
                 p.note data-testid="web-cannot-approve" { "Not from the web: " (shown(a.why_not.as_deref().unwrap_or("the daemon did not say why"))) }
             }
         }

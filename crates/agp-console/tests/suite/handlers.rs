@@ -619,6 +619,7 @@ async fn the_approvals_page_shows_allow_deny_details_and_puts_the_nonce_only_in_
     let mut rec = recorder();
     let mut quorum = pending("c-10");
     quorum.web_can_approve = false;
+    quorum.web_can_deny = false;
     quorum.why_not = Some("quorum 2 needs another channel".into());
     rec.pending.push(quorum);
     let w = world(rows(), rec, false);
@@ -637,6 +638,62 @@ async fn the_approvals_page_shows_allow_deny_details_and_puts_the_nonce_only_in_
         "no nonce for a call the web cannot decide"
     );
     assert!(b.contains("data-live"));
+    assert!(b.contains("tty:alice"), "who the daemon will journal");
+    assert!(!b.contains("data-testid=\"allow-session\""), "not offered");
+}
+
+#[tokio::test]
+async fn allow_for_the_session_is_offered_only_where_the_rule_remembers() {
+    let mut rec = recorder();
+    rec.pending[0].remember_secs = Some(600);
+    let mut deny_only = pending("c-11");
+    deny_only.web_can_approve = false;
+    deny_only.why_not = Some("tty:alice is not an approver of this rule".into());
+    rec.pending.push(deny_only);
+    let w = world(rows(), rec, false);
+    let cookie = w.login().await;
+    let b = w.get(&cookie, "/approvals").await.body;
+    assert_eq!(b.matches("data-testid=\"allow-session\"").count(), 1);
+    assert_eq!(b.matches("data-testid=\"allow\"").count(), 1);
+    assert_eq!(b.matches("data-testid=\"deny\"").count(), 2);
+    assert!(b.contains("is not an approver of this rule"));
+    let csrf = hidden(&b, "csrf").unwrap();
+    let decide = |decision: &str| {
+        form(&[
+            ("csrf", &csrf),
+            ("call_id", "c-9"),
+            ("input_sha256", &"ab".repeat(32)),
+            ("nonce", "nonce-c-9-0123456789"),
+            ("decision", decision),
+        ])
+    };
+    let got = w
+        .post(&cookie, "/approvals/decide", &decide("allow_session"))
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(
+        w.recorder.decided.lock().unwrap()[0].decision,
+        agp_console::data::WebDecision::AllowSession
+    );
+    for bad in ["maybe", "", "ALLOW"] {
+        let got = w.post(&cookie, "/approvals/decide", &decide(bad)).await;
+        assert_eq!(got.status, StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    assert_eq!(w.recorder.decided.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_daemon_that_takes_no_web_decisions_shows_no_buttons() {
+    let mut rec = recorder();
+    rec.daemon_view_only = true;
+    let w = world(rows(), rec, false);
+    let cookie = w.login().await;
+    let b = w.get(&cookie, "/approvals").await.body;
+    assert!(b.contains("data-testid=\"view-only\""));
+    assert!(b.contains("data-call=\"c-9\""));
+    assert!(!b.contains("data-testid=\"allow\""));
+    assert!(!b.contains("data-testid=\"deny\""));
+    assert!(hidden(&b, "nonce").is_none());
 }
 
 #[tokio::test]

@@ -73,20 +73,30 @@ pub struct Recorder {
     pub decided: Mutex<Vec<DecideRequest>>,
     /// Refuse every decision with this reason.
     pub refuse: Option<String>,
+    /// The daemon takes no decision from consoles.
+    pub daemon_view_only: bool,
 }
 
 /// The console's handle on the shared recorder.
 pub struct Rec(pub Arc<Recorder>);
 
 impl Approvals for Rec {
-    fn list(&self) -> Result<Vec<PendingApproval>, DataError> {
-        Ok(self.0.pending.clone())
+    fn list(&self) -> Result<ApprovalListing, DataError> {
+        Ok(ApprovalListing {
+            approver: "tty:alice".into(),
+            view_only: self.0.daemon_view_only,
+            items: self.0.pending.clone(),
+            omitted: 0,
+        })
     }
-    fn decide(&self, d: &DecideRequest) -> Result<(), DataError> {
+    fn decide(&self, d: &DecideRequest) -> Result<Decided, DataError> {
         self.0.decided.lock().unwrap().push(d.clone());
         match &self.0.refuse {
             Some(r) => Err(DataError::Refused(r.clone())),
-            None => Ok(()),
+            None => Ok(Decided {
+                granted: d.decision != WebDecision::Deny,
+                reason: "approved by tty:alice via web".into(),
+            }),
         }
     }
 }
@@ -267,6 +277,10 @@ pub fn pending(call: &str) -> PendingApproval {
         expires_at_ms: 1,
         nonce: format!("nonce-{call}-0123456789"),
         web_can_approve: true,
+        web_can_deny: true,
         why_not: None,
+        input_truncated: false,
+        remember_secs: None,
+        channel: "terminal".into(),
     }
 }
