@@ -183,6 +183,39 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// A server-sent event stream's `journal` events, one count at a time.
+struct Events {
+    raw: TcpStream,
+    seen: String,
+}
+
+impl Events {
+    fn new(raw: TcpStream) -> Self {
+        Events {
+            raw,
+            seen: String::new(),
+        }
+    }
+
+    fn next_count(&mut self) -> u64 {
+        let marker = "event: journal\ndata: ";
+        loop {
+            if let Some(at) = self.seen.find(marker) {
+                let rest = &self.seen[at + marker.len()..];
+                if let Some(end) = rest.find('\n') {
+                    let n = rest[..end].parse().unwrap();
+                    self.seen = rest[end..].to_owned();
+                    return n;
+                }
+            }
+            let mut buf = [0u8; 4096];
+            let n = self.raw.read(&mut buf).unwrap();
+            assert!(n > 0, "the event stream ended: {}", self.seen);
+            self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+}
+
 fn os_user() -> String {
     let out = Command::new("id").arg("-un").output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
@@ -238,6 +271,18 @@ fn a_call_waiting_for_a_human_is_approved_from_the_web_console_and_runs() {
         ),
     );
     assert_eq!(rebound.status, 421);
+
+    // Live updates: the event stream opens with the journal's size now.
+    let mut events = TcpStream::connect(&web.host).unwrap();
+    events.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        events,
+        "GET /events HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\n\r\n",
+        web.host, web.cookie
+    )
+    .unwrap();
+    let mut stream = Events::new(events);
+    let before = stream.next_count();
 
     let script = w.dir.path().join("calls.yaml");
     std::fs::write(&script, bash_calls_yaml(&["touch approved-by-web"])).unwrap();
@@ -304,6 +349,15 @@ fn a_call_waiting_for_a_human_is_approved_from_the_web_console_and_runs() {
     assert_eq!(by["via"], "web", "{by}");
     assert_eq!(by["name"], os_user());
     let session = granted[0]["session"].as_str().unwrap().to_owned();
+
+    // The stream said the journal grew, up to at least the entries the run journaled.
+    let total = j.len() as u64;
+    let mut last = before;
+    while last < total {
+        let n = stream.next_count();
+        assert!(n > last, "counts only grow: {last} then {n}");
+        last = n;
+    }
 
     // The sessions page and the timeline catch up (the index follows the journal).
     let list = web.wait_for("/", "the session was never listed", |b| {
