@@ -58,6 +58,8 @@ pub struct AppState {
     pub approvals: Option<Arc<dyn Approvals>>,
     pub settings: Arc<Settings>,
     pub live: live::Live,
+    /// One Verify at a time: it reads the whole journal.
+    pub verifying: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The whole console behind its guard.

@@ -113,6 +113,7 @@ pub fn app(
         approvals,
         settings: Arc::new(settings),
         live,
+        verifying: Arc::new(tokio::sync::Mutex::new(())),
     };
     Ok((state, publisher))
 }

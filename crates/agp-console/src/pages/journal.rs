@@ -36,8 +36,14 @@ pub async fn verify(
     if !Guard::csrf_ok(&session, f.csrf.as_deref().unwrap_or("")) {
         return csrf_refused();
     }
+    let Ok(one_at_a_time) = st.verifying.clone().try_lock_owned() else {
+        let busy = html! { p.note data-testid="verify-busy" { "A verification is already running; try again when it ends." } };
+        return page(&st, &session, Some(busy)).await;
+    };
     let settings = st.settings.clone();
     let report = blocking(move || {
+        // Held by the read itself: a client that goes away does not free it early.
+        let _one_at_a_time = one_at_a_time;
         let Some(key) = settings.verifier_key.clone() else {
             return Err(DataError::Unavailable(
                 "this home has no journal key (run `agp keygen`)".into(),
