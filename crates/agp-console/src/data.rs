@@ -48,6 +48,11 @@ pub struct SessionRow {
 pub struct SessionQuery {
     pub cursor: Option<String>,
     pub limit: u32,
+    /// live, ended, stopped, reaped.
+    pub state: Option<String>,
+    pub agent: Option<String>,
+    /// A substring of the id, repo, task or operator.
+    pub text: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -89,6 +94,8 @@ pub struct CallRow {
 #[derive(Debug, Clone, Default)]
 pub struct TimelineQuery {
     pub verdict: Option<String>,
+    /// allowed, denied, approved, pending.
+    pub outcome: Option<String>,
     pub tool: Option<String>,
     pub text: Option<String>,
     pub cursor: Option<String>,

@@ -16,16 +16,42 @@ const PAGE: u32 = 50;
 #[derive(Debug, Default, Deserialize)]
 pub struct Params {
     cursor: Option<String>,
+    state: Option<String>,
+    agent: Option<String>,
+    text: Option<String>,
+}
+
+fn some(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
 }
 
 pub async fn list(State(st): State<AppState>, Query(p): Query<Params>) -> Response {
     let data = st.data.clone();
     let q = SessionQuery {
-        cursor: p.cursor.filter(|c| !c.is_empty()),
+        cursor: some(p.cursor),
         limit: PAGE,
+        state: some(p.state),
+        agent: some(p.agent),
+        text: some(p.text),
     };
-    let page = blocking(move || data.sessions(&q)).await;
+    let q2 = q.clone();
+    let page = blocking(move || data.sessions(&q2)).await;
     let body = html! {
+        form method="get" action="/" data-testid="session-filters" {
+            label { "state " select name="state" data-testid="filter-state" {
+                @for v in ["", "live", "ended", "stopped", "reaped"] {
+                    option value=(v) selected[q.state.as_deref().unwrap_or("") == v] {
+                        (if v.is_empty() { "any" } else { v })
+                    }
+                }
+            } }
+            " "
+            label { "agent " input name="agent" value=(q.agent.as_deref().unwrap_or("")) data-testid="filter-agent"; }
+            " "
+            label { "text " input name="text" value=(q.text.as_deref().unwrap_or("")) data-testid="filter-text"; }
+            " "
+            button type="submit" { "Filter" }
+        }
         div data-live data-testid="sessions" {
             @match &page {
                 Err(e) => (problem(e)),
@@ -57,7 +83,10 @@ pub async fn list(State(st): State<AppState>, Query(p): Query<Params>) -> Respon
                         }
                     }
                     @if let Some(next) = &page.next {
-                        p { a href={ "/?cursor=" (urlencode(next)) } data-testid="older" { "Older sessions" } }
+                        p { a data-testid="older" href={ "/?cursor=" (urlencode(next))
+                            @if let Some(v) = &q.state { "&state=" (urlencode(v)) }
+                            @if let Some(v) = &q.agent { "&agent=" (urlencode(v)) }
+                            @if let Some(v) = &q.text { "&text=" (urlencode(v)) } } { "Older sessions" } }
                     }
                 }
             }

@@ -19,6 +19,7 @@ const PAGE: u32 = 200;
 #[derive(Debug, Default, Deserialize)]
 pub struct Filters {
     verdict: Option<String>,
+    outcome: Option<String>,
     tool: Option<String>,
     text: Option<String>,
     cursor: Option<String>,
@@ -35,6 +36,7 @@ pub async fn show(
 ) -> Response {
     let q = TimelineQuery {
         verdict: some(f.verdict),
+        outcome: some(f.outcome),
         tool: some(f.tool),
         text: some(f.text),
         cursor: some(f.cursor),
@@ -53,6 +55,14 @@ pub async fn show(
             label { "verdict " select name="verdict" data-testid="filter-verdict" {
                 @for v in ["", "allow", "deny", "require"] {
                     option value=(v) selected[q.verdict.as_deref().unwrap_or("") == v] {
+                        (if v.is_empty() { "any" } else { v })
+                    }
+                }
+            } }
+            " "
+            label { "outcome " select name="outcome" data-testid="filter-outcome" {
+                @for v in ["", "allowed", "denied", "approved", "pending"] {
+                    option value=(v) selected[q.outcome.as_deref().unwrap_or("") == v] {
                         (if v.is_empty() { "any" } else { v })
                     }
                 }
@@ -88,6 +98,7 @@ pub async fn show(
                         @if let Some(next) = &calls.next {
                             p { a data-testid="later" href={ "/sessions/" (urlencode(&id)) "?cursor=" (urlencode(next))
                                 @if let Some(v) = &q.verdict { "&verdict=" (urlencode(v)) }
+                                @if let Some(v) = &q.outcome { "&outcome=" (urlencode(v)) }
                                 @if let Some(t) = &q.tool { "&tool=" (urlencode(t)) }
                                 @if let Some(t) = &q.text { "&text=" (urlencode(t)) } } { "Later calls" } }
                         }

@@ -42,11 +42,15 @@ impl ConsoleData for FixedData {
             ..JournalStats::default()
         })
     }
-    fn sessions(&self, _q: &SessionQuery) -> Result<Page<SessionRow>, DataError> {
-        Ok(Page {
-            items: self.0.sessions.clone(),
-            next: None,
-        })
+    fn sessions(&self, q: &SessionQuery) -> Result<Page<SessionRow>, DataError> {
+        let items = self
+            .0
+            .sessions
+            .iter()
+            .filter(|s| q.state.as_ref().is_none_or(|v| *v == s.state))
+            .cloned()
+            .collect();
+        Ok(Page { items, next: None })
     }
     fn session(&self, id: &str) -> Result<Option<SessionRow>, DataError> {
         Ok(self.0.sessions.iter().find(|s| s.id == id).cloned())
