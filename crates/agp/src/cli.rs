@@ -55,7 +55,7 @@ pub enum Command {
     #[command(after_help = EXIT_CODES_HELP)]
     Daemon(cmd::daemon::DaemonArgs),
     /// Serve the local web console: sessions, timelines, pending approvals, the journal and
-    /// the policy; prints its address with a one-time access token.
+    /// the policy; prints its address with a random access token.
     #[command(after_help = EXIT_CODES_HELP)]
     Console(cmd::console::ConsoleArgs),
     /// List sessions, or show one session's timeline.
