@@ -76,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(live::events))
         .route("/static/console.js", get(pages::assets::script))
         .route("/static/console.css", get(pages::assets::style))
+        .route("/favicon.ico", get(pages::assets::no_icon))
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -85,10 +85,16 @@ impl Guard {
         self.hosts.contains(&host)
     }
 
+    /// No Origin, or the console's own. `null` passes only from the console's own pages: with
+    /// `Referrer-Policy: no-referrer` browsers send `Origin: null` on their same-origin form
+    /// posts, and then `Sec-Fetch-Site: same-origin` (a header pages cannot set) says where the
+    /// post came from; an opaque origin elsewhere (a sandboxed frame, a `data:` page) is
+    /// `cross-site` and refused.
     fn origin_ok(&self, headers: &HeaderMap) -> bool {
         let mut origins = headers.get_all(header::ORIGIN).iter();
         match (origins.next(), origins.next()) {
             (None, _) => true,
+            (Some(o), None) if o == "null" => fetch_site(headers) == Some("same-origin"),
             (Some(o), None) => o
                 .to_str()
                 .is_ok_and(|o| self.origins.iter().any(|a| a.eq_ignore_ascii_case(o))),
@@ -147,6 +153,16 @@ impl Guard {
             s.secret,
             if self.tls { "; Secure" } else { "" }
         )
+    }
+}
+
+fn fetch_site(headers: &HeaderMap) -> Option<&str> {
+    let mut all = headers.get_all("sec-fetch-site").iter();
+    match (all.next(), all.next()) {
+        (Some(v), None) => v.to_str().ok(),
+        // Absent, or sent twice: no answer.
+        (None, _) => None,
+        (Some(_), Some(_)) => Some(""),
     }
 }
 

@@ -282,6 +282,41 @@ async fn a_foreign_origin_or_a_cross_site_fetch_is_refused() {
     // The console's own origin passes.
     let got = w.post(&cookie, "/journal/verify", &body).await;
     assert_eq!(got.status, StatusCode::OK);
+    // `Origin: null` (what a browser sends on its same-origin form posts under
+    // Referrer-Policy: no-referrer) passes only with Sec-Fetch-Site: same-origin.
+    for (site, status) in [
+        (Some("same-origin"), StatusCode::OK),
+        (None, StatusCode::FORBIDDEN),
+        (Some("cross-site"), StatusCode::FORBIDDEN),
+        (Some("same-site"), StatusCode::FORBIDDEN),
+        (Some("none"), StatusCode::FORBIDDEN),
+    ] {
+        let mut req = Request::post("/journal/verify")
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, "null")
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(s) = site {
+            req = req.header("sec-fetch-site", s);
+        }
+        let got = send(&w.app, req.body(Body::from(body.clone())).unwrap()).await;
+        assert_eq!(got.status, status, "Origin null, Sec-Fetch-Site {site:?}");
+    }
+    // Sec-Fetch-Site twice is no answer.
+    let got = send(
+        &w.app,
+        Request::post("/journal/verify")
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, "null")
+            .header("sec-fetch-site", "same-origin")
+            .header("sec-fetch-site", "same-origin")
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.clone()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::FORBIDDEN);
 }
 
 // --- CSRF ---------------------------------------------------------------------------------------
