@@ -13,7 +13,9 @@
   function refresh() {
     if (busy || editing()) { again = true; return; }
     busy = true;
-    fetch(location.href, { credentials: "same-origin" })
+    // A page answered to a POST names the GET that shows it again.
+    var src = live.getAttribute("data-live-src") || location.href;
+    fetch(src, { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (t) {
         if (t === null) { return; }

@@ -128,7 +128,7 @@ async fn page(st: &AppState, session: &ConsoleSession, note: Option<Markup>) -> 
         } @else if daemon_view_only {
             p.note data-testid="view-only" { "The daemon takes no decisions from consoles ([approvals] web = false)." }
         }
-        div data-live data-testid="approvals" {
+        div data-live data-live-src="/approvals" data-testid="approvals" {
             @match &listed {
                 Err(e) => (problem(e)),
                 Ok(list) => {

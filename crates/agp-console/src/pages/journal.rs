@@ -123,7 +123,7 @@ async fn page(st: &AppState, session: &ConsoleSession, report: Option<Markup>) -
         .as_ref()
         .map(agp_journal::VerifierKey::id_hex);
     let body = html! {
-        div data-live data-testid="journal" {
+        div data-live data-live-src="/journal" data-testid="journal" {
             @match &stats {
                 Err(e) => (problem(e)),
                 Ok(s) => table data-testid="journal-stats" {

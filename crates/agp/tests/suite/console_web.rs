@@ -134,11 +134,15 @@ impl Web {
         )
     }
 
+    /// A form post as Chromium sends it from the console's page: under the console's
+    /// `Referrer-Policy: no-referrer` its Origin is `null`, and Sec-Fetch-Site says
+    /// same-origin.
     fn post(&self, path: &str, form: &str) -> Answer {
         exchange(
             &self.host,
             &format!(
-                "POST {path} HTTP/1.1\r\nHost: {h}\r\nOrigin: http://{h}\r\nCookie: {c}\r\n\
+                "POST {path} HTTP/1.1\r\nHost: {h}\r\nOrigin: null\r\n\
+                 Sec-Fetch-Site: same-origin\r\nCookie: {c}\r\n\
                  Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {n}\r\n\
                  Connection: close\r\n\r\n{form}",
                 h = self.host,
