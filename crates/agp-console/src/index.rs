@@ -107,11 +107,7 @@ fn call_row(c: idx::CallRow) -> CallRow {
             .clone()
             .or_else(|| c.approvers.first().map(|a| a.via.clone()))
             .unwrap_or_default();
-        ApprovalInfo {
-            decision,
-            by: if by.is_empty() { "—".into() } else { by },
-            via,
-        }
+        ApprovalInfo { decision, by, via }
     });
     let mut reason = c.reason.unwrap_or_default();
     if let Some(shadow) = c.shadow_verdict {

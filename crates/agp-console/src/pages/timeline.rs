@@ -144,7 +144,8 @@ fn call_row(c: &CallRow) -> Markup {
             td data-testid="call-approval" {
                 @if let Some(a) = &c.approval {
                     span class=(css_word(&a.decision)) { (shown(&a.decision)) }
-                    " by " (shown(&a.by)) " via " (shown(&a.via))
+                    @if !a.by.is_empty() { " by " (shown(&a.by)) }
+                    @if !a.via.is_empty() { " via " (shown(&a.via)) }
                 }
             }
             td data-testid="call-result" {
