@@ -234,3 +234,21 @@ fn load_tls(files: &TlsFiles) -> Result<TlsAcceptor, ConsoleError> {
         .map_err(|e| err("certificate and key", &files.cert, e.to_string()))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_console_answers_to_its_address_and_on_loopback_to_localhost() {
+        let v4: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(hosts_for(v4, &[]), ["127.0.0.1:8080", "localhost:8080"]);
+        let v6: SocketAddr = "[::1]:8080".parse().unwrap();
+        assert_eq!(hosts_for(v6, &[]), ["[::1]:8080", "localhost:8080"]);
+        let public: SocketAddr = "192.0.2.7:8443".parse().unwrap();
+        assert_eq!(
+            hosts_for(public, &["console.example".into()]),
+            ["192.0.2.7:8443", "console.example:8443"]
+        );
+    }
+}

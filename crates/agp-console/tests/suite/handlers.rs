@@ -117,6 +117,7 @@ async fn no_token_no_cookie_a_wrong_token_or_a_wrong_cookie_is_refused_everywher
         "/policy",
         "/events",
         "/static/console.js",
+        "/favicon.ico",
         "/nowhere",
     ];
     for path in paths {
