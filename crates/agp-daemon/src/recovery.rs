@@ -35,9 +35,7 @@ pub async fn recover(m: &Arc<Mediator>) -> Result<Vec<tokio::task::JoinHandle<()
     let now = now_ms();
     // Only one daemon serves a home at a time, so an `agp run` that held a session is gone:
     // its session cannot be resumed and its approvals must never be shown again.
-    let orphans = m
-        .db(move |s| s.end_orphans(EPHEMERAL_OWNER_PREFIX, now))
-        .await?;
+    let orphans = m.store.end_orphans(EPHEMERAL_OWNER_PREFIX, now).await?;
     for row in &orphans {
         let reaped = SessionReaped {
             status: Some("interrupted".into()),
@@ -46,7 +44,7 @@ pub async fn recover(m: &Arc<Mediator>) -> Result<Vec<tokio::task::JoinHandle<()
         };
         m.record(Some(&row.id), &reaped).await?;
     }
-    let reaped = m.db(move |s| s.reap_expired(now - ttl, now)).await?;
+    let reaped = m.store.reap_expired(now - ttl, now).await?;
     for row in &reaped {
         m.record(Some(&row.id), &reaped_body(row)).await?;
         // The dead daemon never checked what the session left; the snapshot it stored says
@@ -56,20 +54,19 @@ pub async fn recover(m: &Arc<Mediator>) -> Result<Vec<tokio::task::JoinHandle<()
         m.record(Some(&row.id), &report).await?;
     }
 
-    let pruned = m.db(move |s| s.prune(now - RETENTION_MS)).await?;
+    let pruned = m.store.prune(now - RETENTION_MS).await?;
     if pruned > 0 {
         tracing::info!("pruned {pruned} settled state rows older than 7 days");
     }
 
-    let pending = m.db(super::store::Store::pending).await?;
+    let pending = m.store.pending().await?;
     let mut reattached = Vec::new();
     for row in pending {
-        let active = {
-            let id = row.session.clone();
-            m.db(move |s| s.session(&id))
-                .await?
-                .is_some_and(|s| s.status == "active")
-        };
+        let active = m
+            .store
+            .session(&row.session)
+            .await?
+            .is_some_and(|s| s.status == "active");
         let request: Option<ApprovalRequest> = serde_json::from_str(&row.request_json).ok();
         let left = row.expires_at_ms - now_ms();
         match request {

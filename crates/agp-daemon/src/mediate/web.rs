@@ -293,7 +293,7 @@ impl Mediator {
             Ok((applied, _request)) => applied,
             Err((mut r, session)) => {
                 if let (WebRefusal::AlreadyDecided, Some(id)) = (r, session.clone()) {
-                    let row = self.db(move |s| s.session(&id)).await.ok().flatten();
+                    let row = self.store.session(&id).await.ok().flatten();
                     if row.is_some_and(|row| row.status != "active") {
                         r = WebRefusal::SessionEnded;
                     }

@@ -94,7 +94,7 @@ impl DaemonArgs {
 }
 
 pub fn run(home: &Home, args: &DaemonArgs) -> Result<Exit> {
-    init_logging("agp_daemon=info");
+    init_logging("agp_daemon=info,agp_witness=info");
     let rt = runtime()?;
     home.require_initialized()?;
     let config = Config::load(home)?;
@@ -158,6 +158,7 @@ pub fn run(home: &Home, args: &DaemonArgs) -> Result<Exit> {
     served?;
     hangups.abort();
     drop(assembly.policy_watch);
+    crate::app::assemble::close_and_witness(&assembly.journal, assembly.witness);
     println!("agp daemon: stopped");
     Ok(Exit::Ok)
 }
