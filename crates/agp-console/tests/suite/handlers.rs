@@ -160,6 +160,40 @@ async fn no_token_no_cookie_a_wrong_token_or_a_wrong_cookie_is_refused_everywher
 }
 
 #[tokio::test]
+async fn the_cookie_is_found_among_others_and_only_under_its_own_name() {
+    let w = world(rows(), recorder(), false);
+    let cookie = w.login().await;
+    let secret = cookie.split_once('=').unwrap().1.to_owned();
+    let ok = w.get(&format!("theme=dark; {cookie}; lang=en"), "/").await;
+    assert_eq!(ok.status, StatusCode::OK);
+    for other in [
+        format!("xagp_console_4555={secret}"),
+        format!("agp_console_45551={secret}"),
+        format!("agp_console_4556={secret}"),
+        format!("agp_console_4555={}", &secret[..secret.len() - 1]),
+        format!("agp_console_4555={secret}0"),
+    ] {
+        assert_eq!(
+            w.get(&other, "/").await.status,
+            StatusCode::UNAUTHORIZED,
+            "{other}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_oldest_console_session_is_forgotten_past_the_limit() {
+    let w = world(rows(), recorder(), false);
+    let first = w.login().await;
+    let mut last = String::new();
+    for _ in 0..32 {
+        last = w.login().await;
+    }
+    assert_eq!(w.get(&first, "/").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(w.get(&last, "/").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn the_access_token_is_never_in_a_page() {
     let w = world(rows(), recorder(), false);
     let cookie = w.login().await;
