@@ -17,8 +17,10 @@ use crate::data::{Approvals, ConsoleData};
 use crate::security::{random_token, Guard};
 use crate::{live, router, AppState, Settings};
 
-/// Longest a client may take for its TLS handshake.
+/// Longest a client may take for its TLS handshake, and for a request's headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once (each live page holds one for its event stream); more wait.
+const MAX_CONNECTIONS: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
@@ -172,8 +174,16 @@ impl Console {
         } = self;
         let watcher = publisher.spawn(state.data.clone(), &state.settings.journal_dir);
         let app = router(state);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         tokio::pin!(shutdown);
         loop {
+            let slot = tokio::select! {
+                () = &mut shutdown => break,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(s) => s,
+                    Err(_) => break,
+                },
+            };
             let stream = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
@@ -187,8 +197,11 @@ impl Console {
             };
             let (app, tls) = (app.clone(), tls.clone());
             tokio::spawn(async move {
+                let _slot = slot;
                 let service = TowerToHyperService::new(app);
-                let http = hyper::server::conn::http1::Builder::new();
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HANDSHAKE_TIMEOUT);
                 let served = match tls {
                     None => http.serve_connection(TokioIo::new(stream), service).await,
                     Some(acceptor) => {

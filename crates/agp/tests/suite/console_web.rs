@@ -465,3 +465,33 @@ fn the_daemon_serves_the_console_in_process_and_a_view_only_console_decides_noth
     drop(run);
     assert!(!w.repo.join("never").exists());
 }
+
+#[test]
+fn a_console_on_another_address_without_tls_is_refused_with_the_fix() {
+    let w = policy_world(POLICY);
+    for addr in ["0.0.0.0:0", "[::]:0"] {
+        let out = Command::new(AGP)
+            .arg("--home")
+            .arg(&w.home)
+            .args(["console", "--listen", addr])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(out.stdout.is_empty(), "no address printed: {out:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("without TLS"), "{err}");
+        assert!(err.contains("--tls-cert FILE --tls-key FILE"), "{err}");
+    }
+    // Half a TLS configuration is a usage error.
+    let out = Command::new(AGP)
+        .arg("--home")
+        .arg(&w.home)
+        .args(["console", "--tls-cert", "cert.pem"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
+}
