@@ -126,6 +126,16 @@ pub struct JournalStats {
     pub origin: Option<String>,
 }
 
+/// One journal line as the file holds it (the journal is redacted at the source).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EntryView {
+    pub seq: u64,
+    pub line: String,
+    /// RFC 6962 leaf hash, hex.
+    pub leaf_hash: String,
+    pub covered: bool,
+}
+
 /// Sessions, timelines and journal figures. Methods block (SQLite, files): handlers call them
 /// on the blocking pool.
 pub trait ConsoleData: Send + Sync + 'static {
@@ -136,6 +146,8 @@ pub trait ConsoleData: Send + Sync + 'static {
     fn session(&self, id: &str) -> Result<Option<SessionRow>, DataError>;
     fn timeline(&self, session: &str, q: &TimelineQuery) -> Result<Page<CallRow>, DataError>;
     fn session_events(&self, session: &str) -> Result<Vec<EventRow>, DataError>;
+    /// The exact line of entry `seq`, if the index has it.
+    fn entry(&self, seq: u64) -> Result<Option<EntryView>, DataError>;
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -6,8 +6,8 @@ use std::path::Path;
 use agp_journal_index as idx;
 
 use crate::data::{
-    ApprovalInfo, CallRow, ConsoleData, DataError, EventRow, JournalStats, Page, ResultInfo,
-    SessionQuery, SessionRow, TimelineQuery,
+    ApprovalInfo, CallRow, ConsoleData, DataError, EntryView, EventRow, JournalStats, Page,
+    ResultInfo, SessionQuery, SessionRow, TimelineQuery,
 };
 
 /// Longest event body shown in the list (the journal keeps it whole).
@@ -222,5 +222,14 @@ impl ConsoleData for IndexData {
                 covered: e.covered,
             })
             .collect())
+    }
+
+    fn entry(&self, seq: u64) -> Result<Option<EntryView>, DataError> {
+        Ok(self.index.entry(seq)?.map(|e| EntryView {
+            seq: e.seq,
+            line: e.line,
+            leaf_hash: e.leaf_hash,
+            covered: e.covered,
+        }))
     }
 }

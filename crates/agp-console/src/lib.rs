@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/journal", get(pages::journal::show))
         .route("/journal/verify", post(pages::journal::verify))
         .route("/journal/proof", get(pages::journal::proof))
+        .route("/journal/entry", get(pages::journal::entry))
         .route("/policy", get(pages::policy::show))
         .route("/events", get(live::events))
         .route("/static/console.js", get(pages::assets::script))

@@ -78,6 +78,31 @@ pub async fn verify(
     page(&st, &session, Some(out)).await
 }
 
+/// `/journal/entry?seq=N`: the exact line, its leaf hash, and its proof to download.
+pub async fn entry(State(st): State<AppState>, Query(p): Query<ProofParams>) -> Response {
+    let Some(seq) = p.seq.as_deref().and_then(|s| s.trim().parse::<u64>().ok()) else {
+        return (StatusCode::BAD_REQUEST, "seq must be an entry number").into_response();
+    };
+    let data = st.data.clone();
+    let found = blocking(move || data.entry(seq)).await;
+    let body = html! {
+        @match &found {
+            Err(e) => (problem(e)),
+            Ok(None) => p.err data-testid="no-entry" { "No entry " (seq) " in the index." },
+            Ok(Some(e)) => {
+                p { "leaf hash " code data-testid="entry-leaf" { (e.leaf_hash) } }
+                @if e.covered {
+                    p { a href={ "/journal/proof?seq=" (e.seq) } data-testid="entry-proof" { "Download its inclusion proof (C2SP tlog-proof)" } }
+                } @else {
+                    p.note data-testid="entry-not-covered" { "No signed checkpoint covers this entry yet: its proof is available after the next checkpoint." }
+                }
+                pre data-testid="entry-line" { (shown(&e.line)) }
+            }
+        }
+    };
+    layout(&format!("Entry {seq}"), Nav::Journal, &body)
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub struct ProofParams {
     seq: Option<String>,
@@ -150,6 +175,7 @@ async fn page(st: &AppState, session: &ConsoleSession, report: Option<Markup>) -
         form method="get" action="/journal/proof" data-testid="proof-form" {
             label { "entry seq " input name="seq" inputmode="numeric" data-testid="proof-seq"; }
             " " button type="submit" { "Download tlog-proof" }
+            " " button type="submit" formaction="/journal/entry" data-testid="entry-show" { "Show the entry" }
         }
     };
     layout("Journal", Nav::Journal, &body)

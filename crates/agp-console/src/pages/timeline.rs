@@ -110,7 +110,7 @@ pub async fn show(
                         ul data-testid="events" {
                             @for e in events {
                                 li data-testid="event" data-kind=(e.kind) {
-                                    a href={ "/journal/proof?seq=" (e.seq) } title="download the inclusion proof" { (e.seq) }
+                                    a href={ "/journal/entry?seq=" (e.seq) } title="the journal entry and its inclusion proof" { (e.seq) }
                                     " " code { (shown(&e.kind)) } " " code { (shown(&e.summary)) }
                                     @if !e.covered { " " small { "(not yet signed)" } }
                                 }
@@ -128,7 +128,7 @@ fn call_row(c: &CallRow) -> Markup {
     html! {
         tr data-testid="call-row" data-call=(c.call_id) data-verdict=(c.verdict) data-outcome=(c.outcome) {
             td {
-                a href={ "/journal/proof?seq=" (c.seq) } title="download the inclusion proof" data-testid="proof-link" { (c.seq) }
+                a href={ "/journal/entry?seq=" (c.seq) } title="the journal entry and its inclusion proof" data-testid="entry-link" { (c.seq) }
                 @if !c.covered { br; small data-testid="not-covered" title="no signed checkpoint covers this call yet" { "not yet signed" } }
             }
             td { (shown(&c.tool)) }

@@ -198,7 +198,14 @@ async fn the_access_token_is_never_in_a_page() {
     let w = world(rows(), recorder(), false);
     let cookie = w.login().await;
     let secret = cookie.split('=').nth(1).unwrap().to_owned();
-    for path in ["/", "/sessions/s-1", "/approvals", "/journal", "/policy"] {
+    for path in [
+        "/",
+        "/sessions/s-1",
+        "/approvals",
+        "/journal",
+        "/policy",
+        "/journal/entry?seq=1",
+    ] {
         let got = w.get(&cookie, path).await;
         assert_eq!(got.status, StatusCode::OK, "{path}");
         assert!(!got.body.contains(&w.token), "{path} shows the token");
@@ -606,6 +613,7 @@ async fn hostile_agent_text_is_escaped_and_its_invisible_characters_shown() {
         "/sessions/s-1%22%20onclick%3D%22alert(3)?verdict=require",
         "/approvals",
         "/policy",
+        "/journal/entry?seq=1",
     ] {
         let got = w.get(&cookie, path).await;
         assert_eq!(got.status, StatusCode::OK, "{path}");
@@ -672,7 +680,7 @@ async fn the_timeline_shows_verdicts_approvals_results_egress_and_filters() {
     assert!(b.contains("2 request(s)"));
     assert_eq!(b.matches("data-testid=\"not-covered\"").count(), 1);
     assert!(b.contains("data-kind=\"integrity.report\""));
-    assert!(b.contains("href=\"/journal/proof?seq=1\""));
+    assert!(b.contains("href=\"/journal/entry?seq=1\""));
     let only = w
         .get(&cookie, "/sessions/s-1?verdict=require&tool=&text=")
         .await

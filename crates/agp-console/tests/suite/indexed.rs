@@ -121,4 +121,23 @@ async fn pages_over_the_real_index_show_the_journal_escaped() {
     assert!(j.contains(&key.verifier().id_hex()));
     let proof = world.get(&cookie, "/journal/proof?seq=2").await;
     assert_eq!(proof.status, StatusCode::OK, "{}", proof.body);
+    // The entry page shows the exact line (escaped) and links its proof.
+    let entry = world.get(&cookie, "/journal/entry?seq=2").await.body;
+    assert!(entry.contains("tool_call.requested"), "{entry}");
+    assert!(entry.contains("href=\"/journal/proof?seq=2\""));
+    assert!(!entry.contains("<script>alert"));
+    assert!(
+        entry.contains("\\u202e") || entry.contains("\\u{202e}"),
+        "{entry}"
+    );
+    let line = std::fs::read_to_string(world.dir.path().join("journal/entries.jsonl"))
+        .unwrap()
+        .lines()
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    agp_journal::proof::verify_inclusion(&proof.body, line.as_bytes(), &key.verifier().clone())
+        .unwrap();
+    let missing = world.get(&cookie, "/journal/entry?seq=999").await.body;
+    assert!(missing.contains("data-testid=\"no-entry\""));
 }

@@ -40,6 +40,9 @@ impl ConsoleData for Lines {
     fn session_events(&self, s: &str) -> Result<Vec<EventRow>, DataError> {
         self.rows.session_events(s)
     }
+    fn entry(&self, seq: u64) -> Result<Option<EntryView>, DataError> {
+        self.rows.entry(seq)
+    }
 }
 
 fn settings(dir: &std::path::Path) -> Settings {

@@ -68,6 +68,14 @@ impl ConsoleData for FixedData {
     fn session_events(&self, _s: &str) -> Result<Vec<EventRow>, DataError> {
         Ok(self.0.events.clone())
     }
+    fn entry(&self, seq: u64) -> Result<Option<EntryView>, DataError> {
+        Ok((seq == 1).then(|| EntryView {
+            seq,
+            line: "{\"kind\":\"<script>alert(1)</script>\u{202e}\"}".into(),
+            leaf_hash: "ab".repeat(32),
+            covered: true,
+        }))
+    }
 }
 
 /// Pending approvals, and every decision the console forwarded.
