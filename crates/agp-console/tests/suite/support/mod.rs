@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+mod fixtures;
+pub use fixtures::*;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
