@@ -40,6 +40,8 @@ struct Conn {
     peer: Value,
     /// The connecting process as the kernel names it (SO_PEERCRED, SO_PEERPIDFD).
     peer_pid: Option<u32>,
+    /// The connecting user (SO_PEERCRED): who a console's approval decision is from.
+    peer_uid: Option<u32>,
     peer_pidfd: Option<std::os::fd::OwnedFd>,
     /// How this connection's reported results are journaled (see `peer`).
     reported_by: &'static str,
@@ -65,6 +67,7 @@ impl Daemon {
             writer: BufWriter::new(wr),
             peer,
             peer_pid,
+            peer_uid: cred.map(|c| c.uid()),
             peer_pidfd,
             reported_by: crate::peer::REPORTED_BY_AGENT,
             session: None,
@@ -184,6 +187,10 @@ impl Daemon {
                     .await
                     .map_err(|e| e.to_string());
                 Done::Stopped { session, result }
+            }
+            Work::ListApprovals => Done::Listed(m.list_web(conn.peer_uid)),
+            Work::DecideApproval(decision) => {
+                Done::Decided(m.decide_web(conn.peer_uid, decision).await)
             }
             Work::End { session, status } => {
                 m.sessions.remove_session(&session.id);

@@ -69,6 +69,12 @@ pub struct DaemonConfig {
     /// Directory holding the socket and the admin token (created 0700).
     pub run_dir: PathBuf,
     pub state_db: PathBuf,
+    /// `[state] url`: shared state in PostgreSQL (team mode); `None`: SQLite at `state_db`.
+    pub state_url: Option<String>,
+    /// This daemon's member id in shared state, written into its rows (`agp sessions` shows
+    /// it as the host): `<hostname>:<agp home>` unless `[state] member` says otherwise, so
+    /// several homes on one machine stay apart.
+    pub member: String,
     /// Start-of-session snapshots of the repositories (`<session>.json`).
     pub integrity_dir: PathBuf,
     /// Where the end-of-session check moves what it neutralizes (`<session>/`).
@@ -102,6 +108,19 @@ pub struct DaemonConfig {
     /// Values for `{{secret:NAME}}` in proxy-executed Bash commands, resolved after the gate;
     /// every result's output is redacted of them.
     pub secrets: Arc<secrets::Secrets>,
+    /// Whether the web console may decide approvals (`[approvals] web`); `false`: view-only,
+    /// every decision from it is refused and journaled.
+    pub web_approvals: bool,
+}
+
+/// `<hostname>:<agp home>`.
+pub fn default_member(agp_home: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", agp_home.display())
 }
 
 impl DaemonConfig {
@@ -109,6 +128,8 @@ impl DaemonConfig {
         Self {
             run_dir: agp_home.join("run"),
             state_db: agp_home.join("state.db"),
+            state_url: None,
+            member: default_member(&agp_home),
             integrity_dir: agp_home.join("integrity"),
             quarantine_dir: agp_home.join("quarantine"),
             agp_home,
@@ -142,6 +163,7 @@ impl DaemonConfig {
             policy_mode: agp_contracts::PolicyMode::Enforce,
             egress_approvers: Vec::new(),
             secrets: Arc::default(),
+            web_approvals: true,
         }
     }
 

@@ -22,7 +22,7 @@ pub fn backoff_ms(attempts_done: i64) -> i64 {
 /// Delivers every due item once; returns how many were attempted.
 pub async fn deliver_due(m: &Arc<Mediator>) -> usize {
     let _one_pass = m.outbox_lock.lock().await;
-    let due = match m.db(|s| s.due_outbox(now_ms(), 32)).await {
+    let due = match m.store.due_outbox(now_ms(), 32).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!("outbox unavailable: {e}");
@@ -51,14 +51,14 @@ pub async fn deliver_due(m: &Arc<Mediator>) -> usize {
         };
         let id = item.id;
         let recorded = match error {
-            None => m.db(move |s| s.outbox_delivered(id)).await,
+            None => m.store.outbox_delivered(id).await,
             Some(err) => {
                 let dead = unreadable || item.attempts + 1 >= MAX_ATTEMPTS;
                 let next = now_ms() + backoff_ms(item.attempts);
                 if dead {
                     tracing::warn!("projection {} dead-lettered: {err}", item.kind);
                 }
-                m.db(move |s| s.outbox_failed(id, &err, next, dead)).await
+                m.store.outbox_failed(id, &err, next, dead).await
             }
         };
         if let Err(e) = recorded {

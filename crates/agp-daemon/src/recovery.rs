@@ -35,9 +35,7 @@ pub async fn recover(m: &Arc<Mediator>) -> Result<Vec<tokio::task::JoinHandle<()
     let now = now_ms();
     // Only one daemon serves a home at a time, so an `agp run` that held a session is gone:
     // its session cannot be resumed and its approvals must never be shown again.
-    let orphans = m
-        .db(move |s| s.end_orphans(EPHEMERAL_OWNER_PREFIX, now))
-        .await?;
+    let orphans = m.store.end_orphans(EPHEMERAL_OWNER_PREFIX, now).await?;
     for row in &orphans {
         let reaped = SessionReaped {
             status: Some("interrupted".into()),
@@ -46,7 +44,7 @@ pub async fn recover(m: &Arc<Mediator>) -> Result<Vec<tokio::task::JoinHandle<()
         };
         m.record(Some(&row.id), &reaped).await?;
     }
-    let reaped = m.db(move |s| s.reap_expired(now - ttl, now)).await?;
+    let reaped = m.store.reap_expired(now - ttl, now).await?;
     for row in &reaped {
         m.record(Some(&row.id), &reaped_body(row)).await?;
         // The dead daemon never checked what the session left; the snapshot it stored says
@@ -56,20 +54,19 @@ pub async fn recover(m: &Arc<Mediator>) -> Result<Vec<tokio::task::JoinHandle<()
         m.record(Some(&row.id), &report).await?;
     }
 
-    let pruned = m.db(move |s| s.prune(now - RETENTION_MS)).await?;
+    let pruned = m.store.prune(now - RETENTION_MS).await?;
     if pruned > 0 {
         tracing::info!("pruned {pruned} settled state rows older than 7 days");
     }
 
-    let pending = m.db(super::store::Store::pending).await?;
+    let pending = m.store.pending().await?;
     let mut reattached = Vec::new();
     for row in pending {
-        let active = {
-            let id = row.session.clone();
-            m.db(move |s| s.session(&id))
-                .await?
-                .is_some_and(|s| s.status == "active")
-        };
+        let active = m
+            .store
+            .session(&row.session)
+            .await?
+            .is_some_and(|s| s.status == "active");
         let request: Option<ApprovalRequest> = serde_json::from_str(&row.request_json).ok();
         let left = row.expires_at_ms - now_ms();
         match request {
@@ -116,25 +113,40 @@ async fn expire(
 async fn reattach(m: Arc<Mediator>, request: ApprovalRequest, left: Duration) {
     let channel = m.parts.channel.name().to_owned();
     let started = std::time::Instant::now();
-    let outcome = match tokio::time::timeout(left, m.parts.channel.request_approval(&request)).await
-    {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => ApprovalOutcome::Unavailable {
-            reason: e.to_string(),
-        },
-        Err(_) => ApprovalOutcome::Timeout,
+    // Open to the web console too, as every pending approval is.
+    let (outcome, web) = match tokio::time::timeout(left, m.put_to_channels(&request)).await {
+        Ok(Ok(d)) => (d.outcome, d.web),
+        Ok(Err(e)) => (
+            ApprovalOutcome::Unavailable {
+                reason: e.to_string(),
+            },
+            None,
+        ),
+        Err(_) => (ApprovalOutcome::Timeout, None),
+    };
+    let decided_by = if web.is_some() {
+        agp_contracts::approval::via::WEB
+    } else {
+        channel.as_str()
     };
     let session = request.session.clone();
     let end = m
         .conclude(
             &session,
             &request,
-            &channel,
+            decided_by,
             outcome,
             None,
             started.elapsed(),
         )
         .await;
+    if let Some(done) = web {
+        let _ = done.send(agp_gateway::DecisionApplied {
+            call_id: request.call_id.clone(),
+            granted: end.granted,
+            reason: end.reason.clone(),
+        });
+    }
     tracing::info!(
         "re-attached approval {} settled: granted={} ({})",
         request.call_id,

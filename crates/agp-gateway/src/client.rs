@@ -8,6 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::approvals::{ApprovalList, DecisionApplied, PendingApproval, WebDecision};
 use crate::frame::{self, FrameError, FrameReader};
 use crate::protocol::{
     ClientMessage, ErrorCode, ExecResult, ServerMessage, SessionMode, ToolCallRequest,
@@ -209,6 +210,42 @@ impl Client {
                 stopped,
                 cancelled_approvals,
             }),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// The approvals waiting for a human (admin channel), each with a fresh single-use nonce.
+    pub fn list_approvals(&mut self, admin_token: &str) -> Result<ApprovalList, ClientError> {
+        self.send(&ClientMessage::ListApprovals {
+            protocol: PROTOCOL_VERSION,
+            admin_token: admin_token.to_owned(),
+        })?;
+        match self.receive()? {
+            ServerMessage::Approvals(list) => Ok(list),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Answers one approval (admin channel) as this process's OS user. A refused decision is
+    /// `ClientError::Refused` with code `approval_refused` and the reason first in the message.
+    pub fn decide_approval(
+        &mut self,
+        admin_token: &str,
+        pending: &PendingApproval,
+        decision: WebDecision,
+        reason: Option<&str>,
+    ) -> Result<DecisionApplied, ClientError> {
+        self.send(&ClientMessage::DecideApproval {
+            protocol: PROTOCOL_VERSION,
+            admin_token: admin_token.to_owned(),
+            call_id: pending.call_id.clone(),
+            input_sha256: pending.input_sha256.clone(),
+            nonce: pending.nonce.clone(),
+            decision,
+            reason: reason.map(str::to_owned),
+        })?;
+        match self.receive()? {
+            ServerMessage::ApprovalDecided(applied) => Ok(applied),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }

@@ -34,10 +34,12 @@
 //! Sessions are created by the daemon's owner (in-process, or through `open_session` with the
 //! admin token kept in a 0600 file next to the socket).
 
+pub mod approvals;
 pub mod client;
 pub mod frame;
 pub mod protocol;
 
+pub use approvals::{ApprovalList, DecisionApplied, PendingApproval, WebDecision};
 pub use client::{Client, ClientError, ExecReply, SessionOpened, StopReply};
 pub use frame::{take_chunk, ChunkStep, FrameError, FrameReader, MAX_FRAME_BYTES};
 pub use protocol::{

@@ -91,6 +91,25 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Control: the approvals waiting for a human, each with a fresh single-use nonce (a
+    /// console). Authenticated by the admin token.
+    ListApprovals {
+        protocol: u32,
+        admin_token: String,
+    },
+    /// Control: answer one approval from a console. The approver is the connecting process's OS
+    /// user; the daemon refuses (and journals `approval.rejected`) a nonce that is unknown or
+    /// used, names another call or input, has expired, or a user who may not decide.
+    DecideApproval {
+        protocol: u32,
+        admin_token: String,
+        call_id: String,
+        input_sha256: String,
+        nonce: String,
+        decision: crate::approvals::WebDecision,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     ToolCallRequest(ToolCallRequest),
     ToolCallResult(ToolCallResult),
     /// The agent is done; the session is closed and `session.ended` journaled.
@@ -161,6 +180,9 @@ pub enum ErrorCode {
     /// The connecting process may not speak for the session: it is not the harness's hook
     /// (it descends from a tool call the agent made).
     PeerRefused,
+    /// A console's approval decision was refused; the message starts with the reason
+    /// (`replayed`, `expired`, `not_an_approver`, ...).
+    ApprovalRefused,
 }
 
 impl ErrorCode {
@@ -179,6 +201,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::UnknownSession => "unknown_session",
             ErrorCode::PeerRefused => "peer_refused",
+            ErrorCode::ApprovalRefused => "approval_refused",
         }
     }
 }
@@ -220,6 +243,10 @@ pub enum ServerMessage {
         #[serde(default)]
         cancelled_approvals: Vec<String>,
     },
+    /// The answer to `list_approvals`.
+    Approvals(crate::approvals::ApprovalList),
+    /// The answer to an accepted `decide_approval`.
+    ApprovalDecided(crate::approvals::DecisionApplied),
     Error {
         code: ErrorCode,
         message: String,

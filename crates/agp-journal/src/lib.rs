@@ -12,6 +12,10 @@
 //!   [`agp_contracts::Journal`]), with per-entry or group-commit durability.
 //! * [`verify`]: the streaming offline verifier (O(log n) memory).
 //! * [`proof`]: C2SP tlog-proof inclusion receipts and consistency proofs.
+//! * [`cosig`], [`witnessed`]: witness cosignatures (C2SP tlog-cosignature) and the
+//!   `cosignatures` file that keeps them next to the checkpoints.
+//! * [`published`]: checkpoints team members published, and the check that a member's journal
+//!   still extends them.
 //! * [`keys`], [`note`], [`sshsig`], [`checkpoint`], [`merkle`], [`pair`]: the building blocks.
 //!
 //! No async runtime and no agp daemon code: an auditor can depend on this crate alone.
@@ -44,6 +48,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod cosig;
 pub mod event;
 pub mod jcs;
 pub mod keys;
@@ -51,8 +56,10 @@ pub mod merkle;
 pub mod note;
 pub mod pair;
 pub mod proof;
+pub mod published;
 pub mod sshsig;
 pub mod verify;
+pub mod witnessed;
 pub mod writer;
 
 pub use checkpoint::Checkpoint;
@@ -65,3 +72,5 @@ pub const ENTRIES_FILE: &str = "entries.jsonl";
 pub const CHECKPOINT_FILE: &str = "checkpoint";
 pub const CHECKPOINTS_FILE: &str = "checkpoints";
 pub const SSHSIG_FILE: &str = "checkpoint.sig";
+/// Checkpoints cosigned by witnesses (see [`witnessed`]).
+pub const COSIGNATURES_FILE: &str = "cosignatures";

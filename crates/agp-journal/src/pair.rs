@@ -261,6 +261,12 @@ pub(crate) struct Published {
     pub unpublished: Vec<String>,
 }
 
+/// The published latest checkpoint note, read as the verifier reads it (see
+/// [`read_published`]); `None` when there is none.
+pub fn read_latest(dir: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    Ok(read_published(dir)?.checkpoint)
+}
+
 /// Reads `checkpoint` and `checkpoint.sig` (following the links, or the plain files of the
 /// earlier layout) as one pair, under a shared lock on the folder when it can be taken: the
 /// writer publishes under an exclusive one. A copy where locking is not possible (read-only

@@ -117,8 +117,13 @@ extern "C" fn stop_at_exit() {
 
 /// SIGTERM the daemon by PID, wait for it, SIGKILL when it does not go.
 pub(crate) fn stop(pid: i32) {
+    stop_with(pid, libc::SIGTERM);
+}
+
+/// `signal` to our child `pid`, wait for it, SIGKILL when it does not go.
+pub(crate) fn stop_with(pid: i32, signal: i32) {
     // SAFETY: kill and waitpid on the PID of our own child, with no memory passed.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    unsafe { libc::kill(pid, signal) };
     let until = Instant::now() + STOP_WITHIN;
     loop {
         let mut status = 0;

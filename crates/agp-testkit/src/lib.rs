@@ -13,6 +13,7 @@ pub mod docker;
 mod http;
 mod journal;
 pub mod podman;
+pub mod postgres;
 pub mod pty;
 mod refused;
 mod sse;

@@ -69,6 +69,9 @@ pub enum Command {
     /// Build the container provider's image locally (`agp sandbox image build`).
     #[command(after_help = EXIT_CODES_HELP)]
     Sandbox(cmd::sandbox::SandboxArgs),
+    /// Run a C2SP witness that cosigns journal checkpoints, or make its key.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Witness(cmd::witness::WitnessArgs),
     /// Gate one tool call of a Claude Code or Codex session (run by the agent's harness as its
     /// PreToolUse / PostToolUse / PermissionRequest hook; reads the event on stdin).
     #[command(after_help = cmd::hook::HOOK_EXIT_HELP)]

@@ -12,7 +12,9 @@ use agp_gateway::{
 };
 use serde_json::Value;
 
-use crate::mediate::{CallReply, Rejection};
+use agp_gateway::{ApprovalList, DecisionApplied};
+
+use crate::mediate::{CallReply, Rejection, WebDecide};
 use crate::session::{SessionInfo, SessionParams};
 
 /// Longest `end_session` status kept; a longer one is recorded as `completed`.
@@ -115,6 +117,10 @@ pub(crate) enum Work<S> {
         by: String,
         reason: Option<String>,
     },
+    /// List the pending approvals for a console; the admin token is already checked.
+    ListApprovals,
+    /// Apply a console's decision; the admin token is already checked, nothing else is.
+    DecideApproval(WebDecide),
 }
 
 /// What [`decide`] concluded.
@@ -146,6 +152,9 @@ pub(crate) enum Done<S> {
         session: String,
         result: Result<agp_contracts::StopOutcome, String>,
     },
+    Listed(ApprovalList),
+    /// `Err`: the refusal (already journaled), reason code first.
+    Decided(Result<DecisionApplied, String>),
 }
 
 /// Decides what one read means on a connection bound to `session` (if any). The admin token
@@ -256,6 +265,37 @@ fn route<S: BoundSession>(
                 reason,
             })
         }
+        (
+            ClientMessage::ListApprovals {
+                protocol,
+                admin_token,
+            },
+            None,
+        ) => match admin_refusal(protocol, &admin_token, admin_token_sha256) {
+            Some(refusal) => Step::Now(Next::Reject(refusal)),
+            None => Step::Work(Work::ListApprovals),
+        },
+        (
+            ClientMessage::DecideApproval {
+                protocol,
+                admin_token,
+                call_id,
+                input_sha256,
+                nonce,
+                decision,
+                reason,
+            },
+            None,
+        ) => match admin_refusal(protocol, &admin_token, admin_token_sha256) {
+            Some(refusal) => Step::Now(Next::Reject(refusal)),
+            None => Step::Work(Work::DecideApproval(WebDecide {
+                call_id,
+                input_sha256,
+                nonce,
+                decision,
+                reason,
+            })),
+        },
         (ClientMessage::ToolCallRequest(request), Some(session)) => {
             Step::Work(Work::Call { session, request })
         }
@@ -271,7 +311,9 @@ fn route<S: BoundSession>(
         (
             ClientMessage::Hello { .. }
             | ClientMessage::OpenSession { .. }
-            | ClientMessage::StopSession { .. },
+            | ClientMessage::StopSession { .. }
+            | ClientMessage::ListApprovals { .. }
+            | ClientMessage::DecideApproval { .. },
             Some(_),
         ) => refuse(
             ErrorCode::Unauthenticated,
@@ -355,6 +397,14 @@ pub(crate) fn settle<S: BoundSession>(done: Done<S>) -> Next<S> {
             },
             Err(message) => internal(message),
         }),
+        Done::Listed(list) => Next::ReplyAndClose(ServerMessage::Approvals(list)),
+        Done::Decided(Ok(applied)) => Next::ReplyAndClose(ServerMessage::ApprovalDecided(applied)),
+        // Journaled as `approval.rejected` already: an error frame, not a gateway rejection.
+        Done::Decided(Err(message)) => Next::ReplyAndClose(ServerMessage::Error {
+            code: ErrorCode::ApprovalRefused,
+            message,
+            id: None,
+        }),
     }
 }
 
@@ -368,6 +418,8 @@ pub(crate) fn parse(frame: &[u8]) -> Result<ClientMessage, (ErrorCode, String)> 
         "tool_call_result",
         "end_session",
         "stop_session",
+        "list_approvals",
+        "decide_approval",
     ];
     // Error texts never quote the frame: they are journaled, and a frame may carry secrets.
     let value: Value = serde_json::from_slice(frame).map_err(|e| {

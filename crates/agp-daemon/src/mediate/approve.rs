@@ -6,8 +6,7 @@ use crate::store::RememberedKey;
 impl Mediator {
     /// The approvers of a live "allow for this session" answer for exactly this key.
     pub(super) async fn remembered_by(&self, key: &RememberedKey) -> Option<Vec<Approver>> {
-        let k = key.clone();
-        match self.db(move |s| s.remembered_approval(&k, now_ms())).await {
+        match self.store.remembered_approval(key, now_ms()).await {
             Ok(Some(json)) => match serde_json::from_str::<Vec<Approver>>(&json) {
                 Ok(by) if !by.is_empty() => Some(by),
                 // A row that does not read is no approval: the call is asked again.
@@ -35,9 +34,9 @@ impl Mediator {
         let expires_at_ms =
             now.saturating_add(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
         let by_json = serde_json::to_string(by).unwrap_or_default();
-        let (k, call_id) = (key.clone(), request.call_id.clone());
         let stored = self
-            .db(move |s| s.remember_approval(&k, &by_json, &call_id, now, expires_at_ms))
+            .store
+            .remember_approval(&key, &by_json, &request.call_id, now, expires_at_ms)
             .await;
         if let Err(e) = stored {
             tracing::warn!("cannot keep the answer for this session: {e}");
@@ -57,7 +56,7 @@ impl Mediator {
         if let Err(e) = self.record(Some(&key.session), &body).await {
             // Unjournaled, it must not be used: forget it again.
             tracing::error!("cannot journal a remembered approval, forgetting it: {e}");
-            let _ = self.db(move |s| s.forget_remembered_key(&key)).await;
+            let _ = self.store.forget_remembered_key(&key).await;
         }
     }
 
@@ -166,7 +165,7 @@ impl Mediator {
             request_json: serde_json::to_string(&request).unwrap_or_default(),
             expires_at_ms,
         };
-        if let Err(e) = self.db(move |s| s.insert_pending(&row, now)).await {
+        if let Err(e) = self.store.insert_pending(&row, now).await {
             return denied(format!(
                 "agp could not record the pending approval ({e}); denied"
             ));
@@ -192,36 +191,48 @@ impl Mediator {
         drop(admitted);
 
         let started = Instant::now();
-        let asked = tokio::time::timeout(
-            self.config.approval_timeout,
-            self.parts.channel.request_approval(&request),
-        );
-        let outcome = tokio::select! {
+        // The configured channel and the web console, raced (see `web`).
+        let asked =
+            tokio::time::timeout(self.config.approval_timeout, self.put_to_channels(&request));
+        let unavailable = |reason: &str| {
+            let reason = reason.to_owned();
+            (ApprovalOutcome::Unavailable { reason }, None)
+        };
+        let (outcome, web) = tokio::select! {
             asked = asked => match asked {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(e)) => ApprovalOutcome::Unavailable {
-                    reason: e.to_string(),
-                },
-                Err(_elapsed) => ApprovalOutcome::Timeout,
+                Ok(Ok(decided)) => (decided.outcome, decided.web),
+                Ok(Err(e)) => unavailable(&e.to_string()),
+                Err(_elapsed) => (ApprovalOutcome::Timeout, None),
             },
             // The channel future is dropped (channels are cancel-safe): a late click is void.
-            () = abandon.raised() => ApprovalOutcome::Unavailable {
-                reason: "the agent disconnected before a decision".into(),
-            },
+            () = abandon.raised() => unavailable("the agent disconnected before a decision"),
             // The session's end settled this approval already; `conclude` finds it resolved.
-            () = session.ended() => ApprovalOutcome::Unavailable {
-                reason: "the session ended before a decision".into(),
-            },
+            () = session.ended() => unavailable("the session ended before a decision"),
         };
-        self.conclude(
-            session.id.as_str(),
-            &request,
-            &channel,
-            outcome,
-            remember,
-            started.elapsed(),
-        )
-        .await
+        let decided_by = if web.is_some() {
+            agp_contracts::approval::via::WEB
+        } else {
+            channel.as_str()
+        };
+        let end = self
+            .conclude(
+                session.id.as_str(),
+                &request,
+                decided_by,
+                outcome,
+                remember,
+                started.elapsed(),
+            )
+            .await;
+        if let Some(done) = web {
+            // The console learns what its decision did (a journal failure still denies).
+            let _ = done.send(agp_gateway::DecisionApplied {
+                call_id: request.call_id.clone(),
+                granted: end.granted,
+                reason: end.reason.clone(),
+            });
+        }
+        end
     }
 
     /// Marks the pending approval bound to (session, call id, input hash) as `status`;
@@ -233,8 +244,8 @@ impl Mediator {
         hash: &str,
         status: &'static str,
     ) -> Result<bool, StoreError> {
-        let (s, c, h) = (session.to_owned(), call_id.to_owned(), hash.to_owned());
-        self.db(move |st| st.resolve_pending(&s, &c, &h, status, now_ms()))
+        self.store
+            .resolve_pending(session, call_id, hash, status, now_ms())
             .await
     }
 

@@ -4,6 +4,8 @@ mod approve;
 mod egress;
 mod execute;
 mod mode;
+mod web;
+mod web_queue;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,10 +23,13 @@ use agp_gateway::{
 use serde_json::Value;
 
 pub use egress::{EgressAnswer, EgressAsk, EGRESS_TOOL};
+#[cfg(test)]
+pub(crate) use web::web_approver;
+pub(crate) use web_queue::WebDecide;
 
 use crate::exec::{self, ToolError};
 use crate::session::{AwaitingResult, Registry, SessionState};
-use crate::store::{PendingRow, Store, StoreError};
+use crate::store::{PendingRow, StateStore, StoreError};
 use crate::util::{now_ms, truncate_utf8};
 use crate::{DaemonConfig, Parts};
 
@@ -101,7 +106,7 @@ pub(crate) struct ApprovalEnd {
 pub struct Mediator {
     pub(crate) parts: Parts,
     pub(crate) config: DaemonConfig,
-    pub(crate) store: Arc<Store>,
+    pub(crate) store: Arc<dyn StateStore>,
     pub(crate) sessions: Registry,
     /// Lease owner id of this daemon instance.
     pub(crate) owner: String,
@@ -112,6 +117,8 @@ pub struct Mediator {
     /// for it, so the one who stopped a session is told, even when the stop ends the daemon's
     /// run (`agp run`).
     pub(crate) control: Arc<tokio::sync::RwLock<()>>,
+    /// Pending approvals as the web console sees and decides them.
+    pub(crate) web: web_queue::WebQueue,
 }
 
 /// What must be identical for a remembered "allow for this session" to cover a later call: the
@@ -144,7 +151,7 @@ impl Mediator {
     pub(crate) fn new(
         parts: Parts,
         config: DaemonConfig,
-        store: Arc<Store>,
+        store: Arc<dyn StateStore>,
         owner: String,
     ) -> Self {
         Self {
@@ -156,6 +163,7 @@ impl Mediator {
             outbox_wake: tokio::sync::Notify::new(),
             outbox_lock: tokio::sync::Mutex::new(()),
             control: Arc::new(tokio::sync::RwLock::new(())),
+            web: web_queue::WebQueue::default(),
         }
     }
 
@@ -174,17 +182,6 @@ impl Mediator {
             .map(|_| ())
     }
 
-    pub(crate) async fn db<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| StoreError::Invalid(format!("state task failed: {e}")))?
-    }
-
     /// Appends a typed event under its own kind. Returns only once the entry is durable.
     pub(crate) async fn record<E: Event>(
         &self,
@@ -200,7 +197,8 @@ impl Mediator {
         let kind = event.kind();
         let text = event.body().to_string();
         let queued = self
-            .db(move |s| s.enqueue_outbox(kind, session.as_deref(), &text, now_ms()))
+            .store
+            .enqueue_outbox(kind, session.as_deref(), &text, now_ms())
             .await;
         match queued {
             Ok(_) => self.outbox_wake.notify_one(),
@@ -357,13 +355,31 @@ impl Mediator {
                 "the session has ended",
             ));
         }
-        match self.store.record_call(&session.id, &req.id, now_ms()) {
+        // `front` runs on a blocking thread (it holds the session gate while it journals).
+        let recorded = match self.store.blocking_sqlite() {
+            Some(sqlite) => sqlite.record_call(&session.id, &req.id, now_ms()),
+            None => tokio::runtime::Handle::current().block_on(self.store.record_call(
+                &session.id,
+                &req.id,
+                now_ms(),
+            )),
+        };
+        match recorded {
             Ok(true) => {}
             Ok(false) => {
                 return Err(Rejection::new(
                     ErrorCode::ReplayedId,
                     format!("call id {:?} was already used in this session", req.id),
                 ))
+            }
+            // Shared state down: refused (fail closed), said so, and journaled locally with
+            // the rejection; the same call can be made again once the state is back.
+            Err(e) if e.is_unavailable() => {
+                tracing::error!("{e}");
+                return Err(Rejection::new(
+                    ErrorCode::Internal,
+                    format!("{e}; the call is refused until it is back"),
+                ));
             }
             Err(e) => {
                 tracing::error!("state database failed: {e}");

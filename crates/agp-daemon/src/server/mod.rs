@@ -24,7 +24,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use crate::mediate::Mediator;
 use crate::session::{SessionInfo, SessionParams, SessionState};
-use crate::store::{Store, StoreError};
+use crate::store::{PgStore, SqliteStore, StateStore, Store, StoreError};
 use crate::util::{now_ms, random_hex};
 use crate::{outbox, recovery, DaemonConfig, Parts};
 
@@ -102,10 +102,15 @@ impl Daemon {
             .map_err(io_err(&binding))?;
         std::fs::rename(&binding, &socket).map_err(io_err(&socket))?;
 
-        let db = config.state_db.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&db))
-            .await
-            .map_err(|e| DaemonError::Session(e.to_string()))??;
+        let store: Arc<dyn StateStore> = if let Some(url) = &config.state_url {
+            Arc::new(PgStore::connect(url, &config.member).await?)
+        } else {
+            let db = config.state_db.clone();
+            let store = tokio::task::spawn_blocking(move || Store::open(&db))
+                .await
+                .map_err(|e| DaemonError::Session(e.to_string()))??;
+            Arc::new(SqliteStore::new(Arc::new(store), &config.member))
+        };
         let owner = format!(
             "{}{}-{}",
             if config.ephemeral {
@@ -116,7 +121,7 @@ impl Daemon {
             std::process::id(),
             random_hex(4).map_err(|e| DaemonError::Random(e.to_string()))?
         );
-        let mediator = Arc::new(Mediator::new(parts, config, Arc::new(store), owner));
+        let mediator = Arc::new(Mediator::new(parts, config, store, owner));
         mediator
             .parts
             .channel
@@ -276,16 +281,12 @@ impl Daemon {
             return Ok(state);
         }
         // A session of a previous daemon instance whose lease is still valid: take it over.
-        let h = hash.clone();
-        let row = m
-            .db(move |s| s.active_session_by_token(&h))
-            .await
-            .map_err(|e| {
-                (
-                    ErrorCode::Internal,
-                    format!("agp state is unavailable: {e}"),
-                )
-            })?;
+        let row = m.store.active_session_by_token(&hash).await.map_err(|e| {
+            (
+                ErrorCode::Internal,
+                format!("agp state is unavailable: {e}"),
+            )
+        })?;
         let Some(row) = row else {
             return Err((ErrorCode::BadToken, "unknown session token".into()));
         };
@@ -299,9 +300,9 @@ impl Daemon {
                 ))
             }
         };
-        let (id, owner) = (row.id.clone(), m.owner.clone());
         let fencing = m
-            .db(move |s| s.claim_lease(&id, &owner, now_ms()))
+            .store
+            .claim_lease(&row.id, &m.owner, now_ms())
             .await
             .map_err(|e| (ErrorCode::Internal, e.to_string()))?
             .ok_or((ErrorCode::SessionClosed, "the session has ended".to_owned()))?;

@@ -130,9 +130,10 @@ pub(crate) async fn open_session(
         token_sha256.clone(),
         m.owner.clone(),
     );
-    let inserted = m
-        .db(move |s| {
-            let fencing = s.insert_session(
+    let inserted = async {
+        let s = &m.store;
+        let fencing = s
+            .insert_session(
                 &row.0,
                 &row.1,
                 &row.2,
@@ -141,12 +142,13 @@ pub(crate) async fn open_session(
                 &row.5,
                 &row.6,
                 now_ms(),
-            )?;
-            // Not recorded (a crash in between): read as not confined, the safe side.
-            s.set_agent_confined(&row.0, agent_confined)?;
-            Ok(fencing)
-        })
-        .await;
+            )
+            .await?;
+        // Not recorded (a crash in between): read as not confined, the safe side.
+        s.set_agent_confined(&row.0, agent_confined).await?;
+        Ok::<_, crate::store::StoreError>(fencing)
+    }
+    .await;
     let fencing = match inserted {
         Ok(f) => f,
         Err(e) => {
@@ -176,10 +178,7 @@ pub(crate) async fn open_session(
         if let Some(sb) = sandbox {
             let _ = sb.teardown();
         }
-        let sid = id.clone();
-        let _ = m
-            .db(move |s| s.end_session(&sid, "failed", 1, now_ms()))
-            .await;
+        let _ = m.store.end_session(&id, "failed", 1, now_ms()).await;
         return Err(e.into());
     }
     let state = Arc::new(SessionState::new(
@@ -226,14 +225,13 @@ pub(crate) async fn end_session(
     // After the teardown nothing of the sandbox runs any more to race the check.
     crate::git_scrub::finish(m, state).await;
     let integrity = crate::integrity::check(m, &state.id, &state.repo, state.take_baseline()).await;
-    let (id, st, fencing) = (state.id.clone(), status.to_owned(), state.fencing_token);
     let ended = m
-        .db(move |s| s.end_session(&id, &st, fencing, now_ms()))
+        .store
+        .end_session(&state.id, status, state.fencing_token, now_ms())
         .await?;
     m.record(Some(&state.id), &integrity).await?;
     // "Allow for this session" answers end with it.
-    let sid = state.id.clone();
-    if let Err(e) = m.db(move |s| s.forget_remembered(&sid)).await {
+    if let Err(e) = m.store.forget_remembered(&state.id).await {
         tracing::warn!("cannot forget the session's remembered approvals: {e}");
     }
     let end = SessionEnded {
@@ -253,7 +251,7 @@ pub(crate) async fn cancel_pending(
     session: &str,
     status: &str,
 ) -> Result<(), DaemonError> {
-    let pending = m.db(super::super::store::Store::pending).await?;
+    let pending = m.store.pending().await?;
     for row in pending.into_iter().filter(|r| r.session == session) {
         if !m
             .settle_pending(&row.session, &row.call_id, &row.input_sha256, "cancelled")
@@ -296,8 +294,7 @@ pub(super) async fn heartbeat(m: Arc<Mediator>) {
     let every = (m.config.lease_ttl / 3).max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(every).await;
-        let owner = m.owner.clone();
-        if let Err(e) = m.db(move |s| s.heartbeat(&owner, now_ms())).await {
+        if let Err(e) = m.store.heartbeat(&m.owner, now_ms()).await {
             tracing::warn!("lease heartbeat failed: {e}");
         }
     }

@@ -79,7 +79,7 @@ impl Mediator {
 
     /// Call ids of the session's pending approvals.
     async fn pending_of(&self, session: &str) -> Result<Vec<String>, DaemonError> {
-        let pending = self.db(Store::pending).await?;
+        let pending = self.store.pending().await?;
         Ok(pending
             .into_iter()
             .filter(|r| r.session == session)
@@ -96,21 +96,14 @@ impl Mediator {
         peer: Option<Value>,
     ) -> Result<StopOutcome, DaemonError> {
         let id = request.session.clone();
-        let row = {
-            let id = id.clone();
-            self.db(move |s| s.session(&id)).await?
-        };
+        let row = self.store.session(&id).await?;
         let Some(row) = row else {
             return Ok(StopOutcome::Unknown);
         };
         if row.status != "active" {
             return Ok(StopOutcome::AlreadyEnded);
         }
-        let (sid, owner) = (id.clone(), self.owner.clone());
-        let Some(fencing) = self
-            .db(move |s| s.claim_lease(&sid, &owner, now_ms()))
-            .await?
-        else {
+        let Some(fencing) = self.store.claim_lease(&id, &self.owner, now_ms()).await? else {
             return Ok(StopOutcome::AlreadyEnded);
         };
         let pending = self.pending_of(&id).await?;
@@ -124,16 +117,11 @@ impl Mediator {
         };
         self.record(Some(&id), &stopped).await?;
         cancel_pending(self, &id, STOPPED).await?;
-        let sid = id.clone();
         let held = self
-            .db(move |s| s.end_session(&sid, STOPPED, fencing, now_ms()))
+            .store
+            .end_session(&id, STOPPED, fencing, now_ms())
             .await?;
-        let _ = self
-            .db({
-                let sid = id.clone();
-                move |s| s.forget_remembered(&sid)
-            })
-            .await;
+        let _ = self.store.forget_remembered(&id).await;
         let end = SessionEnded {
             session: id.clone(),
             status: STOPPED.to_owned(),

@@ -1,7 +1,9 @@
-//! Durable daemon state in SQLite: sessions (with leases), call ids (replay protection), pending
-//! approvals and the projection outbox.
+//! Durable daemon state: sessions (with leases), call ids (replay protection), pending
+//! approvals and the projection outbox. [`StateStore`] is the contract (`contract.rs`), with
+//! [`SqliteStore`] (one machine, the default) and [`PgStore`] (team mode) implementing it.
 //!
-//! All methods are blocking; async callers go through `spawn_blocking`. One connection behind a
+//! [`Store`] is the SQLite engine itself. Its methods are blocking; async callers go through
+//! `spawn_blocking` ([`SqliteStore`] does). One connection behind a
 //! mutex is enough: every statement is short, and WAL keeps readers (`agp sessions`) off the
 //! writer's back.
 
@@ -20,12 +22,21 @@ macro_rules! from_row {
 
 mod confinement;
 pub use confinement::UnconfinedSession;
+pub mod contract;
+#[cfg(test)]
+mod contract_tests;
 mod outbox;
 mod pending;
+mod postgres;
 mod remembered;
 mod sessions;
+mod sqlite;
 #[cfg(test)]
 mod tests;
+
+pub use contract::{HostedSession, StateStore, Topic};
+pub use postgres::{PgStore, PG_MIGRATIONS};
+pub use sqlite::SqliteStore;
 
 pub use crate::schema::SCHEMA_VERSION;
 pub use remembered::RememberedKey;
@@ -38,6 +49,20 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("state database: {0}")]
     Invalid(String),
+    /// The shared state cannot be reached (PostgreSQL down or unreachable, no pooled
+    /// connection in time): whatever needed it is refused, never assumed.
+    #[error("shared state unavailable: {0}")]
+    Unavailable(String),
+    /// The shared database refused a statement.
+    #[error("shared state: {0}")]
+    Postgres(String),
+}
+
+impl StoreError {
+    /// Whether this is the engine being unreachable (retry later) rather than a bad request.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -42,6 +42,42 @@ impl Store {
         )
     }
 
+    /// Claims due items until `lease_until_ms` (their next attempt moves there), in one
+    /// statement: concurrent claimers each get different rows.
+    pub fn claim_outbox(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        super::select_all(
+            &self.conn(),
+            "UPDATE outbox SET next_attempt_ms = ?2
+             WHERE id IN (SELECT id FROM outbox
+                          WHERE status = 'pending' AND next_attempt_ms <= ?1
+                          ORDER BY id LIMIT ?3)
+             RETURNING id, kind, session, body_json, attempts",
+            params![now_ms, lease_until_ms, limit],
+            |r| {
+                from_row!(
+                    r,
+                    OutboxRow {
+                        id,
+                        kind,
+                        session,
+                        body_json,
+                        attempts
+                    }
+                )
+            },
+        )
+        .map(|mut rows| {
+            // RETURNING gives no order guarantee.
+            rows.sort_by_key(|r| r.id);
+            rows
+        })
+    }
+
     pub fn outbox_delivered(&self, id: i64) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE outbox SET status = 'delivered', attempts = attempts + 1 WHERE id = ?1",

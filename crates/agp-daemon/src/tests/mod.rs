@@ -9,6 +9,7 @@ mod remember;
 mod restart;
 mod sessions;
 mod stop;
+mod web;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -96,6 +97,10 @@ struct QueueChannel {
     projected: Mutex<Vec<String>>,
     /// Every projection fails (a channel that is down), after being counted.
     projections_fail: bool,
+    /// With no queued answer: the answer a test sends later (instead of never answering).
+    later: Mutex<Option<tokio::sync::oneshot::Receiver<ApprovalOutcome>>>,
+    /// Every prompt withdrawn: (call id, what the channel was told).
+    cancelled: Mutex<Vec<(String, String)>>,
 }
 
 impl QueueChannel {
@@ -138,12 +143,27 @@ impl ApprovalChannel for QueueChannel {
         self.offered.lock().unwrap().push(r.remember_secs);
         self.requests.lock().unwrap().push(r.clone());
         let next = self.answers.lock().unwrap().pop_front();
+        let later = next
+            .is_none()
+            .then(|| self.later.lock().unwrap().take())
+            .flatten();
         Box::pin(async move {
-            match next {
-                Some(o) => Ok(o),
-                None => std::future::pending().await,
+            match (next, later) {
+                (Some(o), _) => Ok(o),
+                (None, Some(rx)) => match rx.await {
+                    Ok(o) => Ok(o),
+                    Err(_) => std::future::pending().await,
+                },
+                (None, None) => std::future::pending().await,
             }
         })
+    }
+    fn cancel<'a>(&'a self, r: &'a ApprovalRequest, reason: &'a str) -> BoxFuture<'a, ()> {
+        self.cancelled
+            .lock()
+            .unwrap()
+            .push((r.call_id.clone(), reason.to_owned()));
+        Box::pin(async {})
     }
     fn project<'a>(
         &'a self,

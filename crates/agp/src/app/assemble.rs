@@ -41,6 +41,8 @@ pub struct Assembly {
     pub journal: Arc<JournalWriter>,
     /// Reloads the policy while the daemon runs; drop it before the journal (it journals).
     pub policy_watch: PolicyWatch,
+    /// Sends each checkpoint to the `[[journal.witness]]` witnesses, if any.
+    pub witness: Option<agp_witness::submit::Submitter>,
 }
 
 pub fn policy_path(home: &Home, explicit: Option<&Path>) -> PathBuf {
@@ -235,8 +237,17 @@ pub fn assemble(
     } else {
         None
     };
+    let witnesses = file.witnesses(home)?;
     // The journal comes first: the Slack channel journals the clicks it refuses.
     let journal = open_journal(home, durability)?;
+    let witness = (!witnesses.is_empty()).then(|| {
+        agp_witness::submit::Submitter::start(
+            journal.dir(),
+            journal.verifier_key(),
+            witnesses,
+            agp_witness::submit::Options::default(),
+        )
+    });
     let (channel, channel_name): (Arc<dyn ApprovalChannel>, &'static str) = if args.auto_approve {
         (
             Arc::new(agp_channels::AutoApproveChannel::new()),
@@ -263,10 +274,16 @@ pub fn assemble(
     let mut config = DaemonConfig::new(home.root().to_path_buf(), user_home());
     config.run_dir = home.run_dir();
     config.state_db = home.state_db();
+    config.state_url = file.state.url.clone();
+    if let Some(member) = &file.state.member {
+        config.member = member.clone();
+    }
     config.integrity_dir = home.integrity_dir();
     config.quarantine_dir = home.quarantine_dir();
     config.approval_timeout = Duration::from_secs(approval_timeout);
     config.operator = os_user();
+    // `[approvals] web = false`: the web console may look, never decide.
+    config.web_approvals = file.approvals.web.unwrap_or(true);
     let mode = args
         .mode
         .map_or_else(|| file.policy_mode(), crate::app::config::ModeChoice::mode);
@@ -279,7 +296,7 @@ pub fn assemble(
     let policy_watch = PolicyWatch::start(
         Arc::clone(&policy),
         journal.clone(),
-        config.state_db.clone(),
+        config.state_url.is_none().then(|| config.state_db.clone()),
         file.policy.watch.unwrap_or(true),
     )?;
     let parts = Parts {
@@ -298,7 +315,28 @@ pub fn assemble(
         mode,
         journal,
         policy_watch,
+        witness,
     })
+}
+
+/// How long a stopping daemon keeps trying to get its final checkpoint cosigned.
+pub const WITNESS_FINISH: Duration = Duration::from_secs(15);
+
+/// Closes the journal (its final checkpoint) and has the witnesses cosign that checkpoint,
+/// within [`WITNESS_FINISH`]; says so when one did not.
+pub fn close_and_witness(journal: &JournalWriter, witness: Option<agp_witness::submit::Submitter>) {
+    if let Err(e) = journal.close() {
+        eprintln!("agp: error: cannot close the journal: {e}");
+    }
+    if let Some(w) = witness {
+        if !w.finish(WITNESS_FINISH) {
+            eprintln!(
+                "agp: the final checkpoint was not cosigned by every [[journal.witness]] (see the \
+                 warnings above): `agp verify --witness` will report the entries after the last \
+                 witnessed checkpoint as not witnessed"
+            );
+        }
+    }
 }
 
 /// The Slack channel of this home, connected on `rt`. Slack was asked for, so a missing or

@@ -82,6 +82,8 @@ pub struct Config {
     pub egress: EgressSection,
     #[serde(default)]
     pub policy: PolicySection,
+    #[serde(default)]
+    pub state: StateSection,
     /// `[intendants.<name>]`: settings of each live agent.
     #[serde(default)]
     pub intendants: BTreeMap<String, IntendantSection>,
@@ -93,6 +95,17 @@ pub struct JournalSection {
     /// The origin line of signed checkpoints. Kept loose: `agp keygen` has always ignored an
     /// origin that is not a string rather than refusing the file.
     pub origin: Option<toml::Value>,
+    /// `[[journal.witness]]`: C2SP witnesses each checkpoint is submitted to.
+    #[serde(default)]
+    pub witness: Vec<WitnessEntry>,
+}
+
+/// One witness: its submission URL prefix (`<url>/add-checkpoint` is posted to) and its
+/// cosignature verifier key (`agp witness keygen` prints it).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct WitnessEntry {
+    pub url: String,
+    pub key: String,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -101,6 +114,9 @@ pub struct ApprovalsSection {
     pub channel: Option<ChannelChoice>,
     /// `[approvals.webhook]`: the webhook channel's receiver, secret, listener and approvers.
     pub webhook: Option<agp_webhook::Settings>,
+    /// Whether the web console may decide approvals [default: true]; `false` makes every
+    /// console view-only (the daemon refuses and journals its decisions).
+    pub web: Option<bool>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -124,6 +140,17 @@ pub struct DockerSection {
     pub socket: Option<String>,
     /// `runc` (shared kernel, the default) or `runsc` (gVisor's user-space kernel).
     pub runtime: Option<String>,
+}
+
+/// `[state]`: where the daemon keeps its state. Unknown keys are refused: a misspelt `url`
+/// must not silently leave a daemon of a team on its own SQLite file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// `postgres://…`: shared state in PostgreSQL (team mode) [default: SQLite, state.db].
+    pub url: Option<String>,
+    /// This daemon's id in shared state [default: `<hostname>:<agp home>`].
+    pub member: Option<String>,
 }
 
 /// `[policy]`: how a running daemon follows its policy file.
@@ -302,6 +329,34 @@ impl Config {
             .unwrap_or(DEFAULT_APPROVAL_TIMEOUT_SECS)
     }
 
+    /// The witnesses `[[journal.witness]]` lists, checked.
+    pub fn witnesses(&self, home: &Home) -> Result<Vec<agp_witness::submit::Target>> {
+        self.journal
+            .witness
+            .iter()
+            .map(|w| {
+                if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                    bail!(
+                        "{}: [[journal.witness]] url {:?} is not an http:// or https:// URL",
+                        home.config().display(),
+                        w.url
+                    );
+                }
+                let key = agp_journal::cosig::WitnessKey::parse(&w.key).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: [[journal.witness]] {}: key is not a witness verifier key ({e}; `agp witness keygen` prints one)",
+                        home.config().display(),
+                        w.url
+                    )
+                })?;
+                Ok(agp_witness::submit::Target {
+                    url: w.url.clone(),
+                    key,
+                })
+            })
+            .collect()
+    }
+
     /// The approval timeout configured (else 300 s).
     pub fn approval_timeout(&self) -> Duration {
         Duration::from_secs(self.approval_timeout_secs())
@@ -350,6 +405,43 @@ mod tests {
         assert!(cfg.egress.allow.is_empty());
         assert!(cfg.pins("claude-code").is_empty());
         assert_eq!(cfg.policy_mode(), agp_contracts::PolicyMode::Enforce);
+        assert!(cfg.journal.witness.is_empty());
+    }
+
+    #[test]
+    fn witnesses_need_an_http_url_and_a_cosignature_key() {
+        let home = Home::resolve(Some(std::path::Path::new("/nonexistent-agp-home"))).unwrap();
+        let w = agp_journal::cosig::WitnessSigner::generate("w.example/1").unwrap();
+        let vkey = w.verifier().to_string();
+        let cfg = parse(&format!(
+            "[[journal.witness]]\nurl = \"http://127.0.0.1:7380\"\nkey = \"{vkey}\"\n\
+             [[journal.witness]]\nurl = \"https://w2.example\"\nkey = \"{vkey}\"\n"
+        ))
+        .unwrap();
+        let targets = cfg.witnesses(&home).unwrap();
+        assert_eq!(targets.len(), 2);
+        assert_eq!(&targets[0].key, w.verifier());
+        let bad_url = parse(&format!(
+            "[[journal.witness]]\nurl = \"ftp://x\"\nkey = \"{vkey}\"\n"
+        ))
+        .unwrap();
+        assert!(bad_url
+            .witnesses(&home)
+            .unwrap_err()
+            .to_string()
+            .contains("not an http"));
+        // A journal (note) key is not a witness key.
+        let log = agp_journal::SignerKey::generate("log").unwrap();
+        let bad_key = parse(&format!(
+            "[[journal.witness]]\nurl = \"http://x\"\nkey = \"{}\"\n",
+            log.verifier()
+        ))
+        .unwrap();
+        assert!(bad_key
+            .witnesses(&home)
+            .unwrap_err()
+            .to_string()
+            .contains("not a witness verifier key"));
     }
 
     #[test]
@@ -384,7 +476,7 @@ mod tests {
     #[test]
     fn every_section_is_read_and_unknown_ones_are_left_to_others() {
         let cfg = parse(
-            "future = 1\n[journal]\norigin = \"o\"\n[approvals]\ntimeout_secs = 9\nchannel = \"slack\"\n\
+            "future = 1\n[journal]\norigin = \"o\"\n[approvals]\ntimeout_secs = 9\nchannel = \"slack\"\nweb = false\n\
              [sandbox]\nprovider = \"none\"\n[sandbox.limits]\nprocesses = 3\n\
              [egress]\nallow = [\"a.example\"]\n[intendants.codex]\nsha256 = [\"ab\"]\n",
         )
@@ -392,6 +484,7 @@ mod tests {
         assert_eq!(cfg.origin().as_deref(), Some("o"));
         assert_eq!(cfg.approval_timeout(), Duration::from_secs(9));
         assert_eq!(cfg.channel(), ChannelChoice::Slack);
+        assert_eq!(cfg.approvals.web, Some(false));
         assert_eq!(cfg.sandbox.provider.as_deref(), Some("none"));
         assert_eq!(cfg.egress.allow, ["a.example"]);
         assert_eq!(cfg.pins("codex"), ["ab"]);

@@ -10,3 +10,4 @@ pub mod limits;
 pub mod local;
 pub mod policy_watch;
 pub mod secrets;
+pub mod state;

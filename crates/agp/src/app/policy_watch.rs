@@ -62,12 +62,14 @@ pub struct PolicyWatch {
 
 impl PolicyWatch {
     /// Starts reloading `policy` on request, and on every change of its file when `watch`.
+    /// `state_db`: where the live sessions are read; `None` when they are in shared state
+    /// (team mode), which this watch does not read yet: every reload is then refused.
     /// A watch that cannot be set up (no inotify instance left, say) is a warning: the policy
     /// loaded stays in force, as it did before live reload, and SIGHUP still reloads.
     pub fn start(
         policy: Arc<ReloadablePolicy>,
         journal: Arc<dyn Journal>,
-        state_db: PathBuf,
+        state_db: Option<PathBuf>,
         watch: bool,
     ) -> Result<Self> {
         let (tx, rx) = mpsc::channel();
@@ -87,7 +89,7 @@ impl PolicyWatch {
         };
         let thread = std::thread::Builder::new()
             .name("agp-policy-reload".into())
-            .spawn(move || run(&policy, journal.as_ref(), &state_db, watcher, &rx))
+            .spawn(move || run(&policy, journal.as_ref(), state_db.as_deref(), watcher, &rx))
             .context("cannot start the policy reload thread")?;
         Ok(Self {
             tx,
@@ -217,7 +219,7 @@ fn link_chain(path: &Path) -> Vec<PathBuf> {
 fn run(
     policy: &ReloadablePolicy,
     journal: &dyn Journal,
-    state_db: &Path,
+    state_db: Option<&Path>,
     mut watch: Option<FileWatch>,
     rx: &Receiver<Msg>,
 ) {
@@ -279,7 +281,7 @@ fn now_ms() -> i64 {
 fn reload(
     policy: &ReloadablePolicy,
     journal: &dyn Journal,
-    state_db: &Path,
+    state_db: Option<&Path>,
     trigger: Trigger,
     in_force_since: i64,
 ) -> bool {
@@ -390,9 +392,16 @@ const IN_REPO_FIX: &str = "move the policy out of the session's repository; once
 /// that is not known: refused too.
 fn agent_writable(
     path: &Path,
-    state_db: &Path,
+    state_db: Option<&Path>,
     since: Option<i64>,
 ) -> Option<(String, &'static str)> {
+    let Some(state_db) = state_db else {
+        return Some((
+            "the live sessions are in shared state ([state] url), which the policy watch does              not read: whether an agent could have written the policy is not known"
+                .into(),
+            "restart the daemon to load the file as it is",
+        ));
+    };
     let read = agp_daemon::store::Store::open_existing(state_db)
         .and_then(|store| Ok((store.unconfined_sessions(since)?, store.sessions()?)));
     let (unconfined, sessions) = match read {

@@ -62,7 +62,7 @@ pub struct DaemonArgs {
 }
 
 pub fn run(home: &Home, args: &DaemonArgs) -> Result<Exit> {
-    init_logging("agp_daemon=info");
+    init_logging("agp_daemon=info,agp_witness=info");
     let rt = runtime()?;
     home.require_initialized()?;
     let config = Config::load(home)?;
@@ -103,6 +103,7 @@ pub fn run(home: &Home, args: &DaemonArgs) -> Result<Exit> {
     ))?;
     hangups.abort();
     drop(assembly.policy_watch);
+    crate::app::assemble::close_and_witness(&assembly.journal, assembly.witness);
     println!("agp daemon: stopped");
     Ok(Exit::Ok)
 }
@@ -118,7 +119,7 @@ fn reload_on_sighup(requester: ReloadRequester) -> Result<tokio::task::JoinHandl
     }))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),

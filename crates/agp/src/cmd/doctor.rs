@@ -227,6 +227,11 @@ fn check_journal(home: &Home) -> Check {
 }
 
 fn check_state(home: &Home) -> Check {
+    match crate::app::state::shared(home) {
+        Ok(Some((url, member))) => return check_shared_state(&url, &member),
+        Ok(None) => {}
+        Err(e) => return fail("state", format!("{e:#}"), "fix [state] in config.toml"),
+    }
     let db = home.state_db();
     if !db.exists() {
         return pass(
@@ -252,6 +257,25 @@ fn check_state(home: &Home) -> Check {
             Err(e) => fail("state", e.to_string(), fix),
         },
         Err(e) => fail("state", e.to_string(), fix),
+    }
+}
+
+/// Team mode: the shared PostgreSQL reachable, its schema current.
+fn check_shared_state(url: &str, member: &str) -> Check {
+    use agp_daemon::store::StateStore;
+    let read = crate::app::state::with_shared(url, member, async |store| {
+        Ok(store.schema_version().await?)
+    });
+    match read {
+        Ok(version) => pass(
+            "state",
+            format!("shared state (PostgreSQL) ok (schema v{version}, this daemon is {member:?})"),
+        ),
+        Err(e) => fail(
+            "state",
+            format!("{e:#}"),
+            "start PostgreSQL, or fix [state] url in config.toml",
+        ),
     }
 }
 

@@ -27,6 +27,7 @@ pub mod slack;
 pub mod terminal_mode;
 pub mod tool_shell;
 pub mod verify;
+pub mod witness;
 
 use anyhow::Result;
 
@@ -70,6 +71,7 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Slack(args) => slack::run(&home, args),
         Command::Sandbox(args) => sandbox::run(&home, args),
         Command::InstallHooks(args) => install_hooks::run(&home, &args),
+        Command::Witness(args) => witness::run(&home, args),
         Command::Hook(_) | Command::EgressBridge(_) => unreachable!("dispatched above"),
     }
 }

@@ -269,6 +269,7 @@ fn run_in_process(
     // The writer holds the journal lock and flushes its last checkpoint when the last handle
     // goes; by now the daemon and its parts are gone.
     drop(assembly.policy_watch);
+    crate::app::assemble::close_and_witness(&assembly.journal, assembly.witness);
     drop(assembly.journal);
     let (session, report, status) = outcome?;
     let Some(report) = report else {

@@ -36,14 +36,57 @@ pub struct VerifyArgs {
     /// A signed checkpoint you kept earlier (detects TRUNCATED and FORKED)
     #[arg(long, value_name = "FILE")]
     pub trusted_checkpoint: Option<PathBuf>,
+    /// A witness whose cosignatures count: its cosignature verifier key
+    /// (`<name>+<keyid>+<base64>`, as `agp witness keygen` prints it) or a file holding it.
+    /// Repeat for more witnesses. The latest checkpoint must then carry valid cosignatures
+    /// (kept in the journal's `cosignatures` file) from at least --min-witnesses of them, and
+    /// every checkpoint they cosigned must still be part of the journal.
+    #[arg(long = "witness", value_name = "VKEY_OR_FILE")]
+    pub witnesses: Vec<String>,
+    /// How many of the --witness keys must have cosigned the latest checkpoint [default: 1]
+    #[arg(long, value_name = "N", requires = "witnesses")]
+    pub min_witnesses: Option<usize>,
     /// Machine-readable report
     #[arg(long)]
     pub json: bool,
 }
 
+/// A witness key given as the key itself or as a file holding it (the first line that is
+/// neither blank nor a `#` comment).
+fn load_witness_key(arg: &str) -> Result<agp_journal::cosig::WitnessKey> {
+    let path = std::path::Path::new(arg);
+    let text = if arg.contains('+') && !path.exists() {
+        arg.to_string()
+    } else {
+        let body = std::fs::read_to_string(path).with_context(|| {
+            format!("--witness {arg}: not a witness key and not a readable file")
+        })?;
+        body.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .with_context(|| format!("--witness {arg}: the file holds no key"))?
+    };
+    agp_journal::cosig::WitnessKey::parse(&text).map_err(|e| {
+        anyhow::anyhow!("--witness {arg}: {e} (a witness key is what `agp witness keygen` printed)")
+    })
+}
+
 pub fn run(home: &Home, args: VerifyArgs) -> Result<Exit> {
     let key = crate::cmd::keygen::resolve_verifier(home, args.key.as_deref())?;
     let dir = args.journal.unwrap_or_else(|| home.journal_dir());
+    let witnesses = args
+        .witnesses
+        .iter()
+        .map(|w| load_witness_key(w))
+        .collect::<Result<Vec<_>>>()?;
+    let min_witnesses = args.min_witnesses.unwrap_or(1);
+    if !witnesses.is_empty() && (min_witnesses == 0 || min_witnesses > witnesses.len()) {
+        anyhow::bail!(
+            "--min-witnesses {min_witnesses}: it must be between 1 and the number of --witness keys given ({})",
+            witnesses.len()
+        );
+    }
     let trusted_checkpoint = match &args.trusted_checkpoint {
         None => None,
         Some(p) => Some(
@@ -64,8 +107,21 @@ pub fn run(home: &Home, args: VerifyArgs) -> Result<Exit> {
         }
         Err(e) => return Err(e.into()),
     };
+    let witnessed = if witnesses.is_empty() {
+        None
+    } else {
+        Some(
+            agp_journal::witnessed::check(&dir, &key, &witnesses, min_witnesses)
+                .context("cannot check the witness cosignatures")?,
+        )
+    };
+    let witnessed_ok = witnessed.as_ref().is_none_or(|w| w.ok);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        if let (Some(w), Some(obj)) = (&witnessed, value.as_object_mut()) {
+            obj.insert("witnessed".into(), serde_json::to_value(w)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         for f in &report.findings {
             println!("{f}");
@@ -107,5 +163,29 @@ pub fn run(home: &Home, args: VerifyArgs) -> Result<Exit> {
             );
         }
     }
-    Ok(if report.intact { Exit::Ok } else { Exit::Bad })
+    if let (Some(w), false) = (&witnessed, args.json) {
+        for p in &w.problems {
+            println!("NOT WITNESSED: {p}");
+        }
+        if w.ok {
+            let who: Vec<&str> = w
+                .witnesses
+                .iter()
+                .filter(|s| s.status == "valid")
+                .map(|s| s.witness.as_str())
+                .collect();
+            println!(
+                "witnessed: the latest checkpoint (size {}) is cosigned by {} of the {} required ({})",
+                w.checkpoint_size,
+                w.valid,
+                w.required,
+                who.join(", ")
+            );
+        }
+    }
+    Ok(if report.intact && witnessed_ok {
+        Exit::Ok
+    } else {
+        Exit::Bad
+    })
 }

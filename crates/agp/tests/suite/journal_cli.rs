@@ -245,3 +245,44 @@ fn bench_out_folder_verifies_with_its_key() {
     assert_eq!(r["entries"], 301);
     assert_eq!(r["findings"], serde_json::Value::Array(vec![]));
 }
+
+#[test]
+fn bench_console_builds_the_index_and_opens_it_again_without_rereading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = tmp.path().join("journal");
+    let bench = |j: &std::path::Path| {
+        json_ok(&run(&[
+            "bench",
+            "console",
+            "--entries",
+            "3000",
+            "--sessions",
+            "5",
+            "--runs",
+            "2",
+            "--journal",
+            j.to_str().unwrap(),
+            "--json",
+        ]))
+    };
+    let v = bench(&journal);
+    assert_eq!(v["journal_reused"], false);
+    let entries = v["entries"].as_u64().unwrap();
+    assert!((2990..=3000).contains(&entries), "{v:#}");
+    let opened = &v["opened"];
+    // Opening finds the index current: nothing re-read, nothing rebuilt, every line sealed.
+    assert_eq!(opened["new_entries"], 0, "{v:#}");
+    assert_eq!(opened["rebuilt"], serde_json::Value::Null);
+    assert_eq!(opened["entries"], entries);
+    assert_eq!(opened["covered"], entries);
+    assert_eq!(opened["sessions"], 5);
+    assert_eq!(opened["largest_session"], "s-bench00000");
+    assert_eq!(opened["timeline_first_page"], 50);
+    assert!(opened["timeline_deep_page"].as_u64().unwrap() > 0);
+    assert!(opened["deep_page_first_seq"].as_u64().unwrap() > entries * 9 / 10);
+
+    // The kept journal is reused as it is.
+    let again = bench(&journal);
+    assert_eq!(again["journal_reused"], true);
+    assert_eq!(again["entries"], entries);
+}

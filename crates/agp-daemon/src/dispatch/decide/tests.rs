@@ -534,3 +534,78 @@ fn every_answer_once_the_work_is_done() {
         assert_eq!(settle(done), expect, "{name}");
     }
 }
+
+/// The console's two admin messages: the admin token first, never on a session connection;
+/// a refused decision is an `approval_refused` error frame (already journaled as
+/// `approval.rejected`), not a gateway rejection.
+#[test]
+fn console_approvals_need_the_admin_token_and_no_session() {
+    use agp_gateway::WebDecision;
+    let decide_frame = |token: &str| {
+        frame(&ClientMessage::DecideApproval {
+            protocol: PROTOCOL_VERSION,
+            admin_token: token.into(),
+            call_id: "c1".into(),
+            input_sha256: "ab".repeat(32),
+            nonce: "n".into(),
+            decision: WebDecision::Allow,
+            reason: None,
+        })
+    };
+    let list_frame = |token: &str| {
+        frame(&ClientMessage::ListApprovals {
+            protocol: PROTOCOL_VERSION,
+            admin_token: token.into(),
+        })
+    };
+    let step = |bytes: &[u8], session| {
+        decide(
+            Read::Frame(bytes),
+            session,
+            &sha256_hex(ADMIN_TOKEN.as_bytes()),
+        )
+    };
+    assert_eq!(
+        step(&list_frame(ADMIN_TOKEN), None),
+        Step::Work(Work::ListApprovals)
+    );
+    assert_eq!(
+        step(&decide_frame(ADMIN_TOKEN), None),
+        Step::Work(Work::DecideApproval(WebDecide {
+            call_id: "c1".into(),
+            input_sha256: "ab".repeat(32),
+            nonce: "n".into(),
+            decision: WebDecision::Allow,
+            reason: None,
+        }))
+    );
+    for bytes in [
+        list_frame("wrong"),
+        decide_frame("wrong"),
+        list_frame(""),
+        decide_frame(""),
+    ] {
+        assert_eq!(
+            step(&bytes, None),
+            refused(ErrorCode::BadToken, "wrong admin token")
+        );
+    }
+    for bytes in [list_frame(ADMIN_TOKEN), decide_frame(ADMIN_TOKEN)] {
+        assert_eq!(
+            step(&bytes, Some(Bound("s-1"))),
+            refused(
+                ErrorCode::Unauthenticated,
+                "connection is already bound to a session"
+            )
+        );
+    }
+    let refused_decision: Next<Bound> = settle(Done::Decided(Err("replayed: used".into())));
+    assert_eq!(
+        refused_decision,
+        Next::ReplyAndClose(ServerMessage::Error {
+            code: ErrorCode::ApprovalRefused,
+            message: "replayed: used".into(),
+            id: None,
+        })
+    );
+}

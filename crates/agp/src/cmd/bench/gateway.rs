@@ -36,6 +36,10 @@ pub struct GatewayBenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Keep the daemon's state in this PostgreSQL (`[state] url`, team mode) instead of
+    /// SQLite.
+    #[arg(long, value_name = "URL")]
+    pub state_url: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -125,6 +129,11 @@ pub(super) fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 /// A scratch home and a real `agp daemon` allowing `Bash(true)` (shared with `bench hook`).
 pub(super) fn start(durability: &str) -> Result<(Bench, PathBuf, String)> {
+    start_with_state(durability, None)
+}
+
+/// [`start`] with the daemon's state at `state_url` (PostgreSQL) when given.
+fn start_with_state(durability: &str, state_url: Option<&str>) -> Result<(Bench, PathBuf, String)> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -137,6 +146,14 @@ pub(super) fn start(durability: &str) -> Result<(Bench, PathBuf, String)> {
     std::fs::create_dir_all(dir.join("repo"))?;
     agp(&home, &["init"])?;
     agp(&home, &["keygen"])?;
+    if let Some(url) = state_url {
+        let config = home.join("config.toml");
+        let mut text = std::fs::read_to_string(&config)?;
+        // A JSON string is a valid TOML basic string (same escapes).
+        let url = serde_json::to_string(url)?;
+        text.push_str(&format!("\n[state]\nurl = {url}\n"));
+        std::fs::write(&config, text)?;
+    }
     let policy = dir.join("bench-policy.toml");
     std::fs::write(
         &policy,
@@ -261,7 +278,7 @@ pub fn run(args: &GatewayBenchArgs) -> Result<Exit> {
     if args.calls == 0 || args.concurrency == 0 {
         bail!("--calls and --concurrency must be at least 1");
     }
-    let (bench, socket, admin) = start(&args.durability)?;
+    let (bench, socket, admin) = start_with_state(&args.durability, args.state_url.as_deref())?;
     // Idle: started, nothing served yet.
     std::thread::sleep(Duration::from_millis(500));
     let pid = bench.daemon.as_ref().map_or(0, Child::id);

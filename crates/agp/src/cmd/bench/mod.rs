@@ -1,5 +1,6 @@
 //! `agp bench`: measure agp's speed targets on this machine.
 
+pub mod console;
 pub mod egress;
 pub mod gateway;
 pub mod hook;
@@ -34,6 +35,8 @@ pub enum BenchTarget {
     Policy(policy::PolicyBenchArgs),
     /// `agp policy replay` throughput: recorded calls verified, read and re-judged per second.
     Replay(replay::ReplayBenchArgs),
+    /// Opening the web console on a 1,000,000-entry journal: index build rate, open time, memory.
+    Console(console::ConsoleBenchArgs),
     /// Latency added per request by the egress proxy (CONNECT pass-through, terminated TLS).
     Egress(egress::EgressBenchArgs),
     /// Gateway round trips through a real daemon over a Unix socket.
@@ -50,6 +53,7 @@ pub fn run(home: &Home, args: BenchArgs) -> Result<Exit> {
         BenchTarget::Verify(a) => verify::run(&a),
         BenchTarget::Policy(a) => policy::run(&a),
         BenchTarget::Replay(a) => replay::run(&a),
+        BenchTarget::Console(a) => console::run(&a),
         BenchTarget::Egress(a) => egress::run(&a),
         BenchTarget::Gateway(a) => gateway::run(&a),
         BenchTarget::Sandbox(a) => sandbox::run(home, &a),

@@ -31,7 +31,7 @@ pub struct VerifyBenchArgs {
 }
 
 /// VmHWM and VmRSS from /proc/self/status, in KiB.
-fn memory_kib() -> Result<(u64, u64)> {
+pub(super) fn memory_kib() -> Result<(u64, u64)> {
     let status =
         std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
     let field = |name: &str| {

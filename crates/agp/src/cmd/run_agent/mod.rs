@@ -375,6 +375,7 @@ pub fn run(home: &Home, args: &AgentRunArgs<'_>) -> Result<Exit> {
     drop(rt);
     drop(journal);
     drop(assembly.policy_watch);
+    crate::app::assemble::close_and_witness(&assembly.journal, assembly.witness);
     drop(assembly.journal);
     // `scratch` (the session's temporary folder) is removed when it drops, on every path.
     drop(scratch);

@@ -66,6 +66,9 @@ fn fmt_ms(ms: i64) -> String {
 }
 
 fn list(home: &Home, json_out: bool) -> Result<Exit> {
+    if let Some((url, member)) = crate::app::state::shared(home)? {
+        return list_team(&url, &member, json_out);
+    }
     let db = home.state_db();
     let rows = if db.exists() {
         Store::open_existing(&db)
@@ -90,6 +93,43 @@ fn list(home: &Home, json_out: bool) -> Result<Exit> {
         println!(
             "{:<20} {:<11} {:<10} {:<11} {:<21} {}",
             r.id,
+            r.intendant,
+            r.mode,
+            r.status,
+            fmt_ms(r.started_at_ms),
+            r.repo
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// The team's sessions (shared state), each with the host (member) whose daemon runs it.
+fn list_team(url: &str, member: &str, json_out: bool) -> Result<Exit> {
+    use agp_daemon::store::StateStore;
+    let rows = crate::app::state::with_shared(url, member, async |store| {
+        store
+            .team_sessions()
+            .await
+            .context("cannot read the team's sessions from the shared state")
+    })?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(Exit::Ok);
+    }
+    if rows.is_empty() {
+        println!("no sessions yet in the team's shared state");
+        return Ok(Exit::Ok);
+    }
+    println!(
+        "{:<20} {:<24} {:<11} {:<10} {:<11} {:<21} REPO",
+        "SESSION", "HOST", "INTENDANT", "MODE", "STATUS", "STARTED"
+    );
+    for h in rows {
+        let r = h.session;
+        println!(
+            "{:<20} {:<24} {:<11} {:<10} {:<11} {:<21} {}",
+            r.id,
+            h.host,
             r.intendant,
             r.mode,
             r.status,
