@@ -46,6 +46,7 @@
 pub mod bench_support;
 pub mod engine;
 pub mod expand;
+pub mod explain;
 pub mod file;
 pub mod guards;
 pub mod import;

@@ -54,6 +54,10 @@ pub enum Command {
     /// Run the agp daemon (gateway, policy, approvals, journal) in the foreground.
     #[command(after_help = EXIT_CODES_HELP)]
     Daemon(cmd::daemon::DaemonArgs),
+    /// Serve the local web console: sessions, timelines, pending approvals, the journal and
+    /// the policy; prints its address with a random access token.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Console(cmd::console::ConsoleArgs),
     /// List sessions, or show one session's timeline.
     #[command(after_help = EXIT_CODES_HELP)]
     Sessions(cmd::sessions::SessionsArgs),

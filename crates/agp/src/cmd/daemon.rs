@@ -59,6 +59,38 @@ pub struct GovernArgs {
 pub struct DaemonArgs {
     #[command(flatten)]
     pub govern: GovernArgs,
+    /// Also serve the web console (as `agp console` does) for this home, its journal and the
+    /// daemon's policy; prints its address with the access token
+    #[arg(long)]
+    pub console: bool,
+    /// The console's address; anything but loopback needs --console-tls-cert/-key
+    /// [default: 127.0.0.1:0, a free port]
+    #[arg(long, value_name = "ADDR", requires = "console")]
+    pub console_listen: Option<std::net::SocketAddr>,
+    /// The console shows everything and decides nothing
+    #[arg(long, requires = "console")]
+    pub console_view_only: bool,
+    /// TLS certificate chain (PEM) for the console
+    #[arg(long, value_name = "FILE", requires_all = ["console", "console_tls_key"])]
+    pub console_tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the console
+    #[arg(long, value_name = "FILE", requires_all = ["console", "console_tls_cert"])]
+    pub console_tls_key: Option<PathBuf>,
+}
+
+impl DaemonArgs {
+    fn console_args(&self) -> Option<crate::cmd::console::ConsoleArgs> {
+        self.console.then(|| crate::cmd::console::ConsoleArgs {
+            listen: self
+                .console_listen
+                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            view_only: self.console_view_only,
+            tls_cert: self.console_tls_cert.clone(),
+            tls_key: self.console_tls_key.clone(),
+            allow_host: vec![],
+            policy: None,
+        })
+    }
 }
 
 pub fn run(home: &Home, args: &DaemonArgs) -> Result<Exit> {
@@ -81,7 +113,25 @@ pub fn run(home: &Home, args: &DaemonArgs) -> Result<Exit> {
         let _in_runtime = rt.enter();
         reload_on_sighup(assembly.policy_watch.requester())?
     };
-    rt.block_on(crate::app::local::serve_until(
+    // The console is bound before the daemon starts (a console that cannot listen stops
+    // everything, with its reason) and serves until the daemon stops; it reaches the daemon
+    // through its socket like any console.
+    let console = match args.console_args() {
+        None => None,
+        Some(c) => {
+            let bound = rt.block_on(crate::cmd::console::bind(home, &c, Some(policy.clone())))?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            Some((bound, stop, stopped))
+        }
+    };
+    let console = console.map(|(bound, stop, stopped)| {
+        crate::cmd::console::announce(&bound);
+        let task = rt.spawn(bound.serve(async {
+            let _ = stopped.await;
+        }));
+        (task, stop)
+    });
+    let served = rt.block_on(crate::app::local::serve_until(
         assembly.config,
         assembly.parts,
         shutdown_signal(),
@@ -100,7 +150,12 @@ pub fn run(home: &Home, args: &DaemonArgs) -> Result<Exit> {
                 eprintln!("{warning}");
             }
         },
-    ))?;
+    ));
+    if let Some((task, stop)) = console {
+        let _ = stop.send(());
+        let _ = rt.block_on(task);
+    }
+    served?;
     hangups.abort();
     drop(assembly.policy_watch);
     crate::app::assemble::close_and_witness(&assembly.journal, assembly.witness);

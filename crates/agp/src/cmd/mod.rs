@@ -5,6 +5,7 @@ pub mod agent_login;
 pub mod agent_sandbox;
 pub mod agent_wait;
 pub mod bench;
+pub mod console;
 pub mod daemon;
 pub mod doctor;
 pub mod egress_bridge;
@@ -65,6 +66,7 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Policy(args) => policy::run(&home, args),
         Command::Run(args) => run::run(&home, &args),
         Command::Daemon(args) => daemon::run(&home, &args),
+        Command::Console(args) => console::run(&home, &args),
         Command::Sessions(args) => sessions::run(&home, args),
         Command::Doctor(args) => doctor::run(&home, &args),
         Command::Bench(args) => bench::run(&home, args),

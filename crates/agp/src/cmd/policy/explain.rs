@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use agp_contracts::{PolicyEngine as _, ToolCall, Verdict};
+use agp_contracts::Verdict;
 use anyhow::{Context, Result};
 
 use super::{context, load, policy_path, ExplainArgs};
@@ -25,15 +25,7 @@ pub(super) fn explain(home: &Home, a: &ExplainArgs) -> Result<Exit> {
             .join(c),
         None => ctx.project_root.clone(),
     };
-    let call = ToolCall {
-        id: "explain".into(),
-        session: "explain".into(),
-        tool_use_id: None,
-        tool: agp_contracts::Tool::parse_name(&a.tool),
-        input,
-        cwd,
-    };
-    let verdict = policy.evaluate(&call, &ctx);
+    let verdict = agp_policy::explain::explain_call(&policy, &ctx, &a.tool, input, Some(&cwd));
     if a.json {
         println!("{}", serde_json::to_string_pretty(&verdict)?);
     } else {

@@ -1,0 +1,5 @@
+mod handlers;
+mod indexed;
+mod pages;
+mod serving;
+pub mod support;
