@@ -8,6 +8,7 @@
 //! body is recorded, so a test can assert what the model was told (for example that a
 //! `tool_result` carries agp's deny reason).
 
+pub mod browser;
 pub mod docker;
 mod http;
 mod journal;

@@ -5,12 +5,12 @@
 //! the timeline shows it approved via web with its result. `agp daemon --console` serves the
 //! same console in-process.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::support::console::{console_url, start_console, Killed, CONSOLE_POLICY};
 use super::support::daemon::mkfifo;
 use super::support::looping::{
     bash_calls_yaml, journal, policy_world, start_daemon, wait_for_daemon, Daemon, AGP,
@@ -20,54 +20,7 @@ use super::support::wait_exit;
 /// Longest any step may take before the test gives up (a hang, not a measurement).
 const WAIT: Duration = Duration::from_secs(120);
 
-const POLICY: &str = r#"
-version = 1
-default = "allow"
-
-[guards]
-destructive = false
-"protected-paths" = false
-secrets = false
-"supply-chain" = false
-"network-egress" = false
-privilege = false
-
-[[rule]]
-id = "touch-needs-a-human"
-effect = "require"
-match = ["Bash(touch *)"]
-reason = "touching files needs a human"
-"#;
-
 const HOSTILE_TASK: &str = "<script>alert(1)</script>\" onclick=\"x\u{202e}txt.exe";
-
-/// A process killed and reaped on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The console's address line: `agp console: http://HOST:PORT/?token=T (...)`. The rest of
-/// the output is read (and dropped) in a thread: a closed pipe would end the process at its
-/// next line.
-fn console_url(out: ChildStdout) -> String {
-    let mut lines = BufReader::new(out).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("the console printed no address")
-            .unwrap();
-        if let Some(at) = line.find("agp console: http://") {
-            let url = &line[at + "agp console: ".len()..];
-            std::thread::spawn(move || lines.for_each(drop));
-            return url.split_whitespace().next().unwrap().to_owned();
-        }
-    }
-}
 
 struct Web {
     host: String,
@@ -225,24 +178,9 @@ fn os_user() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn start_console(home: &Path, extra: &[&str]) -> (Killed, String) {
-    let mut child = Command::new(AGP)
-        .arg("--home")
-        .arg(home)
-        .arg("console")
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = console_url(child.stdout.take().unwrap());
-    (Killed(child), url)
-}
-
 #[test]
 fn a_call_waiting_for_a_human_is_approved_from_the_web_console_and_runs() {
-    let w = policy_world(POLICY);
+    let w = policy_world(CONSOLE_POLICY);
     let fifo = w.dir.path().join("answers.fifo");
     mkfifo(&fifo);
     let _daemon: Daemon = start_daemon(
@@ -397,7 +335,7 @@ fn a_call_waiting_for_a_human_is_approved_from_the_web_console_and_runs() {
 
 #[test]
 fn the_daemon_serves_the_console_in_process_and_a_view_only_console_decides_nothing() {
-    let w = policy_world(POLICY);
+    let w = policy_world(CONSOLE_POLICY);
     let fifo = w.dir.path().join("answers.fifo");
     mkfifo(&fifo);
     let mut child = Command::new("setsid")
@@ -468,7 +406,7 @@ fn the_daemon_serves_the_console_in_process_and_a_view_only_console_decides_noth
 
 #[test]
 fn a_console_on_another_address_without_tls_is_refused_with_the_fix() {
-    let w = policy_world(POLICY);
+    let w = policy_world(CONSOLE_POLICY);
     for addr in ["0.0.0.0:0", "[::]:0"] {
         let out = Command::new(AGP)
             .arg("--home")

@@ -11,6 +11,7 @@ mod agents_secrets;
 mod agents_slack;
 mod approvals_remember;
 mod bench_docker;
+mod console_browser;
 mod console_web;
 mod daemon_doctor;
 mod daemon_policy_guard;

@@ -1,6 +1,7 @@
 //! Helpers shared by the suite's test modules.
 
 pub mod agents;
+pub mod console;
 pub mod daemon;
 pub mod hook;
 pub mod journal;
