@@ -13,11 +13,9 @@ use crate::team::TeamChannel;
 
 /// A throwaway server and two members' stores on it.
 async fn two_members() -> Option<(Arc<PgServer>, Arc<PgStore>, Arc<PgStore>)> {
-    let server = Arc::new(
-        tokio::task::spawn_blocking(PgServer::start_new)
-            .await
-            .unwrap()?,
-    );
+    // On this thread, not the blocking pool's: the server is tied to the life of the thread
+    // that started it (PR_SET_PDEATHSIG), and idle pool threads end after 10 s.
+    let server = Arc::new(tokio::task::block_in_place(PgServer::start_new)?);
     let a = PgStore::connect(&server.url(), "host-a").await.unwrap();
     let b = PgStore::connect(&server.url(), "host-b").await.unwrap();
     Some((server, Arc::new(a), Arc::new(b)))
