@@ -273,7 +273,9 @@ impl Relay {
 
     /// Puts one approval to Slack and stores the outcome for the daemon that asked, retrying
     /// the write while the store is unreachable (the decision is kept in the Slack record
-    /// meanwhile, so a successor relays it too).
+    /// meanwhile, so a successor relays it too). A channel error (the shared store failing
+    /// mid-post, say) is not an outcome: the approval is put again (re-attaching to its
+    /// record) until it is decided, it expires, or this holder loses the lease.
     async fn relay_one(
         self: Arc<Self>,
         channel: Arc<SlackChannel>,
@@ -281,11 +283,14 @@ impl Relay {
         row: PendingRow,
         request: ApprovalRequest,
     ) {
-        let outcome = match channel.request_approval(&request).await {
-            Ok(o) => o,
-            Err(e) => ApprovalOutcome::Unavailable {
-                reason: e.to_string(),
-            },
+        let outcome = loop {
+            match channel.request_approval(&request).await {
+                Ok(o) => break o,
+                Err(e) => {
+                    tracing::warn!(call = %row.call_id, "cannot relay an approval yet: {e}");
+                    tokio::time::sleep(self.options.renew).await;
+                }
+            }
         };
         let Ok(json) = serde_json::to_string(&outcome) else {
             return;
