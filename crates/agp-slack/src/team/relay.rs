@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agp_contracts::{ApprovalChannel, ApprovalOutcome, ApprovalRequest, Journal};
+use agp_contracts::{ApprovalChannel, ApprovalRequest, Journal};
 use agp_daemon::store::contract::{wait_hint, StateStore, Topic};
 use agp_daemon::store::{ChannelLease, PendingRow, PgStore, RelayWrite};
 use tokio::task::JoinHandle;

@@ -169,7 +169,12 @@ async fn fake_slack() -> FakeSlack {
 }
 
 /// The approval message showing `mkdir DIR`.
-async fn approval_of(slack: &FakeSlack, dir: &str, team: &[Member], server: &PgServer) -> PostedMessage {
+async fn approval_of(
+    slack: &FakeSlack,
+    dir: &str,
+    team: &[Member],
+    server: &PgServer,
+) -> PostedMessage {
     let needle = format!("mkdir {dir}");
     slack
         .wait_message(WAIT, |m| {
@@ -282,8 +287,7 @@ fn members(dir: &Path, url: &str, names: &[&str]) -> Vec<Member> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_daemons_share_one_slack_connection_and_the_lease_survives_a_kill() {
-    let Some(server) = tokio::task::block_in_place(PgServer::start_new)
-    else {
+    let Some(server) = tokio::task::block_in_place(PgServer::start_new) else {
         return;
     };
     let slack = fake_slack().await;
@@ -372,8 +376,7 @@ async fn three_daemons_share_one_slack_connection_and_the_lease_survives_a_kill(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_asker_and_a_postgres_restart_lose_no_decision() {
-    let Some(server) = tokio::task::block_in_place(PgServer::start_new)
-    else {
+    let Some(server) = tokio::task::block_in_place(PgServer::start_new) else {
         return;
     };
     let slack = fake_slack().await;
@@ -444,8 +447,7 @@ async fn a_killed_asker_and_a_postgres_restart_lose_no_decision() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run explicitly"]
 async fn relay_latency_click_to_waiting_daemon() {
-    let Some(server) = tokio::task::block_in_place(PgServer::start_new)
-    else {
+    let Some(server) = tokio::task::block_in_place(PgServer::start_new) else {
         return;
     };
     let n: usize = std::env::var("AGP_RELAY_BENCH_N")

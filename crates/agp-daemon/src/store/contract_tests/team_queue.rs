@@ -142,7 +142,7 @@ async fn a_holder_that_lost_the_lease_writes_nothing() {
         Some("1.0")
     );
     let claimed = b.claim_team_approvals(&fresh, 10).await.unwrap();
-    assert_eq!(claimed, [row.clone()]);
+    assert_eq!(claimed, std::slice::from_ref(&row));
     assert_eq!(
         b.relay_outcome(&fresh, &row, granted).await.unwrap(),
         RelayWrite::Written
