@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use super::store::{PgPendingStore, CHANNEL};
 use crate::channel::SlackChannel;
 use crate::config::SlackConfig;
+use crate::pending::PendingRecord;
 use crate::socket::Backoff;
 
 /// Timing of the lease loop.
@@ -200,6 +201,7 @@ impl Relay {
                 Ok(rows) => self.sync(&channel, &lease, rows, &mut inflight),
                 Err(e) => tracing::debug!("cannot read the team's approvals: {e}"),
             }
+            self.withdraw_settled(&channel).await;
             tokio::select! {
                 () = wait_hint(&mut hints, self.options.poll) => {}
                 _ = stopped.changed() => {}
@@ -268,6 +270,29 @@ impl Relay {
                 request.clone(),
             ));
             inflight.insert(k, InFlight { request, task });
+        }
+    }
+
+    /// Withdraws prompts still open in Slack for approvals their daemon settled while no relay
+    /// watched them (settled before this holder took over, or by a predecessor that died
+    /// before withdrawing): their buttons go, and a later click is refused as replayed.
+    async fn withdraw_settled(&self, channel: &SlackChannel) {
+        let records = match self.store.settled_channel_records(CHANNEL).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!("cannot read the Slack records: {e}");
+                return;
+            }
+        };
+        for json in records {
+            match serde_json::from_str::<PendingRecord>(&json) {
+                Ok(r) => {
+                    channel
+                        .cancel(&r.request, "settled by the daemon that asked")
+                        .await;
+                }
+                Err(e) => tracing::error!("a Slack record does not read: {e}"),
+            }
         }
     }
 

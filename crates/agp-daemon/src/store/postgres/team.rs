@@ -325,6 +325,23 @@ impl PgStore {
         rows.iter().map(|r| r.try_get(0).map_err(pg_err)).collect()
     }
 
+    /// Undecided records whose approval is no longer pending for the team (the asking daemon
+    /// settled it itself, or it is gone): prompts the holder must withdraw.
+    pub async fn settled_channel_records(&self, channel: &str) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT r.record_json FROM channel_records r
+                 LEFT JOIN pending_approvals p ON p.session = r.session
+                     AND p.call_id = r.call_id AND p.input_sha256 = r.input_sha256
+                 WHERE r.channel = $1 AND NOT r.decided
+                   AND (p.status IS NULL OR p.status <> 'pending')
+                 ORDER BY r.expires_at_ms",
+                &[&channel],
+            )
+            .await?;
+        rows.iter().map(|r| r.try_get(0).map_err(pg_err)).collect()
+    }
+
     /// `false` when the lease is not held and nothing was removed.
     pub async fn remove_channel_record(
         &self,
