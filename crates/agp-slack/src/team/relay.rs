@@ -109,12 +109,6 @@ struct Relay {
     options: RelayOptions,
 }
 
-/// One approval being put to Slack by this holder.
-struct InFlight {
-    request: ApprovalRequest,
-    task: JoinHandle<()>,
-}
-
 type CallKey = (String, String, String);
 
 fn key(row: &PendingRow) -> CallKey {
@@ -185,7 +179,7 @@ impl Relay {
                 return None;
             }
         };
-        let mut inflight: HashMap<CallKey, InFlight> = HashMap::new();
+        let mut inflight: HashMap<CallKey, JoinHandle<()>> = HashMap::new();
         let mut hints = self.store.wakeups(Topic::Approvals);
         let mut renew = tokio::time::interval(self.options.renew);
         let outcome = loop {
@@ -222,40 +216,27 @@ impl Relay {
                 }
             }
         };
-        for (_, f) in inflight.drain() {
-            f.task.abort();
+        for (_, task) in inflight.drain() {
+            task.abort();
         }
         drop(channel);
         outcome
     }
 
-    /// Starts relaying newly claimed approvals, forgets finished ones, and withdraws from
-    /// Slack those the asking daemon settled itself (web console, session stopped, timeout).
+    /// Starts relaying newly claimed approvals and forgets finished ones. An approval is
+    /// never dropped for missing from this pass's claims (a batch is bounded, and members'
+    /// clocks order it): its prompt is withdrawn only once its row says it was settled
+    /// ([`Self::withdraw_settled`]), which also ends its task.
     fn sync(
         self: &Arc<Self>,
         channel: &Arc<SlackChannel>,
         lease: &ChannelLease,
         rows: Vec<PendingRow>,
-        inflight: &mut HashMap<CallKey, InFlight>,
+        inflight: &mut HashMap<CallKey, JoinHandle<()>>,
     ) {
-        let claimed: HashMap<CallKey, PendingRow> =
-            rows.into_iter().map(|r| (key(&r), r)).collect();
-        inflight.retain(|k, f| {
-            if claimed.contains_key(k) {
-                return true;
-            }
-            if !f.task.is_finished() {
-                f.task.abort();
-                let (channel, request) = (channel.clone(), f.request.clone());
-                tokio::spawn(async move {
-                    channel
-                        .cancel(&request, "settled by the daemon that asked")
-                        .await;
-                });
-            }
-            false
-        });
-        for (k, row) in claimed {
+        inflight.retain(|_, task| !task.is_finished());
+        for row in rows {
+            let k = key(&row);
             if inflight.contains_key(&k) {
                 continue;
             }
@@ -263,13 +244,12 @@ impl Relay {
                 tracing::error!(call = %row.call_id, "a pending approval's request does not read");
                 continue;
             };
-            let task = tokio::spawn(self.clone().relay_one(
-                channel.clone(),
-                lease.clone(),
-                row,
-                request.clone(),
-            ));
-            inflight.insert(k, InFlight { request, task });
+            let task =
+                tokio::spawn(
+                    self.clone()
+                        .relay_one(channel.clone(), lease.clone(), row, request),
+                );
+            inflight.insert(k, task);
         }
     }
 
