@@ -25,6 +25,10 @@ use crate::config::SlackConfig;
 use crate::pending::PendingRecord;
 use crate::socket::Backoff;
 
+/// Pause of a daemon whose Slack channel would not start before it competes for the lease
+/// again.
+const START_RETRY: Duration = Duration::from_secs(5);
+
 /// Timing of the lease loop.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayOptions {
@@ -174,8 +178,14 @@ impl Relay {
         let channel = match builder.start().await {
             Ok(c) => Arc::new(c),
             Err(e) => {
+                // Another daemon may do better (its network, its clock); this one waits before
+                // asking Slack again, so the team does not hammer a refusing Slack.
                 tracing::warn!("the Slack relay cannot start the Slack channel: {e}");
                 let _ = self.store.release_channel_lease(&lease).await;
+                tokio::select! {
+                    () = tokio::time::sleep(START_RETRY) => {}
+                    _ = stopped.changed() => {}
+                }
                 return None;
             }
         };

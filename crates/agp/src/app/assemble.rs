@@ -402,6 +402,13 @@ fn team_slack(
             bail!("approvals go to Slack, but the Slack settings are invalid: {e}")
         }
     };
+    // Refused tokens stop agp here, as on one machine, rather than in every relay turn.
+    rt.block_on(agp_slack::SlackApi::new(&cfg).auth_test())
+        .map_err(|e| {
+            anyhow!(
+                "cannot start the Slack approval channel: {e} (check it with `agp slack check`)"
+            )
+        })?;
     let member = file
         .state
         .member
