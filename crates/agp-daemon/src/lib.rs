@@ -20,6 +20,7 @@ pub mod secrets;
 mod server;
 mod session;
 pub mod store;
+pub mod team;
 mod util;
 
 #[cfg(test)]

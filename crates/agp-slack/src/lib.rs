@@ -20,6 +20,7 @@ pub mod pending;
 pub mod secret;
 pub mod setup;
 pub mod socket;
+pub mod team;
 pub mod votes;
 
 #[cfg(feature = "fake")]

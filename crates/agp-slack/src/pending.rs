@@ -18,6 +18,9 @@ pub enum StoreError {
     Schema(#[from] agp_daemon::store::StoreError),
     #[error("Slack approval store lock poisoned")]
     Poisoned,
+    /// Team mode: this daemon no longer holds the Slack lease, so it may not write.
+    #[error("Slack approval store: this daemon no longer holds the team's Slack lease")]
+    Fenced,
 }
 
 /// One approval put to Slack. The nonce is what the buttons carry; everything a click is

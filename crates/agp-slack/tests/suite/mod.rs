@@ -3,6 +3,7 @@ mod daemon_controls;
 mod daemon_loop;
 mod secrets;
 mod slack;
+mod team;
 
 /// A runtime of its own for a daemon a test kills: shutting it down drops every task, timer
 /// and socket at once, as SIGKILL would.

@@ -43,6 +43,8 @@ pub struct Assembly {
     pub policy_watch: PolicyWatch,
     /// Sends each checkpoint to the `[[journal.witness]]` witnesses, if any.
     pub witness: Option<agp_witness::submit::Submitter>,
+    /// Team mode with Slack: this daemon's part in relaying the team's approvals.
+    pub relay: Option<agp_slack::team::SlackRelay>,
 }
 
 pub fn policy_path(home: &Home, explicit: Option<&Path>) -> PathBuf {
@@ -248,6 +250,7 @@ pub fn assemble(
             agp_witness::submit::Options::default(),
         )
     });
+    let mut relay = None;
     let (channel, channel_name): (Arc<dyn ApprovalChannel>, &'static str) = if args.auto_approve {
         (
             Arc::new(agp_channels::AutoApproveChannel::new()),
@@ -258,7 +261,14 @@ pub fn assemble(
             .with_context(|| format!("cannot use approver script {}", script.display()))?;
         (Arc::new(approver), "approver-script")
     } else if human == ChannelChoice::Slack {
-        (Arc::new(slack_channel(home, &journal, rt)?), "slack")
+        match &file.state.url {
+            Some(url) => {
+                let (channel, started) = team_slack(home, file, url, &journal, rt)?;
+                relay = Some(started);
+                (channel, "slack")
+            }
+            None => (Arc::new(slack_channel(home, &journal, rt)?), "slack"),
+        }
     } else if let Some(cfg) = webhook {
         (Arc::new(webhook_channel(cfg, &journal, rt)?), "webhook")
     } else {
@@ -316,6 +326,7 @@ pub fn assemble(
         journal,
         policy_watch,
         witness,
+        relay,
     })
 }
 
@@ -367,6 +378,62 @@ fn slack_channel(
     .map_err(|e| {
         anyhow!("cannot start the Slack approval channel: {e} (check it with `agp slack check`)")
     })
+}
+
+/// Team mode with Slack: this daemon waits for its approvals' outcomes in the shared store
+/// (`TeamChannel`), and takes its turn relaying the team's approvals to Slack when it holds
+/// the team's Slack lease (`SlackRelay`). Slack's settings are checked as for one machine.
+fn team_slack(
+    home: &Home,
+    file: &Config,
+    url: &str,
+    journal: &Arc<JournalWriter>,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(Arc<dyn ApprovalChannel>, agp_slack::team::SlackRelay)> {
+    let cfg = match agp_slack::setup(home.root()) {
+        agp_slack::SlackSetup::Configured(cfg) => cfg,
+        agp_slack::SlackSetup::NotConfigured => bail!(
+            "approvals go to Slack, but Slack is not configured: create {} (mode 0600) or set \
+             AGP_SLACK_BOT_TOKEN, AGP_SLACK_APP_TOKEN, AGP_SLACK_CHANNEL and AGP_SLACK_APPROVERS \
+             (see `agp slack check`)",
+            home.slack_settings().display()
+        ),
+        agp_slack::SlackSetup::Invalid(e) => {
+            bail!("approvals go to Slack, but the Slack settings are invalid: {e}")
+        }
+    };
+    // Refused tokens stop agp here, as on one machine, rather than in every relay turn.
+    rt.block_on(agp_slack::SlackApi::new(&cfg).auth_test())
+        .map_err(|e| {
+            anyhow!(
+                "cannot start the Slack approval channel: {e} (check it with `agp slack check`)"
+            )
+        })?;
+    let member = file
+        .state
+        .member
+        .clone()
+        .unwrap_or_else(|| agp_daemon::default_member(home.root()));
+    let store = rt
+        .block_on(agp_daemon::store::PgStore::connect(url, &member))
+        .map(Arc::new)
+        .map_err(|e| anyhow!("cannot reach the team's shared state for Slack approvals: {e}"))?;
+    let journal: Arc<dyn agp_contracts::Journal> = journal.clone();
+    // Unique per process: a restarted daemon is a new holder (its predecessor's lease, if
+    // live, is taken over only once it expires or is released).
+    let holder = format!("{member}#{}", std::process::id());
+    let relay = {
+        let _in_runtime = rt.enter();
+        agp_slack::team::SlackRelay::start(
+            store.clone(),
+            cfg,
+            Some(journal),
+            holder,
+            agp_slack::team::RelayOptions::default(),
+        )
+    };
+    let channel = agp_daemon::team::TeamChannel::new(store, agp_slack::team::CHANNEL);
+    Ok((Arc::new(channel), relay))
 }
 
 /// The webhook channel, its decision listener bound on `rt`. Refused decisions are journaled.

@@ -157,6 +157,10 @@ pub fn run(home: &Home, args: &DaemonArgs) -> Result<Exit> {
     }
     served?;
     hangups.abort();
+    if let Some(relay) = assembly.relay {
+        // Hands the team's Slack lease over now, not when it runs out.
+        rt.block_on(relay.stop(std::time::Duration::from_secs(2)));
+    }
     drop(assembly.policy_watch);
     crate::app::assemble::close_and_witness(&assembly.journal, assembly.witness);
     println!("agp daemon: stopped");

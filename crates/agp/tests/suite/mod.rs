@@ -41,6 +41,7 @@ mod secrets_scripted;
 mod sessions_stop;
 mod slack_cli;
 mod support;
+mod team_slack;
 mod team_state;
 mod terminal_approval;
 mod user_text;

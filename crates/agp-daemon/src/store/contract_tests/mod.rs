@@ -471,3 +471,4 @@ async fn unconfined_sessions_are_listed(b: &Backend) {
 }
 
 mod postgres_only;
+mod team_queue;

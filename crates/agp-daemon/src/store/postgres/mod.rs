@@ -14,6 +14,7 @@
 mod migrate;
 mod ops;
 mod rows;
+mod team;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use super::sqlite::Hints;
 use super::StoreError;
 
 pub use migrate::PG_MIGRATIONS;
+pub use team::{ChannelLease, LeaseHolder, RelayWrite};
 
 /// How long connecting, or waiting for a pooled connection, may take before the store says
 /// it is unavailable.

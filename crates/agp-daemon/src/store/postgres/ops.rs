@@ -24,13 +24,21 @@ const KEY_IS: &str = "session = $1 AND rule_id = $2 AND tool = $3 AND cwd = $4 \
      AND input_sha256 = $5 AND policy_sha256 = $6";
 
 impl PgStore {
-    async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+    pub(super) async fn query(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, StoreError> {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await.map_err(pg_err)?;
         client.query(&statement, params).await.map_err(pg_err)
     }
 
-    async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
+    pub(super) async fn query_opt(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, StoreError> {
         Ok(self.query(sql, params).await?.into_iter().next())
     }
 
