@@ -35,7 +35,7 @@ mod sqlite;
 mod tests;
 
 pub use contract::{HostedSession, StateStore, Topic};
-pub use postgres::{PgStore, PG_MIGRATIONS};
+pub use postgres::{NewCheckpoint, PgLedger, PgStore, PublishedRow, PG_MIGRATIONS};
 pub use sqlite::SqliteStore;
 
 pub use crate::schema::SCHEMA_VERSION;

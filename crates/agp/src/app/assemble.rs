@@ -43,6 +43,9 @@ pub struct Assembly {
     pub policy_watch: PolicyWatch,
     /// Sends each checkpoint to the `[[journal.witness]]` witnesses, if any.
     pub witness: Option<agp_witness::submit::Submitter>,
+    /// Publishes each checkpoint to the shared database (team mode, `[state] url`); dropped
+    /// after the journal closes, it publishes the final one.
+    pub publisher: Option<crate::app::publish::Publisher>,
 }
 
 pub fn policy_path(home: &Home, explicit: Option<&Path>) -> PathBuf {
@@ -248,6 +251,14 @@ pub fn assemble(
             agp_witness::submit::Options::default(),
         )
     });
+    let publisher = file.state.url.as_deref().map(|url| {
+        let member = file
+            .state
+            .member
+            .clone()
+            .unwrap_or_else(|| agp_daemon::default_member(home.root()));
+        crate::app::publish::Publisher::start(url, &member, journal.dir(), journal.verifier_key())
+    });
     let (channel, channel_name): (Arc<dyn ApprovalChannel>, &'static str) = if args.auto_approve {
         (
             Arc::new(agp_channels::AutoApproveChannel::new()),
@@ -316,6 +327,7 @@ pub fn assemble(
         journal,
         policy_watch,
         witness,
+        publisher,
     })
 }
 

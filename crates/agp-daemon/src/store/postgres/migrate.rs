@@ -6,7 +6,10 @@ use super::{pg_err, StoreError};
 
 /// The migrations, in order; the version is the position (1-based). Never edit a shipped file:
 /// add the next one (later features add their tables this way).
-pub const PG_MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+pub const PG_MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0003_checkpoints.sql"),
+];
 
 /// The advisory lock key migrations hold ("agp-mig" in ASCII): any fixed number works as long
 /// as every agp uses the same.

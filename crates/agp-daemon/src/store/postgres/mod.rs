@@ -11,6 +11,7 @@
 //! counter per topic; after every (re)connect it bumps all of them, since notifications sent
 //! while it was away are lost: listeners re-read on every bump, and poll slowly anyway.
 
+mod ledger;
 mod migrate;
 mod ops;
 mod rows;
@@ -28,6 +29,7 @@ use super::contract::Topic;
 use super::sqlite::Hints;
 use super::StoreError;
 
+pub use ledger::{NewCheckpoint, PgLedger, PublishedRow};
 pub use migrate::PG_MIGRATIONS;
 
 /// How long connecting, or waiting for a pooled connection, may take before the store says
