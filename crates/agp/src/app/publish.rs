@@ -138,9 +138,15 @@ impl Worker {
         let mut backoff = POLL;
         loop {
             let ok = rt.block_on(self.pass());
-            backoff = if ok { POLL } else { (backoff * 2).min(MAX_BACKOFF) };
+            backoff = if ok {
+                POLL
+            } else {
+                (backoff * 2).min(MAX_BACKOFF)
+            };
             let (ctl, cv) = &**shared;
-            let mut c = ctl.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut c = ctl
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(by) = c.finish_by {
                 if ok && self.caught_up() {
                     return true;
@@ -215,7 +221,10 @@ impl Worker {
         result
     }
 
-    async fn publish_with(&mut self, ledger: &PgLedger) -> Result<(), agp_daemon::store::StoreError> {
+    async fn publish_with(
+        &mut self,
+        ledger: &PgLedger,
+    ) -> Result<(), agp_daemon::store::StoreError> {
         if !self.resumed {
             self.resume = ledger.latest(self.key.name()).await?;
             self.resumed = true;
@@ -266,8 +275,7 @@ impl Worker {
         }
         // The last note is complete once it ends in a newline and its signature checks; one
         // caught half-written stays until the rest is there.
-        if !rest.is_empty() && rest.ends_with(b"\n") && Checkpoint::open(rest, &self.key).is_ok()
-        {
+        if !rest.is_empty() && rest.ends_with(b"\n") && Checkpoint::open(rest, &self.key).is_ok() {
             self.take(rest);
         } else {
             self.carry = rest.to_vec();

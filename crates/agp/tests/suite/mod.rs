@@ -40,6 +40,7 @@ mod sessions_stop;
 mod slack_cli;
 mod support;
 mod team_state;
+mod team_verify;
 mod terminal_approval;
 mod user_text;
 mod web_approvals;

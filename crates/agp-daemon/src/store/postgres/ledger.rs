@@ -57,6 +57,17 @@ impl PgLedger {
     /// Connects to `url`, applying pending migrations. Rows it publishes are tagged `member`
     /// and this machine's host name.
     pub async fn connect(url: &str, member: &str) -> Result<Self, StoreError> {
+        let ledger = Self::reader(url, member)?;
+        {
+            let mut client = ledger.pool.get().await.map_err(pool_err)?;
+            migrate::migrate(&mut client).await?;
+        }
+        Ok(ledger)
+    }
+
+    /// A ledger for reading only (an auditor's `agp verify --team`): no migration is applied,
+    /// so an account that may only read the table will do. Connects at the first query.
+    pub fn reader(url: &str, member: &str) -> Result<Self, StoreError> {
         let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| StoreError::Invalid(format!("[state] url: {e}")))?;
         config
@@ -77,10 +88,6 @@ impl PgLedger {
             .recycle_timeout(Some(TIMEOUT))
             .build()
             .map_err(|e| StoreError::Invalid(format!("connection pool: {e}")))?;
-        {
-            let mut client = pool.get().await.map_err(pool_err)?;
-            migrate::migrate(&mut client).await?;
-        }
         Ok(Self {
             pool,
             member: member.to_owned(),
