@@ -156,7 +156,7 @@ impl Worker {
                     return false;
                 }
                 // Finishing: retry soon, but never past the deadline.
-                let wait = (by - now).min(if ok { Duration::ZERO } else { POLL });
+                let wait = (by - now).min(if ok { Duration::from_millis(50) } else { POLL });
                 c = cv
                     .wait_timeout(c, wait)
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
