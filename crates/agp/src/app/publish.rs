@@ -244,9 +244,8 @@ impl Worker {
 
     /// Reads complete notes appended since the last pass into `pending`.
     fn read_new(&mut self) {
-        let mut f = match std::fs::File::open(&self.path) {
-            Ok(f) => f,
-            Err(_) => return, // no checkpoint yet
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return; // no checkpoint yet
         };
         let len = f.metadata().map_or(0, |m| m.len());
         if len < self.offset {

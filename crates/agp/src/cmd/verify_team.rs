@@ -163,22 +163,21 @@ fn check(rows: &[PublishedRow], journals: &[MemberJournal]) -> Result<TeamReport
         };
         // What each row's note says, and whether it says what the row's columns say.
         let mut signed: Vec<(&PublishedRow, Published)> = Vec::new();
-        let keys: Vec<VerifierKey> = match journal {
-            Some(j) => j.keys.clone(),
-            None => {
-                let published: BTreeSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
-                if published.len() > 1 {
-                    problem(
-                        &[],
-                        None,
-                        format!(
-                            "published under {} different keys and its journal is not readable here to say which is its own (pass --member-journal)",
-                            published.len()
-                        ),
-                    );
-                }
-                Vec::new()
+        let keys: Vec<VerifierKey> = if let Some(j) = journal {
+            j.keys.clone()
+        } else {
+            let published: BTreeSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+            if published.len() > 1 {
+                problem(
+                    &[],
+                    None,
+                    format!(
+                        "published under {} different keys and its journal is not readable here to say which is its own (pass --member-journal)",
+                        published.len()
+                    ),
+                );
             }
+            Vec::new()
         };
         for r in &rows {
             let p = match Published::parse(r.note.as_bytes()) {
