@@ -401,3 +401,110 @@ pub fn run(home: &Home, state_url: Option<&str>, journals: &[PathBuf], json: boo
     }
     Ok(if report.ok { Exit::Ok } else { Exit::Bad })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agp_contracts::Journal as _;
+    use agp_journal::{JournalOptions, JournalWriter, SignerKey, CHECKPOINT_FILE};
+
+    /// A journal of `n` entries (`tag` makes their content differ) signed by `key`; its
+    /// latest checkpoint as a published row of `member`.
+    fn journal(dir: &Path, key: &SignerKey, n: usize, tag: &str, member: &str) -> PublishedRow {
+        let w = JournalWriter::open(dir, key.clone(), JournalOptions::default()).unwrap();
+        for i in 0..n {
+            w.append("t", None, serde_json::json!({ "i": i, "tag": tag }))
+                .unwrap();
+        }
+        w.close().unwrap();
+        let note = std::fs::read_to_string(dir.join(CHECKPOINT_FILE)).unwrap();
+        let p = Published::parse(note.as_bytes()).unwrap();
+        PublishedRow {
+            id: 0,
+            member: member.into(),
+            host: "h".into(),
+            origin: p.origin,
+            size: p.size,
+            root: hex::encode(p.root),
+            note,
+            key: key.verifier().to_string(),
+            published_at_ms: 0,
+        }
+    }
+
+    fn whats(r: &TeamReport) -> Vec<(Option<u64>, String)> {
+        r.problems
+            .iter()
+            .map(|p| (p.size, p.what.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn two_signed_checkpoints_of_one_size_are_a_fork_with_or_without_the_journal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = SignerKey::generate("team/alice").unwrap();
+        // The same key signs two different histories of the same size (a member that forked
+        // its journal and published both).
+        let a = journal(&tmp.path().join("a"), &key, 3, "a", "alice");
+        let b = journal(&tmp.path().join("b"), &key, 3, "b", "alice");
+        assert_eq!(a.size, b.size);
+        assert_ne!(a.root, b.root);
+        let rows = [a.clone(), b];
+
+        let alone = check(&rows, &[]).unwrap();
+        assert!(!alone.ok);
+        assert!(
+            whats(&alone)
+                .iter()
+                .any(|(s, w)| *s == Some(a.size) && w.starts_with("fork: 2 different")),
+            "{alone:?}"
+        );
+        let j = open_member_journal(&tmp.path().join("a")).unwrap();
+        let with = check(&rows, &[j]).unwrap();
+        let w = whats(&with);
+        assert!(w.iter().any(|(_, w)| w.starts_with("fork")), "{with:?}");
+        assert!(
+            w.iter().any(|(_, w)| w.contains("no longer extends")),
+            "{with:?}"
+        );
+        // The genuine row alone is consistent.
+        let j = open_member_journal(&tmp.path().join("a")).unwrap();
+        assert!(check(&[a], &[j]).unwrap().ok);
+    }
+
+    #[test]
+    fn a_row_whose_columns_differ_from_its_note_or_whose_key_is_not_the_journals_is_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = SignerKey::generate("team/bob").unwrap();
+        let row = journal(&tmp.path().join("bob"), &key, 2, "x", "bob");
+        let mut altered = row.clone();
+        altered.root = "00".repeat(32);
+        let r = check(&[altered], &[]).unwrap();
+        assert!(
+            whats(&r)
+                .iter()
+                .any(|(_, w)| w.contains("the row was altered")),
+            "{r:?}"
+        );
+
+        // Another key claiming Bob's origin, published with its own (valid) signature: the
+        // series alone sees two keys; Bob's journal says which one is his.
+        let impostor = SignerKey::generate("team/bob").unwrap();
+        let fake = journal(&tmp.path().join("fake"), &impostor, 5, "y", "bob");
+        let rows = [row, fake.clone()];
+        let r = check(&rows, &[]).unwrap();
+        assert!(
+            whats(&r)
+                .iter()
+                .any(|(_, w)| w.contains("2 different keys")),
+            "{r:?}"
+        );
+        let j = open_member_journal(&tmp.path().join("bob")).unwrap();
+        let r = check(&rows, &[j]).unwrap();
+        assert!(
+            whats(&r).iter().any(|(s, w)| *s == Some(fake.size)
+                && w.contains("not signed by the key the member's journal names")),
+            "{r:?}"
+        );
+    }
+}
