@@ -319,10 +319,10 @@ fn read_published(url: &str) -> Result<Vec<PublishedRow>> {
         .context("cannot start a runtime for the shared state")?;
     rt.block_on(async {
         let ledger = PgLedger::reader(url, "verify").context("cannot open the shared state")?;
-        ledger
-            .all()
-            .await
-            .context("cannot read the published checkpoints from the shared state")
+        ledger.all().await.context(
+            "cannot read the published checkpoints from the shared state (is the PostgreSQL \
+                 at [state] url or --state-url up and at agp's schema?)",
+        )
     })
 }
 
