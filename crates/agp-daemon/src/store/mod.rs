@@ -35,7 +35,10 @@ mod sqlite;
 mod tests;
 
 pub use contract::{HostedSession, StateStore, Topic};
-pub use postgres::{ChannelLease, LeaseHolder, PgStore, RelayWrite, PG_MIGRATIONS};
+pub use postgres::{
+    ChannelLease, LeaseHolder, NewCheckpoint, PgLedger, PgStore, PublishedRow, RelayWrite,
+    PG_MIGRATIONS,
+};
 pub use sqlite::SqliteStore;
 
 pub use crate::schema::SCHEMA_VERSION;

@@ -45,6 +45,9 @@ pub struct Assembly {
     pub witness: Option<agp_witness::submit::Submitter>,
     /// Team mode with Slack: this daemon's part in relaying the team's approvals.
     pub relay: Option<agp_slack::team::SlackRelay>,
+    /// Publishes each checkpoint to the shared database (team mode, `[state] url`); dropped
+    /// after the journal closes, it publishes the final one.
+    pub publisher: Option<crate::app::publish::Publisher>,
 }
 
 pub fn policy_path(home: &Home, explicit: Option<&Path>) -> PathBuf {
@@ -251,6 +254,14 @@ pub fn assemble(
         )
     });
     let mut relay = None;
+    let publisher = file.state.url.as_deref().map(|url| {
+        let member = file
+            .state
+            .member
+            .clone()
+            .unwrap_or_else(|| agp_daemon::default_member(home.root()));
+        crate::app::publish::Publisher::start(url, &member, journal.dir(), journal.verifier_key())
+    });
     let (channel, channel_name): (Arc<dyn ApprovalChannel>, &'static str) = if args.auto_approve {
         (
             Arc::new(agp_channels::AutoApproveChannel::new()),
@@ -327,6 +338,7 @@ pub fn assemble(
         policy_watch,
         witness,
         relay,
+        publisher,
     })
 }
 

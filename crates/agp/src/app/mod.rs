@@ -9,5 +9,6 @@ pub mod home;
 pub mod limits;
 pub mod local;
 pub mod policy_watch;
+pub mod publish;
 pub mod secrets;
 pub mod state;

@@ -163,6 +163,15 @@ pub fn run(home: &Home, args: &DaemonArgs) -> Result<Exit> {
     }
     drop(assembly.policy_watch);
     crate::app::assemble::close_and_witness(&assembly.journal, assembly.witness);
+    // After the close: the final checkpoint is published too.
+    if let Some(p) = assembly.publisher {
+        if !p.finish(crate::app::publish::FINISH_WITHIN) {
+            eprintln!(
+                "agp: not every checkpoint reached the shared database before stopping; the \
+                 next start publishes the rest (they are kept in the journal)"
+            );
+        }
+    }
     println!("agp daemon: stopped");
     Ok(Exit::Ok)
 }

@@ -28,6 +28,7 @@ pub mod slack;
 pub mod terminal_mode;
 pub mod tool_shell;
 pub mod verify;
+pub mod verify_team;
 pub mod witness;
 
 use anyhow::Result;

@@ -46,6 +46,18 @@ pub struct VerifyArgs {
     /// How many of the --witness keys must have cosigned the latest checkpoint [default: 1]
     #[arg(long, value_name = "N", requires = "witnesses")]
     pub min_witnesses: Option<usize>,
+    /// Team mode: check every member's checkpoints published to the shared database against
+    /// the member journals readable here (--member-journal, default this home's journal): each
+    /// must still extend everything it published. Members whose journal is not given are
+    /// checked on the published series alone (signatures, forks).
+    #[arg(long, conflicts_with_all = ["journal", "key", "trusted_checkpoint", "witnesses"])]
+    pub team: bool,
+    /// A member's journal folder to check against what it published (repeat for more)
+    #[arg(long = "member-journal", value_name = "DIR", requires = "team")]
+    pub member_journals: Vec<PathBuf>,
+    /// The shared database [default: `[state] url` in config.toml]
+    #[arg(long, value_name = "URL", requires = "team")]
+    pub state_url: Option<String>,
     /// Machine-readable report
     #[arg(long)]
     pub json: bool,
@@ -73,6 +85,14 @@ fn load_witness_key(arg: &str) -> Result<agp_journal::cosig::WitnessKey> {
 }
 
 pub fn run(home: &Home, args: VerifyArgs) -> Result<Exit> {
+    if args.team {
+        return crate::cmd::verify_team::run(
+            home,
+            args.state_url.as_deref(),
+            &args.member_journals,
+            args.json,
+        );
+    }
     let key = crate::cmd::keygen::resolve_verifier(home, args.key.as_deref())?;
     let dir = args.journal.unwrap_or_else(|| home.journal_dir());
     let witnesses = args

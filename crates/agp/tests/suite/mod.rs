@@ -43,6 +43,7 @@ mod slack_cli;
 mod support;
 mod team_slack;
 mod team_state;
+mod team_verify;
 mod terminal_approval;
 mod user_text;
 mod web_approvals;

@@ -9,6 +9,7 @@ use super::{pg_err, StoreError};
 pub const PG_MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_team_approvals.sql"),
+    include_str!("migrations/0003_checkpoints.sql"),
 ];
 
 /// The advisory lock key migrations hold ("agp-mig" in ASCII): any fixed number works as long

@@ -3,14 +3,19 @@
 //! Driver: tokio-postgres (async, pipelined, and its connection yields NOTIFY messages, which
 //! LISTEN needs) with deadpool-postgres for the pool; chosen over sqlx because nothing here
 //! wants compile-time checked queries against a live database or a second runtime abstraction,
-//! and the two crates are small. Connections are verified when taken from the pool (one round
-//! trip), so a restarted server is reconnected to transparently, and a server that is down
-//! gives [`StoreError::Unavailable`] within [`TIMEOUT`], never a hang.
+//! and the two crates are small. A pooled connection is handed out again unless its driver saw
+//! it close (deadpool's `Fast` recycling): a server that stops or restarts closes every
+//! session (and says so), so the next call gets a fresh connection. Verifying each checkout
+//! with an empty query (`Verified`) cost one more round trip per statement, half of an allowed
+//! call's round trips (`agp bench gateway --daemons 3`); a connection that died unseen fails
+//! its one statement as [`StoreError::Unavailable`] (that call is refused, fail closed) and is
+//! not reused. A server that is down gives `Unavailable` within [`TIMEOUT`], never a hang.
 //!
 //! Wake-ups: one extra connection LISTENs to the migrations' NOTIFY channels and bumps a
 //! counter per topic; after every (re)connect it bumps all of them, since notifications sent
 //! while it was away are lost: listeners re-read on every bump, and poll slowly anyway.
 
+mod ledger;
 mod migrate;
 mod ops;
 mod rows;
@@ -29,6 +34,7 @@ use super::contract::Topic;
 use super::sqlite::Hints;
 use super::StoreError;
 
+pub use ledger::{NewCheckpoint, PgLedger, PublishedRow};
 pub use migrate::PG_MIGRATIONS;
 pub use team::{ChannelLease, LeaseHolder, RelayWrite};
 
@@ -68,7 +74,7 @@ impl PgStore {
             config.clone(),
             NoTls,
             ManagerConfig {
-                recycling_method: RecyclingMethod::Verified,
+                recycling_method: RecyclingMethod::Fast,
             },
         );
         let pool = Pool::builder(manager)

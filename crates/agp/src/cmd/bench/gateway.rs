@@ -40,11 +40,25 @@ pub struct GatewayBenchArgs {
     /// SQLite.
     #[arg(long, value_name = "URL")]
     pub state_url: Option<String>,
+    /// Daemons sharing the --state-url database (each its own agp home, as team members on
+    /// several hosts would be); the clients are spread over them in turn. The targets are
+    /// then team mode's: p99 of the concurrent run and calls/s in total.
+    #[arg(long, default_value_t = 1, requires = "state_url")]
+    pub daemons: usize,
 }
+
+/// Team mode's targets (issue 16), with the state in PostgreSQL: p99 of the allow path with
+/// 16 clients spread over the daemons.
+const TARGET_P99_TEAM_MS: f64 = 5.0;
 
 #[derive(Debug, Serialize)]
 struct Figures {
     durability: String,
+    /// `sqlite` or `postgres`.
+    state: &'static str,
+    daemons: usize,
+    /// The 1-minute load average when the run ended (the machine may be shared).
+    load_average_1m: f64,
     calls: usize,
     concurrency: usize,
     p50_ms: f64,
@@ -195,6 +209,13 @@ fn start_with_state(durability: &str, state_url: Option<&str>) -> Result<(Bench,
     Ok((bench, socket, admin_token))
 }
 
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// One client: its own session and connection; returns each timed call's latency.
 fn client(
     socket: &Path,
@@ -236,10 +257,17 @@ fn client(
     Ok(lat)
 }
 
+/// A daemon under test: its socket, admin token and a repo folder for sessions.
+struct Target {
+    socket: PathBuf,
+    admin: String,
+    repo: PathBuf,
+}
+
+/// `n` clients, client `i` on daemon `i % targets.len()`; every timed latency, sorted, and
+/// the wall time of the timed part.
 fn run_clients(
-    socket: &Path,
-    admin: &str,
-    repo: &Path,
+    targets: &[Target],
     n: usize,
     calls: usize,
     warmup: usize,
@@ -247,11 +275,12 @@ fn run_clients(
     let per = calls.div_ceil(n);
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(n + 1));
     let handles: Vec<_> = (0..n)
-        .map(|_| {
+        .map(|i| {
+            let t = &targets[i % targets.len()];
             let (socket, admin, repo, barrier) = (
-                socket.to_path_buf(),
-                admin.to_owned(),
-                repo.to_path_buf(),
+                t.socket.clone(),
+                t.admin.clone(),
+                t.repo.clone(),
                 barrier.clone(),
             );
             std::thread::spawn(move || {
@@ -278,25 +307,34 @@ pub fn run(args: &GatewayBenchArgs) -> Result<Exit> {
     if args.calls == 0 || args.concurrency == 0 {
         bail!("--calls and --concurrency must be at least 1");
     }
-    let (bench, socket, admin) = start_with_state(&args.durability, args.state_url.as_deref())?;
+    if args.daemons == 0 {
+        bail!("--daemons must be at least 1");
+    }
+    let mut benches = Vec::with_capacity(args.daemons);
+    let mut targets = Vec::with_capacity(args.daemons);
+    for _ in 0..args.daemons {
+        let (bench, socket, admin) = start_with_state(&args.durability, args.state_url.as_deref())?;
+        targets.push(Target {
+            socket,
+            admin,
+            repo: bench.dir.join("repo"),
+        });
+        benches.push(bench);
+    }
     // Idle: started, nothing served yet.
     std::thread::sleep(Duration::from_millis(500));
-    let pid = bench.daemon.as_ref().map_or(0, Child::id);
+    let pid = benches[0].daemon.as_ref().map_or(0, Child::id);
     let idle_rss_mb = rss_mb(pid)?;
-    let repo = bench.dir.join("repo");
 
     let single_calls = (args.calls / 4).clamp(100, 2000);
-    let (single, _) = run_clients(&socket, &admin, &repo, 1, single_calls, args.warmup)?;
-    let (all, wall) = run_clients(
-        &socket,
-        &admin,
-        &repo,
-        args.concurrency,
-        args.calls,
-        args.warmup,
-    )?;
+    let (single, _) = run_clients(&targets[..1], 1, single_calls, args.warmup)?;
+    let (all, wall) = run_clients(&targets, args.concurrency, args.calls, args.warmup)?;
+    let load_average_1m = load_average();
     let calls_per_sec = all.len() as f64 / wall.as_secs_f64();
-    let target_p99_ms = if args.durability == "group" {
+    let team = args.state_url.is_some();
+    let target_p99_ms = if team {
+        TARGET_P99_TEAM_MS
+    } else if args.durability == "group" {
         TARGET_P99_GROUP_MS
     } else {
         TARGET_P99_ENTRY_MS
@@ -304,6 +342,9 @@ pub fn run(args: &GatewayBenchArgs) -> Result<Exit> {
     let single_p99 = percentile(&single, 0.99);
     let f = Figures {
         durability: args.durability.clone(),
+        state: if team { "postgres" } else { "sqlite" },
+        daemons: args.daemons,
+        load_average_1m,
         calls: all.len(),
         concurrency: args.concurrency,
         p50_ms: percentile(&all, 0.50),
@@ -316,24 +357,47 @@ pub fn run(args: &GatewayBenchArgs) -> Result<Exit> {
         target_p99_ms,
         target_calls_per_sec: TARGET_CALLS_PER_SEC,
         target_idle_rss_mb: TARGET_IDLE_RSS_MB,
-        p99_met: single_p99 <= target_p99_ms,
+        // Alone, the latency one hook pays; in team mode, under the 16 clients' load.
+        p99_met: if team {
+            percentile(&all, 0.99) <= target_p99_ms
+        } else {
+            single_p99 <= target_p99_ms
+        },
         throughput_met: args.concurrency < 16 || calls_per_sec >= TARGET_CALLS_PER_SEC,
         rss_met: idle_rss_mb <= TARGET_IDLE_RSS_MB,
     };
-    drop(bench);
+    drop(benches);
     let text = |f: &Figures| {
-        println!("agp bench gateway: allow path (policy + 2 journal entries, one durable wait + reply), durability {}", f.durability);
-        println!(
-            "{} single client: p50 {:.3} ms, p99 {:.3} ms (target p99 <= {} ms)",
-            mark(f.p99_met),
-            f.single_client_p50_ms,
-            f.single_client_p99_ms,
-            f.target_p99_ms
-        );
-        println!(
-            "{} {} clients: {} calls, {:.0} calls/s (target >= {} with 16), p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-            mark(f.throughput_met), f.concurrency, f.calls, f.calls_per_sec, f.target_calls_per_sec, f.p50_ms, f.p99_ms, f.max_ms
-        );
+        println!("agp bench gateway: allow path (policy + 2 journal entries, one durable wait + reply), durability {}, state {}, {} daemon{}, load average {:.2}", f.durability, f.state, f.daemons, if f.daemons == 1 { "" } else { "s" }, f.load_average_1m);
+        if f.state == "postgres" {
+            println!(
+                "   single client: p50 {:.3} ms, p99 {:.3} ms",
+                f.single_client_p50_ms, f.single_client_p99_ms
+            );
+            println!(
+                "{} {} clients over {} daemons: p99 {:.3} ms (target <= {} ms), p50 {:.3} ms, max {:.3} ms",
+                mark(f.p99_met), f.concurrency, f.daemons, f.p99_ms, f.target_p99_ms, f.p50_ms, f.max_ms
+            );
+            println!(
+                "{} {} calls, {:.0} calls/s in total (target >= {} with 16 clients)",
+                mark(f.throughput_met),
+                f.calls,
+                f.calls_per_sec,
+                f.target_calls_per_sec
+            );
+        } else {
+            println!(
+                "{} single client: p50 {:.3} ms, p99 {:.3} ms (target p99 <= {} ms)",
+                mark(f.p99_met),
+                f.single_client_p50_ms,
+                f.single_client_p99_ms,
+                f.target_p99_ms
+            );
+            println!(
+                "{} {} clients: {} calls, {:.0} calls/s (target >= {} with 16), p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+                mark(f.throughput_met), f.concurrency, f.calls, f.calls_per_sec, f.target_calls_per_sec, f.p50_ms, f.p99_ms, f.max_ms
+            );
+        }
         println!(
             "{} daemon idle RSS: {:.1} MB (target <= {} MB)",
             mark(f.rss_met),
