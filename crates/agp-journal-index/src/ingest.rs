@@ -5,11 +5,11 @@ use std::fs::File;
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use crate::frontier::Frontier;
 use crate::reader::{self, Lines, Next};
 use crate::{
     checkpoint, fold, schema, CatchUp, IndexError, JournalIndex, BATCH_BYTES, BATCH_LINES,
 };
+use agp_journal::merkle::Frontier;
 
 /// Where a line is and what it hashes to: enough to tell whether the file still holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -47,7 +47,6 @@
 
 mod checkpoint;
 mod fold;
-mod frontier;
 mod ingest;
 mod query;
 mod reader;

@@ -77,6 +77,30 @@ impl Frontier {
             Some(last) => iter.fold(*last, |acc, left| node_hash(left, &acc)),
         }
     }
+
+    /// Size (8 bytes, big-endian) then the nodes: what a reader keeps between runs (the
+    /// console's index) to go on from here without re-reading the leaves.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.size.to_be_bytes().to_vec();
+        for n in &self.nodes {
+            out.extend_from_slice(n);
+        }
+        out
+    }
+
+    /// `None` when the bytes are not a frontier (one node per set bit of the size).
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        let (size, rest) = b.split_first_chunk::<8>()?;
+        let size = u64::from_be_bytes(*size);
+        if rest.len() % 32 != 0 || rest.len() / 32 != size.count_ones() as usize {
+            return None;
+        }
+        let nodes = rest
+            .chunks_exact(32)
+            .filter_map(|c| c.try_into().ok())
+            .collect();
+        Some(Self { size, nodes })
+    }
 }
 
 /// Largest power of two strictly smaller than `n` (n >= 2): RFC 6962's split point.
@@ -290,6 +314,20 @@ pub fn verify_consistency(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frontier_bytes_round_trip_and_keep_the_root() {
+        let leaves: Vec<Hash> = (0u32..37).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let mut f = Frontier::new();
+        for (i, l) in leaves.iter().enumerate() {
+            f.push(*l);
+            let back = Frontier::from_bytes(&f.to_bytes()).unwrap();
+            assert_eq!(back, f);
+            assert_eq!(back.root(), root_of(&leaves[..=i]));
+        }
+        assert!(Frontier::from_bytes(&[0, 0, 0, 0, 0, 0, 0, 3]).is_none());
+        assert!(Frontier::from_bytes(&[0, 0, 0]).is_none());
+    }
 
     // The Certificate Transparency reference tree (RFC 6962 test data, as published by
     // transparency-dev/merkle and google/certificate-transparency).

@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::docker::{in_ci, stop_with, tail};
@@ -170,9 +170,7 @@ impl PgServer {
             });
         }
         let _ = std::fs::remove_file(data.join("postmaster.pid"));
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start postgres: {e}"))?;
+        let mut child = spawn_kept(cmd).map_err(|e| format!("cannot start postgres: {e}"))?;
         let child_pid = i32::try_from(child.id()).map_err(|_| "pid out of range".to_string())?;
         let until = Instant::now() + READY_WITHIN;
         loop {
@@ -265,6 +263,35 @@ fn find_bin() -> Option<PathBuf> {
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).find(|d| has_both(d))
+}
+
+/// Forks `cmd` from one thread kept for the life of the test binary. PR_SET_PDEATHSIG fires
+/// when the *thread* that forked the child exits, not the process: a server started from a
+/// short-lived thread (tokio's blocking pool, whose idle threads end after 10 s) would be
+/// killed with it in the middle of a test.
+fn spawn_kept(cmd: Command) -> std::io::Result<std::process::Child> {
+    type Job = (Command, mpsc::Sender<std::io::Result<std::process::Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let gone = || std::io::Error::other("the thread that starts PostgreSQL servers is gone");
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        // The sender lives in a static, so this loop (and the thread) never ends.
+        let _ = std::thread::Builder::new()
+            .name("agp-postgres-parent".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            });
+        Mutex::new(tx)
+    });
+    let (reply, answer) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .send((cmd, reply))
+        .map_err(|_| gone())?;
+    answer.recv().map_err(|_| gone())?
 }
 
 #[cfg(test)]
