@@ -114,16 +114,18 @@ async fn reattach(m: Arc<Mediator>, request: ApprovalRequest, left: Duration) {
     let channel = m.parts.channel.name().to_owned();
     let started = std::time::Instant::now();
     // Open to the web console too, as every pending approval is.
-    let (outcome, web) = match tokio::time::timeout(left, m.put_to_channels(&request)).await {
-        Ok(Ok(d)) => (d.outcome, d.web),
-        Ok(Err(e)) => (
-            ApprovalOutcome::Unavailable {
-                reason: e.to_string(),
-            },
-            None,
-        ),
-        Err(_) => (ApprovalOutcome::Timeout, None),
-    };
+    let registration = m.open_to_console(&request);
+    let (outcome, web) =
+        match tokio::time::timeout(left, m.put_to_channels(&request, registration)).await {
+            Ok(Ok(d)) => (d.outcome, d.web),
+            Ok(Err(e)) => (
+                ApprovalOutcome::Unavailable {
+                    reason: e.to_string(),
+                },
+                None,
+            ),
+            Err(_) => (ApprovalOutcome::Timeout, None),
+        };
     let decided_by = if web.is_some() {
         agp_contracts::approval::via::WEB
     } else {

@@ -170,6 +170,8 @@ impl Mediator {
                 "agp could not record the pending approval ({e}); denied"
             ));
         }
+        // Open to the console before the journal says it was requested (see `open_to_console`).
+        let registration = self.open_to_console(&request);
         let requested = ev::ApprovalRequested {
             call_id: call_id.clone(),
             tool: request.tool.clone(),
@@ -192,8 +194,10 @@ impl Mediator {
 
         let started = Instant::now();
         // The configured channel and the web console, raced (see `web`).
-        let asked =
-            tokio::time::timeout(self.config.approval_timeout, self.put_to_channels(&request));
+        let asked = tokio::time::timeout(
+            self.config.approval_timeout,
+            self.put_to_channels(&request, registration),
+        );
         let unavailable = |reason: &str| {
             let reason = reason.to_owned();
             (ApprovalOutcome::Unavailable { reason }, None)

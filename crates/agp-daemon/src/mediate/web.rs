@@ -10,7 +10,7 @@ use agp_contracts::ChannelError;
 use agp_gateway::{ApprovalList, DecisionApplied, PendingApproval, WebDecision};
 use tokio::sync::oneshot;
 
-use super::web_queue::{rights, Rights, WebDecide, WebRefusal, WebVote};
+use super::web_queue::{rights, Registration, Rights, WebDecide, WebRefusal, WebVote};
 use super::*;
 
 /// Requests one listing shows at most, and the largest input (JSON bytes) shown whole: a
@@ -122,16 +122,24 @@ impl Mediator {
         .approve
     }
 
-    /// Puts `request` to the configured channel and opens it to the console; the first outcome
-    /// wins. When the console's decision wins, the channel's prompt is dropped (its late answer
+    /// Opens `request` to the console. Called BEFORE `approval.requested` is journaled: a
+    /// console refreshes its list when the journal grows, so a request opened after that entry
+    /// could be missed until the journal grows again (a decision made meanwhile waits in the
+    /// registration and is journaled by [`Self::put_to_channels`], after the request).
+    pub(crate) fn open_to_console(&self, request: &ApprovalRequest) -> Registration<'_> {
+        self.web.register(request, self.parts.channel.name())
+    }
+
+    /// Puts `request` to the configured channel, raced with the console's decision
+    /// (`registration`, from [`Self::open_to_console`]); the first outcome wins. When the console's decision wins, the channel's prompt is dropped (its late answer
     /// is void) and withdrawn with who decided. A channel that could ask nobody (no terminal)
     /// leaves the request to a console that is watching, until the caller's timeout.
     pub(crate) async fn put_to_channels(
         &self,
         request: &ApprovalRequest,
+        mut registration: Registration<'_>,
     ) -> Result<Decided, ChannelError> {
         let channel = self.parts.channel.name();
-        let mut registration = self.web.register(request, channel);
         let vote: WebVote = {
             let asked = self.parts.channel.request_approval(request);
             tokio::pin!(asked);
