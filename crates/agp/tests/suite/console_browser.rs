@@ -7,8 +7,9 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use fantoccini::error::{CmdError, ErrorStatus};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 
@@ -33,17 +34,47 @@ fn screenshot_path() -> PathBuf {
         .join("timeline.png")
 }
 
+/// What to do with a found element.
+enum Act<'a> {
+    Attr(&'a str),
+    Text,
+    Click,
+}
+
+/// Finds `loc` (waiting for it) and acts on it. The live region is swapped whenever the
+/// journal grows, so an element found a moment ago may be gone (stale): it is found afresh.
+async fn act(c: &Client, loc: Locator<'_>, act: Act<'_>) -> String {
+    let start = Instant::now();
+    loop {
+        let el = c
+            .wait()
+            .at_most(WAIT)
+            .for_element(loc)
+            .await
+            .unwrap_or_else(|e| panic!("{loc:?} never appeared: {e}"));
+        let done = match act {
+            Act::Attr(name) => el
+                .attr(name)
+                .await
+                .map(|v| v.unwrap_or_else(|| panic!("{loc:?} has no {name}"))),
+            Act::Text => el.text().await,
+            Act::Click => el.click().await.map(|()| String::new()),
+        };
+        match done {
+            Ok(v) => return v,
+            Err(CmdError::Standard(e))
+                if e.error == ErrorStatus::StaleElementReference && start.elapsed() < WAIT => {}
+            Err(e) => panic!("{loc:?}: {e}"),
+        }
+    }
+}
+
 async fn attr(c: &Client, css: &str, name: &str) -> String {
-    let el = c
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"));
-    el.attr(name)
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("{css} has no {name}"))
+    act(c, Locator::Css(css), Act::Attr(name)).await
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    act(c, Locator::Css(css), Act::Text).await
 }
 
 async fn never_reloaded(c: &Client, what: &str) {
@@ -135,13 +166,7 @@ fn a_browser_sees_the_approval_arrive_live_allows_it_and_watches_the_timeline_up
         // It appears on the open page, live.
         let session = attr(&c, "fieldset[data-testid='approval']", "data-session").await;
         never_reloaded(&c, "the approvals page").await;
-        let input = c
-            .find(Locator::Css("[data-testid='approval-input']"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let input = text(&c, "[data-testid='approval-input']").await;
         assert!(input.contains("touch allowed-in-a-browser"), "{input}");
         assert!(!w.repo.join("allowed-in-a-browser").exists());
 
@@ -159,37 +184,23 @@ fn a_browser_sees_the_approval_arrive_live_allows_it_and_watches_the_timeline_up
 
         // Allow, from the approvals tab.
         c.switch_to_window(approvals_tab).await.unwrap();
-        c.find(Locator::Css("[data-testid='allow']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        act(&c, Locator::Css("[data-testid='allow']"), Act::Click).await;
         let granted = attr(&c, "[data-testid='decided']", "data-granted").await;
         assert_eq!(granted, "true");
 
         // The timeline tab shows it approved via web and run, without a reload.
         c.switch_to_window(timeline_tab).await.unwrap();
-        let result = c
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::XPath(
-                "//td[@data-testid='call-result'][contains(., 'exit 0')]",
-            ))
-            .await
-            .expect("the timeline never showed the call's result");
-        let shown = result.text().await.unwrap();
+        let shown = act(
+            &c,
+            Locator::XPath("//td[@data-testid='call-result'][contains(., 'exit 0')]"),
+            Act::Text,
+        )
+        .await;
         assert!(shown.contains("exit 0"), "{shown}");
         never_reloaded(&c, "the timeline").await;
         let outcome = attr(&c, "[data-testid='call-row']", "data-outcome").await;
         assert_eq!(outcome, "approved");
-        let approval = c
-            .find(Locator::Css("[data-testid='call-approval']"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let approval = text(&c, "[data-testid='call-approval']").await;
         assert!(approval.contains("via web"), "{approval}");
 
         let png = c.screenshot().await.unwrap();
