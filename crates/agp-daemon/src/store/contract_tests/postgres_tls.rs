@@ -104,6 +104,10 @@ async fn a_wrong_ca_or_a_host_name_mismatch_is_refused() {
     // Without sslrootcert the webpki roots are used: a private CA is refused too.
     let e = refused(&localhost).await;
     assert!(e.contains("UnknownIssuer"), "{e}");
+    assert!(
+        e.contains("check sslrootcert="),
+        "the line names the fix: {e}"
+    );
     // The certificate names `localhost` only; 127.0.0.1 is not it.
     let by_ip = server.tcp_url("127.0.0.1");
     for mode in ["verify-full", "require"] {
@@ -142,6 +146,7 @@ async fn a_network_url_never_falls_back_to_plain_text_unless_disable_is_written(
     ] {
         let e = refused(&url).await;
         assert!(e.contains("server does not support TLS"), "{url}: {e}");
+        assert!(e.contains("sslmode=disable"), "the line names the fix: {e}");
     }
     assert!(PgLedger::connect(&tcp, "host-a").await.is_err());
     let plain = format!("{tcp}?sslmode=disable");

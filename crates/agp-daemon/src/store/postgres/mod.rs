@@ -159,7 +159,7 @@ async fn listen(
 fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     use deadpool_postgres::PoolError;
     StoreError::Unavailable(match &e {
-        PoolError::Backend(e) => with_sources(e),
+        PoolError::Backend(e) => tls::with_fix(with_sources(e)),
         PoolError::Timeout(_) => format!("no connection within {}s", TIMEOUT.as_secs()),
         _ => with_sources(&e),
     })

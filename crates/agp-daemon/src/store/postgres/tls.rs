@@ -193,6 +193,20 @@ pub fn connect_config(url: &str) -> Result<(tokio_postgres::Config, MakeTls), St
     ))
 }
 
+/// `text` (a failed connection) with the fix when TLS is why: the driver's words name the
+/// symptom, not what to change.
+pub fn with_fix(text: String) -> String {
+    let fix = if text.contains("invalid peer certificate") {
+        "check sslrootcert= (the CA that issued the server's certificate) and that the URL's \
+         host is a name in that certificate (or use sslmode=verify-ca)"
+    } else if text.contains("server does not support TLS") {
+        "turn ssl on in the server, or write sslmode=disable if plain text is really meant"
+    } else {
+        return text;
+    };
+    format!("{text}; {fix}")
+}
+
 fn roots(file: Option<&str>) -> Result<RootCertStore, StoreError> {
     let mut roots = RootCertStore::empty();
     let Some(file) = file else {
