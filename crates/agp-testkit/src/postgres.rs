@@ -7,6 +7,10 @@
 //! `initdb` refuses to run as root, and so does `postgres`; as root (CI, this machine) both run as
 //! `nobody`, which owns the directory. Under `CI=true` missing binaries fail the test with the
 //! reason; elsewhere the test skips and says why.
+//!
+//! [`PgServer::start_tcp`] instead listens on `127.0.0.1` and a free TCP port, with or without
+//! TLS (a server certificate for `localhost` only, issued by a fresh CA: connecting to
+//! `127.0.0.1` under verify-full is a host-name mismatch), for the TLS tests.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -19,7 +23,7 @@ use crate::docker::{in_ci, stop_with, tail};
 
 /// How long a starting server may take to say "ready" in its pid file.
 const READY_WITHIN: Duration = Duration::from_secs(60);
-/// The socket file's number (`.s.PGSQL.<port>`); nothing listens on TCP.
+/// The socket file's number (`.s.PGSQL.<port>`) of a socket-only server.
 const PORT: u16 = 5432;
 /// The superuser role `initdb` creates; trust authentication, so no password.
 pub const ROLE: &str = "agp";
@@ -32,13 +36,26 @@ pub struct PgServer {
     /// `(uid, gid)` the server runs as when the tests run as root.
     run_as: Option<(u32, u32)>,
     pid: Mutex<Option<i32>>,
+    port: u16,
+    /// `Some` for a TCP server; `Some(Some(ca_pem))` when it has TLS on.
+    tcp: Option<Option<String>>,
 }
 
 impl PgServer {
     /// A fresh server. `None` (after printing why) when it cannot run here and this is not CI;
     /// under `CI=true` that panics with the reason.
     pub fn start_new() -> Option<PgServer> {
-        match Self::try_new() {
+        Self::or_skip(Self::try_new())
+    }
+
+    /// A fresh server on `127.0.0.1` and a free TCP port (and its socket), `ssl=on` with a
+    /// certificate for `localhost` when `tls`. Skips like [`Self::start_new`].
+    pub fn start_tcp(tls: bool) -> Option<PgServer> {
+        Self::or_skip(Self::try_with(Some(tls)))
+    }
+
+    fn or_skip(server: Result<PgServer, String>) -> Option<PgServer> {
+        match server {
             Ok(server) => Some(server),
             Err(reason) => {
                 assert!(
@@ -53,6 +70,10 @@ impl PgServer {
 
     /// A fresh server, or why not.
     pub fn try_new() -> Result<PgServer, String> {
+        Self::try_with(None)
+    }
+
+    fn try_with(tcp: Option<bool>) -> Result<PgServer, String> {
         let install = "install it with `apt-get install postgresql` (.ci/run does)";
         let bin = find_bin().ok_or_else(|| format!("initdb/postgres not found; {install}"))?;
         // SAFETY: geteuid has no preconditions.
@@ -64,14 +85,24 @@ impl PgServer {
         // short (108 bytes).
         let dir = PathBuf::from("/tmp").join(format!("agp-pg-{}-{nanos}", std::process::id()));
         std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let server = PgServer {
+        let mut server = PgServer {
             dir,
             bin,
             run_as,
             pid: Mutex::new(None),
+            port: match tcp {
+                Some(_) => free_port()?,
+                None => PORT,
+            },
+            tcp: None,
         };
         server.own(&server.dir)?;
         server.initdb()?;
+        server.tcp = match tcp {
+            None => None,
+            Some(false) => Some(None),
+            Some(true) => Some(Some(server.certificates()?)),
+        };
         server.start()?;
         Ok(server)
     }
@@ -87,7 +118,18 @@ impl PgServer {
                 _ => (b as char).to_string(),
             })
             .collect();
-        format!("postgres://{ROLE}@{host}:{PORT}/postgres")
+        format!("postgres://{ROLE}@{host}:{}/postgres", self.port)
+    }
+
+    /// The TCP URL through `host` (`localhost` or `127.0.0.1`), with no TLS parameters, for a
+    /// server from [`Self::start_tcp`].
+    pub fn tcp_url(&self, host: &str) -> String {
+        format!("postgres://{ROLE}@{host}:{}/postgres", self.port)
+    }
+
+    /// The PEM of the CA that issued a TLS server's certificate.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tcp.as_ref()?.as_deref()
     }
 
     /// The server's directory (data in `data/`, socket and log beside it).
@@ -150,8 +192,24 @@ impl PgServer {
             .arg("-k")
             .arg(&self.dir)
             .arg("-p")
-            .arg(PORT.to_string())
-            .args(["-c", "listen_addresses="])
+            .arg(self.port.to_string());
+        match &self.tcp {
+            None => cmd.args(["-c", "listen_addresses="]),
+            Some(None) => cmd.args(["-c", "listen_addresses=127.0.0.1", "-c", "ssl=off"]),
+            Some(Some(_)) => cmd
+                .args(["-c", "listen_addresses=127.0.0.1", "-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!(
+                    "ssl_cert_file={}",
+                    self.dir.join("server.crt").display()
+                ))
+                .arg("-c")
+                .arg(format!(
+                    "ssl_key_file={}",
+                    self.dir.join("server.key").display()
+                )),
+        };
+        cmd
             // A test server: durability across a machine crash is not wanted, speed is.
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
@@ -192,6 +250,32 @@ impl PgServer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Writes `server.crt` and `server.key` (a leaf for `localhost` only, from a fresh CA) and
+    /// returns the CA's PEM.
+    fn certificates(&self) -> Result<String, String> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let e = |e: rcgen::Error| e.to_string();
+        let ca_key = KeyPair::generate().map_err(e)?;
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+        ca.distinguished_name
+            .push(DnType::CommonName, "agp test PostgreSQL CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
+        let leaf_key = KeyPair::generate().map_err(e)?;
+        let leaf = CertificateParams::new(vec!["localhost".to_owned()]).map_err(e)?;
+        let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).map_err(e)?;
+        for (name, pem) in [
+            ("server.crt", leaf_cert.pem()),
+            ("server.key", leaf_key.serialize_pem()),
+        ] {
+            let path = self.dir.join(name);
+            std::fs::write(&path, pem).map_err(|e| format!("cannot write {name}: {e}"))?;
+            // PostgreSQL refuses a key others can read; the server user must own it.
+            self.own(&path)?;
+        }
+        Ok(ca_cert.pem())
     }
 
     fn initdb(&self) -> Result<(), String> {
@@ -241,6 +325,14 @@ impl Drop for PgServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A TCP port free on the loopback now (the kernel's pick; the server binds it moments later).
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free TCP port: {e}"))
 }
 
 /// The directory holding `initdb` and `postgres`: Debian keeps them off `PATH`, under
@@ -303,6 +395,7 @@ mod tests {
         let Some(server) = PgServer::start_new() else {
             return;
         };
+        assert!(server.ca_pem().is_none());
         let socket = server.dir().join(format!(".s.PGSQL.{PORT}"));
         assert!(socket.exists(), "{}", server.log());
         let pid = server.pid().unwrap();
@@ -317,5 +410,35 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { libc::kill(again, 0) }, -1, "stopped on drop");
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_tcp_server_listens_on_the_loopback_with_tls_when_asked() {
+        let Some(server) = PgServer::start_tcp(true) else {
+            return;
+        };
+        assert!(server.ca_pem().unwrap().contains("BEGIN CERTIFICATE"));
+        let url = server.tcp_url("127.0.0.1");
+        let port: u16 = url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // The server accepts TCP; TLS itself is exercised by agp-daemon's store tests.
+        std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert!(
+            server
+                .log()
+                .contains("listening on IPv4 address \"127.0.0.1\""),
+            "{}",
+            server.log()
+        );
+        let plain = PgServer::start_tcp(false).unwrap();
+        assert!(plain.ca_pem().is_none());
+        assert_ne!(plain.tcp_url("localhost"), server.tcp_url("localhost"));
     }
 }

@@ -471,4 +471,5 @@ async fn unconfined_sessions_are_listed(b: &Backend) {
 }
 
 mod postgres_only;
+mod postgres_tls;
 mod team_queue;

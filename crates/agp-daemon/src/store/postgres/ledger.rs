@@ -7,10 +7,7 @@
 //! (migration 0003 refuses updates and deletes); an identical note is stored once, a different
 //! note for the same origin and size is stored too: that fork is what the verifier reports.
 
-use std::str::FromStr;
-
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use super::{migrate, pg_err, pool_err, TIMEOUT};
 use crate::store::StoreError;
@@ -68,14 +65,13 @@ impl PgLedger {
     /// A ledger for reading only (an auditor's `agp verify --team`): no migration is applied,
     /// so an account that may only read the table will do. Connects at the first query.
     pub fn reader(url: &str, member: &str) -> Result<Self, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::Invalid(format!("[state] url: {e}")))?;
+        let (mut config, tls) = super::tls::connect_config(url)?;
         config
             .connect_timeout(TIMEOUT)
             .application_name(format!("agp ledger {member}"));
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Verified,
             },

@@ -20,15 +20,15 @@ mod migrate;
 mod ops;
 mod rows;
 mod team;
+pub mod tls;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures_util::StreamExt;
 use tokio::sync::watch;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::contract::Topic;
 use super::sqlite::Hints;
@@ -65,14 +65,13 @@ impl PgStore {
     /// Connects to `url` (`postgres://…`), applies pending migrations and starts listening for
     /// hints. Rows this daemon writes are tagged `member`.
     pub async fn connect(url: &str, member: &str) -> Result<Self, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::Invalid(format!("[state] url: {e}")))?;
+        let (mut config, tls) = tls::connect_config(url)?;
         config
             .connect_timeout(TIMEOUT)
             .application_name(format!("agp {member}"));
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -91,7 +90,7 @@ impl PgStore {
         }
         let hints = Arc::new(Hints::new());
         let (listened, listens) = watch::channel(0);
-        let listener = tokio::spawn(listen(config, hints.clone(), listened));
+        let listener = tokio::spawn(listen(config, tls, hints.clone(), listened));
         Ok(Self {
             pool,
             member: member.to_owned(),
@@ -112,9 +111,14 @@ impl PgStore {
 }
 
 /// Holds a LISTEN connection for as long as the store lives, reconnecting when it drops.
-async fn listen(config: tokio_postgres::Config, hints: Arc<Hints>, listened: watch::Sender<u64>) {
+async fn listen(
+    config: tokio_postgres::Config,
+    tls: tls::MakeTls,
+    hints: Arc<Hints>,
+    listened: watch::Sender<u64>,
+) {
     loop {
-        if let Ok((client, mut connection)) = config.connect(NoTls).await {
+        if let Ok((client, mut connection)) = config.connect(tls.clone()).await {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let driver = tokio::spawn(async move {
                 let mut messages =
@@ -155,7 +159,7 @@ async fn listen(config: tokio_postgres::Config, hints: Arc<Hints>, listened: wat
 fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     use deadpool_postgres::PoolError;
     StoreError::Unavailable(match &e {
-        PoolError::Backend(e) => with_sources(e),
+        PoolError::Backend(e) => tls::with_fix(with_sources(e)),
         PoolError::Timeout(_) => format!("no connection within {}s", TIMEOUT.as_secs()),
         _ => with_sources(&e),
     })
