@@ -9,6 +9,7 @@
 
 mod auto;
 mod choice;
+mod identity;
 mod queue;
 pub mod render;
 pub mod sanitize;
@@ -20,5 +21,6 @@ mod tty;
 
 pub use auto::{AutoApproveChannel, BANNER as AUTO_APPROVE_BANNER};
 pub use choice::{ApproverChoice, ChoiceError};
+pub use identity::local_approver;
 pub use script::{ScriptAnswer, ScriptedApprover};
 pub use terminal::{TerminalChannel, IN_BACKGROUND, NO_TERMINAL, TERMINAL_CLOSED};

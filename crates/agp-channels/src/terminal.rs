@@ -117,31 +117,9 @@ impl ApprovalChannel for TerminalChannel {
     }
 }
 
-/// The person at this terminal, as journaled: `tty:<user>`, the user being the account agp runs
-/// as (from the password database; `$USER` only when the account has no local entry).
+/// The person at this terminal, as journaled: `tty:<user>`, the account agp runs as.
 fn local_approver() -> Approver {
-    let uid = rustix::process::getuid().as_raw();
-    let user = std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|passwd| user_of(&passwd, uid))
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|u| !u.is_empty() && !u.chars().any(crate::sanitize::is_unsafe))
-        .unwrap_or_else(|| format!("uid{uid}"));
-    Approver {
-        id: format!("tty:{user}"),
-        name: user,
-        via: via::TERMINAL.to_owned(),
-    }
-}
-
-/// The account name for `uid` in passwd(5) text.
-fn user_of(passwd: &str, uid: u32) -> Option<String> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let id = fields.nth(1)?.parse::<u32>().ok()?;
-        (id == uid && !name.is_empty()).then(|| name.to_owned())
-    })
+    crate::identity::local_approver(rustix::process::getuid().as_raw(), via::TERMINAL)
 }
 
 /// One line for a projected event, escaped and kept short: `tool: reason` for a denial, the
@@ -388,13 +366,5 @@ mod tests {
         assert_eq!(line.matches('\n').count(), 1);
         // A body that does not read as its kind never reaches a person as a note.
         assert!(Projection::from_parts("session.ended", &json!({"status": "completed"})).is_err());
-    }
-
-    #[test]
-    fn finds_the_account_name_for_a_uid() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nbroken\nalice:x:1000:1000::/home/alice:/bin/sh\n";
-        assert_eq!(user_of(passwd, 0).as_deref(), Some("root"));
-        assert_eq!(user_of(passwd, 1000).as_deref(), Some("alice"));
-        assert_eq!(user_of(passwd, 7), None);
     }
 }

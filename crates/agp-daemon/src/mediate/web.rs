@@ -34,39 +34,7 @@ pub(crate) struct Decided {
 /// the terminal channel gives the same account (`tty:<user>`), so that a rule's `approvers`
 /// list names a person once for both, and one person is never counted twice toward a quorum.
 pub(crate) fn web_approver(uid: u32) -> Approver {
-    let own = std::fs::metadata("/proc/self")
-        .ok()
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m));
-    let user = std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|passwd| user_of(&passwd, uid))
-        // As the terminal does: `$USER` names the account only when it is agp's own.
-        .or_else(|| {
-            (own == Some(uid))
-                .then(|| std::env::var("USER").ok())
-                .flatten()
-        })
-        .filter(|u| {
-            !u.is_empty()
-                && u.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
-        })
-        .unwrap_or_else(|| format!("uid{uid}"));
-    Approver {
-        id: format!("tty:{user}"),
-        name: user,
-        via: via::WEB.to_owned(),
-    }
-}
-
-/// The account name for `uid` in passwd(5) text.
-fn user_of(passwd: &str, uid: u32) -> Option<String> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let id = fields.nth(1)?.parse::<u32>().ok()?;
-        (id == uid && !name.is_empty()).then(|| name.to_owned())
-    })
+    agp_channels::local_approver(uid, via::WEB)
 }
 
 /// What a refusal tells the console, after its reason code.
@@ -351,14 +319,6 @@ impl Mediator {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_account_is_read_from_passwd() {
-        let passwd = "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n";
-        assert_eq!(user_of(passwd, 1000).as_deref(), Some("alice"));
-        assert_eq!(user_of(passwd, 0).as_deref(), Some("root"));
-        assert_eq!(user_of(passwd, 7), None);
-    }
 
     #[test]
     fn a_large_input_is_listed_cut() {
