@@ -5,6 +5,7 @@
 //! `agents_support`); the scripted-intendant test and the refusals run everywhere.
 
 use super::support::agents as agents_support;
+use super::support::daemon::ask_in_gate_session;
 use super::support::looping::SLACK_VARS;
 
 use std::path::{Path, PathBuf};
@@ -412,33 +413,7 @@ fn start_slack_daemon(world: &World, slack_url: &str, log: &str) -> SlackDaemon 
 
 /// A gate session's call that needs approval, sent from a thread; true if it was allowed.
 fn ask(world: &World, command: &str) -> std::thread::JoinHandle<bool> {
-    use agp_gateway::{Client, SessionMode, ToolCallRequest};
-    let socket = world.home.join("run/gateway.sock");
-    let admin = std::fs::read_to_string(world.home.join("run/admin.token")).unwrap();
-    let repo = world.repo.clone();
-    let command = command.to_owned();
-    std::thread::spawn(move || {
-        let mut control = Client::connect(&socket, Duration::from_secs(10)).unwrap();
-        let opened = control
-            .open_session(
-                admin.trim(),
-                "test",
-                repo.to_str().unwrap(),
-                "",
-                SessionMode::Gate,
-            )
-            .unwrap();
-        let mut c = Client::connect(&socket, Duration::from_secs(150)).unwrap();
-        c.hello(&opened.token).unwrap();
-        let reply = c.request(&ToolCallRequest {
-            id: "slack-1".into(),
-            tool_use_id: None,
-            tool: "Bash".into(),
-            input: serde_json::json!({ "command": command }),
-            cwd: repo.display().to_string(),
-        });
-        matches!(reply, Ok(v) if v.is_allow())
-    })
+    ask_in_gate_session(&world.home, &world.repo, "slack-1", command)
 }
 
 async fn wait_journal(world: &World, what: impl Fn(&Value) -> bool) -> Value {

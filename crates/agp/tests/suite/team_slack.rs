@@ -14,6 +14,7 @@ use agp_slack::fake::{self, FakeSlack, PostedMessage};
 use agp_testkit::postgres::PgServer;
 use serde_json::Value;
 
+use super::support::daemon::ask_in_gate_session;
 use super::support::looping::{init_home, journal, AGP, SLACK_VARS};
 
 const POLICY: &str = "version = 1\ndefault = \"deny\"\n\n[guards]\ndestructive = false\n\
@@ -124,33 +125,7 @@ impl Member {
 
     /// A gate session's `mkdir DIR`, asked from a thread; true if it was allowed.
     fn ask(&self, dir: &str) -> std::thread::JoinHandle<bool> {
-        use agp_gateway::{Client, SessionMode, ToolCallRequest};
-        let socket = self.home.join("run/gateway.sock");
-        let admin = std::fs::read_to_string(self.home.join("run/admin.token")).unwrap();
-        let repo = self.repo.clone();
-        let command = format!("mkdir {dir}");
-        std::thread::spawn(move || {
-            let mut control = Client::connect(&socket, Duration::from_secs(10)).unwrap();
-            let opened = control
-                .open_session(
-                    admin.trim(),
-                    "test",
-                    repo.to_str().unwrap(),
-                    "",
-                    SessionMode::Gate,
-                )
-                .unwrap();
-            let mut c = Client::connect(&socket, Duration::from_secs(150)).unwrap();
-            c.hello(&opened.token).unwrap();
-            let reply = c.request(&ToolCallRequest {
-                id: "team-1".into(),
-                tool_use_id: None,
-                tool: "Bash".into(),
-                input: serde_json::json!({ "command": command }),
-                cwd: repo.display().to_string(),
-            });
-            matches!(reply, Ok(v) if v.is_allow())
-        })
+        ask_in_gate_session(&self.home, &self.repo, "team-1", &format!("mkdir {dir}"))
     }
 
     fn entries(&self, kind: &str) -> Vec<Value> {

@@ -69,3 +69,40 @@ pub fn sighup(daemon: &Child) {
 pub fn mkfifo(path: &Path) {
     assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
 }
+
+/// A gate session opened on `home`'s daemon (admin token) for `repo`, whose one Bash call
+/// `command` (call id `call_id`) needs approval, asked from a thread; true if it was allowed.
+pub fn ask_in_gate_session(
+    home: &Path,
+    repo: &Path,
+    call_id: &str,
+    command: &str,
+) -> std::thread::JoinHandle<bool> {
+    use agp_gateway::{Client, SessionMode, ToolCallRequest};
+    let socket = home.join("run/gateway.sock");
+    let admin = std::fs::read_to_string(home.join("run/admin.token")).unwrap();
+    let repo = repo.to_owned();
+    let (call_id, command) = (call_id.to_owned(), command.to_owned());
+    std::thread::spawn(move || {
+        let mut control = Client::connect(&socket, Duration::from_secs(10)).unwrap();
+        let opened = control
+            .open_session(
+                admin.trim(),
+                "test",
+                repo.to_str().unwrap(),
+                "",
+                SessionMode::Gate,
+            )
+            .unwrap();
+        let mut c = Client::connect(&socket, Duration::from_secs(150)).unwrap();
+        c.hello(&opened.token).unwrap();
+        let reply = c.request(&ToolCallRequest {
+            id: call_id,
+            tool_use_id: None,
+            tool: "Bash".into(),
+            input: serde_json::json!({ "command": command }),
+            cwd: repo.display().to_string(),
+        });
+        matches!(reply, Ok(v) if v.is_allow())
+    })
+}
